@@ -1,0 +1,31 @@
+# ヘルスサポート分析ワークブック — two commands: `make demo`, `make test`.
+# Works on a machine with only Python 3.11, pip and make: creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean gallery
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/hsutils demo --out data/demo
+	$(BIN)/hsutils batch parameters/demo.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+gallery: $(STAMP)
+	$(BIN)/hsutils gallery --out outputs/gallery
+
+clean:
+	rm -rf outputs/demo outputs/gallery outputs/cache data/demo

@@ -1,0 +1,119 @@
+"""The `hsutils` command: demo data, data checks, gallery, batch runs.
+
+Each sub-command imports its module lazily so that `hsutils --help` stays fast and a user
+mistake is reported as a Japanese message, not a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_demo(args) -> int:
+    from hsutils import synth
+
+    out = Path(args.out)
+    summary = synth.write_demo(out, scale=args.scale, seed=args.seed, encoding=args.encoding)
+    print(summary)
+    print(f"デモデータを書き出しました: {out.resolve()}")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from hsutils import io
+
+    print(io.check_folder(Path(args.folder), column_map=args.column_map))
+    return 0
+
+
+def _cmd_gallery(args) -> int:
+    from hsutils import gallery
+
+    index = gallery.build_gallery(Path(args.out), data_dir=Path(args.data) if args.data else None)
+    print(f"ギャラリーを作成しました: {Path(index).resolve()}")
+    return 0
+
+
+def _cmd_batch(args) -> int:
+    from hsutils import batch
+
+    return batch.run_batch(Path(args.params), out=Path(args.out) if args.out else None,
+                           jobs=args.jobs, resume=args.resume)
+
+
+def _cmd_run(args) -> int:
+    from hsutils import batch
+
+    return batch.run_one(args.notebook, muni=args.muni,
+                         params=Path(args.params) if args.params else None,
+                         out=Path(args.out) if args.out else None)
+
+
+def _cmd_prepare(args) -> int:
+    from hsutils import pipeline
+
+    path = pipeline.prepare_cache(Path(args.data), Path(args.cache), column_map=args.column_map)
+    print(f"集計キャッシュを作成しました: {Path(path).resolve()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hsutils", description="ヘルスサポート分析ワークブック")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="デモ用の架空データ（石川県19市町）を作成")
+    d.add_argument("--out", default="data/demo")
+    d.add_argument("--scale", type=float, default=1.0, help="人数の倍率（1.0 = 既定）")
+    d.add_argument("--seed", type=int, default=2024)
+    d.add_argument("--encoding", default="cp932", choices=["cp932", "utf-8", "utf-8-sig"])
+    d.set_defaults(func=_cmd_demo)
+
+    c = sub.add_parser("check", help="入力フォルダを検証し、データ品質の要約を表示（分析はしない）")
+    c.add_argument("folder")
+    c.add_argument("--column-map", default=None, help="列名対応表（YAML）")
+    c.set_defaults(func=_cmd_check)
+
+    g = sub.add_parser("gallery", help="すべてのグラフ種類をデモデータで描画")
+    g.add_argument("--out", default="outputs/gallery")
+    g.add_argument("--data", default=None, help="データフォルダ（省略時はデモデータを作成）")
+    g.set_defaults(func=_cmd_gallery)
+
+    b = sub.add_parser("batch", help="全ノートブック × 全市町村を一括実行")
+    b.add_argument("params", help="実行パラメータ（YAML）例: parameters/demo.yaml")
+    b.add_argument("--out", default=None)
+    b.add_argument("--jobs", type=int, default=None, help="並列数（既定: CPUコア数）")
+    b.add_argument("--resume", action="store_true", help="前回成功し入力が変わっていない実行を省略")
+    b.set_defaults(func=_cmd_batch)
+
+    r = sub.add_parser("run", help="1つのノートブックを1市町村について実行")
+    r.add_argument("notebook")
+    r.add_argument("--muni", default=None, help="市町村コード（例: 17201）")
+    r.add_argument("--params", default=None)
+    r.add_argument("--out", default=None)
+    r.set_defaults(func=_cmd_run)
+
+    pr = sub.add_parser("prepare", help="データを読み込み、共有の集計キャッシュ（Parquet）を作成")
+    pr.add_argument("data")
+    pr.add_argument("--cache", default="outputs/cache")
+    pr.add_argument("--column-map", default=None)
+    pr.set_defaults(func=_cmd_prepare)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from hsutils.errors import HsutilsError
+
+    try:
+        return int(args.func(args) or 0)
+    except HsutilsError as e:
+        print(f"エラー: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("中断しました。", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
