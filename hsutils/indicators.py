@@ -1,0 +1,411 @@
+"""The indicator registry and indicator tables at any area level.
+
+Each indicator is defined once here: id, Japanese name, numerator and denominator (boolean
+functions of the person_year frame, docs/internal_api.md), population, unit, polarity,
+evaluation category (DOMAIN §7.7) and the DOMAIN section it implements. `indicator_flags`
+evaluates them all for the strata pass; `indicator_table` turns the strata table into crude
+rates (Wilson), age-adjusted rates (direct, Dobson) and 標準化該当比 (indirect, exact/Byar)
+with significance against a reference area (DESIGN §5).
+
+Rates are stored in percent (multiplier 100); 標準化該当比 as a ratio (1.00 = as expected).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from hsutils import aggregate, stats
+from hsutils.schema import KOKUHO_AGE_BANDS, KOUKI_AGE_BANDS
+
+Flag = Callable[[pd.DataFrame], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Indicator:
+    id: str
+    name: str
+    numerator: Flag
+    denominator: Flag
+    population: str
+    polarity: str | None  # "higher_better", "lower_better" or None (no judgement)
+    category: str  # ストラクチャー / プロセス / アウトプット / アウトカム (DOMAIN §7.7)
+    domain: str  # DOMAIN.md section
+    age_group: str = "kokuho"  # "kokuho" (40–74 bands) or "kouki" (75+ bands)
+    unit: str = "%"
+    key: bool = False  # shown in maps and summaries
+    definition: str = ""
+
+
+# ---------------------------------------------------------------- column helpers
+
+def _b(py: pd.DataFrame, col: str) -> np.ndarray:
+    """Boolean column as numpy bool (missing -> False); absent column -> all False."""
+    if col not in py:
+        return np.zeros(len(py), dtype=bool)
+    s = py[col]
+    if s.dtype == bool:
+        return s.to_numpy()
+    return s.fillna(False).astype(bool).to_numpy()
+
+
+def _measured(py: pd.DataFrame, *cols: str) -> np.ndarray:
+    out = np.zeros(len(py), dtype=bool)
+    for c in cols:
+        if c in py:
+            out |= py[c].notna().to_numpy()
+    return out
+
+
+def _eq(py: pd.DataFrame, col: str, value) -> np.ndarray:
+    if col not in py:
+        return np.zeros(len(py), dtype=bool)
+    return (py[col] == value).fillna(False).to_numpy(dtype=bool)
+
+
+def _isin(py: pd.DataFrame, col: str, values) -> np.ndarray:
+    if col not in py:
+        return np.zeros(len(py), dtype=bool)
+    return py[col].isin(list(values)).to_numpy(dtype=bool)
+
+
+def _num(py: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in py:
+        return np.full(len(py), np.nan)
+    return pd.to_numeric(py[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _ge(py: pd.DataFrame, col: str, threshold: float) -> np.ndarray:
+    """value ≥ threshold (以上); missing -> False."""
+    with np.errstate(invalid="ignore"):
+        return _num(py, col) >= threshold
+
+
+def _lt(py: pd.DataFrame, col: str, threshold: float) -> np.ndarray:
+    """value < threshold (未満); missing -> False."""
+    with np.errstate(invalid="ignore"):
+        return _num(py, col) < threshold
+
+
+def kokuho_target(py: pd.DataFrame) -> np.ndarray:
+    """特定健診 対象者: 国保, enrolled all year, 40–74 at fiscal-year end, minus statutory exclusions (DOMAIN §7.1)."""
+    age = py["age"].to_numpy()
+    full_year = _b(py, "full_year") if "full_year" in py else np.ones(len(py), dtype=bool)
+    return (_eq(py, "insurance", "国保") & (age >= 40) & (age <= 74) & full_year
+            & ~_b(py, "excluded_statutory"))
+
+
+def participants(py: pd.DataFrame) -> np.ndarray:
+    """特定健診 受診者 among the 対象者 (DOMAIN §7.1)."""
+    return kokuho_target(py) & _b(py, "has_kenshin")
+
+
+def kouki(py: pd.DataFrame) -> np.ndarray:
+    """後期高齢者 75+ (DOMAIN §6)."""
+    return _eq(py, "insurance", "後期") & (py["age"].to_numpy() >= 75)
+
+
+def kouki_participants(py: pd.DataFrame) -> np.ndarray:
+    return kouki(py) & _b(py, "has_kenshin")
+
+
+def _part_measured(*cols: str) -> Flag:
+    return lambda py: participants(py) & _measured(py, *cols)
+
+
+def _flag(col: str) -> Flag:
+    return lambda py: _b(py, col)
+
+
+# ---------------------------------------------------------------- registry
+
+_P = "国保 特定健診受診者（40–74歳）"
+_R = "受診勧奨判定値（DOMAIN §3）"
+
+INDICATORS: list[Indicator] = [
+    Indicator("kenshin_rate", "特定健診実施率", _flag("has_kenshin"), kokuho_target,
+              "国保 40–74歳 年度継続加入者", "higher_better", "アウトプット", "§7.1", key=True,
+              definition="受診者 ÷ 対象者（年度末40–74歳、年度を通じて加入、法定除外を除く）"),
+    Indicator("hokenshido_rate", "特定保健指導実施率", _flag("guidance_completed"),
+              lambda py: participants(py) & _b(py, "guidance_target"),
+              "特定保健指導対象者", "higher_better", "アウトプット", "§7.2", key=True,
+              definition="終了者 ÷ 対象者（階層化で積極的支援・動機付け支援）"),
+    Indicator("hokenshido_target", "特定保健指導対象者の割合", _flag("guidance_target"),
+              _part_measured("hokenshido"), _P, "lower_better", "アウトカム", "§1",
+              definition="積極的支援＋動機付け支援 ÷ 階層化できた受診者"),
+    Indicator("hokenshido_sekkyoku", "積極的支援 対象者の割合", lambda py: _eq(py, "hokenshido", "積極的支援"),
+              _part_measured("hokenshido"), _P, "lower_better", "アウトカム", "§1.3"),
+    Indicator("hokenshido_douki", "動機付け支援 対象者の割合", lambda py: _eq(py, "hokenshido", "動機付け支援"),
+              _part_measured("hokenshido"), _P, "lower_better", "アウトカム", "§1.3"),
+    Indicator("hokenshido_reduction", "特定保健指導対象者の減少率",
+              lambda py: ~_b(py, "guidance_target"),
+              lambda py: participants(py) & _b(py, "prev_guidance_completed") & _measured(py, "hokenshido"),
+              "前年度の特定保健指導終了者で今年度も受診", "higher_better", "アウトカム", "§7.3",
+              definition="前年度終了者のうち今年度は対象者でなくなった者（服薬中を含む）÷ 前年度終了者で今年度受診した者（暫定定義）"),
+    Indicator("metabo", "メタボリックシンドローム該当者の割合", lambda py: _eq(py, "metabo", "該当"),
+              _part_measured("metabo"), _P, "lower_better", "アウトカム", "§2", key=True),
+    Indicator("metabo_yobi", "メタボリックシンドローム予備群の割合", lambda py: _eq(py, "metabo", "予備群"),
+              _part_measured("metabo"), _P, "lower_better", "アウトカム", "§2"),
+    Indicator("metabo_reduction", "メタボ該当者・予備群の減少率",
+              lambda py: _eq(py, "metabo", "非該当"),
+              lambda py: participants(py) & _b(py, "prev_metabo_any") & _measured(py, "metabo"),
+              "前年度の該当者・予備群で今年度も受診", "higher_better", "アウトカム", "§7.4",
+              definition="前年度の該当者・予備群のうち今年度は非該当 ÷ 前年度該当者・予備群で今年度受診した者"),
+    Indicator("ref_bp", "血圧 受診勧奨判定値以上", _flag("ref_bp"), _part_measured("sbp", "dbp"),
+              _P, "lower_better", "アウトカム", "§3", key=True, definition="収縮期 ≥140 または 拡張期 ≥90"),
+    Indicator("ref_lipid", "脂質 受診勧奨判定値以上", _flag("ref_lipid"), _part_measured("tg", "ldl", "non_hdl"),
+              _P, "lower_better", "アウトカム", "§3"),
+    Indicator("ref_glucose", "血糖 受診勧奨判定値以上", _flag("ref_glucose"),
+              _part_measured("fpg", "casual_glucose", "hba1c"), _P, "lower_better", "アウトカム", "§3"),
+    Indicator("ref_liver", "肝機能 受診勧奨判定値以上", _flag("ref_liver"), _part_measured("ast", "alt", "ggt"),
+              _P, "lower_better", "アウトカム", "§3"),
+    Indicator("ref_kidney", "腎機能 受診勧奨判定値以上", _flag("ref_kidney"),
+              _part_measured("egfr_calc", "urine_protein"), _P, "lower_better", "アウトカム", "§3",
+              definition="eGFR <45 または 尿蛋白 1+ 以上"),
+    Indicator("ref_anemia", "貧血 受診勧奨判定値以上", _flag("ref_anemia"), _part_measured("hemoglobin"),
+              _P, "lower_better", "アウトカム", "§3"),
+    Indicator("ref_any", "いずれかの受診勧奨判定値以上", _flag("ref_any"), participants,
+              _P, "lower_better", "アウトカム", "§3"),
+    Indicator("ref_bp_untreated", "血圧 受診勧奨判定値以上で服薬なし",
+              lambda py: _b(py, "ref_bp") & ~_b(py, "med_bp") & ~_b(py, "htn_claim"),
+              _part_measured("sbp", "dbp"), _P, "lower_better", "アウトカム", "§3",
+              definition="受診勧奨判定値以上、質問票の服薬なし、年度内に高血圧のレセプトなし"),
+    Indicator("hba1c8", "HbA1c 8.0%以上", _flag("poor_hba1c8"), _part_measured("hba1c"),
+              _P, "lower_better", "アウトカム", "§3.1, §7.5", key=True),
+    Indicator("hba1c65", "HbA1c 6.5%以上", lambda py: _ge(py, "hba1c", 6.5), _part_measured("hba1c"),
+              _P, "lower_better", "アウトカム", "§3"),
+    Indicator("hg_bp", "血圧 保健指導判定値以上", _flag("hg_bp"), _part_measured("sbp", "dbp"),
+              _P, "lower_better", "アウトカム", "§7.5", definition="収縮期 ≥130 または 拡張期 ≥85"),
+    Indicator("egfr45", "eGFR 45未満", lambda py: _lt(py, "egfr_calc", 45),
+              _part_measured("egfr_calc"), _P, "lower_better", "アウトカム", "§3, §4", key=True),
+    Indicator("egfr60", "eGFR 60未満", lambda py: _lt(py, "egfr_calc", 60),
+              _part_measured("egfr_calc"), _P, "lower_better", "アウトカム", "§3, §4"),
+    Indicator("urine_protein1", "尿蛋白 1+以上", lambda py: _ge(py, "urine_protein", 2),
+              _part_measured("urine_protein"), _P, "lower_better", "アウトカム", "§3, §4.3"),
+    Indicator("smoking", "喫煙率", _flag("smoking"), _part_measured("smoking"),
+              _P, "lower_better", "アウトカム", "§1.2"),
+    Indicator("bmi25", "BMI 25以上", lambda py: _ge(py, "bmi_calc", 25),
+              _part_measured("bmi_calc"), _P, "lower_better", "アウトカム", "§1.1"),
+    Indicator("med_bp", "服薬（血圧）", _flag("med_bp"), _part_measured("med_bp"), _P, None, "アウトカム", "§1.4"),
+    Indicator("med_glucose", "服薬（血糖）", _flag("med_glucose"), _part_measured("med_glucose"), _P, None,
+              "アウトカム", "§1.4"),
+    Indicator("med_lipid", "服薬（脂質）", _flag("med_lipid"), _part_measured("med_lipid"), _P, None,
+              "アウトカム", "§1.4"),
+    # 糖尿病性腎症重症化予防 (DOMAIN §5)
+    Indicator("dm_untreated", "糖尿病型の未治療者の割合", lambda py: _eq(py, "dkd_treatment", "未治療"),
+              lambda py: participants(py) & _b(py, "diabetes_type"), "国保 受診者のうち糖尿病型",
+              "lower_better", "アウトカム", "§5.1, §5.3"),
+    Indicator("dm_interrupted", "糖尿病 治療中断者の割合", lambda py: _eq(py, "dkd_treatment", "治療中断"),
+              lambda py: kokuho_target(py) & _b(py, "dkd_diabetes"), "国保 40–74歳の糖尿病（健診またはレセプト）",
+              "lower_better", "アウトカム", "§5.4"),
+    Indicator("dm_hba1c8", "糖尿病型のうち HbA1c 8.0%以上", _flag("poor_hba1c8"),
+              lambda py: participants(py) & _b(py, "diabetes_type") & _measured(py, "hba1c"),
+              "国保 受診者のうち糖尿病型", "lower_better", "アウトカム", "§3.1, §5"),
+    Indicator("new_dialysis", "新規人工透析導入者の割合", _flag("new_dialysis"), kokuho_target,
+              "国保 40–74歳", "lower_better", "アウトカム", "§12"),
+    # 後期高齢者 / 一体的実施 (DOMAIN §6)
+    Indicator("kouki_kenshin_rate", "後期高齢者健診受診率", _flag("has_kenshin"), kouki,
+              "後期高齢者 75歳以上", "higher_better", "アウトプット", "§6", age_group="kouki"),
+    Indicator("questionnaire_rate", "質問票 回答率", lambda py: _measured(py, "q1", "q7", "q13"), kouki,
+              "後期高齢者 75歳以上", "higher_better", "アウトプット", "§6.2", age_group="kouki"),
+    Indicator("kaigo_rate", "要介護（要支援）認定率", _flag("kaigo_certified"), kouki,
+              "後期高齢者 75歳以上", None, "アウトカム", "§6.1", age_group="kouki"),
+]
+
+# 一体的実施 criteria (DOMAIN §6.1) — the program module defines the flags; one indicator each.
+IKKATSU_INDICATORS = [
+    ("ik_undernutrition", "低栄養", "§6.1-1"),
+    ("ik_oral", "口腔", "§6.1-2"),
+    ("ik_polypharmacy", "服薬（多剤）", "§6.1-3"),
+    ("ik_hypnotic", "服薬（睡眠薬）", "§6.1-4"),
+    ("ik_physical_frailty", "身体的フレイル", "§6.1-5"),
+    ("ik_poor_control", "重症化予防（コントロール不良）", "§6.1-6"),
+    ("ik_interruption", "重症化予防（治療中断）", "§6.1-7"),
+    ("ik_disease_frailty", "重症化予防（基礎疾患保有＋フレイル）", "§6.1-8"),
+    ("ik_kidney_untreated", "重症化予防（腎機能不良未受診）", "§6.1-9"),
+    ("ik_health_unknown", "健康状態不明者", "§6.1-10"),
+]
+for _id, _name, _sec in IKKATSU_INDICATORS:
+    INDICATORS.append(Indicator(
+        _id, f"一体的実施: {_name}", _flag(_id), kouki, "後期高齢者 75歳以上", "lower_better", "アウトカム",
+        _sec, age_group="kouki", key=(_id == "ik_health_unknown")))
+
+REGISTRY: dict[str, Indicator] = {i.id: i for i in INDICATORS}
+KEY_INDICATORS = ["kenshin_rate", "hokenshido_rate", "metabo", "hba1c8", "ref_bp", "egfr45", "ik_health_unknown"]
+
+
+def registry_frame() -> pd.DataFrame:
+    """The registry as a table (for notebooks and the data dictionary)."""
+    return pd.DataFrame([{
+        "indicator_id": i.id, "indicator_name": i.name, "population": i.population, "unit": i.unit,
+        "polarity": i.polarity, "category": i.category, "domain": i.domain, "age_group": i.age_group,
+        "key": i.key, "definition": i.definition} for i in INDICATORS])
+
+
+def indicator_flags(py: pd.DataFrame, ids: Iterable[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Evaluate numerator and denominator of each indicator on the person_year frame."""
+    out = {}
+    for ind in (REGISTRY[i] for i in ids) if ids else INDICATORS:
+        den = np.asarray(ind.denominator(py), dtype=bool)
+        num = np.asarray(ind.numerator(py), dtype=bool) & den
+        out[ind.id] = (num, den)
+    return out
+
+
+# ---------------------------------------------------------------- standard population
+
+def standard_weights(std_pop="H27") -> pd.Series:
+    """Standard population weights by our age bands (DOMAIN §8; 90+ = 90–94 + 95+).
+
+    `std_pop` is "H27" (平成27年モデル人口), or a Series indexed by our age band labels.
+    """
+    if isinstance(std_pop, pd.Series):
+        return std_pop.astype(float)
+    if std_pop != "H27":
+        raise ValueError(f"標準人口「{std_pop}」は未対応です（H27 または Series を指定）")
+    h27 = {"40-44": 7_766_000, "45-49": 8_108_000, "50-54": 8_451_000, "55-59": 8_793_000,
+           "60-64": 9_135_000, "65-69": 9_246_000, "70-74": 7_892_000, "75-79": 6_306_000,
+           "80-84": 4_720_000, "85-89": 3_134_000, "90+": 1_548_000 + 423_000}
+    return pd.Series(h27, dtype=float)
+
+
+# ---------------------------------------------------------------- indicator table
+
+def _comparison(lower: np.ndarray, upper: np.ndarray, benchmark) -> np.ndarray:
+    out = np.full(len(lower), "有意差なし", dtype=object)
+    out[lower > benchmark] = "有意に高い"
+    out[upper < benchmark] = "有意に低い"
+    out[np.isnan(lower) | np.isnan(upper)] = None
+    return out
+
+
+def judgement(comparison, polarity) -> np.ndarray:
+    """良い / 差なし / 悪い where polarity exists, 高い / 差なし / 低い otherwise (DESIGN §10)."""
+    comp = np.asarray(comparison, dtype=object)
+    pol = np.broadcast_to(np.asarray(polarity, dtype=object), comp.shape)
+    out = np.full(comp.shape, None, dtype=object)
+    hi, lo, ns = comp == "有意に高い", comp == "有意に低い", comp == "有意差なし"
+    hb, lb = pol == "higher_better", pol == "lower_better"
+    out[ns] = "差なし"
+    out[hi & hb] = "良い"
+    out[lo & hb] = "悪い"
+    out[hi & lb] = "悪い"
+    out[lo & lb] = "良い"
+    nopol = ~(hb | lb)
+    out[hi & nopol] = "高い"
+    out[lo & nopol] = "低い"
+    return out
+
+
+def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.DataFrame | None = None,
+                    fy: int | Iterable[int] | None = None, indicators: Iterable[str] | None = None,
+                    reference: pd.DataFrame | None = None, std_pop="H27", conf: float = 0.95,
+                    suppress_threshold: int = 10, by_sex: bool = False) -> pd.DataFrame:
+    """Per area × fy × indicator: counts, crude rate (Wilson), age-adjusted rate (direct, Dobson),
+    標準化該当比 (indirect; reference rates by sex × age band) and significance (DESIGN §5).
+
+    level      : 'district', 'muni', 'medical_area', 'pref' or 'national' (aggregate.rollup).
+    area_map   : municipality master (muni_code, name, medical_area_code, medical_area, pref_code).
+    reference  : strata of the reference area (default: all strata = the prefecture).
+    std_pop    : "H27" or a Series of weights by age band (DOMAIN §8).
+    by_sex     : also split by sex (column `sex`: 1/2); otherwise sexes combined.
+
+    The table keeps small counts; it carries `suppressed` (numerator or denominator 1…threshold−1)
+    so that the presentation step (hsutils.privacy) can hide them (DESIGN §6).
+    """
+    s = strata
+    if fy is not None:
+        fys = [fy] if np.ndim(fy) == 0 else list(fy)
+        s = s[s["fy"].isin(fys)]
+    if indicators is not None:
+        s = s[s["indicator_id"].isin(list(indicators))]
+    ref = s if reference is None else reference
+    if fy is not None:
+        ref = ref[ref["fy"].isin(fys)]
+    rolled = aggregate.rollup(s, area_map, level)
+    group = ["area_code", "fy", "indicator_id"] + (["sex"] if by_sex else [])
+
+    # crude (Wilson, DESIGN §4)
+    crude = rolled.groupby(group, as_index=False, observed=True)[["numerator", "denominator"]].sum()
+    p, lo, hi = stats.proportion_ci(crude["numerator"].to_numpy(float), crude["denominator"].to_numpy(float), conf)
+    crude["crude_rate"], crude["crude_lower"], crude["crude_upper"] = p * 100, lo * 100, hi * 100
+
+    # direct standardisation over age bands (Dobson; NaN when total count < 10; STATS §5)
+    by_age = rolled.groupby(group + ["age_band"], as_index=False, observed=True)[["numerator", "denominator"]].sum()
+    w = standard_weights(std_pop)
+    by_age["w"] = by_age["age_band"].map(w).astype(float)
+    by_age = by_age[by_age["w"].notna() & (by_age["denominator"] > 0)]
+    x, n, wt = (by_age[c].to_numpy(float) for c in ("numerator", "denominator", "w"))
+    by_age = by_age.assign(t1=wt * x / n, t2=x * (wt / n) ** 2)
+    d = by_age.groupby(group, as_index=False, observed=True).agg(
+        O=("numerator", "sum"), S=("t1", "sum"), V=("t2", "sum"), W=("w", "sum"))
+    O = d["O"].to_numpy(float)
+    dsr_val = d["S"].to_numpy() / d["W"].to_numpy()
+    var = d["V"].to_numpy() / d["W"].to_numpy() ** 2
+    _, oL, oU = stats.rate_ci(O, 1.0, conf)  # Byar's for O >= 10 (DSR is suppressed below 10)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = np.sqrt(var / O)
+    small = O < 10
+    d["adj_rate"] = np.where(small, np.nan, dsr_val * 100)
+    d["adj_lower"] = np.where(small, np.nan, (dsr_val + k * (oL - O)) * 100)
+    d["adj_upper"] = np.where(small, np.nan, (dsr_val + k * (oU - O)) * 100)
+
+    # indirect standardisation against the reference rates by sex × age band (STATS §6)
+    rkeys = ["fy", "indicator_id", "sex", "age_band"]
+    rr = ref.groupby(rkeys, as_index=False, observed=True)[["numerator", "denominator"]].sum()
+    rr["ref_rate_s"] = rr["numerator"] / rr["denominator"]
+    e = rolled.merge(rr[rkeys + ["ref_rate_s"]], on=rkeys, how="left")
+    e["E"] = e["denominator"] * e["ref_rate_s"].fillna(0.0)
+    e = e.groupby(group, as_index=False, observed=True).agg(O=("numerator", "sum"), expected=("E", "sum"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sr, srl, sru = stats.rate_ci(e["O"].to_numpy(float), e["expected"].to_numpy(float), conf)
+    bad = e["expected"].to_numpy() <= 0
+    e["sr"], e["sr_lower"], e["sr_upper"] = (np.where(bad, np.nan, v) for v in (sr, srl, sru))
+    e["comparison"] = _comparison(e["sr_lower"].to_numpy(), e["sr_upper"].to_numpy(), 1.0)
+
+    rtot = ref.groupby(["fy", "indicator_id"] + (["sex"] if by_sex else []), as_index=False)[
+        ["numerator", "denominator"]].sum()
+    rtot["ref_rate"] = rtot["numerator"] / rtot["denominator"] * 100
+
+    out = (crude.merge(d[group + ["adj_rate", "adj_lower", "adj_upper"]], on=group, how="left")
+                .merge(e[group + ["expected", "sr", "sr_lower", "sr_upper", "comparison"]], on=group, how="left")
+                .merge(rtot[["fy", "indicator_id"] + (["sex"] if by_sex else []) + ["ref_rate"]],
+                       on=["fy", "indicator_id"] + (["sex"] if by_sex else []), how="left"))
+    reg = registry_frame().set_index("indicator_id")
+    out["indicator_name"] = out["indicator_id"].map(reg["indicator_name"])
+    out["polarity"] = out["indicator_id"].map(reg["polarity"])
+    out["category"] = out["indicator_id"].map(reg["category"])
+    out["unit"] = out["indicator_id"].map(reg["unit"])
+    out["judgement"] = judgement(out["comparison"].to_numpy(), out["polarity"].to_numpy())
+    num, den = out["numerator"].to_numpy(), out["denominator"].to_numpy()
+    out["suppressed"] = ((num > 0) & (num < suppress_threshold)) | ((den > 0) & (den < suppress_threshold))
+    # the indirect ratio's observed count is the area's numerator: exact limits below 10 (STATS §1c)
+    out["method"] = np.where(num < 10, "Wilson; Dobson; 間接法 exact Poisson", "Wilson; Dobson; 間接法 Byar")
+    out["conf"] = conf
+    out = _attach_area_names(out, level, area_map)
+    return out.sort_values(["indicator_id", "fy", "area_code"] + (["sex"] if by_sex else [])).reset_index(drop=True)
+
+
+def _attach_area_names(out: pd.DataFrame, level: str, area_map: pd.DataFrame | None) -> pd.DataFrame:
+    out = out.copy()
+    if area_map is None or level == "national":
+        out["area_name"] = np.where(level == "national", "全国", out["area_code"])
+        return out
+    m = area_map.drop_duplicates("muni_code")
+    if level == "muni":
+        names = m.set_index("muni_code")["name"]
+        out["area_name"] = out["area_code"].map(names)
+        if "medical_area" in m:
+            out["medical_area"] = out["area_code"].map(m.set_index("muni_code")["medical_area"])
+    elif level == "medical_area":
+        names = m.drop_duplicates("medical_area_code").set_index("medical_area_code")["medical_area"]
+        out["area_name"] = out["area_code"].map(names.rename(index=str))
+    elif level == "pref":
+        pn = m.drop_duplicates("pref_code")
+        col = "pref_name" if "pref_name" in pn else "pref_code"
+        out["area_name"] = out["area_code"].map(pn.set_index(pn["pref_code"].astype(str))[col])
+    else:
+        out["area_name"] = out["area_code"]
+    return out
