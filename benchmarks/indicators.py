@@ -1,0 +1,169 @@
+"""Benchmark of the analytics core (issue 3): printed figures, not a timed test.
+
+    python benchmarks/indicators.py --rows 1000000
+    python benchmarks/indicators.py --rows 10000000
+
+Generates synthetic person × fy rows (国保 40–74, ~40 % with a checkup) spread over the 1,741
+municipalities of Japan once (not timed) into Parquet, then times
+
+    Parquet load → clinical derivations → indicator flags → strata → indicator table
+    (crude + age-adjusted + 標準化該当比 for every registered indicator, all municipalities)
+
+and the same strata counts for the 健診 indicators computed by DuckDB SQL from the same Parquet
+file (derivations in SQL CASE expressions + GROUP BY), checking that both give equal counts.
+Peak memory is the process's peak RSS (resource.getrusage).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hsutils import aggregate, clinical, indicators  # noqa: E402
+from hsutils.schema import age_band  # noqa: E402
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+def synth_rows(n: int, seed: int = 1) -> pd.DataFrame:
+    """Synthetic person-year rows with correlated measures (not timed)."""
+    rng = np.random.default_rng(seed)
+    master = pd.read_csv(ROOT / "hsutils" / "data" / "municipalities_jp.csv", dtype=str, comment="#")
+    codes = master["muni_code"].to_numpy()
+    w = master["population"].astype(float).to_numpy()
+    muni = rng.choice(len(codes), size=n, p=w / w.sum())
+    sex = rng.integers(1, 3, n).astype(np.int8)
+    age = rng.integers(40, 75, n).astype(np.int16)
+    fy = rng.integers(2022, 2025, n).astype(np.int16)
+    has = rng.random(n) < 0.4
+    z = rng.standard_normal(n).astype(np.float32)
+    male = sex == 1
+    bmi = (23 + 3.5 * z + rng.standard_normal(n) * 1.0).astype(np.float32)
+    waist = (bmi * 3.4 + np.where(male, 5, 0) + rng.standard_normal(n) * 4).astype(np.float32)
+    sbp = (118 + 0.5 * (age - 40) + 4 * z + rng.standard_normal(n) * 14).astype(np.float32)
+    dbp = (sbp * 0.6 + rng.standard_normal(n) * 7).astype(np.float32)
+    tg = np.exp(4.6 + 0.3 * z + rng.standard_normal(n) * 0.45).astype(np.float32)
+    hdl = (60 - 6 * z - np.where(male, 8, 0) + rng.standard_normal(n) * 12).clip(15, 150).astype(np.float32)
+    hba1c = (5.6 + 0.25 * z + np.abs(rng.standard_normal(n)) * 0.35 + (rng.random(n) < 0.04) * 2).astype(np.float32)
+    fpg = np.where(rng.random(n) < 0.7, hba1c * 18 - 5 + rng.standard_normal(n) * 6, np.nan).astype(np.float32)
+    cre = np.where(rng.random(n) < 0.6, (0.65 + 0.2 * male) * np.exp(rng.standard_normal(n) * 0.2), np.nan)
+    up = rng.choice(5, size=n, p=[0.86, 0.09, 0.03, 0.015, 0.005]).astype(np.float32)
+    df = pd.DataFrame({
+        "person_id": np.arange(n).astype(str), "fy": fy, "muni_code": codes[muni], "district_code": "",
+        "sex": sex, "age": age, "insurance": "国保", "full_year": True, "excluded_statutory": False,
+        "has_kenshin": has, "bmi": bmi, "waist": waist, "sbp": sbp, "dbp": dbp, "tg": tg,
+        "tg_fasting": pd.array(rng.random(n) < 0.85, dtype="boolean"), "hdl": hdl,
+        "ldl": (120 + 30 * rng.standard_normal(n)).astype(np.float32), "fpg": fpg,
+        "casual_glucose": np.full(n, np.nan, np.float32), "hba1c": hba1c,
+        "urine_protein": up, "creatinine": cre.astype(np.float32),
+        "med_bp": pd.array(rng.random(n) < 0.3, dtype="boolean"),
+        "med_glucose": pd.array(rng.random(n) < 0.08, dtype="boolean"),
+        "med_lipid": pd.array(rng.random(n) < 0.2, dtype="boolean"),
+        "smoking": pd.array(rng.random(n) < np.where(male, 0.25, 0.06), dtype="boolean"),
+    })
+    measures = ["bmi", "waist", "sbp", "dbp", "tg", "hdl", "ldl", "fpg", "hba1c", "urine_protein", "creatinine"]
+    df.loc[~has, measures] = np.nan
+    return df
+
+
+DUCKDB_SQL = """
+WITH d AS (
+  SELECT fy, muni_code, sex,
+    CASE WHEN age < 45 THEN '40-44' WHEN age < 50 THEN '45-49' WHEN age < 55 THEN '50-54'
+         WHEN age < 60 THEN '55-59' WHEN age < 65 THEN '60-64' WHEN age < 70 THEN '65-69' ELSE '70-74' END AS age_band,
+    has_kenshin AS part,
+    (sbp IS NOT NULL OR dbp IS NOT NULL) AS bp_m, (sbp >= 140 OR dbp >= 90) AS ref_bp,
+    (sbp >= 130 OR dbp >= 85) AS hg_bp, hba1c IS NOT NULL AS a1c_m, hba1c >= 8.0 AS a1c8,
+    hba1c >= 6.5 AS a1c65, urine_protein IS NOT NULL AS up_m, urine_protein >= 2 AS up1,
+    CASE WHEN creatinine > 0 THEN 194 * pow(creatinine, -1.094) * pow(age, -0.287) * CASE WHEN sex = 2 THEN 0.739 ELSE 1 END END AS egfr
+  FROM read_parquet('{path}')
+)
+SELECT fy, muni_code, sex, age_band,
+  count(*) AS den_kenshin, sum(part::INT) AS num_kenshin,
+  sum((part AND bp_m)::INT) AS den_bp, sum((part AND coalesce(ref_bp, false))::INT) AS num_ref_bp,
+  sum((part AND coalesce(hg_bp, false))::INT) AS num_hg_bp,
+  sum((part AND a1c_m)::INT) AS den_a1c, sum((part AND coalesce(a1c8, false))::INT) AS num_a1c8,
+  sum((part AND coalesce(a1c65, false))::INT) AS num_a1c65,
+  sum((part AND up_m)::INT) AS den_up, sum((part AND coalesce(up1, false))::INT) AS num_up1,
+  sum((part AND egfr IS NOT NULL)::INT) AS den_egfr, sum((part AND coalesce(egfr < 45, false))::INT) AS num_egfr45,
+  sum((part AND coalesce(egfr < 60, false))::INT) AS num_egfr60
+FROM d GROUP BY ALL
+"""
+PAIRS = {"kenshin_rate": ("num_kenshin", "den_kenshin"), "ref_bp": ("num_ref_bp", "den_bp"),
+         "hg_bp": ("num_hg_bp", "den_bp"), "hba1c8": ("num_a1c8", "den_a1c"), "hba1c65": ("num_a1c65", "den_a1c"),
+         "urine_protein1": ("num_up1", "den_up"), "egfr45": ("num_egfr45", "den_egfr"),
+         "egfr60": ("num_egfr60", "den_egfr")}
+
+
+def run_ours(path: Path, ids=None):
+    t = {}
+    t0 = time.perf_counter()
+    py = pd.read_parquet(path)
+    t["load"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    py = clinical.derive_kenshin(py)
+    py["age_band"] = age_band(py["age"].to_numpy())
+    t["derive"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    flags = indicators.indicator_flags(py, ids)
+    strata = aggregate.strata_counts(py, flags)
+    t["strata"] = time.perf_counter() - t2
+    return py, strata, t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--no-duckdb", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rows.parquet"
+        synth_rows(args.rows).to_parquet(path, index=False)
+        print(f"rows: {args.rows:,}  municipalities: 1,741  (generation not timed)")
+
+        py, strata, t = run_ours(path)
+        master = pd.read_csv(ROOT / "hsutils" / "data" / "municipalities_jp.csv", dtype={"muni_code": str},
+                             comment="#")
+        t3 = time.perf_counter()
+        table = indicators.indicator_table(strata, "muni", area_map=master)
+        t["table"] = time.perf_counter() - t3
+        total = sum(t.values())
+        n_ind = table["indicator_id"].nunique()
+        print(f"ours: load {t['load']:.2f}s  derive {t['derive']:.2f}s  strata {t['strata']:.2f}s  "
+              f"table {t['table']:.2f}s  => end-to-end {total:.2f}s")
+        print(f"      indicators evaluated: {len(indicators.INDICATORS)}  with data: {n_ind}  "
+              f"strata rows: {len(strata):,}  table rows: {len(table):,}")
+        del py
+        if not args.no_duckdb:
+            import duckdb
+
+            con = duckdb.connect()
+            t4 = time.perf_counter()
+            dd = con.execute(DUCKDB_SQL.format(path=path)).df()
+            t_duck = time.perf_counter() - t4
+            # ours on the same indicators, derive + strata only, for a like-for-like ratio
+            _, s2, t2 = run_ours(path, ids=list(PAIRS))
+            ours_same = t2["load"] + t2["derive"] + t2["strata"]
+            ok = True
+            for ind, (nc, dc) in PAIRS.items():
+                a = s2[s2["indicator_id"] == ind][["numerator", "denominator"]].sum()
+                ok &= int(a["numerator"]) == int(dd[nc].sum()) and int(a["denominator"]) == int(dd[dc].sum())
+            print(f"duckdb (same {len(PAIRS)} 健診 indicators, derive+group-by in SQL): {t_duck:.2f}s   "
+                  f"ours (load+derive+strata, same indicators): {ours_same:.2f}s   "
+                  f"ratio ours/duckdb: {ours_same / t_duck:.2f}   counts equal: {ok}")
+        print(f"peak RSS: {peak_rss_gb():.2f} GB")
+
+
+if __name__ == "__main__":
+    main()

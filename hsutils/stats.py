@@ -1,0 +1,779 @@
+"""Proportions, rates, direct and indirect standardisation, confidence intervals, funnel limits
+and comparisons (DESIGN §4, §5; formulas and edge cases: STATS_METHODS.md).
+
+Conventions (DESIGN §4):
+
+* Every public function accepts scalars, numpy arrays or pandas Series and broadcasts like
+  numpy (positionally; pandas indexes are *not* aligned). A scalar result is a Python float, an
+  array result a numpy array, and a 1-d result whose input contained a Series is a Series with
+  that Series' index.
+* Numbers are always floats (NaN where undefined), never strings. Only the comparison helpers
+  (`compare_to_benchmark`, `funnel_significance`, `change_judgement`) return Japanese labels.
+* A confidence level is a fraction (0.95, 0.998). As in STATS_METHODS §0, a value above 1 and at
+  most 100 is read as a percentage (95 -> 0.95, 99.8 -> 0.998). Unlike PHEindicatormethods, levels
+  below 0.9 are accepted (they are legitimate, just unusual).
+* Multipliers scale the value and both limits; they never enter the statistics (STATS_METHODS §0).
+
+References: Wilson (1927); Newcombe (1998); Breslow & Day (1987) for Byar's method;
+Armitage & Berry (2002) for exact Poisson limits; Dobson et al. (1991); Spiegelhalter (2005).
+The same conventions are used by England's PHEindicatormethods (cross-checked in the tests).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import special
+from scipy.stats import chi2, norm
+
+from .errors import ParameterError
+from .schema import AGE_BANDS
+
+__all__ = [
+    "SMALL_COUNT_LIMIT",
+    "METHOD_WILSON", "METHOD_EXACT", "METHOD_BYAR", "METHOD_DOBSON", "METHOD_NEWCOMBE",
+    "SIGNIFICANTLY_HIGHER", "NOT_SIGNIFICANT", "SIGNIFICANTLY_LOWER",
+    "FUNNEL_HIGH_998", "FUNNEL_HIGH_95", "FUNNEL_WITHIN", "FUNNEL_LOW_95", "FUNNEL_LOW_998",
+    "CHANGE_IMPROVED", "CHANGE_NONE", "CHANGE_WORSENED", "CHANGE_INCREASED", "CHANGE_DECREASED",
+    "H27_STANDARD_POPULATION", "S60_STANDARD_POPULATION",
+    "normalise_conf", "z_value",
+    "proportion_ci", "exact_poisson_limits", "byar_limits", "count_limits", "count_method",
+    "rate_ci", "dsr", "dsr_grouped", "isr", "isr_grouped",
+    "funnel_limits", "funnel_column_suffix", "funnel_significance",
+    "proportion_difference_ci", "compare_to_benchmark", "change_judgement",
+    "standard_population",
+]
+
+#: Counts below this use exact Poisson limits; at or above it Byar's (STATS_METHODS §1c).
+#: A DSR whose total count is below it is not calculated (STATS_METHODS §5).
+SMALL_COUNT_LIMIT = 10
+
+# Method labels written into area tables (DESIGN §4: `method` column).
+METHOD_WILSON = "Wilson"
+METHOD_EXACT = "exact Poisson"
+METHOD_BYAR = "Byar"
+METHOD_DOBSON = "Dobson"
+METHOD_NEWCOMBE = "Newcombe hybrid score"
+
+# Comparison with a benchmark (DESIGN §5, §10).
+SIGNIFICANTLY_HIGHER = "有意に高い"
+NOT_SIGNIFICANT = "有意差なし"
+SIGNIFICANTLY_LOWER = "有意に低い"
+
+# Funnel plot significance (STATS_METHODS §7a/§7b); ordered from highest to lowest.
+FUNNEL_HIGH_998 = "99.8%限界より高い"
+FUNNEL_HIGH_95 = "95%限界より高い"
+FUNNEL_WITHIN = "限界内"
+FUNNEL_LOW_95 = "95%限界より低い"
+FUNNEL_LOW_998 = "99.8%限界より低い"
+
+# Year-on-year judgement (DESIGN §5).
+CHANGE_IMPROVED = "改善"
+CHANGE_NONE = "変化なし"
+CHANGE_WORSENED = "悪化"
+CHANGE_INCREASED = "増加"
+CHANGE_DECREASED = "減少"
+
+
+# ---------------------------------------------------------------------------------------------
+# Input/output helpers
+
+
+def normalise_conf(conf) -> float:
+    """One confidence level as a fraction in (0, 1]; 95 -> 0.95 (STATS_METHODS §0)."""
+    try:
+        c = float(conf)
+    except (TypeError, ValueError):
+        raise ParameterError(f"信頼水準 {conf!r} は数値で指定してください（例: 0.95）。") from None
+    if 1 < c <= 100:
+        c = c / 100
+    if not 0 < c <= 1:
+        raise ParameterError(f"信頼水準 {conf!r} は 0 より大きく 1 以下（または 95 のような百分率）で指定してください。")
+    return c
+
+
+def _conf_levels(conf) -> tuple[float, ...]:
+    """One level or a sequence of levels (funnel plots)."""
+    if np.ndim(conf) == 0:
+        return (normalise_conf(conf),)
+    levels = tuple(normalise_conf(c) for c in conf)
+    if not levels:
+        raise ParameterError("信頼水準が指定されていません。")
+    return levels
+
+
+def z_value(conf) -> float:
+    """Two-sided normal quantile: 1.959963984540054 at 95 %, 3.090232306167813 at 99.8 %."""
+    c = normalise_conf(conf)
+    return float(norm.ppf(c + (1 - c) / 2))
+
+
+def _series_index(*args):
+    """Index of the first pandas Series among the inputs (used to wrap 1-d results)."""
+    for a in args:
+        if isinstance(a, pd.Series):
+            return a.index
+    return None
+
+
+def _as_float(a) -> np.ndarray:
+    if isinstance(a, (pd.Series, pd.Index)):
+        return pd.to_numeric(a, errors="raise").to_numpy(dtype=float, na_value=np.nan)
+    return np.asarray(a, dtype=float)
+
+
+def _broadcast(*args) -> list[np.ndarray]:
+    arrays = [_as_float(a) for a in args]
+    try:
+        return list(np.broadcast_arrays(*arrays))
+    except ValueError:
+        shapes = ", ".join(str(a.shape) for a in arrays)
+        raise ParameterError(f"入力の長さが一致しません（形状: {shapes}）。") from None
+
+
+def _wrap(arr, index):
+    """Python float for a 0-d result, Series when the input had one, else ndarray."""
+    arr = np.asarray(arr)
+    if arr.ndim == 0:
+        return float(arr)
+    if index is not None and arr.ndim == 1 and len(index) == len(arr):
+        return pd.Series(arr, index=index)
+    return arr
+
+
+def _wrap_labels(labels: np.ndarray, index):
+    if labels.ndim == 0:
+        v = labels.item()
+        return v
+    if index is not None and labels.ndim == 1 and len(index) == len(labels):
+        return pd.Series(labels, index=index, dtype=object)
+    return labels
+
+
+def _check_nonnegative(name_ja: str, a: np.ndarray) -> None:
+    bad = a < 0  # NaN compares False
+    if np.any(bad):
+        raise ParameterError(f"{name_ja}に負の値があります（例: {a[bad].flat[0]}）。0 以上の値を指定してください。")
+
+
+# ---------------------------------------------------------------------------------------------
+# Proportions
+
+
+def proportion_ci(x, n, conf=0.95):
+    """Proportion x/n with the Wilson score interval, as fractions (STATS_METHODS §2).
+
+    Returns a tuple (p, lower, upper). x = 0 gives lower 0 exactly and x = n gives upper 1.
+    n = 0 or a missing x/n gives NaN; x < 0 or x > n is an error. No continuity correction.
+    Reference: Wilson EB (1927) JASA 22:209-212; Newcombe & Altman (2000).
+    """
+    index = _series_index(x, n)
+    c = normalise_conf(conf)
+    x, n = _broadcast(x, n)
+    _check_nonnegative("件数（分子）", x)
+    _check_nonnegative("人数（分母）", n)
+    if np.any(x > n):
+        raise ParameterError("件数（分子）が人数（分母）を超えています。分子・分母を確認してください。")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = n > 0
+        p = np.where(ok, x / np.where(ok, n, 1.0), np.nan)
+        if c == 1:  # STATS_METHODS §0: level 1 gives [0, 1]
+            lower = np.where(ok, 0.0, np.nan)
+            upper = np.where(ok, 1.0, np.nan)
+        else:
+            z = z_value(c)
+            z2 = z * z
+            half = z * np.sqrt(z2 + 4 * x * (1 - p))
+            denom = 2 * (n + z2)
+            lower = (2 * x + z2 - half) / denom
+            upper = (2 * x + z2 + half) / denom
+            # Exact edges (rounding would otherwise leave -1e-17 or 1 - 1e-16).
+            lower = np.where(x == 0, 0.0, np.clip(lower, 0.0, 1.0))
+            upper = np.where(x == n, 1.0, np.clip(upper, 0.0, 1.0))
+            lower = np.where(ok, lower, np.nan)
+            upper = np.where(ok, upper, np.nan)
+    return _wrap(p, index), _wrap(lower, index), _wrap(upper, index)
+
+
+def proportion_difference_ci(x1, n1, x2, n2, conf=0.95):
+    """Difference of two independent proportions p2 - p1 with Newcombe's hybrid score interval
+    (method 10 of Newcombe RG (1998) Stat Med 17:873-890), built from the two Wilson intervals.
+
+    Used for the year-on-year judgement 改善/変化なし/悪化 (DESIGN §5): x1/n1 is the earlier
+    year, x2/n2 the later one. Returns a tuple (difference, lower, upper) as fractions.
+    """
+    index = _series_index(x1, n1, x2, n2)
+    p1, l1, u1 = (np.asarray(v, dtype=float) for v in proportion_ci(_as_float(x1), _as_float(n1), conf))
+    p2, l2, u2 = (np.asarray(v, dtype=float) for v in proportion_ci(_as_float(x2), _as_float(n2), conf))
+    d = p2 - p1
+    lower = d - np.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2)
+    upper = d + np.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)
+    return _wrap(d, index), _wrap(lower, index), _wrap(upper, index)
+
+
+# ---------------------------------------------------------------------------------------------
+# Counts and rates
+
+
+def exact_poisson_limits(x, conf=0.95):
+    """Exact Poisson limits of a count via the chi-square distribution (Armitage & Berry 2002;
+    STATS_METHODS §1b): lower = chi2_q(α/2; 2x)/2, upper = chi2_q(1 - α/2; 2x + 2)/2.
+
+    x = 0 gives lower 0 (scipy's chi2.ppf with 0 degrees of freedom is NaN, so it is special-cased)
+    and upper -ln(α/2) (3.688879454 at 95 %). Returns a tuple (lower, upper) of counts.
+    """
+    index = _series_index(x)
+    c = normalise_conf(conf)
+    (x,) = _broadcast(x)
+    _check_nonnegative("件数", x)
+    alpha = 1 - c
+    positive = x > 0
+    with np.errstate(invalid="ignore"):
+        lower = np.where(positive, chi2.ppf(alpha / 2, np.where(positive, 2 * x, 1.0)) / 2, 0.0)
+        upper = chi2.ppf(1 - alpha / 2, 2 * x + 2) / 2
+    lower = np.where(np.isnan(x), np.nan, lower)
+    return _wrap(lower, index), _wrap(upper, index)
+
+
+def byar_limits(x, conf=0.95):
+    """Byar's approximation to the Poisson limits of a count (Breslow & Day 1987;
+    STATS_METHODS §1a). Returns a tuple (lower, upper) of counts.
+
+    As in PHEindicatormethods the lower limit is NaN when the formula goes negative (e.g. x = 1 at
+    99.8 %) and for x = 0; use `count_limits`, which switches to exact limits below 10.
+    """
+    index = _series_index(x)
+    z = z_value(conf)
+    (x,) = _broadcast(x)
+    _check_nonnegative("件数", x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lower = x * (1 - 1 / (9 * x) - z / (3 * np.sqrt(x))) ** 3
+        lower = np.where(lower < 0, np.nan, lower)
+        x1 = x + 1
+        upper = x1 * (1 - 1 / (9 * x1) + z / (3 * np.sqrt(x1))) ** 3
+    return _wrap(lower, index), _wrap(upper, index)
+
+
+def count_limits(x, conf=0.95):
+    """Confidence limits of a count: exact Poisson when x < 10, Byar's when x >= 10
+    (STATS_METHODS §1c; the switch is between 9 and 10). Returns a tuple (lower, upper)."""
+    index = _series_index(x)
+    (x,) = _broadcast(x)
+    el, eu = (np.asarray(v) for v in exact_poisson_limits(x, conf))
+    bl, bu = (np.asarray(v) for v in byar_limits(x, conf))
+    small = x < SMALL_COUNT_LIMIT
+    lower = np.where(small, el, bl)
+    upper = np.where(small, eu, bu)
+    return _wrap(lower, index), _wrap(upper, index)
+
+
+def count_method(x):
+    """Method label used by `count_limits` for each count: "exact Poisson" or "Byar" (NaN for NaN)."""
+    index = _series_index(x)
+    (x,) = _broadcast(x)
+    labels = np.where(x < SMALL_COUNT_LIMIT, METHOD_EXACT, METHOD_BYAR).astype(object)
+    labels[np.isnan(x)] = np.nan
+    return _wrap_labels(labels, index)
+
+
+def rate_ci(x, denom, conf=0.95, multiplier=1):
+    """Crude rate x/denom × multiplier with the count limits of `count_limits` divided by denom
+    (exact for x < 10, Byar's for x >= 10; STATS_METHODS §3). Returns (rate, lower, upper).
+
+    x may exceed denom (events per person-year). denom = 0 or missing gives NaN.
+    """
+    index = _series_index(x, denom)
+    x, d = _broadcast(x, denom)
+    _check_nonnegative("人口・分母", d)
+    lower_count, upper_count = (np.asarray(v) for v in count_limits(x, conf))
+    ok = d > 0
+    safe = np.where(ok, d, 1.0)
+    scale = np.where(ok, multiplier / safe, np.nan)
+    return _wrap(x * scale, index), _wrap(lower_count * scale, index), _wrap(upper_count * scale, index)
+
+
+# ---------------------------------------------------------------------------------------------
+# Direct standardisation (Dobson)
+
+
+def _dsr_terms(x, n, w, empty_strata: str):
+    """Per-stratum terms of the DSR: (x, w·x/n, x·(w/n)², weight used in Σw, n).
+
+    DSR rules of STATS_METHODS §5: missing counts are 0; missing or negative population or
+    standard weight is an error. A stratum with population 0 must have 0 events (else error)
+    and contributes 0 (see `dsr`, `empty_strata`).
+    """
+    x = np.where(np.isnan(x), 0.0, x)
+    if np.any(np.isnan(n)):
+        raise ParameterError("年齢調整率の計算で、人口（分母）に欠損があります。")
+    if np.any(np.isnan(w)):
+        raise ParameterError("年齢調整率の計算で、基準人口に欠損があります。年齢階級の対応を確認してください。")
+    _check_nonnegative("件数", x)
+    _check_nonnegative("人口（分母）", n)
+    _check_nonnegative("基準人口", w)
+    empty = n == 0
+    if np.any(empty & (x > 0)):
+        raise ParameterError("人口 0 の年齢階級に件数があります。分子・分母の対応を確認してください。")
+    if empty_strata not in ("zero", "drop"):
+        raise ParameterError(f"empty_strata は 'zero' か 'drop' で指定してください（{empty_strata!r}）。")
+    ratio = np.where(empty, 0.0, w / np.where(empty, 1.0, n))
+    w_used = np.where(empty, 0.0, w) if empty_strata == "drop" else w
+    return x, ratio * x, x * ratio ** 2, w_used, n
+
+
+def _dobson(total, weighted, variance_sum, sum_w, conf, multiplier):
+    """Dobson limits from group sums (STATS_METHODS §5); NaN when total < 10."""
+    total = np.asarray(total, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = weighted / sum_w
+        var = variance_sum / sum_w ** 2
+        o_lower, o_upper = (np.asarray(v) for v in byar_limits(total, conf))
+        step = np.sqrt(var / total)
+        lower = value + step * (o_lower - total)
+        upper = value + step * (o_upper - total)
+    suppressed = ~(total >= SMALL_COUNT_LIMIT)
+    value = np.where(suppressed, np.nan, value) * multiplier
+    lower = np.where(suppressed, np.nan, lower) * multiplier
+    upper = np.where(suppressed, np.nan, upper) * multiplier
+    return value, lower, upper
+
+
+def dsr(x, n, std_pop, conf=0.95, multiplier=1, *, empty_strata="zero"):
+    """Directly standardised rate with Dobson's interval (Dobson et al. 1991; STATS_METHODS §5).
+
+    x, n and std_pop are aligned by stratum (usually age band) along the last axis, so a 2-d input
+    (groups × strata) gives one DSR per group. When x and std_pop are both Series with the same
+    labels in another order, std_pop is aligned to x by label; otherwise alignment is positional.
+
+        DSR   = Σ w_i x_i / n_i / Σ w_i × multiplier
+        limits = DSR + sqrt(V / O) · (O_L - O, O_U - O) × multiplier,
+        V = Σ x_i (w_i / n_i)² / (Σ w_i)², O = Σ x_i, (O_L, O_U) = Byar's limits of O.
+
+    The value and limits are NaN when the total count O is below 10 (O = 10 is published).
+    Missing counts are treated as 0.
+
+    Strata with population 0: PHEindicatormethods refuses them. In our strata tables a stratum
+    with nobody in it (e.g. no 90+ men in a small district) has x = 0 and must contribute 0, so it
+    is taken out of the weighted sum and the variance. `empty_strata="zero"` (default) keeps its
+    standard weight in Σ w_i, i.e. treats the stratum rate as 0, so that every area is divided by
+    the same total standard population (the usual MHLW/KDB spreadsheet practice);
+    `empty_strata="drop"` drops the stratum together with its weight (re-normalising the weights,
+    which is what removing the row before calling PHEindicatormethods would do). A stratum with
+    population 0 but events > 0 is an error.
+
+    Returns a tuple (rate, lower, upper).
+    """
+    index = None
+    if isinstance(std_pop, pd.Series) and isinstance(x, pd.Series) and not std_pop.index.equals(x.index):
+        if set(std_pop.index) == set(x.index) and std_pop.index.is_unique:
+            std_pop = std_pop.reindex(x.index)
+    x, n, w = _broadcast(x, n, std_pop)
+    if x.ndim == 0:
+        x, n, w = x[None], n[None], w[None]
+    x, wx, vx, w_used, _ = _dsr_terms(x, n, w, empty_strata)
+    value, lower, upper = _dobson(x.sum(-1), wx.sum(-1), vx.sum(-1), w_used.sum(-1),
+                                  normalise_conf(conf), multiplier)
+    return _wrap(value, index), _wrap(lower, index), _wrap(upper, index)
+
+
+def _standard_weights(df, std_col, standard, band_col):
+    if standard is None:
+        if std_col not in df.columns:
+            raise ParameterError(f"基準人口の列 {std_col!r} がありません。standard と band_col を指定してください。")
+        return pd.to_numeric(df[std_col]).to_numpy(dtype=float)
+    if band_col is None or band_col not in df.columns:
+        raise ParameterError("standard を指定する場合は、年齢階級の列名 band_col を指定してください。")
+    labels = df[band_col].astype(object)
+    if labels.isna().any():
+        raise ParameterError(f"年齢階級の列 {band_col!r} に欠損があります。")
+    # Weights for exactly the bands present (e.g. "90+" = "90-94" + "95+" of H27).
+    weights = standard_population(standard, bands=list(pd.unique(labels)))
+    return labels.map(weights.to_dict()).to_numpy(dtype=float, na_value=np.nan)
+
+
+def _group_sums(df: pd.DataFrame, group_cols: Sequence[str], columns: dict) -> pd.DataFrame:
+    """Group-by sums of the given arrays (no Python loop over groups)."""
+    group_cols = list(group_cols)
+    terms = pd.DataFrame(columns, index=df.index)
+    if not group_cols:
+        return terms.sum().to_frame().T
+    for g in group_cols:
+        terms[g] = df[g]
+    return terms.groupby(group_cols, sort=True, observed=True, dropna=False).sum().reset_index()
+
+
+def dsr_grouped(df, group_cols, x_col, n_col, std_col="std_pop", conf=0.95, multiplier=1, *,
+                standard=None, band_col=None, empty_strata="zero"):
+    """Directly standardised rates for many groups at once (areas × indicators × ...), computed
+    with group-by sums (STATS_METHODS §5, same rules as `dsr`).
+
+    df has one row per group × stratum. The standard weights come from the column `std_col`, or,
+    when `standard` is given ("H27", "S60", a Series or a DataFrame; see `standard_population`),
+    from the age band column `band_col` (each band present gets the standard's weight for it, so
+    "90+" of H27 is "90-94" + "95+").
+
+    Returns a DataFrame with the group columns and `value`, `lower`, `upper`, `total_count`,
+    `total_pop`, `method` ("Dobson") and `conf`. value/lower/upper are NaN when total_count < 10.
+    """
+    c = normalise_conf(conf)
+    w = _standard_weights(df, std_col, standard, band_col)
+    x = _as_float(df[x_col])
+    n = _as_float(df[n_col])
+    x, wx, vx, w_used, n = _dsr_terms(x, n, w, empty_strata)
+    sums = _group_sums(df, group_cols, {"_x": x, "_wx": wx, "_vx": vx, "_w": w_used, "_n": n})
+    value, lower, upper = _dobson(sums["_x"].to_numpy(), sums["_wx"].to_numpy(), sums["_vx"].to_numpy(),
+                                  sums["_w"].to_numpy(), c, multiplier)
+    out = sums[list(group_cols)].copy()
+    out["value"] = value
+    out["lower"] = lower
+    out["upper"] = upper
+    out["total_count"] = sums["_x"].to_numpy()
+    out["total_pop"] = sums["_n"].to_numpy()
+    out["method"] = METHOD_DOBSON
+    out["conf"] = c
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Indirect standardisation (標準化該当比)
+
+
+def _isr_from_totals(observed, expected, conf, refvalue):
+    lower_count, upper_count = (np.asarray(v) for v in count_limits(observed, conf))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(expected > 0, refvalue / np.where(expected > 0, expected, 1.0), np.nan)
+    return observed * scale, lower_count * scale, upper_count * scale
+
+
+def isr(observed, n, ref_rate, conf=0.95, *, refvalue=1):
+    """Indirectly standardised ratio 標準化該当比 O/E (STATS_METHODS §6).
+
+    n and ref_rate are per stratum (last axis); E = Σ n_i · ref_rate_i. `observed` is either the
+    per-stratum counts (same number of dimensions as n; summed, NaN dropped) or their total (one
+    dimension less, e.g. a scalar). Limits are the count limits of O (exact Poisson for O < 10,
+    Byar's for O >= 10) divided by E. Missing n or ref_rate counts as 0 (as PHEindicatormethods);
+    E = 0 gives NaN. refvalue scales the result (100 for an SMR × 100).
+
+    Returns a tuple (ratio, lower, upper).
+    """
+    n_arr, r_arr = _broadcast(n, ref_rate)
+    if n_arr.ndim == 0:
+        n_arr, r_arr = n_arr[None], r_arr[None]
+    expected_terms = np.nan_to_num(n_arr, nan=0.0) * np.nan_to_num(r_arr, nan=0.0)
+    expected = expected_terms.sum(-1)
+    obs = _as_float(observed)
+    if obs.ndim == expected_terms.ndim:
+        obs = np.nansum(np.broadcast_to(obs, np.broadcast_shapes(obs.shape, expected_terms.shape)), axis=-1)
+    elif obs.ndim != expected_terms.ndim - 1:
+        raise ParameterError("観察数 observed は年齢階級別の件数か、その合計で指定してください。")
+    obs, expected = np.broadcast_arrays(obs, expected)
+    _check_nonnegative("観察数", obs)
+    value, lower, upper = _isr_from_totals(obs, expected, normalise_conf(conf), refvalue)
+    # A Series of per-group totals keeps its index; per-stratum Series are reduced to a scalar.
+    index = _series_index(observed) if obs.ndim == 1 and expected_terms.ndim == 2 else None
+    return _wrap(value, index), _wrap(lower, index), _wrap(upper, index)
+
+
+def isr_grouped(df, group_cols, observed_col, n_col, ref_rate_col, conf=0.95, *, refvalue=1):
+    """標準化該当比 for many groups at once (group-by sums; STATS_METHODS §6, same rules as `isr`).
+
+    df has one row per group × stratum with the local count, local population and the reference
+    rate of that stratum (e.g. the prefecture's rate by sex × age band, merged by the caller).
+
+    Returns a DataFrame with the group columns and `value`, `lower`, `upper`, `observed`,
+    `expected`, `method` ("exact Poisson" for O < 10, "Byar" otherwise) and `conf`.
+    """
+    c = normalise_conf(conf)
+    obs = np.nan_to_num(_as_float(df[observed_col]), nan=0.0)
+    _check_nonnegative("観察数", obs)
+    expected = np.nan_to_num(_as_float(df[n_col]), nan=0.0) * np.nan_to_num(_as_float(df[ref_rate_col]), nan=0.0)
+    sums = _group_sums(df, group_cols, {"_o": obs, "_e": expected})
+    o = sums["_o"].to_numpy()
+    e = sums["_e"].to_numpy()
+    value, lower, upper = _isr_from_totals(o, e, c, refvalue)
+    out = sums[list(group_cols)].copy()
+    out["value"] = value
+    out["lower"] = lower
+    out["upper"] = upper
+    out["observed"] = o
+    out["expected"] = e
+    out["method"] = np.where(o < SMALL_COUNT_LIMIT, METHOD_EXACT, METHOD_BYAR)
+    out["conf"] = c
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Funnel plots
+
+
+def funnel_column_suffix(conf) -> str:
+    """Column suffix of a funnel level: 0.95 -> "95_0", 0.998 -> "99_8" (so `lower_95_0`)."""
+    return f"{normalise_conf(conf) * 100:.1f}".replace(".", "_")
+
+
+def _poisson_lower_count(mu: np.ndarray, tail: float) -> np.ndarray:
+    """Continuous lower control limit O_lo of an observed count with Poisson mean mu:
+    P(X <= O_lo | mu) = tail, extended to non-integer O by the regularised incomplete gamma
+    function (P(X <= O) = Q(O + 1, mu)). At integer O this is exactly the chi-square closed form
+    mu = chi2_q(1 - tail; 2O + 2)/2 used for the points of PHEindicatormethods (STATS_METHODS §7b).
+    Clipped at 0 when even O = 0 has P(X <= 0) = exp(-mu) >= tail. Vectorised bisection."""
+    lo = np.zeros_like(mu)
+    hi = mu + 10 * np.sqrt(mu) + 20
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        below = special.gammaincc(mid + 1, mu) < tail  # P(X <= mid) still below the tail
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    out = (lo + hi) / 2
+    return np.where(np.exp(-mu) >= tail, 0.0, out)
+
+
+def _poisson_upper_count(mu: np.ndarray, tail: float) -> np.ndarray:
+    """Continuous upper control limit O_hi: P(X >= O_hi | mu) = tail, i.e. P(O_hi, mu) = tail
+    (regularised lower incomplete gamma); at integer O this is mu = chi2_q(tail; 2O)/2
+    (STATS_METHODS §7b). Vectorised bisection."""
+    lo = np.zeros_like(mu)
+    hi = mu + 10 * np.sqrt(mu) + 20
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        above = special.gammainc(mid, mu) > tail  # P(X >= mid) still above the tail
+        lo = np.where(above, mid, lo)
+        hi = np.where(above, hi, mid)
+    return (lo + hi) / 2
+
+
+def funnel_limits(n, target, conf=(0.95, 0.998), kind="proportion"):
+    """Funnel plot control limits around a target (STATS_METHODS §7; Spiegelhalter 2005).
+
+    Returns a DataFrame with one row per n and columns `n`, `target`, then `lower_<s>` and
+    `upper_<s>` for each level, where <s> is `funnel_column_suffix(level)`: with the default
+    levels `lower_95_0`, `upper_95_0`, `lower_99_8`, `upper_99_8`.
+
+    kind="proportion": n is the denominator and target a fraction;
+        limits = target ∓ z·sqrt(target(1 - target)/n), clipped to [0, 1] (STATS_METHODS §7a:
+        the Wilson-based funnel of PHEindicatormethods reduces to this).
+    kind="ratio": n is the expected count E and target the benchmark ratio (1 for 標準化該当比);
+        the observed count is Poisson with mean mu = target·E and the limits of O/E are
+        O_lo/E and O_hi/E with P(X <= O_lo) = P(X >= O_hi) = (1 - level)/2. The limits are
+        computed on the continuous scale of E with the incomplete gamma function, which at
+        integer O coincides with the chi-square closed form of STATS_METHODS §7b, so the curves
+        pass exactly through the points PHEindicatormethods plots.
+    n = 0 or missing gives NaN limits.
+    """
+    levels = _conf_levels(conf)
+    n_arr = np.atleast_1d(_as_float(n)).astype(float)
+    if n_arr.ndim != 1:
+        raise ParameterError("funnel_limits の n は 1 次元で指定してください。")
+    _check_nonnegative("n", n_arr)
+    t = float(target)
+    ok = n_arr > 0
+    safe_n = np.where(ok, n_arr, 1.0)
+    out = pd.DataFrame({"n": n_arr, "target": t})
+    for level in levels:
+        suffix = funnel_column_suffix(level)
+        if kind == "proportion":
+            if not 0 <= t <= 1:
+                raise ParameterError(f"割合の目標値 target は 0〜1 の割合で指定してください（{target!r}）。")
+            half = z_value(level) * np.sqrt(t * (1 - t) / safe_n)
+            lower = np.clip(t - half, 0.0, 1.0)
+            upper = np.clip(t + half, 0.0, 1.0)
+        elif kind == "ratio":
+            if not t > 0:
+                raise ParameterError(f"比の目標値 target は正の値で指定してください（{target!r}）。")
+            tail = (1 - level) / 2
+            mu = t * safe_n
+            lower = _poisson_lower_count(mu, tail) / safe_n
+            upper = _poisson_upper_count(mu, tail) / safe_n
+        else:
+            raise ParameterError(f"kind は 'proportion' か 'ratio' で指定してください（{kind!r}）。")
+        out[f"lower_{suffix}"] = np.where(ok, lower, np.nan)
+        out[f"upper_{suffix}"] = np.where(ok, upper, np.nan)
+    return out
+
+
+def funnel_significance(x, n, target, kind="proportion"):
+    """Position of each point relative to the 95 % and 99.8 % funnel limits
+    (STATS_METHODS §7a proportions, §7b ratios). Returns Japanese labels: FUNNEL_HIGH_998
+    ("99.8%限界より高い"), FUNNEL_HIGH_95, FUNNEL_WITHIN ("限界内"), FUNNEL_LOW_95, FUNNEL_LOW_998;
+    NaN where undefined (n = 0 or missing).
+
+    kind="proportion": x cases out of n; q = x/n is compared with target ∓ z·sqrt(t(1-t)/n)
+        (unclipped), checking 99.8 % low, 95 % low, 99.8 % high, 95 % high in that order.
+    kind="ratio": x = observed count O, n = expected count E; the count limits of O at 95 % and
+        99.8 % (exact for O < 10, Byar's for O >= 10) divided by E are compared with target:
+        lower99.8/E > target, lower95/E > target, upper99.8/E < target, upper95/E < target.
+    """
+    index = _series_index(x, n)
+    x, n = _broadcast(x, n)
+    t = float(target)
+    ok = (n > 0) & ~np.isnan(x)
+    safe_n = np.where(ok, n, 1.0)
+    labels = np.full(x.shape, FUNNEL_WITHIN, dtype=object)
+    if kind == "proportion":
+        q = x / safe_n
+        se = np.sqrt(t * (1 - t) / safe_n)
+        z95, z998 = z_value(0.95), z_value(0.998)
+        conditions = [
+            (q < t - z998 * se, FUNNEL_LOW_998),
+            (q < t - z95 * se, FUNNEL_LOW_95),
+            (q > t + z998 * se, FUNNEL_HIGH_998),
+            (q > t + z95 * se, FUNNEL_HIGH_95),
+        ]
+    elif kind == "ratio":
+        xs = np.where(ok, x, 0.0)
+        l95, u95 = (np.asarray(v) / safe_n for v in count_limits(xs, 0.95))
+        l998, u998 = (np.asarray(v) / safe_n for v in count_limits(xs, 0.998))
+        conditions = [
+            (l998 > t, FUNNEL_HIGH_998),
+            (l95 > t, FUNNEL_HIGH_95),
+            (u998 < t, FUNNEL_LOW_998),
+            (u95 < t, FUNNEL_LOW_95),
+        ]
+    else:
+        raise ParameterError(f"kind は 'proportion' か 'ratio' で指定してください（{kind!r}）。")
+    assigned = np.zeros(x.shape, dtype=bool)
+    for condition, label in conditions:  # first matching rule wins (STATS_METHODS §7a order)
+        hit = condition & ~assigned
+        labels[hit] = label
+        assigned |= hit
+    labels[~ok] = np.nan
+    return _wrap_labels(labels, index)
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparisons
+
+
+def compare_to_benchmark(lower, upper, benchmark):
+    """Significance against a benchmark by the interval (DESIGN §5): "有意に高い" when the whole
+    interval lies above the benchmark (lower > benchmark), "有意に低い" when it lies below
+    (upper < benchmark), otherwise "有意差なし"; NaN when a limit or the benchmark is missing.
+    An interval that just touches the benchmark is 有意差なし."""
+    index = _series_index(lower, upper, benchmark)
+    lo, up, b = _broadcast(lower, upper, benchmark)
+    labels = np.full(lo.shape, NOT_SIGNIFICANT, dtype=object)
+    labels[lo > b] = SIGNIFICANTLY_HIGHER
+    labels[up < b] = SIGNIFICANTLY_LOWER
+    labels[np.isnan(lo) | np.isnan(up) | np.isnan(b)] = np.nan
+    return _wrap_labels(labels, index)
+
+
+def change_judgement(lower, upper, higher_is_better=None):
+    """Year-on-year judgement from the interval of the difference (later − earlier; e.g. from
+    `proportion_difference_ci`), DESIGN §5: an interval entirely above 0 is an increase, entirely
+    below 0 a decrease, otherwise "変化なし". With a polarity (higher_is_better True/False) an
+    increase/decrease is reported as "改善"/"悪化"; without one as "増加"/"減少". NaN when missing."""
+    index = _series_index(lower, upper)
+    lo, up = _broadcast(lower, upper)
+    if higher_is_better is None:
+        up_label, down_label = CHANGE_INCREASED, CHANGE_DECREASED
+    elif higher_is_better:
+        up_label, down_label = CHANGE_IMPROVED, CHANGE_WORSENED
+    else:
+        up_label, down_label = CHANGE_WORSENED, CHANGE_IMPROVED
+    labels = np.full(lo.shape, CHANGE_NONE, dtype=object)
+    labels[lo > 0] = up_label
+    labels[up < 0] = down_label
+    labels[np.isnan(lo) | np.isnan(up)] = np.nan
+    return _wrap_labels(labels, index)
+
+
+# ---------------------------------------------------------------------------------------------
+# Standard populations
+
+
+def _five_year_labels(last_open: int) -> list[str]:
+    return [f"{a}-{a + 4}" for a in range(0, last_open, 5)] + [f"{last_open}+"]
+
+
+#: 平成27年モデル人口 (DOMAIN §8; confidence M: one source, confirm against e-Stat before release).
+H27_STANDARD_POPULATION = pd.Series(
+    [5026000, 5369000, 5711000, 6053000, 6396000, 6738000, 7081000, 7423000, 7766000, 8108000,
+     8451000, 8793000, 9135000, 9246000, 7892000, 6306000, 4720000, 3134000, 1548000, 423000],
+    index=pd.Index(_five_year_labels(95), name="age_band"), name="平成27年モデル人口", dtype="int64",
+)
+
+#: 昭和60年モデル人口 (MHLW; used for 75歳未満年齢調整死亡率 of がん情報サービス, top band 85+).
+S60_STANDARD_POPULATION = pd.Series(
+    [8180000, 8338000, 8497000, 8655000, 8814000, 8972000, 9130000, 9289000, 9400000, 8651000,
+     7616000, 6581000, 5546000, 4511000, 3476000, 2441000, 1406000, 784000],
+    index=pd.Index(_five_year_labels(85), name="age_band"), name="昭和60年モデル人口", dtype="int64",
+)
+
+_NAMED_STANDARDS = {
+    "H27": H27_STANDARD_POPULATION, "平成27年": H27_STANDARD_POPULATION,
+    "平成27年モデル人口": H27_STANDARD_POPULATION,
+    "S60": S60_STANDARD_POPULATION, "昭和60年": S60_STANDARD_POPULATION,
+    "昭和60年モデル人口": S60_STANDARD_POPULATION,
+}
+
+_OPEN_MARK = re.compile(r"(\+|plus|以上|[-－～~〜]\s*$)", re.IGNORECASE)
+
+
+def _parse_band(label) -> tuple[float, float]:
+    """Age band label -> [lo, hi) in years. Accepts "40-44", "40_44", "age_40_44", "40～44歳",
+    "90+", "95plus", "age_100plus", "85歳以上", "80歳－"."""
+    s = str(label).strip()
+    nums = re.findall(r"\d+", s)
+    if len(nums) == 2:
+        lo, hi = int(nums[0]), int(nums[1]) + 1
+        if hi > lo:
+            return float(lo), float(hi)
+    elif len(nums) == 1 and _OPEN_MARK.search(s):
+        return float(nums[0]), np.inf
+    raise ParameterError(f"年齢階級 {label!r} を解釈できません（例: '40-44', '90+'）。")
+
+
+def _standard_series(standard) -> pd.Series:
+    """A user standard (Series indexed by band, or DataFrame with a band and a population column)."""
+    if isinstance(standard, pd.DataFrame):
+        numeric = [c for c in standard.columns if pd.api.types.is_numeric_dtype(standard[c])]
+        labels = [c for c in standard.columns if c not in numeric]
+        if len(numeric) != 1 or len(labels) != 1:
+            raise ParameterError("基準人口の表は「年齢階級」と「人口」の 2 列で指定してください。")
+        standard = standard.set_index(labels[0])[numeric[0]]
+    if not isinstance(standard, pd.Series):
+        raise ParameterError("基準人口は 'H27'・'S60' のいずれか、または Series/DataFrame で指定してください。")
+    return pd.to_numeric(standard).astype(float)
+
+
+def standard_population(name="H27", bands=AGE_BANDS) -> pd.Series:
+    """Standard population weights for our age bands (DESIGN §5, DOMAIN §8).
+
+    name: "H27" (平成27年モデル人口, default), "S60" (昭和60年モデル人口), or a user standard
+    (e.g. the prefecture's population) as a Series indexed by age band or a two-column DataFrame
+    (band, population). bands: the wanted bands, default `schema.AGE_BANDS`
+    ("40-44" … "70-74", "75-79", "80-84", "85-89", "90+"); each wanted band is the sum of the
+    standard's bands it covers exactly (H27: "90+" = "90-94" + "95+"). A wanted band that cuts a
+    standard band (e.g. "85-89" from S60, whose top band is "85+") is an error.
+    bands=None returns the whole standard. Returns a float Series indexed by band label.
+    """
+    if isinstance(name, str):
+        if name not in _NAMED_STANDARDS:
+            raise ParameterError(f"基準人口 {name!r} は未対応です（'H27' または 'S60'）。")
+        std = _NAMED_STANDARDS[name].astype(float)
+    else:
+        std = _standard_series(name)
+    if bands is None:
+        return std.rename_axis("age_band")
+    intervals = np.array([_parse_band(b) for b in std.index])
+    values = std.to_numpy(dtype=float)
+    out = []
+    for band in bands:
+        lo, hi = _parse_band(band)
+        inside = (intervals[:, 0] >= lo) & (intervals[:, 1] <= hi)
+        overlapping = (intervals[:, 0] < hi) & (intervals[:, 1] > lo)
+        covered = np.sort(intervals[inside], axis=0)
+        contiguous = (
+            inside.any()
+            and not (overlapping & ~inside).any()
+            and covered[0, 0] == lo
+            and covered[-1, 1] == hi
+            and np.all(covered[1:, 0] == covered[:-1, 1])
+        )
+        if not contiguous:
+            raise ParameterError(f"基準人口の年齢階級から {band!r} を作れません（基準人口の階級: {', '.join(map(str, std.index))}）。")
+        out.append(values[inside].sum())
+    return pd.Series(out, index=pd.Index(list(bands), name="age_band"), name=std.name, dtype=float)
