@@ -1,0 +1,623 @@
+"""Official clinical rules on a 特定健診 table, vectorised (DESIGN §2 `hsutils.clinical`).
+
+Every rule cites its DOMAIN.md section. All person-level work is done on numpy arrays
+(no row-wise code), so that `derive_kenshin` handles millions of rows in seconds.
+
+Conventions
+-----------
+* Scalar functions (`egfr`, `bmi_from`, `ckd_g_stage`, `ckd_a_stage`, `ckd_risk_colour`,
+  `urine_ordinal`) accept scalars, numpy arrays or pandas Series and broadcast like numpy.
+  A scalar call returns a Python float / str (None when undefined); an array call returns a numpy
+  array (float with NaN, or object with None); a call with a Series returns a Series with the index
+  of the first Series argument (labels as a pandas Categorical, NaN when undefined). Arguments are
+  matched by position, not by index label.
+* Frame functions (`metabolic_status`, `guidance_level`, `referral_flags`, ...) take a canonical
+  kenshin frame (hsutils/schema.py KENSHIN; dtypes in docs/internal_api.md). A column that is
+  absent is treated as all missing. Boolean columns (pandas nullable `boolean`) count as True
+  only when True; missing is "not present".
+* Comparisons use the value as stored (no rounding); the one exception is a BMI computed from
+  height and weight, which is rounded to 0.1 like the BMI printed on the 健診 record.
+"""
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+import pandas as pd
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+# ---------------------------------------------------------------------------------------------
+G_STAGES = ("G1", "G2", "G3a", "G3b", "G4", "G5")
+A_STAGES = ("A1", "A2", "A3")
+CKD_RISK_LEVELS = ("green", "yellow", "orange", "red")
+METABO_LEVELS = ("該当", "予備群", "非該当")
+GUIDANCE_LEVELS = ("積極的支援", "動機付け支援", "情報提供", "服薬中")
+EGFR_SOURCES = ("計算", "報告値")
+
+# Heat-map fills for the CKD 重症度分類 (DOMAIN §4.4), in the usual green/yellow/orange/red of the
+# 日本腎臓学会 chart. Text colours give a WCAG contrast ratio of at least 4.5 on each fill.
+CKD_COLOURS = {"green": "#00B050", "yellow": "#FFE600", "orange": "#FF9900", "red": "#E60012"}
+CKD_TEXT_COLOURS = {"green": "#000000", "yellow": "#000000", "orange": "#000000", "red": "#FFFFFF"}
+CKD_RISK_LABELS_JA = {"green": "低リスク", "yellow": "中等度リスク", "orange": "高リスク",
+                      "red": "超高リスク"}
+
+# ---------------------------------------------------------------------------------------------
+# Thresholds (DOMAIN sections in the comments)
+# ---------------------------------------------------------------------------------------------
+WAIST_MALE = 85.0        # §1.1, §2.1 腹囲 (cm) 男 ≥85
+WAIST_FEMALE = 90.0      # §1.1, §2.1 腹囲 (cm) 女 ≥90
+BMI_OBESE = 25.0         # §1.1 BMI ≥25
+GUIDANCE_AGE_MIN, GUIDANCE_AGE_MAX, GUIDANCE_AGE_YOUNG_MAX = 40, 74, 64  # §1.3 40–64 / 65–74
+
+EGFR_MIN_AGE = 18.0      # §4.1 the 日本腎臓学会 formula is for 18+ years
+G_EDGES = np.array([15.0, 30.0, 45.0, 60.0, 90.0])  # §4.2 lower bounds of G4, G3b, G3a, G2, G1
+
+# Urine 定性 ordinal (docs/internal_api.md): 0 (−), 1 (±), 2 (1+), 3 (2+), 4 (3+).
+URINE_PLUS1 = 2.0
+
+# §4.4 colour code by (G row, A column); rows G1..G5, columns A1..A3; 0 green … 3 red.
+_CKD_COLOUR_TABLE = np.array([
+    [0, 1, 2],  # G1
+    [0, 1, 2],  # G2
+    [1, 2, 3],  # G3a
+    [2, 3, 3],  # G3b
+    [3, 3, 3],  # G4
+    [3, 3, 3],  # G5
+], dtype=np.int8)
+
+# Spellings of 尿定性 seen in exports, after NFKC normalisation (full-width → half-width) and
+# removal of spaces and brackets (DESIGN §3). Digit strings are read as the canonical ordinal.
+_URINE_TEXT = {
+    "-": 0, "−": 0, "ー": 0, "‐": 0, "–": 0, "—": 0, "陰性": 0,
+    "±": 1, "+-": 1, "+/-": 1, "+−": 1, "弱陽性": 1,
+    "+": 2, "1+": 2, "+1": 2, "陽性": 2,
+    "2+": 3, "++": 3, "+2": 3,
+    "3+": 4, "+++": 4, "+3": 4, "4+": 4, "++++": 4, "+4": 4,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Input / output helpers
+# ---------------------------------------------------------------------------------------------
+def _as_float(x) -> np.ndarray:
+    """Float ndarray (NaN for missing) from a scalar, array or Series; non-numbers → NaN."""
+    if isinstance(x, (pd.Series, pd.Index, pd.Categorical)):
+        s = pd.Series(x) if not isinstance(x, pd.Series) else x
+        if s.dtype == np.float64:
+            return s.to_numpy()
+        if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
+            return s.to_numpy(dtype=float, na_value=np.nan)
+        return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    if x is None:
+        return np.array(np.nan)
+    arr = np.asarray(x)
+    if arr.dtype.kind in "fiub":
+        return arr.astype(float, copy=False)
+    flat = pd.to_numeric(pd.Series(arr.ravel(), dtype=object), errors="coerce")
+    return flat.to_numpy(dtype=float, na_value=np.nan).reshape(arr.shape)
+
+
+def _first_index(*args):
+    for a in args:
+        if isinstance(a, pd.Series):
+            return a.index
+    return None
+
+
+def _wrap_float(values: np.ndarray, index, name=None):
+    if index is not None:
+        return pd.Series(values, index=index, name=name)
+    if values.ndim == 0:
+        return float(values)
+    return values
+
+
+def _wrap_labels(codes: np.ndarray, categories, index, name=None):
+    """Labels from int codes (-1 = missing): Categorical Series, object array or str/None."""
+    codes = np.asarray(codes, dtype=np.int8)
+    if index is not None:
+        cat = pd.Categorical.from_codes(codes.ravel(), categories=list(categories))
+        return pd.Series(cat, index=index, name=name)
+    lookup = np.array(list(categories) + [None], dtype=object)
+    if codes.ndim == 0:
+        return lookup[int(codes)]  # code -1 picks the trailing None
+    return lookup[codes]
+
+
+def _label_codes(x, categories) -> np.ndarray:
+    """Int8 codes of labels (e.g. "G3a") in `categories`; anything else → -1.
+
+    Factorises first, so the label lookup runs on the distinct values only."""
+    if isinstance(x, pd.Series) and isinstance(x.dtype, pd.CategoricalDtype) \
+            and list(x.cat.categories) == list(categories):
+        return x.cat.codes.to_numpy(dtype=np.int8)
+    if isinstance(x, pd.Series):
+        values, shape = x, (len(x),)
+    else:
+        arr = np.asarray(x, dtype=object)
+        values, shape = arr.ravel(), arr.shape
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    lookup = np.append(pd.Index(list(categories)).get_indexer(uniques), -1).astype(np.int8)
+    return lookup[codes].reshape(shape)
+
+
+class _Cols:
+    """Column access on a kenshin frame as numpy arrays; absent columns are all missing."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.df = df
+        self.n = len(df)
+        self._cache: dict = {}
+
+    def f(self, name: str) -> np.ndarray:
+        """Float values with NaN for missing."""
+        key = ("f", name)
+        if key not in self._cache:
+            if name in self.df.columns:
+                self._cache[key] = _as_float(self.df[name])
+            else:
+                self._cache[key] = np.full(self.n, np.nan)
+        return self._cache[key]
+
+    def true(self, name: str) -> np.ndarray:
+        """True where the flag is known True (nullable boolean, bool, or 1/0 numbers)."""
+        key = ("t", name)
+        if key not in self._cache:
+            self._cache[key] = self._flag(name, True)
+        return self._cache[key]
+
+    def false(self, name: str) -> np.ndarray:
+        """True where the flag is known False."""
+        key = ("n", name)
+        if key not in self._cache:
+            self._cache[key] = self._flag(name, False)
+        return self._cache[key]
+
+    def _flag(self, name: str, want: bool) -> np.ndarray:
+        if name not in self.df.columns:
+            return np.zeros(self.n, dtype=bool)
+        s = self.df[name]
+        if s.dtype == bool:
+            v = s.to_numpy()
+            return v if want else ~v
+        if isinstance(s.dtype, pd.BooleanDtype):
+            return s.to_numpy(dtype=bool, na_value=not want) == want
+        # numbers 1/0 or Python bools/None in an object column
+        v = _as_float(s)
+        return (v == 1.0) if want else (v == 0.0)
+
+    def urine(self, name: str) -> np.ndarray:
+        key = ("u", name)
+        if key not in self._cache:
+            if name in self.df.columns:
+                self._cache[key] = _urine_to_ordinal(self.df[name])
+            else:
+                self._cache[key] = np.full(self.n, np.nan)
+        return self._cache[key]
+
+    def sex(self) -> np.ndarray:
+        """1/2 as floats (text 男/女 also read), NaN when missing."""
+        key = ("s", "sex")
+        if key not in self._cache:
+            if "sex" in self.df.columns:
+                self._cache[key] = _sex_codes(self.df["sex"])
+            else:
+                self._cache[key] = np.full(self.n, np.nan)
+        return self._cache[key]
+
+    @property
+    def male(self) -> np.ndarray:
+        if ("m", "sex") not in self._cache:
+            self._cache[("m", "sex")] = self.sex() == 1.0
+        return self._cache[("m", "sex")]
+
+    @property
+    def female(self) -> np.ndarray:
+        if ("w", "sex") not in self._cache:
+            self._cache[("w", "sex")] = self.sex() == 2.0
+        return self._cache[("w", "sex")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalar-style public functions
+# ---------------------------------------------------------------------------------------------
+def bmi_from(height, weight):
+    """BMI = weight (kg) / (height (m))², height given in cm (DOMAIN §1.1). NaN when either is
+    missing or height ≤ 0. Not rounded (see `derive_kenshin` bmi_calc for the 0.1 rounding)."""
+    index = _first_index(height, weight)
+    h, w = np.broadcast_arrays(_as_float(height), _as_float(weight))
+    h = np.where(h > 0, h, np.nan)
+    # weight × 10000 / height² keeps exact results exact (64 kg, 160 cm → 25.0, not 24.999…).
+    return _wrap_float(w * 10000.0 / (h * h), index, name="bmi_calc")
+
+
+def egfr(creatinine, age, sex):
+    """Creatinine eGFR of the 日本腎臓学会 (mL/min/1.73m²), DOMAIN §4.1.
+
+    eGFR = 194 × Cr^−1.094 × Age^−0.287, × 0.739 for women (sex 2). NaN when any input is
+    missing, Cr ≤ 0, age < 18 (the formula is for adults) or sex is not 1/2.
+    """
+    index = _first_index(creatinine, age, sex)
+    cr, a, s = np.broadcast_arrays(_as_float(creatinine), _as_float(age), _sex_codes(sex))
+    ok = (cr > 0) & (a >= EGFR_MIN_AGE) & ((s == 1.0) | (s == 2.0))
+    cr_ok = np.where(ok, cr, np.nan)
+    a_ok = np.where(ok, a, np.nan)
+    value = 194.0 * np.exp(-1.094 * np.log(cr_ok) - 0.287 * np.log(a_ok))
+    value = np.where(s == 2.0, value * 0.739, value)
+    return _wrap_float(value, index, name="egfr_calc")
+
+
+def _sex_codes(sex) -> np.ndarray:
+    """1/2 as floats; also reads 男/女/M/F when given as text (mapped per distinct value)."""
+    if isinstance(sex, pd.Series) and pd.api.types.is_numeric_dtype(sex.dtype):
+        return _as_float(sex)
+    if isinstance(sex, pd.Series):
+        return _map_distinct(sex, _sex_text_value)
+    arr = np.asarray(sex)
+    if arr.dtype.kind in "fiub":
+        return arr.astype(float, copy=False)
+    return _map_distinct(arr, _sex_text_value)
+
+
+def _sex_text_value(v) -> float:
+    text = {"男": 1.0, "女": 2.0, "M": 1.0, "F": 2.0, "1": 1.0, "2": 2.0}
+    if isinstance(v, str):
+        return text.get(unicodedata.normalize("NFKC", v).strip().upper(), np.nan)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _map_distinct(values, func) -> np.ndarray:
+    """Apply a scalar function to the distinct values only (a handful), then broadcast back
+    through factor codes: vectorised, no per-row Python. `values` is a Series or an array."""
+    if isinstance(values, pd.Series):
+        flat, shape = values, (len(values),)
+    else:
+        arr = np.asarray(values, dtype=object)
+        flat, shape = arr.ravel(), arr.shape
+    codes, uniques = pd.factorize(flat, use_na_sentinel=True)
+    table = np.array([func(u) for u in uniques] + [np.nan], dtype=float)
+    return table[codes].reshape(shape)
+
+
+def _g_codes(values: np.ndarray) -> np.ndarray:
+    """Int8 G-stage codes (0 = G1 … 5 = G5, -1 missing), DOMAIN §4.2."""
+    idx = np.searchsorted(G_EDGES, values, side="right")  # 0: <15 … 5: ≥90
+    codes = (5 - idx).astype(np.int8)
+    return np.where(np.isnan(values), np.int8(-1), codes)
+
+
+def ckd_g_stage(egfr):
+    """CKD G stage from eGFR (DOMAIN §4.2): G1 ≥90, G2 60–<90, G3a 45–<60, G3b 30–<45,
+    G4 15–<30, G5 <15; None/NaN for missing."""
+    index = _first_index(egfr)
+    return _wrap_labels(_g_codes(_as_float(egfr)), G_STAGES, index, name="ckd_g")
+
+
+def urine_ordinal(values):
+    """尿定性 as the canonical ordinal float 0 (−), 1 (±), 2 (1+), 3 (2+), 4 (3+) (DOMAIN §4.3).
+
+    Numbers are taken as already ordinal; text in the common spellings (−, -, ±, +-, +, 1+, ＋,
+    2+, ++, 3+, 陰性 …) is mapped; anything else → NaN.
+    """
+    index = _first_index(values)
+    return _wrap_float(_urine_to_ordinal(values), index, name="urine_protein")
+
+
+def _urine_to_ordinal(values) -> np.ndarray:
+    if isinstance(values, pd.Series) and (pd.api.types.is_numeric_dtype(values.dtype)
+                                          or pd.api.types.is_bool_dtype(values.dtype)):
+        return _as_float(values)
+    if isinstance(values, pd.Series):
+        return _map_distinct(values, _urine_text_value)
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fiub":
+        return arr.astype(float, copy=False)
+    return _map_distinct(arr, _urine_text_value)
+
+
+def _urine_text_value(v) -> float:
+    """One distinct 尿定性 value → ordinal (called once per distinct value, not per row)."""
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+        return float(v)
+    s = unicodedata.normalize("NFKC", str(v)).strip()
+    for ch in " ()（）[]":
+        s = s.replace(ch, "")
+    if s in _URINE_TEXT:
+        return float(_URINE_TEXT[s])
+    try:
+        return float(s)
+    except ValueError:
+        return np.nan
+
+
+def _a_codes(ordinal: np.ndarray) -> np.ndarray:
+    """Int8 A-stage codes (0 = A1, 1 = A2, 2 = A3, -1 missing), DOMAIN §4.3."""
+    codes = np.where(ordinal >= URINE_PLUS1, 2, np.where(ordinal >= 1.0, 1, 0)).astype(np.int8)
+    return np.where(np.isnan(ordinal) | (ordinal < 0), np.int8(-1), codes)
+
+
+def ckd_a_stage(urine_protein):
+    """CKD A stage from 尿蛋白定性 (DOMAIN §4.3): (−) A1, (±) A2, (1+) or more A3.
+
+    Accepts the canonical ordinal floats 0–4 or text ("−", "-", "±", "+-", "+", "1+", "＋", "2+" …).
+    """
+    index = _first_index(urine_protein)
+    return _wrap_labels(_a_codes(_urine_to_ordinal(urine_protein)), A_STAGES, index, name="ckd_a")
+
+
+def _colour_codes(g_codes: np.ndarray, a_codes: np.ndarray) -> np.ndarray:
+    known = (g_codes >= 0) & (a_codes >= 0)
+    colour = _CKD_COLOUR_TABLE[np.clip(g_codes, 0, 5), np.clip(a_codes, 0, 2)]
+    return np.where(known, colour, np.int8(-1))
+
+
+def ckd_risk_colour(g, a):
+    """Heat-map colour of the CKD 重症度分類 (DOMAIN §4.4) from G ("G1".."G5") and A ("A1".."A3"):
+    "green", "yellow", "orange" or "red"; None/NaN when either is missing. Fill colours for
+    charts are in `CKD_COLOURS` (text colours in `CKD_TEXT_COLOURS`)."""
+    index = _first_index(g, a)
+    gc, ac = np.broadcast_arrays(_label_codes(g, G_STAGES), _label_codes(a, A_STAGES))
+    return _wrap_labels(_colour_codes(gc, ac), CKD_RISK_LEVELS, index, name="ckd_colour")
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame rules: array cores (shared by the public functions and derive_kenshin)
+# ---------------------------------------------------------------------------------------------
+def _bmi_resolved(c: _Cols) -> np.ndarray:
+    """Reported BMI, else computed from height and weight and rounded to 0.1 like the reported
+    value of the 健診 record, so that e.g. 24.98 counts as 25.0 (DOMAIN §1.1)."""
+    key = ("bmi", "resolved")
+    if key not in c._cache:
+        bmi = c.f("bmi")
+        computed = np.round(bmi_from(c.f("height"), c.f("weight")), 1)
+        c._cache[key] = np.where(np.isnan(bmi), computed, bmi)
+    return c._cache[key]
+
+
+def _waist_over(c: _Cols) -> np.ndarray:
+    """腹囲 ≥85 (男) / ≥90 (女) (DOMAIN §1.1, §2.1); False when waist or sex is missing."""
+    waist = c.f("waist")
+    return (c.male & (waist >= WAIST_MALE)) | (c.female & (waist >= WAIST_FEMALE))
+
+
+def _waist_known(c: _Cols) -> np.ndarray:
+    return ~np.isnan(c.f("waist")) & (c.male | c.female)
+
+
+def _egfr_resolved(c: _Cols) -> tuple[np.ndarray, np.ndarray]:
+    """eGFR computed from creatinine, else the reported eGFR (DOMAIN §4.1).
+
+    Returns (values, source codes 0 計算 / 1 報告値 / -1 none). When creatinine is present but the
+    formula is undefined (age < 18, sex missing) the reported value is used if there is one.
+    """
+    calc = egfr(c.f("creatinine"), c.f("age"), c.sex())
+    reported = c.f("egfr")
+    has_calc = ~np.isnan(calc)
+    has_rep = ~np.isnan(reported)
+    values = np.where(has_calc, calc, reported)
+    source = np.where(has_calc, np.int8(0), np.where(has_rep, np.int8(1), np.int8(-1)))
+    return values, source.astype(np.int8)
+
+
+def _metabo_codes(c: _Cols, casual_tg_threshold: float = 150.0) -> np.ndarray:
+    """Int8 codes 0 該当, 1 予備群, 2 非該当, -1 判定不能 (DOMAIN §2)."""
+    fpg, casual, hba1c = c.f("fpg"), c.f("casual_glucose"), c.f("hba1c")
+    no_glucose = np.isnan(fpg) & np.isnan(casual)
+    r_glucose = ((fpg >= 110) | (casual >= 110) | (no_glucose & (hba1c >= 6.0))
+                 | c.true("med_glucose"))
+    tg_threshold = np.where(c.false("tg_fasting"), float(casual_tg_threshold), 150.0)
+    r_lipid = (c.f("tg") >= tg_threshold) | (c.f("hdl") < 40) | c.true("med_lipid")
+    r_bp = (c.f("sbp") >= 130) | (c.f("dbp") >= 85) | c.true("med_bp")
+    n_risks = r_glucose.astype(np.int8) + r_lipid + r_bp
+    codes = np.where(n_risks >= 2, np.int8(0), np.where(n_risks == 1, np.int8(1), np.int8(2)))
+    codes = np.where(_waist_over(c), codes, np.int8(2))
+    return np.where(_waist_known(c), codes, np.int8(-1)).astype(np.int8)
+
+
+def _guidance_risks(c: _Cols) -> np.ndarray:
+    """Number of 階層化 step-2 risks ①–④ (DOMAIN §1.2), int8."""
+    r_bp = (c.f("sbp") >= 130) | (c.f("dbp") >= 85)
+    # ② TG: 175 only when the sample is known non-fasting; fasting or unknown → 150.
+    tg_threshold = np.where(c.false("tg_fasting"), 175.0, 150.0)
+    r_lipid = (c.f("tg") >= tg_threshold) | (c.f("hdl") < 40)
+    # ③ priority 空腹時血糖 → HbA1c → 随時血糖.
+    fpg, hba1c, casual = c.f("fpg"), c.f("hba1c"), c.f("casual_glucose")
+    r_glucose = np.where(~np.isnan(fpg), fpg >= 100,
+                         np.where(~np.isnan(hba1c), hba1c >= 5.6, casual >= 100))
+    n = r_bp.astype(np.int8) + r_lipid + r_glucose
+    # ④ smoking counts only together with at least one of ①–③.
+    return (n + (c.true("smoking") & (n >= 1))).astype(np.int8)
+
+
+def _guidance_codes(c: _Cols) -> np.ndarray:
+    """Int8 codes 0 積極的支援, 1 動機付け支援, 2 情報提供, 3 服薬中, -1 not determinable (DOMAIN §1)."""
+    age = c.f("age")
+    bmi = _bmi_resolved(c)
+    group1 = _waist_over(c)
+    group2 = ~group1 & (bmi >= BMI_OBESE)
+    step1_known = _waist_known(c) | ~np.isnan(bmi)
+    n = _guidance_risks(c)
+    intensive = (group1 & (n >= 2)) | (group2 & (n >= 3))
+    any_target = (group1 | group2) & (n >= 1)
+    young = age <= GUIDANCE_AGE_YOUNG_MAX
+    codes = np.where(intensive & young, np.int8(0), np.where(any_target, np.int8(1), np.int8(2)))
+    codes = np.where(step1_known, codes, np.int8(-1))
+    on_medication = c.true("med_bp") | c.true("med_glucose") | c.true("med_lipid")
+    codes = np.where(on_medication, np.int8(3), codes)
+    in_age = (age >= GUIDANCE_AGE_MIN) & (age <= GUIDANCE_AGE_MAX)
+    return np.where(in_age, codes, np.int8(-1)).astype(np.int8)
+
+
+def _referral_arrays(c: _Cols, egfr_values: np.ndarray) -> dict[str, np.ndarray]:
+    """受診勧奨判定値 by item (DOMAIN §3), False when the item is unmeasured."""
+    out = {
+        "ref_bp": (c.f("sbp") >= 140) | (c.f("dbp") >= 90),
+        # TG: 300 for fasting and casual alike; LDL and non-HDL both checked when measured.
+        "ref_lipid": (c.f("tg") >= 300) | (c.f("ldl") >= 140) | (c.f("non_hdl") >= 170),
+        "ref_glucose": (c.f("fpg") >= 126) | (c.f("casual_glucose") >= 126) | (c.f("hba1c") >= 6.5),
+        "ref_liver": (c.f("ast") >= 51) | (c.f("alt") >= 51) | (c.f("ggt") >= 101),
+        "ref_kidney": (egfr_values < 45) | (c.urine("urine_protein") >= URINE_PLUS1),
+        "ref_anemia": ((c.male & (c.f("hemoglobin") < 12.0))
+                       | (c.female & (c.f("hemoglobin") < 11.0))),
+    }
+    out["ref_any"] = np.logical_or.reduce(list(out.values()))
+    return out
+
+
+def _hg_bp(c: _Cols) -> np.ndarray:
+    """血圧 保健指導判定値以上: SBP ≥130 or DBP ≥85 (DOMAIN §3, §7.5)."""
+    return (c.f("sbp") >= 130) | (c.f("dbp") >= 85)
+
+
+def _guidance_flag_arrays(c: _Cols, egfr_values: np.ndarray) -> dict[str, np.ndarray]:
+    """保健指導判定値 by item (DOMAIN §3), False when the item is unmeasured."""
+    tg_threshold = np.where(c.false("tg_fasting"), 175.0, 150.0)
+    out = {
+        "hg_bp": _hg_bp(c),
+        "hg_lipid": ((c.f("tg") >= tg_threshold) | (c.f("hdl") < 40) | (c.f("ldl") >= 120)
+                     | (c.f("non_hdl") >= 150)),
+        "hg_glucose": (c.f("fpg") >= 100) | (c.f("casual_glucose") >= 100) | (c.f("hba1c") >= 5.6),
+        "hg_liver": (c.f("ast") >= 31) | (c.f("alt") >= 31) | (c.f("ggt") >= 51),
+        "hg_kidney": (egfr_values < 60) | (c.urine("urine_protein") >= 1.0),
+        "hg_anemia": ((c.male & (c.f("hemoglobin") < 13.0))
+                      | (c.female & (c.f("hemoglobin") < 12.0))),
+    }
+    out["hg_any"] = np.logical_or.reduce(list(out.values()))
+    return out
+
+
+def _poor_control_arrays(c: _Cols) -> dict[str, np.ndarray]:
+    """Poor control (DOMAIN §3.1): HbA1c ≥8.0; SBP ≥160 or DBP ≥100."""
+    return {
+        "poor_hba1c8": c.f("hba1c") >= 8.0,
+        "poor_bp160": (c.f("sbp") >= 160) | (c.f("dbp") >= 100),
+    }
+
+
+def _diabetes_array(c: _Cols) -> np.ndarray:
+    """Diabetes-type checkup values (DOMAIN §5.1): 空腹時 or 随時血糖 ≥126, or HbA1c ≥6.5."""
+    return (c.f("fpg") >= 126) | (c.f("casual_glucose") >= 126) | (c.f("hba1c") >= 6.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame rules: public functions
+# ---------------------------------------------------------------------------------------------
+def metabolic_status(df: pd.DataFrame, casual_tg_threshold: float = 150) -> pd.Series:
+    """メタボリックシンドローム判定 (DOMAIN §2): "該当", "予備群", "非該当"; NaN (判定不能) where
+    腹囲 or sex is missing.
+
+    Required 腹囲 ≥85 (男) / ≥90 (女). Risks: ① 血糖 空腹時 or 随時血糖 ≥110, HbA1c ≥6.0 only when
+    no glucose value, or med_glucose; ② 脂質 TG ≥150 or HDL <40, or med_lipid; ③ 血圧 SBP ≥130
+    or DBP ≥85, or med_bp. 該当 = ≥2 risks, 予備群 = 1. A missing item counts as not present.
+    `casual_tg_threshold` applies to TG known to be non-fasting (tg_fasting False); DOMAIN §2.3
+    leaves it unsettled, default 150 (same as fasting).
+    """
+    codes = _metabo_codes(_Cols(df), casual_tg_threshold)
+    return _wrap_labels(codes, METABO_LEVELS, df.index, name="metabo")
+
+
+def guidance_level(df: pd.DataFrame) -> pd.Series:
+    """特定保健指導の階層化, 第4期 令和6年度〜 (DOMAIN §1): "積極的支援", "動機付け支援",
+    "情報提供" or "服薬中".
+
+    Step 1 (§1.1): (1) 腹囲 ≥85 男 / ≥90 女; (2) otherwise BMI ≥25 (reported BMI, else
+    `bmi_from(height, weight)` rounded to 0.1 as on the 健診 record). Step 2 (§1.2): ① SBP ≥130 or DBP ≥85; ② TG ≥150 (fasting) or
+    ≥175 (tg_fasting False; a missing tg_fasting is treated as fasting) or HDL <40; ③ 空腹時血糖
+    ≥100, else HbA1c ≥5.6, else 随時血糖 ≥100 (随時 only when neither other is measured);
+    ④ smoking, counted only with at least one of ①–③. Missing risk items count as not present.
+    Step 3 (§1.3): (1) with ≥2 risks / (2) with ≥3 → 積極的支援 at 40–64, 動機付け支援 at 65–74;
+    1+ risks otherwise → 動機付け支援; 0 → 情報提供. Anyone with med_bp, med_glucose or
+    med_lipid True → 服薬中 (§1.4). Age is df["age"], the age at fiscal-year end (§1.4).
+
+    NaN when step 1 cannot be determined (no waist with sex, and no BMI) for a person not on
+    medication, and for ages outside 40–74 or missing (not 特定保健指導 targets).
+    """
+    codes = _guidance_codes(_Cols(df))
+    return _wrap_labels(codes, GUIDANCE_LEVELS, df.index, name="hokenshido")
+
+
+def referral_flags(df: pd.DataFrame) -> pd.DataFrame:
+    """受診勧奨判定値 per item (DOMAIN §3, 令和6年度版 別紙5), plain bool (False when unmeasured).
+
+    ref_bp SBP ≥140 or DBP ≥90; ref_lipid TG ≥300 (fasting and casual alike) or LDL ≥140 or
+    non-HDL ≥170 (each when measured; HDL has no 受診勧奨判定値); ref_glucose 空腹時 or 随時血糖
+    ≥126 or HbA1c ≥6.5; ref_liver AST ≥51 or ALT ≥51 or γ-GT ≥101; ref_kidney eGFR <45
+    (computed, else reported, §4.1) or 尿蛋白 1+ 以上; ref_anemia Hb <12.0 (男) / <11.0 (女);
+    ref_any any of these.
+    """
+    c = _Cols(df)
+    egfr_values, _ = _egfr_resolved(c)
+    return pd.DataFrame(_referral_arrays(c, egfr_values), index=df.index)
+
+
+def guidance_flags(df: pd.DataFrame) -> pd.DataFrame:
+    """保健指導判定値 per item (DOMAIN §3), plain bool (False when unmeasured).
+
+    hg_bp SBP ≥130 or DBP ≥85 (also DOMAIN §7.5); hg_lipid TG ≥150 (fasting or unknown) / ≥175
+    (non-fasting) or HDL <40 or LDL ≥120 or non-HDL ≥150; hg_glucose 空腹時 or 随時血糖 ≥100 or
+    HbA1c ≥5.6; hg_liver AST ≥31 or ALT ≥31 or γ-GT ≥51; hg_kidney eGFR <60 or 尿蛋白 ± 以上;
+    hg_anemia Hb <13.0 (男) / <12.0 (女); hg_any any of these.
+    """
+    c = _Cols(df)
+    egfr_values, _ = _egfr_resolved(c)
+    return pd.DataFrame(_guidance_flag_arrays(c, egfr_values), index=df.index)
+
+
+def poor_control(df: pd.DataFrame) -> pd.DataFrame:
+    """Poor control for 重症化予防 (DOMAIN §3.1): poor_hba1c8 (HbA1c ≥8.0), poor_bp160
+    (SBP ≥160 or DBP ≥100); plain bool, False when unmeasured."""
+    return pd.DataFrame(_poor_control_arrays(_Cols(df)), index=df.index)
+
+
+def diabetes_type(df: pd.DataFrame) -> pd.Series:
+    """糖尿病型 from the checkup (DOMAIN §5.1, checkup part): 空腹時 or 随時血糖 ≥126, or
+    HbA1c ≥6.5. Plain bool, False when unmeasured (claims-based criteria are in hsutils.programs)."""
+    return pd.Series(_diabetes_array(_Cols(df)), index=df.index, name="diabetes_type")
+
+
+DERIVED_COLUMNS = (
+    "bmi_calc", "egfr_calc", "egfr_source", "ckd_g", "ckd_a", "ckd_colour", "metabo", "hokenshido",
+    "ref_bp", "ref_lipid", "ref_glucose", "ref_liver", "ref_kidney", "ref_anemia", "ref_any",
+    "hg_bp", "poor_hba1c8", "poor_bp160", "diabetes_type",
+)
+
+
+def derive_kenshin(df: pd.DataFrame) -> pd.DataFrame:
+    """All 健診 derivations (docs/internal_api.md) added to a copy of the canonical kenshin frame.
+
+    bmi_calc (reported BMI, else from height/weight rounded to 0.1; §1.1), egfr_calc and egfr_source
+    ("計算" from creatinine, else "報告値"; §4.1), ckd_g/ckd_a/ckd_colour (§4.2–4.4), metabo (§2),
+    hokenshido (§1), ref_* (§3), hg_bp (§3, §7.5), poor_hba1c8/poor_bp160 (§3.1),
+    diabetes_type (§5.1). Labels are pandas Categorical (NaN when undefined); flags plain bool.
+    Existing columns with these names are replaced.
+    """
+    c = _Cols(df)
+    index = df.index
+    egfr_values, egfr_src = _egfr_resolved(c)
+    g = _g_codes(egfr_values)
+    a = _a_codes(c.urine("urine_protein"))
+
+    def cat(codes, categories):
+        return pd.Categorical.from_codes(codes, categories=list(categories))
+
+    new = {
+        "bmi_calc": _bmi_resolved(c),
+        "egfr_calc": egfr_values,
+        "egfr_source": cat(egfr_src, EGFR_SOURCES),
+        "ckd_g": cat(g, G_STAGES),
+        "ckd_a": cat(a, A_STAGES),
+        "ckd_colour": cat(_colour_codes(g, a), CKD_RISK_LEVELS),
+        "metabo": cat(_metabo_codes(c), METABO_LEVELS),
+        "hokenshido": cat(_guidance_codes(c), GUIDANCE_LEVELS),
+    }
+    new.update(_referral_arrays(c, egfr_values))
+    new["hg_bp"] = _hg_bp(c)
+    new.update(_poor_control_arrays(c))
+    new["diabetes_type"] = _diabetes_array(c)
+    base = df.drop(columns=[col for col in DERIVED_COLUMNS if col in df.columns])
+    return pd.concat([base, pd.DataFrame(new, index=index)], axis=1)
+
