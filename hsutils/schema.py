@@ -71,7 +71,7 @@ PERSON = _c("person_id", "被保険者番号", "str", True, description="被保�
             aliases=("個人番号", "個人ID", "被保険者証番号"))
 MUNI = _c("muni_code", "市町村コード", "muni", True,
           description="全国地方公共団体コード（5桁、または検査数字付き6桁）",
-          aliases=("保険者番号", "市区町村コード", "自治体コード"))
+          aliases=("市区町村コード", "自治体コード"))
 FY = _c("fy", "年度", "fy", True, lo=2008, hi=2035,
         description="4月始まりの年度。西暦または和暦（令和6年度, R6, H30 など）",
         aliases=("対象年度", "健診年度"))
