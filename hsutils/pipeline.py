@@ -147,9 +147,9 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
     quest_ = quest if quest is not None else empty("questionnaire")
     parts = []
     for f in fys:  # a loop over 3–10 fiscal years, not over persons
-        sub = py[py["fy"] == f]
-        ik = programs.ikkatsu_flags(sub, claims_, kaigo_, quest_, f)
-        dk = programs.nephropathy_flags(sub, claims_, f)
+        # the full frame is passed: 健康状態不明者 looks at the previous fiscal year's rows
+        ik = programs.ikkatsu_flags(py, claims_, kaigo_, quest_, f)
+        dk = programs.nephropathy_flags(py, claims_, f)
         parts.append(pd.concat([ik, dk.drop(columns=[c for c in dk.columns if c in ik.columns])], axis=1))
     flags = pd.concat(parts).reindex(py.index)
     flags = flags.drop(columns=[c for c in flags.columns if c in py.columns])
@@ -198,11 +198,13 @@ def _master(dataset) -> pd.DataFrame:
         prefs = sorted({int(c[:2]) for c in dataset.tables["enrollment"]["muni_code"].unique()})
         m = pd.concat([regions.load_master(pref_code=p) for p in prefs], ignore_index=True)
     m = m.copy()
+    m["pref_code"] = pd.to_numeric(m["pref_code"], errors="coerce").astype("Int64").astype(str).str.zfill(2)
     if "pref_name" not in m:
         from hsutils import regions
 
         try:
             pn = regions.load_master()[["pref_code", "pref_name"]].drop_duplicates()
+            pn["pref_code"] = pn["pref_code"].astype(str).str.zfill(2)
             m = m.merge(pn, on="pref_code", how="left")
         except Exception:  # noqa: BLE001 - a name is cosmetic; never fail the batch on it
             m["pref_name"] = m["pref_code"].astype(str)
