@@ -1,0 +1,134 @@
+"""Tests of hsutils.report: output layout, atomic writes, reproducible figures (DESIGN §7, §9)."""
+from __future__ import annotations
+
+import warnings
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+
+from hsutils import plots, report
+from hsutils.errors import ParameterError
+
+FOOT = plots.footer("KDB（デモデータ）", 2024, "国保 40–74歳")
+
+
+@pytest.fixture(autouse=True)
+def strict_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def small_chart():
+    df = pd.DataFrame({"name": ["金沢市", "七尾市", "小松市"], "value": [0.35, 0.41, 0.30],
+                       "lower": [0.34, 0.38, 0.28], "upper": [0.36, 0.44, 0.32],
+                       "comparison": ["有意に低い", "有意に高い", "有意に低い"]})
+    return plots.ranked_bar(df, "value", "lower", "upper", 0.36, "受診率", FOOT, size=(4, 3),
+                            value_fmt="{:.1%}")
+
+
+def test_output_dir_layout(tmp_path):
+    folder = report.output_dir(tmp_path / "outputs", "2025-demo", "17201", "金沢市",
+                               "01_kenshin.ipynb")
+    assert folder == tmp_path / "outputs" / "2025-demo" / "17201_金沢市" / "01_kenshin"
+    assert sorted(p.name for p in folder.iterdir()) == ["confidential", "figures", "tables"]
+
+
+def test_output_dir_names_are_safe_and_not_created_on_request(tmp_path):
+    folder = report.output_dir(tmp_path, "run", "17201", "金沢/市:?", "nb", create=False)
+    assert folder.parent.name == "17201_金沢_市__"
+    assert not folder.exists()
+    with pytest.raises(ParameterError):
+        report.safe_name(" .. ")
+
+
+def test_save_figure_png_300dpi_pdf_and_byte_identical(tmp_path):
+    first = report.save_figure(small_chart(), tmp_path / "a", "受診率")
+    second = report.save_figure(small_chart(), tmp_path / "b", "受診率")
+    assert first["png"] == tmp_path / "a" / "figures" / "受診率.png"
+    assert first["pdf"] == tmp_path / "a" / "figures" / "受診率.pdf"
+    assert first["png"].read_bytes() == second["png"].read_bytes()
+    assert first["pdf"].read_bytes() == second["pdf"].read_bytes()
+    image = mpimg.imread(first["png"])
+    assert image.shape[:2] == (900, 1200)  # 3 × 4 in at 300 dpi
+    assert image.std() > 0.05  # not blank
+    pdf = first["pdf"].read_bytes()
+    assert pdf.startswith(b"%PDF") and b"CreationDate" not in pdf
+    assert sorted(p.name for p in (tmp_path / "a" / "figures").iterdir()) == ["受診率.pdf", "受診率.png"]
+
+
+def test_save_figure_same_figure_twice_is_identical(tmp_path):
+    fig = small_chart()
+    one = report.save_figure(fig, tmp_path, "x", formats=("png", "pdf", "svg"))
+    png, pdf, svg = (one[k].read_bytes() for k in ("png", "pdf", "svg"))
+    two = report.save_figure(fig, tmp_path, "x", formats=("png", "pdf", "svg"))
+    assert (png, pdf, svg) == tuple(two[k].read_bytes() for k in ("png", "pdf", "svg"))
+    with pytest.raises(ParameterError):
+        report.save_figure(fig, tmp_path, "x", formats=("jpg",))
+
+
+def test_failed_figure_leaves_previous_file_and_no_temp(tmp_path):
+    report.atomic_write_bytes(tmp_path / "figures" / "bad.png", b"old")
+    fig = small_chart()
+    fig.axes[0].text(0, 0, r"$\frac{$")  # mathtext error at draw time
+    with pytest.raises(ValueError):
+        report.save_figure(fig, tmp_path, "bad")
+    assert (tmp_path / "figures" / "bad.png").read_bytes() == b"old"
+    assert [p.name for p in (tmp_path / "figures").iterdir()] == ["bad.png"]
+
+
+def test_atomic_path_removes_temp_on_error(tmp_path):
+    target = tmp_path / "t.txt"
+    with pytest.raises(RuntimeError):
+        with report._atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_text_replaces(tmp_path):
+    path = report.atomic_write_text(tmp_path / "sub" / "a.txt", "一回目")
+    report.atomic_write_text(path, "二回目\n")
+    assert path.read_text(encoding="utf-8") == "二回目\n"
+    assert [p.name for p in path.parent.iterdir()] == ["a.txt"]
+
+
+def test_save_table_utf8_bom(tmp_path):
+    df = pd.DataFrame({"市町村": ["金沢市", "七尾市"], "受診率": [0.35, 0.41]})
+    path = report.save_table(df, tmp_path, "受診率")
+    assert path == tmp_path / "tables" / "受診率.csv"
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    assert raw.decode("utf-8-sig") == "市町村,受診率\r\n金沢市,0.35\r\n七尾市,0.41\r\n"
+    assert pd.read_csv(path, encoding="utf-8-sig").equals(df)
+
+
+def test_write_xlsx_sheets_bold_header_freeze_and_widths(tmp_path):
+    a = pd.DataFrame({"市町村": ["金沢市", "かほく市"], "受診率": [0.35, 0.41]})
+    b = pd.DataFrame({"indicator": ["x"], "value": [1]})
+    long_name = "とても長いシート名" * 5  # 45 characters
+    path = report.write_xlsx({"受診率": a, long_name: b, long_name + "2": b}, tmp_path / "book.xlsx",
+                             column_labels={"indicator": "指標", "value": "値"})
+    wb = load_workbook(path)
+    assert wb.sheetnames[0] == "受診率"
+    assert wb.sheetnames[1] == long_name[:31]
+    assert wb.sheetnames[2] == long_name[:29] + "_2"
+    ws = wb["受診率"]
+    assert [c.value for c in ws[1]] == ["市町村", "受診率"]
+    assert ws["A1"].font.bold and ws.freeze_panes == "A2"
+    # "かほく市" is 4 full-width characters = 8, + 2 padding; "受診率" = 6 + 2
+    assert ws.column_dimensions["A"].width == 10
+    assert ws.column_dimensions["B"].width == 8
+    assert [c.value for c in wb[wb.sheetnames[1]][1]] == ["指標", "値"]
+    assert [p.name for p in tmp_path.iterdir()] == ["book.xlsx"]
+    with pytest.raises(ParameterError):
+        report.write_xlsx({}, tmp_path / "empty.xlsx")
+
+
+def test_png_from_plots_is_not_blank(tmp_path):
+    paths = report.save_figure(small_chart(), tmp_path, "chart", formats=("png",))
+    image = mpimg.imread(paths["png"])[::7, ::7]
+    assert np.unique(image.reshape(-1, image.shape[-1]), axis=0).shape[0] > 10
