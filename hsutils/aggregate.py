@@ -72,18 +72,30 @@ def strata_counts(frame: pd.DataFrame, flags: Mapping[str, tuple[np.ndarray, np.
     rem = all_idx.copy()
     for k, u in zip(keys, levels):
         m = max(len(u), 1)
-        out[k] = u[rem % m] if len(u) else np.array([], dtype=object)
+        codes = rem % m
         rem //= m
-    df = pd.DataFrame(out)
-    for k in keys:
         if k in ("fy", "sex"):
-            df[k] = df[k].astype(np.int64)
+            out[k] = np.asarray(u, dtype=np.int64)[codes] if len(u) else np.array([], dtype=np.int64)
         else:
-            df[k] = df[k].astype(str)
-    df["indicator_id"] = np.concatenate([np.repeat(p[0], len(p[1])) for p in parts])
+            # categorical keys: compact, and group-bys downstream work on the integer codes
+            out[k] = pd.Categorical.from_codes(codes, categories=pd.Index(np.asarray(u, dtype=str)))
+    df = pd.DataFrame(out)
+    ids = [p[0] for p in parts]
+    df["indicator_id"] = pd.Categorical.from_codes(
+        np.repeat(np.arange(len(parts)), [len(p[1]) for p in parts]), categories=pd.Index(ids))
     df["numerator"] = np.concatenate([p[2] for p in parts]).astype(np.int64)
     df["denominator"] = np.concatenate([p[3] for p in parts]).astype(np.int64)
     return df
+
+
+def _recode(col: pd.Series, mapping: pd.Series) -> pd.Categorical:
+    """Map a (categorical) key through `mapping` by its categories, not row by row."""
+    cat = col.astype("category")
+    mapped = pd.Series(cat.cat.categories.astype(str)).map(mapping)
+    new_cats = pd.Index(pd.unique(mapped.dropna()))
+    lookup = np.append(new_cats.get_indexer(mapped.fillna("\0")), -1)
+    codes = cat.cat.codes.to_numpy()
+    return pd.Categorical.from_codes(lookup[np.where(codes >= 0, codes, len(lookup) - 1)], categories=new_cats)
 
 
 def combine_strata(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
@@ -103,18 +115,18 @@ def rollup(strata: pd.DataFrame, area_map: pd.DataFrame | None, level: str,
     keep = list(keep)
     s = strata
     if level == "district":
-        s = s[s["district_code"] != ""]
-        s = s.assign(area_code=s["muni_code"] + ":" + s["district_code"])
+        s = s[(s["district_code"] != "").to_numpy()]
+        s = s.assign(area_code=(s["muni_code"].astype(str) + ":" + s["district_code"].astype(str)).astype("category"))
     elif level == "muni":
         s = s.assign(area_code=s["muni_code"])
     elif level in ("medical_area", "pref"):
         col = "medical_area_code" if level == "medical_area" else "pref_code"
         m = area_map.drop_duplicates("muni_code").set_index("muni_code")[col].astype(str)
-        s = s.assign(area_code=s["muni_code"].map(m))
-        s = s[s["area_code"].notna()]
+        s = s.assign(area_code=_recode(s["muni_code"], m))
+        s = s[s["area_code"].notna().to_numpy()]
     elif level == "national":
-        s = s.assign(area_code="00000")
+        s = s.assign(area_code=pd.Categorical(np.full(len(s), "00000")))
     else:
         raise ValueError(f"unknown level {level!r}")
-    return (s.groupby(["area_code"] + keep, as_index=False, sort=True, observed=True)
+    return (s.groupby(["area_code"] + keep, as_index=False, sort=False, observed=True)
              [["numerator", "denominator"]].sum())

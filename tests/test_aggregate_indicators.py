@@ -112,7 +112,10 @@ def test_strata_sum_equals_person_counts(rows):
                                                               p["den"].to_numpy()[: len(p) // 2])}),
         aggregate.strata_counts(p.iloc[len(p) // 2:], {"x": (p["num"].to_numpy()[len(p) // 2:],
                                                              p["den"].to_numpy()[len(p) // 2:])})])
+    def _sorted(df):
+        keys = list(aggregate.STRATA_KEYS) + ["indicator_id"]
+        return (df.astype({k: str for k in keys}).sort_values(keys).reset_index(drop=True)
+                [["numerator", "denominator"]])
+
     if len(s):
-        pd.testing.assert_frame_equal(
-            both.sort_values(list(aggregate.STRATA_KEYS)).reset_index(drop=True)[["numerator", "denominator"]],
-            s.sort_values(list(aggregate.STRATA_KEYS)).reset_index(drop=True)[["numerator", "denominator"]])
+        pd.testing.assert_frame_equal(_sorted(both), _sorted(s))

@@ -1,0 +1,133 @@
+"""Benchmark of the papermill batch runner (issue 5): the demo batch with --jobs 1 and the default.
+
+Prints wall time, median seconds per notebook-run, the speed-up, where the time of a run goes
+(kernel start + papermill overhead, first cell = imports, the remaining cells = computation,
+HTML export) and how many times the shared heavy pass ran in each batch (from the manifest).
+
+    .venv/bin/python benchmarks/batch.py                 # 19 municipalities × municipal notebooks
+    .venv/bin/python benchmarks/batch.py --munis 3       # quick check
+    .venv/bin/python benchmarks/batch.py --all-notebooks # include the prefecture-level notebook
+
+Printed figures, not a timed test (DESIGN §8). Needs the notebooks and the demo data
+(created with `hsutils demo` when data/demo is missing).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def ensure_demo_data(data_dir: Path) -> None:
+    if (data_dir / "enrollment.csv").exists():
+        return
+    print(f"デモデータを作成します: {data_dir}")
+    subprocess.run([sys.executable, "-m", "hsutils.cli", "demo", "--out", str(data_dir)], check=True, cwd=REPO)
+
+
+def write_run_yaml(folder: Path, data_dir: Path, munis: int | None, all_notebooks: bool,
+                   notebook_dir: Path | None = None) -> Path:
+    from hsutils import params
+
+    notebooks = "all" if all_notebooks else [s.id for s in params.NOTEBOOKS.values() if s.level == "muni"]
+    master = params.municipality_master(data_dir, params.load_raw(None)["prefecture"])
+    municipalities = "all" if munis is None else sorted(master)[:munis]
+    cfg = {"run_name": "bench", "data_dir": str(data_dir), "notebooks": notebooks,
+           "municipalities": municipalities}
+    if notebook_dir is not None:
+        cfg["notebook_dir"] = str(notebook_dir)
+    path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def run_batch_cli(run_yaml: Path, out: Path, jobs: int | None) -> tuple[float, int]:
+    cmd = [sys.executable, "-m", "hsutils.cli", "batch", str(run_yaml), "--out", str(out)]
+    if jobs is not None:
+        cmd += ["--jobs", str(jobs)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    wall = time.perf_counter() - t0
+    print(proc.stdout.strip())
+    return wall, proc.returncode
+
+
+def phase_medians(runs: list[dict]) -> dict[str, float]:
+    """Median seconds per phase of a notebook-run, from the timings the workers record."""
+    def med(values):
+        values = [v for v in values if v is not None and v == v]
+        return statistics.median(values) if values else float("nan")
+
+    t = [r.get("timing") or {} for r in runs]
+    return {
+        "run": med([r.get("seconds") for r in runs]),
+        "kernel_start_and_overhead": med([x.get("papermill", 0) - x.get("cells", 0) for x in t]),
+        "imports_first_cell": med([x.get("first_cell") for x in t]),
+        "computation_other_cells": med([x.get("cells", 0) - x.get("first_cell", 0) for x in t]),
+        "html_export": med([x.get("html") for x in t]),
+    }
+
+
+def report(label: str, out: Path, wall: float, status: int) -> dict:
+    manifest = json.loads((out / "bench" / "manifest.json").read_text(encoding="utf-8"))
+    runs = list(manifest["runs"].values())
+    ok = sum(1 for r in runs if r["status"] == "ok")
+    med = phase_medians(runs)
+    prep = manifest.get("prepare", {})
+    last = manifest["batches"][-1]
+    print(f"[{label}] 終了コード {status}, 実行 {len(runs)} 本（成功 {ok}）, 全体 {wall:.1f} 秒, "
+          f"ノートブック実行 {last.get('wall_seconds', float('nan')):.1f} 秒, 共有集計 {prep.get('executions')} 回 "
+          f"({prep.get('seconds', 0):.1f} 秒)")
+    print(f"    1本あたり中央値 {med['run']:.2f} 秒 = カーネル起動等 {med['kernel_start_and_overhead']:.2f} + "
+          f"最初のセル(import) {med['imports_first_cell']:.2f} + 計算 {med['computation_other_cells']:.2f} + "
+          f"HTML 出力 {med['html_export']:.2f}")
+    return {"wall": wall, "notebook_wall": last.get("wall_seconds"), "median": med["run"],
+            "prepare_executions": prep.get("executions"), "runs": len(runs), "ok": ok}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(REPO / "data" / "demo"))
+    ap.add_argument("--munis", type=int, default=None, help="先頭 N 市町村だけ（既定: 全19市町）")
+    ap.add_argument("--all-notebooks", action="store_true", help="県全体のノートブックも含める")
+    ap.add_argument("--jobs", type=int, default=None, help="比較する並列数（既定: CPUコア数）")
+    ap.add_argument("--out", default=None, help="出力先（既定: 一時フォルダ）")
+    ap.add_argument("--notebook-dir", default=None, help="ノートブックのフォルダ（既定: notebooks/）")
+    args = ap.parse_args(argv)
+
+    data_dir = Path(args.data).resolve()
+    ensure_demo_data(data_dir)
+    root = Path(args.out).resolve() if args.out else Path(tempfile.mkdtemp(prefix="hsutils_bench_"))
+    root.mkdir(parents=True, exist_ok=True)
+    run_yaml = write_run_yaml(root, data_dir, args.munis, args.all_notebooks,
+                              Path(args.notebook_dir).resolve() if args.notebook_dir else None)
+    default_jobs = args.jobs or os.cpu_count() or 1
+    print(f"CPU コア数 {os.cpu_count()}, 出力 {root}")
+
+    serial = report("--jobs 1", root / "jobs1",
+                    *run_batch_cli(run_yaml, root / "jobs1", 1))
+    parallel = report(f"--jobs {default_jobs}（既定）", root / "jobsN",
+                      *run_batch_cli(run_yaml, root / "jobsN", args.jobs))
+    speedup = serial["wall"] / parallel["wall"]
+    nb_speedup = (serial["notebook_wall"] or float("nan")) / (parallel["notebook_wall"] or float("nan"))
+    print(f"速度向上: 全体 {speedup:.2f} 倍（ノートブック実行部分 {nb_speedup:.2f} 倍）; 目標 1.7 倍以上")
+    print(f"1本あたり中央値: {serial['median']:.2f} 秒（--jobs 1）, {parallel['median']:.2f} 秒（並列）; 目標 4 秒以下")
+    once = serial["prepare_executions"] == 1 and parallel["prepare_executions"] == 1
+    print(f"共有の重い集計: 各バッチで {serial['prepare_executions']} 回 / {parallel['prepare_executions']} 回"
+          f"（1回ずつ: {'はい' if once else 'いいえ'}）")
+    return 0 if once and serial["ok"] == serial["runs"] and parallel["ok"] == parallel["runs"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

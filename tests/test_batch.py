@@ -1,0 +1,344 @@
+"""Batch runner (issue 5): failures isolated, Ctrl-C consistent + resume, deterministic, Japanese errors.
+
+Uses tiny notebooks written into tmp_path and a fake shared pass, so the tests neither need the
+real notebooks nor the real pipeline, and stay fast (each kernel start costs ~1–2 s).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from hsutils import batch, params
+from hsutils.errors import ParameterError
+
+REPO = Path(__file__).resolve().parents[1]
+MUNIS = {"17201": "金沢市", "17202": "七尾市", "17203": "小松市"}
+BROKEN = "17202"
+
+FAKE_PREPARE = '''
+from pathlib import Path
+
+def prepare(data_dir, cache_dir, column_map=None):
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    (cache_dir / "counts.csv").write_text("muni_code,n\\n17201,120\\n17202,45\\n17203,80\\n", encoding="utf-8")
+    with open(Path(data_dir) / ".." / "prepare_calls.txt", "a", encoding="utf-8") as f:
+        f.write("1\\n")
+    return cache_dir
+'''
+
+PARAMS_CELL = ('muni_code = "17201"\nmuni_name = "金沢市"\nfiscal_year = 2024\n'
+               'cache_dir = ""\nout_dir = "."\nsuppress_threshold = 10\ninteractive = False')
+
+MUNI_BODY = f'''
+import os, time
+from pathlib import Path
+if os.environ.get("HSUTILS_TEST_HANG") == muni_code:
+    time.sleep(300)
+if muni_code == "{BROKEN}":
+    raise ValueError(f"市町村 {{muni_code}} の健診データが壊れています（kenshin.csv 3行目）")
+counts = dict(line.split(",") for line in (Path(cache_dir) / "counts.csv").read_text(encoding="utf-8").split()[1:])
+tables = Path(out_dir) / "tables"
+tables.mkdir(parents=True, exist_ok=True)
+(tables / "result.csv").write_bytes(
+    ("\\ufeffmuni_code,name,n,fy\\n" + f"{{muni_code}},{{muni_name}},{{counts[muni_code]}},{{fiscal_year}}\\n").encode("utf-8"))
+print("書き出しました", muni_code)
+'''
+
+PREF_BODY = '''
+from pathlib import Path
+tables = Path(out_dir) / "tables"
+tables.mkdir(parents=True, exist_ok=True)
+total = sum(int(line.split(",")[1]) for line in (Path(cache_dir) / "counts.csv").read_text(encoding="utf-8").split()[1:])
+(tables / "pref.csv").write_bytes(f"\\ufeffmuni_code,total\\n{muni_code},{total}\\n".encode("utf-8"))
+'''
+
+
+def _notebook(path: Path, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    params_cell = nbformat.v4.new_code_cell(PARAMS_CELL)
+    params_cell.metadata["tags"] = ["parameters"]
+    nb.cells = [params_cell, nbformat.v4.new_markdown_cell("# テスト用ノートブック"), nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+# The library fingerprint is part of the resume/cache keys; pin it so that edits to other hsutils
+# modules while the tests run (or between the subprocess and this process) cannot change keys.
+PIN_LIBRARY = "import hsutils.batch as b; b.library_fingerprint = lambda: 'test-library'; "
+
+
+@pytest.fixture(autouse=True)
+def _pinned_library(monkeypatch):
+    monkeypatch.setattr(batch, "library_fingerprint", lambda: "test-library")
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A data folder (municipalities.csv only), two tiny notebooks, a fake prepare module and a run YAML."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = "".join(f"{c},{n},17,石川中央\n" for c, n in MUNIS.items())
+    (data / "municipalities.csv").write_text("muni_code,name,pref_code,medical_area\n" + rows, encoding="utf-8")
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    _notebook(nbdir / "01_prefecture_overview.ipynb", PREF_BODY)
+    _notebook(nbdir / "02_large_insurer.ipynb", MUNI_BODY)
+    (tmp_path / "fakeprep_batch.py").write_text(FAKE_PREPARE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run_yaml = tmp_path / "params" / "run.yaml"
+    run_yaml.parent.mkdir()
+    run_yaml.write_text(yaml.safe_dump({
+        "run_name": "t", "data_dir": "../data", "out_dir": "../out", "notebook_dir": "../nbs",
+        "notebooks": ["01", "02"], "municipalities": "all", "timeout_seconds": 120,
+        "prepare_function": "fakeprep_batch:prepare"}, allow_unicode=True), encoding="utf-8")
+    return tmp_path, run_yaml
+
+
+def _manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _prepare_calls(root: Path) -> int:
+    f = root / "prepare_calls.txt"
+    return len(f.read_text(encoding="utf-8").split()) if f.exists() else 0
+
+
+def test_broken_municipality_isolated_and_batch_deterministic(project, capsys):
+    root, run_yaml = project
+    run_dir = root / "out" / "t"
+    status = batch.run_batch(run_yaml, jobs=2)
+    out = capsys.readouterr().out
+
+    assert status == 1
+    assert "成功 3" in out and "失敗 1" in out
+    assert "ValueError: 市町村 17202 の健診データが壊れています（kenshin.csv 3行目）" in out
+    assert str(run_dir / "logs" / "02_large_insurer_17202.log") in out
+    # no report folder for the broken municipality, full ones for the others
+    assert not (run_dir / "17202_七尾市").exists()
+    for code, name in (("17201", "金沢市"), ("17203", "小松市")):
+        d = run_dir / f"{code}_{name}" / "02_large_insurer"
+        assert (d / "02_large_insurer.html").exists() and (d / "02_large_insurer.ipynb").exists()
+        assert "import os, time" not in (d / "02_large_insurer.html").read_text(encoding="utf-8")  # code hidden
+    assert (run_dir / "17000_石川県" / "01_prefecture_overview" / "tables" / "pref.csv").read_bytes() == \
+        "\ufeffmuni_code,total\n17000,245\n".encode("utf-8")
+    assert (run_dir / "17201_金沢市" / "02_large_insurer" / "tables" / "result.csv").read_bytes() == \
+        "\ufeffmuni_code,name,n,fy\n17201,金沢市,120,2024\n".encode("utf-8")
+    assert "健診データが壊れています" in (run_dir / "logs" / "02_large_insurer_17202.log").read_text(encoding="utf-8")
+    assert (run_dir / "logs" / "02_large_insurer_17202.failed.ipynb").exists()
+    index = (run_dir / "index.html").read_text(encoding="utf-8")
+    assert index.count('class="ok">成功') == 3 and index.count('class="failed">失敗') == 1
+    assert "kenshin.csv 3行目" in index
+    m = _manifest(run_dir)
+    assert m["prepare"]["executions"] == 1 and _prepare_calls(root) == 1
+    assert not (run_dir / ".tmp").exists()
+
+    # the same batch again: byte-identical tables, the shared pass once more (once per batch)
+    first = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("tables/*.csv")}
+    assert len(first) == 3
+    assert batch.run_batch(run_yaml, jobs=2) == 1
+    second = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("tables/*.csv")}
+    assert second == first
+    assert _prepare_calls(root) == 2 and _manifest(run_dir)["prepare"]["executions"] == 1
+
+
+def _wait_for_ok(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            runs = _manifest(run_dir)["runs"]
+        except (FileNotFoundError, ValueError, KeyError):
+            runs = {}
+        if sum(1 for e in runs.values() if e["status"] == "ok") >= n:
+            return
+        time.sleep(0.2)
+    raise AssertionError("runs did not finish in time")
+
+
+def test_sigint_leaves_consistent_index_and_resume_completes(project):
+    root, run_yaml = project
+    cfg = yaml.safe_load(run_yaml.read_text(encoding="utf-8"))
+    cfg["municipalities"] = ["17201", "17203"]  # no broken one here
+    run_yaml.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    run_dir = root / "out" / "t"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(REPO)]), "HSUTILS_TEST_HANG": "17203"}
+    code = PIN_LIBRARY + "import sys; from hsutils import cli; sys.exit(cli.main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "batch", str(run_yaml), "--jobs", "1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_ok(run_dir, 2, proc)  # 01 (prefecture) and 02 × 17201 done; 02 × 17203 hangs
+        time.sleep(1.0)
+        os.kill(proc.pid, signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "中断しました" in stdout and "--resume" in stdout
+    runs = _manifest(run_dir)["runs"]
+    assert runs["02_large_insurer/17203"]["status"] == "pending"
+    assert runs["02_large_insurer/17201"]["status"] == "ok"
+    index = (run_dir / "index.html").read_text(encoding="utf-8")
+    assert index.count('class="ok">成功') == 2 and index.count('class="pending">未実行') == 1
+    assert not (run_dir / "17203_小松市").exists()  # no half-written report
+    assert not (run_dir / ".tmp").exists()
+    done_html = run_dir / "17201_金沢市" / "02_large_insurer" / "02_large_insurer.html"
+    mtime = done_html.stat().st_mtime_ns
+
+    status = batch.run_batch(run_yaml, jobs=1, resume=True)
+    assert status == 0
+    m = _manifest(run_dir)
+    assert m["runs"]["02_large_insurer/17203"]["status"] == "ok"
+    assert m["runs"]["02_large_insurer/17201"]["reused"] is True
+    assert m["runs"]["01_prefecture_overview/17000"]["reused"] is True
+    assert m["prepare"] == {**m["prepare"], "executions": 0, "reused": True}
+    assert done_html.stat().st_mtime_ns == mtime  # skipped, not re-run
+    assert _prepare_calls(root) == 1
+    index = (run_dir / "index.html").read_text(encoding="utf-8")
+    assert index.count('class="ok">成功') == 3 and "未実行 0" in index
+
+
+def test_run_one_reuses_cache(project, capsys):
+    root, run_yaml = project
+    assert batch.run_one("02", muni="17203", params=run_yaml) == 0
+    assert batch.run_one("2", muni="172031", params=run_yaml) == 0  # 6-digit code with check digit
+    assert _prepare_calls(root) == 1  # second run reused the cache
+    out = capsys.readouterr().out
+    assert "17203_小松市" in out
+    with pytest.raises(ParameterError, match="--muni"):
+        batch.run_one("02", muni=None, params=run_yaml)
+
+
+# --- parameter validation (Japanese messages) -------------------------------------------------
+
+def _validate(project, **overrides):
+    root, run_yaml = project
+    raw = params.load_raw(run_yaml)
+    raw.update(overrides)
+    return params.validate(raw, run_yaml)
+
+
+def test_valid_params_paths_absolute_and_merged_over_defaults(project):
+    root, _ = project
+    p = _validate(project)
+    assert p.data_dir == (root / "data").resolve()
+    assert p.out_dir == (root / "out").resolve()
+    assert p.run_dir == (root / "out" / "t").resolve()
+    assert p.suppress_threshold == 10 and p.reference_area == "pref" and p.standard_population == "H27"
+    assert p.kernel_start_timeout == 60 and p.timeout_seconds == 120
+    assert p.fiscal_years == [2022, 2023, 2024]
+    assert p.municipalities == MUNIS
+    assert [s.stem for s in p.notebooks] == ["01_prefecture_overview", "02_large_insurer"]
+    assert p.pref_code5 == "17000" and p.pref_name == "石川県"
+
+
+def test_unknown_municipality(project):
+    with pytest.raises(ParameterError, match="市町村コード 17999 はデータの市町村マスタにありません") as e:
+        _validate(project, municipalities=[17201, 17999])
+    assert "17201 金沢市" in str(e.value)
+
+
+def test_missing_data_folder_says_run_demo(project, tmp_path):
+    with pytest.raises(ParameterError, match="hsutils demo"):
+        _validate(project, data_dir=tmp_path / "nothing")
+
+
+def test_unknown_notebook_lists_available(project):
+    with pytest.raises(ParameterError, match="ノートブック「06」は登録されていません") as e:
+        _validate(project, notebooks=["06"])
+    assert "01（01_prefecture_overview" in str(e.value) and "05（05_evaluation" in str(e.value)
+
+
+@pytest.mark.parametrize("fy", ["令和6", 2007, 2036, [], True])
+def test_bad_fiscal_year(project, fy):
+    with pytest.raises(ParameterError, match="年度（fiscal_years）"):
+        _validate(project, fiscal_years=fy)
+
+
+@pytest.mark.parametrize("fy,expected", [(2008, [2008]), (2035, [2035]), ([2024, 2023, 2024], [2023, 2024])])
+def test_fiscal_year_boundaries(project, fy, expected):
+    assert _validate(project, fiscal_years=fy).fiscal_years == expected
+
+
+@pytest.mark.parametrize("value", [0, -1, 9.5, "10", None, True])
+def test_threshold_must_be_positive_int(project, value):
+    with pytest.raises(ParameterError, match="秘匿の閾値（suppress_threshold）は正の整数"):
+        _validate(project, suppress_threshold=value)
+
+
+def test_threshold_one_is_valid(project):
+    assert _validate(project, suppress_threshold=1).suppress_threshold == 1
+
+
+def test_interactive_refused_and_bad_reference_area(project):
+    with pytest.raises(ParameterError, match="interactive"):
+        _validate(project, interactive=True)
+    with pytest.raises(ParameterError, match="比較の基準（reference_area）「city」"):
+        _validate(project, reference_area="city")
+
+
+def test_yaml_syntax_error_is_japanese(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run_name: [demo\n", encoding="utf-8")
+    with pytest.raises(ParameterError, match="YAML の書き方に誤りがあります"):
+        params.load_params(bad)
+
+
+def test_cli_reports_parameter_error_without_traceback(project, tmp_path):
+    root, run_yaml = project
+    cfg = yaml.safe_load(run_yaml.read_text(encoding="utf-8"))
+    cfg["municipalities"] = [17999]
+    run_yaml.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    from hsutils import cli
+
+    assert cli.main(["batch", str(run_yaml)]) == 2
+
+
+def test_first_error_line_for_timeout_and_generic():
+    class CellTimeoutError(Exception):
+        pass
+
+    assert batch.first_error_line(CellTimeoutError("x"), 600) == "タイムアウト: セルの実行が制限時間（600秒）を超えました"
+    assert batch.first_error_line(KeyError("muni_code")) == "KeyError: 'muni_code'"
+
+
+def test_demo_yaml_is_valid_structure():
+    raw = params.load_raw(REPO / "parameters" / "demo.yaml")
+    assert raw["run_name"] == "demo" and raw["municipalities"] == "all" and raw["notebooks"] == "all"
+    assert raw["data_dir"] == (REPO / "data" / "demo").resolve()
+    assert raw["out_dir"] == (REPO / "outputs").resolve()
+
+
+def test_notebooks_all_means_installed_ones_and_explicit_missing_is_an_error(project):
+    p = _validate(project, notebooks="all")
+    assert [s.id for s in p.notebooks] == ["01", "02"]
+    assert p.missing_notebooks == ["03_ikkatsu.ipynb", "04_nephropathy.ipynb", "05_evaluation.ipynb"]
+    with pytest.raises(ParameterError, match="03_ikkatsu.ipynb が見つかりません"):
+        _validate(project, notebooks=["02", "03"])
+
+
+def test_plan_runs_prefecture_notebook_once_and_municipal_per_municipality(project):
+    root, _ = project
+    (root / "params" / "targets.yaml").write_text("a: 1\n", encoding="utf-8")
+    p = _validate(project, notebook_parameters={"02": {"district_file": "x.csv", "targets": "targets.yaml"}})
+    tasks = batch.plan_tasks(p, root / "cache")
+    assert [t.key for t in tasks] == ["01_prefecture_overview/17000", "02_large_insurer/17201",
+                                      "02_large_insurer/17202", "02_large_insurer/17203"]
+    t = tasks[2]
+    assert t.parameters["muni_code"] == "17202" and t.parameters["muni_name"] == "七尾市"
+    assert t.parameters["district_file"] == "x.csv" and "district_file" not in tasks[0].parameters
+    assert t.parameters["targets"] == str(root / "params" / "targets.yaml")  # existing file → absolute
+    assert t.parameters["interactive"] is False and t.parameters["fiscal_year"] == 2024
+    assert t.parameters["cache_dir"] == str(root / "cache")
+    assert t.final_dir == str(p.run_dir / "17202_七尾市" / "02_large_insurer")
+    assert t.log_path == str(p.run_dir / "logs" / "02_large_insurer_17202.log")
