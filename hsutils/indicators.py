@@ -89,22 +89,36 @@ def _lt(py: pd.DataFrame, col: str, threshold: float) -> np.ndarray:
         return _num(py, col) < threshold
 
 
+_MEMO: dict = {}  # populations shared by many indicators, filled during one indicator_flags call
+
+
+def _memo(name: str, py: pd.DataFrame, fn) -> np.ndarray:
+    if "active" not in _MEMO:  # outside indicator_flags: no caching (ids of frames can be reused)
+        return fn(py)
+    key = (name, id(py))
+    if key not in _MEMO:
+        _MEMO[key] = fn(py)
+    return _MEMO[key]
+
+
 def kokuho_target(py: pd.DataFrame) -> np.ndarray:
     """特定健診 対象者: 国保, enrolled all year, 40–74 at fiscal-year end, minus statutory exclusions (DOMAIN §7.1)."""
-    age = py["age"].to_numpy()
-    full_year = _b(py, "full_year") if "full_year" in py else np.ones(len(py), dtype=bool)
-    return (_eq(py, "insurance", "国保") & (age >= 40) & (age <= 74) & full_year
-            & ~_b(py, "excluded_statutory"))
+    def compute(py):
+        age = py["age"].to_numpy()
+        full_year = _b(py, "full_year") if "full_year" in py else np.ones(len(py), dtype=bool)
+        return (_eq(py, "insurance", "国保") & (age >= 40) & (age <= 74) & full_year
+                & ~_b(py, "excluded_statutory"))
+    return _memo("kokuho_target", py, compute)
 
 
 def participants(py: pd.DataFrame) -> np.ndarray:
     """特定健診 受診者 among the 対象者 (DOMAIN §7.1)."""
-    return kokuho_target(py) & _b(py, "has_kenshin")
+    return _memo("participants", py, lambda py: kokuho_target(py) & _b(py, "has_kenshin"))
 
 
 def kouki(py: pd.DataFrame) -> np.ndarray:
     """後期高齢者 75+ (DOMAIN §6)."""
-    return _eq(py, "insurance", "後期") & (py["age"].to_numpy() >= 75)
+    return _memo("kouki", py, lambda py: _eq(py, "insurance", "後期") & (py["age"].to_numpy() >= 75))
 
 
 def kouki_participants(py: pd.DataFrame) -> np.ndarray:
@@ -247,10 +261,15 @@ def registry_frame() -> pd.DataFrame:
 def indicator_flags(py: pd.DataFrame, ids: Iterable[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Evaluate numerator and denominator of each indicator on the person_year frame."""
     out = {}
-    for ind in (REGISTRY[i] for i in ids) if ids else INDICATORS:
-        den = np.asarray(ind.denominator(py), dtype=bool)
-        num = np.asarray(ind.numerator(py), dtype=bool) & den
-        out[ind.id] = (num, den)
+    _MEMO.clear()
+    _MEMO["active"] = True
+    try:
+        for ind in (REGISTRY[i] for i in ids) if ids else INDICATORS:
+            den = np.asarray(ind.denominator(py), dtype=bool)
+            num = np.asarray(ind.numerator(py), dtype=bool) & den
+            out[ind.id] = (num, den)
+    finally:
+        _MEMO.clear()
     return out
 
 
