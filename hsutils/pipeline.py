@@ -251,7 +251,12 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     master.to_parquet(tmp / "municipalities.parquet", index=False)
     districts.to_parquet(tmp / "districts.parquet", index=False)
     dataset.summary.to_parquet(tmp / "import_summary.parquet", index=False)
-    excl = dataset.exclusions.astype({c: str for c in ("value",) if c in dataset.exclusions})
+    # rows of other tables with no enrollment row are listed too, so read = used + excluded holds
+    um = pd.DataFrame({"file": unmatched["table"].map(lambda t: f"{t}（対象者表との突合）"),
+                       "table": unmatched["table"], "row": pd.NA, "column": "被保険者番号・年度",
+                       "value": "", "reason": unmatched["reason"], "scope": "行"})
+    excl = pd.concat([dataset.exclusions, um], ignore_index=True) if len(um) else dataset.exclusions
+    excl = excl.astype({c: str for c in ("value", "row") if c in excl})
     excl.to_parquet(tmp / "exclusions.parquet", index=False)
     unmatched.to_parquet(tmp / "unmatched.parquet", index=False)
     for name in ("claims_monthly", "kaigo", "questionnaire"):
