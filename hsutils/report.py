@@ -166,7 +166,7 @@ def write_xlsx(tables: Mapping[str, pd.DataFrame], path, column_labels: Mapping[
                 for cell in ws[1]:
                     cell.font = Font(bold=True)
                 for j, col in enumerate(frame.columns, start=1):
-                    texts = [str(col)] + frame[col].astype(str).head(1000).tolist()
+                    texts = [str(col)] + [str(v) for v in frame[col].head(1000).tolist()]  # pandas 3: astype(str) keeps NaN
                     width = min(max(_display_width(t) for t in texts) + 2, 60)
                     ws.column_dimensions[get_column_letter(j)].width = width
     return path

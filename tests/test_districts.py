@@ -1,0 +1,283 @@
+"""District analysis of notebook 02 (hsutils.districts; issue 7).
+
+Hand-worked expected values are literals; the demo `prepared` fixture (root conftest, scale 0.03)
+is used for the re-add and privacy checks.
+"""
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+
+from hsutils import districts, privacy  # noqa: E402
+
+KANAZAWA, HAKUSAN, NANAO = "17201", "17210", "17202"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def kanazawa(prepared):
+    dl = districts.district_list(prepared.districts, prepared.person_year, KANAZAWA)
+    return dl
+
+
+# ---------------------------------------------------------------- districts re-add to the municipality
+
+@pytest.mark.parametrize("muni", [KANAZAWA, HAKUSAN])
+def test_district_indicators_re_add_to_municipal(prepared, muni):
+    dl = districts.district_list(prepared.districts, prepared.person_year, muni)
+    assert len(dl) == {KANAZAWA: 10, HAKUSAN: 4}[muni]
+    fys = prepared.fiscal_years
+    dist = districts.district_indicator_table(prepared.strata, prepared.municipalities, dl, muni, fys)
+    city = districts.municipal_indicator_table(prepared.strata, prepared.municipalities, muni, fys)
+    summed = dist.groupby(["indicator_id", "fy"])[["numerator", "denominator"]].sum().sort_index()
+    whole = city.set_index(["indicator_id", "fy"])[["numerator", "denominator"]].sort_index()
+    pd.testing.assert_frame_equal(summed, whole, check_dtype=False)
+    assert set(dist["indicator_id"]) == set(districts.DEFAULT_INDICATORS)
+    # columns of the municipal table of notebook 01 plus the district columns, in that order
+    assert list(dist.columns[:len(districts.TABLE_COLUMNS)]) == districts.TABLE_COLUMNS
+    assert (dist["muni_name"] == prepared.muni_name(muni)).all()
+
+
+def test_pooled_table_equals_sum_of_years(prepared, kanazawa):
+    fys = prepared.fiscal_years
+    single = districts.district_indicator_table(prepared.strata, prepared.municipalities, kanazawa, KANAZAWA, fys)
+    pooled = districts.district_indicator_table(prepared.strata, prepared.municipalities, kanazawa, KANAZAWA, fys,
+                                                pooled=True)
+    assert (pooled["fy"] == max(fys)).all()
+    assert pooled["period"].iloc[0] == "R4–R6年度（3年度合算）"
+    a = single.groupby(["indicator_id", "district_code"])[["numerator", "denominator"]].sum().sort_index()
+    b = pooled.set_index(["indicator_id", "district_code"])[["numerator", "denominator"]].sort_index()
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+
+
+def test_program_targets_re_add_and_match_person_counts(prepared, kanazawa):
+    fy = prepared.fiscal_years[-1]
+    t = districts.program_targets(prepared.person_year, kanazawa, KANAZAWA, fy)
+    body = t[t["district_name"] != districts.TOTAL_LABEL]
+    total = t[t["district_name"] == districts.TOTAL_LABEL].iloc[0]
+    cols = [c for c in t.columns if c not in ("district_code", "district_name")]
+    assert (body[cols].sum() == total[cols].astype(np.int64)).all()
+    py = prepared.person_year
+    rows = py[(py["muni_code"] == KANAZAWA) & (py["fy"] == fy)]
+    assert total["kouki_insured"] == int(((rows["insurance"] == "後期") & (rows["age"] >= 75)).sum())
+    assert total["ik_health_unknown"] == int((rows["ik_health_unknown"].astype(bool)
+                                              & (rows["insurance"] == "後期") & (rows["age"] >= 75)).sum())
+    # the 特定健診 counts agree with the strata of the indicator kenshin_rate
+    s = prepared.strata
+    k = s[(s["muni_code"] == KANAZAWA) & (s["fy"] == fy) & (s["indicator_id"] == "kenshin_rate")]
+    assert total["kenshin_target"] == k["denominator"].sum()
+    assert total["kenshin_participants"] == k["numerator"].sum()
+
+
+# ---------------------------------------------------------------- participation gap (hand example)
+
+def _groups():
+    return pd.DataFrame({
+        "district_code": ["1", "1", "2", "2", "2", "3"],
+        "district_name": ["甲", "甲", "乙", "乙", "乙", "丙"],
+        "sex_label": ["男性", "女性", "男性", "女性", "男性", "女性"],
+        "age_band": ["40-44", "40-44", "40-44", "40-44", "45-49", "40-44"],
+        "participants": [30, 70, 0, 12, 5, 0],
+        "targets": [100, 100, 20, 20, 50, 0],
+    })
+
+
+def test_participation_gap_hand_example():
+    g = districts.participation_gap(_groups(), 0.60)
+    # (0.60 − rate) × 対象者, never negative: 0.6·100−30 = 30; 70/100 above → 0; 0.6·20−0 = 12;
+    # 12/20 exactly at the target → 0; 0.6·50−5 = 25; no 対象者 → 0
+    assert g["additional"].tolist() == pytest.approx([30.0, 0.0, 12.0, 0.0, 25.0, 0.0])
+    assert g["gap_points"].iloc[:5].tolist() == pytest.approx([30.0, 0.0, 60.0, 0.0, 50.0])
+    assert np.isnan(g["gap_points"].iloc[5])
+    assert districts.participation_gap(_groups(), 0.50)["additional"].iloc[0] == pytest.approx(20.0)
+
+
+def test_top_gap_groups_leave_out_small_groups():
+    g = districts.participation_gap(_groups(), 0.60)
+    top = districts.top_gap_groups(g, n=2, threshold=10)
+    # the 25-person gap comes from 5 受診者 (1–9): left out, so 30 then 12
+    assert top["additional"].tolist() == pytest.approx([30.0, 12.0])
+    assert top["district_name"].tolist() == ["甲", "乙"]
+    assert districts.small_groups(g, 10).tolist() == [False, False, False, False, True, False]
+
+
+def test_gap_by_district_shares():
+    d = districts.gap_by_district(districts.participation_gap(_groups(), 0.60))
+    assert d["additional"].tolist() == pytest.approx([30.0, 37.0, 0.0])
+    assert d["additional_share"].tolist() == pytest.approx([30 / 67, 37 / 67, 0.0])
+
+
+# ---------------------------------------------------------------- priority score (hand example)
+
+def _priority_inputs():
+    table = pd.DataFrame({
+        "district_code": ["1", "1", "2", "2", "3", "3"],
+        "district_name": ["甲", "甲", "乙", "乙", "丙", "丙"],
+        "indicator_id": ["kenshin_rate", "hba1c8"] * 3,
+        "indicator_name": ["特定健診実施率", "HbA1c 8.0%以上"] * 3,
+        "comparison": ["有意に低い", "有意に高い", "有意差なし", "有意に高い", "有意に高い", "有意差なし"],
+        "judgement": ["悪い", "悪い", "差なし", "悪い", "良い", "差なし"],
+        "suppressed": [False, False, False, True, False, False],  # 乙's 悪い comes from a count 1–9
+    })
+    gap = pd.DataFrame({"district_code": ["1", "2", "3"], "district_name": ["甲", "乙", "丙"],
+                        "targets": [100, 50, 100], "participants": [30, 20, 70],
+                        "additional": [30.0, 10.0, 0.0], "additional_share": [0.75, 0.25, 0.0]})
+    targets = pd.DataFrame({"district_code": ["1", "2", "3", ""], "district_name": ["甲", "乙", "丙", "市全体"],
+                            "ref_untreated": [20, 5, 30, 55]})
+    return table, gap, targets
+
+
+def test_priority_score_hand_example():
+    table, gap, targets = _priority_inputs()
+    p = districts.priority_scores(table, gap, targets, suppress_threshold=10)
+    # 甲: 3·1 + 1·1 + 2·0.75 + 2·(20/55) = 6.2273; 丙: 2·(30/55) = 1.0909;
+    # 乙: 2·0.25 = 0.5 (its 悪い is suppressed and its 5 未治療者 are 1–9: both not used)
+    assert p["district_name"].tolist() == ["甲", "丙", "乙"]
+    assert p["score"].tolist() == pytest.approx([6.23, 1.09, 0.50])
+    assert p["rank"].tolist() == [1, 2, 3]
+    assert p["n_worse"].tolist() == [1, 0, 0]
+    assert p["kenshin_low"].tolist() == [1, 0, 0]
+    assert p["untreated_share"].tolist() == pytest.approx([0.364, 0.545, 0.0])
+    assert "特定健診実施率が市より有意に低い" in p["reasons"].iloc[0]
+    assert "HbA1c 8.0%以上" in p["reasons"].iloc[0]
+    assert "少数のため計算に含めず" in p["reasons"].iloc[2]
+
+
+def test_priority_weights_are_parameters():
+    table, gap, targets = _priority_inputs()
+    p = districts.priority_scores(table, gap, targets, {"kenshin_low": 0.0, "untreated": 0.0})
+    # 甲: 1·1 + 2·0.75 = 2.5; 乙: 0.5; 丙: 0
+    assert p.set_index("district_name")["score"].to_dict() == pytest.approx({"甲": 2.5, "乙": 0.5, "丙": 0.0})
+    w = districts.priority_weights_table({"kenshin_low": 5.0})
+    assert w.set_index("キー")["重み"].to_dict() == {"kenshin_low": 5.0, "worse_indicator": 1.0,
+                                                  "participation_gap": 2.0, "untreated": 2.0}
+
+
+# ---------------------------------------------------------------- suppression with totals
+
+def test_wide_counts_secondary_suppression():
+    t = pd.DataFrame({"district_name": ["甲", "乙", "丙", "市全体"], "n": [5, 20, 30, 55], "m": [0, 10, 9, 19]})
+    out = districts.suppress_wide_counts(t, ["n", "m"], threshold=10)
+    mark = privacy.SUPPRESSION_MARK
+    # n: 5 is small, and 20 (the smallest other) too, else 55 − 20 − 30 gives it back; total shown
+    assert out["n"].tolist() == [mark, mark, 30, 55]
+    # m: 9 is small; the smallest other non-zero (10) is hidden too; 0 stays 0; exactly 10 is shown elsewhere
+    assert out["m"].tolist() == [0, mark, mark, 19]
+    assert out["suppressed"].tolist() == [True, True, True, False]
+
+
+def test_district_table_suppression_hides_derived_values(prepared, kanazawa):
+    t = districts.district_indicator_table(prepared.strata, prepared.municipalities, kanazawa, KANAZAWA,
+                                           [prepared.fiscal_years[-1]])
+    shown = districts.suppress_district_table(t, 10)
+    hidden = shown["suppressed"].to_numpy(bool)
+    assert hidden.any()
+    for col in ("crude_rate", "sr", "comparison", "adj_rate"):
+        assert (shown.loc[hidden, col] == privacy.SUPPRESSION_MARK).all()
+    # per indicator, never exactly one hidden numerator among districts (secondary suppression)
+    n_hidden = (shown["numerator"] == privacy.SUPPRESSION_MARK).groupby(shown["indicator_id"]).sum()
+    assert not (n_hidden == 1).any()
+
+
+# ---------------------------------------------------------------- municipality without districts
+
+def test_municipality_without_districts(prepared):
+    assert not districts.has_districts(prepared.districts, prepared.person_year, NANAO)
+    assert districts.district_list(prepared.districts, prepared.person_year, NANAO).empty
+    msg = districts.no_districts_message(NANAO, "七尾市")
+    assert "七尾市（17202）には地区のデータがありません" in msg
+    # the municipal summary still works
+    city = districts.municipal_indicator_table(prepared.strata, prepared.municipalities, NANAO,
+                                               [prepared.fiscal_years[-1]])
+    assert len(city) == len(districts.DEFAULT_INDICATORS)
+    assert (city["district_name"] == districts.TOTAL_LABEL).all()
+
+
+def test_notebook_runs_without_districts(tmp_path):
+    papermill = pytest.importorskip("papermill")
+    out = tmp_path / "nb.ipynb"
+    papermill.execute_notebook(str(REPO / "notebooks" / "02_large_insurer.ipynb"), str(out),
+                               parameters={"muni_code": NANAO, "out_dir": str(tmp_path / "out"), "interactive": False},
+                               kernel_name="python3", progress_bar=False, cwd=str(REPO))
+    text = out.read_text(encoding="utf-8")
+    assert "地区のデータがありません" in text
+    assert not list((tmp_path / "out" / "figures").glob("*.png"))  # no empty charts
+    assert (tmp_path / "out" / "tables" / "indicators_municipal.csv").exists()
+
+
+# ---------------------------------------------------------------- boundaries and tiles
+
+def test_boundaries_geojson_and_tiles(tmp_path, kanazawa):
+    feats = [{"type": "Feature", "properties": {"district_code": c},
+              "geometry": {"type": "Polygon", "coordinates": [[[i, 0], [i + 1, 0], [i + 1, 1], [i, 1], [i, 0]]]}}
+             for i, c in enumerate(kanazawa["district_code"])]
+    feats.append({"type": "Feature", "properties": {"district_code": "9999999"},
+                  "geometry": {"type": "Polygon", "coordinates": [[[0, 5], [1, 5], [1, 6], [0, 5]]]}})
+    path = tmp_path / "d.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}), encoding="utf-8")
+    b = districts.load_district_boundaries(path, kanazawa)
+    assert b["code"].tolist() == kanazawa["district_code"].tolist()  # unknown code dropped
+    assert b["name"].tolist() == kanazawa["district_name"].tolist()  # names from the 地区マスタ
+    tiles = districts.district_tiles(kanazawa)
+    assert len(tiles) == 10 and not tiles.duplicated(["col", "row"]).any()
+    bad = tmp_path / "bad.geojson"
+    bad.write_text(json.dumps({"type": "FeatureCollection", "features": feats[-1:]}), encoding="utf-8")
+    with pytest.raises(Exception, match="一致しません"):
+        districts.load_district_boundaries(bad, kanazawa)
+
+
+# ---------------------------------------------------------------- privacy of committee tables
+
+def test_committee_tables_have_no_small_counts_or_person_ids(prepared, kanazawa):
+    fys = prepared.fiscal_years
+    fy = fys[-1]
+    ids = prepared.person_year["person_id"]
+    table = districts.district_indicator_table(prepared.strata, prepared.municipalities, kanazawa, KANAZAWA, fys,
+                                               pooled=True)
+    shown = districts.suppress_district_table(table, 10)
+    privacy.assert_no_small_counts(shown, ["numerator", "denominator"])
+
+    targets = districts.program_targets(prepared.person_year, kanazawa, KANAZAWA, fy)
+    cols = [c for c in targets.columns if c not in ("district_code", "district_name")]
+    t_shown = districts.suppress_wide_counts(targets, cols, threshold=10)
+    privacy.assert_no_small_counts(t_shown, cols)
+
+    overview = districts.district_overview(prepared.person_year, kanazawa, KANAZAWA, fy)
+    ocols = ["kokuho_insured", "kouki_insured", "kenshin_target", "kenshin_participants", "kouki_participants"]
+    o_shown = districts.suppress_wide_counts(overview, ocols, derived={"kenshin_target": ["kenshin_rate"]})
+    privacy.assert_no_small_counts(o_shown, ocols)
+
+    gap = districts.participation_gap(districts.participation_by_group(prepared.strata, kanazawa, KANAZAWA, fy))
+    top = districts.top_gap_groups(gap, 10, 10)
+    privacy.assert_no_small_counts(top, ["participants", "targets"])
+
+    prio = districts.priority_scores(table, districts.gap_by_district(gap), targets)
+    p_shown = privacy.suppress_table(prio, ["untreated"], derived_cols=["untreated_share"])
+    privacy.assert_no_small_counts(p_shown, ["untreated"])
+    for frame in (shown, t_shown, o_shown, top, p_shown):
+        privacy.assert_no_person_ids(frame, ids)
+
+
+def test_map_figure_draws_every_district(tmp_path, prepared, kanazawa):
+    feats = [{"type": "Feature", "properties": {"district_code": c, "name": f"x{i}"},
+              "geometry": {"type": "Polygon", "coordinates": [[[136 + i * .01, 36], [136.01 + i * .01, 36],
+                                                               [136.01 + i * .01, 36.01], [136 + i * .01, 36]]]}}
+             for i, c in enumerate(kanazawa["district_code"])]
+    path = tmp_path / "d.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}), encoding="utf-8")
+    table = districts.district_indicator_table(prepared.strata, prepared.municipalities, kanazawa, KANAZAWA,
+                                               prepared.fiscal_years, ["kenshin_rate"], pooled=True)
+    fig = districts.map_figure(table, "kenshin_rate", "出典: テスト", boundaries=districts.load_district_boundaries(
+        path, kanazawa), muni_name="金沢市")
+    ax = fig.axes[0]
+    assert len(ax.patches) == 10
+    assert "金沢市 地区別 特定健診実施率" in fig.texts[-1].get_text() or any(
+        "金沢市 地区別 特定健診実施率" in t.get_text() for t in fig.texts)
+    tiles_fig = districts.map_figure(table, "kenshin_rate", "出典: テスト", tiles=districts.district_tiles(kanazawa))
+    assert any("タイル" in t.get_text() for t in tiles_fig.texts)
