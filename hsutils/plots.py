@@ -22,6 +22,7 @@ Jupyter still displays a returned Figure). Conventions shared by all charts:
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 
@@ -559,12 +560,19 @@ def _draw_polygons(ax, base: pd.DataFrame, fills: np.ndarray, labels: bool) -> l
     order = np.argsort(-base["geometry"].map(lambda g: g.area).to_numpy())  # big areas first
     texts = []
     for i in order:
-        point = base["geometry"].iloc[i].representative_point()
+        point = _label_point(base["geometry"].iloc[i])
         t = ax.text(point.x, point.y, base["_name"].iloc[i], ha="center", va="center", fontsize=7,
                     color="#111111", path_effects=_HALO, gid="area_label")
         t.set_in_layout(False)
         texts.append(t)
     return texts
+
+
+def _label_point(geom):
+    """Label position inside the largest part of an area: the representative point of a
+    MultiPolygon may fall on a small island (能登島 of 七尾市), where the label would cover it."""
+    parts = list(geom.geoms) if hasattr(geom, "geoms") else [geom]
+    return max(parts, key=lambda part: part.area).representative_point()
 
 
 def _draw_tiles(ax, base: pd.DataFrame, fills: np.ndarray, value_fmt: str, labels: bool) -> None:
@@ -1037,7 +1045,9 @@ def stacked_bars(df: pd.DataFrame, area_col: str, category_col: str, count_col: 
     hidden = _hidden_mask(raw.ravel(), suppress_threshold).reshape(raw.shape)
     shown = np.where(hidden, 0.0, raw)
     totals = shown.sum(axis=1)
-    area_hidden = _hidden_mask(totals, suppress_threshold) & (totals > 0)
+    # hidden too: a shown total of 1–9, or of 0 when every segment was hidden (not "n=0")
+    area_hidden = (_hidden_mask(totals, suppress_threshold) & (totals > 0)) | \
+        ((totals == 0) & hidden.any(axis=1))
     shown[area_hidden] = 0.0
     totals = np.where(area_hidden, np.nan, totals)
     widths = shown / np.where(totals > 0, totals, np.nan)[:, None] if normalize else shown
@@ -1118,12 +1128,13 @@ def flow_chart(steps: pd.DataFrame, title: str, footer: str, *, show_share: bool
     腎機能低下 → 治療中 / 未治療 / 治療中断; DOMAIN §5).
 
     steps: `step_id`, `step_label` (may contain "\\n"), `count` (persons), `parent_id`
-        (None/NaN for the root). Counts 1–9 (or NaN) show "‐", and so does the share of the
-        parent derived from them (DOMAIN §9).
+        (None/NaN/"" for a root, as `hsutils.programs.nephropathy_flow` gives). Long labels
+        are wrapped to the box width, then shrunk (min 6 pt). Counts 1–9 (or NaN) show "‐", and
+        so does the share of the parent derived from them (DOMAIN §9).
     """
     s = steps.reset_index(drop=True)
     ids = s["step_id"].tolist()
-    parents = [None if pd.isna(p) else p for p in s["parent_id"].tolist()]
+    parents = [None if pd.isna(p) or p == "" else p for p in s["parent_id"].tolist()]
     depth, slot = _tree_layout(ids, parents)
     count = pd.to_numeric(s["count"], errors="coerce").to_numpy(float)
     hidden = _flow_hidden(ids, parents, count, suppress_threshold)
@@ -1191,15 +1202,37 @@ def _flow_hidden(ids: list, parents: list, count: np.ndarray, threshold: int) ->
     return hidden
 
 
+_BREAK_BEFORE_AFTER = re.compile(r"(?=[（(])|(?<=[）)、・ ])")
+
+
+def _wrap_box_text(text: str, width_pt: float, fontsize: float) -> str:
+    """Wrap each line wider than width_pt: at natural breaks first (before "（", after "）",
+    "、", "・" or a space), then at characters."""
+    lines = []
+    for line in text.split("\n"):
+        if _text_width_pt(line, fontsize) <= width_pt:
+            lines.append(line)
+            continue
+        parts = [p for p in _BREAK_BEFORE_AFTER.split(line) if p]
+        for wrapped in _wrap_parts(parts, "", width_pt, fontsize):
+            lines.extend(_wrap_chars(wrapped.strip(), width_pt, fontsize)
+                         if _text_width_pt(wrapped, fontsize) > width_pt else [wrapped.strip()])
+    return "\n".join(lines)
+
+
 def _shrink_to_boxes(fig: Figure, ax, texts, box_w: float, box_h: float) -> None:
-    """Reduce the font size of box texts that do not fit their box (min 6 pt)."""
+    """Wrap box texts wider than their box, and reduce the font size of those that still do
+    not fit (min 6 pt)."""
     fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     origin = ax.transData.transform((0, 0))
     corner = ax.transData.transform((box_w, box_h))
     width_px, height_px = abs(corner[0] - origin[0]) * 0.92, abs(corner[1] - origin[1]) * 0.9
+    width_pt = width_px * 72 / fig.dpi
     for t in texts:  # a few boxes
+        original = t.get_text()
         for _ in range(8):
+            t.set_text(_wrap_box_text(original, width_pt, t.get_fontsize()))
             box = t.get_window_extent(renderer)
             if (box.width <= width_px and box.height <= height_px) or t.get_fontsize() <= 6:
                 break
@@ -1377,8 +1410,9 @@ def upset_chart(membership: pd.DataFrame, title: str, footer: str, *,
         columns), or one row per combination with a `count_col`. Counted vectorised
         (group-by). Intersections and set sizes of 1–9 persons are shown "‐" without a bar and
         placed last (their order would reveal their size; DOMAIN §9); a set size is hidden too
-        when its hidden intersections add up to 1–9 (it would reveal them by subtraction). The combination "none of
-        the criteria" is left out unless `include_none`.
+        when its intersections not shown (hidden, or beyond `max_intersections`) add up to 1–9
+        (it would reveal them by subtraction). The combination "none of the criteria" is left
+        out unless `include_none`.
     """
     crit = list(criteria) if criteria is not None else [
         c for c in membership.columns if c != count_col
@@ -1397,12 +1431,13 @@ def upset_chart(membership: pd.DataFrame, title: str, footer: str, *,
                                 kind="stable")
     shown_hidden_order = combos[~combos["_hidden"]]
     hidden_part = combos[combos["_hidden"]].sort_values("_degree", kind="stable")
-    combos = pd.concat([shown_hidden_order, hidden_part]).head(max_intersections)
+    ordered = pd.concat([shown_hidden_order, hidden_part])
+    combos = ordered.head(max_intersections)
     set_sizes = (flags.mul(weights, axis=0)).sum().reindex(crit).to_numpy(float)
-    # a set size minus its shown intersections would reveal hidden ones: hide the set size too
-    # when its hidden intersections add up to 1–9 persons (DOMAIN §9)
-    hidden_rows = combos[combos["_hidden"]]
-    hidden_sums = hidden_rows[crit].mul(hidden_rows["n"], axis=0).sum().reindex(crit).to_numpy(float)
+    # a set size minus its shown intersections would reveal the others (hidden, or beyond
+    # max_intersections): hide the set size too when those add up to 1–9 persons (DOMAIN §9)
+    not_shown = ordered[ordered["_hidden"].to_numpy() | ~ordered.index.isin(combos.index)]
+    hidden_sums = not_shown[crit].mul(not_shown["n"], axis=0).sum().reindex(crit).to_numpy(float)
     set_hidden = (_hidden_mask(set_sizes, suppress_threshold)
                   | _hidden_mask(np.where(hidden_sums > 0, hidden_sums, 0.0), suppress_threshold))
     names = [labels.get(c, c) if labels else c for c in crit]
@@ -1451,6 +1486,8 @@ def upset_chart(membership: pd.DataFrame, title: str, footer: str, *,
     ax_set.xaxis.set_major_locator(MaxNLocator(nbins=3))
     ax_set.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     notes = ["棒は●の条件すべてに該当し他に該当しない人数"]
+    if len(ordered) > len(combos):
+        notes.append(f"全{len(ordered)}通りの組み合わせのうち{len(combos)}通りを表示")
     if combos["_hidden"].any() or set_hidden.any():
         notes.append(suppression_note(suppress_threshold) + "（非表示の組み合わせは右端）")
     return _finish(fig, title, footer, notes)

@@ -366,7 +366,7 @@ def _latents(rng: np.random.Generator, n: int, p: dict[str, np.ndarray], munis: 
     lat = {k: z[:, i] for i, k in enumerate(names)}
     code = munis[p["muni"]]
     lat["adip"] = lat["adip"] + _effect(code, "adiposity")
-    lat["kid"] = lat["kid"] + _effect(code, "kidney")
+    lat["kid"] = lat["kid"] - _effect(code, "kidney")  # "kid" is kidney health: a positive effect means worse kidneys
     for k in ("e_htn", "e_lip", "h", "care", "alcohol", "height", "waist", "smk", "cert",
               "poly", "dental_u"):
         lat[k] = rng.standard_normal(n)
