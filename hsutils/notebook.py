@@ -115,6 +115,8 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
     if muni_code is None:
         muni_code = str(master["pref_code"].iloc[0]).zfill(2)
     muni_code = str(muni_code)
+    if len(muni_code) == 5 and muni_code.endswith("000"):  # 都道府県 as 5-digit code (e.g. 17000)
+        muni_code = muni_code[:2]
     if len(muni_code) == 2:
         name = str(master.get("pref_name", pd.Series([muni_code])).iloc[0])
     else:
