@@ -1,0 +1,928 @@
+"""Notebook 04 糖尿病性腎症重症化予防: the computations behind the notebook (DESIGN §2, §9).
+
+The target rules themselves live in `hsutils.programs` (NephropathyParams, nephropathy_flags,
+nephropathy_flow, treatment_status; DOMAIN §5); this module applies them to one municipality,
+turns the results into committee tables (small counts suppressed, DESIGN §6, DOMAIN §9) and
+confidential person lists, computes the trend and comparison indicators, and reads the
+municipality's self-check of the five requirements of 日本健康会議 宣言2 (DOMAIN §5.5).
+
+Population: the rows of the chosen fiscal year and municipality (muni_code of 2 digits = the whole
+prefecture), restricted to one insurance (`INSURANCE_CHOICES`: 国保 by default, 後期, 全体).
+Claims are looked up for these persons only (all their months, so the look-back of §5.4 works).
+Everything is vectorised; the only loops run over a handful of indicators, axes or requirements.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from hsutils import indicators, plots, privacy, programs, stats
+from hsutils.errors import ParameterError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CHECKLIST = REPO_ROOT / "parameters" / "nephropathy_checklist_demo.yaml"
+
+INSURANCE_CHOICES = ("国保", "後期", "全体")
+URINE_CHOICES = {"±": 1, "1+": 2}  # 尿蛋白 threshold label -> ordinal of docs/internal_api.md
+URINE_LABELS = {0: "−", 1: "±", 2: "1+", 3: "2+", 4: "3+"}
+SEX_LABELS = {1: "男", 2: "女"}
+POP_ALL = "健診受診者"
+POP_DIABETES = "糖尿病（健診受診者）"
+TOTAL = "計"
+REFERRAL, GUIDANCE = "受診勧奨対象者", "保健指導対象者"
+
+# trend indicators: registered ones (hsutils.indicators) and two computed here (DOMAIN §4, §5)
+TREND_REGISTERED = ("dm_hba1c8", "dm_untreated", "dm_interrupted", "new_dialysis")
+TREND_COMPUTED = {
+    "dm_egfr45": "糖尿病のうち eGFR 45未満",
+    "dm_urine_protein1": "糖尿病のうち 尿蛋白 1+以上",
+}
+FUNNEL_INDICATORS = ("dm_untreated", "dm_hba1c8")
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters and population
+
+
+def nephropathy_params(hba1c: float = 6.5, glucose: float = 126.0, egfr: float = 60.0,
+                       urine_protein: str | int = "±", window_months: int = 6,
+                       lookback_months: int = 36, include_kidney_claims: bool = True,
+                       exclude_dialysis: bool = True) -> programs.NephropathyParams:
+    """Extraction criteria from the notebook's parameters (DOMAIN §5.1, §5.2, §5.4).
+
+    `urine_protein` is the lowest positive 尿蛋白 result: "±" (default, §5.2 usual practice) or
+    "1+" (stricter); an ordinal 1/2 is accepted too. Defaults equal `programs.NephropathyParams()`.
+    """
+    if isinstance(urine_protein, str):
+        key = urine_protein.strip().replace("＋", "+").replace("+-", "±")
+        if key not in URINE_CHOICES:
+            raise ParameterError(f"尿蛋白の基準は「±」または「1+」で指定してください（指定値: {urine_protein}）")
+        urine = URINE_CHOICES[key]
+    else:
+        urine = int(urine_protein)
+        if urine not in URINE_LABELS or urine == 0:
+            raise ParameterError(f"尿蛋白の基準（順序値）は 1（±）〜4（3+）で指定してください（指定値: {urine_protein}）")
+    for name, value in (("HbA1c", hba1c), ("血糖", glucose), ("eGFR", egfr)):
+        if not float(value) > 0:
+            raise ParameterError(f"{name} の基準値は正の数で指定してください（指定値: {value}）")
+    return programs.NephropathyParams(hba1c=float(hba1c), glucose=float(glucose), egfr=float(egfr),
+                                      urine_protein=urine, include_kidney_claims=bool(include_kidney_claims),
+                                      window_months=int(window_months), lookback_months=int(lookback_months),
+                                      exclude_dialysis=bool(exclude_dialysis))
+
+
+def criteria_text(params: programs.NephropathyParams) -> str:
+    """Japanese one-line description of the extraction criteria (for chart footers)."""
+    up = URINE_LABELS.get(params.urine_protein, str(params.urine_protein))
+    kidney = f"eGFR {params.egfr:g}未満 または 尿蛋白 {up}以上"
+    if params.include_kidney_claims:
+        kidney += " または 腎疾患レセプト"
+    return (f"糖尿病型 HbA1c {params.hba1c:g}%以上 または 血糖 {params.glucose:g}mg/dL以上／"
+            f"腎障害 {kidney}／治療中断 直近{params.window_months}か月に糖尿病レセプトなし"
+            f"（過去{params.lookback_months}か月にあり）")
+
+
+def population_label(insurance: str = "国保") -> str:
+    """Japanese name of the population of the extraction."""
+    return {"国保": "国保被保険者", "後期": "後期高齢者医療被保険者", "全体": "国保・後期の被保険者"}[
+        _check_insurance(insurance)]
+
+
+def _check_insurance(insurance: str) -> str:
+    if insurance not in INSURANCE_CHOICES:
+        raise ParameterError(f"対象の保険は {'・'.join(INSURANCE_CHOICES)} のいずれかで指定してください"
+                             f"（指定値: {insurance}）")
+    return insurance
+
+
+def is_prefecture(muni_code: str) -> bool:
+    return len(str(muni_code)) == 2
+
+
+def area_rows(person_year: pd.DataFrame, muni_code: str, fy: int, insurance: str = "国保") -> pd.DataFrame:
+    """person_year rows of the municipality (or prefecture, 2-digit code), fiscal year and
+    insurance (`INSURANCE_CHOICES`)."""
+    _check_insurance(insurance)
+    code = str(muni_code)
+    keep = person_year["fy"].to_numpy() == int(fy)
+    muni = person_year["muni_code"].astype("str")
+    keep &= (muni.str.startswith(code) if is_prefecture(code) else muni.eq(code)).to_numpy(dtype=bool)
+    if insurance != "全体":
+        keep &= person_year["insurance"].astype("str").eq(insurance).to_numpy(dtype=bool)
+    return person_year.loc[keep]
+
+
+def area_claims(claims: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
+    """Claims of the persons in `rows` (every month, so the look-back of DOMAIN §5.4 works)."""
+    if claims is None or len(claims) == 0:
+        from hsutils.schema import TABLES
+
+        return pd.DataFrame(columns=TABLES["claims_monthly"].names)
+    ids = pd.Index(pd.unique(rows["person_id"].astype("str")))
+    return claims.loc[ids.get_indexer(claims["person_id"].astype("str")) >= 0]
+
+
+_ROW_COLUMNS = ["person_id", "fy", "muni_code", "district_code", "sex", "age", "age_band", "insurance",
+                "has_kenshin", "exam_date", "hba1c", "fpg", "casual_glucose", "egfr_calc", "egfr",
+                "egfr_source", "urine_protein", "ckd_g", "ckd_a"]
+
+
+def target_frame(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
+                 params: programs.NephropathyParams = programs.NephropathyParams()) -> pd.DataFrame:
+    """The area's rows with the measures used and the target flags of
+    `programs.nephropathy_flags` recomputed for `params` (DOMAIN §5.1–§5.4).
+
+    Columns: `_ROW_COLUMNS` (those present) + dkd_diabetes_type, dkd_diabetes, dkd_kidney,
+    dkd_kidney_claim, dkd_dialysis, dkd_treatment, dkd_claims_only, dkd_group_a … e, dkd_group,
+    dkd_referral, dkd_guidance, last_dm_ym. `egfr_used` = egfr_calc, else the reported eGFR.
+    """
+    flags = programs.nephropathy_flags(rows, claims, fy, params)
+    base = rows[[c for c in _ROW_COLUMNS if c in rows.columns]]
+    out = pd.concat([base.loc[flags.index], flags], axis=1)
+    egfr_calc = pd.to_numeric(out["egfr_calc"], errors="coerce") if "egfr_calc" in out else np.nan
+    egfr_rep = pd.to_numeric(out["egfr"], errors="coerce") if "egfr" in out else np.nan
+    out["egfr_used"] = pd.Series(egfr_calc, index=out.index, dtype="float64").fillna(
+        pd.Series(egfr_rep, index=out.index, dtype="float64"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. 概数把握 flow (seed 003 KDB flowchart; DOMAIN §5.3)
+
+
+def flow_counts(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
+                params: programs.NephropathyParams = programs.NephropathyParams()) -> pd.DataFrame:
+    """`programs.nephropathy_flow` for the area (step_id, step_label, count, parent_id)."""
+    return programs.nephropathy_flow(rows, claims, fy, params)
+
+
+def _flow_parents(flow: pd.DataFrame) -> pd.Series:
+    """parent_id with "" (root) as None, the form `plots.flow_chart` expects."""
+    parent = flow["parent_id"].astype(object)
+    return parent.where(parent.notna() & parent.ne(""), None)
+
+
+# Target totals added to the flow table (DOMAIN §5.3): 受診勧奨 = A + C + E, 保健指導 = B + D.
+FLOW_TOTALS = {
+    "ref_total": ("受診勧奨の対象 計（A・C・E）", ("k2u", "k2i", "k3u", "k3i", "n2")),
+    "gui_total": ("保健指導の対象 計（B・D）", ("k2t", "n1k")),
+}
+
+
+def with_target_totals(flow: pd.DataFrame) -> pd.DataFrame:
+    """The flow plus the two target totals of `FLOW_TOTALS` as extra root rows."""
+    count = dict(zip(flow["step_id"], flow["count"].astype("int64")))
+    extra = pd.DataFrame({
+        "step_id": list(FLOW_TOTALS),
+        "step_label": [label for label, _ in FLOW_TOTALS.values()],
+        "count": [int(sum(count.get(k, 0) for k in kids)) for _, kids in FLOW_TOTALS.values()],
+        "parent_id": "",
+    })
+    out = pd.concat([flow, extra], ignore_index=True)
+    out["count"] = out["count"].astype("int64")
+    return out
+
+
+def _partitions(flow: pd.DataFrame) -> list[tuple[int, np.ndarray]]:
+    """(total position, part positions) of every partition in the flow: a step that splits into
+    two or more branches (the branches partition it, as in `plots.flow_chart`) and the target
+    totals of `FLOW_TOTALS`."""
+    ids = flow["step_id"].astype(str).tolist()
+    pos = {k: i for i, k in enumerate(ids)}
+    kids: dict[int, list[int]] = {}
+    for node, parent in zip(ids, _flow_parents(flow).tolist()):
+        if parent is not None and parent in pos:
+            kids.setdefault(pos[parent], []).append(pos[node])
+    out = [(p, np.array(k)) for p, k in kids.items() if len(k) >= 2]
+    for total, (_, parts) in FLOW_TOTALS.items():
+        if total in pos:
+            out.append((pos[total], np.array([pos[k] for k in parts if k in pos])))
+    return out
+
+
+def flow_hidden(flow: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> np.ndarray:
+    """Steps whose count must not be shown (DOMAIN §9): counts 1…threshold−1, then secondary
+    suppression in every partition (`_partitions`) whose total is shown: a single hidden part
+    could be recovered as total − the others, so the smallest other non-zero part is hidden too,
+    or the total when there is none (the NDB practice of `privacy.secondary_suppress`; the same
+    rule `plots.flow_chart` applies to branches). Repeated until stable."""
+    count = pd.to_numeric(flow["count"], errors="coerce").to_numpy(float)
+    hidden = np.asarray(privacy.is_small(count, threshold), dtype=bool) | np.isnan(count)
+    parts = _partitions(flow)
+    for _ in range(len(count) + 1):  # each pass hides at least one more step, so this ends
+        changed = False
+        for total, kids in parts:  # a handful of partitions
+            if hidden[total] or hidden[kids].sum() != 1:
+                continue
+            candidates = kids[~hidden[kids] & (count[kids] > 0)]
+            if candidates.size:
+                hidden[candidates[np.argmin(count[candidates])]] = True
+            else:
+                hidden[total] = True
+            changed = True
+        if not changed:
+            break
+    return hidden
+
+
+def flow_table(flow: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """Committee table of the flow with the target totals: step_id, step_label, count
+    (suppression mark where hidden), suppressed (bool)."""
+    full = flow if "ref_total" in set(flow["step_id"]) else with_target_totals(flow)
+    hidden = flow_hidden(full, threshold)
+    out = full[["step_id", "step_label"]].copy()
+    out["count"] = pd.Series(full["count"].to_numpy(), index=full.index, dtype=object).mask(
+        hidden, privacy.SUPPRESSION_MARK)
+    out["suppressed"] = hidden
+    return out.reset_index(drop=True)
+
+
+# Short box labels for the chart; the full definitions are in the flow table and the footer.
+CHART_LABELS = {
+    "k0": "健診受診者", "k1": "糖尿病", "k2": "腎障害あり", "k2t": "治療中（B：保健指導）",
+    "k2u": "未治療（A：受診勧奨）", "k2i": "治療中断（A：受診勧奨）", "k3": "腎障害なし", "k3t": "治療中",
+    "k3u": "未治療（C：受診勧奨）", "k3i": "治療中断（C：受診勧奨）", "n1": "健診未受診・糖尿病治療中",
+    "n1k": "腎疾患レセプトあり（D）", "n2": "健診未受診・治療中断（E）",
+    "x1": "人工透析中（対象外）",
+}
+
+
+def wrap_label(text: str, width: int = 15) -> str:
+    """Break a step label for a flow box: before each "（" and then every `width` characters
+    (Japanese has no spaces to break at)."""
+    lines = []
+    for part in str(text).replace("（", "\n（").split("\n"):  # a few parts
+        part = part.strip()
+        lines += [part[i:i + width] for i in range(0, len(part), width)] or [""]
+    return "\n".join(line for line in lines if line)
+
+
+def flow_figure(flow: pd.DataFrame, title: str, footer: str,
+                threshold: int = privacy.DEFAULT_THRESHOLD):
+    """Flow chart (plots.flow_chart) of the 概数把握 flow; the steps hidden in the flow table
+    (including those hidden because of the target totals) are passed as NaN so that the chart
+    and the table hide the same counts."""
+    full = with_target_totals(flow)
+    hidden = flow_hidden(full, threshold)[: len(flow)]
+    steps = flow.assign(parent_id=_flow_parents(flow),
+                        step_label=[CHART_LABELS.get(k) or wrap_label(t)
+                                    for k, t in zip(flow["step_id"], flow["step_label"])],
+                        count=pd.Series(flow["count"].to_numpy(float), index=flow.index).mask(hidden))
+    return plots.flow_chart(steps, title, footer, suppress_threshold=threshold)
+
+
+def flow_summary(flow: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
+    """Japanese reading of the flow with the suppressed counts (for 読み取りのポイント)."""
+    t = flow_table(flow, threshold)
+    shown = dict(zip(t["step_id"], t["count"]))
+
+    def s(k: str) -> str:
+        v = shown.get(k, 0)
+        return v if isinstance(v, str) else f"{int(v):,}人"
+
+    lines = [f"健診受診者 {s('k0')} のうち、糖尿病 {s('k1')}、そのうち腎障害あり {s('k2')}"
+             f"（治療中 {s('k2t')}・未治療 {s('k2u')}・治療中断 {s('k2i')}）。",
+             f"健診未受診で糖尿病治療中 {s('n1')}（うち腎疾患レセプトあり {s('n1k')}）、"
+             f"健診未受診で治療中断 {s('n2')}。",
+             f"受診勧奨の対象（A・C・E）は {s('ref_total')}、保健指導の対象（B・D）は {s('gui_total')}。"]
+    if "x1" in shown:
+        lines.append(f"人工透析中の {s('x1')} は対象外としています。")
+    if t["suppressed"].any():
+        lines.append(f"「{privacy.SUPPRESSION_MARK}」は{threshold}人未満、または差し引きで{threshold}人未満が"
+                     "わかってしまうため秘匿した人数です。")
+    return "\n".join(lines)
+
+
+def target_totals_hidden(flow: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> dict[str, bool]:
+    """Whether the flow table hides the 受診勧奨 / 保健指導 totals (used by `target_counts` so
+    that its 計 row never shows what the flow hides)."""
+    t = flow_table(flow, threshold).set_index("step_id")["suppressed"]
+    return {"referral": bool(t["ref_total"]), "guidance": bool(t["gui_total"])}
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. CKD heat map (DOMAIN §4.2–4.4)
+
+
+def ckd_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Persons by CKD G × A stage for all checkup participants and for those with diabetes
+    (dkd_diabetes, DOMAIN §5.1): population, g_stage, a_stage, count (every one of the 6 × 3
+    cells, zeros included). Only participants with both eGFR and 尿蛋白 measured are counted."""
+    from hsutils.clinical import A_STAGES, G_STAGES
+
+    checked = frame["has_kenshin"].fillna(False).to_numpy(dtype=bool)
+    g = frame["ckd_g"].astype(object)
+    a = frame["ckd_a"].astype(object)
+    measured = checked & g.notna().to_numpy() & a.notna().to_numpy()
+    grid = pd.MultiIndex.from_product([list(G_STAGES), list(A_STAGES)], names=["g_stage", "a_stage"])
+    parts = []
+    pops = {POP_ALL: measured, POP_DIABETES: measured & frame["dkd_diabetes"].to_numpy(dtype=bool)}
+    for pop, mask in pops.items():  # two populations
+        n = pd.DataFrame({"g_stage": g[mask].astype(str).to_numpy(), "a_stage": a[mask].astype(str).to_numpy()})
+        cnt = n.groupby(["g_stage", "a_stage"]).size().reindex(grid, fill_value=0)
+        part = cnt.rename("count").reset_index()
+        part.insert(0, "population", pop)
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out["count"] = out["count"].astype("int64")
+    return out
+
+
+def ckd_table(counts: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """Committee table of the heat maps with row/column totals (g_stage or a_stage "計") and the
+    same primary + secondary suppression as `plots.ckd_heatmap` (DOMAIN §9): population,
+    g_stage, a_stage, count (mark where hidden), suppressed."""
+    from hsutils.clinical import A_STAGES, G_STAGES
+
+    parts = []
+    for pop in pd.unique(counts["population"]):  # two populations
+        c = counts[counts["population"] == pop]
+        wide = (c.pivot_table(index="g_stage", columns="a_stage", values="count", aggfunc="sum")
+                .reindex(index=list(G_STAGES), columns=list(A_STAGES)).fillna(0).astype(float))
+        wide[TOTAL] = wide.sum(axis=1)
+        wide.loc[TOTAL] = wide.sum(axis=0)
+        hidden = privacy.secondary_suppress(wide, total_col=TOTAL, threshold=threshold, total_row=TOTAL)
+        long = wide.stack().rename("count").reset_index()
+        long.columns = ["g_stage", "a_stage", "count"]
+        long["suppressed"] = hidden.stack().to_numpy(dtype=bool)
+        long.insert(0, "population", pop)
+        parts.append(long)
+    out = pd.concat(parts, ignore_index=True)
+    out["count"] = pd.Series(out["count"].astype("int64"), dtype=object).mask(
+        out["suppressed"].to_numpy(), privacy.SUPPRESSION_MARK)
+    return out
+
+
+def ckd_summary(counts: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
+    """Japanese reading of the heat maps: totals and the share in the red/orange cells."""
+    from hsutils.clinical import ckd_risk_colour
+
+    lines = []
+    for pop in pd.unique(counts["population"]):  # two populations
+        c = counts[counts["population"] == pop]
+        total = int(c["count"].sum())
+        colour = pd.Series(ckd_risk_colour(c["g_stage"].to_numpy(object), c["a_stage"].to_numpy(object)),
+                           index=c.index)
+        high = int(c.loc[colour.isin(["orange", "red"]).to_numpy(), "count"].sum())
+        if total == 0:
+            lines.append(f"{pop}: eGFR と尿蛋白の両方を測定した人がいません（血清クレアチニンを測定していない可能性があります）。")
+            continue
+        if privacy.is_small(total, threshold) or privacy.is_small(high, threshold):
+            lines.append(f"{pop}: 人数が少ないため割合は表示しません。")
+            continue
+        share = high / total if total else float("nan")
+        lines.append(f"{pop}（eGFR・尿蛋白とも測定 {total:,}人）: 高リスク（橙）・超高リスク（赤）の区分に "
+                     f"{high:,}人（{share:.1%}）。")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. 受診勧奨・保健指導 targets (DOMAIN §5.3)
+
+
+def _district_names(frame: pd.DataFrame, districts: pd.DataFrame | None) -> pd.Series:
+    """District name per row ("地区不明" when the row has no district)."""
+    code = frame["district_code"].astype("str").fillna("")
+    names = pd.Series("地区不明", index=frame.index, dtype="str")
+    if districts is not None and len(districts):
+        key = districts["muni_code"].astype(str) + ":" + districts["district_code"].astype(str)
+        lookup = pd.Series(districts["name"].astype(str).to_numpy(), index=key.to_numpy())
+        lookup = lookup[~lookup.index.duplicated()]
+        mapped = (frame["muni_code"].astype("str") + ":" + code).map(lookup)
+        names = mapped.fillna(code.where(code.ne(""), "地区不明")).astype("str")
+    return names
+
+
+def target_counts(frame: pd.DataFrame, districts: pd.DataFrame | None = None,
+                  municipalities: pd.DataFrame | None = None,
+                  threshold: int = privacy.DEFAULT_THRESHOLD,
+                  totals_hidden: dict[str, bool] | None = None) -> pd.DataFrame:
+    """Counts of 受診勧奨 (A, C, E) and 保健指導 (B, D) targets by 地区 (市町 for a prefecture),
+    年齢階級 and 性別, each with a 計 row (DOMAIN §5.3): axis, category, referral, guidance
+    (marks where hidden), suppressed. Primary and secondary suppression within each axis (a
+    hidden cell must not be recoverable from the 計 row; DOMAIN §9). `totals_hidden`
+    (`target_totals_hidden` of the flow) hides the 計 of a column that the flow table hides."""
+    totals_hidden = totals_hidden or {}
+    prefecture = frame["muni_code"].astype("str").nunique() > 1
+    if prefecture and municipalities is not None:
+        names = municipalities.drop_duplicates("muni_code").set_index("muni_code")["name"].astype(str)
+        place = frame["muni_code"].astype("str").map(names).fillna(frame["muni_code"].astype("str"))
+        place_axis = "市町"
+    else:
+        place = _district_names(frame, districts)
+        place_axis = "地区"
+    axes = {place_axis: place.astype("str"),
+            "年齢階級": frame["age_band"].astype("str"),
+            "性別": frame["sex"].map(SEX_LABELS).astype("str")}
+    ref = frame["dkd_referral"].to_numpy(dtype=bool).astype("int64")
+    gui = frame["dkd_guidance"].to_numpy(dtype=bool).astype("int64")
+    parts = []
+    for axis, cat in axes.items():  # three axes
+        if axis == "地区" and cat.eq("地区不明").all():
+            continue  # no district data: the axis is skipped (notebook says so)
+        g = pd.DataFrame({"category": cat.to_numpy(), "referral": ref, "guidance": gui})
+        wide = g.groupby("category", sort=True)[["referral", "guidance"]].sum()
+        if axis == "年齢階級" and "age_band" in frame and hasattr(frame["age_band"], "cat"):
+            order = [str(b) for b in frame["age_band"].cat.categories if str(b) in wide.index]
+            wide = wide.reindex(order)
+        wide.loc[TOTAL] = wide.sum(axis=0)
+        values = wide.astype(float)
+        for col in ("referral", "guidance"):  # a 計 hidden by the flow table stays hidden
+            if totals_hidden.get(col):
+                values.loc[TOTAL, col] = np.nan
+        hidden = privacy.secondary_suppress(values, threshold=threshold, total_row=TOTAL) | values.isna()
+        shown = privacy.apply_suppression(wide, hidden)
+        shown["suppressed"] = hidden.any(axis=1).to_numpy()
+        shown = shown.reset_index().rename(columns={"index": "category"})
+        shown.insert(0, "axis", axis)
+        parts.append(shown)
+    out = pd.concat(parts, ignore_index=True)
+    return out[["axis", "category", "referral", "guidance", "suppressed"]]
+
+
+def target_heat_frame(table: pd.DataFrame, axis: str = "地区") -> pd.DataFrame:
+    """Long frame for `plots.heat_table` from the (suppressed) target_counts table, one axis:
+    <axis>, 区分 (受診勧奨対象者/保健指導対象者), count (NaN where suppressed, so the cell shows
+    the mark). The 計 row is left out (it would dominate the colour scale; it is in the table)."""
+    t = table[(table["axis"] == axis) & (table["category"] != TOTAL)]
+    long = t.melt(id_vars=["category"], value_vars=["referral", "guidance"], var_name="kind",
+                  value_name="count")
+    long["区分"] = long["kind"].map({"referral": REFERRAL, "guidance": GUIDANCE})
+    long["count"] = pd.to_numeric(long["count"], errors="coerce")
+    return long.rename(columns={"category": axis})[[axis, "区分", "count"]]
+
+
+def district_indicator(prepared, muni_code: str, indicator_id: str, fy: int, conf: float = 0.95) -> tuple[pd.DataFrame, float]:
+    """An indicator by 地区 of the municipality (crude rate, Wilson) compared with the
+    municipality's own rate (DESIGN §5): area_code, area_name, numerator, denominator, value,
+    lower, upper (percent), comparison (有意に高い/有意差なし/有意に低い vs the municipality),
+    method, conf; and the municipality rate (percent). Empty when the data has no districts."""
+    s = prepared.strata
+    s = s[(s["indicator_id"] == indicator_id) & (s["fy"] == int(fy))
+          & (s["muni_code"].astype("str") == str(muni_code))]
+    s = s[s["district_code"].astype("str").ne("")]
+    cols = ["area_code", "area_name", "numerator", "denominator", "value", "lower", "upper", "comparison",
+            "method", "conf"]
+    if s.empty:
+        return pd.DataFrame(columns=cols), float("nan")
+    by = s.groupby("district_code", as_index=False)[["numerator", "denominator"]].sum()
+    total = by[["numerator", "denominator"]].sum()
+    muni_rate = float(total["numerator"] / total["denominator"] * 100) if total["denominator"] else float("nan")
+    d = by.assign(muni_code=str(muni_code))
+    by["area_code"] = by["district_code"].astype("str")
+    by["area_name"] = _district_names(d, prepared.districts).to_numpy()
+    p, lo, hi = stats.proportion_ci(by["numerator"].to_numpy(float), by["denominator"].to_numpy(float), conf)
+    by["value"], by["lower"], by["upper"] = np.asarray(p) * 100, np.asarray(lo) * 100, np.asarray(hi) * 100
+    by["comparison"] = np.asarray(stats.compare_to_benchmark(by["lower"].to_numpy(), by["upper"].to_numpy(),
+                                                             muni_rate), dtype=object)
+    by["method"], by["conf"] = "Wilson", conf
+    return by[cols], muni_rate
+
+
+def district_summary(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
+    """Japanese text: districts significantly above/below the municipality (shown rows only)."""
+    ok = ~(np.asarray(privacy.is_small(table["numerator"], threshold), dtype=bool)
+           | np.asarray(privacy.is_small(table["denominator"], threshold), dtype=bool))
+    t = table[ok]
+    high = t.loc[t["comparison"] == "有意に高い", "area_name"].tolist()
+    low = t.loc[t["comparison"] == "有意に低い", "area_name"].tolist()
+    return (f"市全体より有意に高い地区: {'、'.join(high) if high else 'なし'}\n"
+            f"市全体より有意に低い地区: {'、'.join(low) if low else 'なし'}")
+
+
+def _urine_text(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce").map(URINE_LABELS).astype("str")
+
+
+def qualifying_reason(frame: pd.DataFrame, params: programs.NephropathyParams) -> pd.Series:
+    """抽出理由: the values that put each person on the list, as Japanese text (vectorised)."""
+    hba1c = pd.to_numeric(frame["hba1c"], errors="coerce")
+    fpg = pd.to_numeric(frame["fpg"], errors="coerce")
+    casual = (pd.to_numeric(frame["casual_glucose"], errors="coerce") if "casual_glucose" in frame
+              else pd.Series(np.nan, index=frame.index))
+    egfr = frame["egfr_used"]
+    urine = pd.to_numeric(frame["urine_protein"], errors="coerce")
+    kidney_claim = frame["dkd_kidney_claim"].to_numpy(dtype=bool)
+    empty = pd.Series("", index=frame.index, dtype="str")
+    pieces = [
+        ("HbA1c " + hba1c.round(1).astype("str") + "%").where(hba1c >= params.hba1c, empty),
+        ("空腹時血糖 " + fpg.round(0).astype("Int64").astype("str")).where(fpg >= params.glucose, empty),
+        ("随時血糖 " + casual.round(0).astype("Int64").astype("str")).where(casual >= params.glucose, empty),
+        ("eGFR " + egfr.round(1).astype("str")).where(egfr < params.egfr, empty),
+        ("尿蛋白 " + _urine_text(urine)).where(urine >= params.urine_protein, empty),
+        pd.Series(np.where(kidney_claim, "腎疾患レセプトあり", ""), index=frame.index, dtype="str"),
+        frame["dkd_treatment"].astype("str"),
+    ]
+    joined = pieces[0]
+    for p in pieces[1:]:  # seven pieces
+        joined = joined + "、" + p
+    return joined.str.replace(r"、+", "、", regex=True).str.strip("、").astype("str")
+
+
+LIST_COLUMNS = ["person_id", "muni_code", "district_code", "district_name", "sex", "age", "age_band",
+                "insurance", "group", "group_label", "treatment_status", "has_kenshin", "exam_date",
+                "hba1c", "fpg", "casual_glucose", "egfr", "egfr_source", "urine_protein", "ckd_g", "ckd_a",
+                "kidney_claim", "last_dm_ym", "reason"]
+
+
+def target_list(frame: pd.DataFrame, kind: str, params: programs.NephropathyParams,
+                districts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Person list of 受診勧奨 (`kind="referral"`: groups A, C, E) or 保健指導 (`"guidance"`: B, D)
+    targets with the values that qualified each person (DOMAIN §5.3). CONFIDENTIAL: write it only
+    with `NotebookContext.save_confidential` (DESIGN §6).
+
+    Columns `LIST_COLUMNS`: egfr is the value used (calculated, else reported), urine_protein the
+    定性 label, treatment_status 治療中/治療中断/未治療, last_dm_ym the last month with a diabetes
+    claim (YYYYMM, any year up to the fy end), reason the Japanese 抽出理由. Sorted by group, then
+    eGFR (lowest first) and HbA1c (highest first)."""
+    col = {"referral": "dkd_referral", "guidance": "dkd_guidance"}.get(kind)
+    if col is None:
+        raise ParameterError(f"リストの種類は referral（受診勧奨）または guidance（保健指導）で指定してください（{kind}）")
+    f = frame.loc[frame[col].to_numpy(dtype=bool)]
+    out = pd.DataFrame({
+        "person_id": f["person_id"].astype("str"),
+        "muni_code": f["muni_code"].astype("str"),
+        "district_code": f["district_code"].astype("str"),
+        "district_name": _district_names(f, districts),
+        "sex": f["sex"].map(SEX_LABELS).astype("str"),
+        "age": f["age"].astype("int64"),
+        "age_band": f["age_band"].astype("str"),
+        "insurance": f["insurance"].astype("str"),
+        "group": f["dkd_group"].astype("str"),
+        "group_label": f["dkd_group"].map(programs.DKD_GROUPS).astype("str"),
+        "treatment_status": f["dkd_treatment"].astype("str"),
+        "has_kenshin": f["has_kenshin"].fillna(False).astype(bool),
+        "exam_date": f["exam_date"] if "exam_date" in f else pd.NaT,
+        "hba1c": pd.to_numeric(f["hba1c"], errors="coerce"),
+        "fpg": pd.to_numeric(f["fpg"], errors="coerce"),
+        "casual_glucose": pd.to_numeric(f.get("casual_glucose", np.nan), errors="coerce"),
+        "egfr": f["egfr_used"].round(1),
+        "egfr_source": f["egfr_source"].astype("str").where(f["egfr_source"].notna(), "") if "egfr_source" in f else "",
+        "urine_protein": _urine_text(f["urine_protein"]).where(f["urine_protein"].notna(), ""),
+        "ckd_g": f["ckd_g"].astype("str").where(f["ckd_g"].notna(), ""),
+        "ckd_a": f["ckd_a"].astype("str").where(f["ckd_a"].notna(), ""),
+        "kidney_claim": f["dkd_kidney_claim"].astype(bool),
+        "last_dm_ym": f["last_dm_ym"].astype("Int64"),
+        "reason": qualifying_reason(f, params),
+    })
+    out = out.sort_values(["group", "egfr", "hba1c"], ascending=[True, True, False], na_position="last")
+    return out[LIST_COLUMNS].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. trends (DOMAIN §3.1, §4, §5, §7.5)
+
+
+def _measured_diabetics(py: pd.DataFrame, col: str) -> np.ndarray:
+    """Checkup participants (国保 40–74, DOMAIN §7.1) with diabetes (dkd_diabetes, §5.1) and
+    the measure `col` present."""
+    return (indicators.participants(py) & py["dkd_diabetes"].fillna(False).to_numpy(dtype=bool)
+            & pd.to_numeric(py[col], errors="coerce").notna().to_numpy())
+
+
+def computed_indicator_counts(person_year: pd.DataFrame, muni_code: str,
+                              fiscal_years=None) -> pd.DataFrame:
+    """Numerators/denominators per fy for the two indicators not in the registry, for the
+    municipality and the prefecture (DOMAIN §4.2, §4.3, §5.1):
+    `dm_egfr45` eGFR < 45 and `dm_urine_protein1` 尿蛋白 1+ 以上 among checkup participants with
+    diabetes who had the measurement. Columns: indicator_id, area, fy, numerator, denominator."""
+    py = person_year
+    if fiscal_years is not None:
+        py = py[py["fy"].isin([int(f) for f in fiscal_years])]
+    egfr = pd.to_numeric(py["egfr_calc"], errors="coerce").fillna(pd.to_numeric(py["egfr"], errors="coerce"))
+    urine = pd.to_numeric(py["urine_protein"], errors="coerce")
+    den_egfr = (indicators.participants(py) & py["dkd_diabetes"].fillna(False).to_numpy(dtype=bool)
+                & egfr.notna().to_numpy())
+    den_urine = _measured_diabetics(py, "urine_protein")
+    flags = {"dm_egfr45": (egfr.to_numpy() < 45) & den_egfr, "dm_urine_protein1": (urine.to_numpy() >= 2) & den_urine}
+    dens = {"dm_egfr45": den_egfr, "dm_urine_protein1": den_urine}
+    code = str(muni_code)
+    in_area = (py["muni_code"].astype("str").str.startswith(code) if is_prefecture(code)
+               else py["muni_code"].astype("str").eq(code)).to_numpy(dtype=bool)
+    parts = []
+    for ind, num in flags.items():  # two indicators
+        d = pd.DataFrame({"fy": py["fy"].to_numpy(), "num": num.astype("int64"),
+                          "den": dens[ind].astype("int64"), "area": in_area})
+        pref = d.groupby("fy")[["num", "den"]].sum().assign(area="pref")
+        parts.append(pref.reset_index().assign(indicator_id=ind))
+        if not is_prefecture(code):
+            mun = d[d["area"]].groupby("fy")[["num", "den"]].sum().assign(area="muni")
+            parts.append(mun.reset_index().assign(indicator_id=ind))
+    out = pd.concat(parts, ignore_index=True).rename(columns={"num": "numerator", "den": "denominator"})
+    return out[["indicator_id", "area", "fy", "numerator", "denominator"]]
+
+
+def trend_table(prepared, muni_code: str, fiscal_years=None, conf: float = 0.95) -> pd.DataFrame:
+    """Trend of the 糖尿病性腎症 indicators for the municipality and the prefecture with Wilson
+    intervals (DESIGN §5): indicator_id, indicator_name, area_name, fy, numerator, denominator,
+    value, lower, upper (percent), method, conf.
+
+    Registered indicators (`TREND_REGISTERED`, hsutils.indicators) come from the strata table;
+    eGFR < 45 and 尿蛋白 1+ among diabetics from `computed_indicator_counts`. These use the cached
+    flags, i.e. the default criteria of `programs.NephropathyParams`."""
+    code = str(muni_code)
+    master = prepared.municipalities
+    pref_name = str(master["pref_name"].iloc[0]) if "pref_name" in master else "県"
+    area_name = pref_name if is_prefecture(code) else prepared.muni_name(code)
+    strata = prepared.strata
+    fys = None if fiscal_years is None else [int(f) for f in fiscal_years]
+    parts = []
+    reg = strata[strata["indicator_id"].isin(TREND_REGISTERED)]
+    if fys is not None:
+        reg = reg[reg["fy"].isin(fys)]
+    muni = reg["muni_code"].astype("str")
+    pref_counts = reg.groupby(["indicator_id", "fy"], as_index=False)[["numerator", "denominator"]].sum()
+    parts.append(pref_counts.assign(area="pref"))
+    if not is_prefecture(code):
+        m = reg[muni.eq(code).to_numpy()]
+        parts.append(m.groupby(["indicator_id", "fy"], as_index=False)[["numerator", "denominator"]].sum()
+                     .assign(area="muni"))
+    parts.append(computed_indicator_counts(prepared.person_year, code, fys))
+    out = pd.concat(parts, ignore_index=True)
+    out["area_name"] = np.where(out["area"].eq("muni"), area_name, pref_name)
+    names = {i.id: i.name for i in indicators.INDICATORS} | TREND_COMPUTED
+    out["indicator_name"] = out["indicator_id"].map(names)
+    p, lo, hi = stats.proportion_ci(out["numerator"].to_numpy(float), out["denominator"].to_numpy(float), conf)
+    out["value"], out["lower"], out["upper"] = np.asarray(p) * 100, np.asarray(lo) * 100, np.asarray(hi) * 100
+    out["method"], out["conf"] = "Wilson", conf
+    order = {k: i for i, k in enumerate(list(TREND_REGISTERED[:1]) + list(TREND_COMPUTED) + list(TREND_REGISTERED[1:]))}
+    out = out.assign(_o=out["indicator_id"].map(order), _a=out["area"].eq("pref"))
+    out = out.sort_values(["_o", "_a", "fy"]).drop(columns=["_o", "_a", "area"])
+    out["numerator"] = out["numerator"].astype("int64")
+    out["denominator"] = out["denominator"].astype("int64")
+    return out[["indicator_id", "indicator_name", "area_name", "fy", "numerator", "denominator",
+                "value", "lower", "upper", "method", "conf"]].reset_index(drop=True)
+
+
+def _pooled_text(rows: pd.DataFrame, muni_name: str, threshold: int) -> str:
+    """All fiscal years pooled (person-years), for indicators too rare to show per year. An area
+    with exactly one hidden year gets no pooled figure: it could be recovered by subtracting the
+    years shown (DOMAIN §9)."""
+    parts = []
+    for area, g in rows.groupby("area_name", sort=False):  # two areas
+        hidden_years = sum(_small_row(r, threshold) for _, r in g.iterrows())  # a few years
+        if hidden_years == 1:
+            continue
+        x, n = int(g["numerator"].sum()), int(g["denominator"].sum())
+        if n == 0 or privacy.is_small(x, threshold) or privacy.is_small(n, threshold):
+            continue
+        p, lo, hi = (float(v) * 100 for v in stats.proportion_ci(x, n))
+        parts.append(f"{area} {p:.2f}%（95%CI {lo:.2f}–{hi:.2f}、{x:,}/{n:,}人年）")
+    if not parts:
+        return ""
+    return f" 全年度の合計: {'、'.join(parts)}"
+
+
+def _small_row(r, threshold: int) -> bool:
+    """The row's figures derive from a count 1…threshold−1 (or have no denominator)."""
+    return bool(privacy.is_small(r["numerator"], threshold) or privacy.is_small(r["denominator"], threshold)
+                or not r["denominator"] > 0)
+
+
+def trend_plottable(rows: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> bool:
+    """True when at least one point of a trend can be shown (numerator and denominator not 1–9,
+    denominator > 0); otherwise the chart would be empty."""
+    num, den = rows["numerator"].to_numpy(float), rows["denominator"].to_numpy(float)
+    hidden = (np.asarray(privacy.is_small(num, threshold), dtype=bool)
+              | np.asarray(privacy.is_small(den, threshold), dtype=bool) | ~(den > 0))
+    return bool((~hidden).any())
+
+
+def trend_summary(trend: pd.DataFrame, muni_name: str, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
+    """Japanese sentence per indicator: the latest year of the municipality vs the prefecture
+    (significance by whether the prefecture value lies outside the municipality's interval)."""
+    last = int(trend["fy"].max())
+    t = trend[trend["fy"] == last]
+    lines = []
+    if t["area_name"].nunique() == 1:  # prefecture level: no comparison, the latest values
+        for _, r in t.iterrows():  # six indicators
+            if _small_row(r, threshold):
+                lines.append(f"・{r['indicator_name']}: 人数が少ないため表示しません（{plots.fy_japanese(last)}）。"
+                             + _pooled_text(trend[trend["indicator_id"] == r["indicator_id"]], "", threshold))
+                continue
+            lines.append(f"・{r['indicator_name']}: {r['value']:.1f}%（95%CI {r['lower']:.1f}–{r['upper']:.1f}、"
+                         f"{int(r['numerator']):,}/{int(r['denominator']):,}人）")
+        return "\n".join(lines)
+    for ind in pd.unique(t["indicator_id"]):  # six indicators
+        rows = t[t["indicator_id"] == ind]
+        m, p = rows[rows["area_name"] == muni_name], rows[rows["area_name"] != muni_name]
+        name = rows["indicator_name"].iloc[0]
+        if m.empty or p.empty:
+            continue
+        m, p = m.iloc[0], p.iloc[0]
+        if _small_row(m, threshold) or _small_row(p, threshold):
+            lines.append(f"・{name}: 人数が少ないため表示しません（{plots.fy_japanese(last)}）。"
+                         + _pooled_text(trend[trend["indicator_id"] == ind], muni_name, threshold))
+            continue
+        comp = stats.compare_to_benchmark(m["lower"], m["upper"], p["value"])
+        comp = "判定できません" if pd.isna(comp) else {"有意に高い": "県より有意に高い", "有意に低い": "県より有意に低い",
+                                                    "有意差なし": "県と有意差なし"}[comp]
+        lines.append(f"・{name}: {m['value']:.1f}%（95%CI {m['lower']:.1f}–{m['upper']:.1f}、"
+                     f"{int(m['numerator']):,}/{int(m['denominator']):,}人）、県 {p['value']:.1f}% → {comp}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. funnel plots (STATS_METHODS §7)
+
+
+def funnel_frame(prepared, indicator_id: str, fy: int) -> tuple[pd.DataFrame, float]:
+    """One row per municipality for a funnel plot: area_code, area_name, numerator, denominator,
+    rate (fraction), funnel (position vs the 95 %/99.8 % limits); and the prefecture rate (target)."""
+    s = prepared.strata
+    s = s[(s["indicator_id"] == indicator_id) & (s["fy"] == int(fy))]
+    master = prepared.municipalities.drop_duplicates("muni_code").set_index("muni_code")["name"].astype(str)
+    by = (s.groupby("muni_code")[["numerator", "denominator"]].sum()
+          .reindex(master.index.astype(str), fill_value=0).rename_axis("muni_code").reset_index())
+    target = float(by["numerator"].sum() / by["denominator"].sum()) if by["denominator"].sum() else float("nan")
+    by["area_code"] = by["muni_code"].astype("str")
+    by["area_name"] = by["area_code"].map(master).fillna(by["area_code"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        by["rate"] = by["numerator"] / by["denominator"].where(by["denominator"] > 0)
+    by["funnel"] = stats.funnel_significance(by["numerator"].to_numpy(float), by["denominator"].to_numpy(float),
+                                             target)
+    return by[["area_code", "area_name", "numerator", "denominator", "rate", "funnel"]], target
+
+
+def funnel_figure(df: pd.DataFrame, target: float, title: str, footer: str, highlight: str | None = None,
+                  y_label: str = "割合", threshold: int = privacy.DEFAULT_THRESHOLD):
+    """Funnel plot (plots.funnel_plot, polarity lower is better) with this municipality ringed
+    and named (unless its point is suppressed)."""
+    fig = plots.funnel_plot(df, "rate", "denominator", target, title=title, footer=footer,
+                            label_col="area_name", count_col="numerator", polarity="lower_better",
+                            y_label=y_label, target_label="県全体", suppress_threshold=threshold)
+    if highlight:
+        row = df[df["area_code"] == str(highlight)]
+        if len(row) and not (privacy.is_small(row["numerator"].iloc[0], threshold)
+                             or privacy.is_small(row["denominator"].iloc[0], threshold)):
+            ax = fig.axes[0]
+            x, y = float(row["denominator"].iloc[0]), float(row["rate"].iloc[0])
+            ax.scatter([x], [y], s=150, facecolors="none", edgecolors="#D55E00", linewidths=2.0,
+                       zorder=4, gid="funnel_highlight")
+            ax.annotate(f"{row['area_name'].iloc[0]}（当該）", (x, y), xytext=(8, -12),
+                        textcoords="offset points", fontsize=8, color="#D55E00")
+    return fig
+
+
+def funnel_table(df: pd.DataFrame, indicator_id: str) -> pd.DataFrame:
+    """Committee table of a funnel plot (rate in percent); suppress with ctx.save_table."""
+    out = df.copy()
+    out.insert(0, "indicator_id", indicator_id)
+    out["rate"] = out["rate"] * 100
+    return out
+
+
+def funnel_summary(df: pd.DataFrame, muni_code: str | None, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
+    """Japanese text: municipalities above/below the 95 % limits and where this one lies."""
+    ok = pd.Series(~(np.asarray(privacy.is_small(df["numerator"], threshold), dtype=bool)
+                     | np.asarray(privacy.is_small(df["denominator"], threshold), dtype=bool)), index=df.index)
+    d = df[ok.to_numpy()]
+    high = d.loc[d["funnel"].astype("str").str.contains("高い"), "area_name"].tolist()
+    low = d.loc[d["funnel"].astype("str").str.contains("低い"), "area_name"].tolist()
+    lines = [f"95%限界より高い（悪い）市町: {'、'.join(high) if high else 'なし'}",
+             f"95%限界より低い（良い）市町: {'、'.join(low) if low else 'なし'}"]
+    if muni_code and not is_prefecture(muni_code):
+        row = df[df["area_code"] == str(muni_code)]
+        if len(row) and bool(ok.loc[row.index[0]]):
+            r = row.iloc[0]
+            lines.append(f"当該市町（{r['area_name']}）: {r['rate']:.1%}（{int(r['numerator']):,}/"
+                         f"{int(r['denominator']):,}人）… {r['funnel']}")
+        elif len(row):
+            lines.append(f"当該市町（{row['area_name'].iloc[0]}）: 人数が少ないため表示しません")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. 日本健康会議 宣言2 self-check (DOMAIN §5.5, seed 003)
+
+REQUIREMENTS = {
+    "extraction_criteria": ("①", "対象者の抽出基準が明確であること"),
+    "family_doctor": ("②", "かかりつけ医と連携した取組であること"),
+    "professionals": ("③", "保健指導を実施する場合には、専門職が取組に携わること"),
+    "evaluation": ("④", "事業の評価を実施すること"),
+    "prefecture_council": ("⑤", "取組の実施にあたり、地域の実情に応じて各都道府県の糖尿病対策推進会議等"
+                                "との連携（各都道府県による対応策の議論や取組内容の共有）を図ること"),
+}
+ALWAYS_REQUIRED = ("extraction_criteria", "family_doctor", "professionals", "evaluation")
+_YES = {"yes", "y", "true", "1", "はい", "済", "実施", "実施済み", "あり", "○", "◯"}
+_NO = {"no", "n", "false", "0", "いいえ", "未", "未実施", "なし", "×"}
+
+
+def _answer(value) -> bool | None:
+    """はい/いいえ (yes/no, true/false) → True/False; empty → None (未記入)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text == "":
+        return None
+    if text in _YES:
+        return True
+    if text in _NO:
+        return False
+    raise ParameterError(f"自己点検の回答「{value}」は はい／いいえ（yes/no）で記入してください")
+
+
+def load_checklist(path=None) -> dict:
+    """Read the municipality's self-check YAML (parameters/nephropathy_checklist_demo.yaml is the
+    example): `nephropathy_program` (bool, default true: ⑤ is then required) and
+    `requirements: {<key>: {met: はい/いいえ, note: text}}` for the keys of `REQUIREMENTS`."""
+    p = Path(path) if path else DEFAULT_CHECKLIST
+    if not p.exists():
+        raise ParameterError(f"自己点検のファイル {p} が見つかりません（記入例: {DEFAULT_CHECKLIST}）")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8-sig")) or {}
+    except yaml.YAMLError as e:
+        raise ParameterError(f"自己点検のファイル {p} の YAML の書き方に誤りがあります: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("requirements", {}), dict):
+        raise ParameterError(f"自己点検のファイル {p} は「requirements: 要件ごとに met と note」の形式で書いてください")
+    unknown = sorted(set(data.get("requirements", {})) - set(REQUIREMENTS))
+    if unknown:
+        raise ParameterError(f"自己点検のファイル {p} に不明な要件 {unknown} があります"
+                             f"（使える名前: {', '.join(REQUIREMENTS)}）")
+    return data
+
+
+def checklist_table(checklist: dict) -> pd.DataFrame:
+    """The five requirements of 宣言2 as a checklist (DOMAIN §5.5): 番号, 要件, 区分, 状況, 備考, 不足.
+    ①–④ are always required; ⑤ is required for 糖尿病性腎症重症化予防 programs
+    (`nephropathy_program`, default true). A requirement not answered counts as 未記入 (not met)."""
+    nephro = bool(checklist.get("nephropathy_program", True))
+    answers = checklist.get("requirements", {}) or {}
+    rows = []
+    for key, (mark, text) in REQUIREMENTS.items():  # five requirements
+        entry = answers.get(key) or {}
+        if not isinstance(entry, dict):
+            entry = {"met": entry}
+        met = _answer(entry.get("met"))
+        required = key in ALWAYS_REQUIRED or nephro
+        status = "未記入" if met is None else ("満たしている" if met else "満たしていない")
+        rows.append({
+            "番号": mark, "要件": text,
+            "区分": "必須" if key in ALWAYS_REQUIRED else ("必須（糖尿病性腎症重症化予防）" if nephro else "任意"),
+            "状況": status, "備考": str(entry.get("note") or ""),
+            "不足": "不足" if (required and met is not True) else "",
+            "key": key,
+        })
+    return pd.DataFrame(rows)
+
+
+def checklist_verdict(table: pd.DataFrame) -> str:
+    """Japanese verdict of the self-check (DOMAIN §5.5)."""
+    missing = table[table["不足"] == "不足"]
+    if missing.empty:
+        return "判定: 宣言2の要件をすべて満たしています（①〜④必須、⑤糖尿病性腎症重症化予防の取組で必須）。"
+    items = "、".join(missing["番号"] + "（" + missing["状況"] + "）")
+    core_missing = missing["key"].isin(ALWAYS_REQUIRED).any()
+    if core_missing:
+        head = "判定: 宣言2の必須要件（①〜④）を満たしていません。"
+    else:
+        head = "判定: ①〜④は満たしていますが、糖尿病性腎症重症化予防の取組としては⑤が不足しています。"
+    return f"{head}不足している要件: {items}。"
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. interactive explorer (DESIGN §9: only when interactive)
+
+
+def flow_explorer(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
+                  params: programs.NephropathyParams = programs.NephropathyParams(),
+                  threshold: int = privacy.DEFAULT_THRESHOLD):
+    """ipywidgets panel: thresholds and the interruption window; the flow counts (suppressed)
+    update at once. Call only when `interactive` (papermill can hang on widgets, DESIGN §9)."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    style = {"description_width": "11em"}
+    w = {
+        "hba1c": widgets.FloatSlider(value=params.hba1c, min=6.0, max=8.0, step=0.1, description="HbA1c（%）以上",
+                                     style=style),
+        "glucose": widgets.IntSlider(value=int(params.glucose), min=100, max=200, step=1,
+                                     description="空腹時・随時血糖 以上", style=style),
+        "egfr": widgets.IntSlider(value=int(params.egfr), min=15, max=90, step=1, description="eGFR 未満",
+                                  style=style),
+        "urine_protein": widgets.Dropdown(options=list(URINE_CHOICES),
+                                          value=URINE_LABELS.get(params.urine_protein, "±"),
+                                          description="尿蛋白 以上", style=style),
+        "window_months": widgets.IntSlider(value=params.window_months, min=1, max=24, step=1,
+                                           description="治療中断の判定（か月）", style=style),
+        "include_kidney_claims": widgets.Checkbox(value=params.include_kidney_claims,
+                                                  description="腎疾患レセプトも腎障害に含める"),
+    }
+    out = widgets.Output()
+
+    def update(**values):
+        p = nephropathy_params(lookback_months=max(params.lookback_months, values["window_months"]),
+                               exclude_dialysis=params.exclude_dialysis, **values)
+        flow = flow_counts(rows, claims, fy, p)
+        with out:
+            out.clear_output(wait=True)
+            display(flow_table(flow, threshold)[["step_label", "count"]])
+            print(flow_summary(flow, threshold))
+
+    panel = widgets.interactive_output(update, w)
+    return widgets.VBox([widgets.VBox(list(w.values())), out, panel])
