@@ -70,6 +70,7 @@ md('''
 ''')
 
 code('''
+%matplotlib inline
 import warnings
 
 import matplotlib.pyplot as plt
@@ -136,7 +137,7 @@ if HAS_DISTRICTS:
     fig = plots.pyramid_small_multiples(pop, "district_name", f"{NAME} 地区別の被保険者（国保・後期）",
                                        ctx.footer("国保・後期高齢者医療の被保険者（40歳以上）"), ncols=5,
                                        suppress_threshold=suppress_threshold)
-    ctx.save_figure(fig, "district_pyramids")
+    display(ctx.save_figure(fig, "district_pyramids"))
     plt.show()
 else:
     print("地区データがないため、地区の概況は省略します。")
@@ -212,7 +213,7 @@ if HAS_DISTRICTS:
                            f"{NAME} 特定健診 受診率（地区 × 性・年齢、{districts.period_label(BASIS_FYS)}）",
                            ctx.footer("国保 40–74歳 特定健診対象者", fy=BASIS_FY_TEXT), fmt="{:.0%}",
                            suppress_threshold=suppress_threshold, size="a4_landscape")
-    ctx.save_figure(fig, "participation_heat_table")
+    display(ctx.save_figure(fig, "participation_heat_table"))
     plt.show()
 ''')
 
@@ -238,7 +239,7 @@ if HAS_DISTRICTS:
     gap_d = districts.gap_by_district(gap)
     fig = districts.gap_figure(gap, ctx.footer("国保 40–74歳 特定健診対象者", f"目標受診率 {participation_target:.0%}"),
                                target_rate=participation_target, muni_name=NAME, suppress_threshold=suppress_threshold)
-    ctx.save_figure(fig, "participation_gap_by_district")
+    display(ctx.save_figure(fig, "participation_gap_by_district"))
     plt.show()
 ''')
 
@@ -300,12 +301,12 @@ if HAS_DISTRICTS:
     if BOUNDS is not None or TILES is not None:
         fig = districts.map_figure(basis, map_indicator, map_footer, tiles=TILES, boundaries=BOUNDS, muni_name=NAME,
                                    suppress_threshold=suppress_threshold)
-        ctx.save_figure(fig, f"map_{map_indicator}")
+        display(ctx.save_figure(fig, f"map_{map_indicator}"))
         plt.show()
     else:
         print("地区の位置（緯度・経度）も境界ファイルもないため、地図は省略し、順位グラフのみ表示します。")
     fig = districts.ranking_figure(basis, map_indicator, map_footer, muni_name=NAME, suppress_threshold=suppress_threshold)
-    ctx.save_figure(fig, f"ranking_{map_indicator}")
+    display(ctx.save_figure(fig, f"ranking_{map_indicator}"))
     plt.show()
 ''')
 
@@ -320,7 +321,7 @@ if HAS_DISTRICTS:
     for fid in [f for f in funnel_indicators if f in set(basis["indicator_id"])]:
         fig = districts.funnel_figure(basis, fid, ctx.footer(districts.population_text(fid), fy=BASIS_FY_TEXT),
                                       muni_name=NAME, suppress_threshold=suppress_threshold)
-        ctx.save_figure(fig, f"funnel_{fid}")
+        display(ctx.save_figure(fig, f"funnel_{fid}"))
         plt.show()
 ''')
 
@@ -363,7 +364,7 @@ if HAS_DISTRICTS:
     print("優先度1位:", priority["district_name"].iloc[0], "—", priority["reasons"].iloc[0])
     fig = districts.profile_figure(basis, top_code, ctx.footer("国保 40–74歳・後期高齢者 75歳以上", fy=BASIS_FY_TEXT),
                                    muni_name=NAME, suppress_threshold=suppress_threshold)
-    ctx.save_figure(fig, "profile_top_priority")
+    display(ctx.save_figure(fig, "profile_top_priority"))
     plt.show()
 ''')
 

@@ -79,6 +79,7 @@ md("""
 """)
 
 code("""
+%matplotlib inline
 import time
 
 import pandas as pd
@@ -113,7 +114,7 @@ code("""
 pyr = ikkatsu.kouki_pyramid(prepared.person_year, fy, ctx.muni_code)
 fig = plots.population_pyramid(pyr, f"{ctx.muni_name} 後期高齢者の人口構成（性・年齢階級別）",
                                ctx.footer("後期高齢者 75歳以上（被保険者）"), suppress_threshold=th)
-ctx.save_figure(fig, "kouki_pyramid")
+display(ctx.save_figure(fig, "kouki_pyramid"))
 """)
 
 code("""
@@ -130,7 +131,7 @@ kaigo = ikkatsu.kaigo_levels(prepared.person_year, fy, ctx.muni_code, ctx.muni_n
 fig = plots.stacked_bars(kaigo, "area", "level", "count", f"{ctx.muni_name} 後期高齢者の要介護（要支援）認定の状況",
                          ctx.footer("後期高齢者 75歳以上", "年度内に有効な認定の最新の要介護度"),
                          category_order=list(dict.fromkeys(ikkatsu.KAIGO_GROUPS.values())), suppress_threshold=th)
-ctx.save_figure(fig, "kaigo_levels")
+display(ctx.save_figure(fig, "kaigo_levels"))
 levels = ikkatsu.kaigo_levels(prepared.person_year, fy, ctx.muni_code, ctx.muni_name, None, ref_label, ref_munis)
 levels_shown = ctx.save_table(levels, "kaigo_levels", count_cols=["count"])
 display(levels_shown.pivot(index="area", columns="level", values="count")
@@ -174,7 +175,7 @@ fig = plots.ranked_bar(sr, "sr", "sr_lower", "sr_upper", 1.0,
                        ctx.footer(population, "性・年齢階級（5歳）で間接法により調整、95%信頼区間"),
                        polarity="lower_better", count_col="count", value_fmt="{:.2f}",
                        x_label="標準化該当比", benchmark_label=ref_label, suppress_threshold=th)
-ctx.save_figure(fig, "criteria_sr")
+display(ctx.save_figure(fig, "criteria_sr"))
 """)
 
 code("""
@@ -186,7 +187,7 @@ if with_districts:
                            ctx.footer(population, f"標準化該当比の95%信頼区間で {ref_label} と比較"),
                            fmt="{:.1%}", count_col="count", comparison_col="comparison",
                            polarity="lower_better", suppress_threshold=th, size="a4_landscape")
-    ctx.save_figure(fig, "criteria_by_district")
+    display(ctx.save_figure(fig, "criteria_by_district"))
     display(ikkatsu.district_pivot(criteria_shown))
 else:
     print("この市町村には地区（日常生活圏域）のデータがないため、地区別の表は作成していません。")
@@ -216,7 +217,7 @@ members = ikkatsu.membership(flags, prepared.person_year, ctx.muni_code, params)
 fig = plots.upset_chart(members, f"{ctx.muni_name} 抽出基準の重なり（UpSet図）",
                         ctx.footer(population, "上の棒: 組み合わせごとの人数、左の棒: 基準ごとの人数"),
                         suppress_threshold=th)
-ctx.save_figure(fig, "criteria_upset")
+display(ctx.save_figure(fig, "criteria_upset"))
 """)
 
 code("""
@@ -250,7 +251,7 @@ for kind, name in (("領域", "questionnaire_domains"), ("項目", "questionnair
                             f"{ctx.muni_name} 質問票のリスク回答の割合（{kind}別）", foot,
                             count_col="count", area_label=ctx.muni_name, benchmark_label=ref_label,
                             suppress_threshold=th, size="a4_landscape")
-    ctx.save_figure(fig, name)
+    display(ctx.save_figure(fig, name))
 """)
 
 md("""
@@ -308,7 +309,7 @@ else:
                                       "色: 市町村全体との比較（95%信頼区間）。地区は通いの場の圏域の目安"),
                            fmt="{:.1%}", count_col="count", comparison_col="comparison",
                            polarity="lower_better", suppress_threshold=th, size="a4_landscape")
-    ctx.save_figure(fig, "frailty_by_district")
+    display(ctx.save_figure(fig, "frailty_by_district"))
 """)
 
 md("""
