@@ -307,15 +307,10 @@ def significance_label(comparison, polarity=None) -> str:
     without: 高い / 差なし / 低い. Anything else (NaN, suppressed) gives "判定なし".
     """
     polarity = _check_polarity(polarity)
-    if comparison == _COMPARISON_SAME:
-        return "差なし"
-    if comparison not in (_COMPARISON_HIGHER, _COMPARISON_LOWER):
-        return "判定なし"
-    higher = comparison == _COMPARISON_HIGHER
-    if polarity is None:
-        return "高い" if higher else "低い"
-    good = higher == (polarity == "higher_better")
-    return "良い" if good else "悪い"
+    from hsutils.indicators import judgement  # the one definition of 良い/悪い (DESIGN §10)
+
+    label = judgement(np.array([comparison], dtype=object), np.array([polarity], dtype=object))[0]
+    return "判定なし" if label is None else str(label)
 
 
 def significance_colour(comparison, polarity=None) -> str:
