@@ -293,10 +293,9 @@ def standard_weights(std_pop="H27") -> pd.Series:
 # ---------------------------------------------------------------- indicator table
 
 def _comparison(lower: np.ndarray, upper: np.ndarray, benchmark) -> np.ndarray:
-    out = np.full(len(lower), "有意差なし", dtype=object)
-    out[lower > benchmark] = "有意に高い"
-    out[upper < benchmark] = "有意に低い"
-    out[np.isnan(lower) | np.isnan(upper)] = None
+    """有意に高い / 有意差なし / 有意に低い by the interval (stats.compare_to_benchmark); None if undefined."""
+    out = np.asarray(stats.compare_to_benchmark(lower, upper, benchmark), dtype=object)
+    out[pd.isna(out)] = None
     return out
 
 
