@@ -132,6 +132,12 @@ def main() -> None:
         synth_rows(args.rows).to_parquet(path, index=False)
         print(f"rows: {args.rows:,}  municipalities: 1,741  (generation not timed)")
 
+        # warm-up on a small file (imports, first-call allocations), not timed
+        small = Path(tmp) / "small.parquet"
+        synth_rows(20_000, seed=2).to_parquet(small, index=False)
+        _, s_small, _ = run_ours(small)
+        indicators.indicator_table(s_small, "muni")
+
         py, strata, t = run_ours(path)
         master = pd.read_csv(ROOT / "hsutils" / "data" / "municipalities_jp.csv", dtype={"muni_code": str},
                              comment="#")

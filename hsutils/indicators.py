@@ -369,8 +369,10 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
         ref = ref[ref["fy"].isin(fys).to_numpy()]
     if level == "muni" and not (s["district_code"] != "").any():
         rolled = s.assign(area_code=s["muni_code"])  # already one row per muni stratum
+        same_rows = reference is None  # rolled rows are the reference rows, in the same order
     else:
         rolled = aggregate.rollup(s, area_map, level)
+        same_rows = False
     if rolled.empty:
         return pd.DataFrame(columns=["area_code", "area_name", "fy", "indicator_id", "numerator", "denominator"])
 
@@ -382,8 +384,10 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     n_ind, n_band, n_fy, n_area = len(ind_cats), len(band_cats), len(fy_cats), len(area_cats)
 
     def keys(df):
+        fy_vals = df["fy"].to_numpy()
+        fy_idx = np.searchsorted(fy_cats.to_numpy(), fy_vals)  # fy_cats is sorted and holds every fy
         return (_codes(df["indicator_id"], ind_cats), _codes(df["age_band"], band_cats),
-                fy_cats.get_indexer(df["fy"].to_numpy()), df["sex"].to_numpy().astype(np.int64) - 1)
+                fy_idx, df["sex"].to_numpy().astype(np.int64) - 1)
 
     ind, band, fyc, sex = keys(rolled)
     area = _codes(rolled["area_code"], area_cats)
@@ -404,19 +408,18 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     xa = np.bincount(ga, weights=x, minlength=n_g * n_band)
     na = np.bincount(ga, weights=n, minlength=n_g * n_band)
     w_band = standard_weights(std_pop).reindex(band_cats).to_numpy(dtype=float)
-    wa = np.tile(w_band, n_g)
-    ok = (na > 0) & ~np.isnan(wa)
+    # dense (group × band) matrices: ga = g * n_band + band, so a reshape gives one row per group
+    xa, na = xa.reshape(n_g, n_band), na.reshape(n_g, n_band)
+    ok = (na > 0) & ~np.isnan(w_band)[None, :]
+    wa = np.where(ok, np.nan_to_num(w_band)[None, :], 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         t1 = np.where(ok, wa * xa / na, 0.0)
         t2 = np.where(ok, xa * (wa / na) ** 2, 0.0)
-    gidx = np.repeat(np.arange(n_g), n_band)
-    S = np.bincount(gidx, weights=t1, minlength=n_g)
-    V = np.bincount(gidx, weights=t2, minlength=n_g)
-    W = np.bincount(gidx, weights=np.where(ok, wa, 0.0), minlength=n_g)
-    O = np.bincount(gidx, weights=np.where(ok, xa, 0.0), minlength=n_g)
+    S, V, W = t1.sum(axis=1), t2.sum(axis=1), wa.sum(axis=1)
+    O = np.where(ok, xa, 0.0).sum(axis=1)
 
     # indirect standardisation: reference rates by fy × indicator × sex × age band (STATS §6)
-    rind, rband, rfy, rsex = keys(ref)
+    rind, rband, rfy, rsex = (ind, band, fyc, sex) if same_rows else keys(ref)
     rk_size = n_fy * n_ind * 2 * n_band
     rk = ((rfy * n_ind + rind) * 2 + rsex) * n_band + rband
     valid = (rind >= 0) & (rband >= 0) & (rfy >= 0)
@@ -465,15 +468,15 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     if by_sex:
         out.insert(3, "sex", sex_p + 1)
     out["comparison"] = _comparison(out["sr_lower"].to_numpy(), out["sr_upper"].to_numpy(), 1.0)
-    reg = registry_frame().set_index("indicator_id")
-    for col, src in (("indicator_name", "indicator_name"), ("polarity", "polarity"),
-                     ("category", "category"), ("unit", "unit")):
-        out[col] = out["indicator_id"].map(reg[src])
+    reg = registry_frame().set_index("indicator_id").reindex(ind_cats)
+    for col in ("indicator_name", "polarity", "category", "unit"):
+        out[col] = reg[col].to_numpy()[ind_p]  # looked up per indicator, not per row
     out["judgement"] = judgement(out["comparison"].to_numpy(), out["polarity"].to_numpy())
     num, den = out["numerator"].to_numpy(), out["denominator"].to_numpy()
     out["suppressed"] = ((num > 0) & (num < suppress_threshold)) | ((den > 0) & (den < suppress_threshold))
     # the indirect ratio's observed count is the area's numerator: exact limits below 10 (STATS §1c)
-    out["method"] = np.where(num < 10, "Wilson; Dobson; 間接法 exact Poisson", "Wilson; Dobson; 間接法 Byar")
+    out["method"] = np.array(["Wilson; Dobson; 間接法 exact Poisson", "Wilson; Dobson; 間接法 Byar"],
+                             dtype=object)[(num >= 10).astype(np.int8)]
     out["conf"] = conf
     out = _attach_area_names(out, level, area_map)
     return out.sort_values(["indicator_id", "fy", "area_code"] + (["sex"] if by_sex else []),

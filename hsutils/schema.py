@@ -255,10 +255,9 @@ def age_band(age):
     a = pd.to_numeric(pd.Series(np.atleast_1d(age)), errors="coerce").to_numpy(dtype=float)
     edges = np.array([40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90], dtype=float)
     idx = np.searchsorted(edges, a, side="right")  # 0 => <40, 1 => 40-44, ..., 11 => 90+
-    labels = np.array(("<40",) + AGE_BANDS, dtype=object)
-    out = labels[np.clip(idx, 0, len(labels) - 1)]
-    out = np.where(np.isnan(a), None, out)
-    cat = pd.Categorical(out, categories=list(labels), ordered=True)
+    labels = ("<40",) + AGE_BANDS
+    codes = np.where(np.isnan(a), -1, np.clip(idx, 0, len(labels) - 1)).astype(np.int8)
+    cat = pd.Categorical.from_codes(codes, categories=list(labels), ordered=True)  # no per-row strings
     if scalar:
-        return None if pd.isna(cat[0]) else str(cat[0])
+        return None if codes[0] < 0 else labels[codes[0]]
     return cat

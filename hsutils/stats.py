@@ -261,11 +261,11 @@ def count_limits(x, conf=0.95):
     (STATS_METHODS §1c; the switch is between 9 and 10). Returns a tuple (lower, upper)."""
     index = _series_index(x)
     (x,) = _broadcast(x)
-    el, eu = (np.asarray(v) for v in exact_poisson_limits(x, conf))
-    bl, bu = (np.asarray(v) for v in byar_limits(x, conf))
+    lower, upper = (np.array(v, dtype=float) for v in byar_limits(x, conf))
     small = x < SMALL_COUNT_LIMIT
-    lower = np.where(small, el, bl)
-    upper = np.where(small, eu, bu)
+    if small.any():  # chi-square quantiles only where needed: they are the slow part
+        el, eu = (np.asarray(v) for v in exact_poisson_limits(x[small], conf))
+        lower[small], upper[small] = el, eu
     return _wrap(lower, index), _wrap(upper, index)
 
 
