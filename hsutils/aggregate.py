@@ -53,20 +53,28 @@ def strata_counts(frame: pd.DataFrame, flags: Mapping[str, tuple[np.ndarray, np.
         code += np.where(c >= 0, c, 0) * radix
         radix *= max(len(u), 1)
         levels.append(u)
-    code = code[valid]
+    all_valid = bool(valid.all())
+    if not all_valid:
+        code = code[valid]
     size = radix
 
     parts = []
     for ind_id, (num, den) in flags.items():
-        den_v = np.asarray(den, dtype=bool)[valid]
-        num_v = np.asarray(num, dtype=bool)[valid] & den_v
+        den_v = np.asarray(den, dtype=bool)
+        if not den_v.any():
+            continue
+        num_v = np.asarray(num, dtype=bool) & den_v
+        if not all_valid:
+            den_v, num_v = den_v[valid], num_v[valid]
         d = np.bincount(code[den_v], minlength=size)
         x = np.bincount(code[num_v], minlength=size)
         nz = np.flatnonzero(d)
         parts.append((ind_id, nz, x[nz], d[nz]))
 
     if not parts:
-        return pd.DataFrame(columns=keys + ["indicator_id", "numerator", "denominator"])
+        empty = pd.DataFrame({k: pd.Series(dtype=np.int64 if k in ("fy", "sex") else object) for k in keys})
+        return empty.assign(indicator_id=pd.Series(dtype=object), numerator=pd.Series(dtype=np.int64),
+                            denominator=pd.Series(dtype=np.int64))
     all_idx = np.concatenate([p[1] for p in parts])
     out = {}
     rem = all_idx.copy()
