@@ -496,3 +496,181 @@ def test_frame_rules_accept_nullable_dtypes_and_keep_index():
     assert list(levels.index) == ["a", "b", "c"] and levels.name == "hokenshido"
     assert levels.iloc[:2].tolist() == ["積極的支援", "動機付け支援"] and pd.isna(levels.iloc[2])
     assert cl.metabolic_status(df).tolist() == ["該当", "該当", "非該当"]
+
+
+# ---------------------------------------------------------------------------------------------
+# derive_kenshin on a large random frame: stored dtypes, public functions, frozen counts
+# ---------------------------------------------------------------------------------------------
+def _random_kenshin(n: int = 20_000, seed: int = 20240401) -> pd.DataFrame:
+    """Deterministic float64 frame: values on grids through every threshold, ~10–80 % missing,
+    height ≤ 0, creatinine ≤ 0, age < 18, sex 3/missing, negative urine, flags with <NA>."""
+    rng = np.random.default_rng(seed)
+
+    def grid(lo, hi, step, p_missing):
+        v = lo + step * rng.integers(0, round((hi - lo) / step) + 1, n)
+        return np.where(rng.random(n) < p_missing, NA, np.round(v, 6))
+
+    df = pd.DataFrame({
+        "sex": rng.choice([1.0, 2.0, 3.0, NA], n, p=[0.47, 0.47, 0.02, 0.04]),
+        "age": np.where(rng.random(n) < 0.03, NA, rng.integers(15, 80, n).astype(float)),
+        "height": np.where(rng.random(n) < 0.05, rng.choice([0.0, -1.0], n), grid(140.0, 190.0, 0.5, 0.2)),
+        "weight": grid(30.0, 110.0, 0.1, 0.2),
+        "bmi": grid(17.0, 33.0, 0.1, 0.5), "waist": grid(75.0, 95.0, 0.5, 0.15),
+        "sbp": grid(120.0, 165.0, 1.0, 0.1), "dbp": grid(75.0, 105.0, 1.0, 0.1),
+        "tg": grid(140.0, 310.0, 5.0, 0.1), "hdl": grid(35.0, 45.0, 1.0, 0.1),
+        "ldl": grid(115.0, 145.0, 1.0, 0.1), "non_hdl": grid(145.0, 175.0, 1.0, 0.3),
+        "ast": grid(28.0, 53.0, 1.0, 0.1), "alt": grid(28.0, 53.0, 1.0, 0.1),
+        "ggt": grid(48.0, 103.0, 1.0, 0.1), "fpg": grid(95.0, 130.0, 1.0, 0.4),
+        "casual_glucose": grid(95.0, 130.0, 1.0, 0.8), "hba1c": grid(5.4, 8.2, 0.1, 0.3),
+        "urine_protein": grid(-1.0, 4.0, 1.0, 0.1), "creatinine": grid(-0.1, 3.0, 0.01, 0.3),
+        "egfr": grid(10.0, 95.0, 0.1, 0.5), "hemoglobin": grid(10.5, 13.5, 0.1, 0.1),
+    })
+    for col in BOOL_COLUMNS:
+        df[col] = pd.array(np.where(rng.random(n) < 0.1, None, rng.random(n) < 0.3), dtype="boolean")
+    return df
+
+
+def _stored_compactly(df: pd.DataFrame) -> pd.DataFrame:
+    """As a large export is held in memory: float32 measures, Int8 sex, Int16 age."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == np.float64 and col not in ("sex", "age"):
+            out[col] = out[col].astype(np.float32)
+    out["sex"] = out["sex"].astype("Int8")
+    out["age"] = out["age"].astype("Int16")
+    return out
+
+
+def _as_float64(df: pd.DataFrame) -> pd.DataFrame:
+    """The same values widened to float64 (exact), flags as object True/False/None."""
+    out = df.copy()
+    for col in out.columns:
+        if col in BOOL_COLUMNS:
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
+        else:
+            out[col] = out[col].astype("float64")
+    return out
+
+
+def _label_counts(s: pd.Series) -> dict:
+    return {("NA" if pd.isna(k) else k): int(v)
+            for k, v in s.value_counts(dropna=False, sort=False).items()}
+
+
+def test_derive_kenshin_random_frame_frozen_counts():
+    """Counts frozen from the implementation before the 10M-row optimisation (same input)."""
+    out = cl.derive_kenshin(_stored_compactly(_random_kenshin()))
+    assert _label_counts(out["egfr_source"]) == {"計算": 11761, "報告値": 4079, "NA": 4160}
+    assert _label_counts(out["ckd_g"]) == {"G1": 2732, "G2": 2632, "G3a": 1939, "G3b": 2895,
+                                           "G4": 5078, "G5": 564, "NA": 4160}
+    assert _label_counts(out["ckd_a"]) == {"A1": 2929, "A2": 3013, "A3": 8945, "NA": 5113}
+    assert _label_counts(out["ckd_colour"]) == {"green": 791, "yellow": 1096, "orange": 3044,
+                                                "red": 6886, "NA": 8183}
+    assert _label_counts(out["metabo"]) == {"該当": 5879, "予備群": 268, "非該当": 9772, "NA": 4081}
+    assert _label_counts(out["hokenshido"]) == {"積極的支援": 1383, "動機付け支援": 1018,
+                                                "情報提供": 1534, "服薬中": 6361, "NA": 9704}
+    flags = {c: int(out[c].sum()) for c in cl.DERIVED_COLUMNS if out[c].dtype == bool}
+    assert flags == {"ref_bp": 14881, "ref_lipid": 6862, "ref_glucose": 9846, "ref_liver": 4770,
+                     "ref_kidney": 13635, "ref_anemia": 5397, "ref_any": 19719, "hg_bp": 17730,
+                     "poor_hba1c8": 1447, "poor_bp160": 5570, "diabetes_type": 9846}
+    assert int(out["bmi_calc"].notna().sum()) == 16063
+    assert int(out["egfr_calc"].notna().sum()) == 15840
+
+
+def test_derive_kenshin_same_results_whatever_the_stored_dtype():
+    """float32 / Int8 / Int16 / boolean storage gives exactly the results of the same values held
+    as float64 and object flags (float32 5.6 is 5.5999999 either way)."""
+    compact = _stored_compactly(_random_kenshin())
+    derived = list(cl.DERIVED_COLUMNS)
+    pd.testing.assert_frame_equal(cl.derive_kenshin(compact)[derived],
+                                  cl.derive_kenshin(_as_float64(compact))[derived], check_exact=True)
+
+
+def test_derive_kenshin_equals_public_functions_and_plain_formulas():
+    """Each derived column equals the public rule functions on the float64 frame, and eGFR / BMI
+    equal the formulas written out here on whole float64 arrays (bit for bit)."""
+    compact = _stored_compactly(_random_kenshin())
+    wide = _as_float64(compact)
+    out = cl.derive_kenshin(compact)
+
+    cr, age, sex = (wide[c].to_numpy() for c in ("creatinine", "age", "sex"))
+    defined = (cr > 0) & (age >= 18) & ((sex == 1) | (sex == 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        calc = 194.0 * np.exp(-1.094 * np.log(np.where(defined, cr, NA))
+                              - 0.287 * np.log(np.where(defined, age, NA)))
+        h, w, bmi = (wide[c].to_numpy() for c in ("height", "weight", "bmi"))
+        computed_bmi = np.round(w * 10000.0 / (np.where(h > 0, h, NA) ** 2), 1)
+    calc = np.where(sex == 2, calc * 0.739, calc)
+    egfr_expected = np.where(np.isnan(calc), wide["egfr"].to_numpy(), calc)
+    np.testing.assert_array_equal(out["egfr_calc"].to_numpy(), egfr_expected)
+    np.testing.assert_array_equal(out["bmi_calc"].to_numpy(), np.where(np.isnan(bmi), computed_bmi, bmi))
+    source = np.where(~np.isnan(calc), "計算", np.where(wide["egfr"].notna(), "報告値", None))
+    assert out["egfr_source"].astype(object).where(out["egfr_source"].notna(), None).tolist() \
+        == source.tolist()
+
+    def labels(s):
+        return s.astype(object).where(s.notna(), None).tolist()
+
+    g = cl.ckd_g_stage(pd.Series(egfr_expected))
+    a = cl.ckd_a_stage(wide["urine_protein"])
+    assert labels(out["ckd_g"]) == labels(g)
+    assert labels(out["ckd_a"]) == labels(a)
+    assert labels(out["ckd_colour"]) == labels(cl.ckd_risk_colour(g, a))
+    assert labels(out["metabo"]) == labels(cl.metabolic_status(wide))
+    assert labels(out["hokenshido"]) == labels(cl.guidance_level(wide))
+    referral = cl.referral_flags(wide)
+    for col in referral.columns:
+        assert out[col].tolist() == referral[col].tolist(), col
+    assert out["hg_bp"].tolist() == cl.guidance_flags(wide)["hg_bp"].tolist()
+    for col in ("poor_hba1c8", "poor_bp160"):
+        assert out[col].tolist() == cl.poor_control(wide)[col].tolist(), col
+    assert out["diabetes_type"].tolist() == cl.diabetes_type(wide).tolist()
+
+
+def test_float32_values_at_a_threshold_compare_as_their_float64_value():
+    """float32(5.6) = 5.59999990463… < 5.6: not ≥5.6 (as after widening to float64); the next
+    float32 up (5.60000038…) is. Same for 6.5 (exact in float32): 6.5 counts."""
+    just_above = np.nextafter(np.float32(5.6), np.float32(10.0))
+    df = kenshin(person(hba1c=5.6), person(hba1c=float(just_above)), person(hba1c=6.5),
+                 person(hba1c=6.4))
+    df["hba1c"] = df["hba1c"].astype(np.float32)
+    flags = cl.guidance_flags(df)
+    assert flags["hg_glucose"].tolist() == [False, True, True, True]
+    assert cl.derive_kenshin(df)["diabetes_type"].tolist() == [False, False, True, False]
+
+
+@pytest.mark.parametrize("t", [0.0, 1.0, 5.6, 6.0, 6.5, 8.0, 11.0, 12.0, 13.0, 18.0, 25.0, 64.0,
+                               85.0, 90.0, 110.0, 150.0, 175.0])
+def test_comparisons_in_stored_dtype_match_float64(t):
+    """Every float32 and float16 value next to each threshold compares like its float64 value."""
+    for dtype in (np.float32, np.float16):
+        x = dtype(t)
+        near = [x]
+        for direction in (np.inf, -np.inf):
+            v = x
+            for _ in range(3):
+                v = np.nextafter(v, dtype(direction))
+                near.append(v)
+        values = np.array(near + [np.nan, np.inf, -np.inf], dtype=dtype)
+        wide = values.astype(np.float64)
+        assert (cl._at_least(values, t) == (wide >= t)).all()
+        assert (cl._below(values, t) == (wide < t)).all()
+        assert (cl._at_most(values, t) == (wide <= t)).all()
+        assert (cl._above(values, t) == (wide > t)).all()
+
+
+def test_derive_kenshin_new_columns_own_their_memory():
+    """Derived columns are built without copies, so each must be a separate array: writing to one
+    column must not change another column or the input frame."""
+    df = _stored_compactly(_random_kenshin(n=200))
+    before = df.copy(deep=True)
+    out = cl.derive_kenshin(df)
+    arrays = {c: (out[c].cat.codes.to_numpy() if isinstance(out[c].dtype, pd.CategoricalDtype)
+                  else out[c].to_numpy()) for c in cl.DERIVED_COLUMNS}
+    names = list(arrays)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not np.shares_memory(arrays[a], arrays[b]), (a, b)
+    out.loc[out.index[0], "ref_glucose"] = not out["ref_glucose"].iloc[0]
+    assert out["diabetes_type"].iloc[0] != out["ref_glucose"].iloc[0]
+    pd.testing.assert_frame_equal(df, before)
