@@ -57,19 +57,21 @@ def strata_counts(frame: pd.DataFrame, flags: Mapping[str, tuple[np.ndarray, np.
     if not all_valid:
         code = code[valid]
     size = radix
+    # code2 = 2 × stratum + numerator flag: one bincount over the denominator rows gives both counts
+    code2 = code.astype(np.int32 if 2 * size < 2 ** 31 else np.int64) * 2
 
     parts = []
     for ind_id, (num, den) in flags.items():
         den_v = np.asarray(den, dtype=bool)
         if not den_v.any():
             continue
-        num_v = np.asarray(num, dtype=bool) & den_v
+        num_v = np.asarray(num, dtype=bool)
         if not all_valid:
             den_v, num_v = den_v[valid], num_v[valid]
-        d = np.bincount(code[den_v], minlength=size)
-        x = np.bincount(code[num_v], minlength=size)
+        c = np.bincount((code2 + num_v)[den_v], minlength=2 * size).reshape(size, 2)
+        d = c[:, 0] + c[:, 1]
         nz = np.flatnonzero(d)
-        parts.append((ind_id, nz, x[nz], d[nz]))
+        parts.append((ind_id, nz, c[nz, 1], d[nz]))
 
     if not parts:
         empty = pd.DataFrame({k: pd.Series(dtype=np.int64 if k in ("fy", "sex") else object) for k in keys})
