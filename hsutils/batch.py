@@ -38,6 +38,10 @@ from typing import Any, Callable
 from hsutils import params as hparams
 from hsutils.errors import ParameterError
 
+# The shared cache holds person-level data (person_year etc.): it lives under confidential/ so that
+# nobody hands it out with the committee reports (DESIGN §6).
+CACHE_SUBDIR = Path("confidential") / "cache"
+
 MANIFEST_NAME = "manifest.json"
 INDEX_NAME = "index.html"
 MANIFEST_FORMAT = 1
@@ -498,7 +502,7 @@ def prepare_shared(p: hparams.RunParams, manifest: dict[str, Any], cache_key: st
 
     With `reuse`, a cache built from the same data, column map and library is kept as it is.
     """
-    cache_dir = p.run_dir / "cache"
+    cache_dir = p.run_dir / CACHE_SUBDIR
     previous = manifest.get("prepare") or {}
     if reuse and previous.get("cache_key") == cache_key and cache_dir.is_dir():
         return {"executions": 0, "reused": True, "seconds": 0.0, "cache_dir": str(cache_dir),
@@ -623,7 +627,7 @@ def run_batch(params_path: Path, out: Path | None = None, jobs: int | None = Non
     manifest = load_manifest(run_dir)
     data_hash, library_hash = data_fingerprint(p.data_dir), library_fingerprint()
     cache_key = _cache_key(p, data_hash, library_hash)
-    tasks = plan_tasks(p, run_dir / "cache")
+    tasks = plan_tasks(p, run_dir / CACHE_SUBDIR)
     to_run: list[RunTask] = []
     for task in tasks:
         task.resume_key = _resume_key(task, data_hash, library_hash)
@@ -646,7 +650,7 @@ def run_batch(params_path: Path, out: Path | None = None, jobs: int | None = Non
         print(f"共有の集計を準備しています（{p.data_dir}）…", file=sys.stderr)
         info = prepare_shared(p, manifest, cache_key, prepare=prepare, reuse=resume)
     else:
-        info = {"executions": 0, "reused": True, "seconds": 0.0, "cache_dir": str(run_dir / "cache"),
+        info = {"executions": 0, "reused": True, "seconds": 0.0, "cache_dir": str(run_dir / CACHE_SUBDIR),
                 "cache_key": (manifest.get("prepare") or {}).get("cache_key"), "at": _now()}
     manifest["prepare"] = info
     batch_info["prepare_executions"] = info["executions"]
@@ -698,7 +702,7 @@ def run_one(notebook: str, muni: str | None = None, params: Path | None = None, 
     cache_key = _cache_key(p, data_hash, library_hash)
     info = prepare_shared(p, manifest, cache_key, prepare=prepare, reuse=True)
     manifest["prepare"] = info
-    (task,) = plan_tasks(p, run_dir / "cache")
+    (task,) = plan_tasks(p, run_dir / CACHE_SUBDIR)
     task.resume_key = _resume_key(task, data_hash, library_hash)
     manifest["runs"][task.key] = _entry_for(task, "pending")
     _write_state(run_dir, manifest, None, p.run_name)

@@ -331,7 +331,7 @@ def test_plan_runs_prefecture_notebook_once_and_municipal_per_municipality(proje
     root, _ = project
     (root / "params" / "targets.yaml").write_text("a: 1\n", encoding="utf-8")
     p = _validate(project, notebook_parameters={"02": {"district_file": "x.csv", "targets": "targets.yaml"}})
-    tasks = batch.plan_tasks(p, root / "cache")
+    tasks = batch.plan_tasks(p, root / batch.CACHE_SUBDIR)
     assert [t.key for t in tasks] == ["01_prefecture_overview/17000", "02_large_insurer/17201",
                                       "02_large_insurer/17202", "02_large_insurer/17203"]
     t = tasks[2]
@@ -339,6 +339,6 @@ def test_plan_runs_prefecture_notebook_once_and_municipal_per_municipality(proje
     assert t.parameters["district_file"] == "x.csv" and "district_file" not in tasks[0].parameters
     assert t.parameters["targets"] == str(root / "params" / "targets.yaml")  # existing file → absolute
     assert t.parameters["interactive"] is False and t.parameters["fiscal_year"] == 2024
-    assert t.parameters["cache_dir"] == str(root / "cache")
+    assert t.parameters["cache_dir"] == str(root / batch.CACHE_SUBDIR)
     assert t.final_dir == str(p.run_dir / "17202_七尾市" / "02_large_insurer")
     assert t.log_path == str(p.run_dir / "logs" / "02_large_insurer_17202.log")
