@@ -476,7 +476,7 @@ def choropleth(values: pd.DataFrame, boundaries: pd.DataFrame | None, value_col:
     tiles: `code`, `name`, `col`, `row` (regions.tile_grid_layout); drawn as equal squares and
         the footer gets the fallback note (regions.FALLBACK_NOTE).
     Classes: `breaks` "quantile" or "nice" (`class_breaks`), `classes` at most; legend shows
-    ranges with `value_fmt`; areas without a value are white ("データなし"), suppressed ones
+    ranges with `value_fmt`; areas without a value are white ("算出なし"), suppressed ones
     light grey. Labels are placed at representative points, nudged or skipped when they would
     overlap (larger areas first).
     """
@@ -506,7 +506,8 @@ def choropleth(values: pd.DataFrame, boundaries: pd.DataFrame | None, value_col:
     fills = np.where(base["_hidden"].to_numpy(), "#D9D9D9", fills)
     notes, extra = [], []
     if (cls < 0).any() and (~base["_hidden"] & base["_value"].isna()).any():
-        extra.append(("データなし", "#FFFFFF"))
+        extra.append(("算出なし", "#FFFFFF"))
+        notes.append("算出なし：対象者がいない、または率を算出できない地域（年齢調整率は該当10件未満では算出しません）")
     if base["_hidden"].any():
         extra.append((f"非表示（{suppress_threshold}人未満）", "#D9D9D9"))
         notes.append(suppression_note(suppress_threshold))
