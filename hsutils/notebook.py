@@ -96,13 +96,15 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
     `out_dir`: when given by the batch, outputs go exactly there; otherwise into
     `<repo>/outputs/interactive/<muni_code>_<name>/<notebook>/`.
     """
+    cache_given = bool(cache_dir or os.environ.get("HSUTILS_CACHE_DIR"))  # a batch (or test) built it
     data, cache, out_root = _resolve_dirs(data_dir, cache_dir, None)
     if not (cache / "meta.json").exists() and not data.exists():
         from hsutils import synth
 
         print(f"データフォルダ {data} がないため、デモデータ（架空）を作成します。")
         synth.write_demo(data, scale=demo_scale)
-    if not (cache / "meta.json").exists():
+    if not (cache / "meta.json").exists() or (not cache_given and data.exists()):
+        # opened by hand: rebuild when the input files changed (content hash; a no-op otherwise)
         pipeline.prepare_cache(data, cache)
     prepared = pipeline.load_prepared(cache, with_tables=with_tables)
     fys = prepared.fiscal_years
