@@ -377,54 +377,38 @@ def _latents(rng: np.random.Generator, n: int, p: dict[str, np.ndarray], munis: 
 
 
 # --------------------------------------------------------------------------------------------
-# clinical rules used to build guidance.csv (DOMAIN §1, §2)
+# clinical rules used to build guidance.csv (DOMAIN §1, §2): the library's own rules, so that the
+# demo's reported codes and its guidance targets follow exactly what hsutils.clinical computes
 
 
-def _waist_over(sex, waist):
-    return np.where(sex == 1, waist >= 85, waist >= 90)
+_RULE_COLUMNS = ("sex", "age", "waist", "bmi", "sbp", "dbp", "tg", "tg_fasting", "hdl", "fpg",
+                 "casual_glucose", "hba1c", "med_bp", "med_glucose", "med_lipid", "smoking")
+
+
+def _rule_frame(k: dict[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame({c: k[c] for c in _RULE_COLUMNS if c in k})
+
+
+def _codes(labels: pd.Series, codes: dict[str, int], undetermined: int) -> np.ndarray:
+    return labels.astype(object).map(codes).fillna(undetermined).to_numpy(dtype=int)
 
 
 def metabolic_code(k: dict[str, np.ndarray]) -> np.ndarray:
-    """メタボ判定 code 1 基準該当 / 2 予備群 / 3 非該当 / 4 判定不能 (DOMAIN §2.2–2.4).
+    """メタボ判定 code 1 基準該当 / 2 予備群 / 3 非該当 / 4 判定不能 (DOMAIN §2.2–2.4) from
+    `hsutils.clinical.metabolic_status`. `k` holds numpy arrays with canonical names."""
+    from hsutils import clinical
 
-    Glucose risk: 空腹時 or 随時血糖 ≥110, HbA1c ≥6.0 only without a glucose value, or medication.
-    TG ≥150 whether fasting or not (DOMAIN §2.3 default). `k` holds numpy arrays with canonical
-    names (booleans for med_*/smoking/tg_fasting).
-    """
-    glucose = np.where(np.isnan(k["fpg"]), k["casual_glucose"], k["fpg"])
-    r_glu = np.where(np.isnan(glucose), k["hba1c"] >= 6.0, glucose >= 110) | k["med_glucose"]
-    r_lip = (k["tg"] >= 150) | (k["hdl"] < 40) | k["med_lipid"]
-    r_bp = (k["sbp"] >= 130) | (k["dbp"] >= 85) | k["med_bp"]
-    n = r_glu.astype(int) + r_lip + r_bp
-    over = _waist_over(k["sex"], k["waist"])
-    code = np.where(over & (n >= 2), 1, np.where(over & (n == 1), 2, 3))
-    return np.where(np.isnan(k["waist"]), 4, code)
+    return _codes(clinical.metabolic_status(_rule_frame(k)), {"該当": 1, "予備群": 2, "非該当": 3}, 4)
 
 
 def guidance_code(k: dict[str, np.ndarray]) -> np.ndarray:
-    """階層化 code 1 積極的 / 2 動機付け / 3 情報提供 / 5 服薬中 / 4 判定不能 (DOMAIN §1.1–1.4).
+    """階層化 code 1 積極的 / 2 動機付け / 3 情報提供 / 5 服薬中 / 4 判定不能 (DOMAIN §1.1–1.4) from
+    `hsutils.clinical.guidance_level`. Used to decide who is listed in guidance.csv and for the
+    reported 保健指導レベル."""
+    from hsutils import clinical
 
-    Age is the age at fiscal-year end; 積極的支援 only for 40–64 (65–74 get 動機付け支援).
-    Used only to decide who is listed in guidance.csv and for the reported 保健指導レベル.
-    """
-    over = _waist_over(k["sex"], k["waist"])
-    bmi_group = ~over & (k["bmi"] >= 25)
-    r_bp = (k["sbp"] >= 130) | (k["dbp"] >= 85)
-    fasting = k["tg_fasting"]
-    r_lip = (fasting & (k["tg"] >= 150)) | (~fasting & (k["tg"] >= 175)) | (k["hdl"] < 40)
-    r_glu = np.where(~np.isnan(k["fpg"]), k["fpg"] >= 100,
-                     np.where(~np.isnan(k["hba1c"]), k["hba1c"] >= 5.6, k["casual_glucose"] >= 100))
-    any3 = r_bp | r_lip | r_glu
-    n = r_bp.astype(int) + r_lip + r_glu + (k["smoking"] & any3)
-    young = k["age"] < 65
-    lvl = np.full(len(n), 3)
-    lvl = np.where(over & (n >= 2), np.where(young, 1, 2), lvl)
-    lvl = np.where(over & (n == 1), 2, lvl)
-    lvl = np.where(bmi_group & (n >= 3), np.where(young, 1, 2), lvl)
-    lvl = np.where(bmi_group & (n >= 1) & (n <= 2), 2, lvl)
-    # a missing waist counts as not over (step 1 by BMI); 判定不能 only without waist and BMI
-    lvl = np.where(np.isnan(k["waist"]) & np.isnan(k["bmi"]), 4, lvl)
-    return np.where(k["med_bp"] | k["med_glucose"] | k["med_lipid"], 5, lvl)
+    return _codes(clinical.guidance_level(_rule_frame(k)),
+                  {"積極的支援": 1, "動機付け支援": 2, "情報提供": 3, "服薬中": 5}, 4)
 
 
 # --------------------------------------------------------------------------------------------
