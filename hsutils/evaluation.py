@@ -344,6 +344,18 @@ def _area_code(prepared, muni_code: str) -> str:
     return str(int(muni_code)) if area_level(muni_code) == "pref" else str(muni_code)
 
 
+def _area_strata(prepared, level: str, code: str) -> pd.DataFrame:
+    """Strata of one area only, so that a municipal run does not build every municipality's table
+    to keep one row (the reference rates are passed separately)."""
+    s, m = prepared.strata, prepared.municipalities
+    if level == "muni":
+        return s[(s["muni_code"] == str(code)).to_numpy()]
+    if level == "medical_area":
+        members = m.loc[m["medical_area_code"].astype(str) == str(code), "muni_code"]
+        return s[s["muni_code"].isin(members).to_numpy()]
+    return s
+
+
 def reference_strata(prepared, muni_code: str, reference_area: str = "pref") -> pd.DataFrame:
     """Strata of the reference area: 'pref' / 'national' (the whole data: one prefecture) or
     'medical_area' (the municipality's 二次医療圏)."""
@@ -369,13 +381,15 @@ def indicator_values(prepared, muni_code: str, indicator_ids: Iterable[str], fys
     the prefecture's crude rate and the comparison with the reference area (標準化該当比)."""
     ids = list(dict.fromkeys(indicator_ids))
     level = area_level(muni_code)
-    tab = indicators.indicator_table(prepared.strata, level, area_map=prepared.municipalities, fy=list(fys),
-                                     indicators=ids, reference=reference_strata(prepared, muni_code, reference_area),
-                                     conf=conf)
-    tab = tab[tab["area_code"] == _area_code(prepared, muni_code)]
-    pref = indicators.indicator_table(prepared.strata, "pref", area_map=prepared.municipalities, fy=list(fys),
-                                      indicators=ids, conf=conf)
-    pref = pref.groupby(["indicator_id", "fy"], as_index=False)[["numerator", "denominator"]].sum()
+    code = _area_code(prepared, muni_code)
+    tab = indicators.indicator_table(_area_strata(prepared, level, code), level, area_map=prepared.municipalities,
+                                     fy=list(fys), indicators=ids,
+                                     reference=reference_strata(prepared, muni_code, reference_area), conf=conf)
+    tab = tab[tab["area_code"] == code]
+    s = prepared.strata
+    s = s[(s["fy"].isin(list(fys)) & s["indicator_id"].isin(ids)).to_numpy()]
+    pref = (s.groupby(["indicator_id", "fy"], as_index=False, observed=True)[["numerator", "denominator"]].sum()
+              .astype({"indicator_id": str}))
     pref["pref_rate"] = np.where(pref["denominator"] > 0, pref["numerator"] / pref["denominator"] * 100, np.nan)
     out = tab[["indicator_id", "fy", "numerator", "denominator", "crude_rate", "crude_lower", "crude_upper",
                "adj_rate", "adj_lower", "adj_upper", "judgement"]].rename(columns={
@@ -1082,8 +1096,8 @@ def outcome_trends(prepared, muni_code: str, indicator_ids: Iterable[str], fys: 
         areas = [("muni", str(muni_code), "市町村"), ("medical_area", med, "二次医療圏")] + areas
     weights = standard_weights(prepared, std_pop)
     for level, code, kind in areas:  # three levels
-        t = indicators.indicator_table(prepared.strata, level, area_map=m, fy=fys, indicators=ids,
-                                       std_pop=weights, conf=conf)
+        t = indicators.indicator_table(_area_strata(prepared, level, code), level, area_map=m, fy=fys,
+                                       indicators=ids, reference=prepared.strata, std_pop=weights, conf=conf)
         t = t[t["area_code"].astype(str) == code].assign(地域区分=kind)
         parts.append(t)
     t = pd.concat(parts, ignore_index=True)
