@@ -83,6 +83,12 @@ def _ge(py: pd.DataFrame, col: str, threshold: float) -> np.ndarray:
         return _num(py, col) >= threshold
 
 
+def _egfr_any(py: pd.DataFrame) -> np.ndarray:
+    """eGFR recomputed from creatinine, else the reported value (DOMAIN §4.1)."""
+    calc = _num(py, "egfr_calc")
+    return np.where(np.isnan(calc), _num(py, "egfr"), calc)
+
+
 def _lt(py: pd.DataFrame, col: str, threshold: float) -> np.ndarray:
     """value < threshold (未満); missing -> False."""
     with np.errstate(invalid="ignore"):
@@ -214,6 +220,13 @@ INDICATORS: list[Indicator] = [
     Indicator("dm_interrupted", "糖尿病 治療中断者の割合", lambda py: _eq(py, "dkd_treatment", "治療中断"),
               lambda py: kokuho_target(py) & _b(py, "dkd_diabetes"), "国保 40–74歳の糖尿病（健診またはレセプト）",
               "lower_better", "アウトカム", "§5.4"),
+    Indicator("dm_egfr45", "糖尿病のうち eGFR 45未満", lambda py: _egfr_any(py) < 45,
+              lambda py: participants(py) & _b(py, "dkd_diabetes") & ~np.isnan(_egfr_any(py)),
+              "国保 受診者のうち糖尿病（eGFR 測定あり）", "lower_better", "アウトカム", "§4.2, §5.1",
+              definition="eGFR は再計算値、なければ報告値"),
+    Indicator("dm_urine_protein1", "糖尿病のうち 尿蛋白 1+以上", lambda py: _ge(py, "urine_protein", 2),
+              lambda py: participants(py) & _b(py, "dkd_diabetes") & _measured(py, "urine_protein"),
+              "国保 受診者のうち糖尿病（尿蛋白 測定あり）", "lower_better", "アウトカム", "§4.3, §5.1"),
     Indicator("dm_hba1c8", "糖尿病型のうち HbA1c 8.0%以上", _flag("poor_hba1c8"),
               lambda py: participants(py) & _b(py, "diabetes_type") & _measured(py, "hba1c"),
               "国保 受診者のうち糖尿病型", "lower_better", "アウトカム", "§3.1, §5"),

@@ -34,7 +34,8 @@ POP_DIABETES = "糖尿病（健診受診者）"
 TOTAL = "計"
 REFERRAL, GUIDANCE = "受診勧奨対象者", "保健指導対象者"
 
-# trend indicators: registered ones (hsutils.indicators) and two computed here (DOMAIN §4, §5)
+# trend indicators, all registered in hsutils.indicators (so counted once per batch in the strata);
+# TREND_COMPUTED are the two defined for this program (DOMAIN §4, §5)
 TREND_REGISTERED = ("dm_hba1c8", "dm_untreated", "dm_interrupted", "new_dialysis")
 TREND_COMPUTED = {
     "dm_egfr45": "糖尿病のうち eGFR 45未満",
@@ -576,29 +577,20 @@ def target_list(frame: pd.DataFrame, kind: str, params: programs.NephropathyPara
 # 4. trends (DOMAIN §3.1, §4, §5, §7.5)
 
 
-def _measured_diabetics(py: pd.DataFrame, col: str) -> np.ndarray:
-    """Checkup participants (国保 40–74, DOMAIN §7.1) with diabetes (dkd_diabetes, §5.1) and
-    the measure `col` present."""
-    return (indicators.participants(py) & py["dkd_diabetes"].fillna(False).to_numpy(dtype=bool)
-            & pd.to_numeric(py[col], errors="coerce").notna().to_numpy())
-
-
 def computed_indicator_counts(person_year: pd.DataFrame, muni_code: str,
                               fiscal_years=None) -> pd.DataFrame:
-    """Numerators/denominators per fy for the two indicators not in the registry, for the
-    municipality and the prefecture (DOMAIN §4.2, §4.3, §5.1):
-    `dm_egfr45` eGFR < 45 and `dm_urine_protein1` 尿蛋白 1+ 以上 among checkup participants with
-    diabetes who had the measurement. Columns: indicator_id, area, fy, numerator, denominator."""
+    """Person-level recount, for the municipality and the prefecture, of the two program indicators
+    registered in hsutils.indicators (DOMAIN §4.2, §4.3, §5.1): `dm_egfr45` eGFR < 45 and
+    `dm_urine_protein1` 尿蛋白 1+ 以上 among checkup participants with diabetes who had the
+    measurement. Notebooks read the strata table instead; this is for checks and for other
+    criteria on a hand-filtered frame. Columns: indicator_id, area, fy, numerator, denominator."""
     py = person_year
     if fiscal_years is not None:
         py = py[py["fy"].isin([int(f) for f in fiscal_years])]
-    egfr = pd.to_numeric(py["egfr_calc"], errors="coerce").fillna(pd.to_numeric(py["egfr"], errors="coerce"))
-    urine = pd.to_numeric(py["urine_protein"], errors="coerce")
-    den_egfr = (indicators.participants(py) & py["dkd_diabetes"].fillna(False).to_numpy(dtype=bool)
-                & egfr.notna().to_numpy())
-    den_urine = _measured_diabetics(py, "urine_protein")
-    flags = {"dm_egfr45": (egfr.to_numpy() < 45) & den_egfr, "dm_urine_protein1": (urine.to_numpy() >= 2) & den_urine}
-    dens = {"dm_egfr45": den_egfr, "dm_urine_protein1": den_urine}
+    # the registry holds the one definition; the batch counts them once into the strata table
+    flags = indicators.indicator_flags(py, list(TREND_COMPUTED))
+    dens = {ind: den for ind, (_, den) in flags.items()}
+    flags = {ind: num for ind, (num, _) in flags.items()}
     code = str(muni_code)
     in_area = (py["muni_code"].astype("str").str.startswith(code) if is_prefecture(code)
                else py["muni_code"].astype("str").eq(code)).to_numpy(dtype=bool)
@@ -620,9 +612,8 @@ def trend_table(prepared, muni_code: str, fiscal_years=None, conf: float = 0.95)
     intervals (DESIGN §5): indicator_id, indicator_name, area_name, fy, numerator, denominator,
     value, lower, upper (percent), method, conf.
 
-    Registered indicators (`TREND_REGISTERED`, hsutils.indicators) come from the strata table;
-    eGFR < 45 and 尿蛋白 1+ among diabetics from `computed_indicator_counts`. These use the cached
-    flags, i.e. the default criteria of `programs.NephropathyParams`."""
+    All six come from the strata table of the shared pass (registered in hsutils.indicators), i.e.
+    the cached flags with the default criteria of `programs.NephropathyParams`."""
     code = str(muni_code)
     master = prepared.municipalities
     pref_name = str(master["pref_name"].iloc[0]) if "pref_name" in master else "県"
@@ -630,7 +621,7 @@ def trend_table(prepared, muni_code: str, fiscal_years=None, conf: float = 0.95)
     strata = prepared.strata
     fys = None if fiscal_years is None else [int(f) for f in fiscal_years]
     parts = []
-    reg = strata[strata["indicator_id"].isin(TREND_REGISTERED)]
+    reg = strata[strata["indicator_id"].isin(list(TREND_REGISTERED) + list(TREND_COMPUTED))]
     if fys is not None:
         reg = reg[reg["fy"].isin(fys)]
     muni = reg["muni_code"].astype("str")
@@ -640,7 +631,6 @@ def trend_table(prepared, muni_code: str, fiscal_years=None, conf: float = 0.95)
         m = reg[muni.eq(code).to_numpy()]
         parts.append(m.groupby(["indicator_id", "fy"], as_index=False)[["numerator", "denominator"]].sum()
                      .assign(area="muni"))
-    parts.append(computed_indicator_counts(prepared.person_year, code, fys))
     out = pd.concat(parts, ignore_index=True)
     out["area_name"] = np.where(out["area"].eq("muni"), area_name, pref_name)
     names = {i.id: i.name for i in indicators.INDICATORS} | TREND_COMPUTED

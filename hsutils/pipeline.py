@@ -180,6 +180,7 @@ def build_strata(person_year: pd.DataFrame, ids=None) -> pd.DataFrame:
 
 def _hash_folder(data_dir: Path, column_map) -> str:
     h = hashlib.sha256(CACHE_VERSION.encode())
+    h.update(",".join(i.id for i in indicators.INDICATORS).encode())  # new indicators need new strata
     for p in sorted(Path(data_dir).iterdir()):
         if p.is_file() and p.suffix.lower() in (".csv", ".txt", ".xlsx", ".parquet"):
             h.update(p.name.encode())
