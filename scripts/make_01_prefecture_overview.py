@@ -6,6 +6,7 @@ The notebook is thin: every computation is in hsutils.overview (DESIGN §9, §11
 from pathlib import Path
 
 import nbformat
+from _notebook_file import write_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 OUT = Path(__file__).resolve().parents[1] / "notebooks" / "01_prefecture_overview.ipynb"
@@ -241,12 +242,8 @@ def build() -> nbformat.NotebookNode:
     nb = new_notebook(cells=CELLS)
     for i, cell in enumerate(nb.cells):  # stable ids: regenerating gives the same file
         cell.id = f"overview-{i:02d}"
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
     return nb
 
 
 if __name__ == "__main__":
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(build(), OUT)
-    print(f"wrote {OUT}")
+    write_notebook(build(), OUT)

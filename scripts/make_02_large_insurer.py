@@ -6,6 +6,7 @@ The notebook is thin: every computation is in hsutils.districts; cells call and 
 from pathlib import Path
 
 import nbformat
+from _notebook_file import write_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 OUT = Path(__file__).resolve().parents[1] / "notebooks" / "02_large_insurer.ipynb"
@@ -413,10 +414,6 @@ print("Excel:", xlsx)
 ''')
 
 nb = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"},
     "hsutils": {"id": "02", "title": "大規模保険者（地区分析）", "level": "muni"},
 })
-OUT.parent.mkdir(parents=True, exist_ok=True)
-nbformat.write(nb, OUT)
-print(f"wrote {OUT}")
+write_notebook(nb, OUT, id_prefix="nb02")

@@ -6,6 +6,7 @@ The notebook is thin: every computation is in hsutils.ikkatsu / hsutils.programs
 from pathlib import Path
 
 import nbformat as nbf
+from _notebook_file import write_notebook
 
 NB = Path(__file__).resolve().parents[1] / "notebooks" / "03_ikkatsu.ipynb"
 cells = []
@@ -353,8 +354,4 @@ print(f"集計表（Excel）: {xlsx.name if xlsx else 'なし'}")
 
 nb = nbf.v4.new_notebook()
 nb.cells = cells
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-NB.parent.mkdir(parents=True, exist_ok=True)
-nbf.write(nb, str(NB))
-print(f"wrote {NB}")
+write_notebook(nb, NB, id_prefix="nb03")

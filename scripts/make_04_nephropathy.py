@@ -6,6 +6,7 @@ All computation lives in hsutils.nephropathy (and hsutils.programs); the noteboo
 from pathlib import Path
 
 import nbformat
+from _notebook_file import write_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 OUT = Path(__file__).resolve().parents[1] / "notebooks" / "04_nephropathy.ipynb"
@@ -331,12 +332,8 @@ def build() -> nbformat.NotebookNode:
     for i, cell in enumerate(cells):  # stable ids keep the generated file reviewable in diffs
         cell["id"] = f"nb04-{i:02d}"
     nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
     return nb
 
 
 if __name__ == "__main__":
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(build(), OUT)
-    print(f"wrote {OUT}")
+    write_notebook(build(), OUT)

@@ -6,6 +6,7 @@ All computation lives in hsutils.evaluation; the notebook only calls it and show
 from pathlib import Path
 
 import nbformat
+from _notebook_file import write_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 OUT = Path(__file__).resolve().parents[1] / "notebooks" / "05_evaluation.ipynb"
@@ -315,12 +316,8 @@ def build() -> nbformat.NotebookNode:
         new_markdown_cell(INTERACTIVE_MD), new_code_cell(INTERACTIVE_CODE),
         new_code_cell(FINISH_CODE),
     ]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
     return nb
 
 
 if __name__ == "__main__":
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(build(), OUT)
-    print(f"wrote {OUT}")
+    write_notebook(build(), OUT, id_prefix="nb05")
