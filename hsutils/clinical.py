@@ -382,14 +382,20 @@ def _egfr_formula(cr: np.ndarray, age: np.ndarray, female: np.ndarray) -> np.nda
 
 def _sex_codes(sex) -> np.ndarray:
     """1/2 as floats; also reads 男/女/M/F when given as text (mapped per distinct value)."""
-    if isinstance(sex, pd.Series) and pd.api.types.is_numeric_dtype(sex.dtype):
-        return _as_float(sex)
-    if isinstance(sex, pd.Series):
-        return _map_distinct(sex, _sex_text_value)
-    arr = np.asarray(sex)
+    return _numeric_or_text(sex, _sex_text_value)
+
+
+def _numeric_or_text(values, text_value) -> np.ndarray:
+    """Numbers as floats; text mapped through `text_value` once per distinct value."""
+    if isinstance(values, pd.Series) and (pd.api.types.is_numeric_dtype(values.dtype)
+                                          or pd.api.types.is_bool_dtype(values.dtype)):
+        return _as_float(values)
+    if isinstance(values, pd.Series):
+        return _map_distinct(values, text_value)
+    arr = np.asarray(values)
     if arr.dtype.kind in "fiub":
         return arr.astype(float, copy=False)
-    return _map_distinct(arr, _sex_text_value)
+    return _map_distinct(arr, text_value)
 
 
 def _sex_text_value(v) -> float:
@@ -441,15 +447,7 @@ def urine_ordinal(values):
 
 
 def _urine_to_ordinal(values) -> np.ndarray:
-    if isinstance(values, pd.Series) and (pd.api.types.is_numeric_dtype(values.dtype)
-                                          or pd.api.types.is_bool_dtype(values.dtype)):
-        return _as_float(values)
-    if isinstance(values, pd.Series):
-        return _map_distinct(values, _urine_text_value)
-    arr = np.asarray(values)
-    if arr.dtype.kind in "fiub":
-        return arr.astype(float, copy=False)
-    return _map_distinct(arr, _urine_text_value)
+    return _numeric_or_text(values, _urine_text_value)
 
 
 def _urine_text_value(v) -> float:
