@@ -17,8 +17,9 @@ Usage (from the repository root):
     python scripts/rewrite_citations.py          # rewrite in place, list the files changed
     python scripts/rewrite_citations.py --check  # change nothing; exit 1 if a file would change
 
-Files: *.py, *.ipynb and *.md under hsutils/, tests/, notebooks/, scripts/, benchmarks/, plus
-docs/internal_api.md and README.md (not this script and not tests/test_docs.py, which name the old
+Files: *.py, *.ipynb, *.md and *.yaml under hsutils/, tests/, notebooks/, scripts/, benchmarks/,
+data_templates/ (DATA_DICTIONARY.md is generated from hsutils.schema, so it must change with it) and
+parameters/, plus docs/internal_api.md and README.md (not this script and not tests/test_docs.py, which name the old
 forms on purpose). Notebooks are rewritten as text, so their JSON layout is kept.
 """
 from __future__ import annotations
@@ -38,9 +39,9 @@ TARGETS = {
     "DESIGN": "docs/design.md",
 }
 
-SCANNED_DIRS = ("hsutils", "tests", "notebooks", "scripts", "benchmarks")
+SCANNED_DIRS = ("hsutils", "tests", "notebooks", "scripts", "benchmarks", "data_templates", "parameters")
 SCANNED_FILES = ("docs/internal_api.md", "README.md")
-SUFFIXES = (".py", ".ipynb", ".md")
+SUFFIXES = (".py", ".ipynb", ".md", ".yaml", ".yml")
 #: This script and the test of the docs name the old forms on purpose.
 EXCLUDED = ("scripts/rewrite_citations.py", "tests/test_docs.py")
 

@@ -1,7 +1,8 @@
 """Every section the code cites is documented inside the repository.
 
 (a) Each citation `docs/rules.md §x`, `docs/methods.md §x`, `docs/design.md §x` (and the format specs
-    under docs/formats/) in hsutils/, tests/, notebooks/, scripts/, benchmarks/, README.md and docs/
+    under docs/formats/) in hsutils/, tests/, notebooks/, scripts/, benchmarks/, data_templates/,
+    parameters/, README.md and docs/
     names a section that exists as a heading `§x` in that file. Lists and ranges count too:
     "docs/design.md §6, §10" checks §6 and §10, "docs/rules.md §7.1–7.5" checks §7.1 and §7.5.
 (b) No citation still points at the old reference files outside the repository (the old names
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CITED_DOCS = ("docs/rules.md", "docs/methods.md", "docs/design.md",
               "docs/formats/tokutei_xml.md", "docs/formats/uke.md")
-SCANNED_DIRS = ("hsutils", "tests", "notebooks", "scripts", "benchmarks", "docs")
+SCANNED_DIRS = ("hsutils", "tests", "notebooks", "scripts", "benchmarks", "docs", "data_templates", "parameters")
 SCANNED_FILES = ("README.md",)
 SUFFIXES = (".py", ".ipynb", ".md", ".yaml", ".yml", ".txt")
 
