@@ -321,7 +321,7 @@ def _area_rows(strata: pd.DataFrame, municipalities: pd.DataFrame, districts: pd
         "suppressed": False,
         "area_level": t["area_level"].astype("str"), "area_code": t["area_code"].astype("str"),
         "rate_lower": t["crude_lower"], "rate_upper": t["crude_upper"],
-        "method": t.get("method", pd.Series(index=t.index, dtype="str")).fillna("Wilson"),
+        "method": t.get("method", pd.Series(index=t.index, dtype="str")).fillna(stats.METHOD_WILSON),
         "conf": conf,
     })
     out["comparison"] = out["comparison"].astype(object).where(out["area_level"] != LEVEL_REFERENCE, "（基準）")

@@ -468,8 +468,9 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     num, den = out["numerator"].to_numpy(), out["denominator"].to_numpy()
     out["suppressed"] = ((num > 0) & (num < suppress_threshold)) | ((den > 0) & (den < suppress_threshold))
     # the indirect ratio's observed count is the area's numerator: exact limits below 10 (STATS §1c)
-    out["method"] = np.array(["Wilson; Dobson; 間接法 exact Poisson", "Wilson; Dobson; 間接法 Byar"],
-                             dtype=object)[(num >= 10).astype(np.int8)]
+    out["method"] = np.array([f"{stats.METHOD_WILSON}; {stats.METHOD_DOBSON}; 間接法 {m}"
+                              for m in (stats.METHOD_EXACT, stats.METHOD_BYAR)],
+                             dtype=object)[(num >= stats.SMALL_COUNT_LIMIT).astype(np.int8)]
     out["conf"] = conf
     out = _attach_area_names(out, level, area_map)
     return out.sort_values(["indicator_id", "fy", "area_code"] + (["sex"] if by_sex else []),

@@ -526,3 +526,23 @@ def test_judgement_and_change_by_polarity():
     ch = stats.change_judgement_by_polarity([0.5, 0.5, -0.5, -0.1, np.nan], [1.0, 1.0, -0.1, 0.1, 1.0],
                                             ["higher_better", "lower_better", None, "lower_better", None])
     assert ch[:4].tolist() == ["改善", "悪化", "減少", "変化なし"] and pd.isna(ch[4])
+
+
+def test_pref_standard_means_the_same_in_every_notebook_module():
+    from types import SimpleNamespace
+
+    from hsutils import districts, overview
+
+    strata = _pref_strata()
+    expected = stats.standard_population("pref", bands=None, data=strata, fy=2024)
+    w_ov, note = overview.standard_population(SimpleNamespace(strata=strata), "pref", 2024)
+    pd.testing.assert_series_equal(w_ov, expected)
+    assert note == "標準人口: " + stats.standard_population_label("pref", fy=2024)
+    w_di, note_di = districts.resolve_standard_population("pref", strata, 2024)
+    pd.testing.assert_series_equal(w_di, expected)
+    assert note_di == ""
+    # without the data "pref" cannot be built: H27 with a note, never a failed batch
+    assert districts.resolve_standard_population("pref")[0] == "H27"
+    w_bad, note_bad = overview.standard_population(SimpleNamespace(strata=strata), "national", 2024)
+    pd.testing.assert_series_equal(w_bad, stats.standard_population("H27", bands=None))
+    assert "national" in note_bad
