@@ -895,6 +895,11 @@ def _five_year_labels(last_open: int) -> list[str]:
 
 
 #: 平成27年モデル人口 (DOMAIN §8; confidence M: one source, confirm against e-Stat before release).
+#: The one copy in the repository. Source: MHLW model population used for 年齢調整死亡率 since the
+#: 令和2年 reports, transcribed in refdata `standard_population_H27_model_2015.csv` (PROVENANCE:
+#: from hudikaha/mstats, citing e-Stat statInfId=000032172746); total 125,319,000. Checked by
+#: tests/test_stats.py against DOMAIN §8 and that file (no published H27 rate could be reproduced
+#: from available inputs; the 288 published rates checked are S60-based, below).
 H27_STANDARD_POPULATION = pd.Series(
     [5026000, 5369000, 5711000, 6053000, 6396000, 6738000, 7081000, 7423000, 7766000, 8108000,
      8451000, 8793000, 9135000, 9246000, 7892000, 6306000, 4720000, 3134000, 1548000, 423000],
@@ -902,6 +907,8 @@ H27_STANDARD_POPULATION = pd.Series(
 )
 
 #: 昭和60年モデル人口 (MHLW; used for 75歳未満年齢調整死亡率 of がん情報サービス, top band 85+).
+#: The one copy in the repository (refdata `standard_population_S60_model_1985.csv`, total
+#: 120,287,000); it reproduces all 288 published がん情報サービス ASR75 (tests/test_stats.py).
 S60_STANDARD_POPULATION = pd.Series(
     [8180000, 8338000, 8497000, 8655000, 8814000, 8972000, 9130000, 9289000, 9400000, 8651000,
      7616000, 6581000, 5546000, 4511000, 3476000, 2441000, 1406000, 784000],
