@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hsutils import indicators, privacy, programs
-from hsutils.errors import DataError
+from hsutils import indicators, privacy, programs, stats
+from hsutils.errors import DataError, ParameterError
 
 # ------------------------------------------------------------------------------------------------
 # constants
@@ -593,8 +593,8 @@ def priority_scores(table: pd.DataFrame, gap_districts: pd.DataFrame, targets: p
     usable = ~t["suppressed"].fillna(False).astype(bool)
     names = t.drop_duplicates("district_code").set_index("district_code")["district_name"]
     ken = t[(t["indicator_id"] == "kenshin_rate") & usable]
-    kenshin_low = ken.set_index("district_code")["comparison"].eq("有意に低い")
-    worse = t[(t["indicator_id"] != "kenshin_rate") & usable & (t["judgement"] == "悪い")]
+    kenshin_low = ken.set_index("district_code")["comparison"].eq(stats.SIGNIFICANTLY_LOWER)
+    worse = t[(t["indicator_id"] != "kenshin_rate") & usable & (t["judgement"] == stats.JUDGEMENT_WORSE)]
     worse_list = worse.groupby("district_code")["indicator_name"].agg(lambda s: "、".join(s))
     n_worse = worse.groupby("district_code").size()
 
@@ -699,8 +699,8 @@ def significance_summary(table: pd.DataFrame) -> pd.DataFrame:
     t = table[~table["suppressed"].astype(bool)]
     rows = []
     for ind_id, g in t.groupby("indicator_id", sort=False):  # a handful of indicators
-        hi = "、".join(g.loc[g["comparison"] == "有意に高い", "district_name"])
-        lo = "、".join(g.loc[g["comparison"] == "有意に低い", "district_name"])
+        hi = "、".join(g.loc[g["comparison"] == stats.SIGNIFICANTLY_HIGHER, "district_name"])
+        lo = "、".join(g.loc[g["comparison"] == stats.SIGNIFICANTLY_LOWER, "district_name"])
         rows.append({"indicator_id": ind_id, "indicator_name": g["indicator_name"].iloc[0],
                      "有意に高い地区": hi or "なし", "有意に低い地区": lo or "なし"})
     return pd.DataFrame(rows)
@@ -828,14 +828,18 @@ def gap_figure(gap: pd.DataFrame, footer: str, *, target_rate: float = PARTICIPA
 # ------------------------------------------------------------------------------------------------
 # small helpers for the notebook text
 
-def resolve_standard_population(name) -> tuple[str, str]:
+def resolve_standard_population(name, strata: pd.DataFrame | None = None, fy: int | None = None) -> tuple[object, str]:
     """Standard population for age adjustment: (value for indicator_table, note or "").
 
-    The district tables use the 平成27年モデル人口 bands (DOMAIN §8); another name falls back to
-    H27 with a Japanese note (the municipal notebooks handle other standards)."""
-    if name in (None, "H27", "平成27年", "平成27年モデル人口"):
+    Any standard of the one registry `stats.standard_population` (DOMAIN §8): "H27" (default),
+    "S60", a Series or CSV path; "pref" (the prefecture's population of `fy`) needs the
+    prefecture's `strata`. A standard that cannot be used falls back to H27 with a Japanese note."""
+    if name is None or (isinstance(name, str) and name in ("", "H27", "平成27年", "平成27年モデル人口")):
         return "H27", ""
-    return "H27", (f"※ 標準人口「{name}」はこのノートブックでは使えないため、平成27年モデル人口で年齢調整しています。")
+    try:
+        return stats.standard_population(name, bands=None, data=strata, fy=fy), ""
+    except ParameterError:
+        return "H27", (f"※ 標準人口「{name}」はこのノートブックでは使えないため、平成27年モデル人口で年齢調整しています。")
 
 
 def overview_summary(shown: pd.DataFrame, fy_text: str = "") -> str:
@@ -850,12 +854,12 @@ def overview_summary(shown: pd.DataFrame, fy_text: str = "") -> str:
             f"{body.max():.1f}%、最低 {body.idxmin()} {body.min():.1f}%（差 {body.max() - body.min():.1f}ポイント）")
 
 
-POLARITY_LABELS = {"higher_better": "高いほど良い", "lower_better": "低いほど良い"}
+POLARITY_LABELS = stats.POLARITY_LABELS
 
 
 def indicator_overview(ids: Sequence[str]) -> pd.DataFrame:
     """The chosen indicators with name, population, polarity (Japanese) and DOMAIN section."""
     reg = indicators.registry_frame().set_index("indicator_id").loc[list(ids)]
     return pd.DataFrame({"指標": reg["indicator_name"], "対象": reg["population"],
-                         "極性": reg["polarity"].map(POLARITY_LABELS).fillna("判定なし"),
+                         "極性": reg["polarity"].map(POLARITY_LABELS).fillna(stats.JUDGEMENT_NONE),
                          "DOMAIN": reg["domain"]})

@@ -32,7 +32,6 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import yaml
-from scipy.stats import t as student_t
 
 from hsutils import indicators, plots, privacy, report, stats
 from hsutils.errors import ParameterError
@@ -55,7 +54,7 @@ ACHIEVEMENT_LABELS = {
     ACHIEVEMENT_RATIO: "現状値 ÷ 目標値 × 100",
     ACHIEVEMENT_PROGRESS: "（現状値 − ベースライン）÷（目標値 − ベースライン）× 100",
 }
-POLARITY_LABELS = {"higher_better": "高いほど良い", "lower_better": "低いほど良い"}
+POLARITY_LABELS = stats.POLARITY_LABELS
 SEX_LABELS = {1: "男", 2: "女"}
 GROUP_PARTICIPANT = "参加者"
 GROUP_NON_PARTICIPANT = "非参加者"
@@ -213,7 +212,7 @@ def targets_table(plan: EvaluationTargets) -> pd.DataFrame:
     target = [plan.targets.get(i) for i in ids]
     out = pd.DataFrame({
         "区分": rows["category"], "種別": rows["kind"], "指標ID": ids, "指標": reg.loc[ids, "indicator_name"].to_numpy(),
-        "方向": [POLARITY_LABELS.get(p, "判定なし") for p in pol],
+        "方向": [POLARITY_LABELS.get(p, stats.JUDGEMENT_NONE) for p in pol],
         "目標値": [f"{t:g}%" if t is not None else "（未設定）" for t in target],
         "達成率の算式": [ACHIEVEMENT_LABELS[m] if t is not None else "" for m, t in zip(method, target)]})
     q = plan.qualitative
@@ -258,12 +257,7 @@ def change_between_years(x_base, n_base, x_eval, n_eval, polarity=None, conf=0.9
     """
     d, lo, up = stats.proportion_difference_ci(x_base, n_base, x_eval, n_eval, conf)
     d, lo, up = (np.atleast_1d(np.asarray(v, dtype=float)) * 100 for v in (d, lo, up))
-    pol = np.broadcast_to(np.asarray(polarity, dtype=object), d.shape)
-    judgement = np.full(d.shape, np.nan, dtype=object)
-    for value, hib in (("higher_better", True), ("lower_better", False), (None, None)):  # 3 polarities
-        sel = (pol == value) if value is not None else ~np.isin(pol, ["higher_better", "lower_better"])
-        if sel.any():
-            judgement[sel] = np.asarray(stats.change_judgement(lo[sel], up[sel], hib), dtype=object)
+    judgement = stats.change_judgement_by_polarity(lo, up, polarity)
     return pd.DataFrame({"diff": d, "lower": lo, "upper": up, "judgement": judgement})
 
 
@@ -388,9 +382,8 @@ def indicator_values(prepared, muni_code: str, indicator_ids: Iterable[str], fys
     tab = tab[tab["area_code"] == code]
     s = prepared.strata
     s = s[(s["fy"].isin(list(fys)) & s["indicator_id"].isin(ids)).to_numpy()]
-    pref = (s.groupby(["indicator_id", "fy"], as_index=False, observed=True)[["numerator", "denominator"]].sum()
-              .astype({"indicator_id": str}))
-    pref["pref_rate"] = np.where(pref["denominator"] > 0, pref["numerator"] / pref["denominator"] * 100, np.nan)
+    pref = (stats.proportion_grouped(s, ["indicator_id", "fy"], "numerator", "denominator", conf, multiplier=100)
+            .astype({"indicator_id": str}).rename(columns={"value": "pref_rate"}))
     out = tab[["indicator_id", "fy", "numerator", "denominator", "crude_rate", "crude_lower", "crude_upper",
                "adj_rate", "adj_lower", "adj_upper", "judgement"]].rename(columns={
         "crude_rate": "rate", "crude_lower": "lower", "crude_upper": "upper", "judgement": "ref_judgement"})
@@ -471,7 +464,7 @@ def evaluation_sheet(prepared, muni_code: str, targets: EvaluationTargets, basel
         "区分": rows["category"].to_numpy(), "種別": rows["kind"].to_numpy(), "指標ID": ids,
         "指標": reg.loc[ids, "indicator_name"].to_numpy(),
         "定義・対象": [(reg.at[i, "definition"] or reg.at[i, "population"]) for i in ids],
-        "方向": [POLARITY_LABELS.get(p, "判定なし") for p in polarity],
+        "方向": [POLARITY_LABELS.get(p, stats.JUDGEMENT_NONE) for p in polarity],
         "単位": reg.loc[ids, "unit"].to_numpy(),
         "ベースライン年度": [fy_short(y) if np.isfinite(y) else None for y in base_year],
         "ベースライン値": r_b, "目標値": target, "評価年度値": r_e,
@@ -710,9 +703,10 @@ def participation_by_sex_age(prepared, muni_code: str, fys: Sequence[int], targe
     if broad_ages_for_guidance:
         broad = s["age_band"].map(BROAD_AGE_GROUPS).fillna(s["age_group"])
         s = s.assign(age_group=np.where(s["indicator_id"] == "hokenshido_rate", broad, s["age_group"]))
-    g = s.groupby(["indicator_id", "fy", "sex", "age_group"], as_index=False)[["numerator", "denominator"]].sum()
+    g = stats.proportion_grouped(s, ["indicator_id", "fy", "sex", "age_group"], "numerator", "denominator", conf,
+                                 multiplier=100)
     g = g[g["denominator"] > 0]
-    p, lo, up = stats.proportion_ci(g["numerator"].to_numpy(float), g["denominator"].to_numpy(float), conf)
+    p, lo, up = (g[c].to_numpy() for c in ("value", "lower", "upper"))
     tgt = g["indicator_id"].map(targets).astype(float).to_numpy()
     need = np.clip(np.ceil(tgt / 100 * g["denominator"].to_numpy() - 1e-9) - g["numerator"].to_numpy(), 0, None)
     reg = indicators.registry_frame().set_index("indicator_id")
@@ -721,8 +715,8 @@ def participation_by_sex_age(prepared, muni_code: str, fys: Sequence[int], targe
         "年度": g["fy"].to_numpy(), "年度表示": [fy_short(y) for y in g["fy"]],
         "性別": g["sex"].map(SEX_LABELS).to_numpy(), "年齢階級": g["age_group"].to_numpy(),
         "対象者数": g["denominator"].to_numpy(), "実施者数": g["numerator"].to_numpy(),
-        "実施率（%）": p * 100, "下限": lo * 100, "上限": up * 100, "目標値（%）": tgt,
-        "目標との差（ポイント）": tgt - p * 100, "目標までの不足人数": need.astype(int),
+        "実施率（%）": p, "下限": lo, "上限": up, "目標値（%）": tgt,
+        "目標との差（ポイント）": tgt - p, "目標までの不足人数": need.astype(int),
     })
     out = out.sort_values(["指標ID", "年度", "性別", "年齢階級"], key=lambda c: c.map(
         {"男": 0, "女": 1}) if c.name == "性別" else c).reset_index(drop=True)
@@ -871,40 +865,6 @@ def _bool(df: pd.DataFrame, col: str) -> np.ndarray:
     return df[col].fillna(False).astype(bool).to_numpy()
 
 
-def mean_ci(values, conf: float = 0.95) -> tuple[int, float, float, float]:
-    """(n, mean, lower, upper) with the t interval of a mean; NaN limits when n < 2."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    n = len(x)
-    if n == 0:
-        return 0, np.nan, np.nan, np.nan
-    m = float(x.mean())
-    if n < 2:
-        return n, m, np.nan, np.nan
-    half = student_t.ppf(0.5 + conf / 2, n - 1) * x.std(ddof=1) / math.sqrt(n)
-    return n, m, m - half, m + half
-
-
-def welch_difference_ci(a, b, conf: float = 0.95) -> tuple[float, float, float, float]:
-    """Difference of means mean(a) − mean(b) with Welch's t interval (unequal variances;
-    Welch–Satterthwaite degrees of freedom). Returns (difference, lower, upper, df); NaN limits
-    when a group has fewer than 2 values or both variances are 0."""
-    a, b = (np.asarray(v, dtype=float) for v in (a, b))
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if len(a) == 0 or len(b) == 0:
-        return np.nan, np.nan, np.nan, np.nan
-    d = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return d, np.nan, np.nan, np.nan
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return d, np.nan, np.nan, np.nan
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = student_t.ppf(0.5 + conf / 2, df) * se
-    return d, d - half, d + half, float(df)
-
-
 def _binary_outcomes(pairs: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Numerator and denominator flags of the two 減少率 on the pairs (DOMAIN §7.3, §7.4)."""
     hok_measured = pairs["hokenshido_next"].notna().to_numpy()
@@ -927,7 +887,7 @@ def guidance_effect(pairs: pd.DataFrame, *, conf: float = 0.95,
     headers, suppressed (DESIGN §6).
 
     Continuous measures (weight, waist, HbA1c, SBP, TG): mean change t → t+1 per group with its
-    t interval, difference of mean changes with Welch's interval (`welch_difference_ci`); 判定
+    t interval, difference of mean changes with Welch's interval (`stats.welch_difference_ci`); 判定
     改善 when the interval is below 0 (a larger fall among participants).
     減少率 (DOMAIN §7.3, §7.4): share per group with Wilson's interval, difference with Newcombe's
     interval; 改善 when above 0. Groups are not randomised (`NOT_RANDOMISED_NOTE`).
@@ -936,9 +896,9 @@ def guidance_effect(pairs: pd.DataFrame, *, conf: float = 0.95,
     rows = []
     for m, (name, unit) in CHANGE_MEASURES.items():  # five measures
         ch = pairs[f"change_{m}"].to_numpy(float)
-        n1, m1, l1, u1 = mean_ci(ch[part], conf)
-        n0, m0, l0, u0 = mean_ci(ch[~part], conf)
-        d, lo, up, _ = welch_difference_ci(ch[part], ch[~part], conf)
+        n1, m1, l1, u1 = stats.mean_ci(ch[part], conf)
+        n0, m0, l0, u0 = stats.mean_ci(ch[~part], conf)
+        d, lo, up, _ = stats.welch_difference_ci(ch[part], ch[~part], conf)
         rows.append({"項目": f"{name}の変化", "単位": unit, "参加者数": n1, "参加者 該当数": np.nan,
                      "参加者の平均変化・割合": m1, "参加者 下限": l1, "参加者 上限": u1,
                      "非参加者数": n0, "非参加者 該当数": np.nan, "非参加者の平均変化・割合": m0,
@@ -1057,30 +1017,6 @@ def default_trend_indicators(sheet: pd.DataFrame, limit: int = 4) -> list[str]:
     return ids[:limit]
 
 
-STANDARD_LABELS = {"H27": "平成27年モデル人口", "S60": "昭和60年モデル人口", "pref": "県の人口"}
-
-
-def standard_weights(prepared, std_pop="H27") -> pd.Series:
-    """Standard population by age band for direct standardisation (DOMAIN §8): "H27" (default),
-    "S60" (40–74 bands only: its top band is 85+) or "pref" (the prefecture's 国保 40–74 対象者
-    and 後期 75+ insured in the data, all years)."""
-    from hsutils.schema import AGE_BANDS, KOKUHO_AGE_BANDS
-
-    if std_pop in (None, "", "H27", "S60"):
-        name = std_pop or "H27"
-        try:
-            return stats.standard_population(name, bands=AGE_BANDS)
-        except ParameterError:
-            return stats.standard_population(name, bands=KOKUHO_AGE_BANDS)
-    if std_pop == "pref":
-        s = prepared.strata
-        s = s[s["indicator_id"].isin(["kenshin_rate", "kouki_kenshin_rate"])]
-        return s.groupby("age_band")["denominator"].sum().astype(float) / max(len(prepared.fiscal_years), 1)
-    if isinstance(std_pop, pd.Series):
-        return std_pop.astype(float)
-    raise ParameterError(f"標準人口 standard_population「{std_pop}」は H27 / S60 / pref のいずれかで指定してください。")
-
-
 def outcome_trends(prepared, muni_code: str, indicator_ids: Iterable[str], fys: Sequence[int] | None = None,
                    *, conf: float = 0.95, std_pop="H27") -> pd.DataFrame:
     """Age-adjusted rates (direct standardisation to `std_pop`, Dobson interval; NaN below 10
@@ -1094,7 +1030,10 @@ def outcome_trends(prepared, muni_code: str, indicator_ids: Iterable[str], fys: 
     if area_level(muni_code) == "muni":
         med = m.loc[m["muni_code"] == str(muni_code), "medical_area_code"].astype(str).iloc[0]
         areas = [("muni", str(muni_code), "市町村"), ("medical_area", med, "二次医療圏")] + areas
-    weights = standard_weights(prepared, std_pop)
+    # one registry (stats.standard_population); "pref" = the prefecture's population of the last year
+    weights = stats.standard_population("H27" if std_pop is None else std_pop, bands=None,
+                                        data=prepared.strata, fy=max(fys))
+    std_label = stats.standard_population_label(std_pop, fy=max(fys))
     for level, code, kind in areas:  # three levels
         t = indicators.indicator_table(_area_strata(prepared, level, code), level, area_map=m, fy=fys,
                                        indicators=ids, reference=prepared.strata, std_pop=weights, conf=conf)
@@ -1106,8 +1045,7 @@ def outcome_trends(prepared, muni_code: str, indicator_ids: Iterable[str], fys: 
         "地域": np.where(t["地域区分"] == "二次医療圏", t["area_name"].astype(str) + "（二次医療圏）",
                        t["area_name"].astype(str)), "年度": t["fy"], "分子": t["numerator"], "分母": t["denominator"],
         "年齢調整値（%）": t["adj_rate"], "下限": t["adj_lower"], "上限": t["adj_upper"], "粗率（%）": t["crude_rate"],
-        "標準人口": STANDARD_LABELS.get(std_pop, "指定の標準人口") if isinstance(std_pop, (str, type(None)))
-        else "指定の標準人口",
+        "標準人口": std_label,
     })
     return out.reset_index(drop=True)
 
@@ -1155,11 +1093,11 @@ def trend_summary_text(trends: pd.DataFrame, muni_label: str = "市町村") -> s
 # One-page summary for the committee (A4 landscape)
 # =============================================================================================
 JUDGEMENT_COLOURS = {
-    stats.CHANGE_IMPROVED: plots.SIGNIFICANCE_COLOURS["良い"],
-    stats.CHANGE_WORSENED: plots.SIGNIFICANCE_COLOURS["悪い"],
-    stats.CHANGE_NONE: plots.SIGNIFICANCE_COLOURS["差なし"],
-    stats.CHANGE_INCREASED: plots.SIGNIFICANCE_COLOURS["高い"],
-    stats.CHANGE_DECREASED: plots.SIGNIFICANCE_COLOURS["低い"],
+    stats.CHANGE_IMPROVED: plots.SIGNIFICANCE_COLOURS[stats.JUDGEMENT_BETTER],
+    stats.CHANGE_WORSENED: plots.SIGNIFICANCE_COLOURS[stats.JUDGEMENT_WORSE],
+    stats.CHANGE_NONE: plots.SIGNIFICANCE_COLOURS[stats.JUDGEMENT_SAME],
+    stats.CHANGE_INCREASED: plots.SIGNIFICANCE_COLOURS[stats.JUDGEMENT_HIGHER],
+    stats.CHANGE_DECREASED: plots.SIGNIFICANCE_COLOURS[stats.JUDGEMENT_LOWER],
 }
 
 

@@ -303,11 +303,10 @@ def _area_rows(strata: pd.DataFrame, municipalities: pd.DataFrame, districts: pd
             t["area_level"] = LEVEL_DISTRICT
             parts.append(t)
     # the reference itself (its 標準化比 is 1 by construction: shown empty)
-    r = ref.groupby("indicator_id", as_index=False)[["numerator", "denominator"]].sum()
+    r = stats.proportion_grouped(ref, ["indicator_id"], "numerator", "denominator", conf, multiplier=100)
+    r = r.rename(columns={"value": "crude_rate", "lower": "crude_lower", "upper": "crude_upper"})
     r["area_code"] = "reference"
     r["area_level"] = LEVEL_REFERENCE
-    p, lo, hi = stats.proportion_ci(r["numerator"].to_numpy(float), r["denominator"].to_numpy(float), conf)
-    r["crude_rate"], r["crude_lower"], r["crude_upper"] = p * 100, lo * 100, hi * 100
     parts.append(r)
     t = pd.concat(parts, ignore_index=True)
     labels = area_labels(municipalities, districts, muni_code, reference_label)
@@ -322,7 +321,7 @@ def _area_rows(strata: pd.DataFrame, municipalities: pd.DataFrame, districts: pd
         "suppressed": False,
         "area_level": t["area_level"].astype("str"), "area_code": t["area_code"].astype("str"),
         "rate_lower": t["crude_lower"], "rate_upper": t["crude_upper"],
-        "method": t.get("method", pd.Series(index=t.index, dtype="str")).fillna("Wilson"),
+        "method": t.get("method", pd.Series(index=t.index, dtype="str")).fillna(stats.METHOD_WILSON),
         "conf": conf,
     })
     out["comparison"] = out["comparison"].astype(object).where(out["area_level"] != LEVEL_REFERENCE, "（基準）")
@@ -460,7 +459,7 @@ def criteria_findings(shown: pd.DataFrame, area_level: str = LEVEL_MUNI) -> list
     significantly above / below the reference."""
     d = shown[(shown["area_level"] == area_level)]
     lines = []
-    for comp, word in (("有意に高い", "有意に多い"), ("有意に低い", "有意に少ない")):
+    for comp, word in ((stats.SIGNIFICANTLY_HIGHER, "有意に多い"), (stats.SIGNIFICANTLY_LOWER, "有意に少ない")):
         hit = d[d["comparison"] == comp]
         if len(hit):
             items = [f"{r.criterion_name}（{r.area}、比 {_fmt(r.sr, '{:.2f}')}）" if area_level == LEVEL_DISTRICT
@@ -474,7 +473,8 @@ def criteria_findings(shown: pd.DataFrame, area_level: str = LEVEL_MUNI) -> list
 def profile_findings(profile_shown: pd.DataFrame) -> list[str]:
     """Japanese sentences: questionnaire items/domains significantly above/below the reference."""
     lines = []
-    for comp, word in (("有意に高い", "リスク回答が有意に多い"), ("有意に低い", "リスク回答が有意に少ない")):
+    for comp, word in ((stats.SIGNIFICANTLY_HIGHER, "リスク回答が有意に多い"),
+                       (stats.SIGNIFICANTLY_LOWER, "リスク回答が有意に少ない")):
         hit = profile_shown[profile_shown["comparison"] == comp]
         if len(hit):
             lines.append(f"{word}: " + "、".join(

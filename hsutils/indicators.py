@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hsutils import aggregate, stats
+from hsutils.errors import ParameterError
 from hsutils.schema import KOKUHO_AGE_BANDS, KOUKI_AGE_BANDS
 
 Flag = Callable[[pd.DataFrame], np.ndarray]
@@ -286,23 +287,6 @@ def indicator_flags(py: pd.DataFrame, ids: Iterable[str] | None = None) -> dict[
     return out
 
 
-# ---------------------------------------------------------------- standard population
-
-def standard_weights(std_pop="H27") -> pd.Series:
-    """Standard population weights by our age bands (DOMAIN §8; 90+ = 90–94 + 95+).
-
-    `std_pop` is "H27" (平成27年モデル人口), or a Series indexed by our age band labels.
-    """
-    if isinstance(std_pop, pd.Series):
-        return std_pop.astype(float)
-    if std_pop != "H27":
-        raise ValueError(f"標準人口「{std_pop}」は未対応です（H27 または Series を指定）")
-    h27 = {"40-44": 7_766_000, "45-49": 8_108_000, "50-54": 8_451_000, "55-59": 8_793_000,
-           "60-64": 9_135_000, "65-69": 9_246_000, "70-74": 7_892_000, "75-79": 6_306_000,
-           "80-84": 4_720_000, "85-89": 3_134_000, "90+": 1_548_000 + 423_000}
-    return pd.Series(h27, dtype=float)
-
-
 # ---------------------------------------------------------------- indicator table
 
 def _comparison(lower: np.ndarray, upper: np.ndarray, benchmark) -> np.ndarray:
@@ -312,22 +296,23 @@ def _comparison(lower: np.ndarray, upper: np.ndarray, benchmark) -> np.ndarray:
     return out
 
 
-def judgement(comparison, polarity) -> np.ndarray:
-    """良い / 差なし / 悪い where polarity exists, 高い / 差なし / 低い otherwise (DESIGN §10)."""
-    comp = np.asarray(comparison, dtype=object)
-    pol = np.broadcast_to(np.asarray(polarity, dtype=object), comp.shape)
-    out = np.full(comp.shape, None, dtype=object)
-    hi, lo, ns = comp == "有意に高い", comp == "有意に低い", comp == "有意差なし"
-    hb, lb = pol == "higher_better", pol == "lower_better"
-    out[ns] = "差なし"
-    out[hi & hb] = "良い"
-    out[lo & hb] = "悪い"
-    out[hi & lb] = "悪い"
-    out[lo & lb] = "良い"
-    nopol = ~(hb | lb)
-    out[hi & nopol] = "高い"
-    out[lo & nopol] = "低い"
-    return out
+#: 良い / 差なし / 悪い (or 高い / 差なし / 低い without polarity): the one definition is in stats.
+judgement = stats.judgement
+
+
+def _band_weights(std_pop, bands: pd.Index) -> np.ndarray:
+    """Standard weight of each age band (stats.standard_population, the one registry); NaN for a
+    band the standard cannot provide (e.g. "85-89" of S60, whose top band is 85+, or "<40")."""
+    try:
+        return stats.standard_population(std_pop, bands=list(bands)).to_numpy(dtype=float)
+    except ParameterError:
+        out = np.full(len(bands), np.nan)
+        for i, band in enumerate(bands):  # a dozen bands
+            try:
+                out[i] = stats.standard_population(std_pop, bands=[band]).iloc[0]
+            except ParameterError:
+                pass
+        return out
 
 
 def _codes(col: pd.Series, categories: pd.Index) -> np.ndarray:
@@ -356,13 +341,17 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     level      : 'district', 'muni', 'medical_area', 'pref' or 'national' (aggregate.rollup).
     area_map   : municipality master (muni_code, name, medical_area_code, medical_area, pref_code).
     reference  : strata of the reference area (default: all strata = the prefecture).
-    std_pop    : "H27" or a Series of weights by age band (DOMAIN §8).
+    std_pop    : any standard of `stats.standard_population` ("H27", "S60", a Series of weights
+                 by age band, a CSV path); for "pref" resolve it first
+                 (`stats.standard_population("pref", data=strata, fy=...)`) and pass the Series.
     by_sex     : also split by sex (column `sex`: 1/2); otherwise sexes combined.
 
-    Age adjustment uses the age bands present in the area (strata with no population are left out
-    and the standard weights of the remaining bands renormalised); the DSR and its limits are NaN
-    when the area's total count is below 10 (STATS_METHODS §5). The indirect ratio uses exact
-    Poisson limits for an observed count below 10 and Byar's from 10 (STATS_METHODS §6).
+    Every statistic comes from `hsutils.stats`: crude rate `proportion_ci` (Wilson), age-adjusted
+    rate `dsr` (Dobson; strata with no population left out with their weight, the module's
+    empty-strata rule; NaN when the area's total count is below 10, STATS_METHODS §5), and
+    標準化該当比 `isr_from_expected` (exact Poisson limits below 10 observed, Byar's from 10,
+    STATS_METHODS §6). A group with persons in an age band the standard cannot provide (S60 stops
+    at 85+) has no age-adjusted rate.
 
     The table keeps small counts; it carries `suppressed` (numerator or denominator 1…threshold−1)
     so that the presentation step (hsutils.privacy) can hide them (DESIGN §6).
@@ -416,20 +405,11 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     N = np.bincount(g, weights=n, minlength=n_g)
     present = np.flatnonzero(N > 0)
 
-    # direct standardisation over age bands (Dobson; NaN when total count < 10; STATS §5)
+    # direct standardisation over age bands: dense (group × band) matrices for stats.dsr
     ga = g * n_band + band
-    xa = np.bincount(ga, weights=x, minlength=n_g * n_band)
-    na = np.bincount(ga, weights=n, minlength=n_g * n_band)
-    w_band = standard_weights(std_pop).reindex(band_cats).to_numpy(dtype=float)
-    # dense (group × band) matrices: ga = g * n_band + band, so a reshape gives one row per group
-    xa, na = xa.reshape(n_g, n_band), na.reshape(n_g, n_band)
-    ok = (na > 0) & ~np.isnan(w_band)[None, :]
-    wa = np.where(ok, np.nan_to_num(w_band)[None, :], 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t1 = np.where(ok, wa * xa / na, 0.0)
-        t2 = np.where(ok, xa * (wa / na) ** 2, 0.0)
-    S, V, W = t1.sum(axis=1), t2.sum(axis=1), wa.sum(axis=1)
-    O = np.where(ok, xa, 0.0).sum(axis=1)
+    xa = np.bincount(ga, weights=x, minlength=n_g * n_band).reshape(n_g, n_band)
+    na = np.bincount(ga, weights=n, minlength=n_g * n_band).reshape(n_g, n_band)
+    w_band = _band_weights(std_pop, band_cats)
 
     # indirect standardisation: reference rates by fy × indicator × sex × age band (STATS §6)
     rind, rband, rfy, rsex = (ind, band, fyc, sex) if same_rows else keys(ref)
@@ -456,15 +436,17 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     rest //= n_ind
     fy_p = rest % n_fy
     area_p = rest // n_fy
-    Xp, Np, Ep, Op, Sp, Vp, Wp = X[gp], N[gp], E[gp], O[gp], S[gp], V[gp], W[gp]
+    Xp, Np, Ep = X[gp], N[gp], E[gp]
     p, lo, hi = stats.proportion_ci(Xp, Np, conf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dsr_val = Sp / Wp
-        var = Vp / Wp ** 2
-        _, oL, oU = stats.rate_ci(Op, 1.0, conf)  # Byar's for O >= 10 (DSR suppressed below 10)
-        kk = np.sqrt(var / Op)
-        sr, srl, sru = stats.rate_ci(Xp, np.where(Ep > 0, Ep, np.nan), conf)
-    small = Op < 10
+    # DSR (Dobson; NaN below 10 events; empty bands left out with their weight: stats, STATS §5).
+    # A group with persons in a band the standard does not cover (S60 has no 85-89) is not
+    # standardised (NaN), rather than standardised over the bands that happen to be covered.
+    xs, ns = xa[gp], na[gp]
+    uncovered = ((ns > 0) & np.isnan(w_band)[None, :]).any(axis=1)
+    xs[uncovered], ns[uncovered] = 0.0, 0.0
+    adj, adj_lo, adj_hi = stats.dsr(xs, ns, w_band, conf, multiplier=100)
+    # 標準化該当比 from the observed count and the expected count summed above (STATS §6)
+    sr, srl, sru = stats.isr_from_expected(Xp, Ep, conf)
     rt_idx = (fy_p * n_ind + ind_p) * (2 if by_sex else 1) + (sex_p if by_sex else 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ref_rate = np.where(RTN[rt_idx] > 0, RTX[rt_idx] / RTN[rt_idx] * 100, np.nan)
@@ -473,9 +455,7 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
         "indicator_id": ind_cats.to_numpy()[ind_p],
         "numerator": Xp.astype(np.int64), "denominator": Np.astype(np.int64),
         "crude_rate": p * 100, "crude_lower": lo * 100, "crude_upper": hi * 100,
-        "adj_rate": np.where(small, np.nan, dsr_val * 100),
-        "adj_lower": np.where(small, np.nan, (dsr_val + kk * (oL - Op)) * 100),
-        "adj_upper": np.where(small, np.nan, (dsr_val + kk * (oU - Op)) * 100),
+        "adj_rate": adj, "adj_lower": adj_lo, "adj_upper": adj_hi,
         "expected": Ep, "sr": sr, "sr_lower": srl, "sr_upper": sru, "ref_rate": ref_rate,
     })
     if by_sex:
@@ -488,8 +468,9 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     num, den = out["numerator"].to_numpy(), out["denominator"].to_numpy()
     out["suppressed"] = ((num > 0) & (num < suppress_threshold)) | ((den > 0) & (den < suppress_threshold))
     # the indirect ratio's observed count is the area's numerator: exact limits below 10 (STATS §1c)
-    out["method"] = np.array(["Wilson; Dobson; 間接法 exact Poisson", "Wilson; Dobson; 間接法 Byar"],
-                             dtype=object)[(num >= 10).astype(np.int8)]
+    out["method"] = np.array([f"{stats.METHOD_WILSON}; {stats.METHOD_DOBSON}; 間接法 {m}"
+                              for m in (stats.METHOD_EXACT, stats.METHOD_BYAR)],
+                             dtype=object)[(num >= stats.SMALL_COUNT_LIMIT).astype(np.int8)]
     out["conf"] = conf
     out = _attach_area_names(out, level, area_map)
     return out.sort_values(["indicator_id", "fy", "area_code"] + (["sex"] if by_sex else []),

@@ -469,17 +469,14 @@ def district_indicator(prepared, muni_code: str, indicator_id: str, fy: int, con
             "method", "conf"]
     if s.empty:
         return pd.DataFrame(columns=cols), float("nan")
-    by = s.groupby("district_code", as_index=False)[["numerator", "denominator"]].sum()
+    by = stats.proportion_grouped(s, ["district_code"], "numerator", "denominator", conf, multiplier=100)
     total = by[["numerator", "denominator"]].sum()
     muni_rate = float(total["numerator"] / total["denominator"] * 100) if total["denominator"] else float("nan")
     d = by.assign(muni_code=str(muni_code))
     by["area_code"] = by["district_code"].astype("str")
     by["area_name"] = _district_names(d, prepared.districts).to_numpy()
-    p, lo, hi = stats.proportion_ci(by["numerator"].to_numpy(float), by["denominator"].to_numpy(float), conf)
-    by["value"], by["lower"], by["upper"] = np.asarray(p) * 100, np.asarray(lo) * 100, np.asarray(hi) * 100
     by["comparison"] = np.asarray(stats.compare_to_benchmark(by["lower"].to_numpy(), by["upper"].to_numpy(),
                                                              muni_rate), dtype=object)
-    by["method"], by["conf"] = "Wilson", conf
     return by[cols], muni_rate
 
 
@@ -488,8 +485,8 @@ def district_summary(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRES
     ok = ~(np.asarray(privacy.is_small(table["numerator"], threshold), dtype=bool)
            | np.asarray(privacy.is_small(table["denominator"], threshold), dtype=bool))
     t = table[ok]
-    high = t.loc[t["comparison"] == "有意に高い", "area_name"].tolist()
-    low = t.loc[t["comparison"] == "有意に低い", "area_name"].tolist()
+    high = t.loc[t["comparison"] == stats.SIGNIFICANTLY_HIGHER, "area_name"].tolist()
+    low = t.loc[t["comparison"] == stats.SIGNIFICANTLY_LOWER, "area_name"].tolist()
     return (f"市全体より有意に高い地区: {'、'.join(high) if high else 'なし'}\n"
             f"市全体より有意に低い地区: {'、'.join(low) if low else 'なし'}")
 
@@ -625,19 +622,17 @@ def trend_table(prepared, muni_code: str, fiscal_years=None, conf: float = 0.95)
     if fys is not None:
         reg = reg[reg["fy"].isin(fys)]
     muni = reg["muni_code"].astype("str")
-    pref_counts = reg.groupby(["indicator_id", "fy"], as_index=False)[["numerator", "denominator"]].sum()
-    parts.append(pref_counts.assign(area="pref"))
+    keys = ["indicator_id", "fy"]
+    parts.append(stats.proportion_grouped(reg, keys, "numerator", "denominator", conf, multiplier=100)
+                 .assign(area="pref"))
     if not is_prefecture(code):
         m = reg[muni.eq(code).to_numpy()]
-        parts.append(m.groupby(["indicator_id", "fy"], as_index=False)[["numerator", "denominator"]].sum()
+        parts.append(stats.proportion_grouped(m, keys, "numerator", "denominator", conf, multiplier=100)
                      .assign(area="muni"))
     out = pd.concat(parts, ignore_index=True)
     out["area_name"] = np.where(out["area"].eq("muni"), area_name, pref_name)
     names = {i.id: i.name for i in indicators.INDICATORS} | TREND_COMPUTED
     out["indicator_name"] = out["indicator_id"].map(names)
-    p, lo, hi = stats.proportion_ci(out["numerator"].to_numpy(float), out["denominator"].to_numpy(float), conf)
-    out["value"], out["lower"], out["upper"] = np.asarray(p) * 100, np.asarray(lo) * 100, np.asarray(hi) * 100
-    out["method"], out["conf"] = "Wilson", conf
     order = {k: i for i, k in enumerate(list(TREND_REGISTERED[:1]) + list(TREND_COMPUTED) + list(TREND_REGISTERED[1:]))}
     out = out.assign(_o=out["indicator_id"].map(order), _a=out["area"].eq("pref"))
     out = out.sort_values(["_o", "_a", "fy"]).drop(columns=["_o", "_a", "area"])
@@ -708,8 +703,9 @@ def trend_summary(trend: pd.DataFrame, muni_name: str, threshold: int = privacy.
                          + _pooled_text(trend[trend["indicator_id"] == ind], muni_name, threshold))
             continue
         comp = stats.compare_to_benchmark(m["lower"], m["upper"], p["value"])
-        comp = "判定できません" if pd.isna(comp) else {"有意に高い": "県より有意に高い", "有意に低い": "県より有意に低い",
-                                                    "有意差なし": "県と有意差なし"}[comp]
+        comp = "判定できません" if pd.isna(comp) else {stats.SIGNIFICANTLY_HIGHER: "県より有意に高い",
+                                                    stats.SIGNIFICANTLY_LOWER: "県より有意に低い",
+                                                    stats.NOT_SIGNIFICANT: "県と有意差なし"}[comp]
         lines.append(f"・{name}: {m['value']:.1f}%（95%CI {m['lower']:.1f}–{m['upper']:.1f}、"
                      f"{int(m['numerator']):,}/{int(m['denominator']):,}人）、県 {p['value']:.1f}% → {comp}")
     return "\n".join(lines)
@@ -770,8 +766,8 @@ def funnel_summary(df: pd.DataFrame, muni_code: str | None, threshold: int = pri
     ok = pd.Series(~(np.asarray(privacy.is_small(df["numerator"], threshold), dtype=bool)
                      | np.asarray(privacy.is_small(df["denominator"], threshold), dtype=bool)), index=df.index)
     d = df[ok.to_numpy()]
-    high = d.loc[d["funnel"].astype("str").str.contains("高い"), "area_name"].tolist()
-    low = d.loc[d["funnel"].astype("str").str.contains("低い"), "area_name"].tolist()
+    high = d.loc[d["funnel"].isin([stats.FUNNEL_HIGH_95, stats.FUNNEL_HIGH_998]), "area_name"].tolist()
+    low = d.loc[d["funnel"].isin([stats.FUNNEL_LOW_95, stats.FUNNEL_LOW_998]), "area_name"].tolist()
     lines = [f"95%限界より高い（悪い）市町: {'、'.join(high) if high else 'なし'}",
              f"95%限界より低い（良い）市町: {'、'.join(low) if low else 'なし'}"]
     if muni_code and not is_prefecture(muni_code):

@@ -101,23 +101,19 @@ def analysis_years(prepared, fiscal_years=None, fiscal_year: int | None = None) 
 
 
 def standard_population(prepared, name="H27", fy: int | None = None) -> tuple[object, str]:
-    """Standard population for the direct method (DOMAIN §8) and a Japanese note.
-
-    "H27" = 平成27年モデル人口; "pref" = the prefecture's insured persons by age band in `fy`
-    (all insured of the data, 40+). Anything else falls back to H27 with a note (a batch never
-    fails on it)."""
-    if isinstance(name, pd.Series):
-        return name, "標準人口: 指定の人口"
-    if name in (None, "", "H27"):
-        return "H27", "標準人口: 平成27年モデル人口"
-    if name == "pref":
-        py = prepared.person_year
-        if fy is not None:
-            py = py[py["fy"] == fy]
-        w = py.groupby("age_band", observed=True).size().astype(float)
-        w = w[w.index.isin(indicators.standard_weights("H27").index)]
-        return w, "標準人口: 県の被保険者（年度の年齢構成）"
-    return "H27", f"標準人口「{name}」は未対応のため、平成27年モデル人口を使いました"
+    """Standard population for the direct method and a Japanese note, from the one registry
+    `stats.standard_population` (DOMAIN §8): "H27" = 平成27年モデル人口, "S60" = 昭和60年モデル人口,
+    "pref" = the prefecture's 特定健診対象者 (40–74) + 後期高齢者 (75+) by age band in `fy`, or a
+    Series / CSV path. A name the registry does not know falls back to H27 with a note (a batch
+    never fails on it)."""
+    if name is None or (isinstance(name, str) and name == ""):
+        name = "H27"
+    try:
+        weights = stats.standard_population(name, bands=None, data=prepared.strata, fy=fy)
+    except ParameterError as e:
+        return (stats.standard_population("H27", bands=None),
+                f"標準人口「{name}」は使えないため、平成27年モデル人口を使いました（{e}）")
+    return weights, "標準人口: " + stats.standard_population_label(name, fy=fy)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +268,8 @@ def compact_pivot(shown: pd.DataFrame, fy: int, indicator_ids: Sequence[str],
     # age-adjusted rate is missing below 10 events: show the crude rate then, marked 粗
     text = np.where(val.notna(), val.map(lambda v: f"{v:.1f}"),
                     np.where(crude.notna(), crude.map(lambda v: f"{v:.1f}粗"), privacy.SUPPRESSION_MARK))
-    judge = d["judgement"].astype(object).where(d["judgement"].isin(["良い", "悪い", "高い", "低い"]), None)
+    judge = d["judgement"].astype(object).where(d["judgement"].isin([stats.JUDGEMENT_BETTER, stats.JUDGEMENT_WORSE,
+                                                             stats.JUDGEMENT_HIGHER, stats.JUDGEMENT_LOWER]), None)
     d["cell"] = [t if j is None else f"{t}（{j}）" for t, j in zip(text, judge)]  # one per area × indicator
     names = indicators.registry_frame().set_index("indicator_id")["indicator_name"]
     piv = d.pivot_table(index=["muni_code", "muni_name"], columns="indicator_id", values="cell",
@@ -294,10 +291,10 @@ def significant_lines(table: pd.DataFrame, fy: int, indicator_ids: Sequence[str]
         if sub.empty:
             continue
         name = sub["indicator_name"].iloc[0]
-        worse = "、".join(f"{n}（{s:.2f}）" for n, s in zip(sub.loc[sub["judgement"] == "悪い", "muni_name"],
-                                                       sub.loc[sub["judgement"] == "悪い", "sr"]))
-        better = "、".join(sub.loc[sub["judgement"] == "良い", "muni_name"])
-        other = "、".join(sub.loc[sub["judgement"].isin(["高い", "低い"]), "muni_name"])
+        is_worse = sub["judgement"] == stats.JUDGEMENT_WORSE
+        worse = "、".join(f"{n}（{s:.2f}）" for n, s in zip(sub.loc[is_worse, "muni_name"], sub.loc[is_worse, "sr"]))
+        better = "、".join(sub.loc[sub["judgement"] == stats.JUDGEMENT_BETTER, "muni_name"])
+        other = "、".join(sub.loc[sub["judgement"].isin([stats.JUDGEMENT_HIGHER, stats.JUDGEMENT_LOWER]), "muni_name"])
         parts = [f"有意に悪い: {worse or 'なし'}", f"有意に良い: {better or 'なし'}"]
         if other:
             parts.append(f"有意差あり（良否の判定なし）: {other}")
@@ -572,12 +569,8 @@ def _change_table(table: pd.DataFrame, keys: list[str], first: int, last: int) -
                                                m["numerator_last"].to_numpy(float), m["denominator_last"].to_numpy(float))
     m["diff_points"], m["diff_lower"], m["diff_upper"] = (np.asarray(v, float) * 100 for v in (d, lo, up))
     pol = m["indicator_id"].map(indicators.registry_frame().set_index("indicator_id")["polarity"])
-    change = np.full(len(m), np.nan, dtype=object)
-    for p, hib in (("higher_better", True), ("lower_better", False), (None, None)):  # 3 polarities
-        sel = (pol == p).to_numpy() if p else pol.isna().to_numpy()
-        if sel.any():
-            change[sel] = np.asarray(stats.change_judgement(m["diff_lower"].to_numpy()[sel],
-                                                            m["diff_upper"].to_numpy()[sel], hib), dtype=object)
+    change = stats.change_judgement_by_polarity(m["diff_lower"].to_numpy(), m["diff_upper"].to_numpy(),
+                                                pol.to_numpy(dtype=object))
     m["change"] = change
     m["fy_first"], m["fy_last"] = first, last
     return m
@@ -638,10 +631,10 @@ def worse_and_worsening(table: pd.DataFrame, first_fy: int | None = None, last_f
             "judgement"]
     if first >= last:
         return pd.DataFrame(columns=cols)
-    t = table[table["polarity"].isin(["higher_better", "lower_better"])]
+    t = table[table["polarity"].isin([stats.HIGHER_BETTER, stats.LOWER_BETTER])]
     m = _change_table(t, ["muni_code"], first, last)
     m = m.rename(columns={"crude_rate_first": "rate_first", "crude_rate_last": "rate_last"})
-    keep = (m["judgement"] == "悪い") & (m["change"] == stats.CHANGE_WORSENED)
+    keep = (m["judgement"] == stats.JUDGEMENT_WORSE) & (m["change"] == stats.CHANGE_WORSENED)
     out = m.loc[keep.to_numpy(), cols].copy()
     out["_gap"] = (out["sr"] - 1).abs()
     return out.sort_values(["_gap", "muni_code"], ascending=[False, True]).drop(columns="_gap").reset_index(drop=True)
@@ -683,7 +676,7 @@ def priority_components(table: pd.DataFrame, fy: int, key_indicators: Sequence[s
     d = table[table["fy"] == fy]
     d = _visible(d, suppress_threshold)
     munis = table[["muni_code", "muni_name", "medical_area"]].drop_duplicates("muni_code").sort_values("muni_code")
-    key = d[d["indicator_id"].isin(list(key_indicators)) & (d["judgement"] == "悪い")].copy()
+    key = d[d["indicator_id"].isin(list(key_indicators)) & (d["judgement"] == stats.JUDGEMENT_WORSE)].copy()
     key["gap"] = (key["sr"] - 1).abs() * 100
     key["excess"] = (key["numerator"] - key["expected"]).abs()
     order = {k: i for i, k in enumerate(key_indicators)}

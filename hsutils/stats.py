@@ -14,19 +14,43 @@ Conventions (DESIGN §4):
   below 0.9 are accepted (they are legitimate, just unusual).
 * Multipliers scale the value and both limits; they never enter the statistics (STATS_METHODS §0).
 
+Grouped functions (`proportion_grouped`, `rate_grouped`, `dsr_grouped`, `isr_grouped`) take a
+tidy frame (one row per group × stratum) and return one row per group with `value`, `lower`,
+`upper`, `statistic`, `method` and `conf`, as PHEindicatormethods does (STATS_METHODS §0). They
+are group-by sums plus numpy: no Python loop over groups.
+
+Empty strata (one rule, STATS_METHODS §5 and §8): PHEindicatormethods refuses a stratum with
+population 0 in a DSR. Our strata tables have such strata (no 90+ men in a small district), so a
+stratum with population 0 and no events is *left out together with its standard weight*: the
+DSR is the one PHEindicatormethods computes after removing that row (the weights of the remaining
+strata are renormalised). A stratum with population 0 but events > 0 is an error, and so is a
+stratum with population but no standard weight. The indirect method needs no rule: a stratum
+with population 0 has expected count 0 (STATS_METHODS §6). The same rule is used by `dsr`,
+`dsr_grouped` and the indicator tables (`hsutils.indicators.indicator_table`).
+
+Standard populations (DOMAIN §8, DESIGN §5): one registry behind `standard_population`:
+"H27" (平成27年モデル人口, the default), "S60" (昭和60年モデル人口), a user-supplied Series,
+two-column DataFrame or CSV file, and "pref" = the population of the prefecture taken from the
+data: the 特定健診 対象者 (国保 40–74, denominator of `kenshin_rate`) plus the 後期高齢者
+(75+, denominator of `kouki_kenshin_rate`) by age band in one fiscal year (the latest one when
+none is given), sexes combined. "pref" means this everywhere (overview, evaluation, districts).
+
 References: Wilson (1927); Newcombe (1998); Breslow & Day (1987) for Byar's method;
-Armitage & Berry (2002) for exact Poisson limits; Dobson et al. (1991); Spiegelhalter (2005).
+Armitage & Berry (2002) for exact Poisson limits; Dobson et al. (1991); Spiegelhalter (2005);
+Welch (1947) and Satterthwaite (1946) for the difference of two means.
 The same conventions are used by England's PHEindicatormethods (cross-checked in the tests).
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import special
 from scipy.stats import chi2, norm
+from scipy.stats import t as student_t
 
 from .errors import ParameterError
 from .schema import AGE_BANDS
@@ -37,13 +61,17 @@ __all__ = [
     "SIGNIFICANTLY_HIGHER", "NOT_SIGNIFICANT", "SIGNIFICANTLY_LOWER",
     "FUNNEL_HIGH_998", "FUNNEL_HIGH_95", "FUNNEL_WITHIN", "FUNNEL_LOW_95", "FUNNEL_LOW_998",
     "CHANGE_IMPROVED", "CHANGE_NONE", "CHANGE_WORSENED", "CHANGE_INCREASED", "CHANGE_DECREASED",
-    "H27_STANDARD_POPULATION", "S60_STANDARD_POPULATION",
+    "JUDGEMENT_BETTER", "JUDGEMENT_SAME", "JUDGEMENT_WORSE", "JUDGEMENT_HIGHER", "JUDGEMENT_LOWER",
+    "JUDGEMENT_NONE", "HIGHER_BETTER", "LOWER_BETTER", "POLARITY_LABELS", "PREF_STANDARD",
+    "H27_STANDARD_POPULATION", "S60_STANDARD_POPULATION", "STANDARD_POPULATION_LABELS",
+    "PREF_STANDARD_INDICATORS",
     "normalise_conf", "z_value",
-    "proportion_ci", "exact_poisson_limits", "byar_limits", "count_limits", "count_method",
-    "rate_ci", "dsr", "dsr_grouped", "isr", "isr_grouped",
+    "proportion_ci", "proportion_grouped", "exact_poisson_limits", "byar_limits", "count_limits",
+    "count_method", "rate_ci", "rate_grouped", "dsr", "dsr_grouped", "isr", "isr_from_expected",
+    "isr_grouped", "mean_ci", "welch_difference_ci",
     "funnel_limits", "funnel_column_suffix", "funnel_significance",
-    "proportion_difference_ci", "compare_to_benchmark", "change_judgement",
-    "standard_population",
+    "proportion_difference_ci", "compare_to_benchmark", "judgement", "change_judgement",
+    "change_judgement_by_polarity", "standard_population", "standard_population_label",
 ]
 
 #: Counts below this use exact Poisson limits; at or above it Byar's (STATS_METHODS §1c).
@@ -56,6 +84,8 @@ METHOD_EXACT = "exact Poisson"
 METHOD_BYAR = "Byar"
 METHOD_DOBSON = "Dobson"
 METHOD_NEWCOMBE = "Newcombe hybrid score"
+METHOD_STUDENT_T = "Student's t-distribution"
+METHOD_WELCH = "Welch t"
 
 # Comparison with a benchmark (DESIGN §5, §10).
 SIGNIFICANTLY_HIGHER = "有意に高い"
@@ -75,6 +105,20 @@ CHANGE_NONE = "変化なし"
 CHANGE_WORSENED = "悪化"
 CHANGE_INCREASED = "増加"
 CHANGE_DECREASED = "減少"
+
+# Judgement of a comparison for a reader (DESIGN §10): with a polarity 良い / 差なし / 悪い,
+# without one 高い / 差なし / 低い; 判定なし where there is no comparison (missing, suppressed).
+JUDGEMENT_BETTER = "良い"
+JUDGEMENT_SAME = "差なし"
+JUDGEMENT_WORSE = "悪い"
+JUDGEMENT_HIGHER = "高い"
+JUDGEMENT_LOWER = "低い"
+JUDGEMENT_NONE = "判定なし"
+
+# Polarity of an indicator (hsutils.indicators.Indicator.polarity); None = no judgement.
+HIGHER_BETTER = "higher_better"
+LOWER_BETTER = "lower_better"
+POLARITY_LABELS = {HIGHER_BETTER: "高いほど良い", LOWER_BETTER: "低いほど良い"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,6 +257,43 @@ def proportion_difference_ci(x1, n1, x2, n2, conf=0.95):
     return _wrap(d, index), _wrap(lower, index), _wrap(upper, index)
 
 
+def _statistic_label(kind: str, multiplier) -> str:
+    """`statistic` column of the grouped functions, worded as PHEindicatormethods (STATS_METHODS §0)."""
+    m = f"{multiplier:g}" if isinstance(multiplier, (int, float, np.integer, np.floating)) else str(multiplier)
+    if kind == "proportion":
+        return "percentage" if float(multiplier) == 100 else f"proportion of {m}"
+    return f"{kind} per {m}"
+
+
+def _grouped_frame(sums: pd.DataFrame, group_cols, value, lower, upper, statistic, method, conf) -> pd.DataFrame:
+    """The tidy output: group columns, summed inputs, value, lower, upper, statistic, method, conf."""
+    out = sums.copy()
+    out["value"] = np.asarray(value, dtype=float)
+    out["lower"] = np.asarray(lower, dtype=float)
+    out["upper"] = np.asarray(upper, dtype=float)
+    out["statistic"] = statistic
+    out["method"] = method
+    out["conf"] = conf
+    return out
+
+
+def proportion_grouped(df, group_cols, x_col, n_col, conf=0.95, multiplier=1):
+    """Proportions with Wilson intervals for many groups at once (STATS_METHODS §2; grouped data
+    as in STATS_METHODS §0: x and n are first summed within each group).
+
+    df has one row per group × anything (e.g. sex × age band); group_cols may be empty (one row).
+    Returns a DataFrame with the group columns, the sums of x_col and n_col (same names), and
+    `value`, `lower`, `upper` (× multiplier: 100 gives percent), `statistic`, `method`
+    ("Wilson") and `conf`. A group with n = 0 gives NaN.
+    """
+    c = normalise_conf(conf)
+    sums = _group_sums(df, group_cols, {x_col: df[x_col].to_numpy(), n_col: df[n_col].to_numpy()})
+    p, lower, upper = proportion_ci(_as_float(sums[x_col]), _as_float(sums[n_col]), c)
+    return _grouped_frame(sums, group_cols, np.asarray(p) * multiplier, np.asarray(lower) * multiplier,
+                          np.asarray(upper) * multiplier, _statistic_label("proportion", multiplier),
+                          METHOD_WILSON, c)
+
+
 # ---------------------------------------------------------------------------------------------
 # Counts and rates
 
@@ -294,33 +375,53 @@ def rate_ci(x, denom, conf=0.95, multiplier=1):
     return _wrap(x * scale, index), _wrap(lower_count * scale, index), _wrap(upper_count * scale, index)
 
 
+def rate_grouped(df, group_cols, x_col, n_col, conf=0.95, multiplier=1):
+    """Crude rates for many groups at once: x and n summed within each group, then `rate_ci`
+    (exact Poisson limits below 10 events, Byar's from 10; STATS_METHODS §3, §1c).
+
+    Returns a DataFrame with the group columns, the sums of x_col and n_col, and `value`,
+    `lower`, `upper`, `statistic` ("rate per <multiplier>"), `method` ("exact Poisson"/"Byar",
+    per group) and `conf`.
+    """
+    c = normalise_conf(conf)
+    sums = _group_sums(df, group_cols, {x_col: df[x_col].to_numpy(), n_col: df[n_col].to_numpy()})
+    x = _as_float(sums[x_col])
+    value, lower, upper = rate_ci(x, _as_float(sums[n_col]), c, multiplier)
+    return _grouped_frame(sums, group_cols, value, lower, upper, _statistic_label("rate", multiplier),
+                          np.asarray(count_method(x), dtype=object), c)
+
+
 # ---------------------------------------------------------------------------------------------
 # Direct standardisation (Dobson)
 
 
-def _dsr_terms(x, n, w, empty_strata: str):
+def _dsr_terms(x, n, w):
     """Per-stratum terms of the DSR: (x, w·x/n, x·(w/n)², weight used in Σw, n).
 
-    DSR rules of STATS_METHODS §5: missing counts are 0; missing or negative population or
-    standard weight is an error. A stratum with population 0 must have 0 events (else error)
-    and contributes 0 (see `dsr`, `empty_strata`).
+    DSR rules of STATS_METHODS §5: missing counts are 0; a missing or negative population is an
+    error; a negative standard weight is an error. Empty strata (the module's one rule): a
+    stratum with population 0 must have 0 events (else error) and is left out together with its
+    weight; a stratum with population needs a standard weight (missing weight is an error).
+    w·x/n is computed in that order, so that the indicator tables' published figures keep their
+    last digit.
     """
     x = np.where(np.isnan(x), 0.0, x)
     if np.any(np.isnan(n)):
         raise ParameterError("年齢調整率の計算で、人口（分母）に欠損があります。")
-    if np.any(np.isnan(w)):
-        raise ParameterError("年齢調整率の計算で、基準人口に欠損があります。年齢階級の対応を確認してください。")
     _check_nonnegative("件数", x)
     _check_nonnegative("人口（分母）", n)
     _check_nonnegative("基準人口", w)
     empty = n == 0
     if np.any(empty & (x > 0)):
         raise ParameterError("人口 0 の年齢階級に件数があります。分子・分母の対応を確認してください。")
-    if empty_strata not in ("zero", "drop"):
-        raise ParameterError(f"empty_strata は 'zero' か 'drop' で指定してください（{empty_strata!r}）。")
-    ratio = np.where(empty, 0.0, w / np.where(empty, 1.0, n))
-    w_used = np.where(empty, 0.0, w) if empty_strata == "drop" else w
-    return x, ratio * x, x * ratio ** 2, w_used, n
+    if np.any(np.isnan(w) & ~empty):
+        raise ParameterError("年齢調整率の計算で、基準人口に欠損があります。年齢階級の対応を確認してください。")
+    w_used = np.where(empty, 0.0, w)
+    safe_n = np.where(empty, 1.0, n)
+    with np.errstate(invalid="ignore"):
+        weighted = np.where(empty, 0.0, w_used * x / safe_n)
+        variance = np.where(empty, 0.0, x * (w_used / safe_n) ** 2)
+    return x, weighted, variance, w_used, n
 
 
 def _dobson(total, weighted, variance_sum, sum_w, conf, multiplier):
@@ -340,7 +441,7 @@ def _dobson(total, weighted, variance_sum, sum_w, conf, multiplier):
     return value, lower, upper
 
 
-def dsr(x, n, std_pop, conf=0.95, multiplier=1, *, empty_strata="zero"):
+def dsr(x, n, std_pop, conf=0.95, multiplier=1):
     """Directly standardised rate with Dobson's interval (Dobson et al. 1991; STATS_METHODS §5).
 
     x, n and std_pop are aligned by stratum (usually age band) along the last axis, so a 2-d input
@@ -352,15 +453,9 @@ def dsr(x, n, std_pop, conf=0.95, multiplier=1, *, empty_strata="zero"):
         V = Σ x_i (w_i / n_i)² / (Σ w_i)², O = Σ x_i, (O_L, O_U) = Byar's limits of O.
 
     The value and limits are NaN when the total count O is below 10 (O = 10 is published).
-    Missing counts are treated as 0.
-
-    Strata with population 0: PHEindicatormethods refuses them. In our strata tables a stratum
-    with nobody in it (e.g. no 90+ men in a small district) has x = 0 and must contribute 0, so it
-    is taken out of the weighted sum and the variance. `empty_strata="zero"` (default) keeps its
-    standard weight in Σ w_i, i.e. treats the stratum rate as 0, so that every area is divided by
-    the same total standard population (the usual MHLW/KDB spreadsheet practice);
-    `empty_strata="drop"` drops the stratum together with its weight (re-normalising the weights,
-    which is what removing the row before calling PHEindicatormethods would do). A stratum with
+    Missing counts are treated as 0. A stratum with population 0 (and no events) is left out
+    together with its standard weight (the module's empty-strata rule; STATS_METHODS §5, §8), so
+    the result equals PHEindicatormethods' DSR after removing that row. A stratum with
     population 0 but events > 0 is an error.
 
     Returns a tuple (rate, lower, upper).
@@ -372,7 +467,7 @@ def dsr(x, n, std_pop, conf=0.95, multiplier=1, *, empty_strata="zero"):
     x, n, w = _broadcast(x, n, std_pop)
     if x.ndim == 0:
         x, n, w = x[None], n[None], w[None]
-    x, wx, vx, w_used, _ = _dsr_terms(x, n, w, empty_strata)
+    x, wx, vx, w_used, _ = _dsr_terms(x, n, w)
     value, lower, upper = _dobson(x.sum(-1), wx.sum(-1), vx.sum(-1), w_used.sum(-1),
                                   normalise_conf(conf), multiplier)
     return _wrap(value, index), _wrap(lower, index), _wrap(upper, index)
@@ -405,7 +500,7 @@ def _group_sums(df: pd.DataFrame, group_cols: Sequence[str], columns: dict) -> p
 
 
 def dsr_grouped(df, group_cols, x_col, n_col, std_col="std_pop", conf=0.95, multiplier=1, *,
-                standard=None, band_col=None, empty_strata="zero"):
+                standard=None, band_col=None):
     """Directly standardised rates for many groups at once (areas × indicators × ...), computed
     with group-by sums (STATS_METHODS §5, same rules as `dsr`).
 
@@ -415,13 +510,15 @@ def dsr_grouped(df, group_cols, x_col, n_col, std_col="std_pop", conf=0.95, mult
     "90+" of H27 is "90-94" + "95+").
 
     Returns a DataFrame with the group columns and `value`, `lower`, `upper`, `total_count`,
-    `total_pop`, `method` ("Dobson") and `conf`. value/lower/upper are NaN when total_count < 10.
+    `total_pop`, `statistic` ("dsr per <multiplier>"), `method` ("Dobson") and `conf`.
+    value/lower/upper are NaN when total_count < 10. Strata with population 0 follow the
+    module's empty-strata rule (left out with their weight).
     """
     c = normalise_conf(conf)
     w = _standard_weights(df, std_col, standard, band_col)
     x = _as_float(df[x_col])
     n = _as_float(df[n_col])
-    x, wx, vx, w_used, n = _dsr_terms(x, n, w, empty_strata)
+    x, wx, vx, w_used, n = _dsr_terms(x, n, w)
     sums = _group_sums(df, group_cols, {"_x": x, "_wx": wx, "_vx": vx, "_w": w_used, "_n": n})
     value, lower, upper = _dobson(sums["_x"].to_numpy(), sums["_wx"].to_numpy(), sums["_vx"].to_numpy(),
                                   sums["_w"].to_numpy(), c, multiplier)
@@ -431,6 +528,7 @@ def dsr_grouped(df, group_cols, x_col, n_col, std_col="std_pop", conf=0.95, mult
     out["upper"] = upper
     out["total_count"] = sums["_x"].to_numpy()
     out["total_pop"] = sums["_n"].to_numpy()
+    out["statistic"] = _statistic_label("dsr", multiplier)
     out["method"] = METHOD_DOBSON
     out["conf"] = c
     return out
@@ -445,6 +543,21 @@ def _isr_from_totals(observed, expected, conf, refvalue):
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(expected > 0, refvalue / np.where(expected > 0, expected, 1.0), np.nan)
     return observed * scale, lower_count * scale, upper_count * scale
+
+
+def isr_from_expected(observed, expected, conf=0.95, *, refvalue=1):
+    """標準化該当比 O/E from the observed total and an expected count already summed over the
+    strata (E = Σ n_i · ref_rate_i; STATS_METHODS §6): the count limits of O (exact Poisson for
+    O < 10, Byar's for O >= 10) divided by E, × refvalue. E = 0 or missing gives NaN.
+    Used where the expected counts come from group-by sums (the indicator tables).
+    Returns a tuple (ratio, lower, upper).
+    """
+    index = _series_index(observed, expected)
+    obs, e = _broadcast(observed, expected)
+    _check_nonnegative("観察数", obs)
+    _check_nonnegative("期待数", e)
+    value, lower, upper = _isr_from_totals(obs, e, normalise_conf(conf), refvalue)
+    return _wrap(value, index), _wrap(lower, index), _wrap(upper, index)
 
 
 def isr(observed, n, ref_rate, conf=0.95, *, refvalue=1):
@@ -483,7 +596,8 @@ def isr_grouped(df, group_cols, observed_col, n_col, ref_rate_col, conf=0.95, *,
     rate of that stratum (e.g. the prefecture's rate by sex × age band, merged by the caller).
 
     Returns a DataFrame with the group columns and `value`, `lower`, `upper`, `observed`,
-    `expected`, `method` ("exact Poisson" for O < 10, "Byar" otherwise) and `conf`.
+    `expected`, `statistic` ("indirectly standardised ratio x <refvalue>"), `method`
+    ("exact Poisson" for O < 10, "Byar" otherwise) and `conf`.
     """
     c = normalise_conf(conf)
     obs = np.nan_to_num(_as_float(df[observed_col]), nan=0.0)
@@ -499,9 +613,64 @@ def isr_grouped(df, group_cols, observed_col, n_col, ref_rate_col, conf=0.95, *,
     out["upper"] = upper
     out["observed"] = o
     out["expected"] = e
+    out["statistic"] = f"indirectly standardised ratio x {refvalue:g}"
     out["method"] = np.where(o < SMALL_COUNT_LIMIT, METHOD_EXACT, METHOD_BYAR)
     out["conf"] = c
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Means and differences of means
+
+
+def mean_ci(values, conf=0.95) -> tuple[int, float, float, float]:
+    """Mean of one group with the Student t interval (STATS_METHODS §4):
+    mean ∓ t_q(1 − α/2; k − 1) · sd / sqrt(k), sd with divisor k − 1; limits not truncated.
+
+    Unlike PHEindicatormethods (where one NA makes the result NA), missing values are left out:
+    they are persons without a measurement in one of the years, not unknown members of the sum.
+    Returns (k, mean, lower, upper) with k the number of values used; NaN limits when k < 2,
+    NaN mean when k = 0.
+    """
+    c = normalise_conf(conf)
+    x = _as_float(values).ravel()
+    x = x[np.isfinite(x)]
+    k = len(x)
+    if k == 0:
+        return 0, np.nan, np.nan, np.nan
+    m = float(x.mean())
+    if k < 2:
+        return k, m, np.nan, np.nan
+    half = float(student_t.ppf(0.5 + c / 2, k - 1) * x.std(ddof=1) / np.sqrt(k))
+    return k, m, m - half, m + half
+
+
+def welch_difference_ci(a, b, conf=0.95) -> tuple[float, float, float, float]:
+    """Difference of means mean(a) − mean(b) with Welch's t interval (unequal variances;
+    Welch 1947, degrees of freedom by Satterthwaite 1946):
+
+        d ∓ t_q(1 − α/2; df) · sqrt(s_a²/k_a + s_b²/k_b),
+        df = (s_a²/k_a + s_b²/k_b)² / ((s_a²/k_a)²/(k_a − 1) + (s_b²/k_b)²/(k_b − 1)).
+
+    Missing values are left out (as in `mean_ci`). Returns (difference, lower, upper, df); NaN
+    limits when a group has fewer than 2 values or both variances are 0; all NaN when a group
+    is empty.
+    """
+    c = normalise_conf(conf)
+    a, b = (_as_float(v).ravel() for v in (a, b))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) == 0 or len(b) == 0:
+        return np.nan, np.nan, np.nan, np.nan
+    d = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return d, np.nan, np.nan, np.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return d, np.nan, np.nan, np.nan
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(student_t.ppf(0.5 + c / 2, df) * se)
+    return d, d - half, d + half, float(df)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -680,6 +849,43 @@ def change_judgement(lower, upper, higher_is_better=None):
     return _wrap_labels(labels, index)
 
 
+def change_judgement_by_polarity(lower, upper, polarity):
+    """`change_judgement` with one polarity per row ("higher_better", "lower_better" or None/NaN
+    for none): 改善 / 変化なし / 悪化 where a polarity exists, 増加 / 変化なし / 減少 otherwise.
+    Returns an object array (NaN where a limit is missing)."""
+    lo, up = (np.asarray(_as_float(v), dtype=float) for v in (lower, upper))
+    pol = np.broadcast_to(np.asarray(polarity, dtype=object), lo.shape)
+    out = np.full(lo.shape, np.nan, dtype=object)
+    for value, higher_is_better in ((HIGHER_BETTER, True), (LOWER_BETTER, False)):  # two polarities
+        sel = pol == value
+        if sel.any():
+            out[sel] = np.asarray(change_judgement(lo[sel], up[sel], higher_is_better), dtype=object)
+    rest = ~((pol == HIGHER_BETTER) | (pol == LOWER_BETTER))
+    if rest.any():
+        out[rest] = np.asarray(change_judgement(lo[rest], up[rest]), dtype=object)
+    return out
+
+
+def judgement(comparison, polarity) -> np.ndarray:
+    """What a comparison with the benchmark means for the reader (DESIGN §10): with a polarity
+    良い / 差なし / 悪い (有意に高い is 良い for "higher_better", 悪い for "lower_better"), without one
+    高い / 差なし / 低い; None where there is no comparison (missing or unknown label)."""
+    comp = np.asarray(comparison, dtype=object)
+    pol = np.broadcast_to(np.asarray(polarity, dtype=object), comp.shape)
+    out = np.full(comp.shape, None, dtype=object)
+    hi, lo, ns = comp == SIGNIFICANTLY_HIGHER, comp == SIGNIFICANTLY_LOWER, comp == NOT_SIGNIFICANT
+    hb, lb = pol == HIGHER_BETTER, pol == LOWER_BETTER
+    out[ns] = JUDGEMENT_SAME
+    out[hi & hb] = JUDGEMENT_BETTER
+    out[lo & hb] = JUDGEMENT_WORSE
+    out[hi & lb] = JUDGEMENT_WORSE
+    out[lo & lb] = JUDGEMENT_BETTER
+    nopol = ~(hb | lb)
+    out[hi & nopol] = JUDGEMENT_HIGHER
+    out[lo & nopol] = JUDGEMENT_LOWER
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Standard populations
 
@@ -689,6 +895,11 @@ def _five_year_labels(last_open: int) -> list[str]:
 
 
 #: 平成27年モデル人口 (DOMAIN §8; confidence M: one source, confirm against e-Stat before release).
+#: The one copy in the repository. Source: MHLW model population used for 年齢調整死亡率 since the
+#: 令和2年 reports, transcribed in refdata `standard_population_H27_model_2015.csv` (PROVENANCE:
+#: from hudikaha/mstats, citing e-Stat statInfId=000032172746); total 125,319,000. Checked by
+#: tests/test_stats.py against DOMAIN §8 and that file (no published H27 rate could be reproduced
+#: from available inputs; the 288 published rates checked are S60-based, below).
 H27_STANDARD_POPULATION = pd.Series(
     [5026000, 5369000, 5711000, 6053000, 6396000, 6738000, 7081000, 7423000, 7766000, 8108000,
      8451000, 8793000, 9135000, 9246000, 7892000, 6306000, 4720000, 3134000, 1548000, 423000],
@@ -696,6 +907,8 @@ H27_STANDARD_POPULATION = pd.Series(
 )
 
 #: 昭和60年モデル人口 (MHLW; used for 75歳未満年齢調整死亡率 of がん情報サービス, top band 85+).
+#: The one copy in the repository (refdata `standard_population_S60_model_1985.csv`, total
+#: 120,287,000); it reproduces all 288 published がん情報サービス ASR75 (tests/test_stats.py).
 S60_STANDARD_POPULATION = pd.Series(
     [8180000, 8338000, 8497000, 8655000, 8814000, 8972000, 9130000, 9289000, 9400000, 8651000,
      7616000, 6581000, 5546000, 4511000, 3476000, 2441000, 1406000, 784000],
@@ -708,6 +921,79 @@ _NAMED_STANDARDS = {
     "S60": S60_STANDARD_POPULATION, "昭和60年": S60_STANDARD_POPULATION,
     "昭和60年モデル人口": S60_STANDARD_POPULATION,
 }
+
+#: The data-derived standard "pref": the prefecture's 特定健診 対象者 (国保 40–74) and 後期高齢者
+#: (75+), i.e. the denominators of these two registered indicators, by age band in one year.
+PREF_STANDARD_INDICATORS = ("kenshin_rate", "kouki_kenshin_rate")
+PREF_STANDARD = "pref"
+
+#: Japanese name of each standard a user can choose (notes on charts and tables).
+STANDARD_POPULATION_LABELS = {
+    "H27": "平成27年モデル人口",
+    "S60": "昭和60年モデル人口",
+    PREF_STANDARD: "県の人口（特定健診対象者 40–74歳＋後期高齢者 75歳以上）",
+}
+
+
+def standard_population_label(name, fy=None) -> str:
+    """Japanese name of a standard population for notes ("平成27年モデル人口", ...)."""
+    if isinstance(name, (pd.Series, pd.DataFrame)):
+        return "指定の人口"
+    if isinstance(name, Path) or (isinstance(name, str) and name.lower().endswith(".csv")):
+        return f"指定の人口（{Path(name).name}）"
+    key = {"平成27年": "H27", "平成27年モデル人口": "H27", "昭和60年": "S60", "昭和60年モデル人口": "S60"}.get(name, name)
+    label = STANDARD_POPULATION_LABELS.get(key or "H27")
+    if label is None:
+        return f"指定の人口（{name}）"
+    if key == PREF_STANDARD and fy is not None:
+        label = label.replace("）", f"、{fy}年度）")
+    return label
+
+
+def _standard_from_csv(path) -> pd.Series:
+    """A user standard from a CSV file: first column the age band, one numeric population column."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, encoding="utf-8-sig", dtype={0: str})
+    except FileNotFoundError:
+        raise ParameterError(f"基準人口のファイル {path} が見つかりません。") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ParameterError(f"基準人口のファイル {path} を読めません（UTF-8 の CSV で、年齢階級と人口の 2 列が必要です）: {e}") from None
+    table = table.set_axis([str(c) for c in table.columns], axis=1)
+    band_col = table.columns[0]
+    table[band_col] = table[band_col].astype(str)
+    numeric = [c for c in table.columns[1:] if pd.api.types.is_numeric_dtype(table[c])]
+    if len(numeric) != 1:
+        raise ParameterError(f"基準人口のファイル {path}: 1 列目に年齢階級、2 列目に人口（数値）を入れてください"
+                             f"（列: {', '.join(table.columns)}）。")
+    bad = table[numeric[0]].isna() | (table[numeric[0]] < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # header = row 1
+        raise ParameterError(f"基準人口のファイル {path} の {row} 行目、列「{numeric[0]}」: 値 "
+                             f"{table[numeric[0]].iloc[row - 2]!r} は 0 以上の人数で指定してください。")
+    return table.set_index(band_col)[numeric[0]].astype(float).rename(path.stem)
+
+
+def _standard_from_data(data: pd.DataFrame, fy=None) -> pd.Series:
+    """The "pref" standard from a strata table (fy, age_band, indicator_id, denominator)."""
+    if data is None:
+        raise ParameterError("基準人口 'pref'（県の人口）には、県全体の集計表（strata）を data に指定してください。")
+    missing = {"fy", "age_band", "indicator_id", "denominator"} - set(data.columns)
+    if missing:
+        raise ParameterError(f"基準人口 'pref' の集計表に列 {', '.join(sorted(missing))} がありません。")
+    rows = data[data["indicator_id"].isin(list(PREF_STANDARD_INDICATORS)).to_numpy()]
+    years = sorted(pd.unique(rows["fy"]).tolist())
+    if not years:
+        raise ParameterError("基準人口 'pref' を作れません: 特定健診対象者・後期高齢者の人数が集計表にありません。")
+    year = years[-1] if fy is None else int(fy)
+    if year not in years:
+        raise ParameterError(f"基準人口 'pref' の年度 {fy} のデータがありません（データにある年度: {years}）。")
+    rows = rows[(rows["fy"] == year).to_numpy() & (rows["denominator"] > 0).to_numpy()]
+    w = rows.groupby(rows["age_band"].astype(str), observed=True)["denominator"].sum().astype(float)
+    # a band with nobody in it has weight 0 (so every band of AGE_BANDS can be formed)
+    w = w.reindex(list(dict.fromkeys([*AGE_BANDS, *w.index])), fill_value=0.0)
+    return w.rename(f"県の人口 {year}年度")
+
 
 _OPEN_MARK = re.compile(r"(\+|plus|以上|[-－～~〜]\s*$)", re.IGNORECASE)
 
@@ -739,21 +1025,33 @@ def _standard_series(standard) -> pd.Series:
     return pd.to_numeric(standard).astype(float)
 
 
-def standard_population(name="H27", bands=AGE_BANDS) -> pd.Series:
-    """Standard population weights for our age bands (DESIGN §5, DOMAIN §8).
+def standard_population(name="H27", bands=AGE_BANDS, *, data=None, fy=None) -> pd.Series:
+    """Standard population weights for our age bands: the one registry (DESIGN §5, DOMAIN §8).
 
-    name: "H27" (平成27年モデル人口, default), "S60" (昭和60年モデル人口), or a user standard
-    (e.g. the prefecture's population) as a Series indexed by age band or a two-column DataFrame
-    (band, population). bands: the wanted bands, default `schema.AGE_BANDS`
-    ("40-44" … "70-74", "75-79", "80-84", "85-89", "90+"); each wanted band is the sum of the
-    standard's bands it covers exactly (H27: "90+" = "90-94" + "95+"). A wanted band that cuts a
-    standard band (e.g. "85-89" from S60, whose top band is "85+") is an error.
-    bands=None returns the whole standard. Returns a float Series indexed by band label.
+    name: "H27" (平成27年モデル人口, default; also "平成27年", "平成27年モデル人口"), "S60"
+    (昭和60年モデル人口), "pref" (the prefecture's own population from `data`, see below), a
+    user standard as a Series indexed by age band or a two-column DataFrame (band, population),
+    or the path of such a CSV file (first column the band, one numeric column).
+
+    "pref": `data` is the prefecture's strata table (columns fy, age_band, indicator_id,
+    denominator); the weights are the 特定健診 対象者 (国保 40–74) plus 後期高齢者 (75+) by age band
+    (denominators of `PREF_STANDARD_INDICATORS`, sexes combined) in fiscal year `fy` (default:
+    the latest year in `data`).
+
+    bands: the wanted bands, default `schema.AGE_BANDS` ("40-44" … "70-74", "75-79", "80-84",
+    "85-89", "90+"); each wanted band is the sum of the standard's bands it covers exactly
+    (H27: "90+" = "90-94" + "95+"). A wanted band that cuts a standard band (e.g. "85-89" from
+    S60, whose top band is "85+") is an error. bands=None returns the whole standard.
+    Returns a float Series indexed by band label.
     """
-    if isinstance(name, str):
-        if name not in _NAMED_STANDARDS:
-            raise ParameterError(f"基準人口 {name!r} は未対応です（'H27' または 'S60'）。")
+    if isinstance(name, str) and name in _NAMED_STANDARDS:
         std = _NAMED_STANDARDS[name].astype(float)
+    elif isinstance(name, str) and name == PREF_STANDARD:
+        std = _standard_from_data(data, fy)
+    elif isinstance(name, Path) or (isinstance(name, str) and name.lower().endswith(".csv")):
+        std = _standard_from_csv(name)
+    elif isinstance(name, str) or name is None:
+        raise ParameterError(f"基準人口 {name!r} は未対応です（'H27'・'S60'・'pref'、または年齢階級と人口の CSV）。")
     else:
         std = _standard_series(name)
     if bands is None:
@@ -761,7 +1059,7 @@ def standard_population(name="H27", bands=AGE_BANDS) -> pd.Series:
     intervals = np.array([_parse_band(b) for b in std.index])
     values = std.to_numpy(dtype=float)
     out = []
-    for band in bands:
+    for band in bands:  # a dozen bands at most
         lo, hi = _parse_band(band)
         inside = (intervals[:, 0] >= lo) & (intervals[:, 1] <= hi)
         overlapping = (intervals[:, 0] < hi) & (intervals[:, 1] > lo)

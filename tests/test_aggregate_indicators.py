@@ -119,3 +119,79 @@ def test_strata_sum_equals_person_counts(rows):
 
     if len(s):
         pd.testing.assert_frame_equal(_sorted(both), _sorted(s))
+
+
+# --- the indicator table is computed by hsutils.stats (one engine) --------------------------------
+
+def _tiny_strata():
+    """Two towns, one indicator, sex × age band. Town 17201 has nobody aged 50-54 (an empty band);
+    town 17202 has 6 events (DSR not published, ISR with exact limits)."""
+    rows = [  # muni, sex, band, x, n
+        ("17201", 1, "40-44", 6, 100), ("17201", 1, "45-49", 9, 120), ("17201", 2, "40-44", 3, 80),
+        ("17202", 1, "40-44", 2, 50), ("17202", 1, "50-54", 3, 60), ("17202", 2, "45-49", 1, 40),
+    ]
+    df = pd.DataFrame(rows, columns=["muni_code", "sex", "age_band", "numerator", "denominator"])
+    return df.assign(fy=2024, district_code="", indicator_id="metabo")
+
+
+def test_indicator_table_values_equal_stats_and_hand_computed():
+    from scipy.stats import chi2, norm
+
+    from hsutils import stats
+
+    t = indicators.indicator_table(_tiny_strata(), "muni", area_map=MASTER).set_index("area_code")
+    a, b = t.loc["17201"], t.loc["17202"]
+    z = norm.ppf(0.975)
+
+    # crude, Wilson written out: x = 18, n = 300
+    x, n = 18, 300
+    p = x / n
+    half = z * np.sqrt(z * z + 4 * x * (1 - p))
+    wilson = ((2 * x + z * z - half) / (2 * (n + z * z)), (2 * x + z * z + half) / (2 * (n + z * z)))
+    assert (a["crude_rate"], a["crude_lower"], a["crude_upper"]) == pytest.approx(
+        (100 * p, 100 * wilson[0], 100 * wilson[1]), rel=1e-12)
+    assert (a["crude_rate"], a["crude_lower"], a["crude_upper"]) == tuple(
+        100 * v for v in stats.proportion_ci(x, n))
+
+    # direct (Dobson, H27): bands 40-44 (9/180) and 45-49 (9/120); the empty 50-54 band is left out
+    # with its weight (stats' empty-strata rule)
+    w1, w2 = 7_766_000, 8_108_000
+    W = w1 + w2
+    dsr = (w1 * 9 / 180 + w2 * 9 / 120) / W
+    var = (9 * (w1 / 180) ** 2 + 9 * (w2 / 120) ** 2) / W ** 2
+    O = 18
+    byar_lo = O * (1 - 1 / (9 * O) - z / (3 * np.sqrt(O))) ** 3
+    byar_up = (O + 1) * (1 - 1 / (9 * (O + 1)) + z / (3 * np.sqrt(O + 1))) ** 3
+    step = np.sqrt(var / O)
+    hand = (100 * dsr, 100 * (dsr + step * (byar_lo - O)), 100 * (dsr + step * (byar_up - O)))
+    assert (a["adj_rate"], a["adj_lower"], a["adj_upper"]) == pytest.approx(hand, rel=1e-12)
+    assert (a["adj_rate"], a["adj_lower"], a["adj_upper"]) == stats.dsr([9, 9, 0], [180, 120, 0], [w1, w2, 8_451_000],
+                                                                        multiplier=100)
+    assert np.isnan(b["adj_rate"]) and np.isnan(b["adj_lower"])  # 6 events < 10
+
+    # indirect: reference (both towns) rates by sex × band
+    r = {(1, "40-44"): 8 / 150, (1, "45-49"): 9 / 120, (1, "50-54"): 3 / 60, (2, "40-44"): 3 / 80, (2, "45-49"): 1 / 40}
+    e_a = 100 * r[1, "40-44"] + 120 * r[1, "45-49"] + 80 * r[2, "40-44"]
+    e_b = 50 * r[1, "40-44"] + 60 * r[1, "50-54"] + 40 * r[2, "45-49"]
+    assert a["expected"] == pytest.approx(e_a, rel=1e-12) and b["expected"] == pytest.approx(e_b, rel=1e-12)
+    # 17201: O = 18 -> Byar's limits / E
+    assert (a["sr"], a["sr_lower"], a["sr_upper"]) == pytest.approx((18 / e_a, byar_lo / e_a, byar_up / e_a), rel=1e-12)
+    assert (a["sr"], a["sr_lower"], a["sr_upper"]) == pytest.approx(
+        stats.isr(18, [100, 120, 80], [r[1, "40-44"], r[1, "45-49"], r[2, "40-44"]]), rel=1e-12)
+    # 17202: O = 6 -> exact Poisson limits chi2(0.025; 12)/2 and chi2(0.975; 14)/2, over E
+    exact = (chi2.ppf(0.025, 12) / 2 / e_b, chi2.ppf(0.975, 14) / 2 / e_b)
+    assert (b["sr"], b["sr_lower"], b["sr_upper"]) == pytest.approx((6 / e_b, *exact), rel=1e-12)
+    assert b["method"].endswith("exact Poisson") and a["method"].endswith("Byar")
+    assert a["comparison"] == stats.compare_to_benchmark(a["sr_lower"], a["sr_upper"], 1.0)
+
+
+def test_indicator_table_standard_that_lacks_a_band_gives_no_adjusted_rate():
+    # S60 stops at 85+: a 後期 group with persons aged 85-89 cannot be standardised to it
+    s = pd.DataFrame({"muni_code": "17201", "sex": 1, "age_band": ["75-79", "85-89"], "numerator": [20, 30],
+                      "denominator": [100, 100], "fy": 2024, "district_code": "", "indicator_id": "kaigo_rate"})
+    s60 = indicators.indicator_table(s, "muni", std_pop="S60").iloc[0]
+    assert np.isnan(s60["adj_rate"]) and s60["crude_rate"] == pytest.approx(25.0)
+    h27 = indicators.indicator_table(s, "muni", std_pop="H27").iloc[0]
+    assert h27["adj_rate"] == pytest.approx(100 * (6_306_000 * 0.2 + 3_134_000 * 0.3) / (6_306_000 + 3_134_000))
+    only_75 = indicators.indicator_table(s.iloc[:1], "muni", std_pop="S60").iloc[0]
+    assert only_75["adj_rate"] == pytest.approx(20.0)

@@ -105,16 +105,6 @@ def test_default_achievement_method_by_direction():
 # ---------------------------------------------------------------------------------------------
 # difference-in-differences (特定保健指導の効果)
 # ---------------------------------------------------------------------------------------------
-def test_welch_difference_hand_worked():
-    # participants' changes −2, −4, −3 (mean −3, variance 1); others 0, 1, −1, 0 (mean 0, variance 2/3)
-    # se² = 1/3 + (2/3)/4 = 0.5; df = 0.25 / ((1/3)²/2 + (1/6)²/3) = 27/7
-    d, lo, up, df = ev.welch_difference_ci([-2, -4, -3], [0, 1, -1, 0])
-    assert d == pytest.approx(-3.0)
-    assert df == pytest.approx(27 / 7)
-    assert (lo, up) == pytest.approx((-4.99225, -1.00775), abs=1e-4)
-    assert ev.welch_difference_ci([1.0], [0.0, 1.0])[1:3] == (pytest.approx(np.nan, nan_ok=True),) * 2
-
-
 def _hand_person_year() -> pd.DataFrame:
     """Ten persons over FY2022–2023 (国保, 50 years old, all year)."""
     ids = [f"T{k:02d}" for k in range(1, 11)]

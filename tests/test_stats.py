@@ -200,14 +200,23 @@ def test_dsr_suppressed_below_10_published_at_10():
     assert lo < rate < up
 
 
-def test_dsr_empty_strata():
+def test_dsr_empty_strata_left_out_with_their_weight():
+    # the module's one rule (STATS_METHODS §5, §8): a stratum with population 0 and no events is
+    # left out together with its weight, i.e. the DSR PHEindicatormethods gives without that row
     x, n, w = [2, 5, 8, 0], [1000, 500, 400, 0], [100, 200, 300, 400]
-    # default: the empty stratum counts as rate 0 and keeps its weight: 8.2/1000 per 1000 = 8.2
-    assert stats.dsr(x, n, w, multiplier=1000)[0] == pytest.approx(8.2)
-    # drop: same as leaving the stratum out
-    assert stats.dsr(x, n, w, multiplier=1000, empty_strata="drop")[0] == pytest.approx(13.666666666666666)
+    with_empty = stats.dsr(x, n, w, multiplier=1000)
+    without = stats.dsr(x[:3], n[:3], w[:3], multiplier=1000)
+    assert with_empty == pytest.approx(without, rel=1e-15)
+    assert with_empty[0] == pytest.approx(13.666666666666666)  # = test_dsr_hand_worked
+    # a stratum with nobody in it needs no standard weight; one with people does
+    assert stats.dsr(x, n, [100, 200, 300, np.nan], multiplier=1000)[0] == pytest.approx(13.666666666666666)
+    with pytest.raises(ParameterError):
+        stats.dsr([2, 5, 8], [1000, 500, 400], [100, 200, np.nan])
     with pytest.raises(ParameterError):
         stats.dsr([2, 5, 8, 1], n, w)  # events in a stratum with nobody in it
+    # grouped: the same rule
+    df = pd.DataFrame({"g": ["a"] * 4, "x": x, "n": n, "std_pop": w})
+    assert stats.dsr_grouped(df, ["g"], "x", "n", multiplier=1000)["value"].iloc[0] == pytest.approx(13.666666666666666)
 
 
 def test_dsr_aligns_series_by_label_and_vectorises_2d():
@@ -406,3 +415,134 @@ def test_standard_population_for_our_bands():
     # a user standard (e.g. a prefecture) with other label spellings
     user = pd.DataFrame({"年齢": ["40～44歳", "45～49歳", "50歳以上"], "人口": [10, 20, 30]})
     assert list(stats.standard_population(user, bands=["40-49", "50+"])) == [30.0, 30.0]
+
+
+# --- standard population registry (DOMAIN §8, DESIGN §5) -------------------------------------------
+
+def _pref_strata():
+    rows = [  # fy, age_band, indicator_id, denominator (sex rows are summed)
+        (2023, "40-44", "kenshin_rate", 100), (2023, "90+", "kouki_kenshin_rate", 7),
+        (2024, "40-44", "kenshin_rate", 120), (2024, "40-44", "kenshin_rate", 30),
+        (2024, "70-74", "kenshin_rate", 200), (2024, "75-79", "kouki_kenshin_rate", 90),
+        (2024, "40-44", "metabo", 999),  # another indicator's population is not the standard
+    ]
+    return pd.DataFrame(rows, columns=["fy", "age_band", "indicator_id", "denominator"]).assign(sex=1)
+
+
+def test_standard_population_pref_from_data():
+    w = stats.standard_population("pref", data=_pref_strata())  # default: latest year 2024
+    assert w["40-44"] == 150 and w["70-74"] == 200 and w["75-79"] == 90
+    assert w["45-49"] == 0 and w["90+"] == 0  # bands with nobody have weight 0
+    w23 = stats.standard_population("pref", bands=["40-44", "75+"], data=_pref_strata(), fy=2023)
+    assert list(w23) == [100.0, 7.0]
+    with pytest.raises(ParameterError):
+        stats.standard_population("pref")  # needs the data
+    with pytest.raises(ParameterError):
+        stats.standard_population("pref", data=_pref_strata(), fy=2020)
+    assert "2024年度" in stats.standard_population_label("pref", fy=2024)
+
+
+def test_standard_population_csv_named_and_unknown(tmp_path):
+    f = tmp_path / "std.csv"
+    f.write_text("年齢階級,人口\n40-44,10\n45-49,20\n50+,30\n", encoding="utf-8")
+    assert list(stats.standard_population(f, bands=["40-49", "50+"])) == [30.0, 30.0]
+    assert list(stats.standard_population(str(f), bands=["40-44"])) == [10.0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("年齢階級,人口\n40-44,10\n45-49,-3\n", encoding="utf-8")
+    with pytest.raises(ParameterError, match="3 行目"):
+        stats.standard_population(bad, bands=None)
+    with pytest.raises(ParameterError):
+        stats.standard_population(tmp_path / "missing.csv")
+    # the Japanese aliases name the same table
+    pd.testing.assert_series_equal(stats.standard_population("平成27年モデル人口"), stats.standard_population("H27"))
+    with pytest.raises(ParameterError):
+        stats.standard_population("national")
+    assert stats.standard_population_label("H27") == "平成27年モデル人口"
+    assert stats.standard_population_label("S60") == "昭和60年モデル人口"
+
+
+# --- grouped functions (tidy frame in, tidy frame out) ------------------------------------------------
+
+def test_proportion_and_rate_grouped_match_the_scalar_functions():
+    df = pd.DataFrame({"area": ["a", "a", "b", "b", "c"], "band": ["x", "y", "x", "y", "x"],
+                       "num": [3, 4, 0, 12, 0], "den": [50, 60, 40, 80, 0]})
+    out = stats.proportion_grouped(df, ["area"], "num", "den", conf=95, multiplier=100).set_index("area")
+    assert list(out.columns) == ["num", "den", "value", "lower", "upper", "statistic", "method", "conf"]
+    assert out.loc["a", "num"] == 7 and out.loc["a", "den"] == 110 and out["num"].dtype == np.int64
+    p, lo, up = stats.proportion_ci(7, 110)
+    assert (out.loc["a", "value"], out.loc["a", "lower"], out.loc["a", "upper"]) == pytest.approx(
+        (100 * p, 100 * lo, 100 * up), rel=1e-15)
+    assert out.loc["b", "value"] == pytest.approx(10.0)
+    assert np.isnan(out.loc["c", "value"])  # n = 0
+    assert set(out["statistic"]) == {"percentage"} and set(out["method"]) == {"Wilson"}
+    assert set(out["conf"]) == {0.95}
+    whole = stats.proportion_grouped(df, [], "num", "den")
+    assert whole["num"].iloc[0] == 19 and whole["statistic"].iloc[0] == "proportion of 1"
+
+    r = stats.rate_grouped(df, ["area"], "num", "den", multiplier=1000).set_index("area")
+    assert r.loc["a", "method"] == "exact Poisson" and r.loc["b", "method"] == "Byar"
+    assert (r.loc["b", "value"], r.loc["b", "lower"], r.loc["b", "upper"]) == pytest.approx(
+        stats.rate_ci(12, 120, multiplier=1000), rel=1e-15)
+    assert r["statistic"].iloc[0] == "rate per 1000"
+
+
+def test_isr_from_expected_equals_isr():
+    # E = 1000·0.002 + 2000·0.004 = 10; O = 12 (Byar) and 9 (exact)
+    for observed in (12, 9):
+        assert stats.isr_from_expected(observed, 10.0) == pytest.approx(
+            stats.isr(observed, [1000, 2000], [0.002, 0.004]), rel=1e-15)
+    assert all(np.isnan(v) for v in stats.isr_from_expected(3, 0.0))
+
+
+# --- means (STATS_METHODS §4) and differences of means (Welch) ---------------------------------------
+
+def test_mean_ci_hand_worked():
+    # 1, 2, 3, 4: mean 2.5, sd sqrt(5/3); t(0.975; 3) = 3.182446305284263
+    k, m, lo, up = stats.mean_ci([1, 2, 3, 4, np.nan])  # missing values are left out
+    half = 3.182446305284263 * np.sqrt(5 / 3) / 2
+    assert k == 4 and m == 2.5
+    assert (lo, up) == pytest.approx((2.5 - half, 2.5 + half), rel=1e-12)
+    assert stats.mean_ci([5.0])[0:2] == (1, 5.0) and np.isnan(stats.mean_ci([5.0])[2])
+    assert stats.mean_ci([])[0] == 0
+
+
+def test_welch_difference_hand_worked():
+    # participants' changes −2, −4, −3 (mean −3, variance 1); others 0, 1, −1, 0 (mean 0, variance 2/3)
+    # se² = 1/3 + (2/3)/4 = 0.5; df = 0.25 / ((1/3)²/2 + (1/6)²/3) = 27/7
+    d, lo, up, df = stats.welch_difference_ci([-2, -4, -3], [0, 1, -1, 0])
+    assert d == pytest.approx(-3.0)
+    assert df == pytest.approx(27 / 7)
+    assert (lo, up) == pytest.approx((-4.99225, -1.00775), abs=1e-4)
+    assert stats.welch_difference_ci([1.0], [0.0, 1.0])[1:3] == (pytest.approx(np.nan, nan_ok=True),) * 2
+
+
+# --- judgement labels (DESIGN §10) -------------------------------------------------------------------
+
+def test_judgement_and_change_by_polarity():
+    comp = np.array([stats.SIGNIFICANTLY_HIGHER, stats.SIGNIFICANTLY_LOWER, stats.NOT_SIGNIFICANT,
+                     stats.SIGNIFICANTLY_HIGHER, stats.SIGNIFICANTLY_LOWER, np.nan], dtype=object)
+    pol = np.array(["higher_better", "lower_better", "lower_better", None, None, "higher_better"], dtype=object)
+    assert stats.judgement(comp, pol).tolist() == ["良い", "良い", "差なし", "高い", "低い", None]
+    ch = stats.change_judgement_by_polarity([0.5, 0.5, -0.5, -0.1, np.nan], [1.0, 1.0, -0.1, 0.1, 1.0],
+                                            ["higher_better", "lower_better", None, "lower_better", None])
+    assert ch[:4].tolist() == ["改善", "悪化", "減少", "変化なし"] and pd.isna(ch[4])
+
+
+def test_pref_standard_means_the_same_in_every_notebook_module():
+    from types import SimpleNamespace
+
+    from hsutils import districts, overview
+
+    strata = _pref_strata()
+    expected = stats.standard_population("pref", bands=None, data=strata, fy=2024)
+    w_ov, note = overview.standard_population(SimpleNamespace(strata=strata), "pref", 2024)
+    pd.testing.assert_series_equal(w_ov, expected)
+    assert note == "標準人口: " + stats.standard_population_label("pref", fy=2024)
+    w_di, note_di = districts.resolve_standard_population("pref", strata, 2024)
+    pd.testing.assert_series_equal(w_di, expected)
+    assert note_di == ""
+    # without the data "pref" cannot be built: H27 with a note, never a failed batch
+    assert districts.resolve_standard_population("pref")[0] == "H27"
+    w_bad, note_bad = overview.standard_population(SimpleNamespace(strata=strata), "national", 2024)
+    pd.testing.assert_series_equal(w_bad, stats.standard_population("H27", bands=None))
+    assert "national" in note_bad
