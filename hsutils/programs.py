@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from hsutils import vocab
 from hsutils.errors import ParameterError
 from hsutils.schema import QUESTIONNAIRE_RISK
 
@@ -47,7 +48,7 @@ STATUS_TREATED = "治療中"
 STATUS_INTERRUPTED = "治療中断"
 STATUS_UNTREATED = "未治療"
 
-_URINE_LABELS = {0: "−", 1: "±", 2: "1+", 3: "2+", 4: "3+"}
+_URINE_LABELS = vocab.URINE_LABELS
 
 
 # ---------------------------------------------------------------------------------------------
