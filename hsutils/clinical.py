@@ -401,7 +401,7 @@ def _numeric_or_text(values, parse_text) -> np.ndarray:
     u = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
     is_number = np.array([isinstance(v, (int, float, np.integer, np.floating))
                           and not isinstance(v, (bool, np.bool_)) for v in u], dtype=bool)
-    table = np.asarray(parse_text(u), dtype=float)  # a handful of distinct values
+    table = np.array(parse_text(u), dtype=float, copy=True)  # a handful of distinct values
     if is_number.any():
         table[is_number] = u[is_number].astype(float).to_numpy()
     return np.append(table, np.nan)[codes].reshape(shape)
