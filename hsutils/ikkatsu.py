@@ -64,7 +64,7 @@ RISK_ANSWER_LABELS: dict[str, str] = {
 #: Frailty-related domains used for the ポピュレーションアプローチ by district (parameter).
 FRAILTY_DOMAINS: tuple[str, ...] = ("運動・転倒", "口腔機能", "社会参加", "体重変化", "認知機能")
 
-KAIGO_LEVELS: tuple[str, ...] = ("要支援1", "要支援2", "要介護1", "要介護2", "要介護3", "要介護4", "要介護5")
+KAIGO_LEVELS: tuple[str, ...] = vocab.KAIGO_LEVELS
 NO_KAIGO = "認定なし"
 KAIGO_GROUPS = {NO_KAIGO: NO_KAIGO, "要支援1": "要支援1・2", "要支援2": "要支援1・2", "要介護1": "要介護1・2",
                 "要介護2": "要介護1・2", "要介護3": "要介護3〜5", "要介護4": "要介護3〜5", "要介護5": "要介護3〜5"}

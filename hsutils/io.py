@@ -127,24 +127,13 @@ _ERA = "(令和|平成|昭和|R|H|S)"
 
 _URINE_MISSING = _MISSING_WORDS  # dashes are results here, not blanks
 
-# Text labels of category codes (DOMAIN §1.5, §2.4) and of str categories.
+# Text labels of category codes (DOMAIN §1.5, §2.4) and of str categories (`hsutils.vocab`).
 _CATEGORY_SYNONYMS: dict[tuple[str, str], dict[str, object]] = {
-    ("kenshin", "guidance_level_reported"): {
-        "積極的支援": 1, "積極的": 1, "動機付け支援": 2, "動機づけ支援": 2, "動機付け": 2,
-        "なし": 3, "情報提供": 3, "なし(情報提供)": 3, "判定不能": 4},
-    ("kenshin", "metabo_reported"): {
-        "基準該当": 1, "該当": 1, "予備群該当": 2, "予備群": 2, "非該当": 3, "判定不能": 4},
-    ("guidance", "level"): {
-        "1": "積極的支援", "2": "動機付け支援", "積極的": "積極的支援", "動機付け": "動機付け支援",
-        "動機づけ支援": "動機付け支援", "動機づけ": "動機付け支援"},
-    ("enrollment", "insurance"): {
-        "国民健康保険": "国保", "市町村国保": "国保", "後期高齢者医療": "後期", "後期高齢者": "後期"},
-    # 要介護状態区分コード used in 介護保険 data: 12/13 要支援1–2, 21–25 要介護1–5.
-    ("kaigo", "level"): {
-        "12": "要支援1", "13": "要支援2", "21": "要介護1", "22": "要介護2", "23": "要介護3",
-        "24": "要介護4", "25": "要介護5", "支援1": "要支援1", "支援2": "要支援2",
-        "介護1": "要介護1", "介護2": "要介護2", "介護3": "要介護3", "介護4": "要介護4",
-        "介護5": "要介護5"},
+    ("kenshin", "guidance_level_reported"): vocab.GUIDANCE_LEVEL_SPELLINGS,
+    ("kenshin", "metabo_reported"): vocab.METABO_SPELLINGS,
+    ("guidance", "level"): vocab.GUIDANCE_PROGRAM_SPELLINGS,
+    ("enrollment", "insurance"): vocab.INSURANCE_SPELLINGS,
+    ("kaigo", "level"): vocab.KAIGO_LEVEL_SPELLINGS,
 }
 
 # Extra hint when a value is outside the plausible range in a typical unit slip.

@@ -91,7 +91,7 @@ ENROLLMENT = Table(
         _c("district_code", "地区コード", "str", description="地区（日常生活圏域）コード。地区マスタと一致",
            aliases=("地区",)),
         SEX, AGE,
-        _c("insurance", "保険種別", "category", True, allowed=("国保", "後期"),
+        _c("insurance", "保険種別", "category", True, allowed=vocab.INSURANCE_TYPES,
            description="国保 / 後期（後期高齢者医療）"),
         _c("full_year", "年度継続加入", "bool", False,
            description="年度を通じて資格を継続（法定報告の対象者要件, DOMAIN §7.1）。省略時は継続扱い",
@@ -146,7 +146,7 @@ KENSHIN = Table(
 GUIDANCE = Table(
     "guidance", "特定保健指導", (
         PERSON, FY, MUNI,
-        _c("level", "支援レベル", "category", True, allowed=("積極的支援", "動機付け支援"),
+        _c("level", "支援レベル", "category", True, allowed=vocab.GUIDANCE_PROGRAM_LEVELS,
            description="積極的支援 / 動機付け支援（コード 1/2 も可）"),
         _c("started", "初回面接実施", "bool", True, description="1 あり / 2 なし"),
         _c("completed", "終了", "bool", True, description="実績評価まで終了 1 あり / 2 なし"),
@@ -175,8 +175,7 @@ CLAIMS = Table(
 KAIGO = Table(
     "kaigo", "介護認定", (
         PERSON, MUNI,
-        _c("level", "要介護度", "category", True,
-           allowed=("要支援1", "要支援2", "要介護1", "要介護2", "要介護3", "要介護4", "要介護5")),
+        _c("level", "要介護度", "category", True, allowed=vocab.KAIGO_LEVELS),
         _c("start", "認定開始日", "date", True),
         _c("end", "認定終了日", "date", False, description="空欄は継続中"),
     ), key=("person_id", "start"), description="要介護（要支援）認定の期間")

@@ -78,7 +78,7 @@ MIN_PER_MUNI = 40  # expected persons per municipality at least, so tiny scales 
 AGES = np.arange(40, 106)  # single years simulated; 95+ band spread over 95..105
 N_AGES = len(AGES)
 
-KAIGO_LEVELS = ("要支援1", "要支援2", "要介護1", "要介護2", "要介護3", "要介護4", "要介護5")
+KAIGO_LEVELS = vocab.KAIGO_LEVELS
 OUTPUT_TABLES = ("enrollment", "kenshin", "guidance", "claims_monthly", "kaigo", "questionnaire",
                  "municipalities", "districts")
 

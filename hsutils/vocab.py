@@ -126,6 +126,42 @@ SMOKING_EXPECTED = "1（はい・吸っている）, 2（以前は吸ってい�
 SMOKING_ALLOWED = "1 はい / 2, 3 なし（あり/なし, はい/いいえ, 吸っている/吸っていない も可）"
 
 # ---------------------------------------------------------------------------------------------
+# Reported 判定 codes of the 健診 record, 保健指導 and 介護 levels, insurance
+# ---------------------------------------------------------------------------------------------
+# 保健指導レベル as exported (DOMAIN §1.5; TOKUTEI_XML OID .3001). Text compared without spaces, NFKC.
+GUIDANCE_LEVEL_CODES: dict[int, str] = {1: "積極的支援", 2: "動機付け支援", 3: "なし(情報提供)", 4: "判定不能"}
+GUIDANCE_LEVEL_SPELLINGS: dict[str, int] = {
+    "積極的支援": 1, "積極的": 1, "動機付け支援": 2, "動機づけ支援": 2, "動機付け": 2,
+    "なし": 3, "情報提供": 3, "なし(情報提供)": 3, "判定不能": 4,
+}
+# メタボリックシンドローム判定 as exported (DOMAIN §2.4; TOKUTEI_XML OID .1008).
+METABO_CODES: dict[int, str] = {1: "基準該当", 2: "予備群該当", 3: "非該当", 4: "判定不能"}
+METABO_SPELLINGS: dict[str, int] = {
+    "基準該当": 1, "該当": 1, "予備群該当": 2, "予備群": 2, "非該当": 3, "判定不能": 4,
+}
+# 特定保健指導 支援レベル of a guidance record: codes 1/2 (OID .1112 保健指導区分) or words.
+GUIDANCE_PROGRAM_LEVELS: tuple[str, ...] = ("積極的支援", "動機付け支援")
+GUIDANCE_PROGRAM_SPELLINGS: dict[str, str] = {
+    "1": "積極的支援", "2": "動機付け支援", "積極的": "積極的支援", "動機付け": "動機付け支援",
+    "動機づけ支援": "動機付け支援", "動機づけ": "動機付け支援",
+}
+# 要介護状態区分コード of 介護保険 data: 12/13 要支援1–2, 21–25 要介護1–5.
+KAIGO_LEVEL_CODES: dict[str, str] = {
+    "12": "要支援1", "13": "要支援2", "21": "要介護1", "22": "要介護2", "23": "要介護3",
+    "24": "要介護4", "25": "要介護5",
+}
+KAIGO_LEVELS: tuple[str, ...] = tuple(KAIGO_LEVEL_CODES.values())
+KAIGO_LEVEL_SPELLINGS: dict[str, str] = {
+    **KAIGO_LEVEL_CODES, "支援1": "要支援1", "支援2": "要支援2",
+    **{f"介護{i}": f"要介護{i}" for i in range(1, 6)},
+}
+# 保険種別 (国保 / 後期).
+INSURANCE_TYPES: tuple[str, ...] = ("国保", "後期")
+INSURANCE_SPELLINGS: dict[str, str] = {
+    "国民健康保険": "国保", "市町村国保": "国保", "後期高齢者医療": "後期", "後期高齢者": "後期",
+}
+
+# ---------------------------------------------------------------------------------------------
 # Prefectures (JIS X 0401)
 # ---------------------------------------------------------------------------------------------
 PREF_NAMES: tuple[str, ...] = tuple((

@@ -263,3 +263,36 @@ def test_regions_prefecture_errors_use_the_vocabulary():
     with pytest.raises(regions.RegionCodeError, match="都道府県「48」が分かりません"):
         regions.load_master(48)
     assert regions.load_master("石川")["pref_code"].eq("17").all()
+
+
+# ----------------------------------------------------------------------------------- reported codes
+
+def test_reported_code_tables_are_the_official_lists():
+    assert vocab.GUIDANCE_LEVEL_CODES == {1: "積極的支援", 2: "動機付け支援", 3: "なし(情報提供)", 4: "判定不能"}
+    assert vocab.METABO_CODES == {1: "基準該当", 2: "予備群該当", 3: "非該当", 4: "判定不能"}
+    assert vocab.KAIGO_LEVELS == ("要支援1", "要支援2", "要介護1", "要介護2", "要介護3", "要介護4", "要介護5")
+    # every official label reads back as its own code
+    assert all(vocab.GUIDANCE_LEVEL_SPELLINGS[label] == code for code, label in vocab.GUIDANCE_LEVEL_CODES.items())
+    assert all(vocab.METABO_SPELLINGS[label] == code for code, label in vocab.METABO_CODES.items())
+
+
+def test_io_reads_every_reported_code_and_spelling(tmp_path):
+    values = ["1", "2", "3", "4", "積極的支援", "動機づけ支援", "なし（情報提供）", "情報提供", "判定不能", "5"]
+    r = _kenshin_csv(tmp_path, "保健指導レベル", values)
+    assert r.data["guidance_level_reported"].tolist()[:9] == [1, 2, 3, 4, 1, 2, 3, 3, 4]
+    assert pd.isna(r.data["guidance_level_reported"].iloc[9]) and len(r.exclusions) == 1
+    values = ["1", "2", "3", "4", "基準該当", "該当", "予備群該当", "予備群", "非該当", "判定不能"]
+    r = _kenshin_csv(tmp_path, "メタボ判定", values)
+    assert r.data["metabo_reported"].tolist() == [1, 2, 3, 4, 1, 1, 2, 2, 3, 4]
+
+
+def test_io_reads_every_kaigo_level_code(tmp_path):
+    codes = ["12", "13", "21", "22", "23", "24", "25", "要介護3", "介護5", "支援1", "11"]
+    body = "".join(f"P{i},17201,{c},2024-04-01\n" for i, c in enumerate(codes))
+    p = tmp_path / "kaigo.csv"
+    p.write_text("被保険者番号,市町村コード,要介護度,認定開始日\n" + body, encoding="utf-8")
+    r = io.read_table(p, "kaigo")
+    assert r.data["level"].tolist() == ["要支援1", "要支援2", "要介護1", "要介護2", "要介護3", "要介護4",
+                                        "要介護5", "要介護3", "要介護5", "要支援1"]
+    (row,) = r.exclusions.itertuples()
+    assert (row.row, row.value, row.scope) == (12, "11", "行")
