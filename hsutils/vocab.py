@@ -1,4 +1,4 @@
-"""One vocabulary per coded value: 尿定性, sex, yes/no answers, 喫煙, prefecture names.
+"""One vocabulary per coded value: 尿定性, sex, yes/no answers, 喫煙, reported codes, prefectures.
 
 Every module that reads, writes or shows one of these codes uses this module (`hsutils.io` when it
 loads an export, `hsutils.clinical` when a caller passes text, `hsutils.synth` when it writes the
@@ -24,6 +24,10 @@ Conventions (decided once, DOMAIN §1.5, §4.3; formats/TOKUTEI_XML §1.4–1.5)
   3 いいえ; 後期高齢者の質問票 ⑫: 1 吸っている, 2 吸っていない, 3 やめた. In both only 1 is a current
   smoker (the 階層化 risk ④, DOMAIN §1.2), so `parse_smoking` maps 1 → True, 2 and 3 → False; the
   yes/no spellings are accepted as well.
+* **Reported codes** of the 健診 record and other tables: 保健指導レベル 1 積極的支援, 2 動機付け支援,
+  3 なし(情報提供), 4 判定不能 (DOMAIN §1.5, OID .3001); メタボ判定 1 基準該当, 2 予備群該当, 3 非該当,
+  4 判定不能 (DOMAIN §2.4, OID .1008); 要介護状態区分 12/13 要支援1–2, 21–25 要介護1–5; 保険種別.
+  `hsutils.io` reads them with the `*_SPELLINGS` tables (category columns of hsutils.schema).
 * **Prefectures**: JIS X 0401 都道府県コード 1–47 ↔ name (`PREF_NAMES`). `prefecture_code` accepts
   17, "17", "17000" (団体コード), 石川県, 石川 and full-width forms, and returns "17".
 
