@@ -35,7 +35,7 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 
 from hsutils import io as hio
 from hsutils import vocab
-from hsutils.codes import normalize_insurer_number, normalize_muni_codes
+from hsutils.codes import normalize_insurer_number
 from hsutils.errors import DataError
 
 MASTER_PATH = Path(__file__).resolve().parent / "data" / "municipalities_jp.csv"
