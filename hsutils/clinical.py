@@ -15,6 +15,13 @@ Conventions
   kenshin frame (hsutils/schema.py KENSHIN; dtypes in docs/internal_api.md). A column that is
   absent is treated as all missing. Boolean columns (pandas nullable `boolean`) count as True
   only when True; missing is "not present".
+* Coded inputs follow `hsutils.vocab` (one vocabulary for the whole package). 尿定性: a *number*
+  (numeric dtype, or a Python int/float) is the canonical ordinal 0 (−), 1 (±), 2 (1+), 3 (2+),
+  4 (3+) that `hsutils.io` stores; a *string* is an export value, read by `vocab.parse_urine`: a
+  digit string is the 電子的標準様式 code 1 −, 2 ±, 3 1+, 4 2+, 5 3+ (so "2" is ± → A2, while the
+  number 2 is 1+ → A3), other text is a spelling such as −, -, (-), 陰性, ±, +-, +, 1+, ＋, 2+, ++,
+  3+, +++ (full-width and bracketed forms alike); anything else is missing. Sex: numbers are the
+  codes 1 男 / 2 女; strings go through `vocab.parse_sex` (1/2, 男/女, 男性/女性, M/F).
 * Comparisons use the value as stored (no rounding); the one exception is a BMI computed from
   height and weight, which is rounded to 0.1 like the BMI printed on the 健診 record. A float32
   column is compared in float32 with the same result as its float64 value (float32 5.6 is
@@ -27,10 +34,10 @@ only on the rows that need them, and the derived columns join the frame without 
 """
 from __future__ import annotations
 
-import unicodedata
-
 import numpy as np
 import pandas as pd
+
+from hsutils import vocab
 
 # ---------------------------------------------------------------------------------------------
 # Labels
@@ -60,8 +67,9 @@ GUIDANCE_AGE_MIN, GUIDANCE_AGE_MAX, GUIDANCE_AGE_YOUNG_MAX = 40, 74, 64  # §1.3
 EGFR_MIN_AGE = 18.0      # §4.1 the 日本腎臓学会 formula is for 18+ years
 G_EDGES = np.array([15.0, 30.0, 45.0, 60.0, 90.0])  # §4.2 lower bounds of G4, G3b, G3a, G2, G1
 
-# Urine 定性 ordinal (docs/internal_api.md): 0 (−), 1 (±), 2 (1+), 3 (2+), 4 (3+).
-URINE_PLUS1 = 2.0
+# Urine 定性 ordinal (hsutils.vocab, docs/internal_api.md): 0 (−), 1 (±), 2 (1+), 3 (2+), 4 (3+).
+URINE_TRACE = float(vocab.URINE_TRACE)   # ± 以上: A2, 保健指導判定値
+URINE_PLUS1 = float(vocab.URINE_PLUS1)   # 1+ 以上: A3, 受診勧奨判定値
 
 # §4.4 colour code by (G row, A column); rows G1..G5, columns A1..A3; 0 green … 3 red.
 _CKD_COLOUR_TABLE = np.array([
@@ -76,17 +84,6 @@ _CKD_COLOUR_TABLE = np.array([
 _CKD_COLOUR_LOOKUP = np.full((7, 4), -1, dtype=np.int8)
 _CKD_COLOUR_LOOKUP[1:, 1:] = _CKD_COLOUR_TABLE
 _CKD_COLOUR_LOOKUP = _CKD_COLOUR_LOOKUP.ravel()
-
-# Spellings of 尿定性 seen in exports, after NFKC normalisation (full-width → half-width) and
-# removal of spaces and brackets (DESIGN §3). Digit strings are read as the canonical ordinal.
-_URINE_TEXT = {
-    "-": 0, "−": 0, "ー": 0, "‐": 0, "–": 0, "—": 0, "陰性": 0,
-    "±": 1, "+-": 1, "+/-": 1, "+−": 1, "弱陽性": 1,
-    "+": 2, "1+": 2, "+1": 2, "陽性": 2,
-    "2+": 3, "++": 3, "+2": 3,
-    "3+": 4, "+++": 4, "+3": 4, "4+": 4, "++++": 4, "+4": 4,
-}
-
 
 # ---------------------------------------------------------------------------------------------
 # Input / output helpers
@@ -300,7 +297,8 @@ class _Cols:
         return (v == 1.0) if want else (v == 0.0)
 
     def urine(self, name: str) -> np.ndarray | None:
-        """尿定性 ordinal: numbers as stored, text mapped (`_urine_to_ordinal`); None when absent."""
+        """尿定性 ordinal: numbers as stored (canonical ordinal), text read as export values
+        (`vocab.parse_urine`); None when absent."""
         def make():
             if name not in self.df.columns:
                 return None
@@ -314,7 +312,7 @@ class _Cols:
         return self._compare(self.urine(name), _at_least, t)
 
     def sex(self) -> np.ndarray | None:
-        """Sex codes 1/2 (numbers as stored, text 男/女 read as 1.0/2.0); None when absent."""
+        """Sex codes 1/2 (numbers as stored, text read by `vocab.parse_sex`); None when absent."""
         def make():
             if "sex" not in self.df.columns:
                 return None
@@ -381,44 +379,32 @@ def _egfr_formula(cr: np.ndarray, age: np.ndarray, female: np.ndarray) -> np.nda
 
 
 def _sex_codes(sex) -> np.ndarray:
-    """1/2 as floats; also reads 男/女/M/F when given as text (mapped per distinct value)."""
-    return _numeric_or_text(sex, _sex_text_value)
+    """1/2 as floats: numbers as given, text through `vocab.parse_sex` (男/女, 男性/女性, M/F …)."""
+    return _numeric_or_text(sex, vocab.parse_sex)
 
 
-def _numeric_or_text(values, text_value) -> np.ndarray:
-    """Numbers as floats; text mapped through `text_value` once per distinct value."""
+def _numeric_or_text(values, parse_text) -> np.ndarray:
+    """Numbers as floats (they are canonical already); strings through the `hsutils.vocab` parser
+    `parse_text`, once per distinct value. In an object array, Python numbers stay numbers."""
     if isinstance(values, pd.Series) and (pd.api.types.is_numeric_dtype(values.dtype)
                                           or pd.api.types.is_bool_dtype(values.dtype)):
         return _as_float(values)
     if isinstance(values, pd.Series):
-        return _map_distinct(values, text_value)
-    arr = np.asarray(values)
-    if arr.dtype.kind in "fiub":
-        return arr.astype(float, copy=False)
-    return _map_distinct(arr, text_value)
-
-
-def _sex_text_value(v) -> float:
-    text = {"男": 1.0, "女": 2.0, "M": 1.0, "F": 2.0, "1": 1.0, "2": 2.0}
-    if isinstance(v, str):
-        return text.get(unicodedata.normalize("NFKC", v).strip().upper(), np.nan)
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return np.nan
-
-
-def _map_distinct(values, func) -> np.ndarray:
-    """Apply a scalar function to the distinct values only (a handful), then broadcast back
-    through factor codes: vectorised, no per-row Python. `values` is a Series or an array."""
-    if isinstance(values, pd.Series):
         flat, shape = values, (len(values),)
     else:
-        arr = np.asarray(values, dtype=object)
+        arr = np.asarray(values)
+        if arr.dtype.kind in "fiub":
+            return arr.astype(float, copy=False)
+        arr = arr.astype(object)
         flat, shape = arr.ravel(), arr.shape
     codes, uniques = pd.factorize(flat, use_na_sentinel=True)
-    table = np.array([func(u) for u in uniques] + [np.nan], dtype=float)
-    return table[codes].reshape(shape)
+    u = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
+    is_number = np.array([isinstance(v, (int, float, np.integer, np.floating))
+                          and not isinstance(v, (bool, np.bool_)) for v in u], dtype=bool)
+    table = np.array(parse_text(u), dtype=float, copy=True)  # a handful of distinct values
+    if is_number.any():
+        table[is_number] = u[is_number].astype(float).to_numpy()
+    return np.append(table, np.nan)[codes].reshape(shape)
 
 
 def _g_codes(values: np.ndarray) -> np.ndarray:
@@ -439,42 +425,30 @@ def ckd_g_stage(egfr):
 def urine_ordinal(values):
     """尿定性 as the canonical ordinal float 0 (−), 1 (±), 2 (1+), 3 (2+), 4 (3+) (DOMAIN §4.3).
 
-    Numbers are taken as already ordinal; text in the common spellings (−, -, ±, +-, +, 1+, ＋,
-    2+, ++, 3+, 陰性 …) is mapped; anything else → NaN.
+    Numbers are taken as already ordinal; strings are export values (`hsutils.vocab`): digit
+    strings are the codes 1 − … 5 3+ ("2" → 1.0), text the usual spellings (−, -, (-), ±, +-, +,
+    1+, ＋, 2+, ++, 3+, 陰性 …); anything else → NaN.
     """
     index = _first_index(values)
     return _wrap_float(_urine_to_ordinal(values), index, name="urine_protein")
 
 
 def _urine_to_ordinal(values) -> np.ndarray:
-    return _numeric_or_text(values, _urine_text_value)
-
-
-def _urine_text_value(v) -> float:
-    """One distinct 尿定性 value → ordinal (called once per distinct value, not per row)."""
-    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-        return float(v)
-    s = unicodedata.normalize("NFKC", str(v)).strip()
-    for ch in " ()（）[]":
-        s = s.replace(ch, "")
-    if s in _URINE_TEXT:
-        return float(_URINE_TEXT[s])
-    try:
-        return float(s)
-    except ValueError:
-        return np.nan
+    return _numeric_or_text(values, vocab.parse_urine)
 
 
 def _a_codes(ordinal: np.ndarray) -> np.ndarray:
     """Int8 A-stage codes (0 = A1, 1 = A2, 2 = A3, -1 missing or negative), DOMAIN §4.3."""
-    codes = _i8(_at_least(ordinal, 1.0)) + _i8(_at_least(ordinal, URINE_PLUS1))
-    return _select(_at_least(ordinal, 0.0), codes, -1)
+    codes = _i8(_at_least(ordinal, URINE_TRACE)) + _i8(_at_least(ordinal, URINE_PLUS1))
+    return _select(_at_least(ordinal, float(vocab.URINE_NEGATIVE)), codes, -1)
 
 
 def ckd_a_stage(urine_protein):
     """CKD A stage from 尿蛋白定性 (DOMAIN §4.3): (−) A1, (±) A2, (1+) or more A3.
 
-    Accepts the canonical ordinal floats 0–4 or text ("−", "-", "±", "+-", "+", "1+", "＋", "2+" …).
+    Accepts the canonical ordinal numbers 0–4 or export strings (`hsutils.vocab`): codes "1" A1,
+    "2" A2, "3"–"5" A3, or text ("−", "-", "(-)", "±", "+-", "+", "1+", "＋", "2+" …). See the
+    module docstring for the convention.
     """
     index = _first_index(urine_protein)
     return _wrap_labels(_a_codes(_urine_to_ordinal(urine_protein)), A_STAGES, index, name="ckd_a")
@@ -631,7 +605,7 @@ def _guidance_flag_arrays(c: _Cols, egfr_values: np.ndarray) -> dict[str, np.nda
                          c.ge("non_hdl", 150)),
         "hg_glucose": _any(c.ge("fpg", 100), c.ge("casual_glucose", 100), c.ge("hba1c", 5.6)),
         "hg_liver": _any(c.ge("ast", 31), c.ge("alt", 31), c.ge("ggt", 51)),
-        "hg_kidney": _any(egfr_values < 60, c.urine_at_least("urine_protein", 1.0)),
+        "hg_kidney": _any(egfr_values < 60, c.urine_at_least("urine_protein", URINE_TRACE)),
         "hg_anemia": _any(c.male & c.lt("hemoglobin", 13.0), c.female & c.lt("hemoglobin", 12.0)),
     }
     out["hg_any"] = _any(*out.values())

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hsutils import indicators, privacy, programs, stats
+from hsutils import indicators, privacy, programs, stats, vocab
 from hsutils.errors import DataError, ParameterError
 
 # ------------------------------------------------------------------------------------------------
@@ -424,7 +424,7 @@ OVERVIEW_LABELS = {"district_name": "地区", "kokuho_insured": "国保 被保�
 # ------------------------------------------------------------------------------------------------
 # participation by district × sex × age band and the gap to the target (DOMAIN §7.1, §7.6)
 
-SEX_LABELS = {1: "男性", 2: "女性"}
+SEX_LABELS = vocab.SEX_LABELS_LONG
 
 
 def participation_by_group(strata: pd.DataFrame, dlist: pd.DataFrame, muni_code: str, fy) -> pd.DataFrame:

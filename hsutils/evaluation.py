@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hsutils import indicators, plots, privacy, report, stats
+from hsutils import indicators, plots, privacy, report, stats, vocab
 from hsutils.errors import ParameterError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ ACHIEVEMENT_LABELS = {
     ACHIEVEMENT_PROGRESS: "（現状値 − ベースライン）÷（目標値 − ベースライン）× 100",
 }
 POLARITY_LABELS = stats.POLARITY_LABELS
-SEX_LABELS = {1: "男", 2: "女"}
+SEX_LABELS = vocab.SEX_LABELS
 GROUP_PARTICIPANT = "参加者"
 GROUP_NON_PARTICIPANT = "非参加者"
 
@@ -134,12 +134,10 @@ def _yes_no(value) -> str | None:
     """はい/いいえ (also True/False, yes/no, 達成/未達成) -> "達成"/"未達成"; blank -> None."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
         return None
-    s = str(value).strip().lower()
-    if s in ("はい", "true", "yes", "1", "達成", "あり", "済"):
-        return "達成"
-    if s in ("いいえ", "false", "no", "0", "未達成", "なし", "未"):
-        return "未達成"
-    return str(value)
+    answer = vocab.yes_no_value(value, extra=vocab.DONE_SPELLINGS)
+    if answer is None:
+        return str(value)
+    return "達成" if answer else "未達成"
 
 
 def parse_targets(raw: Mapping | None, muni_code: str | None = None, source: str = "") -> EvaluationTargets:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from hsutils import aggregate, indicators, privacy, programs, stats
+from hsutils import aggregate, indicators, privacy, programs, stats, vocab
 from hsutils.programs import IkkatsuParams
 from hsutils.schema import KOUKI_AGE_BANDS, QUESTIONNAIRE_DOMAINS, QUESTIONNAIRE_RISK, TABLES
 
@@ -64,12 +64,12 @@ RISK_ANSWER_LABELS: dict[str, str] = {
 #: Frailty-related domains used for the ポピュレーションアプローチ by district (parameter).
 FRAILTY_DOMAINS: tuple[str, ...] = ("運動・転倒", "口腔機能", "社会参加", "体重変化", "認知機能")
 
-KAIGO_LEVELS: tuple[str, ...] = ("要支援1", "要支援2", "要介護1", "要介護2", "要介護3", "要介護4", "要介護5")
+KAIGO_LEVELS: tuple[str, ...] = vocab.KAIGO_LEVELS
 NO_KAIGO = "認定なし"
 KAIGO_GROUPS = {NO_KAIGO: NO_KAIGO, "要支援1": "要支援1・2", "要支援2": "要支援1・2", "要介護1": "要介護1・2",
                 "要介護2": "要介護1・2", "要介護3": "要介護3〜5", "要介護4": "要介護3〜5", "要介護5": "要介護3〜5"}
-URINE_LABELS = {0: "−", 1: "±", 2: "1+", 3: "2+", 4: "3+"}
-SEX_NAMES = {1: "男", 2: "女"}
+URINE_LABELS = vocab.URINE_LABELS
+SEX_NAMES = vocab.SEX_LABELS
 
 LEVEL_MUNI, LEVEL_DISTRICT, LEVEL_PREF, LEVEL_REFERENCE = "市町村", "地区", "県", "基準"
 TABLE_COLUMNS = ["criterion_id", "criterion_name", "area", "count", "denominator", "rate", "sr",

@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from hsutils import aggregate, stats
+from hsutils import aggregate, stats, vocab
 from hsutils.errors import ParameterError
 from hsutils.schema import KOKUHO_AGE_BANDS, KOUKI_AGE_BANDS
 
@@ -203,7 +203,7 @@ INDICATORS: list[Indicator] = [
               _part_measured("egfr_calc"), _P, "lower_better", "アウトカム", "§3, §4", key=True),
     Indicator("egfr60", "eGFR 60未満", lambda py: _lt(py, "egfr_calc", 60),
               _part_measured("egfr_calc"), _P, "lower_better", "アウトカム", "§3, §4"),
-    Indicator("urine_protein1", "尿蛋白 1+以上", lambda py: _ge(py, "urine_protein", 2),
+    Indicator("urine_protein1", "尿蛋白 1+以上", lambda py: _ge(py, "urine_protein", vocab.URINE_PLUS1),
               _part_measured("urine_protein"), _P, "lower_better", "アウトカム", "§3, §4.3"),
     Indicator("smoking", "喫煙率", _flag("smoking"), _part_measured("smoking"),
               _P, "lower_better", "アウトカム", "§1.2"),
@@ -225,7 +225,7 @@ INDICATORS: list[Indicator] = [
               lambda py: participants(py) & _b(py, "dkd_diabetes") & ~np.isnan(_egfr_any(py)),
               "国保 受診者のうち糖尿病（eGFR 測定あり）", "lower_better", "アウトカム", "§4.2, §5.1",
               definition="eGFR は再計算値、なければ報告値"),
-    Indicator("dm_urine_protein1", "糖尿病のうち 尿蛋白 1+以上", lambda py: _ge(py, "urine_protein", 2),
+    Indicator("dm_urine_protein1", "糖尿病のうち 尿蛋白 1+以上", lambda py: _ge(py, "urine_protein", vocab.URINE_PLUS1),
               lambda py: participants(py) & _b(py, "dkd_diabetes") & _measured(py, "urine_protein"),
               "国保 受診者のうち糖尿病（尿蛋白 測定あり）", "lower_better", "アウトカム", "§4.3, §5.1"),
     Indicator("dm_hba1c8", "糖尿病型のうち HbA1c 8.0%以上", _flag("poor_hba1c8"),

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from hsutils import codes as _codes
+from hsutils import vocab
 from hsutils.errors import DataError, HsutilsError, ParameterError
 from hsutils.schema import TABLES, Column, Table
 
@@ -47,7 +48,7 @@ SCOPE_ROW = "行"
 SCOPE_VALUE = "項目"
 
 # Cache key ingredient: changes whenever the schema definition or the loader rules change.
-LOADER_VERSION = "1"
+LOADER_VERSION = "2"  # 2: vocabularies of hsutils.vocab (喫煙 3, more 尿定性 spellings)
 SCHEMA_VERSION = hashlib.sha256(
     (LOADER_VERSION + repr(sorted(TABLES.items()))).encode("utf-8")).hexdigest()[:16]
 
@@ -112,6 +113,8 @@ EXTRA_HEADER_ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
     ("claims_monthly", "ym"): ("年月", "診療月"),
     ("kaigo", "level"): ("要介護状態区分", "介護度"),
     ("municipalities", "name"): ("市区町村名", "自治体名", "市町名"),
+    ("municipalities", "medical_area_code"): ("医療圏コード",),
+    ("municipalities", "medical_area"): ("二次医療圏名", "medical_area_name"),
 }
 
 # Columns filled with a default when the file omits them or leaves them blank (schema text:
@@ -122,45 +125,15 @@ DEFAULTS_WHEN_OMITTED = {("enrollment", "full_year"): True,
 _ERA_OFFSETS = {"令和": 2018, "R": 2018, "平成": 1988, "H": 1988, "昭和": 1925, "S": 1925}
 _ERA = "(令和|平成|昭和|R|H|S)"
 
-_SEX_CODES = {"1": 1, "2": 2, "男": 1, "女": 2, "男性": 1, "女性": 2, "M": 1, "F": 2,
-              "MALE": 1, "FEMALE": 2}
-_BOOL_CODES = {
-    "1": True, "0": False, "2": False,  # DOMAIN §1.5: 1 あり / 2 なし
-    "あり": True, "有": True, "有り": True, "なし": False, "無": False, "無し": False,
-    "はい": True, "いいえ": False, "TRUE": True, "FALSE": False, "T": True, "F": False,
-    "YES": True, "NO": False, "Y": True, "N": False, "○": True, "〇": True, "◯": True,
-    "×": False, "✕": False, "該当": True, "非該当": False,
-    "吸っている": True, "吸っていない": False,
-}
-# 尿定性 (DOMAIN §4.3): ordinal 0 (−) … 4 (3+); codes 1–5 in exports.
-_URINE_CODES = {
-    "-": 0, "−": 0, "ー": 0, "‐": 0, "―": 0, "–": 0, "—": 0, "陰性": 0,
-    "±": 1, "+-": 1, "+−": 1, "+ー": 1, "弱陽性": 1,
-    "+": 2, "1+": 2, "+1": 2,
-    "++": 3, "2+": 3, "+2": 3,
-    "+++": 4, "3+": 4, "+3": 4,
-    "1": 0, "2": 1, "3": 2, "4": 3, "5": 4,
-}
 _URINE_MISSING = _MISSING_WORDS  # dashes are results here, not blanks
 
-# Text labels of category codes (DOMAIN §1.5, §2.4) and of str categories.
+# Text labels of category codes (DOMAIN §1.5, §2.4) and of str categories (`hsutils.vocab`).
 _CATEGORY_SYNONYMS: dict[tuple[str, str], dict[str, object]] = {
-    ("kenshin", "guidance_level_reported"): {
-        "積極的支援": 1, "積極的": 1, "動機付け支援": 2, "動機づけ支援": 2, "動機付け": 2,
-        "なし": 3, "情報提供": 3, "なし(情報提供)": 3, "判定不能": 4},
-    ("kenshin", "metabo_reported"): {
-        "基準該当": 1, "該当": 1, "予備群該当": 2, "予備群": 2, "非該当": 3, "判定不能": 4},
-    ("guidance", "level"): {
-        "1": "積極的支援", "2": "動機付け支援", "積極的": "積極的支援", "動機付け": "動機付け支援",
-        "動機づけ支援": "動機付け支援", "動機づけ": "動機付け支援"},
-    ("enrollment", "insurance"): {
-        "国民健康保険": "国保", "市町村国保": "国保", "後期高齢者医療": "後期", "後期高齢者": "後期"},
-    # 要介護状態区分コード used in 介護保険 data: 12/13 要支援1–2, 21–25 要介護1–5.
-    ("kaigo", "level"): {
-        "12": "要支援1", "13": "要支援2", "21": "要介護1", "22": "要介護2", "23": "要介護3",
-        "24": "要介護4", "25": "要介護5", "支援1": "要支援1", "支援2": "要支援2",
-        "介護1": "要介護1", "介護2": "要介護2", "介護3": "要介護3", "介護4": "要介護4",
-        "介護5": "要介護5"},
+    ("kenshin", "guidance_level_reported"): vocab.GUIDANCE_LEVEL_SPELLINGS,
+    ("kenshin", "metabo_reported"): vocab.METABO_SPELLINGS,
+    ("guidance", "level"): vocab.GUIDANCE_PROGRAM_SPELLINGS,
+    ("enrollment", "insurance"): vocab.INSURANCE_SPELLINGS,
+    ("kaigo", "level"): vocab.KAIGO_LEVEL_SPELLINGS,
 }
 
 # Extra hint when a value is outside the plausible range in a typical unit slip.
@@ -806,30 +779,33 @@ def _parse_date(u, col, ctx):
 
 
 def _parse_sex(u, col, ctx):
-    """1 男 / 2 女; 男・女・男性・女性・M・F accepted."""
-    t = u.str.upper().str.replace(r"\s+", "", regex=True).str.replace(r"\.0+$", "", regex=True)
-    v = t.map(_SEX_CODES).astype("float64")
+    """1 男 / 2 女 (`hsutils.vocab.parse_sex`)."""
+    v = vocab.parse_sex(u)
     bad = u.notna().to_numpy() & v.isna().to_numpy()
-    return v, _reason_where(u, bad, f"{col.ja}は 1（男）または 2（女）が必要（男/女, M/F も可）")
+    return v, _reason_where(u, bad, f"{col.ja}は {vocab.SEX_EXPECTED}")
+
+
+# Columns whose yes/no answers have their own code list (`hsutils.vocab`).
+_BOOL_VOCABULARIES: dict[tuple[str, str], tuple[Callable, str, str]] = {
+    ("kenshin", "smoking"): (vocab.parse_smoking, vocab.SMOKING_EXPECTED, vocab.SMOKING_ALLOWED),
+}
 
 
 def _parse_bool(u, col, ctx):
-    """あり/なし (DOMAIN §1.5: code 1 あり, 2 なし; 0 also なし)."""
-    t = u.str.upper().str.replace(r"\s+", "", regex=True).str.replace(r"\.0+$", "", regex=True)
-    v = t.map(_BOOL_CODES)
+    """あり/なし (DOMAIN §1.5: code 1 あり, 2 なし; 0 also なし), `hsutils.vocab.parse_yes_no`;
+    喫煙 also 3 いいえ (`hsutils.vocab.parse_smoking`)."""
+    parse, expected, _ = _BOOL_VOCABULARIES.get((ctx.table, col.name),
+                                                (vocab.parse_yes_no, vocab.YES_NO_EXPECTED, ""))
+    v = parse(u)
     bad = u.notna().to_numpy() & v.isna().to_numpy()
-    out = pd.array(v.to_numpy(dtype=object), dtype="boolean") if len(v) else \
-        pd.array([], dtype="boolean")
-    return pd.Series(out, index=u.index), _reason_where(
-        u, bad, f"{col.ja} は 1/2（あり/なし）, はい/いいえ, 有/無, ○/× などが必要")
+    return v, _reason_where(u, bad, f"{col.ja} は {expected}")
 
 
 def _parse_urine(u, col, ctx):
-    """尿定性 → ordinal 0 (−) … 4 (3+) (DOMAIN §4.3; codes 1–5 → 0–4)."""
-    t = u.str.replace(r"[\s()（）]", "", regex=True).str.replace(r"\.0+$", "", regex=True)
-    v = t.map(_URINE_CODES).astype("float64")
+    """尿定性 → ordinal 0 (−) … 4 (3+) (DOMAIN §4.3; codes 1–5 → 0–4), `hsutils.vocab.parse_urine`."""
+    v = vocab.parse_urine(u)
     bad = u.notna().to_numpy() & v.isna().to_numpy()
-    return v, _reason_where(u, bad, f"{col.ja} は −, ±, 1+, 2+, 3+（または コード 1–5）が必要")
+    return v, _reason_where(u, bad, f"{col.ja} は {vocab.URINE_EXPECTED}が必要")
 
 
 def _parse_category(u, col, ctx):
@@ -1372,6 +1348,8 @@ def _allowed_text(t: Table, c: Column) -> str:
         return "−, ±, 1+, 2+, 3+（+, ++, +++, コード 1–5 も可）→ 0–4"
     if c.kind == "sex":
         return "1 男, 2 女（男/女, M/F も可）"
+    if (t.name, c.name) in _BOOL_VOCABULARIES:
+        return _BOOL_VOCABULARIES[(t.name, c.name)][2]
     if c.kind == "bool":
         return "1 あり / 2 なし（0, あり/なし, はい/いいえ, 有/無, ○/× も可）"
     if c.kind == "fy":

@@ -19,16 +19,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hsutils import indicators, plots, privacy, programs, stats
+from hsutils import indicators, plots, privacy, programs, stats, vocab
 from hsutils.errors import ParameterError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKLIST = REPO_ROOT / "parameters" / "nephropathy_checklist_demo.yaml"
 
 INSURANCE_CHOICES = ("国保", "後期", "全体")
-URINE_CHOICES = {"±": 1, "1+": 2}  # 尿蛋白 threshold label -> ordinal of docs/internal_api.md
-URINE_LABELS = {0: "−", 1: "±", 2: "1+", 3: "2+", 4: "3+"}
-SEX_LABELS = {1: "男", 2: "女"}
+# 尿蛋白 threshold label -> ordinal (hsutils.vocab): ± (default, DOMAIN §5.2) or 1+ (stricter).
+URINE_CHOICES = {vocab.URINE_LABELS[o]: o for o in (vocab.URINE_TRACE, vocab.URINE_PLUS1)}
+URINE_LABELS = vocab.URINE_LABELS
+SEX_LABELS = vocab.SEX_LABELS
 POP_ALL = "健診受診者"
 POP_DIABETES = "糖尿病（健診受診者）"
 TOTAL = "計"
@@ -58,10 +59,10 @@ def nephropathy_params(hba1c: float = 6.5, glucose: float = 126.0, egfr: float =
     "1+" (stricter); an ordinal 1/2 is accepted too. Defaults equal `programs.NephropathyParams()`.
     """
     if isinstance(urine_protein, str):
-        key = urine_protein.strip().replace("＋", "+").replace("+-", "±")
-        if key not in URINE_CHOICES:
+        urine = vocab.parse_urine(urine_protein)  # "±", "+-", "1+", "+", "＋" … (not codes)
+        if urine not in URINE_CHOICES.values() or urine_protein.strip().isdigit():
             raise ParameterError(f"尿蛋白の基準は「±」または「1+」で指定してください（指定値: {urine_protein}）")
-        urine = URINE_CHOICES[key]
+        urine = int(urine)
     else:
         urine = int(urine_protein)
         if urine not in URINE_LABELS or urine == 0:
@@ -793,8 +794,6 @@ REQUIREMENTS = {
                                 "との連携（各都道府県による対応策の議論や取組内容の共有）を図ること"),
 }
 ALWAYS_REQUIRED = ("extraction_criteria", "family_doctor", "professionals", "evaluation")
-_YES = {"yes", "y", "true", "1", "はい", "済", "実施", "実施済み", "あり", "○", "◯"}
-_NO = {"no", "n", "false", "0", "いいえ", "未", "未実施", "なし", "×"}
 
 
 def _answer(value) -> bool | None:
@@ -803,13 +802,11 @@ def _answer(value) -> bool | None:
         return None
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text == "":
+    if str(value).strip() == "":
         return None
-    if text in _YES:
-        return True
-    if text in _NO:
-        return False
+    answer = vocab.yes_no_value(value, extra=vocab.DONE_SPELLINGS)
+    if answer is not None:
+        return answer
     raise ParameterError(f"自己点検の回答「{value}」は はい／いいえ（yes/no）で記入してください")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from hsutils import vocab
 from hsutils.errors import ParameterError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -46,13 +47,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {s.id: s for s in (
     NotebookSpec("05", "05_evaluation.ipynb", "muni", "目標設定・評価指標・事業評価"),
 )}
 
-PREFECTURE_NAMES = (
-    "北海道", "青森県", "岩手県", "宮城県", "秋田県", "山形県", "福島県", "茨城県", "栃木県", "群馬県",
-    "埼玉県", "千葉県", "東京都", "神奈川県", "新潟県", "富山県", "石川県", "福井県", "山梨県", "長野県",
-    "岐阜県", "静岡県", "愛知県", "三重県", "滋賀県", "京都府", "大阪府", "兵庫県", "奈良県", "和歌山県",
-    "鳥取県", "島根県", "岡山県", "広島県", "山口県", "徳島県", "香川県", "愛媛県", "高知県", "福岡県",
-    "佐賀県", "長崎県", "熊本県", "大分県", "宮崎県", "鹿児島県", "沖縄県",
-)
+PREFECTURE_NAMES = vocab.PREF_NAMES  # JIS X 0401 (hsutils.vocab)
 
 FY_RANGE = (2008, 2035)  # same plausible range as schema.FY
 PATH_KEYS = ("data_dir", "column_map", "out_dir", "notebook_dir")
@@ -184,63 +179,30 @@ def _prefecture(value) -> int:
 
 
 def _read_master_csv(path: Path) -> dict[str, tuple[str, int | None]]:
-    """code → (name, pref_code) from a municipalities file; hsutils.io when it exists, else a plain read."""
-    try:
-        from hsutils import io as hio
-        frame = hio.read_table(path, "municipalities").data
-    except (ImportError, AttributeError):
-        frame = _plain_master_read(path)
+    """code → (name, pref_code) from the data folder's 市町村マスタ, read by `hsutils.io.read_table`
+    exactly as the batch's data load reads it (the same rows are kept)."""
+    from hsutils import io as hio
+
+    frame = hio.read_table(path, "municipalities").data
     codes = frame["muni_code"].astype(str).tolist()
     names = frame["name"].astype(str).tolist()
-    prefs = frame["pref_code"].tolist() if "pref_code" in frame.columns else [None] * len(codes)
+    prefs = frame["pref_code"].tolist()
     return {c: (n, None if p is None or p != p else int(p)) for c, n, p in zip(codes, names, prefs)}
 
 
-def _plain_master_read(path: Path):
-    """Fallback reader for municipalities.csv (canonical or Japanese headers; UTF-8/BOM/cp932)."""
-    import pandas as pd
-
-    from hsutils.codes import normalize_muni_codes
-    from hsutils.schema import MUNICIPALITIES
-
-    frame = None
-    for enc in ("utf-8-sig", "cp932"):
-        try:
-            frame = pd.read_csv(path, dtype=str, encoding=enc)
-            break
-        except UnicodeDecodeError:
-            continue
-    if frame is None:
-        raise ParameterError(f"市町村マスタ {path} の文字コードを判別できません（UTF-8 または Shift_JIS で保存してください）。")
-    by_label = {c.ja: c.name for c in MUNICIPALITIES.columns}
-    by_label.update({a: c.name for c in MUNICIPALITIES.columns for a in c.aliases})
-    frame = frame.rename(columns=lambda c: by_label.get(str(c).strip(), str(c).strip()))
-    if "muni_code" not in frame.columns or "name" not in frame.columns:
-        raise ParameterError(f"市町村マスタ {path} に「市町村コード」「市町村名」の列がありません（あった列: {list(frame.columns)}）。")
-    codes, _ = normalize_muni_codes(frame["muni_code"])
-    frame = frame.assign(muni_code=codes).dropna(subset=["muni_code"])
-    if "pref_code" in frame.columns:
-        frame["pref_code"] = pd.to_numeric(frame["pref_code"], errors="coerce")
-    return frame
-
-
 def municipality_master(data_dir: Path, prefecture: int) -> dict[str, str]:
-    """Municipalities of the prefecture, code → name: the data folder's municipalities.csv when
-    present, else the built-in master (hsutils.regions.load_master)."""
-    csv = next((p for p in (data_dir / "municipalities.csv", data_dir / "municipalities.xlsx",
-                            data_dir / "municipalities.parquet") if p.exists()), None)
-    if csv is not None:
-        rows = _read_master_csv(csv)
+    """Municipalities of the prefecture, code → name: the data folder's 市町村マスタ when present
+    (found by file name as `hsutils.io.load_dataset` finds it: municipalities.csv, 市町村マスタ.xlsx …),
+    else the built-in master (hsutils.regions.load_master)."""
+    from hsutils import io as hio
+    from hsutils import regions
+
+    path = hio.find_table_files(data_dir)[0].get("municipalities") if data_dir.is_dir() else None
+    if path is not None:
+        rows = _read_master_csv(path)
     else:
-        try:
-            from hsutils import regions
-            frame = regions.load_master()
-        except (ImportError, AttributeError):
-            raise ParameterError(
-                f"データフォルダ {data_dir} に市町村マスタ（municipalities.csv）がありません。") from None
-        pref_col = frame["pref_code"].tolist() if "pref_code" in frame.columns else [None] * len(frame)
-        rows = {str(c): (str(n), None if p is None else int(p))
-                for c, n, p in zip(frame["muni_code"], frame["name"], pref_col)}
+        frame = regions.load_master()
+        rows = {str(c): (str(n), int(p)) for c, n, p in zip(frame["muni_code"], frame["name"], frame["pref_code"])}
     return {code: name for code, (name, pref) in rows.items() if pref is None or pref == prefecture}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hsutils import aggregate, indicators
+from hsutils import aggregate, indicators, vocab
 from hsutils.schema import TABLES, age_band
 
 CACHE_VERSION = "1"
@@ -201,14 +201,7 @@ def _master(dataset) -> pd.DataFrame:
     m = m.copy()
     m["pref_code"] = pd.to_numeric(m["pref_code"], errors="coerce").astype("Int64").astype(str).str.zfill(2)
     if "pref_name" not in m:
-        from hsutils import regions
-
-        try:
-            pn = regions.load_master()[["pref_code", "pref_name"]].drop_duplicates()
-            pn["pref_code"] = pn["pref_code"].astype(str).str.zfill(2)
-            m = m.merge(pn, on="pref_code", how="left")
-        except Exception:  # noqa: BLE001 - a name is cosmetic; never fail the batch on it
-            m["pref_name"] = m["pref_code"].astype(str)
+        m["pref_name"] = m["pref_code"].map(vocab.PREF_NAME_BY_CODE)
     if "medical_area_code" not in m or m["medical_area_code"].isna().all():
         m["medical_area_code"] = m["medical_area"]
     m["medical_area_code"] = m["medical_area_code"].astype(str)

@@ -41,7 +41,7 @@ from matplotlib.path import Path as MplPath
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
-from . import clinical, privacy, stats
+from . import clinical, privacy, stats, vocab
 from .errors import ParameterError
 
 __all__ = [
@@ -919,8 +919,7 @@ def _band_start(bands: pd.Series) -> pd.Series:
 
 
 def _is_male(sex: pd.Series) -> np.ndarray:
-    s = sex.astype(str).str.strip()
-    return s.isin(["1", "1.0", "男", "男性", "M", "m", "male"]).to_numpy()
+    return (vocab.parse_sex(sex) == vocab.MALE).to_numpy()
 
 
 def _draw_pyramid(ax, d: pd.DataFrame, age_col, sex_col, count_col, threshold, value_labels,

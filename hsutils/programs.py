@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from hsutils import vocab
 from hsutils.errors import ParameterError
 from hsutils.schema import QUESTIONNAIRE_RISK
 
@@ -47,7 +48,7 @@ STATUS_TREATED = "治療中"
 STATUS_INTERRUPTED = "治療中断"
 STATUS_UNTREATED = "未治療"
 
-_URINE_LABELS = {0: "−", 1: "±", 2: "1+", 3: "2+", 4: "3+"}
+_URINE_LABELS = vocab.URINE_LABELS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,7 +374,7 @@ class IkkatsuParams:
     dbp_poor: float = 100.0
     hba1c_frailty: float = 7.0
     egfr_kidney: float = 45.0
-    urine_protein_kidney: int = 2
+    urine_protein_kidney: int = vocab.URINE_PLUS1
     interruption_window_months: int = 6
     interruption_lookback_months: int = 36
 
@@ -520,7 +521,7 @@ class NephropathyParams:
     hba1c: float = 6.5
     glucose: float = 126.0
     egfr: float = 60.0
-    urine_protein: int = 1
+    urine_protein: int = vocab.URINE_TRACE
     include_kidney_claims: bool = True
     window_months: int = 6
     lookback_months: int = 36

@@ -33,9 +33,10 @@ import pandas as pd
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 
-from hsutils.codes import normalize_insurer_number, normalize_muni_codes
+from hsutils import io as hio
+from hsutils import vocab
+from hsutils.codes import normalize_insurer_number
 from hsutils.errors import DataError
-from hsutils.schema import MUNICIPALITIES
 
 MASTER_PATH = Path(__file__).resolve().parent / "data" / "municipalities_jp.csv"
 
@@ -52,12 +53,8 @@ LEVEL_NAME_COLUMNS = {"district": "district_name", "muni": "muni_name", "medical
                       "pref": "pref_name", "national": "national_name"}
 NATIONAL_CODE, NATIONAL_NAME = "00", "全国"
 
-PREF_NAMES = (
-    "北海道 青森県 岩手県 宮城県 秋田県 山形県 福島県 茨城県 栃木県 群馬県 埼玉県 千葉県 東京都 神奈川県 "
-    "新潟県 富山県 石川県 福井県 山梨県 長野県 岐阜県 静岡県 愛知県 三重県 滋賀県 京都府 大阪府 兵庫県 "
-    "奈良県 和歌山県 鳥取県 島根県 岡山県 広島県 山口県 徳島県 香川県 愛媛県 高知県 福岡県 佐賀県 長崎県 "
-    "熊本県 大分県 宮崎県 鹿児島県 沖縄県").split()
-PREF_NAME_BY_CODE = {f"{i:02d}": n for i, n in enumerate(PREF_NAMES, start=1)}
+PREF_NAMES = vocab.PREF_NAMES  # JIS X 0401 (hsutils.vocab)
+PREF_NAME_BY_CODE = vocab.PREF_NAME_BY_CODE
 
 FALLBACK_NOTE = "市町村境界ファイル（国土数値情報 行政区域 N03）を指定すると地図で表示できます"
 N03_CREDIT = "出典：国土数値情報（行政区域データ）（国土交通省）を加工して作成"
@@ -96,16 +93,11 @@ def _builtin_master(include_wards: bool = False) -> pd.DataFrame:
 
 
 def _pref_code(value) -> str:
-    """2-digit prefecture code from 17, '17', '石川県' or '石川'."""
-    s = unicodedata.normalize("NFKC", str(value)).strip()
-    if s.endswith(".0"):
-        s = s[:-2]
-    if s.isdigit() and 1 <= int(s) <= 47:
-        return f"{int(s):02d}"
-    for code, name in PREF_NAME_BY_CODE.items():
-        if s in (name, name[:-1] if name != "北海道" else name):
-            return code
-    raise RegionCodeError(f"都道府県「{value}」が分かりません（都道府県コード 1〜47 または都道府県名を指定してください）")
+    """2-digit prefecture code from 17, '17', '17000', '石川県' or '石川' (`vocab.prefecture_code`)."""
+    code = vocab.prefecture_code(value)
+    if code is None:
+        raise RegionCodeError(f"都道府県「{value}」が分かりません（{vocab.PREF_EXPECTED}）")
+    return code
 
 
 def load_master(pref_code=None, path=None, include_wards: bool = False) -> pd.DataFrame:
@@ -115,10 +107,12 @@ def load_master(pref_code=None, path=None, include_wards: bool = False) -> pd.Da
     medical_area, lat, lon (float64), population (Int64); plus ``insurer_number`` when a user file
     has a 保険者番号 column, and ``kind``/``parent_code`` with ``include_wards`` (built-in only).
 
-    A user file follows the template 市町村マスタ (schema MUNICIPALITIES; Japanese or canonical
-    headers; CSV in UTF-8/UTF-8-BOM/cp932, or xlsx). 6-digit codes must carry a valid check digit.
-    Missing lat/lon/population are filled from the built-in master, missing 二次医療圏コード from the
-    built-in master when the 二次医療圏 name matches (otherwise the name is used as the code).
+    A user file is read by `hsutils.io.read_table` like the 市町村マスタ of a data folder (schema
+    MUNICIPALITIES, data_templates/DATA_DICTIONARY.md: Japanese or canonical headers; CSV in
+    UTF-8/UTF-8-BOM/cp932, xlsx or Parquet; 6-digit codes must carry a valid check digit), but
+    strictly: a row or value the reader would exclude raises DataError naming it. Missing
+    lat/lon/population are filled from the built-in master, missing 二次医療圏コード from the built-in
+    master when the 二次医療圏 name matches (otherwise the name is used as the code).
     """
     if path is None:
         df = _builtin_master(include_wards)
@@ -135,110 +129,45 @@ def load_master(pref_code=None, path=None, include_wards: bool = False) -> pd.Da
     return df.reset_index(drop=True)
 
 
-def _header_map() -> dict[str, str]:
-    """Normalised header text -> canonical column (schema MUNICIPALITIES plus a few extras)."""
-    m: dict[str, str] = {}
-    for col in MUNICIPALITIES.columns:
-        for label in (col.name, col.ja, *col.aliases):
-            if label == "保険者番号":  # 国保 保険者番号 is not the 市町村コード (see insurer_to_muni)
-                continue
-            m[_norm_header(label)] = col.name
-    extras = {"insurer_number": ("insurer_number", "保険者番号", "国保保険者番号"),
-              "pref_name": ("pref_name", "都道府県名", "都道府県"),
-              "name": ("市区町村名", "自治体名"),
-              "medical_area_code": ("医療圏コード",), "medical_area": ("二次医療圏名", "medical_area_name")}
-    for canon, labels in extras.items():
-        for label in labels:
-            m[_norm_header(label)] = canon
-    return m
+# Headers of the 国保 保険者番号 column of a user master. hsutils.io keeps it aside (it is not a
+# column of the 市町村マスタ schema: a 保険者番号 is not a 市町村コード, see insurer_to_muni).
+_INSURER_HEADERS = ("insurer_number", "保険者番号", "国保保険者番号")
 
 
 def _norm_header(s) -> str:
     return unicodedata.normalize("NFKC", str(s)).strip().replace(" ", "").lower()
 
 
-def _read_table_any(path: Path) -> pd.DataFrame:
+def _read_user_master(path: Path) -> pd.DataFrame:
+    """A user 市町村マスタ, read by `hsutils.io.read_table` (the one reader of input files: encodings,
+    title rows, header spellings, 6-digit codes with check digit, plausible ranges), then checked
+    strictly: a master is small and every row matters, so any row or value the reader would exclude
+    is an error naming the row. Then 都道府県名, the 保険者番号 column and the built-in fills."""
     if not path.exists():
         raise DataError(f"市町村マスタのファイル {path} が見つかりません")
-    suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm", ".xls"):
-        return pd.read_excel(path, dtype=str)
-    if suffix == ".parquet":
-        return pd.read_parquet(path).astype("str")  # pandas 3 "str" keeps missing values as NaN
-    for enc in ("utf-8-sig", "cp932"):
-        try:
-            return pd.read_csv(path, dtype=str, encoding=enc, keep_default_na=True)
-        except UnicodeDecodeError:
-            continue
-    raise DataError(f"市町村マスタ {path} の文字コードを読めません（UTF-8 または Shift_JIS(cp932) で保存してください）")
-
-
-def _read_user_master(path: Path) -> pd.DataFrame:
-    raw = _read_table_any(path)
-    hmap = _header_map()
-    rename = {}
-    for c in raw.columns:
-        canon = hmap.get(_norm_header(c))
-        if canon is not None and canon not in rename.values():
-            rename[c] = canon
-    df = raw.rename(columns=rename)[list(rename.values())]
-    for col in df.columns:  # a handful of columns
-        df[col] = df[col].str.strip()
-    if "muni_code" not in df.columns:
-        hint = "（「保険者番号」は市町村コードではありません）" if "insurer_number" in df.columns else ""
-        raise DataError(f"市町村マスタ {path.name}: 「市町村コード」の列がありません{hint}")
-    if "name" not in df.columns:
-        raise DataError(f"市町村マスタ {path.name}: 「市町村名」の列がありません")
-    if "medical_area" not in df.columns and "medical_area_code" not in df.columns:
-        raise DataError(f"市町村マスタ {path.name}: 「二次医療圏」の列がありません")
-    rows = pd.Series(np.arange(len(df)) + 2, index=df.index)  # Excel row numbers (header = 1)
-
-    codes, errors = normalize_muni_codes(df["muni_code"])
-    bad = errors.notna() | df["muni_code"].isna()
-    if bad.any():
-        raise DataError(_row_errors(path, "市町村コード", df["muni_code"], errors.fillna("空欄です"), bad, rows))
-    df["muni_code"] = codes.astype(str)
-    dup = df["muni_code"].duplicated(keep=False)
-    if dup.any():
-        raise DataError(_row_errors(path, "市町村コード", df["muni_code"],
-                                    pd.Series("が重複しています", index=df.index), dup, rows))
-
-    if "pref_code" in df.columns:
-        pc = pd.to_numeric(df["pref_code"], errors="coerce")
-        bad = pc.isna() | (pc < 1) | (pc > 47) | (pc != np.floor(pc))
-        bad &= df["pref_code"].notna()
-        if bad.any():
-            raise DataError(_row_errors(path, "都道府県コード", df["pref_code"],
-                                        pd.Series("は1〜47の数字が必要です", index=df.index), bad, rows))
-        df["pref_code"] = pc.map(lambda v: f"{int(v):02d}" if pd.notna(v) else None).astype(object)
-        df["pref_code"] = df["pref_code"].fillna(df["muni_code"].str[:2])
-    else:
-        df["pref_code"] = df["muni_code"].str[:2]
+    result = hio.read_table(path, "municipalities")
+    if not result.exclusions.empty:
+        raise DataError(_exclusion_errors(path, result.exclusions))
+    df = result.data.copy()
+    rows = pd.Series(result.row_numbers, index=df.index)  # Excel row numbers (header = 1)
+    df["pref_code"] = df["pref_code"].map("{:02d}".format).astype(object)
     mismatch = df["pref_code"] != df["muni_code"].str[:2]
     if mismatch.any():
         raise DataError(_row_errors(path, "都道府県コード", df["pref_code"],
                                     pd.Series("が市町村コードの先頭2桁と一致しません", index=df.index), mismatch, rows))
     df["pref_name"] = df["pref_code"].map(PREF_NAME_BY_CODE)
 
-    for col in ("lat", "lon", "population"):
-        spec = MUNICIPALITIES.column(col)
-        if col not in df.columns:
-            df[col] = np.nan
-        num = pd.to_numeric(df[col], errors="coerce")
-        bad = df[col].notna() & (num.isna() | (num < spec.lo) | (num > spec.hi))
-        if bad.any():
-            raise DataError(_row_errors(path, spec.ja, df[col],
-                                        pd.Series(f"は {spec.lo}〜{spec.hi} の数値が必要です", index=df.index), bad, rows))
-        df[col] = num.astype("float64")
     builtin = _builtin_master(include_wards=True).set_index("muni_code")
     for col in ("lat", "lon", "population"):
-        df[col] = df[col].fillna(df["muni_code"].map(builtin[col].astype("float64")))
+        df[col] = df[col].astype("float64").fillna(df["muni_code"].map(builtin[col].astype("float64")))
     df["population"] = df["population"].round().astype("Int64")
 
     df = _fill_area_columns(df, builtin)
-    if "insurer_number" in df.columns:
-        ins = df["insurer_number"]
-        has = ins.notna() & (ins != "")
+    wanted = {_norm_header(h) for h in _INSURER_HEADERS}
+    insurer_col = next((c for c in result.extra_columns.columns if _norm_header(c) in wanted), None)
+    if insurer_col is not None:
+        ins = result.extra_columns[insurer_col].astype(object).where(lambda v: v.str.strip() != "")
+        has = ins.notna()
         norm, errs = {}, {}
         for v in pd.unique(ins[has]):  # a few dozen distinct insurers
             try:
@@ -253,6 +182,15 @@ def _read_user_master(path: Path) -> pd.DataFrame:
     for col in ("name", "medical_area", "medical_area_code", "pref_name"):
         df[col] = df[col].astype(str)
     return df[MASTER_COLUMNS + extra].reset_index(drop=True)
+
+
+def _exclusion_errors(path: Path, exclusions: pd.DataFrame) -> str:
+    """Japanese message from the rows and values `hsutils.io` excluded (at most 10 listed)."""
+    head = exclusions.head(10)
+    parts = [f"「{c}」列 {r}行目「{v}」（{why}）"
+             for c, r, v, why in zip(head["column"], head["row"], head["value"], head["reason"])]
+    more = f" ほか{len(exclusions) - len(head)}件" if len(exclusions) > len(head) else ""
+    return f"市町村マスタ {path.name}: " + "、".join(parts) + more
 
 
 def _fill_area_columns(df: pd.DataFrame, builtin: pd.DataFrame) -> pd.DataFrame:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hsutils import vocab
+
 # dtype kinds understood by hsutils.io:
 #   "str"      free text / identifier, kept as string
 #   "muni"     municipality code, normalised to 5 digits (6-digit with check digit accepted)
@@ -81,7 +83,7 @@ AGE = _c("age", "年齢", "int", True, unit="歳", lo=0, hi=120,
          description="年度末（3月31日）時点の年齢（DOMAIN §1.4）", aliases=("年度末年齢",))
 
 # Questionnaire answer codes (後期高齢者の質問票, DOMAIN §6.2).
-YES_NO = (1, 2)  # 1 はい / 2 いいえ
+YES_NO = (vocab.YES, vocab.NO)  # 1 はい / 2 いいえ
 
 ENROLLMENT = Table(
     "enrollment", "対象者", (
@@ -89,7 +91,7 @@ ENROLLMENT = Table(
         _c("district_code", "地区コード", "str", description="地区（日常生活圏域）コード。地区マスタと一致",
            aliases=("地区",)),
         SEX, AGE,
-        _c("insurance", "保険種別", "category", True, allowed=("国保", "後期"),
+        _c("insurance", "保険種別", "category", True, allowed=vocab.INSURANCE_TYPES,
            description="国保 / 後期（後期高齢者医療）"),
         _c("full_year", "年度継続加入", "bool", False,
            description="年度を通じて資格を継続（法定報告の対象者要件, DOMAIN §7.1）。省略時は継続扱い",
@@ -132,7 +134,9 @@ KENSHIN = Table(
         _c("med_bp", "服薬（血圧）", "bool", description="1 あり / 2 なし（DOMAIN §1.5）"),
         _c("med_glucose", "服薬（血糖）", "bool", description="1 あり / 2 なし"),
         _c("med_lipid", "服薬（脂質）", "bool", description="1 あり / 2 なし"),
-        _c("smoking", "喫煙", "bool", description="1 あり / 2 なし（質問票）"),
+        _c("smoking", "喫煙", "bool",
+           description="現在たばこを習慣的に吸っている（質問票）。第4期のコード 1 はい / 2 以前は吸っていたが"
+                       "最近1ヶ月間は吸っていない / 3 いいえ（2・3 は「なし」）"),
         _c("guidance_level_reported", "保健指導レベル", "category", allowed=(1, 2, 3, 4),
            description="出力値（1 積極的支援, 2 動機付け支援, 3 なし, 4 判定不能, DOMAIN §1.5）。参考のみ"),
         _c("metabo_reported", "メタボ判定", "category", allowed=(1, 2, 3, 4),
@@ -142,7 +146,7 @@ KENSHIN = Table(
 GUIDANCE = Table(
     "guidance", "特定保健指導", (
         PERSON, FY, MUNI,
-        _c("level", "支援レベル", "category", True, allowed=("積極的支援", "動機付け支援"),
+        _c("level", "支援レベル", "category", True, allowed=vocab.GUIDANCE_PROGRAM_LEVELS,
            description="積極的支援 / 動機付け支援（コード 1/2 も可）"),
         _c("started", "初回面接実施", "bool", True, description="1 あり / 2 なし"),
         _c("completed", "終了", "bool", True, description="実績評価まで終了 1 あり / 2 なし"),
@@ -171,8 +175,7 @@ CLAIMS = Table(
 KAIGO = Table(
     "kaigo", "介護認定", (
         PERSON, MUNI,
-        _c("level", "要介護度", "category", True,
-           allowed=("要支援1", "要支援2", "要介護1", "要介護2", "要介護3", "要介護4", "要介護5")),
+        _c("level", "要介護度", "category", True, allowed=vocab.KAIGO_LEVELS),
         _c("start", "認定開始日", "date", True),
         _c("end", "認定終了日", "date", False, description="空欄は継続中"),
     ), key=("person_id", "start"), description="要介護（要支援）認定の期間")
@@ -237,7 +240,7 @@ QUESTIONNAIRE_DOMAINS = {
 KOKUHO_AGE_BANDS = ("40-44", "45-49", "50-54", "55-59", "60-64", "65-69", "70-74")
 KOUKI_AGE_BANDS = ("75-79", "80-84", "85-89", "90+")
 AGE_BANDS = KOKUHO_AGE_BANDS + KOUKI_AGE_BANDS
-SEX_LABELS = {1: "男", 2: "女"}
+SEX_LABELS = vocab.SEX_LABELS
 
 DEFAULT_FILENAMES = {name: f"{name}.csv" for name in TABLES}
 

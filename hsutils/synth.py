@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from hsutils import schema
+from hsutils import schema, vocab
 
 FISCAL_YEARS = (2022, 2023, 2024)
 SIM_YEARS = (2021, 2022, 2023, 2024)  # 2021 = claims look-back only
@@ -78,7 +78,7 @@ MIN_PER_MUNI = 40  # expected persons per municipality at least, so tiny scales 
 AGES = np.arange(40, 106)  # single years simulated; 95+ band spread over 95..105
 N_AGES = len(AGES)
 
-KAIGO_LEVELS = ("要支援1", "要支援2", "要介護1", "要介護2", "要介護3", "要介護4", "要介護5")
+KAIGO_LEVELS = vocab.KAIGO_LEVELS
 OUTPUT_TABLES = ("enrollment", "kenshin", "guidance", "claims_monthly", "kaigo", "questionnaire",
                  "municipalities", "districts")
 
@@ -853,7 +853,7 @@ class _Demo:
 
 def _yn(x) -> np.ndarray:
     """Boolean → 1 (あり) / 2 (なし) (DOMAIN §1.5)."""
-    return np.where(np.asarray(x, dtype=bool), 1, 2)
+    return np.where(np.asarray(x, dtype=bool), vocab.YES, vocab.NO)
 
 
 def _int_col(x) -> pd.Series:
@@ -861,7 +861,7 @@ def _int_col(x) -> pd.Series:
     return pd.Series(pd.array(np.round(np.asarray(x, dtype=float)), dtype="Float64")).astype("Int64")
 
 
-_URINE = np.array(["-", "±", "+", "2+", "3+"], dtype=object)
+_URINE = np.array([vocab.URINE_EXPORT_TEXT[o] for o in range(5)], dtype=object)
 
 
 def _urine(code) -> np.ndarray:

@@ -142,9 +142,30 @@ def test_user_master_with_japanese_headers_cp932(tmp_path):
 
 def test_user_master_bad_code_names_the_row(tmp_path):
     p = tmp_path / "m.csv"
-    p.write_text("市町村コード,市町村名,二次医療圏\n17201,金沢市,石川中央\n172023,七尾市,能登中部\n",
-                 encoding="utf-8")
+    p.write_text("市町村コード,市町村名,都道府県コード,二次医療圏\n17201,金沢市,17,石川中央\n"
+                 "172023,七尾市,17,能登中部\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"3行目「172023」.*検査数字"):
+        regions.load_master(path=p)
+
+
+def test_user_master_is_read_like_the_data_folder_master(tmp_path):
+    """One reader (hsutils.io.read_table): the same required columns and header spellings as the
+    市町村マスタ of a data folder, a title row above the header, and duplicate codes named."""
+    p = tmp_path / "m.csv"
+    p.write_text("市町村コード,市町村名,二次医療圏\n17201,金沢市,石川中央\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"必須の列がありません: 都道府県コード"):
+        regions.load_master(path=p)
+    p.write_text("令和7年度 市町村マスタ\n市区町村コード,自治体名,都道府県コード,二次医療圏名\n"
+                 "17201,金沢市,17,石川中央\n", encoding="utf-8")
+    m = regions.load_master(path=p)
+    assert m[["muni_code", "name", "pref_code", "medical_area", "medical_area_code"]].values.tolist() == \
+        [["17201", "金沢市", "17", "石川中央", "1702"]]
+    p.write_text("市町村コード,市町村名,都道府県コード,二次医療圏\n17201,金沢市,17,石川中央\n"
+                 "17201,金沢市,17,石川中央\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"3行目「17201」（重複"):
+        regions.load_master(path=p)
+    p.write_text("市町村コード,市町村名,都道府県コード,二次医療圏\n17201,金沢市,18,石川中央\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"2行目「18」が市町村コードの先頭2桁と一致しません"):
         regions.load_master(path=p)
 
 
