@@ -682,7 +682,7 @@ def participation_by_sex_age(prepared, muni_code: str, fys: Sequence[int], targe
     targets = {**KOKUHO_TARGETS_4TH, **(targets or {})}
     s = prepared.strata
     s = s[s["indicator_id"].isin(PARTICIPATION_INDICATORS) & s["fy"].isin(list(fys))]
-    s = _area(prepared, muni_code).strata(s)
+    s = areas.parse_code(muni_code).strata(s)
     s = s.assign(age_group=s["age_band"].map(_age_label))
     if broad_ages_for_guidance:
         broad = s["age_band"].map(BROAD_AGE_GROUPS).fillna(s["age_group"])
