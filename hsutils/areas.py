@@ -261,14 +261,18 @@ class ReferenceResolution:
         return self.area.member_munis(master)
 
 
+def _choice(value, choices: dict[str, str], default: str, label: str) -> str:
+    """A run parameter that must be one of `choices` (None/"" = `default`); Japanese error otherwise."""
+    text = default if value in (None, "") else str(value).strip()
+    if text not in choices:
+        raise ParameterError(f"{label}「{value}」は使えません。"
+                             + "、".join(f"{k}（{v}）" for k, v in choices.items()) + " のいずれかです。")
+    return text
+
+
 def check_reference_area(value) -> str:
     """Validate a `reference_area` parameter value (None/"" = "pref")."""
-    text = "pref" if value in (None, "") else str(value).strip()
-    if text not in REFERENCE_CHOICES:
-        raise ParameterError(
-            f"比較の基準（reference_area）「{value}」は使えません。"
-            + "、".join(f"{k}（{v}）" for k, v in REFERENCE_CHOICES.items()) + " のいずれかです。")
-    return text
+    return _choice(value, REFERENCE_CHOICES, "pref", "比較の基準（reference_area）")
 
 
 def resolve_reference(subject, reference_area, master: pd.DataFrame) -> ReferenceResolution:
@@ -318,12 +322,7 @@ class StandardPopulation:
 
 def check_standard_population(value) -> str:
     """Validate a `standard_population` parameter value (None/"" = "H27")."""
-    text = "H27" if value in (None, "") else str(value).strip()
-    if text not in STANDARD_POPULATIONS:
-        raise ParameterError(
-            f"標準人口（standard_population）「{value}」は使えません。"
-            + "、".join(f"{k}（{v}）" for k, v in STANDARD_POPULATIONS.items()) + " のいずれかです。")
-    return text
+    return _choice(value, STANDARD_POPULATIONS, "H27", "標準人口（standard_population）")
 
 
 def standard_population(name, strata: pd.DataFrame | None = None, fy=None, bands=None) -> StandardPopulation:

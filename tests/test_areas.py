@@ -153,3 +153,44 @@ def test_standard_population_pref_is_the_data_of_the_year():
     with pytest.raises(ParameterError, match="県の被保険者"):
         areas.standard_population("pref", strata, fy=2020)
     assert np.isclose(one.weights.sum(), 190)
+
+
+# ------------------------------------------------------------------ used by notebook.start and the modules
+def test_notebook_start_resolves_area_reference_and_standard_population(tmp_path, prepared):
+    from hsutils import notebook
+
+    ctx = notebook.start("t", "172014", None, out_dir=tmp_path, reference_area="national",
+                         standard_population="H27", muni_name="かなざわ")
+    assert (ctx.muni_code, ctx.area.level, ctx.area.name, ctx.muni_name) == ("17201", "muni", "金沢市", "かなざわ")
+    assert ctx.reference.area.code == "17" and "全国のデータがないため" in ctx.reference.note
+    assert ctx.standard_population.note == "標準人口: 平成27年モデル人口"
+    pref = notebook.start("t", 17000, None, out_dir=tmp_path)
+    assert (pref.muni_code, pref.area.is_prefecture, pref.muni_name) == ("17", True, "石川県")
+    with pytest.raises(ParameterError, match="reference_area"):
+        notebook.start("t", "17201", None, out_dir=tmp_path, reference_area="県")
+
+
+def test_nephropathy_trend_names_the_reference(prepared):
+    from hsutils import nephropathy
+
+    fys = prepared.fiscal_years[-1:]
+    pref = nephropathy.trend_table(prepared, "17201", fys)
+    med = nephropathy.trend_table(prepared, "17201", fys,
+                                  reference=areas.resolve_reference("17201", "medical_area", prepared.municipalities))
+    assert set(pref["area_name"]) == {"金沢市", "石川県"}
+    assert set(med["area_name"]) == {"金沢市", "石川中央（二次医療圏）"}
+    # the reference rows are the sums over the 二次医療圏's municipalities
+    members = areas.resolve_area("1702", prepared.municipalities).member_munis(prepared.municipalities)
+    s = prepared.strata
+    s = s[s["muni_code"].isin(members) & (s["fy"] == fys[0]) & (s["indicator_id"] == "dm_untreated")]
+    row = med[(med["area_name"] != "金沢市") & (med["indicator_id"] == "dm_untreated")].iloc[0]
+    assert (row["numerator"], row["denominator"]) == (s["numerator"].sum(), s["denominator"].sum())
+
+
+def test_evaluation_sheet_header_says_when_the_reference_is_a_substitute(prepared):
+    from hsutils import evaluation
+
+    r = evaluation.reference_resolution(prepared, "17201", "similar")
+    assert r.kind_label == "県（同規模の代わり）"
+    r = evaluation.reference_resolution(prepared, "17201", "medical_area")
+    assert r.kind_label == "二次医療圏"
