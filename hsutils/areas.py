@@ -87,17 +87,21 @@ class Area:
         return [str(self.muni_code)]
 
     def mask(self, muni_codes: pd.Series, master: pd.DataFrame | None = None) -> np.ndarray:
-        """Boolean array: which rows of a `muni_code` column lie in the area (vectorised)."""
-        codes = pd.Series(muni_codes).astype("str")
+        """Boolean array: which rows of a `muni_code` column lie in the area. Decided once per
+        distinct code (a few dozen), then spread to the rows (vectorised, categorical-friendly)."""
         if self.level == NATIONAL:
-            return np.ones(len(codes), dtype=bool)
+            return np.ones(len(muni_codes), dtype=bool)
+        codes, uniques = pd.factorize(pd.Series(muni_codes))
+        distinct = pd.Series(np.asarray(uniques, dtype=object)).astype("str")
         if self.level == PREF:
-            return codes.str.startswith(str(self.pref_code)).to_numpy(dtype=bool)
-        if self.level == MEDICAL_AREA:
+            hit = distinct.str.startswith(str(self.pref_code)).to_numpy(dtype=bool)
+        elif self.level == MEDICAL_AREA:
             if master is None:
                 raise ValueError("二次医療圏の範囲には市町村マスタが必要です")
-            return codes.isin(self.member_munis(master)).to_numpy(dtype=bool)
-        return codes.eq(str(self.muni_code)).to_numpy(dtype=bool)
+            hit = distinct.isin(self.member_munis(master)).to_numpy(dtype=bool)
+        else:
+            hit = distinct.eq(str(self.muni_code)).to_numpy(dtype=bool)
+        return np.append(hit, False)[codes]  # code −1 (missing) → the appended False
 
     def strata(self, strata: pd.DataFrame, master: pd.DataFrame | None = None) -> pd.DataFrame:
         """Rows of a strata (or person_year) table inside the area; the table itself for the

@@ -194,3 +194,11 @@ def test_evaluation_sheet_header_says_when_the_reference_is_a_substitute(prepare
     assert r.kind_label == "県（同規模の代わり）"
     r = evaluation.reference_resolution(prepared, "17201", "medical_area")
     assert r.kind_label == "二次医療圏"
+
+
+def test_mask_on_categorical_and_missing_codes():
+    s = pd.Series(["17201", "17202", None, "18201", "17201"]).astype("category")
+    assert areas.parse_code("17").mask(s).tolist() == [True, True, False, False, True]
+    assert areas.parse_code("17201").mask(s).tolist() == [True, False, False, False, True]
+    assert areas.parse_code("00").mask(s).tolist() == [True] * 5
+    assert areas.parse_code("17").mask(pd.Series([], dtype=str)).tolist() == []
