@@ -152,12 +152,10 @@ def plan_tasks(p: hparams.RunParams, cache_dir: Path) -> list[RunTask]:
     for spec in p.notebooks:
         areas = ([(p.pref_code5, p.pref_name)] if spec.level == "pref"
                  else list(p.municipalities.items()))
-        extra = {**p.notebook_parameters.get(spec.id, {}), **p.notebook_parameters.get(spec.stem, {})}
         for code, name in areas:
             final_dir = run_dir / f"{code}_{_safe_name(name)}" / spec.stem
-            parameters = {**p.base_parameters(), **extra,
-                          "muni_code": code, "muni_name": name,
-                          "cache_dir": str(cache_dir), "out_dir": str(final_dir)}
+            parameters = p.notebook_parameters_for(spec, muni_code=code, muni_name=name,
+                                                   cache_dir=str(cache_dir), out_dir=str(final_dir))
             tasks.append(RunTask(
                 key=f"{spec.stem}/{code}", notebook_id=spec.id, notebook_stem=spec.stem,
                 notebook_title=spec.title, level=spec.level, notebook_path=str(p.notebook_path(spec)),

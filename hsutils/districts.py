@@ -218,18 +218,23 @@ def district_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame,
 def municipal_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame, muni_code: str,
                               fys: Sequence[int], indicator_ids: Sequence[str] | None = None, *,
                               pooled: bool = False, std_pop="H27", conf: float = 0.95,
-                              suppress_threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """The municipality's own row per indicator (reference = the prefecture, i.e. all strata),
-    same columns as `district_indicator_table` with district_name "市全体"."""
+                              suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
+                              reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The municipality's own row per indicator against `reference` (strata of the reference area,
+    `hsutils.areas.ReferenceResolution.strata`; default the prefecture, i.e. all strata), same
+    columns as `district_indicator_table` with district_name "市全体"."""
     muni_code = str(muni_code)
     ids = list(indicator_ids or DEFAULT_INDICATORS)
-    s = strata[strata["fy"].isin(list(fys)) & strata["indicator_id"].isin(ids)]
-    if pooled:
-        s, fy_arg, period = pooled_strata(s, fys), max(fys), period_label(fys)
-    else:
-        fy_arg, period = list(fys), "単年度"
+
+    def _select(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame[frame["fy"].isin(list(fys)) & frame["indicator_id"].isin(ids)]
+        return pooled_strata(frame, fys) if pooled else frame
+
+    s = _select(strata)
+    ref = s if reference is None else _select(reference)
+    fy_arg, period = (max(fys), period_label(fys)) if pooled else (list(fys), "単年度")
     t = indicators.indicator_table(s[s["muni_code"] == muni_code], "muni", fy=fy_arg, indicators=ids,
-                                   reference=s, std_pop=std_pop, conf=conf,
+                                   reference=ref, std_pop=std_pop, conf=conf,
                                    suppress_threshold=suppress_threshold)
     return _finish_table(t, municipalities, muni_code, None, period, ids)
 
@@ -827,20 +832,6 @@ def gap_figure(gap: pd.DataFrame, footer: str, *, target_rate: float = PARTICIPA
 
 # ------------------------------------------------------------------------------------------------
 # small helpers for the notebook text
-
-def resolve_standard_population(name, strata: pd.DataFrame | None = None, fy: int | None = None) -> tuple[object, str]:
-    """Standard population for age adjustment: (value for indicator_table, note or "").
-
-    Any standard of the one registry `stats.standard_population` (DOMAIN §8): "H27" (default),
-    "S60", a Series or CSV path; "pref" (the prefecture's population of `fy`) needs the
-    prefecture's `strata`. A standard that cannot be used falls back to H27 with a Japanese note."""
-    if name is None or (isinstance(name, str) and name in ("", "H27", "平成27年", "平成27年モデル人口")):
-        return "H27", ""
-    try:
-        return stats.standard_population(name, bands=None, data=strata, fy=fy), ""
-    except ParameterError:
-        return "H27", (f"※ 標準人口「{name}」はこのノートブックでは使えないため、平成27年モデル人口で年齢調整しています。")
-
 
 def overview_summary(shown: pd.DataFrame, fy_text: str = "") -> str:
     """One sentence on the 特定健診 受診率 of the districts from the shown (suppressed) overview:

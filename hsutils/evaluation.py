@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hsutils import indicators, plots, privacy, report, stats, vocab
+from hsutils import areas, indicators, plots, privacy, report, stats, vocab
 from hsutils.errors import ParameterError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -327,44 +327,21 @@ def achievement_note(baseline, target, method, polarity) -> np.ndarray:
 # =============================================================================================
 # Area helpers
 # =============================================================================================
-def area_level(muni_code: str) -> str:
-    """'pref' for a 2-digit prefecture code, 'muni' otherwise."""
-    return "pref" if len(str(muni_code)) == 2 else "muni"
+def _area(prepared, muni_code) -> areas.Area:
+    """The analysed area (prefecture or municipality) in the data's master (hsutils.areas)."""
+    return areas.resolve_area(muni_code, prepared.municipalities)
 
 
-def _area_code(prepared, muni_code: str) -> str:
-    return str(int(muni_code)) if area_level(muni_code) == "pref" else str(muni_code)
+def _area_rows(table: pd.DataFrame, area: areas.Area) -> pd.DataFrame:
+    """Rows of an indicator table that belong to `area` (a prefecture's code may be stored as 7 or "07")."""
+    codes = table["area_code"].astype(str)
+    return table[(codes.str.zfill(2) if area.is_prefecture else codes) == area.code]
 
 
-def _area_strata(prepared, level: str, code: str) -> pd.DataFrame:
-    """Strata of one area only, so that a municipal run does not build every municipality's table
-    to keep one row (the reference rates are passed separately)."""
-    s, m = prepared.strata, prepared.municipalities
-    if level == "muni":
-        return s[(s["muni_code"] == str(code)).to_numpy()]
-    if level == "medical_area":
-        members = m.loc[m["medical_area_code"].astype(str) == str(code), "muni_code"]
-        return s[s["muni_code"].isin(members).to_numpy()]
-    return s
-
-
-def reference_strata(prepared, muni_code: str, reference_area: str = "pref") -> pd.DataFrame:
-    """Strata of the reference area: 'pref' / 'national' (the whole data: one prefecture) or
-    'medical_area' (the municipality's 二次医療圏)."""
-    s = prepared.strata
-    if reference_area in (None, "", "pref", "national", "similar") or area_level(muni_code) == "pref":
-        return s
-    if reference_area == "medical_area":
-        m = prepared.municipalities
-        code = m.loc[m["muni_code"] == str(muni_code), "medical_area_code"]
-        members = m.loc[m["medical_area_code"].isin(code), "muni_code"]
-        return s[s["muni_code"].isin(members)]
-    raise ParameterError(f"比較の基準 reference_area「{reference_area}」は pref / national / medical_area の"
-                         "いずれかで指定してください。")
-
-
-def _reference_label(reference_area) -> str:
-    return "二次医療圏" if reference_area == "medical_area" else "県"
+def reference_resolution(prepared, muni_code, reference_area: str = "pref") -> areas.ReferenceResolution:
+    """The reference area of the evaluation (hsutils.areas.resolve_reference: an unavailable
+    reference is replaced by the prefecture with a note)."""
+    return areas.resolve_reference(muni_code, reference_area, prepared.municipalities)
 
 
 def indicator_values(prepared, muni_code: str, indicator_ids: Iterable[str], fys: Sequence[int],
@@ -372,12 +349,12 @@ def indicator_values(prepared, muni_code: str, indicator_ids: Iterable[str], fys
     """Per indicator × fy for the area: numerator, denominator, crude rate with Wilson CI (%),
     the prefecture's crude rate and the comparison with the reference area (標準化該当比)."""
     ids = list(dict.fromkeys(indicator_ids))
-    level = area_level(muni_code)
-    code = _area_code(prepared, muni_code)
-    tab = indicators.indicator_table(_area_strata(prepared, level, code), level, area_map=prepared.municipalities,
-                                     fy=list(fys), indicators=ids,
-                                     reference=reference_strata(prepared, muni_code, reference_area), conf=conf)
-    tab = tab[tab["area_code"] == code]
+    area = _area(prepared, muni_code)
+    m = prepared.municipalities
+    ref = reference_resolution(prepared, area, reference_area)
+    tab = indicators.indicator_table(area.strata(prepared.strata, m), area.level, area_map=m,
+                                     fy=list(fys), indicators=ids, reference=ref.strata(prepared.strata, m), conf=conf)
+    tab = _area_rows(tab, area)
     s = prepared.strata
     s = s[(s["fy"].isin(list(fys)) & s["indicator_id"].isin(ids)).to_numpy()]
     pref = (stats.proportion_grouped(s, ["indicator_id", "fy"], "numerator", "denominator", conf, multiplier=100)
@@ -479,8 +456,9 @@ def evaluation_sheet(prepared, muni_code: str, targets: EvaluationTargets, basel
     sheet["達成率（%）"] = ach
     sheet["達成率の算式"] = [ACHIEVEMENT_LABELS[m] if np.isfinite(t) else "目標値なし"
                         for m, t in zip(method, target)]
-    sheet[f"{_reference_label('pref')}の値（評価年度）"] = ref["pref_rate"].to_numpy()
-    sheet[f"{_reference_label(reference_area)}との比較（評価年度）"] = ref["ref_judgement"].to_numpy()
+    comparison_col = f"{reference_resolution(prepared, muni_code, reference_area).kind_label}との比較（評価年度）"
+    sheet["県の値（評価年度）"] = ref["pref_rate"].to_numpy()
+    sheet[comparison_col] = ref["ref_judgement"].to_numpy()
     reduction_note = np.where(np.isin(ids, ["hokenshido_reduction", "metabo_reduction"]),
                               "前年度との比較のため、最初の年度は算出できません", "")
     sheet["備考"] = ""
@@ -504,7 +482,7 @@ def evaluation_sheet(prepared, muni_code: str, targets: EvaluationTargets, basel
     mask["評価年度値"] = small_e
     for c in ("変化（ポイント）", "変化 下限", "変化 上限", "判定", "達成率（%）"):
         mask[c] = small_b | small_e
-    mask[f"{_reference_label(reference_area)}との比較（評価年度）"] = small_e
+    mask[comparison_col] = small_e
     sheet = privacy.apply_suppression(sheet, mask)
     sheet["秘匿あり"] = mask.to_numpy().any(axis=1)
 
@@ -695,8 +673,7 @@ def participation_by_sex_age(prepared, muni_code: str, fys: Sequence[int], targe
     targets = {**KOKUHO_TARGETS_4TH, **(targets or {})}
     s = prepared.strata
     s = s[s["indicator_id"].isin(PARTICIPATION_INDICATORS) & s["fy"].isin(list(fys))]
-    if area_level(muni_code) == "muni":
-        s = s[s["muni_code"] == str(muni_code)]
+    s = areas.parse_code(muni_code).strata(s)
     s = s.assign(age_group=s["age_band"].map(_age_label))
     if broad_ages_for_guidance:
         broad = s["age_band"].map(BROAD_AGE_GROUPS).fillna(s["age_group"])
@@ -832,8 +809,8 @@ def guidance_pairs(person_year: pd.DataFrame, muni_code: str | None = None,
     py = person_year
     years = sorted(int(y) for y in (fys if fys is not None else py["fy"].unique()))
     base = py[py["fy"].isin(years[:-1]) & np.isin(py["fy"] + 1, years)]
-    if muni_code is not None and area_level(muni_code) == "muni":
-        base = base[base["muni_code"] == str(muni_code)]
+    if muni_code is not None:
+        base = areas.parse_code(muni_code).strata(base)
     eligible = indicators.participants(base) & _bool(base, "guidance_target")
     base = base[eligible]
     completed = _bool(base, "guidance_completed")
@@ -1023,27 +1000,24 @@ def outcome_trends(prepared, muni_code: str, indicator_ids: Iterable[str], fys: 
     ids = list(dict.fromkeys(indicator_ids))
     fys = list(fys) if fys is not None else prepared.fiscal_years
     m = prepared.municipalities
+    subject = _area(prepared, muni_code)
+    shown = [(areas.prefecture_of(subject, m), "県")]
+    if subject.is_municipality:
+        shown = [(subject, "市町村"), (areas.parse_code(subject.medical_area_code, m), "二次医療圏")] + shown
+    std = areas.standard_population(std_pop, prepared.strata, fy=max(fys))
+    weights = std.weights
     parts = []
-    areas = [("pref", str(int(str(m["pref_code"].iloc[0]))), "県")]
-    if area_level(muni_code) == "muni":
-        med = m.loc[m["muni_code"] == str(muni_code), "medical_area_code"].astype(str).iloc[0]
-        areas = [("muni", str(muni_code), "市町村"), ("medical_area", med, "二次医療圏")] + areas
-    # one registry (stats.standard_population); "pref" = the prefecture's population of the last year
-    weights = stats.standard_population("H27" if std_pop is None else std_pop, bands=None,
-                                        data=prepared.strata, fy=max(fys))
-    std_label = stats.standard_population_label(std_pop, fy=max(fys))
-    for level, code, kind in areas:  # three levels
-        t = indicators.indicator_table(_area_strata(prepared, level, code), level, area_map=m, fy=fys,
+    for area, kind in shown:  # three levels
+        t = indicators.indicator_table(area.strata(prepared.strata, m), area.level, area_map=m, fy=fys,
                                        indicators=ids, reference=prepared.strata, std_pop=weights, conf=conf)
-        t = t[t["area_code"].astype(str) == code].assign(地域区分=kind)
-        parts.append(t)
+        parts.append(_area_rows(t, area).assign(地域区分=kind))
     t = pd.concat(parts, ignore_index=True)
     out = pd.DataFrame({
         "指標ID": t["indicator_id"], "指標": t["indicator_name"], "地域区分": t["地域区分"],
         "地域": np.where(t["地域区分"] == "二次医療圏", t["area_name"].astype(str) + "（二次医療圏）",
                        t["area_name"].astype(str)), "年度": t["fy"], "分子": t["numerator"], "分母": t["denominator"],
         "年齢調整値（%）": t["adj_rate"], "下限": t["adj_lower"], "上限": t["adj_upper"], "粗率（%）": t["crude_rate"],
-        "標準人口": std_label,
+        "標準人口": std.note.removeprefix("標準人口: "),
     })
     return out.reset_index(drop=True)
 

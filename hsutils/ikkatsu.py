@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from hsutils import aggregate, indicators, privacy, programs, stats, vocab
+from hsutils import aggregate, areas, indicators, privacy, programs, stats, vocab
 from hsutils.programs import IkkatsuParams
 from hsutils.schema import KOUKI_AGE_BANDS, QUESTIONNAIRE_DOMAINS, QUESTIONNAIRE_RISK, TABLES
 
@@ -136,10 +136,8 @@ def eligible(py: pd.DataFrame, params: IkkatsuParams = IkkatsuParams()) -> np.nd
 
 
 def in_area(py: pd.DataFrame, muni_code: str) -> np.ndarray:
-    """Rows of the municipality (all rows when `muni_code` is a 2-digit prefecture code)."""
-    if len(str(muni_code)) == 2:
-        return np.ones(len(py), dtype=bool)
-    return py["muni_code"].astype("str").eq(str(muni_code)).to_numpy(dtype=bool)
+    """Rows of the area: a municipality, or a prefecture in any code form (hsutils.areas)."""
+    return areas.parse_code(muni_code).mask(py["muni_code"])
 
 
 def district_names(districts: pd.DataFrame | None, muni_code: str) -> dict[str, str]:
@@ -151,9 +149,12 @@ def district_names(districts: pd.DataFrame | None, muni_code: str) -> dict[str, 
 
 
 def has_districts(person_year: pd.DataFrame, fy: int, muni_code: str) -> bool:
+    """True when the area is a municipality and someone of it has a district code in `fy`."""
+    if not areas.parse_code(muni_code).is_municipality:
+        return False
     py = rows_of_fy(person_year, fy)
     d = py.loc[in_area(py, muni_code), "district_code"].fillna("").astype("str")
-    return len(str(muni_code)) == 5 and bool((d != "").any())
+    return bool((d != "").any())
 
 
 def kouki_pyramid(person_year: pd.DataFrame, fy: int, muni_code: str) -> pd.DataFrame:
@@ -176,28 +177,6 @@ def area_labels(municipalities: pd.DataFrame, districts: pd.DataFrame | None, mu
         out[f"{muni_code}:{code}"] = name
     out["reference"] = reference_label
     return out
-
-
-def reference_strata(strata: pd.DataFrame, municipalities: pd.DataFrame, muni_code: str,
-                     reference_area: str = "pref") -> tuple[pd.DataFrame, str]:
-    """Strata of the reference area and its label (DESIGN §5, §10).
-
-    "pref" (default): the whole prefecture; "medical_area": the municipality's 二次医療圏.
-    "national" and "similar" need data of other prefectures/peers that a prefectural dataset does
-    not hold: the prefecture is used instead and the label says so.
-    """
-    m = municipalities.drop_duplicates("muni_code")
-    pref_name = str(m["pref_name"].iloc[0]) if "pref_name" in m and len(m) else "県"
-    if reference_area == "medical_area" and len(str(muni_code)) == 5:
-        row = m[m["muni_code"].astype("str") == str(muni_code)]
-        if len(row):
-            area = row["medical_area_code"].iloc[0]
-            codes = set(m.loc[m["medical_area_code"] == area, "muni_code"].astype("str"))
-            return strata[strata["muni_code"].isin(codes)], f"{row['medical_area'].iloc[0]}（二次医療圏）"
-    label = pref_name
-    if reference_area in ("national", "similar"):
-        label = f"{pref_name}（全国・同規模のデータがないため県で代用）"
-    return strata, label
 
 
 def kouki_overview(strata: pd.DataFrame, municipalities: pd.DataFrame, districts: pd.DataFrame | None,
@@ -234,7 +213,7 @@ def kaigo_levels(person_year: pd.DataFrame, fy: int, muni_code: str, muni_label:
         order = list(dict.fromkeys(KAIGO_GROUPS.values()))
     ref = py if reference_munis is None else py[py["muni_code"].isin(list(reference_munis))]
     groups = []
-    if len(str(muni_code)) == 5:
+    if areas.parse_code(muni_code).is_municipality:
         here = py[in_area(py, muni_code)]
         groups.append((muni_label, here.index))
         dcode = here["district_code"].fillna("").astype("str").to_numpy()
@@ -290,7 +269,7 @@ def _area_rows(strata: pd.DataFrame, municipalities: pd.DataFrame, districts: pd
     """Municipality (or every municipality for a prefecture code), districts and reference rows."""
     s = strata[strata["indicator_id"].isin(list(ids)) & (strata["fy"] == int(fy))]
     ref = reference[reference["indicator_id"].isin(list(ids)) & (reference["fy"] == int(fy))]
-    prefecture = len(str(muni_code)) == 2
+    prefecture = areas.parse_code(muni_code).is_prefecture
     here = s if prefecture else s[s["muni_code"] == str(muni_code)]
     kw = dict(area_map=municipalities, fy=int(fy), indicators=list(ids), reference=ref, conf=conf)
     parts = []
@@ -589,7 +568,7 @@ def questionnaire_profile(person_year: pd.DataFrame, fy: int, muni_code: str,
     ref = pd.DataFrame({"item_id": answered.columns,
                         "ref_respondents": answered[ref_rows].sum().to_numpy(dtype="int64"),
                         "ref_count": risk[ref_rows].sum().to_numpy(dtype="int64")})
-    if len(str(muni_code)) == 2:
+    if areas.parse_code(muni_code).is_prefecture:
         here = pd.DataFrame({"item_id": answered.columns, "respondents": answered.sum().to_numpy(dtype="int64"),
                              "count": risk.sum().to_numpy(dtype="int64")})
         area = reference_label
@@ -657,7 +636,7 @@ def district_frailty(person_year: pd.DataFrame, fy: int, muni_code: str,
     py = rows_of_fy(person_year, fy)
     py = py[indicators.kouki(py) & in_area(py, muni_code)]
     d = py["district_code"].fillna("").astype("str")
-    if len(str(muni_code)) != 5 or not (d != "").any():
+    if not areas.parse_code(muni_code).is_municipality or not (d != "").any():
         return pd.DataFrame(columns=["item_id", "area_level", "area_code", "area", "respondents", "count",
                                      "rate", "rate_lower", "rate_upper", "muni_rate", "comparison"])
     answered, risk = questionnaire_risk(py)
@@ -767,7 +746,7 @@ def priority_list(person_year: pd.DataFrame, flags: pd.DataFrame, fy: int, muni_
     bmi = pd.to_numeric(p["bmi"], errors="coerce") if "bmi" in p else pd.Series(np.nan, index=p.index)
     if "bmi_calc" in p:
         bmi = bmi.fillna(pd.to_numeric(p["bmi_calc"], errors="coerce"))
-    dnames = district_names(districts, muni_code) if len(str(muni_code)) == 5 else {}
+    dnames = district_names(districts, muni_code) if areas.parse_code(muni_code).is_municipality else {}
     dcode = p["district_code"].fillna("").astype("str")
     last_ck = last_checkup_fy(person_year, fy)
     pid = p["person_id"].astype("str")

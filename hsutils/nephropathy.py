@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hsutils import indicators, plots, privacy, programs, stats, vocab
+from hsutils import areas, indicators, plots, privacy, programs, stats, vocab
 from hsutils.errors import ParameterError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -100,18 +100,12 @@ def _check_insurance(insurance: str) -> str:
     return insurance
 
 
-def is_prefecture(muni_code: str) -> bool:
-    return len(str(muni_code)) == 2
-
-
 def area_rows(person_year: pd.DataFrame, muni_code: str, fy: int, insurance: str = "国保") -> pd.DataFrame:
-    """person_year rows of the municipality (or prefecture, 2-digit code), fiscal year and
-    insurance (`INSURANCE_CHOICES`)."""
+    """person_year rows of the area (a municipality, or a prefecture in any code form of
+    `hsutils.areas`), fiscal year and insurance (`INSURANCE_CHOICES`)."""
     _check_insurance(insurance)
-    code = str(muni_code)
     keep = person_year["fy"].to_numpy() == int(fy)
-    muni = person_year["muni_code"].astype("str")
-    keep &= (muni.str.startswith(code) if is_prefecture(code) else muni.eq(code)).to_numpy(dtype=bool)
+    keep &= areas.parse_code(muni_code).mask(person_year["muni_code"])
     if insurance != "全体":
         keep &= person_year["insurance"].astype("str").eq(insurance).to_numpy(dtype=bool)
     return person_year.loc[keep]
@@ -589,45 +583,48 @@ def computed_indicator_counts(person_year: pd.DataFrame, muni_code: str,
     flags = indicators.indicator_flags(py, list(TREND_COMPUTED))
     dens = {ind: den for ind, (_, den) in flags.items()}
     flags = {ind: num for ind, (num, _) in flags.items()}
-    code = str(muni_code)
-    in_area = (py["muni_code"].astype("str").str.startswith(code) if is_prefecture(code)
-               else py["muni_code"].astype("str").eq(code)).to_numpy(dtype=bool)
+    area = areas.parse_code(muni_code)
+    in_area = area.mask(py["muni_code"])
     parts = []
     for ind, num in flags.items():  # two indicators
         d = pd.DataFrame({"fy": py["fy"].to_numpy(), "num": num.astype("int64"),
                           "den": dens[ind].astype("int64"), "area": in_area})
         pref = d.groupby("fy")[["num", "den"]].sum().assign(area="pref")
         parts.append(pref.reset_index().assign(indicator_id=ind))
-        if not is_prefecture(code):
+        if not area.is_prefecture:
             mun = d[d["area"]].groupby("fy")[["num", "den"]].sum().assign(area="muni")
             parts.append(mun.reset_index().assign(indicator_id=ind))
     out = pd.concat(parts, ignore_index=True).rename(columns={"num": "numerator", "den": "denominator"})
     return out[["indicator_id", "area", "fy", "numerator", "denominator"]]
 
 
-def trend_table(prepared, muni_code: str, fiscal_years=None, conf: float = 0.95) -> pd.DataFrame:
-    """Trend of the 糖尿病性腎症 indicators for the municipality and the prefecture with Wilson
-    intervals (DESIGN §5): indicator_id, indicator_name, area_name, fy, numerator, denominator,
-    value, lower, upper (percent), method, conf.
+def trend_table(prepared, muni_code: str, fiscal_years=None, conf: float = 0.95,
+                reference: areas.ReferenceResolution | None = None) -> pd.DataFrame:
+    """Trend of the 糖尿病性腎症 indicators for the municipality and its reference area (default:
+    the prefecture; `reference` from `hsutils.areas.resolve_reference`, named by its label) with
+    Wilson intervals (DESIGN §5): indicator_id, indicator_name, area_name, fy, numerator,
+    denominator, value, lower, upper (percent), method, conf.
 
     All six come from the strata table of the shared pass (registered in hsutils.indicators), i.e.
     the cached flags with the default criteria of `programs.NephropathyParams`."""
-    code = str(muni_code)
     master = prepared.municipalities
-    pref_name = str(master["pref_name"].iloc[0]) if "pref_name" in master else "県"
-    area_name = pref_name if is_prefecture(code) else prepared.muni_name(code)
+    if reference is None:
+        reference = areas.resolve_reference(muni_code, "pref", master)
+    area = reference.subject
+    code = area.code
+    pref_name = reference.label
+    area_name = area.display_name
     strata = prepared.strata
     fys = None if fiscal_years is None else [int(f) for f in fiscal_years]
     parts = []
     reg = strata[strata["indicator_id"].isin(list(TREND_REGISTERED) + list(TREND_COMPUTED))]
     if fys is not None:
         reg = reg[reg["fy"].isin(fys)]
-    muni = reg["muni_code"].astype("str")
     keys = ["indicator_id", "fy"]
-    parts.append(stats.proportion_grouped(reg, keys, "numerator", "denominator", conf, multiplier=100)
-                 .assign(area="pref"))
-    if not is_prefecture(code):
-        m = reg[muni.eq(code).to_numpy()]
+    parts.append(stats.proportion_grouped(reference.strata(reg, master), keys, "numerator", "denominator", conf,
+                                          multiplier=100).assign(area="pref"))
+    if not area.is_prefecture:
+        m = reg[area.mask(reg["muni_code"])]
         parts.append(stats.proportion_grouped(m, keys, "numerator", "denominator", conf, multiplier=100)
                      .assign(area="muni"))
     out = pd.concat(parts, ignore_index=True)
@@ -771,7 +768,7 @@ def funnel_summary(df: pd.DataFrame, muni_code: str | None, threshold: int = pri
     low = d.loc[d["funnel"].isin([stats.FUNNEL_LOW_95, stats.FUNNEL_LOW_998]), "area_name"].tolist()
     lines = [f"95%限界より高い（悪い）市町: {'、'.join(high) if high else 'なし'}",
              f"95%限界より低い（良い）市町: {'、'.join(low) if low else 'なし'}"]
-    if muni_code and not is_prefecture(muni_code):
+    if muni_code and not areas.parse_code(muni_code).is_prefecture:
         row = df[df["area_code"] == str(muni_code)]
         if len(row) and bool(ok.loc[row.index[0]]):
             r = row.iloc[0]

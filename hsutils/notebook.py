@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hsutils import pipeline, privacy, report
+from hsutils import areas, pipeline, privacy, report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_SOURCE = "KDB形式データ（架空のデモデータ）"
@@ -38,14 +38,13 @@ class NotebookContext:
     fiscal_year: int
     prepared: pipeline.Prepared
     out_dir: Path
+    area: areas.Area
+    reference: areas.ReferenceResolution
+    standard_population: areas.StandardPopulation
     suppress_threshold: int = privacy.DEFAULT_THRESHOLD
     source: str = DEMO_SOURCE
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     confidential: dict[str, pd.DataFrame] = field(default_factory=dict)
-
-    @property
-    def is_prefecture(self) -> bool:
-        return len(self.muni_code) == 2
 
     def footer(self, population: str, conditions: str | None = None, fy=None) -> str:
         """Footer line of every chart: source, fiscal year, population, conditions (DESIGN §1)."""
@@ -90,8 +89,15 @@ class NotebookContext:
 
 def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None = None, *,
           data_dir=None, cache_dir=None, out_dir=None, suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
-          with_tables: bool = False, run_name: str = "interactive", demo_scale: float = 0.1) -> NotebookContext:
+          with_tables: bool = False, run_name: str = "interactive", demo_scale: float = 0.1,
+          muni_name: str | None = None, reference_area: str = "pref",
+          standard_population: str = "H27") -> NotebookContext:
     """Load the shared cache (building it when missing) and make the output folder.
+
+    `muni_code` is any code form of `hsutils.areas` (a prefecture as 17 / "17000", a municipality
+    as 5 or 6 digits); `ctx.area`, `ctx.reference` (for `reference_area`, with its note when the
+    requested reference is not in the data) and `ctx.standard_population` are resolved here once.
+    `muni_name` replaces the master's name in titles when given.
 
     `out_dir`: when given by the batch, outputs go exactly there; otherwise into
     `<repo>/outputs/interactive/<muni_code>_<name>/<notebook>/`.
@@ -114,20 +120,11 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
 
         raise ParameterError(f"年度 {fy} のデータがありません（データにある年度: {fys}）")
     master = prepared.municipalities
-    if muni_code is None:
-        muni_code = str(master["pref_code"].iloc[0]).zfill(2)
-    muni_code = str(muni_code)
-    if len(muni_code) == 5 and muni_code.endswith("000"):  # 都道府県 as 5-digit code (e.g. 17000)
-        muni_code = muni_code[:2]
-    if len(muni_code) == 2:
-        name = str(master.get("pref_name", pd.Series([muni_code])).iloc[0])
-    else:
-        if muni_code not in set(master["muni_code"]):
-            from hsutils.errors import ParameterError
-
-            raise ParameterError(f"市町村コード {muni_code} はデータの市町村マスタにありません"
-                                 f"（例: {', '.join(master['muni_code'].head(3))}）")
-        name = prepared.muni_name(muni_code)
+    area = areas.resolve_area(str(master["pref_code"].iloc[0]).zfill(2) if muni_code is None else muni_code,
+                              master, prepared.districts)
+    reference = areas.resolve_reference(area, reference_area, master)
+    std = areas.standard_population(standard_population, prepared.strata, fy)
+    muni_code, name = area.code, str(muni_name or area.display_name)
     if out_dir:
         folder = Path(out_dir)
         for sub in report.SUBFOLDERS:
@@ -136,4 +133,5 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
         env_out = os.environ.get("HSUTILS_OUT_DIR")
         folder = report.output_dir(Path(env_out) if env_out else out_root.parent, run_name, muni_code, name, notebook)
     return NotebookContext(notebook=notebook, muni_code=muni_code, muni_name=name, fiscal_year=fy,
-                           prepared=prepared, out_dir=folder, suppress_threshold=suppress_threshold)
+                           prepared=prepared, out_dir=folder, area=area, reference=reference,
+                           standard_population=std, suppress_threshold=suppress_threshold)

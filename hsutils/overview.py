@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hsutils import indicators, plots, privacy, regions, stats
+from hsutils import areas, indicators, plots, privacy, regions, stats
 from hsutils.errors import ParameterError
 
 NOTEBOOK = "01_prefecture_overview"
@@ -80,15 +80,6 @@ MEASURE_LABELS = {"adj_rate": "年齢調整率（%）", "crude_rate": "粗率（
 # ---------------------------------------------------------------------------------------------
 # Parameters
 # ---------------------------------------------------------------------------------------------
-def prefecture_code(code) -> str:
-    """The 2-digit prefecture code of a prefecture-level run: "17", 17, "17000" (as the batch
-    passes it, a 5-digit 団体コード) or a municipal code of the prefecture all give "17"."""
-    s = str(code).strip()
-    if not s.isdigit() or len(s) not in (1, 2, 5, 6):
-        raise ParameterError(f"都道府県コード「{code}」を読めません（例: 17 または 17000）")
-    return s.zfill(2) if len(s) <= 2 else s[:2]
-
-
 def analysis_years(prepared, fiscal_years=None, fiscal_year: int | None = None) -> list[int]:
     """Fiscal years analysed: the requested ones present in the data, up to `fiscal_year`."""
     have = prepared.fiscal_years
@@ -98,22 +89,6 @@ def analysis_years(prepared, fiscal_years=None, fiscal_year: int | None = None) 
     if not years:
         raise ParameterError(f"指定の年度 {fiscal_years} のデータがありません（データにある年度: {have}）")
     return years
-
-
-def standard_population(prepared, name="H27", fy: int | None = None) -> tuple[object, str]:
-    """Standard population for the direct method and a Japanese note, from the one registry
-    `stats.standard_population` (DOMAIN §8): "H27" = 平成27年モデル人口, "S60" = 昭和60年モデル人口,
-    "pref" = the prefecture's 特定健診対象者 (40–74) + 後期高齢者 (75+) by age band in `fy`, or a
-    Series / CSV path. A name the registry does not know falls back to H27 with a note (a batch
-    never fails on it)."""
-    if name is None or (isinstance(name, str) and name == ""):
-        name = "H27"
-    try:
-        weights = stats.standard_population(name, bands=None, data=prepared.strata, fy=fy)
-    except ParameterError as e:
-        return (stats.standard_population("H27", bands=None),
-                f"標準人口「{name}」は使えないため、平成27年モデル人口を使いました（{e}）")
-    return weights, "標準人口: " + stats.standard_population_label(name, fy=fy)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,11 +170,6 @@ def pyramid_figure(ctx, pyramid: pd.DataFrame, fy: int):
 # ---------------------------------------------------------------------------------------------
 # Indicator tables
 # ---------------------------------------------------------------------------------------------
-def _strata_of(strata: pd.DataFrame, master: pd.DataFrame, medical_area_code) -> pd.DataFrame:
-    codes = master.loc[master["medical_area_code"].astype(str) == str(medical_area_code), "muni_code"]
-    return strata[strata["muni_code"].isin(set(codes))]
-
-
 def municipal_indicator_table(prepared, fiscal_years: Sequence[int], indicator_ids=None,
                               reference_area: str = "pref", std_pop="H27", conf: float = 0.95,
                               suppress_threshold: int = privacy.DEFAULT_THRESHOLD) -> tuple[pd.DataFrame, str]:
@@ -207,26 +177,24 @@ def municipal_indicator_table(prepared, fiscal_years: Sequence[int], indicator_i
 
     reference_area: "pref" (default: the prefecture's rates by sex × age band), "medical_area"
     (each municipality against its own 二次医療圏). Other values ("national", "similar") need data
-    this notebook does not have: the prefecture is used and the returned note says so.
+    this notebook does not have: the prefecture is used and the returned note says so
+    (`hsutils.areas.reference_for_each_municipality`).
     Returns (table with INDICATOR_TABLE_COLUMNS, unsuppressed; Japanese note on the reference).
     """
     master = prepared.municipalities
+    _, note = areas.reference_for_each_municipality(reference_area, master)
     strata = prepared.strata[prepared.strata["fy"].isin(list(fiscal_years))]
     args = dict(area_map=master, fy=list(fiscal_years), indicators=indicator_ids, std_pop=std_pop,
                 conf=conf, suppress_threshold=suppress_threshold)
     if reference_area == "medical_area":
         parts = []
         for code in sorted(master["medical_area_code"].astype(str).unique()):  # a handful of areas
-            sub = _strata_of(strata, master, code)
+            sub = areas.parse_code(code, master).strata(strata, master)
             if not sub.empty:
                 parts.append(indicators.indicator_table(sub, "muni", reference=sub, **args))
         table = pd.concat(parts, ignore_index=True)
-        note = "比較の基準: 各市町村が属する二次医療圏"
     else:
         table = indicators.indicator_table(strata, "muni", reference=strata, **args)
-        note = "比較の基準: 県全体"
-        if reference_area not in (None, "", "pref"):
-            note += f"（基準「{reference_area}」のデータがないため県全体を使いました）"
     table = table.rename(columns={"area_code": "muni_code", "area_name": "muni_name"})
     table = table.sort_values(["indicator_id", "fy", "muni_code"]).reset_index(drop=True)
     return table[INDICATOR_TABLE_COLUMNS], note
@@ -808,8 +776,3 @@ def indicator_options(table: pd.DataFrame) -> list[tuple[str, str]]:
     """(Japanese name, id) pairs of the indicators in the table, registry order (for widgets)."""
     present = set(table["indicator_id"])
     return [(i.name, i.id) for i in indicators.INDICATORS if i.id in present]
-
-
-def reference_label(reference_area: str) -> str:
-    return "二次医療圏" if reference_area == "medical_area" else "県全体"
-

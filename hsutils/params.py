@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from hsutils import vocab
+from hsutils import areas, vocab
 from hsutils.errors import ParameterError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -92,10 +92,20 @@ class RunParams:
         p = Path(spec.file)
         return p if p.is_absolute() else self.notebook_dir / p
 
+    def notebook_parameters_for(self, spec: NotebookSpec, **task_values) -> dict[str, Any]:
+        """The parameters papermill passes to one run of `spec`: the run's common parameters, the
+        notebook's own (`notebook_parameters`) and `task_values` (muni_code, cache_dir, ...),
+        restricted to the names the notebook's parameters cell declares, so that a notebook never
+        receives a parameter it would ignore (DESIGN §9)."""
+        extra = {**self.notebook_parameters.get(spec.id, {}), **self.notebook_parameters.get(spec.stem, {})}
+        values = {**self.base_parameters(), **extra, **task_values}
+        declared = declared_parameters(self.notebook_path(spec))
+        return values if declared is None else {k: v for k, v in values.items() if k in declared}
+
     def base_parameters(self) -> dict[str, Any]:
-        """Parameters common to every notebook of this run (JSON-serialisable)."""
+        """Parameters common to every notebook of this run (JSON-serialisable). A notebook gets
+        only those its parameters cell declares (`notebook_parameters_for`)."""
         return {
-            "pref_code": self.prefecture,
             "fiscal_year": max(self.fiscal_years),
             "fiscal_years": list(self.fiscal_years),
             "reference_area": self.reference_area,
@@ -266,6 +276,31 @@ def _notebooks(value, base: Path) -> list[NotebookSpec]:
     return list({s.id: s for s in specs}.values())
 
 
+def declared_parameters(path: Path) -> set[str] | None:
+    """Names in the notebook's parameters cell (None when the file or the cell is missing)."""
+    from hsutils import notebook_check
+
+    path = Path(path)
+    if not path.exists() or notebook_check.parameters_cell(path) is None:
+        return None
+    return set(notebook_check.parameter_names(path))
+
+
+def _check_notebook_parameters(extra: dict[str, dict[str, Any]], notebook_dir: Path, base: Path) -> None:
+    """Every key of `notebook_parameters` names a notebook and parameters its parameters cell has."""
+    for key, values in extra.items():
+        spec = resolve_notebook(key, base)
+        p = Path(spec.file)
+        declared = declared_parameters(p if p.is_absolute() else notebook_dir / p)
+        if declared is None:
+            continue
+        unknown = [name for name in values if name not in declared]
+        if unknown:
+            raise ParameterError(
+                f"notebook_parameters の「{key}」に、ノートブック {spec.file} にないパラメータ "
+                f"{'、'.join(unknown)} があります。使えるパラメータ: {'、'.join(sorted(declared))}")
+
+
 def _existing_path_or_value(value, base: Path):
     """A per-notebook parameter naming a file relative to the YAML (e.g. a targets YAML) becomes
     absolute, because notebooks run with their output folder as working directory."""
@@ -296,16 +331,8 @@ def validate(raw: dict[str, Any], source: Path | None = None, check_notebook_fil
     if column_map is not None and not Path(column_map).is_file():
         raise ParameterError(f"列名対応表（column_map）{column_map} が見つかりません。")
 
-    reference_area = str(raw.get("reference_area", "pref"))
-    if reference_area not in ("pref", "national", "medical_area", "similar"):
-        raise ParameterError(
-            f"比較の基準（reference_area）「{reference_area}」は使えません。"
-            "pref（県）、national（全国）、medical_area（二次医療圏）、similar（同規模）のいずれかです。")
-    standard_population = str(raw.get("standard_population", "H27"))
-    if standard_population not in ("H27", "S60", "pref"):
-        raise ParameterError(
-            f"標準人口（standard_population）「{standard_population}」は使えません。H27（平成27年モデル人口）、"
-            "S60（昭和60年モデル人口）、pref（県の人口）のいずれかです。")
+    reference_area = areas.check_reference_area(raw.get("reference_area", "pref"))
+    standard_population = areas.check_standard_population(raw.get("standard_population", "H27"))
     run_name = str(raw.get("run_name") or "").strip()
     if not run_name or any(ch in run_name for ch in '/\\:*?"<>|') or run_name.startswith("."):
         raise ParameterError(f"実行名（run_name）「{run_name}」はフォルダ名に使えません（英数字などで指定してください）。")
@@ -334,6 +361,7 @@ def validate(raw: dict[str, Any], source: Path | None = None, check_notebook_fil
         raise ParameterError("notebook_parameters は「ノートブックID: {パラメータ名: 値}」の形式で指定してください。")
     extra = {str(k): {name: _existing_path_or_value(v, base) for name, v in values.items()}
              for k, values in extra.items()}
+    _check_notebook_parameters(extra, notebook_dir, base)
     return RunParams(
         source=source, prefecture=prefecture, pref_name=PREFECTURE_NAMES[prefecture - 1],
         fiscal_years=fiscal_years, municipalities=municipalities, notebooks=notebooks,

@@ -37,7 +37,8 @@ def prepare(data_dir, cache_dir, column_map=None):
 '''
 
 PARAMS_CELL = ('muni_code = "17201"\nmuni_name = "金沢市"\nfiscal_year = 2024\n'
-               'cache_dir = ""\nout_dir = "."\nsuppress_threshold = 10\ninteractive = False')
+               'cache_dir = ""\nout_dir = "."\nsuppress_threshold = 10\ninteractive = False\n'
+               'district_file = None\ntargets = None')
 
 MUNI_BODY = f'''
 import os, time

@@ -96,7 +96,8 @@ def test_medical_area_reference_compares_within_each_area(prepared):
     assert north["ref_rate"].to_numpy() == pytest.approx(np.full(4, pooled))
     _, note2 = overview.municipal_indicator_table(prepared, [prepared.fiscal_years[-1]], ["kenshin_rate"],
                                                   reference_area="national")
-    assert "県全体を使いました" in note2
+    assert note2 == ("比較の基準: 県全体（比較の基準「全国」は、全国のデータがないため使えません。"
+                     "代わりに石川県全体と比較しています。）")  # hsutils.areas.resolve_reference
 
 
 # ------------------------------------------------------------------ 悪化かつ有意に悪い
@@ -252,11 +253,3 @@ def test_boundary_file_found_in_data_dir_or_tiles(prepared, ctx, table, tmp_path
     assert overview.find_boundary_file(None, broken).name == "N03_17.geojson"
     layers = overview.boundary_layers(prepared.municipalities, None, broken)  # never fails
     assert layers["muni"] is None and "タイル表示" in layers["note"]
-
-
-def test_prefecture_code_accepts_batch_and_short_forms():
-    assert overview.prefecture_code("17000") == "17"
-    assert overview.prefecture_code(17) == "17"
-    assert overview.prefecture_code("7") == "07"
-    with pytest.raises(ParameterError):
-        overview.prefecture_code("石川")

@@ -1,0 +1,362 @@
+"""The area an analysis is about, the area it is compared with, and the standard population.
+
+One place decides (DESIGN §2 area hierarchy, DESIGN §5 reference and standard population):
+
+* `Area`: an immutable value (level, code, name, parent codes) parsed once from any accepted code
+  form by `parse_code` / `resolve_area`:
+  - 都道府県: "17", 17, "7" (→ "07"), the 5-digit 団体コード "17000" or with check digit "170003";
+  - 二次医療圏: the 4-character code of the municipality master ("1702", "05X1"), recognised only
+    against a master (a bare 4-digit number is otherwise a municipal code that lost its leading 0);
+  - 市町村: a 5-digit code or a 6-digit code with check digit (`hsutils.codes` checks and
+    normalises it);
+  - 地区: "<muni_code>:<district_code>" (e.g. "17201:03"), the form the district tables use;
+  - 全国: "00".
+* `resolve_reference`: the comparison area of an analysis for a `reference_area` parameter. A
+  reference the data cannot provide (全国, 同規模, or 二次医療圏 of a prefecture) is never a silent
+  substitute: the prefecture is used and `ReferenceResolution.note` says so in Japanese; its
+  `label` (shown on every chart and table that names the reference) carries the same reason.
+* `standard_population`: the standard population named by the `standard_population` parameter,
+  taken from the registry `hsutils.stats.standard_population` (H27, S60) or computed from the
+  prefecture's data ("pref").
+
+Codes are str: prefecture 2 digits, medical area 4 characters, municipality 5 digits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import unicodedata
+
+import numpy as np
+import pandas as pd
+
+from hsutils import stats
+from hsutils.codes import check_digit, normalize_muni_code
+from hsutils.errors import ParameterError
+from hsutils.regions import LEVEL_LABELS, NATIONAL_CODE, NATIONAL_NAME, PREF_NAME_BY_CODE
+
+PREF, MEDICAL_AREA, MUNI, DISTRICT, NATIONAL = "pref", "medical_area", "muni", "district", "national"
+
+# reference_area parameter values (parameters/defaults.yaml) → what they compare with
+REFERENCE_CHOICES = {"pref": "県", "medical_area": "二次医療圏", "national": "全国", "similar": "同規模"}
+# references that need data outside one prefecture's KDB data (issue 23 will supply them)
+UNAVAILABLE_REFERENCES = {"national": "全国のデータ", "similar": "同規模の保険者のデータ"}
+
+# standard_population parameter values → Japanese name (DOMAIN §8)
+#: the standard populations a run may name (labels: the one registry, `stats`)
+STANDARD_POPULATIONS = {k: stats.STANDARD_POPULATION_LABELS[k] for k in ("H27", "S60", "pref")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Area:
+    """One area of the hierarchy 地区 → 市町村 → 二次医療圏 → 都道府県 → 全国.
+
+    `code` is the area's own code ("17", "1702", "17201", "17201:03", "00"); the parent codes are
+    filled as far as known (a prefecture has only `pref_code`)."""
+    level: str
+    code: str
+    name: str = ""
+    pref_code: str | None = None
+    medical_area_code: str | None = None
+    muni_code: str | None = None
+    district_code: str | None = None
+
+    @property
+    def is_prefecture(self) -> bool:
+        return self.level == PREF
+
+    @property
+    def is_municipality(self) -> bool:
+        return self.level == MUNI
+
+    @property
+    def level_label(self) -> str:
+        """都道府県 / 二次医療圏 / 市町村 / 地区 / 全国."""
+        return LEVEL_LABELS[self.level]
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.code
+
+    def member_munis(self, master: pd.DataFrame) -> list[str] | None:
+        """Municipal codes inside the area (None = every municipality of the data, i.e. the
+        prefecture or the nation: one prefecture's data holds no other)."""
+        if self.level in (PREF, NATIONAL):
+            return None
+        if self.level == MEDICAL_AREA:
+            m = master[master["medical_area_code"].astype("str") == self.code]
+            return sorted(m["muni_code"].astype("str").unique())
+        return [str(self.muni_code)]
+
+    def mask(self, muni_codes: pd.Series, master: pd.DataFrame | None = None) -> np.ndarray:
+        """Boolean array: which rows of a `muni_code` column lie in the area. Decided once per
+        distinct code (a few dozen), then spread to the rows (vectorised, categorical-friendly)."""
+        if self.level == NATIONAL:
+            return np.ones(len(muni_codes), dtype=bool)
+        codes, uniques = pd.factorize(pd.Series(muni_codes))
+        distinct = pd.Series(np.asarray(uniques, dtype=object)).astype("str")
+        if self.level == PREF:
+            hit = distinct.str.startswith(str(self.pref_code)).to_numpy(dtype=bool)
+        elif self.level == MEDICAL_AREA:
+            if master is None:
+                raise ValueError("二次医療圏の範囲には市町村マスタが必要です")
+            hit = distinct.isin(self.member_munis(master)).to_numpy(dtype=bool)
+        else:
+            hit = distinct.eq(str(self.muni_code)).to_numpy(dtype=bool)
+        return np.append(hit, False)[codes]  # code −1 (missing) → the appended False
+
+    def strata(self, strata: pd.DataFrame, master: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Rows of a strata (or person_year) table inside the area; the table itself for the
+        prefecture/nation (no copy). District areas keep the whole municipality: districts are a
+        column of the strata, selected by the caller."""
+        if self.level in (PREF, NATIONAL):
+            return strata
+        return strata[self.mask(strata["muni_code"], master)]
+
+
+def _digits(value) -> str:
+    s = unicodedata.normalize("NFKC", str(value)).strip()
+    return s[:-2] if s.endswith(".0") else s
+
+
+def _pref_area(code2: str) -> Area:
+    if code2 not in PREF_NAME_BY_CODE:
+        raise ParameterError(f"都道府県コード「{code2}」は 01〜47 ではありません（例: 石川県 = 17）。")
+    return Area(PREF, code2, PREF_NAME_BY_CODE[code2], pref_code=code2)
+
+
+def parse_code(value, master: pd.DataFrame | None = None) -> Area:
+    """The area of a code in any accepted form (module docstring); names and parents from `master`
+    (columns muni_code, name, pref_code, medical_area_code, medical_area) when given.
+
+    Raises ParameterError with a Japanese message naming the value and the accepted forms."""
+    if isinstance(value, Area):
+        return value
+    if value is None or isinstance(value, bool):
+        raise ParameterError(f"地域コード {value!r} を読めません。都道府県（17）、市町村（17201）、"
+                             "二次医療圏（1702）または地区（17201:03）のコードを指定してください。")
+    s = _digits(value)
+    if ":" in s:
+        muni, _, district = s.partition(":")
+        parent = parse_code(muni, master)
+        if not parent.is_municipality or not district.strip():
+            raise ParameterError(f"地区の指定「{value}」は「市町村コード:地区コード」（例: 17201:03）の形で書いてください。")
+        district = district.strip()
+        return dataclasses.replace(parent, level=DISTRICT, code=f"{parent.code}:{district}",
+                                   name="", district_code=district)
+    if s == NATIONAL_CODE:
+        return Area(NATIONAL, NATIONAL_CODE, NATIONAL_NAME)
+    if master is not None and "medical_area_code" in master and len(s) == 4:
+        rows = master[master["medical_area_code"].astype("str") == s]
+        if len(rows):
+            pref = str(rows["pref_code"].iloc[0]).zfill(2)
+            return Area(MEDICAL_AREA, s, str(rows["medical_area"].iloc[0]) if "medical_area" in rows else s,
+                        pref_code=pref, medical_area_code=s)
+    if s.isdigit() and len(s) <= 2:
+        return _pref_area(s.zfill(2))
+    if s.isdigit() and len(s) == 5 and s.endswith("000"):
+        return _pref_area(s[:2])
+    if s.isdigit() and len(s) == 6 and s[2:5] == "000" and int(s[5]) == check_digit(s[:5]):
+        return _pref_area(s[:2])
+    try:
+        code = normalize_muni_code(s)
+    except ValueError as e:
+        raise ParameterError(f"地域コード「{value}」を読めません: {e}。都道府県（17 または 17000）、"
+                             "市町村（17201 または検査数字付き 172014）、二次医療圏（1702）、"
+                             "地区（17201:03）のいずれかの形で指定してください。") from None
+    if code.endswith("000"):
+        return _pref_area(code[:2])
+    area = Area(MUNI, code, pref_code=code[:2], muni_code=code)
+    if master is None:
+        return area
+    rows = master[master["muni_code"].astype("str") == code]
+    if not len(rows):
+        examples = "、".join(master["muni_code"].astype("str").head(3))
+        raise ParameterError(f"市町村コード {code} はデータの市町村マスタにありません（例: {examples}）。")
+    r = rows.iloc[0]
+    med = str(r["medical_area_code"]) if "medical_area_code" in rows and pd.notna(r["medical_area_code"]) else None
+    return dataclasses.replace(area, name=str(r["name"]), medical_area_code=med,
+                               pref_code=str(r["pref_code"]).zfill(2) if "pref_code" in rows else area.pref_code)
+
+
+def resolve_area(value, master: pd.DataFrame, districts: pd.DataFrame | None = None) -> Area:
+    """`parse_code` against the data's master, with names: a prefecture named as in the master
+    (its `pref_name`), a district named from the 地区マスタ (the code when absent)."""
+    area = parse_code(value, master)
+    if area.is_prefecture and "pref_name" in master and len(master):
+        same = master[master["pref_code"].astype("str").str.zfill(2) == area.code]
+        if len(same):
+            area = dataclasses.replace(area, name=str(same["pref_name"].iloc[0]))
+    if area.level == DISTRICT:
+        name = area.district_code
+        if districts is not None and len(districts):
+            d = districts[(districts["muni_code"].astype("str") == area.muni_code)
+                          & (districts["district_code"].astype("str") == area.district_code)]
+            if len(d):
+                name = str(d["name"].iloc[0])
+        area = dataclasses.replace(area, name=name)
+    return area
+
+
+def is_prefecture(code) -> bool:
+    """True when the code names a prefecture in any accepted form ("17", 17, "17000", "170003")."""
+    return parse_code(code).is_prefecture
+
+
+def prefecture_of(area: Area, master: pd.DataFrame | None = None) -> Area:
+    """The prefecture containing the area (the area itself for a prefecture)."""
+    if area.is_prefecture:
+        return area
+    if area.pref_code is None:
+        raise ParameterError(f"{area.display_name} の都道府県が分かりません。")
+    pref = _pref_area(area.pref_code)
+    return resolve_area(pref, master) if master is not None else pref
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceResolution:
+    """What an analysis of `subject` is compared with.
+
+    `area`: the reference area actually used; `substitute_for`: "" when it is the requested one,
+    else the Japanese name of the requested reference (全国, 同規模, 二次医療圏) that the data cannot
+    provide, with `reason` why. `label` (charts, table rows), `kind` (table headers such as
+    "県との比較") and `note` (a sentence for the report) all say it when the reference is a
+    substitute."""
+    requested: str
+    subject: Area
+    area: Area
+    substitute_for: str = ""
+    reason: str = ""
+
+    @property
+    def available(self) -> bool:
+        return not self.substitute_for
+
+    @property
+    def kind(self) -> str:
+        """県 / 二次医療圏 (the level of the reference actually used), for headers."""
+        return "二次医療圏" if self.area.level == MEDICAL_AREA else "県"
+
+    @property
+    def kind_label(self) -> str:
+        """`kind`, with the requested reference when this is a substitute: "県（全国の代わり）"."""
+        return f"{self.kind}（{self.substitute_for}の代わり）" if self.substitute_for else self.kind
+
+    @property
+    def label(self) -> str:
+        """The reference as charts and tables name it, e.g. "石川県", "石川中央（二次医療圏）",
+        "石川県（全国の代わり）"."""
+        name = self.area.display_name
+        if self.area.level == MEDICAL_AREA:
+            name += "（二次医療圏）"
+        return f"{name}（{self.substitute_for}の代わり）" if self.substitute_for else name
+
+    @property
+    def note(self) -> str:
+        """Japanese sentence for the report; "" when the requested reference is used."""
+        if not self.substitute_for:
+            return ""
+        return (f"比較の基準「{self.substitute_for}」は、{self.reason}使えません。"
+                f"代わりに{self.area.display_name}全体と比較しています。")
+
+    def strata(self, strata: pd.DataFrame, master: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Rows of `strata` (or person_year) inside the reference area."""
+        return self.area.strata(strata, master)
+
+    def member_munis(self, master: pd.DataFrame) -> list[str] | None:
+        return self.area.member_munis(master)
+
+
+def _choice(value, choices: dict[str, str], default: str, label: str) -> str:
+    """A run parameter that must be one of `choices` (None/"" = `default`); Japanese error otherwise."""
+    text = default if value in (None, "") else str(value).strip()
+    if text not in choices:
+        raise ParameterError(f"{label}「{value}」は使えません。"
+                             + "、".join(f"{k}（{v}）" for k, v in choices.items()) + " のいずれかです。")
+    return text
+
+
+def check_reference_area(value) -> str:
+    """Validate a `reference_area` parameter value (None/"" = "pref")."""
+    return _choice(value, REFERENCE_CHOICES, "pref", "比較の基準（reference_area）")
+
+
+def resolve_reference(subject, reference_area, master: pd.DataFrame) -> ReferenceResolution:
+    """The reference of an analysis of `subject` (an `Area` or any code form) for the
+    `reference_area` parameter: "pref" → the prefecture; "medical_area" → the subject's 二次医療圏;
+    "national" / "similar" → not in one prefecture's data: the prefecture, flagged as substitute."""
+    requested = check_reference_area(reference_area)
+    subject = resolve_area(subject, master)
+    pref = prefecture_of(subject, master)
+    if requested == "pref":
+        return ReferenceResolution(requested, subject, pref)
+    if requested == "medical_area":
+        if subject.level in (MUNI, DISTRICT) and subject.medical_area_code:
+            return ReferenceResolution(requested, subject, parse_code(subject.medical_area_code, master))
+        reason = ("県全体の分析には上位の二次医療圏がないため" if subject.level in (PREF, MEDICAL_AREA)
+                  else "市町村マスタに二次医療圏がないため")
+    else:
+        reason = f"{UNAVAILABLE_REFERENCES[requested]}がないため"
+    return ReferenceResolution(requested, subject, pref, REFERENCE_CHOICES[requested], reason)
+
+
+def reference_for_each_municipality(reference_area, master: pd.DataFrame) -> tuple[str, str]:
+    """(chart label, note) of a prefecture-level report that compares every municipality with its
+    own reference (notebook 01): "pref" → the prefecture, "medical_area" → each municipality's
+    二次医療圏; "national" / "similar" → the prefecture, with the reason (as `resolve_reference`)."""
+    requested = check_reference_area(reference_area)
+    if requested == "medical_area":
+        return "二次医療圏", "比較の基準: 各市町村が属する二次医療圏"
+    if requested == "pref":
+        return "県全体", "比較の基準: 県全体"
+    pref = resolve_area(str(master["pref_code"].iloc[0]).zfill(2), master)
+    ref = resolve_reference(pref, requested, master)
+    return f"県全体（{ref.substitute_for}の代わり）", f"比較の基準: 県全体（{ref.note}）"
+
+
+# ---------------------------------------------------------------------------------------------
+# Standard population (DOMAIN §8)
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class StandardPopulation:
+    """The standard population of a run: `weights` by age band (float Series) for the direct
+    method, `name` ("H27", "S60", "pref"), and the Japanese `note` printed under charts/tables."""
+    name: str
+    weights: pd.Series
+    note: str
+
+
+def check_standard_population(value) -> str:
+    """Validate a `standard_population` parameter value (None/"" = "H27")."""
+    return _choice(value, STANDARD_POPULATIONS, "H27", "標準人口（standard_population）")
+
+
+def standard_population(name, strata: pd.DataFrame | None = None, fy=None, bands=None) -> StandardPopulation:
+    """Weights for the `standard_population` parameter over `bands` (default: schema.AGE_BANDS).
+
+    "H27", "S60": `stats.standard_population`. S60's top band is 85+, so over bands that cut it
+    only the bands it covers are weighted (40–74) and the note says so.
+    "pref": the prefecture's population of the data: denominators of `kenshin_rate` (国保 40–74
+    特定健診対象者) and `kouki_kenshin_rate` (後期 75+ 被保険者) by age band in `fy` (a year or a
+    list; None = the mean over the years of `strata`)."""
+    from hsutils.schema import AGE_BANDS, KOKUHO_AGE_BANDS
+
+    if isinstance(name, pd.Series):
+        return StandardPopulation("user", name.astype(float), "標準人口: 指定の人口")
+    key = check_standard_population(name)
+    bands = list(AGE_BANDS if bands is None else bands)
+    label = STANDARD_POPULATIONS[key]
+    if key in ("H27", "S60"):
+        try:
+            return StandardPopulation(key, stats.standard_population(key, bands=bands), f"標準人口: {label}")
+        except ParameterError:
+            covered = [b for b in bands if b in KOKUHO_AGE_BANDS]
+            return StandardPopulation(key, stats.standard_population(key, bands=covered),
+                                      f"標準人口: {label}（85歳以上が1区分のため、40–74歳の年齢階級だけで調整）")
+    if strata is None:
+        raise ParameterError("標準人口「pref」（県の被保険者）にはデータの集計表が必要です。")
+    # one definition of "pref" (stats.standard_population); a list of years means its last year
+    year = None if fy is None else int(np.max(np.atleast_1d(fy)))
+    w = stats.standard_population("pref", bands=None, data=strata, fy=year)
+    w = w.reindex(bands).dropna()
+    label = stats.standard_population_label("pref", fy=year)
+    return StandardPopulation(key, w.rename_axis("age_band"), f"標準人口: {label}")
