@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hsutils import indicators, plots, privacy, programs, stats
+from hsutils import indicators, plots, privacy, programs, settings, stats
 from hsutils.errors import ParameterError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKLIST = REPO_ROOT / "parameters" / "nephropathy_checklist_demo.yaml"
+#: The filled-in example of the self-check, in the parameters folder.
+DEFAULT_CHECKLIST_NAME = "nephropathy_checklist_demo.yaml"
 
 INSURANCE_CHOICES = ("国保", "後期", "全体")
 URINE_CHOICES = {"±": 1, "1+": 2}  # 尿蛋白 threshold label -> ordinal of docs/internal_api.md
@@ -821,9 +821,9 @@ def load_checklist(path=None) -> dict:
     """Read the municipality's self-check YAML (parameters/nephropathy_checklist_demo.yaml is the
     example): `nephropathy_program` (bool, default true: ⑤ is then required) and
     `requirements: {<key>: {met: はい/いいえ, note: text}}` for the keys of `REQUIREMENTS`."""
-    p = Path(path) if path else DEFAULT_CHECKLIST
+    p = Path(path) if path else settings.parameter_file(DEFAULT_CHECKLIST_NAME)
     if not p.exists():
-        raise ParameterError(f"自己点検のファイル {p} が見つかりません（記入例: {DEFAULT_CHECKLIST}）")
+        raise ParameterError(f"自己点検のファイル {p} が見つかりません（記入例: parameters/{DEFAULT_CHECKLIST_NAME}）")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8-sig")) or {}
     except yaml.YAMLError as e:

@@ -24,7 +24,7 @@ from shapely.ops import unary_union
 from hsutils import plots
 from hsutils.errors import ParameterError
 
-REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
+REFDATA = Path(__file__).resolve().parent / "data" / "refdata"  # copied reference data, see PROVENANCE.md there
 GEOJSON = REFDATA / "ishikawa_municipalities_N03-21_17_210101_s0010.geojson"
 FOOT = plots.footer("KDB（デモデータ）", 2024, "国保 40–74歳", "テスト用の手作りデータ")
 
