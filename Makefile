@@ -28,4 +28,4 @@ gallery: $(STAMP)
 	$(BIN)/hsutils gallery --out outputs/gallery
 
 clean:
-	rm -rf outputs/demo outputs/gallery outputs/cache data/demo
+	rm -rf outputs/demo outputs/gallery outputs/interactive outputs/cache data/demo

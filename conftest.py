@@ -15,8 +15,11 @@ def pytest_configure(config):
     if os.environ.get("HSUTILS_TEST_DATA_READY"):
         return
     root = Path(tempfile.mkdtemp(prefix="hsutils-test-"))
-    data, cache, out = root / "demo", root / "demo_cache", root / "outputs"
-    from hsutils import pipeline, synth
+    from hsutils import pipeline, settings, synth
+
+    # the person-level cache lives under confidential/, as in a real run (hsutils.settings)
+    data, out = root / "demo", root / "outputs"
+    cache = settings.cache_dir(run_name=settings.INTERACTIVE_RUN, out=out)
 
     synth.write_demo(data, scale=TEST_SCALE, seed=2024, encoding="cp932")
     pipeline.prepare_cache(data, cache)

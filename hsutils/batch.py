@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hsutils import params as hparams
+from hsutils import files, settings
 from hsutils.errors import ParameterError
 
 # The shared cache holds person-level data (person_year etc.): it lives under confidential/ so that
 # nobody hands it out with the committee reports (DESIGN §6).
-CACHE_SUBDIR = Path("confidential") / "cache"
+CACHE_SUBDIR = settings.CACHE_SUBDIR
 
 MANIFEST_NAME = "manifest.json"
 INDEX_NAME = "index.html"
@@ -53,50 +54,13 @@ EXIT_INTERRUPTED = 130
 # small helpers
 # ---------------------------------------------------------------------------------------------
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename (no half-written file, DESIGN §7)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def data_fingerprint(data_dir: Path) -> str:
-    """Hash of every input file's name and content under data_dir (hidden files/folders skipped)."""
-    h = hashlib.sha256()
-    root = Path(data_dir)
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root)
-        if not p.is_file() or any(part.startswith(".") for part in rel.parts):
-            continue
-        h.update(rel.as_posix().encode("utf-8") + b"\0" + _sha256_file(p).encode() + b"\n")
-    return h.hexdigest()
-
-
 def library_fingerprint() -> str:
     """Hash of the hsutils sources and package data: a library fix invalidates cached results."""
-    h = hashlib.sha256()
-    pkg = Path(__file__).resolve().parent
-    for p in sorted(pkg.rglob("*")):
-        rel = p.relative_to(pkg)
-        if p.is_file() and "__pycache__" not in rel.parts and p.suffix not in (".pyc",):
-            h.update(rel.as_posix().encode() + b"\0" + _sha256_file(p).encode() + b"\n")
-    return h.hexdigest()
+    return files.folder_fingerprint(settings.PACKAGE_DIR, ignore=("__pycache__",))
 
 
 def _now() -> str:
@@ -170,7 +134,7 @@ def _resume_key(task: RunTask, data_hash: str, library_hash: str) -> str:
     """Hash of (input data, the run's parameters, the notebook's bytes, the library): same key ⇒ same result."""
     blob = json.dumps({
         "data": data_hash, "library": library_hash,
-        "notebook": _sha256_file(Path(task.notebook_path)),
+        "notebook": files.sha256_file(Path(task.notebook_path)),
         "parameters": task.parameters, "kernel": task.kernel_name,
     }, sort_keys=True, ensure_ascii=False, default=str)
     return _sha256_bytes(blob.encode("utf-8"))
@@ -386,7 +350,7 @@ def load_manifest(run_dir: Path) -> dict[str, Any]:
 
 def save_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     manifest["updated"] = _now()
-    _atomic_write_text(Path(run_dir) / MANIFEST_NAME,
+    files.atomic_write_text(Path(run_dir) / MANIFEST_NAME,
                        json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True))
 
 
@@ -474,7 +438,7 @@ def render_index(manifest: dict[str, Any], keys: list[str] | None = None, run_na
 def _write_state(run_dir: Path, manifest: dict[str, Any], keys: list[str] | None, run_name: str) -> None:
     """Manifest first, then the index: both atomic, so an interruption never leaves a stale 成功."""
     save_manifest(run_dir, manifest)
-    _atomic_write_text(Path(run_dir) / INDEX_NAME, render_index(manifest, keys, run_name))
+    files.atomic_write_text(Path(run_dir) / INDEX_NAME, render_index(manifest, keys, run_name))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,7 +454,7 @@ def _import_callable(spec: str) -> Callable:
 
 
 def _cache_key(p: hparams.RunParams, data_hash: str, library_hash: str) -> str:
-    cm = _sha256_file(p.column_map) if p.column_map else ""
+    cm = files.sha256_file(p.column_map) if p.column_map else ""
     return _sha256_bytes(f"{data_hash}|{cm}|{library_hash}".encode())
 
 
@@ -623,7 +587,7 @@ def run_batch(params_path: Path, out: Path | None = None, jobs: int | None = Non
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     _clean_tmp(run_dir)
     manifest = load_manifest(run_dir)
-    data_hash, library_hash = data_fingerprint(p.data_dir), library_fingerprint()
+    data_hash, library_hash = files.folder_fingerprint(p.data_dir), library_fingerprint()
     cache_key = _cache_key(p, data_hash, library_hash)
     tasks = plan_tasks(p, run_dir / CACHE_SUBDIR)
     to_run: list[RunTask] = []
@@ -696,7 +660,7 @@ def run_one(notebook: str, muni: str | None = None, params: Path | None = None, 
     run_dir = p.run_dir
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(run_dir)
-    data_hash, library_hash = data_fingerprint(p.data_dir), library_fingerprint()
+    data_hash, library_hash = files.folder_fingerprint(p.data_dir), library_fingerprint()
     cache_key = _cache_key(p, data_hash, library_hash)
     info = prepare_shared(p, manifest, cache_key, prepare=prepare, reuse=True)
     manifest["prepare"] = info

@@ -53,7 +53,9 @@ def _cmd_run(args) -> int:
 def _cmd_prepare(args) -> int:
     from hsutils import pipeline
 
-    path = pipeline.prepare_cache(Path(args.data), Path(args.cache), column_map=args.column_map)
+    from hsutils import settings
+
+    path = pipeline.prepare_cache(Path(args.data), settings.cache_dir(args.cache), column_map=args.column_map)
     print(f"集計キャッシュを作成しました: {Path(path).resolve()}")
     return 0
 
@@ -95,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("prepare", help="データを読み込み、共有の集計キャッシュ（Parquet）を作成")
     pr.add_argument("data")
-    pr.add_argument("--cache", default="outputs/cache")
+    pr.add_argument("--cache", default=None,
+                    help="キャッシュの作成先（既定: outputs/interactive/confidential/cache。個人単位のデータを含みます）")
     pr.add_argument("--column-map", default=None)
     pr.set_defaults(func=_cmd_prepare)
     return p

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from hsutils import indicators, privacy, programs, stats, vocab
-from hsutils.errors import DataError, ParameterError
+from hsutils.errors import DataError
 
 # ------------------------------------------------------------------------------------------------
 # constants

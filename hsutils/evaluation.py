@@ -33,12 +33,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hsutils import areas, indicators, plots, privacy, report, stats, vocab
+from hsutils import areas, indicators, plots, privacy, report, settings, stats, vocab
 from hsutils.errors import ParameterError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-#: Default targets file (a demo example; DOMAIN §7.6 targets for 実施率).
-DEFAULT_TARGETS_PATH = REPO_ROOT / "parameters" / "evaluation_targets_demo.yaml"
+#: Default targets file in the parameters folder (a demo example; DOMAIN §7.6 targets for 実施率).
+DEFAULT_TARGETS_NAME = "evaluation_targets_demo.yaml"
 
 #: 共通評価指標 of the データヘルス計画 that the data can measure (DOMAIN §7.1–7.5).
 COMMON_INDICATORS = ("kenshin_rate", "hokenshido_rate", "hokenshido_reduction", "metabo_reduction",
@@ -96,12 +95,13 @@ def resolve_targets_path(path=None) -> Path:
     relative to the repository (a notebook run by the batch has its output folder as working
     folder), else the demo file."""
     if path in (None, ""):
-        return DEFAULT_TARGETS_PATH
+        return settings.parameter_file(DEFAULT_TARGETS_NAME)
     p = Path(path)
     if p.is_absolute() or p.exists():
         return p
-    if (REPO_ROOT / p).exists():
-        return REPO_ROOT / p
+    root = settings.repo_root()
+    if root is not None and (root / p).exists():
+        return root / p
     return p
 
 

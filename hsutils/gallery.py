@@ -22,16 +22,13 @@ import pandas as pd
 
 from . import clinical, indicators, pipeline, plots, privacy, programs, regions, report, synth
 
-__all__ = ["GalleryChart", "CHART_DESCRIPTIONS", "DEMO_SCALE", "REFDATA_BOUNDARY",
-           "find_boundary_file", "build_gallery"]
+__all__ = ["GalleryChart", "CHART_DESCRIPTIONS", "DEMO_SCALE", "build_gallery"]
 
 #: Size of the demo data generated when no data folder is given.
 DEMO_SCALE = 0.1
-#: 国土数値情報 N03 boundaries of 石川県 on development machines (../shared/refdata); optional.
-REFDATA_BOUNDARY = (Path(__file__).resolve().parents[2] / "shared" / "refdata"
-                    / "ishikawa_municipalities_N03-21_17_210101_s0010.geojson")
-#: File types `regions.load_boundaries` reads.
-BOUNDARY_SUFFIXES = (".geojson", ".topojson", ".zip", ".shp")
+#: Footer note of the tile-map example (the fallback when a municipality has no boundary).
+TILE_EXAMPLE_NOTE = ("タイル地図の例：境界データにない市町村（境界データの版より後に新設された市町村など）があるときに、"
+                     "地図の代わりに表示します（面積・位置は実際と異なります）")
 
 #: One-line Japanese description of what each chart type is for (shown in index.html).
 CHART_DESCRIPTIONS = {
@@ -86,7 +83,7 @@ class _Context:
     muni_table: pd.DataFrame       # indicator_table at muni level, latest fy
     area_table: pd.DataFrame       # indicator_table at 二次医療圏 level, latest fy
     pref_table: pd.DataFrame       # indicator_table at prefecture level, all fys
-    boundary_file: Path | None
+    boundary_file: Path | None     # the user's file in the data folder; None = shipped N03 file
 
     def footer(self, population: str, conditions: str | None = None, fy=None) -> str:
         return plots.footer(self.source, self.fy if fy is None else fy, population, conditions)
@@ -95,20 +92,6 @@ class _Context:
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------
-def find_boundary_file(data_dir: Path | None) -> Path | None:
-    """A boundary file (国土数値情報 N03: .geojson, .topojson, .zip, .shp) in `data_dir` or its
-    `boundaries/` sub-folder, first by name; None when there is none."""
-    if data_dir is None:
-        return None
-    for folder in (Path(data_dir), Path(data_dir) / "boundaries"):
-        if folder.is_dir():
-            found = sorted(p for p in folder.iterdir()
-                           if p.is_file() and p.suffix.lower() in BOUNDARY_SUFFIXES)
-            if found:
-                return found[0]
-    return None
-
-
 def _shown_count(table: pd.DataFrame) -> pd.Series:
     """The numerator behind each rate, NaN where numerator or denominator is 1–9 (indicator_table
     `suppressed`), so the chart functions hide the value (DOMAIN §9)."""
@@ -156,45 +139,37 @@ def _map_values(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _choropleths(ctx: _Context) -> list[GalleryChart]:
-    """Municipality and 二次医療圏 maps: boundary file of the data folder or tiles; plus maps
-    from the N03 reference file when it exists (development machines)."""
+    """Municipality and 二次医療圏 maps from real boundaries (a boundary file of the data folder,
+    else the nationwide N03 file shipped with the package; `regions.boundary_layers`), and the
+    tile map that replaces them when a municipality has no boundary."""
     master = ctx.prepared.municipalities
+    layers = regions.boundary_layers(master, ctx.boundary_file)
     muni = _map_values(_one(ctx.muni_table, "kenshin_rate"))
     area = _map_values(_one(ctx.area_table, "metabo"))
     muni_title = f"特定健診実施率（市町村別、{plots.fy_japanese(ctx.fy)}）"
     area_title = f"メタボリックシンドローム該当者の割合（二次医療圏別、{plots.fy_japanese(ctx.fy)}）"
     muni_foot = ctx.footer("国保 40–74歳 年度継続加入者", "粗率（%）")
     area_foot = ctx.footer("国保 特定健診受診者（40–74歳）", "粗率（%）")
-    note = ""
-    sources: list[tuple[str, Path | None]] = [("", ctx.boundary_file)]
-    if REFDATA_BOUNDARY.exists():
-        sources.append(("_n03", REFDATA_BOUNDARY))
-    charts = []
-    for suffix, path in sources:
-        muni_b = area_b = None
-        if path is not None:
-            try:
-                muni_b = regions.load_boundaries(path, level="muni", master=master)
-                area_b = regions.load_boundaries(path, level="medical_area", master=master)
-            except Exception as exc:  # noqa: BLE001 - any unreadable file: draw the tile map instead
-                note = f"境界ファイル {path.name} を読めなかったため、タイル地図で表示しています（{exc}）"
-                muni_b = area_b = None
-        credit = f" ｜ {regions.N03_CREDIT}" if muni_b is not None else ""
-        kind = "choropleth" if muni_b is not None else "tile_map"
-        where = "（国土数値情報 N03）" if suffix else ""
-        charts.append(GalleryChart(
-            f"choropleth_muni{suffix}", muni_title + where, kind,
-            plots.choropleth(muni, muni_b, "value", muni_title, muni_foot + credit, count_col="count",
-                             tiles=None if muni_b is not None else regions.tile_grid_layout(master),
-                             legend_title="受診率（%）", cmap="Blues"), note if not suffix else ""))
-        charts.append(GalleryChart(
-            f"choropleth_medical_area{suffix}", area_title + where, kind,
-            plots.choropleth(area, area_b, "value", area_title, area_foot + credit, count_col="count",
-                             tiles=None if area_b is not None else _medical_area_tiles(master),
-                             legend_title="該当者の割合（%）", cmap="Oranges",
-                             fallback_note="境界データが使えないため、二次医療圏を同じ大きさのタイルで"
-                                           "表示しています（面積・位置は実際と異なります）")))
-    return charts
+    mapped = layers["muni"] is not None
+    credit = regions.boundary_footer(layers)
+    kind = "choropleth" if mapped else "tile_map"
+    muni_style = {"count_col": "count", "legend_title": "受診率（%）", "cmap": "Blues"}
+    return [
+        GalleryChart("choropleth_muni", muni_title, kind,
+                     plots.choropleth(muni, layers["muni"], "value", muni_title, muni_foot + credit,
+                                      tiles=None if mapped else layers["tiles"],
+                                      fallback_note=layers["note"] or None, **muni_style),
+                     layers["note"]),
+        GalleryChart("choropleth_medical_area", area_title, kind,
+                     plots.choropleth(area, layers["medical_area"], "value", area_title, area_foot + credit,
+                                      count_col="count", tiles=None if mapped else _medical_area_tiles(master),
+                                      legend_title="該当者の割合（%）", cmap="Oranges",
+                                      fallback_note="境界データが使えないため、二次医療圏を同じ大きさのタイルで"
+                                                    "表示しています（面積・位置は実際と異なります）")),
+        GalleryChart("tile_map", muni_title + "（タイル地図）", "tile_map",
+                     plots.choropleth(muni, None, "value", muni_title, muni_foot, tiles=layers["tiles"],
+                                      fallback_note=TILE_EXAMPLE_NOTE, **muni_style)),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,7 +395,8 @@ def build_gallery(out: Path, data_dir: Path | None = None, *, cache_dir: Path | 
 
     data_dir : a data folder as `hsutils.io` reads it; None generates the demo
                (`synth.write_demo`, scale `DEMO_SCALE`) in a temporary folder. A boundary file
-               in it (`find_boundary_file`) is used for the maps; otherwise tiles are drawn.
+               in it (`regions.find_boundary_file`) is used for the maps; otherwise the
+               nationwide boundaries shipped with the package.
     cache_dir: where `pipeline.prepare_cache` keeps its Parquet files (reused when the data is
                unchanged); default a temporary folder, so no person-level file stays in `out`.
     Returns the path of index.html.
@@ -436,7 +412,7 @@ def build_gallery(out: Path, data_dir: Path | None = None, *, cache_dir: Path | 
         cache = Path(cache_dir) if cache_dir is not None else Path(tmp) / "cache"
         pipeline.prepare_cache(Path(data_dir), cache)
         prepared = pipeline.load_prepared(cache, with_tables=True)
-        ctx = _context(prepared, source, find_boundary_file(Path(data_dir)))
+        ctx = _context(prepared, source, regions.find_boundary_file(Path(data_dir)))
         charts: list[GalleryChart] = []
         for builder in _BUILDERS:  # a dozen chart types
             for chart in builder(ctx):

@@ -23,7 +23,6 @@ import csv
 import hashlib
 import io as _stdio
 import json
-import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from hsutils import codes as _codes
+from hsutils import files as _files
 from hsutils import vocab
 from hsutils.errors import DataError, HsutilsError, ParameterError
 from hsutils.schema import TABLES, Column, Table
@@ -1084,21 +1084,12 @@ def _assemble(t: Table, parsed: dict[str, _Column], keep: np.ndarray) -> pd.Data
 # ---------------------------------------------------------------------------------------------
 
 def _cache_key(path: Path, table: str, mapping: dict, known_munis) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    h = hashlib.sha256(_files.sha256_file(path).encode())
     h.update(json.dumps({"table": table, "map": mapping, "schema": SCHEMA_VERSION,
                          "suffix": path.suffix.lower(),
                          "munis": sorted(known_munis) if known_munis is not None else None},
                         ensure_ascii=False, sort_keys=True).encode("utf-8"))
     return h.hexdigest()[:32]
-
-
-def _atomic_write_parquet(df: pd.DataFrame, target: Path) -> None:
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, target)
 
 
 def _cache_paths(cache_dir: Path, table: str, key: str) -> dict[str, Path]:
@@ -1125,15 +1116,13 @@ def _read_cached(paths: dict[str, Path]) -> LoadResult | None:
 
 def _write_cache(paths: dict[str, Path], r: LoadResult) -> None:
     paths["data"].parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_parquet(r.data, paths["data"])
-    _atomic_write_parquet(r.exclusions, paths["excl"])
-    _atomic_write_parquet(r.extra_columns.astype("str"), paths["extra"])
+    for key, frame in (("data", r.data), ("excl", r.exclusions), ("extra", r.extra_columns.astype("str"))):
+        with _files.atomic_path(paths[key]) as tmp:
+            frame.to_parquet(tmp, index=False)
     meta = {"n_read": r.n_read, "n_kept": r.n_kept, "n_dropped": r.n_dropped,
             "warnings": r.warnings, "file": r.file, "table": r.table,
             "row_numbers": r.row_numbers.tolist()}
-    tmp = paths["meta"].with_name(paths["meta"].name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, paths["meta"])  # meta last: its presence marks a complete entry
+    _files.atomic_write_text(paths["meta"], json.dumps(meta, ensure_ascii=False))  # last: marks a complete entry
 
 
 def read_table_cached(path, table, column_map=None, known_munis=None, cache_dir=None) -> LoadResult:

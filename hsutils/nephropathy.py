@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hsutils import areas, indicators, plots, privacy, programs, stats, vocab
+from hsutils import areas, indicators, plots, privacy, programs, settings, stats, vocab
 from hsutils.errors import ParameterError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKLIST = REPO_ROOT / "parameters" / "nephropathy_checklist_demo.yaml"
+#: The filled-in example of the self-check, in the parameters folder.
+DEFAULT_CHECKLIST_NAME = "nephropathy_checklist_demo.yaml"
 
 INSURANCE_CHOICES = ("国保", "後期", "全体")
 # 尿蛋白 threshold label -> ordinal (hsutils.vocab): ± (default, DOMAIN §5.2) or 1+ (stricter).
@@ -611,7 +611,6 @@ def trend_table(prepared, muni_code: str, fiscal_years=None, conf: float = 0.95,
     if reference is None:
         reference = areas.resolve_reference(muni_code, "pref", master)
     area = reference.subject
-    code = area.code
     pref_name = reference.label
     area_name = area.display_name
     strata = prepared.strata
@@ -811,9 +810,9 @@ def load_checklist(path=None) -> dict:
     """Read the municipality's self-check YAML (parameters/nephropathy_checklist_demo.yaml is the
     example): `nephropathy_program` (bool, default true: ⑤ is then required) and
     `requirements: {<key>: {met: はい/いいえ, note: text}}` for the keys of `REQUIREMENTS`."""
-    p = Path(path) if path else DEFAULT_CHECKLIST
+    p = Path(path) if path else settings.parameter_file(DEFAULT_CHECKLIST_NAME)
     if not p.exists():
-        raise ParameterError(f"自己点検のファイル {p} が見つかりません（記入例: {DEFAULT_CHECKLIST}）")
+        raise ParameterError(f"自己点検のファイル {p} が見つかりません（記入例: parameters/{DEFAULT_CHECKLIST_NAME}）")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8-sig")) or {}
     except yaml.YAMLError as e:

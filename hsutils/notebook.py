@@ -5,29 +5,21 @@ data (hsutils.pipeline), the municipality, the output folder of DESIGN §7, and 
 save figures and committee tables (small counts suppressed, DESIGN §6) or confidential
 person-level lists. `finish()` writes the notebook's single xlsx.
 
-Defaults make a notebook opened by hand in JupyterLab work: with no `data_dir`, the environment
-variable HSUTILS_DATA_DIR or `<repo>/data/demo` is used, and the demo data is generated there
-when it does not exist yet (DESIGN §9).
+Defaults make a notebook opened by hand in JupyterLab work (folders from `hsutils.settings`): with
+no `data_dir`, the environment variable HSUTILS_DATA_DIR or `<repo>/data/demo` is used, and the demo
+data is generated there when it does not exist yet (DESIGN §9); the shared cache of person-level
+rows is kept in `<outputs>/<run_name>/confidential/cache` (DESIGN §6).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from hsutils import areas, pipeline, privacy, report
+from hsutils import areas, pipeline, privacy, report, settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_SOURCE = "KDB形式データ（架空のデモデータ）"
-
-
-def _resolve_dirs(data_dir, cache_dir, out_dir) -> tuple[Path, Path, Path]:
-    data = Path(data_dir or os.environ.get("HSUTILS_DATA_DIR") or REPO_ROOT / "data" / "demo")
-    cache = Path(cache_dir or os.environ.get("HSUTILS_CACHE_DIR") or data.parent / (data.name + "_cache"))
-    out = Path(out_dir or os.environ.get("HSUTILS_OUT_DIR") or REPO_ROOT / "outputs" / "interactive")
-    return data.resolve(), cache.resolve(), out.resolve()
 
 
 @dataclass
@@ -100,10 +92,11 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
     `muni_name` replaces the master's name in titles when given.
 
     `out_dir`: when given by the batch, outputs go exactly there; otherwise into
-    `<repo>/outputs/interactive/<muni_code>_<name>/<notebook>/`.
+    `<outputs>/<run_name>/<muni_code>_<name>/<notebook>/` (`hsutils.settings.out_dir`).
     """
-    cache_given = bool(cache_dir or os.environ.get("HSUTILS_CACHE_DIR"))  # a batch (or test) built it
-    data, cache, out_root = _resolve_dirs(data_dir, cache_dir, None)
+    cache_given = bool(cache_dir or settings.env_path(settings.ENV_CACHE_DIR))  # a batch (or test) built it
+    data = settings.data_dir(data_dir)
+    cache = settings.cache_dir(cache_dir, run_name=run_name)
     if not (cache / "meta.json").exists() and not data.exists():
         from hsutils import synth
 
@@ -130,8 +123,7 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
         for sub in report.SUBFOLDERS:
             (folder / sub).mkdir(parents=True, exist_ok=True)
     else:
-        env_out = os.environ.get("HSUTILS_OUT_DIR")
-        folder = report.output_dir(Path(env_out) if env_out else out_root.parent, run_name, muni_code, name, notebook)
+        folder = report.output_dir(settings.out_dir(), run_name, muni_code, name, notebook)
     return NotebookContext(notebook=notebook, muni_code=muni_code, muni_name=name, fiscal_year=fy,
                            prepared=prepared, out_dir=folder, area=area, reference=reference,
                            standard_population=std, suppress_threshold=suppress_threshold)

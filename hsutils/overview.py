@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -328,51 +327,14 @@ def area_extremes_lines(area_table: pd.DataFrame, fy: int, indicator_ids: Sequen
 # ---------------------------------------------------------------------------------------------
 # Maps
 # ---------------------------------------------------------------------------------------------
-BOUNDARY_SUFFIXES = (".geojson", ".topojson", ".zip", ".shp", ".json")
-
-
-def find_boundary_file(boundary_file=None, data_dir=None) -> Path | None:
-    """The N03 boundary file: `boundary_file` when given, else the first *.geojson / *.topojson /
-    *.zip / *.shp / *.json in `data_dir` (sorted by name), else None (tile map fallback)."""
-    if boundary_file:
-        return Path(boundary_file)
-    if not data_dir or not Path(data_dir).is_dir():
-        return None
-    found = sorted(p for p in Path(data_dir).iterdir() if p.is_file() and p.suffix.lower() in BOUNDARY_SUFFIXES)
-    return found[0] if found else None
-
-
-def boundary_layers(master: pd.DataFrame, boundary_file=None, data_dir=None) -> dict:
-    """Shapes for the maps, never failing (issue 6 section 4).
-
-    Returns {"muni": DataFrame|None, "medical_area": DataFrame|None, "tiles": DataFrame,
-    "source": Path|None, "note": Japanese note}. Boundaries are used only when the file reads and
-    covers every municipality of the master; otherwise the tile grid (regions.tile_grid_layout)
-    is used and the note says why."""
-    path = find_boundary_file(boundary_file, data_dir)
-    layers = {"muni": None, "medical_area": None, "tiles": regions.tile_grid_layout(master),
-              "source": None, "note": regions.FALLBACK_NOTE}
-    if path is None:
-        return layers
-    try:
-        muni = regions.load_boundaries(path, "muni", master=master)
-        missing = sorted(set(master["muni_code"].astype(str)) - set(muni["code"]))
-        if missing:
-            layers["note"] = (f"境界ファイル {path.name} に一部の市町村（{len(missing)}）がないため、"
-                              "タイル表示にしました")
-            return layers
-        layers["muni"] = muni
-        layers["medical_area"] = regions.load_boundaries(path, "medical_area", master=master)
-        layers["source"] = path
-        layers["note"] = ""
-    except Exception as e:  # noqa: BLE001 - a map must never stop the notebook (issue 6 section 4)
-        layers["note"] = f"境界ファイル {path.name} を読めないため、タイル表示にしました（{e}）"
-    return layers
+# The boundaries (user file or the shipped nationwide one) and the tile fallback are regions' business.
+find_boundary_file = regions.resolve_boundary_file
+boundary_layers = regions.boundary_layers
 
 
 def _map_footer(ctx, layers: dict, population: str, conditions: str, fy: int) -> str:
     text = ctx.footer(population, conditions, fy=fy)
-    return text + (f" ｜ {regions.N03_CREDIT}" if layers.get("muni") is not None else "")
+    return text + regions.boundary_footer(layers)
 
 
 def _hide_small_rows(df: pd.DataFrame, threshold: int) -> pd.DataFrame:

@@ -13,12 +13,8 @@ from typing import Any
 
 import yaml
 
-from hsutils import areas, vocab
+from hsutils import areas, settings, vocab
 from hsutils.errors import ParameterError
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULTS_PATH = REPO_ROOT / "parameters" / "defaults.yaml"
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +150,8 @@ def load_raw(path: Path | None) -> dict[str, Any]:
     Relative paths in defaults.yaml are relative to defaults.yaml's folder; those in the run file
     are relative to the run file's folder.
     """
-    merged = _absolutise(_read_yaml(DEFAULTS_PATH), DEFAULTS_PATH.parent) if DEFAULTS_PATH.exists() else {}
+    defaults = settings.defaults_file()  # missing defaults.yaml is an error, not silently {}
+    merged = _absolutise(_read_yaml(defaults), defaults.parent)
     if path is not None:
         path = Path(path).resolve()
         merged.update(_absolutise(_read_yaml(path), path.parent))
@@ -313,7 +310,7 @@ def _existing_path_or_value(value, base: Path):
 
 def validate(raw: dict[str, Any], source: Path | None = None, check_notebook_files: bool = True) -> RunParams:
     """Check every value and return a `RunParams`; raises ParameterError (Japanese) on the first problem."""
-    source = Path(source).resolve() if source else DEFAULTS_PATH
+    source = Path(source).resolve() if source else settings.defaults_file()
     base = source.parent
     prefecture = _prefecture(raw.get("prefecture"))
     fiscal_years = _fiscal_years(raw.get("fiscal_years"))
@@ -339,7 +336,7 @@ def validate(raw: dict[str, Any], source: Path | None = None, check_notebook_fil
     if raw.get("interactive"):
         raise ParameterError("一括実行では interactive を true にできません（ウィジェットは JupyterLab で手動実行するときだけ使えます）。")
 
-    notebook_dir = Path(raw.get("notebook_dir") or NOTEBOOK_DIR)
+    notebook_dir = Path(raw.get("notebook_dir") or settings.notebook_dir())
     notebooks = _notebooks(raw.get("notebooks", "all"), base)
     missing: list[str] = []
     if check_notebook_files:
@@ -368,7 +365,7 @@ def validate(raw: dict[str, Any], source: Path | None = None, check_notebook_fil
         notebook_dir=notebook_dir, data_dir=data_dir,
         column_map=Path(column_map) if column_map else None, reference_area=reference_area,
         standard_population=standard_population, suppress_threshold=threshold,
-        out_dir=Path(raw.get("out_dir") or REPO_ROOT / "outputs"), run_name=run_name,
+        out_dir=settings.out_dir(raw.get("out_dir")), run_name=run_name,
         timeout_seconds=timeout, kernel_start_timeout=start_timeout,
         kernel_name=str(raw.get("kernel_name") or "python3"), interactive=False,
         prepare_function=str(raw.get("prepare_function") or "hsutils.pipeline:prepare_cache"),

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hsutils import aggregate, indicators, vocab
+from hsutils import aggregate, files, indicators, vocab
 from hsutils.schema import TABLES, age_band
 
 CACHE_VERSION = "1"
@@ -181,10 +181,7 @@ def build_strata(person_year: pd.DataFrame, ids=None) -> pd.DataFrame:
 def _hash_folder(data_dir: Path, column_map) -> str:
     h = hashlib.sha256(CACHE_VERSION.encode())
     h.update(",".join(i.id for i in indicators.INDICATORS).encode())  # new indicators need new strata
-    for p in sorted(Path(data_dir).iterdir()):
-        if p.is_file() and p.suffix.lower() in (".csv", ".txt", ".xlsx", ".parquet"):
-            h.update(p.name.encode())
-            h.update(hashlib.sha256(p.read_bytes()).digest())
+    h.update(files.folder_fingerprint(data_dir).encode())  # every file, whatever its extension (.tsv)
     if column_map:
         h.update(Path(column_map).read_bytes() if isinstance(column_map, (str, Path)) else
                  json.dumps(column_map, sort_keys=True).encode())
@@ -295,6 +292,8 @@ def load_prepared(cache_dir: Path, with_tables: bool = False) -> Prepared:
 
 def prepare(data_dir: Path, cache_dir: Path | None = None, column_map=None, with_tables: bool = False) -> Prepared:
     """prepare_cache + load_prepared (notebooks opened by hand use this with their default parameters)."""
-    cache_dir = Path(cache_dir) if cache_dir else Path(data_dir).resolve().parent / (Path(data_dir).name + "_cache")
+    from hsutils import settings
+
+    cache_dir = settings.cache_dir(cache_dir)  # person-level rows: only under confidential/
     prepare_cache(data_dir, cache_dir, column_map=column_map)
     return load_prepared(cache_dir, with_tables=with_tables)

@@ -553,14 +553,58 @@ def _draw_polygons(ax, base: pd.DataFrame, fills: np.ndarray, labels: bool) -> l
     ax.set_axis_off()
     if not labels:
         return []
-    order = np.argsort(-base["geometry"].map(lambda g: g.area).to_numpy())  # big areas first
-    texts = []
-    for i in order:
+    sizes = base["geometry"].map(lambda g: g.area).to_numpy()
+    # small areas (small towns) get their label beside the map with a leader line, so neither the
+    # name nor the area's colour is lost under the labels of their neighbours
+    small = sizes < _CALLOUT_SHARE * sizes.mean() if len(sizes) >= _CALLOUT_MIN_AREAS else np.zeros(len(sizes), bool)
+    texts = _callout_labels(ax, base[small], (minx.min(), miny.min(), maxx.max(), maxy.max()))
+    for i in np.argsort(-sizes):  # big areas first
+        if small[i]:
+            continue
         point = _label_point(base["geometry"].iloc[i])
         t = ax.text(point.x, point.y, base["_name"].iloc[i], ha="center", va="center", fontsize=7,
                     color="#111111", path_effects=_HALO, gid="area_label")
         t.set_in_layout(False)
         texts.append(t)
+    return texts
+
+
+#: An area smaller than this share of the mean area is labelled beside the map (leader line) ...
+_CALLOUT_SHARE = 0.25
+#: ... when the map has at least this many areas (a few large areas always fit their labels).
+_CALLOUT_MIN_AREAS = 8
+
+
+def _callout_labels(ax, small: pd.DataFrame, bounds) -> list:
+    """Labels of small areas in a column left or right of the map (the nearer side), top to bottom
+    in the order of the areas, each joined to its area by a thin line; the x-limits grow to fit."""
+    if small.empty:
+        return []
+    minx, miny, maxx, maxy = bounds
+    dx, dy = maxx - minx, maxy - miny
+    points = [_label_point(g) for g in small["geometry"]]
+    names = small["_name"].astype(str).tolist()
+    step = 0.04 * dy  # one label line at the usual map heights
+    texts, (lo, hi) = [], ax.get_xlim()
+    for side in (-1, 1):
+        idx = sorted((k for k, p in enumerate(points) if (p.x < (minx + maxx) / 2) == (side < 0)),
+                     key=lambda k: -points[k].y)
+        if not idx:
+            continue
+        x_text = minx - 0.10 * dx if side < 0 else maxx + 0.10 * dx
+        y_prev = math.inf
+        for k in idx:  # a handful of small areas
+            y = min(points[k].y, y_prev - step)
+            y_prev = y
+            ax.add_line(Line2D([x_text + side * -0.01 * dx, points[k].x], [y, points[k].y], color="#555555",
+                               lw=0.5, gid="callout_line"))
+            t = ax.text(x_text, y, names[k], ha="right" if side < 0 else "left", va="center", fontsize=7,
+                        color="#111111", path_effects=_HALO, gid="area_label")
+            t.set_in_layout(False)
+            texts.append(t)
+        width = 0.06 * dx * max(len(names[k]) for k in idx)  # room for the longest name
+        lo, hi = (min(lo, x_text - width), hi) if side < 0 else (lo, max(hi, x_text + width))
+    ax.set_xlim(lo, hi)
     return texts
 
 

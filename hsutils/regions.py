@@ -33,12 +33,18 @@ import pandas as pd
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 
+from hsutils import files, settings, vocab
 from hsutils import io as hio
-from hsutils import vocab
 from hsutils.codes import normalize_insurer_number
 from hsutils.errors import DataError
 
-MASTER_PATH = Path(__file__).resolve().parent / "data" / "municipalities_jp.csv"
+MASTER_PATH = settings.PACKAGE_DATA_DIR / "municipalities_jp.csv"
+#: Shipped boundaries of all of Japan (国土数値情報 N03, 2021-01-01, simplified to 0.1 % of the
+#: vertices, wards of designated cities separate; hsutils/data/PROVENANCE.md). Used by every map
+#: unless the user gives a boundary file.
+DEFAULT_BOUNDARY_FILE = settings.BOUNDARY_DIR / "japan_municipalities_N03-21_210101_s0001.topojson"
+#: Edition of DEFAULT_BOUNDARY_FILE (municipalities created later have no shape in it).
+DEFAULT_BOUNDARY_EDITION = "2021年1月1日"
 
 MASTER_COLUMNS = ["muni_code", "name", "pref_code", "pref_name", "medical_area_code", "medical_area",
                   "lat", "lon", "population"]
@@ -533,14 +539,6 @@ def designated_city_of(codes, master: pd.DataFrame | None = None) -> pd.Series:
     return s.map(mapping)
 
 
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:20]
-
-
 def _master_hash(master: pd.DataFrame) -> str:
     cols = [c for c in ("muni_code", "name", "medical_area_code", "medical_area", "kind", "parent_code")
             if c in master.columns]
@@ -569,7 +567,7 @@ def load_boundaries(path, level: str = "muni", master: pd.DataFrame | None = Non
     m_all = _builtin_master(include_wards=True) if master is None else master
     cache_file = None
     if cache_dir is not None:
-        key = f"{_file_hash(path)}_{level}_{simplify_tolerance}_{_master_hash(m_all)}_v{_CACHE_VERSION}"
+        key = f"{files.sha256_file(path)[:20]}_{level}_{simplify_tolerance}_{_master_hash(m_all)}_v{_CACHE_VERSION}"
         cache_file = Path(cache_dir) / f"boundaries_{hashlib.sha256(key.encode()).hexdigest()[:24]}.parquet"
         if cache_file.exists():
             cached = pd.read_parquet(cache_file)
@@ -620,12 +618,124 @@ def _dissolve(keys: pd.Series, geoms: pd.Series) -> pd.DataFrame:
 
 
 def _write_cache(out: pd.DataFrame, cache_file: Path) -> None:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp")
-    pd.DataFrame({"code": out["code"], "name": out["name"],
-                  "geometry": list(shapely.to_wkb(np.array(out["geometry"].tolist(), dtype=object)))}
-                 ).to_parquet(tmp, index=False)
-    tmp.replace(cache_file)  # atomic: a failed run leaves no half-written cache
+    frame = pd.DataFrame({"code": out["code"], "name": out["name"],
+                          "geometry": list(shapely.to_wkb(np.array(out["geometry"].tolist(), dtype=object)))})
+    with files.atomic_path(cache_file) as tmp:  # a failed run leaves no half-written cache
+        frame.to_parquet(tmp, index=False)
+
+
+#: File types of a user's boundary file (`load_boundaries` reads them all).
+BOUNDARY_SUFFIXES = (".geojson", ".topojson", ".zip", ".shp", ".json")
+
+
+def find_boundary_file(data_dir=None) -> Path | None:
+    """A user's boundary file (N03 .geojson/.topojson/.json/.zip/.shp) in `data_dir` or its
+    `boundaries/` sub-folder, the first by name (folder first); None when there is none."""
+    if not data_dir:
+        return None
+    for folder in (Path(data_dir), Path(data_dir) / "boundaries"):
+        if folder.is_dir():
+            found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in BOUNDARY_SUFFIXES)
+            if found:
+                return found[0]
+    return None
+
+
+def resolve_boundary_file(boundary_file=None, data_dir=None) -> Path:
+    """The boundary file a map uses: `boundary_file` when given, else one in `data_dir`
+    (`find_boundary_file`), else the nationwide file shipped with the package
+    (`DEFAULT_BOUNDARY_FILE`), so every prefecture gets a real map offline."""
+    if boundary_file:
+        return Path(boundary_file)
+    return find_boundary_file(data_dir) or DEFAULT_BOUNDARY_FILE
+
+
+def _missing_boundary_note(path: Path, missing: list[str], master: pd.DataFrame) -> str:
+    """Why the tile map is drawn: which municipalities the boundary file lacks (Japanese)."""
+    m = _as_master(master)
+    names = pd.Series(m["name"].astype(str).to_numpy(), index=m["muni_code"].to_numpy())
+    shown = "、".join(f"{names.get(c, c)}（{c}）" for c in missing[:5]) + (" ほか" if len(missing) > 5 else "")
+    where = (f"同梱の境界データ（国土数値情報 行政区域、{DEFAULT_BOUNDARY_EDITION}時点）"
+             if Path(path) == DEFAULT_BOUNDARY_FILE else f"境界ファイル {Path(path).name}")
+    return (f"{where}に {shown} の境界がないため、市町村を同じ大きさのタイルで表示しています"
+            "（その市町村を含む境界ファイルを指定すると地図で表示できます）")
+
+
+#: Radius (degrees) of the circle drawn at the office of a municipality whose shape the simplified
+#: shipped file lost (tiny islands such as 利島村, 青ヶ島村): visible at prefecture scale.
+MARKER_RADIUS = 0.015
+
+
+def _office_markers(master: pd.DataFrame, codes: list[str]) -> pd.DataFrame:
+    """Circles at the office position (master lat/lon) of `codes` known to the built-in master →
+    DataFrame(code, name, medical_area_code, geometry); codes without a position are left out."""
+    m = _as_master(master)
+    known = set(_builtin_master()["muni_code"])
+    m = m[m["muni_code"].isin(codes) & m["muni_code"].isin(known)
+          & pd.to_numeric(m["lat"], errors="coerce").notna() & pd.to_numeric(m["lon"], errors="coerce").notna()]
+    points = shapely.points(m["lon"].astype(float).to_numpy(), m["lat"].astype(float).to_numpy())
+    return pd.DataFrame({"code": m["muni_code"].to_numpy(), "name": m["name"].astype(str).to_numpy(),
+                         "medical_area_code": m["medical_area_code"].astype(str).to_numpy(),
+                         "geometry": list(shapely.buffer(points, MARKER_RADIUS))})
+
+
+def boundary_layers(master: pd.DataFrame, boundary_file=None, data_dir=None) -> dict:
+    """Shapes for the maps of one area (municipalities and 二次医療圏), never failing.
+
+    Returns {"muni": DataFrame|None, "medical_area": DataFrame|None, "tiles": DataFrame,
+    "source": Path|None, "note": Japanese note}. The boundaries come from the user's file
+    (`boundary_file`, or one in `data_dir`), else from the shipped nationwide N03 file; 二次医療圏
+    are dissolved from the municipalities via the master. With the shipped file, the few
+    municipalities whose shape its 0.1 % simplification lost (9 of 1,741, e.g. 利島村) are drawn as
+    a small circle at their office and the note says so. When a municipality still has no shape
+    (one created after the boundary edition, a user file that lacks it, an unreadable file) the
+    whole map is the tile grid (`tiles`, tile_grid_layout) and the note says why. Maps drawn from
+    boundaries must show ``N03_CREDIT`` and a non-empty note.
+    """
+    path = resolve_boundary_file(boundary_file, data_dir)
+    layers = {"muni": None, "medical_area": None, "tiles": tile_grid_layout(master),
+              "source": None, "note": FALLBACK_NOTE}
+    try:
+        muni = load_boundaries(path, "muni", master=master)
+        areas = load_boundaries(path, "medical_area", master=master)
+        missing = sorted(set(_as_master(master)["muni_code"]) - set(muni["code"]))
+        note = ""
+        if missing and path == DEFAULT_BOUNDARY_FILE:
+            markers = _office_markers(master, missing)
+            if len(markers):
+                muni, areas = _with_markers(muni, areas, markers)
+                missing = sorted(set(missing) - set(markers["code"]))
+                note = ("○ " + "・".join(markers["name"]) + "は境界データの簡略化で形が残らないため、"
+                        "役場の位置に小さな円で表示")
+        if missing:
+            layers["note"] = _missing_boundary_note(path, missing, master)
+            return layers
+        layers.update(muni=muni, medical_area=areas, source=path, note=note)
+    except Exception as e:  # noqa: BLE001 - a map must never stop a notebook: tiles instead
+        layers["note"] = f"境界ファイル {Path(path).name} を読めないため、タイル表示にしました（{e}）"
+    return layers
+
+
+def boundary_footer(layers: dict) -> str:
+    """What a map's footer adds for `boundary_layers`: " ｜ " + the 国土数値情報 credit (and the
+    marker note) when boundaries are drawn; "" for a tile map (its note is shown instead)."""
+    if layers.get("muni") is None:
+        return ""
+    return f" ｜ {N03_CREDIT}" + (f" ｜ {layers['note']}" if layers.get("note") else "")
+
+
+def _with_markers(muni: pd.DataFrame, areas: pd.DataFrame, markers: pd.DataFrame):
+    """Municipality and 二次医療圏 layers with the marker circles added (areas: union into their area)."""
+    muni = pd.concat([muni, markers[["code", "name", "geometry"]]], ignore_index=True)
+    muni = muni.sort_values("code").reset_index(drop=True)
+    areas = areas.copy()
+    for code, group in markers.groupby("medical_area_code"):  # a handful of markers
+        parts = group["geometry"].tolist()
+        hit = areas["code"] == code
+        if hit.any():
+            i = areas.index[hit][0]
+            areas.at[i, "geometry"] = _polygonal(shapely.union_all([areas.at[i, "geometry"], *parts]))
+    return muni, areas
 
 
 def prefecture_shapes(rough: bool = False) -> pd.DataFrame:

@@ -4,17 +4,14 @@ Layout: ``<outputs>/<run>/<muni_code>_<name>/<notebook>/`` with ``figures/`` (PN
 PDF), ``tables/`` (CSV UTF-8 with BOM so Excel opens it; one xlsx per notebook) and
 ``confidential/`` (person-level lists only, DESIGN §6).
 
-Every file is written to a temporary name in the same folder and renamed with `os.replace`, so a
-failed run never leaves a half-written file. Figures are written with fixed metadata (no creation
+Every file is written to a temporary name in the same folder and renamed with `os.replace`
+(`hsutils.files`), so a failed run never leaves a half-written file. Figures are written with fixed metadata (no creation
 date), so the same input gives byte-identical files (DESIGN §9).
 """
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import ParameterError
+from .files import atomic_path, atomic_write_bytes, atomic_write_text  # re-exported: the one implementation
 
 __all__ = [
     "FIGURE_DPI", "SUBFOLDERS", "atomic_write_bytes", "atomic_write_text", "output_dir",
@@ -50,36 +48,6 @@ def safe_name(name: str) -> str:
     if not cleaned:
         raise ParameterError(f"ファイル名 {name!r} が空になります。英数字か日本語を含む名前にしてください。")
     return cleaned
-
-
-@contextlib.contextmanager
-def _atomic_path(path: Path):
-    """Yield a temporary path next to `path`; rename it to `path` when the block succeeds,
-    delete it when it fails."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write bytes to `path` through a temporary file and `os.replace`."""
-    path = Path(path)
-    with _atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return path
-
-
-def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
-    """Write text to `path` atomically (temporary file + `os.replace`); newlines kept as given."""
-    return atomic_write_bytes(path, text.encode(encoding))
 
 
 def output_dir(root, run: str, muni_code: str, muni_name: str, notebook: str,
@@ -154,7 +122,7 @@ def write_xlsx(tables: Mapping[str, pd.DataFrame], path, column_labels: Mapping[
     path = Path(path)
     if not tables:
         raise ParameterError("write_xlsx に書き出す表がありません。")
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
             for sheet, (key, df) in zip(_sheet_names(tables.keys()), tables.items()):
                 frame = df.reset_index() if index else df

@@ -1,37 +1,38 @@
 """Build hsutils/data/ishikawa_demo_population.csv, the one package table the demo generator needs.
 
-Developer script, run from the repository root with ../shared beside it:
+Developer script, run from the repository root with the folder holding the upstream files (they
+are not in the repository):
 
-    .venv/bin/python scripts/build_demo_population.py
+    .venv/bin/python scripts/build_demo_population.py REFDATA_DIR
 
-Sources (see ../shared/refdata/PROVENANCE.md): 住民基本台帳 2025-01-01 population by municipality ×
+Sources (see hsutils/data/PROVENANCE.md §3): 住民基本台帳 2025-01-01 population by municipality ×
 sex × 5-year age (総務省), municipality → 二次医療圏 (第8次医療計画), office lat/lng (localgovjp, CC0).
 The output has one row per municipality × sex (19 × 2 rows): the 5-year bands from 40 up, with
 95–99 and 100+ merged into 95+, and the all-age total. `hsutils.synth` reads only this file, so the
-package never needs ../shared at run time.
+package never needs the upstream files at run time.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-REFDATA = ROOT.parent / "shared" / "refdata"
 OUT = ROOT / "hsutils" / "data" / "ishikawa_demo_population.csv"
 
 BANDS = ["40_44", "45_49", "50_54", "55_59", "60_64", "65_69", "70_74",
          "75_79", "80_84", "85_89", "90_94", "95plus"]
 
 
-def build() -> pd.DataFrame:
-    pop = pd.read_csv(REFDATA / "ishikawa_population_juki_2025-01-01_by_muni_sex_age5.csv",
+def build(refdata: Path) -> pd.DataFrame:
+    pop = pd.read_csv(refdata / "ishikawa_population_juki_2025-01-01_by_muni_sex_age5.csv",
                       dtype={"lg_code5": str})
     pop = pop[(pop["row_type"] == "municipality") & pop["sex"].isin(["male", "female"])].copy()
     pop["age_95plus"] = pop["age_95_99"] + pop["age_100plus"]
-    areas = pd.read_csv(REFDATA / "ishikawa_municipality_to_secondary_medical_area.csv",
+    areas = pd.read_csv(refdata / "ishikawa_municipality_to_secondary_medical_area.csv",
                         dtype={"lg_code5": str, "area_code_A38_2020": str})
-    offices = pd.read_csv(REFDATA / "municipalities_localgovjp.csv", encoding="utf-8-sig")
+    offices = pd.read_csv(refdata / "municipalities_localgovjp.csv", encoding="utf-8-sig")
     offices = offices[offices["pid"] == 17].assign(lg_code5=lambda d: d["cid"].astype(str))
 
     df = (pop.merge(areas[["lg_code5", "muni_name", "area_code_A38_2020", "area_name"]], on="lg_code5")
@@ -55,7 +56,10 @@ def build() -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    table = build()
+    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
+        raise SystemExit("usage: scripts/build_demo_population.py REFDATA_DIR  (folder with the upstream files, "
+                         "see hsutils/data/PROVENANCE.md)")
+    table = build(Path(sys.argv[1]))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(OUT, index=False, encoding="utf-8", lineterminator="\n")
     print(f"wrote {OUT} ({len(table)} rows)")

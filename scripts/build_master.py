@@ -1,10 +1,11 @@
-"""Build the package data table hsutils/data/municipalities_jp.csv from ../shared/refdata.
+"""Build the package data table hsutils/data/municipalities_jp.csv from the upstream reference files.
 
-Development script (not part of the installed package). Run from the repository root:
+Development script (not part of the installed package). Run from the repository root with the
+folder holding the upstream files (they are not in the repository):
 
-    .venv/bin/python scripts/build_master.py [REFDATA_DIR]
+    .venv/bin/python scripts/build_master.py REFDATA_DIR
 
-Sources (see ../shared/refdata/PROVENANCE.md):
+Sources (see hsutils/data/PROVENANCE.md §2):
 * 二次医療圏 (第8次医療計画, 2024 boundaries): municipality_to_secondary_medical_area_2024_derived.csv
   (area codes of 国土数値情報 医療圏データ A38-20, 国土交通省; 厚生労働省 R7 構想区域).
 * Office location (lat/lon): municipalities_localgovjp.csv (Code for FUKUI, CC0; 国土地理院 / J-LIS).
@@ -41,7 +42,7 @@ HEADER = """\
 #   川崎市は2医療圏にまたがるため、市の行は人口の多い川崎北部(1404)。区の行はそれぞれの医療圏。
 # 緯度経度: 市区町村役場の位置（Code for FUKUI localgovjp, CC0; 国土地理院・地方公共団体情報システム機構）。
 # 人口: 総務省「住民基本台帳に基づく人口、人口動態及び世帯数」令和7年1月1日現在（総計）を加工して作成。
-# 生成: scripts/build_master.py（../shared/refdata から）。
+# 生成: scripts/build_master.py（出典ファイルから。hsutils/data/PROVENANCE.md 参照）。
 """
 
 
@@ -108,7 +109,10 @@ def build(refdata: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str]) -> None:
-    refdata = Path(argv[1]) if len(argv) > 1 else REPO.parent / "shared" / "refdata"
+    if len(argv) != 2 or not Path(argv[1]).is_dir():
+        raise SystemExit("usage: scripts/build_master.py REFDATA_DIR  (folder with the upstream files, "
+                         "see hsutils/data/PROVENANCE.md)")
+    refdata = Path(argv[1])
     out = build(refdata)
     target = REPO / "hsutils" / "data" / "municipalities_jp.csv"
     with target.open("w", encoding="utf-8", newline="\n") as fh:

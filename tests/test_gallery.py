@@ -16,22 +16,18 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.patches import PathPatch, Rectangle
 
 from hsutils import gallery, pipeline, privacy, regions, report
 
 pytestmark = pytest.mark.filterwarnings("error")
 
-REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
-N03_FILE = REFDATA / "ishikawa_municipalities_N03-21_17_210101_s0010.geojson"
-
 #: Every chart type of hsutils.plots, by its file name in the gallery.
 EXPECTED = [
-    "choropleth_muni", "choropleth_medical_area", "funnel_plot", "ranked_bar", "trend_chart",
+    "choropleth_muni", "choropleth_medical_area", "tile_map", "funnel_plot", "ranked_bar", "trend_chart",
     "ckd_heatmap", "population_pyramid", "pyramid_small_multiples", "stacked_bars", "flow_chart",
     "spine_chart", "heat_table", "upset_chart",
 ]
-#: Extra maps drawn with the N03 reference file on development machines.
-EXPECTED_N03 = ["choropleth_muni_n03", "choropleth_medical_area_n03"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +51,7 @@ def built(tmp_path_factory, demo_data_dir):
 
 
 def expected_names() -> list[str]:
-    return EXPECTED + (EXPECTED_N03 if N03_FILE.exists() else [])
+    return EXPECTED
 
 
 def texts_of(fig) -> list[str]:
@@ -116,22 +112,18 @@ def test_every_chart_has_title_and_footer(built):
         assert any(t.get_gid() == "title" for t in fig.texts), name
 
 
-def test_maps_without_boundary_file_are_tiles_with_the_note_and_n03_maps_credit(built):
+def test_maps_are_real_choropleths_of_the_shipped_boundaries_with_credit(built):
     _, _, figures = built
-    assert regions.FALLBACK_NOTE in footer_of(figures["choropleth_muni"])
-    assert "二次医療圏を同じ大きさのタイルで" in footer_of(figures["choropleth_medical_area"])
-    if N03_FILE.exists():
-        for name in EXPECTED_N03:
-            assert regions.N03_CREDIT in footer_of(figures[name]), name
-            assert "タイル" not in footer_of(figures[name]), name
-
-
-def test_no_person_id_in_page_or_figures(built, prepared):
-    _, index, figures = built
-    ids = prepared.person_year["person_id"]
-    privacy.assert_no_person_ids(index.read_text(encoding="utf-8"), ids)
-    for name, fig in figures.items():
-        privacy.assert_no_person_ids("\n".join(texts_of(fig)), ids)
+    for name, n_areas in (("choropleth_muni", 19), ("choropleth_medical_area", 4)):
+        foot = footer_of(figures[name])
+        assert regions.N03_CREDIT in foot, name
+        assert "タイル" not in foot and regions.FALLBACK_NOTE not in foot, name
+        patches = [p for p in figures[name].axes[0].patches if isinstance(p, PathPatch)]
+        assert len(patches) == n_areas, name
+    tile_foot = footer_of(figures["tile_map"])
+    assert gallery.TILE_EXAMPLE_NOTE in tile_foot
+    assert regions.N03_CREDIT not in tile_foot  # no boundary data drawn: no 国土数値情報 credit
+    assert len([p for p in figures["tile_map"].axes[0].patches if isinstance(p, Rectangle)]) == 19
 
 
 def _is_small(values) -> np.ndarray:
@@ -161,16 +153,16 @@ def test_no_count_of_one_to_nine_is_drawn_or_printed(built):
 # Helpers
 # ---------------------------------------------------------------------------------------------
 def test_find_boundary_file(tmp_path):
-    assert gallery.find_boundary_file(None) is None
+    assert regions.find_boundary_file(None) is None
     (tmp_path / "kenshin.csv").write_text("x", encoding="utf-8")
-    assert gallery.find_boundary_file(tmp_path) is None
+    assert regions.find_boundary_file(tmp_path) is None
     sub = tmp_path / "boundaries"
     sub.mkdir()
     (sub / "N03_17.zip").write_bytes(b"")
-    assert gallery.find_boundary_file(tmp_path) == sub / "N03_17.zip"
+    assert regions.find_boundary_file(tmp_path) == sub / "N03_17.zip"
     (tmp_path / "b.topojson").write_text("{}", encoding="utf-8")
     (tmp_path / "a.GeoJSON").write_text("{}", encoding="utf-8")
-    assert gallery.find_boundary_file(tmp_path) == tmp_path / "a.GeoJSON"  # folder first, by name
+    assert regions.find_boundary_file(tmp_path) == tmp_path / "a.GeoJSON"  # folder first, by name
 
 
 def test_shown_count_hides_values_from_small_numerator_or_denominator():

@@ -11,7 +11,7 @@ from matplotlib.patches import PathPatch, Rectangle
 from hsutils import notebook, overview, privacy, regions
 from hsutils.errors import ParameterError
 
-REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
+REFDATA = Path(__file__).resolve().parent / "data" / "refdata"  # copied reference data, see PROVENANCE.md there
 N03_GEOJSON = REFDATA / "ishikawa_municipalities_N03-21_17_210101_s0010.geojson"
 
 # 平成27年モデル人口 (DOMAIN §8), 40–74 in 5-year bands, written out here on purpose
@@ -222,8 +222,6 @@ def test_committee_tables_hold_no_small_counts_and_no_person_ids(prepared, ctx, 
 
 # ------------------------------------------------------------------ maps
 def test_choropleth_with_real_n03_boundaries(prepared, ctx, table):
-    if not N03_GEOJSON.exists():
-        pytest.skip("N03 reference boundaries not available")
     layers = overview.boundary_layers(prepared.municipalities, N03_GEOJSON)
     assert layers["muni"] is not None and len(layers["muni"]) == 19
     assert len(layers["medical_area"]) == 4
@@ -238,18 +236,36 @@ def test_choropleth_with_real_n03_boundaries(prepared, ctx, table):
     assert len([p for p in fig2.axes[0].patches if isinstance(p, PathPatch)]) == 4
 
 
-def test_boundary_file_found_in_data_dir_or_tiles(prepared, ctx, table, tmp_path):
+def test_default_maps_use_the_shipped_nationwide_boundaries(prepared, ctx, table, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     layers = overview.boundary_layers(prepared.municipalities, None, empty)
-    assert layers["muni"] is None and layers["note"] == regions.FALLBACK_NOTE
+    assert layers["source"] == regions.DEFAULT_BOUNDARY_FILE and layers["note"] == ""
+    assert layers["muni"]["code"].tolist() == sorted(prepared.municipalities["muni_code"])
+    assert layers["medical_area"]["code"].tolist() == ["1701", "1702", "1703", "1704"]
     fig = overview.map_municipalities(ctx, table, layers, "metabo", prepared.fiscal_years[-1])
-    assert len([p for p in fig.axes[0].patches if isinstance(p, Rectangle)]) == 19
+    assert len([p for p in fig.axes[0].patches if isinstance(p, PathPatch)]) == 19
     footer = [t.get_text() for t in fig.texts if t.get_gid() == "footer"][0]
-    assert regions.N03_CREDIT not in footer
+    assert regions.N03_CREDIT in footer and "タイル" not in footer
+
+
+def test_tile_map_only_for_a_municipality_without_boundary_and_it_says_so(prepared, ctx, table):
+    master = prepared.municipalities
+    new_town = master.iloc[[0]].assign(muni_code="17999", name="新設町")  # after the 2021 edition
+    layers = overview.boundary_layers(pd.concat([master, new_town], ignore_index=True))
+    assert layers["muni"] is None and layers["medical_area"] is None
+    assert "新設町（17999）" in layers["note"] and "2021年1月1日" in layers["note"]
+    assert "タイル" in layers["note"]
+    fig = overview.map_municipalities(ctx, table, layers, "metabo", prepared.fiscal_years[-1])
+    assert len([p for p in fig.axes[0].patches if isinstance(p, Rectangle)]) == 20
+    footer = [t.get_text() for t in fig.texts if t.get_gid() == "footer"][0]
+    assert "新設町（17999）" in footer and regions.N03_CREDIT not in footer
+
+
+def test_unreadable_user_boundary_file_falls_back_to_tiles(prepared, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "N03_17.geojson").write_text("{not json", encoding="utf-8")
-    assert overview.find_boundary_file(None, broken).name == "N03_17.geojson"
+    assert overview.find_boundary_file(None, broken).name == "N03_17.geojson"  # user file overrides
     layers = overview.boundary_layers(prepared.municipalities, None, broken)  # never fails
     assert layers["muni"] is None and "タイル表示" in layers["note"]

@@ -24,7 +24,7 @@ from shapely.ops import unary_union
 from hsutils import plots
 from hsutils.errors import ParameterError
 
-REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
+REFDATA = Path(__file__).resolve().parent / "data" / "refdata"  # copied reference data, see PROVENANCE.md there
 GEOJSON = REFDATA / "ishikawa_municipalities_N03-21_17_210101_s0010.geojson"
 FOOT = plots.footer("KDB（デモデータ）", 2024, "国保 40–74歳", "テスト用の手作りデータ")
 
@@ -453,6 +453,23 @@ def test_choropleth_labels_do_not_overlap(boundaries):
         for b in boxes[i + 1:]:
             assert not a.overlaps(b)
     assert len(fig.axes[0].patches) == 19
+
+
+def test_choropleth_small_towns_are_labelled_beside_the_map_with_leader_lines(boundaries):
+    fig = plots.choropleth(muni_values(boundaries), boundaries, "rate", "受診率", FOOT)
+    ax = fig.axes[0]
+    west = min(g.bounds[0] for g in boundaries["geometry"])
+    sizes = dict(zip(boundaries["name"], boundaries["geometry"].map(lambda g: g.area)))
+    small = {n for n, a in sizes.items() if a < 0.25 * np.mean(list(sizes.values()))}
+    assert {"野々市市", "川北町", "内灘町"} <= small  # the three smallest of 石川県 (13.6–20 km²)
+    labels = {t.get_text(): t for t in ax.texts if t.get_gid() == "area_label"}
+    for name in small:  # west coast towns: label in the sea west of the prefecture, on a line
+        assert labels[name].get_position()[0] < west and labels[name].get_visible(), name
+    lines = [a for a in ax.lines if a.get_gid() == "callout_line"]
+    assert len(lines) == len(small)
+    assert ax.get_xlim()[0] < west - 0.1  # room for the names
+    for name in set(sizes) - small:  # the others stay inside the map
+        assert labels[name].get_position()[0] >= west, name
 
 
 def test_choropleth_tile_fallback_has_note():

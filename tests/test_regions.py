@@ -15,11 +15,10 @@ from hsutils import regions
 from hsutils.codes import insurer_check_digit, normalize_muni_code
 from hsutils.errors import DataError
 
-REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
+REFDATA = Path(__file__).resolve().parent / "data" / "refdata"  # copied reference data, see PROVENANCE.md there
 ISHIKAWA_GEOJSON = REFDATA / "ishikawa_municipalities_N03-21_17_210101_s0010.geojson"
 ISHIKAWA_TOPOJSON = REFDATA / "ishikawa_municipalities_N03-21_17_210101_s0010.topojson"
-JAPAN_CITY_TOPOJSON = REFDATA / "japan_municipalities_N03-21_210101_designated_city_s0001.topojson"
-JAPAN_WARD_TOPOJSON = REFDATA / "japan_municipalities_N03-21_210101_s0001.topojson"
+JAPAN_WARD_TOPOJSON = regions.DEFAULT_BOUNDARY_FILE  # shipped package data (hsutils/data/PROVENANCE.md)
 
 ISHIKAWA_CODES = ["17201", "17202", "17203", "17204", "17205", "17206", "17207", "17209", "17210",
                   "17211", "17212", "17324", "17361", "17365", "17384", "17386", "17407", "17461", "17463"]
@@ -30,9 +29,6 @@ ISHIKAWA_AREAS = {
     "1703": ("能登中部", {"17202", "17207", "17384", "17386", "17407"}),
     "1704": ("能登北部", {"17204", "17205", "17461", "17463"}),
 }
-
-needs_refdata = pytest.mark.skipif(not REFDATA.exists(), reason="../shared/refdata not available")
-
 
 @pytest.fixture(scope="module")
 def ishikawa():
@@ -86,7 +82,6 @@ def test_akita_placeholder_codes_and_kawasaki_split():
 
 # ------------------------------------------------------------------ codes
 
-@needs_refdata
 def test_every_ishikawa_6_digit_code_in_refdata_normalises_to_its_5_digit_code(ishikawa):
     ref = pd.read_csv(REFDATA / "ishikawa_municipality_to_secondary_medical_area.csv", dtype=str)
     assert len(ref) == 19
@@ -273,7 +268,6 @@ def _area_by_code(frame: pd.DataFrame) -> dict[str, float]:
     return dict(zip(frame["code"], shapely.area(frame["geometry"].to_numpy())))
 
 
-@needs_refdata
 def test_ishikawa_geojson_and_topojson_agree(ishikawa):
     gj = regions.load_boundaries(ISHIKAWA_GEOJSON, master=ishikawa)
     tj = regions.load_boundaries(ISHIKAWA_TOPOJSON, master=ishikawa)
@@ -287,7 +281,6 @@ def test_ishikawa_geojson_and_topojson_agree(ishikawa):
     assert gj["code"].map(type).eq(str).all()
 
 
-@needs_refdata
 def test_dissolve_to_4_medical_areas_sums_to_prefecture(ishikawa):
     munis = regions.load_boundaries(ISHIKAWA_TOPOJSON, master=ishikawa)
     areas = regions.load_boundaries(ISHIKAWA_TOPOJSON, level="medical_area", master=ishikawa)
@@ -301,18 +294,57 @@ def test_dissolve_to_4_medical_areas_sums_to_prefecture(ishikawa):
     assert float(pref["geometry"].item().area) == pytest.approx(total_munis, rel=1e-6)
 
 
-@needs_refdata
-def test_nationwide_designated_city_topojson_loads_quickly():
+def test_shipped_nationwide_boundaries_load_quickly_and_cover_the_master():
+    assert JAPAN_WARD_TOPOJSON.is_file() and JAPAN_WARD_TOPOJSON.stat().st_size == 580_451
     t0 = time.perf_counter()
-    b = regions.load_boundaries(JAPAN_CITY_TOPOJSON)
+    b = regions.load_boundaries(JAPAN_WARD_TOPOJSON)
     elapsed = time.perf_counter() - t0
     assert 1725 <= len(b) <= 1741  # a few tiny islands collapse to nothing at 0.1 % simplification
-    assert {"01100", "14130", "27100", "47382"} <= set(b["code"])
-    assert b["code"].is_unique
+    assert {"01100", "14130", "27100", "47382"} <= set(b["code"])  # wards dissolved into their city
+    assert b["code"].is_unique and set(b["code"]) <= set(regions.load_master()["muni_code"])
     assert elapsed < 5
+    # the 9 municipalities whose shape the 0.1 % simplification lost (tiny islands, 日吉津村, 太地町)
+    lost = set(regions.load_master()["muni_code"]) - set(b["code"])
+    assert lost == {"13362", "13402", "30422", "31384", "38356", "44322", "47354", "47355", "47356"}
 
 
-@needs_refdata
+def test_boundary_layers_draw_lost_municipalities_as_office_circles():
+    tokyo = regions.load_master(13)
+    layers = regions.boundary_layers(tokyo)
+    assert layers["source"] == regions.DEFAULT_BOUNDARY_FILE
+    assert layers["muni"]["code"].tolist() == sorted(tokyo["muni_code"])  # all 62, a real map
+    circles = layers["muni"].set_index("code").loc[["13362", "13402"], "geometry"]
+    office = tokyo.set_index("muni_code").loc["13362", ["lon", "lat"]].astype(float)
+    assert circles["13362"].contains(shapely.Point(*office))
+    assert circles["13362"].area == pytest.approx(3.14159 * regions.MARKER_RADIUS ** 2, rel=0.01)
+    assert "利島村・青ヶ島村" in layers["note"] and "円" in layers["note"]
+    footer = regions.boundary_footer(layers)
+    assert regions.N03_CREDIT in footer and "利島村" in footer
+    assert regions.boundary_footer({"muni": None, "note": "x"}) == ""
+    ishikawa = regions.boundary_layers(regions.load_master(17))
+    assert ishikawa["note"] == "" and len(ishikawa["muni"]) == 19 and len(ishikawa["medical_area"]) == 4
+
+
+def test_shipped_boundaries_give_ishikawa_19_municipalities_and_4_areas(ishikawa):
+    munis = regions.load_boundaries(JAPAN_WARD_TOPOJSON, master=ishikawa)
+    assert munis["code"].tolist() == ISHIKAWA_CODES
+    areas = regions.load_boundaries(JAPAN_WARD_TOPOJSON, level="medical_area", master=ishikawa)
+    assert dict(zip(areas["code"], areas["name"])) == {k: v[0] for k, v in ISHIKAWA_AREAS.items()}
+    # the coarser nationwide file and the 1 % Ishikawa file agree on each area within a few percent
+    fine = _area_by_code(regions.load_boundaries(ISHIKAWA_TOPOJSON, level="medical_area", master=ishikawa))
+    coarse = _area_by_code(areas)
+    for code in ISHIKAWA_AREAS:
+        assert abs(coarse[code] - fine[code]) / fine[code] < 0.05, code
+
+
+def test_resolve_boundary_file_user_file_overrides_the_shipped_one(tmp_path):
+    assert regions.resolve_boundary_file() == regions.DEFAULT_BOUNDARY_FILE
+    assert regions.resolve_boundary_file(None, tmp_path) == regions.DEFAULT_BOUNDARY_FILE
+    (tmp_path / "N03-21_17.geojson").write_text("{}", encoding="utf-8")
+    assert regions.resolve_boundary_file(None, tmp_path) == tmp_path / "N03-21_17.geojson"
+    assert regions.resolve_boundary_file(ISHIKAWA_TOPOJSON, tmp_path) == ISHIKAWA_TOPOJSON
+
+
 def test_ward_file_dissolves_wards_into_cities_and_splits_kawasaki_areas():
     b = regions.load_boundaries(JAPAN_WARD_TOPOJSON, master=regions.load_master(27))
     assert "27100" in set(b["code"]) and "27140" in set(b["code"])  # 大阪市, 堺市
@@ -389,7 +421,6 @@ def test_topojson_decoder_hand_made(tmp_path, ishikawa):
     assert merged.geom_type == "Polygon" and merged.area == pytest.approx(0.25)  # shared arc exact
 
 
-@needs_refdata
 def test_simplify_and_cache(tmp_path, ishikawa):
     full = regions.load_boundaries(ISHIKAWA_TOPOJSON, master=ishikawa)
     simp = regions.load_boundaries(ISHIKAWA_TOPOJSON, master=ishikawa, simplify_tolerance=0.01,

@@ -83,7 +83,7 @@ def test_failed_figure_leaves_previous_file_and_no_temp(tmp_path):
 def test_atomic_path_removes_temp_on_error(tmp_path):
     target = tmp_path / "t.txt"
     with pytest.raises(RuntimeError):
-        with report._atomic_path(target) as tmp:
+        with report.atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,7 @@
 
 Expected values are literals: published tables (Newcombe 1998; exact Poisson tables), the
 worked values of STATS_METHODS.md, hand calculations written out in comments, and officially
-published age-adjusted rates from ../shared/refdata (PROVENANCE.md §5).
+published age-adjusted rates copied into tests/data/refdata (PROVENANCE.md §3 there).
 """
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hsutils import stats
 from hsutils.errors import ParameterError
 
-REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
+REFDATA = Path(__file__).resolve().parent / "data" / "refdata"  # copied reference data, see PROVENANCE.md there
 
 Z95 = 1.959963984540054  # STATS_METHODS notation
 Z998 = 3.090232306167813
