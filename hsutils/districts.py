@@ -237,38 +237,19 @@ def municipal_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame
 # ------------------------------------------------------------------------------------------------
 # suppression with district totals (DOMAIN §9)
 
-def _secondary_mask(long: pd.DataFrame, group: list[str], col_col: str, count_col: str,
-                    threshold: int) -> pd.Series:
-    """Cells of `count_col` to hide (primary 1–9 + secondary): for each group (a row of the wide
-    table, e.g. indicator × fy) the districts are the columns and their sum the total, because
-    the municipal figure is published elsewhere and a single hidden district could be recovered
-    by subtraction (DOMAIN §9)."""
-    key = long[group[0]].astype(str)
-    for g in group[1:]:
-        key = key + "|" + long[g].astype(str)
-    wide = pd.DataFrame({"_k": key.to_numpy(), "_c": long[col_col].astype(str).to_numpy(),
-                         "_v": pd.to_numeric(long[count_col], errors="coerce").to_numpy(float)}
-                        ).pivot_table(index="_k", columns="_c", values="_v", aggfunc="sum")
-    wide["__total__"] = wide.sum(axis=1, min_count=1)
-    hidden = privacy.secondary_suppress(wide, total_col="__total__", threshold=threshold)
-    stacked = hidden.drop(columns="__total__").stack()
-    look = pd.Series(stacked.to_numpy(), index=[f"{a}||{b}" for a, b in stacked.index])
-    return pd.Series((key + "||" + long[col_col].astype(str)).map(look).fillna(False).to_numpy(bool),
-                     index=long.index)
-
-
 def suppress_district_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
     """Committee version of a district indicator table: numerators/denominators 1…threshold−1
     and, per indicator × fy × period, the next-smallest district when exactly one is hidden
     (secondary suppression) are shown as "‐", together with every rate, interval, ratio and
     judgement derived from them (DOMAIN §9, DESIGN §6). `suppressed` is True on those rows."""
     group = ["indicator_id", "fy", "period"]
-    hid_num = _secondary_mask(table, group, "district_code", "numerator", threshold)
-    hid_den = _secondary_mask(table, group, "district_code", "denominator", threshold)
-    row = (hid_num | hid_den).to_numpy()
+    # the districts add up to the municipal figure, published elsewhere in the report
+    hid_num = privacy.suppress_groups(table, "numerator", group, threshold=threshold)
+    hid_den = privacy.suppress_groups(table, "denominator", group, threshold=threshold)
+    row = hid_num | hid_den
     mask = pd.DataFrame(False, index=table.index, columns=table.columns)
-    mask["numerator"] = hid_num.to_numpy()
-    mask["denominator"] = hid_den.to_numpy()
+    mask["numerator"] = hid_num
+    mask["denominator"] = hid_den
     for c in _DERIVED:
         if c in mask:
             mask[c] = row

@@ -727,7 +727,8 @@ def participation_by_sex_age(prepared, muni_code: str, fys: Sequence[int], targe
     out = out.sort_values(["指標ID", "年度", "性別", "年齢階級"], key=lambda c: c.map(
         {"男": 0, "女": 1}) if c.name == "性別" else c).reset_index(drop=True)
     derived = ["実施率（%）", "下限", "上限", "目標との差（ポイント）", "目標までの不足人数"]
-    hide = {c: _secondary_mask(out, c, ["指標ID", "年度"], suppress_threshold) for c in ("対象者数", "実施者数")}
+    hide = {c: privacy.suppress_groups(out, c, ["指標ID", "年度"], threshold=suppress_threshold)
+            for c in ("対象者数", "実施者数")}
     mask = pd.DataFrame(False, index=out.index, columns=out.columns)
     for c in ("対象者数", "実施者数"):
         mask[c] = hide[c]
@@ -737,20 +738,6 @@ def participation_by_sex_age(prepared, muni_code: str, fys: Sequence[int], targe
     shown = privacy.apply_suppression(out, mask)
     shown[privacy.SUPPRESSED_COLUMN] = mask.to_numpy().any(axis=1)
     return shown
-
-
-def _secondary_mask(long: pd.DataFrame, count_col: str, group_cols: list[str], threshold: int) -> np.ndarray:
-    """Cells of `count_col` to hide, including secondary suppression (privacy.secondary_suppress):
-    within each group (e.g. indicator × year) the cells add up to the area total shown on the
-    evaluation sheet, so a single hidden cell could be recovered by subtraction (DOMAIN §9)."""
-    cell = long["性別"].astype(str) + " " + long["年齢階級"].astype(str)
-    key = long[group_cols].astype(str).agg("|".join, axis=1)
-    wide = pd.DataFrame({"key": key.to_numpy(), "cell": cell.to_numpy(), "v": long[count_col].to_numpy(float)})
-    wide = wide.pivot_table(index="key", columns="cell", values="v", aggfunc="sum")
-    wide["__total__"] = wide.sum(axis=1)
-    hidden = privacy.secondary_suppress(wide, total_col="__total__", threshold=threshold).drop(columns="__total__")
-    flat = hidden.stack()
-    return flat.reindex(pd.MultiIndex.from_arrays([key, cell])).fillna(False).to_numpy(dtype=bool)
 
 
 def participation_heat_figure(table: pd.DataFrame, indicator_id: str, footer: str, *,

@@ -189,44 +189,23 @@ def with_target_totals(flow: pd.DataFrame) -> pd.DataFrame:
 
 def _partitions(flow: pd.DataFrame) -> list[tuple[int, np.ndarray]]:
     """(total position, part positions) of every partition in the flow: a step that splits into
-    two or more branches (the branches partition it, as in `plots.flow_chart`) and the target
+    two or more branches (`privacy.tree_relations`, as in `plots.flow_chart`) and the target
     totals of `FLOW_TOTALS`."""
     ids = flow["step_id"].astype(str).tolist()
     pos = {k: i for i, k in enumerate(ids)}
-    kids: dict[int, list[int]] = {}
-    for node, parent in zip(ids, _flow_parents(flow).tolist()):
-        if parent is not None and parent in pos:
-            kids.setdefault(pos[parent], []).append(pos[node])
-    out = [(p, np.array(k)) for p, k in kids.items() if len(k) >= 2]
+    out = privacy.tree_relations(ids, _flow_parents(flow).tolist())
     for total, (_, parts) in FLOW_TOTALS.items():
         if total in pos:
-            out.append((pos[total], np.array([pos[k] for k in parts if k in pos])))
+            out.append((pos[total], np.array([pos[k] for k in parts if k in pos], dtype=np.int64)))
     return out
 
 
 def flow_hidden(flow: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> np.ndarray:
-    """Steps whose count must not be shown (DOMAIN §9): counts 1…threshold−1, then secondary
-    suppression in every partition (`_partitions`) whose total is shown: a single hidden part
-    could be recovered as total − the others, so the smallest other non-zero part is hidden too,
-    or the total when there is none (the NDB practice of `privacy.secondary_suppress`; the same
-    rule `plots.flow_chart` applies to branches). Repeated until stable."""
+    """Steps whose count must not be shown (DOMAIN §9): counts 1…threshold−1 and secondary
+    suppression over every partition of `_partitions` (`privacy.suppress_relations`), so that
+    no hidden count can be recovered from a shown step or target total."""
     count = pd.to_numeric(flow["count"], errors="coerce").to_numpy(float)
-    hidden = np.asarray(privacy.is_small(count, threshold), dtype=bool) | np.isnan(count)
-    parts = _partitions(flow)
-    for _ in range(len(count) + 1):  # each pass hides at least one more step, so this ends
-        changed = False
-        for total, kids in parts:  # a handful of partitions
-            if hidden[total] or hidden[kids].sum() != 1:
-                continue
-            candidates = kids[~hidden[kids] & (count[kids] > 0)]
-            if candidates.size:
-                hidden[candidates[np.argmin(count[candidates])]] = True
-            else:
-                hidden[total] = True
-            changed = True
-        if not changed:
-            break
-    return hidden
+    return privacy.suppress_relations(count, _partitions(flow), threshold)
 
 
 def flow_table(flow: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:

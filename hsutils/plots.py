@@ -1169,33 +1169,10 @@ def flow_chart(steps: pd.DataFrame, title: str, footer: str, *, show_share: bool
 
 
 def _flow_hidden(ids: list, parents: list, count: np.ndarray, threshold: int) -> np.ndarray:
-    """Counts to hide in a flow chart: 1–9 (or NaN), plus secondary suppression where a step
-    splits into two or more branches: the branches are taken to partition the step, so a single
-    hidden branch could be recovered as step − the others; then the smallest other non-zero
-    branch is hidden too, or the step itself when there is none (the NDB practice of
-    `hsutils.privacy.secondary_suppress`, DOMAIN §9). A single follow-on step is a filter, not
-    a partition, and needs no secondary suppression."""
-    hidden = _hidden_mask(count, threshold)
-    position = {node: k for k, node in enumerate(ids)}
-    splits: dict = {}
-    for node, parent in zip(ids, parents):
-        if parent is not None and parent in position:
-            splits.setdefault(position[parent], []).append(position[node])
-    splits = {p: np.array(kids) for p, kids in splits.items() if len(kids) >= 2}
-    for _ in range(len(ids) + 1):  # repeat until stable (a few steps)
-        changed = False
-        for parent, kids in splits.items():
-            if hidden[parent] or hidden[kids].sum() != 1:
-                continue
-            candidates = kids[~hidden[kids] & (count[kids] > 0)]
-            if candidates.size:
-                hidden[candidates[np.argmin(count[candidates])]] = True
-            else:
-                hidden[parent] = True
-            changed = True
-        if not changed:
-            break
-    return hidden
+    """Counts to hide in a flow chart: 1–9 (or NaN, hidden upstream) plus secondary suppression
+    over the branches of every split (`privacy.tree_relations`, `privacy.suppress_relations`;
+    DOMAIN §9)."""
+    return privacy.suppress_relations(count, privacy.tree_relations(ids, parents), threshold)
 
 
 _BREAK_BEFORE_AFTER = re.compile(r"(?=[（(])|(?<=[）)、・ ])")
