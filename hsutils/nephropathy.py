@@ -895,3 +895,52 @@ def flow_explorer(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
 
     panel = widgets.interactive_output(update, w)
     return widgets.VBox([widgets.VBox(list(w.values())), out, panel])
+
+
+# ---------------------------------------------------------------------------------------------
+# Additive relations between the committee tables of the report (privacy.SuppressionPlan)
+# Table names are those notebook 04 saves; each function gives the relations of one table to
+# itself and to the tables saved before it (DOMAIN §9, DESIGN §6).
+
+def flow_relations(flow: pd.DataFrame) -> list:
+    """flow_counts: every split step = Σ its branches, and the two target totals (FLOW_TOTALS)."""
+    full = flow if "ref_total" in set(flow["step_id"]) else with_target_totals(flow)
+    ids = full["step_id"].astype(str).tolist()
+    groups = tuple((ids[t], tuple(ids[p] for p in parts)) for t, parts in _partitions(full))
+    return [privacy.Partition("count", "step_id", groups)]
+
+
+#: ckd_heatmap: the 計 of each G row and each A column (per population).
+CKD_RELATIONS = (privacy.Margin("a_stage", TOTAL, by=("population", "g_stage")),
+                 privacy.Margin("g_stage", TOTAL, by=("population", "a_stage")))
+
+#: target_counts: the categories of each axis add up to its 計 row; every 計 is the target total
+#: of the flow table (受診勧奨 = ref_total, 保健指導 = gui_total).
+_FLOW_TOTAL_OF = {"referral": "ref_total", "guidance": "gui_total"}
+
+
+def target_count_relations(counts: pd.DataFrame, flow_table_name: str = "flow_counts") -> list:
+    """target_counts: Σ categories = 計 per axis; each axis's 計 = the flow's target total."""
+    rels = [privacy.Margin("category", TOTAL, by=("axis",))]
+    for axis in pd.unique(counts["axis"]):  # a few axes
+        rels += [privacy.Link(flow_table_name, col, rows={"axis": axis, "category": TOTAL},
+                              other_rows={"step_id": step}, other_col="count")
+                 for col, step in _FLOW_TOTAL_OF.items()]
+    return rels
+
+
+def trend_relations(area_name: str, fy: int, district_table_name: str | None = "district_untreated") -> list:
+    """trends: the municipality's 糖尿病型の未治療 of the analysis year = Σ the districts of the
+    district table saved before (when there is one)."""
+    if district_table_name is None:
+        return []
+    rows = {"indicator_id": "dm_untreated", "fy": int(fy), "area_name": area_name}
+    return [privacy.Link(district_table_name, col, rows=rows, reverse=True)
+            for col in ("numerator", "denominator")]
+
+
+def funnel_relations(pref_name: str, fy: int, trend_table_name: str = "trends") -> list:
+    """funnel: the municipalities of each indicator add up to the prefecture row of the trends."""
+    return [privacy.Link(trend_table_name, col, on=("indicator_id",),
+                         other_rows={"fy": int(fy), "area_name": pref_name})
+            for col in ("numerator", "denominator")]

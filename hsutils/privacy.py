@@ -569,12 +569,21 @@ class SuppressionPlan:
 
     def cell_name(self, position: int) -> str:
         """Japanese description of a cell: 表, 行, 列."""
+        name, row, col = self._cell_ref(position)
+        return f"表 {name} の {row + 1} 行目・列 {col}"
+
+    def _cell_ref(self, position: int) -> tuple[str, int, str]:
         for reg in self.tables.values():
             n = len(reg.frame) * len(reg.count_cols)
             if reg.offset <= position < reg.offset + n:
                 col, row = divmod(position - reg.offset, len(reg.frame))
-                return f"表 {reg.name} の {row + 1} 行目・列 {reg.count_cols[col]}"
-        return f"セル {position}"
+                return reg.name, row, reg.count_cols[col]
+        raise KeyError(position)
+
+    def relation_cells(self) -> list[tuple[tuple, list[tuple]]]:
+        """The registered relations as (total cell, [part cells]), a cell being (table name,
+        row position, column): the form `audit_recoverable` takes."""
+        return [(self._cell_ref(t), [self._cell_ref(p) for p in parts]) for t, parts in self.relations]
 
     def audit(self) -> list[str]:
         """`audit_recoverable` of the shown tables under the registered relations."""
