@@ -731,9 +731,9 @@ def map_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, tiles: pd
     cmap = "Blues" if indicators.REGISTRY[indicator_id].polarity == "higher_better" else "Oranges"
     note = ("地区境界ファイルがないため、地区を同じ大きさのタイルで表示しています（配置は地区マスタの緯度・経度による概略）"
             if boundaries is None else None)
-    return plots.choropleth(v, boundaries, "value", title, footer, tiles=tiles, count_col="count",
+    return plots.choropleth(v, boundaries, value_col="value", title=title, footer=footer, tiles=tiles, count_col="count",
                             value_fmt="{:.1f}", legend_title=f"{name}（%）", cmap=cmap,
-                            suppress_threshold=suppress_threshold, fallback_note=note)
+                            suppress_threshold=suppress_threshold, fallback_note=note).figure
 
 
 def ranking_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_name: str = "",
@@ -745,11 +745,11 @@ def ranking_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_
     t = _one_indicator(table, indicator_id)
     t = t.assign(count=np.where(t["suppressed"].astype(bool), 1, t["denominator"]))
     name = t["indicator_name"].iloc[0]
-    return plots.ranked_bar(t, "crude_rate", "crude_lower", "crude_upper", float(t["muni_rate"].iloc[0]),
-                            f"{muni_name} 地区別 {name}（{t['period'].iloc[0]}）", footer,
+    return plots.ranked_bar(t, value_col="crude_rate", lower_col="crude_lower", upper_col="crude_upper", benchmark=float(t["muni_rate"].iloc[0]),
+                            title=f"{muni_name} 地区別 {name}（{t['period'].iloc[0]}）", footer=footer,
                             label_col="district_name", polarity=t["polarity"].iloc[0], count_col="count",
                             x_label=f"{name}（%）", benchmark_label=f"{muni_name}全体",
-                            suppress_threshold=suppress_threshold)
+                            suppress_threshold=suppress_threshold).figure
 
 
 def funnel_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_name: str = "",
@@ -765,10 +765,10 @@ def funnel_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_n
     target = float(_one_indicator(table, indicator_id)["muni_rate"].iloc[0]) / 100
     name = _one_indicator(table, indicator_id)["indicator_name"].iloc[0]
     period = _one_indicator(table, indicator_id)["period"].iloc[0]
-    return plots.funnel_plot(t, "value", "denominator", target, title=f"{muni_name} 地区別 {name}：ファネルプロット（{period}）",
+    return plots.funnel_plot(t, value_col="value", denom_col="denominator", target=target, title=f"{muni_name} 地区別 {name}：ファネルプロット（{period}）",
                              footer=footer, label_col="district_name", count_col="numerator",
                              polarity=indicators.REGISTRY[indicator_id].polarity, y_label=f"{name}",
-                             target_label=f"{muni_name}全体", suppress_threshold=suppress_threshold)
+                             target_label=f"{muni_name}全体", suppress_threshold=suppress_threshold).figure
 
 
 def profile_figure(table: pd.DataFrame, district_code: str, footer: str, *, muni_name: str = "",
@@ -782,8 +782,8 @@ def profile_figure(table: pd.DataFrame, district_code: str, footer: str, *, muni
     name = table.loc[table["district_code"] == str(district_code), "district_name"].iloc[0]
     with warnings.catch_warnings():  # an indicator with every district suppressed has no range
         warnings.simplefilter("ignore", RuntimeWarning)
-        return plots.spine_chart(prof, f"{name}地区のプロフィール（{muni_name}全体との比較、{table['period'].iloc[0]}）",
-                                 footer, count_col="numerator", area_label=name,
+        return plots.spine_chart(prof, title=f"{name}地区のプロフィール（{muni_name}全体との比較、{table['period'].iloc[0]}）",
+                                 footer=footer, count_col="numerator", area_label=name,
                                  benchmark_label=f"{muni_name}全体", suppress_threshold=suppress_threshold)
 
 
@@ -800,10 +800,10 @@ def gap_figure(gap: pd.DataFrame, footer: str, *, target_rate: float = PARTICIPA
     d = d.sort_values("district_name")
     d["district_name"] = d["district_name"].astype(str)
     d["additional"] = d["additional"].round(0)
-    return plots.stacked_bars(d, "district_name", "sex_label", "additional",
-                              f"{muni_name} 受診率を{target_rate:.0%}にしたときの受診者増（地区別・推計）", footer,
+    return plots.stacked_bars(d, area_col="district_name", category_col="sex_label", count_col="additional",
+                              title=f"{muni_name} 受診率を{target_rate:.0%}にしたときの受診者増（地区別・推計）", footer=footer,
                               normalize=False, category_order=["男性", "女性"],
-                              suppress_threshold=suppress_threshold)
+                              suppress_threshold=suppress_threshold).figure
 
 
 # ------------------------------------------------------------------------------------------------

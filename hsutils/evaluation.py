@@ -751,8 +751,8 @@ def participation_heat_figure(table: pd.DataFrame, indicator_id: str, footer: st
     d = d.sort_values(["年齢階級"], kind="stable")
     name = d["指標"].iloc[0] if len(d) else indicator_id
     target = float(d["目標値（%）"].iloc[0]) if len(d) else np.nan
-    return plots.heat_table(d, "年齢階級", "列", "値", f"{name}（性・年齢階級別、目標 {target:.0f}%）", footer,
-                            fmt="{:.1%}", count_col="実施者数", suppress_threshold=suppress_threshold)
+    return plots.heat_table(d, row_col="年齢階級", col_col="列", value_col="値", title=f"{name}（性・年齢階級別、目標 {target:.0f}%）", footer=footer,
+                            fmt="{:.1%}", count_col="実施者数", suppress_threshold=suppress_threshold).figure
 
 
 def participation_gap_figure(table: pd.DataFrame, indicator_id: str, fy: int, footer: str, *,
@@ -783,10 +783,10 @@ def participation_gap_figure(table: pd.DataFrame, indicator_id: str, fy: int, fo
     target = float(d["目標値（%）"].iloc[0]) if len(d) else np.nan
     colours = {"実施者": plots.OKABE_ITO["blue"], "目標までの不足": plots.OKABE_ITO["vermillion"],
                "その他の未実施者": "#D9D9D9"}
-    return plots.stacked_bars(long, "区分", "内訳", "人数",
-                              f"{name}: 目標（{target:.0f}%）まであと何人か（{fy_short(fy)}、性・年齢階級別）",
-                              footer, normalize=False, category_order=cats, colours=colours,
-                              suppress_threshold=suppress_threshold)
+    return plots.stacked_bars(long, area_col="区分", category_col="内訳", count_col="人数",
+                              title=f"{name}: 目標（{target:.0f}%）まであと何人か（{fy_short(fy)}、性・年齢階級別）",
+                              footer=footer, normalize=False, category_order=cats, colours=colours,
+                              suppress_threshold=suppress_threshold).figure
 
 
 def participation_gap_text(table: pd.DataFrame, indicator_id: str, fy: int, top: int = 3) -> str:
@@ -1119,7 +1119,7 @@ def trend_figure(trends: pd.DataFrame, indicator_id: str, footer: str, *,
     return plots.trend_chart(d, x="年度", y="年齢調整値（%）", lower="下限", upper="上限", series_col="地域",
                              title=f"{name}（年齢調整、{std}）の推移", footer=footer, count_col="_count",
                              y_label="年齢調整値（%）", target=target, ci_style="errorbar",
-                             suppress_threshold=suppress_threshold)
+                             suppress_threshold=suppress_threshold).figure
 
 
 def trend_summary_text(trends: pd.DataFrame, muni_label: str = "市町村") -> str:

@@ -251,7 +251,7 @@ def flow_figure(flow: pd.DataFrame, title: str, footer: str,
                         step_label=[CHART_LABELS.get(k) or wrap_label(t)
                                     for k, t in zip(flow["step_id"], flow["step_label"])],
                         count=pd.Series(flow["count"].to_numpy(float), index=flow.index).mask(hidden))
-    return plots.flow_chart(steps, title, footer, suppress_threshold=threshold)
+    return plots.flow_chart(steps, title=title, footer=footer, suppress_threshold=threshold).figure
 
 
 def flow_summary(flow: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
@@ -720,9 +720,9 @@ def funnel_figure(df: pd.DataFrame, target: float, title: str, footer: str, high
                   y_label: str = "割合", threshold: int = privacy.DEFAULT_THRESHOLD):
     """Funnel plot (plots.funnel_plot, polarity lower is better) with this municipality ringed
     and named (unless its point is suppressed)."""
-    fig = plots.funnel_plot(df, "rate", "denominator", target, title=title, footer=footer,
+    fig = plots.funnel_plot(df, value_col="rate", denom_col="denominator", target=target, title=title, footer=footer,
                             label_col="area_name", count_col="numerator", polarity="lower_better",
-                            y_label=y_label, target_label="県全体", suppress_threshold=threshold)
+                            y_label=y_label, target_label="県全体", suppress_threshold=threshold).figure
     if highlight:
         row = df[df["area_code"] == str(highlight)]
         if len(row) and not (privacy.is_small(row["numerator"].iloc[0], threshold)
