@@ -49,7 +49,7 @@ from matplotlib.path import Path as MplPath
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
-from . import clinical, privacy, stats
+from . import clinical, privacy, report, stats
 from .errors import ParameterError
 
 with matplotlib.rc_context():  # importing matplotlib_fontja registers IPAexGothic (kept) and sets
@@ -146,10 +146,7 @@ STYLE = {
     "legend.frameon": False,
     "axes.prop_cycle": cycler(color=SERIES_COLOURS),
     "image.cmap": "cividis",
-    "pdf.fonttype": 42,
-    "ps.fonttype": 42,
-    "svg.fonttype": "path",
-    "svg.hashsalt": "hsutils",
+    **report.SAVE_RCPARAMS,
 }
 
 

@@ -160,12 +160,11 @@ def texts_of(fig) -> list[str]:
     """Texts drawn by the chart itself (the footer and title are the caller's words: a footer
     like "令和6年度" must not count as the number 6)."""
     return [t.get_text() for t in fig.findobj(matplotlib.text.Text)
-            if t.get_text() and t.get_gid() not in ("footer", "title")]
+            if t.get_text() and t.get_gid() not in ("footer", "title") and t.get_visible()]
 
 
 def visible_texts_of(fig) -> list[str]:
-    return [t for t, a in zip(texts_of(fig), [a for a in fig.findobj(matplotlib.text.Text)
-            if a.get_text() and a.get_gid() not in ("footer", "title")]) if a.get_visible()]
+    return texts_of(fig)  # texts_of keeps only visible texts
 
 
 def has_number(texts, number: int) -> bool:
