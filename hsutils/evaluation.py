@@ -973,6 +973,7 @@ def pair_counts(pairs: pd.DataFrame, suppress_threshold: int = privacy.DEFAULT_T
     return shown
 
 
+@plots.styled
 def guidance_change_figure(pairs: pd.DataFrame, title: str, footer: str, *,
                            suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
     """Distributions of the change t → t+1 per group: one box plot panel per measure. Boxes are
@@ -1150,6 +1151,7 @@ JUDGEMENT_COLOURS = {
 }
 
 
+@plots.styled
 def summary_figure(sheet: pd.DataFrame, title: str, footer: str, evaluation_fy: int,
                    *, suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
     """A4 landscape page: dot chart of the change (evaluation − baseline, points) with 95 %

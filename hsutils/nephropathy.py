@@ -716,6 +716,7 @@ def funnel_frame(prepared, indicator_id: str, fy: int) -> tuple[pd.DataFrame, fl
     return by[["area_code", "area_name", "numerator", "denominator", "rate", "funnel"]], target
 
 
+@plots.styled
 def funnel_figure(df: pd.DataFrame, target: float, title: str, footer: str, highlight: str | None = None,
                   y_label: str = "割合", threshold: int = privacy.DEFAULT_THRESHOLD):
     """Funnel plot (plots.funnel_plot, polarity lower is better) with this municipality ringed
@@ -725,8 +726,8 @@ def funnel_figure(df: pd.DataFrame, target: float, title: str, footer: str, high
                             y_label=y_label, target_label="県全体", suppress_threshold=threshold).figure
     if highlight:
         row = df[df["area_code"] == str(highlight)]
-        if len(row) and not (privacy.is_small(row["numerator"].iloc[0], threshold)
-                             or privacy.is_small(row["denominator"].iloc[0], threshold)):
+        if len(row) and not (privacy.is_hidden(row["numerator"].iloc[0], threshold)
+                             or privacy.is_hidden(row["denominator"].iloc[0], threshold)):
             ax = fig.axes[0]
             x, y = float(row["denominator"].iloc[0]), float(row["rate"].iloc[0])
             ax.scatter([x], [y], s=150, facecolors="none", edgecolors="#D55E00", linewidths=2.0,
@@ -746,8 +747,8 @@ def funnel_table(df: pd.DataFrame, indicator_id: str) -> pd.DataFrame:
 
 def funnel_summary(df: pd.DataFrame, muni_code: str | None, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
     """Japanese text: municipalities above/below the 95 % limits and where this one lies."""
-    ok = pd.Series(~(np.asarray(privacy.is_small(df["numerator"], threshold), dtype=bool)
-                     | np.asarray(privacy.is_small(df["denominator"], threshold), dtype=bool)), index=df.index)
+    ok = pd.Series(~(np.asarray(privacy.is_hidden(df["numerator"], threshold), dtype=bool)
+                     | np.asarray(privacy.is_hidden(df["denominator"], threshold), dtype=bool)), index=df.index)
     d = df[ok.to_numpy()]
     high = d.loc[d["funnel"].astype("str").str.contains("高い"), "area_name"].tolist()
     low = d.loc[d["funnel"].astype("str").str.contains("低い"), "area_name"].tolist()

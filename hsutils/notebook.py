@@ -84,6 +84,12 @@ class NotebookContext:
         self.tables[name] = shown
         return shown
 
+    def masked(self, name: str) -> pd.DataFrame:
+        """A saved committee table as numbers for its chart: every cell the report's suppression
+        plan hides is NaN (charts treat a NaN count as suppressed), so chart and table hide the
+        same figures."""
+        return self.plan.masked(name)
+
     def save_confidential(self, df: pd.DataFrame, name: str) -> Path:
         """Person-level list: only under confidential/ (CSV + xlsx), never shown in the report."""
         folder = self.out_dir / "confidential"

@@ -754,6 +754,7 @@ def save_support_priority(ctx, priority: pd.DataFrame, name: str = "support_prio
     return ctx.save_table(priority, name)
 
 
+@plots.styled
 def priority_chart(ctx, priority: pd.DataFrame, weights: Mapping[str, float], top: int | None = None):
     """Horizontal stacked bars of the score (one segment per weighted component) with the
     worse indicators written next to each bar, highest score at the top."""

@@ -58,7 +58,7 @@ with matplotlib.rc_context():  # importing matplotlib_fontja registers IPAexGoth
 __all__ = [
     "JAPANESE_FONT", "FIGURE_SIZES", "OKABE_ITO", "SERIES_COLOURS", "SIGNIFICANCE_COLOURS",
     "COMPARISON_NOTE", "SUPPRESSION_MARK", "FALLBACK_NOTE_DEFAULT",
-    "STYLE", "style", "apply_style", "footer", "fy_label", "fy_japanese", "significance_label",
+    "STYLE", "style", "styled", "apply_style", "footer", "fy_label", "fy_japanese", "significance_label",
     "significance_colour",
     "significance_colours", "suppression_note", "class_breaks", "conf_label",
     "choropleth", "funnel_plot", "ranked_bar", "trend_chart", "ckd_heatmap", "population_pyramid",
@@ -164,9 +164,10 @@ def apply_style() -> None:
     matplotlib.rcParams.update(STYLE)
 
 
-def _chart(function):
-    """Decorator of every chart function: runs it in `style()` and lays the figure out once
-    there, so ticks and labels made at draw time use the committee font as well."""
+def styled(function):
+    """Decorator of every chart function (and of figure functions in other modules): runs it in
+    `style()` and lays the figure out once there, so ticks and labels made at draw time use the
+    committee font as well. The function returns an Axes or a Figure."""
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         with style():
@@ -294,11 +295,10 @@ def _text_colour_on(colour) -> str:
 # Small counts (DESIGN §6, DOMAIN §9)
 # ---------------------------------------------------------------------------------------------
 def _hidden_mask(counts, threshold: int) -> np.ndarray:
-    """True where a count must not be shown: 1 … threshold−1 (privacy.is_small) or NaN
-    (already suppressed upstream)."""
+    """True where a count must not be shown: 1 … threshold−1 or NaN (hidden upstream;
+    `privacy.is_hidden`)."""
     c = pd.to_numeric(pd.Series(np.asarray(counts, dtype=object).ravel()), errors="coerce")
-    small = np.asarray(privacy.is_small(c, threshold), dtype=bool)
-    return small | c.isna().to_numpy()
+    return np.asarray(privacy.is_hidden(c, threshold), dtype=bool)
 
 
 def _row_hidden(df: pd.DataFrame, count_col: str | None, threshold: int) -> np.ndarray:
@@ -560,7 +560,7 @@ def _choropleth_legend(ax, edges, colours, fmt, extra: Sequence[tuple[str, str]]
               title=legend_title, loc="upper left", bbox_to_anchor=(1.0, 1.0), title_fontsize=8.5)
 
 
-@_chart
+@styled
 def choropleth(values: pd.DataFrame, boundaries: pd.DataFrame | None = None, *, value_col: str,
                title: str, footer: str, area_col: str = "code", label_col: str = "name", classes: int = 5,
                cmap="Blues", labels: bool = True, tiles: pd.DataFrame | None = None,
@@ -698,7 +698,7 @@ _FUNNEL_TO_COMPARISON = {
 }
 
 
-@_chart
+@styled
 def funnel_plot(df: pd.DataFrame, *, value_col: str, denom_col: str, target: float,
                 kind: str = "proportion", title: str = "", footer: str = "",
                 label_col: str = "name", count_col: str | None = None, polarity=None,
@@ -777,7 +777,7 @@ def funnel_plot(df: pd.DataFrame, *, value_col: str, denom_col: str, target: flo
 # ---------------------------------------------------------------------------------------------
 # Ranked bar
 # ---------------------------------------------------------------------------------------------
-@_chart
+@styled
 def ranked_bar(df: pd.DataFrame, *, value_col: str, lower_col: str, upper_col: str, benchmark: float,
                title: str, footer: str, label_col: str = "name", comparison_col: str = "comparison",
                polarity=None, group_col: str | None = None, conf: float | None = None, count_col: str | None = None,
@@ -867,7 +867,7 @@ def ranked_bar(df: pd.DataFrame, *, value_col: str, lower_col: str, upper_col: s
 # ---------------------------------------------------------------------------------------------
 # Trend chart
 # ---------------------------------------------------------------------------------------------
-@_chart
+@styled
 def trend_chart(df: pd.DataFrame, *, x: str = "fy", y: str = "value", lower: str | None = "lower",
                 upper: str | None = "upper", series_col: str | None = None, title: str = "",
                 footer: str = "", conf: float | None = None, count_col: str | None = None, ci_style: str = "band",
@@ -927,7 +927,7 @@ _G_LABELS = {"G1": "G1\n90以上", "G2": "G2\n60–89", "G3a": "G3a\n45–59", "
 _A_LABELS = {"A1": "A1\n尿蛋白（−）", "A2": "A2\n尿蛋白（±）", "A3": "A3\n尿蛋白（1+以上）"}
 
 
-@_chart
+@styled
 def ckd_heatmap(counts: pd.DataFrame, *, title: str, footer: str, g_col: str = "g_stage",
                 a_col: str = "a_stage", count_col: str = "count", show_share: bool = True,
                 suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
@@ -1059,7 +1059,7 @@ def _draw_pyramid(ax, d: pd.DataFrame, age_col, sex_col, count_col, threshold, v
     return bool(hid_m.any() or hid_f.any())
 
 
-@_chart
+@styled
 def population_pyramid(df: pd.DataFrame, *, title: str, footer: str, age_col: str = "age_band",
                        sex_col: str = "sex", count_col: str = "count", value_labels: bool = True,
                        suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
@@ -1080,7 +1080,7 @@ def population_pyramid(df: pd.DataFrame, *, title: str, footer: str, age_col: st
     return _finish_chart(fig, ax, own, title, footer, notes)
 
 
-@_chart
+@styled
 def pyramid_small_multiples(df: pd.DataFrame, *, facet_col: str, title: str, footer: str,
                             age_col: str = "age_band", sex_col: str = "sex",
                             count_col: str = "count", ncols: int = 4, share_x: bool = True,
@@ -1118,7 +1118,7 @@ def pyramid_small_multiples(df: pd.DataFrame, *, facet_col: str, title: str, foo
 # ---------------------------------------------------------------------------------------------
 # Stacked bars (e.g. 階層化 levels by area)
 # ---------------------------------------------------------------------------------------------
-@_chart
+@styled
 def stacked_bars(df: pd.DataFrame, *, area_col: str, category_col: str, count_col: str, title: str,
                  footer: str, normalize: bool = True, category_order: Sequence | None = None,
                  colours: Mapping | None = None, suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
@@ -1219,7 +1219,7 @@ def _tree_layout(ids: list, parents: list) -> tuple[dict, dict]:
     return depth, slot
 
 
-@_chart
+@styled
 def flow_chart(steps: pd.DataFrame, *, title: str, footer: str, show_share: bool = True,
                suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
     """Flow of an extraction as boxes and arrows, left to right (e.g. 健診受診者 → 糖尿病型 →
@@ -1323,7 +1323,7 @@ def _spine_position(value, benchmark, half_width, lower_better):
     return 0.5 + sign * (value - benchmark) / (2 * half_width)
 
 
-@_chart
+@styled
 def spine_chart(df: pd.DataFrame, *, title: str, footer: str, value_fmt: str = "{:.1f}",
                 fmt_col: str | None = None, count_col: str | None = None,
                 area_label: str = "当該地域", benchmark_label: str = "基準値",
@@ -1409,7 +1409,7 @@ def spine_chart(df: pd.DataFrame, *, title: str, footer: str, value_fmt: str = "
 # ---------------------------------------------------------------------------------------------
 # Heat table
 # ---------------------------------------------------------------------------------------------
-@_chart
+@styled
 def heat_table(df: pd.DataFrame, *, row_col: str, col_col: str, value_col: str, title: str,
                footer: str, fmt: str = "{:.1%}", count_col: str | None = None,
                comparison_col: str | None = None, polarity=None, cmap="Blues",
@@ -1473,7 +1473,7 @@ def heat_table(df: pd.DataFrame, *, row_col: str, col_col: str, value_col: str, 
 # ---------------------------------------------------------------------------------------------
 # UpSet chart
 # ---------------------------------------------------------------------------------------------
-@_chart
+@styled
 def upset_chart(membership: pd.DataFrame, *, title: str, footer: str,
                 criteria: Sequence[str] | None = None, count_col: str | None = None,
                 labels: Mapping[str, str] | None = None, max_intersections: int = 15,

@@ -38,7 +38,7 @@ from .errors import ParameterError
 
 __all__ = [
     "DEFAULT_THRESHOLD", "SUPPRESSION_MARK", "SUPPRESSED_COLUMN",
-    "is_small", "suppress_table", "mask_small", "secondary_suppress", "apply_suppression",
+    "is_small", "is_hidden", "suppress_table", "mask_small", "secondary_suppress", "apply_suppression",
     "suppress_relations", "suppress_groups", "SuppressionPlan", "Margin", "ColumnMargin", "Partition", "Link",
     "tree_relations", "audit_recoverable", "assert_no_small_counts", "assert_no_person_ids",
 ]
@@ -78,6 +78,14 @@ def is_small(count, threshold=DEFAULT_THRESHOLD):
     if np.ndim(small) == 0:
         return bool(small)
     return small
+
+
+def is_hidden(count, threshold=DEFAULT_THRESHOLD):
+    """True for counts that may not be shown: 1 … threshold − 1 (`is_small`) or missing (NaN,
+    i.e. hidden upstream by a suppression plan). Scalar in, bool out; array/Series in, array out."""
+    c = _numeric(count)
+    hidden = np.asarray(is_small(c, threshold), dtype=bool) | np.isnan(np.asarray(c, dtype=float))
+    return bool(hidden) if np.ndim(hidden) == 0 else hidden
 
 
 def _derived_map(count_cols: Sequence[str], derived_cols) -> dict[str, list[str]]:
@@ -559,12 +567,17 @@ class SuppressionPlan:
         return out
 
     def masked(self, name: str) -> pd.DataFrame:
-        """Numeric version for charts: hidden cells NaN (charts treat NaN as suppressed)."""
+        """Version for charts: hidden counts and numbers NaN (charts treat NaN as suppressed),
+        hidden texts None; other cells as registered."""
         reg = self.tables[name]
         out = reg.frame.copy()
         mask = self.mask(name)
         for col in mask.columns[mask.to_numpy().any(axis=0)]:
-            out[col] = pd.to_numeric(out[col], errors="coerce").astype(float).mask(mask[col].to_numpy())
+            hide = mask[col].to_numpy()
+            if col in reg.count_cols or pd.api.types.is_numeric_dtype(out[col]):
+                out[col] = pd.to_numeric(out[col], errors="coerce").astype(float).mask(hide)
+            else:  # a derived text (judgement, funnel position): None where hidden
+                out[col] = out[col].astype(object).mask(hide, None)
         return out
 
     def cell_name(self, position: int) -> str:

@@ -135,3 +135,19 @@ def test_audit_clean_when_two_large_hidden():
     tables = {"t": pd.DataFrame({"n": [100, M, M, 60]})}
     rel = [(("t", 0, "n"), [("t", 1, "n"), ("t", 2, "n"), ("t", 3, "n")])]
     assert privacy.audit_recoverable(tables, rel) == []
+
+
+def test_plan_masked_for_charts_keeps_text_columns():
+    df = pd.DataFrame({"n": [3, 40], "rate": [0.1, 0.4], "judgement": ["高い", "低い"]})
+    plan = privacy.SuppressionPlan()
+    plan.add_table("t", df, ["n"], derived_cols=["rate", "judgement"])
+    plan.solve()
+    m = plan.masked("t")
+    assert np.isnan(m["n"].iloc[0]) and np.isnan(m["rate"].iloc[0]) and m["judgement"].iloc[0] is None
+    assert m["n"].iloc[1] == 40 and m["rate"].iloc[1] == 0.4 and m["judgement"].iloc[1] == "低い"
+
+
+def test_is_hidden_counts_missing_as_hidden():
+    assert privacy.is_hidden(np.nan) and privacy.is_hidden(9) and not privacy.is_hidden(0)
+    assert not privacy.is_hidden(10)
+    assert privacy.is_hidden(pd.Series([1.0, np.nan, 0.0, 12.0])).tolist() == [True, True, False, False]
