@@ -444,8 +444,7 @@ def participation_gap(groups: pd.DataFrame, target_rate: float = PARTICIPATION_T
 def small_groups(groups: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> np.ndarray:
     """Groups whose 受診者 or 対象者 is 1…threshold−1: their rate, gap and additional count
     would reveal a small count, so they are shown as "‐" and left out of rankings (DOMAIN §9)."""
-    return (privacy.is_small(groups["participants"], threshold).to_numpy(bool)
-            | privacy.is_small(groups["targets"], threshold).to_numpy(bool))
+    return privacy.small_rows(groups, ["participants", "targets"], threshold)
 
 
 def top_gap_groups(gap: pd.DataFrame, n: int = 10, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
@@ -580,8 +579,7 @@ def priority_scores(table: pd.DataFrame, gap_districts: pd.DataFrame, targets: p
     n_worse = worse.groupby("district_code").size()
 
     gd = gap_districts.set_index("district_code")
-    gap_small = privacy.is_small(gd["targets"], suppress_threshold) | privacy.is_small(gd["participants"],
-                                                                                      suppress_threshold)
+    gap_small = pd.Series(privacy.small_rows(gd, ["targets", "participants"], suppress_threshold), index=gd.index)
     gap_share = gd["additional_share"].where(~gap_small, 0.0)
     td = targets[targets["district_code"] != ""].set_index("district_code")
     unt = td["ref_untreated"].astype(float)

@@ -464,8 +464,7 @@ def district_indicator(prepared, muni_code: str, indicator_id: str, fy: int, con
 
 def district_summary(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
     """Japanese text: districts significantly above/below the municipality (shown rows only)."""
-    ok = ~(np.asarray(privacy.is_small(table["numerator"], threshold), dtype=bool)
-           | np.asarray(privacy.is_small(table["denominator"], threshold), dtype=bool))
+    ok = ~privacy.small_rows(table, ["numerator", "denominator"], threshold)
     t = table[ok]
     high = t.loc[t["comparison"] == "有意に高い", "area_name"].tolist()
     low = t.loc[t["comparison"] == "有意に低い", "area_name"].tolist()

@@ -307,8 +307,7 @@ def significant_lines(table: pd.DataFrame, fy: int, indicator_ids: Sequence[str]
 
 def _visible(df: pd.DataFrame, threshold: int, num: str = "numerator", den: str = "denominator") -> pd.DataFrame:
     """Rows whose counts may be shown (no count 1 … threshold−1, DOMAIN §9)."""
-    small = privacy.is_small(df[num], threshold) | privacy.is_small(df[den], threshold)
-    return df[~np.asarray(small, dtype=bool)]
+    return df[~privacy.small_rows(df, [num, den], threshold)]
 
 
 def parameter_table(**params) -> pd.DataFrame:
@@ -413,9 +412,9 @@ def _map_footer(ctx, layers: dict, population: str, conditions: str, fy: int) ->
 def _hide_small_rows(df: pd.DataFrame, threshold: int) -> pd.DataFrame:
     """Numerator set to NaN (= suppressed for hsutils.plots) where numerator or denominator is
     1 … threshold−1, so a chart never shows a figure derived from a small count (DOMAIN §9)."""
-    small = privacy.is_small(df["numerator"], threshold) | privacy.is_small(df["denominator"], threshold)
+    small = privacy.small_rows(df, ["numerator", "denominator"], threshold)
     out = df.copy()
-    out["numerator"] = out["numerator"].astype(float).mask(np.asarray(small, dtype=bool))
+    out["numerator"] = out["numerator"].astype(float).mask(small)
     return out
 
 

@@ -38,7 +38,7 @@ from .errors import ParameterError
 
 __all__ = [
     "DEFAULT_THRESHOLD", "SUPPRESSION_MARK", "SUPPRESSED_COLUMN",
-    "is_small", "is_hidden", "suppress_table", "mask_small", "secondary_suppress", "apply_suppression",
+    "is_small", "is_hidden", "small_rows", "suppress_table", "mask_small", "secondary_suppress", "apply_suppression",
     "suppress_relations", "suppress_groups", "SuppressionPlan", "Margin", "ColumnMargin", "Partition", "Link",
     "tree_relations", "audit_recoverable", "assert_no_small_counts", "assert_no_person_ids",
 ]
@@ -86,6 +86,13 @@ def is_hidden(count, threshold=DEFAULT_THRESHOLD):
     c = _numeric(count)
     hidden = np.asarray(is_small(c, threshold), dtype=bool) | np.isnan(np.asarray(c, dtype=float))
     return bool(hidden) if np.ndim(hidden) == 0 else hidden
+
+
+def small_rows(df: pd.DataFrame, count_cols, threshold=DEFAULT_THRESHOLD) -> np.ndarray:
+    """Rows in which any of `count_cols` is 1 … threshold − 1: every figure of such a row derives
+    from a small count (a rate from its numerator and denominator) and may not be shown."""
+    cols = [count_cols] if isinstance(count_cols, str) else list(count_cols)
+    return np.asarray(is_small(df[cols], threshold), dtype=bool).any(axis=1)
 
 
 def _derived_map(count_cols: Sequence[str], derived_cols) -> dict[str, list[str]]:
