@@ -242,38 +242,19 @@ def municipal_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame
 # ------------------------------------------------------------------------------------------------
 # suppression with district totals (DOMAIN §9)
 
-def _secondary_mask(long: pd.DataFrame, group: list[str], col_col: str, count_col: str,
-                    threshold: int) -> pd.Series:
-    """Cells of `count_col` to hide (primary 1–9 + secondary): for each group (a row of the wide
-    table, e.g. indicator × fy) the districts are the columns and their sum the total, because
-    the municipal figure is published elsewhere and a single hidden district could be recovered
-    by subtraction (DOMAIN §9)."""
-    key = long[group[0]].astype(str)
-    for g in group[1:]:
-        key = key + "|" + long[g].astype(str)
-    wide = pd.DataFrame({"_k": key.to_numpy(), "_c": long[col_col].astype(str).to_numpy(),
-                         "_v": pd.to_numeric(long[count_col], errors="coerce").to_numpy(float)}
-                        ).pivot_table(index="_k", columns="_c", values="_v", aggfunc="sum")
-    wide["__total__"] = wide.sum(axis=1, min_count=1)
-    hidden = privacy.secondary_suppress(wide, total_col="__total__", threshold=threshold)
-    stacked = hidden.drop(columns="__total__").stack()
-    look = pd.Series(stacked.to_numpy(), index=[f"{a}||{b}" for a, b in stacked.index])
-    return pd.Series((key + "||" + long[col_col].astype(str)).map(look).fillna(False).to_numpy(bool),
-                     index=long.index)
-
-
 def suppress_district_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
     """Committee version of a district indicator table: numerators/denominators 1…threshold−1
     and, per indicator × fy × period, the next-smallest district when exactly one is hidden
     (secondary suppression) are shown as "‐", together with every rate, interval, ratio and
     judgement derived from them (DOMAIN §9, DESIGN §6). `suppressed` is True on those rows."""
     group = ["indicator_id", "fy", "period"]
-    hid_num = _secondary_mask(table, group, "district_code", "numerator", threshold)
-    hid_den = _secondary_mask(table, group, "district_code", "denominator", threshold)
-    row = (hid_num | hid_den).to_numpy()
+    # the districts add up to the municipal figure, published elsewhere in the report
+    hid_num = privacy.suppress_groups(table, "numerator", group, threshold=threshold)
+    hid_den = privacy.suppress_groups(table, "denominator", group, threshold=threshold)
+    row = hid_num | hid_den
     mask = pd.DataFrame(False, index=table.index, columns=table.columns)
-    mask["numerator"] = hid_num.to_numpy()
-    mask["denominator"] = hid_den.to_numpy()
+    mask["numerator"] = hid_num
+    mask["denominator"] = hid_den
     for c in _DERIVED:
         if c in mask:
             mask[c] = row
@@ -468,8 +449,7 @@ def participation_gap(groups: pd.DataFrame, target_rate: float = PARTICIPATION_T
 def small_groups(groups: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> np.ndarray:
     """Groups whose 受診者 or 対象者 is 1…threshold−1: their rate, gap and additional count
     would reveal a small count, so they are shown as "‐" and left out of rankings (DOMAIN §9)."""
-    return (privacy.is_small(groups["participants"], threshold).to_numpy(bool)
-            | privacy.is_small(groups["targets"], threshold).to_numpy(bool))
+    return privacy.small_rows(groups, ["participants", "targets"], threshold)
 
 
 def top_gap_groups(gap: pd.DataFrame, n: int = 10, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
@@ -604,8 +584,7 @@ def priority_scores(table: pd.DataFrame, gap_districts: pd.DataFrame, targets: p
     n_worse = worse.groupby("district_code").size()
 
     gd = gap_districts.set_index("district_code")
-    gap_small = privacy.is_small(gd["targets"], suppress_threshold) | privacy.is_small(gd["participants"],
-                                                                                      suppress_threshold)
+    gap_small = pd.Series(privacy.small_rows(gd, ["targets", "participants"], suppress_threshold), index=gd.index)
     gap_share = gd["additional_share"].where(~gap_small, 0.0)
     td = targets[targets["district_code"] != ""].set_index("district_code")
     unt = td["ref_untreated"].astype(float)
@@ -755,9 +734,9 @@ def map_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, tiles: pd
     cmap = "Blues" if indicators.REGISTRY[indicator_id].polarity == "higher_better" else "Oranges"
     note = ("地区境界ファイルがないため、地区を同じ大きさのタイルで表示しています（配置は地区マスタの緯度・経度による概略）"
             if boundaries is None else None)
-    return plots.choropleth(v, boundaries, "value", title, footer, tiles=tiles, count_col="count",
+    return plots.choropleth(v, boundaries, value_col="value", title=title, footer=footer, tiles=tiles, count_col="count",
                             value_fmt="{:.1f}", legend_title=f"{name}（%）", cmap=cmap,
-                            suppress_threshold=suppress_threshold, fallback_note=note)
+                            suppress_threshold=suppress_threshold, fallback_note=note).figure
 
 
 def ranking_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_name: str = "",
@@ -769,11 +748,11 @@ def ranking_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_
     t = _one_indicator(table, indicator_id)
     t = t.assign(count=np.where(t["suppressed"].astype(bool), 1, t["denominator"]))
     name = t["indicator_name"].iloc[0]
-    return plots.ranked_bar(t, "crude_rate", "crude_lower", "crude_upper", float(t["muni_rate"].iloc[0]),
-                            f"{muni_name} 地区別 {name}（{t['period'].iloc[0]}）", footer,
+    return plots.ranked_bar(t, value_col="crude_rate", lower_col="crude_lower", upper_col="crude_upper", benchmark=float(t["muni_rate"].iloc[0]),
+                            title=f"{muni_name} 地区別 {name}（{t['period'].iloc[0]}）", footer=footer,
                             label_col="district_name", polarity=t["polarity"].iloc[0], count_col="count",
                             x_label=f"{name}（%）", benchmark_label=f"{muni_name}全体",
-                            suppress_threshold=suppress_threshold)
+                            suppress_threshold=suppress_threshold).figure
 
 
 def funnel_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_name: str = "",
@@ -789,10 +768,10 @@ def funnel_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_n
     target = float(_one_indicator(table, indicator_id)["muni_rate"].iloc[0]) / 100
     name = _one_indicator(table, indicator_id)["indicator_name"].iloc[0]
     period = _one_indicator(table, indicator_id)["period"].iloc[0]
-    return plots.funnel_plot(t, "value", "denominator", target, title=f"{muni_name} 地区別 {name}：ファネルプロット（{period}）",
+    return plots.funnel_plot(t, value_col="value", denom_col="denominator", target=target, title=f"{muni_name} 地区別 {name}：ファネルプロット（{period}）",
                              footer=footer, label_col="district_name", count_col="numerator",
                              polarity=indicators.REGISTRY[indicator_id].polarity, y_label=f"{name}",
-                             target_label=f"{muni_name}全体", suppress_threshold=suppress_threshold)
+                             target_label=f"{muni_name}全体", suppress_threshold=suppress_threshold).figure
 
 
 def profile_figure(table: pd.DataFrame, district_code: str, footer: str, *, muni_name: str = "",
@@ -806,8 +785,8 @@ def profile_figure(table: pd.DataFrame, district_code: str, footer: str, *, muni
     name = table.loc[table["district_code"] == str(district_code), "district_name"].iloc[0]
     with warnings.catch_warnings():  # an indicator with every district suppressed has no range
         warnings.simplefilter("ignore", RuntimeWarning)
-        return plots.spine_chart(prof, f"{name}地区のプロフィール（{muni_name}全体との比較、{table['period'].iloc[0]}）",
-                                 footer, count_col="numerator", area_label=name,
+        return plots.spine_chart(prof, title=f"{name}地区のプロフィール（{muni_name}全体との比較、{table['period'].iloc[0]}）",
+                                 footer=footer, count_col="numerator", area_label=name,
                                  benchmark_label=f"{muni_name}全体", suppress_threshold=suppress_threshold)
 
 
@@ -824,10 +803,10 @@ def gap_figure(gap: pd.DataFrame, footer: str, *, target_rate: float = PARTICIPA
     d = d.sort_values("district_name")
     d["district_name"] = d["district_name"].astype(str)
     d["additional"] = d["additional"].round(0)
-    return plots.stacked_bars(d, "district_name", "sex_label", "additional",
-                              f"{muni_name} 受診率を{target_rate:.0%}にしたときの受診者増（地区別・推計）", footer,
+    return plots.stacked_bars(d, area_col="district_name", category_col="sex_label", count_col="additional",
+                              title=f"{muni_name} 受診率を{target_rate:.0%}にしたときの受診者増（地区別・推計）", footer=footer,
                               normalize=False, category_order=["男性", "女性"],
-                              suppress_threshold=suppress_threshold)
+                              suppress_threshold=suppress_threshold).figure
 
 
 # ------------------------------------------------------------------------------------------------

@@ -696,7 +696,8 @@ def participation_by_sex_age(prepared, muni_code: str, fys: Sequence[int], targe
     out = out.sort_values(["指標ID", "年度", "性別", "年齢階級"], key=lambda c: c.map(
         {"男": 0, "女": 1}) if c.name == "性別" else c).reset_index(drop=True)
     derived = ["実施率（%）", "下限", "上限", "目標との差（ポイント）", "目標までの不足人数"]
-    hide = {c: _secondary_mask(out, c, ["指標ID", "年度"], suppress_threshold) for c in ("対象者数", "実施者数")}
+    hide = {c: privacy.suppress_groups(out, c, ["指標ID", "年度"], threshold=suppress_threshold)
+            for c in ("対象者数", "実施者数")}
     mask = pd.DataFrame(False, index=out.index, columns=out.columns)
     for c in ("対象者数", "実施者数"):
         mask[c] = hide[c]
@@ -706,20 +707,6 @@ def participation_by_sex_age(prepared, muni_code: str, fys: Sequence[int], targe
     shown = privacy.apply_suppression(out, mask)
     shown[privacy.SUPPRESSED_COLUMN] = mask.to_numpy().any(axis=1)
     return shown
-
-
-def _secondary_mask(long: pd.DataFrame, count_col: str, group_cols: list[str], threshold: int) -> np.ndarray:
-    """Cells of `count_col` to hide, including secondary suppression (privacy.secondary_suppress):
-    within each group (e.g. indicator × year) the cells add up to the area total shown on the
-    evaluation sheet, so a single hidden cell could be recovered by subtraction (DOMAIN §9)."""
-    cell = long["性別"].astype(str) + " " + long["年齢階級"].astype(str)
-    key = long[group_cols].astype(str).agg("|".join, axis=1)
-    wide = pd.DataFrame({"key": key.to_numpy(), "cell": cell.to_numpy(), "v": long[count_col].to_numpy(float)})
-    wide = wide.pivot_table(index="key", columns="cell", values="v", aggfunc="sum")
-    wide["__total__"] = wide.sum(axis=1)
-    hidden = privacy.secondary_suppress(wide, total_col="__total__", threshold=threshold).drop(columns="__total__")
-    flat = hidden.stack()
-    return flat.reindex(pd.MultiIndex.from_arrays([key, cell])).fillna(False).to_numpy(dtype=bool)
 
 
 def participation_heat_figure(table: pd.DataFrame, indicator_id: str, footer: str, *,
@@ -733,8 +720,8 @@ def participation_heat_figure(table: pd.DataFrame, indicator_id: str, footer: st
     d = d.sort_values(["年齢階級"], kind="stable")
     name = d["指標"].iloc[0] if len(d) else indicator_id
     target = float(d["目標値（%）"].iloc[0]) if len(d) else np.nan
-    return plots.heat_table(d, "年齢階級", "列", "値", f"{name}（性・年齢階級別、目標 {target:.0f}%）", footer,
-                            fmt="{:.1%}", count_col="実施者数", suppress_threshold=suppress_threshold)
+    return plots.heat_table(d, row_col="年齢階級", col_col="列", value_col="値", title=f"{name}（性・年齢階級別、目標 {target:.0f}%）", footer=footer,
+                            fmt="{:.1%}", count_col="実施者数", suppress_threshold=suppress_threshold).figure
 
 
 def participation_gap_figure(table: pd.DataFrame, indicator_id: str, fy: int, footer: str, *,
@@ -765,10 +752,10 @@ def participation_gap_figure(table: pd.DataFrame, indicator_id: str, fy: int, fo
     target = float(d["目標値（%）"].iloc[0]) if len(d) else np.nan
     colours = {"実施者": plots.OKABE_ITO["blue"], "目標までの不足": plots.OKABE_ITO["vermillion"],
                "その他の未実施者": "#D9D9D9"}
-    return plots.stacked_bars(long, "区分", "内訳", "人数",
-                              f"{name}: 目標（{target:.0f}%）まであと何人か（{fy_short(fy)}、性・年齢階級別）",
-                              footer, normalize=False, category_order=cats, colours=colours,
-                              suppress_threshold=suppress_threshold)
+    return plots.stacked_bars(long, area_col="区分", category_col="内訳", count_col="人数",
+                              title=f"{name}: 目標（{target:.0f}%）まであと何人か（{fy_short(fy)}、性・年齢階級別）",
+                              footer=footer, normalize=False, category_order=cats, colours=colours,
+                              suppress_threshold=suppress_threshold).figure
 
 
 def participation_gap_text(table: pd.DataFrame, indicator_id: str, fy: int, top: int = 3) -> str:
@@ -921,6 +908,7 @@ def pair_counts(pairs: pd.DataFrame, suppress_threshold: int = privacy.DEFAULT_T
     return shown
 
 
+@plots.styled
 def guidance_change_figure(pairs: pd.DataFrame, title: str, footer: str, *,
                            suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
     """Distributions of the change t → t+1 per group: one box plot panel per measure. Boxes are
@@ -1042,7 +1030,7 @@ def trend_figure(trends: pd.DataFrame, indicator_id: str, footer: str, *,
     return plots.trend_chart(d, x="年度", y="年齢調整値（%）", lower="下限", upper="上限", series_col="地域",
                              title=f"{name}（年齢調整、{std}）の推移", footer=footer, count_col="_count",
                              y_label="年齢調整値（%）", target=target, ci_style="errorbar",
-                             suppress_threshold=suppress_threshold)
+                             suppress_threshold=suppress_threshold).figure
 
 
 def trend_summary_text(trends: pd.DataFrame, muni_label: str = "市町村") -> str:
@@ -1073,6 +1061,7 @@ JUDGEMENT_COLOURS = {
 }
 
 
+@plots.styled
 def summary_figure(sheet: pd.DataFrame, title: str, footer: str, evaluation_fy: int,
                    *, suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
     """A4 landscape page: dot chart of the change (evaluation − baseline, points) with 95 %

@@ -156,19 +156,20 @@ def _choropleths(ctx: _Context) -> list[GalleryChart]:
     muni_style = {"count_col": "count", "legend_title": "受診率（%）", "cmap": "Blues"}
     return [
         GalleryChart("choropleth_muni", muni_title, kind,
-                     plots.choropleth(muni, layers["muni"], "value", muni_title, muni_foot + credit,
-                                      tiles=None if mapped else layers["tiles"],
-                                      fallback_note=layers["note"] or None, **muni_style),
+                     plots.choropleth(muni, layers["muni"], value_col="value", title=muni_title,
+                                      footer=muni_foot + credit, tiles=None if mapped else layers["tiles"],
+                                      fallback_note=layers["note"] or None, **muni_style).figure,
                      layers["note"]),
         GalleryChart("choropleth_medical_area", area_title, kind,
-                     plots.choropleth(area, layers["medical_area"], "value", area_title, area_foot + credit,
-                                      count_col="count", tiles=None if mapped else _medical_area_tiles(master),
+                     plots.choropleth(area, layers["medical_area"], value_col="value", title=area_title,
+                                      footer=area_foot + credit, count_col="count",
+                                      tiles=None if mapped else _medical_area_tiles(master),
                                       legend_title="該当者の割合（%）", cmap="Oranges",
                                       fallback_note="境界データが使えないため、二次医療圏を同じ大きさのタイルで"
-                                                    "表示しています（面積・位置は実際と異なります）")),
+                                                    "表示しています（面積・位置は実際と異なります）").figure),
         GalleryChart("tile_map", muni_title + "（タイル地図）", "tile_map",
-                     plots.choropleth(muni, None, "value", muni_title, muni_foot, tiles=layers["tiles"],
-                                      fallback_note=TILE_EXAMPLE_NOTE, **muni_style)),
+                     plots.choropleth(muni, None, value_col="value", title=muni_title, footer=muni_foot,
+                                      tiles=layers["tiles"], fallback_note=TILE_EXAMPLE_NOTE, **muni_style).figure),
     ]
 
 
@@ -181,10 +182,10 @@ def _funnel(ctx: _Context) -> list[GalleryChart]:
     df = pd.DataFrame({"name": t["area_name"], "rate": t["crude_rate"] / 100,
                        "n": t["denominator"].astype(float), "count": t["shown_count"]})
     title = f"特定健診実施率のファンネルプロット（市町村、{plots.fy_japanese(ctx.fy)}）"
-    fig = plots.funnel_plot(df, "rate", "n", target, "proportion", title,
-                            ctx.footer("国保 40–74歳 年度継続加入者", "粗率、基準値は県全体"),
+    fig = plots.funnel_plot(df, value_col="rate", denom_col="n", target=target, kind="proportion", title=title,
+                            footer=ctx.footer("国保 40–74歳 年度継続加入者", "粗率、基準値は県全体"),
                             count_col="count", polarity="higher_better",
-                            y_label="特定健診実施率", target_label="県全体")
+                            y_label="特定健診実施率", target_label="県全体").figure
     return [GalleryChart("funnel_plot", title, "funnel_plot", fig)]
 
 
@@ -194,12 +195,12 @@ def _ranked_bar(ctx: _Context) -> list[GalleryChart]:
                        "upper": t["sr_upper"] * 100, "comparison": t["comparison"],
                        "medical_area": t["medical_area"], "count": t["shown_count"]})
     title = f"特定健診受診の標準化比（市町村別、県=100、{plots.fy_japanese(ctx.fy)}）"
-    fig = plots.ranked_bar(df, "sr", "lower", "upper", 100.0, title,
-                           ctx.footer("国保 40–74歳 年度継続加入者",
+    fig = plots.ranked_bar(df, value_col="sr", lower_col="lower", upper_col="upper", benchmark=100.0, title=title,
+                           footer=ctx.footer("国保 40–74歳 年度継続加入者",
                                       "性・年齢調整（間接法、県全体=100）、二次医療圏別に表示"),
                            polarity="higher_better", group_col="medical_area", count_col="count",
                            value_fmt="{:.0f}", x_label="標準化受診比（県=100）",
-                           benchmark_label="県全体", size="a4_portrait")
+                           benchmark_label="県全体", size="a4_portrait").figure
     return [GalleryChart("ranked_bar", title, "ranked_bar", fig)]
 
 
@@ -215,11 +216,11 @@ def _trend(ctx: _Context) -> list[GalleryChart]:
     df = df.assign(crude_rate=df["crude_rate"] / 100, crude_lower=df["crude_lower"] / 100,
                    crude_upper=df["crude_upper"] / 100)
     title = "特定健診実施率の推移"
-    fig = plots.trend_chart(df, "fy", "crude_rate", "crude_lower", "crude_upper", "series", title,
-                            ctx.footer("国保 40–74歳 年度継続加入者", "粗率",
+    fig = plots.trend_chart(df, x="fy", y="crude_rate", lower="crude_lower", upper="crude_upper", series_col="series", title=title,
+                            footer=ctx.footer("国保 40–74歳 年度継続加入者", "粗率",
                                        fy=(ctx.fys[0], ctx.fys[-1])),
                             count_col="shown_count", value_fmt="{:.1%}", y_label="特定健診実施率",
-                            target=0.6, target_label="国の目標")
+                            target=0.6, target_label="国の目標").figure
     return [GalleryChart("trend_chart", title, "trend_chart", fig)]
 
 
@@ -238,8 +239,8 @@ def _ckd(ctx: _Context) -> list[GalleryChart]:
     counts = (checked.groupby(["ckd_g", "ckd_a"], observed=True).size()
               .rename("count").reset_index().rename(columns={"ckd_g": "g_stage", "ckd_a": "a_stage"}))
     title = f"CKD重症度分類（県全体、{plots.fy_japanese(ctx.fy)}）"
-    fig = plots.ckd_heatmap(counts, title, ctx.footer("健診受診者（eGFR・尿蛋白とも測定あり）",
-                                                     "eGFRは日本腎臓学会の推算式"))
+    fig = plots.ckd_heatmap(counts, title=title, footer=ctx.footer("健診受診者（eGFR・尿蛋白とも測定あり）",
+                                                     "eGFRは日本腎臓学会の推算式")).figure
     return [GalleryChart("ckd_heatmap", title, "ckd_heatmap", fig)]
 
 
@@ -248,7 +249,7 @@ def _pyramids(ctx: _Context) -> list[GalleryChart]:
     counts = (py.groupby(["age_band", "sex"], observed=True).size().rename("count").reset_index())
     counts["age_band"] = counts["age_band"].astype(str)
     title = f"被保険者の人口ピラミッド（県全体、{plots.fy_japanese(ctx.fy)}）"
-    pyramid = plots.population_pyramid(counts, title, ctx.footer("国保・後期高齢者 被保険者（40歳以上）"))
+    pyramid = plots.population_pyramid(counts, title=title, footer=ctx.footer("国保・後期高齢者 被保険者（40歳以上）")).figure
     kz = py[(py["muni_code"] == _KANAZAWA).to_numpy() & py["district_code"].notna().to_numpy()]
     names = ctx.prepared.districts
     names = names[names["muni_code"].astype(str) == _KANAZAWA].set_index("district_code")["name"]
@@ -262,8 +263,8 @@ def _pyramids(ctx: _Context) -> list[GalleryChart]:
     muni_name = ctx.prepared.muni_name(_KANAZAWA)
     title2 = f"{muni_name}の地区別 人口ピラミッド（{plots.fy_japanese(ctx.fy)}）"
     multiples = plots.pyramid_small_multiples(
-        by_district.drop(columns="_o"), "district", title2,
-        ctx.footer(f"{muni_name} 国保・後期高齢者 被保険者（40歳以上）", "全地区で同じ目盛り"), ncols=5)
+        by_district.drop(columns="_o"), facet_col="district", title=title2,
+        footer=ctx.footer(f"{muni_name} 国保・後期高齢者 被保険者（40歳以上）", "全地区で同じ目盛り"), ncols=5)
     return [GalleryChart("population_pyramid", title, "population_pyramid", pyramid),
             GalleryChart("pyramid_small_multiples", title2, "pyramid_small_multiples", multiples)]
 
@@ -277,10 +278,10 @@ def _stacked(ctx: _Context) -> list[GalleryChart]:
     counts["area"] = counts["muni_code"].astype(str).map(names)
     counts = counts.sort_values("muni_code")
     title = f"特定保健指導の階層化（市町村別、{plots.fy_japanese(ctx.fy)}）"
-    fig = plots.stacked_bars(counts, "area", "hokenshido", "count", title,
-                             ctx.footer("国保 特定健診受診者（40–74歳、階層化できた者）"),
+    fig = plots.stacked_bars(counts, area_col="area", category_col="hokenshido", count_col="count", title=title,
+                             footer=ctx.footer("国保 特定健診受診者（40–74歳、階層化できた者）"),
                              category_order=list(clinical.GUIDANCE_LEVELS), colours=_GUIDANCE_COLOURS,
-                             size="a4_landscape")
+                             size="a4_landscape").figure
     return [GalleryChart("stacked_bars", title, "stacked_bars", fig)]
 
 
@@ -292,8 +293,8 @@ def _flow(ctx: _Context) -> list[GalleryChart]:
     # a root has parent_id "" in programs; the chart takes None/NaN
     steps["parent_id"] = steps["parent_id"].astype(object).where(steps["parent_id"] != "", None)
     title = f"糖尿病性腎症重症化予防 対象者の概数（県全体、{plots.fy_japanese(ctx.fy)}）"
-    fig = plots.flow_chart(steps, title, ctx.footer("国保 40–74歳", "人工透析中の者は除く"),
-                           size="a4_landscape")
+    fig = plots.flow_chart(steps, title=title, footer=ctx.footer("国保 40–74歳", "人工透析中の者は除く"),
+                           size="a4_landscape").figure
     return [GalleryChart("flow_chart", title, "flow_chart", fig)]
 
 
@@ -314,7 +315,7 @@ def _spine(ctx: _Context) -> list[GalleryChart]:
     }).join(spread.loc[ids].reset_index(drop=True))
     muni_name = ctx.prepared.muni_name(_PROFILE_MUNI)
     title = f"{muni_name}の健康プロファイル（県内市町村との比較、{plots.fy_japanese(ctx.fy)}）"
-    fig = plots.spine_chart(df, title, ctx.footer("国保 40–74歳（指標により健診受診者）",
+    fig = plots.spine_chart(df, title=title, footer=ctx.footer("国保 40–74歳（指標により健診受診者）",
                                                   "値は粗率（%）、判定は年齢調整（間接法）"),
                             value_fmt="{:.1f}%", count_col="count", area_label=muni_name,
                             benchmark_label="県全体", size="a4_landscape")
@@ -327,11 +328,11 @@ def _heat(ctx: _Context) -> list[GalleryChart]:
     t = t.sort_values(["area_code", "column"])
     t["rate"] = t["crude_rate"] / 100
     title = f"主要指標の市町村別一覧（{plots.fy_japanese(ctx.fy)}）"
-    fig = plots.heat_table(t, "area_name", "column", "rate", title,
-                           ctx.footer("国保 40–74歳（指標により健診受診者）",
+    fig = plots.heat_table(t, row_col="area_name", col_col="column", value_col="rate", title=title,
+                           footer=ctx.footer("国保 40–74歳（指標により健診受診者）",
                                       "値は粗率、色は県全体との比較（年齢調整・間接法）"),
                            fmt="{:.1%}", count_col="shown_count", comparison_col="comparison",
-                           polarity=t["polarity"].astype(object).tolist(), size="a4_portrait")
+                           polarity=t["polarity"].astype(object).tolist(), size="a4_portrait").figure
     return [GalleryChart("heat_table", title, "heat_table", fig)]
 
 
@@ -342,7 +343,7 @@ def _upset(ctx: _Context) -> list[GalleryChart]:
     membership = kouki[criteria].fillna(False).astype(bool)
     labels = {c: name for c, name, _ in indicators.IKKATSU_INDICATORS}
     title = f"一体的実施 抽出条件の重なり（県全体、{plots.fy_japanese(ctx.fy)}）"
-    fig = plots.upset_chart(membership, title, ctx.footer("後期高齢者 75歳以上", "KDB活用支援ツールの抽出条件"),
+    fig = plots.upset_chart(membership, title=title, footer=ctx.footer("後期高齢者 75歳以上", "KDB活用支援ツールの抽出条件"),
                             criteria=criteria, labels=labels, max_intersections=15)
     return [GalleryChart("upset_chart", title, "upset_chart", fig)]
 

@@ -338,7 +338,7 @@ def suppress_area_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_TH
     Primary: counts 1 … threshold − 1 and everything derived from them → "‐". Secondary: the
     districts of a municipality add up to (at most) the municipal row, so when exactly one
     district of a key (criterion/item) is hidden, the next-smallest non-zero district is hidden
-    too (privacy.secondary_suppress; for a prefecture-wide table the municipalities and the
+    too (privacy.suppress_groups; for a prefecture-wide table the municipalities and the
     reference row play these roles). `suppressed` is True where anything was hidden.
     """
     count_cols = list(count_cols)
@@ -352,13 +352,11 @@ def suppress_area_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_TH
     # of a prefecture-wide table); a single municipality against the prefecture reveals nothing
     n_parts = sub.loc[sub["area_level"] == parts_level, "area_code"].nunique()
     if n_parts > 1 and (sub["area_level"] == total_level).any():
+        rows = table["area_level"].isin([parts_level, total_level]).to_numpy()
+        is_total = (sub["area_level"] == total_level).to_numpy()
         for col in count_cols:  # two columns
-            wide = sub.pivot_table(index=key_col, columns="area_code", values=col, aggfunc="sum")
-            total_code = sub.loc[sub["area_level"] == total_level, "area_code"].iloc[0]
-            hidden = privacy.secondary_suppress(wide, total_col=total_code, threshold=threshold)
-            long = hidden.stack().rename("_h").reset_index()
-            h = table[[key_col, "area_code"]].merge(long, on=[key_col, "area_code"], how="left")["_h"]
-            extra = h.fillna(False).to_numpy(dtype=bool)
+            extra = np.zeros(len(table), dtype=bool)
+            extra[rows] = privacy.suppress_groups(sub, col, [key_col], total_rows=is_total, threshold=threshold)
             for c in [col, *derived]:
                 mask[c] = mask[c].to_numpy() | extra
     out = privacy.apply_suppression(table, mask)
@@ -493,17 +491,10 @@ def suppress_parts(table: pd.DataFrame, count_col: str = "count", derived_cols: 
     """Committee version of a small table of parts of a total (DOMAIN §9): primary suppression and
     secondary suppression against the total (the row `total_label` of `label_col`, or — when the
     table has no total row — the total shown elsewhere in the report, e.g. いずれかに該当)."""
-    values = table[[count_col]].T.reset_index(drop=True)
-    values.columns = range(len(table))
-    total_pos = None
-    if total_label is not None:
-        total_pos = int(np.flatnonzero(table[label_col].to_numpy() == total_label)[0])
-    else:  # the total is published elsewhere: add it as a column
-        values[len(table)] = table[count_col].sum()
-        total_pos = len(table)
-    hidden = privacy.secondary_suppress(values, total_col=total_pos, threshold=threshold).iloc[0]
+    # without a total row the total is published elsewhere (e.g. いずれかに該当)
+    is_total = None if total_label is None else (table[label_col].to_numpy() == total_label)
+    h = privacy.suppress_groups(table, count_col, total_rows=is_total, threshold=threshold)
     mask = pd.DataFrame(False, index=table.index, columns=table.columns)
-    h = hidden.iloc[:len(table)].to_numpy(dtype=bool)
     for c in [count_col, *derived_cols]:
         mask[c] = h
     out = privacy.apply_suppression(table, mask)

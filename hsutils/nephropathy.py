@@ -184,44 +184,23 @@ def with_target_totals(flow: pd.DataFrame) -> pd.DataFrame:
 
 def _partitions(flow: pd.DataFrame) -> list[tuple[int, np.ndarray]]:
     """(total position, part positions) of every partition in the flow: a step that splits into
-    two or more branches (the branches partition it, as in `plots.flow_chart`) and the target
+    two or more branches (`privacy.tree_relations`, as in `plots.flow_chart`) and the target
     totals of `FLOW_TOTALS`."""
     ids = flow["step_id"].astype(str).tolist()
     pos = {k: i for i, k in enumerate(ids)}
-    kids: dict[int, list[int]] = {}
-    for node, parent in zip(ids, _flow_parents(flow).tolist()):
-        if parent is not None and parent in pos:
-            kids.setdefault(pos[parent], []).append(pos[node])
-    out = [(p, np.array(k)) for p, k in kids.items() if len(k) >= 2]
+    out = privacy.tree_relations(ids, _flow_parents(flow).tolist())
     for total, (_, parts) in FLOW_TOTALS.items():
         if total in pos:
-            out.append((pos[total], np.array([pos[k] for k in parts if k in pos])))
+            out.append((pos[total], np.array([pos[k] for k in parts if k in pos], dtype=np.int64)))
     return out
 
 
 def flow_hidden(flow: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> np.ndarray:
-    """Steps whose count must not be shown (DOMAIN §9): counts 1…threshold−1, then secondary
-    suppression in every partition (`_partitions`) whose total is shown: a single hidden part
-    could be recovered as total − the others, so the smallest other non-zero part is hidden too,
-    or the total when there is none (the NDB practice of `privacy.secondary_suppress`; the same
-    rule `plots.flow_chart` applies to branches). Repeated until stable."""
+    """Steps whose count must not be shown (DOMAIN §9): counts 1…threshold−1 and secondary
+    suppression over every partition of `_partitions` (`privacy.suppress_relations`), so that
+    no hidden count can be recovered from a shown step or target total."""
     count = pd.to_numeric(flow["count"], errors="coerce").to_numpy(float)
-    hidden = np.asarray(privacy.is_small(count, threshold), dtype=bool) | np.isnan(count)
-    parts = _partitions(flow)
-    for _ in range(len(count) + 1):  # each pass hides at least one more step, so this ends
-        changed = False
-        for total, kids in parts:  # a handful of partitions
-            if hidden[total] or hidden[kids].sum() != 1:
-                continue
-            candidates = kids[~hidden[kids] & (count[kids] > 0)]
-            if candidates.size:
-                hidden[candidates[np.argmin(count[candidates])]] = True
-            else:
-                hidden[total] = True
-            changed = True
-        if not changed:
-            break
-    return hidden
+    return privacy.suppress_relations(count, _partitions(flow), threshold)
 
 
 def flow_table(flow: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
@@ -267,7 +246,7 @@ def flow_figure(flow: pd.DataFrame, title: str, footer: str,
                         step_label=[CHART_LABELS.get(k) or wrap_label(t)
                                     for k, t in zip(flow["step_id"], flow["step_label"])],
                         count=pd.Series(flow["count"].to_numpy(float), index=flow.index).mask(hidden))
-    return plots.flow_chart(steps, title, footer, suppress_threshold=threshold)
+    return plots.flow_chart(steps, title=title, footer=footer, suppress_threshold=threshold).figure
 
 
 def flow_summary(flow: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
@@ -477,8 +456,7 @@ def district_indicator(prepared, muni_code: str, indicator_id: str, fy: int, con
 
 def district_summary(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
     """Japanese text: districts significantly above/below the municipality (shown rows only)."""
-    ok = ~(np.asarray(privacy.is_small(table["numerator"], threshold), dtype=bool)
-           | np.asarray(privacy.is_small(table["denominator"], threshold), dtype=bool))
+    ok = ~privacy.small_rows(table, ["numerator", "denominator"], threshold)
     t = table[ok]
     high = t.loc[t["comparison"] == stats.SIGNIFICANTLY_HIGHER, "area_name"].tolist()
     low = t.loc[t["comparison"] == stats.SIGNIFICANTLY_LOWER, "area_name"].tolist()
@@ -730,17 +708,18 @@ def funnel_frame(prepared, indicator_id: str, fy: int) -> tuple[pd.DataFrame, fl
     return by[["area_code", "area_name", "numerator", "denominator", "rate", "funnel"]], target
 
 
+@plots.styled
 def funnel_figure(df: pd.DataFrame, target: float, title: str, footer: str, highlight: str | None = None,
                   y_label: str = "割合", threshold: int = privacy.DEFAULT_THRESHOLD):
     """Funnel plot (plots.funnel_plot, polarity lower is better) with this municipality ringed
     and named (unless its point is suppressed)."""
-    fig = plots.funnel_plot(df, "rate", "denominator", target, title=title, footer=footer,
+    fig = plots.funnel_plot(df, value_col="rate", denom_col="denominator", target=target, title=title, footer=footer,
                             label_col="area_name", count_col="numerator", polarity="lower_better",
-                            y_label=y_label, target_label="県全体", suppress_threshold=threshold)
+                            y_label=y_label, target_label="県全体", suppress_threshold=threshold).figure
     if highlight:
         row = df[df["area_code"] == str(highlight)]
-        if len(row) and not (privacy.is_small(row["numerator"].iloc[0], threshold)
-                             or privacy.is_small(row["denominator"].iloc[0], threshold)):
+        if len(row) and not (privacy.is_hidden(row["numerator"].iloc[0], threshold)
+                             or privacy.is_hidden(row["denominator"].iloc[0], threshold)):
             ax = fig.axes[0]
             x, y = float(row["denominator"].iloc[0]), float(row["rate"].iloc[0])
             ax.scatter([x], [y], s=150, facecolors="none", edgecolors="#D55E00", linewidths=2.0,
@@ -760,8 +739,8 @@ def funnel_table(df: pd.DataFrame, indicator_id: str) -> pd.DataFrame:
 
 def funnel_summary(df: pd.DataFrame, muni_code: str | None, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
     """Japanese text: municipalities above/below the 95 % limits and where this one lies."""
-    ok = pd.Series(~(np.asarray(privacy.is_small(df["numerator"], threshold), dtype=bool)
-                     | np.asarray(privacy.is_small(df["denominator"], threshold), dtype=bool)), index=df.index)
+    ok = pd.Series(~(np.asarray(privacy.is_hidden(df["numerator"], threshold), dtype=bool)
+                     | np.asarray(privacy.is_hidden(df["denominator"], threshold), dtype=bool)), index=df.index)
     d = df[ok.to_numpy()]
     high = d.loc[d["funnel"].isin([stats.FUNNEL_HIGH_95, stats.FUNNEL_HIGH_998]), "area_name"].tolist()
     low = d.loc[d["funnel"].isin([stats.FUNNEL_LOW_95, stats.FUNNEL_LOW_998]), "area_name"].tolist()
@@ -905,3 +884,52 @@ def flow_explorer(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
 
     panel = widgets.interactive_output(update, w)
     return widgets.VBox([widgets.VBox(list(w.values())), out, panel])
+
+
+# ---------------------------------------------------------------------------------------------
+# Additive relations between the committee tables of the report (privacy.SuppressionPlan)
+# Table names are those notebook 04 saves; each function gives the relations of one table to
+# itself and to the tables saved before it (DOMAIN §9, DESIGN §6).
+
+def flow_relations(flow: pd.DataFrame) -> list:
+    """flow_counts: every split step = Σ its branches, and the two target totals (FLOW_TOTALS)."""
+    full = flow if "ref_total" in set(flow["step_id"]) else with_target_totals(flow)
+    ids = full["step_id"].astype(str).tolist()
+    groups = tuple((ids[t], tuple(ids[p] for p in parts)) for t, parts in _partitions(full))
+    return [privacy.Partition("count", "step_id", groups)]
+
+
+#: ckd_heatmap: the 計 of each G row and each A column (per population).
+CKD_RELATIONS = (privacy.Margin("a_stage", TOTAL, by=("population", "g_stage")),
+                 privacy.Margin("g_stage", TOTAL, by=("population", "a_stage")))
+
+#: target_counts: the categories of each axis add up to its 計 row; every 計 is the target total
+#: of the flow table (受診勧奨 = ref_total, 保健指導 = gui_total).
+_FLOW_TOTAL_OF = {"referral": "ref_total", "guidance": "gui_total"}
+
+
+def target_count_relations(counts: pd.DataFrame, flow_table_name: str = "flow_counts") -> list:
+    """target_counts: Σ categories = 計 per axis; each axis's 計 = the flow's target total."""
+    rels = [privacy.Margin("category", TOTAL, by=("axis",))]
+    for axis in pd.unique(counts["axis"]):  # a few axes
+        rels += [privacy.Link(flow_table_name, col, rows={"axis": axis, "category": TOTAL},
+                              other_rows={"step_id": step}, other_col="count")
+                 for col, step in _FLOW_TOTAL_OF.items()]
+    return rels
+
+
+def trend_relations(area_name: str, fy: int, district_table_name: str | None = "district_untreated") -> list:
+    """trends: the municipality's 糖尿病型の未治療 of the analysis year = Σ the districts of the
+    district table saved before (when there is one)."""
+    if district_table_name is None:
+        return []
+    rows = {"indicator_id": "dm_untreated", "fy": int(fy), "area_name": area_name}
+    return [privacy.Link(district_table_name, col, rows=rows, reverse=True)
+            for col in ("numerator", "denominator")]
+
+
+def funnel_relations(pref_name: str, fy: int, trend_table_name: str = "trends") -> list:
+    """funnel: the municipalities of each indicator add up to the prefecture row of the trends."""
+    return [privacy.Link(trend_table_name, col, on=("indicator_id",),
+                         other_rows={"fy": int(fy), "area_name": pref_name})
+            for col in ("numerator", "denominator")]

@@ -37,6 +37,11 @@ class NotebookContext:
     source: str = DEMO_SOURCE
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     confidential: dict[str, pd.DataFrame] = field(default_factory=dict)
+    plan: privacy.SuppressionPlan | None = None
+
+    def __post_init__(self):
+        if self.plan is None:  # one suppression plan for every committee table of the report
+            self.plan = privacy.SuppressionPlan(self.suppress_threshold)
 
     def footer(self, population: str, conditions: str | None = None, fy=None) -> str:
         """Footer line of every chart: source, fiscal year, population, conditions (DESIGN §1)."""
@@ -49,17 +54,32 @@ class NotebookContext:
         report.save_figure(fig, self.out_dir, name)
         return fig
 
-    def save_table(self, df: pd.DataFrame, name: str, count_cols=None, derived_cols=None) -> pd.DataFrame:
-        """Committee table: counts 1…threshold−1 and what is derived from them replaced by the
-        suppression mark (DESIGN §6) before writing CSV (UTF-8-BOM); also collected for the xlsx.
+    def save_table(self, df: pd.DataFrame, name: str, count_cols=None, derived_cols=None,
+                   relations=()) -> pd.DataFrame:
+        """Committee table: counts 1…threshold−1, what is derived from them and the
+        complementary cells needed so that no hidden count can be recovered by subtraction from
+        any total of this or an earlier table of the report (`relations`: privacy.Margin,
+        ColumnMargin, Partition, Link) are replaced by the suppression mark (DESIGN §6,
+        `privacy.SuppressionPlan`) before writing CSV (UTF-8-BOM); also collected for the xlsx.
+        A table passed without `count_cols` is written as given (already suppressed, or without
+        counts); its marks still count as hidden cells for the relations of later tables.
         Returns the suppressed table (what may be shown)."""
         shown = df
-        if count_cols:
-            shown = privacy.suppress_table(df, count_cols, derived_cols=derived_cols,
-                                           threshold=self.suppress_threshold)
+        if count_cols or relations:
+            self.plan.add_table(name, df, count_cols or [], derived_cols=derived_cols, relations=relations)
+            self.plan.solve()
+            if count_cols:
+                shown = self.plan.shown(name)
+            self.plan.publish(name)
         report.save_table(shown, self.out_dir, name)
         self.tables[name] = shown
         return shown
+
+    def masked(self, name: str) -> pd.DataFrame:
+        """A saved committee table as numbers for its chart: every cell the report's suppression
+        plan hides is NaN (charts treat a NaN count as suppressed), so chart and table hide the
+        same figures."""
+        return self.plan.masked(name)
 
     def save_confidential(self, df: pd.DataFrame, name: str) -> Path:
         """Person-level list: only under confidential/ (CSV + xlsx), never shown in the report."""

@@ -161,9 +161,9 @@ def insured_pyramid(prepared, fy: int) -> pd.DataFrame:
 def pyramid_figure(ctx, pyramid: pd.DataFrame, fy: int):
     """Population pyramid of the insured (counts 1–9 are not drawn by hsutils.plots)."""
     return plots.population_pyramid(
-        pyramid, f"被保険者の年齢構成（{ctx.muni_name}、{plots.fy_japanese(fy)}）",
-        ctx.footer("国保 40–74歳 と 後期高齢者 75歳以上", "年度内に加入していた人（年度末年齢）", fy=fy),
-        suppress_threshold=ctx.suppress_threshold)
+        pyramid, title=f"被保険者の年齢構成（{ctx.muni_name}、{plots.fy_japanese(fy)}）",
+        footer=ctx.footer("国保 40–74歳 と 後期高齢者 75歳以上", "年度内に加入していた人（年度末年齢）", fy=fy),
+        suppress_threshold=ctx.suppress_threshold).figure
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,8 +271,7 @@ def significant_lines(table: pd.DataFrame, fy: int, indicator_ids: Sequence[str]
 
 def _visible(df: pd.DataFrame, threshold: int, num: str = "numerator", den: str = "denominator") -> pd.DataFrame:
     """Rows whose counts may be shown (no count 1 … threshold−1, DOMAIN §9)."""
-    small = privacy.is_small(df[num], threshold) | privacy.is_small(df[den], threshold)
-    return df[~np.asarray(small, dtype=bool)]
+    return df[~privacy.small_rows(df, [num, den], threshold)]
 
 
 def parameter_table(**params) -> pd.DataFrame:
@@ -340,9 +339,9 @@ def _map_footer(ctx, layers: dict, population: str, conditions: str, fy: int) ->
 def _hide_small_rows(df: pd.DataFrame, threshold: int) -> pd.DataFrame:
     """Numerator set to NaN (= suppressed for hsutils.plots) where numerator or denominator is
     1 … threshold−1, so a chart never shows a figure derived from a small count (DOMAIN §9)."""
-    small = privacy.is_small(df["numerator"], threshold) | privacy.is_small(df["denominator"], threshold)
+    small = privacy.small_rows(df, ["numerator", "denominator"], threshold)
     out = df.copy()
-    out["numerator"] = out["numerator"].astype(float).mask(np.asarray(small, dtype=bool))
+    out["numerator"] = out["numerator"].astype(float).mask(small)
     return out
 
 
@@ -370,12 +369,12 @@ def map_municipalities(ctx, table: pd.DataFrame, layers: dict, indicator_id: str
     tiles = layers["tiles"] if layers.get("muni") is None else None
     fmt = "{:.2f}" if measure == "sr" else "{:.1f}"
     return plots.choropleth(
-        values, layers.get("muni"), measure, f"{ind.name}（市町村別、{plots.fy_japanese(fy)}）",
-        _map_footer(ctx, layers, ind.population, _conditions(measure, std_note), fy),
+        values, layers.get("muni"), value_col=measure, title=f"{ind.name}（市町村別、{plots.fy_japanese(fy)}）",
+        footer=_map_footer(ctx, layers, ind.population, _conditions(measure, std_note), fy),
         tiles=tiles, count_col="numerator", suppress_threshold=ctx.suppress_threshold,
         legend_title=MEASURE_LABELS.get(measure, measure), value_fmt=fmt,
         cmap="Blues" if ind.polarity == "higher_better" else "Oranges",
-        fallback_note=layers.get("note") or None)
+        fallback_note=layers.get("note") or None).figure
 
 
 def map_medical_areas(ctx, area_table: pd.DataFrame, master: pd.DataFrame, layers: dict,
@@ -392,10 +391,10 @@ def map_medical_areas(ctx, area_table: pd.DataFrame, master: pd.DataFrame, layer
     foot = _map_footer(ctx, layers, ind.population, _conditions(measure, std_note), fy)
     cmap = "Blues" if ind.polarity == "higher_better" else "Oranges"
     if layers.get("medical_area") is not None:
-        return plots.choropleth(d, layers["medical_area"], measure, title, foot, count_col="numerator",
+        return plots.choropleth(d, layers["medical_area"], value_col=measure, title=title, footer=foot, count_col="numerator",
                                 classes=max(1, min(5, d["code"].nunique())),
                                 suppress_threshold=ctx.suppress_threshold, value_fmt=fmt, cmap=cmap,
-                                legend_title=MEASURE_LABELS.get(measure, measure))
+                                legend_title=MEASURE_LABELS.get(measure, measure)).figure
     m = master.drop_duplicates("muni_code")
     tiles = layers["tiles"].copy()
     area_of = m.set_index("muni_code")["medical_area_code"].astype(str)
@@ -405,12 +404,12 @@ def map_medical_areas(ctx, area_table: pd.DataFrame, master: pd.DataFrame, layer
         m.drop_duplicates("medical_area_code").set_index(m.drop_duplicates("medical_area_code")
                                                          ["medical_area_code"].astype(str))["medical_area"]))
     tiles["name"] = tiles["name"] + "\n(" + per_muni["name"].astype(str).to_numpy() + ")"
-    return plots.choropleth(per_muni.drop(columns="name"), None, measure, title, foot, tiles=tiles,
+    return plots.choropleth(per_muni.drop(columns="name"), None, value_col=measure, title=title, footer=foot, tiles=tiles,
                             classes=max(1, min(5, d["code"].nunique())),
                             count_col="numerator", suppress_threshold=ctx.suppress_threshold,
                             value_fmt=fmt, cmap=cmap, legend_title=MEASURE_LABELS.get(measure, measure),
                             fallback_note=(layers.get("note") or regions.FALLBACK_NOTE)
-                            + "。市町村のタイルに、その二次医療圏の値を表示")
+                            + "。市町村のタイルに、その二次医療圏の値を表示").figure
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,11 +428,11 @@ def funnel_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference
     d["value"] = d["numerator"] / d["denominator"].where(d["denominator"] > 0)
     target = _reference_rate(table, indicator_id, fy) / 100
     return plots.funnel_plot(
-        d, "value", "denominator", target, kind="proportion",
+        d, value_col="value", denom_col="denominator", target=target, kind="proportion",
         title=f"{ind.name}：ファンネルプロット（{plots.fy_japanese(fy)}）",
         footer=ctx.footer(ind.population, "粗率。点の色は95%限界との比較"), label_col="muni_name",
         count_col="numerator", polarity=ind.polarity, y_label=f"{ind.name}（粗率）",
-        target_label=reference_label, suppress_threshold=ctx.suppress_threshold)
+        target_label=reference_label, suppress_threshold=ctx.suppress_threshold).figure
 
 
 def ranking_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference_label: str = "県全体"):
@@ -443,13 +442,13 @@ def ranking_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, referenc
     d = _hide_small_rows(table[(table["indicator_id"] == indicator_id) & (table["fy"] == fy)],
                          ctx.suppress_threshold)
     return plots.ranked_bar(
-        d, "sr", "sr_lower", "sr_upper", 1.0,
-        f"{ind.name}：標準化比と95%信頼区間（{plots.fy_japanese(fy)}）",
-        ctx.footer(ind.population, "標準化比＝観察数÷期待数（期待数は基準の性・年齢階級別の率から計算）"),
+        d, value_col="sr", lower_col="sr_lower", upper_col="sr_upper", benchmark=1.0,
+        title=f"{ind.name}：標準化比と95%信頼区間（{plots.fy_japanese(fy)}）",
+        footer=ctx.footer(ind.population, "標準化比＝観察数÷期待数（期待数は基準の性・年齢階級別の率から計算）"),
         label_col="muni_name", comparison_col="comparison", polarity=ind.polarity,
         count_col="numerator", value_fmt="{:.2f}", x_label=f"標準化比（{reference_label}＝1.00）",
         benchmark_label=reference_label, suppress_threshold=ctx.suppress_threshold,
-        size=(10.0, max(5.6, 0.26 * d["muni_code"].nunique() + 1.8)))
+        size=(10.0, max(5.6, 0.26 * d["muni_code"].nunique() + 1.8))).figure
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,10 +461,10 @@ def trend_figure(ctx, area_table: pd.DataFrame, indicator_id: str, std_note: str
     years = sorted(d["fy"].unique().tolist())
     fy = (years[0], years[-1]) if len(years) > 1 else years[0]
     return plots.trend_chart(
-        d, "fy", "adj_rate", "adj_lower", "adj_upper", series_col="area_name",
+        d, x="fy", y="adj_rate", lower="adj_lower", upper="adj_upper", series_col="area_name",
         title=f"{ind.name}の推移（県・二次医療圏、年齢調整）",
         footer=ctx.footer(ind.population, _conditions("adj_rate", std_note), fy=fy),
-        count_col="numerator", y_label="年齢調整率（%）", suppress_threshold=ctx.suppress_threshold)
+        count_col="numerator", y_label="年齢調整率（%）", suppress_threshold=ctx.suppress_threshold).figure
 
 
 def trend_lines(area_table: pd.DataFrame, indicator_ids: Sequence[str],
@@ -677,6 +676,7 @@ def save_support_priority(ctx, priority: pd.DataFrame, name: str = "support_prio
     return ctx.save_table(priority, name)
 
 
+@plots.styled
 def priority_chart(ctx, priority: pd.DataFrame, weights: Mapping[str, float], top: int | None = None):
     """Horizontal stacked bars of the score (one segment per weighted component) with the
     worse indicators written next to each bar, highest score at the top."""

@@ -1,12 +1,18 @@
 """Committee charts in one consistent style with Japanese fonts (DESIGN §9, §10; DOMAIN §9).
 
-Every chart function takes tidy DataFrames, a `title` and a `footer` (build it with `footer()`),
-and returns a matplotlib `Figure` (not registered with pyplot, so batch runs do not leak figures;
-Jupyter still displays a returned Figure). Conventions shared by all charts:
+Every chart function follows the seaborn convention: the data first (a tidy DataFrame), every
+other argument keyword-only (`title`, `footer` — build it with `footer()` — and the options),
+`ax=` to draw into an existing Axes (a Figure is created only when `ax` is None), and it returns
+the Axes; multi-panel charts (`pyramid_small_multiples`, `spine_chart`, `upset_chart`) return
+their Figure (with `ax=` they draw into a SubFigure in the place of that Axes). A new Figure is
+not registered with pyplot, so batch runs do not leak figures; use `ax.figure` to save or
+display it. Conventions shared by all charts:
 
-* style: `apply_style()` registers the IPAexGothic font of matplotlib-fontja and the committee
-  rcParams. It runs on import and again inside every chart function when another library (for
-  example seaborn's `set_theme`, which resets fonts) has replaced the font (DESIGN §9);
+* style: `STYLE` (IPAexGothic from matplotlib-fontja, committee rcParams) is applied inside
+  every chart function with `style()` (a `matplotlib.rc_context`); importing this module changes
+  no global setting (`apply_style()` makes it global on request) (DESIGN §9);
+* confidence intervals: the level printed ("95%信頼区間") is the level used — the `conf=`
+  argument, else the data's `conf` column (tidy output of `hsutils.stats`), else 0.95;
 * sizes: `FIGURE_SIZES` ("slide" 10×5.6 in, "a4_portrait", "a4_landscape") or an explicit tuple;
 * colours: Okabe–Ito (colour-blind safe) for series; ONE significance palette
   `SIGNIFICANCE_COLOURS` (良い / 差なし / 悪い with polarity, 高い / 差なし / 低い in blue tones
@@ -21,6 +27,8 @@ Jupyter still displays a returned Figure). Conventions shared by all charts:
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import re
 import unicodedata
@@ -29,26 +37,30 @@ from collections.abc import Mapping, Sequence
 import matplotlib
 import matplotlib.colors as mcolors
 import matplotlib.patheffects as path_effects
-import matplotlib_fontja  # noqa: F401  (registers the IPAexGothic font on import)
 import numpy as np
 import pandas as pd
 from cycler import cycler
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch, Patch, PathPatch, Rectangle
 from matplotlib.path import Path as MplPath
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
-from . import clinical, privacy, stats, vocab
+from . import clinical, privacy, report, stats, vocab
 from .errors import ParameterError
+
+with matplotlib.rc_context():  # importing matplotlib_fontja registers IPAexGothic (kept) and sets
+    import matplotlib_fontja  # noqa: F401  the global font.family (undone when the context ends)
 
 __all__ = [
     "JAPANESE_FONT", "FIGURE_SIZES", "OKABE_ITO", "SERIES_COLOURS", "SIGNIFICANCE_COLOURS",
     "COMPARISON_NOTE", "SUPPRESSION_MARK", "FALLBACK_NOTE_DEFAULT",
-    "apply_style", "footer", "fy_label", "fy_japanese", "significance_label", "significance_colour",
-    "significance_colours", "suppression_note", "class_breaks",
+    "STYLE", "style", "styled", "apply_style", "footer", "fy_label", "fy_japanese", "significance_label",
+    "significance_colour",
+    "significance_colours", "suppression_note", "class_breaks", "conf_label",
     "choropleth", "funnel_plot", "ranked_bar", "trend_chart", "ckd_heatmap", "population_pyramid",
     "pyramid_small_multiples", "stacked_bars", "flow_chart", "spine_chart", "heat_table",
     "upset_chart",
@@ -90,9 +102,9 @@ SIGNIFICANCE_COLOURS = {
 #: Legend order of the judgement labels.
 _SIGNIFICANCE_ORDER = ("良い", "悪い", "高い", "低い", "差なし", "判定なし")
 
-_COMPARISON_HIGHER = "有意に高い"
-_COMPARISON_SAME = "有意差なし"
-_COMPARISON_LOWER = "有意に低い"
+_COMPARISON_HIGHER = stats.SIGNIFICANTLY_HIGHER
+_COMPARISON_SAME = stats.NOT_SIGNIFICANT
+_COMPARISON_LOWER = stats.SIGNIFICANTLY_LOWER
 _POLARITIES = ("higher_better", "lower_better")
 
 #: Added to the footer of every chart that shows comparisons (DESIGN §10).
@@ -108,51 +120,62 @@ _TEXT_GREY = "#404040"
 _HALO = [path_effects.withStroke(linewidth=2.5, foreground="white")]
 
 
+#: The committee style (DESIGN §9): Japanese font (IPAexGothic from matplotlib-fontja) first, a
+#: fallback for symbols, Okabe–Ito colours, 300 dpi output, fixed SVG hash salt (reproducible
+#: files) and TrueType font embedding in PDF. Applied inside every chart function through
+#: `style()`; importing this module changes no global setting.
+STYLE = {
+    "font.family": [JAPANESE_FONT, _FALLBACK_FONT],
+    "axes.unicode_minus": True,  # IPAexGothic has U+2212
+    "figure.facecolor": "white",
+    "axes.facecolor": "white",
+    "savefig.facecolor": "white",
+    "savefig.dpi": 300,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": False,
+    "axes.edgecolor": "#666666",
+    "axes.labelcolor": "#222222",
+    "axes.titlesize": 10.5,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "xtick.color": "#333333",
+    "ytick.color": "#333333",
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "axes.prop_cycle": cycler(color=SERIES_COLOURS),
+    "image.cmap": "cividis",
+    **report.SAVE_RCPARAMS,
+}
+
+
+@contextlib.contextmanager
+def style():
+    """Context in which matplotlib uses the committee style (`STYLE`), e.g. for a user's own
+    chart: ``with plots.style(): fig, ax = plt.subplots()``. Settings are restored on exit."""
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
 def apply_style() -> None:
-    """Apply the committee style: Japanese font (IPAexGothic from matplotlib-fontja) first, a
-    fallback for symbols, Okabe–Ito colours, 300 dpi output, fixed SVG hash salt (reproducible
-    files) and TrueType font embedding in PDF (DESIGN §9).
-
-    Call it again after `seaborn.set_theme()` (set_theme resets the font family); chart
-    functions of this module also re-apply it when the font has been replaced.
-    """
-    matplotlib.rcParams.update({
-        "font.family": [JAPANESE_FONT, _FALLBACK_FONT],
-        "axes.unicode_minus": True,  # IPAexGothic has U+2212
-        "figure.facecolor": "white",
-        "axes.facecolor": "white",
-        "savefig.facecolor": "white",
-        "savefig.dpi": 300,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.grid": False,
-        "axes.edgecolor": "#666666",
-        "axes.labelcolor": "#222222",
-        "axes.titlesize": 10.5,
-        "axes.labelsize": 9,
-        "xtick.labelsize": 8,
-        "ytick.labelsize": 8,
-        "xtick.color": "#333333",
-        "ytick.color": "#333333",
-        "legend.fontsize": 8,
-        "legend.frameon": False,
-        "axes.prop_cycle": cycler(color=SERIES_COLOURS),
-        "image.cmap": "cividis",
-        "pdf.fonttype": 42,
-        "ps.fonttype": 42,
-        "svg.fonttype": "path",
-        "svg.hashsalt": "hsutils",
-    })
+    """Make the committee style the global default (for a whole notebook of the user's own
+    charts). The chart functions of this module do not need it: they use `style()`."""
+    matplotlib.rcParams.update(STYLE)
 
 
-def _ensure_style() -> None:
-    """Re-apply the style when another library replaced the font (seaborn.set_theme)."""
-    family = matplotlib.rcParams["font.family"]
-    if not family or family[0] != JAPANESE_FONT:
-        apply_style()
-
-
-apply_style()
+def styled(function):
+    """Decorator of every chart function (and of figure functions in other modules): runs it in
+    `style()` and lays the figure out once there, so ticks and labels made at draw time use the
+    committee font as well. The function returns an Axes or a Figure."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with style():
+            result = function(*args, **kwargs)
+            root = result.get_figure(root=True)
+            root.draw_without_rendering()
+        return result
+    return wrapper
 
 
 # IPAexGothic has no bold face: this module never asks for bold (matplotlib would log a
@@ -272,11 +295,10 @@ def _text_colour_on(colour) -> str:
 # Small counts (DESIGN §6, DOMAIN §9)
 # ---------------------------------------------------------------------------------------------
 def _hidden_mask(counts, threshold: int) -> np.ndarray:
-    """True where a count must not be shown: 1 … threshold−1 (privacy.is_small) or NaN
-    (already suppressed upstream)."""
+    """True where a count must not be shown: 1 … threshold−1 or NaN (hidden upstream;
+    `privacy.is_hidden`)."""
     c = pd.to_numeric(pd.Series(np.asarray(counts, dtype=object).ravel()), errors="coerce")
-    small = np.asarray(privacy.is_small(c, threshold), dtype=bool)
-    return small | c.isna().to_numpy()
+    return np.asarray(privacy.is_hidden(c, threshold), dtype=bool)
 
 
 def _row_hidden(df: pd.DataFrame, count_col: str | None, threshold: int) -> np.ndarray:
@@ -338,7 +360,6 @@ def _significance_handles(labels_present) -> list[Patch]:
 # Figure frame: title, footer, layout
 # ---------------------------------------------------------------------------------------------
 def _new_figure(size="slide") -> Figure:
-    _ensure_style()
     figsize = FIGURE_SIZES[size] if isinstance(size, str) else tuple(size)
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)  # a canvas that can measure text (label de-cluttering)
@@ -352,12 +373,7 @@ def _finish(fig: Figure, title: str, footer_text: str, notes: Sequence[str] = ()
     width_in, height_in = fig.get_size_inches()
     usable_pt = (width_in - 0.3) * 72
     title_lines = _wrap_chars(title, usable_pt, _TITLE_SIZE) if title else []
-    lines = _wrap_parts((footer_text or "").split(" ｜ "), " ｜ ", usable_pt, _FOOTER_SIZE)
-    extra = list(dict.fromkeys(n for n in notes if n))  # unique, in order
-    if comparison:
-        extra.append(COMPARISON_NOTE)
-    for note in extra:
-        lines.extend(_wrap_chars("※" + note, usable_pt, _FOOTER_SIZE))
+    lines = _footer_lines(footer_text, notes, comparison, usable_pt)
     pad_in = 0.08
     footer_h = len(lines) * _FOOTER_SIZE * 1.4 / 72 + 2 * pad_in
     title_h = len(title_lines) * _TITLE_SIZE * 1.3 / 72 + 2 * pad_in if title_lines else pad_in
@@ -375,6 +391,90 @@ def _finish(fig: Figure, title: str, footer_text: str, notes: Sequence[str] = ()
     top = 1 - title_h / height_in
     fig.get_layout_engine().set(rect=(0.0, bottom, 1.0, max(top - bottom, 0.2)))
     return fig
+
+
+def _axes(ax, size) -> tuple[Figure, Axes, bool]:
+    """(figure, axes, own): a new figure of `size` when `ax` is None, else the given Axes."""
+    if ax is None:
+        fig = _new_figure(size)
+        return fig, fig.add_subplot(), True
+    # tick labels of an Axes made outside `style()` would keep the default font (no kana)
+    ax.tick_params(axis="both", which="both", labelfontfamily=STYLE["font.family"])
+    for label in (ax.xaxis.label, ax.yaxis.label):
+        label.set_fontfamily(STYLE["font.family"])
+    fig = ax.get_figure(root=True)
+    if not hasattr(fig.canvas, "get_renderer"):  # label de-cluttering measures text
+        FigureCanvasAgg(fig)
+    return fig, ax, False
+
+
+def _panel_figure(ax, size) -> tuple[Figure | SubFigure, bool]:
+    """(figure, own) for a multi-panel chart: a new figure, or a SubFigure in the place of the
+    given Axes (which is removed), so the panels fit in a user's layout."""
+    if ax is None:
+        return _new_figure(size), True
+    parent, spec = ax.get_figure(root=False), ax.get_subplotspec()
+    if spec is None:
+        raise ParameterError("複数パネルの図に渡す ax は subplots などで作った格子上の Axes にしてください。")
+    ax.remove()
+    return parent.add_subfigure(spec), False
+
+
+def _footer_lines(footer_text: str, notes: Sequence[str], comparison: bool, usable_pt: float) -> list[str]:
+    lines = _wrap_parts((footer_text or "").split(" ｜ "), " ｜ ", usable_pt, _FOOTER_SIZE)
+    extra = list(dict.fromkeys(n for n in notes if n))  # unique, in order
+    if comparison:
+        extra.append(COMPARISON_NOTE)
+    for note in extra:
+        lines.extend(_wrap_chars("※" + note, usable_pt, _FOOTER_SIZE))
+    return lines
+
+
+def _finish_chart(fig, ax, own: bool, title: str, footer_text: str, notes: Sequence[str] = (),
+                  comparison: bool = False):
+    """Title and footer: on the whole figure when the chart made it (`_finish`), else on the
+    given Axes (title above, footer below it) or SubFigure. Returns the Axes, or the figure of
+    a multi-panel chart."""
+    if own:
+        _finish(fig, title, footer_text, notes, comparison)
+        return ax if ax is not None else fig
+    target = ax if ax is not None else fig
+    root = target.get_figure(root=True)
+    frac = target.get_position().width if ax is not None else target.bbox_relative.width
+    lines = _footer_lines(footer_text, notes, comparison, frac * root.get_size_inches()[0] * 72)
+    if ax is not None:
+        if title:
+            ax.set_title(title, loc="left", fontsize=_TITLE_SIZE * 0.85, fontfamily=STYLE["font.family"])
+        if lines:
+            ax.annotate("\n".join(lines), xy=(0, 0), xycoords="axes fraction", xytext=(0, -40),
+                        textcoords="offset points", ha="left", va="top", fontsize=_FOOTER_SIZE,
+                        color=_TEXT_GREY, linespacing=1.4, annotation_clip=False, gid="footer")
+        return ax
+    if title:
+        fig.suptitle(title, x=0.01, ha="left", fontsize=_TITLE_SIZE * 0.85).set_gid("title")
+    if lines:
+        fig.supxlabel("\n".join(lines), x=0.01, ha="left", fontsize=_FOOTER_SIZE, color=_TEXT_GREY,
+                      linespacing=1.4).set_gid("footer")
+    return fig
+
+
+def _conf_of(df: pd.DataFrame | None, conf: float | None) -> float:
+    """The confidence level of the intervals drawn: `conf` when given, else the data's `conf`
+    column (tidy output of `hsutils.stats`), else 0.95 (STATS_METHODS §1)."""
+    if conf is None and df is not None and "conf" in df.columns:
+        levels = pd.unique(pd.to_numeric(df["conf"], errors="coerce").dropna())
+        if len(levels) > 1:
+            raise ParameterError(f"conf 列に複数の信頼水準 {sorted(levels)} があります。1つにしてください。")
+        conf = float(levels[0]) if len(levels) else None
+    conf = 0.95 if conf is None else float(conf)
+    if not 0 < conf < 1:
+        raise ParameterError(f"信頼水準 conf={conf!r} は 0 と 1 の間で指定してください（例: 0.95）。")
+    return conf
+
+
+def conf_label(conf: float) -> str:
+    """"95%信頼区間" for 0.95, "99.8%信頼区間" for 0.998: the label printed on the charts."""
+    return f"{float(conf) * 100:.10g}%信頼区間"
 
 
 def _declutter(fig: Figure, texts: Sequence, offsets_pt=((0, 0), (0, 7), (0, -7), (9, 0), (-9, 0),
@@ -460,12 +560,13 @@ def _choropleth_legend(ax, edges, colours, fmt, extra: Sequence[tuple[str, str]]
               title=legend_title, loc="upper left", bbox_to_anchor=(1.0, 1.0), title_fontsize=8.5)
 
 
-def choropleth(values: pd.DataFrame, boundaries: pd.DataFrame | None, value_col: str, title: str,
-               footer: str, area_col: str = "code", label_col: str = "name", classes: int = 5,
-               cmap="Blues", labels: bool = True, *, tiles: pd.DataFrame | None = None,
+@styled
+def choropleth(values: pd.DataFrame, boundaries: pd.DataFrame | None = None, *, value_col: str,
+               title: str, footer: str, area_col: str = "code", label_col: str = "name", classes: int = 5,
+               cmap="Blues", labels: bool = True, tiles: pd.DataFrame | None = None,
                breaks: str = "quantile", value_fmt: str = "{:.1f}", legend_title: str | None = None,
                count_col: str | None = None, suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
-               fallback_note: str | None = None, size="slide") -> Figure:
+               fallback_note: str | None = None, ax: Axes | None = None, size="slide") -> Axes:
     """Choropleth map of an area indicator, or a tile map when boundaries are missing.
 
     values: one row per area: `area_col` (area code, str), `value_col` (float), optionally
@@ -482,8 +583,7 @@ def choropleth(values: pd.DataFrame, boundaries: pd.DataFrame | None, value_col:
     """
     if boundaries is None and tiles is None:
         raise ParameterError("choropleth には boundaries（境界）か tiles（タイル配置）が必要です。")
-    fig = _new_figure(size)
-    ax = fig.add_subplot()
+    fig, ax, own = _axes(ax, size)
     v = values.copy()
     v["_code"] = v[area_col].astype(str)
     v["_value"] = pd.to_numeric(v[value_col], errors="coerce").astype(float)
@@ -518,18 +618,18 @@ def choropleth(values: pd.DataFrame, boundaries: pd.DataFrame | None, value_col:
     else:
         texts = _draw_polygons(ax, base, fills, labels)
     _choropleth_legend(ax, edges, colours, value_fmt, extra, legend_title or str(value_col))
-    _finish(fig, title, footer, notes)
+    _finish_chart(fig, ax, own, title, footer, notes)
     if texts:
         hidden_labels = _declutter(fig, texts)
         if hidden_labels:
             notes.append("重なるため一部の名称を省略")
-            for t in list(fig.texts):
+            for t in list(fig.texts) + list(ax.texts):
                 if t.get_gid() in ("footer", "title"):
                     t.remove()
-            for a in [a for a in fig.artists if isinstance(a, Line2D)]:
+            for a in [a for a in fig.artists if isinstance(a, Line2D)] if own else []:
                 a.remove()
-            _finish(fig, title, footer, notes)
-    return fig
+            _finish_chart(fig, ax, own, title, footer, notes)
+    return ax
 
 
 def _regions_fallback_note() -> str:
@@ -642,12 +742,13 @@ _FUNNEL_TO_COMPARISON = {
 }
 
 
-def funnel_plot(df: pd.DataFrame, value_col: str, denom_col: str, target: float,
+@styled
+def funnel_plot(df: pd.DataFrame, *, value_col: str, denom_col: str, target: float,
                 kind: str = "proportion", title: str = "", footer: str = "",
-                label_col: str = "name", *, count_col: str | None = None, polarity=None,
+                label_col: str = "name", count_col: str | None = None, polarity=None,
                 x_label: str | None = None, y_label: str | None = None, value_fmt: str | None = None,
                 target_label: str = "基準値", suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
-                size="slide") -> Figure:
+                ax: Axes | None = None, size="slide") -> Axes:
     """Funnel plot with 95 % and 99.8 % control limits around `target` (STATS_METHODS §7,
     Spiegelhalter 2005; limits from `hsutils.stats.funnel_limits`).
 
@@ -663,8 +764,7 @@ def funnel_plot(df: pd.DataFrame, value_col: str, denom_col: str, target: float,
     if kind not in ("proportion", "ratio"):
         raise ParameterError(f"kind は 'proportion' か 'ratio' で指定してください（{kind!r}）。")
     value_fmt = value_fmt or ("{:.1%}" if kind == "proportion" else "{:.2f}")
-    fig = _new_figure(size)
-    ax = fig.add_subplot()
+    fig, ax, own = _axes(ax, size)
     d = df.reset_index(drop=True)
     n = pd.to_numeric(d[denom_col], errors="coerce").to_numpy(float)
     value = pd.to_numeric(d[value_col], errors="coerce").to_numpy(float)
@@ -713,20 +813,21 @@ def funnel_plot(df: pd.DataFrame, value_col: str, denom_col: str, target: float,
     notes = ["95%限界の外にある地域に名前を表示"]
     if hidden.any():
         notes.append(suppression_note(suppress_threshold) + f"：{int(hidden.sum())}地域")
-    _finish(fig, title, footer, notes, comparison=True)
+    _finish_chart(fig, ax, own, title, footer, notes, comparison=True)
     _declutter(fig, texts, offsets_pt=((0, 0), (0, 8), (0, -10), (-40, 0), (0, 16)))
-    return fig
+    return ax
 
 
 # ---------------------------------------------------------------------------------------------
 # Ranked bar
 # ---------------------------------------------------------------------------------------------
-def ranked_bar(df: pd.DataFrame, value_col: str, lower_col: str, upper_col: str, benchmark: float,
+@styled
+def ranked_bar(df: pd.DataFrame, *, value_col: str, lower_col: str, upper_col: str, benchmark: float,
                title: str, footer: str, label_col: str = "name", comparison_col: str = "comparison",
-               polarity=None, group_col: str | None = None, *, count_col: str | None = None,
+               polarity=None, group_col: str | None = None, conf: float | None = None, count_col: str | None = None,
                value_fmt: str = "{:.1f}", x_label: str | None = None,
                benchmark_label: str = "基準値", value_labels: bool = True,
-               suppress_threshold: int = privacy.DEFAULT_THRESHOLD, size="slide") -> Figure:
+               suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
     """Horizontal bars sorted by value with confidence intervals, a benchmark line and the
     significance colours (DESIGN §5, §10: always with intervals, never a bare league table).
 
@@ -737,8 +838,7 @@ def ranked_bar(df: pd.DataFrame, value_col: str, lower_col: str, upper_col: str,
         a heading row; this is also the fallback "ranked chart grouped by 二次医療圏").
     `value_fmt` "{:.1%}" switches the axis to percent.
     """
-    fig = _new_figure(size)
-    ax = fig.add_subplot()
+    fig, ax, own = _axes(ax, size)
     d = df.reset_index(drop=True).copy()
     hidden = _row_hidden(d, count_col, suppress_threshold)
     for col in (value_col, lower_col, upper_col):
@@ -778,7 +878,7 @@ def ranked_bar(df: pd.DataFrame, value_col: str, lower_col: str, upper_col: str,
     err = np.vstack([vals - d[lower_col].to_numpy(float), d[upper_col].to_numpy(float) - vals])
     ok = ~np.isnan(err).any(axis=0)
     ax.errorbar(vals[ok], ys[ok], xerr=err[:, ok], fmt="none", ecolor="#222222", elinewidth=0.9,
-                capsize=2.5, label="95%信頼区間")
+                capsize=2.5, label=conf_label(_conf_of(df, conf)))
     ax.axvline(benchmark, color="#222222", ls="--", lw=1.1,
                label=f"{benchmark_label} {value_fmt.format(benchmark)}")
     xmax = np.nanmax(np.r_[d[upper_col].to_numpy(float), vals, benchmark])
@@ -805,18 +905,19 @@ def ranked_bar(df: pd.DataFrame, value_col: str, lower_col: str, upper_col: str,
     ax.legend(handles=handles + _significance_handles(d.loc[~d["_hidden"], "_label"]), loc="upper left",
               bbox_to_anchor=(1.0, 1.0))
     notes = [suppression_note(suppress_threshold)] if hidden.any() else []
-    return _finish(fig, title, footer, notes, comparison=True)
+    return _finish_chart(fig, ax, own, title, footer, notes, comparison=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # Trend chart
 # ---------------------------------------------------------------------------------------------
-def trend_chart(df: pd.DataFrame, x: str = "fy", y: str = "value", lower: str | None = "lower",
+@styled
+def trend_chart(df: pd.DataFrame, *, x: str = "fy", y: str = "value", lower: str | None = "lower",
                 upper: str | None = "upper", series_col: str | None = None, title: str = "",
-                footer: str = "", *, count_col: str | None = None, ci_style: str = "band",
+                footer: str = "", conf: float | None = None, count_col: str | None = None, ci_style: str = "band",
                 value_fmt: str = "{:.1f}", y_label: str | None = None, target: float | None = None,
                 target_label: str = "目標値", suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
-                size="slide") -> Figure:
+                ax: Axes | None = None, size="slide") -> Axes:
     """Trend over fiscal years with confidence intervals (bands or error bars), one line per
     series (areas or sexes).
 
@@ -824,8 +925,7 @@ def trend_chart(df: pd.DataFrame, x: str = "fy", y: str = "value", lower: str | 
         optional `series_col` (series name) and `count_col` (points from counts 1–9 are left out,
         DOMAIN §9). x tick labels are 和暦 over western year: "R4\\n(2022)".
     """
-    fig = _new_figure(size)
-    ax = fig.add_subplot()
+    fig, ax, own = _axes(ax, size)
     d = df.copy()
     hidden = _row_hidden(d, count_col, suppress_threshold)
     cols = [c for c in (y, lower, upper) if c]
@@ -857,10 +957,10 @@ def trend_chart(df: pd.DataFrame, x: str = "fy", y: str = "value", lower: str | 
     ax.set_ylabel(y_label or str(y))
     ax.grid(axis="y", color="#E5E5E5", lw=0.6)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    notes = ["帯（縦線）は95%信頼区間"] if lower and upper else []
+    notes = [f"帯（縦線）は{conf_label(_conf_of(df, conf))}"] if lower and upper else []
     if hidden.any():
         notes.append(suppression_note(suppress_threshold))
-    return _finish(fig, title, footer, notes)
+    return _finish_chart(fig, ax, own, title, footer, notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -871,9 +971,10 @@ _G_LABELS = {"G1": "G1\n90以上", "G2": "G2\n60–89", "G3a": "G3a\n45–59", "
 _A_LABELS = {"A1": "A1\n尿蛋白（−）", "A2": "A2\n尿蛋白（±）", "A3": "A3\n尿蛋白（1+以上）"}
 
 
-def ckd_heatmap(counts: pd.DataFrame, title: str, footer: str, *, g_col: str = "g_stage",
+@styled
+def ckd_heatmap(counts: pd.DataFrame, *, title: str, footer: str, g_col: str = "g_stage",
                 a_col: str = "a_stage", count_col: str = "count", show_share: bool = True,
-                suppress_threshold: int = privacy.DEFAULT_THRESHOLD, size="slide") -> Figure:
+                suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
     """CKD 重症度分類 heat map: G1, G2, G3a, G3b, G4, G5 × A1, A2, A3 with the official risk
     colours (DOMAIN §4.2–4.4; `hsutils.clinical.ckd_risk_colour` / `CKD_COLOURS`), counts and
     shares of the total in the cells, row and column totals.
@@ -901,8 +1002,7 @@ def ckd_heatmap(counts: pd.DataFrame, title: str, footer: str, *, g_col: str = "
                                             total_row="計").to_numpy() | wide.isna().to_numpy()
     values_all = wide.to_numpy(float)
     total = float(values_all[-1, -1])
-    fig = _new_figure(size)
-    ax = fig.add_subplot()
+    fig, ax, own = _axes(ax, size)
     risk = np.asarray(clinical.ckd_risk_colour(np.repeat(g_stages, len(a_stages)),
                                                np.tile(a_stages, len(g_stages))),
                       dtype=object).reshape(grid.shape)
@@ -941,7 +1041,7 @@ def ckd_heatmap(counts: pd.DataFrame, title: str, footer: str, *, g_col: str = "
         notes.append("（ ）内は合計に対する割合")
     if hidden.any():
         notes.append(suppression_note(suppress_threshold))
-    return _finish(fig, title, footer, notes)
+    return _finish_chart(fig, ax, own, title, footer, notes)
 
 
 def _ckd_cell_text(count: float, hidden: bool, total: float, show_share: bool) -> str:
@@ -1002,17 +1102,17 @@ def _draw_pyramid(ax, d: pd.DataFrame, age_col, sex_col, count_col, threshold, v
     return bool(hid_m.any() or hid_f.any())
 
 
-def population_pyramid(df: pd.DataFrame, title: str, footer: str, age_col: str = "age_band",
-                       sex_col: str = "sex", count_col: str = "count", *, value_labels: bool = True,
-                       suppress_threshold: int = privacy.DEFAULT_THRESHOLD, size="slide") -> Figure:
+@styled
+def population_pyramid(df: pd.DataFrame, *, title: str, footer: str, age_col: str = "age_band",
+                       sex_col: str = "sex", count_col: str = "count", value_labels: bool = True,
+                       suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
     """Population pyramid: men left, women right, age bands bottom (youngest) to top.
 
     df: `age_band` (e.g. "40-44", "90+"; ordered by the first number), `sex` (1/2 or 男/女),
         `count` (persons; rows of the same band and sex are summed). Bands with 1–9 persons are
         not drawn and show "‐" (DOMAIN §9).
     """
-    fig = _new_figure(size)
-    ax = fig.add_subplot()
+    fig, ax, own = _axes(ax, size)
     suppressed = _draw_pyramid(ax, df, age_col, sex_col, count_col, suppress_threshold, value_labels)
     ax.set_xlabel("人数")
     ax.text(0.25, 1.01, "男性", transform=ax.transAxes, ha="center", va="bottom", fontsize=9,
@@ -1020,20 +1120,21 @@ def population_pyramid(df: pd.DataFrame, title: str, footer: str, age_col: str =
     ax.text(0.75, 1.01, "女性", transform=ax.transAxes, ha="center", va="bottom", fontsize=9,
             color=_FEMALE_COLOUR)
     notes = [suppression_note(suppress_threshold)] if suppressed else []
-    return _finish(fig, title, footer, notes)
+    return _finish_chart(fig, ax, own, title, footer, notes)
 
 
-def pyramid_small_multiples(df: pd.DataFrame, facet_col: str, title: str, footer: str,
+@styled
+def pyramid_small_multiples(df: pd.DataFrame, *, facet_col: str, title: str, footer: str,
                             age_col: str = "age_band", sex_col: str = "sex",
-                            count_col: str = "count", *, ncols: int = 4, share_x: bool = True,
+                            count_col: str = "count", ncols: int = 4, share_x: bool = True,
                             suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
-                            size="a4_landscape") -> Figure:
+                            ax: Axes | None = None, size="a4_landscape") -> Figure:
     """Small multiples of population pyramids, one per `facet_col` value (e.g. 地区), same
     columns as `population_pyramid`; with `share_x` all panels use the same scale so districts
     can be compared by size. Counts 1–9 are not drawn (DOMAIN §9)."""
     facets = list(pd.unique(df[facet_col]))
     nrows = math.ceil(len(facets) / ncols)
-    fig = _new_figure(size)
+    fig, own = _panel_figure(ax, size)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     counts = pd.to_numeric(df[count_col], errors="coerce")
     visible = counts.where(~_hidden_mask(counts.to_numpy(), suppress_threshold))
@@ -1054,16 +1155,17 @@ def pyramid_small_multiples(df: pd.DataFrame, facet_col: str, title: str, footer
     handles = [Patch(color=_MALE_COLOUR, label="男性（左）"), Patch(color=_FEMALE_COLOUR, label="女性（右）")]
     fig.legend(handles=handles, loc="outside upper right", ncols=2)
     notes = [suppression_note(suppress_threshold)] if suppressed else []
-    return _finish(fig, title, footer, notes)
+    return _finish_chart(fig, None, own, title, footer, notes)
 
 
 # ---------------------------------------------------------------------------------------------
 # Stacked bars (e.g. 階層化 levels by area)
 # ---------------------------------------------------------------------------------------------
-def stacked_bars(df: pd.DataFrame, area_col: str, category_col: str, count_col: str, title: str,
-                 footer: str, normalize: bool = True, *, category_order: Sequence | None = None,
+@styled
+def stacked_bars(df: pd.DataFrame, *, area_col: str, category_col: str, count_col: str, title: str,
+                 footer: str, normalize: bool = True, category_order: Sequence | None = None,
                  colours: Mapping | None = None, suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
-                 size="slide") -> Figure:
+                 ax: Axes | None = None, size="slide") -> Axes:
     """Horizontal stacked bars of category counts (or shares with `normalize`) per area.
 
     df: `area_col`, `category_col`, `count_col` (persons). Segments with 1–9 persons (or NaN)
@@ -1091,8 +1193,7 @@ def stacked_bars(df: pd.DataFrame, area_col: str, category_col: str, count_col: 
     totals = np.where(area_hidden, np.nan, totals)
     widths = shown / np.where(totals > 0, totals, np.nan)[:, None] if normalize else shown
     widths = np.nan_to_num(widths)
-    fig = _new_figure(size)
-    ax = fig.add_subplot()
+    fig, ax, own = _axes(ax, size)
     ys = np.arange(len(areas))
     left = np.zeros(len(areas))
     palette = colours or {c: SERIES_COLOURS[k % len(SERIES_COLOURS)] for k, c in enumerate(cats)}
@@ -1127,7 +1228,7 @@ def stacked_bars(df: pd.DataFrame, area_col: str, category_col: str, count_col: 
         notes.append(suppression_note(suppress_threshold)
                      + "。非表示の区分は割合の分母からも除外" if normalize
                      else suppression_note(suppress_threshold))
-    return _finish(fig, title, footer, notes)
+    return _finish_chart(fig, ax, own, title, footer, notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1161,8 +1262,9 @@ def _tree_layout(ids: list, parents: list) -> tuple[dict, dict]:
     return depth, slot
 
 
-def flow_chart(steps: pd.DataFrame, title: str, footer: str, *, show_share: bool = True,
-               suppress_threshold: int = privacy.DEFAULT_THRESHOLD, size="slide") -> Figure:
+@styled
+def flow_chart(steps: pd.DataFrame, *, title: str, footer: str, show_share: bool = True,
+               suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
     """Flow of an extraction as boxes and arrows, left to right (e.g. 健診受診者 → 糖尿病型 →
     腎機能低下 → 治療中 / 未治療 / 治療中断; DOMAIN §5).
 
@@ -1180,8 +1282,7 @@ def flow_chart(steps: pd.DataFrame, title: str, footer: str, *, show_share: bool
     count_of = dict(zip(ids, np.where(hidden, np.nan, count)))
     n_levels = max(depth.values()) + 1
     n_slots = max(slot.values()) + 1
-    fig = _new_figure(size)
-    ax = fig.add_subplot()
+    fig, ax, own = _axes(ax, size)
     box_w, box_h = 0.78, (0.6 if n_slots > 1 else 0.35)
     texts = []
     for i, label, parent in zip(ids, s["step_label"].astype(str), parents):  # a few steps
@@ -1206,39 +1307,16 @@ def flow_chart(steps: pd.DataFrame, title: str, footer: str, *, show_share: bool
     ax.set_ylim(n_slots - 0.5, -0.5)
     ax.set_axis_off()
     notes = [suppression_note(suppress_threshold)] if hidden.any() else []
-    _finish(fig, title, footer, notes)
+    _finish_chart(fig, ax, own, title, footer, notes)
     _shrink_to_boxes(fig, ax, texts, box_w, box_h)
-    return fig
+    return ax
 
 
 def _flow_hidden(ids: list, parents: list, count: np.ndarray, threshold: int) -> np.ndarray:
-    """Counts to hide in a flow chart: 1–9 (or NaN), plus secondary suppression where a step
-    splits into two or more branches: the branches are taken to partition the step, so a single
-    hidden branch could be recovered as step − the others; then the smallest other non-zero
-    branch is hidden too, or the step itself when there is none (the NDB practice of
-    `hsutils.privacy.secondary_suppress`, DOMAIN §9). A single follow-on step is a filter, not
-    a partition, and needs no secondary suppression."""
-    hidden = _hidden_mask(count, threshold)
-    position = {node: k for k, node in enumerate(ids)}
-    splits: dict = {}
-    for node, parent in zip(ids, parents):
-        if parent is not None and parent in position:
-            splits.setdefault(position[parent], []).append(position[node])
-    splits = {p: np.array(kids) for p, kids in splits.items() if len(kids) >= 2}
-    for _ in range(len(ids) + 1):  # repeat until stable (a few steps)
-        changed = False
-        for parent, kids in splits.items():
-            if hidden[parent] or hidden[kids].sum() != 1:
-                continue
-            candidates = kids[~hidden[kids] & (count[kids] > 0)]
-            if candidates.size:
-                hidden[candidates[np.argmin(count[candidates])]] = True
-            else:
-                hidden[parent] = True
-            changed = True
-        if not changed:
-            break
-    return hidden
+    """Counts to hide in a flow chart: 1–9 (or NaN, hidden upstream) plus secondary suppression
+    over the branches of every split (`privacy.tree_relations`, `privacy.suppress_relations`;
+    DOMAIN §9)."""
+    return privacy.suppress_relations(count, privacy.tree_relations(ids, parents), threshold)
 
 
 _BREAK_BEFORE_AFTER = re.compile(r"(?=[（(])|(?<=[）)、・ ])")
@@ -1288,10 +1366,11 @@ def _spine_position(value, benchmark, half_width, lower_better):
     return 0.5 + sign * (value - benchmark) / (2 * half_width)
 
 
-def spine_chart(df: pd.DataFrame, title: str, footer: str, *, value_fmt: str = "{:.1f}",
+@styled
+def spine_chart(df: pd.DataFrame, *, title: str, footer: str, value_fmt: str = "{:.1f}",
                 fmt_col: str | None = None, count_col: str | None = None,
                 area_label: str = "当該地域", benchmark_label: str = "基準値",
-                suppress_threshold: int = privacy.DEFAULT_THRESHOLD, size="slide") -> Figure:
+                suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Figure:
     """Area profile (spine chart, as in Fingertips): one row per indicator.
 
     df: `indicator_name`, `area_value`, `benchmark`, `min`, `q25`, `q75`, `max` (over all
@@ -1312,7 +1391,7 @@ def spine_chart(df: pd.DataFrame, title: str, footer: str, *, value_fmt: str = "
     pols = [_check_polarity(p) for p in d["polarity"].astype(object).where(d["polarity"].notna(), None)]
     comps = d["comparison"].astype(object).where(~hidden, None)
     labels, colours = significance_colours(comps, pols)
-    fig = _new_figure(size)
+    fig, own = _panel_figure(ax, size)
     gs = fig.add_gridspec(1, 2, width_ratios=[1.15, 1.6], wspace=0.0)
     ax_t = fig.add_subplot(gs[0, 0])
     ax = fig.add_subplot(gs[0, 1], sharey=ax_t)
@@ -1367,16 +1446,17 @@ def spine_chart(df: pd.DataFrame, title: str, footer: str, *, value_fmt: str = "
     notes = ["良い方が常に右（低いほど良い指標は左右を反転）。極性のない指標は右が高い"]
     if hidden.any():
         notes.append(suppression_note(suppress_threshold))
-    return _finish(fig, title, footer, notes, comparison=True)
+    return _finish_chart(fig, None, own, title, footer, notes, comparison=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # Heat table
 # ---------------------------------------------------------------------------------------------
-def heat_table(df: pd.DataFrame, row_col: str, col_col: str, value_col: str, title: str,
-               footer: str, fmt: str = "{:.1%}", *, count_col: str | None = None,
+@styled
+def heat_table(df: pd.DataFrame, *, row_col: str, col_col: str, value_col: str, title: str,
+               footer: str, fmt: str = "{:.1%}", count_col: str | None = None,
                comparison_col: str | None = None, polarity=None, cmap="Blues",
-               suppress_threshold: int = privacy.DEFAULT_THRESHOLD, size="slide") -> Figure:
+               suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
     """Table of values coloured by size (e.g. 受診率 by 地区 × 性・年齢).
 
     df: `row_col`, `col_col`, `value_col`, optional `count_col` (cells whose value derives
@@ -1399,8 +1479,7 @@ def heat_table(df: pd.DataFrame, row_col: str, col_col: str, value_col: str, tit
                                          polarity)[1]
         sig = d.pivot_table(index=row_col, columns=col_col, values="_sig", aggfunc="first",
                             dropna=False).reindex(index=rows, columns=cols)
-    fig = _new_figure(size)
-    ax = fig.add_subplot()
+    fig, ax, own = _axes(ax, size)
     finite = vals[np.isfinite(vals)]
     norm = mcolors.Normalize(finite.min(), finite.max()) if finite.size else mcolors.Normalize(0, 1)
     cm = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
@@ -1431,17 +1510,18 @@ def heat_table(df: pd.DataFrame, row_col: str, col_col: str, value_col: str, tit
         ax.legend(handles=_significance_handles(
             significance_colours(d[comparison_col].astype(object).where(~hidden, None), polarity)[0]),
             loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _finish(fig, title, footer, notes, comparison=bool(comparison_col))
+    return _finish_chart(fig, ax, own, title, footer, notes, comparison=bool(comparison_col))
 
 
 # ---------------------------------------------------------------------------------------------
 # UpSet chart
 # ---------------------------------------------------------------------------------------------
-def upset_chart(membership: pd.DataFrame, title: str, footer: str, *,
+@styled
+def upset_chart(membership: pd.DataFrame, *, title: str, footer: str,
                 criteria: Sequence[str] | None = None, count_col: str | None = None,
                 labels: Mapping[str, str] | None = None, max_intersections: int = 15,
                 include_none: bool = False, suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
-                size="slide") -> Figure:
+                ax: Axes | None = None, size="slide") -> Figure:
     """Overlaps of criteria (UpSet plot; Lex et al. 2014): intersection sizes as bars above a
     dot matrix, set sizes at the left (e.g. the 一体的実施 criteria, DOMAIN §6.1).
 
@@ -1480,7 +1560,7 @@ def upset_chart(membership: pd.DataFrame, title: str, footer: str, *,
     set_hidden = (_hidden_mask(set_sizes, suppress_threshold)
                   | _hidden_mask(np.where(hidden_sums > 0, hidden_sums, 0.0), suppress_threshold))
     names = [labels.get(c, c) if labels else c for c in crit]
-    fig = _new_figure(size)
+    fig, own = _panel_figure(ax, size)
     gs = fig.add_gridspec(2, 2, height_ratios=[2.2, 1.2], width_ratios=[1.0, 3.2])
     ax_bar = fig.add_subplot(gs[0, 1])
     ax_dot = fig.add_subplot(gs[1, 1], sharex=ax_bar)
@@ -1529,4 +1609,4 @@ def upset_chart(membership: pd.DataFrame, title: str, footer: str, *,
         notes.append(f"全{len(ordered)}通りの組み合わせのうち{len(combos)}通りを表示")
     if combos["_hidden"].any() or set_hidden.any():
         notes.append(suppression_note(suppress_threshold) + "（非表示の組み合わせは右端）")
-    return _finish(fig, title, footer, notes)
+    return _finish_chart(fig, None, own, title, footer, notes)

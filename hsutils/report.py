@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 
 from .errors import ParameterError
@@ -28,6 +29,9 @@ __all__ = [
 
 #: Resolution of PNG figures (DESIGN §7).
 FIGURE_DPI = 300
+#: matplotlib settings read when a file is written (not when the figure is drawn): TrueType fonts
+#: embedded in PDF/PS, text as paths and a fixed hash salt in SVG (reproducible files, DESIGN §9).
+SAVE_RCPARAMS = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path", "svg.hashsalt": "hsutils"}
 #: Sub-folders of every notebook output folder (DESIGN §7).
 SUBFOLDERS = ("figures", "tables", "confidential")
 
@@ -76,7 +80,8 @@ def save_figure(fig, out_dir, name: str, formats=("png", "pdf"), dpi: int = FIGU
         if fmt not in _FIXED_METADATA:
             raise ParameterError(f"図の形式 {fmt!r} には対応していません（png, pdf, svg）。")
         buffer = io.BytesIO()
-        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_FIXED_METADATA[fmt])
+        with matplotlib.rc_context(SAVE_RCPARAMS):  # no global setting needed or changed
+            fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_FIXED_METADATA[fmt])
         paths[fmt] = atomic_write_bytes(folder / f"{safe_name(name)}.{fmt}", buffer.getvalue())
     return paths
 

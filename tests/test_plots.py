@@ -160,12 +160,11 @@ def texts_of(fig) -> list[str]:
     """Texts drawn by the chart itself (the footer and title are the caller's words: a footer
     like "令和6年度" must not count as the number 6)."""
     return [t.get_text() for t in fig.findobj(matplotlib.text.Text)
-            if t.get_text() and t.get_gid() not in ("footer", "title")]
+            if t.get_text() and t.get_gid() not in ("footer", "title") and t.get_visible()]
 
 
 def visible_texts_of(fig) -> list[str]:
-    return [t for t, a in zip(texts_of(fig), [a for a in fig.findobj(matplotlib.text.Text)
-            if a.get_text() and a.get_gid() not in ("footer", "title")]) if a.get_visible()]
+    return texts_of(fig)  # texts_of keeps only visible texts
 
 
 def has_number(texts, number: int) -> bool:
@@ -203,29 +202,29 @@ def all_charts(boundaries):
     """name -> figure for every chart type (small hand-made data)."""
     at = area_table()
     return {
-        "choropleth": plots.choropleth(muni_values(boundaries), boundaries, "rate", "受診率（%）", FOOT,
-                                       count_col="count"),
-        "tilemap": plots.choropleth(muni_values(boundaries), None, "rate", "受診率（タイル）", FOOT,
-                                    tiles=tiles()),
-        "funnel": plots.funnel_plot(at, "value", "n", 0.36, title="受診率のファネルプロット",
-                                    footer=FOOT, count_col="x", polarity="higher_better"),
-        "ranked": plots.ranked_bar(at, "value", "lower", "upper", 0.36, "受診率", FOOT,
-                                   polarity="higher_better", count_col="x", value_fmt="{:.1%}"),
-        "ranked_grouped": plots.ranked_bar(at, "value", "lower", "upper", 0.36, "受診率（二次医療圏別）",
-                                           FOOT, group_col="area", count_col="x", value_fmt="{:.1%}"),
-        "trend": plots.trend_chart(trend_frame(), "fy", "value", "lower", "upper", "sex", "受診率の推移",
-                                   FOOT, value_fmt="{:.0%}", count_col="count"),
-        "ckd": plots.ckd_heatmap(ckd_counts(), "CKD重症度分類", FOOT),
-        "pyramid": plots.population_pyramid(pyramid_frame(), "人口ピラミッド", FOOT),
+        "choropleth": plots.choropleth(muni_values(boundaries), boundaries, value_col="rate", title="受診率（%）", footer=FOOT,
+                                       count_col="count").figure,
+        "tilemap": plots.choropleth(muni_values(boundaries), None, value_col="rate", title="受診率（タイル）", footer=FOOT,
+                                    tiles=tiles()).figure,
+        "funnel": plots.funnel_plot(at, value_col="value", denom_col="n", target=0.36, title="受診率のファネルプロット",
+                                    footer=FOOT, count_col="x", polarity="higher_better").figure,
+        "ranked": plots.ranked_bar(at, value_col="value", lower_col="lower", upper_col="upper", benchmark=0.36, title="受診率", footer=FOOT,
+                                   polarity="higher_better", count_col="x", value_fmt="{:.1%}").figure,
+        "ranked_grouped": plots.ranked_bar(at, value_col="value", lower_col="lower", upper_col="upper", benchmark=0.36, title="受診率（二次医療圏別）",
+                                           footer=FOOT, group_col="area", count_col="x", value_fmt="{:.1%}").figure,
+        "trend": plots.trend_chart(trend_frame(), x="fy", y="value", lower="lower", upper="upper", series_col="sex", title="受診率の推移",
+                                   footer=FOOT, value_fmt="{:.0%}", count_col="count").figure,
+        "ckd": plots.ckd_heatmap(ckd_counts(), title="CKD重症度分類", footer=FOOT).figure,
+        "pyramid": plots.population_pyramid(pyramid_frame(), title="人口ピラミッド", footer=FOOT).figure,
         "pyramids": plots.pyramid_small_multiples(
             pd.concat([pyramid_frame("A地区"), pyramid_frame("B地区", 0.4), pyramid_frame("C地区", 0.02)]),
-            "district", "地区別人口ピラミッド", FOOT, ncols=3),
-        "stacked": plots.stacked_bars(stacked_frame(), "area", "level", "count", "階層化の内訳", FOOT),
-        "flow": plots.flow_chart(flow_steps(), "糖尿病性腎症の抽出フロー", FOOT),
-        "spine": plots.spine_chart(spine_table(), "地域の健康プロファイル", FOOT, fmt_col="fmt"),
-        "heat": plots.heat_table(heat_frame(), "district", "group", "rate", "地区別・性年齢別受診率", FOOT,
-                                 count_col="x"),
-        "upset": plots.upset_chart(membership_frame(), "一体的実施の抽出条件の重なり", FOOT),
+            facet_col="district", title="地区別人口ピラミッド", footer=FOOT, ncols=3),
+        "stacked": plots.stacked_bars(stacked_frame(), area_col="area", category_col="level", count_col="count", title="階層化の内訳", footer=FOOT).figure,
+        "flow": plots.flow_chart(flow_steps(), title="糖尿病性腎症の抽出フロー", footer=FOOT).figure,
+        "spine": plots.spine_chart(spine_table(), title="地域の健康プロファイル", footer=FOOT, fmt_col="fmt"),
+        "heat": plots.heat_table(heat_frame(), row_col="district", col_col="group", value_col="rate", title="地区別・性年齢別受診率", footer=FOOT,
+                                 count_col="x").figure,
+        "upset": plots.upset_chart(membership_frame(), title="一体的実施の抽出条件の重なり", footer=FOOT),
     }
 
 
@@ -233,28 +232,33 @@ def all_charts(boundaries):
 # Style and palette
 # ---------------------------------------------------------------------------------------------
 def test_japanese_text_renders_without_missing_glyphs(tmp_path):
-    fig = plots._new_figure()
-    ax = fig.add_subplot()
-    ax.set_title("特定健診受診率・メタボ該当者（令和６年度）ｰ−±①※")
-    ax.text(0.5, 0.5, "糖尿病性腎症重症化予防　ＨｂＡ１ｃ 8.0%以上 ≥")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fig.savefig(tmp_path / "jp.png")
-        fig.savefig(tmp_path / "jp.pdf")
+    with plots.style():  # a user's own figure in the committee style
+        fig = plots._new_figure()
+        ax = fig.add_subplot()
+        ax.set_title("特定健診受診率・メタボ該当者（令和６年度）ｰ−±①※")
+        ax.text(0.5, 0.5, "糖尿病性腎症重症化予防　ＨｂＡ１ｃ 8.0%以上 ≥")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fig.savefig(tmp_path / "jp.png")
+            fig.savefig(tmp_path / "jp.pdf")
+        assert matplotlib.rcParams["font.family"][0] == "IPAexGothic"
     assert not [w for w in caught if "missing from font" in str(w.message)]
-    assert matplotlib.rcParams["font.family"][0] == "IPAexGothic"
 
 
-def test_apply_style_after_seaborn_set_theme_restores_font(tmp_path):
+def test_charts_keep_japanese_font_after_seaborn_set_theme(tmp_path):
     import seaborn as sns
     with matplotlib.rc_context():  # leave the global style as it was for the other tests
         sns.set_theme()
-        assert matplotlib.rcParams["font.family"][0] != "IPAexGothic"
-        plots.apply_style()
-        assert matplotlib.rcParams["font.family"][0] == "IPAexGothic"
-        sns.set_theme()
-        fig = plots.ranked_bar(area_table(), "value", "lower", "upper", 0.36, "受診率", FOOT)
-        fig.savefig(tmp_path / "after_seaborn.png", dpi=50)  # no missing-glyph warning
+        family = list(matplotlib.rcParams["font.family"])
+        assert family[0] != "IPAexGothic"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fig = plots.ranked_bar(area_table(), value_col="value", lower_col="lower", upper_col="upper",
+                                   benchmark=0.36, title="受診率", footer=FOOT).figure
+            fig.savefig(tmp_path / "after_seaborn.png", dpi=50)
+        assert not [w for w in caught if "missing from font" in str(w.message)]
+        assert list(matplotlib.rcParams["font.family"]) == family  # the chart changed no global setting
+        plots.apply_style()  # on request, the committee style becomes the global default
         assert matplotlib.rcParams["font.family"][0] == "IPAexGothic"
 
 
@@ -311,8 +315,8 @@ def test_every_chart_renders_with_footer_and_non_blank_png(tmp_path, boundaries)
 
 def test_comparison_note_only_where_comparisons_are_shown(boundaries):
     at = area_table()
-    with_note = plots.ranked_bar(at, "value", "lower", "upper", 0.36, "受診率", FOOT)
-    without = plots.population_pyramid(pyramid_frame(), "人口", FOOT)
+    with_note = plots.ranked_bar(at, value_col="value", lower_col="lower", upper_col="upper", benchmark=0.36, title="受診率", footer=FOOT).figure
+    without = plots.population_pyramid(pyramid_frame(), title="人口", footer=FOOT).figure
     assert plots.COMPARISON_NOTE in footer_text(with_note)
     assert plots.COMPARISON_NOTE not in footer_text(without)
 
@@ -322,36 +326,36 @@ def test_comparison_note_only_where_comparisons_are_shown(boundaries):
 # ---------------------------------------------------------------------------------------------
 def test_small_counts_never_appear_in_texts(boundaries):
     at = area_table()  # 川北町: x = 7, value 17.5 %
-    ranked = plots.ranked_bar(at, "value", "lower", "upper", 0.36, "受診率", FOOT, count_col="x",
-                              value_fmt="{:.1%}")
+    ranked = plots.ranked_bar(at, value_col="value", lower_col="lower", upper_col="upper", benchmark=0.36, title="受診率", footer=FOOT, count_col="x",
+                              value_fmt="{:.1%}").figure
     assert not any("17.5" in t for t in texts_of(ranked))
     assert plots.SUPPRESSION_MARK in texts_of(ranked)
     assert "10人未満のため非表示（‐）" in footer_text(ranked)
-    ckd = plots.ckd_heatmap(ckd_counts(), "CKD", FOOT)  # G4/A2 = 3
+    ckd = plots.ckd_heatmap(ckd_counts(), title="CKD", footer=FOOT).figure  # G4/A2 = 3
     assert not has_number(texts_of(ckd), 3)
     assert has_number(texts_of(ckd), 15) and has_number(texts_of(ckd), 820)
-    flow = plots.flow_chart(flow_steps(), "フロー", FOOT)  # 治療中断 = 6 of 140 = 118 + 16 + 6
+    flow = plots.flow_chart(flow_steps(), title="フロー", footer=FOOT).figure  # 治療中断 = 6 of 140 = 118 + 16 + 6
     flow_texts = visible_texts_of(flow)
     assert not has_number(flow_texts, 6)
     assert "治療中断\n‐" in flow_texts
     assert "未治療\n‐" in flow_texts  # secondary suppression: 140 − 118 − 16 would give 6
     assert not has_number(flow_texts, 16)
-    heat = plots.heat_table(heat_frame(), "district", "group", "rate", "受診率", FOOT, count_col="x")
+    heat = plots.heat_table(heat_frame(), row_col="district", col_col="group", value_col="rate", title="受診率", footer=FOOT, count_col="x").figure
     small_rate = f"{3 / heat_frame().loc[5, 'n']:.1%}"
     assert small_rate not in texts_of(heat)
-    upset = plots.upset_chart(membership_frame(), "重なり", FOOT)  # one intersection of 4
+    upset = plots.upset_chart(membership_frame(), title="重なり", footer=FOOT)  # one intersection of 4
     assert not has_number(texts_of(upset), 4)
-    stacked = plots.stacked_bars(stacked_frame(), "area", "level", "count", "内訳", FOOT)  # 珠洲市 4
+    stacked = plots.stacked_bars(stacked_frame(), area_col="area", category_col="level", count_col="count", title="内訳", footer=FOOT).figure  # 珠洲市 4
     assert not has_number(texts_of(stacked), 4)
     pyr = plots.pyramid_small_multiples(
-        pd.concat([pyramid_frame("A地区"), pyramid_frame("C地区", 0.02)]), "district", "人口", FOOT)
+        pd.concat([pyramid_frame("A地区"), pyramid_frame("C地区", 0.02)]), facet_col="district", title="人口", footer=FOOT)
     assert "10人未満のため非表示（‐）" in footer_text(pyr)
 
 
 def test_threshold_boundary_exactly_ten_is_shown_nine_is_not():
     steps = pd.DataFrame({"step_id": ["a", "b", "c"], "step_label": ["全体", "該当", "うち未治療"],
                           "count": [40, 10, 9], "parent_id": [None, "a", "b"]})
-    fig = plots.flow_chart(steps, "境界", FOOT, show_share=False)
+    fig = plots.flow_chart(steps, title="境界", footer=FOOT, show_share=False).figure
     texts = visible_texts_of(fig)
     assert "該当\n10人" in texts
     assert "うち未治療\n‐" in texts
@@ -359,7 +363,7 @@ def test_threshold_boundary_exactly_ten_is_shown_nine_is_not():
 
 
 def test_stacked_shares_exclude_suppressed_segment_from_denominator():
-    fig = plots.stacked_bars(stacked_frame(), "area", "level", "count", "内訳", FOOT)
+    fig = plots.stacked_bars(stacked_frame(), area_col="area", category_col="level", count_col="count", title="内訳", footer=FOOT).figure
     bars = [p for p in fig.axes[0].patches if p.get_gid() == "stacked_segment"]
     # 4 categories × 4 areas, category-major order; 珠洲市 is the third area (row index 2)
     suzu = [bars[j * 4 + 2].get_width() for j in range(4)]
@@ -375,8 +379,8 @@ def test_stacked_shares_exclude_suppressed_segment_from_denominator():
 def test_significance_colours_are_the_same_across_ranked_funnel_spine():
     pal = plots.SIGNIFICANCE_COLOURS
     at = area_table()
-    ranked = plots.ranked_bar(at, "value", "lower", "upper", 0.36, "受診率", FOOT,
-                              polarity="higher_better")
+    ranked = plots.ranked_bar(at, value_col="value", lower_col="lower", upper_col="upper", benchmark=0.36, title="受診率", footer=FOOT,
+                              polarity="higher_better").figure
     bars = [p for p in ranked.axes[0].patches]
     by_height = sorted(zip(at["value"], at["comparison"]), reverse=True)
     expected = [pal[plots.significance_label(c, "higher_better")] for _, c in by_height]
@@ -384,14 +388,14 @@ def test_significance_colours_are_the_same_across_ranked_funnel_spine():
     assert mcolors.to_hex(pal["良い"]) in facecolours(bars)  # 輪島市 有意に高い
     assert mcolors.to_hex(pal["悪い"]) in facecolours(bars)
 
-    funnel = plots.funnel_plot(at, "value", "n", 0.36, title="ファネル", footer=FOOT, count_col="x",
-                               polarity="higher_better")
+    funnel = plots.funnel_plot(at, value_col="value", denom_col="n", target=0.36, title="ファネル", footer=FOOT, count_col="x",
+                               polarity="higher_better").figure
     points = next(c for c in funnel.axes[0].collections if c.get_gid() == "funnel_points")
     funnel_colours = {mcolors.to_hex(c) for c in points.get_facecolors()}
     assert funnel_colours <= {pal["良い"], pal["悪い"], pal["差なし"]}
     assert pal["良い"] in funnel_colours and pal["悪い"] in funnel_colours
 
-    spine = plots.spine_chart(spine_table(), "プロファイル", FOOT)
+    spine = plots.spine_chart(spine_table(), title="プロファイル", footer=FOOT)
     spine_colours = [mcolors.to_hex(line.get_color()) for line in spine.findobj(matplotlib.lines.Line2D)
                      if str(line.get_gid()).startswith("spine_point::")]
     assert spine_colours == [pal["良い"], pal["良い"], pal["差なし"], pal["低い"]]
@@ -399,7 +403,7 @@ def test_significance_colours_are_the_same_across_ranked_funnel_spine():
 
 def test_funnel_labels_only_areas_outside_95_limits():
     at = area_table()
-    fig = plots.funnel_plot(at, "value", "n", 0.36, title="ファネル", footer=FOOT, count_col="x")
+    fig = plots.funnel_plot(at, value_col="value", denom_col="n", target=0.36, title="ファネル", footer=FOOT, count_col="x").figure
     labels = {t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_gid() == "funnel_label"}
     # 95% limits 0.36 ± 1.96·sqrt(0.36·0.64/n): 金沢市 0.35 (n 12000: 0.3514–0.3686 → below),
     # 輪島市 0.444 (n 900: upper 0.3914 → above), 加賀市 0.333 (n 3300: lower 0.3436 → below),
@@ -420,7 +424,7 @@ def spine_x(fig, name):
 
 
 def test_spine_chart_flips_lower_is_better():
-    fig = plots.spine_chart(spine_table(), "プロファイル", FOOT)
+    fig = plots.spine_chart(spine_table(), title="プロファイル", footer=FOOT)
     # higher_better 0.42 vs 0.38, half-width max(0.13, 0.17) = 0.17 → 0.5 + 0.04/0.34
     assert spine_x(fig, "特定健診受診率") == pytest.approx(0.5 + 0.04 / 0.34)
     # lower_better 0.15 vs 0.17 (better) → right of centre: 0.5 + 0.02/0.14
@@ -434,7 +438,7 @@ def test_spine_chart_flips_lower_is_better():
 
 
 def test_spine_chart_text_columns_show_values():
-    fig = plots.spine_chart(spine_table(), "プロファイル", FOOT, fmt_col="fmt")
+    fig = plots.spine_chart(spine_table(), title="プロファイル", footer=FOOT, fmt_col="fmt")
     texts = texts_of(fig)
     assert {"特定健診受診率", "42.0%", "38.0%", "61.0", "63.0"} <= set(texts)
 
@@ -443,7 +447,7 @@ def test_spine_chart_text_columns_show_values():
 # Individual charts
 # ---------------------------------------------------------------------------------------------
 def test_choropleth_labels_do_not_overlap(boundaries):
-    fig = plots.choropleth(muni_values(boundaries), boundaries, "rate", "受診率", FOOT)
+    fig = plots.choropleth(muni_values(boundaries), boundaries, value_col="rate", title="受診率", footer=FOOT).figure
     fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     labels = [t for t in fig.axes[0].texts if t.get_gid() == "area_label" and t.get_visible()]
@@ -474,19 +478,19 @@ def test_choropleth_small_towns_are_labelled_beside_the_map_with_leader_lines(bo
 
 def test_choropleth_tile_fallback_has_note():
     values = pd.DataFrame({"code": ["17201", "17202"], "rate": [40.0, 30.0]})
-    fig = plots.choropleth(values, None, "rate", "受診率", FOOT, tiles=tiles(),
-                           fallback_note="タイル表示の注記")
+    fig = plots.choropleth(values, None, value_col="rate", title="受診率", footer=FOOT, tiles=tiles(),
+                           fallback_note="タイル表示の注記").figure
     assert "タイル表示の注記" in footer_text(fig)
     assert "金沢市\n40.0" in texts_of(fig)
     assert "輪島市\n‐" in texts_of(fig)  # no value
     with pytest.raises(ParameterError):
-        plots.choropleth(values, None, "rate", "受診率", FOOT)
+        plots.choropleth(values, None, value_col="rate", title="受診率", footer=FOOT).figure
 
 
 def test_ranked_bar_sorted_with_benchmark_and_groups():
     at = area_table()
-    fig = plots.ranked_bar(at, "value", "lower", "upper", 0.36, "受診率", FOOT, group_col="area",
-                           count_col="x")
+    fig = plots.ranked_bar(at, value_col="value", lower_col="lower", upper_col="upper", benchmark=0.36, title="受診率", footer=FOOT, group_col="area",
+                           count_col="x").figure
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels[:5] == ["石川中央", "かほく市", "白山市", "金沢市", "川北町"]
@@ -495,7 +499,7 @@ def test_ranked_bar_sorted_with_benchmark_and_groups():
 
 
 def test_trend_chart_wareki_ticks_and_series():
-    fig = plots.trend_chart(trend_frame(), "fy", "value", "lower", "upper", "sex", "推移", FOOT)
+    fig = plots.trend_chart(trend_frame(), x="fy", y="value", lower="lower", upper="upper", series_col="sex", title="推移", footer=FOOT).figure
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == [
         "R2\n(2020)", "R3\n(2021)", "R4\n(2022)", "R5\n(2023)", "R6\n(2024)"]
@@ -503,7 +507,7 @@ def test_trend_chart_wareki_ticks_and_series():
 
 
 def test_ckd_heatmap_colours_and_totals():
-    fig = plots.ckd_heatmap(ckd_counts(), "CKD", FOOT, show_share=False)
+    fig = plots.ckd_heatmap(ckd_counts(), title="CKD", footer=FOOT, show_share=False).figure
     ax = fig.axes[0]
     cells = {(round(p.get_x()), round(p.get_y())): mcolors.to_hex(p.get_facecolor())
              for p in ax.patches}
@@ -522,7 +526,7 @@ def test_ckd_heatmap_colours_and_totals():
 
 
 def test_population_pyramid_men_left_women_right():
-    fig = plots.population_pyramid(pyramid_frame(), "人口", FOOT)
+    fig = plots.population_pyramid(pyramid_frame(), title="人口", footer=FOOT).figure
     ax = fig.axes[0]
     male = [p for p in ax.patches if p.get_gid() == "pyramid_male"]
     female = [p for p in ax.patches if p.get_gid() == "pyramid_female"]
@@ -532,7 +536,7 @@ def test_population_pyramid_men_left_women_right():
 
 
 def test_upset_counts_intersections():
-    fig = plots.upset_chart(membership_frame(), "重なり", FOOT)
+    fig = plots.upset_chart(membership_frame(), title="重なり", footer=FOOT)
     bars = [p.get_height() for p in fig.axes[0].patches]
     assert bars == [120, 80, 35, 22, 0]  # the 4-person intersection is last and not drawn
     sets = [p.get_width() for p in fig.axes[2].patches]
@@ -543,7 +547,7 @@ def test_upset_counts_intersections():
 
 
 def test_heat_table_suppressed_cell_and_format():
-    fig = plots.heat_table(heat_frame(), "district", "group", "rate", "受診率", FOOT, count_col="x")
+    fig = plots.heat_table(heat_frame(), row_col="district", col_col="group", value_col="rate", title="受診率", footer=FOOT, count_col="x").figure
     cells = [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "heat_cell"]
     assert len(cells) == 12
     assert cells[0] == "30.0%"  # 60/200
@@ -554,8 +558,8 @@ def test_funnel_ratio_kind():
     df = pd.DataFrame({"name": ["A町", "B町", "C町", "D町"], "observed": [30, 12, 5, 40],
                        "expected": [15.0, 12.0, 4.0, 38.0]})
     df["ratio"] = df["observed"] / df["expected"]
-    fig = plots.funnel_plot(df, "ratio", "expected", 1.0, kind="ratio", title="標準化該当比",
-                            footer=FOOT, count_col="observed")
+    fig = plots.funnel_plot(df, value_col="ratio", denom_col="expected", target=1.0, kind="ratio", title="標準化該当比",
+                            footer=FOOT, count_col="observed").figure
     labels = {t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_gid() == "funnel_label"}
     # A町 O = 30, E = 15: Byar lower 95% limit of 30 is 20.24, /15 = 1.35 > 1 → outside;
     # B町 1.00 and D町 40/38 = 1.05 inside; C町 (O = 5) is not drawn
@@ -566,5 +570,5 @@ def test_funnel_ratio_kind():
 
 
 def test_a4_portrait_size():
-    fig = plots.heat_table(heat_frame(), "district", "group", "rate", "受診率", FOOT, size="a4_portrait")
+    fig = plots.heat_table(heat_frame(), row_col="district", col_col="group", value_col="rate", title="受診率", footer=FOOT, size="a4_portrait").figure
     assert tuple(fig.get_size_inches()) == pytest.approx((8.27, 11.69))

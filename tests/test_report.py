@@ -26,8 +26,8 @@ def small_chart():
     df = pd.DataFrame({"name": ["金沢市", "七尾市", "小松市"], "value": [0.35, 0.41, 0.30],
                        "lower": [0.34, 0.38, 0.28], "upper": [0.36, 0.44, 0.32],
                        "comparison": ["有意に低い", "有意に高い", "有意に低い"]})
-    return plots.ranked_bar(df, "value", "lower", "upper", 0.36, "受診率", FOOT, size=(4, 3),
-                            value_fmt="{:.1%}")
+    return plots.ranked_bar(df, value_col="value", lower_col="lower", upper_col="upper", benchmark=0.36, title="受診率", footer=FOOT, size=(4, 3),
+                            value_fmt="{:.1%}").figure
 
 
 def test_output_dir_layout(tmp_path):
