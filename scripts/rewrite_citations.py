@@ -8,7 +8,7 @@ in `docs/` with the same section numbers, so the rewrite is mechanical:
     DESIGN, DESIGN.md               -> docs/design.md
 
 A citation is the old name followed by a section sign (with or without ".md" and a space); a bare
-file name such as ``STATS_METHODS.md`` (optionally written as ``../shared/STATS_METHODS.md``) is
+file name such as ``STATS_METHODS.md`` (optionally with the relative path of the old sibling folder in front) is
 rewritten too. Nothing else is touched: words such as "DOMAIN section" or a column named "DOMAIN"
 stay. The rewrite is idempotent (a second run changes nothing).
 

@@ -148,8 +148,12 @@ def test_standard_population_pref_is_the_data_of_the_year():
         "denominator": [100, 50, 120, 70, 999]})
     one = areas.standard_population("pref", strata, fy=2024)
     assert one.weights.to_dict() == {"40-44": 120.0, "75-79": 70.0}
-    mean = areas.standard_population("pref", strata)  # mean of the two years
-    assert mean.weights.to_dict() == {"40-44": 110.0, "75-79": 60.0}
+    latest = areas.standard_population("pref", strata)  # one definition (stats): the latest year
+    assert latest.weights.to_dict() == {"40-44": 120.0, "75-79": 70.0}
+    years = areas.standard_population("pref", strata, fy=[2023, 2024])  # a list of years: its last year
+    assert years.weights.to_dict() == {"40-44": 120.0, "75-79": 70.0}
+    early = areas.standard_population("pref", strata, fy=2023)
+    assert early.weights.to_dict() == {"40-44": 100.0, "75-79": 50.0}
     with pytest.raises(ParameterError, match="県の被保険者"):
         areas.standard_population("pref", strata, fy=2020)
     assert np.isclose(one.weights.sum(), 190)

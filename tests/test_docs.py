@@ -179,7 +179,7 @@ def test_no_citation_of_the_old_external_references():
 
 def test_rewrite_is_exact_and_idempotent():
     old = ("DOM" "AIN §5.4; DOM" "AIN.md §1; STATS_METH" "ODS §1c; STA" "TS §5; DES" "IGN §6, §10; "
-           "DES" "IGN.md §4 (`../shared/DES" "IGN.md`); STATS_METH" "ODS.md; CACHE_STA" "TS; a DOM" "AIN section; "
+           "DES" "IGN.md §4 (`../" "shared/DES" "IGN.md`); STATS_METH" "ODS.md; CACHE_STA" "TS; a DOM" "AIN section; "
            '"DOM' 'AIN": x')
     new = REWRITE.rewrite_text(old)
     assert new == ("docs/rules.md §5.4; docs/rules.md §1; docs/methods.md §1c; docs/methods.md §5; "

@@ -529,20 +529,15 @@ def test_judgement_and_change_by_polarity():
 
 
 def test_pref_standard_means_the_same_in_every_notebook_module():
-    from types import SimpleNamespace
-
-    from hsutils import districts, overview
+    # notebooks resolve their standard population through hsutils.areas (notebook.start); its "pref"
+    # is the registry's, the prefecture's population of the year
+    from hsutils import areas
 
     strata = _pref_strata()
     expected = stats.standard_population("pref", bands=None, data=strata, fy=2024)
-    w_ov, note = overview.standard_population(SimpleNamespace(strata=strata), "pref", 2024)
-    pd.testing.assert_series_equal(w_ov, expected)
-    assert note == "標準人口: " + stats.standard_population_label("pref", fy=2024)
-    w_di, note_di = districts.resolve_standard_population("pref", strata, 2024)
-    pd.testing.assert_series_equal(w_di, expected)
-    assert note_di == ""
-    # without the data "pref" cannot be built: H27 with a note, never a failed batch
-    assert districts.resolve_standard_population("pref")[0] == "H27"
-    w_bad, note_bad = overview.standard_population(SimpleNamespace(strata=strata), "national", 2024)
-    pd.testing.assert_series_equal(w_bad, stats.standard_population("H27", bands=None))
-    assert "national" in note_bad
+    resolved = areas.standard_population("pref", strata, fy=2024, bands=list(expected.index))
+    pd.testing.assert_series_equal(resolved.weights, expected, check_names=False)
+    assert resolved.note == "標準人口: " + stats.standard_population_label("pref", fy=2024)
+    with pytest.raises(ParameterError):  # without the data "pref" cannot be built
+        areas.standard_population("pref")
+
