@@ -70,7 +70,7 @@ MISSING_TOKENS = _MISSING_WORDS | _DASHES
 REQUIRED_TABLES = ("enrollment", "kenshin")
 # Load order: the municipality master first so that the others are checked against it.
 LOAD_ORDER = ("municipalities", "districts", "enrollment", "kenshin", "guidance",
-              "claims_monthly", "kaigo", "questionnaire")
+              "claims_monthly", "kaigo", "questionnaire", "diagnoses", "prescriptions", "medical_costs")
 FILE_EXTENSIONS = (".csv", ".txt", ".tsv", ".xlsx", ".parquet")
 
 # Accepted file stems per table, besides the canonical name and the schema's Japanese name.
@@ -83,6 +83,9 @@ FILE_NAME_ALIASES: dict[str, tuple[str, ...]] = {
     "questionnaire": ("後期高齢者の質問票", "質問票"),
     "municipalities": ("市町村マスタ", "市町村", "市町マスタ"),
     "districts": ("地区マスタ", "地区"),
+    "diagnoses": ("傷病名一覧",),
+    "prescriptions": ("処方一覧",),
+    "medical_costs": ("医療費一覧",),
 }
 
 # Header spellings seen in exports, in addition to schema name / ja / aliases.
