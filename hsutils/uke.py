@@ -546,11 +546,11 @@ class UkeTables:
 def _institution_code(pref, kind, inst) -> np.ndarray:
     """10-digit 医療機関コード: 都道府県(2) + 点数表(1) + 医療機関コード(7)."""
     code = np.asarray(pref, np.int64) * 10**8 + np.asarray(kind, np.int64) * 10**7 + np.asarray(inst, np.int64)
-    return np.char.zfill(code.astype(str), 10).astype(object)
+    return _code_text(code, 10)
 
 
 def _code_text(code: np.ndarray, width: int) -> np.ndarray:
-    return np.char.zfill(np.asarray(code, np.int64).astype(str), width).astype(object)
+    return pd.Series(np.asarray(code, np.int64).astype(str), dtype=object).str.zfill(width).to_numpy(dtype=object)
 
 
 def _setting(kind: np.ndarray, receipt_type: np.ndarray) -> np.ndarray:
