@@ -37,6 +37,7 @@ import pandas as pd
 from hsutils.errors import DataError
 
 CHUNK_BYTES = 32 << 20
+PAD = 128  # bytes of zeros around a block (longest field read is 80 bytes)
 UKE_SUFFIXES = (".uke",)
 EXCLUSION_TABLE = "uke"
 SCOPE_LINE = "行"
@@ -108,6 +109,7 @@ class _Lines:
     commas: np.ndarray
     cfirst: np.ndarray
     nf: np.ndarray
+    _padded: np.ndarray | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "_Lines":
@@ -143,45 +145,54 @@ class _Lines:
 
     def matrix(self, start: np.ndarray, end: np.ndarray, width: int, right: bool = False
                ) -> tuple[np.ndarray, np.ndarray]:
-        """Bytes of each span in a (n, width) uint8 matrix, NUL-padded; also a 'too long' flag."""
+        """Bytes of each span in a (n, w) uint8 matrix, NUL-padded, w = min(width, longest span);
+        also a 'longer than width' flag."""
         length = end - start
-        pos = np.arange(width)
+        too_long = length > width
+        w = int(min(width, length.max())) if len(length) else 0
+        w = max(w, 1)
+        if self._padded is None:  # zeros around the block so that no index needs clipping
+            self._padded = np.concatenate([np.zeros(PAD, np.uint8), self.buf, np.zeros(PAD, np.uint8)])
+        pos = np.arange(w, dtype=np.int64)
         if right:
-            idx = end[:, None] - width + pos[None, :]
-            inside = idx >= start[:, None]
+            idx = (end + PAD - w)[:, None] + pos[None, :]
+            inside = pos[None, :] >= (w - np.minimum(length, w))[:, None]
         else:
-            idx = start[:, None] + pos[None, :]
-            inside = idx < end[:, None]
-        if len(self.buf) == 0:
-            return np.zeros((len(start), width), np.uint8), length > width
-        mat = np.where(inside, self.buf[np.clip(idx, 0, len(self.buf) - 1)], 0).astype(np.uint8)
-        return mat, length > width
+            idx = (start + PAD)[:, None] + pos[None, :]
+            inside = pos[None, :] < np.minimum(length, w)[:, None]
+        mat = self._padded[idx]
+        mat[~inside] = 0
+        return mat, too_long
 
     def text(self, rows: np.ndarray, j: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Field j as raw bytes (numpy 'S' array, truncated at `width`) and a too-long flag."""
         s, e = self.span(rows, j)
         mat, long = self.matrix(s, e, width)
-        return np.ascontiguousarray(mat).view(f"S{width}").ravel(), long
+        return np.ascontiguousarray(mat).view(f"S{mat.shape[1]}").ravel(), long
 
     def digits(self, rows: np.ndarray, j: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Field j as an unsigned integer: (value, length, valid). Empty -> length 0, valid False."""
         s, e = self.span(rows, j)
         mat, long = self.matrix(s, e, width, right=True)
         length = e - s
-        pos = np.arange(width)
-        inside = pos[None, :] >= (width - np.minimum(length, width))[:, None]
-        d = mat.astype(np.int64) - 48
-        okd = ((d >= 0) & (d <= 9)) | ~inside
-        d = np.where(inside & okd, d, 0)
-        value = d @ (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))
+        w = mat.shape[1]
+        d = mat.astype(np.int16) - 48
+        okd = ((d >= 0) & (d <= 9)) | (mat == 0)   # NUL = padding
+        d = np.where(okd & (mat != 0), d, 0).astype(np.int64)
+        value = d @ (10 ** np.arange(w - 1, -1, -1, dtype=np.int64))
         valid = okd.all(axis=1) & (length > 0) & ~long
         return value, length, valid
 
 
 def _decode(raw: np.ndarray) -> pd.Series:
-    """cp932 bytes -> NFKC-normalised str (full-width digits become half-width), stripped."""
-    s = pd.Series(raw.astype(object)).str.decode("cp932", errors="replace")
-    return s.str.normalize("NFKC").str.strip()
+    """cp932 bytes -> NFKC-normalised str (full-width digits become half-width), stripped.
+    Only the distinct values are decoded (a field such as 保険者番号 repeats on every receipt)."""
+    if len(raw) == 0:
+        return pd.Series([], dtype=object)
+    uniq, inverse = np.unique(raw, return_inverse=True)
+    s = pd.Series(uniq.astype(object)).str.decode("cp932", errors="replace")
+    s = s.str.normalize("NFKC").str.strip().to_numpy(dtype=object)
+    return pd.Series(s[inverse.ravel()], dtype=object)
 
 
 def decode_date(value: np.ndarray, length: np.ndarray, valid: np.ndarray, with_day: bool
@@ -295,13 +306,21 @@ def _raw_text(lines: _Lines, rows: np.ndarray, j: int, width: int = 40) -> np.nd
     return _decode(raw).to_numpy(dtype=object)
 
 
+def _raw_where(lines: _Lines, rows: np.ndarray, j: int, where: np.ndarray, width: int = 16) -> np.ndarray:
+    """Field j as text only where `where` (values quoted in exclusion messages); '' elsewhere."""
+    out = np.full(len(rows), "", dtype=object)
+    if where.any():
+        out[where] = _raw_text(lines, rows[where], j, width)
+    return out
+
+
 def _line_text(lines: _Lines, rows: np.ndarray, width: int = 24) -> np.ndarray:
     """The first four fields of each line (for exclusions of whole lines). RE 氏名 is field 4,
     so a patient name is never copied into an exclusion list."""
     k = np.minimum(lines.cfirst[rows] + 3, max(len(lines.commas) - 1, 0))
     end = np.where(lines.nf[rows] > 4, lines.commas[k] if len(lines.commas) else lines.le[rows], lines.le[rows])
     mat, _ = lines.matrix(lines.ls[rows], end, width)
-    raw = np.ascontiguousarray(mat).view(f"S{width}").ravel()
+    raw = np.ascontiguousarray(mat).view(f"S{mat.shape[1]}").ravel()
     return _decode(raw).to_numpy(dtype=object)
 
 
@@ -421,7 +440,7 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
         ptab, _, _ = L.digits(r, 10, 1)
         pinst, _, piok = L.digits(r, 11, 7)
         out.add("RE", frame(s, header_id=hdr_id[s], kind=line_kind[s], receipt_type=np.where(tok, rtype, -1),
-                            ym=ym, ym_ok=ymok, ym_raw=_raw_text(L, r, 3, 12), sex=np.where(sok, sex, 0),
+                            ym=ym, ym_ok=ymok, ym_raw=_raw_where(L, r, 3, ~ymok), sex=np.where(sok, sex, 0),
                             rx_institution=np.where(pk & piok, ppref * 10**8 + ptab * 10**7 + pinst, -1)))
     # HO
     r, s = rows_of("HO")
@@ -448,16 +467,15 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
         sv, sl, sok = L.digits(r, 2, 8)
         start, stok = decode_date(sv, sl, sok, with_day=True)
         outcome, _, ook = L.digits(r, 3, 1)
-        mods, mlong = L.text(r, 4, 80)
+        suspected = _has_modifier(L, r, 4, SUSPECTED_MODIFIER)
         main, _, mok = L.digits(r, 6, 2)
         uncoded = dok & (dcode == UNCODED_DISEASE)
         name = np.full(len(r), "", dtype=object)
         if uncoded.any():
             name[uncoded] = _raw_text(L, r[uncoded], 5, 80)
-        modtxt = pd.Series(mods.astype(object)).str.decode("ascii", errors="replace").to_numpy(dtype=object)
         out.add("SY", frame(s, code=np.where(dok & (dlen == 7), dcode, -1), start=start, start_ok=stok,
-                            start_raw=_raw_text(L, r, 2, 10), outcome=np.where(ook, outcome, 0),
-                            modifiers=modtxt, main=mok & (main == 1), uncoded_name=name))
+                            start_raw=_raw_where(L, r, 2, ~stok), outcome=np.where(ook, outcome, 0),
+                            suspected=suspected, main=mok & (main == 1), uncoded_name=name))
     # SI / IY (医科)
     for t in ("SI", "IY"):
         r, s = rows_of(t, [KIND_MEDICAL])
@@ -469,7 +487,7 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
             qty = _decimal(L, r, 4)
             out.add(t, frame(s, cls=np.where(cok, cls_, -1), code=np.where(ok & (clen == 9), c, -1),
                              quantity=qty, points=np.where(pok, pts, -1), times=np.where(tok, times, 0),
-                             code_raw=_raw_text(L, r, 3, 12)))
+                             code_raw=_raw_where(L, r, 3, ~(ok & (clen == 9)))))
     # 調剤: SH (剤形), CZ (調剤数量), IY
     r, s = rows_of("SH", [KIND_PHARMACY])
     if len(r):
@@ -483,10 +501,30 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
     if len(r):
         c, clen, ok = L.digits(r, 2, 9)
         out.add("IYP", frame(s, code=np.where(ok & (clen == 9), c, -1), quantity=_decimal(L, r, 3),
-                             code_raw=_raw_text(L, r, 2, 12)))
+                             code_raw=_raw_where(L, r, 2, ~(ok & (clen == 9)))))
     handled = {"RE", "HO", "KO", "SY", "SI", "IY", "SH", "CZ", "SN", "IR", "YK"}
     used_codes = np.array([_rt(t) for t in handled])
     out.lines_ignored += int((use & ~np.isin(code_r, used_codes)).sum())
+
+
+def _has_modifier(L: _Lines, rows: np.ndarray, j: int, code: str) -> np.ndarray:
+    """True where field j (concatenated 4-digit 修飾語 codes) holds `code` as one of its groups."""
+    s, e = L.span(rows, j)
+    mat, _ = L.matrix(s, e, 80)
+    w = mat.shape[1]
+    if w % 4:
+        mat = np.pad(mat, ((0, 0), (0, 4 - w % 4)))
+    groups = np.ascontiguousarray(mat).view("S4").reshape(len(rows), -1)
+    return (groups == code.encode("ascii")).any(axis=1)
+
+
+def _int_text(values, width: int) -> np.ndarray:
+    """Non-negative ints as zero-padded decimal strings of `width` (vectorised, no Python loop)."""
+    v = np.asarray(values, dtype=np.int64)
+    if len(v) == 0:
+        return np.zeros(0, dtype=object)
+    digits = (v[:, None] // (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))[None, :]) % 10 + 48
+    return np.ascontiguousarray(digits.astype(np.uint8)).view(f"S{width}").ravel().astype(f"U{width}").astype(object)
 
 
 def _decimal(L: _Lines, rows: np.ndarray, j: int) -> np.ndarray:
@@ -550,7 +588,7 @@ def _institution_code(pref, kind, inst) -> np.ndarray:
 
 
 def _code_text(code: np.ndarray, width: int) -> np.ndarray:
-    return pd.Series(np.asarray(code, np.int64).astype(str), dtype=object).str.zfill(width).to_numpy(dtype=object)
+    return _int_text(code, width)
 
 
 def _setting(kind: np.ndarray, receipt_type: np.ndarray) -> np.ndarray:
@@ -665,7 +703,7 @@ def assemble(raw: RawUke) -> UkeTables:
                                     "診療開始日が日付として読めません（西暦8桁、または元号1桁＋6桁の7桁）。開始日を欠損として扱います",
                                     values=d["start_raw"], scope="項目"))
         # 修飾語 codes are 4-digit groups; 「の疑い」 8002 as one of them marks a suspected disease
-        suspected = _has_group(sy["modifiers"].astype(str), SUSPECTED_MODIFIER)
+        suspected = sy["suspected"]
         diagnoses = pd.DataFrame({
             "receipt_id": sy["receipt_id"].to_numpy(np.int64), "file": sy["file"].to_numpy(),
             "line": sy["line"].to_numpy(np.int64), "code": _code_text(sy["code"].to_numpy(), 7),
@@ -706,14 +744,6 @@ def assemble(raw: RawUke) -> UkeTables:
               "receipts_kept": len(receipts), "receipts_excluded": int(bad.sum())}
     return UkeTables(receipts=receipts, diagnoses=diagnoses, procedures=procedures, drugs=drugs,
                      exclusions=exclusions, counts=counts)
-
-
-def _has_group(mods: pd.Series, code: str) -> pd.Series:
-    """True where the concatenated 4-digit 修飾語 codes contain `code` as one group."""
-    hit = np.zeros(len(mods), bool)
-    for k in range(20):  # up to 20 codes per field
-        hit |= (mods.str.slice(4 * k, 4 * k + 4) == code).to_numpy()
-    return pd.Series(hit, index=mods.index)
 
 
 def _excl_frame(d: pd.DataFrame, column: str, reason: str, values=None, scope: str = SCOPE_LINE) -> pd.DataFrame:
