@@ -11,8 +11,8 @@ Folder conventions (docs/claims_rules.md §7):
   other tables); without it the person key is 保険者番号-記号-番号;
 * ``claims_rules.yaml`` (optional) — the user's copy of the rules; else the shipped defaults.
 
-Each UKE file is parsed once and cached as Parquet under ``cache_dir`` keyed by its sha256
-(adding a month parses only the new file).
+The files are parsed together and cached as Parquet under ``cache_dir`` keyed by the sha256 of
+every file (a second load parses nothing).
 """
 from __future__ import annotations
 
@@ -54,10 +54,16 @@ def _sha(path: Path) -> str:
     return h.hexdigest()[:32]
 
 
-def _read_one(path: Path, cache_dir: Path | None) -> uke.UkeTables:
+def read_files(paths, cache_dir=None) -> uke.UkeTables:
+    """Read UKE files in one pass (one assembly, unique receipt ids), cached as Parquet under
+    ``cache_dir/uke`` keyed by the sha256 of every file's bytes and name (docs/claims_rules.md §7)."""
+    paths = sorted(Path(p) for p in paths)
     if cache_dir is None:
-        return uke.read_uke([path])
-    stem = Path(cache_dir) / "uke" / _sha(path)
+        return uke.read_uke(paths)
+    h = hashlib.sha256(READER_VERSION.encode())
+    for p in paths:
+        h.update(p.name.encode("utf-8") + b"\0" + _sha(p).encode())
+    stem = Path(cache_dir) / "uke" / h.hexdigest()[:32]
     meta = Path(f"{stem}.meta.json")
     if meta.exists():
         try:
@@ -65,37 +71,16 @@ def _read_one(path: Path, cache_dir: Path | None) -> uke.UkeTables:
             return uke.UkeTables(**parts, counts=json.loads(meta.read_text(encoding="utf-8")))
         except Exception:  # a damaged cache entry is rebuilt
             pass
-    t = uke.read_uke([path])
+    t = uke.read_uke(paths)
     stem.parent.mkdir(parents=True, exist_ok=True)
     for p in _PARTS:
-        df = getattr(t, p)
         tmp = Path(f"{stem}.{p}.parquet.tmp{os.getpid()}")
-        df.to_parquet(tmp, index=False)
+        getattr(t, p).to_parquet(tmp, index=False)
         os.replace(tmp, f"{stem}.{p}.parquet")
     tmp = meta.with_name(meta.name + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(t.counts), encoding="utf-8")
     os.replace(tmp, meta)  # meta last: its presence marks a complete entry
     return t
-
-
-def read_files(paths, cache_dir=None) -> uke.UkeTables:
-    """Read several UKE files (each cached on its own) into one UkeTables with unique receipt ids."""
-    parts = []
-    offset = 0
-    for p in paths:
-        t = _read_one(Path(p), cache_dir)
-        ids = [t.receipts["receipt_id"].max() if len(t.receipts) else 0] + [
-            df["receipt_id"].max() for df in (t.diagnoses, t.procedures, t.drugs) if len(df)]
-        for df in (t.receipts, t.diagnoses, t.procedures, t.drugs):
-            if len(df):
-                df["receipt_id"] = df["receipt_id"].astype(np.int64) + offset
-        offset += int(max(ids)) + 1
-        parts.append(t)
-    if not parts:
-        return uke.read_uke([])
-    counts = {k: sum(t.counts[k] for t in parts) for k in parts[0].counts}
-    cat = lambda name: pd.concat([getattr(t, name) for t in parts], ignore_index=True)  # noqa: E731
-    return uke.UkeTables(**{p: cat(p) for p in _PARTS}, counts=counts)
 
 
 def read_link(folder: Path) -> pd.DataFrame | None:

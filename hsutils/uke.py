@@ -277,12 +277,18 @@ class RawUke:
     n_headers: int = 0
     n_receipts: int = 0
 
-    def add(self, rtype: str, frame: pd.DataFrame) -> None:
-        self.records.setdefault(rtype, []).append(frame)
+    def add(self, rtype: str, columns: dict) -> None:
+        """Keep the arrays of one block; the frame is built once for all blocks (less overhead)."""
+        self.records.setdefault(rtype, []).append(columns)
 
     def frame(self, rtype: str) -> pd.DataFrame:
         parts = self.records.get(rtype, [])
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if not parts:
+            return pd.DataFrame()
+        cols = {k: np.concatenate([np.broadcast_to(np.asarray(p[k], dtype=object) if isinstance(p[k], str)
+                                                   else p[k], (len(p["line"]),)) for p in parts])
+                for k in parts[0]}
+        return pd.DataFrame(cols)
 
 
 def _excl(file: str, lines: np.ndarray, column, values, reason, scope=SCOPE_LINE) -> pd.DataFrame:
@@ -403,7 +409,7 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
                 v, ln, ok = L.digits(hdr_rows[sel], j, 6)
                 ymv[sel], ylen[sel], yok[sel] = v, ln, ok
         claim_ym, cok = decode_date(ymv, ylen, yok, with_day=False)
-        out.headers.append(pd.DataFrame({
+        out.add("HDR", ({
             "header_id": hdr_id[is_hdr], "file": file, "line": line_no[hdr_rows],
             "kind": np.where(kok, kinds_h, 0), "pref": np.where(pok, pref, 0),
             "institution": np.where(iok, inst, -1), "claim_ym": np.where(cok, claim_ym, 0),
@@ -423,9 +429,8 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
         sel = np.flatnonzero(m)
         return rows[sel], sel
 
-    def frame(sel_idx: np.ndarray, **cols) -> pd.DataFrame:
-        return pd.DataFrame({"receipt_id": rid[sel_idx], "file": file, "line": line_no[rows[sel_idx]],
-                             **cols})
+    def frame(sel_idx: np.ndarray, **cols) -> dict:
+        return {"receipt_id": rid[sel_idx], "file": file, "line": line_no[rows[sel_idx]], **cols}
 
     # RE (all kinds)
     r, s = rows_of("RE")
@@ -608,7 +613,7 @@ def person_key(insurer, kigo, bango) -> pd.Series:
 def assemble(raw: RawUke) -> UkeTables:
     """Check receipts and build the long tables (docs/claims_rules.md §4)."""
     excl = [e for e in raw.exclusions if len(e)]
-    headers = pd.concat(raw.headers, ignore_index=True) if raw.headers else pd.DataFrame(
+    headers = raw.frame("HDR") if raw.records.get("HDR") else pd.DataFrame(
         {"header_id": pd.Series(dtype="int64"), "kind": pd.Series(dtype="int64")})
     re_ = raw.frame("RE")
     ho = raw.frame("HO")
