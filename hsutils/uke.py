@@ -312,6 +312,31 @@ def _raw_text(lines: _Lines, rows: np.ndarray, j: int, width: int = 40) -> np.nd
     return _decode(raw).to_numpy(dtype=object)
 
 
+def _limits_table():
+    keys, lo, hi = [], [], []
+    for kind, table in ((KIND_MEDICAL, _COUNTS_MEDICAL), (KIND_DENTAL, _COUNTS_DENTAL),
+                        (KIND_PHARMACY, _COUNTS_PHARMACY)):
+        for t, (a, b) in table.items():
+            keys.append(kind * 65536 + _rt(t))
+            lo.append(a)
+            hi.append(b)
+    order = np.argsort(keys)
+    return np.array(keys)[order], np.array(lo)[order], np.array(hi)[order]
+
+
+_LIMITS = _limits_table()
+
+
+def _count_limits(line_kind: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Allowed (min, max) number of fields of each line by 点数表 and record type (no limit for
+    record types without a layout)."""
+    keys, lo, hi = _LIMITS
+    k = line_kind.astype(np.int64) * 65536 + code
+    pos = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
+    found = keys[pos] == k
+    return np.where(found, lo[pos], 0), np.where(found, hi[pos], 10_000)
+
+
 def _raw_where(lines: _Lines, rows: np.ndarray, j: int, where: np.ndarray, width: int = 16) -> np.ndarray:
     """Field j as text only where `where` (values quoted in exclusion messages); '' elsewhere."""
     out = np.full(len(rows), "", dtype=object)
@@ -376,14 +401,8 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
                                     "医療機関情報レコード（IR、調剤は YK）より前にある行です（ファイルの先頭は IR/YK）"))
 
     # field counts
-    counts = {KIND_MEDICAL: _COUNTS_MEDICAL, KIND_DENTAL: _COUNTS_DENTAL, KIND_PHARMACY: _COUNTS_PHARMACY}
     nf = L.nf[rows]
-    lo = np.zeros(len(rows), np.int64)
-    hi = np.full(len(rows), 10_000, np.int64)
-    for kind, table in counts.items():
-        for t, (a, b) in table.items():
-            m = (code_r == _rt(t)) & (line_kind == kind)
-            lo[m], hi[m] = a, b
+    lo, hi = _count_limits(line_kind, code_r)
     badcount = ((nf < lo) | (nf > hi)) & ~orphan
     if badcount.any():
         bad = rows[badcount]
@@ -422,11 +441,16 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
 
     rid = np.where(orphan, 0, re_id)
 
-    def rows_of(t: str, kinds=None) -> tuple[np.ndarray, np.ndarray]:
-        m = (code_r == _rt(t)) & use
-        if kinds is not None:
-            m &= np.isin(line_kind, kinds)
-        sel = np.flatnonzero(m)
+    # used lines grouped by (record type, 点数表) with one stable sort: each type is one slice
+    used = np.flatnonzero(use)
+    gkey = code_r[used] * 16 + line_kind[used]
+    order = np.argsort(gkey, kind="stable")
+    used, gkey = used[order], gkey[order]
+
+    def rows_of(t: str, kinds=tuple(range(10))) -> tuple[np.ndarray, np.ndarray]:
+        parts = [used[np.searchsorted(gkey, _rt(t) * 16 + k):np.searchsorted(gkey, _rt(t) * 16 + k, "right")]
+                 for k in kinds]
+        sel = np.sort(np.concatenate(parts)) if len(parts) > 1 else parts[0]
         return rows[sel], sel
 
     def frame(sel_idx: np.ndarray, **cols) -> dict:
