@@ -1279,6 +1279,22 @@ def load_dataset(folder, column_map=None, cache_dir=None) -> Dataset:
                    results=results, files=files)
 
 
+def canonical_frame(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """A frame with canonical column names (built in memory, e.g. from UKE receipts) in the
+    canonical dtypes of `table` — the same dtypes `read_table` gives for a CSV."""
+    t = _get_table(table)
+    n = len(df)
+    cols = {}
+    for c in t.columns:
+        s = df[c.name].reset_index(drop=True) if c.name in df else _missing_series(
+            _canonical_dtype(c, complete=False), n)
+        dtype = _canonical_dtype(c, bool(s.notna().all()))
+        if dtype == "boolean" and s.dtype != "boolean":
+            s = pd.to_numeric(s, errors="coerce").astype("Int64")
+        cols[c.name] = s.astype(dtype)
+    return pd.DataFrame(cols, index=pd.RangeIndex(n))
+
+
 def _load_uke_claims(folder: Path, tables: dict, excl_parts: list, warnings: list, cache_dir) -> list[dict]:
     """UKE receipts in the folder replace claims_monthly and fill diagnoses / prescriptions /
     medical_costs (hsutils.claims_import; docs/claims_rules.md §7)."""
@@ -1292,7 +1308,7 @@ def _load_uke_claims(folder: Path, tables: dict, excl_parts: list, warnings: lis
     for name, df in c.tables.items():
         if len(tables[name]):
             warnings.append(f"{TABLES[name].ja}: CSV とレセプト電算ファイルの両方があります。レセプト電算ファイルから作成した表を使います")
-        tables[name] = df
+        tables[name] = canonical_frame(df, name)
     if len(c.exclusions):
         excl_parts.append(c.exclusions)
     k = c.counts

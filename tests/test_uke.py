@@ -281,6 +281,9 @@ def test_load_dataset_reads_uke_with_link_and_cache(tmp_path):
     assert (row["read"], row["kept"], row["dropped_rows"]) == (8, 5, 3)
     assert (ds.exclusions["table"] == "uke").sum() == 5
     assert len(list((tmp_path / "cache" / "uke").glob("*.meta.json"))) == 1
+    # the same dtypes as a claims_monthly.csv read by the loader
+    csv = io.read_table(Path(io.__file__).parents[1] / "data_templates" / "claims_monthly.csv", "claims_monthly")
+    assert cm.dtypes.to_dict() == csv.data.dtypes.to_dict()
     ds2 = io.load_dataset(folder, cache_dir=tmp_path / "cache")
     pd.testing.assert_frame_equal(ds.tables["claims_monthly"], ds2.tables["claims_monthly"])
     report = io.check_folder(folder)
