@@ -285,9 +285,14 @@ class RawUke:
         parts = self.records.get(rtype, [])
         if not parts:
             return pd.DataFrame()
-        cols = {k: np.concatenate([np.broadcast_to(np.asarray(p[k], dtype=object) if isinstance(p[k], str)
-                                                   else p[k], (len(p["line"]),)) for p in parts])
-                for k in parts[0]}
+        cols = {}
+        for k in parts[0]:
+            if isinstance(parts[0][k], str):  # the file name: one category per file, not a string per line
+                names = list(dict.fromkeys(p[k] for p in parts))
+                codes = np.concatenate([np.full(len(p["line"]), names.index(p[k]), np.int32) for p in parts])
+                cols[k] = pd.Categorical.from_codes(codes, categories=names)
+            else:
+                cols[k] = np.concatenate([p[k] for p in parts])
         return pd.DataFrame(cols)
 
 
@@ -807,7 +812,9 @@ def _pharmacy_groups(raw: RawUke, iyp: pd.DataFrame) -> pd.DataFrame:
     sh, cz = raw.frame("SH"), raw.frame("CZ")
     if sh.empty:
         return pd.DataFrame({"form": np.zeros(len(iyp), np.int64), "days": np.zeros(len(iyp), np.int64)})
-    sh = sh.sort_values(["file", "line"])
+    sh = sh.assign(file=sh["file"].astype(str)).sort_values(["file", "line"])
+    cz = cz.assign(file=cz["file"].astype(str)) if not cz.empty else cz
+    iyp = iyp.assign(file=iyp["file"].astype(str))
     key_sh = sh[["file", "line", "receipt_id", "form"]].rename(columns={"line": "sh_line"})
     # each line takes the last SH at or above it in the same file and receipt
     def attach(df):
