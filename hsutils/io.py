@@ -71,7 +71,7 @@ MISSING_TOKENS = _MISSING_WORDS | _DASHES
 REQUIRED_TABLES = ("enrollment", "kenshin")
 # Load order: the municipality master first so that the others are checked against it.
 LOAD_ORDER = ("municipalities", "districts", "enrollment", "kenshin", "guidance",
-              "claims_monthly", "kaigo", "questionnaire")
+              "claims_monthly", "kaigo", "questionnaire", "diagnoses", "prescriptions", "medical_costs")
 FILE_EXTENSIONS = (".csv", ".txt", ".tsv", ".xlsx", ".parquet")
 
 # Accepted file stems per table, besides the canonical name and the schema's Japanese name.
@@ -84,6 +84,9 @@ FILE_NAME_ALIASES: dict[str, tuple[str, ...]] = {
     "questionnaire": ("後期高齢者の質問票", "質問票"),
     "municipalities": ("市町村マスタ", "市町村", "市町マスタ"),
     "districts": ("地区マスタ", "地区"),
+    "diagnoses": ("傷病名一覧",),
+    "prescriptions": ("処方一覧",),
+    "medical_costs": ("医療費一覧",),
 }
 
 # Header spellings seen in exports, in addition to schema name / ja / aliases.
@@ -1180,7 +1183,8 @@ def find_table_files(folder) -> tuple[dict[str, Path], list[str]]:
         if len(candidates) > 1:
             notes.append(f"{TABLES[tname].ja}: 候補が複数あります（{'、'.join(c.name for c in candidates)}）。"
                          f"{candidates[0].name} を使います")
-    unused = [p.name for p in files if p not in used]
+    unused = [p.name for p in files if p not in used
+              and p.suffix.lower() not in (".uke", ".yaml", ".yml") and p.name != "uke_person_link.csv"]
     if unused:
         notes.append("表に対応しないため使わないファイル: " + "、".join(unused))
     return found, notes
@@ -1230,13 +1234,52 @@ def load_dataset(folder, column_map=None, cache_dir=None) -> Dataset:
     tables = {tname: (results[tname].data if tname in results else empty_table(tname))
               for tname in TABLES}
     parts = [r.exclusions for r in results.values() if not r.exclusions.empty]
+    uke_summary = _load_uke_claims(folder, tables, parts, warnings, cache_dir)
     exclusions = pd.concat(parts, ignore_index=True) if parts else _empty_exclusions()
     summary = pd.DataFrame([
         {"table": r.table, "file": r.file, "read": r.n_read, "kept": r.n_kept,
          "dropped_rows": r.n_dropped, "excluded_values": r.n_excluded_values}
-        for r in results.values()], columns=SUMMARY_COLUMNS)
+        for r in results.values()] + uke_summary, columns=SUMMARY_COLUMNS)
     return Dataset(tables=tables, exclusions=exclusions, summary=summary, warnings=warnings,
                    results=results, files=files)
+
+
+def canonical_frame(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """A frame with canonical column names (built in memory, e.g. from UKE receipts) in the
+    canonical dtypes of `table` — the same dtypes `read_table` gives for a CSV."""
+    t = _get_table(table)
+    n = len(df)
+    cols = {}
+    for c in t.columns:
+        s = df[c.name].reset_index(drop=True) if c.name in df else _missing_series(
+            _canonical_dtype(c, complete=False), n)
+        dtype = _canonical_dtype(c, bool(s.notna().all()))
+        if dtype == "boolean" and s.dtype != "boolean":
+            s = pd.to_numeric(s, errors="coerce").astype("Int64")
+        cols[c.name] = s.astype(dtype)
+    return pd.DataFrame(cols, index=pd.RangeIndex(n))
+
+
+def _load_uke_claims(folder: Path, tables: dict, excl_parts: list, warnings: list, cache_dir) -> list[dict]:
+    """UKE receipts in the folder replace claims_monthly and fill diagnoses / prescriptions /
+    medical_costs (hsutils.claims_import; docs/claims_rules.md §7)."""
+    from hsutils import claims_import, uke
+
+    files = uke.find_uke_files(folder)
+    if not files:
+        return []
+    c = claims_import.load_claims(folder, files, enrollment=tables["enrollment"],
+                                  cache_dir=Path(cache_dir) if cache_dir else None)
+    for name, df in c.tables.items():
+        if len(tables[name]):
+            warnings.append(f"{TABLES[name].ja}: CSV とレセプト電算ファイルの両方があります。レセプト電算ファイルから作成した表を使います")
+        tables[name] = canonical_frame(df, name)
+    if len(c.exclusions):
+        excl_parts.append(c.exclusions)
+    k = c.counts
+    return [{"table": "uke", "file": f"UKE {len(files)} ファイル", "read": k["receipts_read"],
+             "kept": k["receipts_kept"] - k["receipts_unlinked"],
+             "dropped_rows": k["receipts_excluded"] + k["receipts_unlinked"], "excluded_values": k["lines_excluded"]}]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1317,6 +1360,16 @@ def check_folder(folder, column_map=None) -> str:
         if tname == "municipalities":
             known = set(r.data["muni_code"].dropna().astype(str)) or None  # empty master: no check
         lines.extend(_describe_result(r))
+    try:
+        from hsutils import claims_import
+        uke_lines = claims_import.check_lines(folder)
+    except Exception as e:  # never a traceback in a data check
+        problems += 1
+        uke_lines = [f"■ レセプト電算ファイル（UKE）: エラー（{type(e).__name__}: {e}）"]
+    if uke_lines:
+        lines.append("")
+        lines.extend(uke_lines)
+        problems += any("エラー" in x for x in uke_lines[:2])
     if notes:
         lines.append("")
         lines.extend(f"注意: {n}" for n in notes)

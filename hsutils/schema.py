@@ -172,6 +172,49 @@ CLAIMS = Table(
         _c("hypnotic", "睡眠薬処方", "bool"),
     ), key=("person_id", "ym"), description="人×月のレセプト要約（傷病フラグ・医療費・薬剤数）")
 
+# Finer claims tables (docs/claims_rules.md §5): derived from UKE receipts by hsutils.claims_rules,
+# or supplied as CSV by a user without UKE files.
+YM = _c("ym", "診療年月", "ym", True, lo=200801, hi=203512, description="YYYYMM。和暦（R6.4 等）も可")
+DIAGNOSES = Table(
+    "diagnoses", "傷病名", (
+        PERSON, MUNI, YM,
+        _c("institution_code", "医療機関コード", "str", True, description="10桁（都道府県2＋点数表1＋医療機関7）"),
+        _c("disease_code", "傷病名コード", "str", True, description="傷病名マスターの7桁コード（0000999 = 未コード化傷病名）"),
+        _c("icd10", "ICD-10", "str", description="傷病名マスターの ICD-10（2013）。例 E119"),
+        _c("suspected", "疑い", "bool", description="疑い病名（修飾語 8002 ほか）1 / それ以外 0"),
+        _c("main", "主傷病", "bool", description="主傷病 1 / それ以外 0"),
+        _c("outcome", "転帰区分", "category", allowed=(1, 2, 3, 4),
+           description="1 治ゆ・死亡・中止以外, 2 治ゆ, 3 死亡, 4 中止（転医）"),
+        _c("start_date", "診療開始日", "date"),
+    ), key=("person_id", "ym", "institution_code", "disease_code", "suspected"),
+    description="レセプトの傷病名（1行 = 1レセプトの1傷病名）")
+
+PRESCRIPTIONS = Table(
+    "prescriptions", "処方", (
+        PERSON, MUNI, YM,
+        _c("drug_code", "医薬品コード", "str", True, description="医薬品マスターの9桁コード"),
+        _c("yj_code", "薬価基準収載医薬品コード", "str", description="12桁。先頭3桁が薬効分類、先頭7桁が成分"),
+        _c("efficacy_class", "薬効分類", "str", description="薬価基準収載医薬品コードの先頭3桁（例 396 糖尿病用剤）"),
+        _c("form", "剤形", "category", True, allowed=("内服", "内滴", "屯服", "注射", "外用", "浸煎", "湯", "材料", "その他")),
+        _c("prescriber_code", "処方医療機関コード", "str", True, description="10桁。院外処方は調剤レセプトの処方医療機関"),
+        _c("dispenser_code", "調剤機関コード", "str", True, description="10桁。院内処方は処方医療機関と同じ"),
+        _c("dispensed", "院内・院外", "category", allowed=("院内", "院外")),
+        _c("days", "投与日数", "int", unit="日", lo=0, hi=999, description="内服は日数、屯服・外用は調剤数量"),
+        _c("quantity", "使用量", "float", lo=0, hi=1e6),
+    ), key=("person_id", "ym", "drug_code", "prescriber_code", "dispenser_code", "form"),
+    description="人×月×医薬品×処方医療機関の処方（適正服薬・多剤・重複の集計用）")
+
+MEDICAL_COSTS = Table(
+    "medical_costs", "医療費", (
+        PERSON, MUNI, YM,
+        _c("setting", "入院外来区分", "category", True, allowed=("入院", "入院外", "歯科", "調剤")),
+        _c("main_chapter", "主傷病の疾病分類", "str", description="主傷病の ICD-10 大分類（調剤は空欄）"),
+        _c("points", "点数", "int", True, unit="点", lo=0, hi=1e8),
+        _c("cost", "医療費", "float", True, unit="円", lo=0, hi=1e9, description="点数 × 10円"),
+        _c("n_receipts", "レセプト件数", "int", lo=0, hi=1000),
+    ), key=("person_id", "ym", "setting", "main_chapter"),
+    description="人×月×入院/入院外/歯科/調剤×主傷病の疾病分類の医療費")
+
 KAIGO = Table(
     "kaigo", "介護認定", (
         PERSON, MUNI,
@@ -223,7 +266,8 @@ DISTRICTS = Table(
     ), key=("muni_code", "district_code"), description="市町村内の地区（日常生活圏域）", person_level=False)
 
 TABLES: dict[str, Table] = {t.name: t for t in (
-    ENROLLMENT, KENSHIN, GUIDANCE, CLAIMS, KAIGO, QUESTIONNAIRE, MUNICIPALITIES, DISTRICTS)}
+    ENROLLMENT, KENSHIN, GUIDANCE, CLAIMS, KAIGO, QUESTIONNAIRE, MUNICIPALITIES, DISTRICTS,
+    DIAGNOSES, PRESCRIPTIONS, MEDICAL_COSTS)}
 
 # Questionnaire risk answers (DOMAIN §6.2): item -> set of answer codes that count as "at risk".
 QUESTIONNAIRE_RISK = {

@@ -962,9 +962,12 @@ def generate_demo(scale: float = 1.0, seed: int = 2024) -> dict[str, pd.DataFram
     return tables
 
 
-def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = "cp932") -> str:
+def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = "cp932",
+               claims_format: str = "csv") -> str:
     """Generate the demo and write one CSV per table (Japanese headers from `schema.TABLES`).
 
+    With ``claims_format="uke"`` the claims are written as レセプト電算処理 files instead of
+    claims_monthly.csv (`hsutils.synth_uke`; docs/claims_rules.md §7).
     Returns a short Japanese summary (rows per file). The same seed gives byte-identical files.
     """
     t0 = time.perf_counter()
@@ -973,6 +976,12 @@ def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = 
     tables = generate_demo(scale=scale, seed=seed)
     lines = [f"デモデータ（架空の石川県19市町, scale={scale:g}, seed={seed}, 文字コード {encoding}）"]
     for name in OUTPUT_TABLES:
+        if claims_format == "uke" and name == "claims_monthly":
+            from hsutils import synth_uke
+
+            (out / schema.DEFAULT_FILENAMES[name]).unlink(missing_ok=True)
+            lines.append(synth_uke.write_uke(out, tables, seed=seed))
+            continue
         df = tables[name]
         header = [c.ja for c in schema.TABLES[name].columns]
         path = out / schema.DEFAULT_FILENAMES[name]
@@ -980,5 +989,9 @@ def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = 
         df.to_csv(tmp, index=False, header=header, encoding=encoding, lineterminator="\r\n")
         tmp.replace(path)
         lines.append(f"  {schema.TABLES[name].ja}（{path.name}）: {len(df):,} 行")
+    if claims_format != "uke" and (out / "uke").is_dir():  # an earlier UKE demo would win over the CSV
+        import shutil
+
+        shutil.rmtree(out / "uke")
     lines.append(f"  作成時間: {time.perf_counter() - t0:.1f} 秒")
     return "\n".join(lines)

@@ -1,0 +1,300 @@
+"""UKE reader, masters and claims rules on hand-written fixtures (tests/data/uke/README.md).
+
+Expected values are worked out by hand from the fixture lines (line numbers in comments).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hsutils import claims_masters, claims_rules, io, uke
+from hsutils.errors import DataError
+
+DATA = Path(__file__).parent / "data" / "uke"
+FILES = [DATA / "ika_r05.UKE", DATA / "ika_h31.UKE", DATA / "chozai_r05.UKE"]
+NAMES = ["石川", "花子", "イシカワ", "ハナコ", "能登", "一郎", "ノト", "加賀", "次郎", "白山", "三郎", "金沢", "四郎",
+         "カナザワ"]
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return uke.read_uke(FILES)
+
+
+@pytest.fixture(scope="module")
+def derived(tables):
+    return claims_rules.derive_tables(tables, claims_masters.load_masters())
+
+
+# ---------------------------------------------------------------------------------------------
+# dates
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,expected", [
+    ("1450101", 19120101),   # 明治45年1月1日
+    ("2140505", 19250505),   # 大正14年
+    ("3640107", 19890107),   # 昭和64年1月7日
+    ("4310109", 20190109),   # 平成31年
+    ("5010501", 20190501),   # 令和元年5月1日
+    ("5070331", 20250331),   # 令和7年
+    ("20240229", 20240229),  # western, leap day
+])
+def test_decode_day_every_era(text, expected):
+    v = np.array([int(text)])
+    out, ok = uke.decode_date(v, np.array([len(text)]), np.array([True]), with_day=True)
+    assert ok[0] and out[0] == expected
+
+
+@pytest.mark.parametrize("text,expected", [("43101", 201901), ("50105", 201905), ("30412", 192912),
+                                           ("202304", 202304)])
+def test_decode_month(text, expected):
+    out, ok = uke.decode_date(np.array([int(text)]), np.array([len(text)]), np.array([True]), with_day=False)
+    assert ok[0] and out[0] == expected
+
+
+@pytest.mark.parametrize("text,with_day", [("20230229", True), ("20231301", True), ("6010101", True),
+                                           ("202313", False), ("60101", False), ("2023", False),
+                                           ("4310132", True)])
+def test_decode_rejects_bad_dates(text, with_day):
+    _, ok = uke.decode_date(np.array([int(text)]), np.array([len(text)]), np.array([True]), with_day=with_day)
+    assert not ok[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# reader: receipts, accounting, exclusions
+# ---------------------------------------------------------------------------------------------
+
+def test_row_accounting(tables):
+    c = tables.counts
+    # ika_r05: 38 lines, ika_h31: 12, chozai_r05: 15 (the EOF mark is not a line)
+    assert c["lines_read"] == 38 + 12 + 15
+    assert c["receipts_read"] == 8 and c["receipts_kept"] == 6 and c["receipts_excluded"] == 2
+    assert c["receipts_read"] == c["receipts_kept"] + c["receipts_excluded"]
+    assert c["lines_excluded"] == 2
+
+
+def test_exclusions_name_file_line_field_reason(tables):
+    e = tables.exclusions.set_index("row")
+    assert set(e["file"]) == {"ika_r05.UKE"}
+    assert e.loc[12, "column"] == "項目数" and "4" in e.loc[12, "reason"] and "8" in e.loc[12, "reason"]
+    assert e.loc[18, "column"] == "レコード識別情報" and e.loc[18, "value"] == "ZZ,1,2"
+    assert e.loc[26, "reason"].startswith("保険者レコード（HO）がありません") and e.loc[26, "scope"] == "レセプト"
+    assert e.loc[29, "column"] == "RE 診療年月" and e.loc[29, "value"] == "202313"
+    assert list(e.columns) == [c for c in io.EXCLUSION_COLUMNS if c != "row"]
+
+
+def test_receipt_fields(tables):
+    r = tables.receipts.set_index(["file", "line"])
+    a = r.loc[("ika_r05.UKE", 2)]
+    assert a["person_key"] == "170019-石01-1234"        # spaces of 保険者番号 dropped, 全角 → 半角
+    assert a["setting"] == "入院外" and a["ym"] == 202305 and a["points"] == 1020 and a["yen"] == 10200
+    assert a["n_kouhi"] == 1 and a["edaban"] == "01" and a["institution"] == "1711234567"
+    b = r.loc[("ika_r05.UKE", 19)]
+    assert b["setting"] == "入院" and b["receipt_type"] == 1317 and b["person_key"] == "39170017--87654321"
+    h = r.loc[("ika_h31.UKE", 7)]
+    assert h["ym"] == 201905 and h["institution"] == "1717654321"   # 令和元年5月 (50105)
+    p = r.loc[("chozai_r05.UKE", 2)]
+    assert p["setting"] == "調剤" and p["rx_institution"] == "1711234567" and p["institution"] == "1747000001"
+
+
+def test_diagnoses_suspected_main_uncoded(tables):
+    d = tables.diagnoses.set_index(["file", "line"])
+    assert not d.loc[("ika_r05.UKE", 6), "suspected"] and d.loc[("ika_r05.UKE", 6), "main"]
+    assert d.loc[("ika_r05.UKE", 8), "suspected"]             # 修飾語 8002
+    assert d.loc[("ika_r05.UKE", 9), "suspected"]             # 2056 + 8002
+    assert d.loc[("ika_r05.UKE", 10), "uncoded_name"] == "高血圧症の疑い"
+    assert d.loc[("ika_h31.UKE", 5), "start"] == pd.Timestamp("1989-04-01")   # 昭和64年4月1日 as written
+    assert d.loc[("ika_h31.UKE", 5), "outcome"] == 2
+
+
+def test_drug_lines_carry_class_and_pharmacy_days(tables):
+    d = tables.drugs.set_index(["file", "line"])
+    assert d.loc[("ika_r05.UKE", 15), "cls"] == 21 and d.loc[("ika_r05.UKE", 15), "days"] == 28  # 診療識別 carried
+    assert d.loc[("ika_r05.UKE", 16), "form_code"] == 3                                          # 22 屯服
+    assert d.loc[("chozai_r05.UKE", 7), "days"] == 28 and d.loc[("chozai_r05.UKE", 7), "form_code"] == 1
+    assert d.loc[("chozai_r05.UKE", 10), "days"] == 10 and d.loc[("chozai_r05.UKE", 10), "form_code"] == 3
+    assert d.loc[("chozai_r05.UKE", 13), "form_code"] == 5 and d.loc[("chozai_r05.UKE", 13), "quantity"] == 7.0
+
+
+def test_small_blocks_give_identical_tables(tables):
+    small = uke.read_uke(FILES, chunk_bytes=97)  # blocks end mid-receipt and mid-line
+    for name in ("receipts", "diagnoses", "procedures", "drugs", "exclusions"):
+        pd.testing.assert_frame_equal(getattr(small, name), getattr(tables, name))
+    assert small.counts == tables.counts
+
+
+def _write(tmp_path: Path, text: str, name: str = "x.UKE") -> Path:
+    p = tmp_path / name
+    p.write_bytes(text.replace("\n", "\r\n").encode("cp932") + b"\x1a")
+    return p
+
+
+def test_malformed_re_never_shows_the_name(tmp_path):
+    e30 = "," * 30
+    p = _write(tmp_path, "IR,2,17,1,1234567,,医院,202306,00,\n"
+                         "RE,1,1112,202305,山田　太郎,1,19500101,70\n"
+                         "HO,  170019,,1,1,73,,,,,,,,,\n"
+                         f"SI,12,1,199000002,,73,1,,,,,,,1{e30}\n"
+                         "GO,1,73,99\n")
+    t = uke.read_uke([p])
+    assert t.counts["receipts_read"] == 0 and len(t.receipts) == 0
+    row = t.exclusions.set_index("row").loc[2]
+    assert row["column"] == "項目数" and row["value"] == "RE,1,1112,202305"
+    assert "山田" not in t.exclusions.to_string()
+    # the SI and HO lines sit under an excluded RE: they are not attached to any receipt
+    assert t.drugs.empty and t.procedures.empty
+
+
+def test_lines_before_the_header_are_listed(tmp_path):
+    p = _write(tmp_path, "SY,9990001,20230510,1,,,01,\nIR,2,17,1,1234567,,医院,202306,00,\nGO,0,0,99\n")
+    t = uke.read_uke([p])
+    assert t.exclusions["row"].tolist() == [1] and "IR" in t.exclusions["reason"].iloc[0]
+
+
+def test_unreadable_master_is_a_japanese_error(tmp_path):
+    p = tmp_path / "b.csv"
+    p.write_text('"0","Y","9990001"' + ',""' * 20 + "\n", encoding="cp932")
+    with pytest.raises(DataError, match="マスター種別"):
+        claims_masters.read_master(p, "disease")
+
+
+# ---------------------------------------------------------------------------------------------
+# rules
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("icd,group,inside", [
+    ("E10", "E10-E14", True), ("E149", "E10-E14", True), ("E119", "E10-E14", True),
+    ("E15", "E10-E14", False), ("E099", "E10-E14", False),
+    ("I10", "I10-I15", True), ("I159", "I10-I15", True), ("I209", "I10-I15", False), ("I099", "I10-I15", False),
+    ("E785", "E78", True), ("E790", "E78", False),
+    ("N185", "N18", True), ("N17", "N18", False), ("E112", "E112", True), ("E119", "E112", False),
+    ("I693", "I60-I69", True), ("I70", "I60-I69", False), ("E11.9", "E10-E14", True),
+])
+def test_icd10_boundaries(icd, group, inside):
+    assert bool(claims_rules.icd10_in(pd.Series([icd]), [group]).iloc[0]) is inside
+
+
+def test_shipped_rules_groups():
+    r = claims_rules.load_rules()
+    assert r["disease_groups"]["diabetes"]["icd10"] == ["E10-E14"]
+    assert r["include_suspected"] is False
+    assert "112" in r["drug_groups"]["hypnotic"]["yj_prefixes"]
+
+
+def test_claims_monthly_by_hand(derived):
+    cm = derived.tables["claims_monthly"].set_index(["person_id", "ym"])
+    a = cm.loc[("170019-石01-1234", 202305)]
+    # E119 (line 6) and I10 (7) count; E109 with 8002 (8), I159 with 2056+8002 (9), uncoded
+    # 「高血圧症の疑い」 (10) are suspected; 「腎臓の病気」 (11) matches no keyword
+    assert (a["diabetes"], a["hypertension"], a["dyslipidemia"], a["ckd"], a["dialysis"]) == (1, 1, 0, 0, 0)
+    # 内服 ingredients: metformin (院内 and 院外: once), amlodipine, suvorexant -> 3;
+    # zolpidem and brotizolam are 屯服, the tape is 外用
+    assert a["n_drugs"] == 3 and a["hypnotic"] == 1
+    assert a["cost_outpatient"] == 10200 and a["cost_pharmacy"] == 8000 and a["cost_inpatient"] == 0
+    assert a["n_institutions"] == 1                     # the pharmacy is not counted
+    b = cm.loc[("170019-石01-1234", 202306)]
+    # E15 (line 34) is not diabetes, I209 (35) is not hypertension, N189 (36) is CKD; 腹膜灌流 (38)
+    assert (b["diabetes"], b["hypertension"], b["ckd"], b["dialysis"]) == (0, 0, 1, 1)
+    c = cm.loc[("39170017--87654321", 202305)]
+    # 人工腎臓 (line 24), N185, I500, E149 with 転帰 治ゆ still counts in its month
+    assert (c["dialysis"], c["ckd"], c["heart_failure"], c["diabetes"]) == (1, 1, 1, 1)
+    assert c["cost_inpatient"] == 238800
+    h = cm.loc[("170019-石02-5678", 201905)]
+    assert (h["diabetes"], h["ckd"]) == (1, 1)          # E112 糖尿病性腎症 is in both groups
+    assert len(cm) == 5
+
+
+def test_include_suspected_switch(tables):
+    rules = claims_rules.load_rules()
+    rules["include_suspected"] = True
+    d = claims_rules.derive_tables(tables, claims_masters.load_masters(), rules)
+    a = d.tables["claims_monthly"].set_index(["person_id", "ym"]).loc[("170019-石01-1234", 202305)]
+    assert a["hypertension"] == 1 and a["diabetes"] == 1
+    assert d.report["n_uncoded_matched"] == 1          # 「高血圧症の疑い」 now counts via 「高血圧」
+
+
+@pytest.mark.parametrize("yj,hyp", [("1129009F1001", True), ("1124009F1001", True), ("1190023F1001", True),
+                                    ("1190026F1001", True), ("1179025F1001", False), ("1190099F1001", False),
+                                    ("2171022F1001", False)])
+def test_hypnotic_classification(yj, hyp):
+    prefixes = claims_rules.load_rules()["drug_groups"]["hypnotic"]["yj_prefixes"]
+    assert bool(claims_rules._prefix_in(pd.Series([yj]), prefixes).iloc[0]) is hyp
+
+
+def test_unknown_codes_are_counted(tables, tmp_path):
+    m = claims_masters.load_masters()
+    m.disease = m.disease[m.disease["code"] != "9990005"]
+    m.drug = m.drug[m.drug["code"] != "699000001"]
+    d = claims_rules.derive_tables(tables, m)
+    assert d.report["n_unknown_disease"] == 1 and d.report["unknown_disease"] == [("9990005", 1)]
+    assert d.report["n_unknown_drug"] == 2 and d.report["unknown_drug"] == [("699000001", 2)]
+    text = "\n".join(claims_rules.unknown_codes_text(d.report))
+    assert "9990005（1 件）" in text
+
+
+def test_prescriptions_and_costs(derived):
+    p = derived.tables["prescriptions"]
+    out = p[p["dispensed"] == "院外"]
+    assert set(out["prescriber_code"]) == {"1711234567"} and set(out["dispenser_code"]) == {"1747000001"}
+    met = out[out["drug_code"] == "699000001"].iloc[0]
+    assert met["efficacy_class"] == "396" and met["days"] == 28 and met["form"] == "内服"
+    mc = derived.tables["medical_costs"].set_index(["person_id", "ym", "setting"])
+    assert mc.loc[("39170017--87654321", 202305, "入院"), "main_chapter"].startswith("XIV")
+    assert mc.loc[("170019-石01-1234", 202305, "入院外"), "cost"] == 10200
+
+
+def test_names_never_reach_any_table(tables, derived):
+    frames = [tables.receipts, tables.diagnoses, tables.procedures, tables.drugs, tables.exclusions,
+              *derived.tables.values()]
+    for df in frames:
+        text = df.astype(str).to_csv()
+        for n in NAMES:
+            assert n not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# data folder integration
+# ---------------------------------------------------------------------------------------------
+
+def test_load_dataset_reads_uke_with_link_and_cache(tmp_path):
+    folder = tmp_path / "data"
+    (folder / "uke").mkdir(parents=True)
+    for f in FILES:
+        shutil.copy(f, folder / "uke")
+    shutil.copytree(claims_masters.synthetic_masters_dir(), folder / "uke_masters")
+    shutil.copy(Path(io.__file__).parents[1] / "data_templates" / "kenshin.csv", folder)
+    (folder / "enrollment.csv").write_text(
+        "被保険者番号,年度,市町村コード,性別,年齢,保険種別\nP1,2023,17201,2,73,国保\nP2,2019,17202,1,70,国保\n",
+        encoding="utf-8")
+    (folder / "uke_person_link.csv").write_text(
+        "保険者番号,記号,番号,被保険者番号\n170019,石01,1234,P1\n170019,石０２,5678,P2\n", encoding="utf-8")
+    ds = io.load_dataset(folder, cache_dir=tmp_path / "cache")
+    cm = ds.tables["claims_monthly"]
+    assert cm["person_id"].tolist() == ["P1", "P1", "P2", "P2"]
+    assert cm["muni_code"].tolist() == ["17201", "17201", "17202", "17202"]
+    row = ds.summary.set_index("table").loc["uke"]
+    # 8 receipts: 6 kept by the reader, of which the 後期 one has no link -> 5 + 3
+    assert (row["read"], row["kept"], row["dropped_rows"]) == (8, 5, 3)
+    assert (ds.exclusions["table"] == "uke").sum() == 5
+    assert len(list((tmp_path / "cache" / "uke").glob("*.meta.json"))) == 1
+    # the same dtypes as a claims_monthly.csv read by the loader
+    csv = io.read_table(Path(io.__file__).parents[1] / "data_templates" / "claims_monthly.csv", "claims_monthly")
+    assert cm.dtypes.to_dict() == csv.data.dtypes.to_dict()
+    ds2 = io.load_dataset(folder, cache_dir=tmp_path / "cache")
+    pd.testing.assert_frame_equal(ds.tables["claims_monthly"], ds2.tables["claims_monthly"])
+    report = io.check_folder(folder)
+    assert "レセプト 読み込み 8 件" in report and "マスターにない傷病名コード: なし" in report
+
+
+def test_uke_without_masters_is_a_clear_error(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(FILES[0], folder)
+    shutil.copy(Path(io.__file__).parents[1] / "data_templates" / "kenshin.csv", folder)
+    shutil.copy(Path(io.__file__).parents[1] / "data_templates" / "enrollment.csv", folder)
+    with pytest.raises(DataError, match="uke_masters"):
+        io.load_dataset(folder)
