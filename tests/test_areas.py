@@ -154,7 +154,7 @@ def test_standard_population_pref_is_the_data_of_the_year():
     assert years.weights[years.weights > 0].to_dict() == {"40-44": 120.0, "75-79": 70.0}
     early = areas.standard_population("pref", strata, fy=2023)
     assert early.weights[early.weights > 0].to_dict() == {"40-44": 100.0, "75-79": 50.0}
-    with pytest.raises(ParameterError, match="県の被保険者"):
+    with pytest.raises(ParameterError, match="年度 2020"):
         areas.standard_population("pref", strata, fy=2020)
     assert np.isclose(one.weights.sum(), 190)
 
