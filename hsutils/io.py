@@ -990,7 +990,28 @@ def read_table(path, table, column_map=None, known_munis=None) -> LoadResult:
     raw = _read_raw(path, lookup)
     ctx = _Ctx(table=t.name, excel=path.suffix.lower() in (".xlsx", ".xlsm"),
                known_munis=None if known_munis is None else frozenset(str(k) for k in known_munis))
+    return _validate_raw(raw, t, name, lookup, ctx)
 
+
+def read_text_frame(frame: pd.DataFrame, table, name: str, row_numbers=None,
+                    known_munis=None) -> LoadResult:
+    """Validate a frame of text cells whose columns are canonical names, exactly as `read_table`
+    validates a file (same parsers, ranges, duplicate rule, exclusions format).
+
+    Used by readers of other formats (e.g. `hsutils.tokutei_xml`); `row_numbers` label the rows in
+    the exclusions (default 1, 2, ...).
+    """
+    t = _get_table(table)
+    frame = frame.astype("str").fillna("").reset_index(drop=True)
+    rows = np.arange(1, len(frame) + 1, dtype=np.int64) if row_numbers is None else \
+        np.asarray(row_numbers, dtype=np.int64)
+    raw = _Raw(frame=frame, headers=[str(c) for c in frame.columns], title_rows=0, row_numbers=rows)
+    ctx = _Ctx(table=t.name,
+               known_munis=None if known_munis is None else frozenset(str(k) for k in known_munis))
+    return _validate_raw(raw, t, name, _header_lookup(t, {}), ctx)
+
+
+def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _Ctx) -> LoadResult:
     mapped, extra_cols, warnings = _map_headers(raw, t, lookup, name)
     _check_required(mapped, t, raw, name)
 

@@ -1,0 +1,796 @@
+"""特定健診 XML archives (電子的な標準様式, HL7 CDA R2) → the canonical `kenshin` table.
+
+What users hold: zip archives ``{提出元}_{提出先}_{YYYYMMDD}{n}_{実施区分}.zip`` whose root folder has
+``ix08_V08.xml`` (交換用基本情報), ``su08_V08.xml`` (集計情報), ``DATA/h*.xml`` (one 特定健診情報ファイル
+per person and exam), ``CLAIMS/`` and ``XSD/`` (TOKUTEI_XML §1.1). This module reads a folder (or a
+list) of such archives and/or extracted archive folders:
+
+* Documents are found by **content**, never by file name: every ``*.xml`` outside ``XSD/`` whose
+  root element is a CDA ``ClinicalDocument`` with 報告区分 (``code/@code``, OID .6.1001) ``10``
+  is a 特定健診 document; ix08/su08/決済 files and other 報告区分 are counted as "other files".
+* Header (TOKUTEI_XML §1.2): 保険者番号 (id root .6.101), 記号 (.204), 番号 (.205), 枝番 (.211),
+  性別, 生年月日, 受診日 (``documentationOf/serviceEvent/effectiveTime``), 実施機関 (.102).
+  **Names and addresses (``patient/name``, ``addr``) are never read.**
+* Body (TOKUTEI_XML §1.3): every ``observation`` at any depth that has an item code, including
+  一連検査グループ members under ``entryRelationship``; values by ``xsi:type`` (PQ number+unit,
+  CD/CO code, ST text), ``interpretationCode`` and ``methodCode``. These rows form the audit
+  table (one row per observation).
+* Item codes → canonical columns come from the data table ``data/tokutei_xml_items.csv``
+  (第4期 2024 item list, TOKUTEI_XML §1.4, and the 第3期/JDS codes still found in old files).
+  An item code not in that table is counted and listed (`XmlImport.unknown_items`), never dropped
+  silently.
+
+Rules (each tested in tests/test_tokutei_xml.py):
+
+* Blood pressure (TOKUTEI_XML §1.6): the ``その他`` code (9A755/9A765) is the reported value; when
+  it is absent, the mean of 1回目/2回目 (or the one reading present).
+* 中性脂肪: 空腹時 and 随時 codes both fill ``tg``; ``tg_fasting`` comes from 採血時間 9N141 when
+  present (2 = 10時間以上 → 空腹時, 3/4 → 随時), otherwise from the kind of TG code. 血糖: the code
+  decides (空腹時血糖 → ``fpg``, 随時血糖 → ``casual_glucose``).
+* Several codes for one measure (one per 検査方法): the first in the item table's order is used
+  (e.g. 腹囲 実測 before 自己申告, LDL 直接法 before 計算法); all remain in the audit table.
+* 服薬: self-report 1 あり / 2 なし; a 保険者再確認 code (9N702/9N707/9N712…49, values 1 or 2,
+  both meaning 服薬中 confirmed) overrides the self-report with あり.
+* 喫煙 9N736 (第4期): 1 はい → あり; 2 以前は吸っていた and 3 いいえ → なし (current smoking only).
+* HbA1c JDS (3D045…, before FY2013) is never mixed with NGSP: it is listed as an excluded value.
+* Person key (documented in README): ``person_id`` = 保険者番号(8桁)-記号-番号-枝番 after NFKC
+  (全角 → 半角) and trimming; or, when the data folder has a 個人ID対応表 (``person_ids.csv``), the
+  ``person_id`` listed there for (保険者番号, 記号, 番号, 枝番); or, when it has a salt file
+  (``person_id_salt.txt``), a salted SHA-256 pseudonym ``P`` + 20 hex digits of that key.
+* Fiscal year from the 受診日 (April start); age reached in the fiscal year from the birth date
+  (DOMAIN §1.4: born 4月1日 counts as a year older); the birth date itself is then dropped.
+* Municipality: from the 保険者番号 via a user table ``insurer_munis.csv`` (保険者番号, 市町村コード),
+  else from the enrollment table (same person and fiscal year, else the person's latest year).
+* Duplicate (person, fy) exams: the earliest 受診日 counts (same day: the document that comes
+  first in archive/path order); the others are listed as 重複 by `hsutils.io`'s rule.
+
+Validation and accounting: a document that is not well-formed XML, lacks a header field, has an
+unparsable date or cannot be linked is excluded as a whole (scope ``行``); an unparsable or
+implausible value (schema ranges, DOMAIN §3.2), a wrong unit or an undefined answer code sets only
+that value to missing (scope ``項目``). The exclusions use `hsutils.io`'s format with ``file`` =
+``archive/document path`` and ``row`` = the document's number in the import. documents read =
+kept + excluded is asserted. The wide table goes through `hsutils.io.read_text_frame`, so dtypes,
+ranges and duplicate handling are exactly those of a CSV 健診 file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import unicodedata
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from lxml import etree
+
+from hsutils import io as _io
+from hsutils.errors import DataError
+from hsutils.schema import TABLES
+
+NS = "urn:hl7-org:v3"
+_H = "{%s}" % NS
+_XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+_T_OBS = _H + "observation"
+_T_CODE, _T_VALUE = _H + "code", _H + "value"
+_T_INTERP, _T_METHOD = _H + "interpretationCode", _H + "methodCode"
+_NSMAP = {"h": NS}
+
+# OIDs of the header identifiers (TOKUTEI_XML §1.2).
+OID_INSURER = "1.2.392.200119.6.101"
+OID_ORG = "1.2.392.200119.6.102"
+OID_KIGO = "1.2.392.200119.6.204"
+OID_BANGO = "1.2.392.200119.6.205"
+OID_EDABAN = "1.2.392.200119.6.211"
+REPORT_KENSHIN = "10"  # 報告区分 10 特定健診情報 (OID .6.1001)
+
+ITEM_TABLE = "tokutei_xml_items.csv"
+READER_VERSION = "1"
+LABEL = "特定健診XML"
+
+# Optional helper files in the data folder (README 自分のデータを使う).
+PERSON_ID_FILES = ("person_ids.csv", "個人ID対応表.csv")
+SALT_FILES = ("person_id_salt.txt",)
+INSURER_MUNI_FILES = ("insurer_munis.csv", "保険者市町村対応表.csv")
+HELPER_FILES = PERSON_ID_FILES + SALT_FILES + INSURER_MUNI_FILES
+
+# Audit (long) table: one row per observation.
+OBS_COLUMNS = ("doc", "item_code", "display_name", "value_type", "value", "unit", "code_system",
+               "interpretation", "method")
+# Document table: one row per document found (no name, address or birth date).
+_DOC_FIELDS = ("doc", "archive", "path", "kind", "error", "report_code", "insurer", "kigo", "bango",
+               "edaban", "sex", "birth", "exam_date", "org")
+PARALLEL_MIN_DOCS = 4000  # below this, worker start-up costs more than it saves
+CHUNK_DOCS = 2500
+
+
+# ---------------------------------------------------------------------------------------------
+# Item table (data/tokutei_xml_items.csv)
+# ---------------------------------------------------------------------------------------------
+
+def item_table() -> pd.DataFrame:
+    """The item-code table shipped in the package, with `priority` = row order."""
+    with resources.files("hsutils").joinpath("data", ITEM_TABLE).open("rb") as fh:
+        t = pd.read_csv(fh, dtype=str, keep_default_na=False, encoding="utf-8")
+    t["priority"] = np.arange(len(t))
+    return t
+
+
+def _value_maps(items: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """item code → {XML answer code → canonical code text} for coded items."""
+    out = {}
+    for code, vm in zip(items["item_code"], items["value_map"]):
+        if vm:
+            out[code] = dict(pair.split(":", 1) for pair in vm.split(";"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding documents
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Source:
+    """One archive (.zip) or extracted folder, with the XML members to read."""
+
+    path: Path
+    is_zip: bool
+    members: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return self.path.name
+
+
+def _wanted(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return name.lower().endswith(".xml") and not any(p.upper() == "XSD" for p in parts[:-1])
+
+
+def find_sources(paths) -> list[Source]:
+    """Archives and extracted folders under `paths` (a folder, a zip file, or a list of them).
+
+    In a folder, at any depth: every ``.zip`` is one source; a sub-folder that looks like an
+    extracted archive (it has a ``DATA`` folder or an ``ix08`` index) is one source with all its
+    XML files; XML files lying loose in a folder form one source. Sorted, so the import is
+    reproducible. ``XSD/`` folders are skipped.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list[Source] = []
+    for p in map(Path, paths):
+        if p.is_file() and p.suffix.lower() == ".zip":
+            out.append(_zip_source(p))
+        elif p.is_dir():
+            _scan(p, out)
+    return out
+
+
+def _looks_extracted(d: Path) -> bool:
+    return any((c.is_dir() and c.name.upper() == "DATA")
+               or (c.is_file() and c.name.lower().startswith("ix08") and c.suffix.lower() == ".xml")
+               for c in d.iterdir())
+
+
+def _scan(d: Path, out: list[Source]) -> None:
+    entries = sorted(q for q in d.iterdir() if not q.name.startswith((".", "~$")))
+    out.extend(_zip_source(z) for z in entries if z.is_file() and z.suffix.lower() == ".zip")
+    loose = tuple(f.name for f in entries if f.is_file() and _wanted(f.name))
+    if loose:
+        out.append(Source(d, False, loose))
+    for sub in (q for q in entries if q.is_dir() and q.name.upper() != "XSD"):
+        if _looks_extracted(sub):
+            members = tuple(sorted(str(f.relative_to(sub)) for f in sub.rglob("*.xml")
+                                   if f.is_file() and _wanted(str(f.relative_to(sub)))))
+            if members:
+                out.append(Source(sub, False, members))
+        else:
+            _scan(sub, out)
+
+
+def _zip_source(path: Path) -> Source:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = tuple(sorted(n for n in z.namelist() if _wanted(n)))
+    except zipfile.BadZipFile:
+        raise DataError(f"{path.name}: zip アーカイブとして読めません（壊れているか zip ではありません）")
+    return Source(path, True, names)
+
+
+def has_xml_sources(folder) -> bool:
+    """True when `folder` holds at least one archive or XML file (at any depth)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    return any(f.suffix.lower() == ".zip" or _wanted(str(f.relative_to(folder)))
+               for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in (".zip", ".xml"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing (runs in worker processes for large imports)
+# ---------------------------------------------------------------------------------------------
+
+def _attr(el, name):
+    return None if el is None else el.get(name)
+
+
+def _time_value(el):
+    """effectiveTime/@value, or its <low value=…> when given as an interval."""
+    if el is None:
+        return None
+    v = el.get("value")
+    if v is None:
+        low = el.find(_H + "low")
+        v = _attr(low, "value")
+    return v
+
+
+def _parse_document(data: bytes, doc: int, head: dict, obs: dict) -> None:
+    """Append one document's header to `head` and its observations to `obs` (lists)."""
+    kind, error = "other", None
+    report = insurer = kigo = bango = edaban = sex = birth = exam = org = None
+    try:
+        root = etree.fromstring(data)
+    except etree.XMLSyntaxError as e:
+        kind, error = "kenshin", f"XML として読めません（整形式でない, 行 {e.lineno}: {e.msg}）"
+        root = None
+    if root is not None and root.tag == _H + "ClinicalDocument":
+        report = _attr(root.find(_T_CODE), "code")
+        if report == REPORT_KENSHIN:
+            kind = "kenshin"
+            pr = root.find("h:recordTarget/h:patientRole", _NSMAP)
+            if pr is not None:
+                ids = {i.get("root"): i.get("extension") for i in pr.findall(_H + "id")}
+                insurer, kigo = ids.get(OID_INSURER), ids.get(OID_KIGO)
+                bango, edaban = ids.get(OID_BANGO), ids.get(OID_EDABAN)
+                patient = pr.find(_H + "patient")  # only gender and birth time are read
+                if patient is not None:
+                    sex = _attr(patient.find(_H + "administrativeGenderCode"), "code")
+                    birth = _attr(patient.find(_H + "birthTime"), "value")
+            se = root.find("h:documentationOf/h:serviceEvent", _NSMAP)
+            if se is not None:
+                exam = _time_value(se.find(_H + "effectiveTime"))
+                oid = se.find("h:performer/h:assignedEntity/h:representedOrganization/h:id", _NSMAP)
+                org = _attr(oid, "extension")
+            for o in root.iter(_T_OBS):
+                code = o.find(_T_CODE)
+                item = _attr(code, "code")
+                if item is None:  # a 一連検査グループ container (code nullFlavor="NA")
+                    continue
+                v = o.find(_T_VALUE)
+                vtype = _attr(v, _XSI_TYPE)
+                if vtype is not None and ":" in vtype:
+                    vtype = vtype.split(":", 1)[1]
+                if v is None:
+                    val = unit = system = None
+                elif vtype == "PQ":
+                    val, unit, system = v.get("value"), v.get("unit"), None
+                elif vtype in ("CD", "CO", "CE", "CV"):
+                    val, unit, system = v.get("code"), None, v.get("codeSystem")
+                else:  # ST and anything else: the text
+                    val, unit, system = (v.text or "").strip() or v.get("value"), v.get("unit"), None
+                obs["doc"].append(doc)
+                obs["item_code"].append(item)
+                obs["display_name"].append(code.get("displayName"))
+                obs["value_type"].append(vtype)
+                obs["value"].append(val)
+                obs["unit"].append(unit)
+                obs["code_system"].append(system)
+                obs["interpretation"].append(_attr(o.find(_T_INTERP), "code"))
+                obs["method"].append(_attr(o.find(_T_METHOD), "code"))
+    for k, x in zip(("kind", "error", "report_code", "insurer", "kigo", "bango", "edaban", "sex",
+                     "birth", "exam_date", "org"),
+                    (kind, error, report, insurer, kigo, bango, edaban, sex, birth, exam, org)):
+        head[k].append(x)
+
+
+def _parse_chunk(source: Source, members: tuple[str, ...], first_doc: int
+                 ) -> tuple[pa.Table, pa.Table]:
+    """Parse `members` of one source; document numbers start at `first_doc`."""
+    head = {k: [] for k in _DOC_FIELDS}
+    obs = {k: [] for k in OBS_COLUMNS}
+    zf = zipfile.ZipFile(source.path) if source.is_zip else None
+    try:
+        for i, name in enumerate(members):
+            doc = first_doc + i
+            head["doc"].append(doc)
+            head["archive"].append(source.label)
+            head["path"].append(name)
+            data = zf.read(name) if zf is not None else (source.path / name).read_bytes()
+            if b"ClinicalDocument" not in data[:4096] and b"<?xml" in data[:64]:
+                # well-formed start but no CDA root near the top: an index/summary/claims file
+                for k in _DOC_FIELDS[3:]:
+                    head[k].append("other" if k == "kind" else None)
+                continue
+            _parse_document(data, doc, head, obs)
+    finally:
+        if zf is not None:
+            zf.close()
+    return pa.table({k: pa.array(v, type=pa.int64() if k == "doc" else pa.string())
+                     for k, v in head.items()}), \
+        pa.table({k: pa.array(v, type=pa.int64() if k == "doc" else pa.string())
+                  for k, v in obs.items()})
+
+
+def parse_sources(sources: list[Source], workers: int | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(documents, observations) of every XML member of `sources`, in worker processes when
+    the import is large (`workers` None = one per CPU core)."""
+    tasks = []
+    doc = 1
+    for s in sources:
+        for i in range(0, len(s.members), CHUNK_DOCS):
+            part = s.members[i:i + CHUNK_DOCS]
+            tasks.append((s, part, doc))
+            doc += len(part)
+    n_docs = doc - 1
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and n_docs >= PARALLEL_MIN_DOCS and len(tasks) > 1:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as ex:
+            parts = list(ex.map(_parse_chunk, *zip(*tasks)))
+    else:
+        parts = [_parse_chunk(*t) for t in tasks]
+    if parts:
+        heads = pa.concat_tables([p[0] for p in parts])
+        obs = pa.concat_tables([p[1] for p in parts])
+    else:
+        heads = pa.table({k: pa.array([], type=pa.int64() if k == "doc" else pa.string())
+                          for k in _DOC_FIELDS})
+        obs = pa.table({k: pa.array([], type=pa.int64() if k == "doc" else pa.string())
+                        for k in OBS_COLUMNS})
+    docs = heads.to_pandas()
+    observations = obs.to_pandas()
+    for c in ("item_code", "value_type", "unit", "code_system", "interpretation", "method",
+              "display_name"):
+        observations[c] = observations[c].astype("category")  # few distinct values
+    return docs, observations
+
+
+# ---------------------------------------------------------------------------------------------
+# Linking documents to persons and municipalities
+# ---------------------------------------------------------------------------------------------
+
+def _norm(s: pd.Series) -> pd.Series:
+    """NFKC (全角 → 半角) and trim; None stays missing."""
+    s = s.astype("str")
+    if len(s) and not bool(s.dropna().str.isascii().all()):
+        s = s.str.normalize("NFKC")
+    return s.str.strip().replace("", np.nan)
+
+
+def insurer_number(s: pd.Series) -> pd.Series:
+    """保険者番号 as 8 digits (国保's 6-digit numbers are zero-padded, as in the XML)."""
+    s = _norm(s)
+    return s.where(~s.str.fullmatch(r"\d{1,8}").fillna(False).astype(bool), s.str.zfill(8))
+
+
+def person_key(insurer, kigo, bango, edaban) -> pd.Series:
+    """The documented person key 保険者番号-記号-番号-枝番 (NFKC, empty parts kept as '')."""
+    parts = [insurer_number(pd.Series(insurer, dtype="object")).fillna("")]
+    parts += [_norm(pd.Series(x, dtype="object")).fillna("") for x in (kigo, bango, edaban)]
+    return parts[0] + "-" + parts[1] + "-" + parts[2] + "-" + parts[3]
+
+
+def _read_helper_csv(path: Path) -> pd.DataFrame:
+    text, _ = _io._decode_bytes(path.read_bytes(), path.name)
+    import io as stdio
+
+    df = pd.read_csv(stdio.StringIO(text), dtype=str, keep_default_na=False)
+    df.columns = [_io._header_key(c) for c in df.columns]
+    return df
+
+
+def _pick(df: pd.DataFrame, name: str, *alts: str, required=True) -> pd.Series:
+    for n in (name, *alts):
+        k = _io._header_key(n)
+        if k in df.columns:
+            return df[k]
+    if required:
+        raise DataError(f"列「{name}」がありません（使える見出し: {name}, {', '.join(alts)}）")
+    return pd.Series([""] * len(df), dtype="object")
+
+
+def load_person_ids(path: Path) -> dict[str, str]:
+    """個人ID対応表: (保険者番号, 記号, 番号, 枝番) → person_id."""
+    df = _read_helper_csv(path)
+    try:
+        key = person_key(_pick(df, "保険者番号", "insurer"),
+                         _pick(df, "記号", "被保険者証記号", "kigo", required=False),
+                         _pick(df, "番号", "被保険者証番号", "bango"),
+                         _pick(df, "枝番", "edaban", required=False))
+        pid = _norm(_pick(df, "person_id", "個人ID", "被保険者番号"))
+    except DataError as e:
+        raise DataError(f"{path.name}: {e}")
+    return dict(zip(key, pid))
+
+
+def load_insurer_munis(path: Path) -> dict[str, str]:
+    """保険者市町村対応表: 保険者番号 → 5-digit municipality code."""
+    from hsutils import codes as _codes
+
+    df = _read_helper_csv(path)
+    try:
+        ins = insurer_number(_pick(df, "保険者番号", "insurer"))
+        muni, errors = _codes.normalize_muni_codes(_norm(_pick(df, "市町村コード", "muni_code")))
+    except DataError as e:
+        raise DataError(f"{path.name}: {e}")
+    bad = errors.notna().to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path.name}: {i + 2} 行目の市町村コードが正しくありません（{errors.iloc[i]}）")
+    return dict(zip(ins, muni.astype(str)))
+
+
+def _first_file(folder: Path | None, names) -> Path | None:
+    if folder is None:
+        return None
+    for n in names:
+        if (folder / n).is_file():
+            return folder / n
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Observations → wide text frame
+# ---------------------------------------------------------------------------------------------
+
+def _fiscal_year(dates: pd.Series) -> pd.Series:
+    return (dates.dt.year - (dates.dt.month < 4)).astype("Int64")
+
+
+def _age_at_fy_end(birth: pd.Series, fy: pd.Series) -> pd.Series:
+    """Age reached in fiscal year `fy` = age at its end, 3月31日 (DOMAIN §1.4), vectorised.
+
+    年齢計算ニ関スル法律: the new age is reached at the end of the day before the birthday, so a
+    person born on 4月1日 reaches it on 3月31日, inside the fiscal year; only birthdays from
+    4月2日 fall in the next fiscal year.
+    """
+    end_year = fy.astype("float64") + 1
+    age = end_year - birth.dt.year
+    later = (birth.dt.month > 4) | ((birth.dt.month == 4) & (birth.dt.day > 1))
+    return (age - later.astype("float64")).astype("Int64")
+
+
+def _parse_ymd(s: pd.Series) -> pd.Series:
+    return pd.to_datetime(s.str.slice(0, 8), format="%Y%m%d", errors="coerce").astype("datetime64[ns]")
+
+
+@dataclass
+class _Wide:
+    frame: pd.DataFrame           # text cells, canonical column names, one row per document
+    item_of: pd.DataFrame         # (doc, column) → item code used (for exclusion labels)
+    value_excl: pd.DataFrame      # value-level exclusions found here (unit, code, JDS)
+
+
+def _wide_values(obs: pd.DataFrame, items: pd.DataFrame, docs: pd.Index) -> _Wide:
+    """Pivot mapped observations to one text row per document (rules in the module docstring)."""
+    kt = TABLES["kenshin"]
+    m = obs.merge(items[["item_code", "column", "role", "unit", "priority", "label"]]
+                  .rename(columns={"unit": "unit_expected"}), on="item_code", how="inner")
+    m = m[m["role"] != "unused"]
+    excl = []
+    # coded answers: XML code → canonical code (value_map); an undefined code is listed
+    maps = _value_maps(items)
+    coded = m["role"].isin(["code", "med_recheck", "blood_time"]).to_numpy()
+    if coded.any():
+        keys = m.loc[coded, "item_code"].astype(str) + "\x00" + m.loc[coded, "value"].fillna("")
+        flat = {f"{c}\x00{k}": v for c, mp in maps.items() for k, v in mp.items()}
+        mapped = keys.map(flat)
+        bad = mapped.isna() & m.loc[coded, "value"].notna()
+        if bad.any():
+            b = m.loc[coded].loc[bad]
+            allowed = b["item_code"].astype(str).map(lambda c: ", ".join(maps.get(c, {})))
+            excl.append(pd.DataFrame({"doc": b["doc"], "item_code": b["item_code"].astype(str),
+                                      "column": b["column"], "value": b["value"],
+                                      "reason": "回答コードが定義にありません（" + allowed + " のいずれかが必要）"}))
+        m.loc[coded, "value"] = mapped.to_numpy()
+    # PQ unit check: a different unit is not converted, it is listed (as for CSV files)
+    has_unit = m["unit_expected"].ne("") & m["unit"].notna()
+    wrong = has_unit & (m["unit"].astype(str).str.casefold() != m["unit_expected"].str.casefold())
+    if wrong.any():
+        b = m[wrong]
+        excl.append(pd.DataFrame({"doc": b["doc"], "item_code": b["item_code"].astype(str),
+                                  "column": b["column"], "value": b["value"].astype(str) + " " + b["unit"].astype(str),
+                                  "reason": "単位が違います（" + b["unit_expected"] + " が必要）"}))
+        m = m[~wrong]
+    jds = m["role"].eq("legacy_jds")
+    if jds.any():
+        b = m[jds]
+        excl.append(pd.DataFrame({"doc": b["doc"], "item_code": b["item_code"].astype(str),
+                                  "column": b["column"], "value": b["value"],
+                                  "reason": "HbA1c（JDS値）は NGSP値と混在させないため使いません"}))
+        m = m[~jds]
+    m = m[m["value"].notna()]
+    m = m.sort_values(["doc", "priority"], kind="stable")
+
+    cols = {}
+    item_rows = []
+
+    def first_of(sel: pd.DataFrame, name: str):
+        f = sel.drop_duplicates(["doc", "column"], keep="first")
+        item_rows.append(pd.DataFrame({"doc": f["doc"].to_numpy(), "column": name,
+                                       "item_code": f["item_code"].astype(str).to_numpy()}))
+        return f.set_index("doc")["value"]
+
+    plain = m[m["role"].isin(["value", "code"])]
+    for name, sel in plain.groupby("column", sort=False):  # one pass per canonical column
+        cols[name] = first_of(sel, name)
+    # blood pressure: その他 = reported value; else mean of 1回目/2回目 (TOKUTEI_XML §1.6)
+    for name in ("sbp", "dbp"):
+        b = m[m["column"].eq(name)]
+        rep = first_of(b[b["role"].eq("bp_reported")], name)
+        readings = b[b["role"].isin(["bp_1", "bp_2"])].copy()
+        readings["num"] = pd.to_numeric(readings["value"], errors="coerce")
+        mean = readings.groupby("doc")["num"].mean()
+        mean = mean[mean.notna() & ~mean.index.isin(rep.index)]
+        if len(mean):
+            # mean of two readings, written as the loader reads numbers ("123.5")
+            item_rows.append(pd.DataFrame({"doc": mean.index.to_numpy(), "column": name,
+                                           "item_code": "1回目・2回目の平均"}))
+        cols[name] = pd.concat([rep, mean.astype("str")])
+    # 中性脂肪: 空腹時 code first, then 随時; tg_fasting from 9N141, else from the code kind
+    tg = m[m["role"].isin(["tg_fasting", "tg_casual"])]
+    first_tg = tg.drop_duplicates("doc", keep="first")
+    cols["tg"] = first_of(first_tg, "tg")
+    kind = first_tg.set_index("doc")["role"].map({"tg_fasting": "1", "tg_casual": "2"})
+    bt = m[m["role"].eq("blood_time")].drop_duplicates("doc").set_index("doc")["value"]
+    cols["tg_fasting"] = pd.concat([bt, kind[~kind.index.isin(bt.index)]])
+    # 服薬: 保険者再確認 overrides the self-report
+    for name in ("med_bp", "med_glucose", "med_lipid"):
+        re_ = m[m["column"].eq(name) & m["role"].eq("med_recheck")]
+        if len(re_):
+            over = re_.drop_duplicates("doc").set_index("doc")["value"]
+            base = cols.get(name, pd.Series(dtype=object))
+            cols[name] = pd.concat([base[~base.index.isin(over.index)], over])
+    frame = pd.DataFrame(index=docs)
+    for c in kt.names:
+        if c in cols:
+            frame[c] = cols[c].reindex(docs)
+    value_excl = pd.concat(excl, ignore_index=True) if excl else \
+        pd.DataFrame(columns=["doc", "item_code", "column", "value", "reason"])
+    item_of = pd.concat(item_rows, ignore_index=True) if item_rows else \
+        pd.DataFrame(columns=["doc", "column", "item_code"])
+    return _Wide(frame=frame, item_of=item_of, value_excl=value_excl)
+
+
+# ---------------------------------------------------------------------------------------------
+# The import
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class XmlImport:
+    """Result of reading 特定健診 XML archives."""
+
+    result: _io.LoadResult            # canonical kenshin (data, exclusions, counts)
+    documents: pd.DataFrame           # one row per XML file: archive, path, kind, status
+    observations: pd.DataFrame        # audit table, one row per observation (OBS_COLUMNS)
+    unknown_items: pd.DataFrame       # item_code, display_name, count
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def kenshin(self) -> pd.DataFrame:
+        return self.result.data
+
+    @property
+    def exclusions(self) -> pd.DataFrame:
+        return self.result.exclusions
+
+
+def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=None,
+                  workers: int | None = None) -> XmlImport:
+    """Read 特定健診 XML archives and/or extracted folders into the canonical kenshin table.
+
+    `paths`: a folder (archives and extracted folders inside it), one archive, or a list.
+    `enrollment`: the canonical enrollment table, used for the municipality when no
+    保険者市町村対応表 is given. `data_folder`: where the optional helper files (個人ID対応表,
+    salt file, 保険者市町村対応表) are looked up (default: `paths` when it is a folder).
+    """
+    if data_folder is None and isinstance(paths, (str, Path)) and Path(paths).is_dir():
+        data_folder = Path(paths)
+    data_folder = Path(data_folder) if data_folder is not None else None
+    sources = find_sources(paths)
+    docs, obs = parse_sources(sources, workers=workers)
+    items = item_table()
+
+    kdocs = docs[docs["kind"].eq("kenshin")].copy()
+    n_docs = len(kdocs)
+    excl = []
+    bad = pd.Series(False, index=kdocs.index)
+
+    def drop(mask, column, values, reason):
+        """Exclude the documents in `mask` (not yet excluded) as a whole, listing each once."""
+        nonlocal bad
+        mask = mask.fillna(False).astype(bool) & ~bad
+        if mask.any():
+            sel = kdocs[mask]
+            why = reason[mask].to_numpy(dtype=object) if isinstance(reason, pd.Series) else reason
+            ex = _io._exclusion_frame("", "kenshin", sel["doc"], column,
+                                      values[mask].to_numpy(dtype=object), why, _io.SCOPE_ROW)
+            ex["file"] = (sel["archive"] + "/" + sel["path"]).to_numpy()
+            excl.append(ex)
+            bad |= mask
+
+    drop(kdocs["error"].notna(), "文書", kdocs["path"], kdocs["error"].fillna(""))
+    for col, ja in (("insurer", "保険者番号"), ("bango", "被保険者証番号"), ("sex", "性別"),
+                    ("birth", "生年月日"), ("exam_date", "受診日")):
+        drop(kdocs[col].isna(), ja, kdocs[col].fillna(""), f"{ja} がありません（ヘッダ部の必須項目）")
+    exam = _parse_ymd(kdocs["exam_date"].fillna(""))
+    birth = _parse_ymd(kdocs["birth"].fillna(""))
+    drop(exam.isna(), "受診日", kdocs["exam_date"].fillna(""), "受診日が日付として読めません（YYYYMMDD が必要）")
+    drop(birth.isna(), "生年月日", kdocs["birth"].fillna(""), "生年月日が日付として読めません（YYYYMMDD が必要）")
+    drop(birth > exam, "生年月日", kdocs["birth"].fillna(""), "生年月日が受診日より後です")
+
+    # person key (README: 保険者番号-記号-番号-枝番, 個人ID対応表, or salted pseudonym)
+    key = person_key(kdocs["insurer"], kdocs["kigo"], kdocs["bango"], kdocs["edaban"])
+    id_file = _first_file(data_folder, PERSON_ID_FILES)
+    salt_file = _first_file(data_folder, SALT_FILES)
+    if id_file is not None:
+        ids = load_person_ids(id_file)
+        pid = key.map(ids)
+        drop(pid.isna(), "被保険者証番号", key,
+             f"{id_file.name} にない被保険者です（保険者番号-記号-番号-枝番 が一致する行が必要）")
+    elif salt_file is not None:
+        salt = salt_file.read_text(encoding="utf-8").strip()
+        if not salt:
+            raise DataError(f"{salt_file.name}: 仮名化用の文字列（ソルト）が空です")
+        pid = pd.Series(["P" + hashlib.sha256((salt + k).encode("utf-8")).hexdigest()[:20]
+                         for k in key], index=key.index)  # one hash per person: no vector form
+    else:
+        pid = key
+    kdocs["person_id"] = pid
+    kdocs["exam"] = exam
+    kdocs["fy"] = _fiscal_year(exam)
+    kdocs["age"] = _age_at_fy_end(birth, kdocs["fy"])
+
+    # municipality: 保険者市町村対応表, else the enrollment table
+    muni = pd.Series(np.nan, index=kdocs.index, dtype="object")
+    ins = insurer_number(kdocs["insurer"])
+    map_file = _first_file(data_folder, INSURER_MUNI_FILES)
+    if map_file is not None:
+        muni = ins.map(load_insurer_munis(map_file))
+    if enrollment is not None and len(enrollment):
+        e = enrollment[["person_id", "fy", "muni_code"]]
+        by_year = pd.Series(e["muni_code"].to_numpy(),
+                            index=pd.MultiIndex.from_arrays([e["person_id"], e["fy"].astype("int64")]))
+        by_year = by_year[~by_year.index.duplicated()]
+        fy_known = kdocs["fy"].fillna(0).astype("int64")
+        got = by_year.reindex(pd.MultiIndex.from_arrays([kdocs["person_id"], fy_known])).to_numpy()
+        muni = muni.fillna(pd.Series(got, index=kdocs.index))
+        latest = e.sort_values("fy").drop_duplicates("person_id", keep="last").set_index("person_id")["muni_code"]
+        muni = muni.fillna(kdocs["person_id"].map(latest))
+    drop(muni.isna(), "保険者番号", ins.fillna(""),
+         "市町村を決められません（保険者番号が保険者市町村対応表になく、対象者表にもこの人がいません）")
+    kdocs["muni_code"] = muni
+
+    keep = kdocs[~bad]
+    # Duplicate rule: earliest 受診日 first (same day: archive/path order); io keeps the first.
+    keep = keep.sort_values(["exam", "doc"], kind="stable")
+    wide = _wide_values(obs[obs["doc"].isin(keep["doc"])], items, pd.Index(keep["doc"]))
+    frame = wide.frame.copy()
+    frame.insert(0, "person_id", keep["person_id"].to_numpy())
+    frame.insert(1, "fy", keep["fy"].astype(str).to_numpy())
+    frame.insert(2, "muni_code", keep["muni_code"].astype(str).to_numpy())
+    frame.insert(3, "exam_date", keep["exam"].dt.strftime("%Y-%m-%d").to_numpy())
+    frame.insert(4, "sex", keep["sex"].to_numpy())
+    frame.insert(5, "age", keep["age"].astype(str).to_numpy())
+    # value-level problems found before validation are blanked and listed
+    ve = wide.value_excl[wide.value_excl["doc"].isin(keep["doc"])]
+    r = _io.read_text_frame(frame.reset_index(drop=True).fillna(""), "kenshin", LABEL,
+                            row_numbers=keep["doc"].to_numpy())
+
+    # exclusions: io's rows → archive/document and item code
+    kt = TABLES["kenshin"]
+    where = (docs["archive"] + "/" + docs["path"]).set_axis(docs["doc"])
+    io_ex = r.exclusions.copy()
+    if len(io_ex):
+        io_ex["file"] = io_ex["row"].map(where).to_numpy()
+        ja_to_name = {c.ja: c.name for c in kt.columns}
+        code = wide.item_of.drop_duplicates(["doc", "column"]).set_index(["doc", "column"])["item_code"]
+        names = io_ex["column"].map(ja_to_name)
+        lab = pd.Series(code.reindex(pd.MultiIndex.from_arrays([io_ex["row"], names.fillna("")])).to_numpy(),
+                        index=io_ex.index)
+        io_ex["column"] = np.where(lab.notna(), io_ex["column"] + "（" + lab.fillna("") + "）", io_ex["column"])
+    pre = _io._empty_exclusions()
+    if len(ve):
+        pre = pd.DataFrame({
+            "file": ve["doc"].map(where).to_numpy(), "table": "kenshin", "row": ve["doc"].to_numpy(),
+            "column": [f"{kt.column(c).ja}（{i}）" for c, i in zip(ve["column"], ve["item_code"])],
+            "value": ve["value"].astype(str).to_numpy(), "reason": ve["reason"].to_numpy(),
+            "scope": _io.SCOPE_VALUE}).astype({"row": "int64"})
+    parts = [x for x in (*excl, io_ex, pre) if len(x)]
+    exclusions = pd.concat(parts, ignore_index=True) if parts else _io._empty_exclusions()
+    exclusions = exclusions.sort_values(["row", "scope"], kind="stable").reset_index(drop=True)
+
+    n_doc_excluded = int(bad.sum())
+    n_read = n_docs
+    n_kept = r.n_kept
+    n_dropped = n_doc_excluded + r.n_dropped
+    assert n_read == n_kept + n_dropped, "document accounting broken"
+
+    known = set(items["item_code"])
+    unknown = obs[~obs["item_code"].astype(str).isin(known)]
+    unknown_items = (unknown.groupby("item_code", observed=True)
+                     .agg(display_name=("display_name", "first"), count=("doc", "size"))
+                     .reset_index().sort_values("count", ascending=False, kind="stable")
+                     .reset_index(drop=True))
+    unknown_items["item_code"] = unknown_items["item_code"].astype(str)
+    unknown_items["display_name"] = unknown_items["display_name"].astype(object).fillna("").astype(str)
+    docs["status"] = np.where(docs["kind"].ne("kenshin"), "対象外",
+                              np.where(docs["doc"].isin(r.row_numbers), "採用", "除外"))
+    docs = docs.drop(columns=["birth", "insurer", "kigo", "bango", "edaban"])  # no identifiers kept
+    obs_k = obs[obs["doc"].isin(kdocs["doc"])]
+    mapped = int(obs_k["item_code"].astype(str).isin(known).sum())
+    warnings = list(r.warnings)
+    warnings.append(
+        f"{LABEL}: アーカイブ・フォルダ {len(sources)} 件、XMLファイル {len(docs):,} 件"
+        f"（特定健診 {n_docs:,} 件、その他 {int(docs['kind'].ne('kenshin').sum()):,} 件）、"
+        f"検査値 {len(obs_k):,} 件（項目コード対応あり {mapped:,} 件、対応表にない {len(obs_k) - mapped:,} 件）")
+    if len(unknown_items):
+        top = "、".join(f"{c} {d}（{n} 件）" for c, n, d in
+                       zip(unknown_items["item_code"].head(10), unknown_items["count"].head(10),
+                           unknown_items["display_name"].head(10)))
+        warnings.append(f"{LABEL}: 項目コード対応表にない項目 {len(unknown_items)} 種類（分析に使わず監査表に保持）: {top}")
+    result = _io.LoadResult(data=r.data, exclusions=exclusions, n_read=n_read, n_kept=n_kept,
+                            n_dropped=n_dropped, warnings=warnings, extra_columns=pd.DataFrame(index=range(n_kept)),
+                            file=LABEL, table="kenshin", row_numbers=r.row_numbers)
+    return XmlImport(result=result, documents=docs, observations=obs, unknown_items=unknown_items,
+                     sources=[s.label for s in sources])
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache: a batch parses the archives once
+# ---------------------------------------------------------------------------------------------
+
+def _sources_hash(folder: Path, extra: list[Path]) -> str:
+    h = hashlib.sha256()
+    for s in find_sources(folder):
+        for m in ((s.path,) if s.is_zip else [s.path / n for n in s.members]):
+            h.update(str(Path(m).relative_to(folder)).encode("utf-8"))
+            h.update(Path(m).read_bytes() if not s.is_zip else _file_digest(Path(m)))
+    for p in extra:
+        if p is not None and p.exists():
+            h.update(p.name.encode("utf-8"))
+            h.update(_file_digest(p))
+    with resources.files("hsutils").joinpath("data", ITEM_TABLE).open("rb") as fh:
+        h.update(fh.read())
+    h.update(json.dumps({"schema": _io.SCHEMA_VERSION, "reader": READER_VERSION}).encode())
+    return h.hexdigest()[:32]
+
+
+def _file_digest(p: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def read_folder_cached(folder, enrollment: pd.DataFrame | None, enrollment_file: Path | None = None,
+                       cache_dir=None) -> _io.LoadResult:
+    """`read_archives(folder).result` through `hsutils.io`'s content-hash Parquet cache.
+
+    The key covers every archive/XML file, the helper files, the enrollment file (it links
+    persons to municipalities), the item table and the schema version.
+    """
+    folder = Path(folder)
+    if cache_dir is None:
+        return read_archives(folder, enrollment=enrollment).result
+    helpers = [_first_file(folder, n) for n in (PERSON_ID_FILES, SALT_FILES, INSURER_MUNI_FILES)]
+    key = _sources_hash(folder, [*helpers, enrollment_file])
+    paths = _io._cache_paths(Path(cache_dir), "kenshin_xml", key)
+    cached = _io._read_cached(paths)
+    if cached is not None:
+        _io.CACHE_STATS["hits"] += 1
+        return cached
+    _io.CACHE_STATS["misses"] += 1
+    result = read_archives(folder, enrollment=enrollment).result
+    _io._write_cache(paths, result)
+    return result
