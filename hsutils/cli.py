@@ -14,7 +14,8 @@ def _cmd_demo(args) -> int:
     from hsutils import synth
 
     out = Path(args.out)
-    summary = synth.write_demo(out, scale=args.scale, seed=args.seed, encoding=args.encoding)
+    summary = synth.write_demo(out, scale=args.scale, seed=args.seed, encoding=args.encoding,
+                               kenshin_format=args.kenshin_format)
     print(summary)
     print(f"デモデータを書き出しました: {out.resolve()}")
     return 0
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=float, default=1.0, help="人数の倍率（1.0 = 既定）")
     d.add_argument("--seed", type=int, default=2024)
     d.add_argument("--encoding", default="cp932", choices=["cp932", "utf-8", "utf-8-sig"])
+    d.add_argument("--kenshin-format", default="csv", choices=["csv", "xml"],
+                   help="健診の形式: csv（kenshin.csv）または xml（特定健診XMLアーカイブ）")
     d.set_defaults(func=_cmd_demo)
 
     c = sub.add_parser("check", help="入力フォルダを検証し、データ品質の要約を表示（分析はしない）")

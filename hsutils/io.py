@@ -1236,10 +1236,24 @@ def find_table_files(folder) -> tuple[dict[str, Path], list[str]]:
         if len(candidates) > 1:
             notes.append(f"{TABLES[tname].ja}: 候補が複数あります（{'、'.join(c.name for c in candidates)}）。"
                          f"{candidates[0].name} を使います")
-    unused = [p.name for p in files if p not in used]
+    unused = [p.name for p in files if p not in used and not _is_xml_input(p)]
     if unused:
         notes.append("表に対応しないため使わないファイル: " + "、".join(unused))
     return found, notes
+
+
+def _is_xml_input(p: Path) -> bool:
+    """特定健診 XML archives and their helper tables (read by `hsutils.tokutei_xml`)."""
+    from hsutils import tokutei_xml
+
+    return p.suffix.lower() in (".zip", ".xml") or p.name in tokutei_xml.HELPER_FILES
+
+
+def _kenshin_from_xml(folder: Path, files: dict[str, Path]) -> bool:
+    """True when 健診 is to be read from XML archives: no kenshin file, archives present."""
+    from hsutils import tokutei_xml
+
+    return "kenshin" not in files and tokutei_xml.has_xml_sources(folder)
 
 
 def _files_found_text(folder: Path) -> str:
@@ -1263,7 +1277,8 @@ def load_dataset(folder, column_map=None, cache_dir=None) -> Dataset:
     folder = _require_folder(folder)
     cmap = load_column_map(column_map)
     files, notes = find_table_files(folder)
-    missing = [t for t in REQUIRED_TABLES if t not in files]
+    kenshin_xml = _kenshin_from_xml(folder, files)
+    missing = [t for t in REQUIRED_TABLES if t not in files and not (t == "kenshin" and kenshin_xml)]
     if missing:
         need = "、".join(f"{TABLES[t].ja}（{t}.csv など）" for t in missing)
         raise DataError(f"{folder}: 必須のファイルがありません: {need}。"
@@ -1272,6 +1287,15 @@ def load_dataset(folder, column_map=None, cache_dir=None) -> Dataset:
     warnings = list(notes)
     known = None
     for tname in LOAD_ORDER:
+        if tname == "kenshin" and kenshin_xml:  # 特定健診 XML archives (hsutils.tokutei_xml)
+            from hsutils import tokutei_xml
+
+            enr = results.get("enrollment")
+            r = tokutei_xml.read_folder_cached(folder, enr.data if enr else None,
+                                               files.get("enrollment"), cache_dir=cache_dir)
+            results[tname] = r
+            warnings.extend(r.warnings)
+            continue
         if tname not in files:
             continue
         r = read_table_cached(files[tname], tname, column_map=cmap,
@@ -1345,10 +1369,29 @@ def check_folder(folder, column_map=None) -> str:
         cmap = {}
         problems += 1
     files, notes = find_table_files(folder)
+    kenshin_xml = _kenshin_from_xml(folder, files)
     known = None
+    enrollment = None
     for tname in LOAD_ORDER:
         t = TABLES[tname]
         lines.append("")
+        if tname == "kenshin" and kenshin_xml:  # 特定健診 XML archives (hsutils.tokutei_xml)
+            from hsutils import tokutei_xml
+
+            lines.append(f"■ {t.ja}（{tname}） 特定健診XMLアーカイブ")
+            try:
+                imp = tokutei_xml.read_archives(folder, enrollment=enrollment)
+            except HsutilsError as e:
+                problems += 1
+                lines.append(f"  エラー: {e}")
+                continue
+            except Exception as e:  # never a traceback in a data check
+                problems += 1
+                lines.append(f"  エラー: XMLアーカイブを読めませんでした（{type(e).__name__}: {e}）")
+                continue
+            lines.extend(tokutei_xml.describe_import(imp))
+            lines.extend(_describe_result(imp.result))
+            continue
         if tname not in files:
             if tname in REQUIRED_TABLES:
                 problems += 1
@@ -1372,6 +1415,8 @@ def check_folder(folder, column_map=None) -> str:
             continue
         if tname == "municipalities":
             known = set(r.data["muni_code"].dropna().astype(str)) or None  # empty master: no check
+        if tname == "enrollment":
+            enrollment = r.data
         lines.extend(_describe_result(r))
     if notes:
         lines.append("")

@@ -962,10 +962,13 @@ def generate_demo(scale: float = 1.0, seed: int = 2024) -> dict[str, pd.DataFram
     return tables
 
 
-def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = "cp932") -> str:
+def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = "cp932",
+               kenshin_format: str = "csv") -> str:
     """Generate the demo and write one CSV per table (Japanese headers from `schema.TABLES`).
 
-    Returns a short Japanese summary (rows per file). The same seed gives byte-identical files.
+    `kenshin_format="xml"` writes 健診 as 特定健診 XML archives instead of kenshin.csv
+    (`hsutils.synth_xml`). Returns a short Japanese summary (rows per file). The same seed gives
+    byte-identical files.
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -973,6 +976,12 @@ def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = 
     tables = generate_demo(scale=scale, seed=seed)
     lines = [f"デモデータ（架空の石川県19市町, scale={scale:g}, seed={seed}, 文字コード {encoding}）"]
     for name in OUTPUT_TABLES:
+        if name == "kenshin" and kenshin_format == "xml":
+            from hsutils import synth_xml
+
+            (out / schema.DEFAULT_FILENAMES[name]).unlink(missing_ok=True)
+            lines.extend(synth_xml.write_kenshin_archives(tables, out, seed=seed))
+            continue
         df = tables[name]
         header = [c.ja for c in schema.TABLES[name].columns]
         path = out / schema.DEFAULT_FILENAMES[name]

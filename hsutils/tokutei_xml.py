@@ -745,6 +745,27 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
                      sources=[s.label for s in sources])
 
 
+def describe_import(imp: XmlImport, k: int = 5) -> list[str]:
+    """Japanese lines for `hsutils check`: archives, documents, items, exclusions by reason."""
+    d = imp.documents
+    ken = d[d["kind"].eq("kenshin")]
+    shown = "、".join(imp.sources[:k]) + (" ほか" if len(imp.sources) > k else "")
+    lines = [f"  アーカイブ・展開フォルダ: {len(imp.sources):,} 件（{shown or 'なし'}）",
+             f"  特定健診の文書: {len(ken):,} 件（採用 {int(ken['status'].eq('採用').sum()):,} 件、"
+             f"除外 {int(ken['status'].eq('除外').sum()):,} 件）、その他のXML（交換用基本情報・集計情報等）"
+             f" {int(d['kind'].ne('kenshin').sum()):,} 件"]
+    if len(imp.unknown_items):
+        lines.append(f"  項目コード対応表にない項目: {len(imp.unknown_items)} 種類、"
+                     f"{int(imp.unknown_items['count'].sum()):,} 件（分析に使わず監査表に保持）")
+    if len(imp.exclusions):
+        lines.append("  除外の理由ごとの件数:")
+        counts = imp.exclusions.groupby(["scope", "reason"], sort=False).size()
+        for (scope, reason), n in counts.items():  # a few reason groups
+            what = "文書を除外" if scope == _io.SCOPE_ROW else "値を欠損扱い"
+            lines.append(f"    [{what}] {reason} … {n:,} 件")
+    return lines
+
+
 # ---------------------------------------------------------------------------------------------
 # Cache: a batch parses the archives once
 # ---------------------------------------------------------------------------------------------
