@@ -54,6 +54,7 @@ ranges and duplicate handling are exactly those of a CSV 健診 file.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -113,12 +114,17 @@ CHUNK_DOCS = 2500
 # Item table (data/tokutei_xml_items.csv)
 # ---------------------------------------------------------------------------------------------
 
-def item_table() -> pd.DataFrame:
-    """The item-code table shipped in the package, with `priority` = row order."""
+@functools.lru_cache(maxsize=1)
+def _item_table() -> pd.DataFrame:
     with resources.files("hsutils").joinpath("data", ITEM_TABLE).open("rb") as fh:
         t = pd.read_csv(fh, dtype=str, keep_default_na=False, encoding="utf-8")
     t["priority"] = np.arange(len(t))
     return t
+
+
+def item_table() -> pd.DataFrame:
+    """The item-code table shipped in the package, with `priority` = row order."""
+    return _item_table().copy()
 
 
 def _value_maps(items: pd.DataFrame) -> dict[str, dict[str, str]]:
@@ -298,14 +304,42 @@ def _parse_document(data: bytes, doc: int, head: dict, obs: list) -> None:
         head[k].append(x)
 
 
-def _parse_chunk(source: Source, members: tuple[str, ...], first_doc: int
-                 ) -> tuple[pa.Table, pa.Table]:
-    """Parse `members` of one source; document numbers start at `first_doc`."""
+@dataclass
+class _Parsed:
+    """What the workers return: documents, the audit table and the mapped wide values."""
+
+    docs: pd.DataFrame            # one row per XML file (_DOC_FIELDS)
+    observations: pa.Table        # audit table (OBS_COLUMNS), dictionary-encoded text
+    wide: pd.DataFrame            # text cells per 健診 document (index doc), canonical columns
+    value_excl: pd.DataFrame      # value-level problems (doc, item_code, column, value, reason)
+    item_of: pd.DataFrame         # (doc, column) → item code used
+    unknown: pd.DataFrame         # item_code, display_name, count (codes not in the item table)
+    n_mapped: int = 0             # observations whose item code is in the item table
+
+
+_DICT_COLUMNS = ("item_code", "display_name", "value_type", "unit", "code_system",
+                 "interpretation", "method")
+
+
+def _obs_table(rows: list[tuple]) -> pa.Table:
+    cols = list(zip(*rows)) if rows else [()] * len(OBS_COLUMNS)  # transpose in C
+    arrays = {}
+    for k, v in zip(OBS_COLUMNS, cols):
+        if k == "doc":
+            arrays[k] = pa.array(list(v), type=pa.int64())
+        else:
+            arr = pa.array(list(v), type=pa.string())
+            arrays[k] = arr.dictionary_encode() if k in _DICT_COLUMNS else arr  # few distinct values
+    return pa.table(arrays)
+
+
+def _parse_chunk(source: Source, members: tuple[str, ...], first_doc: int) -> _Parsed:
+    """Parse `members` of one source (document numbers from `first_doc`) and map the items."""
     head = {k: [] for k in _DOC_FIELDS}
     rows: list[tuple] = []
     zf = zipfile.ZipFile(source.path) if source.is_zip else None
     try:
-        for i, name in enumerate(members):
+        for i, name in enumerate(members):  # one XML document per iteration (file I/O + lxml)
             doc = first_doc + i
             head["doc"].append(doc)
             head["archive"].append(source.label)
@@ -320,17 +354,23 @@ def _parse_chunk(source: Source, members: tuple[str, ...], first_doc: int
     finally:
         if zf is not None:
             zf.close()
-    cols = list(zip(*rows)) if rows else [()] * len(OBS_COLUMNS)  # transpose in C
-    return pa.table({k: pa.array(v, type=pa.int64() if k == "doc" else pa.string())
-                     for k, v in head.items()}), \
-        pa.table({k: pa.array(list(v), type=pa.int64() if k == "doc" else pa.string())
-                  for k, v in zip(OBS_COLUMNS, cols)})
+    docs = pd.DataFrame(head)
+    obs_t = _obs_table(rows)
+    obs = obs_t.to_pandas()
+    items = item_table()
+    known = obs["item_code"].astype(str).isin(set(items["item_code"])).to_numpy()
+    unknown = (obs[~known].groupby(obs["item_code"][~known].astype(str))
+               .agg(display_name=("display_name", "first"), count=("doc", "size"))
+               .rename_axis("item_code").reset_index())
+    ken_docs = pd.Index(docs.loc[docs["kind"].eq("kenshin") & docs["error"].isna(), "doc"])
+    wide = _wide_values(obs[known], items, ken_docs)
+    return _Parsed(docs=docs, observations=obs_t, wide=wide.frame, value_excl=wide.value_excl,
+                   item_of=wide.item_of, unknown=unknown, n_mapped=int(known.sum()))
 
 
-def parse_sources(sources: list[Source], workers: int | None = None
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(documents, observations) of every XML member of `sources`, in worker processes when
-    the import is large (`workers` None = one per CPU core)."""
+def parse_sources(sources: list[Source], workers: int | None = None) -> _Parsed:
+    """Every XML member of `sources`, parsed and mapped in worker processes when the import is
+    large (`workers` None = one per CPU core); chunks are concatenated in document order."""
     tasks = []
     doc = 1
     for s in sources:
@@ -348,20 +388,23 @@ def parse_sources(sources: list[Source], workers: int | None = None
             parts = list(ex.map(_parse_chunk, *zip(*tasks)))
     else:
         parts = [_parse_chunk(*t) for t in tasks]
-    if parts:
-        heads = pa.concat_tables([p[0] for p in parts])
-        obs = pa.concat_tables([p[1] for p in parts])
-    else:
-        heads = pa.table({k: pa.array([], type=pa.int64() if k == "doc" else pa.string())
-                          for k in _DOC_FIELDS})
-        obs = pa.table({k: pa.array([], type=pa.int64() if k == "doc" else pa.string())
-                        for k in OBS_COLUMNS})
-    docs = heads.to_pandas()
-    observations = obs.to_pandas()
-    for c in ("item_code", "value_type", "unit", "code_system", "interpretation", "method",
-              "display_name"):
-        observations[c] = observations[c].astype("category")  # few distinct values
-    return docs, observations
+    if not parts:
+        parts = [_parse_chunk(Source(Path("."), False, ()), (), 1)]
+
+    def cat(name):
+        frames = [getattr(p, name) for p in parts if len(getattr(p, name))]
+        return pd.concat(frames) if frames else getattr(parts[0], name)
+
+    unknown = cat("unknown")
+    if len(unknown):
+        unknown = (unknown.groupby("item_code", sort=False)
+                   .agg(display_name=("display_name", "first"), count=("count", "sum")).reset_index())
+    obs = pa.concat_tables([p.observations for p in parts]).unify_dictionaries() \
+        if len(parts) > 1 else parts[0].observations
+    return _Parsed(docs=cat("docs").reset_index(drop=True), observations=obs, wide=cat("wide"),
+                   value_excl=cat("value_excl").reset_index(drop=True),
+                   item_of=cat("item_of").reset_index(drop=True), unknown=unknown,
+                   n_mapped=sum(p.n_mapped for p in parts))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,6 +516,9 @@ def _parse_ymd(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s.str.slice(0, 8), format="%Y%m%d", errors="coerce").astype("datetime64[ns]")
 
 
+_HEADER_COLUMNS = ("person_id", "fy", "muni_code", "exam_date", "sex", "age")
+
+
 @dataclass
 class _Wide:
     frame: pd.DataFrame           # text cells, canonical column names, one row per document
@@ -483,6 +529,7 @@ class _Wide:
 def _wide_values(obs: pd.DataFrame, items: pd.DataFrame, docs: pd.Index) -> _Wide:
     """Pivot mapped observations to one text row per document (rules in the module docstring)."""
     kt = TABLES["kenshin"]
+    obs = obs.assign(item_code=obs["item_code"].astype(str), value=obs["value"].astype(object))
     m = obs.merge(items[["item_code", "column", "role", "unit", "priority", "label"]]
                   .rename(columns={"unit": "unit_expected"}), on="item_code", how="inner")
     m = m[m["role"] != "unused"]
@@ -581,9 +628,14 @@ class XmlImport:
 
     result: _io.LoadResult            # canonical kenshin (data, exclusions, counts)
     documents: pd.DataFrame           # one row per XML file: archive, path, kind, status
-    observations: pd.DataFrame        # audit table, one row per observation (OBS_COLUMNS)
+    observation_table: pa.Table       # audit table, one row per observation (OBS_COLUMNS)
     unknown_items: pd.DataFrame       # item_code, display_name, count
     sources: list[str] = field(default_factory=list)
+
+    @property
+    def observations(self) -> pd.DataFrame:
+        """The audit table as pandas (coded columns categorical)."""
+        return self.observation_table.to_pandas()
 
     @property
     def kenshin(self) -> pd.DataFrame:
@@ -607,8 +659,8 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
         data_folder = Path(paths)
     data_folder = Path(data_folder) if data_folder is not None else None
     sources = find_sources(paths)
-    docs, obs = parse_sources(sources, workers=workers)
-    items = item_table()
+    parsed = parse_sources(sources, workers=workers)
+    docs = parsed.docs
 
     kdocs = docs[docs["kind"].eq("kenshin")].copy()
     n_docs = len(kdocs)
@@ -683,8 +735,8 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     keep = kdocs[~bad]
     # Duplicate rule: earliest 受診日 first (same day: archive/path order); io keeps the first.
     keep = keep.sort_values(["exam", "doc"], kind="stable")
-    wide = _wide_values(obs[obs["doc"].isin(keep["doc"])], items, pd.Index(keep["doc"]))
-    frame = wide.frame.copy()
+    value_columns = [c for c in TABLES["kenshin"].names if c not in _HEADER_COLUMNS]
+    frame = parsed.wide.reindex(index=keep["doc"], columns=value_columns)
     frame.insert(0, "person_id", keep["person_id"].to_numpy())
     frame.insert(1, "fy", keep["fy"].astype(str).to_numpy())
     frame.insert(2, "muni_code", keep["muni_code"].astype(str).to_numpy())
@@ -692,8 +744,8 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     frame.insert(4, "sex", keep["sex"].to_numpy())
     frame.insert(5, "age", keep["age"].astype(str).to_numpy())
     # value-level problems found before validation are blanked and listed
-    ve = wide.value_excl[wide.value_excl["doc"].isin(keep["doc"])]
-    r = _io.read_text_frame(frame.reset_index(drop=True).fillna(""), "kenshin", LABEL,
+    ve = parsed.value_excl[parsed.value_excl["doc"].isin(keep["doc"])]
+    r = _io.read_text_frame(frame.reset_index(drop=True), "kenshin", LABEL,
                             row_numbers=keep["doc"].to_numpy())
 
     # exclusions: io's rows → archive/document and item code
@@ -703,7 +755,7 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     if len(io_ex):
         io_ex["file"] = io_ex["row"].map(where).to_numpy()
         ja_to_name = {c.ja: c.name for c in kt.columns}
-        code = wide.item_of.drop_duplicates(["doc", "column"]).set_index(["doc", "column"])["item_code"]
+        code = parsed.item_of.drop_duplicates(["doc", "column"]).set_index(["doc", "column"])["item_code"]
         names = io_ex["column"].map(ja_to_name)
         lab = pd.Series(code.reindex(pd.MultiIndex.from_arrays([io_ex["row"], names.fillna("")])).to_numpy(),
                         index=io_ex.index)
@@ -725,24 +777,20 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     n_dropped = n_doc_excluded + r.n_dropped
     assert n_read == n_kept + n_dropped, "document accounting broken"
 
-    known = set(items["item_code"])
-    unknown = obs[~obs["item_code"].astype(str).isin(known)]
-    unknown_items = (unknown.groupby("item_code", observed=True)
-                     .agg(display_name=("display_name", "first"), count=("doc", "size"))
-                     .reset_index().sort_values("count", ascending=False, kind="stable")
-                     .reset_index(drop=True))
-    unknown_items["item_code"] = unknown_items["item_code"].astype(str)
-    unknown_items["display_name"] = unknown_items["display_name"].astype(object).fillna("").astype(str)
+    unknown_items = parsed.unknown.sort_values("count", ascending=False, kind="stable")
+    unknown_items = pd.DataFrame({
+        "item_code": unknown_items["item_code"].astype(str).to_numpy(),
+        "display_name": unknown_items["display_name"].astype(object).fillna("").astype(str).to_numpy(),
+        "count": unknown_items["count"].astype("int64").to_numpy()})
     docs["status"] = np.where(docs["kind"].ne("kenshin"), "対象外",
                               np.where(docs["doc"].isin(r.row_numbers), "採用", "除外"))
     docs = docs.drop(columns=["birth", "insurer", "kigo", "bango", "edaban"])  # no identifiers kept
-    obs_k = obs[obs["doc"].isin(kdocs["doc"])]
-    mapped = int(obs_k["item_code"].astype(str).isin(known).sum())
+    n_obs, mapped = parsed.observations.num_rows, parsed.n_mapped
     warnings = list(r.warnings)
     warnings.append(
         f"{LABEL}: アーカイブ・フォルダ {len(sources)} 件、XMLファイル {len(docs):,} 件"
         f"（特定健診 {n_docs:,} 件、その他 {int(docs['kind'].ne('kenshin').sum()):,} 件）、"
-        f"検査値 {len(obs_k):,} 件（項目コード対応あり {mapped:,} 件、対応表にない {len(obs_k) - mapped:,} 件）")
+        f"検査値 {n_obs:,} 件（項目コード対応あり {mapped:,} 件、対応表にない {n_obs - mapped:,} 件）")
     if len(unknown_items):
         top = "、".join(f"{c} {d}（{n} 件）" for c, n, d in
                        zip(unknown_items["item_code"].head(10), unknown_items["count"].head(10),
@@ -751,8 +799,8 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     result = _io.LoadResult(data=r.data, exclusions=exclusions, n_read=n_read, n_kept=n_kept,
                             n_dropped=n_dropped, warnings=warnings, extra_columns=pd.DataFrame(index=range(n_kept)),
                             file=LABEL, table="kenshin", row_numbers=r.row_numbers)
-    return XmlImport(result=result, documents=docs, observations=obs, unknown_items=unknown_items,
-                     sources=[s.label for s in sources])
+    return XmlImport(result=result, documents=docs, observation_table=parsed.observations,
+                     unknown_items=unknown_items, sources=[s.label for s in sources])
 
 
 def describe_import(imp: XmlImport, k: int = 5) -> list[str]:
