@@ -185,6 +185,10 @@ def _hash_folder(data_dir: Path, column_map) -> str:
         if p.is_file() and p.suffix.lower() in (".csv", ".txt", ".xlsx", ".parquet"):
             h.update(p.name.encode())
             h.update(hashlib.sha256(p.read_bytes()).digest())
+    for p in sorted(Path(data_dir).rglob("*")):  # 特定健診 XML archives, also in sub-folders
+        if p.is_file() and p.suffix.lower() in (".zip", ".xml"):
+            h.update(p.relative_to(data_dir).as_posix().encode())
+            h.update(hashlib.sha256(p.read_bytes()).digest())
     if column_map:
         h.update(Path(column_map).read_bytes() if isinstance(column_map, (str, Path)) else
                  json.dumps(column_map, sort_keys=True).encode())

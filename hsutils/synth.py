@@ -982,6 +982,10 @@ def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = 
             (out / schema.DEFAULT_FILENAMES[name]).unlink(missing_ok=True)
             lines.extend(synth_xml.write_kenshin_archives(tables, out, seed=seed))
             continue
+        if name == "kenshin":  # a CSV demo written over an XML demo: no stale archives
+            from hsutils import synth_xml
+
+            synth_xml.remove_archives(out)
         df = tables[name]
         header = [c.ja for c in schema.TABLES[name].columns]
         path = out / schema.DEFAULT_FILENAMES[name]

@@ -219,6 +219,19 @@ def _summary_xml(n: int) -> str:
             '  <totalPaymentByOtherProgram value="0"/>\n  <totalClaimAmount value="0"/>\n</summary>\n')
 
 
+def remove_archives(out: Path) -> None:
+    """Remove what `write_kenshin_archives` wrote into `out` (nothing else)."""
+    out = Path(out)
+    folder = out / "kenshin_xml"
+    if folder.is_dir():
+        for z in folder.glob(f"{ORG}_*.zip"):
+            z.unlink()
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    for name in ("person_ids.csv", "insurer_munis.csv"):
+        (out / name).unlink(missing_ok=True)
+
+
 def write_kenshin_archives(tables: dict[str, pd.DataFrame], out: Path, seed: int = 2024) -> list[str]:
     """Write the demo kenshin as archives under ``out/kenshin_xml/`` plus the helper tables in
     ``out``; returns Japanese summary lines."""
