@@ -1380,7 +1380,7 @@ def check_folder(folder, column_map=None) -> str:
 
             lines.append(f"■ {t.ja}（{tname}） 特定健診XMLアーカイブ")
             try:
-                imp = tokutei_xml.read_archives(folder, enrollment=enrollment)
+                imp = tokutei_xml.read_archives(folder, enrollment=enrollment, validate_xsd=True)
             except HsutilsError as e:
                 problems += 1
                 lines.append(f"  エラー: {e}")

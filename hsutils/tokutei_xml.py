@@ -105,7 +105,7 @@ OBS_COLUMNS = ("doc", "item_code", "display_name", "value_type", "value", "unit"
                "interpretation", "method")
 # Document table: one row per document found (no name, address or birth date).
 _DOC_FIELDS = ("doc", "archive", "path", "kind", "error", "report_code", "insurer", "kigo", "bango",
-               "edaban", "sex", "birth", "exam_date", "org")
+               "edaban", "sex", "birth", "exam_date", "org", "xsd")
 PARALLEL_MIN_DOCS = 4000  # below this, worker start-up costs more than it saves
 CHUNK_DOCS = 2500
 
@@ -240,9 +240,9 @@ def _time_value(el):
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 
 
-def _parse_document(data: bytes, doc: int, head: dict, obs: list) -> None:
+def _parse_document(data: bytes, doc: int, head: dict, obs: list):
     """Append one document's header to `head` (lists per field) and its observations to `obs`
-    (one tuple per observation, OBS_COLUMNS order)."""
+    (one tuple per observation, OBS_COLUMNS order); returns the parsed root (None if broken)."""
     kind, error = "other", None
     report = insurer = kigo = bango = edaban = sex = birth = exam = org = None
     try:
@@ -302,6 +302,7 @@ def _parse_document(data: bytes, doc: int, head: dict, obs: list) -> None:
                      "birth", "exam_date", "org"),
                     (kind, error, report, insurer, kigo, bango, edaban, sex, birth, exam, org)):
         head[k].append(x)
+    return root if kind == "kenshin" else None
 
 
 @dataclass
@@ -333,8 +334,57 @@ def _obs_table(rows: list[tuple]) -> pa.Table:
     return pa.table(arrays)
 
 
-def _parse_chunk(source: Source, members: tuple[str, ...], first_doc: int) -> _Parsed:
-    """Parse `members` of one source (document numbers from `first_doc`) and map the items."""
+_SCHEMAS: dict[Path, object] = {}  # per process: one compiled XSD per source
+
+
+def _source_schema(source: Source):
+    """The archive's own ``XSD/hc08*.xsd`` compiled with lxml; a str (reason) when unusable."""
+    if source.path in _SCHEMAS:
+        return _SCHEMAS[source.path]
+    import re
+    import tempfile
+
+    pat = re.compile(r"(^|/)XSD/hc08[^/]*\.xsd$", re.IGNORECASE)
+    schema: object = "XSDなし（アーカイブに XSD/hc08*.xsd がありません）"
+    try:
+        if source.is_zip:
+            with zipfile.ZipFile(source.path) as z:
+                names = [n for n in z.namelist() if pat.search(n)]
+                if names:
+                    xsd_dir = names[0].rsplit("/", 1)[0] + "/"
+                    tmp = Path(tempfile.mkdtemp(prefix="hs_xsd_"))
+                    for n in z.namelist():  # the schema imports its coreschemas by relative path
+                        if n.startswith(xsd_dir) and not n.endswith("/"):
+                            (tmp / n).parent.mkdir(parents=True, exist_ok=True)
+                            (tmp / n).write_bytes(z.read(n))
+                    schema = etree.XMLSchema(etree.parse(str(tmp / names[0])))
+        else:
+            found = sorted(f for f in source.path.rglob("*.xsd")
+                           if pat.search(f.relative_to(source.path).as_posix()))
+            if found:
+                schema = etree.XMLSchema(etree.parse(str(found[0])))
+    except (etree.XMLSchemaParseError, etree.XMLSyntaxError) as e:
+        schema = f"XSDを読めません（{e}）"
+    _SCHEMAS[source.path] = schema
+    return schema
+
+
+def _validate(schema, root) -> str:
+    if isinstance(schema, str):
+        return schema
+    if root is None:
+        return "検証できません（XMLとして読めません）"
+    if schema.validate(root):
+        return "適合"
+    err = schema.error_log.last_error
+    return f"不適合（行 {err.line}: {err.message}）"
+
+
+def _parse_chunk(source: Source, members: tuple[str, ...], first_doc: int,
+                 validate_xsd: bool = False) -> _Parsed:
+    """Parse `members` of one source (document numbers from `first_doc`) and map the items;
+    with `validate_xsd`, check each 健診 document against the archive's own XSD."""
+    schema = _source_schema(source) if validate_xsd else None
     head = {k: [] for k in _DOC_FIELDS}
     rows: list[tuple] = []
     zf = zipfile.ZipFile(source.path) if source.is_zip else None
@@ -350,7 +400,9 @@ def _parse_chunk(source: Source, members: tuple[str, ...], first_doc: int) -> _P
                 for k in _DOC_FIELDS[3:]:
                     head[k].append("other" if k == "kind" else None)
                 continue
-            _parse_document(data, doc, head, rows)
+            root = _parse_document(data, doc, head, rows)
+            kenshin = head["kind"][-1] == "kenshin"
+            head["xsd"].append(_validate(schema, root) if schema is not None and kenshin else None)
     finally:
         if zf is not None:
             zf.close()
@@ -368,7 +420,8 @@ def _parse_chunk(source: Source, members: tuple[str, ...], first_doc: int) -> _P
                    item_of=wide.item_of, unknown=unknown, n_mapped=int(known.sum()))
 
 
-def parse_sources(sources: list[Source], workers: int | None = None) -> _Parsed:
+def parse_sources(sources: list[Source], workers: int | None = None,
+                  validate_xsd: bool = False) -> _Parsed:
     """Every XML member of `sources`, parsed and mapped in worker processes when the import is
     large (`workers` None = one per CPU core); chunks are concatenated in document order."""
     tasks = []
@@ -376,7 +429,7 @@ def parse_sources(sources: list[Source], workers: int | None = None) -> _Parsed:
     for s in sources:
         for i in range(0, len(s.members), CHUNK_DOCS):
             part = s.members[i:i + CHUNK_DOCS]
-            tasks.append((s, part, doc))
+            tasks.append((s, part, doc, validate_xsd))
             doc += len(part)
     n_docs = doc - 1
     workers = workers or os.cpu_count() or 1
@@ -647,19 +700,21 @@ class XmlImport:
 
 
 def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=None,
-                  workers: int | None = None) -> XmlImport:
+                  workers: int | None = None, validate_xsd: bool = False) -> XmlImport:
     """Read 特定健診 XML archives and/or extracted folders into the canonical kenshin table.
 
     `paths`: a folder (archives and extracted folders inside it), one archive, or a list.
     `enrollment`: the canonical enrollment table, used for the municipality when no
     保険者市町村対応表 is given. `data_folder`: where the optional helper files (個人ID対応表,
     salt file, 保険者市町村対応表) are looked up (default: `paths` when it is a folder).
+    `validate_xsd`: check every 健診 document against the XSD its archive carries
+    (``XSD/hc08*.xsd``); the result per document is `documents["xsd"]`.
     """
     if data_folder is None and isinstance(paths, (str, Path)) and Path(paths).is_dir():
         data_folder = Path(paths)
     data_folder = Path(data_folder) if data_folder is not None else None
     sources = find_sources(paths)
-    parsed = parse_sources(sources, workers=workers)
+    parsed = parse_sources(sources, workers=workers, validate_xsd=validate_xsd)
     docs = parsed.docs
 
     kdocs = docs[docs["kind"].eq("kenshin")].copy()
@@ -812,6 +867,13 @@ def describe_import(imp: XmlImport, k: int = 5) -> list[str]:
              f"  特定健診の文書: {len(ken):,} 件（採用 {int(ken['status'].eq('採用').sum()):,} 件、"
              f"除外 {int(ken['status'].eq('除外').sum()):,} 件）、その他のXML（交換用基本情報・集計情報等）"
              f" {int(d['kind'].ne('kenshin').sum()):,} 件"]
+    if ken["xsd"].notna().any():
+        x = ken["xsd"].fillna("")
+        lines.append(f"  XSD検証（アーカイブ同梱の XSD）: 適合 {int(x.eq('適合').sum()):,} 件、"
+                     f"不適合 {int(x.str.startswith('不適合').sum()):,} 件、"
+                     f"検証なし {int((~(x.eq('適合') | x.str.startswith('不適合'))).sum()):,} 件")
+        for _, r in ken[x.str.startswith("不適合")].head(k).iterrows():  # a few examples
+            lines.append(f"    {r['archive']}/{r['path']}: {r['xsd']}")
     if len(imp.unknown_items):
         lines.append(f"  項目コード対応表にない項目: {len(imp.unknown_items)} 種類、"
                      f"{int(imp.unknown_items['count'].sum()):,} 件（分析に使わず監査表に保持）")

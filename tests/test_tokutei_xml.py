@@ -260,3 +260,15 @@ def test_xml_demo_cache_and_check(demos, tmp_path):
     assert "特定健診XMLアーカイブ" in text and "アーカイブ・展開フォルダ: 60 件" in text
     assert "使わないファイル" not in text  # archives and helper tables are not "unused"
     assert "判定: 分析に使用できます" in text
+
+
+def test_optional_xsd_validation_per_document(tmp_path):
+    imp = tx.read_archives(_make_folder(tmp_path / "d"), workers=1, validate_xsd=True)
+    d = imp.documents.set_index(imp.documents["path"].str.rsplit("/", n=1).str[-1])
+    assert d.loc["h0001.xml", "xsd"] == "適合" and d.loc["h0101.xml", "xsd"] == "適合"
+    assert d.loc["h0104.xml", "xsd"].startswith("不適合") and "birthTime" in d.loc["h0104.xml", "xsd"]
+    assert d.loc["broken.xml", "xsd"] == "検証できません（XMLとして読めません）"
+    assert pd.isna(d.loc["ix08_V08.xml", "xsd"])  # not a 健診 document
+    lines = "\n".join(tx.describe_import(imp))
+    assert "XSD検証（アーカイブ同梱の XSD）: 適合 6 件、不適合 1 件、検証なし 1 件" in lines
+    assert pd.isna(tx.read_archives(_make_folder(tmp_path / "e"), workers=1).documents["xsd"]).all()
