@@ -1292,7 +1292,8 @@ def load_dataset(folder, column_map=None, cache_dir=None) -> Dataset:
 
             enr = results.get("enrollment")
             r = tokutei_xml.read_folder_cached(folder, enr.data if enr else None,
-                                               files.get("enrollment"), cache_dir=cache_dir)
+                                               files.get("enrollment"), cache_dir=cache_dir,
+                                               known_munis=known)
             results[tname] = r
             warnings.extend(r.warnings)
             continue
@@ -1375,24 +1376,8 @@ def check_folder(folder, column_map=None) -> str:
     for tname in LOAD_ORDER:
         t = TABLES[tname]
         lines.append("")
-        if tname == "kenshin" and kenshin_xml:  # 特定健診 XML archives (hsutils.tokutei_xml)
-            from hsutils import tokutei_xml
-
-            lines.append(f"■ {t.ja}（{tname}） 特定健診XMLアーカイブ")
-            try:
-                imp = tokutei_xml.read_archives(folder, enrollment=enrollment, validate_xsd=True)
-            except HsutilsError as e:
-                problems += 1
-                lines.append(f"  エラー: {e}")
-                continue
-            except Exception as e:  # never a traceback in a data check
-                problems += 1
-                lines.append(f"  エラー: XMLアーカイブを読めませんでした（{type(e).__name__}: {e}）")
-                continue
-            lines.extend(tokutei_xml.describe_import(imp))
-            lines.extend(_describe_result(imp.result))
-            continue
-        if tname not in files:
+        from_xml = tname == "kenshin" and kenshin_xml  # 特定健診 XML archives (hsutils.tokutei_xml)
+        if tname not in files and not from_xml:
             if tname in REQUIRED_TABLES:
                 problems += 1
                 lines.append(f"■ {t.ja}（{tname}）: ファイルがありません【必須】 "
@@ -1400,18 +1385,25 @@ def check_folder(folder, column_map=None) -> str:
             else:
                 lines.append(f"■ {t.ja}（{tname}）: ファイルなし（任意）")
             continue
-        path = files[tname]
-        lines.append(f"■ {t.ja}（{tname}） ファイル: {path.name}")
+        source = "特定健診XMLアーカイブ" if from_xml else files[tname].name
+        lines.append(f"■ {t.ja}（{tname}） " + (source if from_xml else f"ファイル: {source}"))
         try:
-            r = read_table(path, tname, column_map=cmap,
-                           known_munis=known if tname != "municipalities" else None)
+            if from_xml:
+                from hsutils import tokutei_xml
+
+                imp = tokutei_xml.read_archives(folder, enrollment=enrollment, validate_xsd=True)
+                lines.extend(tokutei_xml.describe_import(imp))
+                r = imp.result
+            else:
+                r = read_table(files[tname], tname, column_map=cmap,
+                               known_munis=known if tname != "municipalities" else None)
         except HsutilsError as e:
             problems += 1
             lines.append(f"  エラー: {e}")
             continue
         except Exception as e:  # never a traceback in a data check
             problems += 1
-            lines.append(f"  エラー: {path.name} を読めませんでした（{type(e).__name__}: {e}）")
+            lines.append(f"  エラー: {source} を読めませんでした（{type(e).__name__}: {e}）")
             continue
         if tname == "municipalities":
             known = set(r.data["muni_code"].dropna().astype(str)) or None  # empty master: no check

@@ -700,7 +700,8 @@ class XmlImport:
 
 
 def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=None,
-                  workers: int | None = None, validate_xsd: bool = False) -> XmlImport:
+                  workers: int | None = None, validate_xsd: bool = False,
+                  known_munis=None) -> XmlImport:
     """Read 特定健診 XML archives and/or extracted folders into the canonical kenshin table.
 
     `paths`: a folder (archives and extracted folders inside it), one archive, or a list.
@@ -708,7 +709,8 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     保険者市町村対応表 is given. `data_folder`: where the optional helper files (個人ID対応表,
     salt file, 保険者市町村対応表) are looked up (default: `paths` when it is a folder).
     `validate_xsd`: check every 健診 document against the XSD its archive carries
-    (``XSD/hc08*.xsd``); the result per document is `documents["xsd"]`.
+    (``XSD/hc08*.xsd``); the result per document is `documents["xsd"]`. `known_munis`: codes
+    of the municipality master (other codes exclude the document, as for CSV files).
     """
     if data_folder is None and isinstance(paths, (str, Path)) and Path(paths).is_dir():
         data_folder = Path(paths)
@@ -801,7 +803,7 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     # value-level problems found before validation are blanked and listed
     ve = parsed.value_excl[parsed.value_excl["doc"].isin(keep["doc"])]
     r = _io.read_text_frame(frame.reset_index(drop=True), "kenshin", LABEL,
-                            row_numbers=keep["doc"].to_numpy())
+                            row_numbers=keep["doc"].to_numpy(), known_munis=known_munis)
 
     # exclusions: io's rows → archive/document and item code
     kt = TABLES["kenshin"]
@@ -890,7 +892,7 @@ def describe_import(imp: XmlImport, k: int = 5) -> list[str]:
 # Cache: a batch parses the archives once
 # ---------------------------------------------------------------------------------------------
 
-def _sources_hash(folder: Path, extra: list[Path]) -> str:
+def _sources_hash(folder: Path, extra: list[Path], known_munis) -> str:
     h = hashlib.sha256()
     for s in find_sources(folder):
         for m in ((s.path,) if s.is_zip else [s.path / n for n in s.members]):
@@ -902,7 +904,8 @@ def _sources_hash(folder: Path, extra: list[Path]) -> str:
             h.update(_file_digest(p))
     with resources.files("hsutils").joinpath("data", ITEM_TABLE).open("rb") as fh:
         h.update(fh.read())
-    h.update(json.dumps({"schema": _io.SCHEMA_VERSION, "reader": READER_VERSION}).encode())
+    h.update(json.dumps({"schema": _io.SCHEMA_VERSION, "reader": READER_VERSION,
+                         "munis": known_munis}).encode())
     return h.hexdigest()[:32]
 
 
@@ -915,23 +918,24 @@ def _file_digest(p: Path) -> bytes:
 
 
 def read_folder_cached(folder, enrollment: pd.DataFrame | None, enrollment_file: Path | None = None,
-                       cache_dir=None) -> _io.LoadResult:
+                       cache_dir=None, known_munis=None) -> _io.LoadResult:
     """`read_archives(folder).result` through `hsutils.io`'s content-hash Parquet cache.
 
     The key covers every archive/XML file, the helper files, the enrollment file (it links
     persons to municipalities), the item table and the schema version.
     """
     folder = Path(folder)
+    known = None if known_munis is None else sorted(str(k) for k in known_munis)
     if cache_dir is None:
-        return read_archives(folder, enrollment=enrollment).result
+        return read_archives(folder, enrollment=enrollment, known_munis=known).result
     helpers = [_first_file(folder, n) for n in (PERSON_ID_FILES, SALT_FILES, INSURER_MUNI_FILES)]
-    key = _sources_hash(folder, [*helpers, enrollment_file])
+    key = _sources_hash(folder, [*helpers, enrollment_file], known)
     paths = _io._cache_paths(Path(cache_dir), "kenshin_xml", key)
     cached = _io._read_cached(paths)
     if cached is not None:
         _io.CACHE_STATS["hits"] += 1
         return cached
     _io.CACHE_STATS["misses"] += 1
-    result = read_archives(folder, enrollment=enrollment).result
+    result = read_archives(folder, enrollment=enrollment, known_munis=known).result
     _io._write_cache(paths, result)
     return result
