@@ -58,7 +58,6 @@ import functools
 import hashlib
 import json
 import os
-import unicodedata
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -486,10 +485,13 @@ def person_key(insurer, kigo, bango, edaban) -> pd.Series:
 
 
 def _read_helper_csv(path: Path) -> pd.DataFrame:
-    text, _ = _io._decode_bytes(path.read_bytes(), path.name)
     import io as stdio
 
-    df = pd.read_csv(stdio.StringIO(text), dtype=str, keep_default_na=False)
+    text, _ = _io._decode_bytes(path.read_bytes(), path.name)
+    try:
+        df = pd.read_csv(stdio.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path.name}: CSV として読めません（{e}）")
     df.columns = [_io._header_key(c) for c in df.columns]
     return df
 
@@ -515,6 +517,11 @@ def load_person_ids(path: Path) -> dict[str, str]:
         pid = _norm(_pick(df, "person_id", "個人ID", "被保険者番号"))
     except DataError as e:
         raise DataError(f"{path.name}: {e}")
+    clash = key.duplicated(keep=False) & ~pd.DataFrame({"k": key, "p": pid}).duplicated(keep=False)
+    if clash.any():
+        rows = ", ".join(str(i + 2) for i in np.flatnonzero(clash.to_numpy())[:5])
+        raise DataError(f"{path.name}: 同じ被保険者（保険者番号-記号-番号-枝番）に別の person_id があります"
+                        f"（{rows} 行目）。1人に1つの person_id が必要です")
     return dict(zip(key, pid))
 
 

@@ -272,3 +272,12 @@ def test_optional_xsd_validation_per_document(tmp_path):
     lines = "\n".join(tx.describe_import(imp))
     assert "XSD検証（アーカイブ同梱の XSD）: 適合 6 件、不適合 1 件、検証なし 1 件" in lines
     assert pd.isna(tx.read_archives(_make_folder(tmp_path / "e"), workers=1).documents["xsd"]).all()
+
+
+def test_linkage_table_with_conflicting_ids_is_a_clear_error(tmp_path):
+    folder = _make_folder(tmp_path / "d")
+    (folder / "person_ids.csv").write_text(
+        "保険者番号,記号,番号,枝番,person_id\n179999,,12345,01,A001\n00179999,,１２３４５,01,B001\n",
+        encoding="utf-8")
+    with pytest.raises(io.DataError, match=r"person_ids.csv: 同じ被保険者.*2, 3 行目"):
+        tx.read_archives(folder, workers=1)
