@@ -15,7 +15,7 @@ def _cmd_demo(args) -> int:
 
     out = Path(args.out)
     summary = synth.write_demo(out, scale=args.scale, seed=args.seed, encoding=args.encoding,
-                               claims_format=args.claims_format)
+                               claims_format=args.claims_format, kenshin_format=args.kenshin_format)
     print(summary)
     print(f"デモデータを書き出しました: {out.resolve()}")
     return 0
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--encoding", default="cp932", choices=["cp932", "utf-8", "utf-8-sig"])
     d.add_argument("--claims-format", default="csv", choices=["csv", "uke"],
                    help="レセプトの形式: csv = claims_monthly.csv、uke = レセプト電算処理ファイル（uke/）＋合成マスター")
+    d.add_argument("--kenshin-format", default="csv", choices=["csv", "xml"],
+                   help="健診の形式: csv（kenshin.csv）または xml（特定健診XMLアーカイブ）")
     d.set_defaults(func=_cmd_demo)
 
     c = sub.add_parser("check", help="入力フォルダを検証し、データ品質の要約を表示（分析はしない）")

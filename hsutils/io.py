@@ -969,7 +969,28 @@ def read_table(path, table, column_map=None, known_munis=None) -> LoadResult:
     raw = _read_raw(path, lookup)
     ctx = _Ctx(table=t.name, excel=path.suffix.lower() in (".xlsx", ".xlsm"),
                known_munis=None if known_munis is None else frozenset(str(k) for k in known_munis))
+    return _validate_raw(raw, t, name, lookup, ctx)
 
+
+def read_text_frame(frame: pd.DataFrame, table, name: str, row_numbers=None,
+                    known_munis=None) -> LoadResult:
+    """Validate a frame of text cells whose columns are canonical names, exactly as `read_table`
+    validates a file (same parsers, ranges, duplicate rule, exclusions format).
+
+    Used by readers of other formats (e.g. `hsutils.tokutei_xml`); `row_numbers` label the rows in
+    the exclusions (default 1, 2, ...).
+    """
+    t = _get_table(table)
+    frame = frame.astype("str").fillna("").reset_index(drop=True)
+    rows = np.arange(1, len(frame) + 1, dtype=np.int64) if row_numbers is None else \
+        np.asarray(row_numbers, dtype=np.int64)
+    raw = _Raw(frame=frame, headers=[str(c) for c in frame.columns], title_rows=0, row_numbers=rows)
+    ctx = _Ctx(table=t.name,
+               known_munis=None if known_munis is None else frozenset(str(k) for k in known_munis))
+    return _validate_raw(raw, t, name, _header_lookup(t, {}), ctx)
+
+
+def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _Ctx) -> LoadResult:
     mapped, extra_cols, warnings = _map_headers(raw, t, lookup, name)
     _check_required(mapped, t, raw, name)
 
@@ -1183,11 +1204,25 @@ def find_table_files(folder) -> tuple[dict[str, Path], list[str]]:
         if len(candidates) > 1:
             notes.append(f"{TABLES[tname].ja}: 候補が複数あります（{'、'.join(c.name for c in candidates)}）。"
                          f"{candidates[0].name} を使います")
-    unused = [p.name for p in files if p not in used
+    unused = [p.name for p in files if p not in used and not _is_xml_input(p)
               and p.suffix.lower() not in (".uke", ".yaml", ".yml") and p.name != "uke_person_link.csv"]
     if unused:
         notes.append("表に対応しないため使わないファイル: " + "、".join(unused))
     return found, notes
+
+
+def _is_xml_input(p: Path) -> bool:
+    """特定健診 XML archives and their helper tables (read by `hsutils.tokutei_xml`)."""
+    from hsutils import tokutei_xml
+
+    return p.suffix.lower() in (".zip", ".xml") or p.name in tokutei_xml.HELPER_FILES
+
+
+def _kenshin_from_xml(folder: Path, files: dict[str, Path]) -> bool:
+    """True when 健診 is to be read from XML archives: no kenshin file, archives present."""
+    from hsutils import tokutei_xml
+
+    return "kenshin" not in files and tokutei_xml.has_xml_sources(folder)
 
 
 def _files_found_text(folder: Path) -> str:
@@ -1211,7 +1246,8 @@ def load_dataset(folder, column_map=None, cache_dir=None) -> Dataset:
     folder = _require_folder(folder)
     cmap = load_column_map(column_map)
     files, notes = find_table_files(folder)
-    missing = [t for t in REQUIRED_TABLES if t not in files]
+    kenshin_xml = _kenshin_from_xml(folder, files)
+    missing = [t for t in REQUIRED_TABLES if t not in files and not (t == "kenshin" and kenshin_xml)]
     if missing:
         need = "、".join(f"{TABLES[t].ja}（{t}.csv など）" for t in missing)
         raise DataError(f"{folder}: 必須のファイルがありません: {need}。"
@@ -1220,6 +1256,16 @@ def load_dataset(folder, column_map=None, cache_dir=None) -> Dataset:
     warnings = list(notes)
     known = None
     for tname in LOAD_ORDER:
+        if tname == "kenshin" and kenshin_xml:  # 特定健診 XML archives (hsutils.tokutei_xml)
+            from hsutils import tokutei_xml
+
+            enr = results.get("enrollment")
+            r = tokutei_xml.read_folder_cached(folder, enr.data if enr else None,
+                                               files.get("enrollment"), cache_dir=cache_dir,
+                                               known_munis=known)
+            results[tname] = r
+            warnings.extend(r.warnings)
+            continue
         if tname not in files:
             continue
         r = read_table_cached(files[tname], tname, column_map=cmap,
@@ -1332,11 +1378,14 @@ def check_folder(folder, column_map=None) -> str:
         cmap = {}
         problems += 1
     files, notes = find_table_files(folder)
+    kenshin_xml = _kenshin_from_xml(folder, files)
     known = None
+    enrollment = None
     for tname in LOAD_ORDER:
         t = TABLES[tname]
         lines.append("")
-        if tname not in files:
+        from_xml = tname == "kenshin" and kenshin_xml  # 特定健診 XML archives (hsutils.tokutei_xml)
+        if tname not in files and not from_xml:
             if tname in REQUIRED_TABLES:
                 problems += 1
                 lines.append(f"■ {t.ja}（{tname}）: ファイルがありません【必須】 "
@@ -1344,21 +1393,30 @@ def check_folder(folder, column_map=None) -> str:
             else:
                 lines.append(f"■ {t.ja}（{tname}）: ファイルなし（任意）")
             continue
-        path = files[tname]
-        lines.append(f"■ {t.ja}（{tname}） ファイル: {path.name}")
+        source = "特定健診XMLアーカイブ" if from_xml else files[tname].name
+        lines.append(f"■ {t.ja}（{tname}） " + (source if from_xml else f"ファイル: {source}"))
         try:
-            r = read_table(path, tname, column_map=cmap,
-                           known_munis=known if tname != "municipalities" else None)
+            if from_xml:
+                from hsutils import tokutei_xml
+
+                imp = tokutei_xml.read_archives(folder, enrollment=enrollment, validate_xsd=True)
+                lines.extend(tokutei_xml.describe_import(imp))
+                r = imp.result
+            else:
+                r = read_table(files[tname], tname, column_map=cmap,
+                               known_munis=known if tname != "municipalities" else None)
         except HsutilsError as e:
             problems += 1
             lines.append(f"  エラー: {e}")
             continue
         except Exception as e:  # never a traceback in a data check
             problems += 1
-            lines.append(f"  エラー: {path.name} を読めませんでした（{type(e).__name__}: {e}）")
+            lines.append(f"  エラー: {source} を読めませんでした（{type(e).__name__}: {e}）")
             continue
         if tname == "municipalities":
             known = set(r.data["muni_code"].dropna().astype(str)) or None  # empty master: no check
+        if tname == "enrollment":
+            enrollment = r.data
         lines.extend(_describe_result(r))
     try:
         from hsutils import claims_import

@@ -963,11 +963,12 @@ def generate_demo(scale: float = 1.0, seed: int = 2024) -> dict[str, pd.DataFram
 
 
 def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = "cp932",
-               claims_format: str = "csv") -> str:
+               claims_format: str = "csv", kenshin_format: str = "csv") -> str:
     """Generate the demo and write one CSV per table (Japanese headers from `schema.TABLES`).
 
     With ``claims_format="uke"`` the claims are written as レセプト電算処理 files instead of
-    claims_monthly.csv (`hsutils.synth_uke`; docs/claims_rules.md §7).
+    claims_monthly.csv (`hsutils.synth_uke`; docs/claims_rules.md §7); ``kenshin_format="xml"``
+    writes 健診 as 特定健診 XML archives instead of kenshin.csv (`hsutils.synth_xml`).
     Returns a short Japanese summary (rows per file). The same seed gives byte-identical files.
     """
     t0 = time.perf_counter()
@@ -982,6 +983,16 @@ def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = 
             (out / schema.DEFAULT_FILENAMES[name]).unlink(missing_ok=True)
             lines.append(synth_uke.write_uke(out, tables, seed=seed))
             continue
+        if name == "kenshin" and kenshin_format == "xml":
+            from hsutils import synth_xml
+
+            (out / schema.DEFAULT_FILENAMES[name]).unlink(missing_ok=True)
+            lines.extend(synth_xml.write_kenshin_archives(tables, out, seed=seed))
+            continue
+        if name == "kenshin":  # a CSV demo written over an XML demo: no stale archives
+            from hsutils import synth_xml
+
+            synth_xml.remove_archives(out)
         df = tables[name]
         header = [c.ja for c in schema.TABLES[name].columns]
         path = out / schema.DEFAULT_FILENAMES[name]

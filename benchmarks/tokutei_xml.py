@@ -1,0 +1,74 @@
+"""Benchmark of the 特定健診 XML reader (issue 15): the scale-1 demo's 健診 as XML archives.
+
+Writes the demo (`hsutils demo --kenshin-format xml`) into a temporary folder unless --data is
+given, then converts the archives with `hsutils.tokutei_xml.read_archives` and prints
+
+* documents, total wall time, documents/s;
+* documents per second per core = documents / CPU seconds of the parent and the workers;
+* peak resident memory of the parent and of the largest worker (ru_maxrss).
+
+    .venv/bin/python benchmarks/tokutei_xml.py              # scale 1 (~90,000 documents)
+    .venv/bin/python benchmarks/tokutei_xml.py --scale 0.1  # quick check
+    .venv/bin/python benchmarks/tokutei_xml.py --workers 1  # one process
+
+Targets (issue 15): ≥ 3,000 documents/s per core; 100,000 documents ≤ 40 s on 2 cores; ≤ 2 GB.
+Printed figures, not a timed test (DESIGN §8).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hsutils import io, synth, tokutei_xml  # noqa: E402
+
+
+def _cpu() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--data", default=None, help="既存のデータフォルダ（XMLデモ）を使う")
+    ap.add_argument("--workers", type=int, default=None, help="ワーカー数（既定: CPUコア数）")
+    args = ap.parse_args()
+
+    tmp = None
+    if args.data:
+        data = Path(args.data)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="hs_xml_bench_")
+        data = Path(tmp.name)
+        t0 = time.perf_counter()
+        synth.write_demo(data, scale=args.scale, seed=2024, kenshin_format="xml")
+        print(f"XMLデモ作成 (scale={args.scale:g}): {time.perf_counter() - t0:.1f} 秒")
+    enrollment = io.read_table(data / "enrollment.csv", "enrollment").data
+    cpu0, t0 = _cpu(), time.perf_counter()
+    imp = tokutei_xml.read_archives(data, enrollment=enrollment, workers=args.workers)
+    wall = time.perf_counter() - t0
+    cpu = _cpu() - cpu0
+    n = imp.result.n_read
+    rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"アーカイブ {len(imp.sources)} 件、特定健診文書 {n:,} 件、検査値 {len(imp.observations):,} 件、"
+          f"採用 {imp.result.n_kept:,} / 除外 {imp.result.n_dropped:,}")
+    print(f"合計時間 {wall:.1f} 秒、{n / wall:,.0f} 文書/秒（経過時間）")
+    print(f"1コアあたり {n / cpu:,.0f} 文書/秒（CPU時間 {cpu:.1f} 秒、親＋ワーカー）")
+    print(f"ピークメモリ（RSS）: 親 {rss_self:,.0f} MB、最大のワーカー {rss_kids:,.0f} MB")
+    print(f"100,000 文書の推定: {100_000 / n * wall:.1f} 秒（この並列数・この負荷で）")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
