@@ -52,6 +52,13 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def _atomic_path(path: Path):
     """Yield a temporary path next to `path`; rename it to `path` when the block succeeds,
@@ -60,6 +67,7 @@ def _atomic_path(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600: colleagues must be able to read reports
     try:
         yield Path(tmp)
         os.replace(tmp, path)
