@@ -194,6 +194,42 @@ def test_disk_full_says_how_much_space_is_needed(project, monkeypatch, capsys):
     assert "Traceback" in (root / "out" / "t" / "logs" / "batch.log").read_text(encoding="utf-8")
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 kB tmpfs (needs mount rights, e.g. root on Linux): a real full disk."""
+    mnt = tmp_path / "small_disk"
+    mnt.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+                              capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        done = None
+    if done is None or done.returncode != 0:
+        pytest.skip("cannot mount a size-limited tmpfs here (needs root on Linux); disk full is simulated above")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=20)
+
+
+def test_really_full_disk(project, small_disk, capsys):
+    root, run_yaml = project
+    _set(run_yaml, municipalities=["17201", "17203"], out_dir=str(small_disk))
+    (small_disk / "filler").write_bytes(b"\0" * (200 * 1024))  # leaves room for the state, not for reports
+    status = batch.run_batch(run_yaml, jobs=1)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    assert status in (batch.EXIT_RUNS_FAILED, batch.EXIT_INPUT_ERROR)
+    if status == batch.EXIT_INPUT_ERROR:  # the parent itself could no longer write its state
+        assert "ディスクの空き容量が足りません" in captured.err and "MB 必要です" in captured.err
+    else:
+        runs = _manifest(small_disk / "t")["runs"]
+        assert any("ディスクの空き容量が足りません" in e["error"] for e in runs.values())
+    assert not list((small_disk / "t" / "logs").glob("*.failed.ipynb.tmp"))
+    for copy in (small_disk / "t" / "logs").glob("*.failed.ipynb"):
+        json.loads(copy.read_text(encoding="utf-8"))  # complete or absent, never truncated
+
+
 def test_permission_denied_output_folder_is_japanese(project, monkeypatch, capsys):
     root, run_yaml = project
 
