@@ -388,7 +388,7 @@ def export_html(executed: Path, target: Path, title: str) -> None:
     from nbconvert import HTMLExporter
 
     global _EXPORTER
-    if _EXPORTER is None:  # one per worker process: loading the templates costs a few hundred ms
+    if _EXPORTER is None:  # once per process (a worker runs one run): loading the templates takes ~0.3 s
         _EXPORTER = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     nb = nbformat.read(str(executed), as_version=4)
     body, _ = _EXPORTER.from_notebook_node(nb, resources={"metadata": {"name": title}})
