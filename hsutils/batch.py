@@ -4,18 +4,29 @@
   1. validates the run parameters (`hsutils.params`);
   2. runs the shared heavy pass once (`pipeline.prepare_cache` into `<out>/<run>/cache`);
   3. plans one run per (prefecture-level notebook) and per (municipal notebook × municipality);
-  4. executes them with papermill in a process pool (spawn context, never threads), each run in a
+  4. executes each run in its own supervised worker process (spawn context, never threads), in a
      temporary folder renamed into `<out>/<run>/<muni_code>_<name>/<notebook>/` only on success;
-  5. keeps `manifest.json` (resume keys, timings, prepare count) and `index.html` (成功/失敗/未実行)
-     up to date after every finished run, both written atomically.
+  5. keeps `manifest.json` (resume keys, timings, prepare count, cache checksums) and `index.html`
+     (成功/失敗/未実行) up to date after every finished run, both written atomically.
 
 The parent process is the only writer of the manifest and the index, so an interrupted batch
-(Ctrl-C) leaves both consistent: runs whose result never reached the parent stay 未実行.
+(Ctrl-C, SIGTERM, SIGHUP) leaves both consistent: runs whose result never reached the parent stay 未実行.
+
+Fault handling (issue 26):
+  - one worker process per run: a worker that dies (kill -9, out of memory) fails only its own run;
+  - workers die with the parent (Linux `PR_SET_PDEATHSIG` plus a parent-PID watchdog thread);
+  - `<run>/.batch.lock` (PID, host, start time) keeps a second batch or `--resume` out of a live
+    run folder; a lock whose process is gone (same host) is stale and taken over with a note;
+  - the shared cache's file checksums are recorded when written and verified before reuse;
+  - exit codes (`EXIT_*`): 0 all ok, 1 some runs failed, 2 parameter/data/output-folder error
+    before running, 3 interrupted, 4 internal error (traceback only in `<run>/logs/batch.log`);
+  - outputs follow the user's umask; `confidential/` folders are 0700 whatever the umask.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import errno
 import hashlib
 import html
 import importlib
@@ -25,19 +36,22 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.parse
 import uuid
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing.connection import wait as _wait_ready
 from pathlib import Path
 from typing import Any, Callable
 
+import hsutils
 from hsutils import params as hparams
 from hsutils import files, settings
-from hsutils.errors import ParameterError
+from hsutils.errors import DataError, HsutilsError, ParameterError
 
 # The shared cache holds person-level data (person_year etc.): it lives under confidential/ so that
 # nobody hands it out with the committee reports (DESIGN §6).
@@ -47,15 +61,95 @@ MANIFEST_NAME = "manifest.json"
 INDEX_NAME = "index.html"
 MANIFEST_FORMAT = 1
 STATUS_JA = {"ok": "成功", "failed": "失敗", "pending": "未実行"}
-EXIT_INTERRUPTED = 130
+LOCK_NAME = ".batch.lock"
+BATCH_LOG = Path("logs") / "batch.log"
+
+# Exit codes of `hsutils batch` / `hsutils run` (README「夜間の一括実行で困ったとき」).
+EXIT_OK = 0            # every run succeeded
+EXIT_RUNS_FAILED = 1   # the batch finished, some runs failed (see index.html)
+EXIT_INPUT_ERROR = 2   # parameter, data or output-folder problem found before running (or a live lock)
+EXIT_INTERRUPTED = 3   # Ctrl-C, SIGTERM or SIGHUP: finished runs kept, the rest 未実行 (--resume)
+EXIT_INTERNAL = 4      # unexpected error: the traceback is in the log named on the console
+EXIT_MEANING_JA = {
+    EXIT_OK: "すべて成功", EXIT_RUNS_FAILED: "一部の実行が失敗",
+    EXIT_INPUT_ERROR: "実行前にパラメータ・データ・出力先の問題を検出", EXIT_INTERRUPTED: "中断",
+    EXIT_INTERNAL: "内部エラー",
+}
+
+
+class BatchLockedError(HsutilsError):
+    """Another live batch holds the run folder."""
 
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------------
 
+def _respect_umask(path: Path) -> None:
+    """mkdtemp creates 0700; give the run folder the mode the user's umask allows."""
+    os.chmod(path, 0o777 & ~files.current_umask())
+
+
+def _make_private(path: Path) -> None:
+    """confidential/ holds person-level data: owner only, whatever the umask (DESIGN §6)."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _privatise_confidential(root: Path) -> None:
+    """Every `confidential/` folder a notebook wrote (it used plain mkdir, i.e. the umask) → 0700."""
+    for d in root.rglob("confidential"):
+        if d.is_dir():
+            _make_private(d)
+
+
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def data_fingerprint(data_dir: Path) -> str:
+    """Hash of every input file's name and content under data_dir (`files.folder_fingerprint`:
+    hidden files and Excel lock files skipped). An unreadable file is a DataError naming it."""
+    try:
+        return files.folder_fingerprint(data_dir)
+    except OSError as e:
+        raise DataError(f"入力ファイル {e.filename or data_dir} を読めません（{_os_reason(e)}）。"
+                        "ファイルの権限を確認するか、Excel などで開いていれば閉じてください。") from None
+
+
+def _files_fingerprint(paths: list[Path]) -> dict[str, str]:
+    """path → sha256 of parameter files a run reads (column map, targets, checklists)."""
+    out = {}
+    for p in paths:
+        try:
+            out[str(p)] = files.sha256_file(p)
+        except OSError as e:
+            raise ParameterError(f"パラメータで指定されたファイル {p} を読めません（{_os_reason(e)}）。") from None
+    return out
+
+
+def _referenced_files(parameters: dict[str, Any]) -> list[Path]:
+    """Files named by a run's parameters (e.g. `targets: evaluation_targets.yaml`), cache excluded."""
+    found = []
+    for name, value in sorted(parameters.items()):
+        if name in ("cache_dir", "out_dir") or not isinstance(value, str) or not value:
+            continue
+        try:
+            path = Path(value)
+            if path.is_absolute() and path.is_file():
+                found.append(path)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _os_reason(e: OSError) -> str:
+    """Japanese reason for an OSError (permission denied, disk full, …)."""
+    reasons = {errno.EACCES: "アクセス権がありません", errno.EPERM: "操作が許可されていません",
+               errno.ENOSPC: "ディスクの空き容量が足りません", errno.EROFS: "読み取り専用の場所です",
+               errno.ENOENT: "見つかりません", errno.EDQUOT: "ディスク容量の割り当て（クォータ）を超えました",
+               errno.EIO: "入出力エラー"}
+    return reasons.get(e.errno, f"OSのエラー {e.errno}: {e.strerror}")
 
 
 def library_fingerprint() -> str:
@@ -65,6 +159,29 @@ def library_fingerprint() -> str:
 
 def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _folder_bytes(path: Path) -> int:
+    total = 0
+    for p in Path(path).rglob("*"):
+        try:
+            if p.is_file():
+                total += p.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def space_needed(p: hparams.RunParams, n_runs: int) -> int:
+    """Rough bytes a batch needs: the shared cache (≈ the input size) plus, per run, the size of an
+    earlier report folder of this run (or 5 MB when there is none yet)."""
+    reports = [d for d in p.run_dir.glob("*_*/*") if d.is_dir()] if p.run_dir.is_dir() else []
+    per_run = (max(_folder_bytes(d) for d in reports[:20]) if reports else 5 * 2**20)
+    return _folder_bytes(p.data_dir) + n_runs * per_run
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB"
 
 
 def _safe_name(text: str) -> str:
@@ -130,11 +247,15 @@ def plan_tasks(p: hparams.RunParams, cache_dir: Path) -> list[RunTask]:
     return tasks
 
 
-def _resume_key(task: RunTask, data_hash: str, library_hash: str) -> str:
-    """Hash of (input data, the run's parameters, the notebook's bytes, the library): same key ⇒ same result."""
+def _resume_key(task: RunTask, data_hash: str, library_hash: str, column_map: Path | None = None) -> str:
+    """Hash of everything a run depends on: input data, column map, the parameter files it reads
+    (targets, checklists…), its parameters, the notebook's bytes, the library sources and version.
+    Same key ⇒ same result."""
     blob = json.dumps({
-        "data": data_hash, "library": library_hash,
+        "data": data_hash, "library": library_hash, "version": hsutils.__version__,
         "notebook": files.sha256_file(Path(task.notebook_path)),
+        "column_map": _files_fingerprint([column_map]) if column_map else {},
+        "files": _files_fingerprint(_referenced_files(task.parameters)),
         "parameters": task.parameters, "kernel": task.kernel_name,
     }, sort_keys=True, ensure_ascii=False, default=str)
     return _sha256_bytes(blob.encode("utf-8"))
@@ -157,23 +278,58 @@ def _raise_terminated(signum, frame):  # pragma: no cover - runs in the worker
     raise _Terminated()
 
 
-def _execute_in_worker(task: "RunTask") -> dict[str, Any]:
-    """Pool entry point: after a stop request the worker exits instead of taking the next run."""
+def _die_with_parent(parent_pid: int) -> None:
+    """A worker must not outlive the batch (issue 26): on Linux the kernel sends SIGTERM when the
+    parent dies (PR_SET_PDEATHSIG); everywhere a watchdog thread checks the parent PID."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(143)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _worker_main(task: "RunTask", conn, parent_pid: int) -> None:
+    """Entry point of one run's worker process: execute, send the result to the parent, exit."""
     global _BUSY
+    _worker_init()
+    _die_with_parent(parent_pid)
     _BUSY = True
     try:
-        return execute_task(task, redirect_output=True)
+        result = execute_task(task, redirect_output=True)
     except _Terminated:
         os._exit(143)
+    except BaseException as exc:  # noqa: BLE001 - e.g. the log itself cannot be written (disk full)
+        result = {"key": task.key, "status": "failed", "seconds": None, "finished": _now(),
+                  "error": first_error_line(exc, task.timeout_seconds)}
     finally:
         _BUSY = False
+    try:
+        conn.send(result)
+    finally:
+        conn.close()
 
 
 def _worker_init() -> None:
-    """Workers leave Ctrl-C to the parent (which shuts the pool down) and stop cleanly on SIGTERM."""
+    """Workers leave Ctrl-C to the parent (which stops them) and stop cleanly on SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _raise_terminated)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the parent decides; it outlives a closed terminal
 
 
 def first_error_line(exc: BaseException, timeout_seconds: int | None = None) -> str:
@@ -188,6 +344,9 @@ def first_error_line(exc: BaseException, timeout_seconds: int | None = None) -> 
         return f"タイムアウト: セルの実行が制限時間（{timeout_seconds}秒）を超えました"
     if name == "DeadKernelError":
         return "カーネルが異常終了しました（メモリ不足の可能性があります）"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        return f"ファイルを書き出せません{where}: {_os_reason(exc)}"
     text = str(exc).strip().splitlines()
     if name == "RuntimeError" and text and "Kernel didn't respond" in text[0]:
         return f"カーネルが起動しませんでした: {text[0]}"
@@ -203,7 +362,7 @@ def export_html(executed: Path, target: Path, title: str) -> None:
     from nbconvert import HTMLExporter
 
     global _EXPORTER
-    if _EXPORTER is None:  # one per worker process: loading the templates costs a few hundred ms
+    if _EXPORTER is None:  # once per process (a worker runs one run): loading the templates takes ~0.3 s
         _EXPORTER = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     nb = nbformat.read(str(executed), as_version=4)
     body, _ = _EXPORTER.from_notebook_node(nb, resources={"metadata": {"name": title}})
@@ -279,6 +438,7 @@ def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]
     tmp_root = run_dir / ".tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{task.notebook_stem}_{task.muni_code}_", dir=tmp_root))
+    _respect_umask(tmp)
     log_path = Path(task.log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     failed_copy = log_path.with_suffix(".failed.ipynb")
@@ -308,6 +468,7 @@ def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]
             export_html(executed, tmp / f"{task.notebook_stem}.html",
                         f"{task.muni_name} {task.notebook_title}")
             timing["html"] = time.perf_counter() - t_html
+            _privatise_confidential(tmp)
             _replace_dir(tmp, Path(task.final_dir))
             failed_copy.unlink(missing_ok=True)
             result["status"] = "ok"
@@ -320,7 +481,10 @@ def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]
             log.write("\n# エラー: " + result["error"] + "\n")
             log.write("".join(traceback.format_exception(exc)))
             if executed.exists():  # keep the failed notebook next to the log for diagnosis
-                shutil.copyfile(executed, failed_copy)
+                try:
+                    files.atomic_write_bytes(failed_copy, executed.read_bytes())
+                except OSError as copy_error:  # disk full: no truncated copy, say why in the log
+                    log.write(f"# 失敗したノートブックを保存できませんでした: {_os_reason(copy_error)}\n")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             timing["total"] = time.perf_counter() - t0
@@ -455,31 +619,151 @@ def _import_callable(spec: str) -> Callable:
 
 def _cache_key(p: hparams.RunParams, data_hash: str, library_hash: str) -> str:
     cm = files.sha256_file(p.column_map) if p.column_map else ""
-    return _sha256_bytes(f"{data_hash}|{cm}|{library_hash}".encode())
+    return _sha256_bytes(f"{data_hash}|{cm}|{library_hash}|{hsutils.__version__}".encode())
+
+
+def cache_checksums(cache_dir: Path) -> dict[str, str]:
+    """relative path → sha256 of every file of the shared cache (recorded when written)."""
+    root = Path(cache_dir)
+    return {p.relative_to(root).as_posix(): files.sha256_file(p)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _cache_problem(cache_dir: Path, recorded: dict[str, str] | None) -> str:
+    """Japanese reason why a cache cannot be reused, "" when its files match the recorded checksums."""
+    if not cache_dir.is_dir():
+        return "キャッシュのフォルダがありません"
+    if not recorded:
+        return "キャッシュの検査値（チェックサム）が記録されていません"
+    try:
+        actual = cache_checksums(cache_dir)
+    except OSError as e:
+        return f"キャッシュを読めません（{_os_reason(e)}）"
+    for name, digest in recorded.items():
+        if name not in actual:
+            return f"キャッシュのファイル {name} がありません"
+        if actual[name] != digest:
+            return f"キャッシュのファイル {name} が書き込み途中か壊れています"
+    return ""
 
 
 def prepare_shared(p: hparams.RunParams, manifest: dict[str, Any], cache_key: str,
                    prepare: Callable | None = None, reuse: bool = False) -> dict[str, Any]:
-    """Run the heavy shared pass once into `<run>/cache` (DESIGN §8) and return what happened.
+    """Run the heavy shared pass once into `<run>/confidential/cache` (DESIGN §8) and return what
+    happened, with the checksums of the files written.
 
-    With `reuse`, a cache built from the same data, column map and library is kept as it is.
+    With `reuse`, a cache built from the same data, column map and library is kept as it is, but
+    only if its files still match the checksums recorded when it was written; a corrupt or partial
+    cache is rebuilt with a Japanese note.
     """
     cache_dir = p.run_dir / CACHE_SUBDIR
     previous = manifest.get("prepare") or {}
-    if reuse and previous.get("cache_key") == cache_key and cache_dir.is_dir():
-        return {"executions": 0, "reused": True, "seconds": 0.0, "cache_dir": str(cache_dir),
-                "cache_key": cache_key, "at": _now()}
+    if reuse and previous.get("cache_key") == cache_key:
+        problem = _cache_problem(cache_dir, previous.get("files"))
+        if not problem:
+            return {"executions": 0, "reused": True, "seconds": 0.0, "cache_dir": str(cache_dir),
+                    "cache_key": cache_key, "files": previous["files"], "at": _now()}
+        print(f"注意: 共有の集計キャッシュを作り直します（{problem}: {cache_dir}）。", file=sys.stderr)
     fn = prepare or _import_callable(p.prepare_function)
     kwargs: dict[str, Any] = {"column_map": p.column_map}
     try:
         if "force" in inspect.signature(fn).parameters:
-            kwargs["force"] = True  # a new batch recomputes; only --resume / run_one reuse the cache
+            kwargs["force"] = True  # recompute: a cache is reused only after the checks above
     except (TypeError, ValueError):
         pass
+    _make_private(cache_dir.parent)
     t0 = time.perf_counter()
     fn(p.data_dir, cache_dir, **kwargs)
+    _make_private(cache_dir.parent)
     return {"executions": 1, "reused": False, "seconds": round(time.perf_counter() - t0, 2),
-            "cache_dir": str(cache_dir), "cache_key": cache_key, "at": _now()}
+            "cache_dir": str(cache_dir), "cache_key": cache_key, "files": cache_checksums(cache_dir),
+            "at": _now()}
+
+
+# ---------------------------------------------------------------------------------------------
+# the run-folder lock
+# ---------------------------------------------------------------------------------------------
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return False
+    return True
+
+
+class RunLock:
+    """`<run>/.batch.lock`: one batch (or `hsutils run`) at a time per run folder.
+
+    The file holds the holder's PID, host and start time. A lock left by a process that no longer
+    exists on this host is stale (the batch was killed) and is taken over with a note; a lock held
+    from another host cannot be checked and must be removed by hand if that batch is gone.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self.info = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(),
+                     "command": " ".join(sys.argv[:4])}
+        self.held = False
+
+    def holder(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # being written right now, or damaged
+
+    def _is_stale(self, info: dict[str, Any]) -> bool:
+        if not info:  # unreadable: stale only when it has stayed so for a while
+            try:
+                return time.time() - self.path.stat().st_mtime > 60
+            except OSError:
+                return True
+        return info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", 0)))
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                info = self.holder()
+                if info is None:
+                    continue
+                if self._is_stale(info):
+                    print(f"注意: 前回の一括実行のロック（PID {info.get('pid', '?')}、開始 "
+                          f"{info.get('started', '?')}）が残っていましたが、そのプロセスは終了しているため"
+                          "引き継ぎます。", file=sys.stderr)
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise BatchLockedError(
+                    f"出力フォルダ {self.path.parent} では別の一括実行が動いています（ホスト {info.get('host', '?')}、"
+                    f"PID {info.get('pid', '?')}、開始 {info.get('started', '?')}）。終わるのを待ってから実行するか、"
+                    "別の実行名（run_name）か --out を指定してください。そのプロセスがもう動いていないことが確かなら、"
+                    f"ロックファイル {self.path} を削除してください。")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.info, f, ensure_ascii=False)
+            self.held = True
+            return
+        raise BatchLockedError(f"ロックファイル {self.path} を作成できません。しばらくしてから再実行してください。")
+
+    def release(self) -> None:
+        if self.held and (self.holder() or {}).get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -494,50 +778,88 @@ def _record(manifest: dict[str, Any], task: RunTask, result: dict[str, Any]) -> 
     return entry
 
 
-def _terminate_pool(executor: ProcessPoolExecutor) -> None:
-    """Stop the workers after Ctrl-C: cancel queued runs, SIGTERM the running ones, reap them.
+@dataclasses.dataclass
+class _Worker:
+    task: RunTask
+    process: Any
+    conn: Any
+    result: dict[str, Any] | None = None
 
-    A worker's kernel exits by itself when its parent dies (ipykernel's parent poller).
-    """
-    processes = list((getattr(executor, "_processes", None) or {}).values())
-    for proc in processes:
-        if proc.is_alive():
-            proc.terminate()
-    executor.shutdown(wait=False, cancel_futures=True)
+
+def _stop_workers(workers: list[_Worker]) -> None:
+    """SIGTERM the running workers (each stops its kernel and cleans up), then reap them."""
+    for w in workers:
+        if w.process.is_alive():
+            w.process.terminate()
     deadline = time.monotonic() + 15
-    for proc in processes:
-        proc.join(timeout=max(0.1, deadline - time.monotonic()))
-        if proc.is_alive():
-            proc.kill()
-            proc.join(timeout=5)
+    for w in workers:
+        w.process.join(timeout=max(0.1, deadline - time.monotonic()))
+        if w.process.is_alive():
+            w.process.kill()
+            w.process.join(timeout=5)
+        w.conn.close()
 
 
-def _run_pool(tasks: list[RunTask], jobs: int, on_result: Callable[[RunTask, dict], None]) -> bool:
-    """Execute tasks in a spawn-context process pool; returns False when interrupted (Ctrl-C)."""
+def _death_message(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"シグナル {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"シグナル {-exitcode}"
+    else:
+        how = f"終了コード {exitcode}"
+    return f"作業プロセスが結果を返さずに終了しました（{how}。メモリ不足や強制終了の可能性があります）"
+
+
+def _run_supervised(tasks: list[RunTask], jobs: int, on_result: Callable[[RunTask, dict], None]) -> bool:
+    """Run each task in its own worker process, at most `jobs` at a time; returns False when
+    interrupted. A worker that dies fails only its own run; runs never started stay 未実行."""
     from tqdm import tqdm
 
     ctx = multiprocessing.get_context("spawn")  # same behaviour on Linux, macOS and Windows
-    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
+    queue = list(tasks)
+    running: list[_Worker] = []
     bar = tqdm(total=len(tasks), desc="ノートブック実行", unit="本", file=sys.stderr, dynamic_ncols=True)
     try:
-        pending = {executor.submit(_execute_in_worker, t): t for t in tasks}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                task = pending.pop(fut)
-                try:
-                    result = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a dead worker fails its run, not the batch
-                    result = {"key": task.key, "status": "failed", "seconds": None,
-                              "error": f"作業プロセスが異常終了しました: {first_error_line(exc)}"}
-                on_result(task, result)
+        while queue or running:
+            while queue and len(running) < jobs:
+                task = queue.pop(0)
+                receiver, sender = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_worker_main, args=(task, sender, os.getpid()),
+                                   name=f"hsutils-{task.key}", daemon=False)
+                proc.start()
+                sender.close()  # the parent keeps only the reading end: EOF when the worker dies
+                running.append(_Worker(task, proc, receiver))
+            ready = set(_wait_ready([w.conn for w in running] + [w.process.sentinel for w in running],
+                                    timeout=1.0))
+            for w in list(running):
+                if w.conn in ready and w.result is None:
+                    try:
+                        w.result = w.conn.recv()
+                    except (EOFError, OSError):
+                        pass
+                if w.process.sentinel not in ready:
+                    continue
+                w.process.join()
+                if w.result is None and w.conn.poll(0):
+                    try:
+                        w.result = w.conn.recv()
+                    except (EOFError, OSError):
+                        pass
+                result = w.result or {"key": w.task.key, "status": "failed", "seconds": None,
+                                      "finished": _now(), "error": _death_message(w.process.exitcode)}
+                w.conn.close()
+                running.remove(w)
+                on_result(w.task, result)
                 bar.update(1)
-                bar.set_postfix_str(f"{task.notebook_id} {task.muni_name} {STATUS_JA[result['status']]}")
-        executor.shutdown(wait=True)
+                bar.set_postfix_str(f"{w.task.notebook_id} {w.task.muni_name} {STATUS_JA[result['status']]}")
         return True
     except KeyboardInterrupt:
-        _terminate_pool(executor)
+        _stop_workers(running)
         return False
+    except BaseException:
+        _stop_workers(running)  # e.g. the manifest cannot be written (disk full): no orphaned runs
+        raise
     finally:
         bar.close()
 
@@ -572,27 +894,101 @@ def _clean_tmp(run_dir: Path) -> None:
     shutil.rmtree(run_dir / ".tmp", ignore_errors=True)
 
 
+def _on_stop_signal(signum, frame):
+    raise KeyboardInterrupt  # one path for Ctrl-C, SIGTERM and SIGHUP: stop workers, keep state
+
+
+def _install_stop_handlers() -> dict[int, Any]:
+    saved = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and threading.current_thread() is threading.main_thread():
+            saved[sig] = signal.signal(sig, _on_stop_signal)
+    return saved
+
+
+def _log_internal_error(run_dir: Path | None, exc: BaseException) -> Path:
+    """Write the traceback where the user can send it to support; the console shows Japanese only."""
+    text = f"# {_now()} 内部エラー\n" + "".join(traceback.format_exception(exc))
+    for folder in ([Path(run_dir) / BATCH_LOG.parent] if run_dir else []) + [Path(tempfile.gettempdir())]:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / (BATCH_LOG.name if run_dir and folder == Path(run_dir) / BATCH_LOG.parent
+                             else f"hsutils-error-{os.getpid()}.log")
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text)
+            return path
+        except OSError:
+            continue
+    return Path("（ログを書き出せませんでした）")
+
+
+def _output_error(e: OSError, p: hparams.RunParams | None, n_runs: int) -> str:
+    where = e.filename or (p.run_dir if p else "")
+    msg = f"出力先 {where} に書き込めません（{_os_reason(e)}）。"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT) and p is not None:
+        free = shutil.disk_usage(p.out_dir if p.out_dir.exists() else Path(p.out_dir).anchor).free
+        msg += (f"この一括実行にはおよそ {_mb(space_needed(p, n_runs))} 必要です（空き {_mb(free)}）。"
+                "不要なファイルを削除するか、--out で空きのある場所を指定して --resume で続けてください。")
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        msg += "フォルダの権限を確認するか、--out で書き込める場所を指定してください。"
+    return msg
+
+
 def run_batch(params_path: Path, out: Path | None = None, jobs: int | None = None, resume: bool = False,
               *, prepare: Callable | None = None) -> int:
-    """Run every planned notebook × area; returns the exit status (0 ok, 1 failures, 130 interrupted).
+    """Run every planned notebook × area; returns the exit status (`EXIT_*`: 0 ok, 1 some runs failed,
+    2 parameter/data/output problem before running, 3 interrupted, 4 internal error).
 
     `prepare` replaces `pipeline.prepare_cache` (tests); the YAML key `prepare_function`
-    ("module:function") does the same from the command line.
+    ("module:function") does the same from the command line. User mistakes raise HsutilsError
+    (the CLI prints them, exit 2); everything else is reported here in Japanese.
     """
     p = hparams.load_params(Path(params_path), out=out)
+    jobs = _default_jobs(jobs)
+    saved = _install_stop_handlers()
+    state: dict[str, Any] = {"runs": 0}
+    try:
+        try:
+            p.run_dir.mkdir(parents=True, exist_ok=True)
+            with RunLock(p.run_dir):
+                return _run_batch_locked(p, jobs, resume, prepare, state)
+        except OSError as e:
+            print(f"エラー: {_output_error(e, p, state['runs'])}", file=sys.stderr)
+            _log_internal_error(p.run_dir if p.run_dir.is_dir() else None, e)
+            print(f"終了コード {EXIT_INPUT_ERROR}（{EXIT_MEANING_JA[EXIT_INPUT_ERROR]}）", file=sys.stderr)
+            return EXIT_INPUT_ERROR
+        except HsutilsError:
+            raise
+        except KeyboardInterrupt:
+            print("中断しました。続きは同じコマンドに --resume を付けて実行してください。", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as e:  # noqa: BLE001 - never a bare traceback on the console
+            log = _log_internal_error(p.run_dir, e)
+            print(f"内部エラーで一括実行が止まりました（{type(e).__name__}）。詳しい内容はログにあります: {log}\n"
+                  f"終了コード {EXIT_INTERNAL}（{EXIT_MEANING_JA[EXIT_INTERNAL]}）", file=sys.stderr)
+            return EXIT_INTERNAL
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _run_batch_locked(p: hparams.RunParams, jobs: int, resume: bool, prepare: Callable | None,
+                      state: dict[str, Any]) -> int:
     if p.missing_notebooks:
         print("注意: 見つからないノートブックは実行しません: " + "、".join(p.missing_notebooks), file=sys.stderr)
-    jobs = _default_jobs(jobs)
     run_dir = p.run_dir
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    _make_private(run_dir / CACHE_SUBDIR.parts[0])
     _clean_tmp(run_dir)
     manifest = load_manifest(run_dir)
-    data_hash, library_hash = files.folder_fingerprint(p.data_dir), library_fingerprint()
+    data_hash, library_hash = data_fingerprint(p.data_dir), library_fingerprint()
     cache_key = _cache_key(p, data_hash, library_hash)
     tasks = plan_tasks(p, run_dir / CACHE_SUBDIR)
+    state["runs"] = len(tasks)
     to_run: list[RunTask] = []
     for task in tasks:
-        task.resume_key = _resume_key(task, data_hash, library_hash)
+        task.resume_key = _resume_key(task, data_hash, library_hash, p.column_map)
         prev = manifest["runs"].get(task.key)
         if (resume and prev and prev.get("status") == "ok" and prev.get("resume_key") == task.resume_key
                 and (run_dir / prev["report"]).exists()):
@@ -602,18 +998,23 @@ def run_batch(params_path: Path, out: Path | None = None, jobs: int | None = Non
         to_run.append(task)
     keys = [t.key for t in tasks]
     batch_info = {"started": _now(), "params": str(p.source), "jobs": jobs, "resume": resume,
-                  "planned": len(tasks), "to_run": len(to_run)}
+                  "planned": len(tasks), "to_run": len(to_run), "pid": os.getpid()}
     manifest.update({"run_name": p.run_name, "params": str(p.source), "data_dir": str(p.data_dir),
                      "data_hash": data_hash})
     manifest["batches"] = (manifest.get("batches") or [])[-19:] + [batch_info]
     _write_state(run_dir, manifest, keys, p.run_name)
 
+    need, free = space_needed(p, len(to_run)), shutil.disk_usage(run_dir).free
+    if to_run and free < need:
+        print(f"注意: 出力先の空き容量（{_mb(free)}）が、この一括実行に必要な見込み（およそ {_mb(need)}）より"
+              "少ないため、途中で容量不足になるおそれがあります。", file=sys.stderr)
+
     if to_run:
         print(f"共有の集計を準備しています（{p.data_dir}）…", file=sys.stderr)
         info = prepare_shared(p, manifest, cache_key, prepare=prepare, reuse=resume)
     else:
-        info = {"executions": 0, "reused": True, "seconds": 0.0, "cache_dir": str(run_dir / CACHE_SUBDIR),
-                "cache_key": (manifest.get("prepare") or {}).get("cache_key"), "at": _now()}
+        info = {**(manifest.get("prepare") or {}), "executions": 0, "reused": True, "seconds": 0.0,
+                "cache_dir": str(run_dir / CACHE_SUBDIR), "at": _now()}
     manifest["prepare"] = info
     batch_info["prepare_executions"] = info["executions"]
     _write_state(run_dir, manifest, keys, p.run_name)
@@ -629,15 +1030,18 @@ def run_batch(params_path: Path, out: Path | None = None, jobs: int | None = Non
     if to_run:
         print(f"{len(to_run)} 本を {min(jobs, len(to_run))} 並列で実行します"
               f"（計画 {len(tasks)} 本、うち前回の結果を再利用 {len(tasks) - len(to_run)} 本）。", file=sys.stderr)
-        completed = _run_pool(to_run, min(jobs, len(to_run)), on_result)
+        completed = _run_supervised(to_run, min(jobs, len(to_run)), on_result)
     batch_info.update({"finished": _now(), "wall_seconds": round(time.perf_counter() - t0, 2),
                        "interrupted": not completed})
     _write_state(run_dir, manifest, keys, p.run_name)
     _clean_tmp(run_dir)
-    print(_summary(manifest, keys, run_dir, interrupted=not completed))
     if not completed:
-        return EXIT_INTERRUPTED
-    return 1 if any(manifest["runs"][k]["status"] != "ok" for k in keys) else 0
+        code = EXIT_INTERRUPTED
+    else:
+        code = EXIT_RUNS_FAILED if any(manifest["runs"][k]["status"] != "ok" for k in keys) else EXIT_OK
+    print(_summary(manifest, keys, run_dir, interrupted=not completed))
+    print(f"終了コード {code}（{EXIT_MEANING_JA[code]}）")
+    return code
 
 
 def run_one(notebook: str, muni: str | None = None, params: Path | None = None, out: Path | None = None,
@@ -657,15 +1061,22 @@ def run_one(notebook: str, muni: str | None = None, params: Path | None = None, 
             raise ParameterError("市町村別のノートブックです。--muni で市町村コードを指定してください（例: --muni 17201）。")
         raw["municipalities"] = [muni]
     p = hparams.validate(raw, Path(params) if params else None)
+    p.run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(p.run_dir):
+        return _run_one_locked(p, prepare)
+
+
+def _run_one_locked(p: hparams.RunParams, prepare: Callable | None) -> int:
     run_dir = p.run_dir
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    _make_private(run_dir / CACHE_SUBDIR.parts[0])
     manifest = load_manifest(run_dir)
-    data_hash, library_hash = files.folder_fingerprint(p.data_dir), library_fingerprint()
+    data_hash, library_hash = data_fingerprint(p.data_dir), library_fingerprint()
     cache_key = _cache_key(p, data_hash, library_hash)
     info = prepare_shared(p, manifest, cache_key, prepare=prepare, reuse=True)
     manifest["prepare"] = info
     (task,) = plan_tasks(p, run_dir / CACHE_SUBDIR)
-    task.resume_key = _resume_key(task, data_hash, library_hash)
+    task.resume_key = _resume_key(task, data_hash, library_hash, p.column_map)
     manifest["runs"][task.key] = _entry_for(task, "pending")
     _write_state(run_dir, manifest, None, p.run_name)
     print(f"実行中: {task.notebook_stem} × {task.muni_code} {task.muni_name} …", file=sys.stderr)

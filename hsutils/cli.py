@@ -24,8 +24,9 @@ def _cmd_demo(args) -> int:
 def _cmd_check(args) -> int:
     from hsutils import io
 
-    print(io.check_folder(Path(args.folder), column_map=args.column_map))
-    return 0
+    text, problems = io.check_folder_report(Path(args.folder), column_map=args.column_map)
+    print(text)
+    return 1 if problems else 0  # a scheduler or script must see that the folder is not usable
 
 
 def _cmd_gallery(args) -> int:
@@ -62,7 +63,7 @@ def _cmd_prepare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hsutils", description="ヘルスサポート分析ワークブック")
+    p = argparse.ArgumentParser(prog="hsutils", description="ヘルスサポート分析ワークブック", epilog=EPILOG)
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="デモ用の架空データ（石川県19市町）を作成")
@@ -109,18 +110,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EPILOG = """終了コード: 0 すべて成功 / 1 一部の実行が失敗（check: データに問題あり）/
+2 パラメータ・データ・出力先の問題（実行前に検出）/ 3 中断 / 4 内部エラー（詳細はログ）"""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: see `hsutils.batch.EXIT_*` and the README「夜間の一括実行で困ったとき」."""
     args = build_parser().parse_args(argv)
+    from hsutils import batch
     from hsutils.errors import HsutilsError
 
     try:
         return int(args.func(args) or 0)
     except HsutilsError as e:
         print(f"エラー: {e}", file=sys.stderr)
-        return 2
+        return batch.EXIT_INPUT_ERROR
     except KeyboardInterrupt:
         print("中断しました。", file=sys.stderr)
-        return 130
+        return batch.EXIT_INTERRUPTED
+    except OSError as e:  # e.g. an output folder without write permission, a full disk
+        print(f"エラー: {e.filename or ''} を読み書きできません（{batch._os_reason(e)}）。", file=sys.stderr)
+        batch._log_internal_error(None, e)
+        return batch.EXIT_INPUT_ERROR
+    except Exception as e:  # noqa: BLE001 - a traceback belongs in a log, not on the console
+        log = batch._log_internal_error(None, e)
+        print(f"内部エラーが発生しました（{type(e).__name__}）。詳しい内容はログにあります: {log}", file=sys.stderr)
+        return batch.EXIT_INTERNAL
 
 
 if __name__ == "__main__":

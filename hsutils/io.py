@@ -1186,6 +1186,7 @@ def find_table_files(folder) -> tuple[dict[str, Path], list[str]]:
     """
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "~$")))
+    excel_locks = sorted(p.name for p in folder.iterdir() if p.name.startswith("~$"))
     by_stem: dict[str, list[Path]] = {}
     for p in files:
         if p.suffix.lower() in FILE_EXTENSIONS:
@@ -1204,6 +1205,9 @@ def find_table_files(folder) -> tuple[dict[str, Path], list[str]]:
         if len(candidates) > 1:
             notes.append(f"{TABLES[tname].ja}: 候補が複数あります（{'、'.join(c.name for c in candidates)}）。"
                          f"{candidates[0].name} を使います")
+    if excel_locks:
+        notes.append("Excel のロックファイルは使いません（Excel で開いているファイルがあれば閉じてください）: "
+                     + "、".join(excel_locks))
     unused = [p.name for p in files if p not in used and not _is_xml_input(p)
               and p.suffix.lower() not in (".uke", ".yaml", ".yml") and p.name != "uke_person_link.csv"]
     if unused:
@@ -1361,7 +1365,12 @@ def _describe_result(r: LoadResult) -> list[str]:
 
 
 def check_folder(folder, column_map=None) -> str:
-    """Japanese data-quality summary of an input folder; writes nothing.
+    """Japanese data-quality summary of an input folder; writes nothing (see `check_folder_report`)."""
+    return check_folder_report(folder, column_map)[0]
+
+
+def check_folder_report(folder, column_map=None) -> tuple[str, int]:
+    """(Japanese data-quality summary, number of errors) of an input folder; writes nothing.
 
     Each file is checked on its own: a file that cannot be read is reported and the others are
     still checked. No traceback is ever shown.
@@ -1436,7 +1445,7 @@ def check_folder(folder, column_map=None) -> str:
     lines.append("")
     lines.append("判定: 読み込めないファイルまたは必須ファイルの不足があります。上の「エラー」を確認してください"
                  if problems else "判定: 分析に使用できます（除外された行・値は上の内訳を確認してください）")
-    return "\n".join(lines)
+    return "\n".join(lines), problems
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,6 +47,8 @@ PREFECTURE_NAMES = vocab.PREF_NAMES  # JIS X 0401 (hsutils.vocab)
 
 FY_RANGE = (2008, 2035)  # same plausible range as schema.FY
 PATH_KEYS = ("data_dir", "column_map", "out_dir", "notebook_dir")
+# Run keys that defaults.yaml does not list (advanced/test use); every key of defaults.yaml is known too.
+EXTRA_RUN_KEYS = ("notebook_dir", "prepare_function")
 
 
 @dataclasses.dataclass
@@ -144,6 +146,23 @@ def _absolutise(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     return out
 
 
+def check_keys(data: dict[str, Any], path: Path, known: set[str]) -> None:
+    """An unknown key is an error that names the nearest known key: a misspelled key
+    (`municipalites`, `suppress_treshold`) must never silently leave the default in force."""
+    import difflib
+
+    unknown = [str(k) for k in data if str(k) not in known]
+    if not unknown:
+        return
+    lines = []
+    for key in unknown:
+        near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        lines.append(f"「{key}」" + (f"（「{near[0]}」の誤りではありませんか）" if near else ""))
+    raise ParameterError(
+        f"パラメータファイル {path} に使えない項目名があります: {'、'.join(lines)}。"
+        f"使える項目名: {', '.join(sorted(known))}")
+
+
 def load_raw(path: Path | None) -> dict[str, Any]:
     """The run YAML merged over defaults.yaml, with paths made absolute (not yet validated).
 
@@ -154,7 +173,9 @@ def load_raw(path: Path | None) -> dict[str, Any]:
     merged = _absolutise(_read_yaml(defaults), defaults.parent)
     if path is not None:
         path = Path(path).resolve()
-        merged.update(_absolutise(_read_yaml(path), path.parent))
+        run = _read_yaml(path)
+        check_keys(run, path, set(merged) | set(EXTRA_RUN_KEYS))
+        merged.update(_absolutise(run, path.parent))
     return merged
 
 

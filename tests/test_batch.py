@@ -184,7 +184,7 @@ def test_sigint_leaves_consistent_index_and_resume_completes(project):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130
+    assert proc.returncode == batch.EXIT_INTERRUPTED == 3
     assert "中断しました" in stdout and "--resume" in stdout
     runs = _manifest(run_dir)["runs"]
     assert runs["02_large_insurer/17203"]["status"] == "pending"

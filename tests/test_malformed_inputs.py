@@ -424,7 +424,7 @@ def test_cli_check_reports_bad_file_and_continues(tmp_path, capsys):
     (tmp_path / "kenshin.csv").write_bytes(KENSHIN_HEAD.encode() + b"\n\x80\x80,2024,17201\n")
     write(tmp_path / "guidance.csv", "")
     code, out, _ = run_cli(["check", str(tmp_path)], capsys)
-    assert code == 0
+    assert code == 1  # errors found: non-zero so that a script notices (issue 26)
     assert "kenshin.csv: 文字コードを判別できません" in out
     assert "guidance.csv: ファイルが空です" in out
     # the other files are still checked: unknown municipality in enrollment row 3
@@ -449,7 +449,7 @@ def test_cli_check_missing_required_file_and_bad_map(tmp_path, capsys):
     bad_map = tmp_path / "map.yaml"
     bad_map.write_text("kensin:\n  HbA1c: hba1c\n", encoding="utf-8")
     code, out, _ = run_cli(["check", str(tmp_path), "--column-map", str(bad_map)], capsys)
-    assert code == 0
+    assert code == 1  # errors found (issue 26)
     assert "表「kensin」は定義されていません" in out
     assert "対象者（enrollment）: ファイルがありません【必須】" in out
     assert "判定: 読み込めないファイル" in out
