@@ -17,7 +17,7 @@ import pandas as pd
 from hsutils import aggregate, indicators
 from hsutils.schema import TABLES, age_band
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: 減少率 cohorts of the 法定報告 (prev_* columns)
 KENSHIN_MEASURES = [c.name for c in TABLES["kenshin"].columns
                     if c.name not in ("person_id", "fy", "muni_code", "sex", "age")]
 
@@ -107,15 +107,10 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
     for c in ("guidance_started", "guidance_completed"):
         py[c] = py[c].fillna(False).astype(bool) if c in py else False
 
-    # previous-year status for 減少率 (DOMAIN §7.3, §7.4)
-    prev = py[["person_id", "fy", "metabo", "guidance_completed"]].copy()
-    prev["fy"] = prev["fy"] + 1
-    prev["prev_metabo_any"] = prev["metabo"].isin(["該当", "予備群"])
-    prev["prev_guidance_completed"] = prev["guidance_completed"]
-    py = py.merge(prev[["person_id", "fy", "prev_metabo_any", "prev_guidance_completed"]],
-                  on=["person_id", "fy"], how="left")
-    for c in ("prev_metabo_any", "prev_guidance_completed"):
-        py[c] = py[c].fillna(False).astype(bool)
+    # last year's status for the 減少率 cohorts (docs/hotei.md §4): one definition, in hsutils.hotei
+    from hsutils import hotei
+
+    py = pd.concat([py, hotei.previous_year_status(py)], axis=1)
 
     fys = sorted(py["fy"].unique().tolist())
     claims = tables.get("claims_monthly")
