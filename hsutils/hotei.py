@@ -178,13 +178,15 @@ def person_flags(py: pd.DataFrame) -> pd.DataFrame:
         "med_bp": ev & _bool(py, "med_bp"), "med_lipid": ev & _bool(py, "med_lipid"),
         "med_glucose": ev & _bool(py, "med_glucose"),
     }
-    c_met = both & (prev_m == "該当").fillna(False).to_numpy(dtype=bool)
-    c_yobi = both & (prev_m == "予備群").fillna(False).to_numpy(dtype=bool)
-    c_hs = both & _bool(py, "prev_guidance_completer")
+    # a cohort member needs this year's status: 判定不能 can be neither "減少" nor "not 減少" (docs/hotei.md §4.0)
+    met_known = py["metabo"].notna().to_numpy()
+    c_met = both & met_known & (prev_m == "該当").fillna(False).to_numpy(dtype=bool)
+    c_yobi = both & met_known & (prev_m == "予備群").fillna(False).to_numpy(dtype=bool)
+    c_hs = both & hs_known & _bool(py, "prev_guidance_completer")
     f.update({
         "red_metabo_cohort": c_met, "red_metabo_to_yobi": c_met & yobi_now, "red_metabo_out": c_met & none_now,
         "red_yobi_cohort": c_yobi, "red_yobi_out": c_yobi & none_now,
-        "red_hs_cohort": c_hs, "red_hs_out": c_hs & hs_known & ~hs_target_now, "red_hs_out_med": c_hs & med_now,
+        "red_hs_cohort": c_hs, "red_hs_out": c_hs & ~hs_target_now, "red_hs_out_med": c_hs & med_now,
     })
     for key, level in (("sekkyoku", "積極的支援"), ("douki", "動機付け支援")):
         lv = ev & _eq(py, "hokenshido", level)

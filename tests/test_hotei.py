@@ -58,6 +58,8 @@ def cohort():
         _row("K", 2023, "非該当", "積極的支援", started=True, completed=True), _row("K", 2024, kenshin=False),
         # L: 該当 last year in another municipality (another 保険者) → not in 17201's cohort
         _row("L", 2023, "該当", "積極的支援", muni="17202"), _row("L", 2024, "非該当", "情報提供"),
+        # N: 該当 last year, 判定不能 this year (no waist, no BMI) → not in the cohort (status unknown)
+        _row("N", 2023, "該当", "積極的支援"), _row("N", 2024, None, None),
         # M: started 動機付け支援 this year, not completed
         _row("M", 2024, "非該当", "動機付け支援", started=True),
     ]
@@ -73,7 +75,7 @@ def _cell(t, area="17201", fy=2024, sex="計", band="計"):
 def test_reduction_blocks_hand_worked(cohort):
     t = hotei.hotei_table(cohort)
     r = _cell(t)
-    # 15: A, B, J (C skipped, F not 評価対象 last year, L at another 保険者); 16: A; 18: B
+    # 15: A, B, J (C skipped, F not 評価対象 last year, L at another 保険者, N 判定不能 this year); 16: A; 18: B
     assert (r["red_metabo_cohort"], r["red_metabo_to_yobi"], r["red_metabo_out"]) == (3, 1, 1)
     assert r["red_metabo_to_yobi_pct"] == pytest.approx(100 / 3)
     assert r["red_metabo_out_pct"] == pytest.approx(100 / 3)
@@ -85,21 +87,22 @@ def test_reduction_blocks_hand_worked(cohort):
 
 def test_population_and_guidance_counts(cohort):
     r = _cell(hotei.hotei_table(cohort))
-    # 2024 rows of 17201: A B C D E F G H I J K L M = 13, all full-year 40–74 → 対象者 13; C, K skipped → 11
-    assert (r["target"], r["examinees"], r["evaluable"]) == (13, 11, 11)
-    assert r["kenshin_rate"] == pytest.approx(11 / 13 * 100)
+    # 2024 rows of 17201: A … N = 14, all full-year 40–74 → 対象者 14; C, K skipped → 12 (N counts: 判定不能
+    # is still a 評価対象者)
+    assert (r["target"], r["examinees"], r["evaluable"]) == (14, 12, 12)
+    assert r["kenshin_rate"] == pytest.approx(12 / 14 * 100)
     assert (r["metabo"], r["metabo_yobi"]) == (2, 1)          # E, J / A
     assert (r["med_bp"], r["med_lipid"], r["med_glucose"]) == (2, 1, 1)  # G, J / J / J
     assert (r["hs_sekkyoku_target"], r["hs_douki_target"], r["hs_target"]) == (0, 4, 4)  # A E H M
     assert (r["hs_started"], r["hs_completed"]) == (1, 0)     # M started, nobody completed in 2024
     assert r["hs_med_excluded"] == 2                          # G, J
-    assert r["hs_target_pct"] == pytest.approx(4 / 11 * 100)
+    assert r["hs_target_pct"] == pytest.approx(4 / 12 * 100)
     assert np.isnan(r["hs_sekkyoku_rate"])                    # no 積極的支援 target: no rate
     r23 = _cell(hotei.hotei_table(cohort), fy=2023)
-    # 2023: 積極的支援 A B C G K (F not 対象者, L elsewhere) → 5, completed G K → 2; 動機付け D E H → 3, H
-    # completed; I completed without being a target → not counted. 実施率 (2 + 1) / (5 + 3)
-    assert (r23["hs_sekkyoku_target"], r23["hs_sekkyoku_completed"]) == (5, 2)
-    assert (r23["hs_douki_target"], r23["hs_douki_completed"], r23["hs_rate"]) == (3, 1, pytest.approx(3 / 8 * 100))
+    # 2023: 積極的支援 A B C G K N (F not 対象者, L elsewhere) → 6, completed G K → 2; 動機付け D E H → 3, H
+    # completed; I completed without being a target → not counted. 実施率 (2 + 1) / (6 + 3)
+    assert (r23["hs_sekkyoku_target"], r23["hs_sekkyoku_completed"]) == (6, 2)
+    assert (r23["hs_douki_target"], r23["hs_douki_completed"], r23["hs_rate"]) == (3, 1, pytest.approx(3 / 9 * 100))
     assert r23["red_metabo_cohort"] == 0                      # no year before 2023
 
 
