@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import pandas as pd
 from hsutils import aggregate, indicators
 from hsutils.schema import TABLES, age_band
 
-CACHE_VERSION = "2"  # 2: 減少率 cohorts of the 法定報告 (prev_* columns)
+CACHE_VERSION = "3"  # 2: 減少率 cohorts of the 法定報告 (prev_* columns); 3: one look-back for all years
 KENSHIN_MEASURES = [c.name for c in TABLES["kenshin"].columns
                     if c.name not in ("person_id", "fy", "muni_code", "sex", "age")]
 
@@ -140,11 +140,17 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
     claims_ = claims if claims is not None else empty("claims_monthly")
     kaigo_ = kaigo if kaigo is not None else empty("kaigo")
     quest_ = quest if quest is not None else empty("questionnaire")
+    # one look-back for every fiscal year, shortened to the history of the earliest year (docs/hotei.md §7)
+    ik_p, dk_p = programs.IkkatsuParams(), programs.NephropathyParams()
+    ik_p = replace(ik_p, interruption_lookback_months=programs.allowed_lookback(
+        claims, fys, ik_p.interruption_lookback_months, ik_p.interruption_window_months))
+    dk_p = replace(dk_p, lookback_months=programs.allowed_lookback(claims, fys, dk_p.lookback_months,
+                                                                   dk_p.window_months))
     parts = []
     for f in fys:  # a loop over 3–10 fiscal years, not over persons
         # the full frame is passed: 健康状態不明者 looks at the previous fiscal year's rows
-        ik = programs.ikkatsu_flags(py, claims_, kaigo_, quest_, f)
-        dk = programs.nephropathy_flags(py, claims_, f)
+        ik = programs.ikkatsu_flags(py, claims_, kaigo_, quest_, f, ik_p)
+        dk = programs.nephropathy_flags(py, claims_, f, dk_p)
         parts.append(pd.concat([ik, dk.drop(columns=[c for c in dk.columns if c in ik.columns])], axis=1))
     flags = pd.concat(parts).reindex(py.index)
     flags = flags.drop(columns=[c for c in flags.columns if c in py.columns])
@@ -210,6 +216,21 @@ def _master(dataset) -> pd.DataFrame:
     return m
 
 
+def _history_meta(claims, fys) -> dict:
+    """Months of claims per fiscal year and the look-backs used (docs/hotei.md §7), for meta.json."""
+    from hsutils import programs
+
+    fys = sorted(int(f) for f in fys)
+    h = programs.claims_history(claims, fys)
+    ik, dk = programs.IkkatsuParams(), programs.NephropathyParams()
+    return {"first_ym": None if h.empty or pd.isna(h["first_ym"].iloc[0]) else int(h["first_ym"].iloc[0]),
+            "months_to_fy_end": {str(f): int(m) for f, m in zip(h["fy"], h["months_to_fy_end"])},
+            "interruption_lookback": {"requested": ik.interruption_lookback_months, "used": programs.allowed_lookback(
+                claims, fys, ik.interruption_lookback_months, ik.interruption_window_months)},
+            "nephropathy_lookback": {"requested": dk.lookback_months, "used": programs.allowed_lookback(
+                claims, fys, dk.lookback_months, dk.window_months)}}
+
+
 def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool = False) -> Path:
     """Load, validate and derive once; write Parquet files into cache_dir (DESIGN §8).
 
@@ -262,7 +283,8 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     meta = {"data_hash": key, "data_dir": str(data_dir.resolve()), "seconds": round(time.perf_counter() - t0, 2),
             "rows": {k: int(len(v)) for k, v in dataset.tables.items()},
             "person_year_rows": int(len(py)), "strata_rows": int(len(strata)),
-            "fiscal_years": sorted(int(f) for f in py["fy"].unique()), "cache_version": CACHE_VERSION}
+            "fiscal_years": sorted(int(f) for f in py["fy"].unique()), "cache_version": CACHE_VERSION,
+            "claims_history": _history_meta(dataset.tables.get("claims_monthly"), py["fy"].unique())}
     (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     # keep the table cache of io across rebuilds
     old_tables = cache_dir / "tables_cache"
