@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -140,17 +140,12 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
     claims_ = claims if claims is not None else empty("claims_monthly")
     kaigo_ = kaigo if kaigo is not None else empty("kaigo")
     quest_ = quest if quest is not None else empty("questionnaire")
-    # one look-back for every fiscal year, shortened to the history of the earliest year (docs/hotei.md §7)
-    ik_p, dk_p = programs.IkkatsuParams(), programs.NephropathyParams()
-    ik_p = replace(ik_p, interruption_lookback_months=programs.allowed_lookback(
-        claims, fys, ik_p.interruption_lookback_months, ik_p.interruption_window_months))
-    dk_p = replace(dk_p, lookback_months=programs.allowed_lookback(claims, fys, dk_p.lookback_months,
-                                                                   dk_p.window_months))
     parts = []
     for f in fys:  # a loop over 3–10 fiscal years, not over persons
-        # the full frame is passed: 健康状態不明者 looks at the previous fiscal year's rows
-        ik = programs.ikkatsu_flags(py, claims_, kaigo_, quest_, f, ik_p)
-        dk = programs.nephropathy_flags(py, claims_, f, dk_p)
+        # the full frame is passed: 健康状態不明者 looks at the previous fiscal year's rows, and the
+        # claims look-back is the same for every fiscal year of the frame (docs/hotei.md §7)
+        ik = programs.ikkatsu_flags(py, claims_, kaigo_, quest_, f)
+        dk = programs.nephropathy_flags(py, claims_, f)
         parts.append(pd.concat([ik, dk.drop(columns=[c for c in dk.columns if c in ik.columns])], axis=1))
     flags = pd.concat(parts).reindex(py.index)
     flags = flags.drop(columns=[c for c in flags.columns if c in py.columns])

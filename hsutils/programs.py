@@ -88,6 +88,8 @@ def claims_history(claims: pd.DataFrame | None, fiscal_years: Iterable[int]) -> 
     month in the claims), `months_to_fy_end` (first month … March of fy + 1, inclusive; 0 when
     the claims start after the year) and `months_before_fy` (history before April of fy)."""
     fys = sorted(int(f) for f in fiscal_years)
+    if isinstance(claims, _Claims):  # already prepared for an extraction
+        claims = claims.frame
     if claims is None or len(claims) == 0 or "ym" not in claims:
         return pd.DataFrame({"fy": fys, "first_ym": pd.array([pd.NA] * len(fys), dtype="Int64"),
                              "months_to_fy_end": 0, "months_before_fy": 0})
@@ -514,7 +516,9 @@ def ikkatsu_flags(person_year: pd.DataFrame, claims: pd.DataFrame, kaigo: pd.Dat
     max_drugs = pd.Series(cpy["max_drugs"], index=py.index, dtype="float64")
 
     end = fy_end_ym(fy)
-    months = (p.interruption_window_months, p.interruption_lookback_months)
+    # the same look-back for every fiscal year of the frame (docs/hotei.md §7.2)
+    months = (p.interruption_window_months, allowed_lookback(
+        claims, person_year["fy"].unique(), p.interruption_lookback_months, p.interruption_window_months))
     dm_status = _status_on_rows(cl, pid, ["diabetes"], end, *months)
     dm_htn_status = _status_on_rows(cl, pid, ["diabetes", "hypertension"], end, *months)
 
@@ -599,8 +603,9 @@ def _nephropathy_base(person_year: pd.DataFrame, claims: pd.DataFrame, fy: int,
     dm_type = dm_type & checked
     med_glucose = _bool(py, "med_glucose") & checked
 
-    dm_status = _status_on_rows(cl, pid, ["diabetes"], fy_end_ym(fy), p.window_months,
-                                p.lookback_months)
+    # the same look-back for every fiscal year of the frame (docs/hotei.md §7.2)
+    lookback = allowed_lookback(claims, person_year["fy"].unique(), p.lookback_months, p.window_months)
+    dm_status = _status_on_rows(cl, pid, ["diabetes"], fy_end_ym(fy), p.window_months, lookback)
     kidney_checkup = checked & ((_egfr(py) < p.egfr) | (_num(py, "urine_protein") >= p.urine_protein))
     kidney_claim = claimed("ckd_claim") if p.include_kidney_claims else pd.Series(False, index=py.index)
     dialysis = claimed("dialysis_claim")
