@@ -155,3 +155,13 @@ def test_write_hotei_csv_and_a4_landscape_xlsx(cohort, tmp_path):
     assert ws.page_setup.orientation == "landscape" and int(ws.page_setup.paperSize) == int(ws.PAPERSIZE_A4)
     assert [c.value for c in ws[3]][:5] == ["性別", "No", "区分", "項目", "単位"]
     assert ws.cell(row=4 + 14, column=4).value == "昨年度の内臓脂肪症候群該当者の数"
+
+
+def test_prefecture_notebook_gets_the_prefecture_form_only(cohort):
+    t = hotei.hotei_table(cohort, muni_codes=[], prefecture=True)
+    assert set(t["area_code"]) == {"17"} and set(t["level"]) == {hotei.LEVEL_PREF}
+    form = hotei.form_layout(t, "17", 2024)
+    assert len(form) == 3 * len(hotei.ITEMS)
+    total = form[form["性別"] == "合計"].set_index("No")
+    assert total.loc[1, "合計"] == 14                         # 2024: A … N, all in 17201
+    assert total.loc[15, "合計"] == 3                         # the prefecture sums the municipal cohorts
