@@ -136,6 +136,15 @@ def _part_measured(*cols: str) -> Flag:
     return lambda py: participants(py) & _measured(py, *cols)
 
 
+def _reduction(kind: str, part: int) -> Flag:
+    """Numerator (part 0) or denominator (part 1) of a 減少率, from the 法定報告 module (one definition)."""
+    def flag(py):
+        from hsutils import hotei  # hotei builds on this module's populations
+
+        return _memo(f"reduction_{kind}", py, lambda py: hotei.reduction_flags(py, kind))[part]
+    return flag
+
+
 def _flag(col: str) -> Flag:
     return lambda py: _b(py, col)
 
@@ -160,20 +169,19 @@ INDICATORS: list[Indicator] = [
               _part_measured("hokenshido"), _P, "lower_better", "アウトカム", "§1.3"),
     Indicator("hokenshido_douki", "動機付け支援 対象者の割合", lambda py: _eq(py, "hokenshido", "動機付け支援"),
               _part_measured("hokenshido"), _P, "lower_better", "アウトカム", "§1.3"),
-    Indicator("hokenshido_reduction", "特定保健指導対象者の減少率",
-              lambda py: ~_b(py, "guidance_target"),
-              lambda py: participants(py) & _b(py, "prev_guidance_completed") & _measured(py, "hokenshido"),
-              "前年度の特定保健指導終了者で今年度も受診", "higher_better", "アウトカム", "§7.3",
-              definition="前年度終了者のうち今年度は対象者でなくなった者（服薬中を含む）÷ 前年度終了者で今年度受診した者（暫定定義）"),
+    Indicator("hokenshido_reduction", "特定保健指導対象者の減少率", _reduction("hokenshido", 0),
+              _reduction("hokenshido", 1),
+              "前年度の特定保健指導終了者（階層化の対象者、両年度とも評価対象者）", "higher_better", "アウトカム", "§7.3",
+              definition="法定報告の定義（docs/hotei.md §4.3）: 昨年度の特定保健指導終了者のうち今年度は対象者でなくなった者"
+                         "（服薬中を含む）÷ 昨年度の終了者で今年度も評価対象者"),
     Indicator("metabo", "メタボリックシンドローム該当者の割合", lambda py: _eq(py, "metabo", "該当"),
               _part_measured("metabo"), _P, "lower_better", "アウトカム", "§2", key=True),
     Indicator("metabo_yobi", "メタボリックシンドローム予備群の割合", lambda py: _eq(py, "metabo", "予備群"),
               _part_measured("metabo"), _P, "lower_better", "アウトカム", "§2"),
-    Indicator("metabo_reduction", "メタボ該当者・予備群の減少率",
-              lambda py: _eq(py, "metabo", "非該当"),
-              lambda py: participants(py) & _b(py, "prev_metabo_any") & _measured(py, "metabo"),
-              "前年度の該当者・予備群で今年度も受診", "higher_better", "アウトカム", "§7.4",
-              definition="前年度の該当者・予備群のうち今年度は非該当 ÷ 前年度該当者・予備群で今年度受診した者"),
+    Indicator("metabo_reduction", "メタボ該当者・予備群の減少率", _reduction("metabo", 0), _reduction("metabo", 1),
+              "前年度の該当者・予備群（両年度とも評価対象者）", "higher_better", "アウトカム", "§7.4",
+              definition="法定報告の定義（docs/hotei.md §4.4）: 昨年度の該当者・予備群のうち今年度は非該当 ÷ "
+                         "昨年度の該当者・予備群で今年度も評価対象者"),
     Indicator("ref_bp", "血圧 受診勧奨判定値以上", _flag("ref_bp"), _part_measured("sbp", "dbp"),
               _P, "lower_better", "アウトカム", "§3", key=True, definition="収縮期 ≥140 または 拡張期 ≥90"),
     Indicator("ref_lipid", "脂質 受診勧奨判定値以上", _flag("ref_lipid"), _part_measured("tg", "ldl", "non_hdl"),

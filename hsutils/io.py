@@ -1364,6 +1364,25 @@ def _describe_result(r: LoadResult) -> list[str]:
     return lines
 
 
+def _claims_history_lines(claims: pd.DataFrame, fys: list[int]) -> list[str]:
+    """Months of claims history per fiscal year of the enrollment (docs/hotei.md §7.1)."""
+    from hsutils import programs
+
+    if claims is None or claims.empty or not fys:
+        return []
+    h = programs.claims_history(claims, fys)
+    ik = programs.IkkatsuParams()
+    need = ik.interruption_lookback_months
+    used = programs.allowed_lookback(claims, fys, need, ik.interruption_window_months)
+    per = "、".join(f"{f}年度 {m}か月（年度前 {b}か月）"
+                    for f, m, b in zip(h["fy"], h["months_to_fy_end"], h["months_before_fy"]))
+    out = [f"  レセプトの期間（年度末までの月数）: {per}"]
+    if used < need:
+        out.append(f"  注意: 治療中断などのさかのぼり（既定 {need}か月）に足りない年度があるため、"
+                   f"全年度を {used}か月でそろえて判定します（docs/hotei.md §7）")
+    return out
+
+
 def check_folder(folder, column_map=None) -> str:
     """Japanese data-quality summary of an input folder; writes nothing (see `check_folder_report`)."""
     return check_folder_report(folder, column_map)[0]
@@ -1390,6 +1409,7 @@ def check_folder_report(folder, column_map=None) -> tuple[str, int]:
     kenshin_xml = _kenshin_from_xml(folder, files)
     known = None
     enrollment = None
+    enrollment_fys: list[int] = []
     for tname in LOAD_ORDER:
         t = TABLES[tname]
         lines.append("")
@@ -1426,7 +1446,11 @@ def check_folder_report(folder, column_map=None) -> tuple[str, int]:
             known = set(r.data["muni_code"].dropna().astype(str)) or None  # empty master: no check
         if tname == "enrollment":
             enrollment = r.data
+            if "fy" in r.data:
+                enrollment_fys = sorted(int(f) for f in r.data["fy"].dropna().unique())
         lines.extend(_describe_result(r))
+        if tname == "claims_monthly":
+            lines.extend(_claims_history_lines(r.data, enrollment_fys))
     try:
         from hsutils import claims_import
         uke_lines = claims_import.check_lines(folder)

@@ -13,6 +13,7 @@ Everything is vectorised; the only loops run over a handful of indicators, axes 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,8 @@ REFERRAL, GUIDANCE = "受診勧奨対象者", "保健指導対象者"
 # trend indicators, all registered in hsutils.indicators (so counted once per batch in the strata);
 # TREND_COMPUTED are the two defined for this program (DOMAIN §4, §5)
 TREND_REGISTERED = ("dm_hba1c8", "dm_untreated", "dm_interrupted", "new_dialysis")
+#: Trend indicators that depend on the claims look-back (footer states it, docs/hotei.md §7).
+CLAIMS_TREND_IDS = ("dm_untreated", "dm_interrupted", "new_dialysis")
 TREND_COMPUTED = {
     "dm_egfr45": "糖尿病のうち eGFR 45未満",
     "dm_urine_protein1": "糖尿病のうち 尿蛋白 1+以上",
@@ -47,6 +50,17 @@ FUNNEL_INDICATORS = ("dm_untreated", "dm_hba1c8")
 
 # ---------------------------------------------------------------------------------------------
 # parameters and population
+
+
+def with_data_lookback(params: programs.NephropathyParams, prepared) -> tuple[programs.NephropathyParams, str]:
+    """`params` with the look-back the data allow for every fiscal year (docs/hotei.md §7.2: the
+    same rule as the shared cache, so a recomputation with the default criteria equals the cached
+    flags) and the footer text stating it."""
+    claims = prepared.tables.get("claims_monthly")
+    used = programs.allowed_lookback(claims, prepared.fiscal_years, params.lookback_months, params.window_months)
+    note = programs.lookback_note(params.lookback_months, used,
+                                  programs.claims_history(claims, prepared.fiscal_years))
+    return replace(params, lookback_months=used), note
 
 
 def nephropathy_params(hba1c: float = 6.5, glucose: float = 126.0, egfr: float = 60.0,

@@ -17,7 +17,7 @@ import pandas as pd
 from hsutils import aggregate, files, indicators, vocab
 from hsutils.schema import TABLES, age_band
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "3"  # 2: 減少率 cohorts of the 法定報告 (prev_* columns); 3: one look-back for all years
 KENSHIN_MEASURES = [c.name for c in TABLES["kenshin"].columns
                     if c.name not in ("person_id", "fy", "muni_code", "sex", "age")]
 
@@ -107,15 +107,10 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
     for c in ("guidance_started", "guidance_completed"):
         py[c] = py[c].fillna(False).astype(bool) if c in py else False
 
-    # previous-year status for 減少率 (DOMAIN §7.3, §7.4)
-    prev = py[["person_id", "fy", "metabo", "guidance_completed"]].copy()
-    prev["fy"] = prev["fy"] + 1
-    prev["prev_metabo_any"] = prev["metabo"].isin(["該当", "予備群"])
-    prev["prev_guidance_completed"] = prev["guidance_completed"]
-    py = py.merge(prev[["person_id", "fy", "prev_metabo_any", "prev_guidance_completed"]],
-                  on=["person_id", "fy"], how="left")
-    for c in ("prev_metabo_any", "prev_guidance_completed"):
-        py[c] = py[c].fillna(False).astype(bool)
+    # last year's status for the 減少率 cohorts (docs/hotei.md §4): one definition, in hsutils.hotei
+    from hsutils import hotei
+
+    py = pd.concat([py, hotei.previous_year_status(py)], axis=1)
 
     fys = sorted(py["fy"].unique().tolist())
     claims = tables.get("claims_monthly")
@@ -147,7 +142,8 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
     quest_ = quest if quest is not None else empty("questionnaire")
     parts = []
     for f in fys:  # a loop over 3–10 fiscal years, not over persons
-        # the full frame is passed: 健康状態不明者 looks at the previous fiscal year's rows
+        # the full frame is passed: 健康状態不明者 looks at the previous fiscal year's rows, and the
+        # claims look-back is the same for every fiscal year of the frame (docs/hotei.md §7)
         ik = programs.ikkatsu_flags(py, claims_, kaigo_, quest_, f)
         dk = programs.nephropathy_flags(py, claims_, f)
         parts.append(pd.concat([ik, dk.drop(columns=[c for c in dk.columns if c in ik.columns])], axis=1))
@@ -205,6 +201,21 @@ def _master(dataset) -> pd.DataFrame:
     return m
 
 
+def _history_meta(claims, fys) -> dict:
+    """Months of claims per fiscal year and the look-backs used (docs/hotei.md §7), for meta.json."""
+    from hsutils import programs
+
+    fys = sorted(int(f) for f in fys)
+    h = programs.claims_history(claims, fys)
+    ik, dk = programs.IkkatsuParams(), programs.NephropathyParams()
+    return {"first_ym": None if h.empty or pd.isna(h["first_ym"].iloc[0]) else int(h["first_ym"].iloc[0]),
+            "months_to_fy_end": {str(f): int(m) for f, m in zip(h["fy"], h["months_to_fy_end"])},
+            "interruption_lookback": {"requested": ik.interruption_lookback_months, "used": programs.allowed_lookback(
+                claims, fys, ik.interruption_lookback_months, ik.interruption_window_months)},
+            "nephropathy_lookback": {"requested": dk.lookback_months, "used": programs.allowed_lookback(
+                claims, fys, dk.lookback_months, dk.window_months)}}
+
+
 def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool = False) -> Path:
     """Load, validate and derive once; write Parquet files into cache_dir (DESIGN §8).
 
@@ -257,7 +268,8 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     meta = {"data_hash": key, "data_dir": str(data_dir.resolve()), "seconds": round(time.perf_counter() - t0, 2),
             "rows": {k: int(len(v)) for k, v in dataset.tables.items()},
             "person_year_rows": int(len(py)), "strata_rows": int(len(strata)),
-            "fiscal_years": sorted(int(f) for f in py["fy"].unique()), "cache_version": CACHE_VERSION}
+            "fiscal_years": sorted(int(f) for f in py["fy"].unique()), "cache_version": CACHE_VERSION,
+            "claims_history": _history_meta(dataset.tables.get("claims_monthly"), py["fy"].unique())}
     (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     # keep the table cache of io across rebuilds
     old_tables = cache_dir / "tables_cache"

@@ -81,6 +81,50 @@ def _check_months(window_months: int, lookback_months: int) -> None:
             "指定してください")
 
 
+# ---------------------------------------------------------------------------------------------
+# 0. claims history available (look-back completeness, docs/hotei.md §7)
+
+def claims_history(claims: pd.DataFrame | None, fiscal_years: Iterable[int]) -> pd.DataFrame:
+    """Months of claims available per fiscal year (docs/hotei.md §7.1): `fy`, `first_ym` (first
+    month in the claims), `months_to_fy_end` (first month … March of fy + 1, inclusive; 0 when
+    the claims start after the year) and `months_before_fy` (history before April of fy)."""
+    fys = sorted(int(f) for f in fiscal_years)
+    if isinstance(claims, _Claims):  # already prepared for an extraction
+        claims = claims.frame
+    if claims is None or len(claims) == 0 or "ym" not in claims:
+        return pd.DataFrame({"fy": fys, "first_ym": pd.array([pd.NA] * len(fys), dtype="Int64"),
+                             "months_to_fy_end": 0, "months_before_fy": 0})
+    first = int(pd.to_numeric(claims["ym"]).min())
+    to_end = np.array([month_index(fy_end_ym(f)) - month_index(first) + 1 for f in fys], dtype=np.int64)
+    to_end = np.clip(to_end, 0, None)
+    return pd.DataFrame({"fy": fys, "first_ym": pd.array([first] * len(fys), dtype="Int64"),
+                         "months_to_fy_end": to_end, "months_before_fy": np.clip(to_end - 12, 0, None)})
+
+
+def allowed_lookback(claims: pd.DataFrame | None, fiscal_years: Iterable[int], requested: int,
+                     window: int = 1) -> int:
+    """The look-back used for every fiscal year of a chart (docs/hotei.md §7.2): the requested
+    months, shortened to the history the data hold for the *earliest* of `fiscal_years` so
+    that every year is judged with the same window (a trend then shows the population, not
+    the length of the data). Never shorter than `window` (the rule needs at least that)."""
+    h = claims_history(claims, fiscal_years)
+    if h.empty or int(h["months_to_fy_end"].min()) <= 0:
+        return int(requested)
+    return int(max(min(int(requested), int(h["months_to_fy_end"].min())), int(window)))
+
+
+def lookback_note(requested: int, used: int, history: pd.DataFrame | None = None) -> str:
+    """Footer text of a chart of claims-based flags (docs/hotei.md §7.2)."""
+    start = ""
+    if history is not None and len(history) and pd.notna(history["first_ym"].iloc[0]):
+        ym = int(history["first_ym"].iloc[0])
+        start = f"レセプトは{ym // 100}年{ym % 100}月から。"
+    if int(used) < int(requested):
+        return (f"{start}レセプトのさかのぼり期間は、最初の年度にそろえて全年度 {used}か月"
+                f"（既定 {requested}か月）")
+    return f"{start}レセプトのさかのぼり期間 {used}か月（全年度同じ）"
+
+
 @dataclass(frozen=True)
 class _Claims:
     """Claims prepared once per extraction: persons are integer codes (`pcode`) so that the
@@ -473,7 +517,9 @@ def ikkatsu_flags(person_year: pd.DataFrame, claims: pd.DataFrame, kaigo: pd.Dat
     max_drugs = pd.Series(cpy["max_drugs"], index=py.index, dtype="float64")
 
     end = fy_end_ym(fy)
-    months = (p.interruption_window_months, p.interruption_lookback_months)
+    # the same look-back for every fiscal year of the frame (docs/hotei.md §7.2)
+    months = (p.interruption_window_months, allowed_lookback(
+        claims, person_year["fy"].unique(), p.interruption_lookback_months, p.interruption_window_months))
     dm_status = _status_on_rows(cl, pid, ["diabetes"], end, *months)
     dm_htn_status = _status_on_rows(cl, pid, ["diabetes", "hypertension"], end, *months)
 
@@ -558,8 +604,9 @@ def _nephropathy_base(person_year: pd.DataFrame, claims: pd.DataFrame, fy: int,
     dm_type = dm_type & checked
     med_glucose = _bool(py, "med_glucose") & checked
 
-    dm_status = _status_on_rows(cl, pid, ["diabetes"], fy_end_ym(fy), p.window_months,
-                                p.lookback_months)
+    # the same look-back for every fiscal year of the frame (docs/hotei.md §7.2)
+    lookback = allowed_lookback(claims, person_year["fy"].unique(), p.lookback_months, p.window_months)
+    dm_status = _status_on_rows(cl, pid, ["diabetes"], fy_end_ym(fy), p.window_months, lookback)
     kidney_checkup = checked & ((_egfr(py) < p.egfr) | (_num(py, "urine_protein") >= p.urine_protein))
     kidney_claim = claimed("ckd_claim") if p.include_kidney_claims else pd.Series(False, index=py.index)
     dialysis = claimed("dialysis_claim")

@@ -257,7 +257,8 @@ def test_ckd_heatmap_total_equals_participants_with_egfr_and_urine(prepared):
     claims = prepared.tables["claims_monthly"]
     for code in ("17201", "17386", "17463"):
         rows = nep.area_rows(py, code, fy)
-        t = nep.target_frame(rows, nep.area_claims(claims, rows), fy)
+        params, _ = nep.with_data_lookback(NephropathyParams(), prepared)  # as notebook 04 (docs/hotei.md §7)
+        t = nep.target_frame(rows, nep.area_claims(claims, rows), fy, params)
         c = nep.ckd_counts(t)
         egfr = rows["egfr_calc"].fillna(rows["egfr"])
         expected = int((rows["has_kenshin"] & egfr.notna() & rows["urine_protein"].notna()).sum())

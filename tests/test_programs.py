@@ -499,6 +499,9 @@ def _dkd_population():
         claim("E_interrupted", 202301, diabetes=True),
         claim("E_inyear", 202404, diabetes=True),
         claim("never", 202406),
+        # the claims cover April 2020 onwards: the full 36-month look-back for FY2023 and FY2024
+        # (docs/hotei.md §7; tests/test_lookback.py covers claims that start later)
+        claim("coverage_start", 202004),
     ]
     return py, claims
 

@@ -1,0 +1,414 @@
+"""法定報告 特定健診・特定保健指導 実施結果 (集計情報) from the person-year frame.
+
+The one owner of the 法定報告 definitions (docs/hotei.md): 対象者, 受診者, 評価対象者, メタボ
+該当者・予備群, 服薬中の者 by drug, the three 減少率 blocks with their sub-counts, and 特定保健指導
+対象者・利用者・終了者 by level. Every figure of the same name elsewhere in the suite (the
+evaluation sheet's 減少率 via `hsutils.indicators`) uses `reduction_flags` from here.
+
+* `previous_year_status(py)` — last year's 評価対象 status, メタボ判定 and 特定保健指導 completion of
+  the same person at the same 保険者 (municipality), aligned with py (pipeline stores it).
+* `hotei_table(py, municipalities)` — one row per fiscal year × area (each municipality and the
+  prefecture) × sex (男/女/計) × age band (5-year, 計): every count and rate of the form.
+* `form_layout(table, area_code, fy)` — the official layout (items as rows, age bands as columns,
+  blocks 計 / 男 / 女); `write_hotei(table, stem)` writes a CSV and an A4-landscape xlsx.
+* `committee_table(table)` — the same with small counts suppressed (`hsutils.privacy`).
+
+Counts are group-by sums of boolean columns (no loop over persons). The prefecture is the sum of
+its municipalities, as the national 法定報告 sums the insurers' reports (docs/hotei.md §2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hsutils import indicators, privacy, report
+from hsutils.schema import KOKUHO_AGE_BANDS
+
+TOTAL = "計"
+SEX_LABELS = {1: "男", 2: "女"}
+LEVEL_MUNI = "市町村"
+LEVEL_PREF = "都道府県"
+GUIDANCE_LEVELS = ("積極的支援", "動機付け支援")
+#: Population in the words of docs/hotei.md (footers of every table built from this module).
+POPULATION = "国保 特定健診受診者（法定報告対象：年度を通じて加入、年度末40–74歳、法定除外を除く）"
+KEY_COLUMNS = ["fy", "area_code", "area_name", "level", "sex", "age_band"]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One line of the 集計情報 form (docs/hotei.md §3)."""
+    no: int
+    id: str
+    section: str
+    label: str
+    unit: str                  # "人" or "%"
+    numerator: str | None = None    # rate items: ids of the counts
+    denominator: str | None = None
+
+
+_S1, _S2, _S3 = "全体的事項", "内臓脂肪症候群に関する事項", "服薬中の者に関する事項"
+_S4, _S5, _S6 = "内臓脂肪症候群該当者の減少率", "内臓脂肪症候群予備群の減少率", "特定保健指導の対象者の減少率"
+_S7 = "特定保健指導に関する事項"
+
+#: The form, in order (docs/hotei.md §3). Numbers 1–17 are those of the published 集計情報.
+ITEMS: tuple[Item, ...] = (
+    Item(1, "target", _S1, "特定健康診査対象者数", "人"),
+    Item(2, "examinees", _S1, "特定健康診査受診者数", "人"),
+    Item(3, "kenshin_rate", _S1, "健診受診率", "%", "examinees", "target"),
+    Item(4, "evaluable", _S1, "評価対象者数", "人"),
+    Item(5, "metabo", _S2, "内臓脂肪症候群該当者数", "人"),
+    Item(6, "metabo_pct", _S2, "内臓脂肪症候群該当者割合", "%", "metabo", "evaluable"),
+    Item(7, "metabo_yobi", _S2, "内臓脂肪症候群予備群者数", "人"),
+    Item(8, "metabo_yobi_pct", _S2, "内臓脂肪症候群予備群割合", "%", "metabo_yobi", "evaluable"),
+    Item(9, "med_bp", _S3, "高血圧症の治療に係る薬剤を服用している者の数", "人"),
+    Item(10, "med_bp_pct", _S3, "高血圧症の治療に係る薬剤を服用している者の割合", "%", "med_bp", "evaluable"),
+    Item(11, "med_lipid", _S3, "脂質異常症の治療に係る薬剤を服用している者の数", "人"),
+    Item(12, "med_lipid_pct", _S3, "脂質異常症の治療に係る薬剤を服用している者の割合", "%", "med_lipid", "evaluable"),
+    Item(13, "med_glucose", _S3, "糖尿病の治療に係る薬剤を服用している者の数", "人"),
+    Item(14, "med_glucose_pct", _S3, "糖尿病の治療に係る薬剤を服用している者の割合", "%", "med_glucose", "evaluable"),
+    Item(15, "red_metabo_cohort", _S4, "昨年度の内臓脂肪症候群該当者の数", "人"),
+    Item(16, "red_metabo_to_yobi", _S4, "15のうち、今年度の内臓脂肪症候群予備群の数", "人"),
+    Item(17, "red_metabo_to_yobi_pct", _S4, "15のうち、今年度の内臓脂肪症候群予備群の割合", "%",
+         "red_metabo_to_yobi", "red_metabo_cohort"),
+    Item(18, "red_metabo_out", _S4, "15のうち、今年度の内臓脂肪症候群該当者・予備群ではなくなった者の数", "人"),
+    Item(19, "red_metabo_out_pct", _S4, "15のうち、今年度の内臓脂肪症候群該当者・予備群ではなくなった者の割合", "%",
+         "red_metabo_out", "red_metabo_cohort"),
+    Item(20, "red_yobi_cohort", _S5, "昨年度の内臓脂肪症候群予備群の数", "人"),
+    Item(21, "red_yobi_out", _S5, "20のうち、今年度の内臓脂肪症候群予備群ではなくなった者の数", "人"),
+    Item(22, "red_yobi_out_pct", _S5, "20のうち、今年度の内臓脂肪症候群予備群ではなくなった者の割合", "%",
+         "red_yobi_out", "red_yobi_cohort"),
+    Item(23, "red_hs_cohort", _S6, "昨年度の特定保健指導の利用者数（終了者）", "人"),
+    Item(24, "red_hs_out", _S6, "23のうち、今年度は特定保健指導の対象者ではなくなった者の数", "人"),
+    Item(25, "red_hs_out_pct", _S6, "23のうち、今年度は特定保健指導の対象者ではなくなった者の割合", "%",
+         "red_hs_out", "red_hs_cohort"),
+    Item(26, "red_hs_out_med", _S6, "24のうち、今年度は服薬中のため対象者ではなくなった者の数（参考）", "人"),
+    Item(27, "hs_sekkyoku_target", _S7, "積極的支援対象者数", "人"),
+    Item(28, "hs_sekkyoku_target_pct", _S7, "積極的支援対象者割合", "%", "hs_sekkyoku_target", "evaluable"),
+    Item(29, "hs_sekkyoku_started", _S7, "積極的支援利用者数", "人"),
+    Item(30, "hs_sekkyoku_completed", _S7, "積極的支援終了者数", "人"),
+    Item(31, "hs_sekkyoku_rate", _S7, "積極的支援終了者の割合", "%", "hs_sekkyoku_completed", "hs_sekkyoku_target"),
+    Item(32, "hs_douki_target", _S7, "動機付け支援対象者数", "人"),
+    Item(33, "hs_douki_target_pct", _S7, "動機付け支援対象者割合", "%", "hs_douki_target", "evaluable"),
+    Item(34, "hs_douki_started", _S7, "動機付け支援利用者数", "人"),
+    Item(35, "hs_douki_completed", _S7, "動機付け支援終了者数", "人"),
+    Item(36, "hs_douki_rate", _S7, "動機付け支援終了者の割合", "%", "hs_douki_completed", "hs_douki_target"),
+    Item(37, "hs_target", _S7, "特定保健指導対象者数", "人"),
+    Item(38, "hs_target_pct", _S7, "特定保健指導対象者割合", "%", "hs_target", "evaluable"),
+    Item(39, "hs_started", _S7, "特定保健指導利用者数", "人"),
+    Item(40, "hs_completed", _S7, "特定保健指導終了者数", "人"),
+    Item(41, "hs_rate", _S7, "特定保健指導実施率", "%", "hs_completed", "hs_target"),
+    Item(42, "hs_med_excluded", _S7, "服薬中のため特定保健指導の対象者から除外した者の数", "人"),
+    Item(43, "hs_med_excluded_pct", _S7, "服薬中のため特定保健指導の対象者から除外した者の割合", "%",
+         "hs_med_excluded", "evaluable"),
+)
+ITEM_BY_ID = {i.id: i for i in ITEMS}
+COUNT_IDS = [i.id for i in ITEMS if i.unit == "人"]
+RATE_IDS = [i.id for i in ITEMS if i.unit == "%"]
+
+
+# =============================================================================================
+# Person-level definitions (docs/hotei.md §2, §4)
+# =============================================================================================
+def target(py: pd.DataFrame) -> np.ndarray:
+    """特定健康診査対象者 (docs/hotei.md §2.1; DOMAIN §7.1): 国保, enrolled the whole fiscal year, 40–74
+    at fiscal-year end, not a statutory exclusion."""
+    return indicators.kokuho_target(py)
+
+
+def evaluable(py: pd.DataFrame) -> np.ndarray:
+    """評価対象者 (docs/hotei.md §2.3): 対象者 who took the 特定健診 in the year (= 受診者 in this data)."""
+    return indicators.participants(py)
+
+
+def previous_year_status(py: pd.DataFrame) -> pd.DataFrame:
+    """Last year's status of the same person at the same 保険者 (municipality), aligned with py
+    (docs/hotei.md §4): `prev_evaluable` (評価対象者 last year), `prev_metabo` (last year's メタボ判定,
+    NaN when not 評価対象), `prev_guidance_completer` (last year a 特定保健指導 対象者 by 階層化 who
+    completed it). A person who moved municipality starts a new history (another 保険者)."""
+    ev = evaluable(py)
+    completer = ev & py["hokenshido"].isin(GUIDANCE_LEVELS).to_numpy() & _bool(py, "guidance_completed")
+    last = pd.DataFrame({"person_id": py["person_id"].to_numpy(), "muni_code": py["muni_code"].astype(str).to_numpy(),
+                         "fy": py["fy"].to_numpy() + 1, "prev_evaluable": ev,
+                         "prev_metabo": py["metabo"].where(ev).to_numpy(dtype=object),
+                         "prev_guidance_completer": completer})
+    last = last[ev].drop_duplicates(["person_id", "muni_code", "fy"])
+    keys = pd.DataFrame({"person_id": py["person_id"].to_numpy(), "muni_code": py["muni_code"].astype(str).to_numpy(),
+                         "fy": py["fy"].to_numpy()})
+    out = keys.merge(last, on=["person_id", "muni_code", "fy"], how="left")
+    out.index = py.index
+    out["prev_evaluable"] = out["prev_evaluable"].fillna(False).astype(bool)
+    out["prev_guidance_completer"] = out["prev_guidance_completer"].fillna(False).astype(bool)
+    return out[["prev_evaluable", "prev_metabo", "prev_guidance_completer"]]
+
+
+def _bool(py: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in py:
+        return np.zeros(len(py), dtype=bool)
+    return py[col].fillna(False).astype(bool).to_numpy()
+
+
+def _with_previous(py: pd.DataFrame) -> pd.DataFrame:
+    if {"prev_evaluable", "prev_metabo", "prev_guidance_completer"} <= set(py.columns):
+        return py
+    return pd.concat([py, previous_year_status(py)], axis=1)
+
+
+def _eq(py: pd.DataFrame, col: str, value) -> np.ndarray:
+    return (py[col] == value).fillna(False).to_numpy(dtype=bool) if col in py else np.zeros(len(py), bool)
+
+
+def person_flags(py: pd.DataFrame) -> pd.DataFrame:
+    """Every count item of the form as a boolean column per person-year (docs/hotei.md §3, §4)."""
+    py = _with_previous(py)
+    tgt, ev = target(py), evaluable(py)
+    both = ev & _bool(py, "prev_evaluable")   # 減少率 cohorts: 評価対象者 this year and last year
+    prev_m = py["prev_metabo"]
+    met_now, yobi_now, none_now = (_eq(py, "metabo", v) for v in ("該当", "予備群", "非該当"))
+    hs = py["hokenshido"]
+    hs_target_now = hs.isin(GUIDANCE_LEVELS).to_numpy()
+    hs_known = hs.notna().to_numpy()
+    med_now = _eq(py, "hokenshido", "服薬中")
+    started, completed = _bool(py, "guidance_started"), _bool(py, "guidance_completed")
+    f = {
+        "target": tgt, "examinees": ev, "evaluable": ev,
+        "metabo": ev & met_now, "metabo_yobi": ev & yobi_now,
+        "med_bp": ev & _bool(py, "med_bp"), "med_lipid": ev & _bool(py, "med_lipid"),
+        "med_glucose": ev & _bool(py, "med_glucose"),
+    }
+    # a cohort member needs this year's status: 判定不能 can be neither "減少" nor "not 減少" (docs/hotei.md §4.0)
+    met_known = py["metabo"].notna().to_numpy()
+    c_met = both & met_known & (prev_m == "該当").fillna(False).to_numpy(dtype=bool)
+    c_yobi = both & met_known & (prev_m == "予備群").fillna(False).to_numpy(dtype=bool)
+    c_hs = both & hs_known & _bool(py, "prev_guidance_completer")
+    f.update({
+        "red_metabo_cohort": c_met, "red_metabo_to_yobi": c_met & yobi_now, "red_metabo_out": c_met & none_now,
+        "red_yobi_cohort": c_yobi, "red_yobi_out": c_yobi & none_now,
+        "red_hs_cohort": c_hs, "red_hs_out": c_hs & ~hs_target_now, "red_hs_out_med": c_hs & med_now,
+    })
+    for key, level in (("sekkyoku", "積極的支援"), ("douki", "動機付け支援")):
+        lv = ev & _eq(py, "hokenshido", level)
+        f.update({f"hs_{key}_target": lv, f"hs_{key}_started": lv & started, f"hs_{key}_completed": lv & completed})
+    hs_t = ev & hs_target_now
+    f.update({"hs_target": hs_t, "hs_started": hs_t & started, "hs_completed": hs_t & completed,
+              "hs_med_excluded": ev & med_now})
+    return pd.DataFrame(f, index=py.index)[COUNT_IDS]
+
+
+def reduction_flags(py: pd.DataFrame, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(numerator, denominator) of a 減少率 of the evaluation sheet (docs/hotei.md §4.4):
+
+    * "metabo": メタボ該当者・予備群の減少率 = (item 18 + item 21) ÷ (item 15 + item 20): last year's
+      該当者 and 予備群 (評価対象者 both years) who are 非該当 this year.
+    * "hokenshido": 特定保健指導対象者の減少率 = item 24 ÷ item 23.
+    """
+    f = person_flags(py)
+    if kind == "metabo":
+        return ((f["red_metabo_out"] | f["red_yobi_out"]).to_numpy(),
+                (f["red_metabo_cohort"] | f["red_yobi_cohort"]).to_numpy())
+    if kind == "hokenshido":
+        return f["red_hs_out"].to_numpy(), f["red_hs_cohort"].to_numpy()
+    raise ValueError(f"unknown 減少率 kind {kind!r}")
+
+
+# =============================================================================================
+# The table
+# =============================================================================================
+def _add_rates(t: pd.DataFrame) -> pd.DataFrame:
+    for it in ITEMS:
+        if it.unit == "%":
+            den = t[it.denominator].to_numpy(dtype=float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                t[it.id] = np.where(den > 0, t[it.numerator].to_numpy(dtype=float) / den * 100, np.nan)
+    return t[KEY_COLUMNS + [i.id for i in ITEMS]]
+
+
+def _totals(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Counts by sex × band plus 計 margins (sums: totals equal the sums of their parts)."""
+    parts = [counts]
+    for drop in (["age_band"], ["sex"], ["sex", "age_band"]):
+        g = counts.groupby([k for k in keys if k not in drop], observed=True)[COUNT_IDS].sum().reset_index()
+        for d in drop:
+            g[d] = TOTAL
+        parts.append(g)
+    return pd.concat(parts, ignore_index=True)
+
+
+def hotei_table(py: pd.DataFrame, municipalities: pd.DataFrame | None = None, *, fiscal_years=None,
+                muni_codes=None, prefecture: bool = True) -> pd.DataFrame:
+    """The 法定報告 集計情報 per fiscal year × area × sex × age band (docs/hotei.md §3).
+
+    Columns: fy, area_code, area_name, level (市町村 / 都道府県), sex (男 / 女 / 計), age_band
+    (40-44 … 70-74, 計), then one column per item of `ITEMS` (counts int64, rates % float, NaN
+    when the denominator is 0). Municipalities: all in py, or `muni_codes`; the prefecture row
+    set sums every municipality of py (not only the selected ones).
+    """
+    flags = person_flags(py)
+    keep = flags["target"].to_numpy() | flags.to_numpy().any(axis=1)
+    if fiscal_years is not None:
+        keep &= py["fy"].isin(list(fiscal_years)).to_numpy()
+    base = pd.DataFrame({"fy": py["fy"].to_numpy()[keep],
+                         "muni_code": py["muni_code"].astype(str).to_numpy()[keep],
+                         "sex": py["sex"].map(SEX_LABELS).to_numpy()[keep],
+                         "age_band": py["age_band"].astype(str).to_numpy()[keep]})
+    base = pd.concat([base, flags[keep].reset_index(drop=True).astype(np.int64)], axis=1)
+    keys = ["fy", "muni_code", "sex", "age_band"]
+    counts = base.groupby(keys, observed=True)[COUNT_IDS].sum().reset_index()
+    full = _complete_grid(counts, keys)
+    names = _muni_names(municipalities)
+    out = []
+    muni = full if muni_codes is None else full[full["muni_code"].isin([str(c) for c in muni_codes])]
+    m = _totals(muni, keys).rename(columns={"muni_code": "area_code"})
+    m["area_name"], m["level"] = _name_or_code(m["area_code"], names), LEVEL_MUNI
+    out.append(m)
+    if prefecture and len(full):
+        p = full.assign(muni_code=full["muni_code"].str[:2])
+        p = p.groupby(keys, observed=True)[COUNT_IDS].sum().reset_index()
+        p = _totals(p, keys).rename(columns={"muni_code": "area_code"})
+        p["area_name"] = _name_or_code(p["area_code"], _pref_names(municipalities))
+        p["level"] = LEVEL_PREF
+        out.append(p)
+    t = pd.concat(out, ignore_index=True)
+    t[COUNT_IDS] = t[COUNT_IDS].astype(np.int64)
+    t = _add_rates(t)
+    order = {s: k for k, s in enumerate(["男", "女", TOTAL])}
+    bands = {b: k for k, b in enumerate(list(KOKUHO_AGE_BANDS) + [TOTAL])}
+    t = t.assign(_l=(t["level"] == LEVEL_PREF).astype(int), _s=t["sex"].map(order), _b=t["age_band"].map(bands))
+    return t.sort_values(["fy", "_l", "area_code", "_s", "_b"]).drop(columns=["_l", "_s", "_b"]).reset_index(drop=True)
+
+
+def _complete_grid(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Every sex × 40–74 band for each fiscal year × municipality (zeros where nobody), so the
+    form always has all columns."""
+    if counts.empty:
+        return counts
+    areas = counts[["fy", "muni_code"]].drop_duplicates()
+    grid = pd.MultiIndex.from_product([["男", "女"], list(KOKUHO_AGE_BANDS)], names=["sex", "age_band"]).to_frame(
+        index=False)
+    grid = areas.merge(grid, how="cross")
+    out = grid.merge(counts, on=keys, how="left")
+    out[COUNT_IDS] = out[COUNT_IDS].fillna(0).astype(np.int64)
+    return out
+
+
+def _name_or_code(codes: pd.Series, names: dict) -> np.ndarray:
+    mapped = codes.map(names).astype(object)
+    return np.where(mapped.isna(), codes.astype(object), mapped)
+
+
+def _muni_names(municipalities) -> dict:
+    if municipalities is None or len(municipalities) == 0:
+        return {}
+    return dict(zip(municipalities["muni_code"].astype(str), municipalities["name"].astype(str)))
+
+
+def _pref_names(municipalities) -> dict:
+    if municipalities is None or "pref_name" not in getattr(municipalities, "columns", []):
+        return {}
+    m = municipalities.dropna(subset=["pref_name"])
+    return dict(zip(m["muni_code"].astype(str).str[:2], m["pref_name"].astype(str)))
+
+
+# =============================================================================================
+# Committee version, layout, files
+# =============================================================================================
+def committee_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """The table with counts 1 … threshold−1 and the rates computed from them shown as "‐"
+    (DESIGN §6). The only place this module calls `hsutils.privacy`."""
+    derived = {c: [] for c in COUNT_IDS}
+    for it in ITEMS:
+        if it.unit == "%":
+            derived[it.numerator].append(it.id)
+            derived[it.denominator].append(it.id)
+    return privacy.suppress_table(table, COUNT_IDS, derived, threshold=threshold)
+
+
+def japanese_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Tidy table with Japanese headers (`No.項目名（単位）`) for the CSV."""
+    ren = {"fy": "年度", "area_code": "地域コード", "area_name": "地域", "level": "区分", "sex": "性別",
+           "age_band": "年齢階級"}
+    ren.update({i.id: f"{i.no}.{i.label}（{i.unit}）" for i in ITEMS})
+    return table.drop(columns=[c for c in ("suppressed",) if c in table]).rename(columns=ren)
+
+
+def form_layout(table: pd.DataFrame, area_code: str, fy: int) -> pd.DataFrame:
+    """The official layout for one area and year: rows = items (No, 区分, 項目, 単位) per sex block
+    (計, 男, 女), columns = age bands 40-44 … 70-74 and 合計."""
+    t = table[(table["area_code"].astype(str) == str(area_code)) & (table["fy"] == fy)]
+    blocks = []
+    for sex in (TOTAL, "男", "女"):
+        s = t[t["sex"] == sex].set_index("age_band").reindex(list(KOKUHO_AGE_BANDS) + [TOTAL])
+        body = s[[i.id for i in ITEMS]].T
+        body.columns = [f"{b}歳" for b in KOKUHO_AGE_BANDS] + ["合計"]
+        head = pd.DataFrame({"性別": "合計" if sex == TOTAL else sex, "No": [i.no for i in ITEMS],
+                             "区分": [i.section for i in ITEMS], "項目": [i.label for i in ITEMS],
+                             "単位": [i.unit for i in ITEMS]})
+        blocks.append(pd.concat([head, body.reset_index(drop=True)], axis=1))
+    return pd.concat(blocks, ignore_index=True)
+
+
+def write_hotei(table: pd.DataFrame, stem, *, title: str = "特定健診・特定保健指導 実施結果（法定報告 集計情報）",
+                footer: str = "", csv: bool = True) -> tuple[Path | None, Path]:
+    """Write `stem`.csv (tidy, Japanese headers, UTF-8 with BOM for Excel; skipped with csv=False)
+    and `stem`.xlsx (one sheet per area × year in the official layout, A4 landscape, fitted to
+    one page wide). Both written atomically (`hsutils.report`)."""
+    from io import BytesIO
+
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+    from openpyxl.utils import get_column_letter
+
+    stem = Path(stem)
+    csv_path, xlsx_path = stem.with_suffix(".csv"), stem.with_suffix(".xlsx")
+    if csv:
+        report.atomic_write_text(csv_path, japanese_columns(table).to_csv(index=False, lineterminator="\r\n"),
+                                 encoding="utf-8-sig")
+    else:
+        csv_path = None
+    wb = Workbook()
+    wb.remove(wb.active)
+    thin = Side(style="thin", color="999999")
+    box = Border(left=thin, right=thin, top=thin, bottom=thin)
+    head_fill = PatternFill("solid", fgColor="DDEBF7")
+    areas = table[["fy", "area_code", "area_name"]].drop_duplicates()
+    for fy, code, name in areas.itertuples(index=False):
+        form = form_layout(table, code, fy)
+        ws = wb.create_sheet(f"{code}_{fy}"[:31])
+        ws["A1"] = f"{title}　{name}（{code}）　{fy}年度"
+        ws["A1"].font = Font(bold=True, size=12)
+        cols = list(form.columns)
+        for j, c in enumerate(cols, start=1):
+            cell = ws.cell(row=3, column=j, value=c)
+            cell.font, cell.fill, cell.border = Font(bold=True), head_fill, box
+            cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
+        for i, row in enumerate(form.itertuples(index=False), start=4):
+            unit = row[cols.index("単位")]
+            for j, v in enumerate(row, start=1):
+                if isinstance(v, float) and np.isnan(v):
+                    v = None
+                cell = ws.cell(row=i, column=j, value=v)
+                cell.border = box
+                if j > 5:
+                    cell.number_format = "0.0" if unit == "%" else "#,##0"
+                    cell.alignment = Alignment(horizontal="right")
+                elif j == 4:
+                    cell.alignment = Alignment(wrap_text=True, vertical="center")
+        widths = [6, 4, 20, 46, 5] + [9] * (len(cols) - 5)
+        for j, w in enumerate(widths, start=1):
+            ws.column_dimensions[get_column_letter(j)].width = w
+        last = 4 + len(form)
+        ws.cell(row=last + 1, column=1, value=f"対象: {POPULATION}。定義は docs/hotei.md。" + (footer or ""))
+        ws.print_title_rows = "3:3"
+        ws.freeze_panes = "F4"
+        ws.page_setup.orientation = "landscape"
+        ws.page_setup.paperSize = ws.PAPERSIZE_A4
+        ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+    if not wb.sheetnames:
+        wb.create_sheet("データなし")
+    buf = BytesIO()
+    wb.save(buf)
+    report.atomic_write_bytes(xlsx_path, buf.getvalue())
+    return csv_path, xlsx_path

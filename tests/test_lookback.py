@@ -1,0 +1,92 @@
+"""Look-back completeness (docs/hotei.md §7): claims that start mid-way through the look-back.
+
+Claims start in April 2021; fiscal years 2022–2024. The 36-month look-back of 治療中断 reaches
+back before the claims for 2022 (24 months available to March 2023) and 2023 (36), so every
+year is judged with 24 months.
+"""
+import numpy as np
+import pandas as pd
+import pytest
+
+from hsutils import programs
+
+FLAGS = programs.CLAIM_FLAGS
+
+
+def _claims(rows):
+    out = []
+    for pid, ym, dm in rows:
+        r = {"person_id": pid, "muni_code": "17201", "ym": ym, "cost_inpatient": 0.0, "cost_outpatient": 1000.0,
+             "cost_dental": 0.0, "cost_pharmacy": 0.0, "n_drugs": 0, "n_institutions": 1}
+        r.update({f: False for f in FLAGS})
+        r["diabetes"] = dm
+        out.append(r)
+    df = pd.DataFrame(out)
+    df["person_id"] = df["person_id"].astype("str")
+    return df
+
+
+@pytest.fixture
+def claims():
+    return _claims([
+        ("first", 202104, False),   # the first month of the claims
+        ("X", 202105, True),        # diabetes claims only in May 2021, never again
+        ("Y", 202205, True),        # only in May 2022
+        ("Z", 202409, True),        # in September 2024: 治療中断 at the end of FY2024 (window Oct–Mar)
+    ])
+
+
+def test_claims_history_per_fiscal_year(claims):
+    h = programs.claims_history(claims, [2024, 2022, 2023])
+    assert h["fy"].tolist() == [2022, 2023, 2024]
+    assert h["months_to_fy_end"].tolist() == [24, 36, 48]     # 202104 … 202303 = 24 months
+    assert h["months_before_fy"].tolist() == [12, 24, 36]
+    assert int(h["first_ym"].iloc[0]) == 202104
+
+
+def test_allowed_lookback_is_that_of_the_earliest_year(claims):
+    assert programs.allowed_lookback(claims, [2022, 2023, 2024], 36, 6) == 24
+    assert programs.allowed_lookback(claims, [2023, 2024], 36, 6) == 36      # enough history
+    assert programs.allowed_lookback(claims, [2021], 36, 6) == 12
+    assert programs.allowed_lookback(claims, [2021], 36, 18) == 18           # never below the window
+    assert programs.allowed_lookback(None, [2022], 36, 6) == 36              # no claims: nothing to shorten
+    assert programs.allowed_lookback(claims, [2019], 36, 6) == 36            # claims start after the year
+
+
+def test_same_window_every_year_removes_the_artefact(claims):
+    """X (claims in May 2021 only) is 治療中断 in FY2023 with 36 months but would be 未治療 in FY2022
+    only because the data do not go back far enough; with 24 months for every year X is 治療中断 in
+    FY2022 (May 2021 is within Apr 2021–Mar 2023) and 未治療 from FY2023 on, like anyone whose last
+    claim is two years old."""
+    def status(fy, lookback):
+        s = programs.treatment_status(claims, "diabetes", fy=fy, lookback_months=lookback)
+        return dict(zip(s["person_id"], s["status"]))
+
+    full = {fy: status(fy, 36) for fy in (2022, 2023, 2024)}
+    assert [full[f]["X"] for f in (2022, 2023, 2024)] == ["治療中断", "治療中断", "未治療"]
+    lb = programs.allowed_lookback(claims, [2022, 2023, 2024], 36, 6)
+    same = {fy: status(fy, lb) for fy in (2022, 2023, 2024)}
+    assert [same[f]["X"] for f in (2022, 2023, 2024)] == ["治療中断", "未治療", "未治療"]
+    assert [same[f]["Y"] for f in (2022, 2023, 2024)] == ["治療中断", "治療中断", "未治療"]
+    assert same[2024]["Z"] == "治療中断"
+
+
+def test_lookback_note_states_the_window(claims):
+    h = programs.claims_history(claims, [2022, 2023, 2024])
+    assert programs.lookback_note(36, 24, h) == ("レセプトは2021年4月から。レセプトのさかのぼり期間は、最初の年度にそろえて"
+                                                  "全年度 24か月（既定 36か月）")
+    assert programs.lookback_note(36, 36) == "レセプトのさかのぼり期間 36か月（全年度同じ）"
+
+
+def test_check_reports_months_of_history(tmp_path):
+    from hsutils import io
+
+    d = tmp_path / "data"
+    d.mkdir()
+    pd.DataFrame({"被保険者番号": ["1", "2"], "年度": [2022, 2023], "市町村コード": ["17201", "17201"],
+                  "性別": [1, 2], "年齢": [50, 60], "保険種別": ["国保", "国保"]}).to_csv(d / "enrollment.csv", index=False)
+    c = _claims([("1", 202104, True), ("2", 202304, False)])
+    c.to_csv(d / "claims_monthly.csv", index=False)
+    text = io.check_folder(d)
+    assert "2022年度 24か月（年度前 12か月）、2023年度 36か月（年度前 24か月）" in text
+    assert "全年度を 24か月でそろえて判定します" in text
