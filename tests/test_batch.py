@@ -152,7 +152,7 @@ def test_broken_municipality_isolated_and_batch_deterministic(project, capsys):
     assert _prepare_calls(root) == 2 and _manifest(run_dir)["prepare"]["executions"] == 1
 
 
-def _wait_for_ok(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_for_ok(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hsutils import batch, cli, io, params, report
+from hsutils import batch, cli, files, io, params
 from hsutils.errors import DataError, ParameterError
 from test_batch import PIN_LIBRARY, REPO, _manifest, _notebook, _pinned_library, _prepare_calls, project  # noqa: F401
 
@@ -166,7 +166,7 @@ def test_corrupt_cache_is_detected_and_rebuilt(project, capsys):
     assert batch.run_one("02", muni="17201", params=run_yaml) == 0
     info = _manifest(root / "out" / "t")["prepare"]
     cache = root / "out" / "t" / batch.CACHE_SUBDIR / "counts.csv"
-    assert info["files"] == {"counts.csv": batch._sha256_file(cache)}
+    assert info["files"] == {"counts.csv": files.sha256_file(cache)}
     cache.write_bytes(cache.read_bytes()[:10])  # truncated, as a killed writer would leave it
     capsys.readouterr()
     assert batch.run_one("02", muni="17203", params=run_yaml) == 0
@@ -186,7 +186,7 @@ def test_disk_full_says_how_much_space_is_needed(project, monkeypatch, capsys):
     def full(path, text, encoding="utf-8"):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(report, "atomic_write_text", full)
+    monkeypatch.setattr(files, "atomic_write_text", full)
     assert batch.run_batch(run_yaml, jobs=1) == batch.EXIT_INPUT_ERROR
     err = capsys.readouterr().err
     assert "ディスクの空き容量が足りません" in err and "この一括実行にはおよそ" in err and "MB 必要です" in err
@@ -236,7 +236,7 @@ def test_permission_denied_output_folder_is_japanese(project, monkeypatch, capsy
     def denied(path, text, encoding="utf-8"):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(report, "atomic_write_text", denied)
+    monkeypatch.setattr(files, "atomic_write_text", denied)
     assert cli.main(["batch", str(run_yaml), "--jobs", "1"]) == 2
     err = capsys.readouterr().err
     assert "アクセス権がありません" in err and "--out で書き込める場所" in err and "Traceback" not in err
@@ -359,14 +359,14 @@ def test_unreadable_input_file_is_named_in_japanese(project, monkeypatch, capsys
     root, run_yaml = project
     target = root / "data" / "kenshin.csv"
     target.write_text("x\n", encoding="utf-8")
-    real = batch._sha256_file
+    real = files.sha256_file
 
     def sha(path):
         if Path(path) == target:
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(batch, "_sha256_file", sha)
+    monkeypatch.setattr(files, "sha256_file", sha)
     with pytest.raises(DataError, match=f"入力ファイル {target} を読めません（アクセス権がありません）"):
         batch.data_fingerprint(root / "data")
     assert cli.main(["batch", str(run_yaml)]) == 2
