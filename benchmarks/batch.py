@@ -8,7 +8,7 @@ HTML export) and how many times the shared heavy pass ran in each batch (from th
     .venv/bin/python benchmarks/batch.py --munis 3       # quick check
     .venv/bin/python benchmarks/batch.py --all-notebooks # include the prefecture-level notebook
 
-Printed figures, not a timed test (DESIGN §8). Needs the notebooks and the demo data
+Printed figures, not a timed test (docs/design.md §8). Needs the notebooks and the demo data
 (created with `hsutils demo` when data/demo is missing).
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ given, then converts the archives with `hsutils.tokutei_xml.read_archives` and p
     .venv/bin/python benchmarks/tokutei_xml.py --workers 1  # one process
 
 Targets (issue 15): ≥ 3,000 documents/s per core; 100,000 documents ≤ 40 s on 2 cores; ≤ 2 GB.
-Printed figures, not a timed test (DESIGN §8).
+Printed figures, not a timed test (docs/design.md §8).
 """
 from __future__ import annotations
 

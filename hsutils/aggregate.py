@@ -2,7 +2,7 @@
 
 The strata table is the only thing the indicator tables need, and every area level is a
 group-by sum of it, so municipal, 二次医療圏, prefectural and national figures always add up
-(DESIGN §2, §8).
+(docs/design.md §2, §8).
 
 Speed: the group keys are turned into one integer code (mixed radix over the factorised key
 columns) and every indicator is counted with `numpy.bincount`, which is one C loop per

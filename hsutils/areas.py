@@ -1,6 +1,6 @@
 """The area an analysis is about, the area it is compared with, and the standard population.
 
-One place decides (DESIGN §2 area hierarchy, DESIGN §5 reference and standard population):
+One place decides (docs/design.md §2 area hierarchy, docs/design.md §5 reference and standard population):
 
 * `Area`: an immutable value (level, code, name, parent codes) parsed once from any accepted code
   form by `parse_code` / `resolve_area`:
@@ -41,7 +41,7 @@ REFERENCE_CHOICES = {"pref": "県", "medical_area": "二次医療圏", "national
 # references that need data outside one prefecture's KDB data (issue 23 will supply them)
 UNAVAILABLE_REFERENCES = {"national": "全国のデータ", "similar": "同規模の保険者のデータ"}
 
-# standard_population parameter values → Japanese name (DOMAIN §8)
+# standard_population parameter values → Japanese name (docs/rules.md §8)
 #: the standard populations a run may name (labels: the one registry, `stats`)
 STANDARD_POPULATIONS = {k: stats.STANDARD_POPULATION_LABELS[k] for k in ("H27", "S60", "pref")}
 
@@ -314,7 +314,7 @@ def reference_for_each_municipality(reference_area, master: pd.DataFrame) -> tup
 
 
 # ---------------------------------------------------------------------------------------------
-# Standard population (DOMAIN §8)
+# Standard population (docs/rules.md §8)
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class StandardPopulation:

@@ -1,4 +1,4 @@
-"""Papermill batch runner: every notebook for every municipality, in worker processes (DESIGN §7–9).
+"""Papermill batch runner: every notebook for every municipality, in worker processes (docs/design.md §7–9).
 
 `run_batch` (the `hsutils batch` command):
   1. validates the run parameters (`hsutils.params`);
@@ -54,7 +54,7 @@ from hsutils import files, settings
 from hsutils.errors import DataError, HsutilsError, ParameterError
 
 # The shared cache holds person-level data (person_year etc.): it lives under confidential/ so that
-# nobody hands it out with the committee reports (DESIGN §6).
+# nobody hands it out with the committee reports (docs/design.md §6).
 CACHE_SUBDIR = settings.CACHE_SUBDIR
 
 MANIFEST_NAME = "manifest.json"
@@ -91,7 +91,7 @@ def _respect_umask(path: Path) -> None:
 
 
 def _make_private(path: Path) -> None:
-    """confidential/ holds person-level data: owner only, whatever the umask (DESIGN §6)."""
+    """confidential/ holds person-level data: owner only, whatever the umask (docs/design.md §6)."""
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
 
@@ -357,7 +357,7 @@ _EXPORTER = None
 
 
 def export_html(executed: Path, target: Path, title: str) -> None:
-    """HTML report with code hidden (DESIGN §7): inputs and prompts excluded, outputs kept."""
+    """HTML report with code hidden (docs/design.md §7): inputs and prompts excluded, outputs kept."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -427,7 +427,7 @@ def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]
     """Run one notebook for one area; never raises for a notebook failure (returns status "failed").
 
     The notebook writes into a temporary folder (its `out_dir`), which is renamed into the final
-    place only when execution and the HTML export succeeded (DESIGN §7). With `redirect_output`
+    place only when execution and the HTML export succeeded (docs/design.md §7). With `redirect_output`
     (worker processes) everything the kernel prints goes to the run's log file.
     """
     import contextlib
@@ -649,7 +649,7 @@ def _cache_problem(cache_dir: Path, recorded: dict[str, str] | None) -> str:
 
 def prepare_shared(p: hparams.RunParams, manifest: dict[str, Any], cache_key: str,
                    prepare: Callable | None = None, reuse: bool = False) -> dict[str, Any]:
-    """Run the heavy shared pass once into `<run>/confidential/cache` (DESIGN §8) and return what
+    """Run the heavy shared pass once into `<run>/confidential/cache` (docs/design.md §8) and return what
     happened, with the checksums of the files written.
 
     With `reuse`, a cache built from the same data, column map and library is kept as it is, but

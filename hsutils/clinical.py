@@ -1,6 +1,6 @@
-"""Official clinical rules on a 特定健診 table, vectorised (DESIGN §2 `hsutils.clinical`).
+"""Official clinical rules on a 特定健診 table, vectorised (docs/design.md §2 `hsutils.clinical`).
 
-Every rule cites its DOMAIN.md section. All person-level work is done on numpy arrays
+Every rule cites its docs/rules.md section. All person-level work is done on numpy arrays
 (no row-wise code), so that `derive_kenshin` handles millions of rows in seconds.
 
 Conventions
@@ -49,7 +49,7 @@ METABO_LEVELS = ("該当", "予備群", "非該当")
 GUIDANCE_LEVELS = ("積極的支援", "動機付け支援", "情報提供", "服薬中")
 EGFR_SOURCES = ("計算", "報告値")
 
-# Heat-map fills for the CKD 重症度分類 (DOMAIN §4.4), in the usual green/yellow/orange/red of the
+# Heat-map fills for the CKD 重症度分類 (docs/rules.md §4.4), in the usual green/yellow/orange/red of the
 # 日本腎臓学会 chart. Text colours give a WCAG contrast ratio of at least 4.5 on each fill.
 CKD_COLOURS = {"green": "#00B050", "yellow": "#FFE600", "orange": "#FF9900", "red": "#E60012"}
 CKD_TEXT_COLOURS = {"green": "#000000", "yellow": "#000000", "orange": "#000000", "red": "#FFFFFF"}
@@ -337,7 +337,7 @@ class _Cols:
 # Scalar-style public functions
 # ---------------------------------------------------------------------------------------------
 def bmi_from(height, weight):
-    """BMI = weight (kg) / (height (m))², height given in cm (DOMAIN §1.1). NaN when either is
+    """BMI = weight (kg) / (height (m))², height given in cm (docs/rules.md §1.1). NaN when either is
     missing or height ≤ 0. Not rounded (see `derive_kenshin` bmi_calc for the 0.1 rounding)."""
     index = _first_index(height, weight)
     h, w = np.broadcast_arrays(_as_float(height), _as_float(weight))
@@ -350,7 +350,7 @@ def _bmi_formula(h: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def egfr(creatinine, age, sex):
-    """Creatinine eGFR of the 日本腎臓学会 (mL/min/1.73m²), DOMAIN §4.1.
+    """Creatinine eGFR of the 日本腎臓学会 (mL/min/1.73m²), docs/rules.md §4.1.
 
     eGFR = 194 × Cr^−1.094 × Age^−0.287, × 0.739 for women (sex 2). NaN when any input is
     missing, Cr ≤ 0, age < 18 (the formula is for adults) or sex is not 1/2.
@@ -364,7 +364,7 @@ def egfr(creatinine, age, sex):
 
 
 def _egfr_formula(cr: np.ndarray, age: np.ndarray, female: np.ndarray) -> np.ndarray:
-    """194 × Cr^−1.094 × Age^−0.287 (× 0.739 for women), DOMAIN §4.1, on 1-d arrays of people for
+    """194 × Cr^−1.094 × Age^−0.287 (× 0.739 for women), docs/rules.md §4.1, on 1-d arrays of people for
     whom it is defined (Cr > 0, age ≥ 18, sex 1/2). Computed as exp(−1.094 ln Cr − 0.287 ln Age)
     in float64, in place on one buffer."""
     value = np.log(cr.astype(np.float64))
@@ -408,7 +408,7 @@ def _numeric_or_text(values, parse_text) -> np.ndarray:
 
 
 def _g_codes(values: np.ndarray) -> np.ndarray:
-    """Int8 G-stage codes (0 = G1 … 5 = G5, -1 missing), DOMAIN §4.2."""
+    """Int8 G-stage codes (0 = G1 … 5 = G5, -1 missing), docs/rules.md §4.2."""
     edges_passed = np.zeros(np.shape(values), dtype=np.int8)  # 0: <15 … 5: ≥90
     for edge in G_EDGES:
         edges_passed += values >= edge
@@ -416,14 +416,14 @@ def _g_codes(values: np.ndarray) -> np.ndarray:
 
 
 def ckd_g_stage(egfr):
-    """CKD G stage from eGFR (DOMAIN §4.2): G1 ≥90, G2 60–<90, G3a 45–<60, G3b 30–<45,
+    """CKD G stage from eGFR (docs/rules.md §4.2): G1 ≥90, G2 60–<90, G3a 45–<60, G3b 30–<45,
     G4 15–<30, G5 <15; None/NaN for missing."""
     index = _first_index(egfr)
     return _wrap_labels(_g_codes(_as_float(egfr)), G_STAGES, index, name="ckd_g")
 
 
 def urine_ordinal(values):
-    """尿定性 as the canonical ordinal float 0 (−), 1 (±), 2 (1+), 3 (2+), 4 (3+) (DOMAIN §4.3).
+    """尿定性 as the canonical ordinal float 0 (−), 1 (±), 2 (1+), 3 (2+), 4 (3+) (docs/rules.md §4.3).
 
     Numbers are taken as already ordinal; strings are export values (`hsutils.vocab`): digit
     strings are the codes 1 − … 5 3+ ("2" → 1.0), text the usual spellings (−, -, (-), ±, +-, +,
@@ -438,13 +438,13 @@ def _urine_to_ordinal(values) -> np.ndarray:
 
 
 def _a_codes(ordinal: np.ndarray) -> np.ndarray:
-    """Int8 A-stage codes (0 = A1, 1 = A2, 2 = A3, -1 missing or negative), DOMAIN §4.3."""
+    """Int8 A-stage codes (0 = A1, 1 = A2, 2 = A3, -1 missing or negative), docs/rules.md §4.3."""
     codes = _i8(_at_least(ordinal, URINE_TRACE)) + _i8(_at_least(ordinal, URINE_PLUS1))
     return _select(_at_least(ordinal, float(vocab.URINE_NEGATIVE)), codes, -1)
 
 
 def ckd_a_stage(urine_protein):
-    """CKD A stage from 尿蛋白定性 (DOMAIN §4.3): (−) A1, (±) A2, (1+) or more A3.
+    """CKD A stage from 尿蛋白定性 (docs/rules.md §4.3): (−) A1, (±) A2, (1+) or more A3.
 
     Accepts the canonical ordinal numbers 0–4 or export strings (`hsutils.vocab`): codes "1" A1,
     "2" A2, "3"–"5" A3, or text ("−", "-", "(-)", "±", "+-", "+", "1+", "＋", "2+" …). See the
@@ -455,14 +455,14 @@ def ckd_a_stage(urine_protein):
 
 
 def _colour_codes(g_codes: np.ndarray, a_codes: np.ndarray) -> np.ndarray:
-    """Int8 colour codes (DOMAIN §4.4) by one lookup in `_CKD_COLOUR_LOOKUP` (-1 when G or A is -1)."""
+    """Int8 colour codes (docs/rules.md §4.4) by one lookup in `_CKD_COLOUR_LOOKUP` (-1 when G or A is -1)."""
     g = np.asarray(g_codes, dtype=np.int8)
     a = np.asarray(a_codes, dtype=np.int8)
     return _CKD_COLOUR_LOOKUP[(g + 1) * 4 + (a + 1)]
 
 
 def ckd_risk_colour(g, a):
-    """Heat-map colour of the CKD 重症度分類 (DOMAIN §4.4) from G ("G1".."G5") and A ("A1".."A3"):
+    """Heat-map colour of the CKD 重症度分類 (docs/rules.md §4.4) from G ("G1".."G5") and A ("A1".."A3"):
     "green", "yellow", "orange" or "red"; None/NaN when either is missing. Fill colours for
     charts are in `CKD_COLOURS` (text colours in `CKD_TEXT_COLOURS`)."""
     index = _first_index(g, a)
@@ -475,7 +475,7 @@ def ckd_risk_colour(g, a):
 # ---------------------------------------------------------------------------------------------
 def _bmi_resolved(c: _Cols) -> np.ndarray:
     """Reported BMI, else computed from height and weight and rounded to 0.1 like the reported
-    value of the 健診 record, so that e.g. 24.98 counts as 25.0 (DOMAIN §1.1). A new float64
+    value of the 健診 record, so that e.g. 24.98 counts as 25.0 (docs/rules.md §1.1). A new float64
     array (it becomes the bmi_calc column); the formula runs only where the reported BMI is missing."""
     def make():
         bmi = c.values("bmi")
@@ -491,7 +491,7 @@ def _bmi_resolved(c: _Cols) -> np.ndarray:
 
 
 def _waist_over(c: _Cols) -> np.ndarray:
-    """腹囲 ≥85 (男) / ≥90 (女) (DOMAIN §1.1, §2.1); False when waist or sex is missing."""
+    """腹囲 ≥85 (男) / ≥90 (女) (docs/rules.md §1.1, §2.1); False when waist or sex is missing."""
     return c._cached(("waist", "over"), lambda: (c.male & c.ge("waist", WAIST_MALE))
                      | (c.female & c.ge("waist", WAIST_FEMALE)))
 
@@ -501,7 +501,7 @@ def _waist_known(c: _Cols) -> np.ndarray:
 
 
 def _egfr_resolved(c: _Cols) -> tuple[np.ndarray, np.ndarray]:
-    """eGFR computed from creatinine, else the reported eGFR (DOMAIN §4.1).
+    """eGFR computed from creatinine, else the reported eGFR (docs/rules.md §4.1).
 
     Returns (values, source codes 0 計算 / 1 報告値 / -1 none), new arrays. When creatinine is
     present but the formula is undefined (age < 18, sex missing) the reported value is used if
@@ -521,7 +521,7 @@ def _egfr_resolved(c: _Cols) -> tuple[np.ndarray, np.ndarray]:
 
 def _tg_at_or_above(c: _Cols, fasting: float, non_fasting: float) -> np.ndarray:
     """TG ≥ `non_fasting` where the sample is known non-fasting (tg_fasting False), else ≥ `fasting`
-    (fasting or unknown), DOMAIN §1.2, §2, §3."""
+    (fasting or unknown), docs/rules.md §1.2, §2, §3."""
     if fasting == non_fasting:
         return c.ge("tg", fasting)
     non_fasting_sample = c.false("tg_fasting")
@@ -530,12 +530,12 @@ def _tg_at_or_above(c: _Cols, fasting: float, non_fasting: float) -> np.ndarray:
 
 
 def _hg_bp(c: _Cols) -> np.ndarray:
-    """血圧 保健指導判定値以上: SBP ≥130 or DBP ≥85 (DOMAIN §3, §7.5). Cached: do not modify."""
+    """血圧 保健指導判定値以上: SBP ≥130 or DBP ≥85 (docs/rules.md §3, §7.5). Cached: do not modify."""
     return c._cached(("bp", "130/85"), lambda: c.ge("sbp", 130) | c.ge("dbp", 85))
 
 
 def _metabo_codes(c: _Cols, casual_tg_threshold: float = 150.0) -> np.ndarray:
-    """Int8 codes 0 該当, 1 予備群, 2 非該当, -1 判定不能 (DOMAIN §2)."""
+    """Int8 codes 0 該当, 1 予備群, 2 非該当, -1 判定不能 (docs/rules.md §2)."""
     no_glucose = c.missing("fpg") & c.missing("casual_glucose")
     r_glucose = _any(c.ge("fpg", 110), c.ge("casual_glucose", 110),
                      no_glucose & c.ge("hba1c", 6.0), c.true("med_glucose"))
@@ -550,7 +550,7 @@ def _metabo_codes(c: _Cols, casual_tg_threshold: float = 150.0) -> np.ndarray:
 
 
 def _guidance_risks(c: _Cols) -> np.ndarray:
-    """Number of 階層化 step-2 risks ①–④ (DOMAIN §1.2), int8."""
+    """Number of 階層化 step-2 risks ①–④ (docs/rules.md §1.2), int8."""
     r_bp = _hg_bp(c)
     # ② TG: 175 only when the sample is known non-fasting; fasting or unknown → 150.
     r_lipid = _tg_at_or_above(c, 150.0, 175.0) | c.lt("hdl", 40)
@@ -564,7 +564,7 @@ def _guidance_risks(c: _Cols) -> np.ndarray:
 
 
 def _guidance_codes(c: _Cols) -> np.ndarray:
-    """Int8 codes 0 積極的支援, 1 動機付け支援, 2 情報提供, 3 服薬中, -1 not determinable (DOMAIN §1)."""
+    """Int8 codes 0 積極的支援, 1 動機付け支援, 2 情報提供, 3 服薬中, -1 not determinable (docs/rules.md §1)."""
     bmi = _bmi_resolved(c)
     group1 = _waist_over(c)
     group2 = ~group1 & (bmi >= BMI_OBESE)
@@ -583,7 +583,7 @@ def _guidance_codes(c: _Cols) -> np.ndarray:
 
 
 def _referral_arrays(c: _Cols, egfr_values: np.ndarray) -> dict[str, np.ndarray]:
-    """受診勧奨判定値 by item (DOMAIN §3), False when the item is unmeasured. New arrays."""
+    """受診勧奨判定値 by item (docs/rules.md §3), False when the item is unmeasured. New arrays."""
     out = {
         "ref_bp": _any(c.ge("sbp", 140), c.ge("dbp", 90)),
         # TG: 300 for fasting and casual alike; LDL and non-HDL both checked when measured.
@@ -598,7 +598,7 @@ def _referral_arrays(c: _Cols, egfr_values: np.ndarray) -> dict[str, np.ndarray]
 
 
 def _guidance_flag_arrays(c: _Cols, egfr_values: np.ndarray) -> dict[str, np.ndarray]:
-    """保健指導判定値 by item (DOMAIN §3), False when the item is unmeasured. New arrays."""
+    """保健指導判定値 by item (docs/rules.md §3), False when the item is unmeasured. New arrays."""
     out = {
         "hg_bp": _any(_hg_bp(c)),
         "hg_lipid": _any(_tg_at_or_above(c, 150.0, 175.0), c.lt("hdl", 40), c.ge("ldl", 120),
@@ -613,7 +613,7 @@ def _guidance_flag_arrays(c: _Cols, egfr_values: np.ndarray) -> dict[str, np.nda
 
 
 def _poor_control_arrays(c: _Cols) -> dict[str, np.ndarray]:
-    """Poor control (DOMAIN §3.1): HbA1c ≥8.0; SBP ≥160 or DBP ≥100. New arrays."""
+    """Poor control (docs/rules.md §3.1): HbA1c ≥8.0; SBP ≥160 or DBP ≥100. New arrays."""
     return {
         "poor_hba1c8": _any(c.ge("hba1c", 8.0)),
         "poor_bp160": _any(c.ge("sbp", 160), c.ge("dbp", 100)),
@@ -621,7 +621,7 @@ def _poor_control_arrays(c: _Cols) -> dict[str, np.ndarray]:
 
 
 def _diabetes_array(c: _Cols) -> np.ndarray:
-    """Diabetes-type checkup values (DOMAIN §5.1): 空腹時 or 随時血糖 ≥126, or HbA1c ≥6.5. New array."""
+    """Diabetes-type checkup values (docs/rules.md §5.1): 空腹時 or 随時血糖 ≥126, or HbA1c ≥6.5. New array."""
     return _any(c.ge("fpg", 126), c.ge("casual_glucose", 126), c.ge("hba1c", 6.5))
 
 
@@ -629,13 +629,13 @@ def _diabetes_array(c: _Cols) -> np.ndarray:
 # Frame rules: public functions
 # ---------------------------------------------------------------------------------------------
 def metabolic_status(df: pd.DataFrame, casual_tg_threshold: float = 150) -> pd.Series:
-    """メタボリックシンドローム判定 (DOMAIN §2): "該当", "予備群", "非該当"; NaN (判定不能) where
+    """メタボリックシンドローム判定 (docs/rules.md §2): "該当", "予備群", "非該当"; NaN (判定不能) where
     腹囲 or sex is missing.
 
     Required 腹囲 ≥85 (男) / ≥90 (女). Risks: ① 血糖 空腹時 or 随時血糖 ≥110, HbA1c ≥6.0 only when
     no glucose value, or med_glucose; ② 脂質 TG ≥150 or HDL <40, or med_lipid; ③ 血圧 SBP ≥130
     or DBP ≥85, or med_bp. 該当 = ≥2 risks, 予備群 = 1. A missing item counts as not present.
-    `casual_tg_threshold` applies to TG known to be non-fasting (tg_fasting False); DOMAIN §2.3
+    `casual_tg_threshold` applies to TG known to be non-fasting (tg_fasting False); docs/rules.md §2.3
     leaves it unsettled, default 150 (same as fasting).
     """
     codes = _metabo_codes(_Cols(df), casual_tg_threshold)
@@ -643,7 +643,7 @@ def metabolic_status(df: pd.DataFrame, casual_tg_threshold: float = 150) -> pd.S
 
 
 def guidance_level(df: pd.DataFrame) -> pd.Series:
-    """特定保健指導の階層化, 第4期 令和6年度〜 (DOMAIN §1): "積極的支援", "動機付け支援",
+    """特定保健指導の階層化, 第4期 令和6年度〜 (docs/rules.md §1): "積極的支援", "動機付け支援",
     "情報提供" or "服薬中".
 
     Step 1 (§1.1): (1) 腹囲 ≥85 男 / ≥90 女; (2) otherwise BMI ≥25 (reported BMI, else
@@ -663,7 +663,7 @@ def guidance_level(df: pd.DataFrame) -> pd.Series:
 
 
 def referral_flags(df: pd.DataFrame) -> pd.DataFrame:
-    """受診勧奨判定値 per item (DOMAIN §3, 令和6年度版 別紙5), plain bool (False when unmeasured).
+    """受診勧奨判定値 per item (docs/rules.md §3, 令和6年度版 別紙5), plain bool (False when unmeasured).
 
     ref_bp SBP ≥140 or DBP ≥90; ref_lipid TG ≥300 (fasting and casual alike) or LDL ≥140 or
     non-HDL ≥170 (each when measured; HDL has no 受診勧奨判定値); ref_glucose 空腹時 or 随時血糖
@@ -677,9 +677,9 @@ def referral_flags(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def guidance_flags(df: pd.DataFrame) -> pd.DataFrame:
-    """保健指導判定値 per item (DOMAIN §3), plain bool (False when unmeasured).
+    """保健指導判定値 per item (docs/rules.md §3), plain bool (False when unmeasured).
 
-    hg_bp SBP ≥130 or DBP ≥85 (also DOMAIN §7.5); hg_lipid TG ≥150 (fasting or unknown) / ≥175
+    hg_bp SBP ≥130 or DBP ≥85 (also docs/rules.md §7.5); hg_lipid TG ≥150 (fasting or unknown) / ≥175
     (non-fasting) or HDL <40 or LDL ≥120 or non-HDL ≥150; hg_glucose 空腹時 or 随時血糖 ≥100 or
     HbA1c ≥5.6; hg_liver AST ≥31 or ALT ≥31 or γ-GT ≥51; hg_kidney eGFR <60 or 尿蛋白 ± 以上;
     hg_anemia Hb <13.0 (男) / <12.0 (女); hg_any any of these.
@@ -690,13 +690,13 @@ def guidance_flags(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def poor_control(df: pd.DataFrame) -> pd.DataFrame:
-    """Poor control for 重症化予防 (DOMAIN §3.1): poor_hba1c8 (HbA1c ≥8.0), poor_bp160
+    """Poor control for 重症化予防 (docs/rules.md §3.1): poor_hba1c8 (HbA1c ≥8.0), poor_bp160
     (SBP ≥160 or DBP ≥100); plain bool, False when unmeasured."""
     return pd.DataFrame(_poor_control_arrays(_Cols(df)), index=df.index)
 
 
 def diabetes_type(df: pd.DataFrame) -> pd.Series:
-    """糖尿病型 from the checkup (DOMAIN §5.1, checkup part): 空腹時 or 随時血糖 ≥126, or
+    """糖尿病型 from the checkup (docs/rules.md §5.1, checkup part): 空腹時 or 随時血糖 ≥126, or
     HbA1c ≥6.5. Plain bool, False when unmeasured (claims-based criteria are in hsutils.programs)."""
     return pd.Series(_diabetes_array(_Cols(df)), index=df.index, name="diabetes_type")
 

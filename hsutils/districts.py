@@ -5,15 +5,15 @@ low checkup participation, many untreated high-risk people, or many frail elderl
 notebook `02_large_insurer` computes lives here; the notebook only calls and displays.
 
 * District indicator tables: `hsutils.indicators.indicator_table` at level "district" with the
-  municipality as the reference (標準化該当比 against the municipality, DESIGN §5), optionally with
+  municipality as the reference (標準化該当比 against the municipality, docs/design.md §5), optionally with
   fiscal years pooled (small districts need more events for a judgement).
 * 特定健診 participation by district × sex × age band and where raising participation to the target
-  (DOMAIN §7.6: 市町村国保 60 %) would add the most 受診者.
-* Program target counts per district (DOMAIN §1, §3, §5, §6).
+  (docs/rules.md §7.6: 市町村国保 60 %) would add the most 受診者.
+* Program target counts per district (docs/rules.md §1, §3, §5, §6).
 * A transparent priority score with the reasons spelled out (weights are parameters).
 * Committee tables pass through `suppress_district_table` / `suppress_wide_counts`: counts 1–9
   and what is derived from them are hidden, with secondary suppression because district figures
-  add up to municipal figures published elsewhere (DOMAIN §9, DESIGN §6).
+  add up to municipal figures published elsewhere (docs/rules.md §9, docs/design.md §6).
 
 Everything here works on the shared cache (`hsutils.pipeline.Prepared`): strata for rates,
 person_year (vectorised group-bys only) for counts.
@@ -34,12 +34,12 @@ from hsutils.errors import DataError
 # constants
 
 #: Indicators shown by default at district level: the key indicators plus the ones that show
-#: untreated risk (DOMAIN §3, §5) and the 後期 checkup, all with district-level strata.
+#: untreated risk (docs/rules.md §3, §5) and the 後期 checkup, all with district-level strata.
 DEFAULT_INDICATORS = ["kenshin_rate", "hokenshido_rate", "metabo", "hba1c8", "ref_bp",
                       "ref_bp_untreated", "dm_untreated", "egfr45", "kouki_kenshin_rate",
                       "ik_health_unknown"]
 
-#: 特定健診実施率 target of 市町村国保 in the 第4期 (2024–2029) plans: 60 % (DOMAIN §7.6, M).
+#: 特定健診実施率 target of 市町村国保 in the 第4期 (2024–2029) plans: 60 % (docs/rules.md §7.6, M).
 PARTICIPATION_TARGET = 0.60
 
 #: Default weights of the priority score (parameters of the notebook; see `priority_scores`).
@@ -68,20 +68,20 @@ TOTAL_LABEL = "市全体"
 #: Program target counts per district: column -> (Japanese label, definition with DOMAIN section).
 TARGET_DEFINITIONS: dict[str, tuple[str, str]] = {
     "kokuho_insured": ("国保 被保険者（40–74歳）", "年度中に国保に加入していた40–74歳（年度末年齢）"),
-    "kenshin_target": ("特定健診 対象者", "国保 40–74歳・年度を通じて加入・法定除外を除く（DOMAIN §7.1）"),
-    "kenshin_participants": ("特定健診 受診者", "対象者のうち特定健診を受診（DOMAIN §7.1）"),
-    "hokenshido_target": ("特定保健指導 対象者", "受診者のうち階層化が積極的支援・動機付け支援（DOMAIN §1）"),
+    "kenshin_target": ("特定健診 対象者", "国保 40–74歳・年度を通じて加入・法定除外を除く（docs/rules.md §7.1）"),
+    "kenshin_participants": ("特定健診 受診者", "対象者のうち特定健診を受診（docs/rules.md §7.1）"),
+    "hokenshido_target": ("特定保健指導 対象者", "受診者のうち階層化が積極的支援・動機付け支援（docs/rules.md §1）"),
     "ref_no_visit": ("受診勧奨 医療機関未受診者",
-                     "受診者のうちいずれかの受診勧奨判定値以上で、年度内に医科レセプトがない者（DOMAIN §3）"),
+                     "受診者のうちいずれかの受診勧奨判定値以上で、年度内に医科レセプトがない者（docs/rules.md §3）"),
     "ref_untreated": ("受診勧奨 未治療者",
                       "受診者のうち血圧・血糖・脂質のいずれかが受診勧奨判定値以上で、その項目の服薬が質問票で"
-                      "「なし」かつ年度内に該当疾患のレセプトがない者（DOMAIN §3、§1.4）"),
+                      "「なし」かつ年度内に該当疾患のレセプトがない者（docs/rules.md §3、§1.4）"),
     "dkd_referral": ("糖尿病性腎症 受診勧奨対象者",
                      "国保 40–74歳のうち抽出区分 A・C・E（腎障害あり・未治療／治療中断、糖尿病・未治療／治療中断、"
-                     "健診未受診の治療中断。DOMAIN §5.3）"),
+                     "健診未受診の治療中断。docs/rules.md §5.3）"),
     "dkd_guidance": ("糖尿病性腎症 保健指導対象者",
                      "国保 40–74歳のうち抽出区分 B・D（腎障害ありで治療中、健診未受診で治療中・腎疾患レセプトあり。"
-                     "DOMAIN §5.3）"),
+                     "docs/rules.md §5.3）"),
     "kouki_insured": ("後期高齢者 被保険者（75歳以上）", "年度中に後期高齢者医療に加入していた75歳以上"),
 }
 _IK_LABELS = {"ik_any": ("一体的実施 いずれかに該当", "下記の抽出条件のいずれかに該当する後期高齢者（実人数）")}
@@ -103,7 +103,7 @@ def district_list(districts: pd.DataFrame, person_year: pd.DataFrame, muni_code:
     """Districts of one municipality: district_code, district_name, lat, lon (NaN when absent).
 
     Taken from the 地区マスタ; district codes found in the data but missing from the master are
-    added with the code as name, so every person with a district is counted (DESIGN §3).
+    added with the code as name, so every person with a district is counted (docs/design.md §3).
     """
     muni_code = str(muni_code)
     d = districts if districts is not None else pd.DataFrame(columns=["muni_code", "district_code", "name"])
@@ -126,7 +126,7 @@ def district_list(districts: pd.DataFrame, person_year: pd.DataFrame, muni_code:
 
 
 def has_districts(districts: pd.DataFrame, person_year: pd.DataFrame, muni_code: str) -> bool:
-    """True when at least one person of the municipality has a district code (DESIGN §3)."""
+    """True when at least one person of the municipality has a district code (docs/design.md §3)."""
     return len(district_list(districts, person_year, muni_code)) > 0
 
 
@@ -192,7 +192,7 @@ def district_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame,
                              indicator_ids: Sequence[str] | None = None, *, pooled: bool = False,
                              std_pop="H27", conf: float = 0.95,
                              suppress_threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """District × fy × indicator table against the municipality (DESIGN §5).
+    """District × fy × indicator table against the municipality (docs/design.md §5).
 
     Crude rate (Wilson), age-adjusted rate (direct, 平成27年モデル人口, Dobson) and 標準化該当比
     with the municipality's own rates by sex × age band as reference (so `comparison` says
@@ -240,13 +240,13 @@ def municipal_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame
 
 
 # ------------------------------------------------------------------------------------------------
-# suppression with district totals (DOMAIN §9)
+# suppression with district totals (docs/rules.md §9)
 
 def suppress_district_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
     """Committee version of a district indicator table: numerators/denominators 1…threshold−1
     and, per indicator × fy × period, the next-smallest district when exactly one is hidden
     (secondary suppression) are shown as "‐", together with every rate, interval, ratio and
-    judgement derived from them (DOMAIN §9, DESIGN §6). `suppressed` is True on those rows."""
+    judgement derived from them (docs/rules.md §9, docs/design.md §6). `suppressed` is True on those rows."""
     group = ["indicator_id", "fy", "period"]
     # the districts add up to the municipal figure, published elsewhere in the report
     hid_num = privacy.suppress_groups(table, "numerator", group, threshold=threshold)
@@ -270,7 +270,7 @@ def suppress_wide_counts(table: pd.DataFrame, count_cols: Sequence[str], *, labe
     """A per-district count table (one row per district, optionally a total row whose
     `label_col` is `total_label`) with counts 1…threshold−1 hidden; with a total row, a column
     in which exactly one district is hidden also hides its next-smallest district, so nothing
-    can be recovered by subtraction (DOMAIN §9). `derived` maps a count column to the columns
+    can be recovered by subtraction (docs/rules.md §9). `derived` maps a count column to the columns
     computed from it (hidden with it). Adds `suppressed` (True where a cell was hidden)."""
     counts = table.set_index(label_col)[list(count_cols)]
     has_total = total_label is not None and total_label in counts.index
@@ -321,7 +321,7 @@ def population_by_district(person_year: pd.DataFrame, dlist: pd.DataFrame, muni_
 
 
 def _person_flags(rows: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per person-year flags used by the district counts (DOMAIN §1, §3, §5, §6, §7.1)."""
+    """Per person-year flags used by the district counts (docs/rules.md §1, §3, §5, §6, §7.1)."""
     b = lambda c: indicators._b(rows, c)  # noqa: E731 - bool column, missing -> False
     target = indicators.kokuho_target(rows)
     part = indicators.participants(rows)
@@ -351,7 +351,7 @@ def _person_flags(rows: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def program_targets(person_year: pd.DataFrame, dlist: pd.DataFrame, muni_code: str, fy: int,
                     total: bool = True) -> pd.DataFrame:
-    """Counts per district of the program targets (TARGET_DEFINITIONS; DOMAIN §1, §3, §5, §6).
+    """Counts per district of the program targets (TARGET_DEFINITIONS; docs/rules.md §1, §3, §5, §6).
 
     One row per district (plus 地区不明 when some people have no district, plus 市全体 when
     `total`), columns district_code, district_name and the count columns (int). True counts:
@@ -379,7 +379,7 @@ def program_targets(person_year: pd.DataFrame, dlist: pd.DataFrame, muni_code: s
 
 def district_overview(person_year: pd.DataFrame, dlist: pd.DataFrame, muni_code: str, fy: int) -> pd.DataFrame:
     """Districts at a glance: 国保 and 後期 insured, 特定健診 対象者・受診者・受診率 (%), 後期健診受診者
-    (DOMAIN §7.1). Rows: districts (+ 地区不明) + 市全体."""
+    (docs/rules.md §7.1). Rows: districts (+ 地区不明) + 市全体."""
     rows = _muni_rows(person_year, muni_code, fy)
     key = _district_key(rows, dlist).to_numpy()
     kouki = indicators.kouki(rows)
@@ -408,14 +408,14 @@ OVERVIEW_LABELS = {"district_name": "地区", "kokuho_insured": "国保 被保�
 
 
 # ------------------------------------------------------------------------------------------------
-# participation by district × sex × age band and the gap to the target (DOMAIN §7.1, §7.6)
+# participation by district × sex × age band and the gap to the target (docs/rules.md §7.1, §7.6)
 
 SEX_LABELS = vocab.SEX_LABELS_LONG
 
 
 def participation_by_group(strata: pd.DataFrame, dlist: pd.DataFrame, muni_code: str, fy) -> pd.DataFrame:
     """特定健診 対象者 and 受診者 by district × sex × age band from the strata (indicator
-    kenshin_rate, DOMAIN §7.1): district_code, district_name, sex, sex_label, age_band, group
+    kenshin_rate, docs/rules.md §7.1): district_code, district_name, sex, sex_label, age_band, group
     ("男性 40-44"), participants, targets, rate (fraction). `fy`: one fiscal year, or a list
     (summed: pooled person-years, for the heat table of small districts)."""
     fys = [int(fy)] if np.ndim(fy) == 0 else [int(f) for f in fy]
@@ -435,7 +435,7 @@ def participation_by_group(strata: pd.DataFrame, dlist: pd.DataFrame, muni_code:
 
 
 def participation_gap(groups: pd.DataFrame, target_rate: float = PARTICIPATION_TARGET) -> pd.DataFrame:
-    """Additional 受診者 if each group reached the target rate (DOMAIN §7.6: 60 % for 市町村国保):
+    """Additional 受診者 if each group reached the target rate (docs/rules.md §7.6: 60 % for 市町村国保):
     additional = max(target_rate − current rate, 0) × 対象者 = max(target_rate × targets −
     participants, 0). Adds `gap_points` (percentage points below the target, ≥ 0) and
     `additional` (persons, float). Groups already at or above the target add 0."""
@@ -448,13 +448,13 @@ def participation_gap(groups: pd.DataFrame, target_rate: float = PARTICIPATION_T
 
 def small_groups(groups: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> np.ndarray:
     """Groups whose 受診者 or 対象者 is 1…threshold−1: their rate, gap and additional count
-    would reveal a small count, so they are shown as "‐" and left out of rankings (DOMAIN §9)."""
+    would reveal a small count, so they are shown as "‐" and left out of rankings (docs/rules.md §9)."""
     return privacy.small_rows(groups, ["participants", "targets"], threshold)
 
 
 def top_gap_groups(gap: pd.DataFrame, n: int = 10, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
     """The n groups where reaching the target adds the most 受診者 (largest `additional`),
-    among the groups that can be shown (`small_groups` left out; DOMAIN §9)."""
+    among the groups that can be shown (`small_groups` left out; docs/rules.md §9)."""
     shown = gap[~small_groups(gap, threshold)]
     return shown.sort_values(["additional", "targets"], ascending=[False, False]).head(n).reset_index(drop=True)
 
@@ -567,10 +567,10 @@ def priority_scores(table: pd.DataFrame, gap_districts: pd.DataFrame, targets: p
           + w_untreated × (district's 受診勧奨 未治療者 ÷ municipal total)
 
     `table`: one row per district × indicator (one fy/period) from `district_indicator_table`;
-    judgements come from the 標準化該当比 CI (DESIGN §5). `gap_districts`: `gap_by_district`.
+    judgements come from the 標準化該当比 CI (docs/design.md §5). `gap_districts`: `gap_by_district`.
     `targets`: `program_targets` (districts only are used). Suppression is respected: a
     judgement from a suppressed row (counts 1–9) and a share from a count 1–9 are not used
-    (component 0, noted in the reasons), so the score never reveals a small count (DOMAIN §9).
+    (component 0, noted in the reasons), so the score never reveals a small count (docs/rules.md §9).
     Returns district_code, district_name, score, rank, the components and `reasons` (Japanese).
     """
     w = {**DEFAULT_PRIORITY_WEIGHTS, **(weights or {})}
@@ -723,7 +723,7 @@ def map_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, tiles: pd
                suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
     """District map of an indicator's crude rate (%): a choropleth from `boundaries`
     (`load_district_boundaries`) or tiles placed by the districts' lat/lon (`district_tiles`).
-    Districts from counts 1–9 are grey (DOMAIN §9)."""
+    Districts from counts 1–9 are grey (docs/rules.md §9)."""
     from hsutils import plots
 
     t = _one_indicator(table, indicator_id)
@@ -742,7 +742,7 @@ def map_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, tiles: pd
 def ranking_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_name: str = "",
                    suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
     """Ranked bars of the districts' crude rates with 95 % CI, the municipal rate as the line and
-    the colours of the 標準化該当比 judgement against the municipality (DESIGN §5, §10)."""
+    the colours of the 標準化該当比 judgement against the municipality (docs/design.md §5, §10)."""
     from hsutils import plots
 
     t = _one_indicator(table, indicator_id)
@@ -758,7 +758,7 @@ def ranking_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_
 def funnel_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_name: str = "",
                   suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
     """Funnel plot of the districts' proportions around the municipal rate with 95 % / 99.8 %
-    limits (STATS_METHODS §7, Spiegelhalter 2005). Crude proportions: the limits do not adjust
+    limits (docs/methods.md §7, Spiegelhalter 2005). Crude proportions: the limits do not adjust
     for age (the table's 標準化該当比 does)."""
     from hsutils import plots
 
@@ -794,7 +794,7 @@ def gap_figure(gap: pd.DataFrame, footer: str, *, target_rate: float = PARTICIPA
                muni_name: str = "", suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
     """Stacked bars: additional 受診者 per district (men / women) if every sex × age group reached
     the target rate (an estimate summed over the age bands, rounded; a district × sex sum of
-    1–9 is not drawn, DOMAIN §9)."""
+    1–9 is not drawn, docs/rules.md §9)."""
     from hsutils import plots
 
     d = gap.groupby(["district_name", "sex_label"], as_index=False, sort=False)["additional"].sum()

@@ -1,14 +1,14 @@
 """Evaluation of the データヘルス計画 (notebook 05): evaluation sheet, 実施率 gaps, program effect.
 
-What a municipality brings to the 保健事業支援・評価委員会 (DOMAIN §7):
+What a municipality brings to the 保健事業支援・評価委員会 (docs/rules.md §7):
 
-* `evaluation_sheet` — every 共通評価指標 (DOMAIN §7.1–7.5) and the municipality's own indicators
-  grouped as ストラクチャー / プロセス / アウトプット / アウトカム (DOMAIN §7.7): baseline, target,
+* `evaluation_sheet` — every 共通評価指標 (docs/rules.md §7.1–7.5) and the municipality's own indicators
+  grouped as ストラクチャー / プロセス / アウトプット / アウトカム (docs/rules.md §7.7): baseline, target,
   each year's value with its Wilson interval, achievement (%), the judgement 改善 / 変化なし / 悪化
   from the Newcombe interval of the difference between the evaluation and the baseline year
-  (DESIGN §5: never by eye) and the prefecture's value. `write_sheet_xlsx` lays it out for printing.
+  (docs/design.md §5: never by eye) and the prefecture's value. `write_sheet_xlsx` lays it out for printing.
 * `participation_by_sex_age` — 特定健診・特定保健指導 実施率 by sex × age band against the 第4期
-  targets (DOMAIN §7.6): who is not coming and how many persons short of the target.
+  targets (docs/rules.md §7.6): who is not coming and how many persons short of the target.
 * `guidance_pairs` + `guidance_effect` — 特定保健指導 participants vs eligible non-participants,
   change from year t to t+1 as a difference-in-differences (Welch t for mean changes, Newcombe for
   proportions). The groups are not randomised: the result is an association, not a proven effect.
@@ -17,7 +17,7 @@ What a municipality brings to the 保健事業支援・評価委員会 (DOMAIN �
 * `summary_figure` — one A4 landscape page: the indicators that changed significantly.
 
 All tables returned for the committee have Japanese headers and are already suppressed (counts
-1 … threshold−1 and what derives from them shown as "‐", DESIGN §6); person-level frames
+1 … threshold−1 and what derives from them shown as "‐", docs/design.md §6); person-level frames
 (`guidance_pairs`) never leave the library except through `NotebookContext.save_confidential`.
 """
 from __future__ import annotations
@@ -36,15 +36,15 @@ import yaml
 from hsutils import areas, indicators, plots, privacy, report, settings, stats, vocab
 from hsutils.errors import ParameterError
 
-#: Default targets file in the parameters folder (a demo example; DOMAIN §7.6 targets for 実施率).
+#: Default targets file in the parameters folder (a demo example; docs/rules.md §7.6 targets for 実施率).
 DEFAULT_TARGETS_NAME = "evaluation_targets_demo.yaml"
 
-#: 共通評価指標 of the データヘルス計画 that the data can measure (DOMAIN §7.1–7.5).
+#: 共通評価指標 of the データヘルス計画 that the data can measure (docs/rules.md §7.1–7.5).
 COMMON_INDICATORS = ("kenshin_rate", "hokenshido_rate", "hokenshido_reduction", "metabo_reduction",
                      "hba1c8", "hg_bp")
-#: Evaluation frame (DOMAIN §7.7), in the order of the sheet.
+#: Evaluation frame (docs/rules.md §7.7), in the order of the sheet.
 CATEGORIES = ("ストラクチャー", "プロセス", "アウトプット", "アウトカム")
-#: 第4期 targets of 市町村国保 (DOMAIN §7.6, confidence M): 特定健診 60 %, 特定保健指導 60 %.
+#: 第4期 targets of 市町村国保 (docs/rules.md §7.6, confidence M): 特定健診 60 %, 特定保健指導 60 %.
 KOKUHO_TARGETS_4TH = {"kenshin_rate": 60.0, "hokenshido_rate": 60.0}
 #: Achievement formulas (documented on the sheet).
 ACHIEVEMENT_RATIO = "ratio"
@@ -243,12 +243,12 @@ def fy_short(fy) -> str:
 
 
 # =============================================================================================
-# Judgement and achievement (DESIGN §5, DOMAIN §7)
+# Judgement and achievement (docs/design.md §5, docs/rules.md §7)
 # =============================================================================================
 def change_between_years(x_base, n_base, x_eval, n_eval, polarity=None, conf=0.95):
     """Difference evaluation − baseline of two proportions in percentage points with Newcombe's
     interval (stats.proportion_difference_ci) and the judgement 改善 / 変化なし / 悪化 from the
-    interval and the polarity (stats.change_judgement; 増加 / 減少 without polarity), DESIGN §5.
+    interval and the polarity (stats.change_judgement; 増加 / 減少 without polarity), docs/design.md §5.
 
     `polarity` is "higher_better", "lower_better" or None, one value or one per row.
     Returns a DataFrame with columns diff, lower, upper (points) and judgement.
@@ -260,7 +260,7 @@ def change_between_years(x_base, n_base, x_eval, n_eval, polarity=None, conf=0.9
 
 
 def reduction_rate(prev_flag, now_flag, now_measured, conf=0.95) -> dict:
-    """減少率 (DOMAIN §7.3, §7.4): of last year's group (prev_flag) seen this year with the status
+    """減少率 (docs/rules.md §7.3, §7.4): of last year's group (prev_flag) seen this year with the status
     determined (now_measured), the share no longer in the group (~now_flag), in %, with Wilson CI.
 
     §7.3 特定保健指導対象者の減少率: prev_flag = 昨年度の特定保健指導 終了者, now_flag = 今年度 特定保健指導
@@ -284,7 +284,7 @@ def default_achievement_method(polarity) -> np.ndarray:
 
 
 def achievement_percent(baseline, current, target, method, polarity=None) -> np.ndarray:
-    """Achievement (%) of a target (DOMAIN §7.7 evaluation):
+    """Achievement (%) of a target (docs/rules.md §7.7 evaluation):
 
     * "ratio":    current / target × 100; NaN when the target is missing or 0.
     * "progress": (current − baseline) / (target − baseline) × 100; NaN when the target is
@@ -369,12 +369,12 @@ def indicator_values(prepared, muni_code: str, indicator_ids: Iterable[str], fys
 
 
 # =============================================================================================
-# Evaluation sheet (DOMAIN §7, DESIGN §5)
+# Evaluation sheet (docs/rules.md §7, docs/design.md §5)
 # =============================================================================================
 
 
 def _sheet_rows(targets: EvaluationTargets) -> pd.DataFrame:
-    """The measurable rows of the sheet: 共通評価指標, then own indicators (DOMAIN §7.7 categories)."""
+    """The measurable rows of the sheet: 共通評価指標, then own indicators (docs/rules.md §7.7 categories)."""
     rows = [{"indicator_id": i, "category": indicators.REGISTRY[i].category, "kind": "共通評価指標",
              "achievement": targets.achievement.get(i)} for i in COMMON_INDICATORS]
     own = targets.own_indicators
@@ -389,9 +389,9 @@ def _sheet_rows(targets: EvaluationTargets) -> pd.DataFrame:
 def evaluation_sheet(prepared, muni_code: str, targets: EvaluationTargets, baseline_fy: int, evaluation_fy: int,
                      *, reference_area: str = "pref", suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
                      conf: float = 0.95) -> pd.DataFrame:
-    """The evaluation sheet (Japanese headers, suppressed; DOMAIN §7, DESIGN §5, §6).
+    """The evaluation sheet (Japanese headers, suppressed; docs/rules.md §7, docs/design.md §5, §6).
 
-    One row per indicator: 区分 (DOMAIN §7.7), 種別 (共通評価指標 / 独自指標 / 独自（体制・過程）),
+    One row per indicator: 区分 (docs/rules.md §7.7), 種別 (共通評価指標 / 独自指標 / 独自（体制・過程）),
     baseline (the baseline year, or the first later year with data: 減少率 need the previous year),
     target, for each year 分子 / 分母 / 値 / 下限 / 上限 (crude %, Wilson), the change evaluation −
     baseline in points with Newcombe's interval and 判定 (改善 / 変化なし / 悪化 by polarity),
@@ -463,7 +463,7 @@ def evaluation_sheet(prepared, muni_code: str, targets: EvaluationTargets, basel
                               "前年度との比較のため、最初の年度は算出できません", "")
     sheet["備考"] = ""
 
-    # suppression (DESIGN §6): per year, and the baseline/evaluation cells per row
+    # suppression (docs/design.md §6): per year, and the baseline/evaluation cells per row
     t = suppress_threshold
     small = {y: np.asarray(privacy.is_small(wide["numerator"][y], t), dtype=bool)
              | np.asarray(privacy.is_small(wide["denominator"][y], t), dtype=bool) for y in years}
@@ -649,7 +649,7 @@ def sheet_summary_text(sheet: pd.DataFrame) -> str:
 
 
 # =============================================================================================
-# 実施率 by sex × age band against the 第4期 targets (DOMAIN §7.1, §7.2, §7.6)
+# 実施率 by sex × age band against the 第4期 targets (docs/rules.md §7.1, §7.2, §7.6)
 # =============================================================================================
 PARTICIPATION_INDICATORS = ("kenshin_rate", "hokenshido_rate")
 BROAD_AGE_GROUPS = {"40-44": "40–64歳", "45-49": "40–64歳", "50-54": "40–64歳", "55-59": "40–64歳",
@@ -663,12 +663,12 @@ def _age_label(band: str) -> str:
 def participation_by_sex_age(prepared, muni_code: str, fys: Sequence[int], targets: Mapping[str, float] | None = None,
                              *, broad_ages_for_guidance: bool = True, conf: float = 0.95,
                              suppress_threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """特定健診実施率 (DOMAIN §7.1) and 特定保健指導実施率 (§7.2) by fiscal year × sex × age band for
+    """特定健診実施率 (docs/rules.md §7.1) and 特定保健指導実施率 (§7.2) by fiscal year × sex × age band for
     the area, against the targets (default 第4期 市町村国保 60 % / 60 %, §7.6).
 
     目標との差 = target − rate (points; positive = below the target); 目標までの不足人数 = persons
     needed to reach the target: ceil(target × 対象者数) − 実施者数 (≥ 0). 特定保健指導 uses the
-    age groups of the 階層化 (40–64 / 65–74, DOMAIN §1.3) by default because its counts are small.
+    age groups of the 階層化 (40–64 / 65–74, docs/rules.md §1.3) by default because its counts are small.
     Japanese headers, suppressed (a 不足人数 of 1–9 is also hidden).
     """
     targets = {**KOKUHO_TARGETS_4TH, **(targets or {})}
@@ -782,9 +782,9 @@ def participation_gap_text(table: pd.DataFrame, indicator_id: str, fy: int, top:
 # =============================================================================================
 def guidance_pairs(person_year: pd.DataFrame, muni_code: str | None = None,
                    fys: Sequence[int] | None = None) -> pd.DataFrame:
-    """Person-level pairs (year t, year t+1) for the effect of 特定保健指導 (DOMAIN §1, §7.2–7.4).
+    """Person-level pairs (year t, year t+1) for the effect of 特定保健指導 (docs/rules.md §1, §7.2–7.4).
 
-    Year t: 特定健診 受診者 of 国保 40–74 (DOMAIN §7.1) who were 特定保健指導 対象者 (積極的/動機付け).
+    Year t: 特定健診 受診者 of 国保 40–74 (docs/rules.md §7.1) who were 特定保健指導 対象者 (積極的/動機付け).
     Group 参加者 = guidance completed (終了) in year t; 非参加者 = not started in year t; those who
     started without finishing are left out (neither group). Only persons with a checkup in t+1 are
     kept (a change needs two measurements). Pairs of all consecutive years are pooled (e.g.
@@ -829,7 +829,7 @@ def _bool(df: pd.DataFrame, col: str) -> np.ndarray:
 
 
 def _binary_outcomes(pairs: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Numerator and denominator flags of the two 減少率 on the pairs (DOMAIN §7.3, §7.4)."""
+    """Numerator and denominator flags of the two 減少率 on the pairs (docs/rules.md §7.3, §7.4)."""
     hok_measured = pairs["hokenshido_next"].notna().to_numpy()
     not_target = ~pairs["guidance_target_next"].fillna(False).astype(bool).to_numpy()
     met_prev = pairs["metabo"].isin(["該当", "予備群"]).to_numpy()
@@ -847,12 +847,12 @@ EFFECT_COUNT_COLUMNS = ["参加者数", "参加者 該当数", "非参加者数"
 def guidance_effect(pairs: pd.DataFrame, *, conf: float = 0.95,
                     suppress_threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
     """Difference-in-differences of 特定保健指導 (participants − non-participants), Japanese
-    headers, suppressed (DESIGN §6).
+    headers, suppressed (docs/design.md §6).
 
     Continuous measures (weight, waist, HbA1c, SBP, TG): mean change t → t+1 per group with its
     t interval, difference of mean changes with Welch's interval (`stats.welch_difference_ci`); 判定
     改善 when the interval is below 0 (a larger fall among participants).
-    減少率 (DOMAIN §7.3, §7.4): share per group with Wilson's interval, difference with Newcombe's
+    減少率 (docs/rules.md §7.3, §7.4): share per group with Wilson's interval, difference with Newcombe's
     interval; 改善 when above 0. Groups are not randomised (`NOT_RANDOMISED_NOTE`).
     """
     part = (pairs["group"] == GROUP_PARTICIPANT).to_numpy()
@@ -902,7 +902,7 @@ def pair_counts(pairs: pd.DataFrame, suppress_threshold: int = privacy.DEFAULT_T
     for c in ("参加者数", "非参加者数"):
         small = np.asarray(privacy.is_small(out[c], suppress_threshold), dtype=bool)
         # the pooled total is shown (it is the n of the effect table): with one pair hidden the
-        # other pairs would give it away, so all pairs of that column are hidden (DOMAIN §9)
+        # other pairs would give it away, so all pairs of that column are hidden (docs/rules.md §9)
         mask[c] = small | (per_pair & small[per_pair].any())
     shown = privacy.apply_suppression(out, mask)
     shown[privacy.SUPPRESSED_COLUMN] = mask.to_numpy().any(axis=1)
@@ -914,7 +914,7 @@ def guidance_change_figure(pairs: pd.DataFrame, title: str, footer: str, *,
                            suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
     """Distributions of the change t → t+1 per group: one box plot panel per measure. Boxes are
     the quartiles, whiskers the 5th–95th percentiles, ◇ the mean; individual outliers are not
-    drawn (they are single persons, DESIGN §6); a group with fewer than `suppress_threshold`
+    drawn (they are single persons, docs/design.md §6); a group with fewer than `suppress_threshold`
     persons is not drawn."""
     fig = plots._new_figure("slide")
     axes = fig.subplots(1, len(CHANGE_MEASURES))
@@ -984,7 +984,7 @@ def default_trend_indicators(sheet: pd.DataFrame, limit: int = 4) -> list[str]:
 def outcome_trends(prepared, muni_code: str, indicator_ids: Iterable[str], fys: Sequence[int] | None = None,
                    *, conf: float = 0.95, std_pop="H27") -> pd.DataFrame:
     """Age-adjusted rates (direct standardisation to `std_pop`, Dobson interval; NaN below 10
-    events, STATS §5) per fy for the municipality, its 二次医療圏 and the prefecture. Japanese
+    events, docs/methods.md §5) per fy for the municipality, its 二次医療圏 and the prefecture. Japanese
     headers; counts kept (suppress with `privacy` / `NotebookContext.save_table`)."""
     ids = list(dict.fromkeys(indicator_ids))
     fys = list(fys) if fys is not None else prepared.fiscal_years
@@ -1022,7 +1022,7 @@ def trend_figure(trends: pd.DataFrame, indicator_id: str, footer: str, *,
     d = trends[trends["指標ID"] == indicator_id].copy()
     num = pd.to_numeric(d["分子"], errors="coerce").to_numpy(float)
     den = pd.to_numeric(d["分母"], errors="coerce").to_numpy(float)
-    # the smallest count a point derives from: hidden when it is 1…threshold−1 (DOMAIN §9)
+    # the smallest count a point derives from: hidden when it is 1…threshold−1 (docs/rules.md §9)
     d["_count"] = np.where((num > 0) & (num < den), num, den)
     small_den = (den > 0) & (den < suppress_threshold)
     d.loc[small_den, "_count"] = den[small_den]

@@ -1,10 +1,10 @@
 """File plumbing: atomic writes and content hashes (the one implementation of each).
 
-* Atomic writes (DESIGN §7): a file is written to a temporary name in the same folder and renamed
+* Atomic writes (docs/design.md §7): a file is written to a temporary name in the same folder and renamed
   with `os.replace`, so a failed or interrupted run never leaves a half-written output, cache or
   manifest. `atomic_path` is the primitive for writers that want a path (Parquet, xlsx);
   `atomic_write_bytes` / `atomic_write_text` write a value.
-* Content hashes (DESIGN §8, §9): `sha256_file` for one file, `folder_fingerprint` for an input
+* Content hashes (docs/design.md §8, §9): `sha256_file` for one file, `folder_fingerprint` for an input
   folder. They decide when a cache is stale, so they hash the content of *every* file a reader
   could use (any extension: an edited `.tsv`, `.xls` or boundary file must invalidate the cache),
   not modification times.

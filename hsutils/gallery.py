@@ -4,7 +4,7 @@
 programs / clinical / regions → plots → report) and writes ``out/figures/<name>.png|pdf`` plus
 ``out/index.html`` (Japanese), so anyone can see all chart types at once (`hsutils gallery`).
 
-Privacy (DESIGN §6, DOMAIN §9): the gallery only draws aggregates. Person-level data (demo CSVs
+Privacy (docs/design.md §6, docs/rules.md §9): the gallery only draws aggregates. Person-level data (demo CSVs
 and the Parquet cache with person_id) stay in a temporary folder that is deleted afterwards;
 every figure derived from a count 1–9 is hidden by the chart functions, to which the gallery
 passes the count behind every value (`count_col`).
@@ -94,7 +94,7 @@ class _Context:
 # ---------------------------------------------------------------------------------------------
 def _shown_count(table: pd.DataFrame) -> pd.Series:
     """The numerator behind each rate, NaN where numerator or denominator is 1–9 (indicator_table
-    `suppressed`), so the chart functions hide the value (DOMAIN §9)."""
+    `suppressed`), so the chart functions hide the value (docs/rules.md §9)."""
     return table["numerator"].astype(float).where(~table["suppressed"].astype(bool))
 
 

@@ -113,7 +113,7 @@ RATE_IDS = [i.id for i in ITEMS if i.unit == "%"]
 # Person-level definitions (docs/hotei.md §2, §4)
 # =============================================================================================
 def target(py: pd.DataFrame) -> np.ndarray:
-    """特定健康診査対象者 (docs/hotei.md §2.1; DOMAIN §7.1): 国保, enrolled the whole fiscal year, 40–74
+    """特定健康診査対象者 (docs/hotei.md §2.1; docs/rules.md §7.1): 国保, enrolled the whole fiscal year, 40–74
     at fiscal-year end, not a statutory exclusion."""
     return indicators.kokuho_target(py)
 
@@ -316,7 +316,7 @@ def _pref_names(municipalities) -> dict:
 # =============================================================================================
 def committee_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
     """The table with counts 1 … threshold−1 and the rates computed from them shown as "‐"
-    (DESIGN §6). The only place this module calls `hsutils.privacy`."""
+    (docs/design.md §6). The only place this module calls `hsutils.privacy`."""
     derived = {c: [] for c in COUNT_IDS}
     for it in ITEMS:
         if it.unit == "%":

@@ -1,6 +1,6 @@
 """Notebook 03 高齢者の保健事業と介護予防の一体的実施: the computations behind the notebook.
 
-The criteria themselves (DOMAIN §6.1) live in `hsutils.programs` (`IkkatsuParams`,
+The criteria themselves (docs/rules.md §6.1) live in `hsutils.programs` (`IkkatsuParams`,
 `ikkatsu_flags`, `IKKATSU_CRITERIA`); this module turns them into what the notebook shows:
 
 * the 後期高齢者 population (pyramid, 健診受診率, 質問票 回答率, 介護認定 by level);
@@ -8,7 +8,7 @@ The criteria themselves (DOMAIN §6.1) live in `hsutils.programs` (`IkkatsuParam
   reference area (`criteria_table`) and committee suppression incl. secondary suppression
   across districts (`suppress_area_table`);
 * overlaps between criteria (`membership`, `criteria_count_distribution`, `suppress_parts`);
-* the 後期高齢者の質問票 profile per item and domain (DOMAIN §6.2, `questionnaire_profile`);
+* the 後期高齢者の質問票 profile per item and domain (docs/rules.md §6.2, `questionnaire_profile`);
 * the priority list for the nurse (`priority_list`, confidential only) with the approach rule;
 * frailty-related answers by district for the ポピュレーションアプローチ (`district_frailty`);
 * fast recomputation for the threshold widgets (`threshold_counts`, `threshold_explorer`).
@@ -55,7 +55,7 @@ ACTIONS: dict[str, str] = {
     "ik_health_unknown": "訪問等による健康状態の把握",
 }
 
-#: Risk answers of the 後期高齢者の質問票 in words (DOMAIN §6.2).
+#: Risk answers of the 後期高齢者の質問票 in words (docs/rules.md §6.2).
 RISK_ANSWER_LABELS: dict[str, str] = {
     "q1": "あまりよくない・よくない", "q2": "やや不満・不満", "q3": "いいえ", "q4": "はい", "q5": "はい",
     "q6": "はい", "q7": "はい", "q8": "はい", "q9": "いいえ", "q10": "はい", "q11": "はい",
@@ -82,17 +82,17 @@ _DERIVED = ["rate", "rate_lower", "rate_upper", "sr", "sr_lower", "sr_upper", "c
 
 
 def make_params(**thresholds) -> IkkatsuParams:
-    """`IkkatsuParams` from the notebook's threshold parameters (None = DOMAIN §6.1 default)."""
+    """`IkkatsuParams` from the notebook's threshold parameters (None = docs/rules.md §6.1 default)."""
     return IkkatsuParams(**{k: v for k, v in thresholds.items() if v is not None})
 
 
 def is_default(params: IkkatsuParams) -> bool:
-    """True when the thresholds are those of DOMAIN §6.1 (the flags cached in person_year)."""
+    """True when the thresholds are those of docs/rules.md §6.1 (the flags cached in person_year)."""
     return params == IkkatsuParams()
 
 
 def criterion_names(params: IkkatsuParams = IkkatsuParams(), with_any: bool = True) -> dict[str, str]:
-    """criterion id -> Japanese name (DOMAIN §6.1), plus `ik_any` いずれかに該当."""
+    """criterion id -> Japanese name (docs/rules.md §6.1), plus `ik_any` いずれかに該当."""
     names = {cid: name for cid, name, _, _ in programs.ikkatsu_criteria(params)}
     if with_any:
         names[ANY_ID] = ANY_NAME
@@ -130,7 +130,7 @@ def rows_of_fy(person_year: pd.DataFrame, fy: int) -> pd.DataFrame:
 
 
 def eligible(py: pd.DataFrame, params: IkkatsuParams = IkkatsuParams()) -> np.ndarray:
-    """Denominator of the criteria: 後期 insured aged ≥ `params.min_age` (DOMAIN §6.1)."""
+    """Denominator of the criteria: 後期 insured aged ≥ `params.min_age` (docs/rules.md §6.1)."""
     ins = py["insurance"].astype("str").eq(params.insurance).to_numpy(dtype=bool)
     return ins & (pd.to_numeric(py["age"]).to_numpy() >= params.min_age)
 
@@ -158,7 +158,7 @@ def has_districts(person_year: pd.DataFrame, fy: int, muni_code: str) -> bool:
 
 
 def kouki_pyramid(person_year: pd.DataFrame, fy: int, muni_code: str) -> pd.DataFrame:
-    """後期高齢者 (75+) by age band × sex: `age_band, sex, count` (DESIGN §5 bands 75–79 … 90+)."""
+    """後期高齢者 (75+) by age band × sex: `age_band, sex, count` (docs/design.md §5 bands 75–79 … 90+)."""
     py = rows_of_fy(person_year, fy)
     py = py[in_area(py, muni_code) & indicators.kouki(py)]
     band = pd.Categorical(py["age_band"].astype("str"), categories=list(KOUKI_AGE_BANDS))
@@ -183,7 +183,7 @@ def kouki_overview(strata: pd.DataFrame, municipalities: pd.DataFrame, districts
                    muni_code: str, fy: int, reference: pd.DataFrame, reference_label: str,
                    conf: float = 0.95) -> pd.DataFrame:
     """後期高齢者健診受診率, 質問票 回答率 and 要介護（要支援）認定率 (registered indicators
-    kouki_kenshin_rate, questionnaire_rate, kaigo_rate; DOMAIN §6) for the municipality, its
+    kouki_kenshin_rate, questionnaire_rate, kaigo_rate; docs/rules.md §6) for the municipality, its
     districts and the reference area, with Wilson CIs and 標準化比 against the reference.
 
     Columns: indicator_id, indicator_name, area_level, area_code, area, count, denominator, rate,
@@ -234,7 +234,7 @@ def criteria_flags(person_year: pd.DataFrame, fy: int, params: IkkatsuParams = I
                    tables: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """ik_* flags (+ ik_any) for the person_year rows of `fy` (index = those rows).
 
-    With the DOMAIN §6.1 default thresholds the flags cached in person_year are used; otherwise
+    With the docs/rules.md §6.1 default thresholds the flags cached in person_year are used; otherwise
     they are recomputed with `programs.ikkatsu_flags` from the raw claims, kaigo and
     questionnaire tables (`tables`, i.e. `prepared.tables` loaded with with_tables=True).
     """
@@ -315,9 +315,9 @@ def criteria_table(strata: pd.DataFrame, municipalities: pd.DataFrame, districts
                    muni_code: str, fy: int, reference: pd.DataFrame | None = None,
                    reference_label: str = "県", params: IkkatsuParams = IkkatsuParams(),
                    conf: float = 0.95) -> pd.DataFrame:
-    """Counts and rates of each 一体的実施 criterion (DOMAIN §6.1) for the municipality, its
+    """Counts and rates of each 一体的実施 criterion (docs/rules.md §6.1) for the municipality, its
     districts and the reference area, with 標準化該当比 (indirect, by sex × age band, exact
-    Poisson for < 10 events, Byar otherwise; STATS §6) and significance against the reference.
+    Poisson for < 10 events, Byar otherwise; docs/methods.md §6) and significance against the reference.
 
     `strata`: criteria strata (`criteria_strata`, or `prepared.strata` for the registered ik_*
     indicators). Columns: criterion_id, criterion_name, area, count, denominator, rate (%), sr,
@@ -333,7 +333,7 @@ def criteria_table(strata: pd.DataFrame, municipalities: pd.DataFrame, districts
 def suppress_area_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD, *,
                         key_col: str = "criterion_id", count_cols: Sequence[str] = ("count", "denominator"),
                         derived_cols: Sequence[str] = tuple(_DERIVED)) -> pd.DataFrame:
-    """Committee version of an area table (DESIGN §6, DOMAIN §9).
+    """Committee version of an area table (docs/design.md §6, docs/rules.md §9).
 
     Primary: counts 1 … threshold − 1 and everything derived from them → "‐". Secondary: the
     districts of a municipality add up to (at most) the municipal row, so when exactly one
@@ -389,7 +389,7 @@ def numeric_view(shown: pd.DataFrame, cols: Sequence[str] = ("count", "denominat
 
 
 def count_text(n, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
-    """A count for report text: "‐" when 1 … threshold − 1 (DOMAIN §9), else with separators."""
+    """A count for report text: "‐" when 1 … threshold − 1 (docs/rules.md §9), else with separators."""
     return privacy.SUPPRESSION_MARK if privacy.is_small(n, threshold) else f"{int(n):,}"
 
 
@@ -488,7 +488,7 @@ def criteria_count_distribution(members: pd.DataFrame) -> pd.DataFrame:
 def suppress_parts(table: pd.DataFrame, count_col: str = "count", derived_cols: Sequence[str] = (),
                    total_label: str | None = None, label_col: str | None = None,
                    threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """Committee version of a small table of parts of a total (DOMAIN §9): primary suppression and
+    """Committee version of a small table of parts of a total (docs/rules.md §9): primary suppression and
     secondary suppression against the total (the row `total_label` of `label_col`, or — when the
     table has no total row — the total shown elsewhere in the report, e.g. いずれかに該当)."""
     # without a total row the total is published elsewhere (e.g. いずれかに該当)
@@ -514,7 +514,7 @@ def question_labels() -> dict[str, str]:
 
 def questionnaire_risk(py: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(answered, at_risk) bool frames with one column per item q1..q15 and per domain
-    (DOMAIN §6.2, schema.QUESTIONNAIRE_RISK / QUESTIONNAIRE_DOMAINS). A domain is answered when
+    (docs/rules.md §6.2, schema.QUESTIONNAIRE_RISK / QUESTIONNAIRE_DOMAINS). A domain is answered when
     any of its items is answered and at risk when any of its items is a risk answer."""
     answered, risk = {}, {}
     for q, codes in QUESTIONNAIRE_RISK.items():
@@ -540,11 +540,11 @@ def questionnaire_profile(person_year: pd.DataFrame, fy: int, muni_code: str,
                           municipalities: pd.DataFrame, reference_munis: Iterable[str] | None = None,
                           reference_label: str = "県", conf: float = 0.95,
                           threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """後期高齢者の質問票: share of risk answers per item and per domain (DOMAIN §6.2) for the
+    """後期高齢者の質問票: share of risk answers per item and per domain (docs/rules.md §6.2) for the
     municipality against the reference area (default the prefecture).
 
     Population: 後期 75+ of `fy` who answered the item (domain: any of its items). Rate with
-    Wilson CI; `comparison` by the CI against the reference rate (DESIGN §5). `min, q25, q75,
+    Wilson CI; `comparison` by the CI against the reference rate (docs/design.md §5). `min, q25, q75,
     max` = distribution over the municipalities of the prefecture whose count and respondents
     are not small (1 … threshold − 1 never enters a published range), for `plots.spine_chart`.
     Columns: item_id, kind (項目/領域), item_name, area, respondents, count, rate, rate_lower,
@@ -618,7 +618,7 @@ def district_frailty(person_year: pd.DataFrame, fy: int, muni_code: str,
                      districts: pd.DataFrame | None, domains: Sequence[str] = FRAILTY_DOMAINS,
                      conf: float = 0.95) -> pd.DataFrame:
     """Share of frailty-related risk answers per district (日常生活圏域, a proxy for the 通いの場)
-    and domain of the 後期高齢者の質問票 (DOMAIN §6.2), compared with the municipality as a whole
+    and domain of the 後期高齢者の質問票 (docs/rules.md §6.2), compared with the municipality as a whole
     (Wilson CI of the district against the municipal rate).
 
     Columns: item_id (domain), area_level (地区/市町村), area_code, area, respondents, count, rate,
@@ -687,7 +687,7 @@ def top_districts(table_shown: pd.DataFrame, n: int = 3) -> pd.DataFrame:
 
 
 def approach(flags: pd.DataFrame) -> np.ndarray:
-    """Suggested approach per person (DOMAIN §6.1; 高齢者の特性を踏まえた保健事業ガイドライン).
+    """Suggested approach per person (docs/rules.md §6.1; 高齢者の特性を踏まえた保健事業ガイドライン).
 
     Rule: ハイリスクアプローチ (個別の訪問・相談・受診勧奨) when any criterion of
     `HIGH_RISK_CRITERIA` is met — 低栄養, 服薬（多剤・睡眠薬）, the four 重症化予防 criteria and
@@ -720,7 +720,7 @@ def priority_list(person_year: pd.DataFrame, flags: pd.DataFrame, fy: int, muni_
                   params: IkkatsuParams = IkkatsuParams(), districts: pd.DataFrame | None = None) -> pd.DataFrame:
     """優先介入対象者リスト: one row per eligible person of the area meeting any criterion.
 
-    CONFIDENTIAL (DESIGN §6): contains person_id; save only with `ctx.save_confidential`.
+    CONFIDENTIAL (docs/design.md §6): contains person_id; save only with `ctx.save_confidential`.
     Columns: person_id, muni_code, district, sex, age, criteria (Japanese names joined by "、"),
     n_criteria, approach (`approach` rule), actions (examples per criterion), bmi, hba1c, sbp,
     dbp, egfr, urine_protein (−/±/1+…), max_drugs, last_checkup_fy, last_claim_ym, kaigo_level.
@@ -834,7 +834,7 @@ def threshold_explorer(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFr
                        muni_code: str, params: IkkatsuParams = IkkatsuParams(),
                        threshold: int = privacy.DEFAULT_THRESHOLD):
     """ipywidgets sliders for the thresholds; the counts update when a slider is released
-    (DESIGN §9: only called under `if interactive:`). Returns the widget to display."""
+    (docs/design.md §9: only called under `if interactive:`). Returns the widget to display."""
     import ipywidgets as w
     from IPython.display import display
 

@@ -2,10 +2,10 @@
 
 Each indicator is defined once here: id, Japanese name, numerator and denominator (boolean
 functions of the person_year frame, docs/internal_api.md), population, unit, polarity,
-evaluation category (DOMAIN §7.7) and the DOMAIN section it implements. `indicator_flags`
+evaluation category (docs/rules.md §7.7) and the DOMAIN section it implements. `indicator_flags`
 evaluates them all for the strata pass; `indicator_table` turns the strata table into crude
 rates (Wilson), age-adjusted rates (direct, Dobson) and 標準化該当比 (indirect, exact/Byar)
-with significance against a reference area (DESIGN §5).
+with significance against a reference area (docs/design.md §5).
 
 Rates are stored in percent (multiplier 100); 標準化該当比 as a ratio (1.00 = as expected).
 """
@@ -32,8 +32,8 @@ class Indicator:
     denominator: Flag
     population: str
     polarity: str | None  # "higher_better", "lower_better" or None (no judgement)
-    category: str  # ストラクチャー / プロセス / アウトプット / アウトカム (DOMAIN §7.7)
-    domain: str  # DOMAIN.md section
+    category: str  # ストラクチャー / プロセス / アウトプット / アウトカム (docs/rules.md §7.7)
+    domain: str  # docs/rules.md section
     age_group: str = "kokuho"  # "kokuho" (40–74 bands) or "kouki" (75+ bands)
     unit: str = "%"
     key: bool = False  # shown in maps and summaries
@@ -85,7 +85,7 @@ def _ge(py: pd.DataFrame, col: str, threshold: float) -> np.ndarray:
 
 
 def _egfr_any(py: pd.DataFrame) -> np.ndarray:
-    """eGFR recomputed from creatinine, else the reported value (DOMAIN §4.1)."""
+    """eGFR recomputed from creatinine, else the reported value (docs/rules.md §4.1)."""
     calc = _num(py, "egfr_calc")
     return np.where(np.isnan(calc), _num(py, "egfr"), calc)
 
@@ -109,7 +109,7 @@ def _memo(name: str, py: pd.DataFrame, fn) -> np.ndarray:
 
 
 def kokuho_target(py: pd.DataFrame) -> np.ndarray:
-    """特定健診 対象者: 国保, enrolled all year, 40–74 at fiscal-year end, minus statutory exclusions (DOMAIN §7.1)."""
+    """特定健診 対象者: 国保, enrolled all year, 40–74 at fiscal-year end, minus statutory exclusions (docs/rules.md §7.1)."""
     def compute(py):
         age = py["age"].to_numpy()
         full_year = _b(py, "full_year") if "full_year" in py else np.ones(len(py), dtype=bool)
@@ -119,12 +119,12 @@ def kokuho_target(py: pd.DataFrame) -> np.ndarray:
 
 
 def participants(py: pd.DataFrame) -> np.ndarray:
-    """特定健診 受診者 among the 対象者 (DOMAIN §7.1)."""
+    """特定健診 受診者 among the 対象者 (docs/rules.md §7.1)."""
     return _memo("participants", py, lambda py: kokuho_target(py) & _b(py, "has_kenshin"))
 
 
 def kouki(py: pd.DataFrame) -> np.ndarray:
-    """後期高齢者 75+ (DOMAIN §6)."""
+    """後期高齢者 75+ (docs/rules.md §6)."""
     return _memo("kouki", py, lambda py: _eq(py, "insurance", "後期") & (py["age"].to_numpy() >= 75))
 
 
@@ -152,7 +152,7 @@ def _flag(col: str) -> Flag:
 # ---------------------------------------------------------------- registry
 
 _P = "国保 特定健診受診者（40–74歳）"
-_R = "受診勧奨判定値（DOMAIN §3）"
+_R = "受診勧奨判定値（docs/rules.md §3）"
 
 INDICATORS: list[Indicator] = [
     Indicator("kenshin_rate", "特定健診実施率", _flag("has_kenshin"), kokuho_target,
@@ -222,7 +222,7 @@ INDICATORS: list[Indicator] = [
               "アウトカム", "§1.4"),
     Indicator("med_lipid", "服薬（脂質）", _flag("med_lipid"), _part_measured("med_lipid"), _P, None,
               "アウトカム", "§1.4"),
-    # 糖尿病性腎症重症化予防 (DOMAIN §5)
+    # 糖尿病性腎症重症化予防 (docs/rules.md §5)
     Indicator("dm_untreated", "糖尿病型の未治療者の割合", lambda py: _eq(py, "dkd_treatment", "未治療"),
               lambda py: participants(py) & _b(py, "diabetes_type"), "国保 受診者のうち糖尿病型",
               "lower_better", "アウトカム", "§5.1, §5.3"),
@@ -241,7 +241,7 @@ INDICATORS: list[Indicator] = [
               "国保 受診者のうち糖尿病型", "lower_better", "アウトカム", "§3.1, §5"),
     Indicator("new_dialysis", "新規人工透析導入者の割合", _flag("new_dialysis"), kokuho_target,
               "国保 40–74歳", "lower_better", "アウトカム", "§12"),
-    # 後期高齢者 / 一体的実施 (DOMAIN §6)
+    # 後期高齢者 / 一体的実施 (docs/rules.md §6)
     Indicator("kouki_kenshin_rate", "後期高齢者健診受診率", _flag("has_kenshin"), kouki,
               "後期高齢者 75歳以上", "higher_better", "アウトプット", "§6", age_group="kouki"),
     Indicator("questionnaire_rate", "質問票 回答率", lambda py: _measured(py, "q1", "q7", "q13"), kouki,
@@ -250,7 +250,7 @@ INDICATORS: list[Indicator] = [
               "後期高齢者 75歳以上", None, "アウトカム", "§6.1", age_group="kouki"),
 ]
 
-# 一体的実施 criteria (DOMAIN §6.1) — the program module defines the flags; one indicator each.
+# 一体的実施 criteria (docs/rules.md §6.1) — the program module defines the flags; one indicator each.
 IKKATSU_INDICATORS = [
     ("ik_undernutrition", "低栄養", "§6.1-1"),
     ("ik_oral", "口腔", "§6.1-2"),
@@ -344,7 +344,7 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
                     reference: pd.DataFrame | None = None, std_pop="H27", conf: float = 0.95,
                     suppress_threshold: int = 10, by_sex: bool = False) -> pd.DataFrame:
     """Per area × fy × indicator: counts, crude rate (Wilson), age-adjusted rate (direct, Dobson),
-    標準化該当比 (indirect; reference rates by sex × age band) and significance (DESIGN §5).
+    標準化該当比 (indirect; reference rates by sex × age band) and significance (docs/design.md §5).
 
     level      : 'district', 'muni', 'medical_area', 'pref' or 'national' (aggregate.rollup).
     area_map   : municipality master (muni_code, name, medical_area_code, medical_area, pref_code).
@@ -356,13 +356,13 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
 
     Every statistic comes from `hsutils.stats`: crude rate `proportion_ci` (Wilson), age-adjusted
     rate `dsr` (Dobson; strata with no population left out with their weight, the module's
-    empty-strata rule; NaN when the area's total count is below 10, STATS_METHODS §5), and
+    empty-strata rule; NaN when the area's total count is below 10, docs/methods.md §5), and
     標準化該当比 `isr_from_expected` (exact Poisson limits below 10 observed, Byar's from 10,
-    STATS_METHODS §6). A group with persons in an age band the standard cannot provide (S60 stops
+    docs/methods.md §6). A group with persons in an age band the standard cannot provide (S60 stops
     at 85+) has no age-adjusted rate.
 
     The table keeps small counts; it carries `suppressed` (numerator or denominator 1…threshold−1)
-    so that the presentation step (hsutils.privacy) can hide them (DESIGN §6).
+    so that the presentation step (hsutils.privacy) can hide them (docs/design.md §6).
 
     All sums are `numpy.bincount` over integer group codes: the strata of 1,741 municipalities ×
     45 indicators × 3 years (over a million rows) take well under a second.
@@ -408,7 +408,7 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     g = ((area * n_fy + fyc) * n_ind + ind) * n_sex + sexg  # output group
     n_g = n_area * n_fy * n_ind * n_sex
 
-    # crude (Wilson, DESIGN §4)
+    # crude (Wilson, docs/design.md §4)
     X = np.bincount(g, weights=x, minlength=n_g)
     N = np.bincount(g, weights=n, minlength=n_g)
     present = np.flatnonzero(N > 0)
@@ -419,7 +419,7 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     na = np.bincount(ga, weights=n, minlength=n_g * n_band).reshape(n_g, n_band)
     w_band = _band_weights(std_pop, band_cats)
 
-    # indirect standardisation: reference rates by fy × indicator × sex × age band (STATS §6)
+    # indirect standardisation: reference rates by fy × indicator × sex × age band (docs/methods.md §6)
     rind, rband, rfy, rsex = (ind, band, fyc, sex) if same_rows else keys(ref)
     rk_size = n_fy * n_ind * 2 * n_band
     rk = ((rfy * n_ind + rind) * 2 + rsex) * n_band + rband
@@ -446,14 +446,14 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     area_p = rest // n_fy
     Xp, Np, Ep = X[gp], N[gp], E[gp]
     p, lo, hi = stats.proportion_ci(Xp, Np, conf)
-    # DSR (Dobson; NaN below 10 events; empty bands left out with their weight: stats, STATS §5).
+    # DSR (Dobson; NaN below 10 events; empty bands left out with their weight: stats, docs/methods.md §5).
     # A group with persons in a band the standard does not cover (S60 has no 85-89) is not
     # standardised (NaN), rather than standardised over the bands that happen to be covered.
     xs, ns = xa[gp], na[gp]
     uncovered = ((ns > 0) & np.isnan(w_band)[None, :]).any(axis=1)
     xs[uncovered], ns[uncovered] = 0.0, 0.0
     adj, adj_lo, adj_hi = stats.dsr(xs, ns, w_band, conf, multiplier=100)
-    # 標準化該当比 from the observed count and the expected count summed above (STATS §6)
+    # 標準化該当比 from the observed count and the expected count summed above (docs/methods.md §6)
     sr, srl, sru = stats.isr_from_expected(Xp, Ep, conf)
     rt_idx = (fy_p * n_ind + ind_p) * (2 if by_sex else 1) + (sex_p if by_sex else 0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -475,7 +475,7 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     out["judgement"] = judgement(out["comparison"].to_numpy(), out["polarity"].to_numpy())
     num, den = out["numerator"].to_numpy(), out["denominator"].to_numpy()
     out["suppressed"] = ((num > 0) & (num < suppress_threshold)) | ((den > 0) & (den < suppress_threshold))
-    # the indirect ratio's observed count is the area's numerator: exact limits below 10 (STATS §1c)
+    # the indirect ratio's observed count is the area's numerator: exact limits below 10 (docs/methods.md §1c)
     out["method"] = np.array([f"{stats.METHOD_WILSON}; {stats.METHOD_DOBSON}; 間接法 {m}"
                               for m in (stats.METHOD_EXACT, stats.METHOD_BYAR)],
                              dtype=object)[(num >= stats.SMALL_COUNT_LIMIT).astype(np.int8)]

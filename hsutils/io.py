@@ -1,4 +1,4 @@
-"""Reading, normalising and validating the input tables (DESIGN §3, docs/internal_api.md).
+"""Reading, normalising and validating the input tables (docs/design.md §3, docs/internal_api.md).
 
 Every cell is first read as text, then each column is normalised in one vectorised pass:
 full-width → half-width (NFKC), 和暦 → western years, 男/女 → 1/2, urine 定性 spellings →
@@ -6,7 +6,7 @@ ordinal, text answers → codes, numbers with units/commas → float. Parsing wo
 *distinct* values of a column (``pd.factorize``) and maps back with integer indexing, so a
 million-row 健診 file costs one pass per column, never a Python loop over rows.
 
-Validation (DOMAIN §3.2 plausible ranges, codes of DOMAIN §1.5, §2.4, §4.3, §6.2):
+Validation (docs/rules.md §3.2 plausible ranges, codes of docs/rules.md §1.5, §2.4, §4.3, §6.2):
 
 - a bad or blank value in a required column (person_id, fy, muni_code, ...) drops the ROW
   (scope ``行``);
@@ -55,11 +55,11 @@ SCHEMA_VERSION = hashlib.sha256(
 # Counter of Parquet cache use (tests and benchmarks read it; never reset by the loader).
 CACHE_STATS = {"hits": 0, "misses": 0}
 
-# Encodings tried in order, strictly (DESIGN §2: UTF-8, UTF-8-BOM, cp932).
+# Encodings tried in order, strictly (docs/design.md §2: UTF-8, UTF-8-BOM, cp932).
 ENCODINGS = (("utf-8-sig", "UTF-8（BOM付き）"), ("utf-8", "UTF-8"), ("cp932", "Shift_JIS（cp932）"))
 
 # Cells meaning "not measured" (compared after NFKC + strip). Dash-like marks are "missing"
-# everywhere except urine, where "-" is the result "negative" (DOMAIN §4.3).
+# everywhere except urine, where "-" is the result "negative" (docs/rules.md §4.3).
 _MISSING_WORDS = frozenset({
     "", "未実施", "未測定", "未検査", "未受診", "欠損", "NA", "N/A", "n/a", "na", "NaN", "nan",
     "NULL", "null", "None", "#N/A",
@@ -121,7 +121,7 @@ EXTRA_HEADER_ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 # Columns filled with a default when the file omits them or leaves them blank (schema text:
-# "省略時は継続扱い" / "省略時は除外なし", DOMAIN §7.1).
+# "省略時は継続扱い" / "省略時は除外なし", docs/rules.md §7.1).
 DEFAULTS_WHEN_OMITTED = {("enrollment", "full_year"): True,
                          ("enrollment", "excluded_statutory"): False}
 
@@ -130,7 +130,7 @@ _ERA = "(令和|平成|昭和|R|H|S)"
 
 _URINE_MISSING = _MISSING_WORDS  # dashes are results here, not blanks
 
-# Text labels of category codes (DOMAIN §1.5, §2.4) and of str categories (`hsutils.vocab`).
+# Text labels of category codes (docs/rules.md §1.5, §2.4) and of str categories (`hsutils.vocab`).
 _CATEGORY_SYNONYMS: dict[tuple[str, str], dict[str, object]] = {
     ("kenshin", "guidance_level_reported"): vocab.GUIDANCE_LEVEL_SPELLINGS,
     ("kenshin", "metabo_reported"): vocab.METABO_SPELLINGS,
@@ -319,7 +319,7 @@ def load_column_map(column_map) -> dict[str, dict[str, str]]:
     """Read a column map (YAML path or dict ``{table: {export header: canonical}}``).
 
     Values may be canonical names or the schema's Japanese names. Raises ParameterError for
-    unknown tables or columns, so that a typo is never silently ignored (DESIGN §3).
+    unknown tables or columns, so that a typo is never silently ignored (docs/design.md §3).
     """
     if column_map is None:
         return {}
@@ -660,7 +660,7 @@ def _parse_number(u: pd.Series, col: Column) -> tuple[pd.Series, pd.Series]:
 
 
 def _range_reason(values: pd.Series, col: Column, reason: pd.Series) -> pd.Series:
-    """Add the plausible-range reason (DOMAIN §3.2) where a parsed value is outside lo–hi."""
+    """Add the plausible-range reason (docs/rules.md §3.2) where a parsed value is outside lo–hi."""
     if col.lo is None and col.hi is None:
         return reason
     v = values.astype("float64").to_numpy()
@@ -795,7 +795,7 @@ _BOOL_VOCABULARIES: dict[tuple[str, str], tuple[Callable, str, str]] = {
 
 
 def _parse_bool(u, col, ctx):
-    """あり/なし (DOMAIN §1.5: code 1 あり, 2 なし; 0 also なし), `hsutils.vocab.parse_yes_no`;
+    """あり/なし (docs/rules.md §1.5: code 1 あり, 2 なし; 0 also なし), `hsutils.vocab.parse_yes_no`;
     喫煙 also 3 いいえ (`hsutils.vocab.parse_smoking`)."""
     parse, expected, _ = _BOOL_VOCABULARIES.get((ctx.table, col.name),
                                                 (vocab.parse_yes_no, vocab.YES_NO_EXPECTED, ""))
@@ -805,14 +805,14 @@ def _parse_bool(u, col, ctx):
 
 
 def _parse_urine(u, col, ctx):
-    """尿定性 → ordinal 0 (−) … 4 (3+) (DOMAIN §4.3; codes 1–5 → 0–4), `hsutils.vocab.parse_urine`."""
+    """尿定性 → ordinal 0 (−) … 4 (3+) (docs/rules.md §4.3; codes 1–5 → 0–4), `hsutils.vocab.parse_urine`."""
     v = vocab.parse_urine(u)
     bad = u.notna().to_numpy() & v.isna().to_numpy()
     return v, _reason_where(u, bad, f"{col.ja} は {vocab.URINE_EXPECTED}が必要")
 
 
 def _parse_category(u, col, ctx):
-    """One of `allowed` (codes or labels; DOMAIN §1.5, §2.4)."""
+    """One of `allowed` (codes or labels; docs/rules.md §1.5, §2.4)."""
     synonyms = dict(_CATEGORY_SYNONYMS.get((ctx.table, col.name), {}))
     t = u.str.replace(r"\s+", "", regex=True)
     is_int = bool(col.allowed) and isinstance(col.allowed[0], int)
@@ -829,7 +829,7 @@ def _parse_category(u, col, ctx):
 
 
 def _answer_labels(col: Column) -> dict[str, int]:
-    """Text answers from the schema description ('1 よい 2 まあよい …', DOMAIN §6.2)."""
+    """Text answers from the schema description ('1 よい 2 まあよい …', docs/rules.md §6.2)."""
     pairs = re.findall(r"(\d+)\s+([^\d\s]+)", col.description)
     return {_nfkc(label): int(code) for code, label in pairs}
 

@@ -1,10 +1,10 @@
-"""Notebook 04 糖尿病性腎症重症化予防: the computations behind the notebook (DESIGN §2, §9).
+"""Notebook 04 糖尿病性腎症重症化予防: the computations behind the notebook (docs/design.md §2, §9).
 
 The target rules themselves live in `hsutils.programs` (NephropathyParams, nephropathy_flags,
-nephropathy_flow, treatment_status; DOMAIN §5); this module applies them to one municipality,
-turns the results into committee tables (small counts suppressed, DESIGN §6, DOMAIN §9) and
+nephropathy_flow, treatment_status; docs/rules.md §5); this module applies them to one municipality,
+turns the results into committee tables (small counts suppressed, docs/design.md §6, docs/rules.md §9) and
 confidential person lists, computes the trend and comparison indicators, and reads the
-municipality's self-check of the five requirements of 日本健康会議 宣言2 (DOMAIN §5.5).
+municipality's self-check of the five requirements of 日本健康会議 宣言2 (docs/rules.md §5.5).
 
 Population: the rows of the chosen fiscal year and municipality (muni_code of 2 digits = the whole
 prefecture), restricted to one insurance (`INSURANCE_CHOICES`: 国保 by default, 後期, 全体).
@@ -27,7 +27,7 @@ from hsutils.errors import ParameterError
 DEFAULT_CHECKLIST_NAME = "nephropathy_checklist_demo.yaml"
 
 INSURANCE_CHOICES = ("国保", "後期", "全体")
-# 尿蛋白 threshold label -> ordinal (hsutils.vocab): ± (default, DOMAIN §5.2) or 1+ (stricter).
+# 尿蛋白 threshold label -> ordinal (hsutils.vocab): ± (default, docs/rules.md §5.2) or 1+ (stricter).
 URINE_CHOICES = {vocab.URINE_LABELS[o]: o for o in (vocab.URINE_TRACE, vocab.URINE_PLUS1)}
 URINE_LABELS = vocab.URINE_LABELS
 SEX_LABELS = vocab.SEX_LABELS
@@ -37,7 +37,7 @@ TOTAL = "計"
 REFERRAL, GUIDANCE = "受診勧奨対象者", "保健指導対象者"
 
 # trend indicators, all registered in hsutils.indicators (so counted once per batch in the strata);
-# TREND_COMPUTED are the two defined for this program (DOMAIN §4, §5)
+# TREND_COMPUTED are the two defined for this program (docs/rules.md §4, §5)
 TREND_REGISTERED = ("dm_hba1c8", "dm_untreated", "dm_interrupted", "new_dialysis")
 #: Trend indicators that depend on the claims look-back (footer states it, docs/hotei.md §7).
 CLAIMS_TREND_IDS = ("dm_untreated", "dm_interrupted", "new_dialysis")
@@ -67,7 +67,7 @@ def nephropathy_params(hba1c: float = 6.5, glucose: float = 126.0, egfr: float =
                        urine_protein: str | int = "±", window_months: int = 6,
                        lookback_months: int = 36, include_kidney_claims: bool = True,
                        exclude_dialysis: bool = True) -> programs.NephropathyParams:
-    """Extraction criteria from the notebook's parameters (DOMAIN §5.1, §5.2, §5.4).
+    """Extraction criteria from the notebook's parameters (docs/rules.md §5.1, §5.2, §5.4).
 
     `urine_protein` is the lowest positive 尿蛋白 result: "±" (default, §5.2 usual practice) or
     "1+" (stricter); an ordinal 1/2 is accepted too. Defaults equal `programs.NephropathyParams()`.
@@ -126,7 +126,7 @@ def area_rows(person_year: pd.DataFrame, muni_code: str, fy: int, insurance: str
 
 
 def area_claims(claims: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
-    """Claims of the persons in `rows` (every month, so the look-back of DOMAIN §5.4 works)."""
+    """Claims of the persons in `rows` (every month, so the look-back of docs/rules.md §5.4 works)."""
     if claims is None or len(claims) == 0:
         from hsutils.schema import TABLES
 
@@ -143,7 +143,7 @@ _ROW_COLUMNS = ["person_id", "fy", "muni_code", "district_code", "sex", "age", "
 def target_frame(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
                  params: programs.NephropathyParams = programs.NephropathyParams()) -> pd.DataFrame:
     """The area's rows with the measures used and the target flags of
-    `programs.nephropathy_flags` recomputed for `params` (DOMAIN §5.1–§5.4).
+    `programs.nephropathy_flags` recomputed for `params` (docs/rules.md §5.1–§5.4).
 
     Columns: `_ROW_COLUMNS` (those present) + dkd_diabetes_type, dkd_diabetes, dkd_kidney,
     dkd_kidney_claim, dkd_dialysis, dkd_treatment, dkd_claims_only, dkd_group_a … e, dkd_group,
@@ -160,7 +160,7 @@ def target_frame(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. 概数把握 flow (seed 003 KDB flowchart; DOMAIN §5.3)
+# 1. 概数把握 flow (seed 003 KDB flowchart; docs/rules.md §5.3)
 
 
 def flow_counts(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
@@ -175,7 +175,7 @@ def _flow_parents(flow: pd.DataFrame) -> pd.Series:
     return parent.where(parent.notna() & parent.ne(""), None)
 
 
-# Target totals added to the flow table (DOMAIN §5.3): 受診勧奨 = A + C + E, 保健指導 = B + D.
+# Target totals added to the flow table (docs/rules.md §5.3): 受診勧奨 = A + C + E, 保健指導 = B + D.
 FLOW_TOTALS = {
     "ref_total": ("受診勧奨の対象 計（A・C・E）", ("k2u", "k2i", "k3u", "k3i", "n2")),
     "gui_total": ("保健指導の対象 計（B・D）", ("k2t", "n1k")),
@@ -210,7 +210,7 @@ def _partitions(flow: pd.DataFrame) -> list[tuple[int, np.ndarray]]:
 
 
 def flow_hidden(flow: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> np.ndarray:
-    """Steps whose count must not be shown (DOMAIN §9): counts 1…threshold−1 and secondary
+    """Steps whose count must not be shown (docs/rules.md §9): counts 1…threshold−1 and secondary
     suppression over every partition of `_partitions` (`privacy.suppress_relations`), so that
     no hidden count can be recovered from a shown step or target total."""
     count = pd.to_numeric(flow["count"], errors="coerce").to_numpy(float)
@@ -293,12 +293,12 @@ def target_totals_hidden(flow: pd.DataFrame, threshold: int = privacy.DEFAULT_TH
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. CKD heat map (DOMAIN §4.2–4.4)
+# 2. CKD heat map (docs/rules.md §4.2–4.4)
 
 
 def ckd_counts(frame: pd.DataFrame) -> pd.DataFrame:
     """Persons by CKD G × A stage for all checkup participants and for those with diabetes
-    (dkd_diabetes, DOMAIN §5.1): population, g_stage, a_stage, count (every one of the 6 × 3
+    (dkd_diabetes, docs/rules.md §5.1): population, g_stage, a_stage, count (every one of the 6 × 3
     cells, zeros included). Only participants with both eGFR and 尿蛋白 measured are counted."""
     from hsutils.clinical import A_STAGES, G_STAGES
 
@@ -322,7 +322,7 @@ def ckd_counts(frame: pd.DataFrame) -> pd.DataFrame:
 
 def ckd_table(counts: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
     """Committee table of the heat maps with row/column totals (g_stage or a_stage "計") and the
-    same primary + secondary suppression as `plots.ckd_heatmap` (DOMAIN §9): population,
+    same primary + secondary suppression as `plots.ckd_heatmap` (docs/rules.md §9): population,
     g_stage, a_stage, count (mark where hidden), suppressed."""
     from hsutils.clinical import A_STAGES, G_STAGES
 
@@ -369,7 +369,7 @@ def ckd_summary(counts: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. 受診勧奨・保健指導 targets (DOMAIN §5.3)
+# 3. 受診勧奨・保健指導 targets (docs/rules.md §5.3)
 
 
 def _district_names(frame: pd.DataFrame, districts: pd.DataFrame | None) -> pd.Series:
@@ -390,9 +390,9 @@ def target_counts(frame: pd.DataFrame, districts: pd.DataFrame | None = None,
                   threshold: int = privacy.DEFAULT_THRESHOLD,
                   totals_hidden: dict[str, bool] | None = None) -> pd.DataFrame:
     """Counts of 受診勧奨 (A, C, E) and 保健指導 (B, D) targets by 地区 (市町 for a prefecture),
-    年齢階級 and 性別, each with a 計 row (DOMAIN §5.3): axis, category, referral, guidance
+    年齢階級 and 性別, each with a 計 row (docs/rules.md §5.3): axis, category, referral, guidance
     (marks where hidden), suppressed. Primary and secondary suppression within each axis (a
-    hidden cell must not be recoverable from the 計 row; DOMAIN §9). `totals_hidden`
+    hidden cell must not be recoverable from the 計 row; docs/rules.md §9). `totals_hidden`
     (`target_totals_hidden` of the flow) hides the 計 of a column that the flow table hides."""
     totals_hidden = totals_hidden or {}
     prefecture = frame["muni_code"].astype("str").nunique() > 1
@@ -446,7 +446,7 @@ def target_heat_frame(table: pd.DataFrame, axis: str = "地区") -> pd.DataFrame
 
 def district_indicator(prepared, muni_code: str, indicator_id: str, fy: int, conf: float = 0.95) -> tuple[pd.DataFrame, float]:
     """An indicator by 地区 of the municipality (crude rate, Wilson) compared with the
-    municipality's own rate (DESIGN §5): area_code, area_name, numerator, denominator, value,
+    municipality's own rate (docs/design.md §5): area_code, area_name, numerator, denominator, value,
     lower, upper (percent), comparison (有意に高い/有意差なし/有意に低い vs the municipality),
     method, conf; and the municipality rate (percent). Empty when the data has no districts."""
     s = prepared.strata
@@ -516,8 +516,8 @@ LIST_COLUMNS = ["person_id", "muni_code", "district_code", "district_name", "sex
 def target_list(frame: pd.DataFrame, kind: str, params: programs.NephropathyParams,
                 districts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Person list of 受診勧奨 (`kind="referral"`: groups A, C, E) or 保健指導 (`"guidance"`: B, D)
-    targets with the values that qualified each person (DOMAIN §5.3). CONFIDENTIAL: write it only
-    with `NotebookContext.save_confidential` (DESIGN §6).
+    targets with the values that qualified each person (docs/rules.md §5.3). CONFIDENTIAL: write it only
+    with `NotebookContext.save_confidential` (docs/design.md §6).
 
     Columns `LIST_COLUMNS`: egfr is the value used (calculated, else reported), urine_protein the
     定性 label, treatment_status 治療中/治療中断/未治療, last_dm_ym the last month with a diabetes
@@ -558,13 +558,13 @@ def target_list(frame: pd.DataFrame, kind: str, params: programs.NephropathyPara
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. trends (DOMAIN §3.1, §4, §5, §7.5)
+# 4. trends (docs/rules.md §3.1, §4, §5, §7.5)
 
 
 def computed_indicator_counts(person_year: pd.DataFrame, muni_code: str,
                               fiscal_years=None) -> pd.DataFrame:
     """Person-level recount, for the municipality and the prefecture, of the two program indicators
-    registered in hsutils.indicators (DOMAIN §4.2, §4.3, §5.1): `dm_egfr45` eGFR < 45 and
+    registered in hsutils.indicators (docs/rules.md §4.2, §4.3, §5.1): `dm_egfr45` eGFR < 45 and
     `dm_urine_protein1` 尿蛋白 1+ 以上 among checkup participants with diabetes who had the
     measurement. Notebooks read the strata table instead; this is for checks and for other
     criteria on a hand-filtered frame. Columns: indicator_id, area, fy, numerator, denominator."""
@@ -594,7 +594,7 @@ def trend_table(prepared, muni_code: str, fiscal_years=None, conf: float = 0.95,
                 reference: areas.ReferenceResolution | None = None) -> pd.DataFrame:
     """Trend of the 糖尿病性腎症 indicators for the municipality and its reference area (default:
     the prefecture; `reference` from `hsutils.areas.resolve_reference`, named by its label) with
-    Wilson intervals (DESIGN §5): indicator_id, indicator_name, area_name, fy, numerator,
+    Wilson intervals (docs/design.md §5): indicator_id, indicator_name, area_name, fy, numerator,
     denominator, value, lower, upper (percent), method, conf.
 
     All six come from the strata table of the shared pass (registered in hsutils.indicators), i.e.
@@ -634,7 +634,7 @@ def trend_table(prepared, muni_code: str, fiscal_years=None, conf: float = 0.95,
 def _pooled_text(rows: pd.DataFrame, muni_name: str, threshold: int) -> str:
     """All fiscal years pooled (person-years), for indicators too rare to show per year. An area
     with exactly one hidden year gets no pooled figure: it could be recovered by subtracting the
-    years shown (DOMAIN §9)."""
+    years shown (docs/rules.md §9)."""
     parts = []
     for area, g in rows.groupby("area_name", sort=False):  # two areas
         hidden_years = sum(_small_row(r, threshold) for _, r in g.iterrows())  # a few years
@@ -701,7 +701,7 @@ def trend_summary(trend: pd.DataFrame, muni_name: str, threshold: int = privacy.
 
 
 # ---------------------------------------------------------------------------------------------
-# 5. funnel plots (STATS_METHODS §7)
+# 5. funnel plots (docs/methods.md §7)
 
 
 def funnel_frame(prepared, indicator_id: str, fy: int) -> tuple[pd.DataFrame, float]:
@@ -772,7 +772,7 @@ def funnel_summary(df: pd.DataFrame, muni_code: str | None, threshold: int = pri
 
 
 # ---------------------------------------------------------------------------------------------
-# 6. 日本健康会議 宣言2 self-check (DOMAIN §5.5, seed 003)
+# 6. 日本健康会議 宣言2 self-check (docs/rules.md §5.5, seed 003)
 
 REQUIREMENTS = {
     "extraction_criteria": ("①", "対象者の抽出基準が明確であること"),
@@ -820,7 +820,7 @@ def load_checklist(path=None) -> dict:
 
 
 def checklist_table(checklist: dict) -> pd.DataFrame:
-    """The five requirements of 宣言2 as a checklist (DOMAIN §5.5): 番号, 要件, 区分, 状況, 備考, 不足.
+    """The five requirements of 宣言2 as a checklist (docs/rules.md §5.5): 番号, 要件, 区分, 状況, 備考, 不足.
     ①–④ are always required; ⑤ is required for 糖尿病性腎症重症化予防 programs
     (`nephropathy_program`, default true). A requirement not answered counts as 未記入 (not met)."""
     nephro = bool(checklist.get("nephropathy_program", True))
@@ -844,7 +844,7 @@ def checklist_table(checklist: dict) -> pd.DataFrame:
 
 
 def checklist_verdict(table: pd.DataFrame) -> str:
-    """Japanese verdict of the self-check (DOMAIN §5.5)."""
+    """Japanese verdict of the self-check (docs/rules.md §5.5)."""
     missing = table[table["不足"] == "不足"]
     if missing.empty:
         return "判定: 宣言2の要件をすべて満たしています（①〜④必須、⑤糖尿病性腎症重症化予防の取組で必須）。"
@@ -858,14 +858,14 @@ def checklist_verdict(table: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# 7. interactive explorer (DESIGN §9: only when interactive)
+# 7. interactive explorer (docs/design.md §9: only when interactive)
 
 
 def flow_explorer(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
                   params: programs.NephropathyParams = programs.NephropathyParams(),
                   threshold: int = privacy.DEFAULT_THRESHOLD):
     """ipywidgets panel: thresholds and the interruption window; the flow counts (suppressed)
-    update at once. Call only when `interactive` (papermill can hang on widgets, DESIGN §9)."""
+    update at once. Call only when `interactive` (papermill can hang on widgets, docs/design.md §9)."""
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -903,7 +903,7 @@ def flow_explorer(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
 # ---------------------------------------------------------------------------------------------
 # Additive relations between the committee tables of the report (privacy.SuppressionPlan)
 # Table names are those notebook 04 saves; each function gives the relations of one table to
-# itself and to the tables saved before it (DOMAIN §9, DESIGN §6).
+# itself and to the tables saved before it (docs/rules.md §9, docs/design.md §6).
 
 def flow_relations(flow: pd.DataFrame) -> list:
     """flow_counts: every split step = Σ its branches, and the two target totals (FLOW_TOTALS)."""

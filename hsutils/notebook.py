@@ -1,14 +1,14 @@
 """What every notebook does first and last: find the data, load the shared cache, save outputs.
 
 A notebook calls `start(...)` with its parameters and gets a `NotebookContext`: the prepared
-data (hsutils.pipeline), the municipality, the output folder of DESIGN §7, and helpers that
-save figures and committee tables (small counts suppressed, DESIGN §6) or confidential
+data (hsutils.pipeline), the municipality, the output folder of docs/design.md §7, and helpers that
+save figures and committee tables (small counts suppressed, docs/design.md §6) or confidential
 person-level lists. `finish()` writes the notebook's single xlsx.
 
 Defaults make a notebook opened by hand in JupyterLab work (folders from `hsutils.settings`): with
 no `data_dir`, the environment variable HSUTILS_DATA_DIR or `<repo>/data/demo` is used, and the demo
-data is generated there when it does not exist yet (DESIGN §9); the shared cache of person-level
-rows is kept in `<outputs>/<run_name>/confidential/cache` (DESIGN §6).
+data is generated there when it does not exist yet (docs/design.md §9); the shared cache of person-level
+rows is kept in `<outputs>/<run_name>/confidential/cache` (docs/design.md §6).
 """
 from __future__ import annotations
 
@@ -44,13 +44,13 @@ class NotebookContext:
             self.plan = privacy.SuppressionPlan(self.suppress_threshold)
 
     def footer(self, population: str, conditions: str | None = None, fy=None) -> str:
-        """Footer line of every chart: source, fiscal year, population, conditions (DESIGN §1)."""
+        """Footer line of every chart: source, fiscal year, population, conditions (docs/design.md §1)."""
         from hsutils import plots
 
         return plots.footer(self.source, self.fiscal_year if fy is None else fy, population, conditions)
 
     def save_figure(self, fig, name: str):
-        """PNG (300 dpi) + PDF into figures/ (DESIGN §7); returns the figure so it displays."""
+        """PNG (300 dpi) + PDF into figures/ (docs/design.md §7); returns the figure so it displays."""
         report.save_figure(fig, self.out_dir, name)
         return fig
 
@@ -59,7 +59,7 @@ class NotebookContext:
         """Committee table: counts 1…threshold−1, what is derived from them and the
         complementary cells needed so that no hidden count can be recovered by subtraction from
         any total of this or an earlier table of the report (`relations`: privacy.Margin,
-        ColumnMargin, Partition, Link) are replaced by the suppression mark (DESIGN §6,
+        ColumnMargin, Partition, Link) are replaced by the suppression mark (docs/design.md §6,
         `privacy.SuppressionPlan`) before writing CSV (UTF-8-BOM); also collected for the xlsx.
         A table passed without `count_cols` is written as given (already suppressed, or without
         counts); its marks still count as hidden cells for the relations of later tables.
@@ -91,7 +91,7 @@ class NotebookContext:
         return path
 
     def finish(self) -> Path | None:
-        """Write the notebook's one xlsx with every committee table (DESIGN §7)."""
+        """Write the notebook's one xlsx with every committee table (docs/design.md §7)."""
         if not self.tables:
             return None
         path = self.out_dir / "tables" / f"{report.safe_name(self.notebook)}.xlsx"

@@ -3,7 +3,7 @@
 `python -m hsutils.notebook_check notebooks/` checks every .ipynb (usable as a pre-commit hook or CI
 step; exit status 1 when something is wrong): valid nbformat 4, kernel metadata, every cell has an
 id and ids are unique, no outputs and no execution counts, and the first code cell is tagged
-`parameters` and only assigns literal values (papermill overrides it, DESIGN §9).
+`parameters` and only assigns literal values (papermill overrides it, docs/design.md §9).
 `--strip` first removes outputs and execution counts in place (cell ids and metadata are kept).
 
 `parameter_names` is also what the batch uses to pass a notebook only the parameters it declares

@@ -11,11 +11,11 @@ Sections (in the notebook's order):
 * data summary: persons per table and fiscal year, exclusions, the insured population pyramid;
 * `municipal_indicator_table`: every registered indicator × municipality × fiscal year with
   crude rate (Wilson), age-adjusted rate (direct, Dobson), 標準化比 (indirect) and the
-  significance against the reference area (DESIGN §5);
+  significance against the reference area (docs/design.md §5);
 * maps (`boundary_layers`, `map_municipalities`, `map_medical_areas`), funnel plots and ranked
   bars (`funnel_chart`, `ranking_chart`), trends (`trend_table`, `trend_figure`);
 * `worse_and_worsening`: significantly worse than the reference in the latest year AND
-  significantly worse than in the first year (interval of the difference, DESIGN §5);
+  significantly worse than in the first year (interval of the difference, docs/design.md §5);
 * `support_priority`: a transparent score per municipality with weights given as parameters.
 
 Rates are in percent as in `hsutils.indicators`; 標準化比 is a ratio (1.00 = as expected from
@@ -40,7 +40,7 @@ INDICATOR_TABLE_COLUMNS = [
     "numerator", "denominator", "crude_rate", "crude_lower", "crude_upper",
     "adj_rate", "adj_lower", "adj_upper", "expected", "sr", "sr_lower", "sr_upper",
     "ref_rate", "comparison", "judgement", "polarity", "suppressed", "method", "conf"]
-#: Count columns and the columns derived from them (hidden together, DESIGN §6).
+#: Count columns and the columns derived from them (hidden together, docs/design.md §6).
 INDICATOR_COUNT_COLUMNS = ["numerator", "denominator"]
 INDICATOR_DERIVED_COLUMNS = ["crude_rate", "crude_lower", "crude_upper", "adj_rate", "adj_lower",
                              "adj_upper", "expected", "sr", "sr_lower", "sr_upper", "comparison",
@@ -94,7 +94,7 @@ def analysis_years(prepared, fiscal_years=None, fiscal_year: int | None = None) 
 # Data summary
 # ---------------------------------------------------------------------------------------------
 def import_summary(prepared) -> pd.DataFrame:
-    """Rows read, kept and excluded per input table (from the import report, DESIGN §3)."""
+    """Rows read, kept and excluded per input table (from the import report, docs/design.md §3)."""
     s = prepared.import_summary.copy()
     labels = {"table": "表", "file": "ファイル", "read": "読込行数", "kept": "使用行数",
               "dropped_rows": "除外行数", "excluded_values": "除外した値の数"}
@@ -172,7 +172,7 @@ def pyramid_figure(ctx, pyramid: pd.DataFrame, fy: int):
 def municipal_indicator_table(prepared, fiscal_years: Sequence[int], indicator_ids=None,
                               reference_area: str = "pref", std_pop="H27", conf: float = 0.95,
                               suppress_threshold: int = privacy.DEFAULT_THRESHOLD) -> tuple[pd.DataFrame, str]:
-    """Every indicator × municipality × fiscal year (DESIGN §5; issue 6 section 3).
+    """Every indicator × municipality × fiscal year (docs/design.md §5; issue 6 section 3).
 
     reference_area: "pref" (default: the prefecture's rates by sex × age band), "medical_area"
     (each municipality against its own 二次医療圏). Other values ("national", "similar") need data
@@ -219,7 +219,7 @@ def area_trend_table(prepared, fiscal_years: Sequence[int], indicator_ids, std_p
 
 
 def save_indicator_table(ctx, table: pd.DataFrame, name: str = "indicators_by_municipality") -> pd.DataFrame:
-    """Write the committee version (counts 1–9 and everything derived from them hidden, DESIGN §6)
+    """Write the committee version (counts 1–9 and everything derived from them hidden, docs/design.md §6)
     to tables/<name>.csv and the xlsx; returns the suppressed table (what may be shown)."""
     return ctx.save_table(table, name, count_cols=INDICATOR_COUNT_COLUMNS,
                           derived_cols=INDICATOR_DERIVED_COLUMNS)
@@ -270,7 +270,7 @@ def significant_lines(table: pd.DataFrame, fy: int, indicator_ids: Sequence[str]
 
 
 def _visible(df: pd.DataFrame, threshold: int, num: str = "numerator", den: str = "denominator") -> pd.DataFrame:
-    """Rows whose counts may be shown (no count 1 … threshold−1, DOMAIN §9)."""
+    """Rows whose counts may be shown (no count 1 … threshold−1, docs/rules.md §9)."""
     return df[~privacy.small_rows(df, [num, den], threshold)]
 
 
@@ -338,7 +338,7 @@ def _map_footer(ctx, layers: dict, population: str, conditions: str, fy: int) ->
 
 def _hide_small_rows(df: pd.DataFrame, threshold: int) -> pd.DataFrame:
     """Numerator set to NaN (= suppressed for hsutils.plots) where numerator or denominator is
-    1 … threshold−1, so a chart never shows a figure derived from a small count (DOMAIN §9)."""
+    1 … threshold−1, so a chart never shows a figure derived from a small count (docs/rules.md §9)."""
     small = privacy.small_rows(df, ["numerator", "denominator"], threshold)
     out = df.copy()
     out["numerator"] = out["numerator"].astype(float).mask(small)
@@ -437,7 +437,7 @@ def funnel_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference
 
 def ranking_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference_label: str = "県全体"):
     """Ranked bars of the 標準化比 with 95 % CIs, coloured by the significance against the
-    reference (the same comparison as the table: DESIGN §5, §10). Small counts shown as "‐"."""
+    reference (the same comparison as the table: docs/design.md §5, §10). Small counts shown as "‐"."""
     ind = _indicator_info(indicator_id)
     d = _hide_small_rows(table[(table["indicator_id"] == indicator_id) & (table["fy"] == fy)],
                          ctx.suppress_threshold)
@@ -489,7 +489,7 @@ def _f(v) -> str:
 
 def _change_table(table: pd.DataFrame, keys: list[str], first: int, last: int) -> pd.DataFrame:
     """First vs last fiscal year per keys × indicator, with the Newcombe interval of the
-    difference of the crude proportions and the judgement 改善/変化なし/悪化 (DESIGN §5)."""
+    difference of the crude proportions and the judgement 改善/変化なし/悪化 (docs/design.md §5)."""
     cols = keys + ["indicator_id", "numerator", "denominator", "crude_rate", "adj_rate"]
     a = table.loc[table["fy"] == first, cols]
     b = table.loc[table["fy"] == last, cols + [c for c in table.columns if c not in cols and c != "fy"]]
@@ -544,7 +544,7 @@ def worse_and_worsening(table: pd.DataFrame, first_fy: int | None = None, last_f
     """Municipality × indicator pairs that are significantly worse than the reference in the
     latest year (judgement 悪い, from the 標準化比 interval) AND significantly worse than in the
     first year (the Newcombe interval of the difference of crude proportions lies entirely on the
-    bad side: `stats.proportion_difference_ci` + `stats.change_judgement`, DESIGN §5).
+    bad side: `stats.proportion_difference_ci` + `stats.change_judgement`, docs/design.md §5).
 
     Only indicators with a polarity can be worse. Returns one row per pair with muni_code,
     muni_name, medical_area, indicator_id, indicator_name, fy_first, fy_last, the four counts,
@@ -600,7 +600,7 @@ def priority_components(table: pd.DataFrame, fy: int, key_indicators: Sequence[s
       rates by sex × age band (counted whether or not significant);
     * worse_names: the Japanese names with their 標準化比 of the significantly worse indicators.
 
-    Rows from counts 1 … threshold−1 are left out (they cannot be shown, DOMAIN §9).
+    Rows from counts 1 … threshold−1 are left out (they cannot be shown, docs/rules.md §9).
     """
     d = table[table["fy"] == fy]
     d = _visible(d, suppress_threshold)

@@ -1,6 +1,6 @@
 """Run parameters for the batch runner: load a run YAML over `parameters/defaults.yaml`, validate.
 
-DESIGN §9: a batch passes parameters to notebooks as dicts through papermill's Python API; this
+docs/design.md §9: a batch passes parameters to notebooks as dicts through papermill's Python API; this
 module turns a YAML run file into one validated `RunParams` and knows which notebooks exist
 (`NOTEBOOKS`). Every message a user reads is Japanese (`hsutils.errors.ParameterError`).
 """
@@ -31,7 +31,7 @@ class NotebookSpec:
 
     @property
     def stem(self) -> str:
-        """Folder name of this notebook's outputs (DESIGN §7), e.g. "02_large_insurer"."""
+        """Folder name of this notebook's outputs (docs/design.md §7), e.g. "02_large_insurer"."""
         return Path(self.file).stem
 
 
@@ -94,7 +94,7 @@ class RunParams:
         """The parameters papermill passes to one run of `spec`: the run's common parameters, the
         notebook's own (`notebook_parameters`) and `task_values` (muni_code, cache_dir, ...),
         restricted to the names the notebook's parameters cell declares, so that a notebook never
-        receives a parameter it would ignore (DESIGN §9)."""
+        receives a parameter it would ignore (docs/design.md §9)."""
         extra = {**self.notebook_parameters.get(spec.id, {}), **self.notebook_parameters.get(spec.stem, {})}
         values = {**self.base_parameters(), **extra, **task_values}
         declared = declared_parameters(self.notebook_path(spec))

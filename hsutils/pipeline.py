@@ -1,6 +1,6 @@
 """The heavy shared pass: load + validate once, derive person-level flags, count strata, cache.
 
-`prepare_cache` runs once per batch (DESIGN §2, §8): every notebook then reads the small
+`prepare_cache` runs once per batch (docs/design.md §2, §8): every notebook then reads the small
 cached results with `load_prepared` instead of re-reading raw files.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Prepared:
 # ---------------------------------------------------------------- derivations
 
 def _kaigo_by_fy(kaigo: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
-    """Certification in force at any time in the fiscal year, with the latest level (DOMAIN §6.1-10)."""
+    """Certification in force at any time in the fiscal year, with the latest level (docs/rules.md §6.1-10)."""
     if kaigo is None or kaigo.empty:
         return pd.DataFrame(columns=["person_id", "fy", "kaigo_certified", "kaigo_level"])
     k = kaigo[["person_id", "level", "start", "end"]].merge(
@@ -81,7 +81,7 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
     enr["fy"] = enr["fy"].astype(np.int64)
     unmatched = []
 
-    # 健診 + clinical rules (DOMAIN §1–§5)
+    # 健診 + clinical rules (docs/rules.md §1–§5)
     ken = tables["kenshin"].copy()
     ken = ken.drop(columns=[c for c in ("sex", "age", "muni_code") if c in ken])
     ken = ken.merge(enr[["person_id", "fy", "sex", "age"]], on=["person_id", "fy"], how="left", indicator=True)
@@ -98,7 +98,7 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
         py[c] = py[c].fillna(False).astype(bool)
     py["guidance_target"] = py["hokenshido"].isin(["積極的支援", "動機付け支援"]).to_numpy()
 
-    # 特定保健指導 (DOMAIN §7.2)
+    # 特定保健指導 (docs/rules.md §7.2)
     g = tables.get("guidance")
     if g is not None and not g.empty:
         gg = g[["person_id", "fy", "level", "started", "completed"]].rename(columns={
@@ -135,7 +135,7 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
         qcols = [f"q{i}" for i in range(1, 16) if f"q{i}" in quest]
         py = py.merge(quest[["person_id", "fy"] + qcols], on=["person_id", "fy"], how="left")
 
-    # program flags per fiscal year (DOMAIN §5, §6)
+    # program flags per fiscal year (docs/rules.md §5, §6)
     empty = lambda name: pd.DataFrame(columns=TABLES[name].names)  # noqa: E731
     claims_ = claims if claims is not None else empty("claims_monthly")
     kaigo_ = kaigo if kaigo is not None else empty("kaigo")
@@ -217,7 +217,7 @@ def _history_meta(claims, fys) -> dict:
 
 
 def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool = False) -> Path:
-    """Load, validate and derive once; write Parquet files into cache_dir (DESIGN §8).
+    """Load, validate and derive once; write Parquet files into cache_dir (docs/design.md §8).
 
     Re-uses the cache when the input files and column map are unchanged (content hash).
     """

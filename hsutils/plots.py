@@ -1,4 +1,4 @@
-"""Committee charts in one consistent style with Japanese fonts (DESIGN §9, §10; DOMAIN §9).
+"""Committee charts in one consistent style with Japanese fonts (docs/design.md §9, §10; docs/rules.md §9).
 
 Every chart function follows the seaborn convention: the data first (a tidy DataFrame), every
 other argument keyword-only (`title`, `footer` — build it with `footer()` — and the options),
@@ -10,18 +10,18 @@ display it. Conventions shared by all charts:
 
 * style: `STYLE` (IPAexGothic from matplotlib-fontja, committee rcParams) is applied inside
   every chart function with `style()` (a `matplotlib.rc_context`); importing this module changes
-  no global setting (`apply_style()` makes it global on request) (DESIGN §9);
+  no global setting (`apply_style()` makes it global on request) (docs/design.md §9);
 * confidence intervals: the level printed ("95%信頼区間") is the level used — the `conf=`
   argument, else the data's `conf` column (tidy output of `hsutils.stats`), else 0.95;
 * sizes: `FIGURE_SIZES` ("slide" 10×5.6 in, "a4_portrait", "a4_landscape") or an explicit tuple;
 * colours: Okabe–Ito (colour-blind safe) for series; ONE significance palette
   `SIGNIFICANCE_COLOURS` (良い / 差なし / 悪い with polarity, 高い / 差なし / 低い in blue tones
-  without) used by every chart (DESIGN §10);
+  without) used by every chart (docs/design.md §10);
 * footer: source, fiscal year, population and conditions at the bottom of every chart, plus the
   note that comparisons are for needs assessment, not ranking, where comparisons are shown
-  (DESIGN §10);
+  (docs/design.md §10);
 * small counts: counts 1 … threshold−1 (default 1–9) and every figure derived from them are never
-  drawn or printed; they are shown as "‐" or omitted with a note (DESIGN §6, DOMAIN §9). A count
+  drawn or printed; they are shown as "‐" or omitted with a note (docs/design.md §6, docs/rules.md §9). A count
   given as NaN is treated as already suppressed upstream (`hsutils.privacy`), so secondary
   suppression done there carries through.
 """
@@ -74,7 +74,7 @@ JAPANESE_FONT = "IPAexGothic"
 #: Fallback for the few symbols IPAexGothic lacks (≥, ≤); matplotlib falls back per glyph.
 _FALLBACK_FONT = "DejaVu Sans"
 
-#: Figure sizes in inches: a 16:9-ish slide and A4 portrait / landscape (DESIGN §1 committee).
+#: Figure sizes in inches: a 16:9-ish slide and A4 portrait / landscape (docs/design.md §1 committee).
 FIGURE_SIZES = {"slide": (10.0, 5.6), "a4_portrait": (8.27, 11.69), "a4_landscape": (11.69, 8.27)}
 
 #: Okabe & Ito (2008) colour-blind safe palette.
@@ -87,7 +87,7 @@ SERIES_COLOURS = [OKABE_ITO[k] for k in
                   ("blue", "orange", "bluish_green", "vermillion", "reddish_purple", "sky_blue",
                    "yellow", "black")]
 
-#: THE significance palette (DESIGN §10), used by every chart and table. Keys are the judgement
+#: THE significance palette (docs/design.md §10), used by every chart and table. Keys are the judgement
 #: labels a user reads. With polarity: 良い (bluish green) / 差なし (grey) / 悪い (vermillion);
 #: without polarity: 高い (dark blue) / 差なし / 低い (light blue). 判定なし: no comparison
 #: available (missing interval or suppressed). Okabe–Ito based, so safe for colour-blind readers.
@@ -107,7 +107,7 @@ _COMPARISON_SAME = stats.NOT_SIGNIFICANT
 _COMPARISON_LOWER = stats.SIGNIFICANTLY_LOWER
 _POLARITIES = ("higher_better", "lower_better")
 
-#: Added to the footer of every chart that shows comparisons (DESIGN §10).
+#: Added to the footer of every chart that shows comparisons (docs/design.md §10).
 COMPARISON_NOTE = "比較は支援の必要性を見るためのもので、順位付けではありません"
 #: Mark of a suppressed figure (same as `hsutils.privacy.SUPPRESSION_MARK`, NDB style "‐").
 SUPPRESSION_MARK = privacy.SUPPRESSION_MARK
@@ -120,7 +120,7 @@ _TEXT_GREY = "#404040"
 _HALO = [path_effects.withStroke(linewidth=2.5, foreground="white")]
 
 
-#: The committee style (DESIGN §9): Japanese font (IPAexGothic from matplotlib-fontja) first, a
+#: The committee style (docs/design.md §9): Japanese font (IPAexGothic from matplotlib-fontja) first, a
 #: fallback for symbols, Okabe–Ito colours, 300 dpi output, fixed SVG hash salt (reproducible
 #: files) and TrueType font embedding in PDF. Applied inside every chart function through
 #: `style()`; importing this module changes no global setting.
@@ -208,7 +208,7 @@ def fy_japanese(fy) -> str:
 
 
 def footer(source: str, fy, population: str, conditions: str | None = None) -> str:
-    """Footer text for a chart (DESIGN §1, §10): 出典 ｜ 年度 ｜ 対象 ｜ 条件.
+    """Footer text for a chart (docs/design.md §1, §10): 出典 ｜ 年度 ｜ 対象 ｜ 条件.
 
     `fy` may be an int (2024 -> 令和6年度（2024）), a (first, last) pair for a period, or
     text used as is. Example: ``footer("KDB（デモデータ）", 2024, "国保 40–74歳", "全市町村")``
@@ -227,7 +227,7 @@ def footer(source: str, fy, population: str, conditions: str | None = None) -> s
 
 
 def suppression_note(threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
-    """Note shown when something was suppressed (DOMAIN §9)."""
+    """Note shown when something was suppressed (docs/rules.md §9)."""
     return f"{threshold}人未満のため非表示（{SUPPRESSION_MARK}）"
 
 
@@ -292,7 +292,7 @@ def _text_colour_on(colour) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Small counts (DESIGN §6, DOMAIN §9)
+# Small counts (docs/design.md §6, docs/rules.md §9)
 # ---------------------------------------------------------------------------------------------
 def _hidden_mask(counts, threshold: int) -> np.ndarray:
     """True where a count must not be shown: 1 … threshold−1 or NaN (hidden upstream;
@@ -309,7 +309,7 @@ def _row_hidden(df: pd.DataFrame, count_col: str | None, threshold: int) -> np.n
 
 
 # ---------------------------------------------------------------------------------------------
-# Significance palette (DESIGN §10)
+# Significance palette (docs/design.md §10)
 # ---------------------------------------------------------------------------------------------
 def _check_polarity(polarity):
     if polarity is None or (isinstance(polarity, float) and math.isnan(polarity)) or polarity == "":
@@ -322,21 +322,21 @@ def _check_polarity(polarity):
 
 
 def significance_label(comparison, polarity=None) -> str:
-    """Judgement label a user reads (DESIGN §10).
+    """Judgement label a user reads (docs/design.md §10).
 
     comparison ∈ {"有意に高い", "有意差なし", "有意に低い"} (hsutils.stats.compare_to_benchmark);
     polarity ∈ {"higher_better", "lower_better", None}. With polarity: 良い / 差なし / 悪い;
     without: 高い / 差なし / 低い. Anything else (NaN, suppressed) gives "判定なし".
     """
     polarity = _check_polarity(polarity)
-    from hsutils.indicators import judgement  # the one definition of 良い/悪い (DESIGN §10)
+    from hsutils.indicators import judgement  # the one definition of 良い/悪い (docs/design.md §10)
 
     label = judgement(np.array([comparison], dtype=object), np.array([polarity], dtype=object))[0]
     return "判定なし" if label is None else str(label)
 
 
 def significance_colour(comparison, polarity=None) -> str:
-    """Colour of a comparison in THE significance palette (`SIGNIFICANCE_COLOURS`, DESIGN §10)."""
+    """Colour of a comparison in THE significance palette (`SIGNIFICANCE_COLOURS`, docs/design.md §10)."""
     return SIGNIFICANCE_COLOURS[significance_label(comparison, polarity)]
 
 
@@ -460,7 +460,7 @@ def _finish_chart(fig, ax, own: bool, title: str, footer_text: str, notes: Seque
 
 def _conf_of(df: pd.DataFrame | None, conf: float | None) -> float:
     """The confidence level of the intervals drawn: `conf` when given, else the data's `conf`
-    column (tidy output of `hsutils.stats`), else 0.95 (STATS_METHODS §1)."""
+    column (tidy output of `hsutils.stats`), else 0.95 (docs/methods.md §1)."""
     if conf is None and df is not None and "conf" in df.columns:
         levels = pd.unique(pd.to_numeric(df["conf"], errors="coerce").dropna())
         if len(levels) > 1:
@@ -571,7 +571,7 @@ def choropleth(values: pd.DataFrame, boundaries: pd.DataFrame | None = None, *, 
 
     values: one row per area: `area_col` (area code, str), `value_col` (float), optionally
         `label_col` (display name; else taken from boundaries/tiles) and `count_col` (the count the
-        value derives from; values from counts 1–9 are hidden, DOMAIN §9).
+        value derives from; values from counts 1–9 are hidden, docs/rules.md §9).
     boundaries: `code` (str), `name` (str), `geometry` (shapely Polygon/MultiPolygon, lon/lat),
         as `hsutils.regions` provides. Pass None with `tiles` for the fallback.
     tiles: `code`, `name`, `col`, `row` (regions.tile_grid_layout); drawn as equal squares and
@@ -749,14 +749,14 @@ def funnel_plot(df: pd.DataFrame, *, value_col: str, denom_col: str, target: flo
                 x_label: str | None = None, y_label: str | None = None, value_fmt: str | None = None,
                 target_label: str = "基準値", suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
                 ax: Axes | None = None, size="slide") -> Axes:
-    """Funnel plot with 95 % and 99.8 % control limits around `target` (STATS_METHODS §7,
+    """Funnel plot with 95 % and 99.8 % control limits around `target` (docs/methods.md §7,
     Spiegelhalter 2005; limits from `hsutils.stats.funnel_limits`).
 
     df: one row per area: `label_col` (name), `value_col` (proportion as a fraction for
         kind="proportion"; ratio O/E for kind="ratio"), `denom_col` (denominator n, or the
         expected count E for ratios), optionally `count_col` (numerator / observed count; when
         missing it is value × denominator). Points from counts 1–9 (or n 1–9 for proportions) are
-        not drawn (DOMAIN §9).
+        not drawn (docs/rules.md §9).
     Points are coloured with the significance palette (outside the 95 % limits = 有意, per
     `hsutils.stats.funnel_significance`; `polarity` turns 高い/低い into 良い/悪い) and points
     outside the 95 % limits are labelled.
@@ -829,7 +829,7 @@ def ranked_bar(df: pd.DataFrame, *, value_col: str, lower_col: str, upper_col: s
                benchmark_label: str = "基準値", value_labels: bool = True,
                suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
     """Horizontal bars sorted by value with confidence intervals, a benchmark line and the
-    significance colours (DESIGN §5, §10: always with intervals, never a bare league table).
+    significance colours (docs/design.md §5, §10: always with intervals, never a bare league table).
 
     df: one row per area: `label_col`, `value_col`, `lower_col`, `upper_col` (CI), and
         `comparison_col` ("有意に高い"/"有意差なし"/"有意に低い"; missing -> 判定なし), optional
@@ -923,7 +923,7 @@ def trend_chart(df: pd.DataFrame, *, x: str = "fy", y: str = "value", lower: str
 
     df: `x` (fiscal year, int, April start), `y` (value), `lower`/`upper` (CI; None to omit),
         optional `series_col` (series name) and `count_col` (points from counts 1–9 are left out,
-        DOMAIN §9). x tick labels are 和暦 over western year: "R4\\n(2022)".
+        docs/rules.md §9). x tick labels are 和暦 over western year: "R4\\n(2022)".
     """
     fig, ax, own = _axes(ax, size)
     d = df.copy()
@@ -964,7 +964,7 @@ def trend_chart(df: pd.DataFrame, *, x: str = "fy", y: str = "value", lower: str
 
 
 # ---------------------------------------------------------------------------------------------
-# CKD heat map (DOMAIN §4.4)
+# CKD heat map (docs/rules.md §4.4)
 # ---------------------------------------------------------------------------------------------
 _G_LABELS = {"G1": "G1\n90以上", "G2": "G2\n60–89", "G3a": "G3a\n45–59", "G3b": "G3b\n30–44",
              "G4": "G4\n15–29", "G5": "G5\n15未満"}
@@ -976,14 +976,14 @@ def ckd_heatmap(counts: pd.DataFrame, *, title: str, footer: str, g_col: str = "
                 a_col: str = "a_stage", count_col: str = "count", show_share: bool = True,
                 suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
     """CKD 重症度分類 heat map: G1, G2, G3a, G3b, G4, G5 × A1, A2, A3 with the official risk
-    colours (DOMAIN §4.2–4.4; `hsutils.clinical.ckd_risk_colour` / `CKD_COLOURS`), counts and
+    colours (docs/rules.md §4.2–4.4; `hsutils.clinical.ckd_risk_colour` / `CKD_COLOURS`), counts and
     shares of the total in the cells, row and column totals.
 
     counts: `g_stage` ("G1".."G5"), `a_stage` ("A1".."A3"), `count` (persons; several rows per
         cell are summed; absent cells are 0). Cells with 1–9 persons (or NaN = suppressed
         upstream) show "‐", and so do small totals. Because totals are shown, secondary
         suppression is applied (`hsutils.privacy.secondary_suppress`): a hidden cell can never
-        be recovered by subtraction (DOMAIN §9).
+        be recovered by subtraction (docs/rules.md §9).
     """
     g_stages, a_stages = clinical.G_STAGES, clinical.A_STAGES
     c = counts.copy()
@@ -1110,7 +1110,7 @@ def population_pyramid(df: pd.DataFrame, *, title: str, footer: str, age_col: st
 
     df: `age_band` (e.g. "40-44", "90+"; ordered by the first number), `sex` (1/2 or 男/女),
         `count` (persons; rows of the same band and sex are summed). Bands with 1–9 persons are
-        not drawn and show "‐" (DOMAIN §9).
+        not drawn and show "‐" (docs/rules.md §9).
     """
     fig, ax, own = _axes(ax, size)
     suppressed = _draw_pyramid(ax, df, age_col, sex_col, count_col, suppress_threshold, value_labels)
@@ -1131,7 +1131,7 @@ def pyramid_small_multiples(df: pd.DataFrame, *, facet_col: str, title: str, foo
                             ax: Axes | None = None, size="a4_landscape") -> Figure:
     """Small multiples of population pyramids, one per `facet_col` value (e.g. 地区), same
     columns as `population_pyramid`; with `share_x` all panels use the same scale so districts
-    can be compared by size. Counts 1–9 are not drawn (DOMAIN §9)."""
+    can be compared by size. Counts 1–9 are not drawn (docs/rules.md §9)."""
     facets = list(pd.unique(df[facet_col]))
     nrows = math.ceil(len(facets) / ncols)
     fig, own = _panel_figure(ax, size)
@@ -1170,7 +1170,7 @@ def stacked_bars(df: pd.DataFrame, *, area_col: str, category_col: str, count_co
 
     df: `area_col`, `category_col`, `count_col` (persons). Segments with 1–9 persons (or NaN)
         are left out of the bar AND of the denominator of the shares, with a note, so no width
-        reveals them (DOMAIN §9); an area whose shown total is 1–9 is left out entirely.
+        reveals them (docs/rules.md §9); an area whose shown total is 1–9 is left out entirely.
         Shares ≥ 5 % are labelled in the segment; n shown at the right.
     """
     d = df.copy()
@@ -1266,12 +1266,12 @@ def _tree_layout(ids: list, parents: list) -> tuple[dict, dict]:
 def flow_chart(steps: pd.DataFrame, *, title: str, footer: str, show_share: bool = True,
                suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
     """Flow of an extraction as boxes and arrows, left to right (e.g. 健診受診者 → 糖尿病型 →
-    腎機能低下 → 治療中 / 未治療 / 治療中断; DOMAIN §5).
+    腎機能低下 → 治療中 / 未治療 / 治療中断; docs/rules.md §5).
 
     steps: `step_id`, `step_label` (may contain "\\n"), `count` (persons), `parent_id`
         (None/NaN/"" for a root, as `hsutils.programs.nephropathy_flow` gives). Long labels
         are wrapped to the box width, then shrunk (min 6 pt). Counts 1–9 (or NaN) show "‐", and
-        so does the share of the parent derived from them (DOMAIN §9).
+        so does the share of the parent derived from them (docs/rules.md §9).
     """
     s = steps.reset_index(drop=True)
     ids = s["step_id"].tolist()
@@ -1315,7 +1315,7 @@ def flow_chart(steps: pd.DataFrame, *, title: str, footer: str, show_share: bool
 def _flow_hidden(ids: list, parents: list, count: np.ndarray, threshold: int) -> np.ndarray:
     """Counts to hide in a flow chart: 1–9 (or NaN, hidden upstream) plus secondary suppression
     over the branches of every split (`privacy.tree_relations`, `privacy.suppress_relations`;
-    DOMAIN §9)."""
+    docs/rules.md §9)."""
     return privacy.suppress_relations(count, privacy.tree_relations(ids, parents), threshold)
 
 
@@ -1361,7 +1361,7 @@ def _shrink_to_boxes(fig: Figure, ax, texts, box_w: float, box_h: float) -> None
 # Spine chart (area profile)
 # ---------------------------------------------------------------------------------------------
 def _spine_position(value, benchmark, half_width, lower_better):
-    """Position on the 0..1 spine: benchmark at 0.5, better always to the right (DESIGN §10)."""
+    """Position on the 0..1 spine: benchmark at 0.5, better always to the right (docs/design.md §10)."""
     sign = -1.0 if lower_better else 1.0
     return 0.5 + sign * (value - benchmark) / (2 * half_width)
 
@@ -1380,7 +1380,7 @@ def spine_chart(df: pd.DataFrame, *, title: str, footer: str, value_fmt: str = "
     Each row spans the range of all areas from worst (left) to best (right): scale centred on
     the benchmark, half-width = the larger distance from the benchmark to min or max, flipped
     for lower-is-better indicators so better is always on the right; the middle half (q25–q75)
-    is shaded darker; the area's point has the significance colour (DESIGN §10). Values are
+    is shaded darker; the area's point has the significance colour (docs/design.md §10). Values are
     listed at the left (indicator, area value, benchmark).
     """
     d = df.reset_index(drop=True).copy()
@@ -1460,7 +1460,7 @@ def heat_table(df: pd.DataFrame, *, row_col: str, col_col: str, value_col: str, 
     """Table of values coloured by size (e.g. 受診率 by 地区 × 性・年齢).
 
     df: `row_col`, `col_col`, `value_col`, optional `count_col` (cells whose value derives
-        from a count 1–9 — or NaN — show "‐", DOMAIN §9) and `comparison_col` (colour the cells
+        from a count 1–9 — or NaN — show "‐", docs/rules.md §9) and `comparison_col` (colour the cells
         with the significance palette instead of the sequential `cmap`). Row and column order
         follow first appearance (or the categories of a Categorical).
     """
@@ -1523,12 +1523,12 @@ def upset_chart(membership: pd.DataFrame, *, title: str, footer: str,
                 include_none: bool = False, suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
                 ax: Axes | None = None, size="slide") -> Figure:
     """Overlaps of criteria (UpSet plot; Lex et al. 2014): intersection sizes as bars above a
-    dot matrix, set sizes at the left (e.g. the 一体的実施 criteria, DOMAIN §6.1).
+    dot matrix, set sizes at the left (e.g. the 一体的実施 criteria, docs/rules.md §6.1).
 
     membership: one row per person with boolean criteria columns (`criteria`, default all bool
         columns), or one row per combination with a `count_col`. Counted vectorised
         (group-by). Intersections and set sizes of 1–9 persons are shown "‐" without a bar and
-        placed last (their order would reveal their size; DOMAIN §9); a set size is hidden too
+        placed last (their order would reveal their size; docs/rules.md §9); a set size is hidden too
         when its intersections not shown (hidden, or beyond `max_intersections`) add up to 1–9
         (it would reveal them by subtraction). The combination "none of the criteria" is left
         out unless `include_none`.
@@ -1554,7 +1554,7 @@ def upset_chart(membership: pd.DataFrame, *, title: str, footer: str,
     combos = ordered.head(max_intersections)
     set_sizes = (flags.mul(weights, axis=0)).sum().reindex(crit).to_numpy(float)
     # a set size minus its shown intersections would reveal the others (hidden, or beyond
-    # max_intersections): hide the set size too when those add up to 1–9 persons (DOMAIN §9)
+    # max_intersections): hide the set size too when those add up to 1–9 persons (docs/rules.md §9)
     not_shown = ordered[ordered["_hidden"].to_numpy() | ~ordered.index.isin(combos.index)]
     hidden_sums = not_shown[crit].mul(not_shown["n"], axis=0).sum().reindex(crit).to_numpy(float)
     set_hidden = (_hidden_mask(set_sizes, suppress_threshold)

@@ -1,11 +1,11 @@
-"""Small-cell suppression and checks for person-level identifiers (DESIGN §6, DOMAIN §9).
+"""Small-cell suppression and checks for person-level identifiers (docs/design.md §6, docs/rules.md §9).
 
 This module owns every suppression rule; other modules call it. Suppression happens at the
 presentation step: indicator tables keep the true counts; the committee outputs (charts, HTML
 reports, Excel tables) pass through this module first, and charts receive already-masked data
 (a NaN count is "hidden upstream").
 
-Rules (DOMAIN §9, confidence M/P):
+Rules (docs/rules.md §9, confidence M/P):
 * primary: a count from 1 to threshold − 1 (default threshold 10, i.e. 1–9) is suppressed, and so
   is every figure derived from it (rates, ratios, confidence limits, judgements); 0 is shown;
 * the suppression mark is "‐" (U+2010 HYPHEN), the mark used by the NDBオープンデータ tables;
@@ -23,7 +23,7 @@ Rules (DOMAIN §9, confidence M/P):
   tables. Cells already shown are fixed, so a later table hides more of its own cells instead;
 * check: `audit_recoverable` derives from the published tables everything subtraction can give
   (chained over relations) and reports every recoverable count 1–9 or sum of hidden counts 1–9;
-* committee outputs never contain a person_id (DESIGN §6; `assert_no_person_ids`).
+* committee outputs never contain a person_id (docs/design.md §6; `assert_no_person_ids`).
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ __all__ = [
     "tree_relations", "audit_recoverable", "assert_no_small_counts", "assert_no_person_ids",
 ]
 
-#: Counts below this (and above 0) are suppressed (DOMAIN §9; configurable).
+#: Counts below this (and above 0) are suppressed (docs/rules.md §9; configurable).
 DEFAULT_THRESHOLD = 10
 #: Mark shown in place of a suppressed figure: "‐" (U+2010), as in the NDBオープンデータ.
 SUPPRESSION_MARK = "\u2010"
@@ -64,7 +64,7 @@ def _numeric(values) -> pd.Series | np.ndarray:
 
 
 def is_small(count, threshold=DEFAULT_THRESHOLD):
-    """True for counts that must be suppressed: 0 < count < threshold (1–9 by default; DOMAIN §9).
+    """True for counts that must be suppressed: 0 < count < threshold (1–9 by default; docs/rules.md §9).
 
     0 is shown (False); missing or non-numeric values give False. Accepts a scalar, array,
     Series or DataFrame and returns the same shape (bool).
@@ -138,7 +138,7 @@ def apply_suppression(df: pd.DataFrame, mask: pd.DataFrame, mark=SUPPRESSION_MAR
 
 def suppress_table(df: pd.DataFrame, count_cols, derived_cols=None, threshold=DEFAULT_THRESHOLD,
                    mark=SUPPRESSION_MARK) -> pd.DataFrame:
-    """Table for presentation with small counts suppressed (DESIGN §6, DOMAIN §9).
+    """Table for presentation with small counts suppressed (docs/design.md §6, docs/rules.md §9).
 
     count_cols: the count columns (e.g. ["numerator", "denominator"]).
     derived_cols: which other columns are derived from which count, e.g.
@@ -177,7 +177,7 @@ def mask_small(df: pd.DataFrame, count_cols, derived_cols=None, threshold=DEFAUL
 def secondary_suppress(table_wide: pd.DataFrame, total_col=None, threshold=DEFAULT_THRESHOLD,
                        total_row=None) -> pd.DataFrame:
     """Cells to suppress in a wide table of counts (rows × categories), including secondary
-    suppression (DOMAIN §9; the NDBオープンデータ practice).
+    suppression (docs/rules.md §9; the NDBオープンデータ practice).
 
     Primary: every count 1 … threshold − 1 (totals included). Secondary: in a row whose total
     (`total_col`) is shown, if exactly one category cell is hidden it could be recovered as
@@ -213,7 +213,7 @@ def secondary_suppress(table_wide: pd.DataFrame, total_col=None, threshold=DEFAU
 
 
 # ---------------------------------------------------------------------------------------------
-# Secondary suppression: one engine for every additive relation (DOMAIN §9)
+# Secondary suppression: one engine for every additive relation (docs/rules.md §9)
 # ---------------------------------------------------------------------------------------------
 def _as_relations(relations) -> list[tuple[int, np.ndarray]]:
     return [(int(t), np.asarray(p, dtype=np.int64)) for t, p in relations]
@@ -235,7 +235,7 @@ def suppress_relations(values, relations, threshold=DEFAULT_THRESHOLD, *, hidden
     (each a pair ``(total position, part positions)``: values[total] = sum of values[parts]).
 
     Primary: every count 1 … threshold − 1 and every NaN (already hidden upstream), plus `hidden`.
-    Secondary, repeated over all relations until nothing changes (DOMAIN §9; the NDB practice):
+    Secondary, repeated over all relations until nothing changes (docs/rules.md §9; the NDB practice):
     * total shown and exactly one part hidden, or the hidden parts add up to 1 … threshold − 1:
       the smallest other shown non-zero part is hidden too (else the total);
     * total hidden and every part shown (the total is their sum): the smallest shown non-zero
@@ -324,7 +324,7 @@ def _recoverable(published: np.ndarray, relations, threshold: int) -> list[tuple
 
 def suppress_groups(df: pd.DataFrame, count_col: str, group_cols=(), *, total_rows=None,
                     threshold=DEFAULT_THRESHOLD) -> np.ndarray:
-    """Hidden rows of `count_col` in a long table whose rows add up per group (DOMAIN §9).
+    """Hidden rows of `count_col` in a long table whose rows add up per group (docs/rules.md §9).
 
     `group_cols`: the rows with the same values make up one total (e.g. indicator × fy: the
     districts of a municipality). `total_rows`: boolean row mask of the rows holding each
@@ -354,7 +354,7 @@ def suppress_groups(df: pd.DataFrame, count_col: str, group_cols=(), *, total_ro
 
 
 # ---------------------------------------------------------------------------------------------
-# Report-level suppression plan (DESIGN §6, DOMAIN §9)
+# Report-level suppression plan (docs/design.md §6, docs/rules.md §9)
 # ---------------------------------------------------------------------------------------------
 def _select(df: pd.DataFrame, where) -> np.ndarray:
     """Row positions selected by `where`: None = all rows, a dict {column: value or list of
@@ -626,7 +626,7 @@ def audit_recoverable(tables: Mapping[str, pd.DataFrame], relations, threshold=D
     `relations`: pairs (total cell, [part cells]), a cell being (table name, row position,
     column). Derivations are chained: a hidden cell recovered from one relation counts as known
     in the others. Both a single hidden count and a sum of hidden counts of 1 … threshold − 1
-    are findings (DOMAIN §9).
+    are findings (docs/rules.md §9).
     """
     t = _check_threshold(threshold)
     index: dict[tuple, int] = {}
@@ -649,7 +649,7 @@ def audit_recoverable(tables: Mapping[str, pd.DataFrame], relations, threshold=D
 
 def assert_no_small_counts(df: pd.DataFrame, count_cols, threshold=DEFAULT_THRESHOLD) -> None:
     """Raise AssertionError listing every visible count 1 … threshold − 1 in `count_cols`
-    (marks and other text are ignored). For tests of notebooks and reports (DESIGN §6)."""
+    (marks and other text are ignored). For tests of notebooks and reports (docs/design.md §6)."""
     t = _check_threshold(threshold)
     count_cols = [count_cols] if isinstance(count_cols, str) else list(count_cols)
     missing = [c for c in count_cols if c not in df.columns]
@@ -682,7 +682,7 @@ def _text_of(obj) -> str:
 
 def assert_no_person_ids(text_or_df, person_ids) -> None:
     """Raise AssertionError if any person_id appears in a text (e.g. an HTML report), a
-    DataFrame/Series (cells, index, header) or an iterable of those (DESIGN §6).
+    DataFrame/Series (cells, index, header) or an iterable of those (docs/design.md §6).
 
     An ID is found when it appears as a whole token, i.e. delimited by characters other than
     ASCII letters, digits, "_" and "-" (so "P0001" is found in "<td>P0001</td>" but "0001" is not

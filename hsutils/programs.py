@@ -1,7 +1,7 @@
-"""Program target extraction on person-level data (DESIGN §2 `hsutils.programs`).
+"""Program target extraction on person-level data (docs/design.md §2 `hsutils.programs`).
 
-Covers 糖尿病性腎症重症化予防 (DOMAIN §5), the 一体的実施 criteria of the KDB活用支援ツール
-(DOMAIN §6.1), 重複・多剤 (DOMAIN §10), 健康状態不明者 (DOMAIN §6.1-10) and 治療中断 (DOMAIN §5.4).
+Covers 糖尿病性腎症重症化予防 (docs/rules.md §5), the 一体的実施 criteria of the KDB活用支援ツール
+(docs/rules.md §6.1), 重複・多剤 (docs/rules.md §10), 健康状態不明者 (docs/rules.md §6.1-10) and 治療中断 (docs/rules.md §5.4).
 
 Inputs are the canonical frames of `hsutils.io` (see docs/internal_api.md): `claims`
 (claims_monthly, one row per person × month), `kaigo`, `questionnaire` and a `person_year` frame
@@ -217,7 +217,7 @@ def _rows_of_fy(person_year: pd.DataFrame, fy: int) -> pd.DataFrame:
 
 
 def _egfr(py: pd.DataFrame) -> pd.Series:
-    """eGFR used for programs: `egfr_calc` (DOMAIN §4.1, from clinical) else the reported value."""
+    """eGFR used for programs: `egfr_calc` (docs/rules.md §4.1, from clinical) else the reported value."""
     calc = _num(py, "egfr_calc")
     return calc.fillna(_num(py, "egfr"))
 
@@ -270,7 +270,7 @@ def claims_person_year(claims: pd.DataFrame, fys: Iterable[int]) -> pd.DataFrame
     and none in the 12 months before its first dialysis month of the fy; this needs 12 months of
     claims history before the fy, otherwise every dialysis patient looks new).
 
-    DOMAIN §5.1 (diabetes claims), §6.1 (claims in the year), §10 (drugs per month).
+    docs/rules.md §5.1 (diabetes claims), §6.1 (claims in the year), §10 (drugs per month).
     """
     cl = _prepare_claims(claims)
     frames = []
@@ -323,7 +323,7 @@ def treatment_status(claims: pd.DataFrame, flag: str | Sequence[str], as_of_ym: 
                      fy: int | None = None) -> pd.DataFrame:
     """治療中 / 治療中断 / 未治療 from claims for one disease flag (or any of several flags).
 
-    DOMAIN §5.4 and §6.1-7. Window convention: the window is the `window_months` months ending at
+    docs/rules.md §5.4 and §6.1-7. Window convention: the window is the `window_months` months ending at
     `as_of_ym` inclusive, the look-back the `lookback_months` months ending at `as_of_ym`
     inclusive. With as_of 202503 and window 6 a last claim in 202410 is 治療中 and one in 202409
     is 治療中断.
@@ -376,7 +376,7 @@ def health_unknown(person_year: pd.DataFrame, claims: pd.DataFrame, kaigo: pd.Da
                    fy: int) -> pd.Series:
     """健康状態不明者 for every row of `person_year` in `fy` (all ages), bool Series.
 
-    DOMAIN §6.1-10: no checkup in this and the previous fy, no medical or dental claim in those two
+    docs/rules.md §6.1-10: no checkup in this and the previous fy, no medical or dental claim in those two
     years, and no 介護 certification valid at any time in those two years. The previous year's
     checkup is read from the person_year rows of fy − 1 (absent rows count as no checkup, so pass
     both years).
@@ -403,10 +403,10 @@ def health_unknown(person_year: pd.DataFrame, claims: pd.DataFrame, kaigo: pd.Da
 
 @dataclass(frozen=True)
 class IkkatsuParams:
-    """Thresholds of the 一体的実施 criteria (DOMAIN §6.1; defaults from the KDB活用支援ツール).
+    """Thresholds of the 一体的実施 criteria (docs/rules.md §6.1; defaults from the KDB活用支援ツール).
 
     `min_age` 75 restricts to 75+; set 65 to include 65–74 後期 (障害認定) insured.
-    `drugs_threshold` 15 (20 is the stricter option, DOMAIN §6.1-3).
+    `drugs_threshold` 15 (20 is the stricter option, docs/rules.md §6.1-3).
     `urine_protein_kidney` uses the ordinal 0 −, 1 ±, 2 1+, 3 2+, 4 3+ (2 = 1+ 以上).
     """
     insurance: str = "後期"
@@ -429,28 +429,28 @@ def ikkatsu_criteria(params: IkkatsuParams = IkkatsuParams()) -> list[tuple[str,
     up = _URINE_LABELS.get(p.urine_protein_kidney, str(p.urine_protein_kidney))
     n = p.interruption_window_months
     return [
-        ("ik_undernutrition", "低栄養", "DOMAIN §6.1-1",
+        ("ik_undernutrition", "低栄養", "docs/rules.md §6.1-1",
          f"BMI {p.bmi_max:g}以下 かつ 質問票⑥（6か月で2～3kg以上の体重減少）はい"),
-        ("ik_oral", "口腔", "DOMAIN §6.1-2",
+        ("ik_oral", "口腔", "docs/rules.md §6.1-2",
          "質問票④（固いものが食べにくい）または⑤（むせる）はい かつ 年度内に歯科受診なし"),
-        ("ik_polypharmacy", "服薬（多剤）", "DOMAIN §6.1-3",
+        ("ik_polypharmacy", "服薬（多剤）", "docs/rules.md §6.1-3",
          f"1か月の処方薬剤数 {p.drugs_threshold}種類以上"),
-        ("ik_hypnotic", "服薬（睡眠薬）", "DOMAIN §6.1-4",
+        ("ik_hypnotic", "服薬（睡眠薬）", "docs/rules.md §6.1-4",
          "睡眠薬の処方あり かつ（質問票⑧（転倒）はい、または⑩⑪（物忘れ・日付）ともにはい）"),
-        ("ik_physical_frailty", "身体的フレイル", "DOMAIN §6.1-5",
+        ("ik_physical_frailty", "身体的フレイル", "docs/rules.md §6.1-5",
          "質問票①（健康状態）あまりよくない・よくない かつ ⑦（歩く速度の低下）はい"),
-        ("ik_poor_control", "重症化予防（コントロール不良）", "DOMAIN §6.1-6",
+        ("ik_poor_control", "重症化予防（コントロール不良）", "docs/rules.md §6.1-6",
          f"HbA1c {p.hba1c_poor:g}%以上で年度内に糖尿病レセプトなし、または血圧 {p.sbp_poor:g}/"
          f"{p.dbp_poor:g}mmHg以上で年度内に高血圧症レセプトなし"),
-        ("ik_interruption", "重症化予防（治療中断）", "DOMAIN §6.1-7",
+        ("ik_interruption", "重症化予防（治療中断）", "docs/rules.md §6.1-7",
          f"過去{p.interruption_lookback_months}か月に糖尿病・高血圧症のレセプトあり、直近{n}か月"
          "（年度末まで）になし"),
-        ("ik_disease_frailty", "重症化予防（基礎疾患保有＋フレイル）", "DOMAIN §6.1-8",
+        ("ik_disease_frailty", "重症化予防（基礎疾患保有＋フレイル）", "docs/rules.md §6.1-8",
          f"（糖尿病治療中・治療中断、心不全・脳血管疾患のレセプトあり、または HbA1c {p.hba1c_frailty:g}%以上）"
          "かつ 質問票①⑥⑧⑬のいずれかがリスク回答"),
-        ("ik_kidney_untreated", "重症化予防（腎機能不良未受診）", "DOMAIN §6.1-9",
+        ("ik_kidney_untreated", "重症化予防（腎機能不良未受診）", "docs/rules.md §6.1-9",
          f"eGFR {p.egfr_kidney:g}未満 または 尿蛋白 {up}以上 かつ 年度内に医療機関受診（入院・外来・歯科）なし"),
-        ("ik_health_unknown", "健康状態不明者", "DOMAIN §6.1-10",
+        ("ik_health_unknown", "健康状態不明者", "docs/rules.md §6.1-10",
          "当年度・前年度に健診受診なし、医療・歯科レセプトなし、介護認定なし"),
     ]
 
@@ -460,7 +460,7 @@ IKKATSU_CRITERIA = ikkatsu_criteria()
 
 def _question_risk(py: pd.DataFrame, questionnaire: pd.DataFrame | None, fy: int) -> dict[str, pd.Series]:
     """Per item q1..q15: bool Series (index of py) True when the answer is a risk answer
-    (DOMAIN §6.2, `schema.QUESTIONNAIRE_RISK`). Uses the questionnaire frame of `fy` when given,
+    (docs/rules.md §6.2, `schema.QUESTIONNAIRE_RISK`). Uses the questionnaire frame of `fy` when given,
     else q columns of person_year. Missing answers -> False."""
     pid = py["person_id"].astype("str")
     out = {}
@@ -485,7 +485,7 @@ def _question_risk(py: pd.DataFrame, questionnaire: pd.DataFrame | None, fy: int
 def ikkatsu_flags(person_year: pd.DataFrame, claims: pd.DataFrame, kaigo: pd.DataFrame | None,
                   questionnaire: pd.DataFrame | None, fy: int,
                   params: IkkatsuParams = IkkatsuParams()) -> pd.DataFrame:
-    """一体的実施 抽出条件 (DOMAIN §6.1 items 1–10) for the person_year rows of `fy`.
+    """一体的実施 抽出条件 (docs/rules.md §6.1 items 1–10) for the person_year rows of `fy`.
 
     Only 後期 insured aged ≥ `params.min_age` can be flagged; other rows are False. "In the year"
     = the fiscal year (April–March). Columns (bool): ik_undernutrition, ik_oral, ik_polypharmacy,
@@ -553,7 +553,7 @@ def ikkatsu_flags(person_year: pd.DataFrame, claims: pd.DataFrame, kaigo: pd.Dat
 
 @dataclass(frozen=True)
 class NephropathyParams:
-    """Extraction criteria for 糖尿病性腎症重症化予防 (DOMAIN §5; defaults P = usual practice).
+    """Extraction criteria for 糖尿病性腎症重症化予防 (docs/rules.md §5; defaults P = usual practice).
 
     - 糖尿病型 (§5.1): HbA1c ≥ `hba1c` or 空腹時/随時血糖 ≥ `glucose`.
     - 腎障害 (§5.2): eGFR < `egfr` (60; 30 = 第4期, the stricter option) or 尿蛋白 ≥
@@ -628,7 +628,7 @@ def _nephropathy_base(person_year: pd.DataFrame, claims: pd.DataFrame, fy: int,
 
 def nephropathy_flags(person_year: pd.DataFrame, claims: pd.DataFrame, fy: int,
                       params: NephropathyParams = NephropathyParams()) -> pd.DataFrame:
-    """糖尿病性腎症重症化予防 target flags for the person_year rows of `fy` (DOMAIN §5).
+    """糖尿病性腎症重症化予防 target flags for the person_year rows of `fy` (docs/rules.md §5).
 
     Columns: `dkd_diabetes` (§5.1: checkup 糖尿病型, glucose medication on the questionnaire, or
     diabetes claims in the look-back), `dkd_diabetes_type` (checkup values only), `dkd_kidney`
@@ -676,7 +676,7 @@ def _kidney_label(p: NephropathyParams) -> str:
 
 def nephropathy_flow(person_year: pd.DataFrame, claims: pd.DataFrame, fy: int,
                      params: NephropathyParams = NephropathyParams()) -> pd.DataFrame:
-    """概数把握 flowchart of 糖尿病性腎症重症化予防 targets (KDB flowchart, seed 003; DOMAIN §5).
+    """概数把握 flowchart of 糖尿病性腎症重症化予防 targets (KDB flowchart, seed 003; docs/rules.md §5).
 
     Returns `step_id, step_label, count, parent_id` (parent_id "" for a root). Steps:
 
@@ -734,12 +734,12 @@ def nephropathy_flow(person_year: pd.DataFrame, claims: pd.DataFrame, fy: int,
 
 def polypharmacy_flags(claims: pd.DataFrame, fy: int, drugs_threshold: int = 15,
                        duplicate_months: int = 3) -> pd.DataFrame:
-    """重複・多剤 per person with claims in `fy` (DOMAIN §10).
+    """重複・多剤 per person with claims in `fy` (docs/rules.md §10).
 
     - `polypharmacy`: n_drugs ≥ `drugs_threshold` in at least one month of the fy.
     - `duplicate`: n_institutions ≥ 2 in `duplicate_months` calendar-consecutive months, the run
       ending in the fy (it may start up to `duplicate_months − 1` months before April).
-      PROXY: DOMAIN §10 asks for the same drug class from ≥ 2 institutions; the monthly claims
+      PROXY: docs/rules.md §10 asks for the same drug class from ≥ 2 institutions; the monthly claims
       summary has no drug class, so visits to several institutions stand in for it and over-count.
     Columns: `person_id, polypharmacy, duplicate, max_drugs` (Int64),
     `max_multi_institution_run` (longest run of months with ≥ 2 institutions, int64).

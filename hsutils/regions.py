@@ -1,6 +1,6 @@
 """Municipality master, area roll-ups and boundaries (all offline).
 
-Area hierarchy used everywhere (DESIGN §2 `hsutils.regions`): 地区 (district) → 市町村 (muni) →
+Area hierarchy used everywhere (docs/design.md §2 `hsutils.regions`): 地区 (district) → 市町村 (muni) →
 二次医療圏 (medical_area) → 都道府県 (pref) → 全国 (national). Roll-ups are group-by sums, so every
 level equals the sum of its parts.
 
@@ -293,7 +293,7 @@ def _as_master(master: pd.DataFrame) -> pd.DataFrame:
 
 
 def area_levels(master: pd.DataFrame, districts: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Mapping frame 地区 → 市町村 → 二次医療圏 → 都道府県 → 全国 (DESIGN §2), codes and names.
+    """Mapping frame 地区 → 市町村 → 二次医療圏 → 都道府県 → 全国 (docs/design.md §2), codes and names.
 
     Columns: district_code, district_name, muni_code, muni_name, medical_area_code, medical_area,
     pref_code, pref_name, national_code ("00"), national_name ("全国"). One row per district (地区マスタ:
@@ -333,7 +333,7 @@ def _check_level(level: str) -> int:
 
 def rollup(df: pd.DataFrame, from_level: str, to_level: str, value_cols, master: pd.DataFrame,
            by=None, districts: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Sum ``value_cols`` from one area level to a coarser one (groupby-sum; DESIGN §2, internal API:
+    """Sum ``value_cols`` from one area level to a coarser one (groupby-sum; docs/design.md §2, internal API:
     "Roll-ups are group-by sums").
 
     ``df`` must carry the key columns of ``from_level`` (LEVEL_KEYS; district: muni_code +

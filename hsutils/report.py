@@ -1,12 +1,12 @@
-"""Writing figures, tables and workbooks to the output layout, atomically (DESIGN §7, §9).
+"""Writing figures, tables and workbooks to the output layout, atomically (docs/design.md §7, §9).
 
 Layout: ``<outputs>/<run>/<muni_code>_<name>/<notebook>/`` with ``figures/`` (PNG 300 dpi and
 PDF), ``tables/`` (CSV UTF-8 with BOM so Excel opens it; one xlsx per notebook) and
-``confidential/`` (person-level lists only, DESIGN §6).
+``confidential/`` (person-level lists only, docs/design.md §6).
 
 Every file is written to a temporary name in the same folder and renamed with `os.replace`
 (`hsutils.files`), so a failed run never leaves a half-written file. Figures are written with fixed metadata (no creation
-date), so the same input gives byte-identical files (DESIGN §9).
+date), so the same input gives byte-identical files (docs/design.md §9).
 """
 from __future__ import annotations
 
@@ -27,15 +27,15 @@ __all__ = [
     "save_figure", "save_table", "write_xlsx", "safe_name",
 ]
 
-#: Resolution of PNG figures (DESIGN §7).
+#: Resolution of PNG figures (docs/design.md §7).
 FIGURE_DPI = 300
 #: matplotlib settings read when a file is written (not when the figure is drawn): TrueType fonts
-#: embedded in PDF/PS, text as paths and a fixed hash salt in SVG (reproducible files, DESIGN §9).
+#: embedded in PDF/PS, text as paths and a fixed hash salt in SVG (reproducible files, docs/design.md §9).
 SAVE_RCPARAMS = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path", "svg.hashsalt": "hsutils"}
-#: Sub-folders of every notebook output folder (DESIGN §7).
+#: Sub-folders of every notebook output folder (docs/design.md §7).
 SUBFOLDERS = ("figures", "tables", "confidential")
 
-# Fixed metadata: no dates, no version strings, so files are reproducible (DESIGN §9).
+# Fixed metadata: no dates, no version strings, so files are reproducible (docs/design.md §9).
 _FIXED_METADATA = {
     "png": {"Software": None},
     "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
@@ -57,7 +57,7 @@ def safe_name(name: str) -> str:
 def output_dir(root, run: str, muni_code: str, muni_name: str, notebook: str,
                create: bool = True) -> Path:
     """Folder of one notebook's outputs: ``root/<run>/<muni_code>_<muni_name>/<notebook>/``
-    (DESIGN §7). `root` is the outputs folder (e.g. ``Path("outputs")``); a ``.ipynb`` suffix of
+    (docs/design.md §7). `root` is the outputs folder (e.g. ``Path("outputs")``); a ``.ipynb`` suffix of
     `notebook` is dropped. With `create`, the folder and its ``figures/``, ``tables/`` and
     ``confidential/`` sub-folders are made."""
     nb = Path(str(notebook)).name
@@ -72,7 +72,7 @@ def output_dir(root, run: str, muni_code: str, muni_name: str, notebook: str,
 
 def save_figure(fig, out_dir, name: str, formats=("png", "pdf"), dpi: int = FIGURE_DPI) -> dict:
     """Write `fig` to ``out_dir/figures/<name>.png`` (300 dpi) and ``.pdf`` atomically with fixed
-    metadata, so the same figure gives byte-identical files (DESIGN §7, §9). Returns
+    metadata, so the same figure gives byte-identical files (docs/design.md §7, §9). Returns
     ``{"png": Path, "pdf": Path}`` (one key per format)."""
     folder = Path(out_dir) / "figures"
     paths = {}
@@ -88,7 +88,7 @@ def save_figure(fig, out_dir, name: str, formats=("png", "pdf"), dpi: int = FIGU
 
 def save_table(df: pd.DataFrame, out_dir, name: str, index: bool = False) -> Path:
     """Write ``out_dir/tables/<name>.csv`` as UTF-8 with BOM (Excel opens it with Japanese
-    intact), atomically (DESIGN §7)."""
+    intact), atomically (docs/design.md §7)."""
     path = Path(out_dir) / "tables" / f"{safe_name(name)}.csv"
     return atomic_write_text(path, df.to_csv(index=index, lineterminator="\r\n"), encoding="utf-8-sig")
 
@@ -115,7 +115,7 @@ def _sheet_names(keys) -> list[str]:
 
 def write_xlsx(tables: Mapping[str, pd.DataFrame], path, column_labels: Mapping[str, str] | None = None,
                index: bool = False) -> Path:
-    """One workbook, one sheet per table (sheet name = key), written atomically (DESIGN §7).
+    """One workbook, one sheet per table (sheet name = key), written atomically (docs/design.md §7).
 
     Headers are the frame's columns (pass Japanese column names, or `column_labels` mapping
     canonical names to Japanese); header row bold, panes frozen below the header, column widths

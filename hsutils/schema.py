@@ -3,8 +3,8 @@
 This module is the single definition used by the loader (`hsutils.io`), the data templates
 (`data_templates/`), the data dictionary and the demo generator (`hsutils.synth`).
 
-Plausible ranges follow DOMAIN §3.2 (sanity bounds, not clinical rules). Code lists follow
-DOMAIN §1.5 (服薬 1 あり / 2 なし), §4.3 (尿蛋白 1 − … 5 3+) and §6.2 (後期高齢者の質問票).
+Plausible ranges follow docs/rules.md §3.2 (sanity bounds, not clinical rules). Code lists follow
+docs/rules.md §1.5 (服薬 1 あり / 2 なし), §4.3 (尿蛋白 1 − … 5 3+) and §6.2 (後期高齢者の質問票).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from hsutils import vocab
 #   "ym"       year-month as int YYYYMM; 和暦 accepted
 #   "date"     calendar date
 #   "sex"      1 男 / 2 女
-#   "bool"     True/False from 1/0, あり/なし, はい/いいえ, 1/2 (code 2 = なし per DOMAIN §1.5)
+#   "bool"     True/False from 1/0, あり/なし, はい/いいえ, 1/2 (code 2 = なし per docs/rules.md §1.5)
 #   "urine"    尿定性 ordinal 0 (−), 1 (±), 2 (1+), 3 (2+), 4 (3+)
 #   "category" one of `allowed`
 #   "answer"   questionnaire answer code (int) in `allowed`
@@ -80,9 +80,9 @@ FY = _c("fy", "年度", "fy", True, lo=2008, hi=2035,
 
 SEX = _c("sex", "性別", "sex", True, allowed=(1, 2), description="1 男 / 2 女")
 AGE = _c("age", "年齢", "int", True, unit="歳", lo=0, hi=120,
-         description="年度末（3月31日）時点の年齢（DOMAIN §1.4）", aliases=("年度末年齢",))
+         description="年度末（3月31日）時点の年齢（docs/rules.md §1.4）", aliases=("年度末年齢",))
 
-# Questionnaire answer codes (後期高齢者の質問票, DOMAIN §6.2).
+# Questionnaire answer codes (後期高齢者の質問票, docs/rules.md §6.2).
 YES_NO = (vocab.YES, vocab.NO)  # 1 はい / 2 いいえ
 
 ENROLLMENT = Table(
@@ -94,10 +94,10 @@ ENROLLMENT = Table(
         _c("insurance", "保険種別", "category", True, allowed=vocab.INSURANCE_TYPES,
            description="国保 / 後期（後期高齢者医療）"),
         _c("full_year", "年度継続加入", "bool", False,
-           description="年度を通じて資格を継続（法定報告の対象者要件, DOMAIN §7.1）。省略時は継続扱い",
+           description="年度を通じて資格を継続（法定報告の対象者要件, docs/rules.md §7.1）。省略時は継続扱い",
            aliases=("資格継続",)),
         _c("excluded_statutory", "法定除外", "bool", False,
-           description="妊産婦・長期入院等の法定除外者（DOMAIN §7.1）。省略時は除外なし"),
+           description="妊産婦・長期入院等の法定除外者（docs/rules.md §7.1）。省略時は除外なし"),
     ), key=("person_id", "fy"), description="年度ごとの被保険者（国保40–74歳、後期75歳以上）")
 
 KENSHIN = Table(
@@ -126,21 +126,21 @@ KENSHIN = Table(
         _c("urine_glucose", "尿糖", "urine", allowed=(0, 1, 2, 3, 4),
            description="−, ±, 1+, 2+, 3+（コード 1–5 も可）"),
         _c("urine_protein", "尿蛋白", "urine", allowed=(0, 1, 2, 3, 4),
-           description="−, ±, 1+, 2+, 3+（コード 1–5 も可, DOMAIN §4.3）"),
+           description="−, ±, 1+, 2+, 3+（コード 1–5 も可, docs/rules.md §4.3）"),
         _c("creatinine", "血清クレアチニン", "float", unit="mg/dL", lo=0.1, hi=20),
         _c("egfr", "eGFR", "float", unit="mL/min/1.73m²", lo=1, hi=200,
-           description="報告値。クレアチニンがあれば再計算（DOMAIN §4.1）"),
+           description="報告値。クレアチニンがあれば再計算（docs/rules.md §4.1）"),
         _c("hemoglobin", "血色素量", "float", unit="g/dL", lo=3, hi=25, aliases=("ヘモグロビン",)),
-        _c("med_bp", "服薬（血圧）", "bool", description="1 あり / 2 なし（DOMAIN §1.5）"),
+        _c("med_bp", "服薬（血圧）", "bool", description="1 あり / 2 なし（docs/rules.md §1.5）"),
         _c("med_glucose", "服薬（血糖）", "bool", description="1 あり / 2 なし"),
         _c("med_lipid", "服薬（脂質）", "bool", description="1 あり / 2 なし"),
         _c("smoking", "喫煙", "bool",
            description="現在たばこを習慣的に吸っている（質問票）。第4期のコード 1 はい / 2 以前は吸っていたが"
                        "最近1ヶ月間は吸っていない / 3 いいえ（2・3 は「なし」）"),
         _c("guidance_level_reported", "保健指導レベル", "category", allowed=(1, 2, 3, 4),
-           description="出力値（1 積極的支援, 2 動機付け支援, 3 なし, 4 判定不能, DOMAIN §1.5）。参考のみ"),
+           description="出力値（1 積極的支援, 2 動機付け支援, 3 なし, 4 判定不能, docs/rules.md §1.5）。参考のみ"),
         _c("metabo_reported", "メタボ判定", "category", allowed=(1, 2, 3, 4),
-           description="出力値（1 基準該当, 2 予備群該当, 3 非該当, 4 判定不能, DOMAIN §2.4）。参考のみ"),
+           description="出力値（1 基準該当, 2 予備群該当, 3 非該当, 4 判定不能, docs/rules.md §2.4）。参考のみ"),
     ), key=("person_id", "fy"), description="特定健診（40–74歳）・後期高齢者健診（75歳以上）の結果")
 
 GUIDANCE = Table(
@@ -242,7 +242,7 @@ QUESTIONNAIRE = Table(
         _c("q13", "⑬週に1回以上は外出", "answer", allowed=YES_NO, description="1 はい 2 いいえ"),
         _c("q14", "⑭家族や友人と付き合い", "answer", allowed=YES_NO, description="1 はい 2 いいえ"),
         _c("q15", "⑮相談相手がいる", "answer", allowed=YES_NO, description="1 はい 2 いいえ"),
-    ), key=("person_id", "fy"), description="後期高齢者の質問票（15項目, DOMAIN §6.2）")
+    ), key=("person_id", "fy"), description="後期高齢者の質問票（15項目, docs/rules.md §6.2）")
 
 MUNICIPALITIES = Table(
     "municipalities", "市町村マスタ", (
@@ -269,7 +269,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     ENROLLMENT, KENSHIN, GUIDANCE, CLAIMS, KAIGO, QUESTIONNAIRE, MUNICIPALITIES, DISTRICTS,
     DIAGNOSES, PRESCRIPTIONS, MEDICAL_COSTS)}
 
-# Questionnaire risk answers (DOMAIN §6.2): item -> set of answer codes that count as "at risk".
+# Questionnaire risk answers (docs/rules.md §6.2): item -> set of answer codes that count as "at risk".
 QUESTIONNAIRE_RISK = {
     "q1": (4, 5), "q2": (3, 4), "q3": (2,), "q4": (1,), "q5": (1,), "q6": (1,), "q7": (1,),
     "q8": (1,), "q9": (2,), "q10": (1,), "q11": (1,), "q12": (1,), "q13": (2,), "q14": (2,), "q15": (2,),
@@ -280,7 +280,7 @@ QUESTIONNAIRE_DOMAINS = {
     "喫煙": ("q12",), "社会参加": ("q13", "q14"), "ソーシャルサポート": ("q15",),
 }
 
-# Age bands (DESIGN §5): 国保 特定健診 40–44 … 70–74; 後期 75–79 … 90+.
+# Age bands (docs/design.md §5): 国保 特定健診 40–44 … 70–74; 後期 75–79 … 90+.
 KOKUHO_AGE_BANDS = ("40-44", "45-49", "50-54", "55-59", "60-64", "65-69", "70-74")
 KOUKI_AGE_BANDS = ("75-79", "80-84", "85-89", "90+")
 AGE_BANDS = KOKUHO_AGE_BANDS + KOUKI_AGE_BANDS
@@ -290,7 +290,7 @@ DEFAULT_FILENAMES = {name: f"{name}.csv" for name in TABLES}
 
 
 def age_band(age):
-    """Age band label (DESIGN §5) for an array of ages; ages under 40 give '<40'.
+    """Age band label (docs/design.md §5) for an array of ages; ages under 40 give '<40'.
 
     Vectorised: accepts a scalar, numpy array or pandas Series; returns a pandas Categorical
     (or a str for a scalar).

@@ -1,6 +1,6 @@
 """Where things are: package data, repository, parameters, notebooks, inputs, outputs, caches.
 
-The one place that knows paths, environment variables and their defaults (DESIGN §7, §9). Every
+The one place that knows paths, environment variables and their defaults (docs/design.md §7, §9). Every
 other module asks here instead of computing `Path(__file__).parents[...]` itself.
 
 Two ways the package runs:
@@ -27,7 +27,7 @@ Environment variables (all optional):
 
 Person-level data: the shared cache holds person-level rows, so it is always placed under a run's
 ``confidential/`` folder (``cache_dir``), never next to the data or in a plain output folder
-(DESIGN §6).
+(docs/design.md §6).
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ ENV_CACHE_DIR = "HSUTILS_CACHE_DIR"
 ENV_PARAMETERS_DIR = "HSUTILS_PARAMETERS_DIR"
 ENV_NOTEBOOK_DIR = "HSUTILS_NOTEBOOK_DIR"
 
-#: Sub-folder of a run (and of a notebook's outputs) for person-level files (DESIGN §6).
+#: Sub-folder of a run (and of a notebook's outputs) for person-level files (docs/design.md §6).
 CONFIDENTIAL = "confidential"
 #: The shared cache of a run: `<out>/<run>/confidential/cache` (person-level rows).
 CACHE_SUBDIR = Path(CONFIDENTIAL) / "cache"

@@ -1,7 +1,7 @@
 """Proportions, rates, direct and indirect standardisation, confidence intervals, funnel limits
-and comparisons (DESIGN §4, §5; formulas and edge cases: STATS_METHODS.md).
+and comparisons (docs/design.md §4, §5; formulas and edge cases: docs/methods.md).
 
-Conventions (DESIGN §4):
+Conventions (docs/design.md §4):
 
 * Every public function accepts scalars, numpy arrays or pandas Series and broadcasts like
   numpy (positionally; pandas indexes are *not* aligned). A scalar result is a Python float, an
@@ -9,26 +9,26 @@ Conventions (DESIGN §4):
   that Series' index.
 * Numbers are always floats (NaN where undefined), never strings. Only the comparison helpers
   (`compare_to_benchmark`, `funnel_significance`, `change_judgement`) return Japanese labels.
-* A confidence level is a fraction (0.95, 0.998). As in STATS_METHODS §0, a value above 1 and at
+* A confidence level is a fraction (0.95, 0.998). As in docs/methods.md §0, a value above 1 and at
   most 100 is read as a percentage (95 -> 0.95, 99.8 -> 0.998). Unlike PHEindicatormethods, levels
   below 0.9 are accepted (they are legitimate, just unusual).
-* Multipliers scale the value and both limits; they never enter the statistics (STATS_METHODS §0).
+* Multipliers scale the value and both limits; they never enter the statistics (docs/methods.md §0).
 
 Grouped functions (`proportion_grouped`, `rate_grouped`, `dsr_grouped`, `isr_grouped`) take a
 tidy frame (one row per group × stratum) and return one row per group with `value`, `lower`,
-`upper`, `statistic`, `method` and `conf`, as PHEindicatormethods does (STATS_METHODS §0). They
+`upper`, `statistic`, `method` and `conf`, as PHEindicatormethods does (docs/methods.md §0). They
 are group-by sums plus numpy: no Python loop over groups.
 
-Empty strata (one rule, STATS_METHODS §5 and §8): PHEindicatormethods refuses a stratum with
+Empty strata (one rule, docs/methods.md §5 and §8): PHEindicatormethods refuses a stratum with
 population 0 in a DSR. Our strata tables have such strata (no 90+ men in a small district), so a
 stratum with population 0 and no events is *left out together with its standard weight*: the
 DSR is the one PHEindicatormethods computes after removing that row (the weights of the remaining
 strata are renormalised). A stratum with population 0 but events > 0 is an error, and so is a
 stratum with population but no standard weight. The indirect method needs no rule: a stratum
-with population 0 has expected count 0 (STATS_METHODS §6). The same rule is used by `dsr`,
+with population 0 has expected count 0 (docs/methods.md §6). The same rule is used by `dsr`,
 `dsr_grouped` and the indicator tables (`hsutils.indicators.indicator_table`).
 
-Standard populations (DOMAIN §8, DESIGN §5): one registry behind `standard_population`:
+Standard populations (docs/rules.md §8, docs/design.md §5): one registry behind `standard_population`:
 "H27" (平成27年モデル人口, the default), "S60" (昭和60年モデル人口), a user-supplied Series,
 two-column DataFrame or CSV file, and "pref" = the population of the prefecture taken from the
 data: the 特定健診 対象者 (国保 40–74, denominator of `kenshin_rate`) plus the 後期高齢者
@@ -74,11 +74,11 @@ __all__ = [
     "change_judgement_by_polarity", "standard_population", "standard_population_label",
 ]
 
-#: Counts below this use exact Poisson limits; at or above it Byar's (STATS_METHODS §1c).
-#: A DSR whose total count is below it is not calculated (STATS_METHODS §5).
+#: Counts below this use exact Poisson limits; at or above it Byar's (docs/methods.md §1c).
+#: A DSR whose total count is below it is not calculated (docs/methods.md §5).
 SMALL_COUNT_LIMIT = 10
 
-# Method labels written into area tables (DESIGN §4: `method` column).
+# Method labels written into area tables (docs/design.md §4: `method` column).
 METHOD_WILSON = "Wilson"
 METHOD_EXACT = "exact Poisson"
 METHOD_BYAR = "Byar"
@@ -87,26 +87,26 @@ METHOD_NEWCOMBE = "Newcombe hybrid score"
 METHOD_STUDENT_T = "Student's t-distribution"
 METHOD_WELCH = "Welch t"
 
-# Comparison with a benchmark (DESIGN §5, §10).
+# Comparison with a benchmark (docs/design.md §5, §10).
 SIGNIFICANTLY_HIGHER = "有意に高い"
 NOT_SIGNIFICANT = "有意差なし"
 SIGNIFICANTLY_LOWER = "有意に低い"
 
-# Funnel plot significance (STATS_METHODS §7a/§7b); ordered from highest to lowest.
+# Funnel plot significance (docs/methods.md §7a/§7b); ordered from highest to lowest.
 FUNNEL_HIGH_998 = "99.8%限界より高い"
 FUNNEL_HIGH_95 = "95%限界より高い"
 FUNNEL_WITHIN = "限界内"
 FUNNEL_LOW_95 = "95%限界より低い"
 FUNNEL_LOW_998 = "99.8%限界より低い"
 
-# Year-on-year judgement (DESIGN §5).
+# Year-on-year judgement (docs/design.md §5).
 CHANGE_IMPROVED = "改善"
 CHANGE_NONE = "変化なし"
 CHANGE_WORSENED = "悪化"
 CHANGE_INCREASED = "増加"
 CHANGE_DECREASED = "減少"
 
-# Judgement of a comparison for a reader (DESIGN §10): with a polarity 良い / 差なし / 悪い,
+# Judgement of a comparison for a reader (docs/design.md §10): with a polarity 良い / 差なし / 悪い,
 # without one 高い / 差なし / 低い; 判定なし where there is no comparison (missing, suppressed).
 JUDGEMENT_BETTER = "良い"
 JUDGEMENT_SAME = "差なし"
@@ -126,7 +126,7 @@ POLARITY_LABELS = {HIGHER_BETTER: "高いほど良い", LOWER_BETTER: "低いほ
 
 
 def normalise_conf(conf) -> float:
-    """One confidence level as a fraction in (0, 1]; 95 -> 0.95 (STATS_METHODS §0)."""
+    """One confidence level as a fraction in (0, 1]; 95 -> 0.95 (docs/methods.md §0)."""
     try:
         c = float(conf)
     except (TypeError, ValueError):
@@ -207,7 +207,7 @@ def _check_nonnegative(name_ja: str, a: np.ndarray) -> None:
 
 
 def proportion_ci(x, n, conf=0.95):
-    """Proportion x/n with the Wilson score interval, as fractions (STATS_METHODS §2).
+    """Proportion x/n with the Wilson score interval, as fractions (docs/methods.md §2).
 
     Returns a tuple (p, lower, upper). x = 0 gives lower 0 exactly and x = n gives upper 1.
     n = 0 or a missing x/n gives NaN; x < 0 or x > n is an error. No continuity correction.
@@ -223,7 +223,7 @@ def proportion_ci(x, n, conf=0.95):
     with np.errstate(divide="ignore", invalid="ignore"):
         ok = n > 0
         p = np.where(ok, x / np.where(ok, n, 1.0), np.nan)
-        if c == 1:  # STATS_METHODS §0: level 1 gives [0, 1]
+        if c == 1:  # docs/methods.md §0: level 1 gives [0, 1]
             lower = np.where(ok, 0.0, np.nan)
             upper = np.where(ok, 1.0, np.nan)
         else:
@@ -245,7 +245,7 @@ def proportion_difference_ci(x1, n1, x2, n2, conf=0.95):
     """Difference of two independent proportions p2 - p1 with Newcombe's hybrid score interval
     (method 10 of Newcombe RG (1998) Stat Med 17:873-890), built from the two Wilson intervals.
 
-    Used for the year-on-year judgement 改善/変化なし/悪化 (DESIGN §5): x1/n1 is the earlier
+    Used for the year-on-year judgement 改善/変化なし/悪化 (docs/design.md §5): x1/n1 is the earlier
     year, x2/n2 the later one. Returns a tuple (difference, lower, upper) as fractions.
     """
     index = _series_index(x1, n1, x2, n2)
@@ -258,7 +258,7 @@ def proportion_difference_ci(x1, n1, x2, n2, conf=0.95):
 
 
 def _statistic_label(kind: str, multiplier) -> str:
-    """`statistic` column of the grouped functions, worded as PHEindicatormethods (STATS_METHODS §0)."""
+    """`statistic` column of the grouped functions, worded as PHEindicatormethods (docs/methods.md §0)."""
     m = f"{multiplier:g}" if isinstance(multiplier, (int, float, np.integer, np.floating)) else str(multiplier)
     if kind == "proportion":
         return "percentage" if float(multiplier) == 100 else f"proportion of {m}"
@@ -278,8 +278,8 @@ def _grouped_frame(sums: pd.DataFrame, group_cols, value, lower, upper, statisti
 
 
 def proportion_grouped(df, group_cols, x_col, n_col, conf=0.95, multiplier=1):
-    """Proportions with Wilson intervals for many groups at once (STATS_METHODS §2; grouped data
-    as in STATS_METHODS §0: x and n are first summed within each group).
+    """Proportions with Wilson intervals for many groups at once (docs/methods.md §2; grouped data
+    as in docs/methods.md §0: x and n are first summed within each group).
 
     df has one row per group × anything (e.g. sex × age band); group_cols may be empty (one row).
     Returns a DataFrame with the group columns, the sums of x_col and n_col (same names), and
@@ -300,7 +300,7 @@ def proportion_grouped(df, group_cols, x_col, n_col, conf=0.95, multiplier=1):
 
 def exact_poisson_limits(x, conf=0.95):
     """Exact Poisson limits of a count via the chi-square distribution (Armitage & Berry 2002;
-    STATS_METHODS §1b): lower = chi2_q(α/2; 2x)/2, upper = chi2_q(1 - α/2; 2x + 2)/2.
+    docs/methods.md §1b): lower = chi2_q(α/2; 2x)/2, upper = chi2_q(1 - α/2; 2x + 2)/2.
 
     x = 0 gives lower 0 (scipy's chi2.ppf with 0 degrees of freedom is NaN, so it is special-cased)
     and upper -ln(α/2) (3.688879454 at 95 %). Returns a tuple (lower, upper) of counts.
@@ -320,7 +320,7 @@ def exact_poisson_limits(x, conf=0.95):
 
 def byar_limits(x, conf=0.95):
     """Byar's approximation to the Poisson limits of a count (Breslow & Day 1987;
-    STATS_METHODS §1a). Returns a tuple (lower, upper) of counts.
+    docs/methods.md §1a). Returns a tuple (lower, upper) of counts.
 
     As in PHEindicatormethods the lower limit is NaN when the formula goes negative (e.g. x = 1 at
     99.8 %) and for x = 0; use `count_limits`, which switches to exact limits below 10.
@@ -339,7 +339,7 @@ def byar_limits(x, conf=0.95):
 
 def count_limits(x, conf=0.95):
     """Confidence limits of a count: exact Poisson when x < 10, Byar's when x >= 10
-    (STATS_METHODS §1c; the switch is between 9 and 10). Returns a tuple (lower, upper)."""
+    (docs/methods.md §1c; the switch is between 9 and 10). Returns a tuple (lower, upper)."""
     index = _series_index(x)
     (x,) = _broadcast(x)
     lower, upper = (np.array(v, dtype=float) for v in byar_limits(x, conf))
@@ -361,7 +361,7 @@ def count_method(x):
 
 def rate_ci(x, denom, conf=0.95, multiplier=1):
     """Crude rate x/denom × multiplier with the count limits of `count_limits` divided by denom
-    (exact for x < 10, Byar's for x >= 10; STATS_METHODS §3). Returns (rate, lower, upper).
+    (exact for x < 10, Byar's for x >= 10; docs/methods.md §3). Returns (rate, lower, upper).
 
     x may exceed denom (events per person-year). denom = 0 or missing gives NaN.
     """
@@ -377,7 +377,7 @@ def rate_ci(x, denom, conf=0.95, multiplier=1):
 
 def rate_grouped(df, group_cols, x_col, n_col, conf=0.95, multiplier=1):
     """Crude rates for many groups at once: x and n summed within each group, then `rate_ci`
-    (exact Poisson limits below 10 events, Byar's from 10; STATS_METHODS §3, §1c).
+    (exact Poisson limits below 10 events, Byar's from 10; docs/methods.md §3, §1c).
 
     Returns a DataFrame with the group columns, the sums of x_col and n_col, and `value`,
     `lower`, `upper`, `statistic` ("rate per <multiplier>"), `method` ("exact Poisson"/"Byar",
@@ -398,7 +398,7 @@ def rate_grouped(df, group_cols, x_col, n_col, conf=0.95, multiplier=1):
 def _dsr_terms(x, n, w):
     """Per-stratum terms of the DSR: (x, w·x/n, x·(w/n)², weight used in Σw, n).
 
-    DSR rules of STATS_METHODS §5: missing counts are 0; a missing or negative population is an
+    DSR rules of docs/methods.md §5: missing counts are 0; a missing or negative population is an
     error; a negative standard weight is an error. Empty strata (the module's one rule): a
     stratum with population 0 must have 0 events (else error) and is left out together with its
     weight; a stratum with population needs a standard weight (missing weight is an error).
@@ -425,7 +425,7 @@ def _dsr_terms(x, n, w):
 
 
 def _dobson(total, weighted, variance_sum, sum_w, conf, multiplier):
-    """Dobson limits from group sums (STATS_METHODS §5); NaN when total < 10."""
+    """Dobson limits from group sums (docs/methods.md §5); NaN when total < 10."""
     total = np.asarray(total, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         value = weighted / sum_w
@@ -442,7 +442,7 @@ def _dobson(total, weighted, variance_sum, sum_w, conf, multiplier):
 
 
 def dsr(x, n, std_pop, conf=0.95, multiplier=1):
-    """Directly standardised rate with Dobson's interval (Dobson et al. 1991; STATS_METHODS §5).
+    """Directly standardised rate with Dobson's interval (Dobson et al. 1991; docs/methods.md §5).
 
     x, n and std_pop are aligned by stratum (usually age band) along the last axis, so a 2-d input
     (groups × strata) gives one DSR per group. When x and std_pop are both Series with the same
@@ -454,7 +454,7 @@ def dsr(x, n, std_pop, conf=0.95, multiplier=1):
 
     The value and limits are NaN when the total count O is below 10 (O = 10 is published).
     Missing counts are treated as 0. A stratum with population 0 (and no events) is left out
-    together with its standard weight (the module's empty-strata rule; STATS_METHODS §5, §8), so
+    together with its standard weight (the module's empty-strata rule; docs/methods.md §5, §8), so
     the result equals PHEindicatormethods' DSR after removing that row. A stratum with
     population 0 but events > 0 is an error.
 
@@ -502,7 +502,7 @@ def _group_sums(df: pd.DataFrame, group_cols: Sequence[str], columns: dict) -> p
 def dsr_grouped(df, group_cols, x_col, n_col, std_col="std_pop", conf=0.95, multiplier=1, *,
                 standard=None, band_col=None):
     """Directly standardised rates for many groups at once (areas × indicators × ...), computed
-    with group-by sums (STATS_METHODS §5, same rules as `dsr`).
+    with group-by sums (docs/methods.md §5, same rules as `dsr`).
 
     df has one row per group × stratum. The standard weights come from the column `std_col`, or,
     when `standard` is given ("H27", "S60", a Series or a DataFrame; see `standard_population`),
@@ -547,7 +547,7 @@ def _isr_from_totals(observed, expected, conf, refvalue):
 
 def isr_from_expected(observed, expected, conf=0.95, *, refvalue=1):
     """標準化該当比 O/E from the observed total and an expected count already summed over the
-    strata (E = Σ n_i · ref_rate_i; STATS_METHODS §6): the count limits of O (exact Poisson for
+    strata (E = Σ n_i · ref_rate_i; docs/methods.md §6): the count limits of O (exact Poisson for
     O < 10, Byar's for O >= 10) divided by E, × refvalue. E = 0 or missing gives NaN.
     Used where the expected counts come from group-by sums (the indicator tables).
     Returns a tuple (ratio, lower, upper).
@@ -561,7 +561,7 @@ def isr_from_expected(observed, expected, conf=0.95, *, refvalue=1):
 
 
 def isr(observed, n, ref_rate, conf=0.95, *, refvalue=1):
-    """Indirectly standardised ratio 標準化該当比 O/E (STATS_METHODS §6).
+    """Indirectly standardised ratio 標準化該当比 O/E (docs/methods.md §6).
 
     n and ref_rate are per stratum (last axis); E = Σ n_i · ref_rate_i. `observed` is either the
     per-stratum counts (same number of dimensions as n; summed, NaN dropped) or their total (one
@@ -590,7 +590,7 @@ def isr(observed, n, ref_rate, conf=0.95, *, refvalue=1):
 
 
 def isr_grouped(df, group_cols, observed_col, n_col, ref_rate_col, conf=0.95, *, refvalue=1):
-    """標準化該当比 for many groups at once (group-by sums; STATS_METHODS §6, same rules as `isr`).
+    """標準化該当比 for many groups at once (group-by sums; docs/methods.md §6, same rules as `isr`).
 
     df has one row per group × stratum with the local count, local population and the reference
     rate of that stratum (e.g. the prefecture's rate by sex × age band, merged by the caller).
@@ -624,7 +624,7 @@ def isr_grouped(df, group_cols, observed_col, n_col, ref_rate_col, conf=0.95, *,
 
 
 def mean_ci(values, conf=0.95) -> tuple[int, float, float, float]:
-    """Mean of one group with the Student t interval (STATS_METHODS §4):
+    """Mean of one group with the Student t interval (docs/methods.md §4):
     mean ∓ t_q(1 − α/2; k − 1) · sd / sqrt(k), sd with divisor k − 1; limits not truncated.
 
     Unlike PHEindicatormethods (where one NA makes the result NA), missing values are left out:
@@ -686,7 +686,7 @@ def _poisson_lower_count(mu: np.ndarray, tail: float) -> np.ndarray:
     """Continuous lower control limit O_lo of an observed count with Poisson mean mu:
     P(X <= O_lo | mu) = tail, extended to non-integer O by the regularised incomplete gamma
     function (P(X <= O) = Q(O + 1, mu)). At integer O this is exactly the chi-square closed form
-    mu = chi2_q(1 - tail; 2O + 2)/2 used for the points of PHEindicatormethods (STATS_METHODS §7b).
+    mu = chi2_q(1 - tail; 2O + 2)/2 used for the points of PHEindicatormethods (docs/methods.md §7b).
     Clipped at 0 when even O = 0 has P(X <= 0) = exp(-mu) >= tail. Vectorised bisection."""
     lo = np.zeros_like(mu)
     hi = mu + 10 * np.sqrt(mu) + 20
@@ -702,7 +702,7 @@ def _poisson_lower_count(mu: np.ndarray, tail: float) -> np.ndarray:
 def _poisson_upper_count(mu: np.ndarray, tail: float) -> np.ndarray:
     """Continuous upper control limit O_hi: P(X >= O_hi | mu) = tail, i.e. P(O_hi, mu) = tail
     (regularised lower incomplete gamma); at integer O this is mu = chi2_q(tail; 2O)/2
-    (STATS_METHODS §7b). Vectorised bisection."""
+    (docs/methods.md §7b). Vectorised bisection."""
     lo = np.zeros_like(mu)
     hi = mu + 10 * np.sqrt(mu) + 20
     for _ in range(100):
@@ -714,20 +714,20 @@ def _poisson_upper_count(mu: np.ndarray, tail: float) -> np.ndarray:
 
 
 def funnel_limits(n, target, conf=(0.95, 0.998), kind="proportion"):
-    """Funnel plot control limits around a target (STATS_METHODS §7; Spiegelhalter 2005).
+    """Funnel plot control limits around a target (docs/methods.md §7; Spiegelhalter 2005).
 
     Returns a DataFrame with one row per n and columns `n`, `target`, then `lower_<s>` and
     `upper_<s>` for each level, where <s> is `funnel_column_suffix(level)`: with the default
     levels `lower_95_0`, `upper_95_0`, `lower_99_8`, `upper_99_8`.
 
     kind="proportion": n is the denominator and target a fraction;
-        limits = target ∓ z·sqrt(target(1 - target)/n), clipped to [0, 1] (STATS_METHODS §7a:
+        limits = target ∓ z·sqrt(target(1 - target)/n), clipped to [0, 1] (docs/methods.md §7a:
         the Wilson-based funnel of PHEindicatormethods reduces to this).
     kind="ratio": n is the expected count E and target the benchmark ratio (1 for 標準化該当比);
         the observed count is Poisson with mean mu = target·E and the limits of O/E are
         O_lo/E and O_hi/E with P(X <= O_lo) = P(X >= O_hi) = (1 - level)/2. The limits are
         computed on the continuous scale of E with the incomplete gamma function, which at
-        integer O coincides with the chi-square closed form of STATS_METHODS §7b, so the curves
+        integer O coincides with the chi-square closed form of docs/methods.md §7b, so the curves
         pass exactly through the points PHEindicatormethods plots.
     n = 0 or missing gives NaN limits.
     """
@@ -764,7 +764,7 @@ def funnel_limits(n, target, conf=(0.95, 0.998), kind="proportion"):
 
 def funnel_significance(x, n, target, kind="proportion"):
     """Position of each point relative to the 95 % and 99.8 % funnel limits
-    (STATS_METHODS §7a proportions, §7b ratios). Returns Japanese labels: FUNNEL_HIGH_998
+    (docs/methods.md §7a proportions, §7b ratios). Returns Japanese labels: FUNNEL_HIGH_998
     ("99.8%限界より高い"), FUNNEL_HIGH_95, FUNNEL_WITHIN ("限界内"), FUNNEL_LOW_95, FUNNEL_LOW_998;
     NaN where undefined (n = 0 or missing).
 
@@ -803,7 +803,7 @@ def funnel_significance(x, n, target, kind="proportion"):
     else:
         raise ParameterError(f"kind は 'proportion' か 'ratio' で指定してください（{kind!r}）。")
     assigned = np.zeros(x.shape, dtype=bool)
-    for condition, label in conditions:  # first matching rule wins (STATS_METHODS §7a order)
+    for condition, label in conditions:  # first matching rule wins (docs/methods.md §7a order)
         hit = condition & ~assigned
         labels[hit] = label
         assigned |= hit
@@ -816,7 +816,7 @@ def funnel_significance(x, n, target, kind="proportion"):
 
 
 def compare_to_benchmark(lower, upper, benchmark):
-    """Significance against a benchmark by the interval (DESIGN §5): "有意に高い" when the whole
+    """Significance against a benchmark by the interval (docs/design.md §5): "有意に高い" when the whole
     interval lies above the benchmark (lower > benchmark), "有意に低い" when it lies below
     (upper < benchmark), otherwise "有意差なし"; NaN when a limit or the benchmark is missing.
     An interval that just touches the benchmark is 有意差なし."""
@@ -831,7 +831,7 @@ def compare_to_benchmark(lower, upper, benchmark):
 
 def change_judgement(lower, upper, higher_is_better=None):
     """Year-on-year judgement from the interval of the difference (later − earlier; e.g. from
-    `proportion_difference_ci`), DESIGN §5: an interval entirely above 0 is an increase, entirely
+    `proportion_difference_ci`), docs/design.md §5: an interval entirely above 0 is an increase, entirely
     below 0 a decrease, otherwise "変化なし". With a polarity (higher_is_better True/False) an
     increase/decrease is reported as "改善"/"悪化"; without one as "増加"/"減少". NaN when missing."""
     index = _series_index(lower, upper)
@@ -867,7 +867,7 @@ def change_judgement_by_polarity(lower, upper, polarity):
 
 
 def judgement(comparison, polarity) -> np.ndarray:
-    """What a comparison with the benchmark means for the reader (DESIGN §10): with a polarity
+    """What a comparison with the benchmark means for the reader (docs/design.md §10): with a polarity
     良い / 差なし / 悪い (有意に高い is 良い for "higher_better", 悪い for "lower_better"), without one
     高い / 差なし / 低い; None where there is no comparison (missing or unknown label)."""
     comp = np.asarray(comparison, dtype=object)
@@ -894,11 +894,11 @@ def _five_year_labels(last_open: int) -> list[str]:
     return [f"{a}-{a + 4}" for a in range(0, last_open, 5)] + [f"{last_open}+"]
 
 
-#: 平成27年モデル人口 (DOMAIN §8; confidence M: one source, confirm against e-Stat before release).
+#: 平成27年モデル人口 (docs/rules.md §8; confidence M: one source, confirm against e-Stat before release).
 #: The one copy in the repository. Source: MHLW model population used for 年齢調整死亡率 since the
 #: 令和2年 reports, transcribed in refdata `standard_population_H27_model_2015.csv` (PROVENANCE:
 #: from hudikaha/mstats, citing e-Stat statInfId=000032172746); total 125,319,000. Checked by
-#: tests/test_stats.py against DOMAIN §8 and that file (no published H27 rate could be reproduced
+#: tests/test_stats.py against docs/rules.md §8 and that file (no published H27 rate could be reproduced
 #: from available inputs; the 288 published rates checked are S60-based, below).
 H27_STANDARD_POPULATION = pd.Series(
     [5026000, 5369000, 5711000, 6053000, 6396000, 6738000, 7081000, 7423000, 7766000, 8108000,
@@ -1026,7 +1026,7 @@ def _standard_series(standard) -> pd.Series:
 
 
 def standard_population(name="H27", bands=AGE_BANDS, *, data=None, fy=None) -> pd.Series:
-    """Standard population weights for our age bands: the one registry (DESIGN §5, DOMAIN §8).
+    """Standard population weights for our age bands: the one registry (docs/design.md §5, docs/rules.md §8).
 
     name: "H27" (平成27年モデル人口, default; also "平成27年", "平成27年モデル人口"), "S60"
     (昭和60年モデル人口), "pref" (the prefecture's own population from `data`, see below), a

@@ -1,6 +1,6 @@
 """Synthetic demo prefecture: 石川県's 19 real municipalities with made-up people.
 
-`write_demo(out)` writes the eight input tables (DESIGN §3) as CSV files with the Japanese header
+`write_demo(out)` writes the eight input tables (docs/design.md §3) as CSV files with the Japanese header
 row of `hsutils.schema`, in cp932 by default, the way a KDB export would look:
 enrollment.csv, kenshin.csv, guidance.csv, claims_monthly.csv, kaigo.csv, questionnaire.csv,
 municipalities.csv, districts.csv. `generate_demo()` returns the same tables as DataFrames.
@@ -22,21 +22,21 @@ Model (one numpy Generator; the same seed gives byte-identical files):
   with age, with sex differences (men: larger waist, higher TG, lower HDL, ~25 % smokers vs ~6 %).
   Diagnosis of hypertension/diabetes/dyslipidaemia is a threshold on the latent that age lowers, so
   it persists; treatment (claims flags and 服薬 answers agree) lowers the measured value. About 12 %
-  of treated diabetics stop treatment at some month (治療中断, DOMAIN §5.4): no diabetes claim
-  afterwards and a higher HbA1c. Levels are set near DOMAIN §12 (受診率 ~38 % 国保, ~25 % 後期;
+  of treated diabetics stop treatment at some month (治療中断, docs/rules.md §5.4): no diabetes claim
+  afterwards and a higher HbA1c. Levels are set near docs/rules.md §12 (受診率 ~38 % 国保, ~25 % 後期;
   メタボ 該当 ~17 %, 予備群 ~12 %; HbA1c ≥6.5 ~10 %, ≥8.0 ~1–1.5 %; SBP ≥140 ~20–25 %; eGFR <60
   ~15–20 %; 尿蛋白 1+ 以上 ~4–5 %; 服薬 血圧 ~30 %, 脂質 ~20 %, 血糖 ~8 %; 透析 ~0.2 %).
 * 受診 is persistent within a person (person-level propensity): most participants come back.
   Creatinine/eGFR is measured only in some municipalities (about 60 % of participants); waist is
   not measured in 後期健診; about 15 % of blood samples are not fasting (随時血糖, TG non-fasting).
   All values lie inside the plausible ranges of `hsutils.schema` (no deliberate errors).
-* 特定保健指導 (DOMAIN §1): everyone whose 階層化 is 積極的/動機付け is listed in guidance.csv; about
+* 特定保健指導 (docs/rules.md §1): everyone whose 階層化 is 積極的/動機付け is listed in guidance.csv; about
   27 % start, most of them finish; finishing lowers adiposity in later years.
 * claims_monthly: person × month rows for months with a medical or dental claim (vectorised per
   month). Flags follow the treatment states; costs, 薬剤数 (some elderly ≥15), 医療機関数, 睡眠薬.
 * kaigo: certifications rising steeply with age and frailty (~18 % of 75+), 12-month first
   certification, then 24-month renewals with levels that may worsen; periods end at death/exit.
-* questionnaire (後期高齢者の質問票, DOMAIN §6.2) for 75+ participants and ~6 % of other 75+
+* questionnaire (後期高齢者の質問票, docs/rules.md §6.2) for 75+ participants and ~6 % of other 75+
   (通いの場), risk answers driven by frailty, age and 介護.
 * About 3 % of people have no contact at all (no checkup, claim or 介護): 健康状態不明者.
 
@@ -145,7 +145,7 @@ DISTRICTS: tuple[District, ...] = (
 _KOKUHO_SHARE_AGE = np.array([40, 42, 47, 52, 57, 62, 64, 65, 67, 72, 74])
 _KOKUHO_SHARE = np.array([0.17, 0.17, 0.18, 0.19, 0.22, 0.32, 0.40, 0.62, 0.70, 0.80, 0.82])
 
-# Marginal 受診 probabilities by age (DOMAIN §12: 国保 ~38 %, 後期 ~25 %).
+# Marginal 受診 probabilities by age (docs/rules.md §12: 国保 ~38 %, 後期 ~25 %).
 _KENSHIN_AGE = np.array([40, 44, 49, 54, 59, 64, 67, 72, 74, 75, 77, 82, 87, 92, 105])
 _KENSHIN_P = np.array([.22, .22, .24, .27, .31, .37, .45, .49, .49, .36, .36, .30, .18, .09, .04])
 
@@ -377,7 +377,7 @@ def _latents(rng: np.random.Generator, n: int, p: dict[str, np.ndarray], munis: 
 
 
 # --------------------------------------------------------------------------------------------
-# clinical rules used to build guidance.csv (DOMAIN §1, §2): the library's own rules, so that the
+# clinical rules used to build guidance.csv (docs/rules.md §1, §2): the library's own rules, so that the
 # demo's reported codes and its guidance targets follow exactly what hsutils.clinical computes
 
 
@@ -394,7 +394,7 @@ def _codes(labels: pd.Series, codes: dict[str, int], undetermined: int) -> np.nd
 
 
 def metabolic_code(k: dict[str, np.ndarray]) -> np.ndarray:
-    """メタボ判定 code 1 基準該当 / 2 予備群 / 3 非該当 / 4 判定不能 (DOMAIN §2.2–2.4) from
+    """メタボ判定 code 1 基準該当 / 2 予備群 / 3 非該当 / 4 判定不能 (docs/rules.md §2.2–2.4) from
     `hsutils.clinical.metabolic_status`. `k` holds numpy arrays with canonical names."""
     from hsutils import clinical
 
@@ -402,7 +402,7 @@ def metabolic_code(k: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def guidance_code(k: dict[str, np.ndarray]) -> np.ndarray:
-    """階層化 code 1 積極的 / 2 動機付け / 3 情報提供 / 5 服薬中 / 4 判定不能 (DOMAIN §1.1–1.4) from
+    """階層化 code 1 積極的 / 2 動機付け / 3 情報提供 / 5 服薬中 / 4 判定不能 (docs/rules.md §1.1–1.4) from
     `hsutils.clinical.guidance_level`. Used to decide who is listed in guidance.csv and for the
     reported 保健指導レベル."""
     from hsutils import clinical
@@ -494,7 +494,7 @@ class _Demo:
         self.st = dict(htn_dx=htn_dx, htn_tx=htn_tx, lip_dx=lip_dx, lip_tx=lip_tx, gly_core=core,
                        dm_dx=dm_dx, dm_tx=dm_dx & dm_adherent, dial=dial, hf=hf, stroke=stroke,
                        smoker=smoker, kaigo=kaigo_now & ~self.unknown[pid], code=code, n=n)
-        # diabetes treatment interruption (DOMAIN §5.4): ~12 % of persons have a stop month
+        # diabetes treatment interruption (docs/rules.md §5.4): ~12 % of persons have a stop month
         # (month counter from 2021-04); it matters only while they are treated for diabetes
         stop_month = np.floor(self.rng.random(self.n) * (N_MONTHS - 6)) + 3
         self.dm_stop_t = np.where(lat["stop"] < 0.12, stop_month, 10 ** 6)
@@ -673,7 +673,7 @@ class _Demo:
         }
 
     def _guidance(self, sel, lvl, k) -> dict[str, np.ndarray]:
-        """特定保健指導: targets (積極的/動機付け, 40–74) with start and completion (DOMAIN §1)."""
+        """特定保健指導: targets (積極的/動機付け, 40–74) with start and completion (docs/rules.md §1)."""
         rng = self.rng
         is_target = np.isin(lvl, (1, 2)) & (k["age"] >= 40) & (k["age"] <= 74)
         t = np.flatnonzero(is_target)
@@ -814,7 +814,7 @@ class _Demo:
 
     # -- questionnaire -----------------------------------------------------------------------
     def build_questionnaire(self) -> dict[str, np.ndarray]:
-        """後期高齢者の質問票 for 75+ participants and ~6 % of other 75+ (DOMAIN §6.2)."""
+        """後期高齢者の質問票 for 75+ participants and ~6 % of other 75+ (docs/rules.md §6.2)."""
         rng, py, st = self.rng, self.py, self.st
         age = py["age"].astype(float)
         pid = py["pid"]
@@ -852,7 +852,7 @@ class _Demo:
 
 
 def _yn(x) -> np.ndarray:
-    """Boolean → 1 (あり) / 2 (なし) (DOMAIN §1.5)."""
+    """Boolean → 1 (あり) / 2 (なし) (docs/rules.md §1.5)."""
     return np.where(np.asarray(x, dtype=bool), vocab.YES, vocab.NO)
 
 

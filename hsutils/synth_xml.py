@@ -94,7 +94,7 @@ def build_documents(ken: pd.DataFrame, enrollment: pd.DataFrame, seed: int = 202
     kigo = np.where(kouki, "", "１７")  # 全角: the reader normalises (NFKC)
     bango = np.char.zfill((pid_num + np.where(kouki, 50_000_000, 0)).astype(str), 8)
     eda = np.where(kouki, "", "01")
-    # birth date consistent with the fiscal-year-end age (DOMAIN §1.4: born 4月1日 counts older)
+    # birth date consistent with the fiscal-year-end age (docs/rules.md §1.4: born 4月1日 counts older)
     month = 1 + pid_num % 12
     day = 1 + (pid_num * 7) % 28
     later = (month > 4) | ((month == 4) & (day > 1))

@@ -38,7 +38,7 @@ Rules (each tested in tests/test_tokutei_xml.py):
   ``person_id`` listed there for (保険者番号, 記号, 番号, 枝番); or, when it has a salt file
   (``person_id_salt.txt``), a salted SHA-256 pseudonym ``P`` + 20 hex digits of that key.
 * Fiscal year from the 受診日 (April start); age reached in the fiscal year from the birth date
-  (DOMAIN §1.4: born 4月1日 counts as a year older); the birth date itself is then dropped.
+  (docs/rules.md §1.4: born 4月1日 counts as a year older); the birth date itself is then dropped.
 * Municipality: from the 保険者番号 via a user table ``insurer_munis.csv`` (保険者番号, 市町村コード),
   else from the enrollment table (same person and fiscal year, else the person's latest year).
 * Duplicate (person, fy) exams: the earliest 受診日 counts (same day: the document that comes
@@ -46,7 +46,7 @@ Rules (each tested in tests/test_tokutei_xml.py):
 
 Validation and accounting: a document that is not well-formed XML, lacks a header field, has an
 unparsable date or cannot be linked is excluded as a whole (scope ``行``); an unparsable or
-implausible value (schema ranges, DOMAIN §3.2), a wrong unit or an undefined answer code sets only
+implausible value (schema ranges, docs/rules.md §3.2), a wrong unit or an undefined answer code sets only
 that value to missing (scope ``項目``). The exclusions use `hsutils.io`'s format with ``file`` =
 ``archive/document path`` and ``row`` = the document's number in the import. documents read =
 kept + excluded is asserted. The wide table goes through `hsutils.io.read_text_frame`, so dtypes,
@@ -560,7 +560,7 @@ def _fiscal_year(dates: pd.Series) -> pd.Series:
 
 
 def _age_at_fy_end(birth: pd.Series, fy: pd.Series) -> pd.Series:
-    """Age reached in fiscal year `fy` = age at its end, 3月31日 (DOMAIN §1.4), vectorised.
+    """Age reached in fiscal year `fy` = age at its end, 3月31日 (docs/rules.md §1.4), vectorised.
 
     年齢計算ニ関スル法律: the new age is reached at the end of the day before the birthday, so a
     person born on 4月1日 reaches it on 3月31日, inside the fiscal year; only birthdays from

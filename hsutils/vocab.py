@@ -4,7 +4,7 @@ Every module that reads, writes or shows one of these codes uses this module (`h
 loads an export, `hsutils.clinical` when a caller passes text, `hsutils.synth` when it writes the
 demo, the XML and UKE importers, the labels of tables and charts). Nothing else spells the codes.
 
-Conventions (decided once, DOMAIN §1.5, §4.3; formats/TOKUTEI_XML §1.4–1.5)
+Conventions (decided once, docs/rules.md §1.5, §4.3; formats/TOKUTEI_XML §1.4–1.5)
 ---------------------------------------------------------------------------
 * **尿定性** (尿蛋白, 尿糖). The 特定健診 電子的標準様式 code list (OID 1.2.392.200119.6.2102, used by KDB
   and 健診機関 exports) is 1 −, 2 ±, 3 1+, 4 2+, 5 3+ (`URINE_QUALITATIVE`). Inside hsutils a result
@@ -19,14 +19,14 @@ Conventions (decided once, DOMAIN §1.5, §4.3; formats/TOKUTEI_XML §1.4–1.5)
   in any case and width. Parsed to float 1.0/2.0 (NaN unknown).
 * **Yes/no** (服薬 1 あり 2 なし, 質問票 1 はい 2 いいえ, OID .2003; flags 1/0): True for 1, あり, はい,
   有, ○, TRUE, YES …; False for 2, 0, なし, いいえ, 無, ×, FALSE, NO … (`YES_NO_SPELLINGS`). Code 2 is
-  "no" (DOMAIN §1.5), 0 too (a 0/1 flag).
+  "no" (docs/rules.md §1.5), 0 too (a 0/1 flag).
 * **喫煙** (特定健診 第4期 質問票, OID .24060): 1 はい (吸っている), 2 以前は吸っていたが最近1ヶ月間は吸っていない,
   3 いいえ; 後期高齢者の質問票 ⑫: 1 吸っている, 2 吸っていない, 3 やめた. In both only 1 is a current
-  smoker (the 階層化 risk ④, DOMAIN §1.2), so `parse_smoking` maps 1 → True, 2 and 3 → False; the
+  smoker (the 階層化 risk ④, docs/rules.md §1.2), so `parse_smoking` maps 1 → True, 2 and 3 → False; the
   yes/no spellings are accepted as well.
 * **Reported codes** of the 健診 record and other tables: 保健指導レベル 1 積極的支援, 2 動機付け支援,
-  3 なし(情報提供), 4 判定不能 (DOMAIN §1.5, OID .3001); メタボ判定 1 基準該当, 2 予備群該当, 3 非該当,
-  4 判定不能 (DOMAIN §2.4, OID .1008); 要介護状態区分 12/13 要支援1–2, 21–25 要介護1–5; 保険種別.
+  3 なし(情報提供), 4 判定不能 (docs/rules.md §1.5, OID .3001); メタボ判定 1 基準該当, 2 予備群該当, 3 非該当,
+  4 判定不能 (docs/rules.md §2.4, OID .1008); 要介護状態区分 12/13 要支援1–2, 21–25 要介護1–5; 保険種別.
   `hsutils.io` reads them with the `*_SPELLINGS` tables (category columns of hsutils.schema).
 * **Prefectures**: JIS X 0401 都道府県コード 1–47 ↔ name (`PREF_NAMES`). `prefecture_code` accepts
   17, "17", "17000" (団体コード), 石川県, 石川 and full-width forms, and returns "17".
@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 # ---------------------------------------------------------------------------------------------
-# 尿定性 (DOMAIN §4.3; TOKUTEI_XML §1.4 尿蛋白/尿糖, §1.5 OID .2102)
+# 尿定性 (docs/rules.md §4.3; TOKUTEI_XML §1.4 尿蛋白/尿糖, §1.5 OID .2102)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -100,7 +100,7 @@ SEX_SPELLINGS: dict[str, int] = {
 SEX_EXPECTED = "1（男）または 2（女）が必要（男/女, M/F も可）"
 
 # ---------------------------------------------------------------------------------------------
-# Yes/no answers and flags (DOMAIN §1.5 服薬 1 あり 2 なし; TOKUTEI_XML §1.5 OID .2003)
+# Yes/no answers and flags (docs/rules.md §1.5 服薬 1 あり 2 なし; TOKUTEI_XML §1.5 OID .2003)
 # ---------------------------------------------------------------------------------------------
 YES, NO = 1, 2
 YES_NO_LABELS: dict[int, str] = {YES: "はい", NO: "いいえ"}
@@ -132,13 +132,13 @@ SMOKING_ALLOWED = "1 はい / 2, 3 なし（あり/なし, はい/いいえ, 吸
 # ---------------------------------------------------------------------------------------------
 # Reported 判定 codes of the 健診 record, 保健指導 and 介護 levels, insurance
 # ---------------------------------------------------------------------------------------------
-# 保健指導レベル as exported (DOMAIN §1.5; TOKUTEI_XML OID .3001). Text compared without spaces, NFKC.
+# 保健指導レベル as exported (docs/rules.md §1.5; TOKUTEI_XML OID .3001). Text compared without spaces, NFKC.
 GUIDANCE_LEVEL_CODES: dict[int, str] = {1: "積極的支援", 2: "動機付け支援", 3: "なし(情報提供)", 4: "判定不能"}
 GUIDANCE_LEVEL_SPELLINGS: dict[str, int] = {
     "積極的支援": 1, "積極的": 1, "動機付け支援": 2, "動機づけ支援": 2, "動機付け": 2,
     "なし": 3, "情報提供": 3, "なし(情報提供)": 3, "判定不能": 4,
 }
-# メタボリックシンドローム判定 as exported (DOMAIN §2.4; TOKUTEI_XML OID .1008).
+# メタボリックシンドローム判定 as exported (docs/rules.md §2.4; TOKUTEI_XML OID .1008).
 METABO_CODES: dict[int, str] = {1: "基準該当", 2: "予備群該当", 3: "非該当", 4: "判定不能"}
 METABO_SPELLINGS: dict[str, int] = {
     "基準該当": 1, "該当": 1, "予備群該当": 2, "予備群": 2, "非該当": 3, "判定不能": 4,

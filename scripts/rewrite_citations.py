@@ -19,7 +19,7 @@ Usage (from the repository root):
 
 Files: *.py, *.ipynb, *.md and *.yaml under hsutils/, tests/, notebooks/, scripts/, benchmarks/,
 data_templates/ (DATA_DICTIONARY.md is generated from hsutils.schema, so it must change with it) and
-parameters/, plus docs/internal_api.md and README.md (not this script and not tests/test_docs.py, which name the old
+parameters/, docs/, plus README.md (not this script and not tests/test_docs.py, which name the old
 forms on purpose). Notebooks are rewritten as text, so their JSON layout is kept.
 """
 from __future__ import annotations
@@ -39,9 +39,9 @@ TARGETS = {
     "DESIGN": "docs/design.md",
 }
 
-SCANNED_DIRS = ("hsutils", "tests", "notebooks", "scripts", "benchmarks", "data_templates", "parameters")
-SCANNED_FILES = ("docs/internal_api.md", "README.md")
-SUFFIXES = (".py", ".ipynb", ".md", ".yaml", ".yml")
+SCANNED_DIRS = ("hsutils", "tests", "notebooks", "scripts", "benchmarks", "docs", "data_templates", "parameters")
+SCANNED_FILES = ("README.md",)
+SUFFIXES = (".py", ".ipynb", ".md", ".yaml", ".yml", ".txt")
 #: This script and the test of the docs name the old forms on purpose.
 EXCLUDED = ("scripts/rewrite_citations.py", "tests/test_docs.py")
 

@@ -1,4 +1,4 @@
-"""Tests for hsutils.clinical: DOMAIN §1–§5.1 at each threshold, just below, and with missing inputs.
+"""Tests for hsutils.clinical: docs/rules.md §1–§5.1 at each threshold, just below, and with missing inputs.
 
 Expected values are hand-worked literals (eGFR: 194 × Cr^−1.094 × Age^−0.287 (× 0.739), worked
 with a calculator and rounded to 4 decimals).
@@ -25,7 +25,7 @@ BASE = dict(
     med_bp=False, med_glucose=False, med_lipid=False, smoking=False,
 )
 
-# Single step-2 risks of 階層化 (DOMAIN §1.2), each exactly at its threshold.
+# Single step-2 risks of 階層化 (docs/rules.md §1.2), each exactly at its threshold.
 R_BP = dict(sbp=130.0)
 R_LIPID = dict(tg=150.0)
 R_GLUCOSE = dict(fpg=100.0)
@@ -54,7 +54,7 @@ def one(func, **changes):
 
 
 # ---------------------------------------------------------------------------------------------
-# eGFR (DOMAIN §4.1)
+# eGFR (docs/rules.md §4.1)
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cr, age, sex, expected", [
     (1.0, 60, 1, 59.9063),
@@ -94,7 +94,7 @@ def test_egfr_broadcasts_arrays_and_series():
 
 
 # ---------------------------------------------------------------------------------------------
-# CKD stages and colours (DOMAIN §4.2–4.4)
+# CKD stages and colours (docs/rules.md §4.2–4.4)
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("value, stage", [
     (120.0, "G1"), (90.0, "G1"), (89.99, "G2"), (60.0, "G2"), (59.99, "G3a"), (45.0, "G3a"),
@@ -163,7 +163,7 @@ def test_ckd_colours_cover_levels_with_readable_text():
 
 
 # ---------------------------------------------------------------------------------------------
-# BMI helper (DOMAIN §1.1)
+# BMI helper (docs/rules.md §1.1)
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("height, weight, expected", [
     (170.0, 72.25, 25.0), (170.0, 70.0, 24.2215), (160.0, 64.0, 25.0),
@@ -178,7 +178,7 @@ def test_bmi_from_missing(height, weight):
 
 
 # ---------------------------------------------------------------------------------------------
-# メタボ判定 (DOMAIN §2)
+# メタボ判定 (docs/rules.md §2)
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("changes, expected", [
     # 2.1 waist by sex, with two risks present
@@ -232,7 +232,7 @@ def test_metabolic_status_casual_tg_parameter():
 
 
 # ---------------------------------------------------------------------------------------------
-# 階層化 (DOMAIN §1)
+# 階層化 (docs/rules.md §1)
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("changes, young, old", [
     # (1) 腹囲: ≥2 risks → 積極的 (40–64) / 動機付け (65–74); 1 → 動機付け; 0 → 情報提供
@@ -323,7 +323,7 @@ def test_guidance_not_determinable(changes):
 
 
 # ---------------------------------------------------------------------------------------------
-# 受診勧奨判定値・保健指導判定値 (DOMAIN §3)
+# 受診勧奨判定値・保健指導判定値 (docs/rules.md §3)
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("flag, at, below", [
     ("ref_bp", dict(sbp=140.0), dict(sbp=139.0)),
@@ -393,7 +393,7 @@ def test_guidance_flags_boundaries(flag, at, below):
 
 
 # ---------------------------------------------------------------------------------------------
-# Poor control (DOMAIN §3.1) and 糖尿病型 (DOMAIN §5.1)
+# Poor control (docs/rules.md §3.1) and 糖尿病型 (docs/rules.md §5.1)
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("flag, at, below", [
     ("poor_hba1c8", dict(hba1c=8.0), dict(hba1c=7.9)),

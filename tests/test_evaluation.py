@@ -2,7 +2,7 @@
 
 Expected values are worked by hand (or taken from the literature: Newcombe 1998, Table II) and
 written as literals. The privacy tests run the notebook's library functions on the session's demo
-data (root conftest.py) and check the committee tables for counts 1–9 and person_ids (DESIGN §6).
+data (root conftest.py) and check the committee tables for counts 1–9 and person_ids (docs/design.md §6).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from hsutils.errors import ParameterError
 
 
 # ---------------------------------------------------------------------------------------------
-# judgement 改善 / 変化なし / 悪化 (DESIGN §5)
+# judgement 改善 / 変化なし / 悪化 (docs/design.md §5)
 # ---------------------------------------------------------------------------------------------
 def test_change_judgement_newcombe_example_and_polarity():
     # Newcombe (1998) Table II example: 56/70 − 48/80 = 0.2, method 10 interval 0.0524 to 0.3339
@@ -49,7 +49,7 @@ def test_change_judgement_decrease_lower_better_is_improvement_and_missing_is_na
 
 
 # ---------------------------------------------------------------------------------------------
-# 減少率 (DOMAIN §7.3, §7.4)
+# 減少率 (docs/rules.md §7.3, §7.4)
 # ---------------------------------------------------------------------------------------------
 def test_reduction_rate_hand_worked():
     # last year's 終了者: persons 0–3; this year measured: 0, 1, 2, 4 -> denominator {0, 1, 2} = 3
@@ -266,7 +266,7 @@ def test_committee_tables_have_no_small_counts_or_person_ids(prepared, muni):
 
 def test_participation_secondary_suppression(prepared):
     """Within an indicator × year the sex × age cells add up to the total on the sheet: a single
-    hidden cell could be recovered by subtraction, so never exactly one is hidden (DOMAIN §9)."""
+    hidden cell could be recovered by subtraction, so never exactly one is hidden (docs/rules.md §9)."""
     part = ev.participation_by_sex_age(prepared, "17201", prepared.fiscal_years)
     for col in ("実施者数", "対象者数"):
         hidden = (part[col] == privacy.SUPPRESSION_MARK).groupby([part["指標ID"], part["年度"]]).sum()

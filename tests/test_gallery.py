@@ -3,7 +3,7 @@
 The gallery is built once from the test-session demo data with warnings turned into errors, so a
 missing Japanese glyph ("Glyph … missing from font") or any other warning of the real library
 fails. Figures are recorded on their way to `report.save_figure` so their artists can be checked
-for footers and small counts (DOMAIN §9).
+for footers and small counts (docs/rules.md §9).
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_no_person_level_files_left_in_the_output(built):
 
 
 # ---------------------------------------------------------------------------------------------
-# Footer and privacy (DESIGN §6, §10; DOMAIN §9)
+# Footer and privacy (docs/design.md §6, §10; docs/rules.md §9)
 # ---------------------------------------------------------------------------------------------
 def test_every_chart_has_title_and_footer(built):
     _, _, figures = built

@@ -4,7 +4,7 @@ The target rules are tested in tests/test_programs.py; here: the municipality/in
 selection around them, the window boundary seen through the flow, the totals and suppression of
 the committee tables, the CKD heat map, the person lists, the computed trend indicators, the
 宣言2 self-check, and the executed notebook (no person_id, no small count, lists only in
-confidential/). Expected values are worked out by hand (DOMAIN §4, §5, §9) and written as literals.
+confidential/). Expected values are worked out by hand (docs/rules.md §4, §5, §9) and written as literals.
 """
 from __future__ import annotations
 

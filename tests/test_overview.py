@@ -14,7 +14,7 @@ from hsutils.errors import ParameterError
 REFDATA = Path(__file__).resolve().parent / "data" / "refdata"  # copied reference data, see PROVENANCE.md there
 N03_GEOJSON = REFDATA / "ishikawa_municipalities_N03-21_17_210101_s0010.geojson"
 
-# 平成27年モデル人口 (DOMAIN §8), 40–74 in 5-year bands, written out here on purpose
+# 平成27年モデル人口 (docs/rules.md §8), 40–74 in 5-year bands, written out here on purpose
 H27_40_74 = {40: 7_766_000, 45: 8_108_000, 50: 8_451_000, 55: 8_793_000, 60: 9_135_000,
              65: 9_246_000, 70: 7_892_000}
 Z95 = 1.959963984540054
@@ -34,7 +34,7 @@ def ctx(tmp_path):
 # ------------------------------------------------------------------ independent recomputation
 def _plain_rates(py: pd.DataFrame, muni: str, fy: int, indicator: str):
     """Crude rate, Wilson limits, direct age-adjusted rate (H27) and the event count, with plain
-    pandas on the person-level rows (DOMAIN §7.1, §2, §8)."""
+    pandas on the person-level rows (docs/rules.md §7.1, §2, §8)."""
     d = py[(py["muni_code"] == muni) & (py["fy"] == fy)]
     target = ((d["insurance"] == "国保") & d["age"].between(40, 74) & d["full_year"].astype(bool)
               & ~d["excluded_statutory"].astype(bool))
@@ -68,7 +68,7 @@ def test_table_matches_plain_pandas_recomputation(prepared, table, muni, indicat
         assert row["crude_rate"] == pytest.approx(crude, abs=1e-9)
         assert row["crude_lower"] == pytest.approx(lo, abs=1e-9)
         assert row["crude_upper"] == pytest.approx(up, abs=1e-9)
-        if x >= 10:  # Dobson DSR is given only from 10 events (STATS_METHODS §5)
+        if x >= 10:  # Dobson DSR is given only from 10 events (docs/methods.md §5)
             assert row["adj_rate"] == pytest.approx(adj, abs=1e-9)
             compared_adjusted += 1
         else:

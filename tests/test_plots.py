@@ -1,8 +1,8 @@
-"""Tests of the committee charts (hsutils.plots; DESIGN §6, §9, §10).
+"""Tests of the committee charts (hsutils.plots; docs/design.md §6, §9, §10).
 
 Every chart is rendered from small hand-made data with warnings turned into errors, so a missing
 Japanese glyph ("Glyph … missing from font") fails the test. Charts are checked through their
-artists (texts, colours, positions), not by comparing images (DESIGN §9).
+artists (texts, colours, positions), not by comparing images (docs/design.md §9).
 """
 from __future__ import annotations
 
@@ -322,7 +322,7 @@ def test_comparison_note_only_where_comparisons_are_shown(boundaries):
 
 
 # ---------------------------------------------------------------------------------------------
-# Small counts never appear (DESIGN §6, DOMAIN §9)
+# Small counts never appear (docs/design.md §6, docs/rules.md §9)
 # ---------------------------------------------------------------------------------------------
 def test_small_counts_never_appear_in_texts(boundaries):
     at = area_table()  # 川北町: x = 7, value 17.5 %
@@ -374,7 +374,7 @@ def test_stacked_shares_exclude_suppressed_segment_from_denominator():
 
 
 # ---------------------------------------------------------------------------------------------
-# Significance colours: one palette across charts (DESIGN §10)
+# Significance colours: one palette across charts (docs/design.md §10)
 # ---------------------------------------------------------------------------------------------
 def test_significance_colours_are_the_same_across_ranked_funnel_spine():
     pal = plots.SIGNIFICANCE_COLOURS

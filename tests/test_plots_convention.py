@@ -1,4 +1,4 @@
-"""The chart API follows the seaborn convention (issue 14.6, DESIGN §9): data first, options
+"""The chart API follows the seaborn convention (issue 14.6, docs/design.md §9): data first, options
 keyword-only, `ax=` to draw into an existing Axes, no global side effects on import, and the
 confidence level printed is the one used."""
 from __future__ import annotations

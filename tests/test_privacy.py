@@ -1,4 +1,4 @@
-"""Tests of hsutils.privacy (DESIGN §6, DOMAIN §9)."""
+"""Tests of hsutils.privacy (docs/design.md §6, docs/rules.md §9)."""
 import numpy as np
 import pandas as pd
 import pytest

@@ -1,4 +1,4 @@
-"""Report-level suppression plan and the recoverability audit (DOMAIN §9, DESIGN §6).
+"""Report-level suppression plan and the recoverability audit (docs/rules.md §9, docs/design.md §6).
 
 Hand-made cases with hand-worked expected cells; the threshold is 10 (1–9 hidden, 0 shown).
 """

@@ -1,4 +1,4 @@
-"""Report-level suppression on the real outputs of notebooks 01, 02 and 04 (DOMAIN §9, DESIGN §6).
+"""Report-level suppression on the real outputs of notebooks 01, 02 and 04 (docs/rules.md §9, docs/design.md §6).
 
 The committee tables are built with the module functions the notebooks call and saved through
 one `privacy.SuppressionPlan` each (what `NotebookContext.save_table` does); then, from every

@@ -1,6 +1,6 @@
 """Tests of hsutils.programs with hand-made persons at and around every threshold.
 
-Expected values are worked out by hand from DOMAIN §5, §6.1, §10 and written as literals.
+Expected values are worked out by hand from docs/rules.md §5, §6.1, §10 and written as literals.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from hsutils.programs import (
 FY = 2024
 FLAGS = ("diabetes", "hypertension", "dyslipidemia", "ckd", "dialysis", "heart_failure", "stroke",
          "hypnotic")
-# non-risk answers for every questionnaire item (DOMAIN §6.2)
+# non-risk answers for every questionnaire item (docs/rules.md §6.2)
 CALM = {"q1": 3, "q2": 2, "q3": 1, "q4": 2, "q5": 2, "q6": 2, "q7": 2, "q8": 2, "q9": 1, "q10": 2,
         "q11": 2, "q12": 2, "q13": 1, "q14": 1, "q15": 1}
 
@@ -424,7 +424,7 @@ def test_ik_reads_answers_from_person_year_without_questionnaire():
 
 def test_ikkatsu_criteria_table_follows_parameters():
     assert len(IKKATSU_CRITERIA) == 10
-    assert [c[2] for c in IKKATSU_CRITERIA] == [f"DOMAIN §6.1-{i}" for i in range(1, 11)]
+    assert [c[2] for c in IKKATSU_CRITERIA] == [f"docs/rules.md §6.1-{i}" for i in range(1, 11)]
     assert "15種類以上" in IKKATSU_CRITERIA[2][3]
     assert "BMI 20以下" in IKKATSU_CRITERIA[0][3]
     strict = ikkatsu_criteria(IkkatsuParams(drugs_threshold=20))

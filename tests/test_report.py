@@ -1,4 +1,4 @@
-"""Tests of hsutils.report: output layout, atomic writes, reproducible figures (DESIGN §7, §9)."""
+"""Tests of hsutils.report: output layout, atomic writes, reproducible figures (docs/design.md §7, §9)."""
 from __future__ import annotations
 
 import warnings

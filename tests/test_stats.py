@@ -1,7 +1,7 @@
-"""Tests of hsutils.stats (DESIGN §4, STATS_METHODS.md).
+"""Tests of hsutils.stats (docs/design.md §4, docs/methods.md).
 
 Expected values are literals: published tables (Newcombe 1998; exact Poisson tables), the
-worked values of STATS_METHODS.md, hand calculations written out in comments, and officially
+worked values of docs/methods.md, hand calculations written out in comments, and officially
 published age-adjusted rates copied into tests/data/refdata (PROVENANCE.md §3 there).
 """
 from pathlib import Path
@@ -61,7 +61,7 @@ def test_wilson_edges_and_types():
     # n = 0 and missing values are NaN, not errors
     assert all(np.isnan(v) for v in stats.proportion_ci(0, 0))
     assert all(np.isnan(v) for v in stats.proportion_ci(np.nan, 10))
-    # level 1 gives [0, 1] (STATS_METHODS §0)
+    # level 1 gives [0, 1] (docs/methods.md §0)
     assert stats.proportion_ci(3, 10, conf=1)[1:] == (0.0, 1.0)
     # scalars give floats; Series keep their index; arrays broadcast
     assert isinstance(stats.proportion_ci(1, 2)[0], float)
@@ -120,7 +120,7 @@ def test_compare_to_benchmark_and_change_judgement():
 # --- count limits ------------------------------------------------------------------------------
 
 def test_exact_poisson_zero_count():
-    # STATS_METHODS §1b: O = 0 -> lower 0, upper -ln(0.025) and -ln(0.001)
+    # docs/methods.md §1b: O = 0 -> lower 0, upper -ln(0.025) and -ln(0.001)
     assert stats.exact_poisson_limits(0, 0.95) == (0.0, pytest.approx(3.688879454, rel=1e-9))
     assert stats.exact_poisson_limits(0, 0.998) == (0.0, pytest.approx(6.907755279, rel=1e-9))
 
@@ -148,7 +148,7 @@ def test_byar_hand_worked():
     lo, up = stats.byar_limits(15)
     assert lo == pytest.approx(8.389264013214046, rel=1e-12)
     assert up == pytest.approx(24.741631343239263, rel=1e-12)
-    # negative lower limit is NaN (STATS_METHODS §1a: O = 1 at 99.8 %)
+    # negative lower limit is NaN (docs/methods.md §1a: O = 1 at 99.8 %)
     assert np.isnan(stats.byar_limits(1, 0.998)[0])
 
 
@@ -201,7 +201,7 @@ def test_dsr_suppressed_below_10_published_at_10():
 
 
 def test_dsr_empty_strata_left_out_with_their_weight():
-    # the module's one rule (STATS_METHODS §5, §8): a stratum with population 0 and no events is
+    # the module's one rule (docs/methods.md §5, §8): a stratum with population 0 and no events is
     # left out together with its weight, i.e. the DSR PHEindicatormethods gives without that row
     x, n, w = [2, 5, 8, 0], [1000, 500, 400, 0], [100, 200, 300, 400]
     with_empty = stats.dsr(x, n, w, multiplier=1000)
@@ -366,7 +366,7 @@ def test_funnel_limits_proportion():
 
 
 def test_funnel_limits_ratio_pass_through_exact_poisson_points():
-    # STATS_METHODS §7b: for O = 10 the 95 % lower line passes through E = 18.39036 (exact upper
+    # docs/methods.md §7b: for O = 10 the 95 % lower line passes through E = 18.39036 (exact upper
     # limit of 10) at O/E, and the upper line through E = 4.79539 (exact lower limit of 10).
     e_low, e_high = 18.390356, 4.795389
     f = stats.funnel_limits([e_low, e_high], 1.0, kind="ratio")
@@ -395,7 +395,7 @@ def test_funnel_significance():
 
 def test_h27_standard_population_matches_domain_and_refdata():
     h27 = stats.H27_STANDARD_POPULATION
-    assert h27.sum() == 125319000  # DOMAIN §8 total
+    assert h27.sum() == 125319000  # docs/rules.md §8 total
     assert h27["0-4"] == 5026000 and h27["95+"] == 423000
     ref = pd.read_csv(REFDATA / "standard_population_H27_model_2015.csv")
     assert list(ref["population"]) == list(h27)
@@ -417,7 +417,7 @@ def test_standard_population_for_our_bands():
     assert list(stats.standard_population(user, bands=["40-49", "50+"])) == [30.0, 30.0]
 
 
-# --- standard population registry (DOMAIN §8, DESIGN §5) -------------------------------------------
+# --- standard population registry (docs/rules.md §8, docs/design.md §5) -------------------------------------------
 
 def _pref_strata():
     rows = [  # fy, age_band, indicator_id, denominator (sex rows are summed)
@@ -494,7 +494,7 @@ def test_isr_from_expected_equals_isr():
     assert all(np.isnan(v) for v in stats.isr_from_expected(3, 0.0))
 
 
-# --- means (STATS_METHODS §4) and differences of means (Welch) ---------------------------------------
+# --- means (docs/methods.md §4) and differences of means (Welch) ---------------------------------------
 
 def test_mean_ci_hand_worked():
     # 1, 2, 3, 4: mean 2.5, sd sqrt(5/3); t(0.975; 3) = 3.182446305284263
@@ -516,7 +516,7 @@ def test_welch_difference_hand_worked():
     assert stats.welch_difference_ci([1.0], [0.0, 1.0])[1:3] == (pytest.approx(np.nan, nan_ok=True),) * 2
 
 
-# --- judgement labels (DESIGN §10) -------------------------------------------------------------------
+# --- judgement labels (docs/design.md §10) -------------------------------------------------------------------
 
 def test_judgement_and_change_by_polarity():
     comp = np.array([stats.SIGNIFICANTLY_HIGHER, stats.SIGNIFICANTLY_LOWER, stats.NOT_SIGNIFICANT,

@@ -185,7 +185,7 @@ def test_participation_rates_plausible(tables):
 
 
 def test_metabolic_and_clinical_prevalences_plausible(tables):
-    """Recomputed here from the CSV with DOMAIN §2 rules, not with synth's own function."""
+    """Recomputed here from the CSV with docs/rules.md §2 rules, not with synth's own function."""
     k = tables["kenshin"]
     k = k[k["age"].astype(int) <= 74]
     waist, sex = _num(k["waist"]), k["sex"]
@@ -244,7 +244,7 @@ def test_guidance_targets_and_uptake(tables):
     joined = g.merge(k, on=["person_id", "fy"], how="left", suffixes=("", "_k"))
     assert joined["age"].astype(int).between(40, 74).all()
     assert set(joined["guidance_level_reported"]) <= {"1", "2"}
-    # 積極的支援 only under 65 (DOMAIN §1.3)
+    # 積極的支援 only under 65 (docs/rules.md §1.3)
     strong = joined[joined["level"] == "積極的支援"]
     assert (strong["age"].astype(int) <= 64).all()
 
@@ -266,7 +266,7 @@ def test_claims_cover_lookback_months_and_events(tables):
 
 
 def test_diabetes_treatment_interruption_exists(tables):
-    """Some people with diabetes claims have none in the last 6 months (DOMAIN §5.4)."""
+    """Some people with diabetes claims have none in the last 6 months (docs/rules.md §5.4)."""
     c = tables["claims_monthly"]
     dm = c[c["diabetes"] == "1"]
     last = dm.groupby("person_id")["ym"].max().astype(int)
@@ -297,7 +297,7 @@ def test_questionnaire_answers_valid_and_for_elderly(tables):
 
 
 def test_health_status_unknown_share(tables):
-    """75+ with no checkup, claim or 介護 in FY2023–2024 (DOMAIN §6.1 ⑩): a few percent."""
+    """75+ with no checkup, claim or 介護 in FY2023–2024 (docs/rules.md §6.1 ⑩): a few percent."""
     e, k, c, kg = (tables[n] for n in ("enrollment", "kenshin", "claims_monthly", "kaigo"))
     elder = e[(e["fy"] == "2024") & (e["age"].astype(int) >= 75)]["person_id"]
     seen = (set(k.loc[k["fy"] >= "2023", "person_id"])
@@ -322,7 +322,7 @@ def test_planted_effects_visible_at_larger_scale():
 
 
 # ------------------------------------------------------------------------------------------
-# the internal 階層化 / メタボ rules used to build guidance.csv (boundaries, DOMAIN §1–2)
+# the internal 階層化 / メタボ rules used to build guidance.csv (boundaries, docs/rules.md §1–2)
 
 
 def _person(**over):

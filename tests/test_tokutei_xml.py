@@ -2,7 +2,7 @@
 tests/fixtures/tokutei_xml/ (see its README) and on the XML demo (hsutils.synth_xml).
 
 Expected values are worked out by hand from the fixture files and the rules of the module
-docstring (TOKUTEI_XML §1.3–1.6, DOMAIN §1.4, §1.5, §4.3).
+docstring (TOKUTEI_XML §1.3–1.6, docs/rules.md §1.4, §1.5, §4.3).
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def test_two_readings_casual_blood_and_medication_override(imp):
 
 def test_bom_fiscal_year_and_april_first_birthday(imp):
     r = _row(imp, "00179999--777-", 2022)  # BOM document, exam 2023-03-31 → FY2022
-    assert r["age"] == 40  # born 1983-04-01: reaches 40 on 2023-03-31 (DOMAIN §1.4)
+    assert r["age"] == 40  # born 1983-04-01: reaches 40 on 2023-03-31 (docs/rules.md §1.4)
     assert r["hba1c"] == 6.5 and r["weight"] == 52.5
 
 

@@ -1,8 +1,8 @@
 """hsutils.vocab: every code and spelling of 尿定性, sex, yes/no, 喫煙 and prefectures, with
 hand-written expected values, and proof that io and clinical read them the same way.
 
-Official code lists: 尿定性 OID 1.2.392.200119.6.2102 "1 − 2 ± 3 1+ 4 2+ 5 3+" (DOMAIN §4.3,
-TOKUTEI_XML §1.4–1.5); 服薬 1 あり 2 なし (DOMAIN §1.5); 喫煙 第4期 1 はい 2 以前は吸っていた 3 いいえ.
+Official code lists: 尿定性 OID 1.2.392.200119.6.2102 "1 − 2 ± 3 1+ 4 2+ 5 3+" (docs/rules.md §4.3,
+TOKUTEI_XML §1.4–1.5); 服薬 1 あり 2 なし (docs/rules.md §1.5); 喫煙 第4期 1 はい 2 以前は吸っていた 3 いいえ.
 """
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def test_urine_ordinal_string_codes_and_numbers():
 
 
 def test_kidney_flags_with_export_code_strings():
-    """hg_kidney is 尿蛋白 ± 以上, ref_kidney 1+ 以上 (DOMAIN §3): code "2" (±) gives hg but not ref;
+    """hg_kidney is 尿蛋白 ± 以上, ref_kidney 1+ 以上 (docs/rules.md §3): code "2" (±) gives hg but not ref;
     "3" (1+) gives both; "1" (−) neither."""
     df = pd.DataFrame({"sex": [1, 1, 1], "age": [50, 50, 50], "egfr": [80.0, 80.0, 80.0],
                        "urine_protein": pd.Series(["1", "2", "3"], dtype="str")})
@@ -150,7 +150,7 @@ def test_clinical_reads_sex_text_like_io():
     got = clinical.egfr(pd.Series([1.0] * 6), pd.Series([50] * 6),
                         pd.Series(["女", "女性", "F", "２", "男性", "M"], dtype="str"))
     assert got.round(4).tolist() == [46.6489] * 4 + [63.1244] * 2
-    # 腹囲 ≥85 男 / ≥90 女 with two risks (SBP 130, TG 150) → 該当; 女 89.9 → 非該当 (DOMAIN §2)
+    # 腹囲 ≥85 男 / ≥90 女 with two risks (SBP 130, TG 150) → 該当; 女 89.9 → 非該当 (docs/rules.md §2)
     df = pd.DataFrame({"sex": pd.Series(["男性", "女性", "女性"], dtype="str"), "age": [50, 50, 50],
                        "waist": [85.0, 89.9, 90.0], "sbp": [130.0] * 3, "tg": [150.0] * 3})
     assert clinical.metabolic_status(df).tolist() == ["該当", "非該当", "該当"]
