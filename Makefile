@@ -18,7 +18,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hsutils demo --out data/demo --kenshin-format xml
+	$(BIN)/hsutils demo --out data/demo
 	$(BIN)/hsutils batch parameters/demo.yaml
 
 test: $(STAMP)
