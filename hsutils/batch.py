@@ -294,6 +294,8 @@ def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]
         log.flush()
         try:
             parameters = {**task.parameters, "out_dir": str(tmp)}
+            # the report names the final folder, not the staging one (inherited by the kernel)
+            os.environ[settings.ENV_REPORT_FOLDER] = settings.report_folder(task.final_dir, run_dir)
             t_exec = time.perf_counter()
             try:
                 papermill.execute_notebook(
@@ -322,6 +324,7 @@ def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]
             if executed.exists():  # keep the failed notebook next to the log for diagnosis
                 shutil.copyfile(executed, failed_copy)
         finally:
+            os.environ.pop(settings.ENV_REPORT_FOLDER, None)
             shutil.rmtree(tmp, ignore_errors=True)
             timing["total"] = time.perf_counter() - t0
             result["seconds"] = round(timing["total"], 2)

@@ -1,0 +1,87 @@
+"""Reports name only final, relative output locations (issue 25 §1).
+
+A tiny real batch (the session's small demo data, one municipality, the notebooks that print
+where their outputs went) is run and every exported HTML report is scanned: no absolute path of
+the machine (the run folder, the repository) and no staging folder `.tmp` may appear.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hsutils import batch, notebook, settings
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ["01", "02", "04", "05"]  # those that print their output folder / the confidential lists
+MUNI = "17201"  # 金沢市: has districts, so 02 and 04 print every location they have
+
+
+def test_report_folder_is_relative_to_the_outputs_parent(tmp_path):
+    run = tmp_path / "outputs" / "demo"
+    final = run / "17201_金沢市" / "04_nephropathy"
+    assert settings.report_folder(final, run) == "outputs/demo/17201_金沢市/04_nephropathy"
+
+
+def test_shown_path_never_absolute(tmp_path, monkeypatch):
+    monkeypatch.delenv(settings.ENV_REPORT_FOLDER, raising=False)
+    monkeypatch.delenv(settings.ENV_OUT_DIR, raising=False)
+    inside = settings.work_root() / "outputs" / "interactive" / "17201_金沢市" / "04_nephropathy"
+    assert settings.shown_path(inside) == "outputs/interactive/17201_金沢市/04_nephropathy"
+    # a folder anywhere else: only its name (never the machine's path)
+    assert settings.shown_path(tmp_path / "x" / "mine") == "mine"
+    monkeypatch.setenv(settings.ENV_OUT_DIR, str(tmp_path / "outs"))
+    (tmp_path / "outs").mkdir()
+    assert settings.shown_path(tmp_path / "outs" / "r" / "a" / "n") == "outs/r/a/n"
+    assert settings.shown_out_dir(tmp_path / "outs" / "r" / "a" / "n") == "outs/r/a/n"
+    monkeypatch.setenv(settings.ENV_REPORT_FOLDER, "outputs/demo/17201_金沢市/04_nephropathy")
+    staging = tmp_path / "outs" / ".tmp" / "04_x"
+    assert settings.shown_out_dir(staging) == "outputs/demo/17201_金沢市/04_nephropathy"
+    assert settings.shown_path(staging / "a.yaml") == "outs/.tmp/04_x/a.yaml"  # files: never the env value
+    assert settings.shown_path(REPO / "parameters" / "x.yaml") == "parameters/x.yaml"
+
+
+def test_context_location(tmp_path, monkeypatch):
+    monkeypatch.setenv(settings.ENV_REPORT_FOLDER, "outputs/demo/17201_金沢市/04_nephropathy")
+    ctx = notebook.start("04_nephropathy", MUNI, out_dir=tmp_path / ".tmp" / "04_nephropathy_17201_abc")
+    assert ctx.location() == "outputs/demo/17201_金沢市/04_nephropathy"
+    assert ctx.location("confidential", "referral_list.csv") == \
+        "outputs/demo/17201_金沢市/04_nephropathy/confidential/referral_list.csv"
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, demo_data_dir):
+    root = tmp_path_factory.mktemp("locations")
+    run_yaml = root / "run.yaml"
+    run_yaml.write_text(yaml.safe_dump({
+        "run_name": "demo", "data_dir": str(demo_data_dir), "out_dir": str(root / "outputs"),
+        "notebook_dir": str(REPO / "notebooks"), "notebooks": NOTEBOOKS, "municipalities": [MUNI],
+        "timeout_seconds": 600}, allow_unicode=True), encoding="utf-8")
+    status = batch.run_batch(run_yaml, jobs=2)
+    return root / "outputs" / "demo", status
+
+
+def test_every_report_names_only_final_relative_locations(demo_run):
+    run_dir, status = demo_run
+    assert status == 0, (run_dir / "logs").glob("*.log")
+    reports = sorted(run_dir.rglob("*.html"))
+    stems = {p.stem for p in reports}
+    assert {"01_prefecture_overview", "02_large_insurer", "04_nephropathy", "05_evaluation"} <= stems
+    assert not (run_dir / ".tmp").exists()
+    forbidden = {str(run_dir.resolve()), str(run_dir.parent.resolve()), str(REPO), "/.tmp/", ".tmp/"}
+    for report in reports:
+        html = report.read_text(encoding="utf-8")
+        found = [s for s in forbidden if s in html]
+        assert not found, f"{report.name}: {found}"
+        if report.stem in {"01_prefecture_overview", "02_large_insurer", "04_nephropathy", "05_evaluation"}:
+            final = report.parent.relative_to(run_dir.parent.parent).as_posix()
+            assert f"出力フォルダ: {final}" in html or f"出力フォルダ:</span> {final}" in html \
+                or re.search(r"出力フォルダ:\s*" + re.escape(final), html), report.name
+    # 04 says where the confidential lists went: the final folder, relative
+    nep = next(p for p in reports if p.stem == "04_nephropathy")
+    assert f"{nep.parent.relative_to(run_dir.parent.parent).as_posix()}/confidential に保存しました" \
+        in nep.read_text(encoding="utf-8")
+    assert settings.ENV_REPORT_FOLDER not in os.environ  # the batch cleans up after each run
