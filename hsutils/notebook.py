@@ -92,34 +92,41 @@ class FirstRun:
     how long, and a progress bar over the stages (`pipeline.PREPARE_STAGES`). Prints nothing when
     everything is ready."""
 
-    #: Measured on the 2-core reference machine (README): demo generation at scale 0.1 and the
-    #: cache of that data; real data take longer in proportion to their size.
-    SECONDS_HINT = "デモデータ（1/10規模）で約1分、実データでは数分"
+    #: Measured on the 2-core development machine (shared): demo generation at scale 0.1 plus the
+    #: cache of that data took 31 s, the next start 0.4 s; real data take longer with their size.
+    SECONDS_HINT = "デモデータ（1/10規模）で30秒〜1分ほど、実データでは数分"
 
     def __init__(self, data_label: str):
         self.data_label = data_label
         self.bar = None
         self.steps: list[str] = []
         self.started = 0  # steps begun; each new one completes the previous
+        self.announced = False
 
     def __enter__(self) -> "FirstRun":
         return self
 
-    def _open(self) -> None:
-        if self.bar is not None:
+    def _announce(self) -> None:
+        if self.announced:
             return
-        from tqdm.auto import tqdm
-
+        self.announced = True
         print("【初回のみ】分析の準備をしています。入力データを読み込み、検査して、共有キャッシュ"
               "（対象者×年度の表）を作ります。\n"
               f"  データ: {self.data_label}\n"
               f"  時間の目安: {self.SECONDS_HINT}。次回からはキャッシュを使うので数秒で始まります"
               "（入力ファイルを変えたときだけ作り直します）。", flush=True)
-        self.bar = tqdm(total=len(self.steps) + len(pipeline.PREPARE_STAGES), desc="準備", unit="段階",
-                        bar_format="{desc}: {n}/{total} 段階 |{bar}| {elapsed}")
+
+    def _open(self) -> None:
+        self._announce()
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(self.steps) + len(pipeline.PREPARE_STAGES), desc="準備", unit="段階",
+                            bar_format="{desc}{n}/{total} 段階 |{bar}| {elapsed}")
 
     def demo(self, scale: float) -> None:
         """Announce the generated demo data and how it differs from `make demo` (scale 1)."""
+        self._announce()
         size = "`make demo` と同じ規模" if scale == 1 else (
             f"`make demo` の {scale:g} 倍の規模（人数が約{scale:.0%}）のため、人数や率は `make demo` の報告書と"
             "一致せず、秘匿（「‐」）が多くなります。同じ規模で見るには、先にターミナルで `make demo` を"
@@ -127,7 +134,7 @@ class FirstRun:
         print(f"データフォルダ {self.data_label} がないため、架空のデモデータを作成します（{size}）。", flush=True)
         self.steps.append("デモデータの作成")
         self._open()
-        self.bar.set_description("デモデータの作成")
+        self.bar.set_description("デモデータの作成", refresh=True)
         self.started += 1
 
     def stage(self, name: str) -> None:

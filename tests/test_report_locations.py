@@ -85,3 +85,48 @@ def test_every_report_names_only_final_relative_locations(demo_run):
     assert f"{nep.parent.relative_to(run_dir.parent.parent).as_posix()}/confidential に保存しました" \
         in nep.read_text(encoding="utf-8")
     assert settings.ENV_REPORT_FOLDER not in os.environ  # the batch cleans up after each run
+
+
+# ------------------------------------------------------------------ a first run explains itself (issue 25 §2)
+def test_first_run_says_what_it_prepares_with_progress(tmp_path, capsys):
+    data, cache = tmp_path / "demo", tmp_path / "confidential" / "cache"
+    notebook.start("04_nephropathy", MUNI, data_dir=data, cache_dir=cache, out_dir=tmp_path / "out",
+                   demo_scale=0.01)
+    out, err = capsys.readouterr()
+    assert "【初回のみ】" in out and "次回からはキャッシュを使うので数秒で始まります" in out
+    assert notebook.FirstRun.SECONDS_HINT in out
+    # the demo differs from `make demo`: said, with the size, and that figures differ
+    assert "`make demo` の 0.01 倍の規模（人数が約1%）" in out and "一致せず" in out
+    assert str(tmp_path) not in out  # the data folder is named without the machine's path
+    # the progress bar went through every stage (demo + pipeline.PREPARE_STAGES) and finished
+    total = 1 + len(notebook.pipeline.PREPARE_STAGES)
+    assert f"準備完了: {total}/{total} 段階" in err
+    # the second time: everything ready, nothing printed
+    notebook.start("04_nephropathy", MUNI, data_dir=data, cache_dir=cache, out_dir=tmp_path / "out")
+    assert capsys.readouterr() == ("", "")
+
+
+def test_first_run_stage_counting():
+    calls = []
+
+    class Bar:
+        n, total = 0, 4
+
+        def update(self, k):
+            self.n += k
+            calls.append(("update", k))
+
+        def set_description(self, d):
+            calls.append(("desc", d))
+
+        def close(self):
+            calls.append(("close",))
+
+    first = notebook.FirstRun("data/demo")
+    first.bar = Bar()
+    with first:
+        for stage in notebook.pipeline.PREPARE_STAGES:
+            first.stage(stage)
+    # stage k completes stage k−1; leaving completes the last one
+    assert [c for c in calls if c[0] == "update"] == [("update", 1)] * 4
+    assert first.bar.n == 4 and calls[-1] == ("close",)
