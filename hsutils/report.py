@@ -176,7 +176,8 @@ def display_table(df: pd.DataFrame, labels: Mapping[str, str] | None = None, *, 
     * boolean columns (e.g. 秘匿あり) show `FLAG_MARK` for True and nothing for False;
     * internal ids and keys (`HIDDEN_COLUMNS`, names ending in `_id`/`_key`) are left out unless in
       `keep`; `drop` leaves out more;
-    * text is never cut (no ``...``) and the index is not shown.
+    * text is never cut (no ``...``); row labels (a non-default index) become the first column(s),
+      a default 0, 1, 2 … index is not shown.
 
     A column is a count when named in `counts`, or when its numbers are whole and its dtype is not
     float (also an object column of whole numbers and 「‐」 after suppression); a rate when named in
@@ -185,6 +186,11 @@ def display_table(df: pd.DataFrame, labels: Mapping[str, str] | None = None, *, 
     """
     labels = {**COLUMN_LABELS_JA, **(labels or {})}
     keep, drop = set(keep), set(drop)
+    if isinstance(df.columns, pd.MultiIndex):  # pivots: one header row, levels joined
+        df = df.set_axis([" ".join(str(v) for v in c if str(v)) for c in df.columns], axis=1)
+    if not isinstance(df.index, pd.RangeIndex):  # row labels (pivots, set_index) become a column
+        names = [n if n is not None else "" for n in df.index.names]
+        df = df.rename_axis(names).reset_index()
     shown_cols = [c for c in df.columns if c in keep or not (
         c in drop or c in HIDDEN_COLUMNS or str(c).endswith(HIDDEN_COLUMN_SUFFIXES))]
     t = df[shown_cols].reset_index(drop=True)
@@ -194,7 +200,9 @@ def display_table(df: pd.DataFrame, labels: Mapping[str, str] | None = None, *, 
         header, decimals = str(labels.get(c, c)), None
         if pd.api.types.is_bool_dtype(col) or (col.notna().any() and col.dropna().map(type).eq(bool).all()):
             t[c] = col.map(lambda v: FLAG_MARK if v is True or str(v) == "True" else "")
-        elif c in ratios or c in ("sr", "sr_lower", "sr_upper"):
+        elif _is_year(c, header):
+            decimals = -1  # a fiscal year: a whole number without separators (2024, not 2,024)
+        elif c in ratios or c in ("sr", "sr_lower", "sr_upper") or header.startswith("標準化") and "率" not in header:
             decimals = 2
         elif c in counts or (c not in rates and _is_count(col)):
             decimals = 0
@@ -211,7 +219,14 @@ def display_table(df: pd.DataFrame, labels: Mapping[str, str] | None = None, *, 
                                     {"selector": "th", "props": "text-align: center;"}])
 
 
+def _is_year(name, header: str) -> bool:
+    name = str(name)
+    return name == "fy" or name.startswith("fy_") or name.endswith("_fy") or header in ("年度", "西暦年度")
+
+
 def _fmt(decimals: int):
+    """Formatter of one column: `decimals` places with thousands separators (−1: a plain whole
+    number such as a year); text (the suppression mark) and missing values pass through."""
     def f(v):
         if isinstance(v, str) or v is None:
             return "" if v is None else v
@@ -219,5 +234,7 @@ def _fmt(decimals: int):
             x = float(v)
         except (TypeError, ValueError):
             return str(v)
-        return "" if x != x else f"{x:,.{decimals}f}"
+        if x != x:
+            return ""
+        return f"{x:.0f}" if decimals < 0 else f"{x:,.{decimals}f}"
     return f

@@ -155,3 +155,7 @@ def test_display_table_style():
     # explicit kinds: a float column of whole numbers named as counts; keep an id when asked
     s2 = report.display_table(pd.DataFrame({"step_id": ["A"], "n": [1234.0]}), counts=["n"], keep=["step_id"])
     assert "1,234" in s2.to_html() and "step_id" in s2.data.columns
+    pivot = pd.DataFrame({"地区": ["A", "B"], "n": [1500, 20]}).set_index("地区")
+    assert list(report.display_table(pivot).data.columns) == ["地区", "n"]  # row labels kept as a column
+    years = report.display_table(pd.DataFrame({"fy": [2024], "fy_first": [2022], "count": [12345]})).to_html()
+    assert ">2024<" in years and ">2022<" in years and ">12,345<" in years  # years without separators

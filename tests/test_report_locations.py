@@ -80,6 +80,14 @@ def test_every_report_names_only_final_relative_locations(demo_run):
             final = report.parent.relative_to(run_dir.parent.parent).as_posix()
             assert f"出力フォルダ: {final}" in html or f"出力フォルダ:</span> {final}" in html \
                 or re.search(r"出力フォルダ:\s*" + re.escape(final), html), report.name
+    # displayed tables (issue 25 §4): no True/False, counts with thousands separators
+    for report in reports:
+        cells = re.findall(r"<td[^>]*>([^<]*)</td>", report.read_text(encoding="utf-8"))
+        assert not {"True", "False"} & {c.strip() for c in cells}, report.name
+    overview_html = next(p for p in reports if p.stem == "01_prefecture_overview").read_text(encoding="utf-8")
+    tds = [c.strip() for c in re.findall(r"<td[^>]*>([^<]*)</td>", overview_html)]
+    assert any(re.fullmatch(r"\d{1,3}(,\d{3})+", c) for c in tds)  # e.g. persons per year
+    assert not any(re.fullmatch(r"\d+\.\d{3,}", c) for c in tds)  # no 15.966387
     # 04 says where the confidential lists went: the final folder, relative
     nep = next(p for p in reports if p.stem == "04_nephropathy")
     assert f"{nep.parent.relative_to(run_dir.parent.parent).as_posix()}/confidential に保存しました" \
