@@ -156,7 +156,11 @@ COLUMN_LABELS_JA = {
 }
 #: Columns never shown: internal identifiers and keys (the reader needs the names, not the ids).
 HIDDEN_COLUMN_SUFFIXES = ("_id", "_key")
-HIDDEN_COLUMNS = ("key", "indicator_id", "step_id", "person_id", "polarity", "method", "conf", "unit")
+HIDDEN_COLUMNS = ("key", "indicator_id", "step_id", "person_id", "polarity", "method", "conf", "unit",
+                  "キー", "指標ID")
+#: Rate columns of the library whose header gets the unit (e.g. 粗率（%）); others only when in `rates`.
+RATE_COLUMNS = ("crude_rate", "adj_rate", "rate", "ref_rate", "share", "crude_lower", "crude_upper",
+                "adj_lower", "adj_upper", "rate_first", "rate_last")
 #: What a True in a boolean column (e.g. 秘匿あり) shows; False shows nothing.
 FLAG_MARK = "〇"
 
@@ -167,12 +171,14 @@ def _is_count(values: pd.Series) -> bool:
 
 
 def display_table(df: pd.DataFrame, labels: Mapping[str, str] | None = None, *, counts=(), rates=(),
-                  ratios=(), unit: str = "%", keep=(), drop=()):
+                  ratios=(), text=(), unit: str = "%", keep=(), drop=()):
     """The one style of a table shown in a notebook or its HTML report (a pandas Styler).
 
-    * headers in Japanese: `labels`, then `COLUMN_LABELS_JA`; rate columns get the unit, e.g. 粗率（%）;
+    * headers in Japanese: `labels`, then `COLUMN_LABELS_JA`; rate columns (`RATE_COLUMNS`, `rates`)
+      get the unit, e.g. 粗率（%）;
     * counts with thousands separators (`2,659,256`), rates with one decimal (`15.9`), ratios
       (標準化比, `ratios`) with two; the suppression mark 「‐」 and other text stay as they are;
+      columns in `text` are shown as written (a parameter value 2024 stays 2024);
     * boolean columns (e.g. 秘匿あり) show `FLAG_MARK` for True and nothing for False;
     * internal ids and keys (`HIDDEN_COLUMNS`, names ending in `_id`/`_key`) are left out unless in
       `keep`; `drop` leaves out more;
@@ -200,6 +206,8 @@ def display_table(df: pd.DataFrame, labels: Mapping[str, str] | None = None, *, 
         header, decimals = str(labels.get(c, c)), None
         if pd.api.types.is_bool_dtype(col) or (col.notna().any() and col.dropna().map(type).eq(bool).all()):
             t[c] = col.map(lambda v: FLAG_MARK if v is True or str(v) == "True" else "")
+        elif c in text:
+            t[c] = col.astype(str).where(col.notna(), "")  # shown as written (e.g. parameter values)
         elif _is_year(c, header):
             decimals = -1  # a fiscal year: a whole number without separators (2024, not 2,024)
         elif c in ratios or c in ("sr", "sr_lower", "sr_upper") or header.startswith("標準化") and "率" not in header:
@@ -208,7 +216,7 @@ def display_table(df: pd.DataFrame, labels: Mapping[str, str] | None = None, *, 
             decimals = 0
         elif c in rates or pd.to_numeric(col, errors="coerce").notna().any():
             decimals = 1
-            if unit and unit not in header and c != "score":
+            if unit and (c in rates or c in RATE_COLUMNS) and unit not in header:
                 header = f"{header}（{unit}）"
         headers[c] = header
         if decimals is not None:
