@@ -454,6 +454,8 @@ def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]
         log.flush()
         try:
             parameters = {**task.parameters, "out_dir": str(tmp)}
+            # the report names the final folder, not the staging one (inherited by the kernel)
+            os.environ[settings.ENV_REPORT_FOLDER] = settings.report_folder(task.final_dir, run_dir)
             t_exec = time.perf_counter()
             try:
                 papermill.execute_notebook(
@@ -486,6 +488,7 @@ def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]
                 except OSError as copy_error:  # disk full: no truncated copy, say why in the log
                     log.write(f"# 失敗したノートブックを保存できませんでした: {_os_reason(copy_error)}\n")
         finally:
+            os.environ.pop(settings.ENV_REPORT_FOLDER, None)
             shutil.rmtree(tmp, ignore_errors=True)
             timing["total"] = time.perf_counter() - t0
             result["seconds"] = round(timing["total"], 2)

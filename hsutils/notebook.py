@@ -43,6 +43,13 @@ class NotebookContext:
         if self.plan is None:  # one suppression plan for every committee table of the report
             self.plan = privacy.SuppressionPlan(self.suppress_threshold)
 
+    def location(self, *parts) -> str:
+        """Where an output is, as a report may print it: the notebook's final output folder relative
+        to the outputs' parent (`hsutils.settings.shown_out_dir`), e.g.
+        ``outputs/demo/17201_金沢市/04_nephropathy/confidential/referral_list.csv``. Never the
+        machine's absolute path nor the batch's staging folder."""
+        return "/".join([settings.shown_out_dir(self.out_dir), *(str(part) for part in parts)])
+
     def footer(self, population: str, conditions: str | None = None, fy=None) -> str:
         """Footer line of every chart: source, fiscal year, population, conditions (docs/design.md §1)."""
         from hsutils import plots
@@ -99,6 +106,72 @@ class NotebookContext:
         return path
 
 
+class FirstRun:
+    """What a notebook prints while it prepares the demo data and the shared cache (only the first
+    time, or after the input files changed): what is prepared, that later runs are fast, roughly
+    how long, and a progress bar over the stages (`pipeline.PREPARE_STAGES`). Prints nothing when
+    everything is ready."""
+
+    #: Measured on the 2-core development machine (shared): demo generation at scale 0.1 plus the
+    #: cache of that data took 31 s, the next start 0.4 s; real data take longer with their size.
+    SECONDS_HINT = "デモデータ（1/10規模）で30秒〜1分ほど、実データでは数分"
+
+    def __init__(self, data_label: str):
+        self.data_label = data_label
+        self.bar = None
+        self.steps: list[str] = []
+        self.started = 0  # steps begun; each new one completes the previous
+        self.announced = False
+
+    def __enter__(self) -> "FirstRun":
+        return self
+
+    def _announce(self) -> None:
+        if self.announced:
+            return
+        self.announced = True
+        print("【初回のみ】分析の準備をしています。入力データを読み込み、検査して、共有キャッシュ"
+              "（対象者×年度の表）を作ります。\n"
+              f"  データ: {self.data_label}\n"
+              f"  時間の目安: {self.SECONDS_HINT}。次回からはキャッシュを使うので数秒で始まります"
+              "（入力ファイルを変えたときだけ作り直します）。", flush=True)
+
+    def _open(self) -> None:
+        self._announce()
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(self.steps) + len(pipeline.PREPARE_STAGES), desc="準備", unit="段階",
+                            bar_format="{desc}{n}/{total} 段階 |{bar}| {elapsed}")
+
+    def demo(self, scale: float) -> None:
+        """Announce the generated demo data and how it differs from `make demo` (scale 1)."""
+        self._announce()
+        size = "`make demo` と同じ規模" if scale == 1 else (
+            f"`make demo` の {scale:g} 倍の規模（人数が約{scale:.0%}）のため、人数や率は `make demo` の報告書と"
+            "一致せず、秘匿（「‐」）が多くなります。同じ規模で見るには、先にターミナルで `make demo` を"
+            "実行してください")
+        print(f"データフォルダ {self.data_label} がないため、架空のデモデータを作成します（{size}）。", flush=True)
+        self.steps.append("デモデータの作成")
+        self._open()
+        self.bar.set_description("デモデータの作成", refresh=True)
+        self.started += 1
+
+    def stage(self, name: str) -> None:
+        self._open()
+        if self.started:
+            self.bar.update(1)
+        self.started += 1
+        self.bar.set_description(name)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.bar is not None:
+            if exc_type is None:
+                self.bar.update(self.bar.total - self.bar.n)
+                self.bar.set_description("準備完了")
+            self.bar.close()
+
+
 def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None = None, *,
           data_dir=None, cache_dir=None, out_dir=None, suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
           with_tables: bool = False, run_name: str = "interactive", demo_scale: float = 0.1,
@@ -117,14 +190,15 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
     cache_given = bool(cache_dir or settings.env_path(settings.ENV_CACHE_DIR))  # a batch (or test) built it
     data = settings.data_dir(data_dir)
     cache = settings.cache_dir(cache_dir, run_name=run_name)
-    if not (cache / "meta.json").exists() and not data.exists():
-        from hsutils import synth
+    with FirstRun(settings.shown_path(data)) as first:
+        if not (cache / "meta.json").exists() and not data.exists():
+            from hsutils import synth
 
-        print(f"データフォルダ {data} がないため、デモデータ（架空）を作成します。")
-        synth.write_demo(data, scale=demo_scale)
-    if not (cache / "meta.json").exists() or (not cache_given and data.exists()):
-        # opened by hand: rebuild when the input files changed (content hash; a no-op otherwise)
-        pipeline.prepare_cache(data, cache)
+            first.demo(demo_scale)
+            synth.write_demo(data, scale=demo_scale)
+        if not (cache / "meta.json").exists() or (not cache_given and data.exists()):
+            # opened by hand: rebuild when the input files changed (content hash; a no-op otherwise)
+            pipeline.prepare_cache(data, cache, progress=first.stage)
     prepared = pipeline.load_prepared(cache, with_tables=with_tables)
     fys = prepared.fiscal_years
     fy = int(fiscal_year) if fiscal_year else fys[-1]

@@ -569,9 +569,30 @@ def worse_and_worsening(table: pd.DataFrame, first_fy: int | None = None, last_f
     return out.sort_values(["_gap", "muni_code"], ascending=[False, True]).drop(columns="_gap").reset_index(drop=True)
 
 
+def worse_hidden(worse: pd.DataFrame, suppress_threshold: int = privacy.DEFAULT_THRESHOLD) -> np.ndarray:
+    """Rows of `worse_and_worsening` whose deciding figures would be hidden: any of the four counts
+    is 1 … threshold−1, so the judgement 悪い or the change 悪化 (and the 標準化比 the list is ordered
+    by) is suppressed (docs/design.md §6). Such rows are not listed at all: their presence, or their place in
+    the order, would reveal what the suppression hides."""
+    small = np.zeros(len(worse), dtype=bool)
+    for c in WORSE_COUNT_COLUMNS:
+        small |= np.asarray(privacy.is_small(worse[c], suppress_threshold), dtype=bool)
+    return small
+
+
 def save_worse_and_worsening(ctx, worse: pd.DataFrame, name: str = "worse_and_worsening") -> pd.DataFrame:
-    """Committee version of the list (counts 1–9 and their derived figures hidden)."""
-    return ctx.save_table(worse, name, count_cols=WORSE_COUNT_COLUMNS, derived_cols=WORSE_DERIVED)
+    """Committee version of the list: only pairs whose counts may all be shown (`worse_hidden`), in
+    the order of `worse_and_worsening` (by the shown 標準化比), so no listed row and no position
+    depends on a hidden value; `worse_hidden_note` is the fixed note printed with it."""
+    visible = worse.loc[~worse_hidden(worse, ctx.suppress_threshold)].reset_index(drop=True)
+    return ctx.save_table(visible, name, count_cols=WORSE_COUNT_COLUMNS, derived_cols=WORSE_DERIVED)
+
+
+def worse_hidden_note(suppress_threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
+    """The fixed Japanese note under the committee list. It never depends on the data: even the
+    number of pairs left out (`worse_hidden`) would tell something about the hidden values."""
+    return (f"※ 人数が1〜{suppress_threshold - 1}人の値から判定される組み合わせは、秘匿のため"
+            "この一覧に載せていません（載せている順は標準化比の1からの離れの大きい順）。")
 
 
 # ---------------------------------------------------------------------------------------------

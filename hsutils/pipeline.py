@@ -216,11 +216,22 @@ def _history_meta(claims, fys) -> dict:
                 claims, fys, dk.lookback_months, dk.window_months)}}
 
 
-def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool = False) -> Path:
+#: The stages of `prepare_cache`, as a progress bar names them (Japanese, in order).
+PREPARE_STAGES = ("入力ファイルの読み込みと検査", "対象者×年度の表の作成", "性・年齢階級別の集計", "キャッシュの書き込み")
+
+
+def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool = False,
+                  progress=None) -> Path:
     """Load, validate and derive once; write Parquet files into cache_dir (docs/design.md §8).
 
     Re-uses the cache when the input files and column map are unchanged (content hash).
+    `progress`, when given, is called with each stage name of `PREPARE_STAGES` as it starts
+    (a progress bar of a notebook's first run); it is not called when the cache is reused.
     """
+    def stage(i: int) -> None:
+        if progress is not None:
+            progress(PREPARE_STAGES[i])
+
     from hsutils import io
     from hsutils.errors import DataError
 
@@ -234,14 +245,18 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
         if meta.get("data_hash") == key:
             return cache_dir
     t0 = time.perf_counter()
+    stage(0)
     dataset = io.load_dataset(data_dir, column_map=column_map, cache_dir=cache_dir / "tables_cache")
+    stage(1)
     py, unmatched = build_person_year(dataset.tables)
+    stage(2)
     strata = build_strata(py)
     master = _master(dataset)
     districts = dataset.tables.get("districts")
     if districts is None:
         districts = pd.DataFrame(columns=["muni_code", "district_code", "name"])
 
+    stage(3)
     tmp = cache_dir.with_name(cache_dir.name + ".tmp")
     if tmp.exists():
         import shutil

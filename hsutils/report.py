@@ -24,7 +24,7 @@ from .files import atomic_path, atomic_write_bytes, atomic_write_text  # re-expo
 
 __all__ = [
     "FIGURE_DPI", "SUBFOLDERS", "atomic_write_bytes", "atomic_write_text", "output_dir",
-    "save_figure", "save_table", "write_xlsx", "safe_name",
+    "save_figure", "save_table", "write_xlsx", "safe_name", "display_table", "COLUMN_LABELS_JA",
 ]
 
 #: Resolution of PNG figures (docs/design.md §7).
@@ -143,3 +143,111 @@ def write_xlsx(tables: Mapping[str, pd.DataFrame], path, column_labels: Mapping[
                     width = min(max(_display_width(t) for t in texts) + 2, 60)
                     ws.column_dimensions[get_column_letter(j)].width = width
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# One style for every table a notebook displays (issue 25)
+# ---------------------------------------------------------------------------------------------
+#: Japanese headers of the column names the library uses in many tables; a notebook passes
+#: `labels` for its own. Rate columns get their unit in the header (`display_table`).
+COLUMN_LABELS_JA = {
+    "muni_code": "市町村コード", "muni_name": "市町村", "area_name": "地域", "district_name": "地区",
+    "medical_area": "二次医療圏", "indicator_name": "指標", "fy": "年度", "sex": "性別", "age_band": "年齢階級",
+    "numerator": "該当者数", "denominator": "対象者数", "count": "人数", "expected": "期待数",
+    "crude_rate": "粗率", "adj_rate": "年齢調整率", "rate": "割合", "value": "値",
+    "lower": "下限", "upper": "上限", "sr": "標準化比", "sr_lower": "標準化比の下限", "sr_upper": "標準化比の上限",
+    "comparison": "比較", "judgement": "判定", "change": "変化", "suppressed": "秘匿", "score": "得点",
+    "rank": "順位", "reasons": "理由",
+}
+#: Columns never shown: internal identifiers and keys (the reader needs the names, not the ids).
+HIDDEN_COLUMN_SUFFIXES = ("_id", "_key")
+HIDDEN_COLUMNS = ("key", "indicator_id", "step_id", "person_id", "polarity", "method", "conf", "unit",
+                  "キー", "指標ID")
+#: Rate columns of the library whose header gets the unit (e.g. 粗率（%）); others only when in `rates`.
+RATE_COLUMNS = ("crude_rate", "adj_rate", "rate", "ref_rate", "share", "crude_lower", "crude_upper",
+                "adj_lower", "adj_upper", "rate_first", "rate_last")
+#: What a True in a boolean column (e.g. 秘匿あり) shows; False shows nothing.
+FLAG_MARK = "〇"
+
+
+def _is_count(values: pd.Series) -> bool:
+    num = pd.to_numeric(values, errors="coerce").dropna()
+    return bool(len(num)) and bool((num == num.round()).all()) and not pd.api.types.is_float_dtype(values)
+
+
+def display_table(df: pd.DataFrame, labels: Mapping[str, str] | None = None, *, counts=(), rates=(),
+                  ratios=(), text=(), unit: str = "%", keep=(), drop=()):
+    """The one style of a table shown in a notebook or its HTML report (a pandas Styler).
+
+    * headers in Japanese: `labels`, then `COLUMN_LABELS_JA`; rate columns (`RATE_COLUMNS`, `rates`)
+      get the unit, e.g. 粗率（%）;
+    * counts with thousands separators (`2,659,256`), rates with one decimal (`15.9`), ratios
+      (標準化比, `ratios`) with two; the suppression mark 「‐」 and other text stay as they are;
+      columns in `text` are shown as written (a parameter value 2024 stays 2024);
+    * boolean columns (e.g. 秘匿あり) show `FLAG_MARK` for True and nothing for False;
+    * internal ids and keys (`HIDDEN_COLUMNS`, names ending in `_id`/`_key`) are left out unless in
+      `keep`; `drop` leaves out more;
+    * text is never cut (no ``...``); row labels (a non-default index) become the first column(s),
+      a default 0, 1, 2 … index is not shown.
+
+    A column is a count when named in `counts`, or when its numbers are whole and its dtype is not
+    float (also an object column of whole numbers and 「‐」 after suppression); a rate when named in
+    `rates` or when any number has a fraction. Nothing is computed here: the values are the ones
+    passed (already suppressed by `privacy`).
+    """
+    labels = {**COLUMN_LABELS_JA, **(labels or {})}
+    keep, drop = set(keep), set(drop)
+    if isinstance(df.columns, pd.MultiIndex):  # pivots: one header row, levels joined
+        df = df.set_axis([" ".join(str(v) for v in c if str(v)) for c in df.columns], axis=1)
+    if not isinstance(df.index, pd.RangeIndex):  # row labels (pivots, set_index) become a column
+        names = [n if n is not None else "" for n in df.index.names]
+        df = df.rename_axis(names).reset_index()
+    shown_cols = [c for c in df.columns if c in keep or not (
+        c in drop or c in HIDDEN_COLUMNS or str(c).endswith(HIDDEN_COLUMN_SUFFIXES))]
+    t = df[shown_cols].reset_index(drop=True)
+    formats, headers = {}, {}
+    for c in shown_cols:
+        col = t[c]
+        header, decimals = str(labels.get(c, c)), None
+        if pd.api.types.is_bool_dtype(col) or (col.notna().any() and col.dropna().map(type).eq(bool).all()):
+            t[c] = col.map(lambda v: FLAG_MARK if v is True or str(v) == "True" else "")
+        elif c in text:
+            t[c] = col.astype(str).where(col.notna(), "")  # shown as written (e.g. parameter values)
+        elif _is_year(c, header):
+            decimals = -1  # a fiscal year: a whole number without separators (2024, not 2,024)
+        elif c in ratios or c in ("sr", "sr_lower", "sr_upper") or header.startswith("標準化") and "率" not in header:
+            decimals = 2
+        elif c in counts or (c not in rates and _is_count(col)):
+            decimals = 0
+        elif c in rates or pd.to_numeric(col, errors="coerce").notna().any():
+            decimals = 1
+            if unit and (c in rates or c in RATE_COLUMNS) and unit not in header:
+                header = f"{header}（{unit}）"
+        headers[c] = header
+        if decimals is not None:
+            formats[header] = _fmt(decimals)
+    t = t.rename(columns=headers)
+    styler = t.style.hide(axis="index").format(formats, na_rep="")
+    return styler.set_table_styles([{"selector": "td", "props": "white-space: pre-wrap; text-align: right;"},
+                                    {"selector": "th", "props": "text-align: center;"}])
+
+
+def _is_year(name, header: str) -> bool:
+    name = str(name)
+    return name == "fy" or name.startswith("fy_") or name.endswith("_fy") or header in ("年度", "西暦年度")
+
+
+def _fmt(decimals: int):
+    """Formatter of one column: `decimals` places with thousands separators (−1: a plain whole
+    number such as a year); text (the suppression mark) and missing values pass through."""
+    def f(v):
+        if isinstance(v, str) or v is None:
+            return "" if v is None else v
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            return str(v)
+        if x != x:
+            return ""
+        return f"{x:.0f}" if decimals < 0 else f"{x:,.{decimals}f}"
+    return f

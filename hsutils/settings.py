@@ -21,6 +21,9 @@ Environment variables (all optional):
 ``HSUTILS_PARAMETERS_DIR``  folder with ``defaults.yaml`` and the example YAML files
                             (default ``<repo>/parameters``)
 ``HSUTILS_NOTEBOOK_DIR``    folder with the notebooks (default ``<repo>/notebooks``)
+``HSUTILS_REPORT_FOLDER``   set by the batch for each notebook run: the final output folder as a report
+                            names it (relative, e.g. ``outputs/demo/17201_金沢市/04_nephropathy``),
+                            because the notebook itself writes into a staging folder
 ==========================  ===========================================================================
 
 ``<work>`` is the repository root when there is one, else the current folder.
@@ -38,9 +41,9 @@ from hsutils.errors import ParameterError
 
 __all__ = [
     "PACKAGE_DIR", "PACKAGE_DATA_DIR", "BOUNDARY_DIR", "ENV_DATA_DIR", "ENV_OUT_DIR", "ENV_CACHE_DIR",
-    "ENV_PARAMETERS_DIR", "ENV_NOTEBOOK_DIR", "CONFIDENTIAL", "CACHE_SUBDIR", "INTERACTIVE_RUN",
+    "ENV_PARAMETERS_DIR", "ENV_NOTEBOOK_DIR", "ENV_REPORT_FOLDER", "CONFIDENTIAL", "CACHE_SUBDIR", "INTERACTIVE_RUN",
     "repo_root", "work_root", "parameters_dir", "parameter_file", "defaults_file", "notebook_dir",
-    "data_dir", "out_dir", "run_dir", "cache_dir", "env_path",
+    "data_dir", "out_dir", "run_dir", "cache_dir", "env_path", "report_folder", "shown_path", "shown_out_dir",
 ]
 
 #: The installed package and its data (always present, also in a wheel).
@@ -54,6 +57,7 @@ ENV_OUT_DIR = "HSUTILS_OUT_DIR"
 ENV_CACHE_DIR = "HSUTILS_CACHE_DIR"
 ENV_PARAMETERS_DIR = "HSUTILS_PARAMETERS_DIR"
 ENV_NOTEBOOK_DIR = "HSUTILS_NOTEBOOK_DIR"
+ENV_REPORT_FOLDER = "HSUTILS_REPORT_FOLDER"
 
 #: Sub-folder of a run (and of a notebook's outputs) for person-level files (docs/design.md §6).
 CONFIDENTIAL = "confidential"
@@ -141,3 +145,30 @@ def cache_dir(explicit=None, run_name: str = INTERACTIVE_RUN, out=None) -> Path:
     """The shared (person-level) cache: `explicit`, else `HSUTILS_CACHE_DIR`, else
     `<outputs root>/<run_name>/confidential/cache`, so it is never written outside `confidential/`."""
     return Path(explicit or env_path(ENV_CACHE_DIR) or run_dir(run_name, out) / CACHE_SUBDIR).resolve()
+
+
+def report_folder(final_dir, run_dir) -> str:
+    """How reports name a batch run's final output folder: relative to the folder that holds the
+    outputs root, e.g. ``outputs/demo/17201_金沢市/04_nephropathy`` (never the machine's absolute
+    path, never the staging folder the notebook writes into). The batch passes it to the kernel
+    in `ENV_REPORT_FOLDER`."""
+    final, base = Path(final_dir).resolve(), Path(run_dir).resolve().parent.parent
+    return final.relative_to(base).as_posix()
+
+
+def shown_path(path) -> str:
+    """A file or folder as a report may print it (relative, forward slashes): relative to the
+    repository (work) root or to the outputs root's parent; else only its name — a report never
+    prints the machine's absolute path."""
+    path = Path(path).resolve()
+    for base in (work_root().resolve(), out_dir().parent):
+        if path.is_relative_to(base):
+            return path.relative_to(base).as_posix()
+    return path.name
+
+
+def shown_out_dir(folder) -> str:
+    """A notebook's output folder as its report prints it: the batch's final folder
+    (`ENV_REPORT_FOLDER`, since the notebook writes into a staging folder) when set, else
+    `shown_path(folder)`."""
+    return os.environ.get(ENV_REPORT_FOLDER, "").strip() or shown_path(folder)

@@ -137,6 +137,32 @@ def test_worse_and_worsening_hand_example():
     assert (d["fy_first"], d["fy_last"]) == (2022, 2024)
 
 
+def test_worse_list_never_lists_or_orders_by_a_hidden_value(ctx):
+    """Issue 25 §6: a pair decided by a count 1–9 would come first by its 標準化比 (|3.0 − 1| = 2.0);
+    it is left out of the committee list, the rest keep the order of their shown 標準化比."""
+    t = _hand_table()
+    rows = []
+    for fy, x, j in ((2022, 1, "差なし"), (2024, 30, "悪い")):  # 1/100 → 30/100: worsening, first count hidden
+        rows.append(dict(muni_code="G", muni_name="町G", medical_area="圏", fy=fy, indicator_id="metabo",
+                         indicator_name="メタボ", polarity="lower_better", numerator=x, denominator=100,
+                         crude_rate=float(x), adj_rate=np.nan, expected=np.nan, sr=3.0, sr_lower=np.nan,
+                         sr_upper=np.nan, judgement=j))
+    t = pd.concat([t, pd.DataFrame(rows)], ignore_index=True)
+    worse = overview.worse_and_worsening(t)
+    assert worse["muni_code"].tolist() == ["G", "D", "A"]  # the raw list (never shown) has G first
+    assert overview.worse_hidden(worse, 10).tolist() == [True, False, False]
+    assert overview.worse_hidden(worse, 1).tolist() == [False, False, False]  # threshold 1 hides nothing
+    shown = overview.save_worse_and_worsening(ctx, worse)
+    assert shown["muni_code"].tolist() == ["D", "A"]
+    assert shown["sr"].tolist() == [1.5, 0.7]  # shown values, in the order they are listed
+    assert (shown != privacy.SUPPRESSION_MARK).all().all()  # no row of 「‐」
+    saved = pd.read_csv(ctx.out_dir / "tables" / "worse_and_worsening.csv", encoding="utf-8-sig", dtype=str)
+    assert saved["muni_code"].tolist() == ["D", "A"]
+    # the note is the same whatever the data (a count of the pairs left out would tell something)
+    assert overview.worse_hidden_note(10) == ("※ 人数が1〜9人の値から判定される組み合わせは、秘匿のため"
+                                              "この一覧に載せていません（載せている順は標準化比の1からの離れの大きい順）。")
+
+
 def test_worse_and_worsening_single_year_is_empty():
     t = _hand_table()
     assert overview.worse_and_worsening(t[t["fy"] == 2024]).empty

@@ -132,3 +132,30 @@ def test_png_from_plots_is_not_blank(tmp_path):
     paths = report.save_figure(small_chart(), tmp_path, "chart", formats=("png",))
     image = mpimg.imread(paths["png"])[::7, ::7]
     assert np.unique(image.reshape(-1, image.shape[-1]), axis=0).shape[0] > 10
+
+
+# ------------------------------------------------------------------ one table style (issue 25 §4)
+def test_display_table_style():
+    mark = "\u2010"
+    long_reason = "受診勧奨判定値以上で医療機関を受診していない人が多く、" * 5
+    df = pd.DataFrame({"indicator_id": ["metabo", "hba1c8"], "k2t_key": ["x", "y"], "muni_name": ["金沢市", "七尾市"],
+                       "numerator": [2659256, mark], "denominator": [17713, 1736],
+                       "crude_rate": [15.966387, mark], "sr": [1.2345, 0.9], "suppressed": [False, True],
+                       "reasons": [long_reason, "なし"]})
+    styler = report.display_table(df, {"numerator": "該当者"})
+    html = styler.to_html()
+    assert list(styler.data.columns) == ["市町村", "該当者", "対象者数", "粗率（%）", "標準化比", "秘匿", "理由"]
+    assert "2,659,256" in html and "17,713" in html and "1,736" in html  # thousands separators
+    assert ">16.0<" in html and "15.966387" not in html  # one decimal, unit in the header
+    assert ">1.23<" in html and ">0.90<" in html  # ratios: two decimals
+    assert "True" not in html and "False" not in html and f">{report.FLAG_MARK}<" in html
+    assert html.count(f">{mark}<") == 2  # the suppression mark stays
+    assert long_reason in html and "..." not in html  # full text
+    assert "metabo" not in html and "k2t" not in html  # no internal ids
+    # explicit kinds: a float column of whole numbers named as counts; keep an id when asked
+    s2 = report.display_table(pd.DataFrame({"step_id": ["A"], "n": [1234.0]}), counts=["n"], keep=["step_id"])
+    assert "1,234" in s2.to_html() and "step_id" in s2.data.columns
+    pivot = pd.DataFrame({"地区": ["A", "B"], "n": [1500, 20]}).set_index("地区")
+    assert list(report.display_table(pivot).data.columns) == ["地区", "n"]  # row labels kept as a column
+    years = report.display_table(pd.DataFrame({"fy": [2024], "fy_first": [2022], "count": [12345]})).to_html()
+    assert ">2024<" in years and ">2022<" in years and ">12,345<" in years  # years without separators
