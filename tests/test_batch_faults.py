@@ -29,7 +29,7 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 PID_BODY = '''
 import os, time
 from pathlib import Path
-pids = Path(cache_dir).parents[3] / f"pids_{muni_code}.json"
+pids = Path(cache_dir).parent.parent.parent.parent / f"pids_{muni_code}.json"  # cache_dir = <tmp root>/out/t/confidential/cache
 pids.write_text(f'{{"kernel": {os.getpid()}, "worker": {os.getppid()}}}', encoding="utf-8")
 if os.environ.get("HSUTILS_TEST_HANG") == muni_code:
     time.sleep(300)
