@@ -460,8 +460,7 @@ def test_choropleth_labels_do_not_overlap(boundaries):
 
 
 def test_choropleth_small_towns_are_labelled_beside_the_map_with_leader_lines(boundaries):
-    fig = plots.choropleth(muni_values(boundaries), boundaries, "rate", "受診率", FOOT)
-    ax = fig.axes[0]
+    ax = plots.choropleth(muni_values(boundaries), boundaries, value_col="rate", title="受診率", footer=FOOT)
     west = min(g.bounds[0] for g in boundaries["geometry"])
     sizes = dict(zip(boundaries["name"], boundaries["geometry"].map(lambda g: g.area)))
     small = {n for n, a in sizes.items() if a < 0.25 * np.mean(list(sizes.values()))}
