@@ -22,7 +22,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from hsutils import claims_masters, claims_rules, uke
@@ -135,7 +134,7 @@ def check_lines(folder, enrollment: pd.DataFrame | None = None) -> list[str]:
     out.append(f"  行 {k['lines_read']:,}（除外 {k['lines_excluded']:,}） / レセプト 読み込み {k['receipts_read']:,} 件"
                f" / 採用 {k['receipts_kept'] - k['receipts_unlinked']:,} 件 / 除外 "
                f"{k['receipts_excluded'] + k['receipts_unlinked']:,} 件（読み込み = 採用 + 除外）")
-    out.append(f"  作成した表: " + "、".join(f"{n} {len(df):,} 行" for n, df in c.tables.items()))
+    out.append("  作成した表: " + "、".join(f"{n} {len(df):,} 行" for n, df in c.tables.items()))
     if len(c.exclusions):
         out.append("  除外の内訳（理由ごと）:")
         for (col, why), g in c.exclusions.groupby(["column", "reason"], sort=False):

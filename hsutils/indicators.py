@@ -19,7 +19,6 @@ import pandas as pd
 
 from hsutils import aggregate, stats, vocab
 from hsutils.errors import ParameterError
-from hsutils.schema import KOKUHO_AGE_BANDS, KOUKI_AGE_BANDS
 
 Flag = Callable[[pd.DataFrame], np.ndarray]
 
