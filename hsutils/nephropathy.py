@@ -631,13 +631,14 @@ def trend_table(prepared, muni_code: str, fiscal_years=None, conf: float = 0.95,
                 "value", "lower", "upper", "method", "conf"]].reset_index(drop=True)
 
 
-def _pooled_text(rows: pd.DataFrame, muni_name: str, threshold: int) -> str:
+def _pooled_text(rows: pd.DataFrame, shown: pd.DataFrame, muni_name: str, threshold: int) -> str:
     """All fiscal years pooled (person-years), for indicators too rare to show per year. An area
     with exactly one hidden year gets no pooled figure: it could be recovered by subtracting the
-    years shown (docs/rules.md §9)."""
+    years shown (docs/rules.md §9). `shown` is `rows` as the report shows them (hidden cells NaN)."""
     parts = []
     for area, g in rows.groupby("area_name", sort=False):  # two areas
-        hidden_years = sum(_small_row(r, threshold) for _, r in g.iterrows())  # a few years
+        g_shown = shown.loc[g.index]
+        hidden_years = sum(_small_row(r, threshold) for _, r in g_shown.iterrows())  # a few years
         if hidden_years == 1:
             continue
         x, n = int(g["numerator"].sum()), int(g["denominator"].sum())
@@ -651,8 +652,10 @@ def _pooled_text(rows: pd.DataFrame, muni_name: str, threshold: int) -> str:
 
 
 def _small_row(r, threshold: int) -> bool:
-    """The row's figures derive from a count 1…threshold−1 (or have no denominator)."""
-    return bool(privacy.is_small(r["numerator"], threshold) or privacy.is_small(r["denominator"], threshold)
+    """The row's figures derive from a count 1…threshold−1, were hidden by the report's
+    suppression plan (NaN in a masked table), or have no denominator."""
+    return bool(pd.isna(r["numerator"]) or pd.isna(r["denominator"])
+                or privacy.is_small(r["numerator"], threshold) or privacy.is_small(r["denominator"], threshold)
                 or not r["denominator"] > 0)
 
 
@@ -665,17 +668,25 @@ def trend_plottable(rows: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHO
     return bool((~hidden).any())
 
 
-def trend_summary(trend: pd.DataFrame, muni_name: str, threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
+def trend_summary(trend: pd.DataFrame, muni_name: str, threshold: int = privacy.DEFAULT_THRESHOLD, *,
+                  shown: pd.DataFrame | None = None) -> str:
     """Japanese sentence per indicator: the latest year of the municipality vs the prefecture
-    (significance by whether the prefecture value lies outside the municipality's interval)."""
+    (significance by whether the prefecture value lies outside the municipality's interval).
+
+    `shown` is the trend table as the report publishes it (`ctx.masked("trends")`: every cell the
+    report's suppression plan hides is NaN, docs/design.md §6); a figure hidden there is hidden in
+    the sentence too. `trend` (raw counts, same index) is used only for the pooled all-years
+    figure, which `_pooled_text` publishes only when it cannot reveal a hidden year."""
+    shown = trend if shown is None else shown.loc[trend.index]
     last = int(trend["fy"].max())
-    t = trend[trend["fy"] == last]
+    t = shown[shown["fy"] == last]
     lines = []
     if t["area_name"].nunique() == 1:  # prefecture level: no comparison, the latest values
         for _, r in t.iterrows():  # six indicators
             if _small_row(r, threshold):
+                ind_rows = trend["indicator_id"] == r["indicator_id"]
                 lines.append(f"・{r['indicator_name']}: 人数が少ないため表示しません（{plots.fy_japanese(last)}）。"
-                             + _pooled_text(trend[trend["indicator_id"] == r["indicator_id"]], "", threshold))
+                             + _pooled_text(trend[ind_rows], shown[ind_rows], "", threshold))
                 continue
             lines.append(f"・{r['indicator_name']}: {r['value']:.1f}%（95%CI {r['lower']:.1f}–{r['upper']:.1f}、"
                          f"{int(r['numerator']):,}/{int(r['denominator']):,}人）")
@@ -688,8 +699,9 @@ def trend_summary(trend: pd.DataFrame, muni_name: str, threshold: int = privacy.
             continue
         m, p = m.iloc[0], p.iloc[0]
         if _small_row(m, threshold) or _small_row(p, threshold):
+            ind_rows = trend["indicator_id"] == ind
             lines.append(f"・{name}: 人数が少ないため表示しません（{plots.fy_japanese(last)}）。"
-                         + _pooled_text(trend[trend["indicator_id"] == ind], muni_name, threshold))
+                         + _pooled_text(trend[ind_rows], shown[ind_rows], muni_name, threshold))
             continue
         comp = stats.compare_to_benchmark(m["lower"], m["upper"], p["value"])
         comp = "判定できません" if pd.isna(comp) else {stats.SIGNIFICANTLY_HIGHER: "県より有意に高い",

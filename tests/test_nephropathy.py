@@ -367,6 +367,18 @@ def test_trend_summary_suppresses_and_pools_safely():
     assert visible.startswith("・X: 1.0%（95%CI 0.5–1.5、15/100人）、県 1.0% → 県と有意差なし")
 
 
+def test_trend_summary_hides_what_the_report_plan_hides():
+    # 15/100 is not small, but the report's plan hid it (secondary suppression across tables):
+    # the sentence must not print it.
+    raw = _trend([30, 20, 15], [30, 40, 50])
+    shown = raw.copy()
+    shown.loc[2, ["numerator", "value", "lower", "upper"]] = np.nan
+    text = nep.trend_summary(raw, "M", shown=shown)
+    assert "15/100" not in text and text.startswith("・X: 人数が少ないため表示しません（令和6年度（2024））。")
+    # one hidden year for M -> no pooled M figure (it would reveal 2024); P pooled 120/3000 is safe
+    assert "M " not in text.split("。", 1)[1] and "P 4.00%（95%CI" in text and "120/3,000人年" in text
+
+
 def test_district_indicator_against_the_municipality(prepared):
     fy = max(prepared.fiscal_years)
     d, muni_rate = nep.district_indicator(prepared, "17201", "dm_untreated", fy)
