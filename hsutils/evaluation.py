@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hsutils import areas, indicators, plots, privacy, report, settings, stats, vocab
+from hsutils import areas, hotei, indicators, plots, privacy, report, settings, stats, vocab
 from hsutils.errors import ParameterError
 
 #: Default targets file in the parameters folder (a demo example; docs/rules.md §7.6 targets for 実施率).
@@ -696,7 +696,7 @@ def participation_by_sex_age(prepared, muni_code: str, fys: Sequence[int], targe
     })
     out = out.sort_values(["指標ID", "年度", "性別", "年齢階級"], key=lambda c: c.map(
         {"男": 0, "女": 1}) if c.name == "性別" else c).reset_index(drop=True)
-    derived = ["実施率（%）", "下限", "上限", "目標との差（ポイント）", "目標までの不足人数"]
+    derived = PARTICIPATION_DERIVED
     hide = {c: privacy.suppress_groups(out, c, ["指標ID", "年度"], threshold=suppress_threshold)
             for c in ("対象者数", "実施者数")}
     mask = pd.DataFrame(False, index=out.index, columns=out.columns)
@@ -708,6 +708,25 @@ def participation_by_sex_age(prepared, muni_code: str, fys: Sequence[int], targe
     shown = privacy.apply_suppression(out, mask)
     shown[privacy.SUPPRESSED_COLUMN] = mask.to_numpy().any(axis=1)
     return shown
+
+
+def participation_relations(hotei_table_name: str, area_code: str) -> list:
+    """The 特定健診 rows of `participation_by_sex_age` repeat cells of the 法定報告 table saved
+    before in the same report (`hotei.committee_spec(japanese=True)`): 対象者数 and 実施者数 by
+    year × sex × 5-year age band are its items 1 and 2. Each pair is one relation, so that a cell
+    the 法定報告 table hides (through its 計 margins) is hidden here too and the two tables
+    cannot be combined to recover it (docs/rules.md §9, docs/design.md §6)."""
+    ren = hotei.japanese_names()
+    bands = {_age_label(b): b for b in hotei.KOKUHO_AGE_BANDS}
+    on = {"年度": ren["fy"], "性別": ren["sex"], "年齢階級": ren["age_band"]}
+    return [privacy.Link(hotei_table_name, here, on=on, rows={"指標ID": "kenshin_rate"},
+                         other_rows={ren["area_code"]: str(area_code)}, other_col=ren[there],
+                         values={"年齢階級": bands})
+            for here, there in (("対象者数", "target"), ("実施者数", "examinees"))]
+
+
+#: Columns of `participation_by_sex_age` computed from its two counts (hidden with them).
+PARTICIPATION_DERIVED = ["実施率（%）", "下限", "上限", "目標との差（ポイント）", "目標までの不足人数"]
 
 
 def participation_heat_figure(table: pd.DataFrame, indicator_id: str, footer: str, *,

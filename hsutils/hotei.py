@@ -314,23 +314,78 @@ def _pref_names(municipalities) -> dict:
 # =============================================================================================
 # Committee version, layout, files
 # =============================================================================================
-def committee_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """The table with counts 1 … threshold−1 and the rates computed from them shown as "‐"
-    (docs/design.md §6). The only place this module calls `hsutils.privacy`."""
+#: Items that are the sum of two others in every row (特定保健指導 = 積極的支援 + 動機付け支援).
+ITEM_SUMS: tuple[tuple[str, tuple[str, str]], ...] = (
+    ("hs_target", ("hs_sekkyoku_target", "hs_douki_target")),
+    ("hs_started", ("hs_sekkyoku_started", "hs_douki_started")),
+    ("hs_completed", ("hs_sekkyoku_completed", "hs_douki_completed")),
+)
+
+
+def committee_relations() -> list:
+    """The additive relations of the table (docs/rules.md §9): 計 = 男 + 女 for every age band,
+    計 = Σ age bands for every sex (per year and area), and the 特定保健指導 items that are sums of
+    積極的支援 and 動機付け支援 (`ITEM_SUMS`)."""
+    return ([privacy.Margin("sex", TOTAL, by=("fy", "area_code", "age_band")),
+             privacy.Margin("age_band", TOTAL, by=("fy", "area_code", "sex"))]
+            + [privacy.ColumnMargin(total, parts) for total, parts in ITEM_SUMS])
+
+
+def _derived_ids() -> dict[str, list[str]]:
+    """Rate items per count item (a rate is hidden with its numerator or denominator)."""
     derived = {c: [] for c in COUNT_IDS}
     for it in ITEMS:
         if it.unit == "%":
             derived[it.numerator].append(it.id)
             derived[it.denominator].append(it.id)
-    return privacy.suppress_table(table, COUNT_IDS, derived, threshold=threshold)
+    return derived
+
+
+def committee_spec(*, japanese: bool = False) -> dict:
+    """Keyword arguments for a report's suppression plan (`NotebookContext.save_table` /
+    `privacy.SuppressionPlan.add_table`): count columns, the rates derived from them and
+    `committee_relations`, with the column names of `japanese_columns` when `japanese`."""
+    if not japanese:
+        return {"count_cols": list(COUNT_IDS), "derived_cols": _derived_ids(), "relations": committee_relations()}
+    ren = japanese_names()
+    rels = [privacy.Margin(ren[r.part_col], r.total, by=tuple(ren[c] for c in r.by)) if isinstance(r, privacy.Margin)
+            else privacy.ColumnMargin(ren[r.total_col], tuple(ren[c] for c in r.part_cols))
+            for r in committee_relations()]
+    return {"count_cols": [ren[c] for c in COUNT_IDS],
+            "derived_cols": {ren[k]: [ren[d] for d in v] for k, v in _derived_ids().items()}, "relations": rels}
+
+
+def committee_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """The table as a committee may see it (docs/design.md §6, docs/rules.md §9): counts
+    1 … threshold−1 and the rates computed from them shown as "‐", and the complementary cells
+    that would let a reader recover a hidden count by subtraction through the table's margins
+    (`committee_relations`: 計 = 男 + 女, 計 = Σ age bands, 特定保健指導 = 積極的 + 動機付け)
+    hidden too. The only place this module calls `hsutils.privacy`."""
+    plan = privacy.SuppressionPlan(threshold)
+    plan.add_table("hotei", table, **committee_spec())
+    plan.solve()
+    shown = plan.shown("hotei")
+    shown.index = table.index
+    return shown
+
+
+def japanese_names() -> dict[str, str]:
+    """Column id → Japanese header (`No.項目名（単位）` for the items)."""
+    ren = {"fy": "年度", "area_code": "地域コード", "area_name": "地域", "level": "区分", "sex": "性別",
+           "age_band": "年齢階級"}
+    ren.update({i.id: f"{i.no}.{i.label}（{i.unit}）" for i in ITEMS})
+    return ren
 
 
 def japanese_columns(table: pd.DataFrame) -> pd.DataFrame:
     """Tidy table with Japanese headers (`No.項目名（単位）`) for the CSV."""
-    ren = {"fy": "年度", "area_code": "地域コード", "area_name": "地域", "level": "区分", "sex": "性別",
-           "age_band": "年齢階級"}
-    ren.update({i.id: f"{i.no}.{i.label}（{i.unit}）" for i in ITEMS})
-    return table.drop(columns=[c for c in ("suppressed",) if c in table]).rename(columns=ren)
+    return table.drop(columns=[c for c in ("suppressed",) if c in table]).rename(columns=japanese_names())
+
+
+def from_japanese_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The inverse of `japanese_columns` (for the official layout of a table suppressed under
+    its Japanese headers)."""
+    return table.rename(columns={v: k for k, v in japanese_names().items()})
 
 
 def form_layout(table: pd.DataFrame, area_code: str, fy: int) -> pd.DataFrame:

@@ -404,8 +404,9 @@ class Link:
     """Across tables: the rows of this table selected by `rows` add up, per combination of `on`,
     to the row of the already registered `table` selected by `other_rows` with the same `on`
     values (column `col` here, `other_col` there, default the same). `on` may map this table's
-    columns to the other's ({"area_code": "muni_code"}). Set `reverse=True` when this table
-    holds the totals and the other the parts."""
+    columns to the other's ({"area_code": "muni_code"}); `values` translates this table's key
+    values where the two tables label the same thing differently ({"年齢階級": {"60–64歳": "60-64"}}).
+    Set `reverse=True` when this table holds the totals and the other the parts."""
     table: str
     col: str
     on: tuple | Mapping = ()
@@ -413,6 +414,7 @@ class Link:
     other_rows: object = None
     other_col: str | None = None
     reverse: bool = False
+    values: Mapping | None = None
 
 
 @dataclass
@@ -528,7 +530,11 @@ class SuppressionPlan:
             here_sel, there_sel = _select(df, rel.rows), _select(other.frame, rel.other_rows)
             here_cells = self._cells(reg, rel.col)[here_sel]
             there_cells = self._cells(other, rel.other_col or rel.col)[there_sel]
-            here_keys = self._keys(df[here_sel], list(on))
+            here = df[here_sel]
+            if rel.values:
+                here = here.assign(**{c: here[c].astype(str).replace({str(k): str(v) for k, v in m.items()})
+                                      for c, m in rel.values.items()})
+            here_keys = self._keys(here, list(on))
             there_keys = self._keys(other.frame[there_sel], list(on.values()))
             if rel.reverse:
                 self._group_relations(here_cells, here_keys, there_cells, there_keys)

@@ -310,3 +310,60 @@ def mcolor(c):
     import matplotlib.colors as mcolors
 
     return mcolors.to_hex(c)
+
+
+@pytest.mark.parametrize("muni", ["17324", "17461"])
+def test_hotei_and_participation_tables_cannot_be_combined_to_recover_a_count(prepared, muni):
+    # As notebook 05 saves them: the 法定報告 table (with its 計 margins), then the participation
+    # table whose 特定健診 rows repeat its cells. Nothing 1–9 is recoverable across the two.
+    from hsutils import hotei
+
+    plan = privacy.SuppressionPlan()
+    jp = hotei.japanese_columns(hotei.hotei_table(prepared.person_year, prepared.municipalities,
+                                                  muni_codes=[muni], prefecture=False))
+    plan.add_table("hotei_shukei", jp, **hotei.committee_spec(japanese=True))
+    plan.solve()
+    plan.publish("hotei_shukei")
+    part = ev.participation_by_sex_age(prepared, muni, prepared.fiscal_years)
+    plan.add_table("participation_by_sex_age", part, ["対象者数", "実施者数"], ev.PARTICIPATION_DERIVED,
+                   relations=ev.participation_relations("hotei_shukei", muni))
+    plan.solve()
+    assert plan.audit() == []
+    # every 特定健診 cell hidden in the 法定報告 table is hidden in the participation table too
+    names = hotei.japanese_names()
+    h = plan.shown("hotei_shukei")
+    h = h[(h[names["sex"]] != hotei.TOTAL) & (h[names["age_band"]] != hotei.TOTAL)]
+    h_hidden = {(int(r[names["fy"]]), r[names["sex"]], r[names["age_band"]])
+                for _, r in h.iterrows() if r[names["target"]] == privacy.SUPPRESSION_MARK}
+    p = plan.shown("participation_by_sex_age")
+    p = p[p["指標ID"] == "kenshin_rate"]
+    p_hidden = {(int(r["年度"]), r["性別"], r["年齢階級"].replace("–", "-").removesuffix("歳"))
+                for _, r in p.iterrows() if r["対象者数"] == privacy.SUPPRESSION_MARK}
+    assert h_hidden and h_hidden <= p_hidden
+
+
+def test_participation_hides_what_the_hotei_table_hides_hand_built():
+    # 穴水町 R4 60-64歳 in the scale-0.3 demo: 対象者 男 7 + 女 10 = 計 17. The 法定報告 table shows 計 17
+    # and hides 女 10 as the complement of 男 7; before, the participation table showed 女 10 and
+    # 17 − 10 = 7 was recoverable across the two tables.
+    from hsutils import hotei
+
+    rows = []
+    for sex, band, n in [("男", "60-64", 7), ("女", "60-64", 10), ("計", "60-64", 17),
+                         ("男", "計", 7), ("女", "計", 10), ("計", "計", 17)]:
+        r = {"fy": 2022, "area_code": "17461", "area_name": "穴水町", "level": "市町村", "sex": sex, "age_band": band}
+        r.update({it.id: (0.0 if it.unit == "人" else np.nan) for it in hotei.ITEMS})
+        r["target"] = n
+        rows.append(r)
+    plan = privacy.SuppressionPlan()
+    plan.add_table("hotei_shukei", hotei.japanese_columns(pd.DataFrame(rows)), **hotei.committee_spec(japanese=True))
+    plan.solve()
+    plan.publish("hotei_shukei")
+    part = pd.DataFrame({"指標ID": "kenshin_rate", "年度": 2022, "性別": ["男", "女"], "年齢階級": "60–64歳",
+                         "対象者数": ["‐", 10], "実施者数": [0, 0], **{c: 0.0 for c in ev.PARTICIPATION_DERIVED}})
+    plan.add_table("participation_by_sex_age", part, ["対象者数", "実施者数"], ev.PARTICIPATION_DERIVED,
+                   relations=ev.participation_relations("hotei_shukei", "17461"))
+    plan.solve()
+    shown = plan.shown("participation_by_sex_age")
+    assert list(shown["対象者数"]) == ["‐", "‐"] and shown["実施率（%）"].iloc[1] == "‐"
+    assert plan.audit() == []

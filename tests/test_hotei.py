@@ -142,6 +142,37 @@ def test_committee_table_suppresses_small_counts_and_their_rates(cohort):
     assert r["hs_sekkyoku_target"] == 0                       # 0 is not a small count
 
 
+def _hotei_rows(targets: dict) -> pd.DataFrame:
+    """A one-area, one-year table: `targets` maps (sex, age band) to 特定健康診査対象者数, every
+    other item 0 (rates NaN)."""
+    rows = []
+    for (sex, band), n in targets.items():
+        row = {"fy": 2022, "area_code": "17461", "area_name": "穴水町", "level": "市町村", "sex": sex, "age_band": band}
+        row.update({it.id: (0.0 if it.unit == "人" else np.nan) for it in hotei.ITEMS})
+        row["target"] = n
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_committee_table_hides_the_complement_through_the_sex_margin():
+    # 穴水町 R4 60-64歳 (the demo case that leaked): 計 17 = 女 10 + 男 7; showing 計 and 女 gave 男 = 7
+    t = _hotei_rows({("男", "60-64"): 7, ("女", "60-64"): 10, ("計", "60-64"): 17,
+                     ("男", "計"): 7, ("女", "計"): 10, ("計", "計"): 17})
+    c = hotei.committee_table(t).set_index(["sex", "age_band"])["target"]
+    assert c[("男", "60-64")] == "‐"
+    # the complement: the smallest other part of 計 60-64 (女 10) — and 女 計 likewise
+    assert c[("女", "60-64")] == "‐" and c[("女", "計")] == "‐"
+    assert c[("計", "60-64")] == 17 and c[("計", "計")] == 17   # two hidden parts of 17: no single count recoverable
+
+
+def test_committee_table_hides_the_complement_through_the_guidance_item_sum():
+    t = _hotei_rows({("計", "計"): 100})
+    t[["hs_sekkyoku_target", "hs_douki_target", "hs_target"]] = [4, 20, 24]
+    c = hotei.committee_table(t).iloc[0]
+    # 積極的 4 hidden; 特定保健指導 24 shown would give it back (24 − 20): 動機付け is hidden too
+    assert c["hs_sekkyoku_target"] == "‐" and c["hs_douki_target"] == "‐" and c["hs_target"] == 24
+
+
 def test_write_hotei_csv_and_a4_landscape_xlsx(cohort, tmp_path):
     from openpyxl import load_workbook
 
