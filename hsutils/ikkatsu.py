@@ -226,6 +226,30 @@ def kaigo_levels(person_year: pd.DataFrame, fy: int, muni_code: str, muni_label:
     return pd.concat(parts, ignore_index=True)
 
 
+def kaigo_relations(overview_table: str = "kouki_overview", grouped_table: str | None = None) -> list:
+    """Additive relations of a `kaigo_levels` table with the tables saved before it in the same
+    report (docs/rules.md §9): per area, Σ levels = the 認定率 denominator and Σ 要支援1 … 要介護5 =
+    the 認定率 count of `kouki_overview`; with `grouped_table` (the grouped levels of the
+    stacked-bar chart), each group = Σ its levels (`KAIGO_GROUPS`). Without them a group shown in
+    the chart, or the 認定者数 of the overview, gives back a level hidden in the table."""
+    kaigo_rate = {"indicator_id": "kaigo_rate"}
+    certified = [*KAIGO_LEVELS, *dict.fromkeys(g for g in KAIGO_GROUPS.values() if g != NO_KAIGO)]
+    rels = [privacy.Link(overview_table, "count", on=("area",), rows={"level": certified},
+                         other_rows=kaigo_rate),
+            privacy.Link(overview_table, "count", on=("area",), other_rows=kaigo_rate, other_col="denominator")]
+    if grouped_table is not None:
+        rels.append(privacy.Link(grouped_table, "count", on=("area", "level"), values={"level": KAIGO_GROUPS}))
+    return rels
+
+
+def distribution_relations(area_code: str, criteria_table: str = "ikkatsu_criteria",
+                           total_label: str = "合計") -> list:
+    """`criteria_count_distribution`: its 合計 row is the いずれかに該当 count of the area in the
+    criteria table saved before (the same persons), so the two are hidden together."""
+    return [privacy.Link(criteria_table, "count", rows={"n_criteria": total_label},
+                         other_rows={"criterion_id": "ik_any", "area_code": str(area_code)})]
+
+
 # ---------------------------------------------------------------------------------------------
 # criteria flags and the criteria table
 

@@ -493,15 +493,17 @@ class SuppressionPlan:
 
     @staticmethod
     def _keys(df: pd.DataFrame, cols) -> pd.Series:
-        if not cols:
-            return pd.Series("", index=df.index)
+        if not cols or df.empty:  # (agg over no rows gives a frame, not a Series)
+            return pd.Series("", index=df.index, dtype=object)
         return df[list(cols)].astype(str).agg("|".join, axis=1)
 
     def _group_relations(self, total_cells, total_keys, part_cells, part_keys) -> None:
-        parts = pd.Series(part_cells).groupby(part_keys.to_numpy()).agg(list)
+        # positions per key (`.agg(list)` would turn equal-length groups into a 2-D array)
+        part_cells = np.asarray(part_cells, dtype=np.int64)
+        positions = pd.Series(np.arange(part_cells.size)).groupby(part_keys.to_numpy()).indices
         for key, cell in zip(total_keys.to_numpy(), total_cells):  # one relation per table row
-            if key in parts.index:
-                self.relations.append((int(cell), np.asarray(parts[key], dtype=np.int64)))
+            if key in positions:
+                self.relations.append((int(cell), part_cells[positions[key]]))
 
     def _add_relation(self, reg: _Registered, rel) -> None:
         df = reg.frame

@@ -329,3 +329,39 @@ def test_notebook_report_has_no_person_id(prepared, tmp_path):
         privacy.assert_no_small_counts(df, sorted(counts & set(df.columns)))
     crit = pd.read_csv(out / "tables" / "ikkatsu_criteria.csv", encoding="utf-8-sig", dtype=str)
     assert list(crit.columns[:11]) == ikkatsu.TABLE_COLUMNS
+
+
+def test_kaigo_levels_chart_and_overview_cannot_be_combined_to_recover_a_level():
+    # 認定者 24 of 152 in the overview; levels 要支援1 15 and 要介護5 9. Showing 24 and 15 gives 9 back;
+    # the chart's group 要介護3〜5 (= 9) and 要支援1・2 (= 15) likewise.
+    overview = pd.DataFrame({"indicator_id": ["kaigo_rate"], "area": ["A町"], "count": [24], "denominator": [152]})
+    levels = pd.DataFrame({"area": "A町", "level": [ikkatsu.NO_KAIGO, *ikkatsu.KAIGO_LEVELS],
+                           "count": [128, 15, 0, 0, 0, 0, 0, 9]})
+    grouped = (levels.assign(level=levels["level"].map(ikkatsu.KAIGO_GROUPS))
+               .groupby(["area", "level"], sort=False, as_index=False)["count"].sum())
+    plan = privacy.SuppressionPlan()
+    for name, df, cols, rels in [("kouki_overview", overview, ["count", "denominator"], []),
+                                 ("kaigo_levels_grouped", grouped, ["count"], ikkatsu.kaigo_relations()),
+                                 ("kaigo_levels", levels, ["count"], ikkatsu.kaigo_relations(grouped_table="kaigo_levels_grouped"))]:
+        plan.add_table(name, df, cols, relations=rels)
+        plan.solve()
+        plan.publish(name)
+    shown = plan.shown("kaigo_levels").set_index("level")["count"]
+    assert shown["要介護5"] == "‐" and shown["要支援1"] == "‐" and shown[ikkatsu.NO_KAIGO] == 128
+    g = plan.shown("kaigo_levels_grouped").set_index("level")["count"]
+    assert g["要介護3〜5"] == "‐" and g["要支援1・2"] == "‐"
+    assert plan.shown("kouki_overview")["count"].iloc[0] == 24
+    assert plan.audit() == []
+
+
+def test_criteria_distribution_total_is_the_any_count_of_the_criteria_table():
+    criteria = pd.DataFrame({"criterion_id": ["ik_any", "ik_any"], "area": ["A町", "県"],
+                             "area_code": ["17461", "reference"], "count": [np.nan, 500], "denominator": [40, 9000]})
+    dist = pd.DataFrame({"n_criteria": ["1つのみ", "2つ以上", "合計"], "count": [np.nan, np.nan, 12], "share": 0.0})
+    plan = privacy.SuppressionPlan()
+    plan.add_table("ikkatsu_criteria", criteria, ["count", "denominator"])
+    plan.solve()
+    plan.publish("ikkatsu_criteria")
+    plan.add_table("criteria_count_distribution", dist, ["count"], ["share"], relations=ikkatsu.distribution_relations("17461"))
+    plan.solve()
+    assert plan.shown("criteria_count_distribution")["count"].iloc[2] == "‐"   # hidden as in the criteria table
