@@ -596,6 +596,23 @@ def demo_folder() -> Path:
     return folder
 
 
+#: Reference date of the example records (their story is told as of the end of FY2024).
+DEMO_AS_OF = dt.date(2025, 3, 31)
+
+
+def resolve_as_of(as_of=None, support_dir=None, today: dt.date | None = None) -> dt.date:
+    """The reference date of the status rules (docs/support_record.md §3): `as_of` when given
+    (YYYY-MM-DD), else the demo's date for the example records, else today."""
+    if as_of not in (None, ""):
+        try:
+            return parse_date(as_of, "", "", "as_of")
+        except SupportRecordError:
+            raise ParameterError(f"パラメータ as_of の値「{as_of}」は使えません。{DATE_EXPECTED}が必要です。") from None
+    if support_dir in (None, ""):
+        return DEMO_AS_OF
+    return today or dt.date.today()
+
+
 def load_records(folder=None) -> list[SupportRecord]:
     """Every record of the support folder (files starting with "_" or "~$" — templates, Excel lock
     files — and the `previous/` backups are skipped); two files for one insurer are an error."""
@@ -675,12 +692,12 @@ def insurer_status(records, as_of: dt.date, contact_interval_days: int = DEFAULT
         })
     out = pd.DataFrame(rows, columns=STATUS_COLUMNS)
     if master is not None:
-        munis = master[master.get("kind", pd.Series("muni", index=master.index)).fillna("muni") == "muni"] \
-            if "kind" in master.columns else master
+        munis = master[master["kind"].fillna("muni") == "muni"] if "kind" in master.columns else master
+        name_col = "name" if "name" in munis.columns else "muni_name"
         have = set(out["code"])
         extra = munis[~munis["muni_code"].astype(str).str.zfill(5).isin(have)]
         if len(extra):
-            add = pd.DataFrame({"code": extra["muni_code"].astype(str).str.zfill(5), "name": extra["muni_name"],
+            add = pd.DataFrame({"code": extra["muni_code"].astype(str).str.zfill(5), "name": extra[name_col],
                                 "type": "市町村", "contacts_fy": 0, "contacts_total": 0, "supported_fy": False,
                                 "supported_ever": False, "committee_ever": False, "last_contact": None,
                                 "days_since_contact": None, "open_actions": 0, "overdue_actions": 0,
@@ -1021,3 +1038,119 @@ def visit_form(path):
     button.on_click(save)
     return widgets.VBox([widgets.HTML(f"<b>{record.name}</b> の支援記録に追加"), *w.values(),
                          widgets.HTML("<b>チェックリスト</b>"), *checks.values(), button, out])
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook helpers: folders, labels, summaries (notebook 09 stays thin)
+
+SOURCE_LABEL = "支援カルテ（国保連合会の支援記録）"
+CHANGE_LABELS = {"code": "コード", "name": "保険者", "type": "種別", "fy": "年度", "change": "全要件達成の変化"}
+
+
+def records_folder(support_dir=None) -> Path:
+    """The support folder of a run: `support_dir`, or the demo's example records."""
+    return Path(support_dir) if support_dir not in (None, "") else demo_folder()
+
+
+def shown_folder(folder) -> str:
+    """The folder as a report may print it (no absolute path of the machine)."""
+    return settings.shown_path(folder)
+
+
+def record_path(records, code=None) -> Path:
+    """The file of one insurer's record (the first record when `code` is None)."""
+    if not records:
+        raise ParameterError("支援記録のフォルダに記録がありません。様式 data_templates/support_record_template.yaml を使ってください。")
+    if code in (None, ""):
+        return records[0].file
+    for r in records:
+        if r.code == str(code):
+            return r.file
+    raise ParameterError(f"保険者のコード「{code}」の支援記録がありません（あるコード: {', '.join(r.code for r in records)}）")
+
+
+def labelled(df: pd.DataFrame, labels: dict) -> pd.DataFrame:
+    """A committee table with Japanese headers (booleans as あり/なし, dates as YYYY-MM-DD)."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == bool:
+            out[c] = out[c].map({True: "あり", False: ""})
+        elif out[c].map(lambda v: isinstance(v, dt.date)).any():
+            out[c] = out[c].map(lambda v: v.isoformat() if isinstance(v, dt.date) else "")
+    if "days_since_contact" in out.columns:
+        out["days_since_contact"] = out["days_since_contact"].astype("Int64")
+    return out.rename(columns=labels)
+
+
+def insurer_pages(records, status: pd.DataFrame, as_of: dt.date, fiscal_years, which="all"):
+    """(code, Markdown) of the insurers asked for (`which`: "all" or a list of codes)."""
+    wanted = None if which in (None, "all") else {str(c) for c in (which if isinstance(which, (list, tuple)) else [which])}
+    rows = status.set_index("code")
+    if wanted is not None:
+        unknown = sorted(wanted - {r.code for r in records})
+        if unknown:
+            raise ParameterError(f"パラメータ insurer_pages のコード {unknown} の支援記録がありません"
+                                 f"（あるコード: {', '.join(r.code for r in records)}）")
+    return [(r.code, insurer_page(r, rows.loc[r.code], as_of, fiscal_years))
+            for r in records if wanted is None or r.code in wanted]
+
+
+def checklist_heat_frame(completion: pd.DataFrame) -> pd.DataFrame:
+    """Long frame (項目, 状況, 保険者数) of `checklist_completion` for the heat table."""
+    parts = [("済", "done"), ("実施中", "in_progress"), ("未着手・未記入", "not_started")]
+    frames = [pd.DataFrame({"項目": completion["item_label"], "状況": label, "保険者数": completion[col]})
+              for label, col in parts]
+    out = pd.concat(frames, ignore_index=True)
+    out["項目"] = pd.Categorical(out["項目"], categories=list(completion["item_label"]))
+    out["状況"] = pd.Categorical(out["状況"], categories=[p[0] for p in parts])
+    return out.sort_values(["項目", "状況"], ignore_index=True)
+
+
+def status_summary(status: pd.DataFrame) -> str:
+    """Japanese sentences on coverage and the insurers that need attention."""
+    munis = status[status["type"] == "市町村"]
+    lines = [f"市町村 {len(munis)}: 今年度支援 {int(munis['supported_fy'].sum())}、これまでに支援 "
+             f"{int(munis['supported_ever'].sum())}、支援・評価委員会の支援（累積） {int(munis['committee_ever'].sum())}"
+             f"（累積支援率 {100 * munis['committee_ever'].mean():.1f}%）。" if len(munis) else "市町村の記録はありません。"]
+    for flag in ("支援記録なし", "支援間隔超過", "期限超過の対応あり", "保険者の担当交代後に未対応", "連合会の引継ぎ後に未対応",
+                 "連合会の担当者なし"):
+        names = status.loc[status["flags"].str.contains(flag), "name"].tolist()
+        if names:
+            lines.append(f"{flag}（{len(names)}）: {'、'.join(names)}")
+    return "\n".join(lines)
+
+
+def actions_summary(actions: pd.DataFrame) -> str:
+    late = actions[actions["overdue"]]
+    if actions.empty:
+        return "未完了の対応はありません。"
+    text = f"未完了の対応 {len(actions)}件、うち期限超過 {len(late)}件"
+    if len(late):
+        text += f"（最も古い期限 {late['due'].min():%Y-%m-%d}、{int(late['days_overdue'].max())}日超過）"
+    return text + "。"
+
+
+def checklist_summary(completion: pd.DataFrame) -> str:
+    c = completion[completion["applicable"] > 0]
+    if c.empty:
+        return "チェックリストの記録はありません。"
+    weakest = c.loc[c["done_pct"].idxmin()]
+    return (f"「済」の割合が最も低い項目: {weakest['item_label']}（{int(weakest['done'])}/{int(weakest['applicable'])}、"
+            f"{weakest['done_pct']:.1f}%）。")
+
+
+def declaration2_summary(by_year: pd.DataFrame) -> str:
+    last = by_year[by_year["fy"] == by_year["fy"].max()]
+    allr = last[last["mark"] == ALL_REQUIREMENTS_LABEL].iloc[0]
+    reqs = last[last["mark"] != ALL_REQUIREMENTS_LABEL]
+    low = reqs.loc[reqs["met_pct"].idxmin()]
+    return (f"{int(allr['fy'])}年度: 全要件達成 {int(allr['met'])}/{int(allr['insurers'])}市町村（{allr['met_pct']:.1f}%、"
+            f"自己点検の回答 {int(allr['reported'])}）。最も達成の少ない要件は {low['mark']}（{int(low['met'])}市町村）。")
+
+
+def declaration2_heat_frame(by_year: pd.DataFrame) -> pd.DataFrame:
+    """Long frame (要件, 年度, 割合 as a fraction) of `declaration2_by_year` for the heat table."""
+    marks = list(pd.unique(by_year["mark"]))
+    out = pd.DataFrame({"要件": pd.Categorical(by_year["mark"], categories=marks),
+                        "年度": by_year["fy"].map(lambda y: f"{y}年度"), "割合": by_year["met_pct"] / 100})
+    return out.sort_values(["要件", "年度"], ignore_index=True)
