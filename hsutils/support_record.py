@@ -588,6 +588,13 @@ def read_record(path) -> SupportRecord:
     return validate_record(raw, path)
 
 
+def _demo_folder_path() -> Path:
+    try:
+        return settings.parameters_dir() / DEMO_FOLDER_NAME
+    except ParameterError:  # installed without the parameters folder
+        return Path(DEMO_FOLDER_NAME)
+
+
 def demo_folder() -> Path:
     """The filled example records of the demo prefecture (parameters/support_records_demo/)."""
     folder = settings.parameters_dir() / DEMO_FOLDER_NAME
@@ -608,7 +615,7 @@ def resolve_as_of(as_of=None, support_dir=None, today: dt.date | None = None) ->
             return parse_date(as_of, "", "", "as_of")
         except SupportRecordError:
             raise ParameterError(f"パラメータ as_of の値「{as_of}」は使えません。{DATE_EXPECTED}が必要です。") from None
-    if support_dir in (None, ""):
+    if support_dir in (None, "") or Path(support_dir).resolve() == _demo_folder_path().resolve():
         return DEMO_AS_OF
     return today or dt.date.today()
 

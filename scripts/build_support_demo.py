@@ -1,5 +1,6 @@
 """Write the example 支援カルテ of the demo prefecture (石川県, fictitious content) into
-parameters/support_records_demo/: one YAML per municipality and one for the 広域連合.
+parameters/support_records_demo/: one YAML per municipality and one for the 広域連合; and the blank Excel
+form data_templates/support_record_template.xlsx.
 
     .venv/bin/python scripts/build_support_demo.py
 
@@ -163,6 +164,29 @@ HEADER = ("# 支援カルテ（保険者支援の記録）— デモ用の架空
           "# 書き方は docs/support_record.md、白紙の様式は data_templates/support_record_template.yaml。\n")
 
 
+def write_xlsx_template(path: Path) -> None:
+    """The blank Excel form (docs/support_record.md §1.2): every sheet with its headers and one example row."""
+    from hsutils import report
+
+    cols = sr.XLSX_SHEETS
+    sheets = {
+        "基本情報": pd.DataFrame({"項目": ["code", "name", "type", "structure", "partners"],
+                                "値": ["17201", "○○市", "市町村", "", "市医師会、県保健福祉センター"]}),
+        "担当者": pd.DataFrame([["保険者", "A", "", "国保年金課 保健師", "2024-04-01", "", "はい", "いいえ"],
+                             ["連合会", "R1", "", "連合会 保健事業課 保健師", "2024-04-01", "", "", "いいえ"]],
+                            columns=cols["担当者"]),
+        "ヒアリング": pd.DataFrame({"項目": list(sr.hearing_items("市町村")), "内容": ""}),
+        "訪問記録": pd.DataFrame([[1, "2024-05-10", "訪問", "R1", "A", "", "", ""]], columns=cols["訪問記録"]),
+        "次の対応": pd.DataFrame([[1, "（合意した次の対応を書く）", "2024-07-31", "保険者", "未着手", ""]],
+                              columns=cols["次の対応"]),
+        "チェックリスト": pd.DataFrame({"項目": [i.id for i in sr.insurer_items("市町村")], "status": "未着手",
+                                   "date": "", "note": [i.label for i in sr.insurer_items("市町村")]}),
+        "宣言2": pd.DataFrame([[2024, "はい", k, "", t] for k, (_, t) in sr.DECLARATION2_REQUIREMENTS.items()],
+                            columns=cols["宣言2"]),
+    }
+    report.write_xlsx(sheets, path)
+
+
 def main() -> None:
     master = pd.read_csv(REPO / "hsutils" / "data" / "municipalities_jp.csv", dtype=str, comment="#")
     munis = master[(master["pref_code"] == "17") & (master["kind"] == "muni")]
@@ -177,6 +201,10 @@ def main() -> None:
         (OUT / fname).write_text(text, encoding="utf-8")
         sr.read_record(OUT / fname)  # every example is valid
     print(f"{len(records)} records → {OUT}")
+    template = REPO / "data_templates" / f"{sr.TEMPLATE_NAME}.xlsx"
+    write_xlsx_template(template)
+    sr.read_record(template)  # the blank form is a valid record
+    sr.read_record(REPO / "data_templates" / f"{sr.TEMPLATE_NAME}.yaml")
 
 
 if __name__ == "__main__":

@@ -369,3 +369,26 @@ def test_resolve_as_of():
     assert sr.resolve_as_of(None, "folder", today=D(2026, 1, 5)) == D(2026, 1, 5)
     with pytest.raises(ParameterError, match="パラメータ as_of の値「6/30」は使えません"):
         sr.resolve_as_of("6/30", None)
+
+
+def test_blank_templates_are_valid_records():
+    templates = Path(__file__).resolve().parents[1] / "data_templates"
+    yaml_form = sr.read_record(templates / "support_record_template.yaml")
+    xlsx_form = sr.read_record(templates / "support_record_template.xlsx")
+    for r in (yaml_form, xlsx_form):
+        assert r.type == "市町村" and set(r.checklist) == {i.id for i in sr.insurer_items("市町村")}
+        assert r.contacts[0].actions[0].due == D(2024, 7, 31)
+
+
+def test_batch_resume_key_follows_the_support_folder(tmp_path):
+    """A changed record must re-run notebook 09 (the batch hashes a folder named by a parameter)."""
+    from hsutils import batch
+
+    write(tmp_path, base_record())
+    found = batch._referenced_files({"support_dir": str(tmp_path), "out_dir": str(tmp_path)})
+    assert found == [tmp_path]
+    before = batch._files_fingerprint(found)
+    raw = base_record()
+    raw["visits"][0]["topics"] = "変更"
+    write(tmp_path, raw)
+    assert batch._files_fingerprint(found) != before
