@@ -392,3 +392,21 @@ def test_batch_resume_key_follows_the_support_folder(tmp_path):
     raw["visits"][0]["topics"] = "変更"
     write(tmp_path, raw)
     assert batch._files_fingerprint(found) != before
+
+
+def test_input_form_saves_a_visit(tmp_path):
+    path = write(tmp_path, base_record())
+    form = sr.visit_form(path)
+    fields = {getattr(w, "description", ""): w for w in form.children}
+    fields["日付"].value = D(2024, 8, 1)
+    fields["種別"].value = "来所"
+    fields["保険者の対応者"].value = ("A",)
+    fields["協議内容"].value = "評価計画"
+    fields["次の対応"].value = "評価指標を決める"
+    fields["期限"].value = D(2024, 9, 1)
+    fields["保険者の実施体制の把握"].value = "済"
+    fields["保存"].click()
+    r = sr.read_record(path)
+    assert [c.type for c in r.contacts] == ["訪問", "来所"]
+    assert r.contacts[1].actions[0].due == D(2024, 9, 1) and r.checklist["structure"]["status"] == "済"
+    assert len(list((tmp_path / "previous").iterdir())) == 1
