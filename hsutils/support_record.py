@@ -720,6 +720,7 @@ STATUS_COLUMNS = ["code", "name", "type", "contacts_fy", "contacts_total", "supp
                   "committee_ever", "last_contact", "days_since_contact", "open_actions", "overdue_actions",
                   "rengokai_current", "checklist_done", "checklist_items", "flags"]
 STATUS_LABELS = {
+    "priority_rank": "支援優先度の順位", "priority_score": "支援優先度の得点", "priority_reasons": "支援優先度の理由",
     "code": "コード", "name": "保険者", "type": "種別", "contacts_fy": "今年度の支援回数",
     "contacts_total": "これまでの支援回数", "supported_fy": "今年度の支援", "supported_ever": "支援を受けたことがある",
     "committee_ever": "支援・評価委員会の支援", "last_contact": "最後の支援日", "days_since_contact": "経過日数",
@@ -927,6 +928,10 @@ def insurer_page(record: SupportRecord, status_row: pd.Series, as_of: dt.date, f
     lines.append(f"- 最後の支援: {last:%Y-%m-%d}" if isinstance(last, dt.date) else "- 最後の支援: まだありません")
     if status_row["flags"]:
         lines.append(f"- **注意: {status_row['flags']}**")
+    rank = status_row.get("priority_rank")
+    if rank is not None and not pd.isna(rank):
+        lines.append(f"- 支援優先度（ノートブック 01 と同じ得点）: 県内 {int(rank)} 位（得点 {status_row['priority_score']:.2f}）。"
+                     f"{status_row['priority_reasons']}")
     for k, label in hearing_items(r.type).items():
         if r.hearing.get(k):
             lines.append(f"- {label}: {mask_names(r.hearing[k], people)}")
@@ -1161,3 +1166,35 @@ def declaration2_heat_frame(by_year: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"要件": pd.Categorical(by_year["mark"], categories=marks),
                         "年度": by_year["fy"].map(lambda y: f"{y}年度"), "割合": by_year["met_pct"] / 100})
     return out.sort_values(["要件", "年度"], ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# support priority of notebook 01 (hsutils.overview.support_priority; docs/support_record.md §3.5)
+
+PRIORITY_COLUMNS = {"rank": "priority_rank", "score": "priority_score", "reasons": "priority_reasons"}
+
+
+def with_priority(status: pd.DataFrame, priority: pd.DataFrame | None) -> pd.DataFrame:
+    """`status` with the support-priority rank, score and reasons of notebook 01 for each
+    municipality (`priority`: the frame of `hsutils.overview.support_priority`); empty for the
+    other insurer types and when no priority is given."""
+    out = status.copy()
+    if priority is None or priority.empty:
+        for c in PRIORITY_COLUMNS.values():
+            out[c] = pd.NA
+        return out
+    p = priority[["muni_code", *PRIORITY_COLUMNS]].rename(columns={"muni_code": "code", **PRIORITY_COLUMNS})
+    p["code"] = p["code"].astype(str).str.zfill(5)
+    out = out.merge(p, on="code", how="left")
+    out["priority_rank"] = out["priority_rank"].astype("Int64")
+    return out
+
+
+def high_priority_unsupported(status: pd.DataFrame, top: int = 5) -> pd.DataFrame:
+    """Municipalities ranked 1…`top` by the support-priority score (ties share a rank, so a rank
+    equal to `top` is included) with no support in the reference fiscal year."""
+    s = status[status["priority_rank"].notna()]
+    s = s[(s["priority_rank"] <= top) & ~s["supported_fy"]]
+    return s.sort_values(["priority_rank", "code"])[["code", "name", "priority_rank", "priority_score",
+                                                     "priority_reasons", "last_contact", "flags"]].reset_index(drop=True)
+

@@ -410,3 +410,20 @@ def test_input_form_saves_a_visit(tmp_path):
     assert [c.type for c in r.contacts] == ["訪問", "来所"]
     assert r.contacts[1].actions[0].due == D(2024, 9, 1) and r.checklist["structure"]["status"] == "済"
     assert len(list((tmp_path / "previous").iterdir())) == 1
+
+
+def test_high_priority_without_support_this_year():
+    # 金沢 supported in FY2024 (2024-05-10); 七尾 and 小松 not; 広域連合 has no priority
+    a = _record()
+    b = sr.validate_record({**base_record(code="17202", name="七尾市"), "visits": []}, "b")
+    c = sr.validate_record({**base_record(code="17203", name="小松市"), "visits": []}, "c")
+    k = sr.validate_record({**base_record(code="K17", name="広域連合", type="広域連合"), "visits": [], "checklist": {}}, "k")
+    priority = pd.DataFrame({"muni_code": ["17201", "17202", "17203"], "rank": [1, 2, 3], "score": [3.0, 2.0, 1.0],
+                             "reasons": ["r1", "r2", "r3"]})
+    status = sr.with_priority(sr.insurer_status([a, b, c, k], D(2025, 3, 31)), priority)
+    assert status.set_index("code")["priority_rank"].isna().to_dict()["K17"]
+    # top 2: 金沢 (rank 1) is supported this year → only 七尾 (rank 2 == top is included)
+    assert sr.high_priority_unsupported(status, top=2)["code"].tolist() == ["17202"]
+    assert sr.high_priority_unsupported(status, top=3)["code"].tolist() == ["17202", "17203"]
+    page = sr.insurer_page(b, status.set_index("code").loc["17202"], D(2025, 3, 31), [2024])
+    assert "支援優先度（ノートブック 01 と同じ得点）: 県内 2 位（得点 2.00）。r2" in page
