@@ -4,7 +4,8 @@ The target rules themselves live in `hsutils.programs` (NephropathyParams, nephr
 nephropathy_flow, treatment_status; docs/rules.md §5); this module applies them to one municipality,
 turns the results into committee tables (small counts suppressed, docs/design.md §6, docs/rules.md §9) and
 confidential person lists, computes the trend and comparison indicators, and reads the
-municipality's self-check of the five requirements of 日本健康会議 宣言2 (docs/rules.md §5.5).
+municipality's self-check of the five requirements of 日本健康会議 宣言2 (docs/rules.md §5.5)
+through `hsutils.support_record`, the one reader and judge of 宣言2.
 
 Population: the rows of the chosen fiscal year and municipality (muni_code of 2 digits = the whole
 prefecture), restricted to one insurance (`INSURANCE_CHOICES`: 国保 by default, 後期, 全体).

@@ -971,15 +971,6 @@ def insurer_page(record: SupportRecord, status_row: pd.Series, as_of: dt.date, f
 PREVIOUS_FOLDER = "previous"
 
 
-def _plain(value):
-    """Record dict → YAML-safe values (dates as dates, keys as written)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def add_visit(path, visit: dict, checklist: dict | None = None, now: dt.datetime | None = None) -> Path:
     """Append one contact (and checklist updates) to a YAML record: the new content is validated
     first, the previous file is kept under `previous/<name>.<timestamp>.yaml`, the new one written
@@ -998,7 +989,7 @@ def add_visit(path, visit: dict, checklist: dict | None = None, now: dt.datetime
     validate_record(new, path)  # raises before anything is written
     stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     kept = files.atomic_write_bytes(path.parent / PREVIOUS_FOLDER / f"{path.stem}.{stamp}{path.suffix}", before)
-    text = yaml.safe_dump(_plain(new), allow_unicode=True, sort_keys=False, default_flow_style=False)
+    text = yaml.safe_dump(new, allow_unicode=True, sort_keys=False, default_flow_style=False)
     files.atomic_write_text(path, text)
     return kept
 
