@@ -122,21 +122,23 @@ def _files_fingerprint(paths: list[Path]) -> dict[str, str]:
     out = {}
     for p in paths:
         try:
-            out[str(p)] = files.sha256_file(p)
+            # a folder (e.g. notebook 09's support records) counts by the content of all its files
+            out[str(p)] = files.folder_fingerprint(p) if p.is_dir() else files.sha256_file(p)
         except OSError as e:
             raise ParameterError(f"パラメータで指定されたファイル {p} を読めません（{_os_reason(e)}）。") from None
     return out
 
 
 def _referenced_files(parameters: dict[str, Any]) -> list[Path]:
-    """Files named by a run's parameters (e.g. `targets: evaluation_targets.yaml`), cache excluded."""
+    """Files and folders named by a run's parameters (e.g. `targets: evaluation_targets.yaml`,
+    `support_dir: support_records`), cache and output folders excluded."""
     found = []
     for name, value in sorted(parameters.items()):
         if name in ("cache_dir", "out_dir") or not isinstance(value, str) or not value:
             continue
         try:
             path = Path(value)
-            if path.is_absolute() and path.is_file():
+            if path.is_absolute() and (path.is_file() or path.is_dir()):
                 found.append(path)
         except (OSError, ValueError):
             continue

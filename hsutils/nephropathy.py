@@ -4,7 +4,8 @@ The target rules themselves live in `hsutils.programs` (NephropathyParams, nephr
 nephropathy_flow, treatment_status; docs/rules.md §5); this module applies them to one municipality,
 turns the results into committee tables (small counts suppressed, docs/design.md §6, docs/rules.md §9) and
 confidential person lists, computes the trend and comparison indicators, and reads the
-municipality's self-check of the five requirements of 日本健康会議 宣言2 (docs/rules.md §5.5).
+municipality's self-check of the five requirements of 日本健康会議 宣言2 (docs/rules.md §5.5)
+through `hsutils.support_record`, the one reader and judge of 宣言2.
 
 Population: the rows of the chosen fiscal year and municipality (muni_code of 2 digits = the whole
 prefecture), restricted to one insurance (`INSURANCE_CHOICES`: 国保 by default, 後期, 全体).
@@ -20,11 +21,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hsutils import areas, indicators, plots, privacy, programs, settings, stats, vocab
+from hsutils import areas, indicators, plots, privacy, programs, settings, stats, support_record, vocab
 from hsutils.errors import ParameterError
 
 #: The filled-in example of the self-check, in the parameters folder.
-DEFAULT_CHECKLIST_NAME = "nephropathy_checklist_demo.yaml"
+DEFAULT_CHECKLIST_NAME = support_record.DECLARATION2_SELFCHECK_NAME
 
 INSURANCE_CHOICES = ("国保", "後期", "全体")
 # 尿蛋白 threshold label -> ordinal (hsutils.vocab): ± (default, docs/rules.md §5.2) or 1+ (stricter).
@@ -786,87 +787,13 @@ def funnel_summary(df: pd.DataFrame, muni_code: str | None, threshold: int = pri
 # ---------------------------------------------------------------------------------------------
 # 6. 日本健康会議 宣言2 self-check (docs/rules.md §5.5, seed 003)
 
-REQUIREMENTS = {
-    "extraction_criteria": ("①", "対象者の抽出基準が明確であること"),
-    "family_doctor": ("②", "かかりつけ医と連携した取組であること"),
-    "professionals": ("③", "保健指導を実施する場合には、専門職が取組に携わること"),
-    "evaluation": ("④", "事業の評価を実施すること"),
-    "prefecture_council": ("⑤", "取組の実施にあたり、地域の実情に応じて各都道府県の糖尿病対策推進会議等"
-                                "との連携（各都道府県による対応策の議論や取組内容の共有）を図ること"),
-}
-ALWAYS_REQUIRED = ("extraction_criteria", "family_doctor", "professionals", "evaluation")
-
-
-def _answer(value) -> bool | None:
-    """はい/いいえ (yes/no, true/false) → True/False; empty → None (未記入)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, bool):
-        return value
-    if str(value).strip() == "":
-        return None
-    answer = vocab.yes_no_value(value, extra=vocab.DONE_SPELLINGS)
-    if answer is not None:
-        return answer
-    raise ParameterError(f"自己点検の回答「{value}」は はい／いいえ（yes/no）で記入してください")
-
-
-def load_checklist(path=None) -> dict:
-    """Read the municipality's self-check YAML (parameters/nephropathy_checklist_demo.yaml is the
-    example): `nephropathy_program` (bool, default true: ⑤ is then required) and
-    `requirements: {<key>: {met: はい/いいえ, note: text}}` for the keys of `REQUIREMENTS`."""
-    p = Path(path) if path else settings.parameter_file(DEFAULT_CHECKLIST_NAME)
-    if not p.exists():
-        raise ParameterError(f"自己点検のファイル {p} が見つかりません（記入例: parameters/{DEFAULT_CHECKLIST_NAME}）")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8-sig")) or {}
-    except yaml.YAMLError as e:
-        raise ParameterError(f"自己点検のファイル {p} の YAML の書き方に誤りがあります: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("requirements", {}), dict):
-        raise ParameterError(f"自己点検のファイル {p} は「requirements: 要件ごとに met と note」の形式で書いてください")
-    unknown = sorted(set(data.get("requirements", {})) - set(REQUIREMENTS))
-    if unknown:
-        raise ParameterError(f"自己点検のファイル {p} に不明な要件 {unknown} があります"
-                             f"（使える名前: {', '.join(REQUIREMENTS)}）")
-    return data
-
-
-def checklist_table(checklist: dict) -> pd.DataFrame:
-    """The five requirements of 宣言2 as a checklist (docs/rules.md §5.5): 番号, 要件, 区分, 状況, 備考, 不足.
-    ①–④ are always required; ⑤ is required for 糖尿病性腎症重症化予防 programs
-    (`nephropathy_program`, default true). A requirement not answered counts as 未記入 (not met)."""
-    nephro = bool(checklist.get("nephropathy_program", True))
-    answers = checklist.get("requirements", {}) or {}
-    rows = []
-    for key, (mark, text) in REQUIREMENTS.items():  # five requirements
-        entry = answers.get(key) or {}
-        if not isinstance(entry, dict):
-            entry = {"met": entry}
-        met = _answer(entry.get("met"))
-        required = key in ALWAYS_REQUIRED or nephro
-        status = "未記入" if met is None else ("満たしている" if met else "満たしていない")
-        rows.append({
-            "番号": mark, "要件": text,
-            "区分": "必須" if key in ALWAYS_REQUIRED else ("必須（糖尿病性腎症重症化予防）" if nephro else "任意"),
-            "状況": status, "備考": str(entry.get("note") or ""),
-            "不足": "不足" if (required and met is not True) else "",
-            "key": key,
-        })
-    return pd.DataFrame(rows)
-
-
-def checklist_verdict(table: pd.DataFrame) -> str:
-    """Japanese verdict of the self-check (docs/rules.md §5.5)."""
-    missing = table[table["不足"] == "不足"]
-    if missing.empty:
-        return "判定: 宣言2の要件をすべて満たしています（①〜④必須、⑤糖尿病性腎症重症化予防の取組で必須）。"
-    items = "、".join(missing["番号"] + "（" + missing["状況"] + "）")
-    core_missing = missing["key"].isin(ALWAYS_REQUIRED).any()
-    if core_missing:
-        head = "判定: 宣言2の必須要件（①〜④）を満たしていません。"
-    else:
-        head = "判定: ①〜④は満たしていますが、糖尿病性腎症重症化予防の取組としては⑤が不足しています。"
-    return f"{head}不足している要件: {items}。"
+# One implementation of reading and judging 宣言2: hsutils.support_record (notebook 09 tracks the same
+# answers per insurer and fiscal year); notebook 04 reads one municipality's self-check through it.
+REQUIREMENTS = support_record.DECLARATION2_REQUIREMENTS
+ALWAYS_REQUIRED = support_record.DECLARATION2_ALWAYS_REQUIRED
+load_checklist = support_record.load_declaration2_selfcheck
+checklist_table = support_record.declaration2_table
+checklist_verdict = support_record.declaration2_verdict
 
 
 # ---------------------------------------------------------------------------------------------

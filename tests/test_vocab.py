@@ -207,14 +207,15 @@ def test_yes_no_value_with_checklist_words():
 
 
 def test_checklists_use_the_same_yes_no():
-    from hsutils import evaluation, nephropathy
+    from hsutils import evaluation, support_record
 
     assert [evaluation._yes_no(v) for v in ("はい", "2", "達成", "未", "", "保留")] == \
         ["達成", "未達成", "達成", "未達成", None, "保留"]
-    assert [nephropathy._answer(v) for v in ("はい", "いいえ", "2", "実施済み", "")] == \
+    # 宣言2 answers (notebooks 04 and 09) are read by hsutils.support_record
+    assert [support_record.declaration2_answer(v) for v in ("はい", "いいえ", "2", "実施済み", "")] == \
         [True, False, False, True, None]
     with pytest.raises(ParameterError, match="はい／いいえ"):
-        nephropathy._answer("保留")
+        support_record.declaration2_answer("保留")
 
 
 def test_nephropathy_urine_threshold_parameter():
