@@ -381,14 +381,15 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
         ref_strata = ref.strata(fys)
         reasons = {i: ref.unavailable_reason(i) for i in ids}
         have = [i for i in ids if not reasons[i]]
-        t, partial = pd.DataFrame(columns=["sr"]), set()
+        t, partial = pd.DataFrame(columns=["sr"]), {}
         if have:
             bands = ref_strata[["indicator_id", "sex", "age_band"]].astype({"indicator_id": str, "age_band": str})
             key_ref = set(map(tuple, bands.itertuples(index=False, name=None)))
             key_s = list(zip(s["indicator_id"].astype(str), s["sex"].astype(int), s["age_band"].astype(str)))
             covered = np.fromiter((k in key_ref for k in key_s), dtype=bool, count=len(key_s))
             cut = s[~covered & (s["denominator"].to_numpy() > 0)]
-            partial = set(cut["indicator_id"].astype(str))
+            partial = {i: "・".join(sorted(set(g["age_band"].astype(str)))) for i, g in
+                       cut.groupby(cut["indicator_id"].astype(str), observed=True)}
             t = indicators.indicator_table(s[covered], "muni", fy=fys, indicators=have, reference=ref_strata,
                                            conf=conf)
             t = t.groupby("indicator_id", as_index=False).agg(
@@ -404,7 +405,8 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
             row = {"indicator_id": i, "reference_kind": ref.kind, "reference_label": ref.label,
                    "source": ref.source, "reference_year": ref.year}
             if reasons[i] or i not in t.index or not np.isfinite(t.at[i, "sr"]):
-                why = reasons[i] or "比較できる層がないため"
+                why = reasons[i] or ("基準の率が0で期待数が0のため" if i in t.index and t.at[i, "expected"] == 0
+                                     else "比較できる層がないため")
                 row.update(comparison=no_comparison(why), available=False, note=ref.note)
             else:
                 r = t.loc[i]
@@ -414,7 +416,8 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
                            expected=r["expected"], sr=r["sr"], sr_lower=lo, sr_upper=hi, ref_rate=r["ref_rate"],
                            comparison=stats.compare_to_benchmark(np.array([lo]), np.array([hi]), 1.0)[0],
                            available=True,
-                           note="；".join(x for x in (ref.note, "40〜74歳の層で比較" if i in partial else "") if x))
+                           note="；".join(x for x in (ref.note, f"基準に率がない層（{partial[i]}歳）を除いて比較"
+                                                      if i in partial else "") if x))
             rows.append(row)
     out = pd.DataFrame(rows)
     reg = indicators.registry_frame().set_index("indicator_id")
@@ -439,4 +442,48 @@ def data_reference(strata: pd.DataFrame, resolution: areas.ReferenceResolution,
               [["numerator", "denominator"]].sum())
     rates = rates.astype({"indicator_id": str, "age_band": str})
     return ExternalReference(resolution.kind, resolution.label, "データ（国保）", "データの年度", rates,
-                             note=resolution.note)
+                             note=resolution.note, unavailable_all=resolution.unavailable)
+
+
+#: indicators of the 県・同規模・国 comparison of notebooks 01–05 (NDB has the last three)
+COMPARISON_INDICATORS = ("kenshin_rate", "metabo", "hba1c65", "hba1c8", "bmi25")
+
+
+def standard_references(subject, master: pd.DataFrame, *, reference_files=()) -> list:
+    """The references KDB shows, in its order, plus the user's: 県 (the data), 同規模 (peers in the
+    data), 県 as NDB sees it, 国 (NDB), then each reference of the user's CSV files."""
+    subject = areas.resolve_area(subject, master) if not isinstance(subject, areas.Area) else subject
+    refs: list = [areas.resolve_reference(subject, "pref", master), areas.resolve_reference(subject, "similar", master)]
+    refs += [ndb_reference(areas.prefecture_of(subject, master).code), ndb_reference()]
+    for path in reference_files or ():
+        refs += load_user_reference(path)
+    return refs
+
+
+def comparison_table(prepared, subject, fy, *, indicator_ids=COMPARISON_INDICATORS, reference_files=(),
+                     conf: float = 0.95) -> pd.DataFrame:
+    """`compare` of the subject against `standard_references` for notebooks 01–05, with the
+    indicator's polarity (for 良い / 悪い) and `conf`. Unsuppressed: pass it through
+    `ctx.save_table(..., count_cols=["numerator", "denominator"], derived_cols=DERIVED_COLUMNS)`."""
+    master = prepared.municipalities
+    refs = standard_references(subject, master, reference_files=reference_files)
+    out = compare(prepared.strata, subject, master, refs, fy=fy, indicator_ids=list(indicator_ids), conf=conf)
+    reg = indicators.registry_frame().set_index("indicator_id")
+    out.insert(2, "polarity", out["indicator_id"].map(reg["polarity"]))
+    out["conf"] = conf
+    return out
+
+
+#: columns computed from the subject's counts (hidden with them, docs/design.md §6)
+DERIVED_COLUMNS = ["crude_rate", "expected", "sr", "sr_lower", "sr_upper", "comparison", "judgement"]
+
+
+def chart_notes(table: pd.DataFrame) -> list[str]:
+    """Footer notes of a comparison chart: the NDB scope and year when NDB is shown, the notes of
+    the references (同規模 peers, 40〜74歳)."""
+    notes = []
+    if table["source"].astype(str).str.contains("NDB").any():
+        notes.append(NDB_SCOPE_NOTE + "。" + NDB_CREDIT.removeprefix("出典: "))
+    parts = [p for n in table["note"].dropna().astype(str) for p in n.split("；")]
+    notes += [n for n in dict.fromkeys(parts) if n and n != NDB_SCOPE_NOTE]
+    return notes

@@ -71,7 +71,7 @@ def test_indirect_standardisation_against_a_reference_by_hand():
     assert out.loc["hba1c65", "expected"] == pytest.approx(20.0)
     assert out.loc["hba1c65", "sr"] == pytest.approx(1.5)
     assert out.loc["hba1c65", "sr_lower"] == pytest.approx(lo / 20) and out.loc["hba1c65", "sr_upper"] == pytest.approx(hi / 20)
-    assert "40〜74歳" in out.loc["hba1c65", "note"]
+    assert "基準に率がない層（75-79歳）を除いて比較" in out.loc["hba1c65", "note"]
     assert out.loc["kenshin_rate", "comparison"] == "比較なし（全国（テスト）にこの指標の値がないため）"
     assert not out.loc["kenshin_rate", "available"]
 
