@@ -453,7 +453,9 @@ def standard_references(subject, master: pd.DataFrame, *, reference_files=()) ->
     """The references KDB shows, in its order, plus the user's: 県 (the data), 同規模 (peers in the
     data), 県 as NDB sees it, 国 (NDB), then each reference of the user's CSV files."""
     subject = areas.resolve_area(subject, master) if not isinstance(subject, areas.Area) else subject
-    refs: list = [areas.resolve_reference(subject, "pref", master), areas.resolve_reference(subject, "similar", master)]
+    refs: list = []
+    if not subject.is_prefecture:  # a prefecture is its own 県, and has no 同規模
+        refs += [areas.resolve_reference(subject, "pref", master), areas.resolve_reference(subject, "similar", master)]
     refs += [ndb_reference(areas.prefecture_of(subject, master).code), ndb_reference()]
     for path in reference_files or ():
         refs += load_user_reference(path)
@@ -487,3 +489,27 @@ def chart_notes(table: pd.DataFrame) -> list[str]:
     parts = [p for n in table["note"].dropna().astype(str) for p in n.split("；")]
     notes += [n for n in dict.fromkeys(parts) if n and n != NDB_SCOPE_NOTE]
     return notes
+
+
+_JAPANESE = {"indicator_name": "指標", "reference_label": "比較の基準", "sr": "標準化該当比", "sr_lower": "下限",
+             "sr_upper": "上限", "judgement": "判定", "crude_rate": "粗率(%)", "ref_rate": "基準の率(%)",
+             "note": "注"}
+
+
+def japanese_view(shown: pd.DataFrame) -> pd.DataFrame:
+    """The committee view of a (suppressed) comparison table: Japanese headers, rounded ratios."""
+    out = shown[list(_JAPANESE)].rename(columns=_JAPANESE)
+    for col in ("標準化該当比", "下限", "上限"):
+        num = pd.to_numeric(out[col], errors="coerce")
+        out[col] = num.round(2).astype(object).where(num.notna(), out[col])
+    for col in ("粗率(%)", "基準の率(%)"):
+        num = pd.to_numeric(out[col], errors="coerce")
+        out[col] = num.round(1).astype(object).where(num.notna(), out[col])
+    return out
+
+
+def reference_files(value) -> list[Path]:
+    """The `reference_file` notebook parameter (None, one path or a list) as a list of paths."""
+    if value in (None, ""):
+        return []
+    return [Path(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
