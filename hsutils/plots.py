@@ -990,6 +990,46 @@ def reference_comparison_chart(df: pd.DataFrame, *, title: str, footer: str, not
     return _finish_chart(fig, ax, own, title, footer, all_notes, comparison=True)
 
 
+@styled
+def smoothed_ratio_chart(df: pd.DataFrame, *, title: str, footer: str, label_col: str = "area_name",
+                         raw_col: str = "sr", eb_col: str = "sr_eb", eb_lower_col: str = "sr_eb_lower",
+                         eb_upper_col: str = "sr_eb_upper", count_col: str | None = "numerator",
+                         notes: Sequence[str] = (), suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
+                         ax: Axes | None = None, size="slide") -> Axes:
+    """Raw 標準化該当比 (open circle) beside its empirical-Bayes smoothed value (filled, with its
+    credible interval) for each area, sorted by the smoothed value (docs/methods.md §13): small
+    towns move toward the mean, large ones hardly. Rows with a hidden count (1–9) show "‐"."""
+    fig, ax, own = _axes(ax, size)
+    d = df.reset_index(drop=True).copy()
+    hidden = _row_hidden(d, count_col, suppress_threshold) if count_col in d.columns else np.zeros(len(d), bool)
+    for col in (raw_col, eb_col, eb_lower_col, eb_upper_col):
+        d[col] = pd.to_numeric(d[col], errors="coerce").astype(float)
+    d.loc[hidden, [raw_col, eb_col, eb_lower_col, eb_upper_col]] = np.nan  # both are derived from the count
+    d["_hidden"] = hidden
+    d = d.sort_values(eb_col, ascending=False, kind="stable", na_position="last").reset_index(drop=True)
+    ys = np.arange(len(d), dtype=float)
+    ax.hlines(ys, d[eb_lower_col], d[eb_upper_col], color="#222222", lw=1.0)
+    ax.plot(d[eb_col], ys, "o", ms=6, color="#0072B2", mec="#333333", mew=0.6, ls="none",
+            label="経験ベイズ推定値（信用区間）")
+    ax.plot(d[raw_col], ys, "o", ms=6, mfc="white", mec="#D55E00", mew=1.2, ls="none", label="標準化該当比（そのまま）")
+    for yy, raw, eb in zip(ys, d[raw_col], d[eb_col]):
+        if np.isfinite(raw) and np.isfinite(eb):
+            ax.annotate("", xy=(eb, yy), xytext=(raw, yy), arrowprops=dict(arrowstyle="-", color="#AAAAAA", lw=0.8))
+    for yy in ys[d["_hidden"].to_numpy()]:
+        ax.text(0.02, yy, SUPPRESSION_MARK, va="center", ha="left", fontsize=7, color=_TEXT_GREY,
+                transform=blended_transform_factory(ax.transAxes, ax.transData))
+    ax.axvline(1.0, color="#222222", ls="--", lw=1.0, label="基準と同じ（1.00）")
+    ax.set_yticks(ys, d[label_col].astype(str).tolist())
+    ax.tick_params(axis="y", length=0)
+    ax.set_ylim(len(d) - 0.4, -0.6)
+    finite = np.r_[d[[raw_col, eb_col, eb_upper_col]].to_numpy(float).ravel(), 1.0]
+    ax.set_xlim(0, min(np.nanmax(finite), 5.0) * 1.1)
+    ax.set_xlabel("標準化該当比")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    all_notes = list(notes) + ([suppression_note(suppress_threshold)] if hidden.any() else [])
+    return _finish_chart(fig, ax, own, title, footer, all_notes, comparison=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # Trend chart
 # ---------------------------------------------------------------------------------------------

@@ -325,7 +325,7 @@ def load_user_reference(path) -> list[ExternalReference]:
         for col in ("source", "year"):
             if not _norm(r[col]):
                 bad(i, col, "", "空欄にできません（出典名・年度を書いてください）")
-        rows.append((ind, sex, band, num, den, _norm(r["source"]), _norm(r["year"])))
+        rows.append((ind, sex, band, num, den, str(r["source"]).strip(), str(r["year"]).strip()))
     if errors:
         raise DataError(f"比較の基準ファイル {path.name} に {len(errors)} 件の誤りがあります:\n" + "\n".join(errors[:20]))
     df = pd.DataFrame(rows, columns=["indicator_id", "sex", "age_band", "numerator", "denominator", "source", "year"])
@@ -513,3 +513,37 @@ def reference_files(value) -> list[Path]:
     if value in (None, ""):
         return []
     return [Path(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+
+
+def with_smoothed_ratio(table: pd.DataFrame, group_cols=("indicator_id", "fy"), conf: float = 0.95) -> pd.DataFrame:
+    """`table` (an indicator table of many areas: numerator = observed, expected) with the
+    empirical-Bayes smoothed 標準化該当比 of each area beside the raw one (docs/methods.md §13):
+    `sr_eb`, `sr_eb_lower`, `sr_eb_upper` (credible interval), `eb_weight` (share of the area's own
+    ratio). The prior is estimated over the areas of each `group_cols` group (e.g. the prefecture's
+    municipalities for one indicator and year)."""
+    out = table.copy()
+    for col in ("sr_eb", "sr_eb_lower", "sr_eb_upper", "eb_weight"):
+        out[col] = np.nan
+    for _, g in out.groupby(list(group_cols), sort=False, observed=True):  # indicators × years
+        eb = stats.eb_smoothed_ratio(g["numerator"].astype(float), g["expected"].astype(float), conf)
+        out.loc[g.index, ["sr_eb", "sr_eb_lower", "sr_eb_upper", "eb_weight"]] = \
+            eb[["value", "lower", "upper", "weight"]].to_numpy()
+    return out
+
+
+def municipal_ratios(prepared, fy, indicator_id: str, reference_area: str = "national",
+                     conf: float = 0.95) -> pd.DataFrame:
+    """Every municipality of the data against one reference (`areas.resolve_reference` of the
+    prefecture: "national" = NDB 全国, "pref" = the data's prefecture) for one indicator, with the
+    raw 標準化該当比 and the empirical-Bayes smoothed one beside it (`with_smoothed_ratio`) for maps
+    and charts of small towns. Columns of `indicators.indicator_table` plus sr_eb, sr_eb_lower,
+    sr_eb_upper, eb_weight; empty when the reference has no figure for the indicator."""
+    master = prepared.municipalities
+    pref = areas.prefecture_of(areas.resolve_area(str(master["pref_code"].iloc[0]).zfill(2), master), master)
+    ref = areas.resolve_reference(pref, reference_area, master)
+    s = prepared.strata[(prepared.strata["fy"] == int(fy)).to_numpy()]
+    if ref.unavailable_reason(indicator_id):
+        return pd.DataFrame(columns=["area_code", "area_name", "numerator", "expected", "sr", "sr_eb"])
+    t = indicators.indicator_table(s, "muni", area_map=master, fy=int(fy), indicators=[indicator_id],
+                                   reference=ref.strata(s, master), conf=conf)
+    return with_smoothed_ratio(t, conf=conf).assign(reference_label=ref.label)

@@ -183,3 +183,34 @@ def test_eb_shrinks_small_areas_and_keeps_large_ones():
 def test_eb_without_between_area_variance_gives_the_mean():
     out = stats.eb_smoothed_ratio([10, 10, 0], [10.0, 10.0, 0.0])
     assert out["value"].iloc[:2].tolist() == [1.0, 1.0] and np.isnan(out["value"].iloc[2])
+
+
+# ----------------------------------------------------------------------------- charts
+
+def test_comparison_chart_shows_reasons_and_the_ndb_scope():
+    from hsutils import plots
+
+    ref = references.ExternalReference("国", "全国（テスト）", references.NDB_CREDIT, "2022年度", pd.DataFrame({
+        "indicator_id": ["hba1c65"], "sex": [1], "age_band": ["40-44"], "numerator": [10.0], "denominator": [100.0]}),
+        note=references.NDB_SCOPE_NOTE)
+    s = _strata([(2024, "17201", "", 1, "40-44", "hba1c65", 30, 200), (2024, "17201", "", 1, "40-44", "metabo", 40, 200)])
+    t = references.compare(s, "17201", MASTER, [ref], fy=2024)
+    ax = plots.reference_comparison_chart(t, title="比較", footer="出典: テスト", notes=references.chart_notes(t))
+    texts = [x.get_text() for x in ax.figure.findobj(lambda a: hasattr(a, "get_text"))]
+    assert any(x.startswith("比較なし（全国（テスト）にこの指標の値がないため）") for x in texts)
+    assert any("全保険者" in x and "2022年度" in x for x in texts)
+    assert "1.50" in texts  # 30 / (200 · 0.10)
+
+
+def test_smoothed_ratio_columns_and_chart_hide_small_counts():
+    from hsutils import plots
+
+    t = pd.DataFrame({"indicator_id": "x", "fy": 2024, "area_name": ["A", "B", "C"],
+                      "numerator": [1, 60, 20], "expected": [5.0, 40.0, 40.0]})
+    t["sr"] = t["numerator"] / t["expected"]
+    out = references.with_smoothed_ratio(t)
+    assert out["sr_eb"].tolist() == pytest.approx([4.830110 / 9.019255, 63.830110 / 44.019255,
+                                                   23.830110 / 44.019255], rel=1e-5)
+    ax = plots.smoothed_ratio_chart(out, title="EB", footer="出典: テスト")
+    texts = [x.get_text() for x in ax.figure.findobj(lambda a: hasattr(a, "get_text"))]
+    assert "‐" in texts or "-" in texts  # A has 1 case: neither ratio is drawn
