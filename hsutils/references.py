@@ -353,6 +353,40 @@ def _subject_strata(strata: pd.DataFrame, subject: areas.Area, master: pd.DataFr
     return s.assign(muni_code=subject.code, district_code="")
 
 
+def _band_start(band: str) -> int:
+    return int(re.match(r"\d+", str(band)).group(0))
+
+
+def _fill_empty_bands(ref_strata: pd.DataFrame, subject_strata: pd.DataFrame) -> pd.DataFrame:
+    """Reference strata with a rate for every band of the subject that lies inside the reference's
+    age range but is empty there (e.g. no 同規模 peer aged 55–59 with the measurement): the
+    reference's rate of that indicator × sex over all its bands, with a negligible weight so the
+    reference's own crude rate is unchanged (docs/rules.md §13). Bands outside the range (NDB has
+    no 75+) stay out and are reported by `compare`. This keeps the subject's numerator the same in
+    every row of a comparison, so no band count can be recovered by subtraction (docs/rules.md §13.4)."""
+    if not len(ref_strata) or not len(subject_strata):
+        return ref_strata
+    r = ref_strata.astype({"indicator_id": str, "age_band": str})
+    r = r.assign(_start=np.array([_band_start(b) for b in r["age_band"]], dtype=np.int64))  # band labels
+    span = r.groupby(["indicator_id", "sex"]).agg(lo=("_start", "min"), hi=("_start", "max"),
+                                                  x=("numerator", "sum"), n=("denominator", "sum"))
+    keys = (subject_strata[["fy", "indicator_id", "sex", "age_band"]].astype({"indicator_id": str, "age_band": str})
+            .drop_duplicates())
+    have = set(map(tuple, r[["fy", "indicator_id", "sex", "age_band"]].itertuples(index=False, name=None)))
+    missing = keys[[k not in have for k in keys.itertuples(index=False, name=None)]]  # a few dozen keys
+    if missing.empty:
+        return ref_strata
+    m = missing.join(span, on=["indicator_id", "sex"], how="inner")
+    start = np.array([_band_start(b) for b in m["age_band"]], dtype=np.int64)
+    m = m[(start >= m["lo"].to_numpy()) & (start <= m["hi"].to_numpy()) & (m["n"].to_numpy() > 0)]
+    if m.empty:
+        return ref_strata
+    tiny = 1e-9
+    fill = m.assign(numerator=m["x"] / m["n"] * tiny, denominator=tiny)[list(ref_strata.columns.intersection(
+        ["fy", "indicator_id", "sex", "age_band", "numerator", "denominator"]))]
+    return pd.concat([ref_strata.astype({"indicator_id": str, "age_band": str}), fill], ignore_index=True)
+
+
 def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, fy,
             indicator_ids=None, conf: float = 0.95) -> pd.DataFrame:
     """The subject's 標準化該当比 against each reference, side by side (docs/design.md §5).
@@ -383,6 +417,7 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
         have = [i for i in ids if not reasons[i]]
         t, partial = pd.DataFrame(columns=["sr"]), {}
         if have:
+            ref_strata = _fill_empty_bands(ref_strata, s)
             bands = ref_strata[["indicator_id", "sex", "age_band"]].astype({"indicator_id": str, "age_band": str})
             key_ref = set(map(tuple, bands.itertuples(index=False, name=None)))
             key_s = list(zip(s["indicator_id"].astype(str), s["sex"].astype(int), s["age_band"].astype(str)))

@@ -214,3 +214,17 @@ def test_smoothed_ratio_columns_and_chart_hide_small_counts():
     ax = plots.smoothed_ratio_chart(out, title="EB", footer="出典: テスト")
     texts = [x.get_text() for x in ax.figure.findobj(lambda a: hasattr(a, "get_text"))]
     assert "‐" in texts or "-" in texts  # A has 1 case: neither ratio is drawn
+
+
+def test_empty_reference_band_inside_its_range_takes_the_pooled_rate():
+    """Reference 男 40–44 10/100 and 50–54 30/100 (pooled 20 %), nothing at 45–49; subject 男 45–49
+    has 50 persons, 15 cases → E = 50 · 0.20 = 10, SR 1.5: the band is kept (same numerator in
+    every row), not dropped. 75–79 lies outside the reference's range and is left out."""
+    ref = references.ExternalReference("同規模", "同規模（テスト）", "テスト", "", pd.DataFrame({
+        "indicator_id": ["hba1c65", "hba1c65"], "sex": [1, 1], "age_band": ["40-44", "50-54"],
+        "numerator": [10.0, 30.0], "denominator": [100.0, 100.0]}))
+    s = _strata([(2024, "17201", "", 1, "45-49", "hba1c65", 15, 50), (2024, "17201", "", 1, "75-79", "hba1c65", 2, 10)])
+    out = references.compare(s, "17201", MASTER, [ref], fy=2024).iloc[0]
+    assert (out["numerator"], out["expected"]) == (15, pytest.approx(10.0))
+    assert out["sr"] == pytest.approx(1.5) and out["ref_rate"] == pytest.approx(20.0)
+    assert "75-79歳" in out["note"]
