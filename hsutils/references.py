@@ -451,7 +451,7 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
                            expected=r["expected"], sr=r["sr"], sr_lower=lo, sr_upper=hi, ref_rate=r["ref_rate"],
                            comparison=stats.compare_to_benchmark(np.array([lo]), np.array([hi]), 1.0)[0],
                            available=True,
-                           note="；".join(x for x in (ref.note, f"基準に率がない層（{partial[i]}歳）を除いて比較"
+                           note="；".join(x for x in (ref.note, f"{ref.label}は基準に率がない層（{partial[i]}歳）を除いて比較"
                                                       if i in partial else "") if x))
             rows.append(row)
     out = pd.DataFrame(rows)
