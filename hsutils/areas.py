@@ -281,7 +281,7 @@ class ReferenceResolution:
                     f"{references.NDB_SCOPE_NOTE}。NDB にない指標は「比較なし」です。")
         if self.requested == "similar":
             return (f"比較の基準「同規模」は、データ内で人口が同じ区分（{self.peer_class}）の他の"
-                    f"{len(self.peers or ())}市町村を合わせた率です（docs/rules.md §13.3）。")
+                    f"{len(self.peers or ())}市町村を合わせた率です（docs/rules.md §15.3）。")
         return ""
 
     def unavailable_reason(self, indicator_id: str) -> str:
@@ -341,7 +341,7 @@ def check_reference_area(value) -> str:
 
 def resolve_reference(subject, reference_area, master: pd.DataFrame) -> ReferenceResolution:
     """The reference of an analysis of `subject` (an `Area` or any code form) for the
-    `reference_area` parameter (docs/rules.md §13): "pref" → the prefecture; "medical_area" → the
+    `reference_area` parameter (docs/rules.md §15): "pref" → the prefecture; "medical_area" → the
     subject's 二次医療圏; "national" → 全国 from NDB オープンデータ; "similar" → the other
     municipalities of the subject's population class in `master` (the data's municipalities),
     unavailable below `references.MIN_PEERS` peers or for an area larger than a municipality."""
@@ -386,7 +386,7 @@ def reference_for_each_municipality(reference_area, master: pd.DataFrame) -> tup
     if requested == "national":
         ref = resolve_reference(pref, requested, master)
         return ref.label, f"比較の基準: {ref.note}"
-    return "同規模", ("比較の基準: 各市町村と人口が同じ区分（docs/rules.md §13.3）のデータ内の他の市町村。"
+    return "同規模", ("比較の基準: 各市町村と人口が同じ区分（docs/rules.md §15.3）のデータ内の他の市町村。"
                       "同じ区分の市町村が少ない市町村は「比較なし」です。")
 
 

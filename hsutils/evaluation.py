@@ -355,7 +355,7 @@ def indicator_values(prepared, muni_code: str, indicator_ids: Iterable[str], fys
     tab = indicators.indicator_table(area.strata(prepared.strata, m), area.level, area_map=m,
                                      fy=list(fys), indicators=ids, reference=ref.strata(prepared.strata, m), conf=conf)
     tab = _area_rows(tab, area)
-    # 全国 / 同規模 without a figure for an indicator: 比較なし（理由）, never a substitute (docs/rules.md §13)
+    # 全国 / 同規模 without a figure for an indicator: 比較なし（理由）, never a substitute (docs/rules.md §15)
     tab["judgement"] = ref.comparison_text(tab["indicator_id"], tab["judgement"])
     s = prepared.strata
     s = s[(s["fy"].isin(list(fys)) & s["indicator_id"].isin(ids)).to_numpy()]

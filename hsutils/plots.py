@@ -997,7 +997,7 @@ def smoothed_ratio_chart(df: pd.DataFrame, *, title: str, footer: str, label_col
                          notes: Sequence[str] = (), suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
                          ax: Axes | None = None, size="slide") -> Axes:
     """Raw 標準化該当比 (open circle) beside its empirical-Bayes smoothed value (filled, with its
-    credible interval) for each area, sorted by the smoothed value (docs/methods.md §13): small
+    credible interval) for each area, sorted by the smoothed value (docs/methods.md §14): small
     towns move toward the mean, large ones hardly. Rows with a hidden count (1–9) show "‐"."""
     fig, ax, own = _axes(ax, size)
     d = df.reset_index(drop=True).copy()

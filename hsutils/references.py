@@ -1,5 +1,5 @@
 """External references an analysis is compared with: 国 and 県 from NDB オープンデータ, 同規模, and
-references supplied by the user (docs/design.md §5, docs/rules.md §13).
+references supplied by the user (docs/design.md §5, docs/rules.md §15).
 
 A reference is a table of rates by indicator × sex × age band (`ExternalReference.rates`:
 numerator and denominator, like a strata table without area and year). The indicator tables
@@ -37,7 +37,7 @@ NDB_CREDIT = "出典: NDBオープンデータ（厚生労働省）第10回 特�
 NDB_SCOPE_NOTE = "NDB は国保に限らず全保険者の特定健診（40〜74歳）の集計です（2022年度）"
 
 #: NDB item file → (indicator_id → result categories counted in the numerator). The denominator is
-#: every category of the item (the examinees with a result). docs/rules.md §13.1
+#: every category of the item (the examinees with a result). docs/rules.md §15.1
 NDB_FILES = {
     "HbA1c": "ndb10_tokuteikenshin_HbA1c_by_pref_sex_age_FY2022.csv",
     "BMI": "ndb10_tokuteikenshin_BMI_by_pref_sex_age_FY2022.csv",
@@ -58,7 +58,7 @@ NDB_INDICATORS = {
 NDB_UNKNOWN_PREF = "都道府県判別不可"
 NDB_AGE_BANDS = ("40-44", "45-49", "50-54", "55-59", "60-64", "65-69", "70-74")
 
-#: 同規模: classes of municipal population (住民基本台帳人口; docs/rules.md §13.3). KDB's own
+#: 同規模: classes of municipal population (住民基本台帳人口; docs/rules.md §15.3). KDB's own
 #: 同規模 classes are not published in a source we could find; these are the population-size
 #: classes of 総務省's 市区町村 statistics, merged where a class would hold few municipalities.
 SIMILAR_CLASSES = (
@@ -77,7 +77,7 @@ class ExternalReference:
     """Reference rates by indicator × sex × age band.
 
     `rates`: columns indicator_id, sex (1 男 / 2 女), age_band ("40-44" …), numerator, denominator
-    (float: NDB cells hidden by the source are filled as documented, docs/rules.md §13.1).
+    (float: NDB cells hidden by the source are filled as documented, docs/rules.md §15.1).
     `kind` (国 / 県 / 同規模 / 利用者指定) heads the table column; `label` names it on charts
     ("全国（NDB 2022年度）"); `source` is the credit line; `year` the reference year;
     `unavailable`: indicator_id → reason, for indicators the reference explicitly lacks."""
@@ -130,7 +130,7 @@ def ndb_counts() -> pd.DataFrame:
     Columns: pref_code ("01"…"47", "99" = 都道府県判別不可), item, category, sex (1/2), age_band,
     count (float), imputed (bool). The source prints a cell below 10 as 「‐」 and masks the next
     smallest cells too; a hidden cell gets an equal share of what its row (prefecture × item ×
-    category × sex) is missing against the row's 中計 (docs/rules.md §13.1)."""
+    category × sex) is missing against the row's 中計 (docs/rules.md §15.1)."""
     code_by_name = {v: k for k, v in PREF_NAME_BY_CODE.items()}
     code_by_name[NDB_UNKNOWN_PREF] = "99"
     frames = []
@@ -229,7 +229,7 @@ def similar_reference(strata: pd.DataFrame, muni_code: str, master: pd.DataFrame
     fewer than `min_peers` peers are in the data."""
     cls, peers = peer_group(muni_code, master, classes)
     label = f"同規模（{cls}、{len(peers)}市町村）" if cls else "同規模"
-    source = "同規模: 住民基本台帳人口による区分（docs/rules.md §13.3）、データ内の市町村"
+    source = "同規模: 住民基本台帳人口による区分（docs/rules.md §15.3）、データ内の市町村"
     empty = pd.DataFrame(columns=["indicator_id", "sex", "age_band", "numerator", "denominator"])
     if cls is None:
         return ExternalReference(KIND_SIMILAR, label, source, "", empty,
@@ -361,9 +361,9 @@ def _fill_empty_bands(ref_strata: pd.DataFrame, subject_strata: pd.DataFrame) ->
     """Reference strata with a rate for every band of the subject that lies inside the reference's
     age range but is empty there (e.g. no 同規模 peer aged 55–59 with the measurement): the
     reference's rate of that indicator × sex over all its bands, with a negligible weight so the
-    reference's own crude rate is unchanged (docs/rules.md §13). Bands outside the range (NDB has
+    reference's own crude rate is unchanged (docs/rules.md §15). Bands outside the range (NDB has
     no 75+) stay out and are reported by `compare`. This keeps the subject's numerator the same in
-    every row of a comparison, so no band count can be recovered by subtraction (docs/rules.md §13.4)."""
+    every row of a comparison, so no band count can be recovered by subtraction (docs/rules.md §15.4)."""
     if not len(ref_strata) or not len(subject_strata):
         return ref_strata
     r = ref_strata.astype({"indicator_id": str, "age_band": str})
@@ -552,7 +552,7 @@ def reference_files(value) -> list[Path]:
 
 def with_smoothed_ratio(table: pd.DataFrame, group_cols=("indicator_id", "fy"), conf: float = 0.95) -> pd.DataFrame:
     """`table` (an indicator table of many areas: numerator = observed, expected) with the
-    empirical-Bayes smoothed 標準化該当比 of each area beside the raw one (docs/methods.md §13):
+    empirical-Bayes smoothed 標準化該当比 of each area beside the raw one (docs/methods.md §14):
     `sr_eb`, `sr_eb_lower`, `sr_eb_upper` (credible interval), `eb_weight` (share of the area's own
     ratio). The prior is estimated over the areas of each `group_cols` group (e.g. the prefecture's
     municipalities for one indicator and year)."""

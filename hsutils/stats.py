@@ -1079,11 +1079,11 @@ def standard_population(name="H27", bands=AGE_BANDS, *, data=None, fy=None) -> p
 
 
 # ---------------------------------------------------------------------------------------------
-# Empirical-Bayes smoothed ratio (EBSMR; docs/methods.md §13)
+# Empirical-Bayes smoothed ratio (EBSMR; docs/methods.md §14)
 
 
 def eb_smoothed_ratio(observed, expected, conf=0.95):
-    """Empirical-Bayes smoothed 標準化該当比 of many small areas (docs/methods.md §13).
+    """Empirical-Bayes smoothed 標準化該当比 of many small areas (docs/methods.md §14).
 
     Poisson–gamma model of Clayton & Kaldor (1987): O_i ~ Poisson(θ_i E_i), θ_i ~ Gamma(α, β);
     α, β by the method of moments of Marshall (1991) over all areas given:

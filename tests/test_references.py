@@ -159,7 +159,7 @@ def test_user_reference_csv_missing_columns(tmp_path):
 # ----------------------------------------------------------------------------- EB smoothing
 
 def test_eb_smoothed_ratio_by_hand():
-    """docs/methods.md §13 example: O = (1, 60, 20), E = (5, 40, 40); m = 81/85,
+    """docs/methods.md §14 example: O = (1, 60, 20), E = (5, 40, 40); m = 81/85,
     s² = 23.011762/85 − m/28.3333 = 0.237094, β = m/s² = 4.019255, α = m·β = 3.830110."""
     out = stats.eb_smoothed_ratio([1, 60, 20], [5, 40, 40])
     assert out["prior_mean"].iloc[0] == pytest.approx(81 / 85)
