@@ -11,10 +11,13 @@ One place decides (docs/design.md §2 area hierarchy, docs/design.md §5 referen
     normalises it);
   - 地区: "<muni_code>:<district_code>" (e.g. "17201:03"), the form the district tables use;
   - 全国: "00".
-* `resolve_reference`: the comparison area of an analysis for a `reference_area` parameter. A
-  reference the data cannot provide (全国, 同規模, or 二次医療圏 of a prefecture) is never a silent
-  substitute: the prefecture is used and `ReferenceResolution.note` says so in Japanese; its
-  `label` (shown on every chart and table that names the reference) carries the same reason.
+* `resolve_reference`: the comparison of an analysis for a `reference_area` parameter, the same
+  in every notebook: 県 and 二次医療圏 from the data; 全国 from NDB オープンデータ (all insurers,
+  FY2022; `hsutils.references`); 同規模 = the other municipalities of the subject's population
+  class in the data (`hsutils.references.peer_group`). A reference with no figure for an indicator
+  (全国 outside the NDB items, 同規模 with too few peers) is never a silent substitute: its
+  comparison is 「比較なし（理由）」 (`ReferenceResolution.unavailable_reason`, `comparison_text`).
+  Only a 二次医療圏 reference of a whole prefecture falls back to the prefecture, with a note.
 * `standard_population`: the standard population named by the `standard_population` parameter,
   taken from the registry `hsutils.stats.standard_population` (H27, S60) or computed from the
   prefecture's data ("pref").
@@ -38,8 +41,11 @@ PREF, MEDICAL_AREA, MUNI, DISTRICT, NATIONAL = "pref", "medical_area", "muni", "
 
 # reference_area parameter values (parameters/defaults.yaml) → what they compare with
 REFERENCE_CHOICES = {"pref": "県", "medical_area": "二次医療圏", "national": "全国", "similar": "同規模"}
-# references that need data outside one prefecture's KDB data (issue 23 will supply them)
-UNAVAILABLE_REFERENCES = {"national": "全国のデータ", "similar": "同規模の保険者のデータ"}
+
+
+def no_comparison(reason: str) -> str:
+    """The one wording of a comparison that cannot be made (charts and tables)."""
+    return f"比較なし（{reason}）"
 
 # standard_population parameter values → Japanese name (docs/rules.md §8)
 #: the standard populations a run may name (labels: the one registry, `stats`)
@@ -216,35 +222,46 @@ def prefecture_of(area: Area, master: pd.DataFrame | None = None) -> Area:
 class ReferenceResolution:
     """What an analysis of `subject` is compared with.
 
-    `area`: the reference area actually used; `substitute_for`: "" when it is the requested one,
-    else the Japanese name of the requested reference (全国, 同規模, 二次医療圏) that the data cannot
-    provide, with `reason` why. `label` (charts, table rows), `kind` (table headers such as
-    "県との比較") and `note` (a sentence for the report) all say it when the reference is a
-    substitute."""
+    `area`: the reference area (県, 二次医療圏, 全国); `substitute_for`: "" when it is the requested
+    one, else the Japanese name of the requested reference that cannot apply (二次医療圏 of a whole
+    prefecture), with `reason`. `peers` (同規模): the peer municipalities in the data;
+    `unavailable`: a reason that holds for every indicator (同規模 with too few peers).
+    `label` (charts, table rows), `kind` (table headers such as "県との比較") and `note` (a sentence
+    for the report) say what is compared."""
     requested: str
     subject: Area
     area: Area
     substitute_for: str = ""
     reason: str = ""
+    peers: tuple[str, ...] | None = None
+    peer_class: str = ""
+    unavailable: str = ""
 
     @property
     def available(self) -> bool:
-        return not self.substitute_for
+        return not self.substitute_for and not self.unavailable
 
     @property
     def kind(self) -> str:
-        """県 / 二次医療圏 (the level of the reference actually used), for headers."""
-        return "二次医療圏" if self.area.level == MEDICAL_AREA else "県"
+        """県 / 二次医療圏 / 国 / 同規模 (the reference actually used), for headers."""
+        if self.requested == "similar":
+            return "同規模"
+        return {MEDICAL_AREA: "二次医療圏", NATIONAL: "国"}.get(self.area.level, "県")
 
     @property
     def kind_label(self) -> str:
-        """`kind`, with the requested reference when this is a substitute: "県（全国の代わり）"."""
+        """`kind`, with the requested reference when this is a substitute: "県（二次医療圏の代わり）"."""
         return f"{self.kind}（{self.substitute_for}の代わり）" if self.substitute_for else self.kind
 
     @property
     def label(self) -> str:
         """The reference as charts and tables name it, e.g. "石川県", "石川中央（二次医療圏）",
-        "石川県（全国の代わり）"."""
+        "全国（NDB 2022年度・全保険者）", "同規模（1万〜2万人、6市町村）"."""
+        if self.requested == "similar":
+            return f"同規模（{self.peer_class}、{len(self.peers or ())}市町村）" if self.peer_class else "同規模"
+        if self.area.level == NATIONAL:
+            from hsutils import references  # the NDB reference data (same layer; imports this module)
+            return f"全国（NDB {references.NDB_FY}年度・全保険者）"
         name = self.area.display_name
         if self.area.level == MEDICAL_AREA:
             name += "（二次医療圏）"
@@ -252,17 +269,59 @@ class ReferenceResolution:
 
     @property
     def note(self) -> str:
-        """Japanese sentence for the report; "" when the requested reference is used."""
-        if not self.substitute_for:
-            return ""
-        return (f"比較の基準「{self.substitute_for}」は、{self.reason}使えません。"
-                f"代わりに{self.area.display_name}全体と比較しています。")
+        """Japanese sentence for the report; "" when nothing needs saying."""
+        if self.substitute_for:
+            return (f"比較の基準「{self.substitute_for}」は、{self.reason}使えません。"
+                    f"代わりに{self.area.display_name}全体と比較しています。")
+        if self.unavailable:
+            return f"比較の基準「{self.kind}」: {no_comparison(self.unavailable)}。"
+        if self.area.level == NATIONAL:
+            from hsutils import references
+            return (f"比較の基準「全国」は NDBオープンデータ（{references.NDB_FY}年度）の率です。"
+                    f"{references.NDB_SCOPE_NOTE}。NDB にない指標は「比較なし」です。")
+        if self.requested == "similar":
+            return (f"比較の基準「同規模」は、データ内で人口が同じ区分（{self.peer_class}）の他の"
+                    f"{len(self.peers or ())}市町村を合わせた率です（docs/rules.md §15.3）。")
+        return ""
+
+    def unavailable_reason(self, indicator_id: str) -> str:
+        """"" when the reference has a figure for the indicator, else why not (decided here only)."""
+        if self.unavailable:
+            return self.unavailable
+        if self.area.level == NATIONAL:
+            from hsutils import references
+            if indicator_id not in references.NDB_INDICATORS:
+                return "全国の値は NDB の健診項目だけのため"
+        return ""
+
+    def comparison_text(self, indicator_ids, comparisons) -> np.ndarray:
+        """The comparison column of a table: 「比較なし（理由）」 where the reference has no figure
+        for the indicator, else the comparison given (有意に高い / 有意差なし / 有意に低い)."""
+        ids = pd.Series(np.asarray(indicator_ids, dtype=object))
+        reasons = ids.map({i: self.unavailable_reason(i) for i in ids.unique()}).to_numpy(dtype=object)
+        out = np.asarray(comparisons, dtype=object).copy()
+        for i in np.flatnonzero(reasons != ""):  # one per indicator row
+            out[i] = no_comparison(reasons[i])
+        return out
 
     def strata(self, strata: pd.DataFrame, master: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Rows of `strata` (or person_year) inside the reference area."""
+        """Reference strata for `strata` (or person_year rows of the data): the rows inside the
+        reference area; 同規模: the peers' rows (none when unavailable); 全国: the NDB rates by
+        indicator × sex × age band, repeated for each fiscal year of `strata`."""
+        if self.requested == "similar":
+            if self.unavailable or not self.peers:
+                return strata.iloc[0:0]
+            return strata[strata["muni_code"].astype("str").isin(self.peers).to_numpy()]
+        if self.area.level == NATIONAL:
+            from hsutils import references
+            fys = sorted(pd.unique(strata["fy"])) if "fy" in strata and len(strata) else []
+            out = references.ndb_reference().strata(fys)
+            return out.assign(muni_code="00000", district_code="")
         return self.area.strata(strata, master)
 
     def member_munis(self, master: pd.DataFrame) -> list[str] | None:
+        if self.requested == "similar":
+            return list(self.peers or ())
         return self.area.member_munis(master)
 
 
@@ -282,35 +341,53 @@ def check_reference_area(value) -> str:
 
 def resolve_reference(subject, reference_area, master: pd.DataFrame) -> ReferenceResolution:
     """The reference of an analysis of `subject` (an `Area` or any code form) for the
-    `reference_area` parameter: "pref" → the prefecture; "medical_area" → the subject's 二次医療圏;
-    "national" / "similar" → not in one prefecture's data: the prefecture, flagged as substitute."""
+    `reference_area` parameter (docs/rules.md §15): "pref" → the prefecture; "medical_area" → the
+    subject's 二次医療圏; "national" → 全国 from NDB オープンデータ; "similar" → the other
+    municipalities of the subject's population class in `master` (the data's municipalities),
+    unavailable below `references.MIN_PEERS` peers or for an area larger than a municipality."""
     requested = check_reference_area(reference_area)
     subject = resolve_area(subject, master)
     pref = prefecture_of(subject, master)
     if requested == "pref":
         return ReferenceResolution(requested, subject, pref)
-    if requested == "medical_area":
-        if subject.level in (MUNI, DISTRICT) and subject.medical_area_code:
-            return ReferenceResolution(requested, subject, parse_code(subject.medical_area_code, master))
-        reason = ("県全体の分析には上位の二次医療圏がないため" if subject.level in (PREF, MEDICAL_AREA)
-                  else "市町村マスタに二次医療圏がないため")
-    else:
-        reason = f"{UNAVAILABLE_REFERENCES[requested]}がないため"
+    if requested == "national":
+        return ReferenceResolution(requested, subject, Area(NATIONAL, NATIONAL_CODE, NATIONAL_NAME))
+    if requested == "similar":
+        from hsutils import references
+        if subject.level not in (MUNI, DISTRICT):
+            return ReferenceResolution(requested, subject, pref,
+                                       unavailable="同規模の比較は市町村の分析だけのため")
+        cls, peers = references.peer_group(subject.muni_code, master)
+        why = ""
+        if cls is None:
+            why = "市町村マスタに人口がないため"
+        elif len(peers) < references.MIN_PEERS:
+            why = (f"同規模（{cls}）の市町村がデータに{len(peers)}件しかないため"
+                   f"（{references.MIN_PEERS}件以上で比較）")
+        return ReferenceResolution(requested, subject, pref, peers=tuple(peers), peer_class=cls or "",
+                                   unavailable=why)
+    if subject.level in (MUNI, DISTRICT) and subject.medical_area_code:
+        return ReferenceResolution(requested, subject, parse_code(subject.medical_area_code, master))
+    reason = ("県全体の分析には上位の二次医療圏がないため" if subject.level in (PREF, MEDICAL_AREA)
+              else "市町村マスタに二次医療圏がないため")
     return ReferenceResolution(requested, subject, pref, REFERENCE_CHOICES[requested], reason)
 
 
 def reference_for_each_municipality(reference_area, master: pd.DataFrame) -> tuple[str, str]:
     """(chart label, note) of a prefecture-level report that compares every municipality with its
     own reference (notebook 01): "pref" → the prefecture, "medical_area" → each municipality's
-    二次医療圏; "national" / "similar" → the prefecture, with the reason (as `resolve_reference`)."""
+    二次医療圏, "national" → 全国 (NDB), "similar" → each municipality's 同規模 peers in the data."""
     requested = check_reference_area(reference_area)
     if requested == "medical_area":
         return "二次医療圏", "比較の基準: 各市町村が属する二次医療圏"
     if requested == "pref":
         return "県全体", "比較の基準: 県全体"
     pref = resolve_area(str(master["pref_code"].iloc[0]).zfill(2), master)
-    ref = resolve_reference(pref, requested, master)
-    return f"県全体（{ref.substitute_for}の代わり）", f"比較の基準: 県全体（{ref.note}）"
+    if requested == "national":
+        ref = resolve_reference(pref, requested, master)
+        return ref.label, f"比較の基準: {ref.note}"
+    return "同規模", ("比較の基準: 各市町村と人口が同じ区分（docs/rules.md §15.3）のデータ内の他の市町村。"
+                      "同じ区分の市町村が少ない市町村は「比較なし」です。")
 
 
 # ---------------------------------------------------------------------------------------------

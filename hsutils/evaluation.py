@@ -339,8 +339,8 @@ def _area_rows(table: pd.DataFrame, area: areas.Area) -> pd.DataFrame:
 
 
 def reference_resolution(prepared, muni_code, reference_area: str = "pref") -> areas.ReferenceResolution:
-    """The reference area of the evaluation (hsutils.areas.resolve_reference: an unavailable
-    reference is replaced by the prefecture with a note)."""
+    """The reference of the evaluation (hsutils.areas.resolve_reference: 県, 二次医療圏, 全国 (NDB)
+    or 同規模; an indicator the reference has no figure for is 「比較なし（理由）」)."""
     return areas.resolve_reference(muni_code, reference_area, prepared.municipalities)
 
 
@@ -355,6 +355,8 @@ def indicator_values(prepared, muni_code: str, indicator_ids: Iterable[str], fys
     tab = indicators.indicator_table(area.strata(prepared.strata, m), area.level, area_map=m,
                                      fy=list(fys), indicators=ids, reference=ref.strata(prepared.strata, m), conf=conf)
     tab = _area_rows(tab, area)
+    # 全国 / 同規模 without a figure for an indicator: 比較なし（理由）, never a substitute (docs/rules.md §15)
+    tab["judgement"] = ref.comparison_text(tab["indicator_id"], tab["judgement"])
     s = prepared.strata
     s = s[(s["fy"].isin(list(fys)) & s["indicator_id"].isin(ids)).to_numpy()]
     pref = (stats.proportion_grouped(s, ["indicator_id", "fy"], "numerator", "denominator", conf, multiplier=100)

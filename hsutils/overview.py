@@ -175,9 +175,9 @@ def municipal_indicator_table(prepared, fiscal_years: Sequence[int], indicator_i
     """Every indicator × municipality × fiscal year (docs/design.md §5; issue 6 section 3).
 
     reference_area: "pref" (default: the prefecture's rates by sex × age band), "medical_area"
-    (each municipality against its own 二次医療圏). Other values ("national", "similar") need data
-    this notebook does not have: the prefecture is used and the returned note says so
-    (`hsutils.areas.reference_for_each_municipality`).
+    (each municipality against its own 二次医療圏), "national" (全国, NDB オープンデータ) or
+    "similar" (each municipality's 同規模 peers in the data); an indicator the reference has no figure
+    for gets 「比較なし（理由）」 (`hsutils.areas.ReferenceResolution.comparison_text`).
     Returns (table with INDICATOR_TABLE_COLUMNS, unsuppressed; Japanese note on the reference).
     """
     master = prepared.municipalities
@@ -192,11 +192,30 @@ def municipal_indicator_table(prepared, fiscal_years: Sequence[int], indicator_i
             if not sub.empty:
                 parts.append(indicators.indicator_table(sub, "muni", reference=sub, **args))
         table = pd.concat(parts, ignore_index=True)
+    elif reference_area in ("national", "similar"):
+        table = _table_against_each_reference(strata, master, reference_area, args)
     else:
         table = indicators.indicator_table(strata, "muni", reference=strata, **args)
     table = table.rename(columns={"area_code": "muni_code", "area_name": "muni_name"})
     table = table.sort_values(["indicator_id", "fy", "muni_code"]).reset_index(drop=True)
     return table[INDICATOR_TABLE_COLUMNS], note
+
+
+def _table_against_each_reference(strata, master, reference_area, args) -> pd.DataFrame:
+    """Every municipality against its own `resolve_reference` (全国: one NDB table for all; 同規模:
+    each municipality's peers), with 「比較なし（理由）」 where the reference has no figure."""
+    codes = sorted(strata["muni_code"].astype(str).unique())
+    groups = [codes] if reference_area == "national" else [[c] for c in codes]  # 同規模: one per municipality
+    parts = []
+    for group in groups:
+        ref = areas.resolve_reference(group[0], reference_area, master)
+        sub = strata[strata["muni_code"].astype(str).isin(group).to_numpy()]
+        t = indicators.indicator_table(sub, "muni", reference=ref.strata(strata, master), **args)
+        t["comparison"] = ref.comparison_text(t["indicator_id"], t["comparison"])
+        t["judgement"] = np.where(t["comparison"].astype(str).str.startswith("比較なし"), t["comparison"],
+                                  t["judgement"])
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
 
 
 def area_trend_table(prepared, fiscal_years: Sequence[int], indicator_ids, std_pop="H27",

@@ -909,6 +909,128 @@ def ranked_bar(df: pd.DataFrame, *, value_col: str, lower_col: str, upper_col: s
 
 
 # ---------------------------------------------------------------------------------------------
+# 県・同規模・国 side by side
+# ---------------------------------------------------------------------------------------------
+_REFERENCE_MARKERS = {"県": "o", "二次医療圏": "o", "同規模": "s", "国": "D", "利用者指定": "^"}
+
+
+@styled
+def reference_comparison_chart(df: pd.DataFrame, *, title: str, footer: str, notes: Sequence[str] = (),
+                               indicator_col: str = "indicator_name", reference_col: str = "reference_label",
+                               kind_col: str = "reference_kind", value_col: str = "sr", lower_col: str = "sr_lower",
+                               upper_col: str = "sr_upper", comparison_col: str = "comparison",
+                               polarity_col: str | None = "polarity", count_col: str | None = "numerator",
+                               conf: float | None = None, suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
+                               ax: Axes | None = None, size="slide") -> Axes:
+    """標準化該当比 of one area against several references (県, 同規模, 国, 利用者指定) side by side:
+    one row per indicator × reference, grouped by indicator, point and interval coloured by the
+    significance (docs/design.md §5, §10), a line at 1.0 (= as expected from the reference).
+
+    df: `hsutils.references.compare` output (masked by the report's suppression plan). A row whose
+    comparison starts with 「比較なし」 is drawn as that text (the reason), never as a number;
+    a row with a hidden count (1–9) as "‐"."""
+    fig, ax, own = _axes(ax, size)
+    d = df.reset_index(drop=True).copy()
+    hidden = _row_hidden(d, count_col, suppress_threshold) if count_col in d.columns else np.zeros(len(d), bool)
+    for col in (value_col, lower_col, upper_col):
+        d[col] = pd.to_numeric(d[col], errors="coerce").astype(float)
+        d.loc[hidden, col] = np.nan
+    comps = d[comparison_col].astype(object)
+    none = comps.astype(str).str.startswith("比較なし").to_numpy()
+    hidden = hidden & ~none  # no count at all: the reason is shown, not the suppression mark
+    pol = d[polarity_col] if polarity_col and polarity_col in d.columns else None
+    labels, colours = significance_colours(comps.where(~none & ~hidden, None),
+                                           list(pol) if pol is not None else None)
+    ys, tick_pos, tick_text, heading = [], [], [], []
+    y = 0
+    for name, g in d.groupby(indicator_col, sort=False):  # a dozen indicators
+        tick_pos.append(y)
+        tick_text.append(str(name))
+        heading.append(True)
+        y += 1
+        for i in g.index:
+            ys.append((i, y))
+            tick_pos.append(y)
+            tick_text.append(f"  {d.at[i, reference_col]}")
+            heading.append(False)
+            y += 1
+    pos = np.zeros(len(d))
+    for i, yy in ys:
+        pos[i] = yy
+    vals, lo, hi = (d[c].to_numpy(float) for c in (value_col, lower_col, upper_col))
+    xmax = np.nanmax(np.r_[hi[np.isfinite(hi)], vals[np.isfinite(vals)], 2.0])
+    xmax = min(xmax, 5.0)
+    for i in range(len(d)):  # one row per indicator × reference (tens)
+        yy = pos[i]
+        if none[i] or hidden[i] or not np.isfinite(vals[i]):
+            text = SUPPRESSION_MARK if hidden[i] else str(comps.iloc[i]) if none[i] else "判定なし"
+            ax.text(0.02 * xmax, yy, text, va="center", ha="left", fontsize=7, color=_TEXT_GREY, path_effects=_HALO,
+                    zorder=5)
+            continue
+        marker = _REFERENCE_MARKERS.get(str(d.at[i, kind_col]), "o")
+        ax.plot([lo[i], min(hi[i], xmax)], [yy, yy], color="#222222", lw=1.0)
+        ax.plot([vals[i]], [yy], marker=marker, ms=7, color=colours[i], mec="#333333", mew=0.6, ls="none")
+        ax.text(min(hi[i], xmax) + 0.01 * xmax, yy, f"{vals[i]:.2f}", va="center", ha="left", fontsize=7,
+                color="#222222", path_effects=_HALO)
+    ax.axvline(1.0, color="#222222", ls="--", lw=1.0, label="基準と同じ（1.00）")
+    ax.set_yticks(tick_pos, tick_text)
+    for lab, is_heading in zip(ax.get_yticklabels(), heading):
+        if is_heading:
+            lab.set_color("#0B4F8A")
+    ax.tick_params(axis="y", length=0)
+    ax.set_ylim(y - 0.4, -0.6)
+    ax.set_xlim(0, xmax * 1.15)
+    ax.set_xlabel(f"標準化該当比（{conf_label(_conf_of(df, conf))}）")
+    handles, _ = ax.get_legend_handles_labels()
+    kinds = [k for k in _REFERENCE_MARKERS if k in set(d[kind_col].astype(str))]
+    handles += [Line2D([], [], marker=_REFERENCE_MARKERS[k], ls="none", color="#777777", label=k) for k in kinds]
+    shown = [lab for lab, n, h in zip(labels, none, hidden) if not n and not h]
+    ax.legend(handles=handles + _significance_handles(shown), loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    all_notes = list(notes) + ([suppression_note(suppress_threshold)] if hidden.any() else [])
+    return _finish_chart(fig, ax, own, title, footer, all_notes, comparison=True)
+
+
+@styled
+def smoothed_ratio_chart(df: pd.DataFrame, *, title: str, footer: str, label_col: str = "area_name",
+                         raw_col: str = "sr", eb_col: str = "sr_eb", eb_lower_col: str = "sr_eb_lower",
+                         eb_upper_col: str = "sr_eb_upper", count_col: str | None = "numerator",
+                         notes: Sequence[str] = (), suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
+                         ax: Axes | None = None, size="slide") -> Axes:
+    """Raw 標準化該当比 (open circle) beside its empirical-Bayes smoothed value (filled, with its
+    credible interval) for each area, sorted by the smoothed value (docs/methods.md §14): small
+    towns move toward the mean, large ones hardly. Rows with a hidden count (1–9) show "‐"."""
+    fig, ax, own = _axes(ax, size)
+    d = df.reset_index(drop=True).copy()
+    hidden = _row_hidden(d, count_col, suppress_threshold) if count_col in d.columns else np.zeros(len(d), bool)
+    for col in (raw_col, eb_col, eb_lower_col, eb_upper_col):
+        d[col] = pd.to_numeric(d[col], errors="coerce").astype(float)
+    d.loc[hidden, [raw_col, eb_col, eb_lower_col, eb_upper_col]] = np.nan  # both are derived from the count
+    d["_hidden"] = hidden
+    d = d.sort_values(eb_col, ascending=False, kind="stable", na_position="last").reset_index(drop=True)
+    ys = np.arange(len(d), dtype=float)
+    ax.hlines(ys, d[eb_lower_col], d[eb_upper_col], color="#222222", lw=1.0)
+    ax.plot(d[eb_col], ys, "o", ms=6, color="#0072B2", mec="#333333", mew=0.6, ls="none",
+            label="経験ベイズ推定値（信用区間）")
+    ax.plot(d[raw_col], ys, "o", ms=6, mfc="white", mec="#D55E00", mew=1.2, ls="none", label="標準化該当比（そのまま）")
+    for yy, raw, eb in zip(ys, d[raw_col], d[eb_col]):
+        if np.isfinite(raw) and np.isfinite(eb):
+            ax.annotate("", xy=(eb, yy), xytext=(raw, yy), arrowprops=dict(arrowstyle="-", color="#AAAAAA", lw=0.8))
+    for yy in ys[d["_hidden"].to_numpy()]:
+        ax.text(0.02, yy, SUPPRESSION_MARK, va="center", ha="left", fontsize=7, color=_TEXT_GREY,
+                transform=blended_transform_factory(ax.transAxes, ax.transData))
+    ax.axvline(1.0, color="#222222", ls="--", lw=1.0, label="基準と同じ（1.00）")
+    ax.set_yticks(ys, d[label_col].astype(str).tolist())
+    ax.tick_params(axis="y", length=0)
+    ax.set_ylim(len(d) - 0.4, -0.6)
+    finite = np.r_[d[[raw_col, eb_col, eb_upper_col]].to_numpy(float).ravel(), 1.0]
+    ax.set_xlim(0, min(np.nanmax(finite), 5.0) * 1.1)
+    ax.set_xlabel("標準化該当比")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    all_notes = list(notes) + ([suppression_note(suppress_threshold)] if hidden.any() else [])
+    return _finish_chart(fig, ax, own, title, footer, all_notes, comparison=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # Trend chart
 # ---------------------------------------------------------------------------------------------
 @styled

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 from scipy.stats import chi2, norm
+from scipy.stats import gamma as gamma_dist
 from scipy.stats import t as student_t
 
 from .errors import ParameterError
@@ -1075,3 +1076,53 @@ def standard_population(name="H27", bands=AGE_BANDS, *, data=None, fy=None) -> p
             raise ParameterError(f"基準人口の年齢階級から {band!r} を作れません（基準人口の階級: {', '.join(map(str, std.index))}）。")
         out.append(values[inside].sum())
     return pd.Series(out, index=pd.Index(list(bands), name="age_band"), name=std.name, dtype=float)
+
+
+# ---------------------------------------------------------------------------------------------
+# Empirical-Bayes smoothed ratio (EBSMR; docs/methods.md §14)
+
+
+def eb_smoothed_ratio(observed, expected, conf=0.95):
+    """Empirical-Bayes smoothed 標準化該当比 of many small areas (docs/methods.md §14).
+
+    Poisson–gamma model of Clayton & Kaldor (1987): O_i ~ Poisson(θ_i E_i), θ_i ~ Gamma(α, β);
+    α, β by the method of moments of Marshall (1991) over all areas given:
+        m  = ΣO / ΣE,   s² = Σ E_i (O_i/E_i − m)² / ΣE − m / Ē   (s² < 0 → 0: no between-area variance)
+        β  = m / s²,    α = m · β
+    smoothed ratio (posterior mean) = (O_i + α) / (E_i + β); its interval is the `conf` equal-tailed
+    interval of the posterior Gamma(O_i + α, E_i + β). With s² = 0 every area gets m (and a
+    degenerate interval [m, m]). Areas with E = 0 or missing give NaN and are left out of m and s².
+
+    Returns a DataFrame (index of the inputs when Series) with `value`, `lower`, `upper`, `weight`
+    (the share of the area's own ratio: E_i / (E_i + β), 0 … 1), `prior_mean` (m) and `conf`.
+    """
+    index = _series_index(observed, expected)
+    obs, e = _broadcast(observed, expected)
+    obs, e = np.atleast_1d(obs).astype(float), np.atleast_1d(e).astype(float)
+    _check_nonnegative("観察数", obs)
+    _check_nonnegative("期待数", e)
+    c = normalise_conf(conf)
+    ok = np.isfinite(obs) & np.isfinite(e) & (e > 0)
+    o_ok, e_ok = obs[ok], e[ok]
+    value = np.full(obs.shape, np.nan)
+    lower, upper, weight = value.copy(), value.copy(), value.copy()
+    m = o_ok.sum() / e_ok.sum() if ok.any() and e_ok.sum() > 0 else np.nan
+    if ok.any() and np.isfinite(m):
+        s2 = float((e_ok * (o_ok / e_ok - m) ** 2).sum() / e_ok.sum() - m / e_ok.mean())
+        if s2 > 0 and m > 0:
+            beta = m / s2
+            alpha = m * beta
+            shape, rate = o_ok + alpha, e_ok + beta
+            value[ok] = shape / rate
+            tail = (1 - c) / 2
+            lower[ok] = gamma_dist.ppf(tail, shape) / rate
+            upper[ok] = gamma_dist.ppf(1 - tail, shape) / rate
+            weight[ok] = e_ok / rate
+        else:
+            value[ok] = lower[ok] = upper[ok] = m
+            weight[ok] = 0.0
+    out = pd.DataFrame({"value": value, "lower": lower, "upper": upper, "weight": weight,
+                        "prior_mean": m, "conf": c})
+    if index is not None:
+        out.index = index
+    return out

@@ -101,13 +101,14 @@ def test_reference_prefecture_and_medical_area():
     assert areas.resolve_reference("17201", None, MASTER).area.code == "17"
 
 
-@pytest.mark.parametrize("requested, name, why", [("national", "全国", "全国のデータがないため"),
-                                                  ("similar", "同規模", "同規模の保険者のデータがないため")])
-def test_unavailable_reference_is_the_prefecture_with_a_note(requested, name, why):
-    r = areas.resolve_reference("17202", requested, MASTER)
-    assert r.area.code == "17" and not r.available
-    assert r.label == f"石川県（{name}の代わり）" and r.kind_label == f"県（{name}の代わり）"
-    assert r.note == f"比較の基準「{name}」は、{why}使えません。代わりに石川県全体と比較しています。"
+def test_national_and_similar_are_not_the_prefecture():
+    """全国 is NDB (tests/test_references.py); 同規模 without enough peers is 比較なし, never 県."""
+    r = areas.resolve_reference("17202", "national", MASTER)
+    assert r.area.code == "00" and r.kind == "国" and r.available and "NDB" in r.label
+    r = areas.resolve_reference("17202", "similar", MASTER)  # MASTER has no population
+    assert not r.available and r.kind == "同規模"
+    assert r.note == "比較の基準「同規模」: 比較なし（市町村マスタに人口がないため）。"
+    assert r.comparison_text(["hba1c65"], [None]).tolist() == ["比較なし（市町村マスタに人口がないため）"]
 
 
 def test_medical_area_reference_of_a_prefecture_is_noted():
@@ -124,7 +125,8 @@ def test_reference_for_each_municipality():
     assert areas.reference_for_each_municipality("pref", MASTER) == ("県全体", "比較の基準: 県全体")
     assert areas.reference_for_each_municipality("medical_area", MASTER)[0] == "二次医療圏"
     label, note = areas.reference_for_each_municipality("national", MASTER)
-    assert label == "県全体（全国の代わり）" and "全国のデータがないため" in note
+    assert label == "全国（NDB 2022年度・全保険者）" and "全保険者" in note
+    assert areas.reference_for_each_municipality("similar", MASTER)[0] == "同規模"
 
 
 def test_standard_population_named_from_the_stats_registry():
@@ -166,7 +168,7 @@ def test_notebook_start_resolves_area_reference_and_standard_population(tmp_path
     ctx = notebook.start("t", "172014", None, out_dir=tmp_path, reference_area="national",
                          standard_population="H27", muni_name="かなざわ")
     assert (ctx.muni_code, ctx.area.level, ctx.area.name, ctx.muni_name) == ("17201", "muni", "金沢市", "かなざわ")
-    assert ctx.reference.area.code == "17" and "全国のデータがないため" in ctx.reference.note
+    assert ctx.reference.area.code == "00" and "全保険者" in ctx.reference.note
     assert ctx.standard_population.note == "標準人口: 平成27年モデル人口"
     pref = notebook.start("t", 17000, None, out_dir=tmp_path)
     assert (pref.muni_code, pref.area.is_prefecture, pref.muni_name) == ("17", True, "石川県")
@@ -191,11 +193,11 @@ def test_nephropathy_trend_names_the_reference(prepared):
     assert (row["numerator"], row["denominator"]) == (s["numerator"].sum(), s["denominator"].sum())
 
 
-def test_evaluation_sheet_header_says_when_the_reference_is_a_substitute(prepared):
+def test_evaluation_sheet_header_names_the_reference(prepared):
     from hsutils import evaluation
 
     r = evaluation.reference_resolution(prepared, "17201", "similar")
-    assert r.kind_label == "県（同規模の代わり）"
+    assert r.kind_label == "同規模" and (r.available or r.unavailable)
     r = evaluation.reference_resolution(prepared, "17201", "medical_area")
     assert r.kind_label == "二次医療圏"
 

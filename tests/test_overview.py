@@ -94,10 +94,12 @@ def test_medical_area_reference_compares_within_each_area(prepared):
     north = t[t["muni_code"].isin(["17204", "17205", "17461", "17463"])]
     pooled = north["numerator"].sum() / north["denominator"].sum() * 100
     assert north["ref_rate"].to_numpy() == pytest.approx(np.full(4, pooled))
-    _, note2 = overview.municipal_indicator_table(prepared, [prepared.fiscal_years[-1]], ["kenshin_rate"],
-                                                  reference_area="national")
-    assert note2 == ("比較の基準: 県全体（比較の基準「全国」は、全国のデータがないため使えません。"
-                     "代わりに石川県全体と比較しています。）")  # hsutils.areas.resolve_reference
+    t2, note2 = overview.municipal_indicator_table(prepared, [prepared.fiscal_years[-1]], ["kenshin_rate", "hba1c65"],
+                                                   reference_area="national")
+    assert "NDB" in note2 and "全保険者" in note2  # hsutils.areas.resolve_reference: 全国 is NDB, not the prefecture
+    kenshin = t2[t2["indicator_id"] == "kenshin_rate"]
+    assert (kenshin["comparison"] == "比較なし（全国の値は NDB の健診項目だけのため）").all()
+    assert t2.loc[t2["indicator_id"] == "hba1c65", "sr"].notna().any()
 
 
 # ------------------------------------------------------------------ 悪化かつ有意に悪い

@@ -1,0 +1,230 @@
+"""hsutils.references (国・県 from NDB, 同規模, user reference CSV), the 全国/同規模 resolution of
+hsutils.areas and the empirical-Bayes ratio of hsutils.stats — all against hand computations."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hsutils import areas, references, stats
+from hsutils.errors import DataError
+
+MASTER = pd.DataFrame({
+    "muni_code": ["17201", "17202", "17203", "17204", "17205", "17206", "17207", "17209"],
+    "name": ["金沢市", "七尾市", "小松市", "輪島市", "珠洲市", "加賀市", "羽咋市", "かほく市"],
+    "pref_code": ["17"] * 8, "pref_name": ["石川県"] * 8,
+    "medical_area_code": ["1702"] * 8, "medical_area": ["石川中央"] * 8,
+    # class boundaries: 9,999 / 10,000 / 19,999 / 20,000
+    "population": [440_000, 9_999, 10_000, 12_000, 15_000, 16_000, 19_999, 20_000],
+})
+
+
+# ----------------------------------------------------------------------------- NDB rates
+
+def test_ndb_prefecture_rate_by_hand():
+    """石川県 男 40–44 HbA1c ≥6.5 (FY2022 xlsx cells): 6.5–8.0 455 + 8.0–8.4 46 + ≥8.4 168 = 669;
+    denominator = 669 + 6.0–6.5 1,140 + 5.6–6.0 6,489 + <5.6 11,354 = 19,652."""
+    r = references.ndb_rates("17").set_index(["indicator_id", "sex", "age_band"])
+    assert r.loc[("hba1c65", 1, "40-44"), "numerator"] == 669
+    assert r.loc[("hba1c65", 1, "40-44"), "denominator"] == 19_652
+    assert r.loc[("hba1c8", 1, "40-44"), "numerator"] == 46 + 168
+
+
+def test_ndb_hidden_cells_share_the_row_remainder():
+    """石川県 女 BMI ≥40: 中計 236, visible ages 52+58+52+31+21 = 214, two hidden cells (65–69, 70–74)
+    → 11 each. 女 70–74 BMI ≥25 = 11 + 79 + 656 + 4,077 = 4,823 of 4,823 + 11,597 + 2,734 + 2,021 = 21,175."""
+    c = references.ndb_counts()
+    hidden = c[(c["pref_code"] == "17") & (c["item"] == "BMI") & (c["category"] == "40.0以上") & (c["sex"] == 2)
+               & c["imputed"]]
+    assert hidden["count"].tolist() == [11.0, 11.0]
+    r = references.ndb_rates("17").set_index(["indicator_id", "sex", "age_band"])
+    assert (r.loc[("bmi25", 2, "70-74"), "numerator"], r.loc[("bmi25", 2, "70-74"), "denominator"]) == (4_823, 21_175)
+
+
+def test_ndb_national_is_the_sum_of_all_rows():
+    nat = references.ndb_rates().set_index(["indicator_id", "sex", "age_band"])
+    counts = references.ndb_counts()
+    hb = counts[(counts["item"] == "HbA1c") & (counts["sex"] == 1) & (counts["age_band"] == "40-44")]
+    assert nat.loc[("hba1c65", 1, "40-44"), "denominator"] == pytest.approx(hb["count"].sum())
+    assert "99" in set(counts["pref_code"])  # 都道府県判別不可 is part of 全国
+    ref = references.ndb_reference()
+    assert ref.kind == "国" and "2022" in ref.label and "全保険者" in ref.note
+    assert ref.unavailable_reason("kenshin_rate") and not ref.unavailable_reason("hba1c65")
+
+
+def _strata(rows):
+    return pd.DataFrame(rows, columns=["fy", "muni_code", "district_code", "sex", "age_band", "indicator_id",
+                                       "numerator", "denominator"])
+
+
+def test_indirect_standardisation_against_a_reference_by_hand():
+    """Two strata; reference rates 10 % (男 40–44) and 20 % (女 40–44).
+    E = 100·0.10 + 50·0.20 = 20; O = 12 + 18 = 30 → 1.50, Byar limits of 30 / 20."""
+    ref = references.ExternalReference("国", "全国（テスト）", "テスト", "2022年度", pd.DataFrame({
+        "indicator_id": ["hba1c65", "hba1c65"], "sex": [1, 2], "age_band": ["40-44", "40-44"],
+        "numerator": [10.0, 40.0], "denominator": [100.0, 200.0]}))
+    s = _strata([(2024, "17201", "", 1, "40-44", "hba1c65", 12, 100), (2024, "17201", "", 2, "40-44", "hba1c65", 18, 50),
+                 (2024, "17201", "", 1, "75-79", "hba1c65", 5, 20),  # a band the reference lacks
+                 (2024, "17201", "", 1, "40-44", "kenshin_rate", 40, 100)])
+    out = references.compare(s, "17201", MASTER, [ref], fy=2024).set_index("indicator_id")
+    lo, hi = stats.byar_limits(30)
+    assert out.loc["hba1c65", "expected"] == pytest.approx(20.0)
+    assert out.loc["hba1c65", "sr"] == pytest.approx(1.5)
+    assert out.loc["hba1c65", "sr_lower"] == pytest.approx(lo / 20) and out.loc["hba1c65", "sr_upper"] == pytest.approx(hi / 20)
+    assert "基準に率がない層（75-79歳）を除いて比較" in out.loc["hba1c65", "note"]
+    assert out.loc["kenshin_rate", "comparison"] == "比較なし（全国（テスト）にこの指標の値がないため）"
+    assert not out.loc["kenshin_rate", "available"]
+
+
+# ----------------------------------------------------------------------------- 同規模
+
+def test_similar_class_boundaries():
+    got = references.similar_class([4_999, 5_000, 9_999, 10_000, 19_999, 20_000, 299_999, 300_000, None]).tolist()
+    assert got == ["5千人未満", "5千〜1万人", "5千〜1万人", "1万〜2万人", "1万〜2万人", "2万〜5万人",
+                   "10万〜30万人", "30万人以上", None]
+
+
+def test_peer_group_and_minimum():
+    cls, peers = references.peer_group("17203", MASTER)
+    assert cls == "1万〜2万人" and peers == ["17204", "17205", "17206", "17207"]  # 9,999 and 20,000 are outside
+    r = areas.resolve_reference("17203", "similar", MASTER)
+    assert not r.available and "4件しかない" in r.unavailable_reason("hba1c65")
+    assert r.comparison_text(["hba1c65"], ["有意に高い"])[0].startswith("比較なし（同規模（1万〜2万人）の市町村がデータに4件")
+    s = _strata([(2024, c, "", 1, "40-44", "hba1c65", 1, 10) for c in MASTER["muni_code"]])
+    assert r.strata(s, MASTER).empty
+    big = pd.concat([MASTER, MASTER.assign(muni_code=["17210", "17211", "17212", "17324", "17344", "17361",
+                                                       "17365", "17384"])], ignore_index=True)
+    r = areas.resolve_reference("17203", "similar", big)
+    assert r.available and len(r.peers) == 9 and r.label == "同規模（1万〜2万人、9市町村）"
+    assert sorted(r.strata(s, big)["muni_code"]) == ["17204", "17205", "17206", "17207"]
+
+
+def test_national_reference_resolution():
+    r = areas.resolve_reference("17201", "national", MASTER)
+    assert r.kind == "国" and r.available and "NDB" in r.label and "全保険者" in r.note
+    assert r.unavailable_reason("hba1c65") == "" and r.unavailable_reason("kenshin_rate")
+    s = _strata([(2023, "17201", "", 1, "40-44", "hba1c65", 1, 10), (2024, "17201", "", 1, "40-44", "hba1c65", 1, 10)])
+    rs = r.strata(s, MASTER)
+    assert sorted(rs["fy"].unique()) == [2023, 2024]
+    one = rs[(rs["fy"] == 2024) & (rs["indicator_id"] == "hba1c65") & (rs["sex"] == 1) & (rs["age_band"] == "40-44")]
+    assert one["denominator"].iloc[0] == references.ndb_rates().set_index(
+        ["indicator_id", "sex", "age_band"]).loc[("hba1c65", 1, "40-44"), "denominator"]
+
+
+# ----------------------------------------------------------------------------- user CSV
+
+def _write(tmp_path, text):
+    p = tmp_path / "kijun.csv"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_user_reference_csv(tmp_path):
+    p = _write(tmp_path, "指標,性別,年齢階級,分子,分母,率(%),出典,年度\n"
+                         "hba1c65,1,40-44,10,100,,KDB 同規模,2023年度\n"
+                         "hba1c65,女,40〜44,,,20,KDB 同規模,2023年度\n"
+                         "hba1c65,1,40-44,5,50,,前年度法定報告,2022年度\n")
+    refs = references.load_user_reference(p)
+    assert [r.label for r in refs] == ["KDB 同規模（2023年度）", "前年度法定報告（2022年度）"]
+    rates = refs[0].rates
+    assert rates["sex"].tolist() == [1, 2] and rates["age_band"].tolist() == ["40-44", "40-44"]
+    assert (rates["numerator"] / rates["denominator"]).tolist() == pytest.approx([0.10, 0.20])
+    s = _strata([(2024, "17201", "", 1, "40-44", "hba1c65", 12, 100), (2024, "17201", "", 2, "40-44", "hba1c65", 18, 50)])
+    out = references.compare(s, "17201", MASTER, refs[:1], fy=2024)
+    assert out["sr"].iloc[0] == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("row, expected", [
+    ("hba1c99,1,40-44,1,10,,KDB,2023", "kijun.csv 2行目 列「指標」の値「hba1c99」"),
+    ("hba1c65,3,40-44,1,10,,KDB,2023", "kijun.csv 2行目 列「性別」の値「3」: 1（男）または 2（女）"),
+    ("hba1c65,1,40-49,1,10,,KDB,2023", "列「年齢階級」の値「40-49」: 5歳階級"),
+    ("hba1c65,1,40-44,11,10,,KDB,2023", "列「分子」の値「11」: 分母 10 以下"),
+    ("hba1c65,1,40-44,1,0,,KDB,2023", "列「分母」の値「0」: 1 以上"),
+    ("hba1c65,1,40-44,,,120,KDB,2023", "列「率(%)」の値「120」: 0〜100"),
+    ("hba1c65,1,40-44,1,10,,,2023", "列「出典」の値「」: 空欄にできません"),
+])
+def test_user_reference_csv_errors_name_file_row_column_value(tmp_path, row, expected):
+    p = _write(tmp_path, "indicator_id,sex,age_band,numerator,denominator,rate,source,year\n" + row + "\n")
+    with pytest.raises(DataError) as e:
+        references.load_user_reference(p)
+    assert expected in str(e.value)
+
+
+def test_user_reference_csv_missing_columns(tmp_path):
+    p = _write(tmp_path, "indicator_id,sex,age_band,source\nhba1c65,1,40-44,KDB\n")
+    with pytest.raises(DataError, match="列 年度（year）、分子（numerator）と分母"):
+        references.load_user_reference(p)
+
+
+# ----------------------------------------------------------------------------- EB smoothing
+
+def test_eb_smoothed_ratio_by_hand():
+    """docs/methods.md §14 example: O = (1, 60, 20), E = (5, 40, 40); m = 81/85,
+    s² = 23.011762/85 − m/28.3333 = 0.237094, β = m/s² = 4.019255, α = m·β = 3.830110."""
+    out = stats.eb_smoothed_ratio([1, 60, 20], [5, 40, 40])
+    assert out["prior_mean"].iloc[0] == pytest.approx(81 / 85)
+    assert out["value"].tolist() == pytest.approx([4.830110 / 9.019255, 63.830110 / 44.019255,
+                                                   23.830110 / 44.019255], rel=1e-5)
+    # the small area moves most of the way to m, the large ones hardly
+    assert out["weight"].tolist() == pytest.approx([5 / 9.019255, 40 / 44.019255, 40 / 44.019255], rel=1e-5)
+    assert (out["lower"] < out["value"]).all() and (out["value"] < out["upper"]).all()
+
+
+def test_eb_shrinks_small_areas_and_keeps_large_ones():
+    o = np.array([0, 3, 9000, 11000, 10000])
+    e = np.array([2.0, 1.0, 10000.0, 10000.0, 10000.0])
+    out = stats.eb_smoothed_ratio(o, e)
+    raw = o / e
+    m = o.sum() / e.sum()
+    assert abs(out["value"].iloc[1] - m) < abs(raw[1] - m) / 2  # 3.0 pulled far toward m
+    assert out["value"].iloc[2:].to_numpy() == pytest.approx(raw[2:], abs=0.01)
+
+
+def test_eb_without_between_area_variance_gives_the_mean():
+    out = stats.eb_smoothed_ratio([10, 10, 0], [10.0, 10.0, 0.0])
+    assert out["value"].iloc[:2].tolist() == [1.0, 1.0] and np.isnan(out["value"].iloc[2])
+
+
+# ----------------------------------------------------------------------------- charts
+
+def test_comparison_chart_shows_reasons_and_the_ndb_scope():
+    from hsutils import plots
+
+    ref = references.ExternalReference("国", "全国（テスト）", references.NDB_CREDIT, "2022年度", pd.DataFrame({
+        "indicator_id": ["hba1c65"], "sex": [1], "age_band": ["40-44"], "numerator": [10.0], "denominator": [100.0]}),
+        note=references.NDB_SCOPE_NOTE)
+    s = _strata([(2024, "17201", "", 1, "40-44", "hba1c65", 30, 200), (2024, "17201", "", 1, "40-44", "metabo", 40, 200)])
+    t = references.compare(s, "17201", MASTER, [ref], fy=2024)
+    ax = plots.reference_comparison_chart(t, title="比較", footer="出典: テスト", notes=references.chart_notes(t))
+    texts = [x.get_text() for x in ax.figure.findobj(lambda a: hasattr(a, "get_text"))]
+    assert any(x.startswith("比較なし（全国（テスト）にこの指標の値がないため）") for x in texts)
+    assert any("全保険者" in x and "2022年度" in x for x in texts)
+    assert "1.50" in texts  # 30 / (200 · 0.10)
+
+
+def test_smoothed_ratio_columns_and_chart_hide_small_counts():
+    from hsutils import plots
+
+    t = pd.DataFrame({"indicator_id": "x", "fy": 2024, "area_name": ["A", "B", "C"],
+                      "numerator": [1, 60, 20], "expected": [5.0, 40.0, 40.0]})
+    t["sr"] = t["numerator"] / t["expected"]
+    out = references.with_smoothed_ratio(t)
+    assert out["sr_eb"].tolist() == pytest.approx([4.830110 / 9.019255, 63.830110 / 44.019255,
+                                                   23.830110 / 44.019255], rel=1e-5)
+    ax = plots.smoothed_ratio_chart(out, title="EB", footer="出典: テスト")
+    texts = [x.get_text() for x in ax.figure.findobj(lambda a: hasattr(a, "get_text"))]
+    assert "‐" in texts or "-" in texts  # A has 1 case: neither ratio is drawn
+
+
+def test_empty_reference_band_inside_its_range_takes_the_pooled_rate():
+    """Reference 男 40–44 10/100 and 50–54 30/100 (pooled 20 %), nothing at 45–49; subject 男 45–49
+    has 50 persons, 15 cases → E = 50 · 0.20 = 10, SR 1.5: the band is kept (same numerator in
+    every row), not dropped. 75–79 lies outside the reference's range and is left out."""
+    ref = references.ExternalReference("同規模", "同規模（テスト）", "テスト", "", pd.DataFrame({
+        "indicator_id": ["hba1c65", "hba1c65"], "sex": [1, 1], "age_band": ["40-44", "50-54"],
+        "numerator": [10.0, 30.0], "denominator": [100.0, 100.0]}))
+    s = _strata([(2024, "17201", "", 1, "45-49", "hba1c65", 15, 50), (2024, "17201", "", 1, "75-79", "hba1c65", 2, 10)])
+    out = references.compare(s, "17201", MASTER, [ref], fy=2024).iloc[0]
+    assert (out["numerator"], out["expected"]) == (15, pytest.approx(10.0))
+    assert out["sr"] == pytest.approx(1.5) and out["ref_rate"] == pytest.approx(20.0)
+    assert "75-79歳" in out["note"]
