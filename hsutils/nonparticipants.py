@@ -56,7 +56,7 @@ LIFESTYLE_FLAGS = {"diabetes": "糖尿病", "hypertension": "高血圧症", "dys
 
 COUNT_COLUMNS = ["target", "examinees", "nonparticipants", *CARE_COLUMNS.values(), *HISTORY_COLUMNS.values()]
 COLUMN_LABELS = {"axis": "区分", "category": "分類", "target": "対象者", "examinees": "受診者",
-                 "nonparticipants": "未受診者", **{v: k for k, v in CARE_COLUMNS.items()},
+                 "nonparticipants": "未受診者", **{v: k for k, v in CARE_COLUMNS.items()}, "row_id": "行",
                  **{v: k for k, v in HISTORY_COLUMNS.items()}, "suppressed": "秘匿あり"}
 POPULATION = "国保 特定健診対象者（法定報告対象：年度を通じて加入、年度末40–74歳、法定除外を除く）"
 
@@ -213,16 +213,23 @@ def segment_counts(frame: pd.DataFrame, districts: pd.DataFrame | None = None,
         wide.insert(0, "axis", axis)
         parts.append(wide)
     out = pd.concat(parts, ignore_index=True)
-    return out[["axis", "category", *COUNT_COLUMNS]]
+    out["row_id"] = out["axis"] + "/" + out["category"]
+    return out[["axis", "category", *COUNT_COLUMNS, "row_id"]]
 
 
-def segment_relations() -> list:
-    """segment_counts: Σ categories = 計 within each axis; 対象者 = 受診者 + 未受診者; 未受診者 =
-    Σ care segments = Σ history categories (docs/rules.md §9: no hidden cell recoverable)."""
-    return [privacy.Margin("category", TOTAL, by=("axis",)),
+def segment_relations(counts: pd.DataFrame) -> list:
+    """segment_counts: Σ categories = 計 within each axis; the 計 rows of all axes are the same
+    persons; 対象者 = 受診者 + 未受診者; 未受診者 = Σ care segments = Σ history categories
+    (docs/rules.md §9: no hidden cell recoverable)."""
+    axes = list(pd.unique(counts["axis"]))
+    same_total = tuple((f"{axes[0]}/{TOTAL}", (f"{a}/{TOTAL}",)) for a in axes[1:])
+    rels = [privacy.Margin("category", TOTAL, by=("axis",)),
             privacy.ColumnMargin("target", ("examinees", "nonparticipants")),
             privacy.ColumnMargin("nonparticipants", tuple(CARE_COLUMNS.values())),
             privacy.ColumnMargin("nonparticipants", tuple(HISTORY_COLUMNS.values()))]
+    if same_total:
+        rels += [privacy.Partition(col, "row_id", same_total) for col in COUNT_COLUMNS]
+    return rels
 
 
 def composition_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -381,23 +388,26 @@ def comparison_relations() -> list:
     return [privacy.Margin("area_code", TOTAL, by=("indicator_id",))]
 
 
-def trend_table(py: pd.DataFrame, claims: pd.DataFrame | None, fiscal_years, area_code,
-                params: NonparticipantParams = NonparticipantParams(), conf: float = 0.95,
-                label: str = "") -> pd.DataFrame:
-    """Per fiscal year: the share of the 対象者 in each care segment, the 受診率 and the "ever
-    participated" rate of the area (percent, Wilson): area (= `label`), fy, series, numerator,
-    denominator, value, lower, upper. Every year is classified with the same look-back
-    (docs/hotei.md §7.2); the "ever" rate only for years with the full history."""
+def trend_table(py: pd.DataFrame, claims: pd.DataFrame | None, fiscal_years, areas: dict,
+                params: NonparticipantParams = NonparticipantParams(), conf: float = 0.95) -> pd.DataFrame:
+    """Per area × fiscal year: the share of the 対象者 in each care segment, the 受診率 and the
+    "ever participated" rate (percent, Wilson): area, fy, series, numerator, denominator, value,
+    lower, upper. `areas`: label -> area code or list of municipalities (`_in_area`). Every year is
+    classified once, with the same look-back (docs/hotei.md §7.2); the "ever" rate only for
+    years with the full history."""
     parts = []
     for f in sorted(int(x) for x in fiscal_years):  # a few fiscal years
-        fr = classify(py, claims, f, params, area_code)
-        nums = {"受診率": fr["participated"].to_numpy(dtype=bool),
-                **{seg: fr["care"].to_numpy() == seg for seg in CARE_SEGMENTS}}
-        if history_years_available(py["fy"].unique(), f, params.history_years) == params.history_years:
-            nums["1回以上受診（過去の年度を含む）"] = _numerators(fr)["ever_rate"]
-        for series, mask in nums.items():
-            parts.append({"area": label, "fy": f, "series": series, "numerator": int(mask.sum()),
-                          "denominator": len(fr)})
+        whole = classify(py, claims, f, params)
+        full_history = history_years_available(py["fy"].unique(), f, params.history_years) == params.history_years
+        for label, code in areas.items():  # the area and its reference
+            fr = whole[_in_area(whole, code)]
+            nums = {"受診率": fr["participated"].to_numpy(dtype=bool),
+                    **{seg: fr["care"].to_numpy() == seg for seg in CARE_SEGMENTS}}
+            if full_history:
+                nums["1回以上受診（過去の年度を含む）"] = _numerators(fr)["ever_rate"]
+            for series, mask in nums.items():
+                parts.append({"area": label, "fy": f, "series": series, "numerator": int(mask.sum()),
+                              "denominator": len(fr)})
     t = pd.DataFrame(parts)
     if t.empty:
         return pd.DataFrame(columns=["area", "fy", "series", "numerator", "denominator", "value", "lower", "upper"])

@@ -1177,8 +1177,9 @@ def stacked_bars(df: pd.DataFrame, *, area_col: str, category_col: str, count_co
     d[count_col] = pd.to_numeric(d[count_col], errors="coerce").astype(float)
     areas = list(pd.unique(d[area_col]))
     cats = list(category_order) if category_order is not None else list(pd.unique(d[category_col]))
-    table = d.pivot_table(index=area_col, columns=category_col, values=count_col, aggfunc="sum",
-                          dropna=False).reindex(index=areas, columns=cats)
+    # sum(min_count=1): a cell hidden upstream (NaN) stays NaN (hidden), it does not become 0
+    table = d.groupby([area_col, category_col], sort=False)[count_col].sum(min_count=1).unstack().reindex(
+        index=areas, columns=cats)
     raw = table.to_numpy(float)
     absent = np.isnan(raw) & ~d.groupby([area_col, category_col]).size().unstack().reindex(
         index=areas, columns=cats).notna().to_numpy()
@@ -1262,9 +1263,10 @@ def target_gap_bars(df: pd.DataFrame, *, label_col: str, base_col: str, added_co
         ax.barh(ys, w, left=left, color=palette[k % len(palette)], height=0.7, label=str(label),
                 edgecolor="white", linewidth=0.5, gid="gap_added")
         left = left + w
+    label_x = float(np.nanmax(np.r_[left, float(target)])) + 1.5  # one column, clear of bars and target line
     for i in range(len(d)):  # one label per area
         text = SUPPRESSION_MARK if hidden[i] else f"{base[i]:.1f}→{left[i]:.1f}%"
-        ax.text(left[i] + 0.8, ys[i], text, ha="left", va="center", fontsize=7, color="#333333")
+        ax.text(label_x, ys[i], text, ha="left", va="center", fontsize=7, color="#333333")
     ax.axvline(float(target), color=OKABE_ITO["vermillion"], linestyle="--", linewidth=1.2,
                label=f"目標 {float(target):g}%")
     labels = [str(v) for v in d[label_col]]

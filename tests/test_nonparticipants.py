@@ -174,7 +174,7 @@ def test_segment_counts_add_up_and_relations_suppress_small_cells():
     # nobody has a past year in the fixture: all 6 are その他の新たな対象者 (age 60)
     assert tot["hist_new_other"] == 6
     plan = privacy.SuppressionPlan(10)
-    plan.add_table("segments", c, npt.COUNT_COLUMNS, relations=npt.segment_relations())
+    plan.add_table("segments", c, npt.COUNT_COLUMNS, relations=npt.segment_relations(c))
     plan.solve()
     shown = plan.shown("segments")
     # 10 targets is shown; 4 examinees and 6 non-participants are 1–9 -> "‐"
