@@ -246,6 +246,15 @@ def composition_frame(frame: pd.DataFrame) -> pd.DataFrame:
 # gap to the target and what-if (docs/rules.md §13.5)
 
 
+def _area_names(codes: pd.Series, municipalities: pd.DataFrame | None) -> np.ndarray:
+    """Municipality names from the master (the code when unknown); the 計 row is 全体."""
+    names = codes.astype(str)
+    if municipalities is not None:
+        master = municipalities.drop_duplicates("muni_code").set_index("muni_code")["name"].astype(str)
+        names = codes.map(master).fillna(codes).astype(str)
+    return np.where(codes.to_numpy() == TOTAL, "全体", names.to_numpy())
+
+
 def needed_for_target(target, examinees, target_rate: float) -> np.ndarray:
     """Additional examinees needed to reach `target_rate` %: max(0, ⌈target × rate / 100⌉ −
     examinees) (docs/rules.md §13.5). Integer arithmetic on the rate in hundredths of a percent, so
@@ -273,12 +282,7 @@ def whatif_table(frames: pd.DataFrame, shares: dict[str, float], target_rate: fl
     by = ind.groupby("area_code")[["target", "examinees", *CARE_COLUMNS.values()]].sum()
     by.loc[TOTAL] = by.sum(axis=0)
     by = by.reset_index()
-    if municipalities is not None:
-        names = municipalities.drop_duplicates("muni_code").set_index("muni_code")["name"].astype(str)
-        by["area_name"] = by["area_code"].map(names).fillna(by["area_code"])
-    else:
-        by["area_name"] = by["area_code"]
-    by.loc[by["area_code"] == TOTAL, "area_name"] = "全体"
+    by["area_name"] = _area_names(by["area_code"], municipalities)
     p, lo, up = stats.proportion_ci(by["examinees"].to_numpy(float), by["target"].to_numpy(float), conf)
     by["rate"], by["lower"], by["upper"] = np.asarray(p) * 100, np.asarray(lo) * 100, np.asarray(up) * 100
     by["needed"] = needed_for_target(by["target"], by["examinees"], target_rate)
@@ -373,12 +377,7 @@ def comparison_table(frames: pd.DataFrame, municipalities: pd.DataFrame | None =
         by.insert(1, "indicator_name", COMPARISON_INDICATORS[ind][0])
         parts.append(by)
     out = pd.concat(parts, ignore_index=True)
-    if municipalities is not None:
-        names = municipalities.drop_duplicates("muni_code").set_index("muni_code")["name"].astype(str)
-        out["area_name"] = out["area_code"].map(names).fillna(out["area_code"])
-    else:
-        out["area_name"] = out["area_code"]
-    out.loc[out["area_code"] == TOTAL, "area_name"] = "全体"
+    out["area_name"] = _area_names(out["area_code"], municipalities)
     return out[["indicator_id", "indicator_name", "area_code", "area_name", "numerator", "denominator",
                 "value", "lower", "upper", "funnel"]]
 

@@ -330,6 +330,17 @@ def test_notebooks_all_means_installed_ones_and_explicit_missing_is_an_error(pro
         _validate(project, notebooks=["02", "03"])
 
 
+def test_plan_runs_a_both_level_notebook_for_the_prefecture_and_each_municipality(project):
+    root, _ = project
+    _notebook(root / "nbs" / "08_nonparticipants.ipynb", MUNI_BODY)
+    p = _validate(project, notebooks=["08"])
+    assert p.notebooks[0].level == "both"
+    tasks = batch.plan_tasks(p, root / batch.CACHE_SUBDIR)
+    assert [t.key for t in tasks] == ["08_nonparticipants/17000", "08_nonparticipants/17201",
+                                      "08_nonparticipants/17202", "08_nonparticipants/17203"]
+    assert [t.level for t in tasks] == ["pref", "muni", "muni", "muni"]
+
+
 def test_plan_runs_prefecture_notebook_once_and_municipal_per_municipality(project):
     root, _ = project
     (root / "params" / "targets.yaml").write_text("a: 1\n", encoding="utf-8")
