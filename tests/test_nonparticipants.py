@@ -226,3 +226,13 @@ def test_composition_frame_has_every_group_and_category():
     assert comp["count"].sum() == 10
     assert set(comp["category"]) == {npt.PARTICIPANT, *npt.CARE_SEGMENTS}
     assert np.all(comp.groupby("group")["count"].sum().reindex(["男 60-64"]).to_numpy() == [10])
+
+
+def test_committee_tables_hold_no_person_ids_and_the_lists_do():
+    f = _whatif_fixture()
+    committee = [npt.segment_counts(f), npt.whatif_table(f, {npt.SEG_TREATED: 0.3}, 60), npt.comparison_table(f)]
+    ids = f["person_id"].tolist()
+    for table in committee:
+        privacy.assert_no_person_ids(table, ids)  # raises when an id appears
+    assert set(npt.reminder_list(f)["被保険者番号"]) | set(npt.data_receipt_list(f)["被保険者番号"]) <= set(ids)
+    assert len(npt.data_receipt_list(f)) == 3  # the three treated non-participants
