@@ -30,6 +30,7 @@ import pandas as pd
 from hsutils import hotei, plots, privacy, programs, stats, vocab
 from hsutils.errors import ParameterError
 from hsutils.nephropathy import _district_names
+from hsutils.nephropathy import funnel_figure  # noqa: F401  one funnel chart with the ringed municipality
 
 TOTAL = "計"
 SEX_LABELS = vocab.SEX_LABELS
