@@ -3,7 +3,7 @@
 The population is the 法定報告 対象者 of `hsutils.hotei` (`hotei.target`: 国保, enrolled the
 whole fiscal year, 40–74 at fiscal-year end, no statutory exclusion) and the participants are
 `hotei.evaluable`; nothing here re-defines them. Each non-participant of the analysis year is
-classified twice (docs/rules.md §13):
+classified twice (docs/rules.md §14):
 
 * by **medical-care use** in the claims look-back (`claims_monthly`, whatever the source format:
   KDB CSV or UKE read through `hsutils.claims_import`): 生活習慣病で治療中 (a) → かかりつけ医
@@ -16,7 +16,7 @@ classified twice (docs/rules.md §13):
 Then: counts by sex, age band and district (市町 for the prefecture), the gap to the 第4期
 target (市町村国保 60 %, docs/rules.md §7.6) and a what-if (a share of each segment takes the
 健診), the share of each segment and the 3-year "ever participated" rate per municipality with
-funnel limits, and the confidential priority lists (docs/rules.md §13.4). Rates and intervals come
+funnel limits, and the confidential priority lists (docs/rules.md §14.4). Rates and intervals come
 from `hsutils.stats`; suppression from `hsutils.privacy` (through `ctx.save_table`).
 Vectorised; loops run over fiscal years, axes or segments only.
 """
@@ -39,7 +39,7 @@ PARTICIPANT = "受診"
 SEG_TREATED = "生活習慣病で治療中"
 SEG_OTHER_CARE = "医療機関の受診あり（生活習慣病以外）"
 SEG_NO_CARE = "健診も医療も利用なし"
-#: Care segments of non-participants, in the order of docs/rules.md §13.2.
+#: Care segments of non-participants, in the order of docs/rules.md §14.2.
 CARE_SEGMENTS = (SEG_TREATED, SEG_OTHER_CARE, SEG_NO_CARE)
 CARE_COLUMNS = {SEG_TREATED: "seg_treated", SEG_OTHER_CARE: "seg_other_care", SEG_NO_CARE: "seg_no_care"}
 
@@ -47,12 +47,12 @@ HIST_IRREGULAR = "不定期受診者（過去に受診あり）"
 HIST_CONTINUOUS = "連続未受診者（過去の対象年度すべて未受診）"
 HIST_NEW40 = "40歳到達の新たな対象者"
 HIST_NEW_OTHER = "その他の新たな対象者（過去の対象歴なし）"
-#: Participation-history categories of non-participants (docs/rules.md §13.3).
+#: Participation-history categories of non-participants (docs/rules.md §14.3).
 HISTORY = (HIST_IRREGULAR, HIST_CONTINUOUS, HIST_NEW40, HIST_NEW_OTHER)
 HISTORY_COLUMNS = {HIST_IRREGULAR: "hist_irregular", HIST_CONTINUOUS: "hist_continuous",
                    HIST_NEW40: "hist_new40", HIST_NEW_OTHER: "hist_new_other"}
 
-#: Lifestyle-disease flags of `claims_monthly` that make segment (a) (docs/rules.md §13.2).
+#: Lifestyle-disease flags of `claims_monthly` that make segment (a) (docs/rules.md §14.2).
 LIFESTYLE_FLAGS = {"diabetes": "糖尿病", "hypertension": "高血圧症", "dyslipidemia": "脂質異常症"}
 
 COUNT_COLUMNS = ["target", "examinees", "nonparticipants", *CARE_COLUMNS.values(), *HISTORY_COLUMNS.values()]
@@ -64,7 +64,7 @@ POPULATION = "国保 特定健診対象者（法定報告対象：年度を通�
 
 @dataclass(frozen=True)
 class NonparticipantParams:
-    """Parameters of the classification (docs/rules.md §13; all 確度 P, shown in the notebook).
+    """Parameters of the classification (docs/rules.md §14; all 確度 P, shown in the notebook).
 
     `lookback_months`: claims window ending at the fiscal-year end (March) — 12 = the fiscal year.
     `history_years`: past fiscal years looked at for 不定期／連続未受診 (2 → with this year, the
@@ -104,7 +104,7 @@ def _in_area(py: pd.DataFrame, area_code) -> np.ndarray:
 
 def _history(py: pd.DataFrame, fy: int, years: int) -> pd.DataFrame:
     """Per person × municipality: past 対象者 years, past participation, last participation fy and
-    past 受診勧奨判定値／特定保健指導対象 in fy − years … fy − 1 (same 保険者, docs/rules.md §13.3)."""
+    past 受診勧奨判定値／特定保健指導対象 in fy − years … fy − 1 (same 保険者, docs/rules.md §14.3)."""
     fys = py["fy"].to_numpy()
     past = (fys >= fy - years) & (fys < fy)
     tgt = hotei.target(py)
@@ -131,7 +131,7 @@ def history_years_available(fiscal_years, fy: int, years: int) -> int:
 
 def classify(py: pd.DataFrame, claims: pd.DataFrame | None, fy: int,
              params: NonparticipantParams = NonparticipantParams(), area_code: str | None = None) -> pd.DataFrame:
-    """One row per 法定報告 対象者 of `fy` in the area (docs/rules.md §13): person_id, muni_code,
+    """One row per 法定報告 対象者 of `fy` in the area (docs/rules.md §14): person_id, muni_code,
     district_code, sex, age, age_band, participated, care (受診 / one of `CARE_SEGMENTS`),
     history (NaN for participants, else one of `HISTORY`), the lifestyle flags (any month of the
     look-back), last_claim_ym, last_kenshin_fy (Int64), past_referral, past_guidance."""
@@ -141,7 +141,7 @@ def classify(py: pd.DataFrame, claims: pd.DataFrame | None, fy: int,
     t["person_id"] = t["person_id"].astype("str")
     t["muni_code"] = t["muni_code"].astype("str")
     t["participated"] = hotei.evaluable(py)[rows]
-    # medical-care use in the look-back (docs/rules.md §13.2)
+    # medical-care use in the look-back (docs/rules.md §14.2)
     if claims is not None and len(claims):
         w = programs.claims_in_window(claims, programs.fy_end_ym(fy), params.lookback_months)
         w = w.rename(columns={"last_ym": "last_claim_ym"})
@@ -156,7 +156,7 @@ def classify(py: pd.DataFrame, claims: pd.DataFrame | None, fy: int,
     any_care = t["medical"].to_numpy() | t["dental"].to_numpy()
     t["care"] = np.select([t["participated"].to_numpy(), lifestyle, any_care],
                           [PARTICIPANT, SEG_TREATED, SEG_OTHER_CARE], default=SEG_NO_CARE)
-    # participation history at the same 保険者 (docs/rules.md §13.3)
+    # participation history at the same 保険者 (docs/rules.md §14.3)
     h = _history(py, fy, int(params.history_years))
     t = t.merge(h, on=["person_id", "muni_code"], how="left")
     t["past_target_years"] = t["past_target_years"].fillna(0).astype(np.int64)
@@ -244,7 +244,7 @@ def composition_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# gap to the target and what-if (docs/rules.md §13.5)
+# gap to the target and what-if (docs/rules.md §14.5)
 
 
 def _area_names(codes: pd.Series, municipalities: pd.DataFrame | None) -> np.ndarray:
@@ -258,7 +258,7 @@ def _area_names(codes: pd.Series, municipalities: pd.DataFrame | None) -> np.nda
 
 def needed_for_target(target, examinees, target_rate: float) -> np.ndarray:
     """Additional examinees needed to reach `target_rate` %: max(0, ⌈target × rate / 100⌉ −
-    examinees) (docs/rules.md §13.5). Integer arithmetic on the rate in hundredths of a percent, so
+    examinees) (docs/rules.md §14.5). Integer arithmetic on the rate in hundredths of a percent, so
     60 % of 1,000 is exactly 600."""
     t = np.asarray(target, dtype=np.int64)
     e = np.asarray(examinees, dtype=np.int64)
@@ -272,7 +272,7 @@ def whatif_table(frames: pd.DataFrame, shares: dict[str, float], target_rate: fl
     """Per municipality and the whole (計): 対象者, 受診者, current rate with Wilson interval, the
     persons needed for `target_rate`, each care segment's count and the examinees it would add if
     its share `shares[segment]` (0–1) took the 健診, the what-if rate and what is still missing
-    (docs/rules.md §13.5). `frames`: the classify() rows of all municipalities."""
+    (docs/rules.md §14.5). `frames`: the classify() rows of all municipalities."""
     for seg, s in shares.items():
         if seg not in CARE_COLUMNS:
             raise ParameterError(f"仮定の割合の区分「{seg}」は {list(CARE_COLUMNS)} のいずれかで指定してください")
@@ -337,7 +337,7 @@ def whatif_summary(table: pd.DataFrame, area_code: str, shares: dict[str, float]
 
 
 # ---------------------------------------------------------------------------------------------
-# comparison across municipalities and trends (docs/rules.md §13.6)
+# comparison across municipalities and trends (docs/rules.md §14.6)
 
 #: indicator id -> (label, numerator selector, polarity)
 COMPARISON_INDICATORS = {
@@ -468,7 +468,7 @@ def whatif_explorer(frames: pd.DataFrame, area_code: str | None, shares: dict[st
 
 
 # ---------------------------------------------------------------------------------------------
-# priority lists (confidential; docs/rules.md §13.4)
+# priority lists (confidential; docs/rules.md §14.4)
 
 PRIORITY_RULES = (
     (1, "健診も医療も利用なし、過去の健診で受診勧奨判定値または特定保健指導の対象"),
@@ -480,7 +480,7 @@ PRIORITY_RULES = (
 
 def reminder_list(frame: pd.DataFrame, districts: pd.DataFrame | None = None) -> pd.DataFrame:
     """受診勧奨 list (person-level: confidential/ only): non-participants in segment (c) or
-    不定期受診者, ranked by `PRIORITY_RULES` (docs/rules.md §13.4), one row per person laid out for a
+    不定期受診者, ranked by `PRIORITY_RULES` (docs/rules.md §14.4), one row per person laid out for a
     mail merge: 優先順位, 理由, 被保険者番号, 性別, 年齢, 地区, 利用状況, 受診歴, 最後の受診年度,
     最後のレセプト月, 過去の受診勧奨判定値, 過去の特定保健指導対象."""
     f = frame[~frame["participated"].to_numpy(dtype=bool)]
@@ -504,7 +504,7 @@ def reminder_list(frame: pd.DataFrame, districts: pd.DataFrame | None = None) ->
 
 def data_receipt_list(frame: pd.DataFrame, districts: pd.DataFrame | None = None) -> pd.DataFrame:
     """かかりつけ医からの検査データ受領（みなし健診）の候補 (confidential/ only): non-participants
-    of segment (a), 連続未受診者 first (docs/rules.md §13.4): 被保険者番号, 性別, 年齢, 地区, 治療中の
+    of segment (a), 連続未受診者 first (docs/rules.md §14.4): 被保険者番号, 性別, 年齢, 地区, 治療中の
     生活習慣病, 最後のレセプト月, 受診歴, 最後の受診年度."""
     f = frame[frame["care"].to_numpy() == SEG_TREATED]
     diseases = np.full(len(f), "", dtype=object)

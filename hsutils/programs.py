@@ -300,7 +300,7 @@ def claims_in_window(claims: pd.DataFrame, end_ym: int, months: int) -> pd.DataF
     One row per person with at least one claims row in the window: `person_id`, `medical`,
     `dental` (markers of the module docstring), one bool column per `CLAIM_FLAGS` (any month of
     the window) and `last_ym` (Int64, last month with a claims row in the window). Persons
-    without a row in the window are absent (no claims use). docs/rules.md §13.2.
+    without a row in the window are absent (no claims use). docs/rules.md §14.2.
     """
     if int(months) < 1:
         raise ParameterError(f"レセプトの判定期間（月数）は1以上で指定してください（指定値: {months}）")

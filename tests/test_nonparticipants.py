@@ -1,4 +1,4 @@
-"""健診未受診者の分類 (hsutils.nonparticipants, docs/rules.md §13) on hand-built fixtures.
+"""健診未受診者の分類 (hsutils.nonparticipants, docs/rules.md §14) on hand-built fixtures.
 
 Each test states the hand-worked expected value. Fiscal year 2024 = 202404–202503.
 """
@@ -58,7 +58,7 @@ def test_care_segments_at_the_lookback_boundaries():
         claim("after", 202504, diabetes=True),       # next fiscal year: out
         claim("dm", 202409, diabetes=True),
         claim("other", 202410),                      # a claim without lifestyle disease
-        claim("dental", 202411, dental_only=True),   # dental only counts as care use (§13.2)
+        claim("dental", 202411, dental_only=True),   # dental only counts as care use (§14.2)
         claim("ex2", 202410, diabetes=True),         # a participant stays 受診 whatever the claims
     ])
     f = npt.classify(py, claims, FY).set_index("person_id")["care"]
