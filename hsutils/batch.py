@@ -229,19 +229,21 @@ class RunTask:
 
 
 def plan_tasks(p: hparams.RunParams, cache_dir: Path) -> list[RunTask]:
-    """Prefecture-level notebooks once (muni_code = the prefecture), municipal ones × municipalities."""
+    """Prefecture-level notebooks once (muni_code = the prefecture), municipal ones × municipalities,
+    "both" notebooks for the prefecture and each municipality (each task has level pref or muni)."""
     run_dir = p.run_dir
     tasks: list[RunTask] = []
     for spec in p.notebooks:
-        areas = ([(p.pref_code5, p.pref_name)] if spec.level == "pref"
-                 else list(p.municipalities.items()))
+        areas = (([(p.pref_code5, p.pref_name)] if spec.level in ("pref", "both") else [])
+                 + (list(p.municipalities.items()) if spec.level in ("muni", "both") else []))
         for code, name in areas:
+            level = spec.level if spec.level != "both" else ("pref" if code == p.pref_code5 else "muni")
             final_dir = run_dir / f"{code}_{_safe_name(name)}" / spec.stem
             parameters = p.notebook_parameters_for(spec, muni_code=code, muni_name=name,
                                                    cache_dir=str(cache_dir), out_dir=str(final_dir))
             tasks.append(RunTask(
                 key=f"{spec.stem}/{code}", notebook_id=spec.id, notebook_stem=spec.stem,
-                notebook_title=spec.title, level=spec.level, notebook_path=str(p.notebook_path(spec)),
+                notebook_title=spec.title, level=level, notebook_path=str(p.notebook_path(spec)),
                 muni_code=code, muni_name=name, parameters=parameters, run_dir=str(run_dir),
                 final_dir=str(final_dir), log_path=str(run_dir / "logs" / f"{spec.stem}_{code}.log"),
                 timeout_seconds=p.timeout_seconds, kernel_start_timeout=p.kernel_start_timeout,
@@ -1061,17 +1063,19 @@ def run_one(notebook: str, muni: str | None = None, params: Path | None = None, 
         raw["out_dir"] = Path(out).resolve()
     spec = hparams.resolve_notebook(notebook, Path.cwd())
     raw["notebooks"] = [spec.file if Path(spec.file).is_absolute() else spec.id]
-    if spec.level == "muni":
-        if muni is None:
-            raise ParameterError("市町村別のノートブックです。--muni で市町村コードを指定してください（例: --muni 17201）。")
+    if spec.level == "muni" and muni is None:
+        raise ParameterError("市町村別のノートブックです。--muni で市町村コードを指定してください（例: --muni 17201）。")
+    if spec.level in ("muni", "both") and muni is not None:
         raw["municipalities"] = [muni]
     p = hparams.validate(raw, Path(params) if params else None)
     p.run_dir.mkdir(parents=True, exist_ok=True)
+    # a "both" notebook runs for the municipality given, or for the prefecture without --muni
+    level = None if spec.level != "both" else ("muni" if muni is not None else "pref")
     with RunLock(p.run_dir):
-        return _run_one_locked(p, prepare)
+        return _run_one_locked(p, prepare, level)
 
 
-def _run_one_locked(p: hparams.RunParams, prepare: Callable | None) -> int:
+def _run_one_locked(p: hparams.RunParams, prepare: Callable | None, level: str | None = None) -> int:
     run_dir = p.run_dir
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     _make_private(run_dir / CACHE_SUBDIR.parts[0])
@@ -1080,7 +1084,7 @@ def _run_one_locked(p: hparams.RunParams, prepare: Callable | None) -> int:
     cache_key = _cache_key(p, data_hash, library_hash)
     info = prepare_shared(p, manifest, cache_key, prepare=prepare, reuse=True)
     manifest["prepare"] = info
-    (task,) = plan_tasks(p, run_dir / CACHE_SUBDIR)
+    (task,) = [t for t in plan_tasks(p, run_dir / CACHE_SUBDIR) if level is None or t.level == level]
     task.resume_key = _resume_key(task, data_hash, library_hash, p.column_map)
     manifest["runs"][task.key] = _entry_for(task, "pending")
     _write_state(run_dir, manifest, None, p.run_name)

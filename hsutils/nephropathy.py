@@ -737,11 +737,12 @@ def funnel_frame(prepared, indicator_id: str, fy: int) -> tuple[pd.DataFrame, fl
 
 @plots.styled
 def funnel_figure(df: pd.DataFrame, target: float, title: str, footer: str, highlight: str | None = None,
-                  y_label: str = "割合", threshold: int = privacy.DEFAULT_THRESHOLD):
-    """Funnel plot (plots.funnel_plot, polarity lower is better) with this municipality ringed
-    and named (unless its point is suppressed)."""
+                  y_label: str = "割合", threshold: int = privacy.DEFAULT_THRESHOLD, polarity="lower_better",
+                  x_label: str | None = None):
+    """Funnel plot (plots.funnel_plot, polarity lower is better by default) with this
+    municipality ringed and named (unless its point is suppressed). Also used by notebook 08."""
     fig = plots.funnel_plot(df, value_col="rate", denom_col="denominator", target=target, title=title, footer=footer,
-                            label_col="area_name", count_col="numerator", polarity="lower_better",
+                            label_col="area_name", count_col="numerator", polarity=polarity, x_label=x_label,
                             y_label=y_label, target_label="県全体", suppress_threshold=threshold).figure
     if highlight:
         row = df[df["area_code"] == str(highlight)]

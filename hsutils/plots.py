@@ -62,7 +62,7 @@ __all__ = [
     "significance_colour",
     "significance_colours", "suppression_note", "class_breaks", "conf_label",
     "choropleth", "funnel_plot", "ranked_bar", "trend_chart", "ckd_heatmap", "population_pyramid",
-    "pyramid_small_multiples", "stacked_bars", "flow_chart", "spine_chart", "heat_table",
+    "pyramid_small_multiples", "stacked_bars", "target_gap_bars", "flow_chart", "spine_chart", "heat_table",
     "upset_chart",
 ]
 
@@ -1299,8 +1299,9 @@ def stacked_bars(df: pd.DataFrame, *, area_col: str, category_col: str, count_co
     d[count_col] = pd.to_numeric(d[count_col], errors="coerce").astype(float)
     areas = list(pd.unique(d[area_col]))
     cats = list(category_order) if category_order is not None else list(pd.unique(d[category_col]))
-    table = d.pivot_table(index=area_col, columns=category_col, values=count_col, aggfunc="sum",
-                          dropna=False).reindex(index=areas, columns=cats)
+    # sum(min_count=1): a cell hidden upstream (NaN) stays NaN (hidden), it does not become 0
+    table = d.groupby([area_col, category_col], sort=False)[count_col].sum(min_count=1).unstack().reindex(
+        index=areas, columns=cats)
     raw = table.to_numpy(float)
     absent = np.isnan(raw) & ~d.groupby([area_col, category_col]).size().unstack().reindex(
         index=areas, columns=cats).notna().to_numpy()
@@ -1350,6 +1351,59 @@ def stacked_bars(df: pd.DataFrame, *, area_col: str, category_col: str, count_co
         notes.append(suppression_note(suppress_threshold)
                      + "。非表示の区分は割合の分母からも除外" if normalize
                      else suppression_note(suppress_threshold))
+    return _finish_chart(fig, ax, own, title, footer, notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gap to a target rate (current value + what-if contributions)
+# ---------------------------------------------------------------------------------------------
+@styled
+def target_gap_bars(df: pd.DataFrame, *, label_col: str, base_col: str, added_cols: Mapping[str, str],
+                    target: float, title: str, footer: str, count_col: str | None = None,
+                    denom_col: str | None = None, highlight: Sequence | None = None,
+                    suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None,
+                    size="slide") -> Axes:
+    """Horizontal bars in percent: the current value (`base_col`, dark) with, stacked on it, the
+    what-if contributions (`added_cols`: legend label -> column, percentage points), and a vertical
+    line at `target` (e.g. the 第4期 target 60 %). Rows whose `count_col` or `denom_col` is 1–9 (or
+    NaN, suppressed) are shown as "‐" without bar (docs/rules.md §9). `highlight`: labels drawn
+    in the accent colour (the municipality of the report). Rows keep the order of df.
+    """
+    d = df.reset_index(drop=True)
+    hidden = _row_hidden(d, count_col, suppress_threshold) | _row_hidden(d, denom_col, suppress_threshold)
+    base = pd.to_numeric(d[base_col], errors="coerce").to_numpy(float)
+    hidden |= np.isnan(base)
+    fig, ax, own = _axes(ax, size)
+    ys = np.arange(len(d))
+    base_shown = np.where(hidden, 0.0, base)
+    ax.barh(ys, base_shown, color=OKABE_ITO["blue"], height=0.7, label="現在の受診率", gid="gap_base")
+    left = base_shown.copy()
+    palette = [OKABE_ITO["sky_blue"], OKABE_ITO["bluish_green"], OKABE_ITO["orange"], OKABE_ITO["reddish_purple"]]
+    for k, (label, col) in enumerate(added_cols.items()):  # a few what-if parts
+        w = np.nan_to_num(pd.to_numeric(d[col], errors="coerce").to_numpy(float))
+        w = np.where(hidden, 0.0, w)
+        ax.barh(ys, w, left=left, color=palette[k % len(palette)], height=0.7, label=str(label),
+                edgecolor="white", linewidth=0.5, gid="gap_added")
+        left = left + w
+    label_x = float(np.nanmax(np.r_[left, float(target)])) + 1.5  # one column, clear of bars and target line
+    for i in range(len(d)):  # one label per area
+        text = SUPPRESSION_MARK if hidden[i] else f"{base[i]:.1f}→{left[i]:.1f}%"
+        ax.text(label_x, ys[i], text, ha="left", va="center", fontsize=7, color="#333333")
+    ax.axvline(float(target), color=OKABE_ITO["vermillion"], linestyle="--", linewidth=1.2,
+               label=f"目標 {float(target):g}%")
+    labels = [str(v) for v in d[label_col]]
+    ax.set_yticks(ys, labels)
+    marked = set(str(h) for h in (highlight or ()))
+    for tick, label in zip(ax.get_yticklabels(), labels):
+        if label in marked:
+            tick.set_color(OKABE_ITO["vermillion"])
+    ax.set_ylim(len(d) - 0.4, -0.6)
+    ax.tick_params(axis="y", length=0)
+    ax.set_xlim(0, max(100.0, float(np.nanmax(np.r_[left, target])) + 12))
+    ax.xaxis.set_major_formatter(PercentFormatter(100, decimals=0))
+    ax.set_xlabel("対象者に占める割合")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(len(added_cols) + 2, 5), fontsize=7)
+    notes = [suppression_note(suppress_threshold)] if hidden.any() else []
     return _finish_chart(fig, ax, own, title, footer, notes)
 
 

@@ -293,6 +293,29 @@ def claims_person_year(claims: pd.DataFrame, fys: Iterable[int]) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True)
 
 
+def claims_in_window(claims: pd.DataFrame, end_ym: int, months: int) -> pd.DataFrame:
+    """Claims use per person in the `months` months ending at `end_ym` inclusive (window
+    convention of the module docstring: end 202503 and 12 months is 202404–202503).
+
+    One row per person with at least one claims row in the window: `person_id`, `medical`,
+    `dental` (markers of the module docstring), one bool column per `CLAIM_FLAGS` (any month of
+    the window) and `last_ym` (Int64, last month with a claims row in the window). Persons
+    without a row in the window are absent (no claims use). docs/rules.md §14.2.
+    """
+    if int(months) < 1:
+        raise ParameterError(f"レセプトの判定期間（月数）は1以上で指定してください（指定値: {months}）")
+    cl = _prepare_claims(claims)
+    c = cl.frame
+    end = month_index(int(end_ym))
+    w = c[(c["mi"].to_numpy() <= end) & (c["mi"].to_numpy() > end - int(months))]
+    present = _any_per_person(cl, w)
+    out = pd.DataFrame({"person_id": pd.Series(cl.persons[present], dtype="str")})
+    for col in ("medical", "dental") + CLAIM_FLAGS:
+        out[col] = _any_per_person(cl, w, w[col])[present]
+    out["last_ym"] = pd.array(np.round(_max_per_person(cl, w, "ym")[present]), dtype="Int64")
+    return out
+
+
 def _claims_on_rows(cl: _Claims, pid: pd.Series, fy: int) -> dict[str, np.ndarray]:
     """claims_person_year columns for `fy` aligned to person ids (no claims -> False / NaN)."""
     idx = cl.codes_of(pid)

@@ -323,10 +323,22 @@ def test_demo_yaml_is_valid_structure():
 def test_notebooks_all_means_installed_ones_and_explicit_missing_is_an_error(project):
     p = _validate(project, notebooks="all")
     assert [s.id for s in p.notebooks] == ["01", "02"]
-    assert p.missing_notebooks == ["03_ikkatsu.ipynb", "04_nephropathy.ipynb", "05_evaluation.ipynb",
-                                   "09_support_record.ipynb"]
+    # every registered notebook but the two the fixture installs (the registry grows: 08 …)
+    assert p.missing_notebooks == [s.file for s in params.NOTEBOOKS.values() if s.id not in ("01", "02")]
+    assert p.missing_notebooks[:3] == ["03_ikkatsu.ipynb", "04_nephropathy.ipynb", "05_evaluation.ipynb"]
     with pytest.raises(ParameterError, match="03_ikkatsu.ipynb が見つかりません"):
         _validate(project, notebooks=["02", "03"])
+
+
+def test_plan_runs_a_both_level_notebook_for_the_prefecture_and_each_municipality(project):
+    root, _ = project
+    _notebook(root / "nbs" / "08_nonparticipants.ipynb", MUNI_BODY)
+    p = _validate(project, notebooks=["08"])
+    assert p.notebooks[0].level == "both"
+    tasks = batch.plan_tasks(p, root / batch.CACHE_SUBDIR)
+    assert [t.key for t in tasks] == ["08_nonparticipants/17000", "08_nonparticipants/17201",
+                                      "08_nonparticipants/17202", "08_nonparticipants/17203"]
+    assert [t.level for t in tasks] == ["pref", "muni", "muni", "muni"]
 
 
 def test_plan_runs_prefecture_notebook_once_and_municipal_per_municipality(project):
