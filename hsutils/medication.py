@@ -193,48 +193,127 @@ def _runs(frame: pd.DataFrame, group_cols: list[str]) -> pd.Series:
     return pd.Series(pos, index=f.index).reindex(frame.index)
 
 
+def _unique_counts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique values, counts) of an int64 array (a sort; numpy's hash-based unique is
+    slower on large arrays)."""
+    s = np.sort(np.asarray(x, dtype=np.int64))
+    if len(s) == 0:
+        return s, np.zeros(0, np.int64)
+    new = np.r_[True, s[1:] != s[:-1]]
+    starts = np.flatnonzero(new)
+    return s[starts], np.diff(np.r_[starts, len(s)])
+
+
+def _first_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique values, index of each value's first row)."""
+    first = pd.Series(x).drop_duplicates()
+    order = np.argsort(first.to_numpy(), kind="stable")
+    return first.to_numpy()[order], first.index.to_numpy()[order]
+
+
+def _distinct_per(key: np.ndarray, val: np.ndarray, n_val: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique keys, number of distinct `val` per key) for int64 arrays."""
+    pair = pd.unique(key * max(n_val, 1) + val)
+    return _unique_counts(pair // max(n_val, 1))
+
+
+def _lookup_counts(keys: np.ndarray, found: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Counts of `found` (keys, counts) for `keys` (0 where absent)."""
+    k, n = found
+    pos = np.searchsorted(k, keys)
+    pos = np.minimum(pos, max(len(k) - 1, 0))
+    hit = (len(k) > 0) & (k[pos] == keys) if len(k) else np.zeros(len(keys), bool)
+    return np.where(hit, n[pos] if len(k) else 0, 0).astype(np.int64)
+
+
 def monthly_counts(prescriptions: pd.DataFrame, p: MedicationParams) -> pd.DataFrame:
     """One row per person × month with a counted prescription or a hypnotic:
     person_id, muni_code, ym, n_drugs, n_prescribers, n_dup_classes (薬効分類 from ≥
     `duplicate_institutions`), kdb_duplicate (§10.3), n_hypnotics, dup_established (the month
-    completes a run of `duplicate_months`), hypnotic_long (completes `long_hypnotic_months`)."""
-    keys = ["person_id", "ym"]
-    c = counted_prescriptions(prescriptions, p)
-    m = c.groupby(keys, sort=True).agg(muni_code=("muni_code", "first"), n_drugs=("drug_key", "nunique"),
-                                       n_prescribers=("prescriber_code", "nunique"))
-    cls = c.groupby([*keys, "class_key"], sort=True)["prescriber_code"].nunique().rename("n_inst").reset_index()
-    # hypnotics: any 剤形 (docs/claims_rules.md §6.2)
-    yj = prescriptions["yj_code"].astype("string").fillna("")
-    hyp_mask = np.zeros(len(prescriptions), bool)
+    completes a run of `duplicate_months`), hypnotic_long (completes `long_hypnotic_months`).
+
+    Works on integer codes (persons, drugs, institutions factorised once; the rules of §10.1 and
+    §10.4 are applied to the distinct drugs, not to every row), so a prefecture's prescriptions
+    take a second or two."""
+    rx = prescriptions
+    cols = ["person_id", "muni_code", "ym", "n_drugs", "n_prescribers", "n_dup_classes", "kdb_duplicate",
+            "n_hypnotics", "mi", "dup_established", "hypnotic_long"]
+    if len(rx) == 0:
+        out = pd.DataFrame({c: pd.Series(dtype=object if c in ("person_id", "muni_code") else np.int64) for c in cols})
+        out.attrs["duplicate_classes"] = pd.DataFrame(columns=["person_id", "ym", "class_key", "mi", "pos"])
+        return out
+    pid, pid_u = pd.factorize(rx["person_id"])
+    mi = month_index(rx["ym"].to_numpy(np.int64))
+    base, span = int(mi.min()), int(mi.max() - mi.min() + 1)
+    pm = pid.astype(np.int64) * span + (mi - base)                      # person-month key
+    # the drugs: one row per 医薬品コード (its YJ is fixed by the master)
+    dcode, d_u = pd.factorize(rx["drug_code"])
+    first = _first_rows(dcode)[1]
+    drugs = pd.DataFrame({"drug_code": pd.Series(d_u).astype(str).to_numpy(),
+                          "yj": rx["yj_code"].iloc[first].to_numpy(),
+                          "efficacy": rx["efficacy_class"].iloc[first].astype("string").fillna("").to_numpy()})
+    drugs["ingredient"] = claims_rules.drug_ingredient(drugs["yj"], drugs["drug_code"]).to_numpy()
+    drugs["class_key"] = np.where(drugs["efficacy"] != "", drugs["efficacy"], "code:" + drugs["drug_code"])
+    key = drugs["ingredient"] if p.count_by == "ingredient" else drugs["class_key"]
+    drug_key = pd.factorize(key)[0][dcode]
+    class_codes, class_u = pd.factorize(drugs["class_key"])
+    cls = class_codes[dcode].astype(np.int64)
+    ing_all = pd.factorize(drugs["ingredient"])[0][dcode].astype(np.int64)
+    yj_u = drugs["yj"].astype("string").fillna("")
+    hyp_drug = np.zeros(len(drugs), bool)
     for pre in p.hypnotics:
-        hyp_mask |= yj.str.startswith(pre).to_numpy()
-    h = prescriptions.loc[hyp_mask, ["person_id", "muni_code", "ym", "yj_code", "drug_code"]].copy()
-    h["ym"] = h["ym"].astype(np.int64)
-    h["ing"] = claims_rules.drug_ingredient(h["yj_code"], h["drug_code"]).to_numpy()
-    hm = h.groupby(keys, sort=True).agg(muni_code=("muni_code", "first"), n_hypnotics=("ing", "nunique"))
-    idx = m.index.union(hm.index)
-    out = pd.DataFrame(index=idx)
-    out["muni_code"] = m["muni_code"].reindex(idx).fillna(hm["muni_code"].reindex(idx))
-    for col in ("n_drugs", "n_prescribers"):
-        out[col] = m[col].reindex(idx).fillna(0).astype(np.int64)
-    count_ge = lambda k: cls[cls["n_inst"] >= k].groupby(keys).size().reindex(idx).fillna(0).astype(np.int64)  # noqa: E731
-    out["n_dup_classes"] = count_ge(p.duplicate_institutions)
-    out["kdb_duplicate"] = (count_ge(3) >= 1) | (count_ge(2) >= 2)
-    out["n_hypnotics"] = hm["n_hypnotics"].reindex(idx).fillna(0).astype(np.int64)
-    out = out.reset_index()
+        hyp_drug |= yj_u.str.startswith(pre).to_numpy(dtype=bool)
+    hyp = hyp_drug[dcode]
+    keep = _counted_mask(rx, p)
+    presc, presc_u = pd.factorize(rx["prescriber_code"])
+    presc = presc.astype(np.int64)
+    n_drug_keys, n_presc, n_cls, n_ing = int(drug_key.max()) + 1, len(presc_u), len(class_u), int(ing_all.max()) + 1
+    drugs_pm = _distinct_per(pm[keep], drug_key[keep].astype(np.int64), n_drug_keys)
+    presc_pm = _distinct_per(pm[keep], presc[keep], n_presc)
+    pmc = pm[keep] * n_cls + cls[keep]                                 # person-month × 薬効分類
+    inst_k, inst_n = _distinct_per(pmc, presc[keep], n_presc)
+    hyp_pm = _distinct_per(pm[hyp], ing_all[hyp], n_ing)
+    keys = np.sort(pd.unique(np.r_[drugs_pm[0], hyp_pm[0]]))
+    first_row = _first_rows(pm)
+    muni = rx["muni_code"].iloc[first_row[1][np.searchsorted(first_row[0], keys)]].to_numpy()
+    out = pd.DataFrame({"person_id": pd.Series(pid_u).astype(str).to_numpy()[keys // span],
+                        "muni_code": pd.Series(muni).astype(str).to_numpy(),
+                        "ym": ym_of(keys % span + base)})
+    out["n_drugs"] = _lookup_counts(keys, drugs_pm)
+    out["n_prescribers"] = _lookup_counts(keys, presc_pm)
+    ge = lambda k: _unique_counts(inst_k[inst_n >= k] // n_cls)  # noqa: E731
+    out["n_dup_classes"] = _lookup_counts(keys, ge(p.duplicate_institutions))
+    out["kdb_duplicate"] = (_lookup_counts(keys, ge(3)) >= 1) | (_lookup_counts(keys, ge(2)) >= 2)
+    out["n_hypnotics"] = _lookup_counts(keys, hyp_pm)
     out["mi"] = month_index(out["ym"])
     # 重複 runs per person × 薬効分類
-    dup = cls.loc[cls["n_inst"] >= p.duplicate_institutions, [*keys, "class_key"]].copy()
+    dk = inst_k[inst_n >= p.duplicate_institutions]
+    dkey = dk // n_cls
+    dup = pd.DataFrame({"person_id": pd.Series(pid_u).astype(str).to_numpy()[dkey // span],
+                        "ym": ym_of(dkey % span + base), "class_key": np.asarray(class_u, dtype=object)[dk % n_cls]})
     dup["mi"] = month_index(dup["ym"])
     dup["pos"] = _runs(dup, ["person_id", "class_key"])
-    est = dup[dup["pos"] >= p.duplicate_months].groupby(keys).size()
-    out["dup_established"] = _isin(out, est.index, keys)
-    hy = out.loc[out["n_hypnotics"] > 0, ["person_id", "mi", "ym"]].copy()
+    est = dkey[(dup["pos"] >= p.duplicate_months).to_numpy()]
+    out["dup_established"] = np.isin(keys, est)
+    hy = pd.DataFrame({"person_id": keys[out["n_hypnotics"].to_numpy() > 0] // span,
+                       "mi": keys[out["n_hypnotics"].to_numpy() > 0] % span})
     hy["pos"] = _runs(hy, ["person_id"])
-    long_idx = hy.loc[hy["pos"] >= p.long_hypnotic_months].set_index(keys).index
-    out["hypnotic_long"] = _isin(out, long_idx, keys)
+    long_keys = (hy["person_id"] * span + hy["mi"]).to_numpy()[(hy["pos"] >= p.long_hypnotic_months).to_numpy()]
+    out["hypnotic_long"] = np.isin(keys, long_keys)
     out.attrs["duplicate_classes"] = dup  # person × month × 薬効分類 with its run position
-    return out
+    return out[cols]
+
+
+def _counted_mask(rx: pd.DataFrame, p: MedicationParams) -> np.ndarray:
+    """Rows of `prescriptions` that count as drugs (§10.1)."""
+    form_c, form_u = pd.factorize(rx["form"])
+    keep = np.isin(np.asarray(form_u, dtype=object), list(p.forms))[form_c] & (form_c >= 0)
+    if p.exclude_efficacy:
+        eff_c, eff_u = pd.factorize(rx["efficacy_class"])
+        keep &= ~(np.isin(np.asarray(eff_u, dtype=object), list(p.exclude_efficacy))[eff_c] & (eff_c >= 0))
+    if p.min_days:
+        keep &= pd.to_numeric(rx["days"], errors="coerce").fillna(0).to_numpy() >= p.min_days
+    return keep
 
 
 def _isin(frame: pd.DataFrame, index: pd.Index, keys: list[str]) -> np.ndarray:
@@ -335,9 +414,34 @@ def summary_counts(f: pd.DataFrame, by: str, flags=tuple(FLAG_LABELS)) -> pd.Dat
     return t
 
 
-def summary_relations(by: str) -> list:
-    """Suppression relations of `summary_counts`: every count column sums to its 計 row."""
-    return [privacy.Margin(part_col=by, total="計")]
+NO_PRESCRIPTIONS_NOTE = (
+    "処方の明細（prescriptions 表）がないため、多剤だけを示します。重複（同じ薬効を複数の医療機関から）と睡眠薬の"
+    "併用・長期処方は、どの薬をどの医療機関が処方したかがわからないと判定できません。処方の明細は、レセプト電算ファイル"
+    "（.UKE）をデータフォルダに置くと作られます（docs/claims_rules.md §5）。多剤は月ごとの処方薬剤数（claims_monthly の"
+    "n_drugs）から判定しています。")
+SUMMARY_AXES = {"保険": "insurance", "年齢階級": "age_band", "性別": "sex"}
+
+
+def available_flags(has_prescriptions: bool) -> tuple[str, ...]:
+    """The flags that can be judged: all with `prescriptions`, 多剤 alone without."""
+    return tuple(FLAG_LABELS) if has_prescriptions else ("polypharmacy",)
+
+
+def summary_table(f: pd.DataFrame, flags=tuple(FLAG_LABELS), axes=SUMMARY_AXES) -> pd.DataFrame:
+    """Committee table: for each axis (保険, 年齢階級, 性別) and category, persons enrolled
+    (denominator) and persons with each flag, with a 計 row per axis; rates (%) alongside."""
+    g = f.assign(sex=f["sex"].map({1: "男", 2: "女"}).fillna(f["sex"].astype(str)))
+    parts = []
+    for axis, col in axes.items():  # three axes
+        t = summary_counts(g, col, flags).rename(columns={col: "category"})
+        t.insert(0, "axis", axis)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+def summary_table_relations() -> list:
+    """Within each axis, the 計 row is the sum of the categories."""
+    return [privacy.Margin(part_col="category", total="計", by=("axis",))]
 
 
 def summary_derived(flags=tuple(FLAG_LABELS)) -> dict:
@@ -682,3 +786,63 @@ def before_after_figure(summary: pd.DataFrame, title: str, footer: str, *,
     if hidden_any:
         notes.append(plots.suppression_note(suppress_threshold))
     return plots._finish(fig, title, footer, notes)
+
+
+@plots.styled
+def age_profile_figure(table: pd.DataFrame, flags, title: str, footer: str, *,
+                       suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
+    """Share (%) of persons with each flag by age band (rows of `summary_table` with axis
+    年齢階級, already masked: NaN = suppressed), one line per flag, with 95 % Wilson intervals."""
+    fig = plots._new_figure("slide")
+    ax = fig.add_subplot()
+    t = table[(table["axis"] == "年齢階級") & (table["category"] != "計")]
+    x = np.arange(len(t))
+    colours = [plots.OKABE_ITO[c] for c in ("orange", "blue", "bluish_green", "vermillion")]
+    hidden_any = False
+    for fl, colour in zip(flags, colours):  # up to four flags
+        num = pd.to_numeric(t[fl], errors="coerce").to_numpy(float)
+        den = pd.to_numeric(t["denominator"], errors="coerce").to_numpy(float)
+        hidden = ~np.isfinite(num) | ~np.isfinite(den) | ((num > 0) & (num < suppress_threshold))
+        hidden_any |= bool(hidden.any())
+        v, lo, hi = (np.asarray(a, float) * 100 for a in stats.proportion_ci(np.nan_to_num(num), np.nan_to_num(den))[:3])
+        v, lo, hi = (np.where(hidden, np.nan, a) for a in (v, lo, hi))
+        ax.plot(x, v, marker="o", color=colour, lw=1.6, ms=4, label=FLAG_LABELS[fl])
+        ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0)
+    ax.set_xticks(x, t["category"].astype(str).tolist(), fontsize=8)
+    ax.set_xlabel("年齢階級")
+    ax.set_ylabel("該当者の割合（%）")
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", color="#E5E5E5", lw=0.6)
+    ax.legend(fontsize=8, frameon=False)
+    notes = ["帯は95%信頼区間（Wilson）。分母は年度の被保険者"]
+    if hidden_any:
+        notes.append(plots.suppression_note(suppress_threshold))
+    return plots._finish(fig, title, footer, notes)
+
+
+def threshold_explorer(monthly: pd.DataFrame, persons: pd.DataFrame, fy: int, params: MedicationParams,
+                       suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
+    """JupyterLab widget: a slider for the 多剤 threshold; the number of persons who would receive a
+    notice (多剤, or any flag) updates live. Small counts are shown as the suppression mark."""
+    import ipywidgets as w
+
+    ids = persons["person_id"]
+    base = with_persons(person_flags(monthly, fy, params), persons)
+    curve = threshold_counts(monthly, fy, ids, thresholds=range(1, 41)).set_index("threshold")["persons"]
+    other = base["duplicate"] | base["hypnotic_combination"] | base["hypnotic_long"]
+    slider = w.IntSlider(value=params.polypharmacy_threshold, min=1, max=40, description="多剤: 薬剤数 以上")
+    out = w.HTML()
+
+    def show(value: int) -> str:
+        return privacy.SUPPRESSION_MARK if 0 < value < suppress_threshold else f"{value:,}"
+
+    def update(change=None):
+        t = slider.value
+        n_poly = int(curve.get(t, 0))
+        n_any = int(((base["max_drugs"] >= t) | other).sum())
+        out.value = (f"<b>多剤（{t}種類以上）: {show(n_poly)}人</b>　"
+                     f"通知の対象（多剤・重複・睡眠薬のいずれか）: {show(n_any)}人")
+
+    slider.observe(update, names="value")
+    update()
+    return w.VBox([slider, out])
