@@ -376,6 +376,27 @@ def threshold_counts(monthly: pd.DataFrame, fy: int, person_ids=None, thresholds
     return pd.DataFrame({"threshold": t, "persons": counts.astype(np.int64)})
 
 
+def threshold_table(curve: pd.DataFrame) -> pd.DataFrame:
+    """Committee form of `threshold_counts`: for each threshold t the persons with ≥ t drugs
+    (kind 以上) and, but for the last, the persons with exactly t (kind ちょうど), so that the
+    suppression plan knows ≥t = exactly t + ≥t+1 (`threshold_relations`): two adjacent published
+    cumulative counts would otherwise give away a small count by subtraction."""
+    t = curve["threshold"].to_numpy(np.int64)
+    ge = curve["persons"].to_numpy(np.int64)
+    eq = ge[:-1] - ge[1:]
+    out = pd.concat([pd.DataFrame({"key": [f"ge{x}" for x in t], "threshold": t, "kind": "以上", "persons": ge}),
+                     pd.DataFrame({"key": [f"eq{x}" for x in t[:-1]], "threshold": t[:-1], "kind": "ちょうど",
+                                   "persons": eq})], ignore_index=True)
+    return out
+
+
+def threshold_relations(curve: pd.DataFrame) -> list:
+    """≥t = exactly t + ≥t+1 for consecutive thresholds of `threshold_table`."""
+    t = curve["threshold"].to_numpy(np.int64)
+    groups = tuple((f"ge{a}", (f"eq{a}", f"ge{b}")) for a, b in zip(t[:-1], t[1:]))
+    return [privacy.Partition("persons", "key", groups)]
+
+
 def area_persons(person_year: pd.DataFrame, muni_code: str, fy: int, insurance: str) -> pd.DataFrame:
     """person_year rows (person_id, muni_code, sex, age_band, insurance) of the area, year, insurance."""
     if insurance not in INSURANCE_CHOICES:
@@ -712,6 +733,13 @@ def flag_rates_by(monthly: pd.DataFrame, person_year: pd.DataFrame, p: Medicatio
     v, lo, hi = stats.proportion_ci(t["numerator"].to_numpy(float), t["denominator"].to_numpy(float))[:3]
     t["value"], t["lower"], t["upper"] = np.asarray(v) * 100, np.asarray(lo) * 100, np.asarray(hi) * 100
     return t
+
+
+def funnel_relations(pref_label: str, fy: int, trend_table_name: str = "trends") -> list:
+    """funnel: the municipalities of each flag add up to the prefecture row of the trends table
+    (saved before) in the analysis year."""
+    return [privacy.Link(trend_table_name, col, on=("flag",), other_rows={"fy": int(fy), "area_name": pref_label})
+            for col in ("numerator", "denominator")]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -323,7 +323,8 @@ def test_demo_yaml_is_valid_structure():
 def test_notebooks_all_means_installed_ones_and_explicit_missing_is_an_error(project):
     p = _validate(project, notebooks="all")
     assert [s.id for s in p.notebooks] == ["01", "02"]
-    assert p.missing_notebooks == ["03_ikkatsu.ipynb", "04_nephropathy.ipynb", "05_evaluation.ipynb"]
+    assert p.missing_notebooks == ["03_ikkatsu.ipynb", "04_nephropathy.ipynb", "05_evaluation.ipynb",
+                                   "07_medication.ipynb"]
     with pytest.raises(ParameterError, match="03_ikkatsu.ipynb が見つかりません"):
         _validate(project, notebooks=["02", "03"])
 
