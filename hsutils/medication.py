@@ -615,25 +615,43 @@ def read_notifications(path, known_person_ids=None) -> tuple[pd.DataFrame, pd.Da
     return notices, excl
 
 
-def demo_notifications(notice: pd.DataFrame, fy: int) -> pd.DataFrame:
-    """For the demo only (no user file): every second person of the notice list was 'notified' on
-    1 October of `fy` (fictitious records; the demo has no planted effect)."""
-    ids = notice["被保険者番号"].astype(str).sort_values().iloc[::2]
+def demo_notifications(flagged_ids, fy: int) -> pd.DataFrame:
+    """For the demo only (no user file): every second flagged person (by 被保険者番号) was
+    'notified' on 1 October of `fy` (fictitious records; the demo has no planted effect)."""
+    ids = pd.Series(list(flagged_ids), dtype=str).sort_values().iloc[::2]
     date = pd.Timestamp(int(fy), 10, 1)
     return pd.DataFrame({"person_id": ids.to_numpy(), "notice_date": date.date(),
                          "notice_ym": int(fy) * 100 + 10, "method": "郵送（デモ）"})
 
 
-def _person_month_values(monthly: pd.DataFrame, claims_monthly: pd.DataFrame | None) -> pd.DataFrame:
-    """person × month: n_drugs, n_prescribers (0 when no counted prescription), cost (total of
-    claims_monthly cost columns, 0 when no receipt)."""
-    v = monthly[["person_id", "mi", "n_drugs", "n_prescribers"]].copy()
+def evaluation_year(notices: pd.DataFrame, fiscal_years) -> int:
+    """The fiscal year of the most common notice month (the comparison group is flagged in it);
+    a Japanese error when no notice is left or that year is not in the data."""
+    years = sorted(int(y) for y in fiscal_years)
+    if len(notices) == 0:
+        raise DataError("通知の記録に使える行がありません（上の一覧の理由を確かめてください）。")
+    ym = int(notices["notice_ym"].mode().iloc[0])
+    fy = int(fiscal_year_of([ym])[0])
+    if fy not in years:
+        raise DataError(f"通知の記録で最も多い通知月 {ym} の年度（{fy}年度）のデータがありません"
+                        f"（データにある年度: {years}）。")
+    return fy
+
+
+def _person_month_values(monthly: pd.DataFrame, claims_monthly: pd.DataFrame | None, person_ids) -> pd.DataFrame:
+    """person × month of `person_ids`: n_drugs, n_prescribers (0 when no counted prescription),
+    cost (total of claims_monthly cost columns, 0 when no receipt)."""
+    ids = pd.Index(pd.unique(pd.Series(list(person_ids), dtype=str)))
+    v = monthly.loc[ids.get_indexer(monthly["person_id"].astype(str)) >= 0, ["person_id", "mi", "n_drugs", "n_prescribers"]]
     if claims_monthly is not None and len(claims_monthly):
-        cost_cols = [c for c in claims_monthly.columns if c.startswith("cost_")]
-        c = pd.DataFrame({"person_id": claims_monthly["person_id"].astype(str),
-                          "mi": month_index(claims_monthly["ym"]),
-                          "cost": claims_monthly[cost_cols].apply(pd.to_numeric, errors="coerce").fillna(0).sum(axis=1)})
-        v = v.merge(c, on=["person_id", "mi"], how="outer")
+        cm = claims_monthly.loc[ids.get_indexer(claims_monthly["person_id"].astype(str)) >= 0]
+        cost_cols = [c for c in cm.columns if c.startswith("cost_")]
+        cost = np.zeros(len(cm))
+        for col in cost_cols:  # four cost columns
+            cost += pd.to_numeric(cm[col], errors="coerce").fillna(0).to_numpy(float)
+        c = pd.DataFrame({"person_id": cm["person_id"].astype(str).to_numpy(), "mi": month_index(cm["ym"]),
+                          "cost": cost})
+        v = v.assign(person_id=v["person_id"].astype(str)).merge(c, on=["person_id", "mi"], how="outer")
     else:
         v["cost"] = np.nan
     return v.fillna({"n_drugs": 0, "n_prescribers": 0})
@@ -650,8 +668,8 @@ def before_after(monthly: pd.DataFrame, claims_monthly: pd.DataFrame | None, not
     Returns (per_person: group, window, person_id, outcome, before, after, change;
     summary: window, outcome, group, n, before, after, change, lower, upper (t interval), and a
     row group="差（通知 − 比較）" with the Welch interval of the difference of changes)."""
-    vals = _person_month_values(monthly, claims_monthly)
-    last = month_index([last_ym])[0] if last_ym else int(vals["mi"].max())
+    vals = _person_month_values(monthly, claims_monthly, [*notices["person_id"].astype(str), *map(str, comparison_ids)])
+    last = month_index([last_ym])[0] if last_ym else int(max(monthly["mi"].max(), vals["mi"].max()))
     notified = notices[["person_id", "notice_ym"]].copy()
     notified["group"] = GROUP_NOTIFIED
     idx_ym = int(notices["notice_ym"].mode().iloc[0]) if len(notices) else None
@@ -715,16 +733,21 @@ def evaluation_table(summary: pd.DataFrame) -> pd.DataFrame:
 # Trends and municipalities
 
 
-def flag_rates_by(monthly: pd.DataFrame, person_year: pd.DataFrame, p: MedicationParams, fys, by: str,
-                  muni_code: str, insurance: str) -> pd.DataFrame:
-    """Persons with 多剤 / 重複 among the enrolled, per fiscal year (and `by`: 'muni_code' or None):
-    fy, group, flag, numerator, denominator, value (%), lower, upper (Wilson 95 %)."""
+def yearly_flags(monthly: pd.DataFrame, fys, p: MedicationParams) -> dict[int, pd.DataFrame]:
+    """`person_flags` of each fiscal year, computed once for the trends and the funnel."""
+    return {int(fy): person_flags(monthly, fy, p) for fy in fys}  # a handful of fiscal years
+
+
+def flag_rates_by(yearly: dict[int, pd.DataFrame], person_year: pd.DataFrame, by: str | None,
+                  muni_code: str, insurance: str, flags=("polypharmacy", "duplicate")) -> pd.DataFrame:
+    """Persons with each flag among the enrolled of the area, per fiscal year of `yearly` (and
+    `by`: 'muni_code' or None): fy, group, flag, numerator, denominator, value (%), lower, upper
+    (Wilson 95 %)."""
     out = []
-    for fy in fys:  # a handful of fiscal years
-        pers = area_persons(person_year, muni_code, fy, insurance)
-        f = with_persons(person_flags(monthly, fy, p), pers)
+    for fy, pf in yearly.items():  # a handful of fiscal years
+        f = with_persons(pf, area_persons(person_year, muni_code, fy, insurance))
         key = f[by].astype(str) if by else pd.Series("計", index=f.index)
-        for fl in ("polypharmacy", "duplicate"):
+        for fl in flags:
             g = f.groupby(key)[fl].agg(["sum", "size"])
             out.append(pd.DataFrame({"fy": int(fy), "group": g.index, "flag": fl,
                                      "numerator": g["sum"].astype(np.int64).to_numpy(),
@@ -827,22 +850,24 @@ def age_profile_figure(table: pd.DataFrame, flags, title: str, footer: str, *,
     x = np.arange(len(t))
     colours = [plots.OKABE_ITO[c] for c in ("orange", "blue", "bluish_green", "vermillion")]
     hidden_any = False
-    for fl, colour in zip(flags, colours):  # up to four flags
+    offsets = (np.arange(len(flags)) - (len(flags) - 1) / 2) * 0.12
+    for fl, colour, off in zip(flags, colours, offsets):  # up to four flags
         num = pd.to_numeric(t[fl], errors="coerce").to_numpy(float)
         den = pd.to_numeric(t["denominator"], errors="coerce").to_numpy(float)
         hidden = ~np.isfinite(num) | ~np.isfinite(den) | ((num > 0) & (num < suppress_threshold))
         hidden_any |= bool(hidden.any())
         v, lo, hi = (np.asarray(a, float) * 100 for a in stats.proportion_ci(np.nan_to_num(num), np.nan_to_num(den))[:3])
         v, lo, hi = (np.where(hidden, np.nan, a) for a in (v, lo, hi))
-        ax.plot(x, v, marker="o", color=colour, lw=1.6, ms=4, label=FLAG_LABELS[fl])
-        ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0)
+        ax.plot(x + off, v, color=colour, lw=1.4, alpha=0.8)
+        ax.errorbar(x + off, v, yerr=[v - lo, hi - v], fmt="o", color=colour, ms=4, capsize=2, lw=1,
+                    label=FLAG_LABELS[fl])
     ax.set_xticks(x, t["category"].astype(str).tolist(), fontsize=8)
     ax.set_xlabel("年齢階級")
     ax.set_ylabel("該当者の割合（%）")
     ax.set_ylim(bottom=0)
     ax.grid(axis="y", color="#E5E5E5", lw=0.6)
     ax.legend(fontsize=8, frameon=False)
-    notes = ["帯は95%信頼区間（Wilson）。分母は年度の被保険者"]
+    notes = ["縦線は95%信頼区間（Wilson）。分母は年度の被保険者。点がない年齢階級は秘匿（または分母なし）"]
     if hidden_any:
         notes.append(plots.suppression_note(suppress_threshold))
     return plots._finish(fig, title, footer, notes)

@@ -260,3 +260,15 @@ def test_before_after_by_hand():
     assert s.loc[(6, "n_drugs", med.GROUP_NOTIFIED), "n"] == 0     # Oct + 6 > March 2025: left out
     t = med.evaluation_table(s.reset_index())
     assert t.loc[t["group"] == med.GROUP_DIFF, "n"].tolist()[0] == 1
+
+
+def test_evaluation_year_and_demo_notices():
+    notices = pd.DataFrame({"person_id": ["A", "B", "C"], "notice_ym": [202403, 202410, 202410]})
+    assert med.evaluation_year(notices, [2023, 2024]) == 2024          # Oct 2024 is the most common
+    assert med.evaluation_year(notices.iloc[:1], [2023, 2024]) == 2023  # March 2024 is FY2023
+    with pytest.raises(DataError, match="2024年度"):
+        med.evaluation_year(notices, [2022, 2023])
+    with pytest.raises(DataError, match="使える行がありません"):
+        med.evaluation_year(notices.iloc[:0], [2024])
+    demo = med.demo_notifications(["P3", "P1", "P2"], 2023)
+    assert demo["person_id"].tolist() == ["P1", "P3"] and set(demo["notice_ym"]) == {202310}
