@@ -858,6 +858,7 @@ def age_profile_figure(table: pd.DataFrame, flags, title: str, footer: str, *,
         hidden_any |= bool(hidden.any())
         v, lo, hi = (np.asarray(a, float) * 100 for a in stats.proportion_ci(np.nan_to_num(num), np.nan_to_num(den))[:3])
         v, lo, hi = (np.where(hidden, np.nan, a) for a in (v, lo, hi))
+        lo, hi = np.where(num == 0, v, lo), np.where(num == 0, v, hi)  # a zero: the point, no bar
         ax.plot(x + off, v, color=colour, lw=1.4, alpha=0.8)
         ax.errorbar(x + off, v, yerr=[v - lo, hi - v], fmt="o", color=colour, ms=4, capsize=2, lw=1,
                     label=FLAG_LABELS[fl])
@@ -867,7 +868,7 @@ def age_profile_figure(table: pd.DataFrame, flags, title: str, footer: str, *,
     ax.set_ylim(bottom=0)
     ax.grid(axis="y", color="#E5E5E5", lw=0.6)
     ax.legend(fontsize=8, frameon=False)
-    notes = ["縦線は95%信頼区間（Wilson）。分母は年度の被保険者。点がない年齢階級は秘匿（または分母なし）"]
+    notes = ["縦線は95%信頼区間（Wilson。該当者0人の点は線なし）。分母は年度の被保険者。点がない年齢階級は秘匿"]
     if hidden_any:
         notes.append(plots.suppression_note(suppress_threshold))
     return plots._finish(fig, title, footer, notes)
