@@ -397,11 +397,14 @@ def threshold_relations(curve: pd.DataFrame) -> list:
     return [privacy.Partition("persons", "key", groups)]
 
 
-def area_persons(person_year: pd.DataFrame, muni_code: str, fy: int, insurance: str) -> pd.DataFrame:
-    """person_year rows (person_id, muni_code, sex, age_band, insurance) of the area, year, insurance."""
+def area_persons(person_year: pd.DataFrame, muni_code, fy: int, insurance: str,
+                 master: pd.DataFrame | None = None) -> pd.DataFrame:
+    """person_year rows (person_id, muni_code, sex, age_band, insurance) of the area (any code form
+    of `hsutils.areas` or an `Area`; a 二次医療圏 needs the municipal `master`), year, insurance."""
     if insurance not in INSURANCE_CHOICES:
         raise ParameterError(f"対象の保険は {'・'.join(INSURANCE_CHOICES)} のいずれかで指定してください（指定値: {insurance}）")
-    keep = (person_year["fy"].to_numpy() == int(fy)) & areas.parse_code(muni_code).mask(person_year["muni_code"])
+    area = muni_code if isinstance(muni_code, areas.Area) else areas.parse_code(muni_code)
+    keep = (person_year["fy"].to_numpy() == int(fy)) & area.mask(person_year["muni_code"], master)
     if insurance != "全体":
         keep &= person_year["insurance"].astype(str).eq(insurance).to_numpy(dtype=bool)
     cols = ["person_id", "muni_code", "sex", "age", "age_band", "insurance"]
@@ -739,13 +742,14 @@ def yearly_flags(monthly: pd.DataFrame, fys, p: MedicationParams) -> dict[int, p
 
 
 def flag_rates_by(yearly: dict[int, pd.DataFrame], person_year: pd.DataFrame, by: str | None,
-                  muni_code: str, insurance: str, flags=("polypharmacy", "duplicate")) -> pd.DataFrame:
+                  muni_code, insurance: str, flags=("polypharmacy", "duplicate"),
+                  master: pd.DataFrame | None = None) -> pd.DataFrame:
     """Persons with each flag among the enrolled of the area, per fiscal year of `yearly` (and
     `by`: 'muni_code' or None): fy, group, flag, numerator, denominator, value (%), lower, upper
     (Wilson 95 %)."""
     out = []
     for fy, pf in yearly.items():  # a handful of fiscal years
-        f = with_persons(pf, area_persons(person_year, muni_code, fy, insurance))
+        f = with_persons(pf, area_persons(person_year, muni_code, fy, insurance, master))
         key = f[by].astype(str) if by else pd.Series("計", index=f.index)
         for fl in flags:
             g = f.groupby(key)[fl].agg(["sum", "size"])
