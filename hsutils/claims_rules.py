@@ -52,6 +52,19 @@ def load_rules(path=None) -> dict:
     return rules
 
 
+def drug_ingredient(yj: pd.Series, code: pd.Series) -> pd.Series:
+    """The 成分 of a drug (docs/claims_rules.md §6.3): the first 7 digits of its 薬価基準コード,
+    or ``code:<医薬品コード>`` when the drug is not in the master. One definition for
+    `claims_monthly.n_drugs` here and for `hsutils.medication` (docs/rules.md §10.1)."""
+    yj = pd.Series(yj, copy=False).astype("string")
+    return yj.str.slice(0, 7).fillna("code:" + pd.Series(code, index=yj.index).astype(str)).astype(str)
+
+
+def counted_form_labels(rules: dict) -> tuple[str, ...]:
+    """The 剤形 labels (as in `prescriptions.form`) of the rules' `count_forms` (§6.3)."""
+    return tuple(FORM_LABELS[int(f)] for f in rules["count_forms"])
+
+
 def icd10_in(icd: pd.Series, patterns) -> pd.Series:
     """True where an ICD-10 code (no dot, e.g. 'E119') matches one of the patterns:
     'E10-E14' = 3-character categories E10 … E14 inclusive; 'E112' = that code and its sub-codes."""
@@ -183,7 +196,7 @@ def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
     outside = dr["dispensed"] == "院外"
     dr["prescriber_code"] = np.where(outside, dr["receipt_id"].map(rx_map), dr["institution"])
     dr["dispenser_code"] = dr["institution"]
-    ingredient = dr["yj"].str.slice(0, 7).fillna("code:" + dr["code"])
+    ingredient = drug_ingredient(dr["yj"], dr["code"])
     drug_hits = {g: _prefix_in(dr["yj"], spec.get("yj_prefixes", [])).to_numpy()
                  for g, spec in rules["drug_groups"].items()}
 

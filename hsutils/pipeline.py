@@ -17,6 +17,10 @@ import pandas as pd
 from hsutils import aggregate, files, indicators, vocab
 from hsutils.schema import TABLES, age_band
 
+# input tables kept in the cache for the notebooks; `with_tables=True` loads the first three,
+# `prescriptions` (UKE data only, notebook 07) is loaded when asked for by name
+LOADED_TABLES = ("claims_monthly", "kaigo", "questionnaire")
+CACHED_TABLES = (*LOADED_TABLES, "prescriptions")
 CACHE_VERSION = "3"  # 2: 減少率 cohorts of the 法定報告 (prev_* columns); 3: one look-back for all years
 KENSHIN_MEASURES = [c.name for c in TABLES["kenshin"].columns
                     if c.name not in ("person_id", "fy", "muni_code", "sex", "age")]
@@ -276,7 +280,7 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     excl = excl.astype({c: str for c in ("value", "row") if c in excl})
     excl.to_parquet(tmp / "exclusions.parquet", index=False)
     unmatched.to_parquet(tmp / "unmatched.parquet", index=False)
-    for name in ("claims_monthly", "kaigo", "questionnaire"):
+    for name in CACHED_TABLES:
         t = dataset.tables.get(name)
         if t is not None:
             t.to_parquet(tmp / f"{name}.parquet", index=False)
@@ -298,8 +302,9 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     return cache_dir
 
 
-def load_prepared(cache_dir: Path, with_tables: bool = False) -> Prepared:
-    """Read the cached shared results (what every notebook starts from)."""
+def load_prepared(cache_dir: Path, with_tables=False) -> Prepared:
+    """Read the cached shared results (what every notebook starts from). `with_tables`: True for
+    the input tables of LOADED_TABLES, or the names of the cached tables wanted."""
     from hsutils.errors import DataError
 
     cache_dir = Path(cache_dir)
@@ -309,7 +314,8 @@ def load_prepared(cache_dir: Path, with_tables: bool = False) -> Prepared:
     rd = lambda n: pd.read_parquet(cache_dir / f"{n}.parquet")  # noqa: E731
     tables = {}
     if with_tables:
-        for name in ("claims_monthly", "kaigo", "questionnaire"):
+        names = LOADED_TABLES if with_tables is True else tuple(with_tables)
+        for name in names:
             if (cache_dir / f"{name}.parquet").exists():
                 tables[name] = rd(name)
     return Prepared(person_year=rd("person_year"), strata=rd("strata"), municipalities=rd("municipalities"),

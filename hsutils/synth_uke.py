@@ -16,7 +16,9 @@ The receipts are built so that `hsutils.claims_rules.derive_tables` gives back e
   E11.9 or E14.9, I10 or an uncoded 「高血圧症」, N18.9 or N18.5 with dialysis); persons without
   diabetes sometimes carry a suspected 「糖尿病」 (修飾語 8002), which the rules do not count;
 * 人工透析 is an 人工腎臓 procedure; 睡眠薬 is a 屯服 given by the institution (院内), so it never changes
-  the count of 内服 drugs;
+  the count of 内服 drugs; every third person gets a second hypnotic in those months, and every tenth
+  person gets the pharmacy's first 内服 drug again from each further clinic (院内, same 成分), which
+  notebook 07 finds as 重複 and 睡眠薬の併用 (docs/rules.md §10);
 * costs are 点数 × 10円; a month with ``n_institutions`` > 1 gets receipts from further clinics (a 歯科
   receipt counts as one institution); ``n_drugs`` distinct 内服 drugs are dispensed by a pharmacy on one
   調剤 receipt that names the main clinic as the prescriber (院外処方); about 2 % of 国保 outpatient
@@ -40,7 +42,7 @@ PLACEHOLDER_NAME = "デモ　患者"
 PLACEHOLDER_KANA = "デモ　カンジャ"
 N_CLINICS, N_DENTAL, N_PHARMACY = 40, 15, 20
 FILLER_DRUGS = [f"69900{1000 + i:04d}" for i in range(45)]   # 内服, neither 糖尿病 nor 睡眠薬
-DM_DRUG, HYPNOTIC_DRUG = "699000001", "699000007"
+DM_DRUG, HYPNOTIC_DRUG, SECOND_HYPNOTIC_DRUG = "699000001", "699000007", "699000014"  # 14: brotizolam
 DIALYSIS_CODE, REVISIT_CODE, INPATIENT_CODE = "199000003", "199000002", "199000007"
 DIALYSIS_POINTS, DIALYSIS_TIMES = 1990, 12
 # 傷病名 codes of the synthetic master per flag (docs/claims_rules.md §6.1)
@@ -219,7 +221,18 @@ def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
     emit(dial, 40, _days30(f"SI,40,1,{DIALYSIS_CODE},,{DIALYSIS_POINTS},{DIALYSIS_TIMES},,,,,,,{DIALYSIS_TIMES}"))
     hyp = flag_rec & (cm["hypnotic"].to_numpy()[i] == 1) & (k == 1)
     emit(hyp, 41, _days30(f"IY,22,1,{HYPNOTIC_DRUG},1,1,1,,,,,,,1"))
-    rest = r["points"].to_numpy() - dial * DIALYSIS_POINTS * DIALYSIS_TIMES - hyp * 1
+    # planted for notebook 07 (docs/rules.md §10), leaving claims_monthly unchanged: every third
+    # person with a hypnotic month also gets a second hypnotic (屯服, not a 内服 drug); every tenth
+    # person gets, on each further clinic's receipt, the same 内服 drug the pharmacy dispenses
+    # (same 成分, so n_drugs does not change) -> 重複 when such months follow each other
+    pid = p["pid"].to_numpy()[i]
+    hyp2 = hyp & (pid % 3 == 0)
+    emit(hyp2, 41, _days30(f"IY,22,1,{SECOND_HYPNOTIC_DRUG},1,1,1,,,,,,,1"))
+    has_rx = (cm["cost_pharmacy"].to_numpy()[i] > 0) & (cm["n_drugs"].to_numpy()[i] > 0)
+    dup = (r["role"] == "secondary").to_numpy() & (k == 1) & has_rx & (pid % 10 == 0) & (r["points"].to_numpy() > 29)
+    dup_drug = pd.Series(np.where(cm["diabetes"].to_numpy()[i] == 1, DM_DRUG, FILLER_DRUGS[0]))
+    emit(dup, 43, _days30("IY,21,1," + dup_drug + ",1,1,28,,,,,,,28"))
+    rest = r["points"].to_numpy() - dial * DIALYSIS_POINTS * DIALYSIS_TIMES - hyp * 1 - hyp2 * 1 - dup * 28
     code = np.where(k == 3, "399000001", np.where(inpm, INPATIENT_CODE, REVISIT_CODE))
     cls = np.where(inpm, "90", "12")
     emit(k != 4, 42, _days30("SI," + pd.Series(cls) + ",1," + pd.Series(code) + ",," + _s(rest) + ",1,,,,,,,1"))

@@ -114,3 +114,34 @@ def test_plan_protects_prefecture_total_across_tables(hidden_total):
     b = 12 if hidden_total else privacy.SUPPRESSION_MARK
     assert out["n"].tolist() == [privacy.SUPPRESSION_MARK, b, 45, 60]
     r.check()
+
+
+def test_report_07_medication(prepared):
+    from hsutils import medication as med
+
+    fy = prepared.fiscal_years[-1]
+    p = med.medication_params()
+    monthly = med.monthly_from_claims(prepared.tables["claims_monthly"])  # the test demo is CSV: 多剤 only
+    flags_shown = med.available_flags(False)
+    persons = med.area_persons(prepared.person_year, MUNI, fy, "全体")
+    f = med.with_persons(med.person_flags(monthly, fy, p), persons)
+    r = _Report()
+    r.save(med.summary_table(f, flags_shown), "flag_counts", ["denominator", *flags_shown],
+           med.summary_derived(flags_shown), relations=med.summary_table_relations())
+    curve = med.threshold_counts(monthly, fy, persons["person_id"])
+    r.save(med.threshold_table(curve), "threshold_curve", ["persons"], relations=med.threshold_relations(curve))
+    yearly = med.yearly_flags(monthly, prepared.fiscal_years, p)
+    pref = str(prepared.municipalities["pref_code"].iloc[0]).zfill(2)
+    trend = pd.concat([med.flag_rates_by(yearly, prepared.person_year, None, code, "全体", flags_shown)
+                       .assign(area_name=name) for code, name in ((MUNI, "金沢市"), (pref, "県全体"))],
+                      ignore_index=True)
+    r.save(trend, "trends", ["numerator", "denominator"], ["value", "lower", "upper"])
+    funnel = med.flag_rates_by({fy: yearly[fy]}, prepared.person_year, "muni_code", pref, "全体", flags_shown)
+    # the relation is real: the municipalities add up to the prefecture row of the trends
+    pref_row = trend[(trend["fy"] == fy) & (trend["area_name"] == "県全体")]
+    assert funnel["numerator"].sum() == pref_row["numerator"].sum()
+    r.save(funnel, "funnel", ["numerator", "denominator"], ["value", "lower", "upper"],
+           relations=med.funnel_relations("県全体", fy))
+    r.check()
+    for t in r.shown.values():  # committee tables never carry a person
+        assert "person_id" not in t.columns and not set(persons["person_id"]) & set(t.astype(str).to_numpy().ravel())

@@ -30,6 +30,11 @@ def test_flags_from_uke_equal_the_generator(demo):
     assert c.report["n_suspected"] > 0 and c.report["n_uncoded_matched"] > 0
     assert (c.tables["prescriptions"]["dispensed"] == "院外").any()
     assert set(c.tables["medical_costs"]["setting"]) == {"入院", "入院外", "歯科", "調剤"}
+    # planted for notebook 07 (docs/rules.md §10): the same 成分 from a second clinic, two hypnotics
+    from hsutils import medication
+
+    m = medication.monthly_counts(c.tables["prescriptions"], medication.medication_params())
+    assert (m["n_dup_classes"] > 0).any() and (m["n_hypnotics"] >= 2).any()
 
 
 def test_demo_files_hold_no_names_and_load_through_io(demo, tmp_path):

@@ -1,0 +1,273 @@
+"""多剤・重複・睡眠薬 rules (docs/rules.md §10) on hand-built prescriptions at their boundaries.
+
+Every expected value is worked out by hand from the rows built in each test.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hsutils import claims_masters, claims_rules, medication as med, uke
+from hsutils.errors import DataError, ParameterError
+
+UKE = Path(__file__).parent / "data" / "uke"
+P = med.medication_params()
+
+
+def rx(person, ym, yj, prescriber="H1", form="内服", days=28, code=None):
+    """One prescriptions row (schema of docs/claims_rules.md §5)."""
+    return {"person_id": person, "muni_code": "17201", "ym": ym, "drug_code": code or f"6{yj[:8]}",
+            "yj_code": yj, "efficacy_class": yj[:3], "form": form, "prescriber_code": prescriber,
+            "dispenser_code": "P1", "dispensed": "院外", "days": days, "quantity": 1}
+
+
+def frame(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+def n_ingredients(person, ym, n, prescriber="H1", **kw):
+    """n distinct 内服 ingredients (7-digit YJ 2140001 … ), all of 薬効 214-219 by tens."""
+    return [rx(person, ym, f"21{i // 10}{i:04d}F1001", prescriber, **kw) for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------
+# §10.1–§10.2 counting and 多剤
+# ---------------------------------------------------------------------------------------------
+def test_polypharmacy_at_15_and_not_at_14():
+    rows = n_ingredients("A", 202405, 15) + n_ingredients("B", 202405, 14)
+    rows += [rx("B", 202405, "2649729S1001", form="外用")]      # a tape does not count
+    rows += [rx("B", 202405, "2100000F2002", code="699999999")]  # same ingredient as B's first: once
+    m = med.monthly_counts(frame(rows), P).set_index("person_id")
+    assert m.loc["A", "n_drugs"] == 15 and m.loc["B", "n_drugs"] == 14
+    f = med.person_flags(med.monthly_counts(frame(rows), P), 2024, P).set_index("person_id")
+    assert bool(f.loc["A", "polypharmacy"]) and not bool(f.loc["B", "polypharmacy"])
+    assert f.loc["A", "polypharmacy_months"] == 1
+    p14 = med.medication_params(polypharmacy_threshold=14)
+    f14 = med.person_flags(med.monthly_counts(frame(rows), p14), 2024, p14)
+    assert f14["polypharmacy"].all()
+
+
+def test_count_by_efficacy_days_and_excluded_classes():
+    rows = n_ingredients("A", 202405, 15)            # 薬効 210 … 211: 15 ingredients in 2 classes
+    rows += [rx("A", 202405, "6311001G1001", days=1)]  # a vaccine, 1 day
+    m = med.monthly_counts(frame(rows), med.medication_params(count_by="efficacy")).iloc[0]
+    assert m["n_drugs"] == 3                          # 210, 211, 631
+    m = med.monthly_counts(frame(rows), P).iloc[0]
+    assert m["n_drugs"] == 16
+    m = med.monthly_counts(frame(rows), med.medication_params(exclude_efficacy=("631",))).iloc[0]
+    assert m["n_drugs"] == 15
+    short = [rx("C", 202405, "2140001F1001", days=14), rx("C", 202405, "2140002F1001", days=15)]
+    m = med.monthly_counts(frame(short), med.medication_params(min_days=15)).iloc[0]
+    assert m["n_drugs"] == 1                          # 14 days is below min_days 15, 15 is not
+    br = med.count_breakdown(frame(rows + short), med.medication_params(min_days=15, exclude_efficacy=("631",)))
+    assert br["処方の行数"].tolist() == [16, 0, 1, 1] and br["処方の行数"].sum() == len(rows + short)
+
+
+def test_threshold_counts_by_hand():
+    rows = n_ingredients("A", 202405, 15) + n_ingredients("B", 202406, 6) + n_ingredients("B", 202407, 10)
+    rows += n_ingredients("C", 202303, 20)           # FY2022: not in FY2024
+    t = med.threshold_counts(med.monthly_counts(frame(rows), P), 2024, thresholds=[6, 10, 11, 15, 16])
+    assert t["persons"].tolist() == [2, 2, 1, 1, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# §10.3 重複
+# ---------------------------------------------------------------------------------------------
+def dup_rows(person, months, n_inst=2, yj="2149001F1001"):
+    return [rx(person, ym, yj, prescriber=f"H{k}") for ym in months for k in range(n_inst)]
+
+
+def test_duplicate_three_consecutive_months_but_not_two():
+    rows = dup_rows("A", [202405, 202406, 202407]) + dup_rows("B", [202405, 202406])
+    rows += dup_rows("C", [202405, 202406, 202407], n_inst=1)      # one institution: never 重複
+    rows += dup_rows("D", [202405, 202406, 202408])                # a gap breaks the run
+    m = med.monthly_counts(frame(rows), P)
+    est = m[m["dup_established"]]
+    assert est[["person_id", "ym"]].values.tolist() == [["A", 202407]]
+    f = med.person_flags(m, 2024, P).set_index("person_id")
+    assert f["duplicate"].to_dict() == {"A": True, "B": False, "C": False, "D": False}
+    p2 = med.medication_params(duplicate_months=2)
+    f2 = med.person_flags(med.monthly_counts(frame(rows), p2), 2024, p2).set_index("person_id")
+    assert f2["duplicate"].to_dict() == {"A": True, "B": True, "C": False, "D": True}
+
+
+def test_duplicate_runs_across_fiscal_and_calendar_year_ends():
+    rows = dup_rows("A", [202402, 202403, 202404]) + dup_rows("B", [202312, 202401, 202402])
+    m = med.monthly_counts(frame(rows), P)
+    f23 = med.person_flags(m, 2023, P).set_index("person_id")["duplicate"].to_dict()
+    f24 = med.person_flags(m, 2024, P).set_index("person_id")["duplicate"].to_dict()
+    assert f23 == {"A": False, "B": True}            # B: Dec–Jan–Feb established in Feb 2024 (FY2023)
+    assert f24 == {"A": True}                        # A: established in April 2024 (FY2024)
+
+
+def test_duplicate_needs_the_same_class():
+    rows = []
+    for ym in (202405, 202406, 202407):
+        rows += [rx("A", ym, "2149001F1001", "H1"), rx("A", ym, "2189001F1001", "H2")]  # 214 vs 218
+        rows += [rx("B", ym, "2149001F1001", "H1"), rx("B", ym, "2149002F1001", "H2")]  # 214 twice
+    f = med.person_flags(med.monthly_counts(frame(rows), P), 2024, P).set_index("person_id")
+    assert f["duplicate"].to_dict() == {"A": False, "B": True}
+
+
+def test_kdb_duplicate_count_by_hand():
+    rows = dup_rows("A", [202405], n_inst=3)                               # 3 institutions × 1 薬効
+    rows += dup_rows("B", [202405], n_inst=2)                              # 2 × 1: not KDB
+    rows += dup_rows("C", [202405], n_inst=2) + dup_rows("C", [202405], n_inst=2, yj="2189001F1001")  # 2 × 2
+    m = med.monthly_counts(frame(rows), P).set_index("person_id")
+    assert m["kdb_duplicate"].to_dict() == {"A": True, "B": False, "C": True}
+    assert m["n_dup_classes"].to_dict() == {"A": 1, "B": 1, "C": 2}
+    assert m.loc["A", "n_prescribers"] == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# §10.4 睡眠薬
+# ---------------------------------------------------------------------------------------------
+def test_two_hypnotics_at_once_and_long_term_use():
+    zolpidem, brotizolam = "1129009F1001", "1124009F1001"
+    rows = [rx("A", 202405, zolpidem, form="屯服"), rx("A", 202405, brotizolam, "H2")]
+    rows += [rx("B", 202405, zolpidem), rx("B", 202405, zolpidem, "H2", code="699000099")]  # one ingredient
+    months = [int(x) for x in pd.period_range("2023-05", "2024-04", freq="M").strftime("%Y%m")]  # 12 months
+    rows += [rx("L", ym, zolpidem) for ym in months]
+    rows += [rx("S", ym, zolpidem) for ym in months[1:]]                   # 11 months
+    m = med.monthly_counts(frame(rows), P)
+    by = m.set_index(["person_id", "ym"])
+    assert by.loc[("A", 202405), "n_hypnotics"] == 2 and by.loc[("B", 202405), "n_hypnotics"] == 1
+    assert by.loc[("A", 202405), "n_drugs"] == 1      # the 屯服 zolpidem is a hypnotic, not a 内服 drug
+    f = med.person_flags(m, 2024, P).set_index("person_id")
+    assert f["hypnotic_combination"].to_dict() == {"A": True, "B": False, "L": False, "S": False}
+    assert f["hypnotic_long"].to_dict() == {"A": False, "B": False, "L": True, "S": False}
+    assert m.loc[m["hypnotic_long"], "ym"].tolist() == [202404]
+
+
+# ---------------------------------------------------------------------------------------------
+# one count with claims_monthly (一体的実施 §6.1-3)
+# ---------------------------------------------------------------------------------------------
+def test_default_count_equals_claims_monthly_n_drugs():
+    d = claims_rules.derive_tables(uke.read_uke([UKE / "ika_r05.UKE", UKE / "ika_h31.UKE", UKE / "chozai_r05.UKE"]),
+                                   claims_masters.load_masters())
+    m = med.monthly_counts(d.tables["prescriptions"], P).set_index(["person_id", "ym"])
+    cm = d.tables["claims_monthly"].set_index(["person_id", "ym"])
+    both = cm.index.intersection(m.index)
+    assert (m.loc[both, "n_drugs"].to_numpy() == cm.loc[both, "n_drugs"].to_numpy()).all()
+    assert (cm.loc[cm.index.difference(m.index), "n_drugs"] == 0).all()
+    # tests/test_uke.py: metformin (院内 and 院外), amlodipine, suvorexant -> 3 内服;
+    # zolpidem, brotizolam (屯服) and suvorexant are hypnotics
+    a = m.loc[("170019-石01-1234", 202305)]
+    assert a["n_drugs"] == 3 and a["n_hypnotics"] == 3
+
+
+def test_fallback_from_claims_monthly_is_polypharmacy_only():
+    cm = pd.DataFrame({"person_id": ["A", "B", "C"], "muni_code": "17201", "ym": [202405, 202405, 202406],
+                       "n_drugs": [15, 14, 0], "n_institutions": [3, 1, 1]})
+    m = med.monthly_from_claims(cm)
+    f = med.person_flags(m, 2024, P).set_index("person_id")
+    assert f["polypharmacy"].to_dict() == {"A": True, "B": False}
+    assert not f["duplicate"].any() and not f["hypnotic_combination"].any()
+
+
+# ---------------------------------------------------------------------------------------------
+# committee tables and the notice list
+# ---------------------------------------------------------------------------------------------
+def persons(ids, age_band="65-69"):
+    return pd.DataFrame({"person_id": ids, "muni_code": "17201", "sex": [1, 2] * (len(ids) // 2) + [1] * (len(ids) % 2),
+                         "age": 67, "age_band": age_band, "insurance": "国保"})
+
+
+def test_notice_list_priority_and_committee_tables_hold_no_person():
+    rows = n_ingredients("P-A", 202405, 16) + dup_rows("P-B", [202405, 202406, 202407])
+    rows += n_ingredients("P-C", 202405, 15) + dup_rows("P-C", [202405, 202406, 202407])
+    rows += n_ingredients("P-D", 202405, 3)
+    pres = frame(rows)
+    m = med.monthly_counts(pres, P)
+    f = med.with_persons(med.person_flags(m, 2024, P), persons(["P-A", "P-B", "P-C", "P-D", "P-E"]))
+    lst = med.notice_list(pres, m, f, 2024, P)
+    # P-C has two reasons; P-A 16 drugs before P-B (1 drug); P-D and P-E are not listed
+    assert lst["被保険者番号"].tolist() == ["P-C", "P-A", "P-B"]
+    assert lst["抽出理由"].tolist() == ["多剤・重複", "多剤", "重複"]
+    assert lst["優先順位"].tolist() == [1, 2, 3]
+    assert lst.loc[2, "重複した薬効分類"] == "214 血圧降下剤"
+    assert lst.loc[2, "処方医療機関（年度内）"] == "H0・H1"
+    t = med.summary_counts(f, "sex")
+    assert t.set_index("sex").loc["計", ["denominator", "polypharmacy", "duplicate"]].tolist() == [5, 2, 2]
+    assert t.set_index("sex").loc["計", "polypharmacy_rate"] == pytest.approx(40.0)
+    tables = [t, med.duplicate_class_counts(m, 2024, f["person_id"], P), med.institution_counts(f),
+              med.threshold_counts(m, 2024)]
+    ids = set(f["person_id"])
+    for tab in tables:
+        assert "person_id" not in tab.columns
+        assert not ids & set(tab.astype(str).to_numpy().ravel())
+    assert med.duplicate_class_counts(m, 2024, f["person_id"], P).values.tolist() == [["214", "血圧降下剤", 2]]
+
+
+def test_parameters_are_checked_in_japanese():
+    with pytest.raises(ParameterError, match="多剤の薬剤数"):
+        med.medication_params(polypharmacy_threshold=0)
+    with pytest.raises(ParameterError, match="数え方"):
+        med.medication_params(count_by="brand")
+    with pytest.raises(ParameterError, match="剤形"):
+        med.medication_params(count_forms=("錠剤",))
+    with pytest.raises(ParameterError, match="3桁"):
+        med.medication_params(exclude_efficacy=("63",))
+
+
+# ---------------------------------------------------------------------------------------------
+# §10.7 notification records and before/after
+# ---------------------------------------------------------------------------------------------
+def test_read_notifications_lists_every_bad_row(tmp_path):
+    p = tmp_path / "notices.csv"
+    p.write_text("被保険者番号,通知日,通知方法\nA,2024-10-01,郵送\nB,2024/10/15,訪問\n,2024-10-01,郵送\n"
+                 "Z,2024-10-01,郵送\nC,10月1日,郵送\nA,2024-11-01,電話\n", encoding="utf-8-sig")
+    notices, excl = med.read_notifications(p, known_person_ids=["A", "B", "C"])
+    assert notices["person_id"].tolist() == ["A", "B"]
+    assert notices["notice_ym"].tolist() == [202410, 202410]
+    assert excl["row"].tolist() == [4, 5, 6, 7]              # rows of the file (header = row 1)
+    assert excl["column"].tolist() == ["被保険者番号", "被保険者番号", "通知日", "被保険者番号"]
+    assert excl.loc[2, "value"] == "10月1日" and "YYYY-MM-DD" in excl.loc[2, "reason"]
+    assert "2回目" in excl.loc[3, "reason"]
+    assert len(notices) + len(excl) == 6                      # every row used or listed
+    bad = tmp_path / "bad.csv"
+    bad.write_text("被保険者番号,日付\nA,2024-10-01\n", encoding="utf-8")
+    with pytest.raises(DataError, match="列「通知日」"):
+        med.read_notifications(bad)
+    with pytest.raises(DataError, match="見つかりません"):
+        med.read_notifications(tmp_path / "none.csv")
+
+
+def test_before_after_by_hand():
+    rows = []
+    for ym in (202407, 202408, 202409):
+        rows += n_ingredients("N", ym, 3) + n_ingredients("K", ym, 2)
+    rows += n_ingredients("N", 202410, 9)                          # the notice month is left out
+    for ym in (202411, 202412, 202501):
+        rows += n_ingredients("N", ym, 1) + n_ingredients("K", ym, 2)
+    rows += n_ingredients("K", 202503, 2)                          # data end: March 2025
+    m = med.monthly_counts(frame(rows), P)
+    cm = pd.DataFrame({"person_id": ["N", "N"], "ym": [202408, 202412], "cost_outpatient": [3000, 600],
+                       "cost_pharmacy": [0, 0]})
+    notices = pd.DataFrame({"person_id": ["N"], "notice_ym": [202410]})
+    per, s = med.before_after(m, cm, notices, comparison_ids=["N", "K"], windows=(3, 6))
+    s = s.set_index(["window", "outcome", "group"])
+    n3 = s.loc[(3, "n_drugs", med.GROUP_NOTIFIED)]
+    assert (n3["n"], n3["before"], n3["after"], n3["change"]) == (1, 3, 1, -2)
+    k3 = s.loc[(3, "n_drugs", med.GROUP_COMPARISON)]
+    assert (k3["n"], k3["change"]) == (1, 0)                       # N is notified, so not a comparison
+    assert s.loc[(3, "n_drugs", med.GROUP_DIFF), "change"] == -2
+    c3 = s.loc[(3, "cost", med.GROUP_NOTIFIED)]
+    assert (c3["before"], c3["after"]) == (1000, 200)              # (0+3000+0)/3, (0+600+0)/3
+    assert s.loc[(6, "n_drugs", med.GROUP_NOTIFIED), "n"] == 0     # Oct + 6 > March 2025: left out
+    t = med.evaluation_table(s.reset_index())
+    assert t.loc[t["group"] == med.GROUP_DIFF, "n"].tolist()[0] == 1
+
+
+def test_evaluation_year_and_demo_notices():
+    notices = pd.DataFrame({"person_id": ["A", "B", "C"], "notice_ym": [202403, 202410, 202410]})
+    assert med.evaluation_year(notices, [2023, 2024]) == 2024          # Oct 2024 is the most common
+    assert med.evaluation_year(notices.iloc[:1], [2023, 2024]) == 2023  # March 2024 is FY2023
+    with pytest.raises(DataError, match="2024年度"):
+        med.evaluation_year(notices, [2022, 2023])
+    with pytest.raises(DataError, match="使える行がありません"):
+        med.evaluation_year(notices.iloc[:0], [2024])
+    demo = med.demo_notifications(["P3", "P1", "P2"], 2023)
+    assert demo["person_id"].tolist() == ["P1", "P3"] and set(demo["notice_ym"]) == {202310}
