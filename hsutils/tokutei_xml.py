@@ -379,13 +379,11 @@ def _validate(schema, root) -> str:
     return f"不適合（行 {err.line}: {err.message}）"
 
 
-def _parse_chunk(source: Source, members: tuple[str, ...], first_doc: int,
-                 validate_xsd: bool = False) -> _Parsed:
-    """Parse `members` of one source (document numbers from `first_doc`) and map the items;
+def _parse_members(source: Source, members: tuple[str, ...], first_doc: int, validate_xsd: bool,
+                   head: dict, rows: list) -> None:
+    """Parse `members` of one source (document numbers from `first_doc`) into `head` / `rows`;
     with `validate_xsd`, check each 健診 document against the archive's own XSD."""
     schema = _source_schema(source) if validate_xsd else None
-    head = {k: [] for k in _DOC_FIELDS}
-    rows: list[tuple] = []
     zf = zipfile.ZipFile(source.path) if source.is_zip else None
     try:
         for i, name in enumerate(members):  # one XML document per iteration (file I/O + lxml)
@@ -405,6 +403,17 @@ def _parse_chunk(source: Source, members: tuple[str, ...], first_doc: int,
     finally:
         if zf is not None:
             zf.close()
+
+
+def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
+                 validate_xsd: bool = False) -> _Parsed:
+    """Parse and map one chunk: `segments` of (source, members, first document number), which
+    may span several small archives (the item mapping costs the same per chunk whatever its
+    size, so an archive per municipality and year must not make a chunk of its own)."""
+    head = {k: [] for k in _DOC_FIELDS}
+    rows: list[tuple] = []
+    for source, members, first_doc in segments:
+        _parse_members(source, members, first_doc, validate_xsd, head, rows)
     docs = pd.DataFrame(head)
     obs_t = _obs_table(rows)
     obs = obs_t.to_pandas()
@@ -423,13 +432,23 @@ def parse_sources(sources: list[Source], workers: int | None = None,
                   validate_xsd: bool = False) -> _Parsed:
     """Every XML member of `sources`, parsed and mapped in worker processes when the import is
     large (`workers` None = one per CPU core); chunks are concatenated in document order."""
-    tasks = []
+    tasks: list[tuple] = []
+    chunk: list[tuple] = []
+    size = 0
     doc = 1
-    for s in sources:
-        for i in range(0, len(s.members), CHUNK_DOCS):
-            part = s.members[i:i + CHUNK_DOCS]
-            tasks.append((s, part, doc, validate_xsd))
+    for s in sources:  # fill chunks of CHUNK_DOCS documents across sources, in document order
+        i = 0
+        while i < len(s.members):
+            part = s.members[i:i + CHUNK_DOCS - size]
+            chunk.append((s, part, doc))
+            size += len(part)
             doc += len(part)
+            i += len(part)
+            if size >= CHUNK_DOCS:
+                tasks.append(tuple(chunk))
+                chunk, size = [], 0
+    if chunk:
+        tasks.append(tuple(chunk))
     n_docs = doc - 1
     workers = workers or os.cpu_count() or 1
     if workers > 1 and n_docs >= PARALLEL_MIN_DOCS and len(tasks) > 1:
@@ -437,11 +456,11 @@ def parse_sources(sources: list[Source], workers: int | None = None,
 
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as ex:
-            parts = list(ex.map(_parse_chunk, *zip(*tasks)))
+            parts = list(ex.map(_parse_chunk, tasks, [validate_xsd] * len(tasks)))
     else:
-        parts = [_parse_chunk(*t) for t in tasks]
+        parts = [_parse_chunk(t, validate_xsd) for t in tasks]
     if not parts:
-        parts = [_parse_chunk(Source(Path("."), False, ()), (), 1)]
+        parts = [_parse_chunk(())]
 
     def cat(name):
         frames = [getattr(p, name) for p in parts if len(getattr(p, name))]
