@@ -7,7 +7,8 @@
   診療年月 and kind, each a sequence of ``IR``/``YK`` … ``GO`` blocks, one per institution
   (docs/claims_rules.md §1.1), cp932, CR LF, EOF mark;
 * ``uke_masters/`` — the synthetic masters (`hsutils.claims_masters.synthetic_masters_dir`);
-* ``uke_person_link.csv`` — 保険者番号・記号・番号 → the demo's 被保険者番号.
+* ``person_ids.csv`` — the 個人ID対応表 shared with the XML demo (`hsutils.synth_xml.write_person_ids`):
+  保険者番号・記号・番号・枝番 → the demo's 被保険者番号.
 
 The receipts are built so that `hsutils.claims_rules.derive_tables` gives back exactly the
 ``claims_monthly`` rows the generator intended (tests/test_synth_uke.py), person by person:
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from hsutils.claims_masters import synthetic_masters_dir
+from hsutils.synth_xml import write_person_ids
 
 PREF = "17"
 PLACEHOLDER_NAME = "デモ　患者"
@@ -83,12 +85,15 @@ def _person_frame(tables: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _insurer(p: pd.DataFrame) -> pd.DataFrame:
-    """Synthetic 保険者番号・記号・番号: 国保 per municipality (6 digits, 記号 in 漢字), 後期 one 広域連合."""
-    kokuho_no = "17" + p["muni"].str.slice(2, 5) + "0"
-    return pd.DataFrame({
-        "insurer": np.where(p["kouki"], "39170013", kokuho_no),
-        "kigo": np.where(p["kouki"], "", "石" + p["muni"].str.slice(2, 5)),
-        "bango": p["pid"].astype(str).to_numpy()}, index=p.index)
+    """The demo's 被保険者証 of each person-month: the same card as in the XML demo
+    (`hsutils.synth_xml.insurance_card`), written as a receipt writes it: a 6-digit 国保 保険者番号
+    right-aligned in 8 with spaces, 記号 in 全角 digits (docs/formats/person_key.md)."""
+    from hsutils.synth_xml import insurance_card
+
+    card = insurance_card(p["person_id"], p["muni"].to_numpy(), p["kouki"].to_numpy())
+    ins = card["保険者番号"].str.lstrip("0").str.rjust(8)  # 00170010 → "  170010" (国保), 後期 unchanged
+    return pd.DataFrame({"insurer": ins.to_numpy(), "kigo": card["記号"].str.replace("17", "１７").to_numpy(),
+                         "bango": card["番号"].to_numpy(), "edaban": card["枝番"].to_numpy()}, index=p.index)
 
 
 def build_receipts(tables: dict, seed: int = 2024) -> pd.DataFrame:
@@ -180,11 +185,14 @@ def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
     re_ph = _cat("RE", _s(r["recno"]), _s(r["rtype"]), ymS, PLACEHOLDER_NAME, sex, birth, ratio, "", PREF, "1",
                  pd.Series(rx), "デモ医院", "") + "," * 28 + PLACEHOLDER_KANA
     emit(k == 4, 0, re_ph)
-    insurer = pd.Series(ins["insurer"].to_numpy()[i]).str.rjust(8)
+    insurer = pd.Series(ins["insurer"].to_numpy()[i])
     ho_head = _cat("HO", insurer, pd.Series(ins["kigo"].to_numpy()[i]), pd.Series(ins["bango"].to_numpy()[i]), "1",
                    _s(r["points"]))
     emit(med_or_dent, 1, ho_head + "," * 9)
     emit(k == 4, 1, ho_head + "," * 8)
+    # SN 資格確認 with the 枝番 on about a third of the 国保 receipts (the others link by 記号・番号)
+    eda = ins["edaban"].to_numpy()[i]
+    emit((eda != "") & (rng.random(len(r)) < 0.3), 3, "SN,1,01,,,," + pd.Series(eda) + ",,")
     emit(r["kouhi"].to_numpy(), 2, _cat("KO", "54170019", "1234567", "", "1", _s(r["points"]), "0") + "," * 5)
 
     # diagnoses on the flag receipt (the main 医科 receipt of the month)
@@ -264,8 +272,7 @@ def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
     if mdir.exists():
         shutil.rmtree(mdir)
     shutil.copytree(synthetic_masters_dir(), mdir)
-    link = pd.DataFrame({"保険者番号": ins["insurer"], "記号": ins["kigo"], "番号": ins["bango"],
-                         "被保険者番号": p["person_id"]}).drop_duplicates()
-    link.to_csv(out / "uke_person_link.csv", index=False, encoding="cp932", lineterminator="\r\n")
+    (out / "uke_person_link.csv").unlink(missing_ok=True)  # written by earlier versions
+    write_person_ids(tables, out)
     return (f"  レセプト電算ファイル（uke/）: {body['file'].nunique():,} ファイル、{n_lines:,} 行、"
-            f"レセプト {len(r):,} 件（合成マスター uke_masters/、対応表 uke_person_link.csv）")
+            f"レセプト {len(r):,} 件（合成マスター uke_masters/、個人ID対応表 person_ids.csv）")

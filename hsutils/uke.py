@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hsutils import person_keys
 from hsutils.errors import DataError
 
 CHUNK_BYTES = 32 << 20
@@ -490,7 +491,7 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
         payer = _raw_text(L, r, 1, 8)
         out.add("KO", frame(s, payer=payer))
     # SN 枝番
-    r, s = rows_of("SN", [KIND_MEDICAL])
+    r, s = rows_of("SN")  # 資格確認 (医科・歯科・調剤 alike: docs/claims_rules.md §1.3)
     if len(r):
         who, _, _ = L.digits(r, 1, 1)
         out.add("SN", frame(s, payer_kind=who, edaban=_raw_text(L, r, 6, 4)))
@@ -633,12 +634,6 @@ def _setting(kind: np.ndarray, receipt_type: np.ndarray) -> np.ndarray:
                              np.where(inpatient, SETTING_INPATIENT, SETTING_OUTPATIENT))).astype(object)
 
 
-def person_key(insurer, kigo, bango) -> pd.Series:
-    """Person key from the HO record: 保険者番号-記号-番号 (docs/claims_rules.md §1.3)."""
-    return (pd.Series(insurer, dtype="str") + "-" + pd.Series(kigo, dtype="str") + "-"
-            + pd.Series(bango, dtype="str"))
-
-
 def assemble(raw: RawUke) -> UkeTables:
     """Check receipts and build the long tables (docs/claims_rules.md §4)."""
     excl = [e for e in raw.exclusions if len(e)]
@@ -718,7 +713,9 @@ def assemble(raw: RawUke) -> UkeTables:
         sn1 = sn[sn["payer_kind"] == 1].drop_duplicates("receipt_id").set_index("receipt_id")["edaban"]
         eda = receipts["receipt_id"].map(sn1).fillna("").astype(object)
     receipts["edaban"] = eda.to_numpy()
-    receipts["person_key"] = person_key(receipts["insurer"], receipts["kigo"], receipts["bango"]).to_numpy()
+    # one person key with the 特定健診 XML reader (docs/formats/person_key.md §1)
+    receipts["person_key"] = person_keys.person_key(receipts["insurer"], receipts["kigo"], receipts["bango"],
+                                                    receipts["edaban"]).to_numpy()
     kept_ids = receipts["receipt_id"].to_numpy()
 
     # diagnoses
