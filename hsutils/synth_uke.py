@@ -169,8 +169,7 @@ def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
 
     def emit(mask, seq, text):
         idx = np.flatnonzero(mask)
-        lines.append(pd.DataFrame({"file": r["file"].to_numpy()[idx], "inst7": r["inst7"].to_numpy()[idx],
-                                   "rid": r["rid"].to_numpy()[idx], "seq": seq,
+        lines.append(pd.DataFrame({"rid": r["rid"].to_numpy()[idx], "seq": seq,
                                    "text": pd.Series(text).to_numpy()[idx] if isinstance(text, pd.Series)
                                    else text}))
 
@@ -240,39 +239,43 @@ def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
     j = np.arange(len(rows)) - np.repeat(np.cumsum(nd) - nd, nd)
     dm = cm["diabetes"].to_numpy()[i[rows]] == 1
     drug = np.where(dm & (j == 0), DM_DRUG, np.array(FILLER_DRUGS)[np.minimum(j, len(FILLER_DRUGS) - 1)])
-    lines.append(pd.DataFrame({"file": r["file"].to_numpy()[rows], "inst7": r["inst7"].to_numpy()[rows],
-                               "rid": r["rid"].to_numpy()[rows], "seq": 60 + j,
+    lines.append(pd.DataFrame({"rid": r["rid"].to_numpy()[rows], "seq": 60 + j,
                                "text": "IY,1," + pd.Series(drug) + ",1,,,,,,"}))
-    body = pd.concat(lines, ignore_index=True).sort_values(["rid", "seq"], kind="stable")
 
     # institution blocks: header + receipts + GO
     blocks = r.groupby(["file", "inst7"], sort=True).agg(kind=("kind", "first"), ym=("ym", "first"),
                                                          n=("rid", "size"), pts=("points", "sum"),
-                                                         first=("rid", "min")).reset_index()
+                                                         first=("rid", "min"), last=("rid", "max")).reset_index()
     claim = np.where(blocks["ym"] % 100 == 12, blocks["ym"] + 89, blocks["ym"] + 1)
     hdr = np.where(blocks["kind"] == 4,
                    "YK,2," + PREF + ",4," + blocks["inst7"] + ",デモ薬局," + _s(claim) + ",00,",
                    "IR,2," + PREF + "," + _s(blocks["kind"]) + "," + blocks["inst7"] + ",,デモ医療機関," + _s(claim)
                    + ",00,")
     go = "GO," + _s(blocks["n"]) + "," + _s(blocks["pts"]) + ",99"
-    heads = pd.DataFrame({"file": blocks["file"], "inst7": blocks["inst7"], "rid": blocks["first"], "seq": -1, "text": hdr})
-    tails = pd.DataFrame({"file": blocks["file"], "inst7": blocks["inst7"], "rid": np.iinfo(np.int64).max,
-                          "seq": 0, "text": go})
-    body = pd.concat([heads, body, tails], ignore_index=True).sort_values(["file", "inst7", "rid", "seq"], kind="stable")
+    # one integer sort: receipts are numbered in (file, institution) order, so (rid, seq) puts each
+    # block's header first (seq -1) and its GO last (the block's last rid, seq after every line)
+    parts = [pd.DataFrame({"rid": blocks["first"].to_numpy(), "seq": -1, "text": hdr})] + lines + \
+        [pd.DataFrame({"rid": blocks["last"].to_numpy(), "seq": 1 << 30, "text": go.to_numpy()})]
+    rid = np.concatenate([p["rid"].to_numpy(np.int64) for p in parts])
+    seq = np.concatenate([np.broadcast_to(p["seq"].to_numpy(np.int64), len(p)) for p in parts])
+    text = np.concatenate([p["text"].to_numpy(dtype=object) for p in parts])
+    order = np.lexsort((seq, rid))
+    text, rid = text[order], rid[order]
+    file_of = r["file"].to_numpy()[rid]
+    cuts = np.flatnonzero(file_of[1:] != file_of[:-1]) + 1
     udir = out / "uke"
     if udir.exists():
         shutil.rmtree(udir)
     udir.mkdir(parents=True)
-    n_lines = 0
-    for name, g in body.groupby("file", sort=True):  # one loop per file
-        data = ("\r\n".join(g["text"].tolist()) + "\r\n").encode("cp932") + b"\x1a"
-        (udir / name).write_bytes(data)
-        n_lines += len(g)
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(text)]):  # one loop per file
+        data = ("\r\n".join(text[a:b].tolist()) + "\r\n").encode("cp932") + b"\x1a"
+        (udir / file_of[a]).write_bytes(data)
+    n_lines, n_files = len(text), len(cuts) + 1
     mdir = out / "uke_masters"
     if mdir.exists():
         shutil.rmtree(mdir)
     shutil.copytree(synthetic_masters_dir(), mdir)
     (out / "uke_person_link.csv").unlink(missing_ok=True)  # written by earlier versions
     write_person_ids(tables, out)
-    return (f"  レセプト電算ファイル（uke/）: {body['file'].nunique():,} ファイル、{n_lines:,} 行、"
+    return (f"  レセプト電算ファイル（uke/）: {n_files:,} ファイル、{n_lines:,} 行、"
             f"レセプト {len(r):,} 件（合成マスター uke_masters/、個人ID対応表 person_ids.csv）")

@@ -201,32 +201,25 @@ def decode_date(value: np.ndarray, length: np.ndarray, valid: np.ndarray, with_d
     """Decode 年月 (5/6 digits) or 年月日 (7/8 digits) to YYYYMM / YYYYMMDD ints.
 
     Returns (int value, ok). 5 and 7 digits are 和暦 with a leading 元号 digit (1–5); 6 and 8
-    digits are western (docs/claims_rules.md §1.2).
+    digits are western (docs/claims_rules.md §1.2). One 元号 arithmetic for both forms: the
+    part after the year (MM or MMDD) has `scale` = 100 or 10,000.
     """
     value = np.asarray(value, dtype=np.int64)
+    scale = 10_000 if with_day else 100
+    western = length == (8 if with_day else 6)
+    wareki = length == (7 if with_day else 5)
+    era = np.where(wareki, value // (100 * scale), 0)
+    rest = value % scale
+    year = np.where(western, value // scale, ERA_BASE[np.clip(era, 0, 5)] + (value // scale) % 100)
+    mm = rest // 100 if with_day else rest
+    ok = valid & (western | (wareki & (era >= 1) & (era <= 5))) & (mm >= 1) & (mm <= 12)
     if with_day:
-        western = length == 8
-        era = np.where(length == 7, value // 1_000_000, 0)
-        yy = (value // 10_000) % 100
-        rest = value % 10_000
-        year = np.where(western, value // 10_000, ERA_BASE[np.clip(era, 0, 5)] + yy)
-        out = year * 10_000 + rest
-        mm, dd = rest // 100, rest % 100
-        ok = valid & (western | ((length == 7) & (era >= 1) & (era <= 5))) & (mm >= 1) & (mm <= 12) & (dd >= 1)
+        dd = rest % 100
         mdays = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(mm, 0, 12)]
         leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-        mdays = np.where((mm == 2) & ~leap, 28, mdays)
-        ok &= dd <= mdays
-    else:
-        western = length == 6
-        era = np.where(length == 5, value // 10_000, 0)
-        yy = (value // 100) % 100
-        mm = value % 100
-        year = np.where(western, value // 100, ERA_BASE[np.clip(era, 0, 5)] + yy)
-        out = year * 100 + mm
-        ok = valid & (western | ((length == 5) & (era >= 1) & (era <= 5))) & (mm >= 1) & (mm <= 12)
+        ok &= (dd >= 1) & (dd <= np.where((mm == 2) & ~leap, 28, mdays))
     ok &= (year >= 1868) & (year <= 2100)
-    return np.where(ok, out, 0), ok
+    return np.where(ok, year * scale + rest, 0), ok
 
 
 # ---------------------------------------------------------------------------------------------
