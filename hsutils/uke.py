@@ -28,6 +28,7 @@ is excluded with all its lines; ``receipts_read == receipts_kept + receipts_excl
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,12 +188,14 @@ class _Lines:
 
 def _decode(raw: np.ndarray) -> pd.Series:
     """cp932 bytes -> NFKC-normalised str (full-width digits become half-width), stripped.
-    Only the distinct values are decoded (a field such as 保険者番号 repeats on every receipt)."""
+    Only the distinct values are decoded (a field such as 保険者番号 repeats on every receipt),
+    in plain Python: a few thousand short values, where pandas' string machinery costs more."""
     if len(raw) == 0:
         return pd.Series([], dtype=object)
     uniq, inverse = np.unique(raw, return_inverse=True)
-    s = pd.Series(uniq.astype(object)).str.decode("cp932", errors="replace")
-    s = s.str.normalize("NFKC").str.strip().to_numpy(dtype=object)
+    norm = unicodedata.normalize
+    s = np.array([norm("NFKC", b.decode("cp932", errors="replace")).strip() for b in uniq.tolist()] + [""],
+                 dtype=object)[:-1]  # the extra "" keeps a 1-d object array whatever the texts
     return pd.Series(s[inverse.ravel()], dtype=object)
 
 
@@ -547,12 +550,14 @@ def _has_modifier(L: _Lines, rows: np.ndarray, j: int, code: str) -> np.ndarray:
 
 
 def _int_text(values, width: int) -> np.ndarray:
-    """Non-negative ints as zero-padded decimal strings of `width` (vectorised, no Python loop)."""
+    """Non-negative ints as zero-padded decimal strings of `width` (object array). Codes repeat
+    (institutions, drugs, diseases): only the distinct values are formatted."""
     v = np.asarray(values, dtype=np.int64)
     if len(v) == 0:
         return np.zeros(0, dtype=object)
-    digits = (v[:, None] // (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))[None, :]) % 10 + 48
-    return np.ascontiguousarray(digits.astype(np.uint8)).view(f"S{width}").ravel().astype(f"U{width}").astype(object)
+    uniq, inverse = np.unique(v, return_inverse=True)
+    text = np.array([str(x).zfill(width) for x in uniq.tolist()] + [""], dtype=object)[:-1]
+    return text[inverse.ravel()]
 
 
 def _decimal(L: _Lines, rows: np.ndarray, j: int) -> np.ndarray:
