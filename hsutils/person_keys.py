@@ -94,8 +94,9 @@ class PersonIds:
         return pid
 
 
-def read_person_ids(path: Path) -> PersonIds:
-    """個人ID対応表 (columns 保険者番号, 記号, 番号, 枝番 (optional), person_id / 個人ID / 被保険者番号)."""
+def read_helper_csv(path: Path) -> pd.DataFrame:
+    """A small helper table of the data folder (個人ID対応表, 保険者市町村対応表) as text, with the
+    loader's encoding detection and header normalisation."""
     import io as stdio
 
     from hsutils import io as _io
@@ -107,19 +108,32 @@ def read_person_ids(path: Path) -> PersonIds:
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path.name}: CSV として読めません（{e}）")
     df.columns = [_io._header_key(c) for c in df.columns]
+    return df
 
-    def pick(name, *alts, required=True):
-        for n in (name, *alts):
-            k = _io._header_key(n)
-            if k in df.columns:
-                return df[k]
-        if required:
-            raise DataError(f"{path.name}: 列「{name}」がありません（使える見出し: {name}, {', '.join(alts)}）")
-        return pd.Series([""] * len(df), dtype="object")
 
-    key = person_key(pick("保険者番号", "insurer"), pick("記号", "被保険者証記号", "kigo", required=False),
-                     pick("番号", "被保険者証番号", "bango"), pick("枝番", "edaban", required=False))
-    pid = normalise(pick("person_id", "個人ID", "被保険者番号"))
+def pick(df: pd.DataFrame, name: str, *alts: str, required=True) -> pd.Series:
+    """The column `name` (or one of `alts`) of a helper table; '' when optional and absent."""
+    from hsutils import io as _io
+
+    for n in (name, *alts):
+        k = _io._header_key(n)
+        if k in df.columns:
+            return df[k]
+    if required:
+        raise DataError(f"列「{name}」がありません（使える見出し: {name}, {', '.join(alts)}）")
+    return pd.Series([""] * len(df), dtype="object")
+
+
+def read_person_ids(path: Path) -> PersonIds:
+    """個人ID対応表 (columns 保険者番号, 記号, 番号, 枝番 (optional), person_id / 個人ID / 被保険者番号)."""
+    path = Path(path)
+    df = read_helper_csv(path)
+    try:
+        key = person_key(pick(df, "保険者番号", "insurer"), pick(df, "記号", "被保険者証記号", "kigo", required=False),
+                         pick(df, "番号", "被保険者証番号", "bango"), pick(df, "枝番", "edaban", required=False))
+        pid = normalise(pick(df, "person_id", "個人ID", "被保険者番号"))
+    except DataError as e:
+        raise DataError(f"{path.name}: {e}")
     clash = key.duplicated(keep=False) & ~pd.DataFrame({"k": key, "p": pid}).duplicated(keep=False)
     if clash.any():
         rows = ", ".join(str(i + 2) for i in np.flatnonzero(clash.to_numpy())[:5])

@@ -486,26 +486,8 @@ insurer_number = person_keys.insurer_number
 person_key = person_keys.person_key
 
 
-def _read_helper_csv(path: Path) -> pd.DataFrame:
-    import io as stdio
-
-    text, _ = _io._decode_bytes(path.read_bytes(), path.name)
-    try:
-        df = pd.read_csv(stdio.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"{path.name}: CSV として読めません（{e}）")
-    df.columns = [_io._header_key(c) for c in df.columns]
-    return df
-
-
-def _pick(df: pd.DataFrame, name: str, *alts: str, required=True) -> pd.Series:
-    for n in (name, *alts):
-        k = _io._header_key(n)
-        if k in df.columns:
-            return df[k]
-    if required:
-        raise DataError(f"列「{name}」がありません（使える見出し: {name}, {', '.join(alts)}）")
-    return pd.Series([""] * len(df), dtype="object")
+_read_helper_csv = person_keys.read_helper_csv
+_pick = person_keys.pick
 
 
 def load_insurer_munis(path: Path) -> dict[str, str]:
