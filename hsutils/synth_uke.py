@@ -45,6 +45,7 @@ FILLER_DRUGS = [f"69900{1000 + i:04d}" for i in range(45)]   # 内服, neither �
 DM_DRUG, HYPNOTIC_DRUG = "699000001", "699000007"
 DIALYSIS_CODE, REVISIT_CODE, INPATIENT_CODE = "199000003", "199000002", "199000007"
 DIALYSIS_POINTS, DIALYSIS_TIMES = 1990, 12
+CHUNK_RECEIPTS = 400_000  # receipts written per pass (about 2.5 M lines, a few hundred MB)
 # 傷病名 codes of the synthetic master per flag (docs/claims_rules.md §6.1)
 DX = {"diabetes": ("9990001", "9990021"), "hypertension": ("9990005", "0000999"),
       "dyslipidemia": ("9990007", "9990007"), "ckd": ("9990008", "9990014"),
@@ -140,26 +141,10 @@ def build_receipts(tables: dict, seed: int = 2024) -> pd.DataFrame:
     return r
 
 
-def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
-    """Write the demo's claims as UKE files + synthetic masters + person link (see module doc)."""
-    out = Path(out)
-    cm, p = _person_frame(tables)
-    ins = _insurer(p)
-    r = build_receipts(tables, seed=seed)
-    rng = np.random.default_rng(seed + 17)
-    i = r["i"].to_numpy()
-    kind = r["kind"].to_numpy()
-    inp = (r["setting"] == "inp").to_numpy()
-    kouki = p["kouki"].to_numpy()[i]
-    # レセプト種別 (docs/claims_rules.md §5): 1 医科 / 3 歯科 / 4 調剤; 国保 1-1-x, 後期 1-3-x; 公費併用 1-2-x
-    rtype = np.where(kouki, np.where(inp, 317, 318), np.where(r["kouhi"], 122, np.where(inp, 111, 112)))
-    rtype = kind * 1000 + rtype
-    r["file"] = np.select([kind == 1, kind == 3], ["ika", "shika"], "chozai")
-    r["file"] = r["file"] + "_" + r["ym"].astype(str) + ".UKE"
-    r = r.assign(rtype=rtype).sort_values(["file", "inst7", "i", "setting", "role"], kind="stable").reset_index(drop=True)
-    i = r["i"].to_numpy()
-    r["recno"] = r.groupby(["file", "inst7"]).cumcount() + 1
-    r["rid"] = np.arange(len(r))
+def _write_month(r: pd.DataFrame, i: np.ndarray, cm: pd.DataFrame, p: pd.DataFrame, ins: pd.DataFrame,
+                 rng: np.random.Generator, udir: Path) -> tuple[int, int]:
+    """Write the files of one month's receipts `r` (rid = 0…n-1 in file/institution order);
+    returns (lines, files)."""
     ymS = _s(r["ym"].to_numpy())
     sex = _s(p["sex"].to_numpy()[i])
     birth = _s(p["birth_year"].to_numpy()[i] * 10000 + 101)
@@ -263,14 +248,44 @@ def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
     text, rid = text[order], rid[order]
     file_of = r["file"].to_numpy()[rid]
     cuts = np.flatnonzero(file_of[1:] != file_of[:-1]) + 1
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(text)]):  # one loop per file
+        data = ("\r\n".join(text[a:b].tolist()) + "\r\n").encode("cp932") + b"\x1a"
+        (udir / file_of[a]).write_bytes(data)
+    return len(text), len(cuts) + 1
+
+
+def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
+    """Write the demo's claims as UKE files + synthetic masters + person link (see module doc)."""
+    out = Path(out)
+    cm, p = _person_frame(tables)
+    ins = _insurer(p)
+    r = build_receipts(tables, seed=seed)
+    rng = np.random.default_rng(seed + 17)
+    i = r["i"].to_numpy()
+    kind = r["kind"].to_numpy()
+    inp = (r["setting"] == "inp").to_numpy()
+    kouki = p["kouki"].to_numpy()[i]
+    # レセプト種別 (docs/claims_rules.md §5): 1 医科 / 3 歯科 / 4 調剤; 国保 1-1-x, 後期 1-3-x; 公費併用 1-2-x
+    rtype = np.where(kouki, np.where(inp, 317, 318), np.where(r["kouhi"], 122, np.where(inp, 111, 112)))
+    rtype = kind * 1000 + rtype
+    r["file"] = np.select([kind == 1, kind == 3], ["ika", "shika"], "chozai")
+    r["file"] = r["file"] + "_" + r["ym"].astype(str) + ".UKE"
+    r = r.assign(rtype=rtype).sort_values(["file", "inst7", "i", "setting", "role"], kind="stable").reset_index(drop=True)
+    r["recno"] = r.groupby(["file", "inst7"]).cumcount() + 1
     udir = out / "uke"
     if udir.exists():
         shutil.rmtree(udir)
     udir.mkdir(parents=True)
-    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(text)]):  # one loop per file
-        data = ("\r\n".join(text[a:b].tolist()) + "\r\n").encode("cp932") + b"\x1a"
-        (udir / file_of[a]).write_bytes(data)
-    n_lines, n_files = len(text), len(cuts) + 1
+    n_lines = n_files = 0
+    # whole months in chunks of about CHUNK_RECEIPTS receipts (each file holds one 診療年月): memory
+    # is bounded by a chunk, and a small demo is one chunk (no per-month overhead)
+    per_month = r.groupby("ym").size()
+    chunk_of = pd.Series((per_month.cumsum() - per_month).to_numpy() // CHUNK_RECEIPTS, index=per_month.index)
+    for _, month in r.groupby(r["ym"].map(chunk_of).to_numpy(), sort=True):
+        month = month.reset_index(drop=True)
+        month["rid"] = np.arange(len(month))
+        nl, nf = _write_month(month, month["i"].to_numpy(), cm, p, ins, rng, udir)
+        n_lines, n_files = n_lines + nl, n_files + nf
     mdir = out / "uke_masters"
     if mdir.exists():
         shutil.rmtree(mdir)
