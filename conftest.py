@@ -1,7 +1,8 @@
 """Test-session setup: a small demo dataset for the notebook runs (nbval) and library tests.
 
-The data is generated once per test session through the same files and import path as a user's
-KDB export (hsutils.synth writes cp932 CSVs; hsutils.io reads them). Kernels started by nbval
+The data is generated once per test session in the formats users hold and read back through the
+same import path as a user's files (hsutils.synth writes 特定健診 XML archives, UKE claims files
+and cp932 CSVs for the other tables; hsutils.io reads them). Kernels started by nbval
 inherit the HSUTILS_* environment variables, so the notebooks use this small dataset.
 """
 import os

@@ -7,8 +7,10 @@ Folder conventions (docs/claims_rules.md §7):
   several institutions' files may be concatenated);
 * ``uke_masters/`` — the user's current 傷病名・医薬品・診療行為 masters (b.csv, y.csv, s.csv as
   downloaded from 支払基金); required when UKE files are present;
-* ``uke_person_link.csv`` (optional) — 保険者番号, 記号, 番号 → 被保険者番号 (the person_id of the
-  other tables); without it the person key is 保険者番号-記号-番号;
+* ``person_ids.csv`` (個人ID対応表, optional, shared with the 特定健診 XML reader) — 保険者番号, 記号,
+  番号, 枝番 → person_id; the older ``uke_person_link.csv`` (same columns, 枝番 optional) is read
+  when it is absent; without either the person key is 保険者番号-記号-番号-枝番 (one rule with the
+  XML reader: `hsutils.person_keys`, docs/formats/person_key.md §1);
 * ``claims_rules.yaml`` (optional) — the user's copy of the rules; else the shipped defaults.
 
 The files are parsed together and cached as Parquet under ``cache_dir`` keyed by the sha256 of
@@ -24,14 +26,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from hsutils import claims_masters, claims_rules, uke
+from hsutils import claims_masters, claims_rules, person_keys, uke
 from hsutils.errors import DataError
 
 READER_VERSION = "uke-1"
 MASTERS_DIR = "uke_masters"
 LINK_FILE = "uke_person_link.csv"
 RULES_FILE = "claims_rules.yaml"
-LINK_COLUMNS = {"保険者番号": "insurer", "記号": "kigo", "番号": "bango", "被保険者番号": "person_id"}
 _PARTS = ("receipts", "diagnoses", "procedures", "drugs", "exclusions")
 
 
@@ -82,21 +83,14 @@ def read_files(paths, cache_dir=None) -> uke.UkeTables:
     return t
 
 
-def read_link(folder: Path) -> pd.DataFrame | None:
-    p = folder / LINK_FILE
-    if not p.exists():
-        return None
-    from hsutils.io import _decode_bytes  # the loader's strict encoding detection
-    text, _ = _decode_bytes(p.read_bytes(), p.name)
-    import io as _stdio
-    df = pd.read_csv(_stdio.StringIO(text), dtype=str, keep_default_na=False)
-    missing = [c for c in LINK_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{p.name}: 列がありません: {'、'.join(missing)}（必要な列: {'、'.join(LINK_COLUMNS)}）")
-    df = df.rename(columns=LINK_COLUMNS)[list(LINK_COLUMNS.values())]
-    for c in ("insurer", "kigo", "bango"):
-        df[c] = df[c].str.normalize("NFKC").str.strip()
-    return df
+def read_link(folder: Path):
+    """How receipts get their person_id (docs/formats/person_key.md §1): the 個人ID対応表 shared
+    with the XML reader (``person_ids.csv``), else the older ``uke_person_link.csv`` (same
+    columns, 枝番 optional), else a salt file (pseudonyms), else None (the person key itself)."""
+    path = person_keys.find_file(folder, person_keys.PERSON_ID_FILES + (LINK_FILE,))
+    if path is not None:
+        return person_keys.read_person_ids(path)
+    return person_keys.find_file(folder, person_keys.SALT_FILES)
 
 
 def load_claims(folder, uke_files, enrollment: pd.DataFrame | None = None, cache_dir=None) -> ClaimsLoad:

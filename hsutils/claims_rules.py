@@ -103,16 +103,16 @@ class ClaimsTables:
     exclusions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def _person_ids(receipts: pd.DataFrame, link: pd.DataFrame | None) -> pd.Series:
-    """person_id of each receipt: the linkage table when given, else the HO person key
-    (docs/claims_rules.md §1.3)."""
-    if link is None or link.empty:
-        return receipts["person_key"].astype(str)
-    key = (link["insurer"].astype(str).str.strip() + "-" + link["kigo"].fillna("").astype(str).str.strip()
-           + "-" + link["bango"].astype(str).str.strip())
-    m = pd.Series(link["person_id"].astype(str).to_numpy(), index=key.to_numpy())
-    m = m[~m.index.duplicated()]
-    return receipts["person_key"].map(m)
+def _person_ids(receipts: pd.DataFrame, link) -> pd.Series:
+    """person_id of each receipt: the 個人ID対応表 (`hsutils.person_keys.PersonIds`) when given,
+    else the person key of HO/SN (docs/formats/person_key.md §1)."""
+    from hsutils import person_keys
+
+    if link is None or isinstance(link, Path):  # no 個人ID対応表: the 枝番 of SN where it is unique
+        key = person_keys.fill_edaban(receipts["person_key"].astype(str))
+        # a salt file: the same pseudonym as for the XML documents
+        return key if link is None else person_keys.pseudonyms(key, link)
+    return pd.Series(link.lookup(receipts["person_key"]).to_numpy(), index=receipts.index)
 
 
 def _muni_of(person_ym: pd.DataFrame, enrollment: pd.DataFrame | None) -> pd.Series:
@@ -136,7 +136,7 @@ def _top(codes: pd.Series, k: int = 10) -> list[tuple[str, int]]:
 
 
 def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
-                  enrollment: pd.DataFrame | None = None, link: pd.DataFrame | None = None) -> ClaimsTables:
+                  enrollment: pd.DataFrame | None = None, link=None) -> ClaimsTables:
     """Canonical claims tables from UKE receipts (docs/claims_rules.md §5–§6)."""
     rules = rules or load_rules()
     rec = uke.receipts.copy()
@@ -145,7 +145,7 @@ def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
     nolink = rec["person_id"].isna()
     if nolink.any():
         excl.append(_receipt_excl(rec[nolink], "HO 保険者番号・記号・番号",
-                                  "被保険者の対応表（uke_person_link）にない保険者番号・記号・番号です"))
+                                  "個人ID対応表（person_ids.csv または uke_person_link.csv）にない被保険者です（保険者番号-記号-番号-枝番）"))
     rec = rec[~nolink]
     rec["muni_code"] = _muni_of(rec[["person_id", "ym"]], enrollment)
     if enrollment is not None and not enrollment.empty:

@@ -71,10 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=float, default=1.0, help="人数の倍率（1.0 = 既定）")
     d.add_argument("--seed", type=int, default=2024)
     d.add_argument("--encoding", default="cp932", choices=["cp932", "utf-8", "utf-8-sig"])
-    d.add_argument("--claims-format", default="csv", choices=["csv", "uke"],
-                   help="レセプトの形式: csv = claims_monthly.csv、uke = レセプト電算処理ファイル（uke/）＋合成マスター")
-    d.add_argument("--kenshin-format", default="csv", choices=["csv", "xml"],
-                   help="健診の形式: csv（kenshin.csv）または xml（特定健診XMLアーカイブ）")
+    d.add_argument("--claims-format", default="uke", choices=["uke", "csv"],
+                   help="レセプトの形式: uke = レセプト電算処理ファイル（uke/）＋合成マスター（既定）、"
+                        "csv = claims_monthly.csv（CSVテンプレート）")
+    d.add_argument("--kenshin-format", default="xml", choices=["xml", "csv"],
+                   help="健診の形式: xml = 特定健診XMLアーカイブ（既定）、csv = kenshin.csv（CSVテンプレート）")
     d.set_defaults(func=_cmd_demo)
 
     c = sub.add_parser("check", help="入力フォルダを検証し、データ品質の要約を表示（分析はしない）")

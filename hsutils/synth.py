@@ -962,15 +962,25 @@ def generate_demo(scale: float = 1.0, seed: int = 2024) -> dict[str, pd.DataFram
     return tables
 
 
-def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = "cp932",
-               claims_format: str = "csv", kenshin_format: str = "csv") -> str:
-    """Generate the demo and write one CSV per table (Japanese headers from `schema.TABLES`).
+#: The demo's formats (`write_demo`): the real ones by default; CSV templates on request.
+FORMATS_KENSHIN, FORMATS_CLAIMS = ("xml", "csv"), ("uke", "csv")
+DEMO_KENSHIN_FORMAT, DEMO_CLAIMS_FORMAT = "xml", "uke"
 
-    With ``claims_format="uke"`` the claims are written as レセプト電算処理 files instead of
-    claims_monthly.csv (`hsutils.synth_uke`; docs/claims_rules.md §7); ``kenshin_format="xml"``
-    writes 健診 as 特定健診 XML archives instead of kenshin.csv (`hsutils.synth_xml`).
-    Returns a short Japanese summary (rows per file). The same seed gives byte-identical files.
+
+def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = "cp932",
+               claims_format: str = DEMO_CLAIMS_FORMAT, kenshin_format: str = DEMO_KENSHIN_FORMAT) -> str:
+    """Generate the demo and write it in the formats users hold (docs/architecture.md).
+
+    By default 健診 is written as 特定健診 XML archives (`hsutils.synth_xml`) and the claims as
+    レセプト電算処理 files + synthetic masters (`hsutils.synth_uke`; docs/claims_rules.md §7), so
+    that every demo run (`make demo`, a notebook's first run, the tests) reads them back through
+    the same import code as a user's files. ``kenshin_format="csv"`` / ``claims_format="csv"``
+    write kenshin.csv / claims_monthly.csv (the CSV templates, which users may supply instead).
+    The other tables are CSV (Japanese headers from `schema.TABLES`). Returns a short Japanese
+    summary (rows per file). The same seed gives byte-identical files.
     """
+    if kenshin_format not in FORMATS_KENSHIN or claims_format not in FORMATS_CLAIMS:
+        raise ValueError(f"kenshin_format は {FORMATS_KENSHIN}、claims_format は {FORMATS_CLAIMS} のいずれかです")
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@
   診療年月 and kind, each a sequence of ``IR``/``YK`` … ``GO`` blocks, one per institution
   (docs/claims_rules.md §1.1), cp932, CR LF, EOF mark;
 * ``uke_masters/`` — the synthetic masters (`hsutils.claims_masters.synthetic_masters_dir`);
-* ``uke_person_link.csv`` — 保険者番号・記号・番号 → the demo's 被保険者番号.
+* ``person_ids.csv`` — the 個人ID対応表 shared with the XML demo (`hsutils.synth_xml.write_person_ids`):
+  保険者番号・記号・番号・枝番 → the demo's 被保険者番号.
 
 The receipts are built so that `hsutils.claims_rules.derive_tables` gives back exactly the
 ``claims_monthly`` rows the generator intended (tests/test_synth_uke.py), person by person:
@@ -36,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from hsutils.claims_masters import synthetic_masters_dir
+from hsutils.synth_xml import write_person_ids
 
 PREF = "17"
 PLACEHOLDER_NAME = "デモ　患者"
@@ -45,6 +47,7 @@ FILLER_DRUGS = [f"69900{1000 + i:04d}" for i in range(45)]   # 内服, neither �
 DM_DRUG, HYPNOTIC_DRUG, SECOND_HYPNOTIC_DRUG = "699000001", "699000007", "699000014"  # 14: brotizolam
 DIALYSIS_CODE, REVISIT_CODE, INPATIENT_CODE = "199000003", "199000002", "199000007"
 DIALYSIS_POINTS, DIALYSIS_TIMES = 1990, 12
+CHUNK_RECEIPTS = 400_000  # receipts written per pass (about 2.5 M lines, a few hundred MB)
 # 傷病名 codes of the synthetic master per flag (docs/claims_rules.md §6.1)
 DX = {"diabetes": ("9990001", "9990021"), "hypertension": ("9990005", "0000999"),
       "dyslipidemia": ("9990007", "9990007"), "ckd": ("9990008", "9990014"),
@@ -85,12 +88,15 @@ def _person_frame(tables: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _insurer(p: pd.DataFrame) -> pd.DataFrame:
-    """Synthetic 保険者番号・記号・番号: 国保 per municipality (6 digits, 記号 in 漢字), 後期 one 広域連合."""
-    kokuho_no = "17" + p["muni"].str.slice(2, 5) + "0"
-    return pd.DataFrame({
-        "insurer": np.where(p["kouki"], "39170013", kokuho_no),
-        "kigo": np.where(p["kouki"], "", "石" + p["muni"].str.slice(2, 5)),
-        "bango": p["pid"].astype(str).to_numpy()}, index=p.index)
+    """The demo's 被保険者証 of each person-month: the same card as in the XML demo
+    (`hsutils.synth_xml.insurance_card`), written as a receipt writes it: a 6-digit 国保 保険者番号
+    right-aligned in 8 with spaces, 記号 in 全角 digits (docs/formats/person_key.md)."""
+    from hsutils.synth_xml import insurance_card
+
+    card = insurance_card(p["person_id"], p["muni"].to_numpy(), p["kouki"].to_numpy())
+    ins = card["保険者番号"].str.lstrip("0").str.rjust(8)  # 00170010 → "  170010" (国保), 後期 unchanged
+    return pd.DataFrame({"insurer": ins.to_numpy(), "kigo": card["記号"].str.replace("17", "１７").to_numpy(),
+                         "bango": card["番号"].to_numpy(), "edaban": card["枝番"].to_numpy()}, index=p.index)
 
 
 def build_receipts(tables: dict, seed: int = 2024) -> pd.DataFrame:
@@ -137,26 +143,10 @@ def build_receipts(tables: dict, seed: int = 2024) -> pd.DataFrame:
     return r
 
 
-def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
-    """Write the demo's claims as UKE files + synthetic masters + person link (see module doc)."""
-    out = Path(out)
-    cm, p = _person_frame(tables)
-    ins = _insurer(p)
-    r = build_receipts(tables, seed=seed)
-    rng = np.random.default_rng(seed + 17)
-    i = r["i"].to_numpy()
-    kind = r["kind"].to_numpy()
-    inp = (r["setting"] == "inp").to_numpy()
-    kouki = p["kouki"].to_numpy()[i]
-    # レセプト種別 (docs/claims_rules.md §5): 1 医科 / 3 歯科 / 4 調剤; 国保 1-1-x, 後期 1-3-x; 公費併用 1-2-x
-    rtype = np.where(kouki, np.where(inp, 317, 318), np.where(r["kouhi"], 122, np.where(inp, 111, 112)))
-    rtype = kind * 1000 + rtype
-    r["file"] = np.select([kind == 1, kind == 3], ["ika", "shika"], "chozai")
-    r["file"] = r["file"] + "_" + r["ym"].astype(str) + ".UKE"
-    r = r.assign(rtype=rtype).sort_values(["file", "inst7", "i", "setting", "role"], kind="stable").reset_index(drop=True)
-    i = r["i"].to_numpy()
-    r["recno"] = r.groupby(["file", "inst7"]).cumcount() + 1
-    r["rid"] = np.arange(len(r))
+def _write_month(r: pd.DataFrame, i: np.ndarray, cm: pd.DataFrame, p: pd.DataFrame, ins: pd.DataFrame,
+                 rng: np.random.Generator, udir: Path) -> tuple[int, int]:
+    """Write the files of one month's receipts `r` (rid = 0…n-1 in file/institution order);
+    returns (lines, files)."""
     ymS = _s(r["ym"].to_numpy())
     sex = _s(p["sex"].to_numpy()[i])
     birth = _s(p["birth_year"].to_numpy()[i] * 10000 + 101)
@@ -166,8 +156,7 @@ def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
 
     def emit(mask, seq, text):
         idx = np.flatnonzero(mask)
-        lines.append(pd.DataFrame({"file": r["file"].to_numpy()[idx], "inst7": r["inst7"].to_numpy()[idx],
-                                   "rid": r["rid"].to_numpy()[idx], "seq": seq,
+        lines.append(pd.DataFrame({"rid": r["rid"].to_numpy()[idx], "seq": seq,
                                    "text": pd.Series(text).to_numpy()[idx] if isinstance(text, pd.Series)
                                    else text}))
 
@@ -182,11 +171,14 @@ def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
     re_ph = _cat("RE", _s(r["recno"]), _s(r["rtype"]), ymS, PLACEHOLDER_NAME, sex, birth, ratio, "", PREF, "1",
                  pd.Series(rx), "デモ医院", "") + "," * 28 + PLACEHOLDER_KANA
     emit(k == 4, 0, re_ph)
-    insurer = pd.Series(ins["insurer"].to_numpy()[i]).str.rjust(8)
+    insurer = pd.Series(ins["insurer"].to_numpy()[i])
     ho_head = _cat("HO", insurer, pd.Series(ins["kigo"].to_numpy()[i]), pd.Series(ins["bango"].to_numpy()[i]), "1",
                    _s(r["points"]))
     emit(med_or_dent, 1, ho_head + "," * 9)
     emit(k == 4, 1, ho_head + "," * 8)
+    # SN 資格確認 with the 枝番 on about a third of the 国保 receipts (the others link by 記号・番号)
+    eda = ins["edaban"].to_numpy()[i]
+    emit((eda != "") & (rng.random(len(r)) < 0.3), 3, "SN,1,01,,,," + pd.Series(eda) + ",,")
     emit(r["kouhi"].to_numpy(), 2, _cat("KO", "54170019", "1234567", "", "1", _s(r["points"]), "0") + "," * 5)
 
     # diagnoses on the flag receipt (the main 医科 receipt of the month)
@@ -245,40 +237,73 @@ def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
     j = np.arange(len(rows)) - np.repeat(np.cumsum(nd) - nd, nd)
     dm = cm["diabetes"].to_numpy()[i[rows]] == 1
     drug = np.where(dm & (j == 0), DM_DRUG, np.array(FILLER_DRUGS)[np.minimum(j, len(FILLER_DRUGS) - 1)])
-    lines.append(pd.DataFrame({"file": r["file"].to_numpy()[rows], "inst7": r["inst7"].to_numpy()[rows],
-                               "rid": r["rid"].to_numpy()[rows], "seq": 60 + j,
+    lines.append(pd.DataFrame({"rid": r["rid"].to_numpy()[rows], "seq": 60 + j,
                                "text": "IY,1," + pd.Series(drug) + ",1,,,,,,"}))
-    body = pd.concat(lines, ignore_index=True).sort_values(["rid", "seq"], kind="stable")
 
     # institution blocks: header + receipts + GO
     blocks = r.groupby(["file", "inst7"], sort=True).agg(kind=("kind", "first"), ym=("ym", "first"),
                                                          n=("rid", "size"), pts=("points", "sum"),
-                                                         first=("rid", "min")).reset_index()
+                                                         first=("rid", "min"), last=("rid", "max")).reset_index()
     claim = np.where(blocks["ym"] % 100 == 12, blocks["ym"] + 89, blocks["ym"] + 1)
     hdr = np.where(blocks["kind"] == 4,
                    "YK,2," + PREF + ",4," + blocks["inst7"] + ",デモ薬局," + _s(claim) + ",00,",
                    "IR,2," + PREF + "," + _s(blocks["kind"]) + "," + blocks["inst7"] + ",,デモ医療機関," + _s(claim)
                    + ",00,")
     go = "GO," + _s(blocks["n"]) + "," + _s(blocks["pts"]) + ",99"
-    heads = pd.DataFrame({"file": blocks["file"], "inst7": blocks["inst7"], "rid": blocks["first"], "seq": -1, "text": hdr})
-    tails = pd.DataFrame({"file": blocks["file"], "inst7": blocks["inst7"], "rid": np.iinfo(np.int64).max,
-                          "seq": 0, "text": go})
-    body = pd.concat([heads, body, tails], ignore_index=True).sort_values(["file", "inst7", "rid", "seq"], kind="stable")
+    # one integer sort: receipts are numbered in (file, institution) order, so (rid, seq) puts each
+    # block's header first (seq -1) and its GO last (the block's last rid, seq after every line)
+    parts = [pd.DataFrame({"rid": blocks["first"].to_numpy(), "seq": -1, "text": hdr})] + lines + \
+        [pd.DataFrame({"rid": blocks["last"].to_numpy(), "seq": 1 << 30, "text": go.to_numpy()})]
+    rid = np.concatenate([p["rid"].to_numpy(np.int64) for p in parts])
+    seq = np.concatenate([np.broadcast_to(p["seq"].to_numpy(np.int64), len(p)) for p in parts])
+    text = np.concatenate([p["text"].to_numpy(dtype=object) for p in parts])
+    order = np.lexsort((seq, rid))
+    text, rid = text[order], rid[order]
+    file_of = r["file"].to_numpy()[rid]
+    cuts = np.flatnonzero(file_of[1:] != file_of[:-1]) + 1
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(text)]):  # one loop per file
+        data = ("\r\n".join(text[a:b].tolist()) + "\r\n").encode("cp932") + b"\x1a"
+        (udir / file_of[a]).write_bytes(data)
+    return len(text), len(cuts) + 1
+
+
+def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
+    """Write the demo's claims as UKE files + synthetic masters + person link (see module doc)."""
+    out = Path(out)
+    cm, p = _person_frame(tables)
+    ins = _insurer(p)
+    r = build_receipts(tables, seed=seed)
+    rng = np.random.default_rng(seed + 17)
+    i = r["i"].to_numpy()
+    kind = r["kind"].to_numpy()
+    inp = (r["setting"] == "inp").to_numpy()
+    kouki = p["kouki"].to_numpy()[i]
+    # レセプト種別 (docs/claims_rules.md §5): 1 医科 / 3 歯科 / 4 調剤; 国保 1-1-x, 後期 1-3-x; 公費併用 1-2-x
+    rtype = np.where(kouki, np.where(inp, 317, 318), np.where(r["kouhi"], 122, np.where(inp, 111, 112)))
+    rtype = kind * 1000 + rtype
+    r["file"] = np.select([kind == 1, kind == 3], ["ika", "shika"], "chozai")
+    r["file"] = r["file"] + "_" + r["ym"].astype(str) + ".UKE"
+    r = r.assign(rtype=rtype).sort_values(["file", "inst7", "i", "setting", "role"], kind="stable").reset_index(drop=True)
+    r["recno"] = r.groupby(["file", "inst7"]).cumcount() + 1
     udir = out / "uke"
     if udir.exists():
         shutil.rmtree(udir)
     udir.mkdir(parents=True)
-    n_lines = 0
-    for name, g in body.groupby("file", sort=True):  # one loop per file
-        data = ("\r\n".join(g["text"].tolist()) + "\r\n").encode("cp932") + b"\x1a"
-        (udir / name).write_bytes(data)
-        n_lines += len(g)
+    n_lines = n_files = 0
+    # whole months in chunks of about CHUNK_RECEIPTS receipts (each file holds one 診療年月): memory
+    # is bounded by a chunk, and a small demo is one chunk (no per-month overhead)
+    per_month = r.groupby("ym").size()
+    chunk_of = pd.Series((per_month.cumsum() - per_month).to_numpy() // CHUNK_RECEIPTS, index=per_month.index)
+    for _, month in r.groupby(r["ym"].map(chunk_of).to_numpy(), sort=True):
+        month = month.reset_index(drop=True)
+        month["rid"] = np.arange(len(month))
+        nl, nf = _write_month(month, month["i"].to_numpy(), cm, p, ins, rng, udir)
+        n_lines, n_files = n_lines + nl, n_files + nf
     mdir = out / "uke_masters"
     if mdir.exists():
         shutil.rmtree(mdir)
     shutil.copytree(synthetic_masters_dir(), mdir)
-    link = pd.DataFrame({"保険者番号": ins["insurer"], "記号": ins["kigo"], "番号": ins["bango"],
-                         "被保険者番号": p["person_id"]}).drop_duplicates()
-    link.to_csv(out / "uke_person_link.csv", index=False, encoding="cp932", lineterminator="\r\n")
-    return (f"  レセプト電算ファイル（uke/）: {body['file'].nunique():,} ファイル、{n_lines:,} 行、"
-            f"レセプト {len(r):,} 件（合成マスター uke_masters/、対応表 uke_person_link.csv）")
+    (out / "uke_person_link.csv").unlink(missing_ok=True)  # written by earlier versions
+    write_person_ids(tables, out)
+    return (f"  レセプト電算ファイル（uke/）: {n_files:,} ファイル、{n_lines:,} 行、"
+            f"レセプト {len(r):,} 件（合成マスター uke_masters/、個人ID対応表 person_ids.csv）")

@@ -4,7 +4,7 @@
 returns it) as zip archives, one per (保険者, fiscal year), each with ``ix08_V08.xml``,
 ``su08_V08.xml`` and ``DATA/h*.xml`` (one CDA document per exam), plus the two helper tables a
 user would keep next to real archives: ``person_ids.csv`` (個人ID対応表: 保険者番号・記号・番号・枝番 →
-person_id) and ``insurer_munis.csv`` (国保 保険者番号 → 市町村コード). 後期 persons (one 広域連合
+person_id, shared with the UKE demo: `insurance_card`) and ``insurer_munis.csv`` (国保 保険者番号 → 市町村コード). 後期 persons (one 広域連合
 保険者番号) get their municipality from the enrollment table, so both linkage paths are used.
 
 Variety, so that the import path is exercised (all of it reads back to the same values):
@@ -40,6 +40,34 @@ def kokuho_insurer(muni_code) -> np.ndarray:
     """架空の国保 保険者番号 (8桁, 先頭 00) per municipality: 0017 + 市町村コード3–5桁目 + 0."""
     m = pd.Series(np.asarray(muni_code, dtype=object), dtype="str")
     return ("0017" + m.str.slice(2, 5) + "0").to_numpy(dtype=object)
+
+
+def insurance_card(person_id, muni_code, kouki) -> pd.DataFrame:
+    """The demo's 被保険者証 (保険者番号, 記号, 番号, 枝番) of each row, one rule for the XML and UKE
+    writers, so that a person's exams and receipts carry the same card (docs/formats/person_key.md):
+    国保 = the municipality's 保険者番号, 記号 17, 番号 = the person's number (8 digits), 枝番 01;
+    後期 = the 広域連合, no 記号, 番号 50,000,000 + the person's number, no 枝番."""
+    kouki = np.asarray(kouki, dtype=bool)
+    num = pd.Series(np.asarray(person_id, dtype=object)).str.slice(1).astype(np.int64).to_numpy()
+    return pd.DataFrame({
+        "保険者番号": np.where(kouki, KOUKI_INSURER, kokuho_insurer(muni_code)),
+        "記号": np.where(kouki, "", "17"),
+        "番号": np.char.zfill((num + np.where(kouki, 50_000_000, 0)).astype(str), 8),
+        "枝番": np.where(kouki, "", "01")})
+
+
+def write_person_ids(tables: dict[str, pd.DataFrame], out: Path) -> int:
+    """個人ID対応表 ``person_ids.csv`` for every demo person: the 国保 card of each municipality the
+    person is enrolled in and the 後期 card (both readers use it: `hsutils.person_keys`)."""
+    enr = tables["enrollment"][["person_id", "muni_code"]].drop_duplicates()
+    people = enr.drop_duplicates("person_id")
+    parts = [insurance_card(enr["person_id"], enr["muni_code"], np.zeros(len(enr), bool))
+             .assign(person_id=enr["person_id"].to_numpy()),
+             insurance_card(people["person_id"], people["muni_code"], np.ones(len(people), bool))
+             .assign(person_id=people["person_id"].to_numpy())]
+    ids = pd.concat(parts, ignore_index=True).drop_duplicates().sort_values(["person_id", "保険者番号"])
+    ids.to_csv(Path(out) / "person_ids.csv", index=False, encoding="utf-8")
+    return len(ids)
 
 
 def _pq(code, values, unit) -> np.ndarray:
@@ -90,10 +118,9 @@ def build_documents(ken: pd.DataFrame, enrollment: pd.DataFrame, seed: int = 202
     pid_num = t["person_id"].str.slice(1).astype(int).to_numpy()
     ins_type = enrollment.set_index(["person_id", "fy"])["insurance"]
     kouki = ins_type.reindex(pd.MultiIndex.from_arrays([ken["person_id"], ken["fy"]])).eq("後期").to_numpy()
-    insurer = np.where(kouki, KOUKI_INSURER, kokuho_insurer(t["muni_code"].to_numpy()))
+    card = insurance_card(t["person_id"], t["muni_code"].to_numpy(), kouki)
+    insurer, bango, eda = (card[c].to_numpy().astype(str) for c in ("保険者番号", "番号", "枝番"))
     kigo = np.where(kouki, "", "１７")  # 全角: the reader normalises (NFKC)
-    bango = np.char.zfill((pid_num + np.where(kouki, 50_000_000, 0)).astype(str), 8)
-    eda = np.where(kouki, "", "01")
     # birth date consistent with the fiscal-year-end age (docs/rules.md §1.4: born 4月1日 counts older)
     month = 1 + pid_num % 12
     day = 1 + (pid_num * 7) % 28
@@ -197,8 +224,7 @@ def build_documents(ken: pd.DataFrame, enrollment: pd.DataFrame, seed: int = 202
     docs = pd.DataFrame({"insurer": insurer, "fy": fy, "name": "", "xml": body})
     docs["name"] = ("DATA/h" + ORG + pd.Series(exam) + "01_" + pd.Series(np.arange(1, n + 1)).astype(str).str.zfill(6)
                     + "_" + pd.Series(insurer) + ".xml").to_numpy()
-    ids = pd.DataFrame({"保険者番号": insurer, "記号": np.where(kouki, "", "17"), "番号": bango,
-                        "枝番": eda, "person_id": t["person_id"].to_numpy()}).drop_duplicates()
+    ids = card.assign(person_id=t["person_id"].to_numpy()).drop_duplicates()
     return docs, ids
 
 
@@ -253,7 +279,7 @@ def write_kenshin_archives(tables: dict[str, pd.DataFrame], out: Path, seed: int
                 z.writestr(f"{stem}/{name}", xml)
         tmp.replace(folder / f"{stem}.zip")
         n_arch += 1
-    ids.to_csv(out / "person_ids.csv", index=False, encoding="utf-8")
+    n_ids = write_person_ids(tables, out)
     kokuho = ids[ids["保険者番号"] != KOUKI_INSURER]
     munis = pd.DataFrame({"保険者番号": kokuho["保険者番号"].to_numpy(),
                           "市町村コード": tables["kenshin"].drop_duplicates("person_id")
@@ -261,4 +287,4 @@ def write_kenshin_archives(tables: dict[str, pd.DataFrame], out: Path, seed: int
     munis.drop_duplicates("保険者番号").sort_values("保険者番号").to_csv(
         out / "insurer_munis.csv", index=False, encoding="utf-8")
     return [f"  {schema.TABLES['kenshin'].ja}（kenshin_xml/ 特定健診XMLアーカイブ {n_arch} 件）: {len(docs):,} 文書",
-            f"  個人ID対応表（person_ids.csv）: {len(ids):,} 行、保険者市町村対応表（insurer_munis.csv）"]
+            f"  個人ID対応表（person_ids.csv）: {n_ids:,} 行、保険者市町村対応表（insurer_munis.csv）"]

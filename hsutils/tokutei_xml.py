@@ -33,10 +33,9 @@ Rules (each tested in tests/test_tokutei_xml.py):
   both meaning 服薬中 confirmed) overrides the self-report with あり.
 * 喫煙 9N736 (第4期): 1 はい → あり; 2 以前は吸っていた and 3 いいえ → なし (current smoking only).
 * HbA1c JDS (3D045…, before FY2013) is never mixed with NGSP: it is listed as an excluded value.
-* Person key (documented in README): ``person_id`` = 保険者番号(8桁)-記号-番号-枝番 after NFKC
-  (全角 → 半角) and trimming; or, when the data folder has a 個人ID対応表 (``person_ids.csv``), the
-  ``person_id`` listed there for (保険者番号, 記号, 番号, 枝番); or, when it has a salt file
-  (``person_id_salt.txt``), a salted SHA-256 pseudonym ``P`` + 20 hex digits of that key.
+* Person key: one rule with the UKE reader, `hsutils.person_keys` (docs/formats/person_key.md §1):
+  保険者番号(8桁)-記号-番号-枝番 after NFKC; a 個人ID対応表 (``person_ids.csv``) or a salt file
+  (``person_id_salt.txt``) replace it by the user's person_id or a salted pseudonym.
 * Fiscal year from the 受診日 (April start); age reached in the fiscal year from the birth date
   (docs/rules.md §1.4: born 4月1日 counts as a year older); the birth date itself is then dropped.
 * Municipality: from the 保険者番号 via a user table ``insurer_munis.csv`` (保険者番号, 市町村コード),
@@ -69,7 +68,7 @@ import pandas as pd
 import pyarrow as pa
 from lxml import etree
 
-from hsutils import io as _io
+from hsutils import io as _io, person_keys
 from hsutils.errors import DataError
 from hsutils.schema import TABLES
 
@@ -94,8 +93,7 @@ READER_VERSION = "1"
 LABEL = "特定健診XML"
 
 # Optional helper files in the data folder (README 自分のデータを使う).
-PERSON_ID_FILES = ("person_ids.csv", "個人ID対応表.csv")
-SALT_FILES = ("person_id_salt.txt",)
+PERSON_ID_FILES, SALT_FILES = person_keys.PERSON_ID_FILES, person_keys.SALT_FILES
 INSURER_MUNI_FILES = ("insurer_munis.csv", "保険者市町村対応表.csv")
 HELPER_FILES = PERSON_ID_FILES + SALT_FILES + INSURER_MUNI_FILES
 
@@ -379,13 +377,11 @@ def _validate(schema, root) -> str:
     return f"不適合（行 {err.line}: {err.message}）"
 
 
-def _parse_chunk(source: Source, members: tuple[str, ...], first_doc: int,
-                 validate_xsd: bool = False) -> _Parsed:
-    """Parse `members` of one source (document numbers from `first_doc`) and map the items;
+def _parse_members(source: Source, members: tuple[str, ...], first_doc: int, validate_xsd: bool,
+                   head: dict, rows: list) -> None:
+    """Parse `members` of one source (document numbers from `first_doc`) into `head` / `rows`;
     with `validate_xsd`, check each 健診 document against the archive's own XSD."""
     schema = _source_schema(source) if validate_xsd else None
-    head = {k: [] for k in _DOC_FIELDS}
-    rows: list[tuple] = []
     zf = zipfile.ZipFile(source.path) if source.is_zip else None
     try:
         for i, name in enumerate(members):  # one XML document per iteration (file I/O + lxml)
@@ -405,6 +401,17 @@ def _parse_chunk(source: Source, members: tuple[str, ...], first_doc: int,
     finally:
         if zf is not None:
             zf.close()
+
+
+def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
+                 validate_xsd: bool = False) -> _Parsed:
+    """Parse and map one chunk: `segments` of (source, members, first document number), which
+    may span several small archives (the item mapping costs the same per chunk whatever its
+    size, so an archive per municipality and year must not make a chunk of its own)."""
+    head = {k: [] for k in _DOC_FIELDS}
+    rows: list[tuple] = []
+    for source, members, first_doc in segments:
+        _parse_members(source, members, first_doc, validate_xsd, head, rows)
     docs = pd.DataFrame(head)
     obs_t = _obs_table(rows)
     obs = obs_t.to_pandas()
@@ -423,13 +430,23 @@ def parse_sources(sources: list[Source], workers: int | None = None,
                   validate_xsd: bool = False) -> _Parsed:
     """Every XML member of `sources`, parsed and mapped in worker processes when the import is
     large (`workers` None = one per CPU core); chunks are concatenated in document order."""
-    tasks = []
+    tasks: list[tuple] = []
+    chunk: list[tuple] = []
+    size = 0
     doc = 1
-    for s in sources:
-        for i in range(0, len(s.members), CHUNK_DOCS):
-            part = s.members[i:i + CHUNK_DOCS]
-            tasks.append((s, part, doc, validate_xsd))
+    for s in sources:  # fill chunks of CHUNK_DOCS documents across sources, in document order
+        i = 0
+        while i < len(s.members):
+            part = s.members[i:i + CHUNK_DOCS - size]
+            chunk.append((s, part, doc))
+            size += len(part)
             doc += len(part)
+            i += len(part)
+            if size >= CHUNK_DOCS:
+                tasks.append(tuple(chunk))
+                chunk, size = [], 0
+    if chunk:
+        tasks.append(tuple(chunk))
     n_docs = doc - 1
     workers = workers or os.cpu_count() or 1
     if workers > 1 and n_docs >= PARALLEL_MIN_DOCS and len(tasks) > 1:
@@ -437,11 +454,11 @@ def parse_sources(sources: list[Source], workers: int | None = None,
 
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as ex:
-            parts = list(ex.map(_parse_chunk, *zip(*tasks)))
+            parts = list(ex.map(_parse_chunk, tasks, [validate_xsd] * len(tasks)))
     else:
-        parts = [_parse_chunk(*t) for t in tasks]
+        parts = [_parse_chunk(t, validate_xsd) for t in tasks]
     if not parts:
-        parts = [_parse_chunk(Source(Path("."), False, ()), (), 1)]
+        parts = [_parse_chunk(())]
 
     def cat(name):
         frames = [getattr(p, name) for p in parts if len(getattr(p, name))]
@@ -463,66 +480,14 @@ def parse_sources(sources: list[Source], workers: int | None = None,
 # Linking documents to persons and municipalities
 # ---------------------------------------------------------------------------------------------
 
-def _norm(s: pd.Series) -> pd.Series:
-    """NFKC (全角 → 半角) and trim; None stays missing."""
-    s = s.astype("str")
-    if len(s) and not bool(s.dropna().str.isascii().all()):
-        s = s.str.normalize("NFKC")
-    return s.str.strip().replace("", np.nan)
+# the person key is shared with the UKE reader (one rule): hsutils.person_keys
+_norm = person_keys.normalise
+insurer_number = person_keys.insurer_number
+person_key = person_keys.person_key
 
 
-def insurer_number(s: pd.Series) -> pd.Series:
-    """保険者番号 as 8 digits (国保's 6-digit numbers are zero-padded, as in the XML)."""
-    s = _norm(s)
-    return s.where(~s.str.fullmatch(r"\d{1,8}").fillna(False).astype(bool), s.str.zfill(8))
-
-
-def person_key(insurer, kigo, bango, edaban) -> pd.Series:
-    """The documented person key 保険者番号-記号-番号-枝番 (NFKC, empty parts kept as '')."""
-    parts = [insurer_number(pd.Series(insurer, dtype="object")).fillna("")]
-    parts += [_norm(pd.Series(x, dtype="object")).fillna("") for x in (kigo, bango, edaban)]
-    return parts[0] + "-" + parts[1] + "-" + parts[2] + "-" + parts[3]
-
-
-def _read_helper_csv(path: Path) -> pd.DataFrame:
-    import io as stdio
-
-    text, _ = _io._decode_bytes(path.read_bytes(), path.name)
-    try:
-        df = pd.read_csv(stdio.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"{path.name}: CSV として読めません（{e}）")
-    df.columns = [_io._header_key(c) for c in df.columns]
-    return df
-
-
-def _pick(df: pd.DataFrame, name: str, *alts: str, required=True) -> pd.Series:
-    for n in (name, *alts):
-        k = _io._header_key(n)
-        if k in df.columns:
-            return df[k]
-    if required:
-        raise DataError(f"列「{name}」がありません（使える見出し: {name}, {', '.join(alts)}）")
-    return pd.Series([""] * len(df), dtype="object")
-
-
-def load_person_ids(path: Path) -> dict[str, str]:
-    """個人ID対応表: (保険者番号, 記号, 番号, 枝番) → person_id."""
-    df = _read_helper_csv(path)
-    try:
-        key = person_key(_pick(df, "保険者番号", "insurer"),
-                         _pick(df, "記号", "被保険者証記号", "kigo", required=False),
-                         _pick(df, "番号", "被保険者証番号", "bango"),
-                         _pick(df, "枝番", "edaban", required=False))
-        pid = _norm(_pick(df, "person_id", "個人ID", "被保険者番号"))
-    except DataError as e:
-        raise DataError(f"{path.name}: {e}")
-    clash = key.duplicated(keep=False) & ~pd.DataFrame({"k": key, "p": pid}).duplicated(keep=False)
-    if clash.any():
-        rows = ", ".join(str(i + 2) for i in np.flatnonzero(clash.to_numpy())[:5])
-        raise DataError(f"{path.name}: 同じ被保険者（保険者番号-記号-番号-枝番）に別の person_id があります"
-                        f"（{rows} 行目）。1人に1つの person_id が必要です")
-    return dict(zip(key, pid))
+_read_helper_csv = person_keys.read_helper_csv
+_pick = person_keys.pick
 
 
 def load_insurer_munis(path: Path) -> dict[str, str]:
@@ -756,19 +721,15 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
 
     # person key (README: 保険者番号-記号-番号-枝番, 個人ID対応表, or salted pseudonym)
     key = person_key(kdocs["insurer"], kdocs["kigo"], kdocs["bango"], kdocs["edaban"])
-    id_file = _first_file(data_folder, PERSON_ID_FILES)
-    salt_file = _first_file(data_folder, SALT_FILES)
+    id_file = person_keys.find_file(data_folder, PERSON_ID_FILES)
+    salt_file = person_keys.find_file(data_folder, SALT_FILES)
     if id_file is not None:
-        ids = load_person_ids(id_file)
-        pid = key.map(ids)
+        pid = pd.Series(person_keys.read_person_ids(id_file).lookup(key).to_numpy(), index=key.index)
         drop(pid.isna(), "被保険者証番号", key,
-             f"{id_file.name} にない被保険者です（保険者番号-記号-番号-枝番 が一致する行が必要）")
+             f"{id_file.name} にない被保険者です（保険者番号-記号-番号-枝番 が一致する行、"
+             "または枝番のない場合は保険者番号-記号-番号 が1人に決まる行が必要）")
     elif salt_file is not None:
-        salt = salt_file.read_text(encoding="utf-8").strip()
-        if not salt:
-            raise DataError(f"{salt_file.name}: 仮名化用の文字列（ソルト）が空です")
-        pid = pd.Series(["P" + hashlib.sha256((salt + k).encode("utf-8")).hexdigest()[:20]
-                         for k in key], index=key.index)  # one hash per person: no vector form
+        pid = person_keys.pseudonyms(key, salt_file)
     else:
         pid = key
     kdocs["person_id"] = pid

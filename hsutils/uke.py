@@ -28,12 +28,14 @@ is excluded with all its lines; ``receipts_read == receipts_kept + receipts_excl
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from hsutils import person_keys
 from hsutils.errors import DataError
 
 CHUNK_BYTES = 32 << 20
@@ -186,12 +188,14 @@ class _Lines:
 
 def _decode(raw: np.ndarray) -> pd.Series:
     """cp932 bytes -> NFKC-normalised str (full-width digits become half-width), stripped.
-    Only the distinct values are decoded (a field such as 保険者番号 repeats on every receipt)."""
+    Only the distinct values are decoded (a field such as 保険者番号 repeats on every receipt),
+    in plain Python: a few thousand short values, where pandas' string machinery costs more."""
     if len(raw) == 0:
         return pd.Series([], dtype=object)
     uniq, inverse = np.unique(raw, return_inverse=True)
-    s = pd.Series(uniq.astype(object)).str.decode("cp932", errors="replace")
-    s = s.str.normalize("NFKC").str.strip().to_numpy(dtype=object)
+    norm = unicodedata.normalize
+    s = np.array([norm("NFKC", b.decode("cp932", errors="replace")).strip() for b in uniq.tolist()] + [""],
+                 dtype=object)[:-1]  # the extra "" keeps a 1-d object array whatever the texts
     return pd.Series(s[inverse.ravel()], dtype=object)
 
 
@@ -200,32 +204,25 @@ def decode_date(value: np.ndarray, length: np.ndarray, valid: np.ndarray, with_d
     """Decode 年月 (5/6 digits) or 年月日 (7/8 digits) to YYYYMM / YYYYMMDD ints.
 
     Returns (int value, ok). 5 and 7 digits are 和暦 with a leading 元号 digit (1–5); 6 and 8
-    digits are western (docs/claims_rules.md §1.2).
+    digits are western (docs/claims_rules.md §1.2). One 元号 arithmetic for both forms: the
+    part after the year (MM or MMDD) has `scale` = 100 or 10,000.
     """
     value = np.asarray(value, dtype=np.int64)
+    scale = 10_000 if with_day else 100
+    western = length == (8 if with_day else 6)
+    wareki = length == (7 if with_day else 5)
+    era = np.where(wareki, value // (100 * scale), 0)
+    rest = value % scale
+    year = np.where(western, value // scale, ERA_BASE[np.clip(era, 0, 5)] + (value // scale) % 100)
+    mm = rest // 100 if with_day else rest
+    ok = valid & (western | (wareki & (era >= 1) & (era <= 5))) & (mm >= 1) & (mm <= 12)
     if with_day:
-        western = length == 8
-        era = np.where(length == 7, value // 1_000_000, 0)
-        yy = (value // 10_000) % 100
-        rest = value % 10_000
-        year = np.where(western, value // 10_000, ERA_BASE[np.clip(era, 0, 5)] + yy)
-        out = year * 10_000 + rest
-        mm, dd = rest // 100, rest % 100
-        ok = valid & (western | ((length == 7) & (era >= 1) & (era <= 5))) & (mm >= 1) & (mm <= 12) & (dd >= 1)
+        dd = rest % 100
         mdays = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(mm, 0, 12)]
         leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-        mdays = np.where((mm == 2) & ~leap, 28, mdays)
-        ok &= dd <= mdays
-    else:
-        western = length == 6
-        era = np.where(length == 5, value // 10_000, 0)
-        yy = (value // 100) % 100
-        mm = value % 100
-        year = np.where(western, value // 100, ERA_BASE[np.clip(era, 0, 5)] + yy)
-        out = year * 100 + mm
-        ok = valid & (western | ((length == 5) & (era >= 1) & (era <= 5))) & (mm >= 1) & (mm <= 12)
+        ok &= (dd >= 1) & (dd <= np.where((mm == 2) & ~leap, 28, mdays))
     ok &= (year >= 1868) & (year <= 2100)
-    return np.where(ok, out, 0), ok
+    return np.where(ok, year * scale + rest, 0), ok
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,7 +487,7 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
         payer = _raw_text(L, r, 1, 8)
         out.add("KO", frame(s, payer=payer))
     # SN 枝番
-    r, s = rows_of("SN", [KIND_MEDICAL])
+    r, s = rows_of("SN")  # 資格確認 (医科・歯科・調剤 alike: docs/claims_rules.md §1.3)
     if len(r):
         who, _, _ = L.digits(r, 1, 1)
         out.add("SN", frame(s, payer_kind=who, edaban=_raw_text(L, r, 6, 4)))
@@ -553,12 +550,14 @@ def _has_modifier(L: _Lines, rows: np.ndarray, j: int, code: str) -> np.ndarray:
 
 
 def _int_text(values, width: int) -> np.ndarray:
-    """Non-negative ints as zero-padded decimal strings of `width` (vectorised, no Python loop)."""
+    """Non-negative ints as zero-padded decimal strings of `width` (object array). Codes repeat
+    (institutions, drugs, diseases): only the distinct values are formatted."""
     v = np.asarray(values, dtype=np.int64)
     if len(v) == 0:
         return np.zeros(0, dtype=object)
-    digits = (v[:, None] // (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))[None, :]) % 10 + 48
-    return np.ascontiguousarray(digits.astype(np.uint8)).view(f"S{width}").ravel().astype(f"U{width}").astype(object)
+    uniq, inverse = np.unique(v, return_inverse=True)
+    text = np.array([str(x).zfill(width) for x in uniq.tolist()] + [""], dtype=object)[:-1]
+    return text[inverse.ravel()]
 
 
 def _decimal(L: _Lines, rows: np.ndarray, j: int) -> np.ndarray:
@@ -631,12 +630,6 @@ def _setting(kind: np.ndarray, receipt_type: np.ndarray) -> np.ndarray:
     return np.where(kind == KIND_DENTAL, SETTING_DENTAL,
                     np.where(kind == KIND_PHARMACY, SETTING_PHARMACY,
                              np.where(inpatient, SETTING_INPATIENT, SETTING_OUTPATIENT))).astype(object)
-
-
-def person_key(insurer, kigo, bango) -> pd.Series:
-    """Person key from the HO record: 保険者番号-記号-番号 (docs/claims_rules.md §1.3)."""
-    return (pd.Series(insurer, dtype="str") + "-" + pd.Series(kigo, dtype="str") + "-"
-            + pd.Series(bango, dtype="str"))
 
 
 def assemble(raw: RawUke) -> UkeTables:
@@ -718,7 +711,9 @@ def assemble(raw: RawUke) -> UkeTables:
         sn1 = sn[sn["payer_kind"] == 1].drop_duplicates("receipt_id").set_index("receipt_id")["edaban"]
         eda = receipts["receipt_id"].map(sn1).fillna("").astype(object)
     receipts["edaban"] = eda.to_numpy()
-    receipts["person_key"] = person_key(receipts["insurer"], receipts["kigo"], receipts["bango"]).to_numpy()
+    # one person key with the 特定健診 XML reader (docs/formats/person_key.md §1)
+    receipts["person_key"] = person_keys.person_key(receipts["insurer"], receipts["kigo"], receipts["bango"],
+                                                    receipts["edaban"]).to_numpy()
     kept_ids = receipts["receipt_id"].to_numpy()
 
     # diagnoses

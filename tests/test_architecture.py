@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parents[1] / "hsutils"
 #: lowest first; a module may import from its own layer or any earlier one
 LAYERS = {
     "core": ["errors", "settings", "files", "schema", "vocab", "codes"],
-    "inputs": ["io", "tokutei_xml", "uke", "claims_masters", "claims_rules", "claims_import", "regions"],
+    "inputs": ["io", "person_keys", "tokutei_xml", "uke", "claims_masters", "claims_rules", "claims_import", "regions"],
     "rules": ["clinical", "programs"],
     "statistics": ["stats"],
     "analysis": ["aggregate", "indicators", "pipeline", "areas", "references"],

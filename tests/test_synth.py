@@ -16,12 +16,13 @@ ISHIKAWA_CODES = ["17201", "17202", "17203", "17204", "17205", "17206", "17207",
 FILES = ["enrollment.csv", "kenshin.csv", "guidance.csv", "claims_monthly.csv", "kaigo.csv",
          "questionnaire.csv", "municipalities.csv", "districts.csv"]
 SCALE = 0.05
+CSV = {"kenshin_format": "csv", "claims_format": "csv"}  # the CSV templates (a user may supply them)
 
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    synth.write_demo(out, scale=SCALE, seed=2024)
+    synth.write_demo(out, scale=SCALE, seed=2024, **CSV)
     return out
 
 
@@ -66,30 +67,43 @@ def test_every_file_decodes_as_cp932_and_is_not_utf8(demo_dir):
 
 
 def test_utf8_encoding_option(tmp_path):
-    synth.write_demo(tmp_path, scale=0.01, seed=1, encoding="utf-8")
+    synth.write_demo(tmp_path, scale=0.01, seed=1, encoding="utf-8", **CSV)
     text = (tmp_path / "kaigo.csv").read_text(encoding="utf-8")
     assert text.startswith("被保険者番号,市町村コード,要介護度,認定開始日,認定終了日")
 
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    synth.write_demo(a, scale=0.01, seed=7)
-    synth.write_demo(b, scale=0.01, seed=7)
-    synth.write_demo(c, scale=0.01, seed=8)
+    synth.write_demo(a, scale=0.01, seed=7, **CSV)
+    synth.write_demo(b, scale=0.01, seed=7, **CSV)
+    synth.write_demo(c, scale=0.01, seed=8, **CSV)
     for f in FILES:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     assert (a / "kenshin.csv").read_bytes() != (c / "kenshin.csv").read_bytes()
 
 
 def test_summary_is_japanese_rows_per_file(tmp_path):
-    text = synth.write_demo(tmp_path, scale=0.01, seed=3)
+    text = synth.write_demo(tmp_path, scale=0.01, seed=3, **CSV)
     assert "enrollment.csv" in text and "claims_monthly.csv" in text
     assert "行" in text
 
 
+def test_the_demo_speaks_the_real_formats_by_default(demo_data_dir):
+    """The test session's demo (conftest, `write_demo` defaults) is 特定健診 XML + UKE, not CSV."""
+    assert (synth.DEMO_KENSHIN_FORMAT, synth.DEMO_CLAIMS_FORMAT) == ("xml", "uke")
+    assert any((demo_data_dir / "kenshin_xml").glob("*.zip"))
+    assert any((demo_data_dir / "uke").glob("*.UKE")) and (demo_data_dir / "uke_masters").is_dir()
+    assert not (demo_data_dir / "kenshin.csv").exists() and not (demo_data_dir / "claims_monthly.csv").exists()
+
+
+def test_unknown_format_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="kenshin_format"):
+        synth.write_demo(tmp_path, scale=0.01, kenshin_format="xlsx")
+
+
 def test_scale_must_be_positive(tmp_path):
     with pytest.raises(ValueError):
-        synth.write_demo(tmp_path, scale=0.0)
+        synth.write_demo(tmp_path, scale=0.0, **CSV)
 
 
 # ------------------------------------------------------------------------------------------

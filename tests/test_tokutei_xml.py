@@ -223,40 +223,63 @@ def test_item_table_is_consistent():
 
 
 @pytest.fixture(scope="module")
-def demos(tmp_path_factory):
+def demos(tmp_path_factory, demo_data_dir):
+    """(the CSV-template demo, the test session's demo in the real formats: XML + UKE), same
+    scale and seed (conftest), so the same synthetic people."""
+    from conftest import TEST_SCALE
+
     base = tmp_path_factory.mktemp("demos")
-    synth.write_demo(base / "csv", scale=0.02, seed=2024)
-    synth.write_demo(base / "xml", scale=0.02, seed=2024, kenshin_format="xml")
-    return base / "csv", base / "xml"
+    synth.write_demo(base / "csv", scale=TEST_SCALE, seed=2024, kenshin_format="csv", claims_format="csv")
+    return base / "csv", demo_data_dir
 
 
-def test_xml_demo_reads_to_the_csv_demo_tables_and_strata(demos, tmp_path):
-    a, b = (io.load_dataset(d) for d in demos)
-    assert not (b.files.get("kenshin"))  # read from the archives
+def test_real_format_demo_reads_to_the_csv_demo_tables_and_strata(demos, prepared):
+    """The standard: the demo in XML + UKE, read back through the user import path, gives the
+    same canonical tables and the same strata as the CSV-template demo of the same people."""
+    import os
+
+    a = io.load_dataset(demos[0])
+    # the session demo through the same loader, from the session's table cache (parsed once)
+    b = io.load_dataset(demos[1], cache_dir=Path(os.environ["HSUTILS_CACHE_DIR"]) / "tables_cache")
+    assert not b.files.get("kenshin") and not b.files.get("claims_monthly")  # read from XML / UKE
     ka = a.tables["kenshin"].sort_values(["person_id", "fy"]).reset_index(drop=True)
     kb = b.tables["kenshin"].sort_values(["person_id", "fy"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(ka, kb)
+    ca = a.tables["claims_monthly"].sort_values(["person_id", "ym"]).reset_index(drop=True)
+    cb = b.tables["claims_monthly"].sort_values(["person_id", "ym"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(ca, cb)
     assert b.exclusions.empty and a.exclusions.empty
     sa = pipeline.build_strata(pipeline.build_person_year(a.tables)[0])
-    sb = pipeline.build_strata(pipeline.build_person_year(b.tables)[0])
-    pd.testing.assert_frame_equal(sa, sb)
-    # the demo exercises the variety it promises
-    imp = tx.read_archives(demos[1] / "kenshin_xml", enrollment=b.tables["enrollment"],
-                           data_folder=demos[1], workers=1)
+    pd.testing.assert_frame_equal(sa, prepared.strata)
+    # the UKE path also gives the finer claims tables, kept in the shared cache for notebooks 06/07
+    for name in ("diagnoses", "prescriptions", "medical_costs"):
+        assert len(prepared.tables[name]) == len(b.tables[name]) > 0, name
+
+
+@pytest.fixture(scope="module")
+def xml_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("xml_demo")
+    synth.write_demo(out, scale=0.01, seed=2024, kenshin_format="xml", claims_format="csv")
+    return out
+
+
+def test_xml_demo_shows_the_variety_it_promises(xml_demo):
+    imp = tx.read_archives(xml_demo / "kenshin_xml", enrollment=io.load_dataset(xml_demo).tables["enrollment"],
+                           data_folder=xml_demo, workers=1)
     codes = set(imp.observations["item_code"].astype(str))
     assert {"3F015129902327101", "3D010129901926101", "9A752000000000001", "9A755000000000001",
             "9N702167200000049", "3C015000002327101"} <= codes
     assert imp.unknown_items.empty
 
 
-def test_xml_demo_cache_and_check(demos, tmp_path):
+def test_xml_demo_cache_and_check(xml_demo, tmp_path):
     before = dict(io.CACHE_STATS)
-    first = io.load_dataset(demos[1], cache_dir=tmp_path / "cache")
-    second = io.load_dataset(demos[1], cache_dir=tmp_path / "cache")
+    first = io.load_dataset(xml_demo, cache_dir=tmp_path / "cache")
+    second = io.load_dataset(xml_demo, cache_dir=tmp_path / "cache")
     assert second.results["kenshin"].from_cache
     assert io.CACHE_STATS["hits"] > before["hits"]
     pd.testing.assert_frame_equal(first.tables["kenshin"], second.tables["kenshin"])
-    text = io.check_folder(demos[1])
+    text = io.check_folder(xml_demo)
     assert "特定健診XMLアーカイブ" in text and "アーカイブ・展開フォルダ: 60 件" in text
     assert "使わないファイル" not in text  # archives and helper tables are not "unused"
     assert "判定: 分析に使用できます" in text

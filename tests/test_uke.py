@@ -90,11 +90,11 @@ def test_exclusions_name_file_line_field_reason(tables):
 def test_receipt_fields(tables):
     r = tables.receipts.set_index(["file", "line"])
     a = r.loc[("ika_r05.UKE", 2)]
-    assert a["person_key"] == "170019-石01-1234"        # spaces of 保険者番号 dropped, 全角 → 半角
+    assert a["person_key"] == "00170019-石01-1234-01"   # 6-digit 保険者番号 zero-padded, 全角 → 半角, SN 枝番
     assert a["setting"] == "入院外" and a["ym"] == 202305 and a["points"] == 1020 and a["yen"] == 10200
     assert a["n_kouhi"] == 1 and a["edaban"] == "01" and a["institution"] == "1711234567"
     b = r.loc[("ika_r05.UKE", 19)]
-    assert b["setting"] == "入院" and b["receipt_type"] == 1317 and b["person_key"] == "39170017--87654321"
+    assert b["setting"] == "入院" and b["receipt_type"] == 1317 and b["person_key"] == "39170017--87654321-"
     h = r.loc[("ika_h31.UKE", 7)]
     assert h["ym"] == 201905 and h["institution"] == "1717654321"   # 令和元年5月 (50105)
     p = r.loc[("chozai_r05.UKE", 2)]
@@ -187,7 +187,7 @@ def test_shipped_rules_groups():
 
 def test_claims_monthly_by_hand(derived):
     cm = derived.tables["claims_monthly"].set_index(["person_id", "ym"])
-    a = cm.loc[("170019-石01-1234", 202305)]
+    a = cm.loc[("00170019-石01-1234-01", 202305)]
     # E119 (line 6) and I10 (7) count; E109 with 8002 (8), I159 with 2056+8002 (9), uncoded
     # 「高血圧症の疑い」 (10) are suspected; 「腎臓の病気」 (11) matches no keyword
     assert (a["diabetes"], a["hypertension"], a["dyslipidemia"], a["ckd"], a["dialysis"]) == (1, 1, 0, 0, 0)
@@ -196,14 +196,14 @@ def test_claims_monthly_by_hand(derived):
     assert a["n_drugs"] == 3 and a["hypnotic"] == 1
     assert a["cost_outpatient"] == 10200 and a["cost_pharmacy"] == 8000 and a["cost_inpatient"] == 0
     assert a["n_institutions"] == 1                     # the pharmacy is not counted
-    b = cm.loc[("170019-石01-1234", 202306)]
+    b = cm.loc[("00170019-石01-1234-01", 202306)]
     # E15 (line 34) is not diabetes, I209 (35) is not hypertension, N189 (36) is CKD; 腹膜灌流 (38)
     assert (b["diabetes"], b["hypertension"], b["ckd"], b["dialysis"]) == (0, 0, 1, 1)
-    c = cm.loc[("39170017--87654321", 202305)]
+    c = cm.loc[("39170017--87654321-", 202305)]
     # 人工腎臓 (line 24), N185, I500, E149 with 転帰 治ゆ still counts in its month
     assert (c["dialysis"], c["ckd"], c["heart_failure"], c["diabetes"]) == (1, 1, 1, 1)
     assert c["cost_inpatient"] == 238800
-    h = cm.loc[("170019-石02-5678", 201905)]
+    h = cm.loc[("00170019-石02-5678-", 201905)]
     assert (h["diabetes"], h["ckd"]) == (1, 1)          # E112 糖尿病性腎症 is in both groups
     assert len(cm) == 5
 
@@ -212,7 +212,7 @@ def test_include_suspected_switch(tables):
     rules = claims_rules.load_rules()
     rules["include_suspected"] = True
     d = claims_rules.derive_tables(tables, claims_masters.load_masters(), rules)
-    a = d.tables["claims_monthly"].set_index(["person_id", "ym"]).loc[("170019-石01-1234", 202305)]
+    a = d.tables["claims_monthly"].set_index(["person_id", "ym"]).loc[("00170019-石01-1234-01", 202305)]
     assert a["hypertension"] == 1 and a["diabetes"] == 1
     assert d.report["n_uncoded_matched"] == 1          # 「高血圧症の疑い」 now counts via 「高血圧」
 
@@ -243,8 +243,8 @@ def test_prescriptions_and_costs(derived):
     met = out[out["drug_code"] == "699000001"].iloc[0]
     assert met["efficacy_class"] == "396" and met["days"] == 28 and met["form"] == "内服"
     mc = derived.tables["medical_costs"].set_index(["person_id", "ym", "setting"])
-    assert mc.loc[("39170017--87654321", 202305, "入院"), "main_chapter"].startswith("XIV")
-    assert mc.loc[("170019-石01-1234", 202305, "入院外"), "cost"] == 10200
+    assert mc.loc[("39170017--87654321-", 202305, "入院"), "main_chapter"].startswith("XIV")
+    assert mc.loc[("00170019-石01-1234-01", 202305, "入院外"), "cost"] == 10200
 
 
 def test_names_never_reach_any_table(tables, derived):
