@@ -17,7 +17,8 @@ import pandas as pd
 from hsutils import aggregate, files, indicators, vocab
 from hsutils.schema import TABLES, age_band
 
-CACHE_VERSION = "3"  # 2: 減少率 cohorts of the 法定報告 (prev_* columns); 3: one look-back for all years
+CACHE_VERSION = "4"  # 2: 減少率 cohorts of the 法定報告 (prev_* columns); 3: one look-back for all years;
+# 4: person-level tables partitioned by municipality (and fiscal year), docs/design.md §8.1
 KENSHIN_MEASURES = [c.name for c in TABLES["kenshin"].columns
                     if c.name not in ("person_id", "fy", "muni_code", "sex", "age")]
 
@@ -36,6 +37,9 @@ class Prepared:
 
     @property
     def fiscal_years(self) -> list[int]:
+        """Fiscal years of the data (all of them, also when only some municipalities were read)."""
+        if self.meta.get("fiscal_years"):
+            return [int(f) for f in self.meta["fiscal_years"]]
         return sorted(int(f) for f in self.person_year["fy"].unique())
 
     def muni_name(self, code: str) -> str:
@@ -263,7 +267,7 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
 
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    py.to_parquet(tmp / "person_year.parquet", index=False)
+    write_partitioned(py, tmp, dataset.tables)
     strata.to_parquet(tmp / "strata.parquet", index=False)
     master.to_parquet(tmp / "municipalities.parquet", index=False)
     districts.to_parquet(tmp / "districts.parquet", index=False)
@@ -276,10 +280,6 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     excl = excl.astype({c: str for c in ("value", "row") if c in excl})
     excl.to_parquet(tmp / "exclusions.parquet", index=False)
     unmatched.to_parquet(tmp / "unmatched.parquet", index=False)
-    for name in ("claims_monthly", "kaigo", "questionnaire"):
-        t = dataset.tables.get(name)
-        if t is not None:
-            t.to_parquet(tmp / f"{name}.parquet", index=False)
     meta = {"data_hash": key, "data_dir": str(data_dir.resolve()), "seconds": round(time.perf_counter() - t0, 2),
             "rows": {k: int(len(v)) for k, v in dataset.tables.items()},
             "person_year_rows": int(len(py)), "strata_rows": int(len(strata)),
@@ -298,23 +298,150 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     return cache_dir
 
 
-def load_prepared(cache_dir: Path, with_tables: bool = False) -> Prepared:
-    """Read the cached shared results (what every notebook starts from)."""
+# ---------------------------------------------------------------- partitioned person-level tables
+#
+# docs/design.md §8.1: person_year is stored as one Parquet file per municipality × fiscal year
+# (`person_year/muni=17201/year=2024/part-0.parquet`); the history tables a notebook re-reads for its
+# persons (claims, 介護, 質問票) as one file per municipality, holding the *whole history of every
+# person enrolled there in any year* (a person who moved is stored under each municipality: the
+# mover rule of docs/design.md §8.2). A municipal run reads only its municipality's files
+# (pyarrow dataset filters); a prefectural run reads them all. `_row` is the row's position in the
+# single-process table, so that a read gives exactly the rows (and index labels) of that table,
+# in the same order, whichever partitions it reads.
+
+PARTITION_KEY = "muni"  # hive partition column: the municipality the rows are stored under
+YEAR_KEY = "year"  # hive partition column of person_year: the fiscal year
+ROW = "_row"  # position in the single-process table (restores order, index and mover de-duplication)
+#: Person-level tables that notebooks re-read for their persons (whole history per person).
+HISTORY_TABLES = ("claims_monthly", "kaigo", "questionnaire")
+
+
+def _write_parts(frame: pd.DataFrame, folder: Path, part_cols: list[str], part_names: list[str]) -> None:
+    """One Parquet file per distinct value of `part_cols` (hive folders `name=value/…`), rows in
+    their original order, carrying `ROW`. A loop over partitions (municipalities), not persons."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = frame.drop(columns=part_cols)
+    if not len(frame):
+        return
+    codes, uniques = pd.MultiIndex.from_frame(frame[part_cols].astype(str)).factorize()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    for k, values in enumerate(uniques):
+        rows = order[bounds[k]:bounds[k + 1]]
+        sub = folder.joinpath(*(f"{n}={v}" for n, v in zip(part_names, values)))
+        sub.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(data.iloc[rows], preserve_index=False)
+        pq.write_table(table, sub / "part-0.parquet")
+
+
+def partition_members(enrollment: pd.DataFrame) -> pd.DataFrame:
+    """person_id × municipality pairs: every municipality in which the person has an enrollment row
+    in the data (docs/design.md §8.2, the mover rule). Columns person_id, muni."""
+    pairs = enrollment[["person_id", "muni_code"]].drop_duplicates()
+    return pd.DataFrame({"person_id": pairs["person_id"].to_numpy(),
+                         PARTITION_KEY: pairs["muni_code"].astype(str).to_numpy()})
+
+
+def _history_partitions(table: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
+    """`table` with ROW and the partition key: each row once per municipality where its person is
+    enrolled; rows of persons with no enrollment row at all under their own municipality (so that
+    reading every partition gives back the whole table)."""
+    t = table.assign(**{ROW: np.arange(len(table), dtype=np.int64)})
+    m = t.merge(members, on="person_id", how="inner", sort=False)
+    orphan = ~t["person_id"].isin(members["person_id"]).to_numpy()
+    if orphan.any():
+        o = t[orphan]
+        m = pd.concat([m, o.assign(**{PARTITION_KEY: o["muni_code"].astype(str).to_numpy()})], ignore_index=True)
+    return m
+
+
+def write_partitioned(person_year: pd.DataFrame, folder: Path, tables: dict) -> None:
+    """Write person_year (by municipality × fiscal year) and the history tables (by municipality,
+    mover rule) under `folder` (docs/design.md §8.1, §8.2)."""
+    py = person_year.assign(**{ROW: np.arange(len(person_year), dtype=np.int64),
+                               PARTITION_KEY: person_year["muni_code"].astype(str).to_numpy(),
+                               "_fy": person_year["fy"].astype(str).to_numpy()})
+    _write_parts(py, folder / "person_year", [PARTITION_KEY, "_fy"], [PARTITION_KEY, YEAR_KEY])
+    members = partition_members(tables["enrollment"])
+    for name in HISTORY_TABLES:
+        t = tables.get(name)
+        if t is not None:
+            _write_parts(_history_partitions(t, members), folder / name, [PARTITION_KEY], [PARTITION_KEY])
+
+
+def read_partitioned(folder: Path, munis=None) -> pd.DataFrame:
+    """Rows of a partitioned table for the municipalities `munis` (None: all), in the order and with
+    the index labels of the single-process table, each row once (a mover stored twice is read once)."""
+    import pyarrow.dataset as ds
+
+    part = ds.partitioning(flavor="hive")
+    dset = ds.dataset(folder, format="parquet", partitioning=part)
+    names = [n for n in dset.schema.names if n not in (PARTITION_KEY, YEAR_KEY)]
+    filt = None if munis is None else ds.field(PARTITION_KEY).isin([str(m) for m in munis])
+    table = dset.to_table(columns=names, filter=filt)
+    rows = table.column(ROW).to_numpy()
+    order = np.argsort(rows, kind="stable")
+    rows = rows[order]
+    keep = np.ones(len(rows), dtype=bool)
+    keep[1:] = rows[1:] != rows[:-1]  # a mover's rows stored under two municipalities: once
+    table = table.take(order[keep]).drop_columns([ROW])
+    frame = table.to_pandas()
+    rows = rows[keep]
+    if len(rows) and rows[0] == 0 and rows[-1] == len(rows) - 1:
+        frame.index = pd.RangeIndex(len(rows))
+    else:
+        frame.index = pd.Index(rows)
+    return frame
+
+
+def _scope_munis(munis) -> list[str] | None:
+    return None if munis is None else sorted({str(m) for m in munis})
+
+
+def load_area_tables(cache_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The municipality master and the district master of the cache (small; to resolve an area
+    before deciding which partitions to read)."""
+    cache_dir = _existing_cache(cache_dir)
+    return pd.read_parquet(cache_dir / "municipalities.parquet"), pd.read_parquet(cache_dir / "districts.parquet")
+
+
+def _existing_cache(cache_dir: Path) -> Path:
     from hsutils.errors import DataError
 
     cache_dir = Path(cache_dir)
     if not (cache_dir / "meta.json").exists():
         raise DataError(f"集計キャッシュ「{cache_dir}」がありません。先に `hsutils prepare データフォルダ` "
                         "または `hsutils batch` を実行してください。")
+    return cache_dir
+
+
+def load_prepared(cache_dir: Path, with_tables: bool = False, munis=None) -> Prepared:
+    """Read the cached shared results (what every notebook starts from).
+
+    `munis`: the municipalities whose person-level rows are read (None: all). A municipal run reads
+    its own municipality's partitions and the small strata/master tables only (docs/design.md §8.1);
+    its `person_year` holds exactly the rows of those municipalities, `tables` the whole history of
+    the persons enrolled there, with the first claims month of the whole data in
+    `claims_monthly.attrs["first_ym"]` (the look-back is the data's, docs/hotei.md §7).
+    """
+    cache_dir = _existing_cache(cache_dir)
+    meta = json.loads((cache_dir / "meta.json").read_text(encoding="utf-8"))
+    scope = _scope_munis(munis)
     rd = lambda n: pd.read_parquet(cache_dir / f"{n}.parquet")  # noqa: E731
     tables = {}
     if with_tables:
-        for name in ("claims_monthly", "kaigo", "questionnaire"):
-            if (cache_dir / f"{name}.parquet").exists():
-                tables[name] = rd(name)
-    return Prepared(person_year=rd("person_year"), strata=rd("strata"), municipalities=rd("municipalities"),
-                    districts=rd("districts"), import_summary=rd("import_summary"), exclusions=rd("exclusions"),
-                    tables=tables, meta=json.loads((cache_dir / "meta.json").read_text(encoding="utf-8")))
+        for name in HISTORY_TABLES:
+            if (cache_dir / name).is_dir():
+                tables[name] = read_partitioned(cache_dir / name, scope)
+        first = (meta.get("claims_history") or {}).get("first_ym")
+        if "claims_monthly" in tables and first is not None:
+            tables["claims_monthly"].attrs["first_ym"] = int(first)
+    return Prepared(person_year=read_partitioned(cache_dir / "person_year", scope), strata=rd("strata"),
+                    municipalities=rd("municipalities"), districts=rd("districts"),
+                    import_summary=rd("import_summary"), exclusions=rd("exclusions"), tables=tables, meta=meta)
 
 
 def prepare(data_dir: Path, cache_dir: Path | None = None, column_map=None, with_tables: bool = False) -> Prepared:

@@ -1,0 +1,78 @@
+"""Partitioned person-level cache (docs/design.md §8.1, §8.2): a municipal run reads only its
+municipality's partitions and gets exactly the rows of the single-process table."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hsutils import pipeline
+
+
+def _tables():
+    """Three persons: P1 stays in 17201, P2 moves 17201 → 17324 in 2023, P3 stays in 17324; P9 has
+    claims but no enrollment row."""
+    enr = pd.DataFrame({"person_id": ["P1", "P2", "P3", "P1", "P2", "P3"],
+                        "fy": [2022, 2022, 2022, 2023, 2023, 2023],
+                        "muni_code": ["17201", "17201", "17324", "17201", "17324", "17324"]})
+    claims = pd.DataFrame({"person_id": ["P2", "P1", "P3", "P2", "P9"],
+                           "muni_code": ["17201", "17201", "17324", "17324", "17201"],
+                           "ym": [202205, 202206, 202207, 202305, 202304]})
+    py = enr.assign(sex=[1, 2, 1, 1, 2, 1], flag=[True, False, True, False, True, False])
+    return py, {"enrollment": enr, "claims_monthly": claims}
+
+
+def test_partitions_hold_the_municipality_rows_and_the_movers_history(tmp_path):
+    py, tables = _tables()
+    pipeline.write_partitioned(py, tmp_path, tables)
+    assert sorted(p.name for p in (tmp_path / "person_year").iterdir()) == ["muni=17201", "muni=17324"]
+    assert sorted(p.name for p in (tmp_path / "person_year" / "muni=17324").iterdir()) == ["year=2022", "year=2023"]
+
+    # a municipal read: exactly the rows (order, index labels, dtypes) of the single-process table
+    for muni in ("17201", "17324"):
+        got = pipeline.read_partitioned(tmp_path / "person_year", [muni])
+        pd.testing.assert_frame_equal(got, py[py["muni_code"] == muni])
+    pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "person_year"), py)
+
+    # mover rule: P2's whole claims history is under both municipalities; P9 (no enrollment) under
+    # its own; reading everything gives each claim once, in the original order
+    c = tables["claims_monthly"]
+    kanazawa = pipeline.read_partitioned(tmp_path / "claims_monthly", ["17201"])
+    assert kanazawa["ym"].tolist() == [202205, 202206, 202305, 202304]  # P2 (both years), P1, P9
+    kawakita = pipeline.read_partitioned(tmp_path / "claims_monthly", ["17324"])
+    assert kawakita["ym"].tolist() == [202205, 202207, 202305]  # P2 (both years), P3
+    pd.testing.assert_frame_equal(kawakita, c.loc[[0, 2, 3]])
+    pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "claims_monthly"), c)
+    pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "claims_monthly", ["17201", "17324"]), c)
+
+
+def test_partition_members_lists_every_municipality_of_a_person():
+    _, tables = _tables()
+    m = pipeline.partition_members(tables["enrollment"])
+    assert sorted(map(tuple, m.to_numpy().tolist())) == [("P1", "17201"), ("P2", "17201"), ("P2", "17324"),
+                                                         ("P3", "17324")]
+
+
+@pytest.fixture(scope="module")
+def cache():
+    return Path(os.environ["HSUTILS_CACHE_DIR"])
+
+
+def test_municipal_load_equals_the_filtered_prefecture(cache, prepared):
+    muni = "17324"  # 川北町, the smallest town of the demo
+    part = pipeline.load_prepared(cache, with_tables=True, munis=[muni])
+    full = prepared.person_year
+    pd.testing.assert_frame_equal(part.person_year, full[full["muni_code"] == muni])
+    ids = part.person_year["person_id"].unique()
+    for name, t in prepared.tables.items():
+        pd.testing.assert_frame_equal(part.tables[name], t[t["person_id"].isin(ids)])
+    # the look-back of a municipal run is the data's: the first claims month of the whole data
+    first = int(prepared.tables["claims_monthly"]["ym"].min())
+    assert part.tables["claims_monthly"].attrs["first_ym"] == first
+    from hsutils import programs
+
+    assert int(programs.claims_history(part.tables["claims_monthly"], [2022])["first_ym"].iloc[0]) == first
+    assert part.fiscal_years == prepared.fiscal_years
+    pd.testing.assert_frame_equal(part.strata, prepared.strata)
+    assert np.all(part.person_year.index.isin(full.index))
