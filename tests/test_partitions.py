@@ -76,3 +76,79 @@ def test_municipal_load_equals_the_filtered_prefecture(cache, prepared):
     assert part.fiscal_years == prepared.fiscal_years
     pd.testing.assert_frame_equal(part.strata, prepared.strata)
     assert np.all(part.person_year.index.isin(full.index))
+
+
+# ---------------------------------------------------------------- the shared pass per partition
+
+@pytest.fixture(scope="module")
+def demo_tables(cache, demo_data_dir):
+    """The demo's canonical tables with two movers added (docs/design.md §8.2): a person of 金沢市
+    enrolled in 川北町 from the second fiscal year on, and one of 七尾市 moving to 金沢市."""
+    from hsutils import io
+
+    tables = dict(io.load_dataset(demo_data_dir, cache_dir=cache / "tables_cache").tables)
+    enr = tables["enrollment"].copy()
+    fys = sorted(enr["fy"].unique())
+    movers = []
+    for src, dst in (("17201", "17324"), ("17202", "17201")):
+        counts = enr[enr["muni_code"] == src].groupby("person_id")["fy"].nunique()
+        pid = counts[counts == len(fys)].index[0]
+        later = (enr["person_id"] == pid) & (enr["fy"] > fys[0])
+        enr.loc[later, "muni_code"] = dst
+        movers.append((pid, src, dst))
+    tables["enrollment"] = enr
+    return tables, movers
+
+
+def test_partitioned_pass_equals_the_single_process_pass_with_movers(demo_tables, tmp_path):
+    tables, movers = demo_tables
+    py, _ = pipeline.build_person_year(tables)
+    single = pipeline.build_strata(py)
+
+    sizes = pipeline.write_partition_inputs(tables, tmp_path)
+    tasks = pipeline.plan_tasks(sizes, task_rows=int(sizes.sum()) // 3)  # three tasks or so
+    assert len(tasks) >= 3 and sorted(m for t in tasks for m in t) == sorted(sizes.index)
+    first = int(tables["claims_monthly"]["ym"].min())
+    results = pipeline.run_partitions(tmp_path, tasks, first)
+    assert [r.error for r in results] == [""] * len(tasks)
+    assert sum(r.rows for r in results) == len(py)
+
+    pd.testing.assert_frame_equal(pipeline.combine_partition_strata(results), single)
+    pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "person_year"), py)
+    for pid, src, dst in movers:
+        # each person × year row once, in the municipality of that year …
+        rows = pipeline.read_partitioned(tmp_path / "person_year", [dst])
+        assert rows.loc[rows["person_id"] == pid, "fy"].tolist() == sorted(tables["enrollment"]["fy"].unique())[1:]
+        rows = pipeline.read_partitioned(tmp_path / "person_year", [src])
+        assert rows.loc[rows["person_id"] == pid, "fy"].tolist() == [min(tables["enrollment"]["fy"])]
+        # … and the whole history under both municipalities
+        for muni in (src, dst):
+            enr = pipeline.read_partitioned(tmp_path / "enrollment", [muni])
+            assert len(enr[enr["person_id"] == pid]) == tables["enrollment"]["fy"].nunique()
+
+
+def test_a_failing_partition_is_reported_and_the_others_complete(demo_tables, tmp_path, monkeypatch):
+    tables, _ = demo_tables
+    sizes = pipeline.write_partition_inputs(tables, tmp_path)
+    real = pipeline.build_person_year
+
+    def broken(t):
+        if t["enrollment"]["muni_code"].astype(str).eq("17324").mean() > 0.5:  # 川北町's task (not a mover's)
+            raise ValueError("壊れたデータ")
+        return real(t)
+
+    monkeypatch.setattr(pipeline, "build_person_year", broken)
+    tasks = [[m] for m in ("17201", "17324", "17202")]
+    results = pipeline.run_partitions(tmp_path, tasks, None)
+    assert [r.muni for r in results] == ["17201", "17324", "17202"]
+    assert results[1].error == "ValueError: 壊れたデータ" and results[1].rows == 0
+    assert not results[0].error and not results[2].error
+    assert results[0].rows == int((tables["enrollment"]["muni_code"] == "17201").sum())
+    assert (tmp_path / "person_year" / "muni=17202").is_dir()
+    assert not (tmp_path / "person_year" / "muni=17324").exists()
+
+
+def test_plan_tasks_groups_small_towns_and_keeps_large_cities_alone():
+    sizes = pd.Series({"17201": 500, "17202": 40, "17203": 30, "17324": 10, "17361": 90})
+    assert pipeline.plan_tasks(sizes, task_rows=100) == [["17201"], ["17202", "17203", "17324"], ["17361"]]
+    assert pipeline.plan_tasks(sizes, task_rows=10_000) == [list(sizes.index)]
