@@ -298,10 +298,53 @@ def run_partition(input_dir: Path, out_dir: Path, munis: list[str], first_ym: in
                                error=f"{type(e).__name__}: {e}")
 
 
-def run_partitions(folder: Path, tasks: list[list[str]], first_ym: int | None) -> list[PartitionResult]:
+def _task(munis: list[str], folder: Path, first_ym: int | None) -> PartitionResult:
+    """One task on a Dask worker (module level: picklable)."""
+    return run_partition(folder, folder, munis, first_ym)
+
+
+def run_partitions(folder: Path, tasks: list[list[str]], first_ym: int | None, scheduler: str | None = None,
+                   workers: int | None = None, show_progress: bool = False,
+                   in_process: bool = False) -> list[PartitionResult]:
     """The shared pass over every task (group of municipality partitions) under `folder` (inputs
-    there, person_year written there)."""
-    return [run_partition(folder, folder, t, first_ym) for t in tasks]
+    there, person_year written there), on `dask.distributed` (docs/design.md §8.3): the cluster at
+    `scheduler`, else a LocalCluster of `workers` processes sized to the machine. A single task
+    without a scheduler (or `in_process`) runs in this process (a small data set needs no cluster). Results in task
+    order; a failing task carries its error and the others complete."""
+    from hsutils import cluster
+
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tasks), desc="共通の集計（市町村ごと）", unit="分割")
+
+    def progress(done, total, eta, result):
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{result.muni} {'失敗' if result.error else '完了'}")
+
+    try:
+        if in_process or (len(tasks) <= 1 and not cluster.scheduler_address(scheduler)):
+            results = []
+            for t in tasks:
+                results.append(_task(t, folder, first_ym))
+                progress(len(results), len(tasks), 0.0, results[-1])
+            return results
+        with cluster.client(scheduler, workers) as c:
+            return cluster.map_tasks(c, _task, tasks, folder, first_ym, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _engine_label(scheduler: str | None, n_tasks: int) -> str:
+    from hsutils import cluster
+
+    address = cluster.scheduler_address(scheduler)
+    if address:
+        return f"dask {address}"
+    return "この処理の中（1分割）" if n_tasks <= 1 else "dask LocalCluster"
 
 
 def combine_partition_strata(results: list[PartitionResult]) -> pd.DataFrame:
@@ -399,13 +442,16 @@ PREPARE_STAGES = ("入力ファイルの読み込みと検査", "対象者×年�
 
 
 def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool = False,
-                  progress=None, task_rows: int = TASK_ROWS) -> Path:
+                  progress=None, task_rows: int = TASK_ROWS, scheduler: str | None = None,
+                  workers: int | None = None, show_progress: bool = False) -> Path:
     """Load, validate and derive once; write Parquet files into cache_dir (docs/design.md §8).
 
     Re-uses the cache when the input files and column map are unchanged (content hash).
     The person-level derivations and strata run per task of municipality partitions
     (`plan_tasks`, at most `task_rows` enrollment rows each) and the strata are summed
-    (docs/design.md §8.2, §8.3); a failing task is reported after the others have run.
+    (docs/design.md §8.2, §8.3); a failing task is reported after the others have run. Tasks run
+    on `dask.distributed` (`hsutils.cluster`: the cluster at `scheduler` or a LocalCluster of
+    `workers` processes); `show_progress` shows a bar per task with the estimated finish time.
     `progress`, when given, is called with each stage name of `PREPARE_STAGES` as it starts
     (a progress bar of a notebook's first run); it is not called when the cache is reused.
     """
@@ -450,7 +496,8 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     del tables  # the partitions are read back one by one (bounded memory)
 
     stage(1)
-    results = run_partitions(tmp, tasks, history["first_ym"])
+    results = run_partitions(tmp, tasks, history["first_ym"], scheduler=scheduler, workers=workers,
+                             show_progress=show_progress)
     failed = [r for r in results if r.error]
     if failed:
         from hsutils.errors import DataError
@@ -485,6 +532,7 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     meta = {"data_hash": key, "data_dir": str(data_dir.resolve()), "seconds": round(time.perf_counter() - t0, 2),
             "rows": n_rows, "person_year_rows": int(py_rows), "strata_rows": int(len(strata)),
             "fiscal_years": fys, "cache_version": CACHE_VERSION, "claims_history": history,
+            "engine": _engine_label(scheduler, len(tasks)),
             "partitions": [{"muni": r.muni, "rows": r.rows, "seconds": r.seconds, "peak_rss_mb": r.peak_rss_mb}
                            for r in results]}
     (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -14,7 +14,7 @@ LAYERS = {
     "inputs": ["io", "tokutei_xml", "uke", "claims_masters", "claims_rules", "claims_import", "regions"],
     "rules": ["clinical", "programs"],
     "statistics": ["stats"],
-    "analysis": ["aggregate", "indicators", "pipeline", "areas"],
+    "analysis": ["aggregate", "indicators", "pipeline", "areas", "cluster"],
     "presentation": ["privacy", "plots", "report"],
     "patterns": ["overview", "districts", "ikkatsu", "nephropathy", "evaluation", "hotei"],
     "running": ["params", "notebook", "notebook_check", "batch", "cli", "gallery", "synth", "synth_xml",

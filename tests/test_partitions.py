@@ -82,15 +82,20 @@ def test_municipal_load_equals_the_filtered_prefecture(cache, prepared):
 
 @pytest.fixture(scope="module")
 def demo_tables(cache, demo_data_dir):
-    """The demo's canonical tables with two movers added (docs/design.md §8.2): a person of 金沢市
-    enrolled in 川北町 from the second fiscal year on, and one of 七尾市 moving to 金沢市."""
+    """Five towns of the demo's canonical tables with two movers added (docs/design.md §8.2): a
+    person of 七尾市 enrolled in 川北町 from the second fiscal year on, and one of 津幡町 moving to 七尾市."""
     from hsutils import io
 
     tables = dict(io.load_dataset(demo_data_dir, cache_dir=cache / "tables_cache").tables)
+    towns = ["17202", "17324", "17361", "17365", "17407"]  # five towns: the tests stay fast
+    keep = set(tables["enrollment"].loc[tables["enrollment"]["muni_code"].isin(towns), "person_id"])
+    for name in pipeline.PARTITION_INPUTS:
+        if name in tables:
+            tables[name] = tables[name][tables[name]["person_id"].isin(keep)].reset_index(drop=True)
     enr = tables["enrollment"].copy()
     fys = sorted(enr["fy"].unique())
     movers = []
-    for src, dst in (("17201", "17324"), ("17202", "17201")):
+    for src, dst in (("17202", "17324"), ("17361", "17202")):
         counts = enr[enr["muni_code"] == src].groupby("person_id")["fy"].nunique()
         pid = counts[counts == len(fys)].index[0]
         later = (enr["person_id"] == pid) & (enr["fy"] > fys[0])
@@ -100,20 +105,26 @@ def demo_tables(cache, demo_data_dir):
     return tables, movers
 
 
-def test_partitioned_pass_equals_the_single_process_pass_with_movers(demo_tables, tmp_path):
+@pytest.fixture(scope="module")
+def single(demo_tables):
+    """person_year and strata of the single-process path (with the movers)."""
+    py, _ = pipeline.build_person_year(demo_tables[0])
+    return py, pipeline.build_strata(py)
+
+
+def test_partitioned_pass_equals_the_single_process_pass_with_movers(demo_tables, single, tmp_path):
     tables, movers = demo_tables
-    py, _ = pipeline.build_person_year(tables)
-    single = pipeline.build_strata(py)
+    py, strata = single
 
     sizes = pipeline.write_partition_inputs(tables, tmp_path)
     tasks = pipeline.plan_tasks(sizes, task_rows=int(sizes.sum()) // 3)  # three tasks or so
-    assert len(tasks) >= 3 and sorted(m for t in tasks for m in t) == sorted(sizes.index)
+    assert len(tasks) >= 2 and sorted(m for t in tasks for m in t) == sorted(sizes.index)
     first = int(tables["claims_monthly"]["ym"].min())
-    results = pipeline.run_partitions(tmp_path, tasks, first)
+    results = pipeline.run_partitions(tmp_path, tasks, first, in_process=True)
     assert [r.error for r in results] == [""] * len(tasks)
     assert sum(r.rows for r in results) == len(py)
 
-    pd.testing.assert_frame_equal(pipeline.combine_partition_strata(results), single)
+    pd.testing.assert_frame_equal(pipeline.combine_partition_strata(results), strata)
     pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "person_year"), py)
     for pid, src, dst in movers:
         # each person × year row once, in the municipality of that year …
@@ -127,24 +138,16 @@ def test_partitioned_pass_equals_the_single_process_pass_with_movers(demo_tables
             assert len(enr[enr["person_id"] == pid]) == tables["enrollment"]["fy"].nunique()
 
 
-def test_a_failing_partition_is_reported_and_the_others_complete(demo_tables, tmp_path, monkeypatch):
+def test_a_failing_partition_is_reported_and_the_others_complete(demo_tables, tmp_path):
     tables, _ = demo_tables
-    sizes = pipeline.write_partition_inputs(tables, tmp_path)
-    real = pipeline.build_person_year
-
-    def broken(t):
-        if t["enrollment"]["muni_code"].astype(str).eq("17324").mean() > 0.5:  # 川北町's task (not a mover's)
-            raise ValueError("壊れたデータ")
-        return real(t)
-
-    monkeypatch.setattr(pipeline, "build_person_year", broken)
-    tasks = [[m] for m in ("17201", "17324", "17202")]
-    results = pipeline.run_partitions(tmp_path, tasks, None)
-    assert [r.muni for r in results] == ["17201", "17324", "17202"]
-    assert results[1].error == "ValueError: 壊れたデータ" and results[1].rows == 0
+    pipeline.write_partition_inputs(tables, tmp_path)
+    (tmp_path / "kenshin" / "muni=17324" / "part-0.parquet").write_bytes(b"not a parquet file")  # bad data
+    results = pipeline.run_partitions(tmp_path, [["17202"], ["17324"], ["17361"]], None, in_process=True)
+    assert [r.muni for r in results] == ["17202", "17324", "17361"]
+    assert results[1].error.startswith("ArrowInvalid") and results[1].rows == 0
     assert not results[0].error and not results[2].error
-    assert results[0].rows == int((tables["enrollment"]["muni_code"] == "17201").sum())
-    assert (tmp_path / "person_year" / "muni=17202").is_dir()
+    assert results[2].rows == int((tables["enrollment"]["muni_code"] == "17361").sum())
+    assert (tmp_path / "person_year" / "muni=17361").is_dir()
     assert not (tmp_path / "person_year" / "muni=17324").exists()
 
 
@@ -152,3 +155,28 @@ def test_plan_tasks_groups_small_towns_and_keeps_large_cities_alone():
     sizes = pd.Series({"17201": 500, "17202": 40, "17203": 30, "17324": 10, "17361": 90})
     assert pipeline.plan_tasks(sizes, task_rows=100) == [["17201"], ["17202", "17203", "17324"], ["17361"]]
     assert pipeline.plan_tasks(sizes, task_rows=10_000) == [list(sizes.index)]
+
+
+def test_a_two_process_local_cluster_gives_the_single_process_strata(demo_tables, single, tmp_path):
+    """docs/design.md §8.3: the same tasks on dask.distributed (2 worker processes)."""
+    tables, _ = demo_tables
+    py, strata = single
+    sizes = pipeline.write_partition_inputs(tables, tmp_path)
+    tasks = pipeline.plan_tasks(sizes, task_rows=int(sizes.sum()) // 2 + 1)  # two or three tasks
+    assert len(tasks) >= 2
+    results = pipeline.run_partitions(tmp_path, tasks, int(tables["claims_monthly"]["ym"].min()), workers=2)
+    assert [r.error for r in results] == [""] * len(tasks)
+    assert [r.muni for r in results] == ["・".join(t) for t in tasks]
+    pd.testing.assert_frame_equal(pipeline.combine_partition_strata(results), strata)
+    pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "person_year"), py)
+
+
+def test_scheduler_address_comes_from_the_argument_or_the_environment(monkeypatch):
+    from hsutils import cluster
+
+    monkeypatch.delenv(cluster.ENV_SCHEDULER, raising=False)
+    assert cluster.scheduler_address(None) is None
+    monkeypatch.setenv(cluster.ENV_SCHEDULER, "tcp://10.0.0.5:8786")
+    assert cluster.scheduler_address(None) == "tcp://10.0.0.5:8786"
+    assert cluster.scheduler_address("tcp://h:1") == "tcp://h:1"
+    assert cluster.local_workers(task_memory=1) == (os.cpu_count() or 1)
