@@ -6,6 +6,7 @@ mistake is reported as a Japanese message, not a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -38,7 +39,10 @@ def _cmd_gallery(args) -> int:
 
 
 def _cmd_batch(args) -> int:
-    from hsutils import batch
+    from hsutils import batch, cluster
+
+    if args.scheduler:  # the shared pass of the batch (pipeline.prepare_cache) reads it
+        os.environ[cluster.ENV_SCHEDULER] = args.scheduler
 
     return batch.run_batch(Path(args.params), out=Path(args.out) if args.out else None,
                            jobs=args.jobs, resume=args.resume)
@@ -57,9 +61,17 @@ def _cmd_prepare(args) -> int:
 
     from hsutils import settings
 
-    path = pipeline.prepare_cache(Path(args.data), settings.cache_dir(args.cache), column_map=args.column_map)
+    path = pipeline.prepare_cache(Path(args.data), settings.cache_dir(args.cache), column_map=args.column_map,
+                                  scheduler=args.scheduler, workers=args.workers, show_progress=True)
     print(f"集計キャッシュを作成しました: {Path(path).resolve()}")
     return 0
+
+
+def _scheduler_options(parser) -> None:
+    parser.add_argument("--scheduler", default=None,
+                        help="Dask クラスタのスケジューラのアドレス（例: tcp://10.0.0.5:8786）。"
+                             "既定: このPCのコア数・メモリに合わせた LocalCluster（設定不要）")
+    parser.add_argument("--workers", type=int, default=None, help="LocalCluster のワーカー数（既定: 自動）")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None)
     b.add_argument("--jobs", type=int, default=None, help="並列数（既定: CPUコア数）")
     b.add_argument("--resume", action="store_true", help="前回成功し入力が変わっていない実行を省略")
+    b.add_argument("--scheduler", default=None,
+                   help="共通の集計を動かす Dask クラスタのスケジューラ（例: tcp://10.0.0.5:8786。既定: このPCの LocalCluster）")
     b.set_defaults(func=_cmd_batch)
 
     r = sub.add_parser("run", help="1つのノートブックを1市町村について実行")
@@ -107,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--cache", default=None,
                     help="キャッシュの作成先（既定: outputs/interactive/confidential/cache。個人単位のデータを含みます）")
     pr.add_argument("--column-map", default=None)
+    _scheduler_options(pr)
     pr.set_defaults(func=_cmd_prepare)
     return p
 

@@ -176,13 +176,17 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
           data_dir=None, cache_dir=None, out_dir=None, suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
           with_tables: bool = False, run_name: str = "interactive", demo_scale: float = 0.1,
           muni_name: str | None = None, reference_area: str = "pref",
-          standard_population: str = "H27") -> NotebookContext:
+          standard_population: str = "H27", person_rows: str = "area") -> NotebookContext:
     """Load the shared cache (building it when missing) and make the output folder.
 
     `muni_code` is any code form of `hsutils.areas` (a prefecture as 17 / "17000", a municipality
     as 5 or 6 digits); `ctx.area`, `ctx.reference` (for `reference_area`, with its note when the
     requested reference is not in the data) and `ctx.standard_population` are resolved here once.
     `muni_name` replaces the master's name in titles when given.
+
+    `person_rows`: whose person-level rows `ctx.prepared` holds: "area" (default) the area's own
+    municipalities (a municipal run reads only its partitions, docs/design.md §8.1), "reference"
+    also those of the reference area (a notebook that recounts the reference from person rows).
 
     `out_dir`: when given by the batch, outputs go exactly there; otherwise into
     `<outputs>/<run_name>/<muni_code>_<name>/<notebook>/` (`hsutils.settings.out_dir`).
@@ -199,17 +203,24 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
         if not (cache / "meta.json").exists() or (not cache_given and data.exists()):
             # opened by hand: rebuild when the input files changed (content hash; a no-op otherwise)
             pipeline.prepare_cache(data, cache, progress=first.stage)
-    prepared = pipeline.load_prepared(cache, with_tables=with_tables)
+    master, district_master = pipeline.load_area_tables(cache)
+    area = areas.resolve_area(str(master["pref_code"].iloc[0]).zfill(2) if muni_code is None else muni_code,
+                              master, district_master)
+    reference = areas.resolve_reference(area, reference_area, master)
+    # person-level rows: only the area's municipalities (docs/design.md §8.1), or also the reference's
+    munis = area.member_munis(master)
+    if person_rows == "reference":
+        ref = reference.member_munis(master)
+        munis = None if munis is None or ref is None else sorted(set(munis) | set(ref))
+    elif person_rows != "area":
+        raise ValueError(f"person_rows must be 'area' or 'reference', not {person_rows!r}")
+    prepared = pipeline.load_prepared(cache, with_tables=with_tables, munis=munis)
     fys = prepared.fiscal_years
     fy = int(fiscal_year) if fiscal_year else fys[-1]
     if fy not in fys:
         from hsutils.errors import ParameterError
 
         raise ParameterError(f"年度 {fy} のデータがありません（データにある年度: {fys}）")
-    master = prepared.municipalities
-    area = areas.resolve_area(str(master["pref_code"].iloc[0]).zfill(2) if muni_code is None else muni_code,
-                              master, prepared.districts)
-    reference = areas.resolve_reference(area, reference_area, master)
     std = areas.standard_population(standard_population, prepared.strata, fy)
     muni_code, name = area.code, str(muni_name or area.display_name)
     if out_dir:

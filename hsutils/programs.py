@@ -94,7 +94,10 @@ def claims_history(claims: pd.DataFrame | None, fiscal_years: Iterable[int]) -> 
     if claims is None or len(claims) == 0 or "ym" not in claims:
         return pd.DataFrame({"fy": fys, "first_ym": pd.array([pd.NA] * len(fys), dtype="Int64"),
                              "months_to_fy_end": 0, "months_before_fy": 0})
-    first = int(pd.to_numeric(claims["ym"]).min())
+    # the claims of one municipality's partition carry the first month of the whole data
+    # (hsutils.pipeline): the look-back is the data's, not the partition's (docs/design.md §8.2)
+    first = claims.attrs.get("first_ym")
+    first = int(pd.to_numeric(claims["ym"]).min()) if first is None else int(first)
     to_end = np.array([month_index(fy_end_ym(f)) - month_index(first) + 1 for f in fys], dtype=np.int64)
     to_end = np.clip(to_end, 0, None)
     return pd.DataFrame({"fy": fys, "first_ym": pd.array([first] * len(fys), dtype="Int64"),

@@ -14,7 +14,7 @@ LAYERS = {
     "inputs": ["io", "person_keys", "tokutei_xml", "uke", "claims_masters", "claims_rules", "claims_import", "regions"],
     "rules": ["clinical", "programs"],
     "statistics": ["stats"],
-    "analysis": ["aggregate", "indicators", "pipeline", "areas", "references"],
+    "analysis": ["aggregate", "indicators", "pipeline", "areas", "references", "cluster"],
     "presentation": ["privacy", "plots", "report"],
     "patterns": ["overview", "districts", "ikkatsu", "nephropathy", "evaluation", "hotei", "support_record", "nonparticipants", "medication"],
     "running": ["params", "notebook", "notebook_check", "batch", "cli", "gallery", "synth", "synth_xml",

@@ -1,0 +1,182 @@
+"""Partitioned person-level cache (docs/design.md §8.1, §8.2): a municipal run reads only its
+municipality's partitions and gets exactly the rows of the single-process table."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hsutils import pipeline
+
+
+def _tables():
+    """Three persons: P1 stays in 17201, P2 moves 17201 → 17324 in 2023, P3 stays in 17324; P9 has
+    claims but no enrollment row."""
+    enr = pd.DataFrame({"person_id": ["P1", "P2", "P3", "P1", "P2", "P3"],
+                        "fy": [2022, 2022, 2022, 2023, 2023, 2023],
+                        "muni_code": ["17201", "17201", "17324", "17201", "17324", "17324"]})
+    claims = pd.DataFrame({"person_id": ["P2", "P1", "P3", "P2", "P9"],
+                           "muni_code": ["17201", "17201", "17324", "17324", "17201"],
+                           "ym": [202205, 202206, 202207, 202305, 202304]})
+    py = enr.assign(sex=[1, 2, 1, 1, 2, 1], flag=[True, False, True, False, True, False])
+    return py, {"enrollment": enr, "claims_monthly": claims}
+
+
+def test_partitions_hold_the_municipality_rows_and_the_movers_history(tmp_path):
+    py, tables = _tables()
+    pipeline.write_partitioned(py, tmp_path, tables)
+    assert sorted(p.name for p in (tmp_path / "person_year").iterdir()) == ["muni=17201", "muni=17324"]
+    assert sorted(p.name for p in (tmp_path / "person_year" / "muni=17324").iterdir()) == ["year=2022", "year=2023"]
+
+    # a municipal read: exactly the rows (order, index labels, dtypes) of the single-process table
+    for muni in ("17201", "17324"):
+        got = pipeline.read_partitioned(tmp_path / "person_year", [muni])
+        pd.testing.assert_frame_equal(got, py[py["muni_code"] == muni])
+    pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "person_year"), py)
+
+    # mover rule: P2's whole claims history is under both municipalities; P9 (no enrollment) under
+    # its own; reading everything gives each claim once, in the original order
+    c = tables["claims_monthly"]
+    kanazawa = pipeline.read_partitioned(tmp_path / "claims_monthly", ["17201"])
+    assert kanazawa["ym"].tolist() == [202205, 202206, 202305, 202304]  # P2 (both years), P1, P9
+    kawakita = pipeline.read_partitioned(tmp_path / "claims_monthly", ["17324"])
+    assert kawakita["ym"].tolist() == [202205, 202207, 202305]  # P2 (both years), P3
+    pd.testing.assert_frame_equal(kawakita, c.loc[[0, 2, 3]])
+    pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "claims_monthly"), c)
+    pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "claims_monthly", ["17201", "17324"]), c)
+
+
+def test_partition_members_lists_every_municipality_of_a_person():
+    _, tables = _tables()
+    m = pipeline.partition_members(tables["enrollment"])
+    assert sorted(map(tuple, m.to_numpy().tolist())) == [("P1", "17201"), ("P2", "17201"), ("P2", "17324"),
+                                                         ("P3", "17324")]
+
+
+@pytest.fixture(scope="module")
+def cache():
+    return Path(os.environ["HSUTILS_CACHE_DIR"])
+
+
+def test_municipal_load_equals_the_filtered_prefecture(cache, prepared):
+    muni = "17324"  # 川北町, the smallest town of the demo
+    part = pipeline.load_prepared(cache, with_tables=True, munis=[muni])
+    full = prepared.person_year
+    pd.testing.assert_frame_equal(part.person_year, full[full["muni_code"] == muni])
+    ids = part.person_year["person_id"].unique()
+    for name, t in prepared.tables.items():
+        pd.testing.assert_frame_equal(part.tables[name], t[t["person_id"].isin(ids)])
+    # the look-back of a municipal run is the data's: the first claims month of the whole data
+    first = int(prepared.tables["claims_monthly"]["ym"].min())
+    assert part.tables["claims_monthly"].attrs["first_ym"] == first
+    from hsutils import programs
+
+    assert int(programs.claims_history(part.tables["claims_monthly"], [2022])["first_ym"].iloc[0]) == first
+    assert part.fiscal_years == prepared.fiscal_years
+    pd.testing.assert_frame_equal(part.strata, prepared.strata)
+    assert np.all(part.person_year.index.isin(full.index))
+
+
+# ---------------------------------------------------------------- the shared pass per partition
+
+@pytest.fixture(scope="module")
+def demo_tables(cache, demo_data_dir):
+    """Five towns of the demo's canonical tables with two movers added (docs/design.md §8.2): a
+    person of 七尾市 enrolled in 川北町 from the second fiscal year on, and one of 津幡町 moving to 七尾市."""
+    from hsutils import io
+
+    tables = dict(io.load_dataset(demo_data_dir, cache_dir=cache / "tables_cache").tables)
+    towns = ["17202", "17324", "17361", "17365", "17407"]  # five towns: the tests stay fast
+    keep = set(tables["enrollment"].loc[tables["enrollment"]["muni_code"].isin(towns), "person_id"])
+    for name in pipeline.PARTITION_INPUTS:
+        if name in tables:
+            tables[name] = tables[name][tables[name]["person_id"].isin(keep)].reset_index(drop=True)
+    enr = tables["enrollment"].copy()
+    fys = sorted(enr["fy"].unique())
+    movers = []
+    for src, dst in (("17202", "17324"), ("17361", "17202")):
+        counts = enr[enr["muni_code"] == src].groupby("person_id")["fy"].nunique()
+        pid = counts[counts == len(fys)].index[0]
+        later = (enr["person_id"] == pid) & (enr["fy"] > fys[0])
+        enr.loc[later, "muni_code"] = dst
+        movers.append((pid, src, dst))
+    tables["enrollment"] = enr
+    return tables, movers
+
+
+@pytest.fixture(scope="module")
+def single(demo_tables):
+    """person_year and strata of the single-process path (with the movers)."""
+    py, _ = pipeline.build_person_year(demo_tables[0])
+    return py, pipeline.build_strata(py)
+
+
+def test_partitioned_pass_equals_the_single_process_pass_with_movers(demo_tables, single, tmp_path):
+    tables, movers = demo_tables
+    py, strata = single
+
+    sizes = pipeline.write_partition_inputs(tables, tmp_path)
+    tasks = pipeline.plan_tasks(sizes, task_rows=int(sizes.sum()) // 3)  # three tasks or so
+    assert len(tasks) >= 2 and sorted(m for t in tasks for m in t) == sorted(sizes.index)
+    first = int(tables["claims_monthly"]["ym"].min())
+    results = pipeline.run_partitions(tmp_path, tasks, first, in_process=True)
+    assert [r.error for r in results] == [""] * len(tasks)
+    assert sum(r.rows for r in results) == len(py)
+
+    pd.testing.assert_frame_equal(pipeline.combine_partition_strata(results), strata)
+    pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "person_year"), py)
+    for pid, src, dst in movers:
+        # each person × year row once, in the municipality of that year …
+        rows = pipeline.read_partitioned(tmp_path / "person_year", [dst])
+        assert rows.loc[rows["person_id"] == pid, "fy"].tolist() == sorted(tables["enrollment"]["fy"].unique())[1:]
+        rows = pipeline.read_partitioned(tmp_path / "person_year", [src])
+        assert rows.loc[rows["person_id"] == pid, "fy"].tolist() == [min(tables["enrollment"]["fy"])]
+        # … and the whole history under both municipalities
+        for muni in (src, dst):
+            enr = pipeline.read_partitioned(tmp_path / "enrollment", [muni])
+            assert len(enr[enr["person_id"] == pid]) == tables["enrollment"]["fy"].nunique()
+
+
+def test_a_failing_partition_is_reported_and_the_others_complete(demo_tables, tmp_path):
+    tables, _ = demo_tables
+    pipeline.write_partition_inputs(tables, tmp_path)
+    (tmp_path / "kenshin" / "muni=17324" / "part-0.parquet").write_bytes(b"not a parquet file")  # bad data
+    results = pipeline.run_partitions(tmp_path, [["17202"], ["17324"], ["17361"]], None, in_process=True)
+    assert [r.muni for r in results] == ["17202", "17324", "17361"]
+    assert results[1].error.startswith("ArrowInvalid") and results[1].rows == 0
+    assert not results[0].error and not results[2].error
+    assert results[2].rows == int((tables["enrollment"]["muni_code"] == "17361").sum())
+    assert (tmp_path / "person_year" / "muni=17361").is_dir()
+    assert not (tmp_path / "person_year" / "muni=17324").exists()
+
+
+def test_plan_tasks_groups_small_towns_and_keeps_large_cities_alone():
+    sizes = pd.Series({"17201": 500, "17202": 40, "17203": 30, "17324": 10, "17361": 90})
+    assert pipeline.plan_tasks(sizes, task_rows=100) == [["17201"], ["17202", "17203", "17324"], ["17361"]]
+    assert pipeline.plan_tasks(sizes, task_rows=10_000) == [list(sizes.index)]
+
+
+def test_a_two_process_local_cluster_gives_the_single_process_strata(demo_tables, single, tmp_path):
+    """docs/design.md §8.3: the same tasks on dask.distributed (2 worker processes)."""
+    tables, _ = demo_tables
+    py, strata = single
+    sizes = pipeline.write_partition_inputs(tables, tmp_path)
+    tasks = pipeline.plan_tasks(sizes, task_rows=int(sizes.sum()) // 2 + 1)  # two or three tasks
+    assert len(tasks) >= 2
+    results = pipeline.run_partitions(tmp_path, tasks, int(tables["claims_monthly"]["ym"].min()), workers=2)
+    assert [r.error for r in results] == [""] * len(tasks)
+    assert [r.muni for r in results] == ["・".join(t) for t in tasks]
+    pd.testing.assert_frame_equal(pipeline.combine_partition_strata(results), strata)
+    pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "person_year"), py)
+
+
+def test_scheduler_address_comes_from_the_argument_or_the_environment(monkeypatch):
+    from hsutils import cluster
+
+    monkeypatch.delenv(cluster.ENV_SCHEDULER, raising=False)
+    assert cluster.scheduler_address(None) is None
+    monkeypatch.setenv(cluster.ENV_SCHEDULER, "tcp://10.0.0.5:8786")
+    assert cluster.scheduler_address(None) == "tcp://10.0.0.5:8786"
+    assert cluster.scheduler_address("tcp://h:1") == "tcp://h:1"
+    assert cluster.local_workers(task_memory=1) == (os.cpu_count() or 1)
