@@ -227,19 +227,22 @@ class RunTask:
 
 
 def plan_tasks(p: hparams.RunParams, cache_dir: Path) -> list[RunTask]:
-    """Prefecture-level notebooks once (muni_code = the prefecture), municipal ones × municipalities."""
+    """Prefecture-level notebooks once (muni_code = the prefecture), municipal ones × municipalities,
+    "both" (notebook 06) once for the prefecture and once per municipality."""
     run_dir = p.run_dir
     tasks: list[RunTask] = []
     for spec in p.notebooks:
-        areas = ([(p.pref_code5, p.pref_name)] if spec.level == "pref"
-                 else list(p.municipalities.items()))
+        areas = ([(p.pref_code5, p.pref_name)] if spec.level in ("pref", "both") else []) + \
+            (list(p.municipalities.items()) if spec.level in ("muni", "both") else [])
         for code, name in areas:
+            level = "pref" if spec.level == "both" and code == p.pref_code5 else spec.level
             final_dir = run_dir / f"{code}_{_safe_name(name)}" / spec.stem
             parameters = p.notebook_parameters_for(spec, muni_code=code, muni_name=name,
                                                    cache_dir=str(cache_dir), out_dir=str(final_dir))
             tasks.append(RunTask(
                 key=f"{spec.stem}/{code}", notebook_id=spec.id, notebook_stem=spec.stem,
-                notebook_title=spec.title, level=spec.level, notebook_path=str(p.notebook_path(spec)),
+                notebook_title=spec.title, level=level if level != "both" else "muni",
+                notebook_path=str(p.notebook_path(spec)),
                 muni_code=code, muni_name=name, parameters=parameters, run_dir=str(run_dir),
                 final_dir=str(final_dir), log_path=str(run_dir / "logs" / f"{spec.stem}_{code}.log"),
                 timeout_seconds=p.timeout_seconds, kernel_start_timeout=p.kernel_start_timeout,
@@ -1059,7 +1062,7 @@ def run_one(notebook: str, muni: str | None = None, params: Path | None = None, 
         raw["out_dir"] = Path(out).resolve()
     spec = hparams.resolve_notebook(notebook, Path.cwd())
     raw["notebooks"] = [spec.file if Path(spec.file).is_absolute() else spec.id]
-    if spec.level == "muni":
+    if spec.level in ("muni", "both"):
         if muni is None:
             raise ParameterError("市町村別のノートブックです。--muni で市町村コードを指定してください（例: --muni 17201）。")
         raw["municipalities"] = [muni]

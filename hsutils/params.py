@@ -19,7 +19,8 @@ from hsutils.errors import ParameterError
 
 @dataclasses.dataclass(frozen=True)
 class NotebookSpec:
-    """One notebook of the suite. `level` "pref" runs once per batch, "muni" once per municipality.
+    """One notebook of the suite. `level` "pref" runs once per batch, "muni" once per municipality,
+    "both" once for the prefecture and once per municipality.
 
     Applicability (e.g. 02 needs districts) is the notebook's own business: it must handle
     "no district data" gracefully, so the batch still runs it for every municipality.
@@ -41,6 +42,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {s.id: s for s in (
     NotebookSpec("03", "03_ikkatsu.ipynb", "muni", "高齢者の保健事業と介護予防の一体的実施"),
     NotebookSpec("04", "04_nephropathy.ipynb", "muni", "糖尿病性腎症重症化予防"),
     NotebookSpec("05", "05_evaluation.ipynb", "muni", "目標設定・評価指標・事業評価"),
+    NotebookSpec("06", "06_medical_costs.ipynb", "both", "医療費の分析"),
 )}
 
 PREFECTURE_NAMES = vocab.PREF_NAMES  # JIS X 0401 (hsutils.vocab)
@@ -281,7 +283,7 @@ def resolve_notebook(value, base: Path | None = None) -> NotebookSpec:
             raise ParameterError(f"ノートブック {p} が見つかりません。")
         meta = json.loads(p.read_text(encoding="utf-8")).get("metadata", {}).get("hsutils", {})
         level = meta.get("level", "muni")
-        return NotebookSpec(p.stem, str(p), level if level in ("pref", "muni") else "muni",
+        return NotebookSpec(p.stem, str(p), level if level in ("pref", "muni", "both") else "muni",
                             meta.get("title", p.stem))
     raise ParameterError(f"ノートブック「{value}」は登録されていません。指定できるもの: {notebook_choices()}")
 

@@ -17,7 +17,10 @@ import pandas as pd
 from hsutils import aggregate, files, indicators, vocab
 from hsutils.schema import TABLES, age_band
 
-CACHE_VERSION = "3"  # 2: 減少率 cohorts of the 法定報告 (prev_* columns); 3: one look-back for all years
+CACHE_VERSION = "4"  # 2: 減少率 cohorts of the 法定報告 (prev_* columns); 3: one look-back for all years;
+# 4: medical_costs (notebook 06) kept with the other input tables
+#: Input tables kept in the cache for the notebooks that read person-month rows (`with_tables`).
+CACHED_TABLES = ("claims_monthly", "kaigo", "questionnaire", "medical_costs")
 KENSHIN_MEASURES = [c.name for c in TABLES["kenshin"].columns
                     if c.name not in ("person_id", "fy", "muni_code", "sex", "age")]
 
@@ -276,7 +279,7 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     excl = excl.astype({c: str for c in ("value", "row") if c in excl})
     excl.to_parquet(tmp / "exclusions.parquet", index=False)
     unmatched.to_parquet(tmp / "unmatched.parquet", index=False)
-    for name in ("claims_monthly", "kaigo", "questionnaire"):
+    for name in CACHED_TABLES:
         t = dataset.tables.get(name)
         if t is not None:
             t.to_parquet(tmp / f"{name}.parquet", index=False)
@@ -309,7 +312,7 @@ def load_prepared(cache_dir: Path, with_tables: bool = False) -> Prepared:
     rd = lambda n: pd.read_parquet(cache_dir / f"{n}.parquet")  # noqa: E731
     tables = {}
     if with_tables:
-        for name in ("claims_monthly", "kaigo", "questionnaire"):
+        for name in CACHED_TABLES:
             if (cache_dir / f"{name}.parquet").exists():
                 tables[name] = rd(name)
     return Prepared(person_year=rd("person_year"), strata=rd("strata"), municipalities=rd("municipalities"),
