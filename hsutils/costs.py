@@ -137,6 +137,9 @@ def person_costs(person_year: pd.DataFrame, tables: dict) -> PersonCosts:
             pyr[s] = wide[s].reindex(idx).fillna(0.0).to_numpy(float)
     pyr[TOTAL] = pyr[list(SETTINGS)].sum(axis=1)
     matched = wide.index.isin(idx)
+    # months of fiscal years without any enrollment (the claims look-back) are simply not analysed
+    in_years = wide.index.get_level_values("fy").isin(pyr["fy"].unique())
+    matched = matched | ~in_years
     notes = []
     n_assumed = int(pyr["months_assumed"].sum())
     if n_assumed:
@@ -784,7 +787,8 @@ def summary_text(index_table: pd.DataFrame, area_code, fy: int, insurance: str, 
     if t.empty:
         return "この地域・年度・保険の地域差指数はありません。"
     lines = []
-    for _, r in t.sort_values("setting").iterrows():  # five settings
+    t = t.assign(_o=t["setting"].astype(str).map({k: i for i, k in enumerate(SETTINGS_ALL)})).sort_values("_o")
+    for _, r in t.iterrows():  # five settings
         value = pd.to_numeric(pd.Series([r["index"]]), errors="coerce").iloc[0]
         if not np.isfinite(value):
             lines.append(f"- {r['setting']}: 人数が少ないため表示しません")

@@ -1261,7 +1261,7 @@ def amount_bars(df: pd.DataFrame, *, label_col: str, value_col: str, title: str,
     else:
         raw = d.groupby(label_col, sort=False)[value_col].sum(min_count=1).reindex(labels).to_numpy(float)[:, None]
         nan_any = pd.Series(np.isnan(raw[:, 0]), index=labels)
-    hidden = nan_any.to_numpy(bool)
+    hidden = np.array(nan_any.to_numpy(bool), copy=True)
     if count_col:
         counts = d.groupby(label_col, sort=False)[count_col].min().reindex(labels)
         hidden |= _hidden_mask(pd.to_numeric(counts, errors="coerce").to_numpy(float), suppress_threshold)

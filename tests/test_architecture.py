@@ -16,7 +16,7 @@ LAYERS = {
     "statistics": ["stats"],
     "analysis": ["aggregate", "indicators", "pipeline", "areas"],
     "presentation": ["privacy", "plots", "report"],
-    "patterns": ["overview", "districts", "ikkatsu", "nephropathy", "evaluation", "hotei"],
+    "patterns": ["overview", "districts", "ikkatsu", "nephropathy", "evaluation", "costs", "hotei"],
     "running": ["params", "notebook", "notebook_check", "batch", "cli", "gallery", "synth", "synth_xml",
                 "synth_uke"],
 }
