@@ -39,6 +39,7 @@ PART_YEAR_MONTHS = 6  # docs/rules.md §13.1: part-year person without `months`
 HIGH_COST_YEN = 800_000  # docs/rules.md §13.5
 OTHER_GROUP = "その他"
 UNKNOWN_GROUP = "主傷病不明"
+DENTAL_GROUP = "歯科"
 CKD_DIALYSIS = "慢性腎臓病（透析あり）"
 CKD_NO_DIALYSIS = "慢性腎臓病（透析なし）"
 LEVEL_PREF, LEVEL_MEDICAL_AREA, LEVEL_MUNI = "県", "二次医療圏", "市町村"
@@ -315,7 +316,7 @@ def group_order(rules: dict | None = None) -> list[str]:
     names = []
     for key, ja, _ in cost_groups(rules):
         names += [CKD_DIALYSIS, CKD_NO_DIALYSIS] if key == "ckd" else [ja]
-    return names + [OTHER_GROUP, UNKNOWN_GROUP]
+    return names + [OTHER_GROUP, DENTAL_GROUP, UNKNOWN_GROUP]
 
 
 def lifestyle_groups(rules: dict | None = None) -> list[str]:
@@ -329,10 +330,12 @@ def lifestyle_groups(rules: dict | None = None) -> list[str]:
 
 
 def assign_groups(medical_costs: pd.DataFrame, claims_monthly: pd.DataFrame | None, rules: dict | None = None) -> pd.Series:
-    """Disease group of each medical_costs row from its 主傷病 (first matching group; docs/rules.md §13.3)."""
+    """Disease group of each medical_costs row from its 主傷病 (first matching group; docs/rules.md §13.3).
+    歯科 receipts form their own group (their 傷病名 records are not read, docs/claims_rules.md §8)."""
     icd = medical_costs["main_icd10"] if "main_icd10" in medical_costs else pd.Series(pd.NA, index=medical_costs.index)
-    out = pd.Series(np.where(icd.isna() | (icd.astype(str) == ""), UNKNOWN_GROUP, OTHER_GROUP), index=medical_costs.index,
-                    dtype=object)
+    dental = (medical_costs["setting"] == "歯科").to_numpy()
+    out = pd.Series(np.where(dental, DENTAL_GROUP, np.where(icd.isna() | (icd.astype(str) == ""), UNKNOWN_GROUP,
+                                                            OTHER_GROUP)), index=medical_costs.index, dtype=object)
     free = out == OTHER_GROUP
     dial = np.zeros(len(medical_costs), bool)
     if claims_monthly is not None and len(claims_monthly) and "dialysis" in claims_monthly:

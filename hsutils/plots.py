@@ -1277,15 +1277,14 @@ def amount_bars(df: pd.DataFrame, *, label_col: str, value_col: str, title: str,
         ax.barh(ys, shown[:, j], left=left, color=bar_colours, height=0.7, edgecolor="white", linewidth=0.6,
                 label=str(cat) if cat is not None else None, gid="amount_segment")
         left += shown[:, j]
-    xmax = float(np.nanmax(np.r_[left, benchmark or 0, 1.0]))
+    marks = (pd.to_numeric(d.groupby(label_col, sort=False)[marker_col].first().reindex(labels),
+                           errors="coerce").to_numpy(float) if marker_col else np.full(len(labels), np.nan))
+    xmax = float(np.nanmax(np.r_[left, marks, benchmark or 0, 1.0]))
     for i, (tot, hid) in enumerate(zip(left, hidden)):
-        ax.text(tot + 0.01 * xmax, ys[i], SUPPRESSION_MARK if hid else value_fmt.format(tot), ha="left",
-                va="center", fontsize=7, color="#222222", path_effects=_HALO)
+        ax.text(np.nanmax([tot, marks[i]]) + 0.01 * xmax, ys[i], SUPPRESSION_MARK if hid else value_fmt.format(tot),
+                ha="left", va="center", fontsize=7, color="#222222", path_effects=_HALO)
     if marker_col:
-        marks = pd.to_numeric(d.groupby(label_col, sort=False)[marker_col].first().reindex(labels),
-                              errors="coerce").to_numpy(float)
         ax.scatter(marks, ys, marker="|", s=260, linewidths=2.2, color="#000000", zorder=6, label=marker_label)
-        xmax = float(np.nanmax(np.r_[xmax, marks]))
     if benchmark is not None and np.isfinite(benchmark):
         ax.axvline(benchmark, color="#222222", ls="--", lw=1.0,
                    label=f"{benchmark_label} {value_fmt.format(benchmark)}")
@@ -1313,7 +1312,8 @@ def concentration_curve(curves: pd.DataFrame, *, title: str, footer: str, series
     `marks` (上位1%, 10%) labelled. Curves start at the first point with enough persons (the
     caller drops the points of 1–9 persons, docs/rules.md §9)."""
     fig, ax, own = _axes(ax, size)
-    ax.plot([0, 1], [0, 1], color="#999999", ls=":", lw=1.0, label="全員が同じ医療費の場合")
+    equal = np.geomspace(0.005, 1.0, 50)
+    ax.plot(equal, equal, color="#999999", ls=":", lw=1.0, label="全員が同じ医療費の場合")
     texts = []
     for k, (name, g) in enumerate(curves.groupby(series_col, sort=False)):  # a few series
         colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
