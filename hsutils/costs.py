@@ -193,6 +193,11 @@ def _levels(frame: pd.DataFrame, master: pd.DataFrame, levels) -> pd.DataFrame:
 
 
 AREA_KEYS = ["level", "area_code", "area_name", "fy", "insurance", "setting"]
+#: one area × year × insurance: the 4 settings add up to its 計 (hide_complements)
+CELL_KEYS = ["level", "area_code", "fy", "insurance"]
+PER_CAPITA_AMOUNTS = ["cost", "per_capita", "lower", "upper"]
+INDEX_AMOUNTS = ["observed", "index", "lower", "upper", "adjusted", "adjusted_lower", "adjusted_upper", "comparison"]
+HIGH_COST_TOTAL = "高額な月（計）"
 
 
 def per_capita_table(pc: PersonCosts, master: pd.DataFrame, *, levels=(LEVEL_PREF, LEVEL_MEDICAL_AREA, LEVEL_MUNI),
@@ -450,7 +455,7 @@ def high_cost_table(pc: PersonCosts, tables: dict, codes, fy: int, insurance: st
         g = g[g["cost"] > 0]
     else:
         g = pd.DataFrame(columns=["group", "persons", "months", "cost"])
-    allrow = pd.DataFrame({"group": ["高額な月（計）"], "persons": [high.index.get_level_values(0).nunique()],
+    allrow = pd.DataFrame({"group": [HIGH_COST_TOTAL], "persons": [high.index.get_level_values(0).nunique()],
                            "months": [len(high)], "cost": [float(high.sum())]})
     out = pd.concat([allrow, g], ignore_index=True)
     out["persons"] = out["persons"].astype(np.int64)
@@ -491,6 +496,42 @@ def concentration(pc: PersonCosts, codes, fy: int, insurance: str, threshold: in
 # ---------------------------------------------------------------------------------------------
 # Committee tables: privacy relations
 # ---------------------------------------------------------------------------------------------
+def hide_complements(df: pd.DataFrame, group_cols, count_col: str, value_cols, threshold: int = privacy.DEFAULT_THRESHOLD,
+                     parts=None) -> pd.DataFrame:
+    """Complementary suppression of amounts that add up (docs/rules.md §13.6).
+
+    Within each group (`group_cols`), the rows selected by `parts` (default all) are parts of a
+    total that is published elsewhere (計 = 入院 + 入院外 + 歯科 + 調剤; the disease groups add up
+    to the total cost). When a part's `count_col` is 1…threshold−1 its amounts are hidden by the
+    suppression plan; so that no subtraction from the total gives them back, the smallest further
+    parts are hidden too (their `value_cols` set to the suppression mark) until the hidden parts
+    together hold at least `threshold` persons. The counts themselves stay for the plan."""
+    out = df.copy()
+    sel = np.ones(len(out), bool) if parts is None else np.asarray(parts, bool)
+    n = pd.to_numeric(out[count_col], errors="coerce").fillna(0).to_numpy(float)
+    small = sel & (n > 0) & (n < threshold)
+    if not small.any():
+        return out
+    cols = list(value_cols)
+    out[cols] = out[cols].astype(object)
+    keys = (out[list(group_cols)].astype(str).agg("|".join, axis=1).to_numpy() if len(group_cols)
+            else np.full(len(out), ""))
+    for key in np.unique(keys[small]):  # only groups with a hidden part (a few)
+        rows = np.flatnonzero((keys == key) & sel)
+        hidden = set(rows[small[rows]].tolist())
+        total = n[list(hidden)].sum()
+        for r in rows[np.argsort(n[rows], kind="stable")]:
+            if total >= threshold:
+                break
+            if r in hidden or n[r] == 0:
+                continue
+            hidden.add(r)
+            total += n[r]
+        extra = [r for r in hidden if not small[r]]
+        out.loc[out.index[extra], cols] = privacy.SUPPRESSION_MARK
+    return out
+
+
 def with_row_key(table: pd.DataFrame) -> pd.DataFrame:
     """Adds `row_key` (level:area:fy:insurance:setting), the key the privacy relations name."""
     key = (table["level"].astype(str) + ":" + table["area_code"].astype(str) + ":" + table["fy"].astype(str) + ":"
@@ -572,6 +613,7 @@ def chart_frame(masked: pd.DataFrame, fy: int, insurance: str, labels: dict) -> 
     d = d.assign(label=[labels.get(k) for k in key])
     d = d[d["label"].notna()]
     order = {v: i for i, v in enumerate(labels.values())}
+    d = chart_numbers(d, ["per_capita", "persons", "patients"])
     return d.assign(_o=d["label"].map(order)).sort_values(["_o", "setting"]).drop(columns="_o")
 
 
@@ -682,7 +724,14 @@ def ranked_frame(index_masked: pd.DataFrame, master: pd.DataFrame, fy: int, insu
     d = index_masked[(index_masked["level"] == LEVEL_MUNI) & (index_masked["fy"] == fy)
                      & (index_masked["insurance"] == insurance) & (index_masked["setting"].astype(str) == TOTAL)]
     ma = master.assign(muni_code=master["muni_code"].astype(str)).set_index("muni_code")["medical_area"]
+    d = chart_numbers(d, ["index", "lower", "upper", "patients"])
+    d["comparison"] = d["comparison"].where(d["comparison"] != privacy.SUPPRESSION_MARK, None)
     return d.assign(medical_area=d["area_code"].astype(str).map(ma).fillna("").to_numpy()).reset_index(drop=True)
+
+
+def chart_numbers(df: pd.DataFrame, cols) -> pd.DataFrame:
+    """Numbers for a chart from a masked table: hidden cells (NaN or the mark of `hide_complements`) → NaN."""
+    return df.assign(**{c: pd.to_numeric(df[c], errors="coerce").astype(float) for c in cols if c in df})
 
 
 def index_map(index_masked: pd.DataFrame, layers: dict, fy: int, insurance: str, reference_label: str, footer: str,
@@ -692,7 +741,8 @@ def index_map(index_masked: pd.DataFrame, layers: dict, fy: int, insurance: str,
 
     d = index_masked[(index_masked["level"] == LEVEL_MUNI) & (index_masked["fy"] == fy)
                      & (index_masked["insurance"] == insurance) & (index_masked["setting"].astype(str) == TOTAL)]
-    values = d.rename(columns={"area_code": "code", "area_name": "name"})[["code", "name", "index", "patients"]]
+    values = chart_numbers(d.rename(columns={"area_code": "code", "area_name": "name"})[["code", "name", "index", "patients"]],
+                           ["index", "patients"])
     tiles = layers["tiles"] if layers.get("muni") is None else None
     return plots.choropleth(values, layers.get("muni"), value_col="index", title=f"地域差指数（{insurance}・"
                             f"{plots.fy_japanese(fy)}、基準 {reference_label} = 1）", footer=footer, tiles=tiles,
@@ -724,6 +774,7 @@ def trend_frame(per_capita_masked: pd.DataFrame, index_masked: pd.DataFrame, are
         t = table[(table["insurance"] == insurance) & (table["setting"].astype(str) == TOTAL)]
         sel = pd.Series(list(zip(t["level"], t["area_code"].astype(str))), index=t.index).isin(keys)
         t = t[sel.to_numpy()]
+        t = chart_numbers(t, [col, "lower", "upper"])
         parts.append(pd.DataFrame({"measure": measure, "series": t["area_name"].to_numpy(), "fy": t["fy"].to_numpy(),
                                    "value": t[col].to_numpy(float), "lower": t["lower"].to_numpy(float),
                                    "upper": t["upper"].to_numpy(float)}))
@@ -742,7 +793,7 @@ def group_chart_frame(groups_masked: pd.DataFrame, area_name: str, fy: int, insu
     other = d[d["area_name"] != area_name]
     ref = pd.Series(pd.to_numeric(other["per_capita"], errors="coerce").to_numpy(float),
                     index=other["group"].astype(str).to_numpy())
-    own = own.assign(group=own["group"].astype(str))
+    own = chart_numbers(own.assign(group=own["group"].astype(str)), ["per_capita", "patients"])
     return own.assign(reference_per_capita=own["group"].map(ref).to_numpy(float)).reset_index(drop=True)
 
 
@@ -761,7 +812,8 @@ def group_summary(groups_shown: pd.DataFrame, area_name: str, fy: int, insurance
 
 
 def dialysis_chart_frame(dialysis_masked: pd.DataFrame, fy: int, insurance: str) -> pd.DataFrame:
-    return dialysis_masked[(dialysis_masked["fy"] == fy) & (dialysis_masked["insurance"] == insurance)].reset_index(drop=True)
+    d = dialysis_masked[(dialysis_masked["fy"] == fy) & (dialysis_masked["insurance"] == insurance)]
+    return chart_numbers(d, ["share", "dialysis"]).reset_index(drop=True)
 
 
 def concentration_frames(pc: PersonCosts, areas: dict, fy: int, insurance: str,

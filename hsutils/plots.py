@@ -1244,7 +1244,8 @@ def amount_bars(df: pd.DataFrame, *, label_col: str, value_col: str, title: str,
 
     df: `label_col`, `value_col` (NaN = suppressed), optional `category_col` and `count_col` (the
     persons the row derives from: a label whose count is 1–9 or NaN is drawn without a bar and
-    marked 「‐」, docs/rules.md §9). The total of each label is written at the bar's end;
+    marked 「‐」, docs/rules.md §9); a stacked label with some segments NaN draws the others and says
+    「内訳の一部を秘匿」 instead of its total. The total of each label is written at the bar's end;
     `highlight` (a label) is drawn in the accent colour; `marker_col` (one value per label, e.g. the
     prefecture's figure) is drawn as a black mark on each bar, named `marker_label` in the legend.
     """
@@ -1261,10 +1262,12 @@ def amount_bars(df: pd.DataFrame, *, label_col: str, value_col: str, title: str,
     else:
         raw = d.groupby(label_col, sort=False)[value_col].sum(min_count=1).reindex(labels).to_numpy(float)[:, None]
         nan_any = pd.Series(np.isnan(raw[:, 0]), index=labels)
-    hidden = np.array(nan_any.to_numpy(bool), copy=True)
+    partial = np.array(nan_any.to_numpy(bool), copy=True) & ~np.isnan(raw).all(axis=1)
+    hidden = np.isnan(raw).all(axis=1)
     if count_col:
         counts = d.groupby(label_col, sort=False)[count_col].min().reindex(labels)
         hidden |= _hidden_mask(pd.to_numeric(counts, errors="coerce").to_numpy(float), suppress_threshold)
+    partial &= ~hidden
     shown = np.where(hidden[:, None], 0.0, np.nan_to_num(raw))
     fig, ax, own = _axes(ax, size)
     ys = np.arange(len(labels))
@@ -1281,9 +1284,10 @@ def amount_bars(df: pd.DataFrame, *, label_col: str, value_col: str, title: str,
                            errors="coerce").to_numpy(float) if marker_col else np.full(len(labels), np.nan))
     xmax = float(np.nanmax(np.r_[left, marks, benchmark or 0, 1.0]))
     for i, (tot, hid) in enumerate(zip(left, hidden)):
-        ax.text(np.nanmax([tot, marks[i]]) + 0.01 * xmax, ys[i], SUPPRESSION_MARK if hid else value_fmt.format(tot),
+        text = SUPPRESSION_MARK if hid else ("内訳の一部を秘匿" if partial[i] else value_fmt.format(tot))
+        ax.text(np.nanmax([tot, marks[i]]) + 0.01 * xmax, ys[i], text,
                 ha="left", va="center", fontsize=7, color="#222222", path_effects=_HALO)
-    if marker_col:
+    if marker_col and np.isfinite(marks).any():
         ax.scatter(marks, ys, marker="|", s=260, linewidths=2.2, color="#000000", zorder=6, label=marker_label)
     if benchmark is not None and np.isfinite(benchmark):
         ax.axvline(benchmark, color="#222222", ls="--", lw=1.0,
@@ -1300,6 +1304,8 @@ def amount_bars(df: pd.DataFrame, *, label_col: str, value_col: str, title: str,
     if category_col or benchmark is not None or marker_col:
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(len(cats) + 2, 6))
     notes = [suppression_note(suppress_threshold)] if hidden.any() else []
+    if partial.any():
+        notes.append("「内訳の一部を秘匿」の棒は、秘匿した区分を除いた長さです（合計ではありません）")
     return _finish_chart(fig, ax, own, title, footer, notes)
 
 

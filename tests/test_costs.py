@@ -69,10 +69,11 @@ def test_per_capita_with_part_year_enrollment_by_hand():
 
 
 def test_costs_outside_enrollment_are_counted_not_used():
-    py = _py([("A", 2024, "17201", 1, "70-74", "国保", True, 12)])
-    cm = _claims([("A", 202405, 0, 1000, 0, 0), ("A", 202305, 0, 5000, 0, 0)])  # FY2023: no enrollment row
+    py = _py([("A", 2024, "17201", 1, "70-74", "国保", True, 12), ("B", 2023, "17201", 1, "70-74", "国保", True, 12)])
+    cm = _claims([("A", 202405, 0, 1000, 0, 0), ("A", 202305, 0, 5000, 0, 0),  # A has no FY2023 row
+                  ("A", 202205, 0, 7000, 0, 0)])  # FY2022: outside the analysed years (look-back), not counted
     pc = costs.person_costs(py, {"claims_monthly": cm})
-    assert pc.persons["計"].tolist() == [1000.0]
+    assert pc.persons["計"].tolist() == [1000.0, 0.0]
     assert pc.unmatched_rows == 1 and pc.unmatched_cost == 5000.0
     assert any("含めていません" in n for n in pc.notes)
 
@@ -260,3 +261,17 @@ def test_small_counts_suppressed_with_the_area_relations():
                                         total.loc[("二次医療圏", "1701"), "persons"])
     assert total.loc[("市町村", "17203"), "persons"] == 15
     assert not privacy.audit_recoverable({"per_capita": shown}, [], 10)
+
+
+def test_complementary_hiding_of_parts_that_add_up():
+    # 入院 3 and 歯科 5 patients are hidden by the plan; together 8 < 10, so the smallest further part
+    # (調剤, 40) is hidden here; 入院外 and 計 stay
+    d = pd.DataFrame({"area": "x", "setting": ["入院", "入院外", "歯科", "調剤", "計"],
+                      "patients": [3, 60, 5, 40, 70], "cost": [900000.0, 300000, 20000, 100000, 1320000]})
+    out = costs.hide_complements(d, ["area"], "patients", ["cost"], 10, parts=d["setting"] != "計")
+    mark = privacy.SUPPRESSION_MARK
+    assert out["cost"].tolist() == [900000.0, 300000, 20000, mark, 1320000]  # 入院, 歯科: the plan's cells
+    assert out["patients"].tolist() == d["patients"].tolist()
+    # nothing small: unchanged
+    same = costs.hide_complements(d.assign(patients=[30, 60, 50, 40, 70]), ["area"], "patients", ["cost"], 10)
+    assert same["cost"].tolist() == d["cost"].tolist()
