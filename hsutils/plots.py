@@ -1301,7 +1301,7 @@ def amount_bars(df: pd.DataFrame, *, label_col: str, value_col: str, title: str,
     ax.set_xlim(0, xmax * 1.15)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: value_fmt.format(v)))
     ax.set_xlabel(x_label)
-    if category_col or benchmark is not None or marker_col:
+    if category_col or benchmark is not None or (marker_col and np.isfinite(marks).any()):
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(len(cats) + 2, 6))
     notes = [suppression_note(suppress_threshold)] if hidden.any() else []
     if partial.any():
