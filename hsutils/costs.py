@@ -424,23 +424,35 @@ def dialysis_table(pc: PersonCosts, person_year: pd.DataFrame, area_codes: dict[
 # ---------------------------------------------------------------------------------------------
 # High costs and concentration (docs/rules.md §13.5)
 # ---------------------------------------------------------------------------------------------
+def _persons_of(pc: PersonCosts, codes, fy: int, insurance: str) -> pd.DataFrame:
+    """Person rows of one year and insurance in the area's municipalities (None = all)."""
+    who = pc.persons[(pc.persons["fy"] == fy) & (pc.persons["insurance"] == insurance)]
+    return who if codes is None else who[who["muni_code"].isin([str(c) for c in codes])]
+
+
+def _high_cost_months(pc: PersonCosts, tables: dict, codes, fy: int, insurance: str, threshold: float):
+    """(persons of the area, 医科 cost of each person-month ≥ threshold) or None without costs."""
+    long, _ = _costs_long(tables)
+    if long is None:
+        return None
+    who = _persons_of(pc, codes, fy, insurance)
+    long = long[(fiscal_year(long["ym"]) == fy) & long["person_id"].isin(who["person_id"])
+                & long["setting"].isin(["入院", "入院外"])]
+    month = long.groupby(["person_id", "ym"])["cost"].sum()
+    return who, month[month >= threshold]
+
+
 def high_cost_table(pc: PersonCosts, tables: dict, codes, fy: int, insurance: str, threshold: float = HIGH_COST_YEN,
                     rules: dict | None = None) -> pd.DataFrame:
     """Person-months whose 医科 cost (入院 + 入院外) ≥ threshold, in the area, year and insurance:
     per disease group (UKE) or in one row `高額な月（計）`: `persons`, `months`, `cost`, `share` (% of
     the area's cost of the year)."""
-    long, _ = _costs_long(tables)
     cols = ["group", "persons", "months", "cost", "share"]
-    if long is None:
+    found = _high_cost_months(pc, tables, codes, fy, insurance, threshold)
+    if found is None:
         return pd.DataFrame(columns=cols)
-    who = pc.persons[(pc.persons["fy"] == fy) & (pc.persons["insurance"] == insurance)]
-    if codes is not None:
-        who = who[who["muni_code"].isin([str(c) for c in codes])]
+    who, high = found
     total = float(who[TOTAL].sum())
-    long = long[(fiscal_year(long["ym"]) == fy) & long["person_id"].isin(who["person_id"])]
-    ika = long[long["setting"].isin(["入院", "入院外"])]
-    month = ika.groupby(["person_id", "ym"])["cost"].sum()
-    high = month[month >= threshold]
     key = pd.MultiIndex.from_frame(high.reset_index()[["person_id", "ym"]])
     if pc.has_diseases:
         mc = tables[SOURCE_UKE]
@@ -448,8 +460,7 @@ def high_cost_table(pc: PersonCosts, tables: dict, codes, fy: int, insurance: st
         mc = mc[pd.MultiIndex.from_arrays([mc["person_id"].astype(str), mc["ym"].astype(np.int64)]).isin(key)]
         mc = mc.assign(person_id=mc["person_id"].astype(str),
                        group=assign_groups(mc, tables.get(SOURCE_MONTHLY), rules).to_numpy())
-        g = mc.groupby("group").agg(persons=("person_id", "nunique"),
-                                    months=("ym", lambda s: 0), cost=("cost", "sum"))
+        g = mc.groupby("group").agg(persons=("person_id", "nunique"), cost=("cost", "sum"))
         g["months"] = mc.drop_duplicates(["group", "person_id", "ym"]).groupby("group").size()
         g = g.reindex(group_order(rules)).fillna(0).reset_index()
         g = g[g["cost"] > 0]
@@ -475,9 +486,7 @@ def concentration(pc: PersonCosts, codes, fy: int, insurance: str, threshold: in
     (% of the cost); a row whose persons count is below `threshold` is kept with its share NaN
     (a few persons' costs must not be published). curve: `person_share`, `cost_share` (0–1) from
     the first point with at least `threshold` persons on."""
-    who = pc.persons[(pc.persons["fy"] == fy) & (pc.persons["insurance"] == insurance)]
-    if codes is not None:
-        who = who[who["muni_code"].isin([str(c) for c in codes])]
+    who = _persons_of(pc, codes, fy, insurance)
     c = np.sort(who[TOTAL].to_numpy(float))[::-1]
     n, total = len(c), float(c.sum())
     cum = np.cumsum(c) / total if total > 0 else np.zeros(n)
@@ -647,17 +656,12 @@ def high_cost_persons(pc: PersonCosts, tables: dict, codes, fy: int, insurance: 
                       threshold: float = HIGH_COST_YEN) -> pd.DataFrame:
     """Person-level list (confidential/ only): persons with a high-cost month in the year —
     person_id, number of such months, their 医科 cost, the person's cost of the year, dialysis."""
-    long, _ = _costs_long(tables)
     cols = ["person_id", "muni_code", "high_cost_months", "high_cost_yen", "annual_cost_yen"]
-    if long is None:
+    found = _high_cost_months(pc, tables, codes, fy, insurance, threshold)
+    if found is None:
         return pd.DataFrame(columns=cols)
-    who = pc.persons[(pc.persons["fy"] == fy) & (pc.persons["insurance"] == insurance)]
-    if codes is not None:
-        who = who[who["muni_code"].isin([str(c) for c in codes])]
-    long = long[(fiscal_year(long["ym"]) == fy) & long["person_id"].isin(who["person_id"])
-                & long["setting"].isin(["入院", "入院外"])]
-    month = long.groupby(["person_id", "ym"])["cost"].sum()
-    high = month[month >= threshold].groupby(level=0).agg(["size", "sum"])
+    who, month = found
+    high = month.groupby(level=0).agg(["size", "sum"])
     high.columns = ["high_cost_months", "high_cost_yen"]
     w = who.set_index("person_id")
     out = high.assign(muni_code=w["muni_code"].reindex(high.index), annual_cost_yen=w[TOTAL].reindex(high.index))
