@@ -255,8 +255,8 @@ def test_missing_data_folder_says_run_demo(project, tmp_path):
 
 
 def test_unknown_notebook_lists_available(project):
-    with pytest.raises(ParameterError, match="ノートブック「06」は登録されていません") as e:
-        _validate(project, notebooks=["06"])
+    with pytest.raises(ParameterError, match="ノートブック「99」は登録されていません") as e:
+        _validate(project, notebooks=["99"])
     assert "01（01_prefecture_overview" in str(e.value) and "05（05_evaluation" in str(e.value)
 
 
@@ -323,7 +323,8 @@ def test_demo_yaml_is_valid_structure():
 def test_notebooks_all_means_installed_ones_and_explicit_missing_is_an_error(project):
     p = _validate(project, notebooks="all")
     assert [s.id for s in p.notebooks] == ["01", "02"]
-    assert p.missing_notebooks == ["03_ikkatsu.ipynb", "04_nephropathy.ipynb", "05_evaluation.ipynb"]
+    assert p.missing_notebooks == ["03_ikkatsu.ipynb", "04_nephropathy.ipynb", "05_evaluation.ipynb",
+                                   "06_medical_costs.ipynb"]
     with pytest.raises(ParameterError, match="03_ikkatsu.ipynb が見つかりません"):
         _validate(project, notebooks=["02", "03"])
 
