@@ -7,7 +7,7 @@ its source in docs/claims_rules.md §6. `derive_tables` turns the long tables of
 * ``claims_monthly`` — person × month flags, costs, 薬剤数, 医療機関数 (same columns as before);
 * ``diagnoses`` — one row per 傷病名 line (ICD-10, 疑い, 主傷病, 転帰, 開始日);
 * ``prescriptions`` — person × month × drug × prescribing institution × dispensing institution;
-* ``medical_costs`` — person × month × 入院/入院外/歯科/調剤 × 主傷病の疾病分類 (点数, 円);
+* ``medical_costs`` — person × month × 入院/入院外/歯科/調剤 × 主傷病 (ICD-10 and its 大分類; 点数, 円);
 
 plus a report of codes missing from the masters and of 未コード化傷病名 (docs/claims_rules.md §4.3).
 Everything is grouped with pandas; no loop over persons.
@@ -244,13 +244,14 @@ def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
                                    "form", "prescriber_code", "dispenser_code", "dispensed", "days", "quantity"]]
     main = dx.sort_values(["receipt_id", "main", "line"], ascending=[True, False, True]).drop_duplicates("receipt_id")
     main_icd = rec["receipt_id"].map(main.set_index("receipt_id")["icd10"])
-    rec["main_icd10"] = main_icd
-    rec["main_chapter"] = icd10_chapter(main_icd, rules)
-    medical_costs = (rec.groupby(["person_id", "ym", "setting", "main_chapter"], sort=True, dropna=False)
+    rec["main_icd10"] = _with_prescriber_diagnosis(rec.assign(main_icd10=main_icd))
+    rec["main_chapter"] = icd10_chapter(rec["main_icd10"], rules)
+    medical_costs = (rec.groupby(["person_id", "ym", "setting", "main_chapter", "main_icd10"], sort=True,
+                                 dropna=False)
                      .agg(muni_code=("muni_code", "first"), points=("points", "sum"), cost=("yen", "sum"),
                           n_receipts=("receipt_id", "size")).reset_index())
-    medical_costs = medical_costs[["person_id", "muni_code", "ym", "setting", "main_chapter", "points", "cost",
-                                   "n_receipts"]]
+    medical_costs = medical_costs[["person_id", "muni_code", "ym", "setting", "main_chapter", "main_icd10",
+                                   "points", "cost", "n_receipts"]]
 
     # report: codes missing from the masters, uncoded diseases
     report = {
@@ -267,6 +268,25 @@ def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
     return ClaimsTables(tables={"claims_monthly": claims_monthly, "diagnoses": diagnoses,
                                 "prescriptions": prescriptions.reset_index(drop=True),
                                 "medical_costs": medical_costs}, report=report, exclusions=exclusions)
+
+
+def _with_prescriber_diagnosis(rec: pd.DataFrame) -> pd.Series:
+    """`main_icd10` of each receipt; a 調剤 receipt (no 傷病名 of its own) takes the 主傷病 of the
+    prescribing institution's 医科 receipt of the same person and month — the 入院外 one when there
+    are both — and stays empty when there is none (docs/claims_rules.md §6.7)."""
+    icd = rec["main_icd10"].copy()
+    pharmacy = (rec["setting"] == SETTING_PHARMACY).to_numpy()
+    if not pharmacy.any():
+        return icd
+    medical = rec[rec["setting"].isin([SETTING_OUTPATIENT, SETTING_INPATIENT]) & rec["main_icd10"].notna()]
+    medical = (medical.assign(_inp=(medical["setting"] == SETTING_INPATIENT).astype(int))
+               .sort_values(["_inp", "receipt_id"]).drop_duplicates(["person_id", "ym", "institution"]))
+    by_key = pd.Series(medical["main_icd10"].to_numpy(),
+                       index=pd.MultiIndex.from_frame(medical[["person_id", "ym", "institution"]]))
+    ph = rec[pharmacy]
+    key = pd.MultiIndex.from_arrays([ph["person_id"], ph["ym"], ph["rx_institution"]])
+    icd[pharmacy] = by_key.reindex(key).to_numpy()
+    return icd
 
 
 def _mark(frame: pd.DataFrame, hit: pd.DataFrame, keys: list[str]) -> np.ndarray:

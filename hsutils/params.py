@@ -43,6 +43,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {s.id: s for s in (
     NotebookSpec("03", "03_ikkatsu.ipynb", "muni", "高齢者の保健事業と介護予防の一体的実施"),
     NotebookSpec("04", "04_nephropathy.ipynb", "muni", "糖尿病性腎症重症化予防"),
     NotebookSpec("05", "05_evaluation.ipynb", "muni", "目標設定・評価指標・事業評価"),
+    NotebookSpec("06", "06_medical_costs.ipynb", "both", "医療費の分析"),
     NotebookSpec("07", "07_medication.ipynb", "muni", "適正服薬（重複・多剤服薬）"),
     NotebookSpec("08", "08_nonparticipants.ipynb", "both", "健診未受診者対策"),
     # 連合会 level: one run per batch covers every insurer of the prefecture (docs/support_record.md §7)

@@ -62,7 +62,7 @@ __all__ = [
     "significance_colour",
     "significance_colours", "suppression_note", "class_breaks", "conf_label",
     "choropleth", "funnel_plot", "ranked_bar", "trend_chart", "ckd_heatmap", "population_pyramid",
-    "pyramid_small_multiples", "stacked_bars", "target_gap_bars", "flow_chart", "spine_chart", "heat_table",
+    "pyramid_small_multiples", "stacked_bars", "target_gap_bars", "amount_bars", "concentration_curve", "flow_chart", "spine_chart", "heat_table",
     "upset_chart",
 ]
 
@@ -1352,6 +1352,119 @@ def stacked_bars(df: pd.DataFrame, *, area_col: str, category_col: str, count_co
                      + "。非表示の区分は割合の分母からも除外" if normalize
                      else suppression_note(suppress_threshold))
     return _finish_chart(fig, ax, own, title, footer, notes)
+
+
+@styled
+def amount_bars(df: pd.DataFrame, *, label_col: str, value_col: str, title: str, footer: str,
+                category_col: str | None = None, category_order: Sequence | None = None,
+                colours: Mapping | None = None, count_col: str | None = None, highlight=None,
+                value_fmt: str = "{:,.0f}", x_label: str = "円", benchmark: float | None = None,
+                benchmark_label: str = "基準", marker_col: str | None = None, marker_label: str = "比較",
+                suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
+    """Horizontal bars of amounts (e.g. 一人当たり医療費 in 円) per label, stacked by `category_col`
+    when given, in the order of the rows (the caller sorts).
+
+    df: `label_col`, `value_col` (NaN = suppressed), optional `category_col` and `count_col` (the
+    persons the row derives from: a label whose count is 1–9 or NaN is drawn without a bar and
+    marked 「‐」, docs/rules.md §9); a stacked label with some segments NaN draws the others and says
+    「内訳の一部を秘匿」 instead of its total. The total of each label is written at the bar's end;
+    `highlight` (a label) is drawn in the accent colour; `marker_col` (one value per label, e.g. the
+    prefecture's figure) is drawn as a black mark on each bar, named `marker_label` in the legend.
+    """
+    d = df.copy()
+    d[value_col] = pd.to_numeric(d[value_col], errors="coerce").astype(float)
+    labels = list(pd.unique(d[label_col]))
+    cats = (list(category_order) if category_order is not None else list(pd.unique(d[category_col]))) \
+        if category_col else [None]
+    if category_col:
+        table = d.pivot_table(index=label_col, columns=category_col, values=value_col, aggfunc="sum",
+                              dropna=False, observed=False).reindex(index=labels, columns=cats)
+        raw = table.to_numpy(float)
+        nan_any = d.assign(_n=d[value_col].isna()).groupby(label_col, sort=False)["_n"].any().reindex(labels)
+    else:
+        raw = d.groupby(label_col, sort=False)[value_col].sum(min_count=1).reindex(labels).to_numpy(float)[:, None]
+        nan_any = pd.Series(np.isnan(raw[:, 0]), index=labels)
+    partial = np.array(nan_any.to_numpy(bool), copy=True) & ~np.isnan(raw).all(axis=1)
+    hidden = np.isnan(raw).all(axis=1)
+    if count_col:
+        counts = d.groupby(label_col, sort=False)[count_col].min().reindex(labels)
+        hidden |= _hidden_mask(pd.to_numeric(counts, errors="coerce").to_numpy(float), suppress_threshold)
+    partial &= ~hidden
+    shown = np.where(hidden[:, None], 0.0, np.nan_to_num(raw))
+    fig, ax, own = _axes(ax, size)
+    ys = np.arange(len(labels))
+    left = np.zeros(len(labels))
+    palette = colours or {c: SERIES_COLOURS[k % len(SERIES_COLOURS)] for k, c in enumerate(cats)}
+    for j, cat in enumerate(cats):  # a handful of categories
+        colour = palette[cat] if cat is not None else SERIES_COLOURS[0]
+        bar_colours = [OKABE_ITO["vermillion"] if (highlight is not None and lab == highlight and cat is None)
+                       else colour for lab in labels]
+        ax.barh(ys, shown[:, j], left=left, color=bar_colours, height=0.7, edgecolor="white", linewidth=0.6,
+                label=str(cat) if cat is not None else None, gid="amount_segment")
+        left += shown[:, j]
+    marks = (pd.to_numeric(d.groupby(label_col, sort=False)[marker_col].first().reindex(labels),
+                           errors="coerce").to_numpy(float) if marker_col else np.full(len(labels), np.nan))
+    xmax = float(np.nanmax(np.r_[left, marks, benchmark or 0, 1.0]))
+    for i, (tot, hid) in enumerate(zip(left, hidden)):
+        text = SUPPRESSION_MARK if hid else ("内訳の一部を秘匿" if partial[i] else value_fmt.format(tot))
+        ax.text(np.nanmax([tot, marks[i]]) + 0.01 * xmax, ys[i], text,
+                ha="left", va="center", fontsize=7, color="#222222", path_effects=_HALO)
+    if marker_col and np.isfinite(marks).any():
+        ax.scatter(marks, ys, marker="|", s=260, linewidths=2.2, color="#000000", zorder=6, label=marker_label)
+    if benchmark is not None and np.isfinite(benchmark):
+        ax.axvline(benchmark, color="#222222", ls="--", lw=1.0,
+                   label=f"{benchmark_label} {value_fmt.format(benchmark)}")
+    ax.set_yticks(ys, [str(lab) for lab in labels])
+    for tick, lab in zip(ax.get_yticklabels(), labels):
+        if highlight is not None and lab == highlight:
+            tick.set_color(OKABE_ITO["vermillion"])
+    ax.set_ylim(len(labels) - 0.4, -0.6)
+    ax.tick_params(axis="y", length=0)
+    ax.set_xlim(0, xmax * 1.15)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: value_fmt.format(v)))
+    ax.set_xlabel(x_label)
+    if category_col or benchmark is not None or (marker_col and np.isfinite(marks).any()):
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(len(cats) + 2, 6))
+    notes = [suppression_note(suppress_threshold)] if hidden.any() else []
+    if partial.any():
+        notes.append("「内訳の一部を秘匿」の棒は、秘匿した区分を除いた長さです（合計ではありません）")
+    return _finish_chart(fig, ax, own, title, footer, notes)
+
+
+@styled
+def concentration_curve(curves: pd.DataFrame, *, title: str, footer: str, series_col: str = "series",
+                        x: str = "person_share", y: str = "cost_share", marks: Sequence[float] = (0.01, 0.1),
+                        ax: Axes | None = None, size="slide") -> Axes:
+    """Concentration curve of costs: the share of the total cost (y) spent on the costliest
+    share of persons (x), one line per series, with the equal-share diagonal and the values at
+    `marks` (上位1%, 10%) labelled. Curves start at the first point with enough persons (the
+    caller drops the points of 1–9 persons, docs/rules.md §9)."""
+    fig, ax, own = _axes(ax, size)
+    equal = np.geomspace(0.005, 1.0, 50)
+    ax.plot(equal, equal, color="#999999", ls=":", lw=1.0, label="全員が同じ医療費の場合")
+    texts = []
+    for k, (name, g) in enumerate(curves.groupby(series_col, sort=False)):  # a few series
+        colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
+        xs, ys = g[x].to_numpy(float), g[y].to_numpy(float)
+        ax.plot(xs, ys, color=colour, lw=1.8, label=str(name))
+        for m in marks:
+            if len(xs) and xs[0] <= m <= xs[-1]:
+                v = float(np.interp(m, xs, ys))
+                ax.plot([m], [v], "o", color=colour, ms=4)
+                texts.append(ax.annotate(f"上位{m:.0%}: {v:.0%}", (m, v), xytext=(8, -4 - 10 * k),
+                                         textcoords="offset points", fontsize=7, color=colour,
+                                         path_effects=_HALO))
+    ax.set_xscale("log")
+    ax.set_xlim(0.005, 1.0)
+    ax.set_ylim(0, 1.02)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.set_xticks([0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0], ["1%", "2%", "5%", "10%", "20%", "50%", "100%"])
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_xlabel("医療費の高い順に並べた人の割合（対数目盛）")
+    ax.set_ylabel("医療費全体に占める割合")
+    ax.legend(loc="upper left")
+    return _finish_chart(fig, ax, own, title, footer)
 
 
 # ---------------------------------------------------------------------------------------------

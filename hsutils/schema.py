@@ -96,6 +96,9 @@ ENROLLMENT = Table(
         _c("full_year", "年度継続加入", "bool", False,
            description="年度を通じて資格を継続（法定報告の対象者要件, docs/rules.md §7.1）。省略時は継続扱い",
            aliases=("資格継続",)),
+        _c("months", "加入月数", "int", False, unit="か月", lo=1, hi=12,
+           description="年度内に資格があった月数（1〜12）。医療費の一人当たりの分母（被保険者年 = 月数÷12, "
+                       "docs/rules.md §13.1）。省略時は年度継続加入なら12、それ以外は6とみなす"),
         _c("excluded_statutory", "法定除外", "bool", False,
            description="妊産婦・長期入院等の法定除外者（docs/rules.md §7.1）。省略時は除外なし"),
     ), key=("person_id", "fy"), description="年度ごとの被保険者（国保40–74歳、後期75歳以上）")
@@ -208,12 +211,15 @@ MEDICAL_COSTS = Table(
     "medical_costs", "医療費", (
         PERSON, MUNI, YM,
         _c("setting", "入院外来区分", "category", True, allowed=("入院", "入院外", "歯科", "調剤")),
-        _c("main_chapter", "主傷病の疾病分類", "str", description="主傷病の ICD-10 大分類（調剤は空欄）"),
+        _c("main_chapter", "主傷病の疾病分類", "str",
+           description="主傷病の ICD-10 大分類（調剤は処方元の医科レセプトの主傷病。分からなければ空欄）"),
+        _c("main_icd10", "主傷病のICD-10", "str",
+           description="主傷病の ICD-10（2013）。例 E119（調剤は処方元の医科レセプトの主傷病）"),
         _c("points", "点数", "int", True, unit="点", lo=0, hi=1e8),
         _c("cost", "医療費", "float", True, unit="円", lo=0, hi=1e9, description="点数 × 10円"),
         _c("n_receipts", "レセプト件数", "int", lo=0, hi=1000),
-    ), key=("person_id", "ym", "setting", "main_chapter"),
-    description="人×月×入院/入院外/歯科/調剤×主傷病の疾病分類の医療費")
+    ), key=("person_id", "ym", "setting", "main_chapter", "main_icd10"),
+    description="人×月×入院/入院外/歯科/調剤×主傷病の医療費")
 
 KAIGO = Table(
     "kaigo", "介護認定", (

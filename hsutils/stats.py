@@ -69,7 +69,7 @@ __all__ = [
     "normalise_conf", "z_value",
     "proportion_ci", "proportion_grouped", "exact_poisson_limits", "byar_limits", "count_limits",
     "count_method", "rate_ci", "rate_grouped", "dsr", "dsr_grouped", "isr", "isr_from_expected",
-    "isr_grouped", "mean_ci", "welch_difference_ci",
+    "isr_grouped", "mean_ci", "welch_difference_ci", "per_capita_grouped", "cost_ratio_grouped",
     "funnel_limits", "funnel_column_suffix", "funnel_significance",
     "proportion_difference_ci", "compare_to_benchmark", "judgement", "change_judgement",
     "change_judgement_by_polarity", "standard_population", "standard_population_label",
@@ -617,6 +617,103 @@ def isr_grouped(df, group_cols, observed_col, n_col, ref_rate_col, conf=0.95, *,
     out["statistic"] = f"indirectly standardised ratio x {refvalue:g}"
     out["method"] = np.where(o < SMALL_COUNT_LIMIT, METHOD_EXACT, METHOD_BYAR)
     out["conf"] = c
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Costs: per-capita means over person-years and the indirectly standardised cost ratio
+
+
+METHOD_LINEARISED = "linearised ratio estimator"
+METHOD_LOG_LINEARISED = "linearised ratio estimator (log scale)"
+
+
+def _residual_ss(c2, cw, w2, ratio):
+    """Σ (c − R·w)² from the group sums Σc², Σc·w, Σw² (no pass over persons)."""
+    return np.maximum(c2 - 2 * ratio * cw + ratio * ratio * w2, 0.0)
+
+
+def _cost_terms(df, cost_col, years_col):
+    c = np.nan_to_num(_as_float(df[cost_col]), nan=0.0)
+    w = np.nan_to_num(_as_float(df[years_col]), nan=0.0)
+    _check_nonnegative("医療費", c)
+    _check_nonnegative("被保険者年", w)
+    return c, w, {"_n": (w > 0).astype(float), "_w": w, "_c": c, "_c2": c * c, "_cw": c * w, "_w2": w * w}
+
+
+def per_capita_grouped(df, group_cols, cost_col, years_col, conf=0.95):
+    """年間一人当たり医療費 per group: total cost ÷ insured person-years (docs/methods.md §13.1).
+
+    df has one row per person (× fiscal year) with the person's cost and person-years (months
+    enrolled ÷ 12). The interval is the linearised (Taylor) variance of the ratio estimator
+    R = Σc / Σw: Var(R) = n/(n − 1) · Σ(c − R·w)² / (Σw)², normal limits, the lower one not below 0.
+    Fewer than 2 persons: no interval.
+
+    Returns the group columns and `persons`, `person_years`, `cost`, `value`, `lower`, `upper`,
+    `method`, `conf`.
+    """
+    c_, _, terms = _cost_terms(df, cost_col, years_col)
+    sums = _group_sums(df, group_cols, terms)
+    n, w, c = (sums[k].to_numpy(float) for k in ("_n", "_w", "_c"))
+    z = z_value(conf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(w > 0, c / w, np.nan)
+        ss = _residual_ss(sums["_c2"].to_numpy(float), sums["_cw"].to_numpy(float), sums["_w2"].to_numpy(float),
+                          np.nan_to_num(value))
+        se = np.where(n >= 2, np.sqrt(n / np.maximum(n - 1, 1) * ss) / w, np.nan)
+    out = sums[list(group_cols)].copy()
+    out["persons"] = n.astype(np.int64)
+    out["person_years"] = w
+    out["cost"] = c
+    out["value"] = value
+    out["lower"] = np.maximum(value - z * se, 0.0)
+    out["upper"] = value + z * se
+    out["method"] = METHOD_LINEARISED
+    out["conf"] = normalise_conf(conf)
+    return out
+
+
+def cost_ratio_grouped(df, group_cols, stratum_cols, cost_col, years_col, ref_col, conf=0.95, *, refvalue=1):
+    """Indirectly standardised cost ratio O/E per group — the 地域差指数 of docs/rules.md §13.2
+    (docs/methods.md §13.2).
+
+    df: one row per person (× fiscal year): cost c, person-years w and the reference's per-capita
+    cost r of the person's stratum (sex × age band, merged by the caller). O = Σc, E = Σ w·r.
+    E is treated as known (the reference is large); Var(O) = Σ_strata n_s/(n_s − 1) · Σ(c − R_s·w)²
+    with R_s the group's own per-capita cost in the stratum (a stratum with one person adds 0).
+    Limits on the log scale: (O/E)·exp(∓ z·√Var(O)/O). O = 0 gives ratio 0 and no upper limit;
+    E = 0 gives NaN.
+
+    Returns the group columns and `persons`, `observed`, `expected`, `value`, `lower`, `upper`,
+    `method`, `conf`.
+    """
+    c_arr, w_arr, terms = _cost_terms(df, cost_col, years_col)
+    terms["_e"] = w_arr * np.nan_to_num(_as_float(df[ref_col]), nan=0.0)
+    keys = list(group_cols) + list(stratum_cols)
+    st = _group_sums(df, keys, terms)
+    n, w, c = (st[k].to_numpy(float) for k in ("_n", "_w", "_c"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(w > 0, c / w, 0.0)
+    ss = _residual_ss(st["_c2"].to_numpy(float), st["_cw"].to_numpy(float), st["_w2"].to_numpy(float), r)
+    st["_var"] = np.where(n >= 2, n / np.maximum(n - 1, 1), 1.0) * ss
+    st["_n"] = n
+    g = _group_sums(st, group_cols, {"_n": st["_n"], "_c": st["_c"], "_e": st["_e"], "_var": st["_var"]})
+    o, e, var = (g[k].to_numpy(float) for k in ("_c", "_e", "_var"))
+    z = z_value(conf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(e > 0, o / e, np.nan)
+        se_log = np.where(o > 0, np.sqrt(var) / o, np.nan)
+        lower = np.where(o > 0, ratio * np.exp(-z * se_log), np.where(e > 0, 0.0, np.nan))
+        upper = ratio * np.exp(z * se_log)
+    out = g[list(group_cols)].copy()
+    out["persons"] = g["_n"].to_numpy().astype(np.int64)
+    out["observed"] = o
+    out["expected"] = e
+    out["value"] = ratio * refvalue
+    out["lower"] = lower * refvalue
+    out["upper"] = upper * refvalue
+    out["method"] = METHOD_LOG_LINEARISED
+    out["conf"] = normalise_conf(conf)
     return out
 
 

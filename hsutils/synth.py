@@ -86,11 +86,12 @@ OUTPUT_TABLES = ("enrollment", "kenshin", "guidance", "claims_monthly", "kaigo",
 #   kenshin: shift of the 受診 probit; kenshin_trend: per year from FY2022; kenshin_2024: FY2024 only;
 #   glycemic: extra diabetic tail of HbA1c; treat: shift of the treatment probit (all conditions),
 #   treat_dm: diabetes only; guidance: 保健指導 start probit; kidney: kidney latent (eGFR, 尿蛋白);
-#   adiposity: latent shift; poly: multiplier of the 多剤 share; unknown: extra 健康状態不明 share.
+#   adiposity: latent shift; poly: multiplier of the 多剤 share; unknown: extra 健康状態不明 share;
+#   inpatient_cost: extra share of the 入院 cost of each stay (notebook 06 finds it after age adjustment).
 MUNI_EFFECTS: dict[str, dict[str, float]] = {
     "17201": {"guidance": -0.15},
     "17202": {"kenshin_trend": 0.11},
-    "17203": {"kenshin": 0.05},
+    "17203": {"kenshin": 0.05, "inpatient_cost": 0.8},
     "17204": {"kenshin_2024": -0.45},
     "17205": {"kenshin_2024": -0.55, "unknown": 0.035},
     "17206": {"kenshin": -0.08, "guidance": -0.25},
@@ -745,6 +746,8 @@ class _Demo:
                                                     + 0.25 * n_cond[r] + 0.7 * rng.standard_normal(kk)), 0)
             cost_out = np.where(st["dial"][r] & med, 380000 + 40000 * rng.random(kk), cost_out)
             cost_inp = np.where(inp, np.exp(np.log(450000) + 0.6 * rng.standard_normal(kk)), 0)
+            # planted: higher 入院 cost per stay (not more stays: the claims flags stay as they were)
+            cost_inp = cost_inp * (1.0 + _effect(st["code"][r], "inpatient_cost"))
             cost_den = np.where(dent, np.exp(np.log(7000) + 0.6 * rng.standard_normal(kk)), 0)
             cost_ph = np.where(n_drugs > 0, n_drugs * np.exp(np.log(2200) + 0.35 * rng.standard_normal(kk)), 0)
             n_inst = np.where(med, 1 + rng.poisson(0.12 + 0.15 * n_cond[r] + 0.9 * poly[r]), 0) + dent
@@ -892,7 +895,9 @@ def generate_demo(scale: float = 1.0, seed: int = 2024) -> dict[str, pd.DataFram
         "person_id": ids[pid], "fy": py["fy"][rows], "muni_code": codes[pid],
         "district_code": dist_codes[demo.district[pid]], "sex": py["sex"][rows],
         "age": py["age"][rows], "insurance": np.where(py["age"][rows] >= 75, "後期", "国保"),
-        "full_year": _yn(py["full_year"][rows]), "excluded_statutory": _yn(py["excluded"][rows]),
+        "full_year": _yn(py["full_year"][rows]),
+        "months": (py["end_m"][rows] - py["start_m"][rows] + 1).astype(np.int64),
+        "excluded_statutory": _yn(py["excluded"][rows]),
     })
 
     k = {key: np.concatenate([part[0][key] for part in demo.kenshin_parts])

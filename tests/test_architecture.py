@@ -16,7 +16,7 @@ LAYERS = {
     "statistics": ["stats"],
     "analysis": ["aggregate", "indicators", "pipeline", "areas", "references", "cluster"],
     "presentation": ["privacy", "plots", "report"],
-    "patterns": ["overview", "districts", "ikkatsu", "nephropathy", "evaluation", "hotei", "support_record", "nonparticipants", "medication"],
+    "patterns": ["overview", "districts", "ikkatsu", "nephropathy", "evaluation", "costs", "hotei", "support_record", "nonparticipants", "medication"],
     "running": ["params", "notebook", "notebook_check", "batch", "cli", "gallery", "synth", "synth_xml",
                 "synth_uke"],
 }

@@ -255,8 +255,8 @@ def test_missing_data_folder_says_run_demo(project, tmp_path):
 
 
 def test_unknown_notebook_lists_available(project):
-    with pytest.raises(ParameterError, match="ノートブック「06」は登録されていません") as e:
-        _validate(project, notebooks=["06"])
+    with pytest.raises(ParameterError, match="ノートブック「99」は登録されていません") as e:
+        _validate(project, notebooks=["99"])
     assert "01（01_prefecture_overview" in str(e.value) and "05（05_evaluation" in str(e.value)
 
 

@@ -21,7 +21,8 @@ from test_plots import (FOOT, area_table, ckd_counts, flow_steps, heat_frame, me
 from hsutils import plots
 
 CHARTS = ["choropleth", "funnel_plot", "ranked_bar", "trend_chart", "ckd_heatmap", "population_pyramid",
-          "pyramid_small_multiples", "stacked_bars", "flow_chart", "spine_chart", "heat_table", "upset_chart"]
+          "pyramid_small_multiples", "stacked_bars", "amount_bars", "concentration_curve", "flow_chart", "spine_chart",
+          "heat_table", "upset_chart"]
 MULTI_PANEL = {"pyramid_small_multiples", "spine_chart", "upset_chart"}
 DATA_ARGS = {"choropleth": ["values", "boundaries"]}
 
@@ -66,6 +67,14 @@ def _draw(name, ax=None):
             footer=FOOT, ncols=2, ax=ax),
         "stacked_bars": lambda: plots.stacked_bars(stacked_frame(), area_col="area", category_col="level",
                                                    count_col="count", title="内訳", footer=FOOT, ax=ax),
+        "amount_bars": lambda: plots.amount_bars(
+            pd.DataFrame({"area": ["A市", "A市", "B町", "B町"], "setting": ["入院", "入院外"] * 2,
+                          "yen": [50000.0, 80000, np.nan, 70000], "n": [120, 120, 40, 40]}),
+            label_col="area", value_col="yen", category_col="setting", count_col="n", title="医療費", footer=FOOT,
+            ax=ax),
+        "concentration_curve": lambda: plots.concentration_curve(
+            pd.DataFrame({"series": "A市", "person_share": np.linspace(0.01, 1, 50),
+                          "cost_share": np.linspace(0.01, 1, 50) ** 0.4}), title="集中", footer=FOOT, ax=ax),
         "flow_chart": lambda: plots.flow_chart(flow_steps(), title="フロー", footer=FOOT, ax=ax),
         "spine_chart": lambda: plots.spine_chart(spine_table(), title="プロファイル", footer=FOOT, fmt_col="fmt", ax=ax),
         "heat_table": lambda: plots.heat_table(heat_frame(), row_col="district", col_col="group", value_col="rate",

@@ -1,0 +1,277 @@
+"""hsutils.costs and the cost statistics of hsutils.stats (docs/rules.md §13, docs/methods.md §13):
+hand-built fixtures, values worked out by hand in the comments."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hsutils import claims_rules, costs, privacy, stats
+from hsutils.errors import DataError
+
+Z95 = 1.959963984540054
+
+MASTER = pd.DataFrame({"muni_code": ["17201", "17202", "17203"], "name": ["甲市", "乙町", "丙村"],
+                       "pref_code": ["17", "17", "17"], "pref_name": ["石川県"] * 3,
+                       "medical_area_code": ["1701", "1701", "1702"], "medical_area": ["北部", "北部", "南部"]})
+
+
+def _py(rows):
+    """person_year rows: (person_id, fy, muni, sex, age_band, insurance, full_year, months)."""
+    d = pd.DataFrame(rows, columns=["person_id", "fy", "muni_code", "sex", "age_band", "insurance", "full_year",
+                                    "months"])
+    return d
+
+
+def _claims(rows):
+    """claims_monthly rows: (person_id, ym, inpatient, outpatient, dental, pharmacy)."""
+    d = pd.DataFrame(rows, columns=["person_id", "ym", "cost_inpatient", "cost_outpatient", "cost_dental",
+                                    "cost_pharmacy"])
+    d["muni_code"] = "17201"
+    d["dialysis"] = 0
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# person-years and per-capita costs (§13.1)
+# ---------------------------------------------------------------------------------------------
+def test_person_years_from_months_and_the_part_year_default():
+    py = _py([("a", 2024, "17201", 1, "70-74", "国保", True, np.nan),     # full year, no months → 12
+              ("b", 2024, "17201", 1, "70-74", "国保", False, 6),         # months given → 6
+              ("c", 2024, "17201", 2, "70-74", "国保", False, np.nan),   # part year, no months → 6 (assumed)
+              ("d", 2024, "17201", 2, "70-74", "国保", True, 3)])        # months win over full_year
+    y = costs.person_years(py)
+    assert y["years"].tolist() == [1.0, 0.5, 0.5, 0.25]
+    assert y["months_assumed"].tolist() == [False, False, True, False]
+
+
+def test_per_capita_with_part_year_enrollment_by_hand():
+    # A: 1 year, 120,000 円 (入院 100,000 + 調剤 20,000); B: 6 months, 30,000 円 入院外.
+    # 計: (120,000 + 30,000) / 1.5 = 100,000 円/年; 入院: 100,000 / 1.5 = 66,666.67
+    py = _py([("A", 2024, "17201", 1, "70-74", "国保", True, 12), ("B", 2024, "17201", 1, "70-74", "国保", False, 6)])
+    cm = _claims([("A", 202405, 100000, 0, 0, 20000), ("B", 202502, 0, 30000, 0, 0)])
+    pc = costs.person_costs(py, {"claims_monthly": cm})
+    assert pc.source == costs.SOURCE_MONTHLY and not pc.has_diseases
+    t = costs.per_capita_table(pc, MASTER, levels=(costs.LEVEL_MUNI,))
+    row = t[t["setting"] == "計"].iloc[0]
+    assert row["persons"] == 2 and row["patients"] == 2 and row["person_years"] == pytest.approx(1.5)
+    assert row["per_capita"] == pytest.approx(100000.0)
+    # linearised interval: R = 100,000; residuals A: 120,000 − 100,000 = 20,000, B: 30,000 − 50,000 = −20,000
+    # Var(R) = 2/1 · (4e8 + 4e8) / 1.5² = 7.1111e8 → SE = 26,666.67
+    se = math.sqrt(2 * 8e8) / 1.5
+    assert row["lower"] == pytest.approx(100000 - Z95 * se) and row["upper"] == pytest.approx(100000 + Z95 * se)
+    inp = t[t["setting"] == "入院"].iloc[0]
+    assert inp["per_capita"] == pytest.approx(100000 / 1.5) and inp["patients"] == 1
+    # a month in March 2025 belongs to FY2024; April 2024 too
+    assert costs.fiscal_year([202503, 202404, 202403]).tolist() == [2024, 2024, 2023]
+
+
+def test_costs_outside_enrollment_are_counted_not_used():
+    py = _py([("A", 2024, "17201", 1, "70-74", "国保", True, 12), ("B", 2023, "17201", 1, "70-74", "国保", True, 12)])
+    cm = _claims([("A", 202405, 0, 1000, 0, 0), ("A", 202305, 0, 5000, 0, 0),  # A has no FY2023 row
+                  ("A", 202205, 0, 7000, 0, 0)])  # FY2022: outside the analysed years (look-back), not counted
+    pc = costs.person_costs(py, {"claims_monthly": cm})
+    assert pc.persons["計"].tolist() == [1000.0, 0.0]
+    assert pc.unmatched_rows == 1 and pc.unmatched_cost == 5000.0
+    assert any("含めていません" in n for n in pc.notes)
+
+
+def test_area_with_no_receipts_has_zero_cost_and_the_ratio_zero():
+    py = _py([("A", 2024, "17201", 1, "70-74", "国保", True, 12), ("B", 2024, "17202", 1, "70-74", "国保", True, 12)])
+    cm = _claims([("A", 202405, 0, 50000, 0, 0)])
+    pc = costs.person_costs(py, {"claims_monthly": cm})
+    t = costs.per_capita_table(pc, MASTER, levels=(costs.LEVEL_MUNI,))
+    b = t[(t["area_code"] == "17202") & (t["setting"] == "計")].iloc[0]
+    assert b["cost"] == 0 and b["per_capita"] == 0 and b["patients"] == 0 and np.isnan(b["upper"])
+    ref = costs.reference_from_data(pc, "県")
+    idx = costs.regional_index_table(pc, ref, MASTER, levels=(costs.LEVEL_MUNI,))
+    r = idx[(idx["area_code"] == "17202") & (idx["setting"] == "計")].iloc[0]
+    assert r["index"] == 0 and r["lower"] == 0 and np.isnan(r["upper"])
+
+
+def test_no_cost_data_at_all():
+    py = _py([("A", 2024, "17201", 1, "70-74", "国保", True, 12)])
+    pc = costs.person_costs(py, {})
+    assert not pc.has_costs and pc.persons["計"].tolist() == [0.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# 地域差指数 (§13.2)
+# ---------------------------------------------------------------------------------------------
+def _two_band_frame():
+    # reference per capita: band 1 100,000 円, band 2 300,000 円
+    return pd.DataFrame({"area": ["x"] * 4, "band": [1, 1, 2, 2], "cost": [120000.0, 30000, 300000, 500000],
+                         "years": [1.0, 0.5, 1.0, 1.0], "ref": [100000.0, 100000, 300000, 300000]})
+
+
+def test_cost_ratio_two_band_toy_by_hand():
+    out = stats.cost_ratio_grouped(_two_band_frame(), ["area"], ["band"], "cost", "years", "ref").iloc[0]
+    # O = 950,000; E = 1.5 · 100,000 + 2 · 300,000 = 750,000 → 1.266667
+    assert out["observed"] == 950000 and out["expected"] == 750000
+    assert out["value"] == pytest.approx(950000 / 750000)
+    # Var(O): band 1 R = 100,000, residuals ±20,000 → 2 · 8e8 = 1.6e9; band 2 R = 400,000, residuals ±100,000
+    # → 2 · 2e10 = 4e10; total 4.16e10; SE(log) = √4.16e10 / 950,000 = 0.214696
+    se = math.sqrt(4.16e10) / 950000
+    assert se == pytest.approx(0.214696, abs=1e-6)
+    assert out["lower"] == pytest.approx(950000 / 750000 * math.exp(-Z95 * se))
+    assert out["upper"] == pytest.approx(950000 / 750000 * math.exp(Z95 * se))
+    assert out["lower"] == pytest.approx(0.8316, abs=1e-4) and out["upper"] == pytest.approx(1.9294, abs=1e-4)
+
+
+def test_cost_ratio_edge_cases():
+    d = pd.DataFrame({"g": ["one", "zero", "noref"], "s": [1, 1, 1], "cost": [5000.0, 0, 10],
+                      "years": [1.0, 1, 1], "ref": [1000.0, 1000, 0]})
+    out = stats.cost_ratio_grouped(d, ["g"], ["s"], "cost", "years", "ref").set_index("g")
+    # one person in a stratum: ratio 5, Var(O) = 0 → the interval collapses on the ratio
+    assert out.loc["one", "value"] == 5 and out.loc["one", "lower"] == pytest.approx(5)
+    assert out.loc["zero", "value"] == 0 and out.loc["zero", "lower"] == 0 and np.isnan(out.loc["zero", "upper"])
+    assert np.isnan(out.loc["noref", "value"])
+
+
+def test_index_is_exactly_one_for_the_reference_population_itself():
+    # two towns with the same costs per sex × age band: each one's index is 1, whatever the ages
+    rows, claims = [], []
+    k = 0
+    for muni, n_old in (("17201", 3), ("17202", 7)):
+        for i in range(10):
+            band = "70-74" if i < n_old else "40-44"
+            pid = f"{muni}-{i}"
+            rows.append((pid, 2024, muni, 1 + i % 2, band, "国保", True, 12))
+            yen = (200000 if band == "70-74" else 50000) * (1 + i % 2)
+            claims.append((pid, 202406, 0, yen, 0, 0))
+            k += 1
+    pc = costs.person_costs(_py(rows), {"claims_monthly": _claims(claims)})
+    ref = costs.reference_from_data(pc, "石川県")
+    idx = costs.regional_index_table(pc, ref, MASTER, levels=(costs.LEVEL_MUNI,))
+    tot = idx[idx["setting"] == "計"]
+    assert np.allclose(tot["index"], 1.0)
+    # crude per capita differ (the older town costs more) but the adjusted per capita are equal
+    t = costs.per_capita_table(pc, MASTER, levels=(costs.LEVEL_MUNI,))
+    crude = t[t["setting"] == "計"].set_index("area_code")["per_capita"]
+    assert crude["17202"] > crude["17201"]
+    assert tot["adjusted"].nunique() == 1 and tot["comparison"].eq(stats.NOT_SIGNIFICANT).all()
+
+
+def test_user_reference_table_and_its_errors():
+    py = _py([("A", 2024, "17201", 1, "70-74", "国保", True, 12)])
+    pc = costs.person_costs(py, {"claims_monthly": _claims([("A", 202406, 0, 150000, 0, 0)])})
+    rows = [(2024, "国保", s, 0, "70-74", v) for s, v in (("入院", 0), ("入院外", 100000), ("歯科", 0),
+                                                      ("調剤", 0), ("計", 100000))]
+    table = pd.DataFrame(rows, columns=list(costs.REFERENCE_COLUMNS))
+    ref = costs.reference_from_table(table, "全国")
+    idx = costs.regional_index_table(pc, ref, MASTER, levels=(costs.LEVEL_MUNI,))
+    assert idx.loc[idx["setting"] == "計", "index"].iloc[0] == pytest.approx(1.5)
+    assert np.isnan(idx.loc[idx["setting"] == "計", "adjusted"].iloc[0])  # no crude in a user table
+    with pytest.raises(DataError, match="列がありません: 一人当たり医療費"):
+        costs.reference_from_table(table.drop(columns="一人当たり医療費"), "全国")
+    bad = table.astype({"一人当たり医療費": object})
+    bad.loc[2, "一人当たり医療費"] = "abc"
+    with pytest.raises(DataError, match="4行目 一人当たり医療費"):
+        costs.reference_from_table(bad, "全国")
+    missing_band = table.assign(年齢階級="40-44")
+    with pytest.raises(DataError, match="70-74歳 の一人当たり医療費がありません"):
+        costs.regional_index_table(pc, costs.reference_from_table(missing_band, "全国"), MASTER,
+                                   levels=(costs.LEVEL_MUNI,))
+
+
+# ---------------------------------------------------------------------------------------------
+# disease groups (§13.3), 調剤 attribution, high costs and concentration (§13.5)
+# ---------------------------------------------------------------------------------------------
+def test_disease_groups_first_match_and_ckd_split_by_dialysis():
+    mc = pd.DataFrame({"person_id": ["a", "a", "b", "c", "d", "e"], "ym": [202406] * 6,
+                       "setting": ["入院外"] * 6,
+                       "main_icd10": ["E112", "I10", "N185", "C509", "J069", None], "cost": [1.0] * 6})
+    cm = pd.DataFrame({"person_id": ["b"], "ym": [202406], "dialysis": [1]})
+    g = costs.assign_groups(mc, cm).tolist()
+    # E11.2 糖尿病性腎症 is 慢性腎臓病 before 糖尿病 (first match in cost_groups order)
+    assert g == [costs.CKD_NO_DIALYSIS, "高血圧症", costs.CKD_DIALYSIS, "悪性新生物", costs.OTHER_GROUP,
+                 costs.UNKNOWN_GROUP]
+    assert costs.CKD_DIALYSIS in costs.lifestyle_groups() and "悪性新生物" not in costs.lifestyle_groups()
+
+
+def test_pharmacy_receipt_takes_the_prescribers_main_diagnosis():
+    rec = pd.DataFrame({"receipt_id": [1, 2, 3, 4], "person_id": ["p"] * 4, "ym": [202406] * 4,
+                        "setting": ["入院外", "入院", "調剤", "調剤"],
+                        "institution": ["1710000001", "1710000001", "1740000001", "1740000001"],
+                        "rx_institution": [None, None, "1710000001", "1710000009"],
+                        "main_icd10": ["E119", "I639", None, None]})
+    icd = claims_rules._with_prescriber_diagnosis(rec)
+    assert icd.tolist()[:3] == ["E119", "I639", "E119"]  # 入院外 preferred
+    assert pd.isna(icd.iloc[3])  # no receipt of that prescriber: no 主傷病
+
+
+def test_disease_group_table_per_capita_and_share():
+    py = _py([("A", 2024, "17201", 1, "70-74", "国保", True, 12), ("B", 2024, "17201", 1, "70-74", "国保", False, 6)])
+    mc = pd.DataFrame({"person_id": ["A", "A", "B"], "muni_code": "17201", "ym": [202406, 202407, 202408],
+                       "setting": ["入院外", "調剤", "入院外"], "main_icd10": ["E119", "E119", "I10"],
+                       "cost": [30000.0, 15000, 15000]})
+    pc = costs.person_costs(py, {"medical_costs": mc})
+    assert pc.has_diseases
+    g = costs.disease_group_table(pc, {"medical_costs": mc}, MASTER, {"甲市": ["17201"]})
+    g = g[g["insurance"] == "国保"].astype({"group": str}).set_index("group")
+    # 糖尿病 45,000 円 / 1.5 人年 = 30,000 円; share 45,000 / 60,000 = 75 %
+    assert g.loc["糖尿病", "per_capita"] == pytest.approx(30000) and g.loc["糖尿病", "share"] == pytest.approx(75)
+    assert g.loc["糖尿病", "patients"] == 1 and g.loc["高血圧症", "share"] == pytest.approx(25)
+    assert g.loc["悪性新生物", "cost"] == 0
+
+
+def test_high_cost_months_and_concentration():
+    rows = [(f"p{i}", 2024, "17201", 1, "70-74", "国保", True, 12) for i in range(20)]
+    claims = [(f"p{i}", 202406, 0, 10000, 0, 0) for i in range(20)]
+    claims += [("p0", 202407, 900000, 0, 0, 0), ("p1", 202407, 500000, 200000, 0, 0)]  # p1: 700,000 < 800,000
+    pc = costs.person_costs(_py(rows), {"claims_monthly": _claims(claims)})
+    high = costs.high_cost_table(pc, {"claims_monthly": _claims(claims)}, None, 2024, "国保")
+    r = high.iloc[0]
+    # total = 20 · 10,000 + 900,000 + 700,000 = 1,800,000; high = 900,000 (50 %)
+    assert (r["persons"], r["months"], r["cost"]) == (1, 1, 900000) and r["share"] == pytest.approx(50)
+    table, curve = costs.concentration(pc, None, 2024, "国保", threshold=10)
+    top = table.set_index("top")
+    # top 10 % = 2 persons (< 10) → suppressed; top 50 % = 10 persons: 910,000 + 710,000 + 8 · 10,000 = 1,700,000
+    assert np.isnan(top.loc["上位10%", "share"]) and top.loc["上位10%", "persons"] == 2
+    assert top.loc["上位50%", "share"] == pytest.approx(100 * 1700000 / 1800000)
+    assert curve["person_share"].iloc[0] == pytest.approx(10 / 20) and curve["cost_share"].iloc[-1] == pytest.approx(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# suppression (§13.6)
+# ---------------------------------------------------------------------------------------------
+def test_small_counts_suppressed_with_the_area_relations():
+    # 甲市 12 persons, 乙町 4 persons (small), 丙村 15: the prefecture = sum; 乙町 hidden, and a
+    # second town of 北部 hidden too so that 北部 − 甲市 does not give 乙町 back
+    rows = [(f"a{i}", 2024, "17201", 1, "70-74", "国保", True, 12) for i in range(12)]
+    rows += [(f"b{i}", 2024, "17202", 1, "70-74", "国保", True, 12) for i in range(4)]
+    rows += [(f"c{i}", 2024, "17203", 1, "70-74", "国保", True, 12) for i in range(15)]
+    claims = [(pid, 202406, 0, 10000, 0, 0) for pid, *_ in rows]
+    pc = costs.person_costs(_py(rows), {"claims_monthly": _claims(claims)})
+    t = costs.with_row_key(costs.per_capita_table(pc, MASTER))
+    t = t[t["insurance"] == "国保"].reset_index(drop=True)
+    plan = privacy.SuppressionPlan(10)
+    plan.add_table("per_capita", t, ["persons", "patients"],
+                   derived_cols={"persons": ["person_years"], "patients": ["cost", "per_capita", "lower", "upper"]},
+                   relations=costs.area_relations(t, MASTER))
+    plan.solve()
+    shown = plan.shown("per_capita")
+    total = shown[shown["setting"] == "計"].set_index(["level", "area_code"])
+    assert total.loc[("市町村", "17202"), "persons"] == privacy.SUPPRESSION_MARK
+    assert total.loc[("市町村", "17202"), "per_capita"] == privacy.SUPPRESSION_MARK
+    # 北部 = 甲市 + 乙町: with 北部 shown, 甲市 must be hidden as well (or 北部 hidden)
+    assert privacy.SUPPRESSION_MARK in (total.loc[("市町村", "17201"), "persons"],
+                                        total.loc[("二次医療圏", "1701"), "persons"])
+    assert total.loc[("市町村", "17203"), "persons"] == 15
+    assert not privacy.audit_recoverable({"per_capita": shown}, [], 10)
+
+
+def test_complementary_hiding_of_parts_that_add_up():
+    # 入院 3 and 歯科 5 patients are hidden by the plan; together 8 < 10, so the smallest further part
+    # (調剤, 40) is hidden here; 入院外 and 計 stay
+    d = pd.DataFrame({"area": "x", "setting": ["入院", "入院外", "歯科", "調剤", "計"],
+                      "patients": [3, 60, 5, 40, 70], "cost": [900000.0, 300000, 20000, 100000, 1320000]})
+    out = costs.hide_complements(d, ["area"], "patients", ["cost"], 10, parts=d["setting"] != "計")
+    mark = privacy.SUPPRESSION_MARK
+    assert out["cost"].tolist() == [900000.0, 300000, 20000, mark, 1320000]  # 入院, 歯科: the plan's cells
+    assert out["patients"].tolist() == d["patients"].tolist()
+    # nothing small: unchanged
+    same = costs.hide_complements(d.assign(patients=[30, 60, 50, 40, 70]), ["area"], "patients", ["cost"], 10)
+    assert same["cost"].tolist() == d["cost"].tolist()
