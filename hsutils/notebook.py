@@ -186,7 +186,9 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
 
     `person_rows`: whose person-level rows `ctx.prepared` holds: "area" (default) the area's own
     municipalities (a municipal run reads only its partitions, docs/design.md §8.1), "reference"
-    also those of the reference area (a notebook that recounts the reference from person rows).
+    also those of the reference area (a notebook that recounts the reference from person rows),
+    "all" every municipality (a notebook that compares all municipalities from person rows, e.g.
+    06–08's funnels and the 地域差指数's reference costs).
 
     `out_dir`: when given by the batch, outputs go exactly there; otherwise into
     `<outputs>/<run_name>/<muni_code>_<name>/<notebook>/` (`hsutils.settings.out_dir`).
@@ -212,8 +214,10 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
     if person_rows == "reference":
         ref = reference.member_munis(master)
         munis = None if munis is None or ref is None else sorted(set(munis) | set(ref))
+    elif person_rows == "all":
+        munis = None
     elif person_rows != "area":
-        raise ValueError(f"person_rows must be 'area' or 'reference', not {person_rows!r}")
+        raise ValueError(f"person_rows must be 'area', 'reference' or 'all', not {person_rows!r}")
     prepared = pipeline.load_prepared(cache, with_tables=with_tables, munis=munis)
     fys = prepared.fiscal_years
     fy = int(fiscal_year) if fiscal_year else fys[-1]
