@@ -154,7 +154,7 @@ def test_default_count_equals_claims_monthly_n_drugs():
     assert (cm.loc[cm.index.difference(m.index), "n_drugs"] == 0).all()
     # tests/test_uke.py: metformin (院内 and 院外), amlodipine, suvorexant -> 3 内服;
     # zolpidem, brotizolam (屯服) and suvorexant are hypnotics
-    a = m.loc[("170019-石01-1234", 202305)]
+    a = m.loc[("00170019-石01-1234-01", 202305)]  # person key: docs/formats/person_key.md
     assert a["n_drugs"] == 3 and a["n_hypnotics"] == 3
 
 
