@@ -65,3 +65,17 @@ def pytest_xdist_make_scheduler(config, log):
             return path if path.endswith(".ipynb") else nodeid
 
     return NotebookScheduling(config, log)
+
+
+@pytest.fixture(scope="session")
+def demo_data_dir() -> Path:
+    """Folder of the small cp932 demo dataset of this test session."""
+    return Path(os.environ["HSUTILS_DATA_DIR"])
+
+
+@pytest.fixture(scope="session")
+def prepared():
+    """The shared cache (person_year, strata, master, raw claims/kaigo/questionnaire) of the demo data."""
+    from hsutils import pipeline
+
+    return pipeline.load_prepared(Path(os.environ["HSUTILS_CACHE_DIR"]), with_tables=True)
