@@ -21,8 +21,10 @@ demo: $(STAMP)
 	$(BIN)/hsutils demo --out data/demo
 	$(BIN)/hsutils batch parameters/demo.yaml
 
+# -n auto: pytest-xdist, one worker per CPU (at most 4, conftest.py); each notebook stays on one worker
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
 gallery: $(STAMP)
 	$(BIN)/hsutils gallery --out outputs/gallery

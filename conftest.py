@@ -31,6 +31,42 @@ def pytest_configure(config):
 
 import pytest  # noqa: E402
 
+# --- parallel test runs (pytest-xdist; `make test` passes `-n auto`) --------------------------------
+# The demo above is built once, in the controlling process: xdist starts its workers after
+# pytest_configure, they inherit HSUTILS_* and HSUTILS_TEST_DATA_READY and skip the build.
+MAX_TEST_WORKERS = 4
+
+
+@pytest.hookimpl(optionalhook=True)  # optional: plain `pytest` works without pytest-xdist
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per usable CPU, at most MAX_TEST_WORKERS (each worker holds its own
+    session fixtures; more workers than that only add memory and start-up time)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_TEST_WORKERS))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """The cells of one notebook share one kernel (nbval): they are one unit of work, sent to one
+    worker; every other test is its own unit, so the slow ones spread over the workers. Units go
+    out largest first (xdist's loadscope reordering), i.e. the notebooks start first.
+
+    (xdist's own `--dist loadgroup` does not work with pytest 9: it renames `item._nodeid`, which
+    pytest 9 no longer reads.)"""
+    if config.getvalue("dist") == "each":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebookScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path.endswith(".ipynb") else nodeid
+
+    return NotebookScheduling(config, log)
+
 
 @pytest.fixture(scope="session")
 def demo_data_dir() -> Path:

@@ -398,6 +398,28 @@ def _cell_seconds(executed: Path) -> tuple[float, float]:
     return (float(sum(durations)), float(durations[0])) if durations else (0.0, 0.0)
 
 
+def run_phases(timing: dict[str, float] | None) -> dict[str, float] | None:
+    """Where a run's time went (issue 18 §4), from the timings `execute_task` records:
+    kernel start, papermill overhead and the imports cell (`kernel_imports`), the other cells
+    (`cells`) and the HTML export plus moving into place (`export`). None when not recorded."""
+    if not timing or "papermill" not in timing:
+        return None
+    cells, first = timing.get("cells", 0.0), timing.get("first_cell", 0.0)
+    if cells != cells or first != first:  # NaN: the executed notebook could not be read
+        return None
+    kernel = max(timing["papermill"] - cells, 0.0) + first
+    work = max(cells - first, 0.0)
+    export = max(timing.get("total", timing["papermill"]) - timing["papermill"], 0.0)
+    return {"kernel_imports": round(kernel, 2), "cells": round(work, 2), "export": round(export, 2)}
+
+
+def _phases_text(phases: dict[str, float] | None) -> str:
+    if not phases:
+        return ""
+    return (f"起動・import {phases['kernel_imports']:.1f} 秒／セル {phases['cells']:.1f} 秒／"
+            f"出力 {phases['export']:.1f} 秒")
+
+
 class _RedirectedOutput:
     """Send this process's stdout/stderr (file descriptors 1 and 2, inherited by the kernel) to
     the run's log, so kernel and papermill warnings land in the log instead of the console."""
@@ -577,6 +599,9 @@ def render_index(manifest: dict[str, Any], keys: list[str] | None = None, run_na
             if e.get("seconds") is not None and status != "pending":
                 note = "（前回の結果）" if e.get("reused") else ""
                 parts.append(f'<br><span class="sub">{e["seconds"]:.1f} 秒{note}</span>')
+                phases = _phases_text(run_phases(e.get("timing")))
+                if phases:  # where the time went, so that a slow notebook is visible
+                    parts.append(f'<br><span class="sub">{phases}</span>')
             if status == "failed":
                 parts.append(f'<div class="err">{html.escape(e.get("error") or "")}</div>')
             if status != "pending":
@@ -878,6 +903,18 @@ def _summary(manifest: dict[str, Any], keys: list[str], run_dir: Path, interrupt
     pending = [e for e in entries if e["status"] == "pending"]
     reused = sum(1 for e in ok if e.get("reused"))
     lines = [f"一括実行の結果: 成功 {len(ok)}（前回の結果を再利用 {reused}）／ 失敗 {len(failed)} ／ 未実行 {len(pending)}"]
+    timed = [(e, run_phases(e.get("timing"))) for e in ok if not e.get("reused")]
+    timed = [(e, ph) for e, ph in timed if ph]
+    if timed:
+        lines.append("所要時間（この実行で動かしたもの、ノートブックごとの中央値）:")
+        for nb in sorted({e["notebook"] for e, _ in timed}):
+            rows = [(e, ph) for e, ph in timed if e["notebook"] == nb]
+            med = {k: _median([ph[k] for _, ph in rows]) for k in ("kernel_imports", "cells", "export")}
+            lines.append(f"  {nb}: {len(rows)} 本、1本 {_median([e['seconds'] for e, _ in rows]):.1f} 秒"
+                         f"（{_phases_text(med)}）")
+        slowest, ph = max(timed, key=lambda t: t[0]["seconds"] or 0)
+        lines.append(f"  最も遅い実行: {slowest['notebook']} × {slowest['muni_code']} {slowest['muni_name']} "
+                     f"{slowest['seconds']:.1f} 秒（{_phases_text(ph)}）")
     if failed:
         lines.append("失敗した実行:")
         for e in failed:
@@ -887,6 +924,12 @@ def _summary(manifest: dict[str, Any], keys: list[str], run_dir: Path, interrupt
         lines.append("中断しました。続きは同じコマンドに --resume を付けて実行してください。")
     lines.append(f"一覧: {run_dir / INDEX_NAME}")
     return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return float(statistics.median(values)) if values else float("nan")
 
 
 def _default_jobs(jobs: int | None) -> int:

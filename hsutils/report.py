@@ -41,6 +41,10 @@ _FIXED_METADATA = {
     "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
     "svg": {"Date": None, "Creator": None},
 }
+#: PNG encoder settings: zlib level 1 instead of PIL's 6. The pixels are the same; the 300-dpi
+#: files are about a fifth larger and encoding takes about half the CPU time (measured on the 13
+#: figures of notebook 04: 3.39 s → 1.84 s; issue 18 §1).
+_PIL_KWARGS = {"png": {"compress_level": 1}}
 _ILLEGAL = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 _SHEET_ILLEGAL = re.compile(r"[\[\]:*?/\\]")
 
@@ -81,7 +85,8 @@ def save_figure(fig, out_dir, name: str, formats=("png", "pdf"), dpi: int = FIGU
             raise ParameterError(f"図の形式 {fmt!r} には対応していません（png, pdf, svg）。")
         buffer = io.BytesIO()
         with matplotlib.rc_context(SAVE_RCPARAMS):  # no global setting needed or changed
-            fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_FIXED_METADATA[fmt])
+            extra = {"pil_kwargs": _PIL_KWARGS[fmt]} if fmt in _PIL_KWARGS else {}
+            fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_FIXED_METADATA[fmt], **extra)
         paths[fmt] = atomic_write_bytes(folder / f"{safe_name(name)}.{fmt}", buffer.getvalue())
     return paths
 

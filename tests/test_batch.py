@@ -356,3 +356,20 @@ def test_plan_runs_prefecture_notebook_once_and_municipal_per_municipality(proje
     assert t.parameters["cache_dir"] == str(root / batch.CACHE_SUBDIR)
     assert t.final_dir == str(p.run_dir / "17202_七尾市" / "02_large_insurer")
     assert t.log_path == str(p.run_dir / "logs" / "02_large_insurer_17202.log")
+
+
+def test_run_phases_and_index_show_where_the_time_went():
+    timing = {"papermill": 5.0, "cells": 3.5, "first_cell": 1.0, "html": 0.4, "total": 5.6}
+    phases = batch.run_phases(timing)
+    # kernel start + papermill overhead (5.0 − 3.5) + imports cell 1.0; other cells 2.5; export 5.6 − 5.0
+    assert phases == {"kernel_imports": 2.5, "cells": 2.5, "export": 0.6}
+    assert batch.run_phases(None) is None and batch.run_phases({"total": 1.0}) is None
+    assert batch.run_phases({**timing, "cells": float("nan")}) is None
+    entry = {"status": "ok", "notebook": "02_large_insurer", "title": "t", "level": "muni", "muni_code": "17201",
+             "muni_name": "金沢市", "report": "17201_金沢市/02_large_insurer/02_large_insurer.html",
+             "log": "logs/02_large_insurer_17201.log", "seconds": 5.6, "timing": timing, "reused": False}
+    manifest = {"runs": {"02_large_insurer/17201": entry}}
+    assert "起動・import 2.5 秒／セル 2.5 秒／出力 0.6 秒" in batch.render_index(manifest, run_name="t")
+    summary = batch._summary(manifest, list(manifest["runs"]), Path("/r"), interrupted=False)
+    assert "02_large_insurer: 1 本、1本 5.6 秒（起動・import 2.5 秒／セル 2.5 秒／出力 0.6 秒）" in summary
+    assert "最も遅い実行: 02_large_insurer × 17201 金沢市 5.6 秒" in summary

@@ -1,8 +1,10 @@
 """Tests of hsutils.report: output layout, atomic writes, reproducible figures (docs/design.md §7, §9)."""
 from __future__ import annotations
 
+import io
 import warnings
 
+import matplotlib
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
@@ -58,6 +60,13 @@ def test_save_figure_png_300dpi_pdf_and_byte_identical(tmp_path):
     pdf = first["pdf"].read_bytes()
     assert pdf.startswith(b"%PDF") and b"CreationDate" not in pdf
     assert sorted(p.name for p in (tmp_path / "a" / "figures").iterdir()) == ["受診率.pdf", "受診率.png"]
+    # the fast PNG encoding (zlib level 1) changes the file size, not one pixel
+    fig = small_chart()
+    default = io.BytesIO()
+    with matplotlib.rc_context(report.SAVE_RCPARAMS):
+        fig.savefig(default, format="png", dpi=report.FIGURE_DPI, metadata={"Software": None})
+    default.seek(0)
+    assert (mpimg.imread(default) == image).all()
 
 
 def test_save_figure_same_figure_twice_is_identical(tmp_path):
