@@ -514,7 +514,7 @@ def test_notebook_lists_only_in_confidential(executed, prepared):
     pngs = {p.stem for p in (out_dir / "figures").glob("*.png")}
     assert {p.stem for p in (out_dir / "figures").glob("*.pdf")} == pngs
     required = {"flow_chart", "ckd_heatmap_all", "ckd_heatmap_diabetes", "funnel_dm_untreated", "funnel_dm_hba1c8"}
-    optional = {"target_counts_by_area", "district_untreated"} | {
+    optional = {"target_counts_by_area", "district_untreated", "reference_comparison"} | {
         f"trend_{i}" for i in ("dm_hba1c8", "dm_egfr45", "dm_urine_protein1", "dm_untreated", "dm_interrupted",
                                "new_dialysis")}  # drawn only when a point is not suppressed
     assert required <= pngs <= required | optional

@@ -21,8 +21,8 @@ from test_plots import (FOOT, area_table, ckd_counts, flow_steps, heat_frame, me
 from hsutils import plots
 
 CHARTS = ["choropleth", "funnel_plot", "ranked_bar", "trend_chart", "ckd_heatmap", "population_pyramid",
-          "pyramid_small_multiples", "stacked_bars", "amount_bars", "concentration_curve", "flow_chart", "spine_chart",
-          "heat_table", "upset_chart"]
+          "pyramid_small_multiples", "stacked_bars", "amount_bars", "concentration_curve", "target_gap_bars", "flow_chart",
+          "spine_chart", "heat_table", "upset_chart"]
 MULTI_PANEL = {"pyramid_small_multiples", "spine_chart", "upset_chart"}
 DATA_ARGS = {"choropleth": ["values", "boundaries"]}
 
@@ -75,6 +75,11 @@ def _draw(name, ax=None):
         "concentration_curve": lambda: plots.concentration_curve(
             pd.DataFrame({"series": "A市", "person_share": np.linspace(0.01, 1, 50),
                           "cost_share": np.linspace(0.01, 1, 50) ** 0.4}), title="集中", footer=FOOT, ax=ax),
+        "target_gap_bars": lambda: plots.target_gap_bars(
+            pd.DataFrame({"area": ["A市", "B町"], "rate": [38.0, 45.0], "plus": [5.0, 3.0], "x": [380, 45],
+                          "n": [1000, 100]}),
+            label_col="area", base_col="rate", added_cols={"受診勧奨": "plus"}, target=60.0, title="目標との差",
+            footer=FOOT, count_col="x", denom_col="n", ax=ax),
         "flow_chart": lambda: plots.flow_chart(flow_steps(), title="フロー", footer=FOOT, ax=ax),
         "spine_chart": lambda: plots.spine_chart(spine_table(), title="プロファイル", footer=FOOT, fmt_col="fmt", ax=ax),
         "heat_table": lambda: plots.heat_table(heat_frame(), row_col="district", col_col="group", value_col="rate",
