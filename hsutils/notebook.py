@@ -112,9 +112,10 @@ class FirstRun:
     how long, and a progress bar over the stages (`pipeline.PREPARE_STAGES`). Prints nothing when
     everything is ready."""
 
-    #: Measured on the 2-core development machine (shared): demo generation at scale 0.1 plus the
-    #: cache of that data took 31 s, the next start 0.4 s; real data take longer with their size.
-    SECONDS_HINT = "デモデータ（1/10規模）で30秒〜1分ほど、実データでは数分"
+    #: Measured on the 2-core development machine: demo generation at scale 0.1 in the real formats
+    #: (特定健診 XML + UKE) plus the cache of that data took about 61 CPU-s (1.75 GB peak) — 1–2
+    #: minutes; the next start under a second. Real data take longer with their size.
+    SECONDS_HINT = "デモデータ（1/10規模、特定健診XML・UKEの読み込みを含む）で1〜2分ほど、実データでは数分〜数十分"
 
     def __init__(self, data_label: str):
         self.data_label = data_label
