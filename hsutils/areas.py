@@ -203,6 +203,28 @@ def resolve_area(value, master: pd.DataFrame, districts: pd.DataFrame | None = N
     return area
 
 
+
+def district_names(districts: pd.DataFrame | None, muni_code: str) -> dict[str, str]:
+    """district_code -> name for one municipality (empty when it has no districts)."""
+    if districts is None or len(districts) == 0:
+        return {}
+    d = districts[districts["muni_code"].astype("str") == str(muni_code)]
+    return dict(zip(d["district_code"].astype("str"), d["name"].astype("str")))
+
+
+def district_label_per_row(frame: pd.DataFrame, districts: pd.DataFrame | None) -> pd.Series:
+    """District name for each row of a person-level frame (`muni_code`, `district_code`): the
+    master's name, else the code, else "地区不明" when the row has no district."""
+    code = frame["district_code"].astype("str").fillna("")
+    names = pd.Series("地区不明", index=frame.index, dtype="str")
+    if districts is not None and len(districts):
+        key = districts["muni_code"].astype(str) + ":" + districts["district_code"].astype(str)
+        lookup = pd.Series(districts["name"].astype(str).to_numpy(), index=key.to_numpy())
+        lookup = lookup[~lookup.index.duplicated()]
+        mapped = (frame["muni_code"].astype("str") + ":" + code).map(lookup)
+        names = mapped.fillna(code.where(code.ne(""), "地区不明")).astype("str")
+    return names
+
 def is_prefecture(code) -> bool:
     """True when the code names a prefecture in any accepted form ("17", 17, "17000", "170003")."""
     return parse_code(code).is_prefecture

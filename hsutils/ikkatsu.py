@@ -140,14 +140,6 @@ def in_area(py: pd.DataFrame, muni_code: str) -> np.ndarray:
     return areas.parse_code(muni_code).mask(py["muni_code"])
 
 
-def district_names(districts: pd.DataFrame | None, muni_code: str) -> dict[str, str]:
-    """district_code -> name for one municipality (empty when it has no districts)."""
-    if districts is None or len(districts) == 0:
-        return {}
-    d = districts[districts["muni_code"].astype("str") == str(muni_code)]
-    return dict(zip(d["district_code"].astype("str"), d["name"].astype("str")))
-
-
 def has_districts(person_year: pd.DataFrame, fy: int, muni_code: str) -> bool:
     """True when the area is a municipality and someone of it has a district code in `fy`."""
     if not areas.parse_code(muni_code).is_municipality:
@@ -173,7 +165,7 @@ def area_labels(municipalities: pd.DataFrame, districts: pd.DataFrame | None, mu
     """area_code -> display name for the municipality, its districts and the reference."""
     m = municipalities.drop_duplicates("muni_code").set_index("muni_code")["name"].astype("str")
     out = {str(k): v for k, v in m.items()}
-    for code, name in district_names(districts, muni_code).items():
+    for code, name in areas.district_names(districts, muni_code).items():
         out[f"{muni_code}:{code}"] = name
     out["reference"] = reference_label
     return out
@@ -217,7 +209,7 @@ def kaigo_levels(person_year: pd.DataFrame, fy: int, muni_code: str, muni_label:
         here = py[in_area(py, muni_code)]
         groups.append((muni_label, here.index))
         dcode = here["district_code"].fillna("").astype("str").to_numpy()
-        for code, name in district_names(districts, muni_code).items():  # a handful of districts
+        for code, name in areas.district_names(districts, muni_code).items():  # a handful of districts
             groups.append((name, here.index[dcode == code]))
     groups.append((reference_label, ref.index))
     parts = [pd.DataFrame({"area": label, "level": order,
@@ -672,7 +664,7 @@ def district_frailty(person_year: pd.DataFrame, fy: int, muni_code: str,
     out["comparison"] = stats.compare_to_benchmark(out["rate_lower"].to_numpy(), out["rate_upper"].to_numpy(),
                                                    out["muni_rate"].to_numpy())
     out["comparison"] = out["comparison"].astype(object).where(out["area_level"] == LEVEL_DISTRICT, "（基準）")
-    names = district_names(districts, muni_code)
+    names = areas.district_names(districts, muni_code)
     out["area"] = out["area_code"].map(names).fillna(out["area_code"])
     out.loc[out["area_level"] == LEVEL_MUNI, "area"] = "市町村全体"
     out["area_code"] = np.where(out["area_level"] == LEVEL_DISTRICT, str(muni_code) + ":" + out["area_code"],
@@ -761,7 +753,7 @@ def priority_list(person_year: pd.DataFrame, flags: pd.DataFrame, fy: int, muni_
     bmi = pd.to_numeric(p["bmi"], errors="coerce") if "bmi" in p else pd.Series(np.nan, index=p.index)
     if "bmi_calc" in p:
         bmi = bmi.fillna(pd.to_numeric(p["bmi_calc"], errors="coerce"))
-    dnames = district_names(districts, muni_code) if areas.parse_code(muni_code).is_municipality else {}
+    dnames = areas.district_names(districts, muni_code) if areas.parse_code(muni_code).is_municipality else {}
     dcode = p["district_code"].fillna("").astype("str")
     last_ck = last_checkup_fy(person_year, fy)
     pid = p["person_id"].astype("str")

@@ -373,19 +373,6 @@ def ckd_summary(counts: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD
 # 3. 受診勧奨・保健指導 targets (docs/rules.md §5.3)
 
 
-def _district_names(frame: pd.DataFrame, districts: pd.DataFrame | None) -> pd.Series:
-    """District name per row ("地区不明" when the row has no district)."""
-    code = frame["district_code"].astype("str").fillna("")
-    names = pd.Series("地区不明", index=frame.index, dtype="str")
-    if districts is not None and len(districts):
-        key = districts["muni_code"].astype(str) + ":" + districts["district_code"].astype(str)
-        lookup = pd.Series(districts["name"].astype(str).to_numpy(), index=key.to_numpy())
-        lookup = lookup[~lookup.index.duplicated()]
-        mapped = (frame["muni_code"].astype("str") + ":" + code).map(lookup)
-        names = mapped.fillna(code.where(code.ne(""), "地区不明")).astype("str")
-    return names
-
-
 def target_counts(frame: pd.DataFrame, districts: pd.DataFrame | None = None,
                   municipalities: pd.DataFrame | None = None,
                   threshold: int = privacy.DEFAULT_THRESHOLD,
@@ -402,7 +389,7 @@ def target_counts(frame: pd.DataFrame, districts: pd.DataFrame | None = None,
         place = frame["muni_code"].astype("str").map(names).fillna(frame["muni_code"].astype("str"))
         place_axis = "市町"
     else:
-        place = _district_names(frame, districts)
+        place = areas.district_label_per_row(frame, districts)
         place_axis = "地区"
     axes = {place_axis: place.astype("str"),
             "年齢階級": frame["age_band"].astype("str"),
@@ -463,7 +450,7 @@ def district_indicator(prepared, muni_code: str, indicator_id: str, fy: int, con
     muni_rate = float(total["numerator"] / total["denominator"] * 100) if total["denominator"] else float("nan")
     d = by.assign(muni_code=str(muni_code))
     by["area_code"] = by["district_code"].astype("str")
-    by["area_name"] = _district_names(d, prepared.districts).to_numpy()
+    by["area_name"] = areas.district_label_per_row(d, prepared.districts).to_numpy()
     by["comparison"] = np.asarray(stats.compare_to_benchmark(by["lower"].to_numpy(), by["upper"].to_numpy(),
                                                              muni_rate), dtype=object)
     return by[cols], muni_rate
@@ -532,7 +519,7 @@ def target_list(frame: pd.DataFrame, kind: str, params: programs.NephropathyPara
         "person_id": f["person_id"].astype("str"),
         "muni_code": f["muni_code"].astype("str"),
         "district_code": f["district_code"].astype("str"),
-        "district_name": _district_names(f, districts),
+        "district_name": areas.district_label_per_row(f, districts),
         "sex": f["sex"].map(SEX_LABELS).astype("str"),
         "age": f["age"].astype("int64"),
         "age_band": f["age_band"].astype("str"),

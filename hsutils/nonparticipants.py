@@ -27,9 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hsutils import hotei, plots, privacy, programs, stats, vocab
+from hsutils import areas, hotei, plots, privacy, programs, stats, vocab
 from hsutils.errors import ParameterError
-from hsutils.nephropathy import _district_names
 from hsutils.nephropathy import funnel_figure  # noqa: F401  one funnel chart with the ringed municipality
 
 TOTAL = "計"
@@ -201,7 +200,7 @@ def segment_counts(frame: pd.DataFrame, districts: pd.DataFrame | None = None,
         names = municipalities.drop_duplicates("muni_code").set_index("muni_code")["name"].astype(str)
         place, place_axis = frame["muni_code"].map(names).fillna(frame["muni_code"]), "市町"
     else:
-        place, place_axis = _district_names(frame, districts), "地区"
+        place, place_axis = areas.district_label_per_row(frame, districts), "地区"
     axes = {"性別": frame["sex"].map(SEX_LABELS).astype("str"),
             "年齢階級": frame["age_band"].astype("str"), place_axis: place.astype("str")}
     parts = []
@@ -494,7 +493,7 @@ def reminder_list(frame: pd.DataFrame, districts: pd.DataFrame | None = None) ->
     out = pd.DataFrame({
         "優先順位": rank, "理由": pd.Series(rank).map(reasons).to_numpy(),
         "被保険者番号": f["person_id"].to_numpy(), "性別": f["sex"].map(SEX_LABELS).to_numpy(),
-        "年齢": f["age"].to_numpy(), "地区": _district_names(f, districts).to_numpy(),
+        "年齢": f["age"].to_numpy(), "地区": areas.district_label_per_row(f, districts).to_numpy(),
         "利用状況": f["care"].to_numpy(), "受診歴": f["history"].to_numpy(),
         "最後の受診年度": f["last_kenshin_fy"].to_numpy(), "最後のレセプト月": f["last_claim_ym"].to_numpy(),
         "過去の受診勧奨判定値": np.where(f["past_referral"].to_numpy(dtype=bool), "あり", ""),
@@ -515,7 +514,7 @@ def data_receipt_list(frame: pd.DataFrame, districts: pd.DataFrame | None = None
     out = pd.DataFrame({
         "順位の目安": f["history"].map(order).to_numpy(), "被保険者番号": f["person_id"].to_numpy(),
         "性別": f["sex"].map(SEX_LABELS).to_numpy(), "年齢": f["age"].to_numpy(),
-        "地区": _district_names(f, districts).to_numpy(), "治療中の生活習慣病": diseases,
+        "地区": areas.district_label_per_row(f, districts).to_numpy(), "治療中の生活習慣病": diseases,
         "最後のレセプト月": f["last_claim_ym"].to_numpy(), "受診歴": f["history"].to_numpy(),
         "最後の受診年度": f["last_kenshin_fy"].to_numpy()})
     return out.sort_values(["順位の目安", "地区", "被保険者番号"], kind="stable").reset_index(drop=True)
