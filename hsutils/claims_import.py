@@ -93,6 +93,16 @@ def read_link(folder: Path):
     return person_keys.find_file(folder, person_keys.SALT_FILES)
 
 
+def drug_names(folder) -> pd.Series:
+    """医薬品コード → 漢字名称 from the 医薬品マスター in the data folder's ``uke_masters/`` (the one
+    the receipts were read with); empty when the folder has no masters (CSV claims)."""
+    mdir = Path(folder) / MASTERS_DIR
+    if not mdir.is_dir():
+        return pd.Series(dtype=str)
+    drug = claims_masters.load_masters(mdir).drug
+    return pd.Series(drug["name"].to_numpy(), index=drug["code"].to_numpy(), dtype=str)
+
+
 def load_claims(folder, uke_files, enrollment: pd.DataFrame | None = None, cache_dir=None) -> ClaimsLoad:
     """Read the UKE files of a data folder and derive the canonical claims tables."""
     folder = Path(folder)

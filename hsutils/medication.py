@@ -509,10 +509,14 @@ NOTICE_LIST_COLUMNS = {
 
 
 def notice_list(prescriptions: pd.DataFrame, monthly: pd.DataFrame, f: pd.DataFrame, fy: int,
-                p: MedicationParams) -> pd.DataFrame:
+                p: MedicationParams, drug_names: pd.Series | None = None) -> pd.DataFrame:
     """Person-level list for 服薬情報通知, one row per flagged person, sorted by priority (§10.5):
     number of flags (high-risk combinations first), then drugs, then institutions. Columns are
-    Japanese (NOTICE_LIST_COLUMNS) so the CSV/xlsx can feed a mail merge. For confidential/ only."""
+    Japanese (NOTICE_LIST_COLUMNS) so the CSV/xlsx can feed a mail merge. For confidential/ only.
+
+    `drug_names` (医薬品コード → 漢字名称, from the 医薬品マスター the claims were read with,
+    `claims_import.drug_names`) turns the drug column into 「名称（コード）」, which a pharmacist
+    and the person can read; a code missing from the master stays a bare code."""
     x = f[f["any_flag"]].copy()
     ids = x["person_id"]
     reason = pd.Series("", index=x.index)
@@ -540,7 +544,12 @@ def notice_list(prescriptions: pd.DataFrame, monthly: pd.DataFrame, f: pd.DataFr
     rx = rx[fiscal_year_of(rx["ym"]) == int(fy)]
     last = rx.groupby("person_id")["ym"].transform("max")
     latest = rx[rx["ym"] == last].drop_duplicates(["person_id", "drug_code"]).sort_values(["person_id", "drug_code"])
-    x["drugs"] = x["person_id"].map(latest.groupby("person_id")["drug_code"].agg("・".join))
+    code = latest["drug_code"].astype(str)
+    label = code
+    if drug_names is not None and len(drug_names):
+        name = code.map(drug_names)
+        label = code.where(name.isna() | (name == ""), name + "（" + code + "）")
+    x["drugs"] = x["person_id"].map(latest.assign(label=label).groupby("person_id")["label"].agg("・".join))
     inst = rx.drop_duplicates(["person_id", "prescriber_code"]).sort_values(["person_id", "prescriber_code"])
     x["institutions"] = x["person_id"].map(inst.groupby("person_id")["prescriber_code"].agg(
         lambda s: "・".join(s.astype(str))))

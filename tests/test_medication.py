@@ -271,3 +271,28 @@ def test_evaluation_year_and_demo_notices():
         med.evaluation_year(notices.iloc[:0], [2024])
     demo = med.demo_notifications(["P3", "P1", "P2"], 2023)
     assert demo["person_id"].tolist() == ["P1", "P3"] and set(demo["notice_ym"]) == {202310}
+
+
+def test_notice_list_names_drugs_from_the_master_and_keeps_unknown_codes(tmp_path):
+    pres = frame(dup_rows("P-B", [202405, 202406, 202407]) + [rx("P-B", 202407, "3999001F1001")])
+    m = med.monthly_counts(pres, P)
+    f = med.with_persons(med.person_flags(m, 2024, P), persons(["P-B"]))
+    plain = med.notice_list(pres, m, f, 2024, P)
+    assert plain.loc[0, "処方薬（最新の月）"] == "62149001F・63999001F"
+    names = pd.Series({"62149001F": "降圧テスト錠５ｍｇ"})
+    named = med.notice_list(pres, m, f, 2024, P, drug_names=names)
+    # named when the master knows the code, the bare code when it does not
+    assert named.loc[0, "処方薬（最新の月）"] == "降圧テスト錠５ｍｇ（62149001F）・63999001F"
+
+
+def test_drug_names_come_from_the_data_folders_masters(tmp_path):
+    import shutil
+
+    from hsutils import claims_import, claims_masters
+
+    assert claims_import.drug_names(tmp_path).empty          # CSV claims: no masters, no names
+    shutil.copytree(claims_masters.synthetic_masters_dir(), tmp_path / claims_import.MASTERS_DIR)
+    names = claims_import.drug_names(tmp_path)
+    drug = claims_masters.load_masters(tmp_path / claims_import.MASTERS_DIR).drug
+    assert len(names) == len(drug) > 0
+    assert names[drug["code"].iloc[0]] == drug["name"].iloc[0]
