@@ -1758,7 +1758,7 @@ def spine_chart(df: pd.DataFrame, *, title: str, footer: str, value_fmt: str = "
         if pol_mark:
             ax_t.text(0.0, i + 0.3, pol_mark, transform=trans_t, ha="left", va="center",
                       fontsize=6.5, color="#777777")
-    ref_handles = []
+    ref_handles, clipped = [], False
     for k, ref in enumerate(references):  # 国, 同規模 … (a few)
         label, col = ref[0], ref[1]
         colour, ls = _reference_style(ref[2] if len(ref) > 2 else None, k)
@@ -1767,7 +1767,9 @@ def spine_chart(df: pd.DataFrame, *, title: str, footer: str, value_fmt: str = "
             b = d.at[i, "benchmark"]
             hw = np.nanmax([abs(b - d.at[i, "min"]), abs(d.at[i, "max"] - b)])
             hw = hw if np.isfinite(hw) and hw > 0 else 1.0
-            x = float(np.clip(_spine_position(vals[i], b, hw, pols[i] == "lower_better"), -0.02, 1.02))
+            x = _spine_position(vals[i], b, hw, pols[i] == "lower_better")
+            clipped |= not -0.02 <= x <= 1.02
+            x = float(np.clip(x, -0.02, 1.02))
             ax.plot([x, x], [i - 0.36, i + 0.36], color=colour, ls=ls, lw=2.0, zorder=3.5, gid="spine_reference")
         if np.isfinite(vals).any():
             ref_handles.append(Line2D([], [], color=colour, ls=ls, lw=2.0, label=str(label)))
@@ -1794,7 +1796,7 @@ def spine_chart(df: pd.DataFrame, *, title: str, footer: str, value_fmt: str = "
               bbox_to_anchor=(1.0, 1.0))
     notes = ["良い方が常に右（低いほど良い指標は左右を反転）。極性のない指標は右が高い"] + (
         [f"点の色は{benchmark_label}との比較。ほかの基準は縦の印（県・同規模・国との比較の図に区間つきで示す）"]
-        if ref_handles else []) + list(notes)
+        if ref_handles else []) + (["全地域の範囲の外にある基準の印は端に表示"] if clipped else []) + list(notes)
     if hidden.any():
         notes.append(suppression_note(suppress_threshold))
     return _finish_chart(fig, None, own, title, footer, notes, comparison=True)
