@@ -111,9 +111,8 @@ class ExternalReference:
         return pd.concat(parts, ignore_index=True)
 
 
-def no_comparison(reason: str) -> str:
-    """The one wording of an unavailable comparison in charts and tables."""
-    return f"比較なし（{reason}）"
+#: the one wording of an unavailable comparison in charts and tables (defined in `areas`)
+no_comparison = areas.no_comparison
 
 
 # --------------------------------------------------------------------------------------- NDB
