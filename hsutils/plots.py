@@ -32,6 +32,7 @@ import functools
 import math
 import re
 import unicodedata
+import warnings
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -1759,15 +1760,20 @@ def spine_chart(df: pd.DataFrame, *, title: str, footer: str, value_fmt: str = "
             ax_t.text(0.0, i + 0.3, pol_mark, transform=trans_t, ha="left", va="center",
                       fontsize=6.5, color="#777777")
     ref_handles, clipped = [], False
+    ref_vals = np.column_stack([pd.to_numeric(d[r[1]], errors="coerce").to_numpy(float) if r[1] in d.columns
+                                else np.full(n, np.nan) for r in references]) if len(references) else np.zeros((n, 0))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without any value
+        span = np.nanmax(np.c_[np.abs(d["benchmark"] - d["min"]), np.abs(d["max"] - d["benchmark"])], axis=1)
+        # a row without a range of areas (all hidden): scale on the references so their marks stay inside
+        ref_span = np.nanmax(np.abs(ref_vals - d["benchmark"].to_numpy(float)[:, None]), axis=1, initial=0.0) * 1.25
+    span = np.where(np.isfinite(span) & (span > 0), span, np.where(ref_span > 0, ref_span, 1.0))
     for k, ref in enumerate(references):  # 国, 同規模 … (a few)
-        label, col = ref[0], ref[1]
+        label = ref[0]
         colour, ls = _reference_style(ref[2] if len(ref) > 2 else None, k)
-        vals = pd.to_numeric(d[col], errors="coerce").to_numpy(float) if col in d.columns else np.full(n, np.nan)
+        vals = ref_vals[:, k]
         for i in np.flatnonzero(np.isfinite(vals)):  # one mark per indicator row
-            b = d.at[i, "benchmark"]
-            hw = np.nanmax([abs(b - d.at[i, "min"]), abs(d.at[i, "max"] - b)])
-            hw = hw if np.isfinite(hw) and hw > 0 else 1.0
-            x = _spine_position(vals[i], b, hw, pols[i] == "lower_better")
+            x = _spine_position(vals[i], d.at[i, "benchmark"], span[i], pols[i] == "lower_better")
             clipped |= not -0.02 <= x <= 1.02
             x = float(np.clip(x, -0.02, 1.02))
             ax.plot([x, x], [i - 0.36, i + 0.36], color=colour, ls=ls, lw=2.0, zorder=3.5, gid="spine_reference")

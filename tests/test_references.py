@@ -333,3 +333,33 @@ def test_every_notebook_declares_reference_area_with_the_same_values():
         assert line.group(1) == "pref", path.name
         named = re.findall(r"\b(pref|medical_area|national|similar)（", line.group(2))
         assert named == list(areas.REFERENCE_CHOICES), f"{path.name}: {named}"
+
+
+def test_spine_marks_by_hand_and_funnel_lines():
+    """Spine: row a has the range 20–50 around 36 (half-width 16): 県 30 → 0.5 − 6/32 = 0.3125,
+    国 45 → 0.78125. Row b has no range (every area hidden): the half-width is 1.25 × the largest
+    distance of a reference (0.8) = 1.0, lower is better: 0.6 → 0.8, 2.0 → 0.1. Funnel: each
+    reference is one line at its value, named in the legend, with the note on the limits."""
+    import warnings
+
+    from hsutils import plots
+
+    pf = pd.DataFrame({"indicator_name": ["a", "b"], "area_value": [35, np.nan], "benchmark": [36, 1.2],
+                       "min": [20, np.nan], "q25": [30, np.nan], "q75": [40, np.nan], "max": [50, np.nan],
+                       "comparison": "有意差なし", "polarity": ["higher_better", "lower_better"],
+                       "numerator": [100, np.nan], "r0": [30, 0.6], "r1": [45, 2.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # row b's own range is empty
+        fig = plots.spine_chart(pf, title="t", footer="出典: テスト", count_col="numerator",
+                                references=[("石川県", "r0", "県"), ("全国", "r1", "国")], notes=["国: 比較なし（テスト）"])
+    xs = [float(ln.get_xdata()[0]) for ax in fig.axes for ln in ax.lines if ln.get_gid() == "spine_reference"]
+    assert xs == pytest.approx([0.3125, 0.8, 0.78125, 0.1])
+    texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+    assert any("国: 比較なし（テスト）" in t for t in texts)
+    df = pd.DataFrame({"name": ["A", "B", "C"], "value": [0.30, 0.40, 0.35], "n": [100, 200, 300], "x": [30, 80, 105]})
+    ax = plots.funnel_plot(df, value_col="value", denom_col="n", target=0.35, title="f", footer="出典: テスト",
+                           count_col="x", target_label="県全体", references=[("全国（NDB 2022年度）", 0.25, "国")])
+    lines = [ln for ln in ax.lines if ln.get_gid() == "reference_line"]
+    assert len(lines) == 1 and lines[0].get_ydata()[0] == pytest.approx(0.25)
+    assert "全国（NDB 2022年度） 25.0%" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("管理限界と点の色は県全体に対するもの" in t.get_text() for t in ax.figure.texts)
