@@ -316,6 +316,23 @@ class ReferenceResolution:
                 return "全国の値は NDB の健診項目だけのため"
         return ""
 
+    def comparison_note(self, indicator_id: str) -> str:
+        """The note a chart or table of one indicator carries when this reference has no figure for
+        it: 「<label>: 比較なし（理由）」 ("" when it has one). The same words in every notebook
+        (01–09); a notebook never draws another area in its place."""
+        why = self.unavailable_reason(indicator_id)
+        return f"{self.label}: {no_comparison(why)}" if why else ""
+
+    def data_members(self, indicator_id: str, master: pd.DataFrame) -> tuple[bool, list[str] | None]:
+        """(usable, municipal codes) of the reference for an indicator that a notebook recounts from
+        the data's person rows (07's 多剤, 08's 受診率, 06's 医療費): usable is False when the
+        reference has no figure for it (全国 outside the NDB items, 同規模 with too few peers: say
+        `comparison_note`), or when it is a substitute (`note`); codes None = every municipality of
+        the data (the prefecture)."""
+        if self.unavailable_reason(indicator_id) or self.substitute_for:
+            return False, None
+        return True, self.member_munis(master)
+
     def comparison_text(self, indicator_ids, comparisons) -> np.ndarray:
         """The comparison column of a table: 「比較なし（理由）」 where the reference has no figure
         for the indicator, else the comparison given (有意に高い / 有意差なし / 有意に低い)."""
@@ -340,6 +357,14 @@ class ReferenceResolution:
             out = references.ndb_reference().strata(fys)
             return out.assign(muni_code="00000", district_code="")
         return self.area.strata(strata, master)
+
+    def mask(self, muni_codes: pd.Series, master: pd.DataFrame | None = None) -> np.ndarray:
+        """Which rows of a `muni_code` column belong to the reference in the data (同規模: the
+        peers; else `Area.mask` of the reference area). Check `data_members` first: 全国 is not
+        in the data."""
+        if self.requested == "similar":
+            return pd.Series(muni_codes).astype("str").isin(list(self.peers or ())).to_numpy(dtype=bool)
+        return self.area.mask(muni_codes, master)
 
     def member_munis(self, master: pd.DataFrame) -> list[str] | None:
         if self.requested == "similar":

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from hsutils import areas as areas_mod
 from hsutils import claims_rules, privacy, stats
 from hsutils.errors import DataError, ParameterError
 
@@ -572,6 +573,10 @@ def area_relations(table: pd.DataFrame, master: pd.DataFrame, count_cols=("perso
     return [privacy.Partition(col, "row_key", tuple(groups)) for col in count_cols]
 
 
+#: the id under which the 医療費 reference is looked up (not an NDB item: 全国 is 比較なし without a table)
+COST_REFERENCE_ID = "medical_costs"
+
+
 @dataclass(frozen=True)
 class Comparison:
     """What notebook 06 compares the area with: the reference of the 地域差指数 (`reference`), the
@@ -593,20 +598,23 @@ def comparison(pc: PersonCosts, area, resolution, master: pd.DataFrame, *, refer
       index against the prefecture, labelled as such."""
     pref_name = str(master["pref_name"].iloc[0])
     note = ""
+    # 全国 (NDB has no costs) and 同規模 with too few peers are not in the data: 比較なし, never a substitute
+    usable, codes = resolution.data_members(COST_REFERENCE_ID, master)
     if reference_table is not None:
         ref = reference_from_table(reference_table, reference_label)
-    elif resolution.available:
-        codes = resolution.member_munis(master)
+    elif usable:
         ref = reference_from_data(pc, resolution.label, codes, by_sex=by_sex)
     else:
-        note = (f"{resolution.substitute_for}との比較なし（{resolution.reason}、{resolution.substitute_for}の"
-                f"性・年齢階級別一人当たり医療費の表もないため）。地域差指数は{pref_name}を基準に計算しています。")
+        what = resolution.substitute_for or resolution.kind
+        why = resolution.reason or resolution.unavailable_reason(COST_REFERENCE_ID)
+        note = (f"{what}との{areas_mod.no_comparison(f'{why}、{what}の性・年齢階級別一人当たり医療費の表もないため')}。"
+                f"地域差指数は{pref_name}を基準に計算しています。")
         ref = reference_from_data(pc, pref_name, None, by_sex=by_sex)
     subject_codes = area.member_munis(master)
     areas = {area.display_name: subject_codes}
     if subject_codes is not None:  # a municipality or 二次医療圏: its reference beside it
-        ref_codes = resolution.member_munis(master) if (resolution.available and reference_table is None) else None
-        areas[ref.label if (reference_table is None and resolution.available) else pref_name] = ref_codes
+        ref_codes = codes if (usable and reference_table is None) else None
+        areas[ref.label if (reference_table is None and usable) else pref_name] = ref_codes
     return Comparison(ref, areas, note)
 
 

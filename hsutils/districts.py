@@ -667,7 +667,7 @@ def district_profile(table: pd.DataFrame, district_code: str) -> pd.DataFrame:
     order = [i for i in pd.unique(t["indicator_id"]) if i in one.index]
     one = one.reindex(order)
     return pd.DataFrame({
-        "indicator_name": one["indicator_name"].to_numpy(),
+        "indicator_id": order, "indicator_name": one["indicator_name"].to_numpy(),
         "area_value": one["crude_rate"].where(~one["suppressed"].astype(bool)).to_numpy(float),
         "benchmark": one["muni_rate"].to_numpy(float),
         "min": spread["min"].reindex(order).to_numpy(), "q25": spread["q25"].reindex(order).to_numpy(),
@@ -756,10 +756,11 @@ def ranking_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_
 
 
 def funnel_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_name: str = "",
-                  suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
+                  references=(), notes=(), suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
     """Funnel plot of the districts' proportions around the municipal rate with 95 % / 99.8 %
     limits (docs/methods.md §7, Spiegelhalter 2005). Crude proportions: the limits do not adjust
-    for age (the table's 標準化該当比 does)."""
+    for age (the table's 標準化該当比 does). `references`, `notes`: 県・同規模・国 as lines
+    (`hsutils.references.lines_for_chart`, fractions)."""
     from hsutils import plots
 
     t = _one_indicator(table, indicator_id)
@@ -771,23 +772,32 @@ def funnel_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_n
     return plots.funnel_plot(t, value_col="value", denom_col="denominator", target=target, title=f"{muni_name} 地区別 {name}：ファネルプロット（{period}）",
                              footer=footer, label_col="district_name", count_col="numerator",
                              polarity=indicators.REGISTRY[indicator_id].polarity, y_label=f"{name}",
-                             target_label=f"{muni_name}全体", suppress_threshold=suppress_threshold).figure
+                             target_label=f"{muni_name}全体", references=references, notes=notes,
+                             suppress_threshold=suppress_threshold).figure
 
 
 def profile_figure(table: pd.DataFrame, district_code: str, footer: str, *, muni_name: str = "",
+                   reference_lines: pd.DataFrame | None = None,
                    suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
-    """Spine chart of one district against the municipality across the indicators."""
-    from hsutils import plots
+    """Spine chart of one district against the municipality across the indicators;
+    `reference_lines` (a suppressed `references.reference_lines_table` of the municipality) adds
+    県・同規模・国 as marks (`references.spine_references`)."""
+    from hsutils import plots, references
 
     import warnings
 
     prof = district_profile(table, district_code)
+    refs, notes = [], []
+    if reference_lines is not None:
+        names = dict(zip(table["indicator_id"].astype(str), table["indicator_name"].astype(str)))
+        prof, refs, notes = references.spine_references(prof, reference_lines, names=names)
     name = table.loc[table["district_code"] == str(district_code), "district_name"].iloc[0]
     with warnings.catch_warnings():  # an indicator with every district suppressed has no range
         warnings.simplefilter("ignore", RuntimeWarning)
         return plots.spine_chart(prof, title=f"{name}地区のプロフィール（{muni_name}全体との比較、{table['period'].iloc[0]}）",
                                  footer=footer, count_col="numerator", area_label=name,
-                                 benchmark_label=f"{muni_name}全体", suppress_threshold=suppress_threshold)
+                                 benchmark_label=f"{muni_name}全体", references=refs, notes=notes,
+                                 suppress_threshold=suppress_threshold)
 
 
 def gap_figure(gap: pd.DataFrame, footer: str, *, target_rate: float = PARTICIPATION_TARGET,

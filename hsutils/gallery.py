@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import clinical, indicators, pipeline, plots, privacy, programs, regions, report, synth
+from . import clinical, indicators, pipeline, plots, privacy, programs, references, regions, report, synth
 
 __all__ = ["GalleryChart", "CHART_DESCRIPTIONS", "DEMO_SCALE", "build_gallery"]
 
@@ -45,6 +45,8 @@ CHART_DESCRIPTIONS = {
     "spine_chart": "ひとつの地域の複数の指標を、全地域の分布と県の値に対して一度に見るための図です。",
     "heat_table": "地域×指標の表の各セルを、県との比較の判定（良い・悪い・差なし）で色分けした表です。",
     "upset_chart": "複数の条件の重なり（どの組み合わせに何人が該当するか）を示す図です。",
+    "reference_comparison_chart": "ひとつの地域を県・同規模・国（NDB）と年齢調整して並べて比べ、比較できない基準はその理由を示す図です。",
+    "smoothed_ratio_chart": "小さな町の標準化比のばらつきを経験ベイズ法でならした値を、そのままの値と並べて示す図です。",
 }
 
 _SOURCE_DEMO = "hsutils デモデータ（架空）"
@@ -348,10 +350,35 @@ def _upset(ctx: _Context) -> list[GalleryChart]:
     return [GalleryChart("upset_chart", title, "upset_chart", fig)]
 
 
+def _references(ctx: _Context) -> list[GalleryChart]:
+    """県・同規模・国 side by side for one town (docs/rules.md §15), suppressed as a report does, and
+    the empirical-Bayes ratios of every town against 全国 (docs/methods.md §14)."""
+    t = references.comparison_table(ctx.prepared, _PROFILE_MUNI, ctx.fy)
+    plan = privacy.SuppressionPlan()
+    plan.add_table("reference_comparison", t, references.COUNT_COLUMNS, references.DERIVED_COLUMNS,
+                   relations=[privacy.ColumnMargin(*m) for m in references.COLUMN_MARGINS])
+    plan.solve()
+    muni_name = ctx.prepared.muni_name(_PROFILE_MUNI)
+    population = "国保 40–74歳 特定健診受診者（NDB は全保険者）"
+    title = f"{muni_name} 県・同規模・国との比較（{plots.fy_japanese(ctx.fy)}）"
+    ax = plots.reference_comparison_chart(plan.masked("reference_comparison"), title=title,
+                                          footer=ctx.footer(population), notes=references.chart_notes(t))
+    charts = [GalleryChart("reference_comparison_chart", title, "reference_comparison_chart", ax.figure)]
+    eb = references.municipal_ratios(ctx.prepared, ctx.fy, "hba1c65", "national")
+    if len(eb):
+        eb = eb.assign(numerator=eb["numerator"].astype(float).where(~eb["suppressed"].astype(bool)))
+        title = f"HbA1c 6.5%以上 標準化該当比と経験ベイズ推定値（全国＝1、{plots.fy_japanese(ctx.fy)}）"
+        ax = plots.smoothed_ratio_chart(eb, title=title, footer=ctx.footer(population),
+                                        notes=[references.NDB_SCOPE_NOTE + "。" + references.NDB_CREDIT.removeprefix("出典: ")],
+                                        size="a4_landscape")
+        charts.append(GalleryChart("smoothed_ratio_chart", title, "smoothed_ratio_chart", ax.figure))
+    return charts
+
+
 #: Builders in the order of the page.
 _BUILDERS: tuple[Callable[[_Context], list[GalleryChart]], ...] = (
     _choropleths, _funnel, _ranked_bar, _trend, _ckd, _pyramids, _stacked, _flow, _spine, _heat,
-    _upset,
+    _upset, _references,
 )
 
 

@@ -619,11 +619,49 @@ def suppress_profile(profile: pd.DataFrame, threshold: int = privacy.DEFAULT_THR
 def spine_frame(profile: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Rows of one kind (項目/領域) in the shape `plots.spine_chart` expects."""
     d = profile[profile["kind"] == kind]
-    return pd.DataFrame({"indicator_name": d["item_name"] if kind == "領域" else d["item_name"].str.split("（").str[0],
+    return pd.DataFrame({"item_id": d["item_id"],
+                         "indicator_name": d["item_name"] if kind == "領域" else d["item_name"].str.split("（").str[0],
                          "area_value": d["rate"], "benchmark": d["ref_rate"], "min": d["min"],
                          "q25": d["q25"], "q75": d["q75"], "max": d["max"],
                          "comparison": d["comparison"], "polarity": d["polarity"],
                          "count": d["count"]}).reset_index(drop=True)
+
+
+def questionnaire_references(person_year: pd.DataFrame, fy: int, subject: areas.Area,
+                              main: areas.ReferenceResolution, municipalities: pd.DataFrame, *,
+                              threshold: int = privacy.DEFAULT_THRESHOLD) -> tuple[pd.DataFrame, list, list[str]]:
+    """The other references of the questionnaire spine chart beside `main` (the run's
+    `reference_area`): 県, 同規模 and 全国 as `areas.resolve_reference` gives them. Returns (frame
+    indexed by item_id with a column `ref_<kind>` of each reference's rate in %, the
+    (label, column, kind) list for `plots.spine_chart(references=)`, the notes). A reference
+    without a figure is 「比較なし（理由）」 in the notes (全国: NDB has no 後期高齢者の質問票;
+    同規模 with too few peers; a reference whose persons this run did not load); a reference rate
+    from a count or a number of respondents of 1–9 is not drawn (docs/rules.md §9)."""
+    loaded = set(person_year["muni_code"].astype(str).unique())
+    every = set(municipalities["muni_code"].astype(str))
+    frame = pd.DataFrame(index=pd.Index([], name="item_id"))
+    refs, notes = [], []
+    if subject.is_prefecture:
+        return frame, refs, notes
+    for requested in ("pref", "similar", "national"):  # KDB's 県・同規模・国
+        if requested == main.requested:
+            continue
+        r = areas.resolve_reference(subject, requested, municipalities)
+        usable, munis = r.data_members("questionnaire", municipalities)
+        if not usable:
+            notes.append(f"{r.kind}: " + (areas.no_comparison(r.unavailable_reason("questionnaire") or r.reason)))
+            continue
+        if not set(munis if munis is not None else every) <= loaded:
+            notes.append(f"{r.kind}: {areas.no_comparison('この実行では基準の市町村の個人データを読み込んでいないため')}")
+            continue
+        prof = questionnaire_profile(person_year, fy, subject.code, municipalities, munis, r.label,
+                                     threshold=threshold).set_index("item_id")
+        small = privacy.is_small(prof["ref_count"], threshold) | privacy.is_small(prof["ref_respondents"], threshold)
+        col = f"ref_{requested}"
+        frame = frame.reindex(frame.index.union(prof.index))
+        frame[col] = prof["ref_rate"].where(~np.asarray(small, dtype=bool))
+        refs.append((r.label, col, r.kind))
+    return frame, refs, notes
 
 
 # ---------------------------------------------------------------------------------------------

@@ -400,10 +400,11 @@ def threshold_relations(curve: pd.DataFrame) -> list:
 def area_persons(person_year: pd.DataFrame, muni_code, fy: int, insurance: str,
                  master: pd.DataFrame | None = None) -> pd.DataFrame:
     """person_year rows (person_id, muni_code, sex, age_band, insurance) of the area (any code form
-    of `hsutils.areas` or an `Area`; a 二次医療圏 needs the municipal `master`), year, insurance."""
+    of `hsutils.areas`, an `Area` or a `ReferenceResolution` such as 同規模; a 二次医療圏 needs the
+    municipal `master`), year, insurance."""
     if insurance not in INSURANCE_CHOICES:
         raise ParameterError(f"対象の保険は {'・'.join(INSURANCE_CHOICES)} のいずれかで指定してください（指定値: {insurance}）")
-    area = muni_code if isinstance(muni_code, areas.Area) else areas.parse_code(muni_code)
+    area = muni_code if isinstance(muni_code, (areas.Area, areas.ReferenceResolution)) else areas.parse_code(muni_code)
     keep = (person_year["fy"].to_numpy() == int(fy)) & area.mask(person_year["muni_code"], master)
     if insurance != "全体":
         keep &= person_year["insurance"].astype(str).eq(insurance).to_numpy(dtype=bool)

@@ -600,8 +600,11 @@ def trend_table(prepared, muni_code: str, fiscal_years=None, conf: float = 0.95,
     if fys is not None:
         reg = reg[reg["fy"].isin(fys)]
     keys = ["indicator_id", "fy"]
-    parts.append(stats.proportion_grouped(reference.strata(reg, master), keys, "numerator", "denominator", conf,
-                                          multiplier=100).assign(area="pref"))
+    ref = reference.strata(reg, master)
+    ref = ref[ref["indicator_id"].isin(list(TREND_REGISTERED) + list(TREND_COMPUTED)).to_numpy()]  # 全国 (NDB): none
+    if len(ref):  # an unavailable reference has no rows: the chart says 比較なし（理由）
+        parts.append(stats.proportion_grouped(ref, keys, "numerator", "denominator", conf,
+                                              multiplier=100).assign(area="pref"))
     if not area.is_prefecture:
         m = reg[area.mask(reg["muni_code"])]
         parts.append(stats.proportion_grouped(m, keys, "numerator", "denominator", conf, multiplier=100)
@@ -725,12 +728,14 @@ def funnel_frame(prepared, indicator_id: str, fy: int) -> tuple[pd.DataFrame, fl
 @plots.styled
 def funnel_figure(df: pd.DataFrame, target: float, title: str, footer: str, highlight: str | None = None,
                   y_label: str = "割合", threshold: int = privacy.DEFAULT_THRESHOLD, polarity="lower_better",
-                  x_label: str | None = None):
+                  x_label: str | None = None, references=(), notes=()):
     """Funnel plot (plots.funnel_plot, polarity lower is better by default) with this
-    municipality ringed and named (unless its point is suppressed). Also used by notebook 08."""
+    municipality ringed and named (unless its point is suppressed). Also used by notebook 08.
+    `references`, `notes`: other references as lines (`hsutils.references.lines_for_chart`)."""
     fig = plots.funnel_plot(df, value_col="rate", denom_col="denominator", target=target, title=title, footer=footer,
                             label_col="area_name", count_col="numerator", polarity=polarity, x_label=x_label,
-                            y_label=y_label, target_label="県全体", suppress_threshold=threshold).figure
+                            y_label=y_label, target_label="県全体", references=references, notes=notes,
+                            suppress_threshold=threshold).figure
     if highlight:
         row = df[df["area_code"] == str(highlight)]
         if len(row) and not (privacy.is_hidden(row["numerator"].iloc[0], threshold)

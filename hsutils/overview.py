@@ -439,9 +439,11 @@ def _reference_rate(table: pd.DataFrame, indicator_id: str, fy: int) -> float:
     return float(r.iloc[0]) if len(r) else float("nan")
 
 
-def funnel_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference_label: str = "県全体"):
+def funnel_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference_label: str = "県全体", *,
+                 references=(), notes=()):
     """Funnel plot of the crude proportion against the reference rate with 95 %/99.8 % limits
-    (Spiegelhalter 2005; kind="proportion"): which differences are beyond chance."""
+    (Spiegelhalter 2005; kind="proportion"): which differences are beyond chance. `references`,
+    `notes`: the other references as lines (`hsutils.references.lines_for_chart`)."""
     ind = _indicator_info(indicator_id)
     d = table[(table["indicator_id"] == indicator_id) & (table["fy"] == fy)].copy()
     d["value"] = d["numerator"] / d["denominator"].where(d["denominator"] > 0)
@@ -451,7 +453,8 @@ def funnel_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference
         title=f"{ind.name}：ファンネルプロット（{plots.fy_japanese(fy)}）",
         footer=ctx.footer(ind.population, "粗率。点の色は95%限界との比較"), label_col="muni_name",
         count_col="numerator", polarity=ind.polarity, y_label=f"{ind.name}（粗率）",
-        target_label=reference_label, suppress_threshold=ctx.suppress_threshold).figure
+        target_label=reference_label, references=references, notes=notes,
+        suppress_threshold=ctx.suppress_threshold).figure
 
 
 def ranking_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference_label: str = "県全体"):

@@ -32,6 +32,7 @@ import functools
 import math
 import re
 import unicodedata
+import warnings
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -63,7 +64,7 @@ __all__ = [
     "significance_colours", "suppression_note", "class_breaks", "conf_label",
     "choropleth", "funnel_plot", "ranked_bar", "trend_chart", "ckd_heatmap", "population_pyramid",
     "pyramid_small_multiples", "stacked_bars", "target_gap_bars", "amount_bars", "concentration_curve", "flow_chart", "spine_chart", "heat_table",
-    "upset_chart",
+    "upset_chart", "reference_comparison_chart", "smoothed_ratio_chart", "REFERENCE_LINE_STYLES",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -742,15 +743,52 @@ _FUNNEL_TO_COMPARISON = {
 }
 
 
+#: line styles of the other references drawn next to the main benchmark (funnel and spine charts):
+#: one per reference kind, in the order 県, 二次医療圏, 同規模, 国, 利用者指定 (docs/design.md §5)
+REFERENCE_LINE_STYLES = {
+    "県": ("#0072B2", "-."), "二次医療圏": ("#56B4E9", "-."), "同規模": ("#009E73", (0, (5, 2))),
+    "国": ("#CC79A7", (0, (1, 1.5))), "利用者指定": ("#E69F00", (0, (3, 1, 1, 1))),
+}
+
+
+def _reference_style(kind, k: int) -> tuple[str, object]:
+    styles = list(REFERENCE_LINE_STYLES.values())
+    return REFERENCE_LINE_STYLES.get(str(kind), styles[k % len(styles)])
+
+
+def _reference_lines(ax, references, value_fmt: str, *, horizontal: bool) -> np.ndarray:
+    """Draw each reference (label, value[, kind]) as a line of its kind's style with a legend
+    entry; returns the values drawn (a NaN value is skipped: the caller's notes say 比較なし or
+    hidden)."""
+    drawn = []
+    for k, ref in enumerate(references):  # 国, 同規模 … (a few)
+        label, value = ref[0], ref[1]
+        if value is None or not np.isfinite(float(value)):
+            continue
+        colour, ls = _reference_style(ref[2] if len(ref) > 2 else None, k)
+        line = ax.axhline if horizontal else ax.axvline
+        line(float(value), color=colour, ls=ls, lw=1.3, label=f"{label} {value_fmt.format(float(value))}",
+             gid="reference_line")
+        drawn.append(float(value))
+    return np.array(drawn, dtype=float)
+
+
 @styled
 def funnel_plot(df: pd.DataFrame, *, value_col: str, denom_col: str, target: float,
                 kind: str = "proportion", title: str = "", footer: str = "",
                 label_col: str = "name", count_col: str | None = None, polarity=None,
                 x_label: str | None = None, y_label: str | None = None, value_fmt: str | None = None,
-                target_label: str = "基準値", suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
+                target_label: str = "基準値", references: Sequence[tuple[str, float]] = (),
+                notes: Sequence[str] = (), suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
                 ax: Axes | None = None, size="slide") -> Axes:
     """Funnel plot with 95 % and 99.8 % control limits around `target` (docs/methods.md §7,
     Spiegelhalter 2005; limits from `hsutils.stats.funnel_limits`).
+
+    references: other references (label, value in the unit of `value_col`[, kind 県/同規模/国/利用者指定
+        for the line style]), e.g. 国 and 同規模
+        next to the 県 of `target` (`hsutils.references.reference_lines`): each is a horizontal
+        line of its own style in the legend; the control limits stay around `target` only (one
+        funnel, no clutter), and a note says so. `notes`: more footer notes (e.g. 比較なし（理由）).
 
     df: one row per area: `label_col` (name), `value_col` (proportion as a fraction for
         kind="proportion"; ratio O/E for kind="ratio"), `denom_col` (denominator n, or the
@@ -783,6 +821,7 @@ def funnel_plot(df: pd.DataFrame, *, value_col: str, denom_col: str, target: flo
         ax.plot(grid, limits[f"lower_{level}"], color="#555555", ls=style, lw=1, label=lab)
         ax.plot(grid, limits[f"upper_{level}"], color="#555555", ls=style, lw=1)
     ax.axhline(target, color="#222222", lw=1.2, label=f"{target_label} {value_fmt.format(target)}")
+    refs = _reference_lines(ax, references, value_fmt, horizontal=True)
     funnel = stats.funnel_significance(count, n, target, kind=kind)
     comparisons = [_FUNNEL_TO_COMPARISON.get(f) for f in np.asarray(funnel, dtype=object)]
     labels, colours = significance_colours(comparisons, polarity)
@@ -799,8 +838,8 @@ def funnel_plot(df: pd.DataFrame, *, value_col: str, denom_col: str, target: flo
         t.set_in_layout(False)
         texts.append(t)
     ax.set_xlim(0, n_max * 1.1)
-    lo = np.nanmin(np.r_[value[shown], target]) if shown.any() else target
-    hi = np.nanmax(np.r_[value[shown], target]) if shown.any() else target
+    lo = np.nanmin(np.r_[value[shown], target, refs]) if shown.any() else np.nanmin(np.r_[target, refs])
+    hi = np.nanmax(np.r_[value[shown], target, refs]) if shown.any() else np.nanmax(np.r_[target, refs])
     span = (hi - lo) or abs(target) or 1.0
     ax.set_ylim(max(lo - 0.35 * span, 0), hi + 0.35 * span)
     ax.yaxis.set_major_formatter(_value_formatter(value_fmt))
@@ -810,7 +849,8 @@ def funnel_plot(df: pd.DataFrame, *, value_col: str, denom_col: str, target: flo
     line_handles, _ = ax.get_legend_handles_labels()
     ax.legend(handles=line_handles + _significance_handles(np.asarray(labels, dtype=object)[shown]),
               loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    notes = ["95%限界の外にある地域に名前を表示"]
+    notes = ["95%限界の外にある地域に名前を表示"] + (
+        [f"管理限界と点の色は{target_label}に対するもの（ほかの基準は線のみ）"] if len(refs) else []) + list(notes)
     if hidden.any():
         notes.append(suppression_note(suppress_threshold) + f"：{int(hidden.sum())}地域")
     _finish_chart(fig, ax, own, title, footer, notes, comparison=True)
@@ -1038,10 +1078,11 @@ def trend_chart(df: pd.DataFrame, *, x: str = "fy", y: str = "value", lower: str
                 upper: str | None = "upper", series_col: str | None = None, title: str = "",
                 footer: str = "", conf: float | None = None, count_col: str | None = None, ci_style: str = "band",
                 value_fmt: str = "{:.1f}", y_label: str | None = None, target: float | None = None,
-                target_label: str = "目標値", suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
+                target_label: str = "目標値", notes: Sequence[str] = (),
+                suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
                 ax: Axes | None = None, size="slide") -> Axes:
     """Trend over fiscal years with confidence intervals (bands or error bars), one line per
-    series (areas or sexes).
+    series (areas or sexes). `notes`: more footer notes (e.g. a reference's 比較なし（理由）).
 
     df: `x` (fiscal year, int, April start), `y` (value), `lower`/`upper` (CI; None to omit),
         optional `series_col` (series name) and `count_col` (points from counts 1–9 are left out,
@@ -1079,7 +1120,9 @@ def trend_chart(df: pd.DataFrame, *, x: str = "fy", y: str = "value", lower: str
     ax.set_ylabel(y_label or str(y))
     ax.grid(axis="y", color="#E5E5E5", lw=0.6)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    extra = list(notes)
     notes = [f"帯（縦線）は{conf_label(_conf_of(df, conf))}"] if lower and upper else []
+    notes += extra
     if hidden.any():
         notes.append(suppression_note(suppress_threshold))
     return _finish_chart(fig, ax, own, title, footer, notes)
@@ -1659,6 +1702,7 @@ def _spine_position(value, benchmark, half_width, lower_better):
 def spine_chart(df: pd.DataFrame, *, title: str, footer: str, value_fmt: str = "{:.1f}",
                 fmt_col: str | None = None, count_col: str | None = None,
                 area_label: str = "当該地域", benchmark_label: str = "基準値",
+                references: Sequence[tuple[str, str] | tuple[str, str, str]] = (), notes: Sequence[str] = (),
                 suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Figure:
     """Area profile (spine chart, as in Fingertips): one row per indicator.
 
@@ -1671,6 +1715,10 @@ def spine_chart(df: pd.DataFrame, *, title: str, footer: str, value_fmt: str = "
     for lower-is-better indicators so better is always on the right; the middle half (q25–q75)
     is shaded darker; the area's point has the significance colour (docs/design.md §10). Values are
     listed at the left (indicator, area value, benchmark).
+    references: other references on the same scale, (label, column of `df`[, kind]) — e.g. 国 and
+        同規模 beside the 県 of `benchmark` (`hsutils.references.reference_lines`): a short vertical
+        mark of the kind's style (`REFERENCE_LINE_STYLES`) in each row with a value, in the legend;
+        a row without a value has no mark (say why in `notes`: 比較なし（理由）).
     """
     d = df.reset_index(drop=True).copy()
     for c in ("area_value", "benchmark", "min", "q25", "q75", "max"):
@@ -1711,6 +1759,26 @@ def spine_chart(df: pd.DataFrame, *, title: str, footer: str, value_fmt: str = "
         if pol_mark:
             ax_t.text(0.0, i + 0.3, pol_mark, transform=trans_t, ha="left", va="center",
                       fontsize=6.5, color="#777777")
+    ref_handles, clipped = [], False
+    ref_vals = np.column_stack([pd.to_numeric(d[r[1]], errors="coerce").to_numpy(float) if r[1] in d.columns
+                                else np.full(n, np.nan) for r in references]) if len(references) else np.zeros((n, 0))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without any value
+        span = np.nanmax(np.c_[np.abs(d["benchmark"] - d["min"]), np.abs(d["max"] - d["benchmark"])], axis=1)
+        # a row without a range of areas (all hidden): scale on the references so their marks stay inside
+        ref_span = np.nanmax(np.abs(ref_vals - d["benchmark"].to_numpy(float)[:, None]), axis=1, initial=0.0) * 1.25
+    span = np.where(np.isfinite(span) & (span > 0), span, np.where(ref_span > 0, ref_span, 1.0))
+    for k, ref in enumerate(references):  # 国, 同規模 … (a few)
+        label = ref[0]
+        colour, ls = _reference_style(ref[2] if len(ref) > 2 else None, k)
+        vals = ref_vals[:, k]
+        for i in np.flatnonzero(np.isfinite(vals)):  # one mark per indicator row
+            x = _spine_position(vals[i], d.at[i, "benchmark"], span[i], pols[i] == "lower_better")
+            clipped |= not -0.02 <= x <= 1.02
+            x = float(np.clip(x, -0.02, 1.02))
+            ax.plot([x, x], [i - 0.36, i + 0.36], color=colour, ls=ls, lw=2.0, zorder=3.5, gid="spine_reference")
+        if np.isfinite(vals).any():
+            ref_handles.append(Line2D([], [], color=colour, ls=ls, lw=2.0, label=str(label)))
     for i in range(n + 1):
         for a in (ax, ax_t):
             a.axhline(i - 0.5, color="#EEEEEE", lw=0.6, zorder=0)
@@ -1729,10 +1797,12 @@ def spine_chart(df: pd.DataFrame, *, title: str, footer: str, value_fmt: str = "
     ax.text(0.0, -0.75, "← 悪い（低い）", ha="left", va="center", fontsize=8, color="#555555")
     ax.text(1.0, -0.75, "良い（高い） →", ha="right", va="center", fontsize=8, color="#555555")
     handles = [Patch(color="#E3E3E3", label="全地域の範囲"), Patch(color="#A9A9A9", label="中央50%"),
-               Line2D([], [], color="#C00000", lw=1.4, label=benchmark_label)]
+               Line2D([], [], color="#C00000", lw=1.4, label=benchmark_label)] + ref_handles
     ax.legend(handles=handles + _significance_handles(labels), loc="upper left",
               bbox_to_anchor=(1.0, 1.0))
-    notes = ["良い方が常に右（低いほど良い指標は左右を反転）。極性のない指標は右が高い"]
+    notes = ["良い方が常に右（低いほど良い指標は左右を反転）。極性のない指標は右が高い"] + (
+        [f"点の色は{benchmark_label}との比較。ほかの基準は縦の印（県・同規模・国との比較の図に区間つきで示す）"]
+        if ref_handles else []) + (["全地域の範囲の外にある基準の印は端に表示"] if clipped else []) + list(notes)
     if hidden.any():
         notes.append(suppression_note(suppress_threshold))
     return _finish_chart(fig, None, own, title, footer, notes, comparison=True)

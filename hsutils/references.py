@@ -111,9 +111,8 @@ class ExternalReference:
         return pd.concat(parts, ignore_index=True)
 
 
-def no_comparison(reason: str) -> str:
-    """The one wording of an unavailable comparison in charts and tables."""
-    return f"比較なし（{reason}）"
+#: the one wording of an unavailable comparison in charts and tables (defined in `areas`)
+no_comparison = areas.no_comparison
 
 
 # --------------------------------------------------------------------------------------- NDB
@@ -398,7 +397,10 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
     fy         : the fiscal year(s) of the subject's figures.
 
     One row per indicator × reference: reference, reference_kind, reference_label, source, note,
-    numerator, denominator, crude_rate, expected, sr, sr_lower, sr_upper, ref_rate (the
+    numerator, denominator (the subject's persons in the bands compared), excluded_numerator,
+    excluded_denominator (those in bands the reference lacks, e.g. 75+ for NDB), subject_numerator,
+    subject_denominator (all bands = numerator + excluded: `COMPARISON_RELATIONS` tells the
+    suppression so, docs/rules.md §15.4), crude_rate, expected, sr, sr_lower, sr_upper, ref_rate (the
     reference's crude rate in the age bands compared, %), comparison (有意に高い / 有意差なし /
     有意に低い, or 比較なし（理由）), judgement, available. A reference without rates for some
     of the subject's age bands (NDB: 40–74 only) is compared on the bands it has (note says so)."""
@@ -415,7 +417,7 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
         ref_strata = ref.strata(fys)
         reasons = {i: ref.unavailable_reason(i) for i in ids}
         have = [i for i in ids if not reasons[i]]
-        t, partial = pd.DataFrame(columns=["sr"]), {}
+        t, partial, excluded = pd.DataFrame(columns=["sr"]), {}, {}
         if have:
             ref_strata = _fill_empty_bands(ref_strata, s)
             bands = ref_strata[["indicator_id", "sex", "age_band"]].astype({"indicator_id": str, "age_band": str})
@@ -425,6 +427,9 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
             cut = s[~covered & (s["denominator"].to_numpy() > 0)]
             partial = {i: "・".join(sorted(set(g["age_band"].astype(str)))) for i, g in
                        cut.groupby(cut["indicator_id"].astype(str), observed=True)}
+            left = s[~covered].groupby(s["indicator_id"].astype(str)[~covered], observed=True)[
+                ["numerator", "denominator"]].sum()  # the subject's persons in bands the reference lacks
+            excluded = {i: (float(left.at[i, "numerator"]), float(left.at[i, "denominator"])) for i in left.index}
             t = indicators.indicator_table(s[covered], "muni", fy=fys, indicators=have, reference=ref_strata,
                                            conf=conf)
             t = t.groupby("indicator_id", as_index=False).agg(
@@ -446,7 +451,10 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
             else:
                 r = t.loc[i]
                 lo, hi = float(r["sr_lower"]), float(r["sr_upper"])
+                ex_num, ex_den = excluded.get(i, (0.0, 0.0))
                 row.update(numerator=r["numerator"], denominator=r["denominator"],
+                           excluded_numerator=ex_num, excluded_denominator=ex_den,
+                           subject_numerator=r["numerator"] + ex_num, subject_denominator=r["denominator"] + ex_den,
                            crude_rate=r["numerator"] / r["denominator"] * 100 if r["denominator"] else np.nan,
                            expected=r["expected"], sr=r["sr"], sr_lower=lo, sr_upper=hi, ref_rate=r["ref_rate"],
                            comparison=stats.compare_to_benchmark(np.array([lo]), np.array([hi]), 1.0)[0],
@@ -463,7 +471,8 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
                                 stats.judgement(comp.to_numpy(dtype=object), pol.to_numpy(dtype=object)),
                                 out["comparison"])
     cols = ["indicator_id", "indicator_name", "reference_kind", "reference_label", "reference_year", "numerator",
-            "denominator", "crude_rate", "expected", "sr", "sr_lower", "sr_upper", "ref_rate", "comparison",
+            "denominator", "excluded_numerator", "excluded_denominator", "subject_numerator", "subject_denominator",
+            "crude_rate", "expected", "sr", "sr_lower", "sr_upper", "ref_rate", "comparison",
             "judgement", "available", "source", "note"]
     return out.reindex(columns=cols)
 
@@ -501,7 +510,8 @@ def comparison_table(prepared, subject, fy, *, indicator_ids=COMPARISON_INDICATO
                      conf: float = 0.95) -> pd.DataFrame:
     """`compare` of the subject against `standard_references` for notebooks 01–05, with the
     indicator's polarity (for 良い / 悪い) and `conf`. Unsuppressed: pass it through
-    `ctx.save_table(..., count_cols=["numerator", "denominator"], derived_cols=DERIVED_COLUMNS)`."""
+    `ctx.save_table(..., count_cols=COUNT_COLUMNS, derived_cols=DERIVED_COLUMNS,
+    relations=[privacy.ColumnMargin(*m) for m in COLUMN_MARGINS])`."""
     master = prepared.municipalities
     refs = standard_references(subject, master, reference_files=reference_files)
     out = compare(prepared.strata, subject, master, refs, fy=fy, indicator_ids=list(indicator_ids), conf=conf)
@@ -513,6 +523,20 @@ def comparison_table(prepared, subject, fy, *, indicator_ids=COMPARISON_INDICATO
 
 #: columns computed from the subject's counts (hidden with them, docs/design.md §6)
 DERIVED_COLUMNS = ["crude_rate", "expected", "sr", "sr_lower", "sr_upper", "comparison", "judgement"]
+#: count columns of a comparison table (`ctx.save_table(..., count_cols=COUNT_COLUMNS)`)
+COUNT_COLUMNS = ["numerator", "denominator", "excluded_numerator", "excluded_denominator", "subject_numerator",
+                 "subject_denominator"]
+
+
+#: the additive relations of a comparison table, as (total column, part columns) for
+#: `privacy.ColumnMargin` (`relations=[privacy.ColumnMargin(*m) for m in COLUMN_MARGINS]`; docs/rules.md
+#: §15.4): in every row the subject's count over all its bands is the count compared plus the count
+#: in the bands the reference lacks. A reference narrower in age than the subject (NDB 40–74, a user
+#: CSV of a few bands) gives a row whose count differs from the others by those persons; when they
+#: are 1–9 the solver hides that row's count and what is derived from it, so no small count is
+#: recovered by subtracting two rows (or this row from the subject's count in another table).
+COLUMN_MARGINS = (("subject_numerator", ("numerator", "excluded_numerator")),
+                  ("subject_denominator", ("denominator", "excluded_denominator")))
 
 
 def chart_notes(table: pd.DataFrame) -> list[str]:
@@ -582,3 +606,101 @@ def municipal_ratios(prepared, fy, indicator_id: str, reference_area: str = "nat
     t = indicators.indicator_table(s, "muni", area_map=master, fy=int(fy), indicators=[indicator_id],
                                    reference=ref.strata(s, master), conf=conf)
     return with_smoothed_ratio(t, conf=conf).assign(reference_label=ref.label)
+
+
+# ------------------------------------------------------------------- other references on charts
+
+#: the references drawn beside a chart's own benchmark (funnel, spine): KDB's 県・同規模・国 and the user's
+LINE_KINDS = (KIND_PREF, KIND_SIMILAR, KIND_NATIONAL, KIND_USER)
+LINE_COLUMNS = ["indicator_id", "reference_kind", "reference_label", "denominator", "expected", "line_rate",
+                "comparison", "available", "source", "note"]
+#: the line's rate is computed from the subject's denominators (age structure), not its numerator
+LINE_DERIVED_COLUMNS = ["expected", "line_rate"]
+
+
+def line_kinds(main) -> tuple[str, ...]:
+    """`LINE_KINDS` without the chart's own benchmark (a `ReferenceResolution` or its kind): the
+    県 line is left out when the chart is already drawn against the 県, and so on."""
+    kind = getattr(main, "kind", main)
+    return tuple(k for k in LINE_KINDS if k != kind)
+
+
+def reference_lines_table(prepared, subject, fy, indicator_ids, *, kinds=LINE_KINDS, ndb_prefecture: bool = False,
+                          reference_files=(), conf: float = 0.95) -> pd.DataFrame:
+    """The other references of a funnel or spine chart, one row per indicator × reference
+    (docs/rules.md §15.5): `line_rate` = the reference's rates applied to the subject's own sex ×
+    age structure, in % (expected ÷ denominator of the indirect method, so a town with old people
+    is set against what the reference would show with its ages, and the line sits on the same
+    scale as the subject's crude rate). An unavailable reference has `available` False and the
+    「比較なし（理由）」 in `comparison`.
+
+    kinds         : reference kinds to keep (`LINE_KINDS`); the chart's own benchmark is left out
+                    by the caller (e.g. `kinds=(KIND_SIMILAR, KIND_NATIONAL)` when it is the 県).
+    ndb_prefecture: also the prefecture as NDB sees it (all insurers); off by default (clutter).
+    Save it with `count_cols=["denominator"], derived_cols=LINE_DERIVED_COLUMNS`: the line depends
+    on the subject's denominators only, never on its numerator."""
+    t = comparison_table(prepared, subject, fy, indicator_ids=indicator_ids, reference_files=reference_files,
+                         conf=conf)
+    return lines_from_comparison(t, kinds=kinds, ndb_prefecture=ndb_prefecture)
+
+
+def lines_from_comparison(t: pd.DataFrame, *, kinds=LINE_KINDS, ndb_prefecture: bool = False) -> pd.DataFrame:
+    """`reference_lines_table` from a `compare` table (rows of the kinds kept, `line_rate` added)."""
+    keep = t["reference_kind"].isin(list(kinds)).to_numpy().copy()
+    if not ndb_prefecture:
+        keep &= ~((t["reference_kind"] == KIND_PREF) & t["source"].astype(str).str.contains("NDB")).to_numpy()
+    t = t[keep].copy()
+    den = pd.to_numeric(t["denominator"], errors="coerce")
+    t["line_rate"] = pd.to_numeric(t["expected"], errors="coerce") / den.where(den > 0) * 100
+    return t.reindex(columns=LINE_COLUMNS).reset_index(drop=True)
+
+
+def lines_for_chart(shown: pd.DataFrame, indicator_id: str, *, scale: float = 1.0) -> tuple[list, list[str]]:
+    """(references, notes) of one indicator for `plots.funnel_plot(references=)` /
+    `plots.spine_chart` from a (suppressed) `reference_lines_table`: each available reference as
+    (label, line_rate × scale, kind); each unavailable one as the note "label: 比較なし（理由）", a
+    hidden one as "label: 秘匿"; the NDB scope and year when an NDB line is drawn; and what the
+    lines are (docs/rules.md §15.5)."""
+    d = shown[shown["indicator_id"].astype(str) == str(indicator_id)]
+    lines, notes = [], []
+    for r in d.itertuples(index=False):  # a few references
+        rate = pd.to_numeric(pd.Series([r.line_rate]), errors="coerce").iloc[0]
+        if not bool(r.available):
+            notes.append(f"{r.reference_kind}: {r.comparison}")
+        elif not np.isfinite(rate):
+            notes.append(f"{r.reference_kind}（{r.reference_label}）: 人数が少ないため秘匿")
+        else:
+            lines.append((str(r.reference_label), float(rate) * scale, str(r.reference_kind)))
+    if lines:
+        notes.insert(0, "県・同規模・国の線は、各基準の性・年齢階級別の率を対象の人数構成に当てはめた率（間接法の期待数÷対象者数）")
+    if any("NDB" in label for label, _, _ in lines):
+        notes.append(NDB_SCOPE_NOTE + "。" + NDB_CREDIT.removeprefix("出典: "))
+    return lines, notes
+
+
+def spine_references(frame: pd.DataFrame, shown: pd.DataFrame, *, names=None) -> tuple[pd.DataFrame, list, list[str]]:
+    """The other references of a spine chart (`plots.spine_chart(references=, notes=)`) from a
+    (suppressed) `reference_lines_table`: `frame` (one row per indicator, column indicator_id) with
+    a column `ref_<n>` per reference holding its `line_rate` (%), the (label, column, kind) list,
+    and the notes: which indicators each reference cannot be compared on (比較なし（理由）), hidden
+    ones, and what the marks are (docs/rules.md §15.5). `names`: indicator_id → name for the notes."""
+    out = frame.copy()
+    refs, notes = [], []
+    ids = out["indicator_id"].astype(str)
+    d = shown[shown["indicator_id"].astype(str).isin(set(ids))]
+    names = dict(names or {})
+    for k, ((kind, label), g) in enumerate(d.groupby(["reference_kind", "reference_label"], sort=False)):
+        rate = pd.to_numeric(g["line_rate"], errors="coerce").where(g["available"].astype(bool).to_numpy())
+        col = f"ref_{k}"
+        out[col] = ids.map(dict(zip(g["indicator_id"].astype(str), rate))).astype(float)
+        if out[col].notna().any():
+            refs.append((str(label), col, str(kind)))
+        for why, gg in g[~g["available"].astype(bool).to_numpy()].groupby("comparison", sort=False):
+            which = [names.get(i, i) for i in gg["indicator_id"].astype(str)]
+            listed = "、".join(which[:3]) + (f" ほか{len(which) - 3}指標" if len(which) > 3 else "")
+            notes.append(f"{kind}: {why}：{listed}")
+    if refs:
+        notes.insert(0, "県・同規模・国の印は、各基準の性・年齢階級別の率を対象の人数構成に当てはめた率（間接法の期待数÷対象者数）")
+    if any("NDB" in label for label, _, _ in refs):
+        notes.append(NDB_SCOPE_NOTE + "。" + NDB_CREDIT.removeprefix("出典: "))
+    return out, refs, notes

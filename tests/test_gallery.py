@@ -26,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings("error")
 EXPECTED = [
     "choropleth_muni", "choropleth_medical_area", "tile_map", "funnel_plot", "ranked_bar", "trend_chart",
     "ckd_heatmap", "population_pyramid", "pyramid_small_multiples", "stacked_bars", "flow_chart",
-    "spine_chart", "heat_table", "upset_chart",
+    "spine_chart", "heat_table", "upset_chart", "reference_comparison_chart", "smoothed_ratio_chart",
 ]
 
 

@@ -22,7 +22,7 @@ from hsutils import plots
 
 CHARTS = ["choropleth", "funnel_plot", "ranked_bar", "trend_chart", "ckd_heatmap", "population_pyramid",
           "pyramid_small_multiples", "stacked_bars", "amount_bars", "concentration_curve", "target_gap_bars", "flow_chart",
-          "spine_chart", "heat_table", "upset_chart"]
+          "spine_chart", "heat_table", "upset_chart", "reference_comparison_chart", "smoothed_ratio_chart"]
 MULTI_PANEL = {"pyramid_small_multiples", "spine_chart", "upset_chart"}
 DATA_ARGS = {"choropleth": ["values", "boundaries"]}
 
@@ -85,6 +85,16 @@ def _draw(name, ax=None):
         "heat_table": lambda: plots.heat_table(heat_frame(), row_col="district", col_col="group", value_col="rate",
                                                title="受診率", footer=FOOT, count_col="x", ax=ax),
         "upset_chart": lambda: plots.upset_chart(membership_frame(), title="重なり", footer=FOOT, ax=ax),
+        "reference_comparison_chart": lambda: plots.reference_comparison_chart(
+            pd.DataFrame({"indicator_name": ["HbA1c 6.5%以上"] * 3, "reference_label": ["石川県", "同規模", "全国"],
+                          "reference_kind": ["県", "同規模", "国"], "sr": [1.1, np.nan, 0.9],
+                          "sr_lower": [0.9, np.nan, 0.7], "sr_upper": [1.3, np.nan, 1.1],
+                          "comparison": ["有意差なし", "比較なし（同規模の市町村が少ないため）", "有意差なし"],
+                          "numerator": [120, np.nan, 120]}), title="県・同規模・国", footer=FOOT, ax=ax),
+        "smoothed_ratio_chart": lambda: plots.smoothed_ratio_chart(
+            pd.DataFrame({"area_name": ["A市", "B町", "C村"], "sr": [1.2, 0.5, 2.0], "sr_eb": [1.15, 0.8, 1.1],
+                          "sr_eb_lower": [1.0, 0.6, 0.8], "sr_eb_upper": [1.3, 1.0, 1.4], "numerator": [300, 20, 12]}),
+            title="経験ベイズ", footer=FOOT, ax=ax),
     }
     return calls[name]()
 

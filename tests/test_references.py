@@ -228,3 +228,138 @@ def test_empty_reference_band_inside_its_range_takes_the_pooled_rate():
     assert (out["numerator"], out["expected"]) == (15, pytest.approx(10.0))
     assert out["sr"] == pytest.approx(1.5) and out["ref_rate"] == pytest.approx(20.0)
     assert "75-79歳" in out["note"]
+
+
+# ------------------------------------------------ other references on charts, one reference rule (01–09)
+
+def _national(rows):
+    return references.ExternalReference("国", "全国（NDB 2022年度）", references.NDB_CREDIT, "2022年度",
+                                        pd.DataFrame(rows, columns=["indicator_id", "sex", "age_band", "numerator",
+                                                                    "denominator"]), note=references.NDB_SCOPE_NOTE)
+
+
+def test_reference_line_is_the_reference_at_the_subjects_ages():
+    """Reference 男 10 %, 女 20 %; subject 100 男 + 50 女 → E = 10 + 10 = 20, line = 20 / 150 = 13.33 %
+    (the national crude rate would be 50 / 300 = 16.67 %). kenshin_rate is not an NDB item: the
+    note says 比較なし with the reason, and no line is drawn."""
+    ref = _national([("hba1c65", 1, "40-44", 10.0, 100.0), ("hba1c65", 2, "40-44", 40.0, 200.0)])
+    s = _strata([(2024, "17201", "", 1, "40-44", "hba1c65", 12, 100), (2024, "17201", "", 2, "40-44", "hba1c65", 18, 50),
+                 (2024, "17201", "", 1, "40-44", "kenshin_rate", 40, 100)])
+    lines = references.lines_from_comparison(references.compare(s, "17201", MASTER, [ref], fy=2024))
+    assert lines.set_index("indicator_id").loc["hba1c65", "line_rate"] == pytest.approx(20 / 150 * 100)
+    drawn, notes = references.lines_for_chart(lines, "hba1c65", scale=0.01)
+    assert drawn == [("全国（NDB 2022年度）", pytest.approx(0.133333, rel=1e-5), "国")]
+    assert any("全保険者" in n and "2022年度" in n for n in notes)
+    drawn, notes = references.lines_for_chart(lines, "kenshin_rate")
+    assert drawn == [] and notes == ["国: 比較なし（全国（NDB 2022年度）にこの指標の値がないため）"]
+    hidden = lines.assign(line_rate=np.nan)  # as masked when the subject's denominator is 1–9
+    assert references.lines_for_chart(hidden, "hba1c65")[0] == []
+    assert references.line_kinds("県") == ("同規模", "国", "利用者指定")
+
+
+def test_spine_references_give_one_column_per_reference():
+    t = pd.DataFrame({"indicator_id": ["hba1c65", "kenshin_rate", "hba1c65", "kenshin_rate"],
+                      "reference_kind": ["国", "国", "同規模", "同規模"],
+                      "reference_label": ["全国（NDB 2022年度）"] * 2 + ["同規模（テスト）"] * 2,
+                      "line_rate": [13.3, np.nan, 12.0, 40.0], "available": [True, False, True, True],
+                      "comparison": ["有意差なし", "比較なし（NDB にない指標）", "有意差なし", "有意差なし"]})
+    frame = pd.DataFrame({"indicator_id": ["kenshin_rate", "hba1c65"]})
+    out, refs, notes = references.spine_references(frame, t, names={"kenshin_rate": "健診受診率"})
+    assert refs == [("全国（NDB 2022年度）", "ref_0", "国"), ("同規模（テスト）", "ref_1", "同規模")]
+    assert out["ref_0"].tolist()[1] == 13.3 and np.isnan(out["ref_0"].iloc[0])
+    assert out["ref_1"].tolist() == [40.0, 12.0]
+    assert "国: 比較なし（NDB にない指標）：健診受診率" in notes
+
+
+def test_narrower_reference_row_is_linked_to_the_subject_count():
+    """Subject 40–44: 100 persons, 12 cases; 75–79: 8 persons, 3 cases. The NDB-like reference has
+    no 75+, so its row compares 12 / 100 and excludes 3 / 8; the data's 県 compares all: 15 / 108.
+    15 − 12 = 3 would reveal the 75–79 count: the relation subject = compared + excluded makes the
+    suppression hide the narrow row (3 and 8 are 1–9), and keep the full row."""
+    from hsutils import privacy
+
+    nat = _national([("hba1c65", 1, "40-44", 10.0, 100.0)])
+    pref = references.ExternalReference("県", "石川県", "データ", "", pd.DataFrame(
+        {"indicator_id": ["hba1c65", "hba1c65"], "sex": [1, 1], "age_band": ["40-44", "75-79"],
+         "numerator": [100.0, 50.0], "denominator": [1000.0, 200.0]}))
+    s = _strata([(2024, "17201", "", 1, "40-44", "hba1c65", 12, 100), (2024, "17201", "", 1, "75-79", "hba1c65", 3, 8)])
+    t = references.compare(s, "17201", MASTER, [pref, nat], fy=2024)
+    full, narrow = t.iloc[0], t.iloc[1]
+    assert (full["numerator"], full["excluded_numerator"], full["subject_numerator"]) == (15, 0, 15)
+    assert (narrow["numerator"], narrow["excluded_numerator"], narrow["subject_numerator"]) == (12, 3, 15)
+    assert (narrow["denominator"], narrow["excluded_denominator"]) == (100, 8)
+    plan = privacy.SuppressionPlan(10)
+    plan.add_table("cmp", t, references.COUNT_COLUMNS, references.DERIVED_COLUMNS,
+                   relations=[privacy.ColumnMargin(*m) for m in references.COLUMN_MARGINS])
+    plan.solve()
+    m = plan.masked("cmp")
+    assert m.loc[0, "numerator"] == 15 and np.isfinite(m.loc[0, "sr"])  # the full row stays
+    assert np.isnan(m.loc[1, "numerator"]) and np.isnan(m.loc[1, "sr"])  # 15 − 12 = 3 cannot be recovered
+    assert plan.audit() == []
+
+
+def test_comparison_note_and_data_members_are_the_same_for_every_notebook():
+    nat = areas.resolve_reference("17204", "national", MASTER)
+    assert nat.comparison_note("hba1c65") == ""
+    assert nat.comparison_note("polypharmacy") == "全国（NDB 2022年度・全保険者）: 比較なし（全国の値は NDB の健診項目だけのため）"
+    assert nat.data_members("polypharmacy", MASTER) == (False, None)  # never the data's prefecture instead
+    sim = areas.resolve_reference("17204", "similar", MASTER)  # 1万〜2万: 17203, 17205, 17206, 17207 → 4 peers
+    assert sim.data_members("kenshin_rate", MASTER) == (False, None)
+    assert "比較なし（同規模（1万〜2万人）の市町村がデータに4件しかないため" in sim.comparison_note("kenshin_rate")
+    big = MASTER.assign(population=[440_000] + [15_000] * 7)  # 7 in the class → 6 peers of 17204
+    sim = areas.resolve_reference("17204", "similar", big)
+    usable, munis = sim.data_members("kenshin_rate", big)
+    assert usable and munis == ["17202", "17203", "17205", "17206", "17207", "17209"]
+    assert sim.mask(pd.Series(["17201", "17202", "17204"]), big).tolist() == [False, True, False]
+    pref = areas.resolve_reference("17204", "pref", MASTER)
+    assert pref.data_members("polypharmacy", MASTER) == (True, None) and pref.comparison_note("x") == ""
+
+
+def test_every_notebook_declares_reference_area_with_the_same_values():
+    """01–09 all take `reference_area` (default "pref") and their parameters-cell comment names the
+    same four values (areas.REFERENCE_CHOICES), which notebook.start resolves in one place; none
+    has a notebook-specific list."""
+    import re
+    from pathlib import Path
+
+    from hsutils import notebook_check
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
+    assert len(paths) == 9
+    for path in paths:
+        src = notebook_check.parameters_cell(path).source
+        line = re.search(r'^reference_area = "(\w+)"\s+# (.*)$', src, flags=re.M)
+        assert line, f"{path.name}: no reference_area parameter"
+        assert line.group(1) == "pref", path.name
+        named = re.findall(r"\b(pref|medical_area|national|similar)（", line.group(2))
+        assert named == list(areas.REFERENCE_CHOICES), f"{path.name}: {named}"
+
+
+def test_spine_marks_by_hand_and_funnel_lines():
+    """Spine: row a has the range 20–50 around 36 (half-width 16): 県 30 → 0.5 − 6/32 = 0.3125,
+    国 45 → 0.78125. Row b has no range (every area hidden): the half-width is 1.25 × the largest
+    distance of a reference (0.8) = 1.0, lower is better: 0.6 → 0.8, 2.0 → 0.1. Funnel: each
+    reference is one line at its value, named in the legend, with the note on the limits."""
+    import warnings
+
+    from hsutils import plots
+
+    pf = pd.DataFrame({"indicator_name": ["a", "b"], "area_value": [35, np.nan], "benchmark": [36, 1.2],
+                       "min": [20, np.nan], "q25": [30, np.nan], "q75": [40, np.nan], "max": [50, np.nan],
+                       "comparison": "有意差なし", "polarity": ["higher_better", "lower_better"],
+                       "numerator": [100, np.nan], "r0": [30, 0.6], "r1": [45, 2.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # row b's own range is empty
+        fig = plots.spine_chart(pf, title="t", footer="出典: テスト", count_col="numerator",
+                                references=[("石川県", "r0", "県"), ("全国", "r1", "国")], notes=["国: 比較なし（テスト）"])
+    xs = [float(ln.get_xdata()[0]) for ax in fig.axes for ln in ax.lines if ln.get_gid() == "spine_reference"]
+    assert xs == pytest.approx([0.3125, 0.8, 0.78125, 0.1])
+    texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+    assert any("国: 比較なし（テスト）" in t for t in texts)
+    df = pd.DataFrame({"name": ["A", "B", "C"], "value": [0.30, 0.40, 0.35], "n": [100, 200, 300], "x": [30, 80, 105]})
+    ax = plots.funnel_plot(df, value_col="value", denom_col="n", target=0.35, title="f", footer="出典: テスト",
+                           count_col="x", target_label="県全体", references=[("全国（NDB 2022年度）", 0.25, "国")])
+    lines = [ln for ln in ax.lines if ln.get_gid() == "reference_line"]
+    assert len(lines) == 1 and lines[0].get_ydata()[0] == pytest.approx(0.25)
+    assert "全国（NDB 2022年度） 25.0%" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("管理限界と点の色は県全体に対するもの" in t.get_text() for t in ax.figure.texts)
