@@ -1,4 +1,4 @@
-"""特定保健指導 XML (hg08) → the canonical guidance table (hsutils.tokutei_xml, docs/formats/tokutei_xml.md §7),
+"""特定保健指導 XML (hg08) → the canonical guidance table (hsutils.tokutei_xml, docs/formats/tokutei_xml.md §1.7),
 on the hand-written fixtures of tests/fixtures/tokutei_xml/guidance_c/ (see its README) next to the 健診
 fixtures of test_tokutei_xml.py."""
 from __future__ import annotations
@@ -80,8 +80,15 @@ def test_unknown_guidance_code_is_counted_and_kept_in_the_audit_table(imp):
     assert imp.guidance_summary["unknown"] == 1
 
 
-def test_names_and_addresses_in_guidance_documents_never_reach_a_table(imp, folder, tmp_path):
-    ds = io.load_dataset(folder, cache_dir=tmp_path / "cache")
+@pytest.fixture(scope="module")
+def loaded(folder, tmp_path_factory):
+    """The folder through `io.load_dataset` twice with one cache (the second from the cache)."""
+    cache = tmp_path_factory.mktemp("cache")
+    return io.load_dataset(folder, cache_dir=cache), io.load_dataset(folder, cache_dir=cache)
+
+
+def test_names_and_addresses_in_guidance_documents_never_reach_a_table(imp, loaded):
+    ds = loaded[0]
     frames = [imp.guidance.data, imp.guidance.exclusions, imp.documents, imp.observations,
               imp.guidance_observation_table.to_pandas(), *ds.tables.values(), ds.exclusions]
     text = "\n".join(f.astype(str).to_csv() for f in frames)
@@ -90,9 +97,8 @@ def test_names_and_addresses_in_guidance_documents_never_reach_a_table(imp, fold
     assert "1099999999" in text  # the dump does contain the documents' content
 
 
-def test_load_dataset_reads_guidance_from_the_archives_once_and_check_reports_it(folder, tmp_path):
-    first = io.load_dataset(folder, cache_dir=tmp_path / "c")
-    second = io.load_dataset(folder, cache_dir=tmp_path / "c")
+def test_load_dataset_reads_guidance_from_the_archives_once_and_check_reports_it(folder, loaded):
+    first, second = loaded
     assert second.results["guidance"].from_cache and second.results["kenshin"].from_cache
     pd.testing.assert_frame_equal(first.tables["guidance"], second.tables["guidance"])
     assert len(first.tables["guidance"]) == 2
