@@ -38,7 +38,8 @@ def _cpu() -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--data", default=None, help="既存のデータフォルダ（XMLデモ）を使う")
+    ap.add_argument("--data", default=None,
+                    help="既存のデータフォルダ（XMLデモ）またはそのアーカイブのフォルダ（kenshin_xml/）を使う（読むだけ）")
     ap.add_argument("--workers", type=int, default=None, help="ワーカー数（既定: CPUコア数）")
     args = ap.parse_args()
 
@@ -51,15 +52,19 @@ def main() -> int:
         t0 = time.perf_counter()
         synth.write_demo(data, scale=args.scale, seed=2024, kenshin_format="xml")
         print(f"XMLデモ作成 (scale={args.scale:g}): {time.perf_counter() - t0:.1f} 秒")
-    enrollment = io.read_table(data / "enrollment.csv", "enrollment").data
+    # --data may name the data folder or its archive folder (e.g. data/demo/kenshin_xml); only read
+    folder = data if (data / "enrollment.csv").exists() else data.parent
+    enrollment = io.read_table(folder / "enrollment.csv", "enrollment").data
     cpu0, t0 = _cpu(), time.perf_counter()
-    imp = tokutei_xml.read_archives(data, enrollment=enrollment, workers=args.workers)
+    imp = tokutei_xml.read_archives(data, enrollment=enrollment, data_folder=folder, workers=args.workers)
     wall = time.perf_counter() - t0
     cpu = _cpu() - cpu0
     n = imp.result.n_read
     rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rss_kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"アーカイブ {len(imp.sources)} 件、特定健診文書 {n:,} 件、検査値 {len(imp.observations):,} 件、"
+    n_g = imp.guidance_summary.get("documents", 0)
+    print(f"アーカイブ {len(imp.sources)} 件、特定健診文書 {n:,} 件（ほか特定保健指導 {n_g:,} 件）、"
+          f"検査値 {len(imp.observations):,} 件、"
           f"採用 {imp.result.n_kept:,} / 除外 {imp.result.n_dropped:,}")
     print(f"合計時間 {wall:.1f} 秒、{n / wall:,.0f} 文書/秒（経過時間）")
     print(f"1コアあたり {n / cpu:,.0f} 文書/秒（CPU時間 {cpu:.1f} 秒、親＋ワーカー）")

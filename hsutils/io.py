@@ -1270,6 +1270,16 @@ def load_dataset(folder, column_map=None, cache_dir=None) -> Dataset:
             results[tname] = r
             warnings.extend(r.warnings)
             continue
+        if tname == "guidance" and kenshin_xml and tname not in files:  # hg08 in the same archives
+            from hsutils import tokutei_xml
+
+            enr = results.get("enrollment")
+            r = tokutei_xml.read_folder_cached(folder, enr.data if enr else None, files.get("enrollment"),
+                                               cache_dir=cache_dir, known_munis=known, table="guidance")
+            if r is not None:  # None: the archives hold no 保健指導 document
+                results[tname] = r
+                warnings.extend(r.warnings)
+            continue
         if tname not in files:
             continue
         r = read_table_cached(files[tname], tname, column_map=cmap,
@@ -1407,13 +1417,15 @@ def check_folder_report(folder, column_map=None) -> tuple[str, int]:
         problems += 1
     files, notes = find_table_files(folder)
     kenshin_xml = _kenshin_from_xml(folder, files)
+    xml_imp = None  # the XML import of 健診, reused for 保健指導
     known = None
     enrollment = None
     enrollment_fys: list[int] = []
     for tname in LOAD_ORDER:
         t = TABLES[tname]
         lines.append("")
-        from_xml = tname == "kenshin" and kenshin_xml  # 特定健診 XML archives (hsutils.tokutei_xml)
+        from_xml = kenshin_xml and (tname == "kenshin" or (  # 特定健診・保健指導 XML (hsutils.tokutei_xml)
+            tname == "guidance" and tname not in files and xml_imp is not None and xml_imp.guidance is not None))
         if tname not in files and not from_xml:
             if tname in REQUIRED_TABLES:
                 problems += 1
@@ -1422,15 +1434,21 @@ def check_folder_report(folder, column_map=None) -> tuple[str, int]:
             else:
                 lines.append(f"■ {t.ja}（{tname}）: ファイルなし（任意）")
             continue
-        source = "特定健診XMLアーカイブ" if from_xml else files[tname].name
+        source = ("特定健診XMLアーカイブ" if tname == "kenshin" else "特定健診XMLアーカイブ（特定保健指導 hg08）") \
+            if from_xml else files[tname].name
         lines.append(f"■ {t.ja}（{tname}） " + (source if from_xml else f"ファイル: {source}"))
         try:
-            if from_xml:
+            if from_xml and tname == "guidance":
                 from hsutils import tokutei_xml
 
-                imp = tokutei_xml.read_archives(folder, enrollment=enrollment, validate_xsd=True)
-                lines.extend(tokutei_xml.describe_import(imp))
-                r = imp.result
+                lines.extend(tokutei_xml.describe_guidance(xml_imp))
+                r = xml_imp.guidance
+            elif from_xml:
+                from hsutils import tokutei_xml
+
+                xml_imp = tokutei_xml.read_archives(folder, enrollment=enrollment, validate_xsd=True)
+                lines.extend(tokutei_xml.describe_import(xml_imp))
+                r = xml_imp.result
             else:
                 r = read_table(files[tname], tname, column_map=cmap,
                                known_munis=known if tname != "municipalities" else None)

@@ -1004,6 +1004,9 @@ def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = 
             (out / schema.DEFAULT_FILENAMES[name]).unlink(missing_ok=True)
             lines.extend(synth_xml.write_kenshin_archives(tables, out, seed=seed))
             continue
+        if name == "guidance" and kenshin_format == "xml":  # hg08 documents in the 健診 archives
+            (out / schema.DEFAULT_FILENAMES[name]).unlink(missing_ok=True)
+            continue
         if name == "kenshin":  # a CSV demo written over an XML demo: no stale archives
             from hsutils import synth_xml
 

@@ -1,8 +1,10 @@
 """The demo's 健診 as 特定健診 XML archives (電子的な標準様式; layout of TOKUTEI_XML §1.1–1.4).
 
-`write_kenshin_archives(tables, out)` writes the demo kenshin table (as `hsutils.synth.generate_demo`
-returns it) as zip archives, one per (保険者, fiscal year), each with ``ix08_V08.xml``,
-``su08_V08.xml`` and ``DATA/h*.xml`` (one CDA document per exam), plus the two helper tables a
+`write_kenshin_archives(tables, out)` writes the demo kenshin and guidance tables (as
+`hsutils.synth.generate_demo` returns them) as zip archives, one per (保険者, fiscal year), each with
+``ix08_V08.xml``, ``su08_V08.xml``, ``DATA/h*.xml`` (one CDA document per exam) and ``DATA/g*.xml``
+(特定保健指導情報 hg08: one document per guidance that started, some persons with two — 21 開始 and
+22 実績評価; 対象者 who never started have none and are read from the 健診's 保健指導レベル), plus the two helper tables a
 user would keep next to real archives: ``person_ids.csv`` (個人ID対応表: 保険者番号・記号・番号・枝番 →
 person_id, shared with the UKE demo: `insurance_card`) and ``insurer_munis.csv`` (国保 保険者番号 → 市町村コード). 後期 persons (one 広域連合
 保険者番号) get their municipality from the enrollment table, so both linkage paths are used.
@@ -151,9 +153,8 @@ def build_documents(ken: pd.DataFrame, enrollment: pd.DataFrame, seed: int = 202
             + '"/>\n      <performer typeCode="PRF"><assignedEntity><representedOrganization>'
             f'<id root="1.2.392.200119.6.102" extension="{ORG}"/></representedOrganization>'
             '</assignedEntity></performer>\n    </serviceEvent>\n  </documentationOf>\n'
-            '  <component><structuredBody>\n    <component><section>\n'
-            '      <code code="01010" codeSystem="1.2.392.200119.6.1010"/>\n')
-    body = head
+            '  <component><structuredBody>\n')
+    body = head + '    <component><section>\n      <code code="01010" codeSystem="1.2.392.200119.6.1010"/>\n'
     body = body + _pq("9N001000000000001", t["height"], "cm") + _pq("9N006000000000001", t["weight"], "kg")
     body = body + _pq("9N011000000000001", t["bmi"], "kg/m2") + _pq("9N016160100000001", t["waist"], "cm")
     # blood pressure: 0 = 1回目 only, 1 = 1回目+2回目+その他(mean), 2 = 1回目+2回目 (mean by the reader)
@@ -221,11 +222,82 @@ def build_documents(ken: pd.DataFrame, enrollment: pd.DataFrame, seed: int = 202
     body = body + _cd("9N501000000000011", t["metabo_reported"], 1008)
     body = body + _cd("9N506000000000011", t["guidance_level_reported"], 3001)
     body = body + "    </section></component>\n  </structuredBody></component>\n</ClinicalDocument>\n"
-    docs = pd.DataFrame({"insurer": insurer, "fy": fy, "name": "", "xml": body})
+    docs = pd.DataFrame({"insurer": insurer, "fy": fy, "name": "", "xml": body,
+                         "person_id": t["person_id"].to_numpy(), "exam": exam,
+                         "header": head})
     docs["name"] = ("DATA/h" + ORG + pd.Series(exam) + "01_" + pd.Series(np.arange(1, n + 1)).astype(str).str.zfill(6)
                     + "_" + pd.Series(insurer) + ".xml").to_numpy()
     ids = card.assign(person_id=t["person_id"].to_numpy()).drop_duplicates()
     return docs, ids
+
+
+# 特定保健指導情報 (hg08) documents: structure and codes of docs/formats/tokutei_xml.md §1.7
+_G_OBS = ('        <entryRelationship typeCode="COMP"><observation classCode="OBS" moodCode="EVN">'
+          '<code code="{code}" codeSystem="1.2.392.200119.6.1006"/>')
+_G_END = '</observation></entryRelationship>\n'
+
+
+def _days(dates: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """YYYYMMDD texts `days` after the YYYYMMDD `dates`."""
+    d = pd.to_datetime(pd.Series(dates), format="%Y%m%d") + pd.to_timedelta(days, unit="D")
+    return d.dt.strftime("%Y%m%d").to_numpy(dtype=object)
+
+
+def build_guidance_documents(guidance: pd.DataFrame, kenshin_docs: pd.DataFrame, seed: int = 2024) -> pd.DataFrame:
+    """One 特定保健指導 document per guidance that started (one row per document: insurer, fy,
+    file name, XML text). 対象者 who never started have no document, as in real archives: the reader
+    takes them from the 健診's 保健指導レベル. Completed → 報告区分 22 実績評価 (with 最終評価日),
+    some of them with an earlier 21 開始 document too; started, not completed → 23 途中終了."""
+    rng = np.random.default_rng(seed + 16)
+    g = _csv_text(guidance)
+    g = g[g["started"].eq("1")].reset_index(drop=True)
+    key = pd.MultiIndex.from_arrays([g["person_id"], g["fy"].astype(int)])
+    k = kenshin_docs.set_index(["person_id", "fy"])
+    head_of = k.reindex(key)
+    if head_of["insurer"].isna().any():
+        raise ValueError("保健指導の対象者に健診の文書がありません（デモの生成規則と矛盾）")
+    n = len(g)
+    exam = head_of["exam"].to_numpy(dtype=object)
+    first = _days(exam, rng.integers(20, 60, n))
+    final = _days(first.astype(str), rng.integers(95, 180, n))  # 実績評価: 3か月以上後 (第4期)
+    level = np.where(g["level"].eq("積極的支援"), "1", "2").astype(object)
+    completed = g["completed"].eq("1").to_numpy()
+    with_start_doc = completed & (rng.random(n) < 0.3)
+    parts = []
+    for report, sel, has_final in (("22", completed, True), ("23", ~completed, False),
+                                   ("21", with_start_doc, False)):
+        idx = np.flatnonzero(sel)
+        if not len(idx):
+            continue
+        h = head_of.iloc[idx]
+        xml = h["header"].to_numpy(dtype=object).astype(str)
+        xml = np.char.replace(xml, '<code code="10" codeSystem="1.2.392.200119.6.1001"/>',
+                              f'<code code="{report}" codeSystem="1.2.392.200119.6.1001"/>').astype(object)
+        xml = np.char.replace(xml.astype(str), '<code code="010" codeSystem="1.2.392.200119.6.1002"/>',
+                              '<code code="100" codeSystem="1.2.392.200119.6.1002"/>').astype(object)
+        body = ('    <component><section>\n      <code code="90010" codeSystem="1.2.392.200119.6.1010"/>\n'
+                '      <entry><act classCode="ACT" moodCode="EVN">\n'
+                + _G_OBS.format(code="1020000001") + '<value xsi:type="CD" code="' + level[idx]
+                + '" codeSystem="1.2.392.200119.6.3001"/>' + _G_END
+                + _G_OBS.format(code="1020000004") + '<value xsi:type="ST">' + exam[idx] + '</value>' + _G_END
+                + '      </act></entry>\n    </section></component>\n'
+                '    <component><section>\n      <code code="90030" codeSystem="1.2.392.200119.6.1010"/>\n'
+                '      <entry><act classCode="ACT" moodCode="EVN"><effectiveTime value="' + first[idx]
+                + '"/></act></entry>\n    </section></component>\n')
+        if has_final:
+            body = body + ('    <component><section>\n      <code code="90060" codeSystem="1.2.392.200119.6.1010"/>\n'
+                           '      <entry><act classCode="ACT" moodCode="EVN"><effectiveTime value="' + final[idx]
+                           + '"/></act></entry>\n    </section></component>\n')
+        doc = xml + body + "  </structuredBody></component>\n</ClinicalDocument>\n"
+        parts.append(pd.DataFrame({"insurer": h["insurer"].to_numpy(), "fy": g["fy"].astype(int).to_numpy()[idx],
+                                   "report": report, "pos": idx, "xml": doc}))
+    if not parts:
+        return pd.DataFrame(columns=["insurer", "fy", "name", "xml"])
+    docs = pd.concat(parts, ignore_index=True).sort_values(["pos", "report"], kind="stable")  # 21 before 22
+    docs["name"] = ("DATA/g" + ORG + docs["fy"].astype(str) + docs["report"] + "_"
+                    + pd.Series(np.arange(1, len(docs) + 1), index=docs.index).astype(str).str.zfill(6)
+                    + "_" + docs["insurer"].astype(str) + ".xml")
+    return docs[["insurer", "fy", "name", "xml"]].reset_index(drop=True)
 
 
 def _index_xml(insurer: str, n: int, date: str) -> str:
@@ -263,6 +335,10 @@ def write_kenshin_archives(tables: dict[str, pd.DataFrame], out: Path, seed: int
     ``out``; returns Japanese summary lines."""
     out = Path(out)
     docs, ids = build_documents(tables["kenshin"], tables["enrollment"], seed=seed)
+    gdocs = build_guidance_documents(tables["guidance"], docs, seed=seed) if "guidance" in tables else \
+        pd.DataFrame(columns=["insurer", "fy", "name", "xml"])
+    n_ken = len(docs)
+    docs = pd.concat([docs[["insurer", "fy", "name", "xml"]], gdocs], ignore_index=True)
     folder = out / "kenshin_xml"
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.zip"):
@@ -286,5 +362,7 @@ def write_kenshin_archives(tables: dict[str, pd.DataFrame], out: Path, seed: int
                           .set_index("person_id")["muni_code"].reindex(kokuho["person_id"]).to_numpy()})
     munis.drop_duplicates("保険者番号").sort_values("保険者番号").to_csv(
         out / "insurer_munis.csv", index=False, encoding="utf-8")
-    return [f"  {schema.TABLES['kenshin'].ja}（kenshin_xml/ 特定健診XMLアーカイブ {n_arch} 件）: {len(docs):,} 文書",
+    return [f"  {schema.TABLES['kenshin'].ja}（kenshin_xml/ 特定健診XMLアーカイブ {n_arch} 件）: {n_ken:,} 文書",
+            f"  {schema.TABLES['guidance'].ja}（同じアーカイブの DATA/g*.xml）: {len(gdocs):,} 文書"
+            "（初回面接のない対象者は健診の保健指導レベルから）",
             f"  個人ID対応表（person_ids.csv）: {n_ids:,} 行、保険者市町村対応表（insurer_munis.csv）"]

@@ -57,7 +57,9 @@ import functools
 import hashlib
 import json
 import os
+import struct
 import zipfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -87,9 +89,18 @@ OID_KIGO = "1.2.392.200119.6.204"
 OID_BANGO = "1.2.392.200119.6.205"
 OID_EDABAN = "1.2.392.200119.6.211"
 REPORT_KENSHIN = "10"  # 報告区分 10 特定健診情報 (OID .6.1001)
+# 報告区分 of 特定保健指導情報 (hg08): 21 開始, 22 実績評価, 23 途中終了, 24 その他, 25 初回未完了
+# (TOKUTEI_XML §1.2; docs/formats/tokutei_xml.md §1.7).
+REPORT_GUIDANCE = frozenset({"21", "22", "23", "24", "25"})
+REPORT_GUIDANCE_FINAL = "22"        # 実績評価: the guidance was completed (終了者)
+REPORT_GUIDANCE_NOT_STARTED = "25"  # 初回未完了: 初回面接 not completed, not counted as started
+SECTION_FIRST = "90030"  # 指導初回情報セクション: act/effectiveTime = 初回面接日
+SECTION_FINAL = "90060"  # 最終評価情報セクション: act/effectiveTime = 最終評価（実績評価）日
+_T_SECTION, _T_ACT, _T_TIME = _H + "section", _H + "act", _H + "effectiveTime"
 
 ITEM_TABLE = "tokutei_xml_items.csv"
-READER_VERSION = "1"
+GUIDANCE_ITEM_TABLE = "tokutei_xml_guidance_items.csv"
+READER_VERSION = "2"
 LABEL = "特定健診XML"
 
 # Optional helper files in the data folder (README 自分のデータを使う).
@@ -102,9 +113,9 @@ OBS_COLUMNS = ("doc", "item_code", "display_name", "value_type", "value", "unit"
                "interpretation", "method")
 # Document table: one row per document found (no name, address or birth date).
 _DOC_FIELDS = ("doc", "archive", "path", "kind", "error", "report_code", "insurer", "kigo", "bango",
-               "edaban", "sex", "birth", "exam_date", "org", "xsd")
+               "edaban", "sex", "birth", "exam_date", "org", "first_date", "final_date", "xsd")
 PARALLEL_MIN_DOCS = 4000  # below this, worker start-up costs more than it saves
-CHUNK_DOCS = 2500
+CHUNK_DOCS = 8000  # the item mapping has a fixed cost per chunk; a chunk's memory is small
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +133,18 @@ def _item_table() -> pd.DataFrame:
 def item_table() -> pd.DataFrame:
     """The item-code table shipped in the package, with `priority` = row order."""
     return _item_table().copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _guidance_item_table() -> pd.DataFrame:
+    with resources.files("hsutils").joinpath("data", GUIDANCE_ITEM_TABLE).open("rb") as fh:
+        return pd.read_csv(fh, dtype=str, keep_default_na=False, encoding="utf-8")
+
+
+def guidance_item_table() -> pd.DataFrame:
+    """The 特定保健指導 (hg08) item-code table shipped in the package, with how each code was
+    verified (docs/formats/tokutei_xml.md §1.7)."""
+    return _guidance_item_table().copy()
 
 
 def _value_maps(items: pd.DataFrame) -> dict[str, dict[str, str]]:
@@ -234,23 +257,40 @@ def _time_value(el):
 
 
 # No DTD/entity resolution and no network access: the files come from outside (XXE-safe).
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+# Whitespace-only text between elements, comments and processing instructions are not kept: none of them
+# carries a value (a value's text is stripped anyway) and dropping them makes the tree ~40 % cheaper.
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, collect_ids=False,
+                          remove_blank_text=True, remove_comments=True, remove_pis=True)
 
 
-def _parse_document(data: bytes, doc: int, head: dict, obs: list):
+def _act_time(section) -> str | None:
+    """effectiveTime of the first ``act`` of a 保健指導 section (初回面接日 / 最終評価日)."""
+    for act in section.iter(_T_ACT):
+        v = _time_value(act.find(_T_TIME))
+        if v:
+            return v
+    return None
+
+
+def _parse_document(data: bytes, doc: int, head: dict, obs: list, gobs: list, name: str = ""):
     """Append one document's header to `head` (lists per field) and its observations to `obs`
-    (one tuple per observation, OBS_COLUMNS order); returns the parsed root (None if broken)."""
+    (健診) or `gobs` (保健指導), one tuple per observation in OBS_COLUMNS order; returns the
+    parsed root of a 健診 / 保健指導 document (None if broken or another kind of file).
+
+    A document that is not well-formed has no readable 報告区分: it counts as 保健指導 when its file
+    name starts with ``g`` (the standard's DATA/g*.xml), else as 健診, so that it is listed."""
     kind, error = "other", None
-    report = insurer = kigo = bango = edaban = sex = birth = exam = org = None
+    report = insurer = kigo = bango = edaban = sex = birth = exam = org = first = final = None
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as e:
-        kind, error = "kenshin", f"XML として読めません（整形式でない, 行 {e.lineno}: {e.msg}）"
+        kind = "guidance" if name.rsplit("/", 1)[-1][:1].lower() == "g" else "kenshin"
+        error = f"XML として読めません（整形式でない, 行 {e.lineno}: {e.msg}）"
         root = None
     if root is not None and root.tag == _H + "ClinicalDocument":
         report = _attr(root.find(_T_CODE), "code")
-        if report == REPORT_KENSHIN:
-            kind = "kenshin"
+        if report == REPORT_KENSHIN or report in REPORT_GUIDANCE:
+            kind = "kenshin" if report == REPORT_KENSHIN else "guidance"
             pr = root.find("h:recordTarget/h:patientRole", _NSMAP)
             if pr is not None:
                 ids = {i.get("root"): i.get("extension") for i in pr.findall(_H + "id")}
@@ -260,12 +300,19 @@ def _parse_document(data: bytes, doc: int, head: dict, obs: list):
                 if patient is not None:
                     sex = _attr(patient.find(_H + "administrativeGenderCode"), "code")
                     birth = _attr(patient.find(_H + "birthTime"), "value")
-            add = obs.append
+            add = obs.append if kind == "kenshin" else gobs.append
             se = root.find("h:documentationOf/h:serviceEvent", _NSMAP)
             if se is not None:
                 exam = _time_value(se.find(_H + "effectiveTime"))
                 oid = se.find("h:performer/h:assignedEntity/h:representedOrganization/h:id", _NSMAP)
                 org = _attr(oid, "extension")
+            if kind == "guidance":  # 初回面接日 and 最終評価日 are act times of their sections
+                for sec in root.iter(_T_SECTION):
+                    sc = _attr(sec.find(_T_CODE), "code")
+                    if sc == SECTION_FIRST and first is None:
+                        first = _act_time(sec)
+                    elif sc == SECTION_FINAL and final is None:
+                        final = _act_time(sec)
             for o in root.iter(_T_OBS):
                 code = v = interp = method = None
                 for c in o:  # direct children; faster than four find() calls
@@ -290,16 +337,16 @@ def _parse_document(data: bytes, doc: int, head: dict, obs: list):
                     val, unit, system = v.get("value"), v.get("unit"), None
                 elif vtype in ("CD", "CO", "CE", "CV"):
                     val, unit, system = v.get("code"), None, v.get("codeSystem")
-                else:  # ST and anything else: the text
+                else:  # ST, TS and anything else: the text (or @value)
                     val, unit, system = (v.text or "").strip() or v.get("value"), v.get("unit"), None
                 add((doc, item, code.get("displayName"), vtype, val, unit, system,
                      None if interp is None else interp.get("code"),
                      None if method is None else method.get("code")))
     for k, x in zip(("kind", "error", "report_code", "insurer", "kigo", "bango", "edaban", "sex",
-                     "birth", "exam_date", "org"),
-                    (kind, error, report, insurer, kigo, bango, edaban, sex, birth, exam, org)):
+                     "birth", "exam_date", "org", "first_date", "final_date"),
+                    (kind, error, report, insurer, kigo, bango, edaban, sex, birth, exam, org, first, final)):
         head[k].append(x)
-    return root if kind == "kenshin" else None
+    return root if kind != "other" else None
 
 
 @dataclass
@@ -313,6 +360,7 @@ class _Parsed:
     item_of: pd.DataFrame         # (doc, column) → item code used
     unknown: pd.DataFrame         # item_code, display_name, count (codes not in the item table)
     n_mapped: int = 0             # observations whose item code is in the item table
+    guidance_observations: pa.Table | None = None  # audit table of the 保健指導 documents
 
 
 _DICT_COLUMNS = ("item_code", "display_name", "value_type", "unit", "code_system",
@@ -378,29 +426,58 @@ def _validate(schema, root) -> str:
 
 
 def _parse_members(source: Source, members: tuple[str, ...], first_doc: int, validate_xsd: bool,
-                   head: dict, rows: list) -> None:
-    """Parse `members` of one source (document numbers from `first_doc`) into `head` / `rows`;
+                   head: dict, rows: list, grows: list) -> None:
+    """Parse `members` of one source (document numbers from `first_doc`) into `head` / `rows`
+    (健診 observations) / `grows` (保健指導 observations);
     with `validate_xsd`, check each 健診 document against the archive's own XSD."""
     schema = _source_schema(source) if validate_xsd else None
     zf = zipfile.ZipFile(source.path) if source.is_zip else None
+    fh = open(source.path, "rb") if zf is not None else None
     try:
         for i, name in enumerate(members):  # one XML document per iteration (file I/O + lxml)
             doc = first_doc + i
             head["doc"].append(doc)
             head["archive"].append(source.label)
             head["path"].append(name)
-            data = zf.read(name) if zf is not None else (source.path / name).read_bytes()
+            data = _read_member(zf, fh, name) if zf is not None else (source.path / name).read_bytes()
             if b"ClinicalDocument" not in data[:4096] and b"<?xml" in data[:64]:
                 # well-formed start but no CDA root near the top: an index/summary/claims file
                 for k in _DOC_FIELDS[3:]:
                     head[k].append("other" if k == "kind" else None)
                 continue
-            root = _parse_document(data, doc, head, rows)
+            root = _parse_document(data, doc, head, rows, grows, name)
             kenshin = head["kind"][-1] == "kenshin"
             head["xsd"].append(_validate(schema, root) if schema is not None and kenshin else None)
     finally:
         if zf is not None:
             zf.close()
+            fh.close()
+
+
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # zip local file header (30 bytes)
+
+
+def _read_member(zf: zipfile.ZipFile, fh, name: str) -> bytes:
+    """One member's bytes: deflated or stored members are read at their offset and inflated with
+    zlib directly (zipfile's per-member Python work costs more than inflating a document); any
+    other case (encryption, other methods, a damaged header, a CRC mismatch) goes through
+    `zipfile` so that its error reaches the user."""
+    info = zf.getinfo(name)
+    if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED):
+        return zf.read(name)
+    fh.seek(info.header_offset)
+    h = _LOCAL_HEADER.unpack(fh.read(30))
+    if h[0] != b"PK\x03\x04":
+        return zf.read(name)
+    fh.seek(h[9] + h[10], 1)  # file name and extra field of the local header
+    raw = fh.read(info.compress_size)
+    try:
+        data = raw if info.compress_type == zipfile.ZIP_STORED else zlib.decompress(raw, -15)
+    except zlib.error:
+        return zf.read(name)
+    if zlib.crc32(data) != info.CRC:
+        return zf.read(name)
+    return data
 
 
 def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
@@ -410,8 +487,9 @@ def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
     size, so an archive per municipality and year must not make a chunk of its own)."""
     head = {k: [] for k in _DOC_FIELDS}
     rows: list[tuple] = []
+    grows: list[tuple] = []
     for source, members, first_doc in segments:
-        _parse_members(source, members, first_doc, validate_xsd, head, rows)
+        _parse_members(source, members, first_doc, validate_xsd, head, rows, grows)
     docs = pd.DataFrame(head)
     obs_t = _obs_table(rows)
     obs = obs_t.to_pandas()
@@ -423,7 +501,8 @@ def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
     ken_docs = pd.Index(docs.loc[docs["kind"].eq("kenshin") & docs["error"].isna(), "doc"])
     wide = _wide_values(obs[known], items, ken_docs)
     return _Parsed(docs=docs, observations=obs_t, wide=wide.frame, value_excl=wide.value_excl,
-                   item_of=wide.item_of, unknown=unknown, n_mapped=int(known.sum()))
+                   item_of=wide.item_of, unknown=unknown, n_mapped=int(known.sum()),
+                   guidance_observations=_obs_table(grows))
 
 
 def parse_sources(sources: list[Source], workers: int | None = None,
@@ -470,10 +549,12 @@ def parse_sources(sources: list[Source], workers: int | None = None,
                    .agg(display_name=("display_name", "first"), count=("count", "sum")).reset_index())
     obs = pa.concat_tables([p.observations for p in parts]).unify_dictionaries() \
         if len(parts) > 1 else parts[0].observations
+    gobs = pa.concat_tables([p.guidance_observations for p in parts]).unify_dictionaries() \
+        if len(parts) > 1 else parts[0].guidance_observations
     return _Parsed(docs=cat("docs").reset_index(drop=True), observations=obs, wide=cat("wide"),
                    value_excl=cat("value_excl").reset_index(drop=True),
                    item_of=cat("item_of").reset_index(drop=True), unknown=unknown,
-                   n_mapped=sum(p.n_mapped for p in parts))
+                   n_mapped=sum(p.n_mapped for p in parts), guidance_observations=gobs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -643,6 +724,77 @@ def _wide_values(obs: pd.DataFrame, items: pd.DataFrame, docs: pd.Index) -> _Wid
     return _Wide(frame=frame, item_of=item_of, value_excl=value_excl)
 
 
+class _DocFilter:
+    """Documents of one kind being validated: `drop` excludes documents as a whole (each listed
+    once, scope 行, file = archive/document path); `bad` marks the excluded ones."""
+
+    def __init__(self, docs: pd.DataFrame, table: str):
+        self.docs, self.table = docs, table
+        self.bad = pd.Series(False, index=docs.index)
+        self.excl: list[pd.DataFrame] = []
+
+    def drop(self, mask, column, values, reason) -> None:
+        mask = mask.fillna(False).astype(bool) & ~self.bad
+        if mask.any():
+            sel = self.docs[mask]
+            why = reason[mask].to_numpy(dtype=object) if isinstance(reason, pd.Series) else reason
+            ex = _io._exclusion_frame("", self.table, sel["doc"], column,
+                                      values[mask].to_numpy(dtype=object), why, _io.SCOPE_ROW)
+            ex["file"] = (sel["archive"] + "/" + sel["path"]).to_numpy()
+            self.excl.append(ex)
+            self.bad |= mask
+
+    def check_header(self, fields) -> None:
+        d = self.docs
+        self.drop(d["error"].notna(), "文書", d["path"], d["error"].fillna(""))
+        for col in fields:
+            ja = _HEADER_JA[col]
+            self.drop(d[col].isna(), ja, d[col].fillna(""), f"{ja} がありません（ヘッダ部の必須項目）")
+
+
+_HEADER_JA = {"insurer": "保険者番号", "bango": "被保険者証番号", "sex": "性別", "birth": "生年月日",
+              "exam_date": "受診日"}
+
+
+def _link(f: _DocFilter, data_folder: Path | None, enrollment: pd.DataFrame | None) -> None:
+    """person_id and muni_code of the documents in `f` (needs its `fy` column); documents that
+    cannot be linked are dropped. Person key: `hsutils.person_keys` (docs/formats/person_key.md);
+    municipality: 保険者市町村対応表, else the enrollment table (same year, else latest)."""
+    d = f.docs
+    key = person_key(d["insurer"], d["kigo"], d["bango"], d["edaban"])
+    id_file = person_keys.find_file(data_folder, PERSON_ID_FILES)
+    salt_file = person_keys.find_file(data_folder, SALT_FILES)
+    if id_file is not None:
+        pid = pd.Series(person_keys.read_person_ids(id_file).lookup(key).to_numpy(), index=key.index)
+        f.drop(pid.isna(), "被保険者証番号", key,
+               f"{id_file.name} にない被保険者です（保険者番号-記号-番号-枝番 が一致する行、"
+               "または枝番のない場合は保険者番号-記号-番号 が1人に決まる行が必要）")
+    elif salt_file is not None:
+        pid = person_keys.pseudonyms(key, salt_file)
+    else:
+        pid = key
+    d["person_id"] = pid
+    muni = pd.Series(np.nan, index=d.index, dtype="object")
+    ins = insurer_number(d["insurer"])
+    map_file = _first_file(data_folder, INSURER_MUNI_FILES)
+    if map_file is not None:
+        muni = ins.map(load_insurer_munis(map_file))
+    if enrollment is not None and len(enrollment):
+        e = enrollment[["person_id", "fy", "muni_code"]]
+        by_year = pd.Series(e["muni_code"].to_numpy(),
+                            index=pd.MultiIndex.from_arrays([e["person_id"], e["fy"].astype("int64")]))
+        by_year = by_year[~by_year.index.duplicated()]
+        fy_known = d["fy"].fillna(0).astype("int64")
+        got = by_year.reindex(pd.MultiIndex.from_arrays([d["person_id"], fy_known])).to_numpy()
+        muni = muni.fillna(pd.Series(got, index=d.index))
+        latest = e.sort_values("fy").drop_duplicates("person_id", keep="last").set_index("person_id")["muni_code"]
+        muni = muni.fillna(d["person_id"].map(latest))
+    f.drop(muni.isna(), "保険者番号", ins.fillna(""),
+           "市町村を決められません（保険者番号が保険者市町村対応表になく、対象者表にもこの人がいません）")
+    d["muni_code"] = muni
+
+
+
 # ---------------------------------------------------------------------------------------------
 # The import
 # ---------------------------------------------------------------------------------------------
@@ -656,6 +808,10 @@ class XmlImport:
     observation_table: pa.Table       # audit table, one row per observation (OBS_COLUMNS)
     unknown_items: pd.DataFrame       # item_code, display_name, count
     sources: list[str] = field(default_factory=list)
+    guidance: _io.LoadResult | None = None          # canonical guidance from hg08 documents
+    guidance_observation_table: pa.Table | None = None  # audit table of the hg08 documents
+    guidance_unknown_items: pd.DataFrame | None = None  # hg08 item codes not in the table
+    guidance_summary: dict = field(default_factory=dict)  # documents, rows, derived targets
 
     @property
     def observations(self) -> pd.DataFrame:
@@ -693,69 +849,18 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
 
     kdocs = docs[docs["kind"].eq("kenshin")].copy()
     n_docs = len(kdocs)
-    excl = []
-    bad = pd.Series(False, index=kdocs.index)
-
-    def drop(mask, column, values, reason):
-        """Exclude the documents in `mask` (not yet excluded) as a whole, listing each once."""
-        nonlocal bad
-        mask = mask.fillna(False).astype(bool) & ~bad
-        if mask.any():
-            sel = kdocs[mask]
-            why = reason[mask].to_numpy(dtype=object) if isinstance(reason, pd.Series) else reason
-            ex = _io._exclusion_frame("", "kenshin", sel["doc"], column,
-                                      values[mask].to_numpy(dtype=object), why, _io.SCOPE_ROW)
-            ex["file"] = (sel["archive"] + "/" + sel["path"]).to_numpy()
-            excl.append(ex)
-            bad |= mask
-
-    drop(kdocs["error"].notna(), "文書", kdocs["path"], kdocs["error"].fillna(""))
-    for col, ja in (("insurer", "保険者番号"), ("bango", "被保険者証番号"), ("sex", "性別"),
-                    ("birth", "生年月日"), ("exam_date", "受診日")):
-        drop(kdocs[col].isna(), ja, kdocs[col].fillna(""), f"{ja} がありません（ヘッダ部の必須項目）")
+    f = _DocFilter(kdocs, "kenshin")
+    f.check_header(("insurer", "bango", "sex", "birth", "exam_date"))
     exam = _parse_ymd(kdocs["exam_date"].fillna(""))
     birth = _parse_ymd(kdocs["birth"].fillna(""))
-    drop(exam.isna(), "受診日", kdocs["exam_date"].fillna(""), "受診日が日付として読めません（YYYYMMDD が必要）")
-    drop(birth.isna(), "生年月日", kdocs["birth"].fillna(""), "生年月日が日付として読めません（YYYYMMDD が必要）")
-    drop(birth > exam, "生年月日", kdocs["birth"].fillna(""), "生年月日が受診日より後です")
-
-    # person key (README: 保険者番号-記号-番号-枝番, 個人ID対応表, or salted pseudonym)
-    key = person_key(kdocs["insurer"], kdocs["kigo"], kdocs["bango"], kdocs["edaban"])
-    id_file = person_keys.find_file(data_folder, PERSON_ID_FILES)
-    salt_file = person_keys.find_file(data_folder, SALT_FILES)
-    if id_file is not None:
-        pid = pd.Series(person_keys.read_person_ids(id_file).lookup(key).to_numpy(), index=key.index)
-        drop(pid.isna(), "被保険者証番号", key,
-             f"{id_file.name} にない被保険者です（保険者番号-記号-番号-枝番 が一致する行、"
-             "または枝番のない場合は保険者番号-記号-番号 が1人に決まる行が必要）")
-    elif salt_file is not None:
-        pid = person_keys.pseudonyms(key, salt_file)
-    else:
-        pid = key
-    kdocs["person_id"] = pid
+    f.drop(exam.isna(), "受診日", kdocs["exam_date"].fillna(""), "受診日が日付として読めません（YYYYMMDD が必要）")
+    f.drop(birth.isna(), "生年月日", kdocs["birth"].fillna(""), "生年月日が日付として読めません（YYYYMMDD が必要）")
+    f.drop(birth > exam, "生年月日", kdocs["birth"].fillna(""), "生年月日が受診日より後です")
     kdocs["exam"] = exam
     kdocs["fy"] = _fiscal_year(exam)
     kdocs["age"] = _age_at_fy_end(birth, kdocs["fy"])
-
-    # municipality: 保険者市町村対応表, else the enrollment table
-    muni = pd.Series(np.nan, index=kdocs.index, dtype="object")
-    ins = insurer_number(kdocs["insurer"])
-    map_file = _first_file(data_folder, INSURER_MUNI_FILES)
-    if map_file is not None:
-        muni = ins.map(load_insurer_munis(map_file))
-    if enrollment is not None and len(enrollment):
-        e = enrollment[["person_id", "fy", "muni_code"]]
-        by_year = pd.Series(e["muni_code"].to_numpy(),
-                            index=pd.MultiIndex.from_arrays([e["person_id"], e["fy"].astype("int64")]))
-        by_year = by_year[~by_year.index.duplicated()]
-        fy_known = kdocs["fy"].fillna(0).astype("int64")
-        got = by_year.reindex(pd.MultiIndex.from_arrays([kdocs["person_id"], fy_known])).to_numpy()
-        muni = muni.fillna(pd.Series(got, index=kdocs.index))
-        latest = e.sort_values("fy").drop_duplicates("person_id", keep="last").set_index("person_id")["muni_code"]
-        muni = muni.fillna(kdocs["person_id"].map(latest))
-    drop(muni.isna(), "保険者番号", ins.fillna(""),
-         "市町村を決められません（保険者番号が保険者市町村対応表になく、対象者表にもこの人がいません）")
-    kdocs["muni_code"] = muni
+    _link(f, data_folder, enrollment)
+    excl, bad = f.excl, f.bad
 
     keep = kdocs[~bad]
     # Duplicate rule: earliest 受診日 first (same day: archive/path order); io keeps the first.
@@ -807,14 +912,18 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
         "item_code": unknown_items["item_code"].astype(str).to_numpy(),
         "display_name": unknown_items["display_name"].astype(object).fillna("").astype(str).to_numpy(),
         "count": unknown_items["count"].astype("int64").to_numpy()})
-    docs["status"] = np.where(docs["kind"].ne("kenshin"), "対象外",
+    docs["status"] = np.where(docs["kind"].eq("other"), "対象外",
                               np.where(docs["doc"].isin(r.row_numbers), "採用", "除外"))
+    g = _read_guidance(parsed, data_folder, enrollment, known_munis, r.data)
+    docs.loc[docs["kind"].eq("guidance"), "status"] = np.where(
+        docs.loc[docs["kind"].eq("guidance"), "doc"].isin(g.used_docs), "採用", "除外")
     docs = docs.drop(columns=["birth", "insurer", "kigo", "bango", "edaban"])  # no identifiers kept
     n_obs, mapped = parsed.observations.num_rows, parsed.n_mapped
     warnings = list(r.warnings)
     warnings.append(
         f"{LABEL}: アーカイブ・フォルダ {len(sources)} 件、XMLファイル {len(docs):,} 件"
-        f"（特定健診 {n_docs:,} 件、その他 {int(docs['kind'].ne('kenshin').sum()):,} 件）、"
+        f"（特定健診 {n_docs:,} 件、特定保健指導 {int(docs['kind'].eq('guidance').sum()):,} 件、"
+        f"その他 {int(docs['kind'].eq('other').sum()):,} 件）、"
         f"検査値 {n_obs:,} 件（項目コード対応あり {mapped:,} 件、対応表にない {n_obs - mapped:,} 件）")
     if len(unknown_items):
         top = "、".join(f"{c} {d}（{n} 件）" for c, n, d in
@@ -825,7 +934,150 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
                             n_dropped=n_dropped, warnings=warnings, extra_columns=pd.DataFrame(index=range(n_kept)),
                             file=LABEL, table="kenshin", row_numbers=r.row_numbers)
     return XmlImport(result=result, documents=docs, observation_table=parsed.observations,
-                     unknown_items=unknown_items, sources=[s.label for s in sources])
+                     unknown_items=unknown_items, sources=[s.label for s in sources],
+                     guidance=g.result, guidance_observation_table=parsed.guidance_observations,
+                     guidance_unknown_items=g.unknown, guidance_summary=g.summary)
+
+
+# ---------------------------------------------------------------------------------------------
+# 特定保健指導 (hg08) → the canonical guidance table
+# ---------------------------------------------------------------------------------------------
+
+LABEL_GUIDANCE = "特定保健指導XML"
+_TARGET_LEVELS = {"1": "積極的支援", "2": "動機付け支援"}  # 保健指導レベル 9N506 / 支援レベル codes
+
+
+@dataclass
+class _GuidanceRead:
+    result: _io.LoadResult | None
+    used_docs: np.ndarray
+    unknown: pd.DataFrame
+    summary: dict
+
+
+def _read_guidance(parsed: _Parsed, data_folder, enrollment, known_munis,
+                   kenshin: pd.DataFrame) -> _GuidanceRead:
+    """The guidance table from the 特定保健指導 documents (docs/formats/tokutei_xml.md §1.7).
+
+    One row per (person, 年度): all documents of a person and year (開始, 実績評価, 途中終了 …)
+    make one row. level = 支援レベル (1020000001) of the first document that has it; started =
+    a document with a 初回面接日 (section 90030) whose 報告区分 is not 25 初回未完了; completed = a
+    報告区分 22 実績評価 document. 年度 = that of 健診実施日 (1020000004) else of 初回面接日.
+    対象者 who never started have no document: when any guidance document was read, the 健診
+    rows whose reported 保健指導レベル (9N506) is 1/2 at age 40–74 and that have no row are added
+    with started = completed = なし (docs/rules.md §1: 対象者 come from the 階層化 of the 健診)."""
+    docs = parsed.docs
+    gd = docs[docs["kind"].eq("guidance")].copy()
+    obs_t = parsed.guidance_observations
+    empty_unknown = pd.DataFrame({"item_code": pd.Series(dtype=str), "display_name": pd.Series(dtype=str),
+                                  "count": pd.Series(dtype="int64")})
+    if not len(gd):
+        return _GuidanceRead(None, np.array([], dtype=np.int64), empty_unknown, {"documents": 0})
+    obs = obs_t.to_pandas() if obs_t is not None else pd.DataFrame(columns=list(OBS_COLUMNS))
+    obs = obs.assign(item_code=obs["item_code"].astype(str), value=obs["value"].astype(object))
+    items = guidance_item_table()
+    known = obs["item_code"].isin(set(items["item_code"]))
+    unk = obs[~known]
+    unknown = (unk.groupby("item_code", sort=False)
+               .agg(display_name=("display_name", "first"), count=("doc", "size")).reset_index())
+    unknown = pd.DataFrame({"item_code": unknown["item_code"].astype(str).to_numpy(),
+                            "display_name": unknown["display_name"].astype(object).fillna("").astype(str).to_numpy(),
+                            "count": unknown["count"].astype("int64").to_numpy()}) \
+        .sort_values("count", ascending=False, kind="stable") if len(unknown) else empty_unknown
+    m = obs[known].merge(items[["item_code", "role"]], on="item_code")
+    first_by_doc = lambda role: m[m["role"].eq(role) & m["value"].notna()].drop_duplicates("doc") \
+        .set_index("doc")["value"]  # noqa: E731 (first value per document)
+    level_code = first_by_doc("level")
+    checkup = first_by_doc("checkup_date")
+
+    f = _DocFilter(gd, "guidance")
+    f.check_header(("insurer", "bango"))
+    value_excl = []
+    lc = gd["doc"].map(level_code)
+    gd["level"] = lc.map(_TARGET_LEVELS)
+    bad_level = lc.notna() & gd["level"].isna()
+    if bad_level.any():
+        b = gd[bad_level & ~f.bad]
+        value_excl.append(pd.DataFrame({
+            "file": (b["archive"] + "/" + b["path"]).to_numpy(), "table": "guidance",
+            "row": b["doc"].to_numpy(), "column": "支援レベル（1020000001）", "value": lc[b.index].astype(str).to_numpy(),
+            "reason": "支援レベルのコードが 1（積極的支援）・2（動機付け支援）ではありません", "scope": _io.SCOPE_VALUE}))
+    first = _parse_ymd(gd["first_date"].fillna(""))
+    ck_text = gd["doc"].map(checkup)
+    ck = _parse_ymd(ck_text.fillna(""))
+    f.drop(gd["first_date"].notna() & first.isna(), "初回面接日", gd["first_date"].fillna(""),
+           "初回面接日が日付として読めません（YYYYMMDD が必要）")
+    f.drop(ck_text.notna() & ck.isna(), "健診実施日", ck_text.fillna(""),
+           "健診実施日（1020000004）が日付として読めません（YYYYMMDD が必要）")
+    base = ck.fillna(first)
+    f.drop(base.isna(), "健診実施日", ck_text.fillna(""),
+           "年度を決められません（健診実施日 1020000004 も初回面接日（指導初回情報セクション）もありません）")
+    gd["fy"] = _fiscal_year(base)
+    _link(f, data_folder, enrollment)
+    keep = gd[~f.bad].copy()
+    keep["started"] = keep["first_date"].notna() & keep["report_code"].ne(REPORT_GUIDANCE_NOT_STARTED)
+    keep["completed"] = keep["report_code"].eq(REPORT_GUIDANCE_FINAL)
+    keep = keep.sort_values("doc", kind="stable")
+    rows = (keep.groupby(["person_id", "fy"], sort=False)
+            .agg(doc=("doc", "first"), muni_code=("muni_code", "first"), level=("level", "first"),
+                 started=("started", "any"), completed=("completed", "any"), n=("doc", "size"))
+            .reset_index())
+    frame = pd.DataFrame({"person_id": rows["person_id"].to_numpy(), "fy": rows["fy"].astype(str).to_numpy(),
+                          "muni_code": rows["muni_code"].astype(str).to_numpy(),
+                          "level": rows["level"].fillna("").to_numpy(),
+                          "started": np.where(rows["started"], "1", "2"),
+                          "completed": np.where(rows["completed"], "1", "2")})
+    row_numbers = rows["doc"].to_numpy(dtype=np.int64)
+    # 対象者 without any document, from the 健診 (reported 保健指導レベル 1/2, age 40–74)
+    n_derived = 0
+    if kenshin is not None and len(kenshin) and "guidance_level_reported" in kenshin:
+        lvl = kenshin["guidance_level_reported"].astype("Int64").astype(str)
+        age = kenshin["age"].astype("float64")
+        t = kenshin[lvl.isin(list(_TARGET_LEVELS)).to_numpy() & (age >= 40).to_numpy() & (age <= 74).to_numpy()]
+        have = pd.MultiIndex.from_arrays([rows["person_id"].astype(str), rows["fy"].astype("int64")])
+        tk = pd.MultiIndex.from_arrays([t["person_id"].astype(str), t["fy"].astype("int64")])
+        t = t[~tk.isin(have)]
+        n_derived = len(t)
+        if n_derived:
+            frame = pd.concat([frame, pd.DataFrame({
+                "person_id": t["person_id"].astype(str).to_numpy(), "fy": t["fy"].astype(str).to_numpy(),
+                "muni_code": t["muni_code"].astype(str).to_numpy(),
+                "level": t["guidance_level_reported"].astype("Int64").astype(str).map(_TARGET_LEVELS).to_numpy(),
+                "started": "2", "completed": "2"})], ignore_index=True)
+            start = int(docs["doc"].max()) + 1  # row numbers after the documents'
+            row_numbers = np.concatenate([row_numbers, np.arange(start, start + n_derived, dtype=np.int64)])
+    r = _io.read_text_frame(frame, "guidance", LABEL_GUIDANCE, row_numbers=row_numbers, known_munis=known_munis)
+    where = (docs["archive"] + "/" + docs["path"]).set_axis(docs["doc"])
+    io_ex = r.exclusions.copy()
+    if len(io_ex):
+        io_ex["file"] = io_ex["row"].map(where).fillna("特定健診XML（保健指導レベルからの対象者）").to_numpy()
+    parts = [x for x in (*f.excl, *value_excl, io_ex) if len(x)]
+    exclusions = pd.concat(parts, ignore_index=True) if parts else _io._empty_exclusions()
+    exclusions = exclusions.sort_values(["row", "scope"], kind="stable").reset_index(drop=True)
+    # document accounting: every document is used (its row kept) or excluded
+    kept_keys = pd.MultiIndex.from_arrays([r.data["person_id"].astype(str), r.data["fy"].astype("int64")]) \
+        if len(r.data) else pd.MultiIndex.from_arrays([[], []])
+    kk = pd.MultiIndex.from_arrays([keep["person_id"].astype(str), keep["fy"].astype("int64")])
+    used = keep["doc"].to_numpy()[kk.isin(kept_keys)]
+    n_docs, n_excl_docs = len(gd), len(gd) - len(used)
+    assert n_docs == len(used) + n_excl_docs
+    n_rows = len(frame)
+    n_pre = int(f.bad.sum())
+    result = _io.LoadResult(
+        data=r.data, exclusions=exclusions, n_read=n_rows + n_pre, n_kept=r.n_kept,
+        n_dropped=n_pre + r.n_dropped, warnings=list(r.warnings) + [
+            f"{LABEL_GUIDANCE}: 文書 {n_docs:,} 件（採用 {len(used):,} 件、除外 {n_excl_docs:,} 件）→ "
+            f"{len(rows):,} 行（同じ人・年度の文書は1行にまとめます）、"
+            f"健診の保健指導レベルからの対象者（初回面接なし）{n_derived:,} 行"],
+        extra_columns=pd.DataFrame(index=range(r.n_kept)), file=LABEL_GUIDANCE, table="guidance",
+        row_numbers=r.row_numbers)
+    assert result.n_read == result.n_kept + result.n_dropped, "guidance accounting broken"
+    n_obs = obs_t.num_rows if obs_t is not None else 0
+    summary = {"documents": n_docs, "used": len(used), "excluded": n_excl_docs, "rows": len(rows),
+               "derived": n_derived, "observations": n_obs, "mapped": int(known.sum()),
+               "unknown": n_obs - int(known.sum())}
+    return _GuidanceRead(result, used, unknown, summary)
+
 
 
 def describe_import(imp: XmlImport, k: int = 5) -> list[str]:
@@ -836,7 +1088,7 @@ def describe_import(imp: XmlImport, k: int = 5) -> list[str]:
     lines = [f"  アーカイブ・展開フォルダ: {len(imp.sources):,} 件（{shown or 'なし'}）",
              f"  特定健診の文書: {len(ken):,} 件（採用 {int(ken['status'].eq('採用').sum()):,} 件、"
              f"除外 {int(ken['status'].eq('除外').sum()):,} 件）、その他のXML（交換用基本情報・集計情報等）"
-             f" {int(d['kind'].ne('kenshin').sum()):,} 件"]
+             f" {int(d['kind'].eq('other').sum()):,} 件"]
     if ken["xsd"].notna().any():
         x = ken["xsd"].fillna("")
         lines.append(f"  XSD検証（アーカイブ同梱の XSD）: 適合 {int(x.eq('適合').sum()):,} 件、"
@@ -847,12 +1099,36 @@ def describe_import(imp: XmlImport, k: int = 5) -> list[str]:
     if len(imp.unknown_items):
         lines.append(f"  項目コード対応表にない項目: {len(imp.unknown_items)} 種類、"
                      f"{int(imp.unknown_items['count'].sum()):,} 件（分析に使わず監査表に保持）")
-    if len(imp.exclusions):
-        lines.append("  除外の理由ごとの件数:")
-        counts = imp.exclusions.groupby(["scope", "reason"], sort=False).size()
-        for (scope, reason), n in counts.items():  # a few reason groups
-            what = "文書を除外" if scope == _io.SCOPE_ROW else "値を欠損扱い"
-            lines.append(f"    [{what}] {reason} … {n:,} 件")
+    lines.extend(_reason_lines(imp.exclusions))
+    return lines
+
+
+def _reason_lines(exclusions: pd.DataFrame) -> list[str]:
+    if not len(exclusions):
+        return []
+    lines = ["  除外の理由ごとの件数:"]
+    counts = exclusions.groupby(["scope", "reason"], sort=False).size()
+    for (scope, reason), n in counts.items():  # a few reason groups
+        what = "文書を除外" if scope == _io.SCOPE_ROW else "値を欠損扱い"
+        lines.append(f"    [{what}] {reason} … {n:,} 件")
+    return lines
+
+
+def describe_guidance(imp: XmlImport) -> list[str]:
+    """Japanese lines for `hsutils check` about the 特定保健指導 (hg08) documents."""
+    s = imp.guidance_summary
+    if not s.get("documents"):
+        return ["  特定保健指導の文書: 0 件（保健指導の表は作りません）"]
+    lines = [f"  特定保健指導の文書: {s['documents']:,} 件（採用 {s['used']:,} 件、除外 {s['excluded']:,} 件）→ "
+             f"{s['rows']:,} 行（同じ人・年度の文書を1行に）、健診の保健指導レベルからの対象者（初回面接なし）"
+             f"{s['derived']:,} 行",
+             f"  保健指導の項目: {s['observations']:,} 件（項目コード対応あり {s['mapped']:,} 件、"
+             f"対応表にない {s['unknown']:,} 件）"]
+    u = imp.guidance_unknown_items
+    if u is not None and len(u):
+        top = "、".join(f"{c}（{n} 件）" for c, n in zip(u["item_code"].head(5), u["count"].head(5)))
+        lines.append(f"  保健指導の項目コード対応表にない項目: {len(u)} 種類（監査表に保持）: {top}")
+    lines.extend(_reason_lines(imp.guidance.exclusions))
     return lines
 
 
@@ -870,8 +1146,9 @@ def _sources_hash(folder: Path, extra: list[Path], known_munis) -> str:
         if p is not None and p.exists():
             h.update(p.name.encode("utf-8"))
             h.update(_file_digest(p))
-    with resources.files("hsutils").joinpath("data", ITEM_TABLE).open("rb") as fh:
-        h.update(fh.read())
+    for name in (ITEM_TABLE, GUIDANCE_ITEM_TABLE):
+        with resources.files("hsutils").joinpath("data", name).open("rb") as fh:
+            h.update(fh.read())
     h.update(json.dumps({"schema": _io.SCHEMA_VERSION, "reader": READER_VERSION,
                          "munis": known_munis}).encode())
     return h.hexdigest()[:32]
@@ -886,24 +1163,36 @@ def _file_digest(p: Path) -> bytes:
 
 
 def read_folder_cached(folder, enrollment: pd.DataFrame | None, enrollment_file: Path | None = None,
-                       cache_dir=None, known_munis=None) -> _io.LoadResult:
-    """`read_archives(folder).result` through `hsutils.io`'s content-hash Parquet cache.
+                       cache_dir=None, known_munis=None, table: str = "kenshin") -> _io.LoadResult | None:
+    """`read_archives(folder).result` (table ``kenshin``) or `.guidance` (table ``guidance``;
+    None when the archives hold no 保健指導 document) through `hsutils.io`'s content-hash
+    Parquet cache. One parse fills both tables' cache entries, so a batch parses XML once.
 
     The key covers every archive/XML file, the helper files, the enrollment file (it links
-    persons to municipalities), the item table and the schema version.
+    persons to municipalities), both item tables and the schema version.
     """
     folder = Path(folder)
     known = None if known_munis is None else sorted(str(k) for k in known_munis)
     if cache_dir is None:
-        return read_archives(folder, enrollment=enrollment, known_munis=known).result
+        imp = read_archives(folder, enrollment=enrollment, known_munis=known)
+        return imp.result if table == "kenshin" else imp.guidance
     helpers = [_first_file(folder, n) for n in (PERSON_ID_FILES, SALT_FILES, INSURER_MUNI_FILES)]
     key = _sources_hash(folder, [*helpers, enrollment_file], known)
-    paths = _io._cache_paths(Path(cache_dir), "kenshin_xml", key)
-    cached = _io._read_cached(paths)
+    paths = {t: _io._cache_paths(Path(cache_dir), f"{t}_xml", key) for t in ("kenshin", "guidance")}
+    none_marker = paths["guidance"]["meta"].with_name(paths["guidance"]["meta"].name + ".none")
+    if table == "guidance" and none_marker.exists():
+        _io.CACHE_STATS["hits"] += 1
+        return None
+    cached = _io._read_cached(paths[table])
     if cached is not None:
         _io.CACHE_STATS["hits"] += 1
         return cached
     _io.CACHE_STATS["misses"] += 1
-    result = read_archives(folder, enrollment=enrollment, known_munis=known).result
-    _io._write_cache(paths, result)
-    return result
+    imp = read_archives(folder, enrollment=enrollment, known_munis=known)
+    _io._write_cache(paths["kenshin"], imp.result)
+    if imp.guidance is not None:
+        _io._write_cache(paths["guidance"], imp.guidance)
+    else:
+        none_marker.parent.mkdir(parents=True, exist_ok=True)
+        none_marker.write_text("no guidance documents\n", encoding="utf-8")
+    return imp.result if table == "kenshin" else imp.guidance

@@ -245,6 +245,11 @@ def test_real_format_demo_reads_to_the_csv_demo_tables_and_strata(demos, prepare
     ka = a.tables["kenshin"].sort_values(["person_id", "fy"]).reset_index(drop=True)
     kb = b.tables["kenshin"].sort_values(["person_id", "fy"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(ka, kb)
+    # 保健指導: hg08 documents + 対象者 from the 健診's 保健指導レベル = the generator's guidance table
+    assert not b.files.get("guidance")
+    ga = a.tables["guidance"].sort_values(["person_id", "fy"]).reset_index(drop=True)
+    gb = b.tables["guidance"].sort_values(["person_id", "fy"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(ga, gb)
     ca = a.tables["claims_monthly"].sort_values(["person_id", "ym"]).reset_index(drop=True)
     cb = b.tables["claims_monthly"].sort_values(["person_id", "ym"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(ca, cb)
@@ -265,24 +270,43 @@ def xml_demo(tmp_path_factory):
     return out
 
 
-def test_xml_demo_shows_the_variety_it_promises(xml_demo):
-    imp = tx.read_archives(xml_demo / "kenshin_xml", enrollment=io.load_dataset(xml_demo).tables["enrollment"],
-                           data_folder=xml_demo, workers=1)
+@pytest.fixture(scope="module")
+def xml_demo_import(xml_demo):
+    return tx.read_archives(xml_demo / "kenshin_xml", enrollment=io.load_dataset(xml_demo).tables["enrollment"],
+                            data_folder=xml_demo, workers=1)
+
+
+def test_xml_demo_shows_the_variety_it_promises(xml_demo_import):
+    imp = xml_demo_import
     codes = set(imp.observations["item_code"].astype(str))
     assert {"3F015129902327101", "3D010129901926101", "9A752000000000001", "9A755000000000001",
             "9N702167200000049", "3C015000002327101"} <= codes
     assert imp.unknown_items.empty
+    # 特定保健指導: 21 開始, 22 実績評価 and 23 途中終了 documents, every code in the item table
+    docs = imp.documents
+    assert set(docs.loc[docs["kind"].eq("guidance"), "report_code"]) == {"21", "22", "23"}
+    assert imp.guidance_unknown_items.empty and imp.guidance.exclusions.empty
+    assert imp.guidance_summary["derived"] > 0  # 対象者 without 初回面接, from the 健診
 
 
 def test_xml_demo_cache_and_check(xml_demo, tmp_path):
     before = dict(io.CACHE_STATS)
     first = io.load_dataset(xml_demo, cache_dir=tmp_path / "cache")
     second = io.load_dataset(xml_demo, cache_dir=tmp_path / "cache")
-    assert second.results["kenshin"].from_cache
+    assert second.results["kenshin"].from_cache and second.results["guidance"].from_cache
     assert io.CACHE_STATS["hits"] > before["hits"]
     pd.testing.assert_frame_equal(first.tables["kenshin"], second.tables["kenshin"])
+    # the demo's guidance written as hg08 documents (those who started) and read back, with the
+    # 対象者 who never started taken from the 健診's 保健指導レベル, is the generator's table
+    assert not (xml_demo / "guidance.csv").exists() and first.exclusions.empty
+    got = second.tables["guidance"].sort_values(["person_id", "fy"]).reset_index(drop=True)
+    gen = synth.generate_demo(scale=0.01, seed=2024)["guidance"]
+    want = io.read_text_frame(gen.astype(str), "guidance", "generator").data
+    pd.testing.assert_frame_equal(got, want.sort_values(["person_id", "fy"]).reset_index(drop=True))
+    assert got["started"].any() and (~got["started"]).any() and (got["started"] & ~got["completed"]).any()
     text = io.check_folder(xml_demo)
     assert "特定健診XMLアーカイブ" in text and "アーカイブ・展開フォルダ: 60 件" in text
+    assert "特定保健指導の文書:" in text
     assert "使わないファイル" not in text  # archives and helper tables are not "unused"
     assert "判定: 分析に使用できます" in text
 
