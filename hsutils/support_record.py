@@ -1161,9 +1161,17 @@ def _form_message(kind: str, text: str) -> str:
             f"{html.escape(text)}</div>")
 
 
+def _form_path(path: Path) -> str:
+    """Where the form writes, as the user can find it: relative to the repository when inside it, else
+    the full path (the form runs only interactively on the user's own machine, never in a report)."""
+    path = Path(path).resolve()
+    root = settings.work_root().resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
 def _saved_text(path: Path, kept: Path | None) -> str:
-    where = f"記録: {shown_folder(path)}"
-    return where + (f"\n前の版: {shown_folder(kept)}" if kept is not None else "\n（新しいファイルです）")
+    where = f"記録: {_form_path(path)}"
+    return where + (f"\n前の版: {_form_path(kept)}" if kept is not None else "\n（新しいファイルを作りました）")
 
 
 def visit_form(path):
@@ -1218,10 +1226,15 @@ def visit_form(path):
             out.value = _form_message("error", str(e))
         else:
             out.value = _form_message("ok", _saved_text(path, kept))
+            for k in ("topics", "reaction", "committee_advice", "action"):  # ready for the next visit
+                w[k].value = ""
+            w["due"].value = None
+            for c in checks.values():
+                c.value = _UNCHANGED
 
     button.on_click(save)
     title = widgets.HTML(f"<h4 style='margin:0.3em 0'>{record.name}（{record.type}・{record.code}）の支援記録に追加</h4>"
-                         f"<span style='color:#555'>保存先: {shown_folder(path)}</span>")
+                         f"<span style='color:#555'>保存先: {_form_path(path)}</span>")
     return widgets.VBox([title, *w.values(), hint, widgets.HTML("<b>チェックリスト（変える項目だけ選ぶ）</b>"),
                          *checks.values(), button, out])
 
@@ -1262,7 +1275,7 @@ def rengokai_form(folder):
 
     button.on_click(save)
     title = widgets.HTML("<h4 style='margin:0.3em 0'>連合会全体のチェックリスト</h4>"
-                         f"<span style='color:#555'>保存先: {shown_folder(path)}</span>")
+                         f"<span style='color:#555'>保存先: {_form_path(path)}</span>")
     return widgets.VBox([title, *rows, day, button, out])
 
 

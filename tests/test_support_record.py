@@ -410,6 +410,13 @@ def test_input_form_saves_a_visit(tmp_path):
     assert [c.type for c in r.contacts] == ["訪問", "来所"]
     assert r.contacts[1].actions[0].due == D(2024, 9, 1) and r.checklist["structure"]["status"] == "済"
     assert len(list((tmp_path / "previous").iterdir())) == 1
+    result = form.children[-1].value
+    assert "保存しました" in result and "17201_金沢市.yaml" in result and "previous/17201_金沢市." in result
+    # the text fields are emptied for the next visit; saving the same date and type again is refused, in Japanese
+    assert fields["協議内容"].value == "" and fields["保険者の実施体制の把握"].value == "（変更なし）"
+    fields["保存"].click()
+    assert "保存できませんでした" in form.children[-1].value and "同じ日付・種別（来所）の記録が" in form.children[-1].value
+    assert len(sr.read_record(path).contacts) == 2
 
 
 def test_high_priority_without_support_this_year():
