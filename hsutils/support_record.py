@@ -1058,17 +1058,14 @@ def _round_trip(text: str | None = None):
     rt.allow_unicode = True
     rt.preserve_quotes = True
     rt.width = 4096  # no folding of long Japanese lines
+    rt.representer.ignore_aliases = lambda *_: True  # the same date twice is written twice, never as &id001/*id001
     if not text:
         return rt, None
-    rt.representer.add_representer(type(None), _represent_empty)  # `until:` stays empty, not `null`
     # the staff's list style: "- id: A" at the key's column (PyYAML's) or indented ("  - id: A", the template's)
     _, sequence, offset = load_yaml_guess_indent(text)
     rt.indent(mapping=2, sequence=sequence or 2, offset=offset or 0)
     return rt, rt.load(text)
 
-
-def _represent_empty(representer, _):
-    return representer.represent_scalar("tag:yaml.org,2002:null", "")
 
 
 def _plain_text(value):

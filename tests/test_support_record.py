@@ -412,6 +412,7 @@ def test_input_form_saves_a_visit(tmp_path):
     assert len(list((tmp_path / "previous").iterdir())) == 1
     result = form.children[-1].value
     assert "保存しました" in result and "17201_金沢市.yaml" in result and "previous/17201_金沢市." in result
+    assert "&id" not in path.read_text(encoding="utf-8")  # visit date = checklist date: no YAML anchor for staff to puzzle over
     # the text fields are emptied for the next visit; saving the same date and type again is refused, in Japanese
     assert fields["協議内容"].value == "" and fields["保険者の実施体制の把握"].value == "（変更なし）"
     fields["保存"].click()
