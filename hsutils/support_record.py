@@ -20,7 +20,6 @@ Records are small (tens of insurers, tens of visits each): plain Python over the
 """
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -51,6 +50,8 @@ DATE_EXPECTED = "YYYY-MM-DD の形式の日付（例: 2024-05-10）"
 RECORD_SUFFIXES = (".yaml", ".yml", ".xlsx")
 TEMPLATE_NAME = "support_record_template"
 DEMO_FOLDER_NAME = "support_records_demo"
+#: The 連合会-wide record of a support folder (checklist items of scope 連合会; docs/support_record.md §1.3).
+RENGOKAI_FILE = "rengokai.yaml"
 
 
 class SupportRecordError(ParameterError):
@@ -96,6 +97,11 @@ def checklist_items() -> list[ChecklistItem]:
     """All items of the support-process checklist (seed 001), in the guide's order."""
     return [ChecklistItem(d["id"], d["part"], d["numbers"], d["title"], d["text"], d["scope"],
                           tuple(d.get("applies_to") or ())) for d in _package_data()["checklist"]]
+
+
+def rengokai_items() -> list[ChecklistItem]:
+    """The items recorded once for the whole 連合会 (scope 連合会: 事務局の体制, ツールの収集, 研修会の企画)."""
+    return [i for i in checklist_items() if i.scope == "連合会"]
 
 
 def insurer_items(insurer_type: str) -> list[ChecklistItem]:
@@ -374,6 +380,30 @@ def _ids(value, known: dict, file, entry: str, field_name: str, section: str) ->
     return ids
 
 
+def _checklist(value, allowed, owner: str, file, where: dict) -> dict:
+    """The `checklist` mapping of a record: item id → status/date/note, only the items `allowed`
+    for this file (an insurer's items, or the 連合会-wide items of `rengokai.yaml`; §2)."""
+    items = {i.id: i for i in allowed}
+    every = {i.id: i for i in checklist_items()}
+    checklist = {}
+    for key, value in _mapping(value, file, "チェックリスト（checklist）", "checklist").items():
+        c_entry = where.get(("checklist", key), f"チェックリスト（checklist）の {key}")
+        if key not in items:
+            known = every.get(key)
+            hint = (f"「{key}」という項目はありません" if known is None
+                    else f"「{key}」は連合会事務局全体の項目で、保険者ごとには記録しません（{RENGOKAI_FILE} に記録します）"
+                    if known.scope == "連合会"
+                    else f"「{key}」は保険者ごとの項目で、各保険者の支援カルテに記録します" if owner == "連合会"
+                    else f"「{key}」は{owner}の項目ではありません")
+            raise _err(file, c_entry, "checklist", key,
+                       f"{hint}。{owner}の項目（{', '.join(items)}）のいずれかが必要です")
+        d = value if isinstance(value, dict) else {"status": value}
+        checklist[key] = {"status": _choice(d, "status", CHECK_STATES, file, c_entry),
+                          "date": parse_date(d.get("date"), file, c_entry, "date", required=False),
+                          "note": _text(d.get("note"))}
+    return checklist
+
+
 def validate_record(raw: dict, file, where: dict | None = None) -> SupportRecord:
     """A parsed record (from YAML or the Excel form) → SupportRecord, or SupportRecordError.
 
@@ -441,20 +471,7 @@ def validate_record(raw: dict, file, where: dict | None = None) -> SupportRecord
             committee_advice=_text(v.get("committee_advice")), actions=actions))
     contacts.sort(key=lambda c: c.date)
 
-    items = {i.id: i for i in insurer_items(itype)}
-    every = {i.id: i for i in checklist_items()}
-    checklist = {}
-    for key, value in _mapping(raw.get("checklist"), file, "チェックリスト（checklist）", "checklist").items():
-        c_entry = where.get(("checklist", key), f"チェックリスト（checklist）の {key}")
-        if key not in items:
-            hint = (f"「{key}」は連合会事務局全体の項目で、保険者ごとには記録しません" if key in every and every[key].scope == "連合会"
-                    else f"「{key}」は{itype}の項目ではありません" if key in every else f"「{key}」という項目はありません")
-            raise _err(file, c_entry, "checklist", key,
-                       f"{hint}。{itype}の項目（{', '.join(items)}）のいずれかが必要です")
-        d = value if isinstance(value, dict) else {"status": value}
-        checklist[key] = {"status": _choice(d, "status", CHECK_STATES, file, c_entry),
-                          "date": parse_date(d.get("date"), file, c_entry, "date", required=False),
-                          "note": _text(d.get("note"))}
+    checklist = _checklist(raw.get("checklist"), insurer_items(itype), f"{itype}", file, where)
 
     declaration2 = {}
     for year, value in _mapping(raw.get("declaration2"), file, "宣言2（declaration2）", "declaration2").items():
@@ -620,6 +637,65 @@ def resolve_as_of(as_of=None, support_dir=None, today: dt.date | None = None) ->
     return today or dt.date.today()
 
 
+# ---------------------------------------------------------------------------------------------
+# the 連合会-wide record (docs/support_record.md §1.3)
+
+
+@dataclass
+class RengokaiRecord:
+    """The 連合会's own checklist items (scope 連合会), one file `rengokai.yaml` per support folder."""
+    file: Path
+    name: str
+    checklist: dict[str, dict]
+
+
+def validate_rengokai_record(raw, file) -> RengokaiRecord:
+    """A parsed `rengokai.yaml` → RengokaiRecord, or SupportRecordError (same messages as §1.1)."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise _err(file, "ファイル全体", "checklist", raw, "rengokai・checklist の項目をもつ形式が必要です")
+    known = {"rengokai", "checklist"}
+    for key in raw:
+        if key not in known:
+            raise _err(file, "ファイル全体", key, key, f"使える項目は {', '.join(sorted(known))} です")
+    info = _mapping(raw.get("rengokai"), file, "連合会の基本情報（rengokai）", "rengokai")
+    return RengokaiRecord(file=Path(file), name=_text(info.get("name")) or "国保連合会",
+                          checklist=_checklist(raw.get("checklist"), rengokai_items(), "連合会", file, {}))
+
+
+def read_rengokai_record(folder) -> RengokaiRecord | None:
+    """`rengokai.yaml` of the support folder, validated; None when the folder has none."""
+    path = Path(folder) / RENGOKAI_FILE
+    if not path.is_file():
+        return None
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as e:
+        raise SupportRecordError(f"支援記録 {path.name} の YAML の書き方に誤りがあります: {e}") from None
+    return validate_rengokai_record(raw, path)
+
+
+RENGOKAI_CHECKLIST_LABELS = {"item": "項目ID", "item_label": "項目", "status": "状況", "date": "日付", "note": "メモ"}
+
+
+def rengokai_checklist_table(record: RengokaiRecord | None) -> pd.DataFrame:
+    """One row per 連合会-wide item: its status (未記入 when the item or the whole file is missing)."""
+    cl = record.checklist if record is not None else {}
+    rows = [{"item": i.id, "item_label": i.label, "status": cl.get(i.id, {}).get("status", "未記入"),
+             "date": cl.get(i.id, {}).get("date"), "note": cl.get(i.id, {}).get("note", "")}
+            for i in rengokai_items()]
+    return pd.DataFrame(rows, columns=list(RENGOKAI_CHECKLIST_LABELS))
+
+
+def rengokai_summary(table: pd.DataFrame) -> str:
+    done = table[table["status"] == "済"]
+    rest = table[table["status"] != "済"]
+    text = f"連合会全体の項目 {len(table)}: 済 {len(done)}"
+    if len(rest):
+        text += "。まだ済でない項目: " + "、".join(f"{r.item_label}（{r.status}）" for r in rest.itertuples())
+    return text + "。"
+
+
 def load_records(folder=None) -> list[SupportRecord]:
     """Every record of the support folder (files starting with "_" or "~$" — templates, Excel lock
     files — and the `previous/` backups are skipped); two files for one insurer are an error."""
@@ -627,7 +703,7 @@ def load_records(folder=None) -> list[SupportRecord]:
     if not folder.is_dir():
         raise ParameterError(f"支援記録のフォルダ {folder} が見つかりません。")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in RECORD_SUFFIXES
-                   and not p.name.startswith(("_", "~$", ".")))
+                   and not p.name.startswith(("_", "~$", ".")) and p.name != RENGOKAI_FILE)
     records, by_code = [], {}
     for p in paths:
         r = read_record(p)
@@ -971,76 +1047,233 @@ def insurer_page(record: SupportRecord, status_row: pd.Series, as_of: dt.date, f
 PREVIOUS_FOLDER = "previous"
 
 
-def add_visit(path, visit: dict, checklist: dict | None = None, now: dt.datetime | None = None) -> Path:
-    """Append one contact (and checklist updates) to a YAML record: the new content is validated
-    first, the previous file is kept under `previous/<name>.<timestamp>.yaml`, the new one written
-    atomically. Returns the path of the kept previous version."""
+def _round_trip(text: str | None = None):
+    """ruamel.yaml in round-trip mode (a maintained library: PyYAML drops comments): a file written back
+    keeps the staff's comments, key order, quoting and list indentation (docs/support_record.md §6).
+    Returns (YAML object, loaded data or None)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    rt = YAML(typ="rt")
+    rt.allow_unicode = True
+    rt.preserve_quotes = True
+    rt.width = 4096  # no folding of long Japanese lines
+    rt.representer.ignore_aliases = lambda *_: True  # the same date twice is written twice, never as &id001/*id001
+    if not text:
+        return rt, None
+    # the staff's list style: "- id: A" at the key's column (PyYAML's) or indented ("  - id: A", the template's)
+    _, sequence, offset = load_yaml_guess_indent(text)
+    rt.indent(mapping=2, sequence=sequence or 2, offset=offset or 0)
+    return rt, rt.load(text)
+
+
+
+def _plain_text(value):
+    """Multi-line text from a Textarea as a YAML block (|), one line as is."""
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    return LiteralScalarString(value) if isinstance(value, str) and "\n" in value else value
+
+
+def rewrite_yaml(path, change, validate, now: dt.datetime | None = None) -> Path | None:
+    """Change a YAML record in place: `change(data)` edits the round-trip mapping, `validate(data, path)`
+    raises before anything is written; the previous file is kept under
+    `previous/<name>.<timestamp>.yaml` and the new one written atomically (`hsutils.files`).
+    Returns the kept previous version (None when the file did not exist yet)."""
+    import io
+
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.error import YAMLError as RuamelError
+
     path = Path(path)
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise SupportRecordError(f"支援記録 {path.name}: 入力フォームで書き込めるのは YAML の記録だけです"
                                  "（Excel の様式は Excel で記入してください）")
-    before = path.read_bytes()
-    raw = yaml.safe_load(before.decode("utf-8-sig")) or {}
-    new = copy.deepcopy(raw)
-    new.setdefault("visits", [])
-    new["visits"] = list(new["visits"] or []) + [visit]
-    if checklist:
-        new["checklist"] = {**(new.get("checklist") or {}), **checklist}
-    validate_record(new, path)  # raises before anything is written
-    stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    kept = files.atomic_write_bytes(path.parent / PREVIOUS_FOLDER / f"{path.stem}.{stamp}{path.suffix}", before)
-    text = yaml.safe_dump(new, allow_unicode=True, sort_keys=False, default_flow_style=False)
-    files.atomic_write_text(path, text)
+    before = path.read_bytes() if path.exists() else None
+    try:
+        rt, data = _round_trip(before.decode("utf-8-sig") if before else None)
+    except RuamelError as e:
+        raise SupportRecordError(f"支援記録 {path.name} の YAML の書き方に誤りがあります: {e}") from None
+    data = CommentedMap() if data is None else data
+    change(data)
+    validate(data, path)  # raises before anything is written
+    kept = None
+    if before is not None:
+        stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+        kept = files.atomic_write_bytes(path.parent / PREVIOUS_FOLDER / f"{path.stem}.{stamp}{path.suffix}", before)
+    buf = io.StringIO()
+    rt.dump(data, buf)
+    files.atomic_write_text(path, buf.getvalue())
     return kept
+
+
+def _merge_checklist(data, updates: dict | None) -> None:
+    if not updates:
+        return
+    if data.get("checklist") is None:
+        data["checklist"] = {}
+    for key, value in updates.items():
+        given = {k: _plain_text(v) for k, v in value.items() if v not in (None, "")}
+        entry = data["checklist"].get(key)
+        if isinstance(entry, dict):  # keep the entry's style ({status: …}) and a note written by hand
+            entry.update(given)
+        else:
+            data["checklist"][key] = given
+
+
+def add_visit(path, visit: dict, checklist: dict | None = None, now: dt.datetime | None = None) -> Path:
+    """Append one contact (and checklist updates) to an insurer's YAML record (`rewrite_yaml`:
+    validated first, previous version kept, atomic, comments kept). Returns the kept previous version."""
+    def change(data):
+        if data.get("visits") is None:
+            data["visits"] = []
+        entry = {k: _plain_text(v) for k, v in visit.items() if v not in (None, "", [])}
+        if "actions" in visit:
+            entry["actions"] = [{k: _plain_text(v) for k, v in a.items() if v not in (None, "")} for a in visit["actions"]]
+        data["visits"].append(entry)
+        _merge_checklist(data, checklist)
+
+    return rewrite_yaml(path, change, validate_record, now)
+
+
+def set_rengokai_checklist(path, updates: dict, now: dt.datetime | None = None) -> Path | None:
+    """Set 連合会-wide checklist items in `rengokai.yaml` (created when missing), same validation and
+    atomic save as `add_visit`. Returns the kept previous version (None for a new file)."""
+    return rewrite_yaml(path, lambda data: _merge_checklist(data, updates), validate_rengokai_record, now)
+
+
+#: Widths of the form's fields: wide enough for Japanese text (ipywidgets' defaults are ~20 characters).
+_FORM_LABEL_WIDTH = "10em"
+_FORM_FIELD_WIDTH = "44em"
+_UNCHANGED = "（変更なし）"
+
+
+def _form_message(kind: str, text: str) -> str:
+    """A result line of the form: errors red, success green (HTML, the text escaped)."""
+    import html
+
+    colour = {"error": "#B00020", "ok": "#1B5E20"}[kind]
+    mark = {"error": "保存できませんでした", "ok": "保存しました"}[kind]
+    return (f'<div style="color:{colour};white-space:pre-wrap;line-height:1.5"><b>{mark}</b><br>'
+            f"{html.escape(text)}</div>")
+
+
+def _form_path(path: Path) -> str:
+    """Where the form writes, as the user can find it: relative to the repository when inside it, else
+    the full path (the form runs only interactively on the user's own machine, never in a report)."""
+    path = Path(path).resolve()
+    root = settings.work_root().resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def _saved_text(path: Path, kept: Path | None) -> str:
+    where = f"記録: {_form_path(path)}"
+    return where + (f"\n前の版: {_form_path(kept)}" if kept is not None else "\n（新しいファイルを作りました）")
 
 
 def visit_form(path):
     """ipywidgets form for one insurer's YAML record: add a contact with one agreed action and tick
-    checklist items, saved with `add_visit`. Call only when `interactive` (docs/design.md §9)."""
+    checklist items, saved with `add_visit` (validated, previous version kept, comments kept). The
+    result line names the saved file and the kept version, or shows the Japanese validation message.
+    Call only when `interactive` (docs/design.md §9, docs/support_record.md §6)."""
     import ipywidgets as widgets
 
+    path = Path(path)
     record = read_record(path)
-    style = {"description_width": "9em"}
+    style = {"description_width": _FORM_LABEL_WIDTH}
+    wide = widgets.Layout(width=_FORM_FIELD_WIDTH)
+    box = lambda rows: widgets.Layout(width=_FORM_FIELD_WIDTH, height=f"{1.6 * rows + 0.6:.1f}em")
+    r_opts = [(person_label(p), p.id) for p in record.rengokai_staff.values()]
+    s_opts = [(person_label(p), p.id) for p in record.staff.values()]
     w = {
         "date": widgets.DatePicker(description="日付", value=dt.date.today(), style=style),
         "type": widgets.Dropdown(options=list(CONTACT_TYPES), description="種別", style=style),
-        "rengokai": widgets.SelectMultiple(options=[(person_label(p), p.id) for p in record.rengokai_staff.values()],
-                                           description="連合会の対応者", style=style),
-        "responders": widgets.SelectMultiple(options=[(person_label(p), p.id) for p in record.staff.values()],
-                                             description="保険者の対応者", style=style),
-        "topics": widgets.Textarea(description="協議内容", style=style),
-        "reaction": widgets.Textarea(description="保険者の反応", style=style),
-        "committee_advice": widgets.Textarea(description="委員会の助言", style=style),
-        "action": widgets.Text(description="次の対応", style=style),
+        "rengokai": widgets.SelectMultiple(options=r_opts, rows=max(2, min(4, len(r_opts))),
+                                           description="連合会の対応者", style=style, layout=wide),
+        "responders": widgets.SelectMultiple(options=s_opts, rows=max(2, min(4, len(s_opts))),
+                                             description="保険者の対応者", style=style, layout=wide),
+        "topics": widgets.Textarea(description="協議内容", style=style, layout=box(3)),
+        "reaction": widgets.Textarea(description="保険者の反応", style=style, layout=box(2)),
+        "committee_advice": widgets.Textarea(description="委員会の助言", style=style, layout=box(2)),
+        "action": widgets.Text(description="次の対応", placeholder="合意した次の対応（なければ空欄）",
+                               style=style, layout=wide),
         "due": widgets.DatePicker(description="期限", style=style),
         "owner": widgets.Dropdown(options=list(ACTION_OWNERS), description="担当", style=style),
     }
-    checks = {i.id: widgets.Dropdown(options=["（変更なし）", *CHECK_STATES], description=i.title,
-                                     value="（変更なし）", style={"description_width": "16em"})
+    hint = widgets.HTML('<span style="color:#555">対応者は Ctrl キー（Mac は ⌘）を押しながらクリックすると複数選べます。'
+                        "次の対応を書いたときは期限も入れてください。</span>")
+    checks = {i.id: widgets.Dropdown(options=[_UNCHANGED, *CHECK_STATES], description=i.title, value=_UNCHANGED,
+                                     tooltip=i.label, style={"description_width": "19em"},
+                                     layout=widgets.Layout(width="32em"))
               for i in insurer_items(record.type)}
-    out = widgets.Output()
-    button = widgets.Button(description="保存", button_style="primary")
+    out = widgets.HTML()
+    button = widgets.Button(description="保存", button_style="primary", icon="save")
 
     def save(_):
-        out.clear_output()
         visit = {"date": w["date"].value, "type": w["type"].value, "rengokai": list(w["rengokai"].value),
-                 "responders": list(w["responders"].value), "topics": w["topics"].value,
-                 "reaction": w["reaction"].value, "committee_advice": w["committee_advice"].value}
+                 "responders": list(w["responders"].value), "topics": w["topics"].value.strip(),
+                 "reaction": w["reaction"].value.strip(), "committee_advice": w["committee_advice"].value.strip()}
         if w["action"].value.strip():
-            visit["actions"] = [{"what": w["action"].value, "due": w["due"].value, "owner": w["owner"].value,
+            visit["actions"] = [{"what": w["action"].value.strip(), "due": w["due"].value, "owner": w["owner"].value,
                                  "status": "未着手"}]
-        ticks = {k: {"status": c.value, "date": w["date"].value} for k, c in checks.items() if c.value != "（変更なし）"}
-        with out:
-            try:
-                kept = add_visit(path, visit, ticks)
-            except ParameterError as e:
-                print(e)
-            else:
-                print(f"保存しました。前の版は {kept.parent.name}/{kept.name} に残しています。")
+        ticks = {k: {"status": c.value, "date": w["date"].value} for k, c in checks.items() if c.value != _UNCHANGED}
+        try:
+            kept = add_visit(path, visit, ticks)
+        except ParameterError as e:
+            out.value = _form_message("error", str(e))
+        else:
+            out.value = _form_message("ok", _saved_text(path, kept))
+            for k in ("topics", "reaction", "committee_advice", "action"):  # ready for the next visit
+                w[k].value = ""
+            w["due"].value = None
+            for c in checks.values():
+                c.value = _UNCHANGED
 
     button.on_click(save)
-    return widgets.VBox([widgets.HTML(f"<b>{record.name}</b> の支援記録に追加"), *w.values(),
-                         widgets.HTML("<b>チェックリスト</b>"), *checks.values(), button, out])
+    title = widgets.HTML(f"<h4 style='margin:0.3em 0'>{record.name}（{record.type}・{record.code}）の支援記録に追加</h4>"
+                         f"<span style='color:#555'>保存先: {_form_path(path)}</span>")
+    return widgets.VBox([title, *w.values(), hint, widgets.HTML("<b>チェックリスト（変える項目だけ選ぶ）</b>"),
+                         *checks.values(), button, out])
+
+
+def rengokai_form(folder):
+    """ipywidgets form for the 連合会-wide checklist items (`rengokai.yaml` of the support folder,
+    created when missing), saved with `set_rengokai_checklist`."""
+    import ipywidgets as widgets
+
+    path = Path(folder) / RENGOKAI_FILE
+    record = read_rengokai_record(folder)
+    current = record.checklist if record else {}
+    rows, fields = [], {}
+    for i in rengokai_items():
+        now = current.get(i.id, {}).get("status")
+        status = widgets.Dropdown(options=[_UNCHANGED, *CHECK_STATES], value=_UNCHANGED, description=i.title,
+                                  tooltip=i.label, style={"description_width": "12em"},
+                                  layout=widgets.Layout(width="24em"))
+        note = widgets.Text(placeholder="メモ（任意）", layout=widgets.Layout(width="24em"))
+        fields[i.id] = (status, note)
+        rows.append(widgets.HBox([status, note, widgets.HTML(f"<span style='color:#555'>いま: {now or '未記入'}</span>")]))
+    day = widgets.DatePicker(description="日付", value=dt.date.today(), style={"description_width": "12em"})
+    out = widgets.HTML()
+    button = widgets.Button(description="保存", button_style="primary", icon="save")
+
+    def save(_):
+        updates = {k: {"status": s.value, "date": day.value, "note": n.value.strip()}
+                   for k, (s, n) in fields.items() if s.value != _UNCHANGED}
+        if not updates:
+            out.value = _form_message("error", "変える項目を選んでください（「（変更なし）」のままです）。")
+            return
+        try:
+            kept = set_rengokai_checklist(path, updates)
+        except ParameterError as e:
+            out.value = _form_message("error", str(e))
+        else:
+            out.value = _form_message("ok", _saved_text(path, kept))
+
+    button.on_click(save)
+    title = widgets.HTML("<h4 style='margin:0.3em 0'>連合会全体のチェックリスト</h4>"
+                         f"<span style='color:#555'>保存先: {_form_path(path)}</span>")
+    return widgets.VBox([title, *rows, day, button, out])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1189,3 +1422,54 @@ def high_priority_unsupported(status: pd.DataFrame, top: int = 5) -> pd.DataFram
     return s.sort_values(["priority_rank", "code"])[["code", "name", "priority_rank", "priority_score",
                                                      "priority_reasons", "last_contact", "flags"]].reset_index(drop=True)
 
+
+# ---------------------------------------------------------------------------------------------
+# key indicators of one municipality for its page (notebook 01's table; docs/support_record.md §3.6)
+
+#: Columns of notebook 01's municipal indicator table kept on an insurer's page.
+INSURER_INDICATOR_COLUMNS = ["muni_code", "muni_name", "fy", "indicator_id", "indicator_name", "unit", "numerator",
+                             "denominator", "crude_rate", "crude_lower", "crude_upper", "adj_rate", "adj_lower",
+                             "adj_upper", "expected", "sr", "sr_lower", "sr_upper", "ref_rate", "comparison",
+                             "judgement", "polarity", "method", "conf"]
+
+
+def insurer_indicators(indicator_table: pd.DataFrame, code: str, fy: int, reference_label: str,
+                       indicator_ids=None) -> pd.DataFrame:
+    """The key indicators (`hsutils.indicators.KEY_INDICATORS`, those of the support-priority score)
+    of one municipality in `fy`, from notebook 01's table (`overview.municipal_indicator_table`:
+    rates with intervals and the 標準化該当比 against the reference). No new figure is computed here.
+    Unsuppressed: save it with the indicator table's count and derived columns. `reference_label`
+    names the reference for the chart (`areas.reference_for_each_municipality`)."""
+    from hsutils import indicators
+
+    ids = list(indicator_ids or indicators.KEY_INDICATORS)
+    t = indicator_table
+    out = t[(t["muni_code"].astype(str).str.zfill(5) == str(code)) & (t["fy"] == int(fy)) & t["indicator_id"].isin(ids)]
+    out = out.assign(order=out["indicator_id"].map({k: i for i, k in enumerate(ids)})).sort_values("order")
+    out = out[[c for c in INSURER_INDICATOR_COLUMNS if c in out.columns]].reset_index(drop=True)
+    out["reference_label"] = reference_label
+    out["reference_kind"] = reference_label
+    return out
+
+
+_INDICATOR_VIEW = {"indicator_name": "指標", "numerator": "該当数", "denominator": "対象数", "crude_rate": "粗率",
+                   "adj_rate": "年齢調整率", "adj_interval": "年齢調整率の区間", "ref_rate": "基準の率",
+                   "sr": "標準化該当比", "sr_interval": "標準化該当比の区間", "judgement": "判定"}
+
+
+def _interval(lo: pd.Series, hi: pd.Series, digits: int) -> pd.Series:
+    a, b = pd.to_numeric(lo, errors="coerce"), pd.to_numeric(hi, errors="coerce")
+    text = a.round(digits).astype(str) + "〜" + b.round(digits).astype(str)
+    return text.where(a.notna() & b.notna(), "")
+
+
+def insurer_indicator_view(shown: pd.DataFrame) -> pd.DataFrame:
+    """The page's table of `insurer_indicators` after suppression: rates (%) and ratios with their
+    intervals as 「下限〜上限」, Japanese headers; suppressed cells stay as their mark."""
+    out = shown.copy()
+    out["adj_interval"] = _interval(out["adj_lower"], out["adj_upper"], 1)
+    out["sr_interval"] = _interval(out["sr_lower"], out["sr_upper"], 2)
+    for col, digits in (("crude_rate", 1), ("adj_rate", 1), ("ref_rate", 1), ("sr", 2)):
+        num = pd.to_numeric(out[col], errors="coerce")
+        out[col] = num.round(digits).astype(object).where(num.notna(), out[col])
+    return out[list(_INDICATOR_VIEW)].rename(columns=_INDICATOR_VIEW)

@@ -164,6 +164,18 @@ HEADER = ("# 支援カルテ（保険者支援の記録）— デモ用の架空
           "# 書き方は docs/support_record.md、白紙の様式は data_templates/support_record_template.yaml。\n")
 
 
+RENGOKAI_HEADER = ("# 連合会全体のチェックリスト（事務局の体制・ツールの収集・研修会の企画）— デモ用の架空の記入例。\n"
+                   "# scripts/build_support_demo.py が作成。書き方は docs/support_record.md §1.3。\n")
+
+
+def rengokai_record() -> dict:
+    """The 連合会-wide items (scope 連合会): one done, one in progress, one not recorded (shown 未記入)."""
+    return {"rengokai": {"name": "架空県国民健康保険団体連合会"},
+            "checklist": {"office": {"status": "済", "date": D(2024, 4, 1),
+                                     "note": "保健師2名と事務職1名のチームで担当し、異動時は引継ぎ訪問を行う"},
+                          "tools": {"status": "実施中", "date": D(2024, 10, 15), "note": "県内の保険者の通知文の様式を収集中"}}}
+
+
 def write_xlsx_template(path: Path) -> None:
     """The blank Excel form (docs/support_record.md §1.2): every sheet with its headers and one example row."""
     from hsutils import report
@@ -200,7 +212,11 @@ def main() -> None:
         text = HEADER + yaml.safe_dump(rec, allow_unicode=True, sort_keys=False, default_flow_style=False)
         (OUT / fname).write_text(text, encoding="utf-8")
         sr.read_record(OUT / fname)  # every example is valid
-    print(f"{len(records)} records → {OUT}")
+    text = RENGOKAI_HEADER + yaml.safe_dump(rengokai_record(), allow_unicode=True, sort_keys=False,
+                                            default_flow_style=False)
+    (OUT / sr.RENGOKAI_FILE).write_text(text, encoding="utf-8")
+    assert sr.read_rengokai_record(OUT) is not None  # valid
+    print(f"{len(records)} records + {sr.RENGOKAI_FILE} → {OUT}")
     template = REPO / "data_templates" / f"{sr.TEMPLATE_NAME}.xlsx"
     write_xlsx_template(template)
     sr.read_record(template)  # the blank form is a valid record

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from hsutils import nephropathy as nep
-from hsutils import report
+from hsutils import privacy, report
 from hsutils import support_record as sr
 from hsutils.errors import ParameterError
 
@@ -88,7 +88,7 @@ def test_unknown_checklist_item_message(tmp_path):
 def test_rengokai_scope_and_other_type_items_are_refused(tmp_path):
     raw = base_record()
     raw["checklist"]["office"] = "済"
-    assert "「office」は連合会事務局全体の項目で、保険者ごとには記録しません" in message(tmp_path, raw)
+    assert "「office」は連合会事務局全体の項目で、保険者ごとには記録しません（rengokai.yaml に記録します）" in message(tmp_path, raw)
     raw = base_record()
     raw["checklist"]["kouiki"] = "済"
     assert "「kouiki」は市町村の項目ではありません" in message(tmp_path, raw)
@@ -410,6 +410,14 @@ def test_input_form_saves_a_visit(tmp_path):
     assert [c.type for c in r.contacts] == ["訪問", "来所"]
     assert r.contacts[1].actions[0].due == D(2024, 9, 1) and r.checklist["structure"]["status"] == "済"
     assert len(list((tmp_path / "previous").iterdir())) == 1
+    result = form.children[-1].value
+    assert "保存しました" in result and "17201_金沢市.yaml" in result and "previous/17201_金沢市." in result
+    assert "&id" not in path.read_text(encoding="utf-8")  # visit date = checklist date: no YAML anchor for staff to puzzle over
+    # the text fields are emptied for the next visit; saving the same date and type again is refused, in Japanese
+    assert fields["協議内容"].value == "" and fields["保険者の実施体制の把握"].value == "（変更なし）"
+    fields["保存"].click()
+    assert "保存できませんでした" in form.children[-1].value and "同じ日付・種別（来所）の記録が" in form.children[-1].value
+    assert len(sr.read_record(path).contacts) == 2
 
 
 def test_high_priority_without_support_this_year():
@@ -427,3 +435,134 @@ def test_high_priority_without_support_this_year():
     assert sr.high_priority_unsupported(status, top=3)["code"].tolist() == ["17202", "17203"]
     page = sr.insurer_page(b, status.set_index("code").loc["17202"], D(2025, 3, 31), [2024])
     assert "支援優先度（ノートブック 01 と同じ得点）: 県内 2 位（得点 2.00）。r2" in page
+
+
+# ------------------------------------------------------------------ comments survive the form (§6)
+
+def test_add_visit_keeps_comments_order_and_indentation(tmp_path):
+    template = Path(__file__).resolve().parents[1] / "data_templates" / "support_record_template.yaml"
+    path = tmp_path / "17201_金沢市.yaml"
+    path.write_bytes(template.read_bytes())
+    before = path.read_text(encoding="utf-8")
+    comments = [line for line in before.splitlines() if line.lstrip().startswith("#")]
+    sr.add_visit(path, {"date": D(2024, 8, 1), "type": "来所", "responders": ["A"], "topics": "評価計画\n2行目"},
+                 {"structure": {"status": "済"}}, now=dt.datetime(2024, 8, 1, 10, 0))
+    after = path.read_text(encoding="utf-8")
+    # every whole-line comment and every end-of-line comment of the hand-written file is still there
+    assert [line for line in after.splitlines() if line.lstrip().startswith("#")] == comments
+    assert "# 市町村は団体コード5桁" in after and "# 着任日（担当交代の判定に使います）" in after
+    # the original text is unchanged up to the appended visit; the list keeps the file's indentation
+    assert after.index("insurer:") < after.index("staff:") < after.index("visits:")
+    assert "  - id: A" in after and "  - date: 2024-08-01" in after
+    assert "topics: |-\n      評価計画\n      2行目" in after  # multi-line text as a block
+    r = sr.read_record(path)
+    assert [c.date for c in r.contacts] == [D(2024, 5, 10), D(2024, 8, 1)] and r.contacts[1].topics == "評価計画\n2行目"
+    assert r.checklist["structure"]["status"] == "済"
+    assert (tmp_path / "previous" / "17201_金沢市.20240801-100000.yaml").read_text(encoding="utf-8") == before
+
+
+# ------------------------------------------------------------------ the 連合会-wide record (§1.3)
+
+def test_rengokai_record_validation_messages(tmp_path):
+    def msg(raw):
+        (tmp_path / sr.RENGOKAI_FILE).write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        with pytest.raises(sr.SupportRecordError) as e:
+            sr.read_rengokai_record(tmp_path)
+        return str(e.value)
+
+    assert msg({"checklist": {"needs": "済"}}) == (
+        "支援記録 rengokai.yaml: チェックリスト（checklist）の needs の項目「checklist」の値「needs」は使えません。"
+        "「needs」は保険者ごとの項目で、各保険者の支援カルテに記録します。連合会の項目（office, tools, training）のいずれかが必要です。")
+    assert msg({"checklist": {"office": {"status": "done"}}}) == (
+        "支援記録 rengokai.yaml: チェックリスト（checklist）の office の項目「status」の値「done」は使えません。"
+        "未着手 / 実施中 / 済 / 対象外 のいずれかが必要です。")
+    assert "「visits」" in msg({"visits": []})
+    assert "「2024-02-30」" in msg({"checklist": {"tools": {"status": "済", "date": "2024-02-30"}}})
+
+
+def test_rengokai_items_missing_file_and_table():
+    assert [i.id for i in sr.rengokai_items()] == ["office", "tools", "training"]
+    t = sr.rengokai_checklist_table(None)
+    assert list(t["status"]) == ["未記入"] * 3
+    assert sr.rengokai_summary(t).startswith("連合会全体の項目 3: 済 0。まだ済でない項目: 準備編№24〜25 連合会事務局の体制（未記入）")
+
+
+def test_set_rengokai_checklist_creates_then_updates_keeping_comments(tmp_path):
+    path = tmp_path / sr.RENGOKAI_FILE
+    assert sr.read_rengokai_record(tmp_path) is None
+    assert sr.set_rengokai_checklist(path, {"office": {"status": "実施中", "date": D(2024, 4, 1)}}) is None  # new file
+    assert sr.read_rengokai_record(tmp_path).checklist["office"]["status"] == "実施中"
+    template = Path(__file__).resolve().parents[1] / "data_templates" / "support_rengokai_template.yaml"
+    path.write_bytes(template.read_bytes())
+    kept = sr.set_rengokai_checklist(path, {"tools": {"status": "済", "date": D(2024, 6, 1), "note": "様式集"}},
+                                     now=dt.datetime(2024, 6, 1, 8, 0))
+    assert kept.read_bytes() == template.read_bytes()
+    text = path.read_text(encoding="utf-8")
+    for comment in ("# 連合会全体のチェックリストの様式", "# 準備編 №24〜25 連合会事務局の体制",
+                    "# 事業実施編 №1〜5 連合会等のツールの収集", "# 事業実施編 №23〜26 研修会の企画"):
+        assert comment in text
+    t = sr.rengokai_checklist_table(sr.read_rengokai_record(tmp_path))
+    assert list(t["status"]) == ["未着手", "済", "未着手"] and t.loc[1, "note"] == "様式集"
+    # refused: nothing written
+    with pytest.raises(sr.SupportRecordError, match="「plan」は保険者ごとの項目"):
+        sr.set_rengokai_checklist(path, {"plan": {"status": "済"}})
+    assert path.read_text(encoding="utf-8") == text
+    # the insurer folder reader does not take rengokai.yaml for an insurer
+    assert sr.load_records(tmp_path) == []
+
+
+def test_rengokai_form_saves(tmp_path):
+    form = sr.rengokai_form(tmp_path)
+    rows = [c for c in form.children if c.__class__.__name__ == "HBox"]
+    status, note = rows[2].children[0], rows[2].children[1]
+    button = [c for c in form.children if getattr(c, "description", "") == "保存"][0]
+    result = form.children[-1]
+    button.click()
+    assert "変える項目を選んでください" in result.value and not (tmp_path / sr.RENGOKAI_FILE).exists()
+    status.value, note.value = "済", "年2回"
+    button.click()
+    assert "保存しました" in result.value and "rengokai.yaml" in result.value
+    assert sr.read_rengokai_record(tmp_path).checklist["training"] == {"status": "済", "date": dt.date.today(), "note": "年2回"}
+
+
+def test_demo_folder_has_a_valid_rengokai_record():
+    r = sr.read_rengokai_record(sr.demo_folder())
+    assert r is not None and set(r.checklist) == {"office", "tools"}
+
+
+# ------------------------------------------------------------------ key indicators of one municipality (§3.6)
+
+def _indicator_table() -> pd.DataFrame:
+    rows = []
+    for code in ("17201", "17202"):
+        for fy in (2023, 2024):
+            for k, ind in enumerate(["metabo", "kenshin_rate", "not_key"]):
+                rows.append({"muni_code": code, "muni_name": "x", "medical_area": "m", "fy": fy, "indicator_id": ind,
+                             "indicator_name": ind, "unit": "%", "numerator": 5 if ind == "metabo" else 120,
+                             "denominator": 400, "crude_rate": 30.04, "crude_lower": 25.5, "crude_upper": 34.9,
+                             "adj_rate": 29.96, "adj_lower": 25.44, "adj_upper": 34.95, "expected": 100.0,
+                             "sr": 1.2049, "sr_lower": 0.994, "sr_upper": 1.4412, "ref_rate": 25.0,
+                             "comparison": "有意差なし", "judgement": "差なし", "polarity": "lower_better",
+                             "suppressed": False, "method": "adj", "conf": 0.95})
+    return pd.DataFrame(rows)
+
+
+def test_insurer_indicators_selects_one_municipality_in_key_order():
+    t = sr.insurer_indicators(_indicator_table(), "17202", 2024, "県全体")
+    # KEY_INDICATORS order: kenshin_rate before metabo; not_key dropped; only 17202 in FY2024
+    assert list(t["indicator_id"]) == ["kenshin_rate", "metabo"]
+    assert set(t["muni_code"]) == {"17202"} and set(t["fy"]) == {2024}
+    assert set(t["reference_label"]) == {"県全体"} and "sr_lower" in t.columns
+    assert sr.insurer_indicators(_indicator_table(), "17209", 2024, "県全体").empty
+
+
+def test_insurer_indicator_view_shows_intervals_and_keeps_marks():
+    t = sr.insurer_indicators(_indicator_table(), "17201", 2024, "県全体")
+    hidden_cols = ["numerator", "adj_rate", "adj_lower", "adj_upper", "sr", "sr_lower", "sr_upper"]
+    t[hidden_cols] = t[hidden_cols].astype(object)
+    t.loc[t["indicator_id"] == "metabo", hidden_cols] = privacy.SUPPRESSION_MARK  # as the suppression plan leaves it
+    v = sr.insurer_indicator_view(t)
+    row = v.iloc[0]  # kenshin_rate
+    assert (row["年齢調整率"], row["年齢調整率の区間"], row["標準化該当比"], row["標準化該当比の区間"]) == (30.0, "25.4〜35.0", 1.2, "0.99〜1.44")
+    hidden = v.iloc[1]  # metabo, suppressed: the mark stays, no interval is made up
+    assert (hidden["該当数"], hidden["年齢調整率"], hidden["年齢調整率の区間"], hidden["標準化該当比"]) == (privacy.SUPPRESSION_MARK, privacy.SUPPRESSION_MARK, "", privacy.SUPPRESSION_MARK)
