@@ -16,6 +16,9 @@ The receipts are built so that `hsutils.claims_rules.derive_tables` gives back e
 * each flag of the month is one 傷病名 line of its group on the person's main 医科 receipt (with variety:
   E11.9 or E14.9, I10 or an uncoded 「高血圧症」, N18.9 or N18.5 with dialysis); persons without
   diabetes sometimes carry a suspected 「糖尿病」 (修飾語 8002), which the rules do not count;
+* the persons' other diseases (`CONDITIONS`: 悪性新生物, 虚血性心疾患, 精神, 筋骨格; own random stream, likelier
+  for a person with an 入院 month) are the 主傷病 of their main clinic's and hospital's receipts, so that every
+  cost group of notebook 06 (claims_rules.yaml `cost_groups`) has costs; they set no flag;
 * 人工透析 is an 人工腎臓 procedure; 睡眠薬 is a 屯服 given by the institution (院内), so it never changes
   the count of 内服 drugs; every third person gets a second hypnotic in those months, and every tenth
   person gets the pharmacy's first 内服 drug again from each further clinic (院内, same 成分), which
@@ -56,13 +59,13 @@ FILLER_DX, DENTAL_DX = "9990012", "9990017"
 # 主傷病 of the cost groups that no flag covers (docs/claims_rules.md §6.7, claims_rules.yaml `cost_groups`):
 # person-level conditions, (name, 傷病名 codes, prevalence at ages 40/60/75/90, odds factor for a person with
 # an 入院 month, comes before the flags). The first condition a person has (in this order) is the 主傷病 of
-# his 医科 receipts at the main clinic and in hospital; 悪性新生物 and 虚血性心疾患 come before the flags'
-# diseases, 精神 and 筋骨格 only where no flag is written (else 急性上気道炎, その他).
+# his 医科 receipts at the main clinic and in hospital; 悪性新生物, 虚血性心疾患 and 精神 come before the flags'
+# diseases, 筋骨格 only where no flag is written (else 急性上気道炎, その他).
 CONDITIONS = (
     ("cancer", ("9990025", "9990026", "9990027", "9990028"), (0.010, 0.025, 0.050, 0.060), 5.0, True),
     ("ihd", ("9990020", "9990031"), (0.006, 0.020, 0.045, 0.060), 2.5, True),
-    ("mental", ("9990029", "9990030"), (0.030, 0.028, 0.020, 0.020), 3.0, False),
-    ("musculoskeletal", ("9990019", "9990024", "9990016"), (0.040, 0.090, 0.150, 0.170), 1.5, False),
+    ("mental", ("9990029", "9990030"), (0.030, 0.028, 0.022, 0.022), 4.0, True),
+    ("musculoskeletal", ("9990019", "9990024", "9990016"), (0.060, 0.120, 0.200, 0.220), 1.5, False),
 )
 
 
