@@ -92,6 +92,10 @@ def test_inpatient_cost_town_is_komatsu(index_table):
                     & (index_table["insurance"] == "国保") & (index_table["fy"] == FY)
                     & (index_table["persons"] >= ENOUGH)]
     assert m.sort_values("index").iloc[-1]["area_code"] == "17203"
+    # the prefecture's summary (notebook 06) names it on the 入院 line
+    text = costs.summary_text(index_table, None, FY, "国保", 10)
+    line = next(x for x in text.splitlines() if x.startswith("- 入院:"))
+    assert "小松市" in line.split("／")[0], text
 
 
 def test_dialysis_town_is_kaga(with_costs, person_costs):
