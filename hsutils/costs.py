@@ -845,11 +845,14 @@ def summary_text(index_table: pd.DataFrame, area_code, fy: int, insurance: str, 
     from 1; for a prefecture (`area_code` None) the municipalities significantly above or below."""
     t = index_table[(index_table["fy"] == fy) & (index_table["insurance"] == insurance)]
     if area_code is None:
-        m = t[(t["level"] == LEVEL_MUNI) & (t["setting"].astype(str) == TOTAL)]
-        hi = m.loc[m["comparison"] == stats.SIGNIFICANTLY_HIGHER, "area_name"].tolist()
-        lo = m.loc[m["comparison"] == stats.SIGNIFICANTLY_LOWER, "area_name"].tolist()
-        return (f"{insurance} {fy}年度 地域差指数（計）が基準より有意に高い市町村: {'、'.join(hi) or 'なし'}／"
-                f"有意に低い市町村: {'、'.join(lo) or 'なし'}")
+        # every setting, 計 first: a town high in one setting only (e.g. 入院) is named too
+        lines = []
+        for setting in (TOTAL,) + tuple(x for x in SETTINGS_ALL if x != TOTAL):
+            m = t[(t["level"] == LEVEL_MUNI) & (t["setting"].astype(str) == setting)]
+            hi = m.loc[m["comparison"] == stats.SIGNIFICANTLY_HIGHER, "area_name"].tolist()
+            lo = m.loc[m["comparison"] == stats.SIGNIFICANTLY_LOWER, "area_name"].tolist()
+            lines.append(f"- {setting}: 有意に高い市町村 {'、'.join(hi) or 'なし'}／有意に低い市町村 {'、'.join(lo) or 'なし'}")
+        return f"{insurance} {fy}年度 地域差指数が基準より有意に高い・低い市町村:\n" + "\n".join(lines)
     t = t[t["area_code"].astype(str) == str(area_code)]
     if t.empty:
         return "この地域・年度・保険の地域差指数はありません。"

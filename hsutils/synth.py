@@ -52,6 +52,18 @@ Planted area effects (what the demo notebooks can show):
 * 羽咋市 (17207): more 多剤 (≥15 drugs in a month).
 * 珠洲市 (17205): more 健康状態不明者.
 * 特定保健指導 実施率: 能美市 (17211) high (~55 %), 金沢市 and 加賀市 lower.
+* 小松市 (17203): 入院 cost per stay +80 % (same stays), so its 地域差指数 入院 is high after age
+  adjustment (notebook 06).
+* 加賀市 (17206): 3.5 times the 人工透析 patients of its age structure (2.5 × the base prevalence added; they
+  are dialysed every insured month at about 40万円 and skip the 健診), so its 人工透析 cost, 入院外 and
+  計 地域差指数 are high (notebook 06).
+* かほく市 (17209): 85 % of the persons treated for 生活習慣病 skip the 健診 while treated (70 to 74
+  included), so many 治療中の健診未受診者, segment (a) of notebook 08. Its 受診率 is then the lowest
+  of the prefecture (about 24 % at scale 0.3, 野々市市 about 31 %).
+* 津幡町 (17361): 15 % more 国保 persons (≤ 74 in FY2024) with no 健診, claim or 介護 at all, so many
+  健康状態不明, segment (c) of notebook 08.
+  These last three are applied after everything else from their own random stream
+  (`_Demo.apply_late_effects`): the data of every other town is byte-identical to the demo without them.
 * 金沢市 districts: 駅西 has more untreated diabetes/hypertension (low treatment rates);
   泉野 higher and 医王山 lower 受診率. 白山市 districts: 白山ろく higher 受診率.
 """
@@ -88,20 +100,24 @@ OUTPUT_TABLES = ("enrollment", "kenshin", "guidance", "claims_monthly", "kaigo",
 #   treat_dm: diabetes only; guidance: 保健指導 start probit; kidney: kidney latent (eGFR, 尿蛋白);
 #   adiposity: latent shift; poly: multiplier of the 多剤 share; unknown: extra 健康状態不明 share;
 #   inpatient_cost: extra share of the 入院 cost of each stay (notebook 06 finds it after age adjustment).
+# Applied last, from their own random stream (`_Demo.apply_late_effects`), so that they change nothing else:
+#   dialysis_extra: extra 人工透析 patients, as a multiple of the base prevalence by age (notebook 06);
+#   skip_treated: share of persons who skip the 健診 while treated for 生活習慣病 (notebook 08, segment (a));
+#   unknown_young: extra share of 国保 persons with no 健診, claim or 介護 at all (notebook 08, segment (c)).
 MUNI_EFFECTS: dict[str, dict[str, float]] = {
     "17201": {"guidance": -0.15},
     "17202": {"kenshin_trend": 0.11},
     "17203": {"kenshin": 0.05, "inpatient_cost": 0.8},
     "17204": {"kenshin_2024": -0.45},
     "17205": {"kenshin_2024": -0.55, "unknown": 0.035},
-    "17206": {"kenshin": -0.08, "guidance": -0.25},
+    "17206": {"kenshin": -0.08, "guidance": -0.25, "dialysis_extra": 2.5},
     "17207": {"poly": 2.5},
-    "17209": {"kenshin": 0.12},
+    "17209": {"kenshin": 0.12, "skip_treated": 0.85},
     "17210": {"kenshin": -0.12, "kenshin_trend": 0.15},
     "17211": {"kenshin": 0.12, "guidance": 0.75},
     "17212": {"kenshin": -0.45},
     "17324": {"kenshin": 0.35},
-    "17361": {"kenshin": 0.08},
+    "17361": {"kenshin": 0.08, "unknown_young": 0.15},
     "17365": {"kenshin": 0.03},
     "17384": {"kenshin": 0.18},
     "17386": {"kenshin": 0.12, "kidney": 0.6},
@@ -421,6 +437,7 @@ class _Demo:
         if not scale > 0:
             raise ValueError("scale must be positive")
         self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.pop = load_demo_population()
         self.munis = np.array(sorted(self.pop["muni_code"].unique()))
         self.scale = scale
@@ -765,7 +782,94 @@ class _Demo:
                 "n_drugs": n_drugs, "n_institutions": np.minimum(n_inst, 12),
                 "hypnotic": med & hyp_user[r] & (u[9] < 0.9),
             })
+        self.claims_aux = {"lam": lam, "hyp_user": hyp_user}  # for the late effects (apply_late_effects)
         return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+
+    # -- planted effects of notebooks 06 and 08, applied last ---------------------------------
+    def apply_late_effects(self, claims: dict, kaigo: dict, quest: dict) -> tuple[dict, dict, dict]:
+        """The municipal effects `dialysis_extra`, `skip_treated` and `unknown_young` (module docstring).
+
+        They are applied to the finished rows and draw from their own random stream (three uniforms
+        per person), so the main stream is consumed exactly as without them: every row of a town
+        without these effects stays byte-identical, and so do the other planted effects.
+        """
+        rng = np.random.default_rng([self.seed, 2119])
+        u = rng.random((4, self.n))
+        py, st, code = self.py, self.st, self.code
+        age24 = self.p["age21"] + 3  # age at the end of FY2024 (persons who left earlier: as if alive)
+        # 人工透析 (issue 19): extra patients, `dialysis_extra` × the base prevalence by age; they are
+        # dialysed every month they are insured and do not come to the 健診
+        dial_before = np.zeros(self.n, dtype=bool)
+        dial_before[py["pid"][st["dial"]]] = True
+        p_extra = _effect(code, "dialysis_extra") * _interp(age24, [40, 60, 70, 80, 95],
+                                                             [0.0007, 0.0018, 0.0035, 0.0045, 0.003])
+        extra_dial = (u[0] < p_extra) & ~self.unknown & ~dial_before
+        # 健康状態不明 (issue 21): persons insured in 国保 only (≤ 74 in FY2024) with no contact at all
+        extra_unknown = ((age24 <= 74) & ~self.unknown & ~extra_dial
+                         & (u[1] < _effect(code, "unknown_young")))
+        # treated non-participants (issue 21): persons treated for 生活習慣病 who skip the 健診 while
+        # treated (a persistent habit: "I see my doctor anyway")
+        skipper = u[2] < _effect(code, "skip_treated")
+        treated = st["htn_tx"] | st["lip_tx"] | st["dm_tx"]
+
+        parts = []
+        for k, g in self.kenshin_parts:
+            drop = (extra_dial[k["person"]] | extra_unknown[k["person"]]
+                    | (skipper[k["person"]] & treated[k["sel"]] & (k["age"] <= 74)))
+            self.py["kenshin"][k["sel"][drop]] = False
+            gone = k["person"][drop] * 10000 + k["fy"][drop]
+            keep_g = ~np.isin(g["person"] * 10000 + g["fy"], gone)
+            parts.append(({key: v[~drop] for key, v in k.items()}, {key: v[keep_g] for key, v in g.items()}))
+        self.kenshin_parts = parts
+        kaigo = {key: v[~extra_unknown[kaigo["pid"]]] for key, v in kaigo.items()}
+        quest = {key: v[~extra_unknown[quest["pid"]]] for key, v in quest.items()}
+        claims = {key: v[~extra_unknown[claims["pid"]]] for key, v in claims.items()}
+        return self._with_dialysis(claims, extra_dial, rng), kaigo, quest
+
+    def _with_dialysis(self, claims: dict, extra: np.ndarray, rng: np.random.Generator) -> dict:
+        """Every insured month of the `extra` persons becomes a 人工透析 month (flags and the
+        dialysis outpatient cost of `build_claims`); months without a claim get one."""
+        py, st = self.py, self.st
+        in_tables = np.zeros(self.n, dtype=bool)
+        in_tables[py["pid"][py["fy"] >= FISCAL_YEARS[0]]] = True
+        rows = np.flatnonzero(extra[py["pid"]] & in_tables[py["pid"]])
+        n_m = py["end_m"][rows] - py["start_m"][rows] + 1
+        r = np.repeat(rows, n_m)
+        m = py["start_m"][r] + (np.arange(len(r)) - np.repeat(np.cumsum(n_m) - n_m, n_m))
+        t = (py["fy"][r] - SIM_YEARS[0]) * 12 + m  # month counter from 2021-04
+        ym = (2021 + (t + 3) // 12) * 100 + (t + 3) % 12 + 1
+        person = py["pid"][r]
+        key_new = person.astype(np.int64) * 1000000 + ym
+        key_old = claims["pid"].astype(np.int64) * 1000000 + claims["ym"]
+        hit = np.isin(key_old, key_new)
+        claims = dict(claims)
+        was_med = (claims["cost_outpatient"] > 0) | (claims["cost_inpatient"] > 0)
+        claims["n_institutions"] = np.where(hit & ~was_med, claims["n_institutions"] + 1, claims["n_institutions"])
+        for flag in ("dialysis", "ckd"):
+            claims[flag] = claims[flag] | hit
+        dial_cost = np.round(380000 + 40000 * rng.random(len(key_old)), -1)
+        claims["cost_outpatient"] = np.where(hit, dial_cost, claims["cost_outpatient"])
+        new = ~np.isin(key_new, key_old)
+        r, person, ym, t = r[new], person[new], ym[new], t[new]
+        kk = len(r)
+        v = rng.random((6, kk))
+        lam = self.claims_aux["lam"][r]
+        dm_now = st["dm_tx"][r] & (t < self.dm_stop_t[person])
+        n_drugs = np.minimum(rng.poisson(lam + 1.6 * dm_now), 40)
+        add = {
+            "pid": person, "ym": ym,
+            "diabetes": dm_now & (v[0] < 0.97), "hypertension": st["htn_tx"][r] & (v[1] < 0.97),
+            "dyslipidemia": st["lip_tx"][r] & (v[2] < 0.95), "ckd": np.ones(kk, bool),
+            "dialysis": np.ones(kk, bool), "heart_failure": st["hf"][r] & (v[3] < 0.75),
+            "stroke": st["stroke"][r] & (v[4] < 0.7),
+            "cost_inpatient": np.zeros(kk), "cost_outpatient": np.round(380000 + 40000 * rng.random(kk), -1),
+            "cost_dental": np.zeros(kk),
+            "cost_pharmacy": np.round(np.where(n_drugs > 0, n_drugs * np.exp(np.log(2200) + 0.35
+                                                                            * rng.standard_normal(kk)), 0), -1),
+            "n_drugs": n_drugs, "n_institutions": np.ones(kk, dtype=np.int64),
+            "hypnotic": self.claims_aux["hyp_user"][r] & (v[5] < 0.9),
+        }
+        return {key: np.concatenate([claims[key], add[key].astype(claims[key].dtype)]) for key in claims}
 
     # -- kaigo -------------------------------------------------------------------------------
     def build_kaigo(self) -> dict[str, np.ndarray]:
@@ -883,6 +987,7 @@ def generate_demo(scale: float = 1.0, seed: int = 2024) -> dict[str, pd.DataFram
     claims = demo.build_claims()
     kaigo = demo.build_kaigo()
     quest = demo.build_questionnaire()
+    claims, kaigo, quest = demo.apply_late_effects(claims, kaigo, quest)
     ids = np.char.add("H", np.char.zfill(np.arange(1, demo.n + 1).astype(str), 8))
     codes = demo.code
     dist_codes = np.array([d.district_code for d in DISTRICTS] + [None], dtype=object)

@@ -16,6 +16,9 @@ The receipts are built so that `hsutils.claims_rules.derive_tables` gives back e
 * each flag of the month is one 傷病名 line of its group on the person's main 医科 receipt (with variety:
   E11.9 or E14.9, I10 or an uncoded 「高血圧症」, N18.9 or N18.5 with dialysis); persons without
   diabetes sometimes carry a suspected 「糖尿病」 (修飾語 8002), which the rules do not count;
+* the persons' other diseases (`CONDITIONS`: 悪性新生物, 虚血性心疾患, 精神, 筋骨格; own random stream, likelier
+  for a person with an 入院 month) are the 主傷病 of their main clinic's and hospital's receipts, so that every
+  cost group of notebook 06 (claims_rules.yaml `cost_groups`) has costs; they set no flag;
 * 人工透析 is an 人工腎臓 procedure; 睡眠薬 is a 屯服 given by the institution (院内), so it never changes
   the count of 内服 drugs; every third person gets a second hypnotic in those months, and every tenth
   person gets the pharmacy's first 内服 drug again from each further clinic (院内, same 成分), which
@@ -53,6 +56,17 @@ DX = {"diabetes": ("9990001", "9990021"), "hypertension": ("9990005", "0000999")
       "dyslipidemia": ("9990007", "9990007"), "ckd": ("9990008", "9990014"),
       "heart_failure": ("9990009", "9990009"), "stroke": ("9990010", "9990011")}
 FILLER_DX, DENTAL_DX = "9990012", "9990017"
+# 主傷病 of the cost groups that no flag covers (docs/claims_rules.md §6.7, claims_rules.yaml `cost_groups`):
+# person-level conditions, (name, 傷病名 codes, prevalence at ages 40/60/75/90, odds factor for a person with
+# an 入院 month, comes before the flags). The first condition a person has (in this order) is the 主傷病 of
+# his 医科 receipts at the main clinic and in hospital; 悪性新生物, 虚血性心疾患 and 精神 come before the flags'
+# diseases, 筋骨格 only where no flag is written (else 急性上気道炎, その他).
+CONDITIONS = (
+    ("cancer", ("9990025", "9990026", "9990027", "9990028"), (0.010, 0.025, 0.050, 0.060), 5.0, True),
+    ("ihd", ("9990020", "9990031"), (0.006, 0.020, 0.045, 0.060), 2.5, True),
+    ("mental", ("9990029", "9990030"), (0.030, 0.028, 0.022, 0.022), 4.0, True),
+    ("musculoskeletal", ("9990019", "9990024", "9990016"), (0.060, 0.120, 0.200, 0.220), 1.5, False),
+)
 
 
 def _s(x) -> pd.Series:
@@ -85,6 +99,25 @@ def _person_frame(tables: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         "muni": cm["muni_code"].astype(str), "sex": first["sex"].reindex(cm["person_id"]).to_numpy(),
         "kouki": age >= 75, "birth_year": (fy - age).astype(np.int64)})
     return cm, p
+
+
+def person_conditions(cm: pd.DataFrame, p: pd.DataFrame, seed: int) -> np.ndarray:
+    """Index into CONDITIONS (-1 = none) per person number (``H00000123`` → 123), from its own random
+    stream (one draw per person number and condition: the other receipts' content does not change).
+    Prevalence rises with age (FY2024 age); a person with an 入院 month has the odds × the factor, so
+    the conditions carry their share of hospital costs (悪性新生物 most)."""
+    n_pid = int(p["pid"].max()) + 1 if len(p) else 1
+    age = np.zeros(n_pid)
+    age[p["pid"].to_numpy()] = 2024 - p["birth_year"].to_numpy()
+    inpatient = np.zeros(n_pid, dtype=bool)
+    inpatient[p["pid"].to_numpy()[cm["cost_inpatient"].to_numpy() > 0]] = True
+    u = np.random.default_rng([seed, 19]).random((len(CONDITIONS), n_pid))
+    cond = np.full(n_pid, -1)
+    for j, (_, _, prev, factor, _) in enumerate(CONDITIONS):
+        base = np.interp(age, [40, 60, 75, 90], prev)
+        odds = base / (1 - base) * np.where(inpatient, factor, 1.0)
+        cond = np.where((cond < 0) & (u[j] < odds / (1 + odds)), j, cond)
+    return cond
 
 
 def _insurer(p: pd.DataFrame) -> pd.DataFrame:
@@ -144,7 +177,7 @@ def build_receipts(tables: dict, seed: int = 2024) -> pd.DataFrame:
 
 
 def _write_month(r: pd.DataFrame, i: np.ndarray, cm: pd.DataFrame, p: pd.DataFrame, ins: pd.DataFrame,
-                 rng: np.random.Generator, udir: Path) -> tuple[int, int]:
+                 rng: np.random.Generator, udir: Path, cond: np.ndarray) -> tuple[int, int]:
     """Write the files of one month's receipts `r` (rid = 0…n-1 in file/institution order);
     returns (lines, files)."""
     ymS = _s(r["ym"].to_numpy())
@@ -185,7 +218,17 @@ def _write_month(r: pd.DataFrame, i: np.ndarray, cm: pd.DataFrame, p: pd.DataFra
     flag_rec = (r["role"] == "main").to_numpy()
     u = rng.random((8, len(r)))
     seq = 10
-    any_dx = np.zeros(len(r), bool)
+    # the person's condition (CONDITIONS) as 主傷病 of the main clinic's and the hospital's receipt
+    c = cond[p["pid"].to_numpy()[i]]
+    flagged = flag_rec & np.any([cm[f].to_numpy()[i] == 1 for f in DX], axis=0)
+    first = np.array([x[4] for x in CONDITIONS] + [False])[c]
+    cond_main = (k == 1) & r["role"].isin(["main", "inp"]).to_numpy() & (c >= 0) & (first | ~flagged)
+    n_codes = np.array([len(x[1]) for x in CONDITIONS] + [1])[c]
+    which = p["pid"].to_numpy()[i] % n_codes  # a person keeps his code
+    codes = np.array([x[1][min(j, len(x[1]) - 1)] for x in CONDITIONS for j in range(4)] + [FILLER_DX] * 4)
+    emit(cond_main, 9, "SY," + pd.Series(codes[np.where(c >= 0, c, len(CONDITIONS)) * 4 + which]) + "," + ymS
+         + "01,1,,,01,")
+    any_dx = cond_main.copy()
     for flag, (code_a, code_b) in DX.items():
         has = flag_rec & (cm[flag].to_numpy()[i] == 1)
         if flag == "ckd":
@@ -273,6 +316,7 @@ def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
     cm, p = _person_frame(tables)
     ins = _insurer(p)
     r = build_receipts(tables, seed=seed)
+    cond = person_conditions(cm, p, seed)
     rng = np.random.default_rng(seed + 17)
     i = r["i"].to_numpy()
     kind = r["kind"].to_numpy()
@@ -297,7 +341,7 @@ def write_uke(out: Path, tables: dict, seed: int = 2024) -> str:
     for _, month in r.groupby(r["ym"].map(chunk_of).to_numpy(), sort=True):
         month = month.reset_index(drop=True)
         month["rid"] = np.arange(len(month))
-        nl, nf = _write_month(month, month["i"].to_numpy(), cm, p, ins, rng, udir)
+        nl, nf = _write_month(month, month["i"].to_numpy(), cm, p, ins, rng, udir, cond)
         n_lines, n_files = n_lines + nl, n_files + nf
     mdir = out / "uke_masters"
     if mdir.exists():

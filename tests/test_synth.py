@@ -327,7 +327,9 @@ def test_planted_effects_visible_at_larger_scale():
     den = e[(e["insurance"] == "国保") & (e["full_year"] == 1) & (e["excluded_statutory"] == 2)]
     took = den.merge(k[["person_id", "fy"]], on=["person_id", "fy"])
     rate = took.groupby("muni_code").size() / den.groupby("muni_code").size()
-    assert rate["17212"] < rate.drop("17212").min()
+    # かほく市 (17209) is left out: its planted treated non-participants (notebook 08) lower its 受診率 too
+    assert rate["17212"] < rate.drop(["17212", "17209"]).min()
+    assert rate["17212"] < rate.mean() - 0.05
     by_fy = (took[took["muni_code"] == "17210"].groupby("fy").size()
              / den[den["muni_code"] == "17210"].groupby("fy").size())
     assert by_fy[2024] > by_fy[2022] + 0.02
