@@ -259,22 +259,6 @@ def change_between_years(x_base, n_base, x_eval, n_eval, polarity=None, conf=0.9
     return pd.DataFrame({"diff": d, "lower": lo, "upper": up, "judgement": judgement})
 
 
-def reduction_rate(prev_flag, now_flag, now_measured, conf=0.95) -> dict:
-    """減少率 (docs/rules.md §7.3, §7.4): of last year's group (prev_flag) seen this year with the status
-    determined (now_measured), the share no longer in the group (~now_flag), in %, with Wilson CI.
-
-    §7.3 特定保健指導対象者の減少率: prev_flag = 昨年度の特定保健指導 終了者, now_flag = 今年度 特定保健指導
-    対象者 (服薬中 counts as no longer a target). §7.4 メタボ該当者・予備群の減少率: prev_flag = 昨年度
-    該当者・予備群, now_flag = 今年度 該当者・予備群. Returns numerator, denominator, rate, lower, upper.
-    """
-    prev = np.asarray(prev_flag, dtype=bool)
-    den_mask = prev & np.asarray(now_measured, dtype=bool)
-    num = int((den_mask & ~np.asarray(now_flag, dtype=bool)).sum())
-    den = int(den_mask.sum())
-    p, lo, up = stats.proportion_ci(num, den, conf)
-    return {"numerator": num, "denominator": den, "rate": p * 100, "lower": lo * 100, "upper": up * 100}
-
-
 def default_achievement_method(polarity) -> np.ndarray:
     """Achievement formula per indicator direction: "ratio" (現状値 ÷ 目標値) where higher is better
     (実施率, 減少率: how far to the target level), "progress" ((現状値 − ベースライン) ÷
@@ -725,6 +709,41 @@ def participation_relations(hotei_table_name: str, area_code: str) -> list:
                          other_rows={ren["area_code"]: str(area_code)}, other_col=ren[there],
                          values={"年齢階級": bands})
             for here, there in (("対象者数", "target"), ("実施者数", "examinees"))]
+
+
+#: Evaluation-sheet rows whose per-year 分子 / 分母 are cells (or the sum of two cells) of the 法定報告
+#: table's 計 row (docs/hotei.md §4.4, §5.3; one definition: hotei_items.reduction_flags).
+SHEET_HOTEI_CELLS = {
+    "kenshin_rate": (("examinees",), ("target",)),
+    "hokenshido_rate": (("hs_completed",), ("hs_target",)),
+    "hokenshido_reduction": (("red_hs_out",), ("red_hs_cohort",)),
+    "metabo_reduction": (("red_metabo_out", "red_yobi_out"), ("red_metabo_cohort", "red_yobi_cohort")),
+}
+
+
+def sheet_count_columns(sheet: pd.DataFrame) -> list[str]:
+    """The per-year 分子 / 分母 columns of the evaluation sheet (its counts, for the report's plan)."""
+    return [c for c in sheet.columns if str(c).endswith((" 分子", " 分母"))]
+
+
+def sheet_relations(sheet_name: str, sheet: pd.DataFrame, area_code: str, fiscal_years: Iterable[int]) -> list:
+    """Links of the 法定報告 table (registered after the sheet, `hotei.committee_spec(japanese=True)`)
+    to the evaluation sheet: for each year of the sheet, its 分子 / 分母 of `SHEET_HOTEI_CELLS` equal
+    the table's 計 cells (the メタボ減少率 the sum of 該当 and 予備群). A cell the table hides is then
+    not left recoverable through the sheet (docs/rules.md §9, docs/design.md §6)."""
+    ren = hotei.japanese_names()
+    out = []
+    for fy in fiscal_years:
+        lab = fy_short(fy)
+        if f"{lab} 分子" not in sheet.columns:
+            continue
+        rows = {ren["fy"]: int(fy), ren["sex"]: hotei.TOTAL, ren["age_band"]: hotei.TOTAL,
+                ren["area_code"]: str(area_code)}
+        for ind, (num, den) in SHEET_HOTEI_CELLS.items():
+            for cols, part in ((num, "分子"), (den, "分母")):
+                out.append(privacy.Link(sheet_name, tuple(ren[c] for c in cols), rows=rows,
+                                        other_rows={"指標ID": ind}, other_col=f"{lab} {part}"))
+    return out
 
 
 #: Columns of `participation_by_sex_age` computed from its two counts (hidden with them).

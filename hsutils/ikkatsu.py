@@ -234,6 +234,20 @@ def kaigo_relations(overview_table: str = "kouki_overview", grouped_table: str |
     return rels
 
 
+def kaigo_district_relations(table_name: str, kaigo: pd.DataFrame, muni_label: str, reference_label: str) -> list:
+    """Within a `kaigo_levels` table (one saved as `table_name`): per level, the municipality's row
+    = Σ its district rows (docs/rules.md §9), so that a district hidden in the chart cannot be
+    read off as the municipality minus the other districts. Declared only when the districts
+    cover every person of the municipality (else the rows do not add up: nothing is declared)."""
+    dist = [a for a in pd.unique(kaigo["area"]) if a not in (muni_label, reference_label)]
+    if not dist or muni_label not in set(kaigo["area"]):
+        return []
+    piv = kaigo.pivot_table(index="level", columns="area", values="count", aggfunc="sum")
+    if not (piv[dist].sum(axis=1) == piv[muni_label]).all():
+        return []
+    return [privacy.Link(table_name, "count", on=("level",), rows={"area": dist}, other_rows={"area": muni_label})]
+
+
 def distribution_relations(area_code: str, criteria_table: str = "ikkatsu_criteria",
                            total_label: str = "合計") -> list:
     """`criteria_count_distribution`: its 合計 row is the いずれかに該当 count of the area in the

@@ -138,9 +138,9 @@ def _part_measured(*cols: str) -> Flag:
 def _reduction(kind: str, part: int) -> Flag:
     """Numerator (part 0) or denominator (part 1) of a 減少率, from the 法定報告 module (one definition)."""
     def flag(py):
-        from hsutils import hotei  # hotei builds on this module's populations
+        from hsutils import hotei_items  # its definitions build on this module's populations
 
-        return _memo(f"reduction_{kind}", py, lambda py: hotei.reduction_flags(py, kind))[part]
+        return _memo(f"reduction_{kind}", py, lambda py: hotei_items.reduction_flags(py, kind))[part]
     return flag
 
 
@@ -150,12 +150,24 @@ def _flag(col: str) -> Flag:
 
 # ---------------------------------------------------------------- registry
 
-_P = "国保 特定健診受診者（40–74歳）"
+# Who is counted, in the words of docs/rules.md §16 (every footer uses these; one vocabulary)
+#: 特定健診 対象者 of the 法定報告 (docs/rules.md §7.1): 国保, 40–74 at the fy end, full year, not excluded
+POP_TARGET = "国保 特定健診対象者（法定報告対象）"
+#: 受診者 among them: the 法定報告 population of every 受診者 share (docs/hotei.md §2.2)
+POP_EXAMINEES = "国保 特定健診受診者（法定報告対象）"
+#: every 国保 person with a checkup in the year, any age or enrolment (notebook 04's extraction)
+POP_ALL_EXAMINEES = "国保 健診受診者（全員）"
+#: every 国保 person enrolled in the year (notebook 04's flow: examinees and non-examinees)
+POP_INSURED = "国保 被保険者（全員）"
+#: 後期高齢者医療 75+ (docs/rules.md §6)
+POP_KOUKI = "後期高齢者 75歳以上"
+
+_P = POP_EXAMINEES
 _R = "受診勧奨判定値（docs/rules.md §3）"
 
 INDICATORS: list[Indicator] = [
     Indicator("kenshin_rate", "特定健診実施率", _flag("has_kenshin"), kokuho_target,
-              "国保 40–74歳 年度継続加入者", "higher_better", "アウトプット", "§7.1", key=True,
+              POP_TARGET, "higher_better", "アウトプット", "§7.1", key=True,
               definition="受診者 ÷ 対象者（年度末40–74歳、年度を通じて加入、法定除外を除く）"),
     Indicator("hokenshido_rate", "特定保健指導実施率", _flag("guidance_completed"),
               lambda py: participants(py) & _b(py, "guidance_target"),
@@ -223,30 +235,30 @@ INDICATORS: list[Indicator] = [
               "アウトカム", "§1.4"),
     # 糖尿病性腎症重症化予防 (docs/rules.md §5)
     Indicator("dm_untreated", "糖尿病型の未治療者の割合", lambda py: _eq(py, "dkd_treatment", "未治療"),
-              lambda py: participants(py) & _b(py, "diabetes_type"), "国保 受診者のうち糖尿病型",
+              lambda py: participants(py) & _b(py, "diabetes_type"), f"{POP_EXAMINEES}のうち糖尿病型",
               "lower_better", "アウトカム", "§5.1, §5.3"),
     Indicator("dm_interrupted", "糖尿病 治療中断者の割合", lambda py: _eq(py, "dkd_treatment", "治療中断"),
-              lambda py: kokuho_target(py) & _b(py, "dkd_diabetes"), "国保 40–74歳の糖尿病（健診またはレセプト）",
+              lambda py: kokuho_target(py) & _b(py, "dkd_diabetes"), f"{POP_TARGET}のうち糖尿病（健診またはレセプト）",
               "lower_better", "アウトカム", "§5.4"),
     Indicator("dm_egfr45", "糖尿病のうち eGFR 45未満", lambda py: _egfr_any(py) < 45,
               lambda py: participants(py) & _b(py, "dkd_diabetes") & ~np.isnan(_egfr_any(py)),
-              "国保 受診者のうち糖尿病（eGFR 測定あり）", "lower_better", "アウトカム", "§4.2, §5.1",
+              f"{POP_EXAMINEES}のうち糖尿病（eGFR 測定あり）", "lower_better", "アウトカム", "§4.2, §5.1",
               definition="eGFR は再計算値、なければ報告値"),
     Indicator("dm_urine_protein1", "糖尿病のうち 尿蛋白 1+以上", lambda py: _ge(py, "urine_protein", vocab.URINE_PLUS1),
               lambda py: participants(py) & _b(py, "dkd_diabetes") & _measured(py, "urine_protein"),
-              "国保 受診者のうち糖尿病（尿蛋白 測定あり）", "lower_better", "アウトカム", "§4.3, §5.1"),
+              f"{POP_EXAMINEES}のうち糖尿病（尿蛋白 測定あり）", "lower_better", "アウトカム", "§4.3, §5.1"),
     Indicator("dm_hba1c8", "糖尿病型のうち HbA1c 8.0%以上", _flag("poor_hba1c8"),
               lambda py: participants(py) & _b(py, "diabetes_type") & _measured(py, "hba1c"),
-              "国保 受診者のうち糖尿病型", "lower_better", "アウトカム", "§3.1, §5"),
+              f"{POP_EXAMINEES}のうち糖尿病型", "lower_better", "アウトカム", "§3.1, §5"),
     Indicator("new_dialysis", "新規人工透析導入者の割合", _flag("new_dialysis"), kokuho_target,
-              "国保 40–74歳", "lower_better", "アウトカム", "§12"),
+              POP_TARGET, "lower_better", "アウトカム", "§12"),
     # 後期高齢者 / 一体的実施 (docs/rules.md §6)
     Indicator("kouki_kenshin_rate", "後期高齢者健診受診率", _flag("has_kenshin"), kouki,
-              "後期高齢者 75歳以上", "higher_better", "アウトプット", "§6", age_group="kouki"),
+              POP_KOUKI, "higher_better", "アウトプット", "§6", age_group="kouki"),
     Indicator("questionnaire_rate", "質問票 回答率", lambda py: _measured(py, "q1", "q7", "q13"), kouki,
-              "後期高齢者 75歳以上", "higher_better", "アウトプット", "§6.2", age_group="kouki"),
+              POP_KOUKI, "higher_better", "アウトプット", "§6.2", age_group="kouki"),
     Indicator("kaigo_rate", "要介護（要支援）認定率", _flag("kaigo_certified"), kouki,
-              "後期高齢者 75歳以上", None, "アウトカム", "§6.1", age_group="kouki"),
+              POP_KOUKI, None, "アウトカム", "§6.1", age_group="kouki"),
 ]
 
 # 一体的実施 criteria (docs/rules.md §6.1) — the program module defines the flags; one indicator each.
@@ -264,7 +276,7 @@ IKKATSU_INDICATORS = [
 ]
 for _id, _name, _sec in IKKATSU_INDICATORS:
     INDICATORS.append(Indicator(
-        _id, f"一体的実施: {_name}", _flag(_id), kouki, "後期高齢者 75歳以上", "lower_better", "アウトカム",
+        _id, f"一体的実施: {_name}", _flag(_id), kouki, POP_KOUKI, "lower_better", "アウトカム",
         _sec, age_group="kouki", key=(_id == "ik_health_unknown")))
 
 REGISTRY: dict[str, Indicator] = {i.id: i for i in INDICATORS}

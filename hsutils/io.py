@@ -1376,14 +1376,13 @@ def _describe_result(r: LoadResult) -> list[str]:
 
 def _claims_history_lines(claims: pd.DataFrame, fys: list[int]) -> list[str]:
     """Months of claims history per fiscal year of the enrollment (docs/hotei.md §7.1)."""
-    from hsutils import programs
+    from hsutils import lookback
 
     if claims is None or claims.empty or not fys:
         return []
-    h = programs.claims_history(claims, fys)
-    ik = programs.IkkatsuParams()
-    need = ik.interruption_lookback_months
-    used = programs.allowed_lookback(claims, fys, need, ik.interruption_window_months)
+    h = lookback.claims_history(claims, fys)
+    need = lookback.DEFAULT_LOOKBACK_MONTHS
+    used = lookback.allowed_lookback(claims, fys, need, lookback.DEFAULT_WINDOW_MONTHS)
     per = "、".join(f"{f}年度 {m}か月（年度前 {b}か月）"
                     for f, m, b in zip(h["fy"], h["months_to_fy_end"], h["months_before_fy"]))
     out = [f"  レセプトの期間（年度末までの月数）: {per}"]

@@ -53,14 +53,19 @@ FUNNEL_INDICATORS = ("dm_untreated", "dm_hba1c8")
 # parameters and population
 
 
-def with_data_lookback(params: programs.NephropathyParams, prepared) -> tuple[programs.NephropathyParams, str]:
-    """`params` with the look-back the data allow for every fiscal year (docs/hotei.md §7.2: the
-    same rule as the shared cache, so a recomputation with the default criteria equals the cached
-    flags) and the footer text stating it."""
+def with_data_lookback(params: programs.NephropathyParams, prepared,
+                       fiscal_years=None) -> tuple[programs.NephropathyParams, str]:
+    """`params` with the look-back the data allow for the fiscal years one figure shows together
+    and the footer text stating it (docs/hotei.md §7.2, the rule is `programs.allowed_lookback`).
+
+    `fiscal_years` None = every year of the data: the window of the shared cache, used by trends
+    and every cached indicator (a recomputation with the default criteria equals the cached
+    flags). A single-year extraction of persons (flow chart, 対象者数, 対象者リスト) passes its one
+    year and gets the full window that year's claims allow."""
     claims = prepared.tables.get("claims_monthly")
-    used = programs.allowed_lookback(claims, prepared.fiscal_years, params.lookback_months, params.window_months)
-    note = programs.lookback_note(params.lookback_months, used,
-                                  programs.claims_history(claims, prepared.fiscal_years))
+    years = prepared.fiscal_years if fiscal_years is None else [int(f) for f in fiscal_years]
+    used = programs.allowed_lookback(claims, years, params.lookback_months, params.window_months)
+    note = programs.lookback_note(params.lookback_months, used, programs.claims_history(claims, years))
     return replace(params, lookback_months=used), note
 
 
@@ -103,9 +108,27 @@ def criteria_text(params: programs.NephropathyParams) -> str:
 
 
 def population_label(insurance: str = "国保") -> str:
-    """Japanese name of the population of the extraction."""
-    return {"国保": "国保被保険者", "後期": "後期高齢者医療被保険者", "全体": "国保・後期の被保険者"}[
-        _check_insurance(insurance)]
+    """Japanese name of the population of the extraction (docs/rules.md §16): every insured person
+    of the year, examinees or not (the flow's roots are 健診受診者 and 健診未受診)."""
+    return {"国保": indicators.POP_INSURED, "後期": "後期高齢者医療 被保険者（全員）",
+            "全体": "国保・後期の被保険者（全員）"}[_check_insurance(insurance)]
+
+
+def ckd_population(pop: str, insurance: str = "国保",
+                   params: programs.NephropathyParams = programs.NephropathyParams()) -> str:
+    """Footer population of a CKD heat map (docs/rules.md §16, §5.7): every examinee of the
+    extraction (not only the 法定報告 対象者), the 糖尿病 map without the persons excluded for dialysis."""
+    base = {"国保": indicators.POP_ALL_EXAMINEES, "後期": "後期高齢者 健診受診者（全員）",
+            "全体": "国保・後期の健診受診者（全員）"}[_check_insurance(insurance)]
+    if pop == POP_DIABETES:
+        base += "のうち糖尿病" + ("（人工透析中の人を除く）" if params.exclude_dialysis else "")
+    return base + "（eGFR・尿蛋白とも測定）"
+
+
+def indicator_population(indicator_id: str) -> str:
+    """Footer population of a chart of a registered indicator: the registry's own words
+    (docs/rules.md §16), so a trend or funnel states the denominator it was computed on."""
+    return indicators.REGISTRY[indicator_id].population
 
 
 def _check_insurance(insurance: str) -> str:
@@ -153,6 +176,9 @@ def target_frame(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
     flags = programs.nephropathy_flags(rows, claims, fy, params)
     base = rows[[c for c in _ROW_COLUMNS if c in rows.columns]]
     out = pd.concat([base.loc[flags.index], flags], axis=1)
+    # one dialysis rule for every count of the extraction (docs/rules.md §5.7): the flow's
+    # steps below 健診受診者, groups A–E, the 糖尿病 heat map and the lists leave the same persons out
+    out["dkd_excluded"] = out["dkd_dialysis"].to_numpy(dtype=bool) & bool(params.exclude_dialysis)
     egfr_calc = pd.to_numeric(out["egfr_calc"], errors="coerce") if "egfr_calc" in out else np.nan
     egfr_rep = pd.to_numeric(out["egfr"], errors="coerce") if "egfr" in out else np.nan
     out["egfr_used"] = pd.Series(egfr_calc, index=out.index, dtype="float64").fillna(
@@ -309,7 +335,9 @@ def ckd_counts(frame: pd.DataFrame) -> pd.DataFrame:
     measured = checked & g.notna().to_numpy() & a.notna().to_numpy()
     grid = pd.MultiIndex.from_product([list(G_STAGES), list(A_STAGES)], names=["g_stage", "a_stage"])
     parts = []
-    pops = {POP_ALL: measured, POP_DIABETES: measured & frame["dkd_diabetes"].to_numpy(dtype=bool)}
+    # the 糖尿病 population is the flow's k1: without the persons excluded for dialysis (§5.7)
+    kept = ~frame["dkd_excluded"].to_numpy(dtype=bool) if "dkd_excluded" in frame else np.ones(len(frame), bool)
+    pops = {POP_ALL: measured, POP_DIABETES: measured & frame["dkd_diabetes"].to_numpy(dtype=bool) & kept}
     for pop, mask in pops.items():  # two populations
         n = pd.DataFrame({"g_stage": g[mask].astype(str).to_numpy(), "a_stage": a[mask].astype(str).to_numpy()})
         cnt = n.groupby(["g_stage", "a_stage"]).size().reindex(grid, fill_value=0)

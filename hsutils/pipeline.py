@@ -118,10 +118,10 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
     for c in ("guidance_started", "guidance_completed"):
         py[c] = py[c].fillna(False).astype(bool) if c in py else False
 
-    # last year's status for the 減少率 cohorts (docs/hotei.md §4): one definition, in hsutils.hotei
-    from hsutils import hotei
+    # last year's status for the 減少率 cohorts (docs/hotei.md §4): one definition, in hsutils.hotei_items
+    from hsutils import hotei_items
 
-    py = pd.concat([py, hotei.previous_year_status(py)], axis=1)
+    py = pd.concat([py, hotei_items.previous_year_status(py)], axis=1)
 
     fys = sorted(py["fy"].unique().tolist())
     claims = tables.get("claims_monthly")

@@ -406,9 +406,11 @@ class Link:
     values (column `col` here, `other_col` there, default the same). `on` may map this table's
     columns to the other's ({"area_code": "muni_code"}); `values` translates this table's key
     values where the two tables label the same thing differently ({"年齢階級": {"60–64歳": "60-64"}}).
-    Set `reverse=True` when this table holds the totals and the other the parts."""
+    `col` may be a tuple of columns here whose cells add up together to the other table's cell
+    (then `other_col` is required). Set `reverse=True` when this table holds the totals and the
+    other the parts."""
     table: str
-    col: str
+    col: str | tuple
     on: tuple | Mapping = ()
     rows: object = None
     other_rows: object = None
@@ -530,13 +532,15 @@ class SuppressionPlan:
             other = self.tables[rel.table]
             on = dict(rel.on) if isinstance(rel.on, Mapping) else {c: c for c in rel.on}
             here_sel, there_sel = _select(df, rel.rows), _select(other.frame, rel.other_rows)
-            here_cells = self._cells(reg, rel.col)[here_sel]
+            # `col` may name several columns here whose cells add up together (e.g. 該当 + 予備群)
+            cols = list(rel.col) if isinstance(rel.col, (tuple, list)) else [rel.col]
+            here_cells = np.concatenate([self._cells(reg, c)[here_sel] for c in cols])
             there_cells = self._cells(other, rel.other_col or rel.col)[there_sel]
             here = df[here_sel]
             if rel.values:
                 here = here.assign(**{c: here[c].astype(str).replace({str(k): str(v) for k, v in m.items()})
                                       for c, m in rel.values.items()})
-            here_keys = self._keys(here, list(on))
+            here_keys = pd.concat([self._keys(here, list(on))] * len(cols), ignore_index=True)
             there_keys = self._keys(other.frame[there_sel], list(on.values()))
             if rel.reverse:
                 self._group_relations(here_cells, here_keys, there_cells, there_keys)

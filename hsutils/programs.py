@@ -29,6 +29,9 @@ import numpy as np
 import pandas as pd
 
 from hsutils import vocab
+from hsutils.lookback import (  # noqa: F401  (re-exported: programs.fy_end_ym, programs.claims_history …)
+    DEFAULT_LOOKBACK_MONTHS, DEFAULT_WINDOW_MONTHS, allowed_lookback, claims_history, fy_end_ym, fy_start_ym,
+    lookback_note, month_index)
 from hsutils.errors import ParameterError
 from hsutils.schema import QUESTIONNAIRE_RISK
 
@@ -55,23 +58,6 @@ _URINE_LABELS = vocab.URINE_LABELS
 # small helpers
 
 
-def month_index(ym) -> np.ndarray | int:
-    """Months since year 0 for YYYYMM values (scalar or array): 202503 -> 2025*12 + 2."""
-    a = np.asarray(ym, dtype="int64")
-    out = (a // 100) * 12 + (a % 100) - 1
-    return int(out) if out.ndim == 0 else out
-
-
-def fy_start_ym(fy: int) -> int:
-    """First month (April) of fiscal year `fy` as YYYYMM."""
-    return int(fy) * 100 + 4
-
-
-def fy_end_ym(fy: int) -> int:
-    """Last month (March of fy + 1) of fiscal year `fy` as YYYYMM."""
-    return (int(fy) + 1) * 100 + 3
-
-
 def _check_months(window_months: int, lookback_months: int) -> None:
     if int(window_months) < 1:
         raise ParameterError(f"直近の判定期間（月数）は1以上で指定してください（指定値: {window_months}）")
@@ -79,53 +65,6 @@ def _check_months(window_months: int, lookback_months: int) -> None:
         raise ParameterError(
             f"さかのぼり期間（{lookback_months}か月）は直近の判定期間（{window_months}か月）以上で"
             "指定してください")
-
-
-# ---------------------------------------------------------------------------------------------
-# 0. claims history available (look-back completeness, docs/hotei.md §7)
-
-def claims_history(claims: pd.DataFrame | None, fiscal_years: Iterable[int]) -> pd.DataFrame:
-    """Months of claims available per fiscal year (docs/hotei.md §7.1): `fy`, `first_ym` (first
-    month in the claims), `months_to_fy_end` (first month … March of fy + 1, inclusive; 0 when
-    the claims start after the year) and `months_before_fy` (history before April of fy)."""
-    fys = sorted(int(f) for f in fiscal_years)
-    if isinstance(claims, _Claims):  # already prepared for an extraction
-        claims = claims.frame
-    if claims is None or len(claims) == 0 or "ym" not in claims:
-        return pd.DataFrame({"fy": fys, "first_ym": pd.array([pd.NA] * len(fys), dtype="Int64"),
-                             "months_to_fy_end": 0, "months_before_fy": 0})
-    # the claims of one municipality's partition carry the first month of the whole data
-    # (hsutils.pipeline): the look-back is the data's, not the partition's (docs/design.md §8.2)
-    first = claims.attrs.get("first_ym")
-    first = int(pd.to_numeric(claims["ym"]).min()) if first is None else int(first)
-    to_end = np.array([month_index(fy_end_ym(f)) - month_index(first) + 1 for f in fys], dtype=np.int64)
-    to_end = np.clip(to_end, 0, None)
-    return pd.DataFrame({"fy": fys, "first_ym": pd.array([first] * len(fys), dtype="Int64"),
-                         "months_to_fy_end": to_end, "months_before_fy": np.clip(to_end - 12, 0, None)})
-
-
-def allowed_lookback(claims: pd.DataFrame | None, fiscal_years: Iterable[int], requested: int,
-                     window: int = 1) -> int:
-    """The look-back used for every fiscal year of a chart (docs/hotei.md §7.2): the requested
-    months, shortened to the history the data hold for the *earliest* of `fiscal_years` so
-    that every year is judged with the same window (a trend then shows the population, not
-    the length of the data). Never shorter than `window` (the rule needs at least that)."""
-    h = claims_history(claims, fiscal_years)
-    if h.empty or int(h["months_to_fy_end"].min()) <= 0:
-        return int(requested)
-    return int(max(min(int(requested), int(h["months_to_fy_end"].min())), int(window)))
-
-
-def lookback_note(requested: int, used: int, history: pd.DataFrame | None = None) -> str:
-    """Footer text of a chart of claims-based flags (docs/hotei.md §7.2)."""
-    start = ""
-    if history is not None and len(history) and pd.notna(history["first_ym"].iloc[0]):
-        ym = int(history["first_ym"].iloc[0])
-        start = f"レセプトは{ym // 100}年{ym % 100}月から。"
-    if int(used) < int(requested):
-        return (f"{start}レセプトのさかのぼり期間は、最初の年度にそろえて全年度 {used}か月"
-                f"（既定 {requested}か月）")
-    return f"{start}レセプトのさかのぼり期間 {used}か月（全年度同じ）"
 
 
 @dataclass(frozen=True)
@@ -445,8 +384,8 @@ class IkkatsuParams:
     hba1c_frailty: float = 7.0
     egfr_kidney: float = 45.0
     urine_protein_kidney: int = vocab.URINE_PLUS1
-    interruption_window_months: int = 6
-    interruption_lookback_months: int = 36
+    interruption_window_months: int = DEFAULT_WINDOW_MONTHS
+    interruption_lookback_months: int = DEFAULT_LOOKBACK_MONTHS
 
 
 def ikkatsu_criteria(params: IkkatsuParams = IkkatsuParams()) -> list[tuple[str, str, str, str]]:
@@ -595,8 +534,8 @@ class NephropathyParams:
     egfr: float = 60.0
     urine_protein: int = vocab.URINE_TRACE
     include_kidney_claims: bool = True
-    window_months: int = 6
-    lookback_months: int = 36
+    window_months: int = DEFAULT_WINDOW_MONTHS
+    lookback_months: int = DEFAULT_LOOKBACK_MONTHS
     exclude_dialysis: bool = True
 
 

@@ -11,20 +11,20 @@ PKG = Path(__file__).resolve().parents[1] / "hsutils"
 #: lowest first; a module may import from its own layer or any earlier one
 LAYERS = {
     "core": ["errors", "settings", "files", "schema", "vocab", "codes"],
-    "inputs": ["io", "person_keys", "tokutei_xml", "uke", "claims_masters", "claims_rules", "claims_import", "regions"],
+    "inputs": ["io", "lookback", "person_keys", "tokutei_xml", "uke", "claims_masters", "claims_rules", "claims_import", "regions"],
     "rules": ["clinical", "programs"],
     "statistics": ["stats"],
-    "analysis": ["aggregate", "indicators", "pipeline", "areas", "references", "cluster"],
+    "analysis": ["aggregate", "indicators", "hotei_items", "pipeline", "areas", "references", "cluster"],
     "presentation": ["privacy", "plots", "report"],
     "patterns": ["overview", "districts", "ikkatsu", "nephropathy", "evaluation", "costs", "hotei", "support_record", "nonparticipants", "medication"],
     "running": ["params", "notebook", "notebook_check", "batch", "cli", "gallery", "synth", "synth_xml",
                 "synth_uke"],
 }
 ORDER = list(LAYERS)
-#: Upward imports that exist today and are to be removed (issue 14, item 7: split hsutils.hotei into its
-#: 法定報告 definitions (analysis) and its form writer (patterns); move the claims-history count out of
-#: hsutils.programs). A new upward import fails the test.
-KNOWN_UPWARD = {("indicators", "hotei"), ("pipeline", "hotei"), ("io", "programs")}
+#: Upward imports that exist today and are to be removed. Empty since the 法定報告 definitions moved to
+#: hsutils.hotei_items (analysis) and the claims-history count to hsutils.lookback (inputs). A new upward
+#: import fails the test.
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 LAYER_OF = {m: layer for layer, mods in LAYERS.items() for m in mods}
 
 

@@ -6,8 +6,6 @@ data (root conftest.py) and check the committee tables for counts 1–9 and pers
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -51,23 +49,6 @@ def test_change_judgement_decrease_lower_better_is_improvement_and_missing_is_na
 # ---------------------------------------------------------------------------------------------
 # 減少率 (docs/rules.md §7.3, §7.4)
 # ---------------------------------------------------------------------------------------------
-def test_reduction_rate_hand_worked():
-    # last year's 終了者: persons 0–3; this year measured: 0, 1, 2, 4 -> denominator {0, 1, 2} = 3
-    # still a target this year: 0 and 3 -> no longer a target among the denominator: {1, 2} = 2
-    r = ev.reduction_rate(prev_flag=[True, True, True, True, False],
-                          now_flag=[True, False, False, True, False],
-                          now_measured=[True, True, True, False, True])
-    assert (r["numerator"], r["denominator"]) == (2, 3)
-    assert r["rate"] == pytest.approx(66.6667, abs=1e-3)
-    assert r["lower"] < r["rate"] < r["upper"]
-
-
-def test_reduction_rate_empty_denominator_is_nan():
-    r = ev.reduction_rate([False, False], [False, False], [True, True])
-    assert (r["numerator"], r["denominator"]) == (0, 0)
-    assert math.isnan(r["rate"])
-
-
 # ---------------------------------------------------------------------------------------------
 # achievement (%)
 # ---------------------------------------------------------------------------------------------
@@ -219,6 +200,38 @@ def test_sheet_has_every_common_indicator_and_categories(kanazawa):
     assert sheet.set_index("指標ID").loc["metabo_reduction", "ベースライン年度"] == "R5年度"
 
 
+def test_sheet_counts_equal_the_hotei_table(kanazawa, prepared):
+    """The sheet's 減少率, 実施率 分子/分母 are the 法定報告 table's 計 cells (one definition:
+    hotei.reduction_flags, docs/hotei.md §4.4, §5.3; docs/rules.md §7.1–§7.4)."""
+    from hsutils import hotei
+
+    _, base, last, sheet = kanazawa
+    t = hotei.hotei_table(prepared.person_year, prepared.municipalities, muni_codes=["17201"], prefecture=False)
+    tot = t[(t["sex"] == hotei.TOTAL) & (t["age_band"] == hotei.TOTAL)].set_index("fy")
+    row = sheet.set_index("指標ID")
+    expected = {
+        "metabo_reduction": (tot["red_metabo_out"] + tot["red_yobi_out"], tot["red_metabo_cohort"] + tot["red_yobi_cohort"]),
+        "hokenshido_reduction": (tot["red_hs_out"], tot["red_hs_cohort"]),
+        "kenshin_rate": (tot["examinees"], tot["target"]),
+        "hokenshido_rate": (tot["hs_completed"], tot["hs_target"]),
+    }
+    checked = 0
+    for ind, (num, den) in expected.items():
+        for fy in range(base, last + 1):
+            lab = ev.fy_short(fy)
+            got_n, got_d = row.at[ind, f"{lab} 分子"], row.at[ind, f"{lab} 分母"]
+            if ind.endswith("reduction") and fy == min(prepared.fiscal_years):
+                assert (pd.isna(got_d) or got_d == 0) and int(den[fy]) == 0   # no year before: no cohort
+                continue
+            for got, want in ((got_n, int(num[fy])), (got_d, int(den[fy]))):
+                if got == privacy.SUPPRESSION_MARK:   # hidden in the sheet: a count 1–9 in the table too
+                    assert 0 < want < privacy.DEFAULT_THRESHOLD, (ind, fy)
+                else:
+                    assert int(got) == want, (ind, fy)
+                    checked += 1
+    assert checked >= 8
+
+
 def test_sheet_xlsx_opens_with_japanese_headers_and_landscape(kanazawa, tmp_path):
     _, _, _, sheet = kanazawa
     path = ev.write_sheet_xlsx(ev.sheet_for_print(sheet), tmp_path / "evaluation_sheet.xlsx", "評価シート テスト",
@@ -367,3 +380,50 @@ def test_participation_hides_what_the_hotei_table_hides_hand_built():
     shown = plan.shown("participation_by_sex_age")
     assert list(shown["対象者数"]) == ["‐", "‐"] and shown["実施率（%）"].iloc[1] == "‐"
     assert plan.audit() == []
+
+
+def _sheet_and_hotei(yobi_cohort: int):
+    """A one-year evaluation sheet and the 法定報告 計 row it repeats (Japanese headers, as notebook 05
+    saves them): メタボ減少率 分母 = 該当 cohort 30 + 予備群 cohort `yobi_cohort`."""
+    from hsutils import hotei
+
+    ren = hotei.japanese_names()
+    row = {ren[c]: 100 for c in hotei.COUNT_IDS}
+    row.update({ren["fy"]: 2024, ren["sex"]: hotei.TOTAL, ren["age_band"]: hotei.TOTAL, ren["area_code"]: "17201",
+                ren["red_metabo_cohort"]: 30, ren["red_yobi_cohort"]: yobi_cohort,
+                ren["red_metabo_out"]: 12, ren["red_yobi_out"]: 0})
+    table = pd.DataFrame([row])
+    sheet = pd.DataFrame({"指標ID": list(ev.SHEET_HOTEI_CELLS), "R6年度 分子": [100, 100, 100, 12],
+                          "R6年度 分母": [100, 100, 100, 30 + yobi_cohort]})
+    return sheet, table, ren
+
+
+def test_hotei_table_hides_what_the_sheet_would_reveal_hand_built():
+    # The sheet (published first) shows メタボ減少率 分母 37 = 30 + 7. The table hides 予備群 7 (1–9); with the
+    # declared link it must also hide 該当 30, or 37 − 30 = 7 could be read off. Without the link it would not.
+    from hsutils import hotei
+
+    for linked in (True, False):
+        sheet, table, ren = _sheet_and_hotei(7)
+        plan = privacy.SuppressionPlan()
+        plan.add_table("evaluation_sheet", sheet, ev.sheet_count_columns(sheet))
+        plan.solve()
+        plan.publish("evaluation_sheet")
+        spec = hotei.committee_spec(japanese=True)
+        rels = spec["relations"] + (ev.sheet_relations("evaluation_sheet", sheet, "17201", [2024]) if linked else [])
+        plan.add_table("hotei_shukei", table, spec["count_cols"], relations=rels)
+        plan.solve()
+        shown = plan.shown("hotei_shukei").iloc[0]
+        assert shown[ren["red_yobi_cohort"]] == privacy.SUPPRESSION_MARK
+        assert bool(shown[ren["red_metabo_cohort"]] == privacy.SUPPRESSION_MARK) == linked
+        assert plan.audit() == []  # (without the link the plan does not know the relation at all)
+    # 予備群 cohort 15: nothing small, nothing hidden in either
+    sheet, table, ren = _sheet_and_hotei(15)
+    plan = privacy.SuppressionPlan()
+    plan.add_table("evaluation_sheet", sheet, ev.sheet_count_columns(sheet))
+    plan.publish("evaluation_sheet")
+    spec = hotei.committee_spec(japanese=True)
+    plan.add_table("hotei_shukei", table, spec["count_cols"],
+                   relations=spec["relations"] + ev.sheet_relations("evaluation_sheet", sheet, "17201", [2024]))
+    plan.solve()
+    assert plan.shown("hotei_shukei").iloc[0][ren["red_metabo_cohort"]] == 30 and plan.audit() == []

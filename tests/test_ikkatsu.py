@@ -365,3 +365,22 @@ def test_criteria_distribution_total_is_the_any_count_of_the_criteria_table():
     plan.add_table("criteria_count_distribution", dist, ["count"], ["share"], relations=ikkatsu.distribution_relations("17461"))
     plan.solve()
     assert plan.shown("criteria_count_distribution")["count"].iloc[2] == "‐"   # hidden as in the criteria table
+
+
+def test_kaigo_district_rows_add_up_to_the_municipality_hand_built():
+    # 要介護3〜5: 東 5 (hidden) + 西 20 = 金沢市 25 (shown): 西 must be hidden too, or 25 − 20 = 5 (docs/rules.md §9)
+    from hsutils import ikkatsu as ik
+    from hsutils import privacy as pv
+
+    k = pd.DataFrame({"area": ["金沢市", "金沢市", "東", "東", "西", "西", "県", "県"],
+                      "level": ["認定なし", "要介護3〜5"] * 4, "count": [100, 25, 40, 5, 60, 20, 900, 300]})
+    rels = ik.kaigo_district_relations("g", k, "金沢市", "県")
+    plan = pv.SuppressionPlan()
+    plan.add_table("g", k, ["count"], relations=rels)
+    plan.solve()
+    shown = plan.shown("g").set_index(["area", "level"])["count"]
+    assert shown[("東", "要介護3〜5")] == pv.SUPPRESSION_MARK and shown[("西", "要介護3〜5")] == pv.SUPPRESSION_MARK
+    assert shown[("金沢市", "要介護3〜5")] == 25 and shown[("県", "要介護3〜5")] == 300 and plan.audit() == []
+    # districts that do not cover the municipality (a person without a district): nothing declared
+    k.loc[(k["area"] == "西") & (k["level"] == "認定なし"), "count"] = 59
+    assert ik.kaigo_district_relations("g", k, "金沢市", "県") == []

@@ -90,3 +90,32 @@ def test_check_reports_months_of_history(tmp_path):
     text = io.check_folder(d)
     assert "2022年度 24か月（年度前 12か月）、2023年度 36か月（年度前 24か月）" in text
     assert "全年度を 24か月でそろえて判定します" in text
+
+
+def test_single_year_extraction_keeps_the_window_of_its_own_year(claims):
+    """docs/hotei.md §7.2: the years one figure shows decide its window. Trends (2022–2024) use
+    the 24 months of FY2022; a FY2024 list uses the 36 months FY2024 allows, so it does not depend
+    on which older years are in the input."""
+    from types import SimpleNamespace
+
+    from hsutils import nephropathy as nep
+
+    prepared = SimpleNamespace(tables={"claims_monthly": claims}, fiscal_years=[2022, 2023, 2024])
+    p = programs.NephropathyParams()
+    trend, trend_note = nep.with_data_lookback(p, prepared)
+    assert trend.lookback_months == 24 and "最初の年度にそろえて全年度 24か月" in trend_note
+    y24, note24 = nep.with_data_lookback(p, prepared, [2024])
+    assert (y24.lookback_months, note24) == (36, "レセプトは2021年4月から。レセプトのさかのぼり期間 36か月")
+    assert nep.with_data_lookback(p, prepared, [2023])[0].lookback_months == 36   # exactly 36 months to 2024-03
+    y22, note22 = nep.with_data_lookback(p, prepared, [2022])
+    assert y22.lookback_months == 24
+    assert note22.endswith("レセプトのさかのぼり期間 24か月（既定 36か月。この年度までのレセプトの長さによる）")
+    later = claims[claims["ym"] > 202104]                                          # claims from 2021-05
+    assert programs.allowed_lookback(later, [2023], 36, 6) == 35                   # one month short
+    # Y (a diabetes claim in May 2022 only) is 治療中断 in the FY2024 list (Apr 2022 – Mar 2025 look-back)
+    # but 未治療 in the trend's FY2024 point (24 months: Apr 2023 – Mar 2025)
+    def status(lookback):
+        s = programs.treatment_status(claims, "diabetes", fy=2024, lookback_months=lookback)
+        return dict(zip(s["person_id"], s["status"]))["Y"]
+
+    assert (status(y24.lookback_months), status(trend.lookback_months)) == ("治療中断", "未治療")

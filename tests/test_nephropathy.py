@@ -236,7 +236,30 @@ def test_ckd_counts_cells_and_populations():
         ("健診受診者", "G3a", "A1"): 3,    # A_untreated 50, B_treated_202410 55, no_dm_6.4 50
         ("健診受診者", "G5", "A1"): 1,     # dialysis
         ("糖尿病（健診受診者）", "G2", "A1"): 3, ("糖尿病（健診受診者）", "G2", "A2"): 1,
-        ("糖尿病（健診受診者）", "G3a", "A1"): 2, ("糖尿病（健診受診者）", "G5", "A1"): 1}
+        ("糖尿病（健診受診者）", "G3a", "A1"): 2}   # "dialysis" is left out of 糖尿病, as in the flow (§5.7)
+
+
+def test_one_dialysis_rule_for_flow_heat_map_and_lists():
+    """docs/rules.md §5.7: a dialysis month anywhere in FY2024 (2024-04 … 2025-03) leaves the person
+    out of the flow's 糖尿病 box and below, groups A–E, the 糖尿病 heat map and the lists; dialysis
+    only in 2024-03 (last year) or from 2025-04 (next year) does not. All four are 糖尿病型 with eGFR 12."""
+    months = {"d_202403": 202403, "d_202404": 202404, "d_202503": 202503, "d_202504": 202504}
+    py = frame([row(pid, hba1c=7.5, egfr_calc=12.0) for pid in months])
+    cl = make_claims([claim(pid, ym, diabetes=True, dialysis=True) for pid, ym in months.items()])
+    for exclude, kept in ((True, ["d_202403", "d_202504"]), (False, list(months))):
+        params = NephropathyParams(exclude_dialysis=exclude)
+        t = nep.target_frame(py, cl, FY, params).set_index("person_id")
+        assert sorted(t.index[t["dkd_dialysis"]]) == ["d_202404", "d_202503"]
+        assert sorted(t.index[t["dkd_group"] != ""]) == kept           # in one of the groups A–E
+        # the 受診勧奨 list (A): d_202503 has its diabetes claim in 2025-03, so it is 治療中 (B) when kept
+        assert sorted(t.index[t["dkd_referral"]]) == [p for p in kept if p != "d_202503"]
+        c = nep.ckd_counts(t.reset_index()).set_index(["population", "g_stage", "a_stage"])["count"]
+        assert c[(nep.POP_ALL, "G5", "A1")] == 4                        # the population itself: everyone
+        assert c[(nep.POP_DIABETES, "G5", "A1")] == len(kept)           # = the flow's 糖尿病 box
+        f = counts(nep.flow_counts(py, cl, FY, params))
+        assert (f["k0"], f["k1"], f.get("x1")) == (4, len(kept), 2 if exclude else None)
+    assert nep.ckd_population(nep.POP_DIABETES) == "国保 健診受診者（全員）のうち糖尿病（人工透析中の人を除く）（eGFR・尿蛋白とも測定）"
+    assert nep.ckd_population(nep.POP_ALL) == "国保 健診受診者（全員）（eGFR・尿蛋白とも測定）"
 
 
 def test_ckd_table_totals_and_secondary_suppression():
@@ -264,7 +287,7 @@ def test_ckd_heatmap_total_equals_participants_with_egfr_and_urine(prepared):
         expected = int((rows["has_kenshin"] & egfr.notna() & rows["urine_protein"].notna()).sum())
         assert int(c.loc[c["population"] == nep.POP_ALL, "count"].sum()) == expected
         dm = int((rows["has_kenshin"] & egfr.notna() & rows["urine_protein"].notna()
-                  & rows["dkd_diabetes"]).sum())
+                  & rows["dkd_diabetes"] & ~rows["dkd_dialysis"]).sum())  # docs/rules.md §5.7
         assert int(c.loc[c["population"] == nep.POP_DIABETES, "count"].sum()) == dm
         # default criteria recomputed for the area = the flags of the shared cache
         assert (t["dkd_group"].to_numpy() == rows.loc[t.index, "dkd_group"].to_numpy()).all()
