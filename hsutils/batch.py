@@ -471,6 +471,7 @@ def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]
     executed = tmp / f"{task.notebook_stem}.ipynb"
     result: dict[str, Any] = {"key": task.key, "status": "failed", "error": "", "started": _now()}
     timing: dict[str, float] = {}
+    set_formats = False
     log_path.write_text("", encoding="utf-8")
     redirect = _RedirectedOutput(log_path) if redirect_output else contextlib.nullcontext()
     with redirect, open(log_path, "a", encoding="utf-8", buffering=1) as log:
@@ -482,6 +483,11 @@ def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]
             parameters = {**task.parameters, "out_dir": str(tmp)}
             # the report names the final folder, not the staging one (inherited by the kernel)
             os.environ[settings.ENV_REPORT_FOLDER] = settings.report_folder(task.final_dir, run_dir)
+            # PNG only per run unless the user asked for vector copies (settings.figure_formats);
+            # the printable PDF is made once, on demand: `hsutils figures` (report.print_packs)
+            if not os.environ.get(settings.ENV_FIGURE_FORMATS, "").strip():
+                os.environ[settings.ENV_FIGURE_FORMATS] = ",".join(settings.BATCH_FIGURE_FORMATS)
+                set_formats = True
             t_exec = time.perf_counter()
             try:
                 papermill.execute_notebook(
@@ -515,6 +521,8 @@ def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]
                     log.write(f"# 失敗したノートブックを保存できませんでした: {_os_reason(copy_error)}\n")
         finally:
             os.environ.pop(settings.ENV_REPORT_FOLDER, None)
+            if set_formats:
+                os.environ.pop(settings.ENV_FIGURE_FORMATS, None)
             shutil.rmtree(tmp, ignore_errors=True)
             timing["total"] = time.perf_counter() - t0
             result["seconds"] = round(timing["total"], 2)

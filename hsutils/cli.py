@@ -56,6 +56,21 @@ def _cmd_run(args) -> int:
                          out=Path(args.out) if args.out else None)
 
 
+def _cmd_figures(args) -> int:
+    from hsutils import report
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"フォルダ {folder} が見つかりません（一括実行の出力フォルダ、例: outputs/demo を指定してください）")
+        return 2
+    packs = report.print_packs(folder)
+    if not packs:
+        print(f"{folder} の下に図（figures/*.png）がありません")
+        return 1
+    print(f"印刷用 PDF を {len(packs):,} 件作成しました（ノートブックの出力フォルダごとに {report.PRINT_PACK}）")
+    return 0
+
+
 def _cmd_prepare(args) -> int:
     from hsutils import pipeline
 
@@ -115,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--params", default=None)
     r.add_argument("--out", default=None)
     r.set_defaults(func=_cmd_run)
+
+    f = sub.add_parser("figures", help="出力フォルダの図（PNG 300dpi）から印刷用 PDF を作成（委員会資料用）")
+    f.add_argument("folder", help="一括実行の出力フォルダ（例: outputs/demo）またはその下の市町村・ノートブックのフォルダ")
+    f.set_defaults(func=_cmd_figures)
 
     pr = sub.add_parser("prepare", help="データを読み込み、共有の集計キャッシュ（Parquet）を作成")
     pr.add_argument("data")

@@ -57,7 +57,8 @@ class NotebookContext:
         return plots.footer(self.source, self.fiscal_year if fy is None else fy, population, conditions)
 
     def save_figure(self, fig, name: str):
-        """PNG (300 dpi) + PDF into figures/ (docs/design.md §7); returns the figure so it displays."""
+        """PNG (300 dpi) + PDF into figures/ (PNG only in a batch run: `settings.figure_formats`;
+        docs/design.md §7); returns the figure so it displays."""
         report.save_figure(fig, self.out_dir, name)
         return fig
 

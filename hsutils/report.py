@@ -1,7 +1,7 @@
 """Writing figures, tables and workbooks to the output layout, atomically (docs/design.md §7, §9).
 
-Layout: ``<outputs>/<run>/<muni_code>_<name>/<notebook>/`` with ``figures/`` (PNG 300 dpi and
-PDF), ``tables/`` (CSV UTF-8 with BOM so Excel opens it; one xlsx per notebook) and
+Layout: ``<outputs>/<run>/<muni_code>_<name>/<notebook>/`` with ``figures/`` (PNG 300 dpi, and
+the vector PDF outside the batch; `print_pack` makes one printable PDF per folder), ``tables/`` (CSV UTF-8 with BOM so Excel opens it; one xlsx per notebook) and
 ``confidential/`` (person-level lists only, docs/design.md §6).
 
 Every file is written to a temporary name in the same folder and renamed with `os.replace`
@@ -19,12 +19,13 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
+from . import settings
 from .errors import ParameterError
 from .files import atomic_path, atomic_write_bytes, atomic_write_text  # re-exported: the one implementation
 
 __all__ = [
     "FIGURE_DPI", "SUBFOLDERS", "atomic_write_bytes", "atomic_write_text", "output_dir",
-    "save_figure", "save_table", "write_xlsx", "safe_name", "display_table", "COLUMN_LABELS_JA",
+    "save_figure", "print_pack", "print_packs", "PRINT_PACK", "save_table", "write_xlsx", "safe_name", "display_table", "COLUMN_LABELS_JA",
 ]
 
 #: Resolution of PNG figures (docs/design.md §7).
@@ -74,10 +75,13 @@ def output_dir(root, run: str, muni_code: str, muni_name: str, notebook: str,
     return folder
 
 
-def save_figure(fig, out_dir, name: str, formats=("png", "pdf"), dpi: int = FIGURE_DPI) -> dict:
+def save_figure(fig, out_dir, name: str, formats=None, dpi: int = FIGURE_DPI) -> dict:
     """Write `fig` to ``out_dir/figures/<name>.png`` (300 dpi) and ``.pdf`` atomically with fixed
-    metadata, so the same figure gives byte-identical files (docs/design.md §7, §9). Returns
-    ``{"png": Path, "pdf": Path}`` (one key per format)."""
+    metadata, so the same figure gives byte-identical files (docs/design.md §7, §9). `formats`
+    defaults to `settings.figure_formats()` (PNG + PDF; PNG only in a batch run). Returns
+    ``{"png": Path, "pdf": Path}`` (one key per format written)."""
+    if formats is None:
+        formats = settings.figure_formats()
     folder = Path(out_dir) / "figures"
     paths = {}
     for fmt in formats:
@@ -89,6 +93,38 @@ def save_figure(fig, out_dir, name: str, formats=("png", "pdf"), dpi: int = FIGU
             fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_FIXED_METADATA[fmt], **extra)
         paths[fmt] = atomic_write_bytes(folder / f"{safe_name(name)}.{fmt}", buffer.getvalue())
     return paths
+
+
+#: Name of the printable copy of a notebook output's figures (`print_pack`).
+PRINT_PACK = "図表_印刷用.pdf"
+
+
+def print_pack(notebook_dir, quality: int = 95) -> Path | None:
+    """One printable PDF of a notebook output's figures: ``<notebook_dir>/図表_印刷用.pdf``, one page
+    per ``figures/*.png`` (300 dpi, name order), written atomically. Made once, on demand
+    (``hsutils figures``), from the PNGs a batch already wrote, instead of a vector PDF per figure
+    per run (issue 18 §1): at 300 dpi a page prints as sharp as the vector copy on an office
+    printer. Returns None when the folder has no PNG."""
+    from PIL import Image
+
+    pngs = sorted((Path(notebook_dir) / "figures").glob("*.png"))
+    if not pngs:
+        return None
+    pages = []
+    for png in pngs:
+        with Image.open(png) as im:
+            pages.append(im.convert("RGB"))
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="PDF", save_all=True, append_images=pages[1:], resolution=FIGURE_DPI,
+                  quality=quality)
+    return atomic_write_bytes(Path(notebook_dir) / PRINT_PACK, buffer.getvalue())
+
+
+def print_packs(run_dir) -> list[Path]:
+    """`print_pack` for every notebook output folder under `run_dir` (a batch run, or one area)."""
+    folders = sorted({p.parent.parent for p in Path(run_dir).rglob("figures/*.png")
+                      if settings.CONFIDENTIAL not in p.parts})
+    return [path for path in (print_pack(folder) for folder in folders) if path is not None]
 
 
 def save_table(df: pd.DataFrame, out_dir, name: str, index: bool = False) -> Path:

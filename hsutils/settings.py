@@ -21,6 +21,7 @@ Environment variables (all optional):
 ``HSUTILS_PARAMETERS_DIR``  folder with ``defaults.yaml`` and the example YAML files
                             (default ``<repo>/parameters``)
 ``HSUTILS_NOTEBOOK_DIR``    folder with the notebooks (default ``<repo>/notebooks``)
+``HSUTILS_FIGURE_FORMATS`` figure files to write, e.g. ``png`` or ``png,pdf`` (default ``png,pdf``; the batch: ``png``)
 ``HSUTILS_REPORT_FOLDER``   set by the batch for each notebook run: the final output folder as a report
                             names it (relative, e.g. ``outputs/demo/17201_金沢市/04_nephropathy``),
                             because the notebook itself writes into a staging folder
@@ -41,7 +42,8 @@ from hsutils.errors import ParameterError
 
 __all__ = [
     "PACKAGE_DIR", "PACKAGE_DATA_DIR", "BOUNDARY_DIR", "ENV_DATA_DIR", "ENV_OUT_DIR", "ENV_CACHE_DIR",
-    "ENV_PARAMETERS_DIR", "ENV_NOTEBOOK_DIR", "ENV_REPORT_FOLDER", "CONFIDENTIAL", "CACHE_SUBDIR", "INTERACTIVE_RUN",
+    "ENV_PARAMETERS_DIR", "ENV_NOTEBOOK_DIR", "ENV_REPORT_FOLDER", "ENV_FIGURE_FORMATS", "DEFAULT_FIGURE_FORMATS",
+    "BATCH_FIGURE_FORMATS", "figure_formats", "CONFIDENTIAL", "CACHE_SUBDIR", "INTERACTIVE_RUN",
     "repo_root", "work_root", "parameters_dir", "parameter_file", "defaults_file", "notebook_dir",
     "data_dir", "out_dir", "run_dir", "cache_dir", "env_path", "report_folder", "shown_path", "shown_out_dir",
 ]
@@ -58,6 +60,13 @@ ENV_CACHE_DIR = "HSUTILS_CACHE_DIR"
 ENV_PARAMETERS_DIR = "HSUTILS_PARAMETERS_DIR"
 ENV_NOTEBOOK_DIR = "HSUTILS_NOTEBOOK_DIR"
 ENV_REPORT_FOLDER = "HSUTILS_REPORT_FOLDER"
+ENV_FIGURE_FORMATS = "HSUTILS_FIGURE_FORMATS"
+#: Figure files written by `report.save_figure` when nothing else is asked: PNG 300 dpi and the
+#: vector PDF (a notebook opened by hand, the gallery, `hsutils run`). The batch asks for PNG only
+#: (`BATCH_FIGURE_FORMATS`): a vector PDF costs about 1 CPU-second per figure with the embedded
+#: Japanese font, six times the PNG (issue 18 §1); the paper copies come from `hsutils figures`.
+DEFAULT_FIGURE_FORMATS = ("png", "pdf")
+BATCH_FIGURE_FORMATS = ("png",)
 
 #: Sub-folder of a run (and of a notebook's outputs) for person-level files (docs/design.md §6).
 CONFIDENTIAL = "confidential"
@@ -67,6 +76,16 @@ CACHE_SUBDIR = Path(CONFIDENTIAL) / "cache"
 INTERACTIVE_RUN = "interactive"
 
 DEFAULTS_NAME = "defaults.yaml"
+
+
+def figure_formats() -> tuple[str, ...]:
+    """Figure formats to write: ``HSUTILS_FIGURE_FORMATS`` (comma-separated, e.g. ``png,pdf``)
+    when set, else `DEFAULT_FIGURE_FORMATS`. The batch sets it to `BATCH_FIGURE_FORMATS` for its
+    runs unless the user has set it (vector copies on demand: ``HSUTILS_FIGURE_FORMATS=png,pdf``)."""
+    value = os.environ.get(ENV_FIGURE_FORMATS, "").strip()
+    if not value:
+        return DEFAULT_FIGURE_FORMATS
+    return tuple(f.strip().lower() for f in value.split(",") if f.strip())
 
 
 def env_path(name: str) -> Path | None:

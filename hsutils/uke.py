@@ -8,9 +8,13 @@ How the file is read (vectorised; a Python loop runs per *chunk*, never per line
 
 * the file is read in binary blocks of ``CHUNK_BYTES``; a block ends at its last line feed.
   Shift_JIS (cp932) never uses the bytes ``,`` ``\\r`` ``\\n`` inside a 2-byte character, so lines
-  and fields are found on the raw bytes with numpy (positions of ``\\n`` and ``,``);
-* numeric fields (codes, points, counts, dates) are decoded straight from the bytes;
-  only the few text fields that may hold 漢字 (記号・番号, 未コード化傷病名の名称) are decoded;
+  and fields are found on the raw bytes with numpy: one pass finds every separator (``,`` and
+  ``\\n``), and a field of a line is two look-ups in that array;
+* numeric fields (codes, points, counts, dates) are decoded straight from the bytes, 8 digits at a
+  time from one unaligned 64-bit word (SWAR arithmetic);
+* text columns of the tables (file, codes, institutions) are built in Arrow from their distinct
+  values, not as one Python string per row;
+* only the few text fields that may hold 漢字 (記号・番号, 未コード化傷病名の名称) are decoded;
 * patient names (RE 氏名, カタカナ氏名) are never extracted.
 
 Every line belongs to the receipt opened by the last ``RE`` before it, and every receipt to the
@@ -34,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from hsutils import person_keys
 from hsutils.errors import DataError
@@ -103,67 +108,74 @@ _RT_CODES = {_rt(t): t for t in KNOWN_TYPES | set(_COUNTS_PHARMACY) | set(_COUNT
 
 @dataclass
 class _Lines:
-    """Lines of one block: byte buffer, line start/end (end excludes CR LF), comma positions."""
+    """Lines of one block: byte buffer, line start/end (end excludes CR LF and EOF), and the
+    separators (commas and line feeds) of the block, found in one pass. Field k of the block
+    runs from separator k-1 (+1) to separator k; a line's last field ends at the line end."""
 
     buf: np.ndarray
     ls: np.ndarray
     le: np.ndarray
-    commas: np.ndarray
-    cfirst: np.ndarray
-    nf: np.ndarray
+    ffirst: np.ndarray   # index of each line's first field (= separators before the line)
+    nf: np.ndarray       # number of fields of each line
+    sep: np.ndarray      # positions of ',' and '\n' (plus the block end if it has no '\n')
     _padded: np.ndarray | None = None
+    _words: np.ndarray | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "_Lines":
         buf = np.frombuffer(data, dtype=np.uint8)
-        nl = np.flatnonzero(buf == 10)
-        ends = np.append(nl, len(buf)) if (len(buf) and (not len(nl) or nl[-1] != len(buf) - 1)) else nl
-        starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64) if len(ends) else np.zeros(0, np.int64)
-        le = ends.astype(np.int64)
+        n = len(buf)
+        sep = np.flatnonzero((buf == 44) | (buf == 10))
+        is_nl = buf[sep] == 10
+        if n and buf[-1] != 10:  # a last line without line feed ends at the end of the block
+            sep = np.append(sep, n)
+            is_nl = np.append(is_nl, True)
+        nl = np.flatnonzero(is_nl)                      # index in sep of each line's end
+        ends = sep[nl]
+        starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else np.zeros(0, np.int64)
+        le = ends.copy()
         # drop a trailing CR and the EOF mark 0x1A
         for byte in (13, 26, 13):
-            has = (le > starts) & (buf[np.maximum(le - 1, 0)] == byte) if len(buf) else le > starts
+            has = (le > starts) & (buf[np.maximum(le - 1, 0)] == byte) if n else le > starts
             le = le - has
-        commas = np.flatnonzero(buf == 44)
-        cfirst = np.searchsorted(commas, starts)
-        nf = np.searchsorted(commas, le) - cfirst + 1
-        return cls(buf, starts, le, commas, cfirst, nf)
+        ffirst = np.concatenate([[0], nl[:-1] + 1]) if len(nl) else np.zeros(0, np.int64)
+        nf = nl - ffirst + 1
+        return cls(buf, starts, le, ffirst, nf, sep)
 
     def span(self, rows: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
         """Start/end of field j of the given lines (empty span where the line has fewer fields)."""
         nf = self.nf[rows]
         ok = j < nf
-        if j == 0:
-            start = self.ls[rows].copy()
-        else:
-            k = np.minimum(self.cfirst[rows] + j - 1, max(len(self.commas) - 1, 0))
-            start = self.commas[k] + 1 if len(self.commas) else self.ls[rows].copy()
-        k2 = np.minimum(self.cfirst[rows] + j, max(len(self.commas) - 1, 0))
-        last = j >= nf - 1
-        end = np.where(last, self.le[rows], self.commas[k2] if len(self.commas) else self.le[rows])
-        start = np.where(ok, start, 0)
-        end = np.where(ok, end, 0)
-        return start.astype(np.int64), end.astype(np.int64)
+        if not len(rows):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        k = self.ffirst[rows] + np.minimum(j, nf - 1)
+        start = self.ls[rows] if j == 0 else self.sep[k - 1] + 1
+        end = np.where(j >= nf - 1, self.le[rows], self.sep[k])
+        return np.where(ok, start, 0), np.where(ok, end, 0)
+
+    def padded(self) -> np.ndarray:
+        if self._padded is None:  # zeros around the block so that no index needs clipping
+            self._padded = np.concatenate([np.zeros(PAD, np.uint8), self.buf, np.zeros(PAD, np.uint8)])
+        return self._padded
 
     def matrix(self, start: np.ndarray, end: np.ndarray, width: int, right: bool = False
                ) -> tuple[np.ndarray, np.ndarray]:
         """Bytes of each span in a (n, w) uint8 matrix, NUL-padded, w = min(width, longest span);
-        also a 'longer than width' flag."""
+        also a 'longer than width' flag. Rows are copied from a sliding-window view of the
+        block (one gather of w bytes per row, no (n, w) index matrix)."""
         length = end - start
         too_long = length > width
         w = int(min(width, length.max())) if len(length) else 0
         w = max(w, 1)
-        if self._padded is None:  # zeros around the block so that no index needs clipping
-            self._padded = np.concatenate([np.zeros(PAD, np.uint8), self.buf, np.zeros(PAD, np.uint8)])
+        win = np.lib.stride_tricks.sliding_window_view(self.padded(), w)
         pos = np.arange(w, dtype=np.int64)
         if right:
-            idx = (end + PAD - w)[:, None] + pos[None, :]
+            mat = win[end + PAD - w]
             inside = pos[None, :] >= (w - np.minimum(length, w))[:, None]
         else:
-            idx = (start + PAD)[:, None] + pos[None, :]
+            mat = win[start + PAD]
             inside = pos[None, :] < np.minimum(length, w)[:, None]
-        mat = self._padded[idx]
-        mat[~inside] = 0
+        mat &= np.where(inside, np.uint8(255), np.uint8(0))
         return mat, too_long
 
     def text(self, rows: np.ndarray, j: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -172,18 +184,55 @@ class _Lines:
         mat, long = self.matrix(s, e, width)
         return np.ascontiguousarray(mat).view(f"S{mat.shape[1]}").ravel(), long
 
+    def words(self) -> np.ndarray:
+        """Unaligned little-endian uint64 view of the padded block: word p = bytes p..p+7."""
+        if self._words is None:
+            p = self.padded()
+            self._words = np.ndarray(shape=(len(p) - 7,), dtype="<u8", buffer=p, strides=(1,))
+        return self._words
+
     def digits(self, rows: np.ndarray, j: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Field j as an unsigned integer: (value, length, valid). Empty -> length 0, valid False."""
+        """Field j as an unsigned integer: (value, length, valid). Empty -> length 0, valid False.
+
+        The last min(length, width) bytes of the field are read as one or two 8-byte words and
+        converted with SWAR arithmetic (8 digits per multiply chain, no per-byte matrix). As
+        before, a non-digit byte counts as 0 in the value and makes the field invalid."""
+        if width > 16:
+            raise ValueError("digits() reads at most 16 digits")
         s, e = self.span(rows, j)
-        mat, long = self.matrix(s, e, width, right=True)
         length = e - s
-        w = mat.shape[1]
-        d = mat.astype(np.int16) - 48
-        okd = ((d >= 0) & (d <= 9)) | (mat == 0)   # NUL = padding
-        d = np.where(okd & (mat != 0), d, 0).astype(np.int64)
-        value = d @ (10 ** np.arange(w - 1, -1, -1, dtype=np.int64))
-        valid = okd.all(axis=1) & (length > 0) & ~long
-        return value, length, valid
+        n_in = np.minimum(length, width)
+        words = self.words()
+        value = np.zeros(len(rows), np.uint64)
+        bad = np.zeros(len(rows), bool)
+        for part, end_off in ((1, 16), (0, 8)) if width > 8 else ((0, 8),):
+            w = words[e + PAD - end_off]
+            inside = np.clip(n_in - 8 * part, 0, 8).astype(np.uint64)   # bytes of the field in this word
+            keep = np.where(inside >= 8, _ALL, ~((_ONE << (np.uint64(64) - 8 * inside) % _U64_64) - _ONE)
+                            * (inside > 0))
+            t = (w & keep) ^ (_ZEROS & keep)        # digit bytes -> 0..9, bytes outside the field -> 0
+            high = (((t & _LOW7) + _ADD76) | t) & _HIGH   # high bit set on a non-digit byte
+            bad |= high != 0
+            t &= ~((high >> np.uint64(7)) * np.uint64(0xFF))
+            value = value * np.uint64(100_000_000) + _swar8(t)
+        valid = ~bad & (length > 0) & (length <= width)
+        return value.astype(np.int64), length, valid
+
+
+_U64_64 = np.uint64(64)
+_ONE = np.uint64(1)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_ZEROS = np.uint64(0x3030303030303030)
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_ADD76 = np.uint64(0x7676767676767676)
+_HIGH = np.uint64(0x8080808080808080)
+
+
+def _swar8(t: np.ndarray) -> np.ndarray:
+    """Eight bytes 0..9 (first byte = most significant digit, little-endian word) -> integer."""
+    t = ((t * np.uint64(10)) + (t >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+    t = ((t * np.uint64(100)) + (t >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+    return ((t * np.uint64(10000)) + (t >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
 
 
 def _decode(raw: np.ndarray) -> pd.Series:
@@ -350,8 +399,7 @@ def _raw_where(lines: _Lines, rows: np.ndarray, j: int, where: np.ndarray, width
 def _line_text(lines: _Lines, rows: np.ndarray, width: int = 24) -> np.ndarray:
     """The first four fields of each line (for exclusions of whole lines). RE 氏名 is field 4,
     so a patient name is never copied into an exclusion list."""
-    k = np.minimum(lines.cfirst[rows] + 3, max(len(lines.commas) - 1, 0))
-    end = np.where(lines.nf[rows] > 4, lines.commas[k] if len(lines.commas) else lines.le[rows], lines.le[rows])
+    end = np.where(lines.nf[rows] > 4, lines.span(rows, 3)[1], lines.le[rows])
     mat, _ = lines.matrix(lines.ls[rows], end, width)
     raw = np.ascontiguousarray(mat).view(f"S{mat.shape[1]}").ravel()
     return _decode(raw).to_numpy(dtype=object)
@@ -364,8 +412,8 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
     nonblank = L.le > L.ls
     b0 = L.buf[np.minimum(L.ls, max(len(L.buf) - 1, 0))].astype(np.int64) if len(L.buf) else np.zeros(n, np.int64)
     b1 = L.buf[np.minimum(L.ls + 1, max(len(L.buf) - 1, 0))].astype(np.int64) if len(L.buf) else np.zeros(n, np.int64)
-    first_len = np.where(L.nf > 1, L.commas[np.minimum(L.cfirst, max(len(L.commas) - 1, 0))] - L.ls
-                         if len(L.commas) else L.le - L.ls, L.le - L.ls)
+    s0, e0 = L.span(np.arange(n), 0)
+    first_len = e0 - s0
     code = np.where(first_len == 2, b0 * 256 + b1, -1)
     # blank lines (the line after the last CRLF, an EOF mark) are neither records nor errors
     rows = np.flatnonzero(nonblank)
@@ -549,6 +597,32 @@ def _has_modifier(L: _Lines, rows: np.ndarray, j: int, code: str) -> np.ndarray:
     return (groups == code.encode("ascii")).any(axis=1)
 
 
+def _str_from_codes(codes, labels) -> pd.api.extensions.ExtensionArray:
+    """pandas ``str`` array of labels[codes], built in Arrow from the distinct labels (a text per
+    row costs a Python object per row otherwise; codes and file names repeat on every line)."""
+    labels = pa.array(list(labels), pa.large_string())
+    codes = pa.array(np.asarray(codes, dtype=np.int32))
+    return pd.array(pa.DictionaryArray.from_arrays(codes, labels).dictionary_decode(), dtype="str")
+
+
+def _str_of(values) -> pd.api.extensions.ExtensionArray:
+    """pandas ``str`` array of repeated values (a categorical keeps its codes; other values are
+    factorised once)."""
+    if isinstance(values, pd.Series):
+        values = values.array
+    if isinstance(values, pd.Categorical):
+        return _str_from_codes(values.codes, [str(c) for c in values.categories])
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+    return _str_from_codes(codes, [str(u) for u in uniques])
+
+
+def _int_str(values, width: int) -> pd.api.extensions.ExtensionArray:
+    """Like `_int_text`, as a pandas ``str`` array."""
+    v = np.asarray(values, dtype=np.int64)
+    uniq, inverse = np.unique(v, return_inverse=True)
+    return _str_from_codes(inverse.ravel(), [str(x).zfill(width) for x in uniq.tolist()])
+
+
 def _int_text(values, width: int) -> np.ndarray:
     """Non-negative ints as zero-padded decimal strings of `width` (object array). Codes repeat
     (institutions, drugs, diseases): only the distinct values are formatted."""
@@ -690,16 +764,17 @@ def assemble(raw: RawUke) -> UkeTables:
     ho_k = ho.reindex(keep["receipt_id"])
     kind = keep["hkind"].to_numpy(np.int64)
     receipts = pd.DataFrame({
-        "receipt_id": keep["receipt_id"].to_numpy(np.int64), "file": keep["file"].astype(str).to_numpy(),
-        "line": keep["line"].to_numpy(np.int64), "kind": pd.Series(kind).map(KIND_LABELS).to_numpy(),
-        "setting": _setting(kind, keep["receipt_type"].to_numpy(np.int64)),
+        "receipt_id": keep["receipt_id"].to_numpy(np.int64), "file": _str_of(keep["file"]),
+        "line": keep["line"].to_numpy(np.int64), "kind": _str_of(pd.Series(kind).map(KIND_LABELS)),
+        "setting": _str_of(_setting(kind, keep["receipt_type"].to_numpy(np.int64))),
         "ym": keep["ym"].to_numpy(np.int64), "receipt_type": keep["receipt_type"].to_numpy(np.int64),
-        "institution": _institution_code(keep["pref"].to_numpy(np.int64), kind, keep["institution"].to_numpy(np.int64)),
+        "institution": _str_of(_institution_code(keep["pref"].to_numpy(np.int64), kind,
+                                                 keep["institution"].to_numpy(np.int64))),
         "rx_institution": np.where(keep["rx_institution"].to_numpy(np.int64) >= 0,
                                    _code_text(keep["rx_institution"].to_numpy(np.int64), 10), None),
         "sex": keep["sex"].to_numpy(np.int64),
-        "insurer": ho_k["insurer"].astype(str).to_numpy(), "kigo": ho_k["kigo"].astype(str).to_numpy(),
-        "bango": ho_k["bango"].astype(str).to_numpy(),
+        "insurer": _str_of(ho_k["insurer"].astype(str)), "kigo": _str_of(ho_k["kigo"].astype(str)),
+        "bango": _str_of(ho_k["bango"].astype(str)),
         "points": ho_k["points"].to_numpy(np.int64)})
     receipts["yen"] = receipts["points"] * YEN_PER_POINT
     ko = raw.frame("KO")
@@ -713,7 +788,7 @@ def assemble(raw: RawUke) -> UkeTables:
     receipts["edaban"] = eda.to_numpy()
     # one person key with the 特定健診 XML reader (docs/formats/person_key.md §1)
     receipts["person_key"] = person_keys.person_key(receipts["insurer"], receipts["kigo"], receipts["bango"],
-                                                    receipts["edaban"]).to_numpy()
+                                                    receipts["edaban"]).array
     kept_ids = receipts["receipt_id"].to_numpy()
 
     # diagnoses
@@ -734,8 +809,8 @@ def assemble(raw: RawUke) -> UkeTables:
         # 修飾語 codes are 4-digit groups; 「の疑い」 8002 as one of them marks a suspected disease
         suspected = sy["suspected"]
         diagnoses = pd.DataFrame({
-            "receipt_id": sy["receipt_id"].to_numpy(np.int64), "file": sy["file"].to_numpy(),
-            "line": sy["line"].to_numpy(np.int64), "code": _code_text(sy["code"].to_numpy(), 7),
+            "receipt_id": sy["receipt_id"].to_numpy(np.int64), "file": _str_of(sy["file"]),
+            "line": sy["line"].to_numpy(np.int64), "code": _int_str(sy["code"].to_numpy(), 7),
             "start": pd.to_datetime(pd.Series(np.where(sy["start_ok"], sy["start"], 0)).astype(str),
                                     format="%Y%m%d", errors="coerce").to_numpy(),
             "outcome": sy["outcome"].to_numpy(np.int64), "suspected": suspected.to_numpy(bool),
@@ -797,7 +872,7 @@ def _detail(df: pd.DataFrame, kept_ids: np.ndarray, excl: list, column: str, wha
         # 診療識別 may be left empty on the following records of a group: carry it forward
         cls = df["cls"].where(df["cls"] >= 0)
         df["cls"] = cls.groupby(df["receipt_id"]).ffill().fillna(-1).astype(np.int64)
-    df["code"] = _code_text(df["code"].to_numpy(), 9)
+    df["code"] = _int_str(df["code"].to_numpy(), 9)
     return df.reset_index(drop=True)
 
 

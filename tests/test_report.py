@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import matplotlib
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from hsutils import plots, report
+from hsutils import plots, report, settings
 from hsutils.errors import ParameterError
 
 FOOT = plots.footer("KDB（デモデータ）", 2024, "国保 40–74歳")
@@ -47,7 +48,8 @@ def test_output_dir_names_are_safe_and_not_created_on_request(tmp_path):
         report.safe_name(" .. ")
 
 
-def test_save_figure_png_300dpi_pdf_and_byte_identical(tmp_path):
+def test_save_figure_png_300dpi_pdf_and_byte_identical(tmp_path, monkeypatch):
+    monkeypatch.delenv(settings.ENV_FIGURE_FORMATS, raising=False)  # outside a batch: PNG + PDF
     first = report.save_figure(small_chart(), tmp_path / "a", "受診率")
     second = report.save_figure(small_chart(), tmp_path / "b", "受診率")
     assert first["png"] == tmp_path / "a" / "figures" / "受診率.png"
@@ -67,6 +69,26 @@ def test_save_figure_png_300dpi_pdf_and_byte_identical(tmp_path):
         fig.savefig(default, format="png", dpi=report.FIGURE_DPI, metadata={"Software": None})
     default.seek(0)
     assert (mpimg.imread(default) == image).all()
+
+
+def test_batch_writes_png_only_and_the_print_pack_is_made_on_demand(tmp_path, monkeypatch):
+    """In a batch run (HSUTILS_FIGURE_FORMATS=png, set by batch.execute_task) a figure is one PNG;
+    `print_pack` then makes one printable PDF per notebook folder, one 300-dpi page per PNG
+    (issue 18 §1). HSUTILS_FIGURE_FORMATS=png,pdf brings the vector copies back on demand."""
+    monkeypatch.setenv(settings.ENV_FIGURE_FORMATS, ",".join(settings.BATCH_FIGURE_FORMATS))
+    out = tmp_path / "run" / "17201_金沢市" / "04_nephropathy"
+    assert set(report.save_figure(small_chart(), out, "a")) == {"png"}
+    report.save_figure(small_chart(), out, "b")
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["a.png", "b.png"]
+    (tmp_path / "run" / "17201_金沢市" / "05_other" / "figures").mkdir(parents=True)  # no figures: no pack
+    packs = report.print_packs(tmp_path / "run")
+    assert packs == [out / report.PRINT_PACK]
+    pdf = packs[0].read_bytes()
+    assert pdf.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 2  # one page per PNG
+    assert report.print_pack(out) == packs[0] and packs[0].read_bytes() == pdf  # same PNGs, same file
+    monkeypatch.setenv(settings.ENV_FIGURE_FORMATS, "png,pdf")
+    assert set(report.save_figure(small_chart(), out, "c")) == {"png", "pdf"}
 
 
 def test_save_figure_same_figure_twice_is_identical(tmp_path):
