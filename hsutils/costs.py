@@ -684,13 +684,14 @@ def explorer(pc: PersonCosts, per_capita_masked: pd.DataFrame, groups_masked: pd
 
     def render(fy, insurance, group):
         t = per_capita_masked[(per_capita_masked["fy"] == fy) & (per_capita_masked["insurance"] == insurance)]
+        t = t.reset_index(drop=True)  # row numbers of the full table are not shown
         shown = [report.display_table(t[["area_name", "setting", "persons", "per_capita", "lower", "upper"]], {
             "area_name": "地域", "setting": "区分", "persons": "被保険者数", "per_capita": "一人当たり医療費（円）",
             "lower": "下限（円）", "upper": "上限（円）"}, counts=("per_capita", "lower", "upper"))]
         if groups:
             g = groups_masked[(groups_masked["fy"] == fy) & (groups_masked["insurance"] == insurance)
                               & (groups_masked["group"].astype(str) == group)]
-            shown.append(report.display_table(g))
+            shown.append(report.display_table(g.reset_index(drop=True)))
         return shown
 
     return panels.Panel(controls, render)

@@ -55,7 +55,7 @@ def notebook_copies(names: list[str], folder: Path) -> list[Path]:
         if names and src.name[:2] not in names:
             continue
         nb = json.loads(src.read_text(encoding="utf-8"))
-        first = nb["cells"][0]
+        first = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
         text = "".join(first["source"])
         new = re.sub(r"^interactive\s*=\s*False", "interactive = True", text, flags=re.M)
         if new == text:
@@ -64,7 +64,7 @@ def notebook_copies(names: list[str], folder: Path) -> list[Path]:
         dst = folder / src.name
         dst.write_text(json.dumps(nb, ensure_ascii=False, indent=1), encoding="utf-8")
         out.append(dst)
-    return out
+    return sorted(out, key=lambda p: names.index(p.name[:2])) if names else out
 
 
 def start_lab(port: int, token: str, work: Path) -> subprocess.Popen:
@@ -101,8 +101,10 @@ def make_driver(work: Path):
 
 
 # --- JavaScript run in the page (window.jupyterapp is exposed by --LabApp.expose_app_in_browser)
-JS_STATE = """
-const app = window.jupyterapp; const w = app && app.shell.currentWidget;
+# the open notebook (headless Chromium has no focus, so app.shell.currentWidget may be null)
+JS_NB = ("const app = window.jupyterapp; const w = app && Array.from(app.shell.widgets('main'))"
+         ".find(x => x.content && x.sessionContext);")
+JS_STATE = JS_NB + """
 if (!w || !w.content || !w.sessionContext) return null;
 const k = w.sessionContext.session && w.sessionContext.session.kernel;
 const cells = w.content.widgets.filter(c => c.model.type === 'code');
@@ -113,8 +115,8 @@ return {status: k ? k.status : 'none', running: cells.filter(c => c.promptNode &
         c.promptNode.textContent.includes('*')).length,
         unexecuted: cells.filter(c => c.model.executionCount === null).length, errors: errors};
 """
-JS_PANEL_CELL = """
-const w = window.jupyterapp.shell.currentWidget;
+JS_PANEL_CELL = JS_NB + """
+if (!w) return null;
 const i = w.content.widgets.findIndex(c => c.model.type === 'code' &&
                                           /^if interactive/m.test(c.model.sharedModel.getSource()));
 if (i < 0) return null;
@@ -170,11 +172,11 @@ def check_notebook(driver, base: str, rel: str, token: str, shots: Path, timeout
         time.sleep(1)
     wait_idle(driver, 120)
     t0 = time.time()
-    driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    driver.execute_script(JS_NB + "app.shell.activateById(w.id); app.commands.execute('notebook:run-all-cells')")
     time.sleep(3)
     state = wait_idle(driver, timeout)
     seconds = time.time() - t0
-    driver.execute_script("window.jupyterapp.shell.currentWidget.content.widgets[0].node.scrollIntoView()")
+    driver.execute_script(JS_NB + "w.content.widgets[0].node.scrollIntoView()")
     time.sleep(1)
     driver.save_screenshot(str(shots / f"{name}_top.png"))
     result = {"notebook": Path(rel).name, "seconds": round(seconds, 1), "errors": state["errors"],
@@ -197,14 +199,18 @@ def check_notebook(driver, base: str, rel: str, token: str, shots: Path, timeout
     result["changed"] = panel_text(driver) != before
     driver.find_element("id", "panel-cell").screenshot(str(shots / f"{name}_panel_after.png"))
     # reopen without a kernel: what a saved notebook shows where the panel was
-    driver.execute_script("return window.jupyterapp.commands.execute('docmanager:save')")
+    driver.execute_script(JS_NB + "app.shell.activateById(w.id); app.commands.execute('docmanager:save')")
     time.sleep(2)
-    driver.execute_script("window.jupyterapp.commands.execute('kernelmenu:shutdown')")
+    driver.execute_script(JS_NB + "w.sessionContext.shutdown()")
     time.sleep(2)
     driver.execute_script("window.jupyterapp.commands.execute('application:close-all')")
     time.sleep(2)
     driver.get(f"{base}/lab/tree/{rel}?token={token}")
-    time.sleep(6)
+    for _ in range(60):  # the notebook is loaded again
+        if driver.execute_script(JS_NB + "return !!(w && w.content.widgets.length)"):
+            break
+        time.sleep(1)
+    time.sleep(3)
     for b in driver.find_elements("css selector", ".jp-Dialog button.jp-mod-reject"):
         b.click()  # 「カーネルを選択」: no kernel
     time.sleep(2)
@@ -238,7 +244,11 @@ def main(argv=None) -> int:
         driver = make_driver(work)
         base = f"http://127.0.0.1:{args.port}"
         for nb in copies:
-            r = check_notebook(driver, base, nb.relative_to(ROOT).as_posix(), token, args.shots, args.timeout)
+            try:
+                r = check_notebook(driver, base, nb.relative_to(ROOT).as_posix(), token, args.shots, args.timeout)
+            except Exception as exc:  # one notebook's browser trouble does not stop the others
+                r = {"notebook": nb.name, "errors": [f"browser check: {type(exc).__name__}: {exc}"[:300]],
+                     "unexecuted": None, "changed": None}
             results.append(r)
             print(json.dumps(r, ensure_ascii=False), flush=True)
     finally:
