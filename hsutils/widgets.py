@@ -31,6 +31,11 @@ from hsutils import report
 FALLBACK_NOTE = ("操作パネル（スライダー・選択欄）は、JupyterLab でこのノートブックを実行している間だけ表示されます。"
                  "保存後に開き直したときや HTML で見るときは、上から順にセルを実行すると表示されます。")
 FALLBACK_RESULT = "以下は、パラメータの値（操作前の値）での結果です。"
+#: Shown above every panel, live and after reopening: JupyterLab keeps the widget output of a saved
+#: notebook but not its state, and shows 「Loading widget...」 there until the cells run again.
+PANEL_NOTE = ("操作パネル: 値を変えると下の結果を計算し直します。保存したノートブックを開き直したときは、"
+              "パネルの代わりに「Loading widget...」や「Error displaying widget」と表示されます。"
+              "上から順にセルを実行すると、パネルが使えるようになります。")
 BUSY = "計算中…"
 #: a slider's track: long enough that one step is at least this many pixels
 MIN_PX_PER_STEP = 8
@@ -137,6 +142,13 @@ class Panel:
         body = "".join(_html_of(i) for i in self.first)
         return (f'<div class="hsutils-panel-fallback"><p>{FALLBACK_NOTE}</p>'
                 f"<p>{FALLBACK_RESULT}</p>{body}</div>")
+
+    def _ipython_display_(self):
+        """The note (a plain output, kept in the saved notebook), then the panel."""
+        from IPython.display import HTML, display
+
+        display(HTML(f'<div style="color:#555;font-size:90%">{html.escape(PANEL_NOTE)}</div>'))
+        display(self._repr_mimebundle_(), raw=True)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         data = dict(self.widget._repr_mimebundle_() or {})

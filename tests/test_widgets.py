@@ -70,6 +70,14 @@ def test_panel_display_has_a_japanese_fallback_instead_of_the_widget_repr():
     assert widgets.FALLBACK_NOTE in html and "2,000" in html and "±: 2" in html
 
 
+def test_display_puts_a_plain_note_above_the_panel(monkeypatch):
+    panel, shown = _panel([]), []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append((obj, raw)))
+    panel._ipython_display_()
+    assert widgets.PANEL_NOTE in shown[0][0].data  # an ordinary output: still there after reopening
+    assert shown[1][1] is True and "application/vnd.jupyter.widget-view+json" in shown[1][0]
+
+
 def test_fallback_keeps_a_figure_as_an_image():
     fig, ax = plt.subplots()
     ax.plot([0, 1])
