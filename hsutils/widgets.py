@@ -3,7 +3,7 @@
 Every 「しきい値を変えて試す」 panel of notebooks 01–09 is built here, so that all of them
 
 * size their controls for their ranges: the label column is as wide as the longest label (no
-  「…」), every slider has the same long track (at least `MIN_PX_PER_STEP` px per step), check
+  「…」), every slider has a long track (`TRACK_PX`–`MAX_TRACK_PX`, 8 px per step where that fits), check
   boxes are not indented and show their whole label;
 * recompute only when a slider is released and say so while they work: 「計算中…」 appears at
   once, then how long the update took;
@@ -37,9 +37,11 @@ PANEL_NOTE = ("操作パネル: 値を変えると下の結果を計算し直し
               "パネルの代わりに「Loading widget...」や「Error displaying widget」と表示されます。"
               "上から順にセルを実行すると、パネルが使えるようになります。")
 BUSY = "計算中…"
-#: a slider's track: long enough that one step is at least this many pixels
+#: a slider's track: one step at least MIN_PX_PER_STEP pixels, between TRACK_PX and MAX_TRACK_PX
+#: (a wider track leaves the notebook's column: the browser check saw a scroll bar at 800 px)
 MIN_PX_PER_STEP = 8
-TRACK_PX = 320
+TRACK_PX = 360
+MAX_TRACK_PX = 480
 READOUT_PX = 70
 
 
@@ -64,7 +66,7 @@ def sized(controls: Mapping[str, object]) -> None:
         c.style = {"description_width": width}
         if isinstance(c, (w.FloatSlider, w.IntSlider, w.SelectionRangeSlider, w.SelectionSlider)):
             steps = (len(c.options) if hasattr(c, "options") else round((c.max - c.min) / c.step))
-            track = max(TRACK_PX, MIN_PX_PER_STEP * steps)
+            track = min(MAX_TRACK_PX, max(TRACK_PX, MIN_PX_PER_STEP * steps))
             c.continuous_update = False  # recompute when released, not at every pixel
             c.layout = w.Layout(width=f"calc({width} + {track + READOUT_PX}px)")
         elif isinstance(c, (w.Dropdown, w.Select, w.SelectMultiple)):

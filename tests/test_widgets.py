@@ -44,16 +44,18 @@ def test_panel_sizes_controls_for_their_range_and_labels():
     # one label column for the panel, as wide as the longest label (「多剤: 薬剤数 以上」: 7 full-width
     # characters + 3 others = 8.65em, + 1.5em = 10.15em → 11em)
     assert slider.style.description_width == dropdown.style.description_width == "11em"
-    # 39 steps × 8 px = 312 px < the 320 px minimum track; + 70 px for the readout
-    assert slider.layout.width == "calc(11em + 390px)"
+    # 39 steps × 8 px = 312 px < the 360 px minimum track; + 70 px for the readout
+    assert slider.layout.width == "calc(11em + 430px)"
     assert slider.continuous_update is False
     assert box.indent is False and box.layout.width == "auto"  # the whole label, not 「…含…」
 
 
-def test_long_ranges_get_at_least_eight_pixels_per_step():
-    s = w.FloatSlider(value=1, min=0, max=60, step=0.1, description="x")
-    widgets.sized({"x": s})
-    assert s.layout.width.endswith("+ 4870px)")  # 600 steps × 8 px + 70
+def test_tracks_grow_with_the_range_up_to_the_column_width():
+    s = w.IntSlider(value=1, min=0, max=50, description="x")
+    long = w.FloatSlider(value=1, min=0, max=60, step=0.1, description="x")
+    widgets.sized({"x": s, "y": long})
+    assert s.layout.width.endswith("+ 470px)")  # 50 steps × 8 px = 400 + 70
+    assert long.layout.width.endswith("+ 550px)")  # 600 steps: the 480 px maximum + 70
 
 
 def test_label_width_counts_full_width_characters_as_one_em():
