@@ -131,7 +131,10 @@ class Panel:
         self.out.clear_output(wait=True)
         with self.out:
             for item in items:
-                display(item)
+                if isinstance(item, str):
+                    print(item)  # text as text, not its repr with quotes and \n
+                else:
+                    display(item)
         import matplotlib.pyplot as plt
 
         for item in items:  # shown once in the panel; not again at the end of the cell
