@@ -681,31 +681,28 @@ def explorer(pc: PersonCosts, per_capita_masked: pd.DataFrame, groups_masked: pd
     """ipywidgets panel (JupyterLab by hand only): choose year, insurance and disease group; the
     suppressed per-capita costs by setting and the group's cost are shown at once."""
     import ipywidgets as widgets
-    from IPython.display import display
+
+    from hsutils import report, widgets as panels
 
     years = sorted(int(y) for y in per_capita_masked["fy"].unique())
     groups = [str(g) for g in pd.unique(groups_masked["group"])] if len(groups_masked) else []
-    w_fy = widgets.Dropdown(options=years, value=years[-1], description="年度")
-    w_ins = widgets.Dropdown(options=list(INSURANCES), description="保険")
-    w_group = widgets.Dropdown(options=groups or ["（疾病別なし）"], description="疾病分類")
-    out = widgets.Output()
+    controls = {"fy": widgets.Dropdown(options=years, value=years[-1], description="年度"),
+                "insurance": widgets.Dropdown(options=list(INSURANCES), description="保険"),
+                "group": widgets.Dropdown(options=groups or ["（疾病別なし）"], description="疾病分類")}
 
-    def update(*_):
-        with out:
-            out.clear_output()
-            t = per_capita_masked[(per_capita_masked["fy"] == w_fy.value) & (per_capita_masked["insurance"] == w_ins.value)]
-            display(t[["area_name", "setting", "persons", "per_capita", "lower", "upper"]].rename(columns={
-                "area_name": "地域", "setting": "区分", "persons": "被保険者数", "per_capita": "一人当たり医療費（円）",
-                "lower": "下限", "upper": "上限"}))
-            if groups:
-                g = groups_masked[(groups_masked["fy"] == w_fy.value) & (groups_masked["insurance"] == w_ins.value)
-                                  & (groups_masked["group"].astype(str) == w_group.value)]
-                display(g)
+    def render(fy, insurance, group):
+        t = per_capita_masked[(per_capita_masked["fy"] == fy) & (per_capita_masked["insurance"] == insurance)]
+        t = t.reset_index(drop=True)  # row numbers of the full table are not shown
+        shown = [report.display_table(t[["area_name", "setting", "persons", "per_capita", "lower", "upper"]], {
+            "area_name": "地域", "setting": "区分", "persons": "被保険者数", "per_capita": "一人当たり医療費（円）",
+            "lower": "下限（円）", "upper": "上限（円）"}, counts=("per_capita", "lower", "upper"))]
+        if groups:
+            g = groups_masked[(groups_masked["fy"] == fy) & (groups_masked["insurance"] == insurance)
+                              & (groups_masked["group"].astype(str) == group)]
+            shown.append(report.display_table(g.reset_index(drop=True)))
+        return shown
 
-    for w in (w_fy, w_ins, w_group):
-        w.observe(update, names="value")
-    update()
-    return widgets.VBox([widgets.HBox([w_fy, w_ins, w_group]), out])
+    return panels.Panel(controls, render)
 
 
 def read_reference_table(path) -> pd.DataFrame | None:

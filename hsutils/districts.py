@@ -776,6 +776,38 @@ def funnel_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_n
                              suppress_threshold=suppress_threshold).figure
 
 
+def explorer(ctx, table: pd.DataFrame, district_list: pd.DataFrame, first_indicator: str, fy_text, *,
+             tiles: pd.DataFrame | None = None, boundaries: pd.DataFrame | None = None, muni_name: str = "",
+             reference_lines: pd.DataFrame | None = None,
+             suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
+    """Panel (`hsutils.widgets.Panel`, JupyterLab by hand only): choose an indicator and a
+    district; the district map (when tiles or boundaries exist), the ranking and the district's
+    profile (with the 県・同規模・国 marks of `reference_lines`) are drawn again."""
+    import ipywidgets as w
+
+    from hsutils import widgets
+
+    names = table.drop_duplicates("indicator_id")[["indicator_name", "indicator_id"]]
+    controls = {"indicator_id": w.Dropdown(options=list(names.itertuples(index=False, name=None)),
+                                           value=first_indicator, description="指標"),
+                "district_code": w.Dropdown(options=list(zip(district_list["district_name"],
+                                                             district_list["district_code"])),
+                                            description="地区")}
+
+    def render(indicator_id, district_code):
+        foot = ctx.footer(population_text(indicator_id), fy=fy_text)
+        figs = []
+        if boundaries is not None or tiles is not None:
+            figs.append(map_figure(table, indicator_id, foot, tiles=tiles, boundaries=boundaries, muni_name=muni_name,
+                                   suppress_threshold=suppress_threshold))
+        figs.append(ranking_figure(table, indicator_id, foot, muni_name=muni_name, suppress_threshold=suppress_threshold))
+        figs.append(profile_figure(table, district_code, foot, muni_name=muni_name, reference_lines=reference_lines,
+                                   suppress_threshold=suppress_threshold))
+        return figs
+
+    return widgets.Panel(controls, render, row=True)
+
+
 def profile_figure(table: pd.DataFrame, district_code: str, footer: str, *, muni_name: str = "",
                    reference_lines: pd.DataFrame | None = None,
                    suppress_threshold: int = privacy.DEFAULT_THRESHOLD):

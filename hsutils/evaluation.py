@@ -1193,3 +1193,31 @@ def change_for_indicator(prepared, muni_code: str, indicator_id: str, fy_from: i
     derived = {f"{a} 分子": [f"{a} 値（%）"] + both, f"{a} 分母": [f"{a} 値（%）"] + both,
                f"{b} 分子": [f"{b} 値（%）"] + both, f"{b} 分母": [f"{b} 値（%）"] + both}
     return privacy.suppress_table(out, list(derived), derived_cols=derived, threshold=suppress_threshold)
+
+
+def indicator_explorer(ctx, indicator_ids: Sequence[str], years: Sequence[int], plan, population: str, *,
+                       conf: float = 0.95, std_pop="H27"):
+    """Panel (`hsutils.widgets.Panel`, JupyterLab by hand only): choose an indicator of the sheet
+    and a range of years; the suppressed change table (`change_for_indicator`) and the trend
+    chart (`outcome_trends`, `trend_figure`) are drawn again."""
+    import ipywidgets as w
+
+    from hsutils import widgets
+
+    year_options = [(fy_short(y), y) for y in years]
+    controls = {"indicator": w.Dropdown(options=[(indicators.REGISTRY[i].name, i) for i in indicator_ids],
+                                        description="指標"),
+                "span": w.SelectionRangeSlider(options=year_options, index=(0, len(year_options) - 1),
+                                               description="年度")}
+
+    def render(indicator, span):
+        first, last = span
+        table = change_for_indicator(ctx.prepared, ctx.muni_code, indicator, first, last, conf=conf,
+                                     suppress_threshold=ctx.suppress_threshold)
+        t = outcome_trends(ctx.prepared, ctx.muni_code, [indicator], [y for y in years if first <= y <= last],
+                           conf=conf, std_pop=std_pop)
+        return [report.display_table(table),
+                trend_figure(t, indicator, ctx.footer(population, fy=(first, last)), target=plan.targets.get(indicator),
+                             suppress_threshold=ctx.suppress_threshold)]
+
+    return widgets.Panel(controls, render)

@@ -82,8 +82,14 @@ _DERIVED = ["rate", "rate_lower", "rate_upper", "sr", "sr_lower", "sr_upper", "c
 
 
 def make_params(**thresholds) -> IkkatsuParams:
-    """`IkkatsuParams` from the notebook's threshold parameters (None = docs/rules.md §6.1 default)."""
-    return IkkatsuParams(**{k: v for k, v in thresholds.items() if v is not None})
+    """`IkkatsuParams` from the notebook's threshold parameters (None = docs/rules.md §6.1 default).
+    `urine_protein_kidney` is written as the result, "1+" (`vocab.urine_threshold`, the form of
+    every notebook); the ordinal 2 of older parameter files is accepted too."""
+    given = {k: v for k, v in thresholds.items() if v is not None}
+    if "urine_protein_kidney" in given:
+        given["urine_protein_kidney"] = vocab.urine_threshold(given["urine_protein_kidney"],
+                                                              what="腎機能不良未受診の尿蛋白の基準")
+    return IkkatsuParams(**given)
 
 
 def is_default(params: IkkatsuParams) -> bool:
@@ -901,13 +907,13 @@ def threshold_counts(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFram
 def threshold_explorer(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFrame], fy: int,
                        muni_code: str, params: IkkatsuParams = IkkatsuParams(),
                        threshold: int = privacy.DEFAULT_THRESHOLD):
-    """ipywidgets sliders for the thresholds; the counts update when a slider is released
-    (docs/design.md §9: only called under `if interactive:`). Returns the widget to display."""
+    """ipywidgets sliders for the thresholds (`hsutils.widgets.Panel`); the counts update when a
+    slider is released (docs/design.md §9: only called under `if interactive:`). Returns the panel
+    to display."""
     import ipywidgets as w
-    from IPython.display import display
 
-    style = {"description_width": "190px"}
-    layout = w.Layout(width="520px")
+    from hsutils import report, widgets
+
     sliders = {
         "bmi_max": w.FloatSlider(value=params.bmi_max, min=16, max=25, step=0.5, description="低栄養: BMI 以下"),
         "drugs_threshold": w.IntSlider(value=params.drugs_threshold, min=5, max=25, description="多剤: 薬剤数 以上"),
@@ -921,19 +927,11 @@ def threshold_explorer(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFr
         "interruption_window_months": w.IntSlider(value=params.interruption_window_months, min=1, max=12,
                                                   description="治療中断: 直近の月数"),
     }
-    for s in sliders.values():
-        s.style, s.layout, s.continuous_update = style, layout, False
-    out = w.Output()
 
-    def update(_=None):
-        p = dataclasses.replace(params, **{k: s.value for k, s in sliders.items()})
+    def render(**values):
+        p = dataclasses.replace(params, **values)
         table, seconds = threshold_counts(person_year, tables, fy, p, muni_code, threshold)
-        out.clear_output(wait=True)
-        with out:
-            print(f"再計算（全県 {int(eligible(rows_of_fy(person_year, fy), p).sum()):,}人）: {seconds:.2f}秒")
-            display(table)
+        return [f"全県 {int(eligible(rows_of_fy(person_year, fy), p).sum()):,}人で再計算しました"
+                f"（抽出 {seconds:.1f} 秒）", report.display_table(table)]
 
-    for s in sliders.values():
-        s.observe(update, names="value")
-    update()
-    return w.VBox([*sliders.values(), out])
+    return widgets.Panel(sliders, render)

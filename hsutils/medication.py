@@ -893,24 +893,23 @@ def threshold_explorer(monthly: pd.DataFrame, persons: pd.DataFrame, fy: int, pa
     """JupyterLab widget: a slider for the 多剤 threshold; the number of persons who would receive a
     notice (多剤, or any flag) updates live. Small counts are shown as the suppression mark."""
     import ipywidgets as w
+    from IPython.display import HTML
+
+    from hsutils import widgets
 
     ids = persons["person_id"]
     base = with_persons(person_flags(monthly, fy, params), persons)
     curve = threshold_counts(monthly, fy, ids, thresholds=range(1, 41)).set_index("threshold")["persons"]
     other = base["duplicate"] | base["hypnotic_combination"] | base["hypnotic_long"]
-    slider = w.IntSlider(value=params.polypharmacy_threshold, min=1, max=40, description="多剤: 薬剤数 以上")
-    out = w.HTML()
 
     def show(value: int) -> str:
         return privacy.SUPPRESSION_MARK if 0 < value < suppress_threshold else f"{value:,}"
 
-    def update(change=None):
-        t = slider.value
-        n_poly = int(curve.get(t, 0))
-        n_any = int(((base["max_drugs"] >= t) | other).sum())
-        out.value = (f"<b>多剤（{t}種類以上）: {show(n_poly)}人</b>　"
-                     f"通知の対象（多剤・重複・睡眠薬のいずれか）: {show(n_any)}人")
+    def render(threshold: int):
+        n_poly = int(curve.get(threshold, 0))
+        n_any = int(((base["max_drugs"] >= threshold) | other).sum())
+        return HTML(f"<b>多剤（{threshold}種類以上）: {show(n_poly)}人</b>　"
+                    f"通知の対象（多剤・重複・睡眠薬のいずれか）: {show(n_any)}人")
 
-    slider.observe(update, names="value")
-    update()
-    return w.VBox([slider, out])
+    slider = w.IntSlider(value=params.polypharmacy_threshold, min=1, max=40, description="多剤: 薬剤数 以上")
+    return widgets.Panel({"threshold": slider}, render)

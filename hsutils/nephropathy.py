@@ -76,17 +76,9 @@ def nephropathy_params(hba1c: float = 6.5, glucose: float = 126.0, egfr: float =
     """Extraction criteria from the notebook's parameters (docs/rules.md §5.1, §5.2, §5.4).
 
     `urine_protein` is the lowest positive 尿蛋白 result: "±" (default, §5.2 usual practice) or
-    "1+" (stricter); an ordinal 1/2 is accepted too. Defaults equal `programs.NephropathyParams()`.
+    "1+" (stricter), read by `vocab.urine_threshold` (the form every notebook uses). Defaults equal `programs.NephropathyParams()`.
     """
-    if isinstance(urine_protein, str):
-        urine = vocab.parse_urine(urine_protein)  # "±", "+-", "1+", "+", "＋" … (not codes)
-        if urine not in URINE_CHOICES.values() or urine_protein.strip().isdigit():
-            raise ParameterError(f"尿蛋白の基準は「±」または「1+」で指定してください（指定値: {urine_protein}）")
-        urine = int(urine)
-    else:
-        urine = int(urine_protein)
-        if urine not in URINE_LABELS or urine == 0:
-            raise ParameterError(f"尿蛋白の基準（順序値）は 1（±）〜4（3+）で指定してください（指定値: {urine_protein}）")
+    urine = vocab.urine_threshold(urine_protein, allowed=tuple(URINE_CHOICES.values()))
     for name, value in (("HbA1c", hba1c), ("血糖", glucose), ("eGFR", egfr)):
         if not float(value) > 0:
             raise ParameterError(f"{name} の基準値は正の数で指定してください（指定値: {value}）")
@@ -827,37 +819,31 @@ def flow_explorer(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
     """ipywidgets panel: thresholds and the interruption window; the flow counts (suppressed)
     update at once. Call only when `interactive` (papermill can hang on widgets, docs/design.md §9)."""
     import ipywidgets as widgets
-    from IPython.display import display
 
-    style = {"description_width": "11em"}
+    from hsutils import report, widgets as panels
+
     w = {
-        "hba1c": widgets.FloatSlider(value=params.hba1c, min=6.0, max=8.0, step=0.1, description="HbA1c（%）以上",
-                                     style=style),
+        "hba1c": widgets.FloatSlider(value=params.hba1c, min=6.0, max=8.0, step=0.1, description="HbA1c（%）以上"),
         "glucose": widgets.IntSlider(value=int(params.glucose), min=100, max=200, step=1,
-                                     description="空腹時・随時血糖 以上", style=style),
-        "egfr": widgets.IntSlider(value=int(params.egfr), min=15, max=90, step=1, description="eGFR 未満",
-                                  style=style),
+                                     description="空腹時・随時血糖（mg/dL）以上"),
+        "egfr": widgets.IntSlider(value=int(params.egfr), min=15, max=90, step=1, description="eGFR 未満"),
         "urine_protein": widgets.Dropdown(options=list(URINE_CHOICES),
                                           value=URINE_LABELS.get(params.urine_protein, "±"),
-                                          description="尿蛋白 以上", style=style),
+                                          description="尿蛋白 以上"),
         "window_months": widgets.IntSlider(value=params.window_months, min=1, max=24, step=1,
-                                           description="治療中断の判定（か月）", style=style),
+                                           description="治療中断の判定（か月）"),
         "include_kidney_claims": widgets.Checkbox(value=params.include_kidney_claims,
                                                   description="腎疾患レセプトも腎障害に含める"),
     }
-    out = widgets.Output()
 
-    def update(**values):
+    def render(**values):
         p = nephropathy_params(lookback_months=max(params.lookback_months, values["window_months"]),
                                exclude_dialysis=params.exclude_dialysis, **values)
         flow = flow_counts(rows, claims, fy, p)
-        with out:
-            out.clear_output(wait=True)
-            display(flow_table(flow, threshold)[["step_label", "count"]])
-            print(flow_summary(flow, threshold))
+        table = flow_table(flow, threshold)[["step_label", "count"]]
+        return [report.display_table(table, {"step_label": "区分", "count": "人数"}), flow_summary(flow, threshold)]
 
-    panel = widgets.interactive_output(update, w)
-    return widgets.VBox([widgets.VBox(list(w.values())), out, panel])
+    return panels.Panel(w, render)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -447,23 +447,19 @@ def whatif_explorer(frames: pd.DataFrame, area_code: str | None, shares: dict[st
     import ipywidgets as widgets
     from IPython.display import display
 
-    style = {"description_width": "22em"}
+    from hsutils import widgets as panels
+
     w = {col: widgets.FloatSlider(value=float(shares.get(seg, 0.0)), min=0.0, max=1.0, step=0.05,
-                                  description=f"{seg}のうち受診する割合", style=style)
+                                  description=f"{seg}のうち受診する割合")
          for seg, col in CARE_COLUMNS.items()}
     w["target_rate"] = widgets.FloatSlider(value=float(target_rate), min=30.0, max=80.0, step=1.0,
-                                           description="目標受診率（%）", style=style)
-    out = widgets.Output()
+                                           description="目標受診率（%）")
 
-    def update(target_rate, **values):
+    def render(target_rate, **values):
         s = {seg: values[col] for seg, col in CARE_COLUMNS.items()}
-        table = whatif_table(frames, s, target_rate, municipalities)
-        with out:
-            out.clear_output()
-            print(whatif_summary(table, area_code, s, target_rate, threshold))
+        return whatif_summary(whatif_table(frames, s, target_rate, municipalities), area_code, s, target_rate, threshold)
 
-    widgets.interactive_output(update, w)
-    display(widgets.VBox([*w.values(), out]))
+    display(panels.Panel(w, render))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,44 @@ import pandas as pd
 
 from hsutils import areas, pipeline, privacy, report, settings
 
-DEMO_SOURCE = "KDB形式データ（架空のデモデータ）"
+#: What the 出典 of a chart footer names, per input format (`source_label`).
+SOURCE_XML = "特定健診XML"
+SOURCE_UKE = "レセプト電算（UKE）"
+SOURCE_BY_SUFFIX = {".csv": "KDB形式CSV", ".txt": "KDB形式CSV", ".tsv": "KDB形式CSV", ".xlsx": "KDB形式Excel",
+                    ".xls": "KDB形式Excel", ".parquet": "Parquet"}
+DEMO_NOTE = "（架空のデモデータ）"
+UNKNOWN_SOURCE = "入力データ"
+#: before a cache says what it was built from
+DEMO_SOURCE = UNKNOWN_SOURCE + DEMO_NOTE
+
+
+def source_label(import_summary: pd.DataFrame | None, data_dir=None) -> str:
+    """The 出典 of every chart footer, from what the cache was actually built from: the import
+    summary (`hsutils.io`, one row per table read: 特定健診 XML archives, UKE files, CSV/Excel/Parquet
+    templates) and the data folder recorded in the cache's meta.json. 健診 first, then レセプト,
+    then the other tables, each format once; 「（架空のデモデータ）」 when the folder is the demo's
+    (`hsutils.settings.demo_data_dir`), e.g. 「特定健診XML・レセプト電算（UKE）・KDB形式CSV（架空のデモデータ）」."""
+    from hsutils import tokutei_xml
+
+    labels: list[str] = []
+    if import_summary is not None and len(import_summary):
+        order = {"kenshin": 0, "uke": 1, "claims_monthly": 1}
+        rows = sorted(import_summary[["table", "file"]].itertuples(index=False), key=lambda r: order.get(r[0], 2))
+        has_uke = any(t == "uke" for t, _ in rows)
+        for table, file in rows:
+            if table == "uke":
+                label = SOURCE_UKE
+            elif table == "kenshin" and str(file) == tokutei_xml.LABEL:
+                label = SOURCE_XML
+            elif table == "claims_monthly" and has_uke:
+                continue  # replaced by the UKE receipts (hsutils.io)
+            else:
+                label = SOURCE_BY_SUFFIX.get(Path(str(file)).suffix.lower(), UNKNOWN_SOURCE)
+            if label not in labels:
+                labels.append(label)
+    text = "・".join(labels) or UNKNOWN_SOURCE
+    demo = data_dir is not None and Path(data_dir).resolve() == settings.demo_data_dir()
+    return text + (DEMO_NOTE if demo else "")
 
 
 @dataclass
@@ -237,4 +274,5 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
         folder = report.output_dir(settings.out_dir(), run_name, muni_code, name, notebook)
     return NotebookContext(notebook=notebook, muni_code=muni_code, muni_name=name, fiscal_year=fy,
                            prepared=prepared, out_dir=folder, area=area, reference=reference,
-                           standard_population=std, suppress_threshold=suppress_threshold)
+                           standard_population=std, suppress_threshold=suppress_threshold,
+                           source=source_label(prepared.import_summary, prepared.meta.get("data_dir")))

@@ -31,6 +31,7 @@ import pandas as pd
 
 from hsutils import areas, indicators, plots, privacy, regions, stats
 from hsutils.errors import ParameterError
+from hsutils.schema import TABLES
 
 NOTEBOOK = "01_prefecture_overview"
 
@@ -93,9 +94,16 @@ def analysis_years(prepared, fiscal_years=None, fiscal_year: int | None = None) 
 # ---------------------------------------------------------------------------------------------
 # Data summary
 # ---------------------------------------------------------------------------------------------
+#: the import summary's row of レセプト電算 files (`hsutils.io`: table "uke", rows = receipts)
+UKE_SUMMARY_NAME = "レセプト電算（UKE、レセプト件数）"
+
+
 def import_summary(prepared) -> pd.DataFrame:
     """Rows read, kept and excluded per input table (from the import report, docs/design.md §3)."""
     s = prepared.import_summary.copy()
+    if "table" in s:  # Japanese table names (the UKE row counts receipts: it fills claims, diagnoses, …)
+        names = {t: spec.ja for t, spec in TABLES.items()} | {"uke": UKE_SUMMARY_NAME}
+        s["table"] = s["table"].map(lambda t: names.get(t, t))
     labels = {"table": "表", "file": "ファイル", "read": "読込行数", "kept": "使用行数",
               "dropped_rows": "除外行数", "excluded_values": "除外した値の数"}
     return s.rename(columns=labels)[[v for k, v in labels.items() if k in s.columns]]
@@ -781,3 +789,23 @@ def indicator_options(table: pd.DataFrame) -> list[tuple[str, str]]:
     """(Japanese name, id) pairs of the indicators in the table, registry order (for widgets)."""
     present = set(table["indicator_id"])
     return [(i.name, i.id) for i in indicators.INDICATORS if i.id in present]
+
+
+def indicator_explorer(ctx, table: pd.DataFrame, area_table: pd.DataFrame | None, layers: dict,
+                       first_indicator: str, years: Sequence[int], fy: int, measure: str = "adj_rate",
+                       std_note: str = "標準人口: 平成27年モデル人口", reference_label: str = "県全体"):
+    """Panel (`hsutils.widgets.Panel`, JupyterLab by hand only): choose an indicator and a year; the
+    map, funnel plot and ranking of `indicator_views` are drawn again."""
+    import ipywidgets as w
+
+    from hsutils import widgets
+
+    controls = {"indicator_id": w.Dropdown(options=indicator_options(table), value=first_indicator,
+                                           description="指標"),
+                "fy": w.Dropdown(options=years, value=fy, description="年度")}
+
+    def render(indicator_id, fy):
+        return list(indicator_views(ctx, table, area_table, layers, indicator_id, fy, measure, std_note,
+                                    reference_label).values())
+
+    return widgets.Panel(controls, render, row=True)

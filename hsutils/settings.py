@@ -145,9 +145,14 @@ def notebook_dir() -> Path:
     return _folder(ENV_NOTEBOOK_DIR, "notebooks", "ノートブック")
 
 
+def demo_data_dir() -> Path:
+    """Folder of the generated demo data (`make demo`, a notebook's first run): `<work>/data/demo`."""
+    return (work_root() / "data" / "demo").resolve()
+
+
 def data_dir(explicit=None) -> Path:
-    """Input data folder: `explicit`, else `HSUTILS_DATA_DIR`, else `<work>/data/demo` (absolute)."""
-    return Path(explicit or env_path(ENV_DATA_DIR) or work_root() / "data" / "demo").resolve()
+    """Input data folder: `explicit`, else `HSUTILS_DATA_DIR`, else `demo_data_dir()` (absolute)."""
+    return Path(explicit or env_path(ENV_DATA_DIR) or demo_data_dir()).resolve()
 
 
 def out_dir(explicit=None) -> Path:

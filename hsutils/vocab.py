@@ -287,6 +287,34 @@ def parse_urine(values):
     return _map_distinct(values, _urine_value)
 
 
+def urine_threshold(value, allowed=(URINE_TRACE, URINE_PLUS1, URINE_PLUS2, URINE_PLUS3),
+                    what: str = "尿蛋白の基準") -> int:
+    """A notebook's 尿蛋白 「以上」 parameter → ordinal (docs/notebooks.md, 尿蛋白の書き方).
+
+    Every notebook writes it the same way, as the result: ``"±"``, ``"1+"``, ``"2+"``, ``"3+"``
+    (any spelling of `URINE_SPELLINGS`, e.g. "+-", "＋"). A whole number is accepted as the ordinal
+    0 −, 1 ±, 2 1+, 3 2+, 4 3+ (the older form of notebook 03). A digit *string* is refused: it could
+    be an export code ("2" is ± there) or an ordinal. `allowed`: the ordinals the rule accepts.
+    ParameterError (Japanese) listing the allowed results otherwise."""
+    from hsutils.errors import ParameterError
+
+    labels = [URINE_LABELS[o] for o in allowed]
+    choices = "または".join(f"「{t}」" for t in labels) if len(labels) == 2 else \
+        "".join(f"「{t}」" for t in labels) + "のいずれか"
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        ordinal = None
+    elif isinstance(value, (int, np.integer)) or (isinstance(value, float) and float(value).is_integer()):
+        ordinal = int(value)
+    elif isinstance(value, str) and not value.strip().isdigit():
+        parsed = _urine_value(value)
+        ordinal = None if np.isnan(parsed) else int(parsed)
+    else:
+        ordinal = None
+    if ordinal not in allowed:
+        raise ParameterError(f"{what}は{choices}で指定してください（指定値: {value!r}）")
+    return ordinal
+
+
 def urine_labels(ordinals):
     """Ordinal 0–4 → label "−", "±", "1+", "2+", "3+" (None/NaN elsewhere); vectorised."""
     if np.ndim(ordinals) == 0 and not isinstance(ordinals, (pd.Series, np.ndarray)):

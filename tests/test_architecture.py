@@ -15,7 +15,7 @@ LAYERS = {
     "rules": ["clinical", "programs"],
     "statistics": ["stats"],
     "analysis": ["aggregate", "indicators", "hotei_items", "pipeline", "areas", "references", "cluster"],
-    "presentation": ["privacy", "plots", "report"],
+    "presentation": ["privacy", "plots", "report", "widgets"],
     "patterns": ["overview", "districts", "ikkatsu", "nephropathy", "evaluation", "costs", "hotei", "support_record", "nonparticipants", "medication"],
     "running": ["params", "notebook", "notebook_check", "batch", "cli", "gallery", "synth", "synth_xml",
                 "synth_uke"],
