@@ -707,10 +707,17 @@ def prepare_shared(p: hparams.RunParams, manifest: dict[str, Any], cache_key: st
     fn = prepare or _import_callable(p.prepare_function)
     kwargs: dict[str, Any] = {"column_map": p.column_map}
     try:
-        if "force" in inspect.signature(fn).parameters:
-            kwargs["force"] = True  # recompute: a cache is reused only after the checks above
+        accepted = inspect.signature(fn).parameters
     except (TypeError, ValueError):
-        pass
+        accepted = {}
+    if "force" in accepted:
+        kwargs["force"] = True  # recompute: a cache is reused only after the checks above
+    # `--scheduler` (environment, set by the CLI) wins over the YAML key `scheduler:`
+    from hsutils import cluster
+
+    scheduler = os.environ.get(cluster.ENV_SCHEDULER) or p.scheduler
+    if scheduler and "scheduler" in accepted:
+        kwargs["scheduler"] = scheduler
     _make_private(cache_dir.parent)
     t0 = time.perf_counter()
     fn(p.data_dir, cache_dir, **kwargs)

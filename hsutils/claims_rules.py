@@ -130,9 +130,17 @@ def _muni_of(person_ym: pd.DataFrame, enrollment: pd.DataFrame | None) -> pd.Ser
     return muni.fillna(person_ym["person_id"].astype(str).map(latest))
 
 
-def _top(codes: pd.Series, k: int = 10) -> list[tuple[str, int]]:
+TOP_CODES = 10  # unknown codes listed by `hsutils check`, most frequent first
+CLAIMS_TABLE_NAMES = ("claims_monthly", "diagnoses", "prescriptions", "medical_costs")
+
+
+def _top(codes: pd.Series, k: int = TOP_CODES) -> list[tuple[str, int]]:
     vc = codes.value_counts()
     return [(str(c), int(n)) for c, n in vc.head(k).items()]
+
+
+def _counts(codes: pd.Series) -> dict:
+    return {str(c): int(n) for c, n in codes.value_counts().items()}
 
 
 def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
@@ -261,6 +269,10 @@ def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
         "n_unknown_drug": int(dr["yj"].isna().sum()),
         "unknown_procedure": _top(pr.loc[pname.isna().to_numpy(), "code"]),
         "n_unknown_procedure": int(pname.isna().sum()),
+        # full counts, so that the reports of several months add up (hsutils.claims_import)
+        "counts_unknown_disease": _counts(dx.loc[dx["icd10"].isna() & ~uncoded.to_numpy(), "code"]),
+        "counts_unknown_drug": _counts(dr.loc[dr["yj"].isna(), "code"]),
+        "counts_unknown_procedure": _counts(pr.loc[pname.isna().to_numpy(), "code"]),
         "n_uncoded": int(uncoded.sum()), "n_uncoded_matched": int(matched_uncoded.sum()),
         "n_suspected": int(dx["suspected"].sum()),
     }

@@ -952,7 +952,80 @@ def _check_required(mapped: dict[str, str], table: Table, raw: _Raw, name: str) 
             f"（見出し行は {raw.title_rows + 1} 行目として読みました）")
 
 
-def read_table(path, table, column_map=None, known_munis=None) -> LoadResult:
+CSV_CHUNK_BYTES = 64 << 20  # a CSV larger than this is read in chunks (bounded memory, docs/design.md §8.4)
+CSV_CHUNK_ROWS = 500_000  # rows per chunk
+
+
+def _csv_layout(path: Path, lookup: dict[str, str]) -> tuple[str, str, int, list[str]]:
+    """Encoding, separator, header row index and headers, from the first MiB of a CSV (as
+    `_read_csv_raw` finds them from the whole text)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    if len(head) == 1 << 20 and b"\n" in head:
+        head = head[:head.rfind(b"\n") + 1]  # whole lines only (never half a character)
+    text, enc = _decode_bytes(head, path.name)
+    head_lines = text.lstrip("\ufeff").splitlines()[:30]
+    sep = "\t" if (path.suffix.lower() == ".tsv" or
+                   (head_lines and "\t" in head_lines[0] and "," not in head_lines[0])) else ","
+    first_rows = list(csv.reader(head_lines, delimiter=sep))
+    header_idx = _find_header_row(first_rows, lookup)
+    headers = [str(h) for h in (first_rows[header_idx] if header_idx < len(first_rows) else [])]
+    return enc, sep, header_idx, headers
+
+
+def _read_csv_chunks(path: Path, lookup: dict[str, str], chunk_rows: int):
+    """The rows of a CSV as `_Raw` chunks of at most `chunk_rows` rows, each with the file's own row
+    numbers (title rows and the header counted, blank lines kept: they are dropped with their
+    numbers known)."""
+    enc, sep, header_idx, headers = _csv_layout(path, lookup)
+    offset = 0
+    try:
+        reader = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, sep=sep,
+                             index_col=False, encoding=enc, skiprows=header_idx, chunksize=chunk_rows)
+        for frame in reader:
+            if len(headers) != frame.shape[1]:
+                headers = [str(c) for c in frame.columns]
+            frame = frame.fillna("")
+            frame.columns = _unique_names(headers)
+            rows = np.arange(len(frame), dtype=np.int64) + offset + header_idx + 2
+            offset += len(frame)
+            yield _Raw(frame, headers, header_idx, rows)
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{path.name}: {header_idx + offset + 2} 行目以降が文字コード {enc} として読めません（先頭は {enc} でした）。"
+            "Excel で「CSV UTF-8」または「CSV（コンマ区切り）」で保存し直してください") from None
+    except (pd.errors.ParserError, ValueError) as e:
+        raise DataError(
+            f"{path.name}: CSV の列数が行によって異なるため読めません（{_translate_parser_error(e)}）。"
+            "区切り文字（コンマ）と引用符を確認してください") from None
+
+
+def _combine_chunks(results: list[LoadResult], t: Table, name: str, n_lines: int) -> LoadResult:
+    """One LoadResult from the chunks of one file: rows in file order, the canonical dtypes the
+    whole table would get, counts summed, each warning once (blank lines counted over the file)."""
+    data = pd.concat([r.data for r in results], ignore_index=True)
+    for c in t.columns:
+        want = _canonical_dtype(c, bool(data[c.name].notna().all()))
+        if str(data[c.name].dtype) != want:
+            data[c.name] = data[c.name].astype(want)
+    excl = [r.exclusions for r in results if not r.exclusions.empty]
+    n_read = sum(r.n_read for r in results)
+    blank, empty = f"{name}: 空行 ", f"{name}: 見出し行のみ"
+    warnings = []
+    for r in results:
+        warnings += [w for w in r.warnings if w not in warnings and not w.startswith((blank, empty))]
+    n_blank = n_lines - n_read
+    if n_blank:
+        at = next((i for i, w in enumerate(warnings) if w.startswith(f"{name}: 定義にない列")), len(warnings))
+        warnings.insert(at, f"{name}: 空行 {n_blank} 行は読み飛ばしました")
+    return LoadResult(data=data, exclusions=pd.concat(excl, ignore_index=True) if excl else _empty_exclusions(),
+                      n_read=n_read, n_kept=sum(r.n_kept for r in results),
+                      n_dropped=sum(r.n_dropped for r in results), warnings=warnings,
+                      extra_columns=pd.concat([r.extra_columns for r in results], ignore_index=True),
+                      file=name, table=t.name, row_numbers=np.concatenate([r.row_numbers for r in results]))
+
+
+def read_table(path, table, column_map=None, known_munis=None, chunk_rows: int | None = None) -> LoadResult:
     """Read one input file into the canonical frame of `table` (docs/internal_api.md).
 
     `column_map`: YAML path or dict ``{table: {header in the file: canonical name}}``.
@@ -966,9 +1039,20 @@ def read_table(path, table, column_map=None, known_munis=None) -> LoadResult:
         raise DataError(f"{name}: ファイルが見つかりません（{path}）")
     mapping = _column_map_for(column_map, t.name)
     lookup = _header_lookup(t, mapping)
-    raw = _read_raw(path, lookup)
     ctx = _Ctx(table=t.name, excel=path.suffix.lower() in (".xlsx", ".xlsm"),
                known_munis=None if known_munis is None else frozenset(str(k) for k in known_munis))
+    if path.suffix.lower() in (".csv", ".txt", ".tsv") and (
+            chunk_rows is not None or path.stat().st_size > CSV_CHUNK_BYTES):
+        # a large CSV: read, validate and count chunk by chunk (bounded memory); the first-row rule of
+        # duplicates looks back over the keys of the earlier chunks
+        seen: list = []
+        results, n_lines = [], 0
+        for raw in _read_csv_chunks(path, lookup, chunk_rows or CSV_CHUNK_ROWS):
+            n_lines += len(raw.frame)
+            results.append(_validate_raw(raw, t, name, lookup, ctx, seen_keys=seen))
+        if results:
+            return _combine_chunks(results, t, name, n_lines)
+    raw = _read_raw(path, lookup)
     return _validate_raw(raw, t, name, lookup, ctx)
 
 
@@ -990,7 +1074,10 @@ def read_text_frame(frame: pd.DataFrame, table, name: str, row_numbers=None,
     return _validate_raw(raw, t, name, _header_lookup(t, {}), ctx)
 
 
-def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _Ctx) -> LoadResult:
+def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _Ctx,
+                  seen_keys: list | None = None) -> LoadResult:
+    """Validate one file (or one chunk of it: `seen_keys` then holds the keys kept from the earlier
+    chunks, as a one-element list updated here)."""
     mapped, extra_cols, warnings = _map_headers(raw, t, lookup, name)
     _check_required(mapped, t, raw, name)
 
@@ -1035,6 +1122,12 @@ def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _
     if key and len(key) == len(t.key):
         keyframe = pd.DataFrame({k: parsed[k].values for k in key})
         dup = keyframe[~drop].duplicated(keep="first").to_numpy()
+        if seen_keys is not None:
+            kept_keys = pd.MultiIndex.from_frame(keyframe[~drop])
+            if seen_keys:
+                dup = dup | kept_keys.isin(seen_keys[0])
+            new_keys = kept_keys[~dup]
+            seen_keys[:] = [seen_keys[0].append(new_keys) if seen_keys else new_keys]
         dup_full = np.zeros(n_read, dtype=bool)
         dup_full[np.flatnonzero(~drop)[dup]] = True
         if dup_full.any():

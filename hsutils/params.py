@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ PREFECTURE_NAMES = vocab.PREF_NAMES  # JIS X 0401 (hsutils.vocab)
 FY_RANGE = (2008, 2035)  # same plausible range as schema.FY
 PATH_KEYS = ("data_dir", "column_map", "out_dir", "notebook_dir")
 # Run keys that defaults.yaml does not list (advanced/test use); every key of defaults.yaml is known too.
-EXTRA_RUN_KEYS = ("notebook_dir", "prepare_function")
+EXTRA_RUN_KEYS = ("notebook_dir", "prepare_function", "scheduler")
 
 
 @dataclasses.dataclass
@@ -80,6 +81,7 @@ class RunParams:
     kernel_name: str
     interactive: bool
     prepare_function: str
+    scheduler: str | None  # Dask scheduler of the shared pass (hsutils.cluster); None: a local cluster
     notebook_parameters: dict[str, dict[str, Any]]
     raw: dict[str, Any]
     missing_notebooks: list[str] = dataclasses.field(default_factory=list)
@@ -205,6 +207,20 @@ def _fiscal_years(value) -> list[int]:
     if not years:
         raise ParameterError("年度（fiscal_years）を1つ以上指定してください（例: [2022, 2023, 2024]）。")
     return sorted(set(years))
+
+
+def _scheduler(value) -> str | None:
+    """The `scheduler:` key: the address of an existing Dask scheduler for the shared pass
+    (same meaning as `--scheduler`; README「大きな県・クラスタで動かす」), e.g. tcp://10.0.0.5:8786."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip() if isinstance(value, str) else None
+    if text and re.fullmatch(r"(tcp|tls|ws|wss|inproc)://\S+|[A-Za-z0-9._-]+:\d{1,5}", text):
+        return text
+    raise ParameterError(
+        f"Dask のスケジューラ（scheduler）の指定 {value!r} が不正です。`dask scheduler` が表示するアドレスを"
+        "「tcp://ホスト名:ポート」の形で書いてください（例: tcp://10.0.0.5:8786）。"
+        "この機械だけで実行するときは scheduler の行を書かないでください。")
 
 
 def _prefecture(value) -> int:
@@ -397,6 +413,7 @@ def validate(raw: dict[str, Any], source: Path | None = None, check_notebook_fil
         timeout_seconds=timeout, kernel_start_timeout=start_timeout,
         kernel_name=str(raw.get("kernel_name") or "python3"), interactive=False,
         prepare_function=str(raw.get("prepare_function") or "hsutils.pipeline:prepare_cache"),
+        scheduler=_scheduler(raw.get("scheduler")),
         notebook_parameters=extra, raw=raw, missing_notebooks=missing)
 
 

@@ -373,3 +373,23 @@ def test_run_phases_and_index_show_where_the_time_went():
     summary = batch._summary(manifest, list(manifest["runs"]), Path("/r"), interrupted=False)
     assert "02_large_insurer: 1 本、1本 5.6 秒（起動・import 2.5 秒／セル 2.5 秒／出力 0.6 秒）" in summary
     assert "最も遅い実行: 02_large_insurer × 17201 金沢市 5.6 秒" in summary
+
+
+def test_scheduler_key_validated_and_handed_to_the_shared_pass(project, monkeypatch):
+    """`scheduler:` in the YAML = `--scheduler` (README「大きな県・クラスタで動かす」); the CLI's value wins."""
+    assert _validate(project).scheduler is None
+    p = _validate(project, scheduler="tcp://10.0.0.5:8786")
+    assert p.scheduler == "tcp://10.0.0.5:8786"
+    for bad in ("10.0.0.5", "tcp://", 8786, ["tcp://a:1"]):
+        with pytest.raises(ParameterError, match="Dask のスケジューラ（scheduler）の指定"):
+            _validate(project, scheduler=bad)
+    seen = []
+
+    def prepare(data_dir, cache_dir, column_map=None, scheduler=None):
+        seen.append(scheduler)
+
+    monkeypatch.delenv("HSUTILS_SCHEDULER", raising=False)
+    batch.prepare_shared(p, {}, "k", prepare=prepare)
+    monkeypatch.setenv("HSUTILS_SCHEDULER", "tcp://cli:8786")  # what `hsutils batch --scheduler` sets
+    batch.prepare_shared(p, {}, "k", prepare=prepare)
+    assert seen == ["tcp://10.0.0.5:8786", "tcp://cli:8786"]

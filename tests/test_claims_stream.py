@@ -1,0 +1,107 @@
+"""The streamed UKE import (file by file, then month by month) gives exactly the tables, exclusions,
+counts and report of the one-pass import (docs/claims_rules.md §7.1)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hsutils import claims_import, claims_masters, claims_rules, person_keys, synth, synth_uke, uke
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    full = tmp_path_factory.mktemp("uke_stream_full")
+    tables = synth.generate_demo(scale=0.005, seed=11)
+    synth_uke.write_uke(full, tables, seed=11)
+    # the first four months are enough (every file is one month and kind; the test stays fast)
+    out = tmp_path_factory.mktemp("uke_stream")
+    shutil.copytree(full / claims_import.MASTERS_DIR, out / claims_import.MASTERS_DIR)
+    shutil.copy(full / "person_ids.csv", out / "person_ids.csv")
+    months = sorted({p.stem.split("_")[1] for p in uke.find_uke_files(full)})[:4]
+    (out / "uke").mkdir()
+    for p in uke.find_uke_files(full):
+        if p.stem.split("_")[1] in months:
+            shutil.copy(p, out / "uke" / p.name)
+    shutil.rmtree(full)
+    enr = tables["enrollment"].assign(fy=tables["enrollment"]["fy"].astype("int64"))
+    return out, enr
+
+
+def _one_pass(folder, enrollment):
+    """The reference: every file in one pass, one derive_tables (the import before streaming)."""
+    files = uke.find_uke_files(folder)
+    raw = uke.read_uke(files)
+    masters = claims_masters.load_masters(folder / claims_import.MASTERS_DIR)
+    d = claims_rules.derive_tables(raw, masters, claims_rules.load_rules(None), enrollment=enrollment,
+                                   link=claims_import.read_link(folder))
+    excl = [e for e in (raw.exclusions, d.exclusions) if len(e)]
+    return d, raw, (pd.concat(excl, ignore_index=True) if excl else raw.exclusions)
+
+
+def _assert_same(folder, enrollment, cache_dir=None):
+    d, raw, excl = _one_pass(folder, enrollment)
+    c = claims_import.load_claims(folder, uke.find_uke_files(folder), enrollment=enrollment, cache_dir=cache_dir)
+    assert set(c.tables) == set(d.tables)
+    for name, want in d.tables.items():
+        pd.testing.assert_frame_equal(c.tables[name], want.reset_index(drop=True), check_dtype=True, obj=name)
+    pd.testing.assert_frame_equal(c.exclusions.reset_index(drop=True), excl.reset_index(drop=True))
+    for k, v in raw.counts.items():
+        assert c.counts[k] == v, k
+    assert c.counts["receipts_unlinked"] == len(d.exclusions)
+    for k, v in d.report.items():
+        if k.startswith("unknown_"):  # ties among equally frequent codes may be listed in another order
+            assert sorted(c.report[k]) == sorted(v), k
+        else:
+            assert c.report[k] == v, k
+    return c
+
+
+def test_streamed_import_equals_one_pass(demo, tmp_path):
+    folder, enr = demo
+    c = _assert_same(folder, enr, cache_dir=tmp_path)
+    assert len(c.tables["claims_monthly"]) > 100 and len(c.tables["diagnoses"]) > 100
+    # the per-file store is re-used: the second import parses nothing and gives the same tables
+    stored = sorted(p.name for p in (tmp_path / "uke").iterdir())
+    assert len(stored) == len(uke.find_uke_files(folder))
+    again = claims_import.load_claims(folder, uke.find_uke_files(folder), enrollment=enr, cache_dir=tmp_path)
+    pd.testing.assert_frame_equal(again.tables["claims_monthly"], c.tables["claims_monthly"])
+
+
+def test_streamed_import_across_files_and_months(demo, tmp_path):
+    """Files holding several months, months spread over several files, a receipt of another month
+    in a file, an unlinked person and a bad line: still the one-pass result. No 個人ID対応表, so the
+    枝番 filling must look across all months."""
+    folder, enr = demo
+    work = tmp_path / "data"
+    shutil.copytree(folder, work)
+    (work / "person_ids.csv").unlink()
+    files = uke.find_uke_files(work)
+    ika = [p for p in files if p.name.startswith("ika_")]
+    # two 医科 months in one file (the second file removed), 調剤 of those months stays separate
+    merged = ika[0].read_bytes().replace(b"\x1a", b"") + ika[1].read_bytes()
+    ika[0].write_bytes(merged)
+    ika[1].unlink()
+    # a corrupt 傷病名 code in a later file
+    lines = ika[2].read_bytes().split(b"\r\n")
+    sy = next(i for i, ln in enumerate(lines) if ln.startswith(b"SY,"))
+    f = lines[sy].split(b",")
+    f[1] = b"12X4567"
+    lines[sy] = b",".join(f)
+    ika[2].write_bytes(b"\r\n".join(lines))
+    enr_less = enr[enr["person_id"] != enr["person_id"].iloc[0]]
+    c = _assert_same(work, enr_less)
+    assert (c.exclusions["column"] == "SY 傷病名コード").any()
+
+
+def test_key_map_fills_edaban_over_all_months():
+    keys = pd.Series(["123-A-1-", "123-A-1-01", "999-B-2-", "999-B-2-01", "999-B-2-02"])
+    got = claims_import._KeyMap(keys.iloc[[0, 2]], None)  # one month alone sees no 枝番
+    assert got.lookup(pd.Series(["123-A-1-"])).iloc[0] == "123-A-1-"
+    full = claims_import._KeyMap(keys, None)
+    # one 枝番 among the family's records: filled; two: left empty (docs/formats/person_key.md §1)
+    assert full.lookup(pd.Series(["123-A-1-", "999-B-2-"])).tolist() == ["123-A-1-01", "999-B-2-"]
+    assert full.lookup(keys).tolist() == person_keys.fill_edaban(keys).tolist()
+    assert np.all(full.lookup(keys).notna())
