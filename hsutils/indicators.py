@@ -283,6 +283,28 @@ REGISTRY: dict[str, Indicator] = {i.id: i for i in INDICATORS}
 KEY_INDICATORS = ["kenshin_rate", "hokenshido_rate", "metabo", "hba1c8", "ref_bp", "egfr45", "ik_health_unknown"]
 
 
+def resolve_ids(values, parameter: str = "indicators_to_show") -> list[str]:
+    """Indicator ids for a parameter that names indicators by id (``"hba1c8"``) or by their Japanese name
+    as shown in the tables (``"HbA1c 8.0%以上"``), in the given order. A value that is neither raises a
+    Japanese `ParameterError` naming the parameter, the value and every valid name with its id."""
+    values = [values] if isinstance(values, str) else list(values or [])
+    by_name = {i.name: i.id for i in INDICATORS}
+    out, unknown = [], []
+    for value in values:
+        key = str(value).strip()
+        if key in REGISTRY or key in by_name:
+            out.append(REGISTRY[key].id if key in REGISTRY else by_name[key])
+        else:
+            unknown.append(str(value))
+    if unknown:
+        choices = "、".join(f"{i.name}（{i.id}）" for i in INDICATORS)
+        raise ParameterError(f"パラメータ {parameter} の「{'」「'.join(unknown)}」は指標の一覧にありません。"
+                             f"指標名か、かっこ内の指標IDで指定してください。使える指標: {choices}")
+    if not out:
+        raise ParameterError(f"パラメータ {parameter} に指標が一つもありません。指標名か指標IDを一つ以上指定してください。")
+    return out
+
+
 def registry_frame() -> pd.DataFrame:
     """The registry as a table (for notebooks and the data dictionary)."""
     return pd.DataFrame([{

@@ -1146,6 +1146,34 @@ def set_rengokai_checklist(path, updates: dict, now: dt.datetime | None = None) 
 _FORM_LABEL_WIDTH = "10em"
 _FORM_FIELD_WIDTH = "44em"
 _UNCHANGED = "（変更なし）"
+#: Room for the checklist dropdown itself: 「（変更なし）」 (6 full-width characters) plus the arrow and padding.
+_CHECK_CHOICE_WIDTH = "10em"
+#: ipywidgets' DatePicker is the browser's own date field: its order (年/月/日 or mm/dd/yyyy) follows the
+#: browser's language, not the notebook; the hint beside each date picker says so.
+DATE_HINT = ("表示の順はブラウザの言語設定によります（mm/dd/yyyy なら 月/日/年）。"
+             "右端のカレンダーの印から選ぶと確実です。")
+
+
+def _date_row(picker):
+    """A date picker with the format hint beside it (the value stays on `picker`)."""
+    import ipywidgets as widgets
+
+    hint = widgets.HTML(f'<span style="color:#555;font-size:90%">{DATE_HINT}</span>',
+                        layout=widgets.Layout(margin="0 0 0 1em"))
+    return widgets.HBox([picker, hint])
+
+
+def _checklist_dropdowns(items) -> dict:
+    """One dropdown per checklist item, its label column as wide as the longest title and the dropdown wide
+    enough for every state (the browser check saw 「（変更な」 and a cut 「…個別…」 at 19 em / 32 em)."""
+    import ipywidgets as widgets
+    from hsutils import widgets as panels
+
+    label = panels.label_width(i.title for i in items)
+    return {i.id: widgets.Dropdown(options=[_UNCHANGED, *CHECK_STATES], description=i.title, value=_UNCHANGED,
+                                   tooltip=i.label, style={"description_width": label},
+                                   layout=widgets.Layout(width=f"calc({label} + {_CHECK_CHOICE_WIDTH})"))
+            for i in items}
 
 
 def _form_message(kind: str, text: str) -> str:
@@ -1183,11 +1211,12 @@ def visit_form(path):
     style = {"description_width": _FORM_LABEL_WIDTH}
     wide = widgets.Layout(width=_FORM_FIELD_WIDTH)
     box = lambda rows: widgets.Layout(width=_FORM_FIELD_WIDTH, height=f"{1.6 * rows + 0.6:.1f}em")
+    choice = widgets.Layout(width=f"calc({_FORM_LABEL_WIDTH} + 14em)")  # 「支援・評価委員会」 in full
     r_opts = [(person_label(p), p.id) for p in record.rengokai_staff.values()]
     s_opts = [(person_label(p), p.id) for p in record.staff.values()]
     w = {
         "date": widgets.DatePicker(description="日付", value=dt.date.today(), style=style),
-        "type": widgets.Dropdown(options=list(CONTACT_TYPES), description="種別", style=style),
+        "type": widgets.Dropdown(options=list(CONTACT_TYPES), description="種別", style=style, layout=choice),
         "rengokai": widgets.SelectMultiple(options=r_opts, rows=max(2, min(4, len(r_opts))),
                                            description="連合会の対応者", style=style, layout=wide),
         "responders": widgets.SelectMultiple(options=s_opts, rows=max(2, min(4, len(s_opts))),
@@ -1198,14 +1227,11 @@ def visit_form(path):
         "action": widgets.Text(description="次の対応", placeholder="合意した次の対応（なければ空欄）",
                                style=style, layout=wide),
         "due": widgets.DatePicker(description="期限", style=style),
-        "owner": widgets.Dropdown(options=list(ACTION_OWNERS), description="担当", style=style),
+        "owner": widgets.Dropdown(options=list(ACTION_OWNERS), description="担当", style=style, layout=choice),
     }
     hint = widgets.HTML('<span style="color:#555">対応者は Ctrl キー（Mac は ⌘）を押しながらクリックすると複数選べます。'
                         "次の対応を書いたときは期限も入れてください。</span>")
-    checks = {i.id: widgets.Dropdown(options=[_UNCHANGED, *CHECK_STATES], description=i.title, value=_UNCHANGED,
-                                     tooltip=i.label, style={"description_width": "19em"},
-                                     layout=widgets.Layout(width="32em"))
-              for i in insurer_items(record.type)}
+    checks = _checklist_dropdowns(insurer_items(record.type))
     out = widgets.HTML()
     button = widgets.Button(description="保存", button_style="primary", icon="save")
 
@@ -1232,7 +1258,8 @@ def visit_form(path):
     button.on_click(save)
     title = widgets.HTML(f"<h4 style='margin:0.3em 0'>{record.name}（{record.type}・{record.code}）の支援記録に追加</h4>"
                          f"<span style='color:#555'>保存先: {_form_path(path)}</span>")
-    return widgets.VBox([title, *w.values(), hint, widgets.HTML("<b>チェックリスト（変える項目だけ選ぶ）</b>"),
+    shown = [_date_row(c) if isinstance(c, widgets.DatePicker) else c for c in w.values()]
+    return widgets.VBox([title, *shown, hint, widgets.HTML("<b>チェックリスト（変える項目だけ選ぶ）</b>"),
                          *checks.values(), button, out])
 
 
@@ -1245,15 +1272,13 @@ def rengokai_form(folder):
     record = read_rengokai_record(folder)
     current = record.checklist if record else {}
     rows, fields = [], {}
-    for i in rengokai_items():
+    items = rengokai_items()
+    for i, status in zip(items, _checklist_dropdowns(items).values()):
         now = current.get(i.id, {}).get("status")
-        status = widgets.Dropdown(options=[_UNCHANGED, *CHECK_STATES], value=_UNCHANGED, description=i.title,
-                                  tooltip=i.label, style={"description_width": "12em"},
-                                  layout=widgets.Layout(width="24em"))
         note = widgets.Text(placeholder="メモ（任意）", layout=widgets.Layout(width="24em"))
         fields[i.id] = (status, note)
         rows.append(widgets.HBox([status, note, widgets.HTML(f"<span style='color:#555'>いま: {now or '未記入'}</span>")]))
-    day = widgets.DatePicker(description="日付", value=dt.date.today(), style={"description_width": "12em"})
+    day = widgets.DatePicker(description="日付", value=dt.date.today(), style={"description_width": "4em"})
     out = widgets.HTML()
     button = widgets.Button(description="保存", button_style="primary", icon="save")
 
@@ -1273,7 +1298,7 @@ def rengokai_form(folder):
     button.on_click(save)
     title = widgets.HTML("<h4 style='margin:0.3em 0'>連合会全体のチェックリスト</h4>"
                          f"<span style='color:#555'>保存先: {_form_path(path)}</span>")
-    return widgets.VBox([title, *rows, day, button, out])
+    return widgets.VBox([title, *rows, _date_row(day), button, out])
 
 
 # ---------------------------------------------------------------------------------------------

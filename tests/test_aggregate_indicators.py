@@ -195,3 +195,26 @@ def test_indicator_table_standard_that_lacks_a_band_gives_no_adjusted_rate():
     assert h27["adj_rate"] == pytest.approx(100 * (6_306_000 * 0.2 + 3_134_000 * 0.3) / (6_306_000 + 3_134_000))
     only_75 = indicators.indicator_table(s.iloc[:1], "muni", std_pop="S60").iloc[0]
     assert only_75["adj_rate"] == pytest.approx(20.0)
+
+
+# ------------------------------------------------------------------ notebook 01's indicators_to_show
+
+def test_indicators_to_show_accepts_japanese_names_and_ids():
+    # a name as the tables show it and an id may be mixed; the order is the user's
+    assert indicators.resolve_ids(["HbA1c 8.0%以上", "kenshin_rate", " 特定保健指導実施率 "]) == [
+        "hba1c8", "kenshin_rate", "hokenshido_rate"]
+    assert indicators.resolve_ids("eGFR 45未満") == ["egfr45"]
+    assert indicators.resolve_ids(indicators.KEY_INDICATORS) == indicators.KEY_INDICATORS
+
+
+def test_indicators_to_show_unknown_name_is_a_japanese_error_with_the_choices():
+    from hsutils.errors import ParameterError
+
+    with pytest.raises(ParameterError) as e:
+        indicators.resolve_ids(["kenshin_rate", "HbA1c 8.0以上"])  # the % left out
+    msg = str(e.value)
+    assert "indicators_to_show" in msg and "「HbA1c 8.0以上」" in msg and "「kenshin_rate」" not in msg
+    assert "HbA1c 8.0%以上（hba1c8）" in msg and "特定健診実施率（kenshin_rate）" in msg
+    assert all(f"（{i.id}）" in msg for i in indicators.INDICATORS)
+    with pytest.raises(ParameterError, match="一つもありません"):
+        indicators.resolve_ids([])

@@ -397,7 +397,7 @@ def test_batch_resume_key_follows_the_support_folder(tmp_path):
 def test_input_form_saves_a_visit(tmp_path):
     path = write(tmp_path, base_record())
     form = sr.visit_form(path)
-    fields = {getattr(w, "description", ""): w for w in form.children}
+    fields = {getattr(w, "description", ""): w for w in _form_widgets(form)}
     fields["日付"].value = D(2024, 8, 1)
     fields["種別"].value = "来所"
     fields["保険者の対応者"].value = ("A",)
@@ -418,6 +418,52 @@ def test_input_form_saves_a_visit(tmp_path):
     fields["保存"].click()
     assert "保存できませんでした" in form.children[-1].value and "同じ日付・種別（来所）の記録が" in form.children[-1].value
     assert len(sr.read_record(path).contacts) == 2
+
+
+def _form_widgets(box):
+    """Every widget of a form, the rows (HBox/VBox) opened."""
+    for c in box.children:
+        yield from (_form_widgets(c) if hasattr(c, "children") else [c])
+
+
+def _em(css: str) -> float:
+    """The width of a layout written as "Nem" or "calc(Nem + Mem)", in em."""
+    import re
+
+    return sum(float(x) for x in re.findall(r"([\d.]+)em", css))
+
+
+def test_form_labels_and_choices_read_in_full(tmp_path):
+    # the browser check (1400 px) saw 「（変更な」 and 「保険者全体の課題を踏まえた個別…」: the label column holds the
+    # longest title (19 full-width characters + margin) and the dropdown part holds 「（変更なし）」 (6) + the arrow
+    form = sr.visit_form(write(tmp_path, base_record()))
+    checks = [w for w in _form_widgets(form) if getattr(w, "options", None) and "（変更なし）" in w.options]
+    assert len(checks) == len(sr.insurer_items("市町村")) and checks
+    longest = max(len(w.description) for w in checks)
+    assert longest == len("保険者全体の課題を踏まえた個別支援計画") == 19
+    for w in checks:
+        label = _em(w.style.description_width)
+        assert label >= longest + 1.5 and _em(w.layout.width) - label >= 6 + 3
+        assert _em(w.layout.width) * 16 <= 1400 - 300  # fits beside JupyterLab's side bar at 16 px/em
+    for name in ("種別", "担当"):  # 「支援・評価委員会」 (8) in full
+        w = next(w for w in _form_widgets(form) if getattr(w, "description", "") == name)
+        assert _em(w.layout.width) - _em(w.style.description_width) >= 8 + 3
+    rengokai = [w for w in _form_widgets(sr.rengokai_form(tmp_path)) if getattr(w, "options", None)]
+    assert rengokai and all(_em(w.style.description_width) >= len(w.description) + 1.5 for w in rengokai)
+
+
+def test_date_pickers_carry_the_format_hint(tmp_path):
+    # the DatePicker's order (mm/dd/yyyy) comes from the browser's language: a hint stands beside each one
+    import ipywidgets as widgets
+
+    for form in (sr.visit_form(write(tmp_path, base_record())), sr.rengokai_form(tmp_path)):
+        rows = [c for c in _form_widgets_rows(form) if any(isinstance(x, widgets.DatePicker) for x in c.children)]
+        assert rows and all(sr.DATE_HINT in r.children[1].value for r in rows)
+        assert "mm/dd/yyyy" in sr.DATE_HINT and "月/日/年" in sr.DATE_HINT
+
+
+def _form_widgets_rows(box):
+    return [c for c in box.children if hasattr(c, "children")]
 
 
 def test_high_priority_without_support_this_year():
