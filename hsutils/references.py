@@ -68,6 +68,10 @@ SIMILAR_CLASSES = (
 )
 #: fewest peers (other municipalities of the class in the data) for a 同規模 comparison
 MIN_PEERS = 5
+#: fewest persons a reference pooled from the data's own persons (同規模, 県, 二次医療圏) may have in its
+#: numerator and denominator before its rate is shown (docs/rules.md §15.6): the suppression threshold
+#: (`privacy.DEFAULT_THRESHOLD`; this layer may not import `privacy`, a test keeps the two equal)
+MIN_REFERENCE_COUNT = 10
 
 KIND_PREF, KIND_NATIONAL, KIND_SIMILAR, KIND_USER = "県", "国", "同規模", "利用者指定"
 
@@ -88,6 +92,9 @@ class ExternalReference:
     rates: pd.DataFrame
     note: str = ""
     unavailable_all: str = ""
+    #: pooled from persons of the user's data (同規模 and the data's 県 / 二次医療圏), so its counts are
+    #: small-count checked like any published count (docs/rules.md §15.6); NDB and user CSVs are not
+    from_data: bool = False
 
     @property
     def indicator_ids(self) -> set[str]:
@@ -242,7 +249,7 @@ def similar_reference(strata: pd.DataFrame, muni_code: str, master: pd.DataFrame
               [["numerator", "denominator"]].sum())
     rates["indicator_id"] = rates["indicator_id"].astype(str)
     rates["age_band"] = rates["age_band"].astype(str)
-    return ExternalReference(KIND_SIMILAR, label, source, "データの年度", rates)
+    return ExternalReference(KIND_SIMILAR, label, source, "データの年度", rates, from_data=True)
 
 
 # ------------------------------------------------------------------------------- user CSV
@@ -386,8 +393,25 @@ def _fill_empty_bands(ref_strata: pd.DataFrame, subject_strata: pd.DataFrame) ->
     return pd.concat([ref_strata.astype({"indicator_id": str, "age_band": str}), fill], ignore_index=True)
 
 
+def small_reference_reason(ref: ExternalReference, indicator_ids,
+                           min_count: int = MIN_REFERENCE_COUNT) -> dict[str, str]:
+    """indicator_id → 「同規模の人数が10人未満のため」 for a reference pooled from the data's persons whose
+    numerator or denominator, summed over its sex × age rates (what its `ref_rate` is computed from; the
+    rates are already pooled over the fiscal years compared, `data_reference`), is 1 to
+    `min_count` − 1 (docs/rules.md §15.6): a 同規模 group of five small towns can pool a handful of
+    persons, and its rate would show them. 0 is not a small count; references not from the data
+    (NDB, user CSV) are not checked."""
+    if not ref.from_data or not len(ref.rates):
+        return {}
+    r = ref.rates
+    sums = r.groupby(r["indicator_id"].astype(str), observed=True)[["numerator", "denominator"]].sum()
+    small = ((sums > 0) & (sums < min_count)).any(axis=1)
+    return {i: f"{ref.kind}の人数が{min_count}人未満のため" for i in indicator_ids
+            if i in small.index and small.at[i]}
+
+
 def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, fy,
-            indicator_ids=None, conf: float = 0.95) -> pd.DataFrame:
+            indicator_ids=None, conf: float = 0.95, min_count: int = MIN_REFERENCE_COUNT) -> pd.DataFrame:
     """The subject's 標準化該当比 against each reference, side by side (docs/design.md §5).
 
     strata     : the data's strata (pipeline.build_strata).
@@ -403,7 +427,9 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
     suppression so, docs/rules.md §15.4), crude_rate, expected, sr, sr_lower, sr_upper, ref_rate (the
     reference's crude rate in the age bands compared, %), comparison (有意に高い / 有意差なし /
     有意に低い, or 比較なし（理由）), judgement, available. A reference without rates for some
-    of the subject's age bands (NDB: 40–74 only) is compared on the bands it has (note says so)."""
+    of the subject's age bands (NDB: 40–74 only) is compared on the bands it has (note says so).
+    A reference pooled from the data (同規模, 県, 二次医療圏) with 1 to `min_count` − 1 persons in its
+    numerator or denominator is 比較なし (`small_reference_reason`, docs/rules.md §15.6)."""
     subject = areas.resolve_area(subject, master) if not isinstance(subject, areas.Area) else subject
     fys = [fy] if np.ndim(fy) == 0 else list(fy)
     s = _subject_strata(strata, subject, master)
@@ -415,7 +441,8 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
         if isinstance(ref, areas.ReferenceResolution):
             ref = data_reference(strata[strata["fy"].isin(fys).to_numpy()], ref, master)
         ref_strata = ref.strata(fys)
-        reasons = {i: ref.unavailable_reason(i) for i in ids}
+        small = small_reference_reason(ref, ids, min_count)
+        reasons = {i: ref.unavailable_reason(i) or small.get(i, "") for i in ids}
         have = [i for i in ids if not reasons[i]]
         t, partial, excluded = pd.DataFrame(columns=["sr"]), {}, {}
         if have:
@@ -486,7 +513,7 @@ def data_reference(strata: pd.DataFrame, resolution: areas.ReferenceResolution,
               [["numerator", "denominator"]].sum())
     rates = rates.astype({"indicator_id": str, "age_band": str})
     return ExternalReference(resolution.kind, resolution.label, "データ（国保）", "データの年度", rates,
-                             note=resolution.note, unavailable_all=resolution.unavailable)
+                             note=resolution.note, unavailable_all=resolution.unavailable, from_data=True)
 
 
 #: indicators of the 県・同規模・国 comparison of notebooks 01–05 (NDB has the last three)
@@ -507,14 +534,15 @@ def standard_references(subject, master: pd.DataFrame, *, reference_files=()) ->
 
 
 def comparison_table(prepared, subject, fy, *, indicator_ids=COMPARISON_INDICATORS, reference_files=(),
-                     conf: float = 0.95) -> pd.DataFrame:
+                     conf: float = 0.95, min_count: int = MIN_REFERENCE_COUNT) -> pd.DataFrame:
     """`compare` of the subject against `standard_references` for notebooks 01–05, with the
     indicator's polarity (for 良い / 悪い) and `conf`. Unsuppressed: pass it through
     `ctx.save_table(..., count_cols=COUNT_COLUMNS, derived_cols=DERIVED_COLUMNS,
     relations=[privacy.ColumnMargin(*m) for m in COLUMN_MARGINS])`."""
     master = prepared.municipalities
     refs = standard_references(subject, master, reference_files=reference_files)
-    out = compare(prepared.strata, subject, master, refs, fy=fy, indicator_ids=list(indicator_ids), conf=conf)
+    out = compare(prepared.strata, subject, master, refs, fy=fy, indicator_ids=list(indicator_ids), conf=conf,
+                  min_count=min_count)
     reg = indicators.registry_frame().set_index("indicator_id")
     out.insert(2, "polarity", out["indicator_id"].map(reg["polarity"]))
     out["conf"] = conf
@@ -626,7 +654,8 @@ def line_kinds(main) -> tuple[str, ...]:
 
 
 def reference_lines_table(prepared, subject, fy, indicator_ids, *, kinds=LINE_KINDS, ndb_prefecture: bool = False,
-                          reference_files=(), conf: float = 0.95) -> pd.DataFrame:
+                          reference_files=(), conf: float = 0.95,
+                          min_count: int = MIN_REFERENCE_COUNT) -> pd.DataFrame:
     """The other references of a funnel or spine chart, one row per indicator × reference
     (docs/rules.md §15.5): `line_rate` = the reference's rates applied to the subject's own sex ×
     age structure, in % (expected ÷ denominator of the indirect method, so a town with old people
@@ -640,7 +669,7 @@ def reference_lines_table(prepared, subject, fy, indicator_ids, *, kinds=LINE_KI
     Save it with `count_cols=["denominator"], derived_cols=LINE_DERIVED_COLUMNS`: the line depends
     on the subject's denominators only, never on its numerator."""
     t = comparison_table(prepared, subject, fy, indicator_ids=indicator_ids, reference_files=reference_files,
-                         conf=conf)
+                         conf=conf, min_count=min_count)
     return lines_from_comparison(t, kinds=kinds, ndb_prefecture=ndb_prefecture)
 
 

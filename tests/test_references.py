@@ -363,3 +363,63 @@ def test_spine_marks_by_hand_and_funnel_lines():
     assert len(lines) == 1 and lines[0].get_ydata()[0] == pytest.approx(0.25)
     assert "全国（NDB 2022年度） 25.0%" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("管理限界と点の色は県全体に対するもの" in t.get_text() for t in ax.figure.texts)
+
+
+# ------------------------------------------ a 同規模 group pooling few persons (docs/rules.md §15.6)
+
+def _peer_strata(peer_numerators, peer_denominators):
+    """Subject 17203 (class 1万〜2万人) 15 of 100; its peers 17204–17207 with the given counts (男 40–44)."""
+    rows = [(2024, "17203", "", 1, "40-44", "hba1c65", 15, 100)]
+    rows += [(2024, c, "", 1, "40-44", "hba1c65", n, d)
+             for c, n, d in zip(["17204", "17205", "17206", "17207"], peer_numerators, peer_denominators)]
+    return _strata(rows)
+
+
+BIG_MASTER = pd.concat([MASTER, MASTER.assign(muni_code=["17210", "17211", "17212", "17324", "17344", "17361",
+                                                         "17365", "17384"])], ignore_index=True)
+
+
+SMALL = "比較なし（同規模の人数が10人未満のため）"
+
+
+@pytest.mark.parametrize("numerators, denominators, shown", [
+    ((3, 2, 2, 2), (30, 30, 30, 30), SMALL),   # pooled numerator 9 of 120 → hidden
+    ((3, 3, 2, 2), (30, 30, 30, 30), True),    # pooled numerator 10 of 120 → shown, 10/120 = 8.33 %
+    ((0, 0, 0, 0), (3, 2, 2, 2), SMALL),       # pooled denominator 9 → hidden
+    # denominator 10, numerator 0: 0 is not a small count; not compared only because E = 0
+    ((0, 0, 0, 0), (3, 3, 2, 2), "比較なし（基準の率が0で期待数が0のため）"),
+])
+def test_similar_group_with_few_pooled_persons_is_not_compared(numerators, denominators, shown):
+    # nine peers in the data (≥ MIN_PEERS) but only four with persons: the pool decides, not the peer count
+    ref = areas.resolve_reference("17203", "similar", BIG_MASTER)
+    assert ref.available and len(ref.peers) == 9
+    out = references.compare(_peer_strata(numerators, denominators), "17203", BIG_MASTER, [ref], fy=2024).iloc[0]
+    lines = references.lines_from_comparison(
+        references.compare(_peer_strata(numerators, denominators), "17203", BIG_MASTER, [ref], fy=2024))
+    drawn, notes = references.lines_for_chart(lines, "hba1c65")
+    if shown is True:
+        assert out["available"] and out["ref_rate"] == pytest.approx(sum(numerators) / sum(denominators) * 100)
+        assert out["numerator"] == 15 and len(drawn) == 1
+    else:
+        assert not out["available"] and out["comparison"] == shown
+        assert pd.isna(out["ref_rate"]) and pd.isna(out["sr"]) and pd.isna(out["numerator"])
+        assert drawn == [] and notes == [f"同規模: {shown}"]
+
+
+def test_small_count_rule_is_the_suppression_threshold_and_spares_published_references():
+    from hsutils import privacy
+
+    assert references.MIN_REFERENCE_COUNT == privacy.DEFAULT_THRESHOLD
+    # NDB and a user's CSV are published figures, not the data's persons: a small cell there is compared
+    ndb = _national([("hba1c65", 1, "40-44", 5.0, 50.0)])
+    out = references.compare(_peer_strata((3, 3, 2, 2), (30, 30, 30, 30)), "17203", BIG_MASTER, [ndb],
+                             fy=2024).iloc[0]
+    assert out["available"] and out["ref_rate"] == pytest.approx(10.0)
+    # the data's own 県 pooled from 1–9 persons is held to the same rule (min_count passed through)
+    pref = areas.resolve_reference("17203", "pref", BIG_MASTER)
+    out = references.compare(_peer_strata((3, 3, 2, 2), (30, 30, 30, 30)), "17203", BIG_MASTER, [pref], fy=2024,
+                             min_count=26).iloc[0]
+    assert out["comparison"] == "比較なし（県の人数が26人未満のため）"  # 県 pools 15 + 10 = 25 cases
+    out = references.compare(_peer_strata((3, 3, 2, 2), (30, 30, 30, 30)), "17203", BIG_MASTER, [pref], fy=2024,
+                             min_count=25).iloc[0]
+    assert out["available"]
