@@ -280,7 +280,8 @@ def test_load_dataset_reads_uke_with_link_and_cache(tmp_path):
     # 8 receipts: 6 kept by the reader, of which the 後期 one has no link -> 5 + 3
     assert (row["read"], row["kept"], row["dropped_rows"]) == (8, 5, 3)
     assert (ds.exclusions["table"] == "uke").sum() == 5
-    assert len(list((tmp_path / "cache" / "uke").glob("*.meta.json"))) == 1
+    # the per-file store (docs/claims_rules.md §7.1): one entry per UKE file, each with its meta.json
+    assert len(list((tmp_path / "cache" / "uke").glob("*/meta.json"))) == len(FILES)
     # the same dtypes as a claims_monthly.csv read by the loader
     csv = io.read_table(Path(io.__file__).parents[1] / "data_templates" / "claims_monthly.csv", "claims_monthly")
     assert cm.dtypes.to_dict() == csv.data.dtypes.to_dict()
