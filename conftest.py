@@ -1,8 +1,8 @@
 """Test-session setup: a small demo dataset for the notebook runs (nbval) and library tests.
 
 The data is generated once per test session in the formats users hold and read back through the
-same import path as a user's files (hsutils.synth writes 特定健診 XML archives, UKE claims files
-and cp932 CSVs for the other tables; hsutils.io reads them). Kernels started by nbval
+same import path as a user's files (hsutils.demo.synth writes 特定健診 XML archives, UKE claims files
+and cp932 CSVs for the other tables; hsutils.inputs.io reads them). Kernels started by nbval
 inherit the HSUTILS_* environment variables, so the notebooks use this small dataset.
 """
 import os
@@ -16,9 +16,11 @@ def pytest_configure(config):
     if os.environ.get("HSUTILS_TEST_DATA_READY"):
         return
     root = Path(tempfile.mkdtemp(prefix="hsutils-test-"))
-    from hsutils import pipeline, settings, synth
+    from hsutils.core import settings
+    from hsutils.analysis import pipeline
+    from hsutils.demo import synth
 
-    # the person-level cache lives under confidential/, as in a real run (hsutils.settings)
+    # the person-level cache lives under confidential/, as in a real run (hsutils.core.settings)
     data, out = root / "demo", root / "outputs"
     cache = settings.cache_dir(run_name=settings.INTERACTIVE_RUN, out=out)
 
@@ -77,6 +79,6 @@ def demo_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def prepared():
     """The shared cache (person_year, strata, master, raw claims/kaigo/questionnaire) of the demo data."""
-    from hsutils import pipeline
+    from hsutils.analysis import pipeline
 
     return pipeline.load_prepared(Path(os.environ["HSUTILS_CACHE_DIR"]), with_tables=True)

@@ -33,12 +33,12 @@ def ensure_demo_data(data_dir: Path) -> None:
     if (data_dir / "enrollment.csv").exists():
         return
     print(f"デモデータを作成します: {data_dir}")
-    subprocess.run([sys.executable, "-m", "hsutils.cli", "demo", "--out", str(data_dir)], check=True, cwd=REPO)
+    subprocess.run([sys.executable, "-m", "hsutils.running.cli", "demo", "--out", str(data_dir)], check=True, cwd=REPO)
 
 
 def write_run_yaml(folder: Path, data_dir: Path, munis: int | None, all_notebooks: bool,
                    notebook_dir: Path | None = None) -> Path:
-    from hsutils import params
+    from hsutils.running import params
 
     notebooks = "all" if all_notebooks else [s.id for s in params.NOTEBOOKS.values() if s.level == "muni"]
     master = params.municipality_master(data_dir, params.load_raw(None)["prefecture"])
@@ -53,7 +53,7 @@ def write_run_yaml(folder: Path, data_dir: Path, munis: int | None, all_notebook
 
 
 def run_batch_cli(run_yaml: Path, out: Path, jobs: int | None) -> tuple[float, int]:
-    cmd = [sys.executable, "-m", "hsutils.cli", "batch", str(run_yaml), "--out", str(out)]
+    cmd = [sys.executable, "-m", "hsutils.running.cli", "batch", str(run_yaml), "--out", str(out)]
     if jobs is not None:
         cmd += ["--jobs", str(jobs)]
     t0 = time.perf_counter()

@@ -30,8 +30,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hsutils import aggregate, clinical, indicators  # noqa: E402
-from hsutils.schema import age_band  # noqa: E402
+from hsutils.rules import clinical
+from hsutils.analysis import aggregate, indicators  # noqa: E402
+from hsutils.core.schema import age_band  # noqa: E402
 
 
 def peak_rss_gb() -> float:

@@ -47,12 +47,12 @@ def _child(cmd: list[str]) -> tuple[float, float, str]:
 
 
 def run_scale(scale: float, root: Path, workers: int | None) -> dict:
-    from hsutils import synth
+    from hsutils.demo import synth
 
     data, cache = root / f"scale{scale:g}" / "data", root / f"scale{scale:g}" / "cache"
     if not (data / "enrollment.csv").exists():
         synth.write_demo(data, scale=scale, seed=2024)
-    cmd = [sys.executable, "-m", "hsutils.cli", "prepare", str(data), "--cache", str(cache)]
+    cmd = [sys.executable, "-m", "hsutils.running.cli", "prepare", str(data), "--cache", str(cache)]
     if workers:
         cmd += ["--workers", str(workers)]
     seconds, peak, _ = _child(cmd)

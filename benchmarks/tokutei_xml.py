@@ -1,7 +1,7 @@
 """Benchmark of the 特定健診 XML reader (issue 15): the scale-1 demo's 健診 as XML archives.
 
 Writes the demo (`hsutils demo --kenshin-format xml`) into a temporary folder unless --data is
-given, then converts the archives with `hsutils.tokutei_xml.read_archives` and prints
+given, then converts the archives with `hsutils.inputs.tokutei_xml.read_archives` and prints
 
 * documents, total wall time, documents/s;
 * documents per second per core = documents / CPU seconds of the parent and the workers;
@@ -26,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hsutils import io, synth, tokutei_xml  # noqa: E402
+from hsutils.inputs import io, tokutei_xml
+from hsutils.demo import synth  # noqa: E402
 
 
 def _cpu() -> float:

@@ -3,7 +3,7 @@
     python benchmarks/uke.py                      # 1x, 2x, 4x of ~1 million lines
     python benchmarks/uke.py --lines 5000000 --sizes 1 2
 
-Builds a demo UKE set once (hsutils.synth_uke at a small scale, not timed) and concatenates its
+Builds a demo UKE set once (hsutils.demo.synth_uke at a small scale, not timed) and concatenates its
 IR…GO blocks into one file of about ``--lines`` × size lines (every block is self-contained, so
 repeating blocks gives a valid file). Each size is read in a fresh subprocess:
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def _measure(path: str) -> dict:
-    from hsutils import uke
+    from hsutils.inputs import uke
 
     t0, w0 = time.process_time(), time.perf_counter()
     raw = uke.read_raw([path])
@@ -43,7 +43,7 @@ def _measure(path: str) -> dict:
 
 
 def _build(folder: Path, target_lines: int) -> tuple[Path, int]:
-    from hsutils import synth, synth_uke
+    from hsutils.demo import synth, synth_uke
 
     tables = synth.generate_demo(scale=0.02, seed=11)
     synth_uke.write_uke(folder, tables, seed=11)

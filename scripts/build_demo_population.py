@@ -8,7 +8,7 @@ are not in the repository):
 Sources (see hsutils/data/PROVENANCE.md §3): 住民基本台帳 2025-01-01 population by municipality ×
 sex × 5-year age (総務省), municipality → 二次医療圏 (第8次医療計画), office lat/lng (localgovjp, CC0).
 The output has one row per municipality × sex (19 × 2 rows): the 5-year bands from 40 up, with
-95–99 and 100+ merged into 95+, and the all-age total. `hsutils.synth` reads only this file, so the
+95–99 and 100+ merged into 95+, and the all-age total. `hsutils.demo.synth` reads only this file, so the
 package never needs the upstream files at run time.
 """
 from __future__ import annotations

@@ -24,7 +24,7 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from hsutils.codes import code6  # noqa: E402
+from hsutils.core.codes import code6  # noqa: E402
 
 # 秋田県 was re-divided into 3 二次医療圏 in 2024; A38-20 and R7 predate the split, so no official code
 # exists. Stable placeholders (letter "X" so they can never collide with an official numeric code),

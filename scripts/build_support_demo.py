@@ -21,7 +21,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hsutils import support_record as sr  # noqa: E402
+from hsutils.patterns import support_record as sr  # noqa: E402
 
 OUT = REPO / "parameters" / sr.DEMO_FOLDER_NAME
 D = dt.date
@@ -178,7 +178,7 @@ def rengokai_record() -> dict:
 
 def write_xlsx_template(path: Path) -> None:
     """The blank Excel form (docs/support_record.md §1.2): every sheet with its headers and one example row."""
-    from hsutils import report
+    from hsutils.publish import report
 
     cols = sr.XLSX_SHEETS
     sheets = {

@@ -18,7 +18,7 @@ Usage (from the repository root):
     python scripts/rewrite_citations.py --check  # change nothing; exit 1 if a file would change
 
 Files: *.py, *.ipynb, *.md and *.yaml under hsutils/, tests/, notebooks/, scripts/, benchmarks/,
-data_templates/ (DATA_DICTIONARY.md is generated from hsutils.schema, so it must change with it) and
+data_templates/ (DATA_DICTIONARY.md is generated from hsutils.core.schema, so it must change with it) and
 parameters/, docs/, plus README.md (not this script and not tests/test_docs.py, which name the old
 forms on purpose). Notebooks are rewritten as text, so their JSON layout is kept.
 """

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hsutils import aggregate, indicators
+from hsutils.analysis import aggregate, indicators
 
 
 def _persons(rows):
@@ -208,7 +208,7 @@ def test_indicators_to_show_accepts_japanese_names_and_ids():
 
 
 def test_indicators_to_show_unknown_name_is_a_japanese_error_with_the_choices():
-    from hsutils.errors import ParameterError
+    from hsutils.core.errors import ParameterError
 
     with pytest.raises(ParameterError) as e:
         indicators.resolve_ids(["kenshin_rate", "HbA1c 8.0以上"])  # the % left out

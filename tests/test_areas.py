@@ -1,4 +1,4 @@
-"""hsutils.areas: one area model (code forms, hierarchy), reference resolution, standard population."""
+"""hsutils.analysis.areas: one area model (code forms, hierarchy), reference resolution, standard population."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import areas, stats
-from hsutils.errors import ParameterError
-from hsutils.schema import AGE_BANDS
+from hsutils import stats
+from hsutils.analysis import areas
+from hsutils.core.errors import ParameterError
+from hsutils.core.schema import AGE_BANDS
 
 MASTER = pd.DataFrame({
     "muni_code": ["17201", "17202", "17203", "17206"],
@@ -42,7 +43,7 @@ def test_municipality_5_or_6_digits_with_check_digit():
     assert (a.level, a.code, a.muni_code, a.pref_code, a.name) == ("muni", "17201", "17201", "17", "")
     with pytest.raises(ParameterError, match="検査数字"):
         areas.parse_code("172015")
-    # 4 digits without a master: a municipal code that lost its leading zero (hsutils.codes)
+    # 4 digits without a master: a municipal code that lost its leading zero (hsutils.core.codes)
     assert areas.parse_code("1100").code == "01100"
     with pytest.raises(ParameterError, match="数字ではありません"):
         areas.parse_code("金沢")
@@ -163,7 +164,7 @@ def test_standard_population_pref_is_the_data_of_the_year():
 
 # ------------------------------------------------------------------ used by notebook.start and the modules
 def test_notebook_start_resolves_area_reference_and_standard_population(tmp_path, prepared):
-    from hsutils import notebook
+    from hsutils.running import notebook
 
     ctx = notebook.start("t", "172014", None, out_dir=tmp_path, reference_area="national",
                          standard_population="H27", muni_name="かなざわ")
@@ -177,7 +178,7 @@ def test_notebook_start_resolves_area_reference_and_standard_population(tmp_path
 
 
 def test_nephropathy_trend_names_the_reference(prepared):
-    from hsutils import nephropathy
+    from hsutils.patterns import nephropathy
 
     fys = prepared.fiscal_years[-1:]
     pref = nephropathy.trend_table(prepared, "17201", fys)
@@ -194,7 +195,7 @@ def test_nephropathy_trend_names_the_reference(prepared):
 
 
 def test_evaluation_sheet_header_names_the_reference(prepared):
-    from hsutils import evaluation
+    from hsutils.patterns import evaluation
 
     r = evaluation.reference_resolution(prepared, "17201", "similar")
     assert r.kind_label == "同規模" and (r.available or r.unavailable)

@@ -17,8 +17,8 @@ import nbformat
 import pytest
 import yaml
 
-from hsutils import batch, params
-from hsutils.errors import ParameterError
+from hsutils.running import batch, params
+from hsutils.core.errors import ParameterError
 
 REPO = Path(__file__).resolve().parents[1]
 MUNIS = {"17201": "金沢市", "17202": "七尾市", "17203": "小松市"}
@@ -75,7 +75,7 @@ def _notebook(path: Path, body: str) -> None:
 
 # The library fingerprint is part of the resume/cache keys; pin it so that edits to other hsutils
 # modules while the tests run (or between the subprocess and this process) cannot change keys.
-PIN_LIBRARY = "import hsutils.batch as b; b.library_fingerprint = lambda: 'test-library'; "
+PIN_LIBRARY = "import hsutils.running.batch as b; b.library_fingerprint = lambda: 'test-library'; "
 
 
 @pytest.fixture(autouse=True)
@@ -173,7 +173,7 @@ def test_sigint_leaves_consistent_index_and_resume_completes(project):
     run_yaml.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     run_dir = root / "out" / "t"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(REPO)]), "HSUTILS_TEST_HANG": "17203"}
-    code = PIN_LIBRARY + "import sys; from hsutils import cli; sys.exit(cli.main(sys.argv[1:]))"
+    code = PIN_LIBRARY + "import sys; from hsutils.running import cli; sys.exit(cli.main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, "batch", str(run_yaml), "--jobs", "1"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -300,7 +300,7 @@ def test_cli_reports_parameter_error_without_traceback(project, tmp_path):
     cfg = yaml.safe_load(run_yaml.read_text(encoding="utf-8"))
     cfg["municipalities"] = [17999]
     run_yaml.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    from hsutils import cli
+    from hsutils.running import cli
 
     assert cli.main(["batch", str(run_yaml)]) == 2
 

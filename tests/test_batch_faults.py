@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hsutils import batch, cli, files, io, params
-from hsutils.errors import DataError, ParameterError
+from hsutils.core import files
+from hsutils.inputs import io
+from hsutils.running import batch, cli, params
+from hsutils.core.errors import DataError, ParameterError
 from test_batch import PIN_LIBRARY, REPO, _manifest, _notebook, _pinned_library, _prepare_calls, project  # noqa: F401
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -56,7 +58,7 @@ def _pid_project(project):
 
 def _start_cli(root: Path, args: list[str], hang: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(REPO)]), "HSUTILS_TEST_HANG": hang}
-    code = PIN_LIBRARY + "import sys; from hsutils import cli; sys.exit(cli.main(sys.argv[1:]))"
+    code = PIN_LIBRARY + "import sys; from hsutils.running import cli; sys.exit(cli.main(sys.argv[1:]))"
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import claims_import, claims_masters, claims_rules, person_keys, synth, synth_uke, uke
+from hsutils.inputs import claims_import, claims_masters, claims_rules, person_keys, uke
+from hsutils.demo import synth, synth_uke
 
 
 @pytest.fixture(scope="module")

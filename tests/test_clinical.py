@@ -1,4 +1,4 @@
-"""Tests for hsutils.clinical: docs/rules.md §1–§5.1 at each threshold, just below, and with missing inputs.
+"""Tests for hsutils.rules.clinical: docs/rules.md §1–§5.1 at each threshold, just below, and with missing inputs.
 
 Expected values are hand-worked literals (eGFR: 194 × Cr^−1.094 × Age^−0.287 (× 0.739), worked
 with a calculator and rounded to 4 decimals).
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import clinical as cl
+from hsutils.rules import clinical as cl
 
 NA = np.nan
 BOOL_COLUMNS = ("tg_fasting", "med_bp", "med_glucose", "med_lipid", "smoking")

@@ -1,4 +1,4 @@
-"""hsutils.costs and the cost statistics of hsutils.stats (docs/rules.md §13, docs/methods.md §13):
+"""hsutils.patterns.costs and the cost statistics of hsutils.stats (docs/rules.md §13, docs/methods.md §13):
 hand-built fixtures, values worked out by hand in the comments."""
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import claims_rules, costs, privacy, stats
-from hsutils.errors import DataError
+from hsutils import stats
+from hsutils.inputs import claims_rules
+from hsutils.publish import privacy
+from hsutils.patterns import costs
+from hsutils.core.errors import DataError
 
 Z95 = 1.959963984540054
 

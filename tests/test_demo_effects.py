@@ -1,4 +1,4 @@
-"""The demo's planted effects of notebooks 06 and 08 (hsutils/synth.py module docstring) are found by the
+"""The demo's planted effects of notebooks 06 and 08 (hsutils/demo/synth.py module docstring) are found by the
 library's own finding functions on the small test demo (conftest.py, scale 0.03, seed 2024).
 
 At this scale a town has 40–500 insured persons, so the tests assert what is robust there: the planted town
@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import costs, stats
-from hsutils import nonparticipants as npt
+from hsutils import stats
+from hsutils.patterns import costs
+from hsutils.patterns import nonparticipants as npt
 
 FY = 2024
 ENOUGH = 30  # 対象者 at least, for a share to rank (smaller towns have shares of 1–2 persons)
@@ -59,7 +60,7 @@ def with_costs(demo_data_dir):
     import os
     from pathlib import Path
 
-    from hsutils import pipeline
+    from hsutils.analysis import pipeline
 
     return pipeline.load_prepared(Path(os.environ["HSUTILS_CACHE_DIR"]),
                                   with_tables=("claims_monthly", "medical_costs"))

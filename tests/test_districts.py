@@ -1,4 +1,4 @@
-"""District analysis of notebook 02 (hsutils.districts; issue 7).
+"""District analysis of notebook 02 (hsutils.patterns.districts; issue 7).
 
 Hand-worked expected values are literals; the demo `prepared` fixture (root conftest, scale 0.03)
 is used for the re-add and privacy checks.
@@ -14,7 +14,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from hsutils import districts, privacy  # noqa: E402
+from hsutils.publish import privacy
+from hsutils.patterns import districts  # noqa: E402
 
 KANAZAWA, HAKUSAN, NANAO = "17201", "17210", "17202"
 REPO = Path(__file__).resolve().parents[1]

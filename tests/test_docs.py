@@ -155,7 +155,8 @@ def test_old_form_citations_would_resolve_after_the_rewrite():
 
 def test_registry_sections_resolve():
     """Sections kept as data (indicator registry `domain`, 一体的実施 criteria) are docs/rules.md sections."""
-    from hsutils import indicators, programs
+    from hsutils.rules import programs
+    from hsutils.analysis import indicators
 
     values = list(indicators.registry_frame()["domain"].dropna()) + [c[2] for c in programs.IKKATSU_CRITERIA]
     assert values

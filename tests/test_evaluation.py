@@ -1,4 +1,4 @@
-"""Tests of hsutils.evaluation (notebook 05: evaluation sheet, 実施率 gaps, 特定保健指導の効果).
+"""Tests of hsutils.patterns.evaluation (notebook 05: evaluation sheet, 実施率 gaps, 特定保健指導の効果).
 
 Expected values are worked by hand (or taken from the literature: Newcombe 1998, Table II) and
 written as literals. The privacy tests run the notebook's library functions on the session's demo
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from hsutils import evaluation as ev
-from hsutils import plots, privacy
-from hsutils.errors import ParameterError
+from hsutils.patterns import evaluation as ev
+from hsutils.publish import plots, privacy
+from hsutils.core.errors import ParameterError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ def test_sheet_has_every_common_indicator_and_categories(kanazawa):
 def test_sheet_counts_equal_the_hotei_table(kanazawa, prepared):
     """The sheet's 減少率, 実施率 分子/分母 are the 法定報告 table's 計 cells (one definition:
     hotei.reduction_flags, docs/hotei.md §4.4, §5.3; docs/rules.md §7.1–§7.4)."""
-    from hsutils import hotei
+    from hsutils.patterns import hotei
 
     _, base, last, sheet = kanazawa
     t = hotei.hotei_table(prepared.person_year, prepared.municipalities, muni_codes=["17201"], prefecture=False)
@@ -329,7 +329,7 @@ def mcolor(c):
 def test_hotei_and_participation_tables_cannot_be_combined_to_recover_a_count(prepared, muni):
     # As notebook 05 saves them: the 法定報告 table (with its 計 margins), then the participation
     # table whose 特定健診 rows repeat its cells. Nothing 1–9 is recoverable across the two.
-    from hsutils import hotei
+    from hsutils.patterns import hotei
 
     plan = privacy.SuppressionPlan()
     jp = hotei.japanese_columns(hotei.hotei_table(prepared.person_year, prepared.municipalities,
@@ -359,7 +359,7 @@ def test_participation_hides_what_the_hotei_table_hides_hand_built():
     # 穴水町 R4 60-64歳 in the scale-0.3 demo: 対象者 男 7 + 女 10 = 計 17. The 法定報告 table shows 計 17
     # and hides 女 10 as the complement of 男 7; before, the participation table showed 女 10 and
     # 17 − 10 = 7 was recoverable across the two tables.
-    from hsutils import hotei
+    from hsutils.patterns import hotei
 
     rows = []
     for sex, band, n in [("男", "60-64", 7), ("女", "60-64", 10), ("計", "60-64", 17),
@@ -385,7 +385,7 @@ def test_participation_hides_what_the_hotei_table_hides_hand_built():
 def _sheet_and_hotei(yobi_cohort: int):
     """A one-year evaluation sheet and the 法定報告 計 row it repeats (Japanese headers, as notebook 05
     saves them): メタボ減少率 分母 = 該当 cohort 30 + 予備群 cohort `yobi_cohort`."""
-    from hsutils import hotei
+    from hsutils.patterns import hotei
 
     ren = hotei.japanese_names()
     row = {ren[c]: 100 for c in hotei.COUNT_IDS}
@@ -401,7 +401,7 @@ def _sheet_and_hotei(yobi_cohort: int):
 def test_hotei_table_hides_what_the_sheet_would_reveal_hand_built():
     # The sheet (published first) shows メタボ減少率 分母 37 = 30 + 7. The table hides 予備群 7 (1–9); with the
     # declared link it must also hide 該当 30, or 37 − 30 = 7 could be read off. Without the link it would not.
-    from hsutils import hotei
+    from hsutils.patterns import hotei
 
     for linked in (True, False):
         sheet, table, ren = _sheet_and_hotei(7)

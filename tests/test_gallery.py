@@ -1,4 +1,4 @@
-"""Tests of the chart gallery (hsutils.gallery; `hsutils gallery`, GitHub issue 4 item 4).
+"""Tests of the chart gallery (hsutils.running.gallery; `hsutils gallery`, GitHub issue 4 item 4).
 
 The gallery is built once from the test-session demo data with warnings turned into errors, so a
 missing Japanese glyph ("Glyph … missing from font") or any other warning of the real library
@@ -18,11 +18,14 @@ import pandas as pd
 import pytest
 from matplotlib.patches import PathPatch, Rectangle
 
-from hsutils import gallery, pipeline, privacy, regions, report
+from hsutils.inputs import regions
+from hsutils.analysis import pipeline
+from hsutils.publish import privacy, report
+from hsutils.running import gallery
 
 pytestmark = pytest.mark.filterwarnings("error")
 
-#: Every chart type of hsutils.plots, by its file name in the gallery.
+#: Every chart type of hsutils.publish.plots, by its file name in the gallery.
 EXPECTED = [
     "choropleth_muni", "choropleth_medical_area", "tile_map", "funnel_plot", "ranked_bar", "trend_chart",
     "ckd_heatmap", "population_pyramid", "pyramid_small_multiples", "stacked_bars", "flow_chart",

@@ -1,10 +1,11 @@
-"""法定報告 集計情報 (hsutils.hotei): hand-made cohorts with hand-worked counts (docs/hotei.md)."""
+"""法定報告 集計情報 (hsutils.patterns.hotei): hand-made cohorts with hand-worked counts (docs/hotei.md)."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import hotei, indicators
-from hsutils.schema import age_band
+from hsutils.analysis import indicators
+from hsutils.patterns import hotei
+from hsutils.core.schema import age_band
 
 COLS = ["person_id", "fy", "muni_code", "sex", "age", "full_year", "has_kenshin", "metabo", "hokenshido",
         "guidance_started", "guidance_completed", "med_bp", "med_lipid", "med_glucose"]

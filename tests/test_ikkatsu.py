@@ -1,4 +1,4 @@
-"""Tests of hsutils.ikkatsu (notebook 03 一体的実施) on hand-made persons, plus the privacy of the
+"""Tests of hsutils.patterns.ikkatsu (notebook 03 一体的実施) on hand-made persons, plus the privacy of the
 executed notebook (no person_id in the HTML report, no count 1–9 in the committee tables)."""
 import os
 from pathlib import Path
@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import ikkatsu, privacy, programs, report
-from hsutils.programs import IkkatsuParams
+from hsutils.rules import programs
+from hsutils.publish import privacy, report
+from hsutils.patterns import ikkatsu
+from hsutils.rules.programs import IkkatsuParams
 
 MARK = privacy.SUPPRESSION_MARK
 FY = 2024
@@ -374,8 +376,8 @@ def test_criteria_distribution_total_is_the_any_count_of_the_criteria_table():
 
 def test_kaigo_district_rows_add_up_to_the_municipality_hand_built():
     # 要介護3〜5: 東 5 (hidden) + 西 20 = 金沢市 25 (shown): 西 must be hidden too, or 25 − 20 = 5 (docs/rules.md §9)
-    from hsutils import ikkatsu as ik
-    from hsutils import privacy as pv
+    from hsutils.patterns import ikkatsu as ik
+    from hsutils.publish import privacy as pv
 
     k = pd.DataFrame({"area": ["金沢市", "金沢市", "東", "東", "西", "西", "県", "県"],
                       "level": ["認定なし", "要介護3〜5"] * 4, "count": [100, 25, 40, 5, 60, 20, 900, 300]})

@@ -1,4 +1,4 @@
-"""hsutils.io happy paths: templates, dtypes, column maps, Parquet/xlsx, cache, folders,
+"""hsutils.inputs.io happy paths: templates, dtypes, column maps, Parquet/xlsx, cache, folders,
 and the data dictionary kept in sync with the schema."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from hsutils import io
-from hsutils.schema import TABLES
+from hsutils.inputs import io
+from hsutils.core.schema import TABLES
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "data_templates"
@@ -22,7 +22,7 @@ def test_data_dictionary_file_is_in_sync_with_schema():
     committed = (TEMPLATES / "DATA_DICTIONARY.md").read_text(encoding="utf-8")
     assert committed == io.data_dictionary_markdown(), (
         "data_templates/DATA_DICTIONARY.md is stale: regenerate it with "
-        "hsutils.io.data_dictionary_markdown()")
+        "hsutils.inputs.io.data_dictionary_markdown()")
 
 
 def test_data_dictionary_lists_every_column():

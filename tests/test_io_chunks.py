@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hsutils import io
+from hsutils.inputs import io
 
 HEADER = "被保険者番号,年度,市町村コード,地区コード,性別,年齢,保険種別,年度継続加入,加入月数,法定除外"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import programs
+from hsutils.rules import programs
 
 FLAGS = programs.CLAIM_FLAGS
 
@@ -79,7 +79,7 @@ def test_lookback_note_states_the_window(claims):
 
 
 def test_check_reports_months_of_history(tmp_path):
-    from hsutils import io
+    from hsutils.inputs import io
 
     d = tmp_path / "data"
     d.mkdir()
@@ -98,7 +98,7 @@ def test_single_year_extraction_keeps_the_window_of_its_own_year(claims):
     on which older years are in the input."""
     from types import SimpleNamespace
 
-    from hsutils import nephropathy as nep
+    from hsutils.patterns import nephropathy as nep
 
     prepared = SimpleNamespace(tables={"claims_monthly": claims}, fiscal_years=[2022, 2023, 2024])
     p = programs.NephropathyParams()

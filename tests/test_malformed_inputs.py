@@ -10,8 +10,9 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from hsutils import cli, io
-from hsutils.errors import DataError, ParameterError
+from hsutils.inputs import io
+from hsutils.running import cli
+from hsutils.core.errors import DataError, ParameterError
 
 KENSHIN_HEAD = "被保険者番号,年度,市町村コード"
 ENROLL_HEAD = "被保険者番号,年度,市町村コード,性別,年齢,保険種別"

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hsutils import claims_masters, claims_rules, medication as med, uke
-from hsutils.errors import DataError, ParameterError
+from hsutils.inputs import claims_masters, claims_rules, uke
+from hsutils.patterns import medication as med
+from hsutils.core.errors import DataError, ParameterError
 
 UKE = Path(__file__).parent / "data" / "uke"
 P = med.medication_params()
@@ -288,7 +289,7 @@ def test_notice_list_names_drugs_from_the_master_and_keeps_unknown_codes(tmp_pat
 def test_drug_names_come_from_the_data_folders_masters(tmp_path):
     import shutil
 
-    from hsutils import claims_import, claims_masters
+    from hsutils.inputs import claims_import, claims_masters
 
     assert claims_import.drug_names(tmp_path).empty          # CSV claims: no masters, no names
     shutil.copytree(claims_masters.synthetic_masters_dir(), tmp_path / claims_import.MASTERS_DIR)

@@ -1,4 +1,4 @@
-"""Tests of hsutils.nephropathy (notebook 04 糖尿病性腎症重症化予防) and of the notebook itself.
+"""Tests of hsutils.patterns.nephropathy (notebook 04 糖尿病性腎症重症化予防) and of the notebook itself.
 
 The target rules are tested in tests/test_programs.py; here: the municipality/insurance
 selection around them, the window boundary seen through the flow, the totals and suppression of
@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 from test_programs import claim, make_claims  # reuse the claims builders of the programs tests
 
-from hsutils import nephropathy as nep
-from hsutils import privacy
-from hsutils.errors import ParameterError
-from hsutils.programs import NephropathyParams
+from hsutils.patterns import nephropathy as nep
+from hsutils.publish import privacy
+from hsutils.core.errors import ParameterError
+from hsutils.rules.programs import NephropathyParams
 
 FY = 2024
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def row(pid, muni="17201", insurance="国保", age=60, has_kenshin=True, distric
 
 
 def frame(rows):
-    from hsutils.clinical import ckd_a_stage, ckd_g_stage
+    from hsutils.rules.clinical import ckd_a_stage, ckd_g_stage
 
     df = pd.DataFrame(rows)
     df["person_id"] = df["person_id"].astype("str")
@@ -358,7 +358,7 @@ def test_computed_indicators_egfr45_and_urine_among_diabetics():
 
 
 def test_trend_table_matches_indicator_table(prepared):
-    from hsutils import indicators
+    from hsutils.analysis import indicators
 
     fy = max(prepared.fiscal_years)
     trend = nep.trend_table(prepared, "17201")

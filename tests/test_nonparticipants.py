@@ -1,4 +1,4 @@
-"""健診未受診者の分類 (hsutils.nonparticipants, docs/rules.md §14) on hand-built fixtures.
+"""健診未受診者の分類 (hsutils.patterns.nonparticipants, docs/rules.md §14) on hand-built fixtures.
 
 Each test states the hand-worked expected value. Fiscal year 2024 = 202404–202503.
 """
@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import nonparticipants as npt
-from hsutils import privacy, programs
-from hsutils.errors import ParameterError
-from hsutils.schema import age_band
+from hsutils.patterns import nonparticipants as npt
+from hsutils.rules import programs
+from hsutils.publish import privacy
+from hsutils.core.errors import ParameterError
+from hsutils.core.schema import age_band
 
 FY = 2024
 MUNI = "17201"

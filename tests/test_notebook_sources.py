@@ -7,12 +7,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hsutils import notebook_check, params
-from hsutils.errors import ParameterError
+from hsutils.running import notebook_check, params
+from hsutils.core.errors import ParameterError
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-BATCH_SUPPLIED = {"muni_code", "muni_name", "cache_dir", "out_dir"}  # hsutils.batch.plan_tasks
+BATCH_SUPPLIED = {"muni_code", "muni_name", "cache_dir", "out_dir"}  # hsutils.running.batch.plan_tasks
 BY_HAND_ONLY = {"data_dir"}  # a batch passes the prepared cache instead
 
 

@@ -1,4 +1,4 @@
-"""Notebook 01 県全体の概況 (hsutils.overview): the indicator table against an independent
+"""Notebook 01 県全体の概況 (hsutils.patterns.overview): the indicator table against an independent
 recomputation from the person-level demo data, the 悪化かつ有意に悪い logic and the support
 priority score on hand-made examples, privacy of the committee tables, and the map paths."""
 from pathlib import Path
@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 from matplotlib.patches import PathPatch, Rectangle
 
-from hsutils import notebook, overview, privacy, regions
-from hsutils.errors import ParameterError
+from hsutils.inputs import regions
+from hsutils.publish import privacy
+from hsutils.patterns import overview
+from hsutils.running import notebook
+from hsutils.core.errors import ParameterError
 
 REFDATA = Path(__file__).resolve().parent / "data" / "refdata"  # copied reference data, see PROVENANCE.md there
 N03_GEOJSON = REFDATA / "ishikawa_municipalities_N03-21_17_210101_s0010.geojson"
@@ -96,7 +99,7 @@ def test_medical_area_reference_compares_within_each_area(prepared):
     assert north["ref_rate"].to_numpy() == pytest.approx(np.full(4, pooled))
     t2, note2 = overview.municipal_indicator_table(prepared, [prepared.fiscal_years[-1]], ["kenshin_rate", "hba1c65"],
                                                    reference_area="national")
-    assert "NDB" in note2 and "全保険者" in note2  # hsutils.areas.resolve_reference: 全国 is NDB, not the prefecture
+    assert "NDB" in note2 and "全保険者" in note2  # hsutils.analysis.areas.resolve_reference: 全国 is NDB, not the prefecture
     kenshin = t2[t2["indicator_id"] == "kenshin_rate"]
     assert (kenshin["comparison"] == "比較なし（全国の値は NDB の健診項目だけのため）").all()
     assert t2.loc[t2["indicator_id"] == "hba1c65", "sr"].notna().any()

@@ -38,4 +38,4 @@ def test_environment_yml_installs_this_package():
 
 def test_console_command_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert project["scripts"]["hsutils"] == "hsutils.cli:main"
+    assert project["scripts"]["hsutils"] == "hsutils.running.cli:main"

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import pipeline
+from hsutils.analysis import pipeline
 
 
 def _tables():
@@ -70,7 +70,7 @@ def test_municipal_load_equals_the_filtered_prefecture(cache, prepared):
     # the look-back of a municipal run is the data's: the first claims month of the whole data
     first = int(prepared.tables["claims_monthly"]["ym"].min())
     assert part.tables["claims_monthly"].attrs["first_ym"] == first
-    from hsutils import programs
+    from hsutils.rules import programs
 
     assert int(programs.claims_history(part.tables["claims_monthly"], [2022])["first_ym"].iloc[0]) == first
     assert part.fiscal_years == prepared.fiscal_years
@@ -84,7 +84,7 @@ def test_municipal_load_equals_the_filtered_prefecture(cache, prepared):
 def demo_tables(cache, demo_data_dir):
     """Five towns of the demo's canonical tables with two movers added (docs/design.md §8.2): a
     person of 七尾市 enrolled in 川北町 from the second fiscal year on, and one of 津幡町 moving to 七尾市."""
-    from hsutils import io
+    from hsutils.inputs import io
 
     tables = dict(io.load_dataset(demo_data_dir, cache_dir=cache / "tables_cache").tables)
     towns = ["17202", "17324", "17361", "17365", "17407"]  # five towns: the tests stay fast
@@ -172,7 +172,7 @@ def test_a_two_process_local_cluster_gives_the_single_process_strata(demo_tables
 
 
 def test_scheduler_address_comes_from_the_argument_or_the_environment(monkeypatch):
-    from hsutils import cluster
+    from hsutils.analysis import cluster
 
     monkeypatch.delenv(cluster.ENV_SCHEDULER, raising=False)
     assert cluster.scheduler_address(None) is None

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hsutils import claims_import, claims_masters, person_keys, tokutei_xml as tx, uke
-from hsutils.errors import DataError
+from hsutils.inputs import claims_import, claims_masters, person_keys, tokutei_xml as tx, uke
+from hsutils.core.errors import DataError
 
 # A 国保 person: 保険者番号 170019 (6 digits), 記号 石０１ (全角), 番号 1234, 枝番 01.
 XML = """<?xml version="1.0" encoding="UTF-8"?>

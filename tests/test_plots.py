@@ -1,4 +1,4 @@
-"""Tests of the committee charts (hsutils.plots; docs/design.md §6, §9, §10).
+"""Tests of the committee charts (hsutils.publish.plots; docs/design.md §6, §9, §10).
 
 Every chart is rendered from small hand-made data with warnings turned into errors, so a missing
 Japanese glyph ("Glyph … missing from font") fails the test. Charts are checked through their
@@ -21,8 +21,8 @@ import pytest
 from shapely.geometry import shape
 from shapely.ops import unary_union
 
-from hsutils import plots
-from hsutils.errors import ParameterError
+from hsutils.publish import plots
+from hsutils.core.errors import ParameterError
 
 REFDATA = Path(__file__).resolve().parent / "data" / "refdata"  # copied reference data, see PROVENANCE.md there
 GEOJSON = REFDATA / "ishikawa_municipalities_N03-21_17_210101_s0010.geojson"
@@ -33,7 +33,7 @@ FOOT = plots.footer("KDB（デモデータ）", 2024, "国保 40–74歳", "テ�
 # Hand-made inputs (also used by the gallery script in the report of this task)
 # ---------------------------------------------------------------------------------------------
 def ishikawa_boundaries() -> pd.DataFrame:
-    """Boundaries as hsutils.regions provides them: code, name, geometry (dissolved by N03_007)."""
+    """Boundaries as hsutils.inputs.regions provides them: code, name, geometry (dissolved by N03_007)."""
     features = json.loads(GEOJSON.read_text(encoding="utf-8"))["features"]
     rows = pd.DataFrame({
         "code": [f["properties"]["N03_007"] for f in features],
@@ -510,7 +510,7 @@ def test_ckd_heatmap_colours_and_totals():
     ax = fig.axes[0]
     cells = {(round(p.get_x()), round(p.get_y())): mcolors.to_hex(p.get_facecolor())
              for p in ax.patches}
-    from hsutils.clinical import CKD_COLOURS
+    from hsutils.rules.clinical import CKD_COLOURS
     assert cells[(0, 0)] == CKD_COLOURS["green"].lower()   # G1 A1
     assert cells[(1, 2)] == CKD_COLOURS["orange"].lower()  # G3a A2
     assert cells[(2, 2)] == CKD_COLOURS["red"].lower()     # G3a A3

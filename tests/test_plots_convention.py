@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from test_plots import (FOOT, area_table, ckd_counts, flow_steps, heat_frame, membership_frame, muni_values,
                         pyramid_frame, spine_table, stacked_frame, tiles, trend_frame)
 
-from hsutils import plots
+from hsutils.publish import plots
 
 CHARTS = ["choropleth", "funnel_plot", "ranked_bar", "trend_chart", "ckd_heatmap", "population_pyramid",
           "pyramid_small_multiples", "stacked_bars", "amount_bars", "concentration_curve", "target_gap_bars", "flow_chart",
@@ -127,7 +127,7 @@ def test_chart_without_axes_makes_its_own_figure(name):
 
 def test_import_and_charts_leave_rcparams_unchanged():
     code = ("import json, matplotlib; before = {k: repr(v) for k, v in matplotlib.rcParams.items()}; "
-            "import hsutils.plots; after = {k: repr(v) for k, v in matplotlib.rcParams.items()}; "
+            "import hsutils.publish.plots; after = {k: repr(v) for k, v in matplotlib.rcParams.items()}; "
             "print(json.dumps([k for k in before if before[k] != after[k]]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

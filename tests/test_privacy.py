@@ -1,12 +1,12 @@
-"""Tests of hsutils.privacy (docs/design.md §6, docs/rules.md §9)."""
+"""Tests of hsutils.publish.privacy (docs/design.md §6, docs/rules.md §9)."""
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hsutils import privacy
-from hsutils.errors import ParameterError
+from hsutils.publish import privacy
+from hsutils.core.errors import ParameterError
 
 MARK = "\u2010"  # "‐", the NDBオープンデータ mark
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import privacy
-from hsutils.errors import ParameterError
+from hsutils.publish import privacy
+from hsutils.core.errors import ParameterError
 
 M = privacy.SUPPRESSION_MARK
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hsutils import districts, overview, privacy
-from hsutils import nephropathy as nep
+from hsutils.publish import privacy
+from hsutils.patterns import districts, overview
+from hsutils.patterns import nephropathy as nep
 
 T = privacy.DEFAULT_THRESHOLD
 MUNI = "17201"  # the demo's 金沢市 (has districts)
@@ -117,7 +118,7 @@ def test_plan_protects_prefecture_total_across_tables(hidden_total):
 
 
 def test_report_07_medication(prepared):
-    from hsutils import medication as med
+    from hsutils.patterns import medication as med
 
     fy = prepared.fiscal_years[-1]
     p = med.medication_params()

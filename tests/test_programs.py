@@ -1,4 +1,4 @@
-"""Tests of hsutils.programs with hand-made persons at and around every threshold.
+"""Tests of hsutils.rules.programs with hand-made persons at and around every threshold.
 
 Expected values are worked out by hand from docs/rules.md §5, §6.1, §10 and written as literals.
 """
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils.errors import ParameterError
-from hsutils.programs import (
+from hsutils.core.errors import ParameterError
+from hsutils.rules.programs import (
     IKKATSU_CRITERIA,
     IkkatsuParams,
     NephropathyParams,

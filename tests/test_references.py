@@ -1,13 +1,14 @@
-"""hsutils.references (国・県 from NDB, 同規模, user reference CSV), the 全国/同規模 resolution of
-hsutils.areas and the empirical-Bayes ratio of hsutils.stats — all against hand computations."""
+"""hsutils.analysis.references (国・県 from NDB, 同規模, user reference CSV), the 全国/同規模 resolution of
+hsutils.analysis.areas and the empirical-Bayes ratio of hsutils.stats — all against hand computations."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import areas, references, stats
-from hsutils.errors import DataError
+from hsutils import stats
+from hsutils.analysis import areas, references
+from hsutils.core.errors import DataError
 
 MASTER = pd.DataFrame({
     "muni_code": ["17201", "17202", "17203", "17204", "17205", "17206", "17207", "17209"],
@@ -188,7 +189,7 @@ def test_eb_without_between_area_variance_gives_the_mean():
 # ----------------------------------------------------------------------------- charts
 
 def test_comparison_chart_shows_reasons_and_the_ndb_scope():
-    from hsutils import plots
+    from hsutils.publish import plots
 
     ref = references.ExternalReference("国", "全国（テスト）", references.NDB_CREDIT, "2022年度", pd.DataFrame({
         "indicator_id": ["hba1c65"], "sex": [1], "age_band": ["40-44"], "numerator": [10.0], "denominator": [100.0]}),
@@ -203,7 +204,7 @@ def test_comparison_chart_shows_reasons_and_the_ndb_scope():
 
 
 def test_smoothed_ratio_columns_and_chart_hide_small_counts():
-    from hsutils import plots
+    from hsutils.publish import plots
 
     t = pd.DataFrame({"indicator_id": "x", "fy": 2024, "area_name": ["A", "B", "C"],
                       "numerator": [1, 60, 20], "expected": [5.0, 40.0, 40.0]})
@@ -276,7 +277,7 @@ def test_narrower_reference_row_is_linked_to_the_subject_count():
     no 75+, so its row compares 12 / 100 and excludes 3 / 8; the data's 県 compares all: 15 / 108.
     15 − 12 = 3 would reveal the 75–79 count: the relation subject = compared + excluded makes the
     suppression hide the narrow row (3 and 8 are 1–9), and keep the full row."""
-    from hsutils import privacy
+    from hsutils.publish import privacy
 
     nat = _national([("hba1c65", 1, "40-44", 10.0, 100.0)])
     pref = references.ExternalReference("県", "石川県", "データ", "", pd.DataFrame(
@@ -322,7 +323,7 @@ def test_every_notebook_declares_reference_area_with_the_same_values():
     import re
     from pathlib import Path
 
-    from hsutils import notebook_check
+    from hsutils.running import notebook_check
 
     paths = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
     assert len(paths) == 9
@@ -342,7 +343,7 @@ def test_spine_marks_by_hand_and_funnel_lines():
     reference is one line at its value, named in the legend, with the note on the limits."""
     import warnings
 
-    from hsutils import plots
+    from hsutils.publish import plots
 
     pf = pd.DataFrame({"indicator_name": ["a", "b"], "area_value": [35, np.nan], "benchmark": [36, 1.2],
                        "min": [20, np.nan], "q25": [30, np.nan], "q75": [40, np.nan], "max": [50, np.nan],
@@ -407,7 +408,7 @@ def test_similar_group_with_few_pooled_persons_is_not_compared(numerators, denom
 
 
 def test_small_count_rule_is_the_suppression_threshold_and_spares_published_references():
-    from hsutils import privacy
+    from hsutils.publish import privacy
 
     assert references.MIN_REFERENCE_COUNT == privacy.DEFAULT_THRESHOLD
     # NDB and a user's CSV are published figures, not the data's persons: a small cell there is compared

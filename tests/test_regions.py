@@ -1,4 +1,4 @@
-"""Tests for hsutils.regions: master, insurer numbers, roll-ups, boundaries, tile grid."""
+"""Tests for hsutils.inputs.regions: master, insurer numbers, roll-ups, boundaries, tile grid."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,9 @@ import pytest
 import shapefile  # pyshp
 import shapely
 
-from hsutils import regions
-from hsutils.codes import insurer_check_digit, normalize_muni_code
-from hsutils.errors import DataError
+from hsutils.inputs import regions
+from hsutils.core.codes import insurer_check_digit, normalize_muni_code
+from hsutils.core.errors import DataError
 
 REFDATA = Path(__file__).resolve().parent / "data" / "refdata"  # copied reference data, see PROVENANCE.md there
 ISHIKAWA_GEOJSON = REFDATA / "ishikawa_municipalities_N03-21_17_210101_s0010.geojson"
@@ -144,7 +144,7 @@ def test_user_master_bad_code_names_the_row(tmp_path):
 
 
 def test_user_master_is_read_like_the_data_folder_master(tmp_path):
-    """One reader (hsutils.io.read_table): the same required columns and header spellings as the
+    """One reader (hsutils.inputs.io.read_table): the same required columns and header spellings as the
     市町村マスタ of a data folder, a title row above the header, and duplicate codes named."""
     p = tmp_path / "m.csv"
     p.write_text("市町村コード,市町村名,二次医療圏\n17201,金沢市,石川中央\n", encoding="utf-8")

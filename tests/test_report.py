@@ -1,4 +1,4 @@
-"""Tests of hsutils.report: output layout, atomic writes, reproducible figures (docs/design.md §7, §9)."""
+"""Tests of hsutils.publish.report: output layout, atomic writes, reproducible figures (docs/design.md §7, §9)."""
 from __future__ import annotations
 
 import io
@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from hsutils import plots, report, settings
-from hsutils.errors import ParameterError
+from hsutils.core import settings
+from hsutils.publish import plots, report
+from hsutils.core.errors import ParameterError
 
 FOOT = plots.footer("KDB（デモデータ）", 2024, "国保 40–74歳")
 

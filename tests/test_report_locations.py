@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hsutils import batch, notebook, settings
+from hsutils.core import settings
+from hsutils.running import batch, notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["01", "02", "04", "05"]  # those that print their output folder / the confidential lists

@@ -66,7 +66,7 @@ def outside_references(path: Path, root: Path = REPO) -> list[str]:
 
 def test_the_scan_sees_code_notebooks_and_build_files():
     names = {p.relative_to(REPO).as_posix() for p in repo_files()}
-    assert {"Makefile", ".ci/run", "pyproject.toml", "hsutils/settings.py", "conftest.py"} <= names
+    assert {"Makefile", ".ci/run", "pyproject.toml", "hsutils/core/settings.py", "conftest.py"} <= names
     assert any(n.startswith("notebooks/") and n.endswith(".ipynb") for n in names)
     assert any(n.startswith("scripts/") for n in names)
 

@@ -1,4 +1,4 @@
-"""Paths, settings files and file plumbing (hsutils.settings, hsutils.files).
+"""Paths, settings files and file plumbing (hsutils.core.settings, hsutils.core.files).
 
 One place for paths and environment variables; a missing settings file is a Japanese error, not a
 silent default; the person-level cache is only ever placed under a `confidential/` folder; one
@@ -12,8 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hsutils import evaluation, files, nephropathy, params, pipeline, settings
-from hsutils.errors import ParameterError
+from hsutils.core import files, settings
+from hsutils.analysis import pipeline
+from hsutils.patterns import evaluation, nephropathy
+from hsutils.running import params
+from hsutils.core.errors import ParameterError
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_VARS = (settings.ENV_DATA_DIR, settings.ENV_OUT_DIR, settings.ENV_CACHE_DIR,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hsutils import stats
-from hsutils.errors import ParameterError
+from hsutils.core.errors import ParameterError
 
 REFDATA = Path(__file__).resolve().parent / "data" / "refdata"  # copied reference data, see PROVENANCE.md there
 
@@ -529,9 +529,9 @@ def test_judgement_and_change_by_polarity():
 
 
 def test_pref_standard_means_the_same_in_every_notebook_module():
-    # notebooks resolve their standard population through hsutils.areas (notebook.start); its "pref"
+    # notebooks resolve their standard population through hsutils.analysis.areas (notebook.start); its "pref"
     # is the registry's, the prefecture's population of the year
-    from hsutils import areas
+    from hsutils.analysis import areas
 
     strata = _pref_strata()
     expected = stats.standard_population("pref", bands=None, data=strata, fy=2024)

@@ -1,4 +1,4 @@
-"""Notebook 09 保険者支援の記録 (hsutils.support_record; docs/support_record.md, docs/rules.md §5.5–§5.6).
+"""Notebook 09 保険者支援の記録 (hsutils.patterns.support_record; docs/support_record.md, docs/rules.md §5.5–§5.6).
 
 Small hand-made records only; the expected values are worked out by hand in the comments."""
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from hsutils import nephropathy as nep
-from hsutils import privacy, report
-from hsutils import support_record as sr
-from hsutils.errors import ParameterError
+from hsutils.patterns import nephropathy as nep
+from hsutils.publish import privacy, report
+from hsutils.patterns import support_record as sr
+from hsutils.core.errors import ParameterError
 
 D = dt.date
 DATA = Path(__file__).parent / "data"
@@ -382,7 +382,7 @@ def test_blank_templates_are_valid_records():
 
 def test_batch_resume_key_follows_the_support_folder(tmp_path):
     """A changed record must re-run notebook 09 (the batch hashes a folder named by a parameter)."""
-    from hsutils import batch
+    from hsutils.running import batch
 
     write(tmp_path, base_record())
     found = batch._referenced_files({"support_dir": str(tmp_path), "out_dir": str(tmp_path)})

@@ -1,4 +1,4 @@
-"""Tests of the demo prefecture generator (hsutils.synth) at small scale."""
+"""Tests of the demo prefecture generator (hsutils.demo.synth) at small scale."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import schema, synth
+from hsutils.core import schema
+from hsutils.demo import synth
 
 ISHIKAWA_CODES = ["17201", "17202", "17203", "17204", "17205", "17206", "17207", "17209",
                   "17210", "17211", "17212", "17324", "17361", "17365", "17384", "17386",
@@ -381,16 +382,16 @@ def test_guidance_code_boundaries(over, expected):
 
 
 # ------------------------------------------------------------------------------------------
-# reading back through hsutils.io
+# reading back through hsutils.inputs.io
 
 
 def test_demo_loads_with_zero_exclusions(demo_dir):
-    if importlib.util.find_spec("hsutils.io") is None:
-        pytest.skip("hsutils.io not available")
-    from hsutils import io
+    if importlib.util.find_spec("hsutils.inputs.io") is None:
+        pytest.skip("hsutils.inputs.io not available")
+    from hsutils.inputs import io
 
     if not hasattr(io, "load_dataset"):
-        pytest.skip("hsutils.io.load_dataset not available")
+        pytest.skip("hsutils.inputs.io.load_dataset not available")
     ds = io.load_dataset(demo_dir)
     summary = ds.summary.set_index("table")
     assert (summary["dropped_rows"] == 0).all(), summary

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hsutils import claims_import, io, synth, synth_uke, uke
+from hsutils.inputs import claims_import, io, uke
+from hsutils.demo import synth, synth_uke
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_flags_from_uke_equal_the_generator(demo):
     assert (c.tables["prescriptions"]["dispensed"] == "院外").any()
     assert set(c.tables["medical_costs"]["setting"]) == {"入院", "入院外", "歯科", "調剤"}
     # planted for notebook 07 (docs/rules.md §10): the same 成分 from a second clinic, two hypnotics
-    from hsutils import medication
+    from hsutils.patterns import medication
 
     m = medication.monthly_counts(c.tables["prescriptions"], medication.medication_params())
     assert (m["n_dup_classes"] > 0).any() and (m["n_hypnotics"] >= 2).any()

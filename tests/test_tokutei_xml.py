@@ -1,5 +1,5 @@
-"""特定健診 XML archives (hsutils.tokutei_xml) on the hand-written fixtures of
-tests/fixtures/tokutei_xml/ (see its README) and on the XML demo (hsutils.synth_xml).
+"""特定健診 XML archives (hsutils.inputs.tokutei_xml) on the hand-written fixtures of
+tests/fixtures/tokutei_xml/ (see its README) and on the XML demo (hsutils.demo.synth_xml).
 
 Expected values are worked out by hand from the fixture files and the rules of the module
 docstring (TOKUTEI_XML §1.3–1.6, docs/rules.md §1.4, §1.5, §4.3).
@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import io, pipeline, synth, tokutei_xml as tx
+from hsutils.inputs import io, tokutei_xml as tx
+from hsutils.analysis import pipeline
+from hsutils.demo import synth
 
 FIX = Path(__file__).parent / "fixtures" / "tokutei_xml"
 ARCHIVE = "1111111111_00179999_202406301_1"

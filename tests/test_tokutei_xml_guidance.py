@@ -1,4 +1,4 @@
-"""特定保健指導 XML (hg08) → the canonical guidance table (hsutils.tokutei_xml, docs/formats/tokutei_xml.md §1.7),
+"""特定保健指導 XML (hg08) → the canonical guidance table (hsutils.inputs.tokutei_xml, docs/formats/tokutei_xml.md §1.7),
 on the hand-written fixtures of tests/fixtures/tokutei_xml/guidance_c/ (see its README) next to the 健診
 fixtures of test_tokutei_xml.py."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hsutils import io, tokutei_xml as tx
+from hsutils.inputs import io, tokutei_xml as tx
 
 from test_tokutei_xml import FIX, _make_folder
 

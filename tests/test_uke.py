@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import claims_masters, claims_rules, io, uke
-from hsutils.errors import DataError
+from hsutils.inputs import claims_masters, claims_rules, io, uke
+from hsutils.core.errors import DataError
 
 DATA = Path(__file__).parent / "data" / "uke"
 FILES = [DATA / "ika_r05.UKE", DATA / "ika_h31.UKE", DATA / "chozai_r05.UKE"]
@@ -266,7 +266,7 @@ def test_load_dataset_reads_uke_with_link_and_cache(tmp_path):
     for f in FILES:
         shutil.copy(f, folder / "uke")
     shutil.copytree(claims_masters.synthetic_masters_dir(), folder / "uke_masters")
-    shutil.copy(Path(io.__file__).parents[1] / "data_templates" / "kenshin.csv", folder)
+    shutil.copy(Path(__file__).resolve().parents[1] / "data_templates" / "kenshin.csv", folder)
     (folder / "enrollment.csv").write_text(
         "被保険者番号,年度,市町村コード,性別,年齢,保険種別\nP1,2023,17201,2,73,国保\nP2,2019,17202,1,70,国保\n",
         encoding="utf-8")
@@ -283,7 +283,7 @@ def test_load_dataset_reads_uke_with_link_and_cache(tmp_path):
     # the per-file store (docs/claims_rules.md §7.1): one entry per UKE file, each with its meta.json
     assert len(list((tmp_path / "cache" / "uke").glob("*/meta.json"))) == len(FILES)
     # the same dtypes as a claims_monthly.csv read by the loader
-    csv = io.read_table(Path(io.__file__).parents[1] / "data_templates" / "claims_monthly.csv", "claims_monthly")
+    csv = io.read_table(Path(__file__).resolve().parents[1] / "data_templates" / "claims_monthly.csv", "claims_monthly")
     assert cm.dtypes.to_dict() == csv.data.dtypes.to_dict()
     ds2 = io.load_dataset(folder, cache_dir=tmp_path / "cache")
     pd.testing.assert_frame_equal(ds.tables["claims_monthly"], ds2.tables["claims_monthly"])
@@ -295,8 +295,8 @@ def test_uke_without_masters_is_a_clear_error(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
     shutil.copy(FILES[0], folder)
-    shutil.copy(Path(io.__file__).parents[1] / "data_templates" / "kenshin.csv", folder)
-    shutil.copy(Path(io.__file__).parents[1] / "data_templates" / "enrollment.csv", folder)
+    shutil.copy(Path(__file__).resolve().parents[1] / "data_templates" / "kenshin.csv", folder)
+    shutil.copy(Path(__file__).resolve().parents[1] / "data_templates" / "enrollment.csv", folder)
     with pytest.raises(DataError, match="uke_masters"):
         io.load_dataset(folder)
 

@@ -1,4 +1,4 @@
-"""hsutils.vocab: every code and spelling of 尿定性, sex, yes/no, 喫煙 and prefectures, with
+"""hsutils.core.vocab: every code and spelling of 尿定性, sex, yes/no, 喫煙 and prefectures, with
 hand-written expected values, and proof that io and clinical read them the same way.
 
 Official code lists: 尿定性 OID 1.2.392.200119.6.2102 "1 − 2 ± 3 1+ 4 2+ 5 3+" (docs/rules.md §4.3,
@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils import clinical, io, regions, vocab
-from hsutils.errors import ParameterError
+from hsutils.core import vocab
+from hsutils.inputs import io, regions
+from hsutils.rules import clinical
+from hsutils.core.errors import ParameterError
 
 NA = np.nan
 
@@ -207,11 +209,11 @@ def test_yes_no_value_with_checklist_words():
 
 
 def test_checklists_use_the_same_yes_no():
-    from hsutils import evaluation, support_record
+    from hsutils.patterns import evaluation, support_record
 
     assert [evaluation._yes_no(v) for v in ("はい", "2", "達成", "未", "", "保留")] == \
         ["達成", "未達成", "達成", "未達成", None, "保留"]
-    # 宣言2 answers (notebooks 04 and 09) are read by hsutils.support_record
+    # 宣言2 answers (notebooks 04 and 09) are read by hsutils.patterns.support_record
     assert [support_record.declaration2_answer(v) for v in ("はい", "いいえ", "2", "実施済み", "")] == \
         [True, False, False, True, None]
     with pytest.raises(ParameterError, match="はい／いいえ"):
@@ -219,7 +221,7 @@ def test_checklists_use_the_same_yes_no():
 
 
 def test_nephropathy_urine_threshold_parameter():
-    from hsutils import nephropathy
+    from hsutils.patterns import nephropathy
 
     for text, ordinal in (("±", 1), ("+-", 1), ("1+", 2), ("+", 2), ("１＋", 2), (1, 1), (2, 2)):
         assert nephropathy.nephropathy_params(urine_protein=text).urine_protein == ordinal

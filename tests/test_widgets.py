@@ -1,4 +1,4 @@
-"""Interactive panels (hsutils.widgets), the chart 出典 label and the 尿蛋白 parameter form (issue 25)."""
+"""Interactive panels (hsutils.publish.widgets), the chart 出典 label and the 尿蛋白 parameter form (issue 25)."""
 from __future__ import annotations
 
 import matplotlib
@@ -10,8 +10,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from hsutils import ikkatsu, nephropathy, notebook, settings, tokutei_xml, vocab, widgets
-from hsutils.errors import ParameterError
+from hsutils.core import settings, vocab
+from hsutils.inputs import tokutei_xml
+from hsutils.publish import widgets
+from hsutils.patterns import ikkatsu, nephropathy
+from hsutils.running import notebook
+from hsutils.core.errors import ParameterError
 
 
 # ------------------------------------------------------------------------------ panel behaviour
@@ -111,7 +115,7 @@ def test_source_label_follows_the_imported_formats(tmp_path):
     templates = _summary(("enrollment", "enrollment.xlsx"), ("kenshin", "kenshin.csv"),
                          ("claims_monthly", "claims_monthly.csv"))
     assert notebook.source_label(templates, tmp_path) == "KDB形式CSV・KDB形式Excel"
-    # UKE receipts replace a claims CSV in the same folder (hsutils.io): the CSV is not a source
+    # UKE receipts replace a claims CSV in the same folder (hsutils.inputs.io): the CSV is not a source
     both = _summary(("kenshin", "kenshin.parquet"), ("claims_monthly", "claims_monthly.csv"), ("uke", "UKE 1 ファイル"))
     assert notebook.source_label(both, tmp_path) == "Parquet・レセプト電算（UKE）"
     assert notebook.source_label(None) == "入力データ"

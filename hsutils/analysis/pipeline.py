@@ -1,0 +1,706 @@
+"""The heavy shared pass: load + validate once, derive person-level flags, count strata, cache.
+
+`prepare_cache` runs once per batch (docs/design.md §2, §8): every notebook then reads the small
+cached results with `load_prepared` instead of re-reading raw files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hsutils.core import files, vocab
+from hsutils.analysis import aggregate, indicators
+from hsutils.core.schema import TABLES, age_band
+
+CACHE_VERSION = "5"  # 2: 減少率 cohorts of the 法定報告 (prev_* columns); 3: one look-back for all years;
+# 4: diagnoses / prescriptions / medical_costs (from UKE or CSV) kept with the other input tables;
+#    5: person-level tables partitioned by municipality (and fiscal year), docs/design.md §8.1
+KENSHIN_MEASURES = [c.name for c in TABLES["kenshin"].columns
+                    if c.name not in ("person_id", "fy", "muni_code", "sex", "age")]
+
+# the partitioned cache (docs/design.md §8.1)
+PARTITION_KEY = "muni"  # hive partition column: the municipality the rows are stored under
+YEAR_KEY = "year"  # hive partition column of person_year: the fiscal year
+ROW = "_row"  # position in the single-process table (restores order, index and mover de-duplication)
+#: Person-level tables that notebooks re-read for their persons (whole history per person).
+#: `with_tables=True` loads LOADED_TABLES; the large UKE-derived tables are loaded when a notebook
+#: names them (e.g. `with_tables=("claims_monthly", "prescriptions")` in notebook 07).
+LOADED_TABLES = ("claims_monthly", "kaigo", "questionnaire")
+HISTORY_TABLES = (*LOADED_TABLES, "diagnoses", "prescriptions", "medical_costs")
+
+
+@dataclass
+class Prepared:
+    """Everything a notebook needs, read from the cache."""
+    person_year: pd.DataFrame
+    strata: pd.DataFrame
+    municipalities: pd.DataFrame
+    districts: pd.DataFrame
+    import_summary: pd.DataFrame
+    exclusions: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def fiscal_years(self) -> list[int]:
+        """Fiscal years of the data (all of them, also when only some municipalities were read)."""
+        if self.meta.get("fiscal_years"):
+            return [int(f) for f in self.meta["fiscal_years"]]
+        return sorted(int(f) for f in self.person_year["fy"].unique())
+
+    def muni_name(self, code: str) -> str:
+        m = self.municipalities.set_index("muni_code")["name"]
+        return str(m.get(str(code), code))
+
+
+# ---------------------------------------------------------------- derivations
+
+def _kaigo_by_fy(kaigo: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """Certification in force at any time in the fiscal year, with the latest level (docs/rules.md §6.1-10)."""
+    if kaigo is None or kaigo.empty:
+        return pd.DataFrame(columns=["person_id", "fy", "kaigo_certified", "kaigo_level"])
+    k = kaigo[["person_id", "level", "start", "end"]].merge(
+        keys[["person_id", "fy"]].drop_duplicates(), on="person_id")
+    fy_start = pd.to_datetime(k["fy"].astype(str) + "-04-01")
+    fy_end = pd.to_datetime((k["fy"] + 1).astype(str) + "-03-31")
+    active = (k["start"] <= fy_end) & (k["end"].isna() | (k["end"] >= fy_start))
+    k = k[active.to_numpy()].sort_values(["person_id", "fy", "start"])
+    k = k.drop_duplicates(["person_id", "fy"], keep="last")
+    return pd.DataFrame({"person_id": k["person_id"].to_numpy(), "fy": k["fy"].to_numpy(),
+                         "kaigo_certified": True, "kaigo_level": k["level"].to_numpy()})
+
+
+def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per enrollment row with every derived flag (docs/internal_api.md).
+
+    Returns (person_year, unmatched) where unmatched lists input rows of other tables that have
+    no enrollment row (reported, never silently dropped).
+    """
+    from hsutils.rules import clinical, programs
+
+    enr = tables["enrollment"].copy()
+    if "district_code" not in enr:
+        enr["district_code"] = ""
+    enr["district_code"] = enr["district_code"].fillna("").astype(str)
+    enr["full_year"] = enr["full_year"].fillna(True).astype(bool) if "full_year" in enr else True
+    enr["excluded_statutory"] = (enr["excluded_statutory"].fillna(False).astype(bool)
+                                 if "excluded_statutory" in enr else False)
+    enr["sex"] = enr["sex"].astype(np.int64)
+    enr["age"] = enr["age"].astype(np.int64)
+    enr["age_band"] = age_band(enr["age"].to_numpy())
+    enr["fy"] = enr["fy"].astype(np.int64)
+
+    # 健診 + clinical rules (docs/rules.md §1–§5)
+    ken = tables["kenshin"].copy()
+    ken = ken.drop(columns=[c for c in ("sex", "age", "muni_code") if c in ken])
+    ken = ken.merge(enr[["person_id", "fy", "sex", "age"]], on=["person_id", "fy"], how="left", indicator=True)
+    orphan = ken["_merge"] == "left_only"
+    ken = ken[~orphan].drop(columns="_merge")
+    ken = clinical.derive_kenshin(ken)
+    ken["has_kenshin"] = True
+    py = enr.merge(ken.drop(columns=["sex", "age"]), on=["person_id", "fy"], how="left")
+    py["has_kenshin"] = py["has_kenshin"].fillna(False).astype(bool)
+    for c in [c for c in py.columns if c.startswith(("ref_", "poor_", "hg_")) or c == "diabetes_type"]:
+        py[c] = py[c].fillna(False).astype(bool)
+    py["guidance_target"] = py["hokenshido"].isin(["積極的支援", "動機付け支援"]).to_numpy()
+
+    # 特定保健指導 (docs/rules.md §7.2)
+    g = tables.get("guidance")
+    if g is not None and not g.empty:
+        gg = g[["person_id", "fy", "level", "started", "completed"]].rename(columns={
+            "level": "guidance_level_used", "started": "guidance_started", "completed": "guidance_completed"})
+        py = py.merge(gg, on=["person_id", "fy"], how="left")
+    for c in ("guidance_started", "guidance_completed"):
+        py[c] = py[c].fillna(False).astype(bool) if c in py else False
+
+    # last year's status for the 減少率 cohorts (docs/hotei.md §4): one definition, in hsutils.analysis.hotei_items
+    from hsutils.analysis import hotei_items
+
+    py = pd.concat([py, hotei_items.previous_year_status(py)], axis=1)
+
+    fys = sorted(py["fy"].unique().tolist())
+    claims = tables.get("claims_monthly")
+    kaigo = tables.get("kaigo")
+    quest = tables.get("questionnaire")
+
+    # claims per fiscal year
+    if claims is not None and not claims.empty:
+        cpy = programs.claims_person_year(claims, fys)
+        py = py.merge(cpy, on=["person_id", "fy"], how="left")
+    for c in ("claim_medical", "claim_dental", "dm_claim", "htn_claim", "lipid_claim", "ckd_claim",
+              "dialysis_claim", "hf_claim", "stroke_claim", "hypnotic_claim", "new_dialysis"):
+        py[c] = py[c].fillna(False).astype(bool) if c in py else False
+
+    # 介護認定
+    kk = _kaigo_by_fy(kaigo, py)
+    py = py.merge(kk, on=["person_id", "fy"], how="left")
+    py["kaigo_certified"] = py["kaigo_certified"].fillna(False).astype(bool)
+
+    # 質問票
+    if quest is not None and not quest.empty:
+        qcols = [f"q{i}" for i in range(1, 16) if f"q{i}" in quest]
+        py = py.merge(quest[["person_id", "fy"] + qcols], on=["person_id", "fy"], how="left")
+
+    # program flags per fiscal year (docs/rules.md §5, §6)
+    empty = lambda name: pd.DataFrame(columns=TABLES[name].names)  # noqa: E731
+    claims_ = claims if claims is not None else empty("claims_monthly")
+    kaigo_ = kaigo if kaigo is not None else empty("kaigo")
+    quest_ = quest if quest is not None else empty("questionnaire")
+    parts = []
+    for f in fys:  # a loop over 3–10 fiscal years, not over persons
+        # the full frame is passed: 健康状態不明者 looks at the previous fiscal year's rows, and the
+        # claims look-back is the same for every fiscal year of the frame (docs/hotei.md §7)
+        ik = programs.ikkatsu_flags(py, claims_, kaigo_, quest_, f)
+        dk = programs.nephropathy_flags(py, claims_, f)
+        parts.append(pd.concat([ik, dk.drop(columns=[c for c in dk.columns if c in ik.columns])], axis=1))
+    flags = pd.concat(parts).reindex(py.index)
+    flags = flags.drop(columns=[c for c in flags.columns if c in py.columns])
+    py = pd.concat([py, flags], axis=1)
+
+    return py.reset_index(drop=True), unmatched_rows(tables)
+
+
+#: Tables whose rows must match an enrollment row of the same person and fiscal year, with the reason.
+_MATCHED_TABLES = {"kenshin": "対象者表に該当年度の加入がない受診者",
+                   "guidance": "対象者表に該当年度の加入がない", "questionnaire": "対象者表に該当年度の加入がない"}
+
+
+def unmatched_rows(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Rows of 健診・保健指導・質問票 with no enrollment row of the same person and fiscal year
+    (reported in the exclusions, never silently dropped): table, person_id, fy, reason."""
+    keys = tables["enrollment"][["person_id", "fy"]].drop_duplicates()
+    keys = keys.assign(fy=keys["fy"].astype(np.int64))
+    unmatched = []
+    for name, reason in _MATCHED_TABLES.items():
+        t = tables.get(name)
+        if t is not None and not t.empty:
+            m = t[["person_id", "fy"]].merge(keys, on=["person_id", "fy"], how="left", indicator=True)
+            o = (m["_merge"] == "left_only").to_numpy()
+            if o.any():
+                unmatched.append(pd.DataFrame({"table": name, "person_id": m.loc[o, "person_id"],
+                                               "fy": m.loc[o, "fy"], "reason": reason}))
+    return pd.concat(unmatched, ignore_index=True) if unmatched else pd.DataFrame(
+        columns=["table", "person_id", "fy", "reason"])
+
+
+def build_strata(person_year: pd.DataFrame, ids=None) -> pd.DataFrame:
+    """The strata table for every registered indicator (hsutils.analysis.aggregate, one pass)."""
+    flags = indicators.indicator_flags(person_year, ids)
+    return aggregate.strata_counts(person_year, flags)
+
+
+# ---------------------------------------------------------------- the shared pass per partition
+#
+# docs/design.md §8.2, §8.3: the person-level derivations and strata are computed per municipality
+# partition (the partition holds the whole history of every person enrolled there, the mover rule)
+# and the partial strata are summed. Each person × year row is derived and counted once, in the
+# partition of its own municipality, so the sum equals the single-process table exactly.
+
+#: The input tables a partition holds (whole history of its persons, docs/design.md §8.2).
+PARTITION_INPUTS = ("enrollment", "kenshin", "guidance") + LOADED_TABLES
+
+
+#: Enrollment rows (person × year, movers' histories included) one task of the shared pass reads at
+#: most, when its municipalities are grouped (docs/design.md §8.3): about 1–1.5 GB of memory.
+TASK_ROWS = 200_000
+
+
+def write_partition_inputs(tables: dict[str, pd.DataFrame], folder: Path) -> pd.Series:
+    """Write the person-level input tables by municipality (mover rule) under `folder`; returns the
+    enrollment rows stored per municipality (the partitions of the shared pass, in code order)."""
+    members = partition_members(tables["enrollment"])
+    sizes = None
+    for name in dict.fromkeys(PARTITION_INPUTS + HISTORY_TABLES):  # the UKE tables: cache only
+        t = tables.get(name)
+        if t is not None:
+            parts = _history_partitions(t, members)
+            if name == "enrollment":
+                sizes = parts[PARTITION_KEY].value_counts().sort_index()
+            _write_parts(parts, folder / name, [PARTITION_KEY], [PARTITION_KEY])
+    return sizes
+
+
+def plan_tasks(sizes: pd.Series, task_rows: int = TASK_ROWS) -> list[list[str]]:
+    """Municipalities grouped into tasks of at most `task_rows` enrollment rows (a larger
+    municipality is a task of its own): small towns share a task, so the fixed cost of a pass is
+    paid once per group, and memory stays bounded by the largest task (docs/design.md §8.3)."""
+    tasks, current, n = [], [], 0
+    for muni, rows in sizes.items():  # a loop over municipalities
+        if current and n + int(rows) > task_rows:
+            tasks.append(current)
+            current, n = [], 0
+        current.append(str(muni))
+        n += int(rows)
+    if current:
+        tasks.append(current)
+    return tasks
+
+
+@dataclass
+class PartitionResult:
+    """What one partition of the shared pass returns (small: the person rows stay in its files)."""
+    muni: str
+    strata: pd.DataFrame
+    first_seen: dict  # key column -> {value: first row position} (order of the combined table)
+    rows: int
+    seconds: float
+    peak_rss_mb: float
+    error: str = ""
+
+
+def _first_seen(frame: pd.DataFrame, rows: np.ndarray) -> dict:
+    """For each strata key of `frame`, each distinct value's first row position in the whole table."""
+    out = {}
+    for k in aggregate.STRATA_KEYS:
+        col = frame[k]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            continue  # fixed categories (age bands): their order is the dtype's
+        codes, uniques = pd.factorize(col, use_na_sentinel=True)
+        ok = codes >= 0
+        first = pd.Series(rows[ok]).groupby(codes[ok]).min()
+        out[k] = dict(zip(np.asarray(uniques, dtype=object)[first.index.to_numpy()].tolist(), first.tolist()))
+    return out
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
+def run_partition(input_dir: Path, out_dir: Path, munis: list[str], first_ym: int | None) -> PartitionResult:
+    """The shared pass of one task: read the input partitions of `munis`, derive person_year for
+    their persons (whole history), keep the rows of these municipalities, write them as
+    `person_year/muni=<muni>/year=<fy>/` under `out_dir`, and count their strata."""
+    t0 = time.perf_counter()
+    munis = [str(m) for m in munis]
+    label = "・".join(munis)
+    try:
+        tables = {name: read_partitioned(input_dir / name, munis, keep_row=(name == "enrollment"))
+                  for name in PARTITION_INPUTS if (input_dir / name).is_dir()}
+        if first_ym is not None and "claims_monthly" in tables:
+            tables["claims_monthly"].attrs["first_ym"] = int(first_ym)  # the data's look-back
+        py, _ = build_person_year(tables)
+        own = py["muni_code"].astype(str).isin(munis).to_numpy()
+        py = py[own].reset_index(drop=True)
+        rows = py.pop(ROW).to_numpy()
+        strata = build_strata(py)
+        first = _first_seen(py, rows)
+        py = py.assign(**{ROW: rows, PARTITION_KEY: py["muni_code"].astype(str).to_numpy(),
+                          "_fy": py["fy"].astype(str).to_numpy()})
+        _write_parts(py, out_dir / "person_year", [PARTITION_KEY, "_fy"], [PARTITION_KEY, YEAR_KEY])
+        return PartitionResult(label, strata, first, int(len(py)), round(time.perf_counter() - t0, 3), _peak_rss_mb())
+    except Exception as e:  # noqa: BLE001 - reported per partition; the others complete
+        return PartitionResult(label, pd.DataFrame(), {}, 0, round(time.perf_counter() - t0, 3), _peak_rss_mb(),
+                               error=f"{type(e).__name__}: {e}")
+
+
+def _task(munis: list[str], folder: Path, first_ym: int | None) -> PartitionResult:
+    """One task on a Dask worker (module level: picklable)."""
+    return run_partition(folder, folder, munis, first_ym)
+
+
+def run_partitions(folder: Path, tasks: list[list[str]], first_ym: int | None, scheduler: str | None = None,
+                   workers: int | None = None, show_progress: bool = False,
+                   in_process: bool = False) -> list[PartitionResult]:
+    """The shared pass over every task (group of municipality partitions) under `folder` (inputs
+    there, person_year written there), on `dask.distributed` (docs/design.md §8.3): the cluster at
+    `scheduler`, else a LocalCluster of `workers` processes sized to the machine. A single task
+    without a scheduler (or `in_process`) runs in this process (a small data set needs no cluster). Results in task
+    order; a failing task carries its error and the others complete."""
+    from hsutils.analysis import cluster
+
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tasks), desc="共通の集計（市町村ごと）", unit="分割")
+
+    def progress(done, total, eta, result):
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{result.muni} {'失敗' if result.error else '完了'}")
+
+    try:
+        if in_process or (len(tasks) <= 1 and not cluster.scheduler_address(scheduler)):
+            results = []
+            for t in tasks:
+                results.append(_task(t, folder, first_ym))
+                progress(len(results), len(tasks), 0.0, results[-1])
+            return results
+        with cluster.client(scheduler, workers) as c:
+            return cluster.map_tasks(c, _task, tasks, folder, first_ym, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _engine_label(scheduler: str | None, n_tasks: int) -> str:
+    from hsutils.analysis import cluster
+
+    address = cluster.scheduler_address(scheduler)
+    if address:
+        return f"dask {address}"
+    return "この処理の中（1分割）" if n_tasks <= 1 else "dask LocalCluster"
+
+
+def combine_partition_strata(results: list[PartitionResult]) -> pd.DataFrame:
+    """Sum the partitions' strata into the table the single-process path gives (same rows, order,
+    dtypes and category order: keys ordered by first appearance in the whole table, indicators in
+    registry order, as `hsutils.analysis.aggregate.strata_counts` orders them)."""
+    parts = [r.strata for r in results if len(r.strata)]
+    if not parts:
+        return build_strata(pd.DataFrame({k: pd.Series(dtype=object) for k in aggregate.STRATA_KEYS}))
+    keys = list(aggregate.STRATA_KEYS)
+    plain = pd.concat([p.astype({c: object for c in p.columns if isinstance(p[c].dtype, pd.CategoricalDtype)})
+                       for p in parts], ignore_index=True)
+    summed = plain.groupby(keys + ["indicator_id"], sort=False, dropna=False)[["numerator", "denominator"]].sum()
+    summed = summed.reset_index()
+    out = {}
+    sort_codes = {}
+    for k in keys:
+        if isinstance(parts[0][k].dtype, pd.CategoricalDtype) and k not in _first_seen_keys(results):
+            cats = parts[0][k].cat.categories
+            out[k] = pd.Categorical(summed[k].astype(str), categories=cats)
+            sort_codes[k] = out[k].codes
+            continue
+        seen: dict = {}
+        for r in results:
+            for v, row in r.first_seen.get(k, {}).items():
+                seen[v] = min(row, seen.get(v, row))
+        order = sorted(seen, key=seen.get)
+        pos = pd.Index(order)
+        sort_codes[k] = pos.get_indexer(summed[k].tolist())
+        if k in ("fy", "sex"):
+            out[k] = summed[k].to_numpy(dtype=np.int64)
+        else:
+            out[k] = pd.Categorical.from_codes(sort_codes[k], categories=pd.Index(np.asarray(order, dtype=str)))
+    ids = [i.id for i in indicators.INDICATORS if i.id in set(summed["indicator_id"].astype(str))]
+    ind = pd.Categorical(summed["indicator_id"].astype(str), categories=pd.Index(ids))
+    df = pd.DataFrame(out)
+    df["indicator_id"] = ind
+    df["numerator"] = summed["numerator"].to_numpy(dtype=np.int64)
+    df["denominator"] = summed["denominator"].to_numpy(dtype=np.int64)
+    # strata_counts' order: indicator, then the mixed-radix code (last key most significant)
+    order = np.lexsort([sort_codes[k] for k in keys] + [ind.codes])
+    return df.iloc[order].reset_index(drop=True)
+
+
+def _first_seen_keys(results) -> set:
+    return {k for r in results for k in r.first_seen}
+
+
+# ---------------------------------------------------------------- cache
+
+def _hash_folder(data_dir: Path, column_map) -> str:
+    h = hashlib.sha256(CACHE_VERSION.encode())
+    h.update(",".join(i.id for i in indicators.INDICATORS).encode())  # new indicators need new strata
+    h.update(files.folder_fingerprint(data_dir).encode())  # every file, whatever its extension (.tsv)
+    if column_map:
+        h.update(Path(column_map).read_bytes() if isinstance(column_map, (str, Path)) else
+                 json.dumps(column_map, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _master(dataset) -> pd.DataFrame:
+    m = dataset.tables.get("municipalities")
+    if m is None or m.empty:
+        from hsutils.inputs import regions
+
+        prefs = sorted({int(c[:2]) for c in dataset.tables["enrollment"]["muni_code"].unique()})
+        m = pd.concat([regions.load_master(pref_code=p) for p in prefs], ignore_index=True)
+    m = m.copy()
+    m["pref_code"] = pd.to_numeric(m["pref_code"], errors="coerce").astype("Int64").astype(str).str.zfill(2)
+    if "pref_name" not in m:
+        m["pref_name"] = m["pref_code"].map(vocab.PREF_NAME_BY_CODE)
+    if "medical_area_code" not in m or m["medical_area_code"].isna().all():
+        m["medical_area_code"] = m["medical_area"]
+    m["medical_area_code"] = m["medical_area_code"].astype(str)
+    return m
+
+
+def _history_meta(claims, fys) -> dict:
+    """Months of claims per fiscal year and the look-backs used (docs/hotei.md §7), for meta.json."""
+    from hsutils.rules import programs
+
+    fys = sorted(int(f) for f in fys)
+    h = programs.claims_history(claims, fys)
+    ik, dk = programs.IkkatsuParams(), programs.NephropathyParams()
+    return {"first_ym": None if h.empty or pd.isna(h["first_ym"].iloc[0]) else int(h["first_ym"].iloc[0]),
+            "months_to_fy_end": {str(f): int(m) for f, m in zip(h["fy"], h["months_to_fy_end"])},
+            "interruption_lookback": {"requested": ik.interruption_lookback_months, "used": programs.allowed_lookback(
+                claims, fys, ik.interruption_lookback_months, ik.interruption_window_months)},
+            "nephropathy_lookback": {"requested": dk.lookback_months, "used": programs.allowed_lookback(
+                claims, fys, dk.lookback_months, dk.window_months)}}
+
+
+#: The stages of `prepare_cache`, as a progress bar names them (Japanese, in order).
+PREPARE_STAGES = ("入力ファイルの読み込みと検査", "対象者×年度の表の作成", "性・年齢階級別の集計", "キャッシュの書き込み")
+
+
+def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool = False,
+                  progress=None, task_rows: int = TASK_ROWS, scheduler: str | None = None,
+                  workers: int | None = None, show_progress: bool = False) -> Path:
+    """Load, validate and derive once; write Parquet files into cache_dir (docs/design.md §8).
+
+    Re-uses the cache when the input files and column map are unchanged (content hash).
+    The person-level derivations and strata run per task of municipality partitions
+    (`plan_tasks`, at most `task_rows` enrollment rows each) and the strata are summed
+    (docs/design.md §8.2, §8.3); a failing task is reported after the others have run. Tasks run
+    on `dask.distributed` (`hsutils.analysis.cluster`: the cluster at `scheduler` or a LocalCluster of
+    `workers` processes); `show_progress` shows a bar per task with the estimated finish time.
+    `progress`, when given, is called with each stage name of `PREPARE_STAGES` as it starts
+    (a progress bar of a notebook's first run); it is not called when the cache is reused.
+    """
+    def stage(i: int) -> None:
+        if progress is not None:
+            progress(PREPARE_STAGES[i])
+
+    from hsutils.inputs import io
+    from hsutils.core.errors import DataError
+
+    data_dir, cache_dir = Path(data_dir), Path(cache_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"データフォルダ「{data_dir}」がありません。デモデータは `hsutils demo` で作成できます。")
+    key = _hash_folder(data_dir, column_map)
+    meta_path = cache_dir / "meta.json"
+    if not force and meta_path.exists():
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("data_hash") == key:
+            return cache_dir
+    t0 = time.perf_counter()
+    stage(0)
+    dataset = io.load_dataset(data_dir, column_map=column_map, cache_dir=cache_dir / "tables_cache")
+    tables = dataset.tables
+    master = _master(dataset)
+    districts = tables.get("districts")
+    if districts is None:
+        districts = pd.DataFrame(columns=["muni_code", "district_code", "name"])
+    unmatched = unmatched_rows(tables)
+    fys = sorted(int(f) for f in tables["enrollment"]["fy"].unique())
+    history = _history_meta(tables.get("claims_monthly"), fys)
+    n_rows = {k: int(len(v)) for k, v in tables.items()}
+
+    tmp = cache_dir.with_name(cache_dir.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    # the person-level inputs by municipality (mover rule); the history tables are the cache's own
+    tasks = plan_tasks(write_partition_inputs(tables, tmp), task_rows)
+    dataset.tables = {}
+    del tables  # the partitions are read back one by one (bounded memory)
+
+    stage(1)
+    results = run_partitions(tmp, tasks, history["first_ym"], scheduler=scheduler, workers=workers,
+                             show_progress=show_progress)
+    failed = [r for r in results if r.error]
+    if failed:
+        from hsutils.core.errors import DataError
+
+        lines = "\n".join(f"  {r.muni}: {r.error}" for r in failed)
+        raise DataError(f"共通の集計で {len(failed)} 市町村の処理に失敗しました（ほかの {len(results) - len(failed)} "
+                        f"市町村は完了）:\n{lines}")
+    stage(2)
+    strata = combine_partition_strata(results)
+    py_rows = sum(r.rows for r in results)
+    if py_rows != n_rows["enrollment"]:
+        raise AssertionError(f"partitions hold {py_rows} person-year rows, the enrollment table {n_rows['enrollment']}")
+
+    stage(3)
+    for name in ("enrollment", "kenshin", "guidance"):
+        if (tmp / name).exists():
+            import shutil
+
+            shutil.rmtree(tmp / name)
+    strata.to_parquet(tmp / "strata.parquet", index=False)
+    master.to_parquet(tmp / "municipalities.parquet", index=False)
+    districts.to_parquet(tmp / "districts.parquet", index=False)
+    dataset.summary.to_parquet(tmp / "import_summary.parquet", index=False)
+    # rows of other tables with no enrollment row are listed too, so read = used + excluded holds
+    um = pd.DataFrame({"file": unmatched["table"].map(lambda t: f"{t}（対象者表との突合）"),
+                       "table": unmatched["table"], "row": pd.NA, "column": "被保険者番号・年度",
+                       "value": "", "reason": unmatched["reason"], "scope": "行"})
+    excl = pd.concat([dataset.exclusions, um], ignore_index=True) if len(um) else dataset.exclusions
+    excl = excl.astype({c: str for c in ("value", "row") if c in excl})
+    excl.to_parquet(tmp / "exclusions.parquet", index=False)
+    unmatched.to_parquet(tmp / "unmatched.parquet", index=False)
+    meta = {"data_hash": key, "data_dir": str(data_dir.resolve()), "seconds": round(time.perf_counter() - t0, 2),
+            "rows": n_rows, "person_year_rows": int(py_rows), "strata_rows": int(len(strata)),
+            "fiscal_years": fys, "cache_version": CACHE_VERSION, "claims_history": history,
+            "engine": _engine_label(scheduler, len(tasks)),
+            "partitions": [{"muni": r.muni, "rows": r.rows, "seconds": r.seconds, "peak_rss_mb": r.peak_rss_mb}
+                           for r in results]}
+    (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+    # keep the table cache of io across rebuilds
+    old_tables = cache_dir / "tables_cache"
+    if old_tables.exists():
+        old_tables.rename(tmp / "tables_cache")
+    if cache_dir.exists():
+        import shutil
+
+        shutil.rmtree(cache_dir)
+    tmp.rename(cache_dir)
+    return cache_dir
+
+
+# ---------------------------------------------------------------- partitioned person-level tables
+#
+# docs/design.md §8.1: person_year is stored as one Parquet file per municipality × fiscal year
+# (`person_year/muni=17201/year=2024/part-0.parquet`); the history tables a notebook re-reads for its
+# persons (claims, 介護, 質問票) as one file per municipality, holding the *whole history of every
+# person enrolled there in any year* (a person who moved is stored under each municipality: the
+# mover rule of docs/design.md §8.2). A municipal run reads only its municipality's files
+# (pyarrow dataset filters); a prefectural run reads them all. `_row` is the row's position in the
+# single-process table, so that a read gives exactly the rows (and index labels) of that table,
+# in the same order, whichever partitions it reads.
+
+
+
+def _write_parts(frame: pd.DataFrame, folder: Path, part_cols: list[str], part_names: list[str]) -> None:
+    """One Parquet file per distinct value of `part_cols` (hive folders `name=value/…`), rows in
+    their original order, carrying `ROW`. A loop over partitions (municipalities), not persons."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = frame.drop(columns=part_cols)
+    if not len(frame):
+        return
+    codes, uniques = pd.MultiIndex.from_frame(frame[part_cols].astype(str)).factorize()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    for k, values in enumerate(uniques):
+        rows = order[bounds[k]:bounds[k + 1]]
+        sub = folder.joinpath(*(f"{n}={v}" for n, v in zip(part_names, values)))
+        sub.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(data.iloc[rows], preserve_index=False)
+        pq.write_table(table, sub / "part-0.parquet")
+
+
+def partition_members(enrollment: pd.DataFrame) -> pd.DataFrame:
+    """person_id × municipality pairs: every municipality in which the person has an enrollment row
+    in the data (docs/design.md §8.2, the mover rule). Columns person_id, muni."""
+    pairs = enrollment[["person_id", "muni_code"]].drop_duplicates()
+    return pd.DataFrame({"person_id": pairs["person_id"].to_numpy(),
+                         PARTITION_KEY: pairs["muni_code"].astype(str).to_numpy()})
+
+
+def _history_partitions(table: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
+    """`table` with ROW and the partition key: each row once per municipality where its person is
+    enrolled; rows of persons with no enrollment row at all under their own municipality (so that
+    reading every partition gives back the whole table)."""
+    t = table.assign(**{ROW: np.arange(len(table), dtype=np.int64)})
+    m = t.merge(members, on="person_id", how="inner", sort=False)
+    orphan = ~t["person_id"].isin(members["person_id"]).to_numpy()
+    if orphan.any():
+        o = t[orphan]
+        m = pd.concat([m, o.assign(**{PARTITION_KEY: o["muni_code"].astype(str).to_numpy()})], ignore_index=True)
+    return m
+
+
+def write_partitioned(person_year: pd.DataFrame, folder: Path, tables: dict) -> None:
+    """Write person_year (by municipality × fiscal year) and the history tables (by municipality,
+    mover rule) under `folder` (docs/design.md §8.1, §8.2)."""
+    py = person_year.assign(**{ROW: np.arange(len(person_year), dtype=np.int64),
+                               PARTITION_KEY: person_year["muni_code"].astype(str).to_numpy(),
+                               "_fy": person_year["fy"].astype(str).to_numpy()})
+    _write_parts(py, folder / "person_year", [PARTITION_KEY, "_fy"], [PARTITION_KEY, YEAR_KEY])
+    members = partition_members(tables["enrollment"])
+    for name in HISTORY_TABLES:
+        t = tables.get(name)
+        if t is not None:
+            _write_parts(_history_partitions(t, members), folder / name, [PARTITION_KEY], [PARTITION_KEY])
+
+
+def read_partitioned(folder: Path, munis=None, keep_row: bool = False) -> pd.DataFrame:
+    """Rows of a partitioned table for the municipalities `munis` (None: all), in the order and with
+    the index labels of the single-process table, each row once (a mover stored twice is read once)."""
+    import pyarrow.dataset as ds
+
+    part = ds.partitioning(flavor="hive")
+    dset = ds.dataset(folder, format="parquet", partitioning=part)
+    names = [n for n in dset.schema.names if n not in (PARTITION_KEY, YEAR_KEY)]
+    filt = None if munis is None else ds.field(PARTITION_KEY).isin([str(m) for m in munis])
+    table = dset.to_table(columns=names, filter=filt)
+    rows = table.column(ROW).to_numpy()
+    order = np.argsort(rows, kind="stable")
+    rows = rows[order]
+    keep = np.ones(len(rows), dtype=bool)
+    keep[1:] = rows[1:] != rows[:-1]  # a mover's rows stored under two municipalities: once
+    table = table.take(order[keep])
+    frame = table.drop_columns([ROW]).to_pandas()
+    rows = rows[keep]
+    if keep_row:
+        frame[ROW] = rows
+    if len(rows) and rows[0] == 0 and rows[-1] == len(rows) - 1:
+        frame.index = pd.RangeIndex(len(rows))
+    else:
+        frame.index = pd.Index(rows)
+    return frame
+
+
+def _scope_munis(munis) -> list[str] | None:
+    return None if munis is None else sorted({str(m) for m in munis})
+
+
+def load_area_tables(cache_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The municipality master and the district master of the cache (small; to resolve an area
+    before deciding which partitions to read)."""
+    cache_dir = _existing_cache(cache_dir)
+    return pd.read_parquet(cache_dir / "municipalities.parquet"), pd.read_parquet(cache_dir / "districts.parquet")
+
+
+def _existing_cache(cache_dir: Path) -> Path:
+    from hsutils.core.errors import DataError
+
+    cache_dir = Path(cache_dir)
+    if not (cache_dir / "meta.json").exists():
+        raise DataError(f"集計キャッシュ「{cache_dir}」がありません。先に `hsutils prepare データフォルダ` "
+                        "または `hsutils batch` を実行してください。")
+    return cache_dir
+
+
+def load_prepared(cache_dir: Path, with_tables: bool = False, munis=None) -> Prepared:
+    """Read the cached shared results (what every notebook starts from).
+
+    `munis`: the municipalities whose person-level rows are read (None: all). A municipal run reads
+    its own municipality's partitions and the small strata/master tables only (docs/design.md §8.1);
+    its `person_year` holds exactly the rows of those municipalities, `tables` the whole history of
+    the persons enrolled there, with the first claims month of the whole data in
+    `claims_monthly.attrs["first_ym"]` (the look-back is the data's, docs/hotei.md §7).
+    """
+    cache_dir = _existing_cache(cache_dir)
+    meta = json.loads((cache_dir / "meta.json").read_text(encoding="utf-8"))
+    scope = _scope_munis(munis)
+    rd = lambda n: pd.read_parquet(cache_dir / f"{n}.parquet")  # noqa: E731
+    tables = {}
+    if with_tables:
+        names = LOADED_TABLES if with_tables is True else tuple(with_tables)
+        for name in names:
+            if (cache_dir / name).is_dir():
+                tables[name] = read_partitioned(cache_dir / name, scope)
+        first = (meta.get("claims_history") or {}).get("first_ym")
+        if "claims_monthly" in tables and first is not None:
+            tables["claims_monthly"].attrs["first_ym"] = int(first)
+    return Prepared(person_year=read_partitioned(cache_dir / "person_year", scope), strata=rd("strata"),
+                    municipalities=rd("municipalities"), districts=rd("districts"),
+                    import_summary=rd("import_summary"), exclusions=rd("exclusions"), tables=tables, meta=meta)
+
+
+def prepare(data_dir: Path, cache_dir: Path | None = None, column_map=None, with_tables: bool = False) -> Prepared:
+    """prepare_cache + load_prepared (notebooks opened by hand use this with their default parameters)."""
+    from hsutils.core import settings
+
+    cache_dir = settings.cache_dir(cache_dir)  # person-level rows: only under confidential/
+    prepare_cache(data_dir, cache_dir, column_map=column_map)
+    return load_prepared(cache_dir, with_tables=with_tables)

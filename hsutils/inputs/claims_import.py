@@ -1,0 +1,313 @@
+"""UKE files in a data folder → the canonical claims tables (used by `hsutils.inputs.io.load_dataset`
+and `hsutils check`).
+
+Folder conventions (docs/claims_rules.md §7):
+
+* ``*.UKE`` files directly in the data folder or in its ``uke/`` sub-folder (any number, any months;
+  several institutions' files may be concatenated);
+* ``uke_masters/`` — the user's current 傷病名・医薬品・診療行為 masters (b.csv, y.csv, s.csv as
+  downloaded from 支払基金); required when UKE files are present;
+* ``person_ids.csv`` (個人ID対応表, optional, shared with the 特定健診 XML reader) — 保険者番号, 記号,
+  番号, 枝番 → person_id; the older ``uke_person_link.csv`` (same columns, 枝番 optional) is read
+  when it is absent; without either the person key is 保険者番号-記号-番号-枝番 (one rule with the
+  XML reader: `hsutils.inputs.person_keys`, docs/formats/person_key.md §1);
+* ``claims_rules.yaml`` (optional) — the user's copy of the rules; else the shipped defaults.
+
+The files are read one by one and stored by 診療年月 under ``cache_dir/uke`` (keyed by the sha256
+of each file: a second load parses nothing), then derived month by month in bounded memory
+(docs/claims_rules.md §7.1).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hsutils.inputs import claims_masters, claims_rules, person_keys, uke
+from hsutils.core.errors import DataError
+
+READER_VERSION = "uke-1"
+MASTERS_DIR = "uke_masters"
+LINK_FILE = "uke_person_link.csv"
+RULES_FILE = "claims_rules.yaml"
+
+
+@dataclass
+class ClaimsLoad:
+    tables: dict
+    exclusions: pd.DataFrame
+    counts: dict
+    report: dict
+    files: list
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    h.update(READER_VERSION.encode())
+    return h.hexdigest()[:32]
+
+
+def read_files(paths, cache_dir=None) -> uke.UkeTables:
+    """Read UKE files into one set of tables (all in memory: small folders, tests and the
+    reference for the streamed import `load_claims`). ``cache_dir`` is accepted for the callers of
+    the one-pass reader and not used: the per-file store of `load_claims` is the cache."""
+    return uke.read_uke(sorted(Path(p) for p in paths))
+
+
+MONTH_PARTS = ("receipts", "diagnoses", "procedures", "drugs")
+POS = "_pos"  # a row's position in its file's table: restores the one-pass order of diagnoses
+
+
+@dataclass
+class _FileEntry:
+    """One UKE file parsed and stored by 診療年月 (docs/claims_rules.md §7.1)."""
+
+    name: str
+    folder: Path
+    months: list
+    counts: dict
+
+    dtypes: dict
+
+    def part(self, part: str, ym: int) -> pd.DataFrame:
+        df = pd.read_parquet(self.folder / f"{part}-{ym}.parquet")
+        return df.astype(self.dtypes[part])  # as read (e.g. datetime64[us], not Parquet's ns)
+
+
+def _store_file(path: Path, store: Path) -> _FileEntry:
+    """Parse one file (memory bounded by that file, not by the folder) and write its rows by
+    診療年月: ``<store>/<sha of the file>/<part>-<YYYYMM>.parquet``; an entry whose meta.json
+    exists is re-used (a second import parses nothing, a new month parses only its files)."""
+    entry = store / _sha(path)
+    meta = entry / "meta.json"
+    if meta.exists():
+        try:
+            m = json.loads(meta.read_text(encoding="utf-8"))
+            return _FileEntry(path.name, entry, m["months"], m["counts"], m["dtypes"])
+        except (OSError, ValueError, KeyError):  # a damaged entry is rebuilt
+            pass
+    t = uke.read_uke([path])
+    ym_of = pd.Series(t.receipts["ym"].to_numpy(np.int64), index=t.receipts["receipt_id"].to_numpy())
+    months = sorted(int(m) for m in t.receipts["ym"].unique())
+    tmp = entry.with_name(f"{entry.name}.tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for part in MONTH_PARTS:
+        df = getattr(t, part)
+        ym = df["ym"] if part == "receipts" else df["receipt_id"].map(ym_of)
+        df = df.assign(**{POS: np.arange(len(df), dtype=np.int64)})
+        order = np.argsort(ym.to_numpy(np.int64), kind="stable")  # rows of a month keep their order
+        df, ym = df.iloc[order].reset_index(drop=True), ym.to_numpy(np.int64)[order]
+        for m in months:
+            lo, hi = np.searchsorted(ym, m, "left"), np.searchsorted(ym, m, "right")
+            df.iloc[lo:hi].to_parquet(tmp / f"{part}-{m}.parquet", index=False)
+    t.exclusions.to_parquet(tmp / "exclusions.parquet", index=False)
+    dtypes = {p: {c: str(d) for c, d in getattr(t, p).dtypes.items()} for p in MONTH_PARTS}
+    (tmp / "meta.json").write_text(json.dumps({"months": months, "counts": t.counts, "dtypes": dtypes}),
+                                   encoding="utf-8")
+    if entry.exists():
+        shutil.rmtree(entry)
+    os.replace(tmp, entry)
+    return _FileEntry(path.name, entry, months, t.counts, dtypes)
+
+
+class _KeyMap:
+    """person_id of each person key when there is no 個人ID対応表: `person_keys.fill_edaban` (and
+    the salted pseudonym) computed once over the keys of *all* files, so that a month read alone
+    gets the same person_id as the one-pass import (the 枝番 filling looks across months)."""
+
+    def __init__(self, keys: pd.Series, salt_file):
+        keys = pd.Series(pd.unique(keys.astype(str)), dtype=object)
+        pid = person_keys.fill_edaban(keys)
+        if salt_file is not None:
+            pid = person_keys.pseudonyms(pid, salt_file)
+        self.map = pd.Series(pid.to_numpy(), index=keys.to_numpy())
+
+    def lookup(self, key: pd.Series) -> pd.Series:
+        return pd.Series(key, dtype="object").map(self.map).astype(object)
+
+
+def _month_tables(entries: list, offsets, ym: int) -> tuple[uke.UkeTables, np.ndarray]:
+    """The receipts and lines of one 診療年月 from every file that has it, with the receipt ids the
+    one-pass reader gives (each file's ids shifted by the receipts of the files before it);
+    also each diagnosis row's (file index, position in its file)."""
+    parts = {p: [] for p in MONTH_PARTS}
+    dx_file = []
+    for i, (e, off) in enumerate(zip(entries, offsets)):
+        if ym not in e.months:
+            continue
+        for p in MONTH_PARTS:
+            df = e.part(p, ym)
+            df["receipt_id"] = df["receipt_id"].to_numpy(np.int64) + off
+            parts[p].append(df)
+        dx_file.append(np.full(len(parts["diagnoses"][-1]), i, np.int64))
+    # a file without lines of a kind (調剤: no 傷病名) has an empty frame of default dtypes: left out
+    frames = {p: pd.concat([f for f in v if len(f)] or v[:1], ignore_index=True) for p, v in parts.items()}
+    dx_key = np.stack([np.concatenate(dx_file), frames["diagnoses"][POS].to_numpy(np.int64)], axis=1)
+    for p in MONTH_PARTS:
+        frames[p] = frames[p].drop(columns=[POS])
+    empty = pd.DataFrame(columns=["file", "table", "row", "column", "value", "reason", "scope"])
+    return uke.UkeTables(**frames, exclusions=empty, counts={}), dx_key
+
+
+def _merge_report(reports: list[dict]) -> dict:
+    """Sum the per-month reports of `claims_rules.derive_tables` (counts add up; the lists of the
+    most frequent unknown codes are recounted from the full counts)."""
+    out = {}
+    for key in ("disease", "drug", "procedure"):
+        total: dict = {}
+        for r in reports:
+            for code, n in r.get(f"counts_unknown_{key}", {}).items():
+                total[code] = total.get(code, 0) + n
+        out[f"unknown_{key}"] = [(str(c), int(n)) for c, n in
+                                 sorted(total.items(), key=lambda kv: -kv[1])[:claims_rules.TOP_CODES]]
+        out[f"counts_unknown_{key}"] = total
+    for key in ("n_unknown_disease", "n_unknown_drug", "n_unknown_procedure", "n_uncoded",
+                "n_uncoded_matched", "n_suspected"):
+        out[key] = int(sum(r.get(key, 0) for r in reports))
+    return out
+
+
+# tables of derive_tables sorted by (person_id, ym, ...): months are concatenated in order and
+# sorted by person_id (stable), which gives back the one-pass order
+_PERSON_SORTED = ("claims_monthly", "prescriptions", "medical_costs")
+
+
+def read_link(folder: Path):
+    """How receipts get their person_id (docs/formats/person_key.md §1): the 個人ID対応表 shared
+    with the XML reader (``person_ids.csv``), else the older ``uke_person_link.csv`` (same
+    columns, 枝番 optional), else a salt file (pseudonyms), else None (the person key itself)."""
+    path = person_keys.find_file(folder, person_keys.PERSON_ID_FILES + (LINK_FILE,))
+    if path is not None:
+        return person_keys.read_person_ids(path)
+    return person_keys.find_file(folder, person_keys.SALT_FILES)
+
+
+def drug_names(folder) -> pd.Series:
+    """医薬品コード → 漢字名称 from the 医薬品マスター in the data folder's ``uke_masters/`` (the one
+    the receipts were read with); empty when the folder has no masters (CSV claims)."""
+    mdir = Path(folder) / MASTERS_DIR
+    if not mdir.is_dir():
+        return pd.Series(dtype=str)
+    drug = claims_masters.load_masters(mdir).drug
+    return pd.Series(drug["name"].to_numpy(), index=drug["code"].to_numpy(), dtype=str)
+
+
+def load_claims(folder, uke_files, enrollment: pd.DataFrame | None = None, cache_dir=None) -> ClaimsLoad:
+    """Read the UKE files of a data folder and derive the canonical claims tables, month by month
+    (docs/claims_rules.md §7.1): each file is parsed alone and stored by 診療年月 (under
+    ``cache_dir/uke``, else a temporary folder); then each month's receipts of all files are
+    derived together (調剤↔医科 linking stays within one month) and released. Memory is bounded by
+    the largest file and the largest month, not by the folder; the tables are identical to the
+    one-pass `claims_rules.derive_tables(read_files(...))` (tests/test_claims_stream.py)."""
+    folder = Path(folder)
+    mdir = folder / MASTERS_DIR
+    if not mdir.is_dir():
+        raise DataError(f"{folder}: レセプト電算ファイル（.UKE）がありますが、マスターのフォルダ {MASTERS_DIR}/ が"
+                        "ありません。支払基金の傷病名・医薬品・診療行為マスター（b.csv, y.csv, s.csv）を置いてください")
+    masters = claims_masters.load_masters(mdir)
+    rules_path = folder / RULES_FILE
+    rules = claims_rules.load_rules(rules_path if rules_path.exists() else None)
+    paths = sorted(Path(p) for p in uke_files)
+    for p in paths:
+        if not p.is_file():
+            raise DataError(f"レセプト電算ファイル {p} が見つかりません")
+    with tempfile.TemporaryDirectory(prefix="hsutils_uke_") as scratch:
+        store = Path(cache_dir) / "uke" if cache_dir is not None else Path(scratch)
+        entries = [_store_file(p, store) for p in paths]
+        return _derive_by_month(entries, masters, rules, enrollment, read_link(folder), paths)
+
+
+def _derive_by_month(entries, masters, rules, enrollment, link, paths) -> ClaimsLoad:
+    offsets = np.concatenate([[0], np.cumsum([e.counts["receipts_read"] for e in entries])[:-1]]).astype(int)
+    if link is None or isinstance(link, Path):  # the 枝番 filling looks across all months
+        keys = pd.concat([e.part("receipts", m)["person_key"] for e in entries for m in e.months]
+                         or [pd.Series([], dtype=object)], ignore_index=True)
+        link = _KeyMap(keys, link)
+    months = sorted({m for e in entries for m in e.months})
+    out = {n: [] for n in claims_rules.CLAIMS_TABLE_NAMES}
+    dx_keys, excl, reports = [], [], []
+    for ym in months:
+        month, dx_key = _month_tables(entries, offsets, ym)
+        d = claims_rules.derive_tables(month, masters, rules, enrollment=enrollment, link=link)
+        for n, df in d.tables.items():
+            out[n].append(df)
+        # the diagnoses kept are those of the receipts derive_tables kept (in their order)
+        rec = month.receipts
+        dropped = np.zeros(len(rec), bool)
+        if len(d.exclusions):
+            dropped = pd.MultiIndex.from_arrays([rec["file"].astype(str), rec["line"]]).isin(
+                pd.MultiIndex.from_arrays([d.exclusions["file"].astype(str), d.exclusions["row"]]))
+        kept = month.diagnoses["receipt_id"].isin(rec["receipt_id"][~dropped]).to_numpy()
+        dx_keys.append(dx_key[kept])
+        if len(d.exclusions):
+            excl.append(d.exclusions)
+        reports.append(d.report)
+        del month, d
+    tables = {}
+    for n, parts in out.items():
+        df = pd.concat(parts, ignore_index=True) if parts else None
+        if df is None:
+            continue
+        if n in _PERSON_SORTED:
+            df = df.sort_values("person_id", kind="stable")
+        elif n == "diagnoses":  # the one-pass order: file, then the file's order
+            k = np.concatenate(dx_keys) if dx_keys else np.zeros((0, 2), np.int64)
+            df = df.iloc[np.lexsort((k[:, 1], k[:, 0]))]
+        tables[n] = df.reset_index(drop=True)
+    raw_excl = pd.concat([pd.read_parquet(e.folder / "exclusions.parquet") for e in entries], ignore_index=True)
+    if len(raw_excl):
+        raw_excl = raw_excl.sort_values(["file", "row"], kind="stable").reset_index(drop=True)
+    derived_excl = pd.DataFrame()
+    if excl:
+        # one-pass order: the receipts with no person_id, then those with no enrollment, each in file order
+        x = pd.concat(excl, ignore_index=True)
+        file_index = {}
+        for i, p in enumerate(paths):
+            file_index.setdefault(p.name, i)
+        x = x.assign(_k=(x["column"] == "対象者").astype(int), _f=x["file"].astype(str).map(file_index))
+        derived_excl = x.sort_values(["_k", "_f", "row"], kind="stable").drop(columns=["_k", "_f"])
+        derived_excl = derived_excl.reset_index(drop=True)
+    parts = [e for e in (raw_excl, derived_excl) if len(e)]
+    exclusions = pd.concat(parts, ignore_index=True) if parts else raw_excl
+    counts = {k: sum(int(e.counts[k]) for e in entries) for k in entries[0].counts} if entries else {}
+    counts["files"] = len(entries)
+    counts["receipts_unlinked"] = len(derived_excl)
+    return ClaimsLoad(tables=tables, exclusions=exclusions, counts=counts, report=_merge_report(reports),
+                      files=[p.name for p in paths])
+
+
+def check_lines(folder, enrollment: pd.DataFrame | None = None) -> list[str]:
+    """Japanese lines for `hsutils check`: receipts, lines, exclusions, unknown codes."""
+    folder = Path(folder)
+    files = uke.find_uke_files(folder)
+    if not files:
+        return []
+    out = [f"■ レセプト電算ファイル（UKE） {len(files)} ファイル"]
+    try:
+        c = load_claims(folder, files, enrollment=enrollment)
+    except DataError as e:
+        return out + [f"  エラー: {e}"]
+    k = c.counts
+    out.append(f"  行 {k['lines_read']:,}（除外 {k['lines_excluded']:,}） / レセプト 読み込み {k['receipts_read']:,} 件"
+               f" / 採用 {k['receipts_kept'] - k['receipts_unlinked']:,} 件 / 除外 "
+               f"{k['receipts_excluded'] + k['receipts_unlinked']:,} 件（読み込み = 採用 + 除外）")
+    out.append("  作成した表: " + "、".join(f"{n} {len(df):,} 行" for n, df in c.tables.items()))
+    if len(c.exclusions):
+        out.append("  除外の内訳（理由ごと）:")
+        for (col, why), g in c.exclusions.groupby(["column", "reason"], sort=False):
+            ex = "、".join(f"{f} {int(r)}行目" for f, r in zip(g["file"].head(3), g["row"].head(3)))
+            out.append(f"    {col}: {why} … {len(g):,} 件（例: {ex}）")
+    out.extend(claims_rules.unknown_codes_text(c.report))
+    return out

@@ -1,0 +1,1198 @@
+"""特定健診 XML archives (電子的な標準様式, HL7 CDA R2) → the canonical `kenshin` table.
+
+What users hold: zip archives ``{提出元}_{提出先}_{YYYYMMDD}{n}_{実施区分}.zip`` whose root folder has
+``ix08_V08.xml`` (交換用基本情報), ``su08_V08.xml`` (集計情報), ``DATA/h*.xml`` (one 特定健診情報ファイル
+per person and exam), ``CLAIMS/`` and ``XSD/`` (TOKUTEI_XML §1.1). This module reads a folder (or a
+list) of such archives and/or extracted archive folders:
+
+* Documents are found by **content**, never by file name: every ``*.xml`` outside ``XSD/`` whose
+  root element is a CDA ``ClinicalDocument`` with 報告区分 (``code/@code``, OID .6.1001) ``10``
+  is a 特定健診 document; ix08/su08/決済 files and other 報告区分 are counted as "other files".
+* Header (TOKUTEI_XML §1.2): 保険者番号 (id root .6.101), 記号 (.204), 番号 (.205), 枝番 (.211),
+  性別, 生年月日, 受診日 (``documentationOf/serviceEvent/effectiveTime``), 実施機関 (.102).
+  **Names and addresses (``patient/name``, ``addr``) are never read.**
+* Body (TOKUTEI_XML §1.3): every ``observation`` at any depth that has an item code, including
+  一連検査グループ members under ``entryRelationship``; values by ``xsi:type`` (PQ number+unit,
+  CD/CO code, ST text), ``interpretationCode`` and ``methodCode``. These rows form the audit
+  table (one row per observation).
+* Item codes → canonical columns come from the data table ``data/tokutei_xml_items.csv``
+  (第4期 2024 item list, TOKUTEI_XML §1.4, and the 第3期/JDS codes still found in old files).
+  An item code not in that table is counted and listed (`XmlImport.unknown_items`), never dropped
+  silently.
+
+Rules (each tested in tests/test_tokutei_xml.py):
+
+* Blood pressure (TOKUTEI_XML §1.6): the ``その他`` code (9A755/9A765) is the reported value; when
+  it is absent, the mean of 1回目/2回目 (or the one reading present).
+* 中性脂肪: 空腹時 and 随時 codes both fill ``tg``; ``tg_fasting`` comes from 採血時間 9N141 when
+  present (2 = 10時間以上 → 空腹時, 3/4 → 随時), otherwise from the kind of TG code. 血糖: the code
+  decides (空腹時血糖 → ``fpg``, 随時血糖 → ``casual_glucose``).
+* Several codes for one measure (one per 検査方法): the first in the item table's order is used
+  (e.g. 腹囲 実測 before 自己申告, LDL 直接法 before 計算法); all remain in the audit table.
+* 服薬: self-report 1 あり / 2 なし; a 保険者再確認 code (9N702/9N707/9N712…49, values 1 or 2,
+  both meaning 服薬中 confirmed) overrides the self-report with あり.
+* 喫煙 9N736 (第4期): 1 はい → あり; 2 以前は吸っていた and 3 いいえ → なし (current smoking only).
+* HbA1c JDS (3D045…, before FY2013) is never mixed with NGSP: it is listed as an excluded value.
+* Person key: one rule with the UKE reader, `hsutils.inputs.person_keys` (docs/formats/person_key.md §1):
+  保険者番号(8桁)-記号-番号-枝番 after NFKC; a 個人ID対応表 (``person_ids.csv``) or a salt file
+  (``person_id_salt.txt``) replace it by the user's person_id or a salted pseudonym.
+* Fiscal year from the 受診日 (April start); age reached in the fiscal year from the birth date
+  (docs/rules.md §1.4: born 4月1日 counts as a year older); the birth date itself is then dropped.
+* Municipality: from the 保険者番号 via a user table ``insurer_munis.csv`` (保険者番号, 市町村コード),
+  else from the enrollment table (same person and fiscal year, else the person's latest year).
+* Duplicate (person, fy) exams: the earliest 受診日 counts (same day: the document that comes
+  first in archive/path order); the others are listed as 重複 by `hsutils.inputs.io`'s rule.
+
+Validation and accounting: a document that is not well-formed XML, lacks a header field, has an
+unparsable date or cannot be linked is excluded as a whole (scope ``行``); an unparsable or
+implausible value (schema ranges, docs/rules.md §3.2), a wrong unit or an undefined answer code sets only
+that value to missing (scope ``項目``). The exclusions use `hsutils.inputs.io`'s format with ``file`` =
+``archive/document path`` and ``row`` = the document's number in the import. documents read =
+kept + excluded is asserted. The wide table goes through `hsutils.inputs.io.read_text_frame`, so dtypes,
+ranges and duplicate handling are exactly those of a CSV 健診 file.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import struct
+import zipfile
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from lxml import etree
+
+from hsutils.inputs import io as _io, person_keys
+from hsutils.core.errors import DataError
+from hsutils.core.schema import TABLES
+
+NS = "urn:hl7-org:v3"
+_H = "{%s}" % NS
+_XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+_T_OBS = _H + "observation"
+_T_CODE, _T_VALUE = _H + "code", _H + "value"
+_T_INTERP, _T_METHOD = _H + "interpretationCode", _H + "methodCode"
+_NSMAP = {"h": NS}
+
+# OIDs of the header identifiers (TOKUTEI_XML §1.2).
+OID_INSURER = "1.2.392.200119.6.101"
+OID_ORG = "1.2.392.200119.6.102"
+OID_KIGO = "1.2.392.200119.6.204"
+OID_BANGO = "1.2.392.200119.6.205"
+OID_EDABAN = "1.2.392.200119.6.211"
+REPORT_KENSHIN = "10"  # 報告区分 10 特定健診情報 (OID .6.1001)
+# 報告区分 of 特定保健指導情報 (hg08): 21 開始, 22 実績評価, 23 途中終了, 24 その他, 25 初回未完了
+# (TOKUTEI_XML §1.2; docs/formats/tokutei_xml.md §1.7).
+REPORT_GUIDANCE = frozenset({"21", "22", "23", "24", "25"})
+REPORT_GUIDANCE_FINAL = "22"        # 実績評価: the guidance was completed (終了者)
+REPORT_GUIDANCE_NOT_STARTED = "25"  # 初回未完了: 初回面接 not completed, not counted as started
+SECTION_FIRST = "90030"  # 指導初回情報セクション: act/effectiveTime = 初回面接日
+SECTION_FINAL = "90060"  # 最終評価情報セクション: act/effectiveTime = 最終評価（実績評価）日
+_T_SECTION, _T_ACT, _T_TIME = _H + "section", _H + "act", _H + "effectiveTime"
+
+ITEM_TABLE = "tokutei_xml_items.csv"
+GUIDANCE_ITEM_TABLE = "tokutei_xml_guidance_items.csv"
+READER_VERSION = "2"
+LABEL = "特定健診XML"
+
+# Optional helper files in the data folder (README 自分のデータを使う).
+PERSON_ID_FILES, SALT_FILES = person_keys.PERSON_ID_FILES, person_keys.SALT_FILES
+INSURER_MUNI_FILES = ("insurer_munis.csv", "保険者市町村対応表.csv")
+HELPER_FILES = PERSON_ID_FILES + SALT_FILES + INSURER_MUNI_FILES
+
+# Audit (long) table: one row per observation.
+OBS_COLUMNS = ("doc", "item_code", "display_name", "value_type", "value", "unit", "code_system",
+               "interpretation", "method")
+# Document table: one row per document found (no name, address or birth date).
+_DOC_FIELDS = ("doc", "archive", "path", "kind", "error", "report_code", "insurer", "kigo", "bango",
+               "edaban", "sex", "birth", "exam_date", "org", "first_date", "final_date", "xsd")
+PARALLEL_MIN_DOCS = 4000  # below this, worker start-up costs more than it saves
+CHUNK_DOCS = 8000  # the item mapping has a fixed cost per chunk; a chunk's memory is small
+
+
+# ---------------------------------------------------------------------------------------------
+# Item table (data/tokutei_xml_items.csv)
+# ---------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _item_table() -> pd.DataFrame:
+    with resources.files("hsutils").joinpath("data", ITEM_TABLE).open("rb") as fh:
+        t = pd.read_csv(fh, dtype=str, keep_default_na=False, encoding="utf-8")
+    t["priority"] = np.arange(len(t))
+    return t
+
+
+def item_table() -> pd.DataFrame:
+    """The item-code table shipped in the package, with `priority` = row order."""
+    return _item_table().copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _guidance_item_table() -> pd.DataFrame:
+    with resources.files("hsutils").joinpath("data", GUIDANCE_ITEM_TABLE).open("rb") as fh:
+        return pd.read_csv(fh, dtype=str, keep_default_na=False, encoding="utf-8")
+
+
+def guidance_item_table() -> pd.DataFrame:
+    """The 特定保健指導 (hg08) item-code table shipped in the package, with how each code was
+    verified (docs/formats/tokutei_xml.md §1.7)."""
+    return _guidance_item_table().copy()
+
+
+def _value_maps(items: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """item code → {XML answer code → canonical code text} for coded items."""
+    out = {}
+    for code, vm in zip(items["item_code"], items["value_map"]):
+        if vm:
+            out[code] = dict(pair.split(":", 1) for pair in vm.split(";"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding documents
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Source:
+    """One archive (.zip) or extracted folder, with the XML members to read."""
+
+    path: Path
+    is_zip: bool
+    members: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return self.path.name
+
+
+def _wanted(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return name.lower().endswith(".xml") and not any(p.upper() == "XSD" for p in parts[:-1])
+
+
+def find_sources(paths) -> list[Source]:
+    """Archives and extracted folders under `paths` (a folder, a zip file, or a list of them).
+
+    In a folder, at any depth: every ``.zip`` is one source; a sub-folder that looks like an
+    extracted archive (it has a ``DATA`` folder or an ``ix08`` index) is one source with all its
+    XML files; XML files lying loose in a folder form one source. Sorted, so the import is
+    reproducible. ``XSD/`` folders are skipped.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list[Source] = []
+    for p in map(Path, paths):
+        if p.is_file() and p.suffix.lower() == ".zip":
+            out.append(_zip_source(p))
+        elif p.is_dir():
+            _scan(p, out)
+    return out
+
+
+def _looks_extracted(d: Path) -> bool:
+    return any((c.is_dir() and c.name.upper() == "DATA")
+               or (c.is_file() and c.name.lower().startswith("ix08") and c.suffix.lower() == ".xml")
+               for c in d.iterdir())
+
+
+def _scan(d: Path, out: list[Source]) -> None:
+    entries = sorted(q for q in d.iterdir() if not q.name.startswith((".", "~$")))
+    out.extend(_zip_source(z) for z in entries if z.is_file() and z.suffix.lower() == ".zip")
+    loose = tuple(f.name for f in entries if f.is_file() and _wanted(f.name))
+    if loose:
+        out.append(Source(d, False, loose))
+    for sub in (q for q in entries if q.is_dir() and q.name.upper() != "XSD"):
+        if _looks_extracted(sub):
+            members = tuple(sorted(str(f.relative_to(sub)) for f in sub.rglob("*.xml")
+                                   if f.is_file() and _wanted(str(f.relative_to(sub)))))
+            if members:
+                out.append(Source(sub, False, members))
+        else:
+            _scan(sub, out)
+
+
+def _zip_source(path: Path) -> Source:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = tuple(sorted(n for n in z.namelist() if _wanted(n)))
+    except zipfile.BadZipFile:
+        raise DataError(f"{path.name}: zip アーカイブとして読めません（壊れているか zip ではありません）")
+    return Source(path, True, names)
+
+
+def has_xml_sources(folder) -> bool:
+    """True when `folder` holds at least one archive or XML file (at any depth)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    return any(f.suffix.lower() == ".zip" or _wanted(str(f.relative_to(folder)))
+               for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in (".zip", ".xml"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing (runs in worker processes for large imports)
+# ---------------------------------------------------------------------------------------------
+
+def _attr(el, name):
+    return None if el is None else el.get(name)
+
+
+def _time_value(el):
+    """effectiveTime/@value, or its <low value=…> when given as an interval."""
+    if el is None:
+        return None
+    v = el.get("value")
+    if v is None:
+        low = el.find(_H + "low")
+        v = _attr(low, "value")
+    return v
+
+
+# No DTD/entity resolution and no network access: the files come from outside (XXE-safe).
+# Whitespace-only text between elements, comments and processing instructions are not kept: none of them
+# carries a value (a value's text is stripped anyway) and dropping them makes the tree ~40 % cheaper.
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, collect_ids=False,
+                          remove_blank_text=True, remove_comments=True, remove_pis=True)
+
+
+def _act_time(section) -> str | None:
+    """effectiveTime of the first ``act`` of a 保健指導 section (初回面接日 / 最終評価日)."""
+    for act in section.iter(_T_ACT):
+        v = _time_value(act.find(_T_TIME))
+        if v:
+            return v
+    return None
+
+
+def _parse_document(data: bytes, doc: int, head: dict, obs: list, gobs: list, name: str = ""):
+    """Append one document's header to `head` (lists per field) and its observations to `obs`
+    (健診) or `gobs` (保健指導), one tuple per observation in OBS_COLUMNS order; returns the
+    parsed root of a 健診 / 保健指導 document (None if broken or another kind of file).
+
+    A document that is not well-formed has no readable 報告区分: it counts as 保健指導 when its file
+    name starts with ``g`` (the standard's DATA/g*.xml), else as 健診, so that it is listed."""
+    kind, error = "other", None
+    report = insurer = kigo = bango = edaban = sex = birth = exam = org = first = final = None
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as e:
+        kind = "guidance" if name.rsplit("/", 1)[-1][:1].lower() == "g" else "kenshin"
+        error = f"XML として読めません（整形式でない, 行 {e.lineno}: {e.msg}）"
+        root = None
+    if root is not None and root.tag == _H + "ClinicalDocument":
+        report = _attr(root.find(_T_CODE), "code")
+        if report == REPORT_KENSHIN or report in REPORT_GUIDANCE:
+            kind = "kenshin" if report == REPORT_KENSHIN else "guidance"
+            pr = root.find("h:recordTarget/h:patientRole", _NSMAP)
+            if pr is not None:
+                ids = {i.get("root"): i.get("extension") for i in pr.findall(_H + "id")}
+                insurer, kigo = ids.get(OID_INSURER), ids.get(OID_KIGO)
+                bango, edaban = ids.get(OID_BANGO), ids.get(OID_EDABAN)
+                patient = pr.find(_H + "patient")  # only gender and birth time are read
+                if patient is not None:
+                    sex = _attr(patient.find(_H + "administrativeGenderCode"), "code")
+                    birth = _attr(patient.find(_H + "birthTime"), "value")
+            add = obs.append if kind == "kenshin" else gobs.append
+            se = root.find("h:documentationOf/h:serviceEvent", _NSMAP)
+            if se is not None:
+                exam = _time_value(se.find(_H + "effectiveTime"))
+                oid = se.find("h:performer/h:assignedEntity/h:representedOrganization/h:id", _NSMAP)
+                org = _attr(oid, "extension")
+            if kind == "guidance":  # 初回面接日 and 最終評価日 are act times of their sections
+                for sec in root.iter(_T_SECTION):
+                    sc = _attr(sec.find(_T_CODE), "code")
+                    if sc == SECTION_FIRST and first is None:
+                        first = _act_time(sec)
+                    elif sc == SECTION_FINAL and final is None:
+                        final = _act_time(sec)
+            for o in root.iter(_T_OBS):
+                code = v = interp = method = None
+                for c in o:  # direct children; faster than four find() calls
+                    t = c.tag
+                    if t == _T_CODE:
+                        code = c
+                    elif t == _T_VALUE:
+                        v = c
+                    elif t == _T_INTERP:
+                        interp = c
+                    elif t == _T_METHOD:
+                        method = c
+                item = None if code is None else code.get("code")
+                if item is None:  # a 一連検査グループ container (code nullFlavor="NA")
+                    continue
+                vtype = None if v is None else v.get(_XSI_TYPE)
+                if vtype is not None and ":" in vtype:
+                    vtype = vtype.split(":", 1)[1]
+                if v is None:
+                    val = unit = system = None
+                elif vtype == "PQ":
+                    val, unit, system = v.get("value"), v.get("unit"), None
+                elif vtype in ("CD", "CO", "CE", "CV"):
+                    val, unit, system = v.get("code"), None, v.get("codeSystem")
+                else:  # ST, TS and anything else: the text (or @value)
+                    val, unit, system = (v.text or "").strip() or v.get("value"), v.get("unit"), None
+                add((doc, item, code.get("displayName"), vtype, val, unit, system,
+                     None if interp is None else interp.get("code"),
+                     None if method is None else method.get("code")))
+    for k, x in zip(("kind", "error", "report_code", "insurer", "kigo", "bango", "edaban", "sex",
+                     "birth", "exam_date", "org", "first_date", "final_date"),
+                    (kind, error, report, insurer, kigo, bango, edaban, sex, birth, exam, org, first, final)):
+        head[k].append(x)
+    return root if kind != "other" else None
+
+
+@dataclass
+class _Parsed:
+    """What the workers return: documents, the audit table and the mapped wide values."""
+
+    docs: pd.DataFrame            # one row per XML file (_DOC_FIELDS)
+    observations: pa.Table        # audit table (OBS_COLUMNS), dictionary-encoded text
+    wide: pd.DataFrame            # text cells per 健診 document (index doc), canonical columns
+    value_excl: pd.DataFrame      # value-level problems (doc, item_code, column, value, reason)
+    item_of: pd.DataFrame         # (doc, column) → item code used
+    unknown: pd.DataFrame         # item_code, display_name, count (codes not in the item table)
+    n_mapped: int = 0             # observations whose item code is in the item table
+    guidance_observations: pa.Table | None = None  # audit table of the 保健指導 documents
+
+
+_DICT_COLUMNS = ("item_code", "display_name", "value_type", "unit", "code_system",
+                 "interpretation", "method")
+
+
+def _obs_table(rows: list[tuple]) -> pa.Table:
+    cols = list(zip(*rows)) if rows else [()] * len(OBS_COLUMNS)  # transpose in C
+    arrays = {}
+    for k, v in zip(OBS_COLUMNS, cols):
+        if k == "doc":
+            arrays[k] = pa.array(list(v), type=pa.int64())
+        else:
+            arr = pa.array(list(v), type=pa.string())
+            arrays[k] = arr.dictionary_encode() if k in _DICT_COLUMNS else arr  # few distinct values
+    return pa.table(arrays)
+
+
+_SCHEMAS: dict[Path, object] = {}  # per process: one compiled XSD per source
+
+
+def _source_schema(source: Source):
+    """The archive's own ``XSD/hc08*.xsd`` compiled with lxml; a str (reason) when unusable."""
+    if source.path in _SCHEMAS:
+        return _SCHEMAS[source.path]
+    import re
+    import tempfile
+
+    pat = re.compile(r"(^|/)XSD/hc08[^/]*\.xsd$", re.IGNORECASE)
+    schema: object = "XSDなし（アーカイブに XSD/hc08*.xsd がありません）"
+    try:
+        if source.is_zip:
+            with zipfile.ZipFile(source.path) as z:
+                names = [n for n in z.namelist() if pat.search(n)]
+                if names:
+                    xsd_dir = names[0].rsplit("/", 1)[0] + "/"
+                    tmp = Path(tempfile.mkdtemp(prefix="hs_xsd_"))
+                    for n in z.namelist():  # the schema imports its coreschemas by relative path
+                        if n.startswith(xsd_dir) and not n.endswith("/"):
+                            (tmp / n).parent.mkdir(parents=True, exist_ok=True)
+                            (tmp / n).write_bytes(z.read(n))
+                    schema = etree.XMLSchema(etree.parse(str(tmp / names[0])))
+        else:
+            found = sorted(f for f in source.path.rglob("*.xsd")
+                           if pat.search(f.relative_to(source.path).as_posix()))
+            if found:
+                schema = etree.XMLSchema(etree.parse(str(found[0])))
+    except (etree.XMLSchemaParseError, etree.XMLSyntaxError) as e:
+        schema = f"XSDを読めません（{e}）"
+    _SCHEMAS[source.path] = schema
+    return schema
+
+
+def _validate(schema, root) -> str:
+    if isinstance(schema, str):
+        return schema
+    if root is None:
+        return "検証できません（XMLとして読めません）"
+    if schema.validate(root):
+        return "適合"
+    err = schema.error_log.last_error
+    return f"不適合（行 {err.line}: {err.message}）"
+
+
+def _parse_members(source: Source, members: tuple[str, ...], first_doc: int, validate_xsd: bool,
+                   head: dict, rows: list, grows: list) -> None:
+    """Parse `members` of one source (document numbers from `first_doc`) into `head` / `rows`
+    (健診 observations) / `grows` (保健指導 observations);
+    with `validate_xsd`, check each 健診 document against the archive's own XSD."""
+    schema = _source_schema(source) if validate_xsd else None
+    zf = zipfile.ZipFile(source.path) if source.is_zip else None
+    fh = open(source.path, "rb") if zf is not None else None
+    try:
+        for i, name in enumerate(members):  # one XML document per iteration (file I/O + lxml)
+            doc = first_doc + i
+            head["doc"].append(doc)
+            head["archive"].append(source.label)
+            head["path"].append(name)
+            data = _read_member(zf, fh, name) if zf is not None else (source.path / name).read_bytes()
+            if b"ClinicalDocument" not in data[:4096] and b"<?xml" in data[:64]:
+                # well-formed start but no CDA root near the top: an index/summary/claims file
+                for k in _DOC_FIELDS[3:]:
+                    head[k].append("other" if k == "kind" else None)
+                continue
+            root = _parse_document(data, doc, head, rows, grows, name)
+            kenshin = head["kind"][-1] == "kenshin"
+            head["xsd"].append(_validate(schema, root) if schema is not None and kenshin else None)
+    finally:
+        if zf is not None:
+            zf.close()
+            fh.close()
+
+
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # zip local file header (30 bytes)
+
+
+def _read_member(zf: zipfile.ZipFile, fh, name: str) -> bytes:
+    """One member's bytes: deflated or stored members are read at their offset and inflated with
+    zlib directly (zipfile's per-member Python work costs more than inflating a document); any
+    other case (encryption, other methods, a damaged header, a CRC mismatch) goes through
+    `zipfile` so that its error reaches the user."""
+    info = zf.getinfo(name)
+    if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED):
+        return zf.read(name)
+    fh.seek(info.header_offset)
+    h = _LOCAL_HEADER.unpack(fh.read(30))
+    if h[0] != b"PK\x03\x04":
+        return zf.read(name)
+    fh.seek(h[9] + h[10], 1)  # file name and extra field of the local header
+    raw = fh.read(info.compress_size)
+    try:
+        data = raw if info.compress_type == zipfile.ZIP_STORED else zlib.decompress(raw, -15)
+    except zlib.error:
+        return zf.read(name)
+    if zlib.crc32(data) != info.CRC:
+        return zf.read(name)
+    return data
+
+
+def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
+                 validate_xsd: bool = False) -> _Parsed:
+    """Parse and map one chunk: `segments` of (source, members, first document number), which
+    may span several small archives (the item mapping costs the same per chunk whatever its
+    size, so an archive per municipality and year must not make a chunk of its own)."""
+    head = {k: [] for k in _DOC_FIELDS}
+    rows: list[tuple] = []
+    grows: list[tuple] = []
+    for source, members, first_doc in segments:
+        _parse_members(source, members, first_doc, validate_xsd, head, rows, grows)
+    docs = pd.DataFrame(head)
+    obs_t = _obs_table(rows)
+    obs = obs_t.to_pandas()
+    items = item_table()
+    known = obs["item_code"].astype(str).isin(set(items["item_code"])).to_numpy()
+    unknown = (obs[~known].groupby(obs["item_code"][~known].astype(str))
+               .agg(display_name=("display_name", "first"), count=("doc", "size"))
+               .rename_axis("item_code").reset_index())
+    ken_docs = pd.Index(docs.loc[docs["kind"].eq("kenshin") & docs["error"].isna(), "doc"])
+    wide = _wide_values(obs[known], items, ken_docs)
+    return _Parsed(docs=docs, observations=obs_t, wide=wide.frame, value_excl=wide.value_excl,
+                   item_of=wide.item_of, unknown=unknown, n_mapped=int(known.sum()),
+                   guidance_observations=_obs_table(grows))
+
+
+def parse_sources(sources: list[Source], workers: int | None = None,
+                  validate_xsd: bool = False) -> _Parsed:
+    """Every XML member of `sources`, parsed and mapped in worker processes when the import is
+    large (`workers` None = one per CPU core); chunks are concatenated in document order."""
+    tasks: list[tuple] = []
+    chunk: list[tuple] = []
+    size = 0
+    doc = 1
+    for s in sources:  # fill chunks of CHUNK_DOCS documents across sources, in document order
+        i = 0
+        while i < len(s.members):
+            part = s.members[i:i + CHUNK_DOCS - size]
+            chunk.append((s, part, doc))
+            size += len(part)
+            doc += len(part)
+            i += len(part)
+            if size >= CHUNK_DOCS:
+                tasks.append(tuple(chunk))
+                chunk, size = [], 0
+    if chunk:
+        tasks.append(tuple(chunk))
+    n_docs = doc - 1
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and n_docs >= PARALLEL_MIN_DOCS and len(tasks) > 1:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as ex:
+            parts = list(ex.map(_parse_chunk, tasks, [validate_xsd] * len(tasks)))
+    else:
+        parts = [_parse_chunk(t, validate_xsd) for t in tasks]
+    if not parts:
+        parts = [_parse_chunk(())]
+
+    def cat(name):
+        frames = [getattr(p, name) for p in parts if len(getattr(p, name))]
+        return pd.concat(frames) if frames else getattr(parts[0], name)
+
+    unknown = cat("unknown")
+    if len(unknown):
+        unknown = (unknown.groupby("item_code", sort=False)
+                   .agg(display_name=("display_name", "first"), count=("count", "sum")).reset_index())
+    obs = pa.concat_tables([p.observations for p in parts]).unify_dictionaries() \
+        if len(parts) > 1 else parts[0].observations
+    gobs = pa.concat_tables([p.guidance_observations for p in parts]).unify_dictionaries() \
+        if len(parts) > 1 else parts[0].guidance_observations
+    return _Parsed(docs=cat("docs").reset_index(drop=True), observations=obs, wide=cat("wide"),
+                   value_excl=cat("value_excl").reset_index(drop=True),
+                   item_of=cat("item_of").reset_index(drop=True), unknown=unknown,
+                   n_mapped=sum(p.n_mapped for p in parts), guidance_observations=gobs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Linking documents to persons and municipalities
+# ---------------------------------------------------------------------------------------------
+
+# the person key is shared with the UKE reader (one rule): hsutils.inputs.person_keys
+_norm = person_keys.normalise
+insurer_number = person_keys.insurer_number
+person_key = person_keys.person_key
+
+
+_read_helper_csv = person_keys.read_helper_csv
+_pick = person_keys.pick
+
+
+def load_insurer_munis(path: Path) -> dict[str, str]:
+    """保険者市町村対応表: 保険者番号 → 5-digit municipality code."""
+    from hsutils.core import codes as _codes
+
+    df = _read_helper_csv(path)
+    try:
+        ins = insurer_number(_pick(df, "保険者番号", "insurer"))
+        muni, errors = _codes.normalize_muni_codes(_norm(_pick(df, "市町村コード", "muni_code")))
+    except DataError as e:
+        raise DataError(f"{path.name}: {e}")
+    bad = errors.notna().to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path.name}: {i + 2} 行目の市町村コードが正しくありません（{errors.iloc[i]}）")
+    return dict(zip(ins, muni.astype(str)))
+
+
+def _first_file(folder: Path | None, names) -> Path | None:
+    if folder is None:
+        return None
+    for n in names:
+        if (folder / n).is_file():
+            return folder / n
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Observations → wide text frame
+# ---------------------------------------------------------------------------------------------
+
+def _fiscal_year(dates: pd.Series) -> pd.Series:
+    return (dates.dt.year - (dates.dt.month < 4)).astype("Int64")
+
+
+def _age_at_fy_end(birth: pd.Series, fy: pd.Series) -> pd.Series:
+    """Age reached in fiscal year `fy` = age at its end, 3月31日 (docs/rules.md §1.4), vectorised.
+
+    年齢計算ニ関スル法律: the new age is reached at the end of the day before the birthday, so a
+    person born on 4月1日 reaches it on 3月31日, inside the fiscal year; only birthdays from
+    4月2日 fall in the next fiscal year.
+    """
+    end_year = fy.astype("float64") + 1
+    age = end_year - birth.dt.year
+    later = (birth.dt.month > 4) | ((birth.dt.month == 4) & (birth.dt.day > 1))
+    return (age - later.astype("float64")).astype("Int64")
+
+
+def _parse_ymd(s: pd.Series) -> pd.Series:
+    return pd.to_datetime(s.str.slice(0, 8), format="%Y%m%d", errors="coerce").astype("datetime64[ns]")
+
+
+_HEADER_COLUMNS = ("person_id", "fy", "muni_code", "exam_date", "sex", "age")
+
+
+@dataclass
+class _Wide:
+    frame: pd.DataFrame           # text cells, canonical column names, one row per document
+    item_of: pd.DataFrame         # (doc, column) → item code used (for exclusion labels)
+    value_excl: pd.DataFrame      # value-level exclusions found here (unit, code, JDS)
+
+
+def _wide_values(obs: pd.DataFrame, items: pd.DataFrame, docs: pd.Index) -> _Wide:
+    """Pivot mapped observations to one text row per document (rules in the module docstring)."""
+    kt = TABLES["kenshin"]
+    obs = obs.assign(item_code=obs["item_code"].astype(str), value=obs["value"].astype(object))
+    m = obs.merge(items[["item_code", "column", "role", "unit", "priority", "label"]]
+                  .rename(columns={"unit": "unit_expected"}), on="item_code", how="inner")
+    m = m[m["role"] != "unused"]
+    excl = []
+    # coded answers: XML code → canonical code (value_map); an undefined code is listed
+    maps = _value_maps(items)
+    coded = m["role"].isin(["code", "med_recheck", "blood_time"]).to_numpy()
+    if coded.any():
+        keys = m.loc[coded, "item_code"].astype(str) + "\x00" + m.loc[coded, "value"].fillna("")
+        flat = {f"{c}\x00{k}": v for c, mp in maps.items() for k, v in mp.items()}
+        mapped = keys.map(flat)
+        bad = mapped.isna() & m.loc[coded, "value"].notna()
+        if bad.any():
+            b = m.loc[coded].loc[bad]
+            allowed = b["item_code"].astype(str).map(lambda c: ", ".join(maps.get(c, {})))
+            excl.append(pd.DataFrame({"doc": b["doc"], "item_code": b["item_code"].astype(str),
+                                      "column": b["column"], "value": b["value"],
+                                      "reason": "回答コードが定義にありません（" + allowed + " のいずれかが必要）"}))
+        m.loc[coded, "value"] = mapped.to_numpy()
+    # PQ unit check: a different unit is not converted, it is listed (as for CSV files)
+    has_unit = m["unit_expected"].ne("") & m["unit"].notna()
+    wrong = has_unit & (m["unit"].astype(str).str.casefold() != m["unit_expected"].str.casefold())
+    if wrong.any():
+        b = m[wrong]
+        excl.append(pd.DataFrame({"doc": b["doc"], "item_code": b["item_code"].astype(str),
+                                  "column": b["column"], "value": b["value"].astype(str) + " " + b["unit"].astype(str),
+                                  "reason": "単位が違います（" + b["unit_expected"] + " が必要）"}))
+        m = m[~wrong]
+    jds = m["role"].eq("legacy_jds")
+    if jds.any():
+        b = m[jds]
+        excl.append(pd.DataFrame({"doc": b["doc"], "item_code": b["item_code"].astype(str),
+                                  "column": b["column"], "value": b["value"],
+                                  "reason": "HbA1c（JDS値）は NGSP値と混在させないため使いません"}))
+        m = m[~jds]
+    m = m[m["value"].notna()]
+    m = m.sort_values(["doc", "priority"], kind="stable")
+
+    cols = {}
+    item_rows = []
+
+    def first_of(sel: pd.DataFrame, name: str):
+        f = sel.drop_duplicates(["doc", "column"], keep="first")
+        item_rows.append(pd.DataFrame({"doc": f["doc"].to_numpy(), "column": name,
+                                       "item_code": f["item_code"].astype(str).to_numpy()}))
+        return f.set_index("doc")["value"]
+
+    plain = m[m["role"].isin(["value", "code"])]
+    for name, sel in plain.groupby("column", sort=False):  # one pass per canonical column
+        cols[name] = first_of(sel, name)
+    # blood pressure: その他 = reported value; else mean of 1回目/2回目 (TOKUTEI_XML §1.6)
+    for name in ("sbp", "dbp"):
+        b = m[m["column"].eq(name)]
+        rep = first_of(b[b["role"].eq("bp_reported")], name)
+        readings = b[b["role"].isin(["bp_1", "bp_2"])].copy()
+        readings["num"] = pd.to_numeric(readings["value"], errors="coerce")
+        mean = readings.groupby("doc")["num"].mean()
+        mean = mean[mean.notna() & ~mean.index.isin(rep.index)]
+        if len(mean):
+            # mean of two readings, written as the loader reads numbers ("123.5")
+            item_rows.append(pd.DataFrame({"doc": mean.index.to_numpy(), "column": name,
+                                           "item_code": "1回目・2回目の平均"}))
+        cols[name] = pd.concat([rep, mean.astype("str")])
+    # 中性脂肪: 空腹時 code first, then 随時; tg_fasting from 9N141, else from the code kind
+    tg = m[m["role"].isin(["tg_fasting", "tg_casual"])]
+    first_tg = tg.drop_duplicates("doc", keep="first")
+    cols["tg"] = first_of(first_tg, "tg")
+    kind = first_tg.set_index("doc")["role"].map({"tg_fasting": "1", "tg_casual": "2"})
+    bt = m[m["role"].eq("blood_time")].drop_duplicates("doc").set_index("doc")["value"]
+    cols["tg_fasting"] = pd.concat([bt, kind[~kind.index.isin(bt.index)]])
+    # 服薬: 保険者再確認 overrides the self-report
+    for name in ("med_bp", "med_glucose", "med_lipid"):
+        re_ = m[m["column"].eq(name) & m["role"].eq("med_recheck")]
+        if len(re_):
+            over = re_.drop_duplicates("doc").set_index("doc")["value"]
+            base = cols.get(name, pd.Series(dtype=object))
+            cols[name] = pd.concat([base[~base.index.isin(over.index)], over])
+    frame = pd.DataFrame(index=docs)
+    for c in kt.names:
+        if c in cols:
+            frame[c] = cols[c].reindex(docs)
+    value_excl = pd.concat(excl, ignore_index=True) if excl else \
+        pd.DataFrame(columns=["doc", "item_code", "column", "value", "reason"])
+    item_of = pd.concat(item_rows, ignore_index=True) if item_rows else \
+        pd.DataFrame(columns=["doc", "column", "item_code"])
+    return _Wide(frame=frame, item_of=item_of, value_excl=value_excl)
+
+
+class _DocFilter:
+    """Documents of one kind being validated: `drop` excludes documents as a whole (each listed
+    once, scope 行, file = archive/document path); `bad` marks the excluded ones."""
+
+    def __init__(self, docs: pd.DataFrame, table: str):
+        self.docs, self.table = docs, table
+        self.bad = pd.Series(False, index=docs.index)
+        self.excl: list[pd.DataFrame] = []
+
+    def drop(self, mask, column, values, reason) -> None:
+        mask = mask.fillna(False).astype(bool) & ~self.bad
+        if mask.any():
+            sel = self.docs[mask]
+            why = reason[mask].to_numpy(dtype=object) if isinstance(reason, pd.Series) else reason
+            ex = _io._exclusion_frame("", self.table, sel["doc"], column,
+                                      values[mask].to_numpy(dtype=object), why, _io.SCOPE_ROW)
+            ex["file"] = (sel["archive"] + "/" + sel["path"]).to_numpy()
+            self.excl.append(ex)
+            self.bad |= mask
+
+    def check_header(self, fields) -> None:
+        d = self.docs
+        self.drop(d["error"].notna(), "文書", d["path"], d["error"].fillna(""))
+        for col in fields:
+            ja = _HEADER_JA[col]
+            self.drop(d[col].isna(), ja, d[col].fillna(""), f"{ja} がありません（ヘッダ部の必須項目）")
+
+
+_HEADER_JA = {"insurer": "保険者番号", "bango": "被保険者証番号", "sex": "性別", "birth": "生年月日",
+              "exam_date": "受診日"}
+
+
+def _link(f: _DocFilter, data_folder: Path | None, enrollment: pd.DataFrame | None) -> None:
+    """person_id and muni_code of the documents in `f` (needs its `fy` column); documents that
+    cannot be linked are dropped. Person key: `hsutils.inputs.person_keys` (docs/formats/person_key.md);
+    municipality: 保険者市町村対応表, else the enrollment table (same year, else latest)."""
+    d = f.docs
+    key = person_key(d["insurer"], d["kigo"], d["bango"], d["edaban"])
+    id_file = person_keys.find_file(data_folder, PERSON_ID_FILES)
+    salt_file = person_keys.find_file(data_folder, SALT_FILES)
+    if id_file is not None:
+        pid = pd.Series(person_keys.read_person_ids(id_file).lookup(key).to_numpy(), index=key.index)
+        f.drop(pid.isna(), "被保険者証番号", key,
+               f"{id_file.name} にない被保険者です（保険者番号-記号-番号-枝番 が一致する行、"
+               "または枝番のない場合は保険者番号-記号-番号 が1人に決まる行が必要）")
+    elif salt_file is not None:
+        pid = person_keys.pseudonyms(key, salt_file)
+    else:
+        pid = key
+    d["person_id"] = pid
+    muni = pd.Series(np.nan, index=d.index, dtype="object")
+    ins = insurer_number(d["insurer"])
+    map_file = _first_file(data_folder, INSURER_MUNI_FILES)
+    if map_file is not None:
+        muni = ins.map(load_insurer_munis(map_file))
+    if enrollment is not None and len(enrollment):
+        e = enrollment[["person_id", "fy", "muni_code"]]
+        by_year = pd.Series(e["muni_code"].to_numpy(),
+                            index=pd.MultiIndex.from_arrays([e["person_id"], e["fy"].astype("int64")]))
+        by_year = by_year[~by_year.index.duplicated()]
+        fy_known = d["fy"].fillna(0).astype("int64")
+        got = by_year.reindex(pd.MultiIndex.from_arrays([d["person_id"], fy_known])).to_numpy()
+        muni = muni.fillna(pd.Series(got, index=d.index))
+        latest = e.sort_values("fy").drop_duplicates("person_id", keep="last").set_index("person_id")["muni_code"]
+        muni = muni.fillna(d["person_id"].map(latest))
+    f.drop(muni.isna(), "保険者番号", ins.fillna(""),
+           "市町村を決められません（保険者番号が保険者市町村対応表になく、対象者表にもこの人がいません）")
+    d["muni_code"] = muni
+
+
+
+# ---------------------------------------------------------------------------------------------
+# The import
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class XmlImport:
+    """Result of reading 特定健診 XML archives."""
+
+    result: _io.LoadResult            # canonical kenshin (data, exclusions, counts)
+    documents: pd.DataFrame           # one row per XML file: archive, path, kind, status
+    observation_table: pa.Table       # audit table, one row per observation (OBS_COLUMNS)
+    unknown_items: pd.DataFrame       # item_code, display_name, count
+    sources: list[str] = field(default_factory=list)
+    guidance: _io.LoadResult | None = None          # canonical guidance from hg08 documents
+    guidance_observation_table: pa.Table | None = None  # audit table of the hg08 documents
+    guidance_unknown_items: pd.DataFrame | None = None  # hg08 item codes not in the table
+    guidance_summary: dict = field(default_factory=dict)  # documents, rows, derived targets
+
+    @property
+    def observations(self) -> pd.DataFrame:
+        """The audit table as pandas (coded columns categorical)."""
+        return self.observation_table.to_pandas()
+
+    @property
+    def kenshin(self) -> pd.DataFrame:
+        return self.result.data
+
+    @property
+    def exclusions(self) -> pd.DataFrame:
+        return self.result.exclusions
+
+
+def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=None,
+                  workers: int | None = None, validate_xsd: bool = False,
+                  known_munis=None) -> XmlImport:
+    """Read 特定健診 XML archives and/or extracted folders into the canonical kenshin table.
+
+    `paths`: a folder (archives and extracted folders inside it), one archive, or a list.
+    `enrollment`: the canonical enrollment table, used for the municipality when no
+    保険者市町村対応表 is given. `data_folder`: where the optional helper files (個人ID対応表,
+    salt file, 保険者市町村対応表) are looked up (default: `paths` when it is a folder).
+    `validate_xsd`: check every 健診 document against the XSD its archive carries
+    (``XSD/hc08*.xsd``); the result per document is `documents["xsd"]`. `known_munis`: codes
+    of the municipality master (other codes exclude the document, as for CSV files).
+    """
+    if data_folder is None and isinstance(paths, (str, Path)) and Path(paths).is_dir():
+        data_folder = Path(paths)
+    data_folder = Path(data_folder) if data_folder is not None else None
+    sources = find_sources(paths)
+    parsed = parse_sources(sources, workers=workers, validate_xsd=validate_xsd)
+    docs = parsed.docs
+
+    kdocs = docs[docs["kind"].eq("kenshin")].copy()
+    n_docs = len(kdocs)
+    f = _DocFilter(kdocs, "kenshin")
+    f.check_header(("insurer", "bango", "sex", "birth", "exam_date"))
+    exam = _parse_ymd(kdocs["exam_date"].fillna(""))
+    birth = _parse_ymd(kdocs["birth"].fillna(""))
+    f.drop(exam.isna(), "受診日", kdocs["exam_date"].fillna(""), "受診日が日付として読めません（YYYYMMDD が必要）")
+    f.drop(birth.isna(), "生年月日", kdocs["birth"].fillna(""), "生年月日が日付として読めません（YYYYMMDD が必要）")
+    f.drop(birth > exam, "生年月日", kdocs["birth"].fillna(""), "生年月日が受診日より後です")
+    kdocs["exam"] = exam
+    kdocs["fy"] = _fiscal_year(exam)
+    kdocs["age"] = _age_at_fy_end(birth, kdocs["fy"])
+    _link(f, data_folder, enrollment)
+    excl, bad = f.excl, f.bad
+
+    keep = kdocs[~bad]
+    # Duplicate rule: earliest 受診日 first (same day: archive/path order); io keeps the first.
+    keep = keep.sort_values(["exam", "doc"], kind="stable")
+    value_columns = [c for c in TABLES["kenshin"].names if c not in _HEADER_COLUMNS]
+    frame = parsed.wide.reindex(index=keep["doc"], columns=value_columns)
+    frame.insert(0, "person_id", keep["person_id"].to_numpy())
+    frame.insert(1, "fy", keep["fy"].astype(str).to_numpy())
+    frame.insert(2, "muni_code", keep["muni_code"].astype(str).to_numpy())
+    frame.insert(3, "exam_date", keep["exam"].dt.strftime("%Y-%m-%d").to_numpy())
+    frame.insert(4, "sex", keep["sex"].to_numpy())
+    frame.insert(5, "age", keep["age"].astype(str).to_numpy())
+    # value-level problems found before validation are blanked and listed
+    ve = parsed.value_excl[parsed.value_excl["doc"].isin(keep["doc"])]
+    r = _io.read_text_frame(frame.reset_index(drop=True), "kenshin", LABEL,
+                            row_numbers=keep["doc"].to_numpy(), known_munis=known_munis)
+
+    # exclusions: io's rows → archive/document and item code
+    kt = TABLES["kenshin"]
+    where = (docs["archive"] + "/" + docs["path"]).set_axis(docs["doc"])
+    io_ex = r.exclusions.copy()
+    if len(io_ex):
+        io_ex["file"] = io_ex["row"].map(where).to_numpy()
+        ja_to_name = {c.ja: c.name for c in kt.columns}
+        code = parsed.item_of.drop_duplicates(["doc", "column"]).set_index(["doc", "column"])["item_code"]
+        names = io_ex["column"].map(ja_to_name)
+        lab = pd.Series(code.reindex(pd.MultiIndex.from_arrays([io_ex["row"], names.fillna("")])).to_numpy(),
+                        index=io_ex.index)
+        io_ex["column"] = np.where(lab.notna(), io_ex["column"] + "（" + lab.fillna("") + "）", io_ex["column"])
+    pre = _io._empty_exclusions()
+    if len(ve):
+        pre = pd.DataFrame({
+            "file": ve["doc"].map(where).to_numpy(), "table": "kenshin", "row": ve["doc"].to_numpy(),
+            "column": [f"{kt.column(c).ja}（{i}）" for c, i in zip(ve["column"], ve["item_code"])],
+            "value": ve["value"].astype(str).to_numpy(), "reason": ve["reason"].to_numpy(),
+            "scope": _io.SCOPE_VALUE}).astype({"row": "int64"})
+    parts = [x for x in (*excl, io_ex, pre) if len(x)]
+    exclusions = pd.concat(parts, ignore_index=True) if parts else _io._empty_exclusions()
+    exclusions = exclusions.sort_values(["row", "scope"], kind="stable").reset_index(drop=True)
+
+    n_doc_excluded = int(bad.sum())
+    n_read = n_docs
+    n_kept = r.n_kept
+    n_dropped = n_doc_excluded + r.n_dropped
+    assert n_read == n_kept + n_dropped, "document accounting broken"
+
+    unknown_items = parsed.unknown.sort_values("count", ascending=False, kind="stable")
+    unknown_items = pd.DataFrame({
+        "item_code": unknown_items["item_code"].astype(str).to_numpy(),
+        "display_name": unknown_items["display_name"].astype(object).fillna("").astype(str).to_numpy(),
+        "count": unknown_items["count"].astype("int64").to_numpy()})
+    docs["status"] = np.where(docs["kind"].eq("other"), "対象外",
+                              np.where(docs["doc"].isin(r.row_numbers), "採用", "除外"))
+    g = _read_guidance(parsed, data_folder, enrollment, known_munis, r.data)
+    docs.loc[docs["kind"].eq("guidance"), "status"] = np.where(
+        docs.loc[docs["kind"].eq("guidance"), "doc"].isin(g.used_docs), "採用", "除外")
+    docs = docs.drop(columns=["birth", "insurer", "kigo", "bango", "edaban"])  # no identifiers kept
+    n_obs, mapped = parsed.observations.num_rows, parsed.n_mapped
+    warnings = list(r.warnings)
+    warnings.append(
+        f"{LABEL}: アーカイブ・フォルダ {len(sources)} 件、XMLファイル {len(docs):,} 件"
+        f"（特定健診 {n_docs:,} 件、特定保健指導 {int(docs['kind'].eq('guidance').sum()):,} 件、"
+        f"その他 {int(docs['kind'].eq('other').sum()):,} 件）、"
+        f"検査値 {n_obs:,} 件（項目コード対応あり {mapped:,} 件、対応表にない {n_obs - mapped:,} 件）")
+    if len(unknown_items):
+        top = "、".join(f"{c} {d}（{n} 件）" for c, n, d in
+                       zip(unknown_items["item_code"].head(10), unknown_items["count"].head(10),
+                           unknown_items["display_name"].head(10)))
+        warnings.append(f"{LABEL}: 項目コード対応表にない項目 {len(unknown_items)} 種類（分析に使わず監査表に保持）: {top}")
+    result = _io.LoadResult(data=r.data, exclusions=exclusions, n_read=n_read, n_kept=n_kept,
+                            n_dropped=n_dropped, warnings=warnings, extra_columns=pd.DataFrame(index=range(n_kept)),
+                            file=LABEL, table="kenshin", row_numbers=r.row_numbers)
+    return XmlImport(result=result, documents=docs, observation_table=parsed.observations,
+                     unknown_items=unknown_items, sources=[s.label for s in sources],
+                     guidance=g.result, guidance_observation_table=parsed.guidance_observations,
+                     guidance_unknown_items=g.unknown, guidance_summary=g.summary)
+
+
+# ---------------------------------------------------------------------------------------------
+# 特定保健指導 (hg08) → the canonical guidance table
+# ---------------------------------------------------------------------------------------------
+
+LABEL_GUIDANCE = "特定保健指導XML"
+_TARGET_LEVELS = {"1": "積極的支援", "2": "動機付け支援"}  # 保健指導レベル 9N506 / 支援レベル codes
+
+
+@dataclass
+class _GuidanceRead:
+    result: _io.LoadResult | None
+    used_docs: np.ndarray
+    unknown: pd.DataFrame
+    summary: dict
+
+
+def _read_guidance(parsed: _Parsed, data_folder, enrollment, known_munis,
+                   kenshin: pd.DataFrame) -> _GuidanceRead:
+    """The guidance table from the 特定保健指導 documents (docs/formats/tokutei_xml.md §1.7).
+
+    One row per (person, 年度): all documents of a person and year (開始, 実績評価, 途中終了 …)
+    make one row. level = 支援レベル (1020000001) of the first document that has it; started =
+    a document with a 初回面接日 (section 90030) whose 報告区分 is not 25 初回未完了; completed = a
+    報告区分 22 実績評価 document. 年度 = that of 健診実施日 (1020000004) else of 初回面接日.
+    対象者 who never started have no document: when any guidance document was read, the 健診
+    rows whose reported 保健指導レベル (9N506) is 1/2 at age 40–74 and that have no row are added
+    with started = completed = なし (docs/rules.md §1: 対象者 come from the 階層化 of the 健診)."""
+    docs = parsed.docs
+    gd = docs[docs["kind"].eq("guidance")].copy()
+    obs_t = parsed.guidance_observations
+    empty_unknown = pd.DataFrame({"item_code": pd.Series(dtype=str), "display_name": pd.Series(dtype=str),
+                                  "count": pd.Series(dtype="int64")})
+    if not len(gd):
+        return _GuidanceRead(None, np.array([], dtype=np.int64), empty_unknown, {"documents": 0})
+    obs = obs_t.to_pandas() if obs_t is not None else pd.DataFrame(columns=list(OBS_COLUMNS))
+    obs = obs.assign(item_code=obs["item_code"].astype(str), value=obs["value"].astype(object))
+    items = guidance_item_table()
+    known = obs["item_code"].isin(set(items["item_code"]))
+    unk = obs[~known]
+    unknown = (unk.groupby("item_code", sort=False)
+               .agg(display_name=("display_name", "first"), count=("doc", "size")).reset_index())
+    unknown = pd.DataFrame({"item_code": unknown["item_code"].astype(str).to_numpy(),
+                            "display_name": unknown["display_name"].astype(object).fillna("").astype(str).to_numpy(),
+                            "count": unknown["count"].astype("int64").to_numpy()}) \
+        .sort_values("count", ascending=False, kind="stable") if len(unknown) else empty_unknown
+    m = obs[known].merge(items[["item_code", "role"]], on="item_code")
+    first_by_doc = lambda role: m[m["role"].eq(role) & m["value"].notna()].drop_duplicates("doc") \
+        .set_index("doc")["value"]  # noqa: E731 (first value per document)
+    level_code = first_by_doc("level")
+    checkup = first_by_doc("checkup_date")
+
+    f = _DocFilter(gd, "guidance")
+    f.check_header(("insurer", "bango"))
+    value_excl = []
+    lc = gd["doc"].map(level_code)
+    gd["level"] = lc.map(_TARGET_LEVELS)
+    bad_level = lc.notna() & gd["level"].isna()
+    if bad_level.any():
+        b = gd[bad_level & ~f.bad]
+        value_excl.append(pd.DataFrame({
+            "file": (b["archive"] + "/" + b["path"]).to_numpy(), "table": "guidance",
+            "row": b["doc"].to_numpy(), "column": "支援レベル（1020000001）", "value": lc[b.index].astype(str).to_numpy(),
+            "reason": "支援レベルのコードが 1（積極的支援）・2（動機付け支援）ではありません", "scope": _io.SCOPE_VALUE}))
+    first = _parse_ymd(gd["first_date"].fillna(""))
+    ck_text = gd["doc"].map(checkup)
+    ck = _parse_ymd(ck_text.fillna(""))
+    f.drop(gd["first_date"].notna() & first.isna(), "初回面接日", gd["first_date"].fillna(""),
+           "初回面接日が日付として読めません（YYYYMMDD が必要）")
+    f.drop(ck_text.notna() & ck.isna(), "健診実施日", ck_text.fillna(""),
+           "健診実施日（1020000004）が日付として読めません（YYYYMMDD が必要）")
+    base = ck.fillna(first)
+    f.drop(base.isna(), "健診実施日", ck_text.fillna(""),
+           "年度を決められません（健診実施日 1020000004 も初回面接日（指導初回情報セクション）もありません）")
+    gd["fy"] = _fiscal_year(base)
+    _link(f, data_folder, enrollment)
+    keep = gd[~f.bad].copy()
+    keep["started"] = keep["first_date"].notna() & keep["report_code"].ne(REPORT_GUIDANCE_NOT_STARTED)
+    keep["completed"] = keep["report_code"].eq(REPORT_GUIDANCE_FINAL)
+    keep = keep.sort_values("doc", kind="stable")
+    rows = (keep.groupby(["person_id", "fy"], sort=False)
+            .agg(doc=("doc", "first"), muni_code=("muni_code", "first"), level=("level", "first"),
+                 started=("started", "any"), completed=("completed", "any"), n=("doc", "size"))
+            .reset_index())
+    frame = pd.DataFrame({"person_id": rows["person_id"].to_numpy(), "fy": rows["fy"].astype(str).to_numpy(),
+                          "muni_code": rows["muni_code"].astype(str).to_numpy(),
+                          "level": rows["level"].fillna("").to_numpy(),
+                          "started": np.where(rows["started"], "1", "2"),
+                          "completed": np.where(rows["completed"], "1", "2")})
+    row_numbers = rows["doc"].to_numpy(dtype=np.int64)
+    # 対象者 without any document, from the 健診 (reported 保健指導レベル 1/2, age 40–74)
+    n_derived = 0
+    if kenshin is not None and len(kenshin) and "guidance_level_reported" in kenshin:
+        lvl = kenshin["guidance_level_reported"].astype("Int64").astype(str)
+        age = kenshin["age"].astype("float64")
+        t = kenshin[lvl.isin(list(_TARGET_LEVELS)).to_numpy() & (age >= 40).to_numpy() & (age <= 74).to_numpy()]
+        have = pd.MultiIndex.from_arrays([rows["person_id"].astype(str), rows["fy"].astype("int64")])
+        tk = pd.MultiIndex.from_arrays([t["person_id"].astype(str), t["fy"].astype("int64")])
+        t = t[~tk.isin(have)]
+        n_derived = len(t)
+        if n_derived:
+            frame = pd.concat([frame, pd.DataFrame({
+                "person_id": t["person_id"].astype(str).to_numpy(), "fy": t["fy"].astype(str).to_numpy(),
+                "muni_code": t["muni_code"].astype(str).to_numpy(),
+                "level": t["guidance_level_reported"].astype("Int64").astype(str).map(_TARGET_LEVELS).to_numpy(),
+                "started": "2", "completed": "2"})], ignore_index=True)
+            start = int(docs["doc"].max()) + 1  # row numbers after the documents'
+            row_numbers = np.concatenate([row_numbers, np.arange(start, start + n_derived, dtype=np.int64)])
+    r = _io.read_text_frame(frame, "guidance", LABEL_GUIDANCE, row_numbers=row_numbers, known_munis=known_munis)
+    where = (docs["archive"] + "/" + docs["path"]).set_axis(docs["doc"])
+    io_ex = r.exclusions.copy()
+    if len(io_ex):
+        io_ex["file"] = io_ex["row"].map(where).fillna("特定健診XML（保健指導レベルからの対象者）").to_numpy()
+    parts = [x for x in (*f.excl, *value_excl, io_ex) if len(x)]
+    exclusions = pd.concat(parts, ignore_index=True) if parts else _io._empty_exclusions()
+    exclusions = exclusions.sort_values(["row", "scope"], kind="stable").reset_index(drop=True)
+    # document accounting: every document is used (its row kept) or excluded
+    kept_keys = pd.MultiIndex.from_arrays([r.data["person_id"].astype(str), r.data["fy"].astype("int64")]) \
+        if len(r.data) else pd.MultiIndex.from_arrays([[], []])
+    kk = pd.MultiIndex.from_arrays([keep["person_id"].astype(str), keep["fy"].astype("int64")])
+    used = keep["doc"].to_numpy()[kk.isin(kept_keys)]
+    n_docs, n_excl_docs = len(gd), len(gd) - len(used)
+    assert n_docs == len(used) + n_excl_docs
+    n_rows = len(frame)
+    n_pre = int(f.bad.sum())
+    result = _io.LoadResult(
+        data=r.data, exclusions=exclusions, n_read=n_rows + n_pre, n_kept=r.n_kept,
+        n_dropped=n_pre + r.n_dropped, warnings=list(r.warnings) + [
+            f"{LABEL_GUIDANCE}: 文書 {n_docs:,} 件（採用 {len(used):,} 件、除外 {n_excl_docs:,} 件）→ "
+            f"{len(rows):,} 行（同じ人・年度の文書は1行にまとめます）、"
+            f"健診の保健指導レベルからの対象者（初回面接なし）{n_derived:,} 行"],
+        extra_columns=pd.DataFrame(index=range(r.n_kept)), file=LABEL_GUIDANCE, table="guidance",
+        row_numbers=r.row_numbers)
+    assert result.n_read == result.n_kept + result.n_dropped, "guidance accounting broken"
+    n_obs = obs_t.num_rows if obs_t is not None else 0
+    summary = {"documents": n_docs, "used": len(used), "excluded": n_excl_docs, "rows": len(rows),
+               "derived": n_derived, "observations": n_obs, "mapped": int(known.sum()),
+               "unknown": n_obs - int(known.sum())}
+    return _GuidanceRead(result, used, unknown, summary)
+
+
+
+def describe_import(imp: XmlImport, k: int = 5) -> list[str]:
+    """Japanese lines for `hsutils check`: archives, documents, items, exclusions by reason."""
+    d = imp.documents
+    ken = d[d["kind"].eq("kenshin")]
+    shown = "、".join(imp.sources[:k]) + (" ほか" if len(imp.sources) > k else "")
+    lines = [f"  アーカイブ・展開フォルダ: {len(imp.sources):,} 件（{shown or 'なし'}）",
+             f"  特定健診の文書: {len(ken):,} 件（採用 {int(ken['status'].eq('採用').sum()):,} 件、"
+             f"除外 {int(ken['status'].eq('除外').sum()):,} 件）、その他のXML（交換用基本情報・集計情報等）"
+             f" {int(d['kind'].eq('other').sum()):,} 件"]
+    if ken["xsd"].notna().any():
+        x = ken["xsd"].fillna("")
+        lines.append(f"  XSD検証（アーカイブ同梱の XSD）: 適合 {int(x.eq('適合').sum()):,} 件、"
+                     f"不適合 {int(x.str.startswith('不適合').sum()):,} 件、"
+                     f"検証なし {int((~(x.eq('適合') | x.str.startswith('不適合'))).sum()):,} 件")
+        for _, r in ken[x.str.startswith("不適合")].head(k).iterrows():  # a few examples
+            lines.append(f"    {r['archive']}/{r['path']}: {r['xsd']}")
+    if len(imp.unknown_items):
+        lines.append(f"  項目コード対応表にない項目: {len(imp.unknown_items)} 種類、"
+                     f"{int(imp.unknown_items['count'].sum()):,} 件（分析に使わず監査表に保持）")
+    lines.extend(_reason_lines(imp.exclusions))
+    return lines
+
+
+def _reason_lines(exclusions: pd.DataFrame) -> list[str]:
+    if not len(exclusions):
+        return []
+    lines = ["  除外の理由ごとの件数:"]
+    counts = exclusions.groupby(["scope", "reason"], sort=False).size()
+    for (scope, reason), n in counts.items():  # a few reason groups
+        what = "文書を除外" if scope == _io.SCOPE_ROW else "値を欠損扱い"
+        lines.append(f"    [{what}] {reason} … {n:,} 件")
+    return lines
+
+
+def describe_guidance(imp: XmlImport) -> list[str]:
+    """Japanese lines for `hsutils check` about the 特定保健指導 (hg08) documents."""
+    s = imp.guidance_summary
+    if not s.get("documents"):
+        return ["  特定保健指導の文書: 0 件（保健指導の表は作りません）"]
+    lines = [f"  特定保健指導の文書: {s['documents']:,} 件（採用 {s['used']:,} 件、除外 {s['excluded']:,} 件）→ "
+             f"{s['rows']:,} 行（同じ人・年度の文書を1行に）、健診の保健指導レベルからの対象者（初回面接なし）"
+             f"{s['derived']:,} 行",
+             f"  保健指導の項目: {s['observations']:,} 件（項目コード対応あり {s['mapped']:,} 件、"
+             f"対応表にない {s['unknown']:,} 件）"]
+    u = imp.guidance_unknown_items
+    if u is not None and len(u):
+        top = "、".join(f"{c}（{n} 件）" for c, n in zip(u["item_code"].head(5), u["count"].head(5)))
+        lines.append(f"  保健指導の項目コード対応表にない項目: {len(u)} 種類（監査表に保持）: {top}")
+    lines.extend(_reason_lines(imp.guidance.exclusions))
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache: a batch parses the archives once
+# ---------------------------------------------------------------------------------------------
+
+def _sources_hash(folder: Path, extra: list[Path], known_munis) -> str:
+    h = hashlib.sha256()
+    for s in find_sources(folder):
+        for m in ((s.path,) if s.is_zip else [s.path / n for n in s.members]):
+            h.update(str(Path(m).relative_to(folder)).encode("utf-8"))
+            h.update(Path(m).read_bytes() if not s.is_zip else _file_digest(Path(m)))
+    for p in extra:
+        if p is not None and p.exists():
+            h.update(p.name.encode("utf-8"))
+            h.update(_file_digest(p))
+    for name in (ITEM_TABLE, GUIDANCE_ITEM_TABLE):
+        with resources.files("hsutils").joinpath("data", name).open("rb") as fh:
+            h.update(fh.read())
+    h.update(json.dumps({"schema": _io.SCHEMA_VERSION, "reader": READER_VERSION,
+                         "munis": known_munis}).encode())
+    return h.hexdigest()[:32]
+
+
+def _file_digest(p: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def read_folder_cached(folder, enrollment: pd.DataFrame | None, enrollment_file: Path | None = None,
+                       cache_dir=None, known_munis=None, table: str = "kenshin") -> _io.LoadResult | None:
+    """`read_archives(folder).result` (table ``kenshin``) or `.guidance` (table ``guidance``;
+    None when the archives hold no 保健指導 document) through `hsutils.inputs.io`'s content-hash
+    Parquet cache. One parse fills both tables' cache entries, so a batch parses XML once.
+
+    The key covers every archive/XML file, the helper files, the enrollment file (it links
+    persons to municipalities), both item tables and the schema version.
+    """
+    folder = Path(folder)
+    known = None if known_munis is None else sorted(str(k) for k in known_munis)
+    if cache_dir is None:
+        imp = read_archives(folder, enrollment=enrollment, known_munis=known)
+        return imp.result if table == "kenshin" else imp.guidance
+    helpers = [_first_file(folder, n) for n in (PERSON_ID_FILES, SALT_FILES, INSURER_MUNI_FILES)]
+    key = _sources_hash(folder, [*helpers, enrollment_file], known)
+    paths = {t: _io._cache_paths(Path(cache_dir), f"{t}_xml", key) for t in ("kenshin", "guidance")}
+    none_marker = paths["guidance"]["meta"].with_name(paths["guidance"]["meta"].name + ".none")
+    if table == "guidance" and none_marker.exists():
+        _io.CACHE_STATS["hits"] += 1
+        return None
+    cached = _io._read_cached(paths[table])
+    if cached is not None:
+        _io.CACHE_STATS["hits"] += 1
+        return cached
+    _io.CACHE_STATS["misses"] += 1
+    imp = read_archives(folder, enrollment=enrollment, known_munis=known)
+    _io._write_cache(paths["kenshin"], imp.result)
+    if imp.guidance is not None:
+        _io._write_cache(paths["guidance"], imp.guidance)
+    else:
+        none_marker.parent.mkdir(parents=True, exist_ok=True)
+        none_marker.write_text("no guidance documents\n", encoding="utf-8")
+    return imp.result if table == "kenshin" else imp.guidance

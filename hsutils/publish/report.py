@@ -1,0 +1,294 @@
+"""Writing figures, tables and workbooks to the output layout, atomically (docs/design.md §7, §9).
+
+Layout: ``<outputs>/<run>/<muni_code>_<name>/<notebook>/`` with ``figures/`` (PNG 300 dpi, and
+the vector PDF outside the batch; `print_pack` makes one printable PDF per folder), ``tables/`` (CSV UTF-8 with BOM so Excel opens it; one xlsx per notebook) and
+``confidential/`` (person-level lists only, docs/design.md §6).
+
+Every file is written to a temporary name in the same folder and renamed with `os.replace`
+(`hsutils.core.files`), so a failed run never leaves a half-written file. Figures are written with fixed metadata (no creation
+date), so the same input gives byte-identical files (docs/design.md §9).
+"""
+from __future__ import annotations
+
+import io
+import re
+import unicodedata
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+
+from hsutils.core import settings
+from hsutils.core.errors import ParameterError
+from hsutils.core.files import atomic_path, atomic_write_bytes, atomic_write_text  # re-exported: the one implementation
+
+__all__ = [
+    "FIGURE_DPI", "SUBFOLDERS", "atomic_write_bytes", "atomic_write_text", "output_dir",
+    "save_figure", "print_pack", "print_packs", "PRINT_PACK", "save_table", "write_xlsx", "safe_name", "display_table", "COLUMN_LABELS_JA",
+]
+
+#: Resolution of PNG figures (docs/design.md §7).
+FIGURE_DPI = 300
+#: matplotlib settings read when a file is written (not when the figure is drawn): TrueType fonts
+#: embedded in PDF/PS, text as paths and a fixed hash salt in SVG (reproducible files, docs/design.md §9).
+SAVE_RCPARAMS = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path", "svg.hashsalt": "hsutils"}
+#: Sub-folders of every notebook output folder (docs/design.md §7).
+SUBFOLDERS = ("figures", "tables", "confidential")
+
+# Fixed metadata: no dates, no version strings, so files are reproducible (docs/design.md §9).
+_FIXED_METADATA = {
+    "png": {"Software": None},
+    "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
+    "svg": {"Date": None, "Creator": None},
+}
+#: PNG encoder settings: zlib level 1 instead of PIL's 6. The pixels are the same; the 300-dpi
+#: files are about a fifth larger and encoding takes about half the CPU time (measured on the 13
+#: figures of notebook 04: 3.39 s → 1.84 s; issue 18 §1).
+_PIL_KWARGS = {"png": {"compress_level": 1}}
+_ILLEGAL = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+_SHEET_ILLEGAL = re.compile(r"[\[\]:*?/\\]")
+
+
+def safe_name(name: str) -> str:
+    """File/folder name safe on Windows and POSIX: NFC, path separators and reserved characters
+    replaced by "_", no leading/trailing dots or spaces."""
+    cleaned = _ILLEGAL.sub("_", unicodedata.normalize("NFC", str(name))).strip(" .")
+    if not cleaned:
+        raise ParameterError(f"ファイル名 {name!r} が空になります。英数字か日本語を含む名前にしてください。")
+    return cleaned
+
+
+def output_dir(root, run: str, muni_code: str, muni_name: str, notebook: str,
+               create: bool = True) -> Path:
+    """Folder of one notebook's outputs: ``root/<run>/<muni_code>_<muni_name>/<notebook>/``
+    (docs/design.md §7). `root` is the outputs folder (e.g. ``Path("outputs")``); a ``.ipynb`` suffix of
+    `notebook` is dropped. With `create`, the folder and its ``figures/``, ``tables/`` and
+    ``confidential/`` sub-folders are made."""
+    nb = Path(str(notebook)).name
+    if nb.endswith(".ipynb"):
+        nb = nb[: -len(".ipynb")]
+    folder = Path(root) / safe_name(run) / safe_name(f"{muni_code}_{muni_name}") / safe_name(nb)
+    if create:
+        for sub in SUBFOLDERS:
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_figure(fig, out_dir, name: str, formats=None, dpi: int = FIGURE_DPI) -> dict:
+    """Write `fig` to ``out_dir/figures/<name>.png`` (300 dpi) and ``.pdf`` atomically with fixed
+    metadata, so the same figure gives byte-identical files (docs/design.md §7, §9). `formats`
+    defaults to `settings.figure_formats()` (PNG + PDF; PNG only in a batch run). Returns
+    ``{"png": Path, "pdf": Path}`` (one key per format written)."""
+    if formats is None:
+        formats = settings.figure_formats()
+    folder = Path(out_dir) / "figures"
+    paths = {}
+    for fmt in formats:
+        if fmt not in _FIXED_METADATA:
+            raise ParameterError(f"図の形式 {fmt!r} には対応していません（png, pdf, svg）。")
+        buffer = io.BytesIO()
+        with matplotlib.rc_context(SAVE_RCPARAMS):  # no global setting needed or changed
+            extra = {"pil_kwargs": _PIL_KWARGS[fmt]} if fmt in _PIL_KWARGS else {}
+            fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_FIXED_METADATA[fmt], **extra)
+        paths[fmt] = atomic_write_bytes(folder / f"{safe_name(name)}.{fmt}", buffer.getvalue())
+    return paths
+
+
+#: Name of the printable copy of a notebook output's figures (`print_pack`).
+PRINT_PACK = "図表_印刷用.pdf"
+
+
+def print_pack(notebook_dir, quality: int = 95) -> Path | None:
+    """One printable PDF of a notebook output's figures: ``<notebook_dir>/図表_印刷用.pdf``, one page
+    per ``figures/*.png`` (300 dpi, name order), written atomically. Made once, on demand
+    (``hsutils figures``), from the PNGs a batch already wrote, instead of a vector PDF per figure
+    per run (issue 18 §1): at 300 dpi a page prints as sharp as the vector copy on an office
+    printer. Returns None when the folder has no PNG."""
+    from PIL import Image
+
+    pngs = sorted((Path(notebook_dir) / "figures").glob("*.png"))
+    if not pngs:
+        return None
+    pages = []
+    for png in pngs:
+        with Image.open(png) as im:
+            pages.append(im.convert("RGB"))
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="PDF", save_all=True, append_images=pages[1:], resolution=FIGURE_DPI,
+                  quality=quality)
+    return atomic_write_bytes(Path(notebook_dir) / PRINT_PACK, buffer.getvalue())
+
+
+def print_packs(run_dir) -> list[Path]:
+    """`print_pack` for every notebook output folder under `run_dir` (a batch run, or one area)."""
+    folders = sorted({p.parent.parent for p in Path(run_dir).rglob("figures/*.png")
+                      if settings.CONFIDENTIAL not in p.parts})
+    return [path for path in (print_pack(folder) for folder in folders) if path is not None]
+
+
+def save_table(df: pd.DataFrame, out_dir, name: str, index: bool = False) -> Path:
+    """Write ``out_dir/tables/<name>.csv`` as UTF-8 with BOM (Excel opens it with Japanese
+    intact), atomically (docs/design.md §7)."""
+    path = Path(out_dir) / "tables" / f"{safe_name(name)}.csv"
+    return atomic_write_text(path, df.to_csv(index=index, lineterminator="\r\n"), encoding="utf-8-sig")
+
+
+def _display_width(text: str) -> int:
+    """Width in Excel character units: full-width characters count 2."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _sheet_names(keys) -> list[str]:
+    """Excel sheet names: no []:*?/\\, at most 31 characters, unique."""
+    names, seen = [], set()
+    for key in keys:
+        base = _SHEET_ILLEGAL.sub("_", str(key)).strip("'")[:31] or "Sheet"
+        name, k = base, 2
+        while name.lower() in seen:
+            suffix = f"_{k}"
+            name = base[: 31 - len(suffix)] + suffix
+            k += 1
+        seen.add(name.lower())
+        names.append(name)
+    return names
+
+
+def write_xlsx(tables: Mapping[str, pd.DataFrame], path, column_labels: Mapping[str, str] | None = None,
+               index: bool = False) -> Path:
+    """One workbook, one sheet per table (sheet name = key), written atomically (docs/design.md §7).
+
+    Headers are the frame's columns (pass Japanese column names, or `column_labels` mapping
+    canonical names to Japanese); header row bold, panes frozen below the header, column widths
+    from the longest text (full-width characters count double, capped at 60).
+    """
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    path = Path(path)
+    if not tables:
+        raise ParameterError("write_xlsx に書き出す表がありません。")
+    with atomic_path(path) as tmp:
+        with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
+            for sheet, (key, df) in zip(_sheet_names(tables.keys()), tables.items()):
+                frame = df.reset_index() if index else df
+                if column_labels:
+                    frame = frame.rename(columns=dict(column_labels))
+                frame.to_excel(writer, sheet_name=sheet, index=False)
+                ws = writer.sheets[sheet]
+                ws.freeze_panes = "A2"
+                for cell in ws[1]:
+                    cell.font = Font(bold=True)
+                for j, col in enumerate(frame.columns, start=1):
+                    texts = [str(col)] + [str(v) for v in frame[col].head(1000).tolist()]  # pandas 3: astype(str) keeps NaN
+                    width = min(max(_display_width(t) for t in texts) + 2, 60)
+                    ws.column_dimensions[get_column_letter(j)].width = width
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# One style for every table a notebook displays (issue 25)
+# ---------------------------------------------------------------------------------------------
+#: Japanese headers of the column names the library uses in many tables; a notebook passes
+#: `labels` for its own. Rate columns get their unit in the header (`display_table`).
+COLUMN_LABELS_JA = {
+    "muni_code": "市町村コード", "muni_name": "市町村", "area_name": "地域", "district_name": "地区",
+    "medical_area": "二次医療圏", "indicator_name": "指標", "fy": "年度", "sex": "性別", "age_band": "年齢階級",
+    "numerator": "該当者数", "denominator": "対象者数", "count": "人数", "expected": "期待数",
+    "crude_rate": "粗率", "adj_rate": "年齢調整率", "rate": "割合", "value": "値",
+    "lower": "下限", "upper": "上限", "sr": "標準化比", "sr_lower": "標準化比の下限", "sr_upper": "標準化比の上限",
+    "comparison": "比較", "judgement": "判定", "change": "変化", "suppressed": "秘匿", "score": "得点",
+    "rank": "順位", "reasons": "理由",
+}
+#: Columns never shown: internal identifiers and keys (the reader needs the names, not the ids).
+HIDDEN_COLUMN_SUFFIXES = ("_id", "_key")
+HIDDEN_COLUMNS = ("key", "indicator_id", "step_id", "person_id", "polarity", "method", "conf", "unit",
+                  "キー", "指標ID")
+#: Rate columns of the library whose header gets the unit (e.g. 粗率（%）); others only when in `rates`.
+RATE_COLUMNS = ("crude_rate", "adj_rate", "rate", "ref_rate", "share", "crude_lower", "crude_upper",
+                "adj_lower", "adj_upper", "rate_first", "rate_last")
+#: What a True in a boolean column (e.g. 秘匿あり) shows; False shows nothing.
+FLAG_MARK = "〇"
+
+
+def _is_count(values: pd.Series) -> bool:
+    num = pd.to_numeric(values, errors="coerce").dropna()
+    return bool(len(num)) and bool((num == num.round()).all()) and not pd.api.types.is_float_dtype(values)
+
+
+def display_table(df: pd.DataFrame, labels: Mapping[str, str] | None = None, *, counts=(), rates=(),
+                  ratios=(), text=(), unit: str = "%", keep=(), drop=()):
+    """The one style of a table shown in a notebook or its HTML report (a pandas Styler).
+
+    * headers in Japanese: `labels`, then `COLUMN_LABELS_JA`; rate columns (`RATE_COLUMNS`, `rates`)
+      get the unit, e.g. 粗率（%）;
+    * counts with thousands separators (`2,659,256`), rates with one decimal (`15.9`), ratios
+      (標準化比, `ratios`) with two; the suppression mark 「‐」 and other text stay as they are;
+      columns in `text` are shown as written (a parameter value 2024 stays 2024);
+    * boolean columns (e.g. 秘匿あり) show `FLAG_MARK` for True and nothing for False;
+    * internal ids and keys (`HIDDEN_COLUMNS`, names ending in `_id`/`_key`) are left out unless in
+      `keep`; `drop` leaves out more;
+    * text is never cut (no ``...``); row labels (a non-default index) become the first column(s),
+      a default 0, 1, 2 … index is not shown.
+
+    A column is a count when named in `counts`, or when its numbers are whole and its dtype is not
+    float (also an object column of whole numbers and 「‐」 after suppression); a rate when named in
+    `rates` or when any number has a fraction. Nothing is computed here: the values are the ones
+    passed (already suppressed by `privacy`).
+    """
+    labels = {**COLUMN_LABELS_JA, **(labels or {})}
+    keep, drop = set(keep), set(drop)
+    if isinstance(df.columns, pd.MultiIndex):  # pivots: one header row, levels joined
+        df = df.set_axis([" ".join(str(v) for v in c if str(v)) for c in df.columns], axis=1)
+    if not isinstance(df.index, pd.RangeIndex):  # row labels (pivots, set_index) become a column
+        names = [n if n is not None else "" for n in df.index.names]
+        df = df.rename_axis(names).reset_index()
+    shown_cols = [c for c in df.columns if c in keep or not (
+        c in drop or c in HIDDEN_COLUMNS or str(c).endswith(HIDDEN_COLUMN_SUFFIXES))]
+    t = df[shown_cols].reset_index(drop=True)
+    formats, headers = {}, {}
+    for c in shown_cols:
+        col = t[c]
+        header, decimals = str(labels.get(c, c)), None
+        if pd.api.types.is_bool_dtype(col) or (col.notna().any() and col.dropna().map(type).eq(bool).all()):
+            t[c] = col.map(lambda v: FLAG_MARK if v is True or str(v) == "True" else "")
+        elif c in text:
+            t[c] = col.astype(str).where(col.notna(), "")  # shown as written (e.g. parameter values)
+        elif _is_year(c, header):
+            decimals = -1  # a fiscal year: a whole number without separators (2024, not 2,024)
+        elif c in ratios or c in ("sr", "sr_lower", "sr_upper") or header.startswith("標準化") and "率" not in header:
+            decimals = 2
+        elif c in counts or (c not in rates and _is_count(col)):
+            decimals = 0
+        elif c in rates or pd.to_numeric(col, errors="coerce").notna().any():
+            decimals = 1
+            if unit and (c in rates or c in RATE_COLUMNS) and unit not in header:
+                header = f"{header}（{unit}）"
+        headers[c] = header
+        if decimals is not None:
+            formats[header] = _fmt(decimals)
+    t = t.rename(columns=headers)
+    styler = t.style.hide(axis="index").format(formats, na_rep="")
+    return styler.set_table_styles([{"selector": "td", "props": "white-space: pre-wrap; text-align: right;"},
+                                    {"selector": "th", "props": "text-align: center;"}])
+
+
+def _is_year(name, header: str) -> bool:
+    name = str(name)
+    return name == "fy" or name.startswith("fy_") or name.endswith("_fy") or header in ("年度", "西暦年度")
+
+
+def _fmt(decimals: int):
+    """Formatter of one column: `decimals` places with thousands separators (−1: a plain whole
+    number such as a year); text (the suppression mark) and missing values pass through."""
+    def f(v):
+        if isinstance(v, str) or v is None:
+            return "" if v is None else v
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            return str(v)
+        if x != x:
+            return ""
+        return f"{x:.0f}" if decimals < 0 else f"{x:,.{decimals}f}"
+    return f
