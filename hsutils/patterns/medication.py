@@ -28,6 +28,7 @@ import pandas as pd
 
 from hsutils import stats
 from hsutils.inputs import claims_rules
+from hsutils.inputs.lookback import month_index  # the one YYYYMM → month-number helper (docs/hotei.md §7)
 from hsutils.analysis import areas
 from hsutils.publish import plots, privacy
 from hsutils.core.errors import DataError, ParameterError
@@ -129,12 +130,6 @@ def criteria_text(p: MedicationParams) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Monthly counts (docs/rules.md §10.1–§10.4)
-
-
-def month_index(ym) -> np.ndarray:
-    """YYYYMM -> months since year 0 (consecutive months differ by 1, across year ends)."""
-    ym = np.asarray(ym, dtype=np.int64)
-    return ym // 100 * 12 + ym % 100 - 1
 
 
 def ym_of(mi) -> np.ndarray:
