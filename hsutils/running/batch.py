@@ -964,8 +964,11 @@ def _on_stop_signal(signum, frame):
 
 
 def _install_stop_handlers() -> dict[int, Any]:
+    """Ctrl-C, SIGTERM and SIGHUP all stop the batch cleanly. SIGINT is installed explicitly: a
+    process started in the background of a script (`make demo &`, nohup, some schedulers) inherits
+    SIGINT as *ignored*, and Python then never raises KeyboardInterrupt, so `kill -INT` did nothing."""
     saved = {}
-    for name in ("SIGTERM", "SIGHUP"):
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None and threading.current_thread() is threading.main_thread():
             saved[sig] = signal.signal(sig, _on_stop_signal)
