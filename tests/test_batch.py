@@ -11,13 +11,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
 
-from hsutils.running import batch, params
+from hsutils.running import batch, cli, params
 from hsutils.core.errors import ParameterError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,7 +190,7 @@ def test_sigint_leaves_consistent_index_and_resume_completes(project):
         os.kill(proc.pid, signal.SIGINT)
         # what is tested is the state left behind, not how fast: on a loaded 2-core CI the kernel
         # shutdown and index writing after ^C took over 40 s while the other xdist worker ran notebooks
-        stdout, _ = proc.communicate(timeout=120)
+        stdout, _ = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -402,3 +403,29 @@ def test_scheduler_key_validated_and_handed_to_the_shared_pass(project, monkeypa
     monkeypatch.setenv("HSUTILS_SCHEDULER", "tcp://cli:8786")  # what `hsutils batch --scheduler` sets
     batch.prepare_shared(p, {}, "k", prepare=prepare)
     assert seen == ["tcp://10.0.0.5:8786", "tcp://cli:8786"]
+
+
+def test_index_links_the_print_pack_once_made(tmp_path):
+    """index.html says how to make the printable PDF; after `hsutils figures` it links each one."""
+    entry = {"status": "ok", "notebook": "02_large_insurer", "title": "t", "level": "muni", "muni_code": "17201",
+             "muni_name": "金沢市", "report": "17201_金沢市/02_large_insurer/02_large_insurer.html",
+             "log": "logs/02_large_insurer_17201.log", "seconds": 5.6, "reused": False}
+    other = {**entry, "muni_code": "17202", "muni_name": "七尾市",
+             "report": "17202_七尾市/02_large_insurer/02_large_insurer.html"}
+    manifest = {"format": batch.MANIFEST_FORMAT, "runs": {"02_large_insurer/17201": entry,
+                                                        "02_large_insurer/17202": other}, "run_name": "t"}
+    batch._write_state(tmp_path, manifest, ["02_large_insurer/17201"], "t")  # 17202 not in this run's plan
+    index = (tmp_path / batch.INDEX_NAME).read_text(encoding="utf-8")
+    assert "印刷用PDF</a>" not in index and f"hsutils figures {tmp_path}" in index
+
+    figures = tmp_path / "17201_金沢市" / "02_large_insurer" / "figures"
+    figures.mkdir(parents=True)
+    from PIL import Image
+    Image.new("RGB", (40, 30), "white").save(figures / "a.png")
+    assert cli.main(["figures", str(tmp_path)]) == 0
+    index = (tmp_path / batch.INDEX_NAME).read_text(encoding="utf-8")
+    href = urllib.parse.quote("17201_金沢市/02_large_insurer/図表_印刷用.pdf", safe="/")
+    assert index.count(f'<a href="{href}">印刷用PDF</a>') == 1
+    assert "七尾市" not in index  # the refreshed page lists the same runs as the batch's own
+    assert "hsutils figures" in index and "もう一度" in index
+    assert batch.refresh_index(tmp_path / "nothing") is False

@@ -67,6 +67,8 @@ ENV_FIGURE_FORMATS = "HSUTILS_FIGURE_FORMATS"
 #: Japanese font, six times the PNG (issue 18 §1); the paper copies come from `hsutils figures`.
 DEFAULT_FIGURE_FORMATS = ("png", "pdf")
 BATCH_FIGURE_FORMATS = ("png",)
+#: Name of the printable copy of a notebook output's figures (`report.print_pack`, linked from index.html).
+PRINT_PACK = "図表_印刷用.pdf"
 
 #: Sub-folder of a run (and of a notebook's outputs) for person-level files (docs/design.md §6).
 CONFIDENTIAL = "confidential"

@@ -96,7 +96,7 @@ def save_figure(fig, out_dir, name: str, formats=None, dpi: int = FIGURE_DPI) ->
 
 
 #: Name of the printable copy of a notebook output's figures (`print_pack`).
-PRINT_PACK = "図表_印刷用.pdf"
+PRINT_PACK = settings.PRINT_PACK
 
 
 def print_pack(notebook_dir, quality: int = 95) -> Path | None:

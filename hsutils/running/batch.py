@@ -45,7 +45,7 @@ import traceback
 import urllib.parse
 import uuid
 from multiprocessing.connection import wait as _wait_ready
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 import hsutils
@@ -575,8 +575,12 @@ th{background:#eef2f7}td.area{white-space:nowrap}.ok{color:#0a6b2d;font-weight:b
 """
 
 
-def render_index(manifest: dict[str, Any], keys: list[str] | None = None, run_name: str = "") -> str:
-    """index.html (Japanese): areas × notebooks with status, links to reports and logs, run time."""
+def render_index(manifest: dict[str, Any], keys: list[str] | None = None, run_name: str = "",
+                 run_dir: Path | None = None) -> str:
+    """index.html (Japanese): areas × notebooks with status, links to reports and logs, run time.
+
+    With `run_dir`, a run whose folder holds the printable PDF (`hsutils figures`, `report.PRINT_PACK`)
+    links it; otherwise the page says how to make it (issue 18: PDF on demand, not per run)."""
     runs = manifest.get("runs", {})
     keys = list(runs) if keys is None else keys
     entries = [runs[k] for k in keys if k in runs]
@@ -590,6 +594,7 @@ def render_index(manifest: dict[str, Any], keys: list[str] | None = None, run_na
     counts = {s: sum(1 for e in entries if e["status"] == s) for s in STATUS_JA}
     reused = sum(1 for e in entries if e["status"] == "ok" and e.get("reused"))
     prep = manifest.get("prepare", {})
+    n_packs = 0
 
     rows = []
     for code, (name, level) in areas.items():
@@ -604,6 +609,10 @@ def render_index(manifest: dict[str, Any], keys: list[str] | None = None, run_na
             parts = [f'<span class="{status}">{STATUS_JA[status]}</span>']
             if status == "ok":
                 parts.append(f' <a href="{_href(e["report"])}">レポート</a>')
+                pack = PurePosixPath(e["report"]).parent / settings.PRINT_PACK
+                if run_dir is not None and (Path(run_dir) / pack).is_file():
+                    parts.append(f' <a href="{_href(pack.as_posix())}">印刷用PDF</a>')
+                    n_packs += 1
             if e.get("seconds") is not None and status != "pending":
                 note = "（前回の結果）" if e.get("reused") else ""
                 parts.append(f'<br><span class="sub">{e["seconds"]:.1f} 秒{note}</span>')
@@ -623,13 +632,20 @@ def render_index(manifest: dict[str, Any], keys: list[str] | None = None, run_na
         how = "前回のキャッシュを再利用" if prep.get("reused") else f"{prep.get('seconds', 0):.1f} 秒"
         prep_line = (f"<p class=\"sub\">共有の集計（データ読み込み・集計キャッシュ）: この実行で "
                      f"{prep.get('executions', 0)} 回（{how}）</p>")
+    if n_packs:
+        pack_line = ("<p class=\"sub\">印刷用PDF: ノートブックごとに図をまとめた委員会資料用の PDF です"
+                     "（図を作り直したあとは <code>hsutils figures</code> をもう一度実行してください）。</p>")
+    else:
+        where = html.escape(str(run_dir)) if run_dir is not None else "この一覧のフォルダ"
+        pack_line = ("<p class=\"sub\">委員会資料用の印刷用 PDF（ノートブックごとに図を1つにまとめたもの）は "
+                     f"<code>hsutils figures {where}</code> で作成できます。作成後はこの一覧からリンクされます。</p>")
     return f"""<!DOCTYPE html>
 <html lang="ja"><head><meta charset="utf-8"><title>実行結果一覧 {html.escape(run_name)}</title>
 <style>{_INDEX_CSS}</style></head><body>
 <h1>実行結果一覧: {html.escape(run_name)}</h1>
 <p>成功 {counts['ok']}（うち前回の結果を再利用 {reused}）／ 失敗 {counts['failed']} ／ 未実行 {counts['pending']}
 　<span class="sub">更新: {html.escape((manifest.get('updated') or _now()).replace('T', ' '))}</span></p>
-{prep_line}
+{prep_line}{pack_line}
 <table><thead><tr><th>地域</th>{head}</tr></thead><tbody>
 {chr(10).join(rows)}
 </tbody></table>
@@ -641,8 +657,22 @@ def render_index(manifest: dict[str, Any], keys: list[str] | None = None, run_na
 
 def _write_state(run_dir: Path, manifest: dict[str, Any], keys: list[str] | None, run_name: str) -> None:
     """Manifest first, then the index: both atomic, so an interruption never leaves a stale 成功."""
+    if keys is not None:
+        manifest["index_keys"] = list(keys)  # what index.html lists, for `refresh_index`
     save_manifest(run_dir, manifest)
-    files.atomic_write_text(Path(run_dir) / INDEX_NAME, render_index(manifest, keys, run_name))
+    files.atomic_write_text(Path(run_dir) / INDEX_NAME, render_index(manifest, keys, run_name, run_dir))
+
+
+def refresh_index(run_dir: Path) -> bool:
+    """Rewrite a finished run's index.html (e.g. after `hsutils figures` made the printable PDFs);
+    False when `run_dir` is not a batch run folder."""
+    run_dir = Path(run_dir)
+    manifest = load_manifest(run_dir)
+    if not manifest.get("runs") or not (run_dir / INDEX_NAME).exists():
+        return False
+    files.atomic_write_text(run_dir / INDEX_NAME, render_index(manifest, manifest.get("index_keys"),
+                                                              manifest.get("run_name", ""), run_dir))
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -69,6 +69,10 @@ def _cmd_figures(args) -> int:
         print(f"{folder} の下に図（figures/*.png）がありません")
         return 1
     print(f"印刷用 PDF を {len(packs):,} 件作成しました（ノートブックの出力フォルダごとに {report.PRINT_PACK}）")
+    from hsutils.running import batch
+
+    if batch.refresh_index(folder):
+        print(f"一覧（{folder / batch.INDEX_NAME}）から各 PDF にリンクしました")
     return 0
 
 
