@@ -134,6 +134,15 @@ def short_label(criterion_id: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # population
 
+#: Who the questionnaire charts count (docs/rules.md §16, §6.2): 75+ who answered the item.
+QUESTIONNAIRE_POPULATION = f"{indicators.POP_KOUKI}のうち質問票の回答者"
+
+
+def population(params: IkkatsuParams = IkkatsuParams()) -> str:
+    """Footer population of the criteria charts and tables, the denominator `eligible`, in the
+    words of docs/rules.md §16 (後期高齢者 75歳以上 with the default `min_age`)."""
+    return indicators.kouki_population(params.min_age)
+
 
 def rows_of_fy(person_year: pd.DataFrame, fy: int) -> pd.DataFrame:
     return person_year.loc[person_year["fy"].to_numpy() == int(fy)]
