@@ -115,6 +115,37 @@ def test_every_chart_has_title_and_footer(built):
         assert any(t.get_gid() == "title" for t in fig.texts), name
 
 
+#: Who each chart counts, in the words of docs/rules.md §16 (written out: the test does not ask the
+#: code under test). 受診者 shares on the 法定報告 受診者, 実施率 on the 対象者.
+_TARGET, _EXAMINEES = "国保 特定健診対象者（法定報告対象）", "国保 特定健診受診者（法定報告対象）"
+_GUIDANCE = f"{_EXAMINEES}のうち特定保健指導の対象者"
+EXPECTED_POPULATIONS = {
+    "choropleth_muni": _TARGET, "tile_map": _TARGET, "funnel_plot": _TARGET, "ranked_bar": _TARGET,
+    "trend_chart": _TARGET, "choropleth_medical_area": _EXAMINEES,
+    "ckd_heatmap": "国保 健診受診者（全員）（eGFR・尿蛋白とも測定）",
+    "population_pyramid": "国保・後期の被保険者（全員）",
+    "pyramid_small_multiples": "金沢市 国保・後期の被保険者（全員）",
+    "stacked_bars": f"{_EXAMINEES}のうち階層化できた人",
+    "flow_chart": "国保 被保険者（全員）",
+    # the profile leaves out an indicator whose every value is hidden (保健指導実施率 on the small demo)
+    "spine_chart": (f"指標により {_TARGET}、{_GUIDANCE}、{_EXAMINEES}", f"指標により {_TARGET}、{_EXAMINEES}"),
+    "heat_table": f"指標により {_TARGET}、{_GUIDANCE}、{_EXAMINEES}",
+    "upset_chart": "後期高齢者 75歳以上",
+    "reference_comparison_chart": f"指標により {_TARGET}、{_EXAMINEES}",
+    "smoothed_ratio_chart": _EXAMINEES,
+}
+
+
+def test_every_chart_states_its_population_in_the_words_of_rules_16(built):
+    _, _, figures = built
+    assert sorted(EXPECTED_POPULATIONS) == sorted(expected_names())
+    for name, fig in figures.items():
+        foot = "".join(t.get_text().replace("\n", "") for t in fig.texts if t.get_gid() == "footer")
+        found = re.search(r"対象: (.*?)(?: ｜ |条件: |※|$)", foot)
+        allowed = EXPECTED_POPULATIONS[name]
+        assert found and found.group(1) in ((allowed,) if isinstance(allowed, str) else allowed), (name, foot)
+
+
 def test_maps_are_real_choropleths_of_the_shipped_boundaries_with_credit(built):
     _, _, figures = built
     for name, n_areas in (("choropleth_muni", 19), ("choropleth_medical_area", 4)):

@@ -119,3 +119,61 @@ def test_single_year_extraction_keeps_the_window_of_its_own_year(claims):
         return dict(zip(s["person_id"], s["status"]))["Y"]
 
     assert (status(y24.lookback_months), status(trend.lookback_months)) == ("治療中断", "未治療")
+
+
+def _kouki_rows(pids, fys):
+    """後期高齢者 aged 80 of 17201 with a checkup every year (so that 健康状態不明者 stays out of
+    the way) and no measurements: only the claims decide their criteria."""
+    nan = float("nan")
+    return pd.DataFrame([{"person_id": p, "fy": fy, "muni_code": "17201", "district_code": "", "sex": 1, "age": 80,
+                          "age_band": "80-84", "insurance": "後期", "has_kenshin": True, "bmi": nan, "hba1c": nan,
+                          "sbp": nan, "dbp": nan, "egfr": nan, "urine_protein": nan, "max_drugs": nan,
+                          "last_claim_ym": nan} for fy in fys for p in pids])
+
+
+def test_ikkatsu_priority_list_keeps_the_window_of_its_own_year():
+    """docs/hotei.md §7.2 for notebook 03. Claims start in April 2021; W has one diabetes claim in
+    April 2021, Y one in May 2022. The criteria table shows 2022–2024 together (24 months each);
+    the priority list of one year takes the months that year's claims allow, up to 36:
+
+    - FY2023: 2021-04 … 2024-03 is exactly 36 months; W's claim is the first month of that window
+      (2024-03 − 2021-04 = 35 months < 36): 治療中断 in the list, 未治療 in the table (35 ≥ 24).
+    - FY2024: 36 months, 2022-04 … 2025-03: Y (34 months before the end) 治療中断 in the list, not in
+      the table (34 ≥ 24); W (47) in neither.
+    - FY2022: 24 months is all the data hold — the table's window: its flags are used as they are.
+    - Claims from May 2021 (W's claim gone): FY2023 allows 35 months, one short of 36."""
+    from hsutils.patterns import ikkatsu
+
+    claims = _claims([("W", 202104, True), ("Y", 202205, True)])
+    py = _kouki_rows(["W", "Y"], [2022, 2023, 2024])
+    tables = {"claims_monthly": claims}
+    params = ikkatsu.make_params()
+
+    def interrupted(flags):
+        return dict(zip(py.loc[flags.index, "person_id"], flags["ik_interruption"]))
+
+    def listed(fy, flags):
+        plist = ikkatsu.priority_list(py, flags, fy, "17201", params)
+        return {pid: "治療中断" in crit for pid, crit in zip(plist["person_id"], plist["criteria"])}
+
+    table = {fy: programs.ikkatsu_flags(py, claims, None, None, fy, params) for fy in (2022, 2023, 2024)}
+    assert ikkatsu.lookback_window(params, claims, [2022, 2023, 2024])[0] == 24
+    assert interrupted(table[2023]) == {"W": False, "Y": True}
+    assert interrupted(table[2024]) == {"W": False, "Y": False}
+
+    f23, note23 = ikkatsu.list_flags(py, tables, 2023, params, table[2023], "17201")
+    assert interrupted(f23) == {"W": True, "Y": True}
+    assert note23 == "レセプトは2021年4月から。レセプトのさかのぼり期間 36か月"
+    assert listed(2023, f23) == {"W": True, "Y": True}
+    f24, note24 = ikkatsu.list_flags(py, tables, 2024, params, table[2024], "17201")
+    assert interrupted(f24) == {"W": False, "Y": True}
+    assert listed(2024, f24) == {"Y": True}                       # W meets no criterion in 2024
+    assert ikkatsu.priority_summary(ikkatsu.priority_list(py, f24, 2024, "17201", params))["count"].tolist() == [1, 0]
+
+    f22, note22 = ikkatsu.list_flags(py, tables, 2022, params, table[2022], "17201")
+    assert f22 is table[2022]                                     # same window: nothing recomputed
+    assert note22.endswith("レセプトのさかのぼり期間 24か月（既定 36か月。この年度までのレセプトの長さによる）")
+
+    later = _claims([("first", 202105, False), ("Y", 202205, True)])
+    assert ikkatsu.lookback_window(params, later, [2023]) == (
+        35, "レセプトは2021年5月から。レセプトのさかのぼり期間 35か月（既定 36か月。この年度までのレセプトの長さによる）")

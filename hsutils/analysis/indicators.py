@@ -161,8 +161,17 @@ POP_EXAMINEES = "国保 特定健診受診者（法定報告対象）"
 POP_ALL_EXAMINEES = "国保 健診受診者（全員）"
 #: every 国保 person enrolled in the year (notebook 04's flow: examinees and non-examinees)
 POP_INSURED = "国保 被保険者（全員）"
+#: 国保 and 後期 insured of the year together (pyramids of every insured person, the gallery's flow)
+POP_INSURED_BOTH = "国保・後期の被保険者（全員）"
+
+
+def kouki_population(min_age: int = 75) -> str:
+    """後期高齢者医療 insured from `min_age` (notebook 03's parameter; 75 = `POP_KOUKI`), docs/rules.md §6, §16."""
+    return f"後期高齢者 {int(min_age)}歳以上"
+
+
 #: 後期高齢者医療 75+ (docs/rules.md §6)
-POP_KOUKI = "後期高齢者 75歳以上"
+POP_KOUKI = kouki_population(75)
 
 _P = POP_EXAMINEES
 _R = "受診勧奨判定値（docs/rules.md §3）"
@@ -173,7 +182,7 @@ INDICATORS: list[Indicator] = [
               definition="受診者 ÷ 対象者（年度末40–74歳、年度を通じて加入、法定除外を除く）"),
     Indicator("hokenshido_rate", "特定保健指導実施率", _flag("guidance_completed"),
               lambda py: participants(py) & _b(py, "guidance_target"),
-              "特定保健指導対象者", "higher_better", "アウトプット", "§7.2", key=True,
+              f"{POP_EXAMINEES}のうち特定保健指導の対象者", "higher_better", "アウトプット", "§7.2", key=True,
               definition="終了者 ÷ 対象者（階層化で積極的支援・動機付け支援）"),
     Indicator("hokenshido_target", "特定保健指導対象者の割合", _flag("guidance_target"),
               _part_measured("hokenshido"), _P, "lower_better", "アウトカム", "§1",
@@ -305,6 +314,20 @@ def resolve_ids(values, parameter: str = "indicators_to_show") -> list[str]:
     if not out:
         raise ParameterError(f"パラメータ {parameter} に指標が一つもありません。指標名か指標IDを一つ以上指定してください。")
     return out
+
+
+def population_of(indicator_ids: str | Iterable[str]) -> str:
+    """Footer population (「対象」) of a chart or table of registered indicators, in the registry's
+    words (docs/rules.md §16): one indicator's population; for several, each distinct population
+    once, in the order given ("指標により A、B")."""
+    ids = [indicator_ids] if isinstance(indicator_ids, str) else list(indicator_ids)
+    unknown = [i for i in ids if i not in REGISTRY]
+    if unknown:
+        raise ParameterError(f"指標「{'」「'.join(map(str, unknown))}」は登録されていません")
+    pops = list(dict.fromkeys(REGISTRY[i].population for i in ids))
+    if not pops:
+        raise ParameterError("対象の表記には指標が一つ以上必要です")
+    return pops[0] if len(pops) == 1 else "指標により " + "、".join(pops)
 
 
 def registry_frame() -> pd.DataFrame:

@@ -717,11 +717,6 @@ def _one_indicator(table: pd.DataFrame, indicator_id: str) -> pd.DataFrame:
     return t
 
 
-def population_text(indicator_id: str) -> str:
-    """Population line of a chart footer for an indicator (registry population)."""
-    return indicators.REGISTRY[indicator_id].population
-
-
 def map_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, tiles: pd.DataFrame | None = None,
                boundaries: pd.DataFrame | None = None, muni_name: str = "",
                suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
@@ -799,13 +794,15 @@ def explorer(ctx, table: pd.DataFrame, district_list: pd.DataFrame, first_indica
                                             description="地区")}
 
     def render(indicator_id, district_code):
-        foot = ctx.footer(population_text(indicator_id), fy=fy_text)
+        foot = ctx.footer(indicators.population_of(indicator_id), fy=fy_text)
+        # the profile shows every indicator of the table: their populations (docs/rules.md §16)
+        profile_foot = ctx.footer(indicators.population_of(table["indicator_id"].unique()), fy=fy_text)
         figs = []
         if boundaries is not None or tiles is not None:
             figs.append(map_figure(table, indicator_id, foot, tiles=tiles, boundaries=boundaries, muni_name=muni_name,
                                    suppress_threshold=suppress_threshold))
         figs.append(ranking_figure(table, indicator_id, foot, muni_name=muni_name, suppress_threshold=suppress_threshold))
-        figs.append(profile_figure(table, district_code, foot, muni_name=muni_name, reference_lines=reference_lines,
+        figs.append(profile_figure(table, district_code, profile_foot, muni_name=muni_name, reference_lines=reference_lines,
                                    suppress_threshold=suppress_threshold))
         return figs
 

@@ -134,6 +134,15 @@ def short_label(criterion_id: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # population
 
+#: Who the questionnaire charts count (docs/rules.md §16, §6.2): 75+ who answered the item.
+QUESTIONNAIRE_POPULATION = f"{indicators.POP_KOUKI}のうち質問票の回答者"
+
+
+def population(params: IkkatsuParams = IkkatsuParams()) -> str:
+    """Footer population of the criteria charts and tables, the denominator `eligible`, in the
+    words of docs/rules.md §16 (後期高齢者 75歳以上 with the default `min_age`)."""
+    return indicators.kouki_population(params.min_age)
+
 
 def rows_of_fy(person_year: pd.DataFrame, fy: int) -> pd.DataFrame:
     return person_year.loc[person_year["fy"].to_numpy() == int(fy)]
@@ -761,6 +770,52 @@ def top_districts(table_shown: pd.DataFrame, n: int = 3) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
+# look-back of the 治療中断 criteria (docs/hotei.md §7.2)
+
+
+def lookback_window(params: IkkatsuParams, claims: pd.DataFrame | None,
+                    fiscal_years: Iterable[int]) -> tuple[int, str]:
+    """Months of the 治療中断 look-back for a figure of `fiscal_years` (the years it shows
+    together; the rule is `programs.allowed_lookback`) and the footer text stating it
+    (`programs.lookback_note`). Every fiscal year of the data = the window of the cached flags,
+    the criteria table and its charts; one year = the window of that year's priority list."""
+    years = [int(f) for f in fiscal_years]
+    used = programs.allowed_lookback(claims, years, params.interruption_lookback_months,
+                                     params.interruption_window_months)
+    return used, programs.lookback_note(params.interruption_lookback_months, used,
+                                        programs.claims_history(claims, years))
+
+
+def list_flags(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFrame], fy: int,
+               params: IkkatsuParams, flags: pd.DataFrame, muni_code: str) -> tuple[pd.DataFrame, str]:
+    """ik_* flags for the priority list of `fy` and the text stating its look-back.
+
+    The list counts the persons of one year: its 治療中断 look-back is the full window that year's
+    claims allow (docs/hotei.md §7.2, as notebook 04's lists), not the window of the criteria
+    table, which every fiscal year of the data shares (`flags`, from `criteria_flags`). When the
+    two windows are equal (the claims cover the look-back of the earliest year) `flags` are
+    returned as they are; otherwise the area's persons are judged again with
+    `programs.ikkatsu_flags(..., lookback_years=[fy])` (their rows of fy − 1 come along for 健康状態不明者)."""
+    claims = (tables or {}).get("claims_monthly")
+    years = sorted(int(f) for f in pd.unique(person_year["fy"]))
+    common, _ = lookback_window(params, claims, years)
+    own, note = lookback_window(params, claims, [fy])
+    if own == common:
+        return flags, note
+    if claims is None:
+        from hsutils.core.errors import ParameterError
+
+        raise ParameterError("対象者リストの治療中断を判定するには、レセプトの表が必要です"
+                             "（hsutils.running.notebook.start(..., with_tables=True)）。")
+    fys = person_year["fy"].to_numpy()
+    rows = person_year.loc[in_area(person_year, muni_code) & ((fys == int(fy)) | (fys == int(fy) - 1))]
+    cols = list(CRITERIA_IDS) + [ANY_ID]
+    out = programs.ikkatsu_flags(rows, claims, tables.get("kaigo"), tables.get("questionnaire"), fy, params,
+                                 lookback_years=[fy])[cols]
+    return out, note
+
+
+# ---------------------------------------------------------------------------------------------
 # priority list (confidential)
 
 
@@ -824,7 +879,7 @@ def priority_list(person_year: pd.DataFrame, flags: pd.DataFrame, fy: int, muni_
     out = pd.DataFrame({
         "person_id": pid.to_numpy(),
         "muni_code": p["muni_code"].astype("str").to_numpy(),
-        "district": dcode.map(dnames).fillna(dcode).to_numpy(),
+        "district": dcode.map(dnames).astype(object).fillna(dcode).to_numpy(),  # object: no districts = all codes
         "sex": p["sex"].map(SEX_NAMES).to_numpy(),
         "age": p["age"].astype("int64").to_numpy(),
         "criteria": _joined(f, names),

@@ -108,7 +108,7 @@ def population_label(insurance: str = "国保") -> str:
     """Japanese name of the population of the extraction (docs/rules.md §16): every insured person
     of the year, examinees or not (the flow's roots are 健診受診者 and 健診未受診)."""
     return {"国保": indicators.POP_INSURED, "後期": "後期高齢者医療 被保険者（全員）",
-            "全体": "国保・後期の被保険者（全員）"}[_check_insurance(insurance)]
+            "全体": indicators.POP_INSURED_BOTH}[_check_insurance(insurance)]
 
 
 def ckd_population(pop: str, insurance: str = "国保",
@@ -125,7 +125,7 @@ def ckd_population(pop: str, insurance: str = "国保",
 def indicator_population(indicator_id: str) -> str:
     """Footer population of a chart of a registered indicator: the registry's own words
     (docs/rules.md §16), so a trend or funnel states the denominator it was computed on."""
-    return indicators.REGISTRY[indicator_id].population
+    return indicators.population_of(indicator_id)
 
 
 def _check_insurance(insurance: str) -> str:

@@ -125,11 +125,12 @@ def persons_by_year(prepared) -> pd.DataFrame:
         quest |= py[c].notna().to_numpy()
     items = {
         "加入者（対象者表）": np.ones(len(py), dtype=bool),
-        "特定健診 対象者（国保 40–74歳・年度継続加入）": target,
-        "特定健診 受診者": target & b("has_kenshin"),
+        # the population words of docs/rules.md §16 (hsutils.analysis.indicators.POP_*)
+        indicators.POP_TARGET: target,
+        indicators.POP_EXAMINEES: target & b("has_kenshin"),
         "特定保健指導 対象者": target & b("has_kenshin") & b("guidance_target"),
         "特定保健指導 終了者": target & b("has_kenshin") & b("guidance_target") & b("guidance_completed"),
-        "後期高齢者（75歳以上）": kouki,
+        indicators.POP_KOUKI: kouki,
         "後期高齢者健診 受診者": kouki & b("has_kenshin"),
         "後期高齢者の質問票 回答者": kouki & quest,
         "レセプト（医科・歯科）のある人": b("claim_medical") | b("claim_dental"),
@@ -155,8 +156,12 @@ def exclusions_summary(prepared) -> pd.DataFrame:
             .sort_values("件数", ascending=False).reset_index(drop=True)
 
 
+#: Who the insured pyramid counts (docs/rules.md §16): 国保 40–74 and 後期 75+ enrolled in the year.
+PYRAMID_POPULATION = f"{indicators.POP_INSURED}のうち40〜74歳 と {indicators.POP_KOUKI}"
+
+
 def insured_pyramid(prepared, fy: int) -> pd.DataFrame:
-    """Insured persons by age band and sex in `fy`: 国保 40–74歳 and 後期 75歳以上 (one pyramid).
+    """Insured persons by age band and sex in `fy` (`PYRAMID_POPULATION`): 国保 40–74歳 and 後期 75歳以上 (one pyramid).
 
     Returns age_band, sex (1/2), count, insurance."""
     py = prepared.person_year
@@ -173,7 +178,7 @@ def pyramid_figure(ctx, pyramid: pd.DataFrame, fy: int):
     """Population pyramid of the insured (counts 1–9 are not drawn by hsutils.publish.plots)."""
     return plots.population_pyramid(
         pyramid, title=f"被保険者の年齢構成（{ctx.muni_name}、{plots.fy_japanese(fy)}）",
-        footer=ctx.footer("国保 40–74歳 と 後期高齢者 75歳以上", "年度内に加入していた人（年度末年齢）", fy=fy),
+        footer=ctx.footer(PYRAMID_POPULATION, "年度内に加入していた人（年度末年齢）", fy=fy),
         suppress_threshold=ctx.suppress_threshold).figure
 
 
@@ -731,9 +736,12 @@ def save_support_priority(ctx, priority: pd.DataFrame, name: str = "support_prio
 
 
 @plots.styled
-def priority_chart(ctx, priority: pd.DataFrame, weights: Mapping[str, float], top: int | None = None):
+def priority_chart(ctx, priority: pd.DataFrame, weights: Mapping[str, float], top: int | None = None, *,
+                   key_indicators: Sequence[str] = tuple(indicators.KEY_INDICATORS),
+                   participation: Sequence[str] = PARTICIPATION_INDICATORS):
     """Horizontal stacked bars of the score (one segment per weighted component) with the
-    worse indicators written next to each bar, highest score at the top."""
+    worse indicators written next to each bar, highest score at the top. `key_indicators`,
+    `participation`: those of `support_priority`; the footer states their populations."""
     from matplotlib.patches import Patch
 
     d = priority if top is None else priority.head(top)
@@ -767,7 +775,8 @@ def priority_chart(ctx, priority: pd.DataFrame, weights: Mapping[str, float], to
     notes = [f"{ctx.suppress_threshold}人未満の集計値は得点に使っていません",
              "悪い＝基準より有意に悪い重点指標、受診率・指導率＝期待値（基準の性・年齢別の率）を下回るポイント数"]
     return plots._finish(fig, f"支援優先度の得点（{plots.fy_japanese(ctx.fiscal_year)}）",
-                         ctx.footer("全市町村の国保・後期高齢者", "重点指標の標準化比（基準との比較）と受診率・指導率"),
+                         ctx.footer(indicators.population_of([*key_indicators, *participation]),
+                                    "全市町村。重点指標の標準化比（基準との比較）と受診率・指導率"),
                          notes, comparison=True)
 
 

@@ -425,7 +425,11 @@ def _panel_figure(ax, size) -> tuple[Figure | SubFigure, bool]:
 
 
 def _footer_lines(footer_text: str, notes: Sequence[str], comparison: bool, usable_pt: float) -> list[str]:
-    lines = _wrap_parts((footer_text or "").split(" ｜ "), " ｜ ", usable_pt, _FOOTER_SIZE)
+    lines = []
+    for line in _wrap_parts((footer_text or "").split(" ｜ "), " ｜ ", usable_pt, _FOOTER_SIZE):
+        # one part wider than the page (a long 「対象」 of many indicators) wraps by characters
+        lines.extend(_wrap_chars(line, usable_pt, _FOOTER_SIZE)
+                     if _text_width_pt(line, _FOOTER_SIZE) > usable_pt else [line])
     extra = list(dict.fromkeys(n for n in notes if n))  # unique, in order
     if comparison:
         extra.append(COMPARISON_NOTE)

@@ -449,7 +449,8 @@ def _question_risk(py: pd.DataFrame, questionnaire: pd.DataFrame | None, fy: int
 
 def ikkatsu_flags(person_year: pd.DataFrame, claims: pd.DataFrame, kaigo: pd.DataFrame | None,
                   questionnaire: pd.DataFrame | None, fy: int,
-                  params: IkkatsuParams = IkkatsuParams()) -> pd.DataFrame:
+                  params: IkkatsuParams = IkkatsuParams(), *,
+                  lookback_years: Iterable[int] | None = None) -> pd.DataFrame:
     """一体的実施 抽出条件 (docs/rules.md §6.1 items 1–10) for the person_year rows of `fy`.
 
     Only 後期 insured aged ≥ `params.min_age` can be flagged; other rows are False. "In the year"
@@ -461,6 +462,9 @@ def ikkatsu_flags(person_year: pd.DataFrame, claims: pd.DataFrame, kaigo: pd.Dat
     §6.1-7 treats diabetes and hypertension together: claims for either in the look-back and none
     for either in the last N months; §6.1-8 uses heart failure/stroke claims in the year and the
     diabetes status of `treatment_status` at the fy end.
+    `lookback_years`: the fiscal years shown together, which decide the 治療中断 look-back
+    (docs/hotei.md §7.2, `allowed_lookback`); None = every year of `person_year` (the cache and
+    trends); a single-year list passes its own year.
     """
     p = params
     py = _rows_of_fy(person_year, fy)
@@ -482,9 +486,10 @@ def ikkatsu_flags(person_year: pd.DataFrame, claims: pd.DataFrame, kaigo: pd.Dat
     max_drugs = pd.Series(cpy["max_drugs"], index=py.index, dtype="float64")
 
     end = fy_end_ym(fy)
-    # the same look-back for every fiscal year of the frame (docs/hotei.md §7.2)
+    # the same look-back for every fiscal year shown together (docs/hotei.md §7.2)
+    years = person_year["fy"].unique() if lookback_years is None else list(lookback_years)
     months = (p.interruption_window_months, allowed_lookback(
-        claims, person_year["fy"].unique(), p.interruption_lookback_months, p.interruption_window_months))
+        claims, years, p.interruption_lookback_months, p.interruption_window_months))
     dm_status = _status_on_rows(cl, pid, ["diabetes"], end, *months)
     dm_htn_status = _status_on_rows(cl, pid, ["diabetes", "hypertension"], end, *months)
 

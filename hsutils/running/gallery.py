@@ -24,6 +24,7 @@ from hsutils.inputs import regions
 from hsutils.rules import clinical, programs
 from hsutils.analysis import indicators, pipeline, references
 from hsutils.publish import plots, privacy, report
+from hsutils.patterns import nephropathy
 from hsutils.demo import synth
 
 __all__ = ["GalleryChart", "CHART_DESCRIPTIONS", "DEMO_SCALE", "build_gallery"]
@@ -154,8 +155,8 @@ def _choropleths(ctx: _Context) -> list[GalleryChart]:
     area = _map_values(_one(ctx.area_table, "metabo"))
     muni_title = f"特定健診実施率（市町村別、{plots.fy_japanese(ctx.fy)}）"
     area_title = f"メタボリックシンドローム該当者の割合（二次医療圏別、{plots.fy_japanese(ctx.fy)}）"
-    muni_foot = ctx.footer("国保 40–74歳 年度継続加入者", "粗率（%）")
-    area_foot = ctx.footer("国保 特定健診受診者（40–74歳）", "粗率（%）")
+    muni_foot = ctx.footer(indicators.population_of("kenshin_rate"), "粗率（%）")
+    area_foot = ctx.footer(indicators.population_of("metabo"), "粗率（%）")
     mapped = layers["muni"] is not None
     credit = regions.boundary_footer(layers)
     kind = "choropleth" if mapped else "tile_map"
@@ -189,7 +190,7 @@ def _funnel(ctx: _Context) -> list[GalleryChart]:
                        "n": t["denominator"].astype(float), "count": t["shown_count"]})
     title = f"特定健診実施率のファンネルプロット（市町村、{plots.fy_japanese(ctx.fy)}）"
     fig = plots.funnel_plot(df, value_col="rate", denom_col="n", target=target, kind="proportion", title=title,
-                            footer=ctx.footer("国保 40–74歳 年度継続加入者", "粗率、基準値は県全体"),
+                            footer=ctx.footer(indicators.population_of("kenshin_rate"), "粗率、基準値は県全体"),
                             count_col="count", polarity="higher_better",
                             y_label="特定健診実施率", target_label="県全体").figure
     return [GalleryChart("funnel_plot", title, "funnel_plot", fig)]
@@ -202,8 +203,8 @@ def _ranked_bar(ctx: _Context) -> list[GalleryChart]:
                        "medical_area": t["medical_area"], "count": t["shown_count"]})
     title = f"特定健診受診の標準化比（市町村別、県=100、{plots.fy_japanese(ctx.fy)}）"
     fig = plots.ranked_bar(df, value_col="sr", lower_col="lower", upper_col="upper", benchmark=100.0, title=title,
-                           footer=ctx.footer("国保 40–74歳 年度継続加入者",
-                                      "性・年齢調整（間接法、県全体=100）、二次医療圏別に表示"),
+                           footer=ctx.footer(indicators.population_of("kenshin_rate"),
+                                             "性・年齢調整（間接法、県全体=100）、二次医療圏別に表示"),
                            polarity="higher_better", group_col="medical_area", count_col="count",
                            value_fmt="{:.0f}", x_label="標準化受診比（県=100）",
                            benchmark_label="県全体", size="a4_portrait").figure
@@ -223,8 +224,8 @@ def _trend(ctx: _Context) -> list[GalleryChart]:
                    crude_upper=df["crude_upper"] / 100)
     title = "特定健診実施率の推移"
     fig = plots.trend_chart(df, x="fy", y="crude_rate", lower="crude_lower", upper="crude_upper", series_col="series", title=title,
-                            footer=ctx.footer("国保 40–74歳 年度継続加入者", "粗率",
-                                       fy=(ctx.fys[0], ctx.fys[-1])),
+                            footer=ctx.footer(indicators.population_of("kenshin_rate"), "粗率",
+                                              fy=(ctx.fys[0], ctx.fys[-1])),
                             count_col="shown_count", value_fmt="{:.1%}", y_label="特定健診実施率",
                             target=0.6, target_label="国の目標").figure
     return [GalleryChart("trend_chart", title, "trend_chart", fig)]
@@ -240,13 +241,14 @@ def _latest(ctx: _Context) -> pd.DataFrame:
 
 def _ckd(ctx: _Context) -> list[GalleryChart]:
     py = _latest(ctx)
-    checked = py[(py["has_kenshin"].fillna(False).astype(bool) & py["ckd_g"].notna()
-                  & py["ckd_a"].notna()).to_numpy()]
+    # every 国保 examinee with both measures: the population of notebook 04's map (docs/rules.md §16)
+    checked = py[(py["insurance"].astype(str).eq("国保") & py["has_kenshin"].fillna(False).astype(bool)
+                  & py["ckd_g"].notna() & py["ckd_a"].notna()).to_numpy()]
     counts = (checked.groupby(["ckd_g", "ckd_a"], observed=True).size()
               .rename("count").reset_index().rename(columns={"ckd_g": "g_stage", "ckd_a": "a_stage"}))
     title = f"CKD重症度分類（県全体、{plots.fy_japanese(ctx.fy)}）"
-    fig = plots.ckd_heatmap(counts, title=title, footer=ctx.footer("健診受診者（eGFR・尿蛋白とも測定あり）",
-                                                     "eGFRは日本腎臓学会の推算式")).figure
+    fig = plots.ckd_heatmap(counts, title=title, footer=ctx.footer(nephropathy.ckd_population(nephropathy.POP_ALL),
+                                                                   "eGFRは日本腎臓学会の推算式")).figure
     return [GalleryChart("ckd_heatmap", title, "ckd_heatmap", fig)]
 
 
@@ -255,7 +257,7 @@ def _pyramids(ctx: _Context) -> list[GalleryChart]:
     counts = (py.groupby(["age_band", "sex"], observed=True).size().rename("count").reset_index())
     counts["age_band"] = counts["age_band"].astype(str)
     title = f"被保険者の人口ピラミッド（県全体、{plots.fy_japanese(ctx.fy)}）"
-    pyramid = plots.population_pyramid(counts, title=title, footer=ctx.footer("国保・後期高齢者 被保険者（40歳以上）")).figure
+    pyramid = plots.population_pyramid(counts, title=title, footer=ctx.footer(indicators.POP_INSURED_BOTH)).figure
     kz = py[(py["muni_code"] == _KANAZAWA).to_numpy() & py["district_code"].notna().to_numpy()]
     names = ctx.prepared.districts
     names = names[names["muni_code"].astype(str) == _KANAZAWA].set_index("district_code")["name"]
@@ -270,14 +272,14 @@ def _pyramids(ctx: _Context) -> list[GalleryChart]:
     title2 = f"{muni_name}の地区別 人口ピラミッド（{plots.fy_japanese(ctx.fy)}）"
     multiples = plots.pyramid_small_multiples(
         by_district.drop(columns="_o"), facet_col="district", title=title2,
-        footer=ctx.footer(f"{muni_name} 国保・後期高齢者 被保険者（40歳以上）", "全地区で同じ目盛り"), ncols=5)
+        footer=ctx.footer(f"{muni_name} {indicators.POP_INSURED_BOTH}", "全地区で同じ目盛り"), ncols=5)
     return [GalleryChart("population_pyramid", title, "population_pyramid", pyramid),
             GalleryChart("pyramid_small_multiples", title2, "pyramid_small_multiples", multiples)]
 
 
 def _stacked(ctx: _Context) -> list[GalleryChart]:
     py = _latest(ctx)
-    levelled = py[py["hokenshido"].notna().to_numpy()]
+    levelled = py[indicators.participants(py) & py["hokenshido"].notna().to_numpy()]
     names = ctx.prepared.municipalities.set_index("muni_code")["name"].astype(str)
     counts = (levelled.groupby(["muni_code", "hokenshido"], observed=True).size()
               .rename("count").reset_index())
@@ -285,7 +287,7 @@ def _stacked(ctx: _Context) -> list[GalleryChart]:
     counts = counts.sort_values("muni_code")
     title = f"特定保健指導の階層化（市町村別、{plots.fy_japanese(ctx.fy)}）"
     fig = plots.stacked_bars(counts, area_col="area", category_col="hokenshido", count_col="count", title=title,
-                             footer=ctx.footer("国保 特定健診受診者（40–74歳、階層化できた者）"),
+                             footer=ctx.footer(f"{indicators.POP_EXAMINEES}のうち階層化できた人"),
                              category_order=list(clinical.GUIDANCE_LEVELS), colours=_GUIDANCE_COLOURS,
                              size="a4_landscape").figure
     return [GalleryChart("stacked_bars", title, "stacked_bars", fig)]
@@ -295,11 +297,14 @@ def _flow(ctx: _Context) -> list[GalleryChart]:
     claims = ctx.prepared.tables.get("claims_monthly")
     if claims is None:
         return []
-    steps = programs.nephropathy_flow(ctx.prepared.person_year, claims, ctx.fy)
+    py = ctx.prepared.person_year
+    # notebook 04's default extraction: every 国保 insured person of the year (docs/rules.md §16)
+    steps = programs.nephropathy_flow(py[py["insurance"].astype(str).eq("国保").to_numpy()], claims, ctx.fy)
     # a root has parent_id "" in programs; the chart takes None/NaN
     steps["parent_id"] = steps["parent_id"].astype(object).where(steps["parent_id"] != "", None)
     title = f"糖尿病性腎症重症化予防 対象者の概数（県全体、{plots.fy_japanese(ctx.fy)}）"
-    fig = plots.flow_chart(steps, title=title, footer=ctx.footer("国保 40–74歳", "人工透析中の者は除く"),
+    fig = plots.flow_chart(steps, title=title, footer=ctx.footer(nephropathy.population_label("国保"),
+                                                                 "人工透析中の者は除く"),
                            size="a4_landscape").figure
     return [GalleryChart("flow_chart", title, "flow_chart", fig)]
 
@@ -321,8 +326,8 @@ def _spine(ctx: _Context) -> list[GalleryChart]:
     }).join(spread.loc[ids].reset_index(drop=True))
     muni_name = ctx.prepared.muni_name(_PROFILE_MUNI)
     title = f"{muni_name}の健康プロファイル（県内市町村との比較、{plots.fy_japanese(ctx.fy)}）"
-    fig = plots.spine_chart(df, title=title, footer=ctx.footer("国保 40–74歳（指標により健診受診者）",
-                                                  "値は粗率（%）、判定は年齢調整（間接法）"),
+    fig = plots.spine_chart(df, title=title, footer=ctx.footer(indicators.population_of(ids),
+                                                               "値は粗率（%）、判定は年齢調整（間接法）"),
                             value_fmt="{:.1f}%", count_col="count", area_label=muni_name,
                             benchmark_label="県全体", size="a4_landscape")
     return [GalleryChart("spine_chart", title, "spine_chart", fig)]
@@ -335,8 +340,8 @@ def _heat(ctx: _Context) -> list[GalleryChart]:
     t["rate"] = t["crude_rate"] / 100
     title = f"主要指標の市町村別一覧（{plots.fy_japanese(ctx.fy)}）"
     fig = plots.heat_table(t, row_col="area_name", col_col="column", value_col="rate", title=title,
-                           footer=ctx.footer("国保 40–74歳（指標により健診受診者）",
-                                      "値は粗率、色は県全体との比較（年齢調整・間接法）"),
+                           footer=ctx.footer(indicators.population_of(list(_HEAT_INDICATORS)),
+                                             "値は粗率、色は県全体との比較（年齢調整・間接法）"),
                            fmt="{:.1%}", count_col="shown_count", comparison_col="comparison",
                            polarity=t["polarity"].astype(object).tolist(), size="a4_portrait").figure
     return [GalleryChart("heat_table", title, "heat_table", fig)]
@@ -349,7 +354,7 @@ def _upset(ctx: _Context) -> list[GalleryChart]:
     membership = kouki[criteria].fillna(False).astype(bool)
     labels = {c: name for c, name, _ in indicators.IKKATSU_INDICATORS}
     title = f"一体的実施 抽出条件の重なり（県全体、{plots.fy_japanese(ctx.fy)}）"
-    fig = plots.upset_chart(membership, title=title, footer=ctx.footer("後期高齢者 75歳以上", "KDB活用支援ツールの抽出条件"),
+    fig = plots.upset_chart(membership, title=title, footer=ctx.footer(indicators.POP_KOUKI, "KDB活用支援ツールの抽出条件"),
                             criteria=criteria, labels=labels, max_intersections=15)
     return [GalleryChart("upset_chart", title, "upset_chart", fig)]
 
@@ -363,16 +368,16 @@ def _references(ctx: _Context) -> list[GalleryChart]:
                    relations=[privacy.ColumnMargin(*m) for m in references.COLUMN_MARGINS])
     plan.solve()
     muni_name = ctx.prepared.muni_name(_PROFILE_MUNI)
-    population = "国保 40–74歳 特定健診受診者（NDB は全保険者）"
     title = f"{muni_name} 県・同規模・国との比較（{plots.fy_japanese(ctx.fy)}）"
     ax = plots.reference_comparison_chart(plan.masked("reference_comparison"), title=title,
-                                          footer=ctx.footer(population), notes=references.chart_notes(t))
+                                          footer=ctx.footer(indicators.population_of(t["indicator_id"].unique())),
+                                          notes=references.chart_notes(t))
     charts = [GalleryChart("reference_comparison_chart", title, "reference_comparison_chart", ax.figure)]
     eb = references.municipal_ratios(ctx.prepared, ctx.fy, "hba1c65", "national")
     if len(eb):
         eb = eb.assign(numerator=eb["numerator"].astype(float).where(~eb["suppressed"].astype(bool)))
         title = f"HbA1c 6.5%以上 標準化該当比と経験ベイズ推定値（全国＝1、{plots.fy_japanese(ctx.fy)}）"
-        ax = plots.smoothed_ratio_chart(eb, title=title, footer=ctx.footer(population),
+        ax = plots.smoothed_ratio_chart(eb, title=title, footer=ctx.footer(indicators.population_of("hba1c65")),
                                         notes=[references.NDB_SCOPE_NOTE + "。" + references.NDB_CREDIT.removeprefix("出典: ")],
                                         size="a4_landscape")
         charts.append(GalleryChart("smoothed_ratio_chart", title, "smoothed_ratio_chart", ax.figure))

@@ -1,0 +1,231 @@
+"""Population footers (「対象」) of notebooks 01–03 and of the chart builders behind them
+(docs/rules.md §16): every chart and rate table states who is counted, in the words of the one
+definition (`hsutils.analysis.indicators.POP_*`, the registry's populations), never a literal.
+
+Three layers: the words themselves equal the docs; the library's chart builders put the right
+words into the drawn footer (small fixtures and the session's demo cache); the notebooks pass
+only those definitions to `ctx.footer` (read from the notebook sources, no kernel)."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hsutils.analysis import indicators
+from hsutils.core.errors import ParameterError
+from hsutils.patterns import ikkatsu, nephropathy, overview
+from hsutils.running import notebook
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ["01_prefecture_overview.ipynb", "02_large_insurer.ipynb", "03_ikkatsu.ipynb"]
+
+
+def footer_of(fig) -> str:
+    """The footer line as drawn (wrapped lines joined again)."""
+    return "".join(t.get_text().replace("\n", "") for t in fig.texts if t.get_gid() == "footer")
+
+
+def population_in(fig) -> str:
+    """What the drawn footer states after 「対象: 」, up to the next part (「 ｜ 」, or 「条件: 」 / a
+    「※」 note at the start of a wrapped line, where the separator is not drawn)."""
+    m = re.search(r"対象: (.*?)(?: ｜ |条件: |※|$)", footer_of(fig))
+    assert m, footer_of(fig)
+    return m.group(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the words
+# ---------------------------------------------------------------------------------------------
+def _rules_16_words() -> set[str]:
+    text = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+    section = text.split("## §16 ", 1)[1].split("\n## ", 1)[0]
+    return {line.split("|")[1].strip() for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| 表記")}
+
+
+def test_every_population_constant_is_a_word_of_rules_16():
+    words = _rules_16_words()
+    constants = {n: getattr(indicators, n) for n in dir(indicators) if n.startswith("POP_")}
+    assert set(constants) == {"POP_TARGET", "POP_EXAMINEES", "POP_ALL_EXAMINEES", "POP_INSURED",
+                              "POP_INSURED_BOTH", "POP_KOUKI"}
+    assert set(constants.values()) == words
+
+
+def test_every_registered_population_starts_with_a_word_of_rules_16():
+    """An indicator's population is a §16 word, or a subset written after it (「…のうち糖尿病型」);
+    the two 減少率 cohorts are defined in docs/hotei.md §4 and say so."""
+    words = _rules_16_words()
+    cohorts = {"metabo_reduction", "hokenshido_reduction"}
+    for ind in indicators.INDICATORS:
+        if ind.id in cohorts:
+            assert ind.population.startswith("前年度の"), ind.id
+        else:
+            assert any(ind.population == w or ind.population.startswith(f"{w}のうち") for w in words), ind.id
+    assert indicators.REGISTRY["hokenshido_rate"].population == "国保 特定健診受診者（法定報告対象）のうち特定保健指導の対象者"
+
+
+def test_population_of_one_or_several_indicators():
+    assert indicators.population_of("kenshin_rate") == "国保 特定健診対象者（法定報告対象）"
+    assert indicators.population_of(["metabo"]) == "国保 特定健診受診者（法定報告対象）"
+    # several populations: each once, in the order of the indicators
+    assert indicators.population_of(["metabo", "kenshin_rate", "hba1c8", "ik_oral"]) == (
+        "指標により 国保 特定健診受診者（法定報告対象）、国保 特定健診対象者（法定報告対象）、後期高齢者 75歳以上")
+    assert indicators.population_of(pd.Series(["hba1c8", "metabo"])) == "国保 特定健診受診者（法定報告対象）"
+    with pytest.raises(ParameterError, match="指標「no_such」は登録されていません"):
+        indicators.population_of(["kenshin_rate", "no_such"])
+    with pytest.raises(ParameterError, match="一つ以上"):
+        indicators.population_of([])
+
+
+def test_kouki_population_follows_the_minimum_age_of_notebook_03():
+    assert indicators.kouki_population() == indicators.POP_KOUKI == "後期高齢者 75歳以上"
+    assert ikkatsu.population() == indicators.POP_KOUKI
+    assert ikkatsu.population(ikkatsu.make_params(min_age=65)) == "後期高齢者 65歳以上"
+    assert ikkatsu.QUESTIONNAIRE_POPULATION == "後期高齢者 75歳以上のうち質問票の回答者"
+    assert nephropathy.population_label("全体") == indicators.POP_INSURED_BOTH
+
+
+# ---------------------------------------------------------------------------------------------
+# the library's chart builders (notebook 01) draw the definition
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ctx01(prepared, tmp_path_factory):
+    return notebook.start(overview.NOTEBOOK, "17", None, out_dir=tmp_path_factory.mktemp("footers01"))
+
+
+@pytest.fixture(scope="module")
+def table01(prepared):
+    return overview.municipal_indicator_table(prepared, prepared.fiscal_years,
+                                              indicator_ids=["kenshin_rate", "hokenshido_rate", "metabo", "ik_oral"])[0]
+
+
+@pytest.mark.parametrize("indicator_id", ["kenshin_rate", "hokenshido_rate", "metabo", "ik_oral"])
+def test_overview_funnel_ranking_and_trend_state_the_indicator_population(ctx01, table01, prepared, indicator_id):
+    fy = prepared.fiscal_years[-1]
+    expected = indicators.REGISTRY[indicator_id].population
+    assert population_in(overview.funnel_chart(ctx01, table01, indicator_id, fy)) == expected
+    assert population_in(overview.ranking_chart(ctx01, table01, indicator_id, fy)) == expected
+    area = overview.area_trend_table(prepared, prepared.fiscal_years, [indicator_id], "H27")
+    assert population_in(overview.trend_figure(ctx01, area, indicator_id)) == expected
+
+
+def test_overview_pyramid_and_priority_chart(ctx01, table01, prepared):
+    fy = prepared.fiscal_years[-1]
+    fig = overview.pyramid_figure(ctx01, overview.insured_pyramid(prepared, fy), fy)
+    assert population_in(fig) == "国保 被保険者（全員）のうち40〜74歳 と 後期高齢者 75歳以上"
+    keys = ["metabo", "ik_oral"]
+    priority = overview.support_priority(table01, fy, key_indicators=keys)
+    fig = overview.priority_chart(ctx01, priority, overview.DEFAULT_WEIGHTS, key_indicators=keys)
+    # the key indicators and the two participation rates of the score
+    assert population_in(fig) == ("指標により 国保 特定健診受診者（法定報告対象）、後期高齢者 75歳以上、"
+                                  "国保 特定健診対象者（法定報告対象）、"
+                                  "国保 特定健診受診者（法定報告対象）のうち特定保健指導の対象者")
+
+
+def test_overview_data_summary_labels_are_the_definitions(prepared):
+    items = overview.persons_by_year(prepared).iloc[:, 0].tolist()
+    for word in (indicators.POP_TARGET, indicators.POP_EXAMINEES, indicators.POP_KOUKI):
+        assert word in items
+
+
+# ---------------------------------------------------------------------------------------------
+# the notebooks pass only the definitions
+# ---------------------------------------------------------------------------------------------
+#: How a notebook may name a population: a POP_* constant, the registry (`population_of`), the
+#: pattern modules' definitions, or a variable assigned from one of these in the same notebook.
+ALLOWED = re.compile(r"^(?:(?:indicators|registry)\.(?:POP_[A-Z_]+|population_of\(.*\)|kouki_population\(.*\))"
+                     r"|ikkatsu\.(?:population\(.*\)|QUESTIONNAIRE_POPULATION)"
+                     r"|overview\.PYRAMID_POPULATION)$", re.S)
+
+
+def _code(name: str) -> str:
+    nb = json.loads((ROOT / "notebooks" / name).read_text(encoding="utf-8"))
+    return "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def _source(code: str) -> str:
+    """The code without IPython magics (%matplotlib), so that it parses."""
+    return "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%"))
+
+
+def _footer_calls(tree: ast.AST):
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "footer"
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "ctx"):
+            yield node
+
+
+def _assignments(tree: ast.AST) -> dict[str, ast.expr]:
+    return {t.id: node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_footers_name_their_population_by_its_definition(name):
+    code = _source(_code(name))
+    tree = ast.parse(code)
+    assigned = _assignments(tree)
+    calls = list(_footer_calls(tree))
+    assert len(calls) >= 4, name
+    for call in calls:
+        arg = call.args[0] if call.args else next(k.value for k in call.keywords if k.arg == "population")
+        if isinstance(arg, ast.Name):  # e.g. population = ikkatsu.population(params)
+            assert arg.id in assigned, (name, arg.id)
+            arg = assigned[arg.id]
+        text = ast.get_source_segment(code, arg)
+        # Japanese text written into the call (ids and column names such as "kenshin_rate" are ASCII)
+        literals = [n for n in ast.walk(arg) if isinstance(n, ast.JoinedStr) or (
+            isinstance(n, ast.Constant) and isinstance(n.value, str) and not n.value.isascii())]
+        assert not literals, f"{name}: literal population in ctx.footer({text})"
+        assert ALLOWED.match(text), f"{name}: ctx.footer({text}) does not use a definition of docs/rules.md §16"
+
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_chart_of_the_notebook_gets_a_footer_from_ctx(name):
+    """Charts drawn in the notebook (`plots.*`, `districts.*_figure`) get `footer=` (or the
+    positional footer of the district figures) built by `ctx.footer`; the overview charts build
+    theirs in the library (tested above)."""
+    code = _source(_code(name))
+    tree = ast.parse(code)
+    assigned = _assignments(tree)
+    charts = 0
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)):
+            continue
+        module, fn = node.func.value.id, node.func.attr
+        drawn = (module == "plots" and fn not in ("fy_japanese", "footer")) or (
+            module == "districts" and fn.endswith("_figure"))
+        if not drawn:
+            continue
+        charts += 1
+        footer = next((k.value for k in node.keywords if k.arg == "footer"), None)
+        if footer is None and module == "districts":  # (table, id, footer) or gap_figure(gap, footer)
+            footer = node.args[1] if fn == "gap_figure" else node.args[2]
+        assert footer is not None, f"{name}: {module}.{fn} without a footer"
+        if isinstance(footer, ast.Name):
+            footer = assigned[footer.id]
+        assert isinstance(footer, ast.Call) and ast.get_source_segment(code, footer).startswith("ctx.footer("), \
+            f"{name}: {module}.{fn} footer is not ctx.footer(...)"
+    assert charts >= 2, name
+
+
+
+def test_a_population_longer_than_the_page_wraps_inside_it():
+    """The 「対象」 of a chart of many indicators can be wider than the page: it wraps by characters
+    (before, the line ran off the right edge of notebook 02's district profile)."""
+    from hsutils.publish import plots
+
+    pop = indicators.population_of(list(indicators.KEY_INDICATORS) + ["dm_untreated"])
+    text = plots.footer("入力データ", 2024, pop, "粗率")
+    width = 500.0
+    lines = plots._footer_lines(text, [], False, width)
+    assert len(lines) >= 3
+    assert all(plots._text_width_pt(line, plots._FOOTER_SIZE) <= width for line in lines)
+    assert f"対象: {pop}" in "".join(lines)        # every character kept, in order
+    assert lines[0] == "出典: 入力データ ｜ 年度: 令和6年度（2024）"
