@@ -119,6 +119,12 @@ def test_source_label_follows_the_imported_formats(tmp_path):
     both = _summary(("kenshin", "kenshin.parquet"), ("claims_monthly", "claims_monthly.csv"), ("uke", "UKE 1 ファイル"))
     assert notebook.source_label(both, tmp_path) == "Parquet・レセプト電算（UKE）"
     assert notebook.source_label(None) == "入力データ"
+    # 特定保健指導 (hg08) read from the same archives is named, not 「入力データ」
+    xml = _summary(("kenshin", tokutei_xml.LABEL), ("guidance", tokutei_xml.LABEL_GUIDANCE),
+                   ("uke", "UKE 2 ファイル"), ("kaigo", "kaigo.csv"))
+    assert notebook.source_label(xml, tmp_path) == "特定健診・特定保健指導XML・レセプト電算（UKE）・KDB形式CSV"
+    only_guidance = _summary(("kenshin", "kenshin.csv"), ("guidance", tokutei_xml.LABEL_GUIDANCE))
+    assert notebook.source_label(only_guidance, tmp_path) == "KDB形式CSV・特定保健指導XML"
 
 
 def test_source_label_says_demo_only_for_the_demo_folder():

@@ -23,6 +23,8 @@ from hsutils.publish import privacy, report
 
 #: What the 出典 of a chart footer names, per input format (`source_label`).
 SOURCE_XML = "特定健診XML"
+SOURCE_GUIDANCE_XML = "特定保健指導XML"
+SOURCE_BOTH_XML = "特定健診・特定保健指導XML"
 SOURCE_UKE = "レセプト電算（UKE）"
 SOURCE_BY_SUFFIX = {".csv": "KDB形式CSV", ".txt": "KDB形式CSV", ".tsv": "KDB形式CSV", ".xlsx": "KDB形式Excel",
                     ".xls": "KDB形式Excel", ".parquet": "Parquet"}
@@ -37,12 +39,12 @@ def source_label(import_summary: pd.DataFrame | None, data_dir=None) -> str:
     summary (`hsutils.inputs.io`, one row per table read: 特定健診 XML archives, UKE files, CSV/Excel/Parquet
     templates) and the data folder recorded in the cache's meta.json. 健診 first, then レセプト,
     then the other tables, each format once; 「（架空のデモデータ）」 when the folder is the demo's
-    (`hsutils.core.settings.demo_data_dir`), e.g. 「特定健診XML・レセプト電算（UKE）・KDB形式CSV（架空のデモデータ）」."""
+    (`hsutils.core.settings.demo_data_dir`), e.g. 「特定健診・特定保健指導XML・レセプト電算（UKE）・KDB形式CSV（架空のデモデータ）」 (hg08 read from the same archives is named with the 健診, not 「入力データ」)."""
     from hsutils.inputs import tokutei_xml
 
     labels: list[str] = []
     if import_summary is not None and len(import_summary):
-        order = {"kenshin": 0, "uke": 1, "claims_monthly": 1}
+        order = {"kenshin": 0, "guidance": 0, "uke": 1, "claims_monthly": 1}
         rows = sorted(import_summary[["table", "file"]].itertuples(index=False), key=lambda r: order.get(r[0], 2))
         has_uke = any(t == "uke" for t, _ in rows)
         for table, file in rows:
@@ -50,12 +52,17 @@ def source_label(import_summary: pd.DataFrame | None, data_dir=None) -> str:
                 label = SOURCE_UKE
             elif table == "kenshin" and str(file) == tokutei_xml.LABEL:
                 label = SOURCE_XML
+            elif table == "guidance" and str(file) == tokutei_xml.LABEL_GUIDANCE:
+                label = SOURCE_GUIDANCE_XML  # hg08 documents of the same archives
             elif table == "claims_monthly" and has_uke:
                 continue  # replaced by the UKE receipts (hsutils.inputs.io)
             else:
                 label = SOURCE_BY_SUFFIX.get(Path(str(file)).suffix.lower(), UNKNOWN_SOURCE)
             if label not in labels:
                 labels.append(label)
+    if SOURCE_XML in labels and SOURCE_GUIDANCE_XML in labels:  # one source, said once
+        labels[labels.index(SOURCE_XML)] = SOURCE_BOTH_XML
+        labels.remove(SOURCE_GUIDANCE_XML)
     text = "・".join(labels) or UNKNOWN_SOURCE
     demo = data_dir is not None and Path(data_dir).resolve() == settings.demo_data_dir()
     return text + (DEMO_NOTE if demo else "")
