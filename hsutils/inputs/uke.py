@@ -741,21 +741,11 @@ def _str_of(values) -> pd.api.extensions.ExtensionArray:
 
 
 def _int_str(values, width: int) -> pd.api.extensions.ExtensionArray:
-    """Like `_int_text`, as a pandas ``str`` array."""
+    """Non-negative ints as zero-padded decimal strings of `width`, a pandas ``str`` array. Codes
+    repeat (institutions, drugs, diseases): only the distinct values are formatted."""
     v = np.asarray(values, dtype=np.int64)
     uniq, inverse = np.unique(v, return_inverse=True)
     return _str_from_codes(inverse.ravel(), [str(x).zfill(width) for x in uniq.tolist()])
-
-
-def _int_text(values, width: int) -> np.ndarray:
-    """Non-negative ints as zero-padded decimal strings of `width` (object array). Codes repeat
-    (institutions, drugs, diseases): only the distinct values are formatted."""
-    v = np.asarray(values, dtype=np.int64)
-    if len(v) == 0:
-        return np.zeros(0, dtype=object)
-    uniq, inverse = np.unique(v, return_inverse=True)
-    text = np.array([str(x).zfill(width) for x in uniq.tolist()] + [""], dtype=object)[:-1]
-    return text[inverse.ravel()]
 
 
 _POW10 = np.array([float(10 ** k) for k in range(13)])
@@ -837,111 +827,160 @@ class UkeTables:
 
 def _institution_code(pref, kind, inst) -> np.ndarray:
     """10-digit 医療機関コード: 都道府県(2) + 点数表(1) + 医療機関コード(7)."""
-    code = np.asarray(pref, np.int64) * 10**8 + np.asarray(kind, np.int64) * 10**7 + np.asarray(inst, np.int64)
-    return _code_text(code, 10)
+    return np.asarray(pref, np.int64) * 10**8 + np.asarray(kind, np.int64) * 10**7 + np.asarray(inst, np.int64)
 
 
-def _code_text(code: np.ndarray, width: int) -> np.ndarray:
-    return _int_text(code, width)
+_SETTINGS = [SETTING_INPATIENT, SETTING_OUTPATIENT, SETTING_DENTAL, SETTING_PHARMACY]
 
 
 def _setting(kind: np.ndarray, receipt_type: np.ndarray) -> np.ndarray:
-    """入院 / 入院外 from the last digit of レセプト種別 (odd = 入院, docs/claims_rules.md §5)."""
+    """入院 / 入院外 from the last digit of レセプト種別 (odd = 入院, docs/claims_rules.md §5); as
+    codes into `_SETTINGS`."""
     inpatient = (receipt_type % 2) == 1
-    return np.where(kind == KIND_DENTAL, SETTING_DENTAL,
-                    np.where(kind == KIND_PHARMACY, SETTING_PHARMACY,
-                             np.where(inpatient, SETTING_INPATIENT, SETTING_OUTPATIENT))).astype(object)
+    return np.where(kind == KIND_DENTAL, 2, np.where(kind == KIND_PHARMACY, 3, np.where(inpatient, 0, 1)))
+
+
+# Receipt-level checks in the order they are applied (the first that fails is reported).
+_RECEIPT_CHECKS = [
+    ("IR 医療機関コード", "医療機関情報レコード（IR/YK）の点数表・医療機関コードが読めません"),
+    ("RE 診療年月", "診療年月が日付として読めません（西暦 YYYYMM 6桁、または元号1桁＋年月4桁の5桁）"),
+    ("RE レセプト種別", "レセプト種別が4桁の数字ではありません"),
+    ("HO", "保険者レコード（HO）がありません（公費単独のレセプトはこの集計の対象外です）"),
+    ("HO 合計点数", "合計点数が数字ではありません"),
+    ("HO 保険者番号", "保険者番号が空欄です"),
+    ("HO 番号", "被保険者証等の番号が空欄です"),
+]
+
+# Empty record arrays (a file set without any line of that record type).
+_EMPTY = {
+    "HDR": {"header_id": np.int64, "kind": np.int64, "pref": np.int64, "institution": np.int64,
+            "header_ok": bool},
+    "RE": {"receipt_id": np.int64, "file": np.int32, "line": np.int64, "header_id": np.int64,
+           "receipt_type": np.int64, "ym": np.int64, "ym_ok": bool, "ym_raw": np.int32, "sex": np.int64,
+           "rx_institution": np.int64},
+    "HO": {"receipt_id": np.int64, "file": np.int32, "line": np.int64, "insurer": np.int32, "kigo": np.int32,
+           "bango": np.int32, "points": np.int64},
+    "SN": {"receipt_id": np.int64, "payer_kind": np.int64, "edaban": np.int32},
+    "KO": {"receipt_id": np.int64},
+}
+
+
+def _arrays(raw: RawUke, rtype: str) -> dict:
+    return raw.arrays(rtype) or {k: np.zeros(0, d) for k, d in _EMPTY[rtype].items()}
+
+
+def _positions(ids: np.ndarray, n: int) -> np.ndarray:
+    """Row of each id 0..n-1 in `ids` (its first row), -1 where absent."""
+    pos = np.full(n, -1, np.int64)
+    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
+    pos[ids[first[::-1]]] = first[::-1]  # ids ascend in file order; any order works (first kept)
+    return pos
+
+
+def _code_or_none(code: np.ndarray, width: int):
+    """Zero-padded codes as a pandas ``str`` array, missing where code < 0 (as an object array of
+    None when no code is present, which is what pandas makes of an all-None column)."""
+    code = np.asarray(code, np.int64)
+    has = code >= 0
+    if not has.any():
+        return np.full(len(code), None, dtype=object)
+    uniq, inverse = np.unique(np.where(has, code, code[has][0]), return_inverse=True)
+    labels = pa.array([str(x).zfill(width) for x in uniq.tolist()], pa.large_string())
+    idx = pa.array(inverse.ravel().astype(np.int32), mask=~has)
+    return pd.array(pa.DictionaryArray.from_arrays(idx, labels).dictionary_decode(), dtype="str")
+
+
+def _person_keys(insurer, kigo, bango, edaban, labels: np.ndarray):
+    """`person_keys.person_key` of each receipt, computed once per distinct (保険者番号, 記号, 番号,
+    枝番) text codes: a person's receipts repeat the same four texts every month."""
+    n_text = np.int64(len(labels) + 1)
+    a, _ = pd.factorize(np.asarray(insurer, np.int64) * n_text + kigo)
+    b, _ = pd.factorize(np.asarray(bango, np.int64) * n_text + edaban)
+    combo, uniq = pd.factorize(a.astype(np.int64) * (b.max() + 1 if len(b) else 1) + b)
+    first = np.zeros(len(uniq), np.int64)
+    first[combo[::-1]] = np.arange(len(combo))[::-1]
+    keys = person_keys.person_key(labels[insurer[first]], labels[kigo[first]], labels[bango[first]],
+                                  labels[edaban[first]]).array
+    return keys.take(combo)
 
 
 def assemble(raw: RawUke) -> UkeTables:
-    """Check receipts and build the long tables (docs/claims_rules.md §4)."""
+    """Check receipts and build the long tables (docs/claims_rules.md §4).
+
+    Receipt ids are 1..raw.n_receipts in file order, header ids 1..raw.n_headers: records are
+    joined by position (an array indexed by id), not by pandas merges."""
     excl = [e for e in raw.exclusions if len(e)]
-    headers = raw.frame("HDR") if raw.records.get("HDR") else pd.DataFrame(
-        {"header_id": pd.Series(dtype="int64"), "kind": pd.Series(dtype="int64")})
-    re_ = raw.frame("RE")
-    ho = raw.frame("HO")
-    if re_.empty:
-        re_ = pd.DataFrame({c: pd.Series(dtype=d) for c, d in (
-            ("receipt_id", "int64"), ("file", "str"), ("line", "int64"), ("header_id", "int64"),
-            ("kind", "int64"), ("receipt_type", "int64"), ("ym", "int64"), ("ym_ok", "bool"),
-            ("ym_raw", "str"), ("sex", "int64"), ("rx_institution", "int64"))})
-    rec = re_.merge(headers.drop(columns=["file", "line"], errors="ignore").rename(columns={"kind": "hkind"}),
-                    on="header_id", how="left")
-    reason = pd.Series("", index=rec.index, dtype=object)
-    column = pd.Series("", index=rec.index, dtype=object)
-    value = rec.get("ym_raw", pd.Series("", index=rec.index)).astype(object).copy()
+    labels = raw.labels()
+    n_ids = raw.n_receipts + 1
+    hd, rec, ho = _arrays(raw, "HDR"), _arrays(raw, "RE"), _arrays(raw, "HO")
+    re_files = raw.file_names("RE")
+    rid = rec["receipt_id"]
 
-    def flag(mask, col, why):
-        m = np.asarray(mask, bool) & (reason == "").to_numpy()
-        reason[m] = why
-        column[m] = col
+    # the header of each receipt (a sentinel row for a receipt without one)
+    hpos = np.full(raw.n_headers + 1, len(hd["header_id"]), np.int64)
+    hpos[hd["header_id"]] = np.arange(len(hd["header_id"]))
+    hp = hpos[rec["header_id"]]
+    hkind, pref, inst, header_ok = (np.append(hd[k], v)[hp] for k, v in (
+        ("kind", 0), ("pref", 0), ("institution", -1), ("header_ok", 0)))
+    header_ok = header_ok != 0
 
-    flag(~rec["header_ok"].fillna(False).astype(bool), "IR 医療機関コード",
-         "医療機関情報レコード（IR/YK）の点数表・医療機関コードが読めません")
-    flag(~rec["ym_ok"], "RE 診療年月",
-         "診療年月が日付として読めません（西暦 YYYYMM 6桁、または元号1桁＋年月4桁の5桁）")
-    flag(rec["receipt_type"] < 1000, "RE レセプト種別", "レセプト種別が4桁の数字ではありません")
     # HO: exactly one per receipt
-    if ho.empty:
-        ho = pd.DataFrame({"receipt_id": pd.Series(dtype="int64"), "line": pd.Series(dtype="int64"),
-                           "file": pd.Series(dtype="str"), "insurer": pd.Series(dtype="str"),
-                           "kigo": pd.Series(dtype="str"), "bango": pd.Series(dtype="str"),
-                           "points": pd.Series(dtype="int64")})
-    dup = ho.duplicated("receipt_id", keep="first")
+    ho_rid = ho["receipt_id"]
+    dup = np.r_[False, ho_rid[1:] == ho_rid[:-1]] if len(ho_rid) else np.zeros(0, bool)
     if dup.any():
-        d = ho[dup]
-        excl.append(_excl_frame(d, "HO", "1つのレセプトに保険者レコード（HO）が複数あります（最初の HO を使います）"))
-        ho = ho[~dup]
-    ho = ho.set_index("receipt_id")
-    has_ho = rec["receipt_id"].isin(ho.index)
-    flag(~has_ho, "HO", "保険者レコード（HO）がありません（公費単独のレセプトはこの集計の対象外です）")
-    ho_r = ho.reindex(rec["receipt_id"])
-    flag(has_ho.to_numpy() & (ho_r["points"].to_numpy() < 0), "HO 合計点数", "合計点数が数字ではありません")
-    flag(has_ho.to_numpy() & (ho_r["insurer"].fillna("").to_numpy() == ""), "HO 保険者番号", "保険者番号が空欄です")
-    flag(has_ho.to_numpy() & (ho_r["bango"].fillna("").to_numpy() == ""), "HO 番号", "被保険者証等の番号が空欄です")
-    bad = (reason != "").to_numpy()
+        excl.append(_excl_rows(ho["file"][dup], raw.file_names("HO"), ho["line"][dup], "HO",
+                               "1つのレセプトに保険者レコード（HO）が複数あります（最初の HO を使います）"))
+    ho_of = _positions(ho_rid, n_ids)[rid]
+    has_ho = ho_of >= 0
+    ho_of = np.where(has_ho, ho_of, len(ho_rid))   # the sentinel row
+    insurer, kigo, bango, points = (np.append(ho[k], v)[ho_of] for k, v in (
+        ("insurer", 0), ("kigo", 0), ("bango", 0), ("points", 0)))
+
+    # receipt checks: the first failing one is the reason (index into _RECEIPT_CHECKS, -1 = kept)
+    failed = np.full(len(rid), -1, np.int64)
+    for k, fails in enumerate((~header_ok, ~rec["ym_ok"], rec["receipt_type"] < 1000, ~has_ho,
+                               has_ho & (points < 0), has_ho & (insurer == 0), has_ho & (bango == 0))):
+        failed[(failed < 0) & fails] = k
+    bad = failed >= 0
     if bad.any():
-        vals = np.where(column[bad].str.startswith("RE 診療").to_numpy(), value[bad].to_numpy(),
-                        rec["receipt_type"][bad].astype(str).to_numpy())
-        excl.append(pd.DataFrame({"file": rec["file"][bad].astype(str).to_numpy(), "table": EXCLUSION_TABLE,
-                                  "row": rec["line"][bad].to_numpy(np.int64),
-                                  "column": column[bad].to_numpy(), "value": vals.astype(str),
-                                  "reason": reason[bad].to_numpy(), "scope": SCOPE_RECEIPT}))
-    keep = rec[~bad].copy()
-    ho_k = ho.reindex(keep["receipt_id"])
-    kind = keep["hkind"].to_numpy(np.int64)
+        k = failed[bad]
+        ym_raw = labels[rec["ym_raw"][bad]]
+        vals = np.where(k == 1, ym_raw, rec["receipt_type"][bad].astype(str).astype(object))
+        checks = np.array(_RECEIPT_CHECKS + [("", "")], dtype=object)
+        excl.append(_excl_rows(rec["file"][bad], re_files, rec["line"][bad], checks[k, 0], checks[k, 1],
+                               values=vals.astype(str), scope=SCOPE_RECEIPT))
+    keep = ~bad
+    kid = rid[keep]
+    kind = hkind[keep]
     receipts = pd.DataFrame({
-        "receipt_id": keep["receipt_id"].to_numpy(np.int64), "file": _str_of(keep["file"]),
-        "line": keep["line"].to_numpy(np.int64), "kind": _str_of(pd.Series(kind).map(KIND_LABELS)),
-        "setting": _str_of(_setting(kind, keep["receipt_type"].to_numpy(np.int64))),
-        "ym": keep["ym"].to_numpy(np.int64), "receipt_type": keep["receipt_type"].to_numpy(np.int64),
-        "institution": _str_of(_institution_code(keep["pref"].to_numpy(np.int64), kind,
-                                                 keep["institution"].to_numpy(np.int64))),
-        "rx_institution": np.where(keep["rx_institution"].to_numpy(np.int64) >= 0,
-                                   _code_text(keep["rx_institution"].to_numpy(np.int64), 10), None),
-        "sex": keep["sex"].to_numpy(np.int64),
-        "insurer": _str_of(ho_k["insurer"].astype(str)), "kigo": _str_of(ho_k["kigo"].astype(str)),
-        "bango": _str_of(ho_k["bango"].astype(str)),
-        "points": ho_k["points"].to_numpy(np.int64)})
+        "receipt_id": kid, "file": _str_from_codes(rec["file"][keep], re_files),
+        "line": rec["line"][keep], "kind": _str_from_codes(np.searchsorted([1, 3, 4], kind),
+                                                           [KIND_LABELS[k] for k in (1, 3, 4)]),
+        "setting": _str_from_codes(_setting(kind, rec["receipt_type"][keep]), _SETTINGS),
+        "ym": rec["ym"][keep], "receipt_type": rec["receipt_type"][keep],
+        "institution": _int_str(_institution_code(pref[keep], kind, inst[keep]), 10),
+        "rx_institution": _code_or_none(rec["rx_institution"][keep], 10),
+        "sex": rec["sex"][keep],
+        "insurer": _str_from_codes(insurer[keep], labels), "kigo": _str_from_codes(kigo[keep], labels),
+        "bango": _str_from_codes(bango[keep], labels),
+        "points": points[keep]})
     receipts["yen"] = receipts["points"] * YEN_PER_POINT
-    ko = raw.frame("KO")
-    receipts["n_kouhi"] = (receipts["receipt_id"].map(ko.groupby("receipt_id").size()).fillna(0).astype(np.int64)
-                           if not ko.empty else 0)
-    sn = raw.frame("SN")
-    eda = pd.Series("", index=receipts.index, dtype=object)
-    if not sn.empty:
-        sn1 = sn[sn["payer_kind"] == 1].drop_duplicates("receipt_id").set_index("receipt_id")["edaban"]
-        eda = receipts["receipt_id"].map(sn1).fillna("").astype(object)
-    receipts["edaban"] = eda.to_numpy()
+    receipts["n_kouhi"] = np.bincount(_arrays(raw, "KO")["receipt_id"], minlength=n_ids)[kid].astype(np.int64)
+    # 枝番: the first SN (資格確認) of the insured person (payer kind 1) of each receipt
+    sn = _arrays(raw, "SN")
+    own = sn["payer_kind"] == 1
+    sn_of = _positions(sn["receipt_id"][own], n_ids)[kid]
+    edaban = np.append(sn["edaban"][own], 0)[np.where(sn_of >= 0, sn_of, own.sum())]
+    receipts["edaban"] = (_str_from_codes(edaban, labels) if len(kid) else np.zeros(0, dtype=object))
     # one person key with the 特定健診 XML reader (docs/formats/person_key.md §1)
-    receipts["person_key"] = person_keys.person_key(receipts["insurer"], receipts["kigo"], receipts["bango"],
-                                                    receipts["edaban"]).array
-    kept_ids = receipts["receipt_id"].to_numpy()
+    receipts["person_key"] = _person_keys(insurer[keep], kigo[keep], bango[keep], edaban, labels)
+    kept = np.zeros(n_ids, bool)
+    kept[kid] = True
 
     # diagnoses
     sy = raw.frame("SY")
     if not sy.empty:
-        sy = sy[sy["receipt_id"].isin(kept_ids)]
+        sy = sy[kept[sy["receipt_id"].to_numpy()]]
         badc = sy["code"] < 0
         if badc.any():
             excl.append(_excl_frame(sy[badc], "SY 傷病名コード", "傷病名コードが7桁の数字ではありません",
@@ -958,10 +997,10 @@ def assemble(raw: RawUke) -> UkeTables:
         diagnoses = pd.DataFrame({
             "receipt_id": sy["receipt_id"].to_numpy(np.int64), "file": _str_of(sy["file"]),
             "line": sy["line"].to_numpy(np.int64), "code": _int_str(sy["code"].to_numpy(), 7),
-            "start": pd.to_datetime(pd.Series(np.where(sy["start_ok"], sy["start"], 0)).astype(str),
-                                    format="%Y%m%d", errors="coerce").to_numpy(),
+            "start": _ymd_dates(sy["start"].to_numpy(np.int64), sy["start_ok"].to_numpy(bool)),
             "outcome": sy["outcome"].to_numpy(np.int64), "suspected": suspected.to_numpy(bool),
-            "main": sy["main"].to_numpy(bool), "uncoded_name": sy["uncoded_name"].to_numpy()})
+            "main": sy["main"].to_numpy(bool),
+            "uncoded_name": sy["uncoded_name"].array if len(sy) else sy["uncoded_name"].to_numpy()})
     else:
         diagnoses = pd.DataFrame({c: pd.Series(dtype=d) for c, d in (
             ("receipt_id", "int64"), ("file", "str"), ("line", "int64"), ("code", "str"),
@@ -969,20 +1008,19 @@ def assemble(raw: RawUke) -> UkeTables:
             ("uncoded_name", "str"))})
 
     # procedures (SI) and drugs (医科 IY + 調剤 IY)
-    procedures = _detail(raw.frame("SI"), kept_ids, excl, "SI 診療行為コード", "診療行為コード")
-    iy = _detail(raw.frame("IY"), kept_ids, excl, "IY 医薬品コード", "医薬品コード")
+    procedures = _detail(raw.frame("SI"), kept, excl, "SI 診療行為コード", "診療行為コード")
+    iy = _detail(raw.frame("IY"), kept, excl, "IY 医薬品コード", "医薬品コード")
     drugs_med = pd.DataFrame({
         "receipt_id": iy["receipt_id"], "file": iy["file"], "line": iy["line"], "code": iy["code"],
         "quantity": iy["quantity"], "form_code": np.where(iy["cls"] == 22, 3, np.where(iy["cls"] == 23, 5,
                                                                                       np.where(iy["cls"] == 21, 1, 0))),
         "cls": iy["cls"], "days": np.where(iy["cls"] == 21, iy["times"], 0), "dispensed": "院内"})
-    iyp = _detail(raw.frame("IYP"), kept_ids, excl, "IY 医薬品コード", "医薬品コード")
+    iyp = _detail(raw.frame("IYP"), kept, excl, "IY 医薬品コード", "医薬品コード")
     if not iyp.empty:
-        grp = _pharmacy_groups(raw, iyp)
+        form, days = _pharmacy_groups(raw, iyp["sh"].to_numpy())
         drugs_ph = pd.DataFrame({
             "receipt_id": iyp["receipt_id"], "file": iyp["file"], "line": iyp["line"], "code": iyp["code"],
-            "quantity": iyp["quantity"], "form_code": grp["form"].to_numpy(), "cls": -1,
-            "days": grp["days"].to_numpy(), "dispensed": "院外"})
+            "quantity": iyp["quantity"], "form_code": form, "cls": -1, "days": days, "dispensed": "院外"})
         drugs = pd.concat([drugs_med, drugs_ph], ignore_index=True)
     else:
         drugs = drugs_med
@@ -991,10 +1029,26 @@ def assemble(raw: RawUke) -> UkeTables:
         exclusions = exclusions.sort_values(["file", "row"], kind="stable").reset_index(drop=True)
     n_line_excl = int((exclusions["scope"] == SCOPE_LINE).sum()) if not exclusions.empty else 0
     counts = {"files": len(raw.files), "lines_read": raw.lines_read, "lines_excluded": n_line_excl,
-              "lines_ignored": raw.lines_ignored, "receipts_read": len(rec),
+              "lines_ignored": raw.lines_ignored, "receipts_read": len(rid),
               "receipts_kept": len(receipts), "receipts_excluded": int(bad.sum())}
     return UkeTables(receipts=receipts, diagnoses=diagnoses, procedures=procedures, drugs=drugs,
                      exclusions=exclusions, counts=counts)
+
+
+def _ymd_dates(ymd: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """YYYYMMDD ints (valid where ok) as datetime64, NaT elsewhere; the unit is the one that
+    pandas.to_datetime gives for such strings (us, or s when there is no date at all)."""
+    months = (ymd // 10000 - 1970) * 12 + (ymd // 100 % 100 - 1)
+    days = months.astype("M8[M]").astype("M8[D]") + (ymd % 100 - 1)
+    return np.where(ok, days, np.datetime64("NaT")).astype("M8[us]" if ok.any() else "M8[s]")
+
+
+def _excl_rows(file_codes: np.ndarray, file_names: list, lines: np.ndarray, column, reason, values="",
+               scope: str = SCOPE_LINE) -> pd.DataFrame:
+    """Exclusion rows of record arrays (the file as codes into `file_names`)."""
+    return pd.DataFrame({"file": _str_from_codes(file_codes, file_names), "table": EXCLUSION_TABLE,
+                         "row": np.asarray(lines, np.int64), "column": column, "value": values,
+                         "reason": reason, "scope": scope})
 
 
 def _excl_frame(d: pd.DataFrame, column: str, reason: str, values=None, scope: str = SCOPE_LINE) -> pd.DataFrame:
@@ -1005,48 +1059,47 @@ def _excl_frame(d: pd.DataFrame, column: str, reason: str, values=None, scope: s
                          "reason": reason, "scope": scope})
 
 
-def _detail(df: pd.DataFrame, kept_ids: np.ndarray, excl: list, column: str, what: str) -> pd.DataFrame:
+def _detail(df: pd.DataFrame, kept: np.ndarray, excl: list, column: str, what: str) -> pd.DataFrame:
+    """Lines of kept receipts (`kept`: bool by receipt id) with a readable code."""
     if df.empty:
         return pd.DataFrame({c: pd.Series(dtype=d) for c, d in (
             ("receipt_id", "int64"), ("file", "str"), ("line", "int64"), ("code", "str"), ("quantity", "float64"),
             ("cls", "int64"), ("points", "int64"), ("times", "int64"))})
-    df = df[df["receipt_id"].isin(kept_ids)]
+    df = df[kept[df["receipt_id"].to_numpy()]]
     badc = df["code"] < 0
     if badc.any():
         excl.append(_excl_frame(df[badc], column, f"{what}が9桁の数字ではありません"))
     df = df[~badc].copy()
     if "cls" in df:
         # 診療識別 may be left empty on the following records of a group: carry it forward
-        cls = df["cls"].where(df["cls"] >= 0)
-        df["cls"] = cls.groupby(df["receipt_id"]).ffill().fillna(-1).astype(np.int64)
+        df["cls"] = _fill_forward(df["cls"].to_numpy(np.int64), df["receipt_id"].to_numpy())
     df["code"] = _int_str(df["code"].to_numpy(), 9)
     return df.reset_index(drop=True)
 
 
-def _pharmacy_groups(raw: RawUke, iyp: pd.DataFrame) -> pd.DataFrame:
-    """剤形 and days of each 調剤 IY line: the SH (処方基本) above it and the sum of the 調剤数量
-    of the CZ lines of that SH group (docs/claims_rules.md §2.3)."""
-    sh, cz = raw.frame("SH"), raw.frame("CZ")
-    if sh.empty:
-        return pd.DataFrame({"form": np.zeros(len(iyp), np.int64), "days": np.zeros(len(iyp), np.int64)})
-    sh = sh.assign(file=sh["file"].astype(str)).sort_values(["file", "line"])
-    cz = cz.assign(file=cz["file"].astype(str)) if not cz.empty else cz
-    iyp = iyp.assign(file=iyp["file"].astype(str))
-    key_sh = sh[["file", "line", "receipt_id", "form"]].rename(columns={"line": "sh_line"})
-    # each line takes the last SH at or above it in the same file and receipt
-    def attach(df):
-        m = pd.merge_asof(df.sort_values("line").assign(_o=np.arange(len(df))), key_sh.sort_values("sh_line"),
-                          left_on="line", right_on="sh_line", by=["file", "receipt_id"], direction="backward")
-        return m.sort_values("_o")
-    a = attach(iyp.reset_index(drop=True)[["file", "line", "receipt_id"]].assign(_i=np.arange(len(iyp))))
-    a = a.sort_values("_i")
-    if not cz.empty:
-        c = attach(cz[["file", "line", "receipt_id", "days"]])
-        days = c.groupby(["file", "sh_line"])["days"].sum()
-        a["days"] = a.merge(days.rename("d").reset_index(), on=["file", "sh_line"], how="left")["d"].fillna(0).to_numpy()
-    else:
-        a["days"] = 0
-    return pd.DataFrame({"form": a["form"].fillna(0).to_numpy(np.int64), "days": a["days"].to_numpy(np.int64)})
+def _fill_forward(values: np.ndarray, receipt: np.ndarray) -> np.ndarray:
+    """Negative values (empty) take the last non-negative value above them in the same receipt,
+    -1 when there is none. A receipt's lines are consecutive (ids ascend in file order)."""
+    n = len(values)
+    at = np.arange(n)
+    last = np.maximum.accumulate(np.where(values >= 0, at, -1)) if n else at
+    first = np.maximum.accumulate(np.where(np.r_[True, receipt[1:] != receipt[:-1]], at, 0)) if n else at
+    return np.where(last >= first, values[last], -1).astype(np.int64)
+
+
+def _pharmacy_groups(raw: RawUke, sh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """剤形 and days of 調剤 IY lines given their SH (処方基本) ids: the form of that SH and the
+    sum of the 調剤数量 of the CZ lines of that SH group (docs/claims_rules.md §2.3). The reader
+    gives each CZ / IY line the id of the last SH above it in the same receipt (0 = none)."""
+    form = np.zeros(raw.n_sh + 1, np.int64)
+    days = np.zeros(raw.n_sh + 1, np.int64)
+    sh_rec, cz = raw.arrays("SH"), raw.arrays("CZ")
+    if sh_rec:
+        form[sh_rec["sh"]] = sh_rec["form"]
+        if cz:
+            days = np.bincount(cz["sh"], weights=cz["days"], minlength=raw.n_sh + 1).astype(np.int64)
+            days[0] = 0
+    return form[sh], days[sh]
 
 
 def read_uke(paths, chunk_bytes: int = CHUNK_BYTES) -> UkeTables:
