@@ -4,17 +4,26 @@ Field positions follow the 記録条件仕様 医科用 令和4年4月版 (令�
 the 調剤 layout noted in docs/claims_rules.md §2 (no primary 調剤 document was available; the
 positions read here are the ones two independent sources agree on). See docs/claims_rules.md §1–§3.
 
-How the file is read (vectorised; a Python loop runs per *chunk*, never per line):
+How the file is read (vectorised; a Python loop runs per *chunk*, never per line; speed and the
+benchmark in docs/claims_rules.md §7.2):
 
-* the file is read in binary blocks of ``CHUNK_BYTES``; a block ends at its last line feed.
-  Shift_JIS (cp932) never uses the bytes ``,`` ``\\r`` ``\\n`` inside a 2-byte character, so lines
-  and fields are found on the raw bytes with numpy: one pass finds every separator (``,`` and
-  ``\\n``), and a field of a line is two look-ups in that array;
+* the file is read in binary blocks of ``CHUNK_BYTES`` straight into one reused buffer with zero
+  padding around the block; a block ends at its last line feed. Shift_JIS (cp932) never uses the
+  bytes ``,`` ``\\r`` ``\\n`` inside a 2-byte character, so lines and fields are found on the raw
+  bytes with numpy: one pass finds every separator (``,`` and ``\\n``), and a field of a line is two
+  look-ups in that array;
+* lines are selected by record type once (a look-up table from the 2-byte record id to a small
+  number; field-count limits are a table by 点数表 and record type);
 * numeric fields (codes, points, counts, dates) are decoded straight from the bytes, 8 digits at a
-  time from one unaligned 64-bit word (SWAR arithmetic);
-* text columns of the tables (file, codes, institutions) are built in Arrow from their distinct
-  values, not as one Python string per row;
-* only the few text fields that may hold 漢字 (記号・番号, 未コード化傷病名の名称) are decoded;
+  time from one unaligned 64-bit word (SWAR arithmetic); quantities (``使用量``) as integer / 10**k;
+* text fields (保険者番号・記号・番号, 枝番, 未コード化傷病名の名称) are cut out of the block and
+  dictionary-encoded by Arrow; only their distinct values are decoded (cp932, NFKC) and the records
+  keep int codes into `RawUke.texts`;
+* `assemble` joins records by position: receipt ids are 1..n in file order, so the header, ``HO``,
+  ``KO`` and ``SN`` of a receipt are array look-ups, not pandas merges; the 調剤 ``SH`` group of a
+  ``CZ`` / ``IY`` line is found while reading (the last ``SH`` above it in the same receipt);
+* text columns of the tables are built in Arrow from their distinct values, not as one Python
+  string per row; person keys are computed once per distinct 保険者番号・記号・番号・枝番;
 * patient names (RE 氏名, カタカナ氏名) are never extracted.
 
 Every line belongs to the receipt opened by the last ``RE`` before it, and every receipt to the
@@ -44,7 +53,7 @@ import pyarrow.compute as pc
 from hsutils.inputs import person_keys
 from hsutils.core.errors import DataError
 
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 8 << 20  # per-block arrays stay small enough to be reused by the allocator (no page faults per block)
 PAD = 128  # bytes of zeros around a block (longest field read is 80 bytes)
 UKE_SUFFIXES = (".uke",)
 EXCLUSION_TABLE = "uke"
@@ -630,14 +639,17 @@ def _read_block(L: _Lines, first_line: int, file: str, st: _State, out: RawUke) 
         ymv, ylen, yok = L.digits(r, 3, 6)
         ym, ymok = decode_date(ymv, ylen, yok, with_day=False)
         sex, _, sok = L.digits(r, 5, 1)
-        pk = line_kind[s] == KIND_PHARMACY
-        ppref, _, _ = L.digits(r, 9, 2)
-        ptab, _, _ = L.digits(r, 10, 1)
-        pinst, _, piok = L.digits(r, 11, 7)
+        rx_institution = np.full(len(r), -1, np.int64)
+        pk = np.flatnonzero(line_kind[s] == KIND_PHARMACY)   # 処方医療機関: 調剤 receipts only
+        if len(pk):
+            rp = r[pk]
+            ppref, _, _ = L.digits(rp, 9, 2)
+            ptab, _, _ = L.digits(rp, 10, 1)
+            pinst, _, piok = L.digits(rp, 11, 7)
+            rx_institution[pk] = np.where(piok, ppref * 10**8 + ptab * 10**7 + pinst, -1)
         out.add("RE", frame(s, header_id=hdr_id[s], kind=line_kind[s], receipt_type=np.where(tok, rtype, -1),
                             ym=ym, ym_ok=ymok, ym_raw=_text_codes_where(L, r, 3, ~ymok, out),
-                            sex=np.where(sok, sex, 0),
-                            rx_institution=np.where(pk & piok, ppref * 10**8 + ptab * 10**7 + pinst, -1)))
+                            sex=np.where(sok, sex, 0), rx_institution=rx_institution))
     # HO
     r, s = rows_of("HO")
     if len(r):
