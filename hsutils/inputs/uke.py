@@ -402,6 +402,7 @@ class RawUke:
     n_receipts: int = 0
     n_sh: int = 0               # 調剤 SH (処方基本) lines read: their ids are 1..n_sh
     texts: dict = field(default_factory=lambda: {"": 0})
+    raw_texts: dict = field(default_factory=dict)   # raw bytes -> code (each value decoded once)
 
     def add(self, rtype: str, columns: dict) -> None:
         """Keep the arrays of one block; the frame is built once for all blocks (less overhead)."""
@@ -411,6 +412,17 @@ class RawUke:
         """Codes of decoded texts (new texts are added)."""
         texts = self.texts
         return np.array([texts.setdefault(v, len(texts)) for v in values], dtype=np.int32)
+
+    def byte_codes(self, values: list) -> np.ndarray:
+        """Codes of raw field bytes, decoded as in `_decode` (cp932, NFKC, stripped; trailing NUL
+        bytes dropped) the first time a value is seen."""
+        seen = self.raw_texts
+        new = [b for b in values if b not in seen]
+        if new:
+            norm = unicodedata.normalize
+            texts = [norm("NFKC", b.rstrip(b"\0").decode("cp932", errors="replace")).strip() for b in new]
+            seen.update(zip(new, self.text_codes(texts).tolist()))
+        return np.array([seen[b] for b in values], dtype=np.int32)
 
     def labels(self) -> np.ndarray:
         return np.array(list(self.texts) + [None], dtype=object)[:-1]
@@ -491,10 +503,7 @@ def _text_codes(L: _Lines, rows: np.ndarray, j: int, width: int, out: RawUke) ->
     spans = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 2 * n,
                                              [None, pa.py_buffer(offsets), pa.py_buffer(L.padded())])
     enc = pc.dictionary_encode(spans.take(pa.array(np.arange(0, 2 * n, 2))))
-    norm = unicodedata.normalize
-    texts = [norm("NFKC", b.rstrip(b"\0").decode("cp932", errors="replace")).strip()
-             for b in enc.dictionary.to_pylist()]
-    return out.text_codes(texts)[enc.indices.to_numpy(zero_copy_only=False)]
+    return out.byte_codes(enc.dictionary.to_pylist())[enc.indices.to_numpy(zero_copy_only=False)]
 
 
 def _text_codes_where(L: _Lines, rows: np.ndarray, j: int, where: np.ndarray, out: RawUke,
