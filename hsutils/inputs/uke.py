@@ -392,7 +392,6 @@ class RawUke:
     Text fields are kept as int32 codes into `texts` (distinct decoded values, '' = 0): a field
     such as 保険者番号 repeats on every receipt and is decoded once."""
 
-    headers: list = field(default_factory=list)
     records: dict = field(default_factory=dict)
     exclusions: list = field(default_factory=list)
     lines_read: int = 0
@@ -469,11 +468,6 @@ def _excl(file: str, lines: np.ndarray, column, values, reason, scope=SCOPE_LINE
         "value": pd.Series(np.asarray(values, dtype=object), dtype="str"),
         "reason": pd.Series(np.broadcast_to(np.asarray(reason, dtype=object), (n,)), dtype="str"),
         "scope": pd.Series([scope] * n, dtype="str")})
-
-
-def _field_label(rtype: str, j: int) -> str:
-    name = FIELD_NAMES.get(rtype, {}).get(j, f"項目{j + 1}")
-    return f"{rtype} {name}"
 
 
 def _raw_text(lines: _Lines, rows: np.ndarray, j: int, width: int = 40) -> np.ndarray:
