@@ -155,6 +155,20 @@ def test_lines_before_the_header_are_listed(tmp_path):
     assert t.exclusions["row"].tolist() == [1] and "IR" in t.exclusions["reason"].iloc[0]
 
 
+def test_a_file_without_any_header_is_read_as_empty(tmp_path):
+    """An empty file (only the EOF mark) and a file of only detail lines give empty tables with
+    every line accounted for (the reader used to fail with a KeyError without any IR/YK)."""
+    empty = _write(tmp_path, "", "empty.UKE")
+    t = uke.read_uke([empty])
+    assert t.counts == {"files": 1, "lines_read": 0, "lines_excluded": 0, "lines_ignored": 0,
+                        "receipts_read": 0, "receipts_kept": 0, "receipts_excluded": 0}
+    assert t.receipts.empty and t.exclusions.empty
+    p = _write(tmp_path, "SY,9990001,20230510,1,,,01,\nHO,  170019,,1,1,73,,,,,,,,,\n", "noheader.UKE")
+    t = uke.read_uke([empty, p])
+    assert t.counts["lines_read"] == 2 and t.counts["lines_excluded"] == 2 and t.receipts.empty
+    assert t.exclusions["row"].tolist() == [1, 2] and set(t.exclusions["file"]) == {"noheader.UKE"}
+
+
 def test_unreadable_master_is_a_japanese_error(tmp_path):
     p = tmp_path / "b.csv"
     p.write_text('"0","Y","9990001"' + ',""' * 20 + "\n", encoding="cp932")

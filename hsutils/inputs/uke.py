@@ -4,17 +4,26 @@ Field positions follow the 記録条件仕様 医科用 令和4年4月版 (令�
 the 調剤 layout noted in docs/claims_rules.md §2 (no primary 調剤 document was available; the
 positions read here are the ones two independent sources agree on). See docs/claims_rules.md §1–§3.
 
-How the file is read (vectorised; a Python loop runs per *chunk*, never per line):
+How the file is read (vectorised; a Python loop runs per *chunk*, never per line; speed and the
+benchmark in docs/claims_rules.md §7.2):
 
-* the file is read in binary blocks of ``CHUNK_BYTES``; a block ends at its last line feed.
-  Shift_JIS (cp932) never uses the bytes ``,`` ``\\r`` ``\\n`` inside a 2-byte character, so lines
-  and fields are found on the raw bytes with numpy: one pass finds every separator (``,`` and
-  ``\\n``), and a field of a line is two look-ups in that array;
+* the file is read in binary blocks of ``CHUNK_BYTES`` straight into one reused buffer with zero
+  padding around the block; a block ends at its last line feed. Shift_JIS (cp932) never uses the
+  bytes ``,`` ``\\r`` ``\\n`` inside a 2-byte character, so lines and fields are found on the raw
+  bytes with numpy: one pass finds every separator (``,`` and ``\\n``), and a field of a line is two
+  look-ups in that array;
+* lines are selected by record type once (a look-up table from the 2-byte record id to a small
+  number; field-count limits are a table by 点数表 and record type);
 * numeric fields (codes, points, counts, dates) are decoded straight from the bytes, 8 digits at a
-  time from one unaligned 64-bit word (SWAR arithmetic);
-* text columns of the tables (file, codes, institutions) are built in Arrow from their distinct
-  values, not as one Python string per row;
-* only the few text fields that may hold 漢字 (記号・番号, 未コード化傷病名の名称) are decoded;
+  time from one unaligned 64-bit word (SWAR arithmetic); quantities (``使用量``) as integer / 10**k;
+* text fields (保険者番号・記号・番号, 枝番, 未コード化傷病名の名称) are cut out of the block and
+  dictionary-encoded by Arrow; only their distinct values are decoded (cp932, NFKC) and the records
+  keep int codes into `RawUke.texts`;
+* `assemble` joins records by position: receipt ids are 1..n in file order, so the header, ``HO``,
+  ``KO`` and ``SN`` of a receipt are array look-ups, not pandas merges; the 調剤 ``SH`` group of a
+  ``CZ`` / ``IY`` line is found while reading (the last ``SH`` above it in the same receipt);
+* text columns of the tables are built in Arrow from their distinct values, not as one Python
+  string per row; person keys are computed once per distinct 保険者番号・記号・番号・枝番;
 * patient names (RE 氏名, カタカナ氏名) are never extracted.
 
 Every line belongs to the receipt opened by the last ``RE`` before it, and every receipt to the
@@ -39,11 +48,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hsutils.inputs import person_keys
 from hsutils.core.errors import DataError
 
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 8 << 20  # per-block arrays stay small enough to be reused by the allocator (no page faults per block)
 PAD = 128  # bytes of zeros around a block (longest field read is 80 bytes)
 UKE_SUFFIXES = (".uke",)
 EXCLUSION_TABLE = "uke"
@@ -110,7 +120,9 @@ _RT_CODES = {_rt(t): t for t in KNOWN_TYPES | set(_COUNTS_PHARMACY) | set(_COUNT
 class _Lines:
     """Lines of one block: byte buffer, line start/end (end excludes CR LF and EOF), and the
     separators (commas and line feeds) of the block, found in one pass. Field k of the block
-    runs from separator k-1 (+1) to separator k; a line's last field ends at the line end."""
+    runs from separator k-1 (+1) to separator k; a line's last field ends at the line end.
+    The block sits inside a buffer with PAD bytes before and after it (`padded`), so that
+    fixed-width reads near its ends need no clipping."""
 
     buf: np.ndarray
     ls: np.ndarray
@@ -120,11 +132,18 @@ class _Lines:
     sep: np.ndarray      # positions of ',' and '\n' (plus the block end if it has no '\n')
     _padded: np.ndarray | None = None
     _words: np.ndarray | None = None
+    _rows: tuple | None = None   # per-line arrays of the last row selection (see `_row_info`)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "_Lines":
-        buf = np.frombuffer(data, dtype=np.uint8)
-        n = len(buf)
+        padded = np.zeros(len(data) + 2 * PAD, np.uint8)
+        padded[PAD:PAD + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        return cls.from_padded(padded, len(data))
+
+    @classmethod
+    def from_padded(cls, padded: np.ndarray, n: int) -> "_Lines":
+        """The block is padded[PAD:PAD + n]; at least PAD bytes follow it in `padded`."""
+        buf = padded[PAD:PAD + n]
         sep = np.flatnonzero((buf == 44) | (buf == 10))
         is_nl = buf[sep] == 10
         if n and buf[-1] != 10:  # a last line without line feed ends at the end of the block
@@ -134,23 +153,33 @@ class _Lines:
         ends = sep[nl]
         starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else np.zeros(0, np.int64)
         le = ends.copy()
-        # drop a trailing CR and the EOF mark 0x1A
+        # drop a trailing CR and the EOF mark 0x1A (padded[PAD + p] is buf[p]; padded[PAD - 1] is 0)
         for byte in (13, 26, 13):
-            has = (le > starts) & (buf[np.maximum(le - 1, 0)] == byte) if n else le > starts
-            le = le - has
+            le -= (le > starts) & (padded[le + (PAD - 1)] == byte)
         ffirst = np.concatenate([[0], nl[:-1] + 1]) if len(nl) else np.zeros(0, np.int64)
         nf = nl - ffirst + 1
-        return cls(buf, starts, le, ffirst, nf, sep)
+        return cls(buf, starts, le, ffirst, nf, sep, _padded=padded)
+
+    def _row_info(self, rows: np.ndarray) -> tuple:
+        """nf, first field, line end and fewest fields of the given lines; kept for the next call
+        with the same array (a record type's fields are read one after the other)."""
+        if self._rows is None or self._rows[0] is not rows:
+            nf = self.nf[rows]
+            self._rows = (rows, nf, self.ffirst[rows], self.le[rows], int(nf.min()) if len(rows) else 0)
+        return self._rows[1:]
 
     def span(self, rows: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
         """Start/end of field j of the given lines (empty span where the line has fewer fields)."""
-        nf = self.nf[rows]
-        ok = j < nf
         if not len(rows):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        k = self.ffirst[rows] + np.minimum(j, nf - 1)
+        nf, ff, le, nf_min = self._row_info(rows)
+        if j < nf_min - 1:  # every line has a field after j: both ends are separators
+            k = ff + j
+            return (self.sep[k - 1] + 1 if j else self.ls[rows]), self.sep[k]
+        ok = j < nf
+        k = ff + np.minimum(j, nf - 1)
         start = self.ls[rows] if j == 0 else self.sep[k - 1] + 1
-        end = np.where(j >= nf - 1, self.le[rows], self.sep[k])
+        end = np.where(j >= nf - 1, le, self.sep[k])
         return np.where(ok, start, 0), np.where(ok, end, 0)
 
     def padded(self) -> np.ndarray:
@@ -195,44 +224,72 @@ class _Lines:
         """Field j as an unsigned integer: (value, length, valid). Empty -> length 0, valid False.
 
         The last min(length, width) bytes of the field are read as one or two 8-byte words and
-        converted with SWAR arithmetic (8 digits per multiply chain, no per-byte matrix). As
-        before, a non-digit byte counts as 0 in the value and makes the field invalid."""
+        converted with SWAR arithmetic (8 digits per multiply chain, no per-byte matrix); fields
+        of at most 2 digits byte by byte. A non-digit byte counts as 0 in the value and makes
+        the field invalid."""
         if width > 16:
             raise ValueError("digits() reads at most 16 digits")
         s, e = self.span(rows, j)
         length = e - s
-        n_in = np.minimum(length, width)
-        words = self.words()
-        value = np.zeros(len(rows), np.uint64)
-        bad = np.zeros(len(rows), bool)
-        for part, end_off in ((1, 16), (0, 8)) if width > 8 else ((0, 8),):
-            w = words[e + PAD - end_off]
-            inside = np.clip(n_in - 8 * part, 0, 8).astype(np.uint64)   # bytes of the field in this word
-            keep = np.where(inside >= 8, _ALL, ~((_ONE << (np.uint64(64) - 8 * inside) % _U64_64) - _ONE)
-                            * (inside > 0))
-            t = (w & keep) ^ (_ZEROS & keep)        # digit bytes -> 0..9, bytes outside the field -> 0
-            high = (((t & _LOW7) + _ADD76) | t) & _HIGH   # high bit set on a non-digit byte
-            bad |= high != 0
-            t &= ~((high >> np.uint64(7)) * np.uint64(0xFF))
-            value = value * np.uint64(100_000_000) + _swar8(t)
+        if width <= 2:
+            value, bad = _short_digits(self.padded(), e, length, width)
+        else:
+            n_in = np.minimum(length, width)
+            words = self.words()
+            value, bad = None, np.zeros(len(rows), bool)
+            for end_off, inside in (((16, np.clip(n_in - 8, 0, 8)), (8, np.minimum(n_in, 8))) if width > 8
+                                    else ((8, n_in),)):
+                t = words[e + (PAD - end_off)]
+                t ^= _ZEROS                      # digit bytes -> 0..9
+                t &= _KEEP[inside]               # bytes outside the field -> 0
+                high = t & _LOW7
+                high += _ADD76
+                high |= t
+                high &= _HIGH                    # high bit set on a non-digit byte
+                odd = np.flatnonzero(high)
+                if len(odd):                     # non-digits count 0 (rare: only in broken fields)
+                    bad[odd] = True
+                    t[odd] &= ~((high[odd] >> np.uint64(7)) * np.uint64(0xFF))
+                v = _swar8(t)
+                value = v if value is None else value * np.uint64(100_000_000) + v
+            value = value.astype(np.int64)
         valid = ~bad & (length > 0) & (length <= width)
-        return value.astype(np.int64), length, valid
+        return value, length, valid
 
 
-_U64_64 = np.uint64(64)
-_ONE = np.uint64(1)
-_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _ZEROS = np.uint64(0x3030303030303030)
 _LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
 _ADD76 = np.uint64(0x7676767676767676)
 _HIGH = np.uint64(0x8080808080808080)
+# _KEEP[n]: mask of the last n bytes of an 8-byte little-endian word (its n most significant bytes)
+_KEEP = np.array([((1 << 64) - 1) & ~((1 << (64 - 8 * n)) - 1) for n in range(9)], dtype=np.uint64)
 
 
 def _swar8(t: np.ndarray) -> np.ndarray:
-    """Eight bytes 0..9 (first byte = most significant digit, little-endian word) -> integer."""
-    t = ((t * np.uint64(10)) + (t >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
-    t = ((t * np.uint64(100)) + (t >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
-    return ((t * np.uint64(10000)) + (t >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+    """Eight bytes 0..9 (first byte = most significant digit, little-endian word) -> integer.
+    Works in place on `t`."""
+    for mul, shift, mask in ((10, 8, 0x00FF00FF00FF00FF), (100, 16, 0x0000FFFF0000FFFF),
+                             (10000, 32, 0xFFFFFFFF)):
+        hi = t >> np.uint64(shift)
+        t *= np.uint64(mul)
+        t += hi
+        t &= np.uint64(mask)
+    return t
+
+
+def _short_digits(padded: np.ndarray, end: np.ndarray, length: np.ndarray, width: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Value and 'has a non-digit' of the last min(length, width) bytes before `end` (width <= 2),
+    with the same rules as the SWAR path of `_Lines.digits`."""
+    value = np.zeros(len(end), np.int64)
+    bad = np.zeros(len(end), bool)
+    for k in range(width):
+        d = padded[end + (PAD - 1 - k)] ^ np.uint8(48)
+        inside = length > k
+        digit = d < 10
+        value += np.where(inside & digit, d, 0) * 10 ** k
+        bad |= inside & ~digit
+    return value, bad
 
 
 def _decode(raw: np.ndarray) -> pd.Series:
@@ -280,23 +337,40 @@ def decode_date(value: np.ndarray, length: np.ndarray, valid: np.ndarray, with_d
 
 def iter_blocks(path: Path, chunk_bytes: int = CHUNK_BYTES):
     """Yield (bytes, first line number) blocks that end at a line feed."""
+    for lines, first in _padded_blocks(path, chunk_bytes):
+        yield lines.buf.tobytes(), first
+
+
+def _padded_blocks(path: Path, chunk_bytes: int = CHUNK_BYTES):
+    """Yield (`_Lines`, first line number) of blocks that end at a line feed (the last one may
+    not). The file is read straight into one reused buffer with PAD bytes around the block: no
+    copy of the block is made (a block's arrays must be used before the next one is read)."""
     line_no = 1
     carry = b""
+    store = bytearray()
     with open(path, "rb") as fh:
         while True:
-            data = fh.read(chunk_bytes)
-            if not data:
+            head = PAD + len(carry)
+            if len(store) < head + chunk_bytes + PAD:
+                store = bytearray(head + chunk_bytes + PAD)
+            view = memoryview(store)
+            view[PAD:head] = carry
+            got = fh.readinto(view[head:head + chunk_bytes])
+            view.release()
+            if not got:
                 break
-            data = carry + data
-            cut = data.rfind(b"\n")
+            end = head + got
+            cut = store.rfind(b"\n", PAD, end)
             if cut < 0:
-                carry = data
+                carry = bytes(store[PAD:end])
                 continue
-            block, carry = data[:cut + 1], data[cut + 1:]
-            yield block, line_no
-            line_no += block.count(b"\n")
+            carry = bytes(store[cut + 1:end])
+            store[cut + 1:cut + 1 + PAD] = bytes(PAD)
+            lines = _Lines.from_padded(np.frombuffer(store, np.uint8, count=cut + 1 + PAD), cut + 1 - PAD)
+            yield lines, line_no
+            line_no += len(lines.ls)
     if carry:
-        yield carry, line_no
+        yield _Lines.from_bytes(carry), line_no
 
 
 @dataclass
@@ -308,13 +382,16 @@ class _State:
     header_open: bool = False   # last marker was a header (IR/YK): detail lines are orphans
     kind: int = 0               # 点数表 of the current header
     file_first_header: int = 0  # n_headers when the current file started
+    sh_receipt: int = -1        # receipt of the last 調剤 SH line read
 
 
 @dataclass
 class RawUke:
-    """What the reader extracted, before receipts are checked (arrays per record type)."""
+    """What the reader extracted, before receipts are checked (arrays per record type).
 
-    headers: list = field(default_factory=list)
+    Text fields are kept as int32 codes into `texts` (distinct decoded values, '' = 0): a field
+    such as 保険者番号 repeats on every receipt and is decoded once."""
+
     records: dict = field(default_factory=dict)
     exclusions: list = field(default_factory=list)
     lines_read: int = 0
@@ -322,24 +399,64 @@ class RawUke:
     files: list = field(default_factory=list)
     n_headers: int = 0
     n_receipts: int = 0
+    n_sh: int = 0               # 調剤 SH (処方基本) lines read: their ids are 1..n_sh
+    texts: dict = field(default_factory=lambda: {"": 0})
+    raw_texts: dict = field(default_factory=dict)   # raw bytes -> code (each value decoded once)
 
     def add(self, rtype: str, columns: dict) -> None:
         """Keep the arrays of one block; the frame is built once for all blocks (less overhead)."""
         self.records.setdefault(rtype, []).append(columns)
 
-    def frame(self, rtype: str) -> pd.DataFrame:
+    def text_codes(self, values) -> np.ndarray:
+        """Codes of decoded texts (new texts are added)."""
+        texts = self.texts
+        return np.array([texts.setdefault(v, len(texts)) for v in values], dtype=np.int32)
+
+    def byte_codes(self, values: list) -> np.ndarray:
+        """Codes of raw field bytes, decoded as in `_decode` (cp932, NFKC, stripped; trailing NUL
+        bytes dropped) the first time a value is seen."""
+        seen = self.raw_texts
+        new = [b for b in values if b not in seen]
+        if new:
+            norm = unicodedata.normalize
+            texts = [norm("NFKC", b.rstrip(b"\0").decode("cp932", errors="replace")).strip() for b in new]
+            seen.update(zip(new, self.text_codes(texts).tolist()))
+        return np.array([seen[b] for b in values], dtype=np.int32)
+
+    def labels(self) -> np.ndarray:
+        return np.array(list(self.texts) + [None], dtype=object)[:-1]
+
+    def arrays(self, rtype: str) -> dict:
+        """The columns of a record type over all blocks; the file as codes into `file_names`."""
         parts = self.records.get(rtype, [])
-        if not parts:
-            return pd.DataFrame()
         cols = {}
-        for k in parts[0]:
-            if isinstance(parts[0][k], str):  # the file name: one category per file, not a string per line
-                names = list(dict.fromkeys(p[k] for p in parts))
-                codes = np.concatenate([np.full(len(p["line"]), names.index(p[k]), np.int32) for p in parts])
-                cols[k] = pd.Categorical.from_codes(codes, categories=names)
-            else:
-                cols[k] = np.concatenate([p[k] for p in parts])
+        if parts:
+            names = self.file_names(rtype)
+            for k in parts[0]:
+                if k == "file":
+                    cols[k] = np.concatenate([np.full(len(p["line"]), names.index(p[k]), np.int32) for p in parts])
+                else:
+                    cols[k] = np.concatenate([p[k] for p in parts])
+        return cols
+
+    def file_names(self, rtype: str) -> list:
+        return list(dict.fromkeys(p["file"] for p in self.records.get(rtype, [])))
+
+    def frame(self, rtype: str) -> pd.DataFrame:
+        cols = self.arrays(rtype)
+        if not cols:
+            return pd.DataFrame()
+        cols["file"] = pd.Categorical.from_codes(cols["file"], categories=self.file_names(rtype))
+        labels = None
+        for k in _TEXT_COLUMNS.intersection(cols):  # one category per file / text, not a string per line
+            labels = self.labels() if labels is None else labels
+            cols[k] = _str_from_codes(cols[k], labels)
         return pd.DataFrame(cols)
+
+
+# Columns of `RawUke` records held as codes into `RawUke.texts`.
+_TEXT_COLUMNS = frozenset({"insurer", "kigo", "bango", "edaban", "uncoded_name", "code_raw", "ym_raw",
+                           "start_raw"})
 
 
 def _excl(file: str, lines: np.ndarray, column, values, reason, scope=SCOPE_LINE) -> pd.DataFrame:
@@ -353,47 +470,66 @@ def _excl(file: str, lines: np.ndarray, column, values, reason, scope=SCOPE_LINE
         "scope": pd.Series([scope] * n, dtype="str")})
 
 
-def _field_label(rtype: str, j: int) -> str:
-    name = FIELD_NAMES.get(rtype, {}).get(j, f"項目{j + 1}")
-    return f"{rtype} {name}"
-
-
 def _raw_text(lines: _Lines, rows: np.ndarray, j: int, width: int = 40) -> np.ndarray:
     raw, _ = lines.text(rows, j, width)
     return _decode(raw).to_numpy(dtype=object)
 
 
-def _limits_table():
-    keys, lo, hi = [], [], []
+def _text_codes(L: _Lines, rows: np.ndarray, j: int, width: int, out: RawUke) -> np.ndarray:
+    """Field j (at most `width` bytes) as codes into ``out.texts``, decoded as in `_decode`.
+
+    The fields are cut out of the block by Arrow (a binary array whose offsets are the field
+    starts and ends, one value per field and one per gap between fields) and dictionary-encoded
+    there; only the distinct values reach Python."""
+    n = len(rows)
+    if n == 0:
+        return np.zeros(0, np.int32)
+    s, e = L.span(rows, j)
+    e = np.minimum(e, s + width)
+    empty = e <= s
+    if empty.any():  # an empty span at the line start keeps the offsets in order
+        ls = L.ls[rows]
+        s, e = np.where(empty, ls, s), np.where(empty, ls, e)
+    offsets = np.empty(2 * n + 1, np.int64)
+    offsets[0:2 * n:2] = s + PAD
+    offsets[1:2 * n:2] = e + PAD
+    offsets[2 * n] = offsets[2 * n - 1]
+    spans = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 2 * n,
+                                             [None, pa.py_buffer(offsets), pa.py_buffer(L.padded())])
+    enc = pc.dictionary_encode(spans.take(pa.array(np.arange(0, 2 * n, 2))))
+    return out.byte_codes(enc.dictionary.to_pylist())[enc.indices.to_numpy(zero_copy_only=False)]
+
+
+def _text_codes_where(L: _Lines, rows: np.ndarray, j: int, where: np.ndarray, out: RawUke,
+                      width: int = 16) -> np.ndarray:
+    """Field j as text codes only where `where` (values quoted in exclusion messages); '' elsewhere."""
+    codes = np.zeros(len(rows), np.int32)
+    if where.any():
+        codes[where] = out.text_codes(_raw_text(L, rows[where], j, width))
+    return codes
+
+
+# Record types as small numbers (for look-up tables indexed by type and 点数表).
+_TYPES = sorted(_RT_CODES.values())
+_TYPE_NO = {t: i for i, t in enumerate(_TYPES)}
+_TYPE_OF_CODE = np.full(65536, -1, np.int16)
+for _t in _TYPES:
+    _TYPE_OF_CODE[_rt(_t)] = _TYPE_NO[_t]
+
+
+def _limits_table() -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) number of fields by [点数表, record type]; no limit for a type without a layout."""
+    lo = np.zeros((10, len(_TYPES)), np.int64)
+    hi = np.full((10, len(_TYPES)), 10_000, np.int64)
     for kind, table in ((KIND_MEDICAL, _COUNTS_MEDICAL), (KIND_DENTAL, _COUNTS_DENTAL),
                         (KIND_PHARMACY, _COUNTS_PHARMACY)):
         for t, (a, b) in table.items():
-            keys.append(kind * 65536 + _rt(t))
-            lo.append(a)
-            hi.append(b)
-    order = np.argsort(keys)
-    return np.array(keys)[order], np.array(lo)[order], np.array(hi)[order]
+            lo[kind, _TYPE_NO[t]], hi[kind, _TYPE_NO[t]] = a, b
+    return lo, hi
 
 
 _LIMITS = _limits_table()
-
-
-def _count_limits(line_kind: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Allowed (min, max) number of fields of each line by 点数表 and record type (no limit for
-    record types without a layout)."""
-    keys, lo, hi = _LIMITS
-    k = line_kind.astype(np.int64) * 65536 + code
-    pos = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
-    found = keys[pos] == k
-    return np.where(found, lo[pos], 0), np.where(found, hi[pos], 10_000)
-
-
-def _raw_where(lines: _Lines, rows: np.ndarray, j: int, where: np.ndarray, width: int = 16) -> np.ndarray:
-    """Field j as text only where `where` (values quoted in exclusion messages); '' elsewhere."""
-    out = np.full(len(rows), "", dtype=object)
-    if where.any():
-        out[where] = _raw_text(lines, rows[where], j, width)
-    return out
+_HANDLED = np.isin(_TYPES, ["RE", "HO", "KO", "SY", "SI", "IY", "SH", "CZ", "SN", "IR", "YK"])
 
 
 def _line_text(lines: _Lines, rows: np.ndarray, width: int = 24) -> np.ndarray:
@@ -405,31 +541,27 @@ def _line_text(lines: _Lines, rows: np.ndarray, width: int = 24) -> np.ndarray:
     return _decode(raw).to_numpy(dtype=object)
 
 
-def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke) -> None:
-    L = _Lines.from_bytes(data)
+def _read_block(L: _Lines, first_line: int, file: str, st: _State, out: RawUke) -> None:
     n = len(L.ls)
     line_no = first_line + np.arange(n, dtype=np.int64)
-    nonblank = L.le > L.ls
-    b0 = L.buf[np.minimum(L.ls, max(len(L.buf) - 1, 0))].astype(np.int64) if len(L.buf) else np.zeros(n, np.int64)
-    b1 = L.buf[np.minimum(L.ls + 1, max(len(L.buf) - 1, 0))].astype(np.int64) if len(L.buf) else np.zeros(n, np.int64)
-    s0, e0 = L.span(np.arange(n), 0)
-    first_len = e0 - s0
-    code = np.where(first_len == 2, b0 * 256 + b1, -1)
     # blank lines (the line after the last CRLF, an EOF mark) are neither records nor errors
-    rows = np.flatnonzero(nonblank)
+    rows = np.flatnonzero(L.le > L.ls)
     out.lines_read += len(rows)
-    code_r = code[rows]
-    known_codes = np.array(sorted(_RT_CODES), dtype=np.int64)
-    known = np.isin(code_r, known_codes)
-    if (~known).any():
+    p = L.padded()
+    ls = L.ls[rows]
+    first_end = np.where(L.nf[rows] == 1, L.le[rows], L.sep[L.ffirst[rows]])
+    code = np.where(first_end - ls == 2, p[ls + PAD].astype(np.int32) * 256 + p[ls + (PAD + 1)], 0)
+    tcode = _TYPE_OF_CODE[code]
+    known = tcode >= 0
+    if not known.all():
         bad = rows[~known]
         out.exclusions.append(_excl(file, line_no[bad], "レコード識別情報", _line_text(L, bad),
                                     "レコード識別情報が記録条件仕様にありません（IR, RE, HO, SY, SI, IY など2文字）"))
-    rows, code_r = rows[known], code_r[known]
+        rows, tcode = rows[known], tcode[known]
 
     # context: header id, receipt id, 点数表 of each line
-    is_hdr = (code_r == _rt("IR")) | (code_r == _rt("YK"))
-    is_re = code_r == _rt("RE")
+    is_hdr = (tcode == _TYPE_NO["IR"]) | (tcode == _TYPE_NO["YK"])
+    is_re = tcode == _TYPE_NO["RE"]
     hdr_rows = rows[is_hdr]
     kinds_h, kok, _ = L.digits(hdr_rows, 3, 1) if len(hdr_rows) else (np.zeros(0, np.int64),) * 3
     hdr_id = st.n_headers + np.cumsum(is_hdr)
@@ -439,7 +571,7 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
     last = np.maximum.accumulate(pos) if len(pos) else pos
     last_kind = np.where(last >= 0, marker[np.maximum(last, 0)], 2 if not st.header_open else 1)
     no_header = (hdr_id == st.file_first_header) & ~is_hdr
-    orphan = ((last_kind == 1) & ~is_hdr & (code_r != _rt("GO"))) | no_header
+    orphan = ((last_kind == 1) & ~is_hdr & (tcode != _TYPE_NO["GO"])) | no_header
     kind_all = np.concatenate([[st.kind], np.where((kinds_h >= 1) & (kinds_h <= 9), kinds_h, 0)])
     line_kind = kind_all[hdr_id - st.n_headers]
     if orphan.any():
@@ -452,7 +584,7 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
 
     # field counts
     nf = L.nf[rows]
-    lo, hi = _count_limits(line_kind, code_r)
+    lo, hi = _LIMITS[0][line_kind, tcode], _LIMITS[1][line_kind, tcode]
     badcount = ((nf < lo) | (nf > hi)) & ~orphan
     if badcount.any():
         bad = rows[badcount]
@@ -465,7 +597,7 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
 
     # headers (always processed so that later receipts know their institution)
     if len(hdr_rows):
-        ir = code_r[is_hdr] == _rt("IR")
+        ir = tcode[is_hdr] == _TYPE_NO["IR"]
         pref, _, pok = L.digits(hdr_rows, 2, 2)
         inst, _, iok = L.digits(hdr_rows, 4, 7)
         ym_j = np.where(ir, 7, 6)
@@ -490,17 +622,14 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
         st.header_open = bool(last_kind[-1] == 1)
 
     rid = np.where(orphan, 0, re_id)
+    used_type = np.where(use, tcode, -1)
 
-    # used lines grouped by (record type, 点数表) with one stable sort: each type is one slice
-    used = np.flatnonzero(use)
-    gkey = code_r[used] * 16 + line_kind[used]
-    order = np.argsort(gkey, kind="stable")
-    used, gkey = used[order], gkey[order]
-
-    def rows_of(t: str, kinds=tuple(range(10))) -> tuple[np.ndarray, np.ndarray]:
-        parts = [used[np.searchsorted(gkey, _rt(t) * 16 + k):np.searchsorted(gkey, _rt(t) * 16 + k, "right")]
-                 for k in kinds]
-        sel = np.sort(np.concatenate(parts)) if len(parts) > 1 else parts[0]
+    def rows_of(t: str, kind: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Used lines of record type t (of one 点数表 if given), in file order."""
+        m = used_type == _TYPE_NO[t]
+        if kind is not None:
+            m &= line_kind == kind
+        sel = np.flatnonzero(m)
         return rows[sel], sel
 
     def frame(sel_idx: np.ndarray, **cols) -> dict:
@@ -509,38 +638,38 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
     # RE (all kinds)
     r, s = rows_of("RE")
     if len(r):
-        rno, _, _ = L.digits(r, 1, 6)
         rtype, _, tok = L.digits(r, 2, 4)
         ymv, ylen, yok = L.digits(r, 3, 6)
         ym, ymok = decode_date(ymv, ylen, yok, with_day=False)
         sex, _, sok = L.digits(r, 5, 1)
-        pk = line_kind[s] == KIND_PHARMACY
-        ppref, _, _ = L.digits(r, 9, 2)
-        ptab, _, _ = L.digits(r, 10, 1)
-        pinst, _, piok = L.digits(r, 11, 7)
+        rx_institution = np.full(len(r), -1, np.int64)
+        pk = np.flatnonzero(line_kind[s] == KIND_PHARMACY)   # 処方医療機関: 調剤 receipts only
+        if len(pk):
+            rp = r[pk]
+            ppref, _, _ = L.digits(rp, 9, 2)
+            ptab, _, _ = L.digits(rp, 10, 1)
+            pinst, _, piok = L.digits(rp, 11, 7)
+            rx_institution[pk] = np.where(piok, ppref * 10**8 + ptab * 10**7 + pinst, -1)
         out.add("RE", frame(s, header_id=hdr_id[s], kind=line_kind[s], receipt_type=np.where(tok, rtype, -1),
-                            ym=ym, ym_ok=ymok, ym_raw=_raw_where(L, r, 3, ~ymok), sex=np.where(sok, sex, 0),
-                            rx_institution=np.where(pk & piok, ppref * 10**8 + ptab * 10**7 + pinst, -1)))
+                            ym=ym, ym_ok=ymok, ym_raw=_text_codes_where(L, r, 3, ~ymok, out),
+                            sex=np.where(sok, sex, 0), rx_institution=rx_institution))
     # HO
     r, s = rows_of("HO")
     if len(r):
-        insurer = _raw_text(L, r, 1, 8)
-        kigo = _raw_text(L, r, 2, 40)
-        bango = _raw_text(L, r, 3, 40)
         pts, _, pok = L.digits(r, 5, 8)
-        out.add("HO", frame(s, insurer=insurer, kigo=kigo, bango=bango, points=np.where(pok, pts, -1)))
-    # KO
+        out.add("HO", frame(s, insurer=_text_codes(L, r, 1, 8, out), kigo=_text_codes(L, r, 2, 40, out),
+                            bango=_text_codes(L, r, 3, 40, out), points=np.where(pok, pts, -1)))
+    # KO (only counted per receipt)
     r, s = rows_of("KO")
     if len(r):
-        payer = _raw_text(L, r, 1, 8)
-        out.add("KO", frame(s, payer=payer))
+        out.add("KO", frame(s))
     # SN 枝番
     r, s = rows_of("SN")  # 資格確認 (医科・歯科・調剤 alike: docs/claims_rules.md §1.3)
     if len(r):
         who, _, _ = L.digits(r, 1, 1)
-        out.add("SN", frame(s, payer_kind=who, edaban=_raw_text(L, r, 6, 4)))
+        out.add("SN", frame(s, payer_kind=who, edaban=_text_codes(L, r, 6, 4, out)))
     # SY
-    r, s = rows_of("SY", [KIND_MEDICAL])
+    r, s = rows_of("SY", KIND_MEDICAL)
     if len(r):
         dcode, dlen, dok = L.digits(r, 1, 7)
         sv, sl, sok = L.digits(r, 2, 8)
@@ -549,41 +678,51 @@ def _read_block(data: bytes, first_line: int, file: str, st: _State, out: RawUke
         suspected = _has_modifier(L, r, 4, SUSPECTED_MODIFIER)
         main, _, mok = L.digits(r, 6, 2)
         uncoded = dok & (dcode == UNCODED_DISEASE)
-        name = np.full(len(r), "", dtype=object)
+        name = np.zeros(len(r), np.int32)
         if uncoded.any():
-            name[uncoded] = _raw_text(L, r[uncoded], 5, 80)
+            name[uncoded] = _text_codes(L, r[uncoded], 5, 80, out)
         out.add("SY", frame(s, code=np.where(dok & (dlen == 7), dcode, -1), start=start, start_ok=stok,
-                            start_raw=_raw_where(L, r, 2, ~stok), outcome=np.where(ook, outcome, 0),
+                            start_raw=_text_codes_where(L, r, 2, ~stok, out), outcome=np.where(ook, outcome, 0),
                             suspected=suspected, main=mok & (main == 1), uncoded_name=name))
     # SI / IY (医科)
     for t in ("SI", "IY"):
-        r, s = rows_of(t, [KIND_MEDICAL])
+        r, s = rows_of(t, KIND_MEDICAL)
         if len(r):
             cls_, _, cok = L.digits(r, 1, 2)
             c, clen, ok = L.digits(r, 3, 9)
+            qty = _decimal(L, r, 4)
             pts, plen, pok = L.digits(r, 5, 7)
             times, _, tok = L.digits(r, 6, 3)
-            qty = _decimal(L, r, 4)
             out.add(t, frame(s, cls=np.where(cok, cls_, -1), code=np.where(ok & (clen == 9), c, -1),
                              quantity=qty, points=np.where(pok, pts, -1), times=np.where(tok, times, 0),
-                             code_raw=_raw_where(L, r, 3, ~(ok & (clen == 9)))))
-    # 調剤: SH (剤形), CZ (調剤数量), IY
-    r, s = rows_of("SH", [KIND_PHARMACY])
+                             code_raw=_text_codes_where(L, r, 3, ~(ok & (clen == 9)), out)))
+    # 調剤: SH (剤形), CZ (調剤数量), IY; each CZ and IY line belongs to the last SH above it in
+    # the same receipt (sh = its id, 0 = none; docs/claims_rules.md §2.3)
+    is_sh = (used_type == _TYPE_NO["SH"]) & (line_kind == KIND_PHARMACY)
+    sh_count = np.cumsum(is_sh)
+    sh_receipt = np.concatenate([[st.sh_receipt], rid[is_sh]])
+
+    def sh_of(sel_idx: np.ndarray) -> np.ndarray:
+        k = sh_count[sel_idx]
+        return np.where(sh_receipt[k] == rid[sel_idx], out.n_sh + k, 0)
+
+    r, s = rows_of("SH", KIND_PHARMACY)
     if len(r):
         form, _, fok = L.digits(r, 2, 1)
-        out.add("SH", frame(s, form=np.where(fok, form, 0)))
-    r, s = rows_of("CZ", [KIND_PHARMACY])
+        out.add("SH", frame(s, sh=out.n_sh + sh_count[s], form=np.where(fok, form, 0)))
+    r, s = rows_of("CZ", KIND_PHARMACY)
     if len(r):
         qty, _, qok = L.digits(r, 5, 3)
-        out.add("CZ", frame(s, days=np.where(qok, qty, 0)))
-    r, s = rows_of("IY", [KIND_PHARMACY])
+        out.add("CZ", frame(s, sh=sh_of(s), days=np.where(qok, qty, 0)))
+    r, s = rows_of("IY", KIND_PHARMACY)
     if len(r):
         c, clen, ok = L.digits(r, 2, 9)
         out.add("IYP", frame(s, code=np.where(ok & (clen == 9), c, -1), quantity=_decimal(L, r, 3),
-                             code_raw=_raw_where(L, r, 2, ~(ok & (clen == 9)))))
-    handled = {"RE", "HO", "KO", "SY", "SI", "IY", "SH", "CZ", "SN", "IR", "YK"}
-    used_codes = np.array([_rt(t) for t in handled])
-    out.lines_ignored += int((use & ~np.isin(code_r, used_codes)).sum())
+                             code_raw=_text_codes_where(L, r, 2, ~(ok & (clen == 9)), out), sh=sh_of(s)))
+    if len(sh_count) and sh_count[-1]:
+        out.n_sh += int(sh_count[-1])
+        st.sh_receipt = int(sh_receipt[-1])
+    out.lines_ignored += int((use & ~_HANDLED[tcode]).sum())
 
 
 def _has_modifier(L: _Lines, rows: np.ndarray, j: int, code: str) -> np.ndarray:
@@ -617,31 +756,44 @@ def _str_of(values) -> pd.api.extensions.ExtensionArray:
 
 
 def _int_str(values, width: int) -> pd.api.extensions.ExtensionArray:
-    """Like `_int_text`, as a pandas ``str`` array."""
+    """Non-negative ints as zero-padded decimal strings of `width`, a pandas ``str`` array. Codes
+    repeat (institutions, drugs, diseases): only the distinct values are formatted."""
     v = np.asarray(values, dtype=np.int64)
     uniq, inverse = np.unique(v, return_inverse=True)
     return _str_from_codes(inverse.ravel(), [str(x).zfill(width) for x in uniq.tolist()])
 
 
-def _int_text(values, width: int) -> np.ndarray:
-    """Non-negative ints as zero-padded decimal strings of `width` (object array). Codes repeat
-    (institutions, drugs, diseases): only the distinct values are formatted."""
-    v = np.asarray(values, dtype=np.int64)
-    if len(v) == 0:
-        return np.zeros(0, dtype=object)
-    uniq, inverse = np.unique(v, return_inverse=True)
-    text = np.array([str(x).zfill(width) for x in uniq.tolist()] + [""], dtype=object)[:-1]
-    return text[inverse.ravel()]
+_POW10 = np.array([float(10 ** k) for k in range(13)])
 
 
 def _decimal(L: _Lines, rows: np.ndarray, j: int) -> np.ndarray:
-    raw, _ = L.text(rows, j, 12)
-    raw = np.where(raw == b"", b"nan", raw)
-    try:
-        return raw.astype(np.float64)
-    except ValueError:
-        return pd.to_numeric(pd.Series(raw.astype(object)).str.decode("ascii", errors="replace"),
-                             errors="coerce").to_numpy(dtype=float)
+    """Field j (first 12 bytes) as float, NaN when empty. Plain decimals (digits with at most one
+    '.') are converted here: integer of the digits / 10**(digits after the point), both exact
+    doubles, so the quotient is the correctly rounded value that float() gives. Anything else
+    (sign, blank, exponent, letters) goes through float() / pandas as before."""
+    s, e = L.span(rows, j)
+    mat, _ = L.matrix(s, e, 12)
+    d = mat ^ np.uint8(48)
+    inside = np.arange(mat.shape[1]) < np.minimum(e - s, 12)[:, None]
+    digit = d < 10
+    point = mat == 46
+    n_point = point.sum(axis=1)
+    plain = ((digit | point) == inside).all(axis=1) & (n_point <= 1) & (digit.any(axis=1) | ~inside.any(axis=1))
+    if not plain.all():
+        raw = np.ascontiguousarray(mat).view(f"S{mat.shape[1]}").ravel()
+        raw = np.where(raw == b"", b"nan", raw)
+        try:
+            return raw.astype(np.float64)
+        except ValueError:
+            return pd.to_numeric(pd.Series(raw.astype(object)).str.decode("ascii", errors="replace"),
+                                 errors="coerce").to_numpy(dtype=float)
+    value = np.zeros(len(rows), np.int64)
+    for c in range(mat.shape[1]):
+        value = np.where(digit[:, c], value * 10 + d[:, c], value)
+    after = (digit & (np.cumsum(point, axis=1) > 0)).sum(axis=1)
+    out = value / _POW10[after]
+    out[~inside.any(axis=1)] = np.nan
+    return out
 
 
 def read_raw(paths, chunk_bytes: int = CHUNK_BYTES) -> RawUke:
@@ -653,8 +805,8 @@ def read_raw(paths, chunk_bytes: int = CHUNK_BYTES) -> RawUke:
             raise DataError(f"レセプト電算ファイル {path} が見つかりません")
         st = _State(n_headers=out.n_headers, n_receipts=out.n_receipts, file_first_header=out.n_headers)
         out.files.append(path.name)
-        for block, first in iter_blocks(path, chunk_bytes):
-            _read_block(block, first, path.name, st, out)
+        for lines, first in _padded_blocks(path, chunk_bytes):
+            _read_block(lines, first, path.name, st, out)
         out.n_headers, out.n_receipts = st.n_headers, st.n_receipts
     return out
 
@@ -690,111 +842,160 @@ class UkeTables:
 
 def _institution_code(pref, kind, inst) -> np.ndarray:
     """10-digit 医療機関コード: 都道府県(2) + 点数表(1) + 医療機関コード(7)."""
-    code = np.asarray(pref, np.int64) * 10**8 + np.asarray(kind, np.int64) * 10**7 + np.asarray(inst, np.int64)
-    return _code_text(code, 10)
+    return np.asarray(pref, np.int64) * 10**8 + np.asarray(kind, np.int64) * 10**7 + np.asarray(inst, np.int64)
 
 
-def _code_text(code: np.ndarray, width: int) -> np.ndarray:
-    return _int_text(code, width)
+_SETTINGS = [SETTING_INPATIENT, SETTING_OUTPATIENT, SETTING_DENTAL, SETTING_PHARMACY]
 
 
 def _setting(kind: np.ndarray, receipt_type: np.ndarray) -> np.ndarray:
-    """入院 / 入院外 from the last digit of レセプト種別 (odd = 入院, docs/claims_rules.md §5)."""
+    """入院 / 入院外 from the last digit of レセプト種別 (odd = 入院, docs/claims_rules.md §5); as
+    codes into `_SETTINGS`."""
     inpatient = (receipt_type % 2) == 1
-    return np.where(kind == KIND_DENTAL, SETTING_DENTAL,
-                    np.where(kind == KIND_PHARMACY, SETTING_PHARMACY,
-                             np.where(inpatient, SETTING_INPATIENT, SETTING_OUTPATIENT))).astype(object)
+    return np.where(kind == KIND_DENTAL, 2, np.where(kind == KIND_PHARMACY, 3, np.where(inpatient, 0, 1)))
+
+
+# Receipt-level checks in the order they are applied (the first that fails is reported).
+_RECEIPT_CHECKS = [
+    ("IR 医療機関コード", "医療機関情報レコード（IR/YK）の点数表・医療機関コードが読めません"),
+    ("RE 診療年月", "診療年月が日付として読めません（西暦 YYYYMM 6桁、または元号1桁＋年月4桁の5桁）"),
+    ("RE レセプト種別", "レセプト種別が4桁の数字ではありません"),
+    ("HO", "保険者レコード（HO）がありません（公費単独のレセプトはこの集計の対象外です）"),
+    ("HO 合計点数", "合計点数が数字ではありません"),
+    ("HO 保険者番号", "保険者番号が空欄です"),
+    ("HO 番号", "被保険者証等の番号が空欄です"),
+]
+
+# Empty record arrays (a file set without any line of that record type).
+_EMPTY = {
+    "HDR": {"header_id": np.int64, "kind": np.int64, "pref": np.int64, "institution": np.int64,
+            "header_ok": bool},
+    "RE": {"receipt_id": np.int64, "file": np.int32, "line": np.int64, "header_id": np.int64,
+           "receipt_type": np.int64, "ym": np.int64, "ym_ok": bool, "ym_raw": np.int32, "sex": np.int64,
+           "rx_institution": np.int64},
+    "HO": {"receipt_id": np.int64, "file": np.int32, "line": np.int64, "insurer": np.int32, "kigo": np.int32,
+           "bango": np.int32, "points": np.int64},
+    "SN": {"receipt_id": np.int64, "payer_kind": np.int64, "edaban": np.int32},
+    "KO": {"receipt_id": np.int64},
+}
+
+
+def _arrays(raw: RawUke, rtype: str) -> dict:
+    return raw.arrays(rtype) or {k: np.zeros(0, d) for k, d in _EMPTY[rtype].items()}
+
+
+def _positions(ids: np.ndarray, n: int) -> np.ndarray:
+    """Row of each id 0..n-1 in `ids` (its first row), -1 where absent."""
+    pos = np.full(n, -1, np.int64)
+    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
+    pos[ids[first[::-1]]] = first[::-1]  # ids ascend in file order; any order works (first kept)
+    return pos
+
+
+def _code_or_none(code: np.ndarray, width: int):
+    """Zero-padded codes as a pandas ``str`` array, missing where code < 0 (as an object array of
+    None when no code is present, which is what pandas makes of an all-None column)."""
+    code = np.asarray(code, np.int64)
+    has = code >= 0
+    if not has.any():
+        return np.full(len(code), None, dtype=object)
+    uniq, inverse = np.unique(np.where(has, code, code[has][0]), return_inverse=True)
+    labels = pa.array([str(x).zfill(width) for x in uniq.tolist()], pa.large_string())
+    idx = pa.array(inverse.ravel().astype(np.int32), mask=~has)
+    return pd.array(pa.DictionaryArray.from_arrays(idx, labels).dictionary_decode(), dtype="str")
+
+
+def _person_keys(insurer, kigo, bango, edaban, labels: np.ndarray):
+    """`person_keys.person_key` of each receipt, computed once per distinct (保険者番号, 記号, 番号,
+    枝番) text codes: a person's receipts repeat the same four texts every month."""
+    n_text = np.int64(len(labels) + 1)
+    a, _ = pd.factorize(np.asarray(insurer, np.int64) * n_text + kigo)
+    b, _ = pd.factorize(np.asarray(bango, np.int64) * n_text + edaban)
+    combo, uniq = pd.factorize(a.astype(np.int64) * (b.max() + 1 if len(b) else 1) + b)
+    first = np.zeros(len(uniq), np.int64)
+    first[combo[::-1]] = np.arange(len(combo))[::-1]
+    keys = person_keys.person_key(labels[insurer[first]], labels[kigo[first]], labels[bango[first]],
+                                  labels[edaban[first]]).array
+    return keys.take(combo)
 
 
 def assemble(raw: RawUke) -> UkeTables:
-    """Check receipts and build the long tables (docs/claims_rules.md §4)."""
+    """Check receipts and build the long tables (docs/claims_rules.md §4).
+
+    Receipt ids are 1..raw.n_receipts in file order, header ids 1..raw.n_headers: records are
+    joined by position (an array indexed by id), not by pandas merges."""
     excl = [e for e in raw.exclusions if len(e)]
-    headers = raw.frame("HDR") if raw.records.get("HDR") else pd.DataFrame(
-        {"header_id": pd.Series(dtype="int64"), "kind": pd.Series(dtype="int64")})
-    re_ = raw.frame("RE")
-    ho = raw.frame("HO")
-    if re_.empty:
-        re_ = pd.DataFrame({c: pd.Series(dtype=d) for c, d in (
-            ("receipt_id", "int64"), ("file", "str"), ("line", "int64"), ("header_id", "int64"),
-            ("kind", "int64"), ("receipt_type", "int64"), ("ym", "int64"), ("ym_ok", "bool"),
-            ("ym_raw", "str"), ("sex", "int64"), ("rx_institution", "int64"))})
-    rec = re_.merge(headers.drop(columns=["file", "line"], errors="ignore").rename(columns={"kind": "hkind"}),
-                    on="header_id", how="left")
-    reason = pd.Series("", index=rec.index, dtype=object)
-    column = pd.Series("", index=rec.index, dtype=object)
-    value = rec.get("ym_raw", pd.Series("", index=rec.index)).astype(object).copy()
+    labels = raw.labels()
+    n_ids = raw.n_receipts + 1
+    hd, rec, ho = _arrays(raw, "HDR"), _arrays(raw, "RE"), _arrays(raw, "HO")
+    re_files = raw.file_names("RE")
+    rid = rec["receipt_id"]
 
-    def flag(mask, col, why):
-        m = np.asarray(mask, bool) & (reason == "").to_numpy()
-        reason[m] = why
-        column[m] = col
+    # the header of each receipt (a sentinel row for a receipt without one)
+    hpos = np.full(raw.n_headers + 1, len(hd["header_id"]), np.int64)
+    hpos[hd["header_id"]] = np.arange(len(hd["header_id"]))
+    hp = hpos[rec["header_id"]]
+    hkind, pref, inst, header_ok = (np.append(hd[k], v)[hp] for k, v in (
+        ("kind", 0), ("pref", 0), ("institution", -1), ("header_ok", 0)))
+    header_ok = header_ok != 0
 
-    flag(~rec["header_ok"].fillna(False).astype(bool), "IR 医療機関コード",
-         "医療機関情報レコード（IR/YK）の点数表・医療機関コードが読めません")
-    flag(~rec["ym_ok"], "RE 診療年月",
-         "診療年月が日付として読めません（西暦 YYYYMM 6桁、または元号1桁＋年月4桁の5桁）")
-    flag(rec["receipt_type"] < 1000, "RE レセプト種別", "レセプト種別が4桁の数字ではありません")
     # HO: exactly one per receipt
-    if ho.empty:
-        ho = pd.DataFrame({"receipt_id": pd.Series(dtype="int64"), "line": pd.Series(dtype="int64"),
-                           "file": pd.Series(dtype="str"), "insurer": pd.Series(dtype="str"),
-                           "kigo": pd.Series(dtype="str"), "bango": pd.Series(dtype="str"),
-                           "points": pd.Series(dtype="int64")})
-    dup = ho.duplicated("receipt_id", keep="first")
+    ho_rid = ho["receipt_id"]
+    dup = np.r_[False, ho_rid[1:] == ho_rid[:-1]] if len(ho_rid) else np.zeros(0, bool)
     if dup.any():
-        d = ho[dup]
-        excl.append(_excl_frame(d, "HO", "1つのレセプトに保険者レコード（HO）が複数あります（最初の HO を使います）"))
-        ho = ho[~dup]
-    ho = ho.set_index("receipt_id")
-    has_ho = rec["receipt_id"].isin(ho.index)
-    flag(~has_ho, "HO", "保険者レコード（HO）がありません（公費単独のレセプトはこの集計の対象外です）")
-    ho_r = ho.reindex(rec["receipt_id"])
-    flag(has_ho.to_numpy() & (ho_r["points"].to_numpy() < 0), "HO 合計点数", "合計点数が数字ではありません")
-    flag(has_ho.to_numpy() & (ho_r["insurer"].fillna("").to_numpy() == ""), "HO 保険者番号", "保険者番号が空欄です")
-    flag(has_ho.to_numpy() & (ho_r["bango"].fillna("").to_numpy() == ""), "HO 番号", "被保険者証等の番号が空欄です")
-    bad = (reason != "").to_numpy()
+        excl.append(_excl_rows(ho["file"][dup], raw.file_names("HO"), ho["line"][dup], "HO",
+                               "1つのレセプトに保険者レコード（HO）が複数あります（最初の HO を使います）"))
+    ho_of = _positions(ho_rid, n_ids)[rid]
+    has_ho = ho_of >= 0
+    ho_of = np.where(has_ho, ho_of, len(ho_rid))   # the sentinel row
+    insurer, kigo, bango, points = (np.append(ho[k], v)[ho_of] for k, v in (
+        ("insurer", 0), ("kigo", 0), ("bango", 0), ("points", 0)))
+
+    # receipt checks: the first failing one is the reason (index into _RECEIPT_CHECKS, -1 = kept)
+    failed = np.full(len(rid), -1, np.int64)
+    for k, fails in enumerate((~header_ok, ~rec["ym_ok"], rec["receipt_type"] < 1000, ~has_ho,
+                               has_ho & (points < 0), has_ho & (insurer == 0), has_ho & (bango == 0))):
+        failed[(failed < 0) & fails] = k
+    bad = failed >= 0
     if bad.any():
-        vals = np.where(column[bad].str.startswith("RE 診療").to_numpy(), value[bad].to_numpy(),
-                        rec["receipt_type"][bad].astype(str).to_numpy())
-        excl.append(pd.DataFrame({"file": rec["file"][bad].astype(str).to_numpy(), "table": EXCLUSION_TABLE,
-                                  "row": rec["line"][bad].to_numpy(np.int64),
-                                  "column": column[bad].to_numpy(), "value": vals.astype(str),
-                                  "reason": reason[bad].to_numpy(), "scope": SCOPE_RECEIPT}))
-    keep = rec[~bad].copy()
-    ho_k = ho.reindex(keep["receipt_id"])
-    kind = keep["hkind"].to_numpy(np.int64)
+        k = failed[bad]
+        ym_raw = labels[rec["ym_raw"][bad]]
+        vals = np.where(k == 1, ym_raw, rec["receipt_type"][bad].astype(str).astype(object))
+        checks = np.array(_RECEIPT_CHECKS + [("", "")], dtype=object)
+        excl.append(_excl_rows(rec["file"][bad], re_files, rec["line"][bad], checks[k, 0], checks[k, 1],
+                               values=vals.astype(str), scope=SCOPE_RECEIPT))
+    keep = ~bad
+    kid = rid[keep]
+    kind = hkind[keep]
     receipts = pd.DataFrame({
-        "receipt_id": keep["receipt_id"].to_numpy(np.int64), "file": _str_of(keep["file"]),
-        "line": keep["line"].to_numpy(np.int64), "kind": _str_of(pd.Series(kind).map(KIND_LABELS)),
-        "setting": _str_of(_setting(kind, keep["receipt_type"].to_numpy(np.int64))),
-        "ym": keep["ym"].to_numpy(np.int64), "receipt_type": keep["receipt_type"].to_numpy(np.int64),
-        "institution": _str_of(_institution_code(keep["pref"].to_numpy(np.int64), kind,
-                                                 keep["institution"].to_numpy(np.int64))),
-        "rx_institution": np.where(keep["rx_institution"].to_numpy(np.int64) >= 0,
-                                   _code_text(keep["rx_institution"].to_numpy(np.int64), 10), None),
-        "sex": keep["sex"].to_numpy(np.int64),
-        "insurer": _str_of(ho_k["insurer"].astype(str)), "kigo": _str_of(ho_k["kigo"].astype(str)),
-        "bango": _str_of(ho_k["bango"].astype(str)),
-        "points": ho_k["points"].to_numpy(np.int64)})
+        "receipt_id": kid, "file": _str_from_codes(rec["file"][keep], re_files),
+        "line": rec["line"][keep], "kind": _str_from_codes(np.searchsorted([1, 3, 4], kind),
+                                                           [KIND_LABELS[k] for k in (1, 3, 4)]),
+        "setting": _str_from_codes(_setting(kind, rec["receipt_type"][keep]), _SETTINGS),
+        "ym": rec["ym"][keep], "receipt_type": rec["receipt_type"][keep],
+        "institution": _int_str(_institution_code(pref[keep], kind, inst[keep]), 10),
+        "rx_institution": _code_or_none(rec["rx_institution"][keep], 10),
+        "sex": rec["sex"][keep],
+        "insurer": _str_from_codes(insurer[keep], labels), "kigo": _str_from_codes(kigo[keep], labels),
+        "bango": _str_from_codes(bango[keep], labels),
+        "points": points[keep]})
     receipts["yen"] = receipts["points"] * YEN_PER_POINT
-    ko = raw.frame("KO")
-    receipts["n_kouhi"] = (receipts["receipt_id"].map(ko.groupby("receipt_id").size()).fillna(0).astype(np.int64)
-                           if not ko.empty else 0)
-    sn = raw.frame("SN")
-    eda = pd.Series("", index=receipts.index, dtype=object)
-    if not sn.empty:
-        sn1 = sn[sn["payer_kind"] == 1].drop_duplicates("receipt_id").set_index("receipt_id")["edaban"]
-        eda = receipts["receipt_id"].map(sn1).fillna("").astype(object)
-    receipts["edaban"] = eda.to_numpy()
+    receipts["n_kouhi"] = np.bincount(_arrays(raw, "KO")["receipt_id"], minlength=n_ids)[kid].astype(np.int64)
+    # 枝番: the first SN (資格確認) of the insured person (payer kind 1) of each receipt
+    sn = _arrays(raw, "SN")
+    own = sn["payer_kind"] == 1
+    sn_of = _positions(sn["receipt_id"][own], n_ids)[kid]
+    edaban = np.append(sn["edaban"][own], 0)[np.where(sn_of >= 0, sn_of, own.sum())]
+    receipts["edaban"] = (_str_from_codes(edaban, labels) if len(kid) else np.zeros(0, dtype=object))
     # one person key with the 特定健診 XML reader (docs/formats/person_key.md §1)
-    receipts["person_key"] = person_keys.person_key(receipts["insurer"], receipts["kigo"], receipts["bango"],
-                                                    receipts["edaban"]).array
-    kept_ids = receipts["receipt_id"].to_numpy()
+    receipts["person_key"] = _person_keys(insurer[keep], kigo[keep], bango[keep], edaban, labels)
+    kept = np.zeros(n_ids, bool)
+    kept[kid] = True
 
     # diagnoses
     sy = raw.frame("SY")
     if not sy.empty:
-        sy = sy[sy["receipt_id"].isin(kept_ids)]
+        sy = sy[kept[sy["receipt_id"].to_numpy()]]
         badc = sy["code"] < 0
         if badc.any():
             excl.append(_excl_frame(sy[badc], "SY 傷病名コード", "傷病名コードが7桁の数字ではありません",
@@ -811,10 +1012,10 @@ def assemble(raw: RawUke) -> UkeTables:
         diagnoses = pd.DataFrame({
             "receipt_id": sy["receipt_id"].to_numpy(np.int64), "file": _str_of(sy["file"]),
             "line": sy["line"].to_numpy(np.int64), "code": _int_str(sy["code"].to_numpy(), 7),
-            "start": pd.to_datetime(pd.Series(np.where(sy["start_ok"], sy["start"], 0)).astype(str),
-                                    format="%Y%m%d", errors="coerce").to_numpy(),
+            "start": _ymd_dates(sy["start"].to_numpy(np.int64), sy["start_ok"].to_numpy(bool)),
             "outcome": sy["outcome"].to_numpy(np.int64), "suspected": suspected.to_numpy(bool),
-            "main": sy["main"].to_numpy(bool), "uncoded_name": sy["uncoded_name"].to_numpy()})
+            "main": sy["main"].to_numpy(bool),
+            "uncoded_name": sy["uncoded_name"].array if len(sy) else sy["uncoded_name"].to_numpy()})
     else:
         diagnoses = pd.DataFrame({c: pd.Series(dtype=d) for c, d in (
             ("receipt_id", "int64"), ("file", "str"), ("line", "int64"), ("code", "str"),
@@ -822,20 +1023,19 @@ def assemble(raw: RawUke) -> UkeTables:
             ("uncoded_name", "str"))})
 
     # procedures (SI) and drugs (医科 IY + 調剤 IY)
-    procedures = _detail(raw.frame("SI"), kept_ids, excl, "SI 診療行為コード", "診療行為コード")
-    iy = _detail(raw.frame("IY"), kept_ids, excl, "IY 医薬品コード", "医薬品コード")
+    procedures = _detail(raw.frame("SI"), kept, excl, "SI 診療行為コード", "診療行為コード")
+    iy = _detail(raw.frame("IY"), kept, excl, "IY 医薬品コード", "医薬品コード")
     drugs_med = pd.DataFrame({
         "receipt_id": iy["receipt_id"], "file": iy["file"], "line": iy["line"], "code": iy["code"],
         "quantity": iy["quantity"], "form_code": np.where(iy["cls"] == 22, 3, np.where(iy["cls"] == 23, 5,
                                                                                       np.where(iy["cls"] == 21, 1, 0))),
         "cls": iy["cls"], "days": np.where(iy["cls"] == 21, iy["times"], 0), "dispensed": "院内"})
-    iyp = _detail(raw.frame("IYP"), kept_ids, excl, "IY 医薬品コード", "医薬品コード")
+    iyp = _detail(raw.frame("IYP"), kept, excl, "IY 医薬品コード", "医薬品コード")
     if not iyp.empty:
-        grp = _pharmacy_groups(raw, iyp)
+        form, days = _pharmacy_groups(raw, iyp["sh"].to_numpy())
         drugs_ph = pd.DataFrame({
             "receipt_id": iyp["receipt_id"], "file": iyp["file"], "line": iyp["line"], "code": iyp["code"],
-            "quantity": iyp["quantity"], "form_code": grp["form"].to_numpy(), "cls": -1,
-            "days": grp["days"].to_numpy(), "dispensed": "院外"})
+            "quantity": iyp["quantity"], "form_code": form, "cls": -1, "days": days, "dispensed": "院外"})
         drugs = pd.concat([drugs_med, drugs_ph], ignore_index=True)
     else:
         drugs = drugs_med
@@ -844,10 +1044,26 @@ def assemble(raw: RawUke) -> UkeTables:
         exclusions = exclusions.sort_values(["file", "row"], kind="stable").reset_index(drop=True)
     n_line_excl = int((exclusions["scope"] == SCOPE_LINE).sum()) if not exclusions.empty else 0
     counts = {"files": len(raw.files), "lines_read": raw.lines_read, "lines_excluded": n_line_excl,
-              "lines_ignored": raw.lines_ignored, "receipts_read": len(rec),
+              "lines_ignored": raw.lines_ignored, "receipts_read": len(rid),
               "receipts_kept": len(receipts), "receipts_excluded": int(bad.sum())}
     return UkeTables(receipts=receipts, diagnoses=diagnoses, procedures=procedures, drugs=drugs,
                      exclusions=exclusions, counts=counts)
+
+
+def _ymd_dates(ymd: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """YYYYMMDD ints (valid where ok) as datetime64, NaT elsewhere; the unit is the one that
+    pandas.to_datetime gives for such strings (us, or s when there is no date at all)."""
+    months = (ymd // 10000 - 1970) * 12 + (ymd // 100 % 100 - 1)
+    days = months.astype("M8[M]").astype("M8[D]") + (ymd % 100 - 1)
+    return np.where(ok, days, np.datetime64("NaT")).astype("M8[us]" if ok.any() else "M8[s]")
+
+
+def _excl_rows(file_codes: np.ndarray, file_names: list, lines: np.ndarray, column, reason, values="",
+               scope: str = SCOPE_LINE) -> pd.DataFrame:
+    """Exclusion rows of record arrays (the file as codes into `file_names`)."""
+    return pd.DataFrame({"file": _str_from_codes(file_codes, file_names), "table": EXCLUSION_TABLE,
+                         "row": np.asarray(lines, np.int64), "column": column, "value": values,
+                         "reason": reason, "scope": scope})
 
 
 def _excl_frame(d: pd.DataFrame, column: str, reason: str, values=None, scope: str = SCOPE_LINE) -> pd.DataFrame:
@@ -858,48 +1074,47 @@ def _excl_frame(d: pd.DataFrame, column: str, reason: str, values=None, scope: s
                          "reason": reason, "scope": scope})
 
 
-def _detail(df: pd.DataFrame, kept_ids: np.ndarray, excl: list, column: str, what: str) -> pd.DataFrame:
+def _detail(df: pd.DataFrame, kept: np.ndarray, excl: list, column: str, what: str) -> pd.DataFrame:
+    """Lines of kept receipts (`kept`: bool by receipt id) with a readable code."""
     if df.empty:
         return pd.DataFrame({c: pd.Series(dtype=d) for c, d in (
             ("receipt_id", "int64"), ("file", "str"), ("line", "int64"), ("code", "str"), ("quantity", "float64"),
             ("cls", "int64"), ("points", "int64"), ("times", "int64"))})
-    df = df[df["receipt_id"].isin(kept_ids)]
+    df = df[kept[df["receipt_id"].to_numpy()]]
     badc = df["code"] < 0
     if badc.any():
         excl.append(_excl_frame(df[badc], column, f"{what}が9桁の数字ではありません"))
     df = df[~badc].copy()
     if "cls" in df:
         # 診療識別 may be left empty on the following records of a group: carry it forward
-        cls = df["cls"].where(df["cls"] >= 0)
-        df["cls"] = cls.groupby(df["receipt_id"]).ffill().fillna(-1).astype(np.int64)
+        df["cls"] = _fill_forward(df["cls"].to_numpy(np.int64), df["receipt_id"].to_numpy())
     df["code"] = _int_str(df["code"].to_numpy(), 9)
     return df.reset_index(drop=True)
 
 
-def _pharmacy_groups(raw: RawUke, iyp: pd.DataFrame) -> pd.DataFrame:
-    """剤形 and days of each 調剤 IY line: the SH (処方基本) above it and the sum of the 調剤数量
-    of the CZ lines of that SH group (docs/claims_rules.md §2.3)."""
-    sh, cz = raw.frame("SH"), raw.frame("CZ")
-    if sh.empty:
-        return pd.DataFrame({"form": np.zeros(len(iyp), np.int64), "days": np.zeros(len(iyp), np.int64)})
-    sh = sh.assign(file=sh["file"].astype(str)).sort_values(["file", "line"])
-    cz = cz.assign(file=cz["file"].astype(str)) if not cz.empty else cz
-    iyp = iyp.assign(file=iyp["file"].astype(str))
-    key_sh = sh[["file", "line", "receipt_id", "form"]].rename(columns={"line": "sh_line"})
-    # each line takes the last SH at or above it in the same file and receipt
-    def attach(df):
-        m = pd.merge_asof(df.sort_values("line").assign(_o=np.arange(len(df))), key_sh.sort_values("sh_line"),
-                          left_on="line", right_on="sh_line", by=["file", "receipt_id"], direction="backward")
-        return m.sort_values("_o")
-    a = attach(iyp.reset_index(drop=True)[["file", "line", "receipt_id"]].assign(_i=np.arange(len(iyp))))
-    a = a.sort_values("_i")
-    if not cz.empty:
-        c = attach(cz[["file", "line", "receipt_id", "days"]])
-        days = c.groupby(["file", "sh_line"])["days"].sum()
-        a["days"] = a.merge(days.rename("d").reset_index(), on=["file", "sh_line"], how="left")["d"].fillna(0).to_numpy()
-    else:
-        a["days"] = 0
-    return pd.DataFrame({"form": a["form"].fillna(0).to_numpy(np.int64), "days": a["days"].to_numpy(np.int64)})
+def _fill_forward(values: np.ndarray, receipt: np.ndarray) -> np.ndarray:
+    """Negative values (empty) take the last non-negative value above them in the same receipt,
+    -1 when there is none. A receipt's lines are consecutive (ids ascend in file order)."""
+    n = len(values)
+    at = np.arange(n)
+    last = np.maximum.accumulate(np.where(values >= 0, at, -1)) if n else at
+    first = np.maximum.accumulate(np.where(np.r_[True, receipt[1:] != receipt[:-1]], at, 0)) if n else at
+    return np.where(last >= first, values[last], -1).astype(np.int64)
+
+
+def _pharmacy_groups(raw: RawUke, sh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """剤形 and days of 調剤 IY lines given their SH (処方基本) ids: the form of that SH and the
+    sum of the 調剤数量 of the CZ lines of that SH group (docs/claims_rules.md §2.3). The reader
+    gives each CZ / IY line the id of the last SH above it in the same receipt (0 = none)."""
+    form = np.zeros(raw.n_sh + 1, np.int64)
+    days = np.zeros(raw.n_sh + 1, np.int64)
+    sh_rec, cz = raw.arrays("SH"), raw.arrays("CZ")
+    if sh_rec:
+        form[sh_rec["sh"]] = sh_rec["form"]
+        if cz:
+            days = np.bincount(cz["sh"], weights=cz["days"], minlength=raw.n_sh + 1).astype(np.int64)
+            days[0] = 0
+    return form[sh], days[sh]
 
 
 def read_uke(paths, chunk_bytes: int = CHUNK_BYTES) -> UkeTables:
