@@ -4,6 +4,7 @@ Every expected value is worked out by hand from the rows built in each test.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -297,3 +298,18 @@ def test_drug_names_come_from_the_data_folders_masters(tmp_path):
     drug = claims_masters.load_masters(tmp_path / claims_import.MASTERS_DIR).drug
     assert len(names) == len(drug) > 0
     assert names[drug["code"].iloc[0]] == drug["name"].iloc[0]
+
+
+def test_notice_list_masters_come_from_the_folder_the_cache_was_built_from(tmp_path, monkeypatch, demo_data_dir):
+    """A batch passes notebook 07 only `cache_dir` (no `data_dir`): the 医薬品マスター must be read
+    from the data folder of the cache (meta.json), not from the demo folder `settings.data_dir(None)`
+    falls back to (found by the before/after table comparison of session 5: bare codes in a batch)."""
+    from hsutils.core import settings
+    from hsutils.running import notebook
+
+    cache = os.environ[settings.ENV_CACHE_DIR]
+    monkeypatch.delenv(settings.ENV_DATA_DIR)  # as in a batch's kernel
+    ctx = notebook.start("07_medication", "17201", cache_dir=cache, out_dir=tmp_path / "out")
+    assert settings.data_dir(None) != Path(demo_data_dir).resolve()  # the fallback is another folder
+    assert ctx.data_folder() == Path(demo_data_dir).resolve()        # the cache's own data folder
+    assert ctx.data_folder(tmp_path) == tmp_path.resolve()            # an explicit data_dir wins

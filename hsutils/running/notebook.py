@@ -96,6 +96,14 @@ class NotebookContext:
         machine's absolute path nor the batch's staging folder."""
         return "/".join([settings.shown_out_dir(self.out_dir), *(str(part) for part in parts)])
 
+    def data_folder(self, explicit=None) -> Path:
+        """The input data folder: `explicit` (the notebook's `data_dir` parameter), else the folder
+        the shared cache was built from (its meta.json), else `settings.data_dir`. A batch passes
+        a notebook only `cache_dir`, not `data_dir`, so a notebook that reads a file of the data
+        folder besides the cache (07's 医薬品マスター) asks here, not `settings.data_dir(data_dir)`,
+        which would fall back to the demo folder."""
+        return settings.data_dir(explicit or self.prepared.meta.get("data_dir"))
+
     def footer(self, population: str, conditions: str | None = None, fy=None) -> str:
         """Footer line of every chart: source, fiscal year, population, conditions (docs/design.md §1)."""
         from hsutils.publish import plots
