@@ -424,3 +424,60 @@ def test_small_count_rule_is_the_suppression_threshold_and_spares_published_refe
     out = references.compare(_peer_strata((3, 3, 2, 2), (30, 30, 30, 30)), "17203", BIG_MASTER, [pref], fy=2024,
                              min_count=25).iloc[0]
     assert out["available"]
+
+
+# ------------------------------- the run's suppress_threshold decides the small pooled reference (§15.6)
+
+def _prepared(strata, master):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(strata=strata, municipalities=master)
+
+
+@pytest.mark.parametrize("peer_numerators, threshold, shown", [
+    ((5, 5, 5, 4), 20, False),   # 同規模 pools 19 cases: below a threshold of 20 → 比較なし
+    ((5, 5, 5, 5), 20, True),    # 20 cases: shown, 20/120 = 16.67 %
+    ((5, 5, 5, 4), 10, True),    # the default threshold shows the 19
+])
+def test_comparison_table_uses_the_run_threshold(peer_numerators, threshold, shown):
+    """`comparison_table` / `reference_lines_table` (what notebooks 01–05 call with
+    `min_count=ctx.suppress_threshold`) hold a 同規模 pool to the run's threshold, not to 10."""
+    prep = _prepared(_peer_strata(peer_numerators, (30, 30, 30, 30)), BIG_MASTER)
+    t = references.comparison_table(prep, "17203", 2024, indicator_ids=["hba1c65"], min_count=threshold)
+    sim = t[t["reference_kind"] == "同規模"].iloc[0]
+    lines = references.reference_lines_table(prep, "17203", 2024, ["hba1c65"], min_count=threshold)
+    sim_line = lines[lines["reference_kind"] == "同規模"].iloc[0]
+    pref = t[(t["reference_kind"] == "県") & ~t["source"].str.contains("NDB")].iloc[0]
+    assert pref["available"]  # 県 pools 15 + 19 (or 20) cases: at or above 20 either way
+    if shown:
+        assert sim["available"] and sim["ref_rate"] == pytest.approx(sum(peer_numerators) / 120 * 100)
+        assert sim_line["line_rate"] == pytest.approx(sum(peer_numerators) / 120 * 100)  # same one band
+    else:
+        assert not sim["available"] and sim["comparison"] == "比較なし（同規模の人数が20人未満のため）"
+        assert pd.isna(sim["ref_rate"]) and pd.isna(sim["sr"])
+        assert not sim_line["available"] and pd.isna(sim_line["line_rate"])
+
+
+def test_notebooks_pass_the_run_threshold_to_every_reference_comparison():
+    """Every call in notebooks 01–09 of a function that applies the small pooled-reference rule
+    passes `min_count=ctx.suppress_threshold` (the run's `suppress_threshold`, docs/rules.md §15.6)."""
+    import ast
+    from pathlib import Path
+
+    import nbformat
+
+    rule_functions = {"compare", "comparison_table", "reference_lines_table"}
+    calls = 0
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and not c.source.lstrip().startswith("%"))
+        code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%"))
+        for node in ast.walk(ast.parse(code)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "references"
+                    and node.func.attr in rule_functions):
+                calls += 1
+                given = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                assert given.get("min_count") == "ctx.suppress_threshold", \
+                    f"{path.name}: references.{node.func.attr} without min_count=ctx.suppress_threshold"
+    assert calls >= 8  # 01–05: comparison table (5), reference lines (3)
