@@ -31,7 +31,7 @@ import pandas as pd
 
 from hsutils import stats
 from hsutils.inputs import regions
-from hsutils.analysis import areas, indicators
+from hsutils.analysis import areas, indicators, references
 from hsutils.publish import plots, privacy
 from hsutils.core.errors import ParameterError
 from hsutils.core.schema import TABLES
@@ -194,39 +194,12 @@ def municipal_indicator_table(prepared, fiscal_years: Sequence[int], indicator_i
     master = prepared.municipalities
     _, note = areas.reference_for_each_municipality(reference_area, master)
     strata = prepared.strata[prepared.strata["fy"].isin(list(fiscal_years))]
-    args = dict(area_map=master, fy=list(fiscal_years), indicators=indicator_ids, std_pop=std_pop,
-                conf=conf, suppress_threshold=suppress_threshold)
-    if reference_area == "medical_area":
-        parts = []
-        for code in sorted(master["medical_area_code"].astype(str).unique()):  # a handful of areas
-            sub = areas.parse_code(code, master).strata(strata, master)
-            if not sub.empty:
-                parts.append(indicators.indicator_table(sub, "muni", reference=sub, **args))
-        table = pd.concat(parts, ignore_index=True)
-    elif reference_area in ("national", "similar"):
-        table = _table_against_each_reference(strata, master, reference_area, args)
-    else:
-        table = indicators.indicator_table(strata, "muni", reference=strata, **args)
+    table = references.municipal_table(strata, master, reference_area, fy=list(fiscal_years),
+                                       indicators=indicator_ids, std_pop=std_pop, conf=conf,
+                                       suppress_threshold=suppress_threshold)
     table = table.rename(columns={"area_code": "muni_code", "area_name": "muni_name"})
     table = table.sort_values(["indicator_id", "fy", "muni_code"]).reset_index(drop=True)
     return table[INDICATOR_TABLE_COLUMNS], note
-
-
-def _table_against_each_reference(strata, master, reference_area, args) -> pd.DataFrame:
-    """Every municipality against its own `resolve_reference` (全国: one NDB table for all; 同規模:
-    each municipality's peers), with 「比較なし（理由）」 where the reference has no figure."""
-    codes = sorted(strata["muni_code"].astype(str).unique())
-    groups = [codes] if reference_area == "national" else [[c] for c in codes]  # 同規模: one per municipality
-    parts = []
-    for group in groups:
-        ref = areas.resolve_reference(group[0], reference_area, master)
-        sub = strata[strata["muni_code"].astype(str).isin(group).to_numpy()]
-        t = indicators.indicator_table(sub, "muni", reference=ref.strata(strata, master), **args)
-        t["comparison"] = ref.comparison_text(t["indicator_id"], t["comparison"])
-        t["judgement"] = np.where(t["comparison"].astype(str).str.startswith("比較なし"), t["comparison"],
-                                  t["judgement"])
-        parts.append(t)
-    return pd.concat(parts, ignore_index=True)
 
 
 def area_trend_table(prepared, fiscal_years: Sequence[int], indicator_ids, std_pop="H27",
