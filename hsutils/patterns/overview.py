@@ -296,7 +296,10 @@ def funnel_lines(table: pd.DataFrame, fy: int, indicator_ids: Sequence[str],
         if sub.empty:
             continue
         info = indicators.REGISTRY[ind]
-        target = float(sub["ref_rate"].iloc[0]) / 100
+        target = _reference_rate(table, ind, fy) / 100
+        if not np.isfinite(target):
+            lines.append(f"・{info.name}: {funnel_missing_reason(table, ind, fy)}")
+            continue
         pos = np.asarray(stats.funnel_significance(sub["numerator"].to_numpy(float),
                                                    sub["denominator"].to_numpy(float), target), dtype=object)
         high = np.isin(pos, [stats.FUNNEL_HIGH_95, stats.FUNNEL_HIGH_998])
@@ -419,19 +422,41 @@ def map_medical_areas(ctx, area_table: pd.DataFrame, master: pd.DataFrame, layer
 # Funnel plots and ranked bars
 # ---------------------------------------------------------------------------------------------
 def _reference_rate(table: pd.DataFrame, indicator_id: str, fy: int) -> float:
-    r = table.loc[(table["indicator_id"] == indicator_id) & (table["fy"] == fy), "ref_rate"]
-    return float(r.iloc[0]) if len(r) else float("nan")
+    """The one reference rate (%) every municipality of the indicator and year is compared with;
+    NaN when the reference has no figure (全国 outside the NDB items) or when each municipality has
+    its own (二次医療圏, 同規模): a funnel has one target, never one municipality's reference for all."""
+    r = pd.to_numeric(table.loc[(table["indicator_id"] == indicator_id) & (table["fy"] == fy), "ref_rate"],
+                      errors="coerce")
+    if not len(r) or r.isna().any() or not np.allclose(r, r.iloc[0], rtol=1e-12, atol=0):
+        return float("nan")
+    return float(r.iloc[0])
+
+
+def funnel_missing_reason(table: pd.DataFrame, indicator_id: str, fy: int) -> str:
+    """Why the funnel of an indicator is not drawn (「比較なし（理由）」), "" when it is: the
+    reference's own reason (全国 outside the NDB items), or that each municipality has its own reference."""
+    if np.isfinite(_reference_rate(table, indicator_id, fy)):
+        return ""
+    c = table.loc[(table["indicator_id"] == indicator_id) & (table["fy"] == fy), "comparison"].astype(str)
+    why = c[c.str.startswith("比較なし")]
+    if len(why) == len(c) and len(c):
+        return why.iloc[0]
+    return areas.no_comparison("比較の基準が市町村ごとに異なり、ファンネルプロットの目標値が1つに決まらないため。"
+                               "各市町村の基準との比較は標準化比の図と表にあります")
 
 
 def funnel_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference_label: str = "県全体", *,
                  references=(), notes=()):
     """Funnel plot of the crude proportion against the reference rate with 95 %/99.8 % limits
     (Spiegelhalter 2005; kind="proportion"): which differences are beyond chance. `references`,
-    `notes`: the other references as lines (`hsutils.analysis.references.lines_for_chart`)."""
+    `notes`: the other references as lines (`hsutils.analysis.references.lines_for_chart`). None when
+    there is no one reference rate (`funnel_missing_reason` says why)."""
     ind = _indicator_info(indicator_id)
     d = table[(table["indicator_id"] == indicator_id) & (table["fy"] == fy)].copy()
     d["value"] = d["numerator"] / d["denominator"].where(d["denominator"] > 0)
     target = _reference_rate(table, indicator_id, fy) / 100
+    if not np.isfinite(target):
+        return None
     return plots.funnel_plot(
         d, value_col="value", denom_col="denominator", target=target, kind="proportion",
         title=f"{ind.name}：ファンネルプロット（{plots.fy_japanese(fy)}）",
@@ -756,7 +781,9 @@ def indicator_views(ctx, table: pd.DataFrame, area_table: pd.DataFrame | None, l
     if area_table is not None and (area_table["indicator_id"] == indicator_id).any():
         figs["map_area"] = map_medical_areas(ctx, area_table, ctx.prepared.municipalities, layers,
                                              indicator_id, fy, measure, std_note)
-    figs["funnel"] = funnel_chart(ctx, table, indicator_id, fy, reference_label)
+    funnel = funnel_chart(ctx, table, indicator_id, fy, reference_label)
+    if funnel is not None:  # no one reference rate: the ranking of each municipality's own ratio only
+        figs["funnel"] = funnel
     figs["ranking"] = ranking_chart(ctx, table, indicator_id, fy, reference_label)
     return figs
 
