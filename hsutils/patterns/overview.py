@@ -286,9 +286,10 @@ def parameter_table(**params) -> pd.DataFrame:
 
 
 def funnel_lines(table: pd.DataFrame, fy: int, indicator_ids: Sequence[str],
-                 suppress_threshold: int = privacy.DEFAULT_THRESHOLD) -> list[str]:
+                 suppress_threshold: int = privacy.DEFAULT_THRESHOLD, reference_label: str = "県") -> list[str]:
     """Japanese lines: municipalities outside the 95 % funnel limits (crude proportion against
-    the reference rate, `stats.funnel_significance`), with 良い/悪い where the indicator has a polarity."""
+    the reference rate, `stats.funnel_significance`; `reference_label` names it), with 良い/悪い where
+    the indicator has a polarity; 「比較なし（理由）」 where there is no one reference rate."""
     d = _visible(table[(table["fy"] == fy) & table["indicator_id"].isin(list(indicator_ids))], suppress_threshold)
     lines = []
     for ind in indicator_ids:  # a handful
@@ -308,7 +309,7 @@ def funnel_lines(table: pd.DataFrame, fy: int, indicator_ids: Sequence[str],
                             "lower_better": ("高い（悪い）", "低い（良い）")}.get(info.polarity, ("高い", "低い"))
         names = sub["muni_name"].to_numpy()
         parts = [f"{word_hi}: {'、'.join(names[high]) or 'なし'}", f"{word_lo}: {'、'.join(names[low]) or 'なし'}"]
-        lines.append(f"・{info.name}（県 {target * 100:.1f}%）: 95%限界の外 " + "／".join(parts))
+        lines.append(f"・{info.name}（{reference_label} {target * 100:.1f}%）: 95%限界の外 " + "／".join(parts))
     return lines
 
 
