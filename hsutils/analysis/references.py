@@ -702,8 +702,9 @@ def smoothed_ratio_notes(table: pd.DataFrame) -> list[str]:
     municipality has its own: 同規模, 二次医療圏), what the smoothed value is, and which
     municipalities are 比較なし and why; the NDB scope and year when the reference is NDB."""
     labels = list(dict.fromkeys(table["reference_label"].astype(str)))
-    notes = [f"比較の基準: {labels[0]}" if len(labels) == 1
-             else f"比較の基準: 市町村ごとに異なる（{labels[0]} など）"]
+    compared = table.loc[~table["comparison"].astype(str).str.startswith("比較なし"), "reference_label"].astype(str)
+    example = compared.iloc[0] if len(compared) else labels[0]  # a reference that was compared with
+    notes = [f"比較の基準: {labels[0]}" if len(labels) == 1 else f"比較の基準: 市町村ごとに異なる（例: {example}）"]
     notes.append("経験ベイズ推定値は、比べた市町村全体の比の平均へ、期待数の小さい市町村ほど強く寄せた値（docs/methods.md §14）")
     none = table[table["comparison"].astype(str).str.startswith("比較なし")]
     for why, g in none.groupby("comparison", sort=False):
