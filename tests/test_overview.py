@@ -300,3 +300,21 @@ def test_unreadable_user_boundary_file_falls_back_to_tiles(prepared, tmp_path):
     assert overview.find_boundary_file(None, broken).name == "N03_17.geojson"  # user file overrides
     layers = overview.boundary_layers(prepared.municipalities, None, broken)  # never fails
     assert layers["muni"] is None and "タイル表示" in layers["note"]
+
+
+def test_funnel_has_one_target_or_says_why_not():
+    """A funnel has one target: the reference rate every municipality shares (県, 全国). 全国 without the
+    indicator, or a reference of each municipality's own (二次医療圏, 同規模), draws no funnel and says
+    「比較なし（理由）」 instead of using one municipality's reference for all."""
+    base = pd.DataFrame({"indicator_id": "hba1c65", "fy": 2024, "muni_code": ["17201", "17202"],
+                         "muni_name": ["金沢市", "七尾市"], "numerator": [30, 12], "denominator": [200, 100],
+                         "comparison": "有意差なし"})
+    same = base.assign(ref_rate=[10.0, 10.0])
+    assert overview.funnel_missing_reason(same, "hba1c65", 2024) == ""
+    assert overview._reference_rate(same, "hba1c65", 2024) == 10.0
+    own = base.assign(ref_rate=[10.0, 12.5])  # each municipality's 同規模
+    assert overview.funnel_missing_reason(own, "hba1c65", 2024).startswith("比較なし（比較の基準が市町村ごとに異なり")
+    none = base.assign(ref_rate=np.nan, comparison="比較なし（全国の値は NDB の健診項目だけのため）")
+    assert overview.funnel_missing_reason(none, "hba1c65", 2024) == "比較なし（全国の値は NDB の健診項目だけのため）"
+    assert overview.funnel_chart(None, none, "hba1c65", 2024) is None
+    assert overview.funnel_lines(own, 2024, ["hba1c65"])[0].startswith("・HbA1c 6.5%以上: 比較なし（比較の基準が")

@@ -424,3 +424,139 @@ def test_small_count_rule_is_the_suppression_threshold_and_spares_published_refe
     out = references.compare(_peer_strata((3, 3, 2, 2), (30, 30, 30, 30)), "17203", BIG_MASTER, [pref], fy=2024,
                              min_count=25).iloc[0]
     assert out["available"]
+
+
+# ------------------------------- the run's suppress_threshold decides the small pooled reference (§15.6)
+
+def _prepared(strata, master):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(strata=strata, municipalities=master)
+
+
+@pytest.mark.parametrize("peer_numerators, threshold, shown", [
+    ((5, 5, 5, 4), 20, False),   # 同規模 pools 19 cases: below a threshold of 20 → 比較なし
+    ((5, 5, 5, 5), 20, True),    # 20 cases: shown, 20/120 = 16.67 %
+    ((5, 5, 5, 4), 10, True),    # the default threshold shows the 19
+])
+def test_comparison_table_uses_the_run_threshold(peer_numerators, threshold, shown):
+    """`comparison_table` / `reference_lines_table` (what notebooks 01–05 call with
+    `min_count=ctx.suppress_threshold`) hold a 同規模 pool to the run's threshold, not to 10."""
+    prep = _prepared(_peer_strata(peer_numerators, (30, 30, 30, 30)), BIG_MASTER)
+    t = references.comparison_table(prep, "17203", 2024, indicator_ids=["hba1c65"], min_count=threshold)
+    sim = t[t["reference_kind"] == "同規模"].iloc[0]
+    lines = references.reference_lines_table(prep, "17203", 2024, ["hba1c65"], min_count=threshold)
+    sim_line = lines[lines["reference_kind"] == "同規模"].iloc[0]
+    pref = t[(t["reference_kind"] == "県") & ~t["source"].str.contains("NDB")].iloc[0]
+    assert pref["available"]  # 県 pools 15 + 19 (or 20) cases: at or above 20 either way
+    if shown:
+        assert sim["available"] and sim["ref_rate"] == pytest.approx(sum(peer_numerators) / 120 * 100)
+        assert sim_line["line_rate"] == pytest.approx(sum(peer_numerators) / 120 * 100)  # same one band
+    else:
+        assert not sim["available"] and sim["comparison"] == "比較なし（同規模の人数が20人未満のため）"
+        assert pd.isna(sim["ref_rate"]) and pd.isna(sim["sr"])
+        assert not sim_line["available"] and pd.isna(sim_line["line_rate"])
+
+
+def test_notebooks_pass_the_run_threshold_to_every_reference_comparison():
+    """Every call in notebooks 01–09 of a function that applies the small pooled-reference rule
+    passes `min_count=ctx.suppress_threshold` (the run's `suppress_threshold`, docs/rules.md §15.6)."""
+    import ast
+    from pathlib import Path
+
+    import nbformat
+
+    rule_functions = {"compare", "comparison_table", "reference_lines_table", "municipal_ratios"}
+    calls = 0
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%"))
+        for node in ast.walk(ast.parse(code)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "references"
+                    and node.func.attr in rule_functions):
+                calls += 1
+                given = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                assert given.get("min_count") == "ctx.suppress_threshold", \
+                    f"{path.name}: references.{node.func.attr} without min_count=ctx.suppress_threshold"
+    assert calls >= 9  # 01–05: comparison table (5), reference lines (3), 01's empirical-Bayes ratios
+
+
+# ------------------------- empirical-Bayes ratios against each reference (docs/methods.md §14)
+
+#: seven municipalities of one 同規模 class (1万〜2万人: each has six peers) in one 二次医療圏
+EB_MASTER = pd.DataFrame({
+    "muni_code": ["17201", "17202", "17203", "17204", "17205", "17206", "17207"],
+    "name": ["小町", "B市", "C市", "D市", "E市", "F市", "G市"],
+    "pref_code": ["17"] * 7, "pref_name": ["石川県"] * 7,
+    "medical_area_code": ["1702"] * 7, "medical_area": ["石川中央"] * 7, "population": [12_000] * 7})
+#: 男 40–44 HbA1c ≥6.5: 小町 3 of 10, the others 800…1,200 of 10,000 (6,001 of 60,010 in all = 10 %)
+EB_CASES = np.array([3, 800, 1000, 1200, 900, 1100, 998], dtype=float)
+EB_PERSONS = np.array([10, 10_000, 10_000, 10_000, 10_000, 10_000, 10_000], dtype=float)
+
+
+def _eb_prepared():
+    return _prepared(_strata([(2024, c, "", 1, "40-44", "hba1c65", o, n)
+                              for c, o, n in zip(EB_MASTER["muni_code"], EB_CASES, EB_PERSONS)]), EB_MASTER)
+
+
+def test_eb_against_the_prefecture_by_hand():
+    """県 rate 6,001 / 60,010 = 0.1 → E = (1, 1,000 × 6); raw SR = (3, 0.8, 1.0, 1.2, 0.9, 1.1, 0.998).
+    m = 6,001/6,001 = 1; Σ E(SR − 1)² = 1·2² + 1,000·(0.04 + 0 + 0.04 + 0.01 + 0.01 + 0.000004) = 104.004;
+    s² = 104.004/6,001 − 1/(6,001/7) = 0.0173311 − 0.0011665 = 0.0161646; β = α = 1/s² = 61.8634.
+    小町 (3 + 61.8634)/(1 + 61.8634) = 1.0318: from 3.0 almost to the mean (weight 1/62.86 = 0.016);
+    B市 (800 + 61.8634)/(1,000 + 61.8634) = 0.8117: near its raw 0.8 (weight 0.942)."""
+    t = references.municipal_ratios(_eb_prepared(), 2024, "hba1c65", "pref").set_index("area_code")
+    assert t["expected"].tolist() == pytest.approx([1.0] + [1000.0] * 6)
+    assert t["sr"].tolist() == pytest.approx([3.0, 0.8, 1.0, 1.2, 0.9, 1.1, 0.998])
+    assert t["sr_eb"].tolist() == pytest.approx([1.031815, 0.811652, 1.0, 1.188348, 0.905826, 1.094174, 0.998117],
+                                                rel=1e-5)
+    assert t.at["17201", "eb_weight"] == pytest.approx(1 / 62.863428, rel=1e-5)
+    assert set(t["reference_label"]) == {"石川県"}
+
+
+def _shrinks_small_keeps_large(t, expected):
+    """The small town moves most of the way to the prior mean; the large ones stay within 2 % of
+    their raw ratio; the ratios are against the expected counts given (hand-computed E)."""
+    assert t["expected"].to_numpy() == pytest.approx(expected, rel=1e-9)
+    raw = EB_CASES / expected
+    assert t["sr"].to_numpy() == pytest.approx(raw, rel=1e-9)
+    m = EB_CASES.sum() / expected.sum()
+    eb = t["sr_eb"].to_numpy()
+    assert abs(eb[0] - m) < 0.1 * abs(raw[0] - m)           # 小町: 90 % of the way to m or more
+    assert eb[1:] == pytest.approx(raw[1:], rel=0.02)       # large towns nearly unchanged
+    assert (t["eb_weight"].to_numpy()[1:] > 0.9).all() and t["eb_weight"].iloc[0] < 0.05
+    # the same as the hand-checked estimator (test_eb_smoothed_ratio_by_hand) on these O and E
+    assert eb == pytest.approx(stats.eb_smoothed_ratio(EB_CASES, expected)["value"].to_numpy(), rel=1e-9)
+
+
+def test_eb_against_the_similar_peers():
+    """同規模: each town against its six peers pooled (leave itself out): 小町 5,998/60,000 → E = 0.99967;
+    B市 (6,001 − 800)/(60,010 − 10,000) = 5,201/50,010 → E = 1,039.99; every label names the class."""
+    t = references.municipal_ratios(_eb_prepared(), 2024, "hba1c65", "similar").set_index("area_code")
+    rate = (EB_CASES.sum() - EB_CASES) / (EB_PERSONS.sum() - EB_PERSONS)
+    assert t.at["17201", "expected"] == pytest.approx(10 * 5998 / 60000)
+    _shrinks_small_keeps_large(t, EB_PERSONS * rate)
+    assert set(t["reference_label"]) == {"同規模（1万〜2万人、6市町村）"}
+
+
+def test_eb_against_the_nation():
+    """国: one NDB rate for all, 男 40–44 HbA1c ≥6.5 of 全国 (x / n of the NDB table) → E = persons × x/n."""
+    nat = references.ndb_rates().set_index(["indicator_id", "sex", "age_band"]).loc[("hba1c65", 1, "40-44")]
+    t = references.municipal_ratios(_eb_prepared(), 2024, "hba1c65", "national").set_index("area_code")
+    _shrinks_small_keeps_large(t, EB_PERSONS * nat["numerator"] / nat["denominator"])
+    assert set(t["reference_label"]) == {"全国（NDB 2022年度・全保険者）"}
+    # an indicator NDB lacks: no municipality can be compared, nothing to smooth
+    assert references.municipal_ratios(_eb_prepared(), 2024, "metabo", "national").empty
+
+
+def test_eb_leaves_out_a_town_whose_peer_pool_is_small():
+    """docs/rules.md §15.6 per town at min_count 4,901: D市's peers pool 6,001 − 1,200 = 4,800 + … = 4,801
+    cases (< 4,901: 比較なし, no ratio, out of the prior); F市's 4,901 are compared."""
+    t = references.municipal_ratios(_eb_prepared(), 2024, "hba1c65", "similar", min_count=4901).set_index("area_code")
+    assert t.at["17204", "comparison"] == "比較なし（同規模の人数が4901人未満のため）"
+    assert pd.isna(t.at["17204", "sr"]) and pd.isna(t.at["17204", "sr_eb"]) and pd.isna(t.at["17204", "ref_rate"])
+    assert np.isfinite(t.at["17206", "sr_eb"]) and t.at["17206", "ref_rate"] == pytest.approx(4901 / 50010 * 100)
+    notes = references.smoothed_ratio_notes(t.reset_index())
+    assert "比較なし（同規模の人数が4901人未満のため）: D市" in notes

@@ -608,33 +608,111 @@ def with_smoothed_ratio(table: pd.DataFrame, group_cols=("indicator_id", "fy"), 
     empirical-Bayes smoothed 標準化該当比 of each area beside the raw one (docs/methods.md §14):
     `sr_eb`, `sr_eb_lower`, `sr_eb_upper` (credible interval), `eb_weight` (share of the area's own
     ratio). The prior is estimated over the areas of each `group_cols` group (e.g. the prefecture's
-    municipalities for one indicator and year)."""
+    municipalities for one indicator and year). An area without a ratio (比較なし: its expected or
+    ratio is NaN) gets NaN and is left out of the prior."""
     out = table.copy()
     for col in ("sr_eb", "sr_eb_lower", "sr_eb_upper", "eb_weight"):
         out[col] = np.nan
     for _, g in out.groupby(list(group_cols), sort=False, observed=True):  # indicators × years
-        eb = stats.eb_smoothed_ratio(g["numerator"].astype(float), g["expected"].astype(float), conf)
+        observed = pd.to_numeric(g["numerator"], errors="coerce").astype(float)
+        expected = pd.to_numeric(g["expected"], errors="coerce").astype(float)
+        if "sr" in g:
+            expected = expected.where(pd.to_numeric(g["sr"], errors="coerce").notna())
+        eb = stats.eb_smoothed_ratio(observed, expected, conf)
         out.loc[g.index, ["sr_eb", "sr_eb_lower", "sr_eb_upper", "eb_weight"]] = \
             eb[["value", "lower", "upper", "weight"]].to_numpy()
     return out
 
 
-def municipal_ratios(prepared, fy, indicator_id: str, reference_area: str = "national",
-                     conf: float = 0.95) -> pd.DataFrame:
-    """Every municipality of the data against one reference (`areas.resolve_reference` of the
-    prefecture: "national" = NDB 全国, "pref" = the data's prefecture) for one indicator, with the
-    raw 標準化該当比 and the empirical-Bayes smoothed one beside it (`with_smoothed_ratio`) for maps
-    and charts of small towns. Columns of `indicators.indicator_table` plus sr_eb, sr_eb_lower,
-    sr_eb_upper, eb_weight; empty when the reference has no figure for the indicator."""
-    master = prepared.municipalities
-    pref = areas.prefecture_of(areas.resolve_area(str(master["pref_code"].iloc[0]).zfill(2), master), master)
-    ref = areas.resolve_reference(pref, reference_area, master)
+#: columns of an indicator table blanked when its reference is 比較なし (they would come from the reference)
+_REFERENCE_DERIVED = ["expected", "sr", "sr_lower", "sr_upper", "ref_rate"]
+
+
+def municipal_table(strata: pd.DataFrame, master: pd.DataFrame, reference_area: str = "pref", *,
+                    min_count: int | None = None, **args) -> pd.DataFrame:
+    """Every municipality of `strata` against its own reference for the `reference_area` parameter
+    (`areas.resolve_reference` of each municipality, docs/rules.md §15): "pref" the data's
+    prefecture, "medical_area" its 二次医療圏, "national" 全国 from NDB (one table for all), "similar"
+    its 同規模 peers in the data. `args` go to `indicators.indicator_table` (fy, indicators,
+    std_pop, conf, suppress_threshold). Adds `reference_kind` and `reference_label`; an indicator
+    the reference has no figure for gets 「比較なし（理由）」 in comparison and judgement.
+
+    min_count: when given (a run's `suppress_threshold`), a reference pooled from the data whose
+    numerator or denominator for an indicator and year is 1 to `min_count` − 1 is 「比較なし（…の人数が
+    …人未満のため）」 too, with expected, sr and ref_rate blank (docs/rules.md §15.6)."""
+    requested = areas.check_reference_area(reference_area)
+    codes = sorted(strata["muni_code"].astype(str).unique())
+    if requested == "medical_area":  # one group per 二次医療圏, compared with itself
+        by_area = master.assign(muni_code=master["muni_code"].astype(str)).set_index("muni_code")["medical_area_code"]
+        groups = [[c for c in codes if str(by_area.get(c)) == a] for a in sorted(master["medical_area_code"].astype(str).unique())]
+    elif requested == "similar":  # each municipality has its own peers
+        groups = [[c] for c in codes]
+    else:  # the prefecture or 全国: one reference for all
+        groups = [codes]
+    parts = []
+    for group in [g for g in groups if g]:
+        ref = areas.resolve_reference(group[0], requested, master)
+        sub = strata[strata["muni_code"].astype(str).isin(group).to_numpy()]
+        ref_strata = strata if requested == "pref" else ref.strata(strata, master)
+        t = indicators.indicator_table(sub, "muni", area_map=master, reference=ref_strata, **args)
+        if t.empty:
+            continue
+        t["comparison"] = ref.comparison_text(t["indicator_id"], t["comparison"])
+        if min_count is not None and requested != "national":
+            small = _small_pool(ref_strata, t, min_count)
+            t.loc[small, _REFERENCE_DERIVED] = np.nan
+            t.loc[small, "comparison"] = no_comparison(f"{ref.kind}の人数が{min_count}人未満のため")
+        t["judgement"] = np.where(t["comparison"].astype(str).str.startswith("比較なし"), t["comparison"],
+                                  t["judgement"])
+        parts.append(t.assign(reference_kind=ref.kind, reference_label=ref.label))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["area_code", "area_name"])
+
+
+def _small_pool(ref_strata: pd.DataFrame, table: pd.DataFrame, min_count: int) -> np.ndarray:
+    """Rows of `table` (indicator_id × fy) whose reference pools 1 to `min_count` − 1 persons in its
+    numerator or denominator (docs/rules.md §15.6; the per-year form of `small_reference_reason`)."""
+    r = ref_strata.astype({"indicator_id": str})
+    sums = r.groupby(["indicator_id", "fy"], observed=True)[["numerator", "denominator"]].sum()
+    small = ((sums > 0) & (sums < min_count)).any(axis=1)
+    keys = pd.MultiIndex.from_arrays([table["indicator_id"].astype(str), table["fy"]])
+    return small.reindex(keys).fillna(False).to_numpy(dtype=bool)
+
+
+def municipal_ratios(prepared, fy, indicator_id: str, reference_area: str = "national", conf: float = 0.95,
+                     min_count: int | None = MIN_REFERENCE_COUNT) -> pd.DataFrame:
+    """Every municipality of the data against its own reference (`municipal_table`: "pref" the
+    prefecture, "medical_area" its 二次医療圏, "national" NDB 全国, "similar" its 同規模 peers) for one
+    indicator, with the raw 標準化該当比 and the empirical-Bayes smoothed one beside it
+    (`with_smoothed_ratio`, the prior over all municipalities compared) for maps and charts of small
+    towns. Columns of `indicators.indicator_table` plus sr_eb, sr_eb_lower, sr_eb_upper, eb_weight,
+    reference_label; a municipality whose reference has no figure is 比較なし
+    (`min_count`: the run's `suppress_threshold`, docs/rules.md §15.6) with NaN ratios; empty when no
+    municipality can be compared."""
     s = prepared.strata[(prepared.strata["fy"] == int(fy)).to_numpy()]
-    if ref.unavailable_reason(indicator_id):
+    t = municipal_table(s, prepared.municipalities, reference_area, min_count=min_count, fy=int(fy),
+                        indicators=[indicator_id], conf=conf)
+    if t.empty or not pd.to_numeric(t["sr"], errors="coerce").notna().any():
         return pd.DataFrame(columns=["area_code", "area_name", "numerator", "expected", "sr", "sr_eb"])
-    t = indicators.indicator_table(s, "muni", area_map=master, fy=int(fy), indicators=[indicator_id],
-                                   reference=ref.strata(s, master), conf=conf)
-    return with_smoothed_ratio(t, conf=conf).assign(reference_label=ref.label)
+    out = with_smoothed_ratio(t.drop(columns=["reference_kind", "reference_label"]), conf=conf)
+    return out.assign(reference_label=t["reference_label"])
+
+
+def smoothed_ratio_notes(table: pd.DataFrame) -> list[str]:
+    """Footer notes of a `municipal_ratios` chart: what the reference is (its label, or that each
+    municipality has its own: 同規模, 二次医療圏), what the smoothed value is, and which
+    municipalities are 比較なし and why; the NDB scope and year when the reference is NDB."""
+    labels = list(dict.fromkeys(table["reference_label"].astype(str)))
+    compared = table.loc[~table["comparison"].astype(str).str.startswith("比較なし"), "reference_label"].astype(str)
+    example = compared.iloc[0] if len(compared) else labels[0]  # a reference that was compared with
+    notes = [f"比較の基準: {labels[0]}" if len(labels) == 1 else f"比較の基準: 市町村ごとに異なる（例: {example}）"]
+    notes.append("経験ベイズ推定値は、比べた市町村全体の比の平均へ、期待数の小さい市町村ほど強く寄せた値（docs/methods.md §14）")
+    none = table[table["comparison"].astype(str).str.startswith("比較なし")]
+    for why, g in none.groupby("comparison", sort=False):
+        names = g["area_name"].astype(str).tolist()
+        notes.append(f"{why}: " + "、".join(names[:5]) + (f" ほか{len(names) - 5}市町村" if len(names) > 5 else ""))
+    if any("NDB" in label for label in labels):
+        notes.append(NDB_SCOPE_NOTE + "。" + NDB_CREDIT.removeprefix("出典: "))
+    return notes
 
 
 # ------------------------------------------------------------------- other references on charts

@@ -31,7 +31,7 @@ import pandas as pd
 
 from hsutils import stats
 from hsutils.inputs import regions
-from hsutils.analysis import areas, indicators
+from hsutils.analysis import areas, indicators, references
 from hsutils.publish import plots, privacy
 from hsutils.core.errors import ParameterError
 from hsutils.core.schema import TABLES
@@ -199,39 +199,12 @@ def municipal_indicator_table(prepared, fiscal_years: Sequence[int], indicator_i
     master = prepared.municipalities
     _, note = areas.reference_for_each_municipality(reference_area, master)
     strata = prepared.strata[prepared.strata["fy"].isin(list(fiscal_years))]
-    args = dict(area_map=master, fy=list(fiscal_years), indicators=indicator_ids, std_pop=std_pop,
-                conf=conf, suppress_threshold=suppress_threshold)
-    if reference_area == "medical_area":
-        parts = []
-        for code in sorted(master["medical_area_code"].astype(str).unique()):  # a handful of areas
-            sub = areas.parse_code(code, master).strata(strata, master)
-            if not sub.empty:
-                parts.append(indicators.indicator_table(sub, "muni", reference=sub, **args))
-        table = pd.concat(parts, ignore_index=True)
-    elif reference_area in ("national", "similar"):
-        table = _table_against_each_reference(strata, master, reference_area, args)
-    else:
-        table = indicators.indicator_table(strata, "muni", reference=strata, **args)
+    table = references.municipal_table(strata, master, reference_area, fy=list(fiscal_years),
+                                       indicators=indicator_ids, std_pop=std_pop, conf=conf,
+                                       suppress_threshold=suppress_threshold)
     table = table.rename(columns={"area_code": "muni_code", "area_name": "muni_name"})
     table = table.sort_values(["indicator_id", "fy", "muni_code"]).reset_index(drop=True)
     return table[INDICATOR_TABLE_COLUMNS], note
-
-
-def _table_against_each_reference(strata, master, reference_area, args) -> pd.DataFrame:
-    """Every municipality against its own `resolve_reference` (全国: one NDB table for all; 同規模:
-    each municipality's peers), with 「比較なし（理由）」 where the reference has no figure."""
-    codes = sorted(strata["muni_code"].astype(str).unique())
-    groups = [codes] if reference_area == "national" else [[c] for c in codes]  # 同規模: one per municipality
-    parts = []
-    for group in groups:
-        ref = areas.resolve_reference(group[0], reference_area, master)
-        sub = strata[strata["muni_code"].astype(str).isin(group).to_numpy()]
-        t = indicators.indicator_table(sub, "muni", reference=ref.strata(strata, master), **args)
-        t["comparison"] = ref.comparison_text(t["indicator_id"], t["comparison"])
-        t["judgement"] = np.where(t["comparison"].astype(str).str.startswith("比較なし"), t["comparison"],
-                                  t["judgement"])
-        parts.append(t)
-    return pd.concat(parts, ignore_index=True)
 
 
 def area_trend_table(prepared, fiscal_years: Sequence[int], indicator_ids, std_pop="H27",
@@ -318,9 +291,10 @@ def parameter_table(**params) -> pd.DataFrame:
 
 
 def funnel_lines(table: pd.DataFrame, fy: int, indicator_ids: Sequence[str],
-                 suppress_threshold: int = privacy.DEFAULT_THRESHOLD) -> list[str]:
+                 suppress_threshold: int = privacy.DEFAULT_THRESHOLD, reference_label: str = "県") -> list[str]:
     """Japanese lines: municipalities outside the 95 % funnel limits (crude proportion against
-    the reference rate, `stats.funnel_significance`), with 良い/悪い where the indicator has a polarity."""
+    the reference rate, `stats.funnel_significance`; `reference_label` names it), with 良い/悪い where
+    the indicator has a polarity; 「比較なし（理由）」 where there is no one reference rate."""
     d = _visible(table[(table["fy"] == fy) & table["indicator_id"].isin(list(indicator_ids))], suppress_threshold)
     lines = []
     for ind in indicator_ids:  # a handful
@@ -328,7 +302,10 @@ def funnel_lines(table: pd.DataFrame, fy: int, indicator_ids: Sequence[str],
         if sub.empty:
             continue
         info = indicators.REGISTRY[ind]
-        target = float(sub["ref_rate"].iloc[0]) / 100
+        target = _reference_rate(table, ind, fy) / 100
+        if not np.isfinite(target):
+            lines.append(f"・{info.name}: {funnel_missing_reason(table, ind, fy)}")
+            continue
         pos = np.asarray(stats.funnel_significance(sub["numerator"].to_numpy(float),
                                                    sub["denominator"].to_numpy(float), target), dtype=object)
         high = np.isin(pos, [stats.FUNNEL_HIGH_95, stats.FUNNEL_HIGH_998])
@@ -337,7 +314,7 @@ def funnel_lines(table: pd.DataFrame, fy: int, indicator_ids: Sequence[str],
                             "lower_better": ("高い（悪い）", "低い（良い）")}.get(info.polarity, ("高い", "低い"))
         names = sub["muni_name"].to_numpy()
         parts = [f"{word_hi}: {'、'.join(names[high]) or 'なし'}", f"{word_lo}: {'、'.join(names[low]) or 'なし'}"]
-        lines.append(f"・{info.name}（県 {target * 100:.1f}%）: 95%限界の外 " + "／".join(parts))
+        lines.append(f"・{info.name}（{reference_label} {target * 100:.1f}%）: 95%限界の外 " + "／".join(parts))
     return lines
 
 
@@ -451,19 +428,41 @@ def map_medical_areas(ctx, area_table: pd.DataFrame, master: pd.DataFrame, layer
 # Funnel plots and ranked bars
 # ---------------------------------------------------------------------------------------------
 def _reference_rate(table: pd.DataFrame, indicator_id: str, fy: int) -> float:
-    r = table.loc[(table["indicator_id"] == indicator_id) & (table["fy"] == fy), "ref_rate"]
-    return float(r.iloc[0]) if len(r) else float("nan")
+    """The one reference rate (%) every municipality of the indicator and year is compared with;
+    NaN when the reference has no figure (全国 outside the NDB items) or when each municipality has
+    its own (二次医療圏, 同規模): a funnel has one target, never one municipality's reference for all."""
+    r = pd.to_numeric(table.loc[(table["indicator_id"] == indicator_id) & (table["fy"] == fy), "ref_rate"],
+                      errors="coerce")
+    if not len(r) or r.isna().any() or not np.allclose(r, r.iloc[0], rtol=1e-12, atol=0):
+        return float("nan")
+    return float(r.iloc[0])
+
+
+def funnel_missing_reason(table: pd.DataFrame, indicator_id: str, fy: int) -> str:
+    """Why the funnel of an indicator is not drawn (「比較なし（理由）」), "" when it is: the
+    reference's own reason (全国 outside the NDB items), or that each municipality has its own reference."""
+    if np.isfinite(_reference_rate(table, indicator_id, fy)):
+        return ""
+    c = table.loc[(table["indicator_id"] == indicator_id) & (table["fy"] == fy), "comparison"].astype(str)
+    why = c[c.str.startswith("比較なし")]
+    if len(why) == len(c) and len(c):
+        return why.iloc[0]
+    return areas.no_comparison("比較の基準が市町村ごとに異なり、ファンネルプロットの目標値が1つに決まらないため。"
+                               "各市町村の基準との比較は標準化比の図と表にあります")
 
 
 def funnel_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference_label: str = "県全体", *,
                  references=(), notes=()):
     """Funnel plot of the crude proportion against the reference rate with 95 %/99.8 % limits
     (Spiegelhalter 2005; kind="proportion"): which differences are beyond chance. `references`,
-    `notes`: the other references as lines (`hsutils.analysis.references.lines_for_chart`)."""
+    `notes`: the other references as lines (`hsutils.analysis.references.lines_for_chart`). None when
+    there is no one reference rate (`funnel_missing_reason` says why)."""
     ind = _indicator_info(indicator_id)
     d = table[(table["indicator_id"] == indicator_id) & (table["fy"] == fy)].copy()
     d["value"] = d["numerator"] / d["denominator"].where(d["denominator"] > 0)
     target = _reference_rate(table, indicator_id, fy) / 100
+    if not np.isfinite(target):
+        return None
     return plots.funnel_plot(
         d, value_col="value", denom_col="denominator", target=target, kind="proportion",
         title=f"{ind.name}：ファンネルプロット（{plots.fy_japanese(fy)}）",
@@ -792,7 +791,9 @@ def indicator_views(ctx, table: pd.DataFrame, area_table: pd.DataFrame | None, l
     if area_table is not None and (area_table["indicator_id"] == indicator_id).any():
         figs["map_area"] = map_medical_areas(ctx, area_table, ctx.prepared.municipalities, layers,
                                              indicator_id, fy, measure, std_note)
-    figs["funnel"] = funnel_chart(ctx, table, indicator_id, fy, reference_label)
+    funnel = funnel_chart(ctx, table, indicator_id, fy, reference_label)
+    if funnel is not None:  # no one reference rate: the ranking of each municipality's own ratio only
+        figs["funnel"] = funnel
     figs["ranking"] = ranking_chart(ctx, table, indicator_id, fy, reference_label)
     return figs
 
