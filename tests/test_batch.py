@@ -429,3 +429,17 @@ def test_index_links_the_print_pack_once_made(tmp_path):
     assert "七尾市" not in index  # the refreshed page lists the same runs as the batch's own
     assert "hsutils figures" in index and "もう一度" in index
     assert batch.refresh_index(tmp_path / "nothing") is False
+
+
+def test_per_notebook_paths_relative_to_the_yaml_become_absolute(tmp_path):
+    """demo.yaml's `support_dir: support_records_demo` names a folder beside the YAML without a slash;
+    notebooks run in their output folder, so it must reach them absolute (09 × 石川県 failed in make demo)."""
+    (tmp_path / "records").mkdir()
+    (tmp_path / "targets.yaml").write_text("a: 1\n", encoding="utf-8")
+    (tmp_path / "targets").write_text("", encoding="utf-8")  # a file named like a word stays a word
+    assert params._existing_path_or_value("records", tmp_path) == str((tmp_path / "records").resolve())
+    assert params._existing_path_or_value("targets.yaml", tmp_path) == str((tmp_path / "targets.yaml").resolve())
+    assert params._existing_path_or_value("targets", tmp_path) == "targets"
+    assert params._existing_path_or_value("pref", tmp_path) == "pref"
+    assert params._existing_path_or_value("missing/x.csv", tmp_path) == "missing/x.csv"
+    assert params._existing_path_or_value(10, tmp_path) == 10

@@ -344,11 +344,13 @@ def _check_notebook_parameters(extra: dict[str, dict[str, Any]], notebook_dir: P
 
 
 def _existing_path_or_value(value, base: Path):
-    """A per-notebook parameter naming a file relative to the YAML (e.g. a targets YAML) becomes
-    absolute, because notebooks run with their output folder as working directory."""
+    """A per-notebook parameter naming a file or folder relative to the YAML (e.g. a targets YAML,
+    the support-record folder `support_records_demo`) becomes absolute, because notebooks run with
+    their output folder as working directory. A bare word becomes a path only when a folder of that
+    name sits beside the YAML (a file needs a suffix or a slash, so that ordinary values stay values)."""
     if isinstance(value, str) and value and not Path(value).is_absolute():
         candidate = base / value
-        if ("/" in value or "." in value) and candidate.exists():
+        if (("/" in value or "." in value) and candidate.exists()) or candidate.is_dir():
             return str(candidate.resolve())
     return value
 
