@@ -163,6 +163,16 @@ POP_ALL_EXAMINEES = "国保 健診受診者（全員）"
 POP_INSURED = "国保 被保険者（全員）"
 #: 国保 and 後期 insured of the year together (pyramids of every insured person, the gallery's flow)
 POP_INSURED_BOTH = "国保・後期の被保険者（全員）"
+#: every 後期高齢者医療 insured of the year, any age (notebook 04 with target_insurance = 後期)
+POP_KOUKI_INSURED = "後期高齢者医療 被保険者（全員）"
+#: every 後期高齢者医療 person with a checkup in the year (notebook 04's CKD maps, 後期)
+POP_KOUKI_ALL_EXAMINEES = "後期高齢者医療 健診受診者（全員）"
+#: 国保 and 後期 persons with a checkup in the year (notebook 04's CKD maps, 全体)
+POP_BOTH_ALL_EXAMINEES = "国保・後期の健診受診者（全員）"
+#: Every insured / every examinee of one insurance choice (国保, 後期, 全体: notebook 04's `target_insurance`)
+INSURED_BY_INSURANCE = {"国保": POP_INSURED, "後期": POP_KOUKI_INSURED, "全体": POP_INSURED_BOTH}
+ALL_EXAMINEES_BY_INSURANCE = {"国保": POP_ALL_EXAMINEES, "後期": POP_KOUKI_ALL_EXAMINEES,
+                              "全体": POP_BOTH_ALL_EXAMINEES}
 
 
 def kouki_population(min_age: int = 75) -> str:
