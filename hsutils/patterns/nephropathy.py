@@ -45,8 +45,7 @@ REFERRAL, GUIDANCE = "受診勧奨対象者", "保健指導対象者"
 # trend indicators, all registered in hsutils.analysis.indicators (so counted once per batch in the strata);
 # TREND_COMPUTED are the two defined for this program (docs/rules.md §4, §5)
 TREND_REGISTERED = ("dm_hba1c8", "dm_untreated", "dm_interrupted", "new_dialysis")
-#: Trend indicators that depend on the claims look-back (footer states it, docs/hotei.md §7).
-CLAIMS_TREND_IDS = ("dm_untreated", "dm_interrupted", "new_dialysis")
+# which of them depend on the claims look-back is the registry's `Indicator.lookback` (docs/hotei.md §7.5)
 TREND_COMPUTED = {
     "dm_egfr45": "糖尿病のうち eGFR 45未満",
     "dm_urine_protein1": "糖尿病のうち 尿蛋白 1+以上",
