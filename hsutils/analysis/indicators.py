@@ -19,6 +19,7 @@ import pandas as pd
 
 from hsutils import stats
 from hsutils.core import vocab
+from hsutils.inputs import lookback as claims_lookback
 from hsutils.analysis import aggregate
 from hsutils.core.errors import ParameterError
 
@@ -39,6 +40,8 @@ class Indicator:
     unit: str = "%"
     key: bool = False  # shown in maps and summaries
     definition: str = ""
+    #: the claims look-back the flag depends on (docs/hotei.md §7.5): a key of `LOOKBACK_KINDS`, or None
+    lookback: str | None = None
 
 
 # ---------------------------------------------------------------- column helpers
@@ -163,6 +166,16 @@ POP_ALL_EXAMINEES = "国保 健診受診者（全員）"
 POP_INSURED = "国保 被保険者（全員）"
 #: 国保 and 後期 insured of the year together (pyramids of every insured person, the gallery's flow)
 POP_INSURED_BOTH = "国保・後期の被保険者（全員）"
+#: every 後期高齢者医療 insured of the year, any age (notebook 04 with target_insurance = 後期)
+POP_KOUKI_INSURED = "後期高齢者医療 被保険者（全員）"
+#: every 後期高齢者医療 person with a checkup in the year (notebook 04's CKD maps, 後期)
+POP_KOUKI_ALL_EXAMINEES = "後期高齢者医療 健診受診者（全員）"
+#: 国保 and 後期 persons with a checkup in the year (notebook 04's CKD maps, 全体)
+POP_BOTH_ALL_EXAMINEES = "国保・後期の健診受診者（全員）"
+#: Every insured / every examinee of one insurance choice (国保, 後期, 全体: notebook 04's `target_insurance`)
+INSURED_BY_INSURANCE = {"国保": POP_INSURED, "後期": POP_KOUKI_INSURED, "全体": POP_INSURED_BOTH}
+ALL_EXAMINEES_BY_INSURANCE = {"国保": POP_ALL_EXAMINEES, "後期": POP_KOUKI_ALL_EXAMINEES,
+                              "全体": POP_BOTH_ALL_EXAMINEES}
 
 
 def kouki_population(min_age: int = 75) -> str:
@@ -247,17 +260,18 @@ INDICATORS: list[Indicator] = [
     # 糖尿病性腎症重症化予防 (docs/rules.md §5)
     Indicator("dm_untreated", "糖尿病型の未治療者の割合", lambda py: _eq(py, "dkd_treatment", "未治療"),
               lambda py: participants(py) & _b(py, "diabetes_type"), f"{POP_EXAMINEES}のうち糖尿病型",
-              "lower_better", "アウトカム", "§5.1, §5.3"),
+              "lower_better", "アウトカム", "§5.1, §5.3", lookback="nephropathy"),
     Indicator("dm_interrupted", "糖尿病 治療中断者の割合", lambda py: _eq(py, "dkd_treatment", "治療中断"),
               lambda py: kokuho_target(py) & _b(py, "dkd_diabetes"), f"{POP_TARGET}のうち糖尿病（健診またはレセプト）",
-              "lower_better", "アウトカム", "§5.4"),
+              "lower_better", "アウトカム", "§5.4", lookback="nephropathy"),
     Indicator("dm_egfr45", "糖尿病のうち eGFR 45未満", lambda py: _egfr_any(py) < 45,
               lambda py: participants(py) & _b(py, "dkd_diabetes") & ~np.isnan(_egfr_any(py)),
               f"{POP_EXAMINEES}のうち糖尿病（eGFR 測定あり）", "lower_better", "アウトカム", "§4.2, §5.1",
-              definition="eGFR は再計算値、なければ報告値"),
+              definition="eGFR は再計算値、なければ報告値", lookback="nephropathy"),
     Indicator("dm_urine_protein1", "糖尿病のうち 尿蛋白 1+以上", lambda py: _ge(py, "urine_protein", vocab.URINE_PLUS1),
               lambda py: participants(py) & _b(py, "dkd_diabetes") & _measured(py, "urine_protein"),
-              f"{POP_EXAMINEES}のうち糖尿病（尿蛋白 測定あり）", "lower_better", "アウトカム", "§4.3, §5.1"),
+              f"{POP_EXAMINEES}のうち糖尿病（尿蛋白 測定あり）", "lower_better", "アウトカム", "§4.3, §5.1",
+              lookback="nephropathy"),
     Indicator("dm_hba1c8", "糖尿病型のうち HbA1c 8.0%以上", _flag("poor_hba1c8"),
               lambda py: participants(py) & _b(py, "diabetes_type") & _measured(py, "hba1c"),
               f"{POP_EXAMINEES}のうち糖尿病型", "lower_better", "アウトカム", "§3.1, §5"),
@@ -288,7 +302,8 @@ IKKATSU_INDICATORS = [
 for _id, _name, _sec in IKKATSU_INDICATORS:
     INDICATORS.append(Indicator(
         _id, f"一体的実施: {_name}", _flag(_id), kouki, POP_KOUKI, "lower_better", "アウトカム",
-        _sec, age_group="kouki", key=(_id == "ik_health_unknown")))
+        _sec, age_group="kouki", key=(_id == "ik_health_unknown"),
+        lookback="interruption" if _id in ("ik_interruption", "ik_disease_frailty") else None))
 
 REGISTRY: dict[str, Indicator] = {i.id: i for i in INDICATORS}
 KEY_INDICATORS = ["kenshin_rate", "hokenshido_rate", "metabo", "hba1c8", "ref_bp", "egfr45", "ik_health_unknown"]
@@ -316,18 +331,52 @@ def resolve_ids(values, parameter: str = "indicators_to_show") -> list[str]:
     return out
 
 
-def population_of(indicator_ids: str | Iterable[str]) -> str:
-    """Footer population (「対象」) of a chart or table of registered indicators, in the registry's
-    words (docs/rules.md §16): one indicator's population; for several, each distinct population
-    once, in the order given ("指標により A、B")."""
+def _registered(indicator_ids: str | Iterable[str]) -> list[str]:
     ids = [indicator_ids] if isinstance(indicator_ids, str) else list(indicator_ids)
     unknown = [i for i in ids if i not in REGISTRY]
     if unknown:
         raise ParameterError(f"指標「{'」「'.join(map(str, unknown))}」は登録されていません")
+    return ids
+
+
+def population_of(indicator_ids: str | Iterable[str]) -> str:
+    """Footer population (「対象」) of a chart or table of registered indicators, in the registry's
+    words (docs/rules.md §16): one indicator's population; for several, each distinct population
+    once, in the order given ("指標により A、B")."""
+    ids = _registered(indicator_ids)
     pops = list(dict.fromkeys(REGISTRY[i].population for i in ids))
     if not pops:
         raise ParameterError("対象の表記には指標が一つ以上必要です")
     return pops[0] if len(pops) == 1 else "指標により " + "、".join(pops)
+
+
+#: The claims look-backs of cached flags (docs/hotei.md §7.5): key of the cache's
+#: meta.json `claims_history` (`<kind>_lookback`, `hsutils.analysis.pipeline`) → whose window it is.
+LOOKBACK_KINDS = {"nephropathy": "糖尿病性腎症（治療中断・未治療）", "interruption": "一体的実施（治療中断）"}
+
+
+def lookback_note(indicator_ids: str | Iterable[str], claims_history: dict | None) -> str | None:
+    """Footer text of the claims look-back behind cached indicators (docs/hotei.md §7.5): the window
+    the shared cache used for every fiscal year (`claims_history` = `prepared.meta["claims_history"]`),
+    in the words of `hsutils.inputs.lookback.lookback_note`. None when no indicator depends on a
+    look-back (or the cache records none). Two different windows are each named by their program."""
+    kinds = list(dict.fromkeys(REGISTRY[i].lookback for i in _registered(indicator_ids) if REGISTRY[i].lookback))
+    h = claims_history or {}
+    windows = {k: h[f"{k}_lookback"] for k in kinds if f"{k}_lookback" in h}
+    if not windows:
+        return None
+    history = claims_lookback.history_from_first_ym(h.get("first_ym"), [int(f) for f in h.get("months_to_fy_end", {})])
+    notes = {k: claims_lookback.lookback_note(int(w["requested"]), int(w["used"]), history) for k, w in windows.items()}
+    if len(set(notes.values())) == 1:
+        return next(iter(notes.values()))
+    return "；".join(f"{LOOKBACK_KINDS[k]}: {n}" for k, n in notes.items())
+
+
+def footer_conditions(conditions: str | None, indicator_ids: str | Iterable[str] = (),
+                      claims_history: dict | None = None) -> str | None:
+    """A chart's 「条件」 with the look-back of its indicators appended (`lookback_note`; joined by 「／」)."""
+    note = lookback_note(indicator_ids, claims_history) if len(_registered(indicator_ids)) else None
+    return "／".join(p for p in (conditions, note) if p) or None
 
 
 def registry_frame() -> pd.DataFrame:

@@ -51,6 +51,16 @@ def claims_history(claims: pd.DataFrame | None, fiscal_years: Iterable[int]) -> 
     # (hsutils.analysis.pipeline): the look-back is the data's, not the partition's (docs/design.md §8.2)
     first = claims.attrs.get("first_ym")
     first = int(pd.to_numeric(claims["ym"]).min()) if first is None else int(first)
+    return history_from_first_ym(first, fys)
+
+
+def history_from_first_ym(first_ym: int | None, fiscal_years: Iterable[int]) -> pd.DataFrame:
+    """`claims_history` from the first month of the claims alone (what the cache's meta.json
+    records, `hsutils.analysis.pipeline`): the months follow from it (docs/hotei.md §7.1)."""
+    fys = sorted(int(f) for f in fiscal_years)
+    if first_ym is None or pd.isna(first_ym):
+        return claims_history(None, fys)
+    first = int(first_ym)
     to_end = np.array([month_index(fy_end_ym(f)) - month_index(first) + 1 for f in fys], dtype=np.int64)
     to_end = np.clip(to_end, 0, None)
     return pd.DataFrame({"fy": fys, "first_ym": pd.array([first] * len(fys), dtype="Int64"),

@@ -794,9 +794,10 @@ def explorer(ctx, table: pd.DataFrame, district_list: pd.DataFrame, first_indica
                                             description="地区")}
 
     def render(indicator_id, district_code):
-        foot = ctx.footer(indicators.population_of(indicator_id), fy=fy_text)
+        foot = ctx.footer(indicators.population_of(indicator_id), fy=fy_text, lookback=[indicator_id])
         # the profile shows every indicator of the table: their populations (docs/rules.md §16)
-        profile_foot = ctx.footer(indicators.population_of(table["indicator_id"].unique()), fy=fy_text)
+        ids = table["indicator_id"].unique()
+        profile_foot = ctx.footer(indicators.population_of(ids), fy=fy_text, lookback=ids)
         figs = []
         if boundaries is not None or tiles is not None:
             figs.append(map_figure(table, indicator_id, foot, tiles=tiles, boundaries=boundaries, muni_name=muni_name,

@@ -59,6 +59,8 @@ ACHIEVEMENT_LABELS = {
 }
 POLARITY_LABELS = stats.POLARITY_LABELS
 SEX_LABELS = vocab.SEX_LABELS
+#: Who the guidance-effect pairs count (docs/rules.md §16): 特定保健指導の対象者 with a checkup in both years
+GUIDANCE_PAIRS_POPULATION = f"{indicators.population_of('hokenshido_rate')}（両年度に健診受診）"
 GROUP_PARTICIPANT = "参加者"
 GROUP_NON_PARTICIPANT = "非参加者"
 

@@ -45,8 +45,7 @@ REFERRAL, GUIDANCE = "受診勧奨対象者", "保健指導対象者"
 # trend indicators, all registered in hsutils.analysis.indicators (so counted once per batch in the strata);
 # TREND_COMPUTED are the two defined for this program (docs/rules.md §4, §5)
 TREND_REGISTERED = ("dm_hba1c8", "dm_untreated", "dm_interrupted", "new_dialysis")
-#: Trend indicators that depend on the claims look-back (footer states it, docs/hotei.md §7).
-CLAIMS_TREND_IDS = ("dm_untreated", "dm_interrupted", "new_dialysis")
+# which of them depend on the claims look-back is the registry's `Indicator.lookback` (docs/hotei.md §7.5)
 TREND_COMPUTED = {
     "dm_egfr45": "糖尿病のうち eGFR 45未満",
     "dm_urine_protein1": "糖尿病のうち 尿蛋白 1+以上",
@@ -107,16 +106,14 @@ def criteria_text(params: programs.NephropathyParams) -> str:
 def population_label(insurance: str = "国保") -> str:
     """Japanese name of the population of the extraction (docs/rules.md §16): every insured person
     of the year, examinees or not (the flow's roots are 健診受診者 and 健診未受診)."""
-    return {"国保": indicators.POP_INSURED, "後期": "後期高齢者医療 被保険者（全員）",
-            "全体": indicators.POP_INSURED_BOTH}[_check_insurance(insurance)]
+    return indicators.INSURED_BY_INSURANCE[_check_insurance(insurance)]
 
 
 def ckd_population(pop: str, insurance: str = "国保",
                    params: programs.NephropathyParams = programs.NephropathyParams()) -> str:
     """Footer population of a CKD heat map (docs/rules.md §16, §5.7): every examinee of the
     extraction (not only the 法定報告 対象者), the 糖尿病 map without the persons excluded for dialysis."""
-    base = {"国保": indicators.POP_ALL_EXAMINEES, "後期": "後期高齢者 健診受診者（全員）",
-            "全体": "国保・後期の健診受診者（全員）"}[_check_insurance(insurance)]
+    base = indicators.ALL_EXAMINEES_BY_INSURANCE[_check_insurance(insurance)]
     if pop == POP_DIABETES:
         base += "のうち糖尿病" + ("（人工透析中の人を除く）" if params.exclude_dialysis else "")
     return base + "（eGFR・尿蛋白とも測定）"

@@ -343,8 +343,8 @@ find_boundary_file = regions.resolve_boundary_file
 boundary_layers = regions.boundary_layers
 
 
-def _map_footer(ctx, layers: dict, population: str, conditions: str, fy: int) -> str:
-    text = ctx.footer(population, conditions, fy=fy)
+def _map_footer(ctx, layers: dict, ind, conditions: str, fy: int) -> str:
+    text = ctx.footer(ind.population, conditions, fy=fy, lookback=[ind.id])
     return text + regions.boundary_footer(layers)
 
 
@@ -382,7 +382,7 @@ def map_municipalities(ctx, table: pd.DataFrame, layers: dict, indicator_id: str
     fmt = "{:.2f}" if measure == "sr" else "{:.1f}"
     return plots.choropleth(
         values, layers.get("muni"), value_col=measure, title=f"{ind.name}（市町村別、{plots.fy_japanese(fy)}）",
-        footer=_map_footer(ctx, layers, ind.population, _conditions(measure, std_note), fy),
+        footer=_map_footer(ctx, layers, ind, _conditions(measure, std_note), fy),
         tiles=tiles, count_col="numerator", suppress_threshold=ctx.suppress_threshold,
         legend_title=MEASURE_LABELS.get(measure, measure), value_fmt=fmt,
         cmap="Blues" if ind.polarity == "higher_better" else "Oranges",
@@ -400,7 +400,7 @@ def map_medical_areas(ctx, area_table: pd.DataFrame, master: pd.DataFrame, layer
     d = _hide_small_rows(d, ctx.suppress_threshold).rename(columns={"area_code": "code", "area_name": "name"})
     fmt = "{:.2f}"  # a few areas with close values: two decimals keep the legend classes distinct
     title = f"{ind.name}（二次医療圏別、{plots.fy_japanese(fy)}）"
-    foot = _map_footer(ctx, layers, ind.population, _conditions(measure, std_note), fy)
+    foot = _map_footer(ctx, layers, ind, _conditions(measure, std_note), fy)
     cmap = "Blues" if ind.polarity == "higher_better" else "Oranges"
     if layers.get("medical_area") is not None:
         return plots.choropleth(d, layers["medical_area"], value_col=measure, title=title, footer=foot, count_col="numerator",
@@ -466,7 +466,7 @@ def funnel_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference
     return plots.funnel_plot(
         d, value_col="value", denom_col="denominator", target=target, kind="proportion",
         title=f"{ind.name}：ファンネルプロット（{plots.fy_japanese(fy)}）",
-        footer=ctx.footer(ind.population, "粗率。点の色は95%限界との比較"), label_col="muni_name",
+        footer=ctx.footer(ind.population, "粗率。点の色は95%限界との比較", lookback=[ind.id]), label_col="muni_name",
         count_col="numerator", polarity=ind.polarity, y_label=f"{ind.name}（粗率）",
         target_label=reference_label, references=references, notes=notes,
         suppress_threshold=ctx.suppress_threshold).figure
@@ -481,7 +481,8 @@ def ranking_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, referenc
     return plots.ranked_bar(
         d, value_col="sr", lower_col="sr_lower", upper_col="sr_upper", benchmark=1.0,
         title=f"{ind.name}：標準化比と95%信頼区間（{plots.fy_japanese(fy)}）",
-        footer=ctx.footer(ind.population, "標準化比＝観察数÷期待数（期待数は基準の性・年齢階級別の率から計算）"),
+        footer=ctx.footer(ind.population, "標準化比＝観察数÷期待数（期待数は基準の性・年齢階級別の率から計算）",
+                          lookback=[ind.id]),
         label_col="muni_name", comparison_col="comparison", polarity=ind.polarity,
         count_col="numerator", value_fmt="{:.2f}", x_label=f"標準化比（{reference_label}＝1.00）",
         benchmark_label=reference_label, suppress_threshold=ctx.suppress_threshold,
@@ -500,7 +501,7 @@ def trend_figure(ctx, area_table: pd.DataFrame, indicator_id: str, std_note: str
     return plots.trend_chart(
         d, x="fy", y="adj_rate", lower="adj_lower", upper="adj_upper", series_col="area_name",
         title=f"{ind.name}の推移（県・二次医療圏、年齢調整）",
-        footer=ctx.footer(ind.population, _conditions("adj_rate", std_note), fy=fy),
+        footer=ctx.footer(ind.population, _conditions("adj_rate", std_note), fy=fy, lookback=[ind.id]),
         count_col="numerator", y_label="年齢調整率（%）", suppress_threshold=ctx.suppress_threshold).figure
 
 
@@ -775,7 +776,8 @@ def priority_chart(ctx, priority: pd.DataFrame, weights: Mapping[str, float], to
              "悪い＝基準より有意に悪い重点指標、受診率・指導率＝期待値（基準の性・年齢別の率）を下回るポイント数"]
     return plots._finish(fig, f"支援優先度の得点（{plots.fy_japanese(ctx.fiscal_year)}）",
                          ctx.footer(indicators.population_of([*key_indicators, *participation]),
-                                    "全市町村。重点指標の標準化比（基準との比較）と受診率・指導率"),
+                                    "全市町村。重点指標の標準化比（基準との比較）と受診率・指導率",
+                                    lookback=key_indicators),
                          notes, comparison=True)
 
 

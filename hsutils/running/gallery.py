@@ -92,7 +92,10 @@ class _Context:
     pref_table: pd.DataFrame       # indicator_table at prefecture level, all fys
     boundary_file: Path | None     # the user's file in the data folder; None = shipped N03 file
 
-    def footer(self, population: str, conditions: str | None = None, fy=None) -> str:
+    def footer(self, population: str, conditions: str | None = None, fy=None, *, lookback=()) -> str:
+        """As `NotebookContext.footer` (the look-back of the `lookback` indicators, docs/hotei.md §7.5)."""
+        history = (getattr(self.prepared, "meta", None) or {}).get("claims_history")
+        conditions = indicators.footer_conditions(conditions, lookback, history)
         return plots.footer(self.source, self.fy if fy is None else fy, population, conditions)
 
 
@@ -327,7 +330,7 @@ def _spine(ctx: _Context) -> list[GalleryChart]:
     muni_name = ctx.prepared.muni_name(_PROFILE_MUNI)
     title = f"{muni_name}の健康プロファイル（県内市町村との比較、{plots.fy_japanese(ctx.fy)}）"
     fig = plots.spine_chart(df, title=title, footer=ctx.footer(indicators.population_of(ids),
-                                                               "値は粗率（%）、判定は年齢調整（間接法）"),
+                                                               "値は粗率（%）、判定は年齢調整（間接法）", lookback=ids),
                             value_fmt="{:.1f}%", count_col="count", area_label=muni_name,
                             benchmark_label="県全体", size="a4_landscape")
     return [GalleryChart("spine_chart", title, "spine_chart", fig)]
@@ -341,7 +344,8 @@ def _heat(ctx: _Context) -> list[GalleryChart]:
     title = f"主要指標の市町村別一覧（{plots.fy_japanese(ctx.fy)}）"
     fig = plots.heat_table(t, row_col="area_name", col_col="column", value_col="rate", title=title,
                            footer=ctx.footer(indicators.population_of(list(_HEAT_INDICATORS)),
-                                             "値は粗率、色は県全体との比較（年齢調整・間接法）"),
+                                             "値は粗率、色は県全体との比較（年齢調整・間接法）",
+                                             lookback=list(_HEAT_INDICATORS)),
                            fmt="{:.1%}", count_col="shown_count", comparison_col="comparison",
                            polarity=t["polarity"].astype(object).tolist(), size="a4_portrait").figure
     return [GalleryChart("heat_table", title, "heat_table", fig)]

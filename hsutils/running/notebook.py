@@ -104,10 +104,15 @@ class NotebookContext:
         which would fall back to the demo folder."""
         return settings.data_dir(explicit or self.prepared.meta.get("data_dir"))
 
-    def footer(self, population: str, conditions: str | None = None, fy=None) -> str:
-        """Footer line of every chart: source, fiscal year, population, conditions (docs/design.md §1)."""
+    def footer(self, population: str, conditions: str | None = None, fy=None, *, lookback=()) -> str:
+        """Footer line of every chart: source, fiscal year, population, conditions (docs/design.md §1).
+        `lookback`: the chart's indicator ids; the claims look-back of those that depend on one is
+        appended to the conditions (docs/hotei.md §7.5, `indicators.lookback_note`)."""
+        from hsutils.analysis import indicators
         from hsutils.publish import plots
 
+        history = (getattr(self.prepared, "meta", None) or {}).get("claims_history")
+        conditions = indicators.footer_conditions(conditions, lookback, history)
         return plots.footer(self.source, self.fiscal_year if fy is None else fy, population, conditions)
 
     def save_figure(self, fig, name: str):
