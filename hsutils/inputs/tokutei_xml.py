@@ -302,16 +302,9 @@ def _other_head(doc: int, archive: str, name: str, report=None) -> tuple:
 
 def _parse_document(data: bytes, doc: int, archive: str, name: str, obs: list, gobs: list,
                     heads: list):
-    """Append one document's row (`_DOC_FIELDS` without ``xsd``) to `heads` and its observations
-    to the flat lists `obs` (健診) or `gobs` (保健指導), the OBS_COLUMNS values of one observation
-    after the other (`_obs_table` makes the columns); returns
-    the parsed root of a 健診 / 保健指導 document (None if broken or another kind of file).
-
-    A document that is not well-formed has no readable 報告区分: it counts as 保健指導 when its file
-    name starts with ``g`` (the standard's DATA/g*.xml), else as 健診, so that it is listed.
-
-    This runs once per document: the header is read by walking children (`_first`) and each
-    observation's children in one loop; everything else is vectorised per chunk."""
+    """Parse one document on its own and read it (`_read_document`); a document that is not
+    well-formed is listed with libxml2's message and line, and has no readable 報告区分: it counts
+    as 保健指導 when its file name starts with ``g`` (the standard's DATA/g*.xml), else as 健診."""
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as e:
@@ -319,6 +312,17 @@ def _parse_document(data: bytes, doc: int, archive: str, name: str, obs: list, g
         heads.append((doc, archive, name, kind, f"XML として読めません（整形式でない, 行 {e.lineno}: {e.msg}）")
                      + (None,) * (_N_HEAD - 5))
         return None
+    return _read_document(root, doc, archive, name, obs, gobs, heads)
+
+
+def _read_document(root, doc: int, archive: str, name: str, obs: list, gobs: list, heads: list):
+    """Append one parsed document's row (`_DOC_FIELDS` without ``xsd``) to `heads` and its
+    observations to the flat lists `obs` (健診) or `gobs` (保健指導), the OBS_COLUMNS values of one
+    observation after the other (`_obs_columns` makes the columns); returns `root` for a 健診 /
+    保健指導 document, else None.
+
+    This runs once per document: the header is read by walking children (`_first`) and each
+    observation's children in one loop; everything else is vectorised per chunk."""
     if root.tag != _H + "ClinicalDocument":
         heads.append(_other_head(doc, archive, name))
         return None
@@ -405,17 +409,21 @@ _DICT_COLUMNS = ("item_code", "display_name", "value_type", "unit", "code_system
                  "interpretation", "method")
 
 
-def _obs_table(flat: list) -> pa.Table:
-    """The audit table from the flat list of observation values (OBS_COLUMNS, one row after
-    the other): each column is a strided slice, made in C."""
+def _obs_columns(flat: list) -> dict[str, list]:
+    """The columns of the flat list of observation values (OBS_COLUMNS, one row after the
+    other): each column is a strided slice, made in C."""
     n = len(OBS_COLUMNS)
+    return {k: flat[i::n] for i, k in enumerate(OBS_COLUMNS)}
+
+
+def _obs_table(cols: dict[str, list]) -> pa.Table:
+    """The audit table (OBS_COLUMNS) from `_obs_columns`."""
     arrays = {}
-    for i, k in enumerate(OBS_COLUMNS):
-        v = flat[i::n]
+    for k in OBS_COLUMNS:
         if k == "doc":
-            arrays[k] = pa.array(v, type=pa.int64())
+            arrays[k] = pa.array(cols[k], type=pa.int64())
         else:
-            arr = pa.array(v, type=pa.string())
+            arr = pa.array(cols[k], type=pa.string())
             arrays[k] = arr.dictionary_encode() if k in _DICT_COLUMNS else arr  # few distinct values
     return pa.table(arrays)
 
@@ -470,7 +478,11 @@ def _parse_members(source: Source, members: tuple[str, ...], first_doc: int, val
                    heads: list, xsd: list, rows: list, grows: list) -> None:
     """Parse `members` of one source (document numbers from `first_doc`) into `heads` (document
     rows) / `rows` (健診 observations) / `grows` (保健指導 observations); with `validate_xsd`,
-    check each 健診 document against the archive's own XSD (result per document in `xsd`)."""
+    check each 健診 document against the archive's own XSD (result per document in `xsd`).
+
+    Each document is parsed on its own: parsing them in batches as one tree was measured
+    (callgrind) to cost as many instructions per document, and an error's line would not be the
+    file's."""
     schema = _source_schema(source) if validate_xsd else None
     archive = source.label
     if source.is_zip:
@@ -574,7 +586,8 @@ def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
         _parse_members(source, members, first_doc, validate_xsd, heads, xsd, rows, grows)
     cols = list(zip(*heads)) if heads else [()] * _N_HEAD  # transpose in C
     docs = pd.DataFrame({**{k: list(v) for k, v in zip(_DOC_FIELDS, cols)}, "xsd": xsd})
-    obs_t = _obs_table(rows)
+    obs_cols = _obs_columns(rows)
+    obs_t = _obs_table(obs_cols)
     it = _obs_items(obs_t)
     known = it >= 0
     # codes not in the item table are rare: counted with pandas on their rows only
@@ -583,10 +596,10 @@ def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
                .agg(display_name=("display_name", "first"), count=("doc", "size"))
                .rename_axis("item_code").reset_index())
     ken_docs = pd.Index(docs.loc[docs["kind"].eq("kenshin") & docs["error"].isna(), "doc"])
-    wide = _wide_values(obs_t, it, ken_docs)
+    wide = _wide_values(obs_t, obs_cols["value"], it, ken_docs)
     return _Parsed(docs=docs, observations=obs_t, wide=wide.frame, value_excl=wide.value_excl,
                    item_of=wide.item_of, unknown=unknown, n_mapped=int(known.sum()),
-                   guidance_observations=_obs_table(grows))
+                   guidance_observations=_obs_table(_obs_columns(grows)))
 
 
 def parse_sources(sources: list[Source], workers: int | None = None,
@@ -788,17 +801,18 @@ def _first_per_doc(doc: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]])
 
 
-def _wide_values(obs_t: pa.Table, it: np.ndarray, docs: pd.Index) -> _Wide:
+def _wide_values(obs_t: pa.Table, values: list, it: np.ndarray, docs: pd.Index) -> _Wide:
     """Pivot the mapped observations to one text row per document (rules in the module
     docstring), vectorised over the chunk: every observation's item number `it` indexes the
-    item table's arrays; the rare value problems are listed with pandas on their few rows."""
+    item table's arrays; the rare value problems are listed with pandas on their few rows.
+    `values`: the observations' value column as parsed (a list; no conversion from Arrow)."""
     ia = _item_arrays()
     R = {r: i for i, r in enumerate(_ROLES)}
     doc = obs_t["doc"].to_numpy().astype(np.int64)
     use = np.flatnonzero((it >= 0) & (ia.role[np.maximum(it, 0)] != R["unused"])
                          & (docs.get_indexer(doc) >= 0))
     it, doc = it[use], doc[use]
-    value = obs_t["value"].to_numpy(zero_copy_only=False)[use].astype(object)
+    value = np.array(values, dtype=object)[use]
     value[pd.isna(value)] = np.nan
     uidx, udict = _dictionary_codes(obs_t["unit"]) if len(obs_t) else (np.zeros(0, np.int64), [])
     uidx = uidx[use]
@@ -896,7 +910,7 @@ def _wide_values(obs_t: pa.Table, it: np.ndarray, docs: pd.Index) -> _Wide:
         d = c = i = np.zeros(0, dtype=np.int64)
     value_excl = pd.concat(excl, ignore_index=True) if excl else \
         pd.DataFrame(columns=["doc", "item_code", "column", "value", "reason"])
-    return _Wide(frame=pd.DataFrame(frame, index=docs, columns=list(_VALUE_COLUMNS)),
+    return _Wide(frame=pd.DataFrame(frame, index=docs, columns=list(_VALUE_COLUMNS), dtype=object),
                  item_of=pd.DataFrame({"doc": d.astype(np.int64), "col": c.astype(np.int16),
                                        "item": i.astype(np.int16)}),
                  value_excl=value_excl)
@@ -934,7 +948,8 @@ _HEADER_JA = {"insurer": "保険者番号", "bango": "被保険者証番号", "s
               "exam_date": "受診日"}
 
 
-def _link(f: _DocFilter, data_folder: Path | None, enrollment: pd.DataFrame | None) -> None:
+def _link(f: _DocFilter, data_folder: Path | None, enrollment: pd.DataFrame | None,
+          memo: dict | None = None) -> None:
     """person_id and muni_code of the documents in `f` (needs its `fy` column); documents that
     cannot be linked are dropped. Person key: `hsutils.inputs.person_keys` (docs/formats/person_key.md);
     municipality: 保険者市町村対応表, else the enrollment table (same year, else latest)."""
@@ -943,7 +958,12 @@ def _link(f: _DocFilter, data_folder: Path | None, enrollment: pd.DataFrame | No
     id_file = person_keys.find_file(data_folder, PERSON_ID_FILES)
     salt_file = person_keys.find_file(data_folder, SALT_FILES)
     if id_file is not None:
-        pid = pd.Series(person_keys.read_person_ids(id_file).lookup(key).to_numpy(), index=key.index)
+        if memo is None or id_file not in memo:  # read once per import (健診 and 保健指導)
+            ids = person_keys.read_person_ids(id_file)
+            if memo is not None:
+                memo[id_file] = ids
+        ids = memo[id_file] if memo is not None else ids
+        pid = pd.Series(ids.lookup(key).to_numpy(), index=key.index)
         f.drop(pid.isna(), "被保険者証番号", key,
                f"{id_file.name} にない被保険者です（保険者番号-記号-番号-枝番 が一致する行、"
                "または枝番のない場合は保険者番号-記号-番号 が1人に決まる行が必要）")
@@ -1037,7 +1057,8 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     kdocs["exam"] = exam
     kdocs["fy"] = _fiscal_year(exam)
     kdocs["age"] = _age_at_fy_end(birth, kdocs["fy"])
-    _link(f, data_folder, enrollment)
+    memo: dict = {}
+    _link(f, data_folder, enrollment, memo)
     excl, bad = f.excl, f.bad
 
     keep = kdocs[~bad]
@@ -1093,7 +1114,7 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
         "count": unknown_items["count"].astype("int64").to_numpy()})
     docs["status"] = np.where(docs["kind"].eq("other"), "対象外",
                               np.where(docs["doc"].isin(r.row_numbers), "採用", "除外"))
-    g = _read_guidance(parsed, data_folder, enrollment, known_munis, r.data)
+    g = _read_guidance(parsed, data_folder, enrollment, known_munis, r.data, memo)
     docs.loc[docs["kind"].eq("guidance"), "status"] = np.where(
         docs.loc[docs["kind"].eq("guidance"), "doc"].isin(g.used_docs), "採用", "除外")
     docs = docs.drop(columns=["birth", "insurer", "kigo", "bango", "edaban"])  # no identifiers kept
@@ -1135,7 +1156,7 @@ class _GuidanceRead:
 
 
 def _read_guidance(parsed: _Parsed, data_folder, enrollment, known_munis,
-                   kenshin: pd.DataFrame) -> _GuidanceRead:
+                   kenshin: pd.DataFrame, memo: dict | None = None) -> _GuidanceRead:
     """The guidance table from the 特定保健指導 documents (docs/formats/tokutei_xml.md §1.7).
 
     One row per (person, 年度): all documents of a person and year (開始, 実績評価, 途中終了 …)
@@ -1192,7 +1213,7 @@ def _read_guidance(parsed: _Parsed, data_folder, enrollment, known_munis,
     f.drop(base.isna(), "健診実施日", ck_text.fillna(""),
            "年度を決められません（健診実施日 1020000004 も初回面接日（指導初回情報セクション）もありません）")
     gd["fy"] = _fiscal_year(base)
-    _link(f, data_folder, enrollment)
+    _link(f, data_folder, enrollment, memo)
     keep = gd[~f.bad].copy()
     keep["started"] = keep["first_date"].notna() & keep["report_code"].ne(REPORT_GUIDANCE_NOT_STARTED)
     keep["completed"] = keep["report_code"].eq(REPORT_GUIDANCE_FINAL)
