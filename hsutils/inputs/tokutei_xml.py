@@ -276,8 +276,8 @@ def _time_value(el):
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, collect_ids=False,
                           remove_blank_text=True, remove_comments=True, remove_pis=True)
 _T_LOW, _T_ID, _T_PATIENT = _H + "low", _H + "id", _H + "patient"
-_PATIENT_ROLE = (_H + "recordTarget", _H + "patientRole")
-_SERVICE_EVENT = (_H + "documentationOf", _H + "serviceEvent")
+_T_RECORD_TARGET, _T_PATIENT_ROLE = _H + "recordTarget", _H + "patientRole"
+_T_DOC_OF, _T_SERVICE_EVENT = _H + "documentationOf", _H + "serviceEvent"
 _ORG_ID = (_H + "performer", _H + "assignedEntity", _H + "representedOrganization", _H + "id")
 _T_GENDER, _T_BIRTH = _H + "administrativeGenderCode", _H + "birthTime"
 _CODED_TYPES = frozenset({"CD", "CO", "CE", "CV"})
@@ -321,8 +321,8 @@ def _read_document(root, doc: int, archive: str, name: str, obs: list, gobs: lis
     observation after the other (`_obs_columns` makes the columns); returns `root` for a 健診 /
     保健指導 document, else None.
 
-    This runs once per document: the header is read by walking children (`_first`) and each
-    observation's children in one loop; everything else is vectorised per chunk."""
+    This runs once per document: the header is read by walking children (no ElementPath) and
+    each observation's children in one loop; everything else is vectorised per chunk."""
     if root.tag != _H + "ClinicalDocument":
         heads.append(_other_head(doc, archive, name))
         return None
@@ -332,18 +332,33 @@ def _read_document(root, doc: int, archive: str, name: str, obs: list, gobs: lis
         return None
     kind = "kenshin" if report == REPORT_KENSHIN else "guidance"
     insurer = kigo = bango = edaban = sex = birth = exam = org = first = final = None
-    pr = _first(root, *_PATIENT_ROLE)
+    pr = se = None
+    for c in root:  # the document's children, once: 被保険者 (recordTarget) and 健診 (documentationOf)
+        t = c.tag
+        if t == _T_RECORD_TARGET:
+            if pr is None:
+                for pr in c.iterchildren(_T_PATIENT_ROLE):
+                    break
+        elif t == _T_DOC_OF:
+            if se is None:
+                for se in c.iterchildren(_T_SERVICE_EVENT):
+                    break
     if pr is not None:
         ids = {i.get("root"): i.get("extension") for i in pr.iterchildren(_T_ID)}
         insurer, kigo = ids.get(OID_INSURER), ids.get(OID_KIGO)
         bango, edaban = ids.get(OID_BANGO), ids.get(OID_EDABAN)
-        patient = _first(pr, _T_PATIENT)  # only gender and birth time are read
-        if patient is not None:
-            sex = _attr(_first(patient, _T_GENDER), "code")
-            birth = _attr(_first(patient, _T_BIRTH), "value")
-    se = _first(root, *_SERVICE_EVENT)
+        for patient in pr.iterchildren(_T_PATIENT):  # the first; only gender and birth time are read
+            for g in patient.iterchildren(_T_GENDER):
+                sex = g.get("code")
+                break
+            for b in patient.iterchildren(_T_BIRTH):
+                birth = b.get("value")
+                break
+            break
     if se is not None:
-        exam = _time_value(_first(se, _T_TIME))
+        for et in se.iterchildren(_T_TIME):
+            exam = _time_value(et)
+            break
         org = _attr(_first(se, *_ORG_ID), "extension")
     if kind == "guidance":  # 初回面接日 and 最終評価日 are act times of their sections
         for sec in root.iter(_T_SECTION):
