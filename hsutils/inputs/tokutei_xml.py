@@ -828,7 +828,8 @@ def _wide_values(obs_t: pa.Table, values: list, it: np.ndarray, docs: pd.Index) 
                          & (docs.get_indexer(doc) >= 0))
     it, doc = it[use], doc[use]
     value = np.array(values, dtype=object)[use]
-    value[pd.isna(value)] = np.nan
+    missing = obs_t["value"].is_null().to_numpy(zero_copy_only=False)[use]  # from Arrow, not per object
+    value[missing] = np.nan
     uidx, udict = _dictionary_codes(obs_t["unit"]) if len(obs_t) else (np.zeros(0, np.int64), [])
     uidx = uidx[use]
     role = ia.role[it]
@@ -851,16 +852,20 @@ def _wide_values(obs_t: pa.Table, values: list, it: np.ndarray, docs: pd.Index) 
         out = np.array([(ia.maps[p // nu] or {}).get(vals[p % nu], np.nan) if p % nu else np.nan
                         for p in pairs.tolist()], dtype=object)
         mapped = out[inv]
-        bad = pd.isna(mapped) & pd.notna(value[coded])
+        unmapped = np.array([isinstance(x, float) for x in out], dtype=bool)[inv]  # NaN: no canonical code
+        bad = unmapped & ~missing[coded]
         if bad.any():
             b = coded[bad]
             allowed = pd.Series([", ".join(ia.maps[i] or {}) for i in it[b]], dtype="str")
             excl.append(excl_frame(b, value[b], "回答コードが定義にありません（" + allowed + " のいずれかが必要）"))
         value[coded] = mapped
+        missing[coded] = unmapped
     # PQ unit check: a different unit is not converted, it is listed (as for CSV files)
-    unit_cf = np.array([u.casefold() for u in udict] + [None], dtype=object)[uidx]
-    expected = ia.unit_cf[it]
-    wrong = (expected != "") & (uidx >= 0) & (unit_cf != expected)
+    # compared as integer ids of the casefolded units (one id per distinct unit text)
+    ids: dict[str, int] = {}
+    unit_id = np.array([ids.setdefault(u.casefold(), len(ids)) for u in udict] + [-1], dtype=np.int64)[uidx]
+    expected = np.array([ids.get(u, -2) for u in ia.unit_cf], dtype=np.int64)[it]
+    wrong = (ia.unit_cf[it] != "") & (uidx >= 0) & (unit_id != expected)
     if wrong.any():
         b = np.flatnonzero(wrong)
         unit = pd.Series(np.array(udict, dtype=object)[uidx[b]], dtype=object)
@@ -870,7 +875,7 @@ def _wide_values(obs_t: pa.Table, values: list, it: np.ndarray, docs: pd.Index) 
     if jds.any():
         b = np.flatnonzero(jds)
         excl.append(excl_frame(b, value[b], "HbA1c（JDS値）は NGSP値と混在させないため使いません"))
-    keep = np.flatnonzero(~wrong & ~jds & pd.notna(value))
+    keep = np.flatnonzero(~wrong & ~jds & ~missing)
     order = keep[np.lexsort((it[keep], doc[keep]))]  # by document, then the item table's order
     doc, it, role, col, value = doc[order], it[order], role[order], col[order], value[order]
 
