@@ -223,6 +223,7 @@ def _zip_source(path: Path) -> Source:
     try:
         with zipfile.ZipFile(path) as z:
             names = tuple(sorted(n for n in z.namelist() if _wanted(n)))
+            _zip_infos(path, z)
     except zipfile.BadZipFile:
         raise DataError(f"{path.name}: zip アーカイブとして読めません（壊れているか zip ではありません）")
     return Source(path, True, names)
@@ -245,14 +246,27 @@ def _attr(el, name):
     return None if el is None else el.get(name)
 
 
+def _first(el, *tags):
+    """The first element at the child path `tags` below `el` in document order (what
+    ``el.find("a/b/c")`` returns, without ElementPath's per-call Python work), or None."""
+    if el is None:
+        return None
+    if not tags:
+        return el
+    for c in el.iterchildren(tags[0]):
+        found = _first(c, *tags[1:])
+        if found is not None:
+            return found
+    return None
+
+
 def _time_value(el):
     """effectiveTime/@value, or its <low value=…> when given as an interval."""
     if el is None:
         return None
     v = el.get("value")
     if v is None:
-        low = el.find(_H + "low")
-        v = _attr(low, "value")
+        v = _attr(_first(el, _T_LOW), "value")
     return v
 
 
@@ -261,92 +275,135 @@ def _time_value(el):
 # carries a value (a value's text is stripped anyway) and dropping them makes the tree ~40 % cheaper.
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, collect_ids=False,
                           remove_blank_text=True, remove_comments=True, remove_pis=True)
+_T_LOW, _T_ID, _T_PATIENT = _H + "low", _H + "id", _H + "patient"
+_T_RECORD_TARGET, _T_PATIENT_ROLE = _H + "recordTarget", _H + "patientRole"
+_T_DOC_OF, _T_SERVICE_EVENT = _H + "documentationOf", _H + "serviceEvent"
+_ORG_ID = (_H + "performer", _H + "assignedEntity", _H + "representedOrganization", _H + "id")
+_T_GENDER, _T_BIRTH = _H + "administrativeGenderCode", _H + "birthTime"
+_CODED_TYPES = frozenset({"CD", "CO", "CE", "CV"})
 
 
 def _act_time(section) -> str | None:
     """effectiveTime of the first ``act`` of a 保健指導 section (初回面接日 / 最終評価日)."""
     for act in section.iter(_T_ACT):
-        v = _time_value(act.find(_T_TIME))
+        v = _time_value(_first(act, _T_TIME))
         if v:
             return v
     return None
 
 
-def _parse_document(data: bytes, doc: int, head: dict, obs: list, gobs: list, name: str = ""):
-    """Append one document's header to `head` (lists per field) and its observations to `obs`
-    (健診) or `gobs` (保健指導), one tuple per observation in OBS_COLUMNS order; returns the
-    parsed root of a 健診 / 保健指導 document (None if broken or another kind of file).
+_N_HEAD = len(_DOC_FIELDS) - 1  # a parsed row: every document field but ``xsd``
 
-    A document that is not well-formed has no readable 報告区分: it counts as 保健指導 when its file
-    name starts with ``g`` (the standard's DATA/g*.xml), else as 健診, so that it is listed."""
-    kind, error = "other", None
-    report = insurer = kigo = bango = edaban = sex = birth = exam = org = first = final = None
+
+def _other_head(doc: int, archive: str, name: str, report=None) -> tuple:
+    """The document-table row of a file that is not a 健診/保健指導 document."""
+    return (doc, archive, name, "other", None, report) + (None,) * (_N_HEAD - 6)
+
+
+def _parse_document(data: bytes, doc: int, archive: str, name: str, obs: list, gobs: list,
+                    heads: list):
+    """Parse one document on its own and read it (`_read_document`); a document that is not
+    well-formed is listed with libxml2's message and line, and has no readable 報告区分: it counts
+    as 保健指導 when its file name starts with ``g`` (the standard's DATA/g*.xml), else as 健診."""
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as e:
         kind = "guidance" if name.rsplit("/", 1)[-1][:1].lower() == "g" else "kenshin"
-        error = f"XML として読めません（整形式でない, 行 {e.lineno}: {e.msg}）"
-        root = None
-    if root is not None and root.tag == _H + "ClinicalDocument":
-        report = _attr(root.find(_T_CODE), "code")
-        if report == REPORT_KENSHIN or report in REPORT_GUIDANCE:
-            kind = "kenshin" if report == REPORT_KENSHIN else "guidance"
-            pr = root.find("h:recordTarget/h:patientRole", _NSMAP)
-            if pr is not None:
-                ids = {i.get("root"): i.get("extension") for i in pr.findall(_H + "id")}
-                insurer, kigo = ids.get(OID_INSURER), ids.get(OID_KIGO)
-                bango, edaban = ids.get(OID_BANGO), ids.get(OID_EDABAN)
-                patient = pr.find(_H + "patient")  # only gender and birth time are read
-                if patient is not None:
-                    sex = _attr(patient.find(_H + "administrativeGenderCode"), "code")
-                    birth = _attr(patient.find(_H + "birthTime"), "value")
-            add = obs.append if kind == "kenshin" else gobs.append
-            se = root.find("h:documentationOf/h:serviceEvent", _NSMAP)
-            if se is not None:
-                exam = _time_value(se.find(_H + "effectiveTime"))
-                oid = se.find("h:performer/h:assignedEntity/h:representedOrganization/h:id", _NSMAP)
-                org = _attr(oid, "extension")
-            if kind == "guidance":  # 初回面接日 and 最終評価日 are act times of their sections
-                for sec in root.iter(_T_SECTION):
-                    sc = _attr(sec.find(_T_CODE), "code")
-                    if sc == SECTION_FIRST and first is None:
-                        first = _act_time(sec)
-                    elif sc == SECTION_FINAL and final is None:
-                        final = _act_time(sec)
-            for o in root.iter(_T_OBS):
-                code = v = interp = method = None
-                for c in o:  # direct children; faster than four find() calls
-                    t = c.tag
-                    if t == _T_CODE:
-                        code = c
-                    elif t == _T_VALUE:
-                        v = c
-                    elif t == _T_INTERP:
-                        interp = c
-                    elif t == _T_METHOD:
-                        method = c
-                item = None if code is None else code.get("code")
-                if item is None:  # a 一連検査グループ container (code nullFlavor="NA")
-                    continue
-                vtype = None if v is None else v.get(_XSI_TYPE)
-                if vtype is not None and ":" in vtype:
-                    vtype = vtype.split(":", 1)[1]
-                if v is None:
-                    val = unit = system = None
-                elif vtype == "PQ":
-                    val, unit, system = v.get("value"), v.get("unit"), None
-                elif vtype in ("CD", "CO", "CE", "CV"):
-                    val, unit, system = v.get("code"), None, v.get("codeSystem")
-                else:  # ST, TS and anything else: the text (or @value)
-                    val, unit, system = (v.text or "").strip() or v.get("value"), v.get("unit"), None
-                add((doc, item, code.get("displayName"), vtype, val, unit, system,
-                     None if interp is None else interp.get("code"),
-                     None if method is None else method.get("code")))
-    for k, x in zip(("kind", "error", "report_code", "insurer", "kigo", "bango", "edaban", "sex",
-                     "birth", "exam_date", "org", "first_date", "final_date"),
-                    (kind, error, report, insurer, kigo, bango, edaban, sex, birth, exam, org, first, final)):
-        head[k].append(x)
-    return root if kind != "other" else None
+        heads.append((doc, archive, name, kind, f"XML として読めません（整形式でない, 行 {e.lineno}: {e.msg}）")
+                     + (None,) * (_N_HEAD - 5))
+        return None
+    return _read_document(root, doc, archive, name, obs, gobs, heads)
+
+
+def _read_document(root, doc: int, archive: str, name: str, obs: list, gobs: list, heads: list):
+    """Append one parsed document's row (`_DOC_FIELDS` without ``xsd``) to `heads` and its
+    observations to the flat lists `obs` (健診) or `gobs` (保健指導), the OBS_COLUMNS values of one
+    observation after the other (`_obs_columns` makes the columns); returns `root` for a 健診 /
+    保健指導 document, else None.
+
+    This runs once per document: the header is read by walking children (no ElementPath) and
+    each observation's children in one loop; everything else is vectorised per chunk."""
+    if root.tag != _H + "ClinicalDocument":
+        heads.append(_other_head(doc, archive, name))
+        return None
+    report = _attr(_first(root, _T_CODE), "code")
+    if report != REPORT_KENSHIN and report not in REPORT_GUIDANCE:
+        heads.append(_other_head(doc, archive, name, report))
+        return None
+    kind = "kenshin" if report == REPORT_KENSHIN else "guidance"
+    insurer = kigo = bango = edaban = sex = birth = exam = org = first = final = None
+    pr = se = None
+    for c in root:  # the document's children, once: 被保険者 (recordTarget) and 健診 (documentationOf)
+        t = c.tag
+        if t == _T_RECORD_TARGET:
+            if pr is None:
+                for pr in c.iterchildren(_T_PATIENT_ROLE):
+                    break
+        elif t == _T_DOC_OF:
+            if se is None:
+                for se in c.iterchildren(_T_SERVICE_EVENT):
+                    break
+    if pr is not None:
+        ids = {i.get("root"): i.get("extension") for i in pr.iterchildren(_T_ID)}
+        insurer, kigo = ids.get(OID_INSURER), ids.get(OID_KIGO)
+        bango, edaban = ids.get(OID_BANGO), ids.get(OID_EDABAN)
+        for patient in pr.iterchildren(_T_PATIENT):  # the first; only gender and birth time are read
+            for g in patient.iterchildren(_T_GENDER):
+                sex = g.get("code")
+                break
+            for b in patient.iterchildren(_T_BIRTH):
+                birth = b.get("value")
+                break
+            break
+    if se is not None:
+        for et in se.iterchildren(_T_TIME):
+            exam = _time_value(et)
+            break
+        org = _attr(_first(se, *_ORG_ID), "extension")
+    if kind == "guidance":  # 初回面接日 and 最終評価日 are act times of their sections
+        for sec in root.iter(_T_SECTION):
+            sc = _attr(_first(sec, _T_CODE), "code")
+            if sc == SECTION_FIRST and first is None:
+                first = _act_time(sec)
+            elif sc == SECTION_FINAL and final is None:
+                final = _act_time(sec)
+    heads.append((doc, archive, name, kind, None, report, insurer, kigo, bango, edaban, sex, birth,
+                  exam, org, first, final))
+    add = obs.extend if kind == "kenshin" else gobs.extend  # flat lists: one transpose by slicing
+    coded = _CODED_TYPES
+    for o in root.iter(_T_OBS):
+        code = v = interp = method = None
+        for c in o:  # direct children; faster than four find() calls
+            t = c.tag
+            if t == _T_CODE:
+                code = c
+            elif t == _T_VALUE:
+                v = c
+            elif t == _T_INTERP:
+                interp = c
+            elif t == _T_METHOD:
+                method = c
+        if code is None:
+            continue
+        item = code.get("code")
+        if item is None:  # a 一連検査グループ container (code nullFlavor="NA")
+            continue
+        if v is None:
+            vtype = val = unit = system = None
+        else:
+            vtype = v.get(_XSI_TYPE)
+            if vtype is not None and ":" in vtype:
+                vtype = vtype.split(":", 1)[1]
+            if vtype == "PQ":
+                val, unit, system = v.get("value"), v.get("unit"), None
+            elif vtype in coded:
+                val, unit, system = v.get("code"), None, v.get("codeSystem")
+            else:  # ST, TS and anything else: the text (or @value)
+                val, unit, system = (v.text or "").strip() or v.get("value"), v.get("unit"), None
+        add((doc, item, code.get("displayName"), vtype, val, unit, system,
+             None if interp is None else interp.get("code"),
+             None if method is None else method.get("code")))
+    return root
 
 
 @dataclass
@@ -367,14 +424,21 @@ _DICT_COLUMNS = ("item_code", "display_name", "value_type", "unit", "code_system
                  "interpretation", "method")
 
 
-def _obs_table(rows: list[tuple]) -> pa.Table:
-    cols = list(zip(*rows)) if rows else [()] * len(OBS_COLUMNS)  # transpose in C
+def _obs_columns(flat: list) -> dict[str, list]:
+    """The columns of the flat list of observation values (OBS_COLUMNS, one row after the
+    other): each column is a strided slice, made in C."""
+    n = len(OBS_COLUMNS)
+    return {k: flat[i::n] for i, k in enumerate(OBS_COLUMNS)}
+
+
+def _obs_table(cols: dict[str, list]) -> pa.Table:
+    """The audit table (OBS_COLUMNS) from `_obs_columns`."""
     arrays = {}
-    for k, v in zip(OBS_COLUMNS, cols):
+    for k in OBS_COLUMNS:
         if k == "doc":
-            arrays[k] = pa.array(list(v), type=pa.int64())
+            arrays[k] = pa.array(cols[k], type=pa.int64())
         else:
-            arr = pa.array(list(v), type=pa.string())
+            arr = pa.array(cols[k], type=pa.string())
             arrays[k] = arr.dictionary_encode() if k in _DICT_COLUMNS else arr  # few distinct values
     return pa.table(arrays)
 
@@ -426,58 +490,102 @@ def _validate(schema, root) -> str:
 
 
 def _parse_members(source: Source, members: tuple[str, ...], first_doc: int, validate_xsd: bool,
-                   head: dict, rows: list, grows: list) -> None:
-    """Parse `members` of one source (document numbers from `first_doc`) into `head` / `rows`
-    (健診 observations) / `grows` (保健指導 observations);
-    with `validate_xsd`, check each 健診 document against the archive's own XSD."""
+                   heads: list, xsd: list, rows: list, grows: list) -> None:
+    """Parse `members` of one source (document numbers from `first_doc`) into `heads` (document
+    rows) / `rows` (健診 observations) / `grows` (保健指導 observations); with `validate_xsd`,
+    check each 健診 document against the archive's own XSD (result per document in `xsd`).
+
+    Each document is parsed on its own: parsing them in batches as one tree was measured
+    (callgrind) to cost as many instructions per document, and an error's line would not be the
+    file's."""
     schema = _source_schema(source) if validate_xsd else None
-    zf = zipfile.ZipFile(source.path) if source.is_zip else None
-    fh = open(source.path, "rb") if zf is not None else None
+    archive = source.label
+    if source.is_zip:
+        reader = _ZipMembers(source.path)
+        read = reader.read
+    else:
+        read = lambda name: (source.path / name).read_bytes()  # noqa: E731
     try:
         for i, name in enumerate(members):  # one XML document per iteration (file I/O + lxml)
             doc = first_doc + i
-            head["doc"].append(doc)
-            head["archive"].append(source.label)
-            head["path"].append(name)
-            data = _read_member(zf, fh, name) if zf is not None else (source.path / name).read_bytes()
+            data = read(name)
             if b"ClinicalDocument" not in data[:4096] and b"<?xml" in data[:64]:
                 # well-formed start but no CDA root near the top: an index/summary/claims file
-                for k in _DOC_FIELDS[3:]:
-                    head[k].append("other" if k == "kind" else None)
+                heads.append(_other_head(doc, archive, name))
+                xsd.append(None)
                 continue
-            root = _parse_document(data, doc, head, rows, grows, name)
-            kenshin = head["kind"][-1] == "kenshin"
-            head["xsd"].append(_validate(schema, root) if schema is not None and kenshin else None)
+            root = _parse_document(data, doc, archive, name, rows, grows, heads)
+            kenshin = heads[-1][3] == "kenshin"
+            xsd.append(_validate(schema, root) if schema is not None and kenshin else None)
     finally:
-        if zf is not None:
-            zf.close()
-            fh.close()
+        if source.is_zip:
+            reader.close()
 
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # zip local file header (30 bytes)
+# Central directories read by `find_sources` (path → (size, mtime, {name: ZipInfo})), so that the
+# parse does not read them again; a changed file is read anew.
+_ZIP_INFOS: dict[Path, tuple[int, int, dict]] = {}
 
 
-def _read_member(zf: zipfile.ZipFile, fh, name: str) -> bytes:
-    """One member's bytes: deflated or stored members are read at their offset and inflated with
-    zlib directly (zipfile's per-member Python work costs more than inflating a document); any
-    other case (encryption, other methods, a damaged header, a CRC mismatch) goes through
-    `zipfile` so that its error reaches the user."""
-    info = zf.getinfo(name)
-    if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED):
-        return zf.read(name)
-    fh.seek(info.header_offset)
-    h = _LOCAL_HEADER.unpack(fh.read(30))
-    if h[0] != b"PK\x03\x04":
-        return zf.read(name)
-    fh.seek(h[9] + h[10], 1)  # file name and extra field of the local header
-    raw = fh.read(info.compress_size)
-    try:
-        data = raw if info.compress_type == zipfile.ZIP_STORED else zlib.decompress(raw, -15)
-    except zlib.error:
-        return zf.read(name)
-    if zlib.crc32(data) != info.CRC:
-        return zf.read(name)
-    return data
+def _zip_infos(path: Path, z: zipfile.ZipFile | None = None) -> dict:
+    st = path.stat()
+    got = _ZIP_INFOS.get(path)
+    if got is not None and got[:2] == (st.st_size, st.st_mtime_ns):
+        return got[2]
+    if z is None:
+        with zipfile.ZipFile(path) as z2:
+            infos = {i.filename: i for i in z2.infolist()}
+    else:
+        infos = {i.filename: i for i in z.infolist()}
+    _ZIP_INFOS[path] = (st.st_size, st.st_mtime_ns, infos)
+    return infos
+
+
+class _ZipMembers:
+    """The members of one zip archive, read from the archive's bytes in memory (one read of the
+    file): deflated or stored members are inflated with zlib directly (zipfile's per-member
+    Python work costs more than inflating a document); any other case (encryption, other
+    methods, a damaged header, a CRC mismatch) goes through `zipfile` so that its error reaches
+    the user."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.infos = _zip_infos(path)
+        self.buf = memoryview(path.read_bytes())
+        self._zf: zipfile.ZipFile | None = None
+
+    def _zipfile_read(self, name: str) -> bytes:
+        if self._zf is None:
+            self._zf = zipfile.ZipFile(self.path)
+        return self._zf.read(name)
+
+    def read(self, name: str) -> bytes:
+        info = self.infos.get(name)
+        if info is None or info.flag_bits & 0x1 or \
+                info.compress_type not in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED):
+            return self._zipfile_read(name)
+        off = info.header_offset
+        buf = self.buf
+        if off + 30 > len(buf):
+            return self._zipfile_read(name)
+        h = _LOCAL_HEADER.unpack_from(buf, off)
+        if h[0] != b"PK\x03\x04":
+            return self._zipfile_read(name)
+        start = off + 30 + h[9] + h[10]  # file name and extra field of the local header
+        raw = buf[start:start + info.compress_size]
+        try:
+            data = bytes(raw) if info.compress_type == zipfile.ZIP_STORED else zlib.decompress(raw, -15)
+        except zlib.error:
+            return self._zipfile_read(name)
+        if zlib.crc32(data) != info.CRC:
+            return self._zipfile_read(name)
+        return data
+
+    def close(self) -> None:
+        self.buf.release()
+        if self._zf is not None:
+            self._zf.close()
 
 
 def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
@@ -485,24 +593,28 @@ def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
     """Parse and map one chunk: `segments` of (source, members, first document number), which
     may span several small archives (the item mapping costs the same per chunk whatever its
     size, so an archive per municipality and year must not make a chunk of its own)."""
-    head = {k: [] for k in _DOC_FIELDS}
+    heads: list[tuple] = []
+    xsd: list = []
     rows: list[tuple] = []
     grows: list[tuple] = []
     for source, members, first_doc in segments:
-        _parse_members(source, members, first_doc, validate_xsd, head, rows, grows)
-    docs = pd.DataFrame(head)
-    obs_t = _obs_table(rows)
-    obs = obs_t.to_pandas()
-    items = item_table()
-    known = obs["item_code"].astype(str).isin(set(items["item_code"])).to_numpy()
-    unknown = (obs[~known].groupby(obs["item_code"][~known].astype(str))
+        _parse_members(source, members, first_doc, validate_xsd, heads, xsd, rows, grows)
+    cols = list(zip(*heads)) if heads else [()] * _N_HEAD  # transpose in C
+    docs = pd.DataFrame({**{k: list(v) for k, v in zip(_DOC_FIELDS, cols)}, "xsd": xsd})
+    obs_cols = _obs_columns(rows)
+    obs_t = _obs_table(obs_cols)
+    it = _obs_items(obs_t)
+    known = it >= 0
+    # codes not in the item table are rare: counted with pandas on their rows only
+    unk = obs_t.filter(pa.array(~known)).to_pandas() if len(it) else obs_t.to_pandas()
+    unknown = (unk.groupby(unk["item_code"].astype(str))
                .agg(display_name=("display_name", "first"), count=("doc", "size"))
                .rename_axis("item_code").reset_index())
     ken_docs = pd.Index(docs.loc[docs["kind"].eq("kenshin") & docs["error"].isna(), "doc"])
-    wide = _wide_values(obs[known], items, ken_docs)
+    wide = _wide_values(obs_t, obs_cols["value"], it, ken_docs)
     return _Parsed(docs=docs, observations=obs_t, wide=wide.frame, value_excl=wide.value_excl,
                    item_of=wide.item_of, unknown=unknown, n_mapped=int(known.sum()),
-                   guidance_observations=_obs_table(grows))
+                   guidance_observations=_obs_table(_obs_columns(grows)))
 
 
 def parse_sources(sources: list[Source], workers: int | None = None,
@@ -551,7 +663,10 @@ def parse_sources(sources: list[Source], workers: int | None = None,
         if len(parts) > 1 else parts[0].observations
     gobs = pa.concat_tables([p.guidance_observations for p in parts]).unify_dictionaries() \
         if len(parts) > 1 else parts[0].guidance_observations
-    return _Parsed(docs=cat("docs").reset_index(drop=True), observations=obs, wide=cat("wide"),
+    # a column that is empty in one chunk (e.g. 初回面接日 where no 保健指導 document was) is
+    # object there: infer again, so that the dtypes do not depend on how the import was chunked
+    docs = cat("docs").reset_index(drop=True).infer_objects() if len(parts) > 1 else parts[0].docs
+    return _Parsed(docs=docs, observations=obs, wide=cat("wide"),
                    value_excl=cat("value_excl").reset_index(drop=True),
                    item_of=cat("item_of").reset_index(drop=True), unknown=unknown,
                    n_mapped=sum(p.n_mapped for p in parts), guidance_observations=gobs)
@@ -628,100 +743,197 @@ _HEADER_COLUMNS = ("person_id", "fy", "muni_code", "exam_date", "sex", "age")
 @dataclass
 class _Wide:
     frame: pd.DataFrame           # text cells, canonical column names, one row per document
-    item_of: pd.DataFrame         # (doc, column) → item code used (for exclusion labels)
+    item_of: pd.DataFrame         # doc, col, item (int codes: `_item_label`) → item code used
     value_excl: pd.DataFrame      # value-level exclusions found here (unit, code, JDS)
 
 
-def _wide_values(obs: pd.DataFrame, items: pd.DataFrame, docs: pd.Index) -> _Wide:
-    """Pivot mapped observations to one text row per document (rules in the module docstring)."""
-    kt = TABLES["kenshin"]
-    obs = obs.assign(item_code=obs["item_code"].astype(str), value=obs["value"].astype(object))
-    m = obs.merge(items[["item_code", "column", "role", "unit", "priority", "label"]]
-                  .rename(columns={"unit": "unit_expected"}), on="item_code", how="inner")
-    m = m[m["role"] != "unused"]
+_VALUE_COLUMNS = tuple(c for c in TABLES["kenshin"].names if c not in _HEADER_COLUMNS)
+_COL_INDEX = {c: i for i, c in enumerate(_VALUE_COLUMNS)}
+_MEAN_ITEM = -1  # item_of.item of a blood pressure that is the mean of 1回目/2回目
+_MEAN_LABEL = "1回目・2回目の平均"
+_ROLES = ("value", "code", "bp_reported", "bp_1", "bp_2", "blood_time", "tg_fasting", "tg_casual",
+          "med_recheck", "legacy_jds", "unused")
+
+
+@dataclass(frozen=True)
+class _ItemArrays:
+    """The item table as arrays indexed by item number (= row = priority)."""
+
+    index: dict          # item code → item number
+    codes: np.ndarray    # object: item code
+    col: np.ndarray      # int: index into _VALUE_COLUMNS, -1 for none
+    role: np.ndarray     # int: index into _ROLES
+    unit: np.ndarray     # object: expected unit ("" = not checked)
+    unit_cf: np.ndarray  # object: expected unit, casefolded
+    maps: tuple          # per item: {XML answer code → canonical code} or None
+
+
+@functools.lru_cache(maxsize=1)
+def _item_arrays() -> _ItemArrays:
+    t = _item_table()
+    maps = _value_maps(t)
+    return _ItemArrays(
+        index={c: i for i, c in enumerate(t["item_code"])},
+        codes=t["item_code"].to_numpy(dtype=object),
+        col=np.array([_COL_INDEX.get(c, -1) for c in t["column"]], dtype=np.int64),
+        role=np.array([_ROLES.index(r) for r in t["role"]], dtype=np.int64),
+        unit=t["unit"].to_numpy(dtype=object),
+        unit_cf=np.array([u.casefold() for u in t["unit"]], dtype=object),
+        maps=tuple(maps.get(c) for c in t["item_code"]))
+
+
+def _item_label(item: np.ndarray) -> np.ndarray:
+    """item_of.item → the item code text (or the 1回目・2回目 mean label)."""
+    labels = np.append(_item_arrays().codes, _MEAN_LABEL)  # index -1 = the mean
+    return labels[np.asarray(item, dtype=np.int64)]
+
+
+def _dictionary_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list]:
+    """A dictionary-encoded column → (indices with -1 for null, dictionary values)."""
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if not pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_encode()
+    idx = arr.indices.to_numpy(zero_copy_only=False)
+    if arr.null_count:
+        idx = np.where(arr.is_valid().to_numpy(zero_copy_only=False), idx, -1)
+    return np.asarray(idx, dtype=np.int64), arr.dictionary.to_pylist()
+
+
+def _obs_items(obs_t: pa.Table) -> np.ndarray:
+    """Item number (row of the item table) of each observation; -1 = not in the table."""
+    if obs_t.num_rows == 0:
+        return np.zeros(0, dtype=np.int64)
+    idx, codes = _dictionary_codes(obs_t["item_code"])
+    index = _item_arrays().index
+    to_item = np.array([index.get(c, -1) for c in codes] + [-1], dtype=np.int64)
+    return to_item[idx]
+
+
+def _first_per_doc(doc: np.ndarray) -> np.ndarray:
+    """Positions of the first row of each document in `doc` (sorted by document)."""
+    if not len(doc):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]])
+
+
+def _wide_values(obs_t: pa.Table, values: list, it: np.ndarray, docs: pd.Index) -> _Wide:
+    """Pivot the mapped observations to one text row per document (rules in the module
+    docstring), vectorised over the chunk: every observation's item number `it` indexes the
+    item table's arrays; the rare value problems are listed with pandas on their few rows.
+    `values`: the observations' value column as parsed (a list; no conversion from Arrow)."""
+    ia = _item_arrays()
+    R = {r: i for i, r in enumerate(_ROLES)}
+    doc = obs_t["doc"].to_numpy().astype(np.int64)
+    use = np.flatnonzero((it >= 0) & (ia.role[np.maximum(it, 0)] != R["unused"])
+                         & (docs.get_indexer(doc) >= 0))
+    it, doc = it[use], doc[use]
+    value = np.array(values, dtype=object)[use]
+    missing = obs_t["value"].is_null().to_numpy(zero_copy_only=False)[use]  # from Arrow, not per object
+    value[missing] = np.nan
+    uidx, udict = _dictionary_codes(obs_t["unit"]) if len(obs_t) else (np.zeros(0, np.int64), [])
+    uidx = uidx[use]
+    role = ia.role[it]
+    col = ia.col[it]
     excl = []
+
+    def excl_frame(rows, values, reason):
+        return pd.DataFrame({"doc": doc[rows], "item_code": pd.Series(ia.codes[it[rows]], dtype="str"),
+                             "column": pd.Series(np.array(_VALUE_COLUMNS, dtype=object)[col[rows]], dtype="str"),
+                             "value": values, "reason": reason})
+
     # coded answers: XML code → canonical code (value_map); an undefined code is listed
-    maps = _value_maps(items)
-    coded = m["role"].isin(["code", "med_recheck", "blood_time"]).to_numpy()
-    if coded.any():
-        keys = m.loc[coded, "item_code"].astype(str) + "\x00" + m.loc[coded, "value"].fillna("")
-        flat = {f"{c}\x00{k}": v for c, mp in maps.items() for k, v in mp.items()}
-        mapped = keys.map(flat)
-        bad = mapped.isna() & m.loc[coded, "value"].notna()
+    coded = np.flatnonzero(np.isin(role, [R["code"], R["med_recheck"], R["blood_time"]]))
+    if len(coded):
+        vcodes, vuniq = pd.factorize(pd.Series(value[coded], dtype=object))
+        nu = len(vuniq) + 1
+        pair = it[coded] * nu + (vcodes + 1)  # value code 0 = missing
+        pairs, inv = np.unique(pair, return_inverse=True)
+        vals = [None] + list(vuniq)
+        out = np.array([(ia.maps[p // nu] or {}).get(vals[p % nu], np.nan) if p % nu else np.nan
+                        for p in pairs.tolist()], dtype=object)
+        mapped = out[inv]
+        unmapped = np.array([isinstance(x, float) for x in out], dtype=bool)[inv]  # NaN: no canonical code
+        bad = unmapped & ~missing[coded]
         if bad.any():
-            b = m.loc[coded].loc[bad]
-            allowed = b["item_code"].astype(str).map(lambda c: ", ".join(maps.get(c, {})))
-            excl.append(pd.DataFrame({"doc": b["doc"], "item_code": b["item_code"].astype(str),
-                                      "column": b["column"], "value": b["value"],
-                                      "reason": "回答コードが定義にありません（" + allowed + " のいずれかが必要）"}))
-        m.loc[coded, "value"] = mapped.to_numpy()
+            b = coded[bad]
+            allowed = pd.Series([", ".join(ia.maps[i] or {}) for i in it[b]], dtype="str")
+            excl.append(excl_frame(b, value[b], "回答コードが定義にありません（" + allowed + " のいずれかが必要）"))
+        value[coded] = mapped
+        missing[coded] = unmapped
     # PQ unit check: a different unit is not converted, it is listed (as for CSV files)
-    has_unit = m["unit_expected"].ne("") & m["unit"].notna()
-    wrong = has_unit & (m["unit"].astype(str).str.casefold() != m["unit_expected"].str.casefold())
+    # compared as integer ids of the casefolded units (one id per distinct unit text)
+    ids: dict[str, int] = {}
+    unit_id = np.array([ids.setdefault(u.casefold(), len(ids)) for u in udict] + [-1], dtype=np.int64)[uidx]
+    expected = np.array([ids.get(u, -2) for u in ia.unit_cf], dtype=np.int64)[it]
+    wrong = (ia.unit_cf[it] != "") & (uidx >= 0) & (unit_id != expected)
     if wrong.any():
-        b = m[wrong]
-        excl.append(pd.DataFrame({"doc": b["doc"], "item_code": b["item_code"].astype(str),
-                                  "column": b["column"], "value": b["value"].astype(str) + " " + b["unit"].astype(str),
-                                  "reason": "単位が違います（" + b["unit_expected"] + " が必要）"}))
-        m = m[~wrong]
-    jds = m["role"].eq("legacy_jds")
+        b = np.flatnonzero(wrong)
+        unit = pd.Series(np.array(udict, dtype=object)[uidx[b]], dtype=object)
+        excl.append(excl_frame(b, pd.Series(value[b], dtype=object).astype(str) + " " + unit.astype(str),
+                               "単位が違います（" + pd.Series(ia.unit[it[b]], dtype="str") + " が必要）"))
+    jds = (role == R["legacy_jds"]) & ~wrong  # a wrong unit is listed once, as such
     if jds.any():
-        b = m[jds]
-        excl.append(pd.DataFrame({"doc": b["doc"], "item_code": b["item_code"].astype(str),
-                                  "column": b["column"], "value": b["value"],
-                                  "reason": "HbA1c（JDS値）は NGSP値と混在させないため使いません"}))
-        m = m[~jds]
-    m = m[m["value"].notna()]
-    m = m.sort_values(["doc", "priority"], kind="stable")
+        b = np.flatnonzero(jds)
+        excl.append(excl_frame(b, value[b], "HbA1c（JDS値）は NGSP値と混在させないため使いません"))
+    keep = np.flatnonzero(~wrong & ~jds & ~missing)
+    order = keep[np.lexsort((it[keep], doc[keep]))]  # by document, then the item table's order
+    doc, it, role, col, value = doc[order], it[order], role[order], col[order], value[order]
 
-    cols = {}
-    item_rows = []
+    frame = np.full((len(docs), len(_VALUE_COLUMNS)), None, dtype=object)
+    pos = docs.get_indexer(doc)
+    item_of = []
 
-    def first_of(sel: pd.DataFrame, name: str):
-        f = sel.drop_duplicates(["doc", "column"], keep="first")
-        item_rows.append(pd.DataFrame({"doc": f["doc"].to_numpy(), "column": name,
-                                       "item_code": f["item_code"].astype(str).to_numpy()}))
-        return f.set_index("doc")["value"]
+    def put(rows, c, vals, items=None):
+        frame[pos[rows], c] = vals
+        if items is not None:
+            item_of.append((doc[rows], np.full(len(rows), c), items))
 
-    plain = m[m["role"].isin(["value", "code"])]
-    for name, sel in plain.groupby("column", sort=False):  # one pass per canonical column
-        cols[name] = first_of(sel, name)
+    def first(mask):  # rows of `mask`, the first per document
+        rows = np.flatnonzero(mask)
+        return rows[_first_per_doc(doc[rows])]
+
+    plain = np.flatnonzero(np.isin(role, [R["value"], R["code"]]))
+    by_col = plain[np.argsort(col[plain], kind="stable")]
+    if len(by_col):
+        c, d = col[by_col], doc[by_col]
+        f = by_col[np.r_[True, (c[1:] != c[:-1]) | (d[1:] != d[:-1])]]
+        put(f, col[f], value[f], it[f])
     # blood pressure: その他 = reported value; else mean of 1回目/2回目 (TOKUTEI_XML §1.6)
     for name in ("sbp", "dbp"):
-        b = m[m["column"].eq(name)]
-        rep = first_of(b[b["role"].eq("bp_reported")], name)
-        readings = b[b["role"].isin(["bp_1", "bp_2"])].copy()
-        readings["num"] = pd.to_numeric(readings["value"], errors="coerce")
-        mean = readings.groupby("doc")["num"].mean()
-        mean = mean[mean.notna() & ~mean.index.isin(rep.index)]
-        if len(mean):
-            # mean of two readings, written as the loader reads numbers ("123.5")
-            item_rows.append(pd.DataFrame({"doc": mean.index.to_numpy(), "column": name,
-                                           "item_code": "1回目・2回目の平均"}))
-        cols[name] = pd.concat([rep, mean.astype("str")])
+        c = _COL_INDEX[name]
+        rep = first((col == c) & (role == R["bp_reported"]))
+        put(rep, c, value[rep], it[rep])
+        rd = np.flatnonzero((col == c) & np.isin(role, [R["bp_1"], R["bp_2"]]))
+        if len(rd):
+            num = pd.to_numeric(pd.Series(value[rd], dtype=object), errors="coerce")
+            mean = num.groupby(doc[rd]).mean()
+            mean = mean[mean.notna() & ~mean.index.isin(doc[rep])]
+            if len(mean):
+                # mean of two readings, written as the loader reads numbers ("123.5")
+                p = docs.get_indexer(mean.index.to_numpy())
+                frame[p, c] = mean.astype("str").to_numpy(dtype=object)
+                item_of.append((mean.index.to_numpy(dtype=np.int64), np.full(len(mean), c),
+                                np.full(len(mean), _MEAN_ITEM)))
     # 中性脂肪: 空腹時 code first, then 随時; tg_fasting from 9N141, else from the code kind
-    tg = m[m["role"].isin(["tg_fasting", "tg_casual"])]
-    first_tg = tg.drop_duplicates("doc", keep="first")
-    cols["tg"] = first_of(first_tg, "tg")
-    kind = first_tg.set_index("doc")["role"].map({"tg_fasting": "1", "tg_casual": "2"})
-    bt = m[m["role"].eq("blood_time")].drop_duplicates("doc").set_index("doc")["value"]
-    cols["tg_fasting"] = pd.concat([bt, kind[~kind.index.isin(bt.index)]])
+    tg = first(np.isin(role, [R["tg_fasting"], R["tg_casual"]]))
+    put(tg, _COL_INDEX["tg"], value[tg], it[tg])
+    put(tg, _COL_INDEX["tg_fasting"], np.where(role[tg] == R["tg_fasting"], "1", "2").astype(object))
+    bt = first(role == R["blood_time"])
+    put(bt, _COL_INDEX["tg_fasting"], value[bt])
     # 服薬: 保険者再確認 overrides the self-report
     for name in ("med_bp", "med_glucose", "med_lipid"):
-        re_ = m[m["column"].eq(name) & m["role"].eq("med_recheck")]
-        if len(re_):
-            over = re_.drop_duplicates("doc").set_index("doc")["value"]
-            base = cols.get(name, pd.Series(dtype=object))
-            cols[name] = pd.concat([base[~base.index.isin(over.index)], over])
-    frame = pd.DataFrame(index=docs)
-    for c in kt.names:
-        if c in cols:
-            frame[c] = cols[c].reindex(docs)
+        over = first((col == _COL_INDEX[name]) & (role == R["med_recheck"]))
+        put(over, _COL_INDEX[name], value[over])
+    if item_of:
+        d, c, i = (np.concatenate(x) for x in zip(*item_of))
+    else:
+        d = c = i = np.zeros(0, dtype=np.int64)
     value_excl = pd.concat(excl, ignore_index=True) if excl else \
         pd.DataFrame(columns=["doc", "item_code", "column", "value", "reason"])
-    item_of = pd.concat(item_rows, ignore_index=True) if item_rows else \
-        pd.DataFrame(columns=["doc", "column", "item_code"])
-    return _Wide(frame=frame, item_of=item_of, value_excl=value_excl)
+    return _Wide(frame=pd.DataFrame(frame, index=docs, columns=list(_VALUE_COLUMNS), dtype=object),
+                 item_of=pd.DataFrame({"doc": d.astype(np.int64), "col": c.astype(np.int16),
+                                       "item": i.astype(np.int16)}),
+                 value_excl=value_excl)
 
 
 class _DocFilter:
@@ -756,7 +968,8 @@ _HEADER_JA = {"insurer": "保険者番号", "bango": "被保険者証番号", "s
               "exam_date": "受診日"}
 
 
-def _link(f: _DocFilter, data_folder: Path | None, enrollment: pd.DataFrame | None) -> None:
+def _link(f: _DocFilter, data_folder: Path | None, enrollment: pd.DataFrame | None,
+          memo: dict | None = None) -> None:
     """person_id and muni_code of the documents in `f` (needs its `fy` column); documents that
     cannot be linked are dropped. Person key: `hsutils.inputs.person_keys` (docs/formats/person_key.md);
     municipality: 保険者市町村対応表, else the enrollment table (same year, else latest)."""
@@ -765,7 +978,12 @@ def _link(f: _DocFilter, data_folder: Path | None, enrollment: pd.DataFrame | No
     id_file = person_keys.find_file(data_folder, PERSON_ID_FILES)
     salt_file = person_keys.find_file(data_folder, SALT_FILES)
     if id_file is not None:
-        pid = pd.Series(person_keys.read_person_ids(id_file).lookup(key).to_numpy(), index=key.index)
+        if memo is None or id_file not in memo:  # read once per import (健診 and 保健指導)
+            ids = person_keys.read_person_ids(id_file)
+            if memo is not None:
+                memo[id_file] = ids
+        ids = memo[id_file] if memo is not None else ids
+        pid = pd.Series(ids.lookup(key).to_numpy(), index=key.index)
         f.drop(pid.isna(), "被保険者証番号", key,
                f"{id_file.name} にない被保険者です（保険者番号-記号-番号-枝番 が一致する行、"
                "または枝番のない場合は保険者番号-記号-番号 が1人に決まる行が必要）")
@@ -859,14 +1077,14 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     kdocs["exam"] = exam
     kdocs["fy"] = _fiscal_year(exam)
     kdocs["age"] = _age_at_fy_end(birth, kdocs["fy"])
-    _link(f, data_folder, enrollment)
+    memo: dict = {}
+    _link(f, data_folder, enrollment, memo)
     excl, bad = f.excl, f.bad
 
     keep = kdocs[~bad]
     # Duplicate rule: earliest 受診日 first (same day: archive/path order); io keeps the first.
     keep = keep.sort_values(["exam", "doc"], kind="stable")
-    value_columns = [c for c in TABLES["kenshin"].names if c not in _HEADER_COLUMNS]
-    frame = parsed.wide.reindex(index=keep["doc"], columns=value_columns)
+    frame = parsed.wide.reindex(index=keep["doc"], columns=list(_VALUE_COLUMNS))
     frame.insert(0, "person_id", keep["person_id"].to_numpy())
     frame.insert(1, "fy", keep["fy"].astype(str).to_numpy())
     frame.insert(2, "muni_code", keep["muni_code"].astype(str).to_numpy())
@@ -885,10 +1103,12 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     if len(io_ex):
         io_ex["file"] = io_ex["row"].map(where).to_numpy()
         ja_to_name = {c.ja: c.name for c in kt.columns}
-        code = parsed.item_of.drop_duplicates(["doc", "column"]).set_index(["doc", "column"])["item_code"]
+        io_of = parsed.item_of[parsed.item_of["doc"].isin(io_ex["row"])]  # the rows concerned only
+        code = dict(zip(zip(io_of["doc"].tolist(), np.array(_VALUE_COLUMNS)[io_of["col"].to_numpy()].tolist()),
+                        _item_label(io_of["item"].to_numpy()).tolist()))
         names = io_ex["column"].map(ja_to_name)
-        lab = pd.Series(code.reindex(pd.MultiIndex.from_arrays([io_ex["row"], names.fillna("")])).to_numpy(),
-                        index=io_ex.index)
+        lab = pd.Series([code.get(k, np.nan) for k in zip(io_ex["row"].tolist(), names.fillna("").tolist())],
+                        index=io_ex.index, dtype=object)
         io_ex["column"] = np.where(lab.notna(), io_ex["column"] + "（" + lab.fillna("") + "）", io_ex["column"])
     pre = _io._empty_exclusions()
     if len(ve):
@@ -914,7 +1134,7 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
         "count": unknown_items["count"].astype("int64").to_numpy()})
     docs["status"] = np.where(docs["kind"].eq("other"), "対象外",
                               np.where(docs["doc"].isin(r.row_numbers), "採用", "除外"))
-    g = _read_guidance(parsed, data_folder, enrollment, known_munis, r.data)
+    g = _read_guidance(parsed, data_folder, enrollment, known_munis, r.data, memo)
     docs.loc[docs["kind"].eq("guidance"), "status"] = np.where(
         docs.loc[docs["kind"].eq("guidance"), "doc"].isin(g.used_docs), "採用", "除外")
     docs = docs.drop(columns=["birth", "insurer", "kigo", "bango", "edaban"])  # no identifiers kept
@@ -956,7 +1176,7 @@ class _GuidanceRead:
 
 
 def _read_guidance(parsed: _Parsed, data_folder, enrollment, known_munis,
-                   kenshin: pd.DataFrame) -> _GuidanceRead:
+                   kenshin: pd.DataFrame, memo: dict | None = None) -> _GuidanceRead:
     """The guidance table from the 特定保健指導 documents (docs/formats/tokutei_xml.md §1.7).
 
     One row per (person, 年度): all documents of a person and year (開始, 実績評価, 途中終了 …)
@@ -1013,7 +1233,7 @@ def _read_guidance(parsed: _Parsed, data_folder, enrollment, known_munis,
     f.drop(base.isna(), "健診実施日", ck_text.fillna(""),
            "年度を決められません（健診実施日 1020000004 も初回面接日（指導初回情報セクション）もありません）")
     gd["fy"] = _fiscal_year(base)
-    _link(f, data_folder, enrollment)
+    _link(f, data_folder, enrollment, memo)
     keep = gd[~f.bad].copy()
     keep["started"] = keep["first_date"].notna() & keep["report_code"].ne(REPORT_GUIDANCE_NOT_STARTED)
     keep["completed"] = keep["report_code"].eq(REPORT_GUIDANCE_FINAL)
