@@ -347,3 +347,87 @@ def test_digits_by_hand(text, width):
     assert length[0] == len(text)
     assert valid[0] == (0 < len(text) <= width and text.isdigit())
     assert value[0] == by_hand
+
+
+# ---------------------------------------------------------------------------------------------
+# input validation: 傷病名コード as written, 点数表 codes, 調剤 days of same-named files
+# ---------------------------------------------------------------------------------------------
+
+_RE_MEDICAL = "RE,1,1112,202305,山田　太郎,1,19500101,70" + "," * 30     # 38 fields
+_HO_MEDICAL = "HO,  170019,,1,1,73,,,,,,,,,"                                 # 15 fields
+_RE_PHARMACY = ("RE,1,4112,202305,山田　太郎,1,19500101,70,,17,1,1234567,医院,金沢市" + "," * 28)  # 42 fields
+_HO_PHARMACY = "HO,  170019,,1,2,800,,,,,,,,"                                # 14 fields
+
+
+def test_unreadable_disease_code_is_listed_as_written(tmp_path):
+    """SY 傷病名コード that is not 7 digits: the exclusion quotes the code as written in the file
+    (full-width digits, a letter, 6 digits, empty), not the internal -1."""
+    codes = ["９９９０００１", "9990O01", "999001", "", "99900011"]
+    sy = "".join(f"SY,{c},20230510,1,,,,\n" for c in codes)
+    p = _write(tmp_path, f"IR,2,17,1,1234567,,医院,202306,00,\n{_RE_MEDICAL}\n{_HO_MEDICAL}\n"
+                         f"SY,9990001,20230510,1,,,01,\n{sy}GO,1,73,99\n")
+    t = uke.read_uke([p])
+    e = t.exclusions
+    assert e["row"].tolist() == [5, 6, 7, 8, 9] and set(e["column"]) == {"SY 傷病名コード"}
+    assert e["value"].tolist() == codes
+    assert set(e["reason"]) == {"傷病名コードが7桁の数字ではありません"} and set(e["scope"]) == {"行"}
+    assert t.diagnoses["code"].tolist() == ["9990001"] and t.counts["lines_excluded"] == 5
+
+
+def _header_file(tmp_path: Path, record: str, kind: str) -> Path:
+    if record == "IR":
+        return _write(tmp_path, f"IR,2,17,{kind},1234567,,医院,202306,00,\n{_RE_MEDICAL}\n{_HO_MEDICAL}\n"
+                                "SY,9990001,20230510,1,,,01,\nGO,1,73,99\n", f"ir_{kind or 'empty'}.UKE")
+    return _write(tmp_path, f"YK,2,17,{kind},7000001,薬局,202306,00,\n{_RE_PHARMACY}\n{_HO_PHARMACY}\n"
+                            "GO,1,800,99\n", f"yk_{kind or 'empty'}.UKE")
+
+
+@pytest.mark.parametrize("record,kind,setting", [
+    ("IR", "1", "入院外"), ("IR", "3", "歯科"), ("YK", "4", "調剤")])
+def test_header_kind_allowed_codes(tmp_path, record, kind, setting):
+    """点数表 (IR/YK idx 3, 数字1桁): IR 1 医科 (docs/formats/uke.md §3), IR 3 歯科
+    (docs/claims_rules.md §2.2), YK 4 調剤 (docs/formats/uke.md §4) are read."""
+    t = uke.read_uke([_header_file(tmp_path, record, kind)])
+    assert t.exclusions.empty and t.counts["receipts_kept"] == 1
+    r = t.receipts.iloc[0]
+    assert r["setting"] == setting and r["institution"][2] == kind
+
+
+@pytest.mark.parametrize("record,kind", [
+    ("IR", "114"), ("IR", "14"), ("IR", "11"), ("IR", ""), ("IR", "4"), ("IR", "2"), ("IR", "１"),
+    ("YK", "114"), ("YK", "44"), ("YK", "1"), ("YK", "")])
+def test_header_kind_other_values_are_rejected(tmp_path, record, kind):
+    """Any other 点数表 — 3 characters (`114`, whose last digit is a valid code), 2 characters,
+    empty, a code of the other header (IR 4, YK 1), an unused code (2), a full-width digit — makes
+    the header unreadable: its line is listed with the value as written and what is expected, and
+    its receipt is excluded (pointing to that line); counts add up."""
+    t = uke.read_uke([_header_file(tmp_path, record, kind)])
+    assert t.receipts.empty and t.counts["receipts_read"] == 1 and t.counts["receipts_excluded"] == 1
+    e = t.exclusions.set_index("row")
+    line = e.loc[1]
+    assert line["column"] == f"{record} 点数表" and line["value"] == kind and line["scope"] == "行"
+    expected = "1（医科）または 3（歯科）の1桁" if record == "IR" else "4（調剤）の1桁"
+    assert line["reason"] == f"{record} 点数表が記録条件仕様の値ではありません（{expected}の数字）"
+    receipt = e.loc[2]
+    assert receipt["scope"] == "レセプト" and receipt["column"] == f"{record} 点数表" and receipt["value"] == kind
+    assert "1行目" in receipt["reason"] and "点数表" in receipt["reason"]
+    assert t.counts["lines_excluded"] == 1   # the header line; the receipt is counted as a receipt
+
+
+def test_pharmacy_days_of_same_named_files_stay_apart(tmp_path):
+    """Two pharmacies' files both named RECEIPTY.UKE (different folders) read in one call, with
+    an SH on the same line number: each IY takes the days of the CZ lines of its own SH group
+    (28 and 14), not their sum over both files (docs/claims_rules.md §2.3)."""
+    paths = []
+    for folder, days in (("a", 28), ("b", 14)):
+        (tmp_path / folder).mkdir()
+        paths.append(_write(tmp_path / folder,
+                            f"YK,2,17,4,700000{len(paths) + 1},薬局,202306,00,\n{_RE_PHARMACY}\n{_HO_PHARMACY}\n"
+                            f"SH,01,1,006,,50,,,,\nCZ,1,0510,0510,1,{days},1,,,,,,,100\n"
+                            "IY,1,699000001,2,,,,,,\nGO,1,800,99\n", "RECEIPTY.UKE"))
+    t = uke.read_uke(paths)
+    assert t.counts["receipts_kept"] == 2 and t.exclusions.empty
+    d = t.drugs.sort_values("receipt_id")
+    assert d["line"].tolist() == [6, 6] and set(d["file"]) == {"RECEIPTY.UKE"}
+    assert d["days"].tolist() == [28, 14] and d["form_code"].tolist() == [1, 1]
+    assert t.receipts.sort_values("receipt_id")["institution"].tolist() == ["1747000001", "1747000002"]

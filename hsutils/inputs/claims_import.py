@@ -33,7 +33,7 @@ import pandas as pd
 from hsutils.inputs import claims_masters, claims_rules, person_keys, uke
 from hsutils.core.errors import DataError
 
-READER_VERSION = "uke-1"
+READER_VERSION = "uke-2"  # uke-2: 点数表 validated, SY code exclusions quote the raw code
 MASTERS_DIR = "uke_masters"
 LINK_FILE = "uke_person_link.csv"
 RULES_FILE = "claims_rules.yaml"

@@ -63,9 +63,13 @@ SCOPE_RECEIPT = "レセプト"
 # 元号 code -> year offset (year = offset + YY); docs/claims_rules.md §1.2.
 ERA_BASE = np.array([0, 1867, 1911, 1925, 1988, 2018], dtype=np.int64)
 
-# 点数表 (IR idx 3 / YK idx 3): 1 医科, 3 歯科, 4 調剤.
+# 点数表 (IR idx 3 / YK idx 3; 数字 1 桁固定): IR 1 医科 (docs/formats/uke.md §3) or 3 歯科
+# (docs/claims_rules.md §2.2), YK 4 調剤 (docs/formats/uke.md §4). Any other value, or a value that
+# is not exactly one digit, makes the header unreadable (its receipts are excluded).
 KIND_MEDICAL, KIND_DENTAL, KIND_PHARMACY = 1, 3, 4
 KIND_LABELS = {KIND_MEDICAL: "医科", KIND_DENTAL: "歯科", KIND_PHARMACY: "調剤"}
+HEADER_KINDS = {"IR": (KIND_MEDICAL, KIND_DENTAL), "YK": (KIND_PHARMACY,)}
+HEADER_KIND_EXPECTED = {"IR": "1（医科）または 3（歯科）の1桁", "YK": "4（調剤）の1桁"}
 
 # Record types. Numbers of fields (min, max) per layout; "header" types open an institution block.
 _COUNTS_MEDICAL = {"IR": (10, 10), "RE": (38, 38), "HO": (15, 15), "KO": (12, 12), "SN": (9, 9),
@@ -501,11 +505,18 @@ def _text_codes(L: _Lines, rows: np.ndarray, j: int, width: int, out: RawUke) ->
 
 
 def _text_codes_where(L: _Lines, rows: np.ndarray, j: int, where: np.ndarray, out: RawUke,
-                      width: int = 16) -> np.ndarray:
-    """Field j as text codes only where `where` (values quoted in exclusion messages); '' elsewhere."""
+                      width: int = 16, raw: bool = False) -> np.ndarray:
+    """Field j as text codes only where `where` (values quoted in exclusion messages); '' elsewhere.
+    ``raw``: the value as written (cp932 only: no NFKC, no strip), so that a message about a code
+    shows the full-width digits or spaces that made it unreadable."""
     codes = np.zeros(len(rows), np.int32)
     if where.any():
-        codes[where] = out.text_codes(_raw_text(L, rows[where], j, width))
+        if raw:
+            text, _ = L.text(rows[where], j, width)
+            values = [b.decode("cp932", errors="replace") for b in text.tolist()]
+        else:
+            values = _raw_text(L, rows[where], j, width)
+        codes[where] = out.text_codes(values)
     return codes
 
 
@@ -541,6 +552,16 @@ def _line_text(lines: _Lines, rows: np.ndarray, width: int = 24) -> np.ndarray:
     return _decode(raw).to_numpy(dtype=object)
 
 
+def _header_kind(L: _Lines, rows: np.ndarray, is_ir: np.ndarray) -> np.ndarray:
+    """点数表 of IR / YK lines, 0 where it is not one of the codes allowed for that record
+    (`HEADER_KINDS`): exactly one digit, IR 1 or 3, YK 4."""
+    if not len(rows):
+        return np.zeros(0, np.int64)
+    value, _, valid = L.digits(rows, 3, 1)
+    allowed = np.where(is_ir, np.isin(value, HEADER_KINDS["IR"]), np.isin(value, HEADER_KINDS["YK"]))
+    return np.where(valid & allowed, value, 0)
+
+
 def _read_block(L: _Lines, first_line: int, file: str, st: _State, out: RawUke) -> None:
     n = len(L.ls)
     line_no = first_line + np.arange(n, dtype=np.int64)
@@ -563,7 +584,8 @@ def _read_block(L: _Lines, first_line: int, file: str, st: _State, out: RawUke) 
     is_hdr = (tcode == _TYPE_NO["IR"]) | (tcode == _TYPE_NO["YK"])
     is_re = tcode == _TYPE_NO["RE"]
     hdr_rows = rows[is_hdr]
-    kinds_h, kok, _ = L.digits(hdr_rows, 3, 1) if len(hdr_rows) else (np.zeros(0, np.int64),) * 3
+    ir_h = tcode[is_hdr] == _TYPE_NO["IR"]
+    kind_h = _header_kind(L, hdr_rows, ir_h)
     hdr_id = st.n_headers + np.cumsum(is_hdr)
     re_id = st.n_receipts + np.cumsum(is_re)
     marker = np.where(is_hdr, 1, np.where(is_re, 2, 0))
@@ -572,7 +594,7 @@ def _read_block(L: _Lines, first_line: int, file: str, st: _State, out: RawUke) 
     last_kind = np.where(last >= 0, marker[np.maximum(last, 0)], 2 if not st.header_open else 1)
     no_header = (hdr_id == st.file_first_header) & ~is_hdr
     orphan = ((last_kind == 1) & ~is_hdr & (tcode != _TYPE_NO["GO"])) | no_header
-    kind_all = np.concatenate([[st.kind], np.where((kinds_h >= 1) & (kinds_h <= 9), kinds_h, 0)])
+    kind_all = np.concatenate([[st.kind], kind_h])
     line_kind = kind_all[hdr_id - st.n_headers]
     if orphan.any():
         bad = rows[orphan & ~no_header]
@@ -597,9 +619,25 @@ def _read_block(L: _Lines, first_line: int, file: str, st: _State, out: RawUke) 
 
     # headers (always processed so that later receipts know their institution)
     if len(hdr_rows):
-        ir = tcode[is_hdr] == _TYPE_NO["IR"]
+        ir = ir_h
         pref, _, pok = L.digits(hdr_rows, 2, 2)
         inst, _, iok = L.digits(hdr_rows, 4, 7)
+        kok = kind_h > 0
+        # an unreadable 点数表 / 医療機関コード is listed at the header line (its receipts are
+        # excluded in `assemble` with a pointer to this line); values as written
+        kind_raw = _text_codes_where(L, hdr_rows, 3, ~kok, out, raw=True)
+        inst_raw = _text_codes_where(L, hdr_rows, 4, ~iok, out, raw=True)
+        hdr_use = use[is_hdr]
+        rec_name = np.where(ir, "IR", "YK")
+        for bad, column, expected, raw in (
+                (hdr_use & ~kok, np.char.add(rec_name, " 点数表"),
+                 np.where(ir, HEADER_KIND_EXPECTED["IR"], HEADER_KIND_EXPECTED["YK"]), kind_raw),
+                (hdr_use & kok & ~iok, np.where(ir, "IR 医療機関コード", "YK 薬局コード"), "7桁", inst_raw)):
+            if bad.any():
+                what = np.char.add(np.char.add(column[bad], "が記録条件仕様の値ではありません（"),
+                                   np.char.add(np.broadcast_to(expected, bad.shape)[bad], "の数字）"))
+                out.exclusions.append(_excl(file, line_no[hdr_rows[bad]], column[bad],
+                                            out.labels()[raw[bad]], what))
         ym_j = np.where(ir, 7, 6)
         ymv = np.zeros(len(hdr_rows), np.int64)
         ylen = np.zeros(len(hdr_rows), np.int64)
@@ -612,9 +650,9 @@ def _read_block(L: _Lines, first_line: int, file: str, st: _State, out: RawUke) 
         claim_ym, cok = decode_date(ymv, ylen, yok, with_day=False)
         out.add("HDR", ({
             "header_id": hdr_id[is_hdr], "file": file, "line": line_no[hdr_rows],
-            "kind": np.where(kok, kinds_h, 0), "pref": np.where(pok, pref, 0),
+            "kind": kind_h, "pref": np.where(pok, pref, 0),
             "institution": np.where(iok, inst, -1), "claim_ym": np.where(cok, claim_ym, 0),
-            "header_ok": use[is_hdr] & kok & iok & np.isin(kinds_h, list(KIND_LABELS))}))
+            "header_ok": hdr_use & kok & iok, "is_ir": ir, "kind_raw": kind_raw, "inst_raw": inst_raw}))
         st.kind = int(kind_all[-1])
     st.n_headers = int(hdr_id[-1]) if len(hdr_id) else st.n_headers
     st.n_receipts = int(re_id[-1]) if len(re_id) else st.n_receipts
@@ -681,7 +719,9 @@ def _read_block(L: _Lines, first_line: int, file: str, st: _State, out: RawUke) 
         name = np.zeros(len(r), np.int32)
         if uncoded.any():
             name[uncoded] = _text_codes(L, r[uncoded], 5, 80, out)
-        out.add("SY", frame(s, code=np.where(dok & (dlen == 7), dcode, -1), start=start, start_ok=stok,
+        cok = dok & (dlen == 7)
+        out.add("SY", frame(s, code=np.where(cok, dcode, -1), code_raw=_text_codes_where(L, r, 1, ~cok, out, raw=True),
+                            start=start, start_ok=stok,
                             start_raw=_text_codes_where(L, r, 2, ~stok, out), outcome=np.where(ook, outcome, 0),
                             suspected=suspected, main=mok & (main == 1), uncoded_name=name))
     # SI / IY (医科)
@@ -868,8 +908,8 @@ _RECEIPT_CHECKS = [
 
 # Empty record arrays (a file set without any line of that record type).
 _EMPTY = {
-    "HDR": {"header_id": np.int64, "kind": np.int64, "pref": np.int64, "institution": np.int64,
-            "header_ok": bool},
+    "HDR": {"header_id": np.int64, "line": np.int64, "kind": np.int64, "pref": np.int64, "institution": np.int64,
+            "header_ok": bool, "is_ir": bool, "kind_raw": np.int32, "inst_raw": np.int32},
     "RE": {"receipt_id": np.int64, "file": np.int32, "line": np.int64, "header_id": np.int64,
            "receipt_type": np.int64, "ym": np.int64, "ym_ok": bool, "ym_raw": np.int32, "sex": np.int64,
            "rx_institution": np.int64},
@@ -962,7 +1002,11 @@ def assemble(raw: RawUke) -> UkeTables:
         ym_raw = labels[rec["ym_raw"][bad]]
         vals = np.where(k == 1, ym_raw, rec["receipt_type"][bad].astype(str).astype(object))
         checks = np.array(_RECEIPT_CHECKS + [("", "")], dtype=object)
-        excl.append(_excl_rows(rec["file"][bad], re_files, rec["line"][bad], checks[k, 0], checks[k, 1],
+        columns, reasons = checks[k, 0], checks[k, 1]
+        at = np.flatnonzero(bad)[k == 0]
+        if len(at):  # an unreadable IR/YK: name its line, the field and the value as written
+            columns[k == 0], reasons[k == 0], vals[k == 0] = _header_failure(hd, hp[at], labels)
+        excl.append(_excl_rows(rec["file"][bad], re_files, rec["line"][bad], columns, reasons,
                                values=vals.astype(str), scope=SCOPE_RECEIPT))
     keep = ~bad
     kid = rid[keep]
@@ -998,8 +1042,7 @@ def assemble(raw: RawUke) -> UkeTables:
         sy = sy[kept[sy["receipt_id"].to_numpy()]]
         badc = sy["code"] < 0
         if badc.any():
-            excl.append(_excl_frame(sy[badc], "SY 傷病名コード", "傷病名コードが7桁の数字ではありません",
-                                    values=sy["code"][badc].astype(str)))
+            excl.append(_excl_frame(sy[badc], "SY 傷病名コード", "傷病名コードが7桁の数字ではありません"))
         sy = sy[~badc]
         bads = ~sy["start_ok"] & (sy["start_raw"] != "")
         if bads.any():
@@ -1048,6 +1091,31 @@ def assemble(raw: RawUke) -> UkeTables:
               "receipts_kept": len(receipts), "receipts_excluded": int(bad.sum())}
     return UkeTables(receipts=receipts, diagnoses=diagnoses, procedures=procedures, drugs=drugs,
                      exclusions=exclusions, counts=counts)
+
+
+def _header_failure(hd: dict, at: np.ndarray, labels: np.ndarray) -> tuple:
+    """Column, reason and value of the receipt exclusion for receipts whose IR/YK (rows `at` of the
+    header arrays; a sentinel row past the end = no header) is unreadable: the field that failed
+    (点数表, 医療機関コード / 薬局コード, else the line itself, listed for its number of fields),
+    its value as written, and the header's line number."""
+    n = len(hd["header_id"])
+    present = at < n
+    a = np.where(present, at, 0)
+    take = (lambda k: hd[k][a]) if n else (lambda k: np.zeros(len(at), _EMPTY["HDR"][k]))
+    is_ir = take("is_ir") | ~present
+    name = np.where(is_ir, "IR", "YK")
+    kind_bad = (take("kind") == 0) & present
+    inst_bad = (take("institution") < 0) & present & ~kind_bad
+    field_name = np.where(kind_bad, "点数表", np.where(inst_bad, np.where(is_ir, "医療機関コード", "薬局コード"),
+                                                        "項目数"))
+    value = np.where(kind_bad, labels[take("kind_raw")], np.where(inst_bad, labels[take("inst_raw")], ""))
+    line = np.where(present, take("line"), 0).astype(str)
+    where = np.char.add(np.char.add(np.char.add(name, "、"), line), "行目")
+    reason = np.char.add(np.char.add(np.char.add("医療機関情報レコード（", where), "）の"), field_name)
+    reason = np.char.add(np.char.add(np.char.add(reason, "が読めないため、このレセプトは集計できません（"), line),
+                         "行目の除外理由を参照）")
+    return (np.char.add(np.char.add(name, " "), field_name).astype(object), reason.astype(object),
+            value.astype(object))
 
 
 def _ymd_dates(ymd: np.ndarray, ok: np.ndarray) -> np.ndarray:
