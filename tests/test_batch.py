@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from hsutils.running import batch, cli, params
+from hsutils.core import settings
 from hsutils.core.errors import ParameterError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -416,7 +417,8 @@ def test_index_links_the_print_pack_once_made(tmp_path):
                                                         "02_large_insurer/17202": other}, "run_name": "t"}
     batch._write_state(tmp_path, manifest, ["02_large_insurer/17201"], "t")  # 17202 not in this run's plan
     index = (tmp_path / batch.INDEX_NAME).read_text(encoding="utf-8")
-    assert "印刷用PDF</a>" not in index and f"hsutils figures {tmp_path}" in index
+    assert "印刷用PDF</a>" not in index and f"hsutils figures {settings.shown_path(tmp_path)}<" in index
+    assert str(tmp_path) not in index  # never the machine's absolute path
 
     figures = tmp_path / "17201_金沢市" / "02_large_insurer" / "figures"
     figures.mkdir(parents=True)

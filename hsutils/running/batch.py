@@ -636,7 +636,8 @@ def render_index(manifest: dict[str, Any], keys: list[str] | None = None, run_na
         pack_line = ("<p class=\"sub\">印刷用PDF: ノートブックごとに図をまとめた委員会資料用の PDF です"
                      "（図を作り直したあとは <code>hsutils figures</code> をもう一度実行してください）。</p>")
     else:
-        where = html.escape(str(run_dir)) if run_dir is not None else "この一覧のフォルダ"
+        # relative, as every report prints a folder: never the machine's absolute path
+        where = html.escape(settings.shown_path(run_dir)) if run_dir is not None else "この一覧のフォルダ"
         pack_line = ("<p class=\"sub\">委員会資料用の印刷用 PDF（ノートブックごとに図を1つにまとめたもの）は "
                      f"<code>hsutils figures {where}</code> で作成できます。作成後はこの一覧からリンクされます。</p>")
     return f"""<!DOCTYPE html>
