@@ -217,6 +217,23 @@ def test_smoothed_ratio_columns_and_chart_hide_small_counts():
     assert "‐" in texts or "-" in texts  # A has 1 case: neither ratio is drawn
 
 
+def test_smoothed_ratio_chart_marks_every_row_without_a_ratio():
+    """B's ratio was hidden by secondary suppression (its count 60 is shown): "‐"; C is 比較なし
+    (its reference has no figure): 「比較なし」; A is drawn. Every row has a point or a mark."""
+    from hsutils.publish import plots
+
+    t = pd.DataFrame({"indicator_id": "x", "fy": 2024, "area_name": ["A", "B", "C"],
+                      "numerator": [30, 60, 20], "expected": [40.0, 40.0, np.nan],
+                      "comparison": ["有意差なし", "有意に高い", "比較なし（理由）"]})
+    t["sr"] = t["numerator"] / t["expected"]
+    out = references.with_smoothed_ratio(t)
+    out.loc[1, ["sr", "sr_eb", "sr_eb_lower", "sr_eb_upper"]] = np.nan  # what ctx.masked leaves
+    ax = plots.smoothed_ratio_chart(out, title="EB", footer="出典: テスト")
+    texts = [x.get_text() for x in ax.texts]
+    assert texts.count("‐") == 1 and texts.count("比較なし") == 1
+    assert any(plots.suppression_note() in x.get_text() for x in ax.figure.findobj(lambda a: hasattr(a, "get_text")))
+
+
 def test_empty_reference_band_inside_its_range_takes_the_pooled_rate():
     """Reference 男 40–44 10/100 and 50–54 30/100 (pooled 20 %), nothing at 45–49; subject 男 45–49
     has 50 persons, 15 cases → E = 50 · 0.20 = 10, SR 1.5: the band is kept (same numerator in

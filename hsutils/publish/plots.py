@@ -1045,14 +1045,22 @@ def smoothed_ratio_chart(df: pd.DataFrame, *, title: str, footer: str, label_col
                          ax: Axes | None = None, size="slide") -> Axes:
     """Raw 標準化該当比 (open circle) beside its empirical-Bayes smoothed value (filled, with its
     credible interval) for each area, sorted by the smoothed value (docs/methods.md §14): small
-    towns move toward the mean, large ones hardly. Rows with a hidden count (1–9) show "‐"."""
+    towns move toward the mean, large ones hardly. Rows with a hidden count (1–9), or whose ratio the
+    report's secondary suppression hid, show "‐"; rows whose reference has no figure show 「比較なし」."""
     fig, ax, own = _axes(ax, size)
     d = df.reset_index(drop=True).copy()
     hidden = _row_hidden(d, count_col, suppress_threshold) if count_col in d.columns else np.zeros(len(d), bool)
     for col in (raw_col, eb_col, eb_lower_col, eb_upper_col):
         d[col] = pd.to_numeric(d[col], errors="coerce").astype(float)
     d.loc[hidden, [raw_col, eb_col, eb_lower_col, eb_upper_col]] = np.nan  # both are derived from the count
+    # a row with no ratio left is either 比較なし (its reference has no figure) or hidden by the
+    # report's secondary suppression (the ratio masked while the count is shown): each gets a mark
+    empty = d[raw_col].isna().to_numpy() & d[eb_col].isna().to_numpy() & ~hidden
+    no_ref = (d["comparison"].astype(str).str.startswith("比較なし").to_numpy()
+              if "comparison" in d.columns else np.zeros(len(d), bool))
+    hidden = hidden | (empty & ~no_ref)
     d["_hidden"] = hidden
+    d["_no_ref"] = empty & no_ref
     d = d.sort_values(eb_col, ascending=False, kind="stable", na_position="last").reset_index(drop=True)
     ys = np.arange(len(d), dtype=float)
     ax.hlines(ys, d[eb_lower_col], d[eb_upper_col], color="#222222", lw=1.0)
@@ -1062,9 +1070,10 @@ def smoothed_ratio_chart(df: pd.DataFrame, *, title: str, footer: str, label_col
     for yy, raw, eb in zip(ys, d[raw_col], d[eb_col]):
         if np.isfinite(raw) and np.isfinite(eb):
             ax.annotate("", xy=(eb, yy), xytext=(raw, yy), arrowprops=dict(arrowstyle="-", color="#AAAAAA", lw=0.8))
-    for yy in ys[d["_hidden"].to_numpy()]:
-        ax.text(0.02, yy, SUPPRESSION_MARK, va="center", ha="left", fontsize=7, color=_TEXT_GREY,
-                transform=blended_transform_factory(ax.transAxes, ax.transData))
+    for flag, mark in (("_hidden", SUPPRESSION_MARK), ("_no_ref", "比較なし")):
+        for yy in ys[d[flag].to_numpy()]:
+            ax.text(0.02, yy, mark, va="center", ha="left", fontsize=7, color=_TEXT_GREY,
+                    transform=blended_transform_factory(ax.transAxes, ax.transData))
     ax.axvline(1.0, color="#222222", ls="--", lw=1.0, label="基準と同じ（1.00）")
     ax.set_yticks(ys, d[label_col].astype(str).tolist())
     ax.tick_params(axis="y", length=0)
