@@ -402,3 +402,20 @@ def test_demo_loads_with_zero_exclusions(demo_dir):
     # "+" is read as 1+ (ordinal 2), "-" as − (0)
     assert set(k["urine_protein"].dropna().unique()) <= {0.0, 1.0, 2.0, 3.0, 4.0}
     assert (k["urine_protein"] == 2.0).any()
+
+
+def test_xml_archives_are_byte_identical_for_the_same_seed(tmp_path):
+    """Members carry the archive's own date (30 June after the fiscal year), not the writing time,
+    so a second write a moment later gives the same bytes."""
+    import zipfile
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    synth.write_demo(a, scale=0.01, seed=7)
+    synth.write_demo(b, scale=0.01, seed=7)
+    zips = sorted((a / "kenshin_xml").glob("*.zip"))
+    assert zips
+    for z in zips:
+        assert z.read_bytes() == (b / "kenshin_xml" / z.name).read_bytes(), z.name
+        with zipfile.ZipFile(z) as f:
+            fy = int(z.stem.split("_")[2][:4]) - 1  # the archive's date is 30 June after the year
+            assert {i.date_time for i in f.infolist()} == {(fy + 1, 6, 30, 0, 0, 0)}

@@ -330,6 +330,14 @@ def remove_archives(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+def _add_member(z: zipfile.ZipFile, name: str, text: str, fy: int) -> None:
+    """One archive member stamped with the archive's own date (30 June after the fiscal year), not
+    the time of writing, so the same seed gives byte-identical archives."""
+    info = zipfile.ZipInfo(name, date_time=(fy + 1, 6, 30, 0, 0, 0))
+    info.external_attr = 0o600 << 16  # what writestr gives a member named by a string
+    z.writestr(info, text, compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
+
+
 def write_kenshin_archives(tables: dict[str, pd.DataFrame], out: Path, seed: int = 2024) -> list[str]:
     """Write the demo kenshin as archives under ``out/kenshin_xml/`` plus the helper tables in
     ``out``; returns Japanese summary lines."""
@@ -349,10 +357,10 @@ def write_kenshin_archives(tables: dict[str, pd.DataFrame], out: Path, seed: int
         stem = f"{ORG}_{insurer}_{date}1_1"
         tmp = folder / f"{stem}.zip.tmp"
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-            z.writestr(f"{stem}/ix08_V08.xml", _index_xml(insurer, len(g), date))
-            z.writestr(f"{stem}/su08_V08.xml", _summary_xml(len(g)))
+            _add_member(z, f"{stem}/ix08_V08.xml", _index_xml(insurer, len(g), date), fy)
+            _add_member(z, f"{stem}/su08_V08.xml", _summary_xml(len(g)), fy)
             for name, xml in zip(g["name"], g["xml"]):  # file writing: one member per exam
-                z.writestr(f"{stem}/{name}", xml)
+                _add_member(z, f"{stem}/{name}", xml, fy)
         tmp.replace(folder / f"{stem}.zip")
         n_arch += 1
     n_ids = write_person_ids(tables, out)
