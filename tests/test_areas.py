@@ -209,3 +209,19 @@ def test_mask_on_categorical_and_missing_codes():
     assert areas.parse_code("17201").mask(s).tolist() == [True, False, False, False, True]
     assert areas.parse_code("00").mask(s).tolist() == [True] * 5
     assert areas.parse_code("17").mask(pd.Series([], dtype=str)).tolist() == []
+
+
+def test_has_districts_one_answer_for_every_notebook():
+    """areas.has_districts: a municipality (any code form) with a district code in the year asked;
+    an empty or missing code is no district; a prefecture never has districts (notebooks 02, 03)."""
+    py = pd.DataFrame({"fy": [2023, 2024, 2024, 2024, 2024],
+                       "muni_code": ["17201", "17201", "17202", "17202", "17203"],
+                       "district_code": ["01", "", "", None, "05"]})
+    assert areas.has_districts(py, "17201")            # every year: the 2023 row has "01"
+    assert areas.has_districts(py, "172014", 2023)     # 6-digit code with its check digit
+    assert not areas.has_districts(py, "17201", 2024)  # in 2024 only an empty code
+    assert not areas.has_districts(py, "17202")        # empty and missing codes
+    assert areas.has_districts(py, areas.parse_code("17203"), 2024)
+    assert not areas.has_districts(py, "17206")        # no rows at all
+    assert not areas.has_districts(py, "17")           # a prefecture, although 17201 has districts
+    assert not areas.has_districts(py.assign(fy=2025), "17201", 2024)
