@@ -225,3 +225,5 @@ def test_has_districts_one_answer_for_every_notebook():
     assert not areas.has_districts(py, "17206")        # no rows at all
     assert not areas.has_districts(py, "17")           # a prefecture, although 17201 has districts
     assert not areas.has_districts(py.assign(fy=2025), "17201", 2024)
+    cat = py.assign(district_code=py["district_code"].astype("category"))  # as in the cache
+    assert areas.has_districts(cat, "17201", 2023) and not areas.has_districts(cat, "17202")

@@ -222,7 +222,7 @@ def has_districts(person_year: pd.DataFrame, area, fy: int | None = None) -> boo
     if fy is not None:
         rows &= person_year["fy"].to_numpy() == int(fy)
     code = person_year.loc[rows, "district_code"]
-    return bool(code.fillna("").astype("str").ne("").any())
+    return bool((code.notna() & code.astype("str").ne("")).any())  # (any dtype, categorical too)
 
 
 def district_label_per_row(frame: pd.DataFrame, districts: pd.DataFrame | None) -> pd.Series:
