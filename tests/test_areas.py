@@ -227,3 +227,14 @@ def test_has_districts_one_answer_for_every_notebook():
     assert not areas.has_districts(py.assign(fy=2025), "17201", 2024)
     cat = py.assign(district_code=py["district_code"].astype("category"))  # as in the cache
     assert areas.has_districts(cat, "17201", 2023) and not areas.has_districts(cat, "17202")
+
+
+def test_district_label_per_row_master_name_else_code_else_unknown():
+    frame = pd.DataFrame({"muni_code": ["17201", "17201", "17201", "17201", "17202"],
+                          "district_code": ["01", "09", "", None, "01"]})
+    got = areas.district_label_per_row(frame, DISTRICTS).tolist()
+    assert got == ["中央", "09", "地区不明", "地区不明", "01"]  # 17202 has no 01 in the master
+    cat = frame.assign(district_code=frame["district_code"].astype("category"))
+    assert areas.district_label_per_row(cat, DISTRICTS).tolist() == got
+    # without a master the code is the name (it used to be 地区不明 for everybody)
+    assert areas.district_label_per_row(frame, None).tolist() == ["01", "09", "地区不明", "地区不明", "01"]

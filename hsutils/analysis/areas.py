@@ -228,14 +228,15 @@ def has_districts(person_year: pd.DataFrame, area, fy: int | None = None) -> boo
 def district_label_per_row(frame: pd.DataFrame, districts: pd.DataFrame | None) -> pd.Series:
     """District name for each row of a person-level frame (`muni_code`, `district_code`): the
     master's name, else the code, else "地区不明" when the row has no district."""
-    code = frame["district_code"].astype("str").fillna("")
-    names = pd.Series(UNKNOWN_DISTRICT, index=frame.index, dtype="str")
+    raw = frame["district_code"]
+    code = raw.astype("str").where(raw.notna(), "")  # a missing code is no district (not "nan")
+    names = code.where(code.ne(""), UNKNOWN_DISTRICT).astype("str")
     if districts is not None and len(districts):
         key = districts["muni_code"].astype(str) + ":" + districts["district_code"].astype(str)
         lookup = pd.Series(districts["name"].astype(str).to_numpy(), index=key.to_numpy())
         lookup = lookup[~lookup.index.duplicated()]
         mapped = (frame["muni_code"].astype("str") + ":" + code).map(lookup)
-        names = mapped.fillna(code.where(code.ne(""), UNKNOWN_DISTRICT)).astype("str")
+        names = mapped.fillna(names).astype("str")
     return names
 
 def is_prefecture(code) -> bool:
