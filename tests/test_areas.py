@@ -209,3 +209,32 @@ def test_mask_on_categorical_and_missing_codes():
     assert areas.parse_code("17201").mask(s).tolist() == [True, False, False, False, True]
     assert areas.parse_code("00").mask(s).tolist() == [True] * 5
     assert areas.parse_code("17").mask(pd.Series([], dtype=str)).tolist() == []
+
+
+def test_has_districts_one_answer_for_every_notebook():
+    """areas.has_districts: a municipality (any code form) with a district code in the year asked;
+    an empty or missing code is no district; a prefecture never has districts (notebooks 02, 03)."""
+    py = pd.DataFrame({"fy": [2023, 2024, 2024, 2024, 2024],
+                       "muni_code": ["17201", "17201", "17202", "17202", "17203"],
+                       "district_code": ["01", "", "", None, "05"]})
+    assert areas.has_districts(py, "17201")            # every year: the 2023 row has "01"
+    assert areas.has_districts(py, "172014", 2023)     # 6-digit code with its check digit
+    assert not areas.has_districts(py, "17201", 2024)  # in 2024 only an empty code
+    assert not areas.has_districts(py, "17202")        # empty and missing codes
+    assert areas.has_districts(py, areas.parse_code("17203"), 2024)
+    assert not areas.has_districts(py, "17206")        # no rows at all
+    assert not areas.has_districts(py, "17")           # a prefecture, although 17201 has districts
+    assert not areas.has_districts(py.assign(fy=2025), "17201", 2024)
+    cat = py.assign(district_code=py["district_code"].astype("category"))  # as in the cache
+    assert areas.has_districts(cat, "17201", 2023) and not areas.has_districts(cat, "17202")
+
+
+def test_district_label_per_row_master_name_else_code_else_unknown():
+    frame = pd.DataFrame({"muni_code": ["17201", "17201", "17201", "17201", "17202"],
+                          "district_code": ["01", "09", "", None, "01"]})
+    got = areas.district_label_per_row(frame, DISTRICTS).tolist()
+    assert got == ["中央", "09", "地区不明", "地区不明", "01"]  # 17202 has no 01 in the master
+    cat = frame.assign(district_code=frame["district_code"].astype("category"))
+    assert areas.district_label_per_row(cat, DISTRICTS).tolist() == got
+    # without a master the code is the name (it used to be 地区不明 for everybody)
+    assert areas.district_label_per_row(frame, None).tolist() == ["01", "09", "地区不明", "地区不明", "01"]

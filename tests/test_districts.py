@@ -14,6 +14,7 @@ import pytest
 
 matplotlib.use("Agg")
 
+from hsutils.analysis import areas
 from hsutils.publish import privacy
 from hsutils.patterns import districts  # noqa: E402
 
@@ -189,7 +190,7 @@ def test_district_table_suppression_hides_derived_values(prepared, kanazawa):
 # ---------------------------------------------------------------- municipality without districts
 
 def test_municipality_without_districts(prepared):
-    assert not districts.has_districts(prepared.districts, prepared.person_year, NANAO)
+    assert not areas.has_districts(prepared.person_year, NANAO)
     assert districts.district_list(prepared.districts, prepared.person_year, NANAO).empty
     msg = districts.no_districts_message(NANAO, "七尾市")
     assert "七尾市（17202）には地区のデータがありません" in msg

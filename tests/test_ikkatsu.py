@@ -388,6 +388,102 @@ def test_kaigo_district_rows_add_up_to_the_municipality_hand_built():
     shown = plan.shown("g").set_index(["area", "level"])["count"]
     assert shown[("東", "要介護3〜5")] == pv.SUPPRESSION_MARK and shown[("西", "要介護3〜5")] == pv.SUPPRESSION_MARK
     assert shown[("金沢市", "要介護3〜5")] == 25 and shown[("県", "要介護3〜5")] == 300 and plan.audit() == []
-    # districts that do not cover the municipality (a person without a district): nothing declared
+    # districts that do not cover the municipality are refused (kaigo_levels adds 地区不明, §9.1)
     k.loc[(k["area"] == "西") & (k["level"] == "認定なし"), "count"] = 59
-    assert ik.kaigo_district_relations("g", k, "金沢市", "県") == []
+    with pytest.raises(ValueError, match="地区不明"):
+        ik.kaigo_district_relations("g", k, "金沢市", "県")
+
+
+def _kaigo_persons(groups) -> pd.DataFrame:
+    """後期 persons aged 80 in fy 2024: (muni, district, kaigo level or None, how many)."""
+    rows = [(m, d, lvl) for m, d, lvl, n in groups for _ in range(n)]
+    py = _persons([(f"P{i:04d}", m, d, "後期", 80) for i, (m, d, _) in enumerate(rows)])
+    py["kaigo_certified"] = [lvl is not None for _, _, lvl in rows]
+    py["kaigo_level"] = pd.Series([lvl for _, _, lvl in rows], dtype="str")
+    return py
+
+
+def test_persons_without_a_district_make_a_remainder_row_hand_worked():
+    """docs/rules.md §9.1. 甲市 要介護3〜5: 東 5 + 西 20 + 地区不明 3 = 28. Without the 地区不明 row
+    (and with no relation, as before) 28 − 20 gives 東 + 地区不明 = 8; with it, 東 5 and 地区不明 3
+    are hidden (1–9) and their sum 8 < 10 hides the next smallest part, 西 20."""
+    py = _kaigo_persons([("17201", "01", None, 40), ("17201", "01", "要介護3", 5),
+                         ("17201", "02", None, 60), ("17201", "02", "要介護4", 20),
+                         ("17201", "", None, 12), ("17201", "", "要介護5", 3),
+                         ("17202", "", None, 50), ("17202", "", "要介護3", 10)])
+    k = ikkatsu.kaigo_levels(py, FY, "17201", "甲市", DISTRICTS, "県", grouped=True)
+    cnt = k.set_index(["area", "level"])["count"]
+    assert list(pd.unique(k["area"])) == ["甲市", "東", "西", "地区不明", "県"]
+    assert [cnt[(a, "要介護3〜5")] for a in ["甲市", "東", "西", "地区不明", "県"]] == [28, 5, 20, 3, 38]
+    assert [cnt[(a, "認定なし")] for a in ["甲市", "東", "西", "地区不明", "県"]] == [112, 40, 60, 12, 162]
+    plan = privacy.SuppressionPlan()
+    plan.add_table("g", k, ["count"], relations=ikkatsu.kaigo_district_relations("g", k, "甲市", "県"))
+    plan.solve()
+    shown = plan.shown("g").set_index(["area", "level"])["count"]
+    assert [shown[(a, "要介護3〜5")] for a in ["甲市", "東", "西", "地区不明", "県"]] == [28, MARK, MARK, MARK, 38]
+    assert [shown[(a, "認定なし")] for a in ["甲市", "東", "西", "地区不明", "県"]] == [112, 40, 60, 12, 162]
+    assert plan.audit() == []
+    # the old table (no 地区不明 row, no relation) published 西 20 next to 甲市 28: the audit, given
+    # the true relation with the unpublished remainder, finds the hidden sum 東 + 地区不明 = 8
+    old = k[k["area"] != "地区不明"].reset_index(drop=True)
+    old_shown = old.assign(count=old["count"].where(old["count"] >= 10))
+    row = {a: i for i, a in enumerate(old["area"] + "|" + old["level"])}
+    rel = [(("old", row["甲市|要介護3〜5"], "count"),
+            [("old", row["東|要介護3〜5"], "count"), ("old", row["西|要介護3〜5"], "count"), ("rest", 0, "count")])]
+    found = privacy.audit_recoverable({"old": old_shown, "rest": pd.DataFrame({"count": [np.nan]})}, rel)
+    assert len(found) == 1 and "合計 8" in found[0]
+
+
+def test_no_remainder_row_when_everyone_has_a_district_or_nobody_has_one():
+    """§9.1: the 地区不明 row appears only when some persons lack a district; a municipality whose
+    persons have no district code gets no district rows, and without a master neither (03's
+    ungrouped table)."""
+    py = _kaigo_persons([("17201", "01", None, 15), ("17201", "02", "要介護1", 12), ("17201", "03", None, 11),
+                         ("17202", "", None, 30)])
+    k = ikkatsu.kaigo_levels(py, FY, "17201", "甲市", DISTRICTS, "県")
+    assert list(pd.unique(k["area"])) == ["甲市", "東", "西", "03", "県"]  # 03: a code only in the data
+    assert ikkatsu.kaigo_district_relations("k", k, "甲市", "県")  # adds up: declared
+    assert list(pd.unique(ikkatsu.kaigo_levels(py, FY, "17202", "乙町", DISTRICTS, "県")["area"])) == ["乙町", "県"]
+    assert list(pd.unique(ikkatsu.kaigo_levels(py, FY, "17201", "甲市", None, "県")["area"])) == ["甲市", "県"]
+
+
+def test_criteria_table_has_a_remainder_row_for_persons_without_a_district():
+    """docs/rules.md §9.1. 甲市 後期 26 = 東 12 + 西 10 + 地区不明 4. Without the 地区不明 row the
+    three denominators were all shown and 26 − 12 − 10 gave the 4 persons without a district; with
+    it, 地区不明 4 is hidden and so is the next smallest district, 西 10."""
+    rows, oral = [], []
+    for district, n, n_oral, age in (("01", 12, 5, 80), ("02", 10, 1, 82), ("", 4, 2, 83)):
+        rows += [(f"{district or 'Z'}{i:03d}", "17201", district, "後期", age) for i in range(n)]
+        oral += [i < n_oral for i in range(n)]
+    rows += [(f"C{i:03d}", "17202", "", "後期", 81) for i in range(30)]
+    oral += [i < 4 for i in range(30)]
+    py = _persons(rows)
+    flags = pd.DataFrame(False, index=py.index, columns=list(ikkatsu.CRITERIA_IDS) + [ikkatsu.ANY_ID])
+    flags["ik_oral"] = flags[ikkatsu.ANY_ID] = oral
+    t = ikkatsu.criteria_table(ikkatsu.criteria_strata(py, flags), MUNIS, DISTRICTS, "17201", FY,
+                               reference_label="石川県")
+    o = t[t["criterion_id"] == "ik_oral"]
+    assert list(o["area"]) == ["甲市", "東", "西", "地区不明", "石川県"]
+    assert list(o["area_code"]) == ["17201", "17201:01", "17201:02", "17201:", "reference"]
+    assert list(o["count"]) == [8, 5, 1, 2, 12] and list(o["denominator"]) == [26, 12, 10, 4, 56]
+    assert o["rate"].iloc[3] == pytest.approx(50.0)  # 2 / 4
+    shown = ikkatsu.suppress_area_table(t, threshold=10)
+    so = shown[shown["criterion_id"] == "ik_oral"]
+    assert list(so["denominator"]) == [26, 12, MARK, MARK, 56]
+    assert list(so["count"]) == [MARK, MARK, MARK, MARK, 12]
+    # the published table, under the true relation 甲市 = 東 + 西 + 地区不明, gives nothing back
+    rel = [(("t", 0, c), [("t", 1, c), ("t", 2, c), ("t", 3, c)]) for c in ("count", "denominator")]
+    assert privacy.audit_recoverable({"t": so.reset_index(drop=True)}, rel) == []
+
+
+def test_district_frailty_keeps_the_persons_without_a_district():
+    py = _questionnaire_persons()
+    py.loc[py["person_id"] == "P3", "district_code"] = ""
+    d = ikkatsu.district_frailty(py, FY, "17201", DISTRICTS, ["口腔機能", "運動・転倒"])
+    oral = d[d["item_id"] == "口腔機能"]
+    assert list(oral["area"]) == ["東", "西", "地区不明", "市町村全体"]
+    assert oral["area_code"].iloc[2] == "17201:"
+    parts, total = oral.iloc[:3], oral.iloc[3]
+    assert parts["respondents"].sum() == total["respondents"] and parts["count"].sum() == total["count"]
+    shown = ikkatsu.suppress_district_frailty(d, threshold=1)
+    assert "地区不明" not in set(ikkatsu.top_districts(shown)["area"])  # not a place for a 通いの場

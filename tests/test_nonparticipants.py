@@ -237,3 +237,17 @@ def test_committee_tables_hold_no_person_ids_and_the_lists_do():
         privacy.assert_no_person_ids(table, ids)  # raises when an id appears
     assert set(npt.reminder_list(f)["被保険者番号"]) | set(npt.data_receipt_list(f)["被保険者番号"]) <= set(ids)
     assert len(npt.data_receipt_list(f)) == 3  # the three treated non-participants
+
+
+def test_area_rows_follow_the_one_area_model():
+    """`_in_area` asks `hsutils.analysis.areas` (issue 14): a prefecture in every code form is the
+    whole prefecture (the 6-digit "170003" used to select nothing), a municipality may carry its
+    check digit, a list is a reference area's members, None is everything."""
+    from hsutils.patterns.nonparticipants import _in_area
+
+    py = pd.DataFrame({"muni_code": ["17201", "17202", "17201", "18201"]})
+    assert _in_area(py, "17").tolist() == [True, True, True, False]
+    assert _in_area(py, "170003").tolist() == [True, True, True, False]
+    assert _in_area(py, "172014").tolist() == [True, False, True, False]
+    assert _in_area(py, ["17202", "18201"]).tolist() == [False, True, False, True]
+    assert _in_area(py, None).tolist() == [True] * 4

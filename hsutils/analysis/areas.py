@@ -27,17 +27,19 @@ Codes are str: prefecture 2 digits, medical area 4 characters, municipality 5 di
 from __future__ import annotations
 
 import dataclasses
-import unicodedata
 
 import numpy as np
 import pandas as pd
 
 from hsutils import stats
-from hsutils.core.codes import check_digit, normalize_muni_code
+from hsutils.core.codes import check_digit, code_text, normalize_muni_code
 from hsutils.core.errors import ParameterError
 from hsutils.inputs.regions import LEVEL_LABELS, NATIONAL_CODE, NATIONAL_NAME, PREF_NAME_BY_CODE
 
 PREF, MEDICAL_AREA, MUNI, DISTRICT, NATIONAL = "pref", "medical_area", "muni", "district", "national"
+#: The row of the persons of a municipality without a (known) district: with it the district rows
+#: add up to the municipality (docs/rules.md §9.1).
+UNKNOWN_DISTRICT = "地区不明"
 
 # reference_area parameter values (parameters/defaults.yaml) → what they compare with
 REFERENCE_CHOICES = {"pref": "県", "medical_area": "二次医療圏", "national": "全国", "similar": "同規模"}
@@ -119,11 +121,6 @@ class Area:
         return strata[self.mask(strata["muni_code"], master)]
 
 
-def _digits(value) -> str:
-    s = unicodedata.normalize("NFKC", str(value)).strip()
-    return s[:-2] if s.endswith(".0") else s
-
-
 def _pref_area(code2: str) -> Area:
     if code2 not in PREF_NAME_BY_CODE:
         raise ParameterError(f"都道府県コード「{code2}」は 01〜47 ではありません（例: 石川県 = 17）。")
@@ -140,7 +137,7 @@ def parse_code(value, master: pd.DataFrame | None = None) -> Area:
     if value is None or isinstance(value, bool):
         raise ParameterError(f"地域コード {value!r} を読めません。都道府県（17）、市町村（17201）、"
                              "二次医療圏（1702）または地区（17201:03）のコードを指定してください。")
-    s = _digits(value)
+    s = code_text(value)
     if ":" in s:
         muni, _, district = s.partition(":")
         parent = parse_code(muni, master)
@@ -212,17 +209,34 @@ def district_names(districts: pd.DataFrame | None, muni_code: str) -> dict[str, 
     return dict(zip(d["district_code"].astype("str"), d["name"].astype("str")))
 
 
+def has_districts(person_year: pd.DataFrame, area, fy: int | None = None) -> bool:
+    """True when `area` is a municipality (any code form, `parse_code`) and at least one of its
+    person_year rows (of fiscal year `fy`; every year when None) has a district code. The one
+    answer to "can this area be analysed by district?" (notebooks 02 and 03, docs/design.md §3):
+    an empty or missing code is no district (as in the district strata, `aggregate.rollup`);
+    a prefecture or 二次医療圏 never has districts."""
+    a = area if isinstance(area, Area) else parse_code(area)
+    if not a.is_municipality:
+        return False
+    rows = a.mask(person_year["muni_code"])
+    if fy is not None:
+        rows &= person_year["fy"].to_numpy() == int(fy)
+    code = person_year.loc[rows, "district_code"]
+    return bool((code.notna() & code.astype("str").ne("")).any())  # (any dtype, categorical too)
+
+
 def district_label_per_row(frame: pd.DataFrame, districts: pd.DataFrame | None) -> pd.Series:
     """District name for each row of a person-level frame (`muni_code`, `district_code`): the
     master's name, else the code, else "地区不明" when the row has no district."""
-    code = frame["district_code"].astype("str").fillna("")
-    names = pd.Series("地区不明", index=frame.index, dtype="str")
+    raw = frame["district_code"]
+    code = raw.astype("str").where(raw.notna(), "")  # a missing code is no district (not "nan")
+    names = code.where(code.ne(""), UNKNOWN_DISTRICT).astype("str")
     if districts is not None and len(districts):
         key = districts["muni_code"].astype(str) + ":" + districts["district_code"].astype(str)
         lookup = pd.Series(districts["name"].astype(str).to_numpy(), index=key.to_numpy())
         lookup = lookup[~lookup.index.duplicated()]
         mapped = (frame["muni_code"].astype("str") + ":" + code).map(lookup)
-        names = mapped.fillna(code.where(code.ne(""), "地区不明")).astype("str")
+        names = mapped.fillna(names).astype("str")
     return names
 
 def is_prefecture(code) -> bool:

@@ -13,6 +13,14 @@ import pandas as pd
 _WEIGHTS = np.array([6, 5, 4, 3, 2])
 
 
+def code_text(value) -> str:
+    """The text of a code as typed or exported from a spreadsheet: full-width digits made
+    half-width (NFKC), spaces trimmed, and the ".0" a float column adds dropped (17201.0 -> "17201").
+    The first step of every code parser (市町村コード, 保険者番号, `hsutils.analysis.areas.parse_code`)."""
+    s = unicodedata.normalize("NFKC", str(value)).strip()
+    return s[:-2] if s.endswith(".0") else s
+
+
 def check_digit(code5: str) -> int:
     """Check digit of a 5-digit 全国地方公共団体コード (e.g. '17201' -> 4)."""
     digits = np.array([int(c) for c in code5])
@@ -25,9 +33,7 @@ def normalize_muni_code(value) -> str:
     A 6-digit code must carry a valid check digit; a 4-digit number is read as a code whose
     leading zero was lost (e.g. 1100 -> '01100'). Raises ValueError with a Japanese message.
     """
-    s = unicodedata.normalize("NFKC", str(value)).strip()
-    if s.endswith(".0"):
-        s = s[:-2]
+    s = code_text(value)
     if not s.isdigit():
         raise ValueError(f"市町村コード「{value}」は数字ではありません（5桁または検査数字付き6桁が必要）")
     if len(s) == 4:
@@ -92,9 +98,7 @@ def normalize_insurer_number(value) -> str:
     (北海道 01...). Raises ValueError with a Japanese message. The 保険者番号 of a 市町村国保 is not
     the 市町村コード: it must be looked up in a table (see hsutils.inputs.regions.insurer_to_muni).
     """
-    s = unicodedata.normalize("NFKC", str(value)).strip()
-    if s.endswith(".0"):
-        s = s[:-2]
+    s = code_text(value)
     if not s.isdigit():
         raise ValueError(f"保険者番号「{value}」は数字ではありません（国保は6桁）")
     if len(s) == 5:

@@ -70,6 +70,7 @@ import pandas as pd
 import pyarrow as pa
 from lxml import etree
 
+from hsutils.core import files
 from hsutils.inputs import io as _io, person_keys
 from hsutils.core.errors import DataError
 from hsutils.core.schema import TABLES
@@ -1375,11 +1376,7 @@ def _sources_hash(folder: Path, extra: list[Path], known_munis) -> str:
 
 
 def _file_digest(p: Path) -> bytes:
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.digest()
+    return bytes.fromhex(files.sha256_file(p))  # the one file hash (hsutils.core.files)
 
 
 def read_folder_cached(folder, enrollment: pd.DataFrame | None, enrollment_file: Path | None = None,

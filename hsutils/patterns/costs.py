@@ -521,26 +521,17 @@ def hide_complements(df: pd.DataFrame, group_cols, count_col: str, value_cols, t
     out = df.copy()
     sel = np.ones(len(out), bool) if parts is None else np.asarray(parts, bool)
     n = pd.to_numeric(out[count_col], errors="coerce").fillna(0).to_numpy(float)
-    small = sel & (n > 0) & (n < threshold)
+    small = sel & np.asarray(privacy.is_small(n, threshold), dtype=bool)
     if not small.any():
         return out
+    # the one secondary-suppression engine (privacy.suppress_groups: the group's total is shown elsewhere)
+    hidden = np.zeros(len(out), dtype=bool)
+    hidden[sel] = privacy.suppress_groups(out.loc[sel].assign(**{count_col: n[sel]}), count_col, list(group_cols),
+                                          threshold=threshold)
+    extra = hidden & ~small
     cols = list(value_cols)
     out[cols] = out[cols].astype(object)
-    keys = (out[list(group_cols)].astype(str).agg("|".join, axis=1).to_numpy() if len(group_cols)
-            else np.full(len(out), ""))
-    for key in np.unique(keys[small]):  # only groups with a hidden part (a few)
-        rows = np.flatnonzero((keys == key) & sel)
-        hidden = set(rows[small[rows]].tolist())
-        total = n[list(hidden)].sum()
-        for r in rows[np.argsort(n[rows], kind="stable")]:
-            if total >= threshold:
-                break
-            if r in hidden or n[r] == 0:
-                continue
-            hidden.add(r)
-            total += n[r]
-        extra = [r for r in hidden if not small[r]]
-        out.loc[out.index[extra], cols] = privacy.SUPPRESSION_MARK
+    out.loc[out.index[extra], cols] = privacy.SUPPRESSION_MARK
     return out
 
 

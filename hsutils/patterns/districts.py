@@ -30,7 +30,7 @@ import pandas as pd
 from hsutils import stats
 from hsutils.core import vocab
 from hsutils.rules import programs
-from hsutils.analysis import indicators
+from hsutils.analysis import areas, indicators
 from hsutils.publish import privacy
 from hsutils.core.errors import DataError
 
@@ -66,7 +66,7 @@ EXTRA_COLUMNS = ["period", "muni_rate", "judgement", "polarity", "method", "conf
 _DERIVED = ["crude_rate", "crude_lower", "crude_upper", "adj_rate", "adj_lower", "adj_upper",
             "sr", "sr_lower", "sr_upper", "comparison", "judgement"]
 
-UNKNOWN_DISTRICT = "地区不明"
+UNKNOWN_DISTRICT = areas.UNKNOWN_DISTRICT
 TOTAL_LABEL = "市全体"
 
 #: Program target counts per district: column -> (Japanese label, definition with DOMAIN section).
@@ -127,11 +127,6 @@ def district_list(districts: pd.DataFrame, person_year: pd.DataFrame, muni_code:
     # keep districts with people in the data (a master row without anybody is not a district to analyse)
     out = out[out["district_code"].isin(in_data)]
     return out.sort_values("district_code").reset_index(drop=True)
-
-
-def has_districts(districts: pd.DataFrame, person_year: pd.DataFrame, muni_code: str) -> bool:
-    """True when at least one person of the municipality has a district code (docs/design.md §3)."""
-    return len(district_list(districts, person_year, muni_code)) > 0
 
 
 def no_districts_message(muni_code: str, muni_name: str) -> str:
@@ -301,10 +296,13 @@ def _muni_rows(person_year: pd.DataFrame, muni_code: str, fy: int) -> pd.DataFra
 
 
 def _district_key(rows: pd.DataFrame, dlist: pd.DataFrame) -> pd.Series:
-    """District name per row; people without a district → 地区不明 (so totals re-add)."""
-    names = _district_names(dlist)
-    code = rows["district_code"].astype(str)
-    return code.map(names).fillna(UNKNOWN_DISTRICT).where(code != "", UNKNOWN_DISTRICT)
+    """District name per row (`areas.district_label_per_row` with the names of `dlist`); people
+    without a district → 地区不明 (so totals re-add)."""
+    muni = rows["muni_code"].astype("str")
+    master = pd.DataFrame({"muni_code": muni.iloc[0] if len(muni) else "",
+                           "district_code": dlist["district_code"].astype("str"),
+                           "name": dlist["district_name"].astype("str")})
+    return areas.district_label_per_row(rows, master)
 
 
 def population_by_district(person_year: pd.DataFrame, dlist: pd.DataFrame, muni_code: str, fy: int,

@@ -159,15 +159,6 @@ def in_area(py: pd.DataFrame, muni_code: str) -> np.ndarray:
     return areas.parse_code(muni_code).mask(py["muni_code"])
 
 
-def has_districts(person_year: pd.DataFrame, fy: int, muni_code: str) -> bool:
-    """True when the area is a municipality and someone of it has a district code in `fy`."""
-    if not areas.parse_code(muni_code).is_municipality:
-        return False
-    py = rows_of_fy(person_year, fy)
-    d = py.loc[in_area(py, muni_code), "district_code"].fillna("").astype("str")
-    return bool((d != "").any())
-
-
 def kouki_pyramid(person_year: pd.DataFrame, fy: int, muni_code: str) -> pd.DataFrame:
     """後期高齢者 (75+) by age band × sex: `age_band, sex, count` (docs/design.md §5 bands 75–79 … 90+)."""
     py = rows_of_fy(person_year, fy)
@@ -179,13 +170,20 @@ def kouki_pyramid(person_year: pd.DataFrame, fy: int, muni_code: str) -> pd.Data
     return out
 
 
+def unknown_district_code(muni_code: str) -> str:
+    """area_code of the 地区不明 row of a municipality: "<muni_code>:" (an empty district code, as
+    the data has it; docs/rules.md §9.1)."""
+    return f"{muni_code}:"
+
+
 def area_labels(municipalities: pd.DataFrame, districts: pd.DataFrame | None, muni_code: str,
                 reference_label: str) -> dict[str, str]:
-    """area_code -> display name for the municipality, its districts and the reference."""
+    """area_code -> display name for the municipality, its districts (地区不明 included) and the reference."""
     m = municipalities.drop_duplicates("muni_code").set_index("muni_code")["name"].astype("str")
     out = {str(k): v for k, v in m.items()}
     for code, name in areas.district_names(districts, muni_code).items():
         out[f"{muni_code}:{code}"] = name
+    out[unknown_district_code(muni_code)] = areas.UNKNOWN_DISTRICT
     out["reference"] = reference_label
     return out
 
@@ -213,7 +211,9 @@ def kaigo_levels(person_year: pd.DataFrame, fy: int, muni_code: str, muni_label:
     """後期高齢者 75+ by 介護認定 level (認定なし, 要支援1 … 要介護5) for the municipality, its
     districts and the reference area: `area, level, count` (for `plots.stacked_bars`).
     `grouped`: 認定なし / 要支援1・2 / 要介護1・2 / 要介護3〜5 (`KAIGO_GROUPS`), so that small
-    districts keep visible segments."""
+    districts keep visible segments. With `districts` (the 地区マスタ) the district rows add up to
+    the municipality: districts of the master, then codes found only in the data (named by their
+    code), then 地区不明 for the persons without a district when there are any (docs/rules.md §9.1)."""
     py = rows_of_fy(person_year, fy)
     py = py[indicators.kouki(py)]
     certified = py["kaigo_certified"].fillna(False).to_numpy(dtype=bool)
@@ -228,8 +228,16 @@ def kaigo_levels(person_year: pd.DataFrame, fy: int, muni_code: str, muni_label:
         here = py[in_area(py, muni_code)]
         groups.append((muni_label, here.index))
         dcode = here["district_code"].fillna("").astype("str").to_numpy()
-        for code, name in areas.district_names(districts, muni_code).items():  # a handful of districts
-            groups.append((name, here.index[dcode == code]))
+        names = {}
+        # no district rows without a 地区マスタ (the caller's choice) or when nobody has a district
+        if districts is not None and areas.has_districts(here, muni_code):
+            names = areas.district_names(districts, muni_code)
+            names.update({c: c for c in sorted(set(dcode) - set(names) - {""})})
+            names[""] = areas.UNKNOWN_DISTRICT
+        for code, name in names.items():  # a handful of districts
+            rows = here.index[dcode == code]
+            if code or len(rows):  # 地区不明 only when someone has no district
+                groups.append((name, rows))
     groups.append((reference_label, ref.index))
     parts = [pd.DataFrame({"area": label, "level": order,
                            "count": level.loc[idx].value_counts().reindex(order, fill_value=0).to_numpy(dtype="int64")})
@@ -255,15 +263,17 @@ def kaigo_relations(overview_table: str = "kouki_overview", grouped_table: str |
 
 def kaigo_district_relations(table_name: str, kaigo: pd.DataFrame, muni_label: str, reference_label: str) -> list:
     """Within a `kaigo_levels` table (one saved as `table_name`): per level, the municipality's row
-    = Σ its district rows (docs/rules.md §9), so that a district hidden in the chart cannot be
-    read off as the municipality minus the other districts. Declared only when the districts
-    cover every person of the municipality (else the rows do not add up: nothing is declared)."""
+    = Σ its district rows including 地区不明 (docs/rules.md §9.1), so that a district hidden in the
+    chart cannot be read off as the municipality minus the other districts (nor the persons
+    without a district as the municipality minus every district). The rows must add up
+    (`kaigo_levels` adds the 地区不明 row): a table whose districts do not is refused."""
     dist = [a for a in pd.unique(kaigo["area"]) if a not in (muni_label, reference_label)]
     if not dist or muni_label not in set(kaigo["area"]):
         return []
     piv = kaigo.pivot_table(index="level", columns="area", values="count", aggfunc="sum")
     if not (piv[dist].sum(axis=1) == piv[muni_label]).all():
-        return []
+        raise ValueError(f"{table_name}: the district rows do not add up to {muni_label}; "
+                         f"build the table with kaigo_levels (it adds the {areas.UNKNOWN_DISTRICT} row)")
     return [privacy.Link(table_name, "count", on=("level",), rows={"area": dist}, other_rows={"area": muni_label})]
 
 
@@ -326,10 +336,17 @@ def _area_rows(strata: pd.DataFrame, municipalities: pd.DataFrame, districts: pd
         t = indicators.indicator_table(here, "muni", **kw)
         t["area_level"] = LEVEL_MUNI
         parts.append(t)
-        if not prefecture and (here["district_code"] != "").any():
+        dcode = here["district_code"].astype("str").to_numpy()
+        if not prefecture and (dcode != "").any():
             t = indicators.indicator_table(here, "district", **kw)
             t["area_level"] = LEVEL_DISTRICT
             parts.append(t)
+            rest = here[dcode == ""]
+            if rest["denominator"].sum() > 0:  # 地区不明: the district rows add up (docs/rules.md §9.1)
+                t = indicators.indicator_table(rest, "muni", **kw)
+                t["area_code"] = unknown_district_code(muni_code)
+                t["area_level"] = LEVEL_DISTRICT
+                parts.append(t)
     # the reference itself (its 標準化比 is 1 by construction: shown empty)
     r = stats.proportion_grouped(ref, ["indicator_id"], "numerator", "denominator", conf, multiplier=100)
     r = r.rename(columns={"value": "crude_rate", "lower": "crude_lower", "upper": "crude_upper"})
@@ -341,7 +358,8 @@ def _area_rows(strata: pd.DataFrame, municipalities: pd.DataFrame, districts: pd
     out = pd.DataFrame({
         "criterion_id": t["indicator_id"].astype("str"),
         "criterion_name": t["indicator_id"].map(dict(names)).astype("str"),
-        "area": t["area_code"].map(labels).fillna(t["area_code"]).astype("str"),
+        # a district code missing from the 地区マスタ is named by its code (as in `kaigo_levels`)
+        "area": t["area_code"].map(labels).fillna(t["area_code"].str.rsplit(":", n=1).str[-1]).astype("str"),
         "count": t["numerator"].astype("int64"),
         "denominator": t["denominator"].astype("int64"),
         "rate": t["crude_rate"], "sr": t.get("sr"), "sr_lower": t.get("sr_lower"),
@@ -355,8 +373,9 @@ def _area_rows(strata: pd.DataFrame, municipalities: pd.DataFrame, districts: pd
     out["comparison"] = out["comparison"].astype(object).where(out["area_level"] != LEVEL_REFERENCE, "（基準）")
     order_id = {cid: i for i, cid in enumerate(ids)}
     order_level = {LEVEL_MUNI: 0, LEVEL_DISTRICT: 1, LEVEL_REFERENCE: 2}
-    out = out.assign(_i=out["criterion_id"].map(order_id), _l=out["area_level"].map(order_level))
-    out = out.sort_values(["_i", "_l", "area_code"], kind="stable").drop(columns=["_i", "_l"])
+    out = out.assign(_i=out["criterion_id"].map(order_id), _l=out["area_level"].map(order_level),
+                     _u=out["area_code"].str.endswith(":"))  # 地区不明 after the districts
+    out = out.sort_values(["_i", "_l", "_u", "area_code"], kind="stable").drop(columns=["_i", "_l", "_u"])
     return out.reset_index(drop=True)
 
 
@@ -720,8 +739,7 @@ def district_frailty(person_year: pd.DataFrame, fy: int, muni_code: str,
     answered, risk = questionnaire_risk(py)
     domains = [x for x in domains if x in answered.columns]
     answered, risk = answered[domains], risk[domains]
-    by_d = _group_counts(answered, risk, d)
-    by_d = by_d[by_d["area_code"] != ""]
+    by_d = _group_counts(answered, risk, d)  # "" = 地区不明: the districts add up (docs/rules.md §9.1)
     by_d["area_level"] = LEVEL_DISTRICT
     tot = pd.DataFrame({"area_code": str(muni_code), "item_id": domains,
                         "respondents": answered.sum().to_numpy(dtype="int64"),
@@ -735,7 +753,7 @@ def district_frailty(person_year: pd.DataFrame, fy: int, muni_code: str,
     out["comparison"] = stats.compare_to_benchmark(out["rate_lower"].to_numpy(), out["rate_upper"].to_numpy(),
                                                    out["muni_rate"].to_numpy())
     out["comparison"] = out["comparison"].astype(object).where(out["area_level"] == LEVEL_DISTRICT, "（基準）")
-    names = areas.district_names(districts, muni_code)
+    names = {**areas.district_names(districts, muni_code), "": areas.UNKNOWN_DISTRICT}
     out["area"] = out["area_code"].map(names).fillna(out["area_code"])
     out.loc[out["area_level"] == LEVEL_MUNI, "area"] = "市町村全体"
     out["area_code"] = np.where(out["area_level"] == LEVEL_DISTRICT, str(muni_code) + ":" + out["area_code"],
@@ -743,8 +761,9 @@ def district_frailty(person_year: pd.DataFrame, fy: int, muni_code: str,
     out["respondents"] = out["respondents"].astype("int64")
     out["count"] = out["count"].astype("int64")
     order = {dom: i for i, dom in enumerate(domains)}
-    out = out.assign(_o=out["item_id"].map(order), _l=(out["area_level"] == LEVEL_MUNI).astype(int))
-    out = out.sort_values(["_o", "_l", "area_code"]).drop(columns=["_o", "_l"]).reset_index(drop=True)
+    out = out.assign(_o=out["item_id"].map(order), _l=(out["area_level"] == LEVEL_MUNI).astype(int),
+                     _u=out["area_code"].str.endswith(":"))  # 地区不明 after the districts
+    out = out.sort_values(["_o", "_l", "_u", "area_code"]).drop(columns=["_o", "_l", "_u"]).reset_index(drop=True)
     return out[["item_id", "area_level", "area_code", "area", "respondents", "count", "rate", "rate_lower",
                 "rate_upper", "muni_rate", "comparison"]]
 
@@ -758,9 +777,10 @@ def suppress_district_frailty(table: pd.DataFrame, threshold: int = privacy.DEFA
 
 
 def top_districts(table_shown: pd.DataFrame, n: int = 3) -> pd.DataFrame:
-    """Per domain, the districts with the highest shown rates (suppressed rows left out):
-    `item_id, area, rate, comparison` — for the 読み取りのポイント."""
-    d = table_shown[table_shown["area_level"] == LEVEL_DISTRICT]
+    """Per domain, the districts with the highest shown rates (suppressed rows and 地区不明, which is
+    no place to start a 通いの場, left out): `item_id, area, rate, comparison` — for the 読み取りのポイント."""
+    d = table_shown[(table_shown["area_level"] == LEVEL_DISTRICT)
+                    & ~table_shown["area_code"].astype("str").str.endswith(":")]
     d = d[pd.to_numeric(d["rate"], errors="coerce").notna()]
     d = d.assign(rate=pd.to_numeric(d["rate"]))
     order = {dom: i for i, dom in enumerate(pd.unique(table_shown["item_id"]))}

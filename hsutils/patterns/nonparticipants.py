@@ -100,10 +100,9 @@ def _in_area(py: pd.DataFrame, area_code) -> np.ndarray:
     `member_munis`) or of the whole data (None, or a prefecture code)."""
     if isinstance(area_code, (list, tuple, set)):
         return py["muni_code"].astype("str").isin([str(c)[:5] for c in area_code]).to_numpy()
-    code = "" if area_code is None else str(area_code)
-    if len(code) <= 2 or code.endswith("000"):
+    if area_code is None:
         return np.ones(len(py), dtype=bool)
-    return py["muni_code"].astype("str").to_numpy() == code[:5]
+    return areas.parse_code(area_code).mask(py["muni_code"])  # the one area model (any code form)
 
 
 def _history(py: pd.DataFrame, fy: int, years: int) -> pd.DataFrame:
@@ -325,7 +324,8 @@ def whatif_relations() -> list:
 def whatif_summary(table: pd.DataFrame, area_code: str, shares: dict[str, float], target_rate: float,
                    threshold: int = privacy.DEFAULT_THRESHOLD) -> str:
     """Japanese text for the area: current rate, persons needed for the target, the what-if."""
-    key = TOTAL if area_code is None or len(str(area_code)) <= 2 or str(area_code).endswith("000") else str(area_code)
+    area = None if area_code is None else areas.parse_code(area_code)
+    key = TOTAL if area is None or not area.is_municipality else area.code
     row = table[table["area_code"] == key]
     if row.empty:
         return "対象者がいません。"
