@@ -15,6 +15,10 @@ import pandas as pd
 #: 治療中断 defaults (docs/rules.md §5.4, §6.1-7): claims in the look-back, none in the last window.
 DEFAULT_LOOKBACK_MONTHS = 36
 DEFAULT_WINDOW_MONTHS = 6
+#: A flag that needs claims before the fiscal year, in a year whose claims start too late
+#: (docs/hotei.md §7.4): the words every table, chart and footer shows instead of a number.
+UNDETERMINABLE = "判定不能"
+UNDETERMINABLE_REASON = "前年度のレセプトなし"
 
 
 def month_index(ym) -> np.ndarray | int:
