@@ -21,7 +21,6 @@ from hsutils.rules.programs import (
     nephropathy_flags,
     nephropathy_flow,
     new_dialysis_determinable,
-    new_dialysis_undeterminable_years,
     polypharmacy_flags,
     treatment_status,
 )
@@ -237,9 +236,6 @@ def test_new_dialysis_of_a_partition_uses_the_datas_first_month():
     # the data hold April 2023 and this municipality has no dialysis claim of `ongoing` then: new
     assert (bool(out["first"]), bool(out["ongoing"]), bool(out["recent"])) == (True, True, False)
     assert new_dialysis_determinable(None, [FY]).to_dict() == {FY: False}  # no claims: no year can be judged
-    assert new_dialysis_undeterminable_years(claims_history(_dialysis_claims(202305), [2023, FY]), [2023, FY]) == [
-        2023, FY]
-    assert new_dialysis_undeterminable_years(claims_history(_dialysis_claims(202304), [2023, FY]), [FY]) == []
 
 
 # --------------------------------------------------------------------------------- treatment_status

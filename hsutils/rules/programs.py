@@ -183,15 +183,6 @@ def new_dialysis_determinable(claims, fiscal_years: Iterable[int]) -> pd.Series:
                      index=pd.Index(h["fy"].astype("int64"), name="fy"), name="new_dialysis_determinable")
 
 
-def new_dialysis_undeterminable_years(claims_history_frame: pd.DataFrame, fiscal_years: Iterable[int]) -> list[int]:
-    """The years of `fiscal_years` whose `new_dialysis` is unknown (docs/hotei.md §7.4), from a
-    `claims_history` frame (months before each fy); years the frame does not list are not reported."""
-    h = claims_history_frame
-    short = h.loc[h["months_before_fy"].to_numpy() < NEW_DIALYSIS_FREE_MONTHS, "fy"].astype(int)
-    wanted = {int(f) for f in fiscal_years}
-    return sorted(f for f in short if f in wanted)
-
-
 def _new_dialysis(cl: _Claims, upto: pd.DataFrame, fy: int) -> np.ndarray:
     """Bool over pcodes: first dialysis month in `fy` has no dialysis claim in the
     `NEW_DIALYSIS_FREE_MONTHS` months before it (whether the year can be judged at all is
