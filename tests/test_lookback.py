@@ -90,6 +90,12 @@ def test_check_reports_months_of_history(tmp_path):
     text = io.check_folder(d)
     assert "2022年度 24か月（年度前 12か月）、2023年度 36か月（年度前 24か月）" in text
     assert "全年度を 24か月でそろえて判定します" in text
+    # 2022 has 12 months before it, 2023 24: new dialysis can be judged in both (docs/hotei.md §7.4)
+    assert "新規人工透析" not in text
+    c = _claims([("1", 202105, True), ("2", 202304, False)])  # 11 months before 2022
+    c.to_csv(d / "claims_monthly.csv", index=False)
+    assert ("注意: 2022年度は年度開始前のレセプトが12か月未満のため、新規人工透析は判定不能（前年度のレセプトなし）とします"
+            in io.check_folder(d))
 
 
 def test_single_year_extraction_keeps_the_window_of_its_own_year(claims):

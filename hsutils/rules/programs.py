@@ -30,8 +30,8 @@ import pandas as pd
 
 from hsutils.core import vocab
 from hsutils.inputs.lookback import (  # noqa: F401  (re-exported: programs.fy_end_ym, programs.claims_history …)
-    DEFAULT_LOOKBACK_MONTHS, DEFAULT_WINDOW_MONTHS, UNDETERMINABLE, UNDETERMINABLE_REASON, allowed_lookback,
-    claims_history, fy_end_ym, fy_start_ym, lookback_note, month_index)
+    DEFAULT_LOOKBACK_MONTHS, DEFAULT_WINDOW_MONTHS, NEW_DIALYSIS_FREE_MONTHS, UNDETERMINABLE, UNDETERMINABLE_REASON,
+    allowed_lookback, claims_history, fy_end_ym, fy_start_ym, lookback_note, month_index)
 from hsutils.core.errors import ParameterError
 from hsutils.core.schema import QUESTIONNAIRE_RISK
 
@@ -47,10 +47,10 @@ _FY_FLAG_COLUMNS = {
     "stroke_claim": "stroke", "hypnotic_claim": "hypnotic",
 }
 
-#: 新規人工透析 (docs/hotei.md §7.4): no dialysis in the months before the first dialysis month of the
-#: year. A year whose claims start fewer months before its April cannot tell a new patient from an
-#: ongoing one: `new_dialysis` is NA (unknown) for every person of that year, shown as `NEW_DIALYSIS_UNKNOWN`.
-NEW_DIALYSIS_FREE_MONTHS = 12
+#: 新規人工透析 (docs/hotei.md §7.4): no dialysis in the `NEW_DIALYSIS_FREE_MONTHS` (12) months before the first
+#: dialysis month of the year. A year whose claims start fewer months before its April cannot tell a new
+#: patient from an ongoing one: `new_dialysis` is NA (unknown) for every person of that year, shown as
+#: `NEW_DIALYSIS_UNKNOWN`.
 NEW_DIALYSIS_UNKNOWN = f"{UNDETERMINABLE}（{UNDETERMINABLE_REASON}）"
 
 STATUS_TREATED = "治療中"
