@@ -278,3 +278,30 @@ def test_complementary_hiding_of_parts_that_add_up():
     # nothing small: unchanged
     same = costs.hide_complements(d.assign(patients=[30, 60, 50, 40, 70]), ["area"], "patients", ["cost"], 10)
     assert same["cost"].tolist() == d["cost"].tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# 人工透析 (§13.4): new patients are unknown in a year without 12 months of claims before it
+# ---------------------------------------------------------------------------------------------
+def test_dialysis_table_shows_new_dialysis_as_undeterminable_in_a_year_without_history():
+    """FY 2023's new_dialysis is NA (claims from April 2023: 0 months before it, docs/hotei.md §7.4), FY 2024's
+    known. By hand: 2023 — A and B on dialysis (2 patients), new = 判定不能; 2024 — A (ongoing) and C (new):
+    2 patients, 1 new. D has no claims and no dialysis."""
+    from hsutils.rules import programs
+
+    py = _py([(p, fy, "17201", 1, "70-74", "国保", True, 12) for fy in (2023, 2024) for p in "ABCD"])
+    py["dialysis_claim"] = [True, True, False, False, True, False, True, False]
+    py["new_dialysis"] = pd.array([None] * 4 + [False, False, True, False], dtype="boolean")
+    cm = _claims([(p, ym, 0, 400000, 0, 0) for p, ym in (("A", 202304), ("B", 202305), ("A", 202404),
+                                                          ("C", 202406), ("B", 202305))])
+    pc = costs.person_costs(py, {"claims_monthly": cm})
+    t = costs.dialysis_table(pc, py, {"甲市": None}).set_index("fy")
+    assert t.loc[2023, "new_dialysis"] == programs.NEW_DIALYSIS_UNKNOWN == "判定不能（前年度のレセプトなし）"
+    assert t.loc[2024, "new_dialysis"] == 1
+    assert t["dialysis"].tolist() == [2, 2]
+    # the committee table keeps the words (not a count: nothing to hide) and hides the small counts
+    shown = privacy.suppress_table(t.reset_index(), ["persons", "dialysis", "new_dialysis"])
+    assert shown["new_dialysis"].tolist() == [programs.NEW_DIALYSIS_UNKNOWN, privacy.SUPPRESSION_MARK]
+    # a year with history keeps the integer column (published tables unchanged)
+    known = py.assign(new_dialysis=py["new_dialysis"].fillna(False))
+    assert costs.dialysis_table(pc, known, {"甲市": None})["new_dialysis"].dtype == np.int64

@@ -129,15 +129,15 @@ def test_guidance_pairs_groups_and_did_hand_worked():
     assert w["差（参加者−非参加者）"] == pytest.approx(-3.0)
     assert (w["差 下限"], w["差 上限"]) == pytest.approx((-4.99225, -1.00775), abs=1e-4)
     assert w["判定"] == "改善"
-    # 特定保健指導対象者の減少率: participants P1 (情報提供), P3 (服薬中) no longer targets = 2/3;
+    # no longer a target next year: participants P1 (情報提供), P3 (服薬中) no longer targets = 2/3;
     # non-participants P5, P7 = 2/4
-    h = effect.loc[ev.REDUCTION_HOKENSHIDO]
+    h = effect.loc[ev.EFFECT_NOT_TARGET]
     assert (h["参加者 該当数"], h["参加者数"], h["非参加者 該当数"], h["非参加者数"]) == (2, 3, 2, 4)
     assert h["参加者の平均変化・割合"] == pytest.approx(200 / 3)
     assert h["非参加者の平均変化・割合"] == pytest.approx(50.0)
     assert h["差（参加者−非参加者）"] == pytest.approx(200 / 3 - 50.0)
-    # メタボ減少率: participants 該当/予備群 P1, P2 -> P1 非該当 = 1/2; others P4, P5, P6 -> P5 = 1/3
-    m = effect.loc[ev.REDUCTION_METABO]
+    # メタボ 非該当 next year: participants 該当/予備群 P1, P2 -> P1 非該当 = 1/2; others P4, P5, P6 -> P5 = 1/3
+    m = effect.loc[ev.EFFECT_METABO_OUT]
     assert (m["参加者 該当数"], m["参加者数"], m["非参加者 該当数"], m["非参加者数"]) == (1, 2, 1, 3)
 
 

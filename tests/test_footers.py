@@ -54,7 +54,7 @@ def test_every_population_constant_is_a_word_of_rules_16():
     constants = {n: getattr(indicators, n) for n in dir(indicators) if n.startswith("POP_")}
     assert set(constants) == {"POP_TARGET", "POP_EXAMINEES", "POP_ALL_EXAMINEES", "POP_INSURED",
                               "POP_INSURED_BOTH", "POP_KOUKI", "POP_KOUKI_INSURED", "POP_KOUKI_ALL_EXAMINEES",
-                              "POP_BOTH_ALL_EXAMINEES"}
+                              "POP_BOTH_ALL_EXAMINEES", "POP_HOTEI"}
     assert set(constants.values()) == words
 
 
@@ -84,16 +84,11 @@ def _string_constants(path: Path) -> list[str]:
             and id(n) not in docstrings]
 
 
-#: Modules still holding their own (longer) 法定報告 population wording, written into published files (left for later).
-_OWN_WORDING = {"hotei.py", "nonparticipants.py"}
-
-
 @pytest.mark.parametrize("path", sorted((ROOT / "hsutils" / "patterns").glob("*.py")), ids=lambda p: p.name)
 def test_pattern_modules_write_no_population_word_of_their_own(path):
     """A pattern module names who is counted through `indicators.POP_*` / `population_of`: none of its
-    string literals is a word of docs/rules.md §16 or looks like one (「…被保険者（全員）」, 「…受診者（全員）」)."""
-    if path.name in _OWN_WORDING:
-        pytest.skip("own 法定報告 wording (see _OWN_WORDING)")
+    string literals is a word of docs/rules.md §16 or looks like one (「…被保険者（全員）」, 「…受診者（全員）」).
+    The 法定報告 modules too (hotei.py, nonparticipants.py: their own longer wording until 2026-11-30)."""
     words = _rules_16_words()
     for text in _string_constants(path):
         assert not any(w in text for w in words), (path.name, text)
@@ -102,14 +97,12 @@ def test_pattern_modules_write_no_population_word_of_their_own(path):
 
 def test_every_registered_population_starts_with_a_word_of_rules_16():
     """An indicator's population is a §16 word, or a subset written after it (「…のうち糖尿病型」);
-    the two 減少率 cohorts are defined in docs/hotei.md §4 and say so."""
+    the two 減少率 cohorts too (受診者 of last year's group, docs/hotei.md §4)."""
     words = _rules_16_words()
-    cohorts = {"metabo_reduction", "hokenshido_reduction"}
     for ind in indicators.INDICATORS:
-        if ind.id in cohorts:
-            assert ind.population.startswith("前年度の"), ind.id
-        else:
-            assert any(ind.population == w or ind.population.startswith(f"{w}のうち") for w in words), ind.id
+        assert any(ind.population == w or ind.population.startswith(f"{w}のうち") for w in words), ind.id
+    for cohort in ("metabo_reduction", "hokenshido_reduction"):
+        assert indicators.REGISTRY[cohort].population.startswith(f"{indicators.POP_EXAMINEES}のうち前年度の"), cohort
     assert indicators.REGISTRY["hokenshido_rate"].population == "国保 特定健診受診者（法定報告対象）のうち特定保健指導の対象者"
 
 
@@ -193,7 +186,7 @@ def test_overview_data_summary_labels_are_the_definitions(prepared):
 ALLOWED = re.compile(r"^(?:(?:indicators|registry)\.(?:POP_[A-Z_]+|population_of\(.*\)|kouki_population\(.*\))"
                      r"|ikkatsu\.(?:population\(.*\)|QUESTIONNAIRE_POPULATION)"
                      r"|nep\.(?:population_label|ckd_population|indicator_population)\(.*\)"
-                     r"|evaluation\.GUIDANCE_PAIRS_POPULATION|hotei\.POPULATION"
+                     r"|evaluation\.(?:GUIDANCE_PAIRS_POPULATION|sheet_population\(.*\))|hotei\.POPULATION"
                      r"|overview\.PYRAMID_POPULATION)$", re.S)
 
 

@@ -90,6 +90,12 @@ def test_check_reports_months_of_history(tmp_path):
     text = io.check_folder(d)
     assert "2022年度 24か月（年度前 12か月）、2023年度 36か月（年度前 24か月）" in text
     assert "全年度を 24か月でそろえて判定します" in text
+    # 2022 has 12 months before it, 2023 24: new dialysis can be judged in both (docs/hotei.md §7.4)
+    assert "新規人工透析" not in text
+    c = _claims([("1", 202105, True), ("2", 202304, False)])  # 11 months before 2022
+    c.to_csv(d / "claims_monthly.csv", index=False)
+    assert ("注意: 2022年度は年度開始前のレセプトが12か月未満のため、新規人工透析は判定不能（前年度のレセプトなし）とします"
+            in io.check_folder(d))
 
 
 def test_single_year_extraction_keeps_the_window_of_its_own_year(claims):
@@ -177,3 +183,58 @@ def test_ikkatsu_priority_list_keeps_the_window_of_its_own_year():
     later = _claims([("first", 202105, False), ("Y", 202205, True)])
     assert ikkatsu.lookback_window(params, later, [2023]) == (
         35, "レセプトは2021年5月から。レセプトのさかのぼり期間 35か月（既定 36か月。この年度までのレセプトの長さによる）")
+
+
+# ---------------------------------------------------------------------------------------------
+# 新規人工透析 (docs/hotei.md §7.4): a year with fewer than 12 months of claims before it is 判定不能
+# ---------------------------------------------------------------------------------------------
+def _dialysis_tables(first_ym: int | None):
+    """Three 国保 persons aged 60–62 in FY 2022 and 2023; claims from May 2022 (11 months before FY 2023).
+    Person 1: dialysis 2022-05 and 2023-04 (11 months apart: not new); 2: first dialysis 2023-05 (new);
+    3: a claim without dialysis. `first_ym`: the data's first month (a partition of longer data)."""
+    from hsutils.core.schema import TABLES
+
+    enr = pd.DataFrame({"person_id": ["1", "2", "3"] * 2, "fy": [2022] * 3 + [2023] * 3, "muni_code": "17201",
+                        "sex": [1, 2, 1] * 2, "age": [60, 61, 62] * 2, "insurance": "国保"})
+    c = pd.DataFrame({"person_id": ["1", "1", "2", "3"], "ym": [202205, 202304, 202305, 202206],
+                      "dialysis": [True, True, True, False], "muni_code": "17201"})
+    if first_ym is not None:
+        c.attrs["first_ym"] = first_ym
+    return {"enrollment": enr, "kenshin": pd.DataFrame(columns=TABLES["kenshin"].names), "claims_monthly": c}
+
+
+def test_new_dialysis_is_na_in_the_cache_and_leaves_the_indicators_denominator():
+    from hsutils.analysis import indicators, pipeline
+
+    # 11 months before FY 2023 (and none before FY 2022): both years unknown, for persons without dialysis too
+    py, _ = pipeline.build_person_year(_dialysis_tables(None))
+    assert str(py["new_dialysis"].dtype) == "boolean" and py["new_dialysis"].isna().all()
+    num, den = indicators.indicator_flags(py, ["new_dialysis"])["new_dialysis"]
+    assert not den.any() and not num.any()  # no stratum: no rate is published for these years
+    # the data start in April 2022 (12 months before FY 2023): FY 2023 is judged, FY 2022 still is not
+    py, _ = pipeline.build_person_year(_dialysis_tables(202204))
+    got = {(r.person_id, r.fy): (None if pd.isna(r.new_dialysis) else bool(r.new_dialysis)) for r in py.itertuples()}
+    assert got == {("1", 2022): None, ("2", 2022): None, ("3", 2022): None,
+                   ("1", 2023): False, ("2", 2023): True, ("3", 2023): False}
+    num, den = indicators.indicator_flags(py, ["new_dialysis"])["new_dialysis"]
+    fy = py["fy"].to_numpy()
+    assert den.tolist() == (fy == 2023).tolist()  # 3 対象者 in FY 2023, none in 2022
+    assert int(num.sum()) == 1  # 1/3 new in FY 2023
+
+
+def test_footer_names_the_years_whose_new_dialysis_is_unknown():
+    from hsutils.analysis import indicators
+
+    # meta.json claims_history of a cache whose claims start in May 2021, fiscal years 2022–2024: 11 months before 2022
+    history = {"first_ym": 202105, "months_to_fy_end": {"2022": 23, "2023": 35, "2024": 47},
+               "nephropathy_lookback": {"requested": 36, "used": 23}}
+    note = "新規人工透析導入者の割合: 2022年度は判定不能（前年度のレセプトなし: 年度開始前のレセプトが12か月未満）"
+    assert indicators.lookback_note("new_dialysis", history) == note
+    assert indicators.footer_conditions("条件A", ["kenshin_rate", "new_dialysis"], history) == f"条件A／{note}"
+    both = indicators.lookback_note(["dm_untreated", "new_dialysis"], history)
+    assert both == ("レセプトは2021年5月から。レセプトのさかのぼり期間は、最初の年度にそろえて全年度 23か月（既定 36か月）；"
+                    + note)
+    # 12 months before the first year (claims from April 2021): nothing to state
+    full = {**history, "first_ym": 202104, "months_to_fy_end": {"2022": 24, "2023": 36, "2024": 48}}
+    assert indicators.lookback_note("new_dialysis", full) is None
+    assert indicators.lookback_note("new_dialysis", None) is None

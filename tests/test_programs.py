@@ -13,12 +13,14 @@ from hsutils.rules.programs import (
     IKKATSU_CRITERIA,
     IkkatsuParams,
     NephropathyParams,
+    claims_history,
     claims_person_year,
     health_unknown,
     ikkatsu_criteria,
     ikkatsu_flags,
     nephropathy_flags,
     nephropathy_flow,
+    new_dialysis_determinable,
     polypharmacy_flags,
     treatment_status,
 )
@@ -186,8 +188,54 @@ def test_new_dialysis_needs_twelve_free_months():
         claim("gap12", 202306, dialysis=True), claim("gap12", 202406, dialysis=True),
         claim("none", 202406),
     ])
+    c.attrs["first_ym"] = 202304  # the data start 12 months before FY 2024 (docs/hotei.md §7.4)
     out = claims_person_year(c, [FY]).set_index("person_id")["new_dialysis"].to_dict()
     assert out == {"ongoing": False, "first": True, "gap13": True, "gap12": False, "none": False}
+
+
+def _dialysis_claims(first_ym: int) -> pd.DataFrame:
+    """Claims that start at `first_ym` (a person without dialysis fills that month). In the data
+    from April 2023: `ongoing` (dialysis 2023-04 and 2024-04: 12 months apart, not new), `first`
+    (first dialysis 2024-04, none before: new), `recent` (2023-05 and 2024-04: not new), `none`."""
+    rows = [claim("filler", first_ym), claim("first", 202404, dialysis=True),
+            claim("recent", 202305, dialysis=True), claim("recent", 202404, dialysis=True),
+            claim("none", 202406)]
+    if first_ym <= 202304:
+        rows.append(claim("ongoing", 202304, dialysis=True))
+    rows.append(claim("ongoing", 202404, dialysis=True))
+    return make_claims(rows)
+
+
+@pytest.mark.parametrize("first_ym, months_before, expected", [
+    # 11 months before April 2024 (from May 2023): `ongoing`'s April-2023 dialysis is outside the data,
+    # so he would look new; nobody can be told new or not -> NA (判定不能) for every person of the year
+    (202305, 11, {"filler": None, "first": None, "recent": None, "ongoing": None, "none": None}),
+    # 12 months (from April 2023): the whole look-back of an April patient is in the data
+    (202304, 12, {"filler": False, "first": True, "recent": False, "ongoing": False, "none": False}),
+    # 13 months: the same answers
+    (202303, 13, {"filler": False, "first": True, "recent": False, "ongoing": False, "none": False}),
+])
+def test_new_dialysis_is_unknown_when_the_year_has_less_than_twelve_months_before_it(first_ym, months_before,
+                                                                                    expected):
+    c = _dialysis_claims(first_ym)
+    assert int(claims_history(c, [FY])["months_before_fy"].iloc[0]) == months_before
+    assert bool(new_dialysis_determinable(c, [FY])[FY]) is (months_before >= 12)
+    out = claims_person_year(c, [FY]).set_index("person_id")["new_dialysis"]
+    assert str(out.dtype) == "boolean"
+    assert {k: (None if pd.isna(v) else bool(v)) for k, v in out.items()} == expected
+
+
+def test_new_dialysis_of_a_partition_uses_the_datas_first_month():
+    """One municipality's claims start in May 2023, the data's in April 2023 (`attrs["first_ym"]`, set by
+    the cache for each partition): the year is judged with the data's history (12 months)."""
+    c = _dialysis_claims(202305)
+    assert new_dialysis_determinable(c, [FY]).to_dict() == {FY: False}
+    c.attrs["first_ym"] = 202304
+    assert new_dialysis_determinable(c, [FY]).to_dict() == {FY: True}
+    out = claims_person_year(c, [FY]).set_index("person_id")["new_dialysis"]
+    # the data hold April 2023 and this municipality has no dialysis claim of `ongoing` then: new
+    assert (bool(out["first"]), bool(out["ongoing"]), bool(out["recent"])) == (True, True, False)
+    assert new_dialysis_determinable(None, [FY]).to_dict() == {FY: False}  # no claims: no year can be judged
 
 
 # --------------------------------------------------------------------------------- treatment_status

@@ -20,6 +20,7 @@ import pandas as pd
 from hsutils import stats
 from hsutils.core import vocab
 from hsutils.inputs import lookback as claims_lookback
+from hsutils.rules import programs
 from hsutils.analysis import aggregate
 from hsutils.core.errors import ParameterError
 
@@ -42,6 +43,9 @@ class Indicator:
     definition: str = ""
     #: the claims look-back the flag depends on (docs/hotei.md §7.5): a key of `LOOKBACK_KINDS`, or None
     lookback: str | None = None
+    #: months of claims the flag needs before April of the year (docs/hotei.md §7.4): a year with fewer
+    #: is 判定不能 (the flag is NA there and the denominator empty), and the footer says so
+    history_before_fy: int | None = None
 
 
 # ---------------------------------------------------------------- column helpers
@@ -153,6 +157,11 @@ def _flag(col: str) -> Flag:
     return lambda py: _b(py, col)
 
 
+def _known(col: str) -> Flag:
+    """Rows where a nullable flag is known: NA is 判定不能 and leaves the denominator (docs/hotei.md §7.4)."""
+    return lambda py: py[col].notna().to_numpy(dtype=bool) if col in py else np.ones(len(py), dtype=bool)
+
+
 # ---------------------------------------------------------------- registry
 
 # Who is counted, in the words of docs/rules.md §16 (every footer uses these; one vocabulary)
@@ -172,6 +181,12 @@ POP_KOUKI_INSURED = "後期高齢者医療 被保険者（全員）"
 POP_KOUKI_ALL_EXAMINEES = "後期高齢者医療 健診受診者（全員）"
 #: 国保 and 後期 persons with a checkup in the year (notebook 04's CKD maps, 全体)
 POP_BOTH_ALL_EXAMINEES = "国保・後期の健診受診者（全員）"
+#: What 「法定報告対象」 means (docs/rules.md §7.1, §16), written out where a table is read without the docs
+#: (the 法定報告 form's footer, notebook 08's table of 未受診者)
+HOTEI_POPULATION_RULE = "国保、年度を通じて加入、年度末40–74歳、法定除外を除く"
+#: The 法定報告 集計情報 table (docs/hotei.md §2): its 対象者 (受診率) and their 受診者 = 評価対象者 (every other
+#: share), i.e. `POP_TARGET` and `POP_EXAMINEES` in one table
+POP_HOTEI = "国保 特定健診対象者・受診者（法定報告対象）"
 #: Every insured / every examinee of one insurance choice (国保, 後期, 全体: notebook 04's `target_insurance`)
 INSURED_BY_INSURANCE = {"国保": POP_INSURED, "後期": POP_KOUKI_INSURED, "全体": POP_INSURED_BOTH}
 ALL_EXAMINEES_BY_INSURANCE = {"国保": POP_ALL_EXAMINEES, "後期": POP_KOUKI_ALL_EXAMINEES,
@@ -206,7 +221,8 @@ INDICATORS: list[Indicator] = [
               _part_measured("hokenshido"), _P, "lower_better", "アウトカム", "§1.3"),
     Indicator("hokenshido_reduction", "特定保健指導対象者の減少率", _reduction("hokenshido", 0),
               _reduction("hokenshido", 1),
-              "前年度の特定保健指導終了者（階層化の対象者、両年度とも評価対象者）", "higher_better", "アウトカム", "§7.3",
+              f"{POP_EXAMINEES}のうち前年度の特定保健指導終了者（前年度の階層化の対象者で、前年度も評価対象者）",
+              "higher_better", "アウトカム", "§7.3",
               definition="法定報告の定義（docs/hotei.md §4.3）: 昨年度の特定保健指導終了者のうち今年度は対象者でなくなった者"
                          "（服薬中を含む）÷ 昨年度の終了者で今年度も評価対象者"),
     Indicator("metabo", "メタボリックシンドローム該当者の割合", lambda py: _eq(py, "metabo", "該当"),
@@ -214,7 +230,7 @@ INDICATORS: list[Indicator] = [
     Indicator("metabo_yobi", "メタボリックシンドローム予備群の割合", lambda py: _eq(py, "metabo", "予備群"),
               _part_measured("metabo"), _P, "lower_better", "アウトカム", "§2"),
     Indicator("metabo_reduction", "メタボ該当者・予備群の減少率", _reduction("metabo", 0), _reduction("metabo", 1),
-              "前年度の該当者・予備群（両年度とも評価対象者）", "higher_better", "アウトカム", "§7.4",
+              f"{POP_EXAMINEES}のうち前年度の該当者・予備群（前年度も評価対象者）", "higher_better", "アウトカム", "§7.4",
               definition="法定報告の定義（docs/hotei.md §4.4）: 昨年度の該当者・予備群のうち今年度は非該当 ÷ "
                          "昨年度の該当者・予備群で今年度も評価対象者"),
     Indicator("ref_bp", "血圧 受診勧奨判定値以上", _flag("ref_bp"), _part_measured("sbp", "dbp"),
@@ -275,8 +291,10 @@ INDICATORS: list[Indicator] = [
     Indicator("dm_hba1c8", "糖尿病型のうち HbA1c 8.0%以上", _flag("poor_hba1c8"),
               lambda py: participants(py) & _b(py, "diabetes_type") & _measured(py, "hba1c"),
               f"{POP_EXAMINEES}のうち糖尿病型", "lower_better", "アウトカム", "§3.1, §5"),
-    Indicator("new_dialysis", "新規人工透析導入者の割合", _flag("new_dialysis"), kokuho_target,
-              POP_TARGET, "lower_better", "アウトカム", "§12"),
+    Indicator("new_dialysis", "新規人工透析導入者の割合", _flag("new_dialysis"),
+              lambda py: kokuho_target(py) & _known("new_dialysis")(py),
+              POP_TARGET, "lower_better", "アウトカム", "§12",
+              history_before_fy=programs.NEW_DIALYSIS_FREE_MONTHS),
     # 後期高齢者 / 一体的実施 (docs/rules.md §6)
     Indicator("kouki_kenshin_rate", "後期高齢者健診受診率", _flag("has_kenshin"), kouki,
               POP_KOUKI, "higher_better", "アウトプット", "§6", age_group="kouki"),
@@ -360,16 +378,35 @@ def lookback_note(indicator_ids: str | Iterable[str], claims_history: dict | Non
     the shared cache used for every fiscal year (`claims_history` = `prepared.meta["claims_history"]`),
     in the words of `hsutils.inputs.lookback.lookback_note`. None when no indicator depends on a
     look-back (or the cache records none). Two different windows are each named by their program."""
-    kinds = list(dict.fromkeys(REGISTRY[i].lookback for i in _registered(indicator_ids) if REGISTRY[i].lookback))
+    ids = _registered(indicator_ids)
+    kinds = list(dict.fromkeys(REGISTRY[i].lookback for i in ids if REGISTRY[i].lookback))
     h = claims_history or {}
+    history = claims_lookback.history_from_first_ym(h.get("first_ym"), [int(f) for f in h.get("months_to_fy_end", {})])
+    unknown = _undeterminable_note(ids, history) if h else None
     windows = {k: h[f"{k}_lookback"] for k in kinds if f"{k}_lookback" in h}
     if not windows:
-        return None
-    history = claims_lookback.history_from_first_ym(h.get("first_ym"), [int(f) for f in h.get("months_to_fy_end", {})])
+        return unknown
     notes = {k: claims_lookback.lookback_note(int(w["requested"]), int(w["used"]), history) for k, w in windows.items()}
-    if len(set(notes.values())) == 1:
-        return next(iter(notes.values()))
-    return "；".join(f"{LOOKBACK_KINDS[k]}: {n}" for k, n in notes.items())
+    note = (next(iter(notes.values())) if len(set(notes.values())) == 1
+            else "；".join(f"{LOOKBACK_KINDS[k]}: {n}" for k, n in notes.items()))
+    return "；".join(p for p in (note, unknown) if p)
+
+
+def _undeterminable_note(ids: list[str], history: pd.DataFrame) -> str | None:
+    """「新規人工透析導入者の割合: 2021年度は判定不能（前年度のレセプトなし: 年度開始前のレセプトが12か月未満）」 for the
+    indicators that need claims before the year (`Indicator.history_before_fy`, docs/hotei.md §7.4), naming
+    the data's years that lack them (the figure shows no value there). None when every year has them."""
+    parts = []
+    for i in ids:
+        need = REGISTRY[i].history_before_fy
+        if need is None or history.empty:
+            continue
+        years = history.loc[history["months_before_fy"].to_numpy() < need, "fy"].astype(int).tolist()
+        if years:
+            shown = "・".join(f"{y}年度" for y in years)
+            parts.append(f"{REGISTRY[i].name}: {shown}は{claims_lookback.UNDETERMINABLE}"
+                         f"（{claims_lookback.UNDETERMINABLE_REASON}: 年度開始前のレセプトが{need}か月未満）")
+    return "；".join(parts) or None
 
 
 def footer_conditions(conditions: str | None, indicator_ids: str | Iterable[str] = (),

@@ -18,9 +18,10 @@ from hsutils.core import files, vocab
 from hsutils.analysis import aggregate, indicators
 from hsutils.core.schema import TABLES, age_band
 
-CACHE_VERSION = "5"  # 2: 減少率 cohorts of the 法定報告 (prev_* columns); 3: one look-back for all years;
+CACHE_VERSION = "6"  # 2: 減少率 cohorts of the 法定報告 (prev_* columns); 3: one look-back for all years;
 # 4: diagnoses / prescriptions / medical_costs (from UKE or CSV) kept with the other input tables;
-#    5: person-level tables partitioned by municipality (and fiscal year), docs/design.md §8.1
+#    5: person-level tables partitioned by municipality (and fiscal year), docs/design.md §8.1;
+#    6: new_dialysis is NA in a year with < 12 months of claims before it (docs/hotei.md §7.4)
 KENSHIN_MEASURES = [c.name for c in TABLES["kenshin"].columns
                     if c.name not in ("person_id", "fy", "muni_code", "sex", "age")]
 
@@ -134,8 +135,14 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
         cpy = programs.claims_person_year(claims, fys)
         py = py.merge(cpy, on=["person_id", "fy"], how="left")
     for c in ("claim_medical", "claim_dental", "dm_claim", "htn_claim", "lipid_claim", "ckd_claim",
-              "dialysis_claim", "hf_claim", "stroke_claim", "hypnotic_claim", "new_dialysis"):
+              "dialysis_claim", "hf_claim", "stroke_claim", "hypnotic_claim"):
         py[c] = py[c].fillna(False).astype(bool) if c in py else False
+    # 新規人工透析: False for a person without claims, but unknown (NA) for everyone in a year whose
+    # claims start less than 12 months before it (docs/hotei.md §7.4)
+    known = programs.new_dialysis_determinable(claims, fys).reindex(py["fy"].astype("int64")).to_numpy(dtype=bool)
+    nd = py["new_dialysis"].astype("boolean") if "new_dialysis" in py else pd.Series(pd.NA, index=py.index,
+                                                                                      dtype="boolean")
+    py["new_dialysis"] = nd.fillna(False).where(known, pd.NA).astype("boolean")
 
     # 介護認定
     kk = _kaigo_by_fy(kaigo, py)

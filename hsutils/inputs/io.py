@@ -1482,6 +1482,11 @@ def _claims_history_lines(claims: pd.DataFrame, fys: list[int]) -> list[str]:
     if used < need:
         out.append(f"  注意: 治療中断などのさかのぼり（既定 {need}か月）に足りない年度があるため、"
                    f"全年度を {used}か月でそろえて判定します（docs/hotei.md §7）")
+    short = [int(f) for f, b in zip(h["fy"], h["months_before_fy"]) if b < lookback.NEW_DIALYSIS_FREE_MONTHS]
+    if short:
+        out.append(f"  注意: {'・'.join(f'{f}年度' for f in short)}は年度開始前のレセプトが"
+                   f"{lookback.NEW_DIALYSIS_FREE_MONTHS}か月未満のため、新規人工透析は{lookback.UNDETERMINABLE}"
+                   f"（{lookback.UNDETERMINABLE_REASON}）とします（docs/hotei.md §7.4）")
     return out
 
 

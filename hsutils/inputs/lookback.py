@@ -15,6 +15,13 @@ import pandas as pd
 #: 治療中断 defaults (docs/rules.md §5.4, §6.1-7): claims in the look-back, none in the last window.
 DEFAULT_LOOKBACK_MONTHS = 36
 DEFAULT_WINDOW_MONTHS = 6
+#: A flag that needs claims before the fiscal year, in a year whose claims start too late
+#: (docs/hotei.md §7.4): the words every table, chart and footer shows instead of a number.
+UNDETERMINABLE = "判定不能"
+UNDETERMINABLE_REASON = "前年度のレセプトなし"
+#: 新規人工透析 (docs/hotei.md §7.4): months without dialysis before the first dialysis month of the year; a
+#: year with fewer months of claims before its April is 判定不能 (the rule: `hsutils.rules.programs`)
+NEW_DIALYSIS_FREE_MONTHS = 12
 
 
 def month_index(ym) -> np.ndarray | int:

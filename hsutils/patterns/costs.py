@@ -31,6 +31,7 @@ import pandas as pd
 from hsutils.analysis import areas as areas_mod
 from hsutils import stats
 from hsutils.inputs import claims_rules
+from hsutils.rules import programs
 from hsutils.publish import privacy
 from hsutils.core.errors import DataError, ParameterError
 
@@ -403,12 +404,19 @@ def disease_group_table(pc: PersonCosts, tables: dict, master: pd.DataFrame, are
 def dialysis_table(pc: PersonCosts, person_year: pd.DataFrame, area_codes: dict[str, list | None]) -> pd.DataFrame:
     """Per area × fy × insurance: `persons`, `dialysis` patients (a dialysis month in the year),
     `new_dialysis` (hsutils.rules.programs: none in the look-back before), their `cost`, `cost_per_patient`
-    (円/人) and `share` (% of the area's cost)."""
+    (円/人) and `share` (% of the area's cost).
+
+    `new_dialysis` of a year with fewer than 12 months of claims before it is unknown (NA in the
+    person_year, docs/hotei.md §7.4): that year's cell is `programs.NEW_DIALYSIS_UNKNOWN`
+    (「判定不能（前年度のレセプトなし）」), never a count; the other years stay counts."""
     flags = person_year[["person_id", "fy", "dialysis_claim", "new_dialysis"]].assign(
         person_id=person_year["person_id"].astype(str), fy=person_year["fy"].astype(np.int64))
+    unknown_fys = set(flags.loc[flags["new_dialysis"].isna(), "fy"].tolist())
     d = pc.persons.merge(flags, on=["person_id", "fy"], how="left")
     dia = d["dialysis_claim"].fillna(False).astype(bool)
-    d = d.assign(dialysis=dia.astype(np.int64), new_dialysis=d["new_dialysis"].fillna(False).astype(np.int64),
+    # a person-year without a row has no claims flag: not new (the year's NA is set per year below)
+    d = d.assign(dialysis=dia.astype(np.int64), new_dialysis=d["new_dialysis"].astype("boolean").fillna(False)
+                 .astype(np.int64),
                  dialysis_cost=np.where(dia, d[TOTAL], 0.0), one=1)
     parts = []
     for name, codes in area_codes.items():
@@ -420,6 +428,9 @@ def dialysis_table(pc: PersonCosts, person_year: pd.DataFrame, area_codes: dict[
     out = pd.concat(parts, ignore_index=True)
     out["cost_per_patient"] = out["cost"] / out["dialysis"].where(out["dialysis"] > 0)
     out["share"] = 100 * out["cost"] / out["total"].where(out["total"] > 0)
+    if unknown_fys:
+        unknown = out["fy"].isin(unknown_fys).to_numpy()
+        out["new_dialysis"] = out["new_dialysis"].astype(object).where(~unknown, programs.NEW_DIALYSIS_UNKNOWN)
     return out[["area_name", "fy", "insurance", "persons", "dialysis", "new_dialysis", "cost", "cost_per_patient",
                 "share"]]
 

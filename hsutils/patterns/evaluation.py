@@ -72,8 +72,11 @@ CHANGE_MEASURES = {
     "sbp": ("収縮期血圧", "mmHg"),
     "tg": ("中性脂肪", "mg/dL"),
 }
-REDUCTION_HOKENSHIDO = "特定保健指導対象者の減少率"
-REDUCTION_METABO = "メタボ該当者・予備群の減少率"
+#: The two shares of the guidance-effect table (`guidance_effect`). They are not the 法定報告 減少率
+#: (docs/hotei.md §4: cohort = last year's 評価対象者 of the same municipality); their population is
+#: `GUIDANCE_PAIRS_POPULATION`, so they carry their own names (docs/hotei.md §4.6).
+EFFECT_NOT_TARGET = "翌年度に特定保健指導の対象者でなくなった割合"
+EFFECT_METABO_OUT = "翌年度にメタボ非該当になった割合（該当者・予備群のうち）"
 
 NOT_RANDOMISED_NOTE = ("参加者と非参加者は無作為に分けた集団ではありません。参加する人はもともと健康への関心が高い"
                        "（選択バイアス）、値が高かった人は翌年は下がりやすい（平均への回帰）などの理由で、差がすべて"
@@ -875,15 +878,18 @@ def _bool(df: pd.DataFrame, col: str) -> np.ndarray:
 
 
 def _binary_outcomes(pairs: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Numerator and denominator flags of the two 減少率 on the pairs (docs/rules.md §7.3, §7.4)."""
+    """Numerator and denominator flags of the two binary outcomes on the pairs (docs/hotei.md §4.6):
+    no longer a 特定保健指導 target next year (服薬中 included), and 非該当 next year among last
+    year's メタボ 該当者・予備群. Same reading as the 減少率 of docs/rules.md §7.3, §7.4, on another
+    population (`GUIDANCE_PAIRS_POPULATION`), hence not called 減少率."""
     hok_measured = pairs["hokenshido_next"].notna().to_numpy()
     not_target = ~pairs["guidance_target_next"].fillna(False).astype(bool).to_numpy()
     met_prev = pairs["metabo"].isin(["該当", "予備群"]).to_numpy()
     met_measured = pairs["metabo_next"].notna().to_numpy()
     met_out = (pairs["metabo_next"] == "非該当").fillna(False).to_numpy(dtype=bool)
     return {
-        REDUCTION_HOKENSHIDO: (hok_measured & not_target, hok_measured),
-        REDUCTION_METABO: (met_prev & met_measured & met_out, met_prev & met_measured),
+        EFFECT_NOT_TARGET: (hok_measured & not_target, hok_measured),
+        EFFECT_METABO_OUT: (met_prev & met_measured & met_out, met_prev & met_measured),
     }
 
 
@@ -898,7 +904,8 @@ def guidance_effect(pairs: pd.DataFrame, *, conf: float = 0.95,
     Continuous measures (weight, waist, HbA1c, SBP, TG): mean change t → t+1 per group with its
     t interval, difference of mean changes with Welch's interval (`stats.welch_difference_ci`); 判定
     改善 when the interval is below 0 (a larger fall among participants).
-    減少率 (docs/rules.md §7.3, §7.4): share per group with Wilson's interval, difference with Newcombe's
+    Shares (`EFFECT_NOT_TARGET`, `EFFECT_METABO_OUT`, docs/hotei.md §4.6; not the 法定報告 減少率):
+    share per group with Wilson's interval, difference with Newcombe's
     interval; 改善 when above 0. Groups are not randomised (`NOT_RANDOMISED_NOTE`).
     """
     part = (pairs["group"] == GROUP_PARTICIPANT).to_numpy()
@@ -1018,6 +1025,20 @@ def effect_summary_text(effect: pd.DataFrame) -> str:
 # =============================================================================================
 # Trends of outcome indicators (age-adjusted): municipality, 二次医療圏, prefecture
 # =============================================================================================
+def sheet_indicator_ids(sheet: pd.DataFrame) -> list[str]:
+    """Registered indicators of the sheet in sheet order (its own 体制・過程 rows have none)."""
+    ids = sheet["指標ID"].dropna().astype(str)
+    return [i for i in dict.fromkeys(ids) if i in indicators.REGISTRY]
+
+
+def sheet_population(sheet: pd.DataFrame) -> str:
+    """Footer population (「対象」) of the sheet and of its summary chart, in the registry's words
+    (docs/rules.md §16, `indicators.population_of`): each indicator's population once. A sheet of only
+    qualitative rows counts nobody from the data; it states the plan's population, the 法定報告 対象者."""
+    ids = sheet_indicator_ids(sheet)
+    return indicators.population_of(ids) if ids else indicators.POP_TARGET
+
+
 def default_trend_indicators(sheet: pd.DataFrame, limit: int = 4) -> list[str]:
     """The first `limit` measurable アウトカム indicators of the sheet (registry ids, in sheet order:
     共通評価指標 first), without the two 減少率: they are shares of last year's group, too small to
@@ -1201,11 +1222,12 @@ def change_for_indicator(prepared, muni_code: str, indicator_id: str, fy_from: i
     return privacy.suppress_table(out, list(derived), derived_cols=derived, threshold=suppress_threshold)
 
 
-def indicator_explorer(ctx, indicator_ids: Sequence[str], years: Sequence[int], plan, population: str, *,
+def indicator_explorer(ctx, indicator_ids: Sequence[str], years: Sequence[int], plan, *,
                        conf: float = 0.95, std_pop="H27"):
     """Panel (`hsutils.publish.widgets.Panel`, JupyterLab by hand only): choose an indicator of the sheet
-    and a range of years; the suppressed change table (`change_for_indicator`) and the trend
-    chart (`outcome_trends`, `trend_figure`) are drawn again."""
+    (`sheet_indicator_ids`) and a range of years; the suppressed change table (`change_for_indicator`)
+    and the trend chart (`outcome_trends`, `trend_figure`) are drawn again, the chart's footer stating
+    that indicator's population and look-back (docs/rules.md §16, docs/hotei.md §7.5)."""
     import ipywidgets as w
 
     from hsutils.publish import widgets
@@ -1223,7 +1245,8 @@ def indicator_explorer(ctx, indicator_ids: Sequence[str], years: Sequence[int], 
         t = outcome_trends(ctx.prepared, ctx.muni_code, [indicator], [y for y in years if first <= y <= last],
                            conf=conf, std_pop=std_pop)
         return [report.display_table(table),
-                trend_figure(t, indicator, ctx.footer(population, fy=(first, last)), target=plan.targets.get(indicator),
+                trend_figure(t, indicator, ctx.footer(indicators.population_of(indicator), fy=(first, last),
+                                                   lookback=[indicator]), target=plan.targets.get(indicator),
                              suppress_threshold=ctx.suppress_threshold)]
 
     return widgets.Panel(controls, render)

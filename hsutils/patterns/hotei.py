@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hsutils.analysis import indicators
 from hsutils.publish import privacy, report
 from hsutils.analysis.hotei_items import (  # noqa: F401  (the definitions, re-exported: hotei.reduction_flags …)
     COUNT_IDS, GUIDANCE_LEVELS, ITEM_BY_ID, ITEMS, RATE_IDS, Item, evaluable, person_flags, previous_year_status,
@@ -34,8 +35,8 @@ TOTAL = "計"
 SEX_LABELS = {1: "男", 2: "女"}
 LEVEL_MUNI = "市町村"
 LEVEL_PREF = "都道府県"
-#: Population in the words of docs/hotei.md (footers of every table built from this module).
-POPULATION = "国保 特定健診受診者（法定報告対象：年度を通じて加入、年度末40–74歳、法定除外を除く）"
+#: Population of every table built from this module, in the registry's words (docs/rules.md §16).
+POPULATION = indicators.POP_HOTEI
 KEY_COLUMNS = ["fy", "area_code", "area_name", "level", "sex", "age_band"]
 
 
@@ -282,7 +283,8 @@ def write_hotei(table: pd.DataFrame, stem, *, title: str = "特定健診・特�
         for j, w in enumerate(widths, start=1):
             ws.column_dimensions[get_column_letter(j)].width = w
         last = 4 + len(form)
-        ws.cell(row=last + 1, column=1, value=f"対象: {POPULATION}。定義は docs/hotei.md。" + (footer or ""))
+        ws.cell(row=last + 1, column=1, value=f"対象: {POPULATION}。法定報告対象 = {indicators.HOTEI_POPULATION_RULE}。"
+                "定義は docs/hotei.md。" + (footer or ""))
         ws.print_title_rows = "3:3"
         ws.freeze_panes = "F4"
         ws.page_setup.orientation = "landscape"

@@ -30,7 +30,7 @@ import pandas as pd
 from hsutils import stats
 from hsutils.core import vocab
 from hsutils.rules import programs
-from hsutils.analysis import areas
+from hsutils.analysis import areas, indicators
 from hsutils.publish import plots, privacy
 from hsutils.patterns import hotei
 from hsutils.core.errors import ParameterError
@@ -63,7 +63,8 @@ COUNT_COLUMNS = ["target", "examinees", "nonparticipants", *CARE_COLUMNS.values(
 COLUMN_LABELS = {"axis": "区分", "category": "分類", "target": "対象者", "examinees": "受診者",
                  "nonparticipants": "未受診者", **{v: k for k, v in CARE_COLUMNS.items()}, "row_id": "行",
                  **{v: k for k, v in HISTORY_COLUMNS.items()}, "suppressed": "秘匿あり"}
-POPULATION = "国保 特定健診対象者（法定報告対象：年度を通じて加入、年度末40–74歳、法定除外を除く）"
+#: Who notebook 08 counts, in the registry's words (docs/rules.md §16): the 法定報告 特定健診 対象者
+POPULATION = indicators.POP_TARGET
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ import pandas as pd
 
 from hsutils.core import vocab
 from hsutils.inputs.lookback import (  # noqa: F401  (re-exported: programs.fy_end_ym, programs.claims_history …)
-    DEFAULT_LOOKBACK_MONTHS, DEFAULT_WINDOW_MONTHS, allowed_lookback, claims_history, fy_end_ym, fy_start_ym,
-    lookback_note, month_index)
+    DEFAULT_LOOKBACK_MONTHS, DEFAULT_WINDOW_MONTHS, NEW_DIALYSIS_FREE_MONTHS, UNDETERMINABLE, UNDETERMINABLE_REASON,
+    allowed_lookback, claims_history, fy_end_ym, fy_start_ym, lookback_note, month_index)
 from hsutils.core.errors import ParameterError
 from hsutils.core.schema import QUESTIONNAIRE_RISK
 
@@ -46,6 +46,12 @@ _FY_FLAG_COLUMNS = {
     "ckd_claim": "ckd", "dialysis_claim": "dialysis", "hf_claim": "heart_failure",
     "stroke_claim": "stroke", "hypnotic_claim": "hypnotic",
 }
+
+#: 新規人工透析 (docs/hotei.md §7.4): no dialysis in the `NEW_DIALYSIS_FREE_MONTHS` (12) months before the first
+#: dialysis month of the year. A year whose claims start fewer months before its April cannot tell a new
+#: patient from an ongoing one: `new_dialysis` is NA (unknown) for every person of that year, shown as
+#: `NEW_DIALYSIS_UNKNOWN`.
+NEW_DIALYSIS_UNKNOWN = f"{UNDETERMINABLE}（{UNDETERMINABLE_REASON}）"
 
 STATUS_TREATED = "治療中"
 STATUS_INTERRUPTED = "治療中断"
@@ -107,6 +113,8 @@ def _prepare_claims(claims) -> _Claims:
     no_cost_info = c[list(ALL_COSTS)].isna().all(axis=1)
     c["medical"] = medical_cost | disease | (c["n_drugs"] > 0) | no_cost_info
     c["dental"] = c["cost_dental"] > 0
+    if claims.attrs.get("first_ym") is not None:  # the data's first month (a partition's claims, docs/hotei.md §7)
+        c.attrs["first_ym"] = claims.attrs["first_ym"]
     return _Claims(c, pd.Index(persons, dtype="str"))
 
 
@@ -164,13 +172,25 @@ def _egfr(py: pd.DataFrame) -> pd.Series:
     return calc.fillna(_num(py, "egfr"))
 
 
+def new_dialysis_determinable(claims, fiscal_years: Iterable[int]) -> pd.Series:
+    """Bool per fiscal year (index `fy`): the claims hold `NEW_DIALYSIS_FREE_MONTHS` months before
+    April of the year, so that a dialysis patient of April can be told new or ongoing (docs/hotei.md
+    §7.4). With 11 months (claims from May of the year before) the year is not determinable; 12
+    months (from April of the year before) and more are. No claims at all: no year is. The months
+    come from `claims_history` (the data's first month, also for one municipality's partition)."""
+    h = claims_history(claims, fiscal_years)
+    return pd.Series(h["months_before_fy"].to_numpy() >= NEW_DIALYSIS_FREE_MONTHS,
+                     index=pd.Index(h["fy"].astype("int64"), name="fy"), name="new_dialysis_determinable")
+
+
 def _new_dialysis(cl: _Claims, upto: pd.DataFrame, fy: int) -> np.ndarray:
-    """Bool over pcodes: first dialysis month in `fy` has no dialysis claim in the 12 months
-    before it."""
+    """Bool over pcodes: first dialysis month in `fy` has no dialysis claim in the
+    `NEW_DIALYSIS_FREE_MONTHS` months before it (whether the year can be judged at all is
+    `new_dialysis_determinable`)."""
     d = upto.loc[upto["dialysis"], ["pcode", "mi", "ym"]].drop_duplicates(["pcode", "mi"])
     d = d.sort_values(["pcode", "mi"])
     prev = d.groupby("pcode")["mi"].shift()
-    d = d.assign(new=prev.isna() | ((d["mi"] - prev) > 12))
+    d = d.assign(new=prev.isna() | ((d["mi"] - prev) > NEW_DIALYSIS_FREE_MONTHS))
     in_fy = d[d["ym"] >= fy_start_ym(fy)]
     first = in_fy.groupby("pcode", sort=False)["new"].first()
     out = np.zeros(cl.n, dtype=bool)
@@ -208,12 +228,15 @@ def claims_person_year(claims: pd.DataFrame, fys: Iterable[int]) -> pd.DataFrame
     lipid_claim, ckd_claim, dialysis_claim, hf_claim, stroke_claim, hypnotic_claim` (any month of
     the fy; medical/dental as defined in the module docstring), `max_drugs` (Int64, largest
     monthly n_drugs in the fy), `last_dm_ym` and `last_claim_ym` (Int64 YYYYMM, last month with a
-    diabetes claim / any claim up to the fy end, any year), and `new_dialysis` (dialysis in the fy
-    and none in the 12 months before its first dialysis month of the fy; this needs 12 months of
-    claims history before the fy, otherwise every dialysis patient looks new).
+    diabetes claim / any claim up to the fy end, any year), and `new_dialysis` (nullable boolean:
+    dialysis in the fy and none in the 12 months before its first dialysis month of the fy; NA for
+    every person of a year with fewer than 12 months of claims before it, where a patient already on
+    dialysis would look new: `new_dialysis_determinable`, docs/hotei.md §7.4).
 
-    docs/rules.md §5.1 (diabetes claims), §6.1 (claims in the year), §10 (drugs per month).
+    docs/rules.md §5.1 (diabetes claims), §6.1 (claims in the year), §10 (drugs per month), §13.4.
     """
+    fys = [int(f) for f in fys]
+    determinable = new_dialysis_determinable(claims, fys)
     cl = _prepare_claims(claims)
     frames = []
     for fy in fys:
@@ -223,7 +246,9 @@ def claims_person_year(claims: pd.DataFrame, fys: Iterable[int]) -> pd.DataFrame
         out["fy"] = np.int64(fy)
         for col, values in arr.items():
             values = values[keep]
-            if values.dtype == bool:
+            if col == "new_dialysis":
+                out[col] = pd.array(values if determinable[fy] else np.full(len(values), None), dtype="boolean")
+            elif values.dtype == bool:
                 out[col] = values
             else:  # float with NaN -> nullable integer
                 out[col] = pd.array(np.round(values), dtype="Int64")
