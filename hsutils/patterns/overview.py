@@ -187,13 +187,17 @@ def pyramid_figure(ctx, pyramid: pd.DataFrame, fy: int):
 # ---------------------------------------------------------------------------------------------
 def municipal_indicator_table(prepared, fiscal_years: Sequence[int], indicator_ids=None,
                               reference_area: str = "pref", std_pop="H27", conf: float = 0.95,
-                              suppress_threshold: int = privacy.DEFAULT_THRESHOLD) -> tuple[pd.DataFrame, str]:
+                              suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
+                              min_count: int = references.MIN_REFERENCE_COUNT) -> tuple[pd.DataFrame, str]:
     """Every indicator × municipality × fiscal year (docs/design.md §5; issue 6 section 3).
 
     reference_area: "pref" (default: the prefecture's rates by sex × age band), "medical_area"
     (each municipality against its own 二次医療圏), "national" (全国, NDB オープンデータ) or
-    "similar" (each municipality's 同規模 peers in the data); an indicator the reference has no figure
-    for gets 「比較なし（理由）」 (`hsutils.analysis.areas.ReferenceResolution.comparison_text`).
+    "similar" (each municipality's 同規模 peers in the data). Every row without a comparison says
+    「比較なし（理由）」 (`hsutils.analysis.references.settle_comparison`, docs/rules.md §15.7): the
+    reference has no figure for the indicator, is pooled from 1 to `min_count` − 1 persons (the run's
+    `suppress_threshold`: notebooks pass `min_count=ctx.suppress_threshold`, docs/rules.md §15.6), or
+    gives an expected count of 0.
     Returns (table with INDICATOR_TABLE_COLUMNS, unsuppressed; Japanese note on the reference).
     """
     master = prepared.municipalities
@@ -201,7 +205,7 @@ def municipal_indicator_table(prepared, fiscal_years: Sequence[int], indicator_i
     strata = prepared.strata[prepared.strata["fy"].isin(list(fiscal_years))]
     table = references.municipal_table(strata, master, reference_area, fy=list(fiscal_years),
                                        indicators=indicator_ids, std_pop=std_pop, conf=conf,
-                                       suppress_threshold=suppress_threshold)
+                                       suppress_threshold=suppress_threshold, min_count=min_count)
     table = table.rename(columns={"area_code": "muni_code", "area_name": "muni_name"})
     table = table.sort_values(["indicator_id", "fy", "muni_code"]).reset_index(drop=True)
     return table[INDICATOR_TABLE_COLUMNS], note
