@@ -85,7 +85,14 @@ def test_table_has_the_issue_columns_and_labels(table):
                 "denominator", "crude_rate", "crude_lower", "crude_upper", "adj_rate", "adj_lower", "adj_upper",
                 "sr", "sr_lower", "sr_upper", "comparison", "suppressed"]:
         assert col in table.columns
-    assert set(table["comparison"].dropna()) <= {"有意に高い", "有意差なし", "有意に低い"}
+    # every row is compared or says why not (docs/rules.md §15.6, §15.7); never an empty cell
+    assert table["comparison"].notna().all()
+    assert set(table["comparison"]) <= {"有意に高い", "有意差なし", "有意に低い", "比較なし（県の人数が10人未満のため）",
+                                        "比較なし（基準の率が0で期待数が0のため）"}
+    small = table["comparison"] == "比較なし（県の人数が10人未満のため）"
+    pooled = table.groupby(["indicator_id", "fy"])[["numerator", "denominator"]].transform("sum")  # 県 = all towns
+    assert (small == (((pooled > 0) & (pooled < 10)).any(axis=1))).all()
+    assert table.loc[small, ["expected", "sr", "ref_rate"]].isna().all().all()
     assert table["muni_code"].nunique() == 19
 
 

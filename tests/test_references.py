@@ -555,6 +555,23 @@ def test_similar_reference_with_expected_zero_says_no_comparison(peer_numerators
     assert two["muni_rate"] == pytest.approx(sum(peer_numerators) / 120 * 100)  # 02's column for the reference rate
 
 
+
+def test_district_with_expected_zero_says_no_comparison():
+    """02's districts against their municipality (金沢市, 男 HbA1c ≥6.5): 地区01 has 0 of 5 aged 40–44, 地区02
+    3 of 10 aged 70–74. The city's rates: 40–44 0/5 = 0, 70–74 3/10 = 0.3. 地区01: E = 5 × 0 = 0 → 比較なし;
+    地区02: E = 10 × 0.3 = 3, O = 3 → 1.00, 有意差なし."""
+    from hsutils.patterns import districts
+
+    strata = _strata([(2024, "17201", "01", 1, "40-44", "hba1c65", 0, 5),
+                      (2024, "17201", "02", 1, "70-74", "hba1c65", 3, 10)])
+    dlist = pd.DataFrame({"district_code": ["01", "02"], "district_name": ["地区01", "地区02"]})
+    t = districts.district_indicator_table(strata, MASTER, dlist, "17201", [2024], ["hba1c65"])
+    t = t.set_index("district_name")
+    assert t.at["地区01", "comparison"] == "比較なし（基準の率が0で期待数が0のため）" == t.at["地区01", "judgement"]
+    assert pd.isna(t.at["地区01", "sr"]) and t.at["地区01", "numerator"] == 0 and t.at["地区01", "muni_rate"] == pytest.approx(20.0)  # 3 of 15
+    assert t.at["地区02", "sr"] == pytest.approx(1.0) and t.at["地区02", "comparison"] == "有意差なし"
+
+
 # ------------------------- empirical-Bayes ratios against each reference (docs/methods.md §14)
 
 #: seven municipalities of one 同規模 class (1万〜2万人: each has six peers) in one 二次医療圏

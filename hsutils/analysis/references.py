@@ -667,7 +667,7 @@ def municipal_table(strata: pd.DataFrame, master: pd.DataFrame, reference_area: 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["area_code", "area_name"])
 
 
-def settle_comparison(table: pd.DataFrame, ref: areas.ReferenceResolution, ref_strata: pd.DataFrame, *,
+def settle_comparison(table: pd.DataFrame, ref: areas.ReferenceResolution | None, ref_strata: pd.DataFrame, *,
                       min_count: int | None = MIN_REFERENCE_COUNT) -> pd.DataFrame:
     """An indicator table (`indicators.indicator_table` against `ref_strata`, the strata of `ref`) with
     every comparison that cannot be made written 「比較なし（理由）」 in `comparison` and `judgement`, never
@@ -682,11 +682,13 @@ def settle_comparison(table: pd.DataFrame, ref: areas.ReferenceResolution, ref_s
        area) or missing (`NO_STRATA_REASON`): the 標準化該当比 is undefined.
 
     The one path of the per-municipality tables of notebooks 01, 02 and 09 (`municipal_table`,
-    `districts.municipal_indicator_table`); `compare` applies the same reasons to the 県・同規模・国 table."""
+    `districts.municipal_indicator_table`); `compare` applies the same reasons to the 県・同規模・国 table.
+    `ref` None (the districts of 02 against their municipality): reason 3 only."""
     t = table.copy()
-    comparison = pd.Series(ref.comparison_text(t["indicator_id"], t["comparison"]), index=t.index, dtype=object)
+    comparison = pd.Series(t["comparison"] if ref is None else ref.comparison_text(t["indicator_id"], t["comparison"]),
+                           index=t.index, dtype=object)
     done = comparison.astype(str).str.startswith("比較なし")
-    if min_count is not None and ref.area.level != areas.NATIONAL:
+    if ref is not None and min_count is not None and ref.area.level != areas.NATIONAL:
         small = _small_pool(ref_strata, t, min_count) & ~done.to_numpy()
         t.loc[small, _REFERENCE_DERIVED] = np.nan
         comparison[small] = no_comparison(f"{ref.kind}の人数が{min_count}人未満のため")

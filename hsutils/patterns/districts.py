@@ -203,8 +203,9 @@ def district_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame,
     whether the district differs from its municipality). `pooled=True` sums the fiscal years
     first (one row per indicator, fy = last year, `period` says which years).
     Columns: TABLE_COLUMNS + period, muni_rate (the municipality's rate, %), judgement,
-    polarity, method, conf. True counts are kept: pass through `suppress_district_table`
-    before showing.
+    polarity, method, conf. A district whose expected count is 0 says 「比較なし（理由）」
+    (`references.settle_comparison`, docs/rules.md §15.7). True counts are kept: pass through
+    `suppress_district_table` before showing.
     """
     muni_code = str(muni_code)
     ids = list(indicator_ids or DEFAULT_INDICATORS)
@@ -216,6 +217,8 @@ def district_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame,
         fy_arg, period = list(fys), "単年度"
     t = indicators.indicator_table(sm, "district", fy=fy_arg, indicators=ids, reference=sm,
                                    std_pop=std_pop, conf=conf, suppress_threshold=suppress_threshold)
+    if len(t):  # a district whose bands all have a municipal rate of 0: 比較なし（理由）, not an empty cell
+        t = references.settle_comparison(t, None, sm, min_count=None)
     return _finish_table(t, municipalities, muni_code, _district_names(dlist), period, ids)
 
 
@@ -247,7 +250,7 @@ def municipal_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame
     t = indicators.indicator_table(s[s["muni_code"] == muni_code], "muni", fy=fy_arg, indicators=ids,
                                    reference=ref, std_pop=std_pop, conf=conf,
                                    suppress_threshold=suppress_threshold)
-    if resolution is not None and len(t):
+    if len(t):
         t = references.settle_comparison(t, resolution, ref, min_count=min_count)
     return _finish_table(t, municipalities, muni_code, None, period, ids)
 
