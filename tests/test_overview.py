@@ -109,8 +109,29 @@ def test_medical_area_reference_compares_within_each_area(prepared):
     assert "NDB" in note2 and "全保険者" in note2  # hsutils.analysis.areas.resolve_reference: 全国 is NDB, not the prefecture
     kenshin = t2[t2["indicator_id"] == "kenshin_rate"]
     assert (kenshin["comparison"] == "比較なし（全国の値は NDB の健診項目だけのため）").all()
+    assert kenshin[["expected", "sr", "ref_rate"]].isna().all().all()  # no figure: not an expected count of 0
     assert t2.loc[t2["indicator_id"] == "hba1c65", "sr"].notna().any()
 
+
+
+def test_ranking_chart_says_which_towns_are_not_compared(ctx):
+    """A town drawn as "‐" because it is 比較なし (not a small count) is named with the reason under the
+    ranking chart (docs/rules.md §15.7); a town hidden for a small count is left to the suppression note."""
+    from hsutils.publish import plots
+
+    why = "比較なし（同規模の人数が10人未満のため）"
+    t = pd.DataFrame({"muni_code": ["17201", "17202", "17203"], "muni_name": ["金沢市", "七尾市", "小松市"],
+                      "indicator_id": "kenshin_rate", "fy": 2024, "numerator": [40, 30, 5],
+                      "denominator": [100, 100, 20], "sr": [1.2, np.nan, np.nan], "sr_lower": [1.0, np.nan, np.nan],
+                      "sr_upper": [1.4, np.nan, np.nan], "comparison": ["有意に高い", why, why]})
+    notes = overview.no_comparison_notes(overview._hide_small_rows(t, 10))
+    assert notes == [f"「‐」は{why}: 七尾市"]  # 小松市 (5 of 20) is hidden anyway
+    fig = overview.ranking_chart(ctx, t, "kenshin_rate", 2024, "同規模")
+    texts = [x.get_text() for x in fig.texts]
+    assert any(f"「‐」は{why}: 七尾市" in x for x in texts)
+    assert any(plots.suppression_note(10) in x for x in texts)
+    t_all = t.assign(numerator=[40, 30, 0], comparison=why)
+    assert overview.no_comparison_notes(overview._hide_small_rows(t_all, 10)) == [f"「‐」は{why}: すべての市町村"]
 
 # ------------------------------------------------------------------ 悪化かつ有意に悪い
 def _hand_table() -> pd.DataFrame:

@@ -674,7 +674,7 @@ def settle_comparison(table: pd.DataFrame, ref: areas.ReferenceResolution | None
     left empty (docs/rules.md §15.7), in this order of reasons:
 
     1. the reference has no figure for the indicator (`ReferenceResolution.comparison_text`: 全国 outside
-       the NDB items, 同規模 with too few peers);
+       the NDB items, 同規模 with too few peers): expected, sr, its interval and ref_rate blank;
     2. a reference pooled from the data's persons (県, 二次医療圏, 同規模; not NDB) has 1 to `min_count` − 1
        persons in its numerator or denominator for the indicator and year (docs/rules.md §15.6):
        expected, sr, its interval and ref_rate are blanked too (they would show the few persons);
@@ -688,6 +688,7 @@ def settle_comparison(table: pd.DataFrame, ref: areas.ReferenceResolution | None
     comparison = pd.Series(t["comparison"] if ref is None else ref.comparison_text(t["indicator_id"], t["comparison"]),
                            index=t.index, dtype=object)
     done = comparison.astype(str).str.startswith("比較なし")
+    t.loc[done.to_numpy(), _REFERENCE_DERIVED] = np.nan  # no figure: an expected count of 0 would be false
     if ref is not None and min_count is not None and ref.area.level != areas.NATIONAL:
         small = _small_pool(ref_strata, t, min_count) & ~done.to_numpy()
         t.loc[small, _REFERENCE_DERIVED] = np.nan

@@ -476,6 +476,20 @@ def funnel_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference
         suppress_threshold=ctx.suppress_threshold).figure
 
 
+def no_comparison_notes(d: pd.DataFrame) -> list[str]:
+    """Chart notes for the municipalities of `d` (one indicator and year; small-count rows already
+    NaN in `numerator`, `_hide_small_rows`) drawn as "‐" because they are 「比較なし（理由）」
+    (docs/rules.md §15.7), one line per reason: 「‐ は比較なし（理由）: 市町村名…」. Rows hidden for a
+    small count are left to the suppression note."""
+    c = d["comparison"].astype(str)
+    no = d[c.str.startswith("比較なし") & d["numerator"].notna()]
+    lines = []
+    for why, g in no.groupby(c[no.index], sort=False):  # a few reasons
+        who = "すべての市町村" if len(g) == len(d) else "、".join(g["muni_name"].astype(str))
+        lines.append(f"「‐」は{why}: {who}")
+    return lines
+
+
 def ranking_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference_label: str = "県全体"):
     """Ranked bars of the 標準化比 with 95 % CIs, coloured by the significance against the
     reference (the same comparison as the table: docs/design.md §5, §10). Small counts shown as "‐"."""
@@ -489,7 +503,7 @@ def ranking_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, referenc
                           lookback=[ind.id]),
         label_col="muni_name", comparison_col="comparison", polarity=ind.polarity,
         count_col="numerator", value_fmt="{:.2f}", x_label=f"標準化比（{reference_label}＝1.00）",
-        benchmark_label=reference_label, suppress_threshold=ctx.suppress_threshold,
+        benchmark_label=reference_label, suppress_threshold=ctx.suppress_threshold, notes=no_comparison_notes(d),
         size=(10.0, max(5.6, 0.26 * d["muni_code"].nunique() + 1.8))).figure
 
 
