@@ -152,9 +152,11 @@ def test_overview_funnel_ranking_and_trend_state_the_indicator_population(ctx01,
     window = indicators.lookback_note(indicator_id, prepared.meta["claims_history"])
     assert (window is not None) == (indicator_id in ("dm_interrupted", "ik_interruption"))
     area = overview.area_trend_table(prepared, prepared.fiscal_years, [indicator_id], "H27")
-    for fig in (overview.funnel_chart(ctx01, table01, indicator_id, fy),
-                overview.ranking_chart(ctx01, table01, indicator_id, fy),
-                overview.trend_figure(ctx01, area, indicator_id)):
+    funnel = overview.funnel_chart(ctx01, table01, indicator_id, fy)
+    if funnel is None:  # the prefecture pools 1–9 cases on the small demo: no target, the notebook says why
+        assert overview.funnel_missing_reason(table01, indicator_id, fy).startswith("比較なし（")
+    for fig in [f for f in (funnel, overview.ranking_chart(ctx01, table01, indicator_id, fy),
+                            overview.trend_figure(ctx01, area, indicator_id)) if f is not None]:
         assert population_in(fig) == expected
         assert (window is not None and window in footer_of(fig)) or (window is None and "さかのぼり" not in footer_of(fig))
 

@@ -85,7 +85,14 @@ def test_table_has_the_issue_columns_and_labels(table):
                 "denominator", "crude_rate", "crude_lower", "crude_upper", "adj_rate", "adj_lower", "adj_upper",
                 "sr", "sr_lower", "sr_upper", "comparison", "suppressed"]:
         assert col in table.columns
-    assert set(table["comparison"].dropna()) <= {"有意に高い", "有意差なし", "有意に低い"}
+    # every row is compared or says why not (docs/rules.md §15.6, §15.7); never an empty cell
+    assert table["comparison"].notna().all()
+    assert set(table["comparison"]) <= {"有意に高い", "有意差なし", "有意に低い", "比較なし（県の人数が10人未満のため）",
+                                        "比較なし（基準の率が0で期待数が0のため）"}
+    small = table["comparison"] == "比較なし（県の人数が10人未満のため）"
+    pooled = table.groupby(["indicator_id", "fy"])[["numerator", "denominator"]].transform("sum")  # 県 = all towns
+    assert (small == (((pooled > 0) & (pooled < 10)).any(axis=1))).all()
+    assert table.loc[small, ["expected", "sr", "ref_rate"]].isna().all().all()
     assert table["muni_code"].nunique() == 19
 
 
@@ -102,8 +109,29 @@ def test_medical_area_reference_compares_within_each_area(prepared):
     assert "NDB" in note2 and "全保険者" in note2  # hsutils.analysis.areas.resolve_reference: 全国 is NDB, not the prefecture
     kenshin = t2[t2["indicator_id"] == "kenshin_rate"]
     assert (kenshin["comparison"] == "比較なし（全国の値は NDB の健診項目だけのため）").all()
+    assert kenshin[["expected", "sr", "ref_rate"]].isna().all().all()  # no figure: not an expected count of 0
     assert t2.loc[t2["indicator_id"] == "hba1c65", "sr"].notna().any()
 
+
+
+def test_ranking_chart_says_which_towns_are_not_compared(ctx):
+    """A town drawn as "‐" because it is 比較なし (not a small count) is named with the reason under the
+    ranking chart (docs/rules.md §15.7); a town hidden for a small count is left to the suppression note."""
+    from hsutils.publish import plots
+
+    why = "比較なし（同規模の人数が10人未満のため）"
+    t = pd.DataFrame({"muni_code": ["17201", "17202", "17203"], "muni_name": ["金沢市", "七尾市", "小松市"],
+                      "indicator_id": "kenshin_rate", "fy": 2024, "numerator": [40, 30, 5],
+                      "denominator": [100, 100, 20], "sr": [1.2, np.nan, np.nan], "sr_lower": [1.0, np.nan, np.nan],
+                      "sr_upper": [1.4, np.nan, np.nan], "comparison": ["有意に高い", why, why]})
+    notes = overview.no_comparison_notes(overview._hide_small_rows(t, 10))
+    assert notes == [f"「‐」は{why}: 七尾市"]  # 小松市 (5 of 20) is hidden anyway
+    fig = overview.ranking_chart(ctx, t, "kenshin_rate", 2024, "同規模")
+    texts = [x.get_text() for x in fig.texts]
+    assert any(f"「‐」は{why}: 七尾市" in x for x in texts)
+    assert any(plots.suppression_note(10) in x for x in texts)
+    t_all = t.assign(numerator=[40, 30, 0], comparison=why)
+    assert overview.no_comparison_notes(overview._hide_small_rows(t_all, 10)) == [f"「‐」は{why}: すべての市町村"]
 
 # ------------------------------------------------------------------ 悪化かつ有意に悪い
 def _hand_table() -> pd.DataFrame:

@@ -483,21 +483,110 @@ def test_notebooks_pass_the_run_threshold_to_every_reference_comparison():
 
     import nbformat
 
-    rule_functions = {"compare", "comparison_table", "reference_lines_table", "municipal_ratios"}
-    calls = 0
+    rule_functions = {("references", f) for f in ("compare", "comparison_table", "reference_lines_table",
+                                                    "municipal_ratios")}
+    # the per-municipality indicator tables of 01 and 09 (overview) and 02 (districts, no districts)
+    rule_functions |= {("overview", "municipal_indicator_table"), ("districts", "municipal_indicator_table")}
+    calls, tables = 0, set()
     for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb")):
         nb = nbformat.read(str(path), as_version=4)
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
         code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%"))
         for node in ast.walk(ast.parse(code)):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "references"
-                    and node.func.attr in rule_functions):
+                    and isinstance(node.func.value, ast.Name)
+                    and (node.func.value.id, node.func.attr) in rule_functions):
                 calls += 1
+                if node.func.attr == "municipal_indicator_table":
+                    tables.add(path.name[:2])
                 given = {k.arg: ast.unparse(k.value) for k in node.keywords}
                 assert given.get("min_count") == "ctx.suppress_threshold", \
-                    f"{path.name}: references.{node.func.attr} without min_count=ctx.suppress_threshold"
-    assert calls >= 9  # 01–05: comparison table (5), reference lines (3), 01's empirical-Bayes ratios
+                    f"{path.name}: {node.func.value.id}.{node.func.attr} without min_count=ctx.suppress_threshold"
+    assert calls >= 12  # 01–05: comparison table (5), reference lines (3), 01's empirical-Bayes ratios; tables (3)
+    assert tables == {"01", "02", "09"}
+
+
+
+# ------------- the per-municipality tables of notebooks 01, 02 and 09 (docs/rules.md §15.6, §15.7)
+
+def _pref_strata(other_numerator):
+    """The data's 県 = 小松市 (17203) 4 of 50 + 輪島市 (17204) `other_numerator` of 50 (男 40–44 HbA1c ≥6.5)."""
+    return _strata([(2024, "17203", "", 1, "40-44", "hba1c65", 4, 50),
+                    (2024, "17204", "", 1, "40-44", "hba1c65", other_numerator, 50)])
+
+
+@pytest.mark.parametrize("other, threshold, shown", [
+    (5, 10, False),   # 県 pools 4 + 5 = 9 cases: threshold − 1 → 比較なし
+    (6, 10, True),    # 10 cases: at the threshold → compared
+    (15, 20, False),  # 19 cases under a run threshold of 20
+    (16, 20, True),   # 20 cases
+])
+def test_municipal_indicator_table_holds_the_pooled_reference_to_the_run_threshold(other, threshold, shown):
+    """notebook 01's (and 09's) `overview.municipal_indicator_table(..., min_count=ctx.suppress_threshold)`
+    under `reference_area: pref`. Shown: 県 rate = (4 + other) / 100, so E(小松市) = 50 × rate and
+    sr = 4 / E (threshold 10: 4 / 5 = 0.8; threshold 20: 4 / 10 = 0.4)."""
+    from hsutils.patterns import overview, support_record
+
+    t, _ = overview.municipal_indicator_table(_prepared(_pref_strata(other), BIG_MASTER), [2024], ["hba1c65"],
+                                              min_count=threshold)
+    row = t.set_index("muni_code").loc["17203"]
+    if shown:
+        assert row["ref_rate"] == pytest.approx(4 + other)
+        assert row["expected"] == pytest.approx(50 * (4 + other) / 100)
+        assert row["sr"] == pytest.approx(4 / (50 * (4 + other) / 100))
+        assert row["comparison"] == "有意差なし"  # exact limits of 4: 1.09–10.24, over E (5 or 10) they hold 1
+    else:
+        why = f"比較なし（県の人数が{threshold}人未満のため）"
+        assert (t["comparison"] == why).all() and (t["judgement"] == why).all()  # every town of the year
+        assert t[["expected", "sr", "sr_lower", "sr_upper", "ref_rate"]].isna().all().all()
+        assert row["numerator"] == 4 and row["crude_rate"] == pytest.approx(8.0)  # the town's own figures stay
+    # notebook 09's page table is a selection of the same rows (no figure of its own)
+    page = support_record.insurer_indicators(t, "17203", 2024, "県全体", indicator_ids=["hba1c65"]).iloc[0]
+    assert page["comparison"] == row["comparison"]
+    assert page["sr"] == row["sr"] if shown else pd.isna(page["sr"])
+
+
+@pytest.mark.parametrize("peer_numerators, expected_comparison", [
+    ((0, 0, 0, 0), "比較なし（基準の率が0で期待数が0のため）"),  # peers 0 of 120: E = 0, no ratio
+    ((3, 3, 2, 2), None),                                        # 10 of 120: E = 100 × 10/120 = 8.33
+])
+def test_similar_reference_with_expected_zero_says_no_comparison(peer_numerators, expected_comparison):
+    """同規模 whose pooled rate is 0 in 小松市's only band: the 標準化該当比 15 / 0 is undefined. Notebook 01's
+    table (`references.municipal_table`) and 02's `indicators_municipal` (`districts.municipal_indicator_table`
+    with `reference=ctx.reference`) say 「比較なし（理由）」 in comparison and judgement, never an empty cell."""
+    from hsutils.patterns import districts
+
+    strata = _peer_strata(peer_numerators, (30, 30, 30, 30))
+    ref = areas.resolve_reference("17203", "similar", BIG_MASTER)
+    one = references.municipal_table(strata, BIG_MASTER, "similar", fy=[2024], indicators=["hba1c65"])
+    one = one.set_index("area_code").loc["17203"]
+    two = districts.municipal_indicator_table(strata, BIG_MASTER, "17203", [2024], ["hba1c65"], reference=ref,
+                                              min_count=10).iloc[0]
+    for row in (one, two):
+        if expected_comparison:
+            assert row["comparison"] == expected_comparison and row["judgement"] == expected_comparison
+            assert pd.isna(row["sr"]) and row["numerator"] == 15
+        else:
+            assert row["sr"] == pytest.approx(15 / (100 * 10 / 120))
+            assert row["comparison"] == "有意に高い" and row["judgement"] == "悪い"  # HbA1c: higher is worse
+    assert two["muni_rate"] == pytest.approx(sum(peer_numerators) / 120 * 100)  # 02's column for the reference rate
+
+
+
+def test_district_with_expected_zero_says_no_comparison():
+    """02's districts against their municipality (金沢市, 男 HbA1c ≥6.5): 地区01 has 0 of 5 aged 40–44, 地区02
+    3 of 10 aged 70–74. The city's rates: 40–44 0/5 = 0, 70–74 3/10 = 0.3. 地区01: E = 5 × 0 = 0 → 比較なし;
+    地区02: E = 10 × 0.3 = 3, O = 3 → 1.00, 有意差なし."""
+    from hsutils.patterns import districts
+
+    strata = _strata([(2024, "17201", "01", 1, "40-44", "hba1c65", 0, 5),
+                      (2024, "17201", "02", 1, "70-74", "hba1c65", 3, 10)])
+    dlist = pd.DataFrame({"district_code": ["01", "02"], "district_name": ["地区01", "地区02"]})
+    t = districts.district_indicator_table(strata, MASTER, dlist, "17201", [2024], ["hba1c65"])
+    t = t.set_index("district_name")
+    assert t.at["地区01", "comparison"] == "比較なし（基準の率が0で期待数が0のため）" == t.at["地区01", "judgement"]
+    assert pd.isna(t.at["地区01", "sr"]) and t.at["地区01", "numerator"] == 0 and t.at["地区01", "muni_rate"] == pytest.approx(20.0)  # 3 of 15
+    assert t.at["地区02", "sr"] == pytest.approx(1.0) and t.at["地区02", "comparison"] == "有意差なし"
 
 
 # ------------------------- empirical-Bayes ratios against each reference (docs/methods.md §14)

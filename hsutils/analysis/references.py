@@ -73,6 +73,11 @@ MIN_PEERS = 5
 #: numerator and denominator before its rate is shown (docs/rules.md §15.6): the suppression threshold
 #: (`privacy.DEFAULT_THRESHOLD`; this layer may not import `privacy`, a test keeps the two equal)
 MIN_REFERENCE_COUNT = 10
+#: why a reference that has rates for an indicator still gives no ratio (「比較なし（理由）」, docs/rules.md §15.7):
+#: its rates are 0 in every age band the subject has persons in, so the expected count is 0 …
+NO_EXPECTED_REASON = "基準の率が0で期待数が0のため"
+#: … or none of the subject's age bands is in the reference
+NO_STRATA_REASON = "比較できる層がないため"
 
 KIND_PREF, KIND_NATIONAL, KIND_SIMILAR, KIND_USER = "県", "国", "同規模", "利用者指定"
 
@@ -473,8 +478,8 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
             row = {"indicator_id": i, "reference_kind": ref.kind, "reference_label": ref.label,
                    "source": ref.source, "reference_year": ref.year}
             if reasons[i] or i not in t.index or not np.isfinite(t.at[i, "sr"]):
-                why = reasons[i] or ("基準の率が0で期待数が0のため" if i in t.index and t.at[i, "expected"] == 0
-                                     else "比較できる層がないため")
+                why = reasons[i] or (NO_EXPECTED_REASON if i in t.index and t.at[i, "expected"] == 0
+                                     else NO_STRATA_REASON)
                 row.update(comparison=no_comparison(why), available=False, note=ref.note)
             else:
                 r = t.loc[i]
@@ -629,17 +634,17 @@ _REFERENCE_DERIVED = ["expected", "sr", "sr_lower", "sr_upper", "ref_rate"]
 
 
 def municipal_table(strata: pd.DataFrame, master: pd.DataFrame, reference_area: str = "pref", *,
-                    min_count: int | None = None, **args) -> pd.DataFrame:
+                    min_count: int | None = MIN_REFERENCE_COUNT, **args) -> pd.DataFrame:
     """Every municipality of `strata` against its own reference for the `reference_area` parameter
     (`areas.resolve_reference` of each municipality, docs/rules.md §15): "pref" the data's
     prefecture, "medical_area" its 二次医療圏, "national" 全国 from NDB (one table for all), "similar"
     its 同規模 peers in the data. `args` go to `indicators.indicator_table` (fy, indicators,
-    std_pop, conf, suppress_threshold). Adds `reference_kind` and `reference_label`; an indicator
-    the reference has no figure for gets 「比較なし（理由）」 in comparison and judgement.
+    std_pop, conf, suppress_threshold). Adds `reference_kind` and `reference_label`; a row without a
+    comparison gets 「比較なし（理由）」 in comparison and judgement (`settle_comparison`).
 
-    min_count: when given (a run's `suppress_threshold`), a reference pooled from the data whose
-    numerator or denominator for an indicator and year is 1 to `min_count` − 1 is 「比較なし（…の人数が
-    …人未満のため）」 too, with expected, sr and ref_rate blank (docs/rules.md §15.6)."""
+    min_count: the run's `suppress_threshold`; a reference pooled from the data whose numerator or
+    denominator for an indicator and year is 1 to `min_count` − 1 is 「比較なし（…の人数が…人未満のため）」,
+    with expected, sr and ref_rate blank (docs/rules.md §15.6). None leaves the rule out (tests only)."""
     requested = areas.check_reference_area(reference_area)
     codes = sorted(strata["muni_code"].astype(str).unique())
     if requested == "medical_area":  # one group per 二次医療圏, compared with itself
@@ -657,15 +662,45 @@ def municipal_table(strata: pd.DataFrame, master: pd.DataFrame, reference_area: 
         t = indicators.indicator_table(sub, "muni", area_map=master, reference=ref_strata, **args)
         if t.empty:
             continue
-        t["comparison"] = ref.comparison_text(t["indicator_id"], t["comparison"])
-        if min_count is not None and requested != "national":
-            small = _small_pool(ref_strata, t, min_count)
-            t.loc[small, _REFERENCE_DERIVED] = np.nan
-            t.loc[small, "comparison"] = no_comparison(f"{ref.kind}の人数が{min_count}人未満のため")
-        t["judgement"] = np.where(t["comparison"].astype(str).str.startswith("比較なし"), t["comparison"],
-                                  t["judgement"])
+        t = settle_comparison(t, ref, ref_strata, min_count=min_count)
         parts.append(t.assign(reference_kind=ref.kind, reference_label=ref.label))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["area_code", "area_name"])
+
+
+def settle_comparison(table: pd.DataFrame, ref: areas.ReferenceResolution | None, ref_strata: pd.DataFrame, *,
+                      min_count: int | None = MIN_REFERENCE_COUNT) -> pd.DataFrame:
+    """An indicator table (`indicators.indicator_table` against `ref_strata`, the strata of `ref`) with
+    every comparison that cannot be made written 「比較なし（理由）」 in `comparison` and `judgement`, never
+    left empty (docs/rules.md §15.7), in this order of reasons:
+
+    1. the reference has no figure for the indicator (`ReferenceResolution.comparison_text`: 全国 outside
+       the NDB items, 同規模 with too few peers): expected, sr, its interval and ref_rate blank;
+    2. a reference pooled from the data's persons (県, 二次医療圏, 同規模; not NDB) has 1 to `min_count` − 1
+       persons in its numerator or denominator for the indicator and year (docs/rules.md §15.6):
+       expected, sr, its interval and ref_rate are blanked too (they would show the few persons);
+    3. the expected count is 0 (`NO_EXPECTED_REASON`: the reference's rate is 0 in every age band of the
+       area) or missing (`NO_STRATA_REASON`): the 標準化該当比 is undefined.
+
+    The one path of the per-municipality tables of notebooks 01, 02 and 09 (`municipal_table`,
+    `districts.municipal_indicator_table`); `compare` applies the same reasons to the 県・同規模・国 table.
+    `ref` None (the districts of 02 against their municipality): reason 3 only."""
+    t = table.copy()
+    comparison = pd.Series(t["comparison"] if ref is None else ref.comparison_text(t["indicator_id"], t["comparison"]),
+                           index=t.index, dtype=object)
+    done = comparison.astype(str).str.startswith("比較なし")
+    t.loc[done.to_numpy(), _REFERENCE_DERIVED] = np.nan  # no figure: an expected count of 0 would be false
+    if ref is not None and min_count is not None and ref.area.level != areas.NATIONAL:
+        small = _small_pool(ref_strata, t, min_count) & ~done.to_numpy()
+        t.loc[small, _REFERENCE_DERIVED] = np.nan
+        comparison[small] = no_comparison(f"{ref.kind}の人数が{min_count}人未満のため")
+        done |= small
+    no_ratio = ~done & pd.to_numeric(t["sr"], errors="coerce").isna()
+    expected = pd.to_numeric(t["expected"], errors="coerce")
+    comparison[no_ratio] = np.where(expected[no_ratio] == 0, no_comparison(NO_EXPECTED_REASON),
+                                    no_comparison(NO_STRATA_REASON))
+    t["comparison"] = comparison.to_numpy(dtype=object)
+    t["judgement"] = np.where(comparison.astype(str).str.startswith("比較なし"), comparison, t["judgement"])
+    return t
 
 
 def _small_pool(ref_strata: pd.DataFrame, table: pd.DataFrame, min_count: int) -> np.ndarray:

@@ -30,7 +30,7 @@ import pandas as pd
 from hsutils import stats
 from hsutils.core import vocab
 from hsutils.rules import programs
-from hsutils.analysis import areas, indicators
+from hsutils.analysis import areas, indicators, references
 from hsutils.publish import privacy
 from hsutils.core.errors import DataError
 
@@ -198,8 +198,9 @@ def district_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame,
     whether the district differs from its municipality). `pooled=True` sums the fiscal years
     first (one row per indicator, fy = last year, `period` says which years).
     Columns: TABLE_COLUMNS + period, muni_rate (the municipality's rate, %), judgement,
-    polarity, method, conf. True counts are kept: pass through `suppress_district_table`
-    before showing.
+    polarity, method, conf. A district whose expected count is 0 says 「比較なし（理由）」
+    (`references.settle_comparison`, docs/rules.md §15.7). True counts are kept: pass through
+    `suppress_district_table` before showing.
     """
     muni_code = str(muni_code)
     ids = list(indicator_ids or DEFAULT_INDICATORS)
@@ -211,6 +212,8 @@ def district_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame,
         fy_arg, period = list(fys), "単年度"
     t = indicators.indicator_table(sm, "district", fy=fy_arg, indicators=ids, reference=sm,
                                    std_pop=std_pop, conf=conf, suppress_threshold=suppress_threshold)
+    if len(t):  # a district whose bands all have a municipal rate of 0: 比較なし（理由）, not an empty cell
+        t = references.settle_comparison(t, None, sm, min_count=None)
     return _finish_table(t, municipalities, muni_code, _district_names(dlist), period, ids)
 
 
@@ -218,10 +221,14 @@ def municipal_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame
                               fys: Sequence[int], indicator_ids: Sequence[str] | None = None, *,
                               pooled: bool = False, std_pop="H27", conf: float = 0.95,
                               suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
-                              reference: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The municipality's own row per indicator against `reference` (strata of the reference area,
-    `hsutils.analysis.areas.ReferenceResolution.strata`; default the prefecture, i.e. all strata), same
-    columns as `district_indicator_table` with district_name "市全体"."""
+                              reference: pd.DataFrame | areas.ReferenceResolution | None = None,
+                              min_count: int = references.MIN_REFERENCE_COUNT) -> pd.DataFrame:
+    """The municipality's own row per indicator against `reference`, same columns as
+    `district_indicator_table` with district_name "市全体". `reference`: the run's reference
+    (`ctx.reference`, an `areas.ReferenceResolution`): then every row it cannot be compared with says
+    「比較なし（理由）」 (`references.settle_comparison`, docs/rules.md §15.7; `min_count` is the run's
+    `suppress_threshold` for a reference pooled from few persons, §15.6), as in notebook 01's table;
+    or plain strata of a reference area; default the prefecture, i.e. all strata."""
     muni_code = str(muni_code)
     ids = list(indicator_ids or DEFAULT_INDICATORS)
 
@@ -230,11 +237,16 @@ def municipal_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame
         return pooled_strata(frame, fys) if pooled else frame
 
     s = _select(strata)
+    resolution = reference if isinstance(reference, areas.ReferenceResolution) else None
+    if resolution is not None:
+        reference = resolution.strata(strata, municipalities)
     ref = s if reference is None else _select(reference)
     fy_arg, period = (max(fys), period_label(fys)) if pooled else (list(fys), "単年度")
     t = indicators.indicator_table(s[s["muni_code"] == muni_code], "muni", fy=fy_arg, indicators=ids,
                                    reference=ref, std_pop=std_pop, conf=conf,
                                    suppress_threshold=suppress_threshold)
+    if len(t):
+        t = references.settle_comparison(t, resolution, ref, min_count=min_count)
     return _finish_table(t, municipalities, muni_code, None, period, ids)
 
 
@@ -814,7 +826,6 @@ def profile_figure(table: pd.DataFrame, district_code: str, footer: str, *, muni
     """Spine chart of one district against the municipality across the indicators;
     `reference_lines` (a suppressed `references.reference_lines_table` of the municipality) adds
     県・同規模・国 as marks (`references.spine_references`)."""
-    from hsutils.analysis import references
     from hsutils.publish import plots
 
     import warnings

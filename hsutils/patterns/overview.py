@@ -187,13 +187,17 @@ def pyramid_figure(ctx, pyramid: pd.DataFrame, fy: int):
 # ---------------------------------------------------------------------------------------------
 def municipal_indicator_table(prepared, fiscal_years: Sequence[int], indicator_ids=None,
                               reference_area: str = "pref", std_pop="H27", conf: float = 0.95,
-                              suppress_threshold: int = privacy.DEFAULT_THRESHOLD) -> tuple[pd.DataFrame, str]:
+                              suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
+                              min_count: int = references.MIN_REFERENCE_COUNT) -> tuple[pd.DataFrame, str]:
     """Every indicator × municipality × fiscal year (docs/design.md §5; issue 6 section 3).
 
     reference_area: "pref" (default: the prefecture's rates by sex × age band), "medical_area"
     (each municipality against its own 二次医療圏), "national" (全国, NDB オープンデータ) or
-    "similar" (each municipality's 同規模 peers in the data); an indicator the reference has no figure
-    for gets 「比較なし（理由）」 (`hsutils.analysis.areas.ReferenceResolution.comparison_text`).
+    "similar" (each municipality's 同規模 peers in the data). Every row without a comparison says
+    「比較なし（理由）」 (`hsutils.analysis.references.settle_comparison`, docs/rules.md §15.7): the
+    reference has no figure for the indicator, is pooled from 1 to `min_count` − 1 persons (the run's
+    `suppress_threshold`: notebooks pass `min_count=ctx.suppress_threshold`, docs/rules.md §15.6), or
+    gives an expected count of 0.
     Returns (table with INDICATOR_TABLE_COLUMNS, unsuppressed; Japanese note on the reference).
     """
     master = prepared.municipalities
@@ -201,7 +205,7 @@ def municipal_indicator_table(prepared, fiscal_years: Sequence[int], indicator_i
     strata = prepared.strata[prepared.strata["fy"].isin(list(fiscal_years))]
     table = references.municipal_table(strata, master, reference_area, fy=list(fiscal_years),
                                        indicators=indicator_ids, std_pop=std_pop, conf=conf,
-                                       suppress_threshold=suppress_threshold)
+                                       suppress_threshold=suppress_threshold, min_count=min_count)
     table = table.rename(columns={"area_code": "muni_code", "area_name": "muni_name"})
     table = table.sort_values(["indicator_id", "fy", "muni_code"]).reset_index(drop=True)
     return table[INDICATOR_TABLE_COLUMNS], note
@@ -472,6 +476,20 @@ def funnel_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference
         suppress_threshold=ctx.suppress_threshold).figure
 
 
+def no_comparison_notes(d: pd.DataFrame) -> list[str]:
+    """Chart notes for the municipalities of `d` (one indicator and year; small-count rows already
+    NaN in `numerator`, `_hide_small_rows`) drawn as "‐" because they are 「比較なし（理由）」
+    (docs/rules.md §15.7), one line per reason: 「‐ は比較なし（理由）: 市町村名…」. Rows hidden for a
+    small count are left to the suppression note."""
+    c = d["comparison"].astype(str)
+    no = d[c.str.startswith("比較なし") & d["numerator"].notna()]
+    lines = []
+    for why, g in no.groupby(c[no.index], sort=False):  # a few reasons
+        who = "すべての市町村" if len(g) == len(d) else "、".join(g["muni_name"].astype(str))
+        lines.append(f"「‐」は{why}: {who}")
+    return lines
+
+
 def ranking_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, reference_label: str = "県全体"):
     """Ranked bars of the 標準化比 with 95 % CIs, coloured by the significance against the
     reference (the same comparison as the table: docs/design.md §5, §10). Small counts shown as "‐"."""
@@ -485,7 +503,7 @@ def ranking_chart(ctx, table: pd.DataFrame, indicator_id: str, fy: int, referenc
                           lookback=[ind.id]),
         label_col="muni_name", comparison_col="comparison", polarity=ind.polarity,
         count_col="numerator", value_fmt="{:.2f}", x_label=f"標準化比（{reference_label}＝1.00）",
-        benchmark_label=reference_label, suppress_threshold=ctx.suppress_threshold,
+        benchmark_label=reference_label, suppress_threshold=ctx.suppress_threshold, notes=no_comparison_notes(d),
         size=(10.0, max(5.6, 0.26 * d["muni_code"].nunique() + 1.8))).figure
 
 

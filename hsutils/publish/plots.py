@@ -873,7 +873,7 @@ def ranked_bar(df: pd.DataFrame, *, value_col: str, lower_col: str, upper_col: s
                title: str, footer: str, label_col: str = "name", comparison_col: str = "comparison",
                polarity=None, group_col: str | None = None, conf: float | None = None, count_col: str | None = None,
                value_fmt: str = "{:.1f}", x_label: str | None = None,
-               benchmark_label: str = "基準値", value_labels: bool = True,
+               benchmark_label: str = "基準値", value_labels: bool = True, notes: Sequence[str] = (),
                suppress_threshold: int = privacy.DEFAULT_THRESHOLD, ax: Axes | None = None, size="slide") -> Axes:
     """Horizontal bars sorted by value with confidence intervals, a benchmark line and the
     significance colours (docs/design.md §5, §10: always with intervals, never a bare league table).
@@ -883,7 +883,8 @@ def ranked_bar(df: pd.DataFrame, *, value_col: str, lower_col: str, upper_col: s
         `count_col` (rows from counts 1–9 are shown as "‐" without bar) and `group_col`
         (e.g. 二次医療圏: areas sorted within their group, groups in order of appearance, with
         a heading row; this is also the fallback "ranked chart grouped by 二次医療圏").
-    `value_fmt` "{:.1%}" switches the axis to percent.
+    `value_fmt` "{:.1%}" switches the axis to percent. `notes`: lines under the footer (e.g. which
+    areas are 「比較なし（理由）」 and so shown as "‐" without bar).
     """
     fig, ax, own = _axes(ax, size)
     d = df.reset_index(drop=True).copy()
@@ -951,7 +952,7 @@ def ranked_bar(df: pd.DataFrame, *, value_col: str, lower_col: str, upper_col: s
     handles, _ = ax.get_legend_handles_labels()
     ax.legend(handles=handles + _significance_handles(d.loc[~d["_hidden"], "_label"]), loc="upper left",
               bbox_to_anchor=(1.0, 1.0))
-    notes = [suppression_note(suppress_threshold)] if hidden.any() else []
+    notes = [*notes, *([suppression_note(suppress_threshold)] if hidden.any() else [])]
     return _finish_chart(fig, ax, own, title, footer, notes, comparison=True)
 
 
