@@ -881,7 +881,7 @@ def _read_range(out: RawUke, path: Path, name: str, chunk_bytes: int, start: int
     out.n_headers, out.n_receipts = st.n_headers, st.n_receipts
 
 
-SEGMENT_BYTES = 48 << 20  # a file is read in segments of about this size (bounded memory; docs/claims_rules.md §7.1)
+SEGMENT_BYTES = 16 << 20  # a file is read in segments of about this size (bounded memory; docs/claims_rules.md §7.1)
 _HEADER_STARTS = (b"\nIR,", b"\nYK,")
 
 
