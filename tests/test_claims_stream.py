@@ -34,7 +34,7 @@ def demo(tmp_path_factory):
 def _one_pass(folder, enrollment):
     """The reference: every file in one pass, one derive_tables (the import before streaming)."""
     files = uke.find_uke_files(folder)
-    raw = uke.read_uke(files)
+    raw = uke.read_uke(files, root=folder)  # files named relative to the data folder, as load_claims does
     masters = claims_masters.load_masters(folder / claims_import.MASTERS_DIR)
     d = claims_rules.derive_tables(raw, masters, claims_rules.load_rules(None), enrollment=enrollment,
                                    link=claims_import.read_link(folder))
@@ -106,3 +106,43 @@ def test_key_map_fills_edaban_over_all_months():
     assert full.lookup(pd.Series(["123-A-1-", "999-B-2-"])).tolist() == ["123-A-1-01", "999-B-2-"]
     assert full.lookup(keys).tolist() == person_keys.fill_edaban(keys).tolist()
     assert np.all(full.lookup(keys).notna())
+
+
+def test_files_in_segments_give_the_one_pass_tables(demo, tmp_path, monkeypatch):
+    """Each file read in small segments (cut before IR/YK lines; docs/claims_rules.md §7.1), one of
+    them a file of two months and several institutions: still the one-pass result, and the stored
+    entry (several segments) is re-used by a second load."""
+    folder, enr = demo
+    work = tmp_path / "data"
+    shutil.copytree(folder, work)
+    files = uke.find_uke_files(work)
+    ika = [p for p in files if p.name.startswith("ika_")]
+    ika[0].write_bytes(ika[0].read_bytes().replace(b"\x1a", b"") + ika[1].read_bytes())
+    ika[1].unlink()
+    monkeypatch.setattr(uke, "SEGMENT_BYTES", 20_000)
+    assert len(uke.segments(ika[0])) > 3
+    c = _assert_same(work, enr, cache_dir=tmp_path / "cache")
+    again = claims_import.load_claims(work, uke.find_uke_files(work), enrollment=enr, cache_dir=tmp_path / "cache")
+    for name, df in c.tables.items():
+        pd.testing.assert_frame_equal(again.tables[name], df, obj=name)
+
+
+def test_same_named_files_in_two_folders_stay_apart(demo, tmp_path):
+    """The same file name in the data folder and in uke/ (a person unknown to the 個人ID対応表 in
+    one of them, on the same line as a kept receipt of the other): the exclusion names the file by
+    its path relative to the data folder, and only that file's receipt and its 傷病名 are dropped
+    (docs/claims_rules.md §4.1, §4.2)."""
+    folder, enr = demo
+    work = tmp_path / "data"
+    shutil.copytree(folder, work)
+    ika = next(p for p in uke.find_uke_files(work) if p.name.startswith("ika_"))
+    lines = ika.read_bytes().split(b"\r\n")
+    ho = next(i for i, ln in enumerate(lines) if ln.startswith(b"HO,"))
+    f = lines[ho].split(b",")
+    f[3] = b"99999999"  # a 番号 not in person_ids.csv
+    lines[ho] = b",".join(f)
+    (work / ika.name).write_bytes(b"\r\n".join(lines))
+    c = _assert_same(work, enr)
+    unlinked = c.exclusions[c.exclusions["column"] == "HO 保険者番号・記号・番号"]
+    assert unlinked["file"].tolist() == [ika.name]
+    assert set(c.exclusions["file"]) <= {ika.name, f"uke/{ika.name}"} | {f"uke/{p.name}" for p in uke.find_uke_files(folder)}

@@ -431,3 +431,80 @@ def test_pharmacy_days_of_same_named_files_stay_apart(tmp_path):
     assert d["line"].tolist() == [6, 6] and set(d["file"]) == {"RECEIPTY.UKE"}
     assert d["days"].tolist() == [28, 14] and d["form_code"].tolist() == [1, 1]
     assert t.receipts.sort_values("receipt_id")["institution"].tolist() == ["1747000001", "1747000002"]
+
+
+def test_receipt_exclusions_quote_the_value_they_are_about(tmp_path):
+    """Each excluded receipt names the value its reason is about, as written (docs/claims_rules.md
+    §4.2): the レセプト種別 for a bad レセプト種別 (letters, 3 digits), the HO 合計点数 for an
+    unreadable 合計点数, and nothing ('') for a missing HO or an empty 保険者番号 / 番号 — never the
+    receipt's レセプト種別 for a reason about another field."""
+    re_ok = _RE_MEDICAL
+    re_bad = _RE_MEDICAL.replace(",1112,", ",11X2,")
+    re_short = _RE_MEDICAL.replace(",1112,", ",112,")
+    text = "\n".join([
+        "IR,2,17,1,1234567,,医院,202306,00,",            # 1
+        re_bad, _HO_MEDICAL,                              # 2, 3: レセプト種別 11X2
+        re_ok, "SY,9990001,20230510,1,,,01,",             # 4, 5: no HO
+        re_ok, _HO_MEDICAL.replace(",73,", ",7a,"),       # 6, 7: 合計点数 7a
+        re_ok, _HO_MEDICAL.replace("  170019", ""),       # 8, 9: 保険者番号 empty
+        re_ok, "HO,  170019,,,1,73,,,,,,,,,",             # 10, 11: 番号 empty
+        re_short, _HO_MEDICAL,                            # 12, 13: レセプト種別 112 (3 digits)
+        re_ok, _HO_MEDICAL,                               # 14, 15: kept
+        "GO,1,73,99"]) + "\n"
+    t = uke.read_uke([_write(tmp_path, text)])
+    assert t.counts["receipts_read"] == 7 and t.counts["receipts_kept"] == 1 and t.counts["receipts_excluded"] == 6
+    e = t.exclusions[t.exclusions["scope"] == "レセプト"].set_index("row")
+    assert e["column"].to_dict() == {2: "RE レセプト種別", 4: "HO", 6: "HO 合計点数", 8: "HO 保険者番号",
+                                     10: "HO 番号", 12: "RE レセプト種別"}
+    assert e["value"].to_dict() == {2: "11X2", 4: "", 6: "7a", 8: "", 10: "", 12: "112"}
+    assert t.receipts["line"].tolist() == [14] and t.receipts["receipt_type"].tolist() == [1112]
+
+
+@pytest.mark.parametrize("segment_bytes", [1, 150, 700, 2500, 10 ** 9])
+def test_segments_read_alone_give_the_one_pass_tables(segment_bytes):
+    """A file read in segments (`uke.segments`: cut only before an IR/YK line, lines numbered as in
+    the whole file) gives the one-pass rows, exclusions and counts once receipt ids are shifted by
+    the receipts of the segments before (docs/claims_rules.md §7.1). reader_mix.UKE has two
+    institution blocks and 40 broken lines."""
+    path = DATA / "reader_mix.UKE"
+    whole = uke.read_uke([path])
+    bounds = uke.segments(path, segment_bytes)
+    assert bounds[0][0] == 0 and bounds[-1][1] == path.stat().st_size
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    data = path.read_bytes()
+    for start, _, first_line in bounds[1:]:
+        assert data[start:start + 3] in (b"IR,", b"YK,") and data[:start].count(b"\n") + 1 == first_line
+    if segment_bytes < 2500:
+        assert len(bounds) > 1
+    parts = {k: [] for k in ("receipts", "diagnoses", "procedures", "drugs", "exclusions")}
+    counts, shift = {}, 0
+    for start, stop, first_line in bounds:
+        t = uke.read_segment(path, path.name, start, stop, first_line)
+        for k in parts:
+            df = getattr(t, k)
+            if k != "exclusions" and len(df):
+                df = df.assign(receipt_id=df["receipt_id"] + shift)
+            parts[k].append(df)
+        shift += t.counts["receipts_read"]
+        for k, v in t.counts.items():
+            counts[k] = counts.get(k, 0) + v
+    for k in ("receipts", "diagnoses", "procedures", "drugs"):
+        want = getattr(whole, k).reset_index(drop=True)
+        # a segment without any 処方医療機関 has an all-None object column, as a file alone has
+        got = pd.concat([f for f in parts[k] if len(f)], ignore_index=True).astype(want.dtypes.to_dict())
+        pd.testing.assert_frame_equal(got, want, obj=k)
+    excl = pd.concat(parts["exclusions"], ignore_index=True).sort_values(["file", "row"], kind="stable")
+    pd.testing.assert_frame_equal(excl.reset_index(drop=True), whole.exclusions, obj="exclusions")
+    assert {k: v for k, v in counts.items() if k != "files"} == {k: v for k, v in whole.counts.items() if k != "files"}
+
+
+def test_files_are_named_relative_to_the_data_folder(tmp_path):
+    """Two files named alike in two folders are told apart by their path relative to the data folder
+    (docs/claims_rules.md §4.1); without a root the base name is kept."""
+    (tmp_path / "uke").mkdir()
+    a = _write(tmp_path, f"IR,2,17,1,1234567,,医院,202306,00,\n{_RE_MEDICAL}\nGO,1,73,99\n", "X.UKE")
+    b = _write(tmp_path / "uke", f"IR,2,17,1,1234567,,医院,202306,00,\n{_RE_MEDICAL}\nGO,1,73,99\n", "X.UKE")
+    t = uke.read_uke([a, b], root=tmp_path)
+    assert t.exclusions["file"].tolist() == ["X.UKE", "uke/X.UKE"]   # each receipt without HO
+    assert uke.read_uke([a, b]).exclusions["file"].tolist() == ["X.UKE", "X.UKE"]
+    assert uke.file_label(b, tmp_path) == "uke/X.UKE" and uke.file_label(b, tmp_path / "other") == "X.UKE"

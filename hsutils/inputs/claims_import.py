@@ -13,9 +13,12 @@ Folder conventions (docs/claims_rules.md §7):
   XML reader: `hsutils.inputs.person_keys`, docs/formats/person_key.md §1);
 * ``claims_rules.yaml`` (optional) — the user's copy of the rules; else the shipped defaults.
 
-The files are read one by one and stored by 診療年月 under ``cache_dir/uke`` (keyed by the sha256
-of each file: a second load parses nothing), then derived month by month in bounded memory
-(docs/claims_rules.md §7.1).
+The files are read one by one, in segments cut before institution headers, and stored by 診療年月
+under ``cache_dir/uke`` (keyed by the sha256 of each file and its name: a second load parses
+nothing); then each month is derived and written as Parquet at once (`convert_claims`), and the
+tables are read back in the one-pass order (`ClaimsStore.read`). Memory is bounded by the segment
+and the largest month, neither by the size of a file nor by the number of months
+(docs/claims_rules.md §7.1). Files are named by their path relative to the data folder (§4.1).
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ import pandas as pd
 from hsutils.inputs import claims_masters, claims_rules, person_keys, uke
 from hsutils.core.errors import DataError
 
-READER_VERSION = "uke-2"  # uke-2: 点数表 validated, SY code exclusions quote the raw code
+READER_VERSION = "uke-3"  # uke-2: 点数表 validated, SY code exclusions quote the raw code; uke-3: files named
+# relative to the data folder, read in segments, receipt exclusions quote the value they are about
 MASTERS_DIR = "uke_masters"
 LINK_FILE = "uke_person_link.csv"
 RULES_FILE = "claims_rules.yaml"
@@ -48,29 +52,31 @@ class ClaimsLoad:
     files: list
 
 
-def _sha(path: Path) -> str:
+def _sha(path: Path, name: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     h.update(READER_VERSION.encode())
+    h.update(name.encode())  # the name is stored in the rows (file column of the exclusions)
     return h.hexdigest()[:32]
 
 
-def read_files(paths, cache_dir=None) -> uke.UkeTables:
+def read_files(paths, cache_dir=None, root=None) -> uke.UkeTables:
     """Read UKE files into one set of tables (all in memory: small folders, tests and the
     reference for the streamed import `load_claims`). ``cache_dir`` is accepted for the callers of
     the one-pass reader and not used: the per-file store of `load_claims` is the cache."""
-    return uke.read_uke(sorted(Path(p) for p in paths))
+    return uke.read_uke(sorted(Path(p) for p in paths), root=root)
 
 
 MONTH_PARTS = ("receipts", "diagnoses", "procedures", "drugs")
-POS = "_pos"  # a row's position in its file's table: restores the one-pass order of diagnoses
+POS = "_pos"  # a row's position in its segment's table: restores the one-pass order of diagnoses
 
 
 @dataclass
 class _FileEntry:
-    """One UKE file parsed and stored by 診療年月 (docs/claims_rules.md §7.1)."""
+    """One segment of a UKE file (`uke.segments`), parsed and stored by 診療年月
+    (docs/claims_rules.md §7.1). Segments are numbered in file order; a small file is one segment."""
 
     name: str
     folder: Path
@@ -83,26 +89,43 @@ class _FileEntry:
         df = pd.read_parquet(self.folder / f"{part}-{ym}.parquet")
         return df.astype(self.dtypes[part])  # as read (e.g. datetime64[us], not Parquet's ns)
 
+    def keys(self) -> pd.Series:
+        """The distinct person keys of the segment's receipts."""
+        return pd.read_parquet(self.folder / "keys.parquet")["person_key"]
 
-def _store_file(path: Path, store: Path) -> _FileEntry:
-    """Parse one file (memory bounded by that file, not by the folder) and write its rows by
-    診療年月: ``<store>/<sha of the file>/<part>-<YYYYMM>.parquet``; an entry whose meta.json
-    exists is re-used (a second import parses nothing, a new month parses only its files)."""
-    entry = store / _sha(path)
+
+def _store_file(path: Path, name: str, store: Path) -> list[_FileEntry]:
+    """Parse one file segment by segment (`uke.segments`: memory bounded by the segment, not by
+    the file) and write each segment's rows by 診療年月:
+    ``<store>/<sha of the file and its name>/<segment>/<part>-<YYYYMM>.parquet``; an entry whose
+    meta.json exists is re-used (a second import parses nothing, a new month parses only its files)."""
+    entry = store / _sha(path, name)
     meta = entry / "meta.json"
     if meta.exists():
         try:
             m = json.loads(meta.read_text(encoding="utf-8"))
-            return _FileEntry(path.name, entry, m["months"], m["counts"], m["dtypes"])
-        except (OSError, ValueError, KeyError):  # a damaged entry is rebuilt
+            return [_FileEntry(name, entry / s["dir"], s["months"], s["counts"], s["dtypes"]) for s in m["segments"]]
+        except (OSError, ValueError, KeyError, TypeError):  # a damaged entry is rebuilt
             pass
-    t = uke.read_uke([path])
-    ym_of = pd.Series(t.receipts["ym"].to_numpy(np.int64), index=t.receipts["receipt_id"].to_numpy())
-    months = sorted(int(m) for m in t.receipts["ym"].unique())
     tmp = entry.with_name(f"{entry.name}.tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    segs = []
+    for i, (start, stop, first_line) in enumerate(uke.segments(path)):
+        seg = f"s{i:05d}"
+        segs.append(_store_segment(uke.read_segment(path, name, start, stop, first_line), tmp / seg) | {"dir": seg})
+    (tmp / "meta.json").write_text(json.dumps({"segments": segs}), encoding="utf-8")
+    if entry.exists():
+        shutil.rmtree(entry)
+    os.replace(tmp, entry)
+    return [_FileEntry(name, entry / s["dir"], s["months"], s["counts"], s["dtypes"]) for s in segs]
+
+
+def _store_segment(t: uke.UkeTables, out: Path) -> dict:
+    out.mkdir()
+    ym_of = pd.Series(t.receipts["ym"].to_numpy(np.int64), index=t.receipts["receipt_id"].to_numpy())
+    months = sorted(int(m) for m in t.receipts["ym"].unique())
     for part in MONTH_PARTS:
         df = getattr(t, part)
         ym = df["ym"] if part == "receipts" else df["receipt_id"].map(ym_of)
@@ -111,15 +134,12 @@ def _store_file(path: Path, store: Path) -> _FileEntry:
         df, ym = df.iloc[order].reset_index(drop=True), ym.to_numpy(np.int64)[order]
         for m in months:
             lo, hi = np.searchsorted(ym, m, "left"), np.searchsorted(ym, m, "right")
-            df.iloc[lo:hi].to_parquet(tmp / f"{part}-{m}.parquet", index=False)
-    t.exclusions.to_parquet(tmp / "exclusions.parquet", index=False)
+            df.iloc[lo:hi].to_parquet(out / f"{part}-{m}.parquet", index=False)
+    t.exclusions.to_parquet(out / "exclusions.parquet", index=False)
+    keys = pd.unique(t.receipts["person_key"].astype(str).to_numpy(object))
+    pd.DataFrame({"person_key": pd.Series(keys, dtype=object)}).to_parquet(out / "keys.parquet", index=False)
     dtypes = {p: {c: str(d) for c, d in getattr(t, p).dtypes.items()} for p in MONTH_PARTS}
-    (tmp / "meta.json").write_text(json.dumps({"months": months, "counts": t.counts, "dtypes": dtypes}),
-                                   encoding="utf-8")
-    if entry.exists():
-        shutil.rmtree(entry)
-    os.replace(tmp, entry)
-    return _FileEntry(path.name, entry, months, t.counts, dtypes)
+    return {"months": months, "counts": t.counts, "dtypes": dtypes}
 
 
 class _KeyMap:
@@ -206,11 +226,29 @@ def drug_names(folder) -> pd.Series:
 
 def load_claims(folder, uke_files, enrollment: pd.DataFrame | None = None, cache_dir=None) -> ClaimsLoad:
     """Read the UKE files of a data folder and derive the canonical claims tables, month by month
-    (docs/claims_rules.md §7.1): each file is parsed alone and stored by 診療年月 (under
-    ``cache_dir/uke``, else a temporary folder); then each month's receipts of all files are
-    derived together (調剤↔医科 linking stays within one month) and released. Memory is bounded by
-    the largest file and the largest month, not by the folder; the tables are identical to the
-    one-pass `claims_rules.derive_tables(read_files(...))` (tests/test_claims_stream.py)."""
+    (docs/claims_rules.md §7.1): `convert_claims` into a scratch folder (under ``cache_dir/uke``,
+    else a temporary folder), then `ClaimsStore.read`. The tables are identical to the one-pass
+    `claims_rules.derive_tables(read_files(...))` (tests/test_claims_stream.py)."""
+    with tempfile.TemporaryDirectory(prefix="hsutils_uke_") as scratch:
+        work = Path(scratch)
+        if cache_dir is not None:
+            (Path(cache_dir) / "uke").mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix="derived-", dir=Path(cache_dir) / "uke"))
+        try:
+            return convert_claims(folder, uke_files, work, enrollment=enrollment, cache_dir=cache_dir).read()
+        finally:
+            if work != Path(scratch):
+                shutil.rmtree(work, ignore_errors=True)
+
+
+def convert_claims(folder, uke_files, out_dir, enrollment: pd.DataFrame | None = None,
+                   cache_dir=None) -> "ClaimsStore":
+    """UKE files of a data folder → the derived claims tables as Parquet by 診療年月 under
+    ``out_dir`` (docs/claims_rules.md §7.1). Each file is parsed in segments and stored by 診療年月
+    (under ``cache_dir/uke``, else inside ``out_dir``); then each month's receipts of all files are
+    derived together (調剤↔医科 linking stays within one month) and written at once. Peak memory is
+    set by the segment size and the largest month, not by the size of a file or the number of
+    months. Files are named relative to the data folder (`uke.file_label`)."""
     folder = Path(folder)
     mdir = folder / MASTERS_DIR
     if not mdir.is_dir():
@@ -223,26 +261,90 @@ def load_claims(folder, uke_files, enrollment: pd.DataFrame | None = None, cache
     for p in paths:
         if not p.is_file():
             raise DataError(f"レセプト電算ファイル {p} が見つかりません")
-    with tempfile.TemporaryDirectory(prefix="hsutils_uke_") as scratch:
-        store = Path(cache_dir) / "uke" if cache_dir is not None else Path(scratch)
-        entries = [_store_file(p, store) for p in paths]
-        return _derive_by_month(entries, masters, rules, enrollment, read_link(folder), paths)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = Path(cache_dir) / "uke" if cache_dir is not None else out_dir / "files"
+    names = [uke.file_label(p, folder) for p in paths]
+    entries = [e for p, n in zip(paths, names) for e in _store_file(p, n, store)]
+    return _derive_by_month(entries, masters, rules, enrollment, read_link(folder), names, out_dir)
 
 
-def _derive_by_month(entries, masters, rules, enrollment, link, paths) -> ClaimsLoad:
+@dataclass
+class ClaimsStore:
+    """The derived claims tables written by `convert_claims`: ``<folder>/<table>/<YYYYMM>.parquet``,
+    ``<folder>/excluded/<YYYYMM>.parquet`` (receipts excluded while deriving) and the segments'
+    line exclusions; `read` gives them back in the one-pass order."""
+
+    folder: Path
+    months: list
+    dtypes: dict          # table -> {YYYYMM: {column: dtype}}
+    entries: list
+    counts: dict
+    report: dict
+    files: list
+
+    def _frames(self, table: str) -> list:
+        return [pd.read_parquet(self.folder / table / f"{ym}.parquet").astype(self.dtypes[table][str(ym)])
+                for ym in self.months if str(ym) in self.dtypes.get(table, {})]
+
+    def read(self) -> ClaimsLoad:
+        """The tables in the one-pass order: claims_monthly, prescriptions and medical_costs by
+        person and month (months concatenated in order, then a stable sort by person_id);
+        diagnoses in file and line order; exclusions in file and line order."""
+        tables = {}
+        for n in claims_rules.CLAIMS_TABLE_NAMES:
+            parts = self._frames(n)
+            if not parts:
+                continue
+            df = pd.concat(parts, ignore_index=True)
+            del parts
+            if n in _PERSON_SORTED:
+                df = df.sort_values("person_id", kind="stable")
+            elif n == "diagnoses":  # the one-pass order: file (segment), then the row's order in it
+                df = df.iloc[np.lexsort((df[POS].to_numpy(), df[_SEG].to_numpy()))].drop(columns=[POS, _SEG])
+            tables[n] = df.reset_index(drop=True)
+        raw_excl = pd.concat([pd.read_parquet(e.folder / "exclusions.parquet") for e in self.entries],
+                             ignore_index=True)
+        if len(raw_excl):
+            raw_excl = raw_excl.sort_values(["file", "row"], kind="stable").reset_index(drop=True)
+        derived_excl = pd.DataFrame()
+        excl = self._frames(_EXCLUDED)
+        if excl:
+            # one-pass order: the receipts with no person_id, then those with no enrollment, each in file order
+            x = pd.concat(excl, ignore_index=True)
+            file_index = {n: i for i, n in reversed(list(enumerate(self.files)))}
+            x = x.assign(_k=(x["column"] == "対象者").astype(int), _f=x["file"].astype(str).map(file_index))
+            derived_excl = x.sort_values(["_k", "_f", "row"], kind="stable").drop(columns=["_k", "_f"])
+            derived_excl = derived_excl.reset_index(drop=True)
+        parts = [e for e in (raw_excl, derived_excl) if len(e)]
+        exclusions = pd.concat(parts, ignore_index=True) if parts else raw_excl
+        counts = dict(self.counts, receipts_unlinked=len(derived_excl))
+        return ClaimsLoad(tables=tables, exclusions=exclusions, counts=counts, report=self.report,
+                          files=list(self.files))
+
+
+_SEG = "_seg"            # diagnoses: index of the row's segment (files in order, segments in file order)
+_EXCLUDED = "excluded"   # receipts excluded while deriving (no person_id / not in the enrollment)
+
+
+def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: Path) -> ClaimsStore:
     offsets = np.concatenate([[0], np.cumsum([e.counts["receipts_read"] for e in entries])[:-1]]).astype(int)
     if link is None or isinstance(link, Path):  # the 枝番 filling looks across all months
-        keys = pd.concat([e.part("receipts", m)["person_key"] for e in entries for m in e.months]
-                         or [pd.Series([], dtype=object)], ignore_index=True)
+        keys = pd.concat([e.keys() for e in entries] or [pd.Series([], dtype=object)], ignore_index=True)
         link = _KeyMap(keys, link)
     months = sorted({m for e in entries for m in e.months})
-    out = {n: [] for n in claims_rules.CLAIMS_TABLE_NAMES}
-    dx_keys, excl, reports = [], [], []
+    dtypes: dict = {}
+    reports = []
+
+    def write(table: str, ym: int, df: pd.DataFrame) -> None:
+        (out_dir / table).mkdir(exist_ok=True)
+        df.to_parquet(out_dir / table / f"{ym}.parquet", index=False)
+        dtypes.setdefault(table, {})[str(ym)] = {c: str(d) for c, d in df.dtypes.items()
+                                                 if c not in (POS, _SEG)}
+
     for ym in months:
         month, dx_key = _month_tables(entries, offsets, ym)
         d = claims_rules.derive_tables(month, masters, rules, enrollment=enrollment, link=link)
-        for n, df in d.tables.items():
-            out[n].append(df)
         # the diagnoses kept are those of the receipts derive_tables kept (in their order)
         rec = month.receipts
         dropped = np.zeros(len(rec), bool)
@@ -250,42 +352,19 @@ def _derive_by_month(entries, masters, rules, enrollment, link, paths) -> Claims
             dropped = pd.MultiIndex.from_arrays([rec["file"].astype(str), rec["line"]]).isin(
                 pd.MultiIndex.from_arrays([d.exclusions["file"].astype(str), d.exclusions["row"]]))
         kept = month.diagnoses["receipt_id"].isin(rec["receipt_id"][~dropped]).to_numpy()
-        dx_keys.append(dx_key[kept])
+        del month
+        for n, df in d.tables.items():
+            if n == "diagnoses":
+                df = df.assign(**{_SEG: dx_key[kept, 0], POS: dx_key[kept, 1]})
+            write(n, ym, df)
         if len(d.exclusions):
-            excl.append(d.exclusions)
+            write(_EXCLUDED, ym, d.exclusions)
         reports.append(d.report)
-        del month, d
-    tables = {}
-    for n, parts in out.items():
-        df = pd.concat(parts, ignore_index=True) if parts else None
-        if df is None:
-            continue
-        if n in _PERSON_SORTED:
-            df = df.sort_values("person_id", kind="stable")
-        elif n == "diagnoses":  # the one-pass order: file, then the file's order
-            k = np.concatenate(dx_keys) if dx_keys else np.zeros((0, 2), np.int64)
-            df = df.iloc[np.lexsort((k[:, 1], k[:, 0]))]
-        tables[n] = df.reset_index(drop=True)
-    raw_excl = pd.concat([pd.read_parquet(e.folder / "exclusions.parquet") for e in entries], ignore_index=True)
-    if len(raw_excl):
-        raw_excl = raw_excl.sort_values(["file", "row"], kind="stable").reset_index(drop=True)
-    derived_excl = pd.DataFrame()
-    if excl:
-        # one-pass order: the receipts with no person_id, then those with no enrollment, each in file order
-        x = pd.concat(excl, ignore_index=True)
-        file_index = {}
-        for i, p in enumerate(paths):
-            file_index.setdefault(p.name, i)
-        x = x.assign(_k=(x["column"] == "対象者").astype(int), _f=x["file"].astype(str).map(file_index))
-        derived_excl = x.sort_values(["_k", "_f", "row"], kind="stable").drop(columns=["_k", "_f"])
-        derived_excl = derived_excl.reset_index(drop=True)
-    parts = [e for e in (raw_excl, derived_excl) if len(e)]
-    exclusions = pd.concat(parts, ignore_index=True) if parts else raw_excl
+        del d
     counts = {k: sum(int(e.counts[k]) for e in entries) for k in entries[0].counts} if entries else {}
-    counts["files"] = len(entries)
-    counts["receipts_unlinked"] = len(derived_excl)
-    return ClaimsLoad(tables=tables, exclusions=exclusions, counts=counts, report=_merge_report(reports),
-                      files=[p.name for p in paths])
+    counts["files"] = len(names)
+    return ClaimsStore(folder=out_dir, months=months, dtypes=dtypes, entries=entries, counts=counts,
+                       report=_merge_report(reports), files=list(names))
 
 
 def check_lines(folder, enrollment: pd.DataFrame | None = None) -> list[str]:

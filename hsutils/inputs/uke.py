@@ -345,21 +345,29 @@ def iter_blocks(path: Path, chunk_bytes: int = CHUNK_BYTES):
         yield lines.buf.tobytes(), first
 
 
-def _padded_blocks(path: Path, chunk_bytes: int = CHUNK_BYTES):
+def _padded_blocks(path: Path, chunk_bytes: int = CHUNK_BYTES, start: int = 0, stop: int | None = None,
+                   first_line: int = 1):
     """Yield (`_Lines`, first line number) of blocks that end at a line feed (the last one may
     not). The file is read straight into one reused buffer with PAD bytes around the block: no
-    copy of the block is made (a block's arrays must be used before the next one is read)."""
-    line_no = 1
+    copy of the block is made (a block's arrays must be used before the next one is read).
+    ``start``/``stop``/``first_line``: read only bytes [start, stop) of the file, whose first line
+    has that number (a segment, `segments`)."""
+    line_no = first_line
     carry = b""
     store = bytearray()
+    left = None if stop is None else stop - start
     with open(path, "rb") as fh:
+        fh.seek(start)
         while True:
             head = PAD + len(carry)
             if len(store) < head + chunk_bytes + PAD:
                 store = bytearray(head + chunk_bytes + PAD)
             view = memoryview(store)
             view[PAD:head] = carry
-            got = fh.readinto(view[head:head + chunk_bytes])
+            want = chunk_bytes if left is None else min(chunk_bytes, left)
+            got = fh.readinto(view[head:head + want]) if want > 0 else 0
+            if left is not None:
+                left -= got
             view.release()
             if not got:
                 break
@@ -459,8 +467,8 @@ class RawUke:
 
 
 # Columns of `RawUke` records held as codes into `RawUke.texts`.
-_TEXT_COLUMNS = frozenset({"insurer", "kigo", "bango", "edaban", "uncoded_name", "code_raw", "ym_raw",
-                           "start_raw"})
+_TEXT_COLUMNS = frozenset({"insurer", "kigo", "bango", "edaban", "uncoded_name", "code_raw", "ym_raw", "type_raw",
+                           "points_raw", "start_raw"})
 
 
 def _excl(file: str, lines: np.ndarray, column, values, reason, scope=SCOPE_LINE) -> pd.DataFrame:
@@ -688,7 +696,9 @@ def _read_block(L: _Lines, first_line: int, file: str, st: _State, out: RawUke) 
             ptab, _, _ = L.digits(rp, 10, 1)
             pinst, _, piok = L.digits(rp, 11, 7)
             rx_institution[pk] = np.where(piok, ppref * 10**8 + ptab * 10**7 + pinst, -1)
+        tok &= rtype >= 1000  # レセプト種別: 4 digits (docs/claims_rules.md §4.2)
         out.add("RE", frame(s, header_id=hdr_id[s], kind=line_kind[s], receipt_type=np.where(tok, rtype, -1),
+                            type_raw=_text_codes_where(L, r, 2, ~tok, out, raw=True),
                             ym=ym, ym_ok=ymok, ym_raw=_text_codes_where(L, r, 3, ~ymok, out),
                             sex=np.where(sok, sex, 0), rx_institution=rx_institution))
     # HO
@@ -696,7 +706,8 @@ def _read_block(L: _Lines, first_line: int, file: str, st: _State, out: RawUke) 
     if len(r):
         pts, _, pok = L.digits(r, 5, 8)
         out.add("HO", frame(s, insurer=_text_codes(L, r, 1, 8, out), kigo=_text_codes(L, r, 2, 40, out),
-                            bango=_text_codes(L, r, 3, 40, out), points=np.where(pok, pts, -1)))
+                            bango=_text_codes(L, r, 3, 40, out), points=np.where(pok, pts, -1),
+                            points_raw=_text_codes_where(L, r, 5, ~pok, out, raw=True)))
     # KO (only counted per receipt)
     r, s = rows_of("KO")
     if len(r):
@@ -836,19 +847,91 @@ def _decimal(L: _Lines, rows: np.ndarray, j: int) -> np.ndarray:
     return out
 
 
-def read_raw(paths, chunk_bytes: int = CHUNK_BYTES) -> RawUke:
-    """Stream one or more UKE files into per-record arrays (see module docstring)."""
+def file_label(path, root=None) -> str:
+    """How a file is named in the tables and exclusions: its path relative to ``root`` (the data
+    folder; ``/``-separated, so that two same-named files in two sub-folders stay apart), else
+    its base name (docs/claims_rules.md §4.1)."""
+    path = Path(path)
+    if root is not None:
+        try:
+            return path.resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.name
+
+
+def read_raw(paths, chunk_bytes: int = CHUNK_BYTES, root=None) -> RawUke:
+    """Stream one or more UKE files into per-record arrays (see module docstring); files are
+    named by `file_label` (relative to ``root`` when given)."""
     out = RawUke()
     for path in paths:
         path = Path(path)
         if not path.is_file():
             raise DataError(f"レセプト電算ファイル {path} が見つかりません")
-        st = _State(n_headers=out.n_headers, n_receipts=out.n_receipts, file_first_header=out.n_headers)
-        out.files.append(path.name)
-        for lines, first in _padded_blocks(path, chunk_bytes):
-            _read_block(lines, first, path.name, st, out)
-        out.n_headers, out.n_receipts = st.n_headers, st.n_receipts
+        _read_range(out, path, file_label(path, root), chunk_bytes)
     return out
+
+
+def _read_range(out: RawUke, path: Path, name: str, chunk_bytes: int, start: int = 0, stop: int | None = None,
+                first_line: int = 1) -> None:
+    st = _State(n_headers=out.n_headers, n_receipts=out.n_receipts, file_first_header=out.n_headers)
+    out.files.append(name)
+    for lines, first in _padded_blocks(path, chunk_bytes, start, stop, first_line):
+        _read_block(lines, first, name, st, out)
+    out.n_headers, out.n_receipts = st.n_headers, st.n_receipts
+
+
+SEGMENT_BYTES = 16 << 20  # a file is read in segments of about this size (bounded memory; docs/claims_rules.md §7.1)
+_HEADER_STARTS = (b"\nIR,", b"\nYK,")
+
+
+def segments(path, segment_bytes: int | None = None, chunk_bytes: int = CHUNK_BYTES) -> list[tuple]:
+    """(start byte, stop byte, first line number) of consecutive segments of a file, each of at
+    least ``segment_bytes`` (except the last) and each after the first starting at an ``IR`` /
+    ``YK`` line. A receipt never spans an institution header, so a segment read alone
+    (`read_segment`) gives the rows, exclusions and counts of that part of the one-pass read."""
+    path = Path(path)
+    segment_bytes = segment_bytes or SEGMENT_BYTES
+    size = path.stat().st_size
+    bounds, start, line_no = [], 0, 1
+    with open(path, "rb") as fh:
+        while size - start > segment_bytes:
+            cut = _next_header(fh, start + segment_bytes, chunk_bytes)
+            if cut < 0:
+                break
+            fh.seek(start)
+            n, left = 0, cut - start
+            while left:
+                block = fh.read(min(chunk_bytes, left))
+                n += block.count(b"\n")
+                left -= len(block)
+            bounds.append((start, cut, line_no))
+            start, line_no = cut, line_no + n
+    bounds.append((start, size, line_no))
+    return bounds
+
+
+def _next_header(fh, target: int, chunk_bytes: int) -> int:
+    """Byte offset of the first ``IR`` / ``YK`` line starting at or after ``target`` (-1: none)."""
+    pos = target - 1  # the line feed before the header
+    while True:
+        fh.seek(pos)
+        block = fh.read(chunk_bytes + 3)  # blocks overlap by 3 bytes: a 4-byte mark is never split
+        if len(block) < 4:
+            return -1
+        hits = [i for i in (block.find(h) for h in _HEADER_STARTS) if i >= 0]
+        if hits:
+            return pos + min(hits) + 1
+        pos += chunk_bytes
+
+
+def read_segment(path, name: str, start: int, stop: int, first_line: int,
+                 chunk_bytes: int = CHUNK_BYTES) -> "UkeTables":
+    """One segment of a file (`segments`) read and checked alone; receipt ids are 1..n within the
+    segment and lines are numbered as in the whole file."""
+    out = RawUke()
+    _read_range(out, Path(path), name, chunk_bytes, start, stop, first_line)
+    return assemble(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -911,10 +994,11 @@ _EMPTY = {
     "HDR": {"header_id": np.int64, "line": np.int64, "kind": np.int64, "pref": np.int64, "institution": np.int64,
             "header_ok": bool, "is_ir": bool, "kind_raw": np.int32, "inst_raw": np.int32},
     "RE": {"receipt_id": np.int64, "file": np.int32, "line": np.int64, "header_id": np.int64,
-           "receipt_type": np.int64, "ym": np.int64, "ym_ok": bool, "ym_raw": np.int32, "sex": np.int64,
+           "receipt_type": np.int64, "type_raw": np.int32, "ym": np.int64, "ym_ok": bool, "ym_raw": np.int32,
+           "sex": np.int64,
            "rx_institution": np.int64},
     "HO": {"receipt_id": np.int64, "file": np.int32, "line": np.int64, "insurer": np.int32, "kigo": np.int32,
-           "bango": np.int32, "points": np.int64},
+           "bango": np.int32, "points": np.int64, "points_raw": np.int32},
     "SN": {"receipt_id": np.int64, "payer_kind": np.int64, "edaban": np.int32},
     "KO": {"receipt_id": np.int64},
 }
@@ -999,8 +1083,12 @@ def assemble(raw: RawUke) -> UkeTables:
     bad = failed >= 0
     if bad.any():
         k = failed[bad]
-        ym_raw = labels[rec["ym_raw"][bad]]
-        vals = np.where(k == 1, ym_raw, rec["receipt_type"][bad].astype(str).astype(object))
+        # the value each reason is about, as written: 診療年月, レセプト種別, HO 合計点数; a missing
+        # HO or an empty 保険者番号 / 番号 has no value ('')
+        ho_raw = np.append(ho["points_raw"], 0)[ho_of[bad]]
+        vals = np.select([k == 1, k == 2, k == 4],
+                         [labels[rec["ym_raw"][bad]], labels[rec["type_raw"][bad]], labels[ho_raw]],
+                         np.array("", dtype=object)).astype(object)
         checks = np.array(_RECEIPT_CHECKS + [("", "")], dtype=object)
         columns, reasons = checks[k, 0], checks[k, 1]
         at = np.flatnonzero(bad)[k == 0]
@@ -1185,9 +1273,10 @@ def _pharmacy_groups(raw: RawUke, sh: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return form[sh], days[sh]
 
 
-def read_uke(paths, chunk_bytes: int = CHUNK_BYTES) -> UkeTables:
-    """Read UKE files into receipts / diagnoses / procedures / drugs (+ exclusions, counts)."""
-    return assemble(read_raw(paths, chunk_bytes=chunk_bytes))
+def read_uke(paths, chunk_bytes: int = CHUNK_BYTES, root=None) -> UkeTables:
+    """Read UKE files into receipts / diagnoses / procedures / drugs (+ exclusions, counts); files
+    are named relative to ``root`` (the data folder) when given, else by their base name."""
+    return assemble(read_raw(paths, chunk_bytes=chunk_bytes, root=root))
 
 
 def find_uke_files(folder) -> list[Path]:
