@@ -1082,6 +1082,20 @@ class XmlImport:
         return self.result.exclusions
 
 
+def _text_frame(wide: pa.Table, keep: pd.DataFrame) -> pd.DataFrame:
+    """The text frame of the documents `keep` (in its order) for `hsutils.inputs.io`: header
+    columns from the document rows, item cells taken from the compact Arrow table (null = no value)."""
+    at = pd.Index(wide["doc"].to_numpy()).get_indexer(keep["doc"].to_numpy())
+    frame = wide.take(pa.array(at, mask=at < 0)).drop_columns(["doc"]).to_pandas()
+    frame.insert(0, "person_id", keep["person_id"].to_numpy())
+    frame.insert(1, "fy", keep["fy"].astype(str).to_numpy())
+    frame.insert(2, "muni_code", keep["muni_code"].astype(str).to_numpy())
+    frame.insert(3, "exam_date", keep["exam"].dt.strftime("%Y-%m-%d").to_numpy())
+    frame.insert(4, "sex", keep["sex"].to_numpy())
+    frame.insert(5, "age", keep["age"].astype(str).to_numpy())
+    return frame
+
+
 def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=None,
                   workers: int | None = None, validate_xsd: bool = False,
                   known_munis=None, keep_observations: bool = True) -> XmlImport:
@@ -1125,19 +1139,16 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     keep = kdocs[~bad]
     # Duplicate rule: earliest 受診日 first (same day: archive/path order); io keeps the first.
     keep = keep.sort_values(["exam", "doc"], kind="stable")
-    # the kept documents' cells, taken from the compact Arrow table (null = no value)
-    at = pd.Index(parsed.wide["doc"].to_numpy()).get_indexer(keep["doc"].to_numpy())
-    frame = parsed.wide.take(pa.array(at, mask=at < 0)).drop_columns(["doc"]).to_pandas()
-    frame.insert(0, "person_id", keep["person_id"].to_numpy())
-    frame.insert(1, "fy", keep["fy"].astype(str).to_numpy())
-    frame.insert(2, "muni_code", keep["muni_code"].astype(str).to_numpy())
-    frame.insert(3, "exam_date", keep["exam"].dt.strftime("%Y-%m-%d").to_numpy())
-    frame.insert(4, "sex", keep["sex"].to_numpy())
-    frame.insert(5, "age", keep["age"].astype(str).to_numpy())
     # value-level problems found before validation are blanked and listed
     ve = parsed.value_excl[parsed.value_excl["doc"].isin(keep["doc"])]
-    r = _io.read_text_frame(frame.reset_index(drop=True), "kenshin", LABEL,
-                            row_numbers=keep["doc"].to_numpy(), known_munis=known_munis)
+    if len(keep) <= CHUNK_DOCS:
+        r = _io.read_text_frame(_text_frame(parsed.wide, keep), "kenshin", LABEL,
+                                row_numbers=keep["doc"].to_numpy(), known_munis=known_munis)
+    else:  # streaming: the text cells of CHUNK_DOCS documents at a time (duplicates across chunks: io)
+        r = _io.read_text_frames(((_text_frame(parsed.wide, keep.iloc[i:i + CHUNK_DOCS]),
+                                   keep["doc"].to_numpy()[i:i + CHUNK_DOCS])
+                                  for i in range(0, len(keep), CHUNK_DOCS)),
+                                 "kenshin", LABEL, known_munis=known_munis)
 
     # exclusions: io's rows → archive/document and item code
     kt = TABLES["kenshin"]
