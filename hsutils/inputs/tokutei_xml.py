@@ -116,6 +116,9 @@ _DOC_FIELDS = ("doc", "archive", "path", "kind", "error", "report_code", "insure
                "edaban", "sex", "birth", "exam_date", "org", "first_date", "final_date", "xsd")
 PARALLEL_MIN_DOCS = 4000  # below this, worker start-up costs more than it saves
 CHUNK_DOCS = 8000  # the item mapping has a fixed cost per chunk; a chunk's memory is small
+# the kept documents are validated (io) in slices of this many; one slice for most imports, as the
+# validation has a fixed cost per slice (streaming only bounds the memory of large folders)
+VALIDATE_DOCS = 24_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1141,13 +1144,13 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     keep = keep.sort_values(["exam", "doc"], kind="stable")
     # value-level problems found before validation are blanked and listed
     ve = parsed.value_excl[parsed.value_excl["doc"].isin(keep["doc"])]
-    if len(keep) <= CHUNK_DOCS:
+    if len(keep) <= VALIDATE_DOCS:
         r = _io.read_text_frame(_text_frame(parsed.wide, keep), "kenshin", LABEL,
                                 row_numbers=keep["doc"].to_numpy(), known_munis=known_munis)
-    else:  # streaming: the text cells of CHUNK_DOCS documents at a time (duplicates across chunks: io)
-        r = _io.read_text_frames(((_text_frame(parsed.wide, keep.iloc[i:i + CHUNK_DOCS]),
-                                   keep["doc"].to_numpy()[i:i + CHUNK_DOCS])
-                                  for i in range(0, len(keep), CHUNK_DOCS)),
+    else:  # streaming: the text cells of VALIDATE_DOCS documents at a time (duplicates across slices: io)
+        n = VALIDATE_DOCS
+        r = _io.read_text_frames(((_text_frame(parsed.wide, keep.iloc[i:i + n]), keep["doc"].to_numpy()[i:i + n])
+                                  for i in range(0, len(keep), n)),
                                  "kenshin", LABEL, known_munis=known_munis)
 
     # exclusions: io's rows → archive/document and item code
