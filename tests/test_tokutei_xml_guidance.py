@@ -123,3 +123,73 @@ def test_no_guidance_documents_means_no_guidance_table(tmp_path):
     _enrollment(d)
     ds = io.load_dataset(d)
     assert ds.tables["guidance"].empty
+
+
+# A small hand-written test schema (NOT the MHLW hg08 schema): the header order and that
+# patient/birthTime is present; everything else is skipped (as the hc08 test schema of the fixtures).
+_HG08_TEST_XSD = """<?xml version="1.0" encoding="UTF-8"?>
+<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns="urn:hl7-org:v3"
+           targetNamespace="urn:hl7-org:v3" elementFormDefault="qualified">
+  <xs:complexType name="anyT" mixed="true">
+    <xs:sequence><xs:any processContents="skip" minOccurs="0" maxOccurs="unbounded"/></xs:sequence>
+    <xs:anyAttribute processContents="skip"/>
+  </xs:complexType>
+  <xs:element name="ClinicalDocument">
+    <xs:complexType>
+      <xs:sequence>
+        <xs:element name="typeId" type="anyT"/>
+        <xs:element name="code" type="anyT"/>
+        <xs:element name="effectiveTime" type="anyT"/>
+        <xs:element name="recordTarget">
+          <xs:complexType><xs:sequence>
+            <xs:element name="patientRole">
+              <xs:complexType><xs:sequence>
+                <xs:element name="id" type="anyT" maxOccurs="unbounded"/>
+                <xs:element name="addr" type="anyT" minOccurs="0"/>
+                <xs:element name="patient">
+                  <xs:complexType><xs:sequence>
+                    <xs:element name="name" type="anyT" minOccurs="0"/>
+                    <xs:element name="administrativeGenderCode" type="anyT"/>
+                    <xs:element name="birthTime" type="anyT"/>
+                  </xs:sequence></xs:complexType>
+                </xs:element>
+              </xs:sequence></xs:complexType>
+            </xs:element>
+          </xs:sequence></xs:complexType>
+        </xs:element>
+        <xs:any processContents="skip" minOccurs="0" maxOccurs="unbounded"/>
+      </xs:sequence>
+      <xs:anyAttribute processContents="skip"/>
+    </xs:complexType>
+  </xs:element>
+</xs:schema>
+"""
+
+
+def test_guidance_documents_are_validated_against_the_archives_own_hg08_schema(tmp_path):
+    """docs/formats/tokutei_xml.md §1.11: with validate_xsd, a 保健指導 document is checked against the
+    XSD/hg08*.xsd that its archive carries; an archive without one leaves its documents unchecked."""
+    with_xsd = tmp_path / "a" / GUIDANCE
+    shutil.copytree(FIX / "guidance_c" / GUIDANCE, with_xsd)
+    (with_xsd / "XSD").mkdir()
+    (with_xsd / "XSD" / "hg08_V08.xsd").write_text(_HG08_TEST_XSD, encoding="utf-8")
+    g1 = (with_xsd / "DATA" / "g0001.xml").read_text(encoding="utf-8")
+    no_birth = g1.replace('<birthTime value="19600415"/>', "")
+    assert no_birth != g1
+    (with_xsd / "DATA" / "g0006.xml").write_text(no_birth, encoding="utf-8")
+    without_xsd = tmp_path / "a" / "4444444444_00179999_202506301_2"
+    shutil.copytree(FIX / "guidance_c" / GUIDANCE, without_xsd)
+
+    imp = tx.read_archives(tmp_path / "a", workers=1, validate_xsd=True)
+    d = imp.documents[imp.documents["kind"].eq("guidance")].set_index(["archive", "path"])["xsd"]
+    assert d[(GUIDANCE, "DATA/g0001.xml")] == "適合"
+    assert d[(GUIDANCE, "DATA/g0006.xml")].startswith("不適合（行 ")
+    assert "birthTime" in d[(GUIDANCE, "DATA/g0006.xml")]
+    assert d[(GUIDANCE, "DATA/g0005.xml")] == "検証できません（XMLとして読めません）"  # not well-formed
+    assert d.loc[without_xsd.name].isna().all()  # no hg08 schema in that archive: not checked
+    lines = "\n".join(tx.describe_guidance(imp))
+    assert "保健指導の XSD検証（アーカイブ同梱の XSD/hg08*.xsd）: 適合 " in lines
+    assert "DATA/g0006.xml: 不適合（行 " in lines
+    # without validate_xsd nothing is checked
+    plain = tx.read_archives(tmp_path / "a", workers=1).documents
+    assert plain.loc[plain["kind"].eq("guidance"), "xsd"].isna().all()

@@ -227,6 +227,14 @@ def test_variants_in_chunks_and_worker_processes_read_as_before(variants, monkey
     _assert_same(render(imp), read_snapshot(EXPECTED / "variants"))
 
 
+def test_variants_validated_in_slices_read_as_before(variants, monkeypatch):
+    """Streaming (issue 17): the kept documents validated a few at a time (io.read_text_frames) give the
+    snapshot; the variants' small pool of persons makes (person, 年度) duplicates across slices."""
+    monkeypatch.setattr(tx, "VALIDATE_DOCS", 7)
+    imp = tx.read_archives(variants, workers=1)
+    _assert_same(render(imp), read_snapshot(EXPECTED / "variants"))
+
+
 if __name__ == "__main__":  # regenerate: only with the reader whose output is the reference
     import sys
     import tempfile

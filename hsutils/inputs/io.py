@@ -1074,6 +1074,26 @@ def read_text_frame(frame: pd.DataFrame, table, name: str, row_numbers=None,
     return _validate_raw(raw, t, name, _header_lookup(t, {}), ctx)
 
 
+def read_text_frames(chunks, table, name: str, known_munis=None) -> LoadResult:
+    """`read_text_frame` over consecutive chunks of one table: `chunks` yields (frame, row_numbers)
+    in row order; each chunk is validated on its own (bounded memory) and the first-row rule of
+    duplicates looks back over the keys kept from the earlier chunks, as for a large CSV file
+    (`read_table`), so the result is the one of the whole frame. Used by the streaming XML import."""
+    t = _get_table(table)
+    ctx = _Ctx(table=t.name,
+               known_munis=None if known_munis is None else frozenset(str(k) for k in known_munis))
+    lookup = _header_lookup(t, {})
+    seen: list = []
+    results, n_lines = [], 0
+    for frame, row_numbers in chunks:
+        frame = frame.astype("str").fillna("").reset_index(drop=True)
+        raw = _Raw(frame=frame, headers=[str(c) for c in frame.columns], title_rows=0,
+                   row_numbers=np.asarray(row_numbers, dtype=np.int64))
+        n_lines += len(frame)
+        results.append(_validate_raw(raw, t, name, lookup, ctx, seen_keys=seen))
+    return _combine_chunks(results, t, name, n_lines)
+
+
 def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _Ctx,
                   seen_keys: list | None = None) -> LoadResult:
     """Validate one file (or one chunk of it: `seen_keys` then holds the keys kept from the earlier

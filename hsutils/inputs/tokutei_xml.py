@@ -117,6 +117,9 @@ _DOC_FIELDS = ("doc", "archive", "path", "kind", "error", "report_code", "insure
                "edaban", "sex", "birth", "exam_date", "org", "first_date", "final_date", "xsd")
 PARALLEL_MIN_DOCS = 4000  # below this, worker start-up costs more than it saves
 CHUNK_DOCS = 8000  # the item mapping has a fixed cost per chunk; a chunk's memory is small
+# the kept documents are validated (io) in slices of this many; one slice for most imports, as the
+# validation has a fixed cost per slice (streaming only bounds the memory of large folders)
+VALIDATE_DOCS = 24_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,13 +415,14 @@ class _Parsed:
     """What the workers return: documents, the audit table and the mapped wide values."""
 
     docs: pd.DataFrame            # one row per XML file (_DOC_FIELDS)
-    observations: pa.Table        # audit table (OBS_COLUMNS), dictionary-encoded text
-    wide: pd.DataFrame            # text cells per 健診 document (index doc), canonical columns
+    observations: pa.Table | None  # audit table (OBS_COLUMNS), dictionary-encoded text; None when not kept
+    wide: pa.Table                # text cells per 健診 document: ``doc`` + the canonical columns (Arrow strings)
     value_excl: pd.DataFrame      # value-level problems (doc, item_code, column, value, reason)
     item_of: pd.DataFrame         # (doc, column) → item code used
     unknown: pd.DataFrame         # item_code, display_name, count (codes not in the item table)
     n_mapped: int = 0             # observations whose item code is in the item table
     guidance_observations: pa.Table | None = None  # audit table of the 保健指導 documents
+    n_observations: int = 0       # 健診 observations read (also when the audit table is not kept)
 
 
 _DICT_COLUMNS = ("item_code", "display_name", "value_type", "unit", "code_system",
@@ -444,18 +448,20 @@ def _obs_table(cols: dict[str, list]) -> pa.Table:
     return pa.table(arrays)
 
 
-_SCHEMAS: dict[Path, object] = {}  # per process: one compiled XSD per source
+_SCHEMAS: dict[tuple[Path, str], object] = {}  # per process: one compiled XSD per source and kind
+XSD_KENSHIN, XSD_GUIDANCE = "hc08", "hg08"  # XSD/hc08*.xsd (特定健診), XSD/hg08*.xsd (特定保健指導)
 
 
-def _source_schema(source: Source):
-    """The archive's own ``XSD/hc08*.xsd`` compiled with lxml; a str (reason) when unusable."""
-    if source.path in _SCHEMAS:
-        return _SCHEMAS[source.path]
+def _source_schema(source: Source, prefix: str = XSD_KENSHIN):
+    """The archive's own ``XSD/hc08*.xsd`` (or ``XSD/hg08*.xsd`` with `prefix`) compiled with
+    lxml; a str (reason) when missing or unusable."""
+    if (source.path, prefix) in _SCHEMAS:
+        return _SCHEMAS[(source.path, prefix)]
     import re
     import tempfile
 
-    pat = re.compile(r"(^|/)XSD/hc08[^/]*\.xsd$", re.IGNORECASE)
-    schema: object = "XSDなし（アーカイブに XSD/hc08*.xsd がありません）"
+    pat = re.compile(rf"(^|/)XSD/{prefix}[^/]*\.xsd$", re.IGNORECASE)
+    schema: object = f"XSDなし（アーカイブに XSD/{prefix}*.xsd がありません）"
     try:
         if source.is_zip:
             with zipfile.ZipFile(source.path) as z:
@@ -475,7 +481,7 @@ def _source_schema(source: Source):
                 schema = etree.XMLSchema(etree.parse(str(found[0])))
     except (etree.XMLSchemaParseError, etree.XMLSyntaxError) as e:
         schema = f"XSDを読めません（{e}）"
-    _SCHEMAS[source.path] = schema
+    _SCHEMAS[(source.path, prefix)] = schema
     return schema
 
 
@@ -494,12 +500,17 @@ def _parse_members(source: Source, members: tuple[str, ...], first_doc: int, val
                    heads: list, xsd: list, rows: list, grows: list) -> None:
     """Parse `members` of one source (document numbers from `first_doc`) into `heads` (document
     rows) / `rows` (健診 observations) / `grows` (保健指導 observations); with `validate_xsd`,
-    check each 健診 document against the archive's own XSD (result per document in `xsd`).
+    check each 健診 document against the archive's own ``XSD/hc08*.xsd`` and each 保健指導
+    document against its ``XSD/hg08*.xsd`` (result per document in `xsd`; a 保健指導 document
+    is checked only when its archive carries an hg08 schema: docs/formats/tokutei_xml.md §1.11).
 
     Each document is parsed on its own: parsing them in batches as one tree was measured
     (callgrind) to cost as many instructions per document, and an error's line would not be the
     file's."""
     schema = _source_schema(source) if validate_xsd else None
+    gschema = _source_schema(source, XSD_GUIDANCE) if validate_xsd else None
+    if isinstance(gschema, str) and gschema.startswith("XSDなし"):
+        gschema = None  # no hg08 schema in this archive: its 保健指導 documents are not checked
     archive = source.label
     if source.is_zip:
         reader = _ZipMembers(source.path)
@@ -516,8 +527,9 @@ def _parse_members(source: Source, members: tuple[str, ...], first_doc: int, val
                 xsd.append(None)
                 continue
             root = _parse_document(data, doc, archive, name, rows, grows, heads)
-            kenshin = heads[-1][3] == "kenshin"
-            xsd.append(_validate(schema, root) if schema is not None and kenshin else None)
+            kind = heads[-1][3]
+            check = schema if kind == "kenshin" else gschema if kind == "guidance" else None
+            xsd.append(_validate(check, root) if check is not None else None)
     finally:
         if source.is_zip:
             reader.close()
@@ -589,11 +601,25 @@ class _ZipMembers:
             self._zf.close()
 
 
+def _wide_table(frame: pd.DataFrame) -> pa.Table:
+    """The wide text cells of one chunk (`_wide_values`) as a compact Arrow table: a chunk's
+    Python strings are released when the chunk is done, so the import holds Arrow buffers only
+    (streaming, issue 17)."""
+    arrays = [pa.array(frame.index.to_numpy(dtype=np.int64), type=pa.int64())]
+    arrays += [pa.array(frame[c].to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+               for c in _VALUE_COLUMNS]
+    return pa.Table.from_arrays(arrays, names=["doc", *_VALUE_COLUMNS])
+
+
 def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
-                 validate_xsd: bool = False) -> _Parsed:
+                 validate_xsd: bool = False, keep_observations: bool = True) -> _Parsed:
     """Parse and map one chunk: `segments` of (source, members, first document number), which
     may span several small archives (the item mapping costs the same per chunk whatever its
-    size, so an archive per municipality and year must not make a chunk of its own)."""
+    size, so an archive per municipality and year must not make a chunk of its own).
+
+    One chunk is one batch of the streaming import: its observations (Python objects) live only
+    while it is mapped; what it returns is compact (Arrow tables, the document rows). Without
+    `keep_observations` the 健診 audit table is not returned (only its row count)."""
     heads: list[tuple] = []
     xsd: list = []
     rows: list[tuple] = []
@@ -602,6 +628,8 @@ def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
         _parse_members(source, members, first_doc, validate_xsd, heads, xsd, rows, grows)
     cols = list(zip(*heads)) if heads else [()] * _N_HEAD  # transpose in C
     docs = pd.DataFrame({**{k: list(v) for k, v in zip(_DOC_FIELDS, cols)}, "xsd": xsd})
+    n_members = sum(len(m) for _, m, _ in segments)
+    assert len(docs) == n_members, "chunk accounting broken: every member is one document row"
     obs_cols = _obs_columns(rows)
     obs_t = _obs_table(obs_cols)
     it = _obs_items(obs_t)
@@ -613,15 +641,22 @@ def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
                .rename_axis("item_code").reset_index())
     ken_docs = pd.Index(docs.loc[docs["kind"].eq("kenshin") & docs["error"].isna(), "doc"])
     wide = _wide_values(obs_t, obs_cols["value"], it, ken_docs)
-    return _Parsed(docs=docs, observations=obs_t, wide=wide.frame, value_excl=wide.value_excl,
+    return _Parsed(docs=docs, observations=obs_t if keep_observations else None,
+                   wide=_wide_table(wide.frame), value_excl=wide.value_excl,
                    item_of=wide.item_of, unknown=unknown, n_mapped=int(known.sum()),
-                   guidance_observations=_obs_table(_obs_columns(grows)))
+                   guidance_observations=_obs_table(_obs_columns(grows)), n_observations=obs_t.num_rows)
 
 
 def parse_sources(sources: list[Source], workers: int | None = None,
-                  validate_xsd: bool = False) -> _Parsed:
+                  validate_xsd: bool = False, keep_observations: bool = True) -> _Parsed:
     """Every XML member of `sources`, parsed and mapped in worker processes when the import is
-    large (`workers` None = one per CPU core); chunks are concatenated in document order."""
+    large (`workers` None = one per CPU core); chunks are concatenated in document order.
+
+    Streaming (issue 17): the archives are read in chunks of about CHUNK_DOCS documents, each
+    parsed, checked and accounted on its own (`_parse_chunk`); only the compact results are
+    kept (Arrow tables and one row per document), so the memory for observations depends on
+    the chunk, not on the folder. Without `keep_observations` the 健診 audit table is dropped
+    chunk by chunk (the pipeline does not use it)."""
     tasks: list[tuple] = []
     chunk: list[tuple] = []
     size = 0
@@ -646,11 +681,12 @@ def parse_sources(sources: list[Source], workers: int | None = None,
 
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as ex:
-            parts = list(ex.map(_parse_chunk, tasks, [validate_xsd] * len(tasks)))
+            parts = list(ex.map(_parse_chunk, tasks, [validate_xsd] * len(tasks),
+                                [keep_observations] * len(tasks)))
     else:
-        parts = [_parse_chunk(t, validate_xsd) for t in tasks]
+        parts = [_parse_chunk(t, validate_xsd, keep_observations) for t in tasks]
     if not parts:
-        parts = [_parse_chunk(())]
+        parts = [_parse_chunk((), validate_xsd, keep_observations)]
 
     def cat(name):
         frames = [getattr(p, name) for p in parts if len(getattr(p, name))]
@@ -660,17 +696,19 @@ def parse_sources(sources: list[Source], workers: int | None = None,
     if len(unknown):
         unknown = (unknown.groupby("item_code", sort=False)
                    .agg(display_name=("display_name", "first"), count=("count", "sum")).reset_index())
-    obs = pa.concat_tables([p.observations for p in parts]).unify_dictionaries() \
+    obs = None if not keep_observations else \
+        pa.concat_tables([p.observations for p in parts]).unify_dictionaries() \
         if len(parts) > 1 else parts[0].observations
     gobs = pa.concat_tables([p.guidance_observations for p in parts]).unify_dictionaries() \
         if len(parts) > 1 else parts[0].guidance_observations
     # a column that is empty in one chunk (e.g. 初回面接日 where no 保健指導 document was) is
     # object there: infer again, so that the dtypes do not depend on how the import was chunked
     docs = cat("docs").reset_index(drop=True).infer_objects() if len(parts) > 1 else parts[0].docs
-    return _Parsed(docs=docs, observations=obs, wide=cat("wide"),
+    return _Parsed(docs=docs, observations=obs, wide=pa.concat_tables([p.wide for p in parts]),
                    value_excl=cat("value_excl").reset_index(drop=True),
                    item_of=cat("item_of").reset_index(drop=True), unknown=unknown,
-                   n_mapped=sum(p.n_mapped for p in parts), guidance_observations=gobs)
+                   n_mapped=sum(p.n_mapped for p in parts), guidance_observations=gobs,
+                   n_observations=sum(p.n_observations for p in parts))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1024,18 +1062,20 @@ class XmlImport:
 
     result: _io.LoadResult            # canonical kenshin (data, exclusions, counts)
     documents: pd.DataFrame           # one row per XML file: archive, path, kind, status
-    observation_table: pa.Table       # audit table, one row per observation (OBS_COLUMNS)
+    observation_table: pa.Table | None  # audit table, one row per observation (OBS_COLUMNS);
+    #                                    None when read with keep_observations=False
     unknown_items: pd.DataFrame       # item_code, display_name, count
     sources: list[str] = field(default_factory=list)
     guidance: _io.LoadResult | None = None          # canonical guidance from hg08 documents
     guidance_observation_table: pa.Table | None = None  # audit table of the hg08 documents
     guidance_unknown_items: pd.DataFrame | None = None  # hg08 item codes not in the table
     guidance_summary: dict = field(default_factory=dict)  # documents, rows, derived targets
+    n_observations: int = 0                         # 健診 observations read (kept or not)
 
     @property
-    def observations(self) -> pd.DataFrame:
-        """The audit table as pandas (coded columns categorical)."""
-        return self.observation_table.to_pandas()
+    def observations(self) -> pd.DataFrame | None:
+        """The audit table as pandas (coded columns categorical); None when not kept."""
+        return None if self.observation_table is None else self.observation_table.to_pandas()
 
     @property
     def kenshin(self) -> pd.DataFrame:
@@ -1046,9 +1086,23 @@ class XmlImport:
         return self.result.exclusions
 
 
+def _text_frame(wide: pa.Table, keep: pd.DataFrame) -> pd.DataFrame:
+    """The text frame of the documents `keep` (in its order) for `hsutils.inputs.io`: header
+    columns from the document rows, item cells taken from the compact Arrow table (null = no value)."""
+    at = pd.Index(wide["doc"].to_numpy()).get_indexer(keep["doc"].to_numpy())
+    frame = wide.take(pa.array(at, mask=at < 0)).drop_columns(["doc"]).to_pandas()
+    frame.insert(0, "person_id", keep["person_id"].to_numpy())
+    frame.insert(1, "fy", keep["fy"].astype(str).to_numpy())
+    frame.insert(2, "muni_code", keep["muni_code"].astype(str).to_numpy())
+    frame.insert(3, "exam_date", keep["exam"].dt.strftime("%Y-%m-%d").to_numpy())
+    frame.insert(4, "sex", keep["sex"].to_numpy())
+    frame.insert(5, "age", keep["age"].astype(str).to_numpy())
+    return frame
+
+
 def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=None,
                   workers: int | None = None, validate_xsd: bool = False,
-                  known_munis=None) -> XmlImport:
+                  known_munis=None, keep_observations: bool = True) -> XmlImport:
     """Read 特定健診 XML archives and/or extracted folders into the canonical kenshin table.
 
     `paths`: a folder (archives and extracted folders inside it), one archive, or a list.
@@ -1058,12 +1112,16 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     `validate_xsd`: check every 健診 document against the XSD its archive carries
     (``XSD/hc08*.xsd``); the result per document is `documents["xsd"]`. `known_munis`: codes
     of the municipality master (other codes exclude the document, as for CSV files).
+    `keep_observations`: keep the 健診 audit table (one row per observation); the pipeline
+    passes False, so that the import streams (`parse_sources`) and its memory depends on the
+    chunk size, not on the folder.
     """
     if data_folder is None and isinstance(paths, (str, Path)) and Path(paths).is_dir():
         data_folder = Path(paths)
     data_folder = Path(data_folder) if data_folder is not None else None
     sources = find_sources(paths)
-    parsed = parse_sources(sources, workers=workers, validate_xsd=validate_xsd)
+    parsed = parse_sources(sources, workers=workers, validate_xsd=validate_xsd,
+                           keep_observations=keep_observations)
     docs = parsed.docs
 
     kdocs = docs[docs["kind"].eq("kenshin")].copy()
@@ -1085,17 +1143,16 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     keep = kdocs[~bad]
     # Duplicate rule: earliest 受診日 first (same day: archive/path order); io keeps the first.
     keep = keep.sort_values(["exam", "doc"], kind="stable")
-    frame = parsed.wide.reindex(index=keep["doc"], columns=list(_VALUE_COLUMNS))
-    frame.insert(0, "person_id", keep["person_id"].to_numpy())
-    frame.insert(1, "fy", keep["fy"].astype(str).to_numpy())
-    frame.insert(2, "muni_code", keep["muni_code"].astype(str).to_numpy())
-    frame.insert(3, "exam_date", keep["exam"].dt.strftime("%Y-%m-%d").to_numpy())
-    frame.insert(4, "sex", keep["sex"].to_numpy())
-    frame.insert(5, "age", keep["age"].astype(str).to_numpy())
     # value-level problems found before validation are blanked and listed
     ve = parsed.value_excl[parsed.value_excl["doc"].isin(keep["doc"])]
-    r = _io.read_text_frame(frame.reset_index(drop=True), "kenshin", LABEL,
-                            row_numbers=keep["doc"].to_numpy(), known_munis=known_munis)
+    if len(keep) <= VALIDATE_DOCS:
+        r = _io.read_text_frame(_text_frame(parsed.wide, keep), "kenshin", LABEL,
+                                row_numbers=keep["doc"].to_numpy(), known_munis=known_munis)
+    else:  # streaming: the text cells of VALIDATE_DOCS documents at a time (duplicates across slices: io)
+        n = VALIDATE_DOCS
+        r = _io.read_text_frames(((_text_frame(parsed.wide, keep.iloc[i:i + n]), keep["doc"].to_numpy()[i:i + n])
+                                  for i in range(0, len(keep), n)),
+                                 "kenshin", LABEL, known_munis=known_munis)
 
     # exclusions: io's rows → archive/document and item code
     kt = TABLES["kenshin"]
@@ -1139,7 +1196,7 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     docs.loc[docs["kind"].eq("guidance"), "status"] = np.where(
         docs.loc[docs["kind"].eq("guidance"), "doc"].isin(g.used_docs), "採用", "除外")
     docs = docs.drop(columns=["birth", "insurer", "kigo", "bango", "edaban"])  # no identifiers kept
-    n_obs, mapped = parsed.observations.num_rows, parsed.n_mapped
+    n_obs, mapped = parsed.n_observations, parsed.n_mapped
     warnings = list(r.warnings)
     warnings.append(
         f"{LABEL}: アーカイブ・フォルダ {len(sources)} 件、XMLファイル {len(docs):,} 件"
@@ -1157,7 +1214,8 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     return XmlImport(result=result, documents=docs, observation_table=parsed.observations,
                      unknown_items=unknown_items, sources=[s.label for s in sources],
                      guidance=g.result, guidance_observation_table=parsed.guidance_observations,
-                     guidance_unknown_items=g.unknown, guidance_summary=g.summary)
+                     guidance_unknown_items=g.unknown, guidance_summary=g.summary,
+                     n_observations=parsed.n_observations)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1345,6 +1403,14 @@ def describe_guidance(imp: XmlImport) -> list[str]:
              f"{s['derived']:,} 行",
              f"  保健指導の項目: {s['observations']:,} 件（項目コード対応あり {s['mapped']:,} 件、"
              f"対応表にない {s['unknown']:,} 件）"]
+    gd = imp.documents[imp.documents["kind"].eq("guidance")]
+    if gd["xsd"].notna().any():  # only archives that carry XSD/hg08*.xsd are checked
+        x = gd["xsd"].fillna("")
+        lines.append(f"  保健指導の XSD検証（アーカイブ同梱の XSD/hg08*.xsd）: 適合 {int(x.eq('適合').sum()):,} 件、"
+                     f"不適合 {int(x.str.startswith('不適合').sum()):,} 件、"
+                     f"検証なし {int((~(x.eq('適合') | x.str.startswith('不適合'))).sum()):,} 件")
+        for _, r in gd[x.str.startswith("不適合")].head(5).iterrows():  # a few examples
+            lines.append(f"    {r['archive']}/{r['path']}: {r['xsd']}")
     u = imp.guidance_unknown_items
     if u is not None and len(u):
         top = "、".join(f"{c}（{n} 件）" for c, n in zip(u["item_code"].head(5), u["count"].head(5)))
@@ -1391,7 +1457,7 @@ def read_folder_cached(folder, enrollment: pd.DataFrame | None, enrollment_file:
     folder = Path(folder)
     known = None if known_munis is None else sorted(str(k) for k in known_munis)
     if cache_dir is None:
-        imp = read_archives(folder, enrollment=enrollment, known_munis=known)
+        imp = read_archives(folder, enrollment=enrollment, known_munis=known, keep_observations=False)
         return imp.result if table == "kenshin" else imp.guidance
     helpers = [_first_file(folder, n) for n in (PERSON_ID_FILES, SALT_FILES, INSURER_MUNI_FILES)]
     key = _sources_hash(folder, [*helpers, enrollment_file], known)
@@ -1405,7 +1471,7 @@ def read_folder_cached(folder, enrollment: pd.DataFrame | None, enrollment_file:
         _io.CACHE_STATS["hits"] += 1
         return cached
     _io.CACHE_STATS["misses"] += 1
-    imp = read_archives(folder, enrollment=enrollment, known_munis=known)
+    imp = read_archives(folder, enrollment=enrollment, known_munis=known, keep_observations=False)
     _io._write_cache(paths["kenshin"], imp.result)
     if imp.guidance is not None:
         _io._write_cache(paths["guidance"], imp.guidance)
