@@ -141,6 +141,8 @@ def _person_table(seed: int, n: int, categorical: bool, missing_keys: bool) -> p
     if categorical:
         for k in ("muni_code", "district_code", "age_band"):
             df[k] = df[k].astype("category")
+    if not categorical:
+        df["metabo"] = df["metabo"].astype(object)  # text labels, not categorical: the other path
     if missing_keys and n:
         rows = df.index[rng.random(n) < .1]
         df.loc[rows, "age_band"] = None

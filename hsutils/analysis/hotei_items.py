@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from hsutils.analysis import indicators
 
@@ -138,10 +139,19 @@ def previous_year_status(py: pd.DataFrame) -> pd.DataFrame:
     pos = np.minimum(np.searchsorted(last_keys, this_key), max(len(last_keys) - 1, 0))
     hit = (last_keys[pos] == this_key) if len(last_keys) else np.zeros(len(py), dtype=bool)
     src = rows_ev[first[pos[hit]]]
-    prev_metabo = np.full(len(py), np.nan, dtype=object)
     metabo = py["metabo"]
-    prev_metabo[hit] = metabo.to_numpy(dtype=object)[src]
-    if (ev & metabo.notna().to_numpy()).any():  # text labels: pandas' string dtype, as a frame of them infers
+    if not (ev & metabo.notna().to_numpy()).any():
+        prev_metabo = np.full(len(py), np.nan, dtype=object)  # no label at all: an object column of NaN
+    elif isinstance(metabo.dtype, pd.CategoricalDtype):
+        # text labels in pandas' string dtype (as a frame of them infers), decoded from the category codes
+        codes = np.full(len(py), -1, dtype=np.int8 if len(metabo.cat.categories) < 127 else np.int32)
+        codes[hit] = metabo.cat.codes.to_numpy()[src]
+        labels = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0),
+                                                pa.array(metabo.cat.categories.to_numpy(dtype=object)))
+        prev_metabo = pd.array(labels.dictionary_decode(), dtype="str")
+    else:
+        prev_metabo = np.full(len(py), np.nan, dtype=object)
+        prev_metabo[hit] = metabo.to_numpy(dtype=object)[src]
         prev_metabo = pd.array(prev_metabo, dtype="str")
     prev_completer = np.zeros(len(py), dtype=bool)
     prev_completer[hit] = completer[src]
