@@ -25,18 +25,7 @@ def _ref_factorize(col: pd.Series):
 
 
 def reference_strata_counts(frame: pd.DataFrame, flags, keys=aggregate.STRATA_KEYS):
-    """The previous implementation, verbatim (one bincount per indicator).
-
-    Parameters
-    ----------
-    frame : person-level frame holding the key columns (one row per person × fy).
-    flags : indicator_id -> (numerator bool array, denominator bool array), aligned with frame.
-            The numerator is counted only where the denominator holds.
-    keys  : stratum columns; rows with a missing key are not counted (the pipeline reports them).
-
-    Returns a long DataFrame: keys..., indicator_id, numerator, denominator (int64), one row per
-    stratum × indicator with denominator > 0.
-    """
+    """The previous implementation, verbatim (one bincount per indicator); contract as aggregate.strata_counts."""
     keys = list(keys)
     n = len(frame)
     code = np.zeros(n, dtype=np.int64)
