@@ -20,16 +20,67 @@ STRATA_KEYS = ("fy", "muni_code", "district_code", "sex", "age_band")
 
 
 def _factorize(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes (−1 = missing) and the levels they index: a categorical's own codes, else first-seen order."""
     if isinstance(col.dtype, pd.CategoricalDtype):
-        codes = col.cat.codes.to_numpy()
-        return codes.astype(np.int64), np.asarray(col.cat.categories, dtype=object)
+        return col.cat.codes.to_numpy(), np.asarray(col.cat.categories, dtype=object)
+    values = col.to_numpy() if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu" else None
+    if values is not None and len(values):
+        small = _factorize_small_ints(values)
+        if small is not None:
+            return small
     codes, uniques = pd.factorize(col, use_na_sentinel=True)
-    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+    return codes, np.asarray(uniques, dtype=object)
+
+
+def _factorize_small_ints(values: np.ndarray, most: int = 16) -> tuple[np.ndarray, np.ndarray] | None:
+    """`pd.factorize` of an integer column with at most `most` distinct values in a narrow range
+    (fy, sex), without hashing: the same codes and levels (first-seen order), a few passes over
+    one byte per row. None when the column does not qualify."""
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo >= 256:
+        return None
+    offset = values if values.dtype == np.uint8 and lo == 0 else (values - np.int64(lo)).astype(np.uint8)
+    present = np.flatnonzero(np.bincount(offset, minlength=hi - lo + 1))
+    if len(present) > most:
+        return None
+    first = np.array([int(np.argmax(offset == v)) for v in present])  # a handful of values
+    order = present[np.argsort(first, kind="stable")]
+    lookup = np.full(hi - lo + 1, -1, dtype=np.int8)
+    lookup[order] = np.arange(len(order), dtype=np.int8)
+    return lookup[offset], np.asarray(values[np.sort(first)], dtype=object)
+
+
+def stratum_codes(frame: pd.DataFrame, keys: Iterable[str] = STRATA_KEYS) -> tuple[np.ndarray, list, int]:
+    """One integer per row: the mixed-radix code of its key values (first key least significant).
+
+    Returns (codes, levels per key, number of strata). A row with a missing key gets the code
+    `size` (one past the last stratum), so that it falls into a spare bin that is never reported.
+    """
+    code = None
+    levels = []
+    radix = 1
+    missing = None
+    for k in keys:
+        c, u = _factorize(frame[k])
+        levels.append(u)
+        if code is None:  # the smallest integer type that holds every code (fewer bytes per pass)
+            code = np.zeros(len(frame), dtype=np.int64)
+        neg = c < 0
+        if neg.any():
+            missing = neg if missing is None else missing | neg
+        code += c * np.int64(radix)  # in int64 (codes may be int8); a missing key's −1 is overwritten below
+        radix *= max(len(u), 1)
+    if code is None:
+        code = np.zeros(len(frame), dtype=np.int64)
+    if missing is not None:
+        code[missing] = radix
+    dtype = np.int32 if radix < 2 ** 31 - 1 else np.int64
+    return code.astype(dtype, copy=False), levels, radix
 
 
 def strata_counts(frame: pd.DataFrame, flags: Mapping[str, tuple[np.ndarray, np.ndarray]],
                   keys: Iterable[str] = STRATA_KEYS) -> pd.DataFrame:
-    """Count numerators and denominators per stratum for every indicator in one pass.
+    """Count numerators and denominators per stratum for every indicator.
 
     Parameters
     ----------
@@ -39,63 +90,63 @@ def strata_counts(frame: pd.DataFrame, flags: Mapping[str, tuple[np.ndarray, np.
     keys  : stratum columns; rows with a missing key are not counted (the pipeline reports them).
 
     Returns a long DataFrame: keys..., indicator_id, numerator, denominator (int64), one row per
-    stratum × indicator with denominator > 0.
+    stratum × indicator with denominator > 0, indicators in the order given, strata by code.
+
+    Speed: every row's strata key is one integer (`stratum_codes`); each distinct flag is counted
+    once with `numpy.bincount` over the codes of its true rows (a denominator shared by several
+    indicators, e.g. the 受診者, is counted once); the key columns of the output are decoded once
+    per stratum and gathered, not divided out row by row.
     """
     keys = list(keys)
-    n = len(frame)
-    code = np.zeros(n, dtype=np.int64)
-    valid = np.ones(n, dtype=bool)
-    levels = []
-    radix = 1
-    for k in keys:
-        c, u = _factorize(frame[k])
-        valid &= c >= 0
-        code += np.where(c >= 0, c, 0) * radix
-        radix *= max(len(u), 1)
-        levels.append(u)
-    all_valid = bool(valid.all())
-    if not all_valid:
-        code = code[valid]
-    size = radix
-    # code2 = 2 × stratum + numerator flag: one bincount over the denominator rows gives both counts
-    code2 = code.astype(np.int32 if 2 * size < 2 ** 31 else np.int64) * 2
+    code, levels, size = stratum_codes(frame, keys)
+    bins = size + 1  # the spare bin of rows with a missing key
 
-    parts = []
+    counted: dict[bytes, np.ndarray] = {}  # bit-packed flag -> counts per stratum
+
+    def count(flag: np.ndarray) -> np.ndarray:
+        """Counts per stratum of one flag; a flag equal to one already counted (the 受診者 denominator
+        of many indicators, an empty numerator) is looked up by its bit-packed value, not recounted."""
+        packed = np.packbits(flag).tobytes()  # n/8 bytes: cheap next to the count
+        if packed not in counted:
+            counted[packed] = np.bincount(code[flag], minlength=bins)[:size]
+        return counted[packed]
+
+    ids, parts = [], []
+    present: dict[int, np.ndarray] = {}  # id(denominator counts) -> strata with a count
     for ind_id, (num, den) in flags.items():
         den_v = np.asarray(den, dtype=bool)
         if not den_v.any():
             continue
-        num_v = np.asarray(num, dtype=bool)
-        if not all_valid:
-            den_v, num_v = den_v[valid], num_v[valid]
-        c = np.bincount((code2 + num_v)[den_v], minlength=2 * size).reshape(size, 2)
-        d = c[:, 0] + c[:, 1]
-        nz = np.flatnonzero(d)
-        parts.append((ind_id, nz, c[nz, 1], d[nz]))
+        d = count(den_v)
+        if id(d) not in present:
+            present[id(d)] = np.flatnonzero(d)
+        nz = present[id(d)]
+        ids.append(ind_id)
+        parts.append((nz, count(np.asarray(num, dtype=bool) & den_v)[nz], d[nz]))
 
-    if not parts:
+    if not ids:
         empty = pd.DataFrame({k: pd.Series(dtype=np.int64 if k in ("fy", "sex") else object) for k in keys})
         return empty.assign(indicator_id=pd.Series(dtype=object), numerator=pd.Series(dtype=np.int64),
                             denominator=pd.Series(dtype=np.int64))
-    all_idx = np.concatenate([p[1] for p in parts])
+    stratum = np.concatenate([p[0] for p in parts])  # indicator-major, strata ascending within an indicator
     out = {}
-    rem = all_idx.copy()
+    rem = np.arange(size, dtype=np.int64)
     for k, u in zip(keys, levels):
         m = max(len(u), 1)
-        codes = rem % m
+        key_codes = rem % m  # per stratum, not per row
         rem //= m
+        codes = key_codes.astype(np.int8 if m <= 127 else np.int16 if m <= 32767 else np.int32)[stratum]
         if k in ("fy", "sex"):
             out[k] = np.asarray(u, dtype=np.int64)[codes] if len(u) else np.array([], dtype=np.int64)
         else:
             # categorical keys: compact, and group-bys downstream work on the integer codes
             out[k] = pd.Categorical.from_codes(codes, categories=pd.Index(np.asarray(u, dtype=str)))
-    df = pd.DataFrame(out)
-    ids = [p[0] for p in parts]
-    df["indicator_id"] = pd.Categorical.from_codes(
-        np.repeat(np.arange(len(parts)), [len(p[1]) for p in parts]), categories=pd.Index(ids))
-    df["numerator"] = np.concatenate([p[2] for p in parts]).astype(np.int64)
-    df["denominator"] = np.concatenate([p[3] for p in parts]).astype(np.int64)
-    return df
+    out["indicator_id"] = pd.Categorical.from_codes(
+        np.repeat(np.arange(len(ids), dtype=np.int8 if len(ids) < 127 else np.int32), [len(p[0]) for p in parts]),
+        categories=pd.Index(ids))
+    out["numerator"] = np.concatenate([p[1] for p in parts])
+    out["denominator"] = np.concatenate([p[2] for p in parts])
+    return pd.DataFrame(out, copy=False)  # the arrays are new: wrapped, not consolidated into a copy
 
 
 def _recode(col: pd.Series, mapping: pd.Series) -> pd.Categorical:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from hsutils.analysis import indicators
 
@@ -104,25 +105,58 @@ def evaluable(py: pd.DataFrame) -> np.ndarray:
     return indicators.participants(py)
 
 
+def _same_text_codes(col: pd.Series) -> np.ndarray:
+    """Integer codes equal exactly where the values' text (`astype(str)`) is equal; missing values share one code.
+    A categorical column is coded through its categories only, not row by row."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        text = np.append(np.asarray(col.cat.categories.astype(str), dtype=object), None)
+        lookup = pd.factorize(text, use_na_sentinel=False)[0]
+        return lookup[col.cat.codes.to_numpy()]  # code -1 (missing) indexes the trailing None
+    return pd.factorize(col.astype(str), use_na_sentinel=False)[0]
+
+
 def previous_year_status(py: pd.DataFrame) -> pd.DataFrame:
     """Last year's status of the same person at the same 保険者 (municipality), aligned with py
     (docs/hotei.md §4): `prev_evaluable` (評価対象者 last year), `prev_metabo` (last year's メタボ判定,
     NaN when not 評価対象), `prev_guidance_completer` (last year a 特定保健指導 対象者 by 階層化 who
-    completed it). A person who moved municipality starts a new history (another 保険者)."""
+    completed it). A person who moved municipality starts a new history (another 保険者).
+
+    Each row looks up the first 評価対象 row of (person, municipality, fy − 1) by one integer key per
+    row (sorted keys + `searchsorted`): no join of string columns.
+    """
     ev = evaluable(py)
     completer = ev & py["hokenshido"].isin(GUIDANCE_LEVELS).to_numpy() & _bool(py, "guidance_completed")
-    last = pd.DataFrame({"person_id": py["person_id"].to_numpy(), "muni_code": py["muni_code"].astype(str).to_numpy(),
-                         "fy": py["fy"].to_numpy() + 1, "prev_evaluable": ev,
-                         "prev_metabo": py["metabo"].where(ev).to_numpy(dtype=object),
-                         "prev_guidance_completer": completer})
-    last = last[ev].drop_duplicates(["person_id", "muni_code", "fy"])
-    keys = pd.DataFrame({"person_id": py["person_id"].to_numpy(), "muni_code": py["muni_code"].astype(str).to_numpy(),
-                         "fy": py["fy"].to_numpy()})
-    out = keys.merge(last, on=["person_id", "muni_code", "fy"], how="left")
-    out.index = py.index
-    out["prev_evaluable"] = out["prev_evaluable"].fillna(False).astype(bool)
-    out["prev_guidance_completer"] = out["prev_guidance_completer"].fillna(False).astype(bool)
-    return out[["prev_evaluable", "prev_metabo", "prev_guidance_completer"]]
+    person = pd.factorize(py["person_id"], use_na_sentinel=False)[0].astype(np.int64)
+    muni = _same_text_codes(py["muni_code"]).astype(np.int64)
+    fy = py["fy"].to_numpy().astype(np.int64)
+    fy0 = int(fy.min()) if len(fy) else 0
+    span = (int(fy.max()) - fy0 + 2) if len(fy) else 2  # room for fy + 1
+    base = (person * (int(muni.max(initial=0)) + 1) + muni) * span - fy0
+    this_key = base + fy
+    rows_ev = np.flatnonzero(ev)
+    # first 評価対象 row per (person, municipality, fy): it is the "last year" of the key fy + 1
+    last_keys, first = np.unique(this_key[rows_ev] + 1, return_index=True)
+    pos = np.minimum(np.searchsorted(last_keys, this_key), max(len(last_keys) - 1, 0))
+    hit = (last_keys[pos] == this_key) if len(last_keys) else np.zeros(len(py), dtype=bool)
+    src = rows_ev[first[pos[hit]]]
+    metabo = py["metabo"]
+    if not (ev & metabo.notna().to_numpy()).any():
+        prev_metabo = np.full(len(py), np.nan, dtype=object)  # no label at all: an object column of NaN
+    elif isinstance(metabo.dtype, pd.CategoricalDtype):
+        # text labels in pandas' string dtype (as a frame of them infers), decoded from the category codes
+        codes = np.full(len(py), -1, dtype=np.int8 if len(metabo.cat.categories) < 127 else np.int32)
+        codes[hit] = metabo.cat.codes.to_numpy()[src]
+        labels = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0),
+                                                pa.array(metabo.cat.categories.to_numpy(dtype=object)))
+        prev_metabo = pd.array(labels.dictionary_decode(), dtype="str")
+    else:
+        prev_metabo = np.full(len(py), np.nan, dtype=object)
+        prev_metabo[hit] = metabo.to_numpy(dtype=object)[src]
+        prev_metabo = pd.array(prev_metabo, dtype="str")
+    prev_completer = np.zeros(len(py), dtype=bool)
+    prev_completer[hit] = completer[src]
+    return pd.DataFrame({"prev_evaluable": hit, "prev_metabo": prev_metabo,
+                         "prev_guidance_completer": prev_completer}, index=py.index)
 
 
 def _bool(py: pd.DataFrame, col: str) -> np.ndarray:
@@ -178,14 +212,14 @@ def person_flags(py: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(f, index=py.index)[COUNT_IDS]
 
 
-def reduction_flags(py: pd.DataFrame, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def reduction_flags(py: pd.DataFrame, kind: str, flags: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(numerator, denominator) of a 減少率 of the evaluation sheet (docs/hotei.md §4.4):
 
     * "metabo": メタボ該当者・予備群の減少率 = (item 18 + item 21) ÷ (item 15 + item 20): last year's
       該当者 and 予備群 (評価対象者 both years) who are 非該当 this year.
     * "hokenshido": 特定保健指導対象者の減少率 = item 24 ÷ item 23.
     """
-    f = person_flags(py)
+    f = person_flags(py) if flags is None else flags  # `flags`: person_flags(py), when the caller has them
     if kind == "metabo":
         return ((f["red_metabo_out"] | f["red_yobi_out"]).to_numpy(),
                 (f["red_metabo_cohort"] | f["red_yobi_cohort"]).to_numpy())

@@ -149,7 +149,9 @@ def _reduction(kind: str, part: int) -> Flag:
     def flag(py):
         from hsutils.analysis import hotei_items  # its definitions build on this module's populations
 
-        return _memo(f"reduction_{kind}", py, lambda py: hotei_items.reduction_flags(py, kind))[part]
+        def both(py):  # the 法定報告 person flags (previous-year link included) once for both 減少率
+            return hotei_items.reduction_flags(py, kind, flags=_memo("hotei_person_flags", py, hotei_items.person_flags))
+        return _memo(f"reduction_{kind}", py, both)[part]
     return flag
 
 
