@@ -212,11 +212,14 @@ def check_notebook(driver, base: str, rel: str, token: str, shots: Path, timeout
     driver.find_element("id", "panel-cell").screenshot(str(shots / f"{name}_panel_after.png"))
     # reopen without a kernel: what a saved notebook shows where the panel was
     driver.execute_script(JS_NB + "app.shell.activateById(w.id); app.commands.execute('docmanager:save')")
-    time.sleep(2)
+    for _ in range(180):  # saving writes every widget's state too (large for 01's maps): wait for it
+        time.sleep(1)
+        if not driver.execute_script(JS_NB + "return !!(w && w.context.model.dirty)"):
+            break
+    result["saved"] = not driver.execute_script(JS_NB + "return !!(w && w.context.model.dirty)")
     driver.execute_script(JS_NB + "w.sessionContext.shutdown()")
     time.sleep(2)
-    driver.execute_script("window.jupyterapp.commands.execute('application:close-all')")
-    time.sleep(2)
+    close_all(driver)
     driver.get(f"{base}/lab/tree/{rel}?token={token}")
     for _ in range(60):  # the notebook is loaded again
         if driver.execute_script(JS_NB + "return !!(w && w.content.widgets.length)"):
@@ -234,9 +237,21 @@ def check_notebook(driver, base: str, rel: str, token: str, shots: Path, timeout
         # the saved widget state (make install: saveState) draws the panel again, not an error
         result["reopen_panel"] = (bool(driver.find_elements("css selector", "#panel-cell .jupyter-widgets"))
                                   and not any(m in text for m in REOPEN_FAILURES))
-    driver.execute_script("window.jupyterapp.commands.execute('application:close-all')")
-    time.sleep(1)
+    close_all(driver)
     return result
+
+
+def close_all(driver) -> None:
+    """Close every tab; a dialog (unsaved changes, kernel choice) is answered 「保存しない」/cancel, so
+    that the next notebook starts alone (the check finds "the" notebook as the only one open)."""
+    driver.execute_script("window.jupyterapp.commands.execute('application:close-all')")
+    for _ in range(10):
+        time.sleep(1)
+        buttons = driver.find_elements("css selector", ".jp-Dialog button.jp-mod-warn, .jp-Dialog button.jp-mod-reject")
+        if buttons:
+            buttons[0].click()
+        elif not driver.execute_script("return Array.from(window.jupyterapp.shell.widgets('main')).length"):
+            return
 
 
 def main(argv=None) -> int:
