@@ -110,7 +110,7 @@ def make_driver(work: Path):
 # --- JavaScript run in the page (window.jupyterapp is exposed by --LabApp.expose_app_in_browser)
 # the open notebook (headless Chromium has no focus, so app.shell.currentWidget may be null)
 JS_NB = ("const app = window.jupyterapp; const w = app && Array.from(app.shell.widgets('main'))"
-         ".find(x => x.content && x.sessionContext);")
+         ".filter(x => x.content && x.sessionContext).pop();")  # the last opened
 JS_STATE = JS_NB + """
 if (!w || !w.content || !w.sessionContext) return null;
 const k = w.sessionContext.session && w.sessionContext.session.kernel;
@@ -247,7 +247,8 @@ def close_all(driver) -> None:
     driver.execute_script("window.jupyterapp.commands.execute('application:close-all')")
     for _ in range(10):
         time.sleep(1)
-        buttons = driver.find_elements("css selector", ".jp-Dialog button.jp-mod-warn, .jp-Dialog button.jp-mod-reject")
+        buttons = (driver.find_elements("css selector", ".jp-Dialog button.jp-mod-warn")  # 「破棄」 first
+                   or driver.find_elements("css selector", ".jp-Dialog button.jp-mod-reject"))
         if buttons:
             buttons[0].click()
         elif not driver.execute_script("return Array.from(window.jupyterapp.shell.widgets('main')).length"):
