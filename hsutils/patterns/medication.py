@@ -772,7 +772,7 @@ def prefecture_flags(prepared, fys, p: MedicationParams) -> tuple[dict[int, pd.D
     cache folder (`derived/medication_flags_<key>.parquet`, person-level, so under confidential/
     like the cache itself), keyed by the cache's data hash, the parameters and the years: later
     runs (another municipality of the batch, the same notebook again) read the small saved table.
-    The flags are the same as `yearly_flags(monthly_counts(all prescriptions))`."""
+    The flags are the same as `yearly_flags(monthly_counts(all prescriptions))` (docs/design.md §8.1)."""
     import hashlib
     import json
     from dataclasses import asdict
