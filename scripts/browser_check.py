@@ -144,8 +144,12 @@ def wait_idle(driver, timeout: float) -> dict:
 
 
 def panel_text(driver) -> str:
-    return driver.execute_script("const c = document.getElementById('panel-cell');"
-                                 "return c ? c.querySelector('.jp-Cell-outputWrapper').innerText : ''")
+    """What the panel shows: its text and the end of each image (a chart changes only inside its
+    PNG; 01's map panel has no other text that changes)."""
+    return driver.execute_script(
+        "const c = document.getElementById('panel-cell'); if (!c) return '';"
+        "const o = c.querySelector('.jp-Cell-outputWrapper');"
+        "return o.innerText + Array.from(o.querySelectorAll('img')).map(i => '\\n<img ' + i.src.length + ' ' + i.src.slice(-40) + '>').join('')")
 
 
 def change_control(driver) -> str:
