@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# JupyterLab's defaults for this project (Japanese menus, widget panels kept in saved notebooks)
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 
 .PHONY: demo test install clean gallery
 
@@ -15,9 +17,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
-install: $(STAMP)
+$(LAB_OVERRIDES): $(STAMP) hsutils/running/lab_settings.py
+	$(BIN)/python -m hsutils.running.lab_settings
 
-demo: $(STAMP)
+install: $(STAMP) $(LAB_OVERRIDES)
+
+demo: $(STAMP) $(LAB_OVERRIDES)
 	$(BIN)/hsutils demo --out data/demo
 	$(BIN)/hsutils batch parameters/demo.yaml
 

@@ -313,3 +313,77 @@ def test_notice_list_masters_come_from_the_folder_the_cache_was_built_from(tmp_p
     assert settings.data_dir(None) != Path(demo_data_dir).resolve()  # the fallback is another folder
     assert ctx.data_folder() == Path(demo_data_dir).resolve()        # the cache's own data folder
     assert ctx.data_folder(tmp_path) == tmp_path.resolve()            # an explicit data_dir wins
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: a municipal run reads its own partitions; the prefecture's flags are counted once
+# ---------------------------------------------------------------------------------------------
+def _small_cache(tmp_path) -> Path:
+    """A partitioned cache of two municipalities: A (17201) 15 drugs in May 2024, B (17201) 14,
+    C (17324) 16 in May 2023 and 2024; M moves 17201 (FY2023) → 17324 (FY2024) with 15 drugs in
+    May 2023 only."""
+    from hsutils.analysis import pipeline
+
+    rows = n_ingredients("A", 202405, 15) + n_ingredients("B", 202405, 14)
+    rows += n_ingredients("C", 202305, 16) + n_ingredients("C", 202405, 16) + n_ingredients("M", 202305, 15)
+    prescriptions = frame(rows)
+    prescriptions.loc[prescriptions["person_id"] == "C", "muni_code"] = "17324"
+    ids = ["A", "B", "C", "M"]
+    py = pd.concat([pd.DataFrame({"person_id": ids, "fy": fy, "muni_code": ["17201", "17201", "17324", muni_m],
+                                  "sex": [1, 2, 1, 2], "age": 70, "age_band": "70-74", "insurance": "国保"})
+                    for fy, muni_m in ((2023, "17201"), (2024, "17324"))], ignore_index=True)
+    pipeline.write_partitioned(py, tmp_path, {"enrollment": py[["person_id", "fy", "muni_code"]],
+                                              "prescriptions": prescriptions})
+    (tmp_path / "meta.json").write_text('{"data_hash": "x", "fiscal_years": [2023, 2024]}', encoding="utf-8")
+    for name in ("strata", "municipalities", "districts", "import_summary", "exclusions"):
+        pd.DataFrame({"x": [1]}).to_parquet(tmp_path / f"{name}.parquet")
+    return tmp_path
+
+
+def test_municipal_read_gives_the_same_flags_with_fewer_columns(tmp_path):
+    from hsutils.analysis import pipeline
+
+    cache = _small_cache(tmp_path)
+    whole = pipeline.load_prepared(cache, with_tables=("prescriptions",))
+    own = pipeline.load_prepared(cache, with_tables=med.TABLES, munis=["17201"])
+    assert list(own.tables["prescriptions"].columns) == list(med.PRESCRIPTION_COLUMNS)
+    assert "dispenser_code" in whole.tables["prescriptions"].columns
+    # 17201's partitions: A, B and the mover M's whole history; not C
+    assert set(own.tables["prescriptions"]["person_id"]) == {"A", "B", "M"}
+    assert set(own.person_year["person_id"]) == {"A", "B", "M"} and own.cache_dir == cache
+    for fy in (2023, 2024):
+        mine = med.person_flags(med.monthly_counts(own.tables["prescriptions"], P), fy, P)
+        every = med.person_flags(med.monthly_counts(whole.tables["prescriptions"], P), fy, P)
+        pd.testing.assert_frame_equal(mine, every[every["person_id"] != "C"].reset_index(drop=True))
+
+
+def test_prefecture_flags_are_counted_once_and_kept_in_the_cache(tmp_path, capsys):
+    from hsutils.analysis import pipeline
+
+    cache = _small_cache(tmp_path)
+    own = pipeline.load_prepared(cache, with_tables=med.TABLES, munis=["17324"])
+    yearly, py = med.prefecture_flags(own, [2023, 2024], P)
+    assert "【初回のみ】" in capsys.readouterr().out
+    saved = list((cache / "derived").glob("medication_flags_*.parquet"))
+    assert len(saved) == 1
+    assert set(py["person_id"]) == {"A", "B", "C", "M"} and len(py) == 8  # every municipality
+    # by hand: 多剤 (15+) in FY2023 C and M, in FY2024 A and C
+    assert sorted(yearly[2023].loc[yearly[2023]["polypharmacy"], "person_id"]) == ["C", "M"]
+    assert sorted(yearly[2024].loc[yearly[2024]["polypharmacy"], "person_id"]) == ["A", "C"]
+    rates = med.flag_rates_by({2024: yearly[2024]}, py, "muni_code", "17", "全体", ["polypharmacy"])
+    assert rates.set_index("group")[["numerator", "denominator"]].to_dict("index") == {
+        "17201": {"numerator": 1, "denominator": 2}, "17324": {"numerator": 1, "denominator": 2}}
+    # the same as counting from every municipality's prescriptions
+    whole = pipeline.load_prepared(cache, with_tables=("prescriptions",))
+    expected = med.yearly_flags(med.monthly_counts(whole.tables["prescriptions"], P), [2023, 2024], P)
+    # the next run reads the saved flags (no 初回 message), equal to a fresh count
+    again, _ = med.prefecture_flags(own, [2024, 2023], P)
+    assert "初回" not in capsys.readouterr().out
+    for fy in (2023, 2024):
+        pd.testing.assert_frame_equal(yearly[fy], expected[fy])
+        pd.testing.assert_frame_equal(again[fy], expected[fy], check_dtype=False)
+    # other parameters: counted again, kept beside
+    p14 = med.medication_params(polypharmacy_threshold=14)
+    y14, _ = med.prefecture_flags(own, [2024], p14)
+    assert sorted(y14[2024].loc[y14[2024]["polypharmacy"], "person_id"]) == ["A", "B", "C"]
+    assert len(list((cache / "derived").glob("medication_flags_*.parquet"))) == 2

@@ -106,6 +106,21 @@ def test_check_finds_outputs_and_strip_removes_them(tmp_path, capsys):
     assert notebook_check.parameter_values(path) == {"muni_code": "17201", "years": [2023, 2024]}
 
 
+def test_check_finds_saved_widget_state_and_strip_removes_it(tmp_path):
+    """JupyterLab saves the widgets' state into the notebook (make install turns this on); it is a
+    result of running, like outputs, and is not committed."""
+    path = _notebook(tmp_path)
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
+                                                                             "version_minor": 0}}
+    nbformat.write(nb, str(path))
+    assert [p for p in notebook_check.problems(path) if "ウィジェットの状態" in p]
+    assert notebook_check.strip(path) is True
+    cleaned = nbformat.read(str(path), as_version=4)
+    assert "widgets" not in cleaned.metadata and "kernelspec" in cleaned.metadata
+    assert notebook_check.problems(path) == [] and notebook_check.strip(path) is False
+
+
 def test_check_requires_the_parameters_tag_and_literal_values(tmp_path):
     path = _notebook(tmp_path, first_tag=())
     assert any("parameters タグ" in p for p in notebook_check.problems(path))

@@ -184,6 +184,9 @@ def test_display_table_style():
     assert html.count(f">{mark}<") == 2  # the suppression mark stays
     assert long_reason in html and "..." not in html  # full text
     assert "metabo" not in html and "k2t" not in html  # no internal ids
+    # text columns (市町村, 理由) read from the left, numbers and the 秘匿 mark stay right-aligned
+    left = re.search(r"([^{}]*)\{\s*text-align: left;\s*\}", html).group(1)
+    assert set(re.findall(r"_col(\d+)", left)) == {"0", "6"}
     # explicit kinds: a float column of whole numbers named as counts; keep an id when asked
     s2 = report.display_table(pd.DataFrame({"step_id": ["A"], "n": [1234.0]}), counts=["n"], keep=["step_id"])
     assert "1,234" in s2.to_html() and "step_id" in s2.data.columns

@@ -154,3 +154,56 @@ def test_notebooks_03_and_04_accept_the_same_form():
         ikkatsu.make_params(urine_protein_kidney="2")
     with pytest.raises(ParameterError, match="「±」または「1\\+」"):
         nephropathy.nephropathy_params(urine_protein="2+")
+
+
+# --- the JupyterLab defaults the install writes (hsutils.running.lab_settings)
+
+def test_lab_settings_turn_on_widget_state_and_japanese(tmp_path):
+    import json
+
+    from hsutils.running import lab_settings
+
+    path = lab_settings.write_overrides(tmp_path)
+    assert path == tmp_path / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    written = json.loads(path.read_text(encoding="utf-8"))
+    assert written["@jupyter-widgets/jupyterlab-manager:plugin"] == {"saveState": True}
+    assert written["@jupyterlab/translation-extension:plugin"] == {"locale": "ja_JP"}
+    # someone else's settings in the same file stay; ours are set again
+    written["@jupyterlab/apputils-extension:themes"] = {"theme": "JupyterLab Dark"}
+    written["@jupyter-widgets/jupyterlab-manager:plugin"] = {"saveState": False}
+    path.write_text(json.dumps(written), encoding="utf-8")
+    again = json.loads(lab_settings.write_overrides(tmp_path).read_text(encoding="utf-8"))
+    assert again["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}
+    assert again["@jupyter-widgets/jupyterlab-manager:plugin"] == {"saveState": True}
+
+
+def test_lab_settings_refuse_a_broken_file_in_japanese(tmp_path):
+    from hsutils.core.errors import DataError
+    from hsutils.running import lab_settings
+
+    path = lab_settings.settings_dir(tmp_path) / "overrides.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(DataError, match="overrides.json」が JSON として読めません"):
+        lab_settings.write_overrides(tmp_path)
+
+
+def test_lab_settings_name_settings_that_the_installed_jupyterlab_knows():
+    """The keys exist in the installed extensions' schemas (a renamed setting would be ignored silently),
+    and `make install` writes them."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from hsutils.running import lab_settings
+
+    share = Path(sys.prefix) / "share" / "jupyter"
+    schemas = {"@jupyter-widgets/jupyterlab-manager:plugin":
+               share / "labextensions/@jupyter-widgets/jupyterlab-manager/schemas/@jupyter-widgets/jupyterlab-manager/plugin.json",
+               "@jupyterlab/translation-extension:plugin":
+               share / "lab/schemas/@jupyterlab/translation-extension/plugin.json"}
+    for plugin, values in lab_settings.OVERRIDES.items():
+        props = json.loads(schemas[plugin].read_text(encoding="utf-8"))["properties"]
+        assert set(values) <= set(props), plugin
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
+    assert "hsutils.running.lab_settings" in makefile

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,8 @@ class Prepared:
     exclusions: pd.DataFrame
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    #: the cache folder it was read from (a notebook that reads more of it later, e.g. 07's prefecture)
+    cache_dir: Path | None = None
 
     @property
     def fiscal_years(self) -> list[int]:
@@ -629,14 +632,17 @@ def write_partitioned(person_year: pd.DataFrame, folder: Path, tables: dict) -> 
             _write_parts(_history_partitions(t, members), folder / name, [PARTITION_KEY], [PARTITION_KEY])
 
 
-def read_partitioned(folder: Path, munis=None, keep_row: bool = False) -> pd.DataFrame:
+def read_partitioned(folder: Path, munis=None, keep_row: bool = False, columns=None) -> pd.DataFrame:
     """Rows of a partitioned table for the municipalities `munis` (None: all), in the order and with
-    the index labels of the single-process table, each row once (a mover stored twice is read once)."""
+    the index labels of the single-process table, each row once (a mover stored twice is read once).
+    `columns`: only these columns are read (None: all); the partition filter and the column list
+    go to pyarrow, so other municipalities' files and other columns are not read."""
     import pyarrow.dataset as ds
 
     part = ds.partitioning(flavor="hive")
     dset = ds.dataset(folder, format="parquet", partitioning=part)
-    names = [n for n in dset.schema.names if n not in (PARTITION_KEY, YEAR_KEY)]
+    names = [n for n in dset.schema.names if n not in (PARTITION_KEY, YEAR_KEY)
+             and (columns is None or n in columns or n == ROW)]
     filt = None if munis is None else ds.field(PARTITION_KEY).isin([str(m) for m in munis])
     table = dset.to_table(columns=names, filter=filt)
     rows = table.column(ROW).to_numpy()
@@ -677,8 +683,11 @@ def _existing_cache(cache_dir: Path) -> Path:
     return cache_dir
 
 
-def load_prepared(cache_dir: Path, with_tables: bool = False, munis=None) -> Prepared:
+def load_prepared(cache_dir: Path, with_tables=False, munis=None) -> Prepared:
     """Read the cached shared results (what every notebook starts from).
+
+    `with_tables`: False, True (LOADED_TABLES), a sequence of table names, or a mapping table name →
+    the columns to read (None: all), e.g. notebook 07's `{"prescriptions": (...)}`.
 
     `munis`: the municipalities whose person-level rows are read (None: all). A municipal run reads
     its own municipality's partitions and the small strata/master tables only (docs/design.md §8.1);
@@ -693,15 +702,17 @@ def load_prepared(cache_dir: Path, with_tables: bool = False, munis=None) -> Pre
     tables = {}
     if with_tables:
         names = LOADED_TABLES if with_tables is True else tuple(with_tables)
+        columns = dict(with_tables) if isinstance(with_tables, Mapping) else {}
         for name in names:
             if (cache_dir / name).is_dir():
-                tables[name] = read_partitioned(cache_dir / name, scope)
+                tables[name] = read_partitioned(cache_dir / name, scope, columns=columns.get(name))
         first = (meta.get("claims_history") or {}).get("first_ym")
         if "claims_monthly" in tables and first is not None:
             tables["claims_monthly"].attrs["first_ym"] = int(first)
     return Prepared(person_year=read_partitioned(cache_dir / "person_year", scope), strata=rd("strata"),
                     municipalities=rd("municipalities"), districts=rd("districts"),
-                    import_summary=rd("import_summary"), exclusions=rd("exclusions"), tables=tables, meta=meta)
+                    import_summary=rd("import_summary"), exclusions=rd("exclusions"), tables=tables, meta=meta,
+                    cache_dir=cache_dir)
 
 
 def prepare(data_dir: Path, cache_dir: Path | None = None, column_map=None, with_tables: bool = False) -> Prepared:

@@ -749,6 +749,62 @@ def yearly_flags(monthly: pd.DataFrame, fys, p: MedicationParams) -> dict[int, p
     return {int(fy): person_flags(monthly, fy, p) for fy in fys}  # a handful of fiscal years
 
 
+#: The columns of the cache's tables that notebook 07 reads (`pipeline.load_prepared(with_tables=…)`):
+#: the §10.1 counting and the notice list use these prescription columns only (not the 調剤 columns).
+PRESCRIPTION_COLUMNS = ("person_id", "muni_code", "ym", "drug_code", "yj_code", "efficacy_class", "form",
+                        "prescriber_code", "days")
+TABLES = {"claims_monthly": None, "prescriptions": PRESCRIPTION_COLUMNS}
+#: person_year columns of the prefecture's persons (`area_persons`)
+PERSON_YEAR_COLUMNS = ("person_id", "fy", "muni_code", "sex", "age", "age_band", "insurance")
+#: bump when `person_flags` changes, so that flags saved by an older version are not used
+PREFECTURE_FLAGS_VERSION = 1
+PREFECTURE_FIRST_RUN = ("【初回のみ】市町比較と推移のため、県内全市町の処方の明細から多剤・重複・睡眠薬の該当者を"
+                        "数えて、集計キャッシュに保存します（デモデータで数十秒、実データでは数分）。"
+                        "次回からは、同じデータ・同じ抽出条件なら保存した結果を使うので数秒で終わります。")
+
+
+def prefecture_flags(prepared, fys, p: MedicationParams) -> tuple[dict[int, pd.DataFrame], pd.DataFrame]:
+    """`yearly_flags` of every person of the cache (all municipalities) for the fiscal years `fys`,
+    and the person_year rows of all municipalities: what the funnel and the reference trends count.
+
+    A municipal run reads only its own municipality's partitions (`notebook.start`, person_rows
+    "area"); this reads the other municipalities' prescriptions once and keeps the flags in the
+    cache folder (`derived/medication_flags_<key>.parquet`, person-level, so under confidential/
+    like the cache itself), keyed by the cache's data hash, the parameters and the years: later
+    runs (another municipality of the batch, the same notebook again) read the small saved table.
+    The flags are the same as `yearly_flags(monthly_counts(all prescriptions))` (docs/design.md §8.1)."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from hsutils.analysis import pipeline
+    from hsutils.core import files
+
+    cache = Path(prepared.cache_dir)
+    person_year = pipeline.read_partitioned(cache / "person_year", columns=PERSON_YEAR_COLUMNS)
+    fys = sorted({int(f) for f in fys})
+    spec = {k: v for k, v in asdict(p).items() if k != "rules"}
+    source = [PREFECTURE_FLAGS_VERSION, prepared.meta.get("data_hash"), prepared.meta.get("cache_version")]
+    key = hashlib.sha256(json.dumps([*source, spec, fys], sort_keys=True, default=list).encode()).hexdigest()[:16]
+    path = cache / "derived" / f"medication_flags_{key}.parquet"
+    if path.exists():
+        saved = pd.read_parquet(path)
+        return {fy: saved[saved["fy"] == fy].drop(columns="fy").reset_index(drop=True) for fy in fys}, person_year
+    print(PREFECTURE_FIRST_RUN, flush=True)
+    rx_dir = cache / "prescriptions"
+    rx = pipeline.read_partitioned(rx_dir, columns=PRESCRIPTION_COLUMNS) if rx_dir.is_dir() else None
+    if rx is not None and len(rx):
+        monthly = monthly_counts(rx, p)
+    else:
+        monthly = monthly_from_claims(pipeline.read_partitioned(
+            cache / "claims_monthly", columns=("person_id", "muni_code", "ym", "n_drugs", "n_institutions")))
+    yearly = yearly_flags(monthly, fys, p)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with files.atomic_path(path) as tmp:  # batch runs of several municipalities may write it at once
+        pd.concat([f.assign(fy=fy) for fy, f in yearly.items()], ignore_index=True).to_parquet(tmp, index=False)
+    return yearly, person_year
+
+
 def flag_rates_by(yearly: dict[int, pd.DataFrame], person_year: pd.DataFrame, by: str | None,
                   muni_code, insurance: str, flags=("polypharmacy", "duplicate"),
                   master: pd.DataFrame | None = None) -> pd.DataFrame:

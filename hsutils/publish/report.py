@@ -228,7 +228,7 @@ def display_table(df: pd.DataFrame, labels: Mapping[str, str] | None = None, *, 
     * boolean columns (e.g. 秘匿あり) show `FLAG_MARK` for True and nothing for False;
     * internal ids and keys (`HIDDEN_COLUMNS`, names ending in `_id`/`_key`) are left out unless in
       `keep`; `drop` leaves out more;
-    * text is never cut (no ``...``); row labels (a non-default index) become the first column(s),
+    * text is never cut (no ``...``) and is left-aligned (numbers right); row labels (a non-default index) become the first column(s),
       a default 0, 1, 2 … index is not shown.
 
     A column is a count when named in `counts`, or when its numbers are whole and its dtype is not
@@ -269,8 +269,11 @@ def display_table(df: pd.DataFrame, labels: Mapping[str, str] | None = None, *, 
             formats[header] = _fmt(decimals)
     t = t.rename(columns=headers)
     styler = t.style.hide(axis="index").format(formats, na_rep="")
-    return styler.set_table_styles([{"selector": "td", "props": "white-space: pre-wrap; text-align: right;"},
-                                    {"selector": "th", "props": "text-align: center;"}])
+    styler = styler.set_table_styles([{"selector": "td", "props": "white-space: pre-wrap; text-align: right;"},
+                                      {"selector": "th", "props": "text-align: center;"}])
+    # text (区分, 指標, 理由 …) reads from the left; numbers and marks stay right-aligned
+    words = [h for h in t.columns if h not in formats and not t[h].isin(["", FLAG_MARK]).all()]
+    return styler.set_properties(subset=words, **{"text-align": "left"}) if words else styler
 
 
 def _is_year(name, header: str) -> bool:

@@ -7,8 +7,12 @@ Every 「しきい値を変えて試す」 panel of notebooks 01–09 is built h
   boxes are not indented and show their whole label;
 * recompute only when a slider is released and say so while they work: 「計算中…」 appears at
   once, then how long the update took;
-* still say something useful where the widgets cannot be drawn — a saved notebook reopened
-  without its kernel, an HTML export (nbconvert), a viewer without the ipywidgets extension: the
+* are still shown in a saved notebook reopened without its kernel: `make install` turns on
+  JupyterLab's widget state saving (`hsutils.running.lab_settings`), so the panel and its last
+  result are drawn again from the notebook (not operable until the cells run again; the note above
+  the panel says so);
+* still say something useful where the widgets cannot be drawn — an HTML export (nbconvert), a
+  viewer without the ipywidgets extension, a JupyterLab with state saving turned off: the
   display carries, besides the widget, a Japanese note and the result for the starting values
   (text/html), and a Japanese text/plain instead of ``VBox(children=(FloatSlider(…``.
 
@@ -27,15 +31,16 @@ import pandas as pd
 
 from hsutils.publish import report
 
-#: What is shown instead of the panel where the widgets cannot be drawn.
-FALLBACK_NOTE = ("操作パネル（スライダー・選択欄）は、JupyterLab でこのノートブックを実行している間だけ表示されます。"
-                 "保存後に開き直したときや HTML で見るときは、上から順にセルを実行すると表示されます。")
+#: What is shown instead of the panel where the widgets cannot be drawn (HTML export, other viewers).
+FALLBACK_NOTE = ("操作パネル（スライダー・選択欄）は、JupyterLab でこのノートブックを実行しているときに使えます。"
+                 "ここではパネルを表示できないため、代わりに結果を示します。")
 FALLBACK_RESULT = "以下は、パラメータの値（操作前の値）での結果です。"
-#: Shown above every panel, live and after reopening: JupyterLab keeps the widget output of a saved
-#: notebook but not its state, and shows 「Loading widget...」 there until the cells run again.
+#: Shown above every panel, live and after reopening. A saved notebook keeps the panels' state
+#: (lab_settings: saveState), so on reopening JupyterLab draws the panel as it was saved, marked
+#: as disconnected from the kernel; without saved state it shows 「Loading widget...」 there.
 PANEL_NOTE = ("操作パネル: 値を変えると下の結果を計算し直します。保存したノートブックを開き直したときは、"
-              "パネルの代わりに「Loading widget...」や「Error displaying widget」と表示されます。"
-              "上から順にセルを実行すると、パネルが使えるようになります。")
+              "保存したときのパネルと結果が表示されますが、操作はできません（カーネルにつながっていない印が付きます）。"
+              "操作するには、上から順にセルを実行してください。")
 BUSY = "計算中…"
 #: a slider's track: one step at least MIN_PX_PER_STEP pixels, between TRACK_PX and MAX_TRACK_PX
 #: (a wider track leaves the notebook's column: the browser check saw a scroll bar at 800 px)

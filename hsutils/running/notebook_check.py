@@ -2,9 +2,12 @@
 
 `python -m hsutils.running.notebook_check notebooks/` checks every .ipynb (usable as a pre-commit hook or CI
 step; exit status 1 when something is wrong): valid nbformat 4, kernel metadata, every cell has an
-id and ids are unique, no outputs and no execution counts, and the first code cell is tagged
-`parameters` and only assigns literal values (papermill overrides it, docs/design.md §9).
-`--strip` first removes outputs and execution counts in place (cell ids and metadata are kept).
+id and ids are unique, no outputs, no execution counts and no saved widget state (metadata
+``widgets``, which JupyterLab writes on saving when widget state saving is on, as `make install`
+sets it: `hsutils.running.lab_settings`), and the first code cell is tagged `parameters` and only
+assigns literal values (papermill overrides it, docs/design.md §9).
+`--strip` first removes outputs, execution counts and widget state in place (cell ids and the other
+metadata are kept).
 
 `parameter_names` is also what the batch uses to pass a notebook only the parameters it declares
 (`hsutils.running.params`).
@@ -19,6 +22,8 @@ from pathlib import Path
 import nbformat
 
 PARAMETERS_TAG = "parameters"
+#: notebook metadata where JupyterLab saves the widgets' state (a result of running, like outputs)
+WIDGET_STATE_KEY = "widgets"
 
 
 def _read(nb_or_path) -> nbformat.NotebookNode:
@@ -80,6 +85,9 @@ def problems(path) -> list[str]:
             out.append(f"{path}: {k}番目のセルに出力が残っています（出力を消してから保存してください）")
         if c.get("execution_count") is not None:
             out.append(f"{path}: {k}番目のセルに実行番号が残っています（出力を消してから保存してください）")
+    if WIDGET_STATE_KEY in nb.metadata:
+        out.append(f"{path}: ウィジェットの状態（metadata.{WIDGET_STATE_KEY}）が残っています"
+                   "（--strip で消えます。または出力を消してから保存してください）")
     first = next((c for c in nb.cells if c.cell_type == "code"), None)
     if first is None or PARAMETERS_TAG not in first.get("metadata", {}).get("tags", []):
         out.append(f"{path}: 最初のコードセルに parameters タグがありません")
@@ -93,9 +101,9 @@ def problems(path) -> list[str]:
 
 
 def strip(path) -> bool:
-    """Remove outputs and execution counts in place; True when the file changed."""
+    """Remove outputs, execution counts and saved widget state in place; True when the file changed."""
     nb = _read(path)
-    changed = False
+    changed = nb.metadata.pop(WIDGET_STATE_KEY, None) is not None
     for c in nb.cells:
         if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None):
             c.outputs, c.execution_count, changed = [], None, True
