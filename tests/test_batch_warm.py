@@ -142,3 +142,26 @@ def test_notebook_imports_reads_import_statements(tmp_path):
     nbformat.write(nb, str(tmp_path / "a.ipynb"))
     assert warm.notebook_imports([tmp_path / "a.ipynb", tmp_path / "missing.ipynb"]) == (
         "numpy", "os", "hsutils.publish", "hsutils.publish.plots", "hsutils.publish.report", "json")
+
+
+def test_failed_prestart_falls_back_to_a_kernel_of_its_own(project):
+    """When the pre-start fails (here: an unknown kernel name), the run starts its own kernel as
+    without warm workers, and its log says why."""
+    from hsutils.running import params
+
+    root, run_yaml = project
+    _notebook(root / "nbs" / "02_large_insurer.ipynb", LEAK_BODY)
+    _configure(run_yaml, notebooks=["02"], municipalities=["17203"])
+    p = params.load_params(run_yaml)
+    (task,) = batch.plan_tasks(p, p.run_dir / batch.CACHE_SUBDIR)
+    slot = warm.WarmSlot("no-such-kernel", p.run_dir / ".tmp", task.notebook_path)
+    slot.refill()
+    assert slot.kernel is None and "NoSuchKernel" in slot.error
+    try:
+        result = batch.execute_task(task, warm_slot=slot)
+    finally:
+        slot.close()
+    assert result["status"] == "ok" and result["timing"]["warm"] == 0.0
+    assert "事前起動のカーネルを使わずに実行します（NoSuchKernel" in Path(task.log_path).read_text(encoding="utf-8")
+    state = (Path(task.final_dir) / "tables" / "state.csv").read_text(encoding="utf-8")
+    assert "cwd_is_out_dir,True" in state and "muni_code,17203" in state
