@@ -498,8 +498,8 @@ def execute_task(task: RunTask, redirect_output: bool = False,
     The notebook writes into a temporary folder (its `out_dir`), which is renamed into the final
     place only when execution and the HTML export succeeded (docs/design.md §7). With `redirect_output`
     (worker processes) everything the kernel prints goes to the run's log file. With `warm_slot`
-    (batch workers) the run uses the worker's pre-started kernel and the next one starts while this
-    run exports (docs/design.md §8.5); without one, or when that kernel fails, papermill starts a kernel.
+    (batch workers) the run uses the worker's pre-started kernel and the next one starts and
+    imports while this run computes (docs/design.md §8.5); without one, or when that kernel fails, papermill starts a kernel.
     """
     import contextlib
     import papermill
@@ -535,6 +535,8 @@ def execute_task(task: RunTask, redirect_output: bool = False,
                 set_formats = True
             t_exec = time.perf_counter()
             kernel = _take_warm_kernel(warm_slot, task, tmp, log)
+            if warm_slot is not None:
+                warm_slot.refill()  # the next run's kernel starts and imports while this run computes
             engine = {"engine_name": warm.engine_name(), "km": kernel.km} if kernel is not None else {}
             timing["warm"] = 1.0 if kernel is not None else 0.0
             try:
@@ -554,7 +556,7 @@ def execute_task(task: RunTask, redirect_output: bool = False,
                     log.write(kernel.close())  # what the kernel printed outside the cells
                     warm_slot.in_use = None
                 if warm_slot is not None:
-                    warm_slot.refill()  # the next run's kernel starts and imports while this one exports
+                    warm_slot.refill()  # when the pre-start above failed: once more before the next run
             t_html = time.perf_counter()
             export_html(executed, tmp / f"{task.notebook_stem}.html",
                         f"{task.muni_name} {task.notebook_title}")

@@ -4,7 +4,8 @@ A batch worker process keeps one *pre-started* Jupyter kernel that has already i
 modules the batch's notebooks import (`notebook_imports`, `warm_up`: pandas, matplotlib, the
 hsutils modules; the Japanese font is registered by importing `hsutils.publish.plots`) but holds
 no run state. A run takes that kernel, uses
-it exactly once and shuts it down; the next kernel starts while the worker exports the HTML.
+it exactly once and shuts it down; the next run's kernel starts and imports as soon as a run has
+taken its kernel, i.e. while that run computes (on another core when there is one).
 No namespace is ever reused, so nothing leaks from one run into the next; what differs from a
 kernel started for the run (its working folder and the run's environment variables) is set by
 `set_run_state` before the first cell. When anything about the warm kernel fails, the run falls
