@@ -7,6 +7,10 @@ HTML export) and how many times the shared heavy pass ran in each batch (from th
     .venv/bin/python benchmarks/batch.py                 # 19 municipalities × municipal notebooks
     .venv/bin/python benchmarks/batch.py --munis 3       # quick check
     .venv/bin/python benchmarks/batch.py --all-notebooks # include the prefecture-level notebook
+    .venv/bin/python benchmarks/batch.py --munis 2 --serial-only --profile   # --jobs 1 only, slowest cells
+
+With warm workers (docs/design.md §8.5) the kernel start and imports are paid in the background;
+`HSUTILS_WARM_KERNELS=0` in the environment measures the cold path of the same code.
 
 Printed figures, not a timed test (docs/design.md §8). Needs the notebooks and the demo data
 (created with `hsutils demo` when data/demo is missing).
@@ -79,7 +83,44 @@ def phase_medians(runs: list[dict]) -> dict[str, float]:
     }
 
 
-def report(label: str, out: Path, wall: float, status: int) -> dict:
+def cell_profile(out: Path, runs: list[dict], top: int = 8) -> None:
+    """Where the time of the median municipal run goes, cell by cell (papermill's durations in the
+    executed notebook of the run folder): the slowest cells with their first source line."""
+    ok = sorted((r for r in runs if r["status"] == "ok" and r.get("seconds") is not None),
+                key=lambda r: r["seconds"])
+    if not ok:
+        return
+    median_run = ok[len(ok) // 2]
+    executed = out / "bench" / Path(median_run["report"]).with_suffix(".ipynb")
+    try:
+        nb = json.loads(executed.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    cells = []
+    for i, c in enumerate(nb.get("cells", [])):
+        d = c.get("metadata", {}).get("papermill", {}).get("duration")
+        if c.get("cell_type") == "code" and isinstance(d, (int, float)):
+            src = "".join(c.get("source", "")).strip().splitlines()
+            cells.append((d, i, src[0][:70] if src else ""))
+    total = sum(d for d, _, _ in cells)
+    print(f"    中央値の実行 {median_run['notebook']} × {median_run['muni_code']}: {median_run['seconds']:.2f} 秒、"
+          f"セル合計 {total:.2f} 秒（{len(cells)} セル）。遅いセル:")
+    for d, i, first in sorted(cells, reverse=True)[:top]:
+        print(f"      セル {i:>3}: {d:6.2f} 秒  {first}")
+
+
+def per_notebook(runs: list[dict]) -> None:
+    by_nb: dict[str, list[dict]] = {}
+    for r in runs:
+        if r["status"] == "ok":
+            by_nb.setdefault(r["notebook"], []).append(r)
+    for nb, rs in sorted(by_nb.items()):
+        m = phase_medians(rs)
+        print(f"      {nb}: {m['run']:.2f} 秒 = 起動等 {m['kernel_start_and_overhead']:.2f} + import {m['imports_first_cell']:.2f}"
+              f" + 計算 {m['computation_other_cells']:.2f} + HTML {m['html_export']:.2f}")
+
+
+def report(label: str, out: Path, wall: float, status: int, profile: bool = False) -> dict:
     manifest = json.loads((out / "bench" / "manifest.json").read_text(encoding="utf-8"))
     runs = list(manifest["runs"].values())
     ok = sum(1 for r in runs if r["status"] == "ok")
@@ -92,6 +133,13 @@ def report(label: str, out: Path, wall: float, status: int) -> dict:
     print(f"    1本あたり中央値 {med['run']:.2f} 秒 = カーネル起動等 {med['kernel_start_and_overhead']:.2f} + "
           f"最初のセル(import) {med['imports_first_cell']:.2f} + 計算 {med['computation_other_cells']:.2f} + "
           f"HTML 出力 {med['html_export']:.2f}")
+    if last.get("wall_seconds"):  # includes what a run's own timer cannot see (worker start, waiting)
+        print(f"    ノートブック実行の壁時計 ÷ 本数 = {last['wall_seconds'] / max(len(runs), 1):.2f} 秒/本")
+    warm = sum(1 for r in runs if (r.get("timing") or {}).get("warm") == 1.0)
+    print(f"    事前起動のカーネルを使った実行 {warm} / {len(runs)} 本")
+    if profile:
+        per_notebook(runs)
+        cell_profile(out, runs)
     return {"wall": wall, "notebook_wall": last.get("wall_seconds"), "median": med["run"],
             "prepare_executions": prep.get("executions"), "runs": len(runs), "ok": ok}
 
@@ -104,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=None, help="比較する並列数（既定: CPUコア数）")
     ap.add_argument("--out", default=None, help="出力先（既定: 一時フォルダ）")
     ap.add_argument("--notebook-dir", default=None, help="ノートブックのフォルダ（既定: notebooks/）")
+    ap.add_argument("--serial-only", action="store_true", help="--jobs 1 の一括実行だけ（並列の比較をしない）")
+    ap.add_argument("--profile", action="store_true", help="ノートブックごとの内訳と、中央値の実行の遅いセル")
     args = ap.parse_args(argv)
 
     data_dir = Path(args.data).resolve()
@@ -116,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU コア数 {os.cpu_count()}, 出力 {root}")
 
     serial = report("--jobs 1", root / "jobs1",
-                    *run_batch_cli(run_yaml, root / "jobs1", 1))
+                    *run_batch_cli(run_yaml, root / "jobs1", 1), profile=args.profile)
+    if args.serial_only:
+        print(f"1本あたり中央値: {serial['median']:.2f} 秒（--jobs 1）; 目標 4 秒以下")
+        return 0 if serial["ok"] == serial["runs"] and serial["prepare_executions"] == 1 else 1
     parallel = report(f"--jobs {default_jobs}（既定）", root / "jobsN",
                       *run_batch_cli(run_yaml, root / "jobsN", args.jobs))
     speedup = serial["wall"] / parallel["wall"]

@@ -13,7 +13,9 @@ The parent process is the only writer of the manifest and the index, so an inter
 (Ctrl-C, SIGTERM, SIGHUP) leaves both consistent: runs whose result never reached the parent stay 未実行.
 
 Fault handling (issue 26):
-  - one worker process per run: a worker that dies (kill -9, out of memory) fails only its own run;
+  - at most `jobs` worker processes, each running one run at a time with a pre-started kernel
+    (docs/design.md §8.5): a worker that dies (kill -9, out of memory) fails only the run it was
+    executing and is replaced;
   - workers die with the parent (Linux `PR_SET_PDEATHSIG` plus a parent-PID watchdog thread);
   - `<run>/.batch.lock` (PID, host, start time) keeps a second batch or `--resume` out of a live
     run folder; a lock whose process is gone (same host) is stale and taken over with a note;
@@ -50,6 +52,7 @@ from typing import Any, Callable
 
 import hsutils
 from hsutils.running import params as hparams
+from hsutils.running import warm
 from hsutils.core import files, settings
 from hsutils.core.errors import DataError, HsutilsError, ParameterError
 
@@ -274,10 +277,13 @@ class _Terminated(BaseException):
 
 
 _BUSY = False  # True while a worker executes a run (its SIGTERM then cleans up before exiting)
+_SLOT: "warm.WarmSlot | None" = None  # the worker's pre-started kernel (killed when the worker stops)
 
 
 def _raise_terminated(signum, frame):  # pragma: no cover - runs in the worker
     if not _BUSY:
+        if _SLOT is not None:
+            _SLOT.kill()  # an idle worker's pre-started kernel must not outlive it
         os._exit(143)
     raise _Terminated()
 
@@ -306,24 +312,40 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def _worker_main(task: "RunTask", conn, parent_pid: int) -> None:
-    """Entry point of one run's worker process: execute, send the result to the parent, exit."""
-    global _BUSY
+def _worker_main(conn, parent_pid: int, kernel_name: str, staging_root: str, first_notebook: str) -> None:
+    """Entry point of a worker process: runs the tasks the parent sends, one at a time, until the
+    parent sends None (docs/design.md §8.5). Each message is `(task, next_notebook)`: the notebook of
+    the run queued next (None when none is), for which the worker pre-starts a kernel."""
+    global _BUSY, _SLOT
     _worker_init()
     _die_with_parent(parent_pid)
-    _BUSY = True
+    _SLOT = warm.WarmSlot(kernel_name, Path(staging_root), first_notebook)
+    _SLOT.refill()  # the first run's kernel starts while the task is on its way
     try:
-        result = execute_task(task, redirect_output=True)
-    except _Terminated:
-        os._exit(143)
-    except BaseException as exc:  # noqa: BLE001 - e.g. the log itself cannot be written (disk full)
-        result = {"key": task.key, "status": "failed", "seconds": None, "finished": _now(),
-                  "error": first_error_line(exc, task.timeout_seconds)}
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                break
+            if message is None:
+                break
+            task, _SLOT.next_notebook = message
+            _BUSY = True
+            try:
+                result = execute_task(task, redirect_output=True, warm_slot=_SLOT)
+            except _Terminated:
+                _BUSY = False
+                _SLOT.kill()
+                os._exit(143)
+            except BaseException as exc:  # noqa: BLE001 - e.g. the log itself cannot be written (disk full)
+                result = {"key": task.key, "status": "failed", "seconds": None, "finished": _now(),
+                          "error": first_error_line(exc, task.timeout_seconds)}
+            finally:
+                _BUSY = False
+            conn.send(result)
     finally:
         _BUSY = False
-    try:
-        conn.send(result)
-    finally:
+        _SLOT.close()
         conn.close()
 
 
@@ -449,12 +471,35 @@ class _RedirectedOutput:
         return False
 
 
-def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]:
+def _take_warm_kernel(slot: "warm.WarmSlot | None", task: RunTask, tmp: Path, log) -> "warm.WarmKernel | None":
+    """The worker's pre-started kernel, set to this run's folder and environment; None (papermill
+    starts a kernel, as without warm workers) when there is none or it does not answer."""
+    if slot is None:
+        return None
+    kernel = slot.take(task.kernel_name)
+    if kernel is None:
+        if slot.error:
+            log.write(f"# 事前起動のカーネルを使わずに実行します（{slot.error}）\n")
+        return None
+    environ = {name: os.environ.get(name) for name in (settings.ENV_REPORT_FOLDER, settings.ENV_FIGURE_FORMATS)}
+    try:
+        kernel.prepare(str(tmp), environ, timeout=task.kernel_start_timeout)
+    except Exception as exc:  # noqa: BLE001 - the cold path still runs the notebook
+        log.write(f"# 事前起動のカーネルが応答しないため、新しいカーネルで実行します（{type(exc).__name__}: {exc}）\n")
+        log.write(kernel.close())
+        return None
+    return kernel
+
+
+def execute_task(task: RunTask, redirect_output: bool = False,
+                 warm_slot: "warm.WarmSlot | None" = None) -> dict[str, Any]:
     """Run one notebook for one area; never raises for a notebook failure (returns status "failed").
 
     The notebook writes into a temporary folder (its `out_dir`), which is renamed into the final
     place only when execution and the HTML export succeeded (docs/design.md §7). With `redirect_output`
-    (worker processes) everything the kernel prints goes to the run's log file.
+    (worker processes) everything the kernel prints goes to the run's log file. With `warm_slot`
+    (batch workers) the run uses the worker's pre-started kernel and the next one starts and
+    imports while this run computes (docs/design.md §8.5); without one, or when that kernel fails, papermill starts a kernel.
     """
     import contextlib
     import papermill
@@ -489,15 +534,29 @@ def execute_task(task: RunTask, redirect_output: bool = False) -> dict[str, Any]
                 os.environ[settings.ENV_FIGURE_FORMATS] = ",".join(settings.BATCH_FIGURE_FORMATS)
                 set_formats = True
             t_exec = time.perf_counter()
+            kernel = _take_warm_kernel(warm_slot, task, tmp, log)
+            if warm_slot is not None:
+                warm_slot.refill()  # the next run's kernel starts and imports while this run computes
+            engine = {"engine_name": warm.engine_name(), "km": kernel.km} if kernel is not None else {}
+            timing["warm"] = 1.0 if kernel is not None else 0.0
             try:
                 papermill.execute_notebook(
                     task.notebook_path, str(executed), parameters=parameters,
                     kernel_name=task.kernel_name, execution_timeout=task.timeout_seconds,
                     start_timeout=task.kernel_start_timeout, progress_bar=False, log_output=False,
-                    stdout_file=log, stderr_file=log, cwd=str(tmp))
+                    stdout_file=log, stderr_file=log, cwd=str(tmp), **engine)
+            except _Terminated:
+                if warm_slot is not None:
+                    warm_slot.next_notebook = None  # stopping: no kernel for a next run
+                raise
             finally:
                 timing["papermill"] = time.perf_counter() - t_exec
                 timing["cells"], timing["first_cell"] = _cell_seconds(executed)
+                if kernel is not None:
+                    log.write(kernel.close())  # what the kernel printed outside the cells
+                    warm_slot.in_use = None
+                if warm_slot is not None:
+                    warm_slot.refill()  # when the pre-start above failed: once more before the next run
             t_html = time.perf_counter()
             export_html(executed, tmp / f"{task.notebook_stem}.html",
                         f"{task.muni_name} {task.notebook_title}")
@@ -858,14 +917,15 @@ def _record(manifest: dict[str, Any], task: RunTask, result: dict[str, Any]) -> 
 
 @dataclasses.dataclass
 class _Worker:
-    task: RunTask
+    """A worker process of the batch and the task it is running (None while idle)."""
     process: Any
     conn: Any
+    task: RunTask | None = None
     result: dict[str, Any] | None = None
 
 
 def _stop_workers(workers: list[_Worker]) -> None:
-    """SIGTERM the running workers (each stops its kernel and cleans up), then reap them."""
+    """SIGTERM the running workers (each stops its kernels and cleans up), then reap them."""
     for w in workers:
         if w.process.is_alive():
             w.process.terminate()
@@ -890,53 +950,86 @@ def _death_message(exitcode: int | None) -> str:
 
 
 def _run_supervised(tasks: list[RunTask], jobs: int, on_result: Callable[[RunTask, dict], None]) -> bool:
-    """Run each task in its own worker process, at most `jobs` at a time; returns False when
-    interrupted. A worker that dies fails only its own run; runs never started stay 未実行."""
+    """Run the tasks in at most `jobs` worker processes, one task at a time per worker; returns
+    False when interrupted. Each worker keeps a pre-started kernel (docs/design.md §8.5); a worker
+    that dies fails only the run it was executing and is replaced; runs never started stay 未実行."""
     from tqdm import tqdm
 
     ctx = multiprocessing.get_context("spawn")  # same behaviour on Linux, macOS and Windows
     queue = list(tasks)
-    running: list[_Worker] = []
+    workers: list[_Worker] = []
+    staging = str(Path(tasks[0].run_dir) / ".tmp") if tasks else ""
     bar = tqdm(total=len(tasks), desc="ノートブック実行", unit="本", file=sys.stderr, dynamic_ncols=True)
+
+    def spawn(number: int) -> _Worker:
+        mine, theirs = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_worker_main, args=(theirs, os.getpid(), tasks[0].kernel_name, staging, queue[0].notebook_path),
+                           name=f"hsutils-worker-{number}", daemon=False)
+        proc.start()
+        theirs.close()  # the parent keeps only its end: EOF when the worker dies
+        return _Worker(proc, mine)
+
+    def give_next(w: _Worker) -> None:
+        """The next task to an idle worker, or None (stop) when there is none."""
+        task = queue.pop(0) if queue else None
+        try:
+            w.conn.send(None if task is None else (task, queue[0].notebook_path if queue else None))
+        except (OSError, ValueError):  # the worker died between runs: the task was never started
+            if task is not None:
+                queue.insert(0, task)
+            return
+        w.task, w.result = task, None
+
+    def finish(w: _Worker, result: dict[str, Any]) -> None:
+        task, w.task, w.result = w.task, None, None
+        on_result(task, result)
+        bar.update(1)
+        bar.set_postfix_str(f"{task.notebook_id} {task.muni_name} {STATUS_JA[result['status']]}")
+
+    spawned = 0
     try:
-        while queue or running:
-            while queue and len(running) < jobs:
-                task = queue.pop(0)
-                receiver, sender = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_worker_main, args=(task, sender, os.getpid()),
-                                   name=f"hsutils-{task.key}", daemon=False)
-                proc.start()
-                sender.close()  # the parent keeps only the reading end: EOF when the worker dies
-                running.append(_Worker(task, proc, receiver))
-            ready = set(_wait_ready([w.conn for w in running] + [w.process.sentinel for w in running],
+        while queue or any(w.task is not None for w in workers):
+            while queue and len(workers) < jobs:
+                spawned += 1
+                w = spawn(spawned)
+                workers.append(w)
+                give_next(w)
+            ready = set(_wait_ready([w.conn for w in workers] + [w.process.sentinel for w in workers],
                                     timeout=1.0))
-            for w in list(running):
-                if w.conn in ready and w.result is None:
+            for w in list(workers):
+                if w.conn in ready and w.task is not None:
                     try:
-                        w.result = w.conn.recv()
+                        result = w.conn.recv()
                     except (EOFError, OSError):
-                        pass
+                        result = None  # died: handled with its sentinel below
+                    if result is not None:
+                        finish(w, result)
+                        give_next(w)
                 if w.process.sentinel not in ready:
                     continue
                 w.process.join()
-                if w.result is None and w.conn.poll(0):
+                if w.task is not None and w.conn.poll(0):
                     try:
-                        w.result = w.conn.recv()
+                        finish(w, w.conn.recv())
                     except (EOFError, OSError):
                         pass
-                result = w.result or {"key": w.task.key, "status": "failed", "seconds": None,
-                                      "finished": _now(), "error": _death_message(w.process.exitcode)}
+                if w.task is not None:
+                    finish(w, {"key": w.task.key, "status": "failed", "seconds": None,
+                               "finished": _now(), "error": _death_message(w.process.exitcode)})
                 w.conn.close()
-                running.remove(w)
-                on_result(w.task, result)
-                bar.update(1)
-                bar.set_postfix_str(f"{w.task.notebook_id} {w.task.muni_name} {STATUS_JA[result['status']]}")
+                workers.remove(w)
+        for w in workers:  # every idle worker was told to stop: reap them
+            w.process.join(timeout=30)
+            if w.process.is_alive():
+                w.process.terminate()
+                w.process.join(timeout=5)
+            w.conn.close()
         return True
     except KeyboardInterrupt:
-        _stop_workers(running)
+        _stop_workers(workers)
         return False
     except BaseException:
-        _stop_workers(running)  # e.g. the manifest cannot be written (disk full): no orphaned runs
+        _stop_workers(workers)  # e.g. the manifest cannot be written (disk full): no orphaned runs
         raise
     finally:
         bar.close()
