@@ -305,3 +305,14 @@ def test_dialysis_table_shows_new_dialysis_as_undeterminable_in_a_year_without_h
     # a year with history keeps the integer column (published tables unchanged)
     known = py.assign(new_dialysis=py["new_dialysis"].fillna(False))
     assert costs.dialysis_table(pc, known, {"甲市": None})["new_dialysis"].dtype == np.int64
+
+
+def test_population_label_uses_the_registry_words_and_refuses_other_insurances():
+    """06's chart footers name their population in the §16 words (docs/rules.md §16)."""
+    from hsutils.analysis import indicators
+    from hsutils.core.errors import ParameterError
+
+    assert costs.population_label("国保") == indicators.POP_INSURED == "国保 被保険者（全員）"
+    assert costs.population_label("後期") == indicators.POP_KOUKI_INSURED
+    with pytest.raises(ParameterError, match="国保 / 後期.*'全体'"):
+        costs.population_label("全体")

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from hsutils.analysis import areas as areas_mod
+from hsutils.analysis import indicators
 from hsutils import stats
 from hsutils.inputs import claims_rules
 from hsutils.rules import programs
@@ -39,6 +40,17 @@ SETTINGS = ("入院", "入院外", "歯科", "調剤")
 TOTAL = "計"
 SETTINGS_ALL = SETTINGS + (TOTAL,)
 INSURANCES = ("国保", "後期")
+
+
+def population_label(insurance: str) -> str:
+    """Footer population of 06's per-capita charts: every insured person of the insurance, with or
+    without a receipt (the denominator is person-years), in the words of docs/rules.md §16."""
+    if insurance not in INSURANCES:
+        raise ParameterError(f"対象の保険（target_insurance）は {' / '.join(INSURANCES)} のいずれかで指定してください"
+                             f"（指定値: {insurance!r}）")
+    return indicators.INSURED_BY_INSURANCE[insurance]
+
+
 PART_YEAR_MONTHS = 6  # docs/rules.md §13.1: part-year person without `months`
 HIGH_COST_YEN = 800_000  # docs/rules.md §13.5
 OTHER_GROUP = "その他"
