@@ -65,7 +65,8 @@ def fill_edaban(key: pd.Series) -> pd.Series:
     seen = pd.DataFrame({"f": fam, "e": eda})[eda != ""].drop_duplicates()
     one = seen.drop_duplicates("f", keep=False).set_index("f")["e"]
     fill = (eda == "") & fam.isin(one.index)
-    return key.where(~fill, fam + "-" + fam.map(one).fillna(""))
+    # object first: mapping onto an empty table gives float NaN, which a text fill must not meet
+    return key.where(~fill, fam + "-" + fam.map(one).astype(object).fillna(""))
 
 
 def _family_key(key: pd.Series) -> pd.Series:
