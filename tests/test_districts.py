@@ -284,3 +284,48 @@ def test_map_figure_draws_every_district(tmp_path, prepared, kanazawa):
         "金沢市 地区別 特定健診実施率" in t.get_text() for t in fig.texts)
     tiles_fig = districts.map_figure(table, "kenshin_rate", "出典: テスト", tiles=districts.district_tiles(kanazawa))
     assert any("タイル" in t.get_text() for t in tiles_fig.texts)
+
+
+# ---------------------------------------------------------------- the municipal rate beside the districts (§9.2)
+
+def test_municipal_rate_hidden_when_the_municipal_count_is_small():
+    """docs/rules.md §9.2: 甲市's numerator 9 (4 + 5 over two districts, denominator 300) → the rate
+    3.0 % would give 9 away with the denominator shown elsewhere → muni_rate empty; 10 → shown."""
+    strata = pd.DataFrame({"indicator_id": ["a", "a", "b", "b"], "fy": [2024] * 4,
+                           "numerator": [4, 5, 4, 6], "denominator": [100, 200, 100, 200]})
+    table = pd.DataFrame({"indicator_id": ["a", "a", "b", "b"], "fy": [2024] * 4, "district_code": ["1", "2"] * 2,
+                          "muni_rate": [3.0, 3.0, 10 / 3, 10 / 3]})
+    out = districts.hide_small_municipal_rate(table, strata, threshold=10)
+    assert out["muni_rate"].isna().tolist() == [True, True, False, False]
+    assert out["muni_rate"].iloc[2] == pytest.approx(10 / 3)
+    assert not districts.funnel_available(out, "a") and districts.funnel_available(out, "b")
+    # threshold 5: 9 may be shown
+    assert districts.hide_small_municipal_rate(table, strata, threshold=5)["muni_rate"].notna().all()
+
+
+def test_demo_municipal_rate_hidden_exactly_where_the_city_count_is_small(prepared, kanazawa):
+    fys = prepared.fiscal_years
+    t = districts.district_indicator_table(prepared.strata, prepared.municipalities, kanazawa, KANAZAWA, fys)
+    sm = prepared.strata[prepared.strata["muni_code"] == KANAZAWA]
+    tot = sm.groupby(["indicator_id", "fy"], observed=True)[["numerator", "denominator"]].sum()
+    key = pd.MultiIndex.from_arrays([t["indicator_id"], t["fy"]])
+    small = privacy.is_small(tot["numerator"].reindex(key).to_numpy(float)) | \
+        privacy.is_small(tot["denominator"].reindex(key).to_numpy(float))
+    assert (t["muni_rate"].isna().to_numpy() == np.asarray(small, bool)).all()
+    assert 0 < small.sum() < len(t)  # the scale-0.03 demo has both (e.g. 特定保健指導実施率 is 1–9 every year)
+
+
+def test_charts_draw_no_municipal_line_when_its_rate_is_hidden():
+    import matplotlib.pyplot
+
+    d = pd.DataFrame({"indicator_id": "a", "indicator_name": "指標A", "fy": 2024, "period": "単年度",
+                      "district_code": ["1", "2", "3"], "district_name": ["東", "西", "南"],
+                      "numerator": [0, 4, 5], "denominator": [100, 100, 100], "crude_rate": [0.0, 4.0, 5.0],
+                      "crude_lower": [0.0, 1.6, 2.2], "crude_upper": [3.7, 9.8, 11.2], "comparison": "有意差なし",
+                      "suppressed": [False, True, True], "polarity": "lower_better", "muni_rate": np.nan})
+    fig = districts.ranking_figure(d, "a", "出典: テスト", muni_name="甲市")
+    texts = [x.get_text() for x in fig.findobj(lambda a: hasattr(a, "get_text"))]
+    assert not any("nan" in x for x in texts)
+    assert any("甲市全体の値は人数が10人未満のため表示しません" in x for x in texts)
+    assert districts.district_profile(d, "1").empty  # the spine is centred on the municipal rate
+    matplotlib.pyplot.close(fig)

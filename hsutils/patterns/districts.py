@@ -214,7 +214,33 @@ def district_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame,
                                    std_pop=std_pop, conf=conf, suppress_threshold=suppress_threshold)
     if len(t):  # a district whose bands all have a municipal rate of 0: 比較なし（理由）, not an empty cell
         t = references.settle_comparison(t, None, sm, min_count=None)
-    return _finish_table(t, municipalities, muni_code, _district_names(dlist), period, ids)
+    out = _finish_table(t, municipalities, muni_code, _district_names(dlist), period, ids)
+    return hide_small_municipal_rate(out, sm, suppress_threshold)
+
+
+def hide_small_municipal_rate(table: pd.DataFrame, muni_strata: pd.DataFrame,
+                              threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """`muni_rate` left empty where the municipality's own numerator or denominator of that
+    indicator × year is 1 … threshold−1 (docs/rules.md §9.2): with the municipal denominator shown
+    elsewhere in the report, the rate would give the small count away. Charts then draw no
+    municipal line (`ranking_figure`, `funnel_available`, `district_profile`)."""
+    if table.empty:
+        return table
+    tot = muni_strata.groupby(["indicator_id", "fy"], observed=True)[["numerator", "denominator"]].sum()
+    key = pd.MultiIndex.from_arrays([table["indicator_id"], table["fy"].astype(tot.index.levels[1].dtype)])
+    num = tot["numerator"].reindex(key).to_numpy(float)
+    den = tot["denominator"].reindex(key).to_numpy(float)
+    small = np.asarray(privacy.is_small(num, threshold), bool) | np.asarray(privacy.is_small(den, threshold), bool)
+    out = table.copy()
+    out["muni_rate"] = pd.to_numeric(out["muni_rate"], errors="coerce").astype(float).where(~small)
+    return out
+
+
+def funnel_available(table: pd.DataFrame, indicator_id: str) -> bool:
+    """A district funnel needs the municipal rate as its centre line: False when the rate is hidden
+    (`hide_small_municipal_rate`) or the indicator is not in the table."""
+    t = table[table["indicator_id"] == indicator_id]
+    return bool(len(t)) and bool(np.isfinite(pd.to_numeric(t["muni_rate"], errors="coerce").to_numpy(float)).any())
 
 
 def municipal_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame, muni_code: str,
@@ -678,6 +704,8 @@ def district_profile(table: pd.DataFrame, district_code: str) -> pd.DataFrame:
     spread = t.groupby("indicator_id")["_v"].describe()[["min", "25%", "75%", "max"]]
     spread.columns = ["min", "q25", "q75", "max"]
     one = t[t["district_code"] == str(district_code)].set_index("indicator_id")
+    centred = np.isfinite(pd.to_numeric(one["muni_rate"], errors="coerce").to_numpy(float))  # §9.2
+    one = one[centred]
     order = [i for i in pd.unique(t["indicator_id"]) if i in one.index]
     one = one.reindex(order)
     return pd.DataFrame({
@@ -757,7 +785,10 @@ def ranking_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_
     t = _one_indicator(table, indicator_id)
     t = t.assign(count=np.where(t["suppressed"].astype(bool), 1, t["denominator"]))
     name = t["indicator_name"].iloc[0]
-    return plots.ranked_bar(t, value_col="crude_rate", lower_col="crude_lower", upper_col="crude_upper", benchmark=float(t["muni_rate"].iloc[0]),
+    bench = float(t["muni_rate"].iloc[0])
+    notes = [] if np.isfinite(bench) else [f"{muni_name}全体の値は人数が{suppress_threshold}人未満のため表示しません"]
+    return plots.ranked_bar(t, value_col="crude_rate", lower_col="crude_lower", upper_col="crude_upper",
+                            benchmark=bench if np.isfinite(bench) else None, notes=notes,
                             title=f"{muni_name} 地区別 {name}（{t['period'].iloc[0]}）", footer=footer,
                             label_col="district_name", polarity=t["polarity"].iloc[0], count_col="count",
                             x_label=f"{name}（%）", benchmark_label=f"{muni_name}全体",

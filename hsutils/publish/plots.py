@@ -869,7 +869,7 @@ def funnel_plot(df: pd.DataFrame, *, value_col: str, denom_col: str, target: flo
 # Ranked bar
 # ---------------------------------------------------------------------------------------------
 @styled
-def ranked_bar(df: pd.DataFrame, *, value_col: str, lower_col: str, upper_col: str, benchmark: float,
+def ranked_bar(df: pd.DataFrame, *, value_col: str, lower_col: str, upper_col: str, benchmark: float | None,
                title: str, footer: str, label_col: str = "name", comparison_col: str = "comparison",
                polarity=None, group_col: str | None = None, conf: float | None = None, count_col: str | None = None,
                value_fmt: str = "{:.1f}", x_label: str | None = None,
@@ -884,9 +884,11 @@ def ranked_bar(df: pd.DataFrame, *, value_col: str, lower_col: str, upper_col: s
         (e.g. 二次医療圏: areas sorted within their group, groups in order of appearance, with
         a heading row; this is also the fallback "ranked chart grouped by 二次医療圏").
     `value_fmt` "{:.1%}" switches the axis to percent. `notes`: lines under the footer (e.g. which
-    areas are 「比較なし（理由）」 and so shown as "‐" without bar).
+    areas are 「比較なし（理由）」 and so shown as "‐" without bar). `benchmark` None: no line (a
+    benchmark that may not be shown; say why in `notes`).
     """
     fig, ax, own = _axes(ax, size)
+    benchmark = None if benchmark is None or not np.isfinite(benchmark) else float(benchmark)
     d = df.reset_index(drop=True).copy()
     hidden = _row_hidden(d, count_col, suppress_threshold)
     for col in (value_col, lower_col, upper_col):
@@ -927,13 +929,14 @@ def ranked_bar(df: pd.DataFrame, *, value_col: str, lower_col: str, upper_col: s
     ok = ~np.isnan(err).any(axis=0)
     ax.errorbar(vals[ok], ys[ok], xerr=err[:, ok], fmt="none", ecolor="#222222", elinewidth=0.9,
                 capsize=2.5, label=conf_label(_conf_of(df, conf)))
-    ax.axvline(benchmark, color="#222222", ls="--", lw=1.1,
-               label=f"{benchmark_label} {value_fmt.format(benchmark)}")
-    xmax = np.nanmax(np.r_[d[upper_col].to_numpy(float), vals, benchmark])
+    if benchmark is not None:
+        ax.axvline(benchmark, color="#222222", ls="--", lw=1.1,
+                   label=f"{benchmark_label} {value_fmt.format(benchmark)}")
+    xmax = np.nanmax(np.r_[d[upper_col].to_numpy(float), vals, benchmark if benchmark is not None else np.nan, 0.0])
     if value_labels:
         for yy, v, up, hid in zip(ys, vals, d[upper_col].to_numpy(float), d["_hidden"]):
             text = SUPPRESSION_MARK if hid or np.isnan(v) else value_fmt.format(v)
-            x = (up if not np.isnan(up) else (v if not np.isnan(v) else 0.0)) + 0.01 * xmax
+            x = (up if not np.isnan(up) else (v if not np.isnan(v) else 0.0)) + 0.01 * (xmax if xmax > 0 else 1.0)
             ax.text(x, yy, text, va="center", ha="left", fontsize=7, color="#222222",
                     path_effects=_HALO, zorder=5)
     ax.set_yticks(tick_pos, tick_text)
