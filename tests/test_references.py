@@ -582,7 +582,9 @@ def test_district_with_expected_zero_says_no_comparison():
     strata = _strata([(2024, "17201", "01", 1, "40-44", "hba1c65", 0, 5),
                       (2024, "17201", "02", 1, "70-74", "hba1c65", 3, 10)])
     dlist = pd.DataFrame({"district_code": ["01", "02"], "district_name": ["地区01", "地区02"]})
-    t = districts.district_indicator_table(strata, MASTER, dlist, "17201", [2024], ["hba1c65"])
+    # threshold 3 so that the city's 3 of 15 may be shown (at 10 its rate is hidden: docs/rules.md §9.2)
+    t = districts.district_indicator_table(strata, MASTER, dlist, "17201", [2024], ["hba1c65"], suppress_threshold=3)
+    assert districts.district_indicator_table(strata, MASTER, dlist, "17201", [2024], ["hba1c65"])["muni_rate"].isna().all()
     t = t.set_index("district_name")
     assert t.at["地区01", "comparison"] == "比較なし（基準の率が0で期待数が0のため）" == t.at["地区01", "judgement"]
     assert pd.isna(t.at["地区01", "sr"]) and t.at["地区01", "numerator"] == 0 and t.at["地区01", "muni_rate"] == pytest.approx(20.0)  # 3 of 15
