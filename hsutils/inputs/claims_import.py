@@ -35,6 +35,7 @@ import pandas as pd
 
 from hsutils.inputs import claims_masters, claims_rules, person_keys, uke
 from hsutils.core.errors import DataError
+from hsutils.core.files import sha256_file
 
 READER_VERSION = "uke-3"  # uke-2: 点数表 validated, SY code exclusions quote the raw code; uke-3: files named
 # relative to the data folder, read in segments, receipt exclusions quote the value they are about
@@ -53,13 +54,10 @@ class ClaimsLoad:
 
 
 def _sha(path: Path, name: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    h.update(READER_VERSION.encode())
-    h.update(name.encode())  # the name is stored in the rows (file column of the exclusions)
-    return h.hexdigest()[:32]
+    """Store key of one file: its content hash (`core.files.sha256_file`), the reader version and
+    the name, which is stored in the rows (file column of the exclusions)."""
+    key = f"{sha256_file(path)}|{READER_VERSION}|{name}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def read_files(paths, cache_dir=None, root=None) -> uke.UkeTables:
