@@ -420,12 +420,14 @@ def _hash_folder(data_dir: Path, column_map) -> str:
     return h.hexdigest()
 
 
-def _master(dataset) -> pd.DataFrame:
-    m = dataset.tables.get("municipalities")
+def _master(municipalities: pd.DataFrame | None, enrollment_munis) -> pd.DataFrame:
+    """The municipality master of the data folder, else the built-in one of the prefectures of the
+    enrollment's municipality codes."""
+    m = municipalities
     if m is None or m.empty:
         from hsutils.inputs import regions
 
-        prefs = sorted({int(c[:2]) for c in dataset.tables["enrollment"]["muni_code"].unique()})
+        prefs = sorted({int(str(c)[:2]) for c in enrollment_munis})
         m = pd.concat([regions.load_master(pref_code=p) for p in prefs], ignore_index=True)
     m = m.copy()
     m["pref_code"] = pd.to_numeric(m["pref_code"], errors="coerce").astype("Int64").astype(str).str.zfill(2)
@@ -437,11 +439,13 @@ def _master(dataset) -> pd.DataFrame:
     return m
 
 
-def _history_meta(claims, fys) -> dict:
-    """Months of claims per fiscal year and the look-backs used (docs/hotei.md §7), for meta.json."""
+def _history_meta(first_ym: int | None, fys) -> dict:
+    """Months of claims per fiscal year and the look-backs used (docs/hotei.md §7), for meta.json:
+    all follow from the first claims month of the data (`first_ym`, None: no claims)."""
     from hsutils.rules import programs
 
     fys = sorted(int(f) for f in fys)
+    claims = None if first_ym is None else pd.DataFrame({"ym": [int(first_ym)]})
     h = programs.claims_history(claims, fys)
     ik, dk = programs.IkkatsuParams(), programs.NephropathyParams()
     return {"first_ym": None if h.empty or pd.isna(h["first_ym"].iloc[0]) else int(h["first_ym"].iloc[0]),
@@ -458,10 +462,16 @@ PREPARE_STAGES = ("入力ファイルの読み込みと検査", "対象者×年�
 
 def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool = False,
                   progress=None, task_rows: int = TASK_ROWS, scheduler: str | None = None,
-                  workers: int | None = None, show_progress: bool = False) -> Path:
+                  workers: int | None = None, show_progress: bool = False, streamed: bool = True,
+                  chunk_rows: int | None = None) -> Path:
     """Load, validate and derive once; write Parquet files into cache_dir (docs/design.md §8).
 
     Re-uses the cache when the input files and column map are unchanged (content hash).
+    The input tables are streamed chunk by chunk into municipality partitions
+    (`hsutils.analysis.partition_import`, docs/design.md §8.4: memory bounded by the chunk and the
+    largest task, not by the data); `streamed=False` reads them whole first (`io.load_dataset`,
+    the in-memory path: the same cache, for comparison and small data). `chunk_rows`: rows per chunk
+    of CSV/Parquet files (default: only files over `io.CSV_CHUNK_BYTES` / `io.CSV_CHUNK_ROWS`).
     The person-level derivations and strata run per task of municipality partitions
     (`plan_tasks`, at most `task_rows` enrollment rows each) and the strata are summed
     (docs/design.md §8.2, §8.3); a failing task is reported after the others have run. Tasks run
@@ -469,11 +479,15 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     `workers` processes); `show_progress` shows a bar per task with the estimated finish time.
     `progress`, when given, is called with each stage name of `PREPARE_STAGES` as it starts
     (a progress bar of a notebook's first run); it is not called when the cache is reused.
+    meta.json records each stage's seconds and peak memory of this process (`stages`).
     """
     def stage(i: int) -> None:
         if progress is not None:
             progress(PREPARE_STAGES[i])
 
+    import shutil
+
+    from hsutils.analysis import partition_import
     from hsutils.inputs import io
     from hsutils.core.errors import DataError
 
@@ -487,36 +501,49 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
         if meta.get("data_hash") == key:
             return cache_dir
     t0 = time.perf_counter()
+    stages = partition_import.Stages()
+    stages.start("import")
     stage(0)
-    dataset = io.load_dataset(data_dir, column_map=column_map, cache_dir=cache_dir / "tables_cache")
-    tables = dataset.tables
-    master = _master(dataset)
-    districts = tables.get("districts")
-    if districts is None:
-        districts = pd.DataFrame(columns=["muni_code", "district_code", "name"])
-    unmatched = unmatched_rows(tables)
-    fys = sorted(int(f) for f in tables["enrollment"]["fy"].unique())
-    history = _history_meta(tables.get("claims_monthly"), fys)
-    n_rows = {k: int(len(v)) for k, v in tables.items()}
-
     tmp = cache_dir.with_name(cache_dir.name + ".tmp")
     if tmp.exists():
-        import shutil
-
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    # the person-level inputs by municipality (mover rule); the history tables are the cache's own
-    tasks = plan_tasks(write_partition_inputs(tables, tmp), task_rows)
-    dataset.tables = {}
-    del tables  # the partitions are read back one by one (bounded memory)
+    if streamed:
+        # each chunk straight into the municipality partitions (the mover rule, docs/design.md §8.4)
+        imp = partition_import.stream_inputs(data_dir, tmp, column_map=column_map,
+                                             cache_dir=cache_dir / "tables_cache", chunk_rows=chunk_rows,
+                                             stages=stages)
+        summary, in_exclusions, unmatched = imp.summary, imp.exclusions, imp.unmatched
+        master = _master(imp.municipalities, imp.enrollment_munis)
+        districts, fys, n_rows, first_ym, sizes = imp.districts, imp.fiscal_years, imp.rows, imp.first_ym, imp.sizes
+    else:
+        dataset = io.load_dataset(data_dir, column_map=column_map, cache_dir=cache_dir / "tables_cache")
+        tables = dataset.tables
+        summary, in_exclusions = dataset.summary, dataset.exclusions
+        master = _master(tables.get("municipalities"), tables["enrollment"]["muni_code"].unique())
+        districts = tables.get("districts")
+        unmatched = unmatched_rows(tables)
+        fys = sorted(int(f) for f in tables["enrollment"]["fy"].unique())
+        claims = tables.get("claims_monthly")
+        first_ym = (None if claims is None or len(claims) == 0 or "ym" not in claims
+                    else int(pd.to_numeric(claims["ym"]).min()))
+        n_rows = {k: int(len(v)) for k, v in tables.items()}
+        stages.start("partition")
+        # the person-level inputs by municipality (mover rule); the history tables are the cache's own
+        sizes = write_partition_inputs(tables, tmp)
+        dataset.tables = {}
+        del tables, claims  # the partitions are read back one by one (bounded memory)
+    if districts is None:
+        districts = pd.DataFrame(columns=["muni_code", "district_code", "name"])
+    history = _history_meta(first_ym, fys)
+    tasks = plan_tasks(sizes, task_rows)
 
+    stages.start("shared_pass")
     stage(1)
     results = run_partitions(tmp, tasks, history["first_ym"], scheduler=scheduler, workers=workers,
                              show_progress=show_progress)
     failed = [r for r in results if r.error]
     if failed:
-        from hsutils.core.errors import DataError
-
         lines = "\n".join(f"  {r.muni}: {r.error}" for r in failed)
         raise DataError(f"共通の集計で {len(failed)} 市町村の処理に失敗しました（ほかの {len(results) - len(failed)} "
                         f"市町村は完了）:\n{lines}")
@@ -526,38 +553,37 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     if py_rows != n_rows["enrollment"]:
         raise AssertionError(f"partitions hold {py_rows} person-year rows, the enrollment table {n_rows['enrollment']}")
 
+    stages.start("write")
     stage(3)
     for name in ("enrollment", "kenshin", "guidance"):
         if (tmp / name).exists():
-            import shutil
-
             shutil.rmtree(tmp / name)
     strata.to_parquet(tmp / "strata.parquet", index=False)
     master.to_parquet(tmp / "municipalities.parquet", index=False)
     districts.to_parquet(tmp / "districts.parquet", index=False)
-    dataset.summary.to_parquet(tmp / "import_summary.parquet", index=False)
+    summary.to_parquet(tmp / "import_summary.parquet", index=False)
     # rows of other tables with no enrollment row are listed too, so read = used + excluded holds
     um = pd.DataFrame({"file": unmatched["table"].map(lambda t: f"{t}（対象者表との突合）"),
                        "table": unmatched["table"], "row": pd.NA, "column": "被保険者番号・年度",
                        "value": "", "reason": unmatched["reason"], "scope": "行"})
-    excl = pd.concat([dataset.exclusions, um], ignore_index=True) if len(um) else dataset.exclusions
+    excl = pd.concat([in_exclusions, um], ignore_index=True) if len(um) else in_exclusions
     excl = excl.astype({c: str for c in ("value", "row") if c in excl})
     excl.to_parquet(tmp / "exclusions.parquet", index=False)
     unmatched.to_parquet(tmp / "unmatched.parquet", index=False)
+    stages.stop()
     meta = {"data_hash": key, "data_dir": str(data_dir.resolve()), "seconds": round(time.perf_counter() - t0, 2),
             "rows": n_rows, "person_year_rows": int(py_rows), "strata_rows": int(len(strata)),
             "fiscal_years": fys, "cache_version": CACHE_VERSION, "claims_history": history,
             "engine": _engine_label(scheduler, len(tasks)),
             "partitions": [{"muni": r.muni, "rows": r.rows, "seconds": r.seconds, "peak_rss_mb": r.peak_rss_mb}
-                           for r in results]}
+                           for r in results],
+            "stages": stages.out}
     (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     # keep the table cache of io across rebuilds
     old_tables = cache_dir / "tables_cache"
     if old_tables.exists():
         old_tables.rename(tmp / "tables_cache")
     if cache_dir.exists():
-        import shutil
-
         shutil.rmtree(cache_dir)
     tmp.rename(cache_dir)
     return cache_dir

@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +280,10 @@ class ClaimsStore:
     counts: dict
     report: dict
     files: list
+    #: diagnoses rows of each segment (kept or not), and the (segment, line) keys of the diagnoses of
+    #: receipts excluded while deriving: the row of each kept diagnosis without reading the others
+    dx_total: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    dx_dropped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def _frames(self, table: str) -> list:
         return [pd.read_parquet(self.folder / table / f"{ym}.parquet").astype(self.dtypes[table][str(ym)])
@@ -301,6 +305,13 @@ class ClaimsStore:
             elif n == "diagnoses":  # the one-pass order: file (segment), then the row's order in it
                 df = df.iloc[np.lexsort((df[POS].to_numpy(), df[_SEG].to_numpy()))].drop(columns=[POS, _SEG])
             tables[n] = df.reset_index(drop=True)
+        exclusions, counts = self.exclusions()
+        return ClaimsLoad(tables=tables, exclusions=exclusions, counts=counts, report=self.report,
+                          files=list(self.files))
+
+    def exclusions(self) -> tuple[pd.DataFrame, dict]:
+        """The exclusions (line exclusions of the segments, then the receipts excluded while
+        deriving) in the one-pass order, and the counts (receipts read = kept + excluded)."""
         raw_excl = pd.concat([pd.read_parquet(e.folder / "exclusions.parquet") for e in self.entries],
                              ignore_index=True)
         if len(raw_excl):
@@ -316,9 +327,57 @@ class ClaimsStore:
             derived_excl = derived_excl.reset_index(drop=True)
         parts = [e for e in (raw_excl, derived_excl) if len(e)]
         exclusions = pd.concat(parts, ignore_index=True) if parts else raw_excl
-        counts = dict(self.counts, receipts_unlinked=len(derived_excl))
-        return ClaimsLoad(tables=tables, exclusions=exclusions, counts=counts, report=self.report,
-                          files=list(self.files))
+        return exclusions, dict(self.counts, receipts_unlinked=len(derived_excl))
+
+    # ---- the streamed read-back (docs/design.md §8.4): one month at a time, with each row's
+    # position in the table `read` gives (its `row`), computed from small key columns only
+
+    def table_names(self) -> list[str]:
+        return [n for n in claims_rules.CLAIMS_TABLE_NAMES if self.dtypes.get(n)]
+
+    def _month(self, table: str, ym, columns=None) -> pd.DataFrame:
+        df = pd.read_parquet(self.folder / table / f"{ym}.parquet", columns=columns)
+        dt = self.dtypes[table][str(ym)]
+        return df.astype({c: d for c, d in dt.items() if c in df.columns})
+
+    def iter_rows(self, table: str, persons: pd.Index):
+        """Yield (month frame, row) for each month of `table`: `row` is each row's position in the
+        table `read` gives. claims_monthly, prescriptions and medical_costs are ordered by person
+        (`persons`: every person_id, sorted), then month, then their order within the month: a
+        first pass counts each person's rows (person_id column only), the second gives each row
+        the rows of the persons before it + its person's rows in earlier months + its rank in the
+        month. diagnoses are in file and line order: the row's (segment, line) key less the
+        diagnoses of excluded receipts before it."""
+        months = [ym for ym in self.months if str(ym) in self.dtypes.get(table, {})]
+        if table == "diagnoses":
+            base = np.concatenate([[0], np.cumsum(self.dx_total)]).astype(np.int64)
+            dropped = np.sort(self.dx_dropped)
+            for ym in months:
+                df = self._month(table, ym)
+                key = base[df[_SEG].to_numpy(np.int64)] + df[POS].to_numpy(np.int64)
+                yield df.drop(columns=[POS, _SEG]), key - np.searchsorted(dropped, key, side="left")
+            return
+        if table not in _PERSON_SORTED:
+            raise ValueError(table)
+        total = np.zeros(len(persons), dtype=np.int64)
+        for ym in months:
+            code = _person_codes(persons, self._month(table, ym, ["person_id"])["person_id"])
+            total += np.bincount(code, minlength=len(persons))
+        before = np.concatenate([[0], np.cumsum(total)[:-1]]).astype(np.int64)
+        done = np.zeros(len(persons), dtype=np.int64)  # rows of each person in the earlier months
+        for ym in months:
+            df = self._month(table, ym)
+            code = _person_codes(persons, df["person_id"])
+            rank = pd.Series(code).groupby(code, sort=False).cumcount().to_numpy(np.int64)
+            yield df, before[code] + done[code] + rank
+            done += np.bincount(code, minlength=len(persons))
+
+
+def _person_codes(persons: pd.Index, person_id: pd.Series) -> np.ndarray:
+    code = persons.get_indexer(person_id.astype(object))
+    if (code < 0).any():  # cannot happen when the receipts were linked to the enrollment
+        raise DataError(f"レセプトの被保険者 {person_id[code < 0].iloc[0]} が対象者の一覧にありません")
+    return code
 
 
 _SEG = "_seg"            # diagnoses: index of the row's segment (files in order, segments in file order)
@@ -333,6 +392,8 @@ def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: 
     months = sorted({m for e in entries for m in e.months})
     dtypes: dict = {}
     reports = []
+    dx_total = np.zeros(len(entries), np.int64)
+    dx_dropped = []
 
     def write(table: str, ym: int, df: pd.DataFrame) -> None:
         (out_dir / table).mkdir(exist_ok=True)
@@ -350,6 +411,9 @@ def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: 
             dropped = pd.MultiIndex.from_arrays([rec["file"].astype(str), rec["line"]]).isin(
                 pd.MultiIndex.from_arrays([d.exclusions["file"].astype(str), d.exclusions["row"]]))
         kept = month.diagnoses["receipt_id"].isin(rec["receipt_id"][~dropped]).to_numpy()
+        if len(dx_key):
+            dx_total += np.bincount(dx_key[:, 0], minlength=len(entries))
+            dx_dropped.append(dx_key[~kept])
         del month
         for n, df in d.tables.items():
             if n == "diagnoses":
@@ -361,8 +425,11 @@ def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: 
         del d
     counts = {k: sum(int(e.counts[k]) for e in entries) for k in entries[0].counts} if entries else {}
     counts["files"] = len(names)
+    base = np.concatenate([[0], np.cumsum(dx_total)]).astype(np.int64)
+    gone = np.concatenate(dx_dropped) if dx_dropped else np.zeros((0, 2), np.int64)
     return ClaimsStore(folder=out_dir, months=months, dtypes=dtypes, entries=entries, counts=counts,
-                       report=_merge_report(reports), files=list(names))
+                       report=_merge_report(reports), files=list(names), dx_total=dx_total,
+                       dx_dropped=base[gone[:, 0]] + gone[:, 1])
 
 
 def check_lines(folder, enrollment: pd.DataFrame | None = None) -> list[str]:

@@ -567,11 +567,11 @@ def _read_xlsx_raw(path: Path, lookup: dict[str, str]) -> _Raw:
     return _Raw(frame.fillna(""), header, header_idx, row_numbers)
 
 
-def _read_parquet_raw(path: Path) -> _Raw:
-    try:
-        df = pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several types for broken files
-        raise DataError(f"{path.name}: Parquet ファイルとして読めません（{type(e).__name__}）")
+def _parquet_text(df: pd.DataFrame, first_row: int) -> _Raw:
+    """Text cells of a Parquet frame (or one of its record batches) as `_Raw`; `first_row` is the
+    file row number of its first row (the header counts as row 1). Each value is rendered on its own
+    (an integral float as an integer: 3.0 → "3"), so a file read in batches gives the same text as
+    one read whole."""
     out = {}
     for c in df.columns:  # loop over columns, each converted vectorised
         s = df[c]
@@ -579,15 +579,54 @@ def _read_parquet_raw(path: Path) -> _Raw:
             t = s.dt.strftime("%Y-%m-%d")
         elif pd.api.types.is_bool_dtype(s):
             t = s.map({True: "TRUE", False: "FALSE"})
-        elif pd.api.types.is_float_dtype(s) and (s.dropna() % 1 == 0).all():
-            t = s.astype("Int64").astype("str")
+        elif pd.api.types.is_float_dtype(s):
+            integral = (s.notna() & (s % 1 == 0) & (s.abs() < 2 ** 53)).to_numpy()
+            t = s.astype("str")
+            if integral.any():
+                t = t.where(~integral, s.where(integral, 0).astype("int64").astype("str"))
         else:
             t = s.astype("str")
         out[str(c)] = t.where(s.notna(), "").astype("str")
-    frame = pd.DataFrame(out)
+    frame = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
     headers = [str(c) for c in df.columns]
     frame.columns = _unique_names(headers)
-    return _Raw(frame, headers, 0, np.arange(len(frame), dtype=np.int64) + 2)
+    return _Raw(frame, headers, 0, np.arange(len(frame), dtype=np.int64) + first_row)
+
+
+def _read_parquet_raw(path: Path) -> _Raw:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for broken files
+        raise DataError(f"{path.name}: Parquet ファイルとして読めません（{type(e).__name__}）")
+    return _parquet_text(df, 2)
+
+
+def _parquet_rows(path: Path) -> int | None:
+    """Rows of a Parquet file from its footer (None when it is not readable as Parquet)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except Exception:  # a broken file: `_read_parquet_raw` gives the Japanese message
+        return None
+
+
+def _read_parquet_chunks(path: Path, chunk_rows: int):
+    """The rows of a Parquet file as `_Raw` chunks of at most `chunk_rows` rows (record batches:
+    the file is never read whole), numbered as `_read_parquet_raw` numbers them."""
+    import pyarrow.parquet as pq
+
+    offset = 0
+    try:
+        pf = pq.ParquetFile(path)
+        for batch in pf.iter_batches(batch_size=chunk_rows):
+            df = batch.to_pandas()
+            yield _parquet_text(df, offset + 2)
+            offset += len(df)
+    except DataError:
+        raise
+    except Exception as e:  # pyarrow raises several types for broken files
+        raise DataError(f"{path.name}: Parquet ファイルとして読めません（{offset + 2} 行目付近、{type(e).__name__}）")
 
 
 def _read_raw(path: Path, lookup: dict[str, str]) -> _Raw:
@@ -1025,12 +1064,28 @@ def _combine_chunks(results: list[LoadResult], t: Table, name: str, n_lines: int
                       file=name, table=t.name, row_numbers=np.concatenate([r.row_numbers for r in results]))
 
 
-def read_table(path, table, column_map=None, known_munis=None, chunk_rows: int | None = None) -> LoadResult:
-    """Read one input file into the canonical frame of `table` (docs/internal_api.md).
+def _chunked(path: Path, chunk_rows: int | None) -> bool:
+    """Whether `path` is read in chunks: a CSV/TSV/txt over CSV_CHUNK_BYTES or a Parquet file of more
+    than CSV_CHUNK_ROWS rows (or any such file when `chunk_rows` is given). xlsx is always read
+    whole: it is meant for small files (docs/design.md §8.4)."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".txt", ".tsv"):
+        return chunk_rows is not None or path.stat().st_size > CSV_CHUNK_BYTES
+    if suffix == ".parquet":
+        rows = _parquet_rows(path)
+        return rows is not None and (chunk_rows is not None or rows > CSV_CHUNK_ROWS)
+    return False
 
-    `column_map`: YAML path or dict ``{table: {header in the file: canonical name}}``.
-    `known_munis`: codes of the municipality master; other codes drop the row.
-    Raises DataError (Japanese, names the file) when the file cannot be used at all.
+
+def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows: int | None = None):
+    """Read one input file chunk by chunk: yields (LoadResult of the chunk, its raw line count).
+
+    A large CSV is read in chunks of `chunk_rows` (default CSV_CHUNK_ROWS) rows and a large Parquet
+    file by record batches; a small file (and any xlsx) is one chunk, read as `read_table` reads it.
+    Each chunk is validated on its own, with the file's row numbers; the first-row rule of
+    duplicates looks back over the keys kept from the earlier chunks. `ChunkTally` adds the chunks
+    up to the counts, exclusions and warnings of the whole file. Used by the streamed import
+    (`hsutils.analysis.partition_import`, docs/design.md §8.4) and by `read_table`.
     """
     path = Path(path)
     t = _get_table(table)
@@ -1041,19 +1096,90 @@ def read_table(path, table, column_map=None, known_munis=None, chunk_rows: int |
     lookup = _header_lookup(t, mapping)
     ctx = _Ctx(table=t.name, excel=path.suffix.lower() in (".xlsx", ".xlsm"),
                known_munis=None if known_munis is None else frozenset(str(k) for k in known_munis))
-    if path.suffix.lower() in (".csv", ".txt", ".tsv") and (
-            chunk_rows is not None or path.stat().st_size > CSV_CHUNK_BYTES):
-        # a large CSV: read, validate and count chunk by chunk (bounded memory); the first-row rule of
-        # duplicates looks back over the keys of the earlier chunks
+    if _chunked(path, chunk_rows):
+        # bounded memory: read, validate and count chunk by chunk; duplicates look back over the
+        # keys of the earlier chunks
         seen: list = []
-        results, n_lines = [], 0
-        for raw in _read_csv_chunks(path, lookup, chunk_rows or CSV_CHUNK_ROWS):
-            n_lines += len(raw.frame)
-            results.append(_validate_raw(raw, t, name, lookup, ctx, seen_keys=seen))
-        if results:
-            return _combine_chunks(results, t, name, n_lines)
+        raws = (_read_csv_chunks(path, lookup, chunk_rows or CSV_CHUNK_ROWS)
+                if path.suffix.lower() != ".parquet" else _read_parquet_chunks(path, chunk_rows or CSV_CHUNK_ROWS))
+        any_chunk = False
+        for raw in raws:
+            any_chunk = True
+            yield _validate_raw(raw, t, name, lookup, ctx, seen_keys=seen), len(raw.frame)
+        if any_chunk:
+            return
     raw = _read_raw(path, lookup)
-    return _validate_raw(raw, t, name, lookup, ctx)
+    yield _validate_raw(raw, t, name, lookup, ctx), None
+
+
+class ChunkTally:
+    """The counts, exclusions and warnings of one file read in chunks (`iter_table_chunks`), as
+    `read_table` gives them for the whole file, without keeping the rows; and whether each column
+    is complete over the file (its canonical dtype: `final_dtypes`)."""
+
+    def __init__(self, table, name: str):
+        self.table, self.name = _get_table(table), name
+        self.results: list[LoadResult] = []
+        self.n_lines = 0
+        self.whole = False
+        self.complete = {c.name: True for c in self.table.columns}
+
+    def add(self, r: LoadResult, n_lines: int | None) -> None:
+        if n_lines is None:
+            self.whole = True  # read whole: its warnings are final
+        else:
+            self.n_lines += n_lines
+        for c in self.table.columns:
+            if self.complete[c.name] and len(r.data) and not bool(r.data[c.name].notna().all()):
+                self.complete[c.name] = False
+        self.results.append(LoadResult(data=r.data.iloc[:0], exclusions=r.exclusions, n_read=r.n_read,
+                                       n_kept=r.n_kept, n_dropped=r.n_dropped, warnings=r.warnings,
+                                       extra_columns=r.extra_columns.iloc[:0], file=r.file, table=r.table,
+                                       row_numbers=np.zeros(0, dtype=np.int64)))
+
+    def result(self) -> LoadResult:
+        """The file's LoadResult without rows (data and row numbers empty)."""
+        if self.whole:
+            return self.results[0]
+        return _combine_chunks(self.results, self.table, self.name, self.n_lines)
+
+    def final_dtypes(self) -> dict[str, str]:
+        """Canonical dtype of every column over the whole file (as `_combine_chunks` sets them)."""
+        return {c.name: _canonical_dtype(c, self.complete[c.name]) for c in self.table.columns}
+
+
+def final_dtypes(table, complete: dict[str, bool]) -> dict[str, str]:
+    """Canonical dtype of each column of `table` given whether it is complete (no missing value)."""
+    t = _get_table(table)
+    return {c.name: _canonical_dtype(c, bool(complete.get(c.name, True))) for c in t.columns}
+
+
+def open_dtypes(table) -> dict[str, str]:
+    """The canonical dtypes of `table` when nothing is known about completeness (nullable integer):
+    chunks are stored in these, and cast to `final_dtypes` once the whole table has been read."""
+    t = _get_table(table)
+    return {c.name: _canonical_dtype(c, False) for c in t.columns}
+
+
+def read_table(path, table, column_map=None, known_munis=None, chunk_rows: int | None = None) -> LoadResult:
+    """Read one input file into the canonical frame of `table` (docs/internal_api.md).
+
+    `column_map`: YAML path or dict ``{table: {header in the file: canonical name}}``.
+    `known_munis`: codes of the municipality master; other codes drop the row.
+    A large CSV or Parquet file is read in chunks (`iter_table_chunks`) and put together.
+    Raises DataError (Japanese, names the file) when the file cannot be used at all.
+    """
+    path = Path(path)
+    t = _get_table(table)
+    results, n_lines, whole = [], 0, False
+    for r, n in iter_table_chunks(path, t.name, column_map=column_map, known_munis=known_munis,
+                                  chunk_rows=chunk_rows):
+        results.append(r)
+        whole = n is None
+        n_lines += n or 0
+    if whole:
+        return results[0]
+    return _combine_chunks(results, t, path.name, n_lines)
 
 
 def read_text_frame(frame: pd.DataFrame, table, name: str, row_numbers=None,
@@ -1354,12 +1480,9 @@ def _require_folder(folder) -> Path:
     return folder
 
 
-def load_dataset(folder, column_map=None, cache_dir=None) -> Dataset:
-    """Load every table of an input folder (docs/internal_api.md).
-
-    The municipality master is read first so that the person-level tables are checked against
-    its codes. enrollment and kenshin are required; missing optional tables are empty frames.
-    """
+def plan_folder(folder, column_map=None) -> tuple[Path, dict, dict[str, Path], list[str], bool]:
+    """The files of an input folder, before reading any: (folder, column map, table -> file, notes,
+    whether 健診 comes from XML archives). Raises DataError when a required table has no file."""
     folder = _require_folder(folder)
     cmap = load_column_map(column_map)
     files, notes = find_table_files(folder)
@@ -1369,6 +1492,33 @@ def load_dataset(folder, column_map=None, cache_dir=None) -> Dataset:
         need = "、".join(f"{TABLES[t].ja}（{t}.csv など）" for t in missing)
         raise DataError(f"{folder}: 必須のファイルがありません: {need}。"
                         f"見つかったファイル: {_files_found_text(folder)}")
+    return folder, cmap, files, notes, kenshin_xml
+
+
+def summary_row(r: LoadResult) -> dict:
+    """The import_summary row of one file."""
+    return {"table": r.table, "file": r.file, "read": r.n_read, "kept": r.n_kept,
+            "dropped_rows": r.n_dropped, "excluded_values": r.n_excluded_values}
+
+
+def uke_summary_row(counts: dict, n_files: int) -> dict:
+    """The import_summary row of the UKE files (receipts: read = kept + excluded)."""
+    k = counts
+    return {"table": "uke", "file": f"UKE {n_files} ファイル", "read": k["receipts_read"],
+            "kept": k["receipts_kept"] - k["receipts_unlinked"],
+            "dropped_rows": k["receipts_excluded"] + k["receipts_unlinked"], "excluded_values": k["lines_excluded"]}
+
+
+UKE_REPLACES_CSV = "{ja}: CSV とレセプト電算ファイルの両方があります。レセプト電算ファイルから作成した表を使います"
+
+
+def load_dataset(folder, column_map=None, cache_dir=None) -> Dataset:
+    """Load every table of an input folder (docs/internal_api.md).
+
+    The municipality master is read first so that the person-level tables are checked against
+    its codes. enrollment and kenshin are required; missing optional tables are empty frames.
+    """
+    folder, cmap, files, notes, kenshin_xml = plan_folder(folder, column_map)
     results: dict[str, LoadResult] = {}
     warnings = list(notes)
     known = None
@@ -1409,10 +1559,7 @@ def load_dataset(folder, column_map=None, cache_dir=None) -> Dataset:
     parts = [r.exclusions for r in results.values() if not r.exclusions.empty]
     uke_summary = _load_uke_claims(folder, tables, parts, warnings, cache_dir)
     exclusions = pd.concat(parts, ignore_index=True) if parts else _empty_exclusions()
-    summary = pd.DataFrame([
-        {"table": r.table, "file": r.file, "read": r.n_read, "kept": r.n_kept,
-         "dropped_rows": r.n_dropped, "excluded_values": r.n_excluded_values}
-        for r in results.values()] + uke_summary, columns=SUMMARY_COLUMNS)
+    summary = pd.DataFrame([summary_row(r) for r in results.values()] + uke_summary, columns=SUMMARY_COLUMNS)
     return Dataset(tables=tables, exclusions=exclusions, summary=summary, warnings=warnings,
                    results=results, files=files)
 
@@ -1445,14 +1592,11 @@ def _load_uke_claims(folder: Path, tables: dict, excl_parts: list, warnings: lis
                                   cache_dir=Path(cache_dir) if cache_dir else None)
     for name, df in c.tables.items():
         if len(tables[name]):
-            warnings.append(f"{TABLES[name].ja}: CSV とレセプト電算ファイルの両方があります。レセプト電算ファイルから作成した表を使います")
+            warnings.append(UKE_REPLACES_CSV.format(ja=TABLES[name].ja))
         tables[name] = canonical_frame(df, name)
     if len(c.exclusions):
         excl_parts.append(c.exclusions)
-    k = c.counts
-    return [{"table": "uke", "file": f"UKE {len(files)} ファイル", "read": k["receipts_read"],
-             "kept": k["receipts_kept"] - k["receipts_unlinked"],
-             "dropped_rows": k["receipts_excluded"] + k["receipts_unlinked"], "excluded_values": k["lines_excluded"]}]
+    return [uke_summary_row(c.counts, len(files))]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,447 @@
+"""The streamed import of an input folder into the per-municipality input partitions
+(docs/design.md §8.4): what `hsutils.analysis.pipeline.prepare_cache` reads, in bounded memory.
+
+Each input table is read and validated chunk by chunk (`hsutils.inputs.io.iter_table_chunks`: CSV/TSV
+chunks, Parquet record batches, xlsx whole; 特定健診 XML through `hsutils.inputs.tokutei_xml`; the UKE
+claims month by month from their store, `hsutils.inputs.claims_import.ClaimsStore.iter_rows`) and each
+chunk is written at once into the municipality partitions (the mover rule, docs/design.md §8.2) as
+part files; no step holds a whole table. What needs the whole enrollment uses small key columns only:
+the sorted person ids (Arrow strings), each enrollment row's person code, fiscal year and
+municipality (integers). The counts, exclusions and warnings add up per chunk to those of
+`hsutils.inputs.io.load_dataset`, and every row carries `_row`, its position in the table
+`load_dataset` gives, so the cache is the one of the in-memory path (tests/test_partition_import.py).
+Once a table is read, each municipality's part files are put together into one file in the
+table's canonical dtypes (a column is `int64` only when no row of the whole table lacks it).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hsutils.core.schema import TABLES
+from hsutils.inputs import io
+
+#: the tables written into the municipality partitions (the others are small masters, read whole)
+PERSON_TABLES = ("enrollment", "kenshin", "guidance", "claims_monthly", "kaigo", "questionnaire",
+                 "diagnoses", "prescriptions", "medical_costs")
+#: rows of 特定健診 XML written per part file (the XML reader returns its table whole)
+XML_WRITE_ROWS = 500_000
+
+
+@dataclass
+class StreamedImport:
+    """What `prepare_cache` needs besides the partitions (all small)."""
+    summary: pd.DataFrame
+    exclusions: pd.DataFrame
+    warnings: list
+    unmatched: pd.DataFrame
+    rows: dict                      # rows per table (every table of the schema, in its order)
+    fiscal_years: list
+    first_ym: int | None            # the first claims month of the whole data
+    municipalities: pd.DataFrame | None
+    districts: pd.DataFrame | None
+    enrollment_munis: list          # municipality codes of the enrollment rows
+    sizes: pd.Series                # enrollment rows stored per municipality (movers in each)
+    stages: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- peak memory per stage
+
+def _rss_hwm_mb() -> float:
+    """The process's peak resident memory (MB) since the last `_reset_hwm` (Linux VmHWM), else since
+    it started (getrusage)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
+def _reset_hwm() -> None:
+    try:  # Linux ≥ 4.0: "5" resets the peak resident memory of the process
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+class Stages:
+    """Seconds and peak RSS (MB, this process) of each stage of the shared pass, for meta.json."""
+
+    def __init__(self):
+        self.out: dict = {}
+        self._name, self._t0 = None, 0.0
+
+    def start(self, name: str) -> None:
+        self.stop()
+        _reset_hwm()
+        self._name, self._t0 = name, time.perf_counter()
+
+    def stop(self) -> None:
+        if self._name is not None:
+            self.out[self._name] = {"seconds": round(time.perf_counter() - self._t0, 2),
+                                    "peak_rss_mb": _rss_hwm_mb()}
+            self._name = None
+
+
+# ---------------------------------------------------------------- who is enrolled where
+
+class _Persons:
+    """The enrollment's small key columns: the sorted person ids, and for each person the
+    municipalities where they are enrolled in any year (docs/design.md §8.2); the (person, fiscal
+    year) pairs of the enrollment (for the unmatched rows)."""
+
+    def __init__(self, ids: list, fys: list, munis: list):
+        ids_all = pa.chunked_array(ids, type=pa.string()) if ids else pa.chunked_array([], type=pa.string())
+        self.ids = pc.unique(ids_all).sort()  # Arrow sorts by code point, as pandas sorts str
+        self.index = pd.Index(self.ids.to_numpy(zero_copy_only=False), dtype=object)
+        muni_all = np.concatenate(munis) if munis else np.zeros(0, dtype=object)
+        self.muni_names, muni_code = np.unique(muni_all.astype(str), return_inverse=True)
+        code = np.concatenate([self.codes(a) for a in ids]) if ids else np.zeros(0, np.int64)
+        fy = np.concatenate(fys).astype(np.int64) if fys else np.zeros(0, np.int64)
+        self.fy_min = int(fy.min()) if len(fy) else 0
+        self.fy_span = int(fy.max()) - self.fy_min + 1 if len(fy) else 1
+        self.person_fy = np.unique(code * self.fy_span + (fy - self.fy_min))
+        self.fiscal_years = sorted(int(f) for f in np.unique(fy))
+        pairs = np.unique(code * len(self.muni_names) + muni_code)
+        p_code, p_muni = pairs // max(len(self.muni_names), 1), pairs % max(len(self.muni_names), 1)
+        first = np.ones(len(pairs), bool)
+        first[1:] = p_code[1:] != p_code[:-1]
+        self.home = np.full(len(self.index), -1, np.int64)
+        self.home[p_code[first]] = p_muni[first]
+        self.mover = np.zeros(len(self.index), bool)
+        self.mover[p_code[~first]] = True
+        self.extra = pd.DataFrame({"code": p_code[~first], "muni": p_muni[~first]})  # movers' other munis
+        self._frame = (code, fy, muni_code)
+
+    def codes(self, person_id) -> np.ndarray:
+        """Position of each person id in the sorted ids (-1: not in the enrollment)."""
+        arr = person_id if isinstance(person_id, (pa.Array, pa.ChunkedArray)) else \
+            pa.array(np.asarray(person_id, dtype=object), type=pa.string(), from_pandas=True)
+        got = pc.fill_null(pc.index_in(arr, value_set=self.ids), -1)
+        return np.asarray(got.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    def enrolled_in_fy(self, code: np.ndarray, fy: np.ndarray) -> np.ndarray:
+        """Whether each (person, fiscal year) has an enrollment row."""
+        ok = (code >= 0) & (fy >= self.fy_min) & (fy < self.fy_min + self.fy_span)
+        key = code * self.fy_span + (fy - self.fy_min)
+        pos = np.searchsorted(self.person_fy, key)
+        hit = pos < len(self.person_fy)
+        hit[hit] = self.person_fy[pos[hit]] == key[hit]
+        return ok & hit
+
+    def enrollment_keys(self) -> pd.DataFrame:
+        """person_id, fy, muni_code of every enrollment row (for linking XML and UKE receipts to a
+        municipality; ids shared with the sorted index, so the strings are stored once)."""
+        code, fy, muni = self._frame
+        return pd.DataFrame({"person_id": self.index.to_numpy()[code], "fy": fy,
+                             "muni_code": self.muni_names[muni].astype(object)})
+
+    def spread(self, frame: pd.DataFrame, code: np.ndarray, own_muni) -> tuple[pd.DataFrame, np.ndarray]:
+        """The rows of `frame` once per municipality where their person is enrolled (the mover
+        rule), a person with no enrollment row under the row's own municipality: (rows, muni code
+        of each row as text)."""
+        n = len(frame)
+        known = code >= 0
+        muni = np.empty(n, dtype=object)
+        if known.any():
+            muni[known] = self.muni_names[self.home[code[known]]]
+        if (~known).any():
+            muni[~known] = np.asarray(own_muni, dtype=object)[~known].astype(str)
+        movers = known.copy()
+        movers[known] = self.mover[code[known]]
+        if not movers.any():
+            return frame, muni
+        more = pd.DataFrame({"i": np.flatnonzero(movers), "code": code[movers]}).merge(self.extra, on="code")
+        take = np.concatenate([np.arange(n), more["i"].to_numpy()])
+        return (frame.take(take).reset_index(drop=True),
+                np.concatenate([muni, self.muni_names[more["muni"].to_numpy()].astype(object)]))
+
+
+# ---------------------------------------------------------------- part files
+
+class _PartWriter:
+    """Part files of one table under `<folder>/<table>/muni=<code>/part-<k>.parquet`, each chunk's
+    rows stored in the table's open dtypes (nullable); `compact` then writes one file per
+    municipality in the final dtypes (docs/design.md §8.1). Chunks are buffered up to `FLUSH_ROWS`
+    rows before they are written (few files: a small month of claims is not a file per town)."""
+
+    FLUSH_ROWS = 500_000
+
+    def __init__(self, folder: Path, table: str):
+        self.folder, self.table = folder / table, table
+        self.k = 0
+        self.rows = 0
+        self.stored: dict = {}
+        self.complete = {c.name: True for c in TABLES[table].columns}
+        self.open = io.open_dtypes(table)
+        self._buffer: list = []
+        self._buffered = 0
+
+    def write(self, data: pd.DataFrame, row: np.ndarray, code: np.ndarray, persons: _Persons,
+              own_muni) -> None:
+        from hsutils.analysis.pipeline import ROW
+
+        if not len(data):
+            return
+        self.rows += len(data)
+        for c in self.complete:
+            if self.complete[c] and not bool(data[c].notna().all()):
+                self.complete[c] = False
+        data = data.astype({c: d for c, d in self.open.items() if str(data[c].dtype) != d})
+        data = data.assign(**{ROW: np.asarray(row, dtype=np.int64)})
+        data, muni = persons.spread(data, code, own_muni)
+        self._buffer.append((data, muni))
+        self._buffered += len(data)
+        if self._buffered >= self.FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        from hsutils.analysis.pipeline import PARTITION_KEY
+
+        if not self._buffer:
+            return
+        data = pd.concat([d for d, _ in self._buffer], ignore_index=True) if len(self._buffer) > 1 \
+            else self._buffer[0][0]
+        muni = np.concatenate([m for _, m in self._buffer])
+        self._buffer, self._buffered = [], 0
+        codes, uniques = pd.factorize(muni)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        for j, m in enumerate(uniques):  # a loop over municipalities
+            sub = self.folder / f"{PARTITION_KEY}={m}"
+            sub.mkdir(parents=True, exist_ok=True)
+            part = data.iloc[order[bounds[j]:bounds[j + 1]]]
+            pq.write_table(pa.Table.from_pandas(part, preserve_index=False), sub / f"part-{self.k:05d}.parquet")
+            self.stored[m] = self.stored.get(m, 0) + len(part)
+        self.k += 1
+
+    def compact(self) -> None:
+        """One file per municipality (`part-0.parquet`), rows in table order, final dtypes."""
+        from hsutils.analysis.pipeline import ROW
+
+        self.flush()
+        final = io.final_dtypes(self.table, self.complete)
+        if not self.folder.is_dir():
+            return
+        for sub in sorted(self.folder.iterdir()):  # a loop over municipalities
+            parts = sorted(sub.glob("part-*.parquet"))
+            frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+            frame = frame.iloc[np.argsort(frame[ROW].to_numpy(), kind="stable")].reset_index(drop=True)
+            frame = frame.astype({c: d for c, d in final.items() if str(frame[c].dtype) != d})
+            tmp = sub / "part-0.parquet.tmp"
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+            for p in parts:
+                p.unlink()
+            os.replace(tmp, sub / "part-0.parquet")
+
+
+# ---------------------------------------------------------------- the import
+
+def _known_munis(municipalities: pd.DataFrame | None):
+    if municipalities is None:
+        return None
+    return set(municipalities["muni_code"].dropna().astype(str)) or None  # empty master: no check
+
+
+def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path | None = None,
+                  chunk_rows: int | None = None, stages: Stages | None = None) -> StreamedImport:
+    """Read every table of `data_dir` chunk by chunk into the municipality partitions under
+    `folder` (docs/design.md §8.4). `cache_dir`: where the XML reader and the UKE store keep their
+    content-hash caches. `chunk_rows`: rows per chunk of CSV/Parquet files (default: large files
+    only, `io.CSV_CHUNK_ROWS`)."""
+    from hsutils.analysis.pipeline import PARTITION_KEY
+
+    data_dir, cmap, files, notes, kenshin_xml = io.plan_folder(data_dir, column_map)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    results: dict[str, io.LoadResult] = {}
+    warnings = list(notes)
+    writers: dict[str, _PartWriter] = {}
+    small: dict[str, pd.DataFrame] = {}
+    unmatched: dict[str, list] = {}
+    first_ym = [None]
+
+    def track_ym(name, data):
+        if name == "claims_monthly" and len(data):
+            m = pd.to_numeric(data["ym"]).min()
+            if pd.notna(m):
+                first_ym[0] = int(m) if first_ym[0] is None else min(first_ym[0], int(m))
+
+    known = None
+    persons: _Persons | None = None
+    # enrollment first goes to a staging folder: where a person's rows go depends on all of them
+    stage_dir = folder / "_staging_enrollment"
+    ids, fys, munis = [], [], []
+    from hsutils.analysis.pipeline import _MATCHED_TABLES
+
+    for tname in io.LOAD_ORDER:
+        xml = (tname == "kenshin" and kenshin_xml) or (tname == "guidance" and kenshin_xml and tname not in files)
+        if xml:
+            from hsutils.inputs import tokutei_xml
+
+            r = tokutei_xml.read_folder_cached(data_dir, persons.enrollment_keys(), files.get("enrollment"),
+                                               cache_dir=cache_dir, known_munis=known, table=tname)
+            if r is None:
+                continue
+            results[tname] = r
+            warnings.extend(r.warnings)
+            data, n_read = r.data, len(r.data)
+            r.data = r.data.iloc[:0]
+            for i in range(0, max(n_read, 1), XML_WRITE_ROWS):
+                _write_chunk(tname, data.iloc[i:i + XML_WRITE_ROWS], i, writers, folder, persons, unmatched)
+            del data
+            continue
+        if tname not in files:
+            continue
+        kw = dict(column_map=cmap, known_munis=known if tname != "municipalities" else None)
+        if tname not in PERSON_TABLES:
+            r = io.read_table(files[tname], tname, **kw)
+            small[tname] = r.data
+            results[tname] = r
+            warnings.extend(r.warnings)
+            if tname == "municipalities":
+                known = _known_munis(r.data)
+            continue
+        tally = io.ChunkTally(tname, files[tname].name)
+        offset = 0
+        for r, n_lines in io.iter_table_chunks(files[tname], tname, chunk_rows=chunk_rows, **kw):
+            tally.add(r, n_lines)
+            if tname == "enrollment":
+                d = r.data
+                if len(d):
+                    stage_dir.mkdir(parents=True, exist_ok=True)
+                    d.astype({c: t for c, t in io.open_dtypes(tname).items() if str(d[c].dtype) != t}).to_parquet(
+                        stage_dir / f"part-{len(ids):05d}.parquet", index=False)
+                    ids.append(pa.array(d["person_id"].to_numpy(dtype=object), type=pa.string()))
+                    fys.append(d["fy"].to_numpy(dtype=np.int64))
+                    munis.append(d["muni_code"].astype(str).to_numpy(dtype=object))
+            else:
+                track_ym(tname, r.data)
+                _write_chunk(tname, r.data, offset, writers, folder, persons, unmatched)
+            offset += len(r.data)
+        r = tally.result()
+        results[tname] = r
+        warnings.extend(r.warnings)
+        if tname == "enrollment":
+            persons = _Persons(ids, fys, munis)
+            w = writers["enrollment"] = _PartWriter(folder, "enrollment")
+            start = 0
+            for k in range(len(ids)):  # the staged chunks, each into its municipalities
+                d = pd.read_parquet(stage_dir / f"part-{k:05d}.parquet")
+                w.write(d, np.arange(start, start + len(d)), persons.codes(ids[k]), persons, d["muni_code"])
+                start += len(d)
+            shutil.rmtree(stage_dir, ignore_errors=True)
+            ids, fys, munis = [], [], []
+
+    if "municipalities" not in files:
+        warnings.append("市町村マスタがないため、市町村コードは検査数字と桁数だけを確認しました")
+    parts = [r.exclusions for r in results.values() if not r.exclusions.empty]
+    summary_rows = [io.summary_row(r) for r in results.values()]
+    uke_rows = _stream_uke(data_dir, folder, persons, writers, parts, warnings, cache_dir, first_ym, summary_rows)
+    if stages is not None:
+        stages.start("partition")
+    for name in PERSON_TABLES:  # every table's folder exists, empty when the table is (as pipeline writes them)
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    for w in writers.values():
+        w.compact()
+    exclusions = pd.concat(parts, ignore_index=True) if parts else io._empty_exclusions()
+    summary = pd.DataFrame(summary_rows, columns=io.SUMMARY_COLUMNS)
+    rows = {t: (len(small[t]) if t in small else writers[t].rows if t in writers else 0) for t in TABLES}
+    rows.update(uke_rows)
+    um = [u for t in _MATCHED_TABLES for u in unmatched.get(t, [])]
+    unmatched_frame = pd.concat(um, ignore_index=True) if um else pd.DataFrame(
+        columns=["table", "person_id", "fy", "reason"])
+    enr = writers["enrollment"]
+    sizes = pd.Series(enr.stored, dtype=np.int64).sort_index()
+    sizes.index.name = PARTITION_KEY
+    return StreamedImport(summary=summary, exclusions=exclusions, warnings=warnings, unmatched=unmatched_frame,
+                          rows=rows, fiscal_years=persons.fiscal_years, first_ym=first_ym[0],
+                          municipalities=small.get("municipalities"), districts=small.get("districts"),
+                          enrollment_munis=sorted(persons.muni_names.tolist()), sizes=sizes)
+
+
+def _write_chunk(tname: str, data: pd.DataFrame, offset: int, writers: dict, folder: Path,
+                 persons: _Persons, unmatched: dict) -> None:
+    """One validated chunk of a person-level table into its municipalities; its rows with no
+    enrollment row of the same person and fiscal year are listed (hsutils.analysis.pipeline
+    `unmatched_rows`)."""
+    from hsutils.analysis.pipeline import _MATCHED_TABLES
+
+    w = writers.get(tname) or writers.setdefault(tname, _PartWriter(folder, tname))
+    if not len(data):
+        return
+    code = persons.codes(data["person_id"])
+    if tname in _MATCHED_TABLES:
+        fy = data["fy"].to_numpy(dtype=np.int64)
+        o = ~persons.enrolled_in_fy(code, fy)
+        if o.any():
+            unmatched.setdefault(tname, []).append(pd.DataFrame({
+                "table": tname, "person_id": data["person_id"][o].to_numpy(), "fy": fy[o],
+                "reason": _MATCHED_TABLES[tname]}))
+    w.write(data, np.arange(offset, offset + len(data), dtype=np.int64), code, persons, data["muni_code"])
+
+
+def _stream_uke(data_dir: Path, folder: Path, persons: _Persons, writers: dict, excl_parts: list,
+                warnings: list, cache_dir, first_ym: list, summary_rows: list) -> dict:
+    """The UKE receipts of the folder (hsutils.inputs.claims_import) month by month into the
+    partitions; they replace the CSV claims tables (as in `io.load_dataset`). Returns the rows of
+    each table written."""
+    import tempfile
+
+    from hsutils.inputs import claims_import, uke
+
+    files = uke.find_uke_files(data_dir)
+    if not files:
+        return {}
+    if cache_dir is not None:
+        (Path(cache_dir) / "uke").mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="derived-", dir=Path(cache_dir) / "uke"))
+    else:
+        work = Path(tempfile.mkdtemp(prefix="hsutils_uke_"))
+    rows = {}
+    try:
+        store = claims_import.convert_claims(data_dir, files, work, enrollment=persons.enrollment_keys(),
+                                             cache_dir=cache_dir)
+        for name in store.table_names():
+            if name in writers and writers[name].rows:
+                warnings.append(io.UKE_REPLACES_CSV.format(ja=TABLES[name].ja))
+            if name in writers:
+                shutil.rmtree(writers[name].folder, ignore_errors=True)
+            w = writers[name] = _PartWriter(folder, name)
+            complete = {c.name: True for c in TABLES[name].columns}
+            if name == "claims_monthly":
+                first_ym[0] = None
+            for df, row in store.iter_rows(name, persons.index):
+                d = io.canonical_frame(df, name)
+                for c in complete:
+                    complete[c] = complete[c] and bool(d[c].notna().all())
+                if name == "claims_monthly" and len(d):
+                    m = int(pd.to_numeric(d["ym"]).min())
+                    first_ym[0] = m if first_ym[0] is None else min(first_ym[0], m)
+                w.write(d, row, persons.codes(d["person_id"]), persons, d["muni_code"])
+            w.complete = complete
+            rows[name] = w.rows
+        exclusions, counts = store.exclusions()
+        if len(exclusions):
+            excl_parts.append(exclusions)
+        summary_rows.append(io.uke_summary_row(counts, len(files)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
