@@ -49,30 +49,36 @@ def test_streamed_cache_equals_the_in_memory_cache_on_the_demo(demo_data_dir, tm
     assert all(s["peak_rss_mb"] > 0 and s["seconds"] >= 0 for s in meta["stages"].values())
 
 
+TOWNS = ("17324", "17361", "17365")  # three small towns of the demo (a small, fast cache)
+
+
 @pytest.fixture(scope="module")
-def csv_folder(demo_data_dir, prepared, tmp_path_factory):
-    """The demo with CSV claims instead of UKE, 健診 as CSV, a mover, and bad rows at chunk boundaries."""
+def csv_folder(prepared, tmp_path_factory):
+    """Three towns of the demo as CSV files (健診 and claims as CSV instead of XML and UKE; no
+    保健指導 file), with a mover between two of them and bad rows at chunk boundaries."""
     out = tmp_path_factory.mktemp("csvdemo")
-    for p in demo_data_dir.iterdir():
-        if p.is_file() and p.suffix.lower() == ".csv" and p.name != "uke_person_link.csv":
-            shutil.copy(p, out / p.name)
-    enr = pd.read_csv(out / "enrollment.csv", dtype=str, encoding="cp932")
-    # a person in 金沢市 the first year moves to 川北町 (17324) afterwards
+    py = prepared.person_year[prepared.person_year["muni_code"].isin(TOWNS)]
+    enr = py[["person_id", "fy", "muni_code", "district_code", "sex", "age", "insurance"]].reset_index(drop=True)
+    enr = enr.astype(str)
+    # a person in 17361 every year moves to 川北町 (17324) after the first year
     fys = sorted(enr["fy"].unique())
     counts = enr.groupby("person_id")["fy"].nunique()
-    pid = enr.loc[enr["person_id"].isin(counts[counts == len(fys)].index) & (enr["muni_code"] == "17201"),
+    pid = enr.loc[enr["person_id"].isin(counts[counts == len(fys)].index) & (enr["muni_code"] == "17361"),
                   "person_id"].iloc[0]
     enr.loc[(enr["person_id"] == pid) & (enr["fy"] != fys[0]), "muni_code"] = "17324"
     # row 2 + CHUNK (file row number of the first row of the second chunk): a bad sex; the last row
     # of the second chunk repeats a key of the first chunk (a duplicate across the boundary)
+    assert len(enr) > 2 * CHUNK
     enr.loc[CHUNK, "sex"] = "9"
     enr.loc[2 * CHUNK - 1, ["person_id", "fy"]] = enr.loc[3, ["person_id", "fy"]].to_numpy()
     enr.to_csv(out / "enrollment.csv", index=False, encoding="cp932")
-    kenshin = prepared.person_year[prepared.person_year["has_kenshin"]][
-        ["person_id", "fy", "muni_code", "sex", "age", "height", "weight", "bmi", "waist", "sbp", "dbp", "hba1c"]]
+    kenshin = py[py["has_kenshin"]][["person_id", "fy", "muni_code", "sex", "age", "height", "weight", "bmi",
+                                     "waist", "sbp", "dbp", "hba1c"]]
     kenshin.to_csv(out / "kenshin.csv", index=False)
     claims = prepared.tables["claims_monthly"]
-    claims.to_csv(out / "claims_monthly.csv", index=False)
+    claims[claims["person_id"].isin(py["person_id"])].to_csv(out / "claims_monthly.csv", index=False)
+    prepared.municipalities[["muni_code", "name", "pref_code", "medical_area"]].to_csv(
+        out / "municipalities.csv", index=False)
     return out, pid
 
 
@@ -96,7 +102,7 @@ def test_streamed_cache_with_csv_chunks_a_bad_row_and_a_mover(csv_folder, tmp_pa
     n = len(pd.read_csv(folder / "enrollment.csv", dtype=str, encoding="cp932"))
     assert s.loc["enrollment", "read"] == n and s.loc["enrollment", "dropped_rows"] == 2
     # the mover: each year in its municipality, the whole history under both
-    for muni in ("17201", "17324"):
+    for muni in ("17361", "17324"):
         enr = pipeline.read_partitioned(streamed / "claims_monthly", [muni])
         assert (enr["person_id"] == pid).any()
     py = pipeline.load_prepared(streamed, munis=["17324"]).person_year

@@ -373,7 +373,8 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
     sizes.index.name = PARTITION_KEY
     return StreamedImport(summary=summary, exclusions=exclusions, warnings=warnings, unmatched=unmatched_frame,
                           rows=rows, fiscal_years=persons.fiscal_years, first_ym=first_ym[0],
-                          municipalities=small.get("municipalities"), districts=small.get("districts"),
+                          municipalities=small.get("municipalities"),
+                          districts=small["districts"] if "districts" in small else io.empty_table("districts"),
                           enrollment_munis=sorted(persons.muni_names.tolist()), sizes=sizes)
 
 

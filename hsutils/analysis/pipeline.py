@@ -295,7 +295,7 @@ def run_partition(input_dir: Path, out_dir: Path, munis: list[str], first_ym: in
     label = "・".join(munis)
     try:
         tables = {name: read_partitioned(input_dir / name, munis, keep_row=(name == "enrollment"))
-                  for name in PARTITION_INPUTS if (input_dir / name).is_dir()}
+                  for name in PARTITION_INPUTS if _has_parts(input_dir / name)}
         if first_ym is not None and "claims_monthly" in tables:
             tables["claims_monthly"].attrs["first_ym"] = int(first_ym)  # the data's look-back
         py, _ = build_person_year(tables)
@@ -688,6 +688,12 @@ def read_partitioned(folder: Path, munis=None, keep_row: bool = False, columns=N
     return frame
 
 
+def _has_parts(folder: Path) -> bool:
+    """Whether a partitioned table has any file (an optional table the data do not have, e.g. no
+    保健指導 file, is an empty folder: read as absent, not as an error)."""
+    return folder.is_dir() and next(folder.glob("*/*.parquet"), None) is not None
+
+
 def _scope_munis(munis) -> list[str] | None:
     return None if munis is None else sorted({str(m) for m in munis})
 
@@ -730,7 +736,7 @@ def load_prepared(cache_dir: Path, with_tables=False, munis=None) -> Prepared:
         names = LOADED_TABLES if with_tables is True else tuple(with_tables)
         columns = dict(with_tables) if isinstance(with_tables, Mapping) else {}
         for name in names:
-            if (cache_dir / name).is_dir():
+            if _has_parts(cache_dir / name):
                 tables[name] = read_partitioned(cache_dir / name, scope, columns=columns.get(name))
         first = (meta.get("claims_history") or {}).get("first_ym")
         if "claims_monthly" in tables and first is not None:
