@@ -62,8 +62,9 @@ class MemoryLimit(RuntimeError):
     pass
 
 
-def _tree_rss(proc) -> tuple[int, int]:
-    """(sum, largest) RSS in bytes of a process and its descendants at this moment."""
+def _tree_rss(proc, cpu: dict[int, float]) -> tuple[int, int]:
+    """(sum, largest) RSS in bytes of a process and its descendants at this moment; records each
+    process's CPU seconds so far in `cpu` (a Dask worker that is killed, not reaped, is counted too)."""
     import psutil
 
     total = largest = 0
@@ -74,8 +75,10 @@ def _tree_rss(proc) -> tuple[int, int]:
     for p in procs:
         try:
             rss = p.memory_info().rss
+            t = p.cpu_times()
         except psutil.Error:
             continue
+        cpu[p.pid] = t.user + t.system
         total += rss
         largest = max(largest, rss)
     return total, largest
@@ -89,7 +92,9 @@ def run_child(cmd: list[str], max_rss_gb: float, env: dict | None = None) -> dic
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # not in this worktree: `python -c` / `-m` put the working directory first on sys.path, which would
+    # hide the hsutils of PYTHONPATH
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd="/")
     ps = psutil.Process(proc.pid)
     peak_sum = peak_one = 0
     import threading
@@ -100,8 +105,9 @@ def run_child(cmd: list[str], max_rss_gb: float, env: dict | None = None) -> dic
     for r in readers:
         r.start()
     killed = False
+    cpu: dict[int, float] = {}
     while proc.poll() is None:
-        total, largest = _tree_rss(ps)
+        total, largest = _tree_rss(ps, cpu)
         peak_sum, peak_one = max(peak_sum, total), max(peak_one, largest)
         if total > max_rss_gb * 1024 ** 3:
             for p in [ps] + ps.children(recursive=True):
@@ -117,7 +123,8 @@ def run_child(cmd: list[str], max_rss_gb: float, env: dict | None = None) -> dic
         r.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     res = {"seconds": round(time.perf_counter() - t0, 1),
-           "cpu_seconds": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
+           "cpu_seconds": round(max((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+                                    sum(cpu.values())), 1),
            "peak_rss_mb": round(peak_sum / 1024 ** 2), "peak_rss_mb_largest_process": round(peak_one / 1024 ** 2)}
     if killed:
         raise MemoryLimit(f"stopped at {peak_sum / 1024 ** 3:.1f} GB after {res['seconds']} s: {json.dumps(res)}")
@@ -131,7 +138,8 @@ def generate(data: Path, scale: float, fmt: str, max_rss_gb: float) -> dict | No
     """The streamed demo (skipped when already there): wall seconds and peak RSS of the generator."""
     if (data / f"enrollment.{fmt}").exists():
         return None
-    r = run_child([sys.executable, "-c", _GENERATE, str(data), f"{scale:g}", str(SEED), fmt], max_rss_gb)
+    own = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # this worktree's generator
+    r = run_child([sys.executable, "-c", _GENERATE, str(data), f"{scale:g}", str(SEED), fmt], max_rss_gb, env=own)
     return {k: r[k] for k in ("seconds", "cpu_seconds", "peak_rss_mb")}
 
 
@@ -206,19 +214,21 @@ def identity(root: Path, scale: float, fmt: str, max_rss_gb: float) -> dict:
 
 
 def projection(results: list[dict], workers: list[int]) -> list[str]:
-    """National wall time from the largest completed scale's task cost per person-year (the shared pass
-    spreads over the tasks; the import is per file and not counted here)."""
+    """National wall time on N single-core workers from the largest completed scale: the CPU seconds of
+    the whole `prepare` (import + shared pass) per person-year (independent of the machine's load), and,
+    as an upper bound, the shared-pass tasks' wall seconds per person-year as measured here."""
     done = [r for r in results if "task_seconds_sum" in r]
     if not done:
         return ["全国の見積もり: 完了した規模がありません"]
     r = max(done, key=lambda x: x["person_years"])
-    per_row = r["task_seconds_sum"] / max(r["person_years"], 1)
-    total = per_row * NATIONAL_PERSON_YEARS
-    imp = max(r["prepare_seconds"] - r["task_seconds_sum"] / max(r.get("workers", 1), 1), 0) / max(r["person_years"], 1)
-    lines = [f"全国（{NATIONAL_MUNIS:,} 市町村、{NATIONAL_PERSON_YEARS:,} 人年）: scale {r['scale']:g} の共通の集計 "
-             f"{per_row * 1e6:.1f} µs/人年（タスク合計 {r['task_seconds_sum']} 秒 / {r['person_years']:,} 人年）から"]
-    lines += [f"  {n} ワーカー: 共通の集計 ≈ {total / n / 3600:.2f} 時間（取り込みは県ごとに並行し、"
-              f"1県あたり ≈ {imp * NATIONAL_PERSON_YEARS / 47 / 60:.0f} 分）" for n in workers]
+    py = max(r["person_years"], 1)
+    per_cpu = r["prepare_cpu_seconds"] / py
+    per_task = r["task_seconds_sum"] / py
+    lines = [f"全国（{NATIONAL_MUNIS:,} 市町村、{NATIONAL_PERSON_YEARS:,} 人年）の見積もり: scale {r['scale']:g} "
+             f"（{r['person_years']:,} 人年）の prepare（取り込み＋共通の集計）CPU {per_cpu * 1e6:.0f} µs/人年、"
+             f"共通の集計のタスクの経過時間 {per_task * 1e6:.0f} µs/人年（この負荷のPCで、上限の目安）"]
+    lines += [f"  {n} ワーカー（1コアずつ）: ≈ {per_cpu * NATIONAL_PERSON_YEARS / n / 3600:.2f} 時間"
+              f"（上限 {max(per_cpu, per_task) * NATIONAL_PERSON_YEARS / n / 3600:.2f} 時間）" for n in workers]
     return lines
 
 
@@ -235,12 +245,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     root = Path(args.root)
     where = subprocess.run([sys.executable, "-c", "import hsutils; print(hsutils.__file__)"], check=True,
-                           capture_output=True, text=True).stdout.strip()
+                           capture_output=True, text=True, cwd="/").stdout.strip()
     print(json.dumps({"hsutils": where, "PYTHONPATH": os.environ.get("PYTHONPATH"), "format": args.format}), flush=True)
     results = []
     for s in args.scales:
         r = run_scale(s, root, args.workers, args.format, args.max_rss_gb)
-        r["workers"] = args.workers or 1
+        r["workers"] = args.workers or "auto"
         results.append(r)
         print(json.dumps(r, ensure_ascii=False), flush=True)
     if args.identity_scale:
