@@ -976,9 +976,12 @@ def _urine(code) -> np.ndarray:
     return np.where(code < 0, None, _URINE[np.clip(code, 0, 4)])
 
 
-def generate_demo(scale: float = 1.0, seed: int = 2024) -> dict[str, pd.DataFrame]:
+def generate_demo(scale: float = 1.0, seed: int = 2024, first_id: int = 1) -> dict[str, pd.DataFrame]:
     """All demo tables as DataFrames with canonical column names (schema order) and the values
-    as they are written to CSV (codes, strings), keyed by table name."""
+    as they are written to CSV (codes, strings), keyed by table name.
+
+    `first_id` numbers the persons H{first_id:08d}, … (a block of `write_demo_streamed` continues the
+    numbering of the blocks before it)."""
     demo = _Demo(scale, seed)
     demo.build_people()
     demo.build_kaigo_times()
@@ -988,7 +991,7 @@ def generate_demo(scale: float = 1.0, seed: int = 2024) -> dict[str, pd.DataFram
     kaigo = demo.build_kaigo()
     quest = demo.build_questionnaire()
     claims, kaigo, quest = demo.apply_late_effects(claims, kaigo, quest)
-    ids = np.char.add("H", np.char.zfill(np.arange(1, demo.n + 1).astype(str), 8))
+    ids = np.char.add("H", np.char.zfill(np.arange(first_id, first_id + demo.n).astype(str), 8))
     codes = demo.code
     dist_codes = np.array([d.district_code for d in DISTRICTS] + [None], dtype=object)
     tables: dict[str, pd.DataFrame] = {}
@@ -1127,5 +1130,159 @@ def write_demo(out: Path, scale: float = 1.0, seed: int = 2024, encoding: str = 
         import shutil
 
         shutil.rmtree(out / "uke")
+    lines.append(f"  作成時間: {time.perf_counter() - t0:.1f} 秒")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# a large prefecture, streamed (issue 17's benchmark: scale 40 ≈ 東京都 does not fit in memory at once)
+
+#: Scale of one block of `write_demo_streamed`: the largest demo generated in memory at once.
+STREAM_BLOCK_SCALE = 1.0
+#: The streamed demo's file formats (one file per table; the importer reads both).
+STREAM_FORMATS = ("parquet", "csv")
+#: Rows per Parquet row group of the streamed demo.
+STREAM_ROW_GROUP = 500_000
+#: The tables that repeat in every block (masters: written once).
+_MASTER_TABLES = ("municipalities", "districts")
+
+
+def stream_block_scales(scale: float, block_scale: float = STREAM_BLOCK_SCALE) -> list[float]:
+    """The scales of the blocks of a streamed demo: ceil(scale / block_scale) equal blocks summing to
+    `scale` (one block, the demo itself, when scale ≤ block_scale)."""
+    if not scale > 0 or not block_scale > 0:
+        raise ValueError("scale and block_scale must be positive")
+    n = max(1, int(np.ceil(scale / block_scale - 1e-9)))
+    return [scale / n] * n
+
+
+def _block_seed(seed: int, block: int) -> int:
+    """Block 0 is the demo of `seed` itself; the others have their own streams."""
+    return seed if block == 0 else seed + 7919 * block
+
+
+def iter_demo_blocks(scale: float, seed: int = 2024, block_scale: float = STREAM_BLOCK_SCALE):
+    """`generate_demo` block by block: the same model at scale `scale`, as independent replicates of
+    the 19 municipalities of scale ≤ `block_scale` each (their own random streams, persons numbered on).
+
+    The persons of a municipality are Poisson counts per sex × age cell and every person's life is drawn
+    independently given the cell (the module docstring), so the union of the blocks has the same
+    distribution as `generate_demo(scale)`; with one block it *is* `generate_demo(scale, seed)`.
+    Yields (block number, block scale, tables). Memory is that of one block, whatever the scale.
+    """
+    first_id = 1
+    for b, s in enumerate(stream_block_scales(scale, block_scale)):
+        tables = generate_demo(scale=s, seed=_block_seed(seed, b), first_id=first_id)
+        ids = pd.concat([tables[t]["person_id"] for t in ("enrollment", "claims_monthly", "kaigo")])
+        first_id = int(ids.str[1:].astype(np.int64).max()) + 1 if len(ids) else first_id
+        yield b, s, tables
+
+
+def _arrow_schema(df: pd.DataFrame, names: list[str]):
+    """A fixed Parquet schema for a demo table (text columns as strings even when a block has only
+    nulls in them), so that every block appends to the same file."""
+    import pyarrow as pa
+
+    fields = []
+    for c, name in zip(df.columns, names):
+        s = df[c]
+        if pd.api.types.is_bool_dtype(s):
+            t = pa.bool_()
+        elif pd.api.types.is_integer_dtype(s):
+            t = pa.int64()
+        elif pd.api.types.is_float_dtype(s):
+            t = pa.float64()
+        else:
+            t = pa.string()
+        fields.append(pa.field(name, t))
+    return pa.schema(fields)
+
+
+class _StreamWriter:
+    """One output file per table, appended block by block (Parquet row groups or CSV rows)."""
+
+    def __init__(self, out: Path, fmt: str, encoding: str):
+        self.out, self.fmt, self.encoding = out, fmt, encoding
+        self.writers: dict[str, object] = {}
+        self.tmp: dict[str, Path] = {}
+        self.rows: dict[str, int] = {}
+
+    def path(self, name: str) -> Path:
+        return self.out / f"{name}.{self.fmt}"
+
+    def append(self, name: str, df: pd.DataFrame) -> None:
+        header = [c.ja for c in schema.TABLES[name].columns]
+        first = name not in self.tmp
+        if first:
+            self.tmp[name] = self.path(name).with_name(self.path(name).name + ".tmp")
+            self.rows[name] = 0
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if first:
+                self.writers[name] = pq.ParquetWriter(self.tmp[name], _arrow_schema(df, header))
+            w = self.writers[name]
+            frame = df.set_axis(header, axis=1)
+            # row groups of STREAM_ROW_GROUP rows: a chunked reader holds one at a time
+            w.write_table(pa.Table.from_pandas(frame, schema=w.schema, preserve_index=False),
+                          row_group_size=STREAM_ROW_GROUP)
+        else:
+            df.to_csv(self.tmp[name], index=False, header=header if first else False, mode="w" if first else "a",
+                      encoding=self.encoding, lineterminator="\r\n")
+        self.rows[name] += len(df)
+
+    def close(self, complete: bool) -> None:
+        """Close the files; a complete demo replaces the final names, an interrupted one is removed."""
+        for w in self.writers.values():
+            w.close()
+        for name, tmp in self.tmp.items():
+            if complete:
+                tmp.replace(self.path(name))
+            else:
+                tmp.unlink(missing_ok=True)
+
+
+def write_demo_streamed(out: Path, scale: float, seed: int = 2024, fmt: str = "parquet",
+                        block_scale: float = STREAM_BLOCK_SCALE, encoding: str = "utf-8", progress=None) -> str:
+    """Write a demo of any size block by block (`iter_demo_blocks`) in bounded memory: one file per table
+    (`<table>.parquet` with the Japanese headers of `schema.TABLES`, or `<table>.csv`), read by the same
+    import code as a user's files (`hsutils.inputs.io.load_dataset`). 健診 and claims are the CSV-template
+    tables (kenshin, guidance, claims_monthly), not XML/UKE: at scale 40 (≈ 東京都) those would take
+    about 100 GB. `progress`, when given, is called with (block, number of blocks) after each block.
+    Returns a short Japanese summary (rows per file)."""
+    if fmt not in STREAM_FORMATS:
+        raise ValueError(f"fmt は {STREAM_FORMATS} のいずれかです")
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_TABLES:  # files of another format or an earlier demo would be read instead
+        for ext in ("csv", "parquet"):
+            (out / f"{name}.{ext}").unlink(missing_ok=True)
+    from hsutils.demo import synth_xml
+
+    synth_xml.remove_archives(out)
+    if (out / "uke").is_dir():
+        import shutil
+
+        shutil.rmtree(out / "uke")
+    writer = _StreamWriter(out, fmt, encoding)
+    n_blocks = len(stream_block_scales(scale, block_scale))
+    complete = False
+    try:
+        for b, _s, tables in iter_demo_blocks(scale, seed, block_scale):
+            for name in OUTPUT_TABLES:
+                if b == 0 or name not in _MASTER_TABLES:
+                    writer.append(name, tables[name])
+            del tables
+            if progress is not None:
+                progress(b + 1, n_blocks)
+        complete = True
+    finally:
+        writer.close(complete)
+    lines = [f"デモデータ（架空の石川県19市町, scale={scale:g}, seed={seed}, {n_blocks} ブロックに分けて作成, "
+             f"形式 {fmt}）"]
+    for name in OUTPUT_TABLES:
+        lines.append(f"  {schema.TABLES[name].ja}（{writer.path(name).name}）: {writer.rows[name]:,} 行")
     lines.append(f"  作成時間: {time.perf_counter() - t0:.1f} 秒")
     return "\n".join(lines)

@@ -15,8 +15,13 @@ def _cmd_demo(args) -> int:
     from hsutils.demo import synth
 
     out = Path(args.out)
-    summary = synth.write_demo(out, scale=args.scale, seed=args.seed, encoding=args.encoding,
-                               claims_format=args.claims_format, kenshin_format=args.kenshin_format)
+    if args.streamed:  # a large prefecture in bounded memory: one Parquet/CSV file per table
+        summary = synth.write_demo_streamed(out, scale=args.scale, seed=args.seed, fmt=args.format,
+                                            encoding=args.encoding,
+                                            progress=lambda b, n: print(f"  ブロック {b}/{n} 完了", flush=True))
+    else:
+        summary = synth.write_demo(out, scale=args.scale, seed=args.seed, encoding=args.encoding,
+                                   claims_format=args.claims_format, kenshin_format=args.kenshin_format)
     print(summary)
     print(f"デモデータを書き出しました: {out.resolve()}")
     return 0
@@ -108,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "csv = claims_monthly.csv（CSVテンプレート）")
     d.add_argument("--kenshin-format", default="xml", choices=["xml", "csv"],
                    help="健診の形式: xml = 特定健診XMLアーカイブ（既定）、csv = kenshin.csv（CSVテンプレート）")
+    d.add_argument("--streamed", action="store_true",
+                   help="大きな規模（例: --scale 40 ≈ 東京都）を scale 1 ずつのブロックに分けて、少ないメモリで作成。"
+                        "表ごとに1ファイル（--format）。健診・レセプトは CSV テンプレートの表（XML・UKE ではありません）")
+    d.add_argument("--format", default="parquet", choices=["parquet", "csv"],
+                   help="--streamed のファイル形式（既定: parquet）")
     d.set_defaults(func=_cmd_demo)
 
     c = sub.add_parser("check", help="入力フォルダを検証し、データ品質の要約を表示（分析はしない）")
