@@ -11,6 +11,7 @@ Rates are stored in percent (multiplier 100); 標準化該当比 as a ratio (1.0
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -457,6 +458,17 @@ judgement = stats.judgement
 def _band_weights(std_pop, bands: pd.Index) -> np.ndarray:
     """Standard weight of each age band (stats.standard_population, the one registry); NaN for a
     band the standard cannot provide (e.g. "85-89" of S60, whose top band is 85+, or "<40")."""
+    if isinstance(std_pop, str) and std_pop in stats.STANDARD_POPULATION_LABELS and std_pop != stats.PREF_STANDARD:
+        return _named_band_weights(std_pop, tuple(bands)).copy()  # a built-in table: looked up once per band set
+    return _lookup_band_weights(std_pop, bands)
+
+
+@functools.lru_cache(maxsize=32)
+def _named_band_weights(name: str, bands: tuple) -> np.ndarray:
+    return _lookup_band_weights(name, pd.Index(bands))
+
+
+def _lookup_band_weights(std_pop, bands: pd.Index) -> np.ndarray:
     try:
         return stats.standard_population(std_pop, bands=list(bands)).to_numpy(dtype=float)
     except ParameterError:
@@ -532,7 +544,8 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     if rolled.empty:
         return pd.DataFrame(columns=["area_code", "area_name", "fy", "indicator_id", "numerator", "denominator"])
 
-    # integer codes of the keys
+    # integer codes of the keys; every category list is sorted, so group codes ordered
+    # indicator → fy → area → sex are the table's published row order (no sort of the output)
     ind_cats = _categories(rolled["indicator_id"], ref["indicator_id"])
     band_cats = _categories(rolled["age_band"], ref["age_band"])
     fy_cats = pd.Index(sorted(set(rolled["fy"].unique()) | set(ref["fy"].unique())))
@@ -551,7 +564,7 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     n = rolled["denominator"].to_numpy(dtype=float)
     n_sex = 2 if by_sex else 1
     sexg = sex if by_sex else np.zeros_like(sex)
-    g = ((area * n_fy + fyc) * n_ind + ind) * n_sex + sexg  # output group
+    g = ((ind * n_fy + fyc) * n_area + area) * n_sex + sexg  # output group, in the table's row order
     n_g = n_area * n_fy * n_ind * n_sex
 
     # crude (Wilson, docs/design.md §4)
@@ -559,10 +572,14 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     N = np.bincount(g, weights=n, minlength=n_g)
     present = np.flatnonzero(N > 0)
 
-    # direct standardisation over age bands: dense (group × band) matrices for stats.dsr
-    ga = g * n_band + band
-    xa = np.bincount(ga, weights=x, minlength=n_g * n_band).reshape(n_g, n_band)
-    na = np.bincount(ga, weights=n, minlength=n_g * n_band).reshape(n_g, n_band)
+    # direct standardisation over age bands: (group × band) matrices of the present groups for stats.dsr
+    slot = np.full(n_g, -1, dtype=np.int64)
+    slot[present] = np.arange(len(present))
+    row_slot = slot[g]
+    kept = row_slot >= 0  # a row of a group without population (all its denominators 0) is not shown
+    ga = row_slot[kept] * n_band + band[kept]
+    xs = np.bincount(ga, weights=x[kept], minlength=len(present) * n_band).reshape(len(present), n_band)
+    ns = np.bincount(ga, weights=n[kept], minlength=len(present) * n_band).reshape(len(present), n_band)
     w_band = _band_weights(std_pop, band_cats)
 
     # indirect standardisation: reference rates by fy × indicator × sex × age band (docs/methods.md §6)
@@ -570,8 +587,9 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     rk_size = n_fy * n_ind * 2 * n_band
     rk = ((rfy * n_ind + rind) * 2 + rsex) * n_band + rband
     valid = (rind >= 0) & (rband >= 0) & (rfy >= 0)
-    RX = np.bincount(rk[valid], weights=ref["numerator"].to_numpy(float)[valid], minlength=rk_size)
-    RN = np.bincount(rk[valid], weights=ref["denominator"].to_numpy(float)[valid], minlength=rk_size)
+    ref_x, ref_n = ref["numerator"].to_numpy(float)[valid], ref["denominator"].to_numpy(float)[valid]
+    RX = np.bincount(rk[valid], weights=ref_x, minlength=rk_size)
+    RN = np.bincount(rk[valid], weights=ref_n, minlength=rk_size)
     with np.errstate(divide="ignore", invalid="ignore"):
         rrate = np.where(RN > 0, RX / RN, 0.0)
     k_row = ((fyc * n_ind + ind) * 2 + sex) * n_band + band
@@ -579,76 +597,103 @@ def indicator_table(strata: pd.DataFrame, level: str = "muni", *, area_map: pd.D
     # reference crude rate per fy × indicator (× sex)
     rtk = (rfy * n_ind + rind) * (2 if by_sex else 1) + (rsex if by_sex else 0)
     rt_size = n_fy * n_ind * (2 if by_sex else 1)
-    RTX = np.bincount(rtk[valid], weights=ref["numerator"].to_numpy(float)[valid], minlength=rt_size)
-    RTN = np.bincount(rtk[valid], weights=ref["denominator"].to_numpy(float)[valid], minlength=rt_size)
+    RTX = np.bincount(rtk[valid], weights=ref_x, minlength=rt_size)
+    RTN = np.bincount(rtk[valid], weights=ref_n, minlength=rt_size)
 
     # assemble the present groups
     gp = present
     sex_p = gp % n_sex
     rest = gp // n_sex
-    ind_p = rest % n_ind
-    rest //= n_ind
+    area_p = rest % n_area
+    rest //= n_area
     fy_p = rest % n_fy
-    area_p = rest // n_fy
+    ind_p = rest // n_fy
     Xp, Np, Ep = X[gp], N[gp], E[gp]
     p, lo, hi = stats.proportion_ci(Xp, Np, conf)
     # DSR (Dobson; NaN below 10 events; empty bands left out with their weight: stats, docs/methods.md §5).
     # A group with persons in a band the standard does not cover (S60 has no 85-89) is not
     # standardised (NaN), rather than standardised over the bands that happen to be covered.
-    xs, ns = xa[gp], na[gp]
-    uncovered = ((ns > 0) & np.isnan(w_band)[None, :]).any(axis=1)
-    xs[uncovered], ns[uncovered] = 0.0, 0.0
+    uncovered_bands = np.isnan(w_band)
+    if uncovered_bands.any():
+        uncovered = (ns[:, uncovered_bands] > 0).any(axis=1)
+        xs[uncovered], ns[uncovered] = 0.0, 0.0
     adj, adj_lo, adj_hi = stats.dsr(xs, ns, w_band, conf, multiplier=100)
     # 標準化該当比 from the observed count and the expected count summed above (docs/methods.md §6)
     sr, srl, sru = stats.isr_from_expected(Xp, Ep, conf)
     rt_idx = (fy_p * n_ind + ind_p) * (2 if by_sex else 1) + (sex_p if by_sex else 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ref_rate = np.where(RTN[rt_idx] > 0, RTX[rt_idx] / RTN[rt_idx] * 100, np.nan)
-    out = pd.DataFrame({
-        "area_code": area_cats.to_numpy()[area_p], "fy": fy_cats.to_numpy()[fy_p],
-        "indicator_id": ind_cats.to_numpy()[ind_p],
+    area_labels = area_cats.to_numpy()
+    out = {
+        "area_code": _gather(area_labels, area_p), "fy": fy_cats.to_numpy()[fy_p],
+        "indicator_id": _gather(ind_cats.to_numpy(), ind_p),
         "numerator": Xp.astype(np.int64), "denominator": Np.astype(np.int64),
         "crude_rate": p * 100, "crude_lower": lo * 100, "crude_upper": hi * 100,
         "adj_rate": adj, "adj_lower": adj_lo, "adj_upper": adj_hi,
         "expected": Ep, "sr": sr, "sr_lower": srl, "sr_upper": sru, "ref_rate": ref_rate,
-    })
+    }
     if by_sex:
-        out.insert(3, "sex", sex_p + 1)
-    out["comparison"] = _comparison(out["sr_lower"].to_numpy(), out["sr_upper"].to_numpy(), 1.0)
+        out["sex"] = sex_p + 1
+    comparison = _comparison(srl, sru, 1.0)
+    out["comparison"] = _gather_labels(comparison)
     reg = registry_frame().set_index("indicator_id").reindex(ind_cats)
     for col in ("indicator_name", "polarity", "category", "unit"):
-        out[col] = reg[col].to_numpy()[ind_p]  # looked up per indicator, not per row
-    out["judgement"] = judgement(out["comparison"].to_numpy(), out["polarity"].to_numpy())
-    num, den = out["numerator"].to_numpy(), out["denominator"].to_numpy()
+        out[col] = _gather(reg[col].to_numpy(), ind_p)  # looked up per indicator, not per row
+    polarity = reg["polarity"].to_numpy()[ind_p]
+    out["judgement"] = _gather_labels(judgement(comparison, polarity))
+    num, den = out["numerator"], out["denominator"]
     out["suppressed"] = ((num > 0) & (num < suppress_threshold)) | ((den > 0) & (den < suppress_threshold))
     # the indirect ratio's observed count is the area's numerator: exact limits below 10 (docs/methods.md §1c)
-    out["method"] = np.array([f"{stats.METHOD_WILSON}; {stats.METHOD_DOBSON}; 間接法 {m}"
-                              for m in (stats.METHOD_EXACT, stats.METHOD_BYAR)],
-                             dtype=object)[(num >= stats.SMALL_COUNT_LIMIT).astype(np.int8)]
-    out["conf"] = conf
-    out = _attach_area_names(out, level, area_map)
-    return out.sort_values(["indicator_id", "fy", "area_code"] + (["sex"] if by_sex else []),
-                           kind="stable").reset_index(drop=True)
+    out["method"] = _gather(np.array([f"{stats.METHOD_WILSON}; {stats.METHOD_DOBSON}; 間接法 {m}"
+                                      for m in (stats.METHOD_EXACT, stats.METHOD_BYAR)], dtype=object),
+                            (num >= stats.SMALL_COUNT_LIMIT).astype(np.int8))
+    columns = list(out)
+    if by_sex:  # the sex column follows indicator_id
+        columns.remove("sex")
+        columns.insert(3, "sex")
+    frame = pd.DataFrame({c: out[c] for c in columns}, copy=False)
+    frame["conf"] = conf
+    names = _area_names(area_labels, level, area_map)
+    for col, labels in names.items():
+        frame[col] = labels.take(area_p) if labels is not None else frame["area_code"]
+    return frame
 
 
-def _attach_area_names(out: pd.DataFrame, level: str, area_map: pd.DataFrame | None) -> pd.DataFrame:
-    out = out.copy()
+def _gather(labels: np.ndarray, codes: np.ndarray):
+    """`labels[codes]` as the column pandas would make of that object array (str, or object when no
+    value is a string), gathered from the few distinct labels used instead of one object per row."""
+    codes = np.asarray(codes)
+    used = np.bincount(codes, minlength=len(labels)) > 0
+    distinct = pd.Series(np.asarray(labels, dtype=object)[used])  # the dtype pandas infers for these values
+    return distinct.array.take((np.cumsum(used) - 1)[codes])
+
+
+def _gather_labels(values: np.ndarray):
+    """A column of a few distinct labels (None = missing) from an object array, via `_gather`."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)  # a handful of labels
+    labels = np.append(np.asarray(uniques, dtype=object), None)
+    return _gather(labels, np.where(codes < 0, len(labels) - 1, codes))
+
+
+def _area_names(area_codes: np.ndarray, level: str, area_map: pd.DataFrame | None) -> dict:
+    """Name columns (area_name, and medical_area at municipal level) of the distinct area codes, to be
+    gathered per row: the values `Series.map` gives, mapped once per area. None = the area code itself."""
+    codes = pd.Series(np.asarray(area_codes, dtype=object)).astype("str")
     if area_map is None or level == "national":
-        out["area_name"] = np.where(level == "national", "全国", out["area_code"])
-        return out
+        if level == "national":
+            return {"area_name": pd.Series(np.full(len(area_codes), "全国", dtype=object)).array}
+        return {"area_name": None}
     m = area_map.drop_duplicates("muni_code")
     if level == "muni":
-        names = m.set_index("muni_code")["name"]
-        out["area_name"] = out["area_code"].map(names)
+        out = {"area_name": codes.map(m.set_index("muni_code")["name"]).array}
         if "medical_area" in m:
-            out["medical_area"] = out["area_code"].map(m.set_index("muni_code")["medical_area"])
-    elif level == "medical_area":
+            out["medical_area"] = codes.map(m.set_index("muni_code")["medical_area"]).array
+        return out
+    if level == "medical_area":
         names = m.drop_duplicates("medical_area_code").set_index("medical_area_code")["medical_area"]
-        out["area_name"] = out["area_code"].map(names.rename(index=str))
-    elif level == "pref":
+        return {"area_name": codes.map(names.rename(index=str)).array}
+    if level == "pref":
         pn = m.drop_duplicates("pref_code")
         col = "pref_name" if "pref_name" in pn else "pref_code"
-        out["area_name"] = out["area_code"].map(pn.set_index(pn["pref_code"].astype(str))[col])
-    else:
-        out["area_name"] = out["area_code"]
-    return out
+        return {"area_name": codes.map(pn.set_index(pn["pref_code"].astype(str))[col]).array}
+    return {"area_name": None}

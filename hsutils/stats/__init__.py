@@ -345,9 +345,10 @@ def count_limits(x, conf=0.95):
     (x,) = _broadcast(x)
     lower, upper = (np.array(v, dtype=float) for v in byar_limits(x, conf))
     small = x < SMALL_COUNT_LIMIT
-    if small.any():  # chi-square quantiles only where needed: they are the slow part
-        el, eu = (np.asarray(v) for v in exact_poisson_limits(x[small], conf))
-        lower[small], upper[small] = el, eu
+    if small.any():  # chi-square quantiles only where needed, once per distinct count: they are the slow part
+        distinct, inverse = np.unique(x[small], return_inverse=True)  # counts 0…9: a handful of values
+        el, eu = (np.asarray(v) for v in exact_poisson_limits(distinct, conf))
+        lower[small], upper[small] = el[inverse], eu[inverse]
     return _wrap(lower, index), _wrap(upper, index)
 
 
