@@ -72,6 +72,55 @@ def test_save_figure_png_300dpi_pdf_and_byte_identical(tmp_path, monkeypatch):
     assert (mpimg.imread(default) == image).all()
 
 
+def test_saved_figure_is_shown_from_the_saved_drawing(tmp_path):
+    """The screen image kept by save_figure (300-dpi pixels cut to the tight box, reduced 3:1) has
+    the size and look of IPython's inline PNG (100 dpi, bbox_inches="tight"), so the notebook shows
+    it without drawing the figure twice more (issue 18 §1); a figure changed after saving is drawn anew."""
+    from IPython.core.pylabtools import print_figure
+    from PIL import Image
+
+    fig = small_chart()
+    assert report.display_png(fig) is None  # never saved
+    report.save_figure(fig, tmp_path, "a", formats=("png",))
+    kept = Image.open(io.BytesIO(report.display_png(fig))).convert("RGB")
+    inline = Image.open(io.BytesIO(print_figure(fig, "png", bbox_inches="tight"))).convert("RGB")
+    assert kept.size == inline.size
+    difference = np.abs(np.asarray(kept, float) - np.asarray(inline, float))
+    assert difference.mean() < 8  # anti-aliasing only (measured 1.3–3.9 on the chart gallery)
+    assert np.asarray(kept).std() > 20  # not blank
+    fig.axes[0].set_title("変更後")  # changed after saving: the kept image no longer applies
+    assert report.display_png(fig) is None
+    pdf_only = small_chart()
+    report.save_figure(pdf_only, tmp_path, "b", formats=("pdf",))
+    assert report.display_png(pdf_only) is None
+
+
+def test_notebook_shows_a_saved_figure_from_its_kept_image(tmp_path):
+    """In a kernel with the inline backend, start() makes IPython show a saved figure from the image
+    kept at saving; any other figure still goes through the inline backend."""
+    import base64
+
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.pylabtools import select_figure_formats
+    from matplotlib.figure import Figure
+
+    from hsutils.running import notebook
+
+    shell = InteractiveShell.instance()
+    try:
+        select_figure_formats(shell, {"png"}, bbox_inches="tight")  # what %matplotlib inline sets
+        formatter = shell.display_formatter.formatters["image/png"]
+        inline = formatter.lookup_by_type(Figure)
+        assert notebook.show_saved_figures() and notebook.show_saved_figures()  # once, idempotent
+        fig = small_chart()
+        report.save_figure(fig, tmp_path, "a", formats=("png",))
+        assert base64.b64decode(formatter(fig)) == report.display_png(fig)
+        other = small_chart()
+        assert formatter(other) == inline(other)
+    finally:
+        InteractiveShell.clear_instance()
+
+
 def test_batch_writes_png_only_and_the_print_pack_is_made_on_demand(tmp_path, monkeypatch):
     """In a batch run (HSUTILS_FIGURE_FORMATS=png, set by batch.execute_task) a figure is one PNG;
     `print_pack` then makes one printable PDF per notebook folder, one 300-dpi page per PNG

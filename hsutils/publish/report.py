@@ -25,7 +25,7 @@ from hsutils.core.files import atomic_path, atomic_write_bytes, atomic_write_tex
 
 __all__ = [
     "FIGURE_DPI", "SUBFOLDERS", "atomic_write_bytes", "atomic_write_text", "output_dir",
-    "save_figure", "print_pack", "print_packs", "PRINT_PACK", "save_table", "write_xlsx", "safe_name", "display_table", "COLUMN_LABELS_JA",
+    "save_figure", "display_png", "print_pack", "print_packs", "PRINT_PACK", "save_table", "write_xlsx", "safe_name", "display_table", "COLUMN_LABELS_JA",
 ]
 
 #: Resolution of PNG figures (docs/design.md §7).
@@ -91,8 +91,64 @@ def save_figure(fig, out_dir, name: str, formats=None, dpi: int = FIGURE_DPI) ->
         with matplotlib.rc_context(SAVE_RCPARAMS):  # no global setting needed or changed
             extra = {"pil_kwargs": _PIL_KWARGS[fmt]} if fmt in _PIL_KWARGS else {}
             fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_FIXED_METADATA[fmt], **extra)
+            if fmt == "png":
+                _keep_display_image(fig, dpi)
         paths[fmt] = atomic_write_bytes(folder / f"{safe_name(name)}.{fmt}", buffer.getvalue())
     return paths
+
+
+#: Attribute of a saved figure holding its screen image (`display_png`).
+_DISPLAY_ATTRIBUTE = "_hsutils_display_png"
+
+
+def _keep_display_image(fig, dpi: int) -> None:
+    """Keep the screen image of a figure just saved as PNG, made from the same drawing: the
+    notebook shows a figure as a PNG at the figure's own dpi (100), cut to its tight box with
+    0.1 inch padding (IPython's inline backend). Drawing it again costs two more passes of
+    layout and rendering per figure (a tight-box pass and the drawing, about 0.17 CPU-s), so the
+    300-dpi pixels are cut to the same box and reduced 3:1 instead (about 0.03 s; issue 18 §1).
+    Kept only when the saved resolution is a whole multiple of the screen one; the figure is
+    marked up to date, so any later change (a stale figure) is drawn anew by `display_png`."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    setattr(fig, _DISPLAY_ATTRIBUTE, None)
+    canvas, screen_dpi = fig.canvas, fig.dpi
+    renderer = getattr(canvas, "renderer", None)
+    factor = dpi / screen_dpi if screen_dpi else 0
+    if (not isinstance(canvas, FigureCanvasAgg) or renderer is None or renderer.dpi != dpi
+            or factor != int(factor) or factor < 1 or not fig.axes):
+        return
+    factor = int(factor)
+    pixels = np.asarray(canvas.buffer_rgba())
+    height = pixels.shape[0]
+    # the tight box in inches, measured with the renderer that drew the saved file (cached text extents)
+    from matplotlib import cbook
+
+    with cbook._setattr_cm(fig, dpi=dpi):  # as savefig measures: text extents and positions at one dpi
+        box = fig.get_tightbbox(renderer).padded(matplotlib.rcParams["savefig.pad_inches"])
+    width_px, height_px = int(box.width * screen_dpi), int(box.height * screen_dpi)
+    if width_px <= 0 or height_px <= 0:
+        return
+    left = int(round(box.x0 * dpi))
+    top = int(round(height - box.y1 * dpi))
+    face = tuple(int(round(c * 255)) for c in matplotlib.colors.to_rgba(fig.get_facecolor()))
+    image = Image.new("RGBA", (width_px * factor, height_px * factor), face)
+    image.paste(Image.fromarray(pixels), (-left, -top))  # the part outside the figure stays face-coloured
+    data = io.BytesIO()
+    image.reduce(factor).save(data, format="png")
+    setattr(fig, _DISPLAY_ATTRIBUTE, data.getvalue())
+    fig.stale = False  # savefig restored the screen dpi, which marks the figure stale; nothing changed
+
+
+def display_png(fig) -> bytes | None:
+    """The screen image kept by `save_figure` for `fig`, or None when there is none or the figure
+    changed after it was saved (it is drawn again then)."""
+    data = getattr(fig, _DISPLAY_ATTRIBUTE, None)
+    if data is None or fig.stale:
+        return None
+    return data
 
 
 #: Name of the printable copy of a notebook output's figures (`print_pack`).

@@ -233,6 +233,46 @@ class FirstRun:
             self.bar.close()
 
 
+def show_saved_figures() -> bool:
+    """In an IPython kernel with the inline backend's PNG display (`%matplotlib inline`), show a
+    figure that `NotebookContext.save_figure` has just written from the image kept then
+    (`report.display_png`) instead of drawing it once more (issue 18 §1); any other figure, or one
+    changed since, is drawn by the inline backend as before. Returns whether it is in place.
+    Called by `start`; a kernel serves one run (docs/design.md §8.5), so nothing outlives the run."""
+    import base64
+    import functools
+
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return False
+    from matplotlib.figure import Figure
+
+    shell = get_ipython()
+    formatter = getattr(getattr(shell, "display_formatter", None), "formatters", {}).get("image/png")
+    if formatter is None:
+        return False
+    try:
+        inline = formatter.lookup_by_type(Figure)
+    except KeyError:
+        return False
+    if getattr(inline, "hsutils_saved", False):
+        return True
+    # only IPython's plain PNG display with its default box (not retina, not other options)
+    if not (isinstance(inline, functools.partial) and inline.func is print_figure
+            and inline.keywords == {"fmt": "png", "base64": True, "bbox_inches": "tight"}):
+        return False
+
+    def show(fig):
+        kept = report.display_png(fig)
+        return base64.b64encode(kept).decode("ascii") if kept is not None else inline(fig)
+
+    show.hsutils_saved = True
+    formatter.for_type(Figure, show)
+    return True
+
+
 def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None = None, *,
           data_dir=None, cache_dir=None, out_dir=None, suppress_threshold: int = privacy.DEFAULT_THRESHOLD,
           with_tables: bool = False, run_name: str = "interactive", demo_scale: float = 0.1,
@@ -254,6 +294,7 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
     `out_dir`: when given by the batch, outputs go exactly there; otherwise into
     `<outputs>/<run_name>/<muni_code>_<name>/<notebook>/` (`hsutils.core.settings.out_dir`).
     """
+    show_saved_figures()
     cache_given = bool(cache_dir or settings.env_path(settings.ENV_CACHE_DIR))  # a batch (or test) built it
     data = settings.data_dir(data_dir)
     cache = settings.cache_dir(cache_dir, run_name=run_name)
