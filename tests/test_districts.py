@@ -14,6 +14,7 @@ import pytest
 
 matplotlib.use("Agg")
 
+from hsutils import stats
 from hsutils.analysis import areas
 from hsutils.publish import privacy
 from hsutils.patterns import districts  # noqa: E402
@@ -329,3 +330,101 @@ def test_charts_draw_no_municipal_line_when_its_rate_is_hidden():
     assert any("甲市全体の値は人数が10人未満のため表示しません" in x for x in texts)
     assert districts.district_profile(d, "1").empty  # the spine is centred on the municipal rate
     matplotlib.pyplot.close(fig)
+
+
+# ---------------------------------------------------------------- 地区不明 in the district indicator table (§9.1)
+
+def _city(unknown_num: int, unknown_den: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """甲市 (99999), one indicator, one year, one sex × age band: 東 30/100, 西 50/120 and
+    persons without a district code `unknown_num`/`unknown_den` (strata rows with district_code "")."""
+    rows = [("01", 30, 100), ("02", 50, 120)] + ([("", unknown_num, unknown_den)] if unknown_den else [])
+    strata = pd.DataFrame({"fy": 2024, "muni_code": "99999", "district_code": [r[0] for r in rows], "sex": 1,
+                           "age_band": "60-64", "indicator_id": "kenshin_rate",
+                           "numerator": [r[1] for r in rows], "denominator": [r[2] for r in rows]})
+    munis = pd.DataFrame({"muni_code": ["99999"], "name": ["甲市"], "medical_area": ["甲"]})
+    dlist = pd.DataFrame({"district_code": ["01", "02"], "district_name": ["東", "西"], "lat": np.nan, "lon": np.nan})
+    return strata, munis, dlist
+
+
+def _table(unknown_num, unknown_den):
+    strata, munis, dlist = _city(unknown_num, unknown_den)
+    return districts.district_indicator_table(strata, munis, dlist, "99999", [2024], ["kenshin_rate"])
+
+
+def test_unknown_district_small_is_hidden_with_a_complement():
+    """地区不明 3 of 9 persons (1–9): hidden, and 東 (the smallest other row) too, so that
+    市 − Σ shown = 229 − 120 = 109 persons and 83 − 50 = 33 受診者, not a small count. Without the
+    row (before §9.1 reached 02), 229 − 100 − 120 = 9 and 83 − 30 − 50 = 3 were readable."""
+    t = _table(3, 9)
+    assert t["district_name"].tolist() == ["東", "西", districts.UNKNOWN_DISTRICT]  # after the districts
+    assert t["district_code"].tolist() == ["01", "02", ""]
+    assert t["numerator"].sum() == 83 and t["denominator"].sum() == 229  # 市 = Σ 地区 + 地区不明
+    assert districts.unknown_rows(t).tolist() == [False, False, True]
+    shown = districts.suppress_district_table(t, 10)
+    mark = privacy.SUPPRESSION_MARK
+    assert shown["numerator"].tolist() == [mark, 50, mark]
+    assert shown["denominator"].tolist() == [mark, 120, mark]
+    assert shown["suppressed"].tolist() == [True, False, True]
+    for col in ("crude_rate", "sr", "comparison"):
+        assert shown[col].iloc[0] == mark and shown[col].iloc[2] == mark
+    visible_num = pd.to_numeric(shown["numerator"], errors="coerce").sum()
+    visible_den = pd.to_numeric(shown["denominator"], errors="coerce").sum()
+    assert (83 - visible_num, 229 - visible_den) == (33, 109)
+    assert not privacy.is_small(83 - visible_num) and not privacy.is_small(229 - visible_den)
+    # the chart/priority version hides the same cells (numbers NaN, texts None)
+    masked = districts.masked_district_table(t, 10)
+    assert masked["numerator"].isna().tolist() == [True, False, True]
+    assert masked["crude_rate"].isna().tolist() == [True, False, True]
+    assert masked["comparison"].iloc[0] is None and masked["suppressed"].tolist() == [True, False, True]
+    assert masked["numerator"].iloc[1] == 50 and masked["crude_rate"].iloc[1] == pytest.approx(50 / 120 * 100)
+
+
+def test_unknown_district_at_ten_is_shown_and_compared_with_the_city():
+    """地区不明 12 of 40: shown like a district. Crude 12/40 = 30.0 %; one sex × age band, so the
+    標準化該当比 is 12 ÷ (40 × 92/260) = 0.8478 against the city's rate 92/260 = 35.38 %."""
+    t = _table(12, 40)
+    u = t[districts.unknown_rows(t)].iloc[0]
+    assert (u["numerator"], u["denominator"]) == (12, 40)
+    assert u["crude_rate"] == pytest.approx(30.0)
+    assert u["sr"] == pytest.approx(12 / (40 * 92 / 260))
+    assert u["muni_rate"] == pytest.approx(92 / 260 * 100)
+    assert u["comparison"] == stats.NOT_SIGNIFICANT  # 12 observed, CI of the ratio spans 1
+    shown = districts.suppress_district_table(t, 10)
+    assert not shown["suppressed"].any()
+    # the boundary: 10 persons is shown, 9 is hidden (numerator 0 is never hidden)
+    assert not districts.suppress_district_table(_table(0, 10), 10)["suppressed"].any()
+    assert districts.suppress_district_table(_table(0, 9), 10)["suppressed"].tolist() == [True, False, True]
+
+
+def test_no_unknown_row_when_everybody_has_a_district():
+    t = _table(0, 0)
+    assert t["district_name"].tolist() == ["東", "西"] and not districts.unknown_rows(t).any()
+    assert (t["numerator"].sum(), t["denominator"].sum()) == (80, 220)
+
+
+def test_unknown_district_is_left_out_of_charts_and_priority():
+    import matplotlib.pyplot
+
+    t = districts.masked_district_table(_table(12, 40), 10)
+    fig = districts.ranking_figure(t, "kenshin_rate", "出典: テスト", muni_name="甲市")
+    texts = [x.get_text() for x in fig.findobj(lambda a: hasattr(a, "get_text"))]
+    assert not any(x == districts.UNKNOWN_DISTRICT for x in texts)  # no bar of its own
+    assert any("地区不明（地区コードのない人）は順位に含めず" in x for x in texts)
+    matplotlib.pyplot.close(fig)
+    prof = districts.district_profile(t, "01")  # the range is over 東 and 西 only
+    assert prof["min"].iloc[0] == pytest.approx(30.0) and prof["max"].iloc[0] == pytest.approx(50 / 120 * 100)
+    gap = pd.DataFrame({"district_code": ["01", "02"], "district_name": ["東", "西"], "targets": [100, 120],
+                        "participants": [30, 50], "additional": [30.0, 22.0], "additional_share": [30 / 52, 22 / 52]})
+    targets = pd.DataFrame({"district_code": ["01", "02", ""], "district_name": ["東", "西", districts.UNKNOWN_DISTRICT],
+                            "ref_untreated": [20, 30, 12]})
+    prio = districts.priority_scores(t, gap, targets)
+    assert sorted(prio["district_name"]) == ["東", "西"]
+    assert districts.UNKNOWN_DISTRICT not in districts.significance_summary(t).to_string()
+
+
+def test_tiles_keep_short_district_codes():
+    """A district code like "01" stays "01" on the tile map (the grid layout pads municipal codes
+    to 5 digits; the tiles would then match no district and the map would be blank)."""
+    dlist = pd.DataFrame({"district_code": ["01", "02", "03"], "district_name": ["東", "西", "南"],
+                          "lat": [36.6, 36.5, 36.4], "lon": [136.7, 136.5, 136.6]})
+    assert districts.district_tiles(dlist)["code"].tolist() == ["01", "02", "03"]

@@ -209,6 +209,12 @@ def district_names(districts: pd.DataFrame | None, muni_code: str) -> dict[str, 
     return dict(zip(d["district_code"].astype("str"), d["name"].astype("str")))
 
 
+def unknown_district_code(muni_code: str) -> str:
+    """area_code of the 地区不明 row of a municipality's district tables: "<muni_code>:" (an empty
+    district code, as the data has it; docs/rules.md §9.1). Notebooks 02 and 03."""
+    return f"{muni_code}:"
+
+
 def has_districts(person_year: pd.DataFrame, area, fy: int | None = None) -> bool:
     """True when `area` is a municipality (any code form, `parse_code`) and at least one of its
     person_year rows (of fiscal year `fy`; every year when None) has a district code. The one

@@ -170,14 +170,17 @@ def _finish_table(t: pd.DataFrame, municipalities: pd.DataFrame, muni_code: str,
                   names: pd.Series | None, period: str, ids: Sequence[str]) -> pd.DataFrame:
     m = municipalities.drop_duplicates("muni_code").set_index("muni_code")
     order = {i: k for k, i in enumerate(ids)}
-    t = t.assign(_o=t["indicator_id"].map(order)).sort_values(["_o", "fy", "area_code"], kind="stable")
-    t = t.drop(columns="_o")
+    # 地区不明 ("<muni_code>:") after the districts of each indicator × year (docs/rules.md §9.1)
+    unknown = t["area_code"].astype("str").str.endswith(":")
+    t = t.assign(_o=t["indicator_id"].map(order), _u=unknown.to_numpy())
+    t = t.sort_values(["_o", "fy", "_u", "area_code"], kind="stable").drop(columns=["_o", "_u"])
     t["muni_code"] = muni_code
     t["muni_name"] = str(m["name"].get(muni_code, muni_code))
     t["medical_area"] = str(m["medical_area"].get(muni_code, "")) if "medical_area" in m else ""
     if names is not None:
-        t["district_code"] = t["area_code"].str.split(":").str[1].astype("str")
+        t["district_code"] = t["area_code"].astype("str").str.split(":").str[1].astype("str")
         t["district_name"] = t["district_code"].map(names).fillna(t["district_code"])
+        t.loc[t["district_code"] == "", "district_name"] = UNKNOWN_DISTRICT
     else:
         t["district_code"] = ""
         t["district_name"] = TOTAL_LABEL
@@ -201,6 +204,11 @@ def district_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame,
     polarity, method, conf. A district whose expected count is 0 says 「比較なし（理由）」
     (`references.settle_comparison`, docs/rules.md §15.7). True counts are kept: pass through
     `suppress_district_table` before showing.
+
+    Persons without a district code make one more row per indicator × year, 「地区不明」
+    (district_code "", after the districts), computed like a district against the same municipal
+    rates, so that 市 = Σ 地区 + 地区不明 holds and the suppression can use it (docs/rules.md §9.1).
+    No such row where nobody of the indicator's denominator lacks a district (as for a district).
     """
     muni_code = str(muni_code)
     ids = list(indicator_ids or DEFAULT_INDICATORS)
@@ -210,8 +218,14 @@ def district_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame,
         sm, fy_arg, period = pooled_strata(sm, fys), max(fys), period_label(fys)
     else:
         fy_arg, period = list(fys), "単年度"
-    t = indicators.indicator_table(sm, "district", fy=fy_arg, indicators=ids, reference=sm,
-                                   std_pop=std_pop, conf=conf, suppress_threshold=suppress_threshold)
+    kw = dict(fy=fy_arg, indicators=ids, reference=sm, std_pop=std_pop, conf=conf,
+              suppress_threshold=suppress_threshold)
+    t = indicators.indicator_table(sm, "district", **kw)
+    rest = sm[(sm["district_code"].astype("str") == "").to_numpy()]
+    if rest["denominator"].sum() > 0:  # 地区不明 (docs/rules.md §9.1): the rows add up to the municipality
+        u = indicators.indicator_table(rest, "muni", **kw)
+        u["area_code"] = areas.unknown_district_code(muni_code)
+        t = pd.concat([t.astype({"area_code": "str"}), u], ignore_index=True)
     if len(t):  # a district whose bands all have a municipal rate of 0: 比較なし（理由）, not an empty cell
         t = references.settle_comparison(t, None, sm, min_count=None)
     out = _finish_table(t, municipalities, muni_code, _district_names(dlist), period, ids)
@@ -279,13 +293,13 @@ def municipal_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame
 # ------------------------------------------------------------------------------------------------
 # suppression with district totals (docs/rules.md §9)
 
-def suppress_district_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """Committee version of a district indicator table: numerators/denominators 1…threshold−1
-    and, per indicator × fy × period, the next-smallest district when exactly one is hidden
-    (secondary suppression) are shown as "‐", together with every rate, interval, ratio and
-    judgement derived from them (docs/rules.md §9, docs/design.md §6). `suppressed` is True on those rows."""
+def _district_mask(table: pd.DataFrame, threshold: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Cells to hide in a district indicator table and the row flag (docs/rules.md §9, §9.1).
+
+    Per indicator × fy × period the rows (districts and 地区不明) add up to the municipal figure,
+    which the report publishes elsewhere: `privacy.suppress_groups` treats that sum as a shown
+    total, so a hidden row (地区不明 included) is never the only one hidden."""
     group = ["indicator_id", "fy", "period"]
-    # the districts add up to the municipal figure, published elsewhere in the report
     hid_num = privacy.suppress_groups(table, "numerator", group, threshold=threshold)
     hid_den = privacy.suppress_groups(table, "denominator", group, threshold=threshold)
     row = hid_num | hid_den
@@ -295,9 +309,39 @@ def suppress_district_table(table: pd.DataFrame, threshold: int = privacy.DEFAUL
     for c in _DERIVED:
         if c in mask:
             mask[c] = row
+    return mask, row | table["suppressed"].fillna(False).to_numpy(bool)
+
+
+def suppress_district_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """Committee version of a district indicator table: numerators/denominators 1…threshold−1
+    and, per indicator × fy × period, the next-smallest row when exactly one is hidden
+    (secondary suppression; the rows, 地区不明 included, add up to the municipality:
+    docs/rules.md §9.1) are shown as "‐", together with every rate, interval, ratio and
+    judgement derived from them (docs/rules.md §9, docs/design.md §6). `suppressed` is True on those rows."""
+    mask, row = _district_mask(table, threshold)
     out = privacy.apply_suppression(table, mask)
-    out["suppressed"] = row | table["suppressed"].fillna(False).to_numpy(bool)
+    out["suppressed"] = row
     return out
+
+
+def masked_district_table(table: pd.DataFrame, threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """The cells `suppress_district_table` hides, as NaN (numbers) or None (texts) for the charts,
+    the priority score and the text summaries, so that they hide exactly what the table hides
+    (secondary suppression included); `suppressed` is the same row flag."""
+    mask, row = _district_mask(table, threshold)
+    out = privacy.apply_suppression(table, mask, mark=None)
+    for col in mask.columns[mask.to_numpy().any(axis=0)]:
+        if pd.api.types.is_numeric_dtype(table[col]):
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+    out["suppressed"] = row
+    return out
+
+
+def unknown_rows(table: pd.DataFrame) -> np.ndarray:
+    """The 地区不明 rows of a district table (docs/rules.md §9.1): no place, so no map polygon,
+    no rank, no funnel point and no priority score."""
+    return ((table["district_code"].astype("str") == "")
+            & (table["district_name"].astype("str") == UNKNOWN_DISTRICT)).to_numpy()
 
 
 def suppress_wide_counts(table: pd.DataFrame, count_cols: Sequence[str], *, label_col: str = "district_name",
@@ -547,7 +591,10 @@ def district_tiles(dlist: pd.DataFrame, population: pd.Series | None = None) -> 
                       "lat": dlist["lat"], "lon": dlist["lon"],
                       "population": (dlist["district_code"].map(population).fillna(0).to_numpy()
                                      if population is not None else 0)})
-    return regions.tile_grid_layout(m)
+    tiles = regions.tile_grid_layout(m)
+    # the layout pads codes like municipal codes ("01" → "00001"); the map matches the district's own code
+    tiles["code"] = dlist["district_code"].astype(str).to_numpy()
+    return tiles
 
 
 def load_district_boundaries(path, dlist: pd.DataFrame) -> pd.DataFrame:
@@ -614,7 +661,7 @@ def priority_scores(table: pd.DataFrame, gap_districts: pd.DataFrame, targets: p
     Returns district_code, district_name, score, rank, the components and `reasons` (Japanese).
     """
     w = {**DEFAULT_PRIORITY_WEIGHTS, **(weights or {})}
-    t = table.copy()
+    t = table[~unknown_rows(table)].copy()  # 地区不明 is no place to start (docs/rules.md §9.1)
     usable = ~t["suppressed"].fillna(False).astype(bool)
     names = t.drop_duplicates("district_code").set_index("district_code")["district_name"]
     ken = t[(t["indicator_id"] == "kenshin_rate") & usable]
@@ -636,7 +683,7 @@ def priority_scores(table: pd.DataFrame, gap_districts: pd.DataFrame, targets: p
     out = pd.DataFrame({"district_code": codes, "district_name": names.reindex(codes).to_numpy()})
     out["kenshin_low"] = out["district_code"].map(kenshin_low).fillna(False).astype(bool).astype(int)
     out["n_worse"] = out["district_code"].map(n_worse).fillna(0).astype(int)
-    out["worse_indicators"] = out["district_code"].map(worse_list).fillna("")
+    out["worse_indicators"] = out["district_code"].map(worse_list).astype(object).fillna("")
     out["gap_additional"] = out["district_code"].map(gd["additional"].where(~gap_small)).round(0)
     out["gap_share"] = out["district_code"].map(gap_share).fillna(0.0)
     out["untreated"] = out["district_code"].map(unt).astype(float)
@@ -699,7 +746,7 @@ def district_profile(table: pd.DataFrame, district_code: str) -> pd.DataFrame:
     area_value = the district's crude rate (%), benchmark = the municipality's rate, min/q25/q75/
     max over the districts (suppressed rows excluded), comparison = the 標準化該当比 judgement,
     numerator as the count (1–9 → "‐")."""
-    t = table.copy()
+    t = table[~unknown_rows(table)].copy()  # the range is over the districts (docs/rules.md §9.1)
     t["_v"] = pd.to_numeric(t["crude_rate"], errors="coerce").where(~t["suppressed"].astype(bool))
     spread = t.groupby("indicator_id")["_v"].describe()[["min", "25%", "75%", "max"]]
     spread.columns = ["min", "q25", "q75", "max"]
@@ -721,8 +768,8 @@ def district_profile(table: pd.DataFrame, district_code: str) -> pd.DataFrame:
 
 def significance_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per indicator: the districts judged 有意に高い / 有意に低い against the municipality
-    (suppressed rows left out), as Japanese text for 読み取りのポイント."""
-    t = table[~table["suppressed"].astype(bool)]
+    (suppressed rows and 地区不明 left out, docs/rules.md §9.1), as Japanese text for 読み取りのポイント."""
+    t = table[~table["suppressed"].astype(bool) & ~unknown_rows(table)]
     rows = []
     for ind_id, g in t.groupby("indicator_id", sort=False):  # a handful of indicators
         hi = "、".join(g.loc[g["comparison"] == stats.SIGNIFICANTLY_HIGHER, "district_name"])
@@ -755,6 +802,16 @@ def _one_indicator(table: pd.DataFrame, indicator_id: str) -> pd.DataFrame:
     return t
 
 
+#: Chart note when the indicator has a 地区不明 row, left out of the chart (docs/rules.md §9.1).
+UNKNOWN_NOTE = "地区不明（地区コードのない人）は{chart}に含めず、表の「地区不明」の行に載せています"
+
+
+def _districts_only(t: pd.DataFrame, chart: str) -> tuple[pd.DataFrame, list[str]]:
+    """One indicator's rows without 地区不明, and the note saying so when there was such a row."""
+    unknown = unknown_rows(t)
+    return t[~unknown], ([UNKNOWN_NOTE.format(chart=chart)] if unknown.any() else [])
+
+
 def map_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, tiles: pd.DataFrame | None = None,
                boundaries: pd.DataFrame | None = None, muni_name: str = "",
                suppress_threshold: int = privacy.DEFAULT_THRESHOLD):
@@ -763,7 +820,9 @@ def map_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, tiles: pd
     Districts from counts 1–9 are grey (docs/rules.md §9)."""
     from hsutils.publish import plots
 
-    t = _one_indicator(table, indicator_id)
+    t, unknown_note = _districts_only(_one_indicator(table, indicator_id), "地図")
+    if unknown_note:  # (the map takes no notes: the footer says it)
+        footer = f"{footer} ｜ ※{unknown_note[0]}"
     v = pd.DataFrame({"code": t["district_code"], "name": t["district_name"], "value": t["crude_rate"],
                       "count": np.where(t["suppressed"].astype(bool), 1, t["denominator"])})
     name = t["indicator_name"].iloc[0]
@@ -782,11 +841,12 @@ def ranking_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_
     the colours of the 標準化該当比 judgement against the municipality (docs/design.md §5, §10)."""
     from hsutils.publish import plots
 
-    t = _one_indicator(table, indicator_id)
+    t, unknown_note = _districts_only(_one_indicator(table, indicator_id), "順位")
     t = t.assign(count=np.where(t["suppressed"].astype(bool), 1, t["denominator"]))
     name = t["indicator_name"].iloc[0]
     bench = float(t["muni_rate"].iloc[0])
     notes = [] if np.isfinite(bench) else [f"{muni_name}全体の値は人数が{suppress_threshold}人未満のため表示しません"]
+    notes += unknown_note
     return plots.ranked_bar(t, value_col="crude_rate", lower_col="crude_lower", upper_col="crude_upper",
                             benchmark=bench if np.isfinite(bench) else None, notes=notes,
                             title=f"{muni_name} 地区別 {name}（{t['period'].iloc[0]}）", footer=footer,
@@ -803,7 +863,7 @@ def funnel_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_n
     (`hsutils.analysis.references.lines_for_chart`, fractions)."""
     from hsutils.publish import plots
 
-    t = _one_indicator(table, indicator_id)
+    t, unknown_note = _districts_only(_one_indicator(table, indicator_id), "ファネルプロット")
     t = t[~t["suppressed"].astype(bool)].copy()
     t["value"] = pd.to_numeric(t["crude_rate"], errors="coerce") / 100
     target = float(_one_indicator(table, indicator_id)["muni_rate"].iloc[0]) / 100
@@ -812,8 +872,8 @@ def funnel_figure(table: pd.DataFrame, indicator_id: str, footer: str, *, muni_n
     return plots.funnel_plot(t, value_col="value", denom_col="denominator", target=target, title=f"{muni_name} 地区別 {name}：ファネルプロット（{period}）",
                              footer=footer, label_col="district_name", count_col="numerator",
                              polarity=indicators.REGISTRY[indicator_id].polarity, y_label=f"{name}",
-                             target_label=f"{muni_name}全体", references=references, notes=notes,
-                             suppress_threshold=suppress_threshold).figure
+                             target_label=f"{muni_name}全体", references=references,
+                             notes=[*notes, *unknown_note], suppress_threshold=suppress_threshold).figure
 
 
 def explorer(ctx, table: pd.DataFrame, district_list: pd.DataFrame, first_indicator: str, fy_text, *,
@@ -866,6 +926,8 @@ def profile_figure(table: pd.DataFrame, district_code: str, footer: str, *, muni
     if reference_lines is not None:
         names = dict(zip(table["indicator_id"].astype(str), table["indicator_name"].astype(str)))
         prof, refs, notes = references.spine_references(prof, reference_lines, names=names)
+    if unknown_rows(table).any():
+        notes = [*notes, "範囲（最小〜最大、四分位）は地区だけで計算（地区不明を除く）"]
     name = table.loc[table["district_code"] == str(district_code), "district_name"].iloc[0]
     with warnings.catch_warnings():  # an indicator with every district suppressed has no range
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -170,10 +170,8 @@ def kouki_pyramid(person_year: pd.DataFrame, fy: int, muni_code: str) -> pd.Data
     return out
 
 
-def unknown_district_code(muni_code: str) -> str:
-    """area_code of the 地区不明 row of a municipality: "<muni_code>:" (an empty district code, as
-    the data has it; docs/rules.md §9.1)."""
-    return f"{muni_code}:"
+#: area_code of the 地区不明 row (docs/rules.md §9.1): the one definition is in `analysis.areas`.
+unknown_district_code = areas.unknown_district_code
 
 
 def area_labels(municipalities: pd.DataFrame, districts: pd.DataFrame | None, muni_code: str,
