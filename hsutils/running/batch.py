@@ -6,6 +6,8 @@
   3. plans one run per (prefecture-level notebook) and per (municipal notebook × municipality);
   4. executes each run in its own supervised worker process (spawn context, never threads), in a
      temporary folder renamed into `<out>/<run>/<muni_code>_<name>/<notebook>/` only on success;
+     with a Dask scheduler (`--scheduler`, YAML `scheduler:`, HSUTILS_SCHEDULER) each run is one task
+     on that cluster's workers instead (`hsutils.running.dispatch`, docs/design.md §8.6);
   5. keeps `manifest.json` (resume keys, timings, prepare count, cache checksums) and `index.html`
      (成功/失敗/未実行) up to date after every finished run, both written atomically.
 
