@@ -7,6 +7,9 @@
   `dask worker` (README「大きな県・クラスタで動かす」). The workers must see the cache folder at the
   same path (a shared file system) and have the same hsutils version installed.
 
+The batch's notebook runs go to the same cluster when a scheduler is given
+(`hsutils.running.dispatch`, docs/design.md §8.6).
+
 A task that raises is reported by the caller with the others' results (`map_tasks` returns the
 results in order and never stops at the first failure; the task functions return their error).
 """

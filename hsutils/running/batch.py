@@ -6,6 +6,8 @@
   3. plans one run per (prefecture-level notebook) and per (municipal notebook × municipality);
   4. executes each run in its own supervised worker process (spawn context, never threads), in a
      temporary folder renamed into `<out>/<run>/<muni_code>_<name>/<notebook>/` only on success;
+     with a Dask scheduler (`--scheduler`, YAML `scheduler:`, HSUTILS_SCHEDULER) each run is one task
+     on that cluster's workers instead (`hsutils.running.dispatch`, docs/design.md §8.6);
   5. keeps `manifest.json` (resume keys, timings, prepare count, cache checksums) and `index.html`
      (成功/失敗/未実行) up to date after every finished run, both written atomically.
 
@@ -777,6 +779,14 @@ def _cache_problem(cache_dir: Path, recorded: dict[str, str] | None) -> str:
     return ""
 
 
+def scheduler_for(p: hparams.RunParams) -> str | None:
+    """The Dask scheduler of this batch, None for this machine: `--scheduler` (the CLI puts it in
+    the environment variable HSUTILS_SCHEDULER) wins over the YAML key `scheduler:` (docs/design.md §8.3)."""
+    from hsutils.analysis import cluster
+
+    return os.environ.get(cluster.ENV_SCHEDULER) or p.scheduler or None
+
+
 def prepare_shared(p: hparams.RunParams, manifest: dict[str, Any], cache_key: str,
                    prepare: Callable | None = None, reuse: bool = False) -> dict[str, Any]:
     """Run the heavy shared pass once into `<run>/confidential/cache` (docs/design.md §8) and return what
@@ -802,10 +812,7 @@ def prepare_shared(p: hparams.RunParams, manifest: dict[str, Any], cache_key: st
         accepted = {}
     if "force" in accepted:
         kwargs["force"] = True  # recompute: a cache is reused only after the checks above
-    # `--scheduler` (environment, set by the CLI) wins over the YAML key `scheduler:`
-    from hsutils.analysis import cluster
-
-    scheduler = os.environ.get(cluster.ENV_SCHEDULER) or p.scheduler
+    scheduler = scheduler_for(p)
     if scheduler and "scheduler" in accepted:
         kwargs["scheduler"] = scheduler
     _make_private(cache_dir.parent)
@@ -910,6 +917,8 @@ class RunLock:
 def _record(manifest: dict[str, Any], task: RunTask, result: dict[str, Any]) -> dict[str, Any]:
     entry = _entry_for(task, result["status"])
     entry.update({k: result.get(k) for k in ("seconds", "started", "finished", "timing")})
+    if result.get("worker"):  # the Dask worker that ran it (hsutils.running.dispatch)
+        entry["worker"] = result["worker"]
     entry["error"] = result.get("error", "")
     manifest["runs"][task.key] = entry
     return entry
@@ -949,17 +958,28 @@ def _death_message(exitcode: int | None) -> str:
     return f"作業プロセスが結果を返さずに終了しました（{how}。メモリ不足や強制終了の可能性があります）"
 
 
+def _progress_bar(total: int):
+    """The batch's progress bar (both executors: local workers and `hsutils.running.dispatch`)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="ノートブック実行", unit="本", file=sys.stderr, dynamic_ncols=True)
+
+
+def _progress_step(bar, task: RunTask, result: dict[str, Any]) -> None:
+    bar.update(1)
+    bar.set_postfix_str(f"{task.notebook_id} {task.muni_name} {STATUS_JA[result['status']]}")
+
+
 def _run_supervised(tasks: list[RunTask], jobs: int, on_result: Callable[[RunTask, dict], None]) -> bool:
     """Run the tasks in at most `jobs` worker processes, one task at a time per worker; returns
     False when interrupted. Each worker keeps a pre-started kernel (docs/design.md §8.5); a worker
-    that dies fails only the run it was executing and is replaced; runs never started stay 未実行."""
-    from tqdm import tqdm
-
+    that dies fails only the run it was executing and is replaced; runs never started stay 未実行.
+    (The other executor, on a Dask cluster, is `hsutils.running.dispatch.run_on_cluster`.)"""
     ctx = multiprocessing.get_context("spawn")  # same behaviour on Linux, macOS and Windows
     queue = list(tasks)
     workers: list[_Worker] = []
     staging = str(Path(tasks[0].run_dir) / ".tmp") if tasks else ""
-    bar = tqdm(total=len(tasks), desc="ノートブック実行", unit="本", file=sys.stderr, dynamic_ncols=True)
+    bar = _progress_bar(len(tasks))
 
     def spawn(number: int) -> _Worker:
         mine, theirs = ctx.Pipe(duplex=True)
@@ -983,8 +1003,7 @@ def _run_supervised(tasks: list[RunTask], jobs: int, on_result: Callable[[RunTas
     def finish(w: _Worker, result: dict[str, Any]) -> None:
         task, w.task, w.result = w.task, None, None
         on_result(task, result)
-        bar.update(1)
-        bar.set_postfix_str(f"{task.notebook_id} {task.muni_name} {STATUS_JA[result['status']]}")
+        _progress_step(bar, task, result)
 
     spawned = 0
     try:
@@ -1189,8 +1208,14 @@ def _run_batch_locked(p: hparams.RunParams, jobs: int, resume: bool, prepare: Ca
         manifest["runs"][task.key] = _entry_for(task, "pending")
         to_run.append(task)
     keys = [t.key for t in tasks]
+    scheduler = scheduler_for(p)
+    if scheduler and to_run:  # a cluster that cannot run the notebooks is found before the shared pass
+        from hsutils.running import dispatch
+
+        dispatch.check_cluster(scheduler, to_run)
     batch_info = {"started": _now(), "params": str(p.source), "jobs": jobs, "resume": resume,
-                  "planned": len(tasks), "to_run": len(to_run), "pid": os.getpid()}
+                  "planned": len(tasks), "to_run": len(to_run), "pid": os.getpid(),
+                  "executor": f"dask {scheduler}" if scheduler else "local"}
     manifest.update({"run_name": p.run_name, "params": str(p.source), "data_dir": str(p.data_dir),
                      "data_hash": data_hash})
     manifest["batches"] = (manifest.get("batches") or [])[-19:] + [batch_info]
@@ -1219,7 +1244,12 @@ def _run_batch_locked(p: hparams.RunParams, jobs: int, resume: bool, prepare: Ca
         _write_state(run_dir, manifest, keys, p.run_name)
 
     completed = True
-    if to_run:
+    if to_run and scheduler:  # each run is one task on the cluster's workers (docs/design.md §8.6)
+        from hsutils.running import dispatch
+
+        print(f"計画 {len(tasks)} 本、うち前回の結果を再利用 {len(tasks) - len(to_run)} 本。", file=sys.stderr)
+        completed = dispatch.run_on_cluster(to_run, scheduler, on_result)
+    elif to_run:
         print(f"{len(to_run)} 本を {min(jobs, len(to_run))} 並列で実行します"
               f"（計画 {len(tasks)} 本、うち前回の結果を再利用 {len(tasks) - len(to_run)} 本）。", file=sys.stderr)
         completed = _run_supervised(to_run, min(jobs, len(to_run)), on_result)

@@ -47,11 +47,34 @@ def _cmd_batch(args) -> int:
     from hsutils.analysis import cluster
     from hsutils.running import batch
 
-    if args.scheduler:  # the shared pass of the batch (pipeline.prepare_cache) reads it
+    if args.scheduler:  # the shared pass (pipeline.prepare_cache) and the notebook runs (dispatch) read it
         os.environ[cluster.ENV_SCHEDULER] = args.scheduler
 
     return batch.run_batch(Path(args.params), out=Path(args.out) if args.out else None,
                            jobs=args.jobs, resume=args.resume)
+
+
+def _cmd_workers(args) -> int:
+    from hsutils.analysis import cluster
+    from hsutils.core.errors import ParameterError
+    from hsutils.running import dispatch
+
+    address = cluster.scheduler_address(args.scheduler)
+    if not address:
+        raise ParameterError("スケジューラのアドレスを --scheduler（例: tcp://10.0.0.5:8786）か環境変数 "
+                             f"{cluster.ENV_SCHEDULER} で指定してください。")
+    folders = [str(Path(f).resolve()) for f in args.folders]
+    with cluster.client(address) as c:
+        reports = c.run(dispatch.worker_report, folders, args.kernel)
+        problems = dispatch.check_workers(c, folders, args.kernel, reports=reports)
+    print(f"スケジューラ {address} のワーカー {len(reports)} 台:")
+    if reports:
+        print(dispatch.describe_workers(reports))
+    if problems:
+        print("一括実行のノートブックを実行できない点があります:\n  " + "\n  ".join(problems))
+        return 1
+    print("すべてのワーカーで、このマシンと同じ hsutils・日本語フォント・カーネルが使え、指定のフォルダが見えます。")
+    return 0
 
 
 def _cmd_run(args) -> int:
@@ -133,10 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("batch", help="全ノートブック × 全市町村を一括実行")
     b.add_argument("params", help="実行パラメータ（YAML）例: parameters/demo.yaml")
     b.add_argument("--out", default=None)
-    b.add_argument("--jobs", type=int, default=None, help="並列数（既定: CPUコア数）")
+    b.add_argument("--jobs", type=int, default=None, help="並列数（既定: CPUコア数。--scheduler のときはクラスタのワーカーが決めます）")
     b.add_argument("--resume", action="store_true", help="前回成功し入力が変わっていない実行を省略")
     b.add_argument("--scheduler", default=None,
-                   help="共通の集計を動かす Dask クラスタのスケジューラ（例: tcp://10.0.0.5:8786。既定: このPCの LocalCluster）")
+                   help="Dask クラスタのスケジューラ（例: tcp://10.0.0.5:8786）。共通の集計と各ノートブックの実行を"
+                        "そのクラスタのワーカーで行います（出力は共有フォルダへ）。既定: 共通の集計はこのPCの "
+                        "LocalCluster、ノートブックはこのPCの作業プロセス")
     b.set_defaults(func=_cmd_batch)
 
     r = sub.add_parser("run", help="1つのノートブックを1市町村について実行")
@@ -149,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("figures", help="出力フォルダの図（PNG 300dpi）から印刷用 PDF を作成（委員会資料用）")
     f.add_argument("folder", help="一括実行の出力フォルダ（例: outputs/demo）またはその下の市町村・ノートブックのフォルダ")
     f.set_defaults(func=_cmd_figures)
+
+    w = sub.add_parser("workers", help="Dask クラスタのワーカーが一括実行に使えるかを確認（hsutils の版・日本語フォント・共有フォルダ）")
+    w.add_argument("folders", nargs="*", help="ワーカーから同じパスで見えるべきフォルダ（データ・パラメータ・出力先など）")
+    w.add_argument("--scheduler", default=None, help="スケジューラのアドレス（既定: 環境変数 HSUTILS_SCHEDULER）")
+    w.add_argument("--kernel", default="python3", help="ノートブックを実行する Jupyter カーネル（既定: python3）")
+    w.set_defaults(func=_cmd_workers)
 
     pr = sub.add_parser("prepare", help="データを読み込み、共有の集計キャッシュ（Parquet）を作成")
     pr.add_argument("data")

@@ -1,0 +1,126 @@
+"""The batch's notebook runs on a Dask cluster (issue 17 item 3, docs/design.md §8.6).
+
+A real `LocalCluster` of 2 worker processes, started here and handed to the batch as a scheduler
+address (as `hsutils batch --scheduler tcp://…` does), runs notebooks on the session's small demo;
+the same runs on the local pool (`--jobs 2`) must give the same manifest and byte-identical tables.
+To stay fast the notebook is a short 04 (its start and its first table and chart, through the
+library as the real one) and the shared pass is not re-run: `prepare` copies the session's demo cache.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hsutils.analysis import cluster
+from hsutils.running import batch, dispatch
+
+import nbformat
+
+NOTEBOOKS = ["04"]
+MUNIS = ["17201", "17203"]
+SHORT_04 = [("parameters", 'muni_code = "17201"\nmuni_name = None\nfiscal_year = None\ndata_dir = None\n'
+                           'cache_dir = None\nout_dir = None\nsuppress_threshold = 10\nrun_name = "interactive"\n'
+                           'interactive = False'),
+            (None, "import matplotlib.pyplot as plt\n"
+                   "from hsutils.patterns import nephropathy as nep\n"
+                   "from hsutils.running import notebook\n"
+                   "ctx = notebook.start('04_nephropathy', muni_code, fiscal_year, data_dir=data_dir, cache_dir=cache_dir,\n"
+                   "                     out_dir=out_dir, suppress_threshold=suppress_threshold, with_tables=True,\n"
+                   "                     run_name=run_name, muni_name=muni_name)\n"
+                   "fy, params = ctx.fiscal_year, nep.nephropathy_params()\n"
+                   "rows = nep.area_rows(ctx.prepared.person_year, ctx.muni_code, fy, '国保')\n"
+                   "claims = nep.area_claims(ctx.prepared.tables.get('claims_monthly'), rows)\n"
+                   "flow = nep.flow_counts(rows, claims, fy, params)\n"
+                   "ctx.save_table(nep.flow_table(flow, ctx.suppress_threshold), 'flow_counts', count_cols=['count'],\n"
+                   "               relations=nep.flow_relations(flow))\n"
+                   "fig = nep.flow_figure(flow, f'対象者の概数把握（{ctx.muni_name}）',\n"
+                   "                      ctx.footer(nep.population_label('国保')), ctx.suppress_threshold)\n"
+                   "ctx.save_figure(fig, 'flow_chart')\n"
+                   "plt.close(fig)")]
+
+
+def _copy_session_cache(data_dir, cache_dir, column_map=None):
+    shutil.copytree(os.environ["HSUTILS_CACHE_DIR"], cache_dir, dirs_exist_ok=True)
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      memory_limit=0) as c:
+        yield c
+
+
+def _params(tmp_path: Path, demo_data_dir: Path, name: str) -> Path:
+    nbdir = tmp_path / "nbs"
+    if not nbdir.exists():
+        nbdir.mkdir()
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(src) for _, src in SHORT_04]
+        nb.cells[0].metadata["tags"] = ["parameters"]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, str(nbdir / "04_nephropathy.ipynb"))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"run_name": name, "data_dir": str(demo_data_dir), "out_dir": str(tmp_path / "out"),
+                                    "notebook_dir": str(nbdir), "notebooks": NOTEBOOKS, "municipalities": MUNIS},
+                                   allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _tables(run_dir: Path) -> dict[str, bytes]:
+    return {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in sorted(run_dir.glob("*_*/*/tables/*"))}
+
+
+def _runs(run_dir: Path) -> dict[str, dict]:
+    keep = ("status", "notebook", "level", "muni_code", "muni_name", "report", "log", "error", "resume_key")
+    runs = json.loads((run_dir / batch.MANIFEST_NAME).read_text(encoding="utf-8"))["runs"]
+    return {k: {f: e.get(f) for f in keep} for k, e in runs.items()}
+
+
+def test_runs_on_a_two_worker_cluster_equal_the_local_pool(tmp_path, demo_data_dir, local_cluster, monkeypatch):
+    monkeypatch.delenv(cluster.ENV_SCHEDULER, raising=False)
+    assert batch.run_batch(_params(tmp_path, demo_data_dir, "local"), jobs=2, prepare=_copy_session_cache) == 0
+    monkeypatch.setenv(cluster.ENV_SCHEDULER, local_cluster.scheduler_address)  # = `--scheduler`
+    assert batch.run_batch(_params(tmp_path, demo_data_dir, "dask"), prepare=_copy_session_cache) == 0
+
+    local, dask = tmp_path / "out" / "local", tmp_path / "out" / "dask"
+    manifest = json.loads((dask / batch.MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert manifest["batches"][-1]["executor"] == f"dask {local_cluster.scheduler_address}"
+    assert {e["worker"] for e in manifest["runs"].values()} <= set(local_cluster.scheduler_info["workers"])
+    runs = _runs(dask)
+    assert len(runs) == len(NOTEBOOKS) * len(MUNIS) and {e["status"] for e in runs.values()} == {"ok"}
+    local_runs = _runs(local)
+    for key in runs:  # the resume key names the run folder's paths: everything else is equal
+        runs[key].pop("resume_key"), local_runs[key].pop("resume_key")
+    assert runs == local_runs
+    tables = _tables(dask)
+    assert len(tables) == len(MUNIS) and tables == _tables(local)
+    figures = sorted(p.relative_to(dask).as_posix() for p in dask.glob("*_*/*/figures/*.png"))
+    assert len(figures) == len(MUNIS)
+    assert figures == sorted(p.relative_to(local).as_posix() for p in local.glob("*_*/*/figures/*.png"))
+    assert all((dask / e["report"]).is_file() for e in runs.values())
+    assert not (dask / ".tmp").exists() or not any((dask / ".tmp").iterdir())
+
+
+def test_a_cluster_without_the_shared_folders_is_refused_before_running():
+    """`check_workers`: every problem of every worker, in Japanese, before the shared pass."""
+    good = {"host": "n1", "version": "x", "library": batch.library_fingerprint(), "python": "3.12",
+            "font": True, "missing": [], "kernel": True, "writable": True}
+    import hsutils
+
+    good["version"] = hsutils.__version__
+    bad = {**good, "host": "n2", "version": "0.0.1", "font": False, "missing": ["/shared/data"], "writable": False}
+    problems = dispatch.check_workers(None, [], "python3", "/shared/out/.tmp",
+                                      reports={"tcp://a:1": good, "tcp://b:2": bad})
+    assert problems == [
+        f"ワーカー tcp://b:2（n2）: hsutils が一括実行を始めたマシンと違います（ワーカー 0.0.1、こちら {hsutils.__version__}）。同じ版を入れてください",
+        "ワーカー tcp://b:2（n2）: 日本語フォント（matplotlib-fontja）がありません",
+        "ワーカー tcp://b:2（n2）: /shared/data が見えません（共有フォルダを同じパスでマウントしてください）",
+        "ワーカー tcp://b:2（n2）: 出力フォルダ /shared/out/.tmp に書き込めません"]
+    assert dispatch.check_workers(None, [], reports={})[0].startswith("スケジューラにワーカーが1台も接続していません")
