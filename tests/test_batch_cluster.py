@@ -185,3 +185,14 @@ def test_interrupting_the_batch_stops_the_runs_on_the_workers(project, local_clu
     time.sleep(1)
     assert not list((root / "out" / "t" / ".tmp").glob("02_large_insurer_17203_*"))
     assert not (root / "out" / "t" / "17203_小松市" / "02_large_insurer").exists()
+
+
+def test_hsutils_workers_checks_what_the_workers_see(tmp_path, local_cluster, capsys):
+    from hsutils.running import cli
+
+    address = local_cluster.scheduler_address
+    assert cli.main(["workers", str(tmp_path), "--scheduler", address]) == 0
+    out = capsys.readouterr().out
+    assert f"スケジューラ {address} のワーカー 2 台" in out and "日本語フォント あり" in out
+    assert cli.main(["workers", str(tmp_path / "未共有"), "--scheduler", address]) == 1
+    assert f"{tmp_path / '未共有'} が見えません（共有フォルダを同じパスでマウントしてください）" in capsys.readouterr().out
