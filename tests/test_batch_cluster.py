@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ import yaml
 
 from hsutils.analysis import cluster
 from hsutils.running import batch, dispatch
+from test_batch import MUNI_BODY, _manifest, _notebook, project  # noqa: F401  (not the pinned library: workers check it)
 
 import nbformat
 
@@ -50,10 +54,13 @@ def _copy_session_cache(data_dir, cache_dir, column_map=None):
 
 @pytest.fixture(scope="module")
 def local_cluster():
+    """2 worker processes of 1 thread; a run whose worker dies is not retried (allowed-failures 0)."""
+    import dask
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      memory_limit=0) as c:
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                         memory_limit=0) as c:
         yield c
 
 
@@ -124,3 +131,68 @@ def test_a_cluster_without_the_shared_folders_is_refused_before_running():
         "ワーカー tcp://b:2（n2）: /shared/data が見えません（共有フォルダを同じパスでマウントしてください）",
         "ワーカー tcp://b:2（n2）: 出力フォルダ /shared/out/.tmp に書き込めません"]
     assert dispatch.check_workers(None, [], reports={})[0].startswith("スケジューラにワーカーが1台も接続していません")
+
+
+# the municipal test notebook of tests/test_batch.py, which also kills its Dask worker (the kernel's
+# grandparent: kernel → the run's child process → worker) for the municipality HSUTILS_TEST_KILL_WORKER
+KILL_BODY = MUNI_BODY.replace("import os, time\n", """import os, time, signal, psutil
+if os.environ.get("HSUTILS_TEST_KILL_WORKER") == muni_code:
+    os.kill(psutil.Process().parent().parent().pid, signal.SIGKILL)
+    time.sleep(60)
+""", 1)
+
+
+def test_a_dying_worker_fails_its_run_and_the_batch_goes_on(project, local_cluster, monkeypatch):
+    root, run_yaml = project
+    _notebook(root / "nbs" / "02_large_insurer.ipynb", KILL_BODY)
+    monkeypatch.setenv(cluster.ENV_SCHEDULER, local_cluster.scheduler_address)
+    monkeypatch.setenv("HSUTILS_TEST_KILL_WORKER", "17201")  # HSUTILS_*: goes with every run to the workers
+    assert batch.run_batch(run_yaml) == batch.EXIT_RUNS_FAILED
+    runs = _manifest(root / "out" / "t")["runs"]
+    assert {k: e["status"] for k, e in runs.items()} == {
+        "01_prefecture_overview/17000": "ok", "02_large_insurer/17201": "failed",
+        "02_large_insurer/17202": "failed", "02_large_insurer/17203": "ok"}
+    assert runs["02_large_insurer/17201"]["error"].startswith("実行中のワーカーが終了しました")
+    assert "健診データが壊れています" in runs["02_large_insurer/17202"]["error"]  # the notebook's own error
+    assert (root / "out" / "t" / "17203_小松市" / "02_large_insurer" / "tables" / "result.csv").is_file()
+    assert not (root / "out" / "t" / "17201_金沢市" / "02_large_insurer").exists()
+
+
+def test_interrupting_the_batch_stops_the_runs_on_the_workers(project, local_cluster, monkeypatch):
+    """Ctrl-C: the futures are cancelled, the worker stops the run's kernel and removes its staging
+    folder; the run stays 未実行 (exit code 3, `--resume` continues)."""
+    root, run_yaml = project
+    monkeypatch.setenv(cluster.ENV_SCHEDULER, local_cluster.scheduler_address)
+    monkeypatch.setenv("HSUTILS_TEST_HANG", "17203")  # this run sleeps 300 s
+    log = root / "out" / "t" / "logs" / "02_large_insurer_17203.log"
+
+    def interrupt_once_the_run_computes() -> None:
+        for _ in range(600):
+            if log.exists() and "パラメータ" in log.read_text(encoding="utf-8"):
+                time.sleep(3)  # the kernel has started and runs the cells
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=interrupt_once_the_run_computes, daemon=True).start()
+    assert batch.run_batch(run_yaml) == batch.EXIT_INTERRUPTED
+    assert _manifest(root / "out" / "t")["runs"]["02_large_insurer/17203"]["status"] == "pending"
+    for _ in range(150):  # the worker notices within POLL_SECONDS; the run then cleans up
+        if "中断されました" in log.read_text(encoding="utf-8"):
+            break
+        time.sleep(0.2)
+    assert "中断されました" in log.read_text(encoding="utf-8")
+    time.sleep(1)
+    assert not list((root / "out" / "t" / ".tmp").glob("02_large_insurer_17203_*"))
+    assert not (root / "out" / "t" / "17203_小松市" / "02_large_insurer").exists()
+
+
+def test_hsutils_workers_checks_what_the_workers_see(tmp_path, local_cluster, capsys):
+    from hsutils.running import cli
+
+    address = local_cluster.scheduler_address
+    assert cli.main(["workers", str(tmp_path), "--scheduler", address]) == 0
+    out = capsys.readouterr().out
+    assert f"スケジューラ {address} のワーカー 2 台" in out and "日本語フォント あり" in out
+    assert cli.main(["workers", str(tmp_path / "未共有"), "--scheduler", address]) == 1
+    assert f"{tmp_path / '未共有'} が見えません（共有フォルダを同じパスでマウントしてください）" in capsys.readouterr().out

@@ -279,45 +279,66 @@ def check_cluster(scheduler: str, tasks: list) -> None:
                              + "\n  ".join(problems))
 
 
+def _wait_for_staging_removed(tasks, timeout: float) -> None:
+    """After cancelling: wait until the runs' workers have stopped them (each removes its staging
+    folder `<run>/.tmp/<notebook>_<area>_*`), so that the batch's own clean-up cannot pull a folder
+    from under a kernel that still runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(any((Path(t.run_dir) / ".tmp").glob(f"{t.notebook_stem}_{t.muni_code}_*")) for t in tasks):
+            return
+        time.sleep(POLL_SECONDS)
+
+
 def run_on_cluster(tasks: list, scheduler: str, on_result: Callable[[Any, dict], None]) -> bool:
     """Run the batch's runs on the Dask cluster at `scheduler`, one task per run; `on_result(task,
     result)` as each finishes (the batch records it). Returns False when interrupted.
-    The batch has checked the workers first (`check_cluster`)."""
+    The batch has checked the workers first (`check_cluster`).
+
+    At most as many runs are submitted as the cluster has worker threads (checked again every few
+    seconds, so workers that join are used): a worker holds only the run it executes, so a worker
+    that dies takes no waiting run with it, and an interruption has only running runs to stop."""
     from distributed import as_completed
 
     from hsutils.analysis import cluster
     from hsutils.running import batch
 
     with cluster.client(scheduler) as c:
-        nthreads = c.nthreads()
-        print(f"{len(tasks)} 本を Dask クラスタ {scheduler}（ワーカー {len(nthreads)} 台、同時に "
-              f"{sum(nthreads.values())} 本）で実行します。", file=sys.stderr)
+        capacity = max(1, sum(c.nthreads().values()))
+        print(f"{len(tasks)} 本を Dask クラスタ {scheduler}（ワーカー {len(c.nthreads())} 台、同時に "
+              f"{capacity} 本）で実行します。", file=sys.stderr)
         environ = forwarded_environment()
         batch_id = uuid.uuid4().hex[:8]
-        futures = {c.submit(run_task_on_worker, t, environ, key=f"hsutils-run-{batch_id}-{i}", pure=False): t
-                   for i, t in enumerate(tasks)}
+        queue = list(enumerate(tasks))
+        running: dict[Any, Any] = {}  # future → task
+        ac = as_completed([], with_results=False)
         bar = batch._progress_bar(len(tasks))
-        finished: set[str] = set()
-        lonely_since: float | None = None
+
+        def submit_more() -> None:
+            while queue and len(running) < capacity:
+                i, t = queue.pop(0)
+                f = c.submit(run_task_on_worker, t, environ, key=f"hsutils-run-{batch_id}-{i}", pure=False)
+                running[f] = t
+                ac.add(f)
 
         def finish(task, result: dict[str, Any]) -> None:
-            finished.add(task.key)
             on_result(task, result)
             batch._progress_step(bar, task, result)
 
         try:
-            ac = as_completed(list(futures), with_results=False)
-            last_check = time.monotonic()
-            while not ac.is_empty():
+            submit_more()
+            last_check, lonely_since = time.monotonic(), None
+            while running:
                 ready = ac.next_batch(block=False)
                 for f in ready:
-                    task = futures[f]
+                    task = running.pop(f)
                     if f.status == "finished":
                         finish(task, f.result())
                     elif f.status == "error":
                         finish(task, _failure(task, _error_text(f.exception(), task)))
                     else:  # cancelled by the scheduler (it restarted, or lost this client)
                         finish(task, _failure(task, "クラスタ側で実行が取り消されました（スケジューラの再起動など）"))
+                submit_more()
                 if ready:
                     continue
                 time.sleep(POLL_SECONDS)
@@ -325,24 +346,27 @@ def run_on_cluster(tasks: list, scheduler: str, on_result: Callable[[Any, dict],
                     continue
                 last_check = time.monotonic()
                 try:
-                    workers = len(c.nthreads())
+                    threads = sum(c.nthreads().values())
                 except Exception:  # noqa: BLE001 - the scheduler is unreachable: counts as no worker
-                    workers = 0
-                lonely_since = None if workers else (lonely_since or last_check)
+                    threads = 0
+                capacity = max(1, threads)
+                submit_more()
+                lonely_since = None if threads else (lonely_since or last_check)
                 if lonely_since is not None and last_check - lonely_since > NO_WORKER_GRACE:
-                    left = [f for f, t in futures.items() if t.key not in finished]
-                    c.cancel(left)
-                    for f in left:
-                        finish(futures[f], _failure(futures[f], f"クラスタにワーカーがいない状態が {NO_WORKER_GRACE:.0f} 秒続いたため"
-                                                                "実行できませんでした（ワーカーを起動して --resume で続けてください）"))
-                    break
+                    c.cancel(list(running))
+                    reason = (f"クラスタにワーカーがいない状態が {NO_WORKER_GRACE:.0f} 秒続いたため実行できませんでした"
+                              "（ワーカーを起動して --resume で続けてください）")
+                    for task in [*running.values(), *(t for _, t in queue)]:
+                        finish(task, _failure(task, reason))
+                    return True
             return True
         except KeyboardInterrupt:
-            # the workers see their tasks cancelled and stop the runs (kernel stopped, staging removed)
-            c.cancel([f for f, t in futures.items() if t.key not in finished])
+            # each worker sees its task cancelled and stops the run (kernel stopped, staging removed)
+            c.cancel(list(running))
+            _wait_for_staging_removed(list(running.values()), STOP_GRACE + 5)
             return False
         except BaseException:
-            c.cancel([f for f, t in futures.items() if t.key not in finished])
+            c.cancel(list(running))
             raise
         finally:
             bar.close()
