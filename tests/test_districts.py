@@ -428,3 +428,101 @@ def test_tiles_keep_short_district_codes():
     dlist = pd.DataFrame({"district_code": ["01", "02", "03"], "district_name": ["東", "西", "南"],
                           "lat": [36.6, 36.5, 36.4], "lon": [136.7, 136.5, 136.6]})
     assert districts.district_tiles(dlist)["code"].tolist() == ["01", "02", "03"]
+
+
+def _audit(table: pd.DataFrame, threshold: int = 10) -> list[str]:
+    """`privacy.audit_recoverable` of the shown district table with the municipal figures (the sum
+    of each indicator × fy × period, published elsewhere in the report) as shown totals, and the
+    pooled rows as sums of their single years."""
+    shown = districts.suppress_district_table(table, threshold)
+    n_virtual, relations = districts._district_relations(table)
+    tables = {"t": shown.assign(**{c: pd.to_numeric(shown[c], errors="coerce") for c in ("numerator", "denominator")})}
+    rel_cells = []
+    for col in ("numerator", "denominator"):
+        values = pd.to_numeric(table[col]).to_numpy(float)
+        city = np.zeros(n_virtual)
+        for total, parts in relations:
+            if total >= len(table) and (parts < len(table)).all():
+                city[total - len(table)] = values[parts].sum()
+        tables[f"city_{col}"] = pd.DataFrame({col: city})
+        cell = lambda k: ("t", int(k), col) if k < len(table) else (f"city_{col}", int(k) - len(table), col)  # noqa: E731
+        rel_cells += [(cell(t), [cell(k) for k in parts]) for t, parts in relations]
+    return privacy.audit_recoverable(tables, rel_cells, threshold)
+
+
+def test_pooled_rows_cannot_be_added_up_from_the_single_years():
+    """Pooled rows are sums of the single years (docs/rules.md §9.1). 甲市 2023: 東 30/100, 西 50/120;
+    2024: the same plus 地区不明 3/9. Pooled: 地区不明 3/9 hidden and 東 60/200 as its complement.
+    Per year alone, 2023 shows 東 30 and 2024 hides 東 → the pooled 東 cannot be added up. In a
+    second case 地区不明 is in 2022 only (3/9, no district rows that year) and 東 is shown in 2023 and
+    2024: without the year relation (the old per-group suppression) pooled 東 = 30 + 30 = 60 and
+    地区不明 = 163 − 60 − 100 = 3 could be read; with it, every figure that would lead there is hidden."""
+    strata, munis, dlist = _city(3, 9)
+    prev = strata[strata["district_code"] != ""].assign(fy=2023)
+    strata = pd.concat([prev, strata], ignore_index=True)
+    single = districts.district_indicator_table(strata, munis, dlist, "99999", [2023, 2024], ["kenshin_rate"])
+    pooled = districts.district_indicator_table(strata, munis, dlist, "99999", [2023, 2024], ["kenshin_rate"],
+                                                pooled=True)
+    table = pd.concat([single, pooled], ignore_index=True)
+    assert table["district_name"].tolist() == ["東", "西", "東", "西", "地区不明", "東", "西", "地区不明"]
+    assert districts.suppress_district_table(table, 10)["suppressed"].tolist() == [
+        False, False, True, False, True, True, False, True]
+    assert _audit(table) == []
+
+    only_2022 = strata[(strata["fy"] == 2024) & (strata["district_code"] == "")].assign(fy=2022)
+    s2 = pd.concat([only_2022, prev, strata[(strata["fy"] == 2024) & (strata["district_code"] != "")]],
+                   ignore_index=True)
+    fys = [2022, 2023, 2024]
+    table = pd.concat([districts.district_indicator_table(s2, munis, dlist, "99999", fys, ["kenshin_rate"]),
+                       districts.district_indicator_table(s2, munis, dlist, "99999", fys, ["kenshin_rate"],
+                                                          pooled=True)], ignore_index=True)
+    old = privacy.suppress_groups(table, "numerator", ["indicator_id", "fy", "period"], threshold=10)
+    assert old.tolist() == [True, False, False, False, False, True, False, True]  # 東 shown in both years
+    assert _audit(table) == []
+    hidden = districts.suppress_district_table(table, 10)["suppressed"].to_numpy()
+    assert hidden[[0, 5, 7]].all() and not hidden[6]  # 地区不明 2022, pooled 東 and 地区不明; pooled 西 shown
+
+
+def test_tiles_keep_short_district_codes():
+    """A district code like "01" stays "01" on the tile map (the grid layout pads municipal codes
+    to 5 digits; the tiles would then match no district and the map would be blank)."""
+    dlist = pd.DataFrame({"district_code": ["01", "02", "03"], "district_name": ["東", "西", "南"],
+                          "lat": [36.6, 36.5, 36.4], "lon": [136.7, 136.5, 136.6]})
+    assert districts.district_tiles(dlist)["code"].tolist() == ["01", "02", "03"]
+
+
+def test_pooled_rows_cannot_be_added_up_from_the_single_years():
+    """甲市, two years. 2024: 東 30/100, 西 50/120, 地区不明 3/9; 2023: 東 30/100, 西 50/120, 地区不明 0/0
+    (nobody). Single years: 2023 shows everything (no 地区不明 row); 2024 hides 地区不明 and 東.
+    Pooled R5–R6: 東 60/200, 西 100/240, 地区不明 3/9 → 地区不明 and 東 hidden. Without the year
+    relation the pooled 東 could be 2023 + 2024 only if 2024's 東 were shown; here the check is
+    that every hidden pooled cell stays hidden given the single years: 東 2024 is hidden, so the
+    pooled 東 is not the sum of shown cells; and 西 pooled = 50 + 50 shown is consistent."""
+    strata, munis, dlist = _city(3, 9)
+    prev = strata[strata["district_code"] != ""].assign(fy=2023)
+    strata = pd.concat([prev, strata], ignore_index=True)
+    single = districts.district_indicator_table(strata, munis, dlist, "99999", [2023, 2024], ["kenshin_rate"])
+    pooled = districts.district_indicator_table(strata, munis, dlist, "99999", [2023, 2024], ["kenshin_rate"],
+                                                pooled=True)
+    table = pd.concat([single, pooled], ignore_index=True)
+    assert table["district_name"].tolist() == ["東", "西", "東", "西", "地区不明", "東", "西", "地区不明"]
+    hidden = districts.suppress_district_table(table, 10)["suppressed"].tolist()
+    assert hidden == [False, False, True, False, True, True, False, True]
+    # a case only the year relation catches: pooled 東 would be hidden as the complement of 地区不明,
+    # while 東 is shown in every single year (2024's 地区不明 being 0 there) → the pooled 東 = Σ years
+    # is recoverable, and with it the pooled 地区不明. The relation hides one more single-year cell.
+    s2 = pd.concat([prev, strata[strata["fy"] == 2024].assign(
+        numerator=lambda d: np.where(d["district_code"] == "", 0, d["numerator"]),
+        denominator=lambda d: np.where(d["district_code"] == "", 0, d["denominator"])),
+        strata[(strata["fy"] == 2024) & (strata["district_code"] == "")].assign(fy=2022)], ignore_index=True)
+    fys = [2022, 2023, 2024]
+    single = districts.district_indicator_table(s2, munis, dlist, "99999", fys, ["kenshin_rate"])
+    pooled = districts.district_indicator_table(s2, munis, dlist, "99999", fys, ["kenshin_rate"], pooled=True)
+    table = pd.concat([single, pooled], ignore_index=True)
+    shown = districts.suppress_district_table(table, 10)
+    num = pd.to_numeric(shown["numerator"], errors="coerce")
+    p = (shown["period"] != districts.SINGLE_YEAR).to_numpy()
+    for code in ("01", "02"):  # no pooled district hidden while all its single years are shown
+        rows = (shown["district_code"] == code).to_numpy()
+        if num[rows & p].isna().all():
+            assert num[rows & ~p].isna().any()
