@@ -432,8 +432,8 @@ def test_tiles_keep_short_district_codes():
 
 def _audit(table: pd.DataFrame, threshold: int = 10) -> list[str]:
     """`privacy.audit_recoverable` of the shown district table with the municipal figures (the sum
-    of each indicator × fy × period, published elsewhere in the report) as shown totals, and the
-    pooled rows as sums of their single years."""
+    of each indicator × fy × period, published elsewhere in the report unless 1–9) as totals, and
+    the pooled rows as sums of their single years."""
     shown = districts.suppress_district_table(table, threshold)
     n_virtual, relations = districts._district_relations(table)
     tables = {"t": shown.assign(**{c: pd.to_numeric(shown[c], errors="coerce") for c in ("numerator", "denominator")})}
@@ -444,9 +444,12 @@ def _audit(table: pd.DataFrame, threshold: int = 10) -> list[str]:
         for total, parts in relations:
             if total >= len(table) and (parts < len(table)).all():
                 city[total - len(table)] = values[parts].sum()
-        tables[f"city_{col}"] = pd.DataFrame({col: city})
+        # a municipal figure of 1–9 is hidden wherever the report shows it (§9, §9.2): unknown here
+        tables[f"city_{col}"] = pd.DataFrame({col: np.where(privacy.is_small(city, threshold), np.nan, city)})
         cell = lambda k: ("t", int(k), col) if k < len(table) else (f"city_{col}", int(k) - len(table), col)  # noqa: E731
-        rel_cells += [(cell(t), [cell(k) for k in parts]) for t, parts in relations]
+        # (pooled municipal figure = Σ yearly ones is between other tables' cells: not this table's to fix)
+        rel_cells += [(cell(t), [cell(k) for k in parts]) for t, parts in relations
+                      if t < len(table) or (parts < len(table)).any()]
     return privacy.audit_recoverable(tables, rel_cells, threshold)
 
 
