@@ -428,3 +428,59 @@ def test_tiles_keep_short_district_codes():
     dlist = pd.DataFrame({"district_code": ["01", "02", "03"], "district_name": ["東", "西", "南"],
                           "lat": [36.6, 36.5, 36.4], "lon": [136.7, 136.5, 136.6]})
     assert districts.district_tiles(dlist)["code"].tolist() == ["01", "02", "03"]
+
+
+def _audit(table: pd.DataFrame, threshold: int = 10) -> list[str]:
+    """`privacy.audit_recoverable` of the shown district table with the municipal figures (the sum
+    of each indicator × fy × period, published elsewhere in the report unless 1–9) as totals, and
+    the pooled rows as sums of their single years."""
+    shown = districts.suppress_district_table(table, threshold)
+    n_virtual, relations = districts._district_relations(table)
+    tables = {"t": shown.assign(**{c: pd.to_numeric(shown[c], errors="coerce") for c in ("numerator", "denominator")})}
+    rel_cells = []
+    for col in ("numerator", "denominator"):
+        values = pd.to_numeric(table[col]).to_numpy(float)
+        city = np.zeros(n_virtual)
+        for total, parts in relations:
+            if total >= len(table) and (parts < len(table)).all():
+                city[total - len(table)] = values[parts].sum()
+        # a municipal figure of 1–9 is hidden wherever the report shows it (§9, §9.2): unknown here
+        tables[f"city_{col}"] = pd.DataFrame({col: np.where(privacy.is_small(city, threshold), np.nan, city)})
+        cell = lambda k: ("t", int(k), col) if k < len(table) else (f"city_{col}", int(k) - len(table), col)  # noqa: E731
+        # (pooled municipal figure = Σ yearly ones is between other tables' cells: not this table's to fix)
+        rel_cells += [(cell(t), [cell(k) for k in parts]) for t, parts in relations
+                      if t < len(table) or (parts < len(table)).any()]
+    return privacy.audit_recoverable(tables, rel_cells, threshold)
+
+
+def test_pooled_rows_cannot_be_added_up_from_the_single_years():
+    """Pooled rows are sums of the single years (docs/rules.md §9.1). 甲市 2023: 東 30/100, 西 50/120;
+    2024: the same plus 地区不明 3/9. Pooled: 地区不明 3/9 hidden and 東 60/200 as its complement.
+    Per year alone, 2023 shows 東 30 and 2024 hides 東 → the pooled 東 cannot be added up. In a
+    second case 地区不明 is in 2022 only (3/9, no district rows that year) and 東 is shown in 2023 and
+    2024: without the year relation (the old per-group suppression) pooled 東 = 30 + 30 = 60 and
+    地区不明 = 163 − 60 − 100 = 3 could be read; with it, every figure that would lead there is hidden."""
+    strata, munis, dlist = _city(3, 9)
+    prev = strata[strata["district_code"] != ""].assign(fy=2023)
+    strata = pd.concat([prev, strata], ignore_index=True)
+    single = districts.district_indicator_table(strata, munis, dlist, "99999", [2023, 2024], ["kenshin_rate"])
+    pooled = districts.district_indicator_table(strata, munis, dlist, "99999", [2023, 2024], ["kenshin_rate"],
+                                                pooled=True)
+    table = pd.concat([single, pooled], ignore_index=True)
+    assert table["district_name"].tolist() == ["東", "西", "東", "西", "地区不明", "東", "西", "地区不明"]
+    assert districts.suppress_district_table(table, 10)["suppressed"].tolist() == [
+        False, False, True, False, True, True, False, True]
+    assert _audit(table) == []
+
+    only_2022 = strata[(strata["fy"] == 2024) & (strata["district_code"] == "")].assign(fy=2022)
+    s2 = pd.concat([only_2022, prev, strata[(strata["fy"] == 2024) & (strata["district_code"] != "")]],
+                   ignore_index=True)
+    fys = [2022, 2023, 2024]
+    table = pd.concat([districts.district_indicator_table(s2, munis, dlist, "99999", fys, ["kenshin_rate"]),
+                       districts.district_indicator_table(s2, munis, dlist, "99999", fys, ["kenshin_rate"],
+                                                          pooled=True)], ignore_index=True)
+    old = privacy.suppress_groups(table, "numerator", ["indicator_id", "fy", "period"], threshold=10)
+    assert old.tolist() == [True, False, False, False, False, True, False, True]  # 東 shown in both years
+    assert _audit(table) == []
+    hidden = districts.suppress_district_table(table, 10)["suppressed"].to_numpy()
+    assert hidden[[0, 5, 7]].all() and not hidden[6]  # 地区不明 2022, pooled 東 and 地区不明; pooled 西 shown

@@ -68,6 +68,8 @@ _DERIVED = ["crude_rate", "crude_lower", "crude_upper", "adj_rate", "adj_lower",
 
 UNKNOWN_DISTRICT = areas.UNKNOWN_DISTRICT
 TOTAL_LABEL = "市全体"
+#: `period` of the single-year rows of a district indicator table (pooled rows name their years).
+SINGLE_YEAR = "単年度"
 
 #: Program target counts per district: column -> (Japanese label, definition with DOMAIN section).
 TARGET_DEFINITIONS: dict[str, tuple[str, str]] = {
@@ -217,7 +219,7 @@ def district_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame,
     if pooled:
         sm, fy_arg, period = pooled_strata(sm, fys), max(fys), period_label(fys)
     else:
-        fy_arg, period = list(fys), "単年度"
+        fy_arg, period = list(fys), SINGLE_YEAR
     kw = dict(fy=fy_arg, indicators=ids, reference=sm, std_pop=std_pop, conf=conf,
               suppress_threshold=suppress_threshold)
     t = indicators.indicator_table(sm, "district", **kw)
@@ -281,7 +283,7 @@ def municipal_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame
     if resolution is not None:
         reference = resolution.strata(strata, municipalities)
     ref = s if reference is None else _select(reference)
-    fy_arg, period = (max(fys), period_label(fys)) if pooled else (list(fys), "単年度")
+    fy_arg, period = (max(fys), period_label(fys)) if pooled else (list(fys), SINGLE_YEAR)
     t = indicators.indicator_table(s[s["muni_code"] == muni_code], "muni", fy=fy_arg, indicators=ids,
                                    reference=ref, std_pop=std_pop, conf=conf,
                                    suppress_threshold=suppress_threshold)
@@ -293,15 +295,60 @@ def municipal_indicator_table(strata: pd.DataFrame, municipalities: pd.DataFrame
 # ------------------------------------------------------------------------------------------------
 # suppression with district totals (docs/rules.md §9)
 
-def _district_mask(table: pd.DataFrame, threshold: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """Cells to hide in a district indicator table and the row flag (docs/rules.md §9, §9.1).
+def _district_relations(table: pd.DataFrame) -> tuple[int, list[tuple[int, np.ndarray]]]:
+    """Additive relations of a district indicator table (docs/rules.md §9.1), positions into the
+    table's rows followed by one virtual cell per indicator × fy × period (the municipal figure,
+    which the report publishes elsewhere, so it acts as a shown total):
+    * per indicator × fy × period: municipal figure = Σ rows (districts and 地区不明);
+    * when the table also holds pooled rows (`pooled_strata`): a pooled row = Σ the single-year rows
+      of the same indicator and district, and the pooled municipal figure = Σ the single-year ones
+      (else a pooled row hidden only to protect another could be added up from the single years).
+    Returns the number of virtual cells and the relations."""
+    n = len(table)
+    keys = table[["indicator_id", "fy", "period"]].astype(str).agg("|".join, axis=1)
+    codes, uniques = pd.factorize(keys.to_numpy())
+    rows = pd.Series(np.arange(n)).groupby(codes).indices
+    relations = [(n + g, rows[g]) for g in range(len(uniques))]  # a handful of groups
+    single = (table["period"] == SINGLE_YEAR).to_numpy()
+    if single.any() and (~single).any():
+        ind, fy = table["indicator_id"].astype(str).to_numpy(), table["fy"].to_numpy()
+        dist = table["district_code"].astype(str).to_numpy()
+        sel = np.flatnonzero(single)
+        part_rows = {k: sel[v] for k, v in pd.Series(sel).groupby([ind[sel], dist[sel]]).indices.items()}
+        for r in np.flatnonzero(~single):  # one relation per pooled row (indicators × districts)
+            parts = part_rows.get((ind[r], dist[r]), np.array([], dtype=np.int64))
+            parts = parts[fy[parts] <= fy[r]]
+            relations.append((int(r), parts))
+        group_of = dict(zip(uniques, range(len(uniques))))
+        for g, key in enumerate(uniques):
+            i_id, g_fy, period = key.split("|", 2)
+            if period == SINGLE_YEAR:
+                continue
+            parts = [n + group_of[k] for k in uniques if k.startswith(f"{i_id}|") and k.endswith(f"|{SINGLE_YEAR}")
+                     and int(k.split("|")[1]) <= int(g_fy)]
+            relations.append((n + g, np.array(parts, dtype=np.int64)))
+    return len(uniques), relations
 
-    Per indicator × fy × period the rows (districts and 地区不明) add up to the municipal figure,
-    which the report publishes elsewhere: `privacy.suppress_groups` treats that sum as a shown
-    total, so a hidden row (地区不明 included) is never the only one hidden."""
-    group = ["indicator_id", "fy", "period"]
-    hid_num = privacy.suppress_groups(table, "numerator", group, threshold=threshold)
-    hid_den = privacy.suppress_groups(table, "denominator", group, threshold=threshold)
+
+def _hidden_counts(table: pd.DataFrame, col: str, relations, n_virtual: int, threshold: int) -> np.ndarray:
+    values = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=float)
+    virtual = np.zeros(n_virtual)
+    for total, parts in relations:  # the virtual cells: the municipal figure of each group
+        if total >= len(table) and np.all(parts < len(table)):
+            virtual[total - len(table)] = np.nansum(values[parts])
+    # the municipal figures are published elsewhere: they cannot be hidden here (fixed)
+    fixed = np.r_[np.zeros(len(table), dtype=bool), np.ones(n_virtual, dtype=bool)]
+    return privacy.suppress_relations(np.concatenate([values, virtual]), relations, threshold,
+                                      fixed=fixed)[: len(table)]
+
+
+def _district_mask(table: pd.DataFrame, threshold: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Cells to hide in a district indicator table and the row flag (docs/rules.md §9, §9.1):
+    primary and secondary suppression (`privacy.suppress_relations`) over `_district_relations`, so a
+    hidden row (地区不明 included) is never the only one hidden in a sum the report publishes."""
+    n_virtual, relations = _district_relations(table)
+    hid_num = _hidden_counts(table, "numerator", relations, n_virtual, threshold)
+    hid_den = _hidden_counts(table, "denominator", relations, n_virtual, threshold)
     row = hid_num | hid_den
     mask = pd.DataFrame(False, index=table.index, columns=table.columns)
     mask["numerator"] = hid_num
