@@ -261,3 +261,34 @@ def test_display_table_style():
     assert list(report.display_table(pivot).data.columns) == ["地区", "n"]  # row labels kept as a column
     years = report.display_table(pd.DataFrame({"fy": [2024], "fy_first": [2022], "count": [12345]})).to_html()
     assert ">2024<" in years and ">2022<" in years and ">12,345<" in years  # years without separators
+
+
+def test_notebook_figure_writer_bounds_pending_figures_and_raises_at_wait():
+    """The notebook's writer keeps at most MAX_PENDING figures (300-dpi pixels) waiting, keeps
+    their order, and `wait` raises what failed in the thread."""
+    import threading
+    import time
+
+    from hsutils.running.notebook import _FigureWriter
+
+    writer, peak, done = _FigureWriter(), 0, []
+    lock = threading.Lock()
+
+    def slow(i):
+        time.sleep(0.02)
+        with lock:
+            done.append(i)
+
+    for i in range(10):
+        writer.submit(slow, i)
+        peak = max(peak, sum(not job.done() for job in writer.jobs))
+    writer.wait()
+    assert peak <= _FigureWriter.MAX_PENDING and done == list(range(10))
+
+    def fails():
+        raise OSError("ディスクがいっぱいです")
+
+    writer = _FigureWriter()
+    writer.submit(fails)
+    with pytest.raises(OSError):
+        writer.wait()

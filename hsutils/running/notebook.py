@@ -70,7 +70,10 @@ def source_label(import_summary: pd.DataFrame | None, data_dir=None) -> str:
 
 class _FigureWriter:
     """One background thread that encodes and writes a notebook's PNG files in order, and
-    remembers each job so that `wait` can raise what failed."""
+    remembers each job so that `wait` can raise what failed. At most `MAX_PENDING` figures wait
+    (each holds its 300-dpi pixels, about 20 MB): the notebook waits for the oldest beyond that."""
+
+    MAX_PENDING = 4
 
     def __init__(self):
         from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +82,9 @@ class _FigureWriter:
         self.jobs = []
 
     def submit(self, fn, *args):
+        pending = [job for job in self.jobs if not job.done()]
+        if len(pending) >= self.MAX_PENDING:
+            pending[0].exception()  # waits; an error is raised by `wait`
         job = self.pool.submit(fn, *args)
         self.jobs.append(job)
         return job
