@@ -132,6 +132,26 @@ def test_warm_up_imports_change_no_global_state():
         "rc": True, "pandas": True, "warnings": True, "numpy": True, "printoptions": True, "env": True, "cwd": True}
 
 
+def test_warm_up_fills_package_caches_without_changing_global_state():
+    """The warm-up also draws the Japanese font once and computes the NDB reference rates (package
+    data only): the same global state as the imports alone, and the caches are filled."""
+    import subprocess
+    import sys
+
+    code = SNAPSHOT.split("from hsutils.running import warm")[0] + """
+import hsutils.publish.plots, hsutils.analysis.references as references
+from hsutils.running import warm
+before = snapshot()
+warm._fill_package_caches()
+after = snapshot()
+print(json.dumps({**{k: before[k] == after[k] for k in before}, "ndb": references._ndb_rates.cache_info().currsize}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == {
+        "rc": True, "pandas": True, "warnings": True, "numpy": True, "printoptions": True, "env": True, "cwd": True,
+        "ndb": 1}
+
+
 def test_notebook_imports_reads_import_statements(tmp_path):
     import nbformat
 

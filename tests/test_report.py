@@ -95,6 +95,24 @@ def test_saved_figure_is_shown_from_the_saved_drawing(tmp_path):
     assert report.display_png(pdf_only) is None
 
 
+def test_png_written_by_a_writer_thread_is_byte_identical(tmp_path):
+    """With `writer=` the PNG is drawn in the caller and encoded and written in the writer's thread
+    (issue 18 §1): the same bytes as savefig's, the same screen image; errors come out of the job."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    direct = report.save_figure(small_chart(), tmp_path / "a", "x", formats=("png",))
+    fig = small_chart()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        queued = report.save_figure(fig, tmp_path / "b", "x", formats=("png",), writer=pool)
+    assert queued["png"].read_bytes() == direct["png"].read_bytes()
+    assert report.display_png(fig) is not None
+    (tmp_path / "not_a_folder").write_text("")
+    with ThreadPoolExecutor(max_workers=1) as pool:  # a figures "folder" that is a file
+        job = pool.submit(report._write_png, np.zeros((2, 2, 4), dtype=np.uint8), tmp_path / "not_a_folder" / "x.png", 300)
+        with pytest.raises(OSError):
+            job.result()
+
+
 def test_notebook_shows_a_saved_figure_from_its_kept_image(tmp_path):
     """In a kernel with the inline backend, start() makes IPython show a saved figure from the image
     kept at saving; any other figure still goes through the inline backend."""
@@ -243,3 +261,34 @@ def test_display_table_style():
     assert list(report.display_table(pivot).data.columns) == ["地区", "n"]  # row labels kept as a column
     years = report.display_table(pd.DataFrame({"fy": [2024], "fy_first": [2022], "count": [12345]})).to_html()
     assert ">2024<" in years and ">2022<" in years and ">12,345<" in years  # years without separators
+
+
+def test_notebook_figure_writer_bounds_pending_figures_and_raises_at_wait():
+    """The notebook's writer keeps at most MAX_PENDING figures (300-dpi pixels) waiting, keeps
+    their order, and `wait` raises what failed in the thread."""
+    import threading
+    import time
+
+    from hsutils.running.notebook import _FigureWriter
+
+    writer, peak, done = _FigureWriter(), 0, []
+    lock = threading.Lock()
+
+    def slow(i):
+        time.sleep(0.02)
+        with lock:
+            done.append(i)
+
+    for i in range(10):
+        writer.submit(slow, i)
+        peak = max(peak, sum(not job.done() for job in writer.jobs))
+    writer.wait()
+    assert peak <= _FigureWriter.MAX_PENDING and done == list(range(10))
+
+    def fails():
+        raise OSError("ディスクがいっぱいです")
+
+    writer = _FigureWriter()
+    writer.submit(fails)
+    with pytest.raises(OSError):
+        writer.wait()

@@ -75,11 +75,16 @@ def output_dir(root, run: str, muni_code: str, muni_name: str, notebook: str,
     return folder
 
 
-def save_figure(fig, out_dir, name: str, formats=None, dpi: int = FIGURE_DPI) -> dict:
+def save_figure(fig, out_dir, name: str, formats=None, dpi: int = FIGURE_DPI, *, writer=None) -> dict:
     """Write `fig` to ``out_dir/figures/<name>.png`` (300 dpi) and ``.pdf`` atomically with fixed
     metadata, so the same figure gives byte-identical files (docs/design.md §7, §9). `formats`
     defaults to `settings.figure_formats()` (PNG + PDF; PNG only in a batch run). Returns
-    ``{"png": Path, "pdf": Path}`` (one key per format written)."""
+    ``{"png": Path, "pdf": Path}`` (one key per format written).
+
+    `writer` (a `concurrent.futures` executor, e.g. the notebook's, `running.notebook`): the PNG is
+    drawn here, but encoded and written there, while the notebook goes on (PIL's zlib encoder
+    releases the GIL: about 0.13 CPU-s per 300-dpi figure on another core; issue 18 §1). The
+    bytes are those savefig writes. The caller waits for the writer before the run ends."""
     if formats is None:
         formats = settings.figure_formats()
     folder = Path(out_dir) / "figures"
@@ -87,14 +92,48 @@ def save_figure(fig, out_dir, name: str, formats=None, dpi: int = FIGURE_DPI) ->
     for fmt in formats:
         if fmt not in _FIXED_METADATA:
             raise ParameterError(f"図の形式 {fmt!r} には対応していません（png, pdf, svg）。")
+        path = folder / f"{safe_name(name)}.{fmt}"
+        if fmt == "png" and writer is not None:
+            pixels = _draw_pixels(fig, dpi)
+            if pixels is not None:
+                writer.submit(_write_png, pixels, path, dpi)
+                paths[fmt] = path
+                continue
         buffer = io.BytesIO()
         with matplotlib.rc_context(SAVE_RCPARAMS):  # no global setting needed or changed
             extra = {"pil_kwargs": _PIL_KWARGS[fmt]} if fmt in _PIL_KWARGS else {}
             fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_FIXED_METADATA[fmt], **extra)
             if fmt == "png":
                 _keep_display_image(fig, dpi)
-        paths[fmt] = atomic_write_bytes(folder / f"{safe_name(name)}.{fmt}", buffer.getvalue())
+        paths[fmt] = atomic_write_bytes(path, buffer.getvalue())
     return paths
+
+
+def _draw_pixels(fig, dpi: int):
+    """Draw `fig` at `dpi` as savefig draws a PNG (same settings, same pixels) and return a copy of
+    the RGBA pixels, or None when the canvas is not Agg. The screen image is kept as for a PNG."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        return None
+    raw = io.BytesIO()
+    with matplotlib.rc_context(SAVE_RCPARAMS):
+        fig.savefig(raw, format="rgba", dpi=dpi)
+        _keep_display_image(fig, dpi)
+    height, width = np.asarray(fig.canvas.buffer_rgba()).shape[:2]
+    return np.frombuffer(raw.getvalue(), dtype=np.uint8).reshape(height, width, 4)
+
+
+def _write_png(pixels, path: Path, dpi: int) -> Path:
+    """Encode RGBA pixels as savefig's PNG (matplotlib.image.imsave with the same metadata, dpi and
+    encoder settings: byte-identical) and write them atomically. Runs in the notebook's writer."""
+    import matplotlib.image
+
+    buffer = io.BytesIO()
+    matplotlib.image.imsave(buffer, pixels, format="png", origin="upper", dpi=dpi,
+                            metadata=dict(_FIXED_METADATA["png"]), pil_kwargs=dict(_PIL_KWARGS["png"]))
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 #: Attribute of a saved figure holding its screen image (`display_png`).

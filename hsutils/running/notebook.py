@@ -68,6 +68,33 @@ def source_label(import_summary: pd.DataFrame | None, data_dir=None) -> str:
     return text + (DEMO_NOTE if demo else "")
 
 
+class _FigureWriter:
+    """One background thread that encodes and writes a notebook's PNG files in order, and
+    remembers each job so that `wait` can raise what failed. At most `MAX_PENDING` figures wait
+    (each holds its 300-dpi pixels, about 20 MB): the notebook waits for the oldest beyond that."""
+
+    MAX_PENDING = 4
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsutils-figures")
+        self.jobs = []
+
+    def submit(self, fn, *args):
+        pending = [job for job in self.jobs if not job.done()]
+        if len(pending) >= self.MAX_PENDING:
+            pending[0].exception()  # waits; an error is raised by `wait`
+        job = self.pool.submit(fn, *args)
+        self.jobs.append(job)
+        return job
+
+    def wait(self) -> None:
+        self.pool.shutdown(wait=True)
+        for job in self.jobs:
+            job.result()
+
+
 @dataclass
 class NotebookContext:
     notebook: str
@@ -84,6 +111,7 @@ class NotebookContext:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     confidential: dict[str, pd.DataFrame] = field(default_factory=dict)
     plan: privacy.SuppressionPlan | None = None
+    _writer: _FigureWriter | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.plan is None:  # one suppression plan for every committee table of the report
@@ -117,9 +145,19 @@ class NotebookContext:
 
     def save_figure(self, fig, name: str):
         """PNG (300 dpi) + PDF into figures/ (PNG only in a batch run: `settings.figure_formats`;
-        docs/design.md §7); returns the figure so it displays."""
-        report.save_figure(fig, self.out_dir, name)
+        docs/design.md §7); returns the figure so it displays. The PNG is drawn now and encoded
+        and written by the context's writer thread while the notebook goes on (`report.save_figure`
+        `writer=`); `finish` waits for it and raises what failed there."""
+        if self._writer is None:
+            self._writer = _FigureWriter()
+        report.save_figure(fig, self.out_dir, name, writer=self._writer)
         return fig
+
+    def wait_for_figures(self) -> None:
+        """Wait until every figure handed to the writer is on disk; raise the first error."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.wait()
 
     def save_table(self, df: pd.DataFrame, name: str, count_cols=None, derived_cols=None,
                    relations=()) -> pd.DataFrame:
@@ -158,7 +196,9 @@ class NotebookContext:
         return path
 
     def finish(self) -> Path | None:
-        """Write the notebook's one xlsx with every committee table (docs/design.md §7)."""
+        """Write the notebook's one xlsx with every committee table (docs/design.md §7), after
+        the figures still being written (`wait_for_figures`)."""
+        self.wait_for_figures()
         if not self.tables:
             return None
         path = self.out_dir / "tables" / f"{report.safe_name(self.notebook)}.xlsx"
