@@ -84,10 +84,11 @@ def _tree_rss(proc, cpu: dict[int, float]) -> tuple[int, int]:
     return total, largest
 
 
-def run_child(cmd: list[str], max_rss_gb: float, env: dict | None = None) -> dict:
+def run_child(cmd: list[str], max_rss_gb: float, env: dict | None = None, timeout: float | None = None) -> dict:
     """Run `cmd`, sampling the RSS of its process tree every 0.1 s; wall and CPU seconds (user + system of
     the child and its reaped descendants), peak RSS (tree sum and largest process, MB) and stdout. A tree
-    above `max_rss_gb` is killed (MemoryLimit)."""
+    above `max_rss_gb`, or still running after `timeout` seconds, is killed (MemoryLimit, with the figures
+    so far and the last progress output)."""
     import psutil
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -100,7 +101,11 @@ def run_child(cmd: list[str], max_rss_gb: float, env: dict | None = None) -> dic
     import threading
 
     out_parts, err_parts = [], []
-    readers = [threading.Thread(target=lambda s=s, a=a: a.append(s.read()), daemon=True)
+    def read(stream, parts):
+        for chunk in iter(lambda: stream.read(4096), ""):
+            parts.append(chunk)
+
+    readers = [threading.Thread(target=read, args=(s, a), daemon=True)
                for s, a in ((proc.stdout, out_parts), (proc.stderr, err_parts))]
     for r in readers:
         r.start()
@@ -109,7 +114,8 @@ def run_child(cmd: list[str], max_rss_gb: float, env: dict | None = None) -> dic
     while proc.poll() is None:
         total, largest = _tree_rss(ps, cpu)
         peak_sum, peak_one = max(peak_sum, total), max(peak_one, largest)
-        if total > max_rss_gb * 1024 ** 3:
+        over_time = timeout is not None and time.perf_counter() - t0 > timeout
+        if total > max_rss_gb * 1024 ** 3 or over_time:
             for p in [ps] + ps.children(recursive=True):
                 try:
                     p.kill()
@@ -127,7 +133,9 @@ def run_child(cmd: list[str], max_rss_gb: float, env: dict | None = None) -> dic
                                     sum(cpu.values())), 1),
            "peak_rss_mb": round(peak_sum / 1024 ** 2), "peak_rss_mb_largest_process": round(peak_one / 1024 ** 2)}
     if killed:
-        raise MemoryLimit(f"stopped at {peak_sum / 1024 ** 3:.1f} GB after {res['seconds']} s: {json.dumps(res)}")
+        why = f"{timeout:g} 秒で打ち切り" if over_time else f"{max_rss_gb:g} GB を超えたため停止"
+        progress = "".join(err_parts)[-400:].replace("\r", " | ")
+        raise MemoryLimit(f"{why}: {json.dumps(res)}; 最後の進捗: {progress}")
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} … failed ({proc.returncode}):\n{''.join(err_parts)[-3000:]}")
     res["stdout"] = "".join(out_parts)
@@ -143,7 +151,7 @@ def generate(data: Path, scale: float, fmt: str, max_rss_gb: float) -> dict | No
     return {k: r[k] for k in ("seconds", "cpu_seconds", "peak_rss_mb")}
 
 
-def prepare(data: Path, cache: Path, workers: int | None, max_rss_gb: float) -> dict:
+def prepare(data: Path, cache: Path, workers: int | None, max_rss_gb: float, timeout: float | None = None) -> dict:
     if cache.exists():  # a fresh import and shared pass (the cache would be reused)
         import shutil
 
@@ -151,7 +159,7 @@ def prepare(data: Path, cache: Path, workers: int | None, max_rss_gb: float) -> 
     cmd = [sys.executable, "-m", "hsutils.running.cli", "prepare", str(data), "--cache", str(cache)]
     if workers:
         cmd += ["--workers", str(workers)]
-    r = run_child(cmd, max_rss_gb)
+    r = run_child(cmd, max_rss_gb, timeout=timeout)
     meta = json.loads((cache / "meta.json").read_text(encoding="utf-8"))
     parts = meta.get("partitions", [])
     out = {"prepare_seconds": r["seconds"], "prepare_cpu_seconds": r["cpu_seconds"],
@@ -174,7 +182,8 @@ def nb04(data: Path, cache: Path, root: Path, muni: str, max_rss_gb: float) -> d
             "peak_rss_mb": r["peak_rss_mb"], "rows": inner["rows"]}
 
 
-def run_scale(scale: float, root: Path, workers: int | None, fmt: str, max_rss_gb: float) -> dict:
+def run_scale(scale: float, root: Path, workers: int | None, fmt: str, max_rss_gb: float,
+              timeout: float | None = None) -> dict:
     base = root / f"scale{scale:g}"
     data, cache = base / "data", base / "cache"
     result: dict = {"scale": scale}
@@ -183,7 +192,7 @@ def run_scale(scale: float, root: Path, workers: int | None, fmt: str, max_rss_g
         result["generate"] = gen
     result["input_mb"] = round(sum(p.stat().st_size for p in data.iterdir() if p.is_file()) / 1024 ** 2)
     try:
-        result.update(prepare(data, cache, workers, max_rss_gb))
+        result.update(prepare(data, cache, workers, max_rss_gb, timeout))
     except MemoryLimit as e:
         result["prepare"] = str(e)
         return result
@@ -195,22 +204,46 @@ def run_scale(scale: float, root: Path, workers: int | None, fmt: str, max_rss_g
     return result
 
 
-def identity(root: Path, scale: float, fmt: str, max_rss_gb: float) -> dict:
-    """Strata and person_year of a 2-process LocalCluster against `--workers 1`."""
+_PREPARE_TASKS = r'''
+import sys
+from pathlib import Path
+from hsutils.analysis import pipeline
+workers = int(sys.argv[3]) or None
+pipeline.prepare_cache(Path(sys.argv[1]), Path(sys.argv[2]), workers=workers, task_rows=int(sys.argv[4]))
+'''
+
+
+def identity(root: Path, scale: float, fmt: str, max_rss_gb: float, task_rows: int = 20_000) -> dict:
+    """Strata and person_year of LocalClusters of 1 and 2 processes (tasks of at most `task_rows` enrollment
+    rows, so that a small demo has several) against the single-process path (one task, in this process)."""
     import pandas as pd
 
     data = root / f"scale{scale:g}" / "data"
     generate(data, scale, fmt, max_rss_gb)
-    caches = {}
-    for n in (1, 2):
-        caches[n] = root / f"scale{scale:g}" / f"cache_w{n}"
-        prepare(data, caches[n], n, max_rss_gb)
-    engines = {n: json.loads((c / "meta.json").read_text(encoding="utf-8"))["engine"] for n, c in caches.items()}
-    s1, s2 = (pd.read_parquet(caches[n] / "strata.parquet") for n in (1, 2))
-    p1, p2 = (pd.read_parquet(caches[n] / "person_year").sort_values(["person_id", "fy"]).reset_index(drop=True)
-              for n in (1, 2))
-    return {"scale": scale, "engines": engines, "strata_rows": len(s1), "strata_identical": bool(s1.equals(s2)),
-            "person_year_rows": len(p1), "person_year_identical": bool(p1.equals(p2))}
+    runs = {"in_process": (0, 10 ** 12), "cluster_1": (1, task_rows), "cluster_2": (2, task_rows)}
+    out: dict = {"scale": scale, "task_rows": task_rows}
+    frames = {}
+    for label, (workers, rows) in runs.items():
+        cache = root / f"scale{scale:g}" / f"cache_{label}"
+        if cache.exists():
+            import shutil
+
+            shutil.rmtree(cache)
+        r = run_child([sys.executable, "-c", _PREPARE_TASKS, str(data), str(cache), str(workers), str(rows)],
+                      max_rss_gb)
+        meta = json.loads((cache / "meta.json").read_text(encoding="utf-8"))
+        out[label] = {"engine": meta["engine"], "tasks": len(meta.get("partitions", [])), "seconds": r["seconds"],
+                      "cpu_seconds": r["cpu_seconds"], "peak_rss_mb": r["peak_rss_mb"]}
+        frames[label] = (pd.read_parquet(cache / "strata.parquet"),
+                         pd.read_parquet(cache / "person_year").sort_values(["person_id", "fy"])
+                         .reset_index(drop=True))
+    s0, p0 = frames["in_process"]
+    out["strata_rows"], out["person_year_rows"] = len(s0), len(p0)
+    for label in ("cluster_1", "cluster_2"):
+        s, p = frames[label]
+        out[f"{label}_strata_identical"] = bool(s0.equals(s))
+        out[f"{label}_person_year_identical"] = bool(p0.equals(p))
+    return out
 
 
 def projection(results: list[dict], workers: list[int]) -> list[str]:
@@ -234,11 +267,12 @@ def projection(results: list[dict], workers: list[int]) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scales", type=float, nargs="+", default=[1, 4, 40])
+    p.add_argument("--scales", type=float, nargs="*", default=[1, 4, 40])
     p.add_argument("--root", default="/tmp/scalebench")
     p.add_argument("--workers", type=int, default=None, help="prepare --workers（既定: このPCに合わせた LocalCluster）")
     p.add_argument("--format", default="parquet", choices=["parquet", "csv"])
     p.add_argument("--max-rss-gb", type=float, default=16.0)
+    p.add_argument("--timeout", type=float, default=None, help="prepare をこの秒数で打ち切る（共有のPCで）")
     p.add_argument("--identity-scale", type=float, default=None,
                    help="この規模で --workers 1 と 2 の共通の集計の一致を確かめる")
     p.add_argument("--national-workers", type=int, nargs="+", default=[2, 16, 64, 256])
@@ -249,7 +283,7 @@ def main(argv=None) -> int:
     print(json.dumps({"hsutils": where, "PYTHONPATH": os.environ.get("PYTHONPATH"), "format": args.format}), flush=True)
     results = []
     for s in args.scales:
-        r = run_scale(s, root, args.workers, args.format, args.max_rss_gb)
+        r = run_scale(s, root, args.workers, args.format, args.max_rss_gb, args.timeout)
         r["workers"] = args.workers or "auto"
         results.append(r)
         print(json.dumps(r, ensure_ascii=False), flush=True)

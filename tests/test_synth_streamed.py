@@ -128,3 +128,12 @@ def test_blocks_follow_the_demo_distribution(streamed):
     assert abs(tot_s["persons"] / tot_d["persons"] - 1) < 0.03
     assert abs(tot_s["kenshin"] / tot_s["persons"] - tot_d["kenshin"] / tot_d["persons"]) < 0.015
     assert abs((tot_s["claims"] / tot_s["persons"]) / (tot_d["claims"] / tot_d["persons"]) - 1) < 0.03
+
+
+def test_cli_streamed_demo(tmp_path, capsys):
+    from hsutils.running import cli
+
+    assert cli.main(["demo", "--out", str(tmp_path), "--scale", "0.002", "--streamed", "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "ブロック 1/1 完了" in out and "形式 csv" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{t}.csv" for t in synth.OUTPUT_TABLES)
