@@ -6,12 +6,14 @@
 Generates synthetic person × fy rows (国保 40–74, ~40 % with a checkup) spread over the 1,741
 municipalities of Japan once (not timed) into Parquet, then times
 
-    Parquet load → clinical derivations → indicator flags → strata → indicator table
+    Parquet load (pyarrow, compact dtypes: `load_person_year`) → clinical derivations → indicator
+    flags → strata → indicator table
     (crude + age-adjusted + 標準化該当比 for every registered indicator, all municipalities)
 
 and the same strata counts for the 健診 indicators computed by two peers from the same Parquet file,
 DuckDB SQL (derivations in CASE expressions + GROUP BY) and Polars (lazy scan, the same expressions,
-group_by), checking that every peer gives our counts. Each peer's time is printed beside ours
+group_by), checking that every peer gives our counts. Like the peers' queries, that run reads only
+the columns its indicators use (`SAME_COLUMNS`). Each peer's time is printed beside ours
 from the same run.
 Peak memory is the process's peak RSS (resource.getrusage).
 """
