@@ -174,7 +174,7 @@ def load_person_year(path: Path, columns=None) -> pd.DataFrame:
     (判定不能) becomes pandas' nullable boolean."""
     table = pq.read_table(path, columns=columns)
     nullable = [f.name for f in table.schema if pa.types.is_boolean(f.type) and table.column(f.name).null_count]
-    frame = table.drop_columns(nullable).to_pandas(ignore_metadata=True, split_blocks=True)
+    frame = table.drop_columns(nullable).to_pandas(ignore_metadata=True)
     for name in nullable:
         frame[name] = pd.array(table.column(name).to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get))
     return frame[table.column_names] if nullable else frame
