@@ -279,17 +279,21 @@ def _first_seen(frame: pd.DataFrame, rows: np.ndarray) -> dict:
 
 
 def _peak_rss_mb() -> float:
-    import resource
-    import sys
+    """Peak resident memory (MB) of this process since its task started (`partition_import`:
+    Linux VmHWM, reset at the task's start, so that a worker started from a large process does not
+    report that process's peak, which getrusage's ru_maxrss carries across exec)."""
+    from hsutils.analysis import partition_import
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+    return partition_import._rss_hwm_mb()
 
 
 def run_partition(input_dir: Path, out_dir: Path, munis: list[str], first_ym: int | None) -> PartitionResult:
     """The shared pass of one task: read the input partitions of `munis`, derive person_year for
     their persons (whole history), keep the rows of these municipalities, write them as
     `person_year/muni=<muni>/year=<fy>/` under `out_dir`, and count their strata."""
+    from hsutils.analysis import partition_import
+
+    partition_import._reset_hwm()
     t0 = time.perf_counter()
     munis = [str(m) for m in munis]
     label = "・".join(munis)
