@@ -236,7 +236,9 @@ class _PartWriter:
         self.k += 1
 
     def compact(self) -> None:
-        """One file per municipality (`part-0.parquet`), rows in table order, final dtypes."""
+        """One file per municipality (`part-0.parquet`) in the table's final dtypes, its parts as
+        row groups in the order written, one part in memory at a time (a reader orders the rows by
+        `_row`, `pipeline.read_partitioned`): memory is bounded by a part, not by the municipality."""
         from hsutils.analysis.pipeline import ROW
 
         self.flush()
@@ -245,11 +247,13 @@ class _PartWriter:
             return
         for sub in sorted(self.folder.iterdir()):  # a loop over municipalities
             parts = sorted(sub.glob("part-*.parquet"))
-            frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-            frame = frame.iloc[np.argsort(frame[ROW].to_numpy(), kind="stable")].reset_index(drop=True)
-            frame = frame.astype({c: d for c, d in final.items() if str(frame[c].dtype) != d})
+            first = pq.read_schema(parts[0])
+            empty = pd.DataFrame({c: pd.Series(dtype=final.get(c, "int64")) for c in first.names})
+            schema = pa.Schema.from_pandas(empty.astype({ROW: "int64"}), preserve_index=False)
             tmp = sub / "part-0.parquet.tmp"
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for p in parts:
+                    writer.write_table(pq.read_table(p).cast(schema))
             for p in parts:
                 p.unlink()
             os.replace(tmp, sub / "part-0.parquet")
