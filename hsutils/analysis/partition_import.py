@@ -11,8 +11,8 @@ municipality (integers). The counts, exclusions and warnings add up per chunk to
 `hsutils.inputs.io.load_dataset`, and every row carries `_row`, its position in the table
 `load_dataset` gives, so the cache is the one of the in-memory path (tests/test_partition_import.py).
 Once a table is read, each municipality's part files are put together into one file in the
-table's canonical dtypes (a column is `int64` only when no row of the whole table lacks it).
-"""
+table's canonical dtypes (a column is `int64` only when no row of the whole table lacks it), one part
+(row group) at a time; readers order the rows by `_row`."""
 from __future__ import annotations
 
 import os
