@@ -56,29 +56,41 @@ class StreamedImport:
 
 # ---------------------------------------------------------------- peak memory per stage
 
-def _rss_hwm_mb() -> float:
-    """The process's peak resident memory (MB) since the last `_reset_hwm` (Linux VmHWM), else since
-    it started (getrusage)."""
+def _rss_mb() -> float:
+    """The process's resident memory now (MB; Linux /proc, else getrusage's peak)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    import resource
-    import sys
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+    except (OSError, ValueError):
+        import resource
+        import sys
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def _reset_hwm() -> None:
-    try:  # Linux ≥ 4.0: "5" resets the peak resident memory of the process
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-    except OSError:
-        pass
+class PeakMemory:
+    """Peak resident memory (MB) of this process while it is running: sampled every 50 ms by a
+    thread (the kernel's own peak, VmHWM / ru_maxrss, covers the whole process and can be reset only
+    by wiping it for every other reader, e.g. `/usr/bin/time`)."""
+
+    def __init__(self, interval: float = 0.05):
+        import threading
+
+        self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.peak = max(self.peak, _rss_mb())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
+        return round(self.peak, 1)
 
 
 class Stages:
@@ -86,17 +98,16 @@ class Stages:
 
     def __init__(self):
         self.out: dict = {}
-        self._name, self._t0 = None, 0.0
+        self._name, self._t0, self._mem = None, 0.0, None
 
     def start(self, name: str) -> None:
         self.stop()
-        _reset_hwm()
-        self._name, self._t0 = name, time.perf_counter()
+        self._name, self._t0, self._mem = name, time.perf_counter(), PeakMemory()
 
     def stop(self) -> None:
         if self._name is not None:
             self.out[self._name] = {"seconds": round(time.perf_counter() - self._t0, 2),
-                                    "peak_rss_mb": _rss_hwm_mb()}
+                                    "peak_rss_mb": self._mem.stop()}
             self._name = None
 
 

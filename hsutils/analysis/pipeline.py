@@ -278,22 +278,14 @@ def _first_seen(frame: pd.DataFrame, rows: np.ndarray) -> dict:
     return out
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory (MB) of this process since its task started (`partition_import`:
-    Linux VmHWM, reset at the task's start, so that a worker started from a large process does not
-    report that process's peak, which getrusage's ru_maxrss carries across exec)."""
-    from hsutils.analysis import partition_import
-
-    return partition_import._rss_hwm_mb()
-
-
 def run_partition(input_dir: Path, out_dir: Path, munis: list[str], first_ym: int | None) -> PartitionResult:
     """The shared pass of one task: read the input partitions of `munis`, derive person_year for
     their persons (whole history), keep the rows of these municipalities, write them as
     `person_year/muni=<muni>/year=<fy>/` under `out_dir`, and count their strata."""
     from hsutils.analysis import partition_import
 
-    partition_import._reset_hwm()
+    # the task's own peak, sampled (a spawned worker's ru_maxrss carries its parent's peak)
+    mem = partition_import.PeakMemory()
     t0 = time.perf_counter()
     munis = [str(m) for m in munis]
     label = "・".join(munis)
@@ -311,9 +303,9 @@ def run_partition(input_dir: Path, out_dir: Path, munis: list[str], first_ym: in
         py = py.assign(**{ROW: rows, PARTITION_KEY: py["muni_code"].astype(str).to_numpy(),
                           "_fy": py["fy"].astype(str).to_numpy()})
         _write_parts(py, out_dir / "person_year", [PARTITION_KEY, "_fy"], [PARTITION_KEY, YEAR_KEY])
-        return PartitionResult(label, strata, first, int(len(py)), round(time.perf_counter() - t0, 3), _peak_rss_mb())
+        return PartitionResult(label, strata, first, int(len(py)), round(time.perf_counter() - t0, 3), mem.stop())
     except Exception as e:  # noqa: BLE001 - reported per partition; the others complete
-        return PartitionResult(label, pd.DataFrame(), {}, 0, round(time.perf_counter() - t0, 3), _peak_rss_mb(),
+        return PartitionResult(label, pd.DataFrame(), {}, 0, round(time.perf_counter() - t0, 3), mem.stop(),
                                error=f"{type(e).__name__}: {e}")
 
 
