@@ -157,6 +157,50 @@ def test_plan_tasks_groups_small_towns_and_keeps_large_cities_alone():
     assert pipeline.plan_tasks(sizes, task_rows=10_000) == [list(sizes.index)]
 
 
+def test_person_slices_cut_a_municipality_by_running_enrollment_rows(tmp_path):
+    """docs/design.md §8.3: a municipality above task_rows is cut into person_id ranges of about
+    equal enrollment rows. Persons (rows): A 2, B 1, C 3, D 2 = 8, running 2, 3, 6, 8."""
+    enr = pd.DataFrame({"person_id": ["C", "A", "D", "C", "B", "A", "D", "C", "X"],
+                        "fy": [2022, 2022, 2022, 2023, 2022, 2023, 2023, 2024, 2022],
+                        "muni_code": ["17201"] * 8 + ["17324"]})
+    sizes = pipeline.write_partition_inputs({"enrollment": enr}, tmp_path)
+    assert sizes.to_dict() == {"17201": 8, "17324": 1}
+    # two parts: the first ends where the running count reaches 4 (C, 6); the second at 8 (D)
+    two = pipeline.slice_municipality(tmp_path / "enrollment", "17201", 2)
+    assert [(s.first, s.last, s.part, s.parts) for s in two] == [("A", "C", 0, 2), ("D", "D", 1, 2)]
+    # four parts: targets 2, 4, 6, 8 end at A, C, C, D; the repeated end is one slice
+    four = pipeline.slice_municipality(tmp_path / "enrollment", "17201", 4)
+    assert [(s.first, s.last) for s in four] == [("A", "A"), ("B", "C"), ("D", "D")]
+    assert [s.label for s in four] == ["17201（1/3）", "17201（2/3）", "17201（3/3）"]
+    # plan_tasks slices only when given the partitions' folder; the small town stays a group
+    tasks = pipeline.plan_tasks(sizes, task_rows=4, folder=tmp_path)
+    assert tasks[:2] == two and tasks[2:] == [["17324"]]
+    assert pipeline.plan_tasks(sizes, task_rows=4) == [["17201"], ["17324"]]
+    # a slice reads only its persons, each once, with the single-process row positions
+    got = pipeline.read_partitioned(tmp_path / "enrollment", ["17201"], persons=("D", "D"), keep_row=True)
+    assert got["person_id"].tolist() == ["D", "D"] and got["_row"].tolist() == [2, 6]
+
+
+def test_sliced_municipalities_give_the_single_process_pass(demo_tables, single, tmp_path):
+    """Every municipality above task_rows cut into person slices (in this process): the same
+    strata and person_year as the single-process path, movers included."""
+    tables, _ = demo_tables
+    py, strata = single
+    sizes = pipeline.write_partition_inputs(tables, tmp_path)
+    task_rows = int(sizes.max()) // 3
+    tasks = pipeline.plan_tasks(sizes, task_rows=task_rows, folder=tmp_path)
+    slices = [t for t in tasks if isinstance(t, pipeline.PersonSlice)]
+    assert len(slices) >= 3
+    results = pipeline.run_partitions(tmp_path, tasks, int(tables["claims_monthly"]["ym"].min()), in_process=True)
+    assert [r.error for r in results] == [""] * len(tasks)
+    assert sum(r.rows for r in results) == len(py)
+    pd.testing.assert_frame_equal(pipeline.combine_partition_strata(results), strata)
+    pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "person_year"), py)
+    big = slices[0].muni
+    files = sorted(p.name for p in (tmp_path / "person_year" / f"muni={big}").glob("year=*/*.parquet"))
+    assert {f"part-{s.part}.parquet" for s in slices if s.muni == big} == set(files)
+
+
 def test_a_two_process_local_cluster_gives_the_single_process_strata(demo_tables, single, tmp_path):
     """docs/design.md §8.3: the same tasks on dask.distributed (2 worker processes)."""
     tables, _ = demo_tables

@@ -11,8 +11,8 @@ municipality (integers). The counts, exclusions and warnings add up per chunk to
 `hsutils.inputs.io.load_dataset`, and every row carries `_row`, its position in the table
 `load_dataset` gives, so the cache is the one of the in-memory path (tests/test_partition_import.py).
 Once a table is read, each municipality's part files are put together into one file in the
-table's canonical dtypes (a column is `int64` only when no row of the whole table lacks it).
-"""
+table's canonical dtypes (a column is `int64` only when no row of the whole table lacks it), one part
+(row group) at a time; readers order the rows by `_row`."""
 from __future__ import annotations
 
 import os
@@ -56,29 +56,41 @@ class StreamedImport:
 
 # ---------------------------------------------------------------- peak memory per stage
 
-def _rss_hwm_mb() -> float:
-    """The process's peak resident memory (MB) since the last `_reset_hwm` (Linux VmHWM), else since
-    it started (getrusage)."""
+def _rss_mb() -> float:
+    """The process's resident memory now (MB; Linux /proc, else getrusage's peak)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    import resource
-    import sys
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+    except (OSError, ValueError):
+        import resource
+        import sys
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def _reset_hwm() -> None:
-    try:  # Linux ≥ 4.0: "5" resets the peak resident memory of the process
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-    except OSError:
-        pass
+class PeakMemory:
+    """Peak resident memory (MB) of this process while it is running: sampled every 50 ms by a
+    thread (the kernel's own peak, VmHWM / ru_maxrss, covers the whole process and can be reset only
+    by wiping it for every other reader, e.g. `/usr/bin/time`)."""
+
+    def __init__(self, interval: float = 0.05):
+        import threading
+
+        self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.peak = max(self.peak, _rss_mb())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
+        return round(self.peak, 1)
 
 
 class Stages:
@@ -86,17 +98,16 @@ class Stages:
 
     def __init__(self):
         self.out: dict = {}
-        self._name, self._t0 = None, 0.0
+        self._name, self._t0, self._mem = None, 0.0, None
 
     def start(self, name: str) -> None:
         self.stop()
-        _reset_hwm()
-        self._name, self._t0 = name, time.perf_counter()
+        self._name, self._t0, self._mem = name, time.perf_counter(), PeakMemory()
 
     def stop(self) -> None:
         if self._name is not None:
             self.out[self._name] = {"seconds": round(time.perf_counter() - self._t0, 2),
-                                    "peak_rss_mb": _rss_hwm_mb()}
+                                    "peak_rss_mb": self._mem.stop()}
             self._name = None
 
 
@@ -108,19 +119,27 @@ class _Persons:
     year) pairs of the enrollment (for the unmatched rows)."""
 
     def __init__(self, ids: list, fys: list, munis: list):
-        ids_all = pa.chunked_array(ids, type=pa.string()) if ids else pa.chunked_array([], type=pa.string())
-        self.ids = pc.unique(ids_all).sort()  # Arrow sorts by code point, as pandas sorts str
-        self.index = pd.Index(self.ids.to_numpy(zero_copy_only=False), dtype=object)
-        muni_all = np.concatenate(munis) if munis else np.zeros(0, dtype=object)
-        self.muni_names, muni_code = np.unique(muni_all.astype(str), return_inverse=True)
-        code = np.concatenate([self.codes(a) for a in ids]) if ids else np.zeros(0, np.int64)
+        # ids, munis: Arrow string arrays per enrollment chunk; fys: integer arrays
+        self.ids = pa.chunked_array(ids, type=pa.string())
+        self.munis = pa.chunked_array(munis, type=pa.string())
+        self.index = pd.Index(pc.unique(self.ids).sort().to_numpy(zero_copy_only=False), dtype=object)
+        self.index.get_indexer(self.index[:1])  # its hash table, built once, serves every chunk
+        names = pc.unique(self.munis).sort()
+        self.muni_names = np.asarray(names.to_numpy(zero_copy_only=False), dtype=object)
+        muni_code = np.asarray(pc.index_in(self.munis, value_set=names).to_numpy(zero_copy_only=False),
+                               dtype=np.int64)
+        code = np.concatenate([self.codes(a.to_numpy(zero_copy_only=False)) for a in ids]) if ids else \
+            np.zeros(0, np.int64)
         fy = np.concatenate(fys).astype(np.int64) if fys else np.zeros(0, np.int64)
+        self.fy = fy.astype(np.int16)
         self.fy_min = int(fy.min()) if len(fy) else 0
         self.fy_span = int(fy.max()) - self.fy_min + 1 if len(fy) else 1
         self.person_fy = np.unique(code * self.fy_span + (fy - self.fy_min))
         self.fiscal_years = sorted(int(f) for f in np.unique(fy))
-        pairs = np.unique(code * len(self.muni_names) + muni_code)
-        p_code, p_muni = pairs // max(len(self.muni_names), 1), pairs % max(len(self.muni_names), 1)
+        n_munis = max(len(self.muni_names), 1)
+        pairs = np.unique(code * n_munis + muni_code)
+        del code, fy, muni_code
+        p_code, p_muni = pairs // n_munis, pairs % n_munis
         first = np.ones(len(pairs), bool)
         first[1:] = p_code[1:] != p_code[:-1]
         self.home = np.full(len(self.index), -1, np.int64)
@@ -128,14 +147,10 @@ class _Persons:
         self.mover = np.zeros(len(self.index), bool)
         self.mover[p_code[~first]] = True
         self.extra = pd.DataFrame({"code": p_code[~first], "muni": p_muni[~first]})  # movers' other munis
-        self._frame = (code, fy, muni_code)
 
     def codes(self, person_id) -> np.ndarray:
         """Position of each person id in the sorted ids (-1: not in the enrollment)."""
-        arr = person_id if isinstance(person_id, (pa.Array, pa.ChunkedArray)) else \
-            pa.array(np.asarray(person_id, dtype=object), type=pa.string(), from_pandas=True)
-        got = pc.fill_null(pc.index_in(arr, value_set=self.ids), -1)
-        return np.asarray(got.to_numpy(zero_copy_only=False), dtype=np.int64)
+        return self.index.get_indexer(np.asarray(person_id, dtype=object)).astype(np.int64, copy=False)
 
     def enrolled_in_fy(self, code: np.ndarray, fy: np.ndarray) -> np.ndarray:
         """Whether each (person, fiscal year) has an enrollment row."""
@@ -148,10 +163,9 @@ class _Persons:
 
     def enrollment_keys(self) -> pd.DataFrame:
         """person_id, fy, muni_code of every enrollment row (for linking XML and UKE receipts to a
-        municipality; ids shared with the sorted index, so the strings are stored once)."""
-        code, fy, muni = self._frame
-        return pd.DataFrame({"person_id": self.index.to_numpy()[code], "fy": fy,
-                             "muni_code": self.muni_names[muni].astype(object)})
+        municipality), as text columns backed by the Arrow strings kept from the import."""
+        return pd.DataFrame({"person_id": self.ids.to_pandas(), "fy": self.fy.astype(np.int64),
+                             "muni_code": self.munis.to_pandas()})
 
     def spread(self, frame: pd.DataFrame, code: np.ndarray, own_muni) -> tuple[pd.DataFrame, np.ndarray]:
         """The rows of `frame` once per municipality where their person is enrolled (the mover
@@ -161,7 +175,7 @@ class _Persons:
         known = code >= 0
         muni = np.empty(n, dtype=object)
         if known.any():
-            muni[known] = self.muni_names[self.home[code[known]]]
+            muni[known] = self.muni_names[self.home[code[known]]]  # object: the names are shared
         if (~known).any():
             muni[~known] = np.asarray(own_muni, dtype=object)[~known].astype(str)
         movers = known.copy()
@@ -171,7 +185,7 @@ class _Persons:
         more = pd.DataFrame({"i": np.flatnonzero(movers), "code": code[movers]}).merge(self.extra, on="code")
         take = np.concatenate([np.arange(n), more["i"].to_numpy()])
         return (frame.take(take).reset_index(drop=True),
-                np.concatenate([muni, self.muni_names[more["muni"].to_numpy()].astype(object)]))
+                np.concatenate([muni, self.muni_names[more["muni"].to_numpy()]]))
 
 
 # ---------------------------------------------------------------- part files
@@ -233,7 +247,9 @@ class _PartWriter:
         self.k += 1
 
     def compact(self) -> None:
-        """One file per municipality (`part-0.parquet`), rows in table order, final dtypes."""
+        """One file per municipality (`part-0.parquet`) in the table's final dtypes, its parts as
+        row groups in the order written, one part in memory at a time (a reader orders the rows by
+        `_row`, `pipeline.read_partitioned`): memory is bounded by a part, not by the municipality."""
         from hsutils.analysis.pipeline import ROW
 
         self.flush()
@@ -242,11 +258,13 @@ class _PartWriter:
             return
         for sub in sorted(self.folder.iterdir()):  # a loop over municipalities
             parts = sorted(sub.glob("part-*.parquet"))
-            frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-            frame = frame.iloc[np.argsort(frame[ROW].to_numpy(), kind="stable")].reset_index(drop=True)
-            frame = frame.astype({c: d for c, d in final.items() if str(frame[c].dtype) != d})
+            first = pq.read_schema(parts[0])
+            empty = pd.DataFrame({c: pd.Series(dtype=final.get(c, "int64")) for c in first.names})
+            schema = pa.Schema.from_pandas(empty.astype({ROW: "int64"}), preserve_index=False)
             tmp = sub / "part-0.parquet.tmp"
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for p in parts:
+                    writer.write_table(pq.read_table(p).cast(schema))
             for p in parts:
                 p.unlink()
             os.replace(tmp, sub / "part-0.parquet")
@@ -331,7 +349,7 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
                         stage_dir / f"part-{len(ids):05d}.parquet", index=False)
                     ids.append(pa.array(d["person_id"].to_numpy(dtype=object), type=pa.string()))
                     fys.append(d["fy"].to_numpy(dtype=np.int64))
-                    munis.append(d["muni_code"].astype(str).to_numpy(dtype=object))
+                    munis.append(pa.array(d["muni_code"].astype(str).to_numpy(dtype=object), type=pa.string()))
             else:
                 track_ym(tname, r.data)
                 _write_chunk(tname, r.data, offset, writers, folder, persons, unmatched)
@@ -345,7 +363,7 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
             start = 0
             for k in range(len(ids)):  # the staged chunks, each into its municipalities
                 d = pd.read_parquet(stage_dir / f"part-{k:05d}.parquet")
-                w.write(d, np.arange(start, start + len(d)), persons.codes(ids[k]), persons, d["muni_code"])
+                w.write(d, np.arange(start, start + len(d)), persons.codes(d["person_id"]), persons, d["muni_code"])
                 start += len(d)
             shutil.rmtree(stage_dir, ignore_errors=True)
             ids, fys, munis = [], [], []
@@ -375,7 +393,7 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
                           rows=rows, fiscal_years=persons.fiscal_years, first_ym=first_ym[0],
                           municipalities=small.get("municipalities"),
                           districts=small["districts"] if "districts" in small else io.empty_table("districts"),
-                          enrollment_munis=sorted(persons.muni_names.tolist()), sizes=sizes)
+                          enrollment_munis=[str(m) for m in persons.muni_names], sizes=sizes)
 
 
 def _write_chunk(tname: str, data: pd.DataFrame, offset: int, writers: dict, folder: Path,

@@ -236,20 +236,72 @@ def write_partition_inputs(tables: dict[str, pd.DataFrame], folder: Path) -> pd.
     return sizes
 
 
-def plan_tasks(sizes: pd.Series, task_rows: int = TASK_ROWS) -> list[list[str]]:
-    """Municipalities grouped into tasks of at most `task_rows` enrollment rows (a larger
-    municipality is a task of its own): small towns share a task, so the fixed cost of a pass is
-    paid once per group, and memory stays bounded by the largest task (docs/design.md §8.3)."""
+@dataclass(frozen=True)
+class PersonSlice:
+    """A task over part of one large municipality: the persons of its partition whose person_id
+    lies in [first, last] (docs/design.md §8.3). Every person of the partition is in exactly one
+    slice, with the whole history, so the slices' sums equal the municipality's."""
+    muni: str
+    first: str
+    last: str
+    part: int
+    parts: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.muni}（{self.part + 1}/{self.parts}）"
+
+
+def slice_municipality(enrollment_dir: Path, muni: str, parts: int) -> list[PersonSlice]:
+    """`parts` slices of a municipality's persons with about equal enrollment rows each: person ids
+    in sorted order, cut where the running row count passes each k/parts of the total. Reads the
+    partition's person_id column only (pyarrow)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    dset = ds.dataset(enrollment_dir, format="parquet", partitioning=ds.partitioning(flavor="hive"))
+    ids = dset.to_table(columns=["person_id"], filter=ds.field(PARTITION_KEY).isin([str(muni)])).column("person_id")
+    counts = pc.value_counts(ids)
+    values = counts.field("values")
+    order = pc.sort_indices(values)
+    values = values.take(order).to_numpy(zero_copy_only=False)
+    running = np.cumsum(counts.field("counts").take(order).to_numpy())
+    # slice k ends at the first person whose running count reaches (k + 1) / parts of the rows
+    ends = np.searchsorted(running, running[-1] * np.arange(1, parts + 1) / parts, side="left")
+    ends = np.unique(np.minimum(ends, len(values) - 1))
+    starts = np.r_[0, ends[:-1] + 1]
+    n = len(ends)
+    return [PersonSlice(str(muni), str(values[a]), str(values[b]), k, n)
+            for k, (a, b) in enumerate(zip(starts, ends))]  # a loop over slices
+
+
+def plan_tasks(sizes: pd.Series, task_rows: int = TASK_ROWS, folder: Path | None = None) -> list:
+    """Municipalities grouped into tasks of at most `task_rows` enrollment rows: small towns share a
+    task, so the fixed cost of a pass is paid once per group, and memory stays bounded by the largest
+    task (docs/design.md §8.3). A municipality larger than `task_rows` is a task of its own, or, when
+    the input partitions' `folder` is given, ceil(rows / task_rows) `PersonSlice` tasks, so that no
+    task grows with the municipality (a city of millions on an office PC)."""
     tasks, current, n = [], [], 0
     for muni, rows in sizes.items():  # a loop over municipalities
         if current and n + int(rows) > task_rows:
             tasks.append(current)
             current, n = [], 0
+        if folder is not None and int(rows) > task_rows:
+            tasks.extend(slice_municipality(Path(folder) / "enrollment", str(muni), -(-int(rows) // task_rows)))
+            continue
         current.append(str(muni))
         n += int(rows)
     if current:
         tasks.append(current)
     return tasks
+
+
+def _task_scope(task) -> tuple[list[str], tuple[str, str] | None, int, str]:
+    """(municipalities, person_id range or None, file number, label) of a task."""
+    if isinstance(task, PersonSlice):
+        return [task.muni], (task.first, task.last), task.part, task.label
+    munis = [str(m) for m in task]
+    return munis, None, 0, "・".join(munis)
 
 
 @dataclass
@@ -278,23 +330,19 @@ def _first_seen(frame: pd.DataFrame, rows: np.ndarray) -> dict:
     return out
 
 
-def _peak_rss_mb() -> float:
-    import resource
-    import sys
+def run_partition(input_dir: Path, out_dir: Path, task, first_ym: int | None) -> PartitionResult:
+    """The shared pass of one task (a list of municipalities or a `PersonSlice`): read the input
+    partitions of its municipalities (of the slice's persons only), derive person_year for these
+    persons (whole history), keep the rows of these municipalities, write them as
+    `person_year/muni=<muni>/year=<fy>/part-<slice>.parquet` under `out_dir`, and count their strata."""
+    from hsutils.analysis import partition_import
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
-
-
-def run_partition(input_dir: Path, out_dir: Path, munis: list[str], first_ym: int | None) -> PartitionResult:
-    """The shared pass of one task: read the input partitions of `munis`, derive person_year for
-    their persons (whole history), keep the rows of these municipalities, write them as
-    `person_year/muni=<muni>/year=<fy>/` under `out_dir`, and count their strata."""
+    # the task's own peak, sampled (a spawned worker's ru_maxrss carries its parent's peak)
+    mem = partition_import.PeakMemory()
     t0 = time.perf_counter()
-    munis = [str(m) for m in munis]
-    label = "・".join(munis)
+    munis, persons, part, label = _task_scope(task)
     try:
-        tables = {name: read_partitioned(input_dir / name, munis, keep_row=(name == "enrollment"))
+        tables = {name: read_partitioned(input_dir / name, munis, keep_row=(name == "enrollment"), persons=persons)
                   for name in PARTITION_INPUTS if _has_parts(input_dir / name)}
         if first_ym is not None and "claims_monthly" in tables:
             tables["claims_monthly"].attrs["first_ym"] = int(first_ym)  # the data's look-back
@@ -306,19 +354,20 @@ def run_partition(input_dir: Path, out_dir: Path, munis: list[str], first_ym: in
         first = _first_seen(py, rows)
         py = py.assign(**{ROW: rows, PARTITION_KEY: py["muni_code"].astype(str).to_numpy(),
                           "_fy": py["fy"].astype(str).to_numpy()})
-        _write_parts(py, out_dir / "person_year", [PARTITION_KEY, "_fy"], [PARTITION_KEY, YEAR_KEY])
-        return PartitionResult(label, strata, first, int(len(py)), round(time.perf_counter() - t0, 3), _peak_rss_mb())
+        _write_parts(py, out_dir / "person_year", [PARTITION_KEY, "_fy"], [PARTITION_KEY, YEAR_KEY],
+                     file_name=f"part-{part}.parquet")
+        return PartitionResult(label, strata, first, int(len(py)), round(time.perf_counter() - t0, 3), mem.stop())
     except Exception as e:  # noqa: BLE001 - reported per partition; the others complete
-        return PartitionResult(label, pd.DataFrame(), {}, 0, round(time.perf_counter() - t0, 3), _peak_rss_mb(),
+        return PartitionResult(label, pd.DataFrame(), {}, 0, round(time.perf_counter() - t0, 3), mem.stop(),
                                error=f"{type(e).__name__}: {e}")
 
 
-def _task(munis: list[str], folder: Path, first_ym: int | None) -> PartitionResult:
+def _task(task, folder: Path, first_ym: int | None) -> PartitionResult:
     """One task on a Dask worker (module level: picklable)."""
-    return run_partition(folder, folder, munis, first_ym)
+    return run_partition(folder, folder, task, first_ym)
 
 
-def run_partitions(folder: Path, tasks: list[list[str]], first_ym: int | None, scheduler: str | None = None,
+def run_partitions(folder: Path, tasks: list, first_ym: int | None, scheduler: str | None = None,
                    workers: int | None = None, show_progress: bool = False,
                    in_process: bool = False) -> list[PartitionResult]:
     """The shared pass over every task (group of municipality partitions) under `folder` (inputs
@@ -536,7 +585,7 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
     if districts is None:
         districts = pd.DataFrame(columns=["muni_code", "district_code", "name"])
     history = _history_meta(first_ym, fys)
-    tasks = plan_tasks(sizes, task_rows)
+    tasks = plan_tasks(sizes, task_rows, folder=tmp)
 
     stages.start("shared_pass")
     stage(1)
@@ -602,7 +651,8 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
 
 
 
-def _write_parts(frame: pd.DataFrame, folder: Path, part_cols: list[str], part_names: list[str]) -> None:
+def _write_parts(frame: pd.DataFrame, folder: Path, part_cols: list[str], part_names: list[str],
+                file_name: str = "part-0.parquet") -> None:
     """One Parquet file per distinct value of `part_cols` (hive folders `name=value/…`), rows in
     their original order, carrying `ROW`. A loop over partitions (municipalities), not persons."""
     import pyarrow as pa
@@ -620,7 +670,7 @@ def _write_parts(frame: pd.DataFrame, folder: Path, part_cols: list[str], part_n
         sub = folder.joinpath(*(f"{n}={v}" for n, v in zip(part_names, values)))
         sub.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(data.iloc[rows], preserve_index=False)
-        pq.write_table(table, sub / "part-0.parquet")
+        pq.write_table(table, sub / file_name)
 
 
 def partition_members(enrollment: pd.DataFrame) -> pd.DataFrame:
@@ -658,11 +708,13 @@ def write_partitioned(person_year: pd.DataFrame, folder: Path, tables: dict) -> 
             _write_parts(_history_partitions(t, members), folder / name, [PARTITION_KEY], [PARTITION_KEY])
 
 
-def read_partitioned(folder: Path, munis=None, keep_row: bool = False, columns=None) -> pd.DataFrame:
+def read_partitioned(folder: Path, munis=None, keep_row: bool = False, columns=None,
+                     persons: tuple[str, str] | None = None) -> pd.DataFrame:
     """Rows of a partitioned table for the municipalities `munis` (None: all), in the order and with
     the index labels of the single-process table, each row once (a mover stored twice is read once).
-    `columns`: only these columns are read (None: all); the partition filter and the column list
-    go to pyarrow, so other municipalities' files and other columns are not read."""
+    `columns`: only these columns are read (None: all); `persons`: only persons whose person_id lies
+    in this inclusive range (a `PersonSlice`). The filters and the column list go to pyarrow, so
+    other municipalities' files and other columns are not read."""
     import pyarrow.dataset as ds
 
     part = ds.partitioning(flavor="hive")
@@ -670,6 +722,9 @@ def read_partitioned(folder: Path, munis=None, keep_row: bool = False, columns=N
     names = [n for n in dset.schema.names if n not in (PARTITION_KEY, YEAR_KEY)
              and (columns is None or n in columns or n == ROW)]
     filt = None if munis is None else ds.field(PARTITION_KEY).isin([str(m) for m in munis])
+    if persons is not None:
+        in_range = (ds.field("person_id") >= persons[0]) & (ds.field("person_id") <= persons[1])
+        filt = in_range if filt is None else filt & in_range
     table = dset.to_table(columns=names, filter=filt)
     rows = table.column(ROW).to_numpy()
     order = np.argsort(rows, kind="stable")

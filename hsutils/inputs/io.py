@@ -1099,7 +1099,7 @@ def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows
     if _chunked(path, chunk_rows):
         # bounded memory: read, validate and count chunk by chunk; duplicates look back over the
         # keys of the earlier chunks
-        seen: list = []
+        seen = KeyLookback()
         raws = (_read_csv_chunks(path, lookup, chunk_rows or CSV_CHUNK_ROWS)
                 if path.suffix.lower() != ".parquet" else _read_parquet_chunks(path, chunk_rows or CSV_CHUNK_ROWS))
         any_chunk = False
@@ -1209,7 +1209,7 @@ def read_text_frames(chunks, table, name: str, known_munis=None) -> LoadResult:
     ctx = _Ctx(table=t.name,
                known_munis=None if known_munis is None else frozenset(str(k) for k in known_munis))
     lookup = _header_lookup(t, {})
-    seen: list = []
+    seen = KeyLookback()
     results, n_lines = [], 0
     for frame, row_numbers in chunks:
         frame = frame.astype("str").fillna("").reset_index(drop=True)
@@ -1220,10 +1220,73 @@ def read_text_frames(chunks, table, name: str, known_munis=None) -> LoadResult:
     return _combine_chunks(results, t, name, n_lines)
 
 
+class KeyLookback:
+    """The keys kept from the earlier chunks of one file, for the first-row rule of duplicates
+    (docs/design.md §8.4), in 16 bytes a key instead of the key's Python objects (a MultiIndex of
+    100 million claim keys needs several GB). Each key is stored as two independent 64-bit hashes
+    of its normalised values; sorted runs of the first hash (the second beside it) are merged as
+    they grow, so a chunk is checked with one binary search per run. Two keys count as equal only
+    when both hashes match: a chance match of two different keys has a probability of about
+    n² / 2^129, nil for any file."""
+
+    _HASH_KEYS = ("0123456789abcdef", "hsutils-lookback")
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __len__(self) -> int:
+        return sum(len(a) for a, _ in self.runs)
+
+    @staticmethod
+    def _normalised(keys: pd.DataFrame) -> pd.DataFrame:
+        """The same key gives the same values whatever dtype a chunk parsed it to (int64, Int64,
+        float; object or Arrow strings; dates)."""
+        cols = {}
+        for c in keys.columns:
+            s = keys[c]
+            if pd.api.types.is_datetime64_any_dtype(s):
+                cols[c] = s.to_numpy(dtype="datetime64[ns]").view("int64")
+            elif pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+                cols[c] = s.to_numpy(dtype="float64", na_value=np.nan)
+            else:
+                cols[c] = s.astype(object).to_numpy(dtype=object)
+        return pd.DataFrame(cols)
+
+    def _hashes(self, keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        norm = self._normalised(keys)
+        return tuple(pd.util.hash_pandas_object(norm, index=False, hash_key=k).to_numpy()
+                     for k in self._HASH_KEYS)
+
+    def contains(self, keys: pd.DataFrame) -> np.ndarray:
+        """Whether each row's key was added before."""
+        h1, h2 = self._hashes(keys)
+        found = np.zeros(len(keys), dtype=bool)
+        for a, b in self.runs:  # a loop over runs (about log2 of the chunks)
+            lo = np.searchsorted(a, h1, side="left")
+            hi = np.searchsorted(a, h1, side="right")
+            one = hi - lo == 1
+            found[one] |= b[lo[one]] == h2[one]
+            for i in np.flatnonzero(hi - lo > 1):  # keys sharing a first hash: rare
+                found[i] |= bool((b[lo[i]:hi[i]] == h2[i]).any())
+        return found
+
+    def add(self, keys: pd.DataFrame) -> None:
+        if not len(keys):
+            return
+        h1, h2 = self._hashes(keys)
+        order = np.argsort(h1, kind="stable")
+        self.runs.append((h1[order], h2[order]))
+        while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
+            (a1, b1), (a2, b2) = self.runs[-2], self.runs.pop()
+            a, b = np.concatenate([a1, a2]), np.concatenate([b1, b2])
+            order = np.argsort(a, kind="stable")
+            self.runs[-1] = (a[order], b[order])
+
+
 def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _Ctx,
-                  seen_keys: list | None = None) -> LoadResult:
+                  seen_keys: KeyLookback | None = None) -> LoadResult:
     """Validate one file (or one chunk of it: `seen_keys` then holds the keys kept from the earlier
-    chunks, as a one-element list updated here)."""
+    chunks, updated here)."""
     mapped, extra_cols, warnings = _map_headers(raw, t, lookup, name)
     _check_required(mapped, t, raw, name)
 
@@ -1269,11 +1332,10 @@ def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _
         keyframe = pd.DataFrame({k: parsed[k].values for k in key})
         dup = keyframe[~drop].duplicated(keep="first").to_numpy()
         if seen_keys is not None:
-            kept_keys = pd.MultiIndex.from_frame(keyframe[~drop])
-            if seen_keys:
-                dup = dup | kept_keys.isin(seen_keys[0])
-            new_keys = kept_keys[~dup]
-            seen_keys[:] = [seen_keys[0].append(new_keys) if seen_keys else new_keys]
+            kept_keys = keyframe[~drop].reset_index(drop=True)
+            if len(seen_keys):
+                dup = dup | seen_keys.contains(kept_keys)
+            seen_keys.add(kept_keys[~dup])
         dup_full = np.zeros(n_read, dtype=bool)
         dup_full[np.flatnonzero(~drop)[dup]] = True
         if dup_full.any():

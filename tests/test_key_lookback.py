@@ -1,0 +1,53 @@
+"""The compact look-back over the keys of earlier chunks (hsutils.inputs.io.KeyLookback,
+docs/design.md §8.4): the first-row rule of duplicates across chunks, in 16 bytes a key."""
+import numpy as np
+import pandas as pd
+
+from hsutils.inputs import io
+
+
+def _chunks(seed=3, n_chunks=9, rows=400):
+    rng = np.random.default_rng(seed)
+    for _ in range(n_chunks):
+        yield pd.DataFrame({"person_id": [f"P{v:05d}" for v in rng.integers(0, 300, rows)],
+                            "ym": rng.integers(202204, 202208, rows)})
+
+
+def test_lookback_flags_exactly_the_keys_of_earlier_chunks():
+    seen, reference = io.KeyLookback(), set()
+    for chunk in _chunks():
+        keys = list(zip(chunk["person_id"], chunk["ym"]))
+        expected = np.array([k in reference for k in keys])
+        got = seen.contains(chunk) if len(seen) else np.zeros(len(chunk), dtype=bool)
+        assert (got == expected).all()
+        first = ~chunk.duplicated().to_numpy()
+        new = first & ~got
+        seen.add(chunk[new])
+        reference.update(k for k, n in zip(keys, new) if n)
+        assert len(seen) == len(reference)
+    assert len(seen.runs) <= 4  # runs are merged as they grow (9 chunks)
+
+
+def test_the_same_key_parsed_to_other_dtypes_is_found():
+    seen = io.KeyLookback()
+    seen.add(pd.DataFrame({"person_id": pd.Series(["A1", "B2"], dtype=object),
+                           "fy": pd.Series([2023, 2024], dtype="int64")}))
+    other = pd.DataFrame({"person_id": pd.Series(["B2", "A1", "A1"], dtype="string[pyarrow]"),
+                          "fy": pd.Series([2024, 2023, 2022], dtype="Int64")})
+    assert seen.contains(other).tolist() == [True, True, False]
+    dates = io.KeyLookback()
+    dates.add(pd.DataFrame({"person_id": ["A1"], "start": pd.to_datetime(["2023-04-01"])}))
+    assert dates.contains(pd.DataFrame({"person_id": ["A1", "A1"], "start": pd.to_datetime(
+        ["2023-04-01", "2023-04-02"]).astype("datetime64[s]")})).tolist() == [True, False]
+
+
+def test_keys_sharing_a_first_hash_are_told_apart_by_the_second():
+    class SameFirstHash(io.KeyLookback):
+        def _hashes(self, keys):
+            h1, h2 = super()._hashes(keys)
+            return np.zeros_like(h1), h2
+
+    seen = SameFirstHash()
+    seen.add(pd.DataFrame({"person_id": ["A", "B", "C"], "fy": [1, 2, 3]}))
+    got = seen.contains(pd.DataFrame({"person_id": ["B", "D", "C"], "fy": [2, 4, 1]}))
+    assert got.tolist() == [True, False, False]
