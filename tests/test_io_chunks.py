@@ -55,3 +55,24 @@ def test_chunks_with_blank_lines_and_incomplete_columns(tmp_path):
     _same(chunked, whole)
     assert chunked.warnings == whole.warnings
     assert chunked.row_numbers.tolist() == [2, 3, 4, 6, 7, 8, 9, 10, 11]
+
+
+def test_a_chunk_tally_keeps_no_rows_alive():
+    """ChunkTally keeps each chunk's counts, not its arrays (an empty slice of a frame is a view
+    that would keep the whole chunk in memory: bounded import, docs/design.md §8.4)."""
+    import numpy as np
+    import pandas as pd
+
+    from hsutils.inputs import io
+
+    tally = io.ChunkTally("claims_monthly", "claims.csv")
+    cols = {c.name: pd.Series(np.arange(100_000) % 7) for c in io.TABLES["claims_monthly"].columns}
+    r = io.LoadResult(data=pd.DataFrame(cols), exclusions=io._empty_exclusions(), n_read=100_000,
+                      n_kept=100_000, n_dropped=0, warnings=[], extra_columns=pd.DataFrame(index=range(100_000)),
+                      file="claims.csv", table="claims_monthly", row_numbers=np.arange(100_000))
+    tally.add(r, 100_000)
+    kept = tally.results[0].data
+    assert len(kept) == 0
+    for block in kept._mgr.blocks:
+        base = getattr(block.values, "base", None)
+        assert base is None or base.nbytes == 0

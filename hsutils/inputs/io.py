@@ -1132,9 +1132,10 @@ class ChunkTally:
         for c in self.table.columns:
             if self.complete[c.name] and len(r.data) and not bool(r.data[c.name].notna().all()):
                 self.complete[c.name] = False
-        self.results.append(LoadResult(data=r.data.iloc[:0], exclusions=r.exclusions, n_read=r.n_read,
+        # .copy(): an empty slice of a frame is a view that keeps the whole chunk's arrays alive
+        self.results.append(LoadResult(data=r.data.iloc[:0].copy(), exclusions=r.exclusions, n_read=r.n_read,
                                        n_kept=r.n_kept, n_dropped=r.n_dropped, warnings=r.warnings,
-                                       extra_columns=r.extra_columns.iloc[:0], file=r.file, table=r.table,
+                                       extra_columns=r.extra_columns.iloc[:0].copy(), file=r.file, table=r.table,
                                        row_numbers=np.zeros(0, dtype=np.int64)))
 
     def result(self) -> LoadResult:
