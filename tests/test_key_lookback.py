@@ -51,3 +51,10 @@ def test_keys_sharing_a_first_hash_are_told_apart_by_the_second():
     seen.add(pd.DataFrame({"person_id": ["A", "B", "C"], "fy": [1, 2, 3]}))
     got = seen.contains(pd.DataFrame({"person_id": ["B", "D", "C"], "fy": [2, 4, 1]}))
     assert got.tolist() == [True, False, False]
+
+
+def test_merged_runs_stay_sorted_with_the_second_hash_beside_the_first():
+    rng = np.random.default_rng(7)
+    a1, a2 = np.sort(rng.integers(0, 50, 40).astype(np.uint64)), np.sort(rng.integers(0, 50, 25).astype(np.uint64))
+    a, b = io.KeyLookback._merge(a1, a1 * 3, a2, a2 * 3)
+    assert (a == np.sort(np.concatenate([a1, a2]))).all() and (b == a * 3).all()
