@@ -133,9 +133,13 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
     kaigo = tables.get("kaigo")
     quest = tables.get("questionnaire")
 
+    empty = lambda name: pd.DataFrame(columns=TABLES[name].names)  # noqa: E731
+    # the claims prepared once (person codes, per-year arrays and statuses kept) for every year and rule
+    claims_ = programs.prepare_claims(claims if claims is not None else empty("claims_monthly"))
+
     # claims per fiscal year
     if claims is not None and not claims.empty:
-        cpy = programs.claims_person_year(claims, fys)
+        cpy = programs.claims_person_year(claims_, fys)
         py = py.merge(cpy, on=["person_id", "fy"], how="left")
     for c in ("claim_medical", "claim_dental", "dm_claim", "htn_claim", "lipid_claim", "ckd_claim",
               "dialysis_claim", "hf_claim", "stroke_claim", "hypnotic_claim"):
@@ -158,16 +162,15 @@ def build_person_year(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
         py = py.merge(quest[["person_id", "fy"] + qcols], on=["person_id", "fy"], how="left")
 
     # program flags per fiscal year (docs/rules.md §5, §6)
-    empty = lambda name: pd.DataFrame(columns=TABLES[name].names)  # noqa: E731
-    claims_ = claims if claims is not None else empty("claims_monthly")
     kaigo_ = kaigo if kaigo is not None else empty("kaigo")
     quest_ = quest if quest is not None else empty("questionnaire")
+    # every year's rows (健康状態不明者 looks at the previous fiscal year's, and the claims look-back is
+    # the same for every fiscal year of the frame, docs/hotei.md §7), only the columns the rules read
+    rule_inputs = py[[c for c in programs.PERSON_YEAR_INPUTS if c in py.columns]]
     parts = []
     for f in fys:  # a loop over 3–10 fiscal years, not over persons
-        # the full frame is passed: 健康状態不明者 looks at the previous fiscal year's rows, and the
-        # claims look-back is the same for every fiscal year of the frame (docs/hotei.md §7)
-        ik = programs.ikkatsu_flags(py, claims_, kaigo_, quest_, f)
-        dk = programs.nephropathy_flags(py, claims_, f)
+        ik = programs.ikkatsu_flags(rule_inputs, claims_, kaigo_, quest_, f)
+        dk = programs.nephropathy_flags(rule_inputs, claims_, f)
         parts.append(pd.concat([ik, dk.drop(columns=[c for c in dk.columns if c in ik.columns])], axis=1))
     flags = pd.concat(parts).reindex(py.index)
     flags = flags.drop(columns=[c for c in flags.columns if c in py.columns])
@@ -727,13 +730,14 @@ def read_partitioned(folder: Path, munis=None, keep_row: bool = False, columns=N
         filt = in_range if filt is None else filt & in_range
     table = dset.to_table(columns=names, filter=filt)
     rows = table.column(ROW).to_numpy()
-    order = np.argsort(rows, kind="stable")
-    rows = rows[order]
-    keep = np.ones(len(rows), dtype=bool)
-    keep[1:] = rows[1:] != rows[:-1]  # a mover's rows stored under two municipalities: once
-    table = table.take(order[keep])
+    if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():  # one partition's file is in order already
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        keep = np.ones(len(rows), dtype=bool)
+        keep[1:] = rows[1:] != rows[:-1]  # a mover's rows stored under two municipalities: once
+        table = table.take(order[keep])
+        rows = rows[keep]
     frame = table.drop_columns([ROW]).to_pandas()
-    rows = rows[keep]
     if keep_row:
         frame[ROW] = rows
     if len(rows) and rows[0] == 0 and rows[-1] == len(rows) - 1:

@@ -401,6 +401,8 @@ def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: 
         dtypes.setdefault(table, {})[str(ym)] = {c: str(d) for c, d in df.dtypes.items()
                                                  if c not in (POS, _SEG)}
 
+    if enrollment is not None:  # the municipality lookup once, not once per month
+        enrollment = claims_rules.MuniLookup(enrollment)
     for ym in months:
         month, dx_key = _month_tables(entries, offsets, ym)
         d = claims_rules.derive_tables(month, masters, rules, enrollment=enrollment, link=link)

@@ -115,19 +115,58 @@ def _person_ids(receipts: pd.DataFrame, link) -> pd.Series:
     return pd.Series(link.lookup(receipts["person_key"]).to_numpy(), index=receipts.index)
 
 
-def _muni_of(person_ym: pd.DataFrame, enrollment: pd.DataFrame | None) -> pd.Series:
-    """muni_code from the enrollment table: the row of the fiscal year of the month, else the
-    person's latest row."""
-    if enrollment is None or enrollment.empty:
-        return pd.Series(pd.NA, index=person_ym.index, dtype="object")
-    e = enrollment[["person_id", "fy", "muni_code"]].dropna()
-    e = e.assign(person_id=e["person_id"].astype(str), fy=e["fy"].astype("int64"))
-    fy = np.where(person_ym["ym"] % 100 >= 4, person_ym["ym"] // 100, person_ym["ym"] // 100 - 1)
-    by_fy = e.drop_duplicates(["person_id", "fy"]).set_index(["person_id", "fy"])["muni_code"]
-    idx = pd.MultiIndex.from_arrays([person_ym["person_id"].astype(str), fy])
-    muni = pd.Series(by_fy.reindex(idx).to_numpy(), index=person_ym.index, dtype="object")
-    latest = e.sort_values("fy").drop_duplicates("person_id", keep="last").set_index("person_id")["muni_code"]
-    return muni.fillna(person_ym["person_id"].astype(str).map(latest))
+class MuniLookup:
+    """The municipality of a person in a fiscal year, from the enrollment table, built once for all
+    months of receipts (`derive_tables` runs once per month): person ids as integer codes (one hash
+    table), and (person code, fiscal year) as sorted int64 keys searched with `np.searchsorted`
+    (docs/claims_rules.md §5). The row of the fiscal year of the month wins (the first such row),
+    else the person's latest fiscal year; a person not in the enrollment has none."""
+
+    def __init__(self, enrollment: pd.DataFrame | None):
+        e = (enrollment[["person_id", "fy", "muni_code"]].dropna() if enrollment is not None
+             else pd.DataFrame({"person_id": [], "fy": [], "muni_code": []}))
+        codes, persons = pd.factorize(e["person_id"].astype(str).to_numpy(dtype=object))
+        self.persons = pd.Index(persons, dtype=object)
+        fy = e["fy"].to_numpy(dtype=np.int64)
+        self.first_fy = int(fy.min()) if len(fy) else 0
+        self.span = int(fy.max()) - self.first_fy + 1 if len(fy) else 1
+        key = codes.astype(np.int64) * self.span + (fy - self.first_fy)
+        # the first row of each (person, fy), as drop_duplicates keeps it (np.unique: stable)
+        self.keys, first = np.unique(key, return_index=True)
+        self.munis = e["muni_code"].to_numpy(dtype=object)[first]
+        # keys sorted by person then fy: a person's latest year is the last key of its code
+        person_of_key = self.keys // self.span
+        last = np.r_[person_of_key[1:] != person_of_key[:-1], True][:len(person_of_key)]
+        self.latest = np.empty(len(self.persons), dtype=object)
+        self.latest[person_of_key[last]] = self.munis[last]
+
+    @property
+    def empty(self) -> bool:
+        return len(self.keys) == 0
+
+    def of(self, person_id: pd.Series, ym: pd.Series) -> pd.Series:
+        """muni_code of each (person_id, YYYYMM) (NA when the person is not in the enrollment)."""
+        out = np.full(len(person_id), None, dtype=object)
+        if self.empty:
+            return pd.Series(out, index=person_id.index, dtype="object")
+        code = self.persons.get_indexer(person_id.astype(str).to_numpy(dtype=object))
+        ym = np.asarray(ym, dtype=np.int64)
+        fy = np.where(ym % 100 >= 4, ym // 100, ym // 100 - 1) - self.first_fy
+        known = code >= 0
+        in_span = known & (fy >= 0) & (fy < self.span)
+        key = code.astype(np.int64) * self.span + fy
+        pos = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+        same_year = in_span & (self.keys[pos] == key)
+        out[known] = self.latest[code[known]]
+        out[same_year] = self.munis[pos[same_year]]
+        return pd.Series(out, index=person_id.index, dtype="object")
+
+
+def _muni_of(person_ym: pd.DataFrame, enrollment) -> pd.Series:
+    """muni_code from the enrollment (a `MuniLookup`, or the table to build one from): the row of
+    the fiscal year of the month, else the person's latest row."""
+    lookup = enrollment if isinstance(enrollment, MuniLookup) else MuniLookup(enrollment)
+    return lookup.of(person_ym["person_id"], person_ym["ym"])
 
 
 TOP_CODES = 10  # unknown codes listed by `hsutils check`, most frequent first
@@ -144,8 +183,9 @@ def _counts(codes: pd.Series) -> dict:
 
 
 def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
-                  enrollment: pd.DataFrame | None = None, link=None) -> ClaimsTables:
-    """Canonical claims tables from UKE receipts (docs/claims_rules.md §5–§6)."""
+                  enrollment: pd.DataFrame | MuniLookup | None = None, link=None) -> ClaimsTables:
+    """Canonical claims tables from UKE receipts (docs/claims_rules.md §5–§6). `enrollment`: the
+    enrollment table or its `MuniLookup` (build it once when deriving month by month)."""
     rules = rules or load_rules()
     rec = uke.receipts.copy()
     rec["person_id"] = _person_ids(rec, link)
@@ -155,6 +195,8 @@ def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
         excl.append(_receipt_excl(rec[nolink], "HO 保険者番号・記号・番号",
                                   "個人ID対応表（person_ids.csv または uke_person_link.csv）にない被保険者です（保険者番号-記号-番号-枝番）"))
     rec = rec[~nolink]
+    if enrollment is not None and not isinstance(enrollment, MuniLookup):
+        enrollment = MuniLookup(enrollment)
     rec["muni_code"] = _muni_of(rec[["person_id", "ym"]], enrollment)
     if enrollment is not None and not enrollment.empty:
         nomuni = rec["muni_code"].isna()

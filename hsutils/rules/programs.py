@@ -23,7 +23,7 @@ Conventions used throughout (documented once here):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,12 @@ _FY_FLAG_COLUMNS = {
 #: `NEW_DIALYSIS_UNKNOWN`.
 NEW_DIALYSIS_UNKNOWN = f"{UNDETERMINABLE}（{UNDETERMINABLE_REASON}）"
 
+#: The person_year columns that `ikkatsu_flags`, `health_unknown` and `nephropathy_flags` read (a
+#: caller with a wide frame may pass only these, so that each year's row selection copies less).
+PERSON_YEAR_INPUTS = ("person_id", "fy", "insurance", "age", "has_kenshin", "bmi", "hba1c", "sbp", "dbp",
+                      "egfr_calc", "egfr", "urine_protein", "fpg", "casual_glucose", "diabetes_type",
+                      "med_glucose", *QUESTIONNAIRE_RISK)
+
 STATUS_TREATED = "治療中"
 STATUS_INTERRUPTED = "治療中断"
 STATUS_UNTREATED = "未治療"
@@ -76,13 +82,20 @@ def _check_months(window_months: int, lookback_months: int) -> None:
 @dataclass(frozen=True)
 class _Claims:
     """Claims prepared once per extraction: persons are integer codes (`pcode`) so that the
-    per-person set operations are array lookups instead of string hashing."""
+    per-person set operations are array lookups instead of string hashing. The per-year arrays
+    and treatment statuses derived from them are kept in `memo` (the shared pass asks for the
+    same year several times: claims per year, 一体的実施, 健康状態不明者, 腎症)."""
     frame: pd.DataFrame  # pcode, ym, mi, flags, costs, n_drugs, n_institutions, medical, dental
     persons: pd.Index    # person_id (str) for each pcode
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n(self) -> int:
         return len(self.persons)
+
+    def col(self, name: str) -> np.ndarray:
+        """One column as a NumPy array (no copy of the frame's other columns)."""
+        return self.frame[name].to_numpy()
 
     def codes_of(self, pid: pd.Series) -> np.ndarray:
         """pcode for each person id (-1 when the person has no claims)."""
@@ -118,20 +131,35 @@ def _prepare_claims(claims) -> _Claims:
     return _Claims(c, pd.Index(persons, dtype="str"))
 
 
+def prepare_claims(claims) -> _Claims:
+    """Claims prepared once for several extractions on the same claims (the shared pass, docs/design.md
+    §8.2): every function of this module accepts the result in place of the claims frame."""
+    return _prepare_claims(claims)
+
+
+def _any_of(cl: _Claims, codes: np.ndarray) -> np.ndarray:
+    """Bool array over pcodes: True for the persons in `codes`."""
+    out = np.zeros(cl.n, dtype=bool)
+    out[codes] = True
+    return out
+
+
+def _max_of(cl: _Claims, codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Float array over pcodes: max of `values` per person, NaN values skipped (NaN when none)."""
+    out = np.full(cl.n, np.nan)
+    np.fmax.at(out, codes, np.asarray(values, dtype="float64"))  # fmax: NaN loses to any number
+    return out
+
+
 def _any_per_person(cl: _Claims, rows: pd.DataFrame, mask=None) -> np.ndarray:
     """Bool array over pcodes: True for persons with at least one row (where `mask`)."""
-    out = np.zeros(cl.n, dtype=bool)
     codes = rows["pcode"].to_numpy()
-    out[codes if mask is None else codes[np.asarray(mask, dtype=bool)]] = True
-    return out
+    return _any_of(cl, codes if mask is None else codes[np.asarray(mask, dtype=bool)])
 
 
 def _max_per_person(cl: _Claims, rows: pd.DataFrame, col: str) -> np.ndarray:
     """Float array over pcodes: max of `col` per person (NaN when no row/value)."""
-    out = np.full(cl.n, np.nan)
-    m = rows.groupby("pcode", sort=False)[col].max()
-    out[m.index.to_numpy()] = m.to_numpy(dtype="float64", na_value=np.nan)
-    return out
+    return _max_of(cl, rows["pcode"].to_numpy(), rows[col].to_numpy(dtype="float64", na_value=np.nan))
 
 
 def _take(values: np.ndarray, idx: np.ndarray, fill):
@@ -183,11 +211,12 @@ def new_dialysis_determinable(claims, fiscal_years: Iterable[int]) -> pd.Series:
                      index=pd.Index(h["fy"].astype("int64"), name="fy"), name="new_dialysis_determinable")
 
 
-def _new_dialysis(cl: _Claims, upto: pd.DataFrame, fy: int) -> np.ndarray:
+def _new_dialysis(cl: _Claims, upto: np.ndarray, fy: int) -> np.ndarray:
     """Bool over pcodes: first dialysis month in `fy` has no dialysis claim in the
     `NEW_DIALYSIS_FREE_MONTHS` months before it (whether the year can be judged at all is
-    `new_dialysis_determinable`)."""
-    d = upto.loc[upto["dialysis"], ["pcode", "mi", "ym"]].drop_duplicates(["pcode", "mi"])
+    `new_dialysis_determinable`). `upto`: mask of the claims rows up to the end of `fy`."""
+    rows = upto & cl.col("dialysis")
+    d = pd.DataFrame({k: cl.col(k)[rows] for k in ("pcode", "mi", "ym")}).drop_duplicates(["pcode", "mi"])
     d = d.sort_values(["pcode", "mi"])
     prev = d.groupby("pcode")["mi"].shift()
     d = d.assign(new=prev.isna() | ((d["mi"] - prev) > NEW_DIALYSIS_FREE_MONTHS))
@@ -199,19 +228,28 @@ def _new_dialysis(cl: _Claims, upto: pd.DataFrame, fy: int) -> np.ndarray:
 
 
 def _claims_fy_arrays(cl: _Claims, fy: int) -> dict[str, np.ndarray]:
-    """Per-pcode arrays of the claims_person_year columns for one fy (plus `present`)."""
+    """Per-pcode arrays of the claims_person_year columns for one fy (plus `present`), computed
+    once per prepared claims and year (`_Claims.memo`; callers must not modify the arrays)."""
+    key = ("fy", int(fy))
+    if key not in cl.memo:
+        cl.memo[key] = _claims_fy_arrays_of(cl, int(fy))
+    return dict(cl.memo[key])
+
+
+def _claims_fy_arrays_of(cl: _Claims, fy: int) -> dict[str, np.ndarray]:
     start, end = fy_start_ym(fy), fy_end_ym(fy)
-    c = cl.frame
-    upto = c[c["ym"].to_numpy() <= end]
-    in_fy = upto[upto["ym"].to_numpy() >= start]
-    out = {"present": _any_per_person(cl, upto),
-           "claim_medical": _any_per_person(cl, in_fy, in_fy["medical"]),
-           "claim_dental": _any_per_person(cl, in_fy, in_fy["dental"])}
+    ym, pcode = cl.col("ym"), cl.col("pcode")
+    upto = ym <= end
+    in_fy = upto & (ym >= start)
+    out = {"present": _any_of(cl, pcode[upto]),
+           "claim_medical": _any_of(cl, pcode[in_fy & cl.col("medical")]),
+           "claim_dental": _any_of(cl, pcode[in_fy & cl.col("dental")])}
     for col, flag in _FY_FLAG_COLUMNS.items():
-        out[col] = _any_per_person(cl, in_fy, in_fy[flag])
-    out["max_drugs"] = _max_per_person(cl, in_fy, "n_drugs")
-    out["last_dm_ym"] = _max_per_person(cl, upto.loc[upto["diabetes"]], "ym")
-    out["last_claim_ym"] = _max_per_person(cl, upto, "ym")
+        out[col] = _any_of(cl, pcode[in_fy & cl.col(flag)])
+    out["max_drugs"] = _max_of(cl, pcode[in_fy], cl.col("n_drugs")[in_fy])
+    dm = upto & cl.col("diabetes")
+    out["last_dm_ym"] = _max_of(cl, pcode[dm], ym[dm])
+    out["last_claim_ym"] = _max_of(cl, pcode[upto], ym[upto])
     out["new_dialysis"] = _new_dialysis(cl, upto, fy)
     return out
 
@@ -240,7 +278,7 @@ def claims_person_year(claims: pd.DataFrame, fys: Iterable[int]) -> pd.DataFrame
     cl = _prepare_claims(claims)
     frames = []
     for fy in fys:
-        arr = _claims_fy_arrays(cl, fy)
+        arr = _claims_fy_arrays(cl, fy)  # a copy of the dict: pop leaves the memo whole
         keep = arr.pop("present")
         out = pd.DataFrame({"person_id": pd.Series(cl.persons[keep], dtype="str")})
         out["fy"] = np.int64(fy)
@@ -296,16 +334,25 @@ def _claims_on_rows(cl: _Claims, pid: pd.Series, fy: int) -> dict[str, np.ndarra
 
 def _status_codes(cl: _Claims, flags: Sequence[str], as_of_ym: int, window_months: int,
                   lookback_months: int) -> tuple[np.ndarray, np.ndarray]:
-    """(status str array, last flagged ym float array) over pcodes."""
-    c = cl.frame
+    """(status str array, last flagged ym float array) over pcodes, computed once per prepared
+    claims and arguments (`_Claims.memo`; callers must not modify the arrays)."""
+    key = ("status", tuple(flags), int(as_of_ym), int(window_months), int(lookback_months))
+    if key in cl.memo:
+        return cl.memo[key]
     as_of_mi = month_index(int(as_of_ym))
-    hit = c[(c["mi"].to_numpy() <= as_of_mi) & c[list(flags)].any(axis=1).to_numpy()]
-    last_mi = _max_per_person(cl, hit, "mi")
-    last_ym = _max_per_person(cl, hit, "ym")
+    mi = cl.col("mi")
+    flagged = np.zeros(len(mi), dtype=bool)
+    for f in flags:  # a loop over one or two disease flags
+        flagged |= cl.col(f)
+    hit = (mi <= as_of_mi) & flagged
+    codes = cl.col("pcode")[hit]
+    last_mi = _max_of(cl, codes, mi[hit])
+    last_ym = _max_of(cl, codes, cl.col("ym")[hit])
     gap = as_of_mi - last_mi  # NaN when never flagged
     status = np.select([gap < window_months, gap < lookback_months],
                        [STATUS_TREATED, STATUS_INTERRUPTED], default=STATUS_UNTREATED)
-    return status.astype(object), last_ym
+    cl.memo[key] = (status.astype(object), last_ym)
+    return cl.memo[key]
 
 
 def treatment_status(claims: pd.DataFrame, flag: str | Sequence[str], as_of_ym: int | None = None,
