@@ -445,7 +445,8 @@ def combine_partition_strata(results: list[PartitionResult]) -> pd.DataFrame:
             out[k] = summed[k].to_numpy(dtype=np.int64)
         else:
             out[k] = pd.Categorical.from_codes(sort_codes[k], categories=pd.Index(np.asarray(order, dtype=str)))
-    ids = [i.id for i in indicators.INDICATORS if i.id in set(summed["indicator_id"].astype(str))]
+    present = set(pd.unique(summed["indicator_id"].astype(str)))  # once, not once per indicator
+    ids = [i.id for i in indicators.INDICATORS if i.id in present]
     ind = pd.Categorical(summed["indicator_id"].astype(str), categories=pd.Index(ids))
     df = pd.DataFrame(out)
     df["indicator_id"] = ind
