@@ -654,3 +654,37 @@ def test_claims_without_optional_columns_and_empty_claims():
     # no claims at all: everyone with a diabetes-type checkup is 未治療 (group C)
     flags = dkd([person("p", hba1c=7.0)], [])
     assert flags.loc["p", "dkd_treatment"] == "未治療" and flags.loc["p", "dkd_group"] == "C"
+
+
+# --------------------------------------------------------------------------------- claims prepared once
+
+def test_prepared_claims_reused_across_years_and_rules_give_the_fresh_results():
+    """The shared pass prepares the claims once (`prepare_claims`) and asks for the same years and
+    statuses several times (docs/design.md §8.3): the kept arrays must not leak between questions."""
+    from hsutils.rules.programs import prepare_claims
+
+    c = make_claims([
+        claim("a", 202304, diabetes=True, n_drugs=3),   # fiscal 2023
+        claim("a", 202410, diabetes=True, n_drugs=16),  # fiscal 2024, in the 6-month window of 202503
+        claim("b", 202406, dental=500.0, outpatient=0.0),
+        claim("c", 202401, hypertension=True),          # fiscal 2023 only, no drugs
+    ])
+    cl = prepare_claims(c)
+    for _ in range(2):  # the second round is answered from the kept arrays
+        cpy = claims_person_year(cl, [2023, 2024]).set_index(["person_id", "fy"])
+        assert cpy.index.tolist() == [("a", 2023), ("c", 2023), ("a", 2024), ("b", 2024), ("c", 2024)]
+        assert cpy.loc[("c", 2023), "max_drugs"] == 0 and cpy.loc[("c", 2024), "last_claim_ym"] == 202401
+        assert cpy.loc[("a", 2024), "max_drugs"] == 16 and cpy.loc[("a", 2023), "max_drugs"] == 3
+        assert cpy.loc[("a", 2024), "last_dm_ym"] == 202410 and cpy.loc[("a", 2023), "last_dm_ym"] == 202304
+        assert bool(cpy.loc[("b", 2024), "claim_dental"]) and not bool(cpy.loc[("b", 2024), "claim_medical"])
+        assert not bool(cpy.loc[("c", 2024), "claim_medical"]) and bool(cpy.loc[("c", 2023), "htn_claim"])
+        st = treatment_status(cl, "diabetes", 202503).set_index("person_id")["status"].to_dict()
+        assert st == {"a": "治療中", "b": "未治療", "c": "未治療"}
+        st = treatment_status(cl, ["diabetes", "hypertension"], 202409, window_months=6).set_index(
+            "person_id")["status"].to_dict()
+        assert st == {"a": "治療中断", "b": "未治療", "c": "治療中断"}  # last claims 202304 / 202401
+    fresh = claims_person_year(c, [2023, 2024])
+    pd.testing.assert_frame_equal(claims_person_year(cl, [2023, 2024]), fresh)
+    py = make_py([person("a", age=80, insurance="後期", hba1c=8.5), person("b", age=80, insurance="後期")])
+    pd.testing.assert_frame_equal(ikkatsu_flags(py, cl, None, None, FY), ikkatsu_flags(py, c, None, None, FY))
+    pd.testing.assert_frame_equal(nephropathy_flags(py, cl, FY), nephropathy_flags(py, c, FY))
