@@ -115,6 +115,19 @@ def _same_text_codes(col: pd.Series) -> np.ndarray:
     return pd.factorize(col.astype(str), use_na_sentinel=False)[0]
 
 
+def _person_codes(person_id: pd.Series, room: int) -> np.ndarray:
+    """int64 codes equal exactly where person_id is equal, with `room` key values free per code (the
+    municipality × fy part of the previous-year key). An integer column (no missing value) is its own
+    code, offset to 0, when the key fits in int64: no hashing of millions of ids; anything else is
+    factorised (text ids, missing values)."""
+    values = person_id.to_numpy() if isinstance(person_id.dtype, np.dtype) else None
+    if values is not None and values.dtype.kind in "iu" and len(values):
+        lo, hi = int(values.min()), int(values.max())
+        if (hi - lo + 1) * room < 2 ** 62:
+            return values.astype(np.int64) - lo
+    return pd.factorize(person_id, use_na_sentinel=False)[0].astype(np.int64)
+
+
 def previous_year_status(py: pd.DataFrame) -> pd.DataFrame:
     """Last year's status of the same person at the same 保険者 (municipality), aligned with py
     (docs/hotei.md §4): `prev_evaluable` (評価対象者 last year), `prev_metabo` (last year's メタボ判定,
@@ -126,13 +139,13 @@ def previous_year_status(py: pd.DataFrame) -> pd.DataFrame:
     """
     ev = evaluable(py)
     completer = ev & py["hokenshido"].isin(GUIDANCE_LEVELS).to_numpy() & _bool(py, "guidance_completed")
-    person = pd.factorize(py["person_id"], use_na_sentinel=False)[0].astype(np.int64)
     muni = _same_text_codes(py["muni_code"]).astype(np.int64)
     fy = py["fy"].to_numpy().astype(np.int64)
     fy0 = int(fy.min()) if len(fy) else 0
     span = (int(fy.max()) - fy0 + 2) if len(fy) else 2  # room for fy + 1
-    base = (person * (int(muni.max(initial=0)) + 1) + muni) * span - fy0
-    this_key = base + fy
+    n_muni = int(muni.max(initial=0)) + 1
+    person = _person_codes(py["person_id"], n_muni * span)
+    this_key = (person * n_muni + muni) * span + (fy - fy0)
     rows_ev = np.flatnonzero(ev)
     # first 評価対象 row per (person, municipality, fy): it is the "last year" of the key fy + 1
     last_keys, first = np.unique(this_key[rows_ev] + 1, return_index=True)
