@@ -58,6 +58,8 @@ def _b(py: pd.DataFrame, col: str) -> np.ndarray:
     s = py[col]
     if s.dtype == bool:
         return s.to_numpy()
+    if isinstance(s.dtype, pd.BooleanDtype):  # 判定不能 (NA) -> False in one pass
+        return s.to_numpy(dtype=bool, na_value=False)
     return s.fillna(False).astype(bool).to_numpy()
 
 
@@ -72,7 +74,11 @@ def _measured(py: pd.DataFrame, *cols: str) -> np.ndarray:
 def _eq(py: pd.DataFrame, col: str, value) -> np.ndarray:
     if col not in py:
         return np.zeros(len(py), dtype=bool)
-    return (py[col] == value).fillna(False).to_numpy(dtype=bool)
+    s = py[col]
+    if isinstance(s.dtype, pd.CategoricalDtype) and isinstance(value, str):  # compared on the integer codes
+        at = s.cat.categories.get_indexer([value])[0]
+        return s.cat.codes.to_numpy() == at if at >= 0 else np.zeros(len(py), dtype=bool)
+    return (s == value).fillna(False).to_numpy(dtype=bool)
 
 
 def _isin(py: pd.DataFrame, col: str, values) -> np.ndarray:
