@@ -218,3 +218,40 @@ def test_indicators_to_show_unknown_name_is_a_japanese_error_with_the_choices():
     assert all(f"（{i.id}）" in msg for i in indicators.INDICATORS)
     with pytest.raises(ParameterError, match="一つもありません"):
         indicators.resolve_ids([])
+
+
+def test_flag_helpers_fast_paths_equal_the_general_ones():
+    """`_ge` / `_lt` on float32 measures (no float64 copy) give the float64 comparison at every boundary
+    (a value on the threshold, one float32 step either side, thresholds that are not float32 numbers);
+    `_eq` on a categorical's codes and `_b` on nullable booleans give what the pandas expressions give."""
+    thresholds = [6.5, 45, 60, 25, 0.1, 1 / 3, 44.99999]
+    at = np.array(thresholds, dtype=np.float32)
+    values = np.concatenate([at, np.nextafter(at, np.float32(np.inf)), np.nextafter(at, np.float32(-np.inf)),
+                             [np.nan, 0.0]]).astype(np.float32)
+    py = pd.DataFrame({"f32": values, "f64": values.astype(np.float64)})
+    for t in thresholds:
+        ge32, ge64 = indicators._ge(py, "f32", t), indicators._ge(py, "f64", t)
+        assert ge32.tolist() == ge64.tolist() and indicators._lt(py, "f32", t).tolist() == indicators._lt(py, "f64", t).tolist()
+    # hand check: 0.1 is not a float32 number; float32(0.1) = 0.100000001… is ≥ 0.1, the float32 below it is not
+    assert indicators._ge(pd.DataFrame({"x": np.array([0.1], np.float32)}), "x", 0.1).tolist() == [True]
+    below = np.nextafter(np.float32(0.1), np.float32(0))
+    assert indicators._ge(pd.DataFrame({"x": np.array([below], np.float32)}), "x", 0.1).tolist() == [False]
+    cats = pd.DataFrame({"m": pd.Categorical(["該当", None, "予備群", "該当"], categories=["該当", "予備群", "非該当"]),
+                         "b": pd.array([True, None, False, True], dtype="boolean")})
+    assert indicators._eq(cats, "m", "該当").tolist() == [True, False, False, True]
+    assert indicators._eq(cats, "m", "非該当").tolist() == [False] * 4  # a category without rows
+    assert indicators._eq(cats, "m", "判定不能").tolist() == [False] * 4  # not a category: never the missing rows
+    assert indicators._b(cats, "b").tolist() == [True, False, False, True]
+
+
+def test_age_band_of_integer_ages_equals_the_float_path():
+    """schema.age_band: integer ages are banded through a lookup of each possible age; the bands (codes,
+    categories, order) are those of the float path at every edge, and a negative or missing age keeps it."""
+    from hsutils.core.schema import age_band
+
+    ages = np.array([0, 39, 40, 44, 45, 74, 75, 89, 90, 130], dtype=np.int16)
+    fast, general = age_band(ages), age_band(ages.astype(float))
+    assert fast.equals(general) and fast.codes.tolist() == general.codes.tolist()
+    assert list(fast) == ["<40", "<40", "40-44", "40-44", "45-49", "70-74", "75-79", "85-89", "90+", "90+"]
+    assert age_band(pd.Series(ages.astype(np.uint8))).equals(general)
+    assert list(age_band(np.array([-1, 40]))) == ["<40", "40-44"] and pd.isna(age_band(pd.Series([np.nan, 41.0]))[0])

@@ -320,6 +320,12 @@ def test_previous_year_status_equals_reference(seed, n, categorical, missing_key
     frame = _person_table(seed, n, categorical, missing_keys)
     if seed % 2:
         frame["person_id"] = frame["person_id"].astype(str)
+    elif seed % 4 == 2:  # integer ids too far apart to be their own key: factorised
+        frame["person_id"] = frame["person_id"] * 10 ** 15 - 5
+    elif seed % 8 == 4:  # small unsigned ids: their own key, offset to 0
+        frame["person_id"] = frame["person_id"].astype(np.uint16) + 3
+    elif seed % 16 == 8:  # ids their own key but too sparse to count per person: every row looked up
+        frame["person_id"] = frame["person_id"] * 100_000
     new, ref = hotei_items.previous_year_status(frame), reference_previous_year_status(frame)
     pd.testing.assert_frame_equal(new, ref)
     assert [type(v) for v in new["prev_metabo"]] == [type(v) for v in ref["prev_metabo"]]

@@ -110,9 +110,37 @@ def _same_text_codes(col: pd.Series) -> np.ndarray:
     A categorical column is coded through its categories only, not row by row."""
     if isinstance(col.dtype, pd.CategoricalDtype):
         text = np.append(np.asarray(col.cat.categories.astype(str), dtype=object), None)
-        lookup = pd.factorize(text, use_na_sentinel=False)[0]
+        lookup = pd.factorize(text, use_na_sentinel=False)[0].astype(np.int32)  # gathered per row: 4 bytes
         return lookup[col.cat.codes.to_numpy()]  # code -1 (missing) indexes the trailing None
     return pd.factorize(col.astype(str), use_na_sentinel=False)[0]
+
+
+def _person_codes(person_id: pd.Series, room: int) -> np.ndarray:
+    """int64 codes equal exactly where person_id is equal, with `room` key values free per code (the
+    municipality × fy part of the previous-year key). An integer column (no missing value) is its own
+    code, offset to 0, when the key fits in int64: no hashing of millions of ids; anything else is
+    factorised (text ids, missing values)."""
+    values = person_id.to_numpy() if isinstance(person_id.dtype, np.dtype) else None
+    if values is not None and values.dtype.kind in "iu" and len(values):
+        lo, hi = int(values.min()), int(values.max())
+        if (hi - lo + 1) * room < 2 ** 62:
+            return values.astype(np.int64) - lo
+    return pd.factorize(person_id, use_na_sentinel=False)[0].astype(np.int64)
+
+
+def _linkable_rows(person: np.ndarray, rows_ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows that can have a previous year, 評価対象 rows that can be one): only a person with two rows or
+    more can be linked, and only when one of them is 評価対象; the other rows are not looked up (in a
+    year's data most persons never take the checkup). Codes too sparse to count (integer ids far
+    apart) keep every row."""
+    n = len(person)
+    size = int(person.max()) + 1 if n else 0
+    if size > 4 * n + 1024:
+        return np.arange(n), rows_ev
+    several = np.bincount(person, minlength=size) > 1
+    with_ev = np.zeros(size, dtype=bool)
+    with_ev[person[rows_ev]] = True
+    return np.flatnonzero((several & with_ev)[person]), rows_ev[several[person[rows_ev]]]
 
 
 def previous_year_status(py: pd.DataFrame) -> pd.DataFrame:
@@ -122,23 +150,30 @@ def previous_year_status(py: pd.DataFrame) -> pd.DataFrame:
     completed it). A person who moved municipality starts a new history (another 保険者).
 
     Each row looks up the first 評価対象 row of (person, municipality, fy − 1) by one integer key per
-    row (sorted keys + `searchsorted`): no join of string columns.
+    row (sorted keys + `searchsorted`): no join of string columns; only the rows of persons with two
+    rows or more, one of them 評価対象, are looked up (`_linkable_rows`).
     """
     ev = evaluable(py)
     completer = ev & py["hokenshido"].isin(GUIDANCE_LEVELS).to_numpy() & _bool(py, "guidance_completed")
-    person = pd.factorize(py["person_id"], use_na_sentinel=False)[0].astype(np.int64)
-    muni = _same_text_codes(py["muni_code"]).astype(np.int64)
-    fy = py["fy"].to_numpy().astype(np.int64)
+    muni = _same_text_codes(py["muni_code"])
+    fy = py["fy"].to_numpy()
     fy0 = int(fy.min()) if len(fy) else 0
     span = (int(fy.max()) - fy0 + 2) if len(fy) else 2  # room for fy + 1
-    base = (person * (int(muni.max(initial=0)) + 1) + muni) * span - fy0
-    this_key = base + fy
-    rows_ev = np.flatnonzero(ev)
+    n_muni = int(muni.max(initial=0)) + 1
+    person = _person_codes(py["person_id"], n_muni * span)
+    rows, rows_ev = _linkable_rows(person, np.flatnonzero(ev))
+
+    def key(at: np.ndarray) -> np.ndarray:  # one int64 per (person, municipality, fy)
+        return (person[at] * n_muni + muni[at]) * span + (fy[at].astype(np.int64) - fy0)
+
     # first 評価対象 row per (person, municipality, fy): it is the "last year" of the key fy + 1
-    last_keys, first = np.unique(this_key[rows_ev] + 1, return_index=True)
+    last_keys, first = np.unique(key(rows_ev) + 1, return_index=True)
+    this_key = key(rows)
     pos = np.minimum(np.searchsorted(last_keys, this_key), max(len(last_keys) - 1, 0))
-    hit = (last_keys[pos] == this_key) if len(last_keys) else np.zeros(len(py), dtype=bool)
-    src = rows_ev[first[pos[hit]]]
+    found = (last_keys[pos] == this_key) if len(last_keys) else np.zeros(len(rows), dtype=bool)
+    hit = np.zeros(len(py), dtype=bool)
+    hit[rows[found]] = True
+    src = rows_ev[first[pos[found]]]  # aligned with the rows of `hit` (both ascending)
     metabo = py["metabo"]
     if not (ev & metabo.notna().to_numpy()).any():
         prev_metabo = np.full(len(py), np.nan, dtype=object)  # no label at all: an object column of NaN

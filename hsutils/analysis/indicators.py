@@ -58,6 +58,8 @@ def _b(py: pd.DataFrame, col: str) -> np.ndarray:
     s = py[col]
     if s.dtype == bool:
         return s.to_numpy()
+    if isinstance(s.dtype, pd.BooleanDtype):  # 判定不能 (NA) -> False in one pass
+        return s.to_numpy(dtype=bool, na_value=False)
     return s.fillna(False).astype(bool).to_numpy()
 
 
@@ -65,14 +67,18 @@ def _measured(py: pd.DataFrame, *cols: str) -> np.ndarray:
     out = np.zeros(len(py), dtype=bool)
     for c in cols:
         if c in py:
-            out |= py[c].notna().to_numpy()
+            out |= _memo(f"notna:{c}", py, lambda py: py[c].notna().to_numpy())  # shared by several indicators
     return out
 
 
 def _eq(py: pd.DataFrame, col: str, value) -> np.ndarray:
     if col not in py:
         return np.zeros(len(py), dtype=bool)
-    return (py[col] == value).fillna(False).to_numpy(dtype=bool)
+    s = py[col]
+    if isinstance(s.dtype, pd.CategoricalDtype) and isinstance(value, str):  # compared on the integer codes
+        at = s.cat.categories.get_indexer([value])[0]
+        return s.cat.codes.to_numpy() == at if at >= 0 else np.zeros(len(py), dtype=bool)
+    return (s == value).fillna(False).to_numpy(dtype=bool)
 
 
 def _isin(py: pd.DataFrame, col: str, values) -> np.ndarray:
@@ -82,27 +88,45 @@ def _isin(py: pd.DataFrame, col: str, values) -> np.ndarray:
 
 
 def _num(py: pd.DataFrame, col: str) -> np.ndarray:
+    """A numeric column as a numpy float array (missing -> NaN); a float column as stored (float32 stays
+    float32: `_ge` / `_lt` compare it exactly as its float64 value would be)."""
     if col not in py:
         return np.full(len(py), np.nan)
-    return pd.to_numeric(py[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    s = py[col]
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind == "f":
+        return s.to_numpy()
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _threshold(values: np.ndarray, threshold: float):
+    """The threshold to compare `values` with: for float32 values the smallest float32 ≥ threshold, so that
+    `x >= t32` ⇔ `float64(x) >= threshold` and `x < t32` ⇔ `float64(x) < threshold` (no float64 copy)."""
+    if values.dtype != np.float32:
+        return threshold
+    t32 = np.float32(threshold)
+    return np.nextafter(t32, np.float32(np.inf)) if float(t32) < threshold else t32
 
 
 def _ge(py: pd.DataFrame, col: str, threshold: float) -> np.ndarray:
     """value ≥ threshold (以上); missing -> False."""
+    values = _num(py, col)
     with np.errstate(invalid="ignore"):
-        return _num(py, col) >= threshold
+        return values >= _threshold(values, threshold)
 
 
 def _egfr_any(py: pd.DataFrame) -> np.ndarray:
     """eGFR recomputed from creatinine, else the reported value (docs/rules.md §4.1)."""
-    calc = _num(py, "egfr_calc")
-    return np.where(np.isnan(calc), _num(py, "egfr"), calc)
+    def compute(py):
+        calc = _num(py, "egfr_calc")
+        return np.where(np.isnan(calc), _num(py, "egfr"), calc)
+    return _memo("egfr_any", py, compute)
 
 
 def _lt(py: pd.DataFrame, col: str, threshold: float) -> np.ndarray:
     """value < threshold (未満); missing -> False."""
+    values = _num(py, col)
     with np.errstate(invalid="ignore"):
-        return _num(py, col) < threshold
+        return values < _threshold(values, threshold)
 
 
 _MEMO: dict = {}  # populations shared by many indicators, filled during one indicator_flags call

@@ -295,6 +295,15 @@ SEX_LABELS = vocab.SEX_LABELS
 DEFAULT_FILENAMES = {name: f"{name}.csv" for name in TABLES}
 
 
+def _age_band_codes(a, n_labels: int):
+    """Band code of each age (float; NaN -> -1): 0 => <40, 1 => 40-44, ..., 11 => 90+."""
+    import numpy as np
+
+    edges = np.array([40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90], dtype=float)
+    idx = np.searchsorted(edges, a, side="right")
+    return np.where(np.isnan(a), -1, np.clip(idx, 0, n_labels - 1)).astype(np.int8)
+
+
 def age_band(age):
     """Age band label (docs/design.md §5) for an array of ages; ages under 40 give '<40'.
 
@@ -305,11 +314,14 @@ def age_band(age):
     import pandas as pd
 
     scalar = np.ndim(age) == 0
-    a = pd.to_numeric(pd.Series(np.atleast_1d(age)), errors="coerce").to_numpy(dtype=float)
-    edges = np.array([40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90], dtype=float)
-    idx = np.searchsorted(edges, a, side="right")  # 0 => <40, 1 => 40-44, ..., 11 => 90+
     labels = ("<40",) + AGE_BANDS
-    codes = np.where(np.isnan(a), -1, np.clip(idx, 0, len(labels) - 1)).astype(np.int8)
+    values = None if scalar else np.asarray(age) if isinstance(getattr(age, "dtype", None), np.dtype) else None
+    if values is not None and values.dtype.kind in "iu" and values.size and 0 <= values.min() and values.max() < 4096:
+        # integer ages (no missing value): the band of each possible age once, gathered (no float pass per row)
+        codes = _age_band_codes(np.arange(int(values.max()) + 1, dtype=float), len(labels))[values]
+    else:
+        a = pd.to_numeric(pd.Series(np.atleast_1d(age)), errors="coerce").to_numpy(dtype=float)
+        codes = _age_band_codes(a, len(labels))
     cat = pd.Categorical.from_codes(codes, categories=list(labels), ordered=True)  # no per-row strings
     if scalar:
         return None if codes[0] < 0 else labels[codes[0]]
