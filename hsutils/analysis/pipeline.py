@@ -540,7 +540,7 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
 
     import shutil
 
-    from hsutils.analysis import partition_import
+    from hsutils.analysis import partition_import, references
     from hsutils.inputs import io
     from hsutils.core.errors import DataError
 
@@ -613,6 +613,7 @@ def prepare_cache(data_dir: Path, cache_dir: Path, column_map=None, force: bool 
             shutil.rmtree(tmp / name)
     strata.to_parquet(tmp / "strata.parquet", index=False)
     master.to_parquet(tmp / "municipalities.parquet", index=False)
+    references.write_stored_comparisons(tmp)  # 県・同規模・国 of every area, once (docs/design.md §8.7)
     districts.to_parquet(tmp / "districts.parquet", index=False)
     summary.to_parquet(tmp / "import_summary.parquet", index=False)
     # rows of other tables with no enrollment row are listed too, so read = used + excluded holds

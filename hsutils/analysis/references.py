@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import unicodedata
 from pathlib import Path
@@ -102,8 +103,9 @@ class ExternalReference:
     #: small-count checked like any published count (docs/rules.md §15.6); NDB and user CSVs are not
     from_data: bool = False
 
-    @property
+    @functools.cached_property
     def indicator_ids(self) -> set[str]:
+        # asked once per indicator of every comparison: worked out once (the rates never change)
         return set(self.rates["indicator_id"].astype(str).unique()) if len(self.rates) else set()
 
     def unavailable_reason(self, indicator_id: str) -> str:
@@ -379,15 +381,15 @@ def _fill_empty_bands(ref_strata: pd.DataFrame, subject_strata: pd.DataFrame) ->
     if not len(ref_strata) or not len(subject_strata):
         return ref_strata
     r = ref_strata.astype({"indicator_id": str, "age_band": str})
-    r = r.assign(_start=np.array([_band_start(b) for b in r["age_band"]], dtype=np.int64))  # band labels
-    span = r.groupby(["indicator_id", "sex"]).agg(lo=("_start", "min"), hi=("_start", "max"),
-                                                  x=("numerator", "sum"), n=("denominator", "sum"))
-    keys = (subject_strata[["fy", "indicator_id", "sex", "age_band"]].astype({"indicator_id": str, "age_band": str})
-            .drop_duplicates())
-    have = set(map(tuple, r[["fy", "indicator_id", "sex", "age_band"]].itertuples(index=False, name=None)))
-    missing = keys[[k not in have for k in keys.itertuples(index=False, name=None)]]  # a few dozen keys
+    key_cols = ["fy", "indicator_id", "sex", "age_band"]
+    keys = subject_strata[key_cols].astype({"indicator_id": str, "age_band": str}).drop_duplicates()
+    missing = keys[~pd.MultiIndex.from_frame(keys).isin(pd.MultiIndex.from_frame(r[key_cols]))]
     if missing.empty:
         return ref_strata
+    starts = {b: _band_start(b) for b in pd.unique(r["age_band"])}  # a dozen band labels
+    r = r.assign(_start=r["age_band"].map(starts).to_numpy(dtype=np.int64))
+    span = r.groupby(["indicator_id", "sex"]).agg(lo=("_start", "min"), hi=("_start", "max"),
+                                                  x=("numerator", "sum"), n=("denominator", "sum"))
     m = missing.join(span, on=["indicator_id", "sex"], how="inner")
     start = np.array([_band_start(b) for b in m["age_band"]], dtype=np.int64)
     m = m[(start >= m["lo"].to_numpy()) & (start <= m["hi"].to_numpy()) & (m["n"].to_numpy() > 0)]
@@ -454,15 +456,18 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
         if have:
             ref_strata = _fill_empty_bands(ref_strata, s)
             bands = ref_strata[["indicator_id", "sex", "age_band"]].astype({"indicator_id": str, "age_band": str})
-            key_ref = set(map(tuple, bands.itertuples(index=False, name=None)))
-            key_s = list(zip(s["indicator_id"].astype(str), s["sex"].astype(int), s["age_band"].astype(str)))
-            covered = np.fromiter((k in key_ref for k in key_s), dtype=bool, count=len(key_s))
-            cut = s[~covered & (s["denominator"].to_numpy() > 0)]
-            partial = {i: "・".join(sorted(set(g["age_band"].astype(str)))) for i, g in
-                       cut.groupby(cut["indicator_id"].astype(str), observed=True)}
+            s_ind, s_band = s["indicator_id"].astype(str), s["age_band"].astype(str)
+            covered = pd.MultiIndex.from_arrays([s_ind, s["sex"].astype(int), s_band]).isin(
+                pd.MultiIndex.from_frame(bands))
+            cut = ~covered & (s["denominator"].to_numpy() > 0)
+            partial = {}
+            for i, band in sorted(set(zip(s_ind[cut], s_band[cut]))):  # the bands the reference lacks
+                partial.setdefault(i, []).append(band)
+            partial = {i: "・".join(b) for i, b in partial.items()}
             left = s[~covered].groupby(s["indicator_id"].astype(str)[~covered], observed=True)[
                 ["numerator", "denominator"]].sum()  # the subject's persons in bands the reference lacks
-            excluded = {i: (float(left.at[i, "numerator"]), float(left.at[i, "denominator"])) for i in left.index}
+            excluded = dict(zip(left.index, zip(left["numerator"].to_numpy(float).tolist(),
+                                                left["denominator"].to_numpy(float).tolist())))
             t = indicators.indicator_table(s[covered], "muni", fy=fys, indicators=have, reference=ref_strata,
                                            conf=conf)
             t = t.groupby("indicator_id", as_index=False).agg(
@@ -474,15 +479,16 @@ def compare(strata: pd.DataFrame, subject, master: pd.DataFrame, references, *, 
                 refw = ref_strata.groupby("indicator_id")[["numerator", "denominator"]].sum()
                 t["ref_rate"] = t["indicator_id"].map(refw["numerator"] / refw["denominator"] * 100)
             t = t.set_index("indicator_id")
+        found = t.to_dict("index")  # indicator → its row, read once (not a lookup per indicator and column)
         for i in ids:
             row = {"indicator_id": i, "reference_kind": ref.kind, "reference_label": ref.label,
                    "source": ref.source, "reference_year": ref.year}
-            if reasons[i] or i not in t.index or not np.isfinite(t.at[i, "sr"]):
-                why = reasons[i] or (NO_EXPECTED_REASON if i in t.index and t.at[i, "expected"] == 0
+            if reasons[i] or i not in found or not np.isfinite(found[i]["sr"]):
+                why = reasons[i] or (NO_EXPECTED_REASON if i in found and found[i]["expected"] == 0
                                      else NO_STRATA_REASON)
                 row.update(comparison=no_comparison(why), available=False, note=ref.note)
             else:
-                r = t.loc[i]
+                r = found[i]
                 lo, hi = float(r["sr_lower"]), float(r["sr_upper"])
                 ex_num, ex_den = excluded.get(i, (0.0, 0.0))
                 row.update(numerator=r["numerator"], denominator=r["denominator"],
@@ -544,15 +550,152 @@ def comparison_table(prepared, subject, fy, *, indicator_ids=COMPARISON_INDICATO
     """`compare` of the subject against `standard_references` for notebooks 01–05, with the
     indicator's polarity (for 良い / 悪い) and `conf`. Unsuppressed: pass it through
     `ctx.save_table(..., count_cols=COUNT_COLUMNS, derived_cols=DERIVED_COLUMNS,
-    relations=[privacy.ColumnMargin(*m) for m in COLUMN_MARGINS])`."""
+    relations=[privacy.ColumnMargin(*m) for m in COLUMN_MARGINS])`.
+
+    The built-in references (県・同規模・国) of a municipality or the prefecture in one fiscal year are
+    read from the comparison the shared pass stored in the cache (`write_stored_comparisons`,
+    docs/design.md §8.7) when the run's `conf` and `min_count` are those it was stored with; the
+    references of the user's `reference_files` are compared here and follow them. Any other case
+    (a district, several years, another `conf`) is computed here, with the same `compare`."""
     master = prepared.municipalities
-    refs = standard_references(subject, master, reference_files=reference_files)
-    out = compare(prepared.strata, subject, master, refs, fy=fy, indicator_ids=list(indicator_ids), conf=conf,
-                  min_count=min_count)
+    ids = list(indicator_ids)
+    stored = stored_comparison(prepared, subject, fy, ids, conf=conf, min_count=min_count)
+    if stored is None:
+        refs = standard_references(subject, master, reference_files=reference_files)
+        return _comparison_columns(compare(prepared.strata, subject, master, refs, fy=fy, indicator_ids=ids,
+                                           conf=conf, min_count=min_count), conf)
+    user = [r for path in reference_files or () for r in load_user_reference(path)]
+    if not user:
+        return stored
+    mine = _comparison_columns(compare(prepared.strata, subject, master, user, fy=fy, indicator_ids=ids, conf=conf,
+                                       min_count=min_count), conf)
+    return pd.concat([stored, mine], ignore_index=True)
+
+
+def _comparison_columns(out: pd.DataFrame, conf: float) -> pd.DataFrame:
+    """A `compare` table with the columns of `comparison_table` (polarity, conf)."""
     reg = indicators.registry_frame().set_index("indicator_id")
     out.insert(2, "polarity", out["indicator_id"].map(reg["polarity"]))
     out["conf"] = conf
     return out
+
+
+# ------------------------------------------------------------- the comparison stored by the shared pass
+
+#: the cache file of `write_stored_comparisons` (docs/design.md §8.7)
+STORED_FILE = "references.parquet"
+#: bumped whenever `compare` or the built-in references change what they give: a cache stored by
+#: another version is not read (its runs compute the comparison themselves)
+STORED_VERSION = "1"
+#: the parameters the stored comparison is made with (the notebooks' defaults)
+STORED_CONF = 0.95
+STORED_MIN_COUNT = MIN_REFERENCE_COUNT
+
+
+def stored_subjects(master: pd.DataFrame) -> list[areas.Area]:
+    """The areas whose comparison the shared pass stores: every municipality of the master and each
+    prefecture of the data."""
+    codes = sorted(master["muni_code"].astype(str).unique())
+    prefs = sorted({str(p).zfill(2) for p in master["pref_code"]}) if "pref_code" in master else []
+    return [areas.resolve_area(c, master) for c in codes + prefs]
+
+
+def stored_comparisons(strata: pd.DataFrame, master: pd.DataFrame, *, fys=None, indicator_ids=None) -> pd.DataFrame:
+    """`comparison_table` of every `stored_subjects` area × fiscal year of `fys` (default: the latest
+    year of the data, every notebook's default analysis year) against `standard_references` (no user
+    file), with the notebooks' defaults (`STORED_CONF`, `STORED_MIN_COUNT`), for every registered
+    indicator: one table, the columns of `comparison_table` after `area_code` and `fy`.
+
+    The same `compare` as a run's own: each area is compared on its own, so the rows of an area are
+    exactly those `comparison_table` gives. What every area of a year shares is built once (the
+    data's 県 pooled over the year)."""
+    fys = [int(strata["fy"].max())] if fys is None else [int(f) for f in fys]
+    ids = list(indicators.REGISTRY) if indicator_ids is None else list(indicator_ids)
+    subjects = stored_subjects(master)
+    parts = []
+    for fy in fys:  # a few years
+        in_year = strata[(strata["fy"] == fy).to_numpy()]
+        shared: dict = {}
+        for subject in subjects:  # the municipalities of one prefecture's data
+            refs = []
+            for ref in standard_references(subject, master):
+                if isinstance(ref, areas.ReferenceResolution):
+                    key = ("similar", subject.code) if ref.requested == "similar" else (ref.requested, ref.area.code)
+                    if key not in shared:
+                        shared[key] = data_reference(in_year, ref, master)
+                    ref = shared[key]
+                refs.append(ref)
+            t = _comparison_columns(compare(strata, subject, master, refs, fy=fy, indicator_ids=ids,
+                                            conf=STORED_CONF, min_count=STORED_MIN_COUNT), STORED_CONF)
+            t.insert(0, "fy", fy)
+            t.insert(0, "area_code", subject.code)
+            parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_stored_comparisons(cache_dir) -> Path:
+    """Store `stored_comparisons` of the cache's strata and municipality master in `STORED_FILE`
+    (the one call of `pipeline.prepare_cache`, after the strata are written; docs/design.md §8.7). It
+    reads the two tables back as a run reads them, so a run's `comparison_table` gives the same rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hsutils.core import files
+
+    cache_dir = Path(cache_dir)
+    strata = pd.read_parquet(cache_dir / "strata.parquet")
+    master = pd.read_parquet(cache_dir / "municipalities.parquet")
+    table = pa.Table.from_pandas(stored_comparisons(strata, master), preserve_index=False)
+    meta = {"version": STORED_VERSION, "conf": STORED_CONF, "min_count": STORED_MIN_COUNT,
+            "strata": _strata_fingerprint(strata)}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           b"hsutils_references": json.dumps(meta).encode()})
+    path = cache_dir / STORED_FILE
+    with files.atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path
+
+
+def _strata_fingerprint(strata: pd.DataFrame) -> list[int]:
+    """Rows and count totals of a strata table: a run whose strata differ from those the comparison was
+    stored from (filtered or replaced in the notebook) computes its own."""
+    return [int(len(strata)), int(strata["numerator"].sum()), int(strata["denominator"].sum())]
+
+
+def stored_comparison(prepared, subject, fy, indicator_ids, *, conf: float = STORED_CONF,
+                      min_count: int = STORED_MIN_COUNT) -> pd.DataFrame | None:
+    """The subject's rows of the stored comparison (`write_stored_comparisons`), as `comparison_table`
+    gives them without user files, or None when they are not stored for this request: no cache (a
+    `Prepared` made in memory), a cache of another `STORED_VERSION`, another `conf` or `min_count`,
+    several fiscal years, a district or 二次医療圏, or an indicator outside the registry."""
+    folder = getattr(prepared, "cache_dir", None)
+    if folder is None or np.ndim(fy) != 0 or conf != STORED_CONF or min_count != STORED_MIN_COUNT:
+        return None
+    path = Path(folder) / STORED_FILE
+    if not path.exists():
+        return None
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    meta = (pq.read_schema(path).metadata or {}).get(b"hsutils_references")
+    meta = json.loads(meta) if meta is not None else {}
+    if meta.get("version") != STORED_VERSION or meta.get("strata") != _strata_fingerprint(prepared.strata):
+        return None  # another version, or strata that are not the cache's (changed in the run)
+    subject = areas.resolve_area(subject, prepared.municipalities) if not isinstance(subject, areas.Area) else subject
+    ids = [str(i) for i in indicator_ids]
+    if subject.level not in (areas.MUNI, areas.PREF) or not set(ids) <= set(indicators.REGISTRY):
+        return None
+    d = ds.dataset(path)
+    rows = d.to_table(filter=(ds.field("area_code") == subject.code) & (ds.field("fy") == int(fy))).to_pandas()
+    if rows.empty:
+        return None
+    rows = rows.drop(columns=["area_code", "fy"])
+    # the requested indicators in the requested order within each reference, as `compare` orders them
+    order = {i: k for k, i in enumerate(ids)}
+    rows = rows[rows["indicator_id"].isin(order).to_numpy()]
+    ref_pos = pd.factorize(rows["reference_label"] + "\x00" + rows["reference_kind"])[0]
+    rows = rows.assign(_r=ref_pos, _i=rows["indicator_id"].map(order)).sort_values(["_r", "_i"], kind="stable")
+    return rows.drop(columns=["_r", "_i"]).reset_index(drop=True)
 
 
 #: columns computed from the subject's counts (hidden with them, docs/design.md §6)
