@@ -828,9 +828,22 @@ def list_flags(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFrame], fy
     fys = person_year["fy"].to_numpy()
     rows = person_year.loc[in_area(person_year, muni_code) & ((fys == int(fy)) | (fys == int(fy) - 1))]
     cols = list(CRITERIA_IDS) + [ANY_ID]
-    out = programs.ikkatsu_flags(rows, claims, tables.get("kaigo"), tables.get("questionnaire"), fy, params,
-                                 lookback_years=[fy])[cols]
+    out = programs.ikkatsu_flags(rows, _claims_of(claims, rows["person_id"]), tables.get("kaigo"),
+                                 tables.get("questionnaire"), fy, params, lookback_years=[fy])[cols]
     return out, note
+
+
+def _claims_of(claims: pd.DataFrame, person_ids: pd.Series) -> pd.DataFrame:
+    """The claims rows of `person_ids` (the area's persons out of the loaded prefecture), carrying the
+    whole data's first month, which decides the look-back (`lookback.claims_history`, as a partition's
+    claims do): each person's flags read only that person's claims, so they are the same."""
+    first = claims.attrs.get("first_ym")
+    first = int(pd.to_numeric(claims["ym"]).min()) if first is None and len(claims) else first
+    ids = pd.Index(pd.unique(person_ids.astype("str")))
+    own = claims["person_id"].astype("str").isin(ids) if len(claims) else np.zeros(0, bool)
+    sub = claims.loc[np.asarray(own, dtype=bool)]
+    sub.attrs = {**claims.attrs, "first_ym": first}
+    return sub
 
 
 # ---------------------------------------------------------------------------------------------
