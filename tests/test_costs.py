@@ -316,3 +316,17 @@ def test_population_label_uses_the_registry_words_and_refuses_other_insurances()
     assert costs.population_label("後期") == indicators.POP_KOUKI_INSURED
     with pytest.raises(ParameterError, match="国保 / 後期.*'全体'"):
         costs.population_label("全体")
+
+
+def test_disease_groups_blank_dental_and_dialysis_of_a_person_without_receipts():
+    """Matched per distinct code: the same code gets the same group on every row; a blank or missing
+    主傷病 is 主傷病不明, 歯科 stays 歯科 whatever its code, and a dialysis month of a person with no
+    medical_costs row changes nothing."""
+    mc = pd.DataFrame({"person_id": ["a", "a", "b", "c", "c", "d"], "ym": [202404, 202405, 202404, 202404, 202405, 202404],
+                       "setting": ["入院外", "入院", "歯科", "入院外", "入院外", "入院外"],
+                       "main_icd10": ["N18", "N18", "E11", None, "", "E119"]})
+    cm = pd.DataFrame({"person_id": ["a", "z"], "ym": [202404, 202405], "dialysis": [True, True]})
+    assert costs.assign_groups(mc, cm).tolist() == [costs.CKD_DIALYSIS, costs.CKD_NO_DIALYSIS, costs.DENTAL_GROUP,
+                                                    costs.UNKNOWN_GROUP, costs.UNKNOWN_GROUP, "糖尿病"]
+    assert costs.assign_groups(mc, None).tolist()[:2] == [costs.CKD_NO_DIALYSIS] * 2
+    assert costs.assign_groups(mc.iloc[:0], cm).tolist() == []

@@ -238,3 +238,26 @@ def test_footer_names_the_years_whose_new_dialysis_is_unknown():
     full = {**history, "first_ym": 202104, "months_to_fy_end": {"2022": 24, "2023": 36, "2024": 48}}
     assert indicators.lookback_note("new_dialysis", full) is None
     assert indicators.lookback_note("new_dialysis", None) is None
+
+
+def test_ikkatsu_list_flags_read_only_the_areas_claims_but_the_datas_first_month():
+    """list_flags judges the area's persons on their own claims; the look-back still starts at the
+    first month of the whole data. Here the data's first month (April 2021) is a claim of Z, a
+    person of another municipality; W's only claim (diabetes, May 2022) would otherwise be the
+    first month. The flags and the look-back note equal those judged with the whole claims table."""
+    from hsutils.patterns import ikkatsu
+
+    claims = _claims([("Z", 202104, False), ("W", 202205, True)])
+    py = pd.concat([_kouki_rows(["W"], [2022, 2023, 2024]),
+                    _kouki_rows(["Z"], [2022, 2023, 2024]).assign(muni_code="17202")], ignore_index=True)
+    params = ikkatsu.make_params()
+    table = {fy: programs.ikkatsu_flags(py, claims, None, None, fy, params) for fy in (2022, 2023, 2024)}
+    for fy in (2023, 2024):
+        got, note = ikkatsu.list_flags(py, {"claims_monthly": claims}, fy, params, table[fy], "17201")
+        rows = py[(py["muni_code"] == "17201") & py["fy"].isin([fy, fy - 1])]
+        expected = programs.ikkatsu_flags(rows, claims, None, None, fy, params, lookback_years=[fy])
+        pd.testing.assert_frame_equal(got, expected[got.columns])
+        assert note.startswith("レセプトは2021年4月から。")
+    got23, _ = ikkatsu.list_flags(py, {"claims_monthly": claims}, 2023, params, table[2023], "17201")
+    assert got23["ik_interruption"].tolist() == [True]  # W: a claim in May 2022, none in the last 6 months
+    assert list(claims["person_id"]) == ["Z", "W"] and claims.attrs == {}  # the caller's table is untouched

@@ -251,3 +251,20 @@ def test_area_rows_follow_the_one_area_model():
     assert _in_area(py, "172014").tolist() == [True, False, True, False]
     assert _in_area(py, ["17202", "18201"]).tolist() == [False, True, False, True]
     assert _in_area(py, None).tolist() == [True] * 4
+
+
+def test_trend_table_reuses_the_classified_year():
+    """trend_table with the run's year already classified (the notebook's `all_rows`) gives the same
+    table; the classified frame is read, not changed."""
+    rows = [person("a", fy=2023, kenshin=True), person("a"), person("b", kenshin=True), person("c"),
+            person("b", fy=2023), person("c", fy=2023, kenshin=True)]
+    py = frame(rows)
+    known = npt.classify(py, None, FY)
+    before = known.copy()
+    areas = {"市": MUNI}
+    plain = npt.trend_table(py, None, [FY - 1, FY], areas)
+    reused = npt.trend_table(py, None, [FY - 1, FY], areas, classified={FY: known})
+    pd.testing.assert_frame_equal(plain, reused)
+    pd.testing.assert_frame_equal(known, before)
+    this = plain[(plain["fy"] == FY) & (plain["series"] == "受診率")]
+    assert this[["numerator", "denominator"]].values.tolist() == [[1, 3]]  # b of a, b, c

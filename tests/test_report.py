@@ -227,6 +227,34 @@ def test_write_xlsx_sheets_bold_header_freeze_and_widths(tmp_path):
         report.write_xlsx({}, tmp_path / "empty.xlsx")
 
 
+def _cells(path):
+    wb = load_workbook(path)
+    return [(ws.title, ws.freeze_panes, {k: d.width for k, d in ws.column_dimensions.items()},
+             [[(c.value, c.data_type, bool(c.font.bold), c.number_format) for c in row] for row in ws.iter_rows()])
+            for ws in wb.worksheets]
+
+
+def test_write_xlsx_streamed_cells_equal_pandas_writer(tmp_path):
+    """The write-only writer gives every cell the value, type, bold and number format that
+    pandas' ExcelWriter gives it: missing → empty, ±inf → "inf"/"-inf", nullable integers,
+    booleans, categories, mixed objects; a date column goes through pandas' writer itself."""
+    df = pd.DataFrame({
+        "count": np.array([1, 20, 300], dtype="int64"), "rate": [0.5, np.nan, np.inf],
+        "neg": [-np.inf, 1.25, 2.0], "nullable": pd.array([1, None, 3], dtype="Int64"),
+        "flag": [True, False, True], "mixed": ["‐", 12, np.nan], "cat": pd.Categorical(["a", "b", "a"]),
+        "text": pd.array(["金沢市", None, "かほく市"], dtype="string"), "obj_bool": pd.Series([True, None, False], dtype=object),
+        7: [1.0, 2.0, 3.0]})
+    new = report.write_xlsx({"表": df, "空": df.iloc[:0]}, tmp_path / "new.xlsx")
+    frames = list(zip(report._sheet_names(["表", "空"]), [df, df.iloc[:0]]))
+    old = report._write_xlsx_pandas(frames, tmp_path / "old.xlsx")
+    assert _cells(new) == _cells(old)
+    got = _cells(new)[0][3]
+    assert [c[0] for c in got[1]] == [1, 0.5, "-inf", 1, True, "‐", "a", "金沢市", True, 1]
+    assert got[2][1][0] is None and got[3][1][0] == "inf"  # NaN → empty cell, inf → "inf" as pandas writes them
+    dated = pd.DataFrame({"day": pd.to_datetime(["2024-04-01"]), "n": [1]})
+    path = report.write_xlsx({"日付": dated}, tmp_path / "dated.xlsx")
+    assert _cells(path) == _cells(report._write_xlsx_pandas([("日付", dated)], tmp_path / "dated_old.xlsx"))
+
 def test_png_from_plots_is_not_blank(tmp_path):
     paths = report.save_figure(small_chart(), tmp_path, "chart", formats=("png",))
     image = mpimg.imread(paths["png"])[::7, ::7]

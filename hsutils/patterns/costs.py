@@ -352,27 +352,47 @@ def lifestyle_groups(rules: dict | None = None) -> list[str]:
 
 def assign_groups(medical_costs: pd.DataFrame, claims_monthly: pd.DataFrame | None, rules: dict | None = None) -> pd.Series:
     """Disease group of each medical_costs row from its 主傷病 (first matching group; docs/rules.md §13.3).
-    歯科 receipts form their own group (their 傷病名 records are not read, docs/claims_rules.md §8)."""
+    歯科 receipts form their own group (their 傷病名 records are not read, docs/claims_rules.md §8).
+
+    The groups are matched once per distinct 主傷病 code (a few thousand against millions of
+    receipts) and a receipt's 人工透析 month is looked up by an integer person × month key."""
+    n = len(medical_costs)
     icd = medical_costs["main_icd10"] if "main_icd10" in medical_costs else pd.Series(pd.NA, index=medical_costs.index)
+    codes, uniques = pd.factorize(icd, use_na_sentinel=True)  # -1 = missing
+    uniq = pd.Series(uniques, dtype=object)
+    blank = (uniq.astype(str) == "").to_numpy()
     dental = (medical_costs["setting"] == "歯科").to_numpy()
-    out = pd.Series(np.where(dental, DENTAL_GROUP, np.where(icd.isna() | (icd.astype(str) == ""), UNKNOWN_GROUP,
-                                                            OTHER_GROUP)), index=medical_costs.index, dtype=object)
-    free = out == OTHER_GROUP
-    dial = np.zeros(len(medical_costs), bool)
-    if claims_monthly is not None and len(claims_monthly) and "dialysis" in claims_monthly:
-        cm = claims_monthly[claims_monthly["dialysis"].astype(bool)]
-        key = pd.MultiIndex.from_arrays([cm["person_id"].astype(str), cm["ym"].astype(np.int64)])
-        dial = pd.MultiIndex.from_arrays([medical_costs["person_id"].astype(str),
-                                          medical_costs["ym"].astype(np.int64)]).isin(key)
+    known = codes >= 0
+    unknown = ~known | blank[np.where(known, codes, 0)] & known
+    # per distinct code: the first group whose patterns match (index into `labels`; -1 = その他)
+    group_of_code = np.full(len(uniq), -1, dtype=np.int64)
+    labels, is_ckd = [], []
     for key, ja, patterns in cost_groups(rules):
-        hit = free.to_numpy() & claims_rules.icd10_in(icd, patterns).to_numpy()
-        if key == "ckd":
+        free = group_of_code < 0
+        hit = free & claims_rules.icd10_in(uniq, patterns).to_numpy()
+        group_of_code[hit] = len(labels)
+        labels.append(ja)
+        is_ckd.append(key == "ckd")
+    row_group = np.where(known, group_of_code[np.where(known, codes, 0)], -1)
+    row_group = np.where(dental | unknown, -1, row_group)
+    dial = np.zeros(n, bool)
+    if claims_monthly is not None and len(claims_monthly) and "dialysis" in claims_monthly and n:
+        cm = claims_monthly[claims_monthly["dialysis"].astype(bool)]
+        persons = pd.Index(pd.unique(medical_costs["person_id"].astype(str)))
+        mc_key = persons.get_indexer(medical_costs["person_id"].astype(str)).astype(np.int64) * 1_000_000 \
+            + medical_costs["ym"].astype(np.int64).to_numpy()
+        cm_person = persons.get_indexer(cm["person_id"].astype(str)).astype(np.int64)
+        cm_key = cm_person * 1_000_000 + cm["ym"].astype(np.int64).to_numpy()
+        dial = np.isin(mc_key, cm_key[cm_person >= 0])
+    out = np.where(dental, DENTAL_GROUP, np.where(unknown, UNKNOWN_GROUP, OTHER_GROUP)).astype(object)
+    for g, (ja, ckd) in enumerate(zip(labels, is_ckd)):
+        hit = row_group == g
+        if ckd:
             out[hit & dial] = CKD_DIALYSIS
             out[hit & ~dial] = CKD_NO_DIALYSIS
         else:
             out[hit] = ja
-        free = free & ~hit
-    return out
+    return pd.Series(out, index=medical_costs.index, dtype=object)
 
 
 def disease_group_table(pc: PersonCosts, tables: dict, master: pd.DataFrame, area_codes: dict[str, list | None],

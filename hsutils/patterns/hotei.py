@@ -238,6 +238,7 @@ def write_hotei(table: pd.DataFrame, stem, *, title: str = "特定健診・特�
     """Write `stem`.csv (tidy, Japanese headers, UTF-8 with BOM for Excel; skipped with csv=False)
     and `stem`.xlsx (one sheet per area × year in the official layout, A4 landscape, fitted to
     one page wide). Both written atomically (`hsutils.publish.report`)."""
+    from copy import copy
     from io import BytesIO
 
     from openpyxl import Workbook
@@ -257,6 +258,7 @@ def write_hotei(table: pd.DataFrame, stem, *, title: str = "特定健診・特�
     box = Border(left=thin, right=thin, top=thin, bottom=thin)
     head_fill = PatternFill("solid", fgColor="DDEBF7")
     areas = table[["fy", "area_code", "area_name"]].drop_duplicates()
+    styles = {}  # body cell kind → its style, set once per workbook (setting a style per cell is most of the time)
     for fy, code, name in areas.itertuples(index=False):
         form = form_layout(table, code, fy)
         ws = wb.create_sheet(f"{code}_{fy}"[:31])
@@ -273,12 +275,17 @@ def write_hotei(table: pd.DataFrame, stem, *, title: str = "特定健診・特�
                 if isinstance(v, float) and np.isnan(v):
                     v = None
                 cell = ws.cell(row=i, column=j, value=v)
+                kind = ("percent" if unit == "%" else "count") if j > 5 else ("item" if j == 4 else "plain")
+                if kind in styles:  # the same style as the first cell of its kind (openpyxl's style array)
+                    cell._style = copy(styles[kind])
+                    continue
                 cell.border = box
                 if j > 5:
                     cell.number_format = "0.0" if unit == "%" else "#,##0"
                     cell.alignment = Alignment(horizontal="right")
                 elif j == 4:
                     cell.alignment = Alignment(wrap_text=True, vertical="center")
+                styles[kind] = copy(cell._style)
         widths = [6, 4, 20, 46, 5] + [9] * (len(cols) - 5)
         for j, w in enumerate(widths, start=1):
             ws.column_dimensions[get_column_letter(j)].width = w

@@ -828,9 +828,22 @@ def list_flags(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFrame], fy
     fys = person_year["fy"].to_numpy()
     rows = person_year.loc[in_area(person_year, muni_code) & ((fys == int(fy)) | (fys == int(fy) - 1))]
     cols = list(CRITERIA_IDS) + [ANY_ID]
-    out = programs.ikkatsu_flags(rows, claims, tables.get("kaigo"), tables.get("questionnaire"), fy, params,
-                                 lookback_years=[fy])[cols]
+    out = programs.ikkatsu_flags(rows, _claims_of(claims, rows["person_id"]), tables.get("kaigo"),
+                                 tables.get("questionnaire"), fy, params, lookback_years=[fy])[cols]
     return out, note
+
+
+def _claims_of(claims: pd.DataFrame, person_ids: pd.Series) -> pd.DataFrame:
+    """The claims rows of `person_ids` (the area's persons out of the loaded prefecture), carrying the
+    whole data's first month, which decides the look-back (`lookback.claims_history`, as a partition's
+    claims do): each person's flags read only that person's claims, so they are the same."""
+    first = claims.attrs.get("first_ym")
+    first = int(pd.to_numeric(claims["ym"]).min()) if first is None and len(claims) else first
+    ids = pd.Index(pd.unique(person_ids.astype("str")))
+    own = claims["person_id"].astype("str").isin(ids) if len(claims) else np.zeros(0, bool)
+    sub = claims.loc[np.asarray(own, dtype=bool)]
+    sub.attrs = {**claims.attrs, "first_ym": first}
+    return sub
 
 
 # ---------------------------------------------------------------------------------------------
@@ -950,16 +963,19 @@ def priority_summary(plist: pd.DataFrame) -> pd.DataFrame:
 def threshold_counts(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFrame], fy: int,
                      params: IkkatsuParams, muni_code: str,
                      threshold: int = privacy.DEFAULT_THRESHOLD) -> tuple[pd.DataFrame, float]:
-    """Recompute every criterion on the whole prefecture with `params` (programs.ikkatsu_flags,
-    vectorised) and count per criterion for the municipality and the prefecture.
+    """Count per criterion for the municipality and the prefecture with `params`: the whole
+    prefecture is judged again with `programs.ikkatsu_flags` (vectorised) when the thresholds differ
+    from docs/rules.md §6.1; with the default thresholds the flags the shared pass cached in
+    person_year are those flags (`criteria_flags`), so they are counted as they are.
 
     Returns (table with 基準, 市町村 人数, 市町村 割合(%), 県 人数, 県 割合(%) — counts 1 … threshold − 1
-    and their rates shown "‐" —, seconds taken by the recomputation).
+    and their rates shown "‐" —, seconds taken by the recomputation, None when nothing was
+    recomputed).
     """
     t0 = time.perf_counter()
-    flags = programs.ikkatsu_flags(person_year, tables["claims_monthly"], tables.get("kaigo"),
-                                   tables.get("questionnaire"), fy, params)
-    seconds = time.perf_counter() - t0
+    recompute = not is_default(params)
+    flags = criteria_flags(person_year, fy, params, tables)
+    seconds = time.perf_counter() - t0 if recompute else None
     py = person_year.loc[flags.index]
     den = eligible(py, params)
     here = den & in_area(py, muni_code)
@@ -979,6 +995,14 @@ def threshold_counts(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFram
                                    derived_cols={"市町村 人数": ["市町村 割合(%)"], "県 人数": ["県 割合(%)"]},
                                    threshold=threshold)
     return shown.drop(columns="suppressed"), seconds
+
+
+def recount_text(seconds: float | None) -> str:
+    """The line under `threshold_counts`' table: the recomputation time, or that the default
+    thresholds were counted from the shared pass's flags."""
+    if seconds is None:
+        return "しきい値が既定値のため、共通の集計の判定（全県）をそのまま数えました（再計算なし）。"
+    return f"全県の後期高齢者を対象にした再計算: {seconds:.2f}秒"
 
 
 def threshold_explorer(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFrame], fy: int,
@@ -1008,7 +1032,8 @@ def threshold_explorer(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFr
     def render(**values):
         p = dataclasses.replace(params, **values)
         table, seconds = threshold_counts(person_year, tables, fy, p, muni_code, threshold)
-        return [f"全県 {int(eligible(rows_of_fy(person_year, fy), p).sum()):,}人で再計算しました"
-                f"（抽出 {seconds:.1f} 秒）", report.display_table(table)]
+        persons = f"全県 {int(eligible(rows_of_fy(person_year, fy), p).sum()):,}人"
+        return [f"{persons}を既定値のしきい値で数えました（共通の集計の判定。再計算なし）" if seconds is None
+                else f"{persons}で再計算しました（抽出 {seconds:.1f} 秒）", report.display_table(table)]
 
     return widgets.Panel(sliders, render)

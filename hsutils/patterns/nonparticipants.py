@@ -394,15 +394,18 @@ def comparison_relations() -> list:
 
 
 def trend_table(py: pd.DataFrame, claims: pd.DataFrame | None, fiscal_years, areas: dict,
-                params: NonparticipantParams = NonparticipantParams(), conf: float = 0.95) -> pd.DataFrame:
+                params: NonparticipantParams = NonparticipantParams(), conf: float = 0.95, *,
+                classified: dict | None = None) -> pd.DataFrame:
     """Per area × fiscal year: the share of the 対象者 in each care segment, the 受診率 and the
     "ever participated" rate (percent, Wilson): area, fy, series, numerator, denominator, value,
     lower, upper. `areas`: label -> area code or list of municipalities (`_in_area`). Every year is
     classified once, with the same look-back (docs/hotei.md §7.2); the "ever" rate only for
-    years with the full history."""
+    years with the full history. `classified`: fy → `classify(py, claims, fy, params)` of the whole
+    data already computed by the caller with the same `params` (the run's year), reused as it is."""
     parts = []
     for f in sorted(int(x) for x in fiscal_years):  # a few fiscal years
-        whole = classify(py, claims, f, params)
+        whole = (classified or {}).get(f)
+        whole = classify(py, claims, f, params) if whole is None else whole
         full_history = history_years_available(py["fy"].unique(), f, params.history_years) == params.history_years
         for label, code in areas.items():  # the area and its reference
             fr = whole[_in_area(whole, code)]
