@@ -38,6 +38,25 @@ def test_flags_from_uke_equal_the_generator(demo):
     assert (m["n_dup_classes"] > 0).any() and (m["n_hypnotics"] >= 2).any()
 
 
+# sha256 over (name, bytes) of the uke/*.UKE files of `demo` (scale 0.01, seed 7), as the writer of
+# main wrote them before it built its lines in Arrow: the demo's files must stay byte-identical
+UKE_FILES_SHA256 = "34a8c1454acc3b783adf2c9f2acd57b85b407771a3a203a6a5ec8c547a5fd946"
+
+
+def test_uke_files_are_byte_identical_to_the_reference(demo):
+    import hashlib
+
+    out, _, _ = demo
+    h = hashlib.sha256()
+    files = sorted((out / "uke").glob("*.UKE"))
+    for p in files:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    assert len(files) == 144 and h.hexdigest() == UKE_FILES_SHA256
+    first = files[0].read_bytes()
+    assert first.endswith(b"\r\n\x1a") and first.decode("cp932").startswith("YK,2,17,4,")
+
+
 def test_demo_files_hold_no_names_and_load_through_io(demo, tmp_path):
     out, tables, summary = demo
     assert "ファイル" in summary

@@ -28,8 +28,10 @@ The receipts are built so that `hsutils.inputs.claims_rules.derive_tables` gives
   調剤 receipt that names the main clinic as the prescriber (院外処方); about 2 % of 国保 outpatient
   receipts carry a 公費 (KO).
 
-Vectorised: the lines of all receipts are built as string columns and sorted once; a loop runs per
-file only. Nothing here describes a real person or institution; patient names are a fixed placeholder.
+Vectorised: each kind of line is one Arrow concatenation (`pyarrow.compute.binary_join_element_wise`)
+over the receipts that carry it, the lines are put in file order by one integer sort, and each file's
+bytes are cut from the sorted text buffer; a loop runs per file only (no Python object per line: 35 M
+lines at scale 1). Nothing here describes a real person or institution; patient names are a fixed placeholder.
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from hsutils.inputs.claims_masters import synthetic_masters_dir
 from hsutils.demo.synth_xml import write_person_ids
@@ -69,22 +73,44 @@ CONDITIONS = (
 )
 
 
-def _s(x) -> pd.Series:
-    return pd.Series(x).astype(str)
+def _arrow_text(x) -> pa.Array:
+    """A column as Arrow UTF-8 text: integers as their decimal text (as ``str(int)``), text as is."""
+    if isinstance(x, (pa.Array, pa.ChunkedArray)):
+        a = x
+    elif isinstance(x, pd.Series):
+        a = pa.array(x)
+    else:
+        x = np.asarray(x)
+        a = pa.array(x.astype(np.int64) if x.dtype.kind in "iub" else x)
+    return a if a.type == pa.string() else a.cast(pa.string())
 
 
-def _cat(*parts) -> pd.Series:
-    """Join string Series / scalars with commas (vectorised)."""
-    out = None
-    for p in parts:
-        p = p if isinstance(p, pd.Series) else str(p)
-        out = p if out is None else out + "," + p
+def _text(idx: np.ndarray, *parts) -> pa.Array:
+    """The lines at rows `idx`: the concatenation of `parts`, each a literal ``str`` or a column (one value
+    per receipt: numpy, pandas or Arrow) taken at `idx`. Arrow kernels over whole columns: no Python
+    object per line (the demo's 35 M lines)."""
+    cols = []
+    for x in parts:
+        if isinstance(x, str):
+            cols.append(x)
+        elif isinstance(x, pa.Array):
+            cols.append(_arrow_text(x.take(pa.array(idx))))
+        else:
+            cols.append(_arrow_text(np.asarray(x)[idx]))
+    if all(isinstance(c, str) for c in cols):
+        return pa.array(np.full(len(idx), "".join(cols), dtype=object), type=pa.string())
+    return pc.binary_join_element_wise(*cols, "")
+
+
+def _fields(*parts) -> list:
+    """`parts` with a comma between each two (for `_text`)."""
+    out = []
+    for x in parts:
+        out += [",", x] if out else [x]
     return out
 
 
-def _days30(x: pd.Series) -> pd.Series:
-    """The 31 算定日 fields of SI/IY: the count on day 1, the other days empty."""
-    return x + "," * 30
+DAYS30 = "," * 30  # the 31 算定日 fields of SI/IY: the count on day 1, the other days empty
 
 
 def _person_frame(tables: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -179,40 +205,42 @@ def build_receipts(tables: dict, seed: int = 2024) -> pd.DataFrame:
 def _write_month(r: pd.DataFrame, i: np.ndarray, cm: pd.DataFrame, p: pd.DataFrame, ins: pd.DataFrame,
                  rng: np.random.Generator, udir: Path, cond: np.ndarray) -> tuple[int, int]:
     """Write the files of one month's receipts `r` (rid = 0…n-1 in file/institution order);
-    returns (lines, files)."""
-    ymS = _s(r["ym"].to_numpy())
-    sex = _s(p["sex"].to_numpy()[i])
-    birth = _s(p["birth_year"].to_numpy()[i] * 10000 + 101)
+    returns (lines, files). Each kind of line is one Arrow concatenation over the receipts that
+    carry it; the lines are then put in file order by one integer sort and each file's bytes are
+    cut from the sorted text buffer."""
+    rid_all = r["rid"].to_numpy(np.int64)
+    ym = _arrow_text(r["ym"].to_numpy())
+    ym01 = pc.binary_join_element_wise(ym, "01", "")
+    mm01 = pc.binary_join_element_wise(pc.utf8_slice_codeunits(ym, 4, 6), "01", "")
+    sex = p["sex"].to_numpy()[i]
+    birth = p["birth_year"].to_numpy()[i] * 10000 + 101
     kouki = p["kouki"].to_numpy()[i]
-    ratio = pd.Series(np.where(kouki, "", "70"))
-    lines = []
+    ratio = np.where(kouki, "", "70")
+    recno, rtype, points = r["recno"].to_numpy(), r["rtype"].to_numpy(), r["points"].to_numpy()
+    lines: list[tuple[np.ndarray, object, pa.Array]] = []
 
-    def emit(mask, seq, text):
+    def emit(mask, seq, *parts):
         idx = np.flatnonzero(mask)
-        lines.append(pd.DataFrame({"rid": r["rid"].to_numpy()[idx], "seq": seq,
-                                   "text": pd.Series(text).to_numpy()[idx] if isinstance(text, pd.Series)
-                                   else text}))
+        lines.append((rid_all[idx], seq, _text(idx, *parts)))
 
     k = r["kind"].to_numpy()
     med_or_dent = k != 4
     inpm = (r["setting"] == "inp").to_numpy()
-    admit = pd.Series(np.where(inpm, ymS + "01", ""))
-    re_med = _cat("RE", _s(r["recno"]), _s(r["rtype"]), ymS, PLACEHOLDER_NAME, sex, birth, ratio, admit) \
-        + "," * 28 + PLACEHOLDER_KANA + ","
-    emit(med_or_dent, 0, re_med)
-    rx = p["muni"].str.slice(2, 5).to_numpy()[i] + pd.Series(p["pid"].to_numpy()[i] % N_CLINICS).astype(str).str.zfill(4).to_numpy()
-    re_ph = _cat("RE", _s(r["recno"]), _s(r["rtype"]), ymS, PLACEHOLDER_NAME, sex, birth, ratio, "", PREF, "1",
-                 pd.Series(rx), "デモ医院", "") + "," * 28 + PLACEHOLDER_KANA
-    emit(k == 4, 0, re_ph)
-    insurer = pd.Series(ins["insurer"].to_numpy()[i])
-    ho_head = _cat("HO", insurer, pd.Series(ins["kigo"].to_numpy()[i]), pd.Series(ins["bango"].to_numpy()[i]), "1",
-                   _s(r["points"]))
-    emit(med_or_dent, 1, ho_head + "," * 9)
-    emit(k == 4, 1, ho_head + "," * 8)
+    admit = pc.if_else(pa.array(inpm), ym01, "")
+    re_head = _fields("RE", recno, rtype, ym, PLACEHOLDER_NAME, sex, birth, ratio)
+    emit(med_or_dent, 0, *re_head, ",", admit, "," * 28 + PLACEHOLDER_KANA + ",")
+    muni = _arrow_text(p["muni"]).take(pa.array(i))
+    rx = pc.binary_join_element_wise(pc.utf8_slice_codeunits(muni, 2, 5),
+                                     pc.utf8_lpad(_arrow_text(p["pid"].to_numpy()[i] % N_CLINICS), 4, "0"), "")
+    emit(k == 4, 0, *re_head, f",,{PREF},1,", rx, ",デモ医院," + "," * 28 + PLACEHOLDER_KANA)
+    ho_head = _fields("HO", ins["insurer"].to_numpy()[i], ins["kigo"].to_numpy()[i], ins["bango"].to_numpy()[i],
+                      "1", points)
+    emit(med_or_dent, 1, *ho_head, "," * 9)
+    emit(k == 4, 1, *ho_head, "," * 8)
     # SN 資格確認 with the 枝番 on about a third of the 国保 receipts (the others link by 記号・番号)
     eda = ins["edaban"].to_numpy()[i]
-    emit((eda != "") & (rng.random(len(r)) < 0.3), 3, "SN,1,01,,,," + pd.Series(eda) + ",,")
-    emit(r["kouhi"].to_numpy(), 2, _cat("KO", "54170019", "1234567", "", "1", _s(r["points"]), "0") + "," * 5)
+    emit((eda != "") & (rng.random(len(r)) < 0.3), 3, "SN,1,01,,,,", eda, ",,")
+    emit(r["kouhi"].to_numpy(), 2, "KO,54170019,1234567,,1,", points, ",0" + "," * 5)
 
     # diagnoses on the flag receipt (the main 医科 receipt of the month)
     flag_rec = (r["role"] == "main").to_numpy()
@@ -226,8 +254,7 @@ def _write_month(r: pd.DataFrame, i: np.ndarray, cm: pd.DataFrame, p: pd.DataFra
     n_codes = np.array([len(x[1]) for x in CONDITIONS] + [1])[c]
     which = p["pid"].to_numpy()[i] % n_codes  # a person keeps his code
     codes = np.array([x[1][min(j, len(x[1]) - 1)] for x in CONDITIONS for j in range(4)] + [FILLER_DX] * 4)
-    emit(cond_main, 9, "SY," + pd.Series(codes[np.where(c >= 0, c, len(CONDITIONS)) * 4 + which]) + "," + ymS
-         + "01,1,,,01,")
+    emit(cond_main, 9, "SY,", codes[np.where(c >= 0, c, len(CONDITIONS)) * 4 + which], ",", ym01, ",1,,,01,")
     any_dx = cond_main.copy()
     for flag, (code_a, code_b) in DX.items():
         has = flag_rec & (cm[flag].to_numpy()[i] == 1)
@@ -241,72 +268,74 @@ def _write_month(r: pd.DataFrame, i: np.ndarray, cm: pd.DataFrame, p: pd.DataFra
         name = np.where(code == "0000999", "高血圧症", "")
         outcome = np.where(u[2] < 0.02, "2", "1")
         main = np.where(~any_dx, "01", "")
-        emit(has, seq, "SY," + pd.Series(code) + "," + ymS + "01," + pd.Series(outcome) + ",," + pd.Series(name)
-             + "," + pd.Series(main) + ",")
+        emit(has, seq, "SY,", code, ",", ym01, ",", outcome, ",,", name, ",", main, ",")
         any_dx |= has
         seq += 1
     no_dm = flag_rec & (cm["diabetes"].to_numpy()[i] == 0) & (u[3] < 0.03) & (k == 1)
-    emit(no_dm, seq, "SY,9990001," + ymS + "01,1,8002,,,")   # 糖尿病の疑い: not counted
+    emit(no_dm, seq, "SY,9990001,", ym01, ",1,8002,,,")   # 糖尿病の疑い: not counted
     need_filler = (k != 4) & ~any_dx
-    filler = pd.Series(np.where(k == 3, DENTAL_DX, FILLER_DX))
-    emit(need_filler, seq + 1, "SY," + filler + "," + ymS + "01," + pd.Series(np.where(u[4] < 0.1, "2", "1"))
-         + ",,,01,")
+    filler = np.where(k == 3, DENTAL_DX, FILLER_DX)
+    emit(need_filler, seq + 1, "SY,", filler, ",", ym01, ",", np.where(u[4] < 0.1, "2", "1"), ",,,01,")
     # procedures and 院内 drugs; the last SI carries the points left
     dial = flag_rec & (cm["dialysis"].to_numpy()[i] == 1) & (k == 1)
-    emit(dial, 40, _days30(f"SI,40,1,{DIALYSIS_CODE},,{DIALYSIS_POINTS},{DIALYSIS_TIMES},,,,,,,{DIALYSIS_TIMES}"))
+    emit(dial, 40, f"SI,40,1,{DIALYSIS_CODE},,{DIALYSIS_POINTS},{DIALYSIS_TIMES},,,,,,,{DIALYSIS_TIMES}" + DAYS30)
     hyp = flag_rec & (cm["hypnotic"].to_numpy()[i] == 1) & (k == 1)
-    emit(hyp, 41, _days30(f"IY,22,1,{HYPNOTIC_DRUG},1,1,1,,,,,,,1"))
+    emit(hyp, 41, f"IY,22,1,{HYPNOTIC_DRUG},1,1,1,,,,,,,1" + DAYS30)
     # planted for notebook 07 (docs/rules.md §10), leaving claims_monthly unchanged: every third
     # person with a hypnotic month also gets a second hypnotic (屯服, not a 内服 drug); every tenth
     # person gets, on each further clinic's receipt, the same 内服 drug the pharmacy dispenses
     # (same 成分, so n_drugs does not change) -> 重複 when such months follow each other
     pid = p["pid"].to_numpy()[i]
     hyp2 = hyp & (pid % 3 == 0)
-    emit(hyp2, 41, _days30(f"IY,22,1,{SECOND_HYPNOTIC_DRUG},1,1,1,,,,,,,1"))
+    emit(hyp2, 41, f"IY,22,1,{SECOND_HYPNOTIC_DRUG},1,1,1,,,,,,,1" + DAYS30)
     has_rx = (cm["cost_pharmacy"].to_numpy()[i] > 0) & (cm["n_drugs"].to_numpy()[i] > 0)
-    dup = (r["role"] == "secondary").to_numpy() & (k == 1) & has_rx & (pid % 10 == 0) & (r["points"].to_numpy() > 29)
-    dup_drug = pd.Series(np.where(cm["diabetes"].to_numpy()[i] == 1, DM_DRUG, FILLER_DRUGS[0]))
-    emit(dup, 43, _days30("IY,21,1," + dup_drug + ",1,1,28,,,,,,,28"))
-    rest = r["points"].to_numpy() - dial * DIALYSIS_POINTS * DIALYSIS_TIMES - hyp * 1 - hyp2 * 1 - dup * 28
+    dup = (r["role"] == "secondary").to_numpy() & (k == 1) & has_rx & (pid % 10 == 0) & (points > 29)
+    dup_drug = np.where(cm["diabetes"].to_numpy()[i] == 1, DM_DRUG, FILLER_DRUGS[0])
+    emit(dup, 43, "IY,21,1,", dup_drug, ",1,1,28,,,,,,,28" + DAYS30)
+    rest = points - dial * DIALYSIS_POINTS * DIALYSIS_TIMES - hyp * 1 - hyp2 * 1 - dup * 28
     code = np.where(k == 3, "399000001", np.where(inpm, INPATIENT_CODE, REVISIT_CODE))
     cls = np.where(inpm, "90", "12")
-    emit(k != 4, 42, _days30("SI," + pd.Series(cls) + ",1," + pd.Series(code) + ",," + _s(rest) + ",1,,,,,,,1"))
+    emit(k != 4, 42, "SI,", cls, ",1,", code, ",,", rest, ",1,,,,,,,1" + DAYS30)
     # 調剤: one SH/CZ group of n_drugs 内服 drugs (metformin first for a diabetic month)
     ph = np.flatnonzero(k == 4)
     nd = cm["n_drugs"].to_numpy()[i[ph]].astype(np.int64)
-    emit(k == 4, 50, "SH,01,1,006,," + _s(r["points"]) + ",,,,")
-    emit(k == 4, 51, "CZ,1," + ymS.str.slice(4, 6) + "01," + ymS.str.slice(4, 6) + "01,1,28,1,,,,,,," + _s(r["points"]))
+    emit(k == 4, 50, "SH,01,1,006,,", points, ",,,,")
+    emit(k == 4, 51, "CZ,1,", mm01, ",", mm01, ",1,28,1,,,,,,,", points)
     rows = np.repeat(ph, nd)
     j = np.arange(len(rows)) - np.repeat(np.cumsum(nd) - nd, nd)
     dm = cm["diabetes"].to_numpy()[i[rows]] == 1
     drug = np.where(dm & (j == 0), DM_DRUG, np.array(FILLER_DRUGS)[np.minimum(j, len(FILLER_DRUGS) - 1)])
-    lines.append(pd.DataFrame({"rid": r["rid"].to_numpy()[rows], "seq": 60 + j,
-                               "text": "IY,1," + pd.Series(drug) + ",1,,,,,,"}))
+    lines.append((rid_all[rows], 60 + j, _text(np.arange(len(rows)), "IY,1,", drug, ",1,,,,,,")))
 
     # institution blocks: header + receipts + GO
     blocks = r.groupby(["file", "inst7"], sort=True).agg(kind=("kind", "first"), ym=("ym", "first"),
                                                          n=("rid", "size"), pts=("points", "sum"),
                                                          first=("rid", "min"), last=("rid", "max")).reset_index()
+    all_blocks = np.arange(len(blocks))
     claim = np.where(blocks["ym"] % 100 == 12, blocks["ym"] + 89, blocks["ym"] + 1)
-    hdr = np.where(blocks["kind"] == 4,
-                   "YK,2," + PREF + ",4," + blocks["inst7"] + ",デモ薬局," + _s(claim) + ",00,",
-                   "IR,2," + PREF + "," + _s(blocks["kind"]) + "," + blocks["inst7"] + ",,デモ医療機関," + _s(claim)
-                   + ",00,")
-    go = "GO," + _s(blocks["n"]) + "," + _s(blocks["pts"]) + ",99"
+    inst7 = blocks["inst7"].to_numpy()
+    hdr = pc.if_else(pa.array(blocks["kind"].to_numpy() == 4),
+                     _text(all_blocks, f"YK,2,{PREF},4,", inst7, ",デモ薬局,", claim, ",00,"),
+                     _text(all_blocks, f"IR,2,{PREF},", blocks["kind"].to_numpy(), ",", inst7, ",,デモ医療機関,",
+                           claim, ",00,"))
+    go = _text(all_blocks, "GO,", blocks["n"].to_numpy(), ",", blocks["pts"].to_numpy(), ",99")
     # one integer sort: receipts are numbered in (file, institution) order, so (rid, seq) puts each
     # block's header first (seq -1) and its GO last (the block's last rid, seq after every line)
-    parts = [pd.DataFrame({"rid": blocks["first"].to_numpy(), "seq": -1, "text": hdr})] + lines + \
-        [pd.DataFrame({"rid": blocks["last"].to_numpy(), "seq": 1 << 30, "text": go.to_numpy()})]
-    rid = np.concatenate([p["rid"].to_numpy(np.int64) for p in parts])
-    seq = np.concatenate([np.broadcast_to(p["seq"].to_numpy(np.int64), len(p)) for p in parts])
-    text = np.concatenate([p["text"].to_numpy(dtype=object) for p in parts])
+    parts = [(blocks["first"].to_numpy(np.int64), -1, hdr)] + lines + \
+        [(blocks["last"].to_numpy(np.int64), 1 << 30, go)]
+    rid = np.concatenate([x[0] for x in parts])
+    seq = np.concatenate([np.broadcast_to(np.asarray(x[1], dtype=np.int64), len(x[0])) for x in parts])
     order = np.lexsort((seq, rid))
-    text, rid = text[order], rid[order]
+    text = pa.concat_arrays([x[2] for x in parts]).take(pa.array(order))
+    text = pc.binary_join_element_wise(text, "\r\n", "")  # each line with its CR LF, in one buffer
+    rid = rid[order]
     file_of = r["file"].to_numpy()[rid]
     cuts = np.flatnonzero(file_of[1:] != file_of[:-1]) + 1
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
+    data = text.buffers()[2]
     for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(text)]):  # one loop per file
-        data = ("\r\n".join(text[a:b].tolist()) + "\r\n").encode("cp932") + b"\x1a"
-        (udir / file_of[a]).write_bytes(data)
+        utf8 = data[offsets[a]:offsets[b]].to_pybytes()
+        (udir / file_of[a]).write_bytes(utf8.decode("utf-8").encode("cp932") + b"\x1a")
     return len(text), len(cuts) + 1
 
 
