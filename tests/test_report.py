@@ -93,6 +93,10 @@ def test_saved_figure_is_shown_from_the_saved_drawing(tmp_path):
     pdf_only = small_chart()
     report.save_figure(pdf_only, tmp_path, "b", formats=("pdf",))
     assert report.display_png(pdf_only) is None
+    both = small_chart()  # a notebook opened by hand writes PNG + PDF: still shown from the PNG
+    paths = report.save_figure(both, tmp_path, "c", formats=("png", "pdf"))
+    assert list(paths) == ["png", "pdf"] and paths["pdf"].read_bytes().startswith(b"%PDF")
+    assert report.display_png(both) is not None
 
 
 def test_png_written_by_a_writer_thread_is_byte_identical(tmp_path):
