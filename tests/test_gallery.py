@@ -16,7 +16,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.patches import Rectangle
 
 from hsutils.inputs import regions
 from hsutils.analysis import pipeline
@@ -152,8 +152,8 @@ def test_maps_are_real_choropleths_of_the_shipped_boundaries_with_credit(built):
         foot = footer_of(figures[name])
         assert regions.N03_CREDIT in foot, name
         assert "タイル" not in foot and regions.FALLBACK_NOTE not in foot, name
-        patches = [p for p in figures[name].axes[0].patches if isinstance(p, PathPatch)]
-        assert len(patches) == n_areas, name
+        areas = [c for c in figures[name].axes[0].collections if c.get_gid() == "map_areas"]
+        assert len(areas) == 1 and len(areas[0].get_paths()) == n_areas, name
     tile_foot = footer_of(figures["tile_map"])
     assert gallery.TILE_EXAMPLE_NOTE in tile_foot
     assert regions.N03_CREDIT not in tile_foot  # no boundary data drawn: no 国土数値情報 credit

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.patches import Rectangle
 
 from hsutils.inputs import regions
 from hsutils.publish import privacy
@@ -280,19 +280,23 @@ def test_committee_tables_hold_no_small_counts_and_no_person_ids(prepared, ctx, 
 
 
 # ------------------------------------------------------------------ maps
+def map_area_count(fig) -> int:
+    """Areas drawn from boundaries: the paths of the map's one area collection (plots._draw_polygons)."""
+    return sum(len(c.get_paths()) for c in fig.axes[0].collections if c.get_gid() == "map_areas")
+
+
 def test_choropleth_with_real_n03_boundaries(prepared, ctx, table):
     layers = overview.boundary_layers(prepared.municipalities, N03_GEOJSON)
     assert layers["muni"] is not None and len(layers["muni"]) == 19
     assert len(layers["medical_area"]) == 4
     fig = overview.map_municipalities(ctx, table, layers, "kenshin_rate", prepared.fiscal_years[-1])
-    patches = [p for p in fig.axes[0].patches if isinstance(p, PathPatch)]
-    assert len(patches) == 19
+    assert map_area_count(fig) == 19
     footer = [t.get_text() for t in fig.texts if t.get_gid() == "footer"][0]
     assert regions.N03_CREDIT in footer
     area_table = overview.area_trend_table(prepared, prepared.fiscal_years, ["kenshin_rate"])
     fig2 = overview.map_medical_areas(ctx, area_table, prepared.municipalities, layers, "kenshin_rate",
                                       prepared.fiscal_years[-1])
-    assert len([p for p in fig2.axes[0].patches if isinstance(p, PathPatch)]) == 4
+    assert map_area_count(fig2) == 4
 
 
 def test_default_maps_use_the_shipped_nationwide_boundaries(prepared, ctx, table, tmp_path):
@@ -303,7 +307,7 @@ def test_default_maps_use_the_shipped_nationwide_boundaries(prepared, ctx, table
     assert layers["muni"]["code"].tolist() == sorted(prepared.municipalities["muni_code"])
     assert layers["medical_area"]["code"].tolist() == ["1701", "1702", "1703", "1704"]
     fig = overview.map_municipalities(ctx, table, layers, "metabo", prepared.fiscal_years[-1])
-    assert len([p for p in fig.axes[0].patches if isinstance(p, PathPatch)]) == 19
+    assert map_area_count(fig) == 19
     footer = [t.get_text() for t in fig.texts if t.get_gid() == "footer"][0]
     assert regions.N03_CREDIT in footer and "タイル" not in footer
 

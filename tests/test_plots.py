@@ -456,7 +456,35 @@ def test_choropleth_labels_do_not_overlap(boundaries):
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert not a.overlaps(b)
-    assert len(fig.axes[0].patches) == 19
+    areas = [c for c in fig.axes[0].collections if c.get_gid() == "map_areas"]
+    assert len(areas) == 1 and len(areas[0].get_paths()) == 19  # one collection, one path per area
+
+
+def test_choropleth_reuses_prepared_shapes_and_recolours(boundaries):
+    """The boundary shapes are prepared once per process (issue 18: 01 draws 14 maps of the same
+    shapes): a second map of the same boundaries draws the very same Path objects, only with the
+    colours of its own values; other boundaries get their own shapes."""
+    values = muni_values(boundaries)
+    first = plots.choropleth(values, boundaries, value_col="rate", title="受診率", footer=FOOT, labels=False)
+    reversed_values = values.assign(rate=values["rate"].max() + values["rate"].min() - values["rate"])
+    second = plots.choropleth(reversed_values, boundaries, value_col="rate", title="受診率", footer=FOOT,
+                              labels=False)
+    one, two = ([c for c in ax.collections if c.get_gid() == "map_areas"][0] for ax in (first, second))
+    assert all(a is b for a, b in zip(one.get_paths(), two.get_paths()))
+    rates = values.set_index("code").loc[boundaries["code"], "rate"].to_numpy()
+    low, high = int(np.argmin(rates)), int(np.argmax(rates))
+    colours = plots._class_colours("Blues", 5)  # quantile classes of 19 distinct values: 5 classes
+    assert facecolours_of(one)[low] == colours[0] and facecolours_of(one)[high] == colours[-1]
+    assert facecolours_of(two)[low] == colours[-1] and facecolours_of(two)[high] == colours[0]
+    other = boundaries.iloc[:5].copy()
+    other["geometry"] = [g.buffer(0) for g in other["geometry"]]  # other shape objects
+    third = plots.choropleth(values, other, value_col="rate", title="受診率", footer=FOOT, labels=False)
+    paths = [c for c in third.collections if c.get_gid() == "map_areas"][0].get_paths()
+    assert len(paths) == 5 and not any(a is b for a, b in zip(paths, one.get_paths()))
+
+
+def facecolours_of(collection) -> list[str]:
+    return [mcolors.to_hex(c) for c in collection.get_facecolors()]
 
 
 def test_choropleth_small_towns_are_labelled_beside_the_map_with_leader_lines(boundaries):

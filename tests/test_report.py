@@ -93,6 +93,10 @@ def test_saved_figure_is_shown_from_the_saved_drawing(tmp_path):
     pdf_only = small_chart()
     report.save_figure(pdf_only, tmp_path, "b", formats=("pdf",))
     assert report.display_png(pdf_only) is None
+    both = small_chart()  # a notebook opened by hand writes PNG + PDF: still shown from the PNG
+    paths = report.save_figure(both, tmp_path, "c", formats=("png", "pdf"))
+    assert list(paths) == ["png", "pdf"] and paths["pdf"].read_bytes().startswith(b"%PDF")
+    assert report.display_png(both) is not None
 
 
 def test_png_written_by_a_writer_thread_is_byte_identical(tmp_path):
@@ -320,3 +324,60 @@ def test_notebook_figure_writer_bounds_pending_figures_and_raises_at_wait():
     writer.submit(fails)
     with pytest.raises(OSError):
         writer.wait()
+
+
+def test_notebook_figure_writer_flushes_at_interpreter_exit(tmp_path):
+    """A notebook that forgets `ctx.finish()` still gets its figures: the writer's queue is written
+    when the interpreter exits (the PNG byte-identical to savefig's), and a failure there is
+    printed in Japanese instead of being lost."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import time
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from hsutils.publish import report
+        from hsutils.running.notebook import _FigureWriter
+
+        fig = Figure(figsize=(3, 2))
+        FigureCanvasAgg(fig)
+        fig.add_subplot().plot([1, 2, 3])
+        report.save_figure(fig, r"{tmp_path / 'direct'}", "x", formats=("png",))
+        writer = _FigureWriter()
+        writer.submit(time.sleep, 0.5)  # the figure below is still queued when the script ends
+        report.save_figure(fig, r"{tmp_path / 'queued'}", "x", formats=("png",), writer=writer)
+
+        def fails():
+            raise OSError("ディスクがいっぱいです")
+
+        writer.submit(fails)
+        # no writer.wait(), as a notebook without ctx.finish()
+    """)
+    (tmp_path / "direct" / "figures").mkdir(parents=True)
+    (tmp_path / "queued" / "figures").mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    queued = tmp_path / "queued" / "figures" / "x.png"
+    assert queued.read_bytes() == (tmp_path / "direct" / "figures" / "x.png").read_bytes()
+    assert "図の書き出しに失敗しました（ノートブックの終了時）: ディスクがいっぱいです" in done.stderr
+
+
+def test_notebook_figure_writer_waited_for_leaves_no_exit_hook(monkeypatch):
+    """`wait` (ctx.finish) unregisters the exit hook it registered: a finished notebook leaves
+    nothing to run at exit and no writer kept alive by atexit."""
+    import atexit
+
+    from hsutils.running.notebook import _FigureWriter
+
+    hooks = []
+    monkeypatch.setattr(atexit, "register", hooks.append)
+    monkeypatch.setattr(atexit, "unregister", hooks.remove)
+    writer = _FigureWriter()
+    assert hooks == [writer._flush_at_exit]
+    writer.submit(lambda: None)
+    writer.wait()
+    assert hooks == []

@@ -44,8 +44,9 @@ from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure, SubFigure
+from matplotlib.collections import PathCollection
 from matplotlib.lines import Line2D
-from matplotlib.patches import FancyBboxPatch, Patch, PathPatch, Rectangle
+from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
 from matplotlib.path import Path as MplPath
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from matplotlib.transforms import ScaledTranslation, blended_transform_factory
@@ -485,13 +486,28 @@ def conf_label(conf: float) -> str:
     return f"{float(conf) * 100:.10g}%信頼区間"
 
 
+def _lay_out(fig: Figure):
+    """Place the axes as the next draw will (the layout engine, then each axes' aspect) and return
+    the renderer, without drawing: the label positions `_declutter` measures are then final. A
+    full `draw_without_rendering` would also lay out every text, tick and patch once more, for
+    nothing (issue 18: a fifth of a map's cost)."""
+    root = fig.get_figure(root=True) if hasattr(fig, "get_figure") else fig
+    renderer = root.canvas.get_renderer()
+    engine = root.get_layout_engine()
+    if root.axes and engine is not None:
+        engine.execute(root)
+    for axes in root.get_axes():
+        locator = axes.get_axes_locator()
+        axes.apply_aspect(locator(axes, renderer) if locator else None)
+    return renderer
+
+
 def _declutter(fig: Figure, texts: Sequence, offsets_pt=((0, 0), (0, 7), (0, -7), (9, 0), (-9, 0),
                                                           (0, 13), (0, -13), (12, 8), (-12, -8))):
     """Keep labels from overlapping: in priority order, try small offsets (points) and hide a
     label when every offset collides with a label already placed. Uses the rendered text
     extents after the layout has run. Returns the texts that were hidden."""
-    fig.draw_without_rendering()
-    renderer = fig.canvas.get_renderer()
+    renderer = _lay_out(fig)
     placed, hidden = [], []
     for text in texts:
         base = text.get_transform()
@@ -648,28 +664,62 @@ def _regions_fallback_note() -> str:
         return FALLBACK_NOTE_DEFAULT
 
 
+class _Shapes:
+    """What a map needs of its boundary shapes, computed once per set of shapes and process (the
+    same boundaries are drawn for every indicator, issue 18): one matplotlib Path per area, the
+    bounds, the mean centroid latitude (aspect), the areas and the label points."""
+
+    def __init__(self, geometries: Sequence):
+        self.geometries = tuple(geometries)  # kept: the cache key is their ids
+        self.paths = [_geometry_path(g) for g in self.geometries]
+        self.bounds = np.array([g.bounds for g in self.geometries]).T  # minx, miny, maxx, maxy
+        self.mean_lat = float(np.mean([g.centroid.y for g in self.geometries]))
+        self.sizes = np.array([g.area for g in self.geometries])
+        self.label_points = [_label_point(g) for g in self.geometries]
+
+
+_SHAPES_CACHE: dict[tuple, _Shapes] = {}
+#: sets of shapes kept (a prefecture's municipalities and 二次医療圏, a few user layers)
+_SHAPES_CACHE_SIZE = 8
+
+
+def _shapes(geometries) -> _Shapes:
+    """The prepared `_Shapes` of these geometry objects (the boundary layers of
+    `regions.boundary_layers`, reused across maps), prepared on first use."""
+    geometries = tuple(geometries)
+    key = tuple(map(id, geometries))
+    shapes = _SHAPES_CACHE.get(key)
+    if shapes is None:
+        if len(_SHAPES_CACHE) >= _SHAPES_CACHE_SIZE:
+            _SHAPES_CACHE.pop(next(iter(_SHAPES_CACHE)))
+        shapes = _SHAPES_CACHE[key] = _Shapes(geometries)
+    return shapes
+
+
 def _draw_polygons(ax, base: pd.DataFrame, fills: np.ndarray, labels: bool) -> list:
-    lats = []
-    for geom, fill in zip(base["geometry"], fills):  # one patch per area (a few dozen)
-        ax.add_patch(PathPatch(_geometry_path(geom), facecolor=fill, edgecolor="#555555", lw=0.5))
-        lats.append(geom.centroid.y)
-    minx, miny, maxx, maxy = np.array([g.bounds for g in base["geometry"]]).T
+    shapes = _shapes(base["geometry"])
+    # all areas in one collection (one draw call; the paths are the prepared ones, only colours change)
+    ax.add_collection(PathCollection(shapes.paths, facecolors=list(fills), edgecolors="#555555",
+                                     linewidths=0.5, joinstyle="miter", capstyle="butt", gid="map_areas"),
+                      autolim=False)
+    minx, miny, maxx, maxy = shapes.bounds
     dx, dy = maxx.max() - minx.min(), maxy.max() - miny.min()
     ax.set_xlim(minx.min() - 0.02 * dx, maxx.max() + 0.02 * dx)
     ax.set_ylim(miny.min() - 0.02 * dy, maxy.max() + 0.02 * dy)
-    ax.set_aspect(1 / math.cos(math.radians(float(np.mean(lats)))))
+    ax.set_aspect(1 / math.cos(math.radians(shapes.mean_lat)))
     ax.set_axis_off()
     if not labels:
         return []
-    sizes = base["geometry"].map(lambda g: g.area).to_numpy()
+    sizes = shapes.sizes
     # small areas (small towns) get their label beside the map with a leader line, so neither the
     # name nor the area's colour is lost under the labels of their neighbours
     small = sizes < _CALLOUT_SHARE * sizes.mean() if len(sizes) >= _CALLOUT_MIN_AREAS else np.zeros(len(sizes), bool)
-    texts = _callout_labels(ax, base[small], (minx.min(), miny.min(), maxx.max(), maxy.max()))
+    texts = _callout_labels(ax, base[small], (minx.min(), miny.min(), maxx.max(), maxy.max()),
+                            [p for p, s in zip(shapes.label_points, small) if s])
     for i in np.argsort(-sizes):  # big areas first
         if small[i]:
             continue
-        point = _label_point(base["geometry"].iloc[i])
+        point = shapes.label_points[i]
         t = ax.text(point.x, point.y, base["_name"].iloc[i], ha="center", va="center", fontsize=7,
                     color="#111111", path_effects=_HALO, gid="area_label")
         t.set_in_layout(False)
@@ -683,14 +733,14 @@ _CALLOUT_SHARE = 0.25
 _CALLOUT_MIN_AREAS = 8
 
 
-def _callout_labels(ax, small: pd.DataFrame, bounds) -> list:
+def _callout_labels(ax, small: pd.DataFrame, bounds, points: Sequence) -> list:
     """Labels of small areas in a column left or right of the map (the nearer side), top to bottom
-    in the order of the areas, each joined to its area by a thin line; the x-limits grow to fit."""
+    in the order of the areas, each joined to its area by a thin line; the x-limits grow to fit.
+    `points`: the areas' label points (`_label_point`), in the order of `small`."""
     if small.empty:
         return []
     minx, miny, maxx, maxy = bounds
     dx, dy = maxx - minx, maxy - miny
-    points = [_label_point(g) for g in small["geometry"]]
     names = small["_name"].astype(str).tolist()
     step = 0.04 * dy  # one label line at the usual map heights
     texts, (lo, hi) = [], ax.get_xlim()

@@ -103,11 +103,16 @@ def save_figure(fig, out_dir, name: str, formats=None, dpi: int = FIGURE_DPI, *,
                 paths[fmt] = path
                 continue
         buffer = io.BytesIO()
+        shown = display_png(fig) is not None  # a screen image kept by this call's PNG, still current
         with matplotlib.rc_context(SAVE_RCPARAMS):  # no global setting needed or changed
             extra = {"pil_kwargs": _PIL_KWARGS[fmt]} if fmt in _PIL_KWARGS else {}
             fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_FIXED_METADATA[fmt], **extra)
             if fmt == "png":
                 _keep_display_image(fig, dpi)
+            elif shown:
+                # savefig restored the screen dpi, which marks the figure changed; nothing changed,
+                # so the kept screen image still applies (else the notebook draws it twice more)
+                fig.stale = False
         paths[fmt] = atomic_write_bytes(path, buffer.getvalue())
     return paths
 

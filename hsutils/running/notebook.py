@@ -71,15 +71,31 @@ def source_label(import_summary: pd.DataFrame | None, data_dir=None) -> str:
 class _FigureWriter:
     """One background thread that encodes and writes a notebook's PNG files in order, and
     remembers each job so that `wait` can raise what failed. At most `MAX_PENDING` figures wait
-    (each holds its 300-dpi pixels, about 20 MB): the notebook waits for the oldest beyond that."""
+    (each holds its 300-dpi pixels, about 20 MB): the notebook waits for the oldest beyond that.
+
+    A notebook that never calls `ctx.finish()` still gets its figures: the writer is flushed when
+    the interpreter (the kernel) exits (`_flush_at_exit`, registered with `atexit`), and what
+    failed there is printed, since no cell is left to raise it in (docs/design.md §7)."""
 
     MAX_PENDING = 4
 
     def __init__(self):
+        import atexit
         from concurrent.futures import ThreadPoolExecutor
 
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsutils-figures")
         self.jobs = []
+        atexit.register(self._flush_at_exit)
+
+    def _flush_at_exit(self) -> None:
+        """Wait for the figures still queued at interpreter exit; report (not raise) what failed."""
+        import sys
+
+        self.pool.shutdown(wait=True)
+        failed = [job.exception() for job in self.jobs if job.exception() is not None]
+        self.jobs = []
+        for error in failed:
+            print(f"図の書き出しに失敗しました（ノートブックの終了時）: {error}", file=sys.stderr, flush=True)
 
     def submit(self, fn, *args):
         pending = [job for job in self.jobs if not job.done()]
@@ -90,6 +106,9 @@ class _FigureWriter:
         return job
 
     def wait(self) -> None:
+        import atexit
+
+        atexit.unregister(self._flush_at_exit)  # waited for here; nothing left for the exit
         self.pool.shutdown(wait=True)
         for job in self.jobs:
             job.result()
