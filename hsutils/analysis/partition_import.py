@@ -321,7 +321,7 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
             results[tname] = r
             warnings.extend(r.warnings)
             data, n_read = r.data, len(r.data)
-            r.data = r.data.iloc[:0].copy()  # not a view: the view would keep the whole table alive
+            r.data = io.empty_like(r.data)  # not a slice: a slice would keep the whole table alive
             for i in range(0, max(n_read, 1), XML_WRITE_ROWS):
                 _write_chunk(tname, data.iloc[i:i + XML_WRITE_ROWS], i, writers, folder, persons, unmatched)
             del data

@@ -289,6 +289,16 @@ def empty_table(table: str) -> pd.DataFrame:
     return _empty_canonical(_get_table(table))
 
 
+def empty_like(frame: pd.DataFrame) -> pd.DataFrame:
+    """A zero-row frame with the columns and dtypes of `frame` that holds none of its memory: an
+    empty slice (`frame.iloc[:0]`) is a view of the whole frame, and even its `.copy()` keeps an
+    Arrow-backed column's buffers (an Arrow array is immutable, so pandas copies the reference): a
+    list of such empties kept every chunk of a streamed import alive (docs/design.md §8.4)."""
+    out = pd.DataFrame({i: pd.Series(dtype=d) for i, d in enumerate(frame.dtypes)}, index=pd.RangeIndex(0))
+    out.columns = frame.columns
+    return out
+
+
 def _canonical_dtype(col: Column, complete: bool) -> str:
     """pandas dtype of a column after loading (docs/internal_api.md table)."""
     kind = col.kind
@@ -1132,10 +1142,10 @@ class ChunkTally:
         for c in self.table.columns:
             if self.complete[c.name] and len(r.data) and not bool(r.data[c.name].notna().all()):
                 self.complete[c.name] = False
-        # .copy(): an empty slice of a frame is a view that keeps the whole chunk's arrays alive
-        self.results.append(LoadResult(data=r.data.iloc[:0].copy(), exclusions=r.exclusions, n_read=r.n_read,
+        # empty_like: an empty slice (even copied) keeps the whole chunk's arrays alive
+        self.results.append(LoadResult(data=empty_like(r.data), exclusions=r.exclusions, n_read=r.n_read,
                                        n_kept=r.n_kept, n_dropped=r.n_dropped, warnings=r.warnings,
-                                       extra_columns=r.extra_columns.iloc[:0].copy(), file=r.file, table=r.table,
+                                       extra_columns=empty_like(r.extra_columns), file=r.file, table=r.table,
                                        row_numbers=np.zeros(0, dtype=np.int64)))
 
     def result(self) -> LoadResult:
