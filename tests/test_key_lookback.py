@@ -58,3 +58,32 @@ def test_merged_runs_stay_sorted_with_the_second_hash_beside_the_first():
     a1, a2 = np.sort(rng.integers(0, 50, 40).astype(np.uint64)), np.sort(rng.integers(0, 50, 25).astype(np.uint64))
     a, b = io.KeyLookback._merge(a1, a1 * 3, a2, a2 * 3)
     assert (a == np.sort(np.concatenate([a1, a2]))).all() and (b == a * 3).all()
+
+
+def test_person_period_lookback_gives_the_answers_of_a_set_with_unknown_persons_and_new_months():
+    """io.PersonPeriodLookback: one bit per (known person, month); months before and after the
+    first chunk's widen the bitmap; persons outside the enrollment go to a KeyLookback."""
+    known = pd.Index([f"P{v:05d}" for v in range(0, 300, 2)])  # even ids enrolled, odd ones not
+
+    def codes(values):
+        return known.get_indexer(np.asarray(values, dtype=object))
+
+    seen, reference = io.PersonPeriodLookback(codes, len(known), io.ym_months), set()
+    rng = np.random.default_rng(5)
+    for k in range(9):
+        lo = [202304, 202301, 202310, 202210][k % 4]  # later chunks reach earlier and later months
+        chunk = pd.DataFrame({"person_id": [f"P{v:05d}" for v in rng.integers(0, 300, 400)],
+                              "ym": pd.array(np.asarray(lo + rng.integers(0, 3, 400), dtype=np.int64)
+                                             .astype(float), dtype="Float64")})
+        keys = list(zip(chunk["person_id"], chunk["ym"].astype(int)))
+        expected = np.array([key in reference for key in keys])
+        got = seen.contains(chunk) if len(seen) else np.zeros(len(chunk), dtype=bool)
+        assert (got == expected).all()
+        new = ~chunk.duplicated().to_numpy() & ~got
+        seen.add(chunk[new])
+        reference.update(key for key, n in zip(keys, new) if n)
+        assert len(seen) == len(reference)
+    assert seen.first == io.ym_months([202210])[0] and len(seen.bits) == 15  # 2022-10 … 2023-12
+    assert seen.bits.shape[1] == (len(known) + 7) // 8 and len(seen.other) > 0  # the odd ids
+    # 2023-12 follows 2023-11 and precedes 2024-01: consecutive months are consecutive integers
+    assert list(np.diff(io.ym_months([202311, 202312, 202401]))) == [1, 1]

@@ -321,7 +321,7 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
             results[tname] = r
             warnings.extend(r.warnings)
             data, n_read = r.data, len(r.data)
-            r.data = r.data.iloc[:0].copy()  # not a view: the view would keep the whole table alive
+            r.data = io.empty_like(r.data)  # not a slice: a slice would keep the whole table alive
             for i in range(0, max(n_read, 1), XML_WRITE_ROWS):
                 _write_chunk(tname, data.iloc[i:i + XML_WRITE_ROWS], i, writers, folder, persons, unmatched)
             del data
@@ -339,7 +339,8 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
             continue
         tally = io.ChunkTally(tname, files[tname].name)
         offset = 0
-        for r, n_lines in io.iter_table_chunks(files[tname], tname, chunk_rows=chunk_rows, **kw):
+        for r, n_lines in io.iter_table_chunks(files[tname], tname, chunk_rows=chunk_rows,
+                                               lookback=_lookback(tname, persons), **kw):
             tally.add(r, n_lines)
             if tname == "enrollment":
                 d = r.data
@@ -394,6 +395,20 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
                           municipalities=small.get("municipalities"),
                           districts=small["districts"] if "districts" in small else io.empty_table("districts"),
                           enrollment_munis=[str(m) for m in persons.muni_names], sizes=sizes)
+
+
+#: the period column of the tables keyed by (person, period), as integers (docs/design.md §8.4)
+_PERIOD_KEYS = {"ym": io.ym_months, "fy": None}
+
+
+def _lookback(tname: str, persons: _Persons | None):
+    """The duplicate look-back of a table read after the enrollment whose key is (person, period):
+    one bit per known person and period, flat in the file's rows (`io.PersonPeriodLookback`); else
+    None (`io.iter_table_chunks` uses a `io.KeyLookback`)."""
+    key = TABLES[tname].key
+    if persons is None or len(key) != 2 or key[0] != "person_id" or key[1] not in _PERIOD_KEYS:
+        return None
+    return io.PersonPeriodLookback(persons.codes, len(persons.index), _PERIOD_KEYS[key[1]])
 
 
 def _write_chunk(tname: str, data: pd.DataFrame, offset: int, writers: dict, folder: Path,

@@ -289,6 +289,16 @@ def empty_table(table: str) -> pd.DataFrame:
     return _empty_canonical(_get_table(table))
 
 
+def empty_like(frame: pd.DataFrame) -> pd.DataFrame:
+    """A zero-row frame with the columns and dtypes of `frame` that holds none of its memory: an
+    empty slice (`frame.iloc[:0]`) is a view of the whole frame, and even its `.copy()` keeps an
+    Arrow-backed column's buffers (an Arrow array is immutable, so pandas copies the reference): a
+    list of such empties kept every chunk of a streamed import alive (docs/design.md §8.4)."""
+    out = pd.DataFrame({i: pd.Series(dtype=d) for i, d in enumerate(frame.dtypes)}, index=pd.RangeIndex(0))
+    out.columns = frame.columns
+    return out
+
+
 def _canonical_dtype(col: Column, complete: bool) -> str:
     """pandas dtype of a column after loading (docs/internal_api.md table)."""
     kind = col.kind
@@ -1077,7 +1087,8 @@ def _chunked(path: Path, chunk_rows: int | None) -> bool:
     return False
 
 
-def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows: int | None = None):
+def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows: int | None = None,
+                      lookback=None):
     """Read one input file chunk by chunk: yields (LoadResult of the chunk, its raw line count).
 
     A large CSV is read in chunks of `chunk_rows` (default CSV_CHUNK_ROWS) rows and a large Parquet
@@ -1085,7 +1096,9 @@ def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows
     Each chunk is validated on its own, with the file's row numbers; the first-row rule of
     duplicates looks back over the keys kept from the earlier chunks. `ChunkTally` adds the chunks
     up to the counts, exclusions and warnings of the whole file. Used by the streamed import
-    (`hsutils.analysis.partition_import`, docs/design.md §8.4) and by `read_table`.
+    (`hsutils.analysis.partition_import`, docs/design.md §8.4) and by `read_table`. `lookback`: the
+    look-back of the duplicate rule for a chunked file (default a new `KeyLookback`; the streamed
+    import gives the claims a `PersonPeriodLookback`, flat in memory).
     """
     path = Path(path)
     t = _get_table(table)
@@ -1099,7 +1112,7 @@ def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows
     if _chunked(path, chunk_rows):
         # bounded memory: read, validate and count chunk by chunk; duplicates look back over the
         # keys of the earlier chunks
-        seen = KeyLookback()
+        seen = KeyLookback() if lookback is None else lookback
         raws = (_read_csv_chunks(path, lookup, chunk_rows or CSV_CHUNK_ROWS)
                 if path.suffix.lower() != ".parquet" else _read_parquet_chunks(path, chunk_rows or CSV_CHUNK_ROWS))
         any_chunk = False
@@ -1132,10 +1145,10 @@ class ChunkTally:
         for c in self.table.columns:
             if self.complete[c.name] and len(r.data) and not bool(r.data[c.name].notna().all()):
                 self.complete[c.name] = False
-        # .copy(): an empty slice of a frame is a view that keeps the whole chunk's arrays alive
-        self.results.append(LoadResult(data=r.data.iloc[:0].copy(), exclusions=r.exclusions, n_read=r.n_read,
+        # empty_like: an empty slice (even copied) keeps the whole chunk's arrays alive
+        self.results.append(LoadResult(data=empty_like(r.data), exclusions=r.exclusions, n_read=r.n_read,
                                        n_kept=r.n_kept, n_dropped=r.n_dropped, warnings=r.warnings,
-                                       extra_columns=r.extra_columns.iloc[:0].copy(), file=r.file, table=r.table,
+                                       extra_columns=empty_like(r.extra_columns), file=r.file, table=r.table,
                                        row_numbers=np.zeros(0, dtype=np.int64)))
 
     def result(self) -> LoadResult:
@@ -1293,6 +1306,74 @@ class KeyLookback:
         a[at], b[at] = a2, b2
         a[other], b[other] = a1, b1
         return a, b
+
+
+class PersonPeriodLookback:
+    """The duplicate look-back of a table keyed by (person, period), e.g. claims by (person_id, ym),
+    when the persons are known beforehand (the streamed import knows the enrollment before the
+    claims, docs/design.md §8.4): one bit per (person, period) seen, so its memory follows persons ×
+    periods and stays flat however many rows the file has (`KeyLookback` keeps 16 bytes per row:
+    1.7 GB for the 106 million claim-months of scale 40). Exact (no hash). Rows whose person is not
+    among the known ones fall back to a `KeyLookback`. Same interface and answers as `KeyLookback`.
+
+    `person_codes(values)`: each person id's position among the `n_persons` known ones (-1: unknown);
+    `period(values)`: the second key column as integers (e.g. YYYYMM → months since year 0)."""
+
+    def __init__(self, person_codes, n_persons: int, period=None) -> None:
+        self.person_codes, self.n_persons = person_codes, int(n_persons)
+        self.period = period or (lambda v: np.asarray(v, dtype=np.float64).astype(np.int64))
+        self.stride = (self.n_persons + 7) // 8  # bytes per period: one bit per person
+        self.first = 0                           # the period of the bitmap's first row
+        self.bits = np.zeros((0, self.stride), dtype=np.uint8)
+        self.other = KeyLookback()
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _split(self, keys: pd.DataFrame):
+        person, period = keys.columns[0], keys.columns[1]
+        code = np.asarray(self.person_codes(keys[person]), dtype=np.int64)
+        per = self.period(keys[period].to_numpy(dtype=np.float64, na_value=np.nan))
+        return code, per, code >= 0
+
+    def contains(self, keys: pd.DataFrame) -> np.ndarray:
+        code, per, known = self._split(keys)
+        found = np.zeros(len(keys), dtype=bool)
+        row = per - self.first
+        inside = known & (row >= 0) & (row < len(self.bits))
+        c, r = code[inside], row[inside]
+        found[inside] = (self.bits[r, c >> 3] >> (c & 7).astype(np.uint8)) & 1 == 1
+        if len(self.other) and (~known).any():
+            found[~known] = self.other.contains(keys[~known].reset_index(drop=True))
+        return found
+
+    def add(self, keys: pd.DataFrame) -> None:
+        if not len(keys):
+            return
+        code, per, known = self._split(keys)
+        self.n += len(keys)
+        if (~known).any():
+            self.other.add(keys[~known].reset_index(drop=True))
+        if not known.any():
+            return
+        lo, hi = int(per[known].min()), int(per[known].max())
+        if not len(self.bits):
+            self.first, self.bits = lo, np.zeros((hi - lo + 1, self.stride), dtype=np.uint8)
+        elif lo < self.first or hi >= self.first + len(self.bits):  # more periods: widen the bitmap
+            new_first = min(lo, self.first)
+            rows = max(hi + 1, self.first + len(self.bits)) - new_first
+            grown = np.zeros((rows, self.stride), dtype=np.uint8)
+            grown[self.first - new_first:self.first - new_first + len(self.bits)] = self.bits
+            self.first, self.bits = new_first, grown
+        c, r = code[known], per[known] - self.first
+        np.bitwise_or.at(self.bits, (r, c >> 3), np.left_shift(1, c & 7).astype(np.uint8))
+
+
+def ym_months(ym) -> np.ndarray:
+    """YYYYMM → months since year 0 (consecutive months are consecutive integers)."""
+    ym = np.asarray(ym, dtype=np.float64).astype(np.int64)
+    return ym // 100 * 12 + ym % 100 - 1
 
 
 def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _Ctx,
