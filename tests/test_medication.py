@@ -387,3 +387,25 @@ def test_prefecture_flags_are_counted_once_and_kept_in_the_cache(tmp_path, capsy
     y14, _ = med.prefecture_flags(own, [2024], p14)
     assert sorted(y14[2024].loc[y14[2024]["polypharmacy"], "person_id"]) == ["A", "B", "C"]
     assert len(list((cache / "derived").glob("medication_flags_*.parquet"))) == 2
+
+
+def test_prefecture_flags_fall_back_to_claims_when_the_prescriptions_folder_is_empty(tmp_path):
+    """Data with CSV claims (no UKE): the cache has an empty `prescriptions` folder. The prefecture's
+    flags come from claims_monthly.n_drugs (多剤 only), not a pyarrow error on the empty folder."""
+    from hsutils.analysis import pipeline
+
+    py = pd.DataFrame({"person_id": ["A", "B"], "fy": 2024, "muni_code": "17201", "sex": [1, 2], "age": 70,
+                       "age_band": "70-74", "insurance": "国保"})
+    cm = pd.DataFrame({"person_id": ["A", "B"], "muni_code": "17201", "ym": [202405, 202405],
+                       "n_drugs": [15, 14], "n_institutions": [3, 1]})
+    pipeline.write_partitioned(py, tmp_path, {"enrollment": py[["person_id", "fy", "muni_code"]],
+                                              "claims_monthly": cm})
+    (tmp_path / "prescriptions").mkdir()
+    assert not pipeline.has_parts(tmp_path / "prescriptions") and pipeline.has_parts(tmp_path / "claims_monthly")
+    (tmp_path / "meta.json").write_text('{"data_hash": "x", "fiscal_years": [2024]}', encoding="utf-8")
+    for name in ("strata", "municipalities", "districts", "import_summary", "exclusions"):
+        pd.DataFrame({"x": [1]}).to_parquet(tmp_path / f"{name}.parquet")
+    own = pipeline.load_prepared(tmp_path, with_tables=med.TABLES, munis=["17201"])
+    yearly, _ = med.prefecture_flags(own, [2024], P)
+    # by hand: A has 15 drugs in May 2024 (多剤), B 14 (not)
+    assert yearly[2024].set_index("person_id")["polypharmacy"].to_dict() == {"A": True, "B": False}

@@ -346,7 +346,7 @@ def run_partition(input_dir: Path, out_dir: Path, task, first_ym: int | None) ->
     munis, persons, part, label = _task_scope(task)
     try:
         tables = {name: read_partitioned(input_dir / name, munis, keep_row=(name == "enrollment"), persons=persons)
-                  for name in PARTITION_INPUTS if _has_parts(input_dir / name)}
+                  for name in PARTITION_INPUTS if has_parts(input_dir / name)}
         if first_ym is not None and "claims_monthly" in tables:
             tables["claims_monthly"].attrs["first_ym"] = int(first_ym)  # the data's look-back
         py, _ = build_person_year(tables)
@@ -749,7 +749,7 @@ def read_partitioned(folder: Path, munis=None, keep_row: bool = False, columns=N
     return frame
 
 
-def _has_parts(folder: Path) -> bool:
+def has_parts(folder: Path) -> bool:
     """Whether a partitioned table has any file (an optional table the data do not have, e.g. no
     保健指導 file, is an empty folder: read as absent, not as an error)."""
     return folder.is_dir() and next(folder.glob("*/*.parquet"), None) is not None
@@ -797,7 +797,7 @@ def load_prepared(cache_dir: Path, with_tables=False, munis=None) -> Prepared:
         names = LOADED_TABLES if with_tables is True else tuple(with_tables)
         columns = dict(with_tables) if isinstance(with_tables, Mapping) else {}
         for name in names:
-            if _has_parts(cache_dir / name):
+            if has_parts(cache_dir / name):
                 tables[name] = read_partitioned(cache_dir / name, scope, columns=columns.get(name))
         first = (meta.get("claims_history") or {}).get("first_ym")
         if "claims_monthly" in tables and first is not None:

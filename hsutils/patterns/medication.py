@@ -792,7 +792,7 @@ def prefecture_flags(prepared, fys, p: MedicationParams) -> tuple[dict[int, pd.D
         return {fy: saved[saved["fy"] == fy].drop(columns="fy").reset_index(drop=True) for fy in fys}, person_year
     print(PREFECTURE_FIRST_RUN, flush=True)
     rx_dir = cache / "prescriptions"
-    rx = pipeline.read_partitioned(rx_dir, columns=PRESCRIPTION_COLUMNS) if rx_dir.is_dir() else None
+    rx = pipeline.read_partitioned(rx_dir, columns=PRESCRIPTION_COLUMNS) if pipeline.has_parts(rx_dir) else None
     if rx is not None and len(rx):
         monthly = monthly_counts(rx, p)
     else:
