@@ -750,10 +750,12 @@ def yearly_flags(monthly: pd.DataFrame, fys, p: MedicationParams) -> dict[int, p
 
 
 #: The columns of the cache's tables that notebook 07 reads (`pipeline.load_prepared(with_tables=…)`):
-#: the §10.1 counting and the notice list use these prescription columns only (not the 調剤 columns).
+#: the §10.1 counting and the notice list use these prescription columns only (not the 調剤 columns);
+#: of claims_monthly the drug counts (`monthly_from_claims`) and the costs (`_person_month_values`).
 PRESCRIPTION_COLUMNS = ("person_id", "muni_code", "ym", "drug_code", "yj_code", "efficacy_class", "form",
                         "prescriber_code", "days")
-TABLES = {"claims_monthly": None, "prescriptions": PRESCRIPTION_COLUMNS}
+CLAIMS_COLUMNS = ("person_id", "muni_code", "ym", "n_drugs", "n_institutions", *claims_rules.COST_COLUMN.values())
+TABLES = {"claims_monthly": CLAIMS_COLUMNS, "prescriptions": PRESCRIPTION_COLUMNS}
 #: person_year columns of the prefecture's persons (`area_persons`)
 PERSON_YEAR_COLUMNS = ("person_id", "fy", "muni_code", "sex", "age", "age_band", "insurance")
 #: bump when `person_flags` changes, so that flags saved by an older version are not used

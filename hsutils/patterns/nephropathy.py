@@ -156,6 +156,12 @@ def area_claims(claims: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame
 _ROW_COLUMNS = ["person_id", "fy", "muni_code", "district_code", "sex", "age", "age_band", "insurance",
                 "has_kenshin", "exam_date", "hba1c", "fpg", "casual_glucose", "egfr_calc", "egfr",
                 "egfr_source", "urine_protein", "ckd_g", "ckd_a"]
+#: What notebook 04 reads of the cache's person-level tables (`notebook.start(with_tables=TABLES)`): of
+#: person_year the columns of `area_rows`, `target_frame` and the 腎症 rules; of claims_monthly the
+#: rules' flags. Everything else of the notebook comes from the strata table. Issue 17: 金沢市 at the
+#: scale of 東京都 took 11 GB with both tables in all their columns.
+PERSON_YEAR_COLUMNS = tuple(dict.fromkeys([*_ROW_COLUMNS, *programs.NEPHROPATHY_PERSON_YEAR]))
+TABLES = {"person_year": PERSON_YEAR_COLUMNS, "claims_monthly": programs.NEPHROPATHY_CLAIMS}
 
 
 def target_frame(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
@@ -168,7 +174,7 @@ def target_frame(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
     dkd_referral, dkd_guidance, last_dm_ym. `egfr_used` = egfr_calc, else the reported eGFR.
     """
     flags = programs.nephropathy_flags(rows, claims, fy, params)
-    base = rows[[c for c in _ROW_COLUMNS if c in rows.columns]]
+    base = rows[[c for c in _ROW_COLUMNS if not programs.column_absent(rows, c)]]
     out = pd.concat([base.loc[flags.index], flags], axis=1)
     # one dialysis rule for every count of the extraction (docs/rules.md §5.7): the flow's
     # steps below 健診受診者, groups A–E, the 糖尿病 heat map and the lists leave the same persons out
