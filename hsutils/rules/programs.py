@@ -580,7 +580,7 @@ def _question_risk(py: pd.DataFrame, questionnaire: pd.DataFrame | None, fy: int
                 out[item] = pd.Series(_take(at_risk, q_idx, False), index=py.index)
             else:
                 out[item] = pd.Series(False, index=py.index)
-        elif item in py.columns:
+        elif not column_absent(py, item):
             out[item] = pd.to_numeric(py[item], errors="coerce").isin(codes).astype(bool)
         else:
             out[item] = pd.Series(False, index=py.index)
@@ -611,7 +611,7 @@ def ikkatsu_flags(person_year: pd.DataFrame, claims: pd.DataFrame, kaigo: pd.Dat
     pid = py["person_id"].astype("str")
     cl = _prepare_claims(claims)
     eligible = pd.Series(True, index=py.index)
-    if "insurance" in py.columns:
+    if not column_absent(py, "insurance"):
         eligible &= py["insurance"].astype("str").eq(p.insurance).to_numpy()
     eligible &= (_num(py, "age") >= p.min_age).to_numpy()
 
