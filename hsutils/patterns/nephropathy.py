@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from hsutils import stats
-from hsutils.core import settings, vocab
+from hsutils.core import schema, settings, vocab
 from hsutils.rules import programs
 from hsutils.analysis import areas, indicators
 from hsutils.publish import plots, privacy
@@ -174,7 +174,7 @@ def target_frame(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
     dkd_referral, dkd_guidance, last_dm_ym. `egfr_used` = egfr_calc, else the reported eGFR.
     """
     flags = programs.nephropathy_flags(rows, claims, fy, params)
-    base = rows[[c for c in _ROW_COLUMNS if not programs.column_absent(rows, c)]]
+    base = rows[[c for c in _ROW_COLUMNS if not schema.column_absent(rows, c)]]
     out = pd.concat([base.loc[flags.index], flags], axis=1)
     # one dialysis rule for every count of the extraction (docs/rules.md §5.7): the flow's
     # steps below 健診受診者, groups A–E, the 糖尿病 heat map and the lists leave the same persons out

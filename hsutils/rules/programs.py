@@ -33,7 +33,7 @@ from hsutils.inputs.lookback import (  # noqa: F401  (re-exported: programs.fy_e
     DEFAULT_LOOKBACK_MONTHS, DEFAULT_WINDOW_MONTHS, NEW_DIALYSIS_FREE_MONTHS, UNDETERMINABLE, UNDETERMINABLE_REASON,
     allowed_lookback, claims_history, fy_end_ym, fy_start_ym, lookback_note, month_index)
 from hsutils.core.errors import ParameterError
-from hsutils.core.schema import QUESTIONNAIRE_RISK, UNREAD_COLUMNS
+from hsutils.core.schema import QUESTIONNAIRE_RISK, column_absent
 
 CLAIM_FLAGS = ("diabetes", "hypertension", "dyslipidemia", "ckd", "dialysis",
                "heart_failure", "stroke", "hypnotic")
@@ -215,16 +215,6 @@ def _member(pid: pd.Series, ids) -> np.ndarray:
     """Bool array: pid is one of `ids` (hash lookup on a unique index)."""
     index = pd.Index(pd.unique(np.asarray(ids, dtype=object))).astype("str")
     return index.get_indexer(pd.Index(pid.astype("str"))) >= 0
-
-
-def column_absent(frame: pd.DataFrame, col: str) -> bool:
-    """Whether the data have no column `col` (a column left out by the reader raises: its default
-    would silently change the result, `schema.UNREAD_COLUMNS`)."""
-    if col in frame.columns:
-        return False
-    if col in frame.attrs.get(UNREAD_COLUMNS, ()):
-        raise KeyError(f"列 {col} を読み込んでいません（notebook.start の with_tables にこの列を加えてください）")
-    return True
 
 
 def _num(frame: pd.DataFrame, col: str) -> pd.Series:
