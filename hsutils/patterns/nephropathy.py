@@ -149,8 +149,7 @@ def area_claims(claims: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame
         from hsutils.core.schema import TABLES
 
         return pd.DataFrame(columns=TABLES["claims_monthly"].names)
-    ids = pd.Index(pd.unique(rows["person_id"].astype("str")))
-    return claims.loc[ids.get_indexer(claims["person_id"].astype("str")) >= 0]
+    return claims.loc[programs.person_in(claims["person_id"], rows["person_id"])]
 
 
 _ROW_COLUMNS = ["person_id", "fy", "muni_code", "district_code", "sex", "age", "age_band", "insurance",
