@@ -719,3 +719,15 @@ def test_nephropathy_reads_only_its_claims_columns_and_a_left_out_column_raises(
     marker = full[list(MARKER_CLAIMS)].copy()
     marker.attrs[UNREAD_COLUMNS] = ("muni_code", "n_institutions")
     pd.testing.assert_frame_equal(claims_in_window(marker, 202503, 12), claims_in_window(full, 202503, 12))
+
+
+def test_person_lookups_by_arrow_hash():
+    """`person_in` and `_positions` (Arrow's hash lookup, issue 17) answer as pandas' isin / get_indexer."""
+    from hsutils.rules.programs import _positions, person_in
+
+    pid = pd.Series(["a", "b", "c", "a", "d"], dtype="str")
+    assert person_in(pid, ["a", "x", "d", "a"]).tolist() == [True, False, False, True, True]
+    assert person_in(pid, []).tolist() == [False] * 5
+    assert person_in(pid.iloc[:0], ["a"]).tolist() == []
+    assert person_in(pid.astype(object), pd.Index(["c"])).tolist() == [False, False, True, False, False]
+    assert _positions(pid, pd.Index(["d", "a", "b"], dtype="str")).tolist() == [1, 2, -1, 1, 0]
