@@ -482,6 +482,34 @@ def test_demo_checklist_shows_evaluation_missing():
     assert t.loc[t["不足"] == "不足", "番号"].tolist() == ["④"]
 
 
+def test_the_notebooks_columns_give_the_targets_of_the_whole_tables(prepared):
+    """Notebook 04 reads only `nep.TABLES` (issue 17): the person_year columns of the rows and rules and
+    the claims flags of the rules. The extraction is the one of the tables read in all columns; the
+    left-out columns are named (`schema.UNREAD_COLUMNS`), so a rule that needs one raises."""
+    from hsutils.analysis import pipeline
+
+    muni, fy = "17201", max(prepared.fiscal_years)
+    part = pipeline.load_prepared(Path(os.environ["HSUTILS_CACHE_DIR"]), with_tables=nep.TABLES, munis=[muni])
+    assert list(part.tables) == ["claims_monthly"]
+    assert part.tables["claims_monthly"].columns.tolist() == ["person_id", "ym", "diabetes", "ckd", "dialysis"]
+    assert set(part.person_year.columns) == set(nep.PERSON_YEAR_COLUMNS)
+    assert "cost_inpatient" in part.tables["claims_monthly"].attrs["unread_columns"]
+    assert "bmi" in part.person_year.attrs["unread_columns"]
+    params = nep.nephropathy_params()
+    got = {}
+    for name, p in (("part", part), ("whole", prepared)):
+        rows = nep.area_rows(p.person_year, muni, fy, "国保")
+        claims = nep.area_claims(p.tables.get("claims_monthly"), rows)
+        got[name] = (nep.target_frame(rows, claims, fy, params), nep.flow_counts(rows, claims, fy, params))
+    assert len(got["part"][0]) > 100 and got["part"][1]["count"].iloc[0] > 0
+    pd.testing.assert_frame_equal(got["part"][0], got["whole"][0])
+    pd.testing.assert_frame_equal(got["part"][1], got["whole"][1])
+    from hsutils.rules import programs
+
+    with pytest.raises(KeyError, match="列 q1 を読み込んでいません"):  # 一体的実施 needs the answers
+        programs.ikkatsu_flags(part.person_year, prepared.tables["claims_monthly"], None, None, fy)
+
+
 # --------------------------------------------------------------------------------- the notebook
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,11 @@ def test_partitions_hold_the_municipality_rows_and_the_movers_history(tmp_path):
     pd.testing.assert_frame_equal(kawakita, c.loc[[0, 2, 3]])
     pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "claims_monthly"), c)
     pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "claims_monthly", ["17201", "17324"]), c)
+    # a read with a column list says which columns it left out (schema.UNREAD_COLUMNS): a rule needing
+    # one raises instead of taking it as absent from the data (hsutils.rules.programs)
+    some = pipeline.read_partitioned(tmp_path / "claims_monthly", ["17201"], columns=("person_id", "ym"))
+    assert some.columns.tolist() == ["person_id", "ym"] and some.attrs["unread_columns"] == ("muni_code",)
+    assert "unread_columns" not in kanazawa.attrs
 
 
 def test_partition_members_lists_every_municipality_of_a_person():

@@ -688,3 +688,46 @@ def test_prepared_claims_reused_across_years_and_rules_give_the_fresh_results():
     py = make_py([person("a", age=80, insurance="後期", hba1c=8.5), person("b", age=80, insurance="後期")])
     pd.testing.assert_frame_equal(ikkatsu_flags(py, cl, None, None, FY), ikkatsu_flags(py, c, None, None, FY))
     pd.testing.assert_frame_equal(nephropathy_flags(py, cl, FY), nephropathy_flags(py, c, FY))
+
+
+# --------------------------------------------------------------------------------- claims read with a column list
+
+def test_nephropathy_reads_only_its_claims_columns_and_a_left_out_column_raises():
+    """A notebook may load only the claims columns its rules read (`NEPHROPATHY_CLAIMS`, issue 17): the
+    腎症 flags and flow are those of the full claims, the prepared claims convert only the three
+    flags they use, and a rule needing a column that was left out (the `medical` marker's costs)
+    raises instead of taking the column as absent from the data (every row would count as medical)."""
+    from hsutils.core.schema import UNREAD_COLUMNS
+    from hsutils.rules.programs import MARKER_CLAIMS, NEPHROPATHY_CLAIMS, claims_in_window, prepare_claims
+
+    py, rows = _dkd_population()
+    full = make_claims(rows)
+    part = full[list(NEPHROPATHY_CLAIMS)].copy()
+    part.attrs[UNREAD_COLUMNS] = tuple(c for c in full.columns if c not in NEPHROPATHY_CLAIMS)
+    cl = prepare_claims(part)
+    flow = nephropathy_flow(make_py(py), cl, FY).set_index("step_id")
+    assert flow["count"].to_dict() == {  # as test_nephropathy_flow_counts
+        "k0": 8, "k1": 6, "k2": 3, "k2t": 1, "k2u": 1, "k2i": 1, "k3": 3, "k3t": 1, "k3u": 1,
+        "k3i": 1, "n1": 2, "n1k": 1, "n2": 2, "x1": 1}
+    pd.testing.assert_frame_equal(nephropathy_flags(make_py(py), cl, FY), nephropathy_flags(make_py(py), full, FY))
+    assert sorted(k[1] for k in cl.memo if k[0] == "col") == ["ckd", "diabetes", "dialysis"]
+    with pytest.raises(KeyError, match="cost_inpatient"):
+        claims_in_window(part, 202503, 12)
+    with pytest.raises(KeyError, match="cost_inpatient"):
+        ikkatsu_flags(make_py(py), part, None, None, FY)
+    # the marker columns are enough for the window of 08 (n_institutions is not read)
+    marker = full[list(MARKER_CLAIMS)].copy()
+    marker.attrs[UNREAD_COLUMNS] = ("muni_code", "n_institutions")
+    pd.testing.assert_frame_equal(claims_in_window(marker, 202503, 12), claims_in_window(full, 202503, 12))
+
+
+def test_person_lookups_by_arrow_hash():
+    """`person_in` and `_positions` (Arrow's hash lookup, issue 17) answer as pandas' isin / get_indexer."""
+    from hsutils.rules.programs import _positions, person_in
+
+    pid = pd.Series(["a", "b", "c", "a", "d"], dtype="str")
+    assert person_in(pid, ["a", "x", "d", "a"]).tolist() == [True, False, False, True, True]
+    assert person_in(pid, []).tolist() == [False] * 5
+    assert person_in(pid.iloc[:0], ["a"]).tolist() == []
+    assert person_in(pid.astype(object), pd.Index(["c"])).tolist() == [False, False, True, False, False]
+    assert _positions(pid, pd.Index(["d", "a", "b"], dtype="str")).tolist() == [1, 2, -1, 1, 0]

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from hsutils.analysis import indicators
+from hsutils.core.schema import column_absent
 
 GUIDANCE_LEVELS = ("積極的支援", "動機付け支援")
 
@@ -195,7 +196,7 @@ def previous_year_status(py: pd.DataFrame) -> pd.DataFrame:
 
 
 def _bool(py: pd.DataFrame, col: str) -> np.ndarray:
-    if col not in py:
+    if column_absent(py, col):
         return np.zeros(len(py), dtype=bool)
     return py[col].fillna(False).astype(bool).to_numpy()
 
@@ -207,7 +208,7 @@ def _with_previous(py: pd.DataFrame) -> pd.DataFrame:
 
 
 def _eq(py: pd.DataFrame, col: str, value) -> np.ndarray:
-    return (py[col] == value).fillna(False).to_numpy(dtype=bool) if col in py else np.zeros(len(py), bool)
+    return np.zeros(len(py), bool) if column_absent(py, col) else (py[col] == value).fillna(False).to_numpy(dtype=bool)
 
 
 def person_flags(py: pd.DataFrame) -> pd.DataFrame:

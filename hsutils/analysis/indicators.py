@@ -20,6 +20,7 @@ import pandas as pd
 
 from hsutils import stats
 from hsutils.core import vocab
+from hsutils.core.schema import column_absent
 from hsutils.inputs import lookback as claims_lookback
 from hsutils.rules import programs
 from hsutils.analysis import aggregate
@@ -53,7 +54,7 @@ class Indicator:
 
 def _b(py: pd.DataFrame, col: str) -> np.ndarray:
     """Boolean column as numpy bool (missing -> False); absent column -> all False."""
-    if col not in py:
+    if column_absent(py, col):
         return np.zeros(len(py), dtype=bool)
     s = py[col]
     if s.dtype == bool:
@@ -66,13 +67,13 @@ def _b(py: pd.DataFrame, col: str) -> np.ndarray:
 def _measured(py: pd.DataFrame, *cols: str) -> np.ndarray:
     out = np.zeros(len(py), dtype=bool)
     for c in cols:
-        if c in py:
+        if not column_absent(py, c):
             out |= _memo(f"notna:{c}", py, lambda py: py[c].notna().to_numpy())  # shared by several indicators
     return out
 
 
 def _eq(py: pd.DataFrame, col: str, value) -> np.ndarray:
-    if col not in py:
+    if column_absent(py, col):
         return np.zeros(len(py), dtype=bool)
     s = py[col]
     if isinstance(s.dtype, pd.CategoricalDtype) and isinstance(value, str):  # compared on the integer codes
@@ -82,7 +83,7 @@ def _eq(py: pd.DataFrame, col: str, value) -> np.ndarray:
 
 
 def _isin(py: pd.DataFrame, col: str, values) -> np.ndarray:
-    if col not in py:
+    if column_absent(py, col):
         return np.zeros(len(py), dtype=bool)
     return py[col].isin(list(values)).to_numpy(dtype=bool)
 
@@ -90,7 +91,7 @@ def _isin(py: pd.DataFrame, col: str, values) -> np.ndarray:
 def _num(py: pd.DataFrame, col: str) -> np.ndarray:
     """A numeric column as a numpy float array (missing -> NaN); a float column as stored (float32 stays
     float32: `_ge` / `_lt` compare it exactly as its float64 value would be)."""
-    if col not in py:
+    if column_absent(py, col):
         return np.full(len(py), np.nan)
     s = py[col]
     if isinstance(s.dtype, np.dtype) and s.dtype.kind == "f":
@@ -145,7 +146,7 @@ def kokuho_target(py: pd.DataFrame) -> np.ndarray:
     """特定健診 対象者: 国保, enrolled all year, 40–74 at fiscal-year end, minus statutory exclusions (docs/rules.md §7.1)."""
     def compute(py):
         age = py["age"].to_numpy()
-        full_year = _b(py, "full_year") if "full_year" in py else np.ones(len(py), dtype=bool)
+        full_year = np.ones(len(py), dtype=bool) if column_absent(py, "full_year") else _b(py, "full_year")
         return (_eq(py, "insurance", "国保") & (age >= 40) & (age <= 74) & full_year
                 & ~_b(py, "excluded_statutory"))
     return _memo("kokuho_target", py, compute)
@@ -186,7 +187,7 @@ def _flag(col: str) -> Flag:
 
 def _known(col: str) -> Flag:
     """Rows where a nullable flag is known: NA is 判定不能 and leaves the denominator (docs/hotei.md §7.4)."""
-    return lambda py: py[col].notna().to_numpy(dtype=bool) if col in py else np.ones(len(py), dtype=bool)
+    return lambda py: np.ones(len(py), dtype=bool) if column_absent(py, col) else py[col].notna().to_numpy(dtype=bool)
 
 
 # ---------------------------------------------------------------- registry

@@ -275,6 +275,21 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     ENROLLMENT, KENSHIN, GUIDANCE, CLAIMS, KAIGO, QUESTIONNAIRE, MUNICIPALITIES, DISTRICTS,
     DIAGNOSES, PRESCRIPTIONS, MEDICAL_COSTS)}
 
+#: `DataFrame.attrs` key of a table read with a column list (`pipeline.read_partitioned(columns=...)`, a
+#: notebook's `with_tables` mapping): the columns the data have but the reader left out. A rule that needs
+#: one raises instead of treating it as absent from the data (e.g. `programs` claims markers).
+UNREAD_COLUMNS = "unread_columns"
+
+
+def column_absent(frame, col: str) -> bool:
+    """Whether the data have no column `col`, so that a rule takes its default (False / NaN). A column
+    the reader left out (`UNREAD_COLUMNS`) raises instead: its default would silently change the result."""
+    if col in frame.columns:
+        return False
+    if col in frame.attrs.get(UNREAD_COLUMNS, ()):
+        raise KeyError(f"列 {col} を読み込んでいません（notebook.start の with_tables にこの列を加えてください）")
+    return True
+
 # Questionnaire risk answers (docs/rules.md §6.2): item -> set of answer codes that count as "at risk".
 QUESTIONNAIRE_RISK = {
     "q1": (4, 5), "q2": (3, 4), "q3": (2,), "q4": (1,), "q5": (1,), "q6": (1,), "q7": (1,),

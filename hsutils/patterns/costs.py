@@ -61,6 +61,10 @@ CKD_NO_DIALYSIS = "慢性腎臓病（透析なし）"
 LEVEL_PREF, LEVEL_MEDICAL_AREA, LEVEL_MUNI = "県", "二次医療圏", "市町村"
 SOURCE_UKE = "medical_costs"
 SOURCE_MONTHLY = "claims_monthly"
+#: What notebook 06 loads besides person_year (`notebook.start(with_tables=TABLES)`): the UKE cost rows, and
+#: of claims_monthly the costs (`_costs_long`) and the dialysis flag (`assign_groups`).
+TABLES = {SOURCE_UKE: None,
+          SOURCE_MONTHLY: ("person_id", "ym", *claims_rules.COST_COLUMN.values(), "dialysis")}
 NO_UKE_NOTE = ("疾病別の医療費には、レセプト電算処理ファイル（UKE）から作る医療費の表（medical_costs: "
                "レセプトごとの点数と主傷病）が必要です。このデータには月次集計（claims_monthly）の医療費しかないため、"
                "主傷病ごとの内訳は作れません。UKE ファイルをデータフォルダの uke/ に置く（docs/claims_rules.md §7）と、"

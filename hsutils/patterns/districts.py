@@ -95,6 +95,15 @@ for _id, _name, _sec, _def in programs.IKKATSU_CRITERIA:
     _IK_LABELS[_id] = (f"一体的実施: {_name}", f"{_def}（{_sec}）")
 TARGET_DEFINITIONS.update(_IK_LABELS)
 
+#: What notebook 02 reads of the cache's person-level tables (`notebook.start(with_tables=TABLES)`): the
+#: person_year columns of the district lists, the population and the target counts (`_person_flags`);
+#: every indicator comes from the strata table (issue 17).
+TABLES = {"person_year": (
+    "fy", "muni_code", "district_code", "sex", "age", "age_band", "insurance", "full_year", "excluded_statutory",
+    "has_kenshin", "guidance_target", "ref_any", "ref_bp", "ref_glucose", "ref_lipid", "med_bp", "med_glucose",
+    "med_lipid", "claim_medical", "htn_claim", "dm_claim", "lipid_claim", "dkd_referral", "dkd_guidance",
+    *_IK_LABELS)}
+
 NO_DISTRICT_TEMPLATE = (
     "{muni_name}（{muni_code}）には地区のデータがありません（対象者表の「地区コード」が空欄、または地区マスタに"
     "登録がありません）。このノートブックの地区別の分析は行わず、市町村全体の集計のみを表示します。"

@@ -35,6 +35,7 @@ import yaml
 
 from hsutils import stats
 from hsutils.core import settings, vocab
+from hsutils.core.schema import column_absent
 from hsutils.analysis import areas, indicators
 from hsutils.publish import plots, privacy, report
 from hsutils.patterns import hotei
@@ -76,6 +77,14 @@ CHANGE_MEASURES = {
 #: (docs/hotei.md §4: cohort = last year's 評価対象者 of the same municipality); their population is
 #: `GUIDANCE_PAIRS_POPULATION`, so they carry their own names (docs/hotei.md §4.6).
 EFFECT_NOT_TARGET = "翌年度に特定保健指導の対象者でなくなった割合"
+#: What notebook 05 reads of the cache's person-level tables (`notebook.start(with_tables=TABLES)`): the
+#: person_year columns of the 法定報告 form (`hotei.hotei_table`, `hotei_items.person_flags`) and of the
+#: guidance pairs (`guidance_pairs`); the indicators come from the strata table (issue 17).
+TABLES = {"person_year": (
+    "person_id", "fy", "muni_code", "sex", "age", "age_band", "insurance", "full_year", "excluded_statutory",
+    "has_kenshin", "metabo", "hokenshido", "med_bp", "med_lipid", "med_glucose", "guidance_target",
+    "guidance_started", "guidance_completed", "prev_evaluable", "prev_metabo", "prev_guidance_completer",
+    *CHANGE_MEASURES)}
 EFFECT_METABO_OUT = "翌年度にメタボ非該当になった割合（該当者・予備群のうち）"
 
 NOT_RANDOMISED_NOTE = ("参加者と非参加者は無作為に分けた集団ではありません。参加する人はもともと健康への関心が高い"
@@ -872,7 +881,7 @@ def guidance_pairs(person_year: pd.DataFrame, muni_code: str | None = None,
 
 def _bool(df: pd.DataFrame, col: str) -> np.ndarray:
     """Boolean column as numpy bool (missing -> False; absent column -> all False)."""
-    if col not in df:
+    if column_absent(df, col):
         return np.zeros(len(df), dtype=bool)
     return df[col].fillna(False).astype(bool).to_numpy()
 

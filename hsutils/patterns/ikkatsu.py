@@ -31,8 +31,12 @@ from hsutils.rules import programs
 from hsutils.analysis import aggregate, areas, indicators
 from hsutils.publish import privacy
 from hsutils.rules.programs import IkkatsuParams
-from hsutils.core.schema import KOUKI_AGE_BANDS, QUESTIONNAIRE_DOMAINS, QUESTIONNAIRE_RISK, TABLES
+from hsutils.core import schema
+from hsutils.core.schema import KOUKI_AGE_BANDS, QUESTIONNAIRE_DOMAINS, QUESTIONNAIRE_RISK
 
+#: What notebook 03 loads besides person_year (`notebook.start(with_tables=TABLES)`): the columns the
+#: criteria are recounted from when the thresholds change (`programs.ikkatsu_flags`).
+TABLES = programs.IKKATSU_TABLES
 ANY_ID = "ik_any"
 ANY_NAME = "いずれかに該当"
 CRITERIA_IDS: tuple[str, ...] = tuple(c[0] for c in programs.IKKATSU_CRITERIA)
@@ -574,7 +578,7 @@ def suppress_parts(table: pd.DataFrame, count_col: str = "count", derived_cols: 
 
 def question_labels() -> dict[str, str]:
     """q1..q15 -> '①健康状態（あまりよくない・よくない）' (schema label + risk answer)."""
-    cols = {c.name: c.ja for c in TABLES["questionnaire"].columns}
+    cols = {c.name: c.ja for c in schema.TABLES["questionnaire"].columns}
     return {q: f"{cols[q]}（{RISK_ANSWER_LABELS[q]}）" for q in QUESTIONNAIRE_RISK}
 
 

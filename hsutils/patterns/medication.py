@@ -30,6 +30,7 @@ from hsutils import stats
 from hsutils.inputs import claims_rules
 from hsutils.inputs.lookback import month_index  # the one YYYYMM → month-number helper (docs/hotei.md §7)
 from hsutils.analysis import areas
+from hsutils.rules import programs
 from hsutils.publish import plots, privacy
 from hsutils.core.errors import DataError, ParameterError
 
@@ -652,10 +653,10 @@ def evaluation_year(notices: pd.DataFrame, fiscal_years) -> int:
 def _person_month_values(monthly: pd.DataFrame, claims_monthly: pd.DataFrame | None, person_ids) -> pd.DataFrame:
     """person × month of `person_ids`: n_drugs, n_prescribers (0 when no counted prescription),
     cost (total of claims_monthly cost columns, 0 when no receipt)."""
-    ids = pd.Index(pd.unique(pd.Series(list(person_ids), dtype=str)))
-    v = monthly.loc[ids.get_indexer(monthly["person_id"].astype(str)) >= 0, ["person_id", "mi", "n_drugs", "n_prescribers"]]
+    ids = pd.Series(list(person_ids), dtype=str)
+    v = monthly.loc[programs.person_in(monthly["person_id"], ids), ["person_id", "mi", "n_drugs", "n_prescribers"]]
     if claims_monthly is not None and len(claims_monthly):
-        cm = claims_monthly.loc[ids.get_indexer(claims_monthly["person_id"].astype(str)) >= 0]
+        cm = claims_monthly.loc[programs.person_in(claims_monthly["person_id"], ids)]
         cost_cols = [c for c in cm.columns if c.startswith("cost_")]
         cost = np.zeros(len(cm))
         for col in cost_cols:  # four cost columns
@@ -750,10 +751,12 @@ def yearly_flags(monthly: pd.DataFrame, fys, p: MedicationParams) -> dict[int, p
 
 
 #: The columns of the cache's tables that notebook 07 reads (`pipeline.load_prepared(with_tables=…)`):
-#: the §10.1 counting and the notice list use these prescription columns only (not the 調剤 columns).
+#: the §10.1 counting and the notice list use these prescription columns only (not the 調剤 columns);
+#: of claims_monthly the drug counts (`monthly_from_claims`) and the costs (`_person_month_values`).
 PRESCRIPTION_COLUMNS = ("person_id", "muni_code", "ym", "drug_code", "yj_code", "efficacy_class", "form",
                         "prescriber_code", "days")
-TABLES = {"claims_monthly": None, "prescriptions": PRESCRIPTION_COLUMNS}
+CLAIMS_COLUMNS = ("person_id", "muni_code", "ym", "n_drugs", "n_institutions", *claims_rules.COST_COLUMN.values())
+TABLES = {"claims_monthly": CLAIMS_COLUMNS, "prescriptions": PRESCRIPTION_COLUMNS}
 #: person_year columns of the prefecture's persons (`area_persons`)
 PERSON_YEAR_COLUMNS = ("person_id", "fy", "muni_code", "sex", "age", "age_band", "insurance")
 #: bump when `person_flags` changes, so that flags saved by an older version are not used

@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from hsutils import stats
-from hsutils.core import settings, vocab
+from hsutils.core import schema, settings, vocab
 from hsutils.rules import programs
 from hsutils.analysis import areas, indicators
 from hsutils.publish import plots, privacy
@@ -149,13 +149,18 @@ def area_claims(claims: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame
         from hsutils.core.schema import TABLES
 
         return pd.DataFrame(columns=TABLES["claims_monthly"].names)
-    ids = pd.Index(pd.unique(rows["person_id"].astype("str")))
-    return claims.loc[ids.get_indexer(claims["person_id"].astype("str")) >= 0]
+    return claims.loc[programs.person_in(claims["person_id"], rows["person_id"])]
 
 
 _ROW_COLUMNS = ["person_id", "fy", "muni_code", "district_code", "sex", "age", "age_band", "insurance",
                 "has_kenshin", "exam_date", "hba1c", "fpg", "casual_glucose", "egfr_calc", "egfr",
                 "egfr_source", "urine_protein", "ckd_g", "ckd_a"]
+#: What notebook 04 reads of the cache's person-level tables (`notebook.start(with_tables=TABLES)`): of
+#: person_year the columns of `area_rows`, `target_frame` and the 腎症 rules; of claims_monthly the
+#: rules' flags. Everything else of the notebook comes from the strata table. Issue 17: 金沢市 at the
+#: scale of 東京都 took 11 GB with both tables in all their columns.
+PERSON_YEAR_COLUMNS = tuple(dict.fromkeys([*_ROW_COLUMNS, *programs.NEPHROPATHY_PERSON_YEAR]))
+TABLES = {"person_year": PERSON_YEAR_COLUMNS, "claims_monthly": programs.NEPHROPATHY_CLAIMS}
 
 
 def target_frame(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
@@ -168,7 +173,7 @@ def target_frame(rows: pd.DataFrame, claims: pd.DataFrame, fy: int,
     dkd_referral, dkd_guidance, last_dm_ym. `egfr_used` = egfr_calc, else the reported eGFR.
     """
     flags = programs.nephropathy_flags(rows, claims, fy, params)
-    base = rows[[c for c in _ROW_COLUMNS if c in rows.columns]]
+    base = rows[[c for c in _ROW_COLUMNS if not schema.column_absent(rows, c)]]
     out = pd.concat([base.loc[flags.index], flags], axis=1)
     # one dialysis rule for every count of the extraction (docs/rules.md §5.7): the flow's
     # steps below 健診受診者, groups A–E, the 糖尿病 heat map and the lists leave the same persons out

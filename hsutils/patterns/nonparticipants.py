@@ -38,6 +38,9 @@ from hsutils.patterns.nephropathy import funnel_figure  # noqa: F401  one funnel
 
 TOTAL = "計"
 SEX_LABELS = vocab.SEX_LABELS
+#: What notebook 08 loads besides person_year (`notebook.start(with_tables=TABLES)`): the claims columns of
+#: the 医療の利用 markers (`programs.claims_in_window`).
+TABLES = {"claims_monthly": programs.MARKER_CLAIMS}
 
 PARTICIPANT = "受診"
 SEG_TREATED = "生活習慣病で治療中"

@@ -34,6 +34,11 @@ import yaml
 from hsutils.core import files, settings, vocab
 from hsutils.core.errors import ParameterError
 
+#: What notebook 09 reads of the cache's person-level tables (`notebook.start(with_tables=TABLES)`): nothing
+#: but the fiscal year of person_year (the priority scores come from the strata table, `overview`), so the
+#: prefecture's run does not hold every person's row (issue 17).
+TABLES = {"person_year": ("fy",)}
+
 # ---------------------------------------------------------------------------------------------
 # vocabulary of the records (docs/support_record.md §1)
 

@@ -27,18 +27,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from hsutils.core import vocab
 from hsutils.inputs.lookback import (  # noqa: F401  (re-exported: programs.fy_end_ym, programs.claims_history …)
     DEFAULT_LOOKBACK_MONTHS, DEFAULT_WINDOW_MONTHS, NEW_DIALYSIS_FREE_MONTHS, UNDETERMINABLE, UNDETERMINABLE_REASON,
     allowed_lookback, claims_history, fy_end_ym, fy_start_ym, lookback_note, month_index)
 from hsutils.core.errors import ParameterError
-from hsutils.core.schema import QUESTIONNAIRE_RISK
+from hsutils.core.schema import QUESTIONNAIRE_RISK, column_absent
 
 CLAIM_FLAGS = ("diabetes", "hypertension", "dyslipidemia", "ckd", "dialysis",
                "heart_failure", "stroke", "hypnotic")
 MEDICAL_COSTS = ("cost_inpatient", "cost_outpatient", "cost_pharmacy")
 ALL_COSTS = MEDICAL_COSTS + ("cost_dental",)
+
+#: The claims_monthly columns each extraction reads, for a notebook that loads only those (`with_tables`,
+#: `pipeline.load_prepared`): 腎症 (`nephropathy_flags`, `nephropathy_flow`) the diabetes, kidney and
+#: dialysis flags; the `medical`/`dental` markers (`claims_in_window`, `health_unknown`, `ikkatsu_flags`)
+#: every flag, cost and the drug count. A rule asking for a column left out raises (`_Claims.col`).
+CLAIMS_KEY = ("person_id", "ym")
+NEPHROPATHY_CLAIMS = CLAIMS_KEY + ("diabetes", "ckd", "dialysis")
+#: The person_year columns `nephropathy_flags` and `nephropathy_flow` read.
+NEPHROPATHY_PERSON_YEAR = ("person_id", "fy", "has_kenshin", "hba1c", "fpg", "casual_glucose", "diabetes_type",
+                           "med_glucose", "egfr_calc", "egfr", "urine_protein")
+MARKER_CLAIMS = CLAIMS_KEY + CLAIM_FLAGS + ALL_COSTS + ("n_drugs",)
 
 # claims_person_year output column -> claims flag (any month of the fy)
 _FY_FLAG_COLUMNS = {
@@ -58,6 +71,10 @@ NEW_DIALYSIS_UNKNOWN = f"{UNDETERMINABLE}（{UNDETERMINABLE_REASON}）"
 PERSON_YEAR_INPUTS = ("person_id", "fy", "insurance", "age", "has_kenshin", "bmi", "hba1c", "sbp", "dbp",
                       "egfr_calc", "egfr", "urine_protein", "fpg", "casual_glucose", "diabetes_type",
                       "med_glucose", *QUESTIONNAIRE_RISK)
+#: The tables and columns besides person_year that `ikkatsu_flags` reads (a notebook that recounts the
+#: criteria loads only these: `with_tables`).
+IKKATSU_TABLES = {"claims_monthly": MARKER_CLAIMS, "kaigo": ("person_id", "start", "end"),
+                  "questionnaire": ("person_id", "fy", *QUESTIONNAIRE_RISK)}
 
 STATUS_TREATED = "治療中"
 STATUS_INTERRUPTED = "治療中断"
@@ -84,51 +101,88 @@ class _Claims:
     """Claims prepared once per extraction: persons are integer codes (`pcode`) so that the
     per-person set operations are array lookups instead of string hashing. The per-year arrays
     and treatment statuses derived from them are kept in `memo` (the shared pass asks for the
-    same year several times: claims per year, 一体的実施, 健康状態不明者, 腎症)."""
-    frame: pd.DataFrame  # pcode, ym, mi, flags, costs, n_drugs, n_institutions, medical, dental
+    same year several times: claims per year, 一体的実施, 健康状態不明者, 腎症).
+
+    Only person codes and months are built up front; a flag, `n_drugs`, `n_institutions` or the
+    `medical`/`dental` marker is converted from `source` when a rule first asks for it (`col`) and
+    kept, so an extraction holds only the columns it uses (腎症: three flags of 1 byte a row, not
+    every flag and cost; issue 17). The cost columns are read only for the markers, not kept."""
+    frame: pd.DataFrame  # pcode, ym, mi (int32); attrs["first_ym"] when the claims carry it
     persons: pd.Index    # person_id (str) for each pcode
     memo: dict = field(default_factory=dict, compare=False, repr=False)
+    source: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
     @property
     def n(self) -> int:
         return len(self.persons)
 
     def col(self, name: str) -> np.ndarray:
-        """One column as a NumPy array (no copy of the frame's other columns)."""
-        return self.frame[name].to_numpy()
+        """One column as a NumPy array (pcode, ym, mi, a `CLAIM_FLAGS` flag as bool, n_drugs /
+        n_institutions as float, `medical`/`dental`), converted once (callers must not modify it)."""
+        if name in self.frame.columns:
+            return self.frame[name].to_numpy()
+        key = ("col", name)
+        if key not in self.memo:
+            if name == "medical":
+                self.memo[key] = self._medical()
+            elif name == "dental":
+                self.memo[key] = self._raw("cost_dental") > 0
+            else:
+                self.memo[key] = self._raw(name)
+        return self.memo[key]
+
+    def _raw(self, name: str) -> np.ndarray:
+        """A canonical column of `source`: a flag as bool (missing -> False), a number as float
+        (missing -> NaN); a column the data do not have is all False / all NaN. A column the
+        reader left out (`schema.UNREAD_COLUMNS`: not in a notebook's `with_tables` list) raises,
+        since its default would silently change the result."""
+        src = self.source
+        if src is not None and name in src.columns:
+            if name in CLAIM_FLAGS:
+                return src[name].astype("boolean").fillna(False).to_numpy(dtype=bool)
+            return pd.to_numeric(src[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        if src is not None:
+            column_absent(src, name)  # raises for a column the reader left out
+        if name in CLAIM_FLAGS:
+            return np.broadcast_to(np.False_, (len(self.frame),))
+        if name in ALL_COSTS + ("n_drugs", "n_institutions"):
+            return np.broadcast_to(np.float64(np.nan), (len(self.frame),))
+        raise KeyError(name)
+
+    def _medical(self) -> np.ndarray:
+        """The `medical` marker of the module docstring: a medical cost > 0, a disease flag, drugs,
+        or no cost information at all."""
+        out = np.zeros(len(self.frame), dtype=bool)
+        no_cost_info = np.ones(len(self.frame), dtype=bool)
+        for cost in ALL_COSTS:  # one cost column at a time, none kept
+            values = self._raw(cost)
+            if cost in MEDICAL_COSTS:
+                out |= values > 0
+            no_cost_info &= np.isnan(values)
+        for f in CLAIM_FLAGS:
+            out |= self.col(f)
+        out |= self.col("n_drugs") > 0
+        return out | no_cost_info
 
     def codes_of(self, pid: pd.Series) -> np.ndarray:
         """pcode for each person id (-1 when the person has no claims)."""
-        return self.persons.get_indexer(pd.Index(pid.astype("str")))
+        return _positions(pid, self.persons)
 
 
 def _prepare_claims(claims) -> _Claims:
-    """Canonical claims with plain bool flags, float costs, `mi` (month index), person codes and
-    the `medical`/`dental` claim markers (conventions in the module docstring)."""
+    """Canonical claims with person codes and `mi` (month index); the flags, drug counts and the
+    `medical`/`dental` claim markers (conventions in the module docstring) follow on demand
+    (`_Claims.col`)."""
     if isinstance(claims, _Claims):
         return claims
     codes, persons = pd.factorize(claims["person_id"].astype("str"))
-    c = pd.DataFrame({"pcode": codes.astype("int64"),
-                      "ym": pd.to_numeric(claims["ym"]).to_numpy(dtype="int64")})
-    for f in CLAIM_FLAGS:
-        if f in claims.columns:
-            c[f] = claims[f].astype("boolean").fillna(False).to_numpy(dtype=bool)
-        else:
-            c[f] = False
-    for col in ALL_COSTS + ("n_drugs", "n_institutions"):
-        if col in claims.columns:
-            c[col] = pd.to_numeric(claims[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        else:
-            c[col] = np.nan
-    c["mi"] = month_index(c["ym"].to_numpy())
-    medical_cost = (c[list(MEDICAL_COSTS)] > 0).any(axis=1)
-    disease = c[list(CLAIM_FLAGS)].any(axis=1)
-    no_cost_info = c[list(ALL_COSTS)].isna().all(axis=1)
-    c["medical"] = medical_cost | disease | (c["n_drugs"] > 0) | no_cost_info
-    c["dental"] = c["cost_dental"] > 0
+    ym = pd.to_numeric(claims["ym"]).to_numpy(dtype="int64")
+    # int32: person codes and months fit, at half the memory of int64 (issue 17)
+    c = pd.DataFrame({"pcode": codes.astype("int32"), "ym": ym.astype("int32"),
+                      "mi": month_index(ym).astype("int32")})
     if claims.attrs.get("first_ym") is not None:  # the data's first month (a partition's claims, docs/hotei.md §7)
         c.attrs["first_ym"] = claims.attrs["first_ym"]
-    return _Claims(c, pd.Index(persons, dtype="str"))
+    return _Claims(c, pd.Index(persons, dtype="str"), source=claims)
 
 
 def prepare_claims(claims) -> _Claims:
@@ -151,17 +205,6 @@ def _max_of(cl: _Claims, codes: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _any_per_person(cl: _Claims, rows: pd.DataFrame, mask=None) -> np.ndarray:
-    """Bool array over pcodes: True for persons with at least one row (where `mask`)."""
-    codes = rows["pcode"].to_numpy()
-    return _any_of(cl, codes if mask is None else codes[np.asarray(mask, dtype=bool)])
-
-
-def _max_per_person(cl: _Claims, rows: pd.DataFrame, col: str) -> np.ndarray:
-    """Float array over pcodes: max of `col` per person (NaN when no row/value)."""
-    return _max_of(cl, rows["pcode"].to_numpy(), rows[col].to_numpy(dtype="float64", na_value=np.nan))
-
-
 def _take(values: np.ndarray, idx: np.ndarray, fill):
     """values[idx] with `fill` where idx is -1 (person absent)."""
     if len(values) == 0:  # no claims at all
@@ -170,22 +213,38 @@ def _take(values: np.ndarray, idx: np.ndarray, fill):
     return np.where(idx >= 0, out, fill)
 
 
-def _member(pid: pd.Series, ids) -> np.ndarray:
-    """Bool array: pid is one of `ids` (hash lookup on a unique index)."""
-    index = pd.Index(pd.unique(np.asarray(ids, dtype=object))).astype("str")
-    return index.get_indexer(pd.Index(pid.astype("str"))) >= 0
+def _arrow_ids(values) -> pa.Array:
+    """Person ids as an Arrow string array (a pandas "str" column is one already: no copy)."""
+    ids = pa.array(pd.Series(values, copy=False).astype("str"))
+    return ids.cast(pa.large_string()) if ids.type != pa.large_string() else ids
+
+
+def _positions(pid: pd.Series, persons: pd.Index) -> np.ndarray:
+    """Position of each id of `pid` in the unique ids `persons` (-1 when absent), as `Index.get_indexer`
+    but with Arrow's hash lookup: pandas turns every id into a Python string first (about 80 bytes a
+    row: 3 GB for the claims of a city of 4 million person-years, issue 17)."""
+    at = pc.index_in(_arrow_ids(pid), value_set=_arrow_ids(persons))
+    return at.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def person_in(pid: pd.Series, ids) -> np.ndarray:
+    """Bool array: the person of each row of `pid` is one of `ids` (Arrow's hash lookup, `_positions`)."""
+    if len(pid) == 0:
+        return np.zeros(0, dtype=bool)
+    return pc.is_in(_arrow_ids(pid), value_set=_arrow_ids(pd.unique(pd.Series(ids, copy=False).astype("str")))
+                    ).to_numpy(zero_copy_only=False)
 
 
 def _num(frame: pd.DataFrame, col: str) -> pd.Series:
     """Column as float (NaN when the column is absent)."""
-    if col not in frame.columns:
+    if column_absent(frame, col):
         return pd.Series(np.nan, index=frame.index, dtype="float64")
     return pd.to_numeric(frame[col], errors="coerce").astype("float64")
 
 
 def _bool(frame: pd.DataFrame, col: str) -> pd.Series:
     """Nullable boolean column as plain bool (missing -> False; absent column -> all False)."""
-    if col not in frame.columns:
+    if column_absent(frame, col):
         return pd.Series(False, index=frame.index)
     return frame[col].astype("boolean").fillna(False).astype(bool)
 
@@ -227,30 +286,47 @@ def _new_dialysis(cl: _Claims, upto: np.ndarray, fy: int) -> np.ndarray:
     return out
 
 
-def _claims_fy_arrays(cl: _Claims, fy: int) -> dict[str, np.ndarray]:
-    """Per-pcode arrays of the claims_person_year columns for one fy (plus `present`), computed
-    once per prepared claims and year (`_Claims.memo`; callers must not modify the arrays)."""
-    key = ("fy", int(fy))
-    if key not in cl.memo:
-        cl.memo[key] = _claims_fy_arrays_of(cl, int(fy))
-    return dict(cl.memo[key])
+#: The per-year arrays of `_claims_fy_arrays` (the claims_person_year columns plus `present`).
+_FY_ARRAYS = ("present", "claim_medical", "claim_dental", *_FY_FLAG_COLUMNS, "max_drugs", "last_dm_ym",
+              "last_claim_ym", "new_dialysis")
 
 
-def _claims_fy_arrays_of(cl: _Claims, fy: int) -> dict[str, np.ndarray]:
+def _claims_fy_arrays(cl: _Claims, fy: int, columns: Sequence[str] = _FY_ARRAYS) -> dict[str, np.ndarray]:
+    """Per-pcode arrays of the claims_person_year `columns` (default: all, plus `present`) for one
+    fy, each computed once per prepared claims and year (`_Claims.memo`; callers must not modify
+    the arrays). Only the columns asked for are computed, so an extraction reads only the claims
+    columns it needs (`_Claims.col`)."""
+    fy = int(fy)
+    missing = [c for c in columns if ("fy", fy, c) not in cl.memo]
+    if missing:
+        for col, values in _claims_fy_arrays_of(cl, fy, missing).items():
+            cl.memo[("fy", fy, col)] = values
+    return {c: cl.memo[("fy", fy, c)] for c in columns}
+
+
+def _claims_fy_arrays_of(cl: _Claims, fy: int, columns: Sequence[str]) -> dict[str, np.ndarray]:
     start, end = fy_start_ym(fy), fy_end_ym(fy)
     ym, pcode = cl.col("ym"), cl.col("pcode")
     upto = ym <= end
     in_fy = upto & (ym >= start)
-    out = {"present": _any_of(cl, pcode[upto]),
-           "claim_medical": _any_of(cl, pcode[in_fy & cl.col("medical")]),
-           "claim_dental": _any_of(cl, pcode[in_fy & cl.col("dental")])}
-    for col, flag in _FY_FLAG_COLUMNS.items():
-        out[col] = _any_of(cl, pcode[in_fy & cl.col(flag)])
-    out["max_drugs"] = _max_of(cl, pcode[in_fy], cl.col("n_drugs")[in_fy])
-    dm = upto & cl.col("diabetes")
-    out["last_dm_ym"] = _max_of(cl, pcode[dm], ym[dm])
-    out["last_claim_ym"] = _max_of(cl, pcode[upto], ym[upto])
-    out["new_dialysis"] = _new_dialysis(cl, upto, fy)
+    flags = {**_FY_FLAG_COLUMNS, "claim_medical": "medical", "claim_dental": "dental"}
+    out = {}
+    for col in columns:
+        if col == "present":
+            out[col] = _any_of(cl, pcode[upto])
+        elif col in flags:
+            out[col] = _any_of(cl, pcode[in_fy & cl.col(flags[col])])
+        elif col == "max_drugs":
+            out[col] = _max_of(cl, pcode[in_fy], cl.col("n_drugs")[in_fy])
+        elif col == "last_dm_ym":
+            dm = upto & cl.col("diabetes")
+            out[col] = _max_of(cl, pcode[dm], ym[dm])
+        elif col == "last_claim_ym":
+            out[col] = _max_of(cl, pcode[upto], ym[upto])
+        elif col == "new_dialysis":
+            out[col] = _new_dialysis(cl, upto, fy)
+        else:
+            raise KeyError(col)
     return out
 
 
@@ -278,7 +354,7 @@ def claims_person_year(claims: pd.DataFrame, fys: Iterable[int]) -> pd.DataFrame
     cl = _prepare_claims(claims)
     frames = []
     for fy in fys:
-        arr = _claims_fy_arrays(cl, fy)  # a copy of the dict: pop leaves the memo whole
+        arr = _claims_fy_arrays(cl, fy)  # a new dict: pop leaves the memo whole
         keep = arr.pop("present")
         out = pd.DataFrame({"person_id": pd.Series(cl.persons[keep], dtype="str")})
         out["fy"] = np.int64(fy)
@@ -310,22 +386,22 @@ def claims_in_window(claims: pd.DataFrame, end_ym: int, months: int) -> pd.DataF
     if int(months) < 1:
         raise ParameterError(f"レセプトの判定期間（月数）は1以上で指定してください（指定値: {months}）")
     cl = _prepare_claims(claims)
-    c = cl.frame
-    end = month_index(int(end_ym))
-    w = c[(c["mi"].to_numpy() <= end) & (c["mi"].to_numpy() > end - int(months))]
-    present = _any_per_person(cl, w)
+    end, mi = month_index(int(end_ym)), cl.col("mi")
+    w = (mi <= end) & (mi > end - int(months))
+    pcode = cl.col("pcode")[w]
+    present = _any_of(cl, pcode)
     out = pd.DataFrame({"person_id": pd.Series(cl.persons[present], dtype="str")})
     for col in ("medical", "dental") + CLAIM_FLAGS:
-        out[col] = _any_per_person(cl, w, w[col])[present]
-    out["last_ym"] = pd.array(np.round(_max_per_person(cl, w, "ym")[present]), dtype="Int64")
+        out[col] = _any_of(cl, pcode[cl.col(col)[w]])[present]
+    out["last_ym"] = pd.array(np.round(_max_of(cl, pcode, cl.col("ym")[w])[present]), dtype="Int64")
     return out
 
 
-def _claims_on_rows(cl: _Claims, pid: pd.Series, fy: int) -> dict[str, np.ndarray]:
-    """claims_person_year columns for `fy` aligned to person ids (no claims -> False / NaN)."""
+def _claims_on_rows(cl: _Claims, pid: pd.Series, fy: int, columns: Sequence[str]) -> dict[str, np.ndarray]:
+    """The claims_person_year `columns` for `fy` aligned to person ids (no claims -> False / NaN)."""
     idx = cl.codes_of(pid)
     return {col: _take(values, idx, False if values.dtype == bool else np.nan)
-            for col, values in _claims_fy_arrays(cl, fy).items()}
+            for col, values in _claims_fy_arrays(cl, fy, columns).items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,14 +497,14 @@ def health_unknown(person_year: pd.DataFrame, claims: pd.DataFrame, kaigo: pd.Da
     py = _rows_of_fy(person_year, fy)
     pid = py["person_id"].astype("str")
     prev = _rows_of_fy(person_year, fy - 1)
-    checked_prev = _member(pid, prev.loc[_bool(prev, "has_kenshin").to_numpy(), "person_id"])
+    checked_prev = person_in(pid, prev.loc[_bool(prev, "has_kenshin").to_numpy(), "person_id"])
     checked_now = _bool(py, "has_kenshin").to_numpy()
     cl = _prepare_claims(claims)
     claimed = np.zeros(len(py), dtype=bool)
     for year in (fy - 1, fy):
-        c = _claims_on_rows(cl, pid, year)
+        c = _claims_on_rows(cl, pid, year, ("claim_medical", "claim_dental"))
         claimed |= c["claim_medical"] | c["claim_dental"]
-    certified = _member(pid, kaigo_certified(kaigo, pd.Timestamp(fy - 1, 4, 1),
+    certified = person_in(pid, kaigo_certified(kaigo, pd.Timestamp(fy - 1, 4, 1),
                                              pd.Timestamp(fy + 1, 3, 31)))
     out = ~checked_now & ~checked_prev & ~claimed & ~certified
     return pd.Series(out, index=py.index, name="health_unknown")
@@ -512,7 +588,7 @@ def _question_risk(py: pd.DataFrame, questionnaire: pd.DataFrame | None, fy: int
                 out[item] = pd.Series(_take(at_risk, q_idx, False), index=py.index)
             else:
                 out[item] = pd.Series(False, index=py.index)
-        elif item in py.columns:
+        elif not column_absent(py, item):
             out[item] = pd.to_numeric(py[item], errors="coerce").isin(codes).astype(bool)
         else:
             out[item] = pd.Series(False, index=py.index)
@@ -543,12 +619,13 @@ def ikkatsu_flags(person_year: pd.DataFrame, claims: pd.DataFrame, kaigo: pd.Dat
     pid = py["person_id"].astype("str")
     cl = _prepare_claims(claims)
     eligible = pd.Series(True, index=py.index)
-    if "insurance" in py.columns:
+    if not column_absent(py, "insurance"):
         eligible &= py["insurance"].astype("str").eq(p.insurance).to_numpy()
     eligible &= (_num(py, "age") >= p.min_age).to_numpy()
 
     q = _question_risk(py, questionnaire, fy)
-    cpy = _claims_on_rows(cl, pid, fy)
+    cpy = _claims_on_rows(cl, pid, fy, ("claim_medical", "claim_dental", "dm_claim", "htn_claim", "hf_claim",
+                                        "stroke_claim", "hypnotic_claim", "max_drugs"))
 
     def claimed(col: str) -> pd.Series:
         return pd.Series(cpy[col], index=py.index)
@@ -632,12 +709,12 @@ def _nephropathy_base(person_year: pd.DataFrame, claims: pd.DataFrame, fy: int,
     pid = py["person_id"].astype("str")
     checked = _bool(py, "has_kenshin")
     cl = _prepare_claims(claims)
-    cpy = _claims_on_rows(cl, pid, fy)
+    cpy = _claims_on_rows(cl, pid, fy, ("dm_claim", "ckd_claim", "dialysis_claim", "last_dm_ym"))
 
     def claimed(col: str) -> pd.Series:
         return pd.Series(cpy[col], index=py.index)
 
-    glucose_cols = [c for c in ("fpg", "casual_glucose", "hba1c") if c in py.columns]
+    glucose_cols = [c for c in ("fpg", "casual_glucose", "hba1c") if not column_absent(py, c)]
     if glucose_cols:
         dm_type = ((_num(py, "hba1c") >= p.hba1c) | (_num(py, "fpg") >= p.glucose)
                    | (_num(py, "casual_glucose") >= p.glucose))
@@ -789,15 +866,16 @@ def polypharmacy_flags(claims: pd.DataFrame, fy: int, drugs_threshold: int = 15,
     if int(duplicate_months) < 1:
         raise ParameterError(f"重複の連続月数は1以上で指定してください（指定値: {duplicate_months}）")
     cl = _prepare_claims(claims)
-    c = cl.frame
     start_mi = month_index(fy_start_ym(fy))
     end_mi = month_index(fy_end_ym(fy))
-    in_fy = c[(c["mi"] >= start_mi) & (c["mi"] <= end_mi)]
-    present = _any_per_person(cl, in_fy)
-    max_drugs = _max_per_person(cl, in_fy, "n_drugs")
+    mi, pcode = cl.col("mi"), cl.col("pcode")
+    in_fy = (mi >= start_mi) & (mi <= end_mi)
+    present = _any_of(cl, pcode[in_fy])
+    max_drugs = _max_of(cl, pcode[in_fy], cl.col("n_drugs")[in_fy])
 
     # months with >= 2 institutions, one row per person-month, runs of consecutive months
-    w = c[(c["mi"] >= start_mi - (duplicate_months - 1)) & (c["mi"] <= end_mi)]
+    rows = (mi >= start_mi - (duplicate_months - 1)) & (mi <= end_mi)
+    w = pd.DataFrame({"pcode": pcode[rows], "mi": mi[rows], "n_institutions": cl.col("n_institutions")[rows]})
     multi = w.groupby(["pcode", "mi"])["n_institutions"].max() >= 2
     m = multi[multi].reset_index()[["pcode", "mi"]].sort_values(["pcode", "mi"])
     longest = np.zeros(cl.n, dtype="int64")
