@@ -577,26 +577,51 @@ def _read_xlsx_raw(path: Path, lookup: dict[str, str]) -> _Raw:
     return _Raw(frame.fillna(""), header, header_idx, row_numbers)
 
 
+def _render_text(s: pd.Series) -> pd.Series:
+    """The text of each value of a typed Parquet column (an integral float as an integer: 3.0 → "3";
+    blank where missing). Each value is rendered on its own."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        t = s.dt.strftime("%Y-%m-%d")
+    elif pd.api.types.is_bool_dtype(s):
+        t = s.map({True: "TRUE", False: "FALSE"})
+    elif pd.api.types.is_float_dtype(s):
+        integral = (s.notna() & (s % 1 == 0) & (s.abs() < 2 ** 53)).to_numpy()
+        t = s.astype("str")
+        if integral.any():
+            t = t.where(~integral, s.where(integral, 0).astype("int64").astype("str"))
+    else:
+        t = s.astype("str")
+    return t.where(s.notna(), "").astype("str")
+
+
+def _typed_text(s: pd.Series) -> pd.Series:
+    """The text of a typed (numeric, bool or date) Parquet column as a categorical: each distinct value
+    is rendered once (`_render_text`) instead of once per row, and the validation parses each distinct
+    text once through the codes (`_parse_column`) without hashing the rows' strings again. Same cells
+    as `_render_text(s)`."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    text = _render_text(pd.Series(uniques, dtype=s.dtype)).to_numpy(dtype=object)
+    text = np.append(text, "")  # the missing values (code -1: the last category)
+    codes = np.where(codes < 0, len(text) - 1, codes)
+    # distinct values can share a text (two times of one day): one category per text
+    cat_codes, cats = pd.factorize(text)
+    return pd.Series(pd.Categorical.from_codes(cat_codes[codes], categories=pd.Index(cats, dtype="str")))
+
+
+def _is_typed(s: pd.Series) -> bool:
+    return (pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_bool_dtype(s)
+            or pd.api.types.is_numeric_dtype(s))
+
+
 def _parquet_text(df: pd.DataFrame, first_row: int) -> _Raw:
     """Text cells of a Parquet frame (or one of its record batches) as `_Raw`; `first_row` is the
     file row number of its first row (the header counts as row 1). Each value is rendered on its own
     (an integral float as an integer: 3.0 → "3"), so a file read in batches gives the same text as
-    one read whole."""
+    one read whole. Typed columns are categoricals of their text (`_typed_text`), text columns text."""
     out = {}
     for c in df.columns:  # loop over columns, each converted vectorised
         s = df[c]
-        if pd.api.types.is_datetime64_any_dtype(s):
-            t = s.dt.strftime("%Y-%m-%d")
-        elif pd.api.types.is_bool_dtype(s):
-            t = s.map({True: "TRUE", False: "FALSE"})
-        elif pd.api.types.is_float_dtype(s):
-            integral = (s.notna() & (s % 1 == 0) & (s.abs() < 2 ** 53)).to_numpy()
-            t = s.astype("str")
-            if integral.any():
-                t = t.where(~integral, s.where(integral, 0).astype("int64").astype("str"))
-        else:
-            t = s.astype("str")
-        out[str(c)] = t.where(s.notna(), "").astype("str")
+        out[str(c)] = _typed_text(s) if _is_typed(s) else _render_text(s)
     frame = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
     headers = [str(c) for c in df.columns]
     frame.columns = _unique_names(headers)
@@ -935,7 +960,11 @@ class _Column:
 
 
 def _parse_column(raw: pd.Series, col: Column, ctx: _Ctx) -> _Column:
-    if col.kind == "str":  # identifiers are mostly distinct: parse the column as it is
+    by_codes = isinstance(raw.dtype, pd.CategoricalDtype)
+    if by_codes:  # a typed Parquet column (`_typed_text`): its distinct texts and codes are known
+        codes = raw.cat.codes.to_numpy(dtype=np.int64)
+        u = _normalise_text(pd.Series(np.asarray(raw.cat.categories, dtype=object), dtype="str"))
+    elif col.kind == "str":  # identifiers are mostly distinct: parse the column as it is
         codes = np.arange(len(raw))
         u = _normalise_text(raw.reset_index(drop=True))
     else:  # few distinct values: parse each once, map back by integer codes
@@ -948,7 +977,7 @@ def _parse_column(raw: pd.Series, col: Column, ctx: _Ctx) -> _Column:
     reasons = reason_u.to_numpy(dtype=object)
     bad_u = pd.notna(reasons) & ~missing_u
     values_u = values_u.where(~bad_u)
-    if col.kind == "str":
+    if col.kind == "str" and not by_codes:
         values = values_u
     else:
         values = values_u.take(codes).reset_index(drop=True) if len(codes) else values_u.iloc[:0]
@@ -1455,6 +1484,8 @@ def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _
     data = _assemble(t, parsed, keep)
     extra = frame.loc[keep, extra_cols].reset_index(drop=True) if extra_cols else \
         pd.DataFrame(index=range(int(keep.sum())))
+    if extra_cols:  # text, whatever the reader's representation (`_typed_text`)
+        extra = extra.astype({c: "str" for c in extra.columns if isinstance(extra[c].dtype, pd.CategoricalDtype)})
     exclusions = pd.concat(excl_parts, ignore_index=True) if excl_parts else _empty_exclusions()
     if not exclusions.empty:
         exclusions = exclusions.sort_values(["row", "scope"], kind="stable").reset_index(drop=True)
