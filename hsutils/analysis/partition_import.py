@@ -35,6 +35,10 @@ PERSON_TABLES = ("enrollment", "kenshin", "guidance", "claims_monthly", "kaigo",
                  "diagnoses", "prescriptions", "medical_costs")
 #: rows of 特定健診 XML written per part file (the XML reader returns its table whole)
 XML_WRITE_ROWS = 500_000
+#: a chunked CSV/Parquet file is read and checked in a helper process one chunk ahead, while this
+#: process writes the previous chunk into the partitions (`io.iter_table_chunks(prefetch=True)`:
+#: the second core of a 2-core PC; the same results)
+PREFETCH = (os.cpu_count() or 1) > 1
 
 
 @dataclass
@@ -407,7 +411,7 @@ def _stream_tables(data_dir, folder, cmap, files, notes, kenshin_xml, chunk_rows
         tally = io.ChunkTally(tname, files[tname].name)
         offset = 0
         for r, n_lines in io.iter_table_chunks(files[tname], tname, chunk_rows=chunk_rows,
-                                               lookback=_lookback(tname, persons), **kw):
+                                               lookback=_lookback(tname, persons), prefetch=PREFETCH, **kw):
             tally.add(r, n_lines)
             if tname == "enrollment":
                 d = r.data

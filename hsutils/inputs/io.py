@@ -1117,7 +1117,7 @@ def _chunked(path: Path, chunk_rows: int | None) -> bool:
 
 
 def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows: int | None = None,
-                      lookback=None):
+                      lookback=None, prefetch: bool = False):
     """Read one input file chunk by chunk: yields (LoadResult of the chunk, its raw line count).
 
     A large CSV is read in chunks of `chunk_rows` (default CSV_CHUNK_ROWS) rows and a large Parquet
@@ -1127,7 +1127,10 @@ def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows
     up to the counts, exclusions and warnings of the whole file. Used by the streamed import
     (`hsutils.analysis.partition_import`, docs/design.md §8.4) and by `read_table`. `lookback`: the
     look-back of the duplicate rule for a chunked file (default a new `KeyLookback`; the streamed
-    import gives the claims a `PersonPeriodLookback`, flat in memory).
+    import gives the claims a `PersonPeriodLookback`, flat in memory). `prefetch`: a chunked file is
+    read and checked (`_check_chunk`: everything but the look-back over the earlier chunks) in a
+    helper process one chunk ahead of the caller (`_ChunkWorker`), so reading and parsing use a
+    second core while the caller writes the previous chunk; the results are the same.
     """
     path = Path(path)
     t = _get_table(table)
@@ -1142,16 +1145,87 @@ def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows
         # bounded memory: read, validate and count chunk by chunk; duplicates look back over the
         # keys of the earlier chunks
         seen = KeyLookback() if lookback is None else lookback
-        raws = (_read_csv_chunks(path, lookup, chunk_rows or CSV_CHUNK_ROWS)
-                if path.suffix.lower() != ".parquet" else _read_parquet_chunks(path, chunk_rows or CSV_CHUNK_ROWS))
+        checked = (_ChunkWorker(path, t.name, lookup, ctx, chunk_rows or CSV_CHUNK_ROWS) if prefetch
+                   else _checked_chunks(path, t.name, lookup, ctx, chunk_rows or CSV_CHUNK_ROWS))
         any_chunk = False
-        for raw in raws:
+        for ch, n_lines in checked:
             any_chunk = True
-            yield _validate_raw(raw, t, name, lookup, ctx, seen_keys=seen), len(raw.frame)
+            yield _finish_checks(ch, seen), n_lines
         if any_chunk:
             return
     raw = _read_raw(path, lookup)
     yield _validate_raw(raw, t, name, lookup, ctx), None
+
+
+def _checked_chunks(path: Path, table: str, lookup: dict[str, str], ctx: _Ctx, chunk_rows: int):
+    """(`_check_chunk` of each chunk, its raw line count) of a CSV or Parquet file read in chunks."""
+    t = _get_table(table)
+    raws = (_read_parquet_chunks(path, chunk_rows) if path.suffix.lower() == ".parquet"
+            else _read_csv_chunks(path, lookup, chunk_rows))
+    for raw in raws:
+        yield _check_chunk(raw, t, path.name, lookup, ctx), len(raw.frame)
+
+
+class _ChunkWorker:
+    """`_checked_chunks` run in a helper process (a new interpreter: `python -c`, so nothing of the
+    caller's `__main__` is run again), its results sent back pickled through a pipe. The helper
+    blocks while the caller has not taken its last chunk, so it works at most one chunk ahead
+    (memory: two chunks). An error in the helper (a DataError of the file) is raised in the caller;
+    the helper is stopped when the caller stops reading."""
+
+    def __init__(self, path: Path, table: str, lookup: dict[str, str], ctx: _Ctx, chunk_rows: int):
+        self.args = (str(path), table, lookup, ctx, chunk_rows)
+
+    def __iter__(self):
+        import pickle
+        import subprocess
+        import sys
+
+        proc = subprocess.Popen([sys.executable, "-c", "from hsutils.inputs import io; io._chunk_worker_main()"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            pickle.dump(self.args, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            proc.stdin.close()
+            while True:
+                try:
+                    kind, value, n_lines = pickle.load(proc.stdout)
+                except EOFError:
+                    raise DataError(f"{Path(self.args[0]).name}: 読み込みの補助プロセスが異常終了しました"
+                                    f"（終了コード {proc.wait()}。メモリ不足の可能性があります）") from None
+                if kind == "end":
+                    break
+                if kind == "error":
+                    raise value
+                yield value, n_lines
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
+def _chunk_worker_main() -> None:
+    """The helper process of `_ChunkWorker`: its arguments from stdin, ("chunk", `_Checked`, raw line
+    count) per chunk then ("end", None, None), or ("error", exception, None), pickled to stdout."""
+    import pickle
+    import sys
+
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the pipe
+    try:
+        path, table, lookup, ctx, chunk_rows = pickle.load(sys.stdin.buffer)
+        for ch, n_lines in _checked_chunks(Path(path), table, lookup, ctx, chunk_rows):
+            pickle.dump(("chunk", ch, n_lines), out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()
+        msg = ("end", None, None)
+    except Exception as e:  # the caller raises it (DataError: the Japanese message of the file)
+        msg = ("error", e, None)
+    try:
+        pickle.dump(msg, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+    except BrokenPipeError:  # the caller stopped reading
+        pass
 
 
 class ChunkTally:
@@ -1409,6 +1483,33 @@ def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _
                   seen_keys: KeyLookback | None = None) -> LoadResult:
     """Validate one file (or one chunk of it: `seen_keys` then holds the keys kept from the earlier
     chunks, updated here)."""
+    return _finish_checks(_check_chunk(raw, t, name, lookup, ctx), seen_keys)
+
+
+@dataclass
+class _Checked:
+    """A file or chunk validated up to the look-back of the duplicate rule (`_check_chunk`): what
+    depends on the chunk alone, computed where the chunk was read (a helper process of the
+    streamed import, `iter_table_chunks(..., prefetch=True)`); `_finish_checks` adds the rule's
+    look-back over the earlier chunks. Rows are those of the chunk without blank lines; "open" rows
+    are those not dropped for a bad or blank required value."""
+    table: str
+    name: str
+    warnings: list
+    n_read: int
+    rows: np.ndarray                 # file row number of each row
+    drop: np.ndarray                 # bool per row: dropped for a required value
+    excl_required: list              # exclusion frames of the dropped rows (per required column)
+    key: list                        # the key columns (empty: no duplicate rule)
+    keys: pd.DataFrame | None        # parsed key values of the open rows
+    dup: np.ndarray                  # bool per open row: a repeated key within the chunk
+    key_text: list                   # the key cells of the open rows as written (for the exclusions)
+    bad_optional: list               # (column ja, open-row positions, cells, reasons) per optional column
+    data: pd.DataFrame               # the open rows assembled (`_assemble`)
+    extra: pd.DataFrame              # the open rows' columns not in the schema
+
+
+def _check_chunk(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _Ctx) -> _Checked:
     mapped, extra_cols, warnings = _map_headers(raw, t, lookup, name)
     _check_required(mapped, t, raw, name)
 
@@ -1448,53 +1549,83 @@ def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _
                                            raw_by_canon[c.name][problem], reasons,
                                            SCOPE_ROW))
         drop |= problem
-    # 2) duplicates of the key among the remaining rows: keep the first.
+    open_rows = ~drop
+    # 2) duplicates of the key among the remaining rows of the chunk (the first is kept)
     key = [k for k in t.key if k in parsed]
+    keys, dup, key_text = None, np.zeros(int(open_rows.sum()), dtype=bool), []
     if key and len(key) == len(t.key):
-        keyframe = pd.DataFrame({k: parsed[k].values for k in key})
-        dup = keyframe[~drop].duplicated(keep="first").to_numpy()
-        if seen_keys is not None:
-            kept_keys = keyframe[~drop].reset_index(drop=True)
-            if len(seen_keys):
-                dup = dup | seen_keys.contains(kept_keys)
-            seen_keys.add(kept_keys[~dup])
-        dup_full = np.zeros(n_read, dtype=bool)
-        dup_full[np.flatnonzero(~drop)[dup]] = True
-        if dup_full.any():
-            label = "×".join(t.column(k).ja for k in key)
-            shown = raw_by_canon[key[0]][dup_full].to_numpy(dtype=object)
-            for k in key[1:]:
-                shown = shown + " / " + raw_by_canon[k][dup_full].to_numpy(dtype=object)
-            excl_parts.append(_exclusion_frame(
-                name, t.name, rows[dup_full], label, shown,
-                f"重複（{label} が同じ行が先にあるため、最初の行を採用）", SCOPE_ROW))
-            drop |= dup_full
-    keep = ~drop
-    # 3) bad values in optional columns of kept rows: that value only becomes missing.
+        keys = pd.DataFrame({k: parsed[k].values for k in key})[open_rows].reset_index(drop=True)
+        dup = keys.duplicated(keep="first").to_numpy()
+        key_text = [raw_by_canon[k][open_rows].reset_index(drop=True) for k in key]
+    else:
+        key = []
+    # 3) bad values in optional columns of the open rows (listed for the rows finally kept)
+    bad_optional = []
     for c in t.columns:
         if c.required or c.name not in parsed:
             continue
         pc = parsed[c.name]
-        bad = pc.bad & keep
+        bad = pc.bad[open_rows]
         if bad.any():
-            excl_parts.append(_exclusion_frame(name, t.name, rows[bad], c.ja,
-                                               raw_by_canon[c.name][bad],
-                                               pc.reasons_u[pc.codes[bad]], SCOPE_VALUE))
-
-    data = _assemble(t, parsed, keep)
-    extra = frame.loc[keep, extra_cols].reset_index(drop=True) if extra_cols else \
-        pd.DataFrame(index=range(int(keep.sum())))
+            at = np.flatnonzero(bad)
+            bad_optional.append((c.ja, at, raw_by_canon[c.name][open_rows].to_numpy(dtype=object)[at],
+                                 pc.reasons_u[pc.codes[open_rows][at]]))
+    data = _assemble(t, parsed, open_rows)
+    extra = frame.loc[open_rows, extra_cols].reset_index(drop=True) if extra_cols else \
+        pd.DataFrame(index=range(int(open_rows.sum())))
     if extra_cols:  # text, whatever the reader's representation (`_typed_text`)
         extra = extra.astype({c: "str" for c in extra.columns if isinstance(extra[c].dtype, pd.CategoricalDtype)})
+    return _Checked(table=t.name, name=name, warnings=warnings, n_read=n_read, rows=rows, drop=drop,
+                    excl_required=excl_parts, key=key, keys=keys, dup=dup, key_text=key_text,
+                    bad_optional=bad_optional, data=data, extra=extra)
+
+
+def _finish_checks(ch: _Checked, seen_keys: KeyLookback | None) -> LoadResult:
+    """The LoadResult of a checked chunk (`_check_chunk`): the duplicate rule also looks back over
+    the keys kept from the earlier chunks (`seen_keys`, updated here); exclusions in the order of
+    the file's rows."""
+    t, name = _get_table(ch.table), ch.name
+    open_rows = ~ch.drop
+    excl_parts = list(ch.excl_required)
+    dup = ch.dup
+    if ch.key:
+        if seen_keys is not None:
+            if len(seen_keys):
+                dup = dup | seen_keys.contains(ch.keys)
+            seen_keys.add(ch.keys[~dup])
+        if dup.any():
+            label = "×".join(t.column(k).ja for k in ch.key)
+            shown = ch.key_text[0][dup].to_numpy(dtype=object)
+            for text in ch.key_text[1:]:
+                shown = shown + " / " + text[dup].to_numpy(dtype=object)
+            excl_parts.append(_exclusion_frame(
+                name, t.name, ch.rows[open_rows][dup], label, shown,
+                f"重複（{label} が同じ行が先にあるため、最初の行を採用）", SCOPE_ROW))
+    open_at = np.flatnonzero(open_rows)
+    for ja, at, cells, reasons in ch.bad_optional:
+        kept = ~dup[at]
+        if kept.any():
+            excl_parts.append(_exclusion_frame(name, t.name, ch.rows[open_at[at[kept]]], ja, cells[kept],
+                                               reasons[kept], SCOPE_VALUE))
+    keep = open_rows.copy()
+    keep[open_at[dup]] = False
+    data, extra = ch.data, ch.extra
+    if dup.any():  # the open rows without the repeated keys, in the dtypes of the rows kept
+        data = data[~dup].reset_index(drop=True)
+        extra = extra[~dup].reset_index(drop=True)
+        for c in t.columns:
+            want = _canonical_dtype(c, bool(data[c.name].notna().all()))
+            if str(data[c.name].dtype) != want:
+                data[c.name] = data[c.name].astype(want)
     exclusions = pd.concat(excl_parts, ignore_index=True) if excl_parts else _empty_exclusions()
     if not exclusions.empty:
         exclusions = exclusions.sort_values(["row", "scope"], kind="stable").reset_index(drop=True)
     n_kept = int(keep.sum())
-    n_dropped = int(drop.sum())
-    assert n_read == n_kept + n_dropped, "row accounting broken"
-    return LoadResult(data=data, exclusions=exclusions, n_read=n_read, n_kept=n_kept,
-                      n_dropped=n_dropped, warnings=warnings, extra_columns=extra, file=name,
-                      table=t.name, row_numbers=rows[keep])
+    n_dropped = ch.n_read - n_kept
+    assert len(data) == n_kept, "row accounting broken"
+    return LoadResult(data=data, exclusions=exclusions, n_read=ch.n_read, n_kept=n_kept,
+                      n_dropped=n_dropped, warnings=ch.warnings, extra_columns=extra, file=name,
+                      table=t.name, row_numbers=ch.rows[keep])
 
 
 def _missing_series(dtype: str, n: int) -> pd.Series:
