@@ -980,7 +980,8 @@ def _parse_column(raw: pd.Series, col: Column, ctx: _Ctx) -> _Column:
     if col.kind == "str" and not by_codes:
         values = values_u
     else:
-        values = values_u.take(codes).reset_index(drop=True) if len(codes) else values_u.iloc[:0]
+        # the array, not the Series: taking the index too and dropping it costs as much again
+        values = pd.Series(values_u.array.take(codes)) if len(codes) else values_u.iloc[:0].reset_index(drop=True)
     return _Column(values=values, bad=bad_u[codes], missing=missing_u[codes],
                    reasons_u=reasons, codes=codes)
 
