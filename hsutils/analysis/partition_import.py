@@ -378,6 +378,7 @@ def _stream_tables(data_dir, folder, cmap, files, notes, kenshin_xml, chunk_rows
     # enrollment first goes to a staging folder: where a person's rows go depends on all of them
     stage_dir = folder / "_staging_enrollment"
     ids, fys, munis = [], [], []
+    helper: dict = {}  # the peak memory of the helper process reading the large files (`PREFETCH`)
     from hsutils.analysis.pipeline import _MATCHED_TABLES
 
     for tname in io.LOAD_ORDER:
@@ -411,7 +412,8 @@ def _stream_tables(data_dir, folder, cmap, files, notes, kenshin_xml, chunk_rows
         tally = io.ChunkTally(tname, files[tname].name)
         offset = 0
         for r, n_lines in io.iter_table_chunks(files[tname], tname, chunk_rows=chunk_rows,
-                                               lookback=_lookback(tname, persons), prefetch=PREFETCH, **kw):
+                                               lookback=_lookback(tname, persons), prefetch=PREFETCH,
+                                               helper_stats=helper, **kw):
             tally.add(r, n_lines)
             if tname == "enrollment":
                 d = r.data
@@ -447,6 +449,8 @@ def _stream_tables(data_dir, folder, cmap, files, notes, kenshin_xml, chunk_rows
     uke_rows = _stream_uke(data_dir, folder, persons, writers, parts, warnings, cache_dir, first_ym, summary_rows)
     if stages is not None:
         stages.start("partition")
+        if helper and "import" in stages.out:
+            stages.out["import"]["helper_peak_rss_mb"] = helper["helper_peak_rss_mb"]
     for name in PERSON_TABLES:  # every table's folder exists, empty when the table is (as pipeline writes them)
         (folder / name).mkdir(parents=True, exist_ok=True)
     for w in writers.values():

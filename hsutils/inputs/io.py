@@ -1118,7 +1118,7 @@ def _chunked(path: Path, chunk_rows: int | None) -> bool:
 
 
 def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows: int | None = None,
-                      lookback=None, prefetch: bool = False):
+                      lookback=None, prefetch: bool = False, helper_stats: dict | None = None):
     """Read one input file chunk by chunk: yields (LoadResult of the chunk, its raw line count).
 
     A large CSV is read in chunks of `chunk_rows` (default CSV_CHUNK_ROWS) rows and a large Parquet
@@ -1131,7 +1131,8 @@ def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows
     import gives the claims a `PersonPeriodLookback`, flat in memory). `prefetch`: a chunked file is
     read and checked (`_check_chunk`: everything but the look-back over the earlier chunks) in a
     helper process one chunk ahead of the caller (`_ChunkWorker`), so reading and parsing use a
-    second core while the caller writes the previous chunk; the results are the same.
+    second core while the caller writes the previous chunk; the results are the same. `helper_stats`:
+    a dict where the helper's peak memory is kept (`helper_peak_rss_mb`, the largest over the files).
     """
     path = Path(path)
     t = _get_table(table)
@@ -1146,7 +1147,7 @@ def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows
         # bounded memory: read, validate and count chunk by chunk; duplicates look back over the
         # keys of the earlier chunks
         seen = KeyLookback() if lookback is None else lookback
-        checked = (_ChunkWorker(path, t.name, lookup, ctx, chunk_rows or CSV_CHUNK_ROWS) if prefetch
+        checked = (_ChunkWorker(path, t.name, lookup, ctx, chunk_rows or CSV_CHUNK_ROWS, helper_stats) if prefetch
                    else _checked_chunks(path, t.name, lookup, ctx, chunk_rows or CSV_CHUNK_ROWS))
         any_chunk = False
         for ch, n_lines in checked:
@@ -1174,8 +1175,10 @@ class _ChunkWorker:
     (memory: two chunks). An error in the helper (a DataError of the file) is raised in the caller;
     the helper is stopped when the caller stops reading."""
 
-    def __init__(self, path: Path, table: str, lookup: dict[str, str], ctx: _Ctx, chunk_rows: int):
+    def __init__(self, path: Path, table: str, lookup: dict[str, str], ctx: _Ctx, chunk_rows: int,
+                 stats: dict | None = None):
         self.args = (str(path), table, lookup, ctx, chunk_rows)
+        self.stats = stats
 
     def __iter__(self):
         import pickle
@@ -1194,6 +1197,8 @@ class _ChunkWorker:
                     raise DataError(f"{Path(self.args[0]).name}: 読み込みの補助プロセスが異常終了しました"
                                     f"（終了コード {proc.wait()}。メモリ不足の可能性があります）") from None
                 if kind == "end":
+                    if self.stats is not None:
+                        self.stats["helper_peak_rss_mb"] = max(self.stats.get("helper_peak_rss_mb", 0.0), value)
                     break
                 if kind == "error":
                     raise value
@@ -1208,7 +1213,8 @@ class _ChunkWorker:
 
 def _chunk_worker_main() -> None:
     """The helper process of `_ChunkWorker`: its arguments from stdin, ("chunk", `_Checked`, raw line
-    count) per chunk then ("end", None, None), or ("error", exception, None), pickled to stdout."""
+    count) per chunk then ("end", its peak memory in MB, None), or ("error", exception, None), pickled
+    to stdout."""
     import pickle
     import sys
 
@@ -1219,7 +1225,9 @@ def _chunk_worker_main() -> None:
         for ch, n_lines in _checked_chunks(Path(path), table, lookup, ctx, chunk_rows):
             pickle.dump(("chunk", ch, n_lines), out, protocol=pickle.HIGHEST_PROTOCOL)
             out.flush()
-        msg = ("end", None, None)
+        import resource
+
+        msg = ("end", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), None)  # MB (Linux: KiB)
     except Exception as e:  # the caller raises it (DataError: the Japanese message of the file)
         msg = ("error", e, None)
     try:
