@@ -411,8 +411,9 @@ def _stream_tables(data_dir, folder, cmap, files, notes, kenshin_xml, chunk_rows
             continue
         tally = io.ChunkTally(tname, files[tname].name)
         offset = 0
+        lookback = _lookback(tname, persons)
         for r, n_lines in io.iter_table_chunks(files[tname], tname, chunk_rows=chunk_rows,
-                                               lookback=_lookback(tname, persons), prefetch=PREFETCH,
+                                               lookback=lookback, prefetch=PREFETCH,
                                                helper_stats=helper, **kw):
             tally.add(r, n_lines)
             if tname == "enrollment":
@@ -426,7 +427,13 @@ def _stream_tables(data_dir, folder, cmap, files, notes, kenshin_xml, chunk_rows
                     munis.append(pa.array(d["muni_code"].astype(str).to_numpy(dtype=object), type=pa.string()))
             else:
                 track_ym(tname, r.data)
-                _write_chunk(tname, r.data, offset, writers, folder, persons, unmatched)
+                # the person codes of the kept rows, from the look-back of this chunk (not looked up again)
+                code = getattr(lookback, "last_codes", None)
+                _write_chunk(tname, r.data, offset, writers, folder, persons, unmatched,
+                             code=code if n_lines is not None and code is not None and len(code) == len(r.data)
+                             else None)
+                if lookback is not None:
+                    lookback.last_codes = None
             offset += len(r.data)
         r = tally.result()
         results[tname] = r
@@ -487,16 +494,17 @@ def _lookback(tname: str, persons: _Persons | None):
 
 
 def _write_chunk(tname: str, data: pd.DataFrame, offset: int, writers: dict, folder: Path,
-                 persons: _Persons, unmatched: dict) -> None:
+                 persons: _Persons, unmatched: dict, code: np.ndarray | None = None) -> None:
     """One validated chunk of a person-level table into its municipalities; its rows with no
     enrollment row of the same person and fiscal year are listed (hsutils.analysis.pipeline
-    `unmatched_rows`)."""
+    `unmatched_rows`). `code`: the rows' person codes when known (`persons.codes`)."""
     from hsutils.analysis.pipeline import _MATCHED_TABLES
 
     w = writers.get(tname) or writers.setdefault(tname, _PartWriter(folder, tname))
     if not len(data):
         return
-    code = persons.codes(data["person_id"])
+    if code is None:
+        code = persons.codes(data["person_id"])
     if tname in _MATCHED_TABLES:
         fy = data["fy"].to_numpy(dtype=np.int64)
         o = ~persons.enrolled_in_fy(code, fy)

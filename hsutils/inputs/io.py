@@ -1383,10 +1383,21 @@ class KeyLookback:
         return tuple(pd.util.hash_pandas_object(norm, index=False, hash_key=k).to_numpy()
                      for k in self._HASH_KEYS)
 
+    def check(self, keys: pd.DataFrame, dup: np.ndarray) -> np.ndarray:
+        """One chunk's rule: `dup` (repeats within the chunk) or-ed with the keys added before, and
+        the keys of the other rows added (each key hashed once: `contains` then `add`)."""
+        h1, h2 = self._hashes(keys)
+        if len(self):
+            dup = dup | self._contains(h1, h2)
+        self._add(h1[~dup], h2[~dup])
+        return dup
+
     def contains(self, keys: pd.DataFrame) -> np.ndarray:
         """Whether each row's key was added before."""
-        h1, h2 = self._hashes(keys)
-        found = np.zeros(len(keys), dtype=bool)
+        return self._contains(*self._hashes(keys))
+
+    def _contains(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(h1), dtype=bool)
         for a, b in self.runs:  # a loop over runs (about log2 of the chunks)
             lo = np.searchsorted(a, h1, side="left")
             hi = np.searchsorted(a, h1, side="right")
@@ -1397,9 +1408,12 @@ class KeyLookback:
         return found
 
     def add(self, keys: pd.DataFrame) -> None:
-        if not len(keys):
+        if len(keys):
+            self._add(*self._hashes(keys))
+
+    def _add(self, h1: np.ndarray, h2: np.ndarray) -> None:
+        if not len(h1):
             return
-        h1, h2 = self._hashes(keys)
         order = np.argsort(h1, kind="stable")
         self.runs.append((h1[order], h2[order]))
         while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
@@ -1439,6 +1453,7 @@ class PersonPeriodLookback:
         self.bits = np.zeros((0, self.stride), dtype=np.uint8)
         self.other = KeyLookback()
         self.n = 0
+        self.last_codes = None  # person codes of the rows kept by the last `check`
 
     def __len__(self) -> int:
         return self.n
@@ -1449,8 +1464,21 @@ class PersonPeriodLookback:
         per = self.period(keys[period].to_numpy(dtype=np.float64, na_value=np.nan))
         return code, per, code >= 0
 
-    def contains(self, keys: pd.DataFrame) -> np.ndarray:
+    def check(self, keys: pd.DataFrame, dup: np.ndarray) -> np.ndarray:
+        """As `KeyLookback.check`, the persons looked up once; `last_codes` then holds the person
+        code of each row not repeated (the rows kept: the streamed import writes them with these)."""
         code, per, known = self._split(keys)
+        if self.n:
+            dup = dup | self._contains(keys, code, per, known)
+        new = ~dup
+        self._add(keys[new].reset_index(drop=True) if (~known[new]).any() else None, code[new], per[new], known[new])
+        self.last_codes = code[new]
+        return dup
+
+    def contains(self, keys: pd.DataFrame) -> np.ndarray:
+        return self._contains(keys, *self._split(keys))
+
+    def _contains(self, keys: pd.DataFrame, code, per, known) -> np.ndarray:
         found = np.zeros(len(keys), dtype=bool)
         row = per - self.first
         inside = known & (row >= 0) & (row < len(self.bits))
@@ -1461,10 +1489,15 @@ class PersonPeriodLookback:
         return found
 
     def add(self, keys: pd.DataFrame) -> None:
-        if not len(keys):
+        if len(keys):
+            self._add(keys, *self._split(keys))
+
+    def _add(self, keys: pd.DataFrame | None, code, per, known) -> None:
+        """Add rows given their person codes and periods (`keys`: their key values, needed only
+        for the rows of unknown persons)."""
+        if not len(code):
             return
-        code, per, known = self._split(keys)
-        self.n += len(keys)
+        self.n += len(code)
         if (~known).any():
             self.other.add(keys[~known].reset_index(drop=True))
         if not known.any():
@@ -1599,9 +1632,7 @@ def _finish_checks(ch: _Checked, seen_keys: KeyLookback | None) -> LoadResult:
     dup = ch.dup
     if ch.key:
         if seen_keys is not None:
-            if len(seen_keys):
-                dup = dup | seen_keys.contains(ch.keys)
-            seen_keys.add(ch.keys[~dup])
+            dup = seen_keys.check(ch.keys, dup)
         if dup.any():
             label = "×".join(t.column(k).ja for k in ch.key)
             shown = ch.key_text[0][dup].to_numpy(dtype=object)
