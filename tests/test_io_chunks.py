@@ -182,3 +182,29 @@ def test_typed_parquet_columns_are_categoricals_of_each_values_text():
     assert f["i"].tolist() == ["202404", "202405", "202404", "7", "7"]
     assert str(f["s"].dtype) == "str" and f["s"].tolist() == ["P1", "P2", "", "P4", "P5"]
     assert raw.row_numbers.tolist() == [2, 3, 4, 5, 6]
+
+
+def test_a_failing_streamed_import_leaves_no_helper_or_writer_running(tmp_path, monkeypatch):
+    """An error in a chunk of the claims (its 3rd chunk has more cells than the header) stops the
+    streamed import with the file's Japanese message; the helper process and the part writers'
+    threads of the tables read before are stopped (docs/design.md §8.4)."""
+    import threading
+
+    import psutil
+    import pytest
+
+    from hsutils.analysis import partition_import
+    from hsutils.core.errors import DataError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "enrollment.csv", [HEADER] + _rows(12), encoding="utf-8")
+    _write(data / "kenshin.csv", ["被保険者番号,年度,市町村コード", "H00000001,2022,17201"], encoding="utf-8")
+    lines = _claims_lines(12)
+    lines[10] = lines[10] + ",1,2"
+    _write(data / "claims_monthly.csv", lines, encoding="utf-8")
+    monkeypatch.setattr(partition_import._PartWriter, "FLUSH_ROWS", 2)  # part files (threads) from the first chunk
+    with pytest.raises(DataError, match="claims_monthly.csv: CSV の列数"):
+        partition_import.stream_inputs(data, tmp_path / "parts", chunk_rows=4)
+    assert psutil.Process().children() == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("parts-")]
