@@ -1211,6 +1211,23 @@ class _ChunkWorker:
             proc.stdout.close()
 
 
+def _own_peak_mb() -> float:
+    """This process's peak resident memory (MB): Linux VmHWM, which starts afresh with the new program
+    (ru_maxrss keeps the RSS of the process it was forked from, here the caller's)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
 def _chunk_worker_main() -> None:
     """The helper process of `_ChunkWorker`: its arguments from stdin, ("chunk", `_Checked`, raw line
     count) per chunk then ("end", its peak memory in MB, None), or ("error", exception, None), pickled
@@ -1225,9 +1242,7 @@ def _chunk_worker_main() -> None:
         for ch, n_lines in _checked_chunks(Path(path), table, lookup, ctx, chunk_rows):
             pickle.dump(("chunk", ch, n_lines), out, protocol=pickle.HIGHEST_PROTOCOL)
             out.flush()
-        import resource
-
-        msg = ("end", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), None)  # MB (Linux: KiB)
+        msg = ("end", _own_peak_mb(), None)
     except Exception as e:  # the caller raises it (DataError: the Japanese message of the file)
         msg = ("error", e, None)
     try:
