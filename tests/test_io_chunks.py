@@ -104,3 +104,107 @@ def test_a_chunk_tally_keeps_no_arrow_strings_alive():
     kept = tally.results[0]
     assert len(kept.data) == 0 and str(kept.data["person_id"].dtype) == "str"
     assert list(kept.extra_columns.columns) == ["memo"] and str(kept.extra_columns["memo"].dtype) == "str"
+
+
+def _claims_lines(n: int) -> list[str]:
+    header = "被保険者番号,市町村コード,診療年月,糖尿病,外来医療費"
+    return [header] + [f"P{i:05d},17201,2023{4 + i % 9:02d},1,{1000 + i}" for i in range(n)]
+
+
+def test_prefetch_in_a_helper_process_gives_the_same_chunks(tmp_path):
+    """`prefetch=True`: each chunk is read and checked in a helper process and only the look-back over
+    the earlier chunks runs in the caller (docs/design.md §8.4); the chunks, exclusions and counts are
+    those of the one-process reading. File rows (header = line 1): line 6 has a bad 診療年月 (chunk 2
+    of 4-row chunks starts at line 6), line 8 repeats line 3's key (a duplicate across chunks),
+    line 9 repeats line 7's key (within its chunk), line 11 has a bad optional 外来医療費 (its value only)."""
+    lines = _claims_lines(12)
+    lines[5] = lines[5].replace(",2023", ",2023-13-", 1)  # line 6: 診療年月 "2023-13-xx"
+    lines[7] = lines[2]                                  # line 8 = line 3 (earlier chunk)
+    lines[8] = lines[6]                                  # line 9 = line 7 (same chunk)
+    lines[10] = lines[10].rsplit(",", 1)[0] + ",abc"     # line 11: 外来医療費 not a number
+    path = _write(tmp_path / "claims_monthly.csv", lines, encoding="utf-8")
+    one = list(io.iter_table_chunks(path, "claims_monthly", chunk_rows=4))
+    two = list(io.iter_table_chunks(path, "claims_monthly", chunk_rows=4, prefetch=True))
+    assert [n for _, n in one] == [n for _, n in two] == [4, 4, 4]
+    for (a, _), (b, _) in zip(one, two):
+        _same(a, b)
+        assert a.warnings == b.warnings
+    ex = pd.concat([r.exclusions for r, _ in two], ignore_index=True)
+    assert ex["row"].tolist() == [6, 8, 9, 11]
+    assert ex["scope"].tolist() == [io.SCOPE_ROW, io.SCOPE_ROW, io.SCOPE_ROW, io.SCOPE_VALUE]
+    assert ex["reason"].str.startswith("重複").tolist() == [False, True, True, False]
+    assert ex["value"].iloc[3] == "abc"
+    assert [r.n_kept for r, _ in two] == [4, 1, 4]  # 12 rows − 1 bad − 2 duplicates (line 11 keeps its row)
+    assert two[2][0].data["cost_outpatient"].isna().tolist() == [False, True, False, False]
+
+
+def test_prefetch_raises_the_helpers_data_error_in_japanese(tmp_path):
+    lines = _claims_lines(8)
+    lines[7] = lines[7] + ",1,2"  # line 8 (second chunk) has more cells than the header
+    path = _write(tmp_path / "claims_monthly.csv", lines, encoding="utf-8")
+    import pytest
+
+    from hsutils.core.errors import DataError
+
+    with pytest.raises(DataError, match="列数が行によって異なる"):
+        list(io.iter_table_chunks(path, "claims_monthly", chunk_rows=4, prefetch=True))
+
+
+def test_prefetch_helper_stops_when_the_caller_stops(tmp_path):
+    import psutil
+
+    path = _write(tmp_path / "claims_monthly.csv", _claims_lines(40), encoding="utf-8")
+    chunks = io.iter_table_chunks(path, "claims_monthly", chunk_rows=4, prefetch=True)
+    first, n = next(chunks)
+    assert n == 4 and first.n_kept == 4
+    assert len(psutil.Process().children()) == 1  # the helper, one chunk ahead
+    chunks.close()
+    assert psutil.Process().children() == []
+
+
+def test_typed_parquet_columns_are_categoricals_of_each_values_text():
+    """A typed Parquet column's text (`io._parquet_text`) is that of each value on its own: an
+    integral float as an integer, a date without its time, blank where missing; the distinct values
+    that share a text (two times of one day) are one category."""
+    df = pd.DataFrame({
+        "f": [3.0, 3.5, np.nan, -0.0, 3.0],
+        "b": pd.array([True, False, None, True, True], dtype="boolean"),
+        "d": pd.to_datetime(["2024-05-01 08:00", "2024-05-01 20:00", None, "2023-01-02 00:00", "2024-05-01 00:00"]),
+        "i": [202404, 202405, 202404, 7, 7],
+        "s": ["P1", "P2", None, "P4", "P5"],
+    })
+    raw = io._parquet_text(df, 2)
+    f = raw.frame
+    assert f["f"].tolist() == ["3", "3.5", "", "0", "3"]
+    assert f["b"].tolist() == ["TRUE", "FALSE", "", "TRUE", "TRUE"]
+    assert f["d"].tolist() == ["2024-05-01", "2024-05-01", "", "2023-01-02", "2024-05-01"]
+    assert sorted(f["d"].cat.categories) == ["", "2023-01-02", "2024-05-01"]
+    assert f["i"].tolist() == ["202404", "202405", "202404", "7", "7"]
+    assert str(f["s"].dtype) == "str" and f["s"].tolist() == ["P1", "P2", "", "P4", "P5"]
+    assert raw.row_numbers.tolist() == [2, 3, 4, 5, 6]
+
+
+def test_a_failing_streamed_import_leaves_no_helper_or_writer_running(tmp_path, monkeypatch):
+    """An error in a chunk of the claims (its 3rd chunk has more cells than the header) stops the
+    streamed import with the file's Japanese message; the helper process and the part writers'
+    threads of the tables read before are stopped (docs/design.md §8.4)."""
+    import threading
+
+    import psutil
+    import pytest
+
+    from hsutils.analysis import partition_import
+    from hsutils.core.errors import DataError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "enrollment.csv", [HEADER] + _rows(12), encoding="utf-8")
+    _write(data / "kenshin.csv", ["被保険者番号,年度,市町村コード", "H00000001,2022,17201"], encoding="utf-8")
+    lines = _claims_lines(12)
+    lines[10] = lines[10] + ",1,2"
+    _write(data / "claims_monthly.csv", lines, encoding="utf-8")
+    monkeypatch.setattr(partition_import._PartWriter, "FLUSH_ROWS", 2)  # part files (threads) from the first chunk
+    with pytest.raises(DataError, match="claims_monthly.csv: CSV の列数"):
+        partition_import.stream_inputs(data, tmp_path / "parts", chunk_rows=4)
+    assert psutil.Process().children() == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("parts-")]

@@ -87,3 +87,24 @@ def test_person_period_lookback_gives_the_answers_of_a_set_with_unknown_persons_
     assert seen.bits.shape[1] == (len(known) + 7) // 8 and len(seen.other) > 0  # the odd ids
     # 2023-12 follows 2023-11 and precedes 2024-01: consecutive months are consecutive integers
     assert list(np.diff(io.ym_months([202311, 202312, 202401]))) == [1, 1]
+
+
+def test_check_gives_contains_then_add_for_both_look_backs():
+    """`check(keys, dup)` (one hashing / one person look-up per chunk) marks the rows `contains` marks,
+    or-ed with the chunk's own repeats, and adds the others, as `contains` then `add` do; the
+    person-period look-back keeps the person codes of the rows it added (`last_codes`)."""
+    known = pd.Index([f"P{v:05d}" for v in range(0, 300, 2)])
+
+    def codes(values):
+        return known.get_indexer(np.asarray(values, dtype=object))
+
+    for make in (io.KeyLookback, lambda: io.PersonPeriodLookback(codes, len(known), io.ym_months)):
+        a, b = make(), make()
+        for chunk in _chunks(seed=7):
+            within = chunk.duplicated().to_numpy()
+            expected = within | (a.contains(chunk) if len(a) else False)
+            a.add(chunk[~expected])
+            got = b.check(chunk, within)
+            assert (got == expected).all() and len(a) == len(b)
+            if isinstance(b, io.PersonPeriodLookback):
+                assert (b.last_codes == codes(chunk["person_id"][~got])).all()

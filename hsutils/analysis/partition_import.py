@@ -35,6 +35,10 @@ PERSON_TABLES = ("enrollment", "kenshin", "guidance", "claims_monthly", "kaigo",
                  "diagnoses", "prescriptions", "medical_costs")
 #: rows of 特定健診 XML written per part file (the XML reader returns its table whole)
 XML_WRITE_ROWS = 500_000
+#: a chunked CSV/Parquet file is read and checked in a helper process one chunk ahead, while this
+#: process writes the previous chunk into the partitions (`io.iter_table_chunks(prefetch=True)`:
+#: the second core of a 2-core PC; the same results)
+PREFETCH = (os.cpu_count() or 1) > 1
 
 
 @dataclass
@@ -207,6 +211,8 @@ class _PartWriter:
         self.open = io.open_dtypes(table)
         self._buffer: list = []
         self._buffered = 0
+        self._pool = None      # the background thread writing part files (`flush`)
+        self._pending = None   # the flush in flight
 
     def write(self, data: pd.DataFrame, row: np.ndarray, code: np.ndarray, persons: _Persons,
               own_muni) -> None:
@@ -227,8 +233,10 @@ class _PartWriter:
             self.flush()
 
     def flush(self) -> None:
-        from hsutils.analysis.pipeline import PARTITION_KEY
-
+        """The buffered rows into one part file per municipality. The rows become one Arrow table
+        (one conversion, not one per municipality); cutting it by municipality and writing the files
+        (Arrow and Parquet work without the GIL) runs on a background thread while the next chunk is
+        read and validated (at most one flush in flight: bounded memory)."""
         if not self._buffer:
             return
         data = pd.concat([d for d, _ in self._buffer], ignore_index=True) if len(self._buffer) > 1 \
@@ -238,36 +246,88 @@ class _PartWriter:
         codes, uniques = pd.factorize(muni)
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-        for j, m in enumerate(uniques):  # a loop over municipalities
+        table = pa.Table.from_pandas(data, preserve_index=False)
+        del data
+        for j, m in enumerate(uniques):
+            self.stored[m] = self.stored.get(m, 0) + int(bounds[j + 1] - bounds[j])
+        self.wait()
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"parts-{self.table}")
+        self._pending = self._pool.submit(self._write_parts, table, order, bounds, list(uniques), self.k)
+        self.k += 1
+
+    def _write_parts(self, table: pa.Table, order: np.ndarray, bounds: np.ndarray, munis: list, k: int) -> None:
+        from hsutils.analysis.pipeline import PARTITION_KEY
+
+        for j, m in enumerate(munis):  # a loop over municipalities
             sub = self.folder / f"{PARTITION_KEY}={m}"
             sub.mkdir(parents=True, exist_ok=True)
-            part = data.iloc[order[bounds[j]:bounds[j + 1]]]
-            pq.write_table(pa.Table.from_pandas(part, preserve_index=False), sub / f"part-{self.k:05d}.parquet")
-            self.stored[m] = self.stored.get(m, 0) + len(part)
-        self.k += 1
+            pq.write_table(table.take(order[bounds[j]:bounds[j + 1]]), sub / f"part-{k:05d}.parquet")
+
+    def wait(self) -> None:
+        """Wait for the flush in flight (its error, if any, is raised here)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        """Flush, wait for the part files and stop the background thread."""
+        try:
+            self.flush()
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+    def abandon(self) -> None:
+        """Stop without writing the buffered rows (the import failed, or its rows are replaced)."""
+        self._buffer, self._buffered = [], 0
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool, self._pending = None, None
 
     def compact(self) -> None:
         """One file per municipality (`part-0.parquet`) in the table's final dtypes, its parts as
         row groups in the order written, one part in memory at a time (a reader orders the rows by
-        `_row`, `pipeline.read_partitioned`): memory is bounded by a part, not by the municipality."""
+        `_row`, `pipeline.read_partitioned`): memory is bounded by a part, not by the municipality.
+        Municipalities are compacted on `COMPACT_THREADS` threads (reading, casting and writing
+        Parquet work without the GIL), each with one part in memory."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from hsutils.analysis.pipeline import ROW
 
-        self.flush()
+        self.close()
         final = io.final_dtypes(self.table, self.complete)
         if not self.folder.is_dir():
             return
-        for sub in sorted(self.folder.iterdir()):  # a loop over municipalities
-            parts = sorted(sub.glob("part-*.parquet"))
-            first = pq.read_schema(parts[0])
-            empty = pd.DataFrame({c: pd.Series(dtype=final.get(c, "int64")) for c in first.names})
-            schema = pa.Schema.from_pandas(empty.astype({ROW: "int64"}), preserve_index=False)
-            tmp = sub / "part-0.parquet.tmp"
-            with pq.ParquetWriter(tmp, schema) as writer:
-                for p in parts:
-                    writer.write_table(pq.read_table(p).cast(schema))
-            for p in parts:
-                p.unlink()
-            os.replace(tmp, sub / "part-0.parquet")
+        subs = sorted(self.folder.iterdir())
+        if not subs:
+            return
+        first = pq.read_schema(sorted(subs[0].glob("part-*.parquet"))[0])
+        empty = pd.DataFrame({c: pd.Series(dtype=final.get(c, "int64")) for c in first.names})
+        schema = pa.Schema.from_pandas(empty.astype({ROW: "int64"}), preserve_index=False)
+        with ThreadPoolExecutor(max_workers=min(COMPACT_THREADS, len(subs))) as pool:
+            for _ in pool.map(lambda sub: _compact_one(sub, schema), subs):  # a loop over municipalities
+                pass
+
+
+#: threads compacting the part files of a table (one municipality each)
+COMPACT_THREADS = 2
+
+
+def _compact_one(sub: Path, schema: pa.Schema) -> None:
+    """The part files of one municipality as one file (`part-0.parquet`) in `schema`."""
+    parts = sorted(sub.glob("part-*.parquet"))
+    tmp = sub / "part-0.parquet.tmp"
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for p in parts:
+            writer.write_table(pq.read_table(p).cast(schema))
+    for p in parts:
+        p.unlink()
+    os.replace(tmp, sub / "part-0.parquet")
 
 
 # ---------------------------------------------------------------- the import
@@ -284,14 +344,25 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
     `folder` (docs/design.md §8.4). `cache_dir`: where the XML reader and the UKE store keep their
     content-hash caches. `chunk_rows`: rows per chunk of CSV/Parquet files (default: large files
     only, `io.CSV_CHUNK_ROWS`)."""
-    from hsutils.analysis.pipeline import PARTITION_KEY
-
     data_dir, cmap, files, notes, kenshin_xml = io.plan_folder(data_dir, column_map)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    writers: dict[str, _PartWriter] = {}
+    try:
+        return _stream_tables(data_dir, folder, cmap, files, notes, kenshin_xml, chunk_rows, cache_dir, stages,
+                              writers)
+    except BaseException:
+        for w in writers.values():  # no part file is written after the error
+            w.abandon()
+        raise
+
+
+def _stream_tables(data_dir, folder, cmap, files, notes, kenshin_xml, chunk_rows, cache_dir, stages,
+                   writers) -> StreamedImport:
+    from hsutils.analysis.pipeline import PARTITION_KEY
+
     results: dict[str, io.LoadResult] = {}
     warnings = list(notes)
-    writers: dict[str, _PartWriter] = {}
     small: dict[str, pd.DataFrame] = {}
     unmatched: dict[str, list] = {}
     first_ym = [None]
@@ -307,6 +378,7 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
     # enrollment first goes to a staging folder: where a person's rows go depends on all of them
     stage_dir = folder / "_staging_enrollment"
     ids, fys, munis = [], [], []
+    helper: dict = {}  # the peak memory of the helper process reading the large files (`PREFETCH`)
     from hsutils.analysis.pipeline import _MATCHED_TABLES
 
     for tname in io.LOAD_ORDER:
@@ -339,8 +411,10 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
             continue
         tally = io.ChunkTally(tname, files[tname].name)
         offset = 0
+        lookback = _lookback(tname, persons)
         for r, n_lines in io.iter_table_chunks(files[tname], tname, chunk_rows=chunk_rows,
-                                               lookback=_lookback(tname, persons), **kw):
+                                               lookback=lookback, prefetch=PREFETCH,
+                                               helper_stats=helper, **kw):
             tally.add(r, n_lines)
             if tname == "enrollment":
                 d = r.data
@@ -353,7 +427,13 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
                     munis.append(pa.array(d["muni_code"].astype(str).to_numpy(dtype=object), type=pa.string()))
             else:
                 track_ym(tname, r.data)
-                _write_chunk(tname, r.data, offset, writers, folder, persons, unmatched)
+                # the person codes of the kept rows, from the look-back of this chunk (not looked up again)
+                code = getattr(lookback, "last_codes", None)
+                _write_chunk(tname, r.data, offset, writers, folder, persons, unmatched,
+                             code=code if n_lines is not None and code is not None and len(code) == len(r.data)
+                             else None)
+                if lookback is not None:
+                    lookback.last_codes = None
             offset += len(r.data)
         r = tally.result()
         results[tname] = r
@@ -376,6 +456,8 @@ def stream_inputs(data_dir: Path, folder: Path, column_map=None, cache_dir: Path
     uke_rows = _stream_uke(data_dir, folder, persons, writers, parts, warnings, cache_dir, first_ym, summary_rows)
     if stages is not None:
         stages.start("partition")
+        if helper and "import" in stages.out:
+            stages.out["import"]["helper_peak_rss_mb"] = helper["helper_peak_rss_mb"]
     for name in PERSON_TABLES:  # every table's folder exists, empty when the table is (as pipeline writes them)
         (folder / name).mkdir(parents=True, exist_ok=True)
     for w in writers.values():
@@ -412,16 +494,17 @@ def _lookback(tname: str, persons: _Persons | None):
 
 
 def _write_chunk(tname: str, data: pd.DataFrame, offset: int, writers: dict, folder: Path,
-                 persons: _Persons, unmatched: dict) -> None:
+                 persons: _Persons, unmatched: dict, code: np.ndarray | None = None) -> None:
     """One validated chunk of a person-level table into its municipalities; its rows with no
     enrollment row of the same person and fiscal year are listed (hsutils.analysis.pipeline
-    `unmatched_rows`)."""
+    `unmatched_rows`). `code`: the rows' person codes when known (`persons.codes`)."""
     from hsutils.analysis.pipeline import _MATCHED_TABLES
 
     w = writers.get(tname) or writers.setdefault(tname, _PartWriter(folder, tname))
     if not len(data):
         return
-    code = persons.codes(data["person_id"])
+    if code is None:
+        code = persons.codes(data["person_id"])
     if tname in _MATCHED_TABLES:
         fy = data["fy"].to_numpy(dtype=np.int64)
         o = ~persons.enrolled_in_fy(code, fy)
@@ -457,6 +540,7 @@ def _stream_uke(data_dir: Path, folder: Path, persons: _Persons, writers: dict, 
             if name in writers and writers[name].rows:
                 warnings.append(io.UKE_REPLACES_CSV.format(ja=TABLES[name].ja))
             if name in writers:
+                writers[name].abandon()  # its part files are being written no more
                 shutil.rmtree(writers[name].folder, ignore_errors=True)
             w = writers[name] = _PartWriter(folder, name)
             complete = {c.name: True for c in TABLES[name].columns}

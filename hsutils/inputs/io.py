@@ -577,26 +577,51 @@ def _read_xlsx_raw(path: Path, lookup: dict[str, str]) -> _Raw:
     return _Raw(frame.fillna(""), header, header_idx, row_numbers)
 
 
+def _render_text(s: pd.Series) -> pd.Series:
+    """The text of each value of a typed Parquet column (an integral float as an integer: 3.0 → "3";
+    blank where missing). Each value is rendered on its own."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        t = s.dt.strftime("%Y-%m-%d")
+    elif pd.api.types.is_bool_dtype(s):
+        t = s.map({True: "TRUE", False: "FALSE"})
+    elif pd.api.types.is_float_dtype(s):
+        integral = (s.notna() & (s % 1 == 0) & (s.abs() < 2 ** 53)).to_numpy()
+        t = s.astype("str")
+        if integral.any():
+            t = t.where(~integral, s.where(integral, 0).astype("int64").astype("str"))
+    else:
+        t = s.astype("str")
+    return t.where(s.notna(), "").astype("str")
+
+
+def _typed_text(s: pd.Series) -> pd.Series:
+    """The text of a typed (numeric, bool or date) Parquet column as a categorical: each distinct value
+    is rendered once (`_render_text`) instead of once per row, and the validation parses each distinct
+    text once through the codes (`_parse_column`) without hashing the rows' strings again. Same cells
+    as `_render_text(s)`."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    text = _render_text(pd.Series(uniques, dtype=s.dtype)).to_numpy(dtype=object)
+    text = np.append(text, "")  # the missing values (code -1: the last category)
+    codes = np.where(codes < 0, len(text) - 1, codes)
+    # distinct values can share a text (two times of one day): one category per text
+    cat_codes, cats = pd.factorize(text)
+    return pd.Series(pd.Categorical.from_codes(cat_codes[codes], categories=pd.Index(cats, dtype="str")))
+
+
+def _is_typed(s: pd.Series) -> bool:
+    return (pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_bool_dtype(s)
+            or pd.api.types.is_numeric_dtype(s))
+
+
 def _parquet_text(df: pd.DataFrame, first_row: int) -> _Raw:
     """Text cells of a Parquet frame (or one of its record batches) as `_Raw`; `first_row` is the
     file row number of its first row (the header counts as row 1). Each value is rendered on its own
     (an integral float as an integer: 3.0 → "3"), so a file read in batches gives the same text as
-    one read whole."""
+    one read whole. Typed columns are categoricals of their text (`_typed_text`), text columns text."""
     out = {}
     for c in df.columns:  # loop over columns, each converted vectorised
         s = df[c]
-        if pd.api.types.is_datetime64_any_dtype(s):
-            t = s.dt.strftime("%Y-%m-%d")
-        elif pd.api.types.is_bool_dtype(s):
-            t = s.map({True: "TRUE", False: "FALSE"})
-        elif pd.api.types.is_float_dtype(s):
-            integral = (s.notna() & (s % 1 == 0) & (s.abs() < 2 ** 53)).to_numpy()
-            t = s.astype("str")
-            if integral.any():
-                t = t.where(~integral, s.where(integral, 0).astype("int64").astype("str"))
-        else:
-            t = s.astype("str")
-        out[str(c)] = t.where(s.notna(), "").astype("str")
+        out[str(c)] = _typed_text(s) if _is_typed(s) else _render_text(s)
     frame = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
     headers = [str(c) for c in df.columns]
     frame.columns = _unique_names(headers)
@@ -935,7 +960,11 @@ class _Column:
 
 
 def _parse_column(raw: pd.Series, col: Column, ctx: _Ctx) -> _Column:
-    if col.kind == "str":  # identifiers are mostly distinct: parse the column as it is
+    by_codes = isinstance(raw.dtype, pd.CategoricalDtype)
+    if by_codes:  # a typed Parquet column (`_typed_text`): its distinct texts and codes are known
+        codes = raw.cat.codes.to_numpy(dtype=np.int64)
+        u = _normalise_text(pd.Series(np.asarray(raw.cat.categories, dtype=object), dtype="str"))
+    elif col.kind == "str":  # identifiers are mostly distinct: parse the column as it is
         codes = np.arange(len(raw))
         u = _normalise_text(raw.reset_index(drop=True))
     else:  # few distinct values: parse each once, map back by integer codes
@@ -948,10 +977,11 @@ def _parse_column(raw: pd.Series, col: Column, ctx: _Ctx) -> _Column:
     reasons = reason_u.to_numpy(dtype=object)
     bad_u = pd.notna(reasons) & ~missing_u
     values_u = values_u.where(~bad_u)
-    if col.kind == "str":
+    if col.kind == "str" and not by_codes:
         values = values_u
     else:
-        values = values_u.take(codes).reset_index(drop=True) if len(codes) else values_u.iloc[:0]
+        # the array, not the Series: taking the index too and dropping it costs as much again
+        values = pd.Series(values_u.array.take(codes)) if len(codes) else values_u.iloc[:0].reset_index(drop=True)
     return _Column(values=values, bad=bad_u[codes], missing=missing_u[codes],
                    reasons_u=reasons, codes=codes)
 
@@ -1088,7 +1118,7 @@ def _chunked(path: Path, chunk_rows: int | None) -> bool:
 
 
 def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows: int | None = None,
-                      lookback=None):
+                      lookback=None, prefetch: bool = False, helper_stats: dict | None = None):
     """Read one input file chunk by chunk: yields (LoadResult of the chunk, its raw line count).
 
     A large CSV is read in chunks of `chunk_rows` (default CSV_CHUNK_ROWS) rows and a large Parquet
@@ -1098,7 +1128,11 @@ def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows
     up to the counts, exclusions and warnings of the whole file. Used by the streamed import
     (`hsutils.analysis.partition_import`, docs/design.md §8.4) and by `read_table`. `lookback`: the
     look-back of the duplicate rule for a chunked file (default a new `KeyLookback`; the streamed
-    import gives the claims a `PersonPeriodLookback`, flat in memory).
+    import gives the claims a `PersonPeriodLookback`, flat in memory). `prefetch`: a chunked file is
+    read and checked (`_check_chunk`: everything but the look-back over the earlier chunks) in a
+    helper process one chunk ahead of the caller (`_ChunkWorker`), so reading and parsing use a
+    second core while the caller writes the previous chunk; the results are the same. `helper_stats`:
+    a dict where the helper's peak memory is kept (`helper_peak_rss_mb`, the largest over the files).
     """
     path = Path(path)
     t = _get_table(table)
@@ -1113,16 +1147,109 @@ def iter_table_chunks(path, table, column_map=None, known_munis=None, chunk_rows
         # bounded memory: read, validate and count chunk by chunk; duplicates look back over the
         # keys of the earlier chunks
         seen = KeyLookback() if lookback is None else lookback
-        raws = (_read_csv_chunks(path, lookup, chunk_rows or CSV_CHUNK_ROWS)
-                if path.suffix.lower() != ".parquet" else _read_parquet_chunks(path, chunk_rows or CSV_CHUNK_ROWS))
+        checked = (_ChunkWorker(path, t.name, lookup, ctx, chunk_rows or CSV_CHUNK_ROWS, helper_stats) if prefetch
+                   else _checked_chunks(path, t.name, lookup, ctx, chunk_rows or CSV_CHUNK_ROWS))
         any_chunk = False
-        for raw in raws:
+        for ch, n_lines in checked:
             any_chunk = True
-            yield _validate_raw(raw, t, name, lookup, ctx, seen_keys=seen), len(raw.frame)
+            yield _finish_checks(ch, seen), n_lines
         if any_chunk:
             return
     raw = _read_raw(path, lookup)
     yield _validate_raw(raw, t, name, lookup, ctx), None
+
+
+def _checked_chunks(path: Path, table: str, lookup: dict[str, str], ctx: _Ctx, chunk_rows: int):
+    """(`_check_chunk` of each chunk, its raw line count) of a CSV or Parquet file read in chunks."""
+    t = _get_table(table)
+    raws = (_read_parquet_chunks(path, chunk_rows) if path.suffix.lower() == ".parquet"
+            else _read_csv_chunks(path, lookup, chunk_rows))
+    for raw in raws:
+        yield _check_chunk(raw, t, path.name, lookup, ctx), len(raw.frame)
+
+
+class _ChunkWorker:
+    """`_checked_chunks` run in a helper process (a new interpreter: `python -c`, so nothing of the
+    caller's `__main__` is run again), its results sent back pickled through a pipe. The helper
+    blocks while the caller has not taken its last chunk, so it works at most one chunk ahead
+    (memory: two chunks). An error in the helper (a DataError of the file) is raised in the caller;
+    the helper is stopped when the caller stops reading."""
+
+    def __init__(self, path: Path, table: str, lookup: dict[str, str], ctx: _Ctx, chunk_rows: int,
+                 stats: dict | None = None):
+        self.args = (str(path), table, lookup, ctx, chunk_rows)
+        self.stats = stats
+
+    def __iter__(self):
+        import pickle
+        import subprocess
+        import sys
+
+        proc = subprocess.Popen([sys.executable, "-c", "from hsutils.inputs import io; io._chunk_worker_main()"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            pickle.dump(self.args, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            proc.stdin.close()
+            while True:
+                try:
+                    kind, value, n_lines = pickle.load(proc.stdout)
+                except EOFError:
+                    raise DataError(f"{Path(self.args[0]).name}: 読み込みの補助プロセスが異常終了しました"
+                                    f"（終了コード {proc.wait()}。メモリ不足の可能性があります）") from None
+                if kind == "end":
+                    if self.stats is not None:
+                        self.stats["helper_peak_rss_mb"] = max(self.stats.get("helper_peak_rss_mb", 0.0), value)
+                    break
+                if kind == "error":
+                    raise value
+                yield value, n_lines
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
+def _own_peak_mb() -> float:
+    """This process's peak resident memory (MB): Linux VmHWM, which starts afresh with the new program
+    (ru_maxrss keeps the RSS of the process it was forked from, here the caller's)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
+def _chunk_worker_main() -> None:
+    """The helper process of `_ChunkWorker`: its arguments from stdin, ("chunk", `_Checked`, raw line
+    count) per chunk then ("end", its peak memory in MB, None), or ("error", exception, None), pickled
+    to stdout."""
+    import pickle
+    import sys
+
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the pipe
+    try:
+        path, table, lookup, ctx, chunk_rows = pickle.load(sys.stdin.buffer)
+        for ch, n_lines in _checked_chunks(Path(path), table, lookup, ctx, chunk_rows):
+            pickle.dump(("chunk", ch, n_lines), out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()
+        msg = ("end", _own_peak_mb(), None)
+    except Exception as e:  # the caller raises it (DataError: the Japanese message of the file)
+        msg = ("error", e, None)
+    try:
+        pickle.dump(msg, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+    except BrokenPipeError:  # the caller stopped reading
+        pass
 
 
 class ChunkTally:
@@ -1271,10 +1398,21 @@ class KeyLookback:
         return tuple(pd.util.hash_pandas_object(norm, index=False, hash_key=k).to_numpy()
                      for k in self._HASH_KEYS)
 
+    def check(self, keys: pd.DataFrame, dup: np.ndarray) -> np.ndarray:
+        """One chunk's rule: `dup` (repeats within the chunk) or-ed with the keys added before, and
+        the keys of the other rows added (each key hashed once: `contains` then `add`)."""
+        h1, h2 = self._hashes(keys)
+        if len(self):
+            dup = dup | self._contains(h1, h2)
+        self._add(h1[~dup], h2[~dup])
+        return dup
+
     def contains(self, keys: pd.DataFrame) -> np.ndarray:
         """Whether each row's key was added before."""
-        h1, h2 = self._hashes(keys)
-        found = np.zeros(len(keys), dtype=bool)
+        return self._contains(*self._hashes(keys))
+
+    def _contains(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(h1), dtype=bool)
         for a, b in self.runs:  # a loop over runs (about log2 of the chunks)
             lo = np.searchsorted(a, h1, side="left")
             hi = np.searchsorted(a, h1, side="right")
@@ -1285,9 +1423,12 @@ class KeyLookback:
         return found
 
     def add(self, keys: pd.DataFrame) -> None:
-        if not len(keys):
+        if len(keys):
+            self._add(*self._hashes(keys))
+
+    def _add(self, h1: np.ndarray, h2: np.ndarray) -> None:
+        if not len(h1):
             return
-        h1, h2 = self._hashes(keys)
         order = np.argsort(h1, kind="stable")
         self.runs.append((h1[order], h2[order]))
         while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
@@ -1327,6 +1468,7 @@ class PersonPeriodLookback:
         self.bits = np.zeros((0, self.stride), dtype=np.uint8)
         self.other = KeyLookback()
         self.n = 0
+        self.last_codes = None  # person codes of the rows kept by the last `check`
 
     def __len__(self) -> int:
         return self.n
@@ -1337,8 +1479,21 @@ class PersonPeriodLookback:
         per = self.period(keys[period].to_numpy(dtype=np.float64, na_value=np.nan))
         return code, per, code >= 0
 
-    def contains(self, keys: pd.DataFrame) -> np.ndarray:
+    def check(self, keys: pd.DataFrame, dup: np.ndarray) -> np.ndarray:
+        """As `KeyLookback.check`, the persons looked up once; `last_codes` then holds the person
+        code of each row not repeated (the rows kept: the streamed import writes them with these)."""
         code, per, known = self._split(keys)
+        if self.n:
+            dup = dup | self._contains(keys, code, per, known)
+        new = ~dup
+        self._add(keys[new].reset_index(drop=True) if (~known[new]).any() else None, code[new], per[new], known[new])
+        self.last_codes = code[new]
+        return dup
+
+    def contains(self, keys: pd.DataFrame) -> np.ndarray:
+        return self._contains(keys, *self._split(keys))
+
+    def _contains(self, keys: pd.DataFrame, code, per, known) -> np.ndarray:
         found = np.zeros(len(keys), dtype=bool)
         row = per - self.first
         inside = known & (row >= 0) & (row < len(self.bits))
@@ -1349,10 +1504,15 @@ class PersonPeriodLookback:
         return found
 
     def add(self, keys: pd.DataFrame) -> None:
-        if not len(keys):
+        if len(keys):
+            self._add(keys, *self._split(keys))
+
+    def _add(self, keys: pd.DataFrame | None, code, per, known) -> None:
+        """Add rows given their person codes and periods (`keys`: their key values, needed only
+        for the rows of unknown persons)."""
+        if not len(code):
             return
-        code, per, known = self._split(keys)
-        self.n += len(keys)
+        self.n += len(code)
         if (~known).any():
             self.other.add(keys[~known].reset_index(drop=True))
         if not known.any():
@@ -1380,6 +1540,33 @@ def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _
                   seen_keys: KeyLookback | None = None) -> LoadResult:
     """Validate one file (or one chunk of it: `seen_keys` then holds the keys kept from the earlier
     chunks, updated here)."""
+    return _finish_checks(_check_chunk(raw, t, name, lookup, ctx), seen_keys)
+
+
+@dataclass
+class _Checked:
+    """A file or chunk validated up to the look-back of the duplicate rule (`_check_chunk`): what
+    depends on the chunk alone, computed where the chunk was read (a helper process of the
+    streamed import, `iter_table_chunks(..., prefetch=True)`); `_finish_checks` adds the rule's
+    look-back over the earlier chunks. Rows are those of the chunk without blank lines; "open" rows
+    are those not dropped for a bad or blank required value."""
+    table: str
+    name: str
+    warnings: list
+    n_read: int
+    rows: np.ndarray                 # file row number of each row
+    drop: np.ndarray                 # bool per row: dropped for a required value
+    excl_required: list              # exclusion frames of the dropped rows (per required column)
+    key: list                        # the key columns (empty: no duplicate rule)
+    keys: pd.DataFrame | None        # parsed key values of the open rows
+    dup: np.ndarray                  # bool per open row: a repeated key within the chunk
+    key_text: list                   # the key cells of the open rows as written (for the exclusions)
+    bad_optional: list               # (column ja, open-row positions, cells, reasons) per optional column
+    data: pd.DataFrame               # the open rows assembled (`_assemble`)
+    extra: pd.DataFrame              # the open rows' columns not in the schema
+
+
+def _check_chunk(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _Ctx) -> _Checked:
     mapped, extra_cols, warnings = _map_headers(raw, t, lookup, name)
     _check_required(mapped, t, raw, name)
 
@@ -1419,51 +1606,81 @@ def _validate_raw(raw: _Raw, t: Table, name: str, lookup: dict[str, str], ctx: _
                                            raw_by_canon[c.name][problem], reasons,
                                            SCOPE_ROW))
         drop |= problem
-    # 2) duplicates of the key among the remaining rows: keep the first.
+    open_rows = ~drop
+    # 2) duplicates of the key among the remaining rows of the chunk (the first is kept)
     key = [k for k in t.key if k in parsed]
+    keys, dup, key_text = None, np.zeros(int(open_rows.sum()), dtype=bool), []
     if key and len(key) == len(t.key):
-        keyframe = pd.DataFrame({k: parsed[k].values for k in key})
-        dup = keyframe[~drop].duplicated(keep="first").to_numpy()
-        if seen_keys is not None:
-            kept_keys = keyframe[~drop].reset_index(drop=True)
-            if len(seen_keys):
-                dup = dup | seen_keys.contains(kept_keys)
-            seen_keys.add(kept_keys[~dup])
-        dup_full = np.zeros(n_read, dtype=bool)
-        dup_full[np.flatnonzero(~drop)[dup]] = True
-        if dup_full.any():
-            label = "×".join(t.column(k).ja for k in key)
-            shown = raw_by_canon[key[0]][dup_full].to_numpy(dtype=object)
-            for k in key[1:]:
-                shown = shown + " / " + raw_by_canon[k][dup_full].to_numpy(dtype=object)
-            excl_parts.append(_exclusion_frame(
-                name, t.name, rows[dup_full], label, shown,
-                f"重複（{label} が同じ行が先にあるため、最初の行を採用）", SCOPE_ROW))
-            drop |= dup_full
-    keep = ~drop
-    # 3) bad values in optional columns of kept rows: that value only becomes missing.
+        keys = pd.DataFrame({k: parsed[k].values for k in key})[open_rows].reset_index(drop=True)
+        dup = keys.duplicated(keep="first").to_numpy()
+        key_text = [raw_by_canon[k][open_rows].reset_index(drop=True) for k in key]
+    else:
+        key = []
+    # 3) bad values in optional columns of the open rows (listed for the rows finally kept)
+    bad_optional = []
     for c in t.columns:
         if c.required or c.name not in parsed:
             continue
         pc = parsed[c.name]
-        bad = pc.bad & keep
+        bad = pc.bad[open_rows]
         if bad.any():
-            excl_parts.append(_exclusion_frame(name, t.name, rows[bad], c.ja,
-                                               raw_by_canon[c.name][bad],
-                                               pc.reasons_u[pc.codes[bad]], SCOPE_VALUE))
+            at = np.flatnonzero(bad)
+            bad_optional.append((c.ja, at, raw_by_canon[c.name][open_rows].to_numpy(dtype=object)[at],
+                                 pc.reasons_u[pc.codes[open_rows][at]]))
+    data = _assemble(t, parsed, open_rows)
+    extra = frame.loc[open_rows, extra_cols].reset_index(drop=True) if extra_cols else \
+        pd.DataFrame(index=range(int(open_rows.sum())))
+    if extra_cols:  # text, whatever the reader's representation (`_typed_text`)
+        extra = extra.astype({c: "str" for c in extra.columns if isinstance(extra[c].dtype, pd.CategoricalDtype)})
+    return _Checked(table=t.name, name=name, warnings=warnings, n_read=n_read, rows=rows, drop=drop,
+                    excl_required=excl_parts, key=key, keys=keys, dup=dup, key_text=key_text,
+                    bad_optional=bad_optional, data=data, extra=extra)
 
-    data = _assemble(t, parsed, keep)
-    extra = frame.loc[keep, extra_cols].reset_index(drop=True) if extra_cols else \
-        pd.DataFrame(index=range(int(keep.sum())))
+
+def _finish_checks(ch: _Checked, seen_keys: KeyLookback | None) -> LoadResult:
+    """The LoadResult of a checked chunk (`_check_chunk`): the duplicate rule also looks back over
+    the keys kept from the earlier chunks (`seen_keys`, updated here); exclusions in the order of
+    the file's rows."""
+    t, name = _get_table(ch.table), ch.name
+    open_rows = ~ch.drop
+    excl_parts = list(ch.excl_required)
+    dup = ch.dup
+    if ch.key:
+        if seen_keys is not None:
+            dup = seen_keys.check(ch.keys, dup)
+        if dup.any():
+            label = "×".join(t.column(k).ja for k in ch.key)
+            shown = ch.key_text[0][dup].to_numpy(dtype=object)
+            for text in ch.key_text[1:]:
+                shown = shown + " / " + text[dup].to_numpy(dtype=object)
+            excl_parts.append(_exclusion_frame(
+                name, t.name, ch.rows[open_rows][dup], label, shown,
+                f"重複（{label} が同じ行が先にあるため、最初の行を採用）", SCOPE_ROW))
+    open_at = np.flatnonzero(open_rows)
+    for ja, at, cells, reasons in ch.bad_optional:
+        kept = ~dup[at]
+        if kept.any():
+            excl_parts.append(_exclusion_frame(name, t.name, ch.rows[open_at[at[kept]]], ja, cells[kept],
+                                               reasons[kept], SCOPE_VALUE))
+    keep = open_rows.copy()
+    keep[open_at[dup]] = False
+    data, extra = ch.data, ch.extra
+    if dup.any():  # the open rows without the repeated keys, in the dtypes of the rows kept
+        data = data[~dup].reset_index(drop=True)
+        extra = extra[~dup].reset_index(drop=True)
+        for c in t.columns:
+            want = _canonical_dtype(c, bool(data[c.name].notna().all()))
+            if str(data[c.name].dtype) != want:
+                data[c.name] = data[c.name].astype(want)
     exclusions = pd.concat(excl_parts, ignore_index=True) if excl_parts else _empty_exclusions()
     if not exclusions.empty:
         exclusions = exclusions.sort_values(["row", "scope"], kind="stable").reset_index(drop=True)
     n_kept = int(keep.sum())
-    n_dropped = int(drop.sum())
-    assert n_read == n_kept + n_dropped, "row accounting broken"
-    return LoadResult(data=data, exclusions=exclusions, n_read=n_read, n_kept=n_kept,
-                      n_dropped=n_dropped, warnings=warnings, extra_columns=extra, file=name,
-                      table=t.name, row_numbers=rows[keep])
+    n_dropped = ch.n_read - n_kept
+    assert len(data) == n_kept, "row accounting broken"
+    return LoadResult(data=data, exclusions=exclusions, n_read=ch.n_read, n_kept=n_kept,
+                      n_dropped=n_dropped, warnings=ch.warnings, extra_columns=extra, file=name,
+                      table=t.name, row_numbers=ch.rows[keep])
 
 
 def _missing_series(dtype: str, n: int) -> pd.Series:
