@@ -150,16 +150,30 @@ def test_prefetch_raises_the_helpers_data_error_in_japanese(tmp_path):
         list(io.iter_table_chunks(path, "claims_monthly", chunk_rows=4, prefetch=True))
 
 
-def test_prefetch_helper_stops_when_the_caller_stops(tmp_path):
+def _chunk_helpers() -> list:
+    """This process's live chunk-helper processes (`io._chunk_worker_main`), found by their command
+    line: other children of a test worker (a kernel or a Dask process another test left to finish
+    stopping) are not the helper."""
     import psutil
 
+    out = []
+    for p in psutil.Process().children():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "_chunk_worker_main" in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.Error:  # ended meanwhile
+            continue
+    return out
+
+
+def test_prefetch_helper_stops_when_the_caller_stops(tmp_path):
     path = _write(tmp_path / "claims_monthly.csv", _claims_lines(40), encoding="utf-8")
     chunks = io.iter_table_chunks(path, "claims_monthly", chunk_rows=4, prefetch=True)
     first, n = next(chunks)
     assert n == 4 and first.n_kept == 4
-    assert len(psutil.Process().children()) == 1  # the helper, one chunk ahead
+    assert len(_chunk_helpers()) == 1  # the helper, one chunk ahead
     chunks.close()
-    assert psutil.Process().children() == []
+    assert _chunk_helpers() == []
 
 
 def test_typed_parquet_columns_are_categoricals_of_each_values_text():
@@ -190,7 +204,6 @@ def test_a_failing_streamed_import_leaves_no_helper_or_writer_running(tmp_path, 
     threads of the tables read before are stopped (docs/design.md §8.4)."""
     import threading
 
-    import psutil
     import pytest
 
     from hsutils.analysis import partition_import
@@ -206,5 +219,5 @@ def test_a_failing_streamed_import_leaves_no_helper_or_writer_running(tmp_path, 
     monkeypatch.setattr(partition_import._PartWriter, "FLUSH_ROWS", 2)  # part files (threads) from the first chunk
     with pytest.raises(DataError, match="claims_monthly.csv: CSV の列数"):
         partition_import.stream_inputs(data, tmp_path / "parts", chunk_rows=4)
-    assert psutil.Process().children() == []
+    assert _chunk_helpers() == []
     assert not [t for t in threading.enumerate() if t.name.startswith("parts-")]
