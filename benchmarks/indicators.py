@@ -6,8 +6,8 @@
 Generates synthetic person × fy rows (国保 40–74, ~40 % with a checkup) spread over the 1,741
 municipalities of Japan once (not timed) into Parquet, then times
 
-    Parquet load (pyarrow, compact dtypes: `load_person_year`) → clinical derivations → indicator
-    flags → strata → indicator table
+    Parquet load (pyarrow, compact dtypes: `load_person_year`) → clinical derivations (those the
+    indicators read: `indicators.derived_columns`) → indicator flags → strata → indicator table
     (crude + age-adjusted + 標準化該当比 for every registered indicator, all municipalities)
 
 and the same strata counts for the 健診 indicators computed by two peers from the same Parquet file,
@@ -187,7 +187,7 @@ def run_ours(path: Path, ids=None, columns=None):
     # person_id is needed: the 法定報告 減少率 indicators link each person to the previous year (hotei)
     py = load_person_year(path, columns)
     t["load"] = clock.lap()
-    py = clinical.derive_kenshin(py)
+    py = clinical.derive_kenshin(py, indicators.derived_columns(ids))  # what the indicators read
     py["age_band"] = age_band(py["age"].to_numpy())
     t["derive"] = clock.lap()
     flags = indicators.indicator_flags(py, ids)
