@@ -154,7 +154,7 @@ def previous_year_status(py: pd.DataFrame) -> pd.DataFrame:
     rows or more, one of them 評価対象, are looked up (`_linkable_rows`).
     """
     ev = evaluable(py)
-    completer = ev & py["hokenshido"].isin(GUIDANCE_LEVELS).to_numpy() & _bool(py, "guidance_completed")
+    completer = ev & indicators._isin(py, "hokenshido", GUIDANCE_LEVELS) & _bool(py, "guidance_completed")
     muni = _same_text_codes(py["muni_code"])
     fy = py["fy"].to_numpy()
     fy0 = int(fy.min()) if len(fy) else 0
@@ -218,7 +218,7 @@ def person_flags(py: pd.DataFrame) -> pd.DataFrame:
     prev_m = py["prev_metabo"]
     met_now, yobi_now, none_now = (_eq(py, "metabo", v) for v in ("該当", "予備群", "非該当"))
     hs = py["hokenshido"]
-    hs_target_now = hs.isin(GUIDANCE_LEVELS).to_numpy()
+    hs_target_now = indicators._isin(py, "hokenshido", GUIDANCE_LEVELS)
     hs_known = hs.notna().to_numpy()
     med_now = _eq(py, "hokenshido", "服薬中")
     started, completed = _bool(py, "guidance_started"), _bool(py, "guidance_completed")

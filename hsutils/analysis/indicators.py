@@ -66,12 +66,23 @@ def _b(py: pd.DataFrame, col: str) -> np.ndarray:
     return s.fillna(False).astype(bool).to_numpy()
 
 
+def _notna(py: pd.DataFrame, col: str) -> np.ndarray:
+    """Where `col` (present) has a value; a float column straight from numpy (NaN is its missing value)."""
+    s = py[col]
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind == "f":
+        return ~np.isnan(s.to_numpy())
+    return s.notna().to_numpy()
+
+
 def _measured(py: pd.DataFrame, *cols: str) -> np.ndarray:
-    out = np.zeros(len(py), dtype=bool)
-    for c in cols:
-        if c in py:
-            out |= _memo(f"notna:{c}", py, lambda py: py[c].notna().to_numpy())  # shared by several indicators
-    return out
+    """Any of `cols` has a value (shared: the same columns are the denominator of several indicators)."""
+    def compute(py):
+        out = np.zeros(len(py), dtype=bool)
+        for c in cols:
+            if c in py:
+                out |= _memo(f"notna:{c}", py, lambda py: _notna(py, c))
+        return out
+    return _memo(f"measured:{cols}", py, compute)
 
 
 def _eq(py: pd.DataFrame, col: str, value) -> np.ndarray:
@@ -87,7 +98,11 @@ def _eq(py: pd.DataFrame, col: str, value) -> np.ndarray:
 def _isin(py: pd.DataFrame, col: str, values) -> np.ndarray:
     if col not in py:
         return np.zeros(len(py), dtype=bool)
-    return py[col].isin(list(values)).to_numpy(dtype=bool)
+    s = py[col]
+    if isinstance(s.dtype, pd.CategoricalDtype):  # on the integer codes: each category looked up once
+        hit = np.append(s.cat.categories.isin(list(values)), False)  # code −1 (missing) picks the False
+        return hit[s.cat.codes.to_numpy()]
+    return s.isin(list(values)).to_numpy(dtype=bool)
 
 
 def _num(py: pd.DataFrame, col: str) -> np.ndarray:
@@ -121,6 +136,8 @@ def _egfr_any(py: pd.DataFrame) -> np.ndarray:
     """eGFR recomputed from creatinine, else the reported value (docs/rules.md §4.1)."""
     def compute(py):
         calc = _num(py, "egfr_calc")
+        if "egfr" not in py:  # nothing reported: the recomputed values as they are
+            return calc
         return np.where(np.isnan(calc), _num(py, "egfr"), calc)
     return _memo("egfr_any", py, compute)
 
@@ -169,7 +186,7 @@ def kouki_participants(py: pd.DataFrame) -> np.ndarray:
 
 
 def _part_measured(*cols: str) -> Flag:
-    return lambda py: participants(py) & _measured(py, *cols)
+    return lambda py: _memo(f"part_measured:{cols}", py, lambda py: participants(py) & _measured(py, *cols))
 
 
 def _reduction(kind: str, part: int) -> Flag:
