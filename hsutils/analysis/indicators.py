@@ -100,8 +100,11 @@ def _isin(py: pd.DataFrame, col: str, values) -> np.ndarray:
         return np.zeros(len(py), dtype=bool)
     s = py[col]
     if isinstance(s.dtype, pd.CategoricalDtype):  # on the integer codes: each category looked up once
-        hit = np.append(s.cat.categories.isin(list(values)), False)  # code −1 (missing) picks the False
-        return hit[s.cat.codes.to_numpy()]
+        codes = s.cat.codes.to_numpy()
+        out = np.zeros(len(py), dtype=bool)
+        for at in np.flatnonzero(s.cat.categories.isin(list(values))):  # a few categories: one compare each
+            out |= codes == at
+        return out
     return s.isin(list(values)).to_numpy(dtype=bool)
 
 
