@@ -75,14 +75,12 @@ def _notna(py: pd.DataFrame, col: str) -> np.ndarray:
 
 
 def _measured(py: pd.DataFrame, *cols: str) -> np.ndarray:
-    """Any of `cols` has a value (shared: the same columns are the denominator of several indicators)."""
-    def compute(py):
-        out = np.zeros(len(py), dtype=bool)
-        for c in cols:
-            if c in py:
-                out |= _memo(f"notna:{c}", py, lambda py: _notna(py, c))
-        return out
-    return _memo(f"measured:{cols}", py, compute)
+    """Any of `cols` has a value (a new array; each column's notna is shared within one `indicator_flags`)."""
+    out = np.zeros(len(py), dtype=bool)
+    for c in cols:
+        if c in py:
+            out |= _memo(f"notna:{c}", py, lambda py: _notna(py, c))
+    return out
 
 
 def _eq(py: pd.DataFrame, col: str, value) -> np.ndarray:
@@ -189,6 +187,7 @@ def kouki_participants(py: pd.DataFrame) -> np.ndarray:
 
 
 def _part_measured(*cols: str) -> Flag:
+    """受診者 with a value in any of `cols`: the denominator of several indicators, made once per call."""
     return lambda py: _memo(f"part_measured:{cols}", py, lambda py: participants(py) & _measured(py, *cols))
 
 
@@ -483,14 +482,23 @@ def derived_columns(ids: Iterable[str] | None = None) -> list[str]:
 
 
 def indicator_flags(py: pd.DataFrame, ids: Iterable[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Evaluate numerator and denominator of each indicator on the person_year frame."""
+    """Evaluate numerator and denominator of each indicator on the person_year frame.
+
+    The numerator is counted only inside the denominator (num & den). An indicator whose denominator
+    is empty (e.g. the 後期 indicators on 国保 rows) gets an empty numerator without evaluating it; the
+    arrays are shared between such indicators: treat every returned array as read-only."""
     out = {}
+    nobody = None
     _MEMO.clear()
     _MEMO["active"] = True
     try:
         for ind in (REGISTRY[i] for i in ids) if ids else INDICATORS:
             den = np.asarray(ind.denominator(py), dtype=bool)
-            num = np.asarray(ind.numerator(py), dtype=bool) & den
+            if den.any():
+                num = np.asarray(ind.numerator(py), dtype=bool) & den
+            else:  # one empty numerator for all of them (less memory, no evaluation)
+                nobody = np.zeros(len(py), dtype=bool) if nobody is None else nobody
+                num = nobody
             out[ind.id] = (num, den)
     finally:
         _MEMO.clear()
