@@ -6,8 +6,8 @@
 Generates synthetic person × fy rows (国保 40–74, ~40 % with a checkup) spread over the 1,741
 municipalities of Japan once (not timed) into Parquet, then times
 
-    Parquet load (pyarrow, compact dtypes: `load_person_year`) → clinical derivations → indicator
-    flags → strata → indicator table
+    Parquet load (pyarrow, compact dtypes: `load_person_year`) → clinical derivations (those the
+    indicators read: `indicators.derived_columns`) → indicator flags → strata → indicator table
     (crude + age-adjusted + 標準化該当比 for every registered indicator, all municipalities)
 
 and the same strata counts for the 健診 indicators computed by two peers from the same Parquet file,
@@ -173,11 +173,16 @@ def load_person_year(path: Path, columns=None) -> pd.DataFrame:
     boolean column without missing values as numpy bool; only a boolean column with missing values
     (判定不能) becomes pandas' nullable boolean."""
     table = pq.read_table(path, columns=columns)
-    nullable = [f.name for f in table.schema if pa.types.is_boolean(f.type) and table.column(f.name).null_count]
-    frame = table.drop_columns(nullable).to_pandas(ignore_metadata=True)
-    for name in nullable:
-        frame[name] = pd.array(table.column(name).to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get))
-    return frame[table.column_names] if nullable else frame
+    names = table.column_names
+    nullable = {f.name: table.column(f.name) for f in table.schema
+                if pa.types.is_boolean(f.type) and table.column(f.name).null_count}
+    # one block per column, each Arrow column freed once converted: the decoded file and the frame are
+    # not both held in full (a lower peak); no consolidation copy
+    frame = table.drop_columns(list(nullable)).to_pandas(ignore_metadata=True, split_blocks=True, self_destruct=True)
+    del table
+    for name, col in nullable.items():
+        frame[name] = pd.array(col.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get))
+    return frame[names] if nullable else frame
 
 
 def run_ours(path: Path, ids=None, columns=None):
@@ -187,7 +192,7 @@ def run_ours(path: Path, ids=None, columns=None):
     # person_id is needed: the 法定報告 減少率 indicators link each person to the previous year (hotei)
     py = load_person_year(path, columns)
     t["load"] = clock.lap()
-    py = clinical.derive_kenshin(py)
+    py = clinical.derive_kenshin(py, indicators.derived_columns(ids))  # what the indicators read
     py["age_band"] = age_band(py["age"].to_numpy())
     t["derive"] = clock.lap()
     flags = indicators.indicator_flags(py, ids)

@@ -255,3 +255,40 @@ def test_age_band_of_integer_ages_equals_the_float_path():
     assert list(fast) == ["<40", "<40", "40-44", "40-44", "45-49", "70-74", "75-79", "85-89", "90+", "90+"]
     assert age_band(pd.Series(ages.astype(np.uint8))).equals(general)
     assert list(age_band(np.array([-1, 40]))) == ["<40", "40-44"] and pd.isna(age_band(pd.Series([np.nan, 41.0]))[0])
+
+
+def test_derived_columns_of_each_indicator_give_its_flags(prepared):
+    """`derived_columns` (Indicator.derived) names every clinical derivation an indicator reads: deriving only
+    those gives the same numerator and denominator as deriving everything (demo person_year re-derived)."""
+    from hsutils.rules import clinical
+
+    raw = prepared.person_year.drop(columns=list(clinical.DERIVED_COLUMNS))
+    full = clinical.derive_kenshin(raw)
+    assert list(full.columns[-len(clinical.DERIVED_COLUMNS):]) == list(clinical.DERIVED_COLUMNS)
+    for ind in indicators.INDICATORS:
+        (num, den), = indicators.indicator_flags(full, [ind.id]).values()
+        some = clinical.derive_kenshin(raw, indicators.derived_columns([ind.id]))
+        (num_s, den_s), = indicators.indicator_flags(some, [ind.id]).values()
+        assert np.array_equal(num, num_s) and np.array_equal(den, den_s), ind.id
+    # the check means something: the derived inputs are present and flag persons in the demo
+    for ind_id in ("metabo", "hokenshido_target", "ref_bp", "ref_kidney", "ref_any", "hba1c8", "egfr45", "bmi25",
+                   "dm_hba1c8", "hg_bp"):
+        (num, den), = indicators.indicator_flags(full, [ind_id]).values()
+        assert num.sum() > 0 and den.sum() > num.sum(), ind_id
+    assert indicators.derived_columns(["kenshin_rate", "hba1c65"]) == []
+    assert indicators.derived_columns(["egfr45", "ref_bp"]) == ["egfr_calc", "ref_bp"]  # DERIVED_COLUMNS order
+    with pytest.raises(ValueError):
+        clinical.derive_kenshin(raw, ["ckd_stage"])
+
+
+def test_derive_kenshin_selected_columns_equal_the_full_derivation(prepared):
+    """A selection derives the same values, in DERIVED_COLUMNS order, and replaces only the selected columns."""
+    from hsutils.rules import clinical
+
+    raw = prepared.person_year.drop(columns=list(clinical.DERIVED_COLUMNS))
+    full = clinical.derive_kenshin(raw)
+    some = clinical.derive_kenshin(raw.assign(ckd_g="keep"), ["ref_any", "ckd_colour", "egfr_calc"])
+    assert list(some.columns[-3:]) == ["egfr_calc", "ckd_colour", "ref_any"]
+    assert (some["ckd_g"] == "keep").all()
+    for col in ("egfr_calc", "ckd_colour", "ref_any"):
+        pd.testing.assert_series_equal(some[col], full[col])

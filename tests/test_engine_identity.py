@@ -410,3 +410,28 @@ def test_count_limits_per_distinct_count_equal_elementwise():
             continue
         el, eu = stats.exact_poisson_limits(v, 0.95) if v < 10 else stats.byar_limits(v, 0.95)
         assert (lower[i], upper[i]) == (el, eu)
+
+
+def test_small_integer_keys_and_all_true_flags_at_the_boundaries():
+    """fy/sex factorised without hashing (`aggregate._factorize_small_ints`): first-seen order like
+    `pd.factorize` (hand-worked), at 16 and 17 possible values (16 is the limit: beyond it `pd.factorize`), with
+    values absent inside the range, several integer types; and a flag true on every row counted in full."""
+    codes, levels = aggregate._factorize_small_ints(np.array([2024, 2022, 2024, 2023, 2022], dtype=np.int16))
+    assert codes.tolist() == [0, 1, 0, 2, 1] and levels.tolist() == [2024, 2022, 2023]
+    assert aggregate._factorize_small_ints(np.arange(2009, 2025)) is not None  # 16 possible values
+    assert aggregate._factorize_small_ints(np.arange(2008, 2025)) is None  # 17: hashed by pd.factorize
+    rng = np.random.default_rng(5)
+    n = 400
+    for values, dtype in ((np.arange(2009, 2025), np.int16), (np.arange(2008, 2025), np.int16),
+                          (np.array([2024, 2020, 2022]), np.int64), (np.array([0, 3]), np.uint8),
+                          (np.array([-3, 7]), np.int8)):
+        col = rng.choice(values, n).astype(dtype)
+        got = aggregate._factorize(pd.Series(col))
+        want = pd.factorize(col)
+        assert np.array_equal(got[0], want[0]) and got[1].tolist() == want[1].tolist()
+        frame = pd.DataFrame({"fy": col, "muni_code": rng.choice(["17201", "17202"], n), "district_code": "",
+                              "sex": rng.integers(1, 3, n).astype(np.int8), "age_band": rng.choice(["40-44", "70-74"], n)})
+        flags = {"everyone": (rng.random(n) < .3, np.ones(n, dtype=bool)), "some": (np.ones(n, bool), rng.random(n) < .5)}
+        got = aggregate.strata_counts(frame, flags)
+        pd.testing.assert_frame_equal(got, reference_strata_counts(frame, flags), check_categorical=True)
+        assert got.loc[got["indicator_id"] == "everyone", "denominator"].sum() == n

@@ -34,17 +34,20 @@ def _factorize(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _factorize_small_ints(values: np.ndarray, most: int = 16) -> tuple[np.ndarray, np.ndarray] | None:
     """`pd.factorize` of an integer column with at most `most` distinct values in a narrow range
-    (fy, sex), without hashing: the same codes and levels (first-seen order), a few passes over
-    one byte per row. None when the column does not qualify."""
+    (fy, sex), without hashing: the same codes and levels (first-seen order), one byte-wide pass per
+    possible value. None when the column does not qualify."""
     lo, hi = int(values.min()), int(values.max())
-    if hi - lo >= 256:
+    if hi - lo >= most:  # more possible values than `most`: not worth a pass each
         return None
-    offset = values if values.dtype == np.uint8 and lo == 0 else (values - np.int64(lo)).astype(np.uint8)
-    present = np.flatnonzero(np.bincount(offset, minlength=hi - lo + 1))
-    if len(present) > most:
-        return None
-    first = np.array([int(np.argmax(offset == v)) for v in present])  # a handful of values
-    order = present[np.argsort(first, kind="stable")]
+    # offsets 0…hi−lo in one byte, subtracted in the column's own type (no int64 copy of the rows)
+    offset = values if values.dtype == np.uint8 and lo == 0 else (values - values.dtype.type(lo)).astype(np.uint8)
+    present, first = [], []
+    for v in range(hi - lo + 1):  # at most `most` values; argmax stops at the first hit
+        at = int(np.argmax(offset == v))
+        if offset[at] == v:
+            present.append(v)
+            first.append(at)
+    order = np.asarray(present)[np.argsort(first, kind="stable")]
     lookup = np.full(hi - lo + 1, -1, dtype=np.int8)
     lookup[order] = np.arange(len(order), dtype=np.int8)
     return lookup[offset], np.asarray(values[np.sort(first)], dtype=object)
@@ -55,27 +58,26 @@ def stratum_codes(frame: pd.DataFrame, keys: Iterable[str] = STRATA_KEYS) -> tup
 
     Returns (codes, levels per key, number of strata). A row with a missing key gets the code
     `size` (one past the last stratum), so that it falls into a spare bin that is never reported.
+    The codes are int32 when every stratum fits (half the bytes of each `take` per count), else int64.
     """
-    code = None
-    levels = []
+    factorized = [_factorize(frame[k]) for k in keys]
+    levels = [u for _, u in factorized]
     radix = 1
+    for u in levels:
+        radix *= max(len(u), 1)
+    code = np.zeros(len(frame), dtype=np.int32 if radix < 2 ** 31 - 1 else np.int64)
     missing = None
-    for k in keys:
-        c, u = _factorize(frame[k])
-        levels.append(u)
-        if code is None:  # the smallest integer type that holds every code (fewer bytes per pass)
-            code = np.zeros(len(frame), dtype=np.int64)
+    # Horner's scheme from the most significant key: code = (…(c_last·m + c)·m + …) + c_first, two
+    # in-place passes per key (the narrow key codes are widened in the add's buffer, not copied)
+    for c, u in reversed(factorized):
+        code *= max(len(u), 1)
+        code += c
         neg = c < 0
         if neg.any():
             missing = neg if missing is None else missing | neg
-        code += c * np.int64(radix)  # in int64 (codes may be int8); a missing key's −1 is overwritten below
-        radix *= max(len(u), 1)
-    if code is None:
-        code = np.zeros(len(frame), dtype=np.int64)
     if missing is not None:
-        code[missing] = radix
-    dtype = np.int32 if radix < 2 ** 31 - 1 else np.int64
-    return code.astype(dtype, copy=False), levels, radix
+        code[missing] = radix  # a missing key's −1 would have borrowed from the next key
+    return code, levels, radix
 
 
 def strata_counts(frame: pd.DataFrame, flags: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -108,7 +110,10 @@ def strata_counts(frame: pd.DataFrame, flags: Mapping[str, tuple[np.ndarray, np.
         of many indicators, an empty numerator) is looked up by its bit-packed value, not recounted."""
         packed = np.packbits(flag).tobytes()  # n/8 bytes: cheap next to the count
         if packed not in counted:
-            counted[packed] = np.bincount(code[flag], minlength=bins)[:size]
+            # positions then `take`: a boolean mask index (`code[flag]`) is about twice as slow on flags
+            # without long runs; a flag true on every row (e.g. the 対象者 of a clean extract) needs neither
+            rows = code if np.count_nonzero(flag) == len(flag) else code.take(np.flatnonzero(flag))
+            counted[packed] = np.bincount(rows, minlength=bins)[:size]
         return counted[packed]
 
     ids, parts = [], []

@@ -125,7 +125,7 @@ def _person_codes(person_id: pd.Series, room: int) -> np.ndarray:
     if values is not None and values.dtype.kind in "iu" and len(values):
         lo, hi = int(values.min()), int(values.max())
         if (hi - lo + 1) * room < 2 ** 62:
-            return values.astype(np.int64) - lo
+            return np.subtract(values, lo, dtype=np.int64)  # one pass, whatever the integer type
     return pd.factorize(person_id, use_na_sentinel=False)[0].astype(np.int64)
 
 
@@ -139,6 +139,8 @@ def _linkable_rows(person: np.ndarray, rows_ev: np.ndarray) -> tuple[np.ndarray,
     if size > 4 * n + 1024:
         return np.arange(n), rows_ev
     several = np.bincount(person, minlength=size) > 1
+    if not several.any():  # one row per person: nothing to link
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
     with_ev = np.zeros(size, dtype=bool)
     with_ev[person[rows_ev]] = True
     return np.flatnonzero((several & with_ev)[person]), rows_ev[several[person[rows_ev]]]
@@ -155,7 +157,7 @@ def previous_year_status(py: pd.DataFrame) -> pd.DataFrame:
     rows or more, one of them 評価対象, are looked up (`_linkable_rows`).
     """
     ev = evaluable(py)
-    completer = ev & py["hokenshido"].isin(GUIDANCE_LEVELS).to_numpy() & _bool(py, "guidance_completed")
+    completer = ev & indicators._isin(py, "hokenshido", GUIDANCE_LEVELS) & _bool(py, "guidance_completed")
     muni = _same_text_codes(py["muni_code"])
     fy = py["fy"].to_numpy()
     fy0 = int(fy.min()) if len(fy) else 0
@@ -219,7 +221,7 @@ def person_flags(py: pd.DataFrame) -> pd.DataFrame:
     prev_m = py["prev_metabo"]
     met_now, yobi_now, none_now = (_eq(py, "metabo", v) for v in ("該当", "予備群", "非該当"))
     hs = py["hokenshido"]
-    hs_target_now = hs.isin(GUIDANCE_LEVELS).to_numpy()
+    hs_target_now = indicators._isin(py, "hokenshido", GUIDANCE_LEVELS)
     hs_known = hs.notna().to_numpy()
     med_now = _eq(py, "hokenshido", "服薬中")
     started, completed = _bool(py, "guidance_started"), _bool(py, "guidance_completed")
@@ -245,7 +247,8 @@ def person_flags(py: pd.DataFrame) -> pd.DataFrame:
     hs_t = ev & hs_target_now
     f.update({"hs_target": hs_t, "hs_started": hs_t & started, "hs_completed": hs_t & completed,
               "hs_med_excluded": ev & med_now})
-    return pd.DataFrame(f, index=py.index)[COUNT_IDS]
+    # the arrays are new (or read-only memos): wrapped, not consolidated into one 2-D copy (~30 bool columns)
+    return pd.DataFrame(f, index=py.index, copy=False)[COUNT_IDS]
 
 
 def reduction_flags(py: pd.DataFrame, kind: str, flags: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from hsutils import stats
 from hsutils.core import vocab
 from hsutils.core.schema import column_absent
 from hsutils.inputs import lookback as claims_lookback
-from hsutils.rules import programs
+from hsutils.rules import clinical, programs
 from hsutils.analysis import aggregate
 from hsutils.core.errors import ParameterError
 
@@ -48,6 +48,9 @@ class Indicator:
     #: months of claims the flag needs before April of the year (docs/hotei.md §7.4): a year with fewer
     #: is 判定不能 (the flag is NA there and the denominator empty), and the footer says so
     history_before_fy: int | None = None
+    #: the clinical derivations (`clinical.DERIVED_COLUMNS`) its numerator and denominator read, so that a
+    #: run of some indicators derives only these (`derived_columns`; tests/test_aggregate_indicators.py checks it)
+    derived: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- column helpers
@@ -64,11 +67,20 @@ def _b(py: pd.DataFrame, col: str) -> np.ndarray:
     return s.fillna(False).astype(bool).to_numpy()
 
 
+def _notna(py: pd.DataFrame, col: str) -> np.ndarray:
+    """Where `col` (present) has a value; a float column straight from numpy (NaN is its missing value)."""
+    s = py[col]
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind == "f":
+        return ~np.isnan(s.to_numpy())
+    return s.notna().to_numpy()
+
+
 def _measured(py: pd.DataFrame, *cols: str) -> np.ndarray:
+    """Any of `cols` has a value (a new array; each column's notna is shared within one `indicator_flags`)."""
     out = np.zeros(len(py), dtype=bool)
     for c in cols:
         if not column_absent(py, c):
-            out |= _memo(f"notna:{c}", py, lambda py: py[c].notna().to_numpy())  # shared by several indicators
+            out |= _memo(f"notna:{c}", py, lambda py: _notna(py, c))  # shared by several indicators
     return out
 
 
@@ -85,7 +97,14 @@ def _eq(py: pd.DataFrame, col: str, value) -> np.ndarray:
 def _isin(py: pd.DataFrame, col: str, values) -> np.ndarray:
     if column_absent(py, col):
         return np.zeros(len(py), dtype=bool)
-    return py[col].isin(list(values)).to_numpy(dtype=bool)
+    s = py[col]
+    if isinstance(s.dtype, pd.CategoricalDtype):  # on the integer codes: each category looked up once
+        codes = s.cat.codes.to_numpy()
+        out = np.zeros(len(py), dtype=bool)
+        for at in np.flatnonzero(s.cat.categories.isin(list(values))):  # a few categories: one compare each
+            out |= codes == at
+        return out
+    return s.isin(list(values)).to_numpy(dtype=bool)
 
 
 def _num(py: pd.DataFrame, col: str) -> np.ndarray:
@@ -119,6 +138,8 @@ def _egfr_any(py: pd.DataFrame) -> np.ndarray:
     """eGFR recomputed from creatinine, else the reported value (docs/rules.md §4.1)."""
     def compute(py):
         calc = _num(py, "egfr_calc")
+        if column_absent(py, "egfr"):  # nothing reported: the recomputed values as they are
+            return calc
         return np.where(np.isnan(calc), _num(py, "egfr"), calc)
     return _memo("egfr_any", py, compute)
 
@@ -167,7 +188,8 @@ def kouki_participants(py: pd.DataFrame) -> np.ndarray:
 
 
 def _part_measured(*cols: str) -> Flag:
-    return lambda py: participants(py) & _measured(py, *cols)
+    """受診者 with a value in any of `cols`: the denominator of several indicators, made once per call."""
+    return lambda py: _memo(f"part_measured:{cols}", py, lambda py: participants(py) & _measured(py, *cols))
 
 
 def _reduction(kind: str, part: int) -> Flag:
@@ -242,60 +264,60 @@ INDICATORS: list[Indicator] = [
               definition="終了者 ÷ 対象者（階層化で積極的支援・動機付け支援）"),
     Indicator("hokenshido_target", "特定保健指導対象者の割合", _flag("guidance_target"),
               _part_measured("hokenshido"), _P, "lower_better", "アウトカム", "§1",
-              definition="積極的支援＋動機付け支援 ÷ 階層化できた受診者"),
+              definition="積極的支援＋動機付け支援 ÷ 階層化できた受診者", derived=("hokenshido",)),
     Indicator("hokenshido_sekkyoku", "積極的支援 対象者の割合", lambda py: _eq(py, "hokenshido", "積極的支援"),
-              _part_measured("hokenshido"), _P, "lower_better", "アウトカム", "§1.3"),
+              _part_measured("hokenshido"), _P, "lower_better", "アウトカム", "§1.3", derived=("hokenshido",)),
     Indicator("hokenshido_douki", "動機付け支援 対象者の割合", lambda py: _eq(py, "hokenshido", "動機付け支援"),
-              _part_measured("hokenshido"), _P, "lower_better", "アウトカム", "§1.3"),
+              _part_measured("hokenshido"), _P, "lower_better", "アウトカム", "§1.3", derived=("hokenshido",)),
     Indicator("hokenshido_reduction", "特定保健指導対象者の減少率", _reduction("hokenshido", 0),
               _reduction("hokenshido", 1),
               f"{POP_EXAMINEES}のうち前年度の特定保健指導終了者（前年度の階層化の対象者で、前年度も評価対象者）",
               "higher_better", "アウトカム", "§7.3",
               definition="法定報告の定義（docs/hotei.md §4.3）: 昨年度の特定保健指導終了者のうち今年度は対象者でなくなった者"
-                         "（服薬中を含む）÷ 昨年度の終了者で今年度も評価対象者"),
+                         "（服薬中を含む）÷ 昨年度の終了者で今年度も評価対象者", derived=("metabo", "hokenshido")),
     Indicator("metabo", "メタボリックシンドローム該当者の割合", lambda py: _eq(py, "metabo", "該当"),
-              _part_measured("metabo"), _P, "lower_better", "アウトカム", "§2", key=True),
+              _part_measured("metabo"), _P, "lower_better", "アウトカム", "§2", key=True, derived=("metabo",)),
     Indicator("metabo_yobi", "メタボリックシンドローム予備群の割合", lambda py: _eq(py, "metabo", "予備群"),
-              _part_measured("metabo"), _P, "lower_better", "アウトカム", "§2"),
+              _part_measured("metabo"), _P, "lower_better", "アウトカム", "§2", derived=("metabo",)),
     Indicator("metabo_reduction", "メタボ該当者・予備群の減少率", _reduction("metabo", 0), _reduction("metabo", 1),
               f"{POP_EXAMINEES}のうち前年度の該当者・予備群（前年度も評価対象者）", "higher_better", "アウトカム", "§7.4",
               definition="法定報告の定義（docs/hotei.md §4.4）: 昨年度の該当者・予備群のうち今年度は非該当 ÷ "
-                         "昨年度の該当者・予備群で今年度も評価対象者"),
+                         "昨年度の該当者・予備群で今年度も評価対象者", derived=("metabo", "hokenshido")),
     Indicator("ref_bp", "血圧 受診勧奨判定値以上", _flag("ref_bp"), _part_measured("sbp", "dbp"),
-              _P, "lower_better", "アウトカム", "§3", key=True, definition="収縮期 ≥140 または 拡張期 ≥90"),
+              _P, "lower_better", "アウトカム", "§3", key=True, definition="収縮期 ≥140 または 拡張期 ≥90", derived=("ref_bp",)),
     Indicator("ref_lipid", "脂質 受診勧奨判定値以上", _flag("ref_lipid"), _part_measured("tg", "ldl", "non_hdl"),
-              _P, "lower_better", "アウトカム", "§3"),
+              _P, "lower_better", "アウトカム", "§3", derived=("ref_lipid",)),
     Indicator("ref_glucose", "血糖 受診勧奨判定値以上", _flag("ref_glucose"),
-              _part_measured("fpg", "casual_glucose", "hba1c"), _P, "lower_better", "アウトカム", "§3"),
+              _part_measured("fpg", "casual_glucose", "hba1c"), _P, "lower_better", "アウトカム", "§3", derived=("ref_glucose",)),
     Indicator("ref_liver", "肝機能 受診勧奨判定値以上", _flag("ref_liver"), _part_measured("ast", "alt", "ggt"),
-              _P, "lower_better", "アウトカム", "§3"),
+              _P, "lower_better", "アウトカム", "§3", derived=("ref_liver",)),
     Indicator("ref_kidney", "腎機能 受診勧奨判定値以上", _flag("ref_kidney"),
               _part_measured("egfr_calc", "urine_protein"), _P, "lower_better", "アウトカム", "§3",
-              definition="eGFR <45 または 尿蛋白 1+ 以上"),
+              definition="eGFR <45 または 尿蛋白 1+ 以上", derived=("ref_kidney", "egfr_calc")),
     Indicator("ref_anemia", "貧血 受診勧奨判定値以上", _flag("ref_anemia"), _part_measured("hemoglobin"),
-              _P, "lower_better", "アウトカム", "§3"),
+              _P, "lower_better", "アウトカム", "§3", derived=("ref_anemia",)),
     Indicator("ref_any", "いずれかの受診勧奨判定値以上", _flag("ref_any"), participants,
-              _P, "lower_better", "アウトカム", "§3"),
+              _P, "lower_better", "アウトカム", "§3", derived=("ref_any",)),
     Indicator("ref_bp_untreated", "血圧 受診勧奨判定値以上で服薬なし",
               lambda py: _b(py, "ref_bp") & ~_b(py, "med_bp") & ~_b(py, "htn_claim"),
               _part_measured("sbp", "dbp"), _P, "lower_better", "アウトカム", "§3",
-              definition="受診勧奨判定値以上、質問票の服薬なし、年度内に高血圧のレセプトなし"),
+              definition="受診勧奨判定値以上、質問票の服薬なし、年度内に高血圧のレセプトなし", derived=("ref_bp",)),
     Indicator("hba1c8", "HbA1c 8.0%以上", _flag("poor_hba1c8"), _part_measured("hba1c"),
-              _P, "lower_better", "アウトカム", "§3.1, §7.5", key=True),
+              _P, "lower_better", "アウトカム", "§3.1, §7.5", key=True, derived=("poor_hba1c8",)),
     Indicator("hba1c65", "HbA1c 6.5%以上", lambda py: _ge(py, "hba1c", 6.5), _part_measured("hba1c"),
               _P, "lower_better", "アウトカム", "§3"),
     Indicator("hg_bp", "血圧 保健指導判定値以上", _flag("hg_bp"), _part_measured("sbp", "dbp"),
-              _P, "lower_better", "アウトカム", "§7.5", definition="収縮期 ≥130 または 拡張期 ≥85"),
+              _P, "lower_better", "アウトカム", "§7.5", definition="収縮期 ≥130 または 拡張期 ≥85", derived=("hg_bp",)),
     Indicator("egfr45", "eGFR 45未満", lambda py: _lt(py, "egfr_calc", 45),
-              _part_measured("egfr_calc"), _P, "lower_better", "アウトカム", "§3, §4", key=True),
+              _part_measured("egfr_calc"), _P, "lower_better", "アウトカム", "§3, §4", key=True, derived=("egfr_calc",)),
     Indicator("egfr60", "eGFR 60未満", lambda py: _lt(py, "egfr_calc", 60),
-              _part_measured("egfr_calc"), _P, "lower_better", "アウトカム", "§3, §4"),
+              _part_measured("egfr_calc"), _P, "lower_better", "アウトカム", "§3, §4", derived=("egfr_calc",)),
     Indicator("urine_protein1", "尿蛋白 1+以上", lambda py: _ge(py, "urine_protein", vocab.URINE_PLUS1),
               _part_measured("urine_protein"), _P, "lower_better", "アウトカム", "§3, §4.3"),
     Indicator("smoking", "喫煙率", _flag("smoking"), _part_measured("smoking"),
               _P, "lower_better", "アウトカム", "§1.2"),
     Indicator("bmi25", "BMI 25以上", lambda py: _ge(py, "bmi_calc", 25),
-              _part_measured("bmi_calc"), _P, "lower_better", "アウトカム", "§1.1"),
+              _part_measured("bmi_calc"), _P, "lower_better", "アウトカム", "§1.1", derived=("bmi_calc",)),
     Indicator("med_bp", "服薬（血圧）", _flag("med_bp"), _part_measured("med_bp"), _P, None, "アウトカム", "§1.4"),
     Indicator("med_glucose", "服薬（血糖）", _flag("med_glucose"), _part_measured("med_glucose"), _P, None,
               "アウトカム", "§1.4"),
@@ -304,21 +326,21 @@ INDICATORS: list[Indicator] = [
     # 糖尿病性腎症重症化予防 (docs/rules.md §5)
     Indicator("dm_untreated", "糖尿病型の未治療者の割合", lambda py: _eq(py, "dkd_treatment", "未治療"),
               lambda py: participants(py) & _b(py, "diabetes_type"), f"{POP_EXAMINEES}のうち糖尿病型",
-              "lower_better", "アウトカム", "§5.1, §5.3", lookback="nephropathy"),
+              "lower_better", "アウトカム", "§5.1, §5.3", lookback="nephropathy", derived=("diabetes_type",)),
     Indicator("dm_interrupted", "糖尿病 治療中断者の割合", lambda py: _eq(py, "dkd_treatment", "治療中断"),
               lambda py: kokuho_target(py) & _b(py, "dkd_diabetes"), f"{POP_TARGET}のうち糖尿病（健診またはレセプト）",
               "lower_better", "アウトカム", "§5.4", lookback="nephropathy"),
     Indicator("dm_egfr45", "糖尿病のうち eGFR 45未満", lambda py: _egfr_any(py) < 45,
               lambda py: participants(py) & _b(py, "dkd_diabetes") & ~np.isnan(_egfr_any(py)),
               f"{POP_EXAMINEES}のうち糖尿病（eGFR 測定あり）", "lower_better", "アウトカム", "§4.2, §5.1",
-              definition="eGFR は再計算値、なければ報告値", lookback="nephropathy"),
+              definition="eGFR は再計算値、なければ報告値", lookback="nephropathy", derived=("egfr_calc",)),
     Indicator("dm_urine_protein1", "糖尿病のうち 尿蛋白 1+以上", lambda py: _ge(py, "urine_protein", vocab.URINE_PLUS1),
               lambda py: participants(py) & _b(py, "dkd_diabetes") & _measured(py, "urine_protein"),
               f"{POP_EXAMINEES}のうち糖尿病（尿蛋白 測定あり）", "lower_better", "アウトカム", "§4.3, §5.1",
               lookback="nephropathy"),
     Indicator("dm_hba1c8", "糖尿病型のうち HbA1c 8.0%以上", _flag("poor_hba1c8"),
               lambda py: participants(py) & _b(py, "diabetes_type") & _measured(py, "hba1c"),
-              f"{POP_EXAMINEES}のうち糖尿病型", "lower_better", "アウトカム", "§3.1, §5"),
+              f"{POP_EXAMINEES}のうち糖尿病型", "lower_better", "アウトカム", "§3.1, §5", derived=("poor_hba1c8", "diabetes_type")),
     Indicator("new_dialysis", "新規人工透析導入者の割合", _flag("new_dialysis"),
               lambda py: kokuho_target(py) & _known("new_dialysis")(py),
               POP_TARGET, "lower_better", "アウトカム", "§12",
@@ -452,15 +474,32 @@ def registry_frame() -> pd.DataFrame:
         "key": i.key, "definition": i.definition} for i in INDICATORS])
 
 
+def derived_columns(ids: Iterable[str] | None = None) -> list[str]:
+    """The clinical derivations (`clinical.DERIVED_COLUMNS`, in that order) that the indicators `ids` (default:
+    every registered indicator) read: `clinical.derive_kenshin(frame, derived_columns(ids))` gives a frame
+    on which `indicator_flags(frame, ids)` is the same as on the fully derived frame (`Indicator.derived`)."""
+    read = {c for ind in ((REGISTRY[i] for i in _registered(ids)) if ids else INDICATORS) for c in ind.derived}
+    return [c for c in clinical.DERIVED_COLUMNS if c in read]
+
+
 def indicator_flags(py: pd.DataFrame, ids: Iterable[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Evaluate numerator and denominator of each indicator on the person_year frame."""
+    """Evaluate numerator and denominator of each indicator on the person_year frame.
+
+    The numerator is counted only inside the denominator (num & den). An indicator whose denominator
+    is empty (e.g. the 後期 indicators on 国保 rows) gets an empty numerator without evaluating it; the
+    arrays are shared between such indicators: treat every returned array as read-only."""
     out = {}
+    nobody = None
     _MEMO.clear()
     _MEMO["active"] = True
     try:
         for ind in (REGISTRY[i] for i in ids) if ids else INDICATORS:
             den = np.asarray(ind.denominator(py), dtype=bool)
-            num = np.asarray(ind.numerator(py), dtype=bool) & den
+            if den.any():
+                num = np.asarray(ind.numerator(py), dtype=bool) & den
+            else:  # one empty numerator for all of them (less memory, no evaluation)
+                nobody = np.zeros(len(py), dtype=bool) if nobody is None else nobody
+                num = nobody
             out[ind.id] = (num, den)
     finally:
         _MEMO.clear()

@@ -34,6 +34,9 @@ only on the rows that need them, and the derived columns join the frame without 
 """
 from __future__ import annotations
 
+import functools
+from typing import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -582,17 +585,23 @@ def _guidance_codes(c: _Cols) -> np.ndarray:
     return _select(in_age, codes, -1)
 
 
-def _referral_arrays(c: _Cols, egfr_values: np.ndarray) -> dict[str, np.ndarray]:
-    """受診勧奨判定値 by item (docs/rules.md §3), False when the item is unmeasured. New arrays."""
-    out = {
-        "ref_bp": _any(c.ge("sbp", 140), c.ge("dbp", 90)),
+def _referral_items(c: _Cols, egfr_values) -> dict:
+    """受診勧奨判定値 by item (docs/rules.md §3), False when the item is unmeasured: item → function making
+    its new array (so that `derive_kenshin` makes only the items asked for). `egfr_values()` gives eGFR."""
+    return {
+        "ref_bp": lambda: _any(c.ge("sbp", 140), c.ge("dbp", 90)),
         # TG: 300 for fasting and casual alike; LDL and non-HDL both checked when measured.
-        "ref_lipid": _any(c.ge("tg", 300), c.ge("ldl", 140), c.ge("non_hdl", 170)),
-        "ref_glucose": _diabetes_array(c),
-        "ref_liver": _any(c.ge("ast", 51), c.ge("alt", 51), c.ge("ggt", 101)),
-        "ref_kidney": _any(egfr_values < 45, c.urine_at_least("urine_protein", URINE_PLUS1)),
-        "ref_anemia": _any(c.male & c.lt("hemoglobin", 12.0), c.female & c.lt("hemoglobin", 11.0)),
+        "ref_lipid": lambda: _any(c.ge("tg", 300), c.ge("ldl", 140), c.ge("non_hdl", 170)),
+        "ref_glucose": lambda: _diabetes_array(c),
+        "ref_liver": lambda: _any(c.ge("ast", 51), c.ge("alt", 51), c.ge("ggt", 101)),
+        "ref_kidney": lambda: _any(egfr_values() < 45, c.urine_at_least("urine_protein", URINE_PLUS1)),
+        "ref_anemia": lambda: _any(c.male & c.lt("hemoglobin", 12.0), c.female & c.lt("hemoglobin", 11.0)),
     }
+
+
+def _referral_arrays(c: _Cols, egfr_values: np.ndarray) -> dict[str, np.ndarray]:
+    """受診勧奨判定値 by item and ref_any (docs/rules.md §3), False when the item is unmeasured. New arrays."""
+    out = {name: make() for name, make in _referral_items(c, lambda: egfr_values).items()}
     out["ref_any"] = _any(*out.values())
     return out
 
@@ -612,12 +621,17 @@ def _guidance_flag_arrays(c: _Cols, egfr_values: np.ndarray) -> dict[str, np.nda
     return out
 
 
-def _poor_control_arrays(c: _Cols) -> dict[str, np.ndarray]:
-    """Poor control (docs/rules.md §3.1): HbA1c ≥8.0; SBP ≥160 or DBP ≥100. New arrays."""
+def _poor_control_items(c: _Cols) -> dict:
+    """Poor control (docs/rules.md §3.1): HbA1c ≥8.0; SBP ≥160 or DBP ≥100: item → function making its new array."""
     return {
-        "poor_hba1c8": _any(c.ge("hba1c", 8.0)),
-        "poor_bp160": _any(c.ge("sbp", 160), c.ge("dbp", 100)),
+        "poor_hba1c8": lambda: _any(c.ge("hba1c", 8.0)),
+        "poor_bp160": lambda: _any(c.ge("sbp", 160), c.ge("dbp", 100)),
     }
+
+
+def _poor_control_arrays(c: _Cols) -> dict[str, np.ndarray]:
+    """Poor control (docs/rules.md §3.1), new arrays."""
+    return {name: make() for name, make in _poor_control_items(c).items()}
 
 
 def _diabetes_array(c: _Cols) -> np.ndarray:
@@ -708,43 +722,59 @@ DERIVED_COLUMNS = (
 )
 
 
-def derive_kenshin(df: pd.DataFrame) -> pd.DataFrame:
-    """All 健診 derivations (docs/internal_api.md) added to a copy of the canonical kenshin frame.
+def derive_kenshin(df: pd.DataFrame, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """The 健診 derivations (docs/internal_api.md) added to a copy of the canonical kenshin frame: all of
+    them, or only `columns` (names of `DERIVED_COLUMNS`; the same values, and only the work they need).
 
     bmi_calc (reported BMI, else from height/weight rounded to 0.1; §1.1), egfr_calc and egfr_source
     ("計算" from creatinine, else "報告値"; §4.1), ckd_g/ckd_a/ckd_colour (§4.2–4.4), metabo (§2),
     hokenshido (§1), ref_* (§3), hg_bp (§3, §7.5), poor_hba1c8/poor_bp160 (§3.1),
     diabetes_type (§5.1). Labels are pandas Categorical (NaN when undefined); flags plain bool.
-    Existing columns with these names are replaced.
+    Existing columns with these names are replaced. The columns keep the order of `DERIVED_COLUMNS`.
     """
+    if columns is None:
+        wanted = DERIVED_COLUMNS
+    else:
+        asked = set(columns)
+        unknown = sorted(asked.difference(DERIVED_COLUMNS))
+        if unknown:
+            raise ValueError(f"not a derived column: {unknown} (clinical.DERIVED_COLUMNS)")
+        wanted = tuple(col for col in DERIVED_COLUMNS if col in asked)
     c = _Cols(df)
     index = df.index
-    egfr_values, egfr_src = _egfr_resolved(c)
-    g = _g_codes(egfr_values)
-    urine = c.urine("urine_protein")
-    a = np.full(c.n, -1, dtype=np.int8) if urine is None else _a_codes(urine)
+    # intermediate results shared by several columns, each made at most once and only when needed
+    egfr = functools.cache(lambda: _egfr_resolved(c))
+    g = functools.cache(lambda: _g_codes(egfr()[0]))
+
+    @functools.cache
+    def a():
+        urine = c.urine("urine_protein")
+        return np.full(c.n, -1, dtype=np.int8) if urine is None else _a_codes(urine)
 
     def cat(codes, categories):
         return pd.Categorical.from_codes(codes, categories=list(categories))
 
-    new = {
-        "bmi_calc": _bmi_resolved(c),
-        "egfr_calc": egfr_values,
-        "egfr_source": cat(egfr_src, EGFR_SOURCES),
-        "ckd_g": cat(g, G_STAGES),
-        "ckd_a": cat(a, A_STAGES),
-        "ckd_colour": cat(_colour_codes(g, a), CKD_RISK_LEVELS),
-        "metabo": cat(_metabo_codes(c), METABO_LEVELS),
-        "hokenshido": cat(_guidance_codes(c), GUIDANCE_LEVELS),
+    referral = {name: functools.cache(make) for name, make in _referral_items(c, lambda: egfr()[0]).items()}
+    makers = {
+        "bmi_calc": lambda: _bmi_resolved(c),
+        "egfr_calc": lambda: egfr()[0],
+        "egfr_source": lambda: cat(egfr()[1], EGFR_SOURCES),
+        "ckd_g": lambda: cat(g(), G_STAGES),
+        "ckd_a": lambda: cat(a(), A_STAGES),
+        "ckd_colour": lambda: cat(_colour_codes(g(), a()), CKD_RISK_LEVELS),
+        "metabo": lambda: cat(_metabo_codes(c), METABO_LEVELS),
+        "hokenshido": lambda: cat(_guidance_codes(c), GUIDANCE_LEVELS),
+        **referral,
+        "ref_any": lambda: _any(*(make() for make in referral.values())),
+        "hg_bp": lambda: _any(_hg_bp(c)),
+        **_poor_control_items(c),
+        "diabetes_type": lambda: _diabetes_array(c),
     }
-    new.update(_referral_arrays(c, egfr_values))
-    new["hg_bp"] = _any(_hg_bp(c))
-    new.update(_poor_control_arrays(c))
-    new["diabetes_type"] = _diabetes_array(c)
-    del c  # drop the cached masks before the frame is assembled
+    new = {name: makers[name]() for name in wanted}
+    del makers, referral, egfr, g, a, c  # drop the cached masks (held by the makers too) before the frame is assembled
     # Every array above is new and used once, so the columns wrap them without a copy
     # (Series(copy=False) + concat; a DataFrame from plain arrays would copy them all).
     added = pd.DataFrame({name: pd.Series(v, index=index, copy=False) for name, v in new.items()},
                          index=index, copy=False)
-    base = df.drop(columns=[col for col in DERIVED_COLUMNS if col in df.columns])
+    base = df.drop(columns=[col for col in wanted if col in df.columns])
     return pd.concat([base, added], axis=1)
