@@ -132,6 +132,35 @@ def test_warm_up_imports_change_no_global_state():
         "rc": True, "pandas": True, "warnings": True, "numpy": True, "printoptions": True, "env": True, "cwd": True}
 
 
+def test_warm_up_imports_what_hsutils_imports_in_every_run_without_changing_global_state():
+    """Notebooks that import hsutils also get `HSUTILS_RUN_IMPORTS` (openpyxl for the xlsx, pandas'
+    Styler for the tables), which change none of the global state a run could see; notebooks that
+    do not import hsutils do not get them."""
+    import subprocess
+    import sys
+
+    code = SNAPSHOT.split("from hsutils.running import warm")[0] + """
+from hsutils.running import warm
+warm.warm_up(("pandas",))
+extra_without_hsutils = [m for m in warm.HSUTILS_RUN_IMPORTS if m in sys.modules]
+run_imports, warm.HSUTILS_RUN_IMPORTS = warm.HSUTILS_RUN_IMPORTS, ()
+warm.warm_up(("hsutils.publish.plots", "hsutils.publish.report"))
+before = snapshot()
+missing_before = [m for m in run_imports if m not in sys.modules]
+warm.HSUTILS_RUN_IMPORTS = run_imports
+warm.warm_up(("hsutils.publish.plots", "hsutils.publish.report"))
+after = snapshot()
+print(json.dumps({**{k: before[k] == after[k] for k in before}, "without_hsutils": extra_without_hsutils,
+                  "missing_before": missing_before, "missing_after": [m for m in run_imports if m not in sys.modules]}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result.pop("missing_before") == list(warm.HSUTILS_RUN_IMPORTS)  # imported by the warm-up, not before
+    assert result == {
+        "rc": True, "pandas": True, "warnings": True, "numpy": True, "printoptions": True, "env": True, "cwd": True,
+        "without_hsutils": [], "missing_after": []}
+
+
 def test_warm_up_fills_package_caches_without_changing_global_state():
     """The warm-up also draws the Japanese font once and computes the NDB reference rates (package
     data only): the same global state as the imports alone, and the caches are filled."""

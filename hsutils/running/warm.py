@@ -2,8 +2,9 @@
 
 A batch worker process keeps one *pre-started* Jupyter kernel that has already imported the
 modules the batch's notebooks import (`notebook_imports`, `warm_up`: pandas, matplotlib, the
-hsutils modules; the Japanese font is registered by importing `hsutils.publish.plots`) but holds
-no run state. A run takes that kernel, uses
+hsutils modules; the Japanese font is registered by importing `hsutils.publish.plots`), and the
+modules hsutils itself imports in every run (`HSUTILS_RUN_IMPORTS`: openpyxl, pandas' Styler), but
+holds no run state. A run takes that kernel, uses
 it exactly once and shuts it down; the next run's kernel starts and imports as soon as a run has
 taken its kernel, i.e. while that run computes (on another core when there is one).
 No namespace is ever reused, so nothing leaks from one run into the next; what differs from a
@@ -71,6 +72,15 @@ def notebook_imports(paths) -> tuple[str, ...]:
     return tuple(found)
 
 
+#: Modules hsutils imports inside every run when it first needs them: openpyxl for the notebook's
+#: xlsx (`report.write_xlsx`), pandas' Styler (and with it jinja2) for `report.display_table`.
+#: About 1 CPU-s of each run on this project's 2-core reference machine (issue 18 §1); a warm kernel
+#: whose notebooks import hsutils imports them beforehand. They change no global setting
+#: (tests/test_batch_warm.py).
+HSUTILS_RUN_IMPORTS = ("openpyxl", "openpyxl.cell", "openpyxl.styles", "openpyxl.utils",
+                       "pandas.io.formats.style")
+
+
 def enabled() -> bool:
     return os.environ.get(ENV_WARM, "1").strip().lower() not in ("0", "false", "no", "off")
 
@@ -81,12 +91,15 @@ def enabled() -> bool:
 
 def warm_up(modules: tuple[str, ...]) -> None:
     """Import the notebooks' modules (`notebook_imports`; `hsutils.publish.plots` registers the
-    Japanese font when imported). `from x import y` gives both `x` and `x.y`: `x.y` is imported only
+    Japanese font when imported) and, when they import hsutils, what hsutils imports during every
+    run (`HSUTILS_RUN_IMPORTS`). `from x import y` gives both `x` and `x.y`: `x.y` is imported only
     when it is a submodule. A module that fails to import is left to the notebook, whose own import
     then reports the error."""
     import importlib
     import importlib.util
 
+    if any(name == "hsutils" or name.startswith("hsutils.") for name in modules):
+        modules = (*modules, *HSUTILS_RUN_IMPORTS)
     for name in modules:
         try:
             parent, _, leaf = name.rpartition(".")
