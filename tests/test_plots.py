@@ -262,6 +262,32 @@ def test_charts_keep_japanese_font_after_seaborn_set_theme(tmp_path):
         assert matplotlib.rcParams["font.family"][0] == "IPAexGothic"
 
 
+def test_a_chart_draws_in_the_committee_style_wherever_it_is_saved(tmp_path):
+    """A figure the module made is drawn in the committee style also when it is saved outside
+    `style()` under another global style (issue 18: `styled` only lays it out, the draws are
+    styled): an artist sees the committee font while the figure draws, tick labels are in
+    IPAexGothic, and no global setting changed."""
+    import seaborn as sns
+
+    seen = []
+
+    class Probe(matplotlib.artist.Artist):
+        def draw(self, renderer):
+            seen.append(list(matplotlib.rcParams["font.family"]))
+
+    fig = plots.trend_chart(trend_frame(), x="fy", y="value", lower="lower", upper="upper", series_col="sex",
+                            title="受診率の推移", footer=FOOT).figure
+    fig.add_artist(Probe())
+    with matplotlib.rc_context():
+        sns.set_theme()
+        before = dict(matplotlib.rcParams)
+        fig.savefig(tmp_path / "outside.png", dpi=60)
+        assert dict(matplotlib.rcParams) == before  # drawing changed no global setting
+    assert seen and seen[0][0] == "IPAexGothic" != before["font.family"][0]
+    ticks = fig.axes[0].get_xticklabels() + fig.axes[0].get_yticklabels()
+    assert ticks and {t.get_fontfamily()[0] for t in ticks} == {"IPAexGothic"}
+
+
 @pytest.mark.parametrize("comparison, polarity, label", [
     ("有意に高い", "higher_better", "良い"), ("有意に低い", "higher_better", "悪い"),
     ("有意に高い", "lower_better", "悪い"), ("有意に低い", "lower_better", "良い"),
