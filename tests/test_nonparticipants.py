@@ -268,3 +268,84 @@ def test_trend_table_reuses_the_classified_year():
     pd.testing.assert_frame_equal(known, before)
     this = plain[(plain["fy"] == FY) & (plain["series"] == "受診率")]
     assert this[["numerator", "denominator"]].values.tolist() == [[1, 3]]  # b of a, b, c
+
+
+# ---------------------------------------------------------------------------------------------
+# per-municipality counts (notebook 08 reads only its own municipality's rows, docs/design.md §8.1)
+
+
+def _two_town_cache(tmp_path):
+    """17201: A (2023 受診, 2024 未受診 without claims), B (2024 受診); 17324: C (2023 未受診, 2024 受診);
+    M moves 17201 (2023 受診) → 17324 (2024 未受診, a diabetes claim in 202410). 17999 is in the
+    master but has no rows."""
+    from hsutils.analysis import pipeline
+
+    rows = [person("A", fy=FY - 1, kenshin=True), person("A"), person("B", kenshin=True),
+            person("C", fy=FY - 1, muni="17324"), person("C", kenshin=True, muni="17324"),
+            person("M", fy=FY - 1, kenshin=True), person("M", muni="17324")]
+    py = frame(rows)
+    claims = pd.DataFrame([claim("M", 202410, diabetes=True)])
+    pipeline.write_partitioned(py, tmp_path, {"enrollment": py[["person_id", "fy", "muni_code"]],
+                                              "claims_monthly": claims})
+    (tmp_path / "meta.json").write_text('{"data_hash": "x", "cache_version": "6", "fiscal_years": [2023, 2024]}',
+                                        encoding="utf-8")
+    pd.DataFrame({"muni_code": ["17201", "17324", "17999"], "name": ["金沢市", "川北町", "空町"],
+                  "pref_code": "17"}).to_parquet(tmp_path / "municipalities.parquet")
+    for name in ("strata", "districts", "import_summary", "exclusions"):
+        pd.DataFrame({"x": [1]}).to_parquet(tmp_path / f"{name}.parquet")
+    return py, claims
+
+
+def test_municipal_counts_from_each_municipality_with_a_mover(tmp_path, monkeypatch):
+    """Hand-worked: 2023 17201 A, M 受診 (2 of 2, ever 2); 17324 C 未受診, no care (ever 0).
+    2024 17201 A no care (ever 1: 受診 in 2023), B 受診; 17324 C 受診, M 治療中 — at 17324 M has no
+    受診 history (the history is the same 保険者's), so ever 1 of 2. 17999 has no rows: no row.
+    The same counts as classifying the whole prefecture at once; the second call reads the saved table."""
+    from hsutils.analysis import pipeline
+
+    py, claims = _two_town_cache(tmp_path)
+    prepared = pipeline.load_prepared(tmp_path, with_tables=npt.TABLES, munis=["17324"])
+    assert sorted(prepared.person_year["person_id"]) == ["C", "C", "M"]  # the run's own rows only
+    got = npt.municipal_counts(prepared)
+    assert got.columns.tolist() == ["fy", "muni_code", *npt.MUNI_COUNT_COLUMNS]
+    # fy, muni, target, examinees, treated, other care, no care, ever
+    assert got.values.tolist() == [[2023, "17201", 2, 2, 0, 0, 0, 2], [2024, "17201", 2, 1, 0, 0, 1, 2],
+                                   [2023, "17324", 1, 0, 0, 0, 1, 0], [2024, "17324", 2, 1, 1, 0, 0, 1]]
+    for fy in (FY - 1, FY):
+        whole = npt.muni_counts(npt.classify(py, claims, fy))
+        mine = got[got["fy"] == fy].drop(columns="fy").reset_index(drop=True)
+        assert mine.values.tolist() == whole.values.tolist()
+    monkeypatch.setattr(npt, "classify", lambda *a, **k: pytest.fail("classified again"))
+    pd.testing.assert_frame_equal(npt.municipal_counts(prepared), got)
+    # one saved table for these parameters
+    assert len(list((tmp_path / "derived").glob("nonparticipant_counts_*.parquet"))) == 1
+
+
+def test_tables_from_counts_equal_the_tables_from_rows(tmp_path):
+    """whatif_table, comparison_table and the trends from the per-municipality counts are the tables
+    of the classified rows of the whole prefecture (values, dtypes, order); a fiscal year not in the
+    data counts 0 of 0 (as classifying it gives no rows)."""
+    from hsutils.analysis import pipeline
+
+    py, claims = _two_town_cache(tmp_path)
+    prepared = pipeline.load_prepared(tmp_path, with_tables=npt.TABLES, munis=["17201"])
+    counts = npt.municipal_counts(prepared)
+    this = counts[counts["fy"] == FY]
+    rows = npt.classify(py, claims, FY)
+    shares = {npt.SEG_TREATED: 0.5, npt.SEG_NO_CARE: 1.0}
+    pd.testing.assert_frame_equal(npt.whatif_table(this, shares, 60.0), npt.whatif_table(rows, shares, 60.0))
+    w = npt.whatif_table(this, shares, 60.0).set_index("area_code")
+    assert w.loc["計", ["target", "examinees", "needed"]].tolist() == [4, 2, 1]  # ⌈4 × 0.6⌉ − 2
+    assert w.loc["17324", "added"] == 0.5  # M (治療中) × 0.5
+    pd.testing.assert_frame_equal(npt.comparison_table(this), npt.comparison_table(rows))
+    areas_ = {"川北町": "17324", "県": None}
+    years = [FY - 2, FY - 1, FY]  # 2022 is not in the data
+    for params in (npt.NonparticipantParams(), npt.NonparticipantParams(history_years=1)):
+        c = npt.municipal_counts(prepared, params)
+        from_counts = npt.trend_from_counts(c, years, areas_, prepared.fiscal_years, params)
+        pd.testing.assert_frame_equal(from_counts, npt.trend_table(py, claims, years, areas_, params))
+    t = from_counts.set_index(["area", "fy", "series"])
+    assert t.loc[("川北町", FY - 2, "受診率"), ["numerator", "denominator"]].tolist() == [0, 0]
+    assert t.loc[("県", FY, "受診率"), ["numerator", "denominator"]].tolist() == [2, 4]
+    assert t.loc[("県", FY, "1回以上受診（過去の年度を含む）"), ["numerator", "denominator"]].tolist() == [3, 4]
+    assert ("県", FY - 1, "1回以上受診（過去の年度を含む）") not in t.index  # no history year before 2023

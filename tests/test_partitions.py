@@ -52,6 +52,56 @@ def test_partitions_hold_the_municipality_rows_and_the_movers_history(tmp_path):
     assert "unread_columns" not in kanazawa.attrs
 
 
+def _small_cache(tmp_path):
+    py, tables = _tables()
+    pipeline.write_partitioned(py, tmp_path, tables)
+    (tmp_path / "meta.json").write_text('{"data_hash": "h1", "cache_version": "6", "fiscal_years": [2022, 2023]}',
+                                        encoding="utf-8")
+    return py, tables
+
+
+def test_each_municipality_reads_what_a_municipal_run_reads(tmp_path):
+    """One municipality at a time: its own person_year rows and its persons' whole claims history
+    (the mover P2 in both), as `load_prepared(munis=[m])` would read them; only partitions that exist."""
+    py, tables = _small_cache(tmp_path)
+    assert pipeline.partition_munis(tmp_path) == ["17201", "17324"]
+    got = list(pipeline.each_municipality(tmp_path, {"claims_monthly": ("person_id", "ym")}))
+    assert [m for m, _, _ in got] == ["17201", "17324"]
+    for muni, person_year, t in got:
+        pd.testing.assert_frame_equal(person_year, py[py["muni_code"] == muni])
+    assert got[0][2]["claims_monthly"]["ym"].tolist() == [202205, 202206, 202305, 202304]  # P2 ×2, P1, P9
+    assert got[1][2]["claims_monthly"]["ym"].tolist() == [202205, 202207, 202305]  # P2 ×2, P3
+    only = list(pipeline.each_municipality(tmp_path, munis=["17324"]))
+    assert [m for m, _, _ in only] == ["17324"] and only[0][2] == {}
+
+
+def test_derived_table_is_built_once_per_cache_and_key(tmp_path):
+    """The first call builds and writes `derived/<name>_<key>.parquet` and returns what was written (read
+    back); the second call with the same key reads it without building; another key (or another
+    data hash of the cache) builds again."""
+    _small_cache(tmp_path)
+    calls = []
+
+    def build():
+        calls.append(1)
+        return pd.DataFrame({"muni_code": ["17201", "17324"], "n": np.array([3, 2], dtype=np.int64)})
+
+    first, built = pipeline.derived_table(tmp_path, "demo", build, key=(1, {"months": 12}))
+    assert built and len(calls) == 1
+    assert first["n"].tolist() == [3, 2] and first["muni_code"].tolist() == ["17201", "17324"]
+    again, built = pipeline.derived_table(tmp_path, "demo", build, key=(1, {"months": 12}))
+    assert not built and len(calls) == 1
+    pd.testing.assert_frame_equal(again, first)
+    assert len(list((tmp_path / "derived").glob("demo_*.parquet"))) == 1
+    assert not list((tmp_path / "derived").glob(".*"))  # no temporary file left (atomic write)
+    _, built = pipeline.derived_table(tmp_path, "demo", build, key=(1, {"months": 13}))
+    assert built and len(calls) == 2
+    (tmp_path / "meta.json").write_text('{"data_hash": "h2", "cache_version": "6"}', encoding="utf-8")
+    _, built = pipeline.derived_table(tmp_path, "demo", build, key=(1, {"months": 12}))
+    assert built and len(calls) == 3
+    assert len(list((tmp_path / "derived").glob("demo_*.parquet"))) == 3
+
+
 def test_partition_members_lists_every_municipality_of_a_person():
     _, tables = _tables()
     m = pipeline.partition_members(tables["enrollment"])

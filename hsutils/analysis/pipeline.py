@@ -800,9 +800,22 @@ def load_prepared(cache_dir: Path, with_tables=False, munis=None) -> Prepared:
     `claims_monthly.attrs["first_ym"]` (the look-back is the data's, docs/hotei.md §7).
     """
     cache_dir = _existing_cache(cache_dir)
-    meta = json.loads((cache_dir / "meta.json").read_text(encoding="utf-8"))
-    scope = _scope_munis(munis)
+    meta = _cache_meta(cache_dir)
     rd = lambda n: pd.read_parquet(cache_dir / f"{n}.parquet")  # noqa: E731
+    person_year, tables = _read_person_rows(cache_dir, meta, with_tables, _scope_munis(munis))
+    return Prepared(person_year=person_year, strata=rd("strata"),
+                    municipalities=rd("municipalities"), districts=rd("districts"),
+                    import_summary=rd("import_summary"), exclusions=rd("exclusions"), tables=tables, meta=meta,
+                    cache_dir=cache_dir)
+
+
+def _cache_meta(cache_dir: Path) -> dict:
+    return json.loads((Path(cache_dir) / "meta.json").read_text(encoding="utf-8"))
+
+
+def _read_person_rows(cache_dir: Path, meta: dict, with_tables, scope) -> tuple[pd.DataFrame, dict]:
+    """person_year and the `with_tables` tables (`load_prepared`) of the municipalities `scope`
+    (None: all), the claims carrying the data's first claims month."""
     tables = {}
     columns = dict(with_tables) if isinstance(with_tables, Mapping) else {}
     if with_tables:
@@ -814,10 +827,56 @@ def load_prepared(cache_dir: Path, with_tables=False, munis=None) -> Prepared:
         if "claims_monthly" in tables and first is not None:
             tables["claims_monthly"].attrs["first_ym"] = int(first)
     person_year = read_partitioned(cache_dir / "person_year", scope, columns=columns.get("person_year"))
-    return Prepared(person_year=person_year, strata=rd("strata"),
-                    municipalities=rd("municipalities"), districts=rd("districts"),
-                    import_summary=rd("import_summary"), exclusions=rd("exclusions"), tables=tables, meta=meta,
-                    cache_dir=cache_dir)
+    return person_year, tables
+
+
+# ---------------------------------------------------------------- derived prefecture tables
+#
+# docs/design.md §8.1: what a municipal notebook shows of the other municipalities (a funnel, the
+# reference's trend) is counted once per cache, one municipality's partitions at a time
+# (`each_municipality`), and kept as a small table in `<cache>/derived/` (`derived_table`): the
+# municipal run itself reads only its own municipality's person rows.
+
+DERIVED_DIR = "derived"
+
+
+def partition_munis(cache_dir: Path) -> list[str]:
+    """The municipalities with person_year rows in the cache (its partition folders), in code order."""
+    folder = Path(cache_dir) / "person_year"
+    prefix = f"{PARTITION_KEY}="
+    return sorted(p.name[len(prefix):] for p in folder.glob(f"{prefix}*") if p.is_dir() and any(p.glob("*/*.parquet")))
+
+
+def each_municipality(cache_dir: Path, with_tables=False, munis=None):
+    """(municipality code, person_year, tables) for each municipality of the cache (`munis`, None:
+    every partition, `partition_munis`), read as a municipal run reads them (`load_prepared(...,
+    munis=[code])`: its own person_year rows, its persons' whole history, `with_tables` as there).
+    A generator: one municipality's rows in memory at a time (a loop over partitions, not persons)."""
+    cache_dir = _existing_cache(cache_dir)
+    meta = _cache_meta(cache_dir)
+    for muni in (partition_munis(cache_dir) if munis is None else [str(m) for m in munis]):
+        person_year, tables = _read_person_rows(cache_dir, meta, with_tables, [muni])
+        yield muni, person_year, tables
+
+
+def derived_table(cache_dir: Path, name: str, build, key=()) -> tuple[pd.DataFrame, bool]:
+    """A table derived from the whole cache, computed once per cache: `<cache>/derived/<name>_<k>.parquet`
+    where k hashes the cache's data hash and version with `key` (the parameters it depends on,
+    JSON-serialisable). Read when it exists; otherwise `build()` is called, its frame written
+    atomically (batch runs of several municipalities may build it at once) and read back, so the
+    first run returns exactly what later runs read. Returns (table, built)."""
+    cache_dir = _existing_cache(cache_dir)
+    meta = _cache_meta(cache_dir)
+    source = [meta.get("data_hash"), meta.get("cache_version"), list(key)]
+    digest = hashlib.sha256(json.dumps(source, sort_keys=True, default=list).encode()).hexdigest()[:16]
+    path = cache_dir / DERIVED_DIR / f"{name}_{digest}.parquet"
+    built = not path.exists()
+    if built:
+        table = build()
+        with files.atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
+        del table
+    return pd.read_parquet(path), built
 
 
 def prepare(data_dir: Path, cache_dir: Path | None = None, column_map=None, with_tables: bool = False) -> Prepared:

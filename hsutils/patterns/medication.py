@@ -774,38 +774,32 @@ def prefecture_flags(prepared, fys, p: MedicationParams) -> tuple[dict[int, pd.D
     "area"); this reads the other municipalities' prescriptions once and keeps the flags in the
     cache folder (`derived/medication_flags_<key>.parquet`, person-level, so under confidential/
     like the cache itself), keyed by the cache's data hash, the parameters and the years: later
-    runs (another municipality of the batch, the same notebook again) read the small saved table.
+    runs (another municipality of the batch, the same notebook again) read the small saved table
+    (`pipeline.derived_table`).
     The flags are the same as `yearly_flags(monthly_counts(all prescriptions))` (docs/design.md §8.1)."""
-    import hashlib
-    import json
     from dataclasses import asdict
 
     from hsutils.analysis import pipeline
-    from hsutils.core import files
 
     cache = Path(prepared.cache_dir)
     person_year = pipeline.read_partitioned(cache / "person_year", columns=PERSON_YEAR_COLUMNS)
     fys = sorted({int(f) for f in fys})
     spec = {k: v for k, v in asdict(p).items() if k != "rules"}
-    source = [PREFECTURE_FLAGS_VERSION, prepared.meta.get("data_hash"), prepared.meta.get("cache_version")]
-    key = hashlib.sha256(json.dumps([*source, spec, fys], sort_keys=True, default=list).encode()).hexdigest()[:16]
-    path = cache / "derived" / f"medication_flags_{key}.parquet"
-    if path.exists():
-        saved = pd.read_parquet(path)
-        return {fy: saved[saved["fy"] == fy].drop(columns="fy").reset_index(drop=True) for fy in fys}, person_year
-    print(PREFECTURE_FIRST_RUN, flush=True)
-    rx_dir = cache / "prescriptions"
-    rx = pipeline.read_partitioned(rx_dir, columns=PRESCRIPTION_COLUMNS) if pipeline.has_parts(rx_dir) else None
-    if rx is not None and len(rx):
-        monthly = monthly_counts(rx, p)
-    else:
-        monthly = monthly_from_claims(pipeline.read_partitioned(
-            cache / "claims_monthly", columns=("person_id", "muni_code", "ym", "n_drugs", "n_institutions")))
-    yearly = yearly_flags(monthly, fys, p)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with files.atomic_path(path) as tmp:  # batch runs of several municipalities may write it at once
-        pd.concat([f.assign(fy=fy) for fy, f in yearly.items()], ignore_index=True).to_parquet(tmp, index=False)
-    return yearly, person_year
+
+    def build() -> pd.DataFrame:
+        print(PREFECTURE_FIRST_RUN, flush=True)
+        rx_dir = cache / "prescriptions"
+        rx = pipeline.read_partitioned(rx_dir, columns=PRESCRIPTION_COLUMNS) if pipeline.has_parts(rx_dir) else None
+        if rx is not None and len(rx):
+            monthly = monthly_counts(rx, p)
+        else:
+            monthly = monthly_from_claims(pipeline.read_partitioned(
+                cache / "claims_monthly", columns=("person_id", "muni_code", "ym", "n_drugs", "n_institutions")))
+        yearly = yearly_flags(monthly, fys, p)
+        return pd.concat([f.assign(fy=fy) for fy, f in yearly.items()], ignore_index=True)
+
+    saved, _ = pipeline.derived_table(cache, "medication_flags", build, key=(PREFECTURE_FLAGS_VERSION, spec, fys))
+    return {fy: saved[saved["fy"] == fy].drop(columns="fy").reset_index(drop=True) for fy in fys}, person_year
 
 
 def flag_rates_by(yearly: dict[int, pd.DataFrame], person_year: pd.DataFrame, by: str | None,

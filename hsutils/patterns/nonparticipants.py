@@ -197,6 +197,63 @@ def _indicator_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
+#: Per municipality × fiscal year counts (`muni_counts`, `municipal_counts`): what the what-if, the comparison
+#: across municipalities and the trends count. `ever`: participated this year or in the history years.
+MUNI_COUNT_COLUMNS = ["target", "examinees", *CARE_COLUMNS.values(), "ever"]
+#: comparison indicator -> its numerator among MUNI_COUNT_COLUMNS (the denominator is `target`)
+COMPARISON_NUMERATORS = {"share_treated": "seg_treated", "share_no_care": "seg_no_care", "ever_rate": "ever",
+                         "kenshin_rate": "examinees"}
+
+
+def muni_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """`MUNI_COUNT_COLUMNS` (int64) per municipality of classify() rows, in code order: muni_code, ...
+    (municipalities without a 対象者 row are absent)."""
+    ind = _indicator_columns(frame)[MUNI_COUNT_COLUMNS[:-1]]
+    ind["ever"] = _numerators(frame)["ever_rate"].astype(np.int64)
+    ind["muni_code"] = frame["muni_code"].to_numpy()
+    return ind.groupby("muni_code")[MUNI_COUNT_COLUMNS].sum().reset_index()
+
+
+def _as_counts(frames: pd.DataFrame) -> pd.DataFrame:
+    """classify() rows as `muni_counts`; a `muni_counts` / `municipal_counts` table of one year as it is."""
+    return muni_counts(frames) if "participated" in frames else frames
+
+
+MUNICIPAL_COUNTS_VERSION = 1  # bump when classify() or muni_counts() change, so saved counts are not reused
+MUNICIPAL_FIRST_RUN = ("【初回のみ】市町比較・仮定の表・比較地域の推移のため、県内全市町の対象者を市町ごとに分類して"
+                       "数え、集計キャッシュに保存します。次回からは、同じデータ・同じ条件なら保存した結果を使います。")
+
+
+def municipal_counts(prepared, params: NonparticipantParams = NonparticipantParams()) -> pd.DataFrame:
+    """`muni_counts` of every municipality of the cache in every fiscal year of the data: fy, muni_code,
+    `MUNI_COUNT_COLUMNS` — what notebook 08 shows of the other municipalities (what-if, comparison,
+    the reference's trend), without holding their person rows (docs/design.md §8.1).
+
+    Each municipality is classified from its own partitions (`pipeline.each_municipality`: its
+    person_year rows, its persons' whole claims history), which gives its rows of the prefecture's
+    classify() (the history is counted at the same 保険者, claims by person). Computed once per cache
+    and parameters, then read (`pipeline.derived_table`, `derived/nonparticipant_counts_<key>.parquet`).
+    A fiscal year not in the data has no rows (its counts are 0)."""
+    from hsutils.analysis import pipeline
+
+    fys = [int(f) for f in prepared.fiscal_years]
+
+    def build() -> pd.DataFrame:
+        print(MUNICIPAL_FIRST_RUN, flush=True)
+        parts = []
+        for _, py, tables in pipeline.each_municipality(prepared.cache_dir, TABLES):  # a loop over partitions
+            claims = tables.get("claims_monthly")
+            parts += [muni_counts(classify(py, claims, f, params)).assign(fy=f) for f in fys]  # a few years
+        empty = pd.DataFrame({"muni_code": pd.Series([], dtype="str"),
+                              **{c: pd.Series([], dtype=np.int64) for c in MUNI_COUNT_COLUMNS}, "fy": 0})
+        table = pd.concat([empty, *parts], ignore_index=True) if parts else empty
+        return table.astype({"fy": np.int64, **{c: np.int64 for c in MUNI_COUNT_COLUMNS}})[
+            ["fy", "muni_code", *MUNI_COUNT_COLUMNS]]
+
+    key = (MUNICIPAL_COUNTS_VERSION, int(params.lookback_months), int(params.history_years), fys)
+    return pipeline.derived_table(prepared.cache_dir, "nonparticipant_counts", build, key=key)[0]
+
+
 def segment_counts(frame: pd.DataFrame, districts: pd.DataFrame | None = None,
                    municipalities: pd.DataFrame | None = None) -> pd.DataFrame:
     """Counts of 対象者, 受診者, 未受診者 and each segment and history category by 性別, 年齢階級 and
@@ -279,15 +336,15 @@ def whatif_table(frames: pd.DataFrame, shares: dict[str, float], target_rate: fl
     """Per municipality and the whole (計): 対象者, 受診者, current rate with Wilson interval, the
     persons needed for `target_rate`, each care segment's count and the examinees it would add if
     its share `shares[segment]` (0–1) took the 健診, the what-if rate and what is still missing
-    (docs/rules.md §14.5). `frames`: the classify() rows of all municipalities."""
+    (docs/rules.md §14.5). `frames`: the classify() rows of all municipalities, or their
+    `muni_counts` (the analysis year's rows of `municipal_counts`)."""
     for seg, s in shares.items():
         if seg not in CARE_COLUMNS:
             raise ParameterError(f"仮定の割合の区分「{seg}」は {list(CARE_COLUMNS)} のいずれかで指定してください")
         if not 0 <= float(s) <= 1:
             raise ParameterError(f"「{seg}」の仮定の割合は0〜1で指定してください（指定値: {s}）")
-    ind = _indicator_columns(frames)
-    ind["area_code"] = frames["muni_code"].to_numpy()
-    by = ind.groupby("area_code")[["target", "examinees", *CARE_COLUMNS.values()]].sum()
+    counts = _as_counts(frames)
+    by = counts.set_index("muni_code").rename_axis("area_code")[["target", "examinees", *CARE_COLUMNS.values()]]
     by.loc[TOTAL] = by.sum(axis=0)
     by = by.reset_index()
     by["area_name"] = _area_names(by["area_code"], municipalities)
@@ -367,13 +424,11 @@ def comparison_table(frames: pd.DataFrame, municipalities: pd.DataFrame | None =
                      conf: float = 0.95) -> pd.DataFrame:
     """Per indicator × municipality (and 全体 = the prefecture): numerator, denominator (対象者),
     rate, lower, upper (percent, Wilson), funnel position against the whole's rate
-    (docs/methods.md §7a)."""
-    nums = _numerators(frames)
+    (docs/methods.md §7a). `frames`: classify() rows of all municipalities or their `muni_counts`."""
+    counts = _as_counts(frames).set_index("muni_code").rename_axis("area_code")
     parts = []
-    for ind, mask in nums.items():  # four indicators
-        d = pd.DataFrame({"area_code": frames["muni_code"].to_numpy(), "numerator": mask.astype(np.int64),
-                          "denominator": 1})
-        by = d.groupby("area_code")[["numerator", "denominator"]].sum()
+    for ind, col in COMPARISON_NUMERATORS.items():  # four indicators
+        by = pd.DataFrame({"numerator": counts[col], "denominator": counts["target"]})
         by.loc[TOTAL] = by.sum(axis=0)
         by = stats.proportion_grouped(by.reset_index(), ["area_code"], "numerator", "denominator", conf,
                                       multiplier=100)
@@ -405,20 +460,34 @@ def trend_table(py: pd.DataFrame, claims: pd.DataFrame | None, fiscal_years, are
     classified once, with the same look-back (docs/hotei.md §7.2); the "ever" rate only for
     years with the full history. `classified`: fy → `classify(py, claims, fy, params)` of the whole
     data already computed by the caller with the same `params` (the run's year), reused as it is."""
-    parts = []
+    counts = []
     for f in sorted(int(x) for x in fiscal_years):  # a few fiscal years
         whole = (classified or {}).get(f)
         whole = classify(py, claims, f, params) if whole is None else whole
-        full_history = history_years_available(py["fy"].unique(), f, params.history_years) == params.history_years
+        counts.append(muni_counts(whole).assign(fy=f))
+    counts = pd.concat(counts, ignore_index=True) if counts else None
+    return trend_from_counts(counts, fiscal_years, areas, py["fy"].unique(), params, conf)
+
+
+def trend_from_counts(counts: pd.DataFrame | None, fiscal_years, areas: dict, data_years,
+                      params: NonparticipantParams = NonparticipantParams(), conf: float = 0.95) -> pd.DataFrame:
+    """`trend_table` from per municipality × year counts (`municipal_counts`, or `muni_counts` with
+    fy): each area's counts are the sums over its municipalities (`_in_area`); a fiscal year without
+    rows counts 0 of 0. `data_years`: the fiscal years of the data (the "ever" rate is shown only for
+    years whose whole history the data hold)."""
+    parts = []
+    for f in sorted(int(x) for x in fiscal_years):  # a few fiscal years
+        year = counts[counts["fy"].to_numpy() == f] if counts is not None else pd.DataFrame(
+            columns=["muni_code", *MUNI_COUNT_COLUMNS])
+        full_history = history_years_available(data_years, f, params.history_years) == params.history_years
         for label, code in areas.items():  # the area and its reference
-            fr = whole[_in_area(whole, code)]
-            nums = {"受診率": fr["participated"].to_numpy(dtype=bool),
-                    **{seg: fr["care"].to_numpy() == seg for seg in CARE_SEGMENTS}}
+            fr = year[_in_area(year, code)]
+            cols = {"受診率": "examinees", **CARE_COLUMNS}
             if full_history:
-                nums["1回以上受診（過去の年度を含む）"] = _numerators(fr)["ever_rate"]
-            for series, mask in nums.items():
-                parts.append({"area": label, "fy": f, "series": series, "numerator": int(mask.sum()),
-                              "denominator": len(fr)})
+                cols["1回以上受診（過去の年度を含む）"] = "ever"
+            for series, col in cols.items():
+                parts.append({"area": label, "fy": f, "series": series, "numerator": int(fr[col].sum()),
+                              "denominator": int(fr["target"].sum())})
     t = pd.DataFrame(parts)
     if t.empty:
         return pd.DataFrame(columns=["area", "fy", "series", "numerator", "denominator", "value", "lower", "upper"])
