@@ -536,23 +536,29 @@ def _parse_members(source: Source, members: tuple[str, ...], first_doc: int, val
 
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # zip local file header (30 bytes)
-# Central directories read by `find_sources` (path → (size, mtime, {name: ZipInfo})), so that the
-# parse does not read them again; a changed file is read anew.
+# Central directories read by `find_sources` or a parse (path → (size, mtime, {name: ZipInfo})), so
+# that the parse does not read them again; a changed file is read anew. Only the last ZIP_INFO_CACHE
+# archives are kept (per process): a ZipInfo costs ~450 bytes, so keeping every archive's would grow
+# the import's memory with the number of documents (issue 17); chunks come in archive order, so each
+# process reads an archive's directory about once.
+ZIP_INFO_CACHE = 8
 _ZIP_INFOS: dict[Path, tuple[int, int, dict]] = {}
 
 
 def _zip_infos(path: Path, z: zipfile.ZipFile | None = None) -> dict:
     st = path.stat()
-    got = _ZIP_INFOS.get(path)
-    if got is not None and got[:2] == (st.st_size, st.st_mtime_ns):
-        return got[2]
-    if z is None:
-        with zipfile.ZipFile(path) as z2:
-            infos = {i.filename: i for i in z2.infolist()}
-    else:
-        infos = {i.filename: i for i in z.infolist()}
-    _ZIP_INFOS[path] = (st.st_size, st.st_mtime_ns, infos)
-    return infos
+    got = _ZIP_INFOS.pop(path, None)
+    if got is None or got[:2] != (st.st_size, st.st_mtime_ns):
+        if z is None:
+            with zipfile.ZipFile(path) as z2:
+                infos = {i.filename: i for i in z2.infolist()}
+        else:
+            infos = {i.filename: i for i in z.infolist()}
+        got = (st.st_size, st.st_mtime_ns, infos)
+    _ZIP_INFOS[path] = got  # the most recently used last
+    while len(_ZIP_INFOS) > ZIP_INFO_CACHE:
+        del _ZIP_INFOS[next(iter(_ZIP_INFOS))]
+    return got[2]
 
 
 class _ZipMembers:
