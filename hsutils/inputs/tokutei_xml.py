@@ -536,23 +536,29 @@ def _parse_members(source: Source, members: tuple[str, ...], first_doc: int, val
 
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # zip local file header (30 bytes)
-# Central directories read by `find_sources` (path → (size, mtime, {name: ZipInfo})), so that the
-# parse does not read them again; a changed file is read anew.
+# Central directories read by `find_sources` or a parse (path → (size, mtime, {name: ZipInfo})), so
+# that the parse does not read them again; a changed file is read anew. Only the last ZIP_INFO_CACHE
+# archives are kept (per process): a ZipInfo costs ~450 bytes, so keeping every archive's would grow
+# the import's memory with the number of documents (issue 17); chunks come in archive order, so each
+# process reads an archive's directory about once.
+ZIP_INFO_CACHE = 8
 _ZIP_INFOS: dict[Path, tuple[int, int, dict]] = {}
 
 
 def _zip_infos(path: Path, z: zipfile.ZipFile | None = None) -> dict:
     st = path.stat()
-    got = _ZIP_INFOS.get(path)
-    if got is not None and got[:2] == (st.st_size, st.st_mtime_ns):
-        return got[2]
-    if z is None:
-        with zipfile.ZipFile(path) as z2:
-            infos = {i.filename: i for i in z2.infolist()}
-    else:
-        infos = {i.filename: i for i in z.infolist()}
-    _ZIP_INFOS[path] = (st.st_size, st.st_mtime_ns, infos)
-    return infos
+    got = _ZIP_INFOS.pop(path, None)
+    if got is None or got[:2] != (st.st_size, st.st_mtime_ns):
+        if z is None:
+            with zipfile.ZipFile(path) as z2:
+                infos = {i.filename: i for i in z2.infolist()}
+        else:
+            infos = {i.filename: i for i in z.infolist()}
+        got = (st.st_size, st.st_mtime_ns, infos)
+    _ZIP_INFOS[path] = got  # the most recently used last
+    while len(_ZIP_INFOS) > ZIP_INFO_CACHE:
+        del _ZIP_INFOS[next(iter(_ZIP_INFOS))]
+    return got[2]
 
 
 class _ZipMembers:
@@ -647,16 +653,10 @@ def _parse_chunk(segments: tuple[tuple[Source, tuple[str, ...], int], ...],
                    guidance_observations=_obs_table(_obs_columns(grows)), n_observations=obs_t.num_rows)
 
 
-def parse_sources(sources: list[Source], workers: int | None = None,
-                  validate_xsd: bool = False, keep_observations: bool = True) -> _Parsed:
-    """Every XML member of `sources`, parsed and mapped in worker processes when the import is
-    large (`workers` None = one per CPU core); chunks are concatenated in document order.
-
-    Streaming (issue 17): the archives are read in chunks of about CHUNK_DOCS documents, each
-    parsed, checked and accounted on its own (`_parse_chunk`); only the compact results are
-    kept (Arrow tables and one row per document), so the memory for observations depends on
-    the chunk, not on the folder. Without `keep_observations` the 健診 audit table is dropped
-    chunk by chunk (the pipeline does not use it)."""
+def _chunk_tasks(sources: list[Source]) -> tuple[list[tuple], int]:
+    """The chunks of an import: tuples of (source, members, first document number) filling
+    CHUNK_DOCS documents across sources, in document order (documents are numbered 1, 2, … over
+    all members of all sources); and the number of documents."""
     tasks: list[tuple] = []
     chunk: list[tuple] = []
     size = 0
@@ -674,40 +674,99 @@ def parse_sources(sources: list[Source], workers: int | None = None,
                 chunk, size = [], 0
     if chunk:
         tasks.append(tuple(chunk))
-    n_docs = doc - 1
+    return tasks, doc - 1
+
+
+def iter_parsed(sources: list[Source], workers: int | None = None, validate_xsd: bool = False,
+                keep_observations: bool = True):
+    """The parsed chunks (`_parse_chunk`) of `sources`, yielded one at a time in document order,
+    parsed in worker processes when the import is large (`workers` None = one per CPU core).
+
+    Streaming (issue 17): at most 2 × workers chunks are submitted ahead of the one the caller
+    holds, so the caller's memory depends on the chunk size, not on the folder (`read_archives`
+    keeps only what it needs of each chunk). An import without any member yields one empty chunk."""
+    tasks, n_docs = _chunk_tasks(sources)
+    if not tasks:
+        yield _parse_chunk((), validate_xsd, keep_observations)
+        return
     workers = workers or os.cpu_count() or 1
-    if workers > 1 and n_docs >= PARALLEL_MIN_DOCS and len(tasks) > 1:
-        import multiprocessing as mp
+    if not (workers > 1 and n_docs >= PARALLEL_MIN_DOCS and len(tasks) > 1):
+        for t in tasks:
+            yield _parse_chunk(t, validate_xsd, keep_observations)
+        return
+    import collections
+    import multiprocessing as mp
 
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as ex:
-            parts = list(ex.map(_parse_chunk, tasks, [validate_xsd] * len(tasks),
-                                [keep_observations] * len(tasks)))
-    else:
-        parts = [_parse_chunk(t, validate_xsd, keep_observations) for t in tasks]
-    if not parts:
-        parts = [_parse_chunk((), validate_xsd, keep_observations)]
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    n = min(workers, len(tasks))
+    ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+    pending: collections.deque = collections.deque()
+    todo = iter(tasks)
+    try:
+        for t in todo:
+            pending.append(ex.submit(_parse_chunk, t, validate_xsd, keep_observations))
+            if len(pending) >= 2 * n:
+                break
+        while pending:
+            part = pending.popleft().result()
+            t = next(todo, None)
+            if t is not None:
+                pending.append(ex.submit(_parse_chunk, t, validate_xsd, keep_observations))
+            yield part
+            del part
+    finally:  # also when the caller stops early (an error): no more chunks are parsed
+        ex.shutdown(wait=True, cancel_futures=True)
 
-    def cat(name):
-        frames = [getattr(p, name) for p in parts if len(getattr(p, name))]
-        return pd.concat(frames) if frames else getattr(parts[0], name)
 
-    unknown = cat("unknown")
+def _concat_obs(tables: list[pa.Table]) -> pa.Table:
+    """The audit tables of the chunks as one table (dictionaries unified)."""
+    return pa.concat_tables(tables).unify_dictionaries() if len(tables) > 1 else tables[0]
+
+
+def _concat_docs(frames: list[pd.DataFrame], n_parts: int) -> pd.DataFrame:
+    """The document rows of the chunks (`frames`: one per chunk, in order) as one frame. A column
+    that is empty in one chunk (e.g. 初回面接日 where no 保健指導 document was) is object there:
+    inferred again, so that the dtypes do not depend on how the import was chunked."""
+    if n_parts == 1:
+        return frames[0]
+    kept = [d for d in frames if len(d)]
+    return (pd.concat(kept) if kept else frames[0]).reset_index(drop=True).infer_objects()
+
+
+def _concat_nonempty(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    kept = [f for f in frames if len(f)]
+    return pd.concat(kept) if kept else empty
+
+
+def _combine_unknown(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    """Unknown item codes of the chunks: counts summed, the first display name, in order of
+    first appearance."""
+    unknown = _concat_nonempty(frames, empty)
     if len(unknown):
         unknown = (unknown.groupby("item_code", sort=False)
                    .agg(display_name=("display_name", "first"), count=("count", "sum")).reset_index())
-    obs = None if not keep_observations else \
-        pa.concat_tables([p.observations for p in parts]).unify_dictionaries() \
-        if len(parts) > 1 else parts[0].observations
-    gobs = pa.concat_tables([p.guidance_observations for p in parts]).unify_dictionaries() \
-        if len(parts) > 1 else parts[0].guidance_observations
-    # a column that is empty in one chunk (e.g. 初回面接日 where no 保健指導 document was) is
-    # object there: infer again, so that the dtypes do not depend on how the import was chunked
-    docs = cat("docs").reset_index(drop=True).infer_objects() if len(parts) > 1 else parts[0].docs
-    return _Parsed(docs=docs, observations=obs, wide=pa.concat_tables([p.wide for p in parts]),
+    return unknown
+
+
+def parse_sources(sources: list[Source], workers: int | None = None,
+                  validate_xsd: bool = False, keep_observations: bool = True) -> _Parsed:
+    """Every XML member of `sources`, parsed and mapped (`iter_parsed`), with the chunks'
+    products concatenated in document order: everything in memory at once, for callers that
+    want it all (`read_archives` itself consumes `iter_parsed` chunk by chunk)."""
+    parts = list(iter_parsed(sources, workers=workers, validate_xsd=validate_xsd,
+                             keep_observations=keep_observations))
+
+    def cat(name):
+        return _concat_nonempty([getattr(p, name) for p in parts], getattr(parts[0], name))
+
+    obs = _concat_obs([p.observations for p in parts]) if keep_observations else None
+    return _Parsed(docs=_concat_docs([p.docs for p in parts], len(parts)), observations=obs,
+                   wide=pa.concat_tables([p.wide for p in parts]),
                    value_excl=cat("value_excl").reset_index(drop=True),
-                   item_of=cat("item_of").reset_index(drop=True), unknown=unknown,
-                   n_mapped=sum(p.n_mapped for p in parts), guidance_observations=gobs,
+                   item_of=cat("item_of").reset_index(drop=True),
+                   unknown=_combine_unknown([p.unknown for p in parts], parts[0].unknown),
+                   n_mapped=sum(p.n_mapped for p in parts),
+                   guidance_observations=_concat_obs([p.guidance_observations for p in parts]),
                    n_observations=sum(p.n_observations for p in parts))
 
 
@@ -1007,21 +1066,38 @@ _HEADER_JA = {"insurer": "保険者番号", "bango": "被保険者証番号", "s
               "exam_date": "受診日"}
 
 
+def _memo(memo: dict, key, make):
+    """`memo[key]`, made by `make()` the first time (the lookup tables of one import)."""
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
+def _enrollment_lookup(enrollment: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(muni by (person, fy), the person's muni of the latest fy) from the enrollment table."""
+    e = enrollment[["person_id", "fy", "muni_code"]]
+    by_year = pd.Series(e["muni_code"].to_numpy(),
+                        index=pd.MultiIndex.from_arrays([e["person_id"], e["fy"].astype("int64")]))
+    by_year = by_year[~by_year.index.duplicated()]
+    latest = e.sort_values("fy").drop_duplicates("person_id", keep="last").set_index("person_id")["muni_code"]
+    return by_year, latest
+
+
 def _link(f: _DocFilter, data_folder: Path | None, enrollment: pd.DataFrame | None,
           memo: dict | None = None) -> None:
     """person_id and muni_code of the documents in `f` (needs its `fy` column); documents that
     cannot be linked are dropped. Person key: `hsutils.inputs.person_keys` (docs/formats/person_key.md);
-    municipality: 保険者市町村対応表, else the enrollment table (same year, else latest)."""
+    municipality: 保険者市町村対応表, else the enrollment table (same year, else latest).
+
+    `memo` (one dict per import) keeps the lookup tables (個人ID対応表, 保険者市町村対応表, the
+    enrollment's) between the calls of one import (健診 chunk by chunk, then 保健指導)."""
+    memo = {} if memo is None else memo
     d = f.docs
     key = person_key(d["insurer"], d["kigo"], d["bango"], d["edaban"])
     id_file = person_keys.find_file(data_folder, PERSON_ID_FILES)
     salt_file = person_keys.find_file(data_folder, SALT_FILES)
     if id_file is not None:
-        if memo is None or id_file not in memo:  # read once per import (健診 and 保健指導)
-            ids = person_keys.read_person_ids(id_file)
-            if memo is not None:
-                memo[id_file] = ids
-        ids = memo[id_file] if memo is not None else ids
+        ids = _memo(memo, id_file, lambda: person_keys.read_person_ids(id_file))
         pid = pd.Series(ids.lookup(key).to_numpy(), index=key.index)
         f.drop(pid.isna(), "被保険者証番号", key,
                f"{id_file.name} にない被保険者です（保険者番号-記号-番号-枝番 が一致する行、"
@@ -1035,16 +1111,12 @@ def _link(f: _DocFilter, data_folder: Path | None, enrollment: pd.DataFrame | No
     ins = insurer_number(d["insurer"])
     map_file = _first_file(data_folder, INSURER_MUNI_FILES)
     if map_file is not None:
-        muni = ins.map(load_insurer_munis(map_file))
+        muni = ins.map(_memo(memo, ("insurer_munis", map_file), lambda: load_insurer_munis(map_file)))
     if enrollment is not None and len(enrollment):
-        e = enrollment[["person_id", "fy", "muni_code"]]
-        by_year = pd.Series(e["muni_code"].to_numpy(),
-                            index=pd.MultiIndex.from_arrays([e["person_id"], e["fy"].astype("int64")]))
-        by_year = by_year[~by_year.index.duplicated()]
+        by_year, latest = _memo(memo, ("enrollment", id(enrollment)), lambda: _enrollment_lookup(enrollment))
         fy_known = d["fy"].fillna(0).astype("int64")
         got = by_year.reindex(pd.MultiIndex.from_arrays([d["person_id"], fy_known])).to_numpy()
         muni = muni.fillna(pd.Series(got, index=d.index))
-        latest = e.sort_values("fy").drop_duplicates("person_id", keep="last").set_index("person_id")["muni_code"]
         muni = muni.fillna(d["person_id"].map(latest))
     f.drop(muni.isna(), "保険者番号", ins.fillna(""),
            "市町村を決められません（保険者番号が保険者市町村対応表になく、対象者表にもこの人がいません）")
@@ -1086,46 +1158,132 @@ class XmlImport:
         return self.result.exclusions
 
 
-def _text_frame(wide: pa.Table, keep: pd.DataFrame) -> pd.DataFrame:
-    """The text frame of the documents `keep` (in its order) for `hsutils.inputs.io`: header
-    columns from the document rows, item cells taken from the compact Arrow table (null = no value)."""
+_TEXT_SCHEMA = pa.schema([(c, pa.string()) for c in (*_HEADER_COLUMNS, *_VALUE_COLUMNS)])
+_ITEM_OF_SCHEMA = pa.schema([("doc", pa.int64()), ("col", pa.int16()), ("item", pa.int16())])
+_KINDS = ("kenshin", "guidance", "other")  # documents["kind"]; its code per document while streaming
+_ID_FIELDS = ["birth", "insurer", "kigo", "bango", "edaban"]  # never kept in `documents`
+SPILL_ROWS = 256  # rows per record batch of the spilled text cells (a slice reads whole batches)
+
+
+def _text_table(wide: pa.Table, keep: pd.DataFrame) -> pa.Table:
+    """The text cells of the documents `keep` (in its order) for `hsutils.inputs.io`: header
+    columns from the document rows, item cells taken from the compact Arrow table (null = no
+    value); all columns Arrow strings (`_TEXT_SCHEMA`). ``.to_pandas()`` is the text frame."""
     at = pd.Index(wide["doc"].to_numpy()).get_indexer(keep["doc"].to_numpy())
-    frame = wide.take(pa.array(at, mask=at < 0)).drop_columns(["doc"]).to_pandas()
-    frame.insert(0, "person_id", keep["person_id"].to_numpy())
-    frame.insert(1, "fy", keep["fy"].astype(str).to_numpy())
-    frame.insert(2, "muni_code", keep["muni_code"].astype(str).to_numpy())
-    frame.insert(3, "exam_date", keep["exam"].dt.strftime("%Y-%m-%d").to_numpy())
-    frame.insert(4, "sex", keep["sex"].to_numpy())
-    frame.insert(5, "age", keep["age"].astype(str).to_numpy())
-    return frame
+    values = wide.take(pa.array(at, mask=at < 0)).drop_columns(["doc"])
+    head = (keep["person_id"], keep["fy"].astype(str), keep["muni_code"].astype(str),
+            keep["exam"].dt.strftime("%Y-%m-%d"), keep["sex"], keep["age"].astype(str))
+    arrays = [pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True) for s in head]
+    return pa.Table.from_arrays(arrays + values.columns, schema=_TEXT_SCHEMA)
 
 
-def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=None,
-                  workers: int | None = None, validate_xsd: bool = False,
-                  known_munis=None, keep_observations: bool = True) -> XmlImport:
-    """Read 特定健診 XML archives and/or extracted folders into the canonical kenshin table.
+class _Spill:
+    """The kept 健診 documents of an import, chunk by chunk, in Arrow IPC files in `folder`
+    (streaming, issue 17): their text cells (`_text_table`), each chunk's rows in (受診日,
+    document) order in record batches of SPILL_ROWS rows, and their item codes (`item_of`, one
+    batch per chunk). A slice of the import's (受診日, document) order is one range of rows in
+    every chunk, so it reads back only the batches that hold them (`rows`)."""
 
-    `paths`: a folder (archives and extracted folders inside it), one archive, or a list.
-    `enrollment`: the canonical enrollment table, used for the municipality when no
-    保険者市町村対応表 is given. `data_folder`: where the optional helper files (個人ID対応表,
-    salt file, 保険者市町村対応表) are looked up (default: `paths` when it is a folder).
-    `validate_xsd`: check every 健診 document against the XSD its archive carries
-    (``XSD/hc08*.xsd``); the result per document is `documents["xsd"]`. `known_munis`: codes
-    of the municipality master (other codes exclude the document, as for CSV files).
-    `keep_observations`: keep the 健診 audit table (one row per observation); the pipeline
-    passes False, so that the import streams (`parse_sources`) and its memory depends on the
-    chunk size, not on the folder.
-    """
-    if data_folder is None and isinstance(paths, (str, Path)) and Path(paths).is_dir():
-        data_folder = Path(paths)
-    data_folder = Path(data_folder) if data_folder is not None else None
-    sources = find_sources(paths)
-    parsed = parse_sources(sources, workers=workers, validate_xsd=validate_xsd,
-                           keep_observations=keep_observations)
-    docs = parsed.docs
+    NAMES = ("rows.arrow", "item_of.arrow")
 
-    kdocs = docs[docs["kind"].eq("kenshin")].copy()
-    n_docs = len(kdocs)
+    def __init__(self, folder: Path):
+        self.folder = folder
+        opts = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4") else None)
+        self._files = [pa.OSFile(str(folder / n), "wb") for n in self.NAMES]
+        self._writers = [pa.ipc.new_file(f, s, options=opts)
+                         for f, s in zip(self._files, (_TEXT_SCHEMA, _ITEM_OF_SCHEMA))]
+        self.first_batch: list[int] = []  # per chunk: its first record batch in rows.arrow
+        self.n_batches = 0
+        self._readers: list = []
+
+    def add(self, table: pa.Table, item_of: pd.DataFrame) -> int:
+        """Write one chunk's rows (in (受診日, document) order) and item codes; its number."""
+        chunk = len(self.first_batch)
+        self.first_batch.append(self.n_batches)
+        for batch in table.combine_chunks().to_batches(max_chunksize=SPILL_ROWS):
+            self._writers[0].write_batch(batch)
+            self.n_batches += 1
+        self._writers[1].write_table(pa.Table.from_pandas(item_of, schema=_ITEM_OF_SCHEMA, preserve_index=False))
+        return chunk
+
+    def finish(self) -> None:
+        """Close the writers and open the files for reading."""
+        for w in self._writers:
+            w.close()
+        self._writers = []
+        self.close()
+        self._files = [pa.OSFile(str(self.folder / n), "rb") for n in self.NAMES]
+        self._readers = [pa.ipc.open_file(f) for f in self._files]
+        assert self._readers[0].num_record_batches == self.n_batches, "spill accounting broken"
+
+    def rows(self, chunk: np.ndarray, pos: np.ndarray) -> pa.Table:
+        """The rows at (chunk number, position in the chunk), in this order. The positions asked
+        of one chunk must be one contiguous range (what a slice of the (受診日, document) order
+        asks: each chunk was written in that order)."""
+        if not len(chunk):
+            return _TEXT_SCHEMA.empty_table()
+        by = np.lexsort((pos, chunk))
+        c, p = chunk[by], pos[by]
+        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+        ends = np.r_[starts[1:], len(c)]
+        at = np.empty(len(c), dtype=np.int64)
+        pieces, n = [], 0
+        for s, e in zip(starts.tolist(), ends.tolist()):  # a loop over the chunks
+            lo, hi = int(p[s]), int(p[e - 1]) + 1
+            assert hi - lo == e - s, "the rows of a chunk are read back as one range"
+            b0, b1 = lo // SPILL_ROWS, (hi - 1) // SPILL_ROWS
+            first = self.first_batch[int(c[s])]
+            batches = [self._readers[0].get_batch(first + b) for b in range(b0, b1 + 1)]
+            pieces.append(pa.Table.from_batches(batches, schema=_TEXT_SCHEMA).slice(lo - b0 * SPILL_ROWS, hi - lo))
+            at[by[s:e]] = n + (p[s:e] - lo)
+            n += hi - lo
+        return pa.concat_tables(pieces).take(pa.array(at))
+
+    def item_of(self, docs) -> pd.DataFrame:
+        """The item_of rows of the documents `docs` (in the order written)."""
+        import pyarrow.compute as pc
+
+        want = pa.array(np.unique(np.asarray(docs, dtype=np.int64)))
+        reader = self._readers[1]
+        got = [b.filter(pc.is_in(b["doc"], value_set=want)) for b in
+               (reader.get_batch(i) for i in range(reader.num_record_batches))]
+        return pa.Table.from_batches(got, schema=_ITEM_OF_SCHEMA).to_pandas()
+
+    def close(self) -> None:
+        for w in self._writers:
+            w.close()
+        for f in self._files:
+            f.close()
+        self._writers, self._readers, self._files = [], [], []
+
+
+class _DocFiles:
+    """``archive/document path`` of documents by number, from the sources (the documents are
+    numbered 1, 2, … over the members of the sources in order: `_chunk_tasks`), so that the
+    import keeps no per-document text for the exclusions' file labels."""
+
+    def __init__(self, sources: list[Source]):
+        self.sources = sources
+        self.first = np.cumsum([1] + [len(s.members) for s in sources])  # first doc of each source; [-1] = n + 1
+
+    def __call__(self, docs) -> pd.Series:
+        """The labels of `docs` (a str Series aligned with `docs`; missing for numbers that are not
+        documents, e.g. the 保健指導 rows derived from the 健診)."""
+        d = np.asarray(docs, dtype=np.int64)
+        k = np.searchsorted(self.first, d, side="right") - 1
+        ok = (d >= 1) & (d < self.first[-1])
+        out = np.full(len(d), np.nan, dtype=object)
+        for src in np.unique(k[ok]).tolist():  # a loop over the archives concerned
+            sel = np.flatnonzero(ok & (k == src))
+            s = self.sources[src]
+            out[sel] = s.label + "/" + np.asarray(s.members, dtype=object)[d[sel] - self.first[src]]
+        return pd.Series(out, index=docs.index if isinstance(docs, pd.Series) else None, dtype="str")
+
+
+def _check_kenshin(kdocs: pd.DataFrame, data_folder: Path | None, enrollment: pd.DataFrame | None,
+                   memo: dict) -> _DocFilter:
+    """The document-level checks of 健診 documents (one chunk's: each document on its own) and
+    the link to person and municipality; adds exam, fy, age, person_id, muni_code to `kdocs`."""
     f = _DocFilter(kdocs, "kenshin")
     f.check_header(("insurer", "bango", "sex", "birth", "exam_date"))
     exam = _parse_ymd(kdocs["exam_date"].fillna(""))
@@ -1136,32 +1294,126 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     kdocs["exam"] = exam
     kdocs["fy"] = _fiscal_year(exam)
     kdocs["age"] = _age_at_fy_end(birth, kdocs["fy"])
-    memo: dict = {}
     _link(f, data_folder, enrollment, memo)
-    excl, bad = f.excl, f.bad
+    return f
 
-    keep = kdocs[~bad]
-    # Duplicate rule: earliest 受診日 first (same day: archive/path order); io keeps the first.
-    keep = keep.sort_values(["exam", "doc"], kind="stable")
-    # value-level problems found before validation are blanked and listed
-    ve = parsed.value_excl[parsed.value_excl["doc"].isin(keep["doc"])]
-    if len(keep) <= VALIDATE_DOCS:
-        r = _io.read_text_frame(_text_frame(parsed.wide, keep), "kenshin", LABEL,
-                                row_numbers=keep["doc"].to_numpy(), known_munis=known_munis)
-    else:  # streaming: the text cells of VALIDATE_DOCS documents at a time (duplicates across slices: io)
-        n = VALIDATE_DOCS
-        r = _io.read_text_frames(((_text_frame(parsed.wide, keep.iloc[i:i + n]), keep["doc"].to_numpy()[i:i + n])
-                                  for i in range(0, len(keep), n)),
+
+def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=None,
+                  workers: int | None = None, validate_xsd: bool = False,
+                  known_munis=None, keep_observations: bool = True, spill_dir=None) -> XmlImport:
+    """Read 特定健診 XML archives and/or extracted folders into the canonical kenshin table.
+
+    `paths`: a folder (archives and extracted folders inside it), one archive, or a list.
+    `enrollment`: the canonical enrollment table, used for the municipality when no
+    保険者市町村対応表 is given. `data_folder`: where the optional helper files (個人ID対応表,
+    salt file, 保険者市町村対応表) are looked up (default: `paths` when it is a folder).
+    `validate_xsd`: check every 健診 document against the XSD its archive carries
+    (``XSD/hc08*.xsd``); the result per document is `documents["xsd"]`. `known_munis`: codes
+    of the municipality master (other codes exclude the document, as for CSV files).
+    `keep_observations`: keep the 健診 audit table (one row per observation) and the full
+    document table; the pipeline passes False, so that the import streams and its memory grows
+    by tens of bytes per document (issue 17); `documents` is then the compact table doc,
+    archive, kind, status (categorical; the path of an excluded document is in the exclusions).
+
+    Streaming: the chunks (`iter_parsed`) are checked and linked one at a time; each chunk's kept
+    documents are written (`_Spill`) to a temporary folder in `spill_dir` (default: the system's
+    temporary folder; removed at the end, also after an error) and read back in slices of
+    VALIDATE_DOCS documents in (受診日, document) order for `io.read_text_frames`.
+    """
+    import shutil
+    import tempfile
+
+    if data_folder is None and isinstance(paths, (str, Path)) and Path(paths).is_dir():
+        data_folder = Path(paths)
+    data_folder = Path(data_folder) if data_folder is not None else None
+    sources = find_sources(paths)
+    if spill_dir is not None:
+        Path(spill_dir).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="hs_xml_", dir=spill_dir))
+    try:
+        spill = _Spill(tmp)
+        try:
+            return _read_streamed(sources, spill, enrollment, data_folder, workers, validate_xsd,
+                                  known_munis, keep_observations)
+        finally:
+            spill.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_streamed(sources: list[Source], spill: _Spill, enrollment, data_folder, workers,
+                   validate_xsd, known_munis, keep_observations) -> XmlImport:
+    """`read_archives` on the chunks of `iter_parsed`: per chunk the document checks, the link
+    and the spill of the kept documents; then the duplicate rule's order over all of them."""
+    memo: dict = {}
+    kinds, excl, ve_parts, unknown_parts, obs_parts, gobs_parts, doc_parts, gdoc_parts = ([] for _ in range(8))
+    k_doc, k_exam, k_chunk, k_pos = [], [], [], []  # per kept 健診 document (the duplicate rule's order)
+    with_value: set = set()  # document columns with a value in some chunk (their dtype when concatenated)
+    n_parts = n_docs = n_bad = n_obs = n_mapped = 0
+    first_unknown = None
+    next_doc = 1
+    for part in iter_parsed(sources, workers=workers, validate_xsd=validate_xsd,
+                            keep_observations=keep_observations):
+        d = part.docs
+        assert (d["doc"].to_numpy() == np.arange(next_doc, next_doc + len(d))).all(), "documents out of order"
+        next_doc += len(d)
+        n_parts += 1
+        kind = d["kind"].to_numpy(dtype=object)
+        kinds.append(pd.Categorical(kind, categories=_KINDS).codes.astype(np.int8))
+        with_value.update(c for c in d.columns if d[c].notna().any())
+        if keep_observations:
+            doc_parts.append(d.drop(columns=_ID_FIELDS))
+            obs_parts.append(part.observations)
+        gdoc_parts.append(d[kind == "guidance"])
+        gobs_parts.append(part.guidance_observations)
+        if first_unknown is None:
+            first_unknown = part.unknown
+        if len(part.unknown):
+            unknown_parts.append(part.unknown)
+        n_obs += part.n_observations
+        n_mapped += part.n_mapped
+        kd = d[kind == "kenshin"].copy()
+        if not len(kd):
+            continue
+        n_docs += len(kd)
+        f = _check_kenshin(kd, data_folder, enrollment, memo)
+        excl.extend(f.excl)
+        n_bad += int(f.bad.sum())
+        # Duplicate rule: earliest 受診日 first (same day: archive/path order); io keeps the first.
+        keep = kd[~f.bad].sort_values(["exam", "doc"], kind="stable")
+        kept = keep["doc"].to_numpy(dtype=np.int64)
+        chunk = spill.add(_text_table(part.wide, keep), part.item_of[part.item_of["doc"].isin(kept)])
+        k_doc.append(kept)
+        k_exam.append(keep["exam"].to_numpy(dtype="datetime64[ns]").view(np.int64))
+        k_chunk.append(np.full(len(kept), chunk, dtype=np.int32))
+        k_pos.append(np.arange(len(kept), dtype=np.int32))
+        if len(part.value_excl):  # value-level problems found before validation are blanked and listed
+            ve_parts.append(part.value_excl[part.value_excl["doc"].isin(kept)])
+    del part, d, kd
+    spill.finish()
+    kinds = np.concatenate(kinds)
+    cat = lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype)  # noqa: E731
+    k_doc, k_exam = cat(k_doc, np.int64), cat(k_exam, np.int64)
+    k_chunk, k_pos = cat(k_chunk, np.int32), cat(k_pos, np.int32)
+    order = np.lexsort((k_doc, k_exam))  # (受診日, document): the duplicate rule's order
+    n = VALIDATE_DOCS
+    if len(order) <= n:
+        r = _io.read_text_frame(spill.rows(k_chunk[order], k_pos[order]).to_pandas(), "kenshin", LABEL,
+                                row_numbers=k_doc[order], known_munis=known_munis)
+    else:  # the text cells of VALIDATE_DOCS documents at a time (duplicates across slices: io)
+        r = _io.read_text_frames(((spill.rows(k_chunk[o], k_pos[o]).to_pandas(), k_doc[o])
+                                  for o in (order[i:i + n] for i in range(0, len(order), n))),
                                  "kenshin", LABEL, known_munis=known_munis)
+    del order, k_chunk, k_pos, k_exam
 
     # exclusions: io's rows → archive/document and item code
     kt = TABLES["kenshin"]
-    where = (docs["archive"] + "/" + docs["path"]).set_axis(docs["doc"])
+    files_of = _DocFiles(sources)
     io_ex = r.exclusions.copy()
     if len(io_ex):
-        io_ex["file"] = io_ex["row"].map(where).to_numpy()
+        io_ex["file"] = files_of(io_ex["row"]).to_numpy()
         ja_to_name = {c.ja: c.name for c in kt.columns}
-        io_of = parsed.item_of[parsed.item_of["doc"].isin(io_ex["row"])]  # the rows concerned only
+        io_of = spill.item_of(io_ex["row"])  # the rows concerned only
         code = dict(zip(zip(io_of["doc"].tolist(), np.array(_VALUE_COLUMNS)[io_of["col"].to_numpy()].tolist()),
                         _item_label(io_of["item"].to_numpy()).tolist()))
         names = io_ex["column"].map(ja_to_name)
@@ -1169,9 +1421,10 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
                         index=io_ex.index, dtype=object)
         io_ex["column"] = np.where(lab.notna(), io_ex["column"] + "（" + lab.fillna("") + "）", io_ex["column"])
     pre = _io._empty_exclusions()
-    if len(ve):
+    ve = pd.concat(ve_parts) if ve_parts else None
+    if ve is not None and len(ve):
         pre = pd.DataFrame({
-            "file": ve["doc"].map(where).to_numpy(), "table": "kenshin", "row": ve["doc"].to_numpy(),
+            "file": files_of(ve["doc"]).to_numpy(), "table": "kenshin", "row": ve["doc"].to_numpy(),
             "column": [f"{kt.column(c).ja}（{i}）" for c, i in zip(ve["column"], ve["item_code"])],
             "value": ve["value"].astype(str).to_numpy(), "reason": ve["reason"].to_numpy(),
             "scope": _io.SCOPE_VALUE}).astype({"row": "int64"})
@@ -1179,30 +1432,47 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     exclusions = pd.concat(parts, ignore_index=True) if parts else _io._empty_exclusions()
     exclusions = exclusions.sort_values(["row", "scope"], kind="stable").reset_index(drop=True)
 
-    n_doc_excluded = int(bad.sum())
     n_read = n_docs
     n_kept = r.n_kept
-    n_dropped = n_doc_excluded + r.n_dropped
+    n_dropped = n_bad + r.n_dropped
     assert n_read == n_kept + n_dropped, "document accounting broken"
 
-    unknown_items = parsed.unknown.sort_values("count", ascending=False, kind="stable")
+    unknown_items = _combine_unknown(unknown_parts, first_unknown).sort_values("count", ascending=False, kind="stable")
     unknown_items = pd.DataFrame({
         "item_code": unknown_items["item_code"].astype(str).to_numpy(),
         "display_name": unknown_items["display_name"].astype(object).fillna("").astype(str).to_numpy(),
         "count": unknown_items["count"].astype("int64").to_numpy()})
-    docs["status"] = np.where(docs["kind"].eq("other"), "対象外",
-                              np.where(docs["doc"].isin(r.row_numbers), "採用", "除外"))
-    g = _read_guidance(parsed, data_folder, enrollment, known_munis, r.data, memo)
-    docs.loc[docs["kind"].eq("guidance"), "status"] = np.where(
-        docs.loc[docs["kind"].eq("guidance"), "doc"].isin(g.used_docs), "採用", "除外")
-    docs = docs.drop(columns=["birth", "insurer", "kigo", "bango", "edaban"])  # no identifiers kept
-    n_obs, mapped = parsed.n_observations, parsed.n_mapped
+    gd = _concat_docs(gdoc_parts, n_parts)
+    if n_parts > 1:  # the dtypes of the whole document table (`_concat_docs` of all documents)
+        for c in gd.columns:
+            if c in with_value and gd[c].dtype == object and gd[c].isna().all():
+                gd[c] = gd[c].astype("str")
+    gd.index = gd["doc"].to_numpy() - 1  # the documents' position in the import, as in the whole table
+    gobs = _concat_obs(gobs_parts)
+    g = _read_guidance(gd, gobs, len(kinds), files_of, data_folder, enrollment, known_munis, r.data, memo)
+    doc_no = np.arange(1, len(kinds) + 1, dtype=np.int64)
+    status = np.where(kinds == _KINDS.index("other"), "対象外",
+                      np.where(np.isin(doc_no, r.row_numbers), "採用", "除外"))
+    is_g = kinds == _KINDS.index("guidance")
+    status[is_g] = np.where(np.isin(doc_no[is_g], g.used_docs), "採用", "除外")
+    if keep_observations:
+        docs = _concat_docs(doc_parts, n_parts)
+        docs["status"] = status
+    else:  # compact: nothing in the pipeline reads it (docstring)
+        codes, labels = pd.factorize(pd.Series([s.label for s in sources], dtype=object))
+        docs = pd.DataFrame({
+            "doc": doc_no,
+            "archive": pd.Categorical.from_codes(np.repeat(codes, [len(s.members) for s in sources]),
+                                                 categories=labels),
+            "kind": pd.Categorical.from_codes(kinds, categories=list(_KINDS)),
+            "status": pd.Categorical(status, categories=["採用", "除外", "対象外"])})
+    n_g, n_other = int(is_g.sum()), int((kinds == _KINDS.index("other")).sum())
     warnings = list(r.warnings)
     warnings.append(
-        f"{LABEL}: アーカイブ・フォルダ {len(sources)} 件、XMLファイル {len(docs):,} 件"
-        f"（特定健診 {n_docs:,} 件、特定保健指導 {int(docs['kind'].eq('guidance').sum()):,} 件、"
-        f"その他 {int(docs['kind'].eq('other').sum()):,} 件）、"
-        f"検査値 {n_obs:,} 件（項目コード対応あり {mapped:,} 件、対応表にない {n_obs - mapped:,} 件）")
+        f"{LABEL}: アーカイブ・フォルダ {len(sources)} 件、XMLファイル {len(kinds):,} 件"
+        f"（特定健診 {n_docs:,} 件、特定保健指導 {n_g:,} 件、"
+        f"その他 {n_other:,} 件）、"
+        f"検査値 {n_obs:,} 件（項目コード対応あり {n_mapped:,} 件、対応表にない {n_obs - n_mapped:,} 件）")
     if len(unknown_items):
         top = "、".join(f"{c} {d}（{n} 件）" for c, n, d in
                        zip(unknown_items["item_code"].head(10), unknown_items["count"].head(10),
@@ -1211,11 +1481,12 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     result = _io.LoadResult(data=r.data, exclusions=exclusions, n_read=n_read, n_kept=n_kept,
                             n_dropped=n_dropped, warnings=warnings, extra_columns=pd.DataFrame(index=range(n_kept)),
                             file=LABEL, table="kenshin", row_numbers=r.row_numbers)
-    return XmlImport(result=result, documents=docs, observation_table=parsed.observations,
+    return XmlImport(result=result, documents=docs,
+                     observation_table=_concat_obs(obs_parts) if keep_observations else None,
                      unknown_items=unknown_items, sources=[s.label for s in sources],
-                     guidance=g.result, guidance_observation_table=parsed.guidance_observations,
+                     guidance=g.result, guidance_observation_table=gobs,
                      guidance_unknown_items=g.unknown, guidance_summary=g.summary,
-                     n_observations=parsed.n_observations)
+                     n_observations=n_obs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1234,8 +1505,9 @@ class _GuidanceRead:
     summary: dict
 
 
-def _read_guidance(parsed: _Parsed, data_folder, enrollment, known_munis,
-                   kenshin: pd.DataFrame, memo: dict | None = None) -> _GuidanceRead:
+def _read_guidance(gd: pd.DataFrame, obs_t: pa.Table | None, n_all_docs: int, files_of: _DocFiles,
+                   data_folder, enrollment, known_munis, kenshin: pd.DataFrame,
+                   memo: dict | None = None) -> _GuidanceRead:
     """The guidance table from the 特定保健指導 documents (docs/formats/tokutei_xml.md §1.7).
 
     One row per (person, 年度): all documents of a person and year (開始, 実績評価, 途中終了 …)
@@ -1245,9 +1517,7 @@ def _read_guidance(parsed: _Parsed, data_folder, enrollment, known_munis,
     対象者 who never started have no document: when any guidance document was read, the 健診
     rows whose reported 保健指導レベル (9N506) is 1/2 at age 40–74 and that have no row are added
     with started = completed = なし (docs/rules.md §1: 対象者 come from the 階層化 of the 健診)."""
-    docs = parsed.docs
-    gd = docs[docs["kind"].eq("guidance")].copy()
-    obs_t = parsed.guidance_observations
+    gd = gd.copy()
     empty_unknown = pd.DataFrame({"item_code": pd.Series(dtype=str), "display_name": pd.Series(dtype=str),
                                   "count": pd.Series(dtype="int64")})
     if not len(gd):
@@ -1323,13 +1593,12 @@ def _read_guidance(parsed: _Parsed, data_folder, enrollment, known_munis,
                 "muni_code": t["muni_code"].astype(str).to_numpy(),
                 "level": t["guidance_level_reported"].astype("Int64").astype(str).map(_TARGET_LEVELS).to_numpy(),
                 "started": "2", "completed": "2"})], ignore_index=True)
-            start = int(docs["doc"].max()) + 1  # row numbers after the documents'
+            start = n_all_docs + 1  # row numbers after the documents'
             row_numbers = np.concatenate([row_numbers, np.arange(start, start + n_derived, dtype=np.int64)])
     r = _io.read_text_frame(frame, "guidance", LABEL_GUIDANCE, row_numbers=row_numbers, known_munis=known_munis)
-    where = (docs["archive"] + "/" + docs["path"]).set_axis(docs["doc"])
     io_ex = r.exclusions.copy()
     if len(io_ex):
-        io_ex["file"] = io_ex["row"].map(where).fillna("特定健診XML（保健指導レベルからの対象者）").to_numpy()
+        io_ex["file"] = files_of(io_ex["row"]).fillna("特定健診XML（保健指導レベルからの対象者）").to_numpy()
     parts = [x for x in (*f.excl, *value_excl, io_ex) if len(x)]
     exclusions = pd.concat(parts, ignore_index=True) if parts else _io._empty_exclusions()
     exclusions = exclusions.sort_values(["row", "scope"], kind="stable").reset_index(drop=True)
@@ -1471,7 +1740,8 @@ def read_folder_cached(folder, enrollment: pd.DataFrame | None, enrollment_file:
         _io.CACHE_STATS["hits"] += 1
         return cached
     _io.CACHE_STATS["misses"] += 1
-    imp = read_archives(folder, enrollment=enrollment, known_munis=known, keep_observations=False)
+    imp = read_archives(folder, enrollment=enrollment, known_munis=known, keep_observations=False,
+                        spill_dir=cache_dir)
     _io._write_cache(paths["kenshin"], imp.result)
     if imp.guidance is not None:
         _io._write_cache(paths["guidance"], imp.guidance)
