@@ -86,19 +86,19 @@ def test_derived_table_is_built_once_per_cache_and_key(tmp_path):
         calls.append(1)
         return pd.DataFrame({"muni_code": ["17201", "17324"], "n": np.array([3, 2], dtype=np.int64)})
 
-    first, built = pipeline.derived_table(tmp_path, "demo", build, key=(1, {"months": 12}))
-    assert built and len(calls) == 1
+    first = pipeline.derived_table(tmp_path, "demo", build, key=(1, {"months": 12}))
+    assert len(calls) == 1
     assert first["n"].tolist() == [3, 2] and first["muni_code"].tolist() == ["17201", "17324"]
-    again, built = pipeline.derived_table(tmp_path, "demo", build, key=(1, {"months": 12}))
-    assert not built and len(calls) == 1
+    again = pipeline.derived_table(tmp_path, "demo", build, key=(1, {"months": 12}))
+    assert len(calls) == 1
     pd.testing.assert_frame_equal(again, first)
     assert len(list((tmp_path / "derived").glob("demo_*.parquet"))) == 1
     assert not list((tmp_path / "derived").glob(".*"))  # no temporary file left (atomic write)
-    _, built = pipeline.derived_table(tmp_path, "demo", build, key=(1, {"months": 13}))
-    assert built and len(calls) == 2
+    pipeline.derived_table(tmp_path, "demo", build, key=(1, {"months": 13}))
+    assert len(calls) == 2
     (tmp_path / "meta.json").write_text('{"data_hash": "h2", "cache_version": "6"}', encoding="utf-8")
-    _, built = pipeline.derived_table(tmp_path, "demo", build, key=(1, {"months": 12}))
-    assert built and len(calls) == 3
+    pipeline.derived_table(tmp_path, "demo", build, key=(1, {"months": 12}))
+    assert len(calls) == 3
     assert len(list((tmp_path / "derived").glob("demo_*.parquet"))) == 3
 
 

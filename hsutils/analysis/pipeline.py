@@ -859,24 +859,23 @@ def each_municipality(cache_dir: Path, with_tables=False, munis=None):
         yield muni, person_year, tables
 
 
-def derived_table(cache_dir: Path, name: str, build, key=()) -> tuple[pd.DataFrame, bool]:
+def derived_table(cache_dir: Path, name: str, build, key=()) -> pd.DataFrame:
     """A table derived from the whole cache, computed once per cache: `<cache>/derived/<name>_<k>.parquet`
     where k hashes the cache's data hash and version with `key` (the parameters it depends on,
     JSON-serialisable). Read when it exists; otherwise `build()` is called, its frame written
     atomically (batch runs of several municipalities may build it at once) and read back, so the
-    first run returns exactly what later runs read. Returns (table, built)."""
+    first run returns exactly what later runs read."""
     cache_dir = _existing_cache(cache_dir)
     meta = _cache_meta(cache_dir)
     source = [meta.get("data_hash"), meta.get("cache_version"), list(key)]
     digest = hashlib.sha256(json.dumps(source, sort_keys=True, default=list).encode()).hexdigest()[:16]
     path = cache_dir / DERIVED_DIR / f"{name}_{digest}.parquet"
-    built = not path.exists()
-    if built:
+    if not path.exists():
         table = build()
         with files.atomic_path(path) as tmp:
             table.to_parquet(tmp, index=False)
         del table
-    return pd.read_parquet(path), built
+    return pd.read_parquet(path)
 
 
 def prepare(data_dir: Path, cache_dir: Path | None = None, column_map=None, with_tables: bool = False) -> Prepared:

@@ -798,7 +798,7 @@ def prefecture_flags(prepared, fys, p: MedicationParams) -> tuple[dict[int, pd.D
         yearly = yearly_flags(monthly, fys, p)
         return pd.concat([f.assign(fy=fy) for fy, f in yearly.items()], ignore_index=True)
 
-    saved, _ = pipeline.derived_table(cache, "medication_flags", build, key=(PREFECTURE_FLAGS_VERSION, spec, fys))
+    saved = pipeline.derived_table(cache, "medication_flags", build, key=(PREFECTURE_FLAGS_VERSION, spec, fys))
     return {fy: saved[saved["fy"] == fy].drop(columns="fy").reset_index(drop=True) for fy in fys}, person_year
 
 

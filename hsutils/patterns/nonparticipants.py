@@ -251,7 +251,7 @@ def municipal_counts(prepared, params: NonparticipantParams = NonparticipantPara
             ["fy", "muni_code", *MUNI_COUNT_COLUMNS]]
 
     key = (MUNICIPAL_COUNTS_VERSION, int(params.lookback_months), int(params.history_years), fys)
-    return pipeline.derived_table(prepared.cache_dir, "nonparticipant_counts", build, key=key)[0]
+    return pipeline.derived_table(prepared.cache_dir, "nonparticipant_counts", build, key=key)
 
 
 def segment_counts(frame: pd.DataFrame, districts: pd.DataFrame | None = None,
