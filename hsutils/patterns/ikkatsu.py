@@ -207,28 +207,49 @@ def kouki_overview(strata: pd.DataFrame, municipalities: pd.DataFrame, districts
                                                         "criterion_name": "indicator_name"})
 
 
+def kaigo_level_labels(py: pd.DataFrame) -> pd.Series:
+    """The 介護認定 level of each row (認定なし, 要支援1 … 要介護5; a certification without a level as its
+    text): what `kaigo_levels` counts, per row of `py`."""
+    certified = py["kaigo_certified"].fillna(False).to_numpy(dtype=bool)
+    return py["kaigo_level"].astype("str").where(certified, NO_KAIGO).fillna(NO_KAIGO)
+
+
+def _level_counts(counts: pd.Series, grouped: bool) -> tuple[pd.Series, list[str]]:
+    """Counts per `kaigo_level_labels` label → counts in the table's order (grouped: `KAIGO_GROUPS`,
+    a label outside them counted as 認定なし as `kaigo_levels` maps a row)."""
+    order = [NO_KAIGO, *KAIGO_LEVELS]
+    if grouped:
+        order = list(dict.fromkeys(KAIGO_GROUPS.values()))
+        labels = pd.Series(counts.index.astype("str"), index=counts.index).map(KAIGO_GROUPS).fillna(NO_KAIGO)
+        counts = counts.groupby(labels.to_numpy()).sum()
+    return counts.reindex(order, fill_value=0).astype("int64"), order
+
+
 def kaigo_levels(person_year: pd.DataFrame, fy: int, muni_code: str, muni_label: str,
                  districts: pd.DataFrame | None, reference_label: str,
-                 reference_munis: Iterable[str] | None = None, grouped: bool = False) -> pd.DataFrame:
+                 reference_munis: Iterable[str] | None = None, grouped: bool = False,
+                 counts: pd.DataFrame | None = None) -> pd.DataFrame:
     """後期高齢者 75+ by 介護認定 level (認定なし, 要支援1 … 要介護5) for the municipality, its
     districts and the reference area: `area, level, count` (for `plots.stacked_bars`).
     `grouped`: 認定なし / 要支援1・2 / 要介護1・2 / 要介護3〜5 (`KAIGO_GROUPS`), so that small
     districts keep visible segments. With `districts` (the 地区マスタ) the district rows add up to
     the municipality: districts of the master, then codes found only in the data (named by their
-    code), then 地区不明 for the persons without a district when there are any (docs/rules.md §9.1)."""
+    code), then 地区不明 for the persons without a district when there are any (docs/rules.md §9.1).
+    The reference (`reference_munis`, None = every municipality) is the sum of its municipalities in
+    `counts` (`municipal_counts`: a municipal run holds only its own rows, docs/design.md §8.1), or
+    counted from `person_year` without it."""
     py = rows_of_fy(person_year, fy)
     py = py[indicators.kouki(py)]
-    certified = py["kaigo_certified"].fillna(False).to_numpy(dtype=bool)
-    level = py["kaigo_level"].astype("str").where(certified, NO_KAIGO).fillna(NO_KAIGO)
-    order = [NO_KAIGO, *KAIGO_LEVELS]
-    if grouped:
-        level = level.map(KAIGO_GROUPS).fillna(NO_KAIGO)
-        order = list(dict.fromkeys(KAIGO_GROUPS.values()))
-    ref = py if reference_munis is None else py[py["muni_code"].isin(list(reference_munis))]
+    level = kaigo_level_labels(py)
+    if counts is None:
+        ref = py if reference_munis is None else py[py["muni_code"].isin(list(reference_munis))]
+        ref_counts = level.loc[ref.index].value_counts()
+    else:
+        ref_counts = area_sum(counts, KIND_KAIGO, reference_munis)["count"]
     groups = []
     if areas.parse_code(muni_code).is_municipality:
         here = py[in_area(py, muni_code)]
-        groups.append((muni_label, here.index))
+        groups.append((muni_label, level.loc[here.index].value_counts()))
         dcode = here["district_code"].fillna("").astype("str").to_numpy()
         names = {}
         # no district rows without a 地区マスタ (the caller's choice) or when nobody has a district
@@ -239,11 +260,12 @@ def kaigo_levels(person_year: pd.DataFrame, fy: int, muni_code: str, muni_label:
         for code, name in names.items():  # a handful of districts
             rows = here.index[dcode == code]
             if code or len(rows):  # 地区不明 only when someone has no district
-                groups.append((name, rows))
-    groups.append((reference_label, ref.index))
-    parts = [pd.DataFrame({"area": label, "level": order,
-                           "count": level.loc[idx].value_counts().reindex(order, fill_value=0).to_numpy(dtype="int64")})
-             for label, idx in groups]
+                groups.append((name, level.loc[rows].value_counts()))
+    groups.append((reference_label, ref_counts))
+    parts = []
+    for label, c in groups:
+        c, order = _level_counts(c, grouped)
+        parts.append(pd.DataFrame({"area": label, "level": order, "count": c.to_numpy(dtype="int64")}))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -576,6 +598,92 @@ def suppress_parts(table: pd.DataFrame, count_col: str = "count", derived_cols: 
 # questionnaire profile
 
 
+# ---------------------------------------------------------------------------------------------
+# what a municipal run shows of the other municipalities (docs/design.md §8.1)
+
+KIND_KAIGO, KIND_QUESTIONNAIRE = "kaigo", "questionnaire"
+MUNICIPAL_COUNTS_VERSION = 1  # bump when muni_counts() or criteria_strata() change, so saved tables are not reused
+MUNICIPAL_FIRST_RUN = ("【初回のみ】比較地域・県内市町村の範囲のため、県内全市町の後期高齢者を市町ごとに数えて"
+                       "集計キャッシュに保存します（{what}）。次回からは、同じデータ・同じ条件なら保存した結果を使います。")
+
+
+def muni_counts(person_year: pd.DataFrame, fy: int) -> pd.DataFrame:
+    """Per municipality, the 後期高齢者 75+ of `fy`: by 介護認定 level (kind "kaigo", item = the
+    `kaigo_level_labels` label, count = persons) and per questionnaire item and domain (kind
+    "questionnaire", item = q1 … / domain, respondents and risk answers as `questionnaire_profile`
+    counts them). Columns muni_code, kind, item, respondents, count (int64). Sums over municipalities
+    are an area's counts (`area_sum`)."""
+    py = rows_of_fy(person_year, fy)
+    py = py[indicators.kouki(py)]
+    muni = py["muni_code"].astype("str")
+    k = py.groupby([muni.to_numpy(), kaigo_level_labels(py).to_numpy()]).size()
+    kaigo = pd.DataFrame({"muni_code": k.index.get_level_values(0).astype("str"), "kind": KIND_KAIGO,
+                          "item": k.index.get_level_values(1).astype("str"), "respondents": 0,
+                          "count": k.to_numpy(dtype="int64")})
+    answered, risk = questionnaire_risk(py)
+    q = _group_counts(answered, risk, muni)
+    quest = pd.DataFrame({"muni_code": q["area_code"].astype("str"), "kind": KIND_QUESTIONNAIRE,
+                          "item": q["item_id"].astype("str"), "respondents": q["respondents"],
+                          "count": q["count"]})
+    return pd.concat([kaigo, quest], ignore_index=True).astype({"respondents": "int64", "count": "int64"})
+
+
+def area_sum(counts: pd.DataFrame, kind: str, munis: Iterable[str] | None = None) -> pd.DataFrame:
+    """`respondents, count` per item of `kind` summed over the municipalities `munis` (None = all) of
+    a `muni_counts` table, indexed by item."""
+    c = counts[counts["kind"].to_numpy() == kind]
+    if munis is not None:
+        c = c[c["muni_code"].astype("str").isin([str(m) for m in munis]).to_numpy()]
+    return c.groupby("item", sort=False)[["respondents", "count"]].sum()
+
+
+def municipal_counts(prepared, fy: int) -> pd.DataFrame:
+    """`muni_counts` of every municipality of the cache for `fy`: what notebook 03 shows of the
+    reference area and of the prefecture's range (介護認定 levels, questionnaire answers) without
+    holding their person rows (docs/design.md §8.1); a run that holds every municipality's rows (the
+    prefecture) counts them itself (`muni_counts`). Each municipality is counted from its own
+    partitions (`pipeline.each_municipality`), once per cache and year (`pipeline.derived_table`,
+    `derived/ikkatsu_counts_<key>.parquet`). A person_year row lies in the partition of the
+    municipality its person is enrolled in that year (docs/design.md §8.2), so a person who moved is
+    counted once, where the prefecture's table counts him."""
+    from hsutils.analysis import pipeline
+
+    def build() -> pd.DataFrame:
+        print(MUNICIPAL_FIRST_RUN.format(what="要介護度・質問票"), flush=True)
+        parts = [muni_counts(py, fy) for _, py, _ in pipeline.each_municipality(prepared.cache_dir)]
+        return pd.concat(parts, ignore_index=True) if parts else muni_counts(prepared.person_year.iloc[0:0], fy)
+
+    return pipeline.derived_table(prepared.cache_dir, "ikkatsu_counts", build, key=(MUNICIPAL_COUNTS_VERSION, int(fy)))
+
+
+def municipal_criteria_strata(prepared, fy: int, params: IkkatsuParams = IkkatsuParams()) -> pd.DataFrame:
+    """`criteria_strata` of every municipality of the cache for `fy` with `params`: the strata the
+    reference area's 該当率 and 標準化該当比 and the prefecture's counts of `threshold_counts` are
+    taken from (`ReferenceResolution.strata`) by a run that holds only its own rows (a run holding
+    every municipality's rows uses its own `criteria_strata`). Each municipality is judged from its own partitions (`pipeline.each_municipality`: its person_year rows, its persons'
+    whole claims, 介護 and questionnaire history), once per cache, year and thresholds
+    (`pipeline.derived_table`, `derived/ikkatsu_criteria_<key>.parquet`; other thresholds give
+    another table). With the default thresholds the flags are those the shared pass cached, so the
+    sum equals the prefecture's table; with others, 健康状態不明者 of a person who moved in `fy`
+    reads the previous year's checkup from the rows of the municipality he lives in now (as the
+    municipal run itself does, docs/design.md §8.2)."""
+    from hsutils.analysis import pipeline
+
+    def build() -> pd.DataFrame:
+        print(MUNICIPAL_FIRST_RUN.format(what="抽出基準の該当者"), flush=True)
+        tables = False if is_default(params) else TABLES
+        parts = []
+        for _, py, t in pipeline.each_municipality(prepared.cache_dir, tables):  # a loop over partitions
+            flags = criteria_flags(py, fy, params, t)
+            if len(flags):
+                parts.append(criteria_strata(py, flags, params))
+        out = pd.concat(parts, ignore_index=True)
+        return out.astype({c: "str" for c in out.columns if isinstance(out[c].dtype, pd.CategoricalDtype)})
+
+    key = (MUNICIPAL_COUNTS_VERSION, int(fy), dataclasses.asdict(params))
+    return pipeline.derived_table(prepared.cache_dir, "ikkatsu_criteria", build, key=key)
+
+
 def question_labels() -> dict[str, str]:
     """q1..q15 -> '①健康状態（あまりよくない・よくない）' (schema label + risk answer)."""
     cols = {c.name: c.ja for c in schema.TABLES["questionnaire"].columns}
@@ -609,7 +717,8 @@ def _group_counts(answered: pd.DataFrame, risk: pd.DataFrame, keys: pd.Series) -
 def questionnaire_profile(person_year: pd.DataFrame, fy: int, muni_code: str,
                           municipalities: pd.DataFrame, reference_munis: Iterable[str] | None = None,
                           reference_label: str = "県", conf: float = 0.95,
-                          threshold: int = privacy.DEFAULT_THRESHOLD) -> pd.DataFrame:
+                          threshold: int = privacy.DEFAULT_THRESHOLD,
+                          counts: pd.DataFrame | None = None) -> pd.DataFrame:
     """後期高齢者の質問票: share of risk answers per item and per domain (docs/rules.md §6.2) for the
     municipality against the reference area (default the prefecture).
 
@@ -619,23 +728,30 @@ def questionnaire_profile(person_year: pd.DataFrame, fy: int, muni_code: str,
     are not small (1 … threshold − 1 never enters a published range), for `plots.spine_chart`.
     Columns: item_id, kind (項目/領域), item_name, area, respondents, count, rate, rate_lower,
     rate_upper, ref_respondents, ref_count, ref_rate, comparison, min, q25, q75, max, polarity.
+
+    The reference, the prefecture's range and a prefecture-wide area are sums of the per-municipality
+    counts `counts` (`municipal_counts`; a municipal run holds only its own rows, docs/design.md §8.1);
+    without them they are counted from `person_year` (which must then hold every municipality).
     """
-    py = rows_of_fy(person_year, fy)
-    py = py[indicators.kouki(py)]
-    answered, risk = questionnaire_risk(py)
-    by_muni = _group_counts(answered, risk, py["muni_code"].astype("str"))
-    ref_rows = (np.ones(len(py), dtype=bool) if reference_munis is None
-                else py["muni_code"].isin(list(reference_munis)).to_numpy())
-    ref = pd.DataFrame({"item_id": answered.columns,
-                        "ref_respondents": answered[ref_rows].sum().to_numpy(dtype="int64"),
-                        "ref_count": risk[ref_rows].sum().to_numpy(dtype="int64")})
+    if counts is None:
+        counts = muni_counts(person_year, fy)
+    items = list(QUESTIONNAIRE_RISK) + list(QUESTIONNAIRE_DOMAINS)  # the columns of `questionnaire_risk`
+    c = counts[counts["kind"].to_numpy() == KIND_QUESTIONNAIRE]
+    by_muni = pd.DataFrame({"area_code": c["muni_code"].astype("str").to_numpy(), "item_id": c["item"].to_numpy(),
+                            "respondents": c["respondents"].to_numpy(dtype="int64"),
+                            "count": c["count"].to_numpy(dtype="int64")})
+
+    def summed(munis) -> pd.DataFrame:
+        s = area_sum(counts, KIND_QUESTIONNAIRE, munis).reindex(items, fill_value=0)
+        return pd.DataFrame({"item_id": items, "respondents": s["respondents"].to_numpy(dtype="int64"),
+                             "count": s["count"].to_numpy(dtype="int64")})
+
+    ref = summed(reference_munis).rename(columns={"respondents": "ref_respondents", "count": "ref_count"})
     if areas.parse_code(muni_code).is_prefecture:
-        here = pd.DataFrame({"item_id": answered.columns, "respondents": answered.sum().to_numpy(dtype="int64"),
-                             "count": risk.sum().to_numpy(dtype="int64")})
+        here = summed(None)
         area = reference_label
     else:
-        here = by_muni[by_muni["area_code"] == str(muni_code)][["item_id", "respondents", "count"]]
-        here = pd.DataFrame({"item_id": answered.columns}).merge(here, on="item_id", how="left").fillna(0)
+        here = summed([str(muni_code)])
         area = municipalities.drop_duplicates("muni_code").set_index("muni_code")["name"].get(str(muni_code), muni_code)
     out = here.merge(ref, on="item_id")
     out["respondents"] = out["respondents"].astype("int64")
@@ -683,15 +799,18 @@ def spine_frame(profile: pd.DataFrame, kind: str) -> pd.DataFrame:
 
 def questionnaire_references(person_year: pd.DataFrame, fy: int, subject: areas.Area,
                               main: areas.ReferenceResolution, municipalities: pd.DataFrame, *,
-                              threshold: int = privacy.DEFAULT_THRESHOLD) -> tuple[pd.DataFrame, list, list[str]]:
+                              threshold: int = privacy.DEFAULT_THRESHOLD,
+                              counts: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list, list[str]]:
     """The other references of the questionnaire spine chart beside `main` (the run's
     `reference_area`): 県, 同規模 and 全国 as `areas.resolve_reference` gives them. Returns (frame
     indexed by item_id with a column `ref_<kind>` of each reference's rate in %, the
     (label, column, kind) list for `plots.spine_chart(references=)`, the notes). A reference
     without a figure is 「比較なし（理由）」 in the notes (全国: NDB has no 後期高齢者の質問票;
     同規模 with too few peers; a reference whose persons this run did not load); a reference rate
-    from a count or a number of respondents of 1–9 is not drawn (docs/rules.md §9)."""
-    loaded = set(person_year["muni_code"].astype(str).unique())
+    from a count or a number of respondents of 1–9 is not drawn (docs/rules.md §9). With `counts`
+    (`municipal_counts`, every municipality) each reference is a sum of its municipalities; without,
+    it is counted from `person_year`, and a reference with municipalities not in it has no figure."""
+    loaded = set(person_year["muni_code"].astype(str).unique()) if counts is None else None
     every = set(municipalities["muni_code"].astype(str))
     frame = pd.DataFrame(index=pd.Index([], name="item_id"))
     refs, notes = [], []
@@ -705,11 +824,11 @@ def questionnaire_references(person_year: pd.DataFrame, fy: int, subject: areas.
         if not usable:
             notes.append(f"{r.kind}: " + (areas.no_comparison(r.unavailable_reason("questionnaire") or r.reason)))
             continue
-        if not set(munis if munis is not None else every) <= loaded:
+        if loaded is not None and not set(munis if munis is not None else every) <= loaded:
             notes.append(f"{r.kind}: {areas.no_comparison('この実行では基準の市町村の個人データを読み込んでいないため')}")
             continue
         prof = questionnaire_profile(person_year, fy, subject.code, municipalities, munis, r.label,
-                                     threshold=threshold).set_index("item_id")
+                                     threshold=threshold, counts=counts).set_index("item_id")
         small = privacy.is_small(prof["ref_count"], threshold) | privacy.is_small(prof["ref_respondents"], threshold)
         col = f"ref_{requested}"
         frame = frame.reindex(frame.index.union(prof.index))
@@ -966,7 +1085,8 @@ def priority_summary(plist: pd.DataFrame) -> pd.DataFrame:
 
 def threshold_counts(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFrame], fy: int,
                      params: IkkatsuParams, muni_code: str,
-                     threshold: int = privacy.DEFAULT_THRESHOLD) -> tuple[pd.DataFrame, float]:
+                     threshold: int = privacy.DEFAULT_THRESHOLD,
+                     prefecture: pd.DataFrame | None = None) -> tuple[pd.DataFrame, float]:
     """Count per criterion for the municipality and the prefecture with `params`: the whole
     prefecture is judged again with `programs.ikkatsu_flags` (vectorised) when the thresholds differ
     from docs/rules.md §6.1; with the default thresholds the flags the shared pass cached in
@@ -974,7 +1094,9 @@ def threshold_counts(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFram
 
     Returns (table with 基準, 市町村 人数, 市町村 割合(%), 県 人数, 県 割合(%) — counts 1 … threshold − 1
     and their rates shown "‐" —, seconds taken by the recomputation, None when nothing was
-    recomputed).
+    recomputed). `prefecture`: the criteria strata of every municipality with `params`
+    (`municipal_criteria_strata`), whose sums are the prefecture's counts when `person_year` holds
+    only the municipality's rows (docs/design.md §8.1); None: the rows of `person_year` are counted.
     """
     t0 = time.perf_counter()
     recompute = not is_default(params)
@@ -985,13 +1107,19 @@ def threshold_counts(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFram
     here = den & in_area(py, muni_code)
     cols = list(CRITERIA_IDS) + [ANY_ID]
     f = flags[cols].to_numpy(dtype=bool)
+    if prefecture is None:
+        pref_counts, pref_den = f[den].sum(axis=0), den.sum()
+    else:
+        p = prefecture[prefecture["fy"].to_numpy() == int(fy)]
+        sums = p.groupby("indicator_id", observed=True)[["numerator", "denominator"]].sum().reindex(cols, fill_value=0)
+        pref_counts, pref_den = sums["numerator"].to_numpy(dtype="int64"), int(sums["denominator"].max())
     names = criterion_names(params)
     out = pd.DataFrame({
         "基準": [names[c] for c in cols],
         "市町村 人数": f[here].sum(axis=0).astype("int64"),
         "市町村 割合(%)": f[here].sum(axis=0) / max(here.sum(), 1) * 100,
-        "県 人数": f[den].sum(axis=0).astype("int64"),
-        "県 割合(%)": f[den].sum(axis=0) / max(den.sum(), 1) * 100,
+        "県 人数": pref_counts.astype("int64"),
+        "県 割合(%)": pref_counts / max(pref_den, 1) * 100,
     })
     out["市町村 割合(%)"] = out["市町村 割合(%)"].round(1)
     out["県 割合(%)"] = out["県 割合(%)"].round(1)
@@ -1006,15 +1134,16 @@ def recount_text(seconds: float | None) -> str:
     thresholds were counted from the shared pass's flags."""
     if seconds is None:
         return "しきい値が既定値のため、共通の集計の判定（全県）をそのまま数えました（再計算なし）。"
-    return f"全県の後期高齢者を対象にした再計算: {seconds:.2f}秒"
+    return f"抽出基準の再計算: {seconds:.2f}秒"
 
 
 def threshold_explorer(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFrame], fy: int,
                        muni_code: str, params: IkkatsuParams = IkkatsuParams(),
-                       threshold: int = privacy.DEFAULT_THRESHOLD):
+                       threshold: int = privacy.DEFAULT_THRESHOLD, prefecture=None):
     """ipywidgets sliders for the thresholds (`hsutils.publish.widgets.Panel`); the counts update when a
     slider is released (docs/design.md §9: only called under `if interactive:`). Returns the panel
-    to display."""
+    to display. `prefecture`: params → the criteria strata of every municipality
+    (`municipal_criteria_strata`) for a run holding only its municipality's rows (`threshold_counts`)."""
     import ipywidgets as w
 
     from hsutils.publish import report, widgets
@@ -1035,8 +1164,11 @@ def threshold_explorer(person_year: pd.DataFrame, tables: Mapping[str, pd.DataFr
 
     def render(**values):
         p = dataclasses.replace(params, **values)
-        table, seconds = threshold_counts(person_year, tables, fy, p, muni_code, threshold)
-        persons = f"全県 {int(eligible(rows_of_fy(person_year, fy), p).sum()):,}人"
+        pref = None if prefecture is None else prefecture(p)
+        table, seconds = threshold_counts(person_year, tables, fy, p, muni_code, threshold, prefecture=pref)
+        n = (int(eligible(rows_of_fy(person_year, fy), p).sum()) if pref is None else
+             int(pref.loc[(pref["fy"] == int(fy)) & (pref["indicator_id"] == ANY_ID), "denominator"].sum()))
+        persons = f"全県 {n:,}人"
         return [f"{persons}を既定値のしきい値で数えました（共通の集計の判定。再計算なし）" if seconds is None
                 else f"{persons}で再計算しました（抽出 {seconds:.1f} 秒）", report.display_table(table)]
 
