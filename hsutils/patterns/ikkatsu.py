@@ -677,8 +677,11 @@ def municipal_criteria_strata(prepared, fy: int, params: IkkatsuParams = Ikkatsu
             flags = criteria_flags(py, fy, params, t)
             if len(flags):
                 parts.append(criteria_strata(py, flags, params))
-        out = pd.concat(parts, ignore_index=True)
-        return out.astype({c: "str" for c in out.columns if isinstance(out[c].dtype, pd.CategoricalDtype)})
+        # the key columns stay categorical with the categories of every part, as in the prefecture's table
+        for col in [c for c in parts[0].columns if isinstance(parts[0][c].dtype, pd.CategoricalDtype)]:
+            union = pd.unique(np.concatenate([p[col].cat.categories.to_numpy(dtype=object) for p in parts]))
+            parts = [p.assign(**{col: p[col].cat.set_categories(union)}) for p in parts]
+        return pd.concat(parts, ignore_index=True)
 
     key = (MUNICIPAL_COUNTS_VERSION, int(fy), dataclasses.asdict(params))
     return pipeline.derived_table(prepared.cache_dir, "ikkatsu_criteria", build, key=key)
