@@ -31,11 +31,11 @@ def _two_town_cache(folder: Path) -> pd.DataFrame:
     """2024: 17201 A (要介護1, q1 4 = risk, q4 1 = risk, 口腔), B (no 認定, q1 1), N (国保 70: not counted);
     17324 C (要支援2, q1 not answered), M (no 認定, q1 5 = risk, 健康状態不明者). M moved: in 2023 he was
     at 17201 (no 認定, q1 2), as was A (要支援1, q1 1). 17999 is in the master without rows."""
-    rows = [_row("A", FY, "17201", 80, "要介護1", q1=4, q4=1, ik_oral=True, ik_any=True),
+    rows = [_row("A", FY, "17201", 80, level="要介護1", q1=4, q4=1, ik_oral=True, ik_any=True),
             _row("B", FY, "17201", 77, q1=1), _row("N", FY, "17201", 70, insurance="国保", q1=5),
-            _row("C", FY, "17324", 85, "要支援2"),
+            _row("C", FY, "17324", 85, level="要支援2"),
             _row("M", FY, "17324", 76, q1=5, ik_health_unknown=True, ik_any=True),
-            _row("M", FY - 1, "17201", 75, q1=2), _row("A", FY - 1, "17201", 79, "要支援1", q1=1)]
+            _row("M", FY - 1, "17201", 75, q1=2), _row("A", FY - 1, "17201", 79, level="要支援1", q1=1)]
     py = pd.DataFrame(rows)
     py["age_band"] = age_band(py["age"].to_numpy())
     pipeline.write_partitioned(py, folder, {"enrollment": py[["person_id", "fy", "muni_code"]]})
@@ -62,8 +62,8 @@ def test_municipal_counts_hand_worked_with_a_mover(tmp_path, monkeypatch):
     got = ikkatsu.municipal_counts(prepared, FY)
     rows = _sorted(got)
     kaigo = [r for r in rows if r[1] == ikkatsu.KIND_KAIGO]
-    assert kaigo == [("17201", "kaigo", "認定なし", 0, 1), ("17201", "kaigo", "要介護1", 0, 1),
-                     ("17324", "kaigo", "認定なし", 0, 1), ("17324", "kaigo", "要支援2", 0, 1)]
+    assert kaigo == sorted([("17201", "kaigo", "認定なし", 0, 1), ("17201", "kaigo", "要介護1", 0, 1),
+                            ("17324", "kaigo", "認定なし", 0, 1), ("17324", "kaigo", "要支援2", 0, 1)])
     q = {(r[0], r[2]): r[3:] for r in rows if r[1] == ikkatsu.KIND_QUESTIONNAIRE}
     assert q[("17201", "q1")] == (2, 1) and q[("17324", "q1")] == (1, 1)
     assert q[("17201", "口腔機能")] == (1, 1) and q[("17324", "口腔機能")] == (0, 0)
@@ -158,3 +158,19 @@ def test_the_municipal_run_of_03_holds_only_its_municipality(tmp_path):
         ctx = notebook.start("03_ikkatsu", "17324", cache_dir=os.environ["HSUTILS_CACHE_DIR"],
                              out_dir=tmp_path / reference, with_tables=ikkatsu.TABLES, reference_area=reference)
         assert set(ctx.prepared.person_year["muni_code"].astype(str)) == {"17324"}
+
+
+def test_changed_thresholds_read_the_previous_checkup_of_a_mover_from_his_municipality():
+    """The documented rule (docs/design.md §8.1): judged again with other thresholds, 健康状態不明者 reads the
+    previous year's checkup from the person_year rows held. M had a checkup in 2023 at 17201 and moved to 17324:
+    from the prefecture's rows he is not 健康状態不明者; from 17324's partition (the municipal run and the
+    per-municipality table) he is — as S, who had none. The cached flags (default thresholds) are the
+    prefecture's."""
+    from hsutils.rules import programs
+
+    py = pd.DataFrame({"person_id": ["M", "M", "S"], "fy": [FY - 1, FY, FY], "muni_code": ["17201", "17324", "17324"],
+                       "has_kenshin": [True, False, False]})
+    claims = pd.DataFrame({"person_id": pd.Series([], dtype=str), "ym": pd.Series([], dtype="int64"),
+                           "claim_medical": pd.Series([], dtype=bool), "claim_dental": pd.Series([], dtype=bool)})
+    assert programs.health_unknown(py, claims, None, FY).tolist() == [False, True]
+    assert programs.health_unknown(py[py["muni_code"] == "17324"], claims, None, FY).tolist() == [True, True]
