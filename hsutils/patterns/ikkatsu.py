@@ -607,25 +607,29 @@ MUNICIPAL_FIRST_RUN = ("【初回のみ】比較地域・県内市町村の範�
                        "集計キャッシュに保存します（{what}）。次回からは、同じデータ・同じ条件なら保存した結果を使います。")
 
 
-def muni_counts(person_year: pd.DataFrame, fy: int) -> pd.DataFrame:
+def muni_counts(person_year: pd.DataFrame, fy: int,
+                kinds: Sequence[str] = (KIND_KAIGO, KIND_QUESTIONNAIRE)) -> pd.DataFrame:
     """Per municipality, the 後期高齢者 75+ of `fy`: by 介護認定 level (kind "kaigo", item = the
     `kaigo_level_labels` label, count = persons) and per questionnaire item and domain (kind
     "questionnaire", item = q1 … / domain, respondents and risk answers as `questionnaire_profile`
-    counts them). Columns muni_code, kind, item, respondents, count (int64). Sums over municipalities
-    are an area's counts (`area_sum`)."""
+    counts them; `kinds` chooses). Columns muni_code, kind, item, respondents, count (int64). Sums over
+    municipalities are an area's counts (`area_sum`)."""
     py = rows_of_fy(person_year, fy)
     py = py[indicators.kouki(py)]
     muni = py["muni_code"].astype("str")
-    k = py.groupby([muni.to_numpy(), kaigo_level_labels(py).to_numpy()]).size()
-    kaigo = pd.DataFrame({"muni_code": k.index.get_level_values(0).astype("str"), "kind": KIND_KAIGO,
-                          "item": k.index.get_level_values(1).astype("str"), "respondents": 0,
-                          "count": k.to_numpy(dtype="int64")})
-    answered, risk = questionnaire_risk(py)
-    q = _group_counts(answered, risk, muni)
-    quest = pd.DataFrame({"muni_code": q["area_code"].astype("str"), "kind": KIND_QUESTIONNAIRE,
-                          "item": q["item_id"].astype("str"), "respondents": q["respondents"],
-                          "count": q["count"]})
-    return pd.concat([kaigo, quest], ignore_index=True).astype({"respondents": "int64", "count": "int64"})
+    parts = []
+    if KIND_KAIGO in kinds:
+        k = py.groupby([muni.to_numpy(), kaigo_level_labels(py).to_numpy()]).size()
+        parts.append(pd.DataFrame({"muni_code": k.index.get_level_values(0).astype("str"), "kind": KIND_KAIGO,
+                                   "item": k.index.get_level_values(1).astype("str"), "respondents": 0,
+                                   "count": k.to_numpy(dtype="int64")}))
+    if KIND_QUESTIONNAIRE in kinds:
+        answered, risk = questionnaire_risk(py)
+        q = _group_counts(answered, risk, muni)
+        parts.append(pd.DataFrame({"muni_code": q["area_code"].astype("str"), "kind": KIND_QUESTIONNAIRE,
+                                   "item": q["item_id"].astype("str"), "respondents": q["respondents"],
+                                   "count": q["count"]}))
+    return pd.concat(parts, ignore_index=True).astype({"respondents": "int64", "count": "int64"})
 
 
 def area_sum(counts: pd.DataFrame, kind: str, munis: Iterable[str] | None = None) -> pd.DataFrame:
@@ -737,7 +741,7 @@ def questionnaire_profile(person_year: pd.DataFrame, fy: int, muni_code: str,
     without them they are counted from `person_year` (which must then hold every municipality).
     """
     if counts is None:
-        counts = muni_counts(person_year, fy)
+        counts = muni_counts(person_year, fy, kinds=(KIND_QUESTIONNAIRE,))
     items = list(QUESTIONNAIRE_RISK) + list(QUESTIONNAIRE_DOMAINS)  # the columns of `questionnaire_risk`
     c = counts[counts["kind"].to_numpy() == KIND_QUESTIONNAIRE]
     by_muni = pd.DataFrame({"area_code": c["muni_code"].astype("str").to_numpy(), "item_id": c["item"].to_numpy(),
@@ -814,6 +818,8 @@ def questionnaire_references(person_year: pd.DataFrame, fy: int, subject: areas.
     (`municipal_counts`, every municipality) each reference is a sum of its municipalities; without,
     it is counted from `person_year`, and a reference with municipalities not in it has no figure."""
     loaded = set(person_year["muni_code"].astype(str).unique()) if counts is None else None
+    if counts is None:
+        counts = muni_counts(person_year, fy, kinds=(KIND_QUESTIONNAIRE,))  # once for every reference
     every = set(municipalities["muni_code"].astype(str))
     frame = pd.DataFrame(index=pd.Index([], name="item_id"))
     refs, notes = [], []
