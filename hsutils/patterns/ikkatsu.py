@@ -664,8 +664,9 @@ def municipal_criteria_strata(prepared, fy: int, params: IkkatsuParams = Ikkatsu
     """`criteria_strata` of every municipality of the cache for `fy` with `params`: the strata the
     reference area's 該当率 and 標準化該当比 and the prefecture's counts of `threshold_counts` are
     taken from (`ReferenceResolution.strata`) by a run that holds only its own rows (a run holding
-    every municipality's rows uses its own `criteria_strata`). Each municipality is judged from its own partitions (`pipeline.each_municipality`: its person_year rows, its persons'
-    whole claims, 介護 and questionnaire history), once per cache, year and thresholds
+    every municipality's rows uses its own `criteria_strata`). Each municipality is judged from its
+    own partitions (`pipeline.each_municipality`: its person_year rows, its persons' whole claims,
+    介護 and questionnaire history), once per cache, year and thresholds
     (`pipeline.derived_table`, `derived/ikkatsu_criteria_<key>.parquet`; other thresholds give
     another table). With the default thresholds the flags are those the shared pass cached, so the
     sum equals the prefecture's table; with others, 健康状態不明者 of a person who moved in `fy`
