@@ -68,17 +68,30 @@ def counted_form_labels(rules: dict) -> tuple[str, ...]:
 def icd10_in(icd: pd.Series, patterns) -> pd.Series:
     """True where an ICD-10 code (no dot, e.g. 'E119') matches one of the patterns:
     'E10-E14' = 3-character categories E10 … E14 inclusive; 'E112' = that code and its sub-codes."""
-    icd = icd.fillna("").astype(str).str.upper().str.replace(".", "", regex=False)
+    icd = pd.Series(icd, copy=False)
+    codes, uniq = _distinct_codes(icd)
+    return pd.Series(_icd10_in_distinct(uniq, patterns)[codes], index=icd.index)
+
+
+def _distinct_codes(icd: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(position of each row's code in the distinct codes, the distinct codes normalised: upper
+    case, no dot, missing as ''). The rules are matched once per distinct code, not once per row
+    (a month has thousands of 傷病名 rows and a few hundred codes)."""
+    codes, uniq = pd.factorize(icd.fillna("").astype(str).to_numpy(dtype=object))
+    return codes, pd.Series(uniq, dtype=object).str.upper().str.replace(".", "", regex=False)
+
+
+def _icd10_in_distinct(icd: pd.Series, patterns) -> np.ndarray:
     cat = icd.str.slice(0, 3)
     hit = np.zeros(len(icd), bool)
     for p in patterns:
         p = str(p).upper().replace(".", "")
         if "-" in p:
             a, b = p.split("-")
-            hit |= ((cat >= a[:3]) & (cat <= b[:3]) & (icd.str.len() >= 3)).to_numpy()
+            hit |= ((cat >= a[:3]) & (cat <= b[:3]) & (icd.str.len() >= 3)).to_numpy(bool)
         else:
-            hit |= icd.str.startswith(p).to_numpy()
-    return pd.Series(hit, index=icd.index)
+            hit |= icd.str.startswith(p).to_numpy(bool)
+    return hit
 
 
 def _prefix_in(codes: pd.Series, prefixes) -> pd.Series:
@@ -90,10 +103,13 @@ def _prefix_in(codes: pd.Series, prefixes) -> pd.Series:
 
 
 def icd10_chapter(icd: pd.Series, rules: dict) -> pd.Series:
-    out = pd.Series(pd.NA, index=icd.index, dtype="object")
+    """The label of the first `icd10_chapters` range an ICD-10 code falls in (docs/claims_rules.md),
+    NA when none; matched once per distinct code."""
+    codes, uniq = _distinct_codes(icd)
+    chapter = pd.Series(pd.NA, index=uniq.index, dtype="object")
     for rng, label in rules["icd10_chapters"]:
-        out = out.mask(out.isna() & icd10_in(icd, [rng]), label)
-    return out
+        chapter = chapter.mask(chapter.isna() & _icd10_in_distinct(uniq, [rng]), label)
+    return pd.Series(chapter.to_numpy(dtype=object)[codes], index=icd.index, dtype="object")
 
 
 @dataclass
