@@ -663,7 +663,7 @@ def _persons_of(pc: PersonCosts, codes, fy: int, insurance: str) -> pd.DataFrame
 
 def _high_cost_months(pc: PersonCosts, tables: dict, codes, fy: int, insurance: str, threshold: float):
     """(persons of the area, 医科 cost of each person-month ≥ threshold) or None without costs."""
-    long, _ = _costs_long(tables)
+    long, _ = _costs_long(tables, pc.source or "")  # the data's source (an area without UKE rows: none)
     if long is None:
         return None
     who = _persons_of(pc, codes, fy, insurance)
