@@ -330,3 +330,119 @@ def test_disease_groups_blank_dental_and_dialysis_of_a_person_without_receipts()
                                                     costs.UNKNOWN_GROUP, costs.UNKNOWN_GROUP, "糖尿病"]
     assert costs.assign_groups(mc, None).tolist()[:2] == [costs.CKD_NO_DIALYSIS] * 2
     assert costs.assign_groups(mc.iloc[:0], cm).tolist() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# every municipality's sums (notebook 06 reads only its own municipality's rows, docs/design.md §8.1)
+# ---------------------------------------------------------------------------------------------
+def _mover_cache(tmp_path):
+    """甲市 17201: A (2023, 2024), M (2023); 乙町 17202: M moves in (2024, 6 months), B (2024, part year
+    without months → 6 assumed); 丙村 17203: U (2023 only) with a 2024 receipt (no enrollment that
+    year anywhere: unmatched). M's receipts of both years are in both towns' partitions."""
+    from hsutils.analysis import pipeline
+
+    py = _py([("A", 2023, "17201", 1, "70-74", "国保", True, 12), ("A", 2024, "17201", 1, "70-74", "国保", True, 12),
+              ("M", 2023, "17201", 2, "65-69", "国保", True, 12), ("M", 2024, "17202", 2, "65-69", "国保", False, 6),
+              ("B", 2024, "17202", 1, "70-74", "国保", False, np.nan),
+              ("U", 2023, "17203", 2, "70-74", "国保", True, 12)])
+    py["dialysis_claim"] = [False, False, False, True, False, False]
+    py["new_dialysis"] = pd.array([None, False, None, True, False, None], dtype="boolean")
+    cm = _claims([("A", 202305, 100000, 0, 0, 0), ("A", 202406, 0, 20000, 0, 10000),
+                  ("M", 202306, 0, 30000, 0, 0), ("M", 202410, 0, 400000, 0, 0),
+                  ("B", 202411, 0, 0, 5000, 0), ("U", 202405, 0, 7000, 0, 0)])
+    cm["muni_code"] = cm["person_id"].map({"A": "17201", "M": "17202", "B": "17202", "U": "17203"})
+    cm["dialysis"] = (cm["person_id"] == "M") & (cm["ym"] == 202410)
+    pipeline.write_partitioned(py, tmp_path, {"enrollment": py[["person_id", "fy", "muni_code"]],
+                                              "claims_monthly": cm})
+    (tmp_path / "meta.json").write_text('{"data_hash": "x", "cache_version": "6", "fiscal_years": [2023, 2024]}',
+                                        encoding="utf-8")
+    MASTER.to_parquet(tmp_path / "municipalities.parquet")
+    for name in ("strata", "districts", "import_summary", "exclusions"):
+        pd.DataFrame({"x": [1]}).to_parquet(tmp_path / f"{name}.parquet")
+    return py, cm
+
+
+def test_municipal_costs_from_each_municipality_equal_the_whole_data_with_a_mover(tmp_path, monkeypatch):
+    """乙町's run holds only its own rows; every table 06 shows of the other towns comes from the
+    per-town sums and equals the computation over all person rows. By hand: 2023 甲市 A 100,000 +
+    M 30,000 over 2 person-years; 2024 乙町 M 400,000 (a dialysis month, new) + B 5,000 over
+    0.5 + 0.5 = 1 person-year → 405,000 円/年; U's 2024 receipt (7,000) is the one unmatched
+    person-year — not M's 2023 receipt in 乙町's partition (M was enrolled in 甲市 then)."""
+    from hsutils.analysis import pipeline
+
+    py, cm = _mover_cache(tmp_path)
+    prepared = pipeline.load_prepared(tmp_path, with_tables=costs.TABLES, munis=["17202"])
+    assert sorted(prepared.person_year["person_id"]) == ["B", "M"]  # the run's own rows only
+    every = costs.municipal_costs(prepared)
+    whole = costs.person_costs(py, {"claims_monthly": cm})
+    own = costs.person_costs(prepared.person_year, prepared.tables, whole=every)
+    assert (every.source, every.assumed, every.unmatched_rows, every.unmatched_cost) == (
+        costs.SOURCE_MONTHLY, 1, 1, 7000.0) == (whole.source, 1, whole.unmatched_rows, whole.unmatched_cost)
+    assert own.notes == whole.notes and own.persons["計"].tolist() == [400000.0, 5000.0]
+    # from 乙町's rows alone the notes would be 乙町's (U's receipt is not in its partition)
+    assert costs.person_costs(prepared.person_year, prepared.tables).unmatched_rows == 0
+    t = costs.per_capita_table(every, MASTER)
+    pd.testing.assert_frame_equal(t, costs.per_capita_table(whole, MASTER))
+    row = t[(t["area_code"] == "17202") & (t["fy"] == 2024) & (t["setting"] == "計")].iloc[0]
+    assert (row["persons"], row["patients"], row["person_years"], row["per_capita"]) == (2, 2, 1.0, 405000.0)
+    pref = t[(t["level"] == costs.LEVEL_PREF) & (t["fy"] == 2023) & (t["setting"] == "計")].iloc[0]
+    assert (pref["persons"], pref["cost"], pref["person_years"]) == (3, 130000.0, 3.0)  # A, M, U
+    ref = costs.reference_from_data(every, "石川県")
+    assert ref.rates.equals(costs.reference_from_data(whole, "石川県").rates)
+    pd.testing.assert_frame_equal(costs.regional_index_table(every, ref, MASTER),
+                                  costs.regional_index_table(whole, ref, MASTER))
+    areas_ = {"乙町": ["17202"], "石川県": None}
+    pd.testing.assert_frame_equal(costs.dialysis_table(every, None, areas_), costs.dialysis_table(whole, py, areas_))
+    d = costs.dialysis_table(every, None, areas_).set_index(["area_name", "fy"])
+    assert d.loc[("乙町", 2024), ["dialysis", "cost"]].tolist() == [1, 400000.0]
+    assert d.loc[("石川県", 2023), "new_dialysis"] == costs.programs.NEW_DIALYSIS_UNKNOWN
+    for codes in (["17202"], None):
+        for a, b in zip(costs.concentration(every, codes, 2024, "国保", threshold=1),
+                        costs.concentration(whole, codes, 2024, "国保", threshold=1)):
+            pd.testing.assert_frame_equal(a, b)
+    # the second call reads the saved tables
+    monkeypatch.setattr(costs, "cost_sums", lambda *a, **k: pytest.fail("summed again"))
+    again = costs.municipal_costs(prepared)
+    pd.testing.assert_frame_equal(again.sums, every.sums)
+    assert len(list((tmp_path / "derived").glob("costs_sums_*.parquet"))) == 1
+
+
+def test_municipal_costs_of_the_demo_equal_every_table_from_all_rows(tmp_path):
+    """The demo (UKE costs, movers): 06's setup cell reads only its municipality (no person_rows
+    argument: the default "area"), and every all-municipality table from the saved sums equals the
+    one from all person rows (the float sums in another order: equal to 1e-9 relative)."""
+    import json
+    import os
+
+    from hsutils.analysis import pipeline
+    from hsutils.core import settings
+    from hsutils.running import notebook
+
+    setup = "".join(json.load(open("notebooks/06_medical_costs.ipynb", encoding="utf-8"))["cells"][3]["source"])
+    assert "person_rows" not in setup and "costs.municipal_costs(prepared)" in setup
+    ctx = notebook.start("06_medical_costs", "17324", None, cache_dir=os.environ[settings.ENV_CACHE_DIR],
+                         out_dir=tmp_path, with_tables=costs.TABLES)
+    assert set(ctx.prepared.person_year["muni_code"].astype(str)) == {"17324"}
+    every = costs.municipal_costs(ctx.prepared)
+    prepared = pipeline.load_prepared(ctx.prepared.cache_dir, with_tables=costs.TABLES)  # every row, as on main
+    master = prepared.municipalities
+    whole = costs.person_costs(prepared.person_year, prepared.tables)
+    assert every.has_diseases and (every.assumed, every.unmatched_rows) == (
+        int(whole.persons["months_assumed"].sum()), whole.unmatched_rows)
+    own = costs.person_costs(ctx.prepared.person_year, ctx.prepared.tables, whole=every)
+    assert own.notes == whole.notes
+    pd.testing.assert_frame_equal(costs.per_capita_table(every, master), costs.per_capita_table(whole, master),
+                                  rtol=1e-9)
+    cmp = costs.comparison(every, ctx.area, ctx.reference, master)
+    assert cmp.reference.rates.drop(columns="ref_per_capita").equals(
+        costs.reference_from_data(whole, cmp.reference.label).rates.drop(columns="ref_per_capita"))
+    pd.testing.assert_frame_equal(costs.regional_index_table(every, cmp.reference, master),
+                                  costs.regional_index_table(whole, cmp.reference, master), rtol=1e-9)
+    pd.testing.assert_frame_equal(costs.disease_group_table(every, None, master, cmp.areas),
+                                  costs.disease_group_table(whole, prepared.tables, master, cmp.areas), rtol=1e-9)
+    pd.testing.assert_frame_equal(costs.dialysis_table(every, None, cmp.areas),
+                                  costs.dialysis_table(whole, prepared.person_year, cmp.areas))
+    fy = max(prepared.fiscal_years)
+    for a, b in zip(costs.concentration_frames(every, cmp.areas, fy, "国保"),
+                    costs.concentration_frames(whole, cmp.areas, fy, "国保")):
+        pd.testing.assert_frame_equal(a, b)

@@ -24,6 +24,7 @@ person counts the suppression plan needs (`hsutils.publish.privacy`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -119,8 +120,12 @@ class PersonCosts:
         return self.source == SOURCE_UKE
 
 
-def _costs_long(tables: dict) -> tuple[pd.DataFrame | None, str | None]:
-    """(person_id, fy, ym, setting, cost) rows from medical_costs, else from claims_monthly."""
+def _costs_long(tables: dict, source: str | None = None) -> tuple[pd.DataFrame | None, str | None]:
+    """(person_id, fy, ym, setting, cost) rows from medical_costs, else from claims_monthly; `source`
+    given (the data's source, `MunicipalCosts.source`): from that table only (an area without UKE
+    rows in UKE data has no costs, never the other table's)."""
+    if source is not None:
+        tables = {source: tables.get(source)}
     mc = tables.get(SOURCE_UKE)
     if mc is not None and len(mc):
         d = mc[["person_id", "ym", "setting", "cost"]].copy()
@@ -136,18 +141,43 @@ def _costs_long(tables: dict) -> tuple[pd.DataFrame | None, str | None]:
     return d[["person_id", "ym", "setting", "cost"]].assign(person_id=d["person_id"].astype(str)), SOURCE_MONTHLY
 
 
-def person_costs(person_year: pd.DataFrame, tables: dict) -> PersonCosts:
+def person_costs(person_year: pd.DataFrame, tables: dict, whole: "MunicipalCosts | None" = None) -> PersonCosts:
     """Each enrolled person × fiscal year with `years` and the cost of each setting and `計`.
 
     A cost in a fiscal year without an enrollment row of that person is not used and counted
-    (`unmatched_rows`, `unmatched_cost`), so that read = used + listed holds."""
+    (`unmatched_rows`, `unmatched_cost`), so that read = used + listed holds. `whole` (a municipal
+    run's `municipal_costs`): the source and these counts (and the notes) are the data's, as when
+    every municipality's rows are read (a mover's costs of another municipality's years are not
+    "unmatched" in the run of one municipality)."""
+    pyr, wide, source = _person_cost_parts(person_year, tables, None if whole is None else (whole.source or ""))
+    if wide is None:
+        if whole is not None and whole.source is not None:  # an area without receipts in data with costs: its costs are 0
+            return PersonCosts(pyr, whole.source, whole.unmatched_rows, whole.unmatched_cost,
+                               _cost_notes(whole.assumed, whole.unmatched_rows, whole.unmatched_cost))
+        return PersonCosts(pyr, None)
+    idx = pd.MultiIndex.from_frame(pyr[["person_id", "fy"]])
+    matched = wide.index.isin(idx)
+    # months of fiscal years without any enrollment (the claims look-back) are simply not analysed
+    in_years = wide.index.get_level_values("fy").isin(pyr["fy"].unique())
+    matched = matched | ~in_years
+    if whole is not None:
+        return PersonCosts(pyr, source, whole.unmatched_rows, whole.unmatched_cost,
+                           _cost_notes(whole.assumed, whole.unmatched_rows, whole.unmatched_cost))
+    return PersonCosts(pyr, source, int((~matched).sum()), float(wide[~matched].to_numpy().sum()),
+                       _cost_notes(int(pyr["months_assumed"].sum()), int((~matched).sum()),
+                                   float(wide[~matched].to_numpy().sum())))
+
+
+def _person_cost_parts(person_year: pd.DataFrame, tables: dict, source: str | None):
+    """(person_years with the cost of each setting and 計, the person × fy × setting costs of the
+    receipts (None without costs), the source)."""
     pyr = person_years(person_year)
-    long, source = _costs_long(tables)
+    long, source = _costs_long(tables, source)
     for s in SETTINGS:
         pyr[s] = 0.0
     if long is None:
         pyr[TOTAL] = 0.0
-        return PersonCosts(pyr, None)
+        return pyr, None, None
     long = long.assign(fy=fiscal_year(long["ym"]),
                        cost=pd.to_numeric(long["cost"], errors="coerce").fillna(0.0).astype(float))
     wide = long.pivot_table(index=["person_id", "fy"], columns="setting", values="cost", aggfunc="sum",
@@ -157,20 +187,143 @@ def person_costs(person_year: pd.DataFrame, tables: dict) -> PersonCosts:
         if s in wide.columns:
             pyr[s] = wide[s].reindex(idx).fillna(0.0).to_numpy(float)
     pyr[TOTAL] = pyr[list(SETTINGS)].sum(axis=1)
-    matched = wide.index.isin(idx)
-    # months of fiscal years without any enrollment (the claims look-back) are simply not analysed
-    in_years = wide.index.get_level_values("fy").isin(pyr["fy"].unique())
-    matched = matched | ~in_years
+    return pyr, wide, source
+
+
+def _cost_notes(n_assumed: int, unmatched_rows: int, unmatched_cost: float) -> list[str]:
     notes = []
-    n_assumed = int(pyr["months_assumed"].sum())
     if n_assumed:
         notes.append(f"加入月数のない年度途中の加入・脱退者 {n_assumed:,}人年は {PART_YEAR_MONTHS}か月として数えました"
                      "（docs/rules.md §13.1）。")
-    unmatched_cost = float(wide[~matched].to_numpy().sum())
-    if (~matched).any():
-        notes.append(f"対象者表に該当年度の加入がない人の医療費 {(~matched).sum():,}人年分（{unmatched_cost:,.0f}円）は"
+    if unmatched_rows:
+        notes.append(f"対象者表に該当年度の加入がない人の医療費 {unmatched_rows:,}人年分（{unmatched_cost:,.0f}円）は"
                      "集計に含めていません。")
-    return PersonCosts(pyr, source, int((~matched).sum()), unmatched_cost, notes)
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Every municipality's sums, computed once per cache (docs/design.md §8.1)
+# ---------------------------------------------------------------------------------------------
+#: the keys of `cost_sums`: a municipality's person rows summed by year, insurance, setting, sex and age band
+COST_SUM_KEYS = ["muni_code", "fy", "insurance", "setting", "sex", "age_band"]
+MUNICIPAL_COSTS_VERSION = 1  # bump when a sum below changes, so that saved sums are not reused
+MUNICIPAL_FIRST_RUN = ("【初回のみ】市町村の比較（一人当たり医療費・地域差指数・疾病別・人工透析・医療費の集中）のため、"
+                       "県内全市町村の医療費を市町村ごとに集計し、集計キャッシュに保存します。次回からは、同じデータ・"
+                       "同じ条件なら保存した結果を使います。")
+
+
+def cost_sums(pc: PersonCosts) -> pd.DataFrame:
+    """`COST_SUM_KEYS`, the `stats.cost_sums` terms of each setting's cost over the person-years and
+    `patients` (persons with a cost there): what the per-capita table, the 地域差指数 and its
+    reference are computed from. Sums of municipalities add up to the sums of their area."""
+    d = _long_by_setting(pc.persons)
+    out = stats.cost_sums(d, COST_SUM_KEYS, "cost", "years")
+    patients = (d["cost"] > 0).astype(np.int64).groupby([d[k] for k in COST_SUM_KEYS], observed=True, sort=True,
+                                                         dropna=False).sum()
+    out["patients"] = patients.to_numpy()
+    return out
+
+
+@dataclass
+class MunicipalCosts:
+    """Every municipality's sums (`municipal_costs`): `sums` (`cost_sums`), `groups`
+    (`disease_group_sums`), `dialysis` (`dialysis_sums`), `counts` (`cost_counts`), and of the whole
+    data the cost `source`, the person-years whose months were `assumed` and the costs without an
+    enrollment (`unmatched_rows`, `unmatched_cost`; see `person_costs`)."""
+    sums: pd.DataFrame
+    groups: pd.DataFrame
+    dialysis: pd.DataFrame
+    counts: pd.DataFrame
+    source: str | None
+    assumed: int = 0
+    unmatched_rows: int = 0
+    unmatched_cost: float = 0.0
+
+    @property
+    def has_costs(self) -> bool:
+        return self.source is not None
+
+    @property
+    def has_diseases(self) -> bool:
+        return self.source == SOURCE_UKE
+
+
+def _cost_sums_of(pc) -> pd.DataFrame:
+    return pc.sums if isinstance(pc, MunicipalCosts) else cost_sums(pc)
+
+
+def municipal_costs(prepared, rules: dict | None = None) -> MunicipalCosts:
+    """What notebook 06 shows of every municipality, without holding their person rows (docs/design.md
+    §8.1): each municipality's partitions are read in turn (`pipeline.each_municipality`: its
+    person-years, its persons' whole claims history), summed (`cost_sums`, `disease_group_sums`,
+    `dialysis_sums`, `cost_counts`), and saved once per cache and rules (`pipeline.derived_table`,
+    `derived/costs_<table>_<key>.parquet`); later runs read them.
+
+    A person-year is in the partition of its year's municipality only, so the sums add up to the
+    prefecture's. A mover's receipts are in each of his municipalities' partitions, but each
+    partition uses only the years of its own enrollment; a receipt of a year without any enrollment
+    is counted once (`unmatched_rows`) as in `person_costs` of all rows."""
+    from hsutils.analysis import pipeline
+
+    cache = prepared.cache_dir
+    fys = [int(f) for f in prepared.fiscal_years]
+    uke = pipeline.has_parts(Path(cache) / SOURCE_UKE)
+    built: dict = {}
+
+    def build_all() -> dict:
+        if built:
+            return built
+        print(MUNICIPAL_FIRST_RUN, flush=True)
+        parts = {"sums": [], "groups": [], "dialysis": [], "counts": []}
+        sources, assumed, candidates, enrolled, years_seen = set(), 0, [], [], set()
+        for _, py, tables in pipeline.each_municipality(cache, TABLES):  # a loop over partitions
+            pyr, wide, source = _person_cost_parts(py, tables, SOURCE_UKE if uke else None)
+            pc = PersonCosts(pyr, source)
+            sources.add(source)
+            assumed += int(pyr["months_assumed"].sum())
+            years_seen |= set(pyr["fy"].unique().tolist())
+            parts["sums"].append(cost_sums(pc))
+            parts["dialysis"].append(dialysis_sums(pc, py))
+            parts["counts"].append(cost_counts(pc))
+            if source == SOURCE_UKE:
+                parts["groups"].append(disease_group_sums(pc, tables, rules))
+            if wide is not None:
+                # receipts of a year without this municipality's enrollment: unmatched unless the person
+                # was enrolled elsewhere that year (then he is a part-period person of that partition)
+                own = wide.index.isin(pd.MultiIndex.from_frame(pyr[["person_id", "fy"]]))
+                candidates.append(pd.DataFrame({"person_id": wide.index.get_level_values(0)[~own],
+                                                "fy": wide.index.get_level_values(1)[~own],
+                                                "cost": wide.to_numpy().sum(axis=1)[~own]}))
+                part = pyr.groupby("person_id")["fy"].transform("size") < len(fys)
+                enrolled.append(pyr.loc[part, ["person_id", "fy"]])
+        source = SOURCE_UKE if SOURCE_UKE in sources else (SOURCE_MONTHLY if SOURCE_MONTHLY in sources else None)
+        rows, cost = 0, 0.0
+        if candidates:
+            cand = pd.concat(candidates, ignore_index=True).drop_duplicates(["person_id", "fy"])
+            cand = cand[cand["fy"].isin(sorted(years_seen))]
+            elsewhere = pd.concat(enrolled, ignore_index=True) if enrolled else cand.iloc[:0]
+            cand = cand[~pd.MultiIndex.from_frame(cand[["person_id", "fy"]]).isin(
+                pd.MultiIndex.from_frame(elsewhere[["person_id", "fy"]]))]
+            rows, cost = len(cand), float(cand["cost"].sum())
+        if not parts["groups"]:  # no UKE costs: the table has its columns, no rows
+            parts["groups"].append(pd.DataFrame({"muni_code": pd.Series([], dtype=str), "fy": pd.Series([], dtype=np.int64),
+                                                 "insurance": pd.Series([], dtype=str),
+                                                 "group": pd.Series([], dtype=str),
+                                                 "patients": pd.Series([], dtype=np.int64),
+                                                 "cost": pd.Series([], dtype=float)}))
+        built.update({k: pd.concat(v, ignore_index=True) for k, v in parts.items()})
+        built["notes"] = pd.DataFrame({"source": [source or ""], "assumed": [assumed], "unmatched_rows": [rows],
+                                       "unmatched_cost": [cost]})
+        return built
+
+    key = (MUNICIPAL_COSTS_VERSION, fys, bool(uke), cost_groups(rules))
+    got = {name: pipeline.derived_table(cache, f"costs_{name}", lambda name=name: build_all()[name], key=key)
+           for name in ("notes", "sums", "groups", "dialysis", "counts")}
+    sums = got["sums"].assign(setting=pd.Categorical(got["sums"]["setting"].astype(str), categories=list(SETTINGS_ALL),
+                                                     ordered=True))
+    notes = got["notes"].iloc[0]
+    return MunicipalCosts(sums, got["groups"], got["dialysis"], got["counts"], str(notes["source"]) or None,
+                          int(notes["assumed"]), int(notes["unmatched_rows"]), float(notes["unmatched_cost"]))
 
 
 def source_label(pc: PersonCosts) -> str:
@@ -222,13 +375,14 @@ HIGH_COST_TOTAL = "高額な月（計）"
 
 def per_capita_table(pc: PersonCosts, master: pd.DataFrame, *, levels=(LEVEL_PREF, LEVEL_MEDICAL_AREA, LEVEL_MUNI),
                      conf=0.95) -> pd.DataFrame:
-    """年間一人当たり医療費 by area level × area × fiscal year × insurance × setting (and 計).
+    """年間一人当たり医療費 by area level × area × fiscal year × insurance × setting (and 計), from the
+    person rows (`PersonCosts`) or their `cost_sums` (`MunicipalCosts`: every municipality's).
 
     Columns: AREA_KEYS, `persons` (insured persons), `patients` (persons with a cost there),
     `person_years`, `cost`, `per_capita` with `lower`/`upper` (stats.per_capita_grouped)."""
-    d = _levels(_long_by_setting(pc.persons), master, levels)
-    out = stats.per_capita_grouped(d, AREA_KEYS, "cost", "years", conf)
-    patients = d.assign(p=(d["cost"] > 0).astype(np.int64)).groupby(AREA_KEYS, observed=True, sort=True)["p"].sum()
+    d = _levels(_cost_sums_of(pc), master, levels)
+    out = stats.per_capita_from_sums(d, AREA_KEYS, conf)
+    patients = d.groupby(AREA_KEYS, observed=True, sort=True)["patients"].sum()
     out["patients"] = patients.reindex(pd.MultiIndex.from_frame(out[AREA_KEYS])).fillna(0).astype(np.int64).to_numpy()
     out = out.rename(columns={"value": "per_capita"})
     return out[AREA_KEYS + ["persons", "patients", "person_years", "cost", "per_capita", "lower", "upper"]]
@@ -252,8 +406,10 @@ class CostReference:
 def reference_from_data(pc: PersonCosts, label: str, muni_codes=None, by_sex: bool = True) -> CostReference:
     """The reference computed from the data: all persons of `muni_codes` (None = every
     municipality of the data, the prefecture)."""
-    p = pc.persons if muni_codes is None else pc.persons[pc.persons["muni_code"].isin([str(c) for c in muni_codes])]
-    d = _long_by_setting(p)
+    d = _cost_sums_of(pc)
+    if muni_codes is not None:
+        d = d[d["muni_code"].isin([str(c) for c in muni_codes])]
+    d = d.rename(columns={"_c": "cost", "_w": "years"})
     if not by_sex:
         d = d.assign(sex=0)
     keys = ["fy", "insurance", "setting"]
@@ -299,19 +455,19 @@ def regional_index_table(pc: PersonCosts, reference: CostReference, master: pd.D
     Columns: AREA_KEYS, `persons`, `observed` (円), `expected` (円), `index` with `lower`/`upper`,
     `adjusted` (年齢調整後一人当たり医療費 = index × the reference's per-capita cost) with
     `adjusted_lower`/`adjusted_upper`, `comparison` (vs 1) and `reference`."""
-    d = _levels(_long_by_setting(pc.persons), master, levels)
+    d = _levels(_cost_sums_of(pc), master, levels)
     by_sex = bool((reference.rates["sex"] != 0).any())
     if not by_sex:
         d = d.assign(sex=0)
     rates = reference.rates.assign(setting=reference.rates["setting"].astype(str))
     d = d.assign(setting=d["setting"].astype(str)).merge(rates, on=["fy", "insurance", "setting", "sex", "age_band"],
                                                          how="left")
-    lacking = d["ref_per_capita"].isna() & (d["years"] > 0)
+    lacking = d["ref_per_capita"].isna() & (d["_w"] > 0)
     if lacking.any():
         ex = d.loc[lacking].iloc[0]
         raise DataError(f"比較の基準（{reference.label}）に {ex['fy']}年度 {ex['insurance']} {ex['setting']} "
                         f"性別{ex['sex']} {ex['age_band']}歳 の一人当たり医療費がありません。")
-    out = stats.cost_ratio_grouped(d, AREA_KEYS, ["sex", "age_band"], "cost", "years", "ref_per_capita", conf)
+    out = stats.cost_ratio_from_sums(d, AREA_KEYS, ["sex", "age_band"], "ref_per_capita", conf)
     out = out.rename(columns={"value": "index"})
     crude = reference.crude.set_index(["fy", "insurance", "setting"])["ref_crude"]
     rc = crude.reindex(pd.MultiIndex.from_frame(out[["fy", "insurance", "setting"]].astype({"setting": str}))).to_numpy(float)
@@ -399,30 +555,43 @@ def assign_groups(medical_costs: pd.DataFrame, claims_monthly: pd.DataFrame | No
     return pd.Series(out, index=medical_costs.index, dtype=object)
 
 
-def disease_group_table(pc: PersonCosts, tables: dict, master: pd.DataFrame, area_codes: dict[str, list | None],
-                        rules: dict | None = None) -> pd.DataFrame:
-    """疾病別医療費 per area × fy × insurance × group: `patients` (persons with a receipt of the
-    group), `cost`, `per_capita` (÷ the area's person-years), `share` (% of the area's cost).
-    `area_codes`: area name → its municipal codes (None = all). Empty without medical_costs."""
-    cols = ["area_name", "fy", "insurance", "group", "patients", "cost", "per_capita", "share"]
-    if not pc.has_diseases:
-        return pd.DataFrame(columns=cols)
+def disease_group_sums(pc: PersonCosts, tables: dict, rules: dict | None = None) -> pd.DataFrame:
+    """Per municipality × fy × insurance × group: `patients` (persons with a receipt of the group)
+    and `cost`. A receipt counts in the municipality of its person's enrollment in its fiscal year
+    (a receipt of a year without enrollment is not counted), so the municipalities' rows add up."""
     mc = tables[SOURCE_UKE]
     mc = mc.assign(person_id=mc["person_id"].astype(str), fy=fiscal_year(mc["ym"]),
                    group=assign_groups(mc, tables.get(SOURCE_MONTHLY), rules).to_numpy())
-    who = pc.persons[["person_id", "fy", "muni_code", "insurance", "years"]]
-    mc = mc.merge(who.drop(columns="years"), on=["person_id", "fy"], how="inner", suffixes=("_claim", ""))
+    who = pc.persons[["person_id", "fy", "muni_code", "insurance"]]
+    mc = mc.merge(who, on=["person_id", "fy"], how="inner", suffixes=("_claim", ""))
+    keys = ["muni_code", "fy", "insurance", "group"]
+    return (mc.groupby(keys, sort=True).agg(patients=("person_id", "nunique"), cost=("cost", "sum"))
+            .reset_index()[keys + ["patients", "cost"]])
+
+
+def disease_group_table(pc, tables: dict | None, master: pd.DataFrame, area_codes: dict[str, list | None],
+                        rules: dict | None = None) -> pd.DataFrame:
+    """疾病別医療費 per area × fy × insurance × group: `patients` (persons with a receipt of the
+    group), `cost`, `per_capita` (÷ the area's person-years), `share` (% of the area's cost).
+    `area_codes`: area name → its municipal codes (None = all). Empty without medical_costs.
+    From person rows (`PersonCosts` and the `tables`) or every municipality's sums (`MunicipalCosts`)."""
+    cols = ["area_name", "fy", "insurance", "group", "patients", "cost", "per_capita", "share"]
+    if not pc.has_diseases:
+        return pd.DataFrame(columns=cols)
+    by_muni = pc.groups if isinstance(pc, MunicipalCosts) else disease_group_sums(pc, tables, rules)
+    sums = _cost_sums_of(pc)
+    who = sums[sums["setting"].astype(str) == TOTAL]
     order = group_order(rules)
     parts = []
     for name, codes in area_codes.items():  # the subject and its reference: two areas
-        sel = mc if codes is None else mc[mc["muni_code"].isin([str(c) for c in codes])]
+        sel = by_muni if codes is None else by_muni[by_muni["muni_code"].isin([str(c) for c in codes])]
         py_ = who if codes is None else who[who["muni_code"].isin([str(c) for c in codes])]
-        g = (sel.groupby(["fy", "insurance", "group"], sort=True)
-             .agg(patients=("person_id", "nunique"), cost=("cost", "sum")).reset_index())
+        # a person is in one municipality in a year: the municipalities' patients add up
+        g = sel.groupby(["fy", "insurance", "group"], sort=True)[["patients", "cost"]].sum().reset_index()
         grid = pd.MultiIndex.from_product([sorted(py_["fy"].unique()), INSURANCES, order],
                                           names=["fy", "insurance", "group"]).to_frame(index=False)
         g = grid.merge(g, on=["fy", "insurance", "group"], how="left").fillna({"patients": 0, "cost": 0.0})
-        years = py_.groupby(["fy", "insurance"])["years"].sum()
+        years = py_.groupby(["fy", "insurance"])["_w"].sum()
         total = g.groupby(["fy", "insurance"])["cost"].transform("sum")
         yy = years.reindex(pd.MultiIndex.from_frame(g[["fy", "insurance"]])).to_numpy(float)
         g["per_capita"] = g["cost"] / np.where(yy > 0, yy, np.nan)
@@ -437,14 +606,12 @@ def disease_group_table(pc: PersonCosts, tables: dict, master: pd.DataFrame, are
 # ---------------------------------------------------------------------------------------------
 # 人工透析 (docs/rules.md §13.4)
 # ---------------------------------------------------------------------------------------------
-def dialysis_table(pc: PersonCosts, person_year: pd.DataFrame, area_codes: dict[str, list | None]) -> pd.DataFrame:
-    """Per area × fy × insurance: `persons`, `dialysis` patients (a dialysis month in the year),
-    `new_dialysis` (hsutils.rules.programs: none in the look-back before), their `cost`, `cost_per_patient`
-    (円/人) and `share` (% of the area's cost).
+DIALYSIS_SUMS = ("persons", "dialysis", "new_dialysis", "cost", "total")
 
-    `new_dialysis` of a year with fewer than 12 months of claims before it is unknown (NA in the
-    person_year, docs/hotei.md §7.4): that year's cell is `programs.NEW_DIALYSIS_UNKNOWN`
-    (「判定不能（前年度のレセプトなし）」), never a count; the other years stay counts."""
+
+def dialysis_sums(pc: PersonCosts, person_year: pd.DataFrame) -> pd.DataFrame:
+    """Per municipality × fy × insurance: `DIALYSIS_SUMS` (person-years, dialysis patients, new ones,
+    their cost, the cost of all) and `new_unknown` (the year's `new_dialysis` is undeterminable)."""
     flags = person_year[["person_id", "fy", "dialysis_claim", "new_dialysis"]].assign(
         person_id=person_year["person_id"].astype(str), fy=person_year["fy"].astype(np.int64))
     unknown_fys = set(flags.loc[flags["new_dialysis"].isna(), "fy"].tolist())
@@ -454,12 +621,26 @@ def dialysis_table(pc: PersonCosts, person_year: pd.DataFrame, area_codes: dict[
     d = d.assign(dialysis=dia.astype(np.int64), new_dialysis=d["new_dialysis"].astype("boolean").fillna(False)
                  .astype(np.int64),
                  dialysis_cost=np.where(dia, d[TOTAL], 0.0), one=1)
+    g = d.groupby(["muni_code", "fy", "insurance"], sort=True).agg(
+        persons=("one", "sum"), dialysis=("dialysis", "sum"), new_dialysis=("new_dialysis", "sum"),
+        cost=("dialysis_cost", "sum"), total=(TOTAL, "sum")).reset_index()
+    return g.assign(new_unknown=g["fy"].isin(unknown_fys).to_numpy())
+
+
+def dialysis_table(pc, person_year: pd.DataFrame | None, area_codes: dict[str, list | None]) -> pd.DataFrame:
+    """Per area × fy × insurance: `persons`, `dialysis` patients (a dialysis month in the year),
+    `new_dialysis` (hsutils.rules.programs: none in the look-back before), their `cost`, `cost_per_patient`
+    (円/人) and `share` (% of the area's cost).
+
+    `new_dialysis` of a year with fewer than 12 months of claims before it is unknown (NA in the
+    person_year, docs/hotei.md §7.4): that year's cell is `programs.NEW_DIALYSIS_UNKNOWN`
+    (「判定不能（前年度のレセプトなし）」), never a count; the other years stay counts."""
+    d = pc.dialysis if isinstance(pc, MunicipalCosts) else dialysis_sums(pc, person_year)
+    unknown_fys = set(d.loc[d["new_unknown"].astype(bool), "fy"].tolist())
     parts = []
     for name, codes in area_codes.items():
         sel = d if codes is None else d[d["muni_code"].isin([str(c) for c in codes])]
-        g = sel.groupby(["fy", "insurance"], sort=True).agg(
-            persons=("one", "sum"), dialysis=("dialysis", "sum"), new_dialysis=("new_dialysis", "sum"),
-            cost=("dialysis_cost", "sum"), total=(TOTAL, "sum")).reset_index()
+        g = sel.groupby(["fy", "insurance"], sort=True)[list(DIALYSIS_SUMS)].sum().reset_index()
         parts.append(g.assign(area_name=name))
     out = pd.concat(parts, ignore_index=True)
     out["cost_per_patient"] = out["cost"] / out["dialysis"].where(out["dialysis"] > 0)
@@ -482,7 +663,7 @@ def _persons_of(pc: PersonCosts, codes, fy: int, insurance: str) -> pd.DataFrame
 
 def _high_cost_months(pc: PersonCosts, tables: dict, codes, fy: int, insurance: str, threshold: float):
     """(persons of the area, 医科 cost of each person-month ≥ threshold) or None without costs."""
-    long, _ = _costs_long(tables)
+    long, _ = _costs_long(tables, pc.source or "")  # the data's source (an area without UKE rows: none)
     if long is None:
         return None
     who = _persons_of(pc, codes, fy, insurance)
@@ -528,16 +709,34 @@ def high_cost_table(pc: PersonCosts, tables: dict, codes, fy: int, insurance: st
 CONCENTRATION_TOPS = (0.01, 0.05, 0.10, 0.20, 0.50)
 
 
-def concentration(pc: PersonCosts, codes, fy: int, insurance: str, threshold: int = privacy.DEFAULT_THRESHOLD
+def cost_counts(pc: PersonCosts) -> pd.DataFrame:
+    """Per municipality × fy × insurance: how many person-years have each yearly cost (計) — the
+    distribution `concentration` sorts, without the persons (no ids)."""
+    keys = ["muni_code", "fy", "insurance", TOTAL]
+    return (pc.persons.groupby(keys, sort=True).size().rename("persons").reset_index()
+            .rename(columns={TOTAL: "cost"}))
+
+
+def _area_costs(pc, codes, fy: int, insurance: str) -> np.ndarray:
+    """The yearly costs (計) of the area's person-years of one year and insurance (any order)."""
+    if not isinstance(pc, MunicipalCosts):
+        return _persons_of(pc, codes, fy, insurance)[TOTAL].to_numpy(float)
+    c = pc.counts[(pc.counts["fy"] == fy) & (pc.counts["insurance"] == insurance)]
+    if codes is not None:
+        c = c[c["muni_code"].isin([str(x) for x in codes])]
+    return np.repeat(c["cost"].to_numpy(float), c["persons"].to_numpy(np.int64))
+
+
+def concentration(pc, codes, fy: int, insurance: str, threshold: int = privacy.DEFAULT_THRESHOLD
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Share of the year's cost spent on the costliest persons (docs/rules.md §13.5).
 
     Returns (table, curve). table: `top` (e.g. 上位1%), `persons` (⌈share × insured⌉), `share`
     (% of the cost); a row whose persons count is below `threshold` is kept with its share NaN
     (a few persons' costs must not be published). curve: `person_share`, `cost_share` (0–1) from
-    the first point with at least `threshold` persons on."""
-    who = _persons_of(pc, codes, fy, insurance)
-    c = np.sort(who[TOTAL].to_numpy(float))[::-1]
+    the first point with at least `threshold` persons on. `pc`: person rows, or every municipality's
+    `cost_counts` (`MunicipalCosts`): the same sorted costs, so the same figures."""
+    c = np.sort(_area_costs(pc, codes, fy, insurance))[::-1]
     n, total = len(c), float(c.sum())
     cum = np.cumsum(c) / total if total > 0 else np.zeros(n)
     rows = []
@@ -865,7 +1064,7 @@ def dialysis_chart_frame(dialysis_masked: pd.DataFrame, fy: int, insurance: str)
     return chart_numbers(d, ["share", "dialysis"]).reset_index(drop=True)
 
 
-def concentration_frames(pc: PersonCosts, areas: dict, fy: int, insurance: str,
+def concentration_frames(pc, areas: dict, fy: int, insurance: str,
                          threshold: int = privacy.DEFAULT_THRESHOLD) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`concentration` for each comparison area: (table with `area_name`, curves with `series`)."""
     tables, curves = [], []

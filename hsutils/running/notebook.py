@@ -356,10 +356,10 @@ def start(notebook: str, muni_code: str | None = None, fiscal_year: int | None =
 
     `person_rows`: whose person-level rows `ctx.prepared` holds: "area" (default) the area's own
     municipalities (a municipal run reads only its partitions, docs/design.md §8.1), "reference"
-    also those of the reference area (a notebook that recounts the reference from person rows; no
-    notebook does any more: 03, 07 and 08 count the other municipalities once per cache instead,
-    `pipeline.derived_table`), "all" every municipality (a notebook that compares all municipalities
-    from person rows, e.g. 06's funnels and the 地域差指数's reference costs).
+    also those of the reference area (a notebook that recounts the reference from person rows),
+    "all" every municipality (a notebook that would compare all municipalities from person rows).
+    No notebook uses "reference" or "all" any more: 03, 06, 07 and 08 sum or count the other
+    municipalities once per cache instead (`pipeline.derived_table`); the options are kept.
 
     `out_dir`: when given by the batch, outputs go exactly there; otherwise into
     `<outputs>/<run_name>/<muni_code>_<name>/<notebook>/` (`hsutils.core.settings.out_dir`).

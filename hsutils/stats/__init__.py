@@ -69,7 +69,8 @@ __all__ = [
     "normalise_conf", "z_value",
     "proportion_ci", "proportion_grouped", "exact_poisson_limits", "byar_limits", "count_limits",
     "count_method", "rate_ci", "rate_grouped", "dsr", "dsr_grouped", "isr", "isr_from_expected",
-    "isr_grouped", "mean_ci", "welch_difference_ci", "per_capita_grouped", "cost_ratio_grouped",
+    "isr_grouped", "mean_ci", "welch_difference_ci", "per_capita_grouped", "cost_ratio_grouped", "cost_sums", "per_capita_from_sums",
+    "cost_ratio_from_sums",
     "funnel_limits", "funnel_column_suffix", "funnel_significance",
     "proportion_difference_ci", "compare_to_benchmark", "judgement", "change_judgement",
     "change_judgement_by_polarity", "standard_population", "standard_population_label",
@@ -642,6 +643,20 @@ def _cost_terms(df, cost_col, years_col):
     return c, w, {"_n": (w > 0).astype(float), "_w": w, "_c": c, "_c2": c * c, "_cw": c * w, "_w2": w * w}
 
 
+#: the group sums of person rows the cost statistics are computed from (`cost_sums`)
+COST_TERMS = ("_n", "_w", "_c", "_c2", "_cw", "_w2")
+
+
+def cost_sums(df, group_cols, cost_col, years_col) -> pd.DataFrame:
+    """The group sums (`COST_TERMS`: persons with person-years > 0, Σw, Σc, Σc², Σc·w, Σw²) of person
+    rows (cost c, person-years w) that `per_capita_grouped` and `cost_ratio_grouped` use. Sums of
+    disjoint parts (e.g. one per municipality) add up to the sums of the whole: computed per part
+    and summed, they give the statistics of the whole without its person rows
+    (`per_capita_from_sums`, `cost_ratio_from_sums`)."""
+    _, _, terms = _cost_terms(df, cost_col, years_col)
+    return _group_sums(df, group_cols, terms)
+
+
 def per_capita_grouped(df, group_cols, cost_col, years_col, conf=0.95):
     """年間一人当たり医療費 per group: total cost ÷ insured person-years (docs/methods.md §13.1).
 
@@ -653,8 +668,16 @@ def per_capita_grouped(df, group_cols, cost_col, years_col, conf=0.95):
     Returns the group columns and `persons`, `person_years`, `cost`, `value`, `lower`, `upper`,
     `method`, `conf`.
     """
-    c_, _, terms = _cost_terms(df, cost_col, years_col)
-    sums = _group_sums(df, group_cols, terms)
+    return _per_capita(cost_sums(df, group_cols, cost_col, years_col), group_cols, conf)
+
+
+def per_capita_from_sums(sums, group_cols, conf=0.95):
+    """`per_capita_grouped` from `cost_sums` rows of finer groups (summed to `group_cols` first)."""
+    return _per_capita(_group_sums(sums, group_cols, {k: sums[k].to_numpy(float) for k in COST_TERMS}),
+                       group_cols, conf)
+
+
+def _per_capita(sums, group_cols, conf):
     n, w, c = (sums[k].to_numpy(float) for k in ("_n", "_w", "_c"))
     z = z_value(conf)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -690,8 +713,20 @@ def cost_ratio_grouped(df, group_cols, stratum_cols, cost_col, years_col, ref_co
     """
     c_arr, w_arr, terms = _cost_terms(df, cost_col, years_col)
     terms["_e"] = w_arr * np.nan_to_num(_as_float(df[ref_col]), nan=0.0)
-    keys = list(group_cols) + list(stratum_cols)
-    st = _group_sums(df, keys, terms)
+    st = _group_sums(df, list(group_cols) + list(stratum_cols), terms)
+    return _cost_ratio(st, group_cols, conf, refvalue)
+
+
+def cost_ratio_from_sums(sums, group_cols, stratum_cols, ref_col, conf=0.95, *, refvalue=1):
+    """`cost_ratio_grouped` from `cost_sums` rows of finer groups (summed to group × stratum first) with
+    the stratum's reference per-capita cost `ref_col` (E = r · Σw per stratum)."""
+    terms = {k: sums[k].to_numpy(float) for k in COST_TERMS}
+    terms["_e"] = sums["_w"].to_numpy(float) * np.nan_to_num(_as_float(sums[ref_col]), nan=0.0)
+    st = _group_sums(sums, list(group_cols) + list(stratum_cols), terms)
+    return _cost_ratio(st, group_cols, conf, refvalue)
+
+
+def _cost_ratio(st, group_cols, conf, refvalue):
     n, w, c = (st[k].to_numpy(float) for k in ("_n", "_w", "_c"))
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(w > 0, c / w, 0.0)
