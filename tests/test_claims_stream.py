@@ -42,8 +42,8 @@ def _one_pass(folder, enrollment):
     return d, raw, (pd.concat(excl, ignore_index=True) if excl else raw.exclusions)
 
 
-def _assert_same(folder, enrollment, cache_dir=None):
-    d, raw, excl = _one_pass(folder, enrollment)
+def _assert_same(folder, enrollment, cache_dir=None, one_pass=None):
+    d, raw, excl = one_pass or _one_pass(folder, enrollment)
     c = claims_import.load_claims(folder, uke.find_uke_files(folder), enrollment=enrollment, cache_dir=cache_dir)
     assert set(c.tables) == set(d.tables)
     for name, want in d.tables.items():
@@ -146,3 +146,25 @@ def test_same_named_files_in_two_folders_stay_apart(demo, tmp_path):
     unlinked = c.exclusions[c.exclusions["column"] == "HO 保険者番号・記号・番号"]
     assert unlinked["file"].tolist() == [ika.name]
     assert set(c.exclusions["file"]) <= {ika.name, f"uke/{ika.name}"} | {f"uke/{p.name}" for p in uke.find_uke_files(folder)}
+
+
+
+def test_months_derived_together_equal_one_pass(demo, tmp_path, monkeypatch):
+    """Consecutive months are derived in one call up to DERIVE_RECEIPTS receipts
+    (`claims_import._month_groups`): one month per call (a month above the limit) and two or three
+    calls for the four months both give the one-pass tables, exclusions, counts and report (one
+    call for all months: the tests above, at the default limit)."""
+    folder, enr = demo
+    one_pass = _one_pass(folder, enr)
+    total = one_pass[1].counts["receipts_kept"]
+    calls = []
+    derive = claims_rules.derive_tables
+    monkeypatch.setattr(claims_rules, "derive_tables", lambda uke_, *a, **k: calls.append(
+        sorted(int(m) for m in uke_.receipts["ym"].unique())) or derive(uke_, *a, **k))
+    for limit, n_calls in ((1, {4}), (total // 2, {2, 3})):
+        calls.clear()
+        monkeypatch.setattr(claims_import, "DERIVE_RECEIPTS", limit)
+        _assert_same(folder, enr, cache_dir=tmp_path / str(limit), one_pass=one_pass)
+        derived = [m for c in calls for m in c]
+        assert derived == sorted(set(derived)) and len(derived) == 4, calls  # every month once, in order
+        assert len(calls) in n_calls, (limit, calls)

@@ -179,6 +179,47 @@ def _month_tables(entries: list, offsets, ym: int) -> tuple[uke.UkeTables, np.nd
     return uke.UkeTables(**frames, exclusions=empty, counts={}), dx_key
 
 
+#: receipts derived together at most (`_month_groups`): consecutive 診療年月 are derived in one call
+#: of `claims_rules.derive_tables` up to this many receipts (a month larger than this alone). Each
+#: call has a fixed cost (≈ 0.3 s: dozens of pandas operations), which dominated small imports of
+#: many months (the demo, the tests); memory stays bounded by this count, not by the data's size.
+DERIVE_RECEIPTS = 300_000
+
+
+def _month_groups(entries: list, months: list) -> list[list]:
+    """Consecutive 診療年月 in groups of at most `DERIVE_RECEIPTS` receipts (read from the Parquet
+    footers of the stored segments, no data read); a month above the limit is a group of its own."""
+    import pyarrow.parquet as pq
+
+    rows = dict.fromkeys(months, 0)
+    for e in entries:
+        for m in e.months:
+            rows[m] += pq.read_metadata(e.folder / f"receipts-{m}.parquet").num_rows
+    groups, size = [], 0
+    for m in months:
+        if not groups or size + rows[m] > DERIVE_RECEIPTS:
+            groups.append([])
+            size = 0
+        groups[-1].append(m)
+        size += rows[m]
+    return groups
+
+
+def _group_tables(entries: list, offsets, group: list) -> tuple[uke.UkeTables, np.ndarray]:
+    """`_month_tables` of several 診療年月, month after month. Deriving them together gives each
+    month's rows exactly as deriving it alone (every rule is within a person and month, docs/
+    claims_rules.md §7.1; the one-pass `derive_tables` over all months is the reference)."""
+    if len(group) == 1:
+        return _month_tables(entries, offsets, group[0])
+    months = [_month_tables(entries, offsets, ym) for ym in group]
+    frames = {}
+    for p in MONTH_PARTS:  # an empty month's frame has default dtypes: left out, as in _month_tables
+        v = [getattr(t, p) for t, _ in months]
+        frames[p] = pd.concat([f for f in v if len(f)] or v[:1], ignore_index=True)
+    dx_key = np.concatenate([k for _, k in months]) if months else np.zeros((0, 2), np.int64)
+    return uke.UkeTables(**frames, exclusions=months[0][0].exclusions, counts={}), dx_key
+
+
 def _merge_report(reports: list[dict]) -> dict:
     """Sum the per-month reports of `claims_rules.derive_tables` (counts add up; the lists of the
     most frequent unknown codes are recounted from the full counts)."""
@@ -403,8 +444,8 @@ def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: 
 
     if enrollment is not None:  # the municipality lookup once, not once per month
         enrollment = claims_rules.MuniLookup(enrollment)
-    for ym in months:
-        month, dx_key = _month_tables(entries, offsets, ym)
+    for group in _month_groups(entries, months):
+        month, dx_key = _group_tables(entries, offsets, group)
         d = claims_rules.derive_tables(month, masters, rules, enrollment=enrollment, link=link)
         # the diagnoses kept are those of the receipts derive_tables kept (in their order)
         rec = month.receipts
@@ -420,9 +461,14 @@ def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: 
         for n, df in d.tables.items():
             if n == "diagnoses":
                 df = df.assign(**{_SEG: dx_key[kept, 0], POS: dx_key[kept, 1]})
-            write(n, ym, df)
-        if len(d.exclusions):
-            write(_EXCLUDED, ym, d.exclusions)
+            if len(group) == 1:
+                write(n, group[0], df)
+                continue
+            ym = df["ym"].to_numpy(np.int64)
+            for m in group:  # each month's rows keep their order (the tables are sorted by person, month)
+                write(n, m, df[ym == m].reset_index(drop=True))
+        if len(d.exclusions):  # read back all together and put in file and line order (`exclusions`)
+            write(_EXCLUDED, group[0], d.exclusions)
         reports.append(d.report)
         del d
     counts = {k: sum(int(e.counts[k]) for e in entries) for k in entries[0].counts} if entries else {}
