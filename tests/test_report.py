@@ -1,6 +1,7 @@
 """Tests of hsutils.publish.report: output layout, atomic writes, reproducible figures (docs/design.md §7, §9)."""
 from __future__ import annotations
 
+import datetime
 import io
 import re
 import warnings
@@ -258,6 +259,27 @@ def test_write_xlsx_streamed_cells_equal_pandas_writer(tmp_path):
     dated = pd.DataFrame({"day": pd.to_datetime(["2024-04-01"]), "n": [1]})
     path = report.write_xlsx({"日付": dated}, tmp_path / "dated.xlsx")
     assert _cells(path) == _cells(report._write_xlsx_pandas([("日付", dated)], tmp_path / "dated_old.xlsx"))
+
+
+def test_write_xlsx_streams_datetime_columns_as_pandas_writes_them(tmp_path, monkeypatch):
+    """A person-level list with a 健診日 (naive datetime64, with missing days) is written by the
+    streamed writer, cell for cell as pandas' writer writes it: a datetime cell with pandas'
+    number format YYYY-MM-DD HH:MM:SS, a missing day an empty cell (issue 18 §1)."""
+    lst = pd.DataFrame({"person_id": ["p1", "p2", "p3"],
+                        "exam_date": pd.to_datetime(["2024-06-03 00:00:00", None, "2025-01-31 13:45:10"]),
+                        "hba1c": [7.1, np.nan, 8.4],
+                        "seen": pd.to_datetime(["2023-04-01", "2023-05-02", "2023-06-03"])})
+    old = _cells(report._write_xlsx_pandas([("対象者", lst)], tmp_path / "old.xlsx"))
+    monkeypatch.setattr(report, "_write_xlsx_pandas", None)  # the streamed writer only
+    new = _cells(report.write_xlsx({"対象者": lst}, tmp_path / "new.xlsx"))
+    assert new == old
+    rows = new[0][3]
+    assert rows[1][1][0] == datetime.datetime(2024, 6, 3) and rows[1][1][3] == "YYYY-MM-DD HH:MM:SS"
+    assert rows[2][1][0] is None  # NaT → empty, as pandas writes it
+    assert rows[3][1][0] == datetime.datetime(2025, 1, 31, 13, 45, 10)
+    # time zones and durations still go through pandas' writer (which refuses a time zone)
+    assert not report._plain_columns(lst.assign(gap=lst["seen"] - lst["seen"]))
+    assert not report._plain_columns(lst.assign(seen=lst["seen"].dt.tz_localize("Asia/Tokyo")))
 
 def test_png_from_plots_is_not_blank(tmp_path):
     paths = report.save_figure(small_chart(), tmp_path, "chart", formats=("png",))

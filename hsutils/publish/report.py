@@ -267,6 +267,8 @@ def _excel_values(values: pd.Series) -> list:
         return values.astype(bool).tolist()
     if pd.api.types.is_integer_dtype(values.dtype) and not values.hasnans:
         return values.astype("int64").tolist()
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind == "M":  # naive datetimes: Timestamps
+        return ["" if v is pd.NaT else v for v in values.tolist()]
     if isinstance(values.dtype, np.dtype) and values.dtype.kind == "f":
         x = values.to_numpy(dtype=float)
         out = x.tolist()
@@ -306,10 +308,22 @@ class _NotPlain(Exception):
 
 
 def _plain_columns(frame: pd.DataFrame) -> bool:
-    """True when no column has a date/time or duration dtype and the headers are flat (those keep
-    pandas' own writer, which gives them Excel number formats)."""
+    """True when no column has a duration or time-zone dtype and the headers are flat (those keep
+    pandas' own writer). A column of naive datetimes is plain: its cells get pandas' value and
+    number format (`_datetime_columns`)."""
     return not isinstance(frame.columns, pd.MultiIndex) and not any(
-        dtype.kind in "mM" or isinstance(dtype, pd.DatetimeTZDtype) for dtype in frame.dtypes)
+        dtype.kind == "m" or isinstance(dtype, pd.DatetimeTZDtype) for dtype in frame.dtypes)
+
+
+#: The number format pandas' Excel writer gives a datetime cell (its default ``datetime_format``).
+_EXCEL_DATETIME_FORMAT = "YYYY-MM-DD HH:MM:SS"
+
+
+def _datetime_columns(frame: pd.DataFrame) -> list[int]:
+    """Positions of the naive datetime64 columns: their cells are Timestamps (missing → empty, as
+    `_excel_values` gives them) that pandas' writer formats as `_EXCEL_DATETIME_FORMAT`, e.g. the
+    健診日 of a person-level list (issue 18 §1: such lists went through pandas' slower writer)."""
+    return [j for j, dtype in enumerate(frame.dtypes) if isinstance(dtype, np.dtype) and dtype.kind == "M"]
 
 
 def write_xlsx(tables: Mapping[str, pd.DataFrame], path, column_labels: Mapping[str, str] | None = None,
@@ -322,8 +336,9 @@ def write_xlsx(tables: Mapping[str, pd.DataFrame], path, column_labels: Mapping[
 
     Written with openpyxl's write-only workbook (rows streamed, values converted per column as
     `DataFrame.to_excel` converts them): the same cell values, bold header, widths and panes as
-    pandas' `ExcelWriter`, at about half its CPU on a person-level list. A table with date/time or
-    decimal objects goes through pandas' writer.
+    pandas' `ExcelWriter`, at about half its CPU on a person-level list. Naive datetime64 columns
+    (e.g. 健診日) get pandas' datetime cells and number format here too; a table with durations,
+    time zones or date/time/decimal objects in an object column goes through pandas' writer.
     """
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
@@ -358,11 +373,26 @@ def write_xlsx(tables: Mapping[str, pd.DataFrame], path, column_labels: Mapping[
             cell.font = bold
             cells.append(cell)
         ws.append(cells)
+        dated = _datetime_columns(frame)
+        if dated:  # a datetime cell carries pandas' number format; a missing one stays empty
+            for j in dated:
+                values[j] = [_datetime_cell(ws, v) for v in values[j]]
         for row in zip(*values):
             ws.append(row)
     with atomic_path(path) as tmp:
         wb.save(tmp)
     return path
+
+
+def _datetime_cell(ws, value):
+    """A datetime value as pandas' Excel writer writes it (`_EXCEL_DATETIME_FORMAT`); "" stays empty."""
+    from openpyxl.cell import WriteOnlyCell
+
+    if isinstance(value, str):
+        return value
+    cell = WriteOnlyCell(ws, value=value)
+    cell.number_format = _EXCEL_DATETIME_FORMAT
+    return cell
 
 
 def _set_widths(ws, frame: pd.DataFrame, get_column_letter) -> None:
