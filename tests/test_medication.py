@@ -390,7 +390,8 @@ def test_prefecture_flags_are_counted_per_municipality_once_and_kept_in_the_cach
         ["17201", "polypharmacy", 1, 2], ["17324", "polypharmacy", 1, 2],
         ["17201", "duplicate", 0, 2], ["17324", "duplicate", 1, 2]]
     pref = med.flag_rates_by(got, [2023, 2024], None, "17", "全体", ["polypharmacy"])
-    assert pref[["fy", "group", "numerator", "denominator"]].values.tolist() == [[2023, "計", 2, 4], [2024, "計", 2, 4]]
+    assert pref[["fy", "group", "numerator", "denominator"]].values.tolist() == [[2023, "計", 2, 4],
+                                                                                 [2024, "計", 2, 4]]
     assert med.flag_rates_by(got, [2024], None, "17324", "後期", ["polypharmacy"]).empty  # no 後期 person
     # the next run reads the saved counts (no 初回 message)
     again = med.prefecture_flags(own, [2024, 2023], P)

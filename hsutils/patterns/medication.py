@@ -818,7 +818,8 @@ def prefecture_flags(prepared, fys, p: MedicationParams) -> pd.DataFrame:
         print(PREFECTURE_FIRST_RUN, flush=True)
         rx_dir = cache / "prescriptions"
         # the same choice for every municipality: prescriptions when the cache holds any (as one count of the whole)
-        use_rx = pipeline.has_parts(rx_dir) and ds.dataset(rx_dir, format="parquet", partitioning="hive").count_rows() > 0
+        use_rx = (pipeline.has_parts(rx_dir)
+                  and ds.dataset(rx_dir, format="parquet", partitioning="hive").count_rows() > 0)
         tables = {"person_year": PERSON_YEAR_COLUMNS}
         if use_rx:
             tables["prescriptions"] = PRESCRIPTION_COLUMNS
