@@ -321,13 +321,16 @@ def test_notice_list_masters_come_from_the_folder_the_cache_was_built_from(tmp_p
 def _small_cache(tmp_path) -> Path:
     """A partitioned cache of two municipalities: A (17201) 15 drugs in May 2024, B (17201) 14,
     C (17324) 16 in May 2023 and 2024; M moves 17201 (FY2023) → 17324 (FY2024) with 15 drugs in
-    May 2023 only."""
+    May 2023 and one 薬効 214 from two institutions in Feb, Mar (at 17201) and Apr 2024 (at 17324):
+    a 重複 of 3 consecutive months completed in FY2024, from his history before the move."""
     from hsutils.analysis import pipeline
 
     rows = n_ingredients("A", 202405, 15) + n_ingredients("B", 202405, 14)
     rows += n_ingredients("C", 202305, 16) + n_ingredients("C", 202405, 16) + n_ingredients("M", 202305, 15)
+    rows += [rx("M", ym, "2140001F1001", h) for ym in (202402, 202403, 202404) for h in ("H1", "H2")]
     prescriptions = frame(rows)
     prescriptions.loc[prescriptions["person_id"] == "C", "muni_code"] = "17324"
+    prescriptions.loc[(prescriptions["person_id"] == "M") & (prescriptions["ym"] == 202404), "muni_code"] = "17324"
     ids = ["A", "B", "C", "M"]
     py = pd.concat([pd.DataFrame({"person_id": ids, "fy": fy, "muni_code": ["17201", "17201", "17324", muni_m],
                                   "sex": [1, 2, 1, 2], "age": 70, "age_band": "70-74", "insurance": "国保"})
@@ -357,36 +360,73 @@ def test_municipal_read_gives_the_same_flags_with_fewer_columns(tmp_path):
         pd.testing.assert_frame_equal(mine, every[every["person_id"] != "C"].reset_index(drop=True))
 
 
-def test_prefecture_flags_are_counted_once_and_kept_in_the_cache(tmp_path, capsys):
+def test_prefecture_flags_are_counted_per_municipality_once_and_kept_in_the_cache(tmp_path, capsys):
+    """Hand-worked counts per fiscal year × municipality × insurance (all 国保): FY2023 17201 A, B, M
+    (多剤 M), 17324 C (多剤); FY2024 17201 A, B (多剤 A), 17324 C, M (多剤 C, 重複 M: his Feb–Mar 2024
+    prescriptions were at 17201, each_municipality gives 17324 his whole history). The counts equal
+    those of the flags of all prescriptions at once; counted once per parameters, then read."""
     from hsutils.analysis import pipeline
 
     cache = _small_cache(tmp_path)
     own = pipeline.load_prepared(cache, with_tables=med.TABLES, munis=["17324"])
-    yearly, py = med.prefecture_flags(own, [2023, 2024], P)
+    got = med.prefecture_flags(own, [2023, 2024], P)
     assert "【初回のみ】" in capsys.readouterr().out
-    saved = list((cache / "derived").glob("medication_flags_*.parquet"))
+    saved = list((cache / "derived").glob("medication_flag_counts_*.parquet"))
     assert len(saved) == 1
-    assert set(py["person_id"]) == {"A", "B", "C", "M"} and len(py) == 8  # every municipality
-    # by hand: 多剤 (15+) in FY2023 C and M, in FY2024 A and C
-    assert sorted(yearly[2023].loc[yearly[2023]["polypharmacy"], "person_id"]) == ["C", "M"]
-    assert sorted(yearly[2024].loc[yearly[2024]["polypharmacy"], "person_id"]) == ["A", "C"]
-    rates = med.flag_rates_by({2024: yearly[2024]}, py, "muni_code", "17", "全体", ["polypharmacy"])
-    assert rates.set_index("group")[["numerator", "denominator"]].to_dict("index") == {
-        "17201": {"numerator": 1, "denominator": 2}, "17324": {"numerator": 1, "denominator": 2}}
-    # the same as counting from every municipality's prescriptions
+    assert got.columns.tolist() == list(med.FLAG_COUNT_COLUMNS)  # counts only: no person in the cache's table
+    # fy, muni, insurance, persons, 多剤, 重複, 睡眠薬の併用, 睡眠薬の長期処方
+    assert got.values.tolist() == [[2023, "17201", "国保", 3, 1, 0, 0, 0], [2024, "17201", "国保", 2, 1, 0, 0, 0],
+                                   [2023, "17324", "国保", 1, 1, 0, 0, 0], [2024, "17324", "国保", 2, 1, 1, 0, 0]]
+    # the same as counting the flags of every municipality's prescriptions at once
     whole = pipeline.load_prepared(cache, with_tables=("prescriptions",))
-    expected = med.yearly_flags(med.monthly_counts(whole.tables["prescriptions"], P), [2023, 2024], P)
-    # the next run reads the saved flags (no 初回 message), equal to a fresh count
-    again, _ = med.prefecture_flags(own, [2024, 2023], P)
+    expected = med.flag_counts(med.yearly_flags(med.monthly_counts(whole.tables["prescriptions"], P), [2023, 2024], P),
+                               whole.person_year)
+    key = ["fy", "muni_code", "insurance"]
+    pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True),
+                                  expected.sort_values(key).reset_index(drop=True))
+    # rates: a municipality = its rows, the prefecture = the sum over its municipalities
+    rates = med.flag_rates_by(got, [2024], "muni_code", "17", "全体", ["polypharmacy", "duplicate"])
+    assert rates[["group", "flag", "numerator", "denominator"]].values.tolist() == [
+        ["17201", "polypharmacy", 1, 2], ["17324", "polypharmacy", 1, 2],
+        ["17201", "duplicate", 0, 2], ["17324", "duplicate", 1, 2]]
+    pref = med.flag_rates_by(got, [2023, 2024], None, "17", "全体", ["polypharmacy"])
+    assert pref[["fy", "group", "numerator", "denominator"]].values.tolist() == [[2023, "計", 2, 4],
+                                                                                 [2024, "計", 2, 4]]
+    assert med.flag_rates_by(got, [2024], None, "17324", "後期", ["polypharmacy"]).empty  # no 後期 person
+    # the next run reads the saved counts (no 初回 message)
+    again = med.prefecture_flags(own, [2024, 2023], P)
     assert "初回" not in capsys.readouterr().out
-    for fy in (2023, 2024):
-        pd.testing.assert_frame_equal(yearly[fy], expected[fy])
-        pd.testing.assert_frame_equal(again[fy], expected[fy], check_dtype=False)
-    # other parameters: counted again, kept beside
-    p14 = med.medication_params(polypharmacy_threshold=14)
-    y14, _ = med.prefecture_flags(own, [2024], p14)
-    assert sorted(y14[2024].loc[y14[2024]["polypharmacy"], "person_id"]) == ["A", "B", "C"]
-    assert len(list((cache / "derived").glob("medication_flags_*.parquet"))) == 2
+    pd.testing.assert_frame_equal(again, got)
+    # other parameters: counted again, kept beside (14 drugs: B too)
+    c14 = med.prefecture_flags(own, [2024], med.medication_params(polypharmacy_threshold=14))
+    assert c14[["muni_code", "polypharmacy"]].values.tolist() == [["17201", 2], ["17324", 1]]
+    assert len(list((cache / "derived").glob("medication_flag_counts_*.parquet"))) == 2
+
+
+def test_municipal_run_reads_no_other_municipality_s_person_rows(tmp_path, monkeypatch):
+    """Building the counts reads one municipality's partitions at a time (never all at once); a
+    municipal run with the saved counts reads its own municipality's partitions only."""
+    from hsutils.analysis import pipeline
+
+    cache = _small_cache(tmp_path)
+    calls = []
+    real = pipeline.read_partitioned
+
+    def spy(folder, munis=None, *a, **kw):
+        calls.append((Path(folder).name, None if munis is None else list(munis)))
+        return real(folder, munis, *a, **kw)
+
+    monkeypatch.setattr(pipeline, "read_partitioned", spy)
+    first = pipeline.load_prepared(cache, with_tables=med.TABLES, munis=["17201"])
+    med.prefecture_flags(first, [2023, 2024], P)
+    assert ("person_year", ["17324"]) in calls and ("prescriptions", ["17324"]) in calls
+    assert all(m is not None and len(m) == 1 for _, m in calls)
+    calls.clear()
+    monkeypatch.setattr(pipeline, "each_municipality", lambda *a, **k: pytest.fail("counted again"))
+    own = pipeline.load_prepared(cache, with_tables=med.TABLES, munis=["17324"])
+    counts = med.prefecture_flags(own, [2023, 2024], P)
+    assert calls and all(m == ["17324"] for _, m in calls)
+    assert set(counts["muni_code"]) == {"17201", "17324"}
 
 
 def test_prefecture_flags_fall_back_to_claims_when_the_prescriptions_folder_is_empty(tmp_path):
@@ -406,6 +446,7 @@ def test_prefecture_flags_fall_back_to_claims_when_the_prescriptions_folder_is_e
     for name in ("strata", "municipalities", "districts", "import_summary", "exclusions"):
         pd.DataFrame({"x": [1]}).to_parquet(tmp_path / f"{name}.parquet")
     own = pipeline.load_prepared(tmp_path, with_tables=med.TABLES, munis=["17201"])
-    yearly, _ = med.prefecture_flags(own, [2024], P)
+    counts = med.prefecture_flags(own, [2024], P)
     # by hand: A has 15 drugs in May 2024 (多剤), B 14 (not)
-    assert yearly[2024].set_index("person_id")["polypharmacy"].to_dict() == {"A": True, "B": False}
+    assert counts[["fy", "muni_code", "persons", "polypharmacy", "duplicate"]].values.tolist() == [
+        [2024, "17201", 2, 1, 0]]

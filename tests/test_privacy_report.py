@@ -133,11 +133,12 @@ def test_report_07_medication(prepared):
     r.save(med.threshold_table(curve), "threshold_curve", ["persons"], relations=med.threshold_relations(curve))
     yearly = med.yearly_flags(monthly, prepared.fiscal_years, p)
     pref = str(prepared.municipalities["pref_code"].iloc[0]).zfill(2)
-    trend = pd.concat([med.flag_rates_by(yearly, prepared.person_year, None, code, "全体", flags_shown)
+    counts = med.flag_counts(yearly, prepared.person_year)
+    trend = pd.concat([med.flag_rates_by(counts, list(yearly), None, code, "全体", flags_shown)
                        .assign(area_name=name) for code, name in ((MUNI, "金沢市"), (pref, "県全体"))],
                       ignore_index=True)
     r.save(trend, "trends", ["numerator", "denominator"], ["value", "lower", "upper"])
-    funnel = med.flag_rates_by({fy: yearly[fy]}, prepared.person_year, "muni_code", pref, "全体", flags_shown)
+    funnel = med.flag_rates_by(counts, [fy], "muni_code", pref, "全体", flags_shown)
     # the relation is real: the municipalities add up to the prefecture row of the trends
     pref_row = trend[(trend["fy"] == fy) & (trend["area_name"] == "県全体")]
     assert funnel["numerator"].sum() == pref_row["numerator"].sum()

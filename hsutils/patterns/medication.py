@@ -757,66 +757,104 @@ PRESCRIPTION_COLUMNS = ("person_id", "muni_code", "ym", "drug_code", "yj_code", 
                         "prescriber_code", "days")
 CLAIMS_COLUMNS = ("person_id", "muni_code", "ym", "n_drugs", "n_institutions", *claims_rules.COST_COLUMN.values())
 TABLES = {"claims_monthly": CLAIMS_COLUMNS, "prescriptions": PRESCRIPTION_COLUMNS}
-#: person_year columns of the prefecture's persons (`area_persons`)
-PERSON_YEAR_COLUMNS = ("person_id", "fy", "muni_code", "sex", "age", "age_band", "insurance")
-#: bump when `person_flags` changes, so that flags saved by an older version are not used
-PREFECTURE_FLAGS_VERSION = 1
+#: person_year columns the per-municipality counts read (`area_persons` filters on these)
+PERSON_YEAR_COLUMNS = ("person_id", "fy", "muni_code", "insurance")
+#: bump when `person_flags` or `flag_counts` change, so that counts saved by an older version are not used
+PREFECTURE_FLAGS_VERSION = 2
+#: the per-municipality counts: fiscal year × municipality × insurance, persons enrolled and persons per flag
+FLAG_COUNT_COLUMNS = ("fy", "muni_code", "insurance", "persons", *FLAG_LABELS)
 PREFECTURE_FIRST_RUN = ("【初回のみ】市町比較と推移のため、県内全市町の処方の明細から多剤・重複・睡眠薬の該当者を"
-                        "数えて、集計キャッシュに保存します（デモデータで数十秒、実データでは数分）。"
+                        "市町ごとに数えて、集計キャッシュに保存します（デモデータで数十秒、実データでは数分）。"
                         "次回からは、同じデータ・同じ抽出条件なら保存した結果を使うので数秒で終わります。")
 
 
-def prefecture_flags(prepared, fys, p: MedicationParams) -> tuple[dict[int, pd.DataFrame], pd.DataFrame]:
-    """`yearly_flags` of every person of the cache (all municipalities) for the fiscal years `fys`,
-    and the person_year rows of all municipalities: what the funnel and the reference trends count.
+def flag_counts(yearly: dict[int, pd.DataFrame], person_year: pd.DataFrame) -> pd.DataFrame:
+    """`FLAG_COUNT_COLUMNS` (int64 counts) per fiscal year of `yearly` × municipality × insurance of
+    `person_year`: the persons enrolled (the denominator of `flag_rates_by`) and the persons with each
+    flag of FLAG_LABELS (`with_persons`: False for persons without prescriptions). Groups without an
+    enrolled person are absent. The insurance is `person_year.insurance` as text (what `area_persons`
+    compares)."""
+    parts = []
+    for fy, pf in yearly.items():  # a handful of fiscal years
+        rows = person_year[person_year["fy"].to_numpy() == int(fy)]
+        persons = pd.DataFrame({"person_id": rows["person_id"].to_numpy(),
+                                "muni_code": rows["muni_code"].astype(str).to_numpy(),
+                                "insurance": rows["insurance"].astype(str).to_numpy()})
+        f = with_persons(pf, persons.drop_duplicates("person_id"))
+        g = f.groupby(["muni_code", "insurance"], sort=True)
+        t = g[list(FLAG_LABELS)].sum().astype(np.int64)
+        t.insert(0, "persons", g.size().astype(np.int64))
+        parts.append(t.reset_index().assign(fy=int(fy)))
+    empty = pd.DataFrame({c: pd.Series([], dtype=str if c in ("muni_code", "insurance") else np.int64)
+                          for c in FLAG_COUNT_COLUMNS})
+    out = pd.concat([empty, *parts], ignore_index=True) if parts else empty
+    return out.astype({c: np.int64 for c in FLAG_COUNT_COLUMNS if c not in ("muni_code", "insurance")})[
+        list(FLAG_COUNT_COLUMNS)]
 
-    A municipal run reads only its own municipality's partitions (`notebook.start`, person_rows
-    "area"); this reads the other municipalities' prescriptions once and keeps the flags in the
-    cache folder (`derived/medication_flags_<key>.parquet`, person-level, so under confidential/
-    like the cache itself), keyed by the cache's data hash, the parameters and the years: later
-    runs (another municipality of the batch, the same notebook again) read the small saved table
-    (`pipeline.derived_table`).
-    The flags are the same as `yearly_flags(monthly_counts(all prescriptions))` (docs/design.md §8.1)."""
+
+def prefecture_flags(prepared, fys, p: MedicationParams) -> pd.DataFrame:
+    """`flag_counts` of every municipality of the cache for the fiscal years `fys`: what the funnel
+    and the reference trends count (`flag_rates_by`), without holding the other municipalities' person
+    rows (docs/design.md §8.1).
+
+    Each municipality is counted from its own partitions (`pipeline.each_municipality`: its
+    person_year rows, its persons' whole prescription history, so a person who moved is flagged from
+    his whole history, as from all prescriptions at once): since each person_year row is in exactly one
+    municipality's partition for its year (§8.2), the counts add up to the prefecture's. Without
+    prescription rows in the cache (CSV claims) 多剤 comes from claims_monthly.n_drugs
+    (`monthly_from_claims`). Computed once per cache, parameters and years, then read
+    (`pipeline.derived_table`, `derived/medication_flag_counts_<key>.parquet`: counts only)."""
     from dataclasses import asdict
+
+    import pyarrow.dataset as ds
 
     from hsutils.analysis import pipeline
 
     cache = Path(prepared.cache_dir)
-    person_year = pipeline.read_partitioned(cache / "person_year", columns=PERSON_YEAR_COLUMNS)
     fys = sorted({int(f) for f in fys})
     spec = {k: v for k, v in asdict(p).items() if k != "rules"}
 
     def build() -> pd.DataFrame:
         print(PREFECTURE_FIRST_RUN, flush=True)
         rx_dir = cache / "prescriptions"
-        rx = pipeline.read_partitioned(rx_dir, columns=PRESCRIPTION_COLUMNS) if pipeline.has_parts(rx_dir) else None
-        if rx is not None and len(rx):
-            monthly = monthly_counts(rx, p)
+        # the same choice for every municipality: prescriptions when the cache holds any (as one count of the whole)
+        use_rx = (pipeline.has_parts(rx_dir)
+                  and ds.dataset(rx_dir, format="parquet", partitioning="hive").count_rows() > 0)
+        tables = {"person_year": PERSON_YEAR_COLUMNS}
+        if use_rx:
+            tables["prescriptions"] = PRESCRIPTION_COLUMNS
         else:
-            monthly = monthly_from_claims(pipeline.read_partitioned(
-                cache / "claims_monthly", columns=("person_id", "muni_code", "ym", "n_drugs", "n_institutions")))
-        yearly = yearly_flags(monthly, fys, p)
-        return pd.concat([f.assign(fy=fy) for fy, f in yearly.items()], ignore_index=True)
+            tables["claims_monthly"] = ("person_id", "muni_code", "ym", "n_drugs", "n_institutions")
+        parts = []
+        for _, py, t in pipeline.each_municipality(cache, tables):  # a loop over partitions
+            monthly = monthly_counts(t["prescriptions"], p) if use_rx else monthly_from_claims(t["claims_monthly"])
+            parts.append(flag_counts(yearly_flags(monthly, fys, p), py))
+        return pd.concat(parts, ignore_index=True) if parts else flag_counts({}, pd.DataFrame())
 
-    saved = pipeline.derived_table(cache, "medication_flags", build, key=(PREFECTURE_FLAGS_VERSION, spec, fys))
-    return {fy: saved[saved["fy"] == fy].drop(columns="fy").reset_index(drop=True) for fy in fys}, person_year
+    return pipeline.derived_table(cache, "medication_flag_counts", build, key=(PREFECTURE_FLAGS_VERSION, spec, fys))
 
 
-def flag_rates_by(yearly: dict[int, pd.DataFrame], person_year: pd.DataFrame, by: str | None,
-                  muni_code, insurance: str, flags=("polypharmacy", "duplicate"),
-                  master: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Persons with each flag among the enrolled of the area, per fiscal year of `yearly` (and
-    `by`: 'muni_code' or None): fy, group, flag, numerator, denominator, value (%), lower, upper
-    (Wilson 95 %)."""
+def flag_rates_by(counts: pd.DataFrame, fys, by: str | None, muni_code, insurance: str,
+                  flags=("polypharmacy", "duplicate"), master: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Persons with each flag among the enrolled of the area (any code form of `area_persons`; its
+    member municipalities' rows of the `flag_counts` table `counts` are summed), per fiscal year of
+    `fys` (and `by`: 'muni_code' or None): fy, group, flag, numerator, denominator, value (%), lower,
+    upper (Wilson 95 %). A year or municipality without an enrolled person has no row."""
+    if insurance not in INSURANCE_CHOICES:
+        raise ParameterError(f"対象の保険は {'・'.join(INSURANCE_CHOICES)} のいずれかで指定してください（指定値: {insurance}）")
+    area = muni_code if isinstance(muni_code, (areas.Area, areas.ReferenceResolution)) else areas.parse_code(muni_code)
+    keep = area.mask(counts["muni_code"], master)
+    if insurance != "全体":
+        keep &= counts["insurance"].astype(str).eq(insurance).to_numpy(dtype=bool)
     out = []
-    for fy, pf in yearly.items():  # a handful of fiscal years
-        f = with_persons(pf, area_persons(person_year, muni_code, fy, insurance, master))
-        key = f[by].astype(str) if by else pd.Series("計", index=f.index)
+    for fy in fys:  # a handful of fiscal years
+        c = counts[keep & (counts["fy"].to_numpy() == int(fy))]
+        key = c[by].astype(str) if by else pd.Series("計", index=c.index, dtype=object)
         for fl in flags:
-            g = f.groupby(key)[fl].agg(["sum", "size"])
+            g = c.groupby(key)[[fl, "persons"]].sum()
             out.append(pd.DataFrame({"fy": int(fy), "group": g.index, "flag": fl,
-                                     "numerator": g["sum"].astype(np.int64).to_numpy(),
-                                     "denominator": g["size"].astype(np.int64).to_numpy()}))
+                                     "numerator": g[fl].astype(np.int64).to_numpy(),
+                                     "denominator": g["persons"].astype(np.int64).to_numpy()}))
     t = pd.concat(out, ignore_index=True)
     v, lo, hi = stats.proportion_ci(t["numerator"].to_numpy(float), t["denominator"].to_numpy(float))[:3]
     t["value"], t["lower"], t["upper"] = np.asarray(v) * 100, np.asarray(lo) * 100, np.asarray(hi) * 100
