@@ -101,15 +101,9 @@ def person_years(person_year: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-@dataclass
-class PersonCosts:
-    """Person × fiscal year costs by setting, with the person-years (the one frame every table of
-    notebook 06 is summed from)."""
-    persons: pd.DataFrame
+class _CostSource:
+    """What the costs were read from (`source`: SOURCE_UKE, the monthly table, or None: no costs)."""
     source: str | None
-    unmatched_rows: int = 0
-    unmatched_cost: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def has_costs(self) -> bool:
@@ -118,6 +112,17 @@ class PersonCosts:
     @property
     def has_diseases(self) -> bool:
         return self.source == SOURCE_UKE
+
+
+@dataclass
+class PersonCosts(_CostSource):
+    """Person × fiscal year costs by setting, with the person-years (the one frame every table of
+    notebook 06 is summed from)."""
+    persons: pd.DataFrame
+    source: str | None
+    unmatched_rows: int = 0
+    unmatched_cost: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
 
 def _costs_long(tables: dict, source: str | None = None) -> tuple[pd.DataFrame | None, str | None]:
@@ -225,7 +230,7 @@ def cost_sums(pc: PersonCosts) -> pd.DataFrame:
 
 
 @dataclass
-class MunicipalCosts:
+class MunicipalCosts(_CostSource):
     """Every municipality's sums (`municipal_costs`): `sums` (`cost_sums`), `groups`
     (`disease_group_sums`), `dialysis` (`dialysis_sums`), `counts` (`cost_counts`), and of the whole
     data the cost `source`, the person-years whose months were `assumed` and the costs without an
@@ -238,14 +243,6 @@ class MunicipalCosts:
     assumed: int = 0
     unmatched_rows: int = 0
     unmatched_cost: float = 0.0
-
-    @property
-    def has_costs(self) -> bool:
-        return self.source is not None
-
-    @property
-    def has_diseases(self) -> bool:
-        return self.source == SOURCE_UKE
 
 
 def _cost_sums_of(pc) -> pd.DataFrame:
