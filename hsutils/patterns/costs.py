@@ -155,22 +155,17 @@ def person_costs(person_year: pd.DataFrame, tables: dict, whole: "MunicipalCosts
     every municipality's rows are read (a mover's costs of another municipality's years are not
     "unmatched" in the run of one municipality)."""
     pyr, wide, source = _person_cost_parts(person_year, tables, None if whole is None else (whole.source or ""))
+    if whole is not None and (wide is not None or whole.source is not None):
+        # the data's counts and notes; an area without receipts in data with costs: its costs are 0
+        return PersonCosts(pyr, source if wide is not None else whole.source, whole.unmatched_rows,
+                           whole.unmatched_cost, _cost_notes(whole.assumed, whole.unmatched_rows, whole.unmatched_cost))
     if wide is None:
-        if whole is not None and whole.source is not None:  # an area without receipts in data with costs: its costs are 0
-            return PersonCosts(pyr, whole.source, whole.unmatched_rows, whole.unmatched_cost,
-                               _cost_notes(whole.assumed, whole.unmatched_rows, whole.unmatched_cost))
         return PersonCosts(pyr, None)
-    idx = pd.MultiIndex.from_frame(pyr[["person_id", "fy"]])
-    matched = wide.index.isin(idx)
+    matched = wide.index.isin(pd.MultiIndex.from_frame(pyr[["person_id", "fy"]]))
     # months of fiscal years without any enrollment (the claims look-back) are simply not analysed
-    in_years = wide.index.get_level_values("fy").isin(pyr["fy"].unique())
-    matched = matched | ~in_years
-    if whole is not None:
-        return PersonCosts(pyr, source, whole.unmatched_rows, whole.unmatched_cost,
-                           _cost_notes(whole.assumed, whole.unmatched_rows, whole.unmatched_cost))
-    return PersonCosts(pyr, source, int((~matched).sum()), float(wide[~matched].to_numpy().sum()),
-                       _cost_notes(int(pyr["months_assumed"].sum()), int((~matched).sum()),
-                                   float(wide[~matched].to_numpy().sum())))
+    matched |= ~wide.index.get_level_values("fy").isin(pyr["fy"].unique())
+    rows, cost = int((~matched).sum()), float(wide[~matched].to_numpy().sum())
+    return PersonCosts(pyr, source, rows, cost, _cost_notes(int(pyr["months_assumed"].sum()), rows, cost))
 
 
 def _person_cost_parts(person_year: pd.DataFrame, tables: dict, source: str | None):
