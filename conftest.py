@@ -53,19 +53,31 @@ def pytest_xdist_auto_num_workers(config):
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """The cells of one notebook share one kernel (nbval): they are one unit of work, sent to one
-    worker; every other test is its own unit, so the slow ones spread over the workers. Units go
-    out largest first (xdist's loadscope reordering), i.e. the notebooks start first.
+    worker. So are the tests of a file that defines a module- or session-scoped fixture (a demo
+    import, a real batch, a gallery build): split over two workers, each worker would build the
+    fixture again. Every other test is its own unit, so the slow ones spread over the workers.
+    Units go out largest first (xdist's loadscope reordering), i.e. the notebooks start first.
 
     (xdist's own `--dist loadgroup` does not work with pytest 9: it renames `item._nodeid`, which
     pytest 9 no longer reads.)"""
     if config.getvalue("dist") == "each":
         return None
+    from functools import lru_cache
+
     from xdist.scheduler import LoadScopeScheduling
+
+    @lru_cache(maxsize=None)
+    def shares_fixtures(path: str) -> bool:
+        try:
+            text = (config.rootpath / path).read_text(encoding="utf-8")
+        except OSError:
+            return False
+        return 'scope="module"' in text or 'scope="session"' in text
 
     class NotebookScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return path if path.endswith(".ipynb") else nodeid
+            return path if path.endswith(".ipynb") or shares_fixtures(path) else nodeid
 
     return NotebookScheduling(config, log)
 

@@ -406,7 +406,7 @@ def test_check_exit_status(tmp_path, capsys):
     assert cli.main(["check", str(empty)]) == 1  # required files missing
     assert "判定: 読み込めないファイルまたは必須ファイルの不足があります" in capsys.readouterr().out
     demo = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(demo), "--scale", "0.02"]) == 0
+    assert cli.main(["demo", "--out", str(demo), "--scale", "0.005"]) == 0
     assert cli.main(["check", str(demo)]) == 0
     assert "判定: 分析に使用できます" in capsys.readouterr().out
 

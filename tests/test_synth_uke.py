@@ -13,13 +13,15 @@ def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("uke_demo")
     tables = synth.generate_demo(scale=0.01, seed=7)
     summary = synth_uke.write_uke(out, tables, seed=7)
-    return out, tables, summary
+    # one per-file UKE store for the module: the second import (through io) parses nothing again
+    cache = tmp_path_factory.mktemp("uke_cache")
+    return out, tables, summary, cache
 
 
 def test_flags_from_uke_equal_the_generator(demo):
-    out, tables, _ = demo
+    out, tables, _, cache = demo
     enr = tables["enrollment"].assign(fy=tables["enrollment"]["fy"].astype("int64"))
-    c = claims_import.load_claims(out, uke.find_uke_files(out), enrollment=enr)
+    c = claims_import.load_claims(out, uke.find_uke_files(out), enrollment=enr, cache_dir=cache)
     assert c.counts["receipts_excluded"] == 0 and c.counts["lines_excluded"] == 0
     assert c.counts["receipts_unlinked"] == 0
     got = c.tables["claims_monthly"].reset_index(drop=True)
@@ -46,7 +48,7 @@ UKE_FILES_SHA256 = "34a8c1454acc3b783adf2c9f2acd57b85b407771a3a203a6a5ec8c547a5f
 def test_uke_files_are_byte_identical_to_the_reference(demo):
     import hashlib
 
-    out, _, _ = demo
+    out, _, _, _ = demo
     h = hashlib.sha256()
     files = sorted((out / "uke").glob("*.UKE"))
     for p in files:
@@ -58,12 +60,12 @@ def test_uke_files_are_byte_identical_to_the_reference(demo):
 
 
 def test_demo_files_hold_no_names_and_load_through_io(demo, tmp_path):
-    out, tables, summary = demo
+    out, tables, summary, cache = demo
     assert "ファイル" in summary
     for name in ("enrollment", "kenshin"):
         t = io.read_table  # the loader reads the CSVs written by synth
         tables[name].to_csv(out / f"{name}.csv", index=False, header=[c.ja for c in io.TABLES[name].columns])
-    ds = io.load_dataset(out)
+    ds = io.load_dataset(out, cache_dir=cache)
     assert len(ds.tables["claims_monthly"]) == len(tables["claims_monthly"])
     for name in ("claims_monthly", "diagnoses", "prescriptions", "medical_costs"):
         assert synth_uke.PLACEHOLDER_NAME not in ds.tables[name].astype(str).to_csv()
