@@ -91,12 +91,20 @@ def _as_read(df: pd.DataFrame) -> pd.DataFrame:
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
         return pd.read_parquet(buf).astype({c: str(d) for c, d in df.dtypes.items()})
-    obj = [c for c, d in df.dtypes.items() if d == object]
-    if not obj:
-        return df
-    back = pa.Table.from_pandas(df[obj], preserve_index=False).to_pandas().astype(object)
-    back.index = df.index
-    return df.assign(**{c: back[c] for c in obj})
+    fixed = {}
+    for c, d in df.dtypes.items():  # the columns, not the rows
+        if d != object:
+            continue
+        s = df[c]
+        kind = pd.api.types.infer_dtype(s, skipna=True)
+        if kind == "empty":  # no value: Arrow's null type, read back as None
+            fixed[c] = pd.Series(np.full(len(s), None, object), index=s.index)
+        elif kind == "string":  # text: a missing value is read back as NaN
+            fixed[c] = s.where(s.notna(), np.nan)
+        else:
+            back = pa.Table.from_pandas(s.to_frame(), preserve_index=False).to_pandas()[c].astype(object)
+            fixed[c] = back.set_axis(s.index)
+    return df.assign(**fixed) if fixed else df
 
 
 def _to_frame(table: pa.Table, dtypes: dict) -> pd.DataFrame:
@@ -201,7 +209,10 @@ def _store_file(path: Path, name: str, store: Path, budget: _Budget | None = Non
     meta = entry / "meta.json"
     if cache and meta.exists():
         try:
-            return _entries(json.loads(meta.read_text(encoding="utf-8")), entry, name)
+            entries = _entries(json.loads(meta.read_text(encoding="utf-8")), entry, name)
+            if all((e.folder / f"{p}.parquet").is_file() for e in entries
+                   for p in MONTH_PARTS + (("exclusions",) if e.exclusions_file else ())):
+                return entries
         except (OSError, ValueError, KeyError, TypeError):  # a damaged entry is rebuilt
             pass
     tmp = entry.with_name(f"{entry.name}.tmp{os.getpid()}")
