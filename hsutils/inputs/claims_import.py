@@ -78,7 +78,8 @@ POS = "_pos"  # a row's position in its segment's table: restores the one-pass o
 #: four parts) up to this many, and the derived tables' rows (`ClaimsStore`) up to this many again.
 #: An import below it reads nothing back (the store is still written when it is a cache, and without a
 #: cache nothing is written at all); past it, the further segments and months are on disk as before.
-#: About 100–200 bytes a row: the budget adds at most ≈ 0.3 GB to the bound of docs/claims_rules.md §7.1.
+#: ≈ 140 bytes a segment row (released once its months are derived), ≈ 190 a derived row: at most
+#: ≈ 0.33 GB on top of the bound of docs/claims_rules.md §7.1.
 MEMORY_ROWS = 1_000_000
 
 
@@ -151,6 +152,11 @@ class _FileEntry:
         if self.frames is not None:
             return self.frames[part].iloc[lo:hi], lo
         return _to_frame(_read_rows(self.folder / f"{part}.parquet", lo, hi), self.dtypes[part]), lo
+
+    def release(self) -> None:
+        """Drop the parts kept in memory (their months are derived); the exclusions stay."""
+        if self.frames is not None:
+            self.frames = {"exclusions": self.frames["exclusions"]}
 
     def n_rows(self, ym: int) -> int:
         """Receipts of a month (from the row ranges: no data read)."""
@@ -623,6 +629,9 @@ def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: 
             write(_EXCLUDED, group[0], d.exclusions)
         reports.append(d.report)
         del d
+        for e in entries:  # segments whose months are all derived: their parts leave memory
+            if not e.months or e.months[-1] <= group[-1]:
+                e.release()
     counts = {k: sum(int(e.counts[k]) for e in entries) for k in entries[0].counts} if entries else {}
     counts["files"] = len(names)
     base = np.concatenate([[0], np.cumsum(dx_total)]).astype(np.int64)
