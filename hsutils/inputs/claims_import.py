@@ -424,7 +424,8 @@ def load_claims(folder, uke_files, enrollment: pd.DataFrame | None = None, cache
             (Path(cache_dir) / "uke").mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix="derived-", dir=Path(cache_dir) / "uke"))
         try:
-            return convert_claims(folder, uke_files, work, enrollment=enrollment, cache_dir=cache_dir).read()
+            return convert_claims(folder, uke_files, work, enrollment=enrollment,
+                                  cache_dir=cache_dir).read(release=True)
         finally:
             if work != Path(scratch):
                 shutil.rmtree(work, ignore_errors=True)
@@ -482,13 +483,16 @@ class ClaimsStore:
     def _frames(self, table: str) -> list:
         return [self._month(table, ym) for ym in self.months if str(ym) in self.dtypes.get(table, {})]
 
-    def read(self) -> ClaimsLoad:
+    def read(self, release: bool = False) -> ClaimsLoad:
         """The tables in the one-pass order: claims_monthly, prescriptions and medical_costs by
         person and month (months concatenated in order, then a stable sort by person_id);
-        diagnoses in file and line order; exclusions in file and line order."""
+        diagnoses in file and line order; exclusions in file and line order. ``release``: the
+        months kept in memory are dropped as their table is made (the store is read once)."""
         tables = {}
         for n in claims_rules.CLAIMS_TABLE_NAMES:
             parts = self._frames(n)
+            if release:
+                self.memory.pop(n, None)
             if not parts:
                 continue
             df = pd.concat(parts, ignore_index=True)
