@@ -252,9 +252,12 @@ def _store_segment(t: uke.UkeTables, out: Path, budget: _Budget, cache: bool) ->
     for part in MONTH_PARTS:
         df = getattr(t, part)
         ym = (df["ym"] if part == "receipts" else df["receipt_id"].map(ym_of)).to_numpy(np.int64)
-        order = np.argsort(ym, kind="stable")  # rows of a month keep their order
-        frames[part] = df.assign(**{POS: np.arange(len(df), dtype=np.int64)}).iloc[order].reset_index(drop=True)
-        bounds = np.searchsorted(ym[order], months + [np.iinfo(np.int64).max], "left")
+        df = df.assign(**{POS: np.arange(len(df), dtype=np.int64)})
+        if (ym[1:] < ym[:-1]).any():  # rows of a month keep their order
+            order = np.argsort(ym, kind="stable")
+            df, ym = df.iloc[order].reset_index(drop=True), ym[order]
+        frames[part] = df
+        bounds = np.searchsorted(ym, months + [np.iinfo(np.int64).max], "left")
         rows[part] = {str(m): [int(bounds[j]), int(bounds[j + 1])] for j, m in enumerate(months)}
     keep = budget.take(sum(len(f) for f in frames.values()))
     excl = t.exclusions
