@@ -3,6 +3,7 @@ counts and report of the one-pass import (docs/claims_rules.md §7.1)."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -168,3 +169,99 @@ def test_months_derived_together_equal_one_pass(demo, tmp_path, monkeypatch):
         derived = [m for c in calls for m in c]
         assert derived == sorted(set(derived)) and len(derived) == 4, calls  # every month once, in order
         assert len(calls) in n_calls, (limit, calls)
+
+
+def test_store_is_a_cache_and_a_damaged_entry_is_rebuilt(demo, tmp_path, monkeypatch):
+    """The store (one Parquet file a part and segment, docs/claims_rules.md §7.1): a second import
+    parses nothing; an entry with a damaged meta.json or a missing part file is parsed again (that
+    file only); the segments read back from disk (no memory budget) give the one-pass tables."""
+    folder, enr = demo
+    one_pass = _one_pass(folder, enr)
+    cache = tmp_path / "cache"
+    c = _assert_same(folder, enr, cache_dir=cache, one_pass=one_pass)
+    entries = sorted(p for p in (cache / "uke").iterdir() if not p.name.startswith("derived-"))
+    assert len(entries) == len(uke.find_uke_files(folder))
+    assert {p.name for p in (entries[0] / "s00000").iterdir()} >= {f"{p}.parquet" for p in claims_import.MONTH_PARTS}
+    parsed = []
+    read_segment = uke.read_segment
+    monkeypatch.setattr(uke, "read_segment", lambda path, *a, **k: parsed.append(Path(path).name) or read_segment(path, *a, **k))
+    monkeypatch.setattr(claims_import, "MEMORY_ROWS", 0)  # every segment read back from its Parquet files
+    again = _assert_same(folder, enr, cache_dir=cache, one_pass=one_pass)
+    assert parsed == []
+    for name, df in c.tables.items():
+        pd.testing.assert_frame_equal(again.tables[name], df, obj=name)
+    (entries[0] / "meta.json").write_text("{", encoding="utf-8")
+    (entries[1] / "s00000" / "drugs.parquet").unlink()
+    _assert_same(folder, enr, cache_dir=cache, one_pass=one_pass)
+    assert len(parsed) == 2 and len(set(parsed)) == 2
+
+
+def test_memory_budget_part_way(demo, tmp_path, monkeypatch):
+    """Without a cache, the segments within `MEMORY_ROWS` are kept in memory and not written, the
+    others written to the scratch store; derived months likewise: still the one-pass result."""
+    folder, enr = demo
+    one_pass = _one_pass(folder, enr)
+    rows = sum(len(getattr(one_pass[1], p)) for p in claims_import.MONTH_PARTS)
+    monkeypatch.setattr(claims_import, "MEMORY_ROWS", rows // 2)
+    _assert_same(folder, enr, one_pass=one_pass)
+
+
+def _segment(rows: list[tuple], lines: list[tuple], name: str) -> uke.UkeTables:
+    """A hand-made parsed segment: receipts (receipt_id, ym, line, person_key) and 傷病名 lines
+    (receipt_id, line, code); no 診療行為 / 医薬品 lines, no exclusions."""
+    rec = pd.DataFrame(rows, columns=["receipt_id", "ym", "line", "person_key"]).assign(file=name)
+    dx = pd.DataFrame(lines, columns=["receipt_id", "line", "code"]).assign(file=name)
+    none = pd.DataFrame({"receipt_id": pd.Series([], dtype="int64"), "line": pd.Series([], dtype="int64")})
+    excl = pd.DataFrame({c: pd.Series([], dtype="int64" if c == "row" else "str")
+                         for c in ("file", "table", "row", "column", "value", "reason", "scope")})
+    return uke.UkeTables(receipts=rec, diagnoses=dx, procedures=none, drugs=none.copy(), exclusions=excl,
+                         counts={"receipts_read": len(rec)})
+
+
+@pytest.mark.parametrize("memory_rows", [0, 1_000])
+def test_month_split_over_two_segments(tmp_path, memory_rows, monkeypatch):
+    """A month (202104) in two segments, each also holding another month, rows of a month not
+    together in the file: the month's receipts and 傷病名 come back from both segments (file
+    order, then row order), receipt ids shifted by the receipts of the segments before, and each
+    傷病名's (segment, position in its segment) key — read from disk or from memory."""
+    monkeypatch.setattr(claims_import, "MEMORY_ROWS", memory_rows)
+    a = _segment([(1, 202104, 1, "k1"), (2, 202105, 5, "k2"), (3, 202104, 9, "k3")],
+                 [(1, 2, "A01"), (2, 6, "B01"), (3, 10, "C01"), (3, 11, "C02")], "a.UKE")
+    b = _segment([(1, 202103, 1, "k4"), (2, 202104, 4, "k1")], [(2, 5, "D01"), (1, 2, "E01")], "b.UKE")
+    budget = claims_import._Budget()
+    entries = []
+    for i, t in enumerate((a, b)):
+        meta, frames = claims_import._store_segment(t, tmp_path / f"s{i}", budget, cache=True)
+        entries.append(claims_import._FileEntry(t.receipts["file"][0], tmp_path / f"s{i}", meta["months"],
+                                                meta["counts"], meta["dtypes"], meta["rows"],
+                                                meta["exclusions_file"], frames))
+    assert entries[0].rows["receipts"] == {"202104": [0, 2], "202105": [2, 3]}
+    assert entries[0].rows["diagnoses"] == {"202104": [0, 3], "202105": [3, 4]}
+    assert (entries[0].frames is None) == (memory_rows == 0)
+    assert claims_import._month_groups(entries, [202103, 202104, 202105]) == [[202103, 202104, 202105]]
+    t, dx_key = claims_import._group_tables(entries, [0, 3], [202104])
+    assert t.receipts[["receipt_id", "ym", "line", "person_key"]].values.tolist() == [
+        [1, 202104, 1, "k1"], [3, 202104, 9, "k3"], [5, 202104, 4, "k1"]]
+    assert t.diagnoses[["receipt_id", "line", "code"]].values.tolist() == [
+        [1, 2, "A01"], [3, 10, "C01"], [3, 11, "C02"], [5, 5, "D01"]]
+    assert dx_key.tolist() == [[0, 0], [0, 2], [0, 3], [1, 0]]
+    t, dx_key = claims_import._group_tables(entries, [0, 3], [202103, 202104, 202105])
+    assert t.receipts["receipt_id"].tolist() == [4, 1, 3, 5, 2]
+    assert dx_key.tolist() == [[1, 1], [0, 0], [0, 2], [0, 3], [1, 0], [0, 1]]
+    assert pd.concat([e.keys() for e in entries]).tolist() == ["k1", "k2", "k3", "k4", "k1"]
+
+
+@pytest.mark.parametrize("values", [[None, None], [np.nan, None], ["a", None], ["a", np.nan], [], [1, None], [1.5, np.nan]])
+def test_as_read_is_the_parquet_round_trip(values):
+    """A frame kept in memory is what its Parquet file would give back: None / NaN of object
+    columns as Arrow infers them; an empty frame's categorical column without categories."""
+    import io
+    df = pd.DataFrame({"a": pd.Series(values, dtype=object), "b": np.arange(len(values)),
+                       "c": pd.Categorical(["x"] * len(values))})
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    want = pd.read_parquet(buf).astype({c: str(d) for c, d in df.dtypes.items()})
+    got = claims_import._as_read(df)
+    pd.testing.assert_frame_equal(got, want)
+    assert [type(v) for v in got["a"]] == [type(v) for v in want["a"]]
+    assert list(got["c"].cat.categories) == list(want["c"].cat.categories)

@@ -23,6 +23,7 @@ and the largest month, neither by the size of a file nor by the number of months
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -32,13 +33,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from hsutils.inputs import claims_masters, claims_rules, person_keys, uke
 from hsutils.core.errors import DataError
 from hsutils.core.files import sha256_file
 
-READER_VERSION = "uke-3"  # uke-2: 点数表 validated, SY code exclusions quote the raw code; uke-3: files named
-# relative to the data folder, read in segments, receipt exclusions quote the value they are about
+READER_VERSION = "uke-4"  # uke-2: 点数表 validated, SY code exclusions quote the raw code; uke-3: files named
+# relative to the data folder, read in segments, receipt exclusions quote the value they are about;
+# uke-4: one Parquet file per part and segment (rows sorted by 診療年月, a row group per month)
 MASTERS_DIR = "uke_masters"
 LINK_FILE = "uke_person_link.csv"
 RULES_FILE = "claims_rules.yaml"
@@ -70,74 +74,217 @@ def read_files(paths, cache_dir=None, root=None) -> uke.UkeTables:
 MONTH_PARTS = ("receipts", "diagnoses", "procedures", "drugs")
 POS = "_pos"  # a row's position in its segment's table: restores the one-pass order of diagnoses
 
+#: rows kept in memory instead of read back from disk: the parsed segments' receipts and lines (their
+#: four parts) up to this many, and the derived tables' rows (`ClaimsStore`) up to this many again.
+#: An import below it reads nothing back (the store is still written when it is a cache, and without a
+#: cache nothing is written at all); past it, the further segments and months are on disk as before.
+#: ≈ 140 bytes a segment row (released once its months are derived), ≈ 190 a derived row: at most
+#: ≈ 0.33 GB on top of the bound of docs/claims_rules.md §7.1.
+MEMORY_ROWS = 1_000_000
+
+
+def _as_read(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` as writing it to Parquet and reading it back with its dtypes gives it, which is what the
+    frames kept in memory must give: object columns take the Arrow round trip (a missing value
+    comes back None or NaN as Arrow infers the column from these rows); an empty frame's
+    categorical columns lose their categories."""
+    if not len(df) and any(isinstance(d, pd.CategoricalDtype) for d in df.dtypes):
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        return pd.read_parquet(buf).astype({c: str(d) for c, d in df.dtypes.items()})
+    fixed = {}
+    for c, d in df.dtypes.items():  # the columns, not the rows
+        if d != object:
+            continue
+        s = df[c]
+        kind = pd.api.types.infer_dtype(s, skipna=True)
+        if kind == "empty":  # no value: Arrow's null type, read back as None
+            fixed[c] = pd.Series(np.full(len(s), None, object), index=s.index)
+        elif kind == "string":  # text: a missing value is read back as NaN
+            fixed[c] = s.where(s.notna(), np.nan)
+        else:
+            back = pa.Table.from_pandas(s.to_frame(), preserve_index=False).to_pandas()[c].astype(object)
+            fixed[c] = back.set_axis(s.index)
+    return df.assign(**fixed) if fixed else df
+
+
+def _to_frame(table: pa.Table, dtypes: dict) -> pd.DataFrame:
+    """A stored table read back with the dtypes it was written with; only the columns whose
+    dtype the round trip changed are cast (a cast of every column costs more than the read)."""
+    df = table.to_pandas()
+    fix = {c: d for c, d in dtypes.items() if c in df.columns and str(df[c].dtype) != d}
+    return df.astype(fix) if fix else df
+
+
+def _read_rows(path: Path, lo: int, hi: int) -> pa.Table:
+    """Rows lo..hi of a stored part (one row group per 診療年月: only the months asked are read)."""
+    pf = pq.ParquetFile(path)
+    md = pf.metadata
+    starts = np.concatenate([[0], np.cumsum([md.row_group(i).num_rows for i in range(md.num_row_groups)])])
+    groups = [i for i in range(md.num_row_groups) if starts[i] < hi and starts[i + 1] > lo]
+    if not groups:
+        return pf.schema_arrow.empty_table()
+    return pf.read_row_groups(groups).slice(lo - int(starts[groups[0]]), hi - lo)
+
 
 @dataclass
 class _FileEntry:
     """One segment of a UKE file (`uke.segments`), parsed and stored by 診療年月
-    (docs/claims_rules.md §7.1). Segments are numbered in file order; a small file is one segment."""
+    (docs/claims_rules.md §7.1). Segments are numbered in file order; a small file is one segment.
+    ``<folder>/<part>.parquet`` holds a part's rows sorted by 診療年月 (rows of a month in their
+    order, a row group per month; ``rows[part][YYYYMM]`` = the month's row range), with their
+    position in the segment's table (`POS`); ``frames`` the same frames when the segment is kept in
+    memory (`MEMORY_ROWS`)."""
 
     name: str
     folder: Path
     months: list
     counts: dict
-
     dtypes: dict
+    rows: dict                  # part -> {"YYYYMM": [first row, end row]}
+    exclusions_file: bool       # exclusions.parquet written (else: none, an empty frame of `dtypes`)
+    frames: dict | None = None  # part, "exclusions", "keys" -> kept in memory (None: read from disk)
 
-    def part(self, part: str, ym: int) -> pd.DataFrame:
-        df = pd.read_parquet(self.folder / f"{part}-{ym}.parquet")
-        return df.astype(self.dtypes[part])  # as read (e.g. datetime64[us], not Parquet's ns)
+    def block(self, part: str, months: list) -> tuple[pd.DataFrame, int]:
+        """The rows of consecutive months of a part (one read) and the row the block starts at."""
+        r = self.rows[part]
+        lo, hi = r[str(months[0])][0], r[str(months[-1])][1]
+        if self.frames is not None:
+            return self.frames[part].iloc[lo:hi], lo
+        return _to_frame(_read_rows(self.folder / f"{part}.parquet", lo, hi), self.dtypes[part]), lo
+
+    def release(self) -> None:
+        """Drop the parts kept in memory (their months are derived); the exclusions stay."""
+        if self.frames is not None:
+            self.frames = {"exclusions": self.frames["exclusions"]}
+
+    def n_rows(self, ym: int) -> int:
+        """Receipts of a month (from the row ranges: no data read)."""
+        lo, hi = self.rows["receipts"][str(ym)]
+        return hi - lo
 
     def keys(self) -> pd.Series:
-        """The distinct person keys of the segment's receipts."""
-        return pd.read_parquet(self.folder / "keys.parquet")["person_key"]
+        """The distinct person keys of the segment's receipts (in the order of the receipts)."""
+        if self.frames is not None:
+            return self.frames["keys"]
+        df = _to_frame(pq.read_table(self.folder / "receipts.parquet", columns=["person_key", POS]),
+                       {"person_key": self.dtypes["receipts"]["person_key"]})
+        return _distinct_keys(df["person_key"].iloc[np.argsort(df[POS].to_numpy(), kind="stable")])
+
+    def exclusions(self) -> pd.DataFrame:
+        """The segment's line exclusions (as `pd.read_parquet` gives them back)."""
+        if self.frames is not None:
+            return self.frames["exclusions"]
+        if self.exclusions_file:
+            return pd.read_parquet(self.folder / "exclusions.parquet")
+        return pd.DataFrame({c: pd.Series(dtype=d) for c, d in self.dtypes["exclusions"].items()})
 
 
-def _store_file(path: Path, name: str, store: Path) -> list[_FileEntry]:
+def _distinct_keys(person_key: pd.Series) -> pd.Series:
+    return pd.Series(pd.unique(person_key.astype(str).to_numpy(object)), dtype=object)
+
+
+class _Budget:
+    """Rows kept in memory so far, against `MEMORY_ROWS` (read when the import starts)."""
+
+    def __init__(self):
+        self.limit, self.used = MEMORY_ROWS, 0
+
+    def take(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+
+def _entries(meta: dict, entry: Path, name: str) -> list[_FileEntry]:
+    return [_FileEntry(name, entry / s["dir"], s["months"], s["counts"], s["dtypes"], s["rows"],
+                       s["exclusions_file"]) for s in meta["segments"]]
+
+
+def _store_file(path: Path, name: str, store: Path, budget: _Budget | None = None,
+                cache: bool = True) -> list[_FileEntry]:
     """Parse one file segment by segment (`uke.segments`: memory bounded by the segment, not by
-    the file) and write each segment's rows by 診療年月:
-    ``<store>/<sha of the file and its name>/<segment>/<part>-<YYYYMM>.parquet``; an entry whose
-    meta.json exists is re-used (a second import parses nothing, a new month parses only its files)."""
+    the file) and store each segment's parts sorted by 診療年月:
+    ``<store>/<sha of the file and its name>/<segment>/<part>.parquet``; an entry whose meta.json
+    exists is re-used (a second import parses nothing, a new month parses only its files; a damaged
+    entry is parsed again). A segment within the memory budget is kept in memory too and read from
+    there; when the store is no cache (``cache=False``: a scratch folder) it is not written."""
+    budget = budget or _Budget()
     entry = store / _sha(path, name)
     meta = entry / "meta.json"
-    if meta.exists():
+    if cache and meta.exists():
         try:
-            m = json.loads(meta.read_text(encoding="utf-8"))
-            return [_FileEntry(name, entry / s["dir"], s["months"], s["counts"], s["dtypes"]) for s in m["segments"]]
+            entries = _entries(json.loads(meta.read_text(encoding="utf-8")), entry, name)
+            if all((e.folder / f"{p}.parquet").is_file() for e in entries
+                   for p in MONTH_PARTS + (("exclusions",) if e.exclusions_file else ())):
+                return entries
         except (OSError, ValueError, KeyError, TypeError):  # a damaged entry is rebuilt
             pass
     tmp = entry.with_name(f"{entry.name}.tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    segs = []
+    segs, kept = [], []
     for i, (start, stop, first_line) in enumerate(uke.segments(path)):
         seg = f"s{i:05d}"
-        segs.append(_store_segment(uke.read_segment(path, name, start, stop, first_line), tmp / seg) | {"dir": seg})
+        s, frames = _store_segment(uke.read_segment(path, name, start, stop, first_line), tmp / seg, budget, cache)
+        segs.append(s | {"dir": seg})
+        kept.append(frames)
     (tmp / "meta.json").write_text(json.dumps({"segments": segs}), encoding="utf-8")
     if entry.exists():
         shutil.rmtree(entry)
     os.replace(tmp, entry)
-    return [_FileEntry(name, entry / s["dir"], s["months"], s["counts"], s["dtypes"]) for s in segs]
+    out = _entries({"segments": segs}, entry, name)
+    for e, frames in zip(out, kept):
+        e.frames = frames
+    return out
 
 
-def _store_segment(t: uke.UkeTables, out: Path) -> dict:
-    out.mkdir()
+def _store_segment(t: uke.UkeTables, out: Path, budget: _Budget, cache: bool) -> tuple[dict, dict | None]:
+    """Each part's rows sorted by 診療年月 (a month's rows in their order, with their position
+    `POS`): kept in memory when the budget allows, written as one Parquet file a part (a row group
+    a month) unless kept and the store is no cache. Returns the segment's meta and the frames kept
+    (None: read from disk)."""
     ym_of = pd.Series(t.receipts["ym"].to_numpy(np.int64), index=t.receipts["receipt_id"].to_numpy())
     months = sorted(int(m) for m in t.receipts["ym"].unique())
+    frames, rows = {}, {}
     for part in MONTH_PARTS:
         df = getattr(t, part)
-        ym = df["ym"] if part == "receipts" else df["receipt_id"].map(ym_of)
+        ym = (df["ym"] if part == "receipts" else df["receipt_id"].map(ym_of)).to_numpy(np.int64)
         df = df.assign(**{POS: np.arange(len(df), dtype=np.int64)})
-        order = np.argsort(ym.to_numpy(np.int64), kind="stable")  # rows of a month keep their order
-        df, ym = df.iloc[order].reset_index(drop=True), ym.to_numpy(np.int64)[order]
-        for m in months:
-            lo, hi = np.searchsorted(ym, m, "left"), np.searchsorted(ym, m, "right")
-            df.iloc[lo:hi].to_parquet(out / f"{part}-{m}.parquet", index=False)
-    t.exclusions.to_parquet(out / "exclusions.parquet", index=False)
-    keys = pd.unique(t.receipts["person_key"].astype(str).to_numpy(object))
-    pd.DataFrame({"person_key": pd.Series(keys, dtype=object)}).to_parquet(out / "keys.parquet", index=False)
+        if (ym[1:] < ym[:-1]).any():  # rows of a month keep their order
+            order = np.argsort(ym, kind="stable")
+            df, ym = df.iloc[order].reset_index(drop=True), ym[order]
+        frames[part] = df
+        bounds = np.searchsorted(ym, months + [np.iinfo(np.int64).max], "left")
+        rows[part] = {str(m): [int(bounds[j]), int(bounds[j + 1])] for j, m in enumerate(months)}
+    keep = budget.take(sum(len(f) for f in frames.values()))
+    excl = t.exclusions
     dtypes = {p: {c: str(d) for c, d in getattr(t, p).dtypes.items()} for p in MONTH_PARTS}
-    return {"months": months, "counts": t.counts, "dtypes": dtypes}
+    dtypes["exclusions"] = {c: str(d) for c, d in excl.dtypes.items()}
+    # an empty exclusions frame of str and int64 columns reads back as it is: not written
+    excl_file = bool(len(excl)) or not set(dtypes["exclusions"].values()) <= {"str", "int64"}
+    if cache or not keep:
+        out.mkdir()
+        for part, df in frames.items():
+            tb = pa.Table.from_pandas(df, preserve_index=False)
+            with pq.ParquetWriter(out / f"{part}.parquet", tb.schema) as w:
+                for lo, hi in rows[part].values():
+                    if hi > lo:
+                        w.write_table(tb.slice(lo, hi - lo), row_group_size=hi - lo)
+        if excl_file:
+            excl.to_parquet(out / "exclusions.parquet", index=False)
+    meta = {"months": months, "counts": t.counts, "dtypes": dtypes, "rows": rows, "exclusions_file": excl_file}
+    if not keep:
+        return meta, None
+    if excl_file:  # as read back
+        buf = io.BytesIO()
+        excl.to_parquet(buf, index=False)
+        excl = pd.read_parquet(buf)
+    frames["exclusions"] = excl
+    frames["keys"] = _distinct_keys(t.receipts["person_key"])
+    return meta, frames
 
 
 class _KeyMap:
@@ -156,26 +303,49 @@ class _KeyMap:
         return pd.Series(key, dtype="object").map(self.map).astype(object)
 
 
-def _month_tables(entries: list, offsets, ym: int) -> tuple[uke.UkeTables, np.ndarray]:
-    """The receipts and lines of one 診療年月 from every file that has it, with the receipt ids the
-    one-pass reader gives (each file's ids shifted by the receipts of the files before it);
-    also each diagnosis row's (file index, position in its file)."""
-    parts = {p: [] for p in MONTH_PARTS}
-    dx_file = []
+def _group_tables(entries: list, offsets, group: list) -> tuple[uke.UkeTables, np.ndarray]:
+    """The receipts and lines of consecutive 診療年月 from every file that has them, month after
+    month, with the receipt ids the one-pass reader gives (each file's ids shifted by the receipts
+    of the files before it); also each diagnosis row's (file index, position in its file). Each
+    segment's part is read once for the group (its months are consecutive rows). Deriving several
+    months together gives each month's rows exactly as deriving it alone (every rule is within a
+    person and month, docs/claims_rules.md §7.1; the one-pass `derive_tables` over all months is
+    the reference)."""
+    blocks = {}  # (segment, part) -> (frame of the group's months, its first row)
     for i, (e, off) in enumerate(zip(entries, offsets)):
-        if ym not in e.months:
-            continue
+        mine = [m for m in group if m in e.months]
+        for p in MONTH_PARTS if mine else ():
+            df, start = e.block(p, mine)
+            blocks[i, p] = df.assign(receipt_id=df["receipt_id"].to_numpy(np.int64) + off), start
+    months = []
+    for ym in group:
+        parts = {p: [] for p in MONTH_PARTS}
+        dx_file = []
+        for i, e in enumerate(entries):
+            if ym not in e.months:
+                continue
+            for p in MONTH_PARTS:
+                df, start = blocks[i, p]
+                lo, hi = e.rows[p][str(ym)]
+                x = df.iloc[lo - start:hi - start].reset_index(drop=True)
+                parts[p].append(_as_read(x) if len(x) else x)  # as the month's own Parquet file gave it
+            dx_file.append(np.full(len(parts["diagnoses"][-1]), i, np.int64))
+        # a file without lines of a kind (調剤: no 傷病名) has an empty frame of default dtypes: left out
+        frames = {p: pd.concat([f for f in v if len(f)] or [_as_read(v[0])], ignore_index=True)
+                  for p, v in parts.items()}
+        dx_key = np.stack([np.concatenate(dx_file), frames["diagnoses"][POS].to_numpy(np.int64)], axis=1)
         for p in MONTH_PARTS:
-            df = e.part(p, ym)
-            df["receipt_id"] = df["receipt_id"].to_numpy(np.int64) + off
-            parts[p].append(df)
-        dx_file.append(np.full(len(parts["diagnoses"][-1]), i, np.int64))
-    # a file without lines of a kind (調剤: no 傷病名) has an empty frame of default dtypes: left out
-    frames = {p: pd.concat([f for f in v if len(f)] or v[:1], ignore_index=True) for p, v in parts.items()}
-    dx_key = np.stack([np.concatenate(dx_file), frames["diagnoses"][POS].to_numpy(np.int64)], axis=1)
-    for p in MONTH_PARTS:
-        frames[p] = frames[p].drop(columns=[POS])
+            frames[p] = frames[p].drop(columns=[POS])
+        months.append((frames, dx_key))
+    del blocks
     empty = pd.DataFrame(columns=["file", "table", "row", "column", "value", "reason", "scope"])
+    if len(months) == 1:
+        return uke.UkeTables(**months[0][0], exclusions=empty, counts={}), months[0][1]
+    frames = {}
+    for p in MONTH_PARTS:  # an empty month's frame has default dtypes: left out, as within a month
+        v = [f[p] for f, _ in months]
+        frames[p] = pd.concat([f for f in v if len(f)] or v[:1], ignore_index=True)
+    dx_key = np.concatenate([k for _, k in months]) if months else np.zeros((0, 2), np.int64)
     return uke.UkeTables(**frames, exclusions=empty, counts={}), dx_key
 
 
@@ -187,14 +357,12 @@ DERIVE_RECEIPTS = 300_000
 
 
 def _month_groups(entries: list, months: list) -> list[list]:
-    """Consecutive 診療年月 in groups of at most `DERIVE_RECEIPTS` receipts (read from the Parquet
-    footers of the stored segments, no data read); a month above the limit is a group of its own."""
-    import pyarrow.parquet as pq
-
+    """Consecutive 診療年月 in groups of at most `DERIVE_RECEIPTS` receipts (counted from the
+    segments' row ranges, no data read); a month above the limit is a group of its own."""
     rows = dict.fromkeys(months, 0)
     for e in entries:
         for m in e.months:
-            rows[m] += pq.read_metadata(e.folder / f"receipts-{m}.parquet").num_rows
+            rows[m] += e.n_rows(m)
     groups, size = [], 0
     for m in months:
         if not groups or size + rows[m] > DERIVE_RECEIPTS:
@@ -203,21 +371,6 @@ def _month_groups(entries: list, months: list) -> list[list]:
         groups[-1].append(m)
         size += rows[m]
     return groups
-
-
-def _group_tables(entries: list, offsets, group: list) -> tuple[uke.UkeTables, np.ndarray]:
-    """`_month_tables` of several 診療年月, month after month. Deriving them together gives each
-    month's rows exactly as deriving it alone (every rule is within a person and month, docs/
-    claims_rules.md §7.1; the one-pass `derive_tables` over all months is the reference)."""
-    if len(group) == 1:
-        return _month_tables(entries, offsets, group[0])
-    months = [_month_tables(entries, offsets, ym) for ym in group]
-    frames = {}
-    for p in MONTH_PARTS:  # an empty month's frame has default dtypes: left out, as in _month_tables
-        v = [getattr(t, p) for t, _ in months]
-        frames[p] = pd.concat([f for f in v if len(f)] or v[:1], ignore_index=True)
-    dx_key = np.concatenate([k for _, k in months]) if months else np.zeros((0, 2), np.int64)
-    return uke.UkeTables(**frames, exclusions=months[0][0].exclusions, counts={}), dx_key
 
 
 def _merge_report(reports: list[dict]) -> dict:
@@ -274,7 +427,8 @@ def load_claims(folder, uke_files, enrollment: pd.DataFrame | None = None, cache
             (Path(cache_dir) / "uke").mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix="derived-", dir=Path(cache_dir) / "uke"))
         try:
-            return convert_claims(folder, uke_files, work, enrollment=enrollment, cache_dir=cache_dir).read()
+            return convert_claims(folder, uke_files, work, enrollment=enrollment,
+                                  cache_dir=cache_dir).read(release=True)
         finally:
             if work != Path(scratch):
                 shutil.rmtree(work, ignore_errors=True)
@@ -304,7 +458,8 @@ def convert_claims(folder, uke_files, out_dir, enrollment: pd.DataFrame | None =
     out_dir.mkdir(parents=True, exist_ok=True)
     store = Path(cache_dir) / "uke" if cache_dir is not None else out_dir / "files"
     names = [uke.file_label(p, folder) for p in paths]
-    entries = [e for p, n in zip(paths, names) for e in _store_file(p, n, store)]
+    budget = _Budget()  # segments kept in memory (`MEMORY_ROWS`)
+    entries = [e for p, n in zip(paths, names) for e in _store_file(p, n, store, budget, cache=cache_dir is not None)]
     return _derive_by_month(entries, masters, rules, enrollment, read_link(folder), names, out_dir)
 
 
@@ -312,7 +467,8 @@ def convert_claims(folder, uke_files, out_dir, enrollment: pd.DataFrame | None =
 class ClaimsStore:
     """The derived claims tables written by `convert_claims`: ``<folder>/<table>/<YYYYMM>.parquet``,
     ``<folder>/excluded/<YYYYMM>.parquet`` (receipts excluded while deriving) and the segments'
-    line exclusions; `read` gives them back in the one-pass order."""
+    line exclusions; `read` gives them back in the one-pass order. The months within the memory
+    budget (`MEMORY_ROWS`) are kept as Arrow tables in ``memory`` instead of written."""
 
     folder: Path
     months: list
@@ -325,18 +481,21 @@ class ClaimsStore:
     #: receipts excluded while deriving: the row of each kept diagnosis without reading the others
     dx_total: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     dx_dropped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    memory: dict = field(default_factory=dict)  # table -> {YYYYMM: frame} of the months not written
 
     def _frames(self, table: str) -> list:
-        return [pd.read_parquet(self.folder / table / f"{ym}.parquet").astype(self.dtypes[table][str(ym)])
-                for ym in self.months if str(ym) in self.dtypes.get(table, {})]
+        return [self._month(table, ym) for ym in self.months if str(ym) in self.dtypes.get(table, {})]
 
-    def read(self) -> ClaimsLoad:
+    def read(self, release: bool = False) -> ClaimsLoad:
         """The tables in the one-pass order: claims_monthly, prescriptions and medical_costs by
         person and month (months concatenated in order, then a stable sort by person_id);
-        diagnoses in file and line order; exclusions in file and line order."""
+        diagnoses in file and line order; exclusions in file and line order. ``release``: the
+        months kept in memory are dropped as their table is made (the store is read once)."""
         tables = {}
         for n in claims_rules.CLAIMS_TABLE_NAMES:
             parts = self._frames(n)
+            if release:
+                self.memory.pop(n, None)
             if not parts:
                 continue
             df = pd.concat(parts, ignore_index=True)
@@ -353,8 +512,7 @@ class ClaimsStore:
     def exclusions(self) -> tuple[pd.DataFrame, dict]:
         """The exclusions (line exclusions of the segments, then the receipts excluded while
         deriving) in the one-pass order, and the counts (receipts read = kept + excluded)."""
-        raw_excl = pd.concat([pd.read_parquet(e.folder / "exclusions.parquet") for e in self.entries],
-                             ignore_index=True)
+        raw_excl = pd.concat([e.exclusions() for e in self.entries], ignore_index=True)
         if len(raw_excl):
             raw_excl = raw_excl.sort_values(["file", "row"], kind="stable").reset_index(drop=True)
         derived_excl = pd.DataFrame()
@@ -377,9 +535,11 @@ class ClaimsStore:
         return [n for n in claims_rules.CLAIMS_TABLE_NAMES if self.dtypes.get(n)]
 
     def _month(self, table: str, ym, columns=None) -> pd.DataFrame:
-        df = pd.read_parquet(self.folder / table / f"{ym}.parquet", columns=columns)
-        dt = self.dtypes[table][str(ym)]
-        return df.astype({c: d for c, d in dt.items() if c in df.columns})
+        df = self.memory.get(table, {}).get(str(ym))
+        if df is not None:
+            return df if columns is None else df[columns]
+        return _to_frame(pq.read_table(self.folder / table / f"{ym}.parquet", columns=columns),
+                         self.dtypes[table][str(ym)])
 
     def iter_rows(self, table: str, persons: pd.Index):
         """Yield (month frame, row) for each month of `table`: `row` is each row's position in the
@@ -435,10 +595,15 @@ def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: 
     reports = []
     dx_total = np.zeros(len(entries), np.int64)
     dx_dropped = []
+    memory: dict = {}
+    budget = _Budget()
 
     def write(table: str, ym: int, df: pd.DataFrame) -> None:
-        (out_dir / table).mkdir(exist_ok=True)
-        df.to_parquet(out_dir / table / f"{ym}.parquet", index=False)
+        if budget.take(len(df)):  # kept in memory as it would be read back
+            memory.setdefault(table, {})[str(ym)] = _as_read(df)
+        else:
+            (out_dir / table).mkdir(exist_ok=True)
+            df.to_parquet(out_dir / table / f"{ym}.parquet", index=False)
         dtypes.setdefault(table, {})[str(ym)] = {c: str(d) for c, d in df.dtypes.items()
                                                  if c not in (POS, _SEG)}
 
@@ -471,13 +636,16 @@ def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: 
             write(_EXCLUDED, group[0], d.exclusions)
         reports.append(d.report)
         del d
+        for e in entries:  # segments whose months are all derived: their parts leave memory
+            if not e.months or e.months[-1] <= group[-1]:
+                e.release()
     counts = {k: sum(int(e.counts[k]) for e in entries) for k in entries[0].counts} if entries else {}
     counts["files"] = len(names)
     base = np.concatenate([[0], np.cumsum(dx_total)]).astype(np.int64)
     gone = np.concatenate(dx_dropped) if dx_dropped else np.zeros((0, 2), np.int64)
     return ClaimsStore(folder=out_dir, months=months, dtypes=dtypes, entries=entries, counts=counts,
                        report=_merge_report(reports), files=list(names), dx_total=dx_total,
-                       dx_dropped=base[gone[:, 0]] + gone[:, 1])
+                       dx_dropped=base[gone[:, 0]] + gone[:, 1], memory=memory)
 
 
 def check_lines(folder, enrollment: pd.DataFrame | None = None) -> list[str]:
