@@ -502,17 +502,17 @@ def _lookback(tname: str, persons: _Persons | None):
 class _XmlSink:
     """The `sink` of `tokutei_xml.read_folder_cached`: each slice of the 健診 table it is handed (in
     the table's order) into the partitions (`_write_chunk`), its rows' `_row` counted on from the
-    earlier slices'. `largest`: the most rows handed over at once (tests)."""
+    earlier slices'."""
 
     def __init__(self, tname: str, writers: dict, folder: Path, persons: _Persons, unmatched: dict):
         self.args = (writers, folder, persons, unmatched)
-        self.tname, self.offset, self.largest = tname, 0, 0
-        writers.get(tname) or writers.setdefault(tname, _PartWriter(folder, tname))  # also when empty
+        self.tname, self.offset = tname, 0
+        if tname not in writers:  # the table's writer also when it has no row
+            writers[tname] = _PartWriter(folder, tname)
 
     def __call__(self, data: pd.DataFrame, row_numbers) -> None:
         _write_chunk(self.tname, data, self.offset, *self.args)
         self.offset += len(data)
-        self.largest = max(self.largest, len(data))
 
 
 def _write_chunk(tname: str, data: pd.DataFrame, offset: int, writers: dict, folder: Path,
