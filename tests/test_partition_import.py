@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsutils.analysis import pipeline
+from hsutils.analysis import partition_import, pipeline
 from hsutils.inputs import io
 
 SMALL_FILES = ("strata.parquet", "exclusions.parquet", "import_summary.parquet", "unmatched.parquet",
@@ -49,6 +49,41 @@ def test_streamed_cache_equals_the_in_memory_cache_on_the_demo(demo_data_dir, tm
     meta = json.loads((streamed / "meta.json").read_text(encoding="utf-8"))
     assert list(meta["stages"]) == ["import", "partition", "shared_pass", "write"]
     assert all(s["peak_rss_mb"] > 0 and s["seconds"] >= 0 for s in meta["stages"].values())
+
+
+def test_xml_kenshin_reaches_the_partitions_one_slice_at_a_time(demo_data_dir, tmp_path, monkeypatch):
+    """Issue 17: the pipeline's XML import hands the partition writer one validated slice of the 健診
+    table at a time, never the whole table; with slices of 97 documents the cache is the session's
+    (the demo's 健診 validated as one slice). A cache hit hands over the same slices (row groups)."""
+    from hsutils.inputs import tokutei_xml as tx
+
+    pi = partition_import
+
+    streamed = Path(os.environ["HSUTILS_CACHE_DIR"])
+    n_rows = json.loads((streamed / "meta.json").read_text(encoding="utf-8"))["rows"]["kenshin"]
+    monkeypatch.setattr(tx, "VALIDATE_DOCS", 97)
+    sizes, real = [], pi._write_chunk
+
+    def spy(tname, data, *a, **k):
+        if tname == "kenshin":
+            sizes.append(len(data))
+        return real(tname, data, *a, **k)
+
+    monkeypatch.setattr(pi, "_write_chunk", spy)
+    uke = streamed / "tables_cache" / "uke"
+    if uke.is_dir():  # the UKE store only: the XML is parsed again
+        shutil.copytree(uke, tmp_path / "parse" / "tables_cache" / "uke")
+    pipeline.prepare_cache(demo_data_dir, tmp_path / "parse")
+    assert sum(sizes) == n_rows and max(sizes) <= 97 and len(sizes) >= -(-n_rows // 97)
+    _same_cache(streamed, tmp_path / "parse")
+    # a cache hit hands over the entry's row groups: the parsed slices (the pipeline's sink is the same)
+    _, _, files, _, _ = io.plan_folder(demo_data_dir)
+    known = partition_import._known_munis(io.read_table(files["municipalities"], "municipalities").data)
+    hit = []
+    r = tx.read_folder_cached(demo_data_dir, None, files.get("enrollment"), cache_dir=tmp_path / "parse" / "tables_cache",
+                              known_munis=known, sink=lambda data, rows: hit.append(len(data)))
+    assert r.from_cache and len(r.data) == 0 and r.n_kept == n_rows
+    assert hit == sizes
 
 
 TOWNS = ("17324", "17361", "17365")  # three small towns of the demo (a small, fast cache)

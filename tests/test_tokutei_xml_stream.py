@@ -8,6 +8,7 @@ out by hand from them.
 """
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -140,20 +141,21 @@ def test_spill_folder_removed_after_success_and_error(tmp_path, monkeypatch):
     imp = tx.read_archives(folder, workers=1, spill_dir=cache)
     assert imp.result.n_kept == 41 and list(cache.iterdir()) == []
     seen = []
-    real = io.read_text_frames
+    real = io.iter_text_frames
 
     def failing(chunks, *a, **k):
         spill = [p for p in cache.iterdir()]
         seen.append(sorted(f.name for f in spill[0].iterdir()))
         next(iter(chunks))  # the first slice reads back from the spill
         raise RuntimeError("stop")
+        yield  # a generator, as io.iter_text_frames
 
-    monkeypatch.setattr(io, "read_text_frames", failing)
+    monkeypatch.setattr(io, "iter_text_frames", failing)
     with pytest.raises(RuntimeError, match="stop"):
         tx.read_archives(folder, workers=1, spill_dir=cache)
     assert seen == [["item_of.arrow", "rows.arrow"]]  # the spill existed during the import
     assert list(cache.iterdir()) == []
-    monkeypatch.setattr(io, "read_text_frames", real)
+    monkeypatch.setattr(io, "iter_text_frames", real)
     # through the Parquet cache: the spill goes to the cache folder and is removed too
     r = tx.read_folder_cached(folder, None, cache_dir=cache)
     assert r.n_kept == 41
@@ -166,3 +168,88 @@ def test_doc_files_labels():
     assert got.iloc[:2].tolist() == ["b/3.xml", "a.zip/x/1.xml"]
     assert pd.isna(got.iloc[2]) and got.iloc[3] == "a.zip/x/2.xml"
     assert np.array_equal(got.index, [0, 1, 2, 3])
+
+
+def _slices(monkeypatch, validate_docs: int):
+    """A sink that keeps what it is handed (and a check that the whole table is never built: the
+    slices' concatenation is `io.concat_chunks`)."""
+    monkeypatch.setattr(tx, "VALIDATE_DOCS", validate_docs)
+    got = []
+    return got, lambda data, rows: got.append((data, np.asarray(rows)))
+
+
+def _assert_same_result(a: io.LoadResult, b: io.LoadResult) -> None:
+    assert_frame_equal(a.data, b.data)
+    assert np.array_equal(a.row_numbers, b.row_numbers)
+    assert_frame_equal(a.exclusions, b.exclusions)
+    assert (a.n_read, a.n_kept, a.n_dropped, a.warnings) == (b.n_read, b.n_kept, b.n_dropped, b.warnings)
+
+
+@pytest.mark.parametrize("validate_docs", [1, 5])
+def test_sink_is_handed_each_validated_slice_and_never_the_whole_table(tmp_path, monkeypatch, validate_docs):
+    folder = _folder(tmp_path)
+    whole = tx.read_archives(folder, workers=1)
+    got, sink = _slices(monkeypatch, validate_docs)
+    imp = tx.read_archives(folder, workers=1, sink=sink)
+    # 43 documents pass the document checks (h0021 of archive 1 has a bad 受診日): 43 slices of 1
+    # or 9 slices of 5 (8 × 5 + 3) in (受診日, document) order; io drops the 2 duplicates (docs 1, 44)
+    assert len(got) == -(-43 // validate_docs)
+    assert max(len(d) for d, _ in got) <= validate_docs
+    assert sum(len(d) for d, _ in got) == 41
+    assert len(imp.result.data) == 0 and len(imp.result.row_numbers) == 0
+    assert dict(imp.result.data.dtypes) == dict(whole.result.data.dtypes)
+    data = io.concat_chunks([d for d, _ in got], "kenshin")
+    rows = np.concatenate([r for _, r in got])
+    assert 1 not in rows and 44 not in rows and 43 in rows  # the earlier 受診日 (doc 43) is kept
+    _assert_same_result(whole.result, io.LoadResult(
+        data=data, exclusions=imp.result.exclusions, n_read=imp.result.n_read, n_kept=imp.result.n_kept,
+        n_dropped=imp.result.n_dropped, warnings=imp.result.warnings, row_numbers=rows))
+    assert_frame_equal(whole.documents, imp.documents)
+    ex = imp.exclusions
+    assert ex[ex["reason"].str.startswith("重複")]["row"].tolist() == [1, 44]
+    assert ex[ex["row"] == 22][["column", "value"]].values.tolist() == [["収縮期血圧（9A755000000000001）", "400"]]
+
+
+def test_cache_written_and_read_back_slice_by_slice(tmp_path, monkeypatch):
+    folder, cache = _folder(tmp_path), tmp_path / "cache"
+    whole = tx.read_archives(folder, workers=1, keep_observations=False).result
+    got, sink = _slices(monkeypatch, 5)
+    miss = tx.read_folder_cached(folder, None, cache_dir=cache, sink=sink)
+    assert not miss.from_cache and len(miss.data) == 0 and len(got) == 9
+    entry = next(cache.glob("kenshin_xml_*.data.parquet"))
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(entry).num_row_groups == 9  # one row group per slice
+    assert io.CACHE_ROW in pq.read_schema(entry).names  # row numbers: a column, not a JSON list
+    assert "row_numbers" not in next(cache.glob("kenshin_xml_*.meta.json")).read_text(encoding="utf-8")
+    parsed = list(got)
+    got.clear()
+    hit = tx.read_folder_cached(folder, None, cache_dir=cache, sink=sink)
+    assert hit.from_cache and len(hit.data) == 0
+    assert [len(d) for d, _ in got] == [len(d) for d, _ in parsed]  # the row groups as written
+    for (d1, r1), (d2, r2) in zip(parsed, got):
+        assert np.array_equal(r1, r2)
+        assert_frame_equal(d1.reset_index(drop=True), d2, check_dtype=False)  # a slice's own int64/Int64
+    _assert_same_result(whole, tx.read_folder_cached(folder, None, cache_dir=cache))  # a hit, whole
+    for r in (miss, hit):
+        assert_frame_equal(r.exclusions, whole.exclusions)
+        assert (r.n_read, r.n_kept, r.n_dropped, r.warnings) == (44, 41, 3, whole.warnings)
+
+
+def test_whole_table_through_the_cache_is_the_parsed_one(tmp_path):
+    """Without a sink the cache entry is written whole (one row group) and read back whole in the
+    dtypes of the parse; an entry of the older layout (row numbers in the meta) is parsed again."""
+    folder, cache = _folder(tmp_path), tmp_path / "cache"
+    first = tx.read_folder_cached(folder, None, cache_dir=cache)
+    second = tx.read_folder_cached(folder, None, cache_dir=cache)
+    assert (first.from_cache, second.from_cache) == (False, True)
+    _assert_same_result(first, second)
+    assert second.data["fy"].dtype == "int64" and second.row_numbers.dtype == np.int64
+    meta = next(cache.glob("kenshin_xml_*.meta.json"))
+    old = json.loads(meta.read_text(encoding="utf-8"))
+    del old["dtypes"]
+    old["row_numbers"] = first.row_numbers.tolist()
+    meta.write_text(json.dumps(old, ensure_ascii=False), encoding="utf-8")
+    again = tx.read_folder_cached(folder, None, cache_dir=cache)
+    assert not again.from_cache
+    _assert_same_result(first, again)

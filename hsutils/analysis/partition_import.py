@@ -33,7 +33,8 @@ from hsutils.inputs import io
 #: the tables written into the municipality partitions (the others are small masters, read whole)
 PERSON_TABLES = ("enrollment", "kenshin", "guidance", "claims_monthly", "kaigo", "questionnaire",
                  "diagnoses", "prescriptions", "medical_costs")
-#: rows of 特定健診 XML written per part file (the XML reader returns its table whole)
+#: rows of the 特定保健指導 table from XML written per part (the reader returns it whole; the 健診
+#: table is handed over slice by slice, `_XmlSink`)
 XML_WRITE_ROWS = 500_000
 #: a chunked CSV/Parquet file is read and checked in a helper process one chunk ahead, while this
 #: process writes the previous chunk into the partitions (`io.iter_table_chunks(prefetch=True)`:
@@ -386,17 +387,22 @@ def _stream_tables(data_dir, folder, cmap, files, notes, kenshin_xml, chunk_rows
         if xml:
             from hsutils.inputs import tokutei_xml
 
-            r = tokutei_xml.read_folder_cached(data_dir, persons.enrollment_keys(), files.get("enrollment"),
-                                               cache_dir=cache_dir, known_munis=known, table=tname)
-            if r is None:
-                continue
+            if tname == "kenshin":  # slice by slice into the partitions (the whole table is never held)
+                r = tokutei_xml.read_folder_cached(data_dir, persons.enrollment_keys(), files.get("enrollment"),
+                                                   cache_dir=cache_dir, known_munis=known,
+                                                   sink=_XmlSink(tname, writers, folder, persons, unmatched))
+            else:  # 保健指導: few documents, the table whole
+                r = tokutei_xml.read_folder_cached(data_dir, persons.enrollment_keys(), files.get("enrollment"),
+                                                   cache_dir=cache_dir, known_munis=known, table=tname)
+                if r is None:
+                    continue
+                data = r.data
+                r.data = io.empty_like(r.data)  # not a slice: a slice would keep the whole table alive
+                for i in range(0, max(len(data), 1), XML_WRITE_ROWS):
+                    _write_chunk(tname, data.iloc[i:i + XML_WRITE_ROWS], i, writers, folder, persons, unmatched)
+                del data
             results[tname] = r
             warnings.extend(r.warnings)
-            data, n_read = r.data, len(r.data)
-            r.data = io.empty_like(r.data)  # not a slice: a slice would keep the whole table alive
-            for i in range(0, max(n_read, 1), XML_WRITE_ROWS):
-                _write_chunk(tname, data.iloc[i:i + XML_WRITE_ROWS], i, writers, folder, persons, unmatched)
-            del data
             continue
         if tname not in files:
             continue
@@ -491,6 +497,22 @@ def _lookback(tname: str, persons: _Persons | None):
     if persons is None or len(key) != 2 or key[0] != "person_id" or key[1] not in _PERIOD_KEYS:
         return None
     return io.PersonPeriodLookback(persons.codes, len(persons.index), _PERIOD_KEYS[key[1]])
+
+
+class _XmlSink:
+    """The `sink` of `tokutei_xml.read_folder_cached`: each slice of the 健診 table it is handed (in
+    the table's order) into the partitions (`_write_chunk`), its rows' `_row` counted on from the
+    earlier slices'."""
+
+    def __init__(self, tname: str, writers: dict, folder: Path, persons: _Persons, unmatched: dict):
+        self.args = (writers, folder, persons, unmatched)
+        self.tname, self.offset = tname, 0
+        if tname not in writers:  # the table's writer also when it has no row
+            writers[tname] = _PartWriter(folder, tname)
+
+    def __call__(self, data: pd.DataFrame, row_numbers) -> None:
+        _write_chunk(self.tname, data, self.offset, *self.args)
+        self.offset += len(data)
 
 
 def _write_chunk(tname: str, data: pd.DataFrame, offset: int, writers: dict, folder: Path,

@@ -1079,14 +1079,22 @@ def _read_csv_chunks(path: Path, lookup: dict[str, str], chunk_rows: int):
             "区切り文字（コンマ）と引用符を確認してください") from None
 
 
-def _combine_chunks(results: list[LoadResult], t: Table, name: str, n_lines: int) -> LoadResult:
-    """One LoadResult from the chunks of one file: rows in file order, the canonical dtypes the
-    whole table would get, counts summed, each warning once (blank lines counted over the file)."""
-    data = pd.concat([r.data for r in results], ignore_index=True)
+def concat_chunks(frames: list[pd.DataFrame], table) -> pd.DataFrame:
+    """The validated chunks of one table as one frame: rows in order, each column in the canonical
+    dtype the whole table gets (`int64` only when no row of any chunk lacks it)."""
+    t = _get_table(table)
+    data = pd.concat(frames, ignore_index=True)
     for c in t.columns:
         want = _canonical_dtype(c, bool(data[c.name].notna().all()))
         if str(data[c.name].dtype) != want:
             data[c.name] = data[c.name].astype(want)
+    return data
+
+
+def _combine_chunks(results: list[LoadResult], t: Table, name: str, n_lines: int) -> LoadResult:
+    """One LoadResult from the chunks of one file: rows in file order, the canonical dtypes the
+    whole table would get, counts summed, each warning once (blank lines counted over the file)."""
+    data = concat_chunks([r.data for r in results], t)
     excl = [r.exclusions for r in results if not r.exclusions.empty]
     n_read = sum(r.n_read for r in results)
     blank, empty = f"{name}: 空行 ", f"{name}: 見出し行のみ"
@@ -1341,23 +1349,34 @@ def read_text_frame(frame: pd.DataFrame, table, name: str, row_numbers=None,
     return _validate_raw(raw, t, name, _header_lookup(t, {}), ctx)
 
 
-def read_text_frames(chunks, table, name: str, known_munis=None) -> LoadResult:
-    """`read_text_frame` over consecutive chunks of one table: `chunks` yields (frame, row_numbers)
-    in row order; each chunk is validated on its own (bounded memory) and the first-row rule of
-    duplicates looks back over the keys kept from the earlier chunks, as for a large CSV file
-    (`read_table`), so the result is the one of the whole frame. Used by the streaming XML import."""
+def iter_text_frames(chunks, table, name: str, known_munis=None):
+    """`read_text_frame` over consecutive chunks of one table, one chunk at a time: `chunks` yields
+    (frame, row_numbers) in row order; yields (LoadResult of the chunk, its line count) as
+    `iter_table_chunks` does for a file read in chunks (`ChunkTally` adds them up). Each chunk is
+    validated on its own (bounded memory) and the first-row rule of duplicates looks back over the
+    keys kept from the earlier chunks, as for a large CSV file. Used by the streaming XML import
+    (`hsutils.inputs.tokutei_xml`, docs/design.md §8.4)."""
     t = _get_table(table)
     ctx = _Ctx(table=t.name,
                known_munis=None if known_munis is None else frozenset(str(k) for k in known_munis))
     lookup = _header_lookup(t, {})
     seen = KeyLookback()
-    results, n_lines = [], 0
     for frame, row_numbers in chunks:
         frame = frame.astype("str").fillna("").reset_index(drop=True)
         raw = _Raw(frame=frame, headers=[str(c) for c in frame.columns], title_rows=0,
                    row_numbers=np.asarray(row_numbers, dtype=np.int64))
-        n_lines += len(frame)
-        results.append(_validate_raw(raw, t, name, lookup, ctx, seen_keys=seen))
+        n_lines = len(frame)
+        del frame
+        yield _validate_raw(raw, t, name, lookup, ctx, seen_keys=seen), n_lines
+
+
+def read_text_frames(chunks, table, name: str, known_munis=None) -> LoadResult:
+    """`iter_text_frames` put together: the result of `read_text_frame` on the whole frame."""
+    t = _get_table(table)
+    results, n_lines = [], 0
+    for r, n in iter_text_frames(chunks, t, name, known_munis=known_munis):
+        results.append(r)
+        n_lines += n
     return _combine_chunks(results, t, name, n_lines)
 
 
@@ -1733,12 +1752,24 @@ def _cache_paths(cache_dir: Path, table: str, key: str) -> dict[str, Path]:
             "extra": Path(f"{stem}.extra.parquet"), "meta": Path(f"{stem}.meta.json")}
 
 
-def _read_cached(paths: dict[str, Path]) -> LoadResult | None:
+#: the column of a cached table's data file that holds each row's row number (`LoadResult.row_numbers`)
+CACHE_ROW = "__row_number__"
+
+
+def _cache_meta(paths: dict[str, Path]) -> dict | None:
+    """The meta of a complete cache entry (written last), or None (absent, damaged or of an older
+    layout: the entry is then simply rebuilt)."""
     if not all(p.exists() for p in paths.values()):
         return None
     try:
         meta = json.loads(paths["meta"].read_text(encoding="utf-8"))
-        data = pd.read_parquet(paths["data"])
+        return meta if isinstance(meta.get("dtypes"), dict) else None
+    except Exception:
+        return None
+
+
+def _cached_result(paths: dict[str, Path], meta: dict, data: pd.DataFrame, row_numbers) -> LoadResult | None:
+    try:
         excl = pd.read_parquet(paths["excl"])
         extra = pd.read_parquet(paths["extra"])
     except Exception:  # a damaged cache is simply rebuilt
@@ -1746,18 +1777,117 @@ def _read_cached(paths: dict[str, Path]) -> LoadResult | None:
     return LoadResult(data=data, exclusions=excl, n_read=meta["n_read"], n_kept=meta["n_kept"],
                       n_dropped=meta["n_dropped"], warnings=meta["warnings"], extra_columns=extra,
                       file=meta["file"], table=meta["table"],
-                      row_numbers=np.asarray(meta["row_numbers"], dtype=np.int64), from_cache=True)
+                      row_numbers=np.asarray(row_numbers, dtype=np.int64), from_cache=True)
+
+
+def _cached_frame(table, meta: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    """A cached data frame (`CACHE_ROW` taken out) in the dtypes the table had when it was cached."""
+    data = table.to_pandas()
+    rows = data.pop(CACHE_ROW).to_numpy(dtype=np.int64)
+    dtypes = meta["dtypes"]
+    return data.astype({c: d for c, d in dtypes.items() if str(data[c].dtype) != d}), rows
+
+
+def _read_cached(paths: dict[str, Path]) -> LoadResult | None:
+    """A cache entry read whole (None when there is no usable entry)."""
+    import pyarrow.parquet as pq
+
+    meta = _cache_meta(paths)
+    if meta is None:
+        return None
+    try:
+        data, rows = _cached_frame(pq.read_table(paths["data"]), meta)
+    except Exception:  # a damaged cache is simply rebuilt
+        return None
+    return _cached_result(paths, meta, data, rows)
+
+
+def read_cached_chunks(paths: dict[str, Path], sink: Callable) -> LoadResult | None:
+    """A cache entry handed to `sink(data, row_numbers)` one row group (one chunk as it was
+    written, `CacheWriter.add`) at a time, in the table's dtypes; returns the entry's LoadResult
+    without rows (data empty, no row numbers), or None when there is no usable entry (then `sink`
+    was not called)."""
+    import pyarrow.parquet as pq
+
+    meta = _cache_meta(paths)
+    if meta is None:
+        return None
+    try:
+        pf = pq.ParquetFile(paths["data"])
+        empty = _cached_result(paths, meta, *_cached_frame(pf.schema_arrow.empty_table(), meta))
+    except Exception:  # a damaged cache is simply rebuilt
+        return None
+    if empty is None:
+        return None
+    with pf:
+        for i in range(pf.num_row_groups):  # a loop over the chunks
+            sink(*_cached_frame(pf.read_row_group(i), meta))
+    return empty
+
+
+class CacheWriter:
+    """A cache entry (`read_table_cached`, the XML reader's) written chunk by chunk: the data file is
+    a Parquet file written one chunk (row group) at a time in the table's open dtypes, with each
+    row's row number (`CACHE_ROW`); `finish` writes the exclusions, the extra columns and the meta
+    (last: it marks a complete entry) with the dtypes of the whole table (`final_dtypes`). Memory:
+    one chunk. `abandon` removes the unfinished data file."""
+
+    def __init__(self, paths: dict[str, Path], table):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.paths, self.table = paths, _get_table(table)
+        self.complete = {c.name: True for c in self.table.columns}
+        self.open = open_dtypes(self.table)
+        empty = pd.DataFrame({c: pd.Series(dtype=d) for c, d in self.open.items()})
+        empty[CACHE_ROW] = pd.Series(dtype="int64")
+        self.schema = pa.Schema.from_pandas(empty, preserve_index=False)
+        paths["data"].parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = paths["data"].with_name(f".{paths['data'].name}.tmp")
+        self._writer = pq.ParquetWriter(self._tmp, self.schema)
+
+    def add(self, data: pd.DataFrame, row_numbers) -> None:
+        import pyarrow as pa
+
+        for c in self.complete:
+            if self.complete[c] and len(data) and not bool(data[c].notna().all()):
+                self.complete[c] = False
+        data = data[list(self.open)].astype({c: d for c, d in self.open.items() if str(data[c].dtype) != d})
+        data[CACHE_ROW] = np.asarray(row_numbers, dtype=np.int64)
+        self._writer.write_table(pa.Table.from_pandas(data, schema=self.schema, preserve_index=False))
+
+    def finish(self, r: LoadResult) -> None:
+        """Complete the entry with `r`'s exclusions, extra columns, counts and warnings (its rows,
+        if any, are not written: they were given to `add`)."""
+        import os
+
+        self._writer.close()
+        os.replace(self._tmp, self.paths["data"])
+        for key, frame in (("excl", r.exclusions), ("extra", r.extra_columns.astype("str"))):
+            with _files.atomic_path(self.paths[key]) as tmp:
+                frame.to_parquet(tmp, index=False)
+        meta = {"n_read": r.n_read, "n_kept": r.n_kept, "n_dropped": r.n_dropped,
+                "warnings": r.warnings, "file": r.file, "table": r.table,
+                "dtypes": final_dtypes(self.table, self.complete)}
+        _files.atomic_write_text(self.paths["meta"], json.dumps(meta, ensure_ascii=False))  # last
+
+    def abandon(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 def _write_cache(paths: dict[str, Path], r: LoadResult) -> None:
-    paths["data"].parent.mkdir(parents=True, exist_ok=True)
-    for key, frame in (("data", r.data), ("excl", r.exclusions), ("extra", r.extra_columns.astype("str"))):
-        with _files.atomic_path(paths[key]) as tmp:
-            frame.to_parquet(tmp, index=False)
-    meta = {"n_read": r.n_read, "n_kept": r.n_kept, "n_dropped": r.n_dropped,
-            "warnings": r.warnings, "file": r.file, "table": r.table,
-            "row_numbers": r.row_numbers.tolist()}
-    _files.atomic_write_text(paths["meta"], json.dumps(meta, ensure_ascii=False))  # last: marks a complete entry
+    """A whole LoadResult into the cache (`CacheWriter`, one chunk)."""
+    w = CacheWriter(paths, r.table)
+    try:
+        w.add(r.data, r.row_numbers)
+        w.finish(r)
+    except BaseException:
+        w.abandon()
+        raise
 
 
 def read_table_cached(path, table, column_map=None, known_munis=None, cache_dir=None) -> LoadResult:

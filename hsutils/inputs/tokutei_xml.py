@@ -1300,7 +1300,7 @@ def _check_kenshin(kdocs: pd.DataFrame, data_folder: Path | None, enrollment: pd
 
 def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=None,
                   workers: int | None = None, validate_xsd: bool = False,
-                  known_munis=None, keep_observations: bool = True, spill_dir=None) -> XmlImport:
+                  known_munis=None, keep_observations: bool = True, spill_dir=None, sink=None) -> XmlImport:
     """Read 特定健診 XML archives and/or extracted folders into the canonical kenshin table.
 
     `paths`: a folder (archives and extracted folders inside it), one archive, or a list.
@@ -1318,7 +1318,11 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
     Streaming: the chunks (`iter_parsed`) are checked and linked one at a time; each chunk's kept
     documents are written (`_Spill`) to a temporary folder in `spill_dir` (default: the system's
     temporary folder; removed at the end, also after an error) and read back in slices of
-    VALIDATE_DOCS documents in (受診日, document) order for `io.read_text_frames`.
+    VALIDATE_DOCS documents in (受診日, document) order for `io.iter_text_frames`. `sink`: called
+    with (data, row numbers) of each validated slice in turn (the kept rows in the order of the
+    whole table; the pipeline writes them into the partitions, docs/design.md §8.4); the result's
+    `data` and `row_numbers` are then empty (the whole table is never held). Without it the slices
+    are put together into `result.data`.
     """
     import shutil
     import tempfile
@@ -1334,7 +1338,7 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
         spill = _Spill(tmp)
         try:
             return _read_streamed(sources, spill, enrollment, data_folder, workers, validate_xsd,
-                                  known_munis, keep_observations)
+                                  known_munis, keep_observations, sink)
         finally:
             spill.close()
     finally:
@@ -1342,7 +1346,7 @@ def read_archives(paths, enrollment: pd.DataFrame | None = None, data_folder=Non
 
 
 def _read_streamed(sources: list[Source], spill: _Spill, enrollment, data_folder, workers,
-                   validate_xsd, known_munis, keep_observations) -> XmlImport:
+                   validate_xsd, known_munis, keep_observations, sink=None) -> XmlImport:
     """`read_archives` on the chunks of `iter_parsed`: per chunk the document checks, the link
     and the spill of the kept documents; then the duplicate rule's order over all of them."""
     memo: dict = {}
@@ -1397,14 +1401,40 @@ def _read_streamed(sources: list[Source], spill: _Spill, enrollment, data_folder
     k_chunk, k_pos = cat(k_chunk, np.int32), cat(k_pos, np.int32)
     order = np.lexsort((k_doc, k_exam))  # (受診日, document): the duplicate rule's order
     n = VALIDATE_DOCS
-    if len(order) <= n:
-        r = _io.read_text_frame(spill.rows(k_chunk[order], k_pos[order]).to_pandas(), "kenshin", LABEL,
-                                row_numbers=k_doc[order], known_munis=known_munis)
+    if len(order) <= n:  # one slice: validated as one frame
+        slices = [(_io.read_text_frame(spill.rows(k_chunk[order], k_pos[order]).to_pandas(), "kenshin", LABEL,
+                                       row_numbers=k_doc[order], known_munis=known_munis), None)]
     else:  # the text cells of VALIDATE_DOCS documents at a time (duplicates across slices: io)
-        r = _io.read_text_frames(((spill.rows(k_chunk[o], k_pos[o]).to_pandas(), k_doc[o])
-                                  for o in (order[i:i + n] for i in range(0, len(order), n))),
-                                 "kenshin", LABEL, known_munis=known_munis)
-    del order, k_chunk, k_pos, k_exam
+        slices = _io.iter_text_frames(((spill.rows(k_chunk[o], k_pos[o]).to_pandas(), k_doc[o])
+                                       for o in (order[i:i + n] for i in range(0, len(order), n))),
+                                      "kenshin", LABEL, known_munis=known_munis)
+    # each validated slice goes to `sink` (or is kept, for the whole table); only its counts,
+    # exclusions and warnings (`ChunkTally`), the kept documents (a flag per document) and the rows
+    # that may make 保健指導 対象者 (`_guidance_targets`, when there are 保健指導 documents) stay
+    tally = _io.ChunkTally("kenshin", LABEL)
+    used = np.zeros(len(kinds) + 1, dtype=bool)  # by document number
+    with_guidance = bool((kinds == _KINDS.index("guidance")).any())
+    kept, targets = [], []
+    for rs, n_lines in slices:
+        tally.add(rs, n_lines)
+        used[rs.row_numbers] = True
+        if with_guidance:
+            targets.append(_guidance_targets(rs.data))
+        if sink is None:
+            kept.append((rs.data, rs.row_numbers))
+        else:
+            sink(rs.data, rs.row_numbers)
+        del rs
+    del order, k_chunk, k_pos, k_exam, slices
+    r = tally.result()
+    if sink is None and len(kept) == 1 and tally.whole:  # the one frame as validated
+        r.data, r.row_numbers = kept[0]
+    elif sink is None:
+        r.data = _io.concat_chunks([d for d, _ in kept], "kenshin")
+        r.row_numbers = np.concatenate([rn for _, rn in kept])
+    else:  # rows handed to `sink`: none here, in the dtypes of the whole table
+        r.data = pd.DataFrame({c: pd.Series(dtype=d) for c, d in tally.final_dtypes().items()})
+    del kept
 
     # exclusions: io's rows → archive/document and item code
     kt = TABLES["kenshin"]
@@ -1449,10 +1479,11 @@ def _read_streamed(sources: list[Source], spill: _Spill, enrollment, data_folder
                 gd[c] = gd[c].astype("str")
     gd.index = gd["doc"].to_numpy() - 1  # the documents' position in the import, as in the whole table
     gobs = _concat_obs(gobs_parts)
-    g = _read_guidance(gd, gobs, len(kinds), files_of, data_folder, enrollment, known_munis, r.data, memo)
+    g = _read_guidance(gd, gobs, len(kinds), files_of, data_folder, enrollment, known_munis,
+                       pd.concat(targets, ignore_index=True) if targets else None, memo)
+    del targets
     doc_no = np.arange(1, len(kinds) + 1, dtype=np.int64)
-    status = np.where(kinds == _KINDS.index("other"), "対象外",
-                      np.where(np.isin(doc_no, r.row_numbers), "採用", "除外"))
+    status = np.where(kinds == _KINDS.index("other"), "対象外", np.where(used[1:], "採用", "除外"))
     is_g = kinds == _KINDS.index("guidance")
     status[is_g] = np.where(np.isin(doc_no[is_g], g.used_docs), "採用", "除外")
     if keep_observations:
@@ -1505,8 +1536,17 @@ class _GuidanceRead:
     summary: dict
 
 
+def _guidance_targets(kenshin: pd.DataFrame) -> pd.DataFrame:
+    """The 健診 rows that make 保健指導 対象者 (reported 保健指導レベル 1/2, age 40–74), with the columns
+    `_read_guidance` needs; rows in order (the import keeps these of each validated slice)."""
+    lvl = kenshin["guidance_level_reported"].astype("Int64").astype(str)
+    age = kenshin["age"].astype("float64")
+    at = lvl.isin(list(_TARGET_LEVELS)).to_numpy() & (age >= 40).to_numpy() & (age <= 74).to_numpy()
+    return kenshin.loc[at, ["person_id", "fy", "muni_code", "guidance_level_reported"]].reset_index(drop=True)
+
+
 def _read_guidance(gd: pd.DataFrame, obs_t: pa.Table | None, n_all_docs: int, files_of: _DocFiles,
-                   data_folder, enrollment, known_munis, kenshin: pd.DataFrame,
+                   data_folder, enrollment, known_munis, targets: pd.DataFrame | None,
                    memo: dict | None = None) -> _GuidanceRead:
     """The guidance table from the 特定保健指導 documents (docs/formats/tokutei_xml.md §1.7).
 
@@ -1579,10 +1619,8 @@ def _read_guidance(gd: pd.DataFrame, obs_t: pa.Table | None, n_all_docs: int, fi
     row_numbers = rows["doc"].to_numpy(dtype=np.int64)
     # 対象者 without any document, from the 健診 (reported 保健指導レベル 1/2, age 40–74)
     n_derived = 0
-    if kenshin is not None and len(kenshin) and "guidance_level_reported" in kenshin:
-        lvl = kenshin["guidance_level_reported"].astype("Int64").astype(str)
-        age = kenshin["age"].astype("float64")
-        t = kenshin[lvl.isin(list(_TARGET_LEVELS)).to_numpy() & (age >= 40).to_numpy() & (age <= 74).to_numpy()]
+    if targets is not None and len(targets):
+        t = targets
         have = pd.MultiIndex.from_arrays([rows["person_id"].astype(str), rows["fy"].astype("int64")])
         tk = pd.MultiIndex.from_arrays([t["person_id"].astype(str), t["fy"].astype("int64")])
         t = t[~tk.isin(have)]
@@ -1715,18 +1753,28 @@ def _file_digest(p: Path) -> bytes:
 
 
 def read_folder_cached(folder, enrollment: pd.DataFrame | None, enrollment_file: Path | None = None,
-                       cache_dir=None, known_munis=None, table: str = "kenshin") -> _io.LoadResult | None:
+                       cache_dir=None, known_munis=None, table: str = "kenshin",
+                       sink=None) -> _io.LoadResult | None:
     """`read_archives(folder).result` (table ``kenshin``) or `.guidance` (table ``guidance``;
     None when the archives hold no 保健指導 document) through `hsutils.inputs.io`'s content-hash
     Parquet cache. One parse fills both tables' cache entries, so a batch parses XML once.
 
     The key covers every archive/XML file, the helper files, the enrollment file (it links
     persons to municipalities), both item tables and the schema version.
+
+    `sink` (table ``kenshin``): called with (data, row numbers) of one slice of the 健診 table at a
+    time, in order (a parse: the validated slices, `read_archives`; a cache hit: the row groups of
+    the cache entry, `io.read_cached_chunks`); the returned LoadResult then has no rows. The
+    pipeline writes the slices into the partitions, so that no step holds the whole table
+    (docs/design.md §8.4). A parse writes the 健診 entry slice by slice (`io.CacheWriter`) unless
+    the whole table is asked for (table ``kenshin`` without `sink`).
     """
     folder = Path(folder)
     known = None if known_munis is None else sorted(str(k) for k in known_munis)
+    ken_sink = sink if table == "kenshin" else None
     if cache_dir is None:
-        imp = read_archives(folder, enrollment=enrollment, known_munis=known, keep_observations=False)
+        imp = read_archives(folder, enrollment=enrollment, known_munis=known, keep_observations=False,
+                            sink=ken_sink)
         return imp.result if table == "kenshin" else imp.guidance
     helpers = [_first_file(folder, n) for n in (PERSON_ID_FILES, SALT_FILES, INSURER_MUNI_FILES)]
     key = _sources_hash(folder, [*helpers, enrollment_file], known)
@@ -1735,14 +1783,31 @@ def read_folder_cached(folder, enrollment: pd.DataFrame | None, enrollment_file:
     if table == "guidance" and none_marker.exists():
         _io.CACHE_STATS["hits"] += 1
         return None
-    cached = _io._read_cached(paths[table])
+    cached = (_io.read_cached_chunks(paths[table], ken_sink) if ken_sink is not None
+              else _io._read_cached(paths[table]))
     if cached is not None:
         _io.CACHE_STATS["hits"] += 1
         return cached
     _io.CACHE_STATS["misses"] += 1
-    imp = read_archives(folder, enrollment=enrollment, known_munis=known, keep_observations=False,
-                        spill_dir=cache_dir)
-    _io._write_cache(paths["kenshin"], imp.result)
+    if table == "kenshin" and sink is None:  # the whole table is asked for
+        imp = read_archives(folder, enrollment=enrollment, known_munis=known, keep_observations=False,
+                            spill_dir=cache_dir)
+        _io._write_cache(paths["kenshin"], imp.result)
+    else:  # the 健診 rows only pass through: into the cache entry (and `sink`) slice by slice
+        writer = _io.CacheWriter(paths["kenshin"], "kenshin")
+
+        def both(data, row_numbers):
+            writer.add(data, row_numbers)
+            if ken_sink is not None:
+                ken_sink(data, row_numbers)
+
+        try:
+            imp = read_archives(folder, enrollment=enrollment, known_munis=known, keep_observations=False,
+                                spill_dir=cache_dir, sink=both)
+            writer.finish(imp.result)
+        except BaseException:
+            writer.abandon()
+            raise
     if imp.guidance is not None:
         _io._write_cache(paths["guidance"], imp.guidance)
     else:
