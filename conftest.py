@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 TEST_SCALE = 0.03
+XML_SLICE_DOCS = 500  # the demo's ≈ 2,500 健診 documents: five slices (tests/test_partition_import.py)
 
 
 def pytest_configure(config):
@@ -25,7 +26,16 @@ def pytest_configure(config):
     cache = settings.cache_dir(run_name=settings.INTERACTIVE_RUN, out=out)
 
     synth.write_demo(data, scale=TEST_SCALE, seed=2024, encoding="cp932")
-    pipeline.prepare_cache(data, cache)
+    # the 健診 XML is validated and handed to the partitions in slices of XML_SLICE_DOCS documents
+    # (a real prefecture's size has many slices; the default would be one slice here), so that the
+    # session's cache exercises the sliced path and tests compare it with the whole-table path
+    from hsutils.inputs import tokutei_xml
+
+    default, tokutei_xml.VALIDATE_DOCS = tokutei_xml.VALIDATE_DOCS, XML_SLICE_DOCS
+    try:
+        pipeline.prepare_cache(data, cache)
+    finally:
+        tokutei_xml.VALIDATE_DOCS = default
     os.environ.update({"HSUTILS_DATA_DIR": str(data), "HSUTILS_CACHE_DIR": str(cache),
                        "HSUTILS_OUT_DIR": str(out), "HSUTILS_TEST_DATA_READY": "1",
                        "MPLBACKEND": "Agg"})

@@ -51,39 +51,25 @@ def test_streamed_cache_equals_the_in_memory_cache_on_the_demo(demo_data_dir, tm
     assert all(s["peak_rss_mb"] > 0 and s["seconds"] >= 0 for s in meta["stages"].values())
 
 
-def test_xml_kenshin_reaches_the_partitions_one_slice_at_a_time(demo_data_dir, tmp_path, monkeypatch):
+def test_xml_kenshin_reaches_the_partitions_one_slice_at_a_time(demo_data_dir):
     """Issue 17: the pipeline's XML import hands the partition writer one validated slice of the 健診
-    table at a time, never the whole table; with slices of 97 documents the cache is the session's
-    (the demo's 健診 validated as one slice). A cache hit hands over the same slices (row groups)."""
+    table at a time, never the whole table. The session's cache was built with slices of
+    `conftest.XML_SLICE_DOCS` documents (the test above shows it equal to the whole-table path); its
+    XML cache entry holds one row group per slice handed over, and a cache hit hands the same slices
+    to the pipeline's sink."""
+    from conftest import XML_SLICE_DOCS
     from hsutils.inputs import tokutei_xml as tx
 
-    pi = partition_import
-
-    streamed = Path(os.environ["HSUTILS_CACHE_DIR"])
-    n_rows = json.loads((streamed / "meta.json").read_text(encoding="utf-8"))["rows"]["kenshin"]
-    monkeypatch.setattr(tx, "VALIDATE_DOCS", 97)
-    sizes, real = [], pi._write_chunk
-
-    def spy(tname, data, *a, **k):
-        if tname == "kenshin":
-            sizes.append(len(data))
-        return real(tname, data, *a, **k)
-
-    monkeypatch.setattr(pi, "_write_chunk", spy)
-    uke = streamed / "tables_cache" / "uke"
-    if uke.is_dir():  # the UKE store only: the XML is parsed again
-        shutil.copytree(uke, tmp_path / "parse" / "tables_cache" / "uke")
-    pipeline.prepare_cache(demo_data_dir, tmp_path / "parse")
-    assert sum(sizes) == n_rows and max(sizes) <= 97 and len(sizes) >= -(-n_rows // 97)
-    _same_cache(streamed, tmp_path / "parse")
-    # a cache hit hands over the entry's row groups: the parsed slices (the pipeline's sink is the same)
+    cache = Path(os.environ["HSUTILS_CACHE_DIR"])
+    n_rows = json.loads((cache / "meta.json").read_text(encoding="utf-8"))["rows"]["kenshin"]
+    assert n_rows > 2 * XML_SLICE_DOCS  # several slices
     _, _, files, _, _ = io.plan_folder(demo_data_dir)
     known = partition_import._known_munis(io.read_table(files["municipalities"], "municipalities").data)
-    hit = []
-    r = tx.read_folder_cached(demo_data_dir, None, files.get("enrollment"), cache_dir=tmp_path / "parse" / "tables_cache",
-                              known_munis=known, sink=lambda data, rows: hit.append(len(data)))
+    sizes = []
+    r = tx.read_folder_cached(demo_data_dir, None, files.get("enrollment"), cache_dir=cache / "tables_cache",
+                              known_munis=known, sink=lambda data, rows: sizes.append(len(data)))
     assert r.from_cache and len(r.data) == 0 and r.n_kept == n_rows
-    assert hit == sizes
+    assert sum(sizes) == n_rows and max(sizes) <= XML_SLICE_DOCS and len(sizes) >= -(-n_rows // XML_SLICE_DOCS)
 
 
 TOWNS = ("17324", "17361", "17365")  # three small towns of the demo (a small, fast cache)
