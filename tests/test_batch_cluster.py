@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import threading
 import time
@@ -47,10 +46,6 @@ SHORT_04 = [("parameters", 'muni_code = "17201"\nmuni_name = None\nfiscal_year =
                    "ctx.save_figure(fig, 'flow_chart')\n"
                    "plt.close(fig)\n"
                    "ctx.finish()")]  # as every notebook ends: waits for the figure writer (docs/design.md §7)
-
-
-def _copy_session_cache(data_dir, cache_dir, column_map=None):
-    shutil.copytree(os.environ["HSUTILS_CACHE_DIR"], cache_dir, dirs_exist_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +88,12 @@ def _runs(run_dir: Path) -> dict[str, dict]:
     return {k: {f: e.get(f) for f in keep} for k, e in runs.items()}
 
 
-def test_runs_on_a_two_worker_cluster_equal_the_local_pool(tmp_path, demo_data_dir, local_cluster, monkeypatch):
+def test_runs_on_a_two_worker_cluster_equal_the_local_pool(tmp_path, demo_data_dir, local_cluster, monkeypatch,
+                                                          session_cache_copier):
     monkeypatch.delenv(cluster.ENV_SCHEDULER, raising=False)
-    assert batch.run_batch(_params(tmp_path, demo_data_dir, "local"), jobs=2, prepare=_copy_session_cache) == 0
+    assert batch.run_batch(_params(tmp_path, demo_data_dir, "local"), jobs=2, prepare=session_cache_copier) == 0
     monkeypatch.setenv(cluster.ENV_SCHEDULER, local_cluster.scheduler_address)  # = `--scheduler`
-    assert batch.run_batch(_params(tmp_path, demo_data_dir, "dask"), prepare=_copy_session_cache) == 0
+    assert batch.run_batch(_params(tmp_path, demo_data_dir, "dask"), prepare=session_cache_copier) == 0
 
     local, dask = tmp_path / "out" / "local", tmp_path / "out" / "dask"
     manifest = json.loads((dask / batch.MANIFEST_NAME).read_text(encoding="utf-8"))

@@ -54,14 +54,14 @@ def test_context_location(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, demo_data_dir):
+def demo_run(tmp_path_factory, demo_data_dir, session_cache_copier):
     root = tmp_path_factory.mktemp("locations")
     run_yaml = root / "run.yaml"
     run_yaml.write_text(yaml.safe_dump({
         "run_name": "demo", "data_dir": str(demo_data_dir), "out_dir": str(root / "outputs"),
         "notebook_dir": str(REPO / "notebooks"), "notebooks": NOTEBOOKS, "municipalities": [MUNI],
         "timeout_seconds": 600}, allow_unicode=True), encoding="utf-8")
-    status = batch.run_batch(run_yaml, jobs=2)
+    status = batch.run_batch(run_yaml, jobs=2, prepare=session_cache_copier)  # the session's shared pass
     return root / "outputs" / "demo", status
 
 

@@ -555,6 +555,8 @@ def _stream_uke(data_dir: Path, folder: Path, persons: _Persons, writers: dict, 
     else:
         work = Path(tempfile.mkdtemp(prefix="hsutils_uke_"))
     rows = {}
+    for w in writers.values():  # no part file is being written while the UKE import forks its workers
+        w.wait()
     try:
         store = claims_import.convert_claims(data_dir, files, work, enrollment=persons.enrollment_keys(),
                                              cache_dir=cache_dir)

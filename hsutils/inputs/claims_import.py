@@ -185,10 +185,10 @@ def _distinct_keys(person_key: pd.Series) -> pd.Series:
 
 
 class _Budget:
-    """Rows kept in memory so far, against `MEMORY_ROWS` (read when the import starts)."""
+    """Rows kept in memory so far, against `MEMORY_ROWS` (read when the import starts) or `limit`."""
 
-    def __init__(self):
-        self.limit, self.used = MEMORY_ROWS, 0
+    def __init__(self, limit: int | None = None):
+        self.limit, self.used = MEMORY_ROWS if limit is None else limit, 0
 
     def take(self, n: int) -> bool:
         if self.used + n > self.limit:
@@ -202,7 +202,22 @@ def _entries(meta: dict, entry: Path, name: str) -> list[_FileEntry]:
                        s["exclusions_file"]) for s in meta["segments"]]
 
 
-def _store_file(path: Path, name: str, store: Path, budget: _Budget | None = None,
+def _cached_entries(entry: Path, name: str) -> list[_FileEntry] | None:
+    """The segments of a complete store entry, or None (missing or damaged: parsed again)."""
+    meta = entry / "meta.json"
+    if not meta.exists():
+        return None
+    try:
+        entries = _entries(json.loads(meta.read_text(encoding="utf-8")), entry, name)
+        if all((e.folder / f"{p}.parquet").is_file() for e in entries
+               for p in MONTH_PARTS + (("exclusions",) if e.exclusions_file else ())):
+            return entries
+    except (OSError, ValueError, KeyError, TypeError):  # a damaged entry is rebuilt
+        pass
+    return None
+
+
+def _store_file(path: Path, name: str, entry: Path, budget: _Budget | None = None,
                 cache: bool = True) -> list[_FileEntry]:
     """Parse one file segment by segment (`uke.segments`: memory bounded by the segment, not by
     the file) and store each segment's parts sorted by 診療年月:
@@ -211,16 +226,10 @@ def _store_file(path: Path, name: str, store: Path, budget: _Budget | None = Non
     entry is parsed again). A segment within the memory budget is kept in memory too and read from
     there; when the store is no cache (``cache=False``: a scratch folder) it is not written."""
     budget = budget or _Budget()
-    entry = store / _sha(path, name)
-    meta = entry / "meta.json"
-    if cache and meta.exists():
-        try:
-            entries = _entries(json.loads(meta.read_text(encoding="utf-8")), entry, name)
-            if all((e.folder / f"{p}.parquet").is_file() for e in entries
-                   for p in MONTH_PARTS + (("exclusions",) if e.exclusions_file else ())):
-                return entries
-        except (OSError, ValueError, KeyError, TypeError):  # a damaged entry is rebuilt
-            pass
+    if cache:
+        entries = _cached_entries(entry, name)
+        if entries is not None:
+            return entries
     tmp = entry.with_name(f"{entry.name}.tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -239,6 +248,45 @@ def _store_file(path: Path, name: str, store: Path, budget: _Budget | None = Non
     for e, frames in zip(out, kept):
         e.frames = frames
     return out
+
+
+#: Worker processes that parse UKE files at the same time into the store (None: one per CPU core;
+#: 1: every file is parsed in this process). Only when the store is a cache (its entries are written
+#: anyway) and the files to parse add up to at least `PARALLEL_MIN_BYTES`: a small import stays in
+#: this process, where its segments are kept in memory (`MEMORY_ROWS`). Each worker holds one
+#: segment at a time (`uke.SEGMENT_BYTES`), so the import's memory grows by one segment per worker,
+#: not with the data. On the 2-core test machine the scale-1 demo's 144 files (1.5 GB) took
+#: 360 s in one process (issue 18).
+PARSE_WORKERS: int | None = None
+PARALLEL_MIN_BYTES = 64 << 20
+#: The months are derived in worker processes too (`_derived_groups`) from this many receipts on
+#: (at least two groups of `DERIVE_RECEIPTS`).
+PARALLEL_MIN_RECEIPTS = 2 * 300_000
+
+
+def _parse_in_workers(paths: list, names: list, entries: list) -> None:
+    """Parse the files whose store entry is missing in worker processes (`PARSE_WORKERS`), each
+    file by one worker as `_store_file` does in this process (the same entry, written to disk);
+    `_store_file` then finds them stored. Files are handed out largest first, so that a large file
+    does not start last; the entries do not depend on the order."""
+    todo = [(p, n, e) for p, n, e in zip(paths, names, entries) if _cached_entries(e, n) is None]
+    workers = min(PARSE_WORKERS or os.cpu_count() or 1, len(todo))
+    if workers < 2 or sum(p.stat().st_size for p, _, _ in todo) < PARALLEL_MIN_BYTES:
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    todo.sort(key=lambda t: -t[0].stat().st_size)
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+        futures = [ex.submit(_store_file, p, n, e, _Budget(0)) for p, n, e in todo]
+        try:
+            for f in futures:
+                f.result()  # a user mistake (DataError) is raised here, as in this process
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def _store_segment(t: uke.UkeTables, out: Path, budget: _Budget, cache: bool) -> tuple[dict, dict | None]:
@@ -458,8 +506,12 @@ def convert_claims(folder, uke_files, out_dir, enrollment: pd.DataFrame | None =
     out_dir.mkdir(parents=True, exist_ok=True)
     store = Path(cache_dir) / "uke" if cache_dir is not None else out_dir / "files"
     names = [uke.file_label(p, folder) for p in paths]
+    stored = [store / _sha(p, n) for p, n in zip(paths, names)]  # each file's entry
+    if cache_dir is not None:
+        _parse_in_workers(paths, names, stored)
     budget = _Budget()  # segments kept in memory (`MEMORY_ROWS`)
-    entries = [e for p, n in zip(paths, names) for e in _store_file(p, n, store, budget, cache=cache_dir is not None)]
+    entries = [e for p, n, at in zip(paths, names, stored)
+               for e in _store_file(p, n, at, budget, cache=cache_dir is not None)]
     return _derive_by_month(entries, masters, rules, enrollment, read_link(folder), names, out_dir)
 
 
@@ -585,33 +637,43 @@ _SEG = "_seg"            # diagnoses: index of the row's segment (files in order
 _EXCLUDED = "excluded"   # receipts excluded while deriving (no person_id / not in the enrollment)
 
 
-def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: Path) -> ClaimsStore:
-    offsets = np.concatenate([[0], np.cumsum([e.counts["receipts_read"] for e in entries])[:-1]]).astype(int)
-    if link is None or isinstance(link, Path):  # the 枝番 filling looks across all months
-        keys = pd.concat([e.keys() for e in entries] or [pd.Series([], dtype=object)], ignore_index=True)
-        link = _KeyMap(keys, link)
-    months = sorted({m for e in entries for m in e.months})
-    dtypes: dict = {}
-    reports = []
-    dx_total = np.zeros(len(entries), np.int64)
-    dx_dropped = []
-    memory: dict = {}
-    budget = _Budget()
+@dataclass
+class _Derived:
+    """What deriving one group of months leaves for the store (its tables are written or kept)."""
+    dtypes: dict            # table -> {YYYYMM: {column: dtype}}
+    report: dict            # `claims_rules.derive_tables`' report of the group
+    dx_total: np.ndarray    # diagnoses read, per segment
+    dx_dropped: np.ndarray  # (segment, position) of the diagnoses of the receipts excluded
 
-    def write(table: str, ym: int, df: pd.DataFrame) -> None:
-        if budget.take(len(df)):  # kept in memory as it would be read back
-            memory.setdefault(table, {})[str(ym)] = _as_read(df)
+
+@dataclass
+class _DeriveJob:
+    """Everything deriving a group of months needs (`derive_group`); ``memory`` holds the months
+    kept in memory (`MEMORY_ROWS`) when the groups are derived in this process."""
+    entries: list
+    offsets: np.ndarray
+    masters: object
+    rules: object
+    enrollment: object
+    link: object
+    out_dir: Path
+    memory: dict = field(default_factory=dict)
+    budget: _Budget = field(default_factory=_Budget)
+
+    def write(self, table: str, ym: int, df: pd.DataFrame, dtypes: dict) -> None:
+        if self.budget.take(len(df)):  # kept in memory as it would be read back
+            self.memory.setdefault(table, {})[str(ym)] = _as_read(df)
         else:
-            (out_dir / table).mkdir(exist_ok=True)
-            df.to_parquet(out_dir / table / f"{ym}.parquet", index=False)
+            (self.out_dir / table).mkdir(exist_ok=True)
+            df.to_parquet(self.out_dir / table / f"{ym}.parquet", index=False)
         dtypes.setdefault(table, {})[str(ym)] = {c: str(d) for c, d in df.dtypes.items()
                                                  if c not in (POS, _SEG)}
 
-    if enrollment is not None:  # the municipality lookup once, not once per month
-        enrollment = claims_rules.MuniLookup(enrollment)
-    for group in _month_groups(entries, months):
-        month, dx_key = _group_tables(entries, offsets, group)
-        d = claims_rules.derive_tables(month, masters, rules, enrollment=enrollment, link=link)
+    def derive_group(self, group: list) -> _Derived:
+        """Derive consecutive months together (`_group_tables`, `claims_rules.derive_tables`) and
+        write (or keep) each month's tables."""
+        month, dx_key = _group_tables(self.entries, self.offsets, group)
+        d = claims_rules.derive_tables(month, self.masters, self.rules, enrollment=self.enrollment, link=self.link)
         # the diagnoses kept are those of the receipts derive_tables kept (in their order)
         rec = month.receipts
         dropped = np.zeros(len(rec), bool)
@@ -619,26 +681,98 @@ def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: 
             dropped = pd.MultiIndex.from_arrays([rec["file"].astype(str), rec["line"]]).isin(
                 pd.MultiIndex.from_arrays([d.exclusions["file"].astype(str), d.exclusions["row"]]))
         kept = month.diagnoses["receipt_id"].isin(rec["receipt_id"][~dropped]).to_numpy()
-        if len(dx_key):
-            dx_total += np.bincount(dx_key[:, 0], minlength=len(entries))
-            dx_dropped.append(dx_key[~kept])
+        dx_total = (np.bincount(dx_key[:, 0], minlength=len(self.entries)) if len(dx_key)
+                    else np.zeros(len(self.entries), np.int64))
         del month
+        dtypes: dict = {}
         for n, df in d.tables.items():
             if n == "diagnoses":
                 df = df.assign(**{_SEG: dx_key[kept, 0], POS: dx_key[kept, 1]})
             if len(group) == 1:
-                write(n, group[0], df)
+                self.write(n, group[0], df, dtypes)
                 continue
             ym = df["ym"].to_numpy(np.int64)
             for m in group:  # each month's rows keep their order (the tables are sorted by person, month)
-                write(n, m, df[ym == m].reset_index(drop=True))
+                self.write(n, m, df[ym == m].reset_index(drop=True), dtypes)
         if len(d.exclusions):  # read back all together and put in file and line order (`exclusions`)
-            write(_EXCLUDED, group[0], d.exclusions)
-        reports.append(d.report)
-        del d
+            self.write(_EXCLUDED, group[0], d.exclusions, dtypes)
+        return _Derived(dtypes, d.report, dx_total, dx_key[~kept] if len(dx_key) else np.zeros((0, 2), np.int64))
+
+
+#: The job of the groups derived in worker processes: set before the workers are forked, which
+#: inherit it (entries, masters and the person-key map are not sent to every task).
+_FORKED_JOB: _DeriveJob | None = None
+
+
+def _derive_forked(group: list) -> _Derived:
+    job = _FORKED_JOB
+    job.budget = _Budget(0)  # a worker's months are written: its memory is not the importer's
+    return job.derive_group(group)
+
+
+def _derived_groups(job: _DeriveJob, groups: list):
+    """`job.derive_group` of each group, in order. With several groups, more than one CPU core and
+    `fork` (Linux), the groups are derived in worker processes (`PARSE_WORKERS`), at most two
+    groups per worker ahead of the one being collected; memory grows by one group per worker.
+    Each group's months are written to disk then (nothing is kept in memory)."""
+    import multiprocessing as mp
+
+    workers = min(PARSE_WORKERS or os.cpu_count() or 1, len(groups))
+    total = sum(e.counts["receipts_read"] for e in job.entries)
+    if workers < 2 or total < PARALLEL_MIN_RECEIPTS or "fork" not in mp.get_all_start_methods():
+        for group in groups:
+            yield job.derive_group(group)
+        return
+    import collections
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _FORKED_JOB
+    _FORKED_JOB = job
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as ex:
+            pending: collections.deque = collections.deque()
+            todo = iter(groups)
+            try:
+                for group in todo:
+                    pending.append(ex.submit(_derive_forked, group))
+                    if len(pending) >= 2 * workers:
+                        break
+                while pending:
+                    done = pending.popleft().result()
+                    group = next(todo, None)
+                    if group is not None:
+                        pending.append(ex.submit(_derive_forked, group))
+                    yield done
+            finally:  # also when the caller stops early (an error): no more groups are derived
+                ex.shutdown(wait=True, cancel_futures=True)
+    finally:
+        _FORKED_JOB = None
+
+
+def _derive_by_month(entries, masters, rules, enrollment, link, names, out_dir: Path) -> ClaimsStore:
+    offsets = np.concatenate([[0], np.cumsum([e.counts["receipts_read"] for e in entries])[:-1]]).astype(int)
+    if link is None or isinstance(link, Path):  # the 枝番 filling looks across all months
+        keys = pd.concat([e.keys() for e in entries] or [pd.Series([], dtype=object)], ignore_index=True)
+        link = _KeyMap(keys, link)
+    months = sorted({m for e in entries for m in e.months})
+    if enrollment is not None:  # the municipality lookup once, not once per month
+        enrollment = claims_rules.MuniLookup(enrollment)
+    groups = _month_groups(entries, months)
+    job = _DeriveJob(entries, offsets, masters, rules, enrollment, link, out_dir)
+    dtypes: dict = {}
+    reports = []
+    dx_total = np.zeros(len(entries), np.int64)
+    dx_dropped = []
+    for group, done in zip(groups, _derived_groups(job, groups)):
+        for table, by_month in done.dtypes.items():
+            dtypes.setdefault(table, {}).update(by_month)
+        reports.append(done.report)
+        dx_total += done.dx_total
+        dx_dropped.append(done.dx_dropped)
         for e in entries:  # segments whose months are all derived: their parts leave memory
             if not e.months or e.months[-1] <= group[-1]:
                 e.release()
+    memory = job.memory
     counts = {k: sum(int(e.counts[k]) for e in entries) for k in entries[0].counts} if entries else {}
     counts["files"] = len(names)
     base = np.concatenate([[0], np.cumsum(dx_total)]).astype(np.int64)
