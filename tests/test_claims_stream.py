@@ -196,6 +196,38 @@ def test_store_is_a_cache_and_a_damaged_entry_is_rebuilt(demo, tmp_path, monkeyp
     assert len(parsed) == 2 and len(set(parsed)) == 2
 
 
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="workers are forked")
+def test_files_parsed_and_months_derived_in_worker_processes(demo, tmp_path, monkeypatch):
+    """A large import (here: every threshold lowered) parses its files and derives its month groups
+    in worker processes (`PARSE_WORKERS`): still the one-pass tables, exclusions, counts and report;
+    every file was parsed and every group derived by a worker, not by this process."""
+    import os
+
+    folder, enr = demo
+    one_pass = _one_pass(folder, enr)
+    pids = tmp_path / "pids.txt"
+
+    def record(kind, fn):
+        def wrapped(*a, **k):
+            with open(pids, "a", encoding="utf-8") as f:
+                f.write(f"{kind} {os.getpid()}\n")
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(uke, "read_segment", record("parse", uke.read_segment))
+    monkeypatch.setattr(claims_rules, "derive_tables", record("derive", claims_rules.derive_tables))
+    monkeypatch.setattr(claims_import, "PARSE_WORKERS", 2)
+    monkeypatch.setattr(claims_import, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(claims_import, "PARALLEL_MIN_RECEIPTS", 0)
+    monkeypatch.setattr(claims_import, "DERIVE_RECEIPTS", 1)  # a group per month: four groups
+    _assert_same(folder, enr, cache_dir=tmp_path / "cache", one_pass=one_pass)
+    seen = [line.split() for line in pids.read_text(encoding="utf-8").splitlines()]
+    parsed = [pid for kind, pid in seen if kind == "parse"]
+    derived = [pid for kind, pid in seen if kind == "derive"]
+    assert len(parsed) == len(uke.find_uke_files(folder)) and len(derived) == 4
+    assert str(os.getpid()) not in parsed + derived
+
+
 def test_memory_budget_part_way(demo, tmp_path, monkeypatch):
     """Without a cache, the segments within `MEMORY_ROWS` are kept in memory and not written, the
     others written to the scratch store; derived months likewise: still the one-pass result."""
