@@ -255,8 +255,8 @@ def _store_file(path: Path, name: str, entry: Path, budget: _Budget | None = Non
 #: anyway) and the files to parse add up to at least `PARALLEL_MIN_BYTES`: a small import stays in
 #: this process, where its segments are kept in memory (`MEMORY_ROWS`). Each worker holds one
 #: segment at a time (`uke.SEGMENT_BYTES`), so the import's memory grows by one segment per worker,
-#: not with the data. On the 2-core test machine the scale-1 demo's 144 files (1.5 GB) took
-#: 360 s in one process (issue 18).
+#: not with the data. On the 2-core test machine `prepare_cache` of the scale-1 demo (144 files,
+#: 1.5 GB) took 390 s with every file in this process and 284 s with two workers (issue 18).
 PARSE_WORKERS: int | None = None
 PARALLEL_MIN_BYTES = 64 << 20
 #: The months are derived in worker processes too (`_derived_groups`) from this many receipts on
