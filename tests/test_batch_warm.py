@@ -214,3 +214,43 @@ def test_failed_prestart_falls_back_to_a_kernel_of_its_own(project):
     assert "事前起動のカーネルを使わずに実行します（NoSuchKernel" in Path(task.log_path).read_text(encoding="utf-8")
     state = (Path(task.final_dir) / "tables" / "state.csv").read_text(encoding="utf-8")
     assert "cwd_is_out_dir,True" in state and "muni_code,17203" in state
+
+
+def test_a_warm_run_writes_its_notebook_at_start_and_end_only(project, monkeypatch):
+    """papermill writes the executed notebook before and after every cell; on a warm kernel only
+    the first and the final write are made (nobody reads the file while the run is going), and the
+    final notebook still has every cell's output and duration."""
+    import nbformat
+    import papermill.engines
+
+    from hsutils.running import params
+
+    root, run_yaml = project
+    _notebook(root / "nbs" / "02_large_insurer.ipynb", LEAK_BODY)
+    nb = nbformat.read(str(root / "nbs" / "02_large_insurer.ipynb"), as_version=4)
+    nb.cells += [nbformat.v4.new_code_cell(f"print('cell {i}')") for i in range(4)]
+    nbformat.write(nb, str(root / "nbs" / "02_large_insurer.ipynb"))
+    _configure(run_yaml, notebooks=["02"], municipalities=["17203"])
+    p = params.load_params(run_yaml)
+    (task,) = batch.plan_tasks(p, p.run_dir / batch.CACHE_SUBDIR)
+
+    writes = []
+    real_write = papermill.engines.write_ipynb
+
+    def counting_write(nb, path, *args, **kwargs):
+        writes.append(path)
+        return real_write(nb, path, *args, **kwargs)
+
+    monkeypatch.setattr(papermill.engines, "write_ipynb", counting_write)
+    slot = warm.WarmSlot("python3", p.run_dir / ".tmp", task.notebook_path)
+    slot.refill()
+    try:
+        result = batch.execute_task(task, warm_slot=slot)
+    finally:
+        slot.close()
+    assert result["status"] == "ok" and result["timing"]["warm"] == 1.0
+    assert len(writes) == 2  # papermill alone: 18 (2, and 2 per cell for these 8 code cells)
+    executed = nbformat.read(str(Path(task.final_dir) / f"{task.notebook_stem}.ipynb"), as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    assert [c.outputs[0]["text"] for c in code[-4:]] == [f"cell {i}\n" for i in range(4)]
+    assert all(c.metadata.papermill["duration"] is not None for c in code)

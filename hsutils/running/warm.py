@@ -332,7 +332,17 @@ def _register_engine() -> None:
             final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
                                  kernel_name=kernel_name, log=logger, log_output=log_output, stdout_file=stdout_file,
                                  stderr_file=stderr_file)
-            return _OwnedKernelClient(nb_man, **final).execute()
+            # papermill writes the whole notebook before and after every cell (about 60 writes of up
+            # to 1.5 MB per run, 0.5-0.8 s); nobody reads it while the run is going. The writes at
+            # the start and at the end (papermill's notebook_complete, also after a failed cell) stay.
+            nb_man.save = _no_save
+            try:
+                return _OwnedKernelClient(nb_man, **final).execute()
+            finally:
+                del nb_man.save
+
+    def _no_save(**kwargs: Any) -> None:
+        return None
 
     papermill_engines.register(ENGINE_NAME, WarmEngine)
 
