@@ -292,3 +292,23 @@ def test_derive_kenshin_selected_columns_equal_the_full_derivation(prepared):
     assert (some["ckd_g"] == "keep").all()
     for col in ("egfr_calc", "ckd_colour", "ref_any"):
         pd.testing.assert_series_equal(some[col], full[col])
+
+
+def test_flags_counted_as_they_come_give_the_strata_of_all_flags_held(prepared, monkeypatch):
+    """`strata_counts` on `iter_indicator_flags` (each indicator counted as it is made, as
+    `pipeline.build_strata` does) equals `strata_counts` on the dict of every flag, with the flags
+    counted on one thread and on two (the demo person_year, every registered indicator); the shared
+    populations are not cached once the iteration has ended."""
+    py = prepared.person_year
+    held = aggregate.strata_counts(py, indicators.indicator_flags(py))
+    assert held["numerator"].sum() > 0 and held["indicator_id"].nunique() > 20
+    for threads_from in (1 << 40, 0):
+        monkeypatch.setattr(aggregate, "PARALLEL_MIN_COUNT_ROWS", threads_from)
+        monkeypatch.setattr(aggregate, "_cores", lambda: 2)
+        streamed = aggregate.strata_counts(py, indicators.iter_indicator_flags(py))
+        pd.testing.assert_frame_equal(streamed, held, check_categorical=True)
+        assert not indicators._MEMO
+    pd.testing.assert_frame_equal(aggregate.strata_counts(py, indicators.iter_indicator_flags(py, ["ref_bp"])),
+                                  held[held["indicator_id"] == "ref_bp"].reset_index(drop=True)
+                                  .assign(indicator_id=lambda d: d["indicator_id"].cat.set_categories(["ref_bp"])),
+                                  check_categorical=True)

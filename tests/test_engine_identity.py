@@ -435,3 +435,39 @@ def test_small_integer_keys_and_all_true_flags_at_the_boundaries():
         got = aggregate.strata_counts(frame, flags)
         pd.testing.assert_frame_equal(got, reference_strata_counts(frame, flags), check_categorical=True)
         assert got.loc[got["indicator_id"] == "everyone", "denominator"].sum() == n
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 300), st.booleans(), st.booleans(), st.integers(0, 7),
+       st.integers(1, 40), st.integers(1, 4))
+def test_strata_counts_in_blocks_on_threads_equal_reference(seed, n, categorical, missing_keys, k, block, cores):
+    """The codes and counts made block by block (`aggregate.BLOCK_ROWS`) and shared among threads
+    (`PARALLEL_MIN_ROWS`, one run of blocks per core) give the one-pass table, at any block size
+    (a block of one row, blocks that do not divide the rows, more cores than blocks), with the flags
+    counted on up to four threads."""
+    frame = _person_table(seed, n, categorical, missing_keys)
+    flags = _flags(seed, n, k)
+    want = reference_strata_counts(frame, flags)
+    saved = aggregate.BLOCK_ROWS, aggregate.PARALLEL_MIN_ROWS, aggregate._cores, aggregate.PARALLEL_MIN_COUNT_ROWS
+    try:
+        aggregate.BLOCK_ROWS, aggregate.PARALLEL_MIN_ROWS, aggregate._cores = block, 0, (lambda: cores)
+        aggregate.PARALLEL_MIN_COUNT_ROWS = 0
+        assert len(aggregate._row_blocks(n)) == min(cores, max(1, -(-n // block)))
+        got = aggregate.strata_counts(frame, flags)
+    finally:
+        (aggregate.BLOCK_ROWS, aggregate.PARALLEL_MIN_ROWS, aggregate._cores,
+         aggregate.PARALLEL_MIN_COUNT_ROWS) = saved
+    pd.testing.assert_frame_equal(got, want, check_categorical=True)
+
+
+def test_small_integer_levels_found_beyond_the_first_window():
+    """First-seen order when a value first appears after the first search window (4,096 rows) and
+    after the second (4,096 + 32,768), and with a value of the range absent from the column."""
+    col = np.full(50_000, 2024, dtype=np.int16)
+    col[5_000] = 2021
+    col[40_000:] = 2022  # 2023 is inside the range 2021–2024 but absent
+    codes, levels = aggregate._factorize_small_ints(col)
+    want_codes, want_levels = pd.factorize(col)
+    assert levels.tolist() == [2024, 2021, 2022] == want_levels.tolist()
+    assert np.array_equal(codes, want_codes)
+    assert codes[[0, 5_000, 40_000, 49_999]].tolist() == [0, 1, 2, 2]

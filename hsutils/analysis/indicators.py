@@ -488,7 +488,16 @@ def indicator_flags(py: pd.DataFrame, ids: Iterable[str] | None = None) -> dict[
     The numerator is counted only inside the denominator (num & den). An indicator whose denominator
     is empty (e.g. the 後期 indicators on 国保 rows) gets an empty numerator without evaluating it; the
     arrays are shared between such indicators: treat every returned array as read-only."""
-    out = {}
+    return dict(iter_indicator_flags(py, ids))
+
+
+def iter_indicator_flags(py: pd.DataFrame, ids: Iterable[str] | None = None):
+    """`indicator_flags` one indicator at a time: yields (indicator_id, (numerator, denominator)).
+
+    A consumer that counts each indicator as it comes (`aggregate.strata_counts`) then holds only
+    the populations several indicators share, not every indicator's two arrays (10 M rows, 47
+    indicators: about 0.6 GB less). Consume it to the end before evaluating other flags: the
+    shared populations are cached for the frame until it ends (or is closed)."""
     nobody = None
     _MEMO.clear()
     _MEMO["active"] = True
@@ -500,10 +509,9 @@ def indicator_flags(py: pd.DataFrame, ids: Iterable[str] | None = None) -> dict[
             else:  # one empty numerator for all of them (less memory, no evaluation)
                 nobody = np.zeros(len(py), dtype=bool) if nobody is None else nobody
                 num = nobody
-            out[ind.id] = (num, den)
+            yield ind.id, (num, den)
     finally:
         _MEMO.clear()
-    return out
 
 
 # ---------------------------------------------------------------- indicator table

@@ -203,9 +203,9 @@ def unmatched_rows(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def build_strata(person_year: pd.DataFrame, ids=None) -> pd.DataFrame:
-    """The strata table for every registered indicator (hsutils.analysis.aggregate, one pass)."""
-    flags = indicators.indicator_flags(person_year, ids)
-    return aggregate.strata_counts(person_year, flags)
+    """The strata table for every registered indicator (hsutils.analysis.aggregate, one pass; each
+    indicator's flags counted as they are made, not all held at once)."""
+    return aggregate.strata_counts(person_year, indicators.iter_indicator_flags(person_year, ids))
 
 
 # ---------------------------------------------------------------- the shared pass per partition
