@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from hsutils.analysis import aggregate, indicators
+from hsutils.core import parallel
 
 
 def _persons(rows):
@@ -304,7 +305,7 @@ def test_flags_counted_as_they_come_give_the_strata_of_all_flags_held(prepared, 
     assert held["numerator"].sum() > 0 and held["indicator_id"].nunique() > 20
     for threads_from in (1 << 40, 0):
         monkeypatch.setattr(aggregate, "PARALLEL_MIN_COUNT_ROWS", threads_from)
-        monkeypatch.setattr(aggregate, "_cores", lambda: 2)
+        monkeypatch.setattr(parallel, "cores", lambda: 2)
         streamed = aggregate.strata_counts(py, indicators.iter_indicator_flags(py))
         pd.testing.assert_frame_equal(streamed, held, check_categorical=True)
         assert not indicators._MEMO

@@ -674,3 +674,24 @@ def test_derive_kenshin_new_columns_own_their_memory():
     out.loc[out.index[0], "ref_glucose"] = not out["ref_glucose"].iloc[0]
     assert out["diabetes_type"].iloc[0] != out["ref_glucose"].iloc[0]
     pd.testing.assert_frame_equal(df, before)
+
+
+def test_egfr_on_threads_equals_one_thread(monkeypatch):
+    """The eGFR formula computed block by block on threads (`hsutils.core.parallel`, millions of rows)
+    gives every value exactly as on one thread (small blocks here, four threads)."""
+    from hsutils.core import parallel
+
+    rng = np.random.default_rng(3)
+    n = 10_001
+    cr = (0.7 * np.exp(rng.standard_normal(n) * 0.3)).astype(np.float32)
+    age = rng.integers(18, 100, n).astype(np.int16)
+    female = rng.random(n) < 0.5
+    one = cl._egfr_block(cr, age, female)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ROWS", 0)
+    monkeypatch.setattr(parallel, "BLOCK_ROWS", 1_000)
+    monkeypatch.setattr(parallel, "cores", lambda: 4)
+    assert len(parallel.row_runs(n)) == 4
+    threaded = cl._egfr_formula(cr, age, female)
+    assert np.array_equal(threaded, one) and not np.isnan(one).any()
+    assert threaded[0] == pytest.approx(194 * float(cr[0]) ** -1.094 * float(age[0]) ** -0.287
+                                        * (0.739 if female[0] else 1.0), rel=1e-12)

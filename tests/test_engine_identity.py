@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 from hsutils import stats
 from hsutils.analysis import aggregate, hotei_items, indicators
+from hsutils.core import parallel
 from hsutils.analysis import indicators as _ind  # the reference's own parameter is called `indicators`
 from hsutils.analysis.hotei_items import GUIDANCE_LEVELS, _bool, evaluable
 
@@ -448,16 +449,26 @@ def test_strata_counts_in_blocks_on_threads_equal_reference(seed, n, categorical
     frame = _person_table(seed, n, categorical, missing_keys)
     flags = _flags(seed, n, k)
     want = reference_strata_counts(frame, flags)
-    saved = aggregate.BLOCK_ROWS, aggregate.PARALLEL_MIN_ROWS, aggregate._cores, aggregate.PARALLEL_MIN_COUNT_ROWS
+    saved = aggregate.BLOCK_ROWS, aggregate.PARALLEL_MIN_ROWS, parallel.cores, aggregate.PARALLEL_MIN_COUNT_ROWS
     try:
-        aggregate.BLOCK_ROWS, aggregate.PARALLEL_MIN_ROWS, aggregate._cores = block, 0, (lambda: cores)
+        aggregate.BLOCK_ROWS, aggregate.PARALLEL_MIN_ROWS, parallel.cores = block, 0, (lambda: cores)
         aggregate.PARALLEL_MIN_COUNT_ROWS = 0
-        assert len(aggregate._row_blocks(n)) == min(cores, max(1, -(-n // block)))
+        assert len(parallel.row_runs(n, block, 0)) == min(cores, max(1, -(-n // block)))
         got = aggregate.strata_counts(frame, flags)
     finally:
-        (aggregate.BLOCK_ROWS, aggregate.PARALLEL_MIN_ROWS, aggregate._cores,
+        (aggregate.BLOCK_ROWS, aggregate.PARALLEL_MIN_ROWS, parallel.cores,
          aggregate.PARALLEL_MIN_COUNT_ROWS) = saved
     pd.testing.assert_frame_equal(got, want, check_categorical=True)
+    # the row codes of `stratum_codes` (counted on raw codes, fy/sex as offsets): the reference's mixed radix
+    code, levels, size = aggregate.stratum_codes(frame)
+    want_code, valid, radix = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), 1
+    for k, u in zip(aggregate.STRATA_KEYS, levels):
+        c, ref_levels = _ref_factorize(frame[k])
+        assert list(u) == list(ref_levels)
+        valid &= c >= 0
+        want_code += np.where(c >= 0, c, 0) * radix
+        radix *= max(len(u), 1)
+    assert size == radix and np.array_equal(code, np.where(valid, want_code, size))
 
 
 def test_small_integer_levels_found_beyond_the_first_window():

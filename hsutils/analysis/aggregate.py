@@ -11,7 +11,6 @@ partial strata tables whose `combine_strata` sum is the full table (backend-neut
 """
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Mapping
@@ -19,64 +18,58 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from hsutils.core import parallel
+
 STRATA_KEYS = ("fy", "muni_code", "district_code", "sex", "age_band")
 
-#: Rows per block of the codes and counts: one block's int32 codes (4 MB) stay in the CPU cache
-#: across the passes over it (one per key, one per flag).
-BLOCK_ROWS = 1 << 20
-#: From this many rows the blocks of the codes are shared among threads, one per core (numpy's
-#: arithmetic releases the GIL) ...
-PARALLEL_MIN_ROWS = 2 * BLOCK_ROWS
-#: ... and from this many, the flags are counted on threads, one per core (`_FlagCounter`): 47
+#: Rows per block of the codes (`hsutils.core.parallel`): one block's int32 codes (4 MB) stay in the
+#: CPU cache across the passes over it (two per key); from PARALLEL_MIN_ROWS the blocks are shared
+#: among threads ...
+BLOCK_ROWS = parallel.BLOCK_ROWS
+PARALLEL_MIN_ROWS = parallel.PARALLEL_MIN_ROWS
+#: ... and from this many rows the flags are counted on threads, one per core (`_FlagCounter`): 47
 #: indicators, 2 cores, 1 M rows 0.185 → 0.138 s, 10 M rows 1.18 → 0.82 s.
 PARALLEL_MIN_COUNT_ROWS = 1 << 18
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _row_blocks(n: int) -> list[list[slice]]:
-    """The rows 0…n−1 as `BLOCK_ROWS` blocks, dealt into one contiguous run of blocks per thread
-    (a single run below `PARALLEL_MIN_ROWS` or on one core)."""
-    blocks = [slice(i, min(i + BLOCK_ROWS, n)) for i in range(0, n, BLOCK_ROWS)] or [slice(0, 0)]
-    threads = min(_cores(), len(blocks)) if n >= PARALLEL_MIN_ROWS else 1
-    return [blocks[len(blocks) * i // threads:len(blocks) * (i + 1) // threads] for i in range(threads)]
-
-
-def _per_thread(fn, runs: list) -> list:
-    """`fn(run)` for each run of blocks, on threads when there are several runs."""
-    if len(runs) == 1:
-        return [fn(runs[0])]
-    with ThreadPoolExecutor(len(runs)) as pool:
-        return list(pool.map(fn, runs))
-
-
 def _factorize(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes (−1 = missing) and the levels they index: a categorical's own codes, else first-seen order."""
-    codes_of, levels = _key_codes(col)
-    return codes_of(slice(None)), levels
+    key = _Key(col)
+    return key.final_of_raw[key.raw(slice(None))] if key.final_of_raw is not None else key.raw(slice(None)), key.levels
 
 
-def _key_codes(col: pd.Series):
-    """(`codes_of(rows)`, levels): `_factorize`'s codes of the rows `rows` (a slice) only, so that a
-    small-integer key is mapped to its codes block by block, in the cache and on the threads that use
-    them (`stratum_codes`), not in a pass of its own over the whole column."""
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        codes = col.cat.codes.to_numpy()
-        return codes.__getitem__, np.asarray(col.cat.categories, dtype=object)
-    values = col.to_numpy() if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu" else None
-    if values is not None and len(values):
-        small = _small_int_levels(values)
+class _Key:
+    """One key column as `stratum_codes` needs it.
+
+    `levels`: the values in `_factorize` order (a categorical's categories, else first-seen order).
+    `raw(rows)`: integer codes of the rows `rows` (a slice) in `radix` possible values, −1 = missing,
+    made block by block where they are used (`stratum_codes`). For a small-integer key (fy, sex,
+    `_small_int_levels`) the raw code is the value's offset from the smallest value, one subtraction
+    and never missing, and `final_of_raw[raw]` is its `_factorize` code (−1: a value of the range
+    that does not occur); the counts are put into `_factorize` order once per stratum
+    (`_raw_of_final`), not row by row. Otherwise the raw code is the `_factorize` code
+    (`final_of_raw` None)."""
+
+    def __init__(self, col: pd.Series):
+        self.final_of_raw = None
+        self.may_be_missing = True
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            codes = col.cat.codes.to_numpy()
+            self.raw, self.levels = codes.__getitem__, np.asarray(col.cat.categories, dtype=object)
+            self.radix = len(self.levels)
+            return
+        values = col.to_numpy() if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu" else None
+        small = _small_int_levels(values) if values is not None and len(values) else None
         if small is not None:
-            lookup, lo, levels = small
+            self.final_of_raw, lo, self.levels = small
             low = values.dtype.type(lo)
-            return (lambda rows: lookup[values[rows] - low]), levels
-    codes, uniques = pd.factorize(col, use_na_sentinel=True)
-    return codes.__getitem__, np.asarray(uniques, dtype=object)
+            self.raw = lambda rows: values[rows] - low  # in the column's own (narrow) type
+            self.radix = len(self.final_of_raw)
+            self.may_be_missing = False
+            return
+        codes, uniques = pd.factorize(col, use_na_sentinel=True)
+        self.raw, self.levels = codes.__getitem__, np.asarray(uniques, dtype=object)
+        self.radix = len(self.levels)
 
 
 def _small_int_levels(values: np.ndarray, most: int = 16) -> tuple[np.ndarray, int, np.ndarray] | None:
@@ -115,38 +108,73 @@ def _factorize_small_ints(values: np.ndarray, most: int = 16) -> tuple[np.ndarra
     return lookup[values - values.dtype.type(lo)], levels
 
 
-def stratum_codes(frame: pd.DataFrame, keys: Iterable[str] = STRATA_KEYS) -> tuple[np.ndarray, list, int]:
-    """One integer per row: the mixed-radix code of its key values (first key least significant).
+def _raw_codes(frame: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, list[_Key], int]:
+    """One integer per row: the mixed-radix code of its keys' raw codes (`_Key.raw`, first key least
+    significant), `raw_size` for a row with a missing key. Returns (codes, keys, raw_size); the codes
+    are int32 when every raw stratum fits (half the bytes of each `take` per count), else int64."""
+    columns = [_Key(frame[k]) for k in keys]
+    raw_size = 1
+    for key in columns:
+        raw_size *= max(key.radix, 1)
+    code = np.zeros(len(frame), dtype=np.int32 if raw_size < 2 ** 31 - 1 else np.int64)
 
-    Returns (codes, levels per key, number of strata). A row with a missing key gets the code
-    `size` (one past the last stratum), so that it falls into a spare bin that is never reported.
-    The codes are int32 when every stratum fits (half the bytes of each `take` per count), else int64.
-    """
-    factorized = [_key_codes(frame[k]) for k in keys]
-    levels = [u for _, u in factorized]
-    radix = 1
-    for u in levels:
-        radix *= max(len(u), 1)
-    code = np.zeros(len(frame), dtype=np.int32 if radix < 2 ** 31 - 1 else np.int64)
-
-    def fill(run: list[slice]) -> None:
+    def fill(rows: slice) -> None:
         # Horner's scheme from the most significant key: code = (…(c_last·m + c)·m + …) + c_first, two
         # in-place passes per key and block (the narrow key codes are widened in the add's buffer)
-        for rows in run:
-            block = code[rows]
-            missing = None
-            for codes_of, u in reversed(factorized):
-                c = codes_of(rows)
-                block *= max(len(u), 1)
-                block += c
+        block = code[rows]
+        missing = None
+        for key in reversed(columns):
+            c = key.raw(rows)
+            block *= max(key.radix, 1)
+            block += c
+            if key.may_be_missing:
                 neg = c < 0
                 if neg.any():
                     missing = neg if missing is None else missing | neg
-            if missing is not None:
-                block[missing] = radix  # a missing key's −1 would have borrowed from the next key
+        if missing is not None:
+            block[missing] = raw_size  # a missing key's −1 would have borrowed from the next key
 
-    _per_thread(fill, _row_blocks(len(code)))
-    return code, levels, radix
+    parallel.for_row_blocks(len(code), fill, BLOCK_ROWS, PARALLEL_MIN_ROWS)
+    return code, columns, raw_size
+
+
+def _raw_of_final(columns: list[_Key]) -> np.ndarray | None:
+    """For each stratum in `_factorize` order (the mixed radix of the levels, first key least
+    significant), its raw stratum (`_raw_codes`); None when the two are the same."""
+    if all(key.final_of_raw is None for key in columns):
+        return None
+    final = np.arange(int(np.prod([max(len(key.levels), 1) for key in columns])), dtype=np.int64)
+    raw, weight = np.zeros_like(final), 1
+    for key in columns:
+        m = max(len(key.levels), 1)
+        digit = final % m
+        final //= m
+        if key.final_of_raw is not None:  # final code → the offset of that value
+            raw_of = np.zeros(max(len(key.levels), 1), dtype=np.int64)
+            present = np.flatnonzero(key.final_of_raw >= 0)
+            raw_of[key.final_of_raw[present]] = present
+            digit = raw_of[digit]
+        raw += digit * weight
+        weight *= max(key.radix, 1)
+    return raw
+
+
+def stratum_codes(frame: pd.DataFrame, keys: Iterable[str] = STRATA_KEYS) -> tuple[np.ndarray, list, int]:
+    """One integer per row: the mixed-radix code of its key values in `_factorize` order (first key
+    least significant).
+
+    Returns (codes, levels per key, number of strata). A row with a missing key gets the code
+    `size` (one past the last stratum). `strata_counts` counts on the raw codes (`_raw_codes`) and
+    orders the counts afterwards; this maps the raw codes of the rows."""
+    code, columns, raw_size = _raw_codes(frame, list(keys))
+    levels = [key.levels for key in columns]
+    size = int(np.prod([max(len(u), 1) for u in levels]))
+    raw_of_final = _raw_of_final(columns)
+    if raw_of_final is not None:
+        final_of_raw = np.full(raw_size + 1, size, dtype=code.dtype)
+        final_of_raw[raw_of_final] = np.arange(size, dtype=code.dtype)
+        code = final_of_raw[code]
+    return code, levels, size
 
 
 class _FlagCounter:
@@ -159,8 +187,8 @@ class _FlagCounter:
     denominator) is freed once counted, so that memory does not grow with the number of indicators.
     """
 
-    def __init__(self, code: np.ndarray, size: int, threads: int):
-        self.code, self.size = code, size
+    def __init__(self, code: np.ndarray, size: int, threads: int, order: np.ndarray | None = None):
+        self.code, self.size, self.order = code, size, order  # `order`: the strata to return, in order
         self.index: dict[bytes, int] = {}
         self.results: list = []  # counts, or futures of counts
         self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
@@ -170,7 +198,8 @@ class _FlagCounter:
         # positions then `take`: a boolean mask index (`code[flag]`) is about twice as slow on flags
         # without long runs; a flag true on every row (the 対象者 of a clean extract) needs neither
         rows = self.code if np.count_nonzero(flag) == len(flag) else self.code.take(np.flatnonzero(flag))
-        return np.bincount(rows, minlength=self.size + 1)[:self.size]  # the spare bin: a missing key
+        counts = np.bincount(rows, minlength=self.size + 1)  # the spare bin: a missing key
+        return counts[:self.size] if self.order is None else counts[self.order]
 
     def _count_and_release(self, flag: np.ndarray) -> np.ndarray:
         try:
@@ -221,11 +250,14 @@ def strata_counts(frame: pd.DataFrame,
     of the output are decoded once per stratum and gathered, not divided out row by row.
     """
     keys = list(keys)
-    code, levels, size = stratum_codes(frame, keys)
+    code, columns, raw_size = _raw_codes(frame, keys)
+    levels = [key.levels for key in columns]
+    size = int(np.prod([max(len(u), 1) for u in levels]))
+    raw_of_final = _raw_of_final(columns)  # the counts in `_factorize` order: once per stratum, not per row
     bins = size + 1  # the spare bin of rows with a missing key
 
-    threads = _cores() if len(code) >= PARALLEL_MIN_COUNT_ROWS else 1
-    counter = _FlagCounter(code, size, threads)
+    threads = parallel.cores() if len(code) >= PARALLEL_MIN_COUNT_ROWS else 1
+    counter = _FlagCounter(code, raw_size, threads, raw_of_final)
     try:
         pairs = []  # (indicator, numerator flag index, denominator flag index)
         for ind_id, (num, den) in (flags.items() if isinstance(flags, Mapping) else flags):

@@ -1,0 +1,51 @@
+"""Numpy work on a large frame shared among threads, one per core, over blocks of rows.
+
+numpy's arithmetic, comparisons, `log`/`exp`, `flatnonzero`, `take` and `bincount` release the GIL on
+large arrays, so threads use every core without copying the rows to other processes (issue 18,
+docs/design.md §8). Used by `analysis.aggregate` (strata codes and counts) and `rules.clinical`
+(the eGFR formula). Below a few million rows the work stays on the calling thread.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+#: Rows per block: one block's int32 codes (4 MB) stay in the CPU cache across the passes over it.
+BLOCK_ROWS = 1 << 20
+#: From this many rows the blocks are shared among threads.
+PARALLEL_MIN_ROWS = 2 * BLOCK_ROWS
+
+
+def cores() -> int:
+    """The cores this process may run on (the batch's affinity, a container's limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def row_runs(n: int, block_rows: int | None = None, min_rows: int | None = None) -> list[list[slice]]:
+    """The rows 0…n−1 as blocks of `block_rows` (default `BLOCK_ROWS`), dealt into one contiguous run
+    of blocks per thread (one per core, at most one per block; a single run below `min_rows` rows,
+    default `PARALLEL_MIN_ROWS`, or on one core)."""
+    block_rows = BLOCK_ROWS if block_rows is None else block_rows
+    min_rows = PARALLEL_MIN_ROWS if min_rows is None else min_rows
+    blocks = [slice(i, min(i + block_rows, n)) for i in range(0, n, block_rows)] or [slice(0, 0)]
+    threads = min(cores(), len(blocks)) if n >= min_rows else 1
+    return [blocks[len(blocks) * i // threads:len(blocks) * (i + 1) // threads] for i in range(threads)]
+
+
+def per_thread(fn: Callable, runs: list) -> list:
+    """`[fn(run) for run in runs]`, each run on a thread of its own when there are several."""
+    if len(runs) == 1:
+        return [fn(runs[0])]
+    with ThreadPoolExecutor(len(runs), thread_name_prefix="hsutils-rows") as pool:
+        return list(pool.map(fn, runs))
+
+
+def for_row_blocks(n: int, fn: Callable[[slice], None], block_rows: int | None = None,
+                   min_rows: int | None = None) -> None:
+    """`fn(rows)` for every block `rows` (a slice) of the rows 0…n−1, on threads from `min_rows` rows.
+    `fn` writes its block's results into arrays of the caller (blocks never overlap)."""
+    per_thread(lambda run: [fn(rows) for rows in run], row_runs(n, block_rows, min_rows))
