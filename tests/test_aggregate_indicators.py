@@ -313,3 +313,18 @@ def test_flags_counted_as_they_come_give_the_strata_of_all_flags_held(prepared, 
                                   held[held["indicator_id"] == "ref_bp"].reset_index(drop=True)
                                   .assign(indicator_id=lambda d: d["indicator_id"].cat.set_categories(["ref_bp"])),
                                   check_categorical=True)
+
+
+def test_age_band_gathered_on_threads_equals_one_thread(monkeypatch):
+    """Integer ages gathered into bands block by block on threads (`hsutils.core.parallel`) give the
+    bands of one thread, at the band edges (39/40, 74/75, 89/90)."""
+    from hsutils.core.schema import age_band
+
+    ages = np.tile(np.array([0, 39, 40, 44, 45, 74, 75, 89, 90, 120], dtype=np.int16), 1_001)
+    one = age_band(ages)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ROWS", 0)
+    monkeypatch.setattr(parallel, "BLOCK_ROWS", 777)
+    monkeypatch.setattr(parallel, "cores", lambda: 3)
+    threaded = age_band(ages)
+    assert threaded.equals(one)
+    assert list(threaded[:10]) == ["<40", "<40", "40-44", "40-44", "45-49", "70-74", "75-79", "85-89", "90+", "90+"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hsutils.core import vocab
+from hsutils.core import parallel, vocab
 
 # dtype kinds understood by hsutils.inputs.io:
 #   "str"      free text / identifier, kept as string
@@ -331,13 +331,18 @@ def age_band(age):
     scalar = np.ndim(age) == 0
     labels = ("<40",) + AGE_BANDS
     values = None if scalar else np.asarray(age) if isinstance(getattr(age, "dtype", None), np.dtype) else None
-    if values is not None and values.dtype.kind in "iu" and values.size and 0 <= values.min() and values.max() < 4096:
+    if (values is not None and values.ndim == 1 and values.dtype.kind in "iu" and values.size
+            and 0 <= values.min() and values.max() < 4096):
         # integer ages (no missing value): the band of each possible age once, gathered (no float pass per row)
-        codes = _age_band_codes(np.arange(int(values.max()) + 1, dtype=float), len(labels))[values]
+        band_of_age = _age_band_codes(np.arange(int(values.max()) + 1, dtype=float), len(labels))
+        codes = np.empty(values.shape, dtype=band_of_age.dtype)
+        # gathered block by block, on threads for millions of rows (hsutils.core.parallel)
+        parallel.for_row_blocks(len(codes), lambda rows: np.take(band_of_age, values[rows], out=codes[rows], mode="clip"))
     else:
         a = pd.to_numeric(pd.Series(np.atleast_1d(age)), errors="coerce").to_numpy(dtype=float)
         codes = _age_band_codes(a, len(labels))
-    cat = pd.Categorical.from_codes(codes, categories=list(labels), ordered=True)  # no per-row strings
+    # no per-row strings; the codes are valid by construction (−1 = missing): not checked again
+    cat = pd.Categorical.from_codes(codes, categories=list(labels), ordered=True, validate=False)
     if scalar:
         return None if codes[0] < 0 else labels[codes[0]]
     return cat
