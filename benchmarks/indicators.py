@@ -177,8 +177,8 @@ def load_person_year(path: Path, columns=None) -> pd.DataFrame:
     nullable = {f.name: table.column(f.name) for f in table.schema
                 if pa.types.is_boolean(f.type) and table.column(f.name).null_count}
     # consolidated blocks, converted on every core: 10 M rows of the 14 like-for-like columns 0.81 s
-    # (split_blocks=True, one block per column, converts on one thread: 1.15 s); the peak of the whole
-    # run is not set by the load (all columns: 1.8 GB here, 2.6 GB later in the flags)
+    # (split_blocks=True, one block per column, converts on one thread: 1.15 s). All columns: 1.8 GB
+    # while converting (split: 1.4 GB); one end-to-end run peaks at about 2.2 GB either way
     frame = table.drop_columns(list(nullable)).to_pandas(ignore_metadata=True, self_destruct=True)
     del table
     # Arrow's allocator keeps the pages of the converted columns: give them back (as the pipeline's

@@ -414,13 +414,13 @@ def test_count_limits_per_distinct_count_equal_elementwise():
 
 
 def test_small_integer_keys_and_all_true_flags_at_the_boundaries():
-    """fy/sex factorised without hashing (`aggregate._factorize_small_ints`): first-seen order like
+    """fy/sex factorised without hashing (`aggregate._small_int_levels`): first-seen order like
     `pd.factorize` (hand-worked), at 16 and 17 possible values (16 is the limit: beyond it `pd.factorize`), with
     values absent inside the range, several integer types; and a flag true on every row counted in full."""
-    codes, levels = aggregate._factorize_small_ints(np.array([2024, 2022, 2024, 2023, 2022], dtype=np.int16))
+    codes, levels = aggregate._factorize(pd.Series(np.array([2024, 2022, 2024, 2023, 2022], dtype=np.int16)))
     assert codes.tolist() == [0, 1, 0, 2, 1] and levels.tolist() == [2024, 2022, 2023]
-    assert aggregate._factorize_small_ints(np.arange(2009, 2025)) is not None  # 16 possible values
-    assert aggregate._factorize_small_ints(np.arange(2008, 2025)) is None  # 17: hashed by pd.factorize
+    assert aggregate._small_int_levels(np.arange(2009, 2025)) is not None  # 16 possible values
+    assert aggregate._small_int_levels(np.arange(2008, 2025)) is None  # 17: hashed by pd.factorize
     rng = np.random.default_rng(5)
     n = 400
     for values, dtype in ((np.arange(2009, 2025), np.int16), (np.arange(2008, 2025), np.int16),
@@ -477,7 +477,8 @@ def test_small_integer_levels_found_beyond_the_first_window():
     col = np.full(50_000, 2024, dtype=np.int16)
     col[5_000] = 2021
     col[40_000:] = 2022  # 2023 is inside the range 2021–2024 but absent
-    codes, levels = aggregate._factorize_small_ints(col)
+    assert aggregate._small_int_levels(col) is not None  # the search of the small-integer path
+    codes, levels = aggregate._factorize(pd.Series(col))
     want_codes, want_levels = pd.factorize(col)
     assert levels.tolist() == [2024, 2021, 2022] == want_levels.tolist()
     assert np.array_equal(codes, want_codes)

@@ -496,7 +496,7 @@ def iter_indicator_flags(py: pd.DataFrame, ids: Iterable[str] | None = None):
 
     A consumer that counts each indicator as it comes (`aggregate.strata_counts`) then holds only
     the populations several indicators share, not every indicator's two arrays (10 M rows, 47
-    indicators: about 0.6 GB less). Consume it to the end before evaluating other flags: the
+    indicators: 0.64 GB when all are held). Consume it to the end before evaluating other flags: the
     shared populations are cached for the frame until it ends (or is closed)."""
     nobody = None
     _MEMO.clear()
