@@ -442,21 +442,21 @@ def test_small_integer_keys_and_all_true_flags_at_the_boundaries():
 @given(st.integers(0, 10_000), st.integers(0, 300), st.booleans(), st.booleans(), st.integers(0, 7),
        st.integers(1, 40), st.integers(1, 4))
 def test_strata_counts_in_blocks_on_threads_equal_reference(seed, n, categorical, missing_keys, k, block, cores):
-    """The codes and counts made block by block (`aggregate.BLOCK_ROWS`) and shared among threads
-    (`PARALLEL_MIN_ROWS`, one run of blocks per core) give the one-pass table, at any block size
+    """The codes and counts made block by block (`parallel.BLOCK_ROWS`) and shared among threads
+    (`parallel.PARALLEL_MIN_ROWS`, one run of blocks per core) give the one-pass table, at any block size
     (a block of one row, blocks that do not divide the rows, more cores than blocks), with the flags
     counted on up to four threads."""
     frame = _person_table(seed, n, categorical, missing_keys)
     flags = _flags(seed, n, k)
     want = reference_strata_counts(frame, flags)
-    saved = aggregate.BLOCK_ROWS, aggregate.PARALLEL_MIN_ROWS, parallel.cores, aggregate.PARALLEL_MIN_COUNT_ROWS
+    saved = parallel.BLOCK_ROWS, parallel.PARALLEL_MIN_ROWS, parallel.cores, aggregate.PARALLEL_MIN_COUNT_ROWS
     try:
-        aggregate.BLOCK_ROWS, aggregate.PARALLEL_MIN_ROWS, parallel.cores = block, 0, (lambda: cores)
+        parallel.BLOCK_ROWS, parallel.PARALLEL_MIN_ROWS, parallel.cores = block, 0, (lambda: cores)
         aggregate.PARALLEL_MIN_COUNT_ROWS = 0
-        assert len(parallel.row_runs(n, block, 0)) == min(cores, max(1, -(-n // block)))
+        assert len(parallel.row_runs(n)) == min(cores, max(1, -(-n // block)))
         got = aggregate.strata_counts(frame, flags)
     finally:
-        (aggregate.BLOCK_ROWS, aggregate.PARALLEL_MIN_ROWS, parallel.cores,
+        (parallel.BLOCK_ROWS, parallel.PARALLEL_MIN_ROWS, parallel.cores,
          aggregate.PARALLEL_MIN_COUNT_ROWS) = saved
     pd.testing.assert_frame_equal(got, want, check_categorical=True)
     # the row codes of `stratum_codes` (counted on raw codes, fy/sex as offsets): the reference's mixed radix

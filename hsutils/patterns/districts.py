@@ -944,6 +944,7 @@ def explorer(ctx, table: pd.DataFrame, district_list: pd.DataFrame, first_indica
     from hsutils.publish import widgets
 
     names = table.drop_duplicates("indicator_id")[["indicator_name", "indicator_id"]]
+    # one option per indicator (a few dozen), not per person
     controls = {"indicator_id": w.Dropdown(options=list(names.itertuples(index=False, name=None)),
                                            value=first_indicator, description="指標"),
                 "district_code": w.Dropdown(options=list(zip(district_list["district_name"],
