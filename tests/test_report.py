@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import io
 import re
+import time
 import warnings
 
 import matplotlib
@@ -160,6 +161,9 @@ def test_batch_writes_png_only_and_the_print_pack_is_made_on_demand(tmp_path, mo
     assert pdf.startswith(b"%PDF")
     assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 2  # one page per PNG
     assert report.print_pack(out) == packs[0] and packs[0].read_bytes() == pdf  # same PNGs, same file
+    # dated by the newest PNG, not by the clock (else two packs a second apart differ)
+    newest = max((out / "figures" / n).stat().st_mtime for n in ("a.png", "b.png"))
+    assert time.strftime("(D:%Y%m%d%H%M%SZ)", time.gmtime(newest)).encode() in pdf
     monkeypatch.setenv(settings.ENV_FIGURE_FORMATS, "png,pdf")
     assert set(report.save_figure(small_chart(), out, "c")) == {"png", "pdf"}
 

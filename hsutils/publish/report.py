@@ -14,6 +14,7 @@ import datetime
 import decimal
 import io
 import re
+import time
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
@@ -218,8 +219,10 @@ def print_pack(notebook_dir, quality: int = 95) -> Path | None:
         with Image.open(png) as im:
             pages.append(im.convert("RGB"))
     buffer = io.BytesIO()
+    # dated by the newest PNG, not the clock (Pillow's default): the same figures give the same file
+    made = time.gmtime(max(png.stat().st_mtime for png in pngs))
     pages[0].save(buffer, format="PDF", save_all=True, append_images=pages[1:], resolution=FIGURE_DPI,
-                  quality=quality)
+                  quality=quality, creationDate=made, modDate=made)
     return atomic_write_bytes(Path(notebook_dir) / PRINT_PACK, buffer.getvalue())
 
 
