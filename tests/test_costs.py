@@ -407,6 +407,59 @@ def test_municipal_costs_from_each_municipality_equal_the_whole_data_with_a_move
     assert len(list((tmp_path / "derived").glob("costs_sums_*.parquet"))) == 1
 
 
+def test_municipal_costs_of_a_run_holding_every_row_equal_the_partitions_sums(tmp_path, monkeypatch):
+    """A prefecture run holds every municipality's rows: it sums them at once (no partition read again)
+    and gets exactly the tables the municipal runs sum partition by partition, mover included (the
+    saved table does not depend on which run made it)."""
+    from hsutils.analysis import pipeline
+
+    _mover_cache(tmp_path)
+    own = pipeline.load_prepared(tmp_path, with_tables=costs.TABLES, munis=["17202"])
+    by_parts = costs.municipal_costs(own)
+    for f in (tmp_path / "derived").glob("costs_*"):
+        f.unlink()
+    every_row = pipeline.load_prepared(tmp_path, with_tables=costs.TABLES)
+    assert every_row.munis is None and own.munis == ["17202"]
+    monkeypatch.setattr(pipeline, "each_municipality", lambda *a, **k: pytest.fail("partitions read again"))
+    at_once = costs.municipal_costs(every_row)
+    for name in ("sums", "groups", "dialysis", "counts"):
+        pd.testing.assert_frame_equal(getattr(at_once, name), getattr(by_parts, name), check_exact=True)
+    assert (at_once.source, at_once.assumed, at_once.unmatched_rows, at_once.unmatched_cost) == (
+        by_parts.source, by_parts.assumed, by_parts.unmatched_rows, by_parts.unmatched_cost) == (
+        costs.SOURCE_MONTHLY, 1, 1, 7000.0)
+    # rows read without the columns the sums need are not used: the partitions are read instead
+    monkeypatch.undo()
+    few = pipeline.load_prepared(tmp_path, with_tables={"claims_monthly": ("person_id", "ym")})
+    assert [m for m, _, _ in pipeline.municipal_rows(few, costs.TABLES)] == ["17201", "17202", "17203"]
+    assert [m for m, _, _ in pipeline.municipal_rows(every_row, costs.TABLES)] == [None]
+
+
+def test_disease_group_sums_on_codes_equal_a_merge_and_group_by():
+    """The integer-coded sums equal the plain computation (receipts merged with their person-year,
+    grouped by municipality × year × insurance × group, distinct persons): persons without an
+    enrollment that year, 歯科, a dialysis month, two towns, whole-yen costs. By hand for 甲市 2024
+    国保 糖尿病: a (1,000 + 500) and b (300) → 2 patients, 1,800 円."""
+    py = _py([("a", 2024, "17201", 1, "70-74", "国保", True, 12), ("b", 2024, "17201", 2, "70-74", "国保", True, 12),
+              ("c", 2024, "17202", 1, "70-74", "後期", True, 12), ("a", 2023, "17201", 1, "70-74", "国保", True, 12)])
+    mc = pd.DataFrame({"person_id": ["a", "a", "b", "c", "c", "a", "z", "b"],
+                       "ym": [202404, 202405, 202406, 202404, 202404, 202304, 202404, 202604],
+                       "setting": ["入院外", "入院", "入院外", "入院外", "歯科", "入院外", "入院外", "入院外"],
+                       "main_icd10": ["E11", "E119", "E11", "N18", "K02", "I10", "E11", "E11"],
+                       "cost": [1000.0, 500.0, 300.0, 70000.0, 2000.0, 800.0, 99.0, 50.0]})
+    cm = pd.DataFrame({"person_id": ["c"], "ym": [202404], "dialysis": [True]})
+    pc = costs.person_costs(py, {"medical_costs": mc})
+    got = costs.disease_group_sums(pc, {"medical_costs": mc, "claims_monthly": cm})
+    plain = mc.assign(fy=costs.fiscal_year(mc["ym"]), group=costs.assign_groups(mc, cm).to_numpy()).merge(
+        pc.persons[["person_id", "fy", "muni_code", "insurance"]], on=["person_id", "fy"])
+    keys = ["muni_code", "fy", "insurance", "group"]
+    want = plain.groupby(keys, sort=True).agg(patients=("person_id", "nunique"), cost=("cost", "sum")).reset_index()
+    pd.testing.assert_frame_equal(got, want[keys + ["patients", "cost"]], check_exact=True)
+    row = got[(got["muni_code"] == "17201") & (got["fy"] == 2024) & (got["group"] == "糖尿病")].iloc[0]
+    assert (row["patients"], row["cost"]) == (2, 1800.0)
+    assert got[got["muni_code"] == "17202"]["group"].tolist() == [costs.CKD_DIALYSIS, costs.DENTAL_GROUP]
+    assert "z" not in set(plain["person_id"]) and len(got) == 4  # z has no enrollment, nor b in 2026
+
+
 def test_municipal_costs_of_the_demo_equal_every_table_from_all_rows(tmp_path):
     """The demo (UKE costs, movers): 06's setup cell reads only its municipality (no person_rows
     argument: the default "area"), and every all-municipality table from the saved sums equals the

@@ -102,6 +102,38 @@ def test_derived_table_is_built_once_per_cache_and_key(tmp_path):
     assert len(list((tmp_path / "derived").glob("demo_*.parquet"))) == 3
 
 
+def test_derived_table_asked_at_once_is_built_once_and_the_others_wait(tmp_path):
+    """Two runs asking for the same derived table at the same moment (a batch's jobs): one builds it
+    under the lock, the other waits and reads the file; both get the same frame."""
+    import threading
+    import time
+
+    _small_cache(tmp_path)
+    calls, got = [], {}
+    started = threading.Event()
+
+    def build():
+        calls.append(threading.current_thread().name)
+        started.set()
+        time.sleep(0.5)  # the other run asks meanwhile
+        return pd.DataFrame({"muni_code": ["17201"], "n": np.array([7], dtype=np.int64)})
+
+    def run(name):
+        got[name] = pipeline.derived_table(tmp_path, "demo", build, key=(1,))
+
+    first = threading.Thread(target=run, args=("first",), name="first")
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=run, args=("second",), name="second")
+    second.start()
+    first.join(20)
+    second.join(20)
+    assert calls == ["first"]
+    pd.testing.assert_frame_equal(got["first"], got["second"])
+    assert got["second"]["n"].tolist() == [7]
+    assert len(list((tmp_path / "derived").glob("demo_*.parquet"))) == 1
+
+
 def test_partition_members_lists_every_municipality_of_a_person():
     _, tables = _tables()
     m = pipeline.partition_members(tables["enrollment"])

@@ -50,6 +50,8 @@ class Prepared:
     meta: dict = field(default_factory=dict)
     #: the cache folder it was read from (a notebook that reads more of it later, e.g. 07's prefecture)
     cache_dir: Path | None = None
+    #: the municipalities whose person rows it holds (None: every one, e.g. a prefecture run)
+    munis: list[str] | None = None
 
     @property
     def fiscal_years(self) -> list[int]:
@@ -802,11 +804,12 @@ def load_prepared(cache_dir: Path, with_tables=False, munis=None) -> Prepared:
     cache_dir = _existing_cache(cache_dir)
     meta = _cache_meta(cache_dir)
     rd = lambda n: pd.read_parquet(cache_dir / f"{n}.parquet")  # noqa: E731
-    person_year, tables = _read_person_rows(cache_dir, meta, with_tables, _scope_munis(munis))
+    scope = _scope_munis(munis)
+    person_year, tables = _read_person_rows(cache_dir, meta, with_tables, scope)
     return Prepared(person_year=person_year, strata=rd("strata"),
                     municipalities=rd("municipalities"), districts=rd("districts"),
                     import_summary=rd("import_summary"), exclusions=rd("exclusions"), tables=tables, meta=meta,
-                    cache_dir=cache_dir)
+                    cache_dir=cache_dir, munis=scope)
 
 
 def _cache_meta(cache_dir: Path) -> dict:
@@ -859,22 +862,63 @@ def each_municipality(cache_dir: Path, with_tables=False, munis=None):
         yield muni, person_year, tables
 
 
+def municipal_rows(prepared: Prepared, with_tables=False):
+    """(municipality code or None, person_year, tables) covering every municipality's rows once: what a
+    table derived from all of them is summed from (`derived_table`). When `prepared` holds every
+    municipality's person rows (a prefecture run) and the tables `with_tables` names (with those
+    columns), one chunk of the rows it holds (code None; nothing is read again). Otherwise
+    `each_municipality`: one municipality's partitions at a time. A builder gives the same table
+    from either (its sums are by municipality and a person-year lies in one municipality, §8.2)."""
+    if prepared.munis is None and _holds_tables(prepared, with_tables):
+        names = _table_names(with_tables)
+        yield None, prepared.person_year, {n: prepared.tables[n] for n in names if n in prepared.tables}
+        return
+    yield from each_municipality(prepared.cache_dir, with_tables)
+
+
+def _table_names(with_tables) -> tuple[str, ...]:
+    if not with_tables:
+        return ()
+    return LOADED_TABLES if with_tables is True else tuple(n for n in with_tables if n != "person_year")
+
+
+def _holds_tables(prepared: Prepared, with_tables) -> bool:
+    """Whether `prepared` holds every table (and column) `with_tables` asks for that the cache has."""
+    columns = dict(with_tables) if isinstance(with_tables, Mapping) else {}
+    wanted = {"person_year": (prepared.person_year, columns.get("person_year"))}
+    for name in _table_names(with_tables):
+        if has_parts(Path(prepared.cache_dir) / name):
+            if name not in prepared.tables:
+                return False
+            wanted[name] = (prepared.tables[name], columns.get(name))
+    return all(cols is None and UNREAD_COLUMNS not in frame.attrs or cols is not None and set(cols) <= set(frame.columns)
+               for frame, cols in wanted.values())
+
+
 def derived_table(cache_dir: Path, name: str, build, key=()) -> pd.DataFrame:
     """A table derived from the whole cache, computed once per cache: `<cache>/derived/<name>_<k>.parquet`
     where k hashes the cache's data hash and version with `key` (the parameters it depends on,
     JSON-serialisable). Read when it exists; otherwise `build()` is called, its frame written
-    atomically (batch runs of several municipalities may build it at once) and read back, so the
-    first run returns exactly what later runs read."""
+    atomically and read back, so the first run returns exactly what later runs read.
+
+    Batch runs of several municipalities may ask for it at once: one builds it, under a lock
+    (`<name>_<k>.lock`, the `filelock` library: an OS lock released when its process ends, also on
+    Windows), and the others wait for it and read it instead of building it again."""
+    from filelock import FileLock
+
     cache_dir = _existing_cache(cache_dir)
     meta = _cache_meta(cache_dir)
     source = [meta.get("data_hash"), meta.get("cache_version"), list(key)]
     digest = hashlib.sha256(json.dumps(source, sort_keys=True, default=list).encode()).hexdigest()[:16]
     path = cache_dir / DERIVED_DIR / f"{name}_{digest}.parquet"
     if not path.exists():
-        table = build()
-        with files.atomic_path(path) as tmp:
-            table.to_parquet(tmp, index=False)
-        del table
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(path.with_suffix(".lock")):
+            if not path.exists():  # not built by another run while this one waited
+                table = build()
+                with files.atomic_path(path) as tmp:
+                    table.to_parquet(tmp, index=False)
+                del table
     return pd.read_parquet(path)
 
 

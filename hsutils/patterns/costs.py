@@ -249,7 +249,9 @@ def municipal_costs(prepared, rules: dict | None = None) -> MunicipalCosts:
     §8.1): each municipality's partitions are read in turn (`pipeline.each_municipality`: its
     person-years, its persons' whole claims history), summed (`cost_sums`, `disease_group_sums`,
     `dialysis_sums`, `cost_counts`), and saved once per cache and rules (`pipeline.derived_table`,
-    `derived/costs_<table>_<key>.parquet`); later runs read them.
+    `derived/costs_<table>_<key>.parquet`); later runs read them. A run that holds every
+    municipality's rows (the prefecture) sums those at once instead of reading them again
+    (`pipeline.municipal_rows`): the same tables, in a fraction of the time.
 
     A person-year is in the partition of its year's municipality only, so the sums add up to the
     prefecture's. A mover's receipts are in each of his municipalities' partitions, but each
@@ -260,6 +262,7 @@ def municipal_costs(prepared, rules: dict | None = None) -> MunicipalCosts:
     cache = prepared.cache_dir
     fys = [int(f) for f in prepared.fiscal_years]
     uke = pipeline.has_parts(Path(cache) / SOURCE_UKE)
+    rules = rules or claims_rules.load_rules()  # read once, not once per municipality
     built: dict = {}
 
     def build_all() -> dict:
@@ -268,7 +271,7 @@ def municipal_costs(prepared, rules: dict | None = None) -> MunicipalCosts:
         print(MUNICIPAL_FIRST_RUN, flush=True)
         parts = {"sums": [], "groups": [], "dialysis": [], "counts": []}
         sources, assumed, candidates, enrolled, years_seen = set(), 0, [], [], set()
-        for _, py, tables in pipeline.each_municipality(cache, TABLES):  # a loop over partitions
+        for _, py, tables in pipeline.municipal_rows(prepared, TABLES):  # a loop over partitions
             pyr, wide, source = _person_cost_parts(py, tables, SOURCE_UKE if uke else None)
             pc = PersonCosts(pyr, source)
             sources.add(source)
@@ -508,6 +511,15 @@ def assign_groups(medical_costs: pd.DataFrame, claims_monthly: pd.DataFrame | No
 
     The groups are matched once per distinct 主傷病 code (a few thousand against millions of
     receipts) and a receipt's 人工透析 month is looked up by an integer person × month key."""
+    codes, labels = _group_codes(medical_costs, claims_monthly, rules)
+    return pd.Series(np.asarray(labels, dtype=object)[codes], index=medical_costs.index, dtype=object)
+
+
+def _group_codes(medical_costs: pd.DataFrame, claims_monthly: pd.DataFrame | None,
+                 rules: dict | None = None, persons: tuple[pd.Index, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, list[str]]:
+    """`assign_groups` as (an index into the labels for each row, the labels). `persons`: (the person
+    ids, each row's position among them, -1 for none) when the caller has them already."""
     n = len(medical_costs)
     icd = medical_costs["main_icd10"] if "main_icd10" in medical_costs else pd.Series(pd.NA, index=medical_costs.index)
     codes, uniques = pd.factorize(icd, use_na_sentinel=True)  # -1 = missing
@@ -530,35 +542,81 @@ def assign_groups(medical_costs: pd.DataFrame, claims_monthly: pd.DataFrame | No
     dial = np.zeros(n, bool)
     if claims_monthly is not None and len(claims_monthly) and "dialysis" in claims_monthly and n:
         cm = claims_monthly[claims_monthly["dialysis"].astype(bool)]
-        persons = pd.Index(pd.unique(medical_costs["person_id"].astype(str)))
-        mc_key = persons.get_indexer(medical_costs["person_id"].astype(str)).astype(np.int64) * 1_000_000 \
-            + medical_costs["ym"].astype(np.int64).to_numpy()
-        cm_person = persons.get_indexer(cm["person_id"].astype(str)).astype(np.int64)
+        if persons is None:
+            ids = pd.Index(pd.unique(medical_costs["person_id"].astype(str)))
+            persons = ids, ids.get_indexer(medical_costs["person_id"].astype(str))
+        ids, person_codes = persons
+        # a row without a person code (-1) has a negative key: it never matches
+        mc_key = np.asarray(person_codes, dtype=np.int64) * 1_000_000 + medical_costs["ym"].astype(np.int64).to_numpy()
+        cm_person = ids.get_indexer(cm["person_id"].astype(str)).astype(np.int64)
         cm_key = cm_person * 1_000_000 + cm["ym"].astype(np.int64).to_numpy()
         dial = np.isin(mc_key, cm_key[cm_person >= 0])
-    out = np.where(dental, DENTAL_GROUP, np.where(unknown, UNKNOWN_GROUP, OTHER_GROUP)).astype(object)
-    for g, (ja, ckd) in enumerate(zip(labels, is_ckd)):
+    # labels: the groups, then その他, 歯科, 不明 and the two 慢性腎臓病 halves
+    out_labels = [*labels, OTHER_GROUP, DENTAL_GROUP, UNKNOWN_GROUP, CKD_DIALYSIS, CKD_NO_DIALYSIS]
+    other, dent, unk, ckd_d, ckd_n = range(len(labels), len(labels) + 5)
+    out = np.where(dental, dent, np.where(unknown, unk, other))
+    for g, ckd in enumerate(is_ckd):
         hit = row_group == g
         if ckd:
-            out[hit & dial] = CKD_DIALYSIS
-            out[hit & ~dial] = CKD_NO_DIALYSIS
+            out[hit & dial] = ckd_d
+            out[hit & ~dial] = ckd_n
         else:
-            out[hit] = ja
-    return pd.Series(out, index=medical_costs.index, dtype=object)
+            out[hit] = g
+    return out, out_labels
 
 
 def disease_group_sums(pc: PersonCosts, tables: dict, rules: dict | None = None) -> pd.DataFrame:
     """Per municipality × fy × insurance × group: `patients` (persons with a receipt of the group)
     and `cost`. A receipt counts in the municipality of its person's enrollment in its fiscal year
-    (a receipt of a year without enrollment is not counted), so the municipalities' rows add up."""
+    (a receipt of a year without enrollment is not counted), so the municipalities' rows add up.
+
+    Summed on integer codes (person × year looked up in the sorted person-years, one `bincount` per
+    column), not by a merge and a group-by over millions of receipts; rows ordered by the keys'
+    values. The costs are whole yen, so the sums are exact in any order."""
     mc = tables[SOURCE_UKE]
-    mc = mc.assign(person_id=mc["person_id"].astype(str), fy=fiscal_year(mc["ym"]),
-                   group=assign_groups(mc, tables.get(SOURCE_MONTHLY), rules).to_numpy())
-    who = pc.persons[["person_id", "fy", "muni_code", "insurance"]]
-    mc = mc.merge(who, on=["person_id", "fy"], how="inner", suffixes=("_claim", ""))
+    who = pc.persons
     keys = ["muni_code", "fy", "insurance", "group"]
-    return (mc.groupby(keys, sort=True).agg(patients=("person_id", "nunique"), cost=("cost", "sum"))
-            .reset_index()[keys + ["patients", "cost"]])
+    person_codes, persons = pd.factorize(who["person_id"].astype(str))
+    mc_person = pd.Index(persons).get_indexer(mc["person_id"].astype(str))
+    mc_fy = fiscal_year(mc["ym"])
+    group_codes, labels = _group_codes(mc, tables.get(SOURCE_MONTHLY), rules, (pd.Index(persons), mc_person))
+    # each receipt's person-year row (person_id and fy are the enrollment's key: at most one)
+    fys = who["fy"].to_numpy(dtype=np.int64)
+    fy0 = int(min(fys.min(initial=0), mc_fy.min(initial=0)))
+    span = int(max(fys.max(initial=0), mc_fy.max(initial=0))) - fy0 + 1
+    py_key = person_codes.astype(np.int64) * span + (fys - fy0)
+    order = np.argsort(py_key, kind="stable")
+    sorted_key = py_key[order]
+    mc_key = mc_person.astype(np.int64) * span + (mc_fy - fy0)
+    pos = np.minimum(np.searchsorted(sorted_key, mc_key), max(len(sorted_key) - 1, 0))
+    hit = (mc_person >= 0) & (len(sorted_key) > 0)
+    hit &= sorted_key[pos] == mc_key if len(sorted_key) else hit
+    row = order[pos[hit]]
+    # the keys as codes in value order, so that the ascending combined code is groupby(sort=True)'s order
+    # (factorized where they are few: the person-years' municipalities, the labels)
+    muni_c, muni_v = pd.factorize(who["muni_code"], sort=True)
+    muni_c = muni_c[row]
+    fy_v = np.arange(fy0, fy0 + span, dtype=np.int64)
+    fy_c = mc_fy[hit] - fy0
+    ins_c, ins_v = pd.factorize(who["insurance"], sort=True)
+    ins_c = ins_c[row]
+    label_c, grp_v = pd.factorize(pd.Index(labels), sort=True)
+    grp_c = label_c[group_codes[hit]]
+    dims = [len(muni_v), len(fy_v), len(ins_v), len(grp_v)]
+    code = ((muni_c.astype(np.int64) * dims[1] + fy_c) * dims[2] + ins_c) * dims[3] + grp_c
+    n_codes = int(np.prod(dims, dtype=np.int64))
+    cost = pd.to_numeric(mc["cost"], errors="coerce").to_numpy(dtype=float)[hit]
+    cost_sum = np.bincount(code, weights=np.where(np.isnan(cost), 0.0, cost), minlength=n_codes)
+    pairs = np.unique(code * len(persons) + mc_person[hit])  # distinct person per key
+    patients = np.bincount(pairs // max(len(persons), 1), minlength=n_codes)
+    present = np.flatnonzero(np.bincount(code, minlength=n_codes))
+    m, rest = np.divmod(present, dims[1] * dims[2] * dims[3])
+    f, rest = np.divmod(rest, dims[2] * dims[3])
+    i, g = np.divmod(rest, dims[3])
+    return pd.DataFrame({"muni_code": pd.Index(muni_v)[m], "fy": np.asarray(fy_v)[f].astype(np.int64),
+                         "insurance": pd.Index(ins_v)[i], "group": pd.Index(grp_v)[g],
+                         "patients": patients[present].astype(np.int64), "cost": cost_sum[present]})[
+        keys + ["patients", "cost"]]
 
 
 def disease_group_table(pc, tables: dict | None, master: pd.DataFrame, area_codes: dict[str, list | None],
