@@ -458,6 +458,8 @@ def test_disease_group_sums_on_codes_equal_a_merge_and_group_by():
     assert (row["patients"], row["cost"]) == (2, 1800.0)
     assert got[got["muni_code"] == "17202"]["group"].tolist() == [costs.CKD_DIALYSIS, costs.DENTAL_GROUP]
     assert "z" not in set(plain["person_id"]) and len(got) == 4  # z has no enrollment, nor b in 2026
+    none = costs.disease_group_sums(pc, {"medical_costs": mc.iloc[:0], "claims_monthly": cm})
+    assert none.columns.tolist() == keys + ["patients", "cost"] and none.empty
 
 
 def test_municipal_costs_of_the_demo_equal_every_table_from_all_rows(tmp_path):

@@ -582,15 +582,20 @@ def disease_group_sums(pc: PersonCosts, tables: dict, rules: dict | None = None)
     group_codes, labels = _group_codes(mc, tables.get(SOURCE_MONTHLY), rules, (pd.Index(persons), mc_person))
     # each receipt's person-year row (person_id and fy are the enrollment's key: at most one)
     fys = who["fy"].to_numpy(dtype=np.int64)
-    fy0 = int(min(fys.min(initial=0), mc_fy.min(initial=0)))
-    span = int(max(fys.max(initial=0), mc_fy.max(initial=0))) - fy0 + 1
+    every_fy = np.concatenate([fys, mc_fy])
+    fy0 = int(every_fy.min()) if len(every_fy) else 0
+    span = int(every_fy.max()) - fy0 + 1 if len(every_fy) else 1
     py_key = person_codes.astype(np.int64) * span + (fys - fy0)
     order = np.argsort(py_key, kind="stable")
     sorted_key = py_key[order]
     mc_key = mc_person.astype(np.int64) * span + (mc_fy - fy0)
-    pos = np.minimum(np.searchsorted(sorted_key, mc_key), max(len(sorted_key) - 1, 0))
-    hit = (mc_person >= 0) & (len(sorted_key) > 0)
-    hit &= sorted_key[pos] == mc_key if len(sorted_key) else hit
+    hit = mc_person >= 0
+    if len(sorted_key):
+        pos = np.minimum(np.searchsorted(sorted_key, mc_key), len(sorted_key) - 1)
+        hit &= sorted_key[pos] == mc_key
+    else:
+        pos = np.zeros(len(mc_key), dtype=np.int64)
+        hit &= False
     row = order[pos[hit]]
     # the keys as codes in value order, so that the ascending combined code is groupby(sort=True)'s order
     # (factorized where they are few: the person-years' municipalities, the labels)
