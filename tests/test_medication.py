@@ -360,6 +360,23 @@ def test_municipal_read_gives_the_same_flags_with_fewer_columns(tmp_path):
         pd.testing.assert_frame_equal(mine, every[every["person_id"] != "C"].reset_index(drop=True))
 
 
+def test_prefecture_flags_of_a_run_holding_every_row_equal_the_partitions_counts(tmp_path, monkeypatch):
+    """A prefecture run holds every municipality's rows: it counts them at once (no partition read
+    again) and saves exactly the table the municipal runs count partition by partition (M's 重複 from
+    his whole history either way; rows by municipality, year, insurance)."""
+    from hsutils.analysis import pipeline
+
+    cache = _small_cache(tmp_path)
+    by_parts = med.prefecture_flags(pipeline.load_prepared(cache, with_tables=med.TABLES, munis=["17324"]),
+                                    [2023, 2024], P)
+    for f in (cache / "derived").glob("medication_flag_counts_*"):
+        f.unlink()
+    monkeypatch.setattr(pipeline, "each_municipality", lambda *a, **k: pytest.fail("partitions read again"))
+    at_once = med.prefecture_flags(pipeline.load_prepared(cache, with_tables=med.TABLES), [2023, 2024], P)
+    pd.testing.assert_frame_equal(at_once, by_parts, check_exact=True)
+    assert at_once.values.tolist()[-1] == [2024, "17324", "国保", 2, 1, 1, 0, 0]
+
+
 def test_prefecture_flags_are_counted_per_municipality_once_and_kept_in_the_cache(tmp_path, capsys):
     """Hand-worked counts per fiscal year × municipality × insurance (all 国保): FY2023 17201 A, B, M
     (多剤 M), 17324 C (多剤); FY2024 17201 A, B (多剤 A), 17324 C, M (多剤 C, 重複 M: his Feb–Mar 2024

@@ -321,6 +321,23 @@ def test_municipal_counts_from_each_municipality_with_a_mover(tmp_path, monkeypa
     assert len(list((tmp_path / "derived").glob("nonparticipant_counts_*.parquet"))) == 1
 
 
+def test_municipal_counts_of_a_run_holding_every_row_equal_the_partitions_counts(tmp_path, monkeypatch):
+    """A prefecture run holds every municipality's rows: it classifies them at once (no partition read
+    again) and saves exactly the table the municipal runs count partition by partition (mover M
+    included; rows by municipality, then year), so the saved table does not depend on which run made it."""
+    from hsutils.analysis import pipeline
+
+    _two_town_cache(tmp_path)
+    by_parts = npt.municipal_counts(pipeline.load_prepared(tmp_path, with_tables=npt.TABLES, munis=["17324"]))
+    for f in (tmp_path / "derived").glob("nonparticipant_counts_*"):
+        f.unlink()
+    monkeypatch.setattr(pipeline, "each_municipality", lambda *a, **k: pytest.fail("partitions read again"))
+    at_once = npt.municipal_counts(pipeline.load_prepared(tmp_path, with_tables=npt.TABLES))
+    pd.testing.assert_frame_equal(at_once, by_parts, check_exact=True)
+    assert at_once[["fy", "muni_code"]].values.tolist() == [[2023, "17201"], [2024, "17201"], [2023, "17324"],
+                                                          [2024, "17324"]]
+
+
 def test_tables_from_counts_equal_the_tables_from_rows(tmp_path):
     """whatif_table, comparison_table and the trends from the per-municipality counts are the tables
     of the classified rows of the whole prefecture (values, dtypes, order); a fiscal year not in the

@@ -891,8 +891,9 @@ def _holds_tables(prepared: Prepared, with_tables) -> bool:
             if name not in prepared.tables:
                 return False
             wanted[name] = (prepared.tables[name], columns.get(name))
-    return all(cols is None and UNREAD_COLUMNS not in frame.attrs or cols is not None and set(cols) <= set(frame.columns)
-               for frame, cols in wanted.values())
+    # a frame read with a column list names the stored columns it did not read (`read_partitioned`)
+    return all(not set(frame.attrs.get(UNREAD_COLUMNS, ())) if cols is None
+               else not set(cols) & set(frame.attrs.get(UNREAD_COLUMNS, ())) for frame, cols in wanted.values())
 
 
 def derived_table(cache_dir: Path, name: str, build, key=()) -> pd.DataFrame:

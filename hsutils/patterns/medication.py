@@ -802,8 +802,9 @@ def prefecture_flags(prepared, fys, p: MedicationParams) -> pd.DataFrame:
     his whole history, as from all prescriptions at once): since each person_year row is in exactly one
     municipality's partition for its year (§8.2), the counts add up to the prefecture's. Without
     prescription rows in the cache (CSV claims) 多剤 comes from claims_monthly.n_drugs
-    (`monthly_from_claims`). Computed once per cache, parameters and years, then read
-    (`pipeline.derived_table`, `derived/medication_flag_counts_<key>.parquet`: counts only)."""
+    (`monthly_from_claims`). A run that holds every municipality's rows (the prefecture) counts those
+    at once (`pipeline.municipal_rows`), the same table. Computed once per cache, parameters and years,
+    then read (`pipeline.derived_table`, `derived/medication_flag_counts_<key>.parquet`: counts only)."""
     from dataclasses import asdict
 
     import pyarrow.dataset as ds
@@ -826,10 +827,14 @@ def prefecture_flags(prepared, fys, p: MedicationParams) -> pd.DataFrame:
         else:
             tables["claims_monthly"] = ("person_id", "muni_code", "ym", "n_drugs", "n_institutions")
         parts = []
-        for _, py, t in pipeline.each_municipality(cache, tables):  # a loop over partitions
+        for _, py, t in pipeline.municipal_rows(prepared, tables):  # a loop over partitions
             monthly = monthly_counts(t["prescriptions"], p) if use_rx else monthly_from_claims(t["claims_monthly"])
             parts.append(flag_counts(yearly_flags(monthly, fys, p), py))
-        return pd.concat(parts, ignore_index=True) if parts else flag_counts({}, pd.DataFrame())
+        if not parts:
+            return flag_counts({}, pd.DataFrame())
+        # municipality, year, insurance, whether the rows came one municipality at a time or all at once
+        return pd.concat(parts, ignore_index=True).sort_values(["muni_code", "fy", "insurance"], kind="stable",
+                                                               ignore_index=True)
 
     return pipeline.derived_table(cache, "medication_flag_counts", build, key=(PREFECTURE_FLAGS_VERSION, spec, fys))
 

@@ -231,8 +231,10 @@ def municipal_counts(prepared, params: NonparticipantParams = NonparticipantPara
 
     Each municipality is classified from its own partitions (`pipeline.each_municipality`: its
     person_year rows, its persons' whole claims history), which gives its rows of the prefecture's
-    classify() (the history is counted at the same 保険者, claims by person). Computed once per cache
-    and parameters, then read (`pipeline.derived_table`, `derived/nonparticipant_counts_<key>.parquet`).
+    classify() (the history is counted at the same 保険者, claims by person); a run that holds every
+    municipality's rows (the prefecture) classifies those at once (`pipeline.municipal_rows`), the
+    same table. Computed once per cache and parameters, then read (`pipeline.derived_table`,
+    `derived/nonparticipant_counts_<key>.parquet`).
     A fiscal year not in the data has no rows (its counts are 0)."""
     from hsutils.analysis import pipeline
 
@@ -241,12 +243,14 @@ def municipal_counts(prepared, params: NonparticipantParams = NonparticipantPara
     def build() -> pd.DataFrame:
         print(MUNICIPAL_FIRST_RUN, flush=True)
         parts = []
-        for _, py, tables in pipeline.each_municipality(prepared.cache_dir, TABLES):  # a loop over partitions
+        for _, py, tables in pipeline.municipal_rows(prepared, TABLES):  # a loop over partitions
             claims = tables.get("claims_monthly")
             parts += [muni_counts(classify(py, claims, f, params)).assign(fy=f) for f in fys]  # a few years
         empty = pd.DataFrame({"muni_code": pd.Series([], dtype="str"),
                               **{c: pd.Series([], dtype=np.int64) for c in MUNI_COUNT_COLUMNS}, "fy": 0})
         table = pd.concat([empty, *parts], ignore_index=True) if parts else empty
+        # municipality, then year, whether the rows came one municipality at a time or all at once
+        table = table.sort_values(["muni_code", "fy"], kind="stable", ignore_index=True)
         return table.astype({"fy": np.int64, **{c: np.int64 for c in MUNI_COUNT_COLUMNS}})[
             ["fy", "muni_code", *MUNI_COUNT_COLUMNS]]
 
