@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from hsutils.analysis import pipeline
@@ -73,6 +74,29 @@ def test_each_municipality_reads_what_a_municipal_run_reads(tmp_path):
     assert got[1][2]["claims_monthly"]["ym"].tolist() == [202205, 202207, 202305]  # P2 ×2, P3
     only = list(pipeline.each_municipality(tmp_path, munis=["17324"]))
     assert [m for m, _, _ in only] == ["17324"] and only[0][2] == {}
+
+
+def test_rows_put_in_order_on_threads_equal_one_thread(tmp_path, monkeypatch):
+    """Reading every partition puts the rows back in the single-process order (a mover read once); with
+    the columns gathered on threads (`_take_rows`, forced from 0 rows on 2 and 3 cores) the frame is
+    the same as with Arrow's one-thread take."""
+    from hsutils.core import parallel
+
+    _small_cache(tmp_path)
+    import pyarrow.dataset as ds
+
+    one = pipeline.read_partitioned(tmp_path / "claims_monthly")
+    stored = ds.dataset(tmp_path / "claims_monthly", format="parquet", partitioning="hive").to_table(
+        columns=[pipeline.ROW]).column(0).to_numpy()
+    assert not (np.diff(stored) > 0).all()  # the files' rows are out of order (P2 twice): the gather runs
+    assert one.index.tolist() == sorted(set(stored.tolist()))
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ROWS", 0)
+    for cores in (2, 3):
+        monkeypatch.setattr(parallel, "cores", lambda cores=cores: cores)
+        pd.testing.assert_frame_equal(pipeline.read_partitioned(tmp_path / "claims_monthly"), one, check_exact=True)
+    table = pa.table({"a": [1, 2, 3], "s": ["x", None, "z"], "f": [0.5, 1.5, None]})
+    idx = np.array([2, 0, 1])
+    assert pipeline._take_rows(table, idx).equals(table.take(idx))
 
 
 def test_derived_table_is_built_once_per_cache_and_key(tmp_path):

@@ -2,8 +2,8 @@
 
 numpy's arithmetic, comparisons, `log`/`exp`, `flatnonzero`, `take` and `bincount` release the GIL on
 large arrays, so threads use every core without copying the rows to other processes (issue 18,
-docs/design.md §8). Used by `analysis.aggregate` (strata codes), `rules.clinical` (the eGFR formula)
-and `core.schema.age_band`. Below a few million rows the work stays on the calling thread.
+docs/design.md §8); so do Arrow's kernels. Used by `analysis.aggregate` (strata codes), `rules.clinical`
+(the eGFR formula), `core.schema.age_band` and `analysis.pipeline` (partitions' rows put in order). Below a few million rows the work stays on the calling thread.
 """
 from __future__ import annotations
 
