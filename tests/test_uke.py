@@ -508,3 +508,20 @@ def test_files_are_named_relative_to_the_data_folder(tmp_path):
     assert t.exclusions["file"].tolist() == ["X.UKE", "uke/X.UKE"]   # each receipt without HO
     assert uke.read_uke([a, b]).exclusions["file"].tolist() == ["X.UKE", "X.UKE"]
     assert uke.file_label(b, tmp_path) == "uke/X.UKE" and uke.file_label(b, tmp_path / "other") == "X.UKE"
+
+
+def test_claims_rules_parsed_once_per_file_version_and_each_call_gets_its_own_copy(tmp_path):
+    """`load_rules` parses a file once per version: a caller changing its dict does not change the next
+    call's, and an edited file (new size or time) is read again."""
+    import os
+
+    first = claims_rules.load_rules()
+    first["drug_groups"]["hypnotic"]["yj_prefixes"].append("X")
+    assert "X" not in claims_rules.load_rules()["drug_groups"]["hypnotic"]["yj_prefixes"]
+    mine = tmp_path / "claims_rules.yaml"
+    text = claims_rules.default_rules_path().read_text(encoding="utf-8")
+    mine.write_text(text, encoding="utf-8")
+    assert claims_rules.load_rules(mine) == claims_rules.load_rules()
+    mine.write_text(text + "\nextra_note: 1\n", encoding="utf-8")
+    os.utime(mine, ns=(1, 2_000_000_000))
+    assert claims_rules.load_rules(mine)["extra_note"] == 1
