@@ -222,6 +222,22 @@ def test_claims_monthly_by_hand(derived):
     assert len(cm) == 5
 
 
+def test_monthly_distinct_counts_and_flags_on_row_numbers_match_a_group_by():
+    """claims_monthly's n_drugs / n_institutions and flags are counted on each receipt's person-month row
+    (claims_rules._distinct_per_month, _months_with): as a group-by's nunique and an isin would."""
+    pm = np.array([0, 0, 0, 2, 2, 2, 3], np.int64)
+    values = np.array(["a", "a", "b", None, np.nan, "c", None], dtype=object)
+    # row 0: a, b -> 2; row 1: no rows -> 0; row 2: only c counts (missing values are not) -> 1; row 3: missing only -> 0
+    got = claims_rules._distinct_per_month(pm, values, 5)
+    assert got.tolist() == [2, 0, 1, 0, 0] and got.dtype == np.int64
+    by = pd.Series(values).groupby(pm).nunique().reindex(range(5), fill_value=0)
+    assert got.tolist() == by.tolist()
+    assert claims_rules._distinct_per_month(pm[:0], values[:0], 3).tolist() == [0, 0, 0]
+    flags = claims_rules._months_with(np.array([3, 1, 3], np.int64), 4)
+    assert flags.tolist() == [0, 1, 0, 1] and flags.dtype == np.int8
+    assert claims_rules._months_with(np.array([], np.int64), 2).tolist() == [0, 0]
+
+
 def test_include_suspected_switch(tables):
     rules = claims_rules.load_rules()
     rules["include_suspected"] = True

@@ -233,7 +233,13 @@ def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
         if nomuni.any():
             excl.append(_receipt_excl(rec[nomuni], "対象者", "対象者表（enrollment）にいない被保険者のレセプトです"))
         rec = rec[~nomuni]
-    rcols = rec.set_index("receipt_id")[["person_id", "muni_code", "ym", "institution", "setting"]]
+    # each receipt's person-month: its row in claims_monthly (grouped and sorted as there), carried to
+    # the diagnoses, procedures and drugs with the receipt's columns, so that the monthly flags, sums
+    # and distinct counts below are array operations on that row number (not look-ups by two text keys)
+    keys = ["person_id", "ym"]
+    by_month = rec.groupby(keys, sort=True)
+    rec["_pm"] = by_month.ngroup().to_numpy(np.int64)
+    rcols = rec.set_index("receipt_id")[["person_id", "muni_code", "ym", "institution", "setting", "_pm"]]
 
     # diagnoses with ICD-10 and the disease groups
     dx = uke.diagnoses[uke.diagnoses["receipt_id"].isin(rcols.index)].copy()
@@ -280,29 +286,28 @@ def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
     drug_hits = {g: _prefix_in(dr["yj"], spec.get("yj_prefixes", [])).to_numpy()
                  for g, spec in rules["drug_groups"].items()}
 
-    # claims_monthly
-    keys = ["person_id", "ym"]
-    pm = rec.groupby(keys, sort=True).agg(muni_code=("muni_code", "first")).reset_index()
-    out = pm.copy()
+    # claims_monthly: one row per person × month of the receipts (row `_pm` of each receipt)
+    out = by_month.agg(muni_code=("muni_code", "first")).reset_index()
+    n_pm = len(out)
+    rec_pm, dx_pm, pr_pm, dr_pm = (t["_pm"].to_numpy(np.int64) for t in (rec, dx, pr, dr))
     for g in FLAG_COLUMNS:
         if g == "dialysis":
-            hit = pr.loc[dial.to_numpy(), keys].drop_duplicates()
+            out[g] = _months_with(pr_pm[dial.to_numpy(bool)], n_pm)
         elif g in group_hits:
-            hit = dx.loc[group_hits[g], keys].drop_duplicates()
+            out[g] = _months_with(dx_pm[group_hits[g]], n_pm)
         else:
-            hit = pd.DataFrame(columns=keys)
-        out[g] = _mark(out, hit, keys)
-    costs = rec.pivot_table(index=keys, columns="setting", values="yen", aggfunc="sum", fill_value=0)
-    for setting, col in COST_COLUMN.items():
-        s = costs[setting] if setting in costs.columns else pd.Series(dtype="int64")
-        out[col] = _lookup(out, s, keys).astype("int64")
+            out[g] = np.zeros(n_pm, np.int8)
+    yen = pd.to_numeric(rec["yen"]).fillna(0).to_numpy()
+    setting = rec["setting"].to_numpy(dtype=object)
+    for st, col in COST_COLUMN.items():
+        at = setting == st
+        out[col] = np.bincount(rec_pm[at], weights=yen[at], minlength=n_pm).astype("int64")
     counted = dr["form_code"].isin(rules["count_forms"]).to_numpy()
-    n_drugs = dr.loc[counted].assign(ing=ingredient[counted]).groupby(keys)["ing"].nunique()
-    out["n_drugs"] = _lookup(out, n_drugs, keys).astype("int64")
-    inst = rec[rec["setting"] != SETTING_PHARMACY].groupby(keys)["institution"].nunique()
-    out["n_institutions"] = _lookup(out, inst, keys).astype("int64")
-    hyp = dr.loc[drug_hits.get("hypnotic", np.zeros(len(dr), bool)), keys].drop_duplicates()
-    out["hypnotic"] = _mark(out, hyp, keys)
+    out["n_drugs"] = _distinct_per_month(dr_pm[counted], ingredient.to_numpy(dtype=object)[counted], n_pm)
+    medical = (rec["setting"] != SETTING_PHARMACY).to_numpy()
+    out["n_institutions"] = _distinct_per_month(rec_pm[medical], rec["institution"].to_numpy(dtype=object)[medical],
+                                                n_pm)
+    out["hypnotic"] = _months_with(dr_pm[drug_hits.get("hypnotic", np.zeros(len(dr), bool))], n_pm)
     from hsutils.core.schema import TABLES
     claims_monthly = out[TABLES["claims_monthly"].names].reset_index(drop=True)
 
@@ -373,17 +378,20 @@ def _with_prescriber_diagnosis(rec: pd.DataFrame) -> pd.Series:
     return icd
 
 
-def _mark(frame: pd.DataFrame, hit: pd.DataFrame, keys: list[str]) -> np.ndarray:
-    idx = pd.MultiIndex.from_frame(frame[keys])
-    h = pd.MultiIndex.from_frame(hit[keys]) if len(hit) else pd.MultiIndex.from_arrays([[], []], names=keys)
-    return idx.isin(h).astype(np.int8)
+def _months_with(pm: np.ndarray, n_pm: int) -> np.ndarray:
+    """1 for each person-month row (of `n_pm`) that has at least one of the rows numbered `pm`, else 0."""
+    flag = np.zeros(n_pm, np.int8)
+    flag[pm] = 1
+    return flag
 
 
-def _lookup(frame: pd.DataFrame, s: pd.Series, keys: list[str]) -> pd.Series:
-    idx = pd.MultiIndex.from_frame(frame[keys])
-    if len(s) == 0:
-        return pd.Series(0, index=frame.index)
-    return pd.Series(s.reindex(idx).fillna(0).to_numpy(), index=frame.index)
+def _distinct_per_month(pm: np.ndarray, values: np.ndarray, n_pm: int) -> np.ndarray:
+    """Number of distinct non-missing `values` of each person-month row (of `n_pm`), as a group-by's
+    `nunique` counts them (missing values are not counted; a row without any has 0)."""
+    code, _ = pd.factorize(values)  # missing → -1
+    ok = code >= 0
+    pairs = np.unique(pm[ok] * (int(code.max(initial=0)) + 1) + code[ok])
+    return np.bincount(pairs // (int(code.max(initial=0)) + 1), minlength=n_pm).astype(np.int64)
 
 
 def _receipt_excl(r: pd.DataFrame, column: str, reason: str) -> pd.DataFrame:

@@ -89,9 +89,9 @@ class PersonIds:
         """person_id of each key (NaN where not found or ambiguous)."""
         key = pd.Series(key, dtype="object")
         pid = key.map(self.full).astype(object)
-        miss = pid.isna()
-        if miss.any():
-            pid = pid.where(~miss, _family_key(key).map(self.family).astype(object))
+        miss = pid.isna().to_numpy()
+        if miss.any():  # the 3-part key of the keys not found only (splitting every key cost more than the lookup)
+            pid[miss] = _family_key(key[miss]).map(self.family).astype(object).to_numpy()
         return pid
 
 
