@@ -88,11 +88,16 @@ class PersonIds:
     def lookup(self, key: pd.Series) -> pd.Series:
         """person_id of each key (NaN where not found or ambiguous)."""
         key = pd.Series(key, dtype="object")
-        pid = key.map(self.full).astype(object)
-        miss = pid.isna().to_numpy()
-        if miss.any():  # the 3-part key of the keys not found only (splitting every key cost more than the lookup)
-            pid[miss] = _family_key(key[miss]).map(self.family).astype(object).to_numpy()
-        return pid
+        # each distinct key once (a person has several receipts a month); the 3-part key only of the
+        # keys not found (splitting every key cost more than the look-up)
+        code, distinct = pd.factorize(key.to_numpy(dtype=object))
+        distinct = pd.Series(distinct, dtype="object")
+        pid = np.array(distinct.map(self.full), dtype=object)  # a writable copy
+        miss = pd.isna(pid)
+        if miss.any():
+            pid[miss] = _family_key(distinct[miss]).map(self.family).astype(object).to_numpy()
+        out = np.append(pid, np.nan)[code]  # a missing key (code -1) has no person_id
+        return pd.Series(out, index=key.index, dtype="object")
 
 
 def read_helper_csv(path: Path) -> pd.DataFrame:
