@@ -195,14 +195,19 @@ def test_disease_groups_first_match_and_ckd_split_by_dialysis():
 
 
 def test_pharmacy_receipt_takes_the_prescribers_main_diagnosis():
-    rec = pd.DataFrame({"receipt_id": [1, 2, 3, 4], "person_id": ["p"] * 4, "ym": [202406] * 4,
-                        "setting": ["入院外", "入院", "調剤", "調剤"],
-                        "institution": ["1710000001", "1710000001", "1740000001", "1740000001"],
-                        "rx_institution": [None, None, "1710000001", "1710000009"],
-                        "main_icd10": ["E119", "I639", None, None]})
-    icd = claims_rules._with_prescriber_diagnosis(rec)
-    assert icd.tolist()[:3] == ["E119", "I639", "E119"]  # 入院外 preferred
-    assert pd.isna(icd.iloc[3])  # no receipt of that prescriber: no 主傷病
+    # receipt 6 (入院外, same institution, higher number) loses to receipt 1; person q's 調剤 (another
+    # person-month, number 1) finds no 医科 receipt of its own month
+    rec = pd.DataFrame({"receipt_id": [6, 1, 2, 3, 4, 5], "person_id": ["p"] * 5 + ["q"], "ym": [202406] * 6,
+                        "setting": ["入院外", "入院外", "入院", "調剤", "調剤", "調剤"],
+                        "institution": ["1710000001", "1710000001", "1710000001", "1740000001", "1740000001",
+                                        "1740000001"],
+                        "rx_institution": [None, None, None, "1710000001", "1710000009", "1710000001"],
+                        "main_icd10": ["J069", "E119", "I639", None, None, None]})
+    pm = np.array([0, 0, 0, 0, 0, 1], np.int64)  # each receipt's person-month
+    icd = claims_rules._with_prescriber_diagnosis(rec, pm)
+    assert icd.tolist()[:4] == ["J069", "E119", "I639", "E119"]  # 入院外 preferred, then the lowest number
+    assert pd.isna(icd.iloc[4])  # no receipt of that prescriber: no 主傷病
+    assert pd.isna(icd.iloc[5])  # q's month has no 医科 receipt
 
 
 def test_disease_group_table_per_capita_and_share():

@@ -329,7 +329,7 @@ def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
                                    "form", "prescriber_code", "dispenser_code", "dispensed", "days", "quantity"]]
     main = dx.sort_values(["receipt_id", "main", "line"], ascending=[True, False, True]).drop_duplicates("receipt_id")
     main_icd = rec["receipt_id"].map(main.set_index("receipt_id")["icd10"])
-    rec["main_icd10"] = _with_prescriber_diagnosis(rec.assign(main_icd10=main_icd))
+    rec["main_icd10"] = _with_prescriber_diagnosis(rec.assign(main_icd10=main_icd), rec_pm)
     rec["main_chapter"] = icd10_chapter(rec["main_icd10"], rules)
     medical_costs = (rec.groupby(["person_id", "ym", "setting", "main_chapter", "main_icd10"], sort=True,
                                  dropna=False)
@@ -359,22 +359,35 @@ def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
                                 "medical_costs": medical_costs}, report=report, exclusions=exclusions)
 
 
-def _with_prescriber_diagnosis(rec: pd.DataFrame) -> pd.Series:
+def _with_prescriber_diagnosis(rec: pd.DataFrame, pm: np.ndarray) -> pd.Series:
     """`main_icd10` of each receipt; a 調剤 receipt (no 傷病名 of its own) takes the 主傷病 of the
     prescribing institution's 医科 receipt of the same person and month — the 入院外 one when there
-    are both — and stays empty when there is none (docs/claims_rules.md §6.7)."""
+    are both — and stays empty when there is none (docs/claims_rules.md §6.7). `pm`: each receipt's
+    person-month number (equal numbers: the same person and month)."""
     icd = rec["main_icd10"].copy()
-    pharmacy = (rec["setting"] == SETTING_PHARMACY).to_numpy()
+    setting = rec["setting"].to_numpy(dtype=object)
+    pharmacy = setting == SETTING_PHARMACY
     if not pharmacy.any():
         return icd
-    medical = rec[rec["setting"].isin([SETTING_OUTPATIENT, SETTING_INPATIENT]) & rec["main_icd10"].notna()]
-    medical = (medical.assign(_inp=(medical["setting"] == SETTING_INPATIENT).astype(int))
-               .sort_values(["_inp", "receipt_id"]).drop_duplicates(["person_id", "ym", "institution"]))
-    by_key = pd.Series(medical["main_icd10"].to_numpy(),
-                       index=pd.MultiIndex.from_frame(medical[["person_id", "ym", "institution"]]))
-    ph = rec[pharmacy]
-    key = pd.MultiIndex.from_arrays([ph["person_id"], ph["ym"], ph["rx_institution"]])
-    icd[pharmacy] = by_key.reindex(key).to_numpy()
+    main = rec["main_icd10"].to_numpy(dtype=object)
+    medical = np.flatnonzero(((setting == SETTING_OUTPATIENT) | (setting == SETTING_INPATIENT))
+                             & rec["main_icd10"].notna().to_numpy())
+    # the institutions of both sides as one set of codes (a missing code matches a missing one)
+    inst, _ = pd.factorize(np.concatenate([rec["institution"].to_numpy(dtype=object)[medical],
+                                           rec["rx_institution"].to_numpy(dtype=object)[pharmacy]]),
+                           use_na_sentinel=False)
+    n_inst = int(inst.max(initial=0)) + 1
+    med_key = pm[medical] * n_inst + inst[:len(medical)]
+    # per person, month and institution the 入院外 receipt first, then the lowest receipt number
+    order = np.lexsort((rec["receipt_id"].to_numpy()[medical], setting[medical] == SETTING_INPATIENT))
+    keys, first = np.unique(med_key[order], return_index=True)
+    ph_key = pm[pharmacy] * n_inst + inst[len(medical):]
+    values = np.full(int(pharmacy.sum()), np.nan, dtype=object)
+    if len(keys):
+        pos = np.minimum(np.searchsorted(keys, ph_key), len(keys) - 1)
+        hit = keys[pos] == ph_key
+        values[hit] = main[medical[order[first[pos[hit]]]]]
+    icd[pharmacy] = values
     return icd
 
 
