@@ -570,14 +570,14 @@ def _stream_uke(data_dir: Path, folder: Path, persons: _Persons, writers: dict, 
             complete = {c.name: True for c in TABLES[name].columns}
             if name == "claims_monthly":
                 first_ym[0] = None
-            for df, row in store.iter_rows(name, persons.index):
+            for df, row, code in store.iter_rows(name, persons.index):  # code: the person's in `persons`
                 d = io.canonical_frame(df, name)
                 for c in complete:
                     complete[c] = complete[c] and bool(d[c].notna().all())
                 if name == "claims_monthly" and len(d):
                     m = int(pd.to_numeric(d["ym"]).min())
                     first_ym[0] = m if first_ym[0] is None else min(first_ym[0], m)
-                w.write(d, row, persons.codes(d["person_id"]), persons, d["muni_code"])
+                w.write(d, row, code, persons, d["muni_code"])
             w.complete = complete
             rows[name] = w.rows
         exclusions, counts = store.exclusions()

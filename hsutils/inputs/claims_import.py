@@ -594,8 +594,8 @@ class ClaimsStore:
                          self.dtypes[table][str(ym)])
 
     def iter_rows(self, table: str, persons: pd.Index):
-        """Yield (month frame, row) for each month of `table`: `row` is each row's position in the
-        table `read` gives. claims_monthly, prescriptions and medical_costs are ordered by person
+        """Yield (month frame, row, code) for each month of `table`: `row` is each row's position in
+        the table `read` gives, `code` each row's position in `persons` (-1: not there). claims_monthly, prescriptions and medical_costs are ordered by person
         (`persons`: every person_id, sorted), then month, then their order within the month: a
         first pass counts each person's rows (person_id column only), the second gives each row
         the rows of the persons before it + its person's rows in earlier months + its rank in the
@@ -608,7 +608,8 @@ class ClaimsStore:
             for ym in months:
                 df = self._month(table, ym)
                 key = base[df[_SEG].to_numpy(np.int64)] + df[POS].to_numpy(np.int64)
-                yield df.drop(columns=[POS, _SEG]), key - np.searchsorted(dropped, key, side="left")
+                code = persons.get_indexer(df["person_id"].astype(object)).astype(np.int64, copy=False)
+                yield df.drop(columns=[POS, _SEG]), key - np.searchsorted(dropped, key, side="left"), code
             return
         if table not in _PERSON_SORTED:
             raise ValueError(table)
@@ -622,7 +623,7 @@ class ClaimsStore:
             df = self._month(table, ym)
             code = _person_codes(persons, df["person_id"])
             rank = pd.Series(code).groupby(code, sort=False).cumcount().to_numpy(np.int64)
-            yield df, before[code] + done[code] + rank
+            yield df, before[code] + done[code] + rank, code
             done += np.bincount(code, minlength=len(persons))
 
 
