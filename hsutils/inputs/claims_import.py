@@ -598,7 +598,8 @@ class ClaimsStore:
 
     def iter_rows(self, table: str, persons: pd.Index):
         """Yield (month frame, row, code) for each month of `table`: `row` is each row's position in
-        the table `read` gives, `code` each row's position in `persons` (-1: not there). claims_monthly, prescriptions and medical_costs are ordered by person
+        the table `read` gives, `code` its person's position in `persons` (-1: not there; the caller
+        needs it too). claims_monthly, prescriptions and medical_costs are ordered by person
         (`persons`: every person_id, sorted), then month, then their order within the month: a
         first pass counts each person's rows (person_id column only), the second gives each row
         the rows of the persons before it + its person's rows in earlier months + its rank in the

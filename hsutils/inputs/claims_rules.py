@@ -297,7 +297,7 @@ def derive_tables(uke: UkeTables, masters: Masters, rules: dict | None = None,
             out[g] = _months_with(dx_pm[group_hits[g]], n_pm)
         else:
             out[g] = np.zeros(n_pm, np.int8)
-    yen = pd.to_numeric(rec["yen"]).fillna(0).to_numpy()
+    yen = pd.to_numeric(rec["yen"]).fillna(0).to_numpy()  # whole yen: float sums are exact far beyond a month's
     setting = rec["setting"].to_numpy(dtype=object)
     for st, col in COST_COLUMN.items():
         at = setting == st
@@ -403,8 +403,9 @@ def _distinct_per_month(pm: np.ndarray, values: np.ndarray, n_pm: int) -> np.nda
     `nunique` counts them (missing values are not counted; a row without any has 0)."""
     code, _ = pd.factorize(values)  # missing → -1
     ok = code >= 0
-    pairs = np.unique(pm[ok] * (int(code.max(initial=0)) + 1) + code[ok])
-    return np.bincount(pairs // (int(code.max(initial=0)) + 1), minlength=n_pm).astype(np.int64)
+    n_values = int(code.max(initial=0)) + 1
+    pairs = np.unique(pm[ok] * n_values + code[ok])  # each (row, value) once
+    return np.bincount(pairs // n_values, minlength=n_pm).astype(np.int64)
 
 
 def _receipt_excl(r: pd.DataFrame, column: str, reason: str) -> pd.DataFrame:
