@@ -179,7 +179,9 @@ class MuniLookup:
         out = np.full(len(person_id), None, dtype=object)
         if self.empty:
             return pd.Series(out, index=person_id.index, dtype="object")
-        code = self.persons.get_indexer(person_id.astype(str).to_numpy(dtype=object))
+        # each distinct person once (several receipts a month), not a look-up in the enrollment's table per row
+        each, distinct = pd.factorize(person_id.astype(str).to_numpy(dtype=object))
+        code = self.persons.get_indexer(distinct)[each] if len(each) else np.zeros(0, np.int64)
         ym = np.asarray(ym, dtype=np.int64)
         fy = np.where(ym % 100 >= 4, ym // 100, ym // 100 - 1) - self.first_fy
         known = code >= 0
