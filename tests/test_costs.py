@@ -432,6 +432,21 @@ def test_municipal_costs_of_a_run_holding_every_row_equal_the_partitions_sums(tm
     assert (at_once.source, at_once.assumed, at_once.unmatched_rows, at_once.unmatched_cost) == (
         by_parts.source, by_parts.assumed, by_parts.unmatched_rows, by_parts.unmatched_cost) == (
         costs.SOURCE_MONTHLY, 1, 1, 7000.0)
+    # the build hands its person costs of these rows to person_costs once (not computed twice): the same
+    # result as computing them again; a later call, or other rows, compute their own
+    calls = []
+    parts = costs._person_cost_parts
+    monkeypatch.setattr(costs, "_person_cost_parts", lambda *a: calls.append(1) or parts(*a))
+    handed = costs.person_costs(every_row.person_year, every_row.tables, whole=at_once)
+    assert calls == [] and at_once.held is None
+    again = costs.person_costs(every_row.person_year, every_row.tables, whole=at_once)
+    assert calls == [1]
+    pd.testing.assert_frame_equal(handed.persons, again.persons, check_exact=True)
+    assert (handed.source, handed.unmatched_rows, handed.unmatched_cost, handed.notes) == (
+        again.source, again.unmatched_rows, again.unmatched_cost, again.notes)
+    assert handed.persons["計"].sum() == again.persons["計"].sum() > 0
+    rebuilt = costs.municipal_costs(every_row)  # read from the saved tables: nothing held
+    assert rebuilt.held is None
     # rows read without the columns the sums need are not used: the partitions are read instead
     monkeypatch.undo()
     few = pipeline.load_prepared(tmp_path, with_tables={"claims_monthly": ("person_id", "ym")})

@@ -153,8 +153,11 @@ def person_costs(person_year: pd.DataFrame, tables: dict, whole: "MunicipalCosts
     (`unmatched_rows`, `unmatched_cost`), so that read = used + listed holds. `whole` (a municipal
     run's `municipal_costs`): the source and these counts (and the notes) are the data's, as when
     every municipality's rows are read (a mover's costs of another municipality's years are not
-    "unmatched" in the run of one municipality)."""
-    pyr, wide, source = _person_cost_parts(person_year, tables, None if whole is None else (whole.source or ""))
+    "unmatched" in the run of one municipality). When `whole` was just built from these very rows
+    (a prefecture run), its person costs are taken over instead of computed again (`_held_parts`)."""
+    parts = _held_parts(whole, person_year, tables)
+    pyr, wide, source = parts or _person_cost_parts(person_year, tables,
+                                                    None if whole is None else (whole.source or ""))
     if whole is not None and (wide is not None or whole.source is not None):
         # the data's counts and notes; an area without receipts in data with costs: its costs are 0
         return PersonCosts(pyr, source if wide is not None else whole.source, whole.unmatched_rows,
@@ -166,6 +169,19 @@ def person_costs(person_year: pd.DataFrame, tables: dict, whole: "MunicipalCosts
     matched |= ~wide.index.get_level_values("fy").isin(pyr["fy"].unique())
     rows, cost = int((~matched).sum()), float(wide[~matched].to_numpy().sum())
     return PersonCosts(pyr, source, rows, cost, _cost_notes(int(pyr["months_assumed"].sum()), rows, cost))
+
+
+def _held_parts(whole: "MunicipalCosts | None", person_year: pd.DataFrame, tables: dict):
+    """The person costs that `whole`'s build computed from these very rows (a run holding every
+    municipality's rows builds its sums from them: `municipal_costs`), handed over once, or None.
+    They are what `_person_cost_parts` gives for the same rows and the data's source."""
+    held = None if whole is None else whole.held
+    if held is None:
+        return None
+    whole.held = None  # once: the frames are not kept alive beside the notebook's own
+    rows, held_tables, pyr, wide, source = held
+    same_rows = rows is person_year and all(tables.get(n) is held_tables.get(n) for n in (SOURCE_UKE, SOURCE_MONTHLY))
+    return (pyr, wide, source) if same_rows and source == whole.source else None
 
 
 def _person_cost_parts(person_year: pd.DataFrame, tables: dict, source: str | None):
@@ -238,6 +254,9 @@ class MunicipalCosts(_CostSource):
     assumed: int = 0
     unmatched_rows: int = 0
     unmatched_cost: float = 0.0
+    #: (person_year, tables, person-years with costs, wide costs, source) of the rows a build held whole,
+    #: for `person_costs` of the same rows (`_held_parts`); not saved
+    held: tuple | None = field(default=None, repr=False, compare=False)
 
 
 def _cost_sums_of(pc) -> pd.DataFrame:
@@ -251,7 +270,9 @@ def municipal_costs(prepared, rules: dict | None = None) -> MunicipalCosts:
     `dialysis_sums`, `cost_counts`), and saved once per cache and rules (`pipeline.derived_table`,
     `derived/costs_<table>_<key>.parquet`); later runs read them. A run that holds every
     municipality's rows (the prefecture) sums those at once instead of reading them again
-    (`pipeline.municipal_rows`): the same tables, in a fraction of the time.
+    (`pipeline.municipal_rows`): the same tables, in a fraction of the time, and its person costs
+    are handed to `person_costs` of the same rows (`MunicipalCosts.held`), which need not compute
+    them again.
 
     A person-year is in the partition of its year's municipality only, so the sums add up to the
     prefecture's. A mover's receipts are in each of his municipalities' partitions, but each
@@ -264,6 +285,7 @@ def municipal_costs(prepared, rules: dict | None = None) -> MunicipalCosts:
     uke = pipeline.has_parts(Path(cache) / SOURCE_UKE)
     rules = rules or claims_rules.load_rules()  # read once, not once per municipality
     built: dict = {}
+    held: list = []  # the person costs of every row at once (a run holding them), for `person_costs`
 
     def build_all() -> dict:
         if built:
@@ -271,8 +293,10 @@ def municipal_costs(prepared, rules: dict | None = None) -> MunicipalCosts:
         print(MUNICIPAL_FIRST_RUN, flush=True)
         parts = {"sums": [], "groups": [], "dialysis": [], "counts": []}
         sources, assumed, candidates, enrolled, years_seen = set(), 0, [], [], set()
-        for _, py, tables in pipeline.municipal_rows(prepared, TABLES):  # a loop over partitions
+        for muni, py, tables in pipeline.municipal_rows(prepared, TABLES):  # a loop over partitions
             pyr, wide, source = _person_cost_parts(py, tables, SOURCE_UKE if uke else None)
+            if muni is None:
+                held.append((py, tables, pyr, wide, source))
             pc = PersonCosts(pyr, source)
             sources.add(source)
             assumed += int(pyr["months_assumed"].sum())
@@ -318,7 +342,8 @@ def municipal_costs(prepared, rules: dict | None = None) -> MunicipalCosts:
                                                      ordered=True))
     notes = got["notes"].iloc[0]
     return MunicipalCosts(sums, got["groups"], got["dialysis"], got["counts"], str(notes["source"]) or None,
-                          int(notes["assumed"]), int(notes["unmatched_rows"]), float(notes["unmatched_cost"]))
+                          int(notes["assumed"]), int(notes["unmatched_rows"]), float(notes["unmatched_cost"]),
+                          held=held[0] if held else None)
 
 
 def source_label(pc: PersonCosts) -> str:
