@@ -4,6 +4,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from hsutils.inputs import claims_import, claims_masters, person_keys, tokutei_xml as tx, uke
@@ -121,3 +123,15 @@ def test_conflicting_table_is_a_clear_error(tmp_path):
                  encoding="utf-8")
     with pytest.raises(DataError, match="別の person_id"):
         person_keys.read_person_ids(p)
+
+
+def test_positions_of_person_ids_each_distinct_id_once():
+    """`person_keys.positions`: the position of each id in the sorted persons, -1 for an id not there or
+    missing; the same as looking every row up (Arrow strings, object arrays, no rows)."""
+    persons = pd.Index(["H1", "H2", "H3"], dtype=object)
+    ids = pd.Series(["H3", "H1", "H3", None, "H9", "H1"], dtype="str")
+    got = person_keys.positions(persons, ids)
+    assert got.tolist() == [2, 0, 2, -1, -1, 0] and got.dtype == np.int64
+    assert got.tolist() == persons.get_indexer(ids.astype(object)).tolist()
+    assert person_keys.positions(persons, np.array(["H2", "H2"], dtype=object)).tolist() == [1, 1]
+    assert person_keys.positions(persons, np.array([], dtype=object)).tolist() == []

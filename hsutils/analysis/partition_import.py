@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hsutils.core.schema import TABLES
-from hsutils.inputs import io
+from hsutils.inputs import io, person_keys
 
 #: the tables written into the municipality partitions (the others are small masters, read whole)
 PERSON_TABLES = ("enrollment", "kenshin", "guidance", "claims_monthly", "kaigo", "questionnaire",
@@ -155,7 +155,7 @@ class _Persons:
 
     def codes(self, person_id) -> np.ndarray:
         """Position of each person id in the sorted ids (-1: not in the enrollment)."""
-        return self.index.get_indexer(np.asarray(person_id, dtype=object)).astype(np.int64, copy=False)
+        return person_keys.positions(self.index, person_id)
 
     def enrolled_in_fy(self, code: np.ndarray, fy: np.ndarray) -> np.ndarray:
         """Whether each (person, fiscal year) has an enrollment row."""

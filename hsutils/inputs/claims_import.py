@@ -612,7 +612,7 @@ class ClaimsStore:
             for ym in months:
                 df = self._month(table, ym)
                 key = base[df[_SEG].to_numpy(np.int64)] + df[POS].to_numpy(np.int64)
-                code = _codes_in(persons, df["person_id"])
+                code = person_keys.positions(persons, df["person_id"])
                 yield df.drop(columns=[POS, _SEG]), key - np.searchsorted(dropped, key, side="left"), code
             return
         if table not in _PERSON_SORTED:
@@ -631,17 +631,8 @@ class ClaimsStore:
             done += np.bincount(code, minlength=len(persons))
 
 
-def _codes_in(persons: pd.Index, person_id: pd.Series) -> np.ndarray:
-    """Position of each person_id in `persons` (-1: not there or missing). Each distinct id of the
-    month is looked up once (a person has many rows a month; the ids are factorised as Arrow
-    strings, without a Python string per row)."""
-    each, distinct = pd.factorize(person_id)
-    found = persons.get_indexer(np.asarray(distinct, dtype=object)).astype(np.int64, copy=False)
-    return np.append(found, -1)[each]  # a missing id (code -1) takes the appended -1
-
-
 def _person_codes(persons: pd.Index, person_id: pd.Series) -> np.ndarray:
-    code = _codes_in(persons, person_id)
+    code = person_keys.positions(persons, person_id)
     if (code < 0).any():  # cannot happen when the receipts were linked to the enrollment
         raise DataError(f"レセプトの被保険者 {person_id[code < 0].iloc[0]} が対象者の一覧にありません")
     return code

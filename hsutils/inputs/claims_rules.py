@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from hsutils.inputs import person_keys
 from hsutils.inputs.claims_masters import Masters
 from hsutils.core.errors import ParameterError
 from hsutils.inputs.uke import (SETTING_DENTAL, SETTING_INPATIENT, SETTING_OUTPATIENT, SETTING_PHARMACY,
@@ -136,8 +137,6 @@ class ClaimsTables:
 def _person_ids(receipts: pd.DataFrame, link) -> pd.Series:
     """person_id of each receipt: the 個人ID対応表 (`hsutils.inputs.person_keys.PersonIds`) when given,
     else the person key of HO/SN (docs/formats/person_key.md §1)."""
-    from hsutils.inputs import person_keys
-
     if link is None or isinstance(link, Path):  # no 個人ID対応表: the 枝番 of SN where it is unique
         key = person_keys.fill_edaban(receipts["person_key"].astype(str))
         # a salt file: the same pseudonym as for the XML documents
@@ -179,9 +178,7 @@ class MuniLookup:
         out = np.full(len(person_id), None, dtype=object)
         if self.empty:
             return pd.Series(out, index=person_id.index, dtype="object")
-        # each distinct person once (several receipts a month), not a look-up in the enrollment's table per row
-        each, distinct = pd.factorize(person_id.astype(str).to_numpy(dtype=object))
-        code = self.persons.get_indexer(distinct)[each] if len(each) else np.zeros(0, np.int64)
+        code = person_keys.positions(self.persons, person_id.astype(str).to_numpy(dtype=object))
         ym = np.asarray(ym, dtype=np.int64)
         fy = np.where(ym % 100 >= 4, ym // 100, ym // 100 - 1) - self.first_fy
         known = code >= 0
