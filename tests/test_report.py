@@ -101,6 +101,35 @@ def test_saved_figure_is_shown_from_the_saved_drawing(tmp_path):
     assert report.display_png(both) is not None
 
 
+
+def test_screen_image_of_an_opaque_figure_equals_pils_rgba_reduction(tmp_path):
+    """An opaque figure's screen image is reduced as RGBX, without PIL's premultiplied-alpha round
+    trip (issue 18 §1): the same bytes as reducing the RGBA pixels. A see-through figure keeps the
+    RGBA reduction, so its transparent parts stay transparent."""
+    from matplotlib import cbook
+    from PIL import Image
+
+    for transparent in (False, True):
+        fig = small_chart()
+        if transparent:
+            fig.set_facecolor((1, 1, 1, 0))
+        report.save_figure(fig, tmp_path, f"t{transparent}", formats=("png",))
+        kept = report.display_png(fig)
+        pixels = np.asarray(fig.canvas.buffer_rgba())  # the 300-dpi drawing the image came from
+        assert bool(pixels[..., 3].min() == 255) is (not transparent)
+        with cbook._setattr_cm(fig, dpi=report.FIGURE_DPI):
+            box = fig.get_tightbbox(fig.canvas.renderer).padded(matplotlib.rcParams["savefig.pad_inches"])
+        width, height = int(box.width * 100), int(box.height * 100)
+        face = (255, 255, 255, 0 if transparent else 255)
+        expected = Image.new("RGBA", (width * 3, height * 3), face)
+        expected.paste(Image.fromarray(pixels.copy()),
+                       (-int(round(box.x0 * 300)), -int(round(pixels.shape[0] - box.y1 * 300))))
+        buffer = io.BytesIO()
+        expected.reduce(3).save(buffer, format="png")
+        assert kept == buffer.getvalue()
+        corner = np.asarray(Image.open(io.BytesIO(kept)))[0, 0]
+        assert corner[3] == (0 if transparent else 255)
+
 def test_png_written_by_a_writer_thread_is_byte_identical(tmp_path):
     """With `writer=` the PNG is drawn in the caller and encoded and written in the writer's thread
     (issue 18 §1): the same bytes as savefig's, the same screen image; errors come out of the job."""
