@@ -68,7 +68,7 @@ def test_per_capita_with_part_year_enrollment_by_hand():
     inp = t[t["setting"] == "入院"].iloc[0]
     assert inp["per_capita"] == pytest.approx(100000 / 1.5) and inp["patients"] == 1
     # a month in March 2025 belongs to FY2024; April 2024 too
-    assert costs.fiscal_year([202503, 202404, 202403]).tolist() == [2024, 2024, 2023]
+    assert costs.fiscal_year_of_month([202503, 202404, 202403]).tolist() == [2024, 2024, 2023]
 
 
 def test_costs_outside_enrollment_are_counted_not_used():
@@ -469,7 +469,7 @@ def test_disease_group_sums_on_codes_equal_a_merge_and_group_by():
     cm = pd.DataFrame({"person_id": ["c"], "ym": [202404], "dialysis": [True]})
     pc = costs.person_costs(py, {"medical_costs": mc})
     got = costs.disease_group_sums(pc, {"medical_costs": mc, "claims_monthly": cm})
-    plain = mc.assign(fy=costs.fiscal_year(mc["ym"]), group=costs.assign_groups(mc, cm).to_numpy()).merge(
+    plain = mc.assign(fy=costs.fiscal_year_of_month(mc["ym"]), group=costs.assign_groups(mc, cm).to_numpy()).merge(
         pc.persons[["person_id", "fy", "muni_code", "insurance"]], on=["person_id", "fy"])
     keys = ["muni_code", "fy", "insurance", "group"]
     want = plain.groupby(keys, sort=True).agg(patients=("person_id", "nunique"), cost=("cost", "sum")).reset_index()

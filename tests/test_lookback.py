@@ -36,6 +36,18 @@ def claims():
     ])
 
 
+def test_fiscal_year_of_month_at_the_april_boundary():
+    """The one fiscal-year rule of YYYYMM (docs/hotei.md §7): April starts the year, March ends it;
+    the same value as the remainder-and-choice form it replaced, for every integer."""
+    from hsutils.inputs.lookback import fiscal_year_of_month
+
+    assert fiscal_year_of_month([202403, 202404, 202412, 202501, 202503, 202504]).tolist() == [
+        2023, 2024, 2024, 2024, 2024, 2025]
+    assert fiscal_year_of_month(np.array([200001, 199912])).dtype == np.int64
+    every = np.arange(-1000, 300000, dtype=np.int64)  # invalid months too (00, 13, 99)
+    assert (fiscal_year_of_month(every) == np.where(every % 100 >= 4, every // 100, every // 100 - 1)).all()
+
+
 def test_claims_history_per_fiscal_year(claims):
     h = programs.claims_history(claims, [2024, 2022, 2023])
     assert h["fy"].tolist() == [2022, 2023, 2024]

@@ -325,6 +325,23 @@ def test_boundary_layers_draw_lost_municipalities_as_office_circles():
     assert ishikawa["note"] == "" and len(ishikawa["muni"]) == 19 and len(ishikawa["medical_area"]) == 4
 
 
+def test_boundary_layers_read_the_file_once_and_equal_load_boundaries(monkeypatch, tmp_path):
+    """Both layers come from one reading of the boundary file (issue 18: about 0.4 s each), and
+    equal what `load_boundaries` gives for each level; a missing file gives tiles and says so."""
+    master = regions.load_master(17)
+    reads = []
+    read = regions._read_features
+    monkeypatch.setattr(regions, "_read_features", lambda path: reads.append(path) or read(path))
+    layers = regions.boundary_layers(master, ISHIKAWA_TOPOJSON)
+    assert reads == [ISHIKAWA_TOPOJSON]
+    for level in ("muni", "medical_area"):
+        alone = regions.load_boundaries(ISHIKAWA_TOPOJSON, level, master=master)
+        assert layers[level][["code", "name"]].equals(alone[["code", "name"]])
+        assert all(a.equals(b) for a, b in zip(layers[level]["geometry"], alone["geometry"]))
+    missing = regions.boundary_layers(master, tmp_path / "none.geojson")
+    assert missing["muni"] is None and "none.geojson" in missing["note"] and "見つかりません" in missing["note"]
+
+
 def test_shipped_boundaries_give_ishikawa_19_municipalities_and_4_areas(ishikawa):
     munis = regions.load_boundaries(JAPAN_WARD_TOPOJSON, master=ishikawa)
     assert munis["code"].tolist() == ISHIKAWA_CODES

@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hsutils.inputs.claims_masters import synthetic_masters_dir
+from hsutils.inputs.lookback import fiscal_year_of_month
 from hsutils.demo.synth_xml import write_person_ids
 
 PREF = "17"
@@ -117,7 +118,7 @@ def _person_frame(tables: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     cm = tables["claims_monthly"].reset_index(drop=True)
     enr = tables["enrollment"]
     first = enr.sort_values("fy").drop_duplicates("person_id").set_index("person_id")
-    fy = np.where(cm["ym"] % 100 >= 4, cm["ym"] // 100, cm["ym"] // 100 - 1)
+    fy = fiscal_year_of_month(cm["ym"])
     age = first["age"].reindex(cm["person_id"]).to_numpy() + (fy - first["fy"].reindex(cm["person_id"]).to_numpy())
     p = pd.DataFrame({
         "person_id": cm["person_id"], "ym": cm["ym"].astype(np.int64),

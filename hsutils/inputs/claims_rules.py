@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hsutils.inputs import person_keys
+from hsutils.inputs import lookback, person_keys
 from hsutils.inputs.claims_masters import Masters
 from hsutils.core.errors import ParameterError
 from hsutils.inputs.uke import (SETTING_DENTAL, SETTING_INPATIENT, SETTING_OUTPATIENT, SETTING_PHARMACY,
@@ -180,7 +180,7 @@ class MuniLookup:
             return pd.Series(out, index=person_id.index, dtype="object")
         code = person_keys.positions(self.persons, person_id.astype(str).to_numpy(dtype=object))
         ym = np.asarray(ym, dtype=np.int64)
-        fy = np.where(ym % 100 >= 4, ym // 100, ym // 100 - 1) - self.first_fy
+        fy = lookback.fiscal_year_of_month(ym) - self.first_fy
         known = code >= 0
         in_span = known & (fy >= 0) & (fy < self.span)
         key = code.astype(np.int64) * self.span + fy

@@ -33,6 +33,7 @@ from hsutils.analysis import areas as areas_mod
 from hsutils.analysis import indicators
 from hsutils import stats
 from hsutils.inputs import claims_rules
+from hsutils.inputs.lookback import fiscal_year_of_month
 from hsutils.rules import programs
 from hsutils.publish import privacy
 from hsutils.core.errors import DataError, ParameterError
@@ -72,12 +73,6 @@ NO_UKE_NOTE = ("疾病別の医療費には、レセプト電算処理ファイ�
                "疾病別の医療費と高額レセプトの疾病内訳も表示されます。")
 NEEDS_SIGNAL_NOTE = ("医療費は地域の医療の必要度（ニーズ）を示すもので、順位づけのための数字ではありません。"
                      "高い地域は、受診の多さ・重症化・医療提供体制など原因を確かめる出発点です。")
-
-
-def fiscal_year(ym) -> np.ndarray:
-    """Fiscal year (April start) of YYYYMM values."""
-    ym = np.asarray(ym, dtype=np.int64)
-    return np.where(ym % 100 >= 4, ym // 100, ym // 100 - 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +189,7 @@ def _person_cost_parts(person_year: pd.DataFrame, tables: dict, source: str | No
     if long is None:
         pyr[TOTAL] = 0.0
         return pyr, None, None
-    long = long.assign(fy=fiscal_year(long["ym"]),
+    long = long.assign(fy=fiscal_year_of_month(long["ym"]),
                        cost=pd.to_numeric(long["cost"], errors="coerce").fillna(0.0).astype(float))
     wide = long.pivot_table(index=["person_id", "fy"], columns="setting", values="cost", aggfunc="sum",
                             fill_value=0.0)
@@ -603,7 +598,7 @@ def disease_group_sums(pc: PersonCosts, tables: dict, rules: dict | None = None)
     keys = ["muni_code", "fy", "insurance", "group"]
     person_codes, persons = pd.factorize(who["person_id"].astype(str))
     mc_person = pd.Index(persons).get_indexer(mc["person_id"].astype(str))
-    mc_fy = fiscal_year(mc["ym"])
+    mc_fy = fiscal_year_of_month(mc["ym"])
     group_codes, labels = _group_codes(mc, tables.get(SOURCE_MONTHLY), rules, (pd.Index(persons), mc_person))
     # each receipt's person-year row (person_id and fy are the enrollment's key: at most one)
     fys = who["fy"].to_numpy(dtype=np.int64)
@@ -747,10 +742,16 @@ def _high_cost_months(pc: PersonCosts, tables: dict, codes, fy: int, insurance: 
     if long is None:
         return None
     who = _persons_of(pc, codes, fy, insurance)
-    long = long[(fiscal_year(long["ym"]) == fy) & long["person_id"].isin(who["person_id"])
-                & long["setting"].isin(["入院", "入院外"])]
+    long = long[_medical_rows_of_year(long, fy)]
+    long = long[programs.person_in(long["person_id"], who["person_id"])]  # Arrow's hash look-up
     month = long.groupby(["person_id", "ym"])["cost"].sum()
     return who, month[month >= threshold]
+
+
+def _medical_rows_of_year(costs_rows: pd.DataFrame, fy: int) -> np.ndarray:
+    """Rows of the fiscal year's 医科 costs (入院, 入院外): the cheap integer and two-value tests
+    first, so the person look-up runs on one year's rows (issue 18)."""
+    return (fiscal_year_of_month(costs_rows["ym"]) == fy) & costs_rows["setting"].isin(["入院", "入院外"]).to_numpy(dtype=bool)
 
 
 def high_cost_table(pc: PersonCosts, tables: dict, codes, fy: int, insurance: str, threshold: float = HIGH_COST_YEN,
@@ -767,7 +768,8 @@ def high_cost_table(pc: PersonCosts, tables: dict, codes, fy: int, insurance: st
     key = pd.MultiIndex.from_frame(high.reset_index()[["person_id", "ym"]])
     if pc.has_diseases:
         mc = tables[SOURCE_UKE]
-        mc = mc[mc["setting"].isin(["入院", "入院外"])]
+        mc = mc[_medical_rows_of_year(mc, fy)]  # the high months are of this year: fewer rows to key
+        mc = mc[programs.person_in(mc["person_id"], high.index.get_level_values(0))]
         mc = mc[pd.MultiIndex.from_arrays([mc["person_id"].astype(str), mc["ym"].astype(np.int64)]).isin(key)]
         mc = mc.assign(person_id=mc["person_id"].astype(str),
                        group=assign_groups(mc, tables.get(SOURCE_MONTHLY), rules).to_numpy())

@@ -28,7 +28,7 @@ import pandas as pd
 
 from hsutils import stats
 from hsutils.inputs import claims_rules
-from hsutils.inputs.lookback import month_index  # the one YYYYMM → month-number helper (docs/hotei.md §7)
+from hsutils.inputs.lookback import fiscal_year_of_month, month_index  # the YYYYMM helpers (docs/hotei.md §7)
 from hsutils.analysis import areas
 from hsutils.rules import programs
 from hsutils.publish import plots, privacy
@@ -136,11 +136,6 @@ def criteria_text(p: MedicationParams) -> str:
 def ym_of(mi) -> np.ndarray:
     mi = np.asarray(mi, dtype=np.int64)
     return mi // 12 * 100 + mi % 12 + 1
-
-
-def fiscal_year_of(ym) -> np.ndarray:
-    ym = np.asarray(ym, dtype=np.int64)
-    return np.where(ym % 100 >= 4, ym // 100, ym // 100 - 1)
 
 
 def counted_prescriptions(prescriptions: pd.DataFrame, p: MedicationParams) -> pd.DataFrame:
@@ -349,7 +344,7 @@ def person_flags(monthly: pd.DataFrame, fy: int, p: MedicationParams) -> pd.Data
     polypharmacy_months, max_prescribers, max_dup_classes, kdb_duplicate, max_hypnotics and the
     flags of FLAG_LABELS (a run completed in an earlier year counts when it continues into `fy`),
     any_flag, n_flags."""
-    m = monthly[fiscal_year_of(monthly["ym"]) == int(fy)]
+    m = monthly[fiscal_year_of_month(monthly["ym"]) == int(fy)]
     g = m.groupby("person_id", sort=True)
     out = g.agg(muni_code=("muni_code", "last"), max_drugs=("n_drugs", "max"), max_prescribers=("n_prescribers", "max"),
                 max_dup_classes=("n_dup_classes", "max"), kdb_duplicate=("kdb_duplicate", "any"),
@@ -366,7 +361,7 @@ def person_flags(monthly: pd.DataFrame, fy: int, p: MedicationParams) -> pd.Data
 def threshold_counts(monthly: pd.DataFrame, fy: int, person_ids=None, thresholds=range(5, 26)) -> pd.DataFrame:
     """Persons whose largest monthly drug count in `fy` is ≥ each threshold (the number of notices
     a municipality would send at that threshold): threshold, persons."""
-    m = monthly[fiscal_year_of(monthly["ym"]) == int(fy)]
+    m = monthly[fiscal_year_of_month(monthly["ym"]) == int(fy)]
     if person_ids is not None:
         m = m[m["person_id"].isin(person_ids)]
     mx = m.groupby("person_id")["n_drugs"].max().to_numpy()
@@ -479,7 +474,7 @@ def duplicate_class_counts(monthly: pd.DataFrame, fy: int, person_ids, p: Medica
     cols = ["efficacy_class", "efficacy_name", "persons"]
     if dup is None or len(dup) == 0:
         return pd.DataFrame(columns=cols)
-    d = dup[(fiscal_year_of(dup["ym"]) == int(fy)) & dup["person_id"].isin(person_ids)
+    d = dup[(fiscal_year_of_month(dup["ym"]) == int(fy)) & dup["person_id"].isin(person_ids)
             & (dup["pos"] >= p.duplicate_months)]
     t = d.groupby("class_key")["person_id"].nunique().sort_values(ascending=False, kind="stable")
     out = pd.DataFrame({"efficacy_class": t.index.astype(str), "persons": t.to_numpy(np.int64)})
@@ -526,7 +521,7 @@ def notice_list(prescriptions: pd.DataFrame, monthly: pd.DataFrame, f: pd.DataFr
     x = x.sort_values(["n_flags", "max_drugs", "max_prescribers", "max_hypnotics", "person_id"],
                       ascending=[False, False, False, False, True], kind="stable")
     x["priority"] = np.arange(1, len(x) + 1)
-    in_fy = fiscal_year_of(monthly["ym"]) == int(fy)
+    in_fy = fiscal_year_of_month(monthly["ym"]) == int(fy)
     m = monthly[in_fy & monthly["person_id"].isin(ids)]
     flagged_month = (m["n_drugs"] >= p.polypharmacy_threshold) | m["dup_established"] \
         | (m["n_hypnotics"] >= p.hypnotic_combination) | m["hypnotic_long"]
@@ -534,14 +529,14 @@ def notice_list(prescriptions: pd.DataFrame, monthly: pd.DataFrame, f: pd.DataFr
     x["months"] = x["person_id"].map(months.groupby("person_id")["ym"].agg(lambda s: "・".join(map(str, s))))
     dup = monthly.attrs.get("duplicate_classes")
     if dup is not None and len(dup):
-        d = dup[(fiscal_year_of(dup["ym"]) == int(fy)) & dup["person_id"].isin(ids) & (dup["pos"] >= p.duplicate_months)]
+        d = dup[(fiscal_year_of_month(dup["ym"]) == int(fy)) & dup["person_id"].isin(ids) & (dup["pos"] >= p.duplicate_months)]
         d = d.drop_duplicates(["person_id", "class_key"]).sort_values(["person_id", "class_key"])
         d = d.assign(t=d["class_key"] + " " + d["class_key"].map(EFFICACY_NAMES).fillna(""))
         x["duplicate_classes"] = x["person_id"].map(d.groupby("person_id")["t"].agg("・".join))
     else:
         x["duplicate_classes"] = ""
     rx = prescriptions[prescriptions["person_id"].isin(ids)]
-    rx = rx[fiscal_year_of(rx["ym"]) == int(fy)]
+    rx = rx[fiscal_year_of_month(rx["ym"]) == int(fy)]
     last = rx.groupby("person_id")["ym"].transform("max")
     latest = rx[rx["ym"] == last].drop_duplicates(["person_id", "drug_code"]).sort_values(["person_id", "drug_code"])
     code = latest["drug_code"].astype(str)
@@ -643,7 +638,7 @@ def evaluation_year(notices: pd.DataFrame, fiscal_years) -> int:
     if len(notices) == 0:
         raise DataError("通知の記録に使える行がありません（上の一覧の理由を確かめてください）。")
     ym = int(notices["notice_ym"].mode().iloc[0])
-    fy = int(fiscal_year_of([ym])[0])
+    fy = int(fiscal_year_of_month([ym])[0])
     if fy not in years:
         raise DataError(f"通知の記録で最も多い通知月 {ym} の年度（{fy}年度）のデータがありません"
                         f"（データにある年度: {years}）。")
