@@ -32,7 +32,7 @@ import pandas as pd
 from hsutils.analysis import areas as areas_mod
 from hsutils.analysis import indicators
 from hsutils import stats
-from hsutils.inputs import claims_rules
+from hsutils.inputs import claims_rules, person_keys
 from hsutils.inputs.lookback import fiscal_year_of_month
 from hsutils.rules import programs
 from hsutils.publish import privacy
@@ -564,11 +564,11 @@ def _group_codes(medical_costs: pd.DataFrame, claims_monthly: pd.DataFrame | Non
         cm = claims_monthly[claims_monthly["dialysis"].astype(bool)]
         if persons is None:
             ids = pd.Index(pd.unique(medical_costs["person_id"].astype(str)))
-            persons = ids, ids.get_indexer(medical_costs["person_id"].astype(str))
+            persons = ids, person_keys.positions(ids, medical_costs["person_id"].astype(str))
         ids, person_codes = persons
         # a row without a person code (-1) has a negative key: it never matches
         mc_key = np.asarray(person_codes, dtype=np.int64) * 1_000_000 + medical_costs["ym"].astype(np.int64).to_numpy()
-        cm_person = ids.get_indexer(cm["person_id"].astype(str)).astype(np.int64)
+        cm_person = person_keys.positions(ids, cm["person_id"].astype(str))
         cm_key = cm_person * 1_000_000 + cm["ym"].astype(np.int64).to_numpy()
         dial = np.isin(mc_key, cm_key[cm_person >= 0])
     # labels: the groups, then その他, 歯科, 不明 and the two 慢性腎臓病 halves
@@ -597,7 +597,7 @@ def disease_group_sums(pc: PersonCosts, tables: dict, rules: dict | None = None)
     who = pc.persons
     keys = ["muni_code", "fy", "insurance", "group"]
     person_codes, persons = pd.factorize(who["person_id"].astype(str))
-    mc_person = pd.Index(persons).get_indexer(mc["person_id"].astype(str))
+    mc_person = person_keys.positions(pd.Index(persons), mc["person_id"].astype(str))  # each distinct id once
     mc_fy = fiscal_year_of_month(mc["ym"])
     group_codes, labels = _group_codes(mc, tables.get(SOURCE_MONTHLY), rules, (pd.Index(persons), mc_person))
     # each receipt's person-year row (person_id and fy are the enrollment's key: at most one)
