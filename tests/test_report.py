@@ -314,6 +314,41 @@ def test_write_xlsx_streams_datetime_columns_as_pandas_writes_them(tmp_path, mon
     assert not report._plain_columns(lst.assign(gap=lst["seen"] - lst["seen"]))
     assert not report._plain_columns(lst.assign(seen=lst["seen"].dt.tz_localize("Asia/Tokyo")))
 
+def test_written_xlsx_are_byte_identical_whenever_written(tmp_path, monkeypatch):
+    """openpyxl stamps each zip entry and the core properties' modification date with the clock;
+    `write_xlsx` (both writers) fixes the entry times and drops the dates, so the same tables give
+    the same bytes on another day (issue 18), and the workbook reads back unchanged."""
+    import types
+    import zipfile
+
+    import openpyxl.writer.excel
+
+    df = pd.DataFrame({"市町村": ["金沢市", "七尾市"], "人数": [12, 30]})
+    dated = pd.DataFrame({"day": pd.to_datetime(["2024-04-01"]), "n": [1]})
+    first = report.write_xlsx({"表": df}, tmp_path / "a.xlsx").read_bytes()
+    first_dated = report.write_xlsx({"日付": dated}, tmp_path / "c.xlsx").read_bytes()
+
+    class Tomorrow(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.datetime.now(tz) + datetime.timedelta(days=1)
+
+    clock = time.time
+    monkeypatch.setattr(time, "time", lambda: clock() + 86400)  # zipfile's entry times
+    monkeypatch.setattr(openpyxl.writer.excel, "datetime",  # the modification date openpyxl stamps
+                        types.SimpleNamespace(datetime=Tomorrow, timezone=datetime.timezone))
+    second = report.write_xlsx({"表": df}, tmp_path / "b.xlsx").read_bytes()
+    assert second == first
+    assert report.write_xlsx({"日付": dated}, tmp_path / "d.xlsx").read_bytes() == first_dated
+    with zipfile.ZipFile(io.BytesIO(second)) as z:
+        assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        core = z.read("docProps/core.xml")
+        assert b"dcterms:modified" not in core and b"dcterms:created" not in core and b"openpyxl" in core
+    assert _cells(tmp_path / "b.xlsx")[0][3] == [[("市町村", "s", True, "General"), ("人数", "s", True, "General")],
+                                                [("金沢市", "s", False, "General"), (12, "n", False, "General")],
+                                                [("七尾市", "s", False, "General"), (30, "n", False, "General")]]
+
+
 def test_png_from_plots_is_not_blank(tmp_path):
     paths = report.save_figure(small_chart(), tmp_path, "chart", formats=("png",))
     image = mpimg.imread(paths["png"])[::7, ::7]

@@ -302,5 +302,5 @@ def write_hotei(table: pd.DataFrame, stem, *, title: str = "特定健診・特�
         wb.create_sheet("データなし")
     buf = BytesIO()
     wb.save(buf)
-    report.atomic_write_bytes(xlsx_path, buf.getvalue())
+    report.atomic_write_bytes(xlsx_path, report.reproducible_xlsx(buf.getvalue()))
     return csv_path, xlsx_path

@@ -387,9 +387,35 @@ def write_xlsx(tables: Mapping[str, pd.DataFrame], path, column_labels: Mapping[
                 values[j] = [_datetime_cell(ws, v) for v in values[j]]
         for row in zip(*values):
             ws.append(row)
-    with atomic_path(path) as tmp:
-        wb.save(tmp)
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    atomic_write_bytes(path, reproducible_xlsx(buffer.getvalue()))
     return path
+
+
+#: Time of every entry of a written xlsx (the zip format's earliest), and the dates its core
+#: properties must not carry, so that the same tables give byte-identical files (docs/design.md §9).
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_OOXML_DATES = re.compile(rb"<dcterms:(created|modified)\b[^>]*>[^<]*</dcterms:\1>")
+
+
+def reproducible_xlsx(data: bytes) -> bytes:
+    """An xlsx (a zip) as written, with every entry dated `_ZIP_EPOCH` and no creation or
+    modification date in ``docProps/core.xml`` (both optional there): openpyxl stamps the entries
+    and the modification date with the clock, so the same tables gave a different file each run
+    (issue 18). Entries, their order, contents and compression are otherwise unchanged."""
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            body = source.read(info)
+            if info.filename == "docProps/core.xml":
+                body = _OOXML_DATES.sub(b"", body)
+            entry = zipfile.ZipInfo(info.filename, date_time=_ZIP_EPOCH)
+            entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
+            target.writestr(entry, body)
+    return out.getvalue()
 
 
 def _datetime_cell(ws, value):
@@ -415,15 +441,16 @@ def _write_xlsx_pandas(frames, path: Path) -> Path:
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
-    with atomic_path(path) as tmp:
-        with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
-            for sheet, frame in frames:
-                frame.to_excel(writer, sheet_name=sheet, index=False)
-                ws = writer.sheets[sheet]
-                ws.freeze_panes = "A2"
-                for cell in ws[1]:
-                    cell.font = Font(bold=True)
-                _set_widths(ws, frame, get_column_letter)
+    buffer = io.BytesIO()
+    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
+        for sheet, frame in frames:
+            frame.to_excel(writer, sheet_name=sheet, index=False)
+            ws = writer.sheets[sheet]
+            ws.freeze_panes = "A2"
+            for cell in ws[1]:
+                cell.font = Font(bold=True)
+            _set_widths(ws, frame, get_column_letter)
+    atomic_write_bytes(path, reproducible_xlsx(buffer.getvalue()))
     return path
 
 
