@@ -225,7 +225,7 @@ def test_disease_group_table_per_capita_and_share():
     assert g.loc["悪性新生物", "cost"] == 0
 
 
-def test_high_cost_months_and_concentration():
+def test_high_cost_months_and_concentration(monkeypatch):
     rows = [(f"p{i}", 2024, "17201", 1, "70-74", "国保", True, 12) for i in range(20)]
     claims = [(f"p{i}", 202406, 0, 10000, 0, 0) for i in range(20)]
     claims += [("p0", 202407, 900000, 0, 0, 0), ("p1", 202407, 500000, 200000, 0, 0)]  # p1: 700,000 < 800,000
@@ -234,6 +234,17 @@ def test_high_cost_months_and_concentration():
     r = high.iloc[0]
     # total = 20 · 10,000 + 900,000 + 700,000 = 1,800,000; high = 900,000 (50 %)
     assert (r["persons"], r["months"], r["cost"]) == (1, 1, 900000) and r["share"] == pytest.approx(50)
+    persons = costs.high_cost_persons(pc, {"claims_monthly": _claims(claims)}, None, 2024, "国保")
+    assert persons[["person_id", "high_cost_months", "high_cost_yen", "annual_cost_yen"]].values.tolist() == [
+        ["p0", 1, 900000.0, 910000.0]]
+    # notebook 06 takes both from one search of the high-cost months (the same frames)
+    calls = []
+    search = costs._high_cost_months
+    monkeypatch.setattr(costs, "_high_cost_months", lambda *a, **k: calls.append(1) or search(*a, **k))
+    both = costs.high_cost(pc, {"claims_monthly": _claims(claims)}, None, 2024, "国保")
+    assert len(calls) == 1
+    pd.testing.assert_frame_equal(both[0], high, check_exact=True)
+    pd.testing.assert_frame_equal(both[1], persons, check_exact=True)
     table, curve = costs.concentration(pc, None, 2024, "国保", threshold=10)
     top = table.set_index("top")
     # top 10 % = 2 persons (< 10) → suppressed; top 50 % = 10 persons: 910,000 + 710,000 + 8 · 10,000 = 1,700,000

@@ -759,8 +759,19 @@ def high_cost_table(pc: PersonCosts, tables: dict, codes, fy: int, insurance: st
     """Person-months whose 医科 cost (入院 + 入院外) ≥ threshold, in the area, year and insurance:
     per disease group (UKE) or in one row `高額な月（計）`: `persons`, `months`, `cost`, `share` (% of
     the area's cost of the year)."""
-    cols = ["group", "persons", "months", "cost", "share"]
+    return _high_cost_table_of(_high_cost_months(pc, tables, codes, fy, insurance, threshold), pc, tables, fy, rules)
+
+
+def high_cost(pc: PersonCosts, tables: dict, codes, fy: int, insurance: str, threshold: float = HIGH_COST_YEN,
+              rules: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(`high_cost_table`, `high_cost_persons`) from one pass over the year's receipts: what notebook 06
+    shows and lists (the high-cost months found once, not once for each)."""
     found = _high_cost_months(pc, tables, codes, fy, insurance, threshold)
+    return _high_cost_table_of(found, pc, tables, fy, rules), _high_cost_persons_of(found)
+
+
+def _high_cost_table_of(found, pc: PersonCosts, tables: dict, fy: int, rules: dict | None) -> pd.DataFrame:
+    cols = ["group", "persons", "months", "cost", "share"]
     if found is None:
         return pd.DataFrame(columns=cols)
     who, high = found
@@ -985,8 +996,11 @@ def high_cost_persons(pc: PersonCosts, tables: dict, codes, fy: int, insurance: 
                       threshold: float = HIGH_COST_YEN) -> pd.DataFrame:
     """Person-level list (confidential/ only): persons with a high-cost month in the year —
     person_id, number of such months, their 医科 cost, the person's cost of the year, dialysis."""
+    return _high_cost_persons_of(_high_cost_months(pc, tables, codes, fy, insurance, threshold))
+
+
+def _high_cost_persons_of(found) -> pd.DataFrame:
     cols = ["person_id", "muni_code", "high_cost_months", "high_cost_yen", "annual_cost_yen"]
-    found = _high_cost_months(pc, tables, codes, fy, insurance, threshold)
     if found is None:
         return pd.DataFrame(columns=cols)
     who, month = found
