@@ -32,9 +32,9 @@ def month_index(ym) -> np.ndarray | int:
 
 
 def fiscal_year_of_month(ym) -> np.ndarray:
-    """Fiscal year (年度, April to March; docs/rules.md 読み方) of YYYYMM values: 202403 -> 2023, 202404 -> 2024. (ym - 4) // 100,
-    the year of the month three months earlier: one integer division instead of a remainder, two
-    divisions and a choice (issue 18), and the same value for every integer."""
+    """Fiscal year (年度, April to March; docs/rules.md 読み方) of YYYYMM values: 202403 -> 2023,
+    202404 -> 2024. (ym - 4) // 100, the year of the month three months earlier: one integer division
+    instead of a remainder, two divisions and a choice (issue 18), and the same value for every integer."""
     return (np.asarray(ym, dtype=np.int64) - 4) // 100
 
 
