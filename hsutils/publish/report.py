@@ -154,7 +154,8 @@ def _keep_display_image(fig, dpi: int) -> None:
     notebook shows a figure as a PNG at the figure's own dpi (100), cut to its tight box with
     0.1 inch padding (IPython's inline backend). Drawing it again costs two more passes of
     layout and rendering per figure (a tight-box pass and the drawing, about 0.17 CPU-s), so the
-    300-dpi pixels are cut to the same box and reduced 3:1 instead (about 0.10 s with the tight-box measurement; issue 18 §1).
+    300-dpi pixels are cut to the same box and reduced 3:1 instead (about 0.10 s with the tight-box
+    measurement; issue 18 §1).
     Kept only when the saved resolution is a whole multiple of the screen one; the figure is
     marked up to date, so any later change (a stale figure) is drawn anew by `display_png`."""
     import numpy as np
