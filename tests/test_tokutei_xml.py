@@ -313,8 +313,15 @@ def test_xml_demo_cache_and_check(xml_demo, tmp_path):
     assert "判定: 分析に使用できます" in text
 
 
-def test_optional_xsd_validation_per_document(tmp_path):
+def test_optional_xsd_validation_per_document(tmp_path, monkeypatch):
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    tx._SCHEMAS.clear()  # compiled once per process: compile here, from the archive's XSD copies
     imp = tx.read_archives(_make_folder(tmp_path / "d"), workers=1, validate_xsd=True)
+    assert list(temp.iterdir()) == []  # the XSD copies made to compile the schema are removed
     d = imp.documents.set_index(imp.documents["path"].str.rsplit("/", n=1).str[-1])
     assert d.loc["h0001.xml", "xsd"] == "適合" and d.loc["h0101.xml", "xsd"] == "適合"
     assert d.loc["h0104.xml", "xsd"].startswith("不適合") and "birthTime" in d.loc["h0104.xml", "xsd"]

@@ -468,12 +468,14 @@ def _source_schema(source: Source, prefix: str = XSD_KENSHIN):
                 names = [n for n in z.namelist() if pat.search(n)]
                 if names:
                     xsd_dir = names[0].rsplit("/", 1)[0] + "/"
-                    tmp = Path(tempfile.mkdtemp(prefix="hs_xsd_"))
-                    for n in z.namelist():  # the schema imports its coreschemas by relative path
-                        if n.startswith(xsd_dir) and not n.endswith("/"):
-                            (tmp / n).parent.mkdir(parents=True, exist_ok=True)
-                            (tmp / n).write_bytes(z.read(n))
-                    schema = etree.XMLSchema(etree.parse(str(tmp / names[0])))
+                    # the compiled schema holds everything it needs: the copies go when it is built
+                    with tempfile.TemporaryDirectory(prefix="hs_xsd_") as folder:
+                        tmp = Path(folder)
+                        for n in z.namelist():  # the schema imports its coreschemas by relative path
+                            if n.startswith(xsd_dir) and not n.endswith("/"):
+                                (tmp / n).parent.mkdir(parents=True, exist_ok=True)
+                                (tmp / n).write_bytes(z.read(n))
+                        schema = etree.XMLSchema(etree.parse(str(tmp / names[0])))
         else:
             found = sorted(f for f in source.path.rglob("*.xsd")
                            if pat.search(f.relative_to(source.path).as_posix()))
