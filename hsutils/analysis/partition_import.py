@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hsutils.core import distinct
 from hsutils.core.schema import TABLES
 from hsutils.inputs import io, person_keys
 
@@ -139,10 +140,10 @@ class _Persons:
         self.fy = fy.astype(np.int16)
         self.fy_min = int(fy.min()) if len(fy) else 0
         self.fy_span = int(fy.max()) - self.fy_min + 1 if len(fy) else 1
-        self.person_fy = np.unique(code * self.fy_span + (fy - self.fy_min))
+        self.person_fy = distinct.unique_sorted(code * self.fy_span + (fy - self.fy_min))
         self.fiscal_years = sorted(int(f) for f in np.unique(fy))
         n_munis = max(len(self.muni_names), 1)
-        pairs = np.unique(code * n_munis + muni_code)
+        pairs = distinct.unique_sorted(code * n_munis + muni_code)
         del code, fy, muni_code
         p_code, p_muni = pairs // n_munis, pairs % n_munis
         first = np.ones(len(pairs), bool)

@@ -26,6 +26,7 @@ import yaml
 
 from hsutils.inputs import lookback, person_keys
 from hsutils.inputs.claims_masters import Masters
+from hsutils.core import distinct
 from hsutils.core.errors import ParameterError
 from hsutils.inputs.uke import (SETTING_DENTAL, SETTING_INPATIENT, SETTING_OUTPATIENT, SETTING_PHARMACY,
                          UkeTables)
@@ -402,9 +403,7 @@ def _distinct_per_month(pm: np.ndarray, values: np.ndarray, n_pm: int) -> np.nda
     `nunique` counts them (missing values are not counted; a row without any has 0)."""
     code, _ = pd.factorize(values)  # missing → -1
     ok = code >= 0
-    n_values = int(code.max(initial=0)) + 1
-    pairs = np.unique(pm[ok] * n_values + code[ok])  # each (row, value) once
-    return np.bincount(pairs // n_values, minlength=n_pm).astype(np.int64)
+    return distinct.distinct_counts(pm[ok], code[ok], int(code.max(initial=0)) + 1, n_pm)
 
 
 def _receipt_excl(r: pd.DataFrame, column: str, reason: str) -> pd.DataFrame:

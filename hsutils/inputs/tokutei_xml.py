@@ -70,7 +70,7 @@ import pandas as pd
 import pyarrow as pa
 from lxml import etree
 
-from hsutils.core import files
+from hsutils.core import distinct, files
 from hsutils.inputs import io as _io, person_keys
 from hsutils.core.errors import DataError
 from hsutils.core.schema import TABLES
@@ -1245,7 +1245,7 @@ class _Spill:
         """The item_of rows of the documents `docs` (in the order written)."""
         import pyarrow.compute as pc
 
-        want = pa.array(np.unique(np.asarray(docs, dtype=np.int64)))
+        want = pa.array(distinct.unique_sorted(np.asarray(docs, dtype=np.int64)))
         reader = self._readers[1]
         got = [b.filter(pc.is_in(b["doc"], value_set=want)) for b in
                (reader.get_batch(i) for i in range(reader.num_record_batches))]

@@ -36,6 +36,7 @@ from hsutils.inputs import claims_rules, person_keys
 from hsutils.inputs.lookback import fiscal_year_of_month
 from hsutils.rules import programs
 from hsutils.publish import privacy
+from hsutils.core import distinct
 from hsutils.core.errors import DataError, ParameterError
 
 SETTINGS = ("入院", "入院外", "歯科", "調剤")
@@ -632,8 +633,7 @@ def disease_group_sums(pc: PersonCosts, tables: dict, rules: dict | None = None)
     n_codes = int(np.prod(dims, dtype=np.int64))
     cost = pd.to_numeric(mc["cost"], errors="coerce").to_numpy(dtype=float)[hit]
     cost_sum = np.bincount(code, weights=np.where(np.isnan(cost), 0.0, cost), minlength=n_codes)
-    pairs = np.unique(code * len(persons) + mc_person[hit])  # distinct person per key
-    patients = np.bincount(pairs // max(len(persons), 1), minlength=n_codes)
+    patients = distinct.distinct_counts(code, mc_person[hit], len(persons), n_codes)  # distinct persons per key
     present = np.flatnonzero(np.bincount(code, minlength=n_codes))
     m, rest = np.divmod(present, dims[1] * dims[2] * dims[3])
     f, rest = np.divmod(rest, dims[2] * dims[3])

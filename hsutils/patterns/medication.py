@@ -33,6 +33,7 @@ from hsutils.analysis import areas
 from hsutils.rules import programs
 from hsutils.publish import plots, privacy
 from hsutils.core.errors import DataError, ParameterError
+from hsutils.core import distinct
 
 COUNT_BY = {"ingredient": "成分", "efficacy": "薬効分類"}
 POLYPHARMACY_OPTIONS = (6, 10, 15, 20)
@@ -187,28 +188,11 @@ def _runs(frame: pd.DataFrame, group_cols: list[str]) -> pd.Series:
     return pd.Series(pos, index=f.index).reindex(frame.index)
 
 
-def _unique_counts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted unique values, counts) of an int64 array (a sort; numpy's hash-based unique is
-    slower on large arrays)."""
-    s = np.sort(np.asarray(x, dtype=np.int64))
-    if len(s) == 0:
-        return s, np.zeros(0, np.int64)
-    new = np.r_[True, s[1:] != s[:-1]]
-    starts = np.flatnonzero(new)
-    return s[starts], np.diff(np.r_[starts, len(s)])
-
-
 def _first_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted unique values, index of each value's first row)."""
     first = pd.Series(x).drop_duplicates()
     order = np.argsort(first.to_numpy(), kind="stable")
     return first.to_numpy()[order], first.index.to_numpy()[order]
-
-
-def _distinct_per(key: np.ndarray, val: np.ndarray, n_val: int) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted unique keys, number of distinct `val` per key) for int64 arrays."""
-    pair = pd.unique(key * max(n_val, 1) + val)
-    return _unique_counts(pair // max(n_val, 1))
 
 
 def _lookup_counts(keys: np.ndarray, found: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -262,12 +246,12 @@ def monthly_counts(prescriptions: pd.DataFrame, p: MedicationParams) -> pd.DataF
     presc, presc_u = pd.factorize(rx["prescriber_code"])
     presc = presc.astype(np.int64)
     n_drug_keys, n_presc, n_cls, n_ing = int(drug_key.max()) + 1, len(presc_u), len(class_u), int(ing_all.max()) + 1
-    drugs_pm = _distinct_per(pm[keep], drug_key[keep].astype(np.int64), n_drug_keys)
-    presc_pm = _distinct_per(pm[keep], presc[keep], n_presc)
+    drugs_pm = distinct.distinct_per_key(pm[keep], drug_key[keep], n_drug_keys)
+    presc_pm = distinct.distinct_per_key(pm[keep], presc[keep], n_presc)
     pmc = pm[keep] * n_cls + cls[keep]                                 # person-month × 薬効分類
-    inst_k, inst_n = _distinct_per(pmc, presc[keep], n_presc)
-    hyp_pm = _distinct_per(pm[hyp], ing_all[hyp], n_ing)
-    keys = np.sort(pd.unique(np.r_[drugs_pm[0], hyp_pm[0]]))
+    inst_k, inst_n = distinct.distinct_per_key(pmc, presc[keep], n_presc)
+    hyp_pm = distinct.distinct_per_key(pm[hyp], ing_all[hyp], n_ing)
+    keys = distinct.unique_sorted(np.r_[drugs_pm[0], hyp_pm[0]])
     first_row = _first_rows(pm)
     muni = rx["muni_code"].iloc[first_row[1][np.searchsorted(first_row[0], keys)]].to_numpy()
     out = pd.DataFrame({"person_id": pd.Series(pid_u).astype(str).to_numpy()[keys // span],
@@ -275,7 +259,7 @@ def monthly_counts(prescriptions: pd.DataFrame, p: MedicationParams) -> pd.DataF
                         "ym": ym_of(keys % span + base)})
     out["n_drugs"] = _lookup_counts(keys, drugs_pm)
     out["n_prescribers"] = _lookup_counts(keys, presc_pm)
-    ge = lambda k: _unique_counts(inst_k[inst_n >= k] // n_cls)  # noqa: E731
+    ge = lambda k: distinct.unique_counts(inst_k[inst_n >= k] // n_cls)  # noqa: E731
     out["n_dup_classes"] = _lookup_counts(keys, ge(p.duplicate_institutions))
     out["kdb_duplicate"] = (_lookup_counts(keys, ge(3)) >= 1) | (_lookup_counts(keys, ge(2)) >= 2)
     out["n_hypnotics"] = _lookup_counts(keys, hyp_pm)
