@@ -76,6 +76,57 @@ def test_each_municipality_reads_what_a_municipal_run_reads(tmp_path):
     assert [m for m, _, _ in only] == ["17324"] and only[0][2] == {}
 
 
+def test_each_municipality_read_ahead_on_a_thread_equals_reading_in_turn(tmp_path, monkeypatch):
+    """The next municipality is read on a thread while the caller counts this one
+    (`parallel.read_ahead`): the same municipalities, in the same order, with the same frames as
+    reading one after the other on one core."""
+    from hsutils.core import parallel
+
+    _small_cache(tmp_path)
+    cols = {"claims_monthly": ("person_id", "ym")}
+    ahead = list(pipeline.each_municipality(tmp_path, cols))
+    monkeypatch.setattr(parallel, "cores", lambda: 1)
+    in_turn = list(pipeline.each_municipality(tmp_path, cols))
+    assert [m for m, _, _ in ahead] == [m for m, _, _ in in_turn] == ["17201", "17324"]
+    for (_, py_a, t_a), (_, py_b, t_b) in zip(ahead, in_turn):
+        pd.testing.assert_frame_equal(py_a, py_b, check_exact=True)
+        pd.testing.assert_frame_equal(t_a["claims_monthly"], t_b["claims_monthly"], check_exact=True)
+
+
+def test_read_ahead_keeps_the_order_and_reads_one_item_ahead(monkeypatch):
+    """`parallel.read_ahead`: results in the order of the items; while the caller holds item i, at
+    most item i + 1 has been read (never two ahead); an error of the reader is raised for its own
+    item, after the items before it; one core or one item: all on the calling thread."""
+    import threading
+
+    from hsutils.core import parallel
+
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
+    started, threads = [], set()
+
+    def read(i):
+        started.append(i)
+        threads.add(threading.current_thread().name)
+        if i == 4:
+            raise ValueError("item 4 unreadable")
+        return i * 10
+
+    got = []
+    with pytest.raises(ValueError, match="item 4"):
+        for value in parallel.read_ahead(read, range(6)):
+            held = value // 10
+            assert max(started) <= held + 1  # one ahead at most
+            got.append(value)
+    assert got == [0, 10, 20, 30] and 5 not in started  # nothing read past the failing item's successor
+    assert threads == {t for t in threads if t.startswith("hsutils-read-ahead")}
+    assert list(parallel.read_ahead(read, [])) == []
+    threads.clear()
+    assert list(parallel.read_ahead(read, [3])) == [30] and threads == {threading.current_thread().name}
+    monkeypatch.setattr(parallel, "cores", lambda: 1)
+    threads.clear()
+    assert list(parallel.read_ahead(read, [1, 2, 3])) == [10, 20, 30] and threads == {threading.current_thread().name}
+
+
 def test_rows_put_in_order_on_threads_equal_one_thread(tmp_path, monkeypatch):
     """Reading every partition puts the rows back in the single-process order (a mover read once); with
     the columns gathered on threads (`_take_rows`, forced from 0 rows on 2 and 3 cores) the frame is

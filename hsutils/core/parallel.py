@@ -3,13 +3,14 @@
 numpy's arithmetic, comparisons, `log`/`exp`, `flatnonzero`, `take` and `bincount` release the GIL on
 large arrays, so threads use every core without copying the rows to other processes (issue 18,
 docs/design.md §8); so do Arrow's kernels. Used by `analysis.aggregate` (strata codes), `rules.clinical`
-(the eGFR formula), `core.schema.age_band` and `analysis.pipeline` (partitions' rows put in order). Below a few million rows the work stays on the calling thread.
+(the eGFR formula), `core.schema.age_band` and `analysis.pipeline` (partitions' rows put in order; the next
+municipality's partitions read ahead, `read_ahead`). Below a few million rows the work stays on the calling thread.
 """
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, Iterator
 
 #: Rows per block: one block's int32 codes (4 MB) stay in the CPU cache across the passes over it.
 BLOCK_ROWS = 1 << 20
@@ -49,3 +50,25 @@ def for_row_blocks(n: int, fn: Callable[[slice], None], block_rows: int | None =
     """`fn(rows)` for every block `rows` (a slice) of the rows 0…n−1, on threads from `min_rows` rows.
     `fn` writes its block's results into arrays of the caller (blocks never overlap)."""
     per_thread(lambda run: [fn(rows) for rows in run], row_runs(n, block_rows, min_rows))
+
+
+def read_ahead(fn: Callable, items) -> Iterator:
+    """`fn(item)` for each of `items`, in order, each computed on a background thread while the
+    caller works on the one before (one ahead: the caller's item and the next one are held, never
+    more). For reading partitions: Arrow's reading and gathering release the GIL, so the next
+    municipality is read on the second core while this one is counted. On one core, or for a
+    single item, everything runs on the calling thread. An error of `fn` is raised when its item is
+    asked for."""
+    items = list(items)
+    if len(items) < 2 or cores() < 2:
+        for item in items:
+            yield fn(item)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="hsutils-read-ahead") as pool:
+        pending = pool.submit(fn, items[0])
+        for item in items[1:]:
+            done = pending.result()
+            pending = pool.submit(fn, item)
+            yield done
+            del done  # the caller's item goes when it asks for the next one
+        yield pending.result()
